@@ -1,0 +1,82 @@
+//! Configuration errors.
+//!
+//! Every constructor and builder in tailwater validates its input and returns a
+//! [`ConfigError`] naming the field, instead of panicking or silently clamping.
+
+use std::fmt;
+
+/// An invalid configuration value, with the field it came from.
+///
+/// ```
+/// use tailwater_core::algorithm::Aimd;
+/// let err = Aimd::builder().min_limit(50).max_limit(10).build().unwrap_err();
+/// assert_eq!(err.field(), "min_limit");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{field}`: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    /// A new error for `field` with a human-readable `reason`.
+    pub fn new(field: &'static str, reason: impl fmt::Display) -> Self {
+        Self {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The name of the offending field, as spelt in the builder method or config key.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Checks that a float is finite and within `[lo, hi]` (inclusive bounds).
+pub(crate) fn check_range(
+    field: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<f64, ConfigError> {
+    if !value.is_finite() {
+        return Err(ConfigError::new(
+            field,
+            format!("must be finite, got {value}"),
+        ));
+    }
+    if value < lo || value > hi {
+        return Err(ConfigError::new(
+            field,
+            format!("must be within [{lo}, {hi}], got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Checks that `min <= initial <= max` and that `min >= 1`.
+pub(crate) fn check_limits(min: usize, initial: usize, max: usize) -> Result<(), ConfigError> {
+    if min == 0 {
+        return Err(ConfigError::new("min_limit", "must be at least 1"));
+    }
+    if min > max {
+        return Err(ConfigError::new(
+            "min_limit",
+            format!("min_limit {min} is greater than max_limit {max}"),
+        ));
+    }
+    if initial < min || initial > max {
+        return Err(ConfigError::new(
+            "initial_limit",
+            format!("initial_limit {initial} is outside [min_limit {min}, max_limit {max}]"),
+        ));
+    }
+    Ok(())
+}

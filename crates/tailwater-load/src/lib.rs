@@ -1,0 +1,1 @@
+//! tailwater-load (work in progress).

@@ -1,0 +1,1 @@
+//! tailwater-proxy (work in progress).

@@ -1,0 +1,1 @@
+//! tailwater-redis (work in progress).

@@ -1,0 +1,1 @@
+//! tailwater-sim (work in progress).

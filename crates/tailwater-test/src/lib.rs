@@ -1,0 +1,1 @@
+//! tailwater-test (work in progress).

@@ -1,0 +1,1 @@
+//! tailwater-tower (work in progress).
