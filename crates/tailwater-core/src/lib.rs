@@ -11,6 +11,7 @@ pub mod algorithm;
 pub mod clock;
 pub mod criticality;
 pub mod error;
+pub mod rate;
 
 pub use criticality::{Criticality, TierThresholds};
 pub use error::ConfigError;
