@@ -11,7 +11,9 @@ pub mod algorithm;
 pub mod clock;
 pub mod criticality;
 pub mod error;
+pub mod limiter;
 pub mod rate;
 
 pub use criticality::{Criticality, TierThresholds};
 pub use error::ConfigError;
+pub use limiter::{Limiter, Permit, RejectReason, Rejection};

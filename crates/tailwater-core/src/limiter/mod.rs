@@ -1,0 +1,948 @@
+//! The limiter: admission against an adaptive concurrency limit, with RAII permits.
+//!
+//! A [`Limiter`] holds the in-flight count, the current limit and one
+//! [`LimitAlgorithm`](crate::algorithm::LimitAlgorithm). [`Limiter::try_acquire`] either
+//! returns a [`Permit`] or a [`Rejection`] with a reason and a retry hint; the permit reports
+//! how the request ended, and that sample moves the limit.
+//!
+//! Guarantees:
+//! - **In-flight never exceeds the limit at the moment of admission**, including under races:
+//!   admission is one compare-and-swap on the in-flight count against the limit (Netflix #234
+//!   is a check-then-increment race; this has none). When the algorithm *lowers* the limit,
+//!   permits already granted are not revoked; new admissions wait until in-flight is below it.
+//! - **A permit is released exactly once**: its report methods consume it and `Drop` releases
+//!   it as "ignored" otherwise.
+//! - **The fast path is lock-free**; algorithm updates never serialise it: one thread updates
+//!   the algorithm at a time (`try_lock`, as Netflix's `WindowedLimit`), others skip their
+//!   success sample (counted in `skipped_updates`). Drops are never skipped: they are carried
+//!   over to the next update, so overload is always seen.
+//!
+//! Optional parts, all configured on [`LimiterBuilder`]:
+//! - **Criticality tiers** ([`TierThresholds`]): a request of a tier is admitted only while
+//!   utilisation is below the tier's threshold (defaults 100/80/50/20 %).
+//! - **Partitions** (Netflix `AbstractPartitionedLimiter`): each named partition is
+//!   guaranteed `max(1, ceil(limit × share))`, may borrow idle capacity, and is held to its
+//!   share only when the limiter is saturated. Unlike Netflix's, the total never exceeds the
+//!   limit: borrowing is allowed only out of capacity no other partition has reserved.
+//! - **A bounded wait queue** ([`QueueConfig`]) with FIFO, LIFO, adaptive LIFO or CoDel, where
+//!   more important tiers wait ahead of less important ones.
+//! - **Bypass**: a request flagged `bypass` gets a permit that is counted but never limited.
+
+mod permit;
+mod queue;
+mod reject;
+mod stats;
+
+pub use permit::Permit;
+pub use queue::{QueueConfig, QueueDiscipline};
+pub use reject::{RejectReason, Rejection};
+pub use stats::{CounterSnapshot, LimiterStats, PartitionStats};
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::algorithm::{Aimd, LimitAlgorithm, Outcome, Sample};
+use crate::clock::{Clock, MonotonicClock};
+use crate::criticality::{Criticality, TierThresholds};
+use crate::error::ConfigError;
+
+use queue::{Grant, QueueState, Slot, SlotState};
+use stats::Counters;
+
+/// At most this many carried-over drops are applied in one update (a burst of drops while
+/// another thread held the algorithm); beyond it the limit is at its floor anyway.
+const MAX_CARRIED_DROPS: usize = 64;
+
+/// A handle to a named partition, from [`Limiter::partition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionId(usize);
+
+/// What is being admitted: its tier, its partition, and whether it bypasses the limit.
+///
+/// ```
+/// use tailwater_core::{Criticality, limiter::Request};
+/// let r = Request::new().tier(Criticality::Sheddable);
+/// assert_eq!(r.criticality(), Criticality::Sheddable);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Request {
+    tier: Criticality,
+    partition: Option<PartitionId>,
+    bypass: bool,
+}
+
+impl Request {
+    /// A `Critical` request in no partition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the criticality tier.
+    pub fn tier(mut self, tier: Criticality) -> Self {
+        self.tier = tier;
+        self
+    }
+
+    /// Sets the partition.
+    pub fn partition(mut self, partition: PartitionId) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Marks the request as bypassing the limit (health checks, admin calls): it is counted
+    /// but never limited or queued.
+    pub fn bypass(mut self, bypass: bool) -> Self {
+        self.bypass = bypass;
+        self
+    }
+
+    /// The request's tier.
+    pub fn criticality(&self) -> Criticality {
+        self.tier
+    }
+}
+
+/// The result of [`Limiter::enqueue`]: a permit at once, or a place in the queue.
+#[derive(Debug)]
+pub enum Acquire<C: Clock = MonotonicClock> {
+    /// Admitted without waiting.
+    Ready(Permit<C>),
+    /// Waiting: await the [`Waiter`] (or poll it with [`Waiter::try_take`]).
+    Queued(Waiter<C>),
+}
+
+/// A concurrency limiter. Cheap to clone: clones share one state.
+///
+/// ```
+/// use tailwater_core::{Limiter, algorithm::Aimd};
+/// let limiter = Limiter::new(Aimd::default());
+/// match limiter.try_acquire() {
+///     Ok(permit) => {
+///         // ... do the work ...
+///         permit.success();
+///     }
+///     Err(rejection) => eprintln!("shed: {rejection}, retry in {:?}", rejection.retry_after),
+/// }
+/// ```
+pub struct Limiter<C: Clock = MonotonicClock> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Clock> Clone for Limiter<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Partition {
+    name: String,
+    share: f64,
+    in_flight: AtomicUsize,
+}
+
+struct Partitions {
+    list: Vec<Partition>,
+    /// Serialises admissions (not releases) when partitions are configured, so that the
+    /// reservation check and the increment are one step.
+    admit: Mutex<()>,
+}
+
+fn guarantee(limit: usize, share: f64) -> usize {
+    ((limit as f64 * share).ceil() as usize).max(1)
+}
+
+struct WaitQueue {
+    config: QueueConfig,
+    len: AtomicUsize,
+    state: Mutex<QueueState>,
+}
+
+pub(crate) struct Shared<C> {
+    pub(crate) clock: C,
+    in_flight: CachePadded<AtomicUsize>,
+    limit: CachePadded<AtomicUsize>,
+    peak: AtomicUsize,
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    algorithm_name: &'static str,
+    carried_drops: AtomicUsize,
+    tiers: Option<TierThresholds>,
+    partitions: Option<Partitions>,
+    queue: Option<WaitQueue>,
+    pub(crate) counters: Counters,
+    retry_after: Duration,
+}
+
+impl Limiter<MonotonicClock> {
+    /// A limiter driven by `algorithm`, on the monotonic clock, with no tiers, partitions or
+    /// queue (it rejects at once when full).
+    pub fn new(algorithm: impl LimitAlgorithm) -> Self {
+        Self::builder()
+            .algorithm(algorithm)
+            .build()
+            .expect("a limiter with no optional parts has nothing to validate")
+    }
+
+    /// A builder with safe defaults: Netflix AIMD (20..200), no tiers, no partitions, no
+    /// queue, a 1 s retry hint.
+    pub fn builder() -> LimiterBuilder<MonotonicClock> {
+        LimiterBuilder {
+            clock: MonotonicClock::new(),
+            algorithm: None,
+            tiers: None,
+            partitions: Vec::new(),
+            queue: None,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    /// Tries to admit a `Critical` request without waiting.
+    pub fn try_acquire(&self) -> Result<Permit<C>, Rejection> {
+        self.try_acquire_with(Request::default())
+    }
+
+    /// Tries to admit `request` without waiting.
+    pub fn try_acquire_with(&self, request: Request) -> Result<Permit<C>, Rejection> {
+        let s = &self.shared;
+        if request.bypass {
+            s.counters.bypassed();
+            return Ok(Permit::new(
+                Arc::clone(s),
+                s.clock.now(),
+                0,
+                request.tier,
+                None,
+                true,
+            ));
+        }
+        match s.admit(request.tier, request.partition) {
+            Ok(in_flight) => {
+                s.counters.admitted(request.tier);
+                Ok(Permit::new(
+                    Arc::clone(s),
+                    s.clock.now(),
+                    in_flight,
+                    request.tier,
+                    request.partition,
+                    false,
+                ))
+            }
+            Err(reason) => {
+                s.counters.rejected(reason, request.tier);
+                Err(s.rejection(reason, request.tier))
+            }
+        }
+    }
+
+    /// Admits `request` at once if possible, or parks it in the wait queue for at most
+    /// `timeout` (capped by the queue's `max_wait`).
+    ///
+    /// Fails at once with [`RejectReason::QueueFull`] when no queue is configured or it is full
+    /// of requests at least as important; a full queue makes room for a more important request
+    /// by displacing the newest waiter of the least important tier.
+    ///
+    /// Waiters time out when they are polled after their deadline, whenever a permit is
+    /// released, and on [`expire_waiters`](Self::expire_waiters). With the `tokio` feature,
+    /// [`acquire`](Self::acquire) arms a timer for you.
+    pub fn enqueue(&self, request: Request, timeout: Duration) -> Result<Acquire<C>, Rejection> {
+        let first_try = self.try_acquire_with_uncounted(request);
+        let reason = match first_try {
+            Ok(permit) => return Ok(Acquire::Ready(permit)),
+            Err(reason) => reason,
+        };
+        let s = &self.shared;
+        let Some(queue) = &s.queue else {
+            s.counters.rejected(reason, request.tier);
+            return Err(s.rejection(reason, request.tier));
+        };
+        let now = s.clock.now();
+        let deadline = now + timeout.min(queue.config.max_wait());
+        let mut wakers = Vec::new();
+        let mut st = queue.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.expire_locked(queue, &mut st, now, &mut wakers);
+        if st.len() >= queue.config.capacity() {
+            match st.displace_below(request.tier) {
+                Some(displaced) => {
+                    s.counters.rejected(RejectReason::Displaced, displaced.tier);
+                    let rejection = s.rejection(RejectReason::Displaced, displaced.tier);
+                    wakers.extend(QueueState::reject_removed(&displaced, rejection));
+                }
+                None => {
+                    queue.len.store(st.len(), Ordering::SeqCst);
+                    drop(st);
+                    wakers.into_iter().for_each(Waker::wake);
+                    s.counters.rejected(RejectReason::QueueFull, request.tier);
+                    return Err(s.rejection(RejectReason::QueueFull, request.tier));
+                }
+            }
+        }
+        let (id, slot) = st.push(request.tier, request.partition, now, deadline);
+        s.counters.queued();
+        queue.len.store(st.len(), Ordering::SeqCst);
+        // A permit may have been released between the failed attempt above and the push; it
+        // saw an empty queue, so hand it out now.
+        s.grant_locked(queue, &mut st, now, &mut wakers);
+        drop(st);
+        wakers.into_iter().for_each(Waker::wake);
+        Ok(Acquire::Queued(Waiter {
+            shared: Arc::clone(s),
+            slot,
+            id,
+            tier: request.tier,
+            partition: request.partition,
+            enqueued_at: now,
+            deadline,
+            done: false,
+        }))
+    }
+
+    fn try_acquire_with_uncounted(&self, request: Request) -> Result<Permit<C>, RejectReason> {
+        let s = &self.shared;
+        if request.bypass {
+            s.counters.bypassed();
+            return Ok(Permit::new(
+                Arc::clone(s),
+                s.clock.now(),
+                0,
+                request.tier,
+                None,
+                true,
+            ));
+        }
+        let in_flight = s.admit(request.tier, request.partition)?;
+        s.counters.admitted(request.tier);
+        Ok(Permit::new(
+            Arc::clone(s),
+            s.clock.now(),
+            in_flight,
+            request.tier,
+            request.partition,
+            false,
+        ))
+    }
+
+    /// Times out waiters whose deadline has passed and hands free permits to the next
+    /// waiters. Returns how many waiters remain. Drivers without timers (the simulator, a
+    /// custom runtime) call this when [`next_deadline`](Self::next_deadline) comes due.
+    pub fn expire_waiters(&self) -> usize {
+        self.shared.grant_waiters();
+        self.queue_depth()
+    }
+
+    /// The earliest time (by this limiter's clock) at which a waiter's deadline falls due.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let queue = self.shared.queue.as_ref()?;
+        let st = queue.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.next_deadline(queue.config.discipline(), self.shared.clock.now())
+    }
+
+    /// Looks up a partition by name.
+    pub fn partition(&self, name: &str) -> Option<PartitionId> {
+        self.shared
+            .partitions
+            .as_ref()?
+            .list
+            .iter()
+            .position(|p| p.name == name)
+            .map(PartitionId)
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.shared.limit.load(Ordering::Acquire)
+    }
+
+    /// Permits currently held (bypass permits excluded).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.shared
+            .queue
+            .as_ref()
+            .map_or(0, |q| q.len.load(Ordering::Acquire))
+    }
+
+    /// The limiter's clock.
+    pub fn clock(&self) -> &C {
+        &self.shared.clock
+    }
+
+    /// A snapshot of the limit, in-flight, queue, counters and the algorithm's estimates.
+    pub fn stats(&self) -> LimiterStats {
+        let s = &self.shared;
+        let estimates = s
+            .algorithm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .estimates();
+        let limit = self.limit();
+        LimiterStats {
+            algorithm: s.algorithm_name,
+            limit,
+            in_flight: self.in_flight(),
+            peak_in_flight: s.peak.load(Ordering::Relaxed),
+            queue_depth: self.queue_depth(),
+            queue_capacity: s.queue.as_ref().map_or(0, |q| q.config.capacity()),
+            counters: s.counters.snapshot(),
+            estimates,
+            partitions: s.partitions.as_ref().map_or_else(Vec::new, |ps| {
+                ps.list
+                    .iter()
+                    .map(|p| PartitionStats {
+                        name: p.name.clone(),
+                        share: p.share,
+                        guaranteed: guarantee(limit, p.share),
+                        in_flight: p.in_flight.load(Ordering::Relaxed),
+                    })
+                    .collect()
+            }),
+            retry_after: s.retry_after,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<C: Clock> Limiter<C> {
+    /// Admits `request`, waiting in the queue for at most `timeout` (tokio timers).
+    ///
+    /// Use [`TokioClock`](crate::clock::TokioClock) as the limiter's clock in tests that
+    /// pause tokio's time, so that deadlines and timers agree.
+    pub async fn acquire(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Permit<C>, Rejection> {
+        let mut waiter = match self.enqueue(request, timeout)? {
+            Acquire::Ready(permit) => return Ok(permit),
+            Acquire::Queued(waiter) => waiter,
+        };
+        loop {
+            let now = self.shared.clock.now();
+            let wait = waiter
+                .next_check(now)
+                .saturating_sub(now)
+                .max(Duration::from_millis(1));
+            match tokio::time::timeout(wait, &mut waiter).await {
+                Ok(outcome) => return outcome,
+                Err(_) => {
+                    self.shared.grant_waiters();
+                    if let Some(outcome) = waiter.try_take() {
+                        return outcome;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<C: Clock> Shared<C> {
+    fn rejection(&self, reason: RejectReason, tier: Criticality) -> Rejection {
+        Rejection {
+            reason,
+            tier,
+            limit: self.limit.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            retry_after: self.retry_after,
+        }
+    }
+
+    /// The admission decision. On success the in-flight count has been incremented and the
+    /// new count is returned.
+    fn admit(
+        &self,
+        tier: Criticality,
+        partition: Option<PartitionId>,
+    ) -> Result<usize, RejectReason> {
+        let limit = self.limit.load(Ordering::Acquire);
+        let cap = self.tiers.map_or(limit, |t| t.capacity(tier, limit));
+        let full = |cur: usize| {
+            if cur >= limit {
+                RejectReason::LimitReached
+            } else {
+                RejectReason::TierThreshold
+            }
+        };
+        let admitted = match &self.partitions {
+            None => {
+                let mut cur = self.in_flight.load(Ordering::Acquire);
+                loop {
+                    if cur >= cap {
+                        return Err(full(cur));
+                    }
+                    match self.in_flight.compare_exchange_weak(
+                        cur,
+                        cur + 1,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => break cur + 1,
+                        Err(actual) => cur = actual,
+                    }
+                }
+            }
+            Some(parts) => {
+                let _guard = parts.admit.lock().unwrap_or_else(PoisonError::into_inner);
+                let total = self.in_flight.load(Ordering::Acquire);
+                if total >= cap {
+                    return Err(full(total));
+                }
+                let reserved_by_others: usize = parts
+                    .list
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(PartitionId(*i)) != partition)
+                    .map(|(_, p)| {
+                        guarantee(limit, p.share)
+                            .saturating_sub(p.in_flight.load(Ordering::Acquire))
+                    })
+                    .sum();
+                let within_share = partition.is_some_and(|PartitionId(i)| {
+                    let p = &parts.list[i];
+                    p.in_flight.load(Ordering::Acquire) < guarantee(limit, p.share)
+                });
+                if !within_share && total + 1 + reserved_by_others > limit {
+                    return Err(RejectReason::PartitionLimit);
+                }
+                if let Some(PartitionId(i)) = partition {
+                    parts.list[i].in_flight.fetch_add(1, Ordering::AcqRel);
+                }
+                self.in_flight.fetch_add(1, Ordering::AcqRel) + 1
+            }
+        };
+        if admitted > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(admitted, Ordering::Relaxed);
+        }
+        Ok(admitted)
+    }
+
+    /// Releases one permit and feeds its sample to the algorithm.
+    pub(crate) fn release(
+        &self,
+        in_flight_at_acquire: usize,
+        partition: Option<PartitionId>,
+        outcome: Outcome,
+        rtt: Duration,
+    ) {
+        self.counters.outcome(outcome);
+        if outcome != Outcome::Ignored {
+            let sample = Sample {
+                now: self.clock.now(),
+                rtt,
+                in_flight: in_flight_at_acquire,
+                outcome,
+            };
+            self.feed(&sample);
+        }
+        if let (Some(parts), Some(PartitionId(i))) = (&self.partitions, partition) {
+            parts.list[i].in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self
+            .queue
+            .as_ref()
+            .is_some_and(|q| q.len.load(Ordering::SeqCst) > 0)
+        {
+            self.grant_waiters();
+        }
+    }
+
+    fn feed(&self, sample: &Sample) {
+        let mut algorithm = match self.algorithm.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                if sample.is_drop() {
+                    self.carried_drops.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    self.counters.skipped_update();
+                }
+                return;
+            }
+        };
+        let mut limit = algorithm.update(sample);
+        let carried = self.carried_drops.swap(0, Ordering::AcqRel);
+        for _ in 0..carried.min(MAX_CARRIED_DROPS) {
+            limit = algorithm.update(&Sample {
+                outcome: Outcome::Dropped,
+                ..*sample
+            });
+        }
+        let old = self.limit.swap(limit.max(1), Ordering::AcqRel);
+        drop(algorithm);
+        if limit > old {
+            self.grant_waiters();
+        }
+    }
+
+    /// Expires overdue waiters, then grants permits to waiters while capacity allows.
+    fn grant_waiters(&self) {
+        let Some(queue) = &self.queue else { return };
+        if queue.len.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let mut wakers = Vec::new();
+        let mut st = queue.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.expire_locked(queue, &mut st, now, &mut wakers);
+        self.grant_locked(queue, &mut st, now, &mut wakers);
+        drop(st);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn expire_locked(
+        &self,
+        queue: &WaitQueue,
+        st: &mut QueueState,
+        now: Duration,
+        wakers: &mut Vec<Waker>,
+    ) {
+        st.expire(
+            queue.config.discipline(),
+            now,
+            |entry, reason| {
+                self.counters.rejected(reason, entry.tier);
+                self.rejection(reason, entry.tier)
+            },
+            wakers,
+        );
+        queue.len.store(st.len(), Ordering::SeqCst);
+    }
+
+    fn grant_locked(
+        &self,
+        queue: &WaitQueue,
+        st: &mut QueueState,
+        now: Duration,
+        wakers: &mut Vec<Waker>,
+    ) {
+        while let Some(at) = st.next(queue.config.discipline(), now) {
+            let entry = st.entry(at);
+            let (tier, partition) = (entry.tier, entry.partition);
+            match self.admit(tier, partition) {
+                Ok(in_flight) => {
+                    self.counters.admitted(tier);
+                    self.counters.admitted_from_queue();
+                    wakers.extend(st.grant(
+                        at,
+                        Grant {
+                            start: now,
+                            in_flight,
+                        },
+                    ));
+                }
+                Err(_) => break,
+            }
+        }
+        queue.len.store(st.len(), Ordering::SeqCst);
+    }
+
+    /// A waiter went away: take it out of the queue, or give back the permit it was granted.
+    fn cancel(self: &Arc<Self>, waiter: &Waiter<C>) {
+        if let Some(queue) = &self.queue {
+            let mut st = queue.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if st.remove(waiter.tier, waiter.id) {
+                queue.len.store(st.len(), Ordering::SeqCst);
+                *waiter.slot.lock() = SlotState::Done;
+                return;
+            }
+        }
+        let state = std::mem::replace(&mut *waiter.slot.lock(), SlotState::Done);
+        if let SlotState::Granted(grant) = state {
+            // Granted but never collected: release it, which passes it to the next waiter.
+            drop(Permit::new(
+                Arc::clone(self),
+                grant.start,
+                grant.in_flight,
+                waiter.tier,
+                waiter.partition,
+                false,
+            ));
+        }
+    }
+}
+
+/// A request waiting in a limiter's queue. A future that resolves to a permit or a
+/// rejection; dropping it leaves the queue (or releases the permit it was just granted), so
+/// it never leaks a slot nor swallows a wake-up meant for another waiter.
+pub struct Waiter<C: Clock = MonotonicClock> {
+    shared: Arc<Shared<C>>,
+    slot: Arc<Slot>,
+    id: u64,
+    tier: Criticality,
+    partition: Option<PartitionId>,
+    enqueued_at: Duration,
+    deadline: Duration,
+    done: bool,
+}
+
+impl<C: Clock> fmt::Debug for Waiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("id", &self.id)
+            .field("tier", &self.tier)
+            .field("enqueued_at", &self.enqueued_at)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> Waiter<C> {
+    /// The outcome, if it is already decided. Returns `None` while still waiting; after it
+    /// returned `Some` once, later calls return `None`.
+    pub fn try_take(&mut self) -> Option<Result<Permit<C>, Rejection>> {
+        self.take(None)
+    }
+
+    fn take(&mut self, waker: Option<&Waker>) -> Option<Result<Permit<C>, Rejection>> {
+        if self.done {
+            return None;
+        }
+        let mut st = self.slot.lock();
+        match std::mem::replace(&mut *st, SlotState::Done) {
+            SlotState::Granted(grant) => {
+                drop(st);
+                self.done = true;
+                Some(Ok(Permit::new(
+                    Arc::clone(&self.shared),
+                    grant.start,
+                    grant.in_flight,
+                    self.tier,
+                    self.partition,
+                    false,
+                )))
+            }
+            SlotState::Rejected(rejection) => {
+                self.done = true;
+                Some(Err(rejection))
+            }
+            SlotState::Waiting(old) => {
+                let keep = match waker {
+                    Some(w) if old.as_ref().is_some_and(|o| o.will_wake(w)) => old,
+                    Some(w) => Some(w.clone()),
+                    None => old,
+                };
+                *st = SlotState::Waiting(keep);
+                None
+            }
+            SlotState::Done => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    /// When this waiter should be checked again (by the limiter's clock): its deadline, or
+    /// for CoDel the earlier point at which a standing queue would cut its wait short.
+    pub fn next_check(&self, now: Duration) -> Duration {
+        if let Some(queue) = &self.shared.queue {
+            if let QueueDiscipline::CoDel { target, .. } = queue.config.discipline() {
+                let short = self.enqueued_at + target;
+                if now < short && short < self.deadline {
+                    return short;
+                }
+            }
+        }
+        self.deadline
+    }
+
+    /// The latest time this waiter can be granted, by the limiter's clock.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The tier the waiter is queued in.
+    pub fn tier(&self) -> Criticality {
+        self.tier
+    }
+}
+
+impl<C: Clock> Future for Waiter<C> {
+    type Output = Result<Permit<C>, Rejection>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.take(Some(cx.waker())) {
+            return Poll::Ready(outcome);
+        }
+        let now = self.shared.clock.now();
+        if now >= self.next_check(now) {
+            self.shared.grant_waiters();
+            if let Some(outcome) = self.take(Some(cx.waker())) {
+                return Poll::Ready(outcome);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<C: Clock> Drop for Waiter<C> {
+    fn drop(&mut self) {
+        if !self.done {
+            let shared = Arc::clone(&self.shared);
+            shared.cancel(self);
+        }
+    }
+}
+
+/// Builds a [`Limiter`]; every option is validated in [`build`](Self::build).
+pub struct LimiterBuilder<C: Clock = MonotonicClock> {
+    clock: C,
+    algorithm: Option<Box<dyn LimitAlgorithm>>,
+    tiers: Option<TierThresholds>,
+    partitions: Vec<(String, f64)>,
+    queue: Option<QueueConfig>,
+    retry_after: Duration,
+}
+
+impl<C: Clock> fmt::Debug for LimiterBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterBuilder")
+            .field("algorithm", &self.algorithm)
+            .field("tiers", &self.tiers)
+            .field("partitions", &self.partitions)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> LimiterBuilder<C> {
+    /// The limit algorithm (default: Netflix AIMD defaults).
+    pub fn algorithm(mut self, algorithm: impl LimitAlgorithm) -> Self {
+        self.algorithm = Some(Box::new(algorithm));
+        self
+    }
+
+    /// An algorithm chosen at run time (from configuration).
+    pub fn boxed_algorithm(mut self, algorithm: Box<dyn LimitAlgorithm>) -> Self {
+        self.algorithm = Some(algorithm);
+        self
+    }
+
+    /// The clock (default: [`MonotonicClock`]). Tests and the simulator pass a
+    /// [`ManualClock`](crate::clock::ManualClock).
+    pub fn clock<C2: Clock>(self, clock: C2) -> LimiterBuilder<C2> {
+        LimiterBuilder {
+            clock,
+            algorithm: self.algorithm,
+            tiers: self.tiers,
+            partitions: self.partitions,
+            queue: self.queue,
+            retry_after: self.retry_after,
+        }
+    }
+
+    /// Enables criticality tiers with these thresholds.
+    pub fn tiers(mut self, tiers: TierThresholds) -> Self {
+        self.tiers = Some(tiers);
+        self
+    }
+
+    /// Adds a named partition with a share of the limit in `(0, 1]`. Shares must sum to at
+    /// most 1.
+    pub fn partition(mut self, name: impl Into<String>, share: f64) -> Self {
+        self.partitions.push((name.into(), share));
+        self
+    }
+
+    /// Enables the bounded wait queue.
+    pub fn queue(mut self, queue: QueueConfig) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The retry hint carried by rejections (default 1 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Limiter<C>, ConfigError> {
+        let algorithm = self.algorithm.unwrap_or_else(|| Box::new(Aimd::default()));
+        let partitions = if self.partitions.is_empty() {
+            None
+        } else {
+            let mut total = 0.0;
+            let mut list: Vec<Partition> = Vec::with_capacity(self.partitions.len());
+            for (name, share) in self.partitions {
+                if name.is_empty() {
+                    return Err(ConfigError::new("partition.name", "must not be empty"));
+                }
+                if list.iter().any(|p| p.name == name) {
+                    return Err(ConfigError::new(
+                        "partition.name",
+                        format!("duplicate partition `{name}`"),
+                    ));
+                }
+                if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+                    return Err(ConfigError::new(
+                        "partition.share",
+                        format!("share of `{name}` must be within (0, 1], got {share}"),
+                    ));
+                }
+                total += share;
+                list.push(Partition {
+                    name,
+                    share,
+                    in_flight: AtomicUsize::new(0),
+                });
+            }
+            if total > 1.0 + 1e-9 {
+                return Err(ConfigError::new(
+                    "partition.share",
+                    format!("shares sum to {total}, more than 1"),
+                ));
+            }
+            Some(Partitions {
+                list,
+                admit: Mutex::new(()),
+            })
+        };
+        let limit = algorithm.limit().max(1);
+        let algorithm_name = algorithm.name();
+        Ok(Limiter {
+            shared: Arc::new(Shared {
+                clock: self.clock,
+                in_flight: CachePadded::new(AtomicUsize::new(0)),
+                limit: CachePadded::new(AtomicUsize::new(limit)),
+                peak: AtomicUsize::new(0),
+                algorithm: Mutex::new(algorithm),
+                algorithm_name,
+                carried_drops: AtomicUsize::new(0),
+                tiers: self.tiers,
+                partitions,
+                queue: self.queue.map(|config| WaitQueue {
+                    config,
+                    len: AtomicUsize::new(0),
+                    state: Mutex::new(QueueState::new()),
+                }),
+                counters: Counters::default(),
+                retry_after: self.retry_after,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,418 @@
+//! The bounded wait queue behind a limiter, and its disciplines.
+//!
+//! When a request cannot be admitted at once, [`Limiter::enqueue`](super::Limiter::enqueue)
+//! parks it here until a permit frees up, its deadline passes, or a more important request
+//! displaces it from a full queue. Waiters are kept per criticality tier: a more important
+//! tier is always served first; within a tier the discipline picks who goes next:
+//!
+//! - **FIFO**: oldest first. Fair, but under overload every request waits behind requests
+//!   whose clients may already have given up.
+//! - **LIFO**: newest first, as Netflix's `LifoBlockingLimiter` (backlog 100, timeout 1 s):
+//!   under overload the newest request is the likeliest to still be wanted.
+//! - **Adaptive LIFO** (Facebook, "Fail at Scale", and the seed's "Adaptive LIFO"): FIFO while
+//!   the queue drains normally; LIFO once a *standing queue* forms, i.e. the queue has not been
+//!   empty for `standing_after`.
+//! - **CoDel** (Fail at Scale's controlled delay, after Nichols and Jacobson): FIFO order, but
+//!   if the queue has not been empty during the last `interval` (N = 100 ms), a waiter may only
+//!   wait `target` (M = 5 ms); otherwise it may wait up to `interval`. A standing queue is
+//!   thereby cut to a short one without tuning a queue length.
+//!
+//! Every waiter leaves with exactly one of: a permit, a timeout, a rejection.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::criticality::Criticality;
+use crate::error::ConfigError;
+
+use super::PartitionId;
+use super::reject::{RejectReason, Rejection};
+
+/// How waiters are ordered within a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueDiscipline {
+    /// Oldest first.
+    Fifo,
+    /// Newest first.
+    Lifo,
+    /// FIFO until the queue has been non-empty for `standing_after`, then LIFO.
+    AdaptiveLifo {
+        /// How long the queue must stay non-empty before it counts as a standing queue.
+        standing_after: Duration,
+    },
+    /// FIFO with controlled delay: waits are cut to `target` once the queue has not been empty
+    /// for a whole `interval`; otherwise a wait lasts at most `interval`.
+    CoDel {
+        /// M: the wait allowed under a standing queue (Fail at Scale: 5 ms).
+        target: Duration,
+        /// N: the window that defines a standing queue and the normal wait cap (100 ms).
+        interval: Duration,
+    },
+}
+
+impl QueueDiscipline {
+    /// Fail at Scale's CoDel: M = 5 ms, N = 100 ms.
+    pub const fn codel() -> Self {
+        QueueDiscipline::CoDel {
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Adaptive LIFO that flips after 100 ms of standing queue (CoDel's interval).
+    pub const fn adaptive_lifo() -> Self {
+        QueueDiscipline::AdaptiveLifo {
+            standing_after: Duration::from_millis(100),
+        }
+    }
+
+    /// The short name used in reports and config files.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            QueueDiscipline::Fifo => "fifo",
+            QueueDiscipline::Lifo => "lifo",
+            QueueDiscipline::AdaptiveLifo { .. } => "adaptive_lifo",
+            QueueDiscipline::CoDel { .. } => "codel",
+        }
+    }
+}
+
+/// Configuration of a limiter's wait queue.
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
+/// let q = QueueConfig::new(100, QueueDiscipline::Lifo, Duration::from_secs(1)).unwrap();
+/// assert_eq!(q.capacity(), 100);
+/// assert!(QueueConfig::new(0, QueueDiscipline::Fifo, Duration::from_secs(1)).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    capacity: usize,
+    discipline: QueueDiscipline,
+    max_wait: Duration,
+}
+
+impl QueueConfig {
+    /// A queue of at most `capacity` waiters, each waiting at most `max_wait` (a caller's own
+    /// timeout can only shorten that).
+    pub fn new(
+        capacity: usize,
+        discipline: QueueDiscipline,
+        max_wait: Duration,
+    ) -> Result<Self, ConfigError> {
+        if capacity == 0 {
+            return Err(ConfigError::new("queue.capacity", "must be at least 1"));
+        }
+        if max_wait.is_zero() {
+            return Err(ConfigError::new(
+                "queue.max_wait",
+                "must be greater than zero",
+            ));
+        }
+        match discipline {
+            QueueDiscipline::AdaptiveLifo { standing_after } if standing_after.is_zero() => {
+                return Err(ConfigError::new(
+                    "queue.standing_after",
+                    "must be greater than zero",
+                ));
+            }
+            QueueDiscipline::CoDel { target, interval } => {
+                if target.is_zero() {
+                    return Err(ConfigError::new(
+                        "queue.target",
+                        "must be greater than zero",
+                    ));
+                }
+                if interval <= target {
+                    return Err(ConfigError::new(
+                        "queue.interval",
+                        format!("must be greater than target ({target:?}), got {interval:?}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(Self {
+            capacity,
+            discipline,
+            max_wait,
+        })
+    }
+
+    /// Netflix `LifoBlockingLimiter` defaults: LIFO, backlog 100, timeout 1 s.
+    pub fn netflix_lifo() -> Self {
+        Self {
+            capacity: 100,
+            discipline: QueueDiscipline::Lifo,
+            max_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// Fail at Scale CoDel (M = 5 ms, N = 100 ms) with room for `capacity` waiters.
+    pub fn codel(capacity: usize) -> Result<Self, ConfigError> {
+        Self::new(
+            capacity,
+            QueueDiscipline::codel(),
+            Duration::from_millis(100),
+        )
+    }
+
+    /// The most waiters held at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The ordering discipline.
+    pub fn discipline(&self) -> QueueDiscipline {
+        self.discipline
+    }
+
+    /// The longest any waiter waits.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+}
+
+/// What a granted waiter receives: the data its permit is built from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grant {
+    pub(crate) start: Duration,
+    pub(crate) in_flight: usize,
+}
+
+/// The meeting point of one waiter and the limiter.
+#[derive(Debug)]
+pub(crate) enum SlotState {
+    Waiting(Option<Waker>),
+    Granted(Grant),
+    Rejected(Rejection),
+    /// The outcome was handed to the waiter (or the waiter went away).
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(SlotState::Waiting(None)),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves a waiting slot; returns the waker to call once all locks are released.
+    fn resolve(&self, to: SlotState) -> Option<Waker> {
+        let mut st = self.lock();
+        match std::mem::replace(&mut *st, to) {
+            SlotState::Waiting(w) => w,
+            other => {
+                // A slot is resolved once, under the queue lock, while it is still queued.
+                *st = other;
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) id: u64,
+    pub(crate) tier: Criticality,
+    pub(crate) partition: Option<PartitionId>,
+    pub(crate) enqueued_at: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) slot: Arc<Slot>,
+}
+
+/// The queue proper: per-tier deques under one lock.
+#[derive(Debug)]
+pub(crate) struct QueueState {
+    tiers: [VecDeque<Entry>; 4],
+    len: usize,
+    next_id: u64,
+    /// When the queue last went from empty to non-empty; `None` while empty.
+    nonempty_since: Option<Duration>,
+}
+
+impl QueueState {
+    pub(crate) fn new() -> Self {
+        Self {
+            tiers: Default::default(),
+            len: 0,
+            next_id: 0,
+            nonempty_since: None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn standing_for(&self, now: Duration) -> Duration {
+        self.nonempty_since
+            .map_or(Duration::ZERO, |since| now.saturating_sub(since))
+    }
+
+    /// The deadline of `entry` under `discipline` right now (CoDel shortens it).
+    fn effective_deadline(
+        &self,
+        entry: &Entry,
+        discipline: QueueDiscipline,
+        now: Duration,
+    ) -> (Duration, RejectReason) {
+        if let QueueDiscipline::CoDel { target, interval } = discipline {
+            let codel = if self.standing_for(now) >= interval {
+                entry.enqueued_at + target
+            } else {
+                entry.enqueued_at + interval
+            };
+            if codel < entry.deadline {
+                return (codel, RejectReason::QueueCoDel);
+            }
+        }
+        (entry.deadline, RejectReason::QueueTimeout)
+    }
+
+    /// Adds a waiter; the caller checked capacity.
+    pub(crate) fn push(
+        &mut self,
+        tier: Criticality,
+        partition: Option<PartitionId>,
+        now: Duration,
+        deadline: Duration,
+    ) -> (u64, Arc<Slot>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let slot = Arc::new(Slot::new());
+        self.tiers[tier.index()].push_back(Entry {
+            id,
+            tier,
+            partition,
+            enqueued_at: now,
+            deadline,
+            slot: Arc::clone(&slot),
+        });
+        if self.len == 0 {
+            self.nonempty_since = Some(now);
+        }
+        self.len += 1;
+        (id, slot)
+    }
+
+    fn after_removal(&mut self) {
+        self.len -= 1;
+        if self.len == 0 {
+            self.nonempty_since = None;
+        }
+    }
+
+    /// Removes a waiter by id (when its future is dropped). Returns whether it was queued.
+    pub(crate) fn remove(&mut self, tier: Criticality, id: u64) -> bool {
+        let deque = &mut self.tiers[tier.index()];
+        if let Some(pos) = deque.iter().position(|e| e.id == id) {
+            deque.remove(pos);
+            self.after_removal();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Times out every waiter whose (effective) deadline has passed.
+    pub(crate) fn expire(
+        &mut self,
+        discipline: QueueDiscipline,
+        now: Duration,
+        mut reject: impl FnMut(&Entry, RejectReason) -> Rejection,
+        wakers: &mut Vec<Waker>,
+    ) -> usize {
+        let mut expired = 0;
+        for t in 0..4 {
+            let mut i = 0;
+            while i < self.tiers[t].len() {
+                let (deadline, reason) =
+                    self.effective_deadline(&self.tiers[t][i], discipline, now);
+                if now >= deadline {
+                    let entry = self.tiers[t].remove(i).expect("index checked against len");
+                    let rejection = reject(&entry, reason);
+                    wakers.extend(entry.slot.resolve(SlotState::Rejected(rejection)));
+                    self.after_removal();
+                    expired += 1;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        expired
+    }
+
+    /// The position of the next waiter to serve: most important tier first, then the
+    /// discipline's order.
+    pub(crate) fn next(
+        &self,
+        discipline: QueueDiscipline,
+        now: Duration,
+    ) -> Option<(usize, usize)> {
+        let lifo = match discipline {
+            QueueDiscipline::Fifo | QueueDiscipline::CoDel { .. } => false,
+            QueueDiscipline::Lifo => true,
+            QueueDiscipline::AdaptiveLifo { standing_after } => {
+                self.standing_for(now) >= standing_after
+            }
+        };
+        (0..4).find(|&t| !self.tiers[t].is_empty()).map(|t| {
+            let pos = if lifo { self.tiers[t].len() - 1 } else { 0 };
+            (t, pos)
+        })
+    }
+
+    pub(crate) fn entry(&self, at: (usize, usize)) -> &Entry {
+        &self.tiers[at.0][at.1]
+    }
+
+    /// Removes the waiter at `at` and grants it a permit.
+    pub(crate) fn grant(&mut self, at: (usize, usize), grant: Grant) -> Option<Waker> {
+        let entry = self.tiers[at.0].remove(at.1).expect("position from next()");
+        self.after_removal();
+        entry.slot.resolve(SlotState::Granted(grant))
+    }
+
+    /// Makes room for a request of `tier` in a full queue by displacing the newest waiter of
+    /// the least important tier below it. Returns the displaced entry, already removed.
+    pub(crate) fn displace_below(&mut self, tier: Criticality) -> Option<Entry> {
+        for t in (tier.index() + 1..4).rev() {
+            if let Some(entry) = self.tiers[t].pop_back() {
+                self.after_removal();
+                return Some(entry);
+            }
+        }
+        None
+    }
+
+    /// Rejects an entry that was removed from the queue.
+    pub(crate) fn reject_removed(entry: &Entry, rejection: Rejection) -> Option<Waker> {
+        entry.slot.resolve(SlotState::Rejected(rejection))
+    }
+
+    /// The earliest effective deadline in the queue (for drivers that expire waiters).
+    pub(crate) fn next_deadline(
+        &self,
+        discipline: QueueDiscipline,
+        now: Duration,
+    ) -> Option<Duration> {
+        self.tiers
+            .iter()
+            .flatten()
+            .map(|e| self.effective_deadline(e, discipline, now).0)
+            .min()
+    }
+}
