@@ -1,1 +1,718 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
+use super::*;
+use crate::algorithm::{Aimd, Fixed};
+use crate::clock::ManualClock;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn fixed(n: usize) -> LimiterBuilder<ManualClock> {
+    Limiter::builder()
+        .algorithm(Fixed::new(n).unwrap())
+        .clock(ManualClock::new())
+}
+
+/// A waker that records whether it was woken.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn poll_once<C: Clock>(w: &mut Waiter<C>, flag: &Arc<Flag>) -> Poll<Result<Permit<C>, Rejection>> {
+    let waker = Waker::from(Arc::clone(flag));
+    let mut cx = Context::from_waker(&waker);
+    Pin::new(w).poll(&mut cx)
+}
+
+fn queued<C: Clock>(a: Acquire<C>) -> Waiter<C> {
+    match a {
+        Acquire::Queued(w) => w,
+        Acquire::Ready(_) => panic!("expected to wait"),
+    }
+}
+
+#[test]
+fn admits_up_to_the_limit_then_rejects_with_a_reason() {
+    let l = fixed(2).build().unwrap();
+    let a = l.try_acquire().unwrap();
+    let b = l.try_acquire().unwrap();
+    assert_eq!(a.in_flight_at_acquire(), 1);
+    assert_eq!(b.in_flight_at_acquire(), 2);
+    let r = l.try_acquire().unwrap_err();
+    assert_eq!(r.reason, RejectReason::LimitReached);
+    assert_eq!((r.limit, r.in_flight), (2, 2));
+    assert_eq!(r.retry_after, Duration::from_secs(1));
+    a.success();
+    b.dropped();
+    assert_eq!(l.in_flight(), 0);
+    let s = l.stats();
+    assert_eq!((s.counters.success, s.counters.dropped), (1, 1));
+    assert_eq!(s.counters.rejected_for(RejectReason::LimitReached), 1);
+    assert_eq!(s.peak_in_flight, 2);
+    assert_eq!(s.algorithm, "fixed");
+}
+
+#[test]
+fn dropping_a_permit_counts_as_ignored_and_frees_the_slot() {
+    let l = fixed(1).build().unwrap();
+    drop(l.try_acquire().unwrap());
+    assert_eq!(l.in_flight(), 0);
+    l.try_acquire().unwrap().ignore();
+    assert_eq!(l.stats().counters.ignored, 2);
+}
+
+#[test]
+fn rtt_is_measured_by_the_limiter_clock() {
+    #[derive(Debug, Default)]
+    struct Record(Arc<std::sync::Mutex<Vec<Sample>>>);
+    impl LimitAlgorithm for Record {
+        fn name(&self) -> &'static str {
+            "record"
+        }
+        fn limit(&self) -> usize {
+            4
+        }
+        fn update(&mut self, s: &Sample) -> usize {
+            self.0.lock().unwrap().push(*s);
+            4
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clock = ManualClock::new();
+    let l = Limiter::builder()
+        .algorithm(Record(Arc::clone(&seen)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let p = l.try_acquire().unwrap();
+    let q = l.try_acquire().unwrap();
+    clock.advance(7 * MS);
+    p.success();
+    q.ignore(); // ignored samples are not fed
+    l.try_acquire().unwrap().success_with_rtt(3 * MS);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], Sample::success(7 * MS, 7 * MS, 1));
+    assert_eq!(seen[1].rtt, 3 * MS);
+    assert_eq!(seen[1].in_flight, 1);
+}
+
+#[test]
+fn the_algorithm_moves_the_limit_and_shrinking_never_revokes() {
+    let l = Limiter::builder()
+        .algorithm(
+            Aimd::builder()
+                .initial_limit(10)
+                .min_limit(2)
+                .build()
+                .unwrap(),
+        )
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let permits: Vec<_> = (0..10).map(|_| l.try_acquire().unwrap()).collect();
+    let mut it = permits.into_iter();
+    it.next().unwrap().dropped(); // 10 * 0.9 = 9
+    assert_eq!(l.limit(), 9);
+    it.next().unwrap().dropped(); // 8
+    it.next().unwrap().dropped(); // 7
+    assert_eq!(l.limit(), 7);
+    // 7 permits still held at a limit of 7: none revoked, none admitted.
+    assert_eq!(l.in_flight(), 7);
+    assert!(l.try_acquire().is_err());
+    drop(it);
+    assert_eq!(l.in_flight(), 0);
+}
+
+#[test]
+fn tiers_shed_the_least_important_first() {
+    let l = fixed(10).tiers(TierThresholds::default()).build().unwrap();
+    let req = |t| Request::new().tier(t);
+    // Sheddable: 20% of 10 = 2.
+    let mut held = vec![
+        l.try_acquire_with(req(Criticality::Sheddable)).unwrap(),
+        l.try_acquire_with(req(Criticality::Sheddable)).unwrap(),
+    ];
+    let r = l.try_acquire_with(req(Criticality::Sheddable)).unwrap_err();
+    assert_eq!(
+        (r.reason, r.tier),
+        (RejectReason::TierThreshold, Criticality::Sheddable)
+    );
+    // SheddablePlus up to 5, Critical up to 8, CriticalPlus up to 10.
+    for _ in 0..3 {
+        held.push(l.try_acquire_with(req(Criticality::SheddablePlus)).unwrap());
+    }
+    assert!(l.try_acquire_with(req(Criticality::SheddablePlus)).is_err());
+    for _ in 0..3 {
+        held.push(l.try_acquire_with(req(Criticality::Critical)).unwrap());
+    }
+    assert!(l.try_acquire_with(req(Criticality::Critical)).is_err());
+    for _ in 0..2 {
+        held.push(l.try_acquire_with(req(Criticality::CriticalPlus)).unwrap());
+    }
+    let r = l
+        .try_acquire_with(req(Criticality::CriticalPlus))
+        .unwrap_err();
+    assert_eq!(r.reason, RejectReason::LimitReached);
+    let c = l.stats().counters;
+    assert_eq!(c.rejected_in_tier(Criticality::Sheddable), 1);
+    assert_eq!(c.rejected_in_tier(Criticality::CriticalPlus), 1);
+    assert_eq!(c.admitted_by_tier, [2, 3, 3, 2]);
+}
+
+#[test]
+fn bypass_is_counted_but_never_limited() {
+    let l = fixed(1).build().unwrap();
+    let _p = l.try_acquire().unwrap();
+    let b = l.try_acquire_with(Request::new().bypass(true)).unwrap();
+    assert!(b.is_bypass());
+    assert_eq!(l.in_flight(), 1);
+    b.success();
+    assert_eq!(l.in_flight(), 1);
+    assert_eq!(l.stats().counters.bypassed, 1);
+}
+
+#[test]
+fn partitions_guarantee_their_share_and_borrow_only_unreserved_capacity() {
+    let l = fixed(10)
+        .partition("live", 0.7)
+        .partition("batch", 0.3)
+        .build()
+        .unwrap();
+    let live = l.partition("live").unwrap();
+    let batch = l.partition("batch").unwrap();
+    assert!(l.partition("nope").is_none());
+    let r = |p| Request::new().partition(p);
+    // Batch alone may borrow live's idle capacity only beyond live's reservation (7):
+    // it gets its own 3 and nothing more while live is idle.
+    let mut held: Vec<_> = (0..3)
+        .map(|_| l.try_acquire_with(r(batch)).unwrap())
+        .collect();
+    let e = l.try_acquire_with(r(batch)).unwrap_err();
+    assert_eq!(e.reason, RejectReason::PartitionLimit);
+    // Live gets its 7 guaranteed even though batch is busy.
+    for _ in 0..7 {
+        held.push(l.try_acquire_with(r(live)).unwrap());
+    }
+    assert_eq!(l.in_flight(), 10);
+    assert_eq!(
+        l.try_acquire_with(r(live)).unwrap_err().reason,
+        RejectReason::LimitReached
+    );
+    drop(held);
+    // Live may borrow batch's share when batch is idle? No: batch's 3 are reserved. Live
+    // reaches 7 and stops; the total never exceeds the limit.
+    let held: Vec<_> = (0..7)
+        .map(|_| l.try_acquire_with(r(live)).unwrap())
+        .collect();
+    assert_eq!(
+        l.try_acquire_with(r(live)).unwrap_err().reason,
+        RejectReason::PartitionLimit
+    );
+    let stats = l.stats();
+    assert_eq!(stats.partitions[0].in_flight, 7);
+    assert_eq!(stats.partitions[0].guaranteed, 7);
+    drop(held);
+    assert_eq!(l.in_flight(), 0);
+}
+
+#[test]
+fn partitions_with_unreserved_capacity_let_anyone_borrow() {
+    let l = fixed(10)
+        .partition("a", 0.2)
+        .partition("b", 0.2)
+        .build()
+        .unwrap();
+    let a = l.partition("a").unwrap();
+    // 6 of 10 are unreserved: `a` can hold its 2 plus the 6 free ones.
+    let held: Vec<_> = (0..8)
+        .map(|_| l.try_acquire_with(Request::new().partition(a)).unwrap())
+        .collect();
+    assert!(l.try_acquire_with(Request::new().partition(a)).is_err());
+    // `b` still has its 2 reserved.
+    let b = l.partition("b").unwrap();
+    let _b1 = l.try_acquire_with(Request::new().partition(b)).unwrap();
+    let _b2 = l.try_acquire_with(Request::new().partition(b)).unwrap();
+    assert_eq!(l.in_flight(), 10);
+    drop(held);
+}
+
+#[test]
+fn bad_builder_input_is_a_typed_error() {
+    let e = fixed(4)
+        .partition("a", 0.8)
+        .partition("b", 0.4)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "partition.share");
+    let e = fixed(4).partition("a", f64::NAN).build().unwrap_err();
+    assert_eq!(e.field(), "partition.share");
+    let e = fixed(4)
+        .partition("a", 0.1)
+        .partition("a", 0.1)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "partition.name");
+    assert_eq!(
+        QueueConfig::new(0, QueueDiscipline::Fifo, MS)
+            .unwrap_err()
+            .field(),
+        "queue.capacity"
+    );
+    assert_eq!(
+        QueueConfig::new(1, QueueDiscipline::Fifo, Duration::ZERO)
+            .unwrap_err()
+            .field(),
+        "queue.max_wait"
+    );
+    let codel = QueueDiscipline::CoDel {
+        target: 10 * MS,
+        interval: 5 * MS,
+    };
+    assert_eq!(
+        QueueConfig::new(1, codel, MS).unwrap_err().field(),
+        "queue.interval"
+    );
+}
+
+#[test]
+fn without_a_queue_enqueue_rejects_at_once() {
+    let l = fixed(1).build().unwrap();
+    let _p = l.try_acquire().unwrap();
+    let e = l
+        .enqueue(Request::new(), Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(e.reason, RejectReason::LimitReached);
+}
+
+fn queued_limiter(limit: usize, cap: usize, d: QueueDiscipline) -> Limiter<ManualClock> {
+    fixed(limit)
+        .queue(QueueConfig::new(cap, d, Duration::from_secs(1)).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Enqueues three waiters while one permit is held, then releases permits one at a time
+/// and returns the order in which waiters were granted.
+fn grant_order(d: QueueDiscipline, clock_step: Duration) -> Vec<usize> {
+    let l = queued_limiter(1, 10, d);
+    let held = l.try_acquire().unwrap();
+    let mut waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let w = queued(l.enqueue(Request::new(), Duration::from_secs(1)).unwrap());
+            l.clock().advance(clock_step);
+            w
+        })
+        .collect();
+    let mut order = Vec::new();
+    let mut current = Some(held);
+    while let Some(p) = current.take() {
+        p.success();
+        for (i, w) in waiters.iter_mut().enumerate() {
+            if let Some(Ok(p)) = w.try_take() {
+                order.push(i);
+                current = Some(p);
+            }
+        }
+    }
+    order
+}
+
+#[test]
+fn queue_disciplines_order_waiters() {
+    assert_eq!(grant_order(QueueDiscipline::Fifo, MS), vec![0, 1, 2]);
+    assert_eq!(grant_order(QueueDiscipline::Lifo, MS), vec![2, 1, 0]);
+    // Adaptive LIFO: FIFO while the queue is young, LIFO once it has stood for 100 ms.
+    assert_eq!(
+        grant_order(QueueDiscipline::adaptive_lifo(), MS),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        grant_order(QueueDiscipline::adaptive_lifo(), 60 * MS),
+        vec![2, 1, 0]
+    );
+}
+
+#[test]
+fn more_important_tiers_wait_ahead_and_displace_less_important_ones() {
+    let l = queued_limiter(1, 2, QueueDiscipline::Fifo);
+    let held = l.try_acquire().unwrap();
+    let t = Duration::from_secs(1);
+    let mut low = queued(
+        l.enqueue(Request::new().tier(Criticality::Sheddable), t)
+            .unwrap(),
+    );
+    let mut mid = queued(
+        l.enqueue(Request::new().tier(Criticality::Critical), t)
+            .unwrap(),
+    );
+    // The queue is full: a CriticalPlus request displaces the Sheddable one.
+    let mut top = queued(
+        l.enqueue(Request::new().tier(Criticality::CriticalPlus), t)
+            .unwrap(),
+    );
+    assert_eq!(
+        low.try_take().unwrap().unwrap_err().reason,
+        RejectReason::Displaced
+    );
+    // A Sheddable request finds nothing to displace.
+    let e = l
+        .enqueue(Request::new().tier(Criticality::Sheddable), t)
+        .unwrap_err();
+    assert_eq!(e.reason, RejectReason::QueueFull);
+    held.success();
+    assert!(mid.try_take().is_none());
+    let p = top.try_take().unwrap().unwrap();
+    p.success();
+    mid.try_take().unwrap().unwrap().success();
+    assert_eq!(l.in_flight(), 0);
+    assert_eq!(l.queue_depth(), 0);
+}
+
+#[test]
+fn waiters_time_out_at_their_deadline() {
+    let l = queued_limiter(1, 4, QueueDiscipline::Fifo);
+    let _held = l.try_acquire().unwrap();
+    let mut w = queued(l.enqueue(Request::new(), 50 * MS).unwrap());
+    assert_eq!(w.deadline(), 50 * MS);
+    assert_eq!(l.next_deadline(), Some(50 * MS));
+    l.clock().advance(49 * MS);
+    assert_eq!(l.expire_waiters(), 1);
+    assert!(w.try_take().is_none());
+    l.clock().advance(MS);
+    assert_eq!(l.expire_waiters(), 0);
+    let e = w.try_take().unwrap().unwrap_err();
+    assert_eq!(e.reason, RejectReason::QueueTimeout);
+    assert_eq!(
+        l.stats().counters.rejected_for(RejectReason::QueueTimeout),
+        1
+    );
+}
+
+#[test]
+fn the_queue_caps_a_callers_timeout_at_max_wait() {
+    let l = fixed(1)
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, 20 * MS).unwrap())
+        .build()
+        .unwrap();
+    let _held = l.try_acquire().unwrap();
+    let w = queued(l.enqueue(Request::new(), Duration::from_secs(60)).unwrap());
+    assert_eq!(w.deadline(), 20 * MS);
+}
+
+#[test]
+fn codel_cuts_waits_short_once_a_standing_queue_forms() {
+    let l = fixed(1)
+        .queue(QueueConfig::codel(100).unwrap())
+        .build()
+        .unwrap();
+    let clock = l.clock().clone();
+    let _held = l.try_acquire().unwrap();
+    // A fresh queue: a waiter may wait up to N = 100 ms.
+    let mut first = queued(l.enqueue(Request::new(), Duration::from_secs(1)).unwrap());
+    assert_eq!(first.next_check(Duration::ZERO), 5 * MS);
+    clock.advance(6 * MS);
+    l.expire_waiters();
+    assert!(
+        first.try_take().is_none(),
+        "not yet a standing queue: no CoDel cut"
+    );
+    // The queue stays non-empty: at 100 ms it is standing and waits are cut to M = 5 ms.
+    clock.set(99 * MS);
+    let mut second = queued(l.enqueue(Request::new(), Duration::from_secs(1)).unwrap());
+    clock.set(100 * MS);
+    l.expire_waiters();
+    // first waited 100 ms >= N: its normal cap; it leaves as a CoDel cut.
+    assert_eq!(
+        first.try_take().unwrap().unwrap_err().reason,
+        RejectReason::QueueCoDel
+    );
+    assert!(second.try_take().is_none(), "second has waited 1 ms only");
+    clock.set(104 * MS);
+    l.expire_waiters();
+    assert!(second.try_take().unwrap().is_err(), "cut at M = 5 ms");
+    assert_eq!(l.queue_depth(), 0);
+}
+
+#[test]
+fn a_dropped_waiter_leaves_the_queue_and_does_not_swallow_a_wakeup() {
+    let l = queued_limiter(1, 4, QueueDiscipline::Fifo);
+    let held = l.try_acquire().unwrap();
+    let t = Duration::from_secs(1);
+    let a = queued(l.enqueue(Request::new(), t).unwrap());
+    let mut b = queued(l.enqueue(Request::new(), t).unwrap());
+    let flag = Arc::new(Flag::default());
+    assert!(poll_once(&mut b, &flag).is_pending());
+    drop(a);
+    assert_eq!(l.queue_depth(), 1);
+    held.success();
+    assert!(flag.0.load(Ordering::SeqCst), "b was woken");
+    let Poll::Ready(Ok(p)) = poll_once(&mut b, &flag) else {
+        panic!("b should hold the permit")
+    };
+    assert_eq!(l.in_flight(), 1);
+    p.success();
+    assert_eq!(l.in_flight(), 0);
+}
+
+#[test]
+fn a_waiter_dropped_after_its_grant_passes_the_permit_on() {
+    let l = queued_limiter(1, 4, QueueDiscipline::Fifo);
+    let held = l.try_acquire().unwrap();
+    let t = Duration::from_secs(1);
+    let a = queued(l.enqueue(Request::new(), t).unwrap());
+    let mut b = queued(l.enqueue(Request::new(), t).unwrap());
+    held.success(); // granted to a, which never collects it
+    assert_eq!(l.in_flight(), 1);
+    assert!(b.try_take().is_none());
+    drop(a); // releases a's permit, which goes to b
+    let p = b.try_take().unwrap().unwrap();
+    assert_eq!(l.in_flight(), 1);
+    drop(p);
+    assert_eq!(l.in_flight(), 0);
+    let c = l.stats().counters;
+    assert_eq!(c.admitted_from_queue, 2);
+    assert_eq!(c.ignored, 2);
+}
+
+#[test]
+fn a_raised_limit_admits_waiters() {
+    let l = Limiter::builder()
+        .algorithm(
+            Aimd::builder()
+                .initial_limit(2)
+                .min_limit(1)
+                .build()
+                .unwrap(),
+        )
+        .clock(ManualClock::new())
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, Duration::from_secs(1)).unwrap())
+        .build()
+        .unwrap();
+    let a = l.try_acquire().unwrap();
+    let _b = l.try_acquire().unwrap();
+    let mut w1 = queued(l.enqueue(Request::new(), Duration::from_secs(1)).unwrap());
+    let mut w2 = queued(l.enqueue(Request::new(), Duration::from_secs(1)).unwrap());
+    // a succeeds with 1 in flight at acquire: 1*2 >= 2, so the limit grows to 3; a's slot and
+    // the new slot go to w1 and w2.
+    a.success();
+    assert_eq!(l.limit(), 3);
+    assert!(w1.try_take().unwrap().is_ok());
+    assert!(w2.try_take().unwrap().is_ok());
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_tests {
+    use super::*;
+    use crate::clock::TokioClock;
+
+    #[tokio::test(start_paused = true)]
+    async fn acquire_waits_then_times_out_with_tokio_timers() {
+        let l = Limiter::builder()
+            .algorithm(Fixed::new(1).unwrap())
+            .clock(TokioClock::new())
+            .queue(QueueConfig::new(4, QueueDiscipline::Fifo, Duration::from_secs(1)).unwrap())
+            .build()
+            .unwrap();
+        let held = l.try_acquire().unwrap();
+        let start = tokio::time::Instant::now();
+        let e = l.acquire(Request::new(), 30 * MS).await.unwrap_err();
+        assert_eq!(e.reason, RejectReason::QueueTimeout);
+        assert!(start.elapsed() >= 30 * MS && start.elapsed() < 40 * MS);
+        // Released while waiting: granted.
+        let l2 = l.clone();
+        let task = tokio::spawn(async move {
+            l2.acquire(Request::new(), 30 * MS)
+                .await
+                .map(|p| p.success())
+        });
+        tokio::time::sleep(10 * MS).await;
+        held.success();
+        task.await.unwrap().unwrap();
+        assert_eq!(l.in_flight(), 0);
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire(u8),
+        Enqueue(u8, u8),
+        Release(usize, u8),
+        DropWaiter(usize),
+        Advance(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => any::<u8>().prop_map(Op::Acquire),
+            2 => (any::<u8>(), any::<u8>()).prop_map(|(t, ms)| Op::Enqueue(t, ms)),
+            3 => (any::<usize>(), any::<u8>()).prop_map(|(i, o)| Op::Release(i, o)),
+            1 => any::<usize>().prop_map(Op::DropWaiter),
+            1 => any::<u8>().prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the sequence of operations: admission never exceeds the limit or a tier's
+        /// capacity, the limit stays within [min, max], every permit is released exactly once
+        /// (in-flight returns to 0), and the queue never exceeds its capacity.
+        #[test]
+        fn invariants_hold(ops in proptest::collection::vec(op(), 1..200), codel in any::<bool>()) {
+            let discipline = if codel { QueueDiscipline::codel() } else { QueueDiscipline::Lifo };
+            let tiers = TierThresholds::default();
+            let l = Limiter::builder()
+                .algorithm(Aimd::builder().initial_limit(4).min_limit(2).max_limit(8).build().unwrap())
+                .clock(ManualClock::new())
+                .tiers(tiers)
+                .queue(QueueConfig::new(5, discipline, Duration::from_millis(50)).unwrap())
+                .build()
+                .unwrap();
+            let mut permits: Vec<Permit<ManualClock>> = Vec::new();
+            let mut waiters: Vec<Waiter<ManualClock>> = Vec::new();
+            let mut issued = 0usize;
+            let tier = |b: u8| Criticality::ALL[usize::from(b) % 4];
+            for op in ops {
+                match op {
+                    Op::Acquire(t) => {
+                        let before = l.in_flight();
+                        let limit = l.limit();
+                        if let Ok(p) = l.try_acquire_with(Request::new().tier(tier(t))) {
+                            prop_assert!(before < tiers.capacity(tier(t), limit));
+                            prop_assert!(p.in_flight_at_acquire() <= limit);
+                            issued += 1;
+                            permits.push(p);
+                        }
+                    }
+                    Op::Enqueue(t, ms) => {
+                        match l.enqueue(Request::new().tier(tier(t)), Duration::from_millis(u64::from(ms) + 1)) {
+                            Ok(Acquire::Ready(p)) => { issued += 1; permits.push(p) }
+                            Ok(Acquire::Queued(w)) => waiters.push(w),
+                            Err(_) => {}
+                        }
+                    }
+                    Op::Release(i, o) if !permits.is_empty() => {
+                        let p = permits.swap_remove(i % permits.len());
+                        match o % 3 { 0 => p.success(), 1 => p.dropped(), _ => p.ignore() }
+                    }
+                    Op::Release(..) => {}
+                    Op::DropWaiter(i) if !waiters.is_empty() => {
+                        drop(waiters.swap_remove(i % waiters.len()));
+                    }
+                    Op::DropWaiter(_) => {}
+                    Op::Advance(ms) => { l.clock().advance(Duration::from_millis(u64::from(ms))); l.expire_waiters(); }
+                }
+                // Collect granted waiters.
+                let mut i = 0;
+                while i < waiters.len() {
+                    match waiters[i].try_take() {
+                        Some(Ok(p)) => { issued += 1; permits.push(p); waiters.swap_remove(i); }
+                        Some(Err(_)) => { waiters.swap_remove(i); }
+                        None => i += 1,
+                    }
+                }
+                let limit = l.limit();
+                prop_assert!((2..=8).contains(&limit));
+                prop_assert!(l.queue_depth() <= 5);
+                prop_assert!(l.queue_depth() <= waiters.len());
+                // Waiters are collected after every operation, so every held slot is a permit.
+                prop_assert_eq!(l.in_flight(), permits.len());
+            }
+            drop(waiters);
+            drop(permits);
+            prop_assert_eq!(l.in_flight(), 0);
+            // Every permit issued was released exactly once (reported or dropped).
+            let c = l.stats().counters;
+            prop_assert_eq!(c.success + c.dropped + c.ignored, issued as u64);
+            prop_assert_eq!(c.admitted_total(), issued as u64);
+        }
+    }
+}
+
+#[test]
+fn stress_threads_never_exceed_the_limit_and_release_everything() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 250_000;
+    let l = Limiter::builder()
+        .algorithm(
+            Aimd::builder()
+                .initial_limit(8)
+                .min_limit(2)
+                .max_limit(16)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let admitted = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let l = l.clone();
+            let admitted = Arc::clone(&admitted);
+            scope.spawn(move || {
+                for i in 0..ROUNDS {
+                    if let Ok(p) = l.try_acquire() {
+                        assert!(p.in_flight_at_acquire() <= 16);
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                        if (i + t) % 97 == 0 {
+                            p.dropped();
+                        } else {
+                            p.success();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let s = l.stats();
+    assert_eq!(s.in_flight, 0);
+    assert!(s.peak_in_flight <= 16, "peak {}", s.peak_in_flight);
+    assert!(s.limit >= 2 && s.limit <= 16);
+    let total = s.counters.success + s.counters.dropped + s.counters.ignored;
+    assert_eq!(total, admitted.load(Ordering::Relaxed) as u64);
+    assert_eq!(
+        s.counters.admitted_total() + s.counters.rejected_total(),
+        (THREADS * ROUNDS) as u64
+    );
+}
+
+#[test]
+fn stress_fixed_limit_peak_is_the_limit_exactly_bounded() {
+    let l = Limiter::new(Fixed::new(3).unwrap());
+    let over = AtomicBool::new(false);
+    let current = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..100_000 {
+                    if let Ok(p) = l.try_acquire() {
+                        let n = current.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n > 3 {
+                            over.store(true, Ordering::SeqCst);
+                        }
+                        current.fetch_sub(1, Ordering::SeqCst);
+                        p.success();
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        !over.load(Ordering::SeqCst),
+        "more than 3 permits were held at once"
+    );
+    assert_eq!(l.in_flight(), 0);
+    assert!(l.stats().peak_in_flight <= 3);
+}
