@@ -17,3 +17,6 @@ pub use keyed::{
 };
 pub use quota::{MAX_TOLERANCE_NANOS, MONTH, MultiQuota, Quota};
 pub use store::{MemoryStore, RateStore, StoreError, StoreLimiter};
+
+#[cfg(test)]
+mod tests;
