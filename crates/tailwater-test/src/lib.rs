@@ -1,1 +1,7 @@
-//! tailwater-test (work in progress).
+//! tailwater-test: support code for tailwater's own tests (not published).
+//!
+//! - [`redis`] (feature `redis`): launchers for a private `redis-server` and a three-master
+//!   Redis Cluster on free loopback ports.
+
+#[cfg(feature = "redis")]
+pub mod redis;

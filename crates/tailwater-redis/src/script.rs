@@ -1,0 +1,176 @@
+//! The Lua scripts, run with `EVALSHA` (reloaded on `NOSCRIPT` by [`redis::Script`]).
+//!
+//! # Exact arithmetic
+//!
+//! The scripts implement [`tailwater_core::rate::gcra::step`] exactly, in integer
+//! nanoseconds. Lua 5.1 numbers are doubles, exact below 2^53, but a TAT in nanoseconds
+//! since the Unix epoch is about 2^60. So every absolute time is kept as two exact limbs
+//! (seconds, nanoseconds) and the GCRA runs on `r = max(stored, now) - now`, which is at
+//! most the tolerance `DVT = burst · T`. The store refuses quotas with `DVT > 2^52` ns
+//! (about 52 days), so `r + n · T <= 2 · DVT <= 2^53`: every intermediate value is an
+//! exact integer. Floor divisions are corrected after the floating-point division.
+//!
+//! In relative form, [`gcra::step`](tailwater_core::rate::gcra::step) reads:
+//!
+//! ```text
+//! r       = max(stored - now, 0)
+//! n > burst          -> denied (ExceedsBurst), nothing written
+//! r + n*T > DVT      -> denied (RateExceeded), nothing written
+//! otherwise          -> allowed, stored := now + r + n*T   (n == 0: nothing written)
+//! ```
+//!
+//! The stored value of a key is the TAT in decimal nanoseconds since the Unix epoch: the
+//! same `u64` state that `gcra::step` takes. Keys get `PEXPIRE` = time until the TAT
+//! (rounded up to a millisecond): after that the state carries no information.
+//!
+//! `now` comes from Redis `TIME` (microseconds, times 1000), so client clocks do not
+//! matter. Redis 7 replicates script effects, which is what allows `TIME` before writes.
+//! Tests pass `now` explicitly (`ARGV[2]`, empty = use `TIME`) to compare against Rust.
+
+use std::sync::LazyLock;
+
+/// Shared Lua helpers: two-limb time, exact floor division.
+const PRELUDE: &str = r#"
+local E9 = 1000000000
+local function fdiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
+  return q
+end
+-- decimal u64 nanoseconds -> seconds, nanoseconds
+local function split(v)
+  if v == nil or v == false or v == '' then return 0, 0 end
+  local len = string.len(v)
+  if len <= 9 then return 0, tonumber(v) end
+  return tonumber(string.sub(v, 1, len - 9)), tonumber(string.sub(v, len - 8))
+end
+local function join(s, ns)
+  if s == 0 then return string.format('%d', ns) end
+  return string.format('%d%09d', s, ns)
+end
+local now_s, now_ns
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now_s = tonumber(t[1])
+  now_ns = tonumber(t[2]) * 1000
+else
+  now_s, now_ns = split(ARGV[2])
+end
+-- r = max(stored - now, 0) for a stored value v
+local function relv(v)
+  local s, ns = split(v)
+  local r = (s - now_s) * E9 + (ns - now_ns)
+  if r < 0 then r = 0 end
+  return r
+end
+local function rel(k) return relv(redis.call('GET', k)) end
+-- stores now + r (r > 0) with a PEXPIRE of ceil(r / 1 ms)
+local function store(k, r)
+  local total = now_ns + r
+  local carry = fdiv(total, E9)
+  local ms = fdiv(r + 999999, 1000000)
+  if ms < 1 then ms = 1 end
+  -- With a caller-given `now` (tests), real time and script time differ: keep keys for a
+  -- minute longer so that they cannot expire in real time while the test still uses them.
+  if ARGV[2] ~= '' then ms = ms + 60000 end
+  redis.call('SET', k, join(now_s + carry, total - carry * E9), 'PX', ms)
+end
+"#;
+
+/// Atomic multi-quota GCRA.
+///
+/// `KEYS[i]`: state of quota `i`. `ARGV[1]`: n. `ARGV[2]`: now in ns, or `''` for `TIME`.
+/// `ARGV[3 + 3(i-1) ..]`: `T`, `DVT`, `burst` of quota `i`.
+/// Returns `{allowed (0/1), now (decimal ns), stored_1, ..., stored_k}` where `stored_i`
+/// is the state *before* the step (`''` for a missing key): the caller recomputes the
+/// decision with `gcra::step_all` from exactly these inputs.
+const GCRA_BODY: &str = r#"
+local n = tonumber(ARGV[1])
+local k = #KEYS
+local rs = {}
+local before = {}
+local ok = 1
+for i = 1, k do
+  local T = tonumber(ARGV[3 * i])
+  local dvt = tonumber(ARGV[3 * i + 1])
+  local burst = tonumber(ARGV[3 * i + 2])
+  local v = redis.call('GET', KEYS[i])
+  if v then before[i] = v else before[i] = '' end
+  local r = relv(v)
+  rs[i] = r
+  if n > burst or r + n * T > dvt then ok = 0 end
+end
+if ok == 1 and n > 0 then
+  for i = 1, k do
+    store(KEYS[i], rs[i] + n * tonumber(ARGV[3 * i]))
+  end
+end
+local out = {ok, join(now_s, now_ns)}
+for i = 1, k do out[i + 2] = before[i] end
+return out
+"#;
+
+/// Lease: take up to `want` cells from every quota at once (the same count from each).
+///
+/// `ARGV[1]`: want (> 0 to take, < 0 to give `-want` cells back). `ARGV[2]`: now or `''`.
+/// `ARGV[3 + 3(i-1) ..]`: `T`, `DVT`, `burst`.
+/// Returns `{granted, now, wait_ns}`: `granted` is the largest `g <= want` that
+/// `gcra::step(q, now, stored, g)` admits for every quota (the state is then charged with
+/// `g` cells, exactly as that step would); `wait_ns` is, when `granted == 0`, the time
+/// until one cell fits. Giving back moves each TAT back by `cells · T`, never before `now`.
+const LEASE_BODY: &str = r#"
+local want = tonumber(ARGV[1])
+local k = #KEYS
+if want < 0 then
+  for i = 1, k do
+    local r = rel(KEYS[i]) + want * tonumber(ARGV[3 * i])
+    if r > 0 then
+      store(KEYS[i], r)
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+  return {0, join(now_s, now_ns), 0}
+end
+local g = want
+local wait = 0
+local rs = {}
+for i = 1, k do
+  local T = tonumber(ARGV[3 * i])
+  local dvt = tonumber(ARGV[3 * i + 1])
+  local burst = tonumber(ARGV[3 * i + 2])
+  local r = rel(KEYS[i])
+  rs[i] = r
+  local fit = 0
+  if dvt > r then fit = fdiv(dvt - r, T) end
+  if fit > burst then fit = burst end
+  if fit < g then g = fit end
+  if fit == 0 then
+    local w = r + T - dvt
+    if w > wait then wait = w end
+  end
+end
+if g > 0 then
+  for i = 1, k do
+    store(KEYS[i], rs[i] + g * tonumber(ARGV[3 * i]))
+  end
+  wait = 0
+end
+return {g, join(now_s, now_ns), wait}
+"#;
+
+/// The atomic GCRA script.
+pub(crate) static GCRA: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{GCRA_BODY}")));
+
+/// The lease (take / give back) script.
+pub(crate) static LEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{LEASE_BODY}")));
+
+/// Parses a decimal `u64` of nanoseconds as returned by the scripts (`''` is 0).
+pub(crate) fn parse_nanos(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    s.parse().ok()
+}
