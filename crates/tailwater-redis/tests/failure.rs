@@ -1,0 +1,257 @@
+//! Redis killed mid-run: the failure policy is honoured and every decision returns within
+//! the timeout; Redis restarted on the same port: decisions go back to Redis by themselves.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tailwater_core::rate::Quota;
+use tailwater_redis::{
+    Checked, ConnectionOptions, DecisionSource, FailurePolicy, LeasedLimiter, RedisRateStore,
+    RedisStoreError,
+};
+
+/// A bound generous enough for a loaded 2-core machine that still catches the multi-second
+/// stalls of envoyproxy/ratelimit #462 / #978.
+const BOUND: Duration = Duration::from_millis(250);
+
+fn options() -> ConnectionOptions {
+    // 50 ms per call rather than the 5 ms default: tests share the machine with builds, and
+    // the "Redis up" phases assert that Redis (not the policy) answered.
+    ConnectionOptions::default().call_timeout(Duration::from_millis(50))
+}
+
+fn quota() -> Quota {
+    Quota::new(100, Duration::from_secs(3600), 100).expect("valid")
+}
+
+#[derive(Debug, Default)]
+struct Latency {
+    max_micros: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl Latency {
+    fn record(&self, d: Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.max_micros.fetch_max(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+    fn max(&self) -> Duration {
+        Duration::from_micros(self.max_micros.load(Ordering::Relaxed))
+    }
+}
+
+async fn timed<F: std::future::Future>(lat: &Latency, f: F) -> F::Output {
+    let start = Instant::now();
+    let out = f.await;
+    let took = start.elapsed();
+    lat.record(took);
+    assert!(took < BOUND, "a decision took {took:?}");
+    out
+}
+
+/// Background callers that keep deciding while Redis dies and comes back.
+fn background(
+    store: &RedisRateStore,
+    lat: &Arc<Latency>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..2)
+        .map(|i| {
+            let (store, lat, stop) = (store.clone(), Arc::clone(lat), Arc::clone(stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = timed(&lat, store.check(&format!("bg{i}"), &[quota()], 1)).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Polls (with a deadline) until a decision comes from Redis again; returns how long it took.
+async fn wait_for_redis(store: &RedisRateStore, lat: &Latency) -> Duration {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(10);
+    loop {
+        let c = timed(lat, store.check("probe", &[quota()], 1)).await;
+        if let Ok(Checked {
+            source: DecisionSource::Redis,
+            ..
+        }) = c
+        {
+            return start.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decisions never went back to Redis"
+        );
+        // Polling an external process (the restarted redis-server and the background
+        // reconnection) with a deadline.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn run_policy(policy: FailurePolicy, test: &str) {
+    let Some(mut server) = common::server(test) else {
+        return;
+    };
+    let store = RedisRateStore::builder(common::connect(&server, options()))
+        .policy(policy)
+        .build()
+        .expect("store");
+    let lat = Arc::new(Latency::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = background(&store, &lat, &stop);
+
+    // Phase 1: Redis up.
+    for _ in 0..50 {
+        let c = timed(&lat, store.check("k", &[quota()], 1))
+            .await
+            .expect("redis up");
+        assert_eq!(c.source, DecisionSource::Redis);
+        assert!(c.decision.allowed);
+    }
+
+    // Phase 2: Redis killed (SIGKILL) while the background callers run.
+    server.kill();
+    let (mut open, mut closed, mut degraded_ok, mut degraded_no) = (0, 0, 0, 0);
+    for _ in 0..300 {
+        match timed(&lat, store.check("k", &[quota()], 1)).await {
+            Ok(c) => match c.source {
+                DecisionSource::FailOpen => {
+                    assert!(c.decision.allowed);
+                    open += 1;
+                }
+                DecisionSource::Degraded if c.decision.allowed => degraded_ok += 1,
+                DecisionSource::Degraded => degraded_no += 1,
+                other => panic!("Redis is dead but the source is {other:?}"),
+            },
+            Err(RedisStoreError::Unavailable { .. }) => closed += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    match policy {
+        FailurePolicy::FailOpen => assert_eq!(open, 300),
+        FailurePolicy::FailClosed => assert_eq!(closed, 300),
+        FailurePolicy::Degrade { replicas } => {
+            // limit / N: burst 100 / 4 = 25 cells locally, then denials.
+            assert_eq!(degraded_ok, 100 / replicas.get());
+            assert_eq!(degraded_ok + degraded_no, 300);
+        }
+        _ => unreachable!(),
+    }
+    let during = store.stats();
+
+    // Phase 3: Redis restarted on the same port (empty data set); nothing else restarted.
+    server.restart().expect("restart redis-server");
+    let recovered = wait_for_redis(&store, &lat).await;
+    for _ in 0..20 {
+        let c = timed(&lat, store.check("k2", &[quota()], 1))
+            .await
+            .expect("redis back");
+        assert_eq!(c.source, DecisionSource::Redis);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in bg {
+        t.await.expect("background caller");
+    }
+    let st = store.stats();
+    let fallbacks = st.fallback_open + st.fallback_closed + st.fallback_degraded;
+    assert!(st.timeouts + st.errors + st.skipped_backoff > 0);
+    assert!(fallbacks >= 300);
+    eprintln!(
+        "{test}: max decision latency {:?} over {} calls; outage answers: open {open}, closed \
+         {closed}, degraded {degraded_ok} allowed / {degraded_no} denied; back on Redis {:?} \
+         after restart; stats at outage end {during:?}; final {st:?}",
+        lat.max(),
+        lat.calls.load(Ordering::Relaxed),
+        recovered,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_fail_open() {
+    run_policy(FailurePolicy::FailOpen, "redis_killed_fail_open").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_fail_closed() {
+    run_policy(FailurePolicy::FailClosed, "redis_killed_fail_closed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_degrade_to_limit_over_n() {
+    let replicas = NonZeroU32::new(4).expect("4");
+    run_policy(
+        FailurePolicy::Degrade { replicas },
+        "redis_killed_degrade_to_limit_over_n",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_redis_killed_then_restarted() {
+    let test = "leased_redis_killed_then_restarted";
+    let Some(mut server) = common::server(test) else {
+        return;
+    };
+    let q = Quota::new(100_000, Duration::from_secs(1), 1_000).expect("valid");
+    let limiter = LeasedLimiter::builder(common::connect(&server, options()), "lk", q)
+        .max_chunk(50)
+        .lease_ttl(Duration::from_millis(200))
+        .policy(FailurePolicy::FailClosed)
+        .build()
+        .expect("limiter");
+    let lat = Latency::default();
+    for _ in 0..200 {
+        let c = timed(&lat, limiter.check(1)).await.expect("redis up");
+        assert!(c.decision.allowed);
+    }
+    let granted_before = limiter.stats().lease_granted;
+    server.kill();
+    // Local credit is still spent (until its lease expires), then the policy answers.
+    let (mut local, mut closed) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(400) {
+        match timed(&lat, limiter.check(1)).await {
+            Ok(c) => {
+                assert_eq!(c.source, DecisionSource::Local);
+                local += 1;
+            }
+            Err(RedisStoreError::Unavailable { .. }) => closed += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(closed > 0, "FailClosed never applied");
+    assert!(local <= limiter.max_held(), "spent more than it could hold");
+    server.restart().expect("restart");
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = timed(&lat, limiter.check(1)).await
+            && c.decision.allowed
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leases never resumed");
+        // Polling the restarted external redis-server with a deadline.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let st = limiter.stats();
+    assert!(st.lease_granted > granted_before);
+    eprintln!(
+        "{test}: max latency {:?} over {} calls; during outage {local} local + {closed} \
+         fail-closed; leases resumed {:?} after restart; {st:?}",
+        lat.max(),
+        lat.calls.load(Ordering::Relaxed),
+        back.elapsed()
+    );
+}
