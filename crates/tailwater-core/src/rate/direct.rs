@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use super::decision::RateDecision;
 use super::gcra;
 use super::quota::Quota;
-use crate::clock::{Clock, MonotonicClock, duration_to_nanos};
+use crate::clock::{Clock, MonotonicClock};
 
 /// One GCRA quota shared by every caller (a "global" limit inside one process): one
 /// `AtomicU64` holding the TAT, updated with a compare-and-swap loop. No lock, no
@@ -72,7 +72,7 @@ impl<C: Clock> DirectLimiter<C> {
     /// succeed; `n == 0` only reports the current state.
     #[inline]
     pub fn check_n(&self, n: u32) -> RateDecision {
-        let now = duration_to_nanos(self.clock.now());
+        let now = super::now_nanos(&self.clock);
         self.check_n_at(now, n)
     }
 
@@ -108,7 +108,7 @@ impl<C: Clock> DirectLimiter<C> {
 
     /// Time until the bucket is full again (zero if it is full).
     pub fn reset_after(&self) -> Duration {
-        let now = duration_to_nanos(self.clock.now());
+        let now = super::now_nanos(&self.clock);
         Duration::from_nanos(self.tat.load(Ordering::Acquire).saturating_sub(now))
     }
 }

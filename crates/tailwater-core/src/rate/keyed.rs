@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use super::decision::{DenyReason, RateDecision};
 use super::gcra;
 use super::quota::{MultiQuota, Quota};
 use crate::ConfigError;
-use crate::clock::{Clock, MonotonicClock, duration_to_nanos};
+use crate::clock::{Clock, MonotonicClock};
 
 /// The default [`KeyedLimiterBuilder::max_keys`]: 100 000 keys (a few MB for small keys).
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -115,10 +115,113 @@ impl Tats {
     }
 }
 
-type ShardSlot<K, S> = CachePadded<Mutex<Shard<K, S>>>;
+/// A key stored with its hash: the map hashes each key once (with the limiter's
+/// `BuildHasher`, which also picks the shard) and the inner map reuses that hash.
+struct Hashed<K> {
+    hash: u64,
+    key: K,
+}
 
-struct Shard<K, S> {
-    map: HashMap<K, Tats, S>,
+impl<K> Hash for Hashed<K> {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+impl<K: Eq> PartialEq for Hashed<K> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+/// Lets the map be searched with a borrowed key and its precomputed hash (the owned
+/// `Hashed<K>` borrows as `dyn Lookup<Q>`; so does a `Probe` of a `&Q`).
+trait Lookup<Q: ?Sized> {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &Q;
+}
+
+impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Hashed<K> {
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    #[inline]
+    fn key(&self) -> &Q {
+        self.key.borrow()
+    }
+}
+
+struct Probe<'a, Q: ?Sized> {
+    hash: u64,
+    key: &'a Q,
+}
+
+impl<Q: ?Sized> Lookup<Q> for Probe<'_, Q> {
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    #[inline]
+    fn key(&self) -> &Q {
+        self.key
+    }
+}
+
+impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Hashed<K> {
+    #[inline]
+    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
+        self
+    }
+}
+
+impl<Q: ?Sized + Eq> PartialEq for dyn Lookup<Q> + '_ {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.hash() == other.hash() && self.key() == other.key()
+    }
+}
+
+impl<Q: ?Sized + Eq> Eq for dyn Lookup<Q> + '_ {}
+
+impl<Q: ?Sized> Hash for dyn Lookup<Q> + '_ {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(Lookup::hash(self));
+    }
+}
+
+/// Passes a precomputed `u64` hash through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called; fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+}
+
+type InnerMap<K> = HashMap<Hashed<K>, Tats, BuildHasherDefault<PassThrough>>;
+
+type ShardSlot<K> = CachePadded<Mutex<Shard<K>>>;
+
+struct Shard<K> {
+    map: InnerMap<K>,
     cap: usize,
     /// Try an idle sweep when `map.len()` reaches this (doubles with the live set).
     sweep_at: usize,
@@ -132,7 +235,7 @@ struct Shard<K, S> {
     rejected: u64,
 }
 
-impl<K: Hash + Eq, S: BuildHasher> Shard<K, S> {
+impl<K: Eq> Shard<K> {
     fn sweep_idle(&mut self, now: u64) {
         let before = self.map.len();
         let mut earliest = u64::MAX;
@@ -228,7 +331,7 @@ impl<K: Hash + Eq, S: BuildHasher> Shard<K, S> {
 /// # Ok::<(), tailwater_core::ConfigError>(())
 /// ```
 pub struct KeyedLimiter<K, C: Clock = MonotonicClock, S = RandomState> {
-    shards: Box<[ShardSlot<K, S>]>,
+    shards: Box<[ShardSlot<K>]>,
     /// Right shift that picks a shard from bits 50..57 of the hash (`64` = one shard).
     shift: u32,
     hasher: S,
@@ -285,7 +388,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let now = duration_to_nanos(self.clock.now());
+        let now = super::now_nanos(&self.clock);
         self.check_at(key, self.quotas.quotas(), now, n)
     }
 
@@ -298,7 +401,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let now = duration_to_nanos(self.clock.now());
+        let now = super::now_nanos(&self.clock);
         self.check_at(key, quotas, now, n)
     }
 
@@ -316,9 +419,10 @@ where
         let mut guard = self.lock(self.shard_of(hash));
         let shard = &mut *guard;
         shard.checks += 1;
-        let decision = match shard.map.get_mut(key) {
+        let probe = Probe { hash, key };
+        let decision = match shard.map.get_mut(&probe as &dyn Lookup<Q>) {
             Some(tats) => tats.step(quotas, now, n),
-            None => self.admit_new(shard, key, quotas, now, n),
+            None => self.admit_new(shard, hash, key, quotas, now, n),
         };
         if decision.allowed {
             shard.allowed += 1;
@@ -330,7 +434,8 @@ where
 
     fn admit_new<Q>(
         &self,
-        shard: &mut Shard<K, S>,
+        shard: &mut Shard<K>,
+        hash: u64,
         key: &Q,
         quotas: &[Quota],
         now: u64,
@@ -369,14 +474,20 @@ where
             }
         }
         shard.earliest_idle = shard.earliest_idle.min(tats.max_tat());
-        shard.map.insert(key.to_owned(), tats);
+        shard.map.insert(
+            Hashed {
+                hash,
+                key: key.to_owned(),
+            },
+            tats,
+        );
         decision
     }
 
     /// Drops every idle key now, in every shard (normally done lazily; call this to free
     /// memory after a burst of one-off keys). Returns how many were dropped.
     pub fn evict_idle(&self) -> usize {
-        let now = duration_to_nanos(self.clock.now());
+        let now = super::now_nanos(&self.clock);
         let mut dropped = 0;
         for i in 0..self.shards.len() {
             let mut shard = self.lock(i);
@@ -426,7 +537,7 @@ impl<K, C: Clock, S> KeyedLimiter<K, C, S> {
     }
 
     #[inline]
-    fn lock(&self, i: usize) -> MutexGuard<'_, Shard<K, S>> {
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard<K>> {
         self.shards[i]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -534,7 +645,7 @@ impl<K: Hash + Eq, C: Clock> KeyedLimiterBuilder<K, C> {
     ///
     /// Errors: `max_keys` zero; `shards` zero, not a power of two, above [`MAX_SHARDS`]
     /// or above `max_keys`.
-    pub fn build_with_hasher<S: BuildHasher + Clone>(
+    pub fn build_with_hasher<S: BuildHasher>(
         self,
         hasher: S,
     ) -> Result<KeyedLimiter<K, C, S>, ConfigError> {
@@ -565,7 +676,7 @@ impl<K: Hash + Eq, C: Clock> KeyedLimiterBuilder<K, C> {
             .map(|i| {
                 let cap = base + usize::from(i < extra);
                 CachePadded::new(Mutex::new(Shard {
-                    map: HashMap::with_hasher(hasher.clone()),
+                    map: HashMap::default(),
                     cap,
                     sweep_at: MIN_SWEEP.min(cap),
                     earliest_idle: 0,
