@@ -13,6 +13,7 @@ pub mod criticality;
 pub mod error;
 pub mod limiter;
 pub mod rate;
+mod sync;
 
 pub use criticality::{Criticality, TierThresholds};
 pub use error::ConfigError;

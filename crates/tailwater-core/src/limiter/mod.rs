@@ -41,8 +41,7 @@ pub use stats::{CounterSnapshot, LimiterStats, PartitionStats};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::{PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -52,6 +51,7 @@ use crate::algorithm::{Aimd, LimitAlgorithm, Outcome, Sample};
 use crate::clock::{Clock, MonotonicClock};
 use crate::criticality::{Criticality, TierThresholds};
 use crate::error::ConfigError;
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 use queue::{Grant, QueueState, Slot, SlotState};
 use stats::Counters;
@@ -171,13 +171,29 @@ fn guarantee(limit: usize, share: f64) -> usize {
 
 struct WaitQueue {
     config: QueueConfig,
-    len: AtomicUsize,
     state: Mutex<QueueState>,
+}
+
+/// One waiter in the high half of [`Shared::word`].
+const WAITER: u64 = 1 << 32;
+/// The in-flight count in the low half of [`Shared::word`].
+const IN_FLIGHT: u64 = WAITER - 1;
+
+fn in_flight_of(word: u64) -> usize {
+    (word & IN_FLIGHT) as usize
+}
+
+fn waiters_of(word: u64) -> usize {
+    (word >> 32) as usize
 }
 
 pub(crate) struct Shared<C> {
     pub(crate) clock: C,
-    in_flight: CachePadded<AtomicUsize>,
+    /// In-flight permits (low 32 bits) and queued waiters (high 32 bits) in one word, so that
+    /// a release and an enqueue can never miss each other: each is one read-modify-write of
+    /// this word and sees the other's effect or has its own seen (the lost-wake-up race a
+    /// loom model found when the two counts lived in separate atomics).
+    word: CachePadded<AtomicU64>,
     limit: CachePadded<AtomicUsize>,
     peak: AtomicUsize,
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
@@ -287,7 +303,7 @@ impl<C: Clock> Limiter<C> {
                     wakers.extend(QueueState::reject_removed(&displaced, rejection));
                 }
                 None => {
-                    queue.len.store(st.len(), Ordering::SeqCst);
+                    s.sync_waiters(&mut st);
                     drop(st);
                     wakers.into_iter().for_each(Waker::wake);
                     s.counters.rejected(RejectReason::QueueFull, request.tier);
@@ -297,9 +313,10 @@ impl<C: Clock> Limiter<C> {
         }
         let (id, slot) = st.push(request.tier, request.partition, now, deadline);
         s.counters.queued();
-        queue.len.store(st.len(), Ordering::SeqCst);
-        // A permit may have been released between the failed attempt above and the push; it
-        // saw an empty queue, so hand it out now.
+        // Registering as a waiter is a read-modify-write of the word a releaser decrements:
+        // a release ordered before it is visible to the admission attempt below, and one
+        // ordered after it sees the waiter and hands its permit on.
+        s.sync_waiters(&mut st);
         s.grant_locked(queue, &mut st, now, &mut wakers);
         drop(st);
         wakers.into_iter().for_each(Waker::wake);
@@ -373,15 +390,12 @@ impl<C: Clock> Limiter<C> {
 
     /// Permits currently held (bypass permits excluded).
     pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Acquire)
+        in_flight_of(self.shared.word.load(Ordering::Acquire))
     }
 
     /// Requests waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.shared
-            .queue
-            .as_ref()
-            .map_or(0, |q| q.len.load(Ordering::Acquire))
+        waiters_of(self.shared.word.load(Ordering::Acquire))
     }
 
     /// The limiter's clock.
@@ -463,7 +477,7 @@ impl<C: Clock> Shared<C> {
             reason,
             tier,
             limit: self.limit.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: in_flight_of(self.word.load(Ordering::Relaxed)),
             retry_after: self.retry_after,
         }
     }
@@ -486,25 +500,26 @@ impl<C: Clock> Shared<C> {
         };
         let admitted = match &self.partitions {
             None => {
-                let mut cur = self.in_flight.load(Ordering::Acquire);
+                let mut word = self.word.load(Ordering::Acquire);
                 loop {
+                    let cur = in_flight_of(word);
                     if cur >= cap {
                         return Err(full(cur));
                     }
-                    match self.in_flight.compare_exchange_weak(
-                        cur,
-                        cur + 1,
+                    match self.word.compare_exchange_weak(
+                        word,
+                        word + 1,
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
                         Ok(_) => break cur + 1,
-                        Err(actual) => cur = actual,
+                        Err(actual) => word = actual,
                     }
                 }
             }
             Some(parts) => {
                 let _guard = parts.admit.lock().unwrap_or_else(PoisonError::into_inner);
-                let total = self.in_flight.load(Ordering::Acquire);
+                let total = in_flight_of(self.word.load(Ordering::Acquire));
                 if total >= cap {
                     return Err(full(total));
                 }
@@ -528,7 +543,7 @@ impl<C: Clock> Shared<C> {
                 if let Some(PartitionId(i)) = partition {
                     parts.list[i].in_flight.fetch_add(1, Ordering::AcqRel);
                 }
-                self.in_flight.fetch_add(1, Ordering::AcqRel) + 1
+                in_flight_of(self.word.fetch_add(1, Ordering::AcqRel)) + 1
             }
         };
         if admitted > self.peak.load(Ordering::Relaxed) {
@@ -558,12 +573,8 @@ impl<C: Clock> Shared<C> {
         if let (Some(parts), Some(PartitionId(i))) = (&self.partitions, partition) {
             parts.list[i].in_flight.fetch_sub(1, Ordering::AcqRel);
         }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self
-            .queue
-            .as_ref()
-            .is_some_and(|q| q.len.load(Ordering::SeqCst) > 0)
-        {
+        let before = self.word.fetch_sub(1, Ordering::AcqRel);
+        if waiters_of(before) > 0 {
             self.grant_waiters();
         }
     }
@@ -599,7 +610,7 @@ impl<C: Clock> Shared<C> {
     /// Expires overdue waiters, then grants permits to waiters while capacity allows.
     fn grant_waiters(&self) {
         let Some(queue) = &self.queue else { return };
-        if queue.len.load(Ordering::SeqCst) == 0 {
+        if waiters_of(self.word.load(Ordering::Acquire)) == 0 {
             return;
         }
         let now = self.clock.now();
@@ -627,7 +638,7 @@ impl<C: Clock> Shared<C> {
             },
             wakers,
         );
-        queue.len.store(st.len(), Ordering::SeqCst);
+        self.sync_waiters(st);
     }
 
     fn grant_locked(
@@ -655,15 +666,29 @@ impl<C: Clock> Shared<C> {
                 Err(_) => break,
             }
         }
-        queue.len.store(st.len(), Ordering::SeqCst);
+        self.sync_waiters(st);
+    }
+
+    /// Brings the waiter count in the word in line with the queue (called under its lock,
+    /// after every change to it).
+    fn sync_waiters(&self, st: &mut QueueState) {
+        let (now, before) = (st.len() as u64, st.registered as u64);
+        if now > before {
+            self.word
+                .fetch_add((now - before) * WAITER, Ordering::AcqRel);
+        } else if now < before {
+            self.word
+                .fetch_sub((before - now) * WAITER, Ordering::AcqRel);
+        }
+        st.registered = st.len();
     }
 
     /// A waiter went away: take it out of the queue, or give back the permit it was granted.
-    fn cancel(self: &Arc<Self>, waiter: &Waiter<C>) {
-        if let Some(queue) = &self.queue {
+    fn cancel(this: &Arc<Self>, waiter: &Waiter<C>) {
+        if let Some(queue) = &this.queue {
             let mut st = queue.state.lock().unwrap_or_else(PoisonError::into_inner);
             if st.remove(waiter.tier, waiter.id) {
-                queue.len.store(st.len(), Ordering::SeqCst);
+                this.sync_waiters(&mut st);
                 *waiter.slot.lock() = SlotState::Done;
                 return;
             }
@@ -672,7 +697,7 @@ impl<C: Clock> Shared<C> {
         if let SlotState::Granted(grant) = state {
             // Granted but never collected: release it, which passes it to the next waiter.
             drop(Permit::new(
-                Arc::clone(self),
+                Arc::clone(this),
                 grant.start,
                 grant.in_flight,
                 waiter.tier,
@@ -800,7 +825,7 @@ impl<C: Clock> Drop for Waiter<C> {
     fn drop(&mut self) {
         if !self.done {
             let shared = Arc::clone(&self.shared);
-            shared.cancel(self);
+            Shared::cancel(&shared, self);
         }
     }
 }
@@ -924,7 +949,7 @@ impl<C: Clock> LimiterBuilder<C> {
         Ok(Limiter {
             shared: Arc::new(Shared {
                 clock: self.clock,
-                in_flight: CachePadded::new(AtomicUsize::new(0)),
+                word: CachePadded::new(AtomicU64::new(0)),
                 limit: CachePadded::new(AtomicUsize::new(limit)),
                 peak: AtomicUsize::new(0),
                 algorithm: Mutex::new(algorithm),
@@ -934,7 +959,6 @@ impl<C: Clock> LimiterBuilder<C> {
                 partitions,
                 queue: self.queue.map(|config| WaitQueue {
                     config,
-                    len: AtomicUsize::new(0),
                     state: Mutex::new(QueueState::new()),
                 }),
                 counters: Counters::default(),
@@ -944,5 +968,8 @@ impl<C: Clock> LimiterBuilder<C> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

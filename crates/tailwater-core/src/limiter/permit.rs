@@ -1,12 +1,12 @@
 //! RAII permits.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithm::Outcome;
 use crate::clock::{Clock, MonotonicClock};
 use crate::criticality::Criticality;
+use crate::sync::Arc;
 
 use super::{PartitionId, Shared};
 

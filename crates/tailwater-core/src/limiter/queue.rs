@@ -20,12 +20,13 @@
 //! Every waiter leaves with exactly one of: a permit, a timeout, a rejection.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::task::Waker;
 use std::time::Duration;
 
 use crate::criticality::Criticality;
 use crate::error::ConfigError;
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 use super::PartitionId;
 use super::reject::{RejectReason, Rejection};
@@ -238,6 +239,8 @@ pub(crate) struct Entry {
 pub(crate) struct QueueState {
     tiers: [VecDeque<Entry>; 4],
     len: usize,
+    /// The waiter count last published in the limiter's state word.
+    pub(crate) registered: usize,
     next_id: u64,
     /// When the queue last went from empty to non-empty; `None` while empty.
     nonempty_since: Option<Duration>,
@@ -248,6 +251,7 @@ impl QueueState {
         Self {
             tiers: Default::default(),
             len: 0,
+            registered: 0,
             next_id: 0,
             nonempty_since: None,
         }
