@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
 use tailwater_core::ConfigError;
-use tailwater_core::rate::{MultiQuota, Quota, RateDecision, gcra};
+
+use tailwater_core::rate::{MultiQuota, Quota, RateDecision, RateStore, StoreError, gcra};
 
 use crate::call::{self, Gate};
 use crate::conn::RedisConnection;
@@ -12,6 +14,27 @@ use crate::key::KeyLayout;
 use crate::policy::{FailurePolicy, LocalFallback, open_decision};
 use crate::script;
 use crate::stats::{Counters, RedisStats, inc};
+
+/// The core's store seam: the same limiter code runs on memory or on Redis.
+///
+/// Applies the failure policy like [`RedisRateStore::check_detailed`]; `FailClosed`
+/// becomes [`StoreError::Timeout`] or [`StoreError::Unavailable`], invalid quotas
+/// [`StoreError::InvalidRequest`].
+impl RateStore for RedisRateStore {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        quotas: &'a [Quota],
+        n: u32,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
+        async move {
+            self.check_detailed(key, quotas, n)
+                .await
+                .map(|c| c.decision)
+                .map_err(StoreError::from)
+        }
+    }
+}
 
 /// Where a decision came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +102,7 @@ pub struct ScriptOutcome {
 /// let conn = RedisConnection::open("redis://127.0.0.1:6379/", ConnectionOptions::default())?;
 /// let store = RedisRateStore::builder(conn).policy(FailurePolicy::FailOpen).build()?;
 /// let quotas = [Quota::per_second(100)?, Quota::per_day(1_000_000)?];
-/// let checked = store.check("user:42", &quotas, 1).await?;
+/// let checked = store.check_detailed("user:42", &quotas, 1).await?;
 /// if !checked.decision.allowed {
 ///     println!("429, retry after {:?}", checked.decision.retry_after);
 /// }
@@ -157,7 +180,7 @@ impl RedisRateStore {
     /// Errors: [`RedisStoreError::Config`] for no quotas, more than
     /// [`MultiQuota::MAX`], or a quota too long for exact Lua arithmetic;
     /// [`RedisStoreError::Unavailable`] when Redis failed and the policy is `FailClosed`.
-    pub async fn check(
+    pub async fn check_detailed(
         &self,
         key: &str,
         quotas: &[Quota],
@@ -173,14 +196,14 @@ impl RedisRateStore {
         }
     }
 
-    /// [`check`](Self::check) for a [`MultiQuota`].
+    /// [`check_detailed`](Self::check_detailed) for a [`MultiQuota`].
     pub async fn check_multi(
         &self,
         key: &str,
         quotas: &MultiQuota,
         n: u32,
     ) -> Result<Checked, RedisStoreError> {
-        self.check(key, quotas.quotas(), n).await
+        self.check_detailed(key, quotas.quotas(), n).await
     }
 
     /// Runs the script once, with no failure policy: Redis errors come back as they are.

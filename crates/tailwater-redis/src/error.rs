@@ -42,3 +42,17 @@ pub enum RedisStoreError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
+
+impl From<RedisStoreError> for tailwater_core::rate::StoreError {
+    fn from(e: RedisStoreError) -> Self {
+        use tailwater_core::rate::StoreError;
+        match e {
+            RedisStoreError::Config(c) => StoreError::InvalidRequest(c.to_string()),
+            RedisStoreError::Unavailable { cause, .. } => match cause {
+                BackendError::Timeout(d) => StoreError::Timeout(d),
+                BackendError::Protocol(m) => StoreError::Protocol(m),
+                other => StoreError::Unavailable(other.to_string()),
+            },
+        }
+    }
+}

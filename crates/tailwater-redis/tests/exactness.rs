@@ -40,7 +40,10 @@ async fn atomic_path_admits_exactly_burst() {
             let admitted = Arc::clone(&admitted);
             tasks.push(tokio::spawn(async move {
                 for _ in 0..ATTEMPTS_PER_CALLER {
-                    let c = store.check("shared", &[quota()], 1).await.expect("check");
+                    let c = store
+                        .check_detailed("shared", &[quota()], 1)
+                        .await
+                        .expect("check");
                     assert_eq!(c.source, DecisionSource::Redis, "no fallback allowed here");
                     if c.decision.allowed {
                         admitted.fetch_add(1, Ordering::Relaxed);

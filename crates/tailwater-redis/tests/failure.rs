@@ -67,7 +67,8 @@ fn background(
             let (store, lat, stop) = (store.clone(), Arc::clone(lat), Arc::clone(stop));
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = timed(&lat, store.check(&format!("bg{i}"), &[quota()], 1)).await;
+                    let _ =
+                        timed(&lat, store.check_detailed(&format!("bg{i}"), &[quota()], 1)).await;
                     tokio::task::yield_now().await;
                 }
             })
@@ -80,7 +81,7 @@ async fn wait_for_redis(store: &RedisRateStore, lat: &Latency) -> Duration {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(10);
     loop {
-        let c = timed(lat, store.check("probe", &[quota()], 1)).await;
+        let c = timed(lat, store.check_detailed("probe", &[quota()], 1)).await;
         if let Ok(Checked {
             source: DecisionSource::Redis,
             ..
@@ -112,7 +113,7 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
 
     // Phase 1: Redis up.
     for _ in 0..50 {
-        let c = timed(&lat, store.check("k", &[quota()], 1))
+        let c = timed(&lat, store.check_detailed("k", &[quota()], 1))
             .await
             .expect("redis up");
         assert_eq!(c.source, DecisionSource::Redis);
@@ -123,7 +124,7 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
     server.kill();
     let (mut open, mut closed, mut degraded_ok, mut degraded_no) = (0, 0, 0, 0);
     for _ in 0..300 {
-        match timed(&lat, store.check("k", &[quota()], 1)).await {
+        match timed(&lat, store.check_detailed("k", &[quota()], 1)).await {
             Ok(c) => match c.source {
                 DecisionSource::FailOpen => {
                     assert!(c.decision.allowed);
@@ -153,7 +154,7 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
     server.restart().expect("restart redis-server");
     let recovered = wait_for_redis(&store, &lat).await;
     for _ in 0..20 {
-        let c = timed(&lat, store.check("k2", &[quota()], 1))
+        let c = timed(&lat, store.check_detailed("k2", &[quota()], 1))
             .await
             .expect("redis back");
         assert_eq!(c.source, DecisionSource::Redis);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tailwater_redis::{ConnectionOptions, RedisConnection};
-pub use tailwater_test::redis::{RedisCluster, RedisServer, redis_available};
+pub use tailwater_test::redis::{REQUIRE_ENV, RedisCluster, RedisServer, redis_available};
 
 /// Starts a private server, or returns `None` (after a loud message) when redis-server is
 /// not installed and `TAILWATER_REQUIRE_REDIS` is not `1`.
