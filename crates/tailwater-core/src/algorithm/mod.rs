@@ -4,19 +4,50 @@
 //! [`Sample`] at a time (the time of the sample is part of it) and answers with the new limit.
 //! The [`Limiter`](crate::Limiter) owns one algorithm, serialises calls to it, and publishes
 //! the limit it returns. The simulator drives the very same algorithm objects on virtual time.
+//! Algorithms that need randomness (Vegas' probe jitter, Envoy's minRTT jitter) draw it from
+//! a small PRNG seeded by their builder's `seed` (fixed by default), so every run repeats.
 //!
-//! | Algorithm | Origin | Use it when |
-//! |---|---|---|
-//! | [`Fixed`] | — | you know the right number, or as a baseline |
-//! | [`Aimd`] | Netflix concurrency-limits `AIMDLimit` | the signal is errors/timeouts, not latency |
+//! | Algorithm | Origin | What it does | Use it when |
+//! |---|---|---|---|
+//! | [`Fixed`] | — | a constant | you know the right number, or as a baseline |
+//! | [`Aimd`] | Netflix concurrency-limits `AIMDLimit` | +1 per success at ≥ half use, ×0.9 on a drop or timeout | the signal is errors/timeouts, not latency |
+//! | [`Vegas`] | Netflix `VegasLimit`, after TCP Vegas | estimates the queue from `1 − minRTT/RTT`, ±log10 L steps | latency is stable and its minimum means something; Netflix's default |
+//! | [`Gradient2`] ([`Variant::Reference`]) | Netflix `Gradient2Limit` | limit × clamp(1.5·longRTT/RTT, 0.5, 1) + 4, smoothed | comparing with Netflix; wrap in [`Windowed`] |
+//! | [`Gradient2`] ([`Variant::Corrected`]) | ours, on Netflix `Gradient2Limit` | adds back-off on drops and timeouts and a no-load anchor; headroom only without queueing | servers with noisy latency: our recommended latency-based choice, in [`Windowed`] |
+//! | [`EnvoyGradient`] ([`Variant::Reference`]) | Envoy adaptive concurrency filter, gradient controller | p50 per interval vs a periodically re-measured minRTT, `L·g + √(L·g)` | comparing with Envoy (bursts of 503s at every minRTT window) |
+//! | [`EnvoyGradient`] ([`Variant::Corrected`]) | ours, on Envoy's controller | probes minRTT at half the limit instead of pinning to 3 | you want Envoy's fast interval-based control without the periodic 503s |
+//! | [`Windowed`] | Netflix `WindowedLimit` | one average (or percentile) sample per window, small windows and sub-100 µs samples discarded | in front of Vegas or Gradient2 at more than a few requests per second |
 //!
-//! Decorators such as `Windowed` wrap another algorithm and change what it sees.
+//! Choosing: with a clear error signal (timeouts, 429/503 from upstream) use [`Aimd`]; for
+//! latency-driven server-side limits use `Windowed<Gradient2>` with [`Variant::Corrected`];
+//! when the service's latency floor is stable and traffic is steady, [`Vegas`] converges
+//! fastest; [`EnvoyGradient`] recomputes on a fixed cadence and suits proxies.
+//!
+//! The reference variants keep the anchors' known failure modes on purpose, so that the
+//! simulator can compare: Gradient2 ignores drops (Netflix #176), creeps upward under modest
+//! overload (#134) and climbs to max when every request times out (#137); Envoy pins the
+//! limit to 3 during every minRTT window (Envoy #8337, #9007, #46532). Each type's docs say
+//! how the corrected variant avoids them, and the `failure_modes` tests show it.
 
 mod aimd;
+mod envoy;
 mod fixed;
+mod gradient2;
+mod util;
+mod vegas;
+mod windowed;
+
+#[cfg(test)]
+mod failure_modes;
+#[cfg(test)]
+mod proptests;
 
 pub use aimd::{Aimd, AimdBuilder};
+pub use envoy::{EnvoyGradient, EnvoyGradientBuilder};
 pub use fixed::Fixed;
+pub use gradient2::{Gradient2, Gradient2Builder};
+pub use vegas::{Vegas, VegasBuilder};
+pub use windowed::{Aggregate, Windowed, WindowedBuilder};
 
 use std::fmt;
 use std::time::Duration;
@@ -42,6 +73,17 @@ impl Outcome {
             Outcome::Ignored => "ignored",
         }
     }
+}
+
+/// Which behaviour of an anchor algorithm to run: the anchor's own, known failure modes
+/// included, or tailwater's correction of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Variant {
+    /// The anchor's behaviour, faithfully (for comparison in the simulator).
+    #[default]
+    Reference,
+    /// The anchor with its documented failure modes fixed.
+    Corrected,
 }
 
 /// One observation fed to an algorithm.

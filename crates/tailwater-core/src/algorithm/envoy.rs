@@ -1,0 +1,648 @@
+//! The gradient controller of Envoy's adaptive concurrency filter
+//! (`envoy.filters.http.adaptive_concurrency`, `gradient_controller.cc`), as a pure state
+//! machine driven by `sample.now`, in two selectable [`Variant`]s.
+//!
+//! # Reference
+//!
+//! Envoy keeps two timers; here they are deadlines compared with each sample's `now` (a timer
+//! "fires" at its deadline, before the sample that reveals it is recorded):
+//!
+//! - **minRTT window.** The controller starts in one. On entry the current limit is put
+//!   aside and the limit is **pinned to `min_concurrency` (3)**; samples from requests that
+//!   started before the window are discarded (Envoy PR #11579). Once `request_count` (50)
+//!   samples have arrived, `minRTT` = the configured percentile of them, the put-aside limit
+//!   is restored, the next window is scheduled `min_rtt_interval + rand[0, jitter·interval)`
+//!   later (jitter 15 %), and the update timer is re-armed.
+//! - **update interval** (`concurrency_update_interval`, default here 100 ms as Envoy's docs
+//!   example): outside a window, if samples arrived, `sampleRTT` = their percentile (p50)
+//!   and
+//!
+//!   ```text
+//!   gradient  = clamp(minRTT · (1 + buffer) / sampleRTT, 0.5, 2.0)     buffer = 25 %
+//!   limit     = L · gradient
+//!   new limit = clamp(floor(limit + sqrt(limit)), min_limit, max_limit)   max 1000
+//!   ```
+//!
+//! - after **5 consecutive updates that leave the limit at the floor** a new minRTT window
+//!   starts at once (Envoy suspects a wrong minRTT).
+//!
+//! The floor (`min_limit`, Envoy's `min_concurrency_limit`) defaults to `min_concurrency`,
+//! which is also the initial limit. Envoy uses an approximate histogram (circllhist) for the
+//! percentiles; we keep up to 4096 samples per interval (a uniform reservoir beyond that) and
+//! take the exact nearest-rank percentile.
+//!
+//! **Known failure mode** (Envoy #8337, #9007, #46532): every minRTT window pins the limit to
+//! 3, however healthy the service and however many requests are in flight, until 50 requests
+//! have completed. A service that needs 50 concurrent requests answers 503 to most of them
+//! for the length of the window, every minute or so; jitter (#8337) and raising the pinned
+//! value from 1 to 3 (#9007) made it rarer, not gone, and #46532 asks to split the probe
+//! concurrency from the floor. The `failure_modes` tests measure it.
+//!
+//! # Corrected
+//!
+//! The minRTT window no longer pins to the floor: it probes at
+//! `max(min_concurrency, ceil(L · probe_fraction))` (default `probe_fraction` 0.5, never above
+//! `L`). Halving is the largest cut the controller itself makes in one interval (gradient ≥
+//! 0.5), so a probe costs no more than one ordinary bad interval; and a limit that is binding
+//! still drops enough for its queue to drain, so the window sees a near no-load RTT. When
+//! the limit is far above the demand (healthy service) the probe does not bind at all and the
+//! minRTT is measured from live traffic, with no 503s. The price: when the service was
+//! queueing at `L/2`, the measured minRTT includes part of that queue and the limit settles
+//! higher than the reference would; the 25 % buffer and the next windows bound that error.
+//! Everything else (timers, formula, 5-at-floor rule) is the reference's.
+
+use std::time::Duration;
+
+use super::util::{DEFAULT_SEED, Reservoir, SplitMix64, ratio};
+use super::{Estimates, LimitAlgorithm, Outcome, Sample, Variant, clamp_limit};
+use crate::error::{ConfigError, check_range};
+
+/// How many RTTs are kept per update interval or minRTT window; beyond it a uniform reservoir.
+const MAX_SAMPLES: usize = 4096;
+
+/// Envoy's adaptive-concurrency gradient controller. Build it with
+/// [`EnvoyGradient::builder`]; [`EnvoyGradient::reference`] and [`EnvoyGradient::corrected`]
+/// give the defaults of each [`Variant`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::algorithm::{EnvoyGradient, LimitAlgorithm, Sample};
+/// let mut envoy = EnvoyGradient::reference();
+/// assert_eq!(envoy.limit(), 3); // starts in a minRTT window, pinned to min_concurrency
+/// let ms = Duration::from_millis;
+/// for i in 1..=50 {
+///     envoy.update(&Sample::success(ms(10 * i), ms(10), 3));
+/// }
+/// assert_eq!(envoy.estimates().min_rtt, Some(ms(10)));
+/// assert_eq!(envoy.estimates().probing, Some(false));
+/// ```
+#[derive(Debug, Clone)]
+pub struct EnvoyGradient {
+    variant: Variant,
+    update_interval: Duration,
+    min_rtt_interval: Duration,
+    request_count: u64,
+    jitter: f64,
+    min_concurrency: usize,
+    floor: usize,
+    max: usize,
+    buffer: f64,
+    percentile: f64,
+    probe_fraction: f64,
+
+    limit: usize,
+    deferred: Option<usize>,
+    samples: Reservoir,
+    min_rtt: Option<Duration>,
+    sample_rtt: Option<Duration>,
+    gradient: Option<f64>,
+    headroom: Option<f64>,
+    next_update: Option<Duration>,
+    next_min_rtt: Option<Duration>,
+    epoch: Duration,
+    consecutive_at_floor: u32,
+    rng: SplitMix64,
+}
+
+impl EnvoyGradient {
+    /// A builder with Envoy's defaults and the [`Variant::Reference`] behaviour.
+    pub fn builder() -> EnvoyGradientBuilder {
+        EnvoyGradientBuilder::default()
+    }
+
+    /// Envoy's gradient controller with its defaults.
+    pub fn reference() -> Self {
+        EnvoyGradientBuilder::default()
+            .build()
+            .expect("the default Envoy gradient configuration is valid")
+    }
+
+    /// The corrected variant with its defaults.
+    pub fn corrected() -> Self {
+        EnvoyGradientBuilder::default()
+            .corrected()
+            .build()
+            .expect("the default corrected Envoy gradient configuration is valid")
+    }
+
+    /// Which variant this is.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// Whether a minRTT window is in progress.
+    pub fn in_min_rtt_window(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    fn set_limit(&mut self, new: usize, at: Duration) {
+        let old = self.limit;
+        self.limit = new;
+        if !self.in_min_rtt_window() && old == self.floor && new == self.floor {
+            self.consecutive_at_floor += 1;
+        } else {
+            self.consecutive_at_floor = 0;
+        }
+        if self.consecutive_at_floor >= 5 {
+            self.next_min_rtt = Some(at);
+        }
+    }
+
+    fn probe_limit(&self) -> usize {
+        let l = self.limit;
+        match self.variant {
+            Variant::Reference => self.min_concurrency,
+            Variant::Corrected => {
+                let lo = self.min_concurrency.min(l);
+                let p = (l as f64 * self.probe_fraction).ceil();
+                clamp_limit(p, lo, l)
+            }
+        }
+    }
+
+    fn enter_window(&mut self, at: Duration) {
+        if self.in_min_rtt_window() {
+            return;
+        }
+        let probe = self.probe_limit();
+        self.deferred = Some(self.limit);
+        self.set_limit(probe, at);
+        self.samples.clear();
+        self.epoch = at;
+        self.next_min_rtt = None;
+        self.next_update = None;
+    }
+
+    fn finish_window(&mut self, now: Duration) {
+        if let Some(rtt) = self.samples.percentile(self.percentile) {
+            self.min_rtt = Some(rtt);
+        }
+        self.samples.clear();
+        let restored = self.deferred.unwrap_or(self.limit);
+        self.set_limit(restored, now);
+        self.deferred = None;
+        self.next_min_rtt = Some(now + self.jittered_interval());
+        self.next_update = Some(now + self.update_interval);
+    }
+
+    fn jittered_interval(&mut self) -> Duration {
+        let base = self.min_rtt_interval;
+        if self.jitter == 0.0 {
+            return base;
+        }
+        let range = (base.as_nanos() as f64 * self.jitter).ceil() as u64;
+        base + Duration::from_nanos(self.rng.below(range))
+    }
+
+    fn on_update_timer(&mut self, at: Duration, now: Duration) {
+        if self.in_min_rtt_window() {
+            self.next_update = None;
+            return;
+        }
+        if let Some(rtt) = self.samples.percentile(self.percentile) {
+            self.samples.clear();
+            self.sample_rtt = Some(rtt);
+            let new = self.calculate_new_limit(rtt);
+            self.set_limit(new, at);
+        }
+        // The timer re-arms itself every interval; intervals without samples do nothing, so
+        // jump straight to the first deadline after `now`.
+        let step = self.update_interval.as_nanos().max(1);
+        let behind = now.saturating_sub(at).as_nanos() / step;
+        let skip = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+        self.next_update = Some(at + self.update_interval.saturating_mul(skip));
+    }
+
+    fn calculate_new_limit(&mut self, sample_rtt: Duration) -> usize {
+        let Some(min_rtt) = self.min_rtt else {
+            return self.limit;
+        };
+        let buffered = min_rtt.as_secs_f64() * (1.0 + self.buffer);
+        let g = ratio(buffered, sample_rtt.as_secs_f64()).clamp(0.5, 2.0);
+        self.gradient = Some(g);
+        let l = self.limit as f64 * g;
+        let headroom = l.sqrt();
+        self.headroom = Some(headroom);
+        clamp_limit(l + headroom, self.floor, self.max)
+    }
+
+    fn run_timers(&mut self, now: Duration) {
+        loop {
+            let update = self.next_update.filter(|t| *t <= now);
+            let probe = self.next_min_rtt.filter(|t| *t <= now);
+            match (update, probe) {
+                (None, None) => break,
+                (Some(u), Some(p)) if p < u => self.enter_window(p),
+                (Some(u), _) => self.on_update_timer(u, now),
+                (None, Some(p)) => self.enter_window(p),
+            }
+        }
+    }
+}
+
+impl Default for EnvoyGradient {
+    fn default() -> Self {
+        Self::reference()
+    }
+}
+
+impl LimitAlgorithm for EnvoyGradient {
+    fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::Reference => "envoy-gradient",
+            Variant::Corrected => "envoy-gradient-corrected",
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        self.run_timers(sample.now);
+        // Envoy cancels the sample of a reset stream; every response (even a 503) is a
+        // latency sample.
+        if sample.outcome == Outcome::Ignored {
+            return self.limit;
+        }
+        if sample.now.saturating_sub(sample.rtt) < self.epoch {
+            return self.limit;
+        }
+        self.samples.push(sample.rtt);
+        if self.in_min_rtt_window() && self.samples.count() >= self.request_count {
+            self.finish_window(sample.now);
+        }
+        self.limit
+    }
+
+    fn estimates(&self) -> Estimates {
+        Estimates {
+            min_rtt: self.min_rtt,
+            short_rtt: self.sample_rtt,
+            long_rtt: None,
+            gradient: self.gradient,
+            queue: self.headroom,
+            probing: Some(self.in_min_rtt_window()),
+        }
+    }
+}
+
+/// Builder for [`EnvoyGradient`]; every setter is checked in [`build`](Self::build). Field
+/// names follow Envoy's `GradientControllerConfig`.
+#[derive(Debug, Clone)]
+pub struct EnvoyGradientBuilder {
+    variant: Variant,
+    update_interval: Duration,
+    min_rtt_interval: Duration,
+    request_count: usize,
+    jitter: f64,
+    min_concurrency: usize,
+    min_limit: Option<usize>,
+    max: usize,
+    buffer: f64,
+    percentile: f64,
+    probe_fraction: f64,
+    seed: u64,
+}
+
+impl Default for EnvoyGradientBuilder {
+    fn default() -> Self {
+        Self {
+            variant: Variant::Reference,
+            update_interval: Duration::from_millis(100),
+            min_rtt_interval: Duration::from_secs(60),
+            request_count: 50,
+            jitter: 0.15,
+            min_concurrency: 3,
+            min_limit: None,
+            max: 1000,
+            buffer: 0.25,
+            percentile: 0.5,
+            probe_fraction: 0.5,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl EnvoyGradientBuilder {
+    /// Reference or corrected behaviour (default [`Variant::Reference`]).
+    pub fn variant(mut self, v: Variant) -> Self {
+        self.variant = v;
+        self
+    }
+    /// Shorthand for `variant(Variant::Corrected)`.
+    pub fn corrected(self) -> Self {
+        self.variant(Variant::Corrected)
+    }
+    /// `concurrency_update_interval`: how often the limit is recomputed (default 100 ms, the
+    /// value in Envoy's docs example; Envoy requires it).
+    pub fn update_interval(mut self, v: Duration) -> Self {
+        self.update_interval = v;
+        self
+    }
+    /// `min_rtt_calc_params.interval`: time between minRTT windows, at least 1 ms (default
+    /// 60 s, the value in Envoy's docs example; Envoy requires it).
+    pub fn min_rtt_interval(mut self, v: Duration) -> Self {
+        self.min_rtt_interval = v;
+        self
+    }
+    /// `min_rtt_calc_params.request_count`: samples per minRTT window (default 50).
+    pub fn request_count(mut self, v: usize) -> Self {
+        self.request_count = v;
+        self
+    }
+    /// `min_rtt_calc_params.jitter` as a fraction in `[0, 1]` (default 0.15).
+    pub fn jitter(mut self, v: f64) -> Self {
+        self.jitter = v;
+        self
+    }
+    /// `min_rtt_calc_params.min_concurrency`: the pinned limit during a reference minRTT
+    /// window, the initial limit and the default floor (default 3).
+    pub fn min_concurrency(mut self, v: usize) -> Self {
+        self.min_concurrency = v;
+        self
+    }
+    /// `concurrency_limit_params.min_concurrency_limit`: the floor of the computed limit
+    /// (default: `min_concurrency`).
+    pub fn min_limit(mut self, v: usize) -> Self {
+        self.min_limit = Some(v);
+        self
+    }
+    /// `concurrency_limit_params.max_concurrency_limit` (default 1000).
+    pub fn max_limit(mut self, v: usize) -> Self {
+        self.max = v;
+        self
+    }
+    /// `min_rtt_calc_params.buffer` as a fraction in `[0, 1]` (default 0.25).
+    pub fn buffer(mut self, v: f64) -> Self {
+        self.buffer = v;
+        self
+    }
+    /// `sample_aggregate_percentile` as a fraction in `(0, 1]` (default 0.5).
+    pub fn percentile(mut self, v: f64) -> Self {
+        self.percentile = v;
+        self
+    }
+    /// Corrected only: the probe limit as a fraction of the current limit, in `(0, 1]`
+    /// (default 0.5).
+    pub fn probe_fraction(mut self, v: f64) -> Self {
+        self.probe_fraction = v;
+        self
+    }
+    /// Seed of the minRTT-interval jitter (a fixed default, so that runs repeat).
+    pub fn seed(mut self, v: u64) -> Self {
+        self.seed = v;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<EnvoyGradient, ConfigError> {
+        if self.update_interval.is_zero() {
+            return Err(ConfigError::new(
+                "update_interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.min_rtt_interval < Duration::from_millis(1) {
+            return Err(ConfigError::new(
+                "min_rtt_interval",
+                "must be at least 1 ms",
+            ));
+        }
+        if self.request_count == 0 {
+            return Err(ConfigError::new("request_count", "must be at least 1"));
+        }
+        check_range("jitter", self.jitter, 0.0, 1.0)?;
+        if self.min_concurrency == 0 {
+            return Err(ConfigError::new("min_concurrency", "must be at least 1"));
+        }
+        if self.min_concurrency > self.max {
+            return Err(ConfigError::new(
+                "min_concurrency",
+                format!(
+                    "min_concurrency {} is greater than max_limit {}",
+                    self.min_concurrency, self.max
+                ),
+            ));
+        }
+        let floor = self.min_limit.unwrap_or(self.min_concurrency);
+        if floor == 0 {
+            return Err(ConfigError::new("min_limit", "must be at least 1"));
+        }
+        if floor > self.max {
+            return Err(ConfigError::new(
+                "min_limit",
+                format!("min_limit {floor} is greater than max_limit {}", self.max),
+            ));
+        }
+        check_range("buffer", self.buffer, 0.0, 1.0)?;
+        check_range("percentile", self.percentile, f64::MIN_POSITIVE, 1.0)?;
+        check_range(
+            "probe_fraction",
+            self.probe_fraction,
+            f64::MIN_POSITIVE,
+            1.0,
+        )?;
+        let mut rng = SplitMix64::new(self.seed);
+        let reservoir_seed = rng.next_u64();
+        Ok(EnvoyGradient {
+            variant: self.variant,
+            update_interval: self.update_interval,
+            min_rtt_interval: self.min_rtt_interval,
+            request_count: self.request_count as u64,
+            jitter: self.jitter,
+            min_concurrency: self.min_concurrency,
+            floor,
+            max: self.max,
+            buffer: self.buffer,
+            percentile: self.percentile,
+            probe_fraction: self.probe_fraction,
+            // Envoy starts inside a minRTT window, with the limit at min_concurrency.
+            limit: self.min_concurrency,
+            deferred: Some(self.min_concurrency),
+            samples: Reservoir::new(MAX_SAMPLES, reservoir_seed),
+            min_rtt: None,
+            sample_rtt: None,
+            gradient: None,
+            headroom: None,
+            next_update: None,
+            next_min_rtt: None,
+            epoch: Duration::ZERO,
+            consecutive_at_floor: 0,
+            rng,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// Feeds `n` samples of `rtt` spread evenly over `[from, to)`.
+    fn feed(e: &mut EnvoyGradient, from: Duration, to: Duration, n: u32, rtt: Duration) {
+        let step = (to - from) / n;
+        for i in 0..n {
+            let now = from + step * i;
+            e.update(&Sample::success(now, rtt, 1));
+        }
+    }
+
+    #[test]
+    fn reference_table() {
+        // No jitter so that the next minRTT window is at a known time.
+        let mut e = EnvoyGradient::builder().jitter(0.0).build().unwrap();
+        assert_eq!(e.limit(), 3);
+        assert_eq!(e.estimates().probing, Some(true));
+        // minRTT window: 50 samples of 10 ms, ending at t = 49 ms.
+        for i in 0..50 {
+            e.update(&Sample::success(ms(i), ms(10), 1));
+        }
+        assert_eq!(e.estimates().min_rtt, Some(ms(10)));
+        assert_eq!(e.estimates().probing, Some(false));
+        assert_eq!(e.limit(), 3); // the limit put aside was the initial 3
+        // Each row: samples every 10 ms of one update interval, then the sample that reveals
+        // the deadline (it fires first, then the sample joins the next interval).
+        // (deadline ms, rtt ms, expected limit)
+        let steps = [
+            (149, 10, 5),  // p50 10, g = 12.5/10 = 1.25: 3·1.25 = 3.75, + 1.94 = 5.69
+            (249, 10, 8),  // 5·1.25 = 6.25, + 2.5 = 8.75
+            (349, 10, 13), // 8·1.25 = 10, + 3.16 = 13.16
+            (449, 25, 9),  // p50 of {10, 25×10} = 25, g 0.5: 6.5, + 2.55 = 9.05
+            (549, 20, 7),  // p50 of {25, 20×10} = 20, g 0.625: 5.625, + 2.37 = 7.997
+        ];
+        let mut t = ms(49);
+        for (end, rtt, want) in steps {
+            feed(&mut e, t, ms(end), 10, ms(rtt));
+            t = ms(end);
+            e.update(&Sample::success(t, ms(rtt), 1));
+            assert_eq!(e.limit(), want, "update at {end} ms");
+        }
+        let est = e.estimates();
+        assert_eq!(est.short_rtt, Some(ms(20)));
+        assert!((est.gradient.unwrap() - 0.625).abs() < 1e-12);
+        assert!((est.queue.unwrap() - 5.625f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reference_pins_during_every_window_and_restores_after() {
+        let mut e = EnvoyGradient::builder()
+            .jitter(0.0)
+            .min_rtt_interval(ms(1000))
+            .build()
+            .unwrap();
+        for i in 0..50 {
+            e.update(&Sample::success(ms(i), ms(10), 1));
+        }
+        // Grow for a while: every 100 ms with samples at the minRTT.
+        let mut t = ms(50);
+        while t < ms(1040) {
+            e.update(&Sample::success(t, ms(10), 1));
+            t += ms(5);
+        }
+        // Updates at 149, 249, ..., 949 ms: 5, 8, 13, 20, 30, 43, 61, 84, 115.
+        assert_eq!(e.limit(), 115);
+        // At 1049 ms the update (115·1.25 = 143.75, + 11.99 → 155) fires, then the next
+        // window (49 + 1000 ms) pins the limit to 3.
+        e.update(&Sample::success(ms(1049), ms(10), 1));
+        assert!(e.in_min_rtt_window());
+        assert_eq!(e.limit(), 3);
+        // Requests that started before the window (1049 ms) are discarded.
+        e.update(&Sample::success(ms(1050), ms(10), 1));
+        assert_eq!(e.samples.count(), 0);
+        e.update(&Sample::success(ms(1051), ms(1), 1));
+        assert_eq!(e.samples.count(), 1);
+        for i in 0..49 {
+            e.update(&Sample::success(ms(1060 + i), ms(10), 1));
+        }
+        assert!(!e.in_min_rtt_window());
+        assert_eq!(e.limit(), 155);
+    }
+
+    #[test]
+    fn five_updates_at_the_floor_force_a_new_window() {
+        let mut e = EnvoyGradient::builder().jitter(0.0).build().unwrap();
+        for i in 0..50 {
+            e.update(&Sample::success(ms(i), ms(10), 1));
+        }
+        // RTT 100 ms against minRTT 10 ms: g = 0.5 each time; 3·0.5 = 1.5 + 1.22 = 2.72 → 3.
+        // Updates at 149, 249, ... each keep the limit at the floor 3.
+        let mut t = ms(50);
+        let mut entered_at = None;
+        while t < ms(1000) {
+            e.update(&Sample::success(t, ms(100), 3));
+            if e.in_min_rtt_window() {
+                entered_at = Some(t);
+                break;
+            }
+            t += ms(10);
+        }
+        // 5 consecutive floor-to-floor updates: 149, 249, 349, 449, 549 ms.
+        assert_eq!(entered_at, Some(ms(550)));
+    }
+
+    #[test]
+    fn corrected_probes_at_half_the_limit() {
+        let mut e = EnvoyGradient::builder()
+            .corrected()
+            .jitter(0.0)
+            .min_rtt_interval(ms(1000))
+            .build()
+            .unwrap();
+        for i in 0..50 {
+            e.update(&Sample::success(ms(i), ms(10), 1));
+        }
+        let mut t = ms(50);
+        while t < ms(1040) {
+            e.update(&Sample::success(t, ms(10), 1));
+            t += ms(5);
+        }
+        assert_eq!(e.limit(), 115);
+        // The update at 1049 ms gives 155; the window then probes at ceil(155·0.5) = 78.
+        e.update(&Sample::success(ms(1049), ms(10), 1));
+        assert!(e.in_min_rtt_window());
+        assert_eq!(e.limit(), 78);
+        assert_eq!(e.name(), "envoy-gradient-corrected");
+    }
+
+    #[test]
+    fn idle_gaps_do_not_loop_per_interval() {
+        let mut e = EnvoyGradient::reference();
+        for i in 0..50 {
+            e.update(&Sample::success(ms(i), ms(10), 1));
+        }
+        // A year later: one timer pass, not 3·10⁸ iterations.
+        let later = Duration::from_secs(365 * 24 * 3600);
+        e.update(&Sample::success(later, ms(10), 1));
+        assert!(e.in_min_rtt_window());
+        assert!(e.next_update.is_none());
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let field = |b: EnvoyGradientBuilder| b.build().unwrap_err().field();
+        let b = EnvoyGradient::builder;
+        assert_eq!(
+            field(b().update_interval(Duration::ZERO)),
+            "update_interval"
+        );
+        assert_eq!(
+            field(b().min_rtt_interval(Duration::ZERO)),
+            "min_rtt_interval"
+        );
+        assert_eq!(field(b().request_count(0)), "request_count");
+        assert_eq!(field(b().jitter(1.5)), "jitter");
+        assert_eq!(field(b().jitter(f64::NAN)), "jitter");
+        assert_eq!(field(b().min_concurrency(0)), "min_concurrency");
+        assert_eq!(field(b().min_concurrency(2000)), "min_concurrency");
+        assert_eq!(field(b().min_limit(0)), "min_limit");
+        assert_eq!(field(b().min_limit(20).max_limit(10)), "min_limit");
+        assert_eq!(field(b().buffer(-0.1)), "buffer");
+        assert_eq!(field(b().percentile(0.0)), "percentile");
+        assert_eq!(field(b().probe_fraction(0.0)), "probe_fraction");
+        assert_eq!(field(b().probe_fraction(f64::INFINITY)), "probe_fraction");
+    }
+}
