@@ -1,1 +1,52 @@
-//! tailwater-proxy (work in progress).
+//! # tailwater-proxy
+//!
+//! An admission-control reverse proxy (sidecar) for services that cannot change: it sits
+//! in front of an HTTP/1.1 or h2c service, admits requests against an adaptive concurrency
+//! limit per route (with a bounded wait queue, criticality tiers and local rate limits),
+//! answers the excess at once with `503` + `Retry-After` (or `429` for rate limits), and
+//! streams everything it admits without buffering.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tailwater_proxy::{Config, run};
+//! let config = Config::from_file("proxy.toml".as_ref())?; // or Config::simple(uri)
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML format and its validation (errors carry file:line and the field);
+//! - `route`: the route table and each route's limiter and rate limits;
+//! - `service`: one request: route, 413, rate limits, admission, forward, stream back;
+//! - `body`: the response body that holds the permit until the upstream body ends;
+//! - `headers`: hop-by-hop removal and `X-Forwarded-For` / `Forwarded`;
+//! - `server`: [`Proxy`], [`run`]: accept loop, connection cap, reload, drain;
+//! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
+//! - `metrics`: lock-free counters and the Prometheus rendering.
+//!
+//! # Failure modes
+//!
+//! - Upstream down or refusing: 502, counted as a drop (the limit backs off).
+//! - Upstream slow: 504 after `upstream.request_timeout`, counted as a drop.
+//! - Client gone mid-response: the permit is released as "ignored" (no sample).
+//! - Invalid reload: the old configuration stays and the error is logged and returned.
+//! - Drain deadline passed: remaining connections are closed.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+mod body;
+pub mod config;
+mod headers;
+mod metrics;
+mod route;
+mod server;
+mod service;
+mod status;
+
+pub use body::{BoxError, ProxyBody};
+pub use config::{Config, ConfigError};
+pub use server::{Error, Proxy, run};
+pub use service::CRITICALITY_HEADER;
+pub use status::RouteStatus;

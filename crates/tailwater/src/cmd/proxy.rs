@@ -1,11 +1,154 @@
-//! `tailwater proxy` (not built yet).
+//! `tailwater proxy`: the admission-control sidecar.
+//!
+//! ```text
+//! tailwater proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//! tailwater proxy --config proxy.toml [--listen ADDR] [--admin ADDR]
+//! ```
+//!
+//! SIGTERM / SIGINT drain (stop accepting, finish in-flight requests up to
+//! `server.drain_timeout`, exit 0); SIGHUP reloads `--config` (an invalid file keeps the
+//! running configuration and logs why). A bad configuration at start exits with code 2 and
+//! a `file:line:column: `field`: message` diagnostic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tailwater_proxy::{Config, Proxy};
 
 /// Arguments of `tailwater proxy`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Address to accept client connections on (default: the config's `server.listen`,
+    /// else 127.0.0.1:8080).
+    #[arg(long, env = "TAILWATER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Upstream for the simple case: one catch-all route with adaptive defaults.
+    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    upstream: Option<http::Uri>,
+    /// TOML file with routes, limits, queues, tiers and rate limits (reloaded on SIGHUP).
+    #[arg(long, env = "TAILWATER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Admin listener for /metrics, /status, /healthz, /ready (default 127.0.0.1:9901).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Do not start the admin listener.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+    /// Check the configuration and exit (0 if valid, 2 if not).
+    #[arg(long)]
+    check: bool,
+}
 
 /// Runs `tailwater proxy`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<u8> {
-    eprintln!("tailwater proxy: not available in this build yet");
-    Ok(2)
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let config = match (&args.config, &args.upstream) {
+        (Some(path), _) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tailwater proxy: invalid configuration: {e}");
+                return Ok(2);
+            }
+        },
+        (None, Some(upstream)) => {
+            let c = Config::simple(upstream.clone());
+            if let Err(e) = c.validate() {
+                eprintln!("tailwater proxy: invalid --upstream: {e}");
+                return Ok(2);
+            }
+            c
+        }
+        (None, None) => {
+            eprintln!("tailwater proxy: give --upstream URL or --config FILE");
+            return Ok(2);
+        }
+    };
+    if args.check {
+        println!("configuration ok: {} route(s)", config.routes.len());
+        return Ok(0);
+    }
+    let listen = args
+        .listen
+        .or(config.server.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let admin = (!args.no_admin).then(|| args.admin.unwrap_or(config.admin.listen));
+    let proxy = match Proxy::new(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tailwater proxy: invalid configuration: {e}");
+            return Ok(2);
+        }
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(proxy, listen, admin, args.config))?;
+    Ok(0)
+}
+
+async fn serve(
+    proxy: Proxy,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_task = None;
+    if let Some(addr) = admin {
+        let admin_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding admin listener {addr}"))?;
+        tracing::info!(%addr, "admin listening");
+        let mut rx = stop_rx.clone();
+        let p = proxy.clone();
+        admin_task = Some(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tailwater_proxy::admin::serve(admin_listener, p, stop).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        }));
+    }
+
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let reloader = proxy.clone();
+    let shutdown = async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+                _ = hup.recv() => match &config_path {
+                    Some(path) => {
+                        tracing::info!(path = %path.display(), "SIGHUP: reloading");
+                        let _ = reloader.reload_from_file(path);
+                    }
+                    None => tracing::warn!("SIGHUP ignored: no --config file to reload"),
+                },
+            }
+        }
+    };
+    proxy.serve(listener, shutdown).await?;
+    let _ = stop_tx.send(true);
+    if let Some(task) = admin_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
+    Ok(())
 }

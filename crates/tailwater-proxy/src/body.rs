@@ -1,0 +1,171 @@
+//! The proxy's response body: either the upstream's body streamed through, holding the
+//! admission permit until its last frame, or a small local body (503, 429, 413, …).
+//!
+//! Why the permit rides in the body: a concurrency limit measures work in progress, and a
+//! response is in progress until its body ends (tower frees the permit when the response
+//! future resolves, before the body: tower-http #447). The sample fed to the limit is the
+//! time from admission to the end of the body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tailwater_core::{Criticality, Permit};
+use tokio::time::Instant;
+
+use crate::metrics::{Decision, RouteMetrics};
+
+/// Errors of the proxy's bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Settles a forwarded request once: reports the permit's outcome and counts the request.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    pub(crate) permit: Option<Permit>,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    pub(crate) tier: Criticality,
+    pub(crate) start: Instant,
+    /// The upstream status counts as a drop (5xx, 429).
+    pub(crate) status_dropped: bool,
+}
+
+impl Guard {
+    /// Reports `decision` to the limiter and the metrics.
+    pub(crate) fn finish(mut self, decision: Decision) {
+        self.settle(decision);
+    }
+
+    fn settle(&mut self, decision: Decision) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let decision = if decision == Decision::Success && self.status_dropped {
+            Decision::UpstreamStatus
+        } else {
+            decision
+        };
+        match decision {
+            Decision::Success => permit.success(),
+            Decision::Cancelled => permit.ignore(),
+            _ => permit.dropped(),
+        }
+        self.metrics
+            .record(decision, self.tier, self.start.elapsed());
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Dropped without a verdict: the client went away.
+        self.settle(Decision::Cancelled);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body of the proxy: the upstream's body streamed through (holding the
+    /// admission permit until it ends), or a small body the proxy wrote itself.
+    #[derive(Debug)]
+    pub struct ProxyBody {
+        #[pin]
+        inner: Inner,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner {
+        Upstream {
+            #[pin]
+            inner: Incoming,
+            guard: Option<Guard>,
+        },
+        Local {
+            data: Option<Bytes>,
+        },
+    }
+}
+
+impl ProxyBody {
+    /// A local body.
+    pub(crate) fn local(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        ProxyBody {
+            inner: Inner::Local {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    /// The upstream's body, settling `guard` when it ends.
+    pub(crate) fn upstream(inner: Incoming, guard: Guard) -> Self {
+        let mut body = Inner::Upstream {
+            inner,
+            guard: Some(guard),
+        };
+        // An empty body (204, HEAD, content-length: 0) may never be polled.
+        if let Inner::Upstream { inner, guard } = &mut body {
+            if inner.is_end_stream() {
+                if let Some(g) = guard.take() {
+                    g.finish(Decision::Success);
+                }
+            }
+        }
+        ProxyBody { inner: body }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().inner.project() {
+            InnerProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            InnerProj::Upstream { mut inner, guard } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(g) = guard.take() {
+                            g.finish(Decision::Success);
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        if let Some(g) = guard.take() {
+                            g.finish(Decision::BodyError);
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
+                        if let Some(g) = guard.take() {
+                            g.finish(Decision::Success);
+                        }
+                    }
+                    _ => {}
+                }
+                polled.map(|o| o.map(|r| r.map_err(BoxError::from)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Local { data } => data.is_none(),
+            Inner::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Local { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Inner::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

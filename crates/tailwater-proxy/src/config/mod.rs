@@ -1,0 +1,491 @@
+//! Configuration: the TOML file format, the same structure built in code, and validation
+//! errors that point at `file:line:column` and name the field.
+//!
+//! Every table rejects unknown keys (`deny_unknown_fields`), durations are strings with a
+//! unit (`"250ms"`), and semantic checks (for example `min_limit > max_limit`) run when the
+//! route table is built, so an error from [`Config::from_toml`] is the only way a bad file
+//! is reported: it never panics and never half-applies.
+//!
+//! ```
+//! use tailwater_proxy::config::Config;
+//! let cfg = Config::from_toml(r#"
+//! [[route]]
+//! name = "api"
+//! path_prefix = "/api"
+//! upstream = "http://127.0.0.1:9000"
+//! [route.limit]
+//! algorithm = "aimd"
+//! min_limit = 4
+//! max_limit = 64
+//! "#, None).unwrap();
+//! assert_eq!(cfg.routes[0].name, "api");
+//!
+//! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nmin_limit = 9\nmax_limit = 2\n", None)
+//!     .unwrap_err();
+//! assert_eq!(err.line(), Some(4));
+//! assert_eq!(err.field(), "route[0].limit.min_limit");
+//! ```
+
+pub(crate) mod duration;
+mod error;
+
+pub use error::ConfigError;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The proxy listener and its own protection.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin listener (metrics, status, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Defaults for talking to upstreams.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// Routes, matched by host and the longest path prefix.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The proxy listener: connection cap, header and body limits, HTTP/2 settings, drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (the CLI's `--listen` overrides it).
+    pub listen: Option<SocketAddr>,
+    /// Most client connections held at once; further connections wait in the kernel's
+    /// accept backlog.
+    pub max_connections: usize,
+    /// HTTP/1 read buffer, which bounds the request head (minimum 8192). Larger heads are
+    /// answered with 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more is 431.
+    pub max_headers: usize,
+    /// Request bodies above this are answered with 413 (none by default).
+    pub max_body_bytes: Option<u64>,
+    /// Time allowed to receive a complete request head (slowloris protection).
+    #[serde(deserialize_with = "duration::de")]
+    pub header_read_timeout: Duration,
+    /// How long a drain waits for in-flight requests before closing connections.
+    #[serde(deserialize_with = "duration::de")]
+    pub drain_timeout: Duration,
+    /// HTTP/2 flow control and stream limits.
+    pub http2: Http2Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: None,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            http2: Http2Config::default(),
+        }
+    }
+}
+
+/// HTTP/2 settings (used for clients connecting with h2c and for h2c upstreams).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Config {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients.
+    pub max_concurrent_streams: u32,
+    /// Initial stream-level flow-control window, bytes.
+    pub initial_stream_window: u32,
+    /// Initial connection-level flow-control window, bytes.
+    pub initial_connection_window: u32,
+    /// BDP-based adaptive windows (overrides the two windows above).
+    pub adaptive_window: bool,
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`, bytes.
+    pub max_header_list_size: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            initial_stream_window: 1024 * 1024,
+            initial_connection_window: 4 * 1024 * 1024,
+            adaptive_window: false,
+            max_header_list_size: 16 * 1024,
+        }
+    }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener (default 127.0.0.1:9901; the CLI's `--admin` wins).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+        }
+    }
+}
+
+/// Which HTTP version to speak to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+/// Defaults for every upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout (→ 502 on expiry).
+    #[serde(deserialize_with = "duration::de")]
+    pub connect_timeout: Duration,
+    /// Time until the upstream's response head arrives (→ 504 on expiry). Bodies stream
+    /// afterwards without a total deadline.
+    #[serde(deserialize_with = "duration::de")]
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream. In-use connections are bounded by
+    /// the routes' admission limits (one request, at most one connection).
+    pub pool_max_idle_per_host: usize,
+    /// Idle connections are closed after this.
+    #[serde(deserialize_with = "duration::de")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            pool_max_idle_per_host: 256,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// One route: what it matches, where it goes, and how admission works for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in metrics labels and `/status`.
+    #[serde(default = "default_route_name")]
+    pub name: String,
+    /// Host to match (case-insensitive, port ignored); none matches any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix to match (plain string prefix); the longest match wins.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// `http://host:port` of the upstream; the request's path and query are kept.
+    #[serde(deserialize_with = "de_uri")]
+    pub upstream: Uri,
+    /// HTTP version spoken to the upstream.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Whether to forward the client's `Host` (true) or use the upstream's authority.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    /// The adaptive concurrency limit.
+    #[serde(default)]
+    pub limit: LimitConfig,
+    /// The bounded wait queue used when the limit is reached (none: reject at once).
+    #[serde(default = "default_queue")]
+    pub queue: Option<QueueSettings>,
+    /// Criticality tiers (utilisation thresholds); the tier comes from `x-criticality`.
+    #[serde(default)]
+    pub tiers: Option<TierSettings>,
+    /// Local rate limits, all of which must admit a request.
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitConfig>,
+    /// The `Retry-After` hint sent with 503s.
+    #[serde(default = "default_retry_after", deserialize_with = "duration::de")]
+    pub retry_after: Duration,
+}
+
+fn default_route_name() -> String {
+    "default".to_owned()
+}
+fn default_prefix() -> String {
+    "/".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+fn default_retry_after() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue() -> Option<QueueSettings> {
+    Some(QueueSettings::default())
+}
+
+fn de_uri<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
+    let s = String::deserialize(d)?;
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| serde::de::Error::custom(format!("invalid upstream URI `{s}`: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(serde::de::Error::custom(format!(
+            "upstream `{s}` must be http://host:port (TLS upstreams are not supported)"
+        )));
+    }
+    Ok(uri)
+}
+
+impl RouteConfig {
+    /// A catch-all route to `upstream` with the adaptive defaults.
+    pub fn new(name: impl Into<String>, upstream: Uri) -> Self {
+        Self {
+            name: name.into(),
+            host: None,
+            path_prefix: default_prefix(),
+            upstream,
+            protocol: UpstreamProtocol::Http1,
+            preserve_host: true,
+            limit: LimitConfig::default(),
+            queue: default_queue(),
+            tiers: None,
+            rate_limit: Vec::new(),
+            retry_after: default_retry_after(),
+        }
+    }
+}
+
+/// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// `fixed`, `aimd`, `vegas` or `gradient2`.
+    pub algorithm: Algorithm,
+    /// The fixed limit (`fixed` only).
+    pub limit: Option<usize>,
+    /// Starting limit.
+    pub initial_limit: Option<usize>,
+    /// Floor.
+    pub min_limit: Option<usize>,
+    /// Ceiling.
+    pub max_limit: Option<usize>,
+    /// Multiplicative decrease on a drop (`aimd`, `gradient2`).
+    pub backoff_ratio: Option<f64>,
+    /// An RTT above this counts as a drop (`aimd`, `gradient2`).
+    #[serde(default, deserialize_with = "duration::de_opt")]
+    pub timeout: Option<Duration>,
+    /// Smoothing factor (`vegas`, `gradient2`).
+    pub smoothing: Option<f64>,
+}
+
+impl Default for LimitConfig {
+    /// The proxy's adaptive default: AIMD from 32 within [8, 1000], backing off on
+    /// upstream errors, 5xx/429 and RTTs above 1 s.
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Aimd,
+            limit: None,
+            initial_limit: Some(32),
+            min_limit: Some(8),
+            max_limit: Some(1000),
+            backoff_ratio: None,
+            timeout: Some(Duration::from_secs(1)),
+            smoothing: None,
+        }
+    }
+}
+
+/// Limit algorithms available to routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// A constant limit.
+    Fixed,
+    /// Additive increase, multiplicative decrease (Netflix `AIMDLimit`).
+    #[default]
+    Aimd,
+    /// Delay-based (Netflix `VegasLimit`).
+    Vegas,
+    /// Gradient of long vs short RTT (Netflix `Gradient2Limit`).
+    Gradient2,
+}
+
+/// Queue discipline names in configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discipline {
+    /// Oldest first.
+    Fifo,
+    /// Newest first.
+    Lifo,
+    /// FIFO that flips to LIFO under a standing queue.
+    AdaptiveLifo,
+    /// FIFO with controlled delay (Fail at Scale).
+    #[default]
+    Codel,
+}
+
+/// The bounded wait queue of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Ordering discipline.
+    pub discipline: Discipline,
+    /// Most waiters.
+    pub capacity: usize,
+    /// Longest wait.
+    #[serde(deserialize_with = "duration::de")]
+    pub max_wait: Duration,
+    /// CoDel target (M).
+    #[serde(deserialize_with = "duration::de")]
+    pub target: Duration,
+    /// CoDel interval (N).
+    #[serde(deserialize_with = "duration::de")]
+    pub interval: Duration,
+    /// Adaptive LIFO: standing-queue threshold.
+    #[serde(deserialize_with = "duration::de")]
+    pub standing_after: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            discipline: Discipline::Codel,
+            capacity: 128,
+            max_wait: Duration::from_millis(100),
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(100),
+            standing_after: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierSettings {
+    /// `critical_plus` threshold.
+    pub critical_plus: f64,
+    /// `critical` threshold.
+    pub critical: f64,
+    /// `sheddable_plus` threshold.
+    pub sheddable_plus: f64,
+    /// `sheddable` threshold.
+    pub sheddable: f64,
+}
+
+impl Default for TierSettings {
+    fn default() -> Self {
+        Self {
+            critical_plus: 1.0,
+            critical: 0.8,
+            sheddable_plus: 0.5,
+            sheddable: 0.2,
+        }
+    }
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    /// One bucket for the whole route.
+    Global,
+    /// One bucket per client IP address.
+    ClientIp,
+    /// One bucket per value of this request header (requests without it share one).
+    Header(http::HeaderName),
+}
+
+impl<'de> Deserialize<'de> for RateKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "global" => Ok(RateKey::Global),
+            "client_ip" => Ok(RateKey::ClientIp),
+            other => match other.strip_prefix("header:") {
+                Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(RateKey::Header)
+                    .map_err(|_| serde::de::Error::custom(format!("invalid header name `{name}`"))),
+                None => Err(serde::de::Error::custom(format!(
+                    "unknown key `{other}` (expected global, client_ip or header:<name>)"
+                ))),
+            },
+        }
+    }
+}
+
+/// A local GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Name in the `RateLimit-Policy` header and in metrics.
+    #[serde(default = "default_rate_name")]
+    pub name: String,
+    /// Requests per period.
+    pub rate: u32,
+    /// The period.
+    #[serde(default = "one_second", deserialize_with = "duration::de")]
+    pub period: Duration,
+    /// Requests allowed at once (default: `rate`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// What the limit counts by.
+    #[serde(default = "global_key")]
+    pub key: RateKey,
+}
+
+fn default_rate_name() -> String {
+    "default".to_owned()
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+fn global_key() -> RateKey {
+    RateKey::Global
+}
+
+impl Config {
+    /// One catch-all route to `upstream` with the adaptive defaults.
+    pub fn simple(upstream: Uri) -> Self {
+        Self {
+            server: ServerConfig::default(),
+            admin: AdminConfig::default(),
+            upstream: UpstreamConfig::default(),
+            routes: vec![RouteConfig::new("default", upstream)],
+        }
+    }
+
+    /// Parses and validates TOML. `path` is only used in error messages.
+    pub fn from_toml(src: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(src).map_err(|e| ConfigError::from_toml(&e, src, path))?;
+        cfg.validate().map_err(|e| e.locate(src, path))?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+        Self::from_toml(&src, Some(path))
+    }
+
+    /// Semantic validation: everything deserialisation cannot check (ranges, limits, the
+    /// core builders' own checks). The error names the field as a path such as
+    /// `route[1].limit.min_limit`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::route::RouteTable::build(self).map(|_| ())
+    }
+}

@@ -1,0 +1,132 @@
+//! Header rewriting for a forwarding proxy: hop-by-hop removal (RFC 9110 §7.6.1) and the
+//! `X-Forwarded-For` / `Forwarded` (RFC 7239) additions.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Connection-specific fields a proxy must not forward (RFC 9110 §7.6.1, plus the legacy
+/// `Keep-Alive` and `Proxy-Connection`).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+///
+/// `TE: trailers` is kept on requests when `keep_te_trailers` is set: it is what gRPC
+/// clients send to say they accept trailers, and HTTP/2 allows exactly that value.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = keep_te_trailers
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For` and a `for=…;proto=…;host=…` element
+/// to `Forwarded` (RFC 7239 §4–5; IPv6 addresses are bracketed and quoted).
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&str>) {
+    let xff_name = HeaderName::from_static("x-forwarded-for");
+    let ip = client.to_string();
+    let xff = match headers.get(&xff_name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    // Several X-Forwarded-For fields are folded into the one we write.
+    headers.remove(&xff_name);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(xff_name, v);
+    }
+    let for_ = match client {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(_) => format!("\"[{ip}]\""),
+    };
+    let mut element = format!("for={for_};proto=http");
+    if let Some(h) = host.filter(|h| is_token_or_host(h)) {
+        element.push_str(&format!(";host=\"{h}\""));
+    }
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    headers.remove(header::FORWARDED);
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// Characters that can go inside a quoted `host=` without escaping.
+fn is_token_or_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        let mut g = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+        strip_hop_by_hop(&mut g, true);
+        assert_eq!(g.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn appends_forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarded(&mut h, "192.0.2.7".parse().unwrap(), Some("example.com"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;proto=http;host=\"example.com\""
+        );
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, "2001:db8::1".parse().unwrap(), None);
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+}

@@ -1,0 +1,317 @@
+//! The proxy server: accept loop with a connection cap, HTTP/1.1 + h2c connections, hot
+//! reload of the route table, and graceful drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::route::RouteTable;
+use crate::status::RouteStatus;
+
+/// The upstream client type.
+pub(crate) type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
+
+/// What a reload swaps: the configuration, the routes built from it and the clients.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: Config,
+    pub(crate) table: RouteTable,
+    pub(crate) http1: UpstreamClient,
+    pub(crate) h2c: UpstreamClient,
+}
+
+/// State shared by the accept loop, every connection and the admin endpoints.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: ArcSwap<State>,
+    pub(crate) metrics: Metrics,
+    /// Set once a drain starts: `/ready` answers 503.
+    pub(crate) draining: AtomicBool,
+}
+
+/// Errors from [`Proxy::serve`] and [`run`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A configured proxy, ready to serve. Cheap to clone (clones share state), so one clone
+/// serves and another reloads or reports.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tailwater_proxy::Error> {
+/// use tailwater_proxy::{Config, Proxy};
+/// let proxy = Proxy::new(Config::simple("http://127.0.0.1:9000".parse().unwrap()))?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let handle = proxy.clone();
+/// tokio::spawn(async move { /* later: */ let _ = handle.reload_from_file("proxy.toml".as_ref()); });
+/// proxy.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains: stops accepting,
+/// lets in-flight requests finish for up to `server.drain_timeout`, closes the rest.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    Proxy::new(config)?.serve(listener, shutdown).await
+}
+
+fn build_state(
+    config: Config,
+    old: Option<&State>,
+    metrics: &Metrics,
+) -> Result<State, ConfigError> {
+    let table = RouteTable::build_reusing(&config, old.map(|s| &s.table), Some(metrics))?;
+    let (http1, h2c) = clients(&config);
+    Ok(State {
+        config,
+        table,
+        http1,
+        h2c,
+    })
+}
+
+fn clients(config: &Config) -> (UpstreamClient, UpstreamClient) {
+    let u = &config.upstream;
+    let h2 = &config.server.http2;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(u.connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_max_idle_per_host(u.pool_max_idle_per_host)
+        .pool_idle_timeout(u.pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    let http1 = b.build(connector.clone());
+    b.http2_only(true)
+        .http2_initial_stream_window_size(h2.initial_stream_window)
+        .http2_initial_connection_window_size(h2.initial_connection_window)
+        .http2_adaptive_window(h2.adaptive_window)
+        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+        .http2_keep_alive_timeout(Duration::from_secs(10));
+    let h2c = b.build(connector);
+    (http1, h2c)
+}
+
+impl Proxy {
+    /// Validates `config` and builds the routes and upstream clients.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let metrics = Metrics::default();
+        let state = build_state(config, None, &metrics)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                state: ArcSwap::from_pointee(state),
+                metrics,
+                draining: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Replaces the routes and upstream settings. Connections stay open; requests already
+    /// admitted finish under the old route. A route whose name and admission settings are
+    /// unchanged keeps its limiter (learned limit and in-flight count). On error nothing
+    /// changes. Settings under `[server]` other than `max_body_bytes` apply to the next
+    /// start only.
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let old = self.shared.state.load();
+        let state = build_state(config, Some(&old), &self.shared.metrics)?;
+        self.shared.state.store(Arc::new(state));
+        tracing::info!(
+            routes = self.shared.state.load().table.routes().len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Reads `path` and [`reload`](Self::reload)s it; an invalid file keeps the old
+    /// configuration and the error says why (file:line and field). This is what SIGHUP does.
+    pub fn reload_from_file(&self, path: &Path) -> Result<(), ConfigError> {
+        let result = Config::from_file(path).and_then(|c| self.reload(c));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "reload failed; keeping the previous configuration");
+        }
+        result
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> Config {
+        self.shared.state.load().config.clone()
+    }
+
+    /// A snapshot of every route's limiter and counters.
+    pub fn status(&self) -> Vec<RouteStatus> {
+        crate::status::snapshot(&self.shared)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn metrics_text(&self) -> String {
+        let state = self.shared.state.load();
+        self.shared.metrics.render(&state.table)
+    }
+
+    /// Whether a drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// Serves connections from `listener` until `shutdown` resolves, then drains (see
+    /// [`run`]). Returns once every connection is closed or the drain deadline passed.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let (server_cfg, ready_builder) = {
+            let state = self.shared.state.load();
+            let s = state.config.server.clone();
+            let b = connection_builder(&s);
+            (s, b)
+        };
+        let builder = Arc::new(ready_builder);
+        let conn_slots = Arc::new(Semaphore::new(server_cfg.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut conns: JoinSet<()> = JoinSet::new();
+        let mut backoff = Duration::from_millis(5);
+        tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "proxy listening");
+        }
+        loop {
+            while conns.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                slot = Arc::clone(&conn_slots).acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => break, // never closed
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => {
+                        backoff = Duration::from_millis(5);
+                        a
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: wait, then retry (mini-redis's accept backoff).
+                        tracing::warn!(error = %e, ?backoff, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            self.spawn_connection(&mut conns, &graceful, &builder, stream, peer, slot);
+        }
+        drop(listener);
+        self.shared.draining.store(true, Ordering::Release);
+        let open = conns.len();
+        tracing::info!(open, deadline = ?server_cfg.drain_timeout, "draining");
+        let drained = tokio::time::timeout(server_cfg.drain_timeout, async {
+            graceful.shutdown().await;
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = conns.len(),
+                "drain deadline passed; closing connections"
+            );
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+
+    fn spawn_connection(
+        &self,
+        conns: &mut JoinSet<()>,
+        graceful: &GracefulShutdown,
+        builder: &Arc<auto::Builder<TokioExecutor>>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        shared
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        let svc_shared = Arc::clone(&shared);
+        let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_shared), req, peer));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            shared
+                .metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
+/// The hyper server builder: header limits, slowloris timeout, HTTP/2 settings.
+fn connection_builder(s: &crate::config::ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_bytes)
+        .max_headers(s.max_headers)
+        .keep_alive(true);
+    let h2 = &s.http2;
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .initial_stream_window_size(h2.initial_stream_window)
+        .initial_connection_window_size(h2.initial_connection_window)
+        .adaptive_window(h2.adaptive_window)
+        .max_header_list_size(h2.max_header_list_size);
+    b
+}

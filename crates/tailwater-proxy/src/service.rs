@@ -1,0 +1,302 @@
+//! The request path: route → body limit → rate limits → admission → forward → stream back.
+//!
+//! Admission is built directly on the core [`Limiter`](tailwater_core::Limiter) (the
+//! tailwater-tower layers were not available when this was written); its behaviour is the
+//! one those layers specify: the tier comes from `x-criticality` (default `critical`), a
+//! shed request is answered 503 + `Retry-After` without touching the upstream, a rate-limited
+//! one 429 + `Retry-After` + `RateLimit-Policy`/`RateLimit`, and the permit is held until the
+//! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
+//! drops; a client that goes away before the end is "ignored".
+
+use std::convert::Infallible;
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tailwater_core::limiter::Request as Admission;
+use tailwater_core::{Criticality, Rejection};
+use tokio::time::Instant;
+use tracing::{Instrument, field};
+
+use crate::body::{Guard, ProxyBody};
+use crate::config::UpstreamProtocol;
+use crate::headers;
+use crate::metrics::Decision;
+use crate::route::upstream_uri;
+use crate::server::Shared;
+
+/// The header carrying the request's criticality tier.
+pub const CRITICALITY_HEADER: &str = "x-criticality";
+
+/// Handles one request from a client at `peer`.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let span = tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        route = field::Empty,
+        tier = field::Empty,
+        decision = field::Empty,
+        rejection_reason = field::Empty,
+        status = field::Empty,
+    );
+    let resp = proxy(&shared, req, peer).instrument(span.clone()).await;
+    span.record("status", resp.status().as_u16());
+    Ok(resp)
+}
+
+async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let state = shared.state.load();
+    let span = tracing::Span::current();
+
+    let host = request_host(&req);
+    let Some(route) = state.table.find(host.as_deref(), req.uri().path()) else {
+        shared
+            .metrics
+            .unrouted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        span.record("decision", "no_route");
+        return local(StatusCode::NOT_FOUND, "no route\n");
+    };
+    let route = Arc::clone(route);
+    span.record("route", route.name.as_str());
+    let tier = req
+        .headers()
+        .get(CRITICALITY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Criticality>().ok())
+        .unwrap_or_default();
+    span.record("tier", tier.as_str());
+
+    // 413 before anything is admitted or read.
+    let max_body = state.config.server.max_body_bytes;
+    if let Some(max) = max_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            route
+                .metrics
+                .record(Decision::BodyTooLarge, tier, start.elapsed());
+            span.record("decision", "rejected");
+            span.record("rejection_reason", "body_too_large");
+            return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+    }
+
+    // Local rate limits: every one must admit.
+    if !route.rate_limits.is_empty() {
+        let ip = peer.ip().to_string();
+        for rl in &route.rate_limits {
+            let d = rl.check(&ip, req.headers());
+            if !d.allowed {
+                route
+                    .metrics
+                    .record(Decision::RateLimited, tier, start.elapsed());
+                span.record("decision", "rate_limited");
+                span.record(
+                    "rejection_reason",
+                    d.reason.map_or("rate_exceeded", |r| r.as_str()),
+                );
+                tracing::debug!(limit = %rl.name, "rate limited");
+                let retry = d
+                    .retry_after_secs()
+                    .unwrap_or_else(|| d.reset_after_secs())
+                    .max(1);
+                let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
+                let h = resp.headers_mut();
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+                let policy = format!(
+                    "\"{}\";q={};w={}",
+                    rl.name,
+                    rl.quota.rate(),
+                    rl.quota.period().as_secs().max(1)
+                );
+                let current = format!(
+                    "\"{}\";r={};t={}",
+                    rl.name,
+                    d.remaining,
+                    d.reset_after_secs()
+                );
+                if let Ok(v) = HeaderValue::from_str(&policy) {
+                    h.insert("ratelimit-policy", v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&current) {
+                    h.insert("ratelimit", v);
+                }
+                return resp;
+            }
+        }
+    }
+
+    // Admission.
+    let admission = Admission::new().tier(tier);
+    let acquired = match route.queue_wait {
+        Some(wait) => route.limiter.acquire(admission, wait).await,
+        None => route.limiter.try_acquire_with(admission),
+    };
+    let permit = match acquired {
+        Ok(p) => p,
+        Err(rejection) => {
+            route
+                .metrics
+                .record(Decision::Shed(rejection.reason), tier, start.elapsed());
+            span.record("decision", "shed");
+            span.record("rejection_reason", rejection.reason.as_str());
+            tracing::debug!(
+                limit = rejection.limit,
+                in_flight = rejection.in_flight,
+                "shed"
+            );
+            return shed(&rejection);
+        }
+    };
+    span.record("decision", "admitted");
+
+    // Forward.
+    let (mut parts, body) = req.into_parts();
+    let original_authority = parts.uri.authority().cloned();
+    headers::strip_hop_by_hop(&mut parts.headers, route.protocol == UpstreamProtocol::H2c);
+    headers::add_forwarded(&mut parts.headers, peer.ip(), host.as_deref());
+    if route.preserve_host {
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, a);
+            }
+        }
+    } else {
+        parts.headers.remove(header::HOST);
+    }
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = match upstream_uri(&route, pq) {
+        Ok(u) => u,
+        Err(_) => {
+            let guard = guard(permit, &route, tier, start);
+            guard.finish(Decision::Cancelled);
+            return local(StatusCode::BAD_REQUEST, "bad request target\n");
+        }
+    };
+    parts.version = match route.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::H2c => Version::HTTP_2,
+    };
+    let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
+    let client = match route.protocol {
+        UpstreamProtocol::Http1 => &state.http1,
+        UpstreamProtocol::H2c => &state.h2c,
+    };
+    let timeout = state.config.upstream.request_timeout;
+    let mut guard = guard(permit, &route, tier, start);
+    let result = tokio::time::timeout(timeout, client.request(upstream_req)).await;
+    let mut resp = match result {
+        Err(_) => {
+            span.record("rejection_reason", "upstream_timeout");
+            guard.finish(Decision::UpstreamTimeout);
+            return local(StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n");
+        }
+        Ok(Err(e)) => {
+            if caused_by_length_limit(&e) {
+                route
+                    .metrics
+                    .record(Decision::BodyTooLarge, tier, start.elapsed());
+                // Not the upstream's fault: do not feed it to the limit.
+                if let Some(p) = guard.permit.take() {
+                    p.ignore();
+                }
+                span.record("rejection_reason", "body_too_large");
+                return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            }
+            tracing::debug!(error = %e, source = ?e.source(), "upstream request failed");
+            span.record("rejection_reason", "upstream_error");
+            guard.finish(Decision::UpstreamError);
+            return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let status = resp.status();
+    guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, ProxyBody::upstream(body, guard))
+}
+
+fn guard(
+    permit: tailwater_core::Permit,
+    route: &crate::route::Route,
+    tier: Criticality,
+    start: Instant,
+) -> Guard {
+    Guard {
+        permit: Some(permit),
+        metrics: Arc::clone(&route.metrics),
+        tier,
+        start,
+        status_dropped: false,
+    }
+}
+
+fn caused_by_length_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The request's host without port: `Host`, or the URI authority (HTTP/2).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let host = if raw.starts_with('[') {
+        raw.split_once(']')
+            .map_or(raw, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// A small local response.
+pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::local(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// 503 with `Retry-After` (whole seconds, at least 1) and the reason.
+fn shed(rejection: &Rejection) -> Response<ProxyBody> {
+    let mut resp = local(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n");
+    let d = rejection.retry_after;
+    let secs = (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
+    let h = resp.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    h.insert(
+        "x-tailwater-rejection",
+        HeaderValue::from_static(rejection.reason.as_str()),
+    );
+    resp
+}
