@@ -1,0 +1,161 @@
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tailwater_core::Permit;
+use tailwater_core::algorithm::Outcome;
+use tailwater_core::clock::Clock;
+
+use super::service::Common;
+use crate::classify::Classify;
+use crate::edge::EdgeBody;
+use crate::observe;
+
+/// Owns a permit until the request is finished and reports its outcome exactly once.
+///
+/// Dropped unfinished, it reports `Dropped` if the response head already said so (a `503`
+/// whose body was never read), `Ignored` otherwise (a client that went away).
+pub(crate) struct Guard<C: Clock> {
+    permit: Option<Permit<C>>,
+    common: Arc<Common<C>>,
+    /// The outcome so far: from the response head, then the trailers.
+    head: Outcome,
+}
+
+impl<C: Clock> Guard<C> {
+    pub(crate) fn new(permit: Permit<C>, common: Arc<Common<C>>) -> Self {
+        Self {
+            permit: Some(permit),
+            common,
+            head: Outcome::Ignored,
+        }
+    }
+
+    pub(crate) fn set_head(&mut self, outcome: Outcome) {
+        self.head = outcome;
+    }
+
+    pub(crate) fn head(&self) -> Outcome {
+        self.head
+    }
+
+    /// Releases the permit with `outcome`; later calls do nothing.
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let tier = permit.tier();
+        let elapsed = self
+            .common
+            .limiter
+            .clock()
+            .now()
+            .saturating_sub(permit.start());
+        match outcome {
+            Outcome::Success => permit.success(),
+            Outcome::Dropped => permit.dropped(),
+            Outcome::Ignored => permit.ignore(),
+        }
+        observe::outcome(&self.common.route, tier, outcome, elapsed);
+        self.common.record_gauges();
+    }
+}
+
+impl<C: Clock> Drop for Guard<C> {
+    fn drop(&mut self) {
+        let outcome = match self.head {
+            Outcome::Dropped => Outcome::Dropped,
+            _ => Outcome::Ignored,
+        };
+        self.finish(outcome);
+    }
+}
+
+pin_project! {
+    /// The response body of [`Concurrency`](super::Concurrency): the inner body (or a
+    /// rejection's fixed body) that holds the request's permit until it ends.
+    ///
+    /// The permit is released on the frame that ends the stream (by `is_end_stream`, the
+    /// end of the frames, or trailers), on a body error, or when the body is dropped.
+    pub struct ResponseBody<B, C: Clock, P> {
+        #[pin]
+        inner: EdgeBody<B>,
+        guard: Option<Guard<C>>,
+        classifier: P,
+    }
+}
+
+impl<B, C: Clock, P> ResponseBody<B, C, P> {
+    pub(crate) fn new(inner: EdgeBody<B>, guard: Option<Guard<C>>, classifier: P) -> Self {
+        Self {
+            inner,
+            guard,
+            classifier,
+        }
+    }
+
+    /// Whether this body still holds its permit.
+    pub fn holds_permit(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.permit.is_some())
+    }
+}
+
+impl<B: fmt::Debug, C: Clock, P> fmt::Debug for ResponseBody<B, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .field("holds_permit", &self.holds_permit())
+            .finish()
+    }
+}
+
+impl<B, C, P> Body for ResponseBody<B, C, P>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+    C: Clock,
+    P: Classify,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(guard) = this.guard.as_mut() {
+            match &frame {
+                None => guard.finish(guard.head()),
+                Some(Ok(frame)) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        let mut outcome = guard.head();
+                        if outcome == Outcome::Success
+                            && let Some(o) = this.classifier.classify_trailers(trailers)
+                        {
+                            outcome = o;
+                        }
+                        guard.finish(outcome);
+                    } else if this.inner.is_end_stream() {
+                        guard.finish(guard.head());
+                    }
+                }
+                Some(Err(e)) => guard.finish(this.classifier.classify_body_error(e)),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

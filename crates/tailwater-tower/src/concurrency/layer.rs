@@ -1,0 +1,144 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailwater_core::Limiter;
+use tailwater_core::clock::{Clock, MonotonicClock};
+use tower::Layer;
+
+use super::service::{Common, Concurrency};
+use crate::classify::DefaultClassifier;
+use crate::edge::{Respond, ReturnError};
+use crate::observe::Route;
+
+/// Applies [`Concurrency`] to a service: admission through a shared core
+/// [`Limiter`], with the permit held until the response body ends.
+///
+/// `P` classifies outcomes ([`Classify`](crate::Classify)), `R` decides what a rejection
+/// becomes ([`OnReject`](crate::edge::OnReject): a response by default).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::{Limiter, algorithm::Aimd};
+/// use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
+/// use tailwater_tower::ConcurrencyLayer;
+///
+/// let limiter = Limiter::builder()
+///     .algorithm(Aimd::default())
+///     .queue(QueueConfig::new(64, QueueDiscipline::Fifo, Duration::from_millis(500))?)
+///     .build()?;
+/// let layer = ConcurrencyLayer::new(limiter)
+///     .wait(Duration::from_millis(200))
+///     .route("checkout");
+/// # let _ = layer;
+/// # Ok::<(), tailwater_core::ConfigError>(())
+/// ```
+pub struct ConcurrencyLayer<C: Clock = MonotonicClock, P = DefaultClassifier, R = Respond> {
+    common: Arc<Common<C>>,
+    wait: Option<Duration>,
+    classifier: P,
+    on_reject: R,
+}
+
+impl<C: Clock> ConcurrencyLayer<C> {
+    /// Rejects at once when `limiter` is full, answers rejections with the edge response and
+    /// classifies outcomes with [`DefaultClassifier`].
+    pub fn new(limiter: Limiter<C>) -> Self {
+        Self {
+            common: Arc::new(Common {
+                limiter,
+                route: Route::default(),
+            }),
+            wait: None,
+            classifier: DefaultClassifier::new(),
+            on_reject: Respond,
+        }
+    }
+}
+
+impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
+    /// Waits up to `timeout` in the limiter's queue when it is full (the limiter must have a
+    /// queue, see `LimiterBuilder::queue`; without one, requests are rejected with
+    /// `queue_full` at once). The wait is also capped by the queue's `max_wait`.
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// The `route` label on metrics and tracing (default `default`).
+    pub fn route(mut self, route: impl AsRef<str>) -> Self {
+        self.common = Arc::new(Common {
+            limiter: self.common.limiter.clone(),
+            route: Route::new(route),
+        });
+        self
+    }
+
+    /// Replaces the outcome classifier.
+    pub fn classifier<P2>(self, classifier: P2) -> ConcurrencyLayer<C, P2, R> {
+        ConcurrencyLayer {
+            common: self.common,
+            wait: self.wait,
+            classifier,
+            on_reject: self.on_reject,
+        }
+    }
+
+    /// Replaces what rejections become.
+    pub fn on_reject<R2>(self, on_reject: R2) -> ConcurrencyLayer<C, P, R2> {
+        ConcurrencyLayer {
+            common: self.common,
+            wait: self.wait,
+            classifier: self.classifier,
+            on_reject,
+        }
+    }
+
+    /// Returns rejections as a boxed [`Overloaded`](super::error::Overloaded) error instead of
+    /// answering them.
+    pub fn return_error(self) -> ConcurrencyLayer<C, P, ReturnError> {
+        self.on_reject(ReturnError)
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter<C> {
+        &self.common.limiter
+    }
+}
+
+impl<C: Clock, P: Clone, R: Clone> Clone for ConcurrencyLayer<C, P, R> {
+    fn clone(&self) -> Self {
+        Self {
+            common: Arc::clone(&self.common),
+            wait: self.wait,
+            classifier: self.classifier.clone(),
+            on_reject: self.on_reject.clone(),
+        }
+    }
+}
+
+impl<C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for ConcurrencyLayer<C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyLayer")
+            .field("limiter", &self.common.limiter)
+            .field("route", &self.common.route)
+            .field("wait", &self.wait)
+            .field("classifier", &self.classifier)
+            .field("on_reject", &self.on_reject)
+            .finish()
+    }
+}
+
+impl<S, C: Clock, P: Clone, R: Clone> Layer<S> for ConcurrencyLayer<C, P, R> {
+    type Service = Concurrency<S, C, P, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Concurrency::from_parts(
+            inner,
+            Arc::clone(&self.common),
+            self.wait,
+            self.classifier.clone(),
+            self.on_reject.clone(),
+        )
+    }
+}

@@ -1,0 +1,212 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tailwater_core::clock::{Clock, MonotonicClock};
+use tailwater_core::limiter::{Acquire, PartitionId, Request as Admission};
+use tailwater_core::{Criticality, Limiter, Permit, Rejection};
+use tower::Service;
+
+use super::Bypass;
+use super::body::{Guard, ResponseBody};
+use super::future::ResponseFuture;
+use crate::classify::{Classify, DefaultClassifier};
+use crate::edge::{self, OnReject, Respond};
+use crate::observe::{self, Mechanism, Route};
+
+/// What every clone of a layer and its services share.
+pub(crate) struct Common<C: Clock> {
+    pub(crate) limiter: Limiter<C>,
+    pub(crate) route: Route,
+}
+
+impl<C: Clock> Common<C> {
+    pub(crate) fn record_gauges(&self) {
+        let l = &self.limiter;
+        observe::gauges(&self.route, l.limit(), l.in_flight(), l.queue_depth());
+    }
+
+    pub(crate) fn admitted(&self, permit: &Permit<C>) {
+        let decision = if permit.is_bypass() {
+            "bypassed"
+        } else {
+            "admitted"
+        };
+        observe::decision(
+            Mechanism::Concurrency,
+            &self.route,
+            permit.tier(),
+            decision,
+            None,
+        );
+        self.record_gauges();
+    }
+
+    pub(crate) fn rejected(&self, rejection: &Rejection) {
+        observe::decision(
+            Mechanism::Concurrency,
+            &self.route,
+            rejection.tier,
+            "rejected",
+            Some(rejection.reason.as_str()),
+        );
+        self.record_gauges();
+    }
+}
+
+/// Adaptive concurrency limiting with the permit held until the response body ends. See
+/// the [module docs](super) and [`ConcurrencyLayer`](super::ConcurrencyLayer).
+pub struct Concurrency<S, C: Clock = MonotonicClock, P = DefaultClassifier, R = Respond> {
+    inner: S,
+    common: Arc<Common<C>>,
+    wait: Option<Duration>,
+    classifier: P,
+    on_reject: R,
+}
+
+impl<S, C: Clock> Concurrency<S, C> {
+    /// Wraps `inner` with the defaults of [`ConcurrencyLayer::new`](super::ConcurrencyLayer::new).
+    pub fn new(inner: S, limiter: Limiter<C>) -> Self {
+        Self::from_parts(
+            inner,
+            Arc::new(Common {
+                limiter,
+                route: Route::default(),
+            }),
+            None,
+            DefaultClassifier::new(),
+            Respond,
+        )
+    }
+}
+
+impl<S, C: Clock, P, R> Concurrency<S, C, P, R> {
+    pub(crate) fn from_parts(
+        inner: S,
+        common: Arc<Common<C>>,
+        wait: Option<Duration>,
+        classifier: P,
+        on_reject: R,
+    ) -> Self {
+        Self {
+            inner,
+            common,
+            wait,
+            classifier,
+            on_reject,
+        }
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter<C> {
+        &self.common.limiter
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C: Clock, P: Clone, R: Clone> Clone for Concurrency<S, C, P, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            common: Arc::clone(&self.common),
+            wait: self.wait,
+            classifier: self.classifier.clone(),
+            on_reject: self.on_reject.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concurrency<S, C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Concurrency")
+            .field("inner", &self.inner)
+            .field("limiter", &self.common.limiter)
+            .field("route", &self.common.route)
+            .field("wait", &self.wait)
+            .field("classifier", &self.classifier)
+            .field("on_reject", &self.on_reject)
+            .finish()
+    }
+}
+
+impl<S, C, P, R, ReqB, ResB> Service<Request<ReqB>> for Concurrency<S, C, P, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    ResB: Body,
+    ResB::Data: From<Bytes>,
+    C: Clock,
+    P: Classify,
+    R: OnReject<S::Error>,
+{
+    type Response = Response<ResponseBody<ResB, C, P>>;
+    type Error = R::Error;
+    type Future = ResponseFuture<S, Request<ReqB>, C, P, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| self.on_reject.map_err(e))
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let ext = req.extensions();
+        let tier = ext.get::<Criticality>().copied().unwrap_or_default();
+        let mut admission = Admission::new()
+            .tier(tier)
+            .bypass(ext.get::<Bypass>().is_some());
+        if let Some(partition) = ext.get::<PartitionId>() {
+            admission = admission.partition(*partition);
+        }
+        let grpc = edge::is_grpc(req.headers());
+        let common = Arc::clone(&self.common);
+        let classifier = self.classifier.clone();
+        let on_reject = self.on_reject.clone();
+
+        let acquired = match self.wait {
+            None => self.common.limiter.try_acquire_with(admission),
+            Some(timeout) => match self.common.limiter.enqueue(admission, timeout) {
+                Ok(Acquire::Ready(permit)) => Ok(permit),
+                Ok(Acquire::Queued(waiter)) => {
+                    // The inner service was made ready by `poll_ready`: the call happens later
+                    // (after the wait), so take the ready one and leave a clone behind.
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture::waiting(
+                        waiter, ready, req, common, classifier, on_reject, grpc,
+                    );
+                }
+                Err(rejection) => Err(rejection),
+            },
+        };
+        match acquired {
+            Ok(permit) => {
+                common.admitted(&permit);
+                let guard = Guard::new(permit, Arc::clone(&common));
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, guard, classifier, on_reject, grpc)
+            }
+            Err(rejection) => {
+                common.rejected(&rejection);
+                ResponseFuture::rejected(rejection, classifier, on_reject, grpc)
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::Request;
+use tailwater_core::Criticality;
+use tower::Service;
+
+use super::layer::{Classifier, FromHeader};
+
+/// Sets the request's [`Criticality`] extension, then calls the inner service. See
+/// [`CriticalityLayer`](super::CriticalityLayer).
+#[derive(Clone)]
+pub struct SetCriticality<S, F = FromHeader> {
+    inner: S,
+    classifier: F,
+    default: Criticality,
+    ceiling: Criticality,
+}
+
+impl<S, F> SetCriticality<S, F> {
+    pub(crate) fn new(inner: S, classifier: F, default: Criticality, ceiling: Criticality) -> Self {
+        Self {
+            inner,
+            classifier,
+            default,
+            ceiling,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for SetCriticality<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetCriticality")
+            .field("inner", &self.inner)
+            .field("default", &self.default)
+            .field("ceiling", &self.ceiling)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F, B> Service<Request<B>> for SetCriticality<S, F>
+where
+    S: Service<Request<B>>,
+    F: Classifier,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let tier = match self.classifier.classify(&parts) {
+            // More important compares greater: cap at the ceiling.
+            Some(tier) => tier.min(self.ceiling),
+            None => self.default,
+        };
+        parts.extensions.insert(tier);
+        self.inner.call(Request::from_parts(parts, body))
+    }
+}

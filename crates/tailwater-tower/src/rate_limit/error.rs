@@ -1,0 +1,127 @@
+//! Error types.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use http::header::RETRY_AFTER;
+use tailwater_core::rate::{RateDecision, StoreError};
+
+use crate::edge::{
+    EdgeResponse, GRPC_RESOURCE_EXHAUSTED, RateLimitPolicies, grpc_response, retry_after_secs,
+    shed_response,
+};
+
+/// The request was refused by the rate limiter: its key is over quota, or (failing closed)
+/// the store could not decide.
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    kind: Kind,
+    policies: Arc<RateLimitPolicies>,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Denied(RateDecision),
+    Store(StoreError),
+}
+
+impl RateLimited {
+    pub(crate) fn denied(decision: RateDecision, policies: Arc<RateLimitPolicies>) -> Self {
+        Self {
+            kind: Kind::Denied(decision),
+            policies,
+        }
+    }
+
+    pub(crate) fn store(error: StoreError, policies: Arc<RateLimitPolicies>) -> Self {
+        Self {
+            kind: Kind::Store(error),
+            policies,
+        }
+    }
+
+    /// The store's decision, if the key was over quota.
+    pub fn decision(&self) -> Option<&RateDecision> {
+        match &self.kind {
+            Kind::Denied(d) => Some(d),
+            Kind::Store(_) => None,
+        }
+    }
+
+    /// The store's error, if the layer failed closed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match &self.kind {
+            Kind::Denied(_) => None,
+            Kind::Store(e) => Some(e),
+        }
+    }
+
+    /// The snake-case reason used in metrics and tracing (`rate_exceeded`, `exceeds_burst`,
+    /// `key_capacity`, or `store_<kind>`).
+    pub fn reason(&self) -> &'static str {
+        match &self.kind {
+            Kind::Denied(d) => d.reason.map_or("rate_exceeded", |r| r.as_str()),
+            Kind::Store(_) => "store_error",
+        }
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Denied(_) => write!(f, "rate limited: {}", self.reason()),
+            Kind::Store(e) => write!(f, "rate limit unavailable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RateLimited {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            Kind::Denied(_) => None,
+            Kind::Store(e) => Some(e),
+        }
+    }
+}
+
+/// `t` for the `RateLimit` header: on a denial, when the request would fit (the same as
+/// `Retry-After`, which the draft asks not to be earlier than `t`); when admitted, when the
+/// bucket is full again.
+pub(crate) fn reset_secs(d: &RateDecision) -> u64 {
+    match (d.allowed, d.retry_after) {
+        (false, Some(r)) => retry_after_secs(r),
+        _ => d.reset_after_secs(),
+    }
+}
+
+impl EdgeResponse for RateLimited {
+    fn edge_response(&self, grpc: bool) -> Response<Bytes> {
+        let d = match &self.kind {
+            Kind::Denied(d) => d,
+            Kind::Store(_) => {
+                return shed_response(&self.to_string(), std::time::Duration::from_secs(1), grpc);
+            }
+        };
+        let message = self.to_string();
+        let mut res = if grpc {
+            grpc_response(GRPC_RESOURCE_EXHAUSTED, &message, d.retry_after)
+        } else {
+            let mut res = Response::new(Bytes::from(format!("{message}\n")));
+            *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            if let Some(r) = d.retry_after {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, http::HeaderValue::from(retry_after_secs(r)));
+            }
+            res
+        };
+        self.policies
+            .insert(res.headers_mut(), d.quota_index, d.remaining, reset_secs(d));
+        res
+    }
+}

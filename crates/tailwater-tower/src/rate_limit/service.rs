@@ -1,0 +1,222 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tailwater_core::Criticality;
+use tailwater_core::rate::{MultiQuota, RateDecision, RateStore, StoreError};
+use tower::Service;
+
+use super::error::RateLimited;
+use super::future::{CheckFuture, ResponseFuture};
+use super::key::KeyExtractor;
+use super::layer::{MissingKey, OnStoreError, Settings};
+use crate::edge::{self, EdgeBody, OnReject, Respond};
+use crate::observe::{self, Mechanism};
+
+/// Rate limiting keyed by a [`KeyExtractor`] on a [`RateStore`]. See the
+/// [module docs](super) and [`RateLimitLayer`](super::RateLimitLayer).
+pub struct RateLimit<S, K, St, R = Respond> {
+    inner: S,
+    store: Arc<St>,
+    quotas: Arc<MultiQuota>,
+    settings: Arc<Settings>,
+    extractor: K,
+    on_reject: R,
+}
+
+impl<S, K, St, R> RateLimit<S, K, St, R> {
+    pub(crate) fn from_parts(
+        inner: S,
+        store: Arc<St>,
+        quotas: Arc<MultiQuota>,
+        settings: Arc<Settings>,
+        extractor: K,
+        on_reject: R,
+    ) -> Self {
+        Self {
+            inner,
+            store,
+            quotas,
+            settings,
+            extractor,
+            on_reject,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K: Clone, St, R: Clone> Clone for RateLimit<S, K, St, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            store: Arc::clone(&self.store),
+            quotas: Arc::clone(&self.quotas),
+            settings: Arc::clone(&self.settings),
+            extractor: self.extractor.clone(),
+            on_reject: self.on_reject.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K: fmt::Debug, St, R: fmt::Debug> fmt::Debug for RateLimit<S, K, St, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("quotas", &self.quotas)
+            .field("route", &self.settings.route)
+            .field("extractor", &self.extractor)
+            .field("on_reject", &self.on_reject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verdict on one request.
+pub(crate) enum Verdict {
+    /// Call the inner service; add the `RateLimit*` headers for this decision if any.
+    Admit(Option<RateDecision>),
+    /// Answer with the rejection.
+    Reject(RateLimited),
+}
+
+/// Turns a store answer into a verdict, with metrics and tracing.
+pub(crate) fn judge(
+    settings: &Settings,
+    tier: Criticality,
+    result: Result<RateDecision, StoreError>,
+) -> Verdict {
+    let route = &settings.route;
+    match result {
+        Ok(d) if d.allowed => {
+            observe::decision(Mechanism::RateLimit, route, tier, "admitted", None);
+            Verdict::Admit(settings.headers_on_success.then_some(d))
+        }
+        Ok(d) => {
+            let rejected = RateLimited::denied(d, Arc::clone(&settings.policies));
+            observe::decision(
+                Mechanism::RateLimit,
+                route,
+                tier,
+                "rejected",
+                Some(rejected.reason()),
+            );
+            Verdict::Reject(rejected)
+        }
+        Err(e) => {
+            tracing::warn!(
+                target: "tailwater",
+                route = route.as_str(),
+                error = %e,
+                fail_open = settings.on_error == OnStoreError::FailOpen,
+                "rate-limit store failed"
+            );
+            match settings.on_error {
+                OnStoreError::FailOpen => {
+                    observe::decision(
+                        Mechanism::RateLimit,
+                        route,
+                        tier,
+                        "store_error",
+                        Some(e.kind()),
+                    );
+                    Verdict::Admit(None)
+                }
+                OnStoreError::FailClosed => {
+                    observe::decision(
+                        Mechanism::RateLimit,
+                        route,
+                        tier,
+                        "rejected",
+                        Some("store_error"),
+                    );
+                    Verdict::Reject(RateLimited::store(e, Arc::clone(&settings.policies)))
+                }
+            }
+        }
+    }
+}
+
+impl<S, K, St, R, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, K, St, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    ResB: Body,
+    ResB::Data: From<Bytes>,
+    K: KeyExtractor,
+    St: RateStore + 'static,
+    R: OnReject<S::Error>,
+{
+    type Response = Response<EdgeBody<ResB>>;
+    type Error = R::Error;
+    type Future = ResponseFuture<S, Request<ReqB>, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| self.on_reject.map_err(e))
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let key = self.extractor.extract(&parts);
+        let tier = parts
+            .extensions
+            .get::<Criticality>()
+            .copied()
+            .unwrap_or_default();
+        let grpc = edge::is_grpc(&parts.headers);
+        let req = Request::from_parts(parts, body);
+        let settings = Arc::clone(&self.settings);
+        let on_reject = self.on_reject.clone();
+
+        let key = match (key, &settings.missing) {
+            (Some(k), _) => k,
+            (None, MissingKey::Shared(k)) => k.clone(),
+            (None, MissingKey::Allow) => {
+                observe::decision(Mechanism::RateLimit, &settings.route, tier, "unkeyed", None);
+                let future = self.inner.call(req);
+                return ResponseFuture::called(future, None, settings, on_reject, grpc);
+            }
+        };
+        let key = match &settings.prefix {
+            Some(p) => format!("{p}{key}"),
+            None => key,
+        };
+
+        let store = Arc::clone(&self.store);
+        let quotas = Arc::clone(&self.quotas);
+        let mut check: CheckFuture =
+            Box::pin(async move { store.check(&key, quotas.quotas(), 1).await });
+        // In-memory stores answer at once: decide now, without cloning the inner service.
+        let first = check.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        match first {
+            Poll::Ready(result) => match judge(&settings, tier, result) {
+                Verdict::Admit(d) => {
+                    let future = self.inner.call(req);
+                    ResponseFuture::called(future, d, settings, on_reject, grpc)
+                }
+                Verdict::Reject(r) => ResponseFuture::rejected(r, settings, on_reject, grpc),
+            },
+            Poll::Pending => {
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(check, ready, req, tier, settings, on_reject, grpc)
+            }
+        }
+    }
+}
