@@ -1,0 +1,229 @@
+//! A bounded connection pool over hyper 1's low-level client connections.
+//!
+//! HTTP/1.1: at most `connections` keep-alive connections, each carrying one request at a
+//! time; a request waits (FIFO, tokio's fair semaphore) for a free connection, and that wait
+//! is part of its corrected latency. h2c: `connections` multiplexed connections used round-robin.
+//! Connections are opened lazily (and warmed up before the run) and replaced when they fail.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::stats::ErrorKind;
+
+type Body = Full<Bytes>;
+
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+pub(crate) struct Pool {
+    addr: SocketAddr,
+    http2: bool,
+    idle: Mutex<Vec<http1::SendRequest<Body>>>,
+    permits: Arc<Semaphore>,
+    h2: Vec<tokio::sync::Mutex<Option<http2::SendRequest<Body>>>>,
+    next: AtomicUsize,
+}
+
+/// A connection checked out of the pool.
+pub(crate) struct Lease {
+    sender: Sender,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Pool {
+    pub(crate) fn new(addr: SocketAddr, http2: bool, connections: usize) -> Self {
+        let h2 = if http2 {
+            (0..connections)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            addr,
+            http2,
+            idle: Mutex::new(Vec::with_capacity(connections)),
+            permits: Arc::new(Semaphore::new(connections)),
+            h2,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Opens up to `n` connections ahead of the run; failures are left to the run to report.
+    pub(crate) async fn warm_up(&self, n: usize) {
+        if self.http2 {
+            for slot in &self.h2 {
+                let mut guard = slot.lock().await;
+                if guard.is_none() {
+                    *guard = connect_h2(self.addr).await.ok();
+                }
+            }
+            return;
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            tasks.push(connect_h1(self.addr));
+        }
+        for t in tasks {
+            if let Ok(s) = t.await
+                && let Ok(mut idle) = self.idle.lock()
+            {
+                idle.push(s);
+            }
+        }
+    }
+
+    pub(crate) async fn acquire(&self) -> Result<Lease, ErrorKind> {
+        if self.http2 {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.h2.len();
+            let mut slot = self.h2[i].lock().await;
+            let mut sender = match slot.as_ref() {
+                Some(s) if !s.is_closed() => s.clone(),
+                _ => {
+                    let s = connect_h2(self.addr).await?;
+                    *slot = Some(s.clone());
+                    s
+                }
+            };
+            drop(slot);
+            if sender.ready().await.is_err() {
+                return Err(ErrorKind::Closed);
+            }
+            return Ok(Lease {
+                sender: Sender::H2(sender),
+                _permit: None,
+            });
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ErrorKind::Other)?;
+        // Reuse an idle connection if one is ready; a stale one (closed by the server) is
+        // replaced by a fresh connection.
+        loop {
+            let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+            match idle {
+                Some(mut s) => {
+                    if s.is_closed() {
+                        continue;
+                    }
+                    if s.ready().await.is_ok() {
+                        return Ok(Lease {
+                            sender: Sender::H1(s),
+                            _permit: Some(permit),
+                        });
+                    }
+                }
+                None => {
+                    let s = connect_h1(self.addr).await?;
+                    return Ok(Lease {
+                        sender: Sender::H1(s),
+                        _permit: Some(permit),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Returns a healthy HTTP/1.1 connection after its response body was read.
+    pub(crate) fn release(&self, lease: Lease) {
+        if let Sender::H1(s) = lease.sender
+            && !s.is_closed()
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            idle.push(s);
+        }
+    }
+}
+
+impl Lease {
+    /// Sends `req` and reads the whole response body; returns the status code.
+    pub(crate) async fn send(&mut self, req: http::Request<Body>) -> Result<u16, ErrorKind> {
+        let resp = match &mut self.sender {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+        .map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            if let Err(e) = frame {
+                return Err(match classify(&e) {
+                    ErrorKind::Other => ErrorKind::Body,
+                    k => k,
+                });
+            }
+        }
+        Ok(status)
+    }
+}
+
+async fn tcp(addr: SocketAddr) -> Result<TokioIo<TcpStream>, ErrorKind> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+    let _ = stream.set_nodelay(true);
+    Ok(TokioIo::new(stream))
+}
+
+async fn connect_h1(addr: SocketAddr) -> Result<http1::SendRequest<Body>, ErrorKind> {
+    let io = tcp(addr).await?;
+    let (sender, conn) = http1::handshake(io).await.map_err(|_| ErrorKind::Connect)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn connect_h2(addr: SocketAddr) -> Result<http2::SendRequest<Body>, ErrorKind> {
+    let io = tcp(addr).await?;
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn classify(e: &hyper::Error) -> ErrorKind {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return match io.kind() {
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    ErrorKind::Reset
+                }
+                io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
+                io::ErrorKind::TimedOut => ErrorKind::Timeout,
+                io::ErrorKind::ConnectionRefused => ErrorKind::Connect,
+                _ => ErrorKind::Other,
+            };
+        }
+        source = err.source();
+    }
+    if e.is_parse() || e.is_parse_status() || e.is_user() {
+        ErrorKind::Protocol
+    } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        ErrorKind::Closed
+    } else if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_body_write_aborted() {
+        ErrorKind::Body
+    } else {
+        ErrorKind::Other
+    }
+}
