@@ -593,14 +593,22 @@ impl<C: Clock> Shared<C> {
             }
         };
         let mut limit = algorithm.update(sample);
-        let carried = self.carried_drops.swap(0, Ordering::AcqRel);
+        let carried = match self.carried_drops.load(Ordering::Acquire) {
+            0 => 0,
+            _ => self.carried_drops.swap(0, Ordering::AcqRel),
+        };
         for _ in 0..carried.min(MAX_CARRIED_DROPS) {
             limit = algorithm.update(&Sample {
                 outcome: Outcome::Dropped,
                 ..*sample
             });
         }
-        let old = self.limit.swap(limit.max(1), Ordering::AcqRel);
+        let limit = limit.max(1);
+        let old = self.limit.load(Ordering::Relaxed);
+        if limit != old {
+            // Only this thread (holding the algorithm) writes the limit.
+            self.limit.store(limit, Ordering::Release);
+        }
         drop(algorithm);
         if limit > old {
             self.grant_waiters();
