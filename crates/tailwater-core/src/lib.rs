@@ -1,10 +1,71 @@
 //! # tailwater-core
 //!
 //! Overload control primitives with no I/O: adaptive concurrency limits, RAII permits,
-//! criticality tiers, bounded waiting queues and rate limits. Time is data: every stateful
-//! type reads a [`Clock`](clock::Clock), every algorithm takes the time in its input, so the
-//! same code runs in production, in tests on a [`ManualClock`](clock::ManualClock) and in the
-//! simulator on virtual time.
+//! criticality tiers, bounded waiting queues and rate limits. The tower layers, the sidecar
+//! proxy and the simulator are all built on this crate, and the simulator drives *this exact
+//! code* on virtual time: what it says about an algorithm holds for production.
+//!
+//! ## The three seams
+//!
+//! 1. **Algorithms** ([`algorithm`]) are pure state machines: one [`Sample`](algorithm::Sample)
+//!    (time, RTT, in-flight at acquire, outcome) in, a new limit out. They never read a clock.
+//! 2. **Enforcement** ([`Limiter`], [`rate`]) holds the shared state: admission is one
+//!    compare-and-swap, a [`Permit`] releases itself exactly once (RAII), and every
+//!    [`Rejection`] carries a [`RejectReason`] and a retry hint.
+//! 3. **Integration** lives in other crates (`tailwater-tower`, `tailwater-proxy`): this
+//!    crate has no tokio, tower or hyper types in its API. The optional `tokio` feature adds
+//!    [`Limiter::acquire`] (waiting with tokio timers) and a `TokioClock`.
+//!
+//! Time is data: every stateful type reads a [`Clock`](clock::Clock), so tests and the
+//! simulator use a [`ManualClock`](clock::ManualClock) instead of sleeping.
+//!
+//! ## Choosing an algorithm
+//!
+//! See the table in [`algorithm`]. In short: [`Aimd`](algorithm::Aimd) when the signal is
+//! errors and timeouts; `Windowed<Gradient2>` with the corrected variant for latency-driven
+//! server limits; [`Vegas`](algorithm::Vegas) when the latency floor is stable;
+//! [`Fixed`](algorithm::Fixed) when you know the number. The Netflix and Envoy reference
+//! behaviours are kept (with their known faults) so that they can be compared.
+//!
+//! ## Tiers, partitions and queues
+//!
+//! - **Criticality tiers** ([`Criticality`], [`TierThresholds`]): the SRE book's four levels.
+//!   A request of a tier is admitted only while in-flight/limit is below its threshold
+//!   (100 / 80 / 50 / 20 % by default, the seed's "Tiered shedding"), so the least important
+//!   work is shed first and the most important last.
+//! - **Partitions**: Netflix-style percentage shares, each guaranteed its share and free to
+//!   borrow idle capacity, without ever exceeding the limit.
+//! - **Waiting** ([`limiter::QueueConfig`]): a bounded queue with FIFO, LIFO, adaptive LIFO
+//!   or CoDel ("Fail at Scale"), more important tiers ahead; every waiter leaves with a
+//!   permit, a timeout or a rejection.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tailwater_core::{Criticality, Limiter, RejectReason, TierThresholds};
+//! use tailwater_core::algorithm::{Gradient2, Variant, Windowed};
+//! use tailwater_core::limiter::{QueueConfig, Request};
+//!
+//! let limiter = Limiter::builder()
+//!     .algorithm(Windowed::new(Gradient2::builder().variant(Variant::Corrected).build()?))
+//!     .tiers(TierThresholds::default())
+//!     .queue(QueueConfig::codel(100)?)
+//!     .build()?;
+//!
+//! match limiter.try_acquire_with(Request::new().tier(Criticality::Sheddable)) {
+//!     Ok(permit) => {
+//!         // ... handle the request ...
+//!         permit.success(); // or permit.dropped() on a timeout / 503 from downstream
+//!     }
+//!     Err(rejection) => {
+//!         // Answer 503 with Retry-After: rejection.retry_after.
+//!         assert_ne!(rejection.reason, RejectReason::QueueFull);
+//!     }
+//! }
+//! println!("{:?}", limiter.stats());
+//! # Ok::<(), tailwater_core::ConfigError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod algorithm;

@@ -1,0 +1,103 @@
+//! Limiter hot path, side by side with what a user would pick instead.
+//!
+//! `cargo bench -p tailwater-core --bench limiter`
+//!
+//! Each iteration admits one request and releases it with a success report:
+//! - `tailwater_*`: `Limiter::try_acquire` + `Permit::success` (RTT measured by the limiter's
+//!   clock and fed to a real adaptive algorithm);
+//! - `tokio_semaphore`: `Semaphore::try_acquire` + drop (a fixed limit, no feedback at all);
+//! - `congestion_limiter_aimd`: the `congestion-limiter` crate's `DefaultLimiter<Aimd>`
+//!   `try_acquire` + `release(Success)` (its futures complete at once; polled without a
+//!   runtime's scheduling overhead).
+//!
+//! Run with 1 thread (uncontended) and 2 threads (contended, one shared limiter).
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use congestion_limiter::limiter::{DefaultLimiter, Limiter as _, Outcome as ClOutcome};
+use congestion_limiter::limits::Aimd as ClAimd;
+use tailwater_core::Limiter;
+use tailwater_core::algorithm::{Aimd, Windowed};
+
+fn main() {
+    divan::main();
+}
+
+/// Polls a future that is known to complete without waiting.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("future did not complete at once"),
+    }
+}
+
+const LIMIT: usize = 1000;
+
+fn aimd() -> Aimd {
+    Aimd::builder()
+        .initial_limit(LIMIT)
+        .min_limit(20)
+        .max_limit(LIMIT)
+        .build()
+        .expect("valid")
+}
+
+#[divan::bench(threads = [1, 2])]
+fn tailwater_aimd(bencher: divan::Bencher<'_, '_>) {
+    let limiter = Limiter::new(aimd());
+    bencher.bench(|| {
+        let permit = limiter.try_acquire().expect("below the limit");
+        permit.success();
+    });
+}
+
+#[divan::bench(threads = [1, 2])]
+fn tailwater_windowed_aimd(bencher: divan::Bencher<'_, '_>) {
+    let limiter = Limiter::new(Windowed::new(aimd()));
+    bencher.bench(|| {
+        let permit = limiter.try_acquire().expect("below the limit");
+        permit.success();
+    });
+}
+
+/// The same as `tailwater_aimd` on a manual clock that never moves: what the limiter costs
+/// without its two clock reads (an RTT-driven limiter cannot skip them; this isolates them).
+#[divan::bench(threads = [1, 2])]
+fn tailwater_aimd_no_clock(bencher: divan::Bencher<'_, '_>) {
+    let limiter = Limiter::builder()
+        .algorithm(aimd())
+        .clock(tailwater_core::clock::ManualClock::new())
+        .build()
+        .expect("valid");
+    bencher.bench(|| {
+        let permit = limiter.try_acquire().expect("below the limit");
+        permit.success();
+    });
+}
+
+#[divan::bench(threads = [1, 2])]
+fn tokio_semaphore(bencher: divan::Bencher<'_, '_>) {
+    let semaphore = tokio::sync::Semaphore::new(LIMIT);
+    bencher.bench(|| {
+        let permit = semaphore.try_acquire().expect("below the limit");
+        drop(permit);
+    });
+}
+
+#[divan::bench(threads = [1, 2])]
+fn congestion_limiter_aimd(bencher: divan::Bencher<'_, '_>) {
+    // Its limiter spawns a tokio task when the limit shrinks: give it a runtime context.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let limiter = DefaultLimiter::new(ClAimd::new(LIMIT, 20..=LIMIT));
+    bencher.bench(|| {
+        let token = ready(limiter.try_acquire()).expect("below the limit");
+        ready(limiter.release(token, Some(ClOutcome::Success)));
+    });
+}
