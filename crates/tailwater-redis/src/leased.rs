@@ -520,23 +520,38 @@ impl Inner {
             self.conn.options.response_timeout,
         )
         .await;
-        let parsed = reply.and_then(|r| Ok((call::int(r.first())?, call::int(r.get(2))?)));
+        let parsed = reply.and_then(|r| {
+            Ok((
+                call::int(r.first())?,
+                call::int(r.get(2))?,
+                call::int(r.get(3))?,
+            ))
+        });
         match parsed {
-            Ok((granted, wait)) => {
+            Ok((granted, wait_one, wait_full)) => {
                 self.last_failed.store(false, Ordering::Relaxed);
                 let now = self.now();
                 let granted = u64::try_from(granted).unwrap_or(0);
-                if granted > 0 {
+                let wait_one = u64::try_from(wait_one).unwrap_or(0);
+                let wait_full = u64::try_from(wait_full).unwrap_or(0);
+                if granted < want {
+                    // The global budget is (nearly) drained: do not ask again before a
+                    // whole chunk fits (at most one refill interval, at least one cell),
+                    // and deny locally until then once the credit is spent.
+                    let cap = duration_to_nanos(self.refill_interval).max(wait_one);
+                    let wait = wait_full.clamp(wait_one.max(1), cap);
+                    self.empty_until
+                        .store(now.saturating_add(wait), Ordering::Relaxed);
+                } else {
                     self.empty_until.store(0, Ordering::Relaxed);
+                }
+                if granted > 0 {
                     self.expires_at
                         .store(now.saturating_add(self.lease_ttl), Ordering::Release);
                     self.credit.fetch_add(granted, Ordering::AcqRel);
                     add(&self.stats.lease_granted, granted);
                     inc(&self.stats.redis_allowed);
                 } else {
-                    let wait = u64::try_from(wait).unwrap_or(0).max(1);
-                    self.empty_until
-                        .store(now.saturating_add(wait), Ordering::Relaxed);
                     inc(&self.stats.redis_denied);
                 }
             }

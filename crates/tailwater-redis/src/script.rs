@@ -114,10 +114,11 @@ return out
 ///
 /// `ARGV[1]`: want (> 0 to take, < 0 to give `-want` cells back). `ARGV[2]`: now or `''`.
 /// `ARGV[3 + 3(i-1) ..]`: `T`, `DVT`, `burst`.
-/// Returns `{granted, now, wait_ns}`: `granted` is the largest `g <= want` that
-/// `gcra::step(q, now, stored, g)` admits for every quota (the state is then charged with
-/// `g` cells, exactly as that step would); `wait_ns` is, when `granted == 0`, the time
-/// until one cell fits. Giving back moves each TAT back by `cells · T`, never before `now`.
+/// Returns `{granted, now, wait_one, wait_full}`: `granted` is the largest `g <= want`
+/// that `gcra::step(q, now, stored, g)` admits for every quota (the state is then charged
+/// with `g` cells, exactly as that step would); after the debit, `wait_one` is the time
+/// until one more cell fits and `wait_full` the time until `want` cells fit (0 if now).
+/// Giving back moves each TAT back by `cells · T`, never before `now`.
 const LEASE_BODY: &str = r#"
 local want = tonumber(ARGV[1])
 local k = #KEYS
@@ -133,7 +134,6 @@ if want < 0 then
   return {0, join(now_s, now_ns), 0}
 end
 local g = want
-local wait = 0
 local rs = {}
 for i = 1, k do
   local T = tonumber(ARGV[3 * i])
@@ -145,18 +145,21 @@ for i = 1, k do
   if dvt > r then fit = fdiv(dvt - r, T) end
   if fit > burst then fit = burst end
   if fit < g then g = fit end
-  if fit == 0 then
-    local w = r + T - dvt
-    if w > wait then wait = w end
-  end
 end
-if g > 0 then
-  for i = 1, k do
-    store(KEYS[i], rs[i] + g * tonumber(ARGV[3 * i]))
-  end
-  wait = 0
+-- After the debit: how long until one cell, and until a whole `want`, fit again.
+local wait_one = 0
+local wait_full = 0
+for i = 1, k do
+  local T = tonumber(ARGV[3 * i])
+  local dvt = tonumber(ARGV[3 * i + 1])
+  local r = rs[i] + g * T
+  if g > 0 then store(KEYS[i], r) end
+  local w1 = r + T - dvt
+  if w1 > wait_one then wait_one = w1 end
+  local wf = r + want * T - dvt
+  if wf > wait_full then wait_full = wf end
 end
-return {g, join(now_s, now_ns), wait}
+return {g, join(now_s, now_ns), wait_one, wait_full}
 "#;
 
 /// The atomic GCRA script.

@@ -1,0 +1,246 @@
+//! Decisions per second and overshoot of the three ways to enforce a global limit on
+//! Redis, side by side against one local redis-server that this binary starts:
+//!
+//! - `atomic`: [`RedisRateStore`], one Lua GCRA script per decision;
+//! - `leased`: [`LeasedLimiter`], local credit leased in chunks (1 and 4 instances);
+//! - `incr+expire`: envoyproxy/ratelimit's fixed window, a pipelined `INCRBY` + `EXPIRE`
+//!   per decision (denied hits counted, 2x at window edges).
+//!
+//! Run: `cargo bench -p tailwater-redis --bench redis` (env `BENCH_SECS`, default 3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tailwater_core::rate::Quota;
+use tailwater_redis::{ConnectionOptions, LeasedLimiter, RedisConnection, RedisRateStore};
+use tailwater_test::redis::{RedisServer, redis_available};
+
+/// The global limit for every path: RATE per second, burst BURST.
+const RATE: u32 = 100_000;
+const BURST: u32 = 1_000;
+const MAX_CHUNK: u32 = 500;
+/// Concurrent callers per instance.
+const CALLERS: usize = 8;
+
+struct Outcome {
+    name: String,
+    instances: usize,
+    decisions: u64,
+    admitted: u64,
+    elapsed: Duration,
+    /// Admitted per aligned 1 s window.
+    windows: Vec<u64>,
+}
+
+impl Outcome {
+    fn per_sec_per_instance(&self) -> f64 {
+        self.decisions as f64 / self.elapsed.as_secs_f64() / self.instances as f64
+    }
+    /// GCRA allowance over the run: burst + rate * elapsed.
+    fn allowance(&self) -> f64 {
+        f64::from(BURST) + f64::from(RATE) * self.elapsed.as_secs_f64()
+    }
+}
+
+type Decide = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
+async fn drive(name: &str, deciders: Vec<Decide>, secs: u64) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let decisions = Arc::new(AtomicU64::new(0));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let windows: Arc<Vec<AtomicU64>> =
+        Arc::new((0..=secs + 1).map(|_| AtomicU64::new(0)).collect());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for d in &deciders {
+        for _ in 0..CALLERS {
+            let (d, stop, decisions, admitted, windows) = (
+                Arc::clone(d),
+                Arc::clone(&stop),
+                Arc::clone(&decisions),
+                Arc::clone(&admitted),
+                Arc::clone(&windows),
+            );
+            tasks.push(tokio::spawn(async move {
+                let (mut n, mut ok) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    // Batches of 64 between checks of the stop flag and yields.
+                    for _ in 0..64 {
+                        n += 1;
+                        if d().await {
+                            ok += 1;
+                            let w = start.elapsed().as_secs() as usize;
+                            if let Some(c) = windows.get(w) {
+                                c.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                decisions.fetch_add(n, Ordering::Relaxed);
+                admitted.fetch_add(ok, Ordering::Relaxed);
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed();
+    Outcome {
+        name: name.to_owned(),
+        instances: deciders.len(),
+        decisions: decisions.load(Ordering::Relaxed),
+        admitted: admitted.load(Ordering::Relaxed),
+        elapsed,
+        windows: windows
+            .iter()
+            .take(secs as usize)
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+    }
+}
+
+fn options() -> ConnectionOptions {
+    // The bench measures Redis, not the failure policy: a generous per-call timeout.
+    ConnectionOptions::default()
+        .call_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+}
+
+fn quota() -> Quota {
+    Quota::new(RATE, Duration::from_secs(1), BURST).expect("valid quota")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !redis_available("redis bench") {
+        return;
+    }
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let server = RedisServer::start().expect("start redis-server");
+    let url = server.url();
+    let mut results = Vec::new();
+
+    // Atomic path.
+    let store = RedisRateStore::builder(RedisConnection::open(&url, options()).expect("open"))
+        .build()
+        .expect("store");
+    let d: Decide = Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            store
+                .check_detailed("bench:atomic", &[quota()], 1)
+                .await
+                .map(|c| c.decision.allowed)
+                .unwrap_or(false)
+        })
+    });
+    results.push(drive("atomic (Lua GCRA)", vec![d], secs).await);
+
+    // Leased path, 1 and 4 instances.
+    for instances in [1usize, 4] {
+        let key = format!("bench:leased{instances}");
+        let mut deciders = Vec::new();
+        let mut limiters = Vec::new();
+        for _ in 0..instances {
+            let l = LeasedLimiter::builder(
+                RedisConnection::open(&url, options()).expect("open"),
+                &key,
+                quota(),
+            )
+            .max_chunk(MAX_CHUNK)
+            .build()
+            .expect("limiter");
+            limiters.push(l.clone());
+            let d: Decide = Arc::new(move || {
+                let l = l.clone();
+                Box::pin(async move {
+                    l.check(1)
+                        .await
+                        .map(|c| c.decision.allowed)
+                        .unwrap_or(false)
+                })
+            });
+            deciders.push(d);
+        }
+        let name = format!("leased, {instances} instance(s)");
+        let out = drive(&name, deciders, secs).await;
+        for l in &limiters {
+            let st = l.stats();
+            eprintln!(
+                "  {name}: refills {} granted {} local {} local_denied {} expired {} chunk {}",
+                st.lease_refills,
+                st.lease_granted,
+                st.local_allowed,
+                st.local_denied,
+                st.lease_expired,
+                l.chunk()
+            );
+        }
+        results.push(out);
+    }
+
+    // Naive fixed window, envoyproxy/ratelimit style.
+    let conn = RedisConnection::open(&url, options()).expect("open");
+    let d: Decide = Arc::new(move || {
+        let mut conn = conn.clone();
+        Box::pin(async move {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let key = format!("bench:fixed:{now}");
+            let r: Result<(i64,), _> = redis::pipe()
+                .cmd("INCRBY")
+                .arg(&key)
+                .arg(1)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(1)
+                .ignore()
+                .query_async(&mut conn)
+                .await;
+            matches!(r, Ok((count,)) if count <= i64::from(RATE))
+        })
+    });
+    results.push(drive("INCR+EXPIRE fixed window", vec![d], secs).await);
+
+    let atomic_rate = results[0].per_sec_per_instance();
+    println!(
+        "\nlimit: {RATE}/s, burst {BURST}; leased max_chunk {MAX_CHUNK}; {CALLERS} callers per \
+         instance; {secs} s per row; redis-server {} on loopback\n",
+        server
+            .command(&["INFO", "server"])
+            .ok()
+            .and_then(|s| s
+                .lines()
+                .find(|l| l.starts_with("redis_version"))
+                .map(|l| l.trim().to_owned()))
+            .unwrap_or_default()
+    );
+    println!(
+        "| path | instances | decisions/s per instance | vs atomic | admitted | GCRA allowance (burst + rate·t) | overshoot (cells, % of allowance) | max admitted in a 1 s window |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let over = r.admitted as f64 - r.allowance();
+        println!(
+            "| {} | {} | {:.0} | {:.1}x | {} | {:.0} | {:.0} ({:.3} %) | {} |",
+            r.name,
+            r.instances,
+            r.per_sec_per_instance(),
+            r.per_sec_per_instance() / atomic_rate,
+            r.admitted,
+            r.allowance(),
+            over.max(0.0),
+            over.max(0.0) / r.allowance() * 100.0,
+            r.windows.iter().max().copied().unwrap_or(0),
+        );
+    }
+}
