@@ -125,6 +125,21 @@ mod keyed {
         b.bench(|| black_box(l.check(&next_key(bits)).allowed));
     }
 
+    /// The cap binding: `max_keys = keys / 2`, so half the traffic evicts (EvictOldest).
+    #[divan::bench(threads = THREADS, args = KEYS)]
+    fn tailwater_cap_half(b: Bencher<'_, '_>, keys: u64) {
+        let l = KeyedLimiter::<u64>::builder(Quota::per_second(100).expect("quota"))
+            .max_keys(keys as usize / 2)
+            .on_full(OnFull::EvictOldest)
+            .build()
+            .expect("limiter");
+        for k in 0..keys {
+            l.check(&k);
+        }
+        let bits = keys.trailing_zeros();
+        b.bench(|| black_box(l.check(&next_key(bits)).allowed));
+    }
+
     #[divan::bench(threads = THREADS, args = KEYS)]
     fn tailwater_tsc(b: Bencher<'_, '_>, keys: u64) {
         let l = KeyedLimiter::<u64>::builder(Quota::per_second(100).expect("quota"))

@@ -303,6 +303,11 @@ impl<K: Eq> Shard<K> {
 /// - At capacity, [`OnFull`] decides: refuse the new key (`Reject`, the default, reason
 ///   [`DenyReason::KeyCapacity`]) or evict the keys closest to idle (`EvictOldest`).
 ///
+/// Memory: an entry is the key plus 32 bytes (8 for its cached hash, 24 for the state),
+/// plus hash-table overhead (load factor ≤ 7/8, capacity grows in
+/// powers of two): roughly 50–100 bytes per `u64` key, i.e. under 10 MB at the default
+/// cap. With several quotas each key also owns a heap slice of `8 × quotas` bytes.
+///
 /// Several quotas (e.g. 100/s and 1 M/day) can be enforced on each key in one decision,
 /// all or nothing: build with a [`MultiQuota`], or pass quotas per call to
 /// [`check_quotas`](Self::check_quotas).

@@ -80,6 +80,17 @@ impl<T: RateStore + ?Sized> RateStore for std::sync::Arc<T> {
     }
 }
 
+impl<T: RateStore + ?Sized> RateStore for &T {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        quotas: &'a [Quota],
+        n: u32,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
+        (**self).check(key, quotas, n)
+    }
+}
+
 /// The in-memory [`RateStore`]: a [`KeyedLimiter<String>`](KeyedLimiter) (sharded,
 /// bounded, idle eviction) behind the store interface. Its future is ready at once.
 ///

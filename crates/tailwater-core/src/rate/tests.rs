@@ -100,6 +100,26 @@ fn direct_two_threads_admit_exactly_burst() {
 }
 
 #[test]
+fn keyed_two_threads_admit_exactly_burst_per_key() {
+    let burst = 500;
+    let l = Arc::new(
+        KeyedLimiter::<u32>::builder(quota(1, Duration::from_secs(3600), burst))
+            .build()
+            .expect("valid"),
+    );
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let l = Arc::clone(&l);
+            std::thread::spawn(move || (0..10_000).filter(|i| l.check(&(i % 4)).allowed).count())
+        })
+        .collect();
+    let admitted: usize = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+    assert_eq!(admitted, 4 * burst as usize);
+    let s = l.stats();
+    assert_eq!((s.checks, s.allowed, s.keys), (20_000, 2_000, 4));
+}
+
+#[test]
 fn keyed_keys_are_independent_and_denials_insert_nothing() {
     let clock = ManualClock::new();
     let l = KeyedLimiter::<u64>::builder(quota(1, Duration::from_secs(1), 2))
@@ -381,5 +401,13 @@ proptest! {
             prop_assert_eq!(d1, d2);
             prop_assert_eq!(a, b[0]);
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn reciprocal_division_matches_hardware_division(t in 1u64..(1 << 62), x in any::<u64>()) {
+        let q = Quota::new(1, Duration::from_nanos(t), 1).expect("valid");
+        prop_assert_eq!(q.div_emission(x), x / t);
     }
 }
