@@ -225,7 +225,9 @@ struct Shard<K> {
     cap: usize,
     /// Try an idle sweep when `map.len()` reaches this (doubles with the live set).
     sweep_at: usize,
-    /// No key in the map goes idle before this time (a lower bound).
+    /// Do not sweep before this time. Normally the earliest time a key can go idle (a lower
+    /// bound, so no sweep is wasted); when the shard is nearly full, the time by which 1/8
+    /// of its keys are idle, so that every O(len) sweep frees at least len/8 entries.
     earliest_idle: u64,
     checks: u64,
     allowed: u64,
@@ -249,8 +251,20 @@ impl<K: Eq> Shard<K> {
         });
         let len = self.map.len();
         self.evicted_idle += (before - len) as u64;
-        self.earliest_idle = earliest;
+        self.earliest_idle = if self.nearly_full() && len >= 8 {
+            // Amortise sweeps at capacity: wait until 1/8 of the keys are idle.
+            let mut tats: Vec<u64> = self.map.values().map(Tats::max_tat).collect();
+            let (_, eighth, _) = tats.select_nth_unstable(len / 8 - 1);
+            *eighth
+        } else {
+            earliest
+        };
         self.sweep_at = (len * 2).max(MIN_SWEEP).min(self.cap);
+    }
+
+    #[inline]
+    fn nearly_full(&self) -> bool {
+        self.map.len() >= self.cap - self.cap / 8
     }
 
     fn evict_oldest(&mut self, now: u64) {
@@ -478,7 +492,9 @@ where
                 OnFull::EvictOldest => shard.evict_oldest(now),
             }
         }
-        shard.earliest_idle = shard.earliest_idle.min(tats.max_tat());
+        if !shard.nearly_full() {
+            shard.earliest_idle = shard.earliest_idle.min(tats.max_tat());
+        }
         shard.map.insert(
             Hashed {
                 hash,

@@ -169,6 +169,33 @@ fn keyed_reject_at_capacity_then_idle_keys_free_room() {
 }
 
 #[test]
+fn keyed_reject_retry_hint_is_honest_at_capacity() {
+    // 64 keys inserted 1 ms apart fill the shard; a flood of new keys is refused, and a
+    // new key arriving retry_after later is admitted.
+    let clock = ManualClock::new();
+    let l = KeyedLimiter::<u32>::builder(quota(10, Duration::from_secs(1), 5))
+        .max_keys(64)
+        .shards(1)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    for k in 0..64 {
+        assert!(l.check(&k).allowed);
+        clock.advance(MS);
+    }
+    let mut hint = Duration::ZERO;
+    for k in 64..1_000 {
+        let d = l.check(&k);
+        assert_eq!(d.reason, Some(DenyReason::KeyCapacity));
+        hint = d.retry_after.expect("hint");
+    }
+    assert_eq!(hint, Duration::from_millis(500));
+    clock.advance(hint);
+    assert!(l.check(&5_000).allowed);
+    assert!(l.len() <= 64);
+}
+
+#[test]
 fn keyed_evict_oldest_never_refuses_and_stays_bounded() {
     let clock = ManualClock::new();
     let l = KeyedLimiter::<u32>::builder(quota(1, Duration::from_secs(60), 5))
