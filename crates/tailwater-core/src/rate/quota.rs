@@ -48,8 +48,6 @@ pub struct Quota {
     emission_ns: u64,
     /// `burst · T` (= τ + T).
     tolerance_ns: u64,
-    /// `floor((2^64 − 1) / T)`: divides by `T` with a multiply (see `div_emission`).
-    recip: u64,
 }
 
 impl Quota {
@@ -93,7 +91,6 @@ impl Quota {
             burst,
             emission_ns,
             tolerance_ns,
-            recip: u64::MAX / emission_ns,
         })
     }
 
@@ -160,21 +157,6 @@ impl Quota {
     /// `T` in nanoseconds.
     pub fn emission_nanos(&self) -> u64 {
         self.emission_ns
-    }
-
-    /// `floor(x / T)`, exactly, without a hardware division: the estimate
-    /// `(x · floor((2^64 − 1)/T)) >> 64` is at most 2 below the quotient, and is corrected.
-    #[inline]
-    pub(crate) fn div_emission(&self, x: u64) -> u64 {
-        let t = self.emission_ns;
-        let mut q = ((u128::from(x) * u128::from(self.recip)) >> 64) as u64;
-        // q <= x / T, so q * T <= x: no overflow, no underflow.
-        let mut r = x - q * t;
-        while r >= t {
-            q += 1;
-            r -= t;
-        }
-        q
     }
 
     /// `burst · T` in nanoseconds (GCRA's τ + T): how far the TAT may run ahead of `now`.

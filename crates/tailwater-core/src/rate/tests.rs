@@ -430,11 +430,3 @@ proptest! {
         }
     }
 }
-
-proptest! {
-    #[test]
-    fn reciprocal_division_matches_hardware_division(t in 1u64..(1 << 62), x in any::<u64>()) {
-        let q = Quota::new(1, Duration::from_nanos(t), 1).expect("valid");
-        prop_assert_eq!(q.div_emission(x), x / t);
-    }
-}
