@@ -374,7 +374,7 @@ impl<K: Hash + Eq> KeyedLimiter<K, MonotonicClock, RandomState> {
     }
 
     /// A limiter with the defaults: [`DEFAULT_MAX_KEYS`], [`OnFull::Reject`],
-    /// `4 × cores` shards, monotonic clock.
+    /// `max(64, 4 × cores)` shards, monotonic clock.
     pub fn new(quotas: impl Into<MultiQuota>) -> Self {
         match Self::builder(quotas).build() {
             Ok(l) => l,
@@ -638,7 +638,8 @@ impl<K: Hash + Eq, C: Clock> KeyedLimiterBuilder<K, C> {
     }
 
     /// The number of shards: a power of two, at most [`MAX_SHARDS`] and at most
-    /// `max_keys`. Default: `4 × available cores` rounded up to a power of two, reduced
+    /// `max_keys`. Default: `4 × available cores` rounded up to a power of two, at least 64
+    /// (so that threads rarely meet on one shard lock), reduced
     /// to fit `max_keys`.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
@@ -724,7 +725,7 @@ impl<K: Hash + Eq, C: Clock> KeyedLimiterBuilder<K, C> {
 
 fn default_shards(max_keys: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let want = (cores * 4).next_power_of_two().min(MAX_SHARDS);
+    let want = (cores * 4).next_power_of_two().clamp(64, MAX_SHARDS);
     // The largest power of two not above max_keys (max_keys >= 1).
     let fit = 1usize << (usize::BITS - 1 - max_keys.leading_zeros());
     want.min(fit)
