@@ -181,8 +181,9 @@ impl EnvoyGradient {
         let restored = self.deferred.unwrap_or(self.limit);
         self.set_limit(restored, now);
         self.deferred = None;
-        self.next_min_rtt = Some(now + self.jittered_interval());
-        self.next_update = Some(now + self.update_interval);
+        let next = self.jittered_interval();
+        self.next_min_rtt = Some(now.saturating_add(next));
+        self.next_update = Some(now.saturating_add(self.update_interval));
     }
 
     fn jittered_interval(&mut self) -> Duration {
@@ -191,7 +192,7 @@ impl EnvoyGradient {
             return base;
         }
         let range = (base.as_nanos() as f64 * self.jitter).ceil() as u64;
-        base + Duration::from_nanos(self.rng.below(range))
+        base.saturating_add(Duration::from_nanos(self.rng.below(range)))
     }
 
     fn on_update_timer(&mut self, at: Duration, now: Duration) {
@@ -207,10 +208,11 @@ impl EnvoyGradient {
         }
         // The timer re-arms itself every interval; intervals without samples do nothing, so
         // jump straight to the first deadline after `now`.
+        // At the end of representable time the timer stops rather than spin.
         let step = self.update_interval.as_nanos().max(1);
         let behind = now.saturating_sub(at).as_nanos() / step;
-        let skip = u32::try_from(behind + 1).unwrap_or(u32::MAX);
-        self.next_update = Some(at + self.update_interval.saturating_mul(skip));
+        let next = at.as_nanos() + step * (behind + 1);
+        self.next_update = duration_from_nanos(next).filter(|&t| t > now);
     }
 
     fn calculate_new_limit(&mut self, sample_rtt: Duration) -> usize {
@@ -238,6 +240,13 @@ impl EnvoyGradient {
             }
         }
     }
+}
+
+/// `ns` nanoseconds as a `Duration`, or `None` beyond `Duration::MAX`.
+fn duration_from_nanos(ns: u128) -> Option<Duration> {
+    let secs = u64::try_from(ns / 1_000_000_000).ok()?;
+    let nanos = u32::try_from(ns % 1_000_000_000).ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 impl Default for EnvoyGradient {

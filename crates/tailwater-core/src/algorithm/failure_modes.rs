@@ -199,3 +199,71 @@ fn envoy_pins_to_3_in_every_min_rtt_window_corrected_probes_without_503s() {
     assert_eq!(corrected.time_below_demand, Duration::ZERO);
     assert_eq!(corrected.rejected, 0);
 }
+
+/// The corrections must not simply pin the limit low: once the drops, the overload or the
+/// timeouts end, the corrected Gradient2 grows back like the reference.
+#[test]
+fn gradient2_corrected_recovers_once_the_fault_ends() {
+    let mut g = Gradient2::corrected();
+    run(&mut g, 100, |i, _| {
+        Sample::success(ms(i as f64), ms(10.0), 0)
+    });
+    run(&mut g, 300, |i, l| {
+        Sample::dropped(ms(i as f64), ms(1.0), l)
+    });
+    run(&mut g, 300, |i, l| {
+        Sample::success(ms(i as f64), ms(18.75), l)
+    });
+    run(&mut g, 300, |i, l| {
+        Sample::success(ms(i as f64), Duration::from_secs(5), l)
+    });
+    assert_eq!(g.limit(), 20);
+    // Healthy again at 10 ms and saturated: +0.8 per sample, 20 → 200 after 225 samples.
+    let back = run(&mut g, 300, |i, l| {
+        Sample::success(ms(i as f64), ms(10.0), l)
+    });
+    assert_eq!(first_index_of(&back, 200), Some(224));
+}
+
+/// A service that queues: 20 workers, 10 ms each, so with `n` in flight a request takes
+/// `10 ms · max(1, n/20)`; 100 requests always waiting. Returns the limit after each tick
+/// (from 10 s on) and the minRTT at the end.
+fn queueing_envoy(mut e: EnvoyGradient) -> (Vec<usize>, Duration) {
+    const DEMAND: usize = 100;
+    let tick = Duration::from_millis(10);
+    let mut now = Duration::ZERO;
+    let mut limits = Vec::new();
+    while now < Duration::from_secs(310) {
+        now += tick;
+        let n = e.limit().min(DEMAND);
+        let rtt = tick.mul_f64((n as f64 / 20.0).max(1.0));
+        for _ in 0..n {
+            e.update(&Sample::success(now, rtt, n));
+        }
+        if now > Duration::from_secs(10) {
+            limits.push(e.limit());
+        }
+    }
+    (limits, e.estimates().min_rtt.expect("measured"))
+}
+
+/// Probing at half the limit still finds the true no-load RTT of a service that queues, so
+/// the corrected controller settles where the reference does (the fixed point of
+/// `L·g + √(L·g) = L` with `g = 12.5 ms / (10 ms · L/20)` is L = 30).
+#[test]
+fn envoy_corrected_still_measures_the_no_load_rtt_of_a_queueing_service() {
+    let (r, r_min) = queueing_envoy(EnvoyGradient::reference());
+    let (c, c_min) = queueing_envoy(EnvoyGradient::corrected());
+    assert_eq!(r_min, Duration::from_millis(10));
+    assert_eq!(c_min, Duration::from_millis(10));
+    let median = |v: &[usize]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    assert_eq!(median(&r), 30);
+    assert_eq!(median(&c), 30);
+    // Only the reference drops to 3 during its windows.
+    assert!(r.contains(&3));
+    assert!(c.iter().all(|&l| l >= 15), "min {:?}", c.iter().min());
+}

@@ -205,8 +205,7 @@ impl LimitAlgorithm for Gradient2 {
     fn estimates(&self) -> Estimates {
         let long = (!self.long_rtt.is_empty())
             .then(|| self.long_rtt.get())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(|v| Duration::try_from_secs_f64(v).ok());
         Estimates {
             min_rtt: match self.variant {
                 Variant::Reference => None,

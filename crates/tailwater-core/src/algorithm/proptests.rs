@@ -156,3 +156,129 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn extreme_times_and_rtts_do_not_panic_or_hang() {
+    let max = Duration::MAX;
+    for (mut alg, min, lim) in algorithms(7) {
+        let name = alg.name();
+        let samples = [
+            Sample::success(Duration::from_secs(1), Duration::from_millis(10), 10),
+            Sample::success(max - Duration::from_secs(1), max, usize::MAX),
+            Sample::dropped(max, max, usize::MAX),
+            Sample::success(max, Duration::ZERO, 0),
+            Sample::success(max, Duration::from_nanos(1), 1),
+        ];
+        for _ in 0..60 {
+            for s in &samples {
+                let l = alg.update(s);
+                assert!((min..=lim).contains(&l), "{name}: {l}");
+                assert!(check_estimates(&alg.estimates()), "{name}");
+            }
+        }
+    }
+}
+
+fn any_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(0.0),
+        Just(1.0),
+        -2.0f64..3.0,
+    ]
+}
+
+fn any_size() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0usize), 0usize..5, 0usize..2_000, Just(usize::MAX)]
+}
+
+fn any_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+        (0u64..10_000_000).prop_map(Duration::from_micros),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any configuration either builds into an algorithm that keeps its invariants, or is
+    /// refused with a `ConfigError`; no builder panics.
+    #[test]
+    fn any_configuration_builds_or_is_refused(
+        sizes in proptest::collection::vec(any_size(), 5),
+        ratios in proptest::collection::vec(any_f64(), 5),
+        durations in proptest::collection::vec(any_duration(), 3),
+        steps in proptest::collection::vec(step(), 1..50),
+    ) {
+        let mut built: Vec<Box<dyn LimitAlgorithm>> = Vec::new();
+        if let Ok(v) = Vegas::builder()
+            .initial_limit(sizes[0])
+            .min_limit(sizes[1])
+            .max_limit(sizes[2])
+            .probe_multiplier(sizes[3])
+            .smoothing(ratios[0])
+            .build()
+        {
+            built.push(Box::new(v));
+        }
+        for variant in [super::Variant::Reference, super::Variant::Corrected] {
+            if let Ok(g) = Gradient2::builder()
+                .variant(variant)
+                .initial_limit(sizes[0])
+                .min_limit(sizes[1])
+                .max_limit(sizes[2])
+                .queue_size(sizes[3])
+                .long_window(sizes[4])
+                .baseline_window(sizes[4])
+                .smoothing(ratios[0])
+                .rtt_tolerance(ratios[1])
+                .noload_tolerance(ratios[2])
+                .backoff_ratio(ratios[3])
+                .timeout(durations[0])
+                .build()
+            {
+                built.push(Box::new(g));
+            }
+            if let Ok(e) = EnvoyGradient::builder()
+                .variant(variant)
+                .min_concurrency(sizes[1])
+                .min_limit(sizes[0])
+                .max_limit(sizes[2])
+                .request_count(sizes[3])
+                .jitter(ratios[0])
+                .buffer(ratios[1])
+                .percentile(ratios[2])
+                .probe_fraction(ratios[3])
+                .update_interval(durations[1])
+                .min_rtt_interval(durations[2])
+                .build()
+            {
+                built.push(Box::new(e));
+            }
+        }
+        if let Ok(w) = Windowed::builder()
+            .min_window(durations[0])
+            .max_window(durations[1])
+            .window_size(sizes[3])
+            .min_rtt_threshold(durations[2])
+            .percentile(ratios[4])
+            .build(Aimd::default())
+        {
+            built.push(Box::new(w));
+        }
+        for mut alg in built {
+            let mut now = Duration::ZERO;
+            for &(dt, rtt, in_flight, outcome) in &steps {
+                now += Duration::from_micros(dt);
+                let s = Sample { now, rtt: Duration::from_micros(rtt), in_flight, outcome };
+                let l = alg.update(&s);
+                prop_assert!(l >= 1, "{}: {}", alg.name(), l);
+                prop_assert!(check_estimates(&alg.estimates()));
+            }
+        }
+    }
+}

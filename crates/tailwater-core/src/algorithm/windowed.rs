@@ -115,13 +115,11 @@ impl<A: LimitAlgorithm> Windowed<A> {
         let len = candidate
             .saturating_mul(2)
             .clamp(self.min_window, self.max_window);
-        self.next_update = now + len;
+        self.next_update = now.saturating_add(len);
         let rtt = match self.aggregate {
             Aggregate::Average => match u32::try_from(w.count) {
                 Ok(n) if n > 0 => Some(w.sum / n),
-                _ => Some(Duration::from_secs_f64(
-                    w.sum.as_secs_f64() / w.count.max(1) as f64,
-                )),
+                _ => Duration::try_from_secs_f64(w.sum.as_secs_f64() / w.count.max(1) as f64).ok(),
             },
             Aggregate::Percentile(p) => self.rtts.percentile(p),
         };
