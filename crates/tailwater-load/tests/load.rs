@@ -1,0 +1,346 @@
+//! End-to-end tests over real sockets on 127.0.0.1: the load generator against the synthetic
+//! backend. Each test is bounded (a few seconds of load at most).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tailwater_load::backend::{Backend, BackendConfig, Stall};
+use tailwater_load::hgrm::parse_hgrm;
+use tailwater_load::{Config, ErrorKind, HeaderMix, Percentiles, Schedule};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Running {
+    url: String,
+    backend: Backend,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<tailwater_load::backend::BackendStats>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> tailwater_load::backend::BackendStats {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("backend drains within its deadline")
+            .expect("backend task")
+            .expect("backend serve")
+    }
+}
+
+async fn start(config: BackendConfig) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let backend = Backend::new(config);
+    let (tx, rx) = oneshot::channel::<()>();
+    let b = backend.clone();
+    let task = tokio::spawn(async move {
+        b.serve(listener, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Running {
+        url,
+        backend,
+        stop: Some(tx),
+        task,
+    }
+}
+
+fn workers(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+async fn run(config: Config) -> tailwater_load::Report {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tailwater_load::run(config, std::future::pending()),
+    )
+    .await
+    .expect("run ends within its bound")
+    .expect("run succeeds")
+}
+
+/// wrk2's README demo in miniature: a target that stalls for 1 s under a fixed request rate.
+/// The corrected p99.9 shows the stall; the uncorrected one (what a closed-loop tool reports)
+/// does not, because only the two requests on the wire during the stall saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_shows_in_corrected_p99_9_not_in_uncorrected() {
+    let mut bc = BackendConfig::new(workers(64), Duration::ZERO);
+    bc.stalls = vec![Stall::parse("1s@1500ms").unwrap()];
+    let backend = start(bc).await;
+    let schedule = Schedule::constant(2000.0, Duration::from_secs(4)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.connections = NonZeroUsize::new(2).unwrap();
+    let report = run(config).await;
+    backend.stop().await;
+    let c = Percentiles::of(&report.total.corrected);
+    let u = Percentiles::of(&report.total.uncorrected);
+    println!(
+        "CO demo: {} requests, corrected p99={}us p99.9={}us max={}us; uncorrected p99={}us p99.9={}us max={}us",
+        report.total.requests, c.p99, c.p99_9, c.max, u.p99, u.p99_9, u.max
+    );
+    assert_eq!(report.total.status_count(200), 8000);
+    assert!(
+        c.p99_9 >= 700_000,
+        "corrected p99.9 {}us should show the 1 s stall",
+        c.p99_9
+    );
+    assert!(
+        c.p99 >= 500_000,
+        "about a quarter of the requests were delayed: p99 {}",
+        c.p99
+    );
+    assert!(
+        u.p99_9 < 100_000,
+        "uncorrected p99.9 {}us should not show the stall",
+        u.p99_9
+    );
+    assert!(
+        u.max >= 700_000,
+        "the requests on the wire did see the stall: max {}",
+        u.max
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_json_hgrm_html_and_hdr_log() {
+    let backend = start(BackendConfig::new(workers(16), Duration::from_millis(2))).await;
+    let schedule = Schedule::parse("200:1s,ramp:200..400:1s").unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.interval = Duration::from_millis(250);
+    let dir = std::env::temp_dir().join(format!("tailwater-load-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("run.hlog");
+    config.hdr_log = Some(log_path.clone());
+    let report = run(config).await;
+    let stats = backend.stop().await;
+    assert_eq!(report.total.status_count(200), 500);
+    assert_eq!(stats.completed, 500);
+    assert_eq!(report.phases.len(), 2);
+    assert_eq!(report.phases[0].stats.requests, 200);
+    assert_eq!(report.phases[1].stats.requests, 300);
+    assert!(report.intervals.len() >= 8, "{}", report.intervals.len());
+    assert!((report.achieved_rate - report.target_rate).abs() / report.target_rate < 0.1);
+
+    // JSON: the documented keys.
+    let json = report.to_json();
+    for key in [
+        "target_rate",
+        "achieved_rate",
+        "requests",
+        "status",
+        "errors",
+        "latency_us",
+        "send_lag_us",
+        "phases",
+        "intervals",
+        "tiers",
+        "scheduled",
+        "delayed_by_cap",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    for kind in ["corrected", "uncorrected"] {
+        for p in ["p50", "p90", "p99", "p99_9", "p99_99", "max"] {
+            assert!(
+                json["latency_us"][kind][p].is_u64(),
+                "latency_us.{kind}.{p}"
+            );
+            assert!(json["send_lag_us"][p].is_u64(), "send_lag_us.{p}");
+        }
+    }
+    assert_eq!(json["status"]["200"], 500);
+    assert_eq!(json["requests"], 500);
+
+    // .hgrm parses back and matches the histogram.
+    let lines = parse_hgrm(&report.hgrm()).unwrap();
+    let h = &report.total.corrected;
+    assert_eq!(lines.last().unwrap().total_count, h.len());
+    for l in &lines {
+        let value_us = (l.value * 1000.0).round() as u64;
+        let at = |q: f64| h.highest_equivalent(h.value_at_quantile(q.clamp(0.0, 1.0)));
+        assert!(at(l.quantile - 1e-6) <= value_us && value_us <= at(l.quantile + 1e-6));
+        assert_eq!(l.total_count, h.count_between(0, value_us));
+    }
+
+    // HTML: self-contained, with its three figures and their series.
+    let html = tailwater_load::html::render(&report);
+    for needle in [
+        "id=\"latency-over-time\"",
+        "id=\"throughput-over-time\"",
+        "id=\"percentile-spectrum\"",
+        "data-series=\"corrected p99\"",
+        "data-series=\"corrected p99.9\"",
+        "data-series=\"uncorrected p99\"",
+        "data-series=\"achieved rate\"",
+        "data-series=\"target rate\"",
+        "data-series=\"status 200\"",
+        "data-series=\"corrected\"",
+        "data-series=\"uncorrected\"",
+        "id=\"report-data\"",
+    ] {
+        assert!(html.contains(needle), "HTML lacks {needle}");
+    }
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    // Every series has points.
+    assert!(!html.contains("points=\"\""));
+
+    // The HdrHistogram interval log reads back with the crate's own reader.
+    let log = std::fs::read(&log_path).unwrap();
+    let mut total = 0;
+    let mut deser = hdrhistogram::serialization::Deserializer::new();
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(ilh) = entry.unwrap() {
+            if ilh.tag().is_none() {
+                let bytes = base64_decode(ilh.encoded_histogram());
+                let hist: hdrhistogram::Histogram<u64> =
+                    deser.deserialize(&mut bytes.as_slice()).unwrap();
+                total += hist.len();
+            }
+        }
+    }
+    assert_eq!(total, 500);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = T.iter().position(|t| *t == c).unwrap() as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_mix_gives_a_report_per_tier() {
+    let backend = start(BackendConfig::new(workers(8), Duration::ZERO)).await;
+    let schedule = Schedule::parse("500:1s,1000:1s").unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.header_mix = Some(HeaderMix::parse("x-criticality: critical=3,sheddable=1").unwrap());
+    let report = run(config).await;
+    backend.stop().await;
+    assert_eq!(report.tiers.len(), 2);
+    assert_eq!(report.tiers[0].value, "critical");
+    let sum: u64 = report.tiers.iter().map(|t| t.stats.requests).sum();
+    assert_eq!(sum, 1500);
+    let crit = report.tiers[0].stats.requests as f64 / 1500.0;
+    assert!((crit - 0.75).abs() < 0.05, "{crit}");
+    for p in &report.phases {
+        assert_eq!(p.tiers.len(), 2);
+        assert_eq!(
+            p.tiers.iter().map(|t| t.stats.requests).sum::<u64>(),
+            p.stats.requests
+        );
+    }
+    assert_eq!(report.to_json()["tiers"][1]["value"], "sheddable");
+}
+
+/// Overload against a small backend: the bounded queue answers 503, client timeouts leave
+/// wasted work behind, and the in-flight bound's lateness is counted, never hidden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_counted_not_hidden() {
+    let mut bc = BackendConfig::new(workers(2), Duration::from_millis(20));
+    bc.queue = 8;
+    let backend = start(bc).await;
+    // Capacity is 100/s; offer 400/s.
+    let schedule = Schedule::constant(400.0, Duration::from_secs(1)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.timeout = Duration::from_millis(60);
+    let report = run(config).await;
+    let b = backend.backend.stats();
+    let stats = backend.stop().await;
+    assert_eq!(report.total.requests, 400);
+    assert!(
+        report.total.status_count(503) > 0,
+        "{:?}",
+        report.total.status
+    );
+    assert!(
+        report.total.error_kind_count(ErrorKind::Timeout) > 0,
+        "{:?}",
+        report.total.errors
+    );
+    assert!(stats.rejected > 0 && stats.wasted > 0, "{stats:?}");
+    assert!(stats.busy >= Duration::from_millis(20) * stats.completed as u32);
+    assert!(b.received >= stats.completed);
+    assert!(report.achieved_rate < report.target_rate);
+
+    // The in-flight bound: 5 outstanding at most against a slow backend.
+    let backend = start(BackendConfig::new(workers(1), Duration::from_millis(50))).await;
+    let schedule = Schedule::constant(200.0, Duration::from_millis(500)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.max_in_flight = NonZeroUsize::new(5).unwrap();
+    config.timeout = Duration::from_secs(5);
+    let report = run(config).await;
+    backend.stop().await;
+    assert!(report.delayed_by_cap > 0, "{}", report.summary());
+    assert!(
+        report
+            .summary()
+            .contains("sent late because max in flight was reached")
+    );
+    assert_eq!(report.total.requests, 100);
+    // Corrected latency includes the wait behind the cap.
+    let c = Percentiles::of(&report.total.corrected);
+    assert!(c.max > 1_000_000, "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_and_connection_errors() {
+    let backend = start(BackendConfig::new(workers(8), Duration::ZERO)).await;
+    let schedule = Schedule::constant(300.0, Duration::from_millis(500)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.http2 = true;
+    config.connections = NonZeroUsize::new(2).unwrap();
+    config.method = http::Method::POST;
+    config.body = bytes::Bytes::from_static(b"hello");
+    let report = run(config).await;
+    let stats = backend.stop().await;
+    assert_eq!(report.total.status_count(200), 150, "{:?}", report.total);
+    assert_eq!(stats.connections, 2);
+
+    // Nothing listens here: every request is a connect error, reported by kind.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let schedule = Schedule::constant(100.0, Duration::from_millis(200)).unwrap();
+    let config = Config::new(&url, schedule).unwrap();
+    let report = run(config).await;
+    assert_eq!(report.total.error_kind_count(ErrorKind::Connect), 20);
+    assert_eq!(report.to_json()["errors"]["connect"], 20);
+}
+
+#[tokio::test]
+async fn bad_config_names_the_field() {
+    let schedule = Schedule::constant(1.0, Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        Config::new("https://x/", schedule.clone())
+            .unwrap_err()
+            .field(),
+        "url"
+    );
+    assert_eq!(
+        Config::new("nope", schedule.clone()).unwrap_err().field(),
+        "url"
+    );
+    let mut c = Config::new("http://127.0.0.1:1/", schedule).unwrap();
+    c.timeout = Duration::ZERO;
+    match tailwater_load::run(c, std::future::pending()).await {
+        Err(tailwater_load::LoadError::Config(e)) => assert_eq!(e.field(), "timeout"),
+        other => panic!("{other:?}"),
+    }
+}
