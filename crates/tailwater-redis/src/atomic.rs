@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use std::future::Future;
 use tailwater_core::ConfigError;
 
 use tailwater_core::rate::{MultiQuota, Quota, RateDecision, RateStore, StoreError, gcra};
@@ -21,18 +20,11 @@ use crate::stats::{Counters, RedisStats, inc};
 /// becomes [`StoreError::Timeout`] or [`StoreError::Unavailable`], invalid quotas
 /// [`StoreError::InvalidRequest`].
 impl RateStore for RedisRateStore {
-    fn check<'a>(
-        &'a self,
-        key: &'a str,
-        quotas: &'a [Quota],
-        n: u32,
-    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
-        async move {
-            self.check_detailed(key, quotas, n)
-                .await
-                .map(|c| c.decision)
-                .map_err(StoreError::from)
-        }
+    async fn check(&self, key: &str, quotas: &[Quota], n: u32) -> Result<RateDecision, StoreError> {
+        self.check_detailed(key, quotas, n)
+            .await
+            .map(|c| c.decision)
+            .map_err(StoreError::from)
     }
 }
 
@@ -229,6 +221,43 @@ impl RedisRateStore {
     ) -> Result<ScriptOutcome, RedisStoreError> {
         self.script_or_unavailable(key, quotas, n, Some(now_nanos))
             .await
+    }
+
+    /// Runs the lease script once with a caller-given `now` (tests only): takes up to `want`
+    /// cells (gives `-want` back when negative) and returns `(granted, wait_one, wait_full)`.
+    #[doc(hidden)]
+    pub async fn lease_script_at(
+        &self,
+        key: &str,
+        quotas: &[Quota],
+        want: i64,
+        now_nanos: u64,
+    ) -> Result<(u64, u64, u64), RedisStoreError> {
+        let unavailable = |cause| RedisStoreError::Unavailable {
+            cause,
+            retry_after: self.inner.conn.options.retry_backoff,
+        };
+        let qargs = call::quota_args(quotas)?;
+        let keys = self.inner.layout.quota_keys(key, quotas);
+        let mut args = vec![want.to_string(), now_nanos.to_string()];
+        args.extend(qargs.iter().map(u64::to_string));
+        let inner = &*self.inner;
+        let r = call::run(
+            &inner.conn,
+            &inner.gate,
+            &inner.stats,
+            &script::LEASE,
+            &keys,
+            &args,
+            inner.conn.options.call_timeout,
+        )
+        .await
+        .map_err(unavailable)?;
+        let num = |i: usize| -> Result<u64, RedisStoreError> {
+            let v = call::int(r.get(i)).map_err(unavailable)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok((num(0)?, num(2)?, num(3)?))
     }
 
     /// The counters.

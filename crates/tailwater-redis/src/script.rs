@@ -131,7 +131,7 @@ if want < 0 then
       redis.call('DEL', KEYS[i])
     end
   end
-  return {0, join(now_s, now_ns), 0}
+  return {0, join(now_s, now_ns), 0, 0}
 end
 local g = want
 local rs = {}
