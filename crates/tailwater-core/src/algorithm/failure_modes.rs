@@ -267,3 +267,22 @@ fn envoy_corrected_still_measures_the_no_load_rtt_of_a_queueing_service() {
     assert!(r.contains(&3));
     assert!(c.iter().all(|&l| l >= 15), "min {:?}", c.iter().min());
 }
+
+/// The price of the #134 fix, stated as a test: a latency shift that lasts longer than two
+/// baseline windows (2 × 1000 samples; about 17 to 33 minutes under `Windowed`'s 1 s
+/// windows) is accepted as the service's new normal, and the limit grows again.
+#[test]
+fn gradient2_corrected_accepts_a_permanent_latency_shift_after_two_baseline_windows() {
+    let mut g = Gradient2::corrected();
+    run(&mut g, 100, |i, _| {
+        Sample::success(ms(i as f64), ms(10.0), 0)
+    });
+    let c = run(&mut g, 2500, |i, l| {
+        Sample::success(ms(i as f64), ms(18.75), l)
+    });
+    // Samples 1..=1000 (100 at 10 ms) are remembered until sample 2000, i.e. overload sample
+    // 1899; from then on the anchor is 18.75 ms and the limit grows by 0.8 per sample.
+    assert!(c[..1900].iter().all(|&l| l == 20));
+    assert_eq!(first_index_of(&c, 200), Some(1900 + 224));
+    assert_eq!(g.estimates().min_rtt, Some(ms(18.75)));
+}

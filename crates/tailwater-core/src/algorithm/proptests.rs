@@ -49,6 +49,7 @@ fn algorithms(seed: u64) -> Vec<(Box<dyn LimitAlgorithm>, usize, usize)> {
             .expect("valid")
     };
     vec![
+        (Box::new(super::Fixed::new(7).expect("valid")), 7, 7),
         (Box::new(Aimd::default()), 20, 200),
         (
             Box::new(Vegas::builder().seed(seed).build().expect("valid")),
@@ -281,4 +282,25 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn every_public_type_is_send_and_debug() {
+    fn check<T: Send + std::fmt::Debug>() {}
+    check::<super::Fixed>();
+    check::<Aimd>();
+    check::<super::AimdBuilder>();
+    check::<Vegas>();
+    check::<super::VegasBuilder>();
+    check::<Gradient2>();
+    check::<super::Gradient2Builder>();
+    check::<EnvoyGradient>();
+    check::<super::EnvoyGradientBuilder>();
+    check::<Windowed<Box<dyn LimitAlgorithm>>>();
+    check::<Windowed<Gradient2>>();
+    check::<super::WindowedBuilder>();
+    check::<super::Aggregate>();
+    check::<super::Variant>();
+    check::<Estimates>();
+    check::<Sample>();
 }
