@@ -94,6 +94,11 @@ impl<T: RateStore + ?Sized> RateStore for &T {
 /// The in-memory [`RateStore`]: a [`KeyedLimiter<String>`](KeyedLimiter) (sharded,
 /// bounded, idle eviction) behind the store interface. Its future is ready at once.
 ///
+/// Failure modes: it cannot be unavailable or time out; the only error is
+/// [`StoreError::InvalidRequest`] for an empty or too long quota list. At `max_keys` it
+/// answers per the limiter's [`OnFull`](super::OnFull) policy (a `KeyCapacity` denial is
+/// a decision, not an error). State is per process: replicas do not share it.
+///
 /// ```
 /// use tailwater_core::rate::{KeyedLimiter, MemoryStore, Quota, RateStore};
 ///
