@@ -1,11 +1,230 @@
-//! `tailwater sim` (not built yet).
+//! `tailwater sim`: run admission policies through overload scenarios on virtual time.
+//!
+//! ```text
+//! tailwater sim                          # the built-in suite, every policy, side by side
+//! tailwater sim --list                   # scenarios and the policy grammar
+//! tailwater sim spike-10x --policy static+codel,gradient2-corrected --plot spike.svg
+//! tailwater sim my-scenario.toml --json > result.json
+//! tailwater sim step-1.4x --csv out/     # summary.csv and one time series per policy
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tailwater_sim::engine::RunOptions;
+use tailwater_sim::policy::{LINEUP, PolicySpec};
+use tailwater_sim::report::{self, ScenarioResult};
+use tailwater_sim::{Scenario, SimError, scenario};
 
 /// Arguments of `tailwater sim`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+#[command(
+    after_help = "Policies are ALGORITHM[+QUEUE][+tiers]: ALGORITHM one of none, static, static:N, \
+aimd, vegas, gradient2, gradient2-corrected, envoy, envoy-corrected; QUEUE one of fifo, lifo, adaptive-lifo, \
+codel (optionally :K waiters). Exit code 2 on bad input."
+)]
+pub(crate) struct Args {
+    /// Built-in scenario names or TOML scenario files (default: the whole built-in suite).
+    scenarios: Vec<String>,
+    /// List the built-in scenarios and the standard policy lineup, then exit.
+    #[arg(long)]
+    list: bool,
+    /// Policies to compare (repeat or separate with commas; default: the scenario's list or
+    /// the standard lineup).
+    #[arg(long = "policy", short = 'p', value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Override every scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the results as JSON (byte-identical for the same seed) instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Include the time series in the JSON output.
+    #[arg(long)]
+    series: bool,
+    /// Write summary.csv and per-policy time series (SCENARIO/POLICY.csv) into this directory.
+    #[arg(long, value_name = "DIR")]
+    csv: Option<PathBuf>,
+    /// Write an SVG of the limit and latency over time.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+fn load(name: &str) -> Result<Scenario, SimError> {
+    if let Some(s) = scenario::builtin(name) {
+        return Ok(s);
+    }
+    let path = Path::new(name);
+    if path.extension().is_some_and(|e| e == "toml") || path.exists() {
+        return Scenario::from_file(path);
+    }
+    Err(SimError::Unknown {
+        kind: "scenario",
+        name: name.to_string(),
+        known: format!("{} or a .toml file", scenario::BUILTIN.join(", ")),
+    })
+}
+
+fn list() {
+    println!(
+        "Built-in scenarios (16 workers, lognormal service 10 ms CV 0.5 = 1600 req/s, Poisson arrivals, 1 s client timeout unless stated):\n"
+    );
+    for name in scenario::BUILTIN {
+        if let Some(s) = scenario::builtin(name) {
+            println!("  {name:<18} {}", s.description);
+        }
+    }
+    println!("\nStandard policy lineup:\n");
+    for p in LINEUP {
+        println!("  {p}");
+    }
+    println!(
+        "\nPolicy grammar: ALGORITHM[+QUEUE][+tiers]; see `tailwater sim --help`. Scenario files: TOML, see the tailwater-sim docs (scenario module)."
+    );
+}
 
 /// Runs `tailwater sim`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<u8> {
-    eprintln!("tailwater sim: not available in this build yet");
-    Ok(2)
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    if args.list {
+        list();
+        return Ok(0);
+    }
+    match simulate(&args) {
+        Ok(()) => Ok(0),
+        Err(Failure::Input(e)) => {
+            eprintln!("tailwater sim: error: {e}");
+            Ok(2)
+        }
+        Err(Failure::Io(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    Input(SimError),
+    Io(anyhow::Error),
+}
+
+impl From<SimError> for Failure {
+    fn from(e: SimError) -> Self {
+        Failure::Input(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn simulate(args: &Args) -> Result<(), Failure> {
+    let names: Vec<String> = if args.scenarios.is_empty() {
+        scenario::BUILTIN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.scenarios.clone()
+    };
+    let mut scenarios = Vec::new();
+    for name in &names {
+        let mut s = load(name)?;
+        if let Some(seed) = args.seed {
+            s.seed = seed;
+        }
+        scenarios.push(s);
+    }
+    let forced: Option<Vec<PolicySpec>> = if args.policies.is_empty() {
+        None
+    } else {
+        Some(
+            args.policies
+                .iter()
+                .map(|p| PolicySpec::parse(p))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    let opts = RunOptions {
+        series: args.series || args.csv.is_some() || args.plot.is_some(),
+    };
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    let stdout = std::io::stdout();
+    for s in &scenarios {
+        let policies = match &forced {
+            Some(p) => p.clone(),
+            None => tailwater_sim::policies_for(s)?,
+        };
+        let r = tailwater_sim::run_scenario(s, &policies, opts)?;
+        if !args.json {
+            let mut out = stdout.lock();
+            writeln!(out, "{}", report::table(&r)).context("writing to stdout")?;
+        }
+        results.push(r);
+    }
+    if args.json {
+        let mut json_results = results.clone();
+        if !args.series {
+            for r in &mut json_results {
+                for p in &mut r.policies {
+                    p.series.clear();
+                }
+            }
+        }
+        let text = serde_json::to_string_pretty(&json_results).context("serialising results")?;
+        println!("{text}");
+    } else {
+        println!("{}", wrap(report::LEGEND, 100));
+    }
+    if let Some(dir) = &args.csv {
+        write_csv(dir, &results)?;
+    }
+    if let Some(file) = &args.plot {
+        std::fs::write(file, report::plot(&results))
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn write_csv(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let summary = dir.join("summary.csv");
+    std::fs::write(&summary, report::summary_csv(results))
+        .with_context(|| format!("writing {}", summary.display()))?;
+    for r in results {
+        let sub = dir.join(sanitize(&r.scenario.name));
+        std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+        for p in &r.policies {
+            let file = sub.join(format!("{}.csv", sanitize(&p.policy)));
+            std::fs::write(&file, report::series_csv(p))
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
 }

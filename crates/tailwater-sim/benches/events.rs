@@ -1,0 +1,2 @@
+//! Placeholder until the simulator benchmark lands.
+fn main() {}

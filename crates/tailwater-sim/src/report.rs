@@ -1,0 +1,618 @@
+//! Results, the comparison table, CSV and SVG.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::scenario::Scenario;
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Quantiles {
+    /// Mean.
+    pub mean_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+/// Goodput of one criticality tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierResult {
+    /// Tier name.
+    pub tier: String,
+    /// Requests offered.
+    pub offered: u64,
+    /// Requests that succeeded before their client's timeout.
+    pub successes: u64,
+    /// successes / offered.
+    pub goodput: f64,
+}
+
+/// One point of the time series (one sample interval).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// End of the interval, seconds.
+    pub t: f64,
+    /// The limiter's limit (0 without a limiter).
+    pub limit: usize,
+    /// Requests in flight (holding a permit, or in the server without a limiter).
+    pub in_flight: usize,
+    /// Waiters in the limiter's queue.
+    pub limiter_queue: usize,
+    /// Requests in the server's own FIFO.
+    pub server_queue: usize,
+    /// Attempts per second in the interval.
+    pub offered_rps: f64,
+    /// Successes per second in the interval.
+    pub goodput_rps: f64,
+    /// The server's capacity in the interval.
+    pub capacity_rps: f64,
+    /// Mean latency of the successes that completed in the interval.
+    pub mean_latency_ms: f64,
+    /// Whether the scheduled load was at or above capacity.
+    pub overloaded: bool,
+}
+
+/// Everything measured for one policy in one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyResult {
+    /// Policy name.
+    pub policy: String,
+    /// Requests offered by clients (first attempts).
+    pub offered: u64,
+    /// Attempts, retries included.
+    pub attempts: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Attempts admitted to the server.
+    pub admitted: u64,
+    /// Requests that completed before their client's timeout (goodput).
+    pub successes: u64,
+    /// successes per second of the whole run.
+    pub goodput_rps: f64,
+    /// successes / offered.
+    pub goodput_ratio: f64,
+    /// Successes during overloaded intervals / capacity × their length.
+    pub overload_goodput: Option<f64>,
+    /// Attempts shed by the limiter.
+    pub shed_total: u64,
+    /// Shed attempts by reason.
+    pub shed: BTreeMap<String, u64>,
+    /// Attempts whose client gave up.
+    pub timeouts: u64,
+    /// Server seconds spent on requests whose client had given up.
+    pub wasted_work_s: f64,
+    /// wasted / all server work.
+    pub wasted_fraction: f64,
+    /// Latency of successes (arrival of the attempt to completion).
+    pub latency: Quantiles,
+    /// p99 of the service times alone (no waiting): the unloaded p99.
+    pub unloaded_p99_ms: f64,
+    /// latency p99 / unloaded p99.
+    pub p99_ratio: f64,
+    /// Mean time from arrival to the start of service, over started requests.
+    pub wait_mean_ms: f64,
+    /// Waiting time quantiles, over started requests.
+    pub wait: Quantiles,
+    /// Mean response time of successes.
+    pub response_mean_ms: f64,
+    /// Goodput per tier.
+    pub tiers: Vec<TierResult>,
+    /// attempts / offered.
+    pub retry_amplification: f64,
+    /// Seconds after the step until the limit stays within ±10 % of its settled value.
+    pub convergence_s: Option<f64>,
+    /// The settled limit after the step.
+    pub settled_limit: Option<f64>,
+    /// Time-averaged limit.
+    pub mean_limit: Option<f64>,
+    /// Most requests in the server at once.
+    pub peak_in_flight: usize,
+    /// Events processed.
+    pub events: u64,
+    /// The time series (only when asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Point>,
+}
+
+/// The goal the instrument exists for.
+pub mod goal {
+    /// Overload goodput must reach this fraction of capacity.
+    pub const GOODPUT: f64 = 0.95;
+    /// Admitted p99 at most this many times the unloaded p99.
+    pub const P99_RATIO: f64 = 2.0;
+    /// Convergence after a step, seconds.
+    pub const CONVERGENCE_S: f64 = 1.0;
+}
+
+impl PolicyResult {
+    /// Whether the goodput and latency parts of the goal are met.
+    pub fn meets_overload_goal(&self) -> bool {
+        self.overload_goodput.is_some_and(|g| g >= goal::GOODPUT)
+            && self.successes > 0
+            && self.p99_ratio <= goal::P99_RATIO
+    }
+
+    /// Whether the convergence part of the goal is met.
+    pub fn meets_convergence_goal(&self) -> bool {
+        self.convergence_s.is_some_and(|c| c <= goal::CONVERGENCE_S)
+    }
+}
+
+/// A scenario's description in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioSummary {
+    /// Name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Seed.
+    pub seed: u64,
+    /// Simulated seconds.
+    pub duration_s: f64,
+    /// Nominal capacity.
+    pub capacity_rps: f64,
+}
+
+impl ScenarioSummary {
+    /// From a scenario.
+    pub fn of(s: &Scenario) -> Self {
+        Self {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            seed: s.seed,
+            duration_s: s.duration().as_secs_f64(),
+            capacity_rps: s.capacity_rps(),
+        }
+    }
+}
+
+/// All policies of one scenario, and the best.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioResult {
+    /// The scenario.
+    pub scenario: ScenarioSummary,
+    /// One result per policy, in the order given.
+    pub policies: Vec<PolicyResult>,
+    /// The best policy: among those with p99 ≤ 2× unloaded, the highest overload goodput
+    /// (goodput ratio when never overloaded); if none keeps the latency, the highest goodput.
+    pub best: Option<String>,
+    /// Whether the step scenario measured convergence.
+    pub has_step: bool,
+}
+
+impl ScenarioResult {
+    /// Picks the best policy.
+    pub fn new(scenario: &Scenario, policies: Vec<PolicyResult>) -> Self {
+        let score = |p: &PolicyResult| p.overload_goodput.unwrap_or(p.goodput_ratio);
+        let pick = |pool: Vec<&PolicyResult>| {
+            pool.into_iter()
+                .max_by(|a, b| {
+                    score(a)
+                        .total_cmp(&score(b))
+                        .then(b.latency.p99_ms.total_cmp(&a.latency.p99_ms))
+                })
+                .map(|p| p.policy.clone())
+        };
+        let fast: Vec<&PolicyResult> = policies
+            .iter()
+            .filter(|p| p.successes > 0 && p.p99_ratio <= goal::P99_RATIO)
+            .collect();
+        let best = if fast.is_empty() {
+            pick(policies.iter().collect())
+        } else {
+            pick(fast)
+        };
+        Self {
+            scenario: ScenarioSummary::of(scenario),
+            has_step: scenario.step_at.is_some(),
+            policies,
+            best,
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn ms(x: f64) -> String {
+    if x >= 1000.0 {
+        format!("{:.2}s", x / 1000.0)
+    } else if x >= 100.0 {
+        format!("{x:.0}ms")
+    } else {
+        format!("{x:.1}ms")
+    }
+}
+
+/// The comparison table of one scenario, as printed by `tailwater sim`.
+pub fn table(r: &ScenarioResult) -> String {
+    let s = &r.scenario;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {} — {} (capacity {:.0} req/s, {:.0} s, seed {})",
+        s.name, s.description, s.capacity_rps, s.duration_s, s.seed
+    );
+    let mut header = vec![
+        "policy", "goodput", "ovl-gp", "p50", "p99", "p99.9", "p99/unl", "shed", "t/o", "waste",
+        "amp", "limit",
+    ];
+    if r.has_step {
+        header.push("conv");
+    }
+    let tiered = r.policies.first().is_some_and(|p| p.tiers.len() > 1);
+    if tiered {
+        header.push("tier goodput (c+/c/s+/s)");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for p in &r.policies {
+        let attempts = p.attempts.max(1) as f64;
+        let mut row = vec![
+            format!(
+                "{}{}",
+                p.policy,
+                if r.best.as_deref() == Some(p.policy.as_str()) {
+                    " *"
+                } else {
+                    ""
+                }
+            ),
+            pct(p.goodput_ratio),
+            p.overload_goodput.map_or("-".into(), pct),
+            ms(p.latency.p50_ms),
+            ms(p.latency.p99_ms),
+            ms(p.latency.p999_ms),
+            format!("{:.1}x", p.p99_ratio),
+            pct(p.shed_total as f64 / attempts),
+            pct(p.timeouts as f64 / attempts),
+            pct(p.wasted_fraction),
+            format!("{:.2}", p.retry_amplification),
+            p.mean_limit.map_or("-".into(), |l| format!("{l:.0}")),
+        ];
+        if r.has_step {
+            row.push(match (p.convergence_s, p.mean_limit) {
+                (_, None) => "-".into(),
+                (Some(c), _) => format!("{c:.2}s"),
+                (None, _) => "never".into(),
+            });
+        }
+        if tiered {
+            row.push(
+                p.tiers
+                    .iter()
+                    .map(|t| format!("{:.0}", t.goodput * 100.0))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        if i == 0 {
+            let _ = writeln!(
+                out,
+                "{}",
+                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+            );
+        }
+    }
+    if let Some(best) = &r.best {
+        let p = r.policies.iter().find(|p| &p.policy == best);
+        let verdict = p.map_or(String::new(), |p| {
+            let mut v = Vec::new();
+            if p.overload_goodput.is_some() {
+                v.push(if p.meets_overload_goal() {
+                    "meets the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
+                } else {
+                    "misses the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
+                });
+            }
+            if r.has_step {
+                v.push(if p.meets_convergence_goal() {
+                    "converges within 1 s"
+                } else {
+                    "does not converge within 1 s"
+                });
+            }
+            if v.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", v.join("; "))
+            }
+        });
+        let _ = writeln!(out, "best: {best}{verdict}");
+    }
+    out
+}
+
+/// Column legend printed under the tables.
+pub const LEGEND: &str = "goodput = successes before the client timeout / requests offered; ovl-gp = successes while the \
+scheduled load is at or above capacity / (capacity x that time); p50..p99.9 = latency of successes; p99/unl = p99 / \
+p99 of service time alone; shed, t/o (client timeouts) = share of attempts; waste = server time spent on requests \
+whose client had left; amp = attempts per request; limit = time-averaged limit; conv = time after the step until the \
+limit stays within +-10% of its settled value; * = best (highest ovl-gp among policies with p99 <= 2x unloaded).";
+
+/// The time series of one policy as CSV.
+pub fn series_csv(p: &PolicyResult) -> String {
+    let mut out = String::from(
+        "t_s,limit,in_flight,limiter_queue,server_queue,offered_rps,goodput_rps,capacity_rps,mean_latency_ms,overloaded\n",
+    );
+    for pt in &p.series {
+        let _ = writeln!(
+            out,
+            "{:.3},{},{},{},{},{:.1},{:.1},{:.1},{:.3},{}",
+            pt.t,
+            pt.limit,
+            pt.in_flight,
+            pt.limiter_queue,
+            pt.server_queue,
+            pt.offered_rps,
+            pt.goodput_rps,
+            pt.capacity_rps,
+            pt.mean_latency_ms,
+            u8::from(pt.overloaded)
+        );
+    }
+    out
+}
+
+/// One summary row per scenario and policy, as CSV.
+pub fn summary_csv(results: &[ScenarioResult]) -> String {
+    let mut out = String::from(
+        "scenario,policy,offered,attempts,admitted,successes,goodput_ratio,overload_goodput,shed,timeouts,wasted_fraction,p50_ms,p99_ms,p999_ms,p99_ratio,retry_amplification,convergence_s,mean_limit\n",
+    );
+    for r in results {
+        for p in &r.policies {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{:.4},{},{},{},{:.4},{:.3},{:.3},{:.3},{:.3},{:.3},{},{}",
+                r.scenario.name,
+                p.policy,
+                p.offered,
+                p.attempts,
+                p.admitted,
+                p.successes,
+                p.goodput_ratio,
+                p.overload_goodput
+                    .map_or(String::new(), |g| format!("{g:.4}")),
+                p.shed_total,
+                p.timeouts,
+                p.wasted_fraction,
+                p.latency.p50_ms,
+                p.latency.p99_ms,
+                p.latency.p999_ms,
+                p.p99_ratio,
+                p.retry_amplification,
+                p.convergence_s.map_or(String::new(), |c| format!("{c:.3}")),
+                p.mean_limit.map_or(String::new(), |l| format!("{l:.1}")),
+            );
+        }
+    }
+    out
+}
+
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+/// A line chart panel for [`svg`].
+#[derive(Debug, Clone)]
+pub struct Panel<'a> {
+    /// Title above the panel.
+    pub title: String,
+    /// Label of the y axis.
+    pub y_label: &'a str,
+    /// Named lines of (x, y) points.
+    pub lines: Vec<(String, Vec<(f64, f64)>)>,
+    /// Logarithmic y axis.
+    pub log_y: bool,
+}
+
+/// A hand-written SVG of stacked line-chart panels.
+pub fn svg(panels: &[Panel<'_>]) -> String {
+    let (w, ph, left, right, gap) = (900.0, 260.0, 70.0, 220.0, 60.0);
+    let height = panels.len() as f64 * (ph + gap) + 20.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    for (i, panel) in panels.iter().enumerate() {
+        let top = 30.0 + i as f64 * (ph + gap);
+        let pw = w - left - right;
+        let tr = |v: f64| if panel.log_y { v.max(1e-3).log10() } else { v };
+        let pts = panel.lines.iter().flat_map(|l| l.1.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for &(x, y) in pts {
+            if !(x.is_finite() && y.is_finite()) {
+                continue;
+            }
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(tr(y));
+            y1 = y1.max(tr(y));
+        }
+        if !x0.is_finite() {
+            continue;
+        }
+        if !panel.log_y {
+            y0 = y0.min(0.0);
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        if y1 <= y0 {
+            y1 = y0 + 1.0;
+        }
+        let sx = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+        let sy = |y: f64| top + ph - (tr(y) - y0) / (y1 - y0) * ph;
+        let _ = writeln!(
+            out,
+            r#"<text x="{left}" y="{}" font-size="13" font-weight="bold">{}</text>"#,
+            top - 8.0,
+            xml(&panel.title)
+        );
+        let _ = writeln!(
+            out,
+            r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+        );
+        for k in 0..=4 {
+            let f = k as f64 / 4.0;
+            let yv = y0 + f * (y1 - y0);
+            let label = if panel.log_y { 10f64.powf(yv) } else { yv };
+            let y = top + ph - f * ph;
+            let _ = writeln!(
+                out,
+                r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+                left + pw,
+                left - 4.0,
+                y + 4.0,
+                short(label)
+            );
+            let xv = x0 + f * (x1 - x0);
+            let _ = writeln!(
+                out,
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                sx(xv),
+                top + ph + 14.0,
+                short(xv)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
+            top + ph / 2.0,
+            top + ph / 2.0,
+            xml(panel.y_label)
+        );
+        for (j, (name, line)) in panel.lines.iter().enumerate() {
+            let color = PALETTE[j % PALETTE.len()];
+            let dash = if j >= PALETTE.len() {
+                r#" stroke-dasharray="4 2""#
+            } else {
+                ""
+            };
+            let mut d = String::new();
+            for &(x, y) in line {
+                if x.is_finite() && y.is_finite() {
+                    let _ = write!(d, "{:.1},{:.1} ", sx(x), sy(y));
+                }
+            }
+            let _ = writeln!(
+                out,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.3"{dash} points="{}"/>"#,
+                d.trim_end()
+            );
+            let ly = top + 12.0 + j as f64 * 14.0;
+            let _ = writeln!(
+                out,
+                r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+                left + pw + 10.0,
+                ly - 4.0,
+                left + pw + 28.0,
+                ly - 4.0,
+                left + pw + 32.0,
+                ly,
+                xml(name)
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn short(v: f64) -> String {
+    if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An SVG with, per scenario, the limit and the mean latency of every policy over time.
+/// Policies without a time series are skipped.
+pub fn plot(results: &[ScenarioResult]) -> String {
+    let mut panels = Vec::new();
+    for r in results {
+        let with: Vec<&PolicyResult> = r.policies.iter().filter(|p| !p.series.is_empty()).collect();
+        panels.push(Panel {
+            title: format!("{}: limit (in-flight without a limiter)", r.scenario.name),
+            y_label: "requests",
+            lines: with
+                .iter()
+                .map(|p| {
+                    let pts = p
+                        .series
+                        .iter()
+                        .map(|pt| {
+                            let v = if p.mean_limit.is_some() {
+                                pt.limit
+                            } else {
+                                pt.in_flight
+                            };
+                            (pt.t, v as f64)
+                        })
+                        .collect();
+                    (p.policy.clone(), pts)
+                })
+                .collect(),
+            log_y: false,
+        });
+        panels.push(Panel {
+            title: format!("{}: mean latency of successes (log scale)", r.scenario.name),
+            y_label: "ms",
+            lines: with
+                .iter()
+                .map(|p| {
+                    let pts = p
+                        .series
+                        .iter()
+                        .filter(|pt| pt.mean_latency_ms > 0.0)
+                        .map(|pt| (pt.t, pt.mean_latency_ms))
+                        .collect();
+                    (p.policy.clone(), pts)
+                })
+                .collect(),
+            log_y: true,
+        });
+    }
+    svg(&panels)
+}
