@@ -108,6 +108,9 @@ impl HeaderMix {
             return Err(ConfigError::new(field, "needs 1 to 64 values"));
         }
         let total: f64 = values.iter().map(|(_, w)| *w).sum();
+        if total.is_nan() || total <= 0.0 {
+            return Err(ConfigError::new(field, "weights must sum to more than 0"));
+        }
         let mut acc = 0.0;
         let mut mix = Self {
             name,
@@ -128,9 +131,6 @@ impl HeaderMix {
             mix.values.push(value);
             mix.labels.push(v.trim().to_string());
             mix.cumulative.push(acc);
-        }
-        if !(total > 0.0) {
-            return Err(ConfigError::new(field, "weights sum to 0"));
         }
         if let Some(last) = mix.cumulative.last_mut() {
             *last = 1.0;

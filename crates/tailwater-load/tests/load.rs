@@ -194,13 +194,13 @@ async fn outputs_json_hgrm_html_and_hdr_log() {
     let mut total = 0;
     let mut deser = hdrhistogram::serialization::Deserializer::new();
     for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
-        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(ilh) = entry.unwrap() {
-            if ilh.tag().is_none() {
-                let bytes = base64_decode(ilh.encoded_histogram());
-                let hist: hdrhistogram::Histogram<u64> =
-                    deser.deserialize(&mut bytes.as_slice()).unwrap();
-                total += hist.len();
-            }
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(ilh) = entry.unwrap()
+            && ilh.tag().is_none()
+        {
+            let bytes = base64_decode(ilh.encoded_histogram());
+            let hist: hdrhistogram::Histogram<u64> =
+                deser.deserialize(&mut bytes.as_slice()).unwrap();
+            total += hist.len();
         }
     }
     assert_eq!(total, 500);

@@ -107,3 +107,34 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         Ok::<u8, anyhow::Error>(0)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn bad_input_exits_2_naming_the_field() {
+        for (argv, field) in [
+            (vec!["--workers", "0"], "workers"),
+            (vec!["--service-time", "-1ms"], "service_time"),
+            (vec!["--distribution", "weird"], "distribution"),
+            (vec!["--stall", "1s"], "stall"),
+            (vec!["--listen", "nowhere"], "listen"),
+            (vec!["--overflow-status", "42"], "overflow_status"),
+        ] {
+            let mut full = vec!["backend"];
+            full.extend_from_slice(&argv);
+            let cli = Cli::try_parse_from(full.clone()).expect("clap accepts the shape");
+            let err = super::build(&cli.args).expect_err("refused");
+            assert_eq!(err.field(), field, "{argv:?}");
+            let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
+            assert_eq!(super::run(cli.args).expect("no runtime error"), 2);
+        }
+    }
+}

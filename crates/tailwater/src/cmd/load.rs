@@ -9,9 +9,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tailwater_load::{Config, ConfigError, HeaderMix, Progress, Schedule, Spacing};
 
-/// Arguments of `tailwater load`.
+/// Arguments of `tailwater load` (boxed: they are many, and `Command` stays small).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    opts: Box<Opts>,
+}
+
+/// The options of `tailwater load`.
+#[derive(Debug, clap::Args)]
+struct Opts {
     /// Target URL (http:// only; use --http2 for h2c).
     url: String,
     /// Constant target rate in requests/s (with --duration).
@@ -88,7 +95,7 @@ fn bad(err: impl std::fmt::Display) -> anyhow::Result<u8> {
     Ok(2)
 }
 
-fn build_config(args: &Args) -> Result<Config, ConfigError> {
+fn build_config(args: &Opts) -> Result<Config, ConfigError> {
     let schedule = if let Some(s) = &args.schedule {
         Schedule::parse(s)?
     } else if let Some(path) = &args.schedule_file {
@@ -166,6 +173,7 @@ fn http_name(name: &str) -> Option<tailwater_load::http::HeaderName> {
 
 /// Runs `tailwater load`.
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    let args = *args.opts;
     let mut config = match build_config(&args) {
         Ok(c) => c,
         Err(e) => return bad(e),
@@ -238,4 +246,69 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
 
 fn serde_json_pretty(report: &tailwater_load::Report) -> String {
     format!("{:#}\n", report.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn code(argv: &[&str]) -> u8 {
+        let mut full = vec!["load"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
+        super::run(cli.args).expect("no runtime error")
+    }
+
+    #[test]
+    fn bad_input_exits_2_naming_the_field() {
+        let url = "http://127.0.0.1:1/";
+        for (argv, field) in [
+            (vec![url, "--rate", "-5"], "rate"),
+            (vec![url, "--rate", "abc"], "rate"),
+            (vec![url, "--rate", "100", "--duration", "-1s"], "duration"),
+            (vec![url, "--rate", "100", "--duration", "10"], "duration"),
+            (vec![url, "--schedule", "500:10s,oops"], "schedule"),
+            (vec![url, "--schedule", "ramp:1..-2:5s"], "schedule"),
+            (vec![url], "rate"),
+            (vec!["https://example.com/", "--rate", "1"], "url"),
+            (vec![url, "--rate", "1", "--timeout", "0s"], "timeout"),
+            (vec![url, "--rate", "1", "-H", "novalue"], "header"),
+            (
+                vec![url, "--rate", "1", "--connections", "0"],
+                "connections",
+            ),
+            (
+                vec![url, "--rate", "1", "--header-mix", "x-c: a=-1"],
+                "header_mix",
+            ),
+        ] {
+            let cli = {
+                let mut full = vec!["load"];
+                full.extend_from_slice(&argv);
+                Cli::try_parse_from(full).expect("clap accepts the shape")
+            };
+            let err = super::build_config(&cli.args.opts).expect_err("refused");
+            assert_eq!(err.field(), field, "{argv:?}: {err}");
+            assert_eq!(code(&argv), 2, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn schedule_file_errors_give_file_and_line() {
+        let path = std::env::temp_dir().join(format!("tw-sched-{}.txt", std::process::id()));
+        std::fs::write(&path, "# warm up\n100:1s\n200:zz\n").expect("temp file");
+        let p = path.display().to_string();
+        let cli = Cli::try_parse_from(["load", "http://127.0.0.1:1/", "--schedule-file", &p])
+            .expect("clap");
+        let err = super::build_config(&cli.args.opts).expect_err("refused");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(err.field(), "schedule");
+        assert!(err.to_string().contains(":3:"), "{err}");
+    }
 }
