@@ -321,9 +321,19 @@ fn ping(port: u16) -> bool {
 }
 
 fn raw_command(port: u16, args: &[&str]) -> io::Result<String> {
+    raw_command_with_timeout(port, args, Duration::from_millis(500))
+}
+
+/// Sends one command in RESP to `127.0.0.1:port` and returns the first chunk of the raw
+/// reply, waiting at most `read_timeout` for it (test helper, no parsing).
+pub fn raw_command_with_timeout(
+    port: u16,
+    args: &[&str],
+    read_timeout: Duration,
+) -> io::Result<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    s.set_read_timeout(Some(read_timeout))?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
