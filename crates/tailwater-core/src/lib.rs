@@ -14,7 +14,7 @@
 //!    [`Rejection`] carries a [`RejectReason`] and a retry hint.
 //! 3. **Integration** lives in other crates (`tailwater-tower`, `tailwater-proxy`): this
 //!    crate has no tokio, tower or hyper types in its API. The optional `tokio` feature adds
-//!    [`Limiter::acquire`] (waiting with tokio timers) and a `TokioClock`.
+//!    `Limiter::acquire` (waiting with tokio timers) and a `TokioClock`.
 //!
 //! Time is data: every stateful type reads a [`Clock`](clock::Clock), so tests and the
 //! simulator use a [`ManualClock`](clock::ManualClock) instead of sleeping.

@@ -1,7 +1,7 @@
 //! The limiter: admission against an adaptive concurrency limit, with RAII permits.
 //!
 //! A [`Limiter`] holds the in-flight count, the current limit and one
-//! [`LimitAlgorithm`](crate::algorithm::LimitAlgorithm). [`Limiter::try_acquire`] either
+//! [`LimitAlgorithm`]. [`try_acquire`](Limiter::try_acquire) either
 //! returns a [`Permit`] or a [`Rejection`] with a reason and a retry hint; the permit reports
 //! how the request ended, and that sample moves the limit.
 //!
@@ -278,7 +278,7 @@ impl<C: Clock> Limiter<C> {
     ///
     /// Waiters time out when they are polled after their deadline, whenever a permit is
     /// released, and on [`expire_waiters`](Self::expire_waiters). With the `tokio` feature,
-    /// [`acquire`](Self::acquire) arms a timer for you.
+    /// `acquire` arms a timer for you.
     pub fn enqueue(&self, request: Request, timeout: Duration) -> Result<Acquire<C>, Rejection> {
         let first_try = self.try_acquire_with_uncounted(request);
         let reason = match first_try {
@@ -789,12 +789,12 @@ impl<C: Clock> Waiter<C> {
     /// When this waiter should be checked again (by the limiter's clock): its deadline, or
     /// for CoDel the earlier point at which a standing queue would cut its wait short.
     pub fn next_check(&self, now: Duration) -> Duration {
-        if let Some(queue) = &self.shared.queue {
-            if let QueueDiscipline::CoDel { target, .. } = queue.config.discipline() {
-                let short = self.enqueued_at + target;
-                if now < short && short < self.deadline {
-                    return short;
-                }
+        if let Some(queue) = &self.shared.queue
+            && let QueueDiscipline::CoDel { target, .. } = queue.config.discipline()
+        {
+            let short = self.enqueued_at + target;
+            if now < short && short < self.deadline {
+                return short;
             }
         }
         self.deadline

@@ -1,0 +1,103 @@
+//! The tonic example over a real socket, with a tonic client.
+
+use std::time::Duration;
+
+use tailwater_core::algorithm::Fixed;
+use tailwater_core::{Limiter, TierThresholds};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tonic_example::{say, serve};
+
+struct Running {
+    channel: Channel,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start(limiter: Limiter) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, limiter, async {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Running {
+        channel,
+        stop,
+        server,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        drop(self.channel);
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn shed_grpc_call_is_unavailable_with_pushback() {
+    let limiter = Limiter::builder()
+        .algorithm(Fixed::new(1).unwrap())
+        .retry_after(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let run = start(limiter.clone()).await;
+
+    let reply = say(run.channel.clone(), "hello", None).await.unwrap();
+    assert_eq!(reply.into_inner().message, "hello");
+    assert_eq!(
+        limiter.in_flight(),
+        0,
+        "released once the trailers went out"
+    );
+
+    // Fill the limiter: the next call is shed before reaching the service.
+    let held = limiter.try_acquire().unwrap();
+    let status = say(run.channel.clone(), "hello", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "overloaded: limit_reached");
+    assert_eq!(
+        status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+        "250"
+    );
+    drop(held);
+
+    let reply = say(run.channel.clone(), "again", None).await.unwrap();
+    assert_eq!(reply.into_inner().message, "again");
+    let c = limiter.stats().counters;
+    assert_eq!((c.success, c.rejected_total()), (2, 1));
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn criticality_metadata_sheds_sheddable_calls_first() {
+    let limiter = Limiter::builder()
+        .algorithm(Fixed::new(10).unwrap())
+        .tiers(TierThresholds::default())
+        .build()
+        .unwrap();
+    let run = start(limiter.clone()).await;
+    let _held: Vec<_> = (0..2).map(|_| limiter.try_acquire().unwrap()).collect();
+
+    let status = say(run.channel.clone(), "batch", Some("SHEDDABLE"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "overloaded: tier_threshold");
+
+    let reply = say(run.channel.clone(), "user", Some("CRITICAL"))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().message, "user");
+    run.stop().await;
+}
