@@ -107,12 +107,11 @@ impl ProxyBody {
             guard: Some(guard),
         };
         // An empty body (204, HEAD, content-length: 0) may never be polled.
-        if let Inner::Upstream { inner, guard } = &mut body {
-            if inner.is_end_stream() {
-                if let Some(g) = guard.take() {
-                    g.finish(Decision::Success);
-                }
-            }
+        if let Inner::Upstream { inner, guard } = &mut body
+            && inner.is_end_stream()
+            && let Some(g) = guard.take()
+        {
+            g.finish(Decision::Success);
         }
         ProxyBody { inner: body }
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tailwater_core::Criticality;
-use tailwater_core::limiter::RejectReason;
+use tailwater_core::limiter::{LimiterStats, RejectReason};
 
 use crate::route::RouteTable;
 
@@ -105,6 +105,9 @@ impl Decision {
     }
 }
 
+/// A gauge rendered from a limiter snapshot: name, help, value.
+type Gauge = (&'static str, &'static str, fn(&LimiterStats) -> f64);
+
 /// Upper bounds of the latency histogram buckets, seconds.
 pub(crate) const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -183,11 +186,7 @@ impl Metrics {
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };
-        let gauges: [(
-            &str,
-            &str,
-            fn(&tailwater_core::limiter::LimiterStats) -> f64,
-        ); 5] = [
+        let gauges: [Gauge; 5] = [
             (
                 "tailwater_limiter_limit",
                 "Current concurrency limit.",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Uri;
 use http::uri::{Authority, Scheme};
-use tailwater_core::algorithm::{Aimd, Fixed, LimitAlgorithm};
+use tailwater_core::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, Vegas};
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
 use tailwater_core::{Limiter, TierThresholds};
@@ -288,7 +288,11 @@ fn build_route(
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
         limiter,
-        queue_wait: rc.queue.as_ref().map(|q| q.max_wait),
+        queue_wait: rc
+            .queue
+            .as_ref()
+            .filter(|q| q.discipline != Discipline::None)
+            .map(|q| q.max_wait),
         rate_limits,
         retry_after: rc.retry_after,
         metrics: Arc::default(),
@@ -308,7 +312,11 @@ fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError>
                 .map_err(|e| ConfigError::core(&format!("{prefix}.tiers"), &e))?;
         b = b.tiers(tiers);
     }
-    if let Some(q) = &rc.queue {
+    if let Some(q) = rc
+        .queue
+        .as_ref()
+        .filter(|q| q.discipline != Discipline::None)
+    {
         b = b.queue(build_queue(&format!("{prefix}.queue"), q)?);
     }
     b.build().map_err(|e| ConfigError::core(prefix, &e))
@@ -316,6 +324,7 @@ fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError>
 
 fn build_queue(qp: &str, q: &QueueSettings) -> Result<QueueConfig, ConfigError> {
     let discipline = match q.discipline {
+        Discipline::None => unreachable!("filtered out by the caller"),
         Discipline::Fifo => QueueDiscipline::Fifo,
         Discipline::Lifo => QueueDiscipline::Lifo,
         Discipline::AdaptiveLifo => QueueDiscipline::AdaptiveLifo {
@@ -382,13 +391,49 @@ fn build_algorithm(lp: &str, l: &LimitConfig) -> Result<Box<dyn LimitAlgorithm>,
             }
             Ok(Box::new(b.build().map_err(core)?))
         }
-        Algorithm::Vegas | Algorithm::Gradient2 => Err(ConfigError::new(
-            format!("{lp}.algorithm"),
-            format!(
-                "`{}` is not available in this build yet (use fixed or aimd)",
-                algorithm_name(l.algorithm)
-            ),
-        )),
+        Algorithm::Vegas => {
+            unused("limit", l.limit.is_some())?;
+            unused("backoff_ratio", l.backoff_ratio.is_some())?;
+            unused("timeout", l.timeout.is_some())?;
+            let mut b = Vegas::builder();
+            if let Some(v) = l.initial_limit {
+                b = b.initial_limit(v);
+            }
+            if let Some(v) = l.min_limit {
+                b = b.min_limit(v);
+            }
+            if let Some(v) = l.max_limit {
+                b = b.max_limit(v);
+            }
+            if let Some(v) = l.smoothing {
+                b = b.smoothing(v);
+            }
+            Ok(Box::new(b.build().map_err(core)?))
+        }
+        Algorithm::Gradient2 => {
+            unused("limit", l.limit.is_some())?;
+            // The corrected variant (see tailwater-core's gradient2 docs).
+            let mut b = Gradient2::builder().corrected();
+            if let Some(v) = l.initial_limit {
+                b = b.initial_limit(v);
+            }
+            if let Some(v) = l.min_limit {
+                b = b.min_limit(v);
+            }
+            if let Some(v) = l.max_limit {
+                b = b.max_limit(v);
+            }
+            if let Some(v) = l.smoothing {
+                b = b.smoothing(v);
+            }
+            if let Some(v) = l.backoff_ratio {
+                b = b.backoff_ratio(v);
+            }
+            if let Some(v) = l.timeout {
+                b = b.timeout(v);
+            }
+            Ok(Box::new(b.build().map_err(core)?))
+        }
     }
 }
 

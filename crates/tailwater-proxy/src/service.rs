@@ -170,11 +170,10 @@ async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
     headers::strip_hop_by_hop(&mut parts.headers, route.protocol == UpstreamProtocol::H2c);
     headers::add_forwarded(&mut parts.headers, peer.ip(), host.as_deref());
     if route.preserve_host {
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, a);
-            }
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, a);
         }
     } else {
         parts.headers.remove(header::HOST);

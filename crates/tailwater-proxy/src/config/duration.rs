@@ -39,7 +39,7 @@ pub(crate) fn parse(s: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse`] reads it back.
 pub(crate) fn format(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
-    if d.as_nanos() % 1_000_000_000 == 0 {
+    if d.as_nanos().is_multiple_of(1_000_000_000) {
         format!("{}s", d.as_secs())
     } else if ms.fract() == 0.0 {
         format!("{ms}ms")

@@ -207,7 +207,8 @@ pub struct RouteConfig {
     /// The adaptive concurrency limit.
     #[serde(default)]
     pub limit: LimitConfig,
-    /// The bounded wait queue used when the limit is reached (none: reject at once).
+    /// The bounded wait queue used when the limit is reached (default: CoDel, 128 waiters,
+    /// 100 ms at most). `discipline = "none"` rejects at once instead.
     #[serde(default = "default_queue")]
     pub queue: Option<QueueSettings>,
     /// Criticality tiers (utilisation thresholds); the tier comes from `x-criticality`.
@@ -328,6 +329,8 @@ pub enum Algorithm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Discipline {
+    /// No queue: reject at once when the limit is reached.
+    None,
     /// Oldest first.
     Fifo,
     /// Newest first.

@@ -1,0 +1,247 @@
+//! h2c on both sides, routing, headers, rate limits, tiers and config errors.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::sync::Notify;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_and_h2c_upstreams() {
+    let backend = text_backend("hello").await;
+    let running = start_proxy(config(&format!(
+        r#"
+[[route]]
+name = "h1"
+path_prefix = "/h1"
+upstream = "http://{0}"
+[[route]]
+name = "h2"
+path_prefix = "/h2"
+upstream = "http://{0}"
+protocol = "h2c"
+"#,
+        backend.addr
+    )))
+    .await;
+    let h2 = h2_client();
+    let (parts, body) = get(&h2, running.addr, "/h2/x").await.expect("h2c → h2c");
+    assert_eq!(parts.status, 200);
+    assert_eq!(parts.version, http::Version::HTTP_2);
+    assert_eq!(parts.headers["x-version"], "HTTP/2.0");
+    assert_eq!(&body[..], b"hello");
+    let (parts, _) = get(&h2, running.addr, "/h1/x")
+        .await
+        .expect("h2c → http/1.1");
+    assert_eq!(parts.version, http::Version::HTTP_2);
+    assert_eq!(parts.headers["x-version"], "HTTP/1.1");
+    let (parts, _) = get(&client(), running.addr, "/h2/x")
+        .await
+        .expect("http/1.1 → h2c");
+    assert_eq!(parts.version, http::Version::HTTP_11);
+    assert_eq!(parts.headers["x-version"], "HTTP/2.0");
+    let (parts, _) = get(&client(), running.addr, "/nope")
+        .await
+        .expect("unrouted");
+    assert_eq!(parts.status, 404);
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_and_hop_by_hop_removal() {
+    let backend = backend(Arc::new(|req: Request<Incoming>| {
+        let mut seen = String::new();
+        for (k, v) in req.headers() {
+            seen.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+        }
+        Box::pin(async move {
+            let mut resp = Response::new(Full::new(Bytes::from(seen)));
+            resp.headers_mut()
+                .insert("connection", "x-internal".parse().expect("value"));
+            resp.headers_mut()
+                .insert("x-internal", "1".parse().expect("value"));
+            resp
+        })
+    }))
+    .await;
+    let running = start_proxy(config(&format!(
+        "[[route]]\nupstream = \"http://{}\"\n",
+        backend.addr
+    )))
+    .await;
+    let c = client();
+    let req = Request::get(format!("http://{}/", running.addr))
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-end", "kept")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = c.request(req).await.expect("response");
+    assert!(
+        !resp.headers().contains_key("x-internal"),
+        "response hop-by-hop removed"
+    );
+    let seen = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(seen.contains("x-end: kept"), "{seen}");
+    assert!(!seen.contains("x-hop"), "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("forwarded: for=127.0.0.1;proto=http"),
+        "{seen}"
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_ratelimit_headers() {
+    let backend = text_backend("ok").await;
+    let running = start_proxy(config(&format!(
+        r#"
+[[route]]
+upstream = "http://{}"
+[[route.rate_limit]]
+name = "per-client"
+rate = 2
+period = "1m"
+key = "client_ip"
+"#,
+        backend.addr
+    )))
+    .await;
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(get(&c, running.addr, "/").await.expect("ok").0.status, 200);
+    }
+    let (parts, _) = get(&c, running.addr, "/").await.expect("limited");
+    assert_eq!(parts.status, 429);
+    let retry: u64 = parts.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=30).contains(&retry), "retry-after {retry}");
+    assert_eq!(parts.headers["ratelimit-policy"], "\"per-client\";q=2;w=60");
+    assert!(
+        parts.headers["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("\"per-client\";r=0;t=")
+    );
+    assert_eq!(backend.received.load(Ordering::SeqCst), 2);
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_is_503_with_retry_after_and_sheddable_goes_first() {
+    let release = Arc::new(Notify::new());
+    let backend = gated_backend(Arc::clone(&release)).await;
+    // Limit 5; sheddable may use 20 % (1 slot), critical 80 % (4).
+    let running = start_proxy(config(&format!(
+        r#"
+[[route]]
+upstream = "http://{}"
+queue = {{ discipline = "none" }}
+retry_after = "3s"
+[route.limit]
+algorithm = "fixed"
+limit = 5
+[route.tiers]
+"#,
+        backend.addr
+    )))
+    .await;
+    let addr = running.addr;
+    let send = |tier: &'static str| {
+        let c = client();
+        tokio::spawn(async move {
+            let req = Request::get(format!("http://{addr}/"))
+                .header("x-criticality", tier)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let resp = c.request(req).await.expect("response");
+            let (parts, body) = resp.into_parts();
+            let _ = body.collect().await;
+            parts
+        })
+    };
+    let held: Vec<_> = (0..4).map(|_| send("critical")).collect();
+    let received = Arc::clone(&backend.received);
+    eventually(Duration::from_secs(5), || {
+        received.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    // 4 of 5 in flight: sheddable (cap 1) and critical (cap 4) are refused, critical_plus is not.
+    let shed = send("sheddable").await.expect("task");
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.headers["retry-after"], "3");
+    assert_eq!(shed.headers["x-tailwater-rejection"], "tier_threshold");
+    let plus = send("critical_plus");
+    eventually(Duration::from_secs(5), || {
+        received.load(Ordering::SeqCst) == 5
+    })
+    .await;
+    let full = send("critical_plus").await.expect("task");
+    assert_eq!(full.status, 503);
+    assert_eq!(full.headers["x-tailwater-rejection"], "limit_reached");
+    release.notify_waiters();
+    for h in held {
+        assert_eq!(h.await.expect("task").status, 200);
+    }
+    assert_eq!(plus.await.expect("task").status, 200);
+    let status = running.proxy.status();
+    assert_eq!(status[0].shed, 2);
+    assert_eq!(status[0].in_flight, 0, "every permit released");
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn config_errors_name_file_line_and_field() {
+    use tailwater_proxy::Config;
+    let path = std::path::Path::new("proxy.toml");
+    let e = Config::from_toml(
+        "[[route]]\nupstream = \"http://x:1\"\nbogus = 1\n",
+        Some(path),
+    )
+    .expect_err("unknown key");
+    assert_eq!(e.line(), Some(3), "{e}");
+    assert_eq!(e.field(), "route[0].bogus", "{e}");
+    assert!(e.to_string().starts_with("proxy.toml:3:1:"), "{e}");
+
+    let e =
+        Config::from_toml("[server]\nheader_read_timeout = \"10\"\n", None).expect_err("no unit");
+    assert_eq!(e.line(), Some(2), "{e}");
+    assert_eq!(e.field(), "server.header_read_timeout", "{e}");
+
+    let e = Config::from_toml(
+        "[[route]]\nupstream = \"http://x:1\"\n\n[[route]]\nname = \"b\"\nupstream = \"http://y:1\"\n[route.queue]\ncapacity = 0\n",
+        None,
+    )
+    .expect_err("zero capacity");
+    assert_eq!(e.field(), "route[1].queue.capacity", "{e}");
+    assert_eq!(e.line(), Some(8), "{e}");
+
+    let e = Config::from_toml("[[route]]\nupstream = \"https://x:1\"\n", None).expect_err("https");
+    assert_eq!(e.line(), Some(2), "{e}");
+
+    let e = Config::from_toml("", None).expect_err("no routes");
+    assert_eq!(e.field(), "route");
+}
