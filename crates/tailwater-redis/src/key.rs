@@ -23,7 +23,18 @@ use std::fmt::Write as _;
 use tailwater_core::ConfigError;
 use tailwater_core::rate::Quota;
 
-/// How keys are named in Redis (see the [module docs](self)).
+/// How keys are named in Redis:
+///
+/// ```text
+/// {prefix}:{<escaped key>}:g:<T ns>:<burst>
+/// ```
+///
+/// The prefix (default `tw`) may not contain `{`, `}` or whitespace. The user's key is
+/// percent-escaped (`%`, `{`, `}`, `:` and bytes outside printable ASCII become `%XX`):
+/// the encoding is injective, so keys cannot collide or inject, and the escaped key is the
+/// Redis Cluster hash tag, so all quotas of one key share a slot. Each quota is named by
+/// its emission interval `T` and burst. The value is the GCRA TAT in decimal nanoseconds
+/// since the Unix epoch, with a `PEXPIRE` until the TAT.
 ///
 /// ```
 /// use tailwater_redis::KeyLayout;
