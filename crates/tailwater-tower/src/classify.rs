@@ -17,8 +17,36 @@
 //! | the body was dropped before its end (client went away mid-stream), after a good head | `Ignored` |
 //! | anything else, including other `4xx` and other gRPC codes | `Success` |
 //!
-//! Implement [`Classify`] to change the table, e.g. to ignore `404`s or to count a slow
-//! `200` as dropped.
+//! Implement [`Classify`] to change the table, e.g. to ignore `404`s, or to ignore errors
+//! that say nothing about load:
+//!
+//! ```
+//! use std::any::Any;
+//! use http::{HeaderMap, StatusCode};
+//! use tailwater_tower::BoxError;
+//! use tailwater_tower::classify::{Classify, DefaultClassifier, Outcome};
+//!
+//! #[derive(Clone)]
+//! struct MyPolicy;
+//!
+//! impl Classify for MyPolicy {
+//!     fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+//!         match status {
+//!             StatusCode::NOT_FOUND => Outcome::Ignored,
+//!             _ => DefaultClassifier::new().classify_response(status, headers),
+//!         }
+//!     }
+//!
+//!     fn classify_error(&self, error: &dyn Any) -> Outcome {
+//!         match error.downcast_ref::<BoxError>() {
+//!             Some(e) if e.to_string().contains("invalid request") => Outcome::Ignored,
+//!             _ => Outcome::Dropped,
+//!         }
+//!     }
+//! }
+//! ```
+
+use std::any::Any;
 
 use http::{HeaderMap, StatusCode};
 pub use tailwater_core::algorithm::Outcome;
@@ -41,13 +69,17 @@ pub trait Classify: Clone + Send + Sync + 'static {
 
     /// The inner service failed instead of answering. Default: `Dropped` (timeouts, broken
     /// upstream connections and panicking handlers all signal trouble).
-    fn classify_error<E: ?Sized>(&self, error: &E) -> Outcome {
+    ///
+    /// `error` is the inner service's error type (often a `BoxError`): downcast it to tell
+    /// kinds apart.
+    fn classify_error(&self, error: &dyn Any) -> Outcome {
         let _ = error;
         Outcome::Dropped
     }
 
-    /// The response body failed while streaming. Default: `Dropped`.
-    fn classify_body_error<E: ?Sized>(&self, error: &E) -> Outcome {
+    /// The response body failed while streaming (`error` is the body's error type).
+    /// Default: `Dropped`.
+    fn classify_body_error(&self, error: &dyn Any) -> Outcome {
         let _ = error;
         Outcome::Dropped
     }

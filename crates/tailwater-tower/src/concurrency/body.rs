@@ -117,6 +117,7 @@ impl<B, C, P> Body for ResponseBody<B, C, P>
 where
     B: Body,
     B::Data: From<Bytes>,
+    B::Error: 'static,
     C: Clock,
     P: Classify,
 {

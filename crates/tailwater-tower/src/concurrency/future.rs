@@ -143,8 +143,10 @@ fn until_check<C: Clock>(waiter: &Waiter<C>, common: &Common<C>) -> Duration {
 impl<S, ReqB, C, P, R, ResB> Future for ResponseFuture<S, Request<ReqB>, C, P, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: 'static,
     ResB: Body,
     ResB::Data: From<Bytes>,
+    ResB::Error: 'static,
     C: Clock,
     P: Classify,
     R: OnReject<S::Error>,

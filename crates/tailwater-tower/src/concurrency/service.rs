@@ -150,8 +150,10 @@ impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concu
 impl<S, C, P, R, ReqB, ResB> Service<Request<ReqB>> for Concurrency<S, C, P, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    S::Error: 'static,
     ResB: Body,
     ResB::Data: From<Bytes>,
+    ResB::Error: 'static,
     C: Clock,
     P: Classify,
     R: OnReject<S::Error>,

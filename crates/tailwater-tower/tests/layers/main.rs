@@ -5,6 +5,8 @@ mod concurrency;
 mod criticality;
 mod edge;
 mod grpc;
+mod hyper;
+mod observe;
 mod rate_limit;
 mod support;
 

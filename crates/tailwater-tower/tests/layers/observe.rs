@@ -1,0 +1,137 @@
+//! Metrics names and labels, and the tracing fields, captured in process.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use tailwater_core::Limiter;
+use tailwater_core::algorithm::Fixed;
+use tailwater_tower::ConcurrencyLayer;
+use tower::{Layer, Service, service_fn};
+
+use crate::support::{full, poll_once, request};
+
+/// Records the name and labels of every metric touched.
+#[derive(Debug, Default, Clone)]
+struct Keys(Arc<Mutex<BTreeSet<String>>>);
+
+struct Noop;
+impl CounterFn for Noop {
+    fn increment(&self, _: u64) {}
+    fn absolute(&self, _: u64) {}
+}
+impl GaugeFn for Noop {
+    fn increment(&self, _: f64) {}
+    fn decrement(&self, _: f64) {}
+    fn set(&self, _: f64) {}
+}
+impl HistogramFn for Noop {
+    fn record(&self, _: f64) {}
+}
+
+impl Keys {
+    fn note(&self, key: &Key) {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        self.0
+            .lock()
+            .unwrap()
+            .insert(format!("{}{{{}}}", key.name(), labels.join(",")));
+    }
+}
+
+impl Recorder for Keys {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.note(key);
+        Counter::from_arc(Arc::new(Noop))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.note(key);
+        Gauge::from_arc(Arc::new(Noop))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.note(key);
+        Histogram::from_arc(Arc::new(Noop))
+    }
+}
+
+/// A writer for the fmt subscriber that keeps everything.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn decisions_emit_tailwater_metrics_and_tracing_fields() {
+    let keys = Keys::default();
+    let buf = Buf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let buf = buf.clone();
+            move || buf.clone()
+        })
+        .finish();
+
+    let limiter = Limiter::new(Fixed::new(1).unwrap());
+    let mut svc = ConcurrencyLayer::new(limiter.clone())
+        .route("checkout")
+        .layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(full("ok")))
+        }));
+
+    metrics::with_local_recorder(&keys, || {
+        tracing::subscriber::with_default(subscriber, || {
+            // The service_fn future is ready at once: no runtime needed.
+            let mut admitted = Box::pin(svc.call(request(&[])));
+            let std::task::Poll::Ready(Ok(res)) = poll_once(&mut admitted) else {
+                panic!("ready");
+            };
+            let mut shed = Box::pin(svc.call(request(&[])));
+            let std::task::Poll::Ready(Ok(rej)) = poll_once(&mut shed) else {
+                panic!("ready");
+            };
+            assert_eq!(rej.status(), 503);
+            drop(res); // ends the first request (ignored: body dropped unread)
+        });
+    });
+
+    let keys = keys.0.lock().unwrap().clone();
+    for want in [
+        "tailwater_decisions_total{mechanism=concurrency,decision=admitted,reason=none,tier=critical,route=checkout}",
+        "tailwater_decisions_total{mechanism=concurrency,decision=rejected,reason=limit_reached,tier=critical,route=checkout}",
+        "tailwater_outcomes_total{outcome=ignored,tier=critical,route=checkout}",
+        "tailwater_request_duration_seconds{outcome=ignored,route=checkout}",
+        "tailwater_limiter_limit{route=checkout}",
+        "tailwater_limiter_in_flight{route=checkout}",
+        "tailwater_limiter_queue_depth{route=checkout}",
+    ] {
+        assert!(keys.contains(want), "missing {want}; got {keys:#?}");
+    }
+
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("decision=\"rejected\"") && log.contains("rejection_reason=\"limit_reached\""),
+        "{log}"
+    );
+    assert!(log.contains("decision=\"admitted\""), "{log}");
+}
