@@ -11,6 +11,7 @@ use tailwater_core::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, Vegas};
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
 use tailwater_core::{Limiter, TierThresholds};
+use tailwater_tower::edge::RateLimitPolicies;
 
 use crate::config::{
     Algorithm, Config, ConfigError, Discipline, LimitConfig, QueueSettings, RateKey,
@@ -61,7 +62,8 @@ impl fmt::Debug for Route {
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     pub(crate) name: String,
-    pub(crate) quota: Quota,
+    /// The draft-10 `RateLimit-Policy` / `RateLimit` rendering (tailwater-tower's edge).
+    pub(crate) policies: RateLimitPolicies,
     pub(crate) store: RateStore,
 }
 
@@ -456,9 +458,11 @@ fn build_rate(rp: &str, rl: &RateLimitConfig) -> Result<RateLimit, ConfigError> 
             key.clone(),
         ),
     };
+    let policies = RateLimitPolicies::new([(rl.name.as_str(), quota)])
+        .map_err(|_| ConfigError::new(format!("{rp}.name"), "must be printable ASCII"))?;
     Ok(RateLimit {
         name: rl.name.clone(),
-        quota,
+        policies,
         store,
     })
 }

@@ -1,8 +1,9 @@
 //! The request path: route → body limit → rate limits → admission → forward → stream back.
 //!
-//! Admission is built directly on the core [`Limiter`](tailwater_core::Limiter) (the
-//! tailwater-tower layers were not available when this was written); its behaviour is the
-//! one those layers specify: the tier comes from `x-criticality` (default `critical`), a
+//! Admission is built directly on the core [`Limiter`](tailwater_core::Limiter), with
+//! tailwater-tower's edge mapping for the rejection responses (503/429, gRPC
+//! `UNAVAILABLE`/`RESOURCE_EXHAUSTED`, draft-10 RateLimit headers). Its behaviour is the one
+//! the tower layers specify: the tier comes from `x-criticality` (default `critical`), a
 //! shed request is answered 503 + `Retry-After` without touching the upstream, a rate-limited
 //! one 429 + `Retry-After` + `RateLimit-Policy`/`RateLimit`, and the permit is held until the
 //! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
@@ -13,12 +14,15 @@ use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tailwater_core::limiter::Request as Admission;
 use tailwater_core::{Criticality, Rejection};
+use tailwater_tower::edge;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
@@ -110,31 +114,25 @@ async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
                     d.reason.map_or("rate_exceeded", |r| r.as_str()),
                 );
                 tracing::debug!(limit = %rl.name, "rate limited");
-                let retry = d
-                    .retry_after_secs()
-                    .unwrap_or_else(|| d.reset_after_secs())
-                    .max(1);
-                let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
-                let h = resp.headers_mut();
-                h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
-                let policy = format!(
-                    "\"{}\";q={};w={}",
-                    rl.name,
-                    rl.quota.rate(),
-                    rl.quota.period().as_secs().max(1)
-                );
-                let current = format!(
-                    "\"{}\";r={};t={}",
-                    rl.name,
-                    d.remaining,
-                    d.reset_after_secs()
-                );
-                if let Ok(v) = HeaderValue::from_str(&policy) {
-                    h.insert("ratelimit-policy", v);
-                }
-                if let Ok(v) = HeaderValue::from_str(&current) {
-                    h.insert("ratelimit", v);
-                }
+                let retry = d.retry_after.unwrap_or(d.reset_after);
+                let mut resp = if edge::is_grpc(req.headers()) {
+                    edge::grpc_response(edge::GRPC_RESOURCE_EXHAUSTED, "rate limited", Some(retry))
+                } else {
+                    let mut r = Response::new(Bytes::from_static(b"rate limited\n"));
+                    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(edge::retry_after_secs(retry)),
+                    );
+                    r
+                };
+                rl.policies
+                    .insert(resp.headers_mut(), 0, d.remaining, d.reset_after_secs());
+                let resp = resp.map(ProxyBody::local);
                 return resp;
             }
         }
@@ -159,7 +157,7 @@ async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
                 in_flight = rejection.in_flight,
                 "shed"
             );
-            return shed(&rejection);
+            return shed(&rejection, edge::is_grpc(req.headers()));
         }
     };
     span.record("decision", "admitted");
@@ -286,14 +284,12 @@ pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBod
     resp
 }
 
-/// 503 with `Retry-After` (whole seconds, at least 1) and the reason.
-fn shed(rejection: &Rejection) -> Response<ProxyBody> {
-    let mut resp = local(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n");
-    let d = rejection.retry_after;
-    let secs = (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
-    let h = resp.headers_mut();
-    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    h.insert(
+/// 503 with `Retry-After` (whole seconds, at least 1) and the reason, or for gRPC
+/// `UNAVAILABLE` with `grpc-retry-pushback-ms` (tailwater-tower's edge mapping).
+fn shed(rejection: &Rejection, grpc: bool) -> Response<ProxyBody> {
+    let mut resp =
+        edge::shed_response("overloaded", rejection.retry_after, grpc).map(ProxyBody::local);
+    resp.headers_mut().insert(
         "x-tailwater-rejection",
         HeaderValue::from_static(rejection.reason.as_str()),
     );

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Benchmark: tailwater proxy vs nginx as a reverse proxy, side by side in one run.
+#
+# Both sit in front of the same trivial backend (tailwater-bench-backend: 200 + 13 bytes)
+# and are driven by wrk with the same threads, connections and duration; the direct path
+# (wrk → backend) is the baseline for "added latency". nginx gets Debian's defaults plus:
+# worker_processes = number of cores, upstream keepalive, proxy_http_version 1.1, no
+# caching, no access log. tailwater runs `tailwater proxy --upstream ...` with its default
+# adaptive limit (AIMD + CoDel queue), the configuration a user gets without a file.
+#
+# Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2)
+# Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
+# goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-2s}
+BASE_PORT=${BASE_PORT:-19180}
+BACKEND_PORT=$BASE_PORT
+NGINX_PORT=$((BASE_PORT + 1))
+TAILWATER_PORT=$((BASE_PORT + 2))
+ADMIN_PORT=$((BASE_PORT + 3))
+CORES=$(nproc)
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tmp=$(mktemp -d -t tailwater-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for tool in wrk nginx cargo curl; do
+    command -v "$tool" >/dev/null || { echo "bench-proxy: $tool not found" >&2; exit 1; }
+done
+
+echo "building release binaries..." >&2
+cargo build --release -q -p tailwater -p tailwater-proxy --bins
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release"
+
+wait_http() { # url
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench-proxy: $1 did not come up" >&2
+    return 1
+}
+
+"$bin/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+worker_processes $CORES;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/stderr.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$NGINX_PORT/"
+
+RUST_LOG=warn "$bin/tailwater" proxy --listen "127.0.0.1:$TAILWATER_PORT" \
+    --upstream "http://127.0.0.1:$BACKEND_PORT" --admin "127.0.0.1:$ADMIN_PORT" 2>"$tmp/tailwater.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$TAILWATER_PORT/"
+
+# Converts wrk's latency ("812.00us", "1.23ms", "1.01s") to microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n
+    }'
+}
+
+declare -A rps p50 p99 non2xx
+run_wrk() { # name port
+    local name=$1 port=$2 out
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "http://127.0.0.1:$port/" >/dev/null
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+    echo "$out" >"$tmp/wrk-$name-$round.txt"
+    local r l50 l99 bad
+    r=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    l50=$(to_us "$(echo "$out" | awk '$1 == "50%" {print $2}')")
+    l99=$(to_us "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+    bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    rps[$name]=$(awk -v a="${rps[$name]:-0}" -v b="$r" 'BEGIN {print a + b}')
+    p50[$name]=$(awk -v a="${p50[$name]:-0}" -v b="$l50" 'BEGIN {print a + b}')
+    p99[$name]=$(awk -v a="${p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
+    non2xx[$name]=$(( ${non2xx[$name]:-0} + ${bad:-0} ))
+    printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s\n' "$round" "$name" "$r" "$l50" "$l99" "${bad:-0}" >&2
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    run_wrk direct "$BACKEND_PORT"
+    run_wrk nginx "$NGINX_PORT"
+    run_wrk tailwater "$TAILWATER_PORT"
+done
+
+avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
+d50=$(avg "${p50[direct]}")
+d99=$(avg "${p99[direct]}")
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds (averaged), $CORES cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for name in direct nginx tailwater; do
+    r=$(avg "${rps[$name]}")
+    a50=$(avg "${p50[$name]}")
+    a99=$(avg "${p99[$name]}")
+    if [ "$name" = direct ]; then
+        echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} |"
+    else
+        echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} |"
+    fi
+done
+ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
+t_add99=$(( $(avg "${p99[tailwater]}") - d99 ))
+n_add99=$(( $(avg "${p99[nginx]}") - d99 ))
+echo
+echo "throughput tailwater / nginx: ${ratio}x (goal >= 1.00x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}'))"
+echo "added p99: tailwater ${t_add99} us vs nginx ${n_add99} us (goal <= nginx: $([ "$t_add99" -le "$n_add99" ] && echo met || echo MISSED))"
+echo "tailwater limiter at the end: $(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^tailwater_limiter_limit' || true)"
