@@ -16,12 +16,34 @@ use tailwater_core::rate::Quota;
 use tailwater_redis::{ConnectionOptions, LeasedLimiter, RedisConnection, RedisRateStore};
 use tailwater_test::redis::{RedisServer, redis_available};
 
-/// The global limit for every path: RATE per second, burst BURST.
-const RATE: u32 = 100_000;
-const BURST: u32 = 1_000;
-const MAX_CHUNK: u32 = 500;
 /// Concurrent callers per instance.
 const CALLERS: usize = 8;
+
+/// One limit configuration, the same for every path.
+#[derive(Clone, Copy)]
+struct Regime {
+    name: &'static str,
+    rate: u32,
+    burst: u32,
+    max_chunk: u32,
+}
+
+const REGIMES: [Regime; 2] = [
+    // Demand far above the limit: measures overshoot (and local denials on the leased path).
+    Regime {
+        name: "saturated: limit 100 000/s, burst 1 000, max_chunk 500",
+        rate: 100_000,
+        burst: 1_000,
+        max_chunk: 500,
+    },
+    // Limit far above demand: every decision admits; measures the raw cost of admitting.
+    Regime {
+        name: "under the limit: limit 50 000 000/s, burst 5 000 000, max_chunk 5 000",
+        rate: 50_000_000,
+        burst: 5_000_000,
+        max_chunk: 5_000,
+    },
+];
 
 struct Outcome {
     name: String,
@@ -38,8 +60,8 @@ impl Outcome {
         self.decisions as f64 / self.elapsed.as_secs_f64() / self.instances as f64
     }
     /// GCRA allowance over the run: burst + rate * elapsed.
-    fn allowance(&self) -> f64 {
-        f64::from(BURST) + f64::from(RATE) * self.elapsed.as_secs_f64()
+    fn allowance(&self, r: Regime) -> f64 {
+        f64::from(r.burst) + f64::from(r.rate) * self.elapsed.as_secs_f64()
     }
 }
 
@@ -110,8 +132,8 @@ fn options() -> ConnectionOptions {
         .response_timeout(Duration::from_secs(1))
 }
 
-fn quota() -> Quota {
-    Quota::new(RATE, Duration::from_secs(1), BURST).expect("valid quota")
+fn quota(r: Regime) -> Quota {
+    Quota::new(r.rate, Duration::from_secs(1), r.burst).expect("valid quota")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -124,18 +146,39 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let server = RedisServer::start().expect("start redis-server");
-    let url = server.url();
+    let version = server
+        .command(&["INFO", "server"])
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("redis_version"))
+                .map(|l| l.trim().to_owned())
+        })
+        .unwrap_or_default();
+    println!(
+        "{CALLERS} callers per instance, {secs} s per row, 2 tokio workers, one local \
+         redis-server ({version}) on loopback"
+    );
+    for (i, regime) in REGIMES.into_iter().enumerate() {
+        let results = run_regime(&server.url(), regime, secs, i).await;
+        print_table(regime, &results);
+    }
+}
+
+async fn run_regime(url: &str, regime: Regime, secs: u64, tag: usize) -> Vec<Outcome> {
     let mut results = Vec::new();
+    let q = quota(regime);
 
     // Atomic path.
-    let store = RedisRateStore::builder(RedisConnection::open(&url, options()).expect("open"))
+    let store = RedisRateStore::builder(RedisConnection::open(url, options()).expect("open"))
         .build()
         .expect("store");
+    let key = format!("bench{tag}:atomic");
     let d: Decide = Arc::new(move || {
-        let store = store.clone();
+        let (store, key) = (store.clone(), key.clone());
         Box::pin(async move {
             store
-                .check_detailed("bench:atomic", &[quota()], 1)
+                .check_detailed(&key, &[q], 1)
                 .await
                 .map(|c| c.decision.allowed)
                 .unwrap_or(false)
@@ -145,16 +188,16 @@ async fn main() {
 
     // Leased path, 1 and 4 instances.
     for instances in [1usize, 4] {
-        let key = format!("bench:leased{instances}");
+        let key = format!("bench{tag}:leased{instances}");
         let mut deciders = Vec::new();
         let mut limiters = Vec::new();
         for _ in 0..instances {
             let l = LeasedLimiter::builder(
-                RedisConnection::open(&url, options()).expect("open"),
+                RedisConnection::open(url, options()).expect("open"),
                 &key,
-                quota(),
+                q,
             )
-            .max_chunk(MAX_CHUNK)
+            .max_chunk(regime.max_chunk)
             .build()
             .expect("limiter");
             limiters.push(l.clone());
@@ -169,25 +212,30 @@ async fn main() {
             });
             deciders.push(d);
         }
-        let name = format!("leased, {instances} instance(s)");
+        let name = format!(
+            "leased ({instances} instance{})",
+            if instances > 1 { "s" } else { "" }
+        );
         let out = drive(&name, deciders, secs).await;
         for l in &limiters {
             let st = l.stats();
             eprintln!(
-                "  {name}: refills {} granted {} local {} local_denied {} expired {} chunk {}",
+                "  {name}: refills {} granted {} local {} local_denied {} expired {} chunk {} fallbacks {}",
                 st.lease_refills,
                 st.lease_granted,
                 st.local_allowed,
                 st.local_denied,
                 st.lease_expired,
-                l.chunk()
+                l.chunk(),
+                st.fallback_open + st.fallback_closed + st.fallback_degraded
             );
         }
         results.push(out);
     }
 
     // Naive fixed window, envoyproxy/ratelimit style.
-    let conn = RedisConnection::open(&url, options()).expect("open");
+    let conn = RedisConnection::open(url, options()).expect("open");
+    let rate = regime.rate;
     let d: Decide = Arc::new(move || {
         let mut conn = conn.clone();
         Box::pin(async move {
@@ -195,7 +243,7 @@ async fn main() {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let key = format!("bench:fixed:{now}");
+            let key = format!("bench{tag}:fixed:{now}");
             let r: Result<(i64,), _> = redis::pipe()
                 .cmd("INCRBY")
                 .arg(&key)
@@ -206,40 +254,31 @@ async fn main() {
                 .ignore()
                 .query_async(&mut conn)
                 .await;
-            matches!(r, Ok((count,)) if count <= i64::from(RATE))
+            matches!(r, Ok((count,)) if count <= i64::from(rate))
         })
     });
     results.push(drive("INCR+EXPIRE fixed window", vec![d], secs).await);
+    results
+}
 
+fn print_table(regime: Regime, results: &[Outcome]) {
     let atomic_rate = results[0].per_sec_per_instance();
+    println!("\n{}\n", regime.name);
     println!(
-        "\nlimit: {RATE}/s, burst {BURST}; leased max_chunk {MAX_CHUNK}; {CALLERS} callers per \
-         instance; {secs} s per row; redis-server {} on loopback\n",
-        server
-            .command(&["INFO", "server"])
-            .ok()
-            .and_then(|s| s
-                .lines()
-                .find(|l| l.starts_with("redis_version"))
-                .map(|l| l.trim().to_owned()))
-            .unwrap_or_default()
+        "| path | decisions/s per instance | vs atomic | admitted | allowance (burst + rate·t) | overshoot over the run | max admitted in a 1 s window |"
     );
-    println!(
-        "| path | instances | decisions/s per instance | vs atomic | admitted | GCRA allowance (burst + rate·t) | overshoot (cells, % of allowance) | max admitted in a 1 s window |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for r in &results {
-        let over = r.admitted as f64 - r.allowance();
+    println!("|---|---|---|---|---|---|---|");
+    for r in results {
+        let over = (r.admitted as f64 - r.allowance(regime)).max(0.0);
         println!(
-            "| {} | {} | {:.0} | {:.1}x | {} | {:.0} | {:.0} ({:.3} %) | {} |",
+            "| {} | {:.0} | {:.1}x | {} | {:.0} | {:.0} ({:.3} %) | {} |",
             r.name,
-            r.instances,
             r.per_sec_per_instance(),
             r.per_sec_per_instance() / atomic_rate,
             r.admitted,
-            r.allowance(),
-            over.max(0.0),
-            over.max(0.0) / r.allowance() * 100.0,
+            r.allowance(regime),
+            over,
+            over / r.allowance(regime) * 100.0,
             r.windows.iter().max().copied().unwrap_or(0),
         );
     }

@@ -159,21 +159,28 @@ impl RedisConnection {
 
     /// A connection to a Redis Cluster, discovered from `urls` (any subset of the nodes).
     ///
-    /// Unlike [`open`](Self::open) this connects now (to read the slot map).
+    /// Unlike [`open`](Self::open) this connects now (to read the slot map). Errors:
+    /// [`RedisStoreError::Config`](crate::RedisStoreError::Config) for bad options or URLs,
+    /// [`RedisStoreError::Unavailable`](crate::RedisStoreError::Unavailable) when no node
+    /// answers.
     #[cfg(feature = "cluster")]
     pub async fn open_cluster(
         urls: &[String],
         options: ConnectionOptions,
-    ) -> Result<Self, crate::BackendError> {
-        options
-            .validate()
-            .map_err(|e| crate::BackendError::Protocol(e.to_string()))?;
+    ) -> Result<Self, crate::RedisStoreError> {
+        options.validate()?;
         let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(options.connect_timeout)
             .response_timeout(options.response_timeout)
             .retries(u32::try_from(options.reconnect_retries).unwrap_or(u32::MAX))
-            .build()?;
-        let conn = client.get_async_connection().await?;
+            .build()
+            .map_err(|e| ConfigError::new("urls", e.to_string()))?;
+        let conn = client.get_async_connection().await.map_err(|e| {
+            crate::RedisStoreError::Unavailable {
+                cause: crate::BackendError::Redis(e),
+                retry_after: options.retry_backoff,
+            }
+        })?;
         Ok(Self {
             backend: Backend::Cluster(conn),
             options,

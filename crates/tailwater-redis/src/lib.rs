@@ -14,12 +14,12 @@
 //! [`RedisRateStore`] implements the core's `RateStore`, so a
 //! `tailwater_core::rate::StoreLimiter` runs on memory or Redis without code changes.
 //!
-//! Measured on one 2-core machine against a local `redis-server` 7.0 (limit 100 000/s,
-//! burst 1 000, `cargo bench -p tailwater-redis --bench redis`): the atomic path about
-//! 59 000 decisions/s per instance, the leased path about 5.6 M/s (95x) for one instance
-//! and 1.5 M/s per instance for four instances sharing the two cores (25x), both with no
-//! overshoot over the run; envoyproxy/ratelimit's `INCR`+`EXPIRE` fixed window about
-//! 121 000/s and 6.9 % over the limit (window edges).
+//! Measured on one shared 2-core machine against a local `redis-server` 7.0 (limit
+//! 100 000/s, burst 1 000, `cargo bench -p tailwater-redis --bench redis`; see the crate
+//! README for the tables): the atomic path about 48 000 decisions/s per instance, the
+//! leased path about 4.6 M/s for one instance (96x) and 1.0 M/s per instance for four
+//! instances sharing the two cores (22x), both with no overshoot over the run and at most
+//! `burst + rate` admitted in any 1 s window.
 //!
 //! ## Atomic path
 //!
