@@ -36,10 +36,12 @@ use crate::stats::{Counters, RedisStats, add, inc};
 ///    min_chunk, max_chunk)` with the rate an exponentially weighted average measured at
 ///    each refill: one cell at a time at low rates (then it behaves like the atomic path),
 ///    large chunks at high rates;
-/// 5. **drops credit unused for `lease_ttl`** (credit is not carried far in time), and
-///    gives its credit back with [`release`](Self::release) (call it on shutdown).
-/// 6. When Redis said the budget is empty, it **denies locally** until the time Redis
-///    named (`retry_after`), again without a round trip.
+/// 5. **drops its credit when it got no refill for `lease_ttl`** (each refill renews the
+///    lease on what it holds; an idle or cut-off instance does not keep credit), and gives
+///    its credit back with [`release`](Self::release) (call it on shutdown).
+/// 6. When Redis granted less than asked (the budget is drained), it **denies locally**
+///    once its credit is spent, until a whole chunk fits again (at most one refill
+///    interval, at least until one cell fits), again without a round trip.
 ///
 /// # Accuracy (the overshoot bound)
 ///
@@ -55,10 +57,10 @@ use crate::stats::{Counters, RedisStats, add, inc};
 /// burst + rate · w / period + N · (max_chunk + ceil(max_chunk / 2))
 /// ```
 ///
-/// i.e. the overshoot beyond the limit in one window is at most `N · H`, and credit older
-/// than `lease_ttl` is never used. The price is undershoot: credit that expires or is held
-/// by an idle instance is not available to the others until returned (at most `N · H`
-/// cells, for at most `lease_ttl`).
+/// i.e. the overshoot beyond the limit in one window is at most `N · H`; an instance that
+/// got no refill for `lease_ttl` drops what it holds. The price is undershoot: credit
+/// that expires or is held by an idle instance is not available to the others until
+/// returned (at most `N · H` cells, for at most `lease_ttl`).
 ///
 /// # Failures
 ///

@@ -49,8 +49,8 @@
 //! ```
 //!
 //! (`H` is the most credit one instance holds: a refill starts at half a chunk and brings
-//! at most one chunk). Credit older than `lease_ttl` is dropped, and
-//! [`LeasedLimiter::release`] gives unused credit back. Chunks follow each instance's own
+//! at most one chunk). An instance that got no refill for `lease_ttl` drops its credit,
+//! and [`LeasedLimiter::release`] gives unused credit back. Chunks follow each instance's own
 //! rate: `clamp(rate · refill_interval, min_chunk, max_chunk)`.
 //!
 //! ## Failure policy
