@@ -7,13 +7,18 @@
 //! ```proto
 //! syntax = "proto3";
 //! package tailwater.example;
-//! service Echo { rpc Say (EchoRequest) returns (EchoReply); }
+//! service Echo {
+//!   rpc Say (EchoRequest) returns (EchoReply);
+//!   rpc Count (CountRequest) returns (stream EchoReply);
+//! }
 //! message EchoRequest { string message = 1; }
 //! message EchoReply { string message = 1; }
+//! message CountRequest { uint32 n = 1; uint32 interval_ms = 2; }
 //! ```
 //!
 //! Layers, outermost first: criticality from the `x-criticality` metadata, then adaptive
-//! concurrency. A shed call fails with `UNAVAILABLE` and `grpc-retry-pushback-ms`.
+//! concurrency. A shed call fails with `UNAVAILABLE` and `grpc-retry-pushback-ms`. The
+//! server stream `Count` holds its concurrency permit until its last message and trailers.
 //!
 //! Run: `cargo run -p tailwater-tower --example tonic_server -- 127.0.0.1:50051`
 
@@ -21,6 +26,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tailwater_core::Limiter;
 use tailwater_core::clock::Clock;
@@ -28,6 +34,7 @@ use tailwater_tower::{ConcurrencyLayer, CriticalityLayer};
 use tokio::net::TcpListener;
 use tonic::Status;
 use tonic::body::Body;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::server::NamedService;
 use tower::{Service, ServiceBuilder};
 
@@ -47,8 +54,21 @@ pub(crate) struct EchoReply {
     pub(crate) message: String,
 }
 
-/// The full path of the one method.
+/// The server-streaming request: `n` replies, `interval_ms` apart.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct CountRequest {
+    /// How many replies.
+    #[prost(uint32, tag = "1")]
+    pub(crate) n: u32,
+    /// Milliseconds between replies.
+    #[prost(uint32, tag = "2")]
+    pub(crate) interval_ms: u32,
+}
+
+/// The unary method's path.
 pub(crate) const SAY: &str = "/tailwater.example.Echo/Say";
+/// The server-streaming method's path.
+pub(crate) const COUNT: &str = "/tailwater.example.Echo/Count";
 
 /// The Echo service, routed by path as generated code does.
 #[derive(Debug, Clone, Default)]
@@ -70,17 +90,39 @@ impl Service<http::Request<Body>> for EchoServer {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if req.uri().path() != SAY {
-            return Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) });
+        match req.uri().path() {
+            SAY => Box::pin(async move {
+                let say = tower::service_fn(|req: tonic::Request<EchoRequest>| async move {
+                    let message = req.into_inner().message;
+                    Ok::<_, Status>(tonic::Response::new(EchoReply { message }))
+                });
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc.unary(say, req).await)
+            }),
+            COUNT => Box::pin(async move {
+                let count = tower::service_fn(|req: tonic::Request<CountRequest>| async move {
+                    let CountRequest { n, interval_ms } = req.into_inner();
+                    // A bounded channel: the producer waits for the client.
+                    let (tx, rx) = tokio::sync::mpsc::channel(4);
+                    tokio::spawn(async move {
+                        for i in 0..n {
+                            let interval = Duration::from_millis(u64::from(interval_ms));
+                            tokio::time::sleep(interval).await;
+                            let reply = EchoReply {
+                                message: i.to_string(),
+                            };
+                            if tx.send(Ok(reply)).await.is_err() {
+                                return; // the client went away
+                            }
+                        }
+                    });
+                    Ok::<_, Status>(tonic::Response::new(ReceiverStream::new(rx)))
+                });
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc.server_streaming(count, req).await)
+            }),
+            _ => Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) }),
         }
-        Box::pin(async move {
-            let say = tower::service_fn(|req: tonic::Request<EchoRequest>| async move {
-                let message = req.into_inner().message;
-                Ok::<_, Status>(tonic::Response::new(EchoReply { message }))
-            });
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-            Ok(grpc.unary(say, req).await)
-        })
     }
 }
 
@@ -132,6 +174,28 @@ pub(crate) async fn say(
         .await
 }
 
+/// A client call to `Count`: the stream of replies.
+pub(crate) async fn count(
+    channel: tonic::transport::Channel,
+    n: u32,
+    interval_ms: u32,
+) -> Result<tonic::Streaming<EchoReply>, Status> {
+    let mut client = tonic::client::Grpc::new(channel);
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let req = tonic::Request::new(CountRequest { n, interval_ms });
+    let res = client
+        .server_streaming(
+            req,
+            http::uri::PathAndQuery::from_static(COUNT),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await?;
+    Ok(res.into_inner())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -150,6 +214,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tokio::signal::ctrl_c().await;
     };
     serve(listener, limiter, shutdown).await?;
-    let _ = say; // used by the tests that include this file
+    let _ = (say, count); // used by the tests that include this file
     Ok(())
 }

@@ -21,7 +21,7 @@
 //! stays the inner service's (`Infallible` for axum). [`ReturnError`] makes them return the
 //! typed errors ([`Overloaded`](crate::concurrency::error::Overloaded),
 //! [`RateLimited`](crate::rate_limit::error::RateLimited)) boxed in a
-//! [`BoxError`](crate::BoxError); [`error_response`] maps such an error back to the
+//! [`BoxError`]; [`error_response`] maps such an error back to the
 //! response above.
 
 use std::fmt;

@@ -17,7 +17,7 @@
 mod layer;
 mod service;
 
-pub use layer::CriticalityLayer;
+pub use layer::{Classifier, CriticalityLayer, FromHeader};
 pub use service::SetCriticality;
 pub use tailwater_core::Criticality;
 

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tonic_example::{say, serve};
+use crate::tonic_example::{count, say, serve};
 
 struct Running {
     channel: Channel,
@@ -99,5 +99,32 @@ async fn criticality_metadata_sheds_sheddable_calls_first() {
         .await
         .unwrap();
     assert_eq!(reply.into_inner().message, "user");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn server_stream_holds_its_permit_until_the_stream_ends() {
+    let limiter = Limiter::new(Fixed::new(1).unwrap());
+    let run = start(limiter.clone()).await;
+
+    let mut stream = count(run.channel.clone(), 3, 20).await.unwrap();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.message, "0");
+    assert_eq!(
+        limiter.in_flight(),
+        1,
+        "two more messages to come: permit held"
+    );
+
+    // The only permit is taken by the open stream: a unary call is shed meanwhile.
+    let status = say(run.channel.clone(), "hi", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+
+    assert_eq!(stream.message().await.unwrap().unwrap().message, "1");
+    assert_eq!(stream.message().await.unwrap().unwrap().message, "2");
+    assert!(stream.message().await.unwrap().is_none(), "OK trailers");
+    assert_eq!(limiter.in_flight(), 0, "released with the trailers");
+    let c = limiter.stats().counters;
+    assert_eq!((c.success, c.dropped), (1, 0));
     run.stop().await;
 }
