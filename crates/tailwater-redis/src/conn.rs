@@ -138,9 +138,15 @@ impl RedisConnection {
     ///
     /// Does no I/O: the connection is made on first use, so a service can start while
     /// Redis is down (its decisions follow the failure policy until Redis answers). Must be
-    /// called inside a tokio runtime.
+    /// called inside a tokio runtime (else a [`ConfigError`] for `runtime`, not a panic).
     pub fn open(url: &str, options: ConnectionOptions) -> Result<Self, ConfigError> {
         options.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "runtime",
+                "RedisConnection::open must be called inside a tokio runtime",
+            ));
+        }
         let client =
             redis::Client::open(url).map_err(|e| ConfigError::new("url", e.to_string()))?;
         let config = ConnectionManagerConfig::new()

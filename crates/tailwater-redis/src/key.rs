@@ -151,6 +151,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn distinct_keys_never_share_a_redis_key(a in ".{0,12}", b in ".{0,12}") {
+            let l = KeyLayout::default();
+            let (ka, kb) = (l.base(&a), l.base(&b));
+            proptest::prop_assert_eq!(a == b, ka == kb);
+            proptest::prop_assert_eq!(ka.matches('{').count(), 1);
+            proptest::prop_assert_eq!(ka.matches('}').count(), 1);
+        }
+    }
+
+    #[test]
+    fn open_outside_a_runtime_is_an_error_not_a_panic() {
+        let err = crate::RedisConnection::open(
+            "redis://127.0.0.1:1/",
+            crate::ConnectionOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "runtime");
+    }
+
     #[test]
     fn prefix_is_validated() {
         assert_eq!(KeyLayout::new("").unwrap_err().field(), "prefix");

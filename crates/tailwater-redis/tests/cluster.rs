@@ -54,6 +54,26 @@ mod with_cluster {
             assert_eq!(admitted, 5, "key {key}");
             admitted_total += admitted;
         }
+        // Both quota keys of one user key share a slot (the hash tag), across many slots.
+        let mut slots = std::collections::HashSet::new();
+        for k in 0..KEYS {
+            let keys = store.layout().quota_keys(&format!("tenant:{k}"), &quotas);
+            let slot = |key: &str| {
+                cluster.nodes()[0]
+                    .command(&["CLUSTER", "KEYSLOT", key])
+                    .expect("KEYSLOT")
+                    .trim()
+                    .to_owned()
+            };
+            let s0 = slot(&keys[0]);
+            assert_eq!(s0, slot(&keys[1]), "quotas of one key in different slots");
+            slots.insert(s0);
+        }
+        assert!(
+            slots.len() > KEYS / 2,
+            "only {} distinct slots",
+            slots.len()
+        );
         // The keys really are spread over all three masters.
         let mut per_node = Vec::new();
         for node in cluster.nodes() {
