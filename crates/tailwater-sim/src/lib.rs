@@ -89,8 +89,9 @@ pub struct Measured {
     pub throughput: f64,
 }
 
-/// Simulates a planner model: `c` workers, gamma inter-arrival times (CV `ca`) and gamma
-/// service times (CV `cs`) — exponential when the CV is 1 — for about `arrivals` arrivals,
+/// Simulates a planner model: `c` workers, gamma inter-arrival times (CV `ca`; exponential
+/// for 1) and service times of the shape the planner assumes for its quantiles (CV `cs`:
+/// constant for 0, exponential for 1, lognormal otherwise), for about `arrivals` arrivals,
 /// with no client timeout. A queue bound K becomes a fixed limit of c with a FIFO of K
 /// waiters in front (M/M/c/K).
 pub fn simulate_model(m: &theory::Model, arrivals: u64, seed: u64) -> Result<Measured, SimError> {
@@ -107,8 +108,15 @@ pub fn simulate_model(m: &theory::Model, arrivals: u64, seed: u64) -> Result<Mea
     s.seed = seed;
     s.sample_interval = Duration::from_secs_f64((arrivals as f64 / m.rate / 10.0).max(0.001));
     s.server.workers = i64::try_from(m.servers).unwrap_or(i64::MAX);
+    let dist = if m.cs == 0.0 {
+        "constant"
+    } else if (m.cs - 1.0).abs() < 1e-9 {
+        "exponential"
+    } else {
+        "lognormal"
+    };
     s.server.service = scenario::ServiceConfig {
-        dist: "gamma".into(),
+        dist: dist.into(),
         mean: Duration::from_secs_f64(m.service),
         cv: Some(m.cs),
         slow_fraction: None,

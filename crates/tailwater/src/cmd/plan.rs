@@ -485,7 +485,7 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             .map_or(0.0, |x| x.1);
         println!();
         println!(
-            "validation: simulated {} requests (gamma inter-arrivals and service times with the given CVs)",
+            "validation: simulated {} requests (gamma inter-arrivals; constant, exponential or lognormal service times, as assumed above)",
             v.served
         );
         println!(
