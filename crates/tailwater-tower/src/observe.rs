@@ -21,12 +21,13 @@
 //! `mechanism`, `decision`, `rejection_reason` (empty when admitted), `tier` and `route`;
 //! every finished request a `TRACE` event with `outcome` and `duration_ms`.
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::SharedString;
-use tailwater_core::Criticality;
+use metrics::{Counter, Gauge, Histogram, SharedString};
 use tailwater_core::algorithm::Outcome;
+use tailwater_core::{Criticality, RejectReason};
 
 /// `tailwater_decisions_total`.
 pub const DECISIONS_TOTAL: &str = "tailwater_decisions_total";
@@ -113,44 +114,155 @@ pub(crate) fn decision(
     );
 }
 
-/// Records the limiter's gauges.
-pub(crate) fn gauges(route: &Route, limit: usize, in_flight: usize, queue_depth: usize) {
-    metrics::gauge!(LIMITER_LIMIT, "route" => route.label()).set(limit as f64);
-    metrics::gauge!(LIMITER_IN_FLIGHT, "route" => route.label()).set(in_flight as f64);
-    metrics::gauge!(LIMITER_QUEUE_DEPTH, "route" => route.label()).set(queue_depth as f64);
+/// Metric handles of one concurrency layer, registered on first use (so that a recorder
+/// installed after the layer was built is still used) and then reused: the hot path does
+/// no key building or allocation.
+pub(crate) struct LimiterMetrics {
+    route: Route,
+    admitted: [OnceLock<Counter>; 4],
+    bypassed: [OnceLock<Counter>; 4],
+    rejected: [[OnceLock<Counter>; 4]; RejectReason::ALL.len()],
+    outcomes: [[OnceLock<Counter>; 4]; 3],
+    durations: [OnceLock<Histogram>; 3],
+    queue_wait: [OnceLock<Histogram>; 2],
+    limit: OnceLock<Gauge>,
+    in_flight: OnceLock<Gauge>,
+    queue_depth: OnceLock<Gauge>,
 }
 
-/// Records how an admitted request ended.
-pub(crate) fn outcome(route: &Route, tier: Criticality, outcome: Outcome, duration: Duration) {
-    metrics::counter!(
-        OUTCOMES_TOTAL,
-        "outcome" => outcome.as_str(),
-        "tier" => tier.as_str(),
-        "route" => route.label(),
-    )
-    .increment(1);
-    metrics::histogram!(
-        REQUEST_DURATION_SECONDS,
-        "outcome" => outcome.as_str(),
-        "route" => route.label(),
-    )
-    .record(duration.as_secs_f64());
-    tracing::trace!(
-        target: "tailwater",
-        outcome = outcome.as_str(),
-        duration_ms = duration.as_secs_f64() * 1e3,
-        tier = tier.as_str(),
-        route = route.as_str(),
-        "request finished"
-    );
+const fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Dropped => 1,
+        Outcome::Ignored => 2,
+    }
 }
 
-/// Records a queue wait.
-pub(crate) fn queue_wait(route: &Route, decision: &'static str, waited: Duration) {
-    metrics::histogram!(
-        QUEUE_WAIT_SECONDS,
-        "decision" => decision,
-        "route" => route.label(),
-    )
-    .record(waited.as_secs_f64());
+impl LimiterMetrics {
+    pub(crate) fn new(route: Route) -> Self {
+        Self {
+            route,
+            admitted: [const { OnceLock::new() }; 4],
+            bypassed: [const { OnceLock::new() }; 4],
+            rejected: [const { [const { OnceLock::new() }; 4] }; RejectReason::ALL.len()],
+            outcomes: [const { [const { OnceLock::new() }; 4] }; 3],
+            durations: [const { OnceLock::new() }; 3],
+            queue_wait: [const { OnceLock::new() }; 2],
+            limit: OnceLock::new(),
+            in_flight: OnceLock::new(),
+            queue_depth: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
+    }
+
+    fn decision_counter(
+        &self,
+        slot: &OnceLock<Counter>,
+        tier: Criticality,
+        decision: &'static str,
+        reason: Option<&'static str>,
+    ) {
+        slot.get_or_init(|| {
+            metrics::counter!(
+                DECISIONS_TOTAL,
+                "mechanism" => Mechanism::Concurrency.as_str(),
+                "decision" => decision,
+                "reason" => reason.unwrap_or("none"),
+                "tier" => tier.as_str(),
+                "route" => self.route.label(),
+            )
+        })
+        .increment(1);
+        tracing::debug!(
+            target: "tailwater",
+            mechanism = Mechanism::Concurrency.as_str(),
+            decision,
+            rejection_reason = reason.unwrap_or(""),
+            tier = tier.as_str(),
+            route = self.route.as_str(),
+            "admission decision"
+        );
+    }
+
+    pub(crate) fn admitted(&self, tier: Criticality, bypass: bool) {
+        let i = tier.index();
+        if bypass {
+            self.decision_counter(&self.bypassed[i], tier, "bypassed", None);
+        } else {
+            self.decision_counter(&self.admitted[i], tier, "admitted", None);
+        }
+    }
+
+    pub(crate) fn rejected(&self, tier: Criticality, reason: RejectReason) {
+        let slot = &self.rejected[reason.index()][tier.index()];
+        self.decision_counter(slot, tier, "rejected", Some(reason.as_str()));
+    }
+
+    pub(crate) fn outcome(&self, tier: Criticality, outcome: Outcome, duration: Duration) {
+        let o = outcome_index(outcome);
+        self.outcomes[o][tier.index()]
+            .get_or_init(|| {
+                metrics::counter!(
+                    OUTCOMES_TOTAL,
+                    "outcome" => outcome.as_str(),
+                    "tier" => tier.as_str(),
+                    "route" => self.route.label(),
+                )
+            })
+            .increment(1);
+        self.durations[o]
+            .get_or_init(|| {
+                metrics::histogram!(
+                    REQUEST_DURATION_SECONDS,
+                    "outcome" => outcome.as_str(),
+                    "route" => self.route.label(),
+                )
+            })
+            .record(duration.as_secs_f64());
+        tracing::trace!(
+            target: "tailwater",
+            outcome = outcome.as_str(),
+            duration_ms = duration.as_secs_f64() * 1e3,
+            tier = tier.as_str(),
+            route = self.route.as_str(),
+            "request finished"
+        );
+    }
+
+    pub(crate) fn gauges(&self, limit: usize, in_flight: usize, queue_depth: usize) {
+        let route = &self.route;
+        self.limit
+            .get_or_init(|| metrics::gauge!(LIMITER_LIMIT, "route" => route.label()))
+            .set(limit as f64);
+        self.in_flight
+            .get_or_init(|| metrics::gauge!(LIMITER_IN_FLIGHT, "route" => route.label()))
+            .set(in_flight as f64);
+        self.queue_depth
+            .get_or_init(|| metrics::gauge!(LIMITER_QUEUE_DEPTH, "route" => route.label()))
+            .set(queue_depth as f64);
+    }
+
+    pub(crate) fn queue_wait(&self, admitted: bool, waited: Duration) {
+        let decision = if admitted { "admitted" } else { "rejected" };
+        self.queue_wait[usize::from(!admitted)]
+            .get_or_init(|| {
+                metrics::histogram!(
+                    QUEUE_WAIT_SECONDS,
+                    "decision" => decision,
+                    "route" => self.route.label(),
+                )
+            })
+            .record(waited.as_secs_f64());
+    }
+}
+
+impl fmt::Debug for LimiterMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
 }

@@ -13,7 +13,6 @@ use tailwater_core::clock::Clock;
 use super::service::Common;
 use crate::classify::Classify;
 use crate::edge::EdgeBody;
-use crate::observe;
 
 /// Owns a permit until the request is finished and reports its outcome exactly once.
 ///
@@ -60,7 +59,7 @@ impl<C: Clock> Guard<C> {
             Outcome::Dropped => permit.dropped(),
             Outcome::Ignored => permit.ignore(),
         }
-        observe::outcome(&self.common.route, tier, outcome, elapsed);
+        self.common.metrics.outcome(tier, outcome, elapsed);
         self.common.record_gauges();
     }
 }

@@ -22,7 +22,6 @@ use super::error::Overloaded;
 use super::service::Common;
 use crate::classify::Classify;
 use crate::edge::{self, EdgeBody, OnReject};
-use crate::observe;
 
 /// The shortest timer between two checks of a waiter (as the core's `acquire`).
 const MIN_CHECK: Duration = Duration::from_millis(1);
@@ -187,7 +186,7 @@ where
                     let waited = common.limiter.clock().now().saturating_sub(*since);
                     match outcome {
                         Ok(permit) => {
-                            observe::queue_wait(&common.route, "admitted", waited);
+                            common.metrics.queue_wait(true, waited);
                             common.admitted(&permit);
                             let guard = Guard::new(permit, Arc::clone(common));
                             let (Some(mut service), Some(request)) =
@@ -202,7 +201,7 @@ where
                             });
                         }
                         Err(rejection) => {
-                            observe::queue_wait(&common.route, "rejected", waited);
+                            common.metrics.queue_wait(false, waited);
                             common.rejected(&rejection);
                             self.as_mut()
                                 .project()

@@ -45,10 +45,7 @@ impl<C: Clock> ConcurrencyLayer<C> {
     /// classifies outcomes with [`DefaultClassifier`].
     pub fn new(limiter: Limiter<C>) -> Self {
         Self {
-            common: Arc::new(Common {
-                limiter,
-                route: Route::default(),
-            }),
+            common: Arc::new(Common::new(limiter, Route::default())),
             wait: None,
             classifier: DefaultClassifier::new(),
             on_reject: Respond,
@@ -67,10 +64,7 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
 
     /// The `route` label on metrics and tracing (default `default`).
     pub fn route(mut self, route: impl AsRef<str>) -> Self {
-        self.common = Arc::new(Common {
-            limiter: self.common.limiter.clone(),
-            route: Route::new(route),
-        });
+        self.common = Arc::new(Common::new(self.common.limiter.clone(), Route::new(route)));
         self
     }
 
@@ -121,7 +115,7 @@ impl<C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for ConcurrencyLayer<C, 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLayer")
             .field("limiter", &self.common.limiter)
-            .field("route", &self.common.route)
+            .field("route", self.common.route())
             .field("wait", &self.wait)
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)

@@ -16,44 +16,39 @@ use super::body::{Guard, ResponseBody};
 use super::future::ResponseFuture;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::edge::{self, OnReject, Respond};
-use crate::observe::{self, Mechanism, Route};
+use crate::observe::{LimiterMetrics, Route};
 
 /// What every clone of a layer and its services share.
 pub(crate) struct Common<C: Clock> {
     pub(crate) limiter: Limiter<C>,
-    pub(crate) route: Route,
+    pub(crate) metrics: LimiterMetrics,
 }
 
 impl<C: Clock> Common<C> {
+    pub(crate) fn new(limiter: Limiter<C>, route: Route) -> Self {
+        Self {
+            limiter,
+            metrics: LimiterMetrics::new(route),
+        }
+    }
+
+    pub(crate) fn route(&self) -> &Route {
+        self.metrics.route()
+    }
+
     pub(crate) fn record_gauges(&self) {
         let l = &self.limiter;
-        observe::gauges(&self.route, l.limit(), l.in_flight(), l.queue_depth());
+        self.metrics
+            .gauges(l.limit(), l.in_flight(), l.queue_depth());
     }
 
     pub(crate) fn admitted(&self, permit: &Permit<C>) {
-        let decision = if permit.is_bypass() {
-            "bypassed"
-        } else {
-            "admitted"
-        };
-        observe::decision(
-            Mechanism::Concurrency,
-            &self.route,
-            permit.tier(),
-            decision,
-            None,
-        );
+        self.metrics.admitted(permit.tier(), permit.is_bypass());
         self.record_gauges();
     }
 
     pub(crate) fn rejected(&self, rejection: &Rejection) {
-        observe::decision(
-            Mechanism::Concurrency,
-            &self.route,
-            rejection.tier,
-            "rejected",
-            Some(rejection.reason.as_str()),
-        );
+        self.metrics.rejected(rejection.tier, rejection.reason);
         self.record_gauges();
     }
 }
@@ -73,10 +68,7 @@ impl<S, C: Clock> Concurrency<S, C> {
     pub fn new(inner: S, limiter: Limiter<C>) -> Self {
         Self::from_parts(
             inner,
-            Arc::new(Common {
-                limiter,
-                route: Route::default(),
-            }),
+            Arc::new(Common::new(limiter, Route::default())),
             None,
             DefaultClassifier::new(),
             Respond,
@@ -139,7 +131,7 @@ impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concu
         f.debug_struct("Concurrency")
             .field("inner", &self.inner)
             .field("limiter", &self.common.limiter)
-            .field("route", &self.common.route)
+            .field("route", self.common.route())
             .field("wait", &self.wait)
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)
