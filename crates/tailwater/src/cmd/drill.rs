@@ -1,11 +1,197 @@
-//! `tailwater drill` (not built yet).
+//! `tailwater drill`: the game day. A synthetic backend, the tailwater proxy in front of it,
+//! and open-loop load from 0.5× to 10× the backend's capacity, unprotected then protected,
+//! printed side by side and written as a self-contained HTML report.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tailwater_drill::{ConfigError, DrillConfig, Event, LimitAlgorithm, QueueDiscipline};
 
 /// Arguments of `tailwater drill`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Short phases (1.25 s each, about 15 s in all) instead of 6 s (about 65 s).
+    #[arg(long)]
+    quick: bool,
+    /// Write the HTML report here (self-contained, no network requests).
+    #[arg(long, default_value = "tailwater-drill.html")]
+    report: PathBuf,
+    /// Do not write the HTML report.
+    #[arg(long, conflicts_with = "report")]
+    no_report: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Length of each phase (default 6s, or 1.25s with --quick).
+    #[arg(long)]
+    phase: Option<String>,
+    /// Offered load per phase, as multiples of the backend's capacity.
+    #[arg(long, default_value = "0.5,1,2,5,10")]
+    multipliers: String,
+    /// Backend workers.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Backend service time per request.
+    #[arg(long, default_value = "40ms")]
+    service_time: String,
+    /// Client timeout: responses after it are not goodput, and the client goes away.
+    #[arg(long, default_value = "1s")]
+    timeout: String,
+    /// Client connections (HTTP/1.1 keep-alive).
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// The x-criticality mix, tier=weight.
+    #[arg(
+        long,
+        default_value = "critical_plus=10,critical=50,sheddable_plus=25,sheddable=15"
+    )]
+    mix: String,
+    /// The proxy's limit algorithm: aimd, vegas or gradient2.
+    #[arg(long, default_value = "vegas")]
+    algorithm: String,
+    /// The proxy's queue discipline: codel or adaptive-lifo.
+    #[arg(long, default_value = "codel")]
+    queue: String,
+    /// The proxy's utilisation thresholds per tier: critical_plus,critical,sheddable_plus,sheddable.
+    #[arg(long, default_value = "1,0.9,0.75,0.5")]
+    tiers: String,
+    /// Seed of the arrivals and the mix.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Evenly spaced arrivals instead of Poisson.
+    #[arg(long)]
+    uniform: bool,
+    /// No progress lines.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
+    let mut c = if args.quick {
+        DrillConfig::quick()
+    } else {
+        DrillConfig::full()
+    };
+    if let Some(p) = &args.phase {
+        c.phase = tailwater_load::parse_duration("phase", p)?;
+    }
+    c.multipliers = args
+        .multipliers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|m| {
+            m.trim_end_matches(['x', '×'])
+                .parse::<f64>()
+                .map_err(|_| ConfigError::new("multipliers", format!("`{m}` is not a number")))
+        })
+        .collect::<Result<_, _>>()?;
+    c.workers = NonZeroUsize::new(args.workers)
+        .ok_or_else(|| ConfigError::new("workers", "must be at least 1"))?;
+    c.service_time = tailwater_load::parse_duration("service_time", &args.service_time)?;
+    c.timeout = tailwater_load::parse_duration("timeout", &args.timeout)?;
+    c.connections = NonZeroUsize::new(args.connections)
+        .ok_or_else(|| ConfigError::new("connections", "must be at least 1"))?;
+    c.mix = DrillConfig::parse_mix(&args.mix)?;
+    c.algorithm = LimitAlgorithm::parse(&args.algorithm)?;
+    c.queue = QueueDiscipline::parse(&args.queue)?;
+    let tiers: Vec<f64> = args
+        .tiers
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<f64>()
+                .map_err(|_| ConfigError::new("tiers", format!("`{t}` is not a number")))
+        })
+        .collect::<Result<_, _>>()?;
+    c.tiers = tiers
+        .try_into()
+        .map_err(|_| ConfigError::new("tiers", "needs four thresholds"))?;
+    c.seed = args.seed;
+    c.poisson = !args.uniform;
+    c.validate()?;
+    Ok(c)
+}
+
+fn observer(live: bool) -> tailwater_drill::Observer {
+    Arc::new(move |e: &Event| match *e {
+        Event::Phase {
+            side,
+            index,
+            of,
+            multiplier,
+            offered,
+        } => {
+            if live {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!(
+                "{:<11} phase {}/{}: {multiplier}x capacity, {offered:.0} req/s offered",
+                side.as_str(),
+                index + 1,
+                of
+            );
+        }
+        Event::Tick {
+            side,
+            elapsed,
+            total,
+            achieved,
+        } if live => {
+            eprint!(
+                "\r\x1b[2K{:<11} {:>5.1}s / {:.1}s  responses {achieved:>6.0}/s",
+                side.as_str(),
+                elapsed.as_secs_f64(),
+                total.as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
+        Event::SideFinished { side, elapsed } => {
+            if live {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!(
+                "{:<11} done in {:.1}s",
+                side.as_str(),
+                elapsed.as_secs_f64()
+            );
+        }
+        _ => {}
+    })
+}
 
 /// Runs `tailwater drill`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<u8> {
-    eprintln!("tailwater drill: not available in this build yet");
-    Ok(2)
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tailwater drill: {e}");
+            return Ok(2);
+        }
+    };
+    let observer = (!args.quiet).then(|| observer(std::io::stderr().is_terminal()));
+    eprintln!(
+        "tailwater drill: {} phases of {:.2}s, unprotected then protected (about {:.0}s)",
+        config.multipliers.len(),
+        config.phase.as_secs_f64(),
+        2.0 * (config.side_duration() + config.timeout).as_secs_f64() + 1.0
+    );
+    let report = tailwater_drill::run(&config, observer).context("the drill failed")?;
+    print!("{}", tailwater_drill::render_table(&report));
+    if !args.no_report {
+        std::fs::write(&args.report, tailwater_drill::render_html(&report))
+            .with_context(|| format!("could not write `{}`", args.report.display()))?;
+        println!("HTML report: {}", args.report.display());
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&tailwater_drill::to_json(&report))
+            .context("could not encode the JSON report")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("could not write `{}`", path.display()))?;
+        println!("JSON: {}", path.display());
+    }
+    Ok(0)
 }

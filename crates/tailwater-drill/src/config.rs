@@ -1,0 +1,312 @@
+//! The drill's configuration: the backend's capacity, the phases, the client and the proxy.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tailwater_core::{ConfigError, Criticality};
+
+/// The limit algorithm the proxy uses in the protected run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAlgorithm {
+    /// Additive increase, multiplicative decrease on drops and on RTTs above the limit's
+    /// timeout (Netflix `AIMDLimit`).
+    Aimd,
+    /// Delay-based: the queue estimated from the RTT above its minimum (Netflix `VegasLimit`).
+    Vegas,
+    /// Gradient of the long-term vs the short-term RTT (Netflix `Gradient2Limit`).
+    Gradient2,
+}
+
+impl LimitAlgorithm {
+    /// Parses `aimd`, `vegas` or `gradient2`. Errors name `algorithm`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "aimd" => Ok(Self::Aimd),
+            "vegas" => Ok(Self::Vegas),
+            "gradient2" | "gradient" => Ok(Self::Gradient2),
+            other => Err(ConfigError::new(
+                "algorithm",
+                format!("`{other}` is not aimd, vegas or gradient2"),
+            )),
+        }
+    }
+
+    /// The name used in tables and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Aimd => "aimd",
+            Self::Vegas => "vegas",
+            Self::Gradient2 => "gradient2",
+        }
+    }
+}
+
+/// The proxy's queue discipline in the protected run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueDiscipline {
+    /// FIFO with controlled delay: a standing queue is drained by shedding (Facebook, "Fail
+    /// at Scale").
+    Codel,
+    /// FIFO that flips to LIFO under a standing queue, so the freshest requests, whose
+    /// clients are still waiting, are served first.
+    AdaptiveLifo,
+}
+
+impl QueueDiscipline {
+    /// Parses `codel` or `adaptive-lifo` (`adaptive_lifo`). Errors name `queue`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "codel" => Ok(Self::Codel),
+            "adaptive-lifo" | "lifo" => Ok(Self::AdaptiveLifo),
+            other => Err(ConfigError::new(
+                "queue",
+                format!("`{other}` is not codel or adaptive-lifo"),
+            )),
+        }
+    }
+
+    /// The name used in tables and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Codel => "codel",
+            Self::AdaptiveLifo => "adaptive-lifo",
+        }
+    }
+}
+
+/// Everything the drill runs with. Start from [`DrillConfig::full`] or
+/// [`DrillConfig::quick`] and adjust the public fields; [`DrillConfig::validate`] checks them.
+///
+/// The defaults are chosen so that the load generator sustains 10× the backend's capacity on
+/// two shared cores in a debug build: the backend has 8 workers × 40 ms (200 requests/s), so
+/// the heaviest phase offers 2 000 requests/s.
+///
+/// ```
+/// use tailwater_drill::DrillConfig;
+/// let config = DrillConfig::quick();
+/// assert_eq!(config.capacity(), 200.0);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillConfig {
+    /// Backend workers (requests served at once).
+    pub workers: NonZeroUsize,
+    /// Backend service time per request (constant).
+    pub service_time: Duration,
+    /// Backend queue in front of the workers (FIFO); beyond it the backend answers 503.
+    pub backend_queue: usize,
+    /// Offered load per phase, as multiples of the backend's capacity.
+    pub multipliers: Vec<f64>,
+    /// Length of each phase.
+    pub phase: Duration,
+    /// Client timeout, counted from the intended send time: a response after it is not
+    /// goodput, and the client goes away.
+    pub timeout: Duration,
+    /// Client connections (HTTP/1.1 keep-alive, one request at a time on each).
+    pub connections: NonZeroUsize,
+    /// The criticality mix sent in `x-criticality`, as `(tier, weight)`.
+    pub mix: Vec<(Criticality, f64)>,
+    /// The proxy's limit algorithm.
+    pub algorithm: LimitAlgorithm,
+    /// The proxy's queue discipline.
+    pub queue: QueueDiscipline,
+    /// The proxy's utilisation thresholds per tier (`critical_plus`, `critical`,
+    /// `sheddable_plus`, `sheddable`): a tier is admitted while in-flight requests are below
+    /// `limit × threshold`, so the least critical work is shed first.
+    pub tiers: [f64; 4],
+    /// Seed of the arrivals and the criticality mix (both runs use the same one).
+    pub seed: u64,
+    /// Poisson arrivals (true) or evenly spaced ones.
+    pub poisson: bool,
+}
+
+/// Reporting interval of the load generator (time series, samples of the backend and proxy).
+pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
+
+impl DrillConfig {
+    /// The full drill: five 6-second phases at 0.5×, 1×, 2×, 5× and 10× of 200 requests/s,
+    /// unprotected then protected (about 70 s).
+    pub fn full() -> Self {
+        Self {
+            workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            service_time: Duration::from_millis(40),
+            backend_queue: 1024,
+            multipliers: vec![0.5, 1.0, 2.0, 5.0, 10.0],
+            phase: Duration::from_secs(6),
+            timeout: Duration::from_secs(1),
+            connections: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            mix: vec![
+                (Criticality::CriticalPlus, 10.0),
+                (Criticality::Critical, 50.0),
+                (Criticality::SheddablePlus, 25.0),
+                (Criticality::Sheddable, 15.0),
+            ],
+            algorithm: LimitAlgorithm::Vegas,
+            queue: QueueDiscipline::Codel,
+            tiers: [1.0, 0.9, 0.75, 0.5],
+            seed: 7,
+            poisson: true,
+        }
+    }
+
+    /// The quick drill (CI and a first look): the same phases, 1.25 s each (about 15 s).
+    pub fn quick() -> Self {
+        Self {
+            phase: Duration::from_millis(1250),
+            ..Self::full()
+        }
+    }
+
+    /// The backend's capacity in requests per second (`workers / service_time`).
+    pub fn capacity(&self) -> f64 {
+        self.workers.get() as f64 / self.service_time.as_secs_f64()
+    }
+
+    /// Offered rate of phase `i` in requests per second.
+    pub fn offered(&self, i: usize) -> f64 {
+        self.multipliers.get(i).copied().unwrap_or(0.0) * self.capacity()
+    }
+
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.service_time < Duration::from_millis(2)
+            || self.service_time > Duration::from_secs(10)
+        {
+            return Err(ConfigError::new(
+                "service_time",
+                "must be between 2ms and 10s",
+            ));
+        }
+        if self.workers.get() > 10_000 {
+            return Err(ConfigError::new("workers", "at most 10000"));
+        }
+        if self.multipliers.is_empty() || self.multipliers.len() > 32 {
+            return Err(ConfigError::new("multipliers", "needs 1 to 32 phases"));
+        }
+        if let Some(m) = self
+            .multipliers
+            .iter()
+            .find(|m| !m.is_finite() || **m <= 0.0 || **m > 1000.0)
+        {
+            return Err(ConfigError::new(
+                "multipliers",
+                format!("{m} is not in (0, 1000]"),
+            ));
+        }
+        let peak = self.multipliers.iter().copied().fold(0.0, f64::max) * self.capacity();
+        if peak > 50_000.0 {
+            return Err(ConfigError::new(
+                "multipliers",
+                format!("the heaviest phase offers {peak:.0} requests/s; at most 50000"),
+            ));
+        }
+        if self.phase < Duration::from_millis(500) || self.phase > Duration::from_secs(600) {
+            return Err(ConfigError::new("phase", "must be between 500ms and 10m"));
+        }
+        if self.timeout < Duration::from_millis(10) || self.timeout > Duration::from_secs(60) {
+            return Err(ConfigError::new("timeout", "must be between 10ms and 60s"));
+        }
+        if self.connections.get() > 10_000 {
+            return Err(ConfigError::new("connections", "at most 10000"));
+        }
+        let t = self.tiers;
+        if t.iter().any(|x| !(*x > 0.0 && *x <= 1.0)) || t.windows(2).any(|w| w[1] > w[0]) {
+            return Err(ConfigError::new(
+                "tiers",
+                "thresholds must be in (0, 1] and must not increase toward less critical tiers",
+            ));
+        }
+        if self.mix.is_empty() {
+            return Err(ConfigError::new("mix", "needs at least one tier"));
+        }
+        if self.mix.iter().any(|(_, w)| !w.is_finite() || *w < 0.0)
+            || self.mix.iter().map(|(_, w)| w).sum::<f64>() <= 0.0
+        {
+            return Err(ConfigError::new("mix", "weights must be ≥ 0 and not all 0"));
+        }
+        Ok(())
+    }
+
+    /// Parses a mix such as `critical_plus=10,critical=50,sheddable_plus=25,sheddable=15`.
+    /// Errors name `mix`.
+    pub fn parse_mix(text: &str) -> Result<Vec<(Criticality, f64)>, ConfigError> {
+        let mut out: Vec<(Criticality, f64)> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, weight) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::new("mix", format!("`{item}` is not tier=weight")))?;
+            let tier: Criticality = name.trim().parse().map_err(|_| {
+                ConfigError::new("mix", format!("`{name}` is not a criticality tier"))
+            })?;
+            let weight: f64 = weight
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new("mix", format!("`{item}`: bad weight")))?;
+            if out.iter().any(|(t, _)| *t == tier) {
+                return Err(ConfigError::new("mix", format!("`{name}` appears twice")));
+            }
+            out.push((tier, weight));
+        }
+        if out.is_empty() {
+            return Err(ConfigError::new("mix", "needs at least one tier"));
+        }
+        Ok(out)
+    }
+
+    /// Total length of one side's schedule.
+    pub fn side_duration(&self) -> Duration {
+        self.phase * self.multipliers.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_quick_is_short() {
+        let full = DrillConfig::full();
+        full.validate().unwrap();
+        assert_eq!(full.capacity(), 200.0);
+        assert_eq!(full.offered(4), 2000.0);
+        // Both sides, plus one timeout of drain each, fit the budgets with margin.
+        let budget = |c: &DrillConfig| 2 * c.side_duration() + 2 * c.timeout;
+        assert!(budget(&full) <= Duration::from_secs(75));
+        assert!(budget(&DrillConfig::quick()) <= Duration::from_secs(15));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut c = DrillConfig::quick();
+        c.multipliers = vec![1.0, -2.0];
+        assert_eq!(c.validate().unwrap_err().field(), "multipliers");
+        let mut c = DrillConfig::quick();
+        c.phase = Duration::from_millis(10);
+        assert_eq!(c.validate().unwrap_err().field(), "phase");
+        let mut c = DrillConfig::quick();
+        c.mix = vec![(Criticality::Critical, 0.0)];
+        assert_eq!(c.validate().unwrap_err().field(), "mix");
+        assert_eq!(LimitAlgorithm::parse("x").unwrap_err().field(), "algorithm");
+        assert_eq!(QueueDiscipline::parse("x").unwrap_err().field(), "queue");
+    }
+
+    #[test]
+    fn mix_parses() {
+        let mix = DrillConfig::parse_mix("critical_plus=10, sheddable=5").unwrap();
+        assert_eq!(
+            mix,
+            vec![
+                (Criticality::CriticalPlus, 10.0),
+                (Criticality::Sheddable, 5.0)
+            ]
+        );
+        assert_eq!(DrillConfig::parse_mix("gold=1").unwrap_err().field(), "mix");
+        assert_eq!(
+            DrillConfig::parse_mix("critical=1,critical=2")
+                .unwrap_err()
+                .field(),
+            "mix"
+        );
+        assert_eq!(DrillConfig::parse_mix("").unwrap_err().field(), "mix");
+    }
+}

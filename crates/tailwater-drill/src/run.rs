@@ -1,0 +1,470 @@
+//! Orchestration: for each side, a fresh runtime with the synthetic backend (and, protected,
+//! the proxy in front of it) on `127.0.0.1:0`, and one open-loop run of the load generator
+//! whose schedule has one segment per phase.
+//!
+//! Each side gets its own backend and its own runtime, dropped at the end of the side, so the
+//! work the unprotected backend still has queued (for clients long gone) cannot slow the
+//! protected run down. Backend and proxy counters are sampled on every reporting interval of
+//! the load generator, and phase boundaries are read off those samples.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tailwater_load::backend::{Backend, BackendConfig, BackendStats};
+use tailwater_load::{
+    Config as LoadConfig, ErrorKind, HeaderMix, Percentiles, Progress, Report, Schedule, Segment,
+    Spacing,
+};
+use tailwater_proxy::Proxy;
+use tailwater_proxy::config::{
+    Algorithm, Config as ProxyConfig, Discipline, LimitConfig, QueueSettings, RouteConfig,
+    TierSettings,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::DrillError;
+use crate::config::{DrillConfig, INTERVAL, LimitAlgorithm, QueueDiscipline};
+use crate::model::{
+    DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult,
+};
+
+/// Something the drill reports while it runs (for progress output).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// A side starts.
+    SideStarted {
+        /// Which side.
+        side: Side,
+    },
+    /// A phase starts.
+    Phase {
+        /// Which side.
+        side: Side,
+        /// Phase index, from 0.
+        index: usize,
+        /// Number of phases.
+        of: usize,
+        /// Offered load as a multiple of capacity.
+        multiplier: f64,
+        /// Offered rate, requests/s.
+        offered: f64,
+    },
+    /// One reporting interval passed.
+    Tick {
+        /// Which side.
+        side: Side,
+        /// Time since the side's load started.
+        elapsed: Duration,
+        /// Length of the side's schedule.
+        total: Duration,
+        /// Responses per second over the last interval.
+        achieved: f64,
+    },
+    /// A side finished.
+    SideFinished {
+        /// Which side.
+        side: Side,
+        /// Its wall time.
+        elapsed: Duration,
+    },
+}
+
+/// Receives [`Event`]s; called from the load generator's collector, so keep it quick.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Runs the drill: the unprotected side, then the protected one, each on its own runtime.
+///
+/// Blocking: call it from a plain thread, not from inside an async runtime (it starts its
+/// own). Takes about `2 × (phases × phase + timeout)` plus a second of setup.
+///
+/// # Errors
+/// [`DrillError::Config`] for invalid settings; [`DrillError::Io`] when a runtime or a
+/// loopback listener cannot be created; [`DrillError::Load`] / [`DrillError::Proxy`] when the
+/// load generator or the proxy refuse their configuration. Request failures are results,
+/// not errors.
+pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillReport, DrillError> {
+    config.validate()?;
+    let started = Instant::now();
+    let mut sides = Vec::with_capacity(2);
+    for side in [Side::Unprotected, Side::Protected] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tailwater-drill")
+            .enable_all()
+            .build()?;
+        let result = rt.block_on(run_side(config, side, observer.clone()));
+        // Cancels what is left: the backend's queued work, idle connections, the servers.
+        rt.shutdown_timeout(Duration::from_millis(500));
+        sides.push(result?);
+    }
+    let protected = sides
+        .pop()
+        .ok_or(DrillError::Internal("protected side missing"))?;
+    let unprotected = sides
+        .pop()
+        .ok_or(DrillError::Internal("unprotected side missing"))?;
+    let total: f64 = config.mix.iter().map(|(_, w)| *w).sum();
+    Ok(DrillReport {
+        capacity: config.capacity(),
+        workers: config.workers.get(),
+        service_time: config.service_time,
+        timeout: config.timeout,
+        connections: config.connections.get(),
+        algorithm: config.algorithm.as_str().to_string(),
+        queue: config.queue.as_str().to_string(),
+        mix: config
+            .mix
+            .iter()
+            .map(|(t, w)| (t.as_str().to_string(), 100.0 * w / total))
+            .collect(),
+        unprotected,
+        protected,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The proxy configuration of the protected side: one catch-all route to `backend` with the
+/// drill's limit algorithm, queue discipline and the default criticality tiers.
+pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyConfig, DrillError> {
+    let upstream: http::Uri = format!("http://{backend}")
+        .parse()
+        .map_err(|_| DrillError::Internal("backend address is not a URI"))?;
+    let workers = config.workers.get();
+    let mut route = RouteConfig::new("drill", upstream);
+    let (algorithm, timeout) = match config.algorithm {
+        // AIMD has no latency model of its own: an RTT of 3 service times counts as a drop.
+        LimitAlgorithm::Aimd => (Algorithm::Aimd, Some(config.service_time * 3)),
+        LimitAlgorithm::Vegas => (Algorithm::Vegas, None),
+        LimitAlgorithm::Gradient2 => (Algorithm::Gradient2, None),
+    };
+    route.limit = LimitConfig {
+        algorithm,
+        limit: None,
+        initial_limit: Some(workers * 2),
+        min_limit: Some(1),
+        max_limit: Some((workers * 8).max(8)),
+        backoff_ratio: None,
+        timeout,
+        smoothing: None,
+    };
+    route.queue = Some(QueueSettings {
+        discipline: match config.queue {
+            QueueDiscipline::Codel => Discipline::Codel,
+            QueueDiscipline::AdaptiveLifo => Discipline::AdaptiveLifo,
+        },
+        capacity: (workers * 8).max(16),
+        ..QueueSettings::default()
+    });
+    let [critical_plus, critical, sheddable_plus, sheddable] = config.tiers;
+    route.tiers = Some(TierSettings {
+        critical_plus,
+        critical,
+        sheddable_plus,
+        sheddable,
+    });
+    let mut proxy = ProxyConfig::simple(
+        "http://127.0.0.1:1"
+            .parse()
+            .map_err(|_| DrillError::Internal("placeholder upstream is not a URI"))?,
+    );
+    proxy.routes = vec![route];
+    proxy.upstream.request_timeout = config.timeout;
+    proxy.upstream.connect_timeout = config.timeout;
+    proxy.server.drain_timeout = Duration::from_millis(500);
+    proxy.validate()?;
+    Ok(proxy)
+}
+
+/// The backend configuration of both sides.
+pub fn backend_config(config: &DrillConfig) -> BackendConfig {
+    let mut b = BackendConfig::new(config.workers, config.service_time);
+    b.queue = config.backend_queue;
+    b.seed = config.seed;
+    b
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    elapsed: Duration,
+    backend: BackendStats,
+    limit: Option<usize>,
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn bind() -> Result<(TcpListener, SocketAddr), DrillError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Runs one side inside the current (multi-threaded) tokio runtime and returns its results.
+///
+/// The servers it starts stop when it returns; work the backend still holds is left to the
+/// runtime (the blocking [`run`] drops its runtime after each side).
+pub async fn run_side(
+    config: &DrillConfig,
+    side: Side,
+    observer: Option<Observer>,
+) -> Result<SideResult, DrillError> {
+    config.validate()?;
+    let started = Instant::now();
+    if let Some(o) = &observer {
+        o(&Event::SideStarted { side });
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (listener, backend_addr) = bind().await?;
+    let backend = Backend::new(backend_config(config));
+    {
+        let b = backend.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { b.serve(listener, stopped(rx)).await });
+    }
+    let (target, proxy) = match side {
+        Side::Unprotected => (backend_addr, None),
+        Side::Protected => {
+            let proxy = Proxy::new(proxy_config(config, backend_addr)?)?;
+            let (listener, addr) = bind().await?;
+            let p = proxy.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { p.serve(listener, stopped(rx)).await });
+            (addr, Some(proxy))
+        }
+    };
+
+    let load = load_config(config, target)?;
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut load = load;
+    {
+        let samples = samples.clone();
+        let backend = backend.clone();
+        let proxy = proxy.clone();
+        let observer = observer.clone();
+        let phase = config.phase;
+        let multipliers = config.multipliers.clone();
+        let capacity = config.capacity();
+        let announced = Mutex::new(None::<usize>);
+        load.on_progress = Some(Arc::new(move |p: &Progress| {
+            let limit = proxy
+                .as_ref()
+                .and_then(|px| px.status().first().map(|r| r.limit));
+            if let Ok(mut s) = samples.lock() {
+                s.push(Sample {
+                    elapsed: p.elapsed,
+                    backend: backend.stats(),
+                    limit,
+                });
+            }
+            if let Some(o) = &observer {
+                let index = ((p.elapsed.as_secs_f64() / phase.as_secs_f64()) as usize)
+                    .min(multipliers.len().saturating_sub(1));
+                if let Ok(mut last) = announced.lock()
+                    && *last != Some(index)
+                    && p.elapsed < p.total
+                {
+                    *last = Some(index);
+                    let m = multipliers.get(index).copied().unwrap_or(0.0);
+                    o(&Event::Phase {
+                        side,
+                        index,
+                        of: multipliers.len(),
+                        multiplier: m,
+                        offered: m * capacity,
+                    });
+                }
+                o(&Event::Tick {
+                    side,
+                    elapsed: p.elapsed,
+                    total: p.total,
+                    achieved: p.achieved_rate,
+                });
+            }
+        }));
+    }
+    if let Some(o) = &observer {
+        o(&Event::Phase {
+            side,
+            index: 0,
+            of: config.multipliers.len(),
+            multiplier: config.multipliers[0],
+            offered: config.offered(0),
+        });
+    }
+    let report = tailwater_load::run(load, std::future::pending::<()>()).await?;
+    let end = backend.stats();
+    let proxy_status = proxy.as_ref().and_then(|p| p.status().into_iter().next());
+    let _ = stop_tx.send(true);
+
+    let samples = match samples.lock() {
+        Ok(s) => s.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    let mut result = side_result(config, side, &report, &samples, end);
+    if let Some(st) = proxy_status {
+        let limits = samples.iter().filter_map(|s| s.limit);
+        result.proxy = Some(ProxyTotals {
+            final_limit: st.limit,
+            min_limit: limits.clone().min().unwrap_or(st.limit),
+            max_limit: limits.max().unwrap_or(st.limit),
+            peak_in_flight: st.peak_in_flight,
+            admitted: st.admitted,
+            shed: st.shed,
+        });
+    }
+    result.elapsed = started.elapsed();
+    if let Some(o) = &observer {
+        o(&Event::SideFinished {
+            side,
+            elapsed: result.elapsed,
+        });
+    }
+    Ok(result)
+}
+
+fn load_config(config: &DrillConfig, target: SocketAddr) -> Result<LoadConfig, DrillError> {
+    let capacity = config.capacity();
+    let segments = config
+        .multipliers
+        .iter()
+        .map(|m| Segment::Constant {
+            rate: m * capacity,
+            duration: config.phase,
+        })
+        .collect();
+    let schedule = Schedule::new(segments)?;
+    let mut load = LoadConfig::new(&format!("http://{target}/"), schedule)?;
+    load.spacing = if config.poisson {
+        Spacing::Poisson
+    } else {
+        Spacing::Uniform
+    };
+    load.seed = config.seed;
+    load.timeout = config.timeout;
+    load.connections = config.connections;
+    load.interval = INTERVAL;
+    // Everything outstanding at once fits: at most one timeout's worth of the peak rate.
+    let peak = config.multipliers.iter().copied().fold(0.0, f64::max) * capacity;
+    let needed = (peak * config.timeout.as_secs_f64() * 2.0) as usize + config.connections.get();
+    if let Some(n) = std::num::NonZeroUsize::new(needed.max(tailwater_load::DEFAULT_MAX_IN_FLIGHT))
+    {
+        load.max_in_flight = n;
+    }
+    let pairs: Vec<(&str, f64)> = config.mix.iter().map(|(t, w)| (t.as_str(), *w)).collect();
+    load.header_mix = Some(HeaderMix::new(tailwater_proxy::CRITICALITY_HEADER, &pairs)?);
+    Ok(load)
+}
+
+/// 2xx responses per second that completed during `[start, start + len)`, from the
+/// load generator's intervals (each attributed to the phase containing its midpoint).
+fn goodput_during(report: &Report, start: Duration, len: Duration) -> f64 {
+    let end = start + len;
+    let (mut ok, mut secs) = (0u64, 0.0);
+    for iv in &report.intervals {
+        let mid = iv.start + iv.duration / 2;
+        if mid >= start && mid < end {
+            ok += iv.status.range(200..300).map(|(_, n)| n).sum::<u64>();
+            secs += iv.duration.as_secs_f64();
+        }
+    }
+    if secs <= 0.0 {
+        secs = len.as_secs_f64();
+    }
+    ok as f64 / secs.max(1e-9)
+}
+
+/// The sample nearest to `t` (samples are in time order).
+fn at(samples: &[Sample], t: Duration) -> Option<&Sample> {
+    samples.iter().min_by_key(|s| s.elapsed.abs_diff(t))
+}
+
+fn side_result(
+    config: &DrillConfig,
+    side: Side,
+    report: &Report,
+    samples: &[Sample],
+    end: BackendStats,
+) -> SideResult {
+    let zero = BackendStats::default();
+    let n = report.phases.len();
+    let wasted_after_end = end.in_system as u64;
+    let mut phases = Vec::with_capacity(n);
+    for (i, p) in report.phases.iter().enumerate() {
+        let from = if i == 0 {
+            zero
+        } else {
+            at(samples, p.start).map_or(zero, |s| s.backend)
+        };
+        let to = if i + 1 == n {
+            end
+        } else {
+            at(samples, p.start + p.duration).map_or(end, |s| s.backend)
+        };
+        let mut wasted = to.wasted.saturating_sub(from.wasted);
+        if i + 1 == n {
+            wasted += wasted_after_end;
+        }
+        let s = &p.stats;
+        let shed = s.status_count(503) + s.status_count(429);
+        let ok = s.successes();
+        let success = Percentiles::of(&s.success);
+        let timeouts = s.error_kind_count(ErrorKind::Timeout);
+        phases.push(PhaseResult {
+            multiplier: config.multipliers.get(i).copied().unwrap_or(0.0),
+            offered: p.target_rate,
+            duration: p.duration,
+            scheduled: p.scheduled,
+            requests: s.requests,
+            ok,
+            shed,
+            other_status: s.responses() - ok - shed,
+            timeouts,
+            errors: s.error_count() - timeouts,
+            goodput: goodput_during(report, p.start, p.duration),
+            success_p50_us: success.p50,
+            success_p99_us: success.p99,
+            wasted,
+            backend_completed: to.completed.saturating_sub(from.completed),
+            tiers: p
+                .tiers
+                .iter()
+                .map(|t| TierResult {
+                    tier: t.value.clone(),
+                    requests: t.stats.requests,
+                    ok: t.stats.successes(),
+                })
+                .collect(),
+        });
+    }
+    let mut series = Vec::with_capacity(report.intervals.len());
+    let mut prev_wasted = 0u64;
+    for iv in &report.intervals {
+        let t_end = iv.start + iv.duration;
+        let secs = iv.duration.as_secs_f64().max(1e-9);
+        let ok: u64 = iv.status.range(200..300).map(|(_, n)| n).sum();
+        let sample = at(samples, t_end);
+        let wasted_now = sample.map_or(prev_wasted, |s| s.backend.wasted);
+        series.push(SeriesPoint {
+            t: t_end.as_secs_f64(),
+            offered: iv.target_rate,
+            goodput: ok as f64 / secs,
+            success_p99_ms: iv.success.p99 as f64 / 1000.0,
+            limit: sample.and_then(|s| s.limit),
+            wasted: wasted_now.saturating_sub(prev_wasted) as f64 / secs,
+        });
+        prev_wasted = prev_wasted.max(wasted_now);
+    }
+    SideResult {
+        side,
+        phases,
+        series,
+        abandoned: report.abandoned,
+        delayed_by_cap: report.delayed_by_cap,
+        wasted_after_end,
+        proxy: None,
+        elapsed: Duration::ZERO,
+    }
+}

@@ -1,0 +1,57 @@
+//! `tailwater drill --quick` as CI runs it: the protected run's goodput at 5× capacity is
+//! higher than the unprotected run's, and every request has exactly one outcome (counts,
+//! not timings).
+
+use tailwater_drill::{DrillConfig, render_html, render_table, run, to_json};
+
+#[test]
+fn quick_drill_protected_beats_unprotected_at_5x() {
+    let config = DrillConfig::quick();
+    let report = run(&config, None).expect("the drill runs");
+    let table = render_table(&report);
+    println!("{table}");
+
+    for side in report.sides() {
+        assert_eq!(side.phases.len(), config.multipliers.len());
+        assert_eq!(
+            side.abandoned,
+            0,
+            "{}: requests abandoned",
+            side.side.as_str()
+        );
+        for p in &side.phases {
+            assert!(
+                p.outcomes_balance(),
+                "{} {}x: scheduled {} requests {} ok {} shed {} other {} timeouts {} errors {}",
+                side.side.as_str(),
+                p.multiplier,
+                p.scheduled,
+                p.requests,
+                p.ok,
+                p.shed,
+                p.other_status,
+                p.timeouts,
+                p.errors
+            );
+            assert!(p.scheduled > 0);
+        }
+    }
+
+    let (unprotected, protected) = report.phase_at(5.0).expect("a 5x phase");
+    println!(
+        "5x: unprotected ok {} of {}, protected ok {} of {}",
+        unprotected.ok, unprotected.requests, protected.ok, protected.requests
+    );
+    assert!(
+        protected.ok > unprotected.ok,
+        "protected goodput at 5x ({} ok) is not above unprotected ({} ok)",
+        protected.ok,
+        unprotected.ok
+    );
+
+    let json = to_json(&report);
+    assert_eq!(json["outcomes_balance"], serde_json::Value::Bool(true));
+    let html = render_html(&report);
+    assert!(html.contains("<svg"));
+    assert!(!html.contains("http://") || !html.contains("src=\"http"));
+}
