@@ -121,8 +121,9 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
         assert!(c.decision.allowed);
     }
 
-    // Phase 2: Redis killed (SIGKILL) while the background callers run.
-    server.kill();
+    // Phase 2: Redis killed (SIGKILL) while the background callers run. The launcher is
+    // synchronous: `block_in_place` keeps it from stalling the callers on this worker.
+    tokio::task::block_in_place(|| server.kill());
     let (mut open, mut closed, mut degraded_ok, mut degraded_no) = (0, 0, 0, 0);
     for _ in 0..300 {
         match timed(&lat, store.check_detailed("k", &[quota()], 1)).await {
@@ -152,7 +153,7 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
     let during = store.stats();
 
     // Phase 3: Redis restarted on the same port (empty data set); nothing else restarted.
-    server.restart().expect("restart redis-server");
+    tokio::task::block_in_place(|| server.restart()).expect("restart redis-server");
     let recovered = wait_for_redis(&store, &lat).await;
     for _ in 0..20 {
         let c = timed(&lat, store.check_detailed("k2", &[quota()], 1))
@@ -217,7 +218,7 @@ async fn leased_redis_killed_then_restarted() {
         assert!(c.decision.allowed);
     }
     let granted_before = limiter.stats().lease_granted;
-    server.kill();
+    tokio::task::block_in_place(|| server.kill());
     // Local credit is still spent (until its lease expires), then the policy answers.
     let (mut local, mut closed) = (0u64, 0u64);
     let start = Instant::now();
@@ -234,7 +235,7 @@ async fn leased_redis_killed_then_restarted() {
     }
     assert!(closed > 0, "FailClosed never applied");
     assert!(local <= limiter.max_held(), "spent more than it could hold");
-    server.restart().expect("restart");
+    tokio::task::block_in_place(|| server.restart()).expect("restart");
     let back = Instant::now();
     let deadline = back + Duration::from_secs(10);
     loop {
