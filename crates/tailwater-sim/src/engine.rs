@@ -505,6 +505,10 @@ impl<'a> Sim<'a> {
         self.m.b_attempts += 1;
         let h = self.alloc(req, tier, attempt);
         let work = self.service.sample(&mut self.rng_service);
+        // The unloaded latency of this attempt: its service time at the current speed.
+        self.m
+            .unloaded
+            .saturating_record(ns(work / self.speed) / 1000);
         let deadline = {
             let s = self.slot(h).expect("just allocated");
             s.work = work;
@@ -744,7 +748,6 @@ impl<'a> Sim<'a> {
             let lat = now - arrival;
             self.m.success[tier as usize] += 1;
             self.m.latency.saturating_record(us(lat).max(1));
-            self.m.unloaded.saturating_record(ns(service) / 1000);
             self.m.resp_sum += lat as f64;
             self.m.b_success += 1;
             self.m.b_lat_sum += lat as f64;

@@ -4,7 +4,7 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `gradient2`, `gradient2-corrected`, `envoy`, `envoy-corrected` |
+//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected` |
 //! | QUEUE | `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
@@ -31,23 +31,30 @@ use crate::error::SimError;
 /// recur within a run, where their cost (the limit pinned to 3) shows.
 pub const ENVOY_MIN_RTT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// `gradient2-corrected-fast`: windows of `clamp(2·minRTT, 20 ms, 100 ms)` instead of
+/// Netflix's fixed 1 s, so that the limit can move within a second of a load step.
+pub const FAST_WINDOW: (Duration, Duration) =
+    (Duration::from_millis(20), Duration::from_millis(100));
+
 /// Waiters a policy's queue holds.
 pub const QUEUE_CAPACITY: usize = 100;
 
 /// The algorithms a policy can name.
-pub const ALGORITHMS: [&str; 8] = [
+pub const ALGORITHMS: [&str; 10] = [
     "none",
     "static",
     "aimd",
     "vegas",
     "gradient2",
+    "gradient2-raw",
     "gradient2-corrected",
+    "gradient2-corrected-fast",
     "envoy",
     "envoy-corrected",
 ];
 
 /// The standard lineup compared in every built-in scenario.
-pub const LINEUP: [&str; 17] = [
+pub const LINEUP: [&str; 20] = [
     "none",
     "static",
     "static+fifo",
@@ -58,12 +65,15 @@ pub const LINEUP: [&str; 17] = [
     "aimd",
     "vegas",
     "gradient2",
+    "gradient2-raw",
     "gradient2-corrected",
+    "gradient2-corrected-fast",
     "envoy",
     "envoy-corrected",
     "aimd+codel",
     "vegas+codel",
     "gradient2-corrected+codel",
+    "gradient2-corrected-fast+codel",
     "gradient2-corrected+tiers",
 ];
 
@@ -185,7 +195,15 @@ impl PolicySpec {
             "aimd" => Box::new(Aimd::default()),
             "vegas" => Box::new(Vegas::builder().seed(seed).build().map_err(core)?),
             "gradient2" => Box::new(Windowed::new(Gradient2::reference())),
+            "gradient2-raw" => Box::new(Gradient2::reference()),
             "gradient2-corrected" => Box::new(Windowed::new(Gradient2::corrected())),
+            "gradient2-corrected-fast" => Box::new(
+                Windowed::builder()
+                    .min_window(FAST_WINDOW.0)
+                    .max_window(FAST_WINDOW.1)
+                    .build(Gradient2::corrected())
+                    .map_err(core)?,
+            ),
             "envoy" => Box::new(
                 EnvoyGradient::builder()
                     .min_rtt_interval(ENVOY_MIN_RTT_INTERVAL)

@@ -93,7 +93,8 @@ pub struct PolicyResult {
     pub wasted_fraction: f64,
     /// Latency of successes (arrival of the attempt to completion).
     pub latency: Quantiles,
-    /// p99 of the service times alone (no waiting): the unloaded p99.
+    /// p99 of the service times of all attempts at the speed of their arrival (no waiting):
+    /// the unloaded p99, the same for every policy of a scenario without retries.
     pub unloaded_p99_ms: f64,
     /// latency p99 / unloaded p99.
     pub p99_ratio: f64,
@@ -183,6 +184,8 @@ pub struct ScenarioResult {
     pub policies: Vec<PolicyResult>,
     /// The best policy: among those with p99 ≤ 2× unloaded, the highest overload goodput
     /// (goodput ratio when never overloaded); if none keeps the latency, the highest goodput.
+    /// With several criticality tiers, tier goodputs decide first, most important tier
+    /// first (rounded to 1 %), as tiered shedding promises.
     pub best: Option<String>,
     /// Whether the step scenario measured convergence.
     pub has_step: bool,
@@ -192,11 +195,22 @@ impl ScenarioResult {
     /// Picks the best policy.
     pub fn new(scenario: &Scenario, policies: Vec<PolicyResult>) -> Self {
         let score = |p: &PolicyResult| p.overload_goodput.unwrap_or(p.goodput_ratio);
+        let tiers = |p: &PolicyResult| -> Vec<i64> {
+            if p.tiers.len() > 1 {
+                p.tiers
+                    .iter()
+                    .map(|t| (t.goodput * 100.0).round() as i64)
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
         let pick = |pool: Vec<&PolicyResult>| {
             pool.into_iter()
                 .max_by(|a, b| {
-                    score(a)
-                        .total_cmp(&score(b))
+                    tiers(a)
+                        .cmp(&tiers(b))
+                        .then(score(a).total_cmp(&score(b)))
                         .then(b.latency.p99_ms.total_cmp(&a.latency.p99_ms))
                 })
                 .map(|p| p.policy.clone())
@@ -348,6 +362,94 @@ pub fn table(r: &ScenarioResult) -> String {
         let _ = writeln!(out, "best: {best}{verdict}");
     }
     out
+}
+
+/// The goal, per policy: overload goodput and p99 ratio in `spike-10x` and
+/// `drastic-slowdown`, convergence in `step-1.4x` (whichever of them were run).
+pub fn goal_matrix(results: &[ScenarioResult]) -> Option<String> {
+    let find = |name: &str| results.iter().find(|r| r.scenario.name == name);
+    let spike = find("spike-10x");
+    let slow = find("drastic-slowdown");
+    let step = find("step-1.4x");
+    let first = spike.or(slow).or(step)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== goal: spike-10x and drastic-slowdown with overload goodput >= 95% of capacity and p99 <= 2x unloaded; step-1.4x converging within 1 s"
+    );
+    let cell = |r: Option<&ScenarioResult>, policy: &str| -> String {
+        let Some(p) = r.and_then(|r| r.policies.iter().find(|p| p.policy == policy)) else {
+            return "n/a".into();
+        };
+        format!(
+            "{} {:>6} {:>5}",
+            if p.meets_overload_goal() {
+                "yes"
+            } else {
+                "no "
+            },
+            p.overload_goodput.map_or("-".into(), pct),
+            format!("{:.1}x", p.p99_ratio)
+        )
+    };
+    let conv = |policy: &str| -> String {
+        let Some(p) = step.and_then(|r| r.policies.iter().find(|p| p.policy == policy)) else {
+            return "n/a".into();
+        };
+        match (p.mean_limit, p.convergence_s) {
+            (None, _) => "no limit".into(),
+            (Some(_), Some(c)) => format!(
+                "{} {c:.2}s",
+                if c <= goal::CONVERGENCE_S {
+                    "yes"
+                } else {
+                    "no "
+                }
+            ),
+            (Some(_), None) => "no  never".into(),
+        }
+    };
+    let mut rows = vec![vec![
+        "policy".to_string(),
+        "spike-10x".into(),
+        "drastic-slowdown".into(),
+        "step-1.4x conv".into(),
+        "all".into(),
+    ]];
+    for p in &first.policies {
+        let name = p.policy.as_str();
+        let ok = |r: Option<&ScenarioResult>| {
+            r.and_then(|r| r.policies.iter().find(|x| x.policy == name))
+                .is_some_and(PolicyResult::meets_overload_goal)
+        };
+        let conv_ok = step
+            .and_then(|r| r.policies.iter().find(|x| x.policy == name))
+            .is_some_and(|x| x.mean_limit.is_some() && x.meets_convergence_goal());
+        rows.push(vec![
+            name.to_string(),
+            cell(spike, name),
+            cell(slow, name),
+            conv(name),
+            if ok(spike) && ok(slow) && conv_ok {
+                "MET"
+            } else {
+                "-"
+            }
+            .into(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    Some(out)
 }
 
 /// Column legend printed under the tables.

@@ -99,3 +99,39 @@ fn mmck_blocking_matches() {
     assert!((s.blocked - p.p_block).abs() < 0.01);
     assert!((s.wait_mean - p.wait_mean).abs() / p.wait_mean < 0.03);
 }
+
+#[test]
+fn processor_sharing_mean_response() {
+    // M/G/1-PS: E[W] = E[S]/(1−ρ) whatever the service distribution.
+    use std::time::Duration;
+    use tailwater_sim::engine::{RunOptions, run};
+    use tailwater_sim::policy::PolicySpec;
+    use tailwater_sim::scenario::{Phase, Scenario, ServerModel};
+    let mut s = Scenario::new(
+        "ps",
+        "",
+        vec![Phase {
+            duration: Duration::from_secs(20_000),
+            load: 0.8,
+            ramp_to: None,
+        }],
+    );
+    s.server.model = ServerModel::ProcessorSharing;
+    s.server.workers = 1;
+    s.sample_interval = Duration::from_secs(100);
+    s.client.timeout = Duration::from_secs(1_000_000);
+    let r = run(
+        &s,
+        &PolicySpec::parse("none").unwrap(),
+        RunOptions::default(),
+    )
+    .unwrap();
+    let expected = 10.0 / (1.0 - 0.8);
+    let err = (r.response_mean_ms - expected) / expected;
+    println!(
+        "M/G/1-PS rho=0.8: E[W] {expected:.3} ms, simulated {:.3} ms ({:+.2}%)",
+        r.response_mean_ms,
+        err * 100.0
+    );
+    assert!(err.abs() < 0.03);
+}

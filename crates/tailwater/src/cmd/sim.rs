@@ -170,6 +170,9 @@ fn simulate(args: &Args) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(&json_results).context("serialising results")?;
         println!("{text}");
     } else {
+        if let Some(goal) = report::goal_matrix(&results) {
+            println!("{goal}");
+        }
         println!("{}", wrap(report::LEGEND, 100));
     }
     if let Some(dir) = &args.csv {
