@@ -227,3 +227,68 @@ fn classify(e: &hyper::Error) -> ErrorKind {
         ErrorKind::Other
     }
 }
+
+/// An HTTP/1.1 connection driven by the task that uses it: the request, the response and the
+/// connection's I/O are all polled by one worker task, so a request costs no cross-task
+/// wake-ups (hyper's usual split into a sender and a spawned connection task costs two).
+pub(crate) struct H1Conn {
+    sender: http1::SendRequest<Body>,
+    conn: std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
+}
+
+impl H1Conn {
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Self, ErrorKind> {
+        let io = tcp(addr).await?;
+        let (sender, conn) = http1::handshake(io).await.map_err(|_| ErrorKind::Connect)?;
+        Ok(Self {
+            sender,
+            conn: Box::pin(conn),
+        })
+    }
+
+    /// Polls `fut` while driving the connection; fails if the connection ends first.
+    async fn drive<T>(
+        conn: &mut std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, ErrorKind> {
+        tokio::select! {
+            biased;
+            out = fut => Ok(out),
+            end = conn.as_mut() => Err(match end {
+                Ok(()) => ErrorKind::Closed,
+                Err(e) => classify(&e),
+            }),
+        }
+    }
+
+    /// Waits until the connection can take a request.
+    pub(crate) async fn ready(&mut self) -> Result<(), ErrorKind> {
+        let Self { sender, conn } = self;
+        Self::drive(conn, sender.ready())
+            .await?
+            .map_err(|e| classify(&e))
+    }
+
+    /// Sends `req` and reads the whole response; returns the status code. After an error the
+    /// connection must be dropped.
+    pub(crate) async fn send(&mut self, req: http::Request<Body>) -> Result<u16, ErrorKind> {
+        let Self { sender, conn } = self;
+        let resp = Self::drive(conn, sender.send_request(req))
+            .await?
+            .map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        loop {
+            match Self::drive(conn, body.frame()).await? {
+                None => return Ok(status),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    return Err(match classify(&e) {
+                        ErrorKind::Other => ErrorKind::Body,
+                        k => k,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -25,9 +25,11 @@ use http::{HeaderMap, Method, Request, Uri, Version};
 use http_body_util::Full;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
 
-use crate::client::Pool;
+use tokio::sync::{Notify, mpsc};
+
+use crate::client::{H1Conn, Pool};
 use crate::config::{Config, HeaderMix, Progress};
 use crate::report::{IntervalReport, PhaseReport, Report, TierReport};
 use crate::stats::{Acc, Outcome, Percentiles, Stats};
@@ -52,6 +54,10 @@ type Shard = Mutex<HashMap<(u16, u16), Acc>>;
 
 struct Shared {
     pool: Pool,
+    /// HTTP/1.1: due jobs wait here (FIFO) for a worker; bounded by `max_in_flight`.
+    queue: Mutex<VecDeque<Job>>,
+    job_ready: Notify,
+    closed: AtomicBool,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -78,6 +84,9 @@ impl Shared {
         let phases = config.schedule.segments().len();
         Self {
             pool,
+            queue: Mutex::new(VecDeque::new()),
+            job_ready: Notify::new(),
+            closed: AtomicBool::new(false),
             method: config.method.clone(),
             uri,
             headers,
@@ -136,6 +145,42 @@ impl Shared {
         }
     }
 
+    /// Hands due jobs to the HTTP/1.1 workers.
+    fn push_jobs(&self, jobs: Vec<Job>) {
+        let n = jobs.len();
+        if let Ok(mut q) = self.queue.lock() {
+            q.extend(jobs);
+        }
+        for _ in 0..n {
+            self.job_ready.notify_one();
+        }
+    }
+
+    /// The next due job, or `None` once the run is closed.
+    async fn next_job(&self) -> Option<Job> {
+        loop {
+            let notified = self.job_ready.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                return Some(job);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends the workers: drops queued jobs (they stay counted as outstanding) and wakes all.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+        self.job_ready.notify_waiters();
+    }
+
     fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         if let Ok(_g) = self.cap_lock.lock() {
@@ -150,6 +195,7 @@ struct StopGuard(Arc<Shared>);
 impl Drop for StopGuard {
     fn drop(&mut self) {
         self.0.stop();
+        self.0.close();
     }
 }
 
@@ -183,6 +229,41 @@ async fn request(shared: Arc<Shared>, job: Job) {
     shared.finish_one();
 }
 
+/// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
+async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Conn>) {
+    while let Some(job) = shared.next_job().await {
+        let deadline = job.intended + shared.timeout;
+        let mut sent_at: Option<Instant> = None;
+        let attempt = async {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(H1Conn::connect(addr).await?),
+            };
+            c.ready().await?;
+            let req = shared.build_request(job.tag);
+            sent_at = Some(Instant::now());
+            c.send(req).await
+        };
+        let result = match tokio::time::timeout_at(deadline.into(), attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::ErrorKind::Timeout),
+        };
+        if result.is_err() {
+            // Unknown state (or closed): start afresh on the next job.
+            conn = None;
+        }
+        let done = Instant::now();
+        let outcome = Outcome {
+            result,
+            corrected_us: us(done.saturating_duration_since(job.intended)),
+            uncorrected_us: sent_at.map_or(0, |s| us(done.saturating_duration_since(s))),
+            send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
+        };
+        shared.record(&job, &outcome);
+        shared.finish_one();
+    }
+}
+
 /// The pacing thread's view of time; the OS clock in production, a manual one in tests.
 pub(crate) trait PaceClock {
     fn now(&self) -> Instant;
@@ -211,17 +292,24 @@ fn schedule_loop(
     schedule: &Schedule,
     spacing: crate::Spacing,
     seed: u64,
-    tx: &mpsc::Sender<Vec<Job>>,
+    tx: Option<&mpsc::Sender<Vec<Job>>>,
 ) {
     let mut tag_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a65);
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut behind_because_of_cap = false;
+    // HTTP/1.1 jobs go straight to the workers' queue; h2 jobs through the dispatcher.
     let flush = |batch: &mut Vec<Job>| -> bool {
         if batch.is_empty() {
             return true;
         }
-        tx.blocking_send(std::mem::replace(batch, Vec::with_capacity(BATCH)))
-            .is_ok()
+        let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        match tx {
+            Some(tx) => tx.blocking_send(jobs).is_ok(),
+            None => {
+                shared.push_jobs(jobs);
+                true
+            }
+        }
     };
     for a in schedule.arrivals(spacing, seed) {
         let intended = shared.start + a.offset;
@@ -407,11 +495,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         })?;
     let connections = config.connections.get();
     let pool = Pool::new(addr, config.http2, connections);
-    let _ = tokio::time::timeout(
-        config.timeout.min(Duration::from_secs(5)),
-        pool.warm_up(connections),
-    )
-    .await;
+    let warm_up_deadline = config.timeout.min(Duration::from_secs(5));
+    let mut h1_conns: Vec<Option<H1Conn>> = Vec::new();
+    if config.http2 {
+        let _ = tokio::time::timeout(warm_up_deadline, pool.warm_up(connections)).await;
+    } else {
+        // Open the HTTP/1.1 connections ahead of the start; failures are retried by the
+        // workers (and then counted as connect errors).
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            set.spawn(H1Conn::connect(addr));
+        }
+        let _ = tokio::time::timeout(warm_up_deadline, async {
+            while let Some(r) = set.join_next().await {
+                h1_conns.push(r.ok().and_then(Result::ok));
+            }
+        })
+        .await;
+        set.abort_all();
+        h1_conns.resize_with(connections, || None);
+    }
 
     let mut headers = config.headers.clone();
     let uri = if config.http2 {
@@ -433,6 +536,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     let start = Instant::now() + Duration::from_millis(5);
     let shared = Arc::new(Shared::new(&config, pool, uri, headers, start));
     let _guard = StopGuard(shared.clone());
+    for conn in h1_conns {
+        tokio::spawn(h1_worker(shared.clone(), addr, conn));
+    }
     let mut hdr_log = match &config.hdr_log {
         Some(path) => Some(HdrLog::create(path, wall_start)?),
         None => None,
@@ -457,7 +563,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         std::thread::Builder::new()
             .name("tailwater-load-scheduler".into())
             .spawn(move || {
-                schedule_loop(&OsClock, &shared, &schedule, spacing, seed, &tx);
+                let sink = if shared.http2 { Some(&tx) } else { None };
+                schedule_loop(&OsClock, &shared, &schedule, spacing, seed, sink);
                 shared.scheduler_done.store(true, Ordering::Release);
             })
             .map_err(|e| LoadError::Output {
@@ -708,7 +815,7 @@ mod tests {
             &config.schedule,
             config.spacing,
             config.seed,
-            &tx,
+            Some(&tx),
         );
         drop(tx);
         let mut jobs = Vec::new();
