@@ -55,7 +55,8 @@ impl<C: Clock> Guard<C> {
             .now()
             .saturating_sub(permit.start());
         match outcome {
-            Outcome::Success => permit.success(),
+            // The same reading of the clock for the sample and the histogram.
+            Outcome::Success => permit.success_with_rtt(elapsed),
             Outcome::Dropped => permit.dropped(),
             Outcome::Ignored => permit.ignore(),
         }
