@@ -202,13 +202,24 @@ limit = 5
     let full = send("critical_plus").await.expect("task");
     assert_eq!(full.status, 503);
     assert_eq!(full.headers["x-tailwater-rejection"], "limit_reached");
+    // A gRPC request is shed as UNAVAILABLE with a pushback, not as HTTP 503.
+    let c = h2_client();
+    let req = Request::post(format!("http://{addr}/pkg.Svc/Method"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let grpc = c.request(req).await.expect("response");
+    assert_eq!(grpc.status(), 200);
+    assert_eq!(grpc.headers()["grpc-status"], "14");
+    assert_eq!(grpc.headers()["grpc-retry-pushback-ms"], "3000");
     release.notify_waiters();
     for h in held {
         assert_eq!(h.await.expect("task").status, 200);
     }
     assert_eq!(plus.await.expect("task").status, 200);
     let status = running.proxy.status();
-    assert_eq!(status[0].shed, 2);
+    assert_eq!(status[0].shed, 3);
     assert_eq!(status[0].in_flight, 0, "every permit released");
     running.shutdown(Duration::from_secs(5)).await;
 }
