@@ -294,3 +294,14 @@ async fn typed_error_mode_returns_rate_limited() {
     let res = tailwater_tower::edge::error_response(&*err, false).unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[cfg(feature = "axum")]
+#[test]
+fn peer_ip_reads_axum_connect_info() {
+    use tailwater_tower::rate_limit::KeyExtractor;
+    let (mut parts, ()) = request(&[]).into_parts();
+    parts.extensions.insert(axum::extract::ConnectInfo(
+        "[::ffff:192.0.2.7]:80".parse::<SocketAddr>().unwrap(),
+    ));
+    assert_eq!(PeerIp::new().extract(&parts).as_deref(), Some("192.0.2.7"));
+}
