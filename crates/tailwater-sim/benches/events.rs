@@ -6,6 +6,14 @@
 
 use std::time::Instant;
 
+/// On-CPU time of this thread in seconds (Linux `/proc/thread-self/schedstat`), so that the
+/// figure is not diluted by other processes on a shared machine; `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 use tailwater_sim::engine::{self, RunOptions};
 use tailwater_sim::policy::PolicySpec;
 use tailwater_sim::scenario;
@@ -30,24 +38,32 @@ fn main() {
         s.step_at = None;
         let spec = PolicySpec::parse(policy).expect("valid policy");
         let mut best = f64::INFINITY;
+        let mut best_wall = f64::INFINITY;
         let mut events = 0;
-        for _ in 0..3 {
+        for _ in 0..5 {
+            let cpu0 = cpu_seconds();
             let start = Instant::now();
             let r = engine::run(&s, &spec, RunOptions::default()).expect("runs");
-            let secs = start.elapsed().as_secs_f64();
+            let wall = start.elapsed().as_secs_f64();
+            let cpu = match (cpu0, cpu_seconds()) {
+                (Some(a), Some(b)) if b > a => b - a,
+                _ => wall,
+            };
             events = r.events;
-            best = best.min(secs);
+            best = best.min(cpu);
+            best_wall = best_wall.min(wall);
         }
         total_events += events;
         total_secs += best;
         println!(
-            "{name:<16} {policy:<28} {events:>10} events in {:>7.1} ms = {:>6.2} M events/s",
+            "{name:<16} {policy:<32} {events:>9} events in {:>6.1} ms CPU ({:>6.1} ms wall) = {:>5.2} M events/s",
             best * 1e3,
+            best_wall * 1e3,
             events as f64 / best / 1e6
         );
     }
     println!(
-        "overall: {:.2} M events/s (goal ≥ 5)",
+        "overall: {:.2} M events per CPU-second on one core (goal ≥ 5)",
         total_events as f64 / total_secs / 1e6
     );
 }

@@ -252,6 +252,9 @@ struct Sim<'a> {
     limiter: Option<Limiter<ManualClock>>,
     has_queue: bool,
     heap: BinaryHeap<Event>,
+    /// Client timeouts: every attempt gets `now + timeout`, so they fall due in the order they
+    /// were scheduled and a FIFO replaces the heap for them (most are stale by then: skipped).
+    timeouts: VecDeque<Event>,
     seq: u64,
     events: u64,
     rng_arrival: Xoshiro256PlusPlus,
@@ -340,6 +343,7 @@ impl<'a> Sim<'a> {
             has_queue: policy.queue.is_some(),
             limiter,
             heap: BinaryHeap::new(),
+            timeouts: VecDeque::new(),
             seq: 0,
             events: 0,
             rng_arrival: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -413,9 +417,26 @@ impl<'a> Sim<'a> {
                 self.schedule(at, Kind::Capacity(c.factor));
             }
         }
-        while let Some(ev) = self.heap.pop() {
+        loop {
+            let from_timeouts = match (self.heap.peek(), self.timeouts.front()) {
+                (Some(h), Some(t)) => (t.t, t.seq) < (h.t, h.seq),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => break,
+            };
+            let next = if from_timeouts {
+                self.timeouts.pop_front()
+            } else {
+                self.heap.pop()
+            };
+            let Some(ev) = next else { break };
             if ev.t > self.end {
                 break;
+            }
+            if let Kind::Timeout(h) = ev.kind
+                && self.slot(h).is_none_or(|s| s.abandoned)
+            {
+                continue; // the attempt already ended: nothing happens
             }
             self.now = ev.t;
             self.clock.set(Duration::from_nanos(ev.t));
@@ -430,7 +451,9 @@ impl<'a> Sim<'a> {
                 Kind::Tick => self.on_tick(tick),
                 Kind::Capacity(f) => self.on_capacity(f),
             }
-            self.drain_ready();
+            if self.has_queue {
+                self.drain_ready();
+            }
         }
         self.finish(policy)
     }
@@ -515,16 +538,27 @@ impl<'a> Sim<'a> {
             s.deadline
         };
         if deadline <= self.end {
-            self.schedule(deadline, Kind::Timeout(h));
+            self.seq += 1;
+            self.timeouts.push_back(Event {
+                t: deadline,
+                seq: self.seq,
+                kind: Kind::Timeout(h),
+            });
         }
         self.admit(h, tier, deadline);
     }
 
     fn admit(&mut self, h: Handle, tier: u8, deadline: u64) {
-        let Some(limiter) = self.limiter.clone() else {
+        // Borrow the limiter out of `self` for the call (cheaper than cloning its Arc).
+        let Some(limiter) = self.limiter.take() else {
             self.send_to_server(h, None);
             return;
         };
+        self.admit_with(&limiter, h, tier, deadline);
+        self.limiter = Some(limiter);
+    }
+
+    fn admit_with(&mut self, limiter: &Limiter<ManualClock>, h: Handle, tier: u8, deadline: u64) {
         let request = Request::new().tier(Criticality::ALL[tier as usize]);
         if !self.has_queue {
             match limiter.try_acquire_with(request) {
