@@ -47,6 +47,68 @@
 //! # let _ = stack;
 //! # Ok::<(), tailwater_core::ConfigError>(())
 //! ```
+//!
+//! ## With a hyper 1 service
+//!
+//! The layers are generic over the request and response bodies, so a hand-written hyper
+//! service (`Request<Incoming>` → `Response<BoxBody>`) takes them as an axum router does.
+//! The response body type becomes the layers' wrappers (which hold the concurrency permit
+//! until the body ends); hyper serves it as is.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::combinators::BoxBody;
+//! use hyper::body::Incoming;
+//! use hyper_util::rt::TokioIo;
+//! use hyper_util::service::TowerToHyperService;
+//! use tailwater_core::algorithm::Gradient2;
+//! use tailwater_core::limiter::QueueConfig;
+//! use tailwater_core::rate::{KeyedLimiter, MemoryStore, Quota};
+//! use tailwater_core::{Limiter, TierThresholds};
+//! use tailwater_tower::rate_limit::{PeerAddr, PeerIp};
+//! use tailwater_tower::{ConcurrencyLayer, CriticalityLayer, RateLimitLayer};
+//! use tower::ServiceBuilder;
+//!
+//! async fn upstream(
+//!     req: Request<Incoming>,
+//! ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
+//!     Ok(Response::new(BoxBody::new(req.into_body()))) // echo
+//! }
+//!
+//! # async fn run(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+//! let limiter = Limiter::builder()
+//!     .algorithm(Gradient2::default())
+//!     .tiers(TierThresholds::default())
+//!     .queue(QueueConfig::codel(64)?)
+//!     .build()?;
+//! let quota = Quota::per_second(100)?;
+//! let store = MemoryStore::new(KeyedLimiter::<String>::builder(quota).build()?);
+//! let svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(store, quota, PeerIp::new()))
+//!     .layer(CriticalityLayer::new())
+//!     .layer(ConcurrencyLayer::new(limiter).wait(Duration::from_millis(50)))
+//!     .service_fn(upstream);
+//! loop {
+//!     let (stream, peer) = listener.accept().await?;
+//!     // PeerIp reads the connection's address from the request extensions.
+//!     let svc = ServiceBuilder::new()
+//!         .map_request(move |mut req: Request<Incoming>| {
+//!             req.extensions_mut().insert(PeerAddr(peer));
+//!             req
+//!         })
+//!         .service(svc.clone());
+//!     tokio::spawn(async move {
+//!         let conn = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+//!         let _ = conn.await;
+//!     });
+//! }
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod classify;
