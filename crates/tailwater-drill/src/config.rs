@@ -141,7 +141,7 @@ impl DrillConfig {
                 (Criticality::SheddablePlus, 25.0),
                 (Criticality::Sheddable, 15.0),
             ],
-            algorithm: LimitAlgorithm::Vegas,
+            algorithm: LimitAlgorithm::Gradient2,
             queue: QueueDiscipline::Codel,
             tiers: [1.0, 0.9, 0.75, 0.5],
             seed: 7,

@@ -7,7 +7,9 @@
 //! `peak_in_flight`, `admitted`, `shed`) and `phases[]`: `multiplier`, `offered`,
 //! `duration_s`, `scheduled`, `requests`, `ok`, `shed`, `other_status`, `timeouts`, `errors`,
 //! `goodput`, `goodput_pct`, `success_p50_us`, `success_p99_us`, `wasted`,
-//! `backend_completed`, `tiers[]` (`tier`, `requests`, `ok`).
+//! `backend_completed`, `tiers[]` (`tier`, `requests`, `ok`); and `series[]` (one point per
+//! 250 ms interval: `t_s`, `offered`, `goodput`, `success_p99_ms`, `limit` (protected, else
+//! null), `wasted` (per second)).
 
 use serde_json::{Map, Value, json};
 
@@ -65,6 +67,24 @@ fn side_json(s: &SideResult, capacity: f64) -> Value {
     m.insert(
         "phases".into(),
         Value::Array(s.phases.iter().map(|p| phase_json(p, capacity)).collect()),
+    );
+    m.insert(
+        "series".into(),
+        Value::Array(
+            s.series
+                .iter()
+                .map(|p| {
+                    json!({
+                        "t_s": round2(p.t),
+                        "offered": round2(p.offered),
+                        "goodput": round2(p.goodput),
+                        "success_p99_ms": round2(p.success_p99_ms),
+                        "limit": p.limit,
+                        "wasted": round2(p.wasted),
+                    })
+                })
+                .collect(),
+        ),
     );
     Value::Object(m)
 }

@@ -51,7 +51,22 @@ fn quick_drill_protected_beats_unprotected_at_5x() {
 
     let json = to_json(&report);
     assert_eq!(json["outcomes_balance"], serde_json::Value::Bool(true));
+    assert_eq!(
+        json["protected"]["phases"].as_array().map(Vec::len),
+        Some(config.multipliers.len())
+    );
+    assert!(
+        json["protected"]["series"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    // The HTML report is self-contained: charts inline, nothing fetched.
     let html = render_html(&report);
-    assert!(html.contains("<svg"));
-    assert!(!html.contains("http://") || !html.contains("src=\"http"));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.matches("<svg").count() >= 5, "charts are inline SVG");
+    for fetch in ["src=", "href=", "<script", "<link", "url(", "@import"] {
+        assert!(!html.contains(fetch), "the report must not load `{fetch}`");
+    }
+    assert!(html.contains("critical_plus"));
 }

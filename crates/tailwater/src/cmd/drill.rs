@@ -50,7 +50,7 @@ pub(crate) struct Args {
     )]
     mix: String,
     /// The proxy's limit algorithm: aimd, vegas or gradient2.
-    #[arg(long, default_value = "vegas")]
+    #[arg(long, default_value = "gradient2")]
     algorithm: String,
     /// The proxy's queue discipline: codel or adaptive-lifo.
     #[arg(long, default_value = "codel")]
@@ -194,4 +194,84 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         println!("JSON: {}", path.display());
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["drill"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv)
+            .map(|c| c.args)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_build_the_full_drill() {
+        let c = build_config(&args(&[])).unwrap();
+        assert_eq!(c, DrillConfig::full());
+        let q = build_config(&args(&["--quick"])).unwrap();
+        assert_eq!(q, DrillConfig::quick());
+    }
+
+    #[test]
+    fn flags_are_applied() {
+        let c = build_config(&args(&[
+            "--phase",
+            "2s",
+            "--multipliers",
+            "1x,3",
+            "--workers",
+            "4",
+            "--service-time",
+            "20ms",
+            "--algorithm",
+            "vegas",
+            "--queue",
+            "adaptive-lifo",
+            "--tiers",
+            "1,1,0.5,0.25",
+            "--uniform",
+        ]))
+        .unwrap();
+        assert_eq!(c.phase, std::time::Duration::from_secs(2));
+        assert_eq!(c.multipliers, vec![1.0, 3.0]);
+        assert_eq!(c.capacity(), 200.0);
+        assert_eq!(c.algorithm, LimitAlgorithm::Vegas);
+        assert_eq!(c.queue, QueueDiscipline::AdaptiveLifo);
+        assert_eq!(c.tiers, [1.0, 1.0, 0.5, 0.25]);
+        assert!(!c.poisson);
+    }
+
+    #[test]
+    fn bad_input_exits_2_and_names_the_field() {
+        for (flags, field) in [
+            (&["--phase", "10"][..], "phase"),
+            (&["--multipliers", "1,x"][..], "multipliers"),
+            (&["--multipliers", "0"][..], "multipliers"),
+            (&["--workers", "0"][..], "workers"),
+            (&["--service-time", "1ms"][..], "service_time"),
+            (&["--timeout", "soon"][..], "timeout"),
+            (&["--connections", "0"][..], "connections"),
+            (&["--mix", "gold=1"][..], "mix"),
+            (&["--algorithm", "pid"][..], "algorithm"),
+            (&["--queue", "random"][..], "queue"),
+            (&["--tiers", "1,0.5"][..], "tiers"),
+            (&["--tiers", "0.5,1,1,1"][..], "tiers"),
+        ] {
+            let err = build_config(&args(flags)).unwrap_err();
+            assert_eq!(err.field(), field, "{flags:?}");
+            assert_eq!(run(args(flags)).unwrap(), 2, "{flags:?}");
+        }
+    }
 }
