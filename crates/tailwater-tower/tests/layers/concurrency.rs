@@ -500,3 +500,44 @@ async fn sheddable_requests_are_shed_first() {
     let c = limiter.stats().counters;
     assert_eq!(c.rejected_in_tier(Criticality::Sheddable), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn readiness_is_the_inner_services_and_takes_no_permit() {
+    let (limiter, _) = limiter(1);
+    let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<TestBody>, _>(
+        ConcurrencyLayer::new(limiter.clone()),
+    );
+    handle.allow(0);
+    assert!(
+        svc.poll_ready().is_pending(),
+        "inner not ready: neither are we"
+    );
+    assert_eq!(limiter.in_flight(), 0, "no permit reserved in poll_ready");
+
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(request(&[]));
+    let (_req, send) = handle.next_request().await.unwrap();
+    assert_eq!(limiter.in_flight(), 1, "the permit is taken at call");
+    send.send_response(Response::new(full("ok")));
+    let res = fut.await.unwrap();
+    assert_eq!(limiter.in_flight(), 1, "body not read yet");
+    assert_eq!(text(res.into_body()).await, "ok");
+    assert_eq!(limiter.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn mock_error_is_dropped_and_passed_through() {
+    let (limiter, _) = limiter(1);
+    let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<TestBody>, _>(
+        ConcurrencyLayer::new(limiter.clone()),
+    );
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(request(&[]));
+    let (_req, send) = handle.next_request().await.unwrap();
+    send.send_error("connect refused");
+    let err = fut.await.unwrap_err();
+    assert_eq!(err.to_string(), "connect refused");
+    assert_eq!(single_outcome(&limiter), Outcome::Dropped);
+}
