@@ -63,6 +63,44 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// `grpc-timeout`.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The client's deadline from a `grpc-timeout` header (gRPC over HTTP/2: at most 8 digits
+/// and a unit `H`, `M`, `S`, `m`, `u` or `n`). `None` if absent or malformed.
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_tower::edge::grpc_timeout;
+/// let mut h = http::HeaderMap::new();
+/// h.insert("grpc-timeout", "250m".parse().unwrap());
+/// assert_eq!(grpc_timeout(&h), Some(Duration::from_millis(250)));
+/// h.insert("grpc-timeout", "1H".parse().unwrap());
+/// assert_eq!(grpc_timeout(&h), Some(Duration::from_secs(3600)));
+/// h.insert("grpc-timeout", "soon".parse().unwrap());
+/// assert_eq!(grpc_timeout(&h), None);
+/// ```
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(&GRPC_TIMEOUT)?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Whole seconds for `Retry-After`: rounded up, at least 1.
 ///
 /// ```

@@ -9,7 +9,8 @@
 //! - **Wait with a deadline** ([`ConcurrencyLayer::wait`]): the request waits in the
 //!   limiter's bounded queue (FIFO, LIFO, adaptive LIFO or CoDel, configured on the limiter)
 //!   for at most the timeout, then is shed with reason `queue_timeout` (or `queue_full`,
-//!   `queue_codel`, `displaced`).
+//!   `queue_codel`, `displaced`). A gRPC request's own deadline (`grpc-timeout`) shortens
+//!   the wait.
 //!
 //! The tier comes from the request extensions ([`Criticality`](tailwater_core::Criticality),
 //! set by [`CriticalityLayer`](crate::CriticalityLayer); `Critical` if absent), and so do the

@@ -139,6 +139,12 @@ impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concu
     }
 }
 
+/// The queue wait for `req`: the configured timeout, cut to the client's own deadline when
+/// a gRPC request carries one (waiting past it would only produce an answer nobody reads).
+fn wait_for<B>(timeout: Duration, req: &Request<B>) -> Duration {
+    edge::grpc_timeout(req.headers()).map_or(timeout, |d| d.min(timeout))
+}
+
 impl<S, C, P, R, ReqB, ResB> Service<Request<ReqB>> for Concurrency<S, C, P, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
@@ -176,7 +182,11 @@ where
 
         let acquired = match self.wait {
             None => self.common.limiter.try_acquire_with(admission),
-            Some(timeout) => match self.common.limiter.enqueue(admission, timeout) {
+            Some(timeout) => match self
+                .common
+                .limiter
+                .enqueue(admission, wait_for(timeout, &req))
+            {
                 Ok(Acquire::Ready(permit)) => Ok(permit),
                 Ok(Acquire::Queued(waiter)) => {
                     // The inner service was made ready by `poll_ready`: the call happens later

@@ -541,3 +541,22 @@ async fn mock_error_is_dropped_and_passed_through() {
     assert_eq!(err.to_string(), "connect refused");
     assert_eq!(single_outcome(&limiter), Outcome::Dropped);
 }
+
+#[tokio::test(start_paused = true)]
+async fn grpc_timeout_shortens_the_queue_wait() {
+    let (limiter, _) = queued_limiter(1, 4, Duration::from_secs(1));
+    let (_tx, body) = channel_body();
+    let mut svc = ServiceBuilder::new()
+        .layer(ConcurrencyLayer::new(limiter.clone()).wait(Duration::from_millis(500)))
+        .service(answering(StatusCode::OK, HeaderMap::new(), vec![body]));
+    let _first = svc.ready().await.unwrap().call(request(&[])).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let req = request(&[
+        ("content-type", "application/grpc"),
+        ("grpc-timeout", "30m"),
+    ]);
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(res.headers()["grpc-message"], "overloaded: queue_timeout");
+}
