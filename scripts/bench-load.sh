@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of `tailwater load` against oha and wrk, side by side in one run.
 #
-#   scripts/bench-load.sh            # full sweep (about 3 minutes after the release build)
+#   scripts/bench-load.sh            # full sweep (about 5 minutes after the release build)
 #   DUR=3 RATES="20000 40000" scripts/bench-load.sh
 #
 # Target: `tailwater backend` with zero service time (inline 200 "ok"), on loopback.
@@ -17,13 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
 CONNS=${CONNS:-100}
-RATES=${RATES:-"10000 20000 30000 40000 50000 60000 70000 80000 100000"}
+RATES=${RATES:-"20000 30000 40000 50000 60000 70000 80000 100000"}
 PORT=${PORT:-19321}
 OHA=${OHA:-$(command -v oha || echo /root/.cache/oha/bin/oha)}
 URL="http://127.0.0.1:${PORT}/"
 OUT=${OUT:-$(mktemp -d /tmp/bench-load.XXXXXX)}
 
-cargo build --release -p tailwater >&2
+[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -p tailwater >&2
 TW=target/release/tailwater
 
 "$TW" backend --listen "127.0.0.1:${PORT}" --workers 100000 --service-time 0ms --queue 0 \
@@ -60,29 +60,46 @@ try:
     d = json.load(open(sys.argv[1]))
     s = d["summary"]
     codes = d.get("statusCodeDistribution", {})
-    bad = sum(d.get("errorDistribution", {}).values()) + sum(v for k, v in codes.items() if k != "200")
+    # oha counts the requests still in flight at the -z deadline as "aborted due to
+    # deadline"; those are not failures of the target.
+    errs = {k: v for k, v in d.get("errorDistribution", {}).items() if "deadline" not in k}
+    bad = sum(errs.values()) + sum(v for k, v in codes.items() if k != "200")
     print(f'{s["requestsPerSec"]:.0f} {bad}')
 except Exception:
     print("0 1")
 PY
 }
 
-declare -A BEST=([tailwater]=0 [oha]=0)
+# The machine is shared: each point is measured REPS times, alternating tools, and the best
+# attempt counts (contention only ever lowers a figure).
+REPS=${REPS:-2}
+declare -A BEST=([tailwater]=0 [oha]=0) SAT=([tailwater]=0 [oha]=0)
 printf '%-10s %10s %10s %8s %10s\n' tool target achieved errors sustained
 for rate in $RATES; do
     for tool in tailwater oha; do
-        if [[ $tool == tailwater ]]; then read -r got bad < <(tw_point "$rate"); else read -r got bad < <(oha_point "$rate"); fi
+        best_got=0; best_bad=1
+        for _ in $(seq "$REPS"); do
+            if [[ $tool == tailwater ]]; then read -r got bad < <(tw_point "$rate"); else read -r got bad < <(oha_point "$rate"); fi
+            if (( bad == 0 && (best_bad != 0 || got > best_got) )) || (( best_bad != 0 && got > best_got )); then
+                best_got=$got; best_bad=$bad
+            fi
+        done
         ok=no
-        if [[ $bad -eq 0 ]] && python3 -c "import sys; sys.exit(0 if $got >= 0.97*$rate else 1)"; then
+        if [[ $best_bad -eq 0 ]] && python3 -c "import sys; sys.exit(0 if $best_got >= 0.97*$rate else 1)"; then
             ok=yes
             (( rate > BEST[$tool] )) && BEST[$tool]=$rate
         fi
-        printf '%-10s %10d %10d %8d %10s\n' "$tool" "$rate" "$got" "$bad" "$ok"
+        (( best_got > SAT[$tool] )) && SAT[$tool]=$best_got
+        printf '%-10s %10d %10d %8d %10s\n' "$tool" "$rate" "$best_got" "$best_bad" "$ok"
     done
 done
 
-wrk -t2 -c"$CONNS" -d"${DUR}s" "$URL" >"$OUT/wrk.txt"
-WRK=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$OUT/wrk.txt")
+WRK=0
+for _ in $(seq "$REPS"); do
+    wrk -t2 -c"$CONNS" -d"${DUR}s" "$URL" >"$OUT/wrk.txt"
+    w=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$OUT/wrk.txt")
+    (( w > WRK )) && WRK=$w
+done
 printf '%-10s %10s %10d %8s %10s\n' wrk "closed" "$WRK" "-" "(saturation)"
 
 echo
@@ -95,15 +112,22 @@ d = json.load(open(sys.argv[1]))
 l = d["send_lag_us"]
 print(f'  achieved {d["achieved_rate"]:.0f}/s; send lag p50 {l["p50"]}us p90 {l["p90"]}us p99 {l["p99"]}us p99.9 {l["p99_9"]}us max {l["max"]}us')
 print(f'  goal p99 <= 1000us: {"met" if l["p99"] <= 1000 else "MISSED"}')
+# Per-second p99s separate the generator from the machine: on a shared box, seconds in which
+# other processes take the CPUs show millisecond lags, quiet seconds show the pacing itself.
+p99s = sorted(i["send_lag_us"]["p99"] for i in d["intervals"] if i["responses"] > 1000)
+if p99s:
+    print(f'  per-second send lag p99: best {p99s[0]}us, median {p99s[len(p99s) // 2]}us, worst {p99s[-1]}us')
 PY
 
 echo
-echo "max sustained open-loop rate: tailwater ${BEST[tailwater]}/s, oha ${BEST[oha]}/s, wrk saturation ${WRK}/s"
-python3 - "${BEST[tailwater]}" "${BEST[oha]}" "$WRK" <<'PY'
+echo "load avg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "max sustained open-loop rate: tailwater ${BEST[tailwater]}/s, oha ${BEST[oha]}/s; wrk (closed loop) saturation ${WRK}/s"
+echo "highest achieved rate at any target: tailwater ${SAT[tailwater]}/s, oha ${SAT[oha]}/s"
+python3 - "${BEST[tailwater]}" "${BEST[oha]}" "$WRK" "${SAT[tailwater]}" "${SAT[oha]}" <<'PY'
 import sys
-tw, oha, wrk = map(float, sys.argv[1:])
+tw, oha, wrk, stw, soha = map(float, sys.argv[1:])
 r = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
-print(f"  tailwater / oha = {r(tw, oha)} (goal >= 1.0x: {'met' if oha and tw >= oha else 'MISSED'})")
-print(f"  tailwater / wrk = {r(tw, wrk)}")
+print(f"  sustained:  tailwater / oha = {r(tw, oha)} (goal >= 1.0x: {'met' if oha and tw >= oha else 'MISSED'}); tailwater / wrk = {r(tw, wrk)}")
+print(f"  saturation: tailwater / oha = {r(stw, soha)}; tailwater / wrk = {r(stw, wrk)}")
 PY
 echo "raw outputs: $OUT"

@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `target` | the URL |
 //! | `target_rate` | mean scheduled rate over the part of the schedule that ran (requests/s) |
-//! | `achieved_rate` | HTTP responses per second over `elapsed_s` |
-//! | `elapsed_s` | schedule length (or time to shutdown), extended to the last completion |
+//! | `achieved_rate` | HTTP responses completed within the schedule's span (or until shutdown), per second of that span |
+//! | `elapsed_s` | schedule length (or time to shutdown), extended to the last completion (at most `timeout` later) |
 //! | `scheduled` | requests the scheduler dispatched |
 //! | `requests` | requests that finished (response or error) |
 //! | `responses` | requests that got an HTTP response |
@@ -111,7 +111,8 @@ pub struct Report {
     pub target: String,
     /// Mean scheduled rate (requests/s) over the part of the schedule that ran.
     pub target_rate: f64,
-    /// Responses per second over `elapsed`.
+    /// Responses completed within the schedule's span (or until shutdown), per second of it:
+    /// stragglers after the end do not lower it, and backlog drained after it does not raise it.
     pub achieved_rate: f64,
     /// Time the run covered (to the last completion, at most timeout past the schedule).
     pub elapsed: Duration,
@@ -323,6 +324,14 @@ impl Report {
                 codes.join(", ")
             }
         );
+        let lag = Percentiles::of(&t.send_lag);
+        if lag.p99 > 1_000 {
+            let _ = writeln!(
+                s,
+                "Warning      send lag p99 is {}: requests waited for a free connection (raise --connections) or the machine is saturated; corrected latencies include that wait",
+                fmt_us(lag.p99)
+            );
+        }
         if !t.errors.is_empty() {
             let errs: Vec<String> = t.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
             let _ = writeln!(s, "Errors       {}", errs.join(", "));

@@ -69,8 +69,14 @@ struct Shared {
     shards: Vec<Shard>,
     in_flight: AtomicUsize,
     max_in_flight: usize,
+    /// The pacer resumes after hitting the cap once outstanding requests drop to this.
+    low_water: usize,
+    cap_waiting: AtomicBool,
     cap_lock: Mutex<()>,
     cap_cv: Condvar,
+    /// End of the measured window (µs since start): the schedule's end, or the shutdown.
+    window_end_us: AtomicU64,
+    responses_in_window: AtomicU64,
     stop: AtomicBool,
     scheduler_done: AtomicBool,
     dispatched: AtomicU64,
@@ -98,8 +104,13 @@ impl Shared {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: config.max_in_flight.get(),
+            low_water: config.max_in_flight.get()
+                - (config.max_in_flight.get() / 8).clamp(1, config.max_in_flight.get()),
+            cap_waiting: AtomicBool::new(false),
             cap_lock: Mutex::new(()),
             cap_cv: Condvar::new(),
+            window_end_us: AtomicU64::new(config.schedule.duration().as_micros() as u64),
+            responses_in_window: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             scheduler_done: AtomicBool::new(false),
             dispatched: AtomicU64::new(0),
@@ -134,11 +145,17 @@ impl Shared {
         }
     }
 
-    fn finish_one(&self) {
+    fn finish_one(&self, responded: bool) {
         let done = self.start.elapsed().as_micros() as u64;
         self.last_completion_us.fetch_max(done, Ordering::Relaxed);
-        let prev = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if prev >= self.max_in_flight
+        if responded && done <= self.window_end_us.load(Ordering::Relaxed) {
+            self.responses_in_window.fetch_add(1, Ordering::Relaxed);
+        }
+        let prev = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Wake the pacer only when it waits at the cap and we crossed the low-water mark:
+        // one wake-up per burst instead of one per completion.
+        if prev - 1 <= self.low_water
+            && self.cap_waiting.load(Ordering::SeqCst)
             && let Ok(_g) = self.cap_lock.lock()
         {
             self.cap_cv.notify_one();
@@ -226,7 +243,7 @@ async fn request(shared: Arc<Shared>, job: Job) {
         send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
     };
     shared.record(&job, &outcome);
-    shared.finish_one();
+    shared.finish_one(outcome.result.is_ok());
 }
 
 /// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
@@ -260,7 +277,7 @@ async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Con
             send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
         };
         shared.record(&job, &outcome);
-        shared.finish_one();
+        shared.finish_one(outcome.result.is_ok());
     }
 }
 
@@ -336,7 +353,8 @@ fn schedule_loop(
             }
             behind_because_of_cap = true;
             if let Ok(mut guard) = shared.cap_lock.lock() {
-                while shared.in_flight.load(Ordering::Acquire) >= shared.max_in_flight
+                shared.cap_waiting.store(true, Ordering::SeqCst);
+                while shared.in_flight.load(Ordering::SeqCst) > shared.low_water
                     && !shared.stop.load(Ordering::Acquire)
                 {
                     match shared.cap_cv.wait_timeout(guard, Duration::from_millis(5)) {
@@ -344,6 +362,7 @@ fn schedule_loop(
                         Err(_) => return,
                     }
                 }
+                shared.cap_waiting.store(false, Ordering::SeqCst);
             }
             if shared.stop.load(Ordering::Acquire) {
                 return;
@@ -607,6 +626,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
                 shared.stop();
                 let now = Instant::now();
                 stopped_at = Some(now);
+                shared.window_end_us.fetch_min(
+                    now.saturating_duration_since(start).as_micros() as u64,
+                    Ordering::Relaxed,
+                );
                 drain_deadline = Some(now + config.timeout.min(Duration::from_secs(1)));
                 continue;
             }
@@ -752,7 +775,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     Ok(Report {
         target: config.target.to_string(),
         target_rate,
-        achieved_rate: total.responses() as f64 / elapsed.as_secs_f64().max(1e-9),
+        achieved_rate: shared.responses_in_window.load(Ordering::Relaxed) as f64
+            / covered.as_secs_f64().max(1e-9),
         elapsed,
         schedule_duration: schedule_len,
         stopped_early: stopped_at.is_some(),
