@@ -4,7 +4,7 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected` |
+//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected` |
 //! | QUEUE | `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
@@ -40,11 +40,12 @@ pub const FAST_WINDOW: (Duration, Duration) =
 pub const QUEUE_CAPACITY: usize = 100;
 
 /// The algorithms a policy can name.
-pub const ALGORITHMS: [&str; 10] = [
+pub const ALGORITHMS: [&str; 11] = [
     "none",
     "static",
     "aimd",
     "vegas",
+    "vegas-windowed",
     "gradient2",
     "gradient2-raw",
     "gradient2-corrected",
@@ -54,7 +55,7 @@ pub const ALGORITHMS: [&str; 10] = [
 ];
 
 /// The standard lineup compared in every built-in scenario.
-pub const LINEUP: [&str; 20] = [
+pub const LINEUP: [&str; 21] = [
     "none",
     "static",
     "static+fifo",
@@ -64,6 +65,7 @@ pub const LINEUP: [&str; 20] = [
     "static+tiers",
     "aimd",
     "vegas",
+    "vegas-windowed",
     "gradient2",
     "gradient2-raw",
     "gradient2-corrected",
@@ -194,6 +196,9 @@ impl PolicySpec {
             "static" => Box::new(Fixed::new(self.static_limit.unwrap_or(workers)).map_err(core)?),
             "aimd" => Box::new(Aimd::default()),
             "vegas" => Box::new(Vegas::builder().seed(seed).build().map_err(core)?),
+            "vegas-windowed" => Box::new(Windowed::new(
+                Vegas::builder().seed(seed).build().map_err(core)?,
+            )),
             "gradient2" => Box::new(Windowed::new(Gradient2::reference())),
             "gradient2-raw" => Box::new(Gradient2::reference()),
             "gradient2-corrected" => Box::new(Windowed::new(Gradient2::corrected())),
