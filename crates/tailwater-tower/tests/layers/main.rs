@@ -7,6 +7,7 @@ mod edge;
 mod grpc;
 mod hyper;
 mod observe;
+mod proptests;
 mod rate_limit;
 mod support;
 
