@@ -234,7 +234,11 @@ fn classify(e: &hyper::Error) -> ErrorKind {
 pub(crate) struct H1Conn {
     sender: http1::SendRequest<Body>,
     conn: std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
+    /// The connection future has completed and must not be polled again.
+    done: bool,
 }
+
+type H1Connection = std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>;
 
 impl H1Conn {
     pub(crate) async fn connect(addr: SocketAddr) -> Result<Self, ErrorKind> {
@@ -243,28 +247,47 @@ impl H1Conn {
         Ok(Self {
             sender,
             conn: Box::pin(conn),
+            done: false,
         })
     }
 
-    /// Polls `fut` while driving the connection; fails if the connection ends first.
+    /// Polls `fut` while driving the connection. A connection that finishes (e.g. after a
+    /// `connection: close` response) may have completed `fut` on its way out, so `fut` is
+    /// polled once more before that counts as a failure.
     async fn drive<T>(
-        conn: &mut std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
+        conn: &mut H1Connection,
+        done: &mut bool,
         fut: impl std::future::Future<Output = T>,
     ) -> Result<T, ErrorKind> {
-        tokio::select! {
-            biased;
-            out = fut => Ok(out),
-            end = conn.as_mut() => Err(match end {
-                Ok(()) => ErrorKind::Closed,
-                Err(e) => classify(&e),
-            }),
-        }
+        use std::future::Future as _;
+        use std::task::Poll;
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            if *done {
+                return Poll::Ready(Err(ErrorKind::Closed));
+            }
+            if let Poll::Ready(end) = conn.as_mut().poll(cx) {
+                *done = true;
+                if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(out));
+                }
+                return Poll::Ready(Err(match end {
+                    Ok(()) => ErrorKind::Closed,
+                    Err(e) => classify(&e),
+                }));
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until the connection can take a request.
     pub(crate) async fn ready(&mut self) -> Result<(), ErrorKind> {
-        let Self { sender, conn } = self;
-        Self::drive(conn, sender.ready())
+        let Self { sender, conn, done } = self;
+        Self::drive(conn, done, sender.ready())
             .await?
             .map_err(|e| classify(&e))
     }
@@ -272,14 +295,14 @@ impl H1Conn {
     /// Sends `req` and reads the whole response; returns the status code. After an error the
     /// connection must be dropped.
     pub(crate) async fn send(&mut self, req: http::Request<Body>) -> Result<u16, ErrorKind> {
-        let Self { sender, conn } = self;
-        let resp = Self::drive(conn, sender.send_request(req))
+        let Self { sender, conn, done } = self;
+        let resp = Self::drive(conn, done, sender.send_request(req))
             .await?
             .map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         loop {
-            match Self::drive(conn, body.frame()).await? {
+            match Self::drive(conn, done, body.frame()).await? {
                 None => return Ok(status),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

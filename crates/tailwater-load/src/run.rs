@@ -252,11 +252,21 @@ async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Con
         let deadline = job.intended + shared.timeout;
         let mut sent_at: Option<Instant> = None;
         let attempt = async {
+            // A kept-alive connection the server has since closed is replaced before the
+            // request is sent (that is not a failure of the request).
+            if let Some(c) = &mut conn
+                && c.ready().await.is_err()
+            {
+                conn = None;
+            }
             let c = match &mut conn {
                 Some(c) => c,
-                None => conn.insert(H1Conn::connect(addr).await?),
+                None => {
+                    let c = conn.insert(H1Conn::connect(addr).await?);
+                    c.ready().await?;
+                    c
+                }
             };
-            c.ready().await?;
             let req = shared.build_request(job.tag);
             sent_at = Some(Instant::now());
             c.send(req).await

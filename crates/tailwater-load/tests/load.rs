@@ -344,3 +344,42 @@ async fn bad_config_names_the_field() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A server that closes every connection after one response: the generator reconnects before
+/// sending (a closed keep-alive connection is not a failed request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_the_server_closes_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let schedule = Schedule::constant(100.0, Duration::from_millis(500)).unwrap();
+    let mut config = Config::new(&url, schedule).unwrap();
+    config.connections = NonZeroUsize::new(2).unwrap();
+    let report = run(config).await;
+    server.abort();
+    assert_eq!(report.total.status_count(200), 50, "{:?}", report.total);
+    assert_eq!(report.total.error_count(), 0, "{:?}", report.total.errors);
+}
