@@ -187,6 +187,8 @@ pub struct ScenarioResult {
     /// With several criticality tiers, tier goodputs decide first, most important tier
     /// first (rounded to 1 %), as tiered shedding promises.
     pub best: Option<String>,
+    /// The best policy with an adaptive limit (not `none`, not `static`), by the same rule.
+    pub best_adaptive: Option<String>,
     /// Whether the step scenario measured convergence.
     pub has_step: bool,
 }
@@ -215,20 +217,31 @@ impl ScenarioResult {
                 })
                 .map(|p| p.policy.clone())
         };
-        let fast: Vec<&PolicyResult> = policies
-            .iter()
-            .filter(|p| p.successes > 0 && p.p99_ratio <= goal::P99_RATIO)
-            .collect();
-        let best = if fast.is_empty() {
-            pick(policies.iter().collect())
-        } else {
-            pick(fast)
+        let choose = |pool: Vec<&PolicyResult>| {
+            let fast: Vec<&PolicyResult> = pool
+                .iter()
+                .copied()
+                .filter(|p| p.successes > 0 && p.p99_ratio <= goal::P99_RATIO)
+                .collect();
+            if fast.is_empty() {
+                pick(pool)
+            } else {
+                pick(fast)
+            }
         };
+        let best = choose(policies.iter().collect());
+        let best_adaptive = choose(
+            policies
+                .iter()
+                .filter(|p| p.policy != "none" && !p.policy.starts_with("static"))
+                .collect(),
+        );
         Self {
             scenario: ScenarioSummary::of(scenario),
             has_step: scenario.step_at.is_some(),
             policies,
             best,
+            best_adaptive,
         }
     }
 }
@@ -335,31 +348,38 @@ pub fn table(r: &ScenarioResult) -> String {
             );
         }
     }
-    if let Some(best) = &r.best {
-        let p = r.policies.iter().find(|p| &p.policy == best);
-        let verdict = p.map_or(String::new(), |p| {
-            let mut v = Vec::new();
-            if p.overload_goodput.is_some() {
-                v.push(if p.meets_overload_goal() {
-                    "meets the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
-                } else {
-                    "misses the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
-                });
-            }
-            if r.has_step {
-                v.push(if p.meets_convergence_goal() {
-                    "converges within 1 s"
-                } else {
-                    "does not converge within 1 s"
-                });
-            }
-            if v.is_empty() {
-                String::new()
+    let verdict = |name: &str| -> String {
+        let Some(p) = r.policies.iter().find(|p| p.policy == name) else {
+            return String::new();
+        };
+        let mut v = Vec::new();
+        if p.overload_goodput.is_some() {
+            v.push(if p.meets_overload_goal() {
+                "meets the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
             } else {
-                format!(": {}", v.join("; "))
-            }
-        });
-        let _ = writeln!(out, "best: {best}{verdict}");
+                "misses the goal (overload goodput >= 95% of capacity, p99 <= 2x unloaded)"
+            });
+        }
+        if r.has_step {
+            v.push(if p.meets_convergence_goal() {
+                "converges within 1 s"
+            } else {
+                "does not converge within 1 s"
+            });
+        }
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", v.join("; "))
+        }
+    };
+    if let Some(best) = &r.best {
+        let _ = writeln!(out, "best: {best}{}", verdict(best));
+    }
+    if let Some(best) = &r.best_adaptive {
+        if r.best.as_ref() != Some(best) {
+            let _ = writeln!(out, "best adaptive: {best}{}", verdict(best));
+        }
     }
     out
 }
@@ -457,7 +477,9 @@ pub const LEGEND: &str = "goodput = successes before the client timeout / reques
 scheduled load is at or above capacity / (capacity x that time); p50..p99.9 = latency of successes; p99/unl = p99 / \
 p99 of service time alone; shed, t/o (client timeouts) = share of attempts; waste = server time spent on requests \
 whose client had left; amp = attempts per request; limit = time-averaged limit; conv = time after the step until the \
-limit stays within +-10% of its settled value; * = best (highest ovl-gp among policies with p99 <= 2x unloaded).";
+limit stays within +-10% of its settled value; * = best (highest ovl-gp among policies with p99 <= 2x unloaded; \
+with several tiers, tier goodputs first); best adaptive = the same among policies with an adaptive limit (static is \
+an oracle that knows the worker count).";
 
 /// The time series of one policy as CSV.
 pub fn series_csv(p: &PolicyResult) -> String {

@@ -11,9 +11,9 @@
 //!
 //! [server]
 //! model = "workers"         # or "processor_sharing"
-//! workers = 16              # workers, or cores for processor sharing
+//! workers = 48              # workers, or cores for processor sharing
 //! slowdown = 0.0            # processor sharing: efficiency loss per extra in-flight/core
-//! service = { dist = "lognormal", mean = "10ms", cv = 0.5 }
+//! service = { dist = "lognormal", mean = "30ms", cv = 0.5 }
 //!
 //! [arrival]
 //! process = "poisson"       # constant, gamma, lognormal (with cv), on_off (with on, off)
@@ -225,13 +225,13 @@ pub struct ServerConfig {
 }
 
 fn default_workers() -> i64 {
-    16
+    48
 }
 
 fn default_service() -> ServiceConfig {
     ServiceConfig {
         dist: "lognormal".into(),
-        mean: Duration::from_millis(10),
+        mean: Duration::from_millis(30),
         cv: Some(0.5),
         slow_fraction: None,
         slow_factor: None,
@@ -486,7 +486,7 @@ fn default_sample() -> Duration {
 }
 
 impl Scenario {
-    /// A scenario with the defaults (16 workers, lognormal 10 ms CV 0.5, Poisson, 1 s client
+    /// A scenario with the defaults (48 workers, lognormal 30 ms CV 0.5, Poisson, 1 s client
     /// timeout, no retries) and the given phases.
     pub fn new(name: &str, description: &str, phases: Vec<Phase>) -> Self {
         Self {
@@ -780,7 +780,7 @@ fn phase(duration_ms: u64, load: f64) -> Phase {
 }
 
 /// The names of the built-in scenarios, in suite order.
-pub const BUILTIN: [&str; 10] = [
+pub const BUILTIN: [&str; 11] = [
     "steady-2x",
     "spike-10x",
     "ramp",
@@ -791,11 +791,14 @@ pub const BUILTIN: [&str; 10] = [
     "retry-budgeted",
     "tiered-overload",
     "cpu-thrash",
+    "small-pool",
 ];
 
-/// A built-in scenario by name. Every one runs 16 workers with lognormal service times
-/// (mean 10 ms, CV 0.5: capacity 1600 requests/s), Poisson arrivals and a 1 s client
-/// timeout unless it says otherwise.
+/// A built-in scenario by name. Every one runs 48 workers with lognormal service times
+/// (mean 30 ms, CV 0.5: capacity 1600 requests/s), Poisson arrivals and a 1 s client
+/// timeout unless it says otherwise. The ideal concurrency (48) is well above the initial
+/// limits and floors of the reference algorithms (Netflix 20, Envoy 3), so they have to
+/// find it; `small-pool` is the opposite case (8 workers, below those floors).
 pub fn builtin(name: &str) -> Option<Scenario> {
     let mut s = match name {
         "steady-2x" => Scenario::new(
@@ -852,7 +855,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             );
             s.server.service = ServiceConfig {
                 dist: "bimodal".into(),
-                mean: Duration::from_millis(10),
+                mean: Duration::from_millis(30),
                 cv: Some(0.5),
                 // 0.5 %, not 1 %: with 1 % the p99 sits exactly on the edge of the slow mode,
                 // and the unloaded p99 flips between the two modes.
@@ -897,11 +900,21 @@ pub fn builtin(name: &str) -> Option<Scenario> {
         "cpu-thrash" => {
             let mut s = Scenario::new(
                 name,
-                "processor sharing on 16 cores, 2x load; beyond 16 in flight every request slows (slowdown 0.5): admission decides whether the server thrashes",
+                "processor sharing on 48 cores, 2x load; beyond 48 in flight every request slows (slowdown 0.5): admission decides whether the server thrashes",
                 vec![phase(1000, 0.5), phase(7000, 2.0)],
             );
             s.server.model = ServerModel::ProcessorSharing;
             s.server.slowdown = 0.5;
+            s
+        }
+        "small-pool" => {
+            let mut s = Scenario::new(
+                name,
+                "8 workers, 5 ms service (1600 req/s), 2x load: the ideal limit (8) is below Netflix's floor of 20",
+                vec![phase(1000, 0.5), phase(7000, 2.0)],
+            );
+            s.server.workers = 8;
+            s.server.service.mean = Duration::from_millis(5);
             s
         }
         _ => return None,

@@ -68,7 +68,7 @@ fn load(name: &str) -> Result<Scenario, SimError> {
 
 fn list() {
     println!(
-        "Built-in scenarios (16 workers, lognormal service 10 ms CV 0.5 = 1600 req/s, Poisson arrivals, 1 s client timeout unless stated):\n"
+        "Built-in scenarios (48 workers, lognormal service 30 ms CV 0.5 = 1600 req/s, Poisson arrivals, 1 s client timeout unless stated):\n"
     );
     for name in scenario::BUILTIN {
         if let Some(s) = scenario::builtin(name) {
