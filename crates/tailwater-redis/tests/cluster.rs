@@ -9,7 +9,9 @@ fn cluster_tests_need_the_cluster_feature() {
     if std::env::var(common::REQUIRE_ENV).as_deref() == Ok("1") {
         panic!("{msg}, which TAILWATER_REQUIRE_REDIS=1 requires");
     }
-    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    // Straight to stderr so that the harness's capture cannot hide it.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
 }
 
 #[cfg(feature = "cluster")]

@@ -42,7 +42,10 @@ pub fn redis_available(test: &str) -> bool {
     if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
         panic!("{test}: redis-server is not installed but {REQUIRE_ENV}=1 requires it");
     }
-    eprintln!(
+    // Written to the process's stderr directly (not `eprintln!`), so that the test
+    // harness's output capture cannot hide the skip.
+    let _ = writeln!(
+        io::stderr(),
         "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
          !! SKIPPED {test}: `redis-server` is not on PATH.\n\
          !! Install it (apt-get install -y redis-server) or set {REQUIRE_ENV}=1 to fail.\n\
