@@ -376,10 +376,10 @@ pub fn table(r: &ScenarioResult) -> String {
     if let Some(best) = &r.best {
         let _ = writeln!(out, "best: {best}{}", verdict(best));
     }
-    if let Some(best) = &r.best_adaptive {
-        if r.best.as_ref() != Some(best) {
-            let _ = writeln!(out, "best adaptive: {best}{}", verdict(best));
-        }
+    if let Some(best) = &r.best_adaptive
+        && r.best.as_ref() != Some(best)
+    {
+        let _ = writeln!(out, "best adaptive: {best}{}", verdict(best));
     }
     out
 }

@@ -118,6 +118,7 @@ fn processor_sharing_mean_response() {
     );
     s.server.model = ServerModel::ProcessorSharing;
     s.server.workers = 1;
+    s.server.service.mean = Duration::from_millis(10);
     s.sample_interval = Duration::from_secs(100);
     s.client.timeout = Duration::from_secs(1_000_000);
     let r = run(
