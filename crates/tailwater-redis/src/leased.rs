@@ -286,7 +286,15 @@ impl LeasedLimiter {
         let timeout = inner.conn.options.call_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = inner.generation.subscribe();
+        let mut waited = false;
         loop {
+            // Credit may have arrived (a prefetch, or the refill we waited for).
+            if let Some(c) = inner.try_local(n) {
+                return Ok(c);
+            }
+            if waited && inner.last_failed.load(Ordering::Relaxed) {
+                return inner.fail(n, BackendError::BackingOff);
+            }
             let now = inner.now();
             let empty_until = inner.empty_until.load(Ordering::Relaxed);
             if now < empty_until {
@@ -301,16 +309,10 @@ impl LeasedLimiter {
             }
             Inner::start_refill(inner, n);
             match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => waited = true,
                 Ok(Err(_)) | Err(_) => return inner.fail(n, BackendError::Timeout(timeout)),
             }
-            if let Some(c) = inner.try_local(n) {
-                return Ok(c);
-            }
-            if inner.last_failed.load(Ordering::Relaxed) {
-                return inner.fail(n, BackendError::BackingOff);
-            }
-            // Someone else spent the new credit first: ask again until the deadline.
+            // If someone else spent the new credit first, ask again until the deadline.
         }
     }
 
