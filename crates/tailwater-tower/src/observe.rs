@@ -86,14 +86,13 @@ impl Mechanism {
     }
 }
 
-/// Records one decision: metrics counter and tracing event.
-pub(crate) fn decision(
+fn decision_counter(
     mechanism: Mechanism,
     route: &Route,
     tier: Criticality,
     decision: &'static str,
     reason: Option<&'static str>,
-) {
+) -> Counter {
     metrics::counter!(
         DECISIONS_TOTAL,
         "mechanism" => mechanism.as_str(),
@@ -102,7 +101,15 @@ pub(crate) fn decision(
         "tier" => tier.as_str(),
         "route" => route.label(),
     )
-    .increment(1);
+}
+
+fn trace_decision(
+    mechanism: Mechanism,
+    route: &Route,
+    tier: Criticality,
+    decision: &'static str,
+    reason: Option<&'static str>,
+) {
     tracing::debug!(
         target: "tailwater",
         mechanism = mechanism.as_str(),
@@ -166,25 +173,10 @@ impl LimiterMetrics {
         reason: Option<&'static str>,
     ) {
         slot.get_or_init(|| {
-            metrics::counter!(
-                DECISIONS_TOTAL,
-                "mechanism" => Mechanism::Concurrency.as_str(),
-                "decision" => decision,
-                "reason" => reason.unwrap_or("none"),
-                "tier" => tier.as_str(),
-                "route" => self.route.label(),
-            )
+            decision_counter(Mechanism::Concurrency, &self.route, tier, decision, reason)
         })
         .increment(1);
-        tracing::debug!(
-            target: "tailwater",
-            mechanism = Mechanism::Concurrency.as_str(),
-            decision,
-            rejection_reason = reason.unwrap_or(""),
-            tier = tier.as_str(),
-            route = self.route.as_str(),
-            "admission decision"
-        );
+        trace_decision(Mechanism::Concurrency, &self.route, tier, decision, reason);
     }
 
     pub(crate) fn admitted(&self, tier: Criticality, bypass: bool) {
@@ -262,6 +254,69 @@ impl LimiterMetrics {
 impl fmt::Debug for LimiterMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimiterMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `(decision, reason)` pairs a rate-limit layer reports, whose counters are cached.
+const RATE_DECISIONS: [(&str, Option<&str>); 10] = [
+    ("admitted", None),
+    ("unkeyed", None),
+    ("rejected", Some("rate_exceeded")),
+    ("rejected", Some("exceeds_burst")),
+    ("rejected", Some("key_capacity")),
+    ("rejected", Some("store_error")),
+    ("store_error", Some("unavailable")),
+    ("store_error", Some("timeout")),
+    ("store_error", Some("protocol")),
+    ("store_error", Some("invalid_request")),
+];
+
+/// Metric handles of one rate-limit layer, registered on first use (as
+/// [`LimiterMetrics`]).
+pub(crate) struct RateLimitMetrics {
+    route: Route,
+    decisions: [[OnceLock<Counter>; 4]; RATE_DECISIONS.len()],
+}
+
+impl RateLimitMetrics {
+    pub(crate) fn new(route: Route) -> Self {
+        Self {
+            route,
+            decisions: [const { [const { OnceLock::new() }; 4] }; RATE_DECISIONS.len()],
+        }
+    }
+
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
+    }
+
+    pub(crate) fn decision(
+        &self,
+        tier: Criticality,
+        decision: &'static str,
+        reason: Option<&'static str>,
+    ) {
+        let slot = RATE_DECISIONS
+            .iter()
+            .position(|(d, r)| *d == decision && *r == reason);
+        match slot {
+            Some(i) => self.decisions[i][tier.index()]
+                .get_or_init(|| {
+                    decision_counter(Mechanism::RateLimit, &self.route, tier, decision, reason)
+                })
+                .increment(1),
+            None => decision_counter(Mechanism::RateLimit, &self.route, tier, decision, reason)
+                .increment(1),
+        }
+        trace_decision(Mechanism::RateLimit, &self.route, tier, decision, reason);
+    }
+}
+
+impl fmt::Debug for RateLimitMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitMetrics")
             .field("route", &self.route)
             .finish_non_exhaustive()
     }

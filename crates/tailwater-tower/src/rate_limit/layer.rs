@@ -8,7 +8,7 @@ use tower::Layer;
 use super::key::KeyExtractor;
 use super::service::RateLimit;
 use crate::edge::{RateLimitPolicies, Respond, ReturnError};
-use crate::observe::Route;
+use crate::observe::{RateLimitMetrics, Route};
 
 /// What to do with a request whose key cannot be extracted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -34,7 +34,7 @@ pub enum OnStoreError {
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) policies: Arc<RateLimitPolicies>,
-    pub(crate) route: Route,
+    pub(crate) metrics: Arc<RateLimitMetrics>,
     pub(crate) missing: MissingKey,
     pub(crate) on_error: OnStoreError,
     pub(crate) headers_on_success: bool,
@@ -78,7 +78,7 @@ impl<K: KeyExtractor, St: RateStore> RateLimitLayer<K, St> {
             quotas: Arc::new(quotas),
             settings: Settings {
                 policies: Arc::new(policies),
-                route: Route::default(),
+                metrics: Arc::new(RateLimitMetrics::new(Route::default())),
                 missing: MissingKey::default(),
                 on_error: OnStoreError::default(),
                 headers_on_success: true,
@@ -131,7 +131,7 @@ impl<K, St, R> RateLimitLayer<K, St, R> {
 
     /// The `route` label on metrics and tracing (default `default`).
     pub fn route(mut self, route: impl AsRef<str>) -> Self {
-        self.settings.route = Route::new(route);
+        self.settings.metrics = Arc::new(RateLimitMetrics::new(Route::new(route)));
         self
     }
 
@@ -203,7 +203,7 @@ impl<K: fmt::Debug, St, R: fmt::Debug> fmt::Debug for RateLimitLayer<K, St, R> {
         f.debug_struct("RateLimitLayer")
             .field("quotas", &self.quotas)
             .field("policies", &self.settings.policies)
-            .field("route", &self.settings.route)
+            .field("route", self.settings.metrics.route())
             .field("missing", &self.settings.missing)
             .field("on_error", &self.settings.on_error)
             .field("extractor", &self.extractor)

@@ -14,7 +14,6 @@ use super::future::{CheckFuture, ResponseFuture};
 use super::key::KeyExtractor;
 use super::layer::{MissingKey, OnStoreError, Settings};
 use crate::edge::{self, EdgeBody, OnReject, Respond};
-use crate::observe::{self, Mechanism};
 
 /// Rate limiting keyed by a [`KeyExtractor`] on a [`RateStore`]. See the
 /// [module docs](super) and [`RateLimitLayer`](super::RateLimitLayer).
@@ -80,7 +79,7 @@ impl<S: fmt::Debug, K: fmt::Debug, St, R: fmt::Debug> fmt::Debug for RateLimit<S
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
             .field("quotas", &self.quotas)
-            .field("route", &self.settings.route)
+            .field("route", self.settings.metrics.route())
             .field("extractor", &self.extractor)
             .field("on_reject", &self.on_reject)
             .finish_non_exhaustive()
@@ -101,50 +100,32 @@ pub(crate) fn judge(
     tier: Criticality,
     result: Result<RateDecision, StoreError>,
 ) -> Verdict {
-    let route = &settings.route;
+    let m = &settings.metrics;
     match result {
         Ok(d) if d.allowed => {
-            observe::decision(Mechanism::RateLimit, route, tier, "admitted", None);
+            m.decision(tier, "admitted", None);
             Verdict::Admit(settings.headers_on_success.then_some(d))
         }
         Ok(d) => {
             let rejected = RateLimited::denied(d, Arc::clone(&settings.policies));
-            observe::decision(
-                Mechanism::RateLimit,
-                route,
-                tier,
-                "rejected",
-                Some(rejected.reason()),
-            );
+            m.decision(tier, "rejected", Some(rejected.reason()));
             Verdict::Reject(rejected)
         }
         Err(e) => {
             tracing::warn!(
                 target: "tailwater",
-                route = route.as_str(),
+                route = m.route().as_str(),
                 error = %e,
                 fail_open = settings.on_error == OnStoreError::FailOpen,
                 "rate-limit store failed"
             );
             match settings.on_error {
                 OnStoreError::FailOpen => {
-                    observe::decision(
-                        Mechanism::RateLimit,
-                        route,
-                        tier,
-                        "store_error",
-                        Some(e.kind()),
-                    );
+                    m.decision(tier, "store_error", Some(e.kind()));
                     Verdict::Admit(None)
                 }
                 OnStoreError::FailClosed => {
-                    observe::decision(
-                        Mechanism::RateLimit,
-                        route,
-                        tier,
-                        "rejected",
-                        Some("store_error"),
-                    );
+                    m.decision(tier, "rejected", Some("store_error"));
                     Verdict::Reject(RateLimited::store(e, Arc::clone(&settings.policies)))
                 }
             }
@@ -188,7 +169,7 @@ where
             (Some(k), _) => k,
             (None, MissingKey::Shared(k)) => k.clone(),
             (None, MissingKey::Allow) => {
-                observe::decision(Mechanism::RateLimit, &settings.route, tier, "unkeyed", None);
+                settings.metrics.decision(tier, "unkeyed", None);
                 let future = self.inner.call(req);
                 return ResponseFuture::called(future, None, settings, on_reject, grpc);
             }

@@ -135,3 +135,35 @@ fn decisions_emit_tailwater_metrics_and_tracing_fields() {
     );
     assert!(log.contains("decision=\"admitted\""), "{log}");
 }
+
+#[test]
+fn rate_limit_decisions_are_counted() {
+    use tailwater_core::rate::{KeyedLimiter, MemoryStore, Quota};
+    use tailwater_tower::RateLimitLayer;
+    use tailwater_tower::rate_limit::PathKey;
+
+    let keys = Keys::default();
+    let quota = Quota::per_minute(1).unwrap();
+    let store = MemoryStore::new(KeyedLimiter::<String>::builder(quota).build().unwrap());
+    let mut svc = RateLimitLayer::new(store, quota, PathKey)
+        .route("api")
+        .layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(full("ok")))
+        }));
+    metrics::with_local_recorder(&keys, || {
+        for want in [200, 429] {
+            let mut fut = Box::pin(svc.call(request(&[])));
+            let std::task::Poll::Ready(Ok(res)) = poll_once(&mut fut) else {
+                panic!("ready");
+            };
+            assert_eq!(res.status(), want);
+        }
+    });
+    let keys = keys.0.lock().unwrap().clone();
+    for want in [
+        "tailwater_decisions_total{mechanism=rate_limit,decision=admitted,reason=none,tier=critical,route=api}",
+        "tailwater_decisions_total{mechanism=rate_limit,decision=rejected,reason=rate_exceeded,tier=critical,route=api}",
+    ] {
+        assert!(keys.contains(want), "missing {want}; got {keys:#?}");
+    }
+}
