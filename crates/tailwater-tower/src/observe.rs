@@ -6,7 +6,7 @@
 //!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|
-//! | [`DECISIONS_TOTAL`] `tailwater_decisions_total` | counter | `mechanism`, `decision`, `reason`, `tier`, `route` | admission decisions: `decision` is `admitted`, `rejected`, `bypassed` or `unkeyed`; `reason` is the rejection reason or `none` |
+//! | [`DECISIONS_TOTAL`] `tailwater_decisions_total` | counter | `mechanism`, `decision`, `reason`, `tier`, `route` | admission decisions: `decision` is `admitted`, `rejected`, `bypassed` (concurrency), `unkeyed` or `store_error` (rate limit, failing open); `reason` is the rejection reason, the store error kind, or `none` |
 //! | [`OUTCOMES_TOTAL`] `tailwater_outcomes_total` | counter | `outcome`, `tier`, `route` | how admitted requests ended: `success`, `dropped`, `ignored` |
 //! | [`LIMITER_LIMIT`] `tailwater_limiter_limit` | gauge | `route` | the current concurrency limit |
 //! | [`LIMITER_IN_FLIGHT`] `tailwater_limiter_in_flight` | gauge | `route` | permits held (until the response body ends) |

@@ -59,7 +59,7 @@ impl RateLimited {
     }
 
     /// The snake-case reason used in metrics and tracing (`rate_exceeded`, `exceeds_burst`,
-    /// `key_capacity`, or `store_<kind>`).
+    /// `key_capacity`, or `store_error` when failing closed).
     pub fn reason(&self) -> &'static str {
         match &self.kind {
             Kind::Denied(d) => d.reason.map_or("rate_exceeded", |r| r.as_str()),
