@@ -517,3 +517,68 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn run(argv: &[&str]) -> u8 {
+        let cli = Cli::try_parse_from(std::iter::once("plan").chain(argv.iter().copied()))
+            .expect("arguments parse");
+        super::run(cli.args).expect("no I/O failure")
+    }
+
+    #[test]
+    fn bad_input_exits_2() {
+        let base = ["--service-time", "20ms"];
+        let with = |extra: &[&str]| -> u8 {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            run(&v)
+        };
+        assert_eq!(with(&["--rate", "-5", "--servers", "2"]), 2);
+        assert_eq!(with(&["--rate", "100", "--servers", "4", "--ca", "-1"]), 2);
+        assert_eq!(
+            with(&["--rate", "100", "--servers", "4", "--cs", "-0.5"]),
+            2
+        );
+        assert_eq!(with(&["--rate", "100", "--servers", "1"]), 2); // ρ = 2, no queue bound
+        assert_eq!(
+            with(&["--rate", "100", "--servers", "1", "--queue-bound", "5"]),
+            0
+        );
+        assert_eq!(with(&["--rate", "100", "--budget", "p100=1s"]), 2);
+        assert_eq!(with(&["--rate", "100", "--budget", "p0=1s"]), 2);
+        assert_eq!(with(&["--rate", "100", "--utilisation", "1.5"]), 2);
+        assert_eq!(with(&["--rate", "100"]), 2); // neither servers nor a budget
+        assert_eq!(with(&["--rate", "100", "--budget", "p99=200ms"]), 0);
+    }
+
+    #[test]
+    fn samples_file() {
+        let dir = std::env::temp_dir().join(format!("tailwater-plan-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("samples.txt");
+        std::fs::write(
+            &file,
+            "# inter-arrival service\n10ms 5ms\n12ms 6ms\n8ms 4ms\n",
+        )
+        .unwrap();
+        assert_eq!(
+            run(&["--samples", file.to_str().unwrap(), "--servers", "1"]),
+            0
+        );
+        std::fs::write(&file, "10ms\n").unwrap();
+        assert_eq!(
+            run(&["--samples", file.to_str().unwrap(), "--servers", "1"]),
+            2
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -231,3 +231,56 @@ fn wrap(text: &str, width: usize) -> String {
     out.push_str(&line);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn run(argv: &[&str]) -> u8 {
+        let cli = Cli::try_parse_from(std::iter::once("sim").chain(argv.iter().copied()))
+            .expect("arguments parse");
+        super::run(cli.args).expect("no I/O failure")
+    }
+
+    #[test]
+    fn bad_input_exits_2() {
+        assert_eq!(run(&["no-such-scenario"]), 2);
+        assert_eq!(run(&["spike-10x", "--policy", "magic"]), 2);
+        let dir = std::env::temp_dir().join(format!("tailwater-sim-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(
+            &file,
+            "name = \"x\"\n[[phase]]\nduration = \"1s\"\nload = 1.0\nspeed = 2\n",
+        )
+        .unwrap();
+        assert_eq!(run(&[file.to_str().unwrap()]), 2);
+        std::fs::write(
+            &file,
+            "name = \"x\"\n[[phase]]\nduration = \"1s\"\nload = -1.0\n",
+        )
+        .unwrap();
+        assert_eq!(run(&[file.to_str().unwrap()]), 2);
+        std::fs::write(
+            &file,
+            "name = \"x\"\n[[phase]]\nduration = \"200ms\"\nload = 1.0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            run(&[file.to_str().unwrap(), "--policy", "static", "--json"]),
+            0
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn list_exits_0() {
+        assert_eq!(run(&["--list"]), 0);
+    }
+}
