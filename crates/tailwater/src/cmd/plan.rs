@@ -7,6 +7,7 @@
 //! tailwater plan --samples measured.txt --budget p99=100ms --plot curve.svg
 //! ```
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -341,22 +342,23 @@ fn plan(args: &Args) -> Result<(), Failure> {
         curve,
         validation,
     };
+    let mut text = String::new();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).context("serialising the plan")?
-        );
+        text = serde_json::to_string_pretty(&out).context("serialising the plan")?;
+        text.push('\n');
     } else {
-        print_text(&out, samples.as_ref());
+        print_text(&mut text, &out, samples.as_ref());
     }
+    super::sim::emit(&text)?;
     Ok(())
 }
 
-fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
+fn print_text(out: &mut String, o: &Output, samples: Option<&theory::SampleStats>) {
     let m = &o.model;
     let p = &o.prediction;
     if let Some(s) = samples {
-        println!(
+        _ = writeln!(
+            out,
             "samples: {} pairs → rate {:.2}/s, E[S] {}, ca {:.3}, cs {:.3}",
             s.count,
             s.rate,
@@ -365,7 +367,8 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             s.cs
         );
     }
-    println!(
+    _ = writeln!(
+        out,
         "inputs: λ = {} req/s, E[S] = {}, ca = {}, cs = {}, servers c = {}{}",
         m.rate,
         ms(m.service),
@@ -375,7 +378,8 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
         m.queue_bound
             .map_or(String::new(), |k| format!(", queue bound K = {k}"))
     );
-    println!(
+    _ = writeln!(
+        out,
         "offered load A = λ·E[S] = {:.3} Erlangs; utilisation ρ = A/c = {:.3}",
         p.offered_erlangs, p.utilisation
     );
@@ -384,7 +388,8 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
         (None, 1) => "Kingman G/G/1",
         (None, _) => "Allen–Cunneen G/G/c",
     };
-    println!(
+    _ = writeln!(
+        out,
         "P(wait) = {:.4} ({}){}",
         p.p_wait,
         if m.queue_bound.is_some() {
@@ -401,13 +406,19 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             String::new()
         }
     );
-    println!(
+    _ = writeln!(
+        out,
         "mean wait W_q = {} ({model_name}); M/M/c with the same λ, E[S], c: {}",
         ms(p.wait_mean),
         ms(p.wait_mean_mmc)
     );
-    println!("mean response W = W_q + E[S] = {}", ms(p.response_mean));
-    println!(
+    _ = writeln!(
+        out,
+        "mean response W = W_q + E[S] = {}",
+        ms(p.response_mean)
+    );
+    _ = writeln!(
+        out,
         "Little's law: L_q = λW_q = {:.3} waiting, L = λW = {:.3} in the system",
         p.queue_mean, p.in_system_mean
     );
@@ -417,17 +428,20 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!(
+    _ = writeln!(
+        out,
         "wait quantiles (exponential tail): {}",
         qs(&o.wait_quantiles)
     );
-    println!(
+    _ = writeln!(
+        out,
         "response quantiles (wait + service quantile, conservative): {}",
         qs(&o.response_quantiles)
     );
     if let Some(b) = &o.budget {
-        println!();
-        println!(
+        _ = writeln!(out);
+        _ = writeln!(
+            out,
             "budget {} ≤ {}: {} server(s) needed (predicted {} at ρ = {:.3}){}",
             b.budget,
             ms(b.seconds),
@@ -440,23 +454,27 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
                 None => String::new(),
             }
         );
-        println!(
+        _ = writeln!(
+            out,
             "  concurrency limit ≈ max(c, ⌈λ·W_max⌉) = {} (Little: more in flight cannot all finish within the budget)",
             b.concurrency_limit
         );
-        println!(
+        _ = writeln!(
+            out,
             "  queue bound ≈ ⌊W_q,max·c/E[S]⌋ = {} waiters (a later one would miss the budget anyway)",
             b.queue_bound
         );
     }
-    println!();
-    println!("utilisation → wait (c = {}):", m.servers);
-    println!(
+    _ = writeln!(out);
+    _ = writeln!(out, "utilisation → wait (c = {}):", m.servers);
+    _ = writeln!(
+        out,
         "  {:>5}  {:>10}  {:>12}  {:>12}  {:>12}",
         "ρ", "λ (req/s)", "mean wait", "p99 wait", "mean resp"
     );
     for r in &o.curve {
-        println!(
+        _ = writeln!(
+            out,
             "  {:>5.2}  {:>10.1}  {:>12}  {:>12}  {:>12}",
             r.utilisation,
             r.rate,
@@ -483,12 +501,14 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             .iter()
             .find(|(p, _)| (*p - 0.99).abs() < 1e-9)
             .map_or(0.0, |x| x.1);
-        println!();
-        println!(
+        _ = writeln!(out);
+        _ = writeln!(
+            out,
             "validation: simulated {} requests (gamma inter-arrivals; constant, exponential or lognormal service times, as assumed above)",
             v.served
         );
-        println!(
+        _ = writeln!(
+            out,
             "  {:<16} {:>12} {:>12} {:>10}",
             "", "predicted", "simulated", "error"
         );
@@ -499,7 +519,8 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             ("p99 response", resp_p99, v.response_p99),
         ];
         for (name, pred, sim) in rows {
-            println!(
+            _ = writeln!(
+                out,
                 "  {name:<16} {:>12} {:>12} {:>10}",
                 ms(pred),
                 ms(sim),
@@ -507,7 +528,8 @@ fn print_text(o: &Output, samples: Option<&theory::SampleStats>) {
             );
         }
         if m.queue_bound.is_some() {
-            println!(
+            _ = writeln!(
+                out,
                 "  {:<16} {:>12.4} {:>12.4} {:>10}",
                 "P(blocked)",
                 p.p_block,

@@ -145,7 +145,6 @@ fn simulate(args: &Args) -> Result<(), Failure> {
         series: args.series || args.csv.is_some() || args.plot.is_some(),
     };
     let mut results: Vec<ScenarioResult> = Vec::new();
-    let stdout = std::io::stdout();
     for s in &scenarios {
         let policies = match &forced {
             Some(p) => p.clone(),
@@ -153,8 +152,7 @@ fn simulate(args: &Args) -> Result<(), Failure> {
         };
         let r = tailwater_sim::run_scenario(s, &policies, opts)?;
         if !args.json {
-            let mut out = stdout.lock();
-            writeln!(out, "{}", report::table(&r)).context("writing to stdout")?;
+            emit(&format!("{}\n", report::table(&r)))?;
         }
         results.push(r);
     }
@@ -168,12 +166,12 @@ fn simulate(args: &Args) -> Result<(), Failure> {
             }
         }
         let text = serde_json::to_string_pretty(&json_results).context("serialising results")?;
-        println!("{text}");
+        emit(&format!("{text}\n"))?;
     } else {
         if let Some(goal) = report::goal_matrix(&results) {
-            println!("{goal}");
+            emit(&format!("{goal}\n"))?;
         }
-        println!("{}", wrap(report::LEGEND, 100));
+        emit(&format!("{}\n", wrap(report::LEGEND, 100)))?;
     }
     if let Some(dir) = &args.csv {
         write_csv(dir, &results)?;
@@ -183,6 +181,16 @@ fn simulate(args: &Args) -> Result<(), Failure> {
             .with_context(|| format!("writing {}", file.display()))?;
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`tailwater sim | head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
 }
 
 fn write_csv(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<()> {
