@@ -418,6 +418,71 @@ pub struct Phase {
     pub ramp_to: Option<f64>,
 }
 
+impl Phase {
+    /// A constant load for `duration`.
+    pub fn constant(duration: Duration, load: f64) -> Self {
+        Self {
+            duration,
+            load,
+            ramp_to: None,
+        }
+    }
+
+    /// A linear ramp from `from` to `to` over `duration`.
+    pub fn ramp(duration: Duration, from: f64, to: f64) -> Self {
+        Self {
+            duration,
+            load: from,
+            ramp_to: Some(to),
+        }
+    }
+}
+
+/// Load schedules as phase lists (in TOML, write the `[[phase]]`s directly).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_sim::scenario::schedule;
+/// let s = Duration::from_secs(1);
+/// assert_eq!(schedule::spike(0.5, 10.0, 3 * s, s, 4 * s).len(), 3);
+/// assert_eq!(schedule::steps(s, &[0.5, 1.0, 1.5]).len(), 3);
+/// ```
+pub mod schedule {
+    use std::time::Duration;
+
+    use super::Phase;
+
+    /// One constant load.
+    pub fn constant(duration: Duration, load: f64) -> Vec<Phase> {
+        vec![Phase::constant(duration, load)]
+    }
+
+    /// A linear ramp.
+    pub fn ramp(duration: Duration, from: f64, to: f64) -> Vec<Phase> {
+        vec![Phase::ramp(duration, from, to)]
+    }
+
+    /// Equal-length steps through `loads`.
+    pub fn steps(each: Duration, loads: &[f64]) -> Vec<Phase> {
+        loads.iter().map(|&l| Phase::constant(each, l)).collect()
+    }
+
+    /// `base` for `before`, `peak` for `during`, `base` for `after`.
+    pub fn spike(
+        base: f64,
+        peak: f64,
+        before: Duration,
+        during: Duration,
+        after: Duration,
+    ) -> Vec<Phase> {
+        vec![
+            Phase::constant(before, base),
+            Phase::constant(during, peak),
+            Phase::constant(after, base),
+        ]
+    }
+}
+
 /// A capacity change: from `at` on, the service runs at `factor` × its normal speed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
