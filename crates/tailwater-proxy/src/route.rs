@@ -261,6 +261,14 @@ fn build_route(
             "must be http://host:port",
         ));
     };
+    if scheme.as_str() != "http" {
+        return Err(ConfigError::new(
+            format!("{prefix}.upstream"),
+            format!(
+                "scheme `{scheme}` is not supported: use http:// (TLS upstreams are not supported)"
+            ),
+        ));
+    }
     if rc.upstream.path() != "/" && !rc.upstream.path().is_empty() {
         return Err(ConfigError::new(
             format!("{prefix}.upstream"),

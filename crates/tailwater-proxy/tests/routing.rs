@@ -253,6 +253,11 @@ fn config_errors_name_file_line_and_field() {
     let e = Config::from_toml("[[route]]\nupstream = \"https://x:1\"\n", None).expect_err("https");
     assert_eq!(e.line(), Some(2), "{e}");
 
+    let e = Config::simple("https://x:1".parse().expect("uri"))
+        .validate()
+        .expect_err("https in code");
+    assert_eq!(e.field(), "route[0].upstream", "{e}");
+
     let e = Config::from_toml("", None).expect_err("no routes");
     assert_eq!(e.field(), "route");
 }
