@@ -261,3 +261,52 @@ fn config_errors_name_file_line_and_field() {
     let e = Config::from_toml("", None).expect_err("no routes");
     assert_eq!(e.field(), "route");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_upstream_is_504_both_counted_as_drops() {
+    // A port with nothing listening: bind, note the address, close.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let release = Arc::new(Notify::new());
+    let slow = gated_backend(Arc::clone(&release)).await;
+    let running = start_proxy(config(&format!(
+        r#"
+[upstream]
+connect_timeout = "500ms"
+request_timeout = "200ms"
+[[route]]
+name = "down"
+path_prefix = "/down"
+upstream = "http://{closed}"
+[[route]]
+name = "slow"
+path_prefix = "/slow"
+upstream = "http://{}"
+"#,
+        slow.addr
+    )))
+    .await;
+    let c = client();
+    let (parts, _) = get(&c, running.addr, "/down").await.expect("answered");
+    assert_eq!(parts.status, 502);
+    let t0 = tokio::time::Instant::now();
+    let (parts, _) = get(&c, running.addr, "/slow").await.expect("answered");
+    assert_eq!(parts.status, 504);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "bounded by request_timeout"
+    );
+    release.notify_waiters();
+    for r in running.proxy.status() {
+        assert_eq!(r.dropped, 1, "{}: {r:?}", r.name);
+        assert_eq!(r.in_flight, 0, "{}: permit released", r.name);
+    }
+    let metrics = running.proxy.metrics_text();
+    assert!(metrics.contains("reason=\"upstream_error\""), "{metrics}");
+    assert!(metrics.contains("reason=\"upstream_timeout\""), "{metrics}");
+    running.shutdown(Duration::from_secs(5)).await;
+}
