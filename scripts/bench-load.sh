@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
 CONNS=${CONNS:-100}
-RATES=${RATES:-"20000 30000 40000 50000 60000 70000 80000 100000"}
+RATES=${RATES:-"20000 40000 60000 80000 100000 120000 150000"}
 PORT=${PORT:-19321}
 OHA=${OHA:-$(command -v oha || echo /root/.cache/oha/bin/oha)}
 URL="http://127.0.0.1:${PORT}/"

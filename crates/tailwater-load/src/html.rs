@@ -100,6 +100,8 @@ fn chart(
         y0 = y0.min(*b);
         y1 = y1.max(*b);
     }
+    // Time and percentile axes start at 0; linear y axes too.
+    x0 = x0.min(0.0);
     if !y.log {
         y0 = y0.min(0.0);
     }
