@@ -310,3 +310,11 @@ upstream = "http://{}"
     assert!(metrics.contains("reason=\"upstream_timeout\""), "{metrics}");
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+#[test]
+fn the_documented_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/proxy.toml");
+    let cfg = tailwater_proxy::Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.routes.len(), 2);
+    tailwater_proxy::Proxy::new(cfg).expect("builds");
+}
