@@ -54,9 +54,10 @@ fn axes(out: &mut String, title: &str, y_label: &str, x_max: f64, y_max: f64, x_
         esc(title)
     );
     let (pw, ph) = (W - L - R, H - T - B);
-    for i in 0..=4 {
-        let y = T + ph - ph * f64::from(i) / 4.0;
-        let v = y_max * f64::from(i) / 4.0;
+    // Five divisions of a 1, 2, 2.5 or 5 × 10^k maximum are round numbers.
+    for i in 0..=5 {
+        let y = T + ph - ph * f64::from(i) / 5.0;
+        let v = y_max * f64::from(i) / 5.0;
         let _ = writeln!(
             out,
             "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",

@@ -25,11 +25,12 @@
 //!
 //! # Measurement
 //!
-//! - Goodput is the number of 2xx responses that arrived within the client timeout, counted
-//!   by the load generator per phase of their *intended* send time, divided by the phase
-//!   length. Every scheduled request ends in exactly one outcome (2xx, shed `503`/`429`,
-//!   other status, client timeout, other client error); [`SideResult::outcomes_balance`]
-//!   checks the counts add up.
+//! - Goodput is the rate of 2xx responses that arrived within the client timeout, over each
+//!   phase's steady part (from one timeout after the phase starts to its end, so every
+//!   response counted was sent in that phase). The per-phase counts (`ok`, `shed`,
+//!   `timeouts`, per tier) are by *intended* send time: every scheduled request ends in
+//!   exactly one outcome (2xx, shed `503`/`429`, other status, client timeout, other client
+//!   error), and [`SideResult::outcomes_balance`] checks the counts add up.
 //! - Wasted work comes from the backend: requests a worker finished after their client had
 //!   gone, attributed to the phase in which the worker finished them. Requests still in the
 //!   backend when a side ends are doomed too and are added to the last phase.

@@ -68,8 +68,10 @@ pub struct PhaseResult {
     /// Other client-side failures (connect, reset, closed, protocol).
     pub errors: u64,
     /// Goodput, requests/s: 2xx responses within the timeout that *arrived* during the
-    /// phase, over its length. Unlike `ok / duration` (requests *sent* during the phase), it
-    /// cannot exceed what the backend delivered while the phase ran.
+    /// phase's steady part, from one client timeout after its start to its end (so each was
+    /// sent in this phase), per second. Unlike `ok / duration`, it cannot exceed what the
+    /// backend delivered while the phase ran, and the previous phase's backlog does not leak
+    /// into it.
     pub goodput: f64,
     /// Median latency of 2xx responses, µs, from the intended send time.
     pub success_p50_us: u64,

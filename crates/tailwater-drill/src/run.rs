@@ -358,22 +358,30 @@ fn load_config(config: &DrillConfig, target: SocketAddr) -> Result<LoadConfig, D
     Ok(load)
 }
 
-/// 2xx responses per second that completed during `[start, start + len)`, from the
-/// load generator's intervals (each attributed to the phase containing its midpoint).
-fn goodput_during(report: &Report, start: Duration, len: Duration) -> f64 {
-    let end = start + len;
+/// Goodput of a phase: 2xx responses per second that completed in the phase's steady part,
+/// `[start + settle, start + len)`, from the load generator's intervals (each attributed by
+/// its midpoint).
+///
+/// `settle` is the client timeout when the phase is longer than it (half the phase
+/// otherwise): a 2xx only counts when it arrives within the timeout of its intended send
+/// time, so every response counted after one timeout into the phase was *sent* in the phase.
+/// Neither the previous phase's backlog nor a backlog carried into the next phase blurs the
+/// figure, and it cannot exceed what the backend delivered meanwhile.
+fn goodput_during(report: &Report, start: Duration, len: Duration, timeout: Duration) -> f64 {
+    let settle = if timeout < len { timeout } else { len / 2 };
+    let (from, to) = (start + settle, start + len);
     let (mut ok, mut secs) = (0u64, 0.0);
     for iv in &report.intervals {
         let mid = iv.start + iv.duration / 2;
-        if mid >= start && mid < end {
+        if mid >= from && mid < to {
             ok += iv.status.range(200..300).map(|(_, n)| n).sum::<u64>();
             secs += iv.duration.as_secs_f64();
         }
     }
     if secs <= 0.0 {
-        secs = len.as_secs_f64();
+        return 0.0;
     }
-    ok as f64 / secs.max(1e-9)
+    ok as f64 / secs
 }
 
 /// The sample nearest to `t` (samples are in time order).
@@ -423,7 +431,7 @@ fn side_result(
             other_status: s.responses() - ok - shed,
             timeouts,
             errors: s.error_count() - timeouts,
-            goodput: goodput_during(report, p.start, p.duration),
+            goodput: goodput_during(report, p.start, p.duration, config.timeout),
             success_p50_us: success.p50,
             success_p99_us: success.p99,
             wasted,

@@ -157,7 +157,7 @@ pub fn render_table(report: &DrillReport) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Goodput (2xx within the timeout), requests/s and % of capacity:"
+        "Goodput (2xx within the timeout, over the steady part of each phase), requests/s and % of capacity:"
     );
     let _ = writeln!(
         out,
@@ -198,6 +198,10 @@ pub fn render_table(report: &DrillReport) -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "Shed = answered 503/429 at once: by the proxy (protected) or by the backend's full queue (unprotected)."
+    );
     let balanced = report.sides().iter().all(|s| s.outcomes_balance());
     let _ = writeln!(
         out,

@@ -13,7 +13,7 @@ use tailwater_drill::{ConfigError, DrillConfig, Event, LimitAlgorithm, QueueDisc
 /// Arguments of `tailwater drill`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Short phases (1.25 s each, about 15 s in all) instead of 6 s (about 65 s).
+    /// Short phases (1.5 s each, about 18 s in all) instead of 6 s (about 65 s).
     #[arg(long)]
     quick: bool,
     /// Write the HTML report here (self-contained, no network requests).
@@ -25,7 +25,7 @@ pub(crate) struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Length of each phase (default 6s, or 1.25s with --quick).
+    /// Length of each phase (default 6s, or 1.5s with --quick).
     #[arg(long)]
     phase: Option<String>,
     /// Offered load per phase, as multiples of the backend's capacity.
@@ -41,7 +41,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "1s")]
     timeout: String,
     /// Client connections (HTTP/1.1 keep-alive).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 128)]
     connections: usize,
     /// The x-criticality mix, tier=weight.
     #[arg(
@@ -50,7 +50,7 @@ pub(crate) struct Args {
     )]
     mix: String,
     /// The proxy's limit algorithm: aimd, vegas or gradient2.
-    #[arg(long, default_value = "gradient2")]
+    #[arg(long, default_value = "vegas")]
     algorithm: String,
     /// The proxy's queue discipline: codel or adaptive-lifo.
     #[arg(long, default_value = "codel")]
