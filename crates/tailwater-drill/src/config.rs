@@ -125,7 +125,7 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
 
 impl DrillConfig {
     /// The full drill: five 6-second phases at 0.5×, 1×, 2×, 5× and 10× of 200 requests/s,
-    /// unprotected then protected (about 70 s).
+    /// unprotected then protected (about 62 s).
     pub fn full() -> Self {
         Self {
             workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
