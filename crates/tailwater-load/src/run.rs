@@ -175,6 +175,10 @@ impl Shared {
 
     /// The next due job, or `None` once the run is closed.
     async fn next_job(&self) -> Option<Job> {
+        // Fast path under load: a job is waiting, no need to register with the notifier.
+        if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            return Some(job);
+        }
         loop {
             let notified = self.job_ready.notified();
             let mut notified = std::pin::pin!(notified);
@@ -223,17 +227,21 @@ fn us(d: Duration) -> u64 {
 async fn request(shared: Arc<Shared>, job: Job) {
     let deadline = job.intended + shared.timeout;
     let mut sent_at: Option<Instant> = None;
-    let attempt = async {
-        let mut lease = shared.pool.acquire().await?;
-        let req = shared.build_request(job.tag);
-        sent_at = Some(Instant::now());
-        let code = lease.send(req).await?;
-        shared.pool.release(lease);
-        Ok(code)
-    };
-    let result = match tokio::time::timeout_at(deadline.into(), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(crate::ErrorKind::Timeout),
+    let result = if Instant::now() >= deadline {
+        Err(crate::ErrorKind::Timeout)
+    } else {
+        let attempt = async {
+            let mut lease = shared.pool.acquire().await?;
+            let req = shared.build_request(job.tag);
+            sent_at = Some(Instant::now());
+            let code = lease.send(req).await?;
+            shared.pool.release(lease);
+            Ok(code)
+        };
+        match tokio::time::timeout_at(deadline.into(), attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::ErrorKind::Timeout),
+        }
     };
     let done = Instant::now();
     let outcome = Outcome {
@@ -251,32 +259,39 @@ async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Con
     while let Some(job) = shared.next_job().await {
         let deadline = job.intended + shared.timeout;
         let mut sent_at: Option<Instant> = None;
-        let attempt = async {
-            // A kept-alive connection the server has since closed is replaced before the
-            // request is sent (that is not a failure of the request).
-            if let Some(c) = &mut conn
-                && c.ready().await.is_err()
-            {
-                conn = None;
-            }
-            let c = match &mut conn {
-                Some(c) => c,
-                None => {
-                    let c = conn.insert(H1Conn::connect(addr).await?);
-                    c.ready().await?;
-                    c
+        // A job whose deadline passed while it waited is not sent: sending it would only
+        // cost the connection (abandoned mid-request) and load the target for nothing.
+        let result = if Instant::now() >= deadline {
+            Err(crate::ErrorKind::Timeout)
+        } else {
+            let attempt = async {
+                // A kept-alive connection the server has since closed is replaced before the
+                // request is sent (that is not a failure of the request).
+                if let Some(c) = &mut conn
+                    && c.ready().await.is_err()
+                {
+                    conn = None;
                 }
+                let c = match &mut conn {
+                    Some(c) => c,
+                    None => {
+                        let c = conn.insert(H1Conn::connect(addr).await?);
+                        c.ready().await?;
+                        c
+                    }
+                };
+                let req = shared.build_request(job.tag);
+                sent_at = Some(Instant::now());
+                c.send(req).await
             };
-            let req = shared.build_request(job.tag);
-            sent_at = Some(Instant::now());
-            c.send(req).await
+            match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::ErrorKind::Timeout),
+            }
         };
-        let result = match tokio::time::timeout_at(deadline.into(), attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::ErrorKind::Timeout),
-        };
-        if result.is_err() {
-            // Unknown state (or closed): start afresh on the next job.
+        // After a failure once the request was on the wire the connection's state is
+        // unknown: start afresh on the next job. A timeout before sending leaves it usable.
+        if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
             conn = None;
         }
         let done = Instant::now();
