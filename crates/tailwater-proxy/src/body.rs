@@ -13,13 +13,21 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
+use std::time::Duration;
 use tailwater_core::{Criticality, Permit};
-use tokio::time::Instant;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{Decision, RouteMetrics};
 
 /// Errors of the proxy's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The upstream's response body made no progress for this long.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body idle for {0:?}")]
+pub struct BodyIdleTimeout(pub Duration);
 
 /// Settles a forwarded request once: reports the permit's outcome and counts the request.
 #[derive(Debug)]
@@ -82,6 +90,10 @@ pin_project_lite::pin_project! {
             #[pin]
             inner: Incoming,
             guard: Option<Guard>,
+            // Armed only while the upstream body is pending, so a response that is already
+            // buffered (the common case) never touches the timer wheel.
+            idle: Option<Pin<Box<Sleep>>>,
+            idle_timeout: Duration,
         },
         Local {
             data: Option<Bytes>,
@@ -101,13 +113,17 @@ impl ProxyBody {
     }
 
     /// The upstream's body, settling `guard` when it ends.
-    pub(crate) fn upstream(inner: Incoming, guard: Guard) -> Self {
+    /// The upstream's body, settling `guard` when it ends; a body that makes no progress
+    /// for `idle_timeout` is cut (an error to the client, a drop for the limit).
+    pub(crate) fn upstream(inner: Incoming, guard: Guard, idle_timeout: Duration) -> Self {
         let mut body = Inner::Upstream {
             inner,
             guard: Some(guard),
+            idle: None,
+            idle_timeout,
         };
         // An empty body (204, HEAD, content-length: 0) may never be polled.
-        if let Inner::Upstream { inner, guard } = &mut body
+        if let Inner::Upstream { inner, guard, .. } = &mut body
             && inner.is_end_stream()
             && let Some(g) = guard.take()
         {
@@ -127,8 +143,26 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().inner.project() {
             InnerProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            InnerProj::Upstream { mut inner, guard } => {
+            InnerProj::Upstream {
+                mut inner,
+                guard,
+                idle,
+                idle_timeout,
+            } => {
                 let polled = inner.as_mut().poll_frame(cx);
+                if polled.is_ready() {
+                    *idle = None;
+                } else {
+                    let timer =
+                        idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle_timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        *idle = None;
+                        if let Some(g) = guard.take() {
+                            g.finish(Decision::BodyError);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout(*idle_timeout)))));
+                    }
+                }
                 match &polled {
                     Poll::Ready(None) => {
                         if let Some(g) = guard.take() {

@@ -45,7 +45,7 @@ mod server;
 mod service;
 mod status;
 
-pub use body::{BoxError, ProxyBody};
+pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
 pub use service::CRITICALITY_HEADER;

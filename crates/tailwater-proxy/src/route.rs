@@ -222,6 +222,12 @@ fn check_server(config: &Config) -> Result<(), ConfigError> {
             "must be greater than zero",
         ));
     }
+    if u.body_idle_timeout.is_zero() {
+        return Err(ConfigError::new(
+            "upstream.body_idle_timeout",
+            "must be greater than zero",
+        ));
+    }
     if u.request_timeout.is_zero() {
         return Err(ConfigError::new(
             "upstream.request_timeout",

@@ -227,7 +227,8 @@ async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
     guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
     headers::strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, ProxyBody::upstream(body, guard))
+    let idle = state.config.upstream.body_idle_timeout;
+    Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
 }
 
 fn guard(

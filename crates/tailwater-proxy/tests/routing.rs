@@ -318,3 +318,69 @@ fn the_documented_example_config_is_valid() {
     assert_eq!(cfg.routes.len(), 2);
     tailwater_proxy::Proxy::new(cfg).expect("builds");
 }
+
+/// A body that sends one chunk and then never anything again.
+struct Stall(bool);
+
+impl http_body::Body for Stall {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.0 {
+            std::task::Poll::Pending
+        } else {
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"first",
+            )))))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_response_body_is_cut_and_releases_its_permit() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Stall(false)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let running = start_proxy(config(&format!(
+        "[upstream]\nbody_idle_timeout = \"200ms\"\n[[route]]\nupstream = \"http://{upstream}\"\n"
+    )))
+    .await;
+    let c = client();
+    let req = Request::get(format!("http://{}/stream", running.addr))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = c.request(req).await.expect("head arrives");
+    assert_eq!(resp.status(), 200);
+    let t0 = tokio::time::Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .expect("the body ends (cut) within the deadline");
+    assert!(body.is_err(), "a cut body is an error to the client");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(150),
+        "not cut early: {:?}",
+        t0.elapsed()
+    );
+    let s = &running.proxy.status()[0];
+    assert_eq!(s.in_flight, 0, "permit released");
+    assert_eq!(s.dropped, 1, "counted as a drop");
+    server.abort();
+    running.shutdown(Duration::from_secs(5)).await;
+}

@@ -163,6 +163,10 @@ pub struct UpstreamConfig {
     /// afterwards without a total deadline.
     #[serde(deserialize_with = "duration::de")]
     pub request_timeout: Duration,
+    /// A streaming response body that sends nothing for this long is cut, releasing its
+    /// permit as a drop (every wait has a deadline, including a stuck stream's).
+    #[serde(deserialize_with = "duration::de")]
+    pub body_idle_timeout: Duration,
     /// Idle keep-alive connections kept per upstream. In-use connections are bounded by
     /// the routes' admission limits (one request, at most one connection).
     pub pool_max_idle_per_host: usize,
@@ -176,6 +180,7 @@ impl Default for UpstreamConfig {
         Self {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_host: 256,
             pool_idle_timeout: Duration::from_secs(90),
         }
