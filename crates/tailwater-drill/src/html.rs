@@ -68,9 +68,11 @@ fn axes(out: &mut String, title: &str, y_label: &str, x_max: f64, y_max: f64, x_
         );
     }
     if x_max > 0.0 {
-        for i in 0..=5 {
-            let x = L + pw * f64::from(i) / 5.0;
-            let v = x_max * f64::from(i) / 5.0;
+        let step = x_step(x_max);
+        let ticks = (x_max / step).round() as u32;
+        for i in 0..=ticks {
+            let v = step * f64::from(i);
+            let x = L + pw * v / x_max;
             let _ = writeln!(
                 out,
                 "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
@@ -94,11 +96,11 @@ fn axes(out: &mut String, title: &str, y_label: &str, x_max: f64, y_max: f64, x_
 }
 
 fn trim(v: f64) -> String {
-    if v >= 100.0 || (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+    if v >= 100.0 {
+        return format!("{v:.0}");
     }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn legend(out: &mut String, entries: &[(&str, &str, bool)]) {
@@ -121,11 +123,24 @@ fn legend(out: &mut String, entries: &[(&str, &str, bool)]) {
     }
 }
 
+/// A round tick step giving at most eight ticks up to `x`.
+fn x_step(x: f64) -> f64 {
+    [
+        0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ]
+    .into_iter()
+    .find(|s| x / s <= 8.0)
+    .unwrap_or(1200.0)
+}
+
 fn line_chart(out: &mut String, title: &str, y_label: &str, lines: &[Line<'_>], y_floor: f64) {
-    let x_max = lines
+    let x_data = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.0))
         .fold(0.0, f64::max);
+    // The x axis ends on a round tick.
+    let step = x_step(x_data);
+    let x_max = (x_data / step).ceil() * step;
     let y_max = nice_max(
         lines
             .iter()
@@ -509,6 +524,17 @@ mod tests {
         assert_eq!(nice_max(180.0), 200.0);
         assert_eq!(nice_max(201.0), 250.0);
         assert_eq!(nice_max(2000.0), 2000.0);
+    }
+
+    #[test]
+    fn x_axis_ends_on_a_round_tick() {
+        assert_eq!(x_step(31.0), 5.0);
+        assert_eq!(x_step(8.5), 2.0);
+        assert_eq!(x_step(1.0), 0.25);
+        assert_eq!(trim(0.25), "0.25");
+        assert_eq!(trim(12.5), "12.5");
+        assert_eq!(trim(40.0), "40");
+        assert_eq!(trim(250.0), "250");
     }
 
     #[test]
