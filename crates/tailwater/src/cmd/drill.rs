@@ -173,12 +173,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         }
     };
     let observer = (!args.quiet).then(|| observer(std::io::stderr().is_terminal()));
-    eprintln!(
-        "tailwater drill: {} phases of {:.2}s, unprotected then protected (about {:.0}s)",
-        config.multipliers.len(),
-        config.phase.as_secs_f64(),
-        2.0 * (config.side_duration() + config.timeout).as_secs_f64() + 1.0
-    );
+    if !args.quiet {
+        eprintln!(
+            "tailwater drill: {} phases of {:.2}s, unprotected then protected (about {:.0}s)",
+            config.multipliers.len(),
+            config.phase.as_secs_f64(),
+            2.0 * (config.side_duration() + config.timeout).as_secs_f64() + 1.0
+        );
+    }
     let report = tailwater_drill::run(&config, observer).context("the drill failed")?;
     print!("{}", tailwater_drill::render_table(&report));
     if !args.no_report {
