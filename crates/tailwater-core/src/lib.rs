@@ -21,9 +21,9 @@
 //!
 //! ## Choosing an algorithm
 //!
-//! See the table in [`algorithm`]. In short: [`Aimd`](algorithm::Aimd) when the signal is
-//! errors and timeouts; `Windowed<Gradient2>` with the corrected variant for latency-driven
-//! server limits; [`Vegas`](algorithm::Vegas) when the latency floor is stable;
+//! See the table in [`algorithm`]. In short: [`recommended`](algorithm::recommended) (the
+//! default: corrected Gradient2 in 20–100 ms windows) for latency-driven server limits;
+//! [`Aimd`](algorithm::Aimd) when the signal is errors and timeouts; [`Vegas`](algorithm::Vegas) when the latency floor is stable;
 //! [`Fixed`](algorithm::Fixed) when you know the number. The Netflix and Envoy reference
 //! behaviours are kept (with their known faults) so that they can be compared.
 //!
@@ -44,11 +44,11 @@
 //! ```
 //! use std::time::Duration;
 //! use tailwater_core::{Criticality, Limiter, RejectReason, TierThresholds};
-//! use tailwater_core::algorithm::{Gradient2, Variant, Windowed};
+//! use tailwater_core::algorithm::recommended;
 //! use tailwater_core::limiter::{QueueConfig, Request};
 //!
 //! let limiter = Limiter::builder()
-//!     .algorithm(Windowed::new(Gradient2::builder().variant(Variant::Corrected).build()?))
+//!     .algorithm(recommended()) // corrected Gradient2 in 20-100 ms windows (the default)
 //!     .tiers(TierThresholds::default())
 //!     .queue(QueueConfig::codel(100)?)
 //!     .build()?;

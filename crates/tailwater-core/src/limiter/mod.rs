@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::algorithm::{Aimd, LimitAlgorithm, Outcome, Sample};
+use crate::algorithm::{LimitAlgorithm, Outcome, Sample, recommended};
 use crate::clock::{Clock, MonotonicClock};
 use crate::criticality::{Criticality, TierThresholds};
 use crate::error::ConfigError;
@@ -216,8 +216,9 @@ impl Limiter<MonotonicClock> {
             .expect("a limiter with no optional parts has nothing to validate")
     }
 
-    /// A builder with safe defaults: Netflix AIMD (20..200), no tiers, no partitions, no
-    /// queue, a 1 s retry hint.
+    /// A builder with safe defaults: the [`recommended`] algorithm (corrected Gradient2 in
+    /// short windows, limit within 20..200), no tiers, no partitions, no queue (reject at
+    /// once), a 1 s retry hint.
     pub fn builder() -> LimiterBuilder<MonotonicClock> {
         LimiterBuilder {
             clock: MonotonicClock::new(),
@@ -860,7 +861,7 @@ impl<C: Clock> fmt::Debug for LimiterBuilder<C> {
 }
 
 impl<C: Clock> LimiterBuilder<C> {
-    /// The limit algorithm (default: Netflix AIMD defaults).
+    /// The limit algorithm (default: [`recommended`]).
     pub fn algorithm(mut self, algorithm: impl LimitAlgorithm) -> Self {
         self.algorithm = Some(Box::new(algorithm));
         self
@@ -912,7 +913,7 @@ impl<C: Clock> LimiterBuilder<C> {
 
     /// Validates and builds.
     pub fn build(self) -> Result<Limiter<C>, ConfigError> {
-        let algorithm = self.algorithm.unwrap_or_else(|| Box::new(Aimd::default()));
+        let algorithm = self.algorithm.unwrap_or_else(|| Box::new(recommended()));
         let partitions = if self.partitions.is_empty() {
             None
         } else {
