@@ -1,162 +1,88 @@
-//! A bounded connection pool over hyper 1's low-level client connections.
+//! Client connections over hyper 1's low-level API.
 //!
-//! HTTP/1.1: at most `connections` keep-alive connections, each carrying one request at a
-//! time; a request waits (FIFO, tokio's fair semaphore) for a free connection, and that wait
-//! is part of its corrected latency. h2c: `connections` multiplexed connections used round-robin.
-//! Connections are opened lazily (and warmed up before the run) and replaced when they fail.
+//! HTTP/1.1 ([`H1Conn`]): one keep-alive connection per worker task, driven by that task; a
+//! due request waits (FIFO) for a free worker, and that wait is part of its corrected latency.
+//! h2c ([`Pool`]): `connections` multiplexed connections used round-robin, opened before the
+//! run and replaced when they close; one task per request.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::stats::ErrorKind;
 
 type Body = Full<Bytes>;
 
-enum Sender {
-    H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
-}
-
+/// The h2c connections of a run.
 pub(crate) struct Pool {
     addr: SocketAddr,
-    http2: bool,
-    idle: Mutex<Vec<http1::SendRequest<Body>>>,
-    permits: Arc<Semaphore>,
     h2: Vec<tokio::sync::Mutex<Option<http2::SendRequest<Body>>>>,
     next: AtomicUsize,
 }
 
-/// A connection checked out of the pool.
+/// An h2c stream slot on one of the pool's connections.
 pub(crate) struct Lease {
-    sender: Sender,
-    _permit: Option<OwnedSemaphorePermit>,
+    sender: http2::SendRequest<Body>,
 }
 
 impl Pool {
-    pub(crate) fn new(addr: SocketAddr, http2: bool, connections: usize) -> Self {
-        let h2 = if http2 {
-            (0..connections)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect()
-        } else {
-            Vec::new()
-        };
+    /// A pool of `connections` h2c connections (0 for an HTTP/1.1 run).
+    pub(crate) fn new(addr: SocketAddr, connections: usize) -> Self {
         Self {
             addr,
-            http2,
-            idle: Mutex::new(Vec::with_capacity(connections)),
-            permits: Arc::new(Semaphore::new(connections)),
-            h2,
+            h2: (0..connections)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Opens up to `n` connections ahead of the run; failures are left to the run to report.
-    pub(crate) async fn warm_up(&self, n: usize) {
-        if self.http2 {
-            for slot in &self.h2 {
-                let mut guard = slot.lock().await;
-                if guard.is_none() {
-                    *guard = connect_h2(self.addr).await.ok();
-                }
-            }
-            return;
-        }
-        let mut tasks = Vec::new();
-        for _ in 0..n {
-            tasks.push(connect_h1(self.addr));
-        }
-        for t in tasks {
-            if let Ok(s) = t.await
-                && let Ok(mut idle) = self.idle.lock()
-            {
-                idle.push(s);
+    /// Opens the connections ahead of the run; failures are left to the run to report.
+    pub(crate) async fn warm_up(&self) {
+        for slot in &self.h2 {
+            let mut guard = slot.lock().await;
+            if guard.is_none() {
+                *guard = connect_h2(self.addr).await.ok();
             }
         }
     }
 
     pub(crate) async fn acquire(&self) -> Result<Lease, ErrorKind> {
-        if self.http2 {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.h2.len();
-            let mut slot = self.h2[i].lock().await;
-            let mut sender = match slot.as_ref() {
-                Some(s) if !s.is_closed() => s.clone(),
-                _ => {
-                    let s = connect_h2(self.addr).await?;
-                    *slot = Some(s.clone());
-                    s
-                }
-            };
-            drop(slot);
-            if sender.ready().await.is_err() {
-                return Err(ErrorKind::Closed);
+        if self.h2.is_empty() {
+            return Err(ErrorKind::Other);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.h2.len();
+        let mut slot = self.h2[i].lock().await;
+        let mut sender = match slot.as_ref() {
+            Some(s) if !s.is_closed() => s.clone(),
+            _ => {
+                let s = connect_h2(self.addr).await?;
+                *slot = Some(s.clone());
+                s
             }
-            return Ok(Lease {
-                sender: Sender::H2(sender),
-                _permit: None,
-            });
+        };
+        drop(slot);
+        if sender.ready().await.is_err() {
+            return Err(ErrorKind::Closed);
         }
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ErrorKind::Other)?;
-        // Reuse an idle connection if one is ready; a stale one (closed by the server) is
-        // replaced by a fresh connection.
-        loop {
-            let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-            match idle {
-                Some(mut s) => {
-                    if s.is_closed() {
-                        continue;
-                    }
-                    if s.ready().await.is_ok() {
-                        return Ok(Lease {
-                            sender: Sender::H1(s),
-                            _permit: Some(permit),
-                        });
-                    }
-                }
-                None => {
-                    let s = connect_h1(self.addr).await?;
-                    return Ok(Lease {
-                        sender: Sender::H1(s),
-                        _permit: Some(permit),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Returns a healthy HTTP/1.1 connection after its response body was read.
-    pub(crate) fn release(&self, lease: Lease) {
-        if let Sender::H1(s) = lease.sender
-            && !s.is_closed()
-            && let Ok(mut idle) = self.idle.lock()
-        {
-            idle.push(s);
-        }
+        Ok(Lease { sender })
     }
 }
 
 impl Lease {
     /// Sends `req` and reads the whole response body; returns the status code.
     pub(crate) async fn send(&mut self, req: http::Request<Body>) -> Result<u16, ErrorKind> {
-        let resp = match &mut self.sender {
-            Sender::H1(s) => s.send_request(req).await,
-            Sender::H2(s) => s.send_request(req).await,
-        }
-        .map_err(|e| classify(&e))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         while let Some(frame) = body.frame().await {
@@ -177,15 +103,6 @@ async fn tcp(addr: SocketAddr) -> Result<TokioIo<TcpStream>, ErrorKind> {
         .map_err(|_| ErrorKind::Connect)?;
     let _ = stream.set_nodelay(true);
     Ok(TokioIo::new(stream))
-}
-
-async fn connect_h1(addr: SocketAddr) -> Result<http1::SendRequest<Body>, ErrorKind> {
-    let io = tcp(addr).await?;
-    let (sender, conn) = http1::handshake(io).await.map_err(|_| ErrorKind::Connect)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
 }
 
 async fn connect_h2(addr: SocketAddr) -> Result<http2::SendRequest<Body>, ErrorKind> {

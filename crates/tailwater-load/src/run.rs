@@ -234,9 +234,7 @@ async fn request(shared: Arc<Shared>, job: Job) {
             let mut lease = shared.pool.acquire().await?;
             let req = shared.build_request(job.tag);
             sent_at = Some(Instant::now());
-            let code = lease.send(req).await?;
-            shared.pool.release(lease);
-            Ok(code)
+            lease.send(req).await
         };
         match tokio::time::timeout_at(deadline.into(), attempt).await {
             Ok(r) => r,
@@ -538,11 +536,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             source: std::io::Error::other("no address"),
         })?;
     let connections = config.connections.get();
-    let pool = Pool::new(addr, config.http2, connections);
+    let pool = Pool::new(addr, if config.http2 { connections } else { 0 });
     let warm_up_deadline = config.timeout.min(Duration::from_secs(5));
     let mut h1_conns: Vec<Option<H1Conn>> = Vec::new();
     if config.http2 {
-        let _ = tokio::time::timeout(warm_up_deadline, pool.warm_up(connections)).await;
+        let _ = tokio::time::timeout(warm_up_deadline, pool.warm_up()).await;
     } else {
         // Open the HTTP/1.1 connections ahead of the start; failures are retried by the
         // workers (and then counted as connect errors).
@@ -849,7 +847,7 @@ mod tests {
     /// Runs the real pacing loop on a manual clock and returns the released jobs in order.
     fn pace(config: &Config, oversleep: Duration) -> (Vec<Job>, Vec<usize>, u64) {
         let start = Instant::now();
-        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), false, 1);
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), 0);
         let shared = Shared::new(config, pool, Uri::from_static("/"), HeaderMap::new(), start);
         let clock = ManualClock {
             now: Cell::new(start),
