@@ -3,7 +3,7 @@
 //! Keys (stable): `capacity`, `workers`, `service_time_ms`, `timeout_ms`, `connections`,
 //! `algorithm`, `queue`, `mix` (tier → percent), `elapsed_s`, `outcomes_balance`, and
 //! `unprotected` / `protected`, each with `elapsed_s`, `abandoned`, `delayed_by_cap`,
-//! `wasted_after_end`, `proxy` (protected only: `final_limit`, `min_limit`, `max_limit`,
+//! `wasted_after_end`, `backend_service_mean_ms`, `proxy` (protected only: `final_limit`, `min_limit`, `max_limit`,
 //! `peak_in_flight`, `admitted`, `shed`) and `phases[]`: `multiplier`, `offered`,
 //! `duration_s`, `scheduled`, `requests`, `ok`, `shed`, `other_status`, `timeouts`, `errors`,
 //! `goodput`, `goodput_pct`, `success_p50_us`, `success_p99_us`, `wasted`,
@@ -51,6 +51,13 @@ fn side_json(s: &SideResult, capacity: f64) -> Value {
     m.insert("abandoned".into(), json!(s.abandoned));
     m.insert("delayed_by_cap".into(), json!(s.delayed_by_cap));
     m.insert("wasted_after_end".into(), json!(s.wasted_after_end));
+    m.insert(
+        "backend_service_mean_ms".into(),
+        json!(
+            s.backend_service_mean
+                .map(|d| round2(d.as_secs_f64() * 1000.0))
+        ),
+    );
     if let Some(p) = &s.proxy {
         m.insert(
             "proxy".into(),

@@ -172,6 +172,9 @@ pub struct SideResult {
     /// Requests still inside the backend when the side ended, whose clients are gone: work
     /// that will be wasted too (included in the last phase's `wasted`).
     pub wasted_after_end: u64,
+    /// The backend's mean measured service time (worker busy time per finished request);
+    /// above the nominal service time by the timer's granularity.
+    pub backend_service_mean: Option<Duration>,
     /// The proxy's counters (protected side).
     pub proxy: Option<ProxyTotals>,
     /// Wall time of the side.

@@ -477,6 +477,10 @@ fn side_result(
         abandoned: report.abandoned,
         delayed_by_cap: report.delayed_by_cap,
         wasted_after_end,
+        backend_service_mean: {
+            let finished = end.completed + end.wasted;
+            (finished > 0).then(|| end.busy / u32::try_from(finished).unwrap_or(u32::MAX))
+        },
         proxy: None,
         elapsed: Duration::ZERO,
     }

@@ -198,6 +198,16 @@ pub fn render_table(report: &DrillReport) -> String {
             );
         }
     }
+    if let Some(mean) = report.protected.backend_service_mean {
+        let effective = report.workers as f64 / mean.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "Backend measured: {:.1}ms per request on average, so about {:.0} req/s effective capacity (nominal {:.0}).",
+            mean.as_secs_f64() * 1000.0,
+            effective,
+            cap
+        );
+    }
     let _ = writeln!(
         out,
         "Shed = answered 503/429 at once: by the proxy (protected) or by the backend's full queue (unprotected)."
