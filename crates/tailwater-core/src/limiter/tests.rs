@@ -644,7 +644,7 @@ mod properties {
 #[test]
 fn stress_threads_never_exceed_the_limit_and_release_everything() {
     const THREADS: usize = 4;
-    const ROUNDS: usize = 250_000;
+    const ROUNDS: usize = 1_000_000;
     let l = Limiter::builder()
         .algorithm(
             Aimd::builder()
