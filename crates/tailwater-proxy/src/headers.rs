@@ -1,38 +1,45 @@
 //! Header rewriting for a forwarding proxy: hop-by-hop removal (RFC 9110 §7.6.1) and the
 //! `X-Forwarded-For` / `Forwarded` (RFC 7239) additions.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Connection-specific fields a proxy must not forward (RFC 9110 §7.6.1, plus the legacy
-/// `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// `Keep-Alive` and `Proxy-Connection`). Pre-parsed names: removing by `&str` would parse
+/// and hash each name on every request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 ///
 /// `TE: trailers` is kept on requests when `keep_te_trailers` is set: it is what gRPC
 /// clients send to say they accept trailers, and HTTP/2 allows exactly that value.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     let te_trailers = keep_te_trailers
         && headers.get_all(header::TE).iter().any(|v| {
@@ -41,7 +48,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
                     .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
             })
         });
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -52,31 +59,42 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
 /// Appends the client address to `X-Forwarded-For` and a `for=…;proto=…;host=…` element
 /// to `Forwarded` (RFC 7239 §4–5; IPv6 addresses are bracketed and quoted).
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&str>) {
-    let xff_name = HeaderName::from_static("x-forwarded-for");
-    let ip = client.to_string();
-    let xff = match headers.get(&xff_name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
-    };
-    // Several X-Forwarded-For fields are folded into the one we write.
-    headers.remove(&xff_name);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(xff_name, v);
+    // One buffer per header, handed to the `HeaderValue` without a copy.
+    let mut xff = String::with_capacity(64);
+    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        && !prev.trim().is_empty()
+    {
+        xff.push_str(prev);
+        xff.push_str(", ");
     }
-    let for_ = match client {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
-    };
-    let mut element = format!("for={for_};proto=http");
+    let ip_at = xff.len();
+    let _ = write!(xff, "{client}");
+    let mut forwarded = String::with_capacity(64);
+    if let Some(prev) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok())
+        && !prev.trim().is_empty()
+    {
+        forwarded.push_str(prev);
+        forwarded.push_str(", ");
+    }
+    let ip = &xff[ip_at..];
+    match client {
+        IpAddr::V4(_) => {
+            let _ = write!(forwarded, "for={ip};proto=http");
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(forwarded, "for=\"[{ip}]\";proto=http");
+        }
+    }
     if let Some(h) = host.filter(|h| is_token_or_host(h)) {
-        element.push_str(&format!(";host=\"{h}\""));
+        let _ = write!(forwarded, ";host=\"{h}\"");
     }
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-        _ => element,
-    };
+    // Several X-Forwarded-For fields are folded into the one we write.
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
     headers.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
         headers.insert(header::FORWARDED, v);
     }
 }

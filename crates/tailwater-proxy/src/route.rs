@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use tailwater_core::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, Vegas};
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
@@ -482,10 +482,13 @@ fn build_rate(rp: &str, rl: &RateLimitConfig) -> Result<RateLimit, ConfigError> 
 }
 
 /// The upstream URI for a request path.
-pub(crate) fn upstream_uri(route: &Route, path_and_query: &str) -> Result<Uri, http::Error> {
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+pub(crate) fn upstream_uri(
+    route: &Route,
+    path_and_query: PathAndQuery,
+) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(route.scheme.clone());
+    parts.authority = Some(route.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts)
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -52,15 +53,21 @@ pub(crate) async fn handle(
         rejection_reason = field::Empty,
         status = field::Empty,
     );
-    let resp = proxy(&shared, req, peer).instrument(span.clone()).await;
+    let resp = proxy(&shared, req, peer, &span)
+        .instrument(span.clone())
+        .await;
     span.record("status", resp.status().as_u16());
     Ok(resp)
 }
 
-async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+async fn proxy(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    span: &tracing::Span,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let state = shared.state.load();
-    let span = tracing::Span::current();
 
     let host = request_host(&req);
     let Some(route) = state.table.find(host.as_deref(), req.uri().path()) else {
@@ -176,7 +183,11 @@ async fn proxy(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
     } else {
         parts.headers.remove(header::HOST);
     }
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // The request's path and query moved, not re-parsed.
+    let pq = std::mem::take(&mut parts.uri)
+        .into_parts()
+        .path_and_query
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     parts.uri = match upstream_uri(&route, pq) {
         Ok(u) => u,
         Err(_) => {
