@@ -20,6 +20,7 @@ use tailwater_core::{Criticality, Permit};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{Decision, RouteMetrics};
+use crate::upstream::Lease;
 
 /// Errors of the proxy's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +39,8 @@ pub(crate) struct Guard {
     pub(crate) start: Instant,
     /// The upstream status counts as a drop (5xx, 429).
     pub(crate) status_dropped: bool,
+    /// The pooled HTTP/1.1 connection, given back when the response ends cleanly.
+    pub(crate) lease: Option<Lease>,
 }
 
 impl Guard {
@@ -47,9 +50,15 @@ impl Guard {
     }
 
     fn settle(&mut self, decision: Decision) {
+        let lease = self.lease.take();
         let Some(permit) = self.permit.take() else {
             return;
         };
+        if decision == Decision::Success
+            && let Some(lease) = lease
+        {
+            lease.put_back();
+        }
         let decision = if decision == Decision::Success && self.status_dropped {
             Decision::UpstreamStatus
         } else {

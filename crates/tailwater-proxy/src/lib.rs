@@ -44,6 +44,7 @@ mod route;
 mod server;
 mod service;
 mod status;
+mod upstream;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use config::{Config, ConfigError};

@@ -15,9 +15,10 @@ use tailwater_tower::edge::RateLimitPolicies;
 
 use crate::config::{
     Algorithm, Config, ConfigError, Discipline, LimitConfig, QueueSettings, RateKey,
-    RateLimitConfig, RouteConfig, UpstreamProtocol,
+    RateLimitConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
 };
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::upstream::H1Pool;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub(crate) struct Route {
     pub(crate) retry_after: Duration,
     /// Counters of this route (shared with every route of the same name across reloads).
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// Idle HTTP/1.1 connections to `authority` (shared by routes with the same upstream).
+    pub(crate) h1_pool: Arc<H1Pool>,
     /// The admission part of the configuration, to keep the limiter across reloads when
     /// it did not change.
     admission_key: String,
@@ -112,6 +115,7 @@ impl RouteTable {
             ));
         }
         let mut routes = Vec::with_capacity(config.routes.len());
+        let mut pools: Vec<Arc<H1Pool>> = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let prefix = format!("route[{i}]");
             if config.routes[..i].iter().any(|o| o.name == rc.name) {
@@ -125,7 +129,13 @@ impl RouteTable {
                     .iter()
                     .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
             });
-            let mut route = build_route(&prefix, rc, reuse.map(|r| &r.limiter))?;
+            let mut route = build_route(
+                &prefix,
+                rc,
+                reuse.map(|r| &r.limiter),
+                &config.upstream,
+                &mut pools,
+            )?;
             if let Some(m) = metrics {
                 route.metrics = m.route(&rc.name);
             }
@@ -248,6 +258,8 @@ fn build_route(
     prefix: &str,
     rc: &RouteConfig,
     reuse: Option<&Limiter>,
+    upstream: &UpstreamConfig,
+    pools: &mut Vec<Arc<H1Pool>>,
 ) -> Result<Route, ConfigError> {
     if rc.name.is_empty() {
         return Err(ConfigError::new(
@@ -295,6 +307,14 @@ fn build_route(
             "must be greater than zero",
         ));
     }
+    let h1_pool = match pools.iter().find(|p| p.authority() == authority) {
+        Some(p) => Arc::clone(p),
+        None => {
+            let p = H1Pool::new(authority.clone(), upstream);
+            pools.push(Arc::clone(&p));
+            p
+        }
+    };
     Ok(Route {
         name: rc.name.clone(),
         host: rc.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -312,6 +332,7 @@ fn build_route(
         rate_limits,
         retry_after: rc.retry_after,
         metrics: Arc::default(),
+        h1_pool,
         admission_key: admission_key(rc),
     })
 }

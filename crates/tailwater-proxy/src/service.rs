@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tailwater_core::limiter::Request as Admission;
@@ -33,6 +33,7 @@ use crate::headers;
 use crate::metrics::Decision;
 use crate::route::upstream_uri;
 use crate::server::Shared;
+use crate::upstream::UpstreamError;
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
@@ -202,13 +203,19 @@ async fn proxy(
     };
     let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
-    let client = match route.protocol {
-        UpstreamProtocol::Http1 => &state.http1,
-        UpstreamProtocol::H2c => &state.h2c,
-    };
     let timeout = state.config.upstream.request_timeout;
     let mut guard = guard(permit, &route, tier, start);
-    let result = tokio::time::timeout(timeout, client.request(upstream_req)).await;
+    let send = async {
+        match route.protocol {
+            // CONNECT keeps the legacy client's authority-form handling.
+            UpstreamProtocol::Http1 if upstream_req.method() != Method::CONNECT => {
+                route.h1_pool.send(upstream_req).await
+            }
+            UpstreamProtocol::Http1 => Ok((state.http1.request(upstream_req).await?, None)),
+            UpstreamProtocol::H2c => Ok((state.h2c.request(upstream_req).await?, None)),
+        }
+    };
+    let result = tokio::time::timeout(timeout, send).await;
     let mut resp = match result {
         Err(_) => {
             span.record("rejection_reason", "upstream_timeout");
@@ -232,7 +239,10 @@ async fn proxy(
             guard.finish(Decision::UpstreamError);
             return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
         }
-        Ok(Ok(resp)) => resp,
+        Ok(Ok((resp, lease))) => {
+            guard.lease = lease;
+            resp
+        }
     };
     let status = resp.status();
     guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
@@ -254,10 +264,11 @@ fn guard(
         tier,
         start,
         status_dropped: false,
+        lease: None,
     }
 }
 
-fn caused_by_length_limit(e: &hyper_util::client::legacy::Error) -> bool {
+fn caused_by_length_limit(e: &UpstreamError) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(err) = cur {
         if err.is::<LengthLimitError>() {

@@ -1,0 +1,258 @@
+//! The HTTP/1.1 upstream connection pool.
+//!
+//! hyper-util's legacy client does, per request, a clone of the whole client, a lazy
+//! connect future, a checkout from a map keyed by (scheme, authority) and a spawned task
+//! that puts the connection back once it is ready again. This pool is one per upstream
+//! authority and keeps the behaviour that matters: `Host` set from the URI when absent,
+//! origin-form request targets, a request that a reused connection could not start is
+//! retried on another one, at most `pool_max_idle_per_host` idle connections, idle ones
+//! closed after `pool_idle_timeout`. The connection goes back to the pool when the
+//! response body has ended (see `Guard`), not through a spawned task.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Port};
+use http::{Request, Response, Uri};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+
+type Body = Limited<Incoming>;
+type Sender = http1::SendRequest<Body>;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    /// Connecting failed or timed out.
+    #[error("connect to {authority}: {source}")]
+    Connect {
+        authority: Authority,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sending the request or reading the response head failed.
+    #[error("upstream request: {0}")]
+    Request(#[source] hyper::Error),
+    /// From the legacy client (h2c, CONNECT).
+    #[error(transparent)]
+    Legacy(#[from] hyper_util::client::legacy::Error),
+}
+
+/// The idle HTTP/1.1 connections to one upstream authority.
+#[derive(Debug)]
+pub(crate) struct H1Pool {
+    authority: Authority,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Debug, Default)]
+struct Idle {
+    conns: VecDeque<(Sender, Instant)>,
+    reaper: bool,
+}
+
+/// A connection lent to one request; [`H1Pool::put_back`] it when the response ends.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    sender: Sender,
+    pool: Arc<H1Pool>,
+}
+
+impl Lease {
+    /// Returns the connection to its pool (the response body ended cleanly).
+    pub(crate) fn put_back(self) {
+        let Lease { sender, pool } = self;
+        H1Pool::put_back(&pool, sender);
+    }
+}
+
+impl H1Pool {
+    pub(crate) fn new(authority: Authority, u: &UpstreamConfig) -> Arc<Self> {
+        Arc::new(Self {
+            authority,
+            connect_timeout: u.connect_timeout,
+            max_idle: u.pool_max_idle_per_host,
+            idle_timeout: u.pool_idle_timeout,
+            idle: Mutex::new(Idle::default()),
+        })
+    }
+
+    pub(crate) fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Sends `req` (an absolute URI to this pool's authority) and returns the response
+    /// head and the connection to give back once the body ended.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+        set_host(&mut req);
+        origin_form(req.uri_mut());
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Request(e));
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Lease {
+                        sender,
+                        pool: Arc::clone(self),
+                    };
+                    return Ok((resp, Some(lease)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never started on a reused connection (it was closing): try another.
+                    Some(r) if reused => req = r,
+                    _ => return Err(UpstreamError::Request(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        while let Some((sender, since)) = idle.conns.pop_back() {
+            if sender.is_closed() || now.saturating_duration_since(since) >= self.idle_timeout {
+                continue;
+            }
+            return Some(sender);
+        }
+        None
+    }
+
+    fn put_back(this: &Arc<Self>, sender: Sender) {
+        if sender.is_closed() || this.max_idle == 0 || this.idle_timeout.is_zero() {
+            return;
+        }
+        let spawn_reaper = {
+            let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.conns.len() >= this.max_idle {
+                return;
+            }
+            idle.conns.push_back((sender, Instant::now()));
+            !std::mem::replace(&mut idle.reaper, true)
+        };
+        if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(reap(Arc::downgrade(this), this.idle_timeout));
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let err = |source| UpstreamError::Connect {
+            authority: self.authority.clone(),
+            source,
+        };
+        let host = self
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = self.authority.port_u16().unwrap_or(80);
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(err(e)),
+            Err(_) => {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timeout",
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Request)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Closes connections idle for longer than `timeout` until the pool is gone.
+async fn reap(pool: Weak<H1Pool>, timeout: Duration) {
+    let mut tick = tokio::time::interval(timeout.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let expired: Vec<(Sender, Instant)> = {
+            let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.conns)
+                .into_iter()
+                .partition(|(s, since)| {
+                    !s.is_closed() && now.saturating_duration_since(*since) < timeout
+                });
+            idle.conns = keep.into();
+            gone
+        };
+        drop(expired);
+    }
+}
+
+/// `Host` from the URI when the request has none (the legacy client's `set_host`).
+fn set_host(req: &mut Request<Body>) {
+    if req.headers().contains_key(header::HOST) {
+        return;
+    }
+    let uri = req.uri();
+    let Some(hostname) = uri.host() else { return };
+    let value = match non_default_port(uri) {
+        Some(port) => {
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{hostname}:{port}")))
+        }
+        None => HeaderValue::from_str(hostname),
+    };
+    if let Ok(v) = value {
+        req.headers_mut().insert(header::HOST, v);
+    }
+}
+
+fn non_default_port(uri: &Uri) -> Option<Port<&str>> {
+    match uri.port_u16() {
+        Some(80) => None,
+        _ => uri.port(),
+    }
+}
+
+/// The request target in origin-form (`/path?query`), as the legacy client sends it.
+fn origin_form(uri: &mut Uri) {
+    let path = match uri.path_and_query() {
+        Some(path) if path.as_str() != "/" => {
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(path.clone());
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+        _ => Uri::default(),
+    };
+    *uri = path;
+}
