@@ -102,7 +102,8 @@ impl H1Pool {
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed: the connect future is large and rare; the request future stays small.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -255,4 +256,116 @@ fn origin_form(uri: &mut Uri) {
         _ => Uri::default(),
     };
     *uri = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A raw HTTP/1.1 server: answers each request with `200 ok` and echoes the `Host` it
+    /// saw and the request line; closes the connection `close_after` after each response.
+    async fn backend(close_after: Option<Duration>) -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 1024];
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let line = head.lines().next().unwrap_or("").to_owned();
+                        let host = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("host: "))
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = format!("{line}|{host}");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if let Some(d) = close_after {
+                            tokio::time::sleep(d).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    /// Sends `GET path` through a proxy on `proxy` over a fresh client connection.
+    async fn get(proxy: std::net::SocketAddr, path: &str) -> (http::StatusCode, String) {
+        let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        let (mut tx, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", "front.example")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn proxy_to(authority: &Authority, preserve_host: bool) -> std::net::SocketAddr {
+        let mut config = crate::Config::simple(format!("http://{authority}").parse().unwrap());
+        config.routes[0].preserve_host = preserve_host;
+        let proxy = crate::Proxy::new(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { proxy.serve(listener, std::future::pending()).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_in_origin_form_with_the_upstream_host() {
+        let (authority, accepted) = backend(None).await;
+        let proxy = proxy_to(&authority, false).await;
+        for path in ["/a?x=1", "/", "/b"] {
+            let (status, body) = get(proxy, path).await;
+            assert_eq!(status, http::StatusCode::OK);
+            assert_eq!(body, format!("GET {path} HTTP/1.1|{authority}"));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+        let proxy = proxy_to(&authority, true).await;
+        let (_, body) = get(proxy, "/c").await;
+        assert_eq!(body, "GET /c HTTP/1.1|front.example");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced() {
+        let (authority, accepted) = backend(Some(Duration::from_millis(20))).await;
+        let proxy = proxy_to(&authority, false).await;
+        for i in 1..=3 {
+            let (status, body) = get(proxy, "/").await;
+            assert_eq!(status, http::StatusCode::OK, "request {i}: {body}");
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
 }
