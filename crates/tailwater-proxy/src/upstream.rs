@@ -131,7 +131,9 @@ impl H1Pool {
     fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        while let Some((sender, since)) = idle.conns.pop_back() {
+        // The oldest first: the most recently returned one may still be finishing its
+        // previous response in its connection task (not ready yet).
+        while let Some((sender, since)) = idle.conns.pop_front() {
             if sender.is_closed() || now.saturating_duration_since(since) >= self.idle_timeout {
                 continue;
             }
