@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use super::Failure;
 use anyhow::Context as _;
 use tailwater_sim::SimError;
 use tailwater_sim::report::{Panel, svg};
@@ -76,31 +77,7 @@ pub(crate) struct Args {
 
 /// Runs `tailwater plan`.
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
-    match plan(&args) {
-        Ok(()) => Ok(0),
-        Err(Failure::Input(e)) => {
-            eprintln!("tailwater plan: error: {e}");
-            Ok(2)
-        }
-        Err(Failure::Io(e)) => Err(e),
-    }
-}
-
-enum Failure {
-    Input(SimError),
-    Io(anyhow::Error),
-}
-
-impl From<SimError> for Failure {
-    fn from(e: SimError) -> Self {
-        Failure::Input(e)
-    }
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Io(e)
-    }
+    super::sim_exit_code("plan", plan(&args))
 }
 
 fn ms(s: f64) -> String {

@@ -11,6 +11,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::Failure;
 use anyhow::Context as _;
 use tailwater_sim::engine::RunOptions;
 use tailwater_sim::policy::{LINEUP, PolicySpec};
@@ -91,31 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         list();
         return Ok(0);
     }
-    match simulate(&args) {
-        Ok(()) => Ok(0),
-        Err(Failure::Input(e)) => {
-            eprintln!("tailwater sim: error: {e}");
-            Ok(2)
-        }
-        Err(Failure::Io(e)) => Err(e),
-    }
-}
-
-enum Failure {
-    Input(SimError),
-    Io(anyhow::Error),
-}
-
-impl From<SimError> for Failure {
-    fn from(e: SimError) -> Self {
-        Failure::Input(e)
-    }
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Io(e)
-    }
+    super::sim_exit_code("sim", simulate(&args))
 }
 
 fn simulate(args: &Args) -> Result<(), Failure> {
