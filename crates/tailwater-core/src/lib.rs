@@ -11,7 +11,12 @@
 //!    (time, RTT, in-flight at acquire, outcome) in, a new limit out. They never read a clock.
 //! 2. **Enforcement** ([`Limiter`], [`rate`]) holds the shared state: admission is one
 //!    compare-and-swap, a [`Permit`] releases itself exactly once (RAII), and every
-//!    [`Rejection`] carries a [`RejectReason`] and a retry hint.
+//!    [`Rejection`] carries a [`RejectReason`] and a retry hint. A permit borrows its limiter
+//!    (`try_acquire`) or holds a handle on it ([`OwnedPermit`], `try_acquire_owned`) when it
+//!    must travel. At high rates only a steady subset of permits read the clock and feed the
+//!    algorithm ([`limiter::RttSampling`]); every outcome is counted and every drop is fed.
+//!    The whole acquire-and-release costs about what `tokio::sync::Semaphore` does (see the
+//!    README's performance section).
 //! 3. **Integration** lives in other crates (`tailwater-tower`, `tailwater-proxy`): this
 //!    crate has no tokio, tower or hyper types in its API. The optional `tokio` feature adds
 //!    `Limiter::acquire` (waiting with tokio timers) and a `TokioClock`.
@@ -78,4 +83,4 @@ mod sync;
 
 pub use criticality::{Criticality, TierThresholds};
 pub use error::ConfigError;
-pub use limiter::{Limiter, Permit, RejectReason, Rejection};
+pub use limiter::{Limiter, OwnedPermit, Permit, RejectReason, Rejection};

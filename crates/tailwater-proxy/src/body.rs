@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::time::Duration;
-use tailwater_core::{Criticality, Permit};
+use tailwater_core::{Criticality, OwnedPermit};
 
 use tokio::time::{Instant, Sleep};
 
@@ -33,7 +33,7 @@ pub struct BodyIdleTimeout(pub Duration);
 /// Settles a forwarded request once: reports the permit's outcome and counts the request.
 #[derive(Debug)]
 pub(crate) struct Guard {
-    pub(crate) permit: Option<Permit>,
+    pub(crate) permit: Option<OwnedPermit>,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) tier: Criticality,
     pub(crate) start: Instant,

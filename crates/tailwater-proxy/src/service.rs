@@ -150,7 +150,7 @@ async fn proxy(
     let admission = Admission::new().tier(tier);
     let acquired = match route.queue_wait {
         Some(wait) => route.limiter.acquire(admission, wait).await,
-        None => route.limiter.try_acquire_with(admission),
+        None => route.limiter.try_acquire_owned_with(admission),
     };
     let permit = match acquired {
         Ok(p) => p,
@@ -253,7 +253,7 @@ async fn proxy(
 }
 
 fn guard(
-    permit: tailwater_core::Permit,
+    permit: tailwater_core::OwnedPermit,
     route: &crate::route::Route,
     tier: Criticality,
     start: Instant,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tailwater_core::clock::ManualClock;
-use tailwater_core::limiter::{Acquire, Permit, Request, Waiter};
+use tailwater_core::limiter::{Acquire, OwnedPermit, Request, Waiter};
 use tailwater_core::{Criticality, Limiter, RejectReason};
 
 use crate::dist::{Sampler, Shape};
@@ -98,7 +98,7 @@ struct Slot {
     work: f64,
     service: f64,
     started: u64,
-    permit: Option<Permit<ManualClock>>,
+    permit: Option<OwnedPermit<ManualClock>>,
     waiter: Option<Waiter<ManualClock>>,
 }
 
@@ -563,7 +563,7 @@ impl<'a> Sim<'a> {
     fn admit_with(&mut self, limiter: &Limiter<ManualClock>, h: Handle, tier: u8, deadline: u64) {
         let request = Request::new().tier(Criticality::ALL[tier as usize]);
         if !self.has_queue {
-            match limiter.try_acquire_with(request) {
+            match limiter.try_acquire_owned_with(request) {
                 Ok(p) => self.send_to_server(h, Some(p)),
                 Err(r) => self.shed(h, r.reason),
             }
@@ -717,7 +717,7 @@ impl<'a> Sim<'a> {
 
     // ---- server ----
 
-    fn send_to_server(&mut self, h: Handle, permit: Option<Permit<ManualClock>>) {
+    fn send_to_server(&mut self, h: Handle, permit: Option<OwnedPermit<ManualClock>>) {
         self.m.admitted += 1;
         let model = self.sc.server.model;
         {

@@ -294,6 +294,11 @@ impl LimitAlgorithm for EnvoyGradient {
             probing: Some(self.in_min_rtt_window()),
         }
     }
+
+    /// Envoy's controller takes a percentile of each interval's samples.
+    fn aggregates_samples(&self) -> bool {
+        true
+    }
 }
 
 /// Builder for [`EnvoyGradient`]; every setter is checked in [`build`](Self::build). Field

@@ -37,4 +37,8 @@ impl LimitAlgorithm for Fixed {
     fn update(&mut self, _sample: &Sample) -> usize {
         self.limit
     }
+    /// Samples change nothing, so the limiter may skip measuring most of them.
+    fn aggregates_samples(&self) -> bool {
+        true
+    }
 }

@@ -191,6 +191,14 @@ pub trait LimitAlgorithm: Send + fmt::Debug + 'static {
     fn estimates(&self) -> Estimates {
         Estimates::default()
     }
+
+    /// Whether the algorithm learns from aggregates of many samples (a window's average, an
+    /// interval's percentile) rather than from each sample's order and count. If so, the
+    /// [`Limiter`](crate::Limiter) may feed it a steady subset of successes at high request
+    /// rates ([`RttSampling`](crate::limiter::RttSampling)); drops always reach it.
+    fn aggregates_samples(&self) -> bool {
+        false
+    }
 }
 
 impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
@@ -205,6 +213,9 @@ impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
     }
     fn estimates(&self) -> Estimates {
         (**self).estimates()
+    }
+    fn aggregates_samples(&self) -> bool {
+        (**self).aggregates_samples()
     }
 }
 

@@ -174,6 +174,11 @@ impl<A: LimitAlgorithm> LimitAlgorithm for Windowed<A> {
     fn estimates(&self) -> Estimates {
         self.inner.estimates()
     }
+
+    /// A window is reduced to one average or percentile.
+    fn aggregates_samples(&self) -> bool {
+        true
+    }
 }
 
 /// Builder for [`Windowed`]; every setter is checked in [`build`](Self::build).

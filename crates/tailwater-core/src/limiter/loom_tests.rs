@@ -51,7 +51,7 @@ fn loom_acquire_release_never_exceeds_the_limit() {
 fn loom_release_races_enqueue_without_losing_the_wakeup() {
     loom::model(|| {
         let l = limiter(1, true);
-        let held = l.try_acquire().expect("first permit");
+        let held = l.try_acquire_owned().expect("first permit");
         let releaser = thread::spawn(move || held.success());
         let outcome = l
             .enqueue(Request::new(), Duration::from_secs(1))

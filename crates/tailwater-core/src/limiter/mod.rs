@@ -16,6 +16,11 @@
 //!   the algorithm at a time (`try_lock`, as Netflix's `WindowedLimit`), others skip their
 //!   success sample (counted in `skipped_updates`). Drops are never skipped: they are carried
 //!   over to the next update, so overload is always seen.
+//! - **The hot path costs two atomic read-modify-writes** (the admission's compare-and-swap
+//!   and the release's decrement, on one word) and no reference count for a borrowed
+//!   [`Permit`]: per-permit counters are striped by thread, and above a few thousand requests
+//!   per second only a steady subset of permits reads the clock and feeds an aggregating
+//!   algorithm ([`RttSampling`]).
 //!
 //! Optional parts, all configured on [`LimiterBuilder`]:
 //! - **Criticality tiers** ([`TierThresholds`]): a request of a tier is admitted only while
@@ -31,11 +36,14 @@
 mod permit;
 mod queue;
 mod reject;
+mod sampling;
 mod stats;
+mod striped;
 
-pub use permit::Permit;
+pub use permit::{OwnedPermit, Permit};
 pub use queue::{QueueConfig, QueueDiscipline};
 pub use reject::{RejectReason, Rejection};
+pub use sampling::RttSampling;
 pub use stats::{CounterSnapshot, LimiterStats, PartitionStats};
 
 use std::fmt;
@@ -53,7 +61,9 @@ use crate::criticality::{Criticality, TierThresholds};
 use crate::error::ConfigError;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
+use permit::{Holder, Terms};
 use queue::{Grant, QueueState, Slot, SlotState};
+use sampling::Sampler;
 use stats::Counters;
 
 /// At most this many carried-over drops are applied in one update (a burst of drops while
@@ -62,7 +72,7 @@ const MAX_CARRIED_DROPS: usize = 64;
 
 /// A handle to a named partition, from [`Limiter::partition`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PartitionId(usize);
+pub struct PartitionId(u32);
 
 /// What is being admitted: its tier, its partition, and whether it bypasses the limit.
 ///
@@ -113,7 +123,7 @@ impl Request {
 #[derive(Debug)]
 pub enum Acquire<C: Clock = MonotonicClock> {
     /// Admitted without waiting.
-    Ready(Permit<C>),
+    Ready(OwnedPermit<C>),
     /// Waiting: await the [`Waiter`] (or poll it with [`Waiter::try_take`]).
     Queued(Waiter<C>),
 }
@@ -174,29 +184,57 @@ struct WaitQueue {
     state: Mutex<QueueState>,
 }
 
-/// One waiter in the high half of [`Shared::word`].
-const WAITER: u64 = 1 << 32;
-/// The in-flight count in the low half of [`Shared::word`].
-const IN_FLIGHT: u64 = WAITER - 1;
+// The layout of [`Shared::word`]: in-flight permits in bits 0..24, queued waiters in bits
+// 24..48, and a wrapping admission sequence number in bits 48..64 that picks the permits
+// that measure their RTT (see `RttSampling`).
+
+/// The largest limit (and in-flight count) the word can hold.
+pub(crate) const MAX_LIMIT: usize = (1 << 24) - 1;
+/// The in-flight count's bits.
+const IN_FLIGHT: u64 = MAX_LIMIT as u64;
+/// One waiter.
+const WAITER: u64 = 1 << 24;
+/// One admission in the sequence number.
+const SEQ: u64 = 1 << 48;
 
 fn in_flight_of(word: u64) -> usize {
     (word & IN_FLIGHT) as usize
 }
 
 fn waiters_of(word: u64) -> usize {
-    (word >> 32) as usize
+    ((word >> 24) & IN_FLIGHT) as usize
+}
+
+fn seq_of(word: u64) -> usize {
+    (word >> 48) as usize
+}
+
+/// Values read on every admission and rarely written, on a cache line of their own.
+struct ReadMostly {
+    limit: AtomicUsize,
+    /// `2^shift − 1`: an admission measures its RTT when its sequence number's low bits are
+    /// all zero.
+    sample_mask: AtomicUsize,
+}
+
+/// The limit algorithm and what is updated with it, under one lock.
+struct Engine {
+    algorithm: Box<dyn LimitAlgorithm>,
+    sampler: Sampler,
+    /// The latest measured RTT, given to drops of permits that measured none.
+    last_rtt: Duration,
 }
 
 pub(crate) struct Shared<C> {
     pub(crate) clock: C,
-    /// In-flight permits (low 32 bits) and queued waiters (high 32 bits) in one word, so that
+    /// In-flight permits and queued waiters (and the admission sequence) in one word, so that
     /// a release and an enqueue can never miss each other: each is one read-modify-write of
     /// this word and sees the other's effect or has its own seen (the lost-wake-up race a
     /// loom model found when the two counts lived in separate atomics).
     word: CachePadded<AtomicU64>,
-    limit: CachePadded<AtomicUsize>,
+    read_mostly: CachePadded<ReadMostly>,
     peak: AtomicUsize,
-    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    engine: Mutex<Engine>,
     algorithm_name: &'static str,
     carried_drops: AtomicUsize,
     tiers: Option<TierThresholds>,
@@ -227,46 +265,41 @@ impl Limiter<MonotonicClock> {
             partitions: Vec::new(),
             queue: None,
             retry_after: Duration::from_secs(1),
+            rtt_sampling: RttSampling::default(),
         }
     }
 }
 
 impl<C: Clock> Limiter<C> {
-    /// Tries to admit a `Critical` request without waiting.
-    pub fn try_acquire(&self) -> Result<Permit<C>, Rejection> {
+    /// Tries to admit a `Critical` request without waiting. The permit borrows the limiter;
+    /// use [`try_acquire_owned`](Self::try_acquire_owned) for one that must outlive it.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejection> {
         self.try_acquire_with(Request::default())
     }
 
     /// Tries to admit `request` without waiting.
-    pub fn try_acquire_with(&self, request: Request) -> Result<Permit<C>, Rejection> {
-        let s = &self.shared;
-        if request.bypass {
-            s.counters.bypassed();
-            return Ok(Permit::new(
-                Arc::clone(s),
-                s.clock.now(),
-                0,
-                request.tier,
-                None,
-                true,
-            ));
+    #[inline]
+    pub fn try_acquire_with(&self, request: Request) -> Result<Permit<'_, C>, Rejection> {
+        let s = &*self.shared;
+        match s.try_admit(request) {
+            Ok(terms) => Ok(Permit::new(Holder::Borrowed(s), terms)),
+            Err(reason) => Err(s.reject(reason, request.tier)),
         }
-        match s.admit(request.tier, request.partition) {
-            Ok(in_flight) => {
-                s.counters.admitted(request.tier);
-                Ok(Permit::new(
-                    Arc::clone(s),
-                    s.clock.now(),
-                    in_flight,
-                    request.tier,
-                    request.partition,
-                    false,
-                ))
-            }
-            Err(reason) => {
-                s.counters.rejected(reason, request.tier);
-                Err(s.rejection(reason, request.tier))
-            }
+    }
+
+    /// Tries to admit a `Critical` request without waiting; the permit holds a handle on the
+    /// limiter, so it can be moved into a response body, a task or a thread.
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, Rejection> {
+        self.try_acquire_owned_with(Request::default())
+    }
+
+    /// Tries to admit `request` without waiting, with an [`OwnedPermit`].
+    pub fn try_acquire_owned_with(&self, request: Request) -> Result<OwnedPermit<C>, Rejection> {
+        let s = &self.shared;
+        match s.try_admit(request) {
+            Ok(terms) => Ok(Permit::new(Holder::Owned(Arc::clone(s)), terms)),
+            Err(reason) => Err(s.reject(reason, request.tier)),
         }
     }
 
@@ -281,12 +314,16 @@ impl<C: Clock> Limiter<C> {
     /// released, and on [`expire_waiters`](Self::expire_waiters). With the `tokio` feature,
     /// `acquire` arms a timer for you.
     pub fn enqueue(&self, request: Request, timeout: Duration) -> Result<Acquire<C>, Rejection> {
-        let first_try = self.try_acquire_with_uncounted(request);
-        let reason = match first_try {
-            Ok(permit) => return Ok(Acquire::Ready(permit)),
+        let s = &self.shared;
+        let reason = match s.try_admit(request) {
+            Ok(terms) => {
+                return Ok(Acquire::Ready(Permit::new(
+                    Holder::Owned(Arc::clone(s)),
+                    terms,
+                )));
+            }
             Err(reason) => reason,
         };
-        let s = &self.shared;
         let Some(queue) = &s.queue else {
             s.counters.rejected(reason, request.tier);
             return Err(s.rejection(reason, request.tier));
@@ -333,31 +370,6 @@ impl<C: Clock> Limiter<C> {
         }))
     }
 
-    fn try_acquire_with_uncounted(&self, request: Request) -> Result<Permit<C>, RejectReason> {
-        let s = &self.shared;
-        if request.bypass {
-            s.counters.bypassed();
-            return Ok(Permit::new(
-                Arc::clone(s),
-                s.clock.now(),
-                0,
-                request.tier,
-                None,
-                true,
-            ));
-        }
-        let in_flight = s.admit(request.tier, request.partition)?;
-        s.counters.admitted(request.tier);
-        Ok(Permit::new(
-            Arc::clone(s),
-            s.clock.now(),
-            in_flight,
-            request.tier,
-            request.partition,
-            false,
-        ))
-    }
-
     /// Times out waiters whose deadline has passed and hands free permits to the next
     /// waiters. Returns how many waiters remain. Drivers without timers (the simulator, a
     /// custom runtime) call this when [`next_deadline`](Self::next_deadline) comes due.
@@ -381,12 +393,12 @@ impl<C: Clock> Limiter<C> {
             .list
             .iter()
             .position(|p| p.name == name)
-            .map(PartitionId)
+            .map(|i| PartitionId(i as u32))
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.shared.limit.load(Ordering::Acquire)
+        self.shared.read_mostly.limit.load(Ordering::Acquire)
     }
 
     /// Permits currently held (bypass permits excluded).
@@ -408,9 +420,10 @@ impl<C: Clock> Limiter<C> {
     pub fn stats(&self) -> LimiterStats {
         let s = &self.shared;
         let estimates = s
-            .algorithm
+            .engine
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .algorithm
             .estimates();
         let limit = self.limit();
         LimiterStats {
@@ -420,7 +433,7 @@ impl<C: Clock> Limiter<C> {
             peak_in_flight: s.peak.load(Ordering::Relaxed),
             queue_depth: self.queue_depth(),
             queue_capacity: s.queue.as_ref().map_or(0, |q| q.config.capacity()),
-            counters: s.counters.snapshot(),
+            counters: s.counters.snapshot(self.in_flight()),
             estimates,
             partitions: s.partitions.as_ref().map_or_else(Vec::new, |ps| {
                 ps.list
@@ -448,7 +461,7 @@ impl<C: Clock> Limiter<C> {
         &self,
         request: Request,
         timeout: Duration,
-    ) -> Result<Permit<C>, Rejection> {
+    ) -> Result<OwnedPermit<C>, Rejection> {
         let mut waiter = match self.enqueue(request, timeout)? {
             Acquire::Ready(permit) => return Ok(permit),
             Acquire::Queued(waiter) => waiter,
@@ -473,24 +486,58 @@ impl<C: Clock> Limiter<C> {
 }
 
 impl<C: Clock> Shared<C> {
+    /// Admission without waiting: the terms of a new permit, or why not. Counts the
+    /// admission (not the rejection: the caller may still queue).
+    #[inline]
+    fn try_admit(&self, request: Request) -> Result<Terms, RejectReason> {
+        if request.bypass {
+            self.counters.bypassed();
+            return Ok(Terms {
+                start: Some(self.clock.now()),
+                in_flight: 0,
+                tier: request.tier,
+                partition: None,
+                bypass: true,
+            });
+        }
+        let (in_flight, sampled) = self.admit(request.tier, request.partition)?;
+        self.counters.admitted(request.tier);
+        Ok(Terms {
+            start: sampled.then(|| self.clock.now()),
+            in_flight,
+            tier: request.tier,
+            partition: request.partition,
+            bypass: false,
+        })
+    }
+
+    /// Counts a rejection and describes it.
+    #[cold]
+    fn reject(&self, reason: RejectReason, tier: Criticality) -> Rejection {
+        self.counters.rejected(reason, tier);
+        self.rejection(reason, tier)
+    }
+
     fn rejection(&self, reason: RejectReason, tier: Criticality) -> Rejection {
         Rejection {
             reason,
             tier,
-            limit: self.limit.load(Ordering::Relaxed),
+            limit: self.read_mostly.limit.load(Ordering::Relaxed),
             in_flight: in_flight_of(self.word.load(Ordering::Relaxed)),
             retry_after: self.retry_after,
         }
     }
 
-    /// The admission decision. On success the in-flight count has been incremented and the
-    /// new count is returned.
+    /// The admission decision. On success the in-flight count has been incremented; returns
+    /// the new count and whether this admission measures its RTT.
+    #[inline]
     fn admit(
         &self,
         tier: Criticality,
         partition: Option<PartitionId>,
-    ) -> Result<usize, RejectReason> {
-        let limit = self.limit.load(Ordering::Acquire);
+    ) -> Result<(usize, bool), RejectReason> {
+        let limit = self.read_mostly.limit.load(Ordering::Acquire);
+        let mask = self.read_mostly.sample_mask.load(Ordering::Relaxed);
         let cap = self.tiers.map_or(limit, |t| t.capacity(tier, limit));
         let full = |cur: usize| {
             if cur >= limit {
@@ -509,11 +556,11 @@ impl<C: Clock> Shared<C> {
                     }
                     match self.word.compare_exchange_weak(
                         word,
-                        word + 1,
+                        word.wrapping_add(SEQ + 1),
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => break cur + 1,
+                        Ok(_) => break (cur + 1, seq_of(word) & mask == 0),
                         Err(actual) => word = actual,
                     }
                 }
@@ -528,51 +575,54 @@ impl<C: Clock> Shared<C> {
                     .list
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| Some(PartitionId(*i)) != partition)
+                    .filter(|(i, _)| Some(PartitionId(*i as u32)) != partition)
                     .map(|(_, p)| {
                         guarantee(limit, p.share)
                             .saturating_sub(p.in_flight.load(Ordering::Acquire))
                     })
                     .sum();
                 let within_share = partition.is_some_and(|PartitionId(i)| {
-                    let p = &parts.list[i];
+                    let p = &parts.list[i as usize];
                     p.in_flight.load(Ordering::Acquire) < guarantee(limit, p.share)
                 });
                 if !within_share && total + 1 + reserved_by_others > limit {
                     return Err(RejectReason::PartitionLimit);
                 }
                 if let Some(PartitionId(i)) = partition {
-                    parts.list[i].in_flight.fetch_add(1, Ordering::AcqRel);
+                    parts.list[i as usize]
+                        .in_flight
+                        .fetch_add(1, Ordering::AcqRel);
                 }
-                in_flight_of(self.word.fetch_add(1, Ordering::AcqRel)) + 1
+                let word = self.word.fetch_add(SEQ + 1, Ordering::AcqRel);
+                (in_flight_of(word) + 1, seq_of(word) & mask == 0)
             }
         };
-        if admitted > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(admitted, Ordering::Relaxed);
+        if admitted.0 > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(admitted.0, Ordering::Relaxed);
         }
         Ok(admitted)
     }
 
-    /// Releases one permit and feeds its sample to the algorithm.
+    /// Releases one permit and feeds its sample to the algorithm. `sample`: the time of the
+    /// report and the measured RTT (`None` for a drop that measured none), if it is fed.
+    #[inline]
     pub(crate) fn release(
         &self,
         in_flight_at_acquire: usize,
         partition: Option<PartitionId>,
         outcome: Outcome,
-        rtt: Duration,
+        sample: Option<(Duration, Option<Duration>)>,
     ) {
         self.counters.outcome(outcome);
-        if outcome != Outcome::Ignored {
-            let sample = Sample {
-                now: self.clock.now(),
-                rtt,
-                in_flight: in_flight_at_acquire,
-                outcome,
-            };
-            self.feed(&sample);
+        if let Some((now, rtt)) = sample
+            && outcome != Outcome::Ignored
+        {
+            self.feed(now, rtt, in_flight_at_acquire, outcome);
         }
         if let (Some(parts), Some(PartitionId(i))) = (&self.partitions, partition) {
-            parts.list[i].in_flight.fetch_sub(1, Ordering::AcqRel);
+            parts.list[i as usize]
+                .in_flight
+                .fetch_sub(1, Ordering::AcqRel);
         }
         let before = self.word.fetch_sub(1, Ordering::AcqRel);
         if waiters_of(before) > 0 {
@@ -580,12 +630,13 @@ impl<C: Clock> Shared<C> {
         }
     }
 
-    fn feed(&self, sample: &Sample) {
-        let mut algorithm = match self.algorithm.try_lock() {
+    fn feed(&self, now: Duration, rtt: Option<Duration>, in_flight: usize, outcome: Outcome) {
+        let is_drop = outcome == Outcome::Dropped;
+        let mut guard = match self.engine.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => {
-                if sample.is_drop() {
+                if is_drop {
                     self.carried_drops.fetch_add(1, Ordering::AcqRel);
                 } else {
                     self.counters.skipped_update();
@@ -593,24 +644,45 @@ impl<C: Clock> Shared<C> {
                 return;
             }
         };
-        let mut limit = algorithm.update(sample);
+        let engine = &mut *guard;
+        let rtt = match rtt {
+            Some(rtt) => {
+                if !is_drop {
+                    engine.last_rtt = rtt;
+                }
+                rtt
+            }
+            None => engine.last_rtt,
+        };
+        let sample = Sample {
+            now,
+            rtt,
+            in_flight,
+            outcome,
+        };
+        let mut limit = engine.algorithm.update(&sample);
         let carried = match self.carried_drops.load(Ordering::Acquire) {
             0 => 0,
             _ => self.carried_drops.swap(0, Ordering::AcqRel),
         };
         for _ in 0..carried.min(MAX_CARRIED_DROPS) {
-            limit = algorithm.update(&Sample {
+            limit = engine.algorithm.update(&Sample {
                 outcome: Outcome::Dropped,
-                ..*sample
+                ..sample
             });
         }
-        let limit = limit.max(1);
-        let old = self.limit.load(Ordering::Relaxed);
-        if limit != old {
-            // Only this thread (holding the algorithm) writes the limit.
-            self.limit.store(limit, Ordering::Release);
+        if let Some(shift) = engine.sampler.on_sample(now) {
+            self.read_mostly
+                .sample_mask
+                .store((1 << shift) - 1, Ordering::Relaxed);
         }
-        drop(algorithm);
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let old = self.read_mostly.limit.load(Ordering::Relaxed);
+        if limit != old {
+            // Only this thread (holding the engine) writes the limit.
+            self.read_mostly.limit.store(limit, Ordering::Release);
+        }
+        drop(guard);
         if limit > old {
             self.grant_waiters();
         }
@@ -661,7 +733,7 @@ impl<C: Clock> Shared<C> {
             let entry = st.entry(at);
             let (tier, partition) = (entry.tier, entry.partition);
             match self.admit(tier, partition) {
-                Ok(in_flight) => {
+                Ok((in_flight, _)) => {
                     self.counters.admitted(tier);
                     self.counters.admitted_from_queue();
                     wakers.extend(st.grant(
@@ -706,12 +778,8 @@ impl<C: Clock> Shared<C> {
         if let SlotState::Granted(grant) = state {
             // Granted but never collected: release it, which passes it to the next waiter.
             drop(Permit::new(
-                Arc::clone(this),
-                grant.start,
-                grant.in_flight,
-                waiter.tier,
-                waiter.partition,
-                false,
+                Holder::Owned(Arc::clone(this)),
+                grant.terms(waiter.tier, waiter.partition),
             ));
         }
     }
@@ -745,11 +813,11 @@ impl<C: Clock> fmt::Debug for Waiter<C> {
 impl<C: Clock> Waiter<C> {
     /// The outcome, if it is already decided. Returns `None` while still waiting; after it
     /// returned `Some` once, later calls return `None`.
-    pub fn try_take(&mut self) -> Option<Result<Permit<C>, Rejection>> {
+    pub fn try_take(&mut self) -> Option<Result<OwnedPermit<C>, Rejection>> {
         self.take(None)
     }
 
-    fn take(&mut self, waker: Option<&Waker>) -> Option<Result<Permit<C>, Rejection>> {
+    fn take(&mut self, waker: Option<&Waker>) -> Option<Result<OwnedPermit<C>, Rejection>> {
         if self.done {
             return None;
         }
@@ -759,12 +827,8 @@ impl<C: Clock> Waiter<C> {
                 drop(st);
                 self.done = true;
                 Some(Ok(Permit::new(
-                    Arc::clone(&self.shared),
-                    grant.start,
-                    grant.in_flight,
-                    self.tier,
-                    self.partition,
-                    false,
+                    Holder::Owned(Arc::clone(&self.shared)),
+                    grant.terms(self.tier, self.partition),
                 )))
             }
             SlotState::Rejected(rejection) => {
@@ -813,7 +877,7 @@ impl<C: Clock> Waiter<C> {
 }
 
 impl<C: Clock> Future for Waiter<C> {
-    type Output = Result<Permit<C>, Rejection>;
+    type Output = Result<OwnedPermit<C>, Rejection>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(outcome) = self.take(Some(cx.waker())) {
@@ -847,6 +911,7 @@ pub struct LimiterBuilder<C: Clock = MonotonicClock> {
     partitions: Vec<(String, f64)>,
     queue: Option<QueueConfig>,
     retry_after: Duration,
+    rtt_sampling: RttSampling,
 }
 
 impl<C: Clock> fmt::Debug for LimiterBuilder<C> {
@@ -856,6 +921,7 @@ impl<C: Clock> fmt::Debug for LimiterBuilder<C> {
             .field("tiers", &self.tiers)
             .field("partitions", &self.partitions)
             .field("queue", &self.queue)
+            .field("rtt_sampling", &self.rtt_sampling)
             .finish_non_exhaustive()
     }
 }
@@ -883,6 +949,7 @@ impl<C: Clock> LimiterBuilder<C> {
             partitions: self.partitions,
             queue: self.queue,
             retry_after: self.retry_after,
+            rtt_sampling: self.rtt_sampling,
         }
     }
 
@@ -908,6 +975,13 @@ impl<C: Clock> LimiterBuilder<C> {
     /// The retry hint carried by rejections (default 1 s).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
+        self
+    }
+
+    /// Which permits measure their RTT (default [`RttSampling::Adaptive`] at 2 000 samples
+    /// per second; only algorithms that aggregate samples are ever fed a subset).
+    pub fn rtt_sampling(mut self, rtt_sampling: RttSampling) -> Self {
+        self.rtt_sampling = rtt_sampling;
         self
     }
 
@@ -953,15 +1027,31 @@ impl<C: Clock> LimiterBuilder<C> {
                 admit: Mutex::new(()),
             })
         };
-        let limit = algorithm.limit().max(1);
+        if let Some(queue) = &self.queue
+            && queue.capacity() > MAX_LIMIT
+        {
+            return Err(ConfigError::new(
+                "queue.capacity",
+                format!("must be at most {MAX_LIMIT}, got {}", queue.capacity()),
+            ));
+        }
+        let limit = algorithm.limit().clamp(1, MAX_LIMIT);
         let algorithm_name = algorithm.name();
+        let sampler = Sampler::new(self.rtt_sampling, algorithm.aggregates_samples());
         Ok(Limiter {
             shared: Arc::new(Shared {
                 clock: self.clock,
                 word: CachePadded::new(AtomicU64::new(0)),
-                limit: CachePadded::new(AtomicUsize::new(limit)),
+                read_mostly: CachePadded::new(ReadMostly {
+                    limit: AtomicUsize::new(limit),
+                    sample_mask: AtomicUsize::new(0),
+                }),
                 peak: AtomicUsize::new(0),
-                algorithm: Mutex::new(algorithm),
+                engine: Mutex::new(Engine {
+                    algorithm,
+                    sampler,
+                    last_rtt: Duration::ZERO,
+                }),
                 algorithm_name,
                 carried_drops: AtomicUsize::new(0),
                 tiers: self.tiers,

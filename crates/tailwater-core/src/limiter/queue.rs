@@ -29,6 +29,7 @@ use crate::error::ConfigError;
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 use super::PartitionId;
+use super::permit::Terms;
 use super::reject::{RejectReason, Rejection};
 
 /// How waiters are ordered within a tier.
@@ -182,6 +183,19 @@ impl QueueConfig {
 pub(crate) struct Grant {
     pub(crate) start: Duration,
     pub(crate) in_flight: usize,
+}
+
+impl Grant {
+    /// A queued request's permit always measures its RTT (from the grant).
+    pub(crate) fn terms(&self, tier: Criticality, partition: Option<PartitionId>) -> Terms {
+        Terms {
+            start: Some(self.start),
+            in_flight: self.in_flight,
+            tier,
+            partition,
+            bypass: false,
+        }
+    }
 }
 
 /// The meeting point of one waiter and the limiter.

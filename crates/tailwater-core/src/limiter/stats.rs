@@ -7,36 +7,63 @@ use crate::algorithm::{Estimates, Outcome};
 use crate::criticality::Criticality;
 
 use super::reject::RejectReason;
+use super::striped::Striped;
+
+/// Index of the first per-tier admission counter in [`Counters::hot`] (after the three
+/// outcomes).
+const ADMITTED: usize = 3;
 
 /// Relaxed event counters. Each is a plain monotonic count; snapshots are not atomic across
 /// counters (a snapshot taken under load may be off by the few events in progress).
+///
+/// What is counted for every permit is striped by thread, so the hot path does no shared
+/// read-modify-write for it: the outcome of each limited permit, and the admissions of the
+/// tiers other than the default `Critical`. `Critical` admissions are not counted at all:
+/// every limited permit is either in flight or released with exactly one outcome, so they are
+/// the outcomes plus the in-flight count minus the other tiers' admissions.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    outcomes: [AtomicU64; 3],
+    /// Outcomes (success, dropped, ignored) of limited permits, then admissions by tier
+    /// (`Critical`'s slot unused).
+    hot: Striped<7>,
+    /// Outcomes of bypass permits.
+    bypass_outcomes: [AtomicU64; 3],
     bypassed: AtomicU64,
-    admitted: [AtomicU64; 4],
     queued: AtomicU64,
     admitted_from_queue: AtomicU64,
     rejected: [[AtomicU64; 4]; 7],
     skipped_updates: AtomicU64,
 }
 
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Dropped => 1,
+        Outcome::Ignored => 2,
+    }
+}
+
 impl Counters {
+    /// A limited permit was released.
+    #[inline]
     pub(crate) fn outcome(&self, outcome: Outcome) {
-        let i = match outcome {
-            Outcome::Success => 0,
-            Outcome::Dropped => 1,
-            Outcome::Ignored => 2,
-        };
-        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        self.hot.add(outcome_index(outcome));
+    }
+
+    /// A bypass permit was released.
+    pub(crate) fn bypass_outcome(&self, outcome: Outcome) {
+        self.bypass_outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn bypassed(&self) {
         self.bypassed.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn admitted(&self, tier: Criticality) {
-        self.admitted[tier.index()].fetch_add(1, Ordering::Relaxed);
+        if tier != Criticality::Critical {
+            self.hot.add(ADMITTED + tier.index());
+        }
     }
 
     pub(crate) fn queued(&self) {
@@ -55,8 +82,18 @@ impl Counters {
         self.skipped_updates.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> CounterSnapshot {
+    /// `in_flight`: limited permits held now. Under load the `Critical` admissions derived
+    /// from it may be off by the permits being released while the snapshot is taken.
+    pub(crate) fn snapshot(&self, in_flight: usize) -> CounterSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let limited = [self.hot.sum(0), self.hot.sum(1), self.hot.sum(2)];
+        let mut admitted_by_tier = [0; 4];
+        for tier in Criticality::ALL {
+            admitted_by_tier[tier.index()] = self.hot.sum(ADMITTED + tier.index());
+        }
+        let others: u64 = admitted_by_tier.iter().sum();
+        let total = limited.iter().sum::<u64>() + in_flight as u64;
+        admitted_by_tier[Criticality::Critical.index()] = total.saturating_sub(others);
         let mut rejected = [[0u64; 4]; 7];
         for (r, row) in self.rejected.iter().enumerate() {
             for (t, c) in row.iter().enumerate() {
@@ -64,16 +101,11 @@ impl Counters {
             }
         }
         CounterSnapshot {
-            success: load(&self.outcomes[0]),
-            dropped: load(&self.outcomes[1]),
-            ignored: load(&self.outcomes[2]),
+            success: limited[0] + load(&self.bypass_outcomes[0]),
+            dropped: limited[1] + load(&self.bypass_outcomes[1]),
+            ignored: limited[2] + load(&self.bypass_outcomes[2]),
             bypassed: load(&self.bypassed),
-            admitted_by_tier: [
-                load(&self.admitted[0]),
-                load(&self.admitted[1]),
-                load(&self.admitted[2]),
-                load(&self.admitted[3]),
-            ],
+            admitted_by_tier,
             queued: load(&self.queued),
             admitted_from_queue: load(&self.admitted_from_queue),
             rejected,
@@ -93,7 +125,8 @@ pub struct CounterSnapshot {
     pub ignored: u64,
     /// Calls that bypassed the limit (counted, never limited).
     pub bypassed: u64,
-    /// Permits granted, by tier (`Criticality::index`), whether at once or after waiting.
+    /// Permits granted, by tier (`Criticality::index`), whether at once or after waiting
+    /// (bypass permits excluded).
     pub admitted_by_tier: [u64; 4],
     /// Requests that entered the wait queue.
     pub queued: u64,

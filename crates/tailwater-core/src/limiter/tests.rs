@@ -25,7 +25,10 @@ impl Wake for Flag {
     }
 }
 
-fn poll_once<C: Clock>(w: &mut Waiter<C>, flag: &Arc<Flag>) -> Poll<Result<Permit<C>, Rejection>> {
+fn poll_once<C: Clock>(
+    w: &mut Waiter<C>,
+    flag: &Arc<Flag>,
+) -> Poll<Result<OwnedPermit<C>, Rejection>> {
     let waker = Waker::from(Arc::clone(flag));
     let mut cx = Context::from_waker(&waker);
     Pin::new(w).poll(&mut cx)
@@ -580,7 +583,7 @@ mod properties {
                 .queue(QueueConfig::new(5, discipline, Duration::from_millis(50)).unwrap())
                 .build()
                 .unwrap();
-            let mut permits: Vec<Permit<ManualClock>> = Vec::new();
+            let mut permits: Vec<Permit<'_, ManualClock>> = Vec::new();
             let mut waiters: Vec<Waiter<ManualClock>> = Vec::new();
             let mut issued = 0usize;
             let tier = |b: u8| Criticality::ALL[usize::from(b) % 4];
@@ -715,4 +718,141 @@ fn stress_fixed_limit_peak_is_the_limit_exactly_bounded() {
     );
     assert_eq!(l.in_flight(), 0);
     assert!(l.stats().peak_in_flight <= 3);
+}
+
+/// An algorithm that aggregates samples (so the limiter may sample) and records them.
+#[derive(Debug, Default)]
+struct Aggregating(Arc<std::sync::Mutex<Vec<Sample>>>);
+
+impl LimitAlgorithm for Aggregating {
+    fn name(&self) -> &'static str {
+        "aggregating"
+    }
+    fn limit(&self) -> usize {
+        100
+    }
+    fn update(&mut self, s: &Sample) -> usize {
+        self.0.lock().unwrap().push(*s);
+        100
+    }
+    fn aggregates_samples(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `per_ms` requests (each released at once) per millisecond for `ms`
+/// milliseconds; returns how many permits were sampled.
+fn drive(l: &Limiter<ManualClock>, clock: &ManualClock, per_ms: usize, ms: usize) -> usize {
+    let mut sampled = 0;
+    for _ in 0..ms {
+        for _ in 0..per_ms {
+            let p = l.try_acquire().unwrap();
+            sampled += usize::from(p.is_sampled());
+            p.success();
+        }
+        clock.advance(MS);
+    }
+    sampled
+}
+
+#[test]
+fn at_high_rates_a_steady_subset_measures_its_rtt_and_every_outcome_is_counted() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clock = ManualClock::new();
+    let l = Limiter::builder()
+        .algorithm(Aggregating(Arc::clone(&seen)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // 1 000/s: below twice the default target (2 000/s), every permit is measured.
+    assert_eq!(drive(&l, &clock, 1, 500), 500);
+    // 100 000/s for 1 s: the sampler settles at 1 in 32 (3 125 samples/s ≥ 2 000).
+    drive(&l, &clock, 100, 1000);
+    seen.lock().unwrap().clear();
+    let sampled = drive(&l, &clock, 100, 1000);
+    assert_eq!(sampled, 100_000 / 32);
+    assert_eq!(seen.lock().unwrap().len(), sampled);
+    assert_eq!(l.stats().counters.success, 500 + 200_000);
+    assert_eq!(l.stats().counters.admitted_total(), 500 + 200_000);
+    // Back to 1 000/s: after one sampled permit shows the rate, every permit again.
+    drive(&l, &clock, 1, 200);
+    assert_eq!(drive(&l, &clock, 1, 100), 100);
+}
+
+#[test]
+fn a_drop_always_reaches_the_algorithm_with_the_latest_measured_rtt() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clock = ManualClock::new();
+    let l = Limiter::builder()
+        .algorithm(Aggregating(Arc::clone(&seen)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    drive(&l, &clock, 100, 1000);
+    // Find an unsampled permit, and have it fail.
+    let p = loop {
+        let p = l.try_acquire().unwrap();
+        if !p.is_sampled() {
+            break p;
+        }
+        clock.advance(3 * MS);
+        p.success();
+    };
+    seen.lock().unwrap().clear();
+    p.dropped();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].outcome, Outcome::Dropped);
+    assert_eq!(seen[0].rtt, 3 * MS, "the latest sampled success's RTT");
+}
+
+#[test]
+fn rtt_sampling_all_and_per_sample_algorithms_measure_every_permit() {
+    let clock = ManualClock::new();
+    let all = Limiter::builder()
+        .algorithm(Aggregating::default())
+        .rtt_sampling(RttSampling::All)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(drive(&all, &clock, 100, 1000), 100_000);
+    let aimd = Limiter::builder()
+        .algorithm(Aimd::builder().initial_limit(200).build().unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(drive(&aimd, &clock, 100, 1000), 100_000);
+}
+
+#[test]
+fn limits_and_queues_beyond_the_word_are_refused_or_capped() {
+    let l = Limiter::builder()
+        .algorithm(Fixed::new(1 << 30).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(l.limit(), MAX_LIMIT);
+    let err = Limiter::builder()
+        .queue(QueueConfig::new(1 << 25, QueueDiscipline::Fifo, MS).unwrap())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "queue.capacity");
+}
+
+#[test]
+fn owned_permits_outlive_the_borrow_and_move_across_threads() {
+    let l = fixed(2).build().unwrap();
+    let p = l.try_acquire_owned().unwrap();
+    let q = l
+        .try_acquire_owned_with(Request::new().tier(Criticality::Sheddable))
+        .unwrap();
+    drop(l.clone());
+    std::thread::spawn(move || {
+        p.success();
+        q.dropped();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(l.in_flight(), 0);
+    let c = l.stats().counters;
+    assert_eq!((c.success, c.dropped), (1, 1));
 }

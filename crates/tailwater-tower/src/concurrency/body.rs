@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tailwater_core::Permit;
+use tailwater_core::OwnedPermit;
 use tailwater_core::algorithm::Outcome;
 use tailwater_core::clock::Clock;
 
@@ -19,16 +19,24 @@ use crate::edge::EdgeBody;
 /// Dropped unfinished, it reports `Dropped` if the response head already said so (a `503`
 /// whose body was never read), `Ignored` otherwise (a client that went away).
 pub(crate) struct Guard<C: Clock> {
-    permit: Option<Permit<C>>,
+    permit: Option<OwnedPermit<C>>,
+    /// When the permit was granted (the permit's own reading when it measures its RTT).
+    start: std::time::Duration,
     common: Arc<Common<C>>,
     /// The outcome so far: from the response head, then the trailers.
     head: Outcome,
 }
 
 impl<C: Clock> Guard<C> {
-    pub(crate) fn new(permit: Permit<C>, common: Arc<Common<C>>) -> Self {
+    pub(crate) fn new(permit: OwnedPermit<C>, common: Arc<Common<C>>) -> Self {
+        // The request's duration is recorded for every request, so the layer reads the clock
+        // anyway; it reuses the permit's reading when there is one.
+        let start = permit
+            .start()
+            .unwrap_or_else(|| common.limiter.clock().now());
         Self {
             permit: Some(permit),
+            start,
             common,
             head: Outcome::Ignored,
         }
@@ -48,12 +56,7 @@ impl<C: Clock> Guard<C> {
             return;
         };
         let tier = permit.tier();
-        let elapsed = self
-            .common
-            .limiter
-            .clock()
-            .now()
-            .saturating_sub(permit.start());
+        let elapsed = self.common.limiter.clock().now().saturating_sub(self.start);
         match outcome {
             // The same reading of the clock for the sample and the histogram.
             Outcome::Success => permit.success_with_rtt(elapsed),

@@ -42,7 +42,7 @@ impl<C: Clock> Common<C> {
             .gauges(l.limit(), l.in_flight(), l.queue_depth());
     }
 
-    pub(crate) fn admitted(&self, permit: &Permit<C>) {
+    pub(crate) fn admitted(&self, permit: &Permit<'_, C>) {
         self.metrics.admitted(permit.tier(), permit.is_bypass());
         self.record_gauges();
     }
@@ -181,7 +181,7 @@ where
         let on_reject = self.on_reject.clone();
 
         let acquired = match self.wait {
-            None => self.common.limiter.try_acquire_with(admission),
+            None => self.common.limiter.try_acquire_owned_with(admission),
             Some(timeout) => match self
                 .common
                 .limiter

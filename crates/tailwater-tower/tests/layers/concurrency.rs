@@ -311,14 +311,14 @@ async fn empty_body_releases_with_the_head() {
 
 fn full_limiter(
     retry_after: Duration,
-) -> (Limiter<TokioClock>, tailwater_core::Permit<TokioClock>) {
+) -> (Limiter<TokioClock>, tailwater_core::OwnedPermit<TokioClock>) {
     let limiter = Limiter::builder()
         .algorithm(tailwater_core::algorithm::Fixed::new(1).unwrap())
         .clock(TokioClock::new())
         .retry_after(retry_after)
         .build()
         .unwrap();
-    let held = limiter.try_acquire().unwrap();
+    let held = limiter.try_acquire_owned().unwrap();
     (limiter, held)
 }
 
