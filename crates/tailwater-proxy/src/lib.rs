@@ -23,6 +23,8 @@
 //! - `body`: the response body that holds the permit until the upstream body ends;
 //! - `headers`: hop-by-hop removal and `X-Forwarded-For` / `Forwarded`;
 //! - `server`: [`Proxy`], [`run`]: accept loop, connection cap, reload, drain;
+//! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
+//!   runtime, `SO_REUSEPORT` listener and upstream pool shard per worker thread;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
 //! - `metrics`: lock-free counters and the Prometheus rendering.
 //!
@@ -45,9 +47,11 @@ mod server;
 mod service;
 mod status;
 mod upstream;
+mod workers;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
 pub use service::CRITICALITY_HEADER;
 pub use status::RouteStatus;
+pub use workers::Listeners;

@@ -156,7 +156,7 @@ impl RouteMetrics {
 }
 
 /// Counters for every route name ever configured, plus connection-level counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     /// Requests that matched no route (404).
@@ -165,9 +165,28 @@ pub(crate) struct Metrics {
     pub(crate) connections_total: AtomicU64,
     /// Connections open now.
     pub(crate) connections_open: AtomicU64,
+    /// Connections accepted, by worker thread.
+    accepted_by_worker: Box<[AtomicU64]>,
 }
 
 impl Metrics {
+    /// Empty counters for a proxy with `workers` worker threads.
+    pub(crate) fn new(workers: usize) -> Self {
+        Self {
+            routes: Mutex::default(),
+            unrouted: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            accepted_by_worker: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts a connection accepted by `worker`.
+    pub(crate) fn accepted_by(&self, worker: usize) {
+        let slots = &self.accepted_by_worker;
+        slots[worker % slots.len()].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters of route `name`, created on first use.
     pub(crate) fn route(&self, name: &str) -> Arc<RouteMetrics> {
         let mut map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -317,6 +336,17 @@ impl Metrics {
             "# HELP tailwater_connections_open Client connections open.\n# TYPE tailwater_connections_open gauge\ntailwater_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP tailwater_worker_connections_total Client connections accepted, by worker thread.\n# TYPE tailwater_worker_connections_total counter"
+        );
+        for (w, c) in self.accepted_by_worker.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tailwater_worker_connections_total{{worker=\"{w}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }

@@ -96,16 +96,18 @@ impl RateLimit {
 impl RouteTable {
     /// Builds every route's limiter and rate limits, validating the configuration.
     pub(crate) fn build(config: &Config) -> Result<Self, ConfigError> {
-        Self::build_reusing(config, None, None)
+        Self::build_reusing(config, None, None, 1)
     }
 
     /// As [`build`](Self::build), but keeps the limiter of a route of the same name whose
     /// admission settings did not change, so a reload neither resets learned limits nor
-    /// lets in-flight requests of the old limiter go uncounted.
+    /// lets in-flight requests of the old limiter go uncounted. Upstream connection pools
+    /// get one shard per worker (`workers`).
     pub(crate) fn build_reusing(
         config: &Config,
         old: Option<&RouteTable>,
         metrics: Option<&Metrics>,
+        workers: usize,
     ) -> Result<Self, ConfigError> {
         check_server(config)?;
         if config.routes.is_empty() {
@@ -135,6 +137,7 @@ impl RouteTable {
                 reuse.map(|r| &r.limiter),
                 &config.upstream,
                 &mut pools,
+                workers,
             )?;
             if let Some(m) = metrics {
                 route.metrics = m.route(&rc.name);
@@ -260,6 +263,7 @@ fn build_route(
     reuse: Option<&Limiter>,
     upstream: &UpstreamConfig,
     pools: &mut Vec<Arc<H1Pool>>,
+    workers: usize,
 ) -> Result<Route, ConfigError> {
     if rc.name.is_empty() {
         return Err(ConfigError::new(
@@ -310,7 +314,7 @@ fn build_route(
     let h1_pool = match pools.iter().find(|p| p.authority() == authority) {
         Some(p) => Arc::clone(p),
         None => {
-            let p = H1Pool::new(authority.clone(), upstream);
+            let p = H1Pool::new(authority.clone(), upstream, workers);
             pools.push(Arc::clone(&p));
             p
         }

@@ -34,8 +34,23 @@ pub(crate) type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
 pub(crate) struct State {
     pub(crate) config: Config,
     pub(crate) table: RouteTable,
+    /// hyper-util clients (h2c, CONNECT), one pair per worker so that each worker's
+    /// upstream connections stay on its thread.
+    clients: Box<[Clients]>,
+}
+
+/// The legacy-client pair of one worker.
+#[derive(Debug)]
+pub(crate) struct Clients {
     pub(crate) http1: UpstreamClient,
     pub(crate) h2c: UpstreamClient,
+}
+
+impl State {
+    /// The clients of `worker`.
+    pub(crate) fn clients(&self, worker: usize) -> &Clients {
+        &self.clients[worker % self.clients.len()]
+    }
 }
 
 /// State shared by the accept loop, every connection and the admin endpoints.
@@ -45,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Set once a drain starts: `/ready` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Worker shards of the upstream pools, fixed for the life of the proxy.
+    pub(crate) workers: usize,
 }
 
 /// Errors from [`Proxy::serve`] and [`run`].
@@ -91,18 +108,18 @@ fn build_state(
     config: Config,
     old: Option<&State>,
     metrics: &Metrics,
+    workers: usize,
 ) -> Result<State, ConfigError> {
-    let table = RouteTable::build_reusing(&config, old.map(|s| &s.table), Some(metrics))?;
-    let (http1, h2c) = clients(&config);
+    let table = RouteTable::build_reusing(&config, old.map(|s| &s.table), Some(metrics), workers)?;
+    let clients = (0..workers.max(1)).map(|_| clients(&config)).collect();
     Ok(State {
         config,
         table,
-        http1,
-        h2c,
+        clients,
     })
 }
 
-fn clients(config: &Config) -> (UpstreamClient, UpstreamClient) {
+fn clients(config: &Config) -> Clients {
     let u = &config.upstream;
     let h2 = &config.server.http2;
     let mut connector = HttpConnector::new();
@@ -122,19 +139,22 @@ fn clients(config: &Config) -> (UpstreamClient, UpstreamClient) {
         .http2_keep_alive_interval(Some(Duration::from_secs(30)))
         .http2_keep_alive_timeout(Duration::from_secs(10));
     let h2c = b.build(connector);
-    (http1, h2c)
+    Clients { http1, h2c }
 }
 
 impl Proxy {
-    /// Validates `config` and builds the routes and upstream clients.
+    /// Validates `config` and builds the routes and upstream clients, with one upstream
+    /// connection pool shard per worker thread (`server.workers`).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        let metrics = Metrics::default();
-        let state = build_state(config, None, &metrics)?;
+        let workers = config.server.worker_threads().get();
+        let metrics = Metrics::new(workers);
+        let state = build_state(config, None, &metrics, workers)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(state),
                 metrics,
                 draining: AtomicBool::new(false),
+                workers,
             }),
         })
     }
@@ -142,11 +162,16 @@ impl Proxy {
     /// Replaces the routes and upstream settings. Connections stay open; requests already
     /// admitted finish under the old route. A route whose name and admission settings are
     /// unchanged keeps its limiter (learned limit and in-flight count). On error nothing
-    /// changes. Settings under `[server]` other than `max_body_bytes` apply to the next
-    /// start only.
+    /// changes. Every worker sees the new routes from its next request on. Settings under
+    /// `[server]` other than `max_body_bytes` apply to the next start only.
     pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
         let old = self.shared.state.load();
-        let state = build_state(config, Some(&old), &self.shared.metrics)?;
+        let state = build_state(
+            config,
+            Some(&old),
+            &self.shared.metrics,
+            self.shared.workers,
+        )?;
         self.shared.state.store(Arc::new(state));
         tracing::info!(
             routes = self.shared.state.load().table.routes().len(),
@@ -186,11 +211,27 @@ impl Proxy {
         self.shared.draining.load(Ordering::Acquire)
     }
 
-    /// Serves connections from `listener` until `shutdown` resolves, then drains (see
-    /// [`run`]). Returns once every connection is closed or the drain deadline passed.
+    /// Serves connections from `listener` on the current runtime until `shutdown` resolves,
+    /// then drains (see [`run`]). Returns once every connection is closed or the drain
+    /// deadline passed. [`serve_threaded`](Self::serve_threaded) is the thread-per-core
+    /// alternative that `tailwater proxy` uses.
     pub async fn serve(
         &self,
         listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let max = self.shared.state.load().config.server.max_connections;
+        self.serve_worker(listener, 0, Arc::new(Semaphore::new(max)), shutdown)
+            .await
+    }
+
+    /// The accept loop and drain of worker `worker`: its connections count against
+    /// `conn_slots` (shared by all workers) and use the worker's upstream connections.
+    pub(crate) async fn serve_worker(
+        &self,
+        listener: TcpListener,
+        worker: usize,
+        conn_slots: Arc<Semaphore>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
         let (server_cfg, ready_builder) = {
@@ -200,13 +241,12 @@ impl Proxy {
             (s, b)
         };
         let builder = Arc::new(ready_builder);
-        let conn_slots = Arc::new(Semaphore::new(server_cfg.max_connections));
         let graceful = GracefulShutdown::new();
         let mut conns: JoinSet<()> = JoinSet::new();
         let mut backoff = Duration::from_millis(5);
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "proxy listening");
+            tracing::info!(%addr, worker, "proxy listening");
         }
         loop {
             while conns.try_join_next().is_some() {}
@@ -236,12 +276,17 @@ impl Proxy {
                 },
             };
             let _ = stream.set_nodelay(true);
-            self.spawn_connection(&mut conns, &graceful, &builder, stream, peer, slot);
+            let conn = Conn {
+                shared: Arc::clone(&self.shared),
+                worker,
+                peer,
+            };
+            spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot);
         }
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
         let open = conns.len();
-        tracing::info!(open, deadline = ?server_cfg.drain_timeout, "draining");
+        tracing::info!(worker, open, deadline = ?server_cfg.drain_timeout, "draining");
         let drained = tokio::time::timeout(server_cfg.drain_timeout, async {
             graceful.shutdown().await;
             while conns.join_next().await.is_some() {}
@@ -255,45 +300,51 @@ impl Proxy {
             conns.abort_all();
             while conns.join_next().await.is_some() {}
         }
-        tracing::info!("proxy stopped");
+        tracing::info!(worker, "proxy stopped");
         Ok(())
     }
+}
 
-    fn spawn_connection(
-        &self,
-        conns: &mut JoinSet<()>,
-        graceful: &GracefulShutdown,
-        builder: &Arc<auto::Builder<TokioExecutor>>,
-        stream: tokio::net::TcpStream,
-        peer: SocketAddr,
-        slot: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let shared = Arc::clone(&self.shared);
-        shared
-            .metrics
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
-        shared
+/// What every request of one client connection shares: cloned per request, so the
+/// reference count it touches is this connection's, not one shared by all threads.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    /// The worker serving the connection (its upstream pool shard).
+    pub(crate) worker: usize,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+}
+
+fn spawn_connection(
+    conns: &mut JoinSet<()>,
+    graceful: &GracefulShutdown,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    stream: tokio::net::TcpStream,
+    conn: Conn,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let metrics = &conn.shared.metrics;
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    metrics.accepted_by(conn.worker);
+    let conn = Arc::new(conn);
+    let svc_conn = Arc::clone(&conn);
+    let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
+    let io = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .into_owned();
+    let io = graceful.watch(io);
+    conns.spawn(async move {
+        if let Err(e) = io.await {
+            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        }
+        conn.shared
             .metrics
             .connections_open
-            .fetch_add(1, Ordering::Relaxed);
-        let svc_shared = Arc::clone(&shared);
-        let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_shared), req, peer));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        conns.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            shared
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
-        });
-    }
+            .fetch_sub(1, Ordering::Relaxed);
+        drop(slot);
+    });
 }
 
 /// The hyper server builder: header limits, slowloris timeout, HTTP/2 settings.

@@ -32,17 +32,16 @@ use crate::config::UpstreamProtocol;
 use crate::headers;
 use crate::metrics::Decision;
 use crate::route::upstream_uri;
-use crate::server::Shared;
+use crate::server::{Conn, Shared};
 use crate::upstream::UpstreamError;
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
 
-/// Handles one request from a client at `peer`.
+/// Handles one request of client connection `conn`.
 pub(crate) async fn handle(
-    shared: Arc<Shared>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
-    peer: SocketAddr,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let span = tracing::debug_span!(
         "request",
@@ -54,7 +53,7 @@ pub(crate) async fn handle(
         rejection_reason = field::Empty,
         status = field::Empty,
     );
-    let resp = proxy(&shared, req, peer, &span)
+    let resp = proxy(&conn.shared, conn.worker, req, conn.peer, &span)
         .instrument(span.clone())
         .await;
     span.record("status", resp.status().as_u16());
@@ -63,6 +62,7 @@ pub(crate) async fn handle(
 
 async fn proxy(
     shared: &Shared,
+    worker: usize,
     req: Request<Incoming>,
     peer: SocketAddr,
     span: &tracing::Span,
@@ -209,10 +209,15 @@ async fn proxy(
         match route.protocol {
             // CONNECT keeps the legacy client's authority-form handling.
             UpstreamProtocol::Http1 if upstream_req.method() != Method::CONNECT => {
-                route.h1_pool.send(upstream_req).await
+                route.h1_pool.send(worker, upstream_req).await
             }
-            UpstreamProtocol::Http1 => Ok((state.http1.request(upstream_req).await?, None)),
-            UpstreamProtocol::H2c => Ok((state.h2c.request(upstream_req).await?, None)),
+            UpstreamProtocol::Http1 => Ok((
+                state.clients(worker).http1.request(upstream_req).await?,
+                None,
+            )),
+            UpstreamProtocol::H2c => {
+                Ok((state.clients(worker).h2c.request(upstream_req).await?, None))
+            }
         }
     };
     let result = tokio::time::timeout(timeout, send).await;

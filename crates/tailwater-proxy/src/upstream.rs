@@ -8,6 +8,10 @@
 //! retried on another one, at most `pool_max_idle_per_host` idle connections, idle ones
 //! closed after `pool_idle_timeout`. The connection goes back to the pool when the
 //! response body has ended (see `Guard`), not through a spawned task.
+//!
+//! The pool is sharded by worker thread: a worker only takes connections it opened, so a
+//! connection's task, its reads and its wake-ups stay on the thread that uses it (nginx
+//! keeps upstream connections per worker process for the same reason).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -52,7 +56,8 @@ pub(crate) struct H1Pool {
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
-    idle: Mutex<Idle>,
+    /// One set of idle connections per worker.
+    shards: Box<[Mutex<Idle>]>,
 }
 
 #[derive(Debug, Default)]
@@ -66,25 +71,36 @@ struct Idle {
 pub(crate) struct Lease {
     sender: Sender,
     pool: Arc<H1Pool>,
+    shard: usize,
 }
 
 impl Lease {
     /// Returns the connection to its pool (the response body ended cleanly).
     pub(crate) fn put_back(self) {
-        let Lease { sender, pool } = self;
-        H1Pool::put_back(&pool, sender);
+        let Lease {
+            sender,
+            pool,
+            shard,
+        } = self;
+        H1Pool::put_back(&pool, shard, sender);
     }
 }
 
 impl H1Pool {
-    pub(crate) fn new(authority: Authority, u: &UpstreamConfig) -> Arc<Self> {
+    /// A pool with `shards` independent sets of idle connections (one per worker), each
+    /// holding at most `pool_max_idle_per_host`.
+    pub(crate) fn new(authority: Authority, u: &UpstreamConfig, shards: usize) -> Arc<Self> {
         Arc::new(Self {
             authority,
             connect_timeout: u.connect_timeout,
             max_idle: u.pool_max_idle_per_host,
             idle_timeout: u.pool_idle_timeout,
-            idle: Mutex::new(Idle::default()),
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
         })
+    }
+
+    fn shard(&self, worker: usize) -> usize {
+        worker % self.shards.len()
     }
 
     pub(crate) fn authority(&self) -> &Authority {
@@ -92,15 +108,18 @@ impl H1Pool {
     }
 
     /// Sends `req` (an absolute URI to this pool's authority) and returns the response
-    /// head and the connection to give back once the body ended.
+    /// head and the connection to give back once the body ended. `worker` picks the shard:
+    /// the calling worker's own connections.
     pub(crate) async fn send(
         self: &Arc<Self>,
+        worker: usize,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
         set_host(&mut req);
         origin_form(req.uri_mut());
+        let shard = self.shard(worker);
         loop {
-            let (mut sender, reused) = match self.take_idle() {
+            let (mut sender, reused) = match self.take_idle(shard) {
                 Some(s) => (s, true),
                 // Boxed: the connect future is large and rare; the request future stays small.
                 None => (Box::pin(self.connect()).await?, false),
@@ -116,6 +135,7 @@ impl H1Pool {
                     let lease = Lease {
                         sender,
                         pool: Arc::clone(self),
+                        shard,
                     };
                     return Ok((resp, Some(lease)));
                 }
@@ -128,8 +148,10 @@ impl H1Pool {
         }
     }
 
-    fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+    fn take_idle(&self, shard: usize) -> Option<Sender> {
+        let mut idle = self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         // The oldest first: the most recently returned one may still be finishing its
         // previous response in its connection task (not ready yet).
@@ -142,12 +164,14 @@ impl H1Pool {
         None
     }
 
-    fn put_back(this: &Arc<Self>, sender: Sender) {
+    fn put_back(this: &Arc<Self>, shard: usize, sender: Sender) {
         if sender.is_closed() || this.max_idle == 0 || this.idle_timeout.is_zero() {
             return;
         }
         let spawn_reaper = {
-            let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut idle = this.shards[shard]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if idle.conns.len() >= this.max_idle {
                 return;
             }
@@ -155,7 +179,8 @@ impl H1Pool {
             !std::mem::replace(&mut idle.reaper, true)
         };
         if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(reap(Arc::downgrade(this), this.idle_timeout));
+            // On the shard's own worker, like its connections.
+            rt.spawn(reap(Arc::downgrade(this), shard, this.idle_timeout));
         }
     }
 
@@ -199,8 +224,8 @@ impl H1Pool {
     }
 }
 
-/// Closes connections idle for longer than `timeout` until the pool is gone.
-async fn reap(pool: Weak<H1Pool>, timeout: Duration) {
+/// Closes connections of `shard` idle for longer than `timeout` until the pool is gone.
+async fn reap(pool: Weak<H1Pool>, shard: usize, timeout: Duration) {
     let mut tick = tokio::time::interval(timeout.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -209,7 +234,9 @@ async fn reap(pool: Weak<H1Pool>, timeout: Duration) {
         let Some(pool) = pool.upgrade() else { return };
         let now = Instant::now();
         let expired: Vec<(Sender, Instant)> = {
-            let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut idle = pool.shards[shard]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.conns)
                 .into_iter()
                 .partition(|(s, since)| {

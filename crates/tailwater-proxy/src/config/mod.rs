@@ -32,6 +32,7 @@ mod error;
 pub use error::ConfigError;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -80,6 +81,19 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// HTTP/2 flow control and stream limits.
     pub http2: Http2Config,
+    /// Worker threads of `tailwater proxy`, each with its own listener (`SO_REUSEPORT`),
+    /// event loop and upstream connections, as nginx's `worker_processes`. Default: the
+    /// number of CPUs the process may use.
+    pub workers: Option<NonZeroUsize>,
+}
+
+impl ServerConfig {
+    /// The worker thread count: [`workers`](Self::workers), else the available parallelism
+    /// (1 if unknown).
+    pub fn worker_threads(&self) -> NonZeroUsize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
 }
 
 impl Default for ServerConfig {
@@ -93,6 +107,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             http2: Http2Config::default(),
+            workers: None,
         }
     }
 }
@@ -167,8 +182,9 @@ pub struct UpstreamConfig {
     /// permit as a drop (every wait has a deadline, including a stuck stream's).
     #[serde(deserialize_with = "duration::de")]
     pub body_idle_timeout: Duration,
-    /// Idle keep-alive connections kept per upstream. In-use connections are bounded by
-    /// the routes' admission limits (one request, at most one connection).
+    /// Idle keep-alive connections kept per upstream and per worker thread (as nginx's
+    /// `keepalive`, which is per worker process). In-use connections are bounded by the
+    /// routes' admission limits (one request, at most one connection).
     pub pool_max_idle_per_host: usize,
     /// Idle connections are closed after this.
     #[serde(deserialize_with = "duration::de")]

@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! tailwater proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
-//! tailwater proxy --config proxy.toml [--listen ADDR] [--admin ADDR]
+//! tailwater proxy --config proxy.toml [--listen ADDR] [--admin ADDR] [--workers N]
 //! ```
+//!
+//! The proxy runs thread-per-core: `--workers` (default `server.workers`, else one per
+//! CPU) threads, each with its own event loop, `SO_REUSEPORT` listener and upstream
+//! connections; the main thread only handles signals and the admin listener.
 //!
 //! SIGTERM / SIGINT drain (stop accepting, finish in-flight requests up to
 //! `server.drain_timeout`, exit 0); SIGHUP reloads `--config` (an invalid file keeps the
@@ -11,10 +15,11 @@
 //! a `file:line:column: `field`: message` diagnostic.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use tailwater_proxy::{Config, Proxy};
+use tailwater_proxy::{Config, Listeners, Proxy};
 
 /// Arguments of `tailwater proxy`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +43,9 @@ pub(crate) struct Args {
     /// Check the configuration and exit (0 if valid, 2 if not).
     #[arg(long)]
     check: bool,
+    /// Worker threads (default: the config's `server.workers`, else one per CPU).
+    #[arg(long, env = "TAILWATER_WORKERS")]
+    workers: Option<NonZeroUsize>,
 }
 
 /// Runs `tailwater proxy`.
@@ -50,7 +58,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         .with_writer(std::io::stderr)
         .try_init();
 
-    let config = match (&args.config, &args.upstream) {
+    let mut config = match (&args.config, &args.upstream) {
         (Some(path), _) => match Config::from_file(path) {
             Ok(c) => c,
             Err(e) => {
@@ -80,6 +88,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         .or(config.server.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let admin = (!args.no_admin).then(|| args.admin.unwrap_or(config.admin.listen));
+    if let Some(n) = args.workers {
+        config.server.workers = Some(n);
+    }
+    let workers = config.server.worker_threads();
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
         Err(e) => {
@@ -88,25 +100,28 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         }
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Signals and the admin listener only: the workers run their own runtimes.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(proxy, listen, admin, args.config))?;
+    rt.block_on(serve(proxy, listen, workers, admin, args.config))?;
     Ok(0)
 }
 
 async fn serve(
     proxy: Proxy,
     listen: SocketAddr,
+    workers: NonZeroUsize,
     admin: Option<SocketAddr>,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listeners = Listeners::bind(listen, workers)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(addr = %listeners.local_addr(), workers = listeners.len(), "starting workers");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_task = None;
     if let Some(addr) = admin {
@@ -145,7 +160,7 @@ async fn serve(
             }
         }
     };
-    proxy.serve(listener, shutdown).await?;
+    proxy.serve_threaded(listeners, shutdown).await?;
     let _ = stop_tx.send(true);
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;

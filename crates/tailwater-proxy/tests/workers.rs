@@ -1,0 +1,255 @@
+//! Thread-per-core serving (`Proxy::serve_threaded`) over real sockets: every worker
+//! accepts, and drain and reload reach every worker.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::Request;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tailwater_proxy::{Listeners, Proxy};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+struct Threaded {
+    addr: SocketAddr,
+    proxy: Proxy,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tailwater_proxy::Error>>,
+}
+
+/// A proxy serving `route_toml` on `workers` threads of its own.
+async fn start_threaded(workers: usize, server_toml: &str, route_toml: &str) -> Threaded {
+    let config = config(&format!(
+        "[server]\nworkers = {workers}\n{server_toml}\n{route_toml}"
+    ));
+    let proxy = Proxy::new(config).expect("valid config");
+    let n = NonZeroUsize::new(workers).expect("workers > 0");
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), n)
+        .await
+        .expect("bind");
+    assert_eq!(listeners.len(), workers);
+    let addr = listeners.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let p = proxy.clone();
+    let task = tokio::spawn(async move {
+        p.serve_threaded(listeners, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Threaded {
+        addr,
+        proxy,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Connections accepted by each worker, from `/metrics`.
+fn accepted_by_worker(proxy: &Proxy) -> Vec<u64> {
+    proxy
+        .metrics_text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("tailwater_worker_connections_total{worker=\""))
+        .map(|rest| {
+            let (_, value) = rest.split_once("} ").expect("sample line");
+            value.parse().expect("counter value")
+        })
+        .collect()
+}
+
+/// A new client connection to `addr`.
+async fn connect(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// GET `path` on `sender`: status and body.
+async fn ask(sender: &mut SendRequest<Empty<Bytes>>, path: &str) -> (StatusCode, Bytes) {
+    sender.ready().await.expect("connection usable");
+    let req = Request::get(path)
+        .header("host", "x")
+        .body(Empty::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_accepts_connections() {
+    let backend = text_backend("hi").await;
+    let running = start_threaded(
+        4,
+        "",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+    // SO_REUSEPORT spreads connections by their address hash: with 64 connections over 4
+    // sockets, a worker without any has a probability of about 4 * (3/4)^64 < 1e-7.
+    for _ in 0..64 {
+        let mut sender = connect(running.addr).await;
+        let (status, body) = ask(&mut sender, "/").await;
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], b"hi");
+    }
+    let accepted = accepted_by_worker(&running.proxy);
+    assert_eq!(accepted.len(), 4, "one counter per worker: {accepted:?}");
+    assert_eq!(accepted.iter().sum::<u64>(), 64);
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "every worker accepted: {accepted:?}"
+    );
+    assert_eq!(backend.received.load(Ordering::SeqCst), 64);
+    stop(running).await;
+}
+
+async fn stop(mut running: Threaded) {
+    if let Some(tx) = running.stop.take() {
+        let _ = tx.send(());
+    }
+    tokio::time::timeout(Duration::from_secs(5), running.task)
+        .await
+        .expect("stopped within the deadline")
+        .expect("serve task")
+        .expect("serve returned Ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_reaches_every_worker() {
+    // Requests wait for a permit of `gate`: released all at once, no lost wake-up.
+    let gate = Arc::new(Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let backend = backend(Arc::new(move |_req| {
+        let g = Arc::clone(&g);
+        Box::pin(async move {
+            let _pass = g.acquire().await.expect("gate open");
+            Response::new(Full::new(Bytes::from_static(b"done")))
+        })
+    }))
+    .await;
+    let mut running = start_threaded(
+        2,
+        "drain_timeout = \"5s\"",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+
+    // Hold one request per connection at the backend until both workers hold some.
+    let mut in_flight = Vec::new();
+    while accepted_by_worker(&running.proxy).contains(&0) {
+        assert!(
+            in_flight.len() < 200,
+            "connections never reached every worker"
+        );
+        let mut sender = connect(running.addr).await;
+        in_flight.push(tokio::spawn(async move { ask(&mut sender, "/slow").await }));
+        let received = Arc::clone(&backend.received);
+        let want = in_flight.len() as u64;
+        eventually(Duration::from_secs(5), || {
+            received.load(Ordering::SeqCst) == want
+        })
+        .await;
+    }
+
+    let _ = running.stop.take().expect("stop sender").send(());
+    eventually(Duration::from_secs(5), || running.proxy.is_draining()).await;
+    // Every worker closes its listener: new connections are refused.
+    let addr = running.addr;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("all listeners closed");
+    assert!(
+        !running.task.is_finished(),
+        "serve waits for the in-flight requests of every worker"
+    );
+
+    gate.add_permits(in_flight.len());
+    for request in in_flight {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), request)
+            .await
+            .expect("in-flight request finished")
+            .expect("task");
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], b"done");
+    }
+    tokio::time::timeout(Duration::from_secs(5), running.task)
+        .await
+        .expect("every worker drained")
+        .expect("serve task")
+        .expect("serve returned Ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reaches_every_worker() {
+    let a = text_backend("a").await;
+    let b = text_backend("b").await;
+    let running = start_threaded(
+        2,
+        "",
+        &format!(
+            "[[route]]\nname = \"svc\"\nupstream = \"http://{}\"\n",
+            a.addr
+        ),
+    )
+    .await;
+
+    // Keep-alive connections until both workers have at least one.
+    let mut senders = Vec::new();
+    while accepted_by_worker(&running.proxy).contains(&0) {
+        assert!(
+            senders.len() < 200,
+            "connections never reached every worker"
+        );
+        let mut sender = connect(running.addr).await;
+        assert_eq!(&ask(&mut sender, "/").await.1[..], b"a");
+        senders.push(sender);
+    }
+
+    running
+        .proxy
+        .reload(config(&format!(
+            "[[route]]\nname = \"svc\"\nupstream = \"http://{}\"\n",
+            b.addr
+        )))
+        .expect("valid reload");
+    for sender in &mut senders {
+        assert_eq!(
+            &ask(sender, "/").await.1[..],
+            b"b",
+            "same connection, new route, on every worker"
+        );
+    }
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn listeners_share_one_port() {
+    let two = NonZeroUsize::new(2).expect("2 > 0");
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), two)
+        .await
+        .expect("bind");
+    assert_eq!(listeners.len(), 2);
+    assert!(!listeners.is_empty());
+    assert_ne!(listeners.local_addr().port(), 0, "the picked port");
+}
