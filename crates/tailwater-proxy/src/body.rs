@@ -19,7 +19,7 @@ use tailwater_core::{Criticality, OwnedPermit};
 
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{Decision, RouteMetrics};
+use crate::metrics::{Decision, RouteCounters};
 use crate::upstream::Lease;
 
 /// Errors of the proxy's bodies.
@@ -34,7 +34,8 @@ pub struct BodyIdleTimeout(pub Duration);
 #[derive(Debug)]
 pub(crate) struct Guard {
     pub(crate) permit: Option<OwnedPermit>,
-    pub(crate) metrics: Arc<RouteMetrics>,
+    /// The route's counters of the worker that admitted the request.
+    pub(crate) metrics: Arc<RouteCounters>,
     pub(crate) tier: Criticality,
     pub(crate) start: Instant,
     /// The upstream status counts as a drop (5xx, 429).

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -29,6 +30,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `TE: trailers` is kept on requests when `keep_te_trailers` is set: it is what gRPC
 /// clients send to say they accept trailers, and HTTP/2 allows exactly that value.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    // One pass without hashing: most messages carry none, and then there is nothing to do.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -56,9 +61,83 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
     }
 }
 
-/// Appends the client address to `X-Forwarded-For` and a `for=…;proto=…;host=…` element
-/// to `Forwarded` (RFC 7239 §4–5; IPv6 addresses are bracketed and quoted).
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&str>) {
+/// The forwarding headers of one client connection. A request without `X-Forwarded-For`
+/// and `Forwarded` of its own (the common case) gets values computed once per connection
+/// (and `Host`) instead of formatting and allocating two strings per request.
+#[derive(Debug)]
+pub(crate) struct Forwarding {
+    client: IpAddr,
+    /// `X-Forwarded-For` when the request has none: the client address.
+    xff: Option<HeaderValue>,
+    /// The last `Host` seen on the connection and its `Forwarded` value.
+    last: Mutex<Option<(Option<Box<str>>, HeaderValue)>>,
+}
+
+impl Forwarding {
+    /// The forwarding state of a connection from `client`.
+    pub(crate) fn new(client: IpAddr) -> Self {
+        Self {
+            client,
+            xff: HeaderValue::from_str(&client.to_string()).ok(),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The `X-Forwarded-For` and `Forwarded` values for a request with `headers` and
+    /// `host`: the client appended to what the request carries (RFC 7239 §4–5).
+    pub(crate) fn values(
+        &self,
+        headers: &HeaderMap,
+        host: Option<&str>,
+    ) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        if headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
+            return forwarded_values(headers, self.client, host);
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((h, v)) = &*last
+            && h.as_deref() == host
+        {
+            return (self.xff.clone(), Some(v.clone()));
+        }
+        let (xff, forwarded) = forwarded_values(headers, self.client, host);
+        if let Some(v) = &forwarded {
+            *last = Some((host.map(Box::from), v.clone()));
+        }
+        (xff, forwarded)
+    }
+
+    /// Replaces the forwarding headers of `headers` with `values` (from
+    /// [`values`](Self::values)); several `X-Forwarded-For` fields are folded into one.
+    pub(crate) fn apply(
+        headers: &mut HeaderMap,
+        (xff, forwarded): (Option<HeaderValue>, Option<HeaderValue>),
+    ) {
+        match xff {
+            Some(v) => {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_FOR);
+            }
+        }
+        match forwarded {
+            Some(v) => {
+                headers.insert(header::FORWARDED, v);
+            }
+            None => {
+                headers.remove(header::FORWARDED);
+            }
+        }
+    }
+}
+
+/// The client address appended to `X-Forwarded-For` and a `for=…;proto=…;host=…` element
+/// appended to `Forwarded` (RFC 7239 §4–5; IPv6 addresses are bracketed and quoted).
+fn forwarded_values(
+    headers: &HeaderMap,
+    client: IpAddr,
+    host: Option<&str>,
+) -> (Option<HeaderValue>, Option<HeaderValue>) {
     // One buffer per header, handed to the `HeaderValue` without a copy.
     let mut xff = String::with_capacity(64);
     if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
@@ -88,15 +167,10 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Optio
     if let Some(h) = host.filter(|h| is_token_or_host(h)) {
         let _ = write!(forwarded, ";host=\"{h}\"");
     }
-    // Several X-Forwarded-For fields are folded into the one we write.
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    headers.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
-        headers.insert(header::FORWARDED, v);
-    }
+    (
+        HeaderValue::from_maybe_shared(Bytes::from(xff)).ok(),
+        HeaderValue::from_maybe_shared(Bytes::from(forwarded)).ok(),
+    )
 }
 
 /// Characters that can go inside a quoted `host=` without escaping.
@@ -131,6 +205,40 @@ mod tests {
         strip_hop_by_hop(&mut g, true);
         assert_eq!(g.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
         assert_eq!(g.len(), 2);
+    }
+
+    fn add_forwarded(h: &mut HeaderMap, client: IpAddr, host: Option<&str>) {
+        let f = Forwarding::new(client);
+        let values = f.values(h, host);
+        Forwarding::apply(h, values);
+    }
+
+    #[test]
+    fn a_connection_reuses_its_values_per_host() {
+        let f = Forwarding::new("192.0.2.7".parse().unwrap());
+        for host in [
+            Some("a.example"),
+            Some("a.example"),
+            Some("b.example"),
+            None,
+        ] {
+            let mut h = HeaderMap::new();
+            let values = f.values(&h, host);
+            Forwarding::apply(&mut h, values);
+            assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+            let want = match host {
+                Some(host) => format!("for=192.0.2.7;proto=http;host=\"{host}\""),
+                None => "for=192.0.2.7;proto=http".to_owned(),
+            };
+            assert_eq!(h["forwarded"], want.as_str());
+        }
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        let values = f.values(&h, None);
+        Forwarding::apply(&mut h, values);
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1, "folded");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
     }
 
     #[test]

@@ -113,16 +113,19 @@ pub(crate) const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Counters of one route.
+/// Counters of one route on one worker. Aligned to its own cache lines and allocated
+/// apart from the other workers' counters, so that recording a request (and cloning the
+/// handle the response body keeps) never contends with another worker.
 #[derive(Debug)]
-pub(crate) struct RouteMetrics {
+#[repr(align(128))]
+pub(crate) struct RouteCounters {
     requests: [[AtomicU64; 4]; N_DECISIONS],
     /// Per-bucket counts (not cumulative); the last slot is +Inf.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
-impl Default for RouteMetrics {
+impl Default for RouteCounters {
     fn default() -> Self {
         Self {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
@@ -132,7 +135,7 @@ impl Default for RouteMetrics {
     }
 }
 
-impl RouteMetrics {
+impl RouteCounters {
     /// Counts one finished request and its duration (arrival to end of response body).
     pub(crate) fn record(&self, decision: Decision, tier: Criticality, elapsed: Duration) {
         self.requests[decision.index()][tier.index()].fetch_add(1, Ordering::Relaxed);
@@ -145,13 +148,54 @@ impl RouteMetrics {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
+}
+
+/// Counters of one route: one [`RouteCounters`] per worker, summed when read.
+#[derive(Debug)]
+pub(crate) struct RouteMetrics {
+    shards: Box<[Arc<RouteCounters>]>,
+}
+
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl RouteMetrics {
+    fn new(workers: usize) -> Self {
+        Self {
+            shards: (0..workers.max(1)).map(|_| Arc::default()).collect(),
+        }
+    }
+
+    /// The counters `worker` records into.
+    pub(crate) fn shard(&self, worker: usize) -> &Arc<RouteCounters> {
+        &self.shards[worker % self.shards.len()]
+    }
 
     /// Total requests with this decision, over all tiers.
     pub(crate) fn count(&self, decision: Decision) -> u64 {
-        self.requests[decision.index()]
+        (0..4).map(|t| self.requests(decision.index(), t)).sum()
+    }
+
+    fn sum(&self, f: impl Fn(&RouteCounters) -> &AtomicU64) -> u64 {
+        self.shards
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|s| f(s).load(Ordering::Relaxed))
             .sum()
+    }
+
+    fn requests(&self, decision: usize, tier: usize) -> u64 {
+        self.sum(|s| &s.requests[decision][tier])
+    }
+
+    fn bucket(&self, i: usize) -> u64 {
+        self.sum(|s| &s.buckets[i])
+    }
+
+    fn sum_nanos(&self) -> u64 {
+        self.sum(|s| &s.sum_nanos)
     }
 }
 
@@ -189,8 +233,12 @@ impl Metrics {
 
     /// The counters of route `name`, created on first use.
     pub(crate) fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        let workers = self.accepted_by_worker.len();
         let mut map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(name.to_owned()).or_default())
+        Arc::clone(
+            map.entry(name.to_owned())
+                .or_insert_with(|| Arc::new(RouteMetrics::new(workers))),
+        )
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -271,10 +319,10 @@ impl Metrics {
             "# HELP tailwater_requests_total Requests by route, outcome, reason and criticality tier.\n# TYPE tailwater_requests_total counter"
         );
         for (route, m) in &routes {
-            for (d, row) in m.requests.iter().enumerate() {
+            for d in 0..N_DECISIONS {
                 let decision = Decision::from_index(d);
-                for (t, c) in row.iter().enumerate() {
-                    let v = c.load(Ordering::Relaxed);
+                for t in 0..Criticality::ALL.len() {
+                    let v = m.requests(d, t);
                     if v == 0 {
                         continue;
                     }
@@ -296,20 +344,20 @@ impl Metrics {
         for (route, m) in &routes {
             let mut cum = 0u64;
             for (i, b) in BUCKETS.iter().enumerate() {
-                cum += m.buckets[i].load(Ordering::Relaxed);
+                cum += m.bucket(i);
                 let _ = writeln!(
                     out,
                     "tailwater_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {cum}",
                     esc(route)
                 );
             }
-            cum += m.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+            cum += m.bucket(BUCKETS.len());
             let _ = writeln!(
                 out,
                 "tailwater_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {cum}",
                 esc(route)
             );
-            let sum = m.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = m.sum_nanos() as f64 / 1e9;
             let _ = writeln!(
                 out,
                 "tailwater_request_duration_seconds_sum{{route=\"{}\"}} {sum}",

@@ -314,7 +314,7 @@ fn build_route(
     let h1_pool = match pools.iter().find(|p| p.authority() == authority) {
         Some(p) => Arc::clone(p),
         None => {
-            let p = H1Pool::new(authority.clone(), upstream, workers);
+            let p = Arc::new(H1Pool::new(authority.clone(), upstream, workers));
             pools.push(Arc::clone(&p));
             p
         }

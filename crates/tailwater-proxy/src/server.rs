@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
+use crate::headers::Forwarding;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::status::RouteStatus;
@@ -280,6 +281,7 @@ impl Proxy {
                 shared: Arc::clone(&self.shared),
                 worker,
                 peer,
+                forwarding: Forwarding::new(peer.ip()),
             };
             spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot);
         }
@@ -314,6 +316,8 @@ pub(crate) struct Conn {
     pub(crate) worker: usize,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// `X-Forwarded-For` / `Forwarded` values for this client.
+    pub(crate) forwarding: Forwarding,
 }
 
 fn spawn_connection(

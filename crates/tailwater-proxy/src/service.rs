@@ -18,11 +18,14 @@ use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tailwater_core::limiter::Request as Admission;
-use tailwater_core::{Criticality, Rejection};
+use std::time::Duration;
+
+use tailwater_core::clock::Clock as _;
+use tailwater_core::limiter::{Acquire, Request as Admission, Waiter};
+use tailwater_core::{Criticality, Limiter, OwnedPermit, Rejection};
 use tailwater_tower::edge;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -30,7 +33,10 @@ use tracing::{Instrument, field};
 use crate::body::{Guard, ProxyBody};
 use crate::config::UpstreamProtocol;
 use crate::headers;
+use crate::headers::Forwarding;
 use crate::metrics::Decision;
+use crate::metrics::RouteCounters;
+use crate::route::Route;
 use crate::route::upstream_uri;
 use crate::server::{Conn, Shared};
 use crate::upstream::UpstreamError;
@@ -53,25 +59,25 @@ pub(crate) async fn handle(
         rejection_reason = field::Empty,
         status = field::Empty,
     );
-    let resp = proxy(&conn.shared, conn.worker, req, conn.peer, &span)
-        .instrument(span.clone())
-        .await;
+    // Without a subscriber for the span, skip the instrumentation wrapper (it enters and
+    // exits the span on every poll).
+    let resp = if span.is_disabled() {
+        proxy(&conn, req, &span).await
+    } else {
+        proxy(&conn, req, &span).instrument(span.clone()).await
+    };
     span.record("status", resp.status().as_u16());
     Ok(resp)
 }
 
-async fn proxy(
-    shared: &Shared,
-    worker: usize,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    span: &tracing::Span,
-) -> Response<ProxyBody> {
+async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Response<ProxyBody> {
     let start = Instant::now();
+    let shared: &Shared = &conn.shared;
+    let worker = conn.worker;
     let state = shared.state.load();
 
     let host = request_host(&req);
-    let Some(route) = state.table.find(host.as_deref(), req.uri().path()) else {
+    let Some(route) = state.table.find(host, req.uri().path()) else {
         shared
             .metrics
             .unrouted
@@ -79,7 +85,8 @@ async fn proxy(
         span.record("decision", "no_route");
         return local(StatusCode::NOT_FOUND, "no route\n");
     };
-    let route = Arc::clone(route);
+    let route: &Route = route;
+    let metrics = route.metrics.shard(worker);
     span.record("route", route.name.as_str());
     let tier = req
         .headers()
@@ -98,9 +105,7 @@ async fn proxy(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            route
-                .metrics
-                .record(Decision::BodyTooLarge, tier, start.elapsed());
+            metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
             span.record("decision", "rejected");
             span.record("rejection_reason", "body_too_large");
             return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
@@ -108,56 +113,27 @@ async fn proxy(
     }
 
     // Local rate limits: every one must admit.
-    if !route.rate_limits.is_empty() {
-        let ip = peer.ip().to_string();
-        for rl in &route.rate_limits {
-            let d = rl.check(&ip, req.headers());
-            if !d.allowed {
-                route
-                    .metrics
-                    .record(Decision::RateLimited, tier, start.elapsed());
-                span.record("decision", "rate_limited");
-                span.record(
-                    "rejection_reason",
-                    d.reason.map_or("rate_exceeded", |r| r.as_str()),
-                );
-                tracing::debug!(limit = %rl.name, "rate limited");
-                let retry = d.retry_after.unwrap_or(d.reset_after);
-                let mut resp = if edge::is_grpc(req.headers()) {
-                    edge::grpc_response(edge::GRPC_RESOURCE_EXHAUSTED, "rate limited", Some(retry))
-                } else {
-                    let mut r = Response::new(Bytes::from_static(b"rate limited\n"));
-                    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; charset=utf-8"),
-                    );
-                    r.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(edge::retry_after_secs(retry)),
-                    );
-                    r
-                };
-                rl.policies
-                    .insert(resp.headers_mut(), 0, d.remaining, d.reset_after_secs());
-                let resp = resp.map(ProxyBody::local);
-                return resp;
-            }
-        }
+    if !route.rate_limits.is_empty()
+        && let Some(resp) = rate_limited(route, metrics, &req, conn.peer, tier, start, span)
+    {
+        return resp;
     }
 
-    // Admission.
+    // Admission: a permit at once, or (rarely) a wait in the queue, boxed so that the
+    // request's future stays small.
     let admission = Admission::new().tier(tier);
     let acquired = match route.queue_wait {
-        Some(wait) => route.limiter.acquire(admission, wait).await,
+        Some(wait) => match route.limiter.enqueue(admission, wait) {
+            Ok(Acquire::Ready(permit)) => Ok(permit),
+            Ok(Acquire::Queued(waiter)) => Box::pin(wait_in_queue(&route.limiter, waiter)).await,
+            Err(rejection) => Err(rejection),
+        },
         None => route.limiter.try_acquire_owned_with(admission),
     };
     let permit = match acquired {
         Ok(p) => p,
         Err(rejection) => {
-            route
-                .metrics
-                .record(Decision::Shed(rejection.reason), tier, start.elapsed());
+            metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
             span.record("decision", "shed");
             span.record("rejection_reason", rejection.reason.as_str());
             tracing::debug!(
@@ -171,10 +147,11 @@ async fn proxy(
     span.record("decision", "admitted");
 
     // Forward.
+    let forwarded = conn.forwarding.values(req.headers(), host);
     let (mut parts, body) = req.into_parts();
     let original_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers, route.protocol == UpstreamProtocol::H2c);
-    headers::add_forwarded(&mut parts.headers, peer.ip(), host.as_deref());
+    Forwarding::apply(&mut parts.headers, forwarded);
     if route.preserve_host {
         if !parts.headers.contains_key(header::HOST)
             && let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -189,10 +166,18 @@ async fn proxy(
         .into_parts()
         .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = match upstream_uri(&route, pq) {
+    let pooled = route.protocol == UpstreamProtocol::Http1 && parts.method != Method::CONNECT;
+    // The pool sends origin-form and sets `Host` itself; the legacy client wants the
+    // absolute URI.
+    let uri = if pooled {
+        Ok(Uri::from(pq))
+    } else {
+        upstream_uri(route, pq)
+    };
+    parts.uri = match uri {
         Ok(u) => u,
         Err(_) => {
-            let guard = guard(permit, &route, tier, start);
+            let guard = guard(permit, metrics, tier, start);
             guard.finish(Decision::Cancelled);
             return local(StatusCode::BAD_REQUEST, "bad request target\n");
         }
@@ -204,23 +189,19 @@ async fn proxy(
     let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
     let timeout = state.config.upstream.request_timeout;
-    let mut guard = guard(permit, &route, tier, start);
-    let send = async {
-        match route.protocol {
-            // CONNECT keeps the legacy client's authority-form handling.
-            UpstreamProtocol::Http1 if upstream_req.method() != Method::CONNECT => {
-                route.h1_pool.send(worker, upstream_req).await
-            }
-            UpstreamProtocol::Http1 => Ok((
-                state.clients(worker).http1.request(upstream_req).await?,
-                None,
-            )),
-            UpstreamProtocol::H2c => {
-                Ok((state.clients(worker).h2c.request(upstream_req).await?, None))
-            }
-        }
+    let mut guard = guard(permit, metrics, tier, start);
+    let result = if pooled {
+        let shard = route.h1_pool.shard(worker);
+        tokio::time::timeout(timeout, shard.send(upstream_req)).await
+    } else {
+        // h2c, and CONNECT (the legacy client's authority-form handling): rare, boxed.
+        let client = match route.protocol {
+            UpstreamProtocol::Http1 => &state.clients(worker).http1,
+            UpstreamProtocol::H2c => &state.clients(worker).h2c,
+        };
+        let send = async { Ok((client.request(upstream_req).await?, None)) };
+        Box::pin(tokio::time::timeout(timeout, send)).await
     };
-    let result = tokio::time::timeout(timeout, send).await;
     let mut resp = match result {
         Err(_) => {
             span.record("rejection_reason", "upstream_timeout");
@@ -229,9 +210,7 @@ async fn proxy(
         }
         Ok(Err(e)) => {
             if caused_by_length_limit(&e) {
-                route
-                    .metrics
-                    .record(Decision::BodyTooLarge, tier, start.elapsed());
+                metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
                 // Not the upstream's fault: do not feed it to the limit.
                 if let Some(p) = guard.permit.take() {
                     p.ignore();
@@ -257,15 +236,83 @@ async fn proxy(
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
 }
 
+/// Waits for a permit in the queue (tailwater-core's `Limiter::acquire` loop, for a waiter
+/// that is already enqueued): wake-ups come from released permits, the timer re-checks
+/// the waiter's deadline (and CoDel's target) when none comes.
+async fn wait_in_queue(limiter: &Limiter, mut waiter: Waiter) -> Result<OwnedPermit, Rejection> {
+    loop {
+        let now = limiter.clock().now();
+        let wait = waiter
+            .next_check(now)
+            .saturating_sub(now)
+            .max(Duration::from_millis(1));
+        match tokio::time::timeout(wait, &mut waiter).await {
+            Ok(outcome) => return outcome,
+            Err(_) => {
+                limiter.expire_waiters();
+                if let Some(outcome) = waiter.try_take() {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// The 429 of the first local rate limit of `route` that denies the request, if any.
+fn rate_limited(
+    route: &Route,
+    metrics: &RouteCounters,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    tier: Criticality,
+    start: Instant,
+    span: &tracing::Span,
+) -> Option<Response<ProxyBody>> {
+    let ip = peer.ip().to_string();
+    for rl in &route.rate_limits {
+        let d = rl.check(&ip, req.headers());
+        if d.allowed {
+            continue;
+        }
+        metrics.record(Decision::RateLimited, tier, start.elapsed());
+        span.record("decision", "rate_limited");
+        span.record(
+            "rejection_reason",
+            d.reason.map_or("rate_exceeded", |r| r.as_str()),
+        );
+        tracing::debug!(limit = %rl.name, "rate limited");
+        let retry = d.retry_after.unwrap_or(d.reset_after);
+        let mut resp = if edge::is_grpc(req.headers()) {
+            edge::grpc_response(edge::GRPC_RESOURCE_EXHAUSTED, "rate limited", Some(retry))
+        } else {
+            let mut r = Response::new(Bytes::from_static(b"rate limited\n"));
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(edge::retry_after_secs(retry)),
+            );
+            r
+        };
+        rl.policies
+            .insert(resp.headers_mut(), 0, d.remaining, d.reset_after_secs());
+        return Some(resp.map(ProxyBody::local));
+    }
+    None
+}
+
 fn guard(
     permit: tailwater_core::OwnedPermit,
-    route: &crate::route::Route,
+    metrics: &Arc<RouteCounters>,
     tier: Criticality,
     start: Instant,
 ) -> Guard {
     Guard {
         permit: Some(permit),
-        metrics: Arc::clone(&route.metrics),
+        metrics: Arc::clone(metrics),
         tier,
         start,
         status_dropped: false,
@@ -284,8 +331,9 @@ fn caused_by_length_limit(e: &UpstreamError) -> bool {
     false
 }
 
-/// The request's host without port: `Host`, or the URI authority (HTTP/2).
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+/// The request's host without port: `Host`, or the URI authority (HTTP/2). Routes match
+/// it case-insensitively, so it is borrowed as sent.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -298,7 +346,7 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    Some(host.to_ascii_lowercase())
+    Some(host)
 }
 
 /// A small local response.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, Port};
+use http::uri::Authority;
 use http::{Request, Response, Uri};
 use http_body_util::Limited;
 use hyper::body::Incoming;
@@ -49,15 +49,27 @@ pub(crate) enum UpstreamError {
     Legacy(#[from] hyper_util::client::legacy::Error),
 }
 
-/// The idle HTTP/1.1 connections to one upstream authority.
+/// The idle HTTP/1.1 connections to one upstream authority: one independent [`Shard`]
+/// per worker.
 #[derive(Debug)]
 pub(crate) struct H1Pool {
     authority: Authority,
+    shards: Box<[Arc<Shard>]>,
+}
+
+/// One worker's connections to the pool's authority. Aligned to its own cache lines and
+/// allocated apart from the other shards, so that workers share neither its lock, nor its
+/// reference count, nor the `Host` value it hands out.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Shard {
+    authority: Authority,
+    /// `Host` for requests without one: the authority without a default port.
+    host: Option<HeaderValue>,
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
-    /// One set of idle connections per worker.
-    shards: Box<[Mutex<Idle>]>,
+    idle: Mutex<Idle>,
 }
 
 #[derive(Debug, Default)]
@@ -66,60 +78,73 @@ struct Idle {
     reaper: bool,
 }
 
-/// A connection lent to one request; [`H1Pool::put_back`] it when the response ends.
+/// A connection lent to one request; [`put_back`](Self::put_back) it when the response
+/// ends.
 #[derive(Debug)]
 pub(crate) struct Lease {
     sender: Sender,
-    pool: Arc<H1Pool>,
-    shard: usize,
+    shard: Arc<Shard>,
 }
 
 impl Lease {
     /// Returns the connection to its pool (the response body ended cleanly).
     pub(crate) fn put_back(self) {
-        let Lease {
-            sender,
-            pool,
-            shard,
-        } = self;
-        H1Pool::put_back(&pool, shard, sender);
+        let Lease { sender, shard } = self;
+        Shard::put_back(&shard, sender);
     }
 }
 
 impl H1Pool {
-    /// A pool with `shards` independent sets of idle connections (one per worker), each
-    /// holding at most `pool_max_idle_per_host`.
-    pub(crate) fn new(authority: Authority, u: &UpstreamConfig, shards: usize) -> Arc<Self> {
-        Arc::new(Self {
-            authority,
-            connect_timeout: u.connect_timeout,
-            max_idle: u.pool_max_idle_per_host,
-            idle_timeout: u.pool_idle_timeout,
-            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
-        })
-    }
-
-    fn shard(&self, worker: usize) -> usize {
-        worker % self.shards.len()
+    /// A pool with `shards` independent sets of connections (one per worker), each
+    /// holding at most `pool_max_idle_per_host` idle ones.
+    pub(crate) fn new(authority: Authority, u: &UpstreamConfig, shards: usize) -> Self {
+        let host = host_value(&authority);
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                Arc::new(Shard {
+                    authority: authority.clone(),
+                    // A copy per shard: cloning it per request touches only this worker's
+                    // reference count.
+                    host: host
+                        .as_ref()
+                        .and_then(|h| HeaderValue::from_bytes(h.as_bytes()).ok()),
+                    connect_timeout: u.connect_timeout,
+                    max_idle: u.pool_max_idle_per_host,
+                    idle_timeout: u.pool_idle_timeout,
+                    idle: Mutex::default(),
+                })
+            })
+            .collect();
+        Self { authority, shards }
     }
 
     pub(crate) fn authority(&self) -> &Authority {
         &self.authority
     }
 
-    /// Sends `req` (an absolute URI to this pool's authority) and returns the response
-    /// head and the connection to give back once the body ended. `worker` picks the shard:
-    /// the calling worker's own connections.
+    /// The connections of `worker`.
+    pub(crate) fn shard(&self, worker: usize) -> &Arc<Shard> {
+        &self.shards[worker % self.shards.len()]
+    }
+}
+
+impl Shard {
+    /// Sends `req` (origin-form, or an absolute URI to this pool's authority) and returns
+    /// the response head and the connection to give back once the body ended.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        worker: usize,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
-        set_host(&mut req);
-        origin_form(req.uri_mut());
-        let shard = self.shard(worker);
+        if !req.headers().contains_key(header::HOST)
+            && let Some(host) = &self.host
+        {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
+        if req.uri().authority().is_some() {
+            origin_form(req.uri_mut());
+        }
         loop {
-            let (mut sender, reused) = match self.take_idle(shard) {
+            let (mut sender, reused) = match self.take_idle() {
                 Some(s) => (s, true),
                 // Boxed: the connect future is large and rare; the request future stays small.
                 None => (Box::pin(self.connect()).await?, false),
@@ -134,8 +159,7 @@ impl H1Pool {
                 Ok(resp) => {
                     let lease = Lease {
                         sender,
-                        pool: Arc::clone(self),
-                        shard,
+                        shard: Arc::clone(self),
                     };
                     return Ok((resp, Some(lease)));
                 }
@@ -148,10 +172,11 @@ impl H1Pool {
         }
     }
 
-    fn take_idle(&self, shard: usize) -> Option<Sender> {
-        let mut idle = self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.conns.is_empty() {
+            return None;
+        }
         let now = Instant::now();
         // The oldest first: the most recently returned one may still be finishing its
         // previous response in its connection task (not ready yet).
@@ -164,14 +189,12 @@ impl H1Pool {
         None
     }
 
-    fn put_back(this: &Arc<Self>, shard: usize, sender: Sender) {
+    fn put_back(this: &Arc<Self>, sender: Sender) {
         if sender.is_closed() || this.max_idle == 0 || this.idle_timeout.is_zero() {
             return;
         }
         let spawn_reaper = {
-            let mut idle = this.shards[shard]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.conns.len() >= this.max_idle {
                 return;
             }
@@ -180,7 +203,7 @@ impl H1Pool {
         };
         if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
             // On the shard's own worker, like its connections.
-            rt.spawn(reap(Arc::downgrade(this), shard, this.idle_timeout));
+            rt.spawn(reap(Arc::downgrade(this), this.idle_timeout));
         }
     }
 
@@ -224,19 +247,17 @@ impl H1Pool {
     }
 }
 
-/// Closes connections of `shard` idle for longer than `timeout` until the pool is gone.
-async fn reap(pool: Weak<H1Pool>, shard: usize, timeout: Duration) {
+/// Closes connections of `shard` idle for longer than `timeout` until the shard is gone.
+async fn reap(shard: Weak<Shard>, timeout: Duration) {
     let mut tick = tokio::time::interval(timeout.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
+        let Some(shard) = shard.upgrade() else { return };
         let now = Instant::now();
         let expired: Vec<(Sender, Instant)> = {
-            let mut idle = pool.shards[shard]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut idle = shard.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.conns)
                 .into_iter()
                 .partition(|(s, since)| {
@@ -249,28 +270,12 @@ async fn reap(pool: Weak<H1Pool>, shard: usize, timeout: Duration) {
     }
 }
 
-/// `Host` from the URI when the request has none (the legacy client's `set_host`).
-fn set_host(req: &mut Request<Body>) {
-    if req.headers().contains_key(header::HOST) {
-        return;
-    }
-    let uri = req.uri();
-    let Some(hostname) = uri.host() else { return };
-    let value = match non_default_port(uri) {
-        Some(port) => {
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{hostname}:{port}")))
-        }
-        None => HeaderValue::from_str(hostname),
-    };
-    if let Ok(v) = value {
-        req.headers_mut().insert(header::HOST, v);
-    }
-}
-
-fn non_default_port(uri: &Uri) -> Option<Port<&str>> {
-    match uri.port_u16() {
-        Some(80) => None,
-        _ => uri.port(),
+/// The `Host` value for `authority` (the legacy client's `set_host`: no port 80).
+fn host_value(authority: &Authority) -> Option<HeaderValue> {
+    let host = authority.host();
+    match authority.port_u16() {
+        Some(80) | None => HeaderValue::from_str(host).ok(),
+        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
     }
 }
 
