@@ -15,8 +15,9 @@ use crate::clock::{Clock, MonotonicClock};
 /// `AtomicU64` holding the TAT, updated with a compare-and-swap loop. No lock, no
 /// allocation, no unbounded state.
 ///
-/// Time comes from `C` (default [`MonotonicClock`]: `std::time::Instant`, never backwards —
-/// governor's default TSC clock can go backwards across cores, governor #299).
+/// Time comes from `C` (default [`MonotonicClock`]: the TSC where the kernel validated it,
+/// else `std::time::Instant`; never the unchecked TSC that makes governor's default go
+/// backwards across cores, governor #299).
 ///
 /// Failure modes: none at run time. A check with `n > burst` is denied with
 /// [`DenyReason::ExceedsBurst`](super::DenyReason::ExceedsBurst) and no retry hint.
