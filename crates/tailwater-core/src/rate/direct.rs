@@ -82,19 +82,21 @@ impl<C: Clock> DirectLimiter<C> {
     #[inline]
     pub fn check_n_at(&self, now: u64, n: u32) -> RateDecision {
         let mut current = self.tat.load(Ordering::Acquire);
-        loop {
-            let (decision, new) = gcra::step(&self.quota, now, current, n);
-            if !decision.allowed || new == current {
-                return decision;
+        // Decide in the loop with the bare state arithmetic; build the decision (a division
+        // and two `Duration`s) once, after, from the state the decision was made on.
+        while let Some(new) = gcra::admit(&self.quota, now, current, n) {
+            if new == current {
+                break;
             }
             match self
                 .tat
                 .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return decision,
+                Ok(_) => break,
                 Err(actual) => current = actual,
             }
         }
+        gcra::step(&self.quota, now, current, n).0
     }
 
     /// The quota enforced.

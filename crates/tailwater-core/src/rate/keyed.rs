@@ -66,18 +66,25 @@ pub struct KeyedStats {
 }
 
 /// GCRA state of one key: one TAT per quota.
+///
+/// 16 bytes: the several-quota slice sits behind a second (thin) box, so that a map entry
+/// (this plus the 16-byte hashed key) is 32 bytes instead of 40, and more keys share a cache
+/// line in the common one-quota case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tats {
     One(u64),
-    Many(Box<[u64]>),
+    #[allow(clippy::redundant_allocation)] // the outer box makes the pointer thin
+    Many(Box<Box<[u64]>>),
 }
+
+const _: () = assert!(std::mem::size_of::<Tats>() == 16);
 
 impl Tats {
     fn fresh(n: usize) -> Self {
         if n == 1 {
             Tats::One(0)
         } else {
-            Tats::Many(vec![0; n].into_boxed_slice())
+            Tats::Many(Box::new(vec![0; n].into_boxed_slice()))
         }
     }
 
@@ -113,6 +120,13 @@ impl Tats {
             }
         }
     }
+}
+
+/// The outcome of a check under the shard lock: either the full decision, or (the hot path)
+/// the state it was made on, from which [`gcra::step`] rebuilds the same decision unlocked.
+enum Decided {
+    Now(RateDecision),
+    Later { stored: u64, allowed: bool },
 }
 
 /// A key stored with its hash: the map hashes each key once (with the limiter's
@@ -220,8 +234,13 @@ type InnerMap<K> = HashMap<Hashed<K>, Tats, BuildHasherDefault<PassThrough>>;
 
 type ShardSlot<K> = CachePadded<Mutex<Shard<K>>>;
 
+/// `repr(C)` keeps what every check touches (the map's header and the two counters) in the
+/// first cache line of the slot, beside the mutex word: one line per check, not two.
+#[repr(C)]
 struct Shard<K> {
     map: InnerMap<K>,
+    allowed: u64,
+    denied: u64,
     cap: usize,
     /// Try an idle sweep when `map.len()` reaches this (doubles with the live set).
     sweep_at: usize,
@@ -229,9 +248,6 @@ struct Shard<K> {
     /// bound, so no sweep is wasted); when the shard is nearly full, the time by which 1/8
     /// of its keys are idle, so that every O(len) sweep frees at least len/8 entries.
     earliest_idle: u64,
-    checks: u64,
-    allowed: u64,
-    denied: u64,
     evicted_idle: u64,
     evicted_active: u64,
     rejected: u64,
@@ -426,6 +442,7 @@ where
 
     /// [`check_quotas`](Self::check_quotas) at an explicit time in nanoseconds on this
     /// limiter's clock (for the simulator and for callers that already read the clock).
+    #[inline]
     pub fn check_at<Q>(&self, key: &Q, quotas: &[Quota], now: u64, n: u32) -> RateDecision
     where
         K: Borrow<Q>,
@@ -435,20 +452,47 @@ where
             return gcra::step_all(&[], now, &mut [], n);
         }
         let hash = self.hasher.hash_one(key);
-        let mut guard = self.lock(self.shard_of(hash));
-        let shard = &mut *guard;
-        shard.checks += 1;
         let probe = Probe { hash, key };
-        let decision = match shard.map.get_mut(&probe as &dyn Lookup<Q>) {
-            Some(tats) => tats.step(quotas, now, n),
-            None => self.admit_new(shard, hash, key, quotas, now, n),
+        let decided = {
+            let mut guard = self.lock(self.shard_of(hash));
+            let shard = &mut *guard;
+            let decided = match (shard.map.get_mut(&probe as &dyn Lookup<Q>), quotas) {
+                // The common case, a known key under one quota: only the state arithmetic
+                // runs under the lock; the decision's numbers are computed after unlocking.
+                (Some(Tats::One(tat)), [quota]) => {
+                    let stored = *tat;
+                    match gcra::admit(quota, now, stored, n) {
+                        Some(new) => {
+                            *tat = new;
+                            Decided::Later {
+                                stored,
+                                allowed: true,
+                            }
+                        }
+                        None => Decided::Later {
+                            stored,
+                            allowed: false,
+                        },
+                    }
+                }
+                (Some(tats), _) => Decided::Now(tats.step(quotas, now, n)),
+                (None, _) => Decided::Now(self.admit_new(shard, hash, key, quotas, now, n)),
+            };
+            let allowed = match &decided {
+                Decided::Later { allowed, .. } => *allowed,
+                Decided::Now(d) => d.allowed,
+            };
+            if allowed {
+                shard.allowed += 1;
+            } else {
+                shard.denied += 1;
+            }
+            decided
         };
-        if decision.allowed {
-            shard.allowed += 1;
-        } else {
-            shard.denied += 1;
+        match decided {
+            Decided::Later { stored, .. } => gcra::step(&quotas[0], now, stored, n).0,
+            Decided::Now(decision) => decision,
         }
-        decision
     }
 
     fn admit_new<Q>(
@@ -538,7 +582,7 @@ where
         for i in 0..self.shards.len() {
             let shard = self.lock(i);
             s.keys += shard.map.len();
-            s.checks += shard.checks;
+            s.checks += shard.allowed + shard.denied;
             s.allowed += shard.allowed;
             s.denied += shard.denied;
             s.evicted_idle += shard.evicted_idle;
@@ -702,7 +746,6 @@ impl<K: Hash + Eq, C: Clock> KeyedLimiterBuilder<K, C> {
                     cap,
                     sweep_at: MIN_SWEEP.min(cap),
                     earliest_idle: 0,
-                    checks: 0,
                     allowed: 0,
                     denied: 0,
                     evicted_idle: 0,
