@@ -291,7 +291,10 @@ mod tsc {
 
     const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
 
-    static CLOCK: OnceLock<Option<quanta::Clock>> = OnceLock::new();
+    /// Padded: every limiter on the default clock reads it on every check, from every
+    /// core, so it must not share a cache line with anything that is written.
+    static CLOCK: crossbeam_utils::CachePadded<OnceLock<Option<quanta::Clock>>> =
+        crossbeam_utils::CachePadded::new(OnceLock::new());
 
     /// quanta's calibrated TSC clock, if the TSC is safe to read on this machine.
     pub(super) fn clock() -> Option<&'static quanta::Clock> {
