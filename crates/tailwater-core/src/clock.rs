@@ -154,12 +154,14 @@ impl fmt::Display for ClockSource {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Source {
     Os,
+    /// The process's calibrated quanta clock, copied in: read on every check, it should sit
+    /// in the limiter's own cache lines rather than behind a pointer to a static.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     Tsc {
-        clock: &'static quanta::Clock,
+        clock: quanta::Clock,
         /// The raw counter value at this clock's origin.
         origin: u64,
     },
@@ -169,9 +171,9 @@ enum Source {
 /// kernel vouches for it and from `std::time::Instant` otherwise (see the
 /// [module docs](self) for the rule, governor #299, and how to force the OS clock).
 ///
-/// `Copy`, two words and a pointer; creating one costs one `Instant::now()` plus a counter
-/// read (the one-time detection and calibration happen on the first [`new`](Self::new) in
-/// the process).
+/// About 70 bytes (it carries quanta's calibration, so a read touches no shared state);
+/// creating one costs one `Instant::now()` plus a counter read (the one-time detection and
+/// calibration happen on the first [`new`](Self::new) in the process).
 ///
 /// ```
 /// use tailwater_core::clock::{Clock, ClockSource, MonotonicClock};
@@ -184,7 +186,7 @@ enum Source {
 /// let os = MonotonicClock::os();
 /// assert_eq!(os.source(), ClockSource::Os);
 /// ```
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct MonotonicClock {
     origin: Instant,
     source: Source,
@@ -200,8 +202,8 @@ impl MonotonicClock {
                 // The counter first: readings are measured from it, and `origin()` is then
                 // at most one `Instant::now()` later.
                 source: Source::Tsc {
-                    clock,
                     origin: clock.raw(),
+                    clock: clock.clone(),
                 },
                 origin: Instant::now(),
             };
@@ -231,7 +233,7 @@ impl MonotonicClock {
 
     /// Where this clock reads the time.
     pub fn source(&self) -> ClockSource {
-        match self.source {
+        match &self.source {
             Source::Os => ClockSource::Os,
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             Source::Tsc { .. } => ClockSource::Tsc,
@@ -265,22 +267,22 @@ impl fmt::Debug for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline]
     fn now(&self) -> Duration {
-        match self.source {
+        match &self.source {
             Source::Os => self.origin.elapsed(),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             Source::Tsc { clock, origin } => {
-                Duration::from_nanos(clock.delta_as_nanos(origin, clock.raw()))
+                Duration::from_nanos(clock.delta_as_nanos(*origin, clock.raw()))
             }
         }
     }
 
     #[inline]
     fn now_nanos(&self) -> u64 {
-        match self.source {
+        match &self.source {
             Source::Os => duration_to_nanos(self.origin.elapsed()),
             // `delta_as_nanos` is 0 for a reading at or before the origin (saturating).
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            Source::Tsc { clock, origin } => clock.delta_as_nanos(origin, clock.raw()),
+            Source::Tsc { clock, origin } => clock.delta_as_nanos(*origin, clock.raw()),
         }
     }
 }
@@ -525,7 +527,10 @@ mod tests {
             let tolerance = duration_to_nanos(handover_tolerance(&clock));
             let (to_peer, from_main) = sync_channel::<u64>(1);
             let (to_main, from_peer) = sync_channel::<u64>(1);
+            // A clone reads the same time (same origin, same calibration).
+            let peer_clock = clock.clone();
             let peer = std::thread::spawn(move || {
+                let clock = peer_clock;
                 let mut worst = 0;
                 for _ in 0..ROUNDS {
                     let sent = from_main.recv().expect("main thread alive");
@@ -562,6 +567,7 @@ mod tests {
             let done = Arc::new(AtomicBool::new(false));
             let writer = {
                 let (slot, done) = (Arc::clone(&slot), Arc::clone(&done));
+                let clock = clock.clone();
                 std::thread::spawn(move || {
                     while !done.load(Ordering::Relaxed) {
                         slot.store(clock.now_nanos(), Ordering::Release);

@@ -122,13 +122,6 @@ impl Tats {
     }
 }
 
-/// The outcome of a check under the shard lock: either the full decision, or (the hot path)
-/// the state it was made on, from which [`gcra::step`] rebuilds the same decision unlocked.
-enum Decided {
-    Now(RateDecision),
-    Later { stored: u64, allowed: bool },
-}
-
 /// A key stored with its hash: the map hashes each key once (with the limiter's
 /// `BuildHasher`, which also picks the shard) and the inner map reuses that hash.
 struct Hashed<K> {
@@ -442,7 +435,11 @@ where
 
     /// [`check_quotas`](Self::check_quotas) at an explicit time in nanoseconds on this
     /// limiter's clock (for the simulator and for callers that already read the clock).
-    #[inline]
+    ///
+    /// Always inlined: the common case (a known key, one quota) is a few dozen instructions,
+    /// and inlined the caller computes only the parts of the decision it reads; everything
+    /// else is in an out-of-line function.
+    #[inline(always)]
     pub fn check_at<Q>(&self, key: &Q, quotas: &[Quota], now: u64, n: u32) -> RateDecision
     where
         K: Borrow<Q>,
@@ -452,46 +449,52 @@ where
             return gcra::step_all(&[], now, &mut [], n);
         }
         let hash = self.hasher.hash_one(key);
-        let probe = Probe { hash, key };
-        let decided = {
-            let mut guard = self.lock(self.shard_of(hash));
-            let shard = &mut *guard;
-            let decided = match (shard.map.get_mut(&probe as &dyn Lookup<Q>), quotas) {
-                // The common case, a known key under one quota: only the state arithmetic
-                // runs under the lock; the decision's numbers are computed after unlocking.
-                (Some(Tats::One(tat)), [quota]) => {
-                    let stored = *tat;
-                    match gcra::admit(quota, now, stored, n) {
-                        Some(new) => {
-                            *tat = new;
-                            Decided::Later {
-                                stored,
-                                allowed: true,
-                            }
-                        }
-                        None => Decided::Later {
-                            stored,
-                            allowed: false,
-                        },
-                    }
+        let mut guard = self.lock(self.shard_of(hash));
+        let shard = &mut *guard;
+        // The common case, a known key under one quota, stays small enough to inline: only
+        // the state arithmetic runs under the lock, the decision's numbers after unlocking.
+        if let [quota] = quotas {
+            let probe = Probe { hash, key };
+            if let Some(Tats::One(tat)) = shard.map.get_mut(&probe as &dyn Lookup<Q>) {
+                let stored = *tat;
+                if let Some(new) = gcra::admit(quota, now, stored, n) {
+                    *tat = new;
+                    shard.allowed += 1;
+                } else {
+                    shard.denied += 1;
                 }
-                (Some(tats), _) => Decided::Now(tats.step(quotas, now, n)),
-                (None, _) => Decided::Now(self.admit_new(shard, hash, key, quotas, now, n)),
-            };
-            let allowed = match &decided {
-                Decided::Later { allowed, .. } => *allowed,
-                Decided::Now(d) => d.allowed,
-            };
-            if allowed {
-                shard.allowed += 1;
-            } else {
-                shard.denied += 1;
+                drop(guard);
+                return gcra::step(quota, now, stored, n).0;
             }
-            decided
-        };
-        match decided {
-            Decided::Later { stored, .. } => gcra::step(&quotas[0], now, stored, n).0,
-            Decided::Now(decision) => decision,
+        }
+        let decision = self.check_locked(shard, hash, key, quotas, now, n);
+        if decision.allowed {
+            shard.allowed += 1;
+        } else {
+            shard.denied += 1;
+        }
+        decision
+    }
+
+    /// Everything but the common case, with the shard locked: new keys, several quotas.
+    #[inline(never)]
+    fn check_locked<Q>(
+        &self,
+        shard: &mut Shard<K>,
+        hash: u64,
+        key: &Q,
+        quotas: &[Quota],
+        now: u64,
+        n: u32,
+    ) -> RateDecision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let probe = Probe { hash, key };
+        match shard.map.get_mut(&probe as &dyn Lookup<Q>) {
+            Some(tats) => tats.step(quotas, now, n),
+            None => self.admit_new(shard, hash, key, quotas, now, n),
         }
     }
 
