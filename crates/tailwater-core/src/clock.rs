@@ -294,10 +294,9 @@ mod tsc {
 
     const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
 
-    /// Padded: every limiter on the default clock reads it on every check, from every
-    /// core, so it must not share a cache line with anything that is written.
-    static CLOCK: crossbeam_utils::CachePadded<OnceLock<Option<quanta::Clock>>> =
-        crossbeam_utils::CachePadded::new(OnceLock::new());
+    /// Calibrated once; every `MonotonicClock::new` copies it (a fresh `quanta::Clock::new`
+    /// would cost ~16 µs of CPUID under a hypervisor even after calibration).
+    static CLOCK: OnceLock<Option<quanta::Clock>> = OnceLock::new();
 
     /// quanta's calibrated TSC clock, if the TSC is safe to read on this machine.
     pub(super) fn clock() -> Option<&'static quanta::Clock> {
