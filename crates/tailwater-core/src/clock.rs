@@ -414,6 +414,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::Acquire))
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Acquire)
+    }
 }
 
 /// A clock backed by `tokio::time::Instant`, so that `tokio::time::pause()` and
