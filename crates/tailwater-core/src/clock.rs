@@ -707,6 +707,31 @@ mod tests {
         }
     }
 
+    /// End to end: in a process started with `TAILWATER_CLOCK=os`, the default clock is the
+    /// OS clock (the test re-runs itself in a child process with the variable set).
+    #[test]
+    fn tailwater_clock_os_forces_the_os_clock_in_a_fresh_process() {
+        const NAME: &str =
+            "clock::tests::tailwater_clock_os_forces_the_os_clock_in_a_fresh_process";
+        if std::env::var("TAILWATER_CLOCK").as_deref() == Ok("os") {
+            assert_eq!(MonotonicClock::default_source(), ClockSource::Os);
+            assert_eq!(MonotonicClock::new().source(), ClockSource::Os);
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary path");
+        let out = std::process::Command::new(exe)
+            .args([NAME, "--exact", "--test-threads=1"])
+            .env("TAILWATER_CLOCK", "os")
+            .output()
+            .expect("re-run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn tailwater_clock_variable_only_ever_forces_the_os_clock() {
         assert!(env_allows_tsc(None));
