@@ -8,60 +8,242 @@
 //! A clock returns a [`Duration`] since its own origin. Only differences between two readings
 //! of the same clock mean anything.
 //!
-//! - [`MonotonicClock`] is the default: `std::time::Instant`, which never goes backwards. (A
-//!   TSC-based clock can go backwards across cores; see governor issue #299. We do not use one.)
+//! - [`MonotonicClock`] is the default: the CPU's time-stamp counter (TSC, read through the
+//!   [`quanta`](https://docs.rs/quanta) crate) where the operating system itself has
+//!   validated the TSC as its monotonic clock, and `std::time::Instant` everywhere else.
+//!   [`MonotonicClock::os`] always uses `Instant`. See [below](#the-default-clock-tsc-or-os).
 //! - [`ManualClock`] is advanced by hand; its clones share one time, so a test can hand one
 //!   clone to a limiter and keep another to move time forward.
+//!
+//! # The default clock: TSC or OS
+//!
+//! A rate-limit check costs a few nanoseconds plus one clock read, so the clock decides the
+//! price: `Instant::now()` (`clock_gettime(CLOCK_MONOTONIC)` through the vDSO) costs about
+//! 24 ns on the 2-vCPU cloud VM this was measured on, a TSC read through quanta about 9 ns.
+//!
+//! governor reads the TSC through quanta by default, and that default is wrong on some
+//! machines (governor issue #299, quanta issue #111): quanta trusts the CPU's "invariant TSC"
+//! flag, but on some machines (Ryzen laptops with buggy firmware, some multi-socket hosts)
+//! the cores' counters are not synchronised — one core was seen 1.6 s behind the others —
+//! so a thread that moves between cores sees time jump backwards, and the limiter rejects
+//! requests before the burst is used.
+//!
+//! Whether the counters agree across cores is exactly what the Linux kernel checks before it
+//! uses the TSC as *its* clock: at boot and at CPU hotplug it runs a cross-CPU warp test
+//! (`check_tsc_sync_source`, correcting offsets through `TSC_ADJUST` where it can), and at
+//! run time a clocksource watchdog compares the TSC with an independent timer (HPET, ACPI
+//! PM). On any failure it marks the TSC unstable and switches `CLOCK_MONOTONIC` to another
+//! clocksource. So [`MonotonicClock::new`] uses the TSC only when, once per process:
+//!
+//! 1. the environment variable `TAILWATER_CLOCK` is unset, empty or `auto`;
+//! 2. the target is Linux on x86-64;
+//! 3. `/sys/devices/system/clocksource/clocksource0/current_clocksource` reads `tsc`: the
+//!    kernel validated the TSC and still uses it for `CLOCK_MONOTONIC`;
+//! 4. the kernel reports the TSC invariant (`constant_tsc` and `nonstop_tsc` in
+//!    `/proc/cpuinfo`) and `rdtscp` present: the same CPUID bits quanta checks before it
+//!    reads the counter (otherwise quanta itself falls back to `clock_gettime`).
+//!
+//! Otherwise — other systems, containers without `/sys`, a kernel on `hpet`, `kvm-clock` or
+//! `acpi_pm` — it uses `Instant`. The machines of governor #299 fail check 3: that is where
+//! the kernel found the warp. `quanta`'s calibration (TSC ticks to nanoseconds against
+//! `CLOCK_MONOTONIC`) runs once per process on the first [`MonotonicClock::new`]: about
+//! 0.6 ms, plus about 60 µs to read the two kernel files (quanta bounds its calibration at
+//! 200 ms). Later clocks cost one `Instant::now()` and one counter read (about 27 ns).
+//!
+//! **What "monotonic" means on the TSC.** Within a thread, readings never decrease (the
+//! kernel keeps the cores' counters in step, and a migration between cores passes through
+//! the kernel). Across threads there is one difference from `Instant`: quanta reads the
+//! counter with `rdtsc`, which the CPU may execute before earlier loads have completed (the
+//! kernel's own read fences it with `lfence`, which costs about as much as the read; a fence
+//! needs `unsafe`, which this crate forbids). A reading handed to another thread through
+//! memory can therefore be ahead of that thread's next reading by the CPU's out-of-order
+//! window: up to 0.65 µs measured on a loaded 2-vCPU VM (the tests allow 20 µs); a handover
+//! through a channel that parks the receiver showed none. That is the same as a
+//! thread being delayed between reading the clock and updating a limiter, which every
+//! limiter already meets and GCRA handles (`TAT = max(TAT, now)`): an earlier `now` never
+//! admits more, it can only deny a request that arrives within that window of a full
+//! bucket's last cell. It is nothing like the milliseconds to seconds of governor #299.
+//! Durations computed from readings taken on different threads must saturate
+//! ([`Duration::saturating_sub`]).
+//!
+//! The TSC is not slewed by NTP; quanta's calibrated rate agreed with `Instant` within
+//! 20 parts per million over 2–500 ms in our measurements, far below what a quota notices.
+//! The decision is taken once per process: if the kernel demotes the TSC later (its
+//! watchdog found drift), clocks already created keep reading it.
+//!
+//! **Forcing the OS clock:** construct clocks with [`MonotonicClock::os`] (or pass one to a
+//! builder's `clock(..)`), or set `TAILWATER_CLOCK=os` in the environment, which makes every
+//! [`MonotonicClock::new`] in the process use `Instant`. Any value other than empty or
+//! `auto` forces the OS clock.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A source of monotonic time.
 ///
 /// Contract: `now()` never decreases between two calls on the same clock (or on clones that
-/// share its time), and is cheap enough to call on every request.
+/// share its time) in one thread, and is cheap enough to call on every request. Across
+/// threads, [`MonotonicClock`] on the TSC may lag a reading handed over from another thread
+/// by the CPU's reordering window (see the [module docs](self)); compute durations with
+/// saturating arithmetic.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Time elapsed since this clock's origin.
     fn now(&self) -> Duration;
+
+    /// [`now`](Self::now) in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
+    ///
+    /// Hot paths that work in nanoseconds (the rate limiters) call this; clocks that count
+    /// nanoseconds natively override it to skip the round trip through [`Duration`].
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        duration_to_nanos(self.now())
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
+    #[inline]
     fn now(&self) -> Duration {
         (**self).now()
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
     }
 }
 
 impl<C: Clock + ?Sized> Clock for Box<C> {
+    #[inline]
     fn now(&self) -> Duration {
         (**self).now()
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
 }
 
-/// The default clock: `std::time::Instant` relative to when the clock was created.
+/// Where a [`MonotonicClock`] reads the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClockSource {
+    /// The CPU's time-stamp counter through quanta: chosen only where the kernel validated
+    /// it as its own monotonic clock (see the [module docs](self)).
+    Tsc,
+    /// `std::time::Instant`: the operating system's monotonic clock.
+    Os,
+}
+
+impl ClockSource {
+    /// The snake-case name, for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClockSource::Tsc => "tsc",
+            ClockSource::Os => "os",
+        }
+    }
+}
+
+impl fmt::Display for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone)]
+enum Source {
+    Os,
+    /// The process's calibrated quanta clock, copied in: read on every check, it should sit
+    /// in the limiter's own cache lines rather than behind a pointer to a static.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Tsc {
+        clock: quanta::Clock,
+        /// The raw counter value at this clock's origin.
+        origin: u64,
+    },
+}
+
+/// The default clock: monotonic time since the clock was created, from the TSC where the
+/// kernel vouches for it and from `std::time::Instant` otherwise (see the
+/// [module docs](self) for the rule, governor #299, and how to force the OS clock).
+///
+/// About 70 bytes (it carries quanta's calibration, so a read touches no shared state);
+/// creating one costs one `Instant::now()` plus a counter read (the one-time detection and
+/// calibration happen on the first [`new`](Self::new) in the process).
 ///
 /// ```
-/// use tailwater_core::clock::{Clock, MonotonicClock};
+/// use tailwater_core::clock::{Clock, ClockSource, MonotonicClock};
 /// let clock = MonotonicClock::new();
 /// let a = clock.now();
 /// let b = clock.now();
 /// assert!(b >= a);
+///
+/// // Always the OS clock, whatever the machine:
+/// let os = MonotonicClock::os();
+/// assert_eq!(os.source(), ClockSource::Os);
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct MonotonicClock {
     origin: Instant,
+    source: Source,
 }
 
 impl MonotonicClock {
-    /// A clock whose origin is now.
+    /// A clock whose origin is now, on the process's default source
+    /// ([`default_source`](Self::default_source)).
     pub fn new() -> Self {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        if let Some(clock) = tsc::clock() {
+            return Self {
+                // The counter first: readings are measured from it, and `origin()` is then
+                // at most one `Instant::now()` later.
+                source: Source::Tsc {
+                    origin: clock.raw(),
+                    clock: clock.clone(),
+                },
+                origin: Instant::now(),
+            };
+        }
+        Self::os()
+    }
+
+    /// A clock whose origin is now, always on `std::time::Instant` (the operating system's
+    /// monotonic clock), whatever [`new`](Self::new) would choose.
+    pub fn os() -> Self {
         Self {
             origin: Instant::now(),
+            source: Source::Os,
         }
     }
 
-    /// The `Instant` this clock's readings are measured from.
+    /// The source [`new`](Self::new) uses in this process: [`ClockSource::Tsc`] when the
+    /// kernel validated the TSC (see the [module docs](self)), [`ClockSource::Os`]
+    /// otherwise. The first call runs the detection (and quanta's calibration).
+    pub fn default_source() -> ClockSource {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        if tsc::clock().is_some() {
+            return ClockSource::Tsc;
+        }
+        ClockSource::Os
+    }
+
+    /// Where this clock reads the time.
+    pub fn source(&self) -> ClockSource {
+        match &self.source {
+            Source::Os => ClockSource::Os,
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Source::Tsc { .. } => ClockSource::Tsc,
+        }
+    }
+
+    /// The `Instant` this clock's readings are measured from: `origin() + now()` is an
+    /// `Instant` (for timers). Exact on [`ClockSource::Os`]; on the TSC it differs from
+    /// `Instant::now()` by quanta's calibration error and NTP's slewing of `Instant` (parts
+    /// per million: microseconds after seconds).
     pub fn origin(&self) -> Instant {
         self.origin
     }
@@ -73,11 +255,104 @@ impl Default for MonotonicClock {
     }
 }
 
+impl fmt::Debug for MonotonicClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonotonicClock")
+            .field("source", &self.source())
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
 impl Clock for MonotonicClock {
     #[inline]
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        match &self.source {
+            Source::Os => self.origin.elapsed(),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Source::Tsc { clock, origin } => {
+                Duration::from_nanos(clock.delta_as_nanos(*origin, clock.raw()))
+            }
+        }
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match &self.source {
+            Source::Os => duration_to_nanos(self.origin.elapsed()),
+            // `delta_as_nanos` is 0 for a reading at or before the origin (saturating).
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Source::Tsc { clock, origin } => clock.delta_as_nanos(*origin, clock.raw()),
+        }
+    }
+}
+
+/// The process-wide decision: whether [`MonotonicClock::new`] may read the TSC.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod tsc {
+    use super::OnceLock;
+
+    const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+    /// Calibrated once; every `MonotonicClock::new` copies it (a fresh `quanta::Clock::new`
+    /// would cost ~16 µs of CPUID under a hypervisor even after calibration).
+    static CLOCK: OnceLock<Option<quanta::Clock>> = OnceLock::new();
+
+    /// quanta's calibrated TSC clock, if the TSC is safe to read on this machine.
+    pub(super) fn clock() -> Option<&'static quanta::Clock> {
+        CLOCK
+            .get_or_init(|| {
+                let wanted =
+                    super::env_allows_tsc(std::env::var("TAILWATER_CLOCK").ok().as_deref());
+                let safe = wanted
+                    && super::kernel_validated_tsc(
+                        std::fs::read_to_string(CLOCKSOURCE).ok().as_deref(),
+                        first_cpu_flags().as_deref(),
+                    );
+                // Calibration (about 0.6 ms) only when the TSC will be used.
+                safe.then(quanta::Clock::new)
+            })
+            .as_ref()
+    }
+
+    /// The `flags` line of the first processor in `/proc/cpuinfo` (the kernel's view of the
+    /// CPU features; every core has the same ones).
+    fn first_cpu_flags() -> Option<String> {
+        use std::io::BufRead;
+        let file = std::fs::File::open("/proc/cpuinfo").ok()?;
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == "flags").then(|| value.to_owned())
+            })
+    }
+}
+
+/// `TAILWATER_CLOCK`: unset, empty or `auto` lets [`MonotonicClock::new`] choose; anything
+/// else (e.g. `os`) forces the OS clock.
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn env_allows_tsc(value: Option<&str>) -> bool {
+    matches!(value.map(str::trim), None | Some("" | "auto"))
+}
+
+/// Whether the kernel validated the TSC as its monotonic clocksource and reports it
+/// invariant (see the [module docs](self)). Inputs: the contents of `current_clocksource`
+/// and the `flags` of `/proc/cpuinfo` (`None` when unreadable).
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn kernel_validated_tsc(clocksource: Option<&str>, cpu_flags: Option<&str>) -> bool {
+    let (Some(clocksource), Some(flags)) = (clocksource, cpu_flags) else {
+        return false;
+    };
+    let has = |flag: &str| flags.split_ascii_whitespace().any(|f| f == flag);
+    clocksource.trim() == "tsc" && has("constant_tsc") && has("nonstop_tsc") && has("rdtscp")
 }
 
 /// A clock that only moves when told to. Clones share the same time.
@@ -138,6 +413,11 @@ impl Clock for ManualClock {
     #[inline]
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Acquire)
     }
 }
 
@@ -207,14 +487,259 @@ mod tests {
         assert_eq!(clock.now(), Duration::from_nanos(u64::MAX));
     }
 
-    #[test]
-    fn monotonic_clock_does_not_decrease() {
-        let clock = MonotonicClock::new();
-        let mut last = clock.now();
-        for _ in 0..1000 {
-            let now = clock.now();
-            assert!(now >= last);
-            last = now;
+    /// Both sources this process can use: the default one and the forced OS one.
+    fn clocks() -> [MonotonicClock; 2] {
+        [MonotonicClock::new(), MonotonicClock::os()]
+    }
+
+    /// How far a TSC reading may lag one handed over from another thread (the CPU's
+    /// out-of-order window, measured below 1 µs; see the module docs). Unsynchronised
+    /// counters (governor #299) are off by milliseconds to seconds and fail this.
+    const TSC_HANDOVER_TOLERANCE: Duration = Duration::from_micros(20);
+
+    fn handover_tolerance(clock: &MonotonicClock) -> Duration {
+        match clock.source() {
+            ClockSource::Os => Duration::ZERO,
+            ClockSource::Tsc => TSC_HANDOVER_TOLERANCE,
         }
+    }
+
+    #[test]
+    fn monotonic_clock_does_not_decrease_within_a_thread() {
+        for clock in clocks() {
+            let mut last = clock.now_nanos();
+            for i in 0..1_000_000 {
+                let now = clock.now_nanos();
+                assert!(
+                    now >= last,
+                    "{clock:?}: step {i} went from {last} to {now} ns"
+                );
+                last = now;
+            }
+            let (a, b) = (clock.now(), clock.now());
+            assert!(b >= a, "{clock:?}");
+        }
+    }
+
+    /// A reading sent to another thread through a channel happens-before that thread's
+    /// next reading, which must not be earlier (ping-pong, both directions).
+    #[test]
+    fn monotonic_clock_readings_handed_over_a_channel_do_not_go_back() {
+        use std::sync::mpsc::sync_channel;
+        const ROUNDS: usize = 10_000;
+        for clock in clocks() {
+            let tolerance = duration_to_nanos(handover_tolerance(&clock));
+            let (to_peer, from_main) = sync_channel::<u64>(1);
+            let (to_main, from_peer) = sync_channel::<u64>(1);
+            // A clone reads the same time (same origin, same calibration).
+            let peer_clock = clock.clone();
+            let peer = std::thread::spawn(move || {
+                let clock = peer_clock;
+                let mut worst = 0;
+                for _ in 0..ROUNDS {
+                    let sent = from_main.recv().expect("main thread alive");
+                    let now = clock.now_nanos();
+                    worst = worst.max(sent.saturating_sub(now));
+                    to_main.send(clock.now_nanos()).expect("main thread alive");
+                }
+                worst
+            });
+            let mut worst = 0;
+            for _ in 0..ROUNDS {
+                to_peer.send(clock.now_nanos()).expect("peer alive");
+                let sent = from_peer.recv().expect("peer alive");
+                let now = clock.now_nanos();
+                worst = worst.max(sent.saturating_sub(now));
+            }
+            let worst = worst.max(peer.join().expect("peer panicked"));
+            assert!(
+                worst <= tolerance,
+                "{clock:?}: a reading was {worst} ns behind one handed over (allowed {tolerance})"
+            );
+        }
+    }
+
+    /// The tight version: one thread publishes readings through an atomic (release), the
+    /// other reads them (acquire) and then the clock, millions of times.
+    #[test]
+    fn monotonic_clock_readings_handed_over_an_atomic_do_not_go_back() {
+        use std::sync::atomic::AtomicBool;
+        const READS: usize = 2_000_000;
+        for clock in clocks() {
+            let tolerance = duration_to_nanos(handover_tolerance(&clock));
+            let slot = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (slot, done) = (Arc::clone(&slot), Arc::clone(&done));
+                let clock = clock.clone();
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        slot.store(clock.now_nanos(), Ordering::Release);
+                    }
+                })
+            };
+            let mut worst = 0;
+            for _ in 0..READS {
+                let published = slot.load(Ordering::Acquire);
+                let now = clock.now_nanos();
+                worst = worst.max(published.saturating_sub(now));
+            }
+            done.store(true, Ordering::Relaxed);
+            writer.join().expect("writer panicked");
+            assert!(
+                worst <= tolerance,
+                "{clock:?}: a reading was {worst} ns behind one published before it \
+                 (allowed {tolerance})"
+            );
+        }
+    }
+
+    /// Elapsed time agrees with `Instant` over ~2 ms. No sleep: spin until `Instant` shows
+    /// 2 ms, and bracket each reading between two `Instant`s so that a preemption between
+    /// the reads widens the bounds instead of failing the test.
+    #[test]
+    fn monotonic_clock_agrees_with_instant() {
+        for clock in clocks() {
+            let before_start = Instant::now();
+            let start = clock.now();
+            let after_start = Instant::now();
+            while after_start.elapsed() < Duration::from_millis(2) {
+                std::hint::spin_loop();
+            }
+            let before_end = Instant::now();
+            let end = clock.now();
+            let after_end = Instant::now();
+
+            let measured = end.saturating_sub(start);
+            let shortest = before_end - after_start;
+            let longest = after_end - before_start;
+            // Calibration error (quanta's is far below this) plus a few µs of slack.
+            let slack = longest / 100 + Duration::from_micros(5);
+            assert!(
+                measured + slack >= shortest && measured <= longest + slack,
+                "{clock:?}: measured {measured:?}, Instant says {shortest:?}..={longest:?}"
+            );
+
+            // origin() + now() is an Instant (approximately, on the TSC).
+            let before = Instant::now();
+            let at = clock.origin() + clock.now();
+            let after = Instant::now();
+            let slack = after.duration_since(clock.origin()) / 100 + Duration::from_micros(5);
+            assert!(
+                at + slack >= before && at <= after + slack,
+                "{clock:?}: origin() + now() = {at:?} not within {before:?}..={after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn os_clock_is_the_fallback_and_works() {
+        let clock = MonotonicClock::os();
+        assert_eq!(clock.source(), ClockSource::Os);
+        assert_eq!(clock.source().to_string(), "os");
+        let a = clock.now();
+        let spin_from = Instant::now();
+        while spin_from.elapsed() < Duration::from_micros(100) {
+            std::hint::spin_loop();
+        }
+        let b = clock.now();
+        assert!(b >= a + Duration::from_micros(100), "{a:?} -> {b:?}");
+        // The provided `now_nanos` and the override agree with `now`.
+        let boxed: Box<dyn Clock> = Box::new(clock);
+        let (n, d, n2) = (boxed.now_nanos(), boxed.now(), boxed.now_nanos());
+        assert!(n <= duration_to_nanos(d) && duration_to_nanos(d) <= n2);
+    }
+
+    /// `new()` follows the process-wide decision, and the decision follows the rule applied
+    /// to what this machine's kernel says right now.
+    #[test]
+    fn default_source_follows_the_kernel() {
+        let source = MonotonicClock::default_source();
+        assert_eq!(MonotonicClock::new().source(), source);
+        assert_eq!(MonotonicClock::default().source(), source);
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            let clocksource = std::fs::read_to_string(
+                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+            )
+            .ok();
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok();
+            let flags = cpuinfo.as_deref().and_then(|c| {
+                c.lines()
+                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == "flags"))
+                    .map(|(_, v)| v.to_owned())
+            });
+            let expected = env_allows_tsc(std::env::var("TAILWATER_CLOCK").ok().as_deref())
+                && kernel_validated_tsc(clocksource.as_deref(), flags.as_deref());
+            assert_eq!(source == ClockSource::Tsc, expected, "{clocksource:?}");
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        assert_eq!(source, ClockSource::Os);
+    }
+
+    #[test]
+    fn tsc_only_where_the_kernel_validated_it() {
+        let good = "fpu tsc msr constant_tsc rep_good nopl nonstop_tsc cpuid rdtscp lm";
+        let rows: &[(Option<&str>, Option<&str>, bool)] = &[
+            (Some("tsc\n"), Some(good), true),
+            (Some("tsc"), Some(good), true),
+            // The kernel switched away from the TSC (warp test or watchdog failed).
+            (Some("hpet\n"), Some(good), false),
+            (Some("acpi_pm\n"), Some(good), false),
+            (Some("kvm-clock\n"), Some(good), false),
+            (Some("tsc-early\n"), Some(good), false),
+            // Unreadable files (no /sys in a container, not Linux).
+            (None, Some(good), false),
+            (Some("tsc\n"), None, false),
+            // Not invariant, or quanta would not read the counter.
+            (Some("tsc\n"), Some("tsc constant_tsc rdtscp"), false),
+            (Some("tsc\n"), Some("tsc nonstop_tsc rdtscp"), false),
+            (Some("tsc\n"), Some("tsc constant_tsc nonstop_tsc"), false),
+            // Whole words only.
+            (
+                Some("tsc\n"),
+                Some("xconstant_tsc nonstop_tscx rdtscp"),
+                false,
+            ),
+        ];
+        for (i, &(clocksource, flags, safe)) in rows.iter().enumerate() {
+            assert_eq!(kernel_validated_tsc(clocksource, flags), safe, "row {i}");
+        }
+    }
+
+    /// End to end: in a process started with `TAILWATER_CLOCK=os`, the default clock is the
+    /// OS clock (the test re-runs itself in a child process with the variable set).
+    #[test]
+    fn tailwater_clock_os_forces_the_os_clock_in_a_fresh_process() {
+        const NAME: &str =
+            "clock::tests::tailwater_clock_os_forces_the_os_clock_in_a_fresh_process";
+        if std::env::var("TAILWATER_CLOCK").as_deref() == Ok("os") {
+            assert_eq!(MonotonicClock::default_source(), ClockSource::Os);
+            assert_eq!(MonotonicClock::new().source(), ClockSource::Os);
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary path");
+        let out = std::process::Command::new(exe)
+            .args([NAME, "--exact", "--test-threads=1"])
+            .env("TAILWATER_CLOCK", "os")
+            .output()
+            .expect("re-run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn tailwater_clock_variable_only_ever_forces_the_os_clock() {
+        assert!(env_allows_tsc(None));
+        assert!(env_allows_tsc(Some("")));
+        assert!(env_allows_tsc(Some("auto")));
+        assert!(env_allows_tsc(Some(" auto\n")));
+        assert!(!env_allows_tsc(Some("os")));
+        assert!(!env_allows_tsc(Some("tsc")));
+        assert!(!env_allows_tsc(Some("AUTO")));
     }
 }

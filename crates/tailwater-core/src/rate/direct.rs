@@ -15,8 +15,9 @@ use crate::clock::{Clock, MonotonicClock};
 /// `AtomicU64` holding the TAT, updated with a compare-and-swap loop. No lock, no
 /// allocation, no unbounded state.
 ///
-/// Time comes from `C` (default [`MonotonicClock`]: `std::time::Instant`, never backwards —
-/// governor's default TSC clock can go backwards across cores, governor #299).
+/// Time comes from `C` (default [`MonotonicClock`]: the TSC where the kernel validated it,
+/// else `std::time::Instant`; never the unchecked TSC that makes governor's default go
+/// backwards across cores, governor #299).
 ///
 /// Failure modes: none at run time. A check with `n > burst` is denied with
 /// [`DenyReason::ExceedsBurst`](super::DenyReason::ExceedsBurst) and no retry hint.
@@ -81,19 +82,21 @@ impl<C: Clock> DirectLimiter<C> {
     #[inline]
     pub fn check_n_at(&self, now: u64, n: u32) -> RateDecision {
         let mut current = self.tat.load(Ordering::Acquire);
-        loop {
-            let (decision, new) = gcra::step(&self.quota, now, current, n);
-            if !decision.allowed || new == current {
-                return decision;
+        // Decide in the loop with the bare state arithmetic; build the decision (a division
+        // and two `Duration`s) once, after, from the state the decision was made on.
+        while let Some(new) = gcra::admit(&self.quota, now, current, n) {
+            if new == current {
+                break;
             }
             match self
                 .tat
                 .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return decision,
+                Ok(_) => break,
                 Err(actual) => current = actual,
             }
         }
+        gcra::step(&self.quota, now, current, n).0
     }
 
     /// The quota enforced.

@@ -139,6 +139,25 @@ pub fn step(quota: &Quota, now: u64, stored: u64, n: u32) -> (RateDecision, u64)
     )
 }
 
+/// The state half of [`step`] alone: `Some(new_state)` when [`step`] admits (the state it
+/// returns), `None` when it denies. The same arithmetic, without building the decision, so
+/// that a limiter can decide inside its lock or compare-and-swap loop and then call
+/// [`step`] on the same `(now, stored, n)` outside it for the numbers (`step` is a pure
+/// function, so the two agree; property-tested).
+#[inline]
+pub(crate) fn admit(quota: &Quota, now: u64, stored: u64, n: u32) -> Option<u64> {
+    if n > quota.burst() {
+        return None;
+    }
+    let tat = stored.max(now);
+    // n <= burst, so n * T <= DVT <= 2^62: no overflow.
+    let new_tat = tat.saturating_add(u64::from(n) * quota.emission_nanos());
+    if now < new_tat.saturating_sub(quota.tolerance_nanos()) {
+        return None;
+    }
+    Some(if n == 0 { stored } else { new_tat })
+}
+
 #[inline]
 fn remaining(t: u64, now: u64, dvt: u64, tat: u64, burst: u32) -> u32 {
     let slack = now.saturating_add(dvt).saturating_sub(tat) / t;

@@ -79,9 +79,12 @@
 //!
 //! # Clock
 //!
-//! Limiters default to [`MonotonicClock`](crate::clock::MonotonicClock)
-//! (`std::time::Instant`). governor defaults to a TSC clock (quanta) that can go
-//! backwards across cores and reject before the burst is used (governor #299).
+//! Limiters default to [`MonotonicClock`](crate::clock::MonotonicClock): the TSC (through
+//! quanta, as governor's default) only where the kernel validated it as its own monotonic
+//! clocksource, `std::time::Instant` elsewhere. governor reads the TSC unconditionally, and
+//! on machines whose cores' counters disagree its clock goes backwards and rejects before
+//! the burst is used (governor #299); see [`clock`](crate::clock) for the rule and for
+//! [`MonotonicClock::os`](crate::clock::MonotonicClock::os), which forces the OS clock.
 
 mod decision;
 mod direct;
@@ -104,8 +107,5 @@ mod tests;
 /// The clock's reading in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
 #[inline]
 fn now_nanos<C: crate::clock::Clock>(clock: &C) -> u64 {
-    let d = clock.now();
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
+    clock.now_nanos()
 }

@@ -440,6 +440,36 @@ proptest! {
     }
 
     #[test]
+    fn admit_is_the_state_half_of_step(
+        q in arb_quota(),
+        now in prop_oneof![0u64..10_000_000_000, any::<u64>()],
+        stored in prop_oneof![0u64..10_000_000_000, any::<u64>()],
+        n in 0u32..25,
+    ) {
+        // The limiters decide with `admit` under their lock / in their CAS loop and build
+        // the decision with `step` afterwards: the two must agree exactly.
+        let (d, new) = gcra::step(&q, now, stored, n);
+        prop_assert_eq!(gcra::admit(&q, now, stored, n), d.allowed.then_some(new));
+    }
+
+    #[test]
+    fn direct_limiter_equals_the_pure_model(
+        q in arb_quota(),
+        ops in prop::collection::vec((0u64..300, 0u32..5), 1..200),
+    ) {
+        let clock = ManualClock::new();
+        let l = DirectLimiter::with_clock(q, clock.clone());
+        let mut tat = 0;
+        for (dt_ms, n) in ops {
+            clock.advance(Duration::from_millis(dt_ms));
+            let now = crate::clock::duration_to_nanos(clock.now());
+            let (want, new) = gcra::step(&q, now, tat, n);
+            tat = new;
+            prop_assert_eq!(l.check_n(n), want);
+        }
+    }
+
+    #[test]
     fn step_all_equals_single_step_for_one_quota(
         q in arb_quota(),
         ops in prop::collection::vec((0u64..300_000_000, 0u32..25), 1..60),
