@@ -740,6 +740,22 @@ impl LimitAlgorithm for Aggregating {
     }
 }
 
+/// A limiter on a manual clock with an [`Aggregating`] algorithm, and what it was fed.
+fn aggregating() -> (
+    Limiter<ManualClock>,
+    ManualClock,
+    Arc<std::sync::Mutex<Vec<Sample>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clock = ManualClock::new();
+    let l = Limiter::builder()
+        .algorithm(Aggregating(Arc::clone(&seen)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (l, clock, seen)
+}
+
 /// Runs `per_ms` requests (each released at once) per millisecond for `ms`
 /// milliseconds; returns how many permits were sampled.
 fn drive(l: &Limiter<ManualClock>, clock: &ManualClock, per_ms: usize, ms: usize) -> usize {
@@ -757,13 +773,7 @@ fn drive(l: &Limiter<ManualClock>, clock: &ManualClock, per_ms: usize, ms: usize
 
 #[test]
 fn at_high_rates_a_steady_subset_measures_its_rtt_and_every_outcome_is_counted() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clock = ManualClock::new();
-    let l = Limiter::builder()
-        .algorithm(Aggregating(Arc::clone(&seen)))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (l, clock, seen) = aggregating();
     // 1 000/s: below twice the default target (2 000/s), every permit is measured.
     assert_eq!(drive(&l, &clock, 1, 500), 500);
     // 100 000/s for 1 s: the sampler settles at 1 in 32 (3 125 samples/s ≥ 2 000).
@@ -781,13 +791,7 @@ fn at_high_rates_a_steady_subset_measures_its_rtt_and_every_outcome_is_counted()
 
 #[test]
 fn a_drop_always_reaches_the_algorithm_with_the_latest_measured_rtt() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clock = ManualClock::new();
-    let l = Limiter::builder()
-        .algorithm(Aggregating(Arc::clone(&seen)))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (l, clock, seen) = aggregating();
     drive(&l, &clock, 100, 1000);
     // Find an unsampled permit, and have it fail.
     let p = loop {
