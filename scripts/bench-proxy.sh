@@ -6,7 +6,8 @@
 # (wrk → backend) is the baseline for "added latency". nginx gets Debian's defaults plus:
 # worker_processes = number of cores, upstream keepalive, proxy_http_version 1.1, no
 # caching, no access log. tailwater runs `tailwater proxy --upstream ...` with its default
-# adaptive limit (AIMD + CoDel queue), the configuration a user gets without a file.
+# adaptive limit (AIMD + CoDel queue), the configuration a user gets without a file, and
+# --workers = number of cores (its default; thread-per-core like nginx's worker processes).
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
@@ -96,7 +97,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 
 RUST_LOG=warn "$bin/tailwater" proxy --listen "127.0.0.1:$TAILWATER_PORT" \
-    --upstream "http://127.0.0.1:$BACKEND_PORT" --admin "127.0.0.1:$ADMIN_PORT" 2>"$tmp/tailwater.log" &
+    --upstream "http://127.0.0.1:$BACKEND_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+    --workers "$CORES" 2>"$tmp/tailwater.log" &
 pids+=($!)
 wait_http "http://127.0.0.1:$TAILWATER_PORT/"
 

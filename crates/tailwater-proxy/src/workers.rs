@@ -117,23 +117,27 @@ impl Proxy {
         let conn_slots = Arc::new(Semaphore::new(max));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<Result<(), Error>>(n);
+        let serving = Arc::new(watch::Sender::new(n));
         let mut threads = Vec::with_capacity(n);
         for (worker, socket) in listeners.sockets.into_iter().enumerate() {
             let proxy = self.clone();
             let slots = Arc::clone(&conn_slots);
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
+            let serving_count = Serving(Arc::clone(&serving));
             let spawned = std::thread::Builder::new()
                 .name(format!("tailwater-worker-{worker}"))
                 .spawn(move || {
-                    let result = run_worker(&proxy, worker, socket, slots, async move {
+                    let stop = async move {
                         let _ = stop.wait_for(|s| *s).await;
-                    });
-                    let _ = done.try_send(result);
+                    };
+                    run_worker(&proxy, worker, socket, slots, stop, &done, serving_count);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
+                    // This worker and the ones after it never serve.
+                    serving.send_modify(|c| *c = c.saturating_sub(n - worker));
                     let _ = stop_tx.send(true);
                     join_all(threads).await;
                     return Err(e.into());
@@ -158,23 +162,54 @@ impl Proxy {
     }
 }
 
-/// Runs worker `worker` on a fresh single-threaded runtime, on the calling thread.
+/// One worker still serving; dropping it (also while unwinding) counts the worker out.
+struct Serving(Arc<watch::Sender<usize>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|c| *c = c.saturating_sub(1));
+    }
+}
+
+/// Runs worker `worker` on a fresh single-threaded runtime, on the calling thread, and
+/// reports its result on `done` as soon as it stopped serving. The runtime then keeps
+/// running until every worker stopped: with more workers than pool shards, a request on
+/// one worker may use an upstream connection whose task lives on another worker's
+/// runtime, and that task must outlive the other worker's drain.
 fn run_worker(
     proxy: &Proxy,
     worker: usize,
     socket: std::net::TcpListener,
     conn_slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    done: &mpsc::Sender<Result<(), Error>>,
+    serving: Serving,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            drop(serving);
+            let _ = done.try_send(Err(e.into()));
+            return;
+        }
+    };
+    let mut all_stopped = serving.0.subscribe();
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(socket)?;
-        proxy
-            .serve_worker(listener, worker, conn_slots, shutdown)
-            .await
-    })
+        let result = match tokio::net::TcpListener::from_std(socket) {
+            Ok(listener) => {
+                proxy
+                    .serve_worker(listener, worker, conn_slots, shutdown)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        drop(serving);
+        let _ = done.try_send(result);
+        let _ = all_stopped.wait_for(|c| *c == 0).await;
+    });
 }
 
 /// Joins worker threads without blocking the caller's runtime: every thread has already

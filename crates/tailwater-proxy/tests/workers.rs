@@ -30,8 +30,18 @@ struct Threaded {
 
 /// A proxy serving `route_toml` on `workers` threads of its own.
 async fn start_threaded(workers: usize, server_toml: &str, route_toml: &str) -> Threaded {
+    start_sharded(workers, workers, server_toml, route_toml).await
+}
+
+/// As [`start_threaded`], with a proxy built for `shards` workers.
+async fn start_sharded(
+    shards: usize,
+    workers: usize,
+    server_toml: &str,
+    route_toml: &str,
+) -> Threaded {
     let config = config(&format!(
-        "[server]\nworkers = {workers}\n{server_toml}\n{route_toml}"
+        "[server]\nworkers = {shards}\n{server_toml}\n{route_toml}"
     ));
     let proxy = Proxy::new(config).expect("valid config");
     let n = NonZeroUsize::new(workers).expect("workers > 0");
@@ -133,27 +143,57 @@ async fn stop(mut running: Threaded) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_reaches_every_worker() {
+    drain_with(2, 2).await;
+}
+
+/// Three workers sharing one pool shard: a request may use a connection another
+/// worker's runtime drives, which must stay alive until every worker drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_with_more_workers_than_shards() {
+    drain_with(1, 3).await;
+}
+
+/// Drains a proxy built for `shards` workers serving on `workers` threads, with requests
+/// in flight on every worker.
+async fn drain_with(shards: usize, workers: usize) {
     // Requests wait for a permit of `gate`: released all at once, no lost wake-up.
     let gate = Arc::new(Semaphore::new(0));
     let g = Arc::clone(&gate);
     let backend = backend(Arc::new(move |_req| {
         let g = Arc::clone(&g);
         Box::pin(async move {
-            let _pass = g.acquire().await.expect("gate open");
+            // One permit per request, used up.
+            g.acquire().await.expect("gate open").forget();
             Response::new(Full::new(Bytes::from_static(b"done")))
         })
     }))
     .await;
-    let mut running = start_threaded(
-        2,
+    let mut running = start_sharded(
+        shards,
+        workers,
         "drain_timeout = \"5s\"",
-        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+        &format!(
+            "[[route]]\nupstream = \"http://{}\"\n[route.limit]\nalgorithm = \"fixed\"\nlimit = 100\n",
+            backend.addr
+        ),
     )
     .await;
 
-    // Hold one request per connection at the backend until both workers hold some.
+    // Warm-up: sequential requests on fresh connections (so on several workers) reuse the
+    // pooled upstream connections, across workers when they share a shard.
+    gate.add_permits(16);
+    for _ in 0..16 {
+        let mut sender = connect(running.addr).await;
+        assert_eq!(ask(&mut sender, "/warm").await.0, 200);
+    }
+    let warm = backend.received.load(Ordering::SeqCst);
+
+    // Hold one request per connection at the backend until every worker holds some (with
+    // fewer shards than workers the per-worker counters are shared: then 48 connections,
+    // which miss a worker with a probability below 1e-7).
+    let enough = if shards < workers { 48 } else { 1 };
     let mut in_flight = Vec::new();
-    while accepted_by_worker(&running.proxy).contains(&0) {
+    while in_flight.len() < enough || accepted_by_worker(&running.proxy).contains(&0) {
         assert!(
             in_flight.len() < 200,
             "connections never reached every worker"
@@ -161,7 +201,7 @@ async fn drain_reaches_every_worker() {
         let mut sender = connect(running.addr).await;
         in_flight.push(tokio::spawn(async move { ask(&mut sender, "/slow").await }));
         let received = Arc::clone(&backend.received);
-        let want = in_flight.len() as u64;
+        let want = warm + in_flight.len() as u64;
         eventually(Duration::from_secs(5), || {
             received.load(Ordering::SeqCst) == want
         })
