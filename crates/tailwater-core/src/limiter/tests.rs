@@ -860,3 +860,48 @@ fn owned_permits_outlive_the_borrow_and_move_across_threads() {
     let c = l.stats().counters;
     assert_eq!((c.success, c.dropped), (1, 1));
 }
+
+/// The default limiter (RTT sampling on, counters striped by thread, `Critical` admissions
+/// derived) under four threads: every admission and outcome is counted exactly, per tier.
+#[test]
+fn stress_default_limiter_counts_every_tier_and_outcome_exactly() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 250_000;
+    let l = Limiter::builder()
+        .tiers(TierThresholds::default())
+        .build()
+        .unwrap();
+    let admitted: [AtomicUsize; 4] = Default::default();
+    let dropped = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (l, admitted, dropped) = (&l, &admitted, &dropped);
+            scope.spawn(move || {
+                for i in 0..ROUNDS {
+                    let tier = Criticality::ALL[(i + t) % 4];
+                    if let Ok(p) = l.try_acquire_with(Request::new().tier(tier)) {
+                        admitted[tier.index()].fetch_add(1, Ordering::Relaxed);
+                        if i % 101 == 0 {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            p.dropped();
+                        } else {
+                            p.success();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let c = l.stats().counters;
+    let expected: Vec<u64> = admitted
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed) as u64)
+        .collect();
+    assert_eq!(c.admitted_by_tier.to_vec(), expected);
+    assert_eq!(c.dropped, dropped.load(Ordering::Relaxed) as u64);
+    assert_eq!(c.success + c.dropped, expected.iter().sum::<u64>());
+    assert_eq!(
+        c.admitted_total() + c.rejected_total(),
+        (THREADS * ROUNDS) as u64
+    );
+}
