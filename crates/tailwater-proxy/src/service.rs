@@ -21,11 +21,9 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use std::time::Duration;
 
-use tailwater_core::clock::Clock as _;
-use tailwater_core::limiter::{Acquire, Request as Admission, Waiter};
-use tailwater_core::{Criticality, Limiter, OwnedPermit, Rejection};
+use tailwater_core::limiter::{Acquire, Request as Admission};
+use tailwater_core::{Criticality, Rejection};
 use tailwater_tower::edge;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -125,7 +123,7 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let acquired = match route.queue_wait {
         Some(wait) => match route.limiter.enqueue(admission, wait) {
             Ok(Acquire::Ready(permit)) => Ok(permit),
-            Ok(Acquire::Queued(waiter)) => Box::pin(wait_in_queue(&route.limiter, waiter)).await,
+            Ok(Acquire::Queued(waiter)) => Box::pin(waiter.wait()).await,
             Err(rejection) => Err(rejection),
         },
         None => route.limiter.try_acquire_owned_with(admission),
@@ -234,28 +232,6 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let (parts, body) = resp.into_parts();
     let idle = state.config.upstream.body_idle_timeout;
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
-}
-
-/// Waits for a permit in the queue (tailwater-core's `Limiter::acquire` loop, for a waiter
-/// that is already enqueued): wake-ups come from released permits, the timer re-checks
-/// the waiter's deadline (and CoDel's target) when none comes.
-async fn wait_in_queue(limiter: &Limiter, mut waiter: Waiter) -> Result<OwnedPermit, Rejection> {
-    loop {
-        let now = limiter.clock().now();
-        let wait = waiter
-            .next_check(now)
-            .saturating_sub(now)
-            .max(Duration::from_millis(1));
-        match tokio::time::timeout(wait, &mut waiter).await {
-            Ok(outcome) => return outcome,
-            Err(_) => {
-                limiter.expire_waiters();
-                if let Some(outcome) = waiter.try_take() {
-                    return outcome;
-                }
-            }
-        }
-    }
 }
 
 /// The 429 of the first local rate limit of `route` that denies the request, if any.

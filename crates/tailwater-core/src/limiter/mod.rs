@@ -462,21 +462,31 @@ impl<C: Clock> Limiter<C> {
         request: Request,
         timeout: Duration,
     ) -> Result<OwnedPermit<C>, Rejection> {
-        let mut waiter = match self.enqueue(request, timeout)? {
-            Acquire::Ready(permit) => return Ok(permit),
-            Acquire::Queued(waiter) => waiter,
-        };
+        match self.enqueue(request, timeout)? {
+            Acquire::Ready(permit) => Ok(permit),
+            Acquire::Queued(waiter) => waiter.wait().await,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<C: Clock> Waiter<C> {
+    /// Waits for this queued request's outcome with tokio timers: woken by released
+    /// permits, and re-checked by a timer at its deadline (or CoDel's earlier cut-off) when
+    /// no release comes. Callers that enqueue themselves (to box only the waiting path, say)
+    /// await this; [`Limiter::acquire`] does both.
+    pub async fn wait(mut self) -> Result<OwnedPermit<C>, Rejection> {
         loop {
             let now = self.shared.clock.now();
-            let wait = waiter
+            let wait = self
                 .next_check(now)
                 .saturating_sub(now)
                 .max(Duration::from_millis(1));
-            match tokio::time::timeout(wait, &mut waiter).await {
+            match tokio::time::timeout(wait, &mut self).await {
                 Ok(outcome) => return outcome,
                 Err(_) => {
                     self.shared.grant_waiters();
-                    if let Some(outcome) = waiter.try_take() {
+                    if let Some(outcome) = self.try_take() {
                         return outcome;
                     }
                 }
