@@ -8,6 +8,8 @@
 # caching, no access log. tailwater runs `tailwater proxy --upstream ...` with its default
 # adaptive limit (AIMD + CoDel queue), the configuration a user gets without a file, and
 # --workers = number of cores (its default; thread-per-core like nginx's worker processes).
+# Besides throughput and latency it reports each proxy's CPU time per request (user and
+# kernel, from /proc/PID/stat over the measured runs, warm-ups excluded).
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
@@ -61,6 +63,7 @@ wait_http() { # url
 
 "$bin/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
 pids+=($!)
+backend_pid=$!
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 mkdir -p "$tmp/nginx"
@@ -94,13 +97,35 @@ http {
 EOF
 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/stderr.log" &
 pids+=($!)
+nginx_pid=$!
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 
 RUST_LOG=warn "$bin/tailwater" proxy --listen "127.0.0.1:$TAILWATER_PORT" \
     --upstream "http://127.0.0.1:$BACKEND_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
     --workers "$CORES" 2>"$tmp/tailwater.log" &
 pids+=($!)
+tailwater_pid=$!
 wait_http "http://127.0.0.1:$TAILWATER_PORT/"
+
+# The processes doing each path's work: nginx's workers, tailwater's one process.
+procs_of() { # name
+    case $1 in
+        direct) echo "$backend_pid" ;;
+        nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
+        tailwater) echo "$tailwater_pid" ;;
+    esac
+}
+# utime and stime (clock ticks) summed over the given pids.
+cpu_ticks() {
+    local u=0 s=0 a b p
+    for p in "$@"; do
+        read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+        u=$((u + a))
+        s=$((s + b))
+    done
+    echo "$u $s"
+}
+TICK=$(getconf CLK_TCK)
 
 # Converts wrk's latency ("812.00us", "1.23ms", "1.01s") to microseconds.
 to_us() {
@@ -110,11 +135,20 @@ to_us() {
     }'
 }
 
-declare -A rps p50 p99 non2xx
+declare -A rps p50 p99 non2xx reqs utime stime last
+round_ratios=""
 run_wrk() { # name port
-    local name=$1 port=$2 out
+    local name=$1 port=$2 out u0 s0 u1 s1 n
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "http://127.0.0.1:$port/" >/dev/null
+    # shellcheck disable=SC2046
+    read -r u0 s0 < <(cpu_ticks $(procs_of "$name"))
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+    # shellcheck disable=SC2046
+    read -r u1 s1 < <(cpu_ticks $(procs_of "$name"))
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    reqs[$name]=$(( ${reqs[$name]:-0} + n ))
+    utime[$name]=$(( ${utime[$name]:-0} + u1 - u0 ))
+    stime[$name]=$(( ${stime[$name]:-0} + s1 - s0 ))
     echo "$out" >"$tmp/wrk-$name-$round.txt"
     local r l50 l99 bad
     r=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -125,6 +159,7 @@ run_wrk() { # name port
     p50[$name]=$(awk -v a="${p50[$name]:-0}" -v b="$l50" 'BEGIN {print a + b}')
     p99[$name]=$(awk -v a="${p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
     non2xx[$name]=$(( ${non2xx[$name]:-0} + ${bad:-0} ))
+    last[$name]=$r
     printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s\n' "$round" "$name" "$r" "$l50" "$l99" "${bad:-0}" >&2
 }
 
@@ -132,6 +167,7 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk direct "$BACKEND_PORT"
     run_wrk nginx "$NGINX_PORT"
     run_wrk tailwater "$TAILWATER_PORT"
+    round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
 done
 
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
@@ -140,22 +176,24 @@ d99=$(avg "${p99[direct]}")
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds (averaged), $CORES cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx | CPU user / kernel per request (us) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for name in direct nginx tailwater; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
     a99=$(avg "${p99[$name]}")
+    cpu=$(awk -v u="${utime[$name]}" -v s="${stime[$name]}" -v n="${reqs[$name]}" -v t="$TICK" \
+        'BEGIN {printf "%.2f / %.2f", u * 1e6 / t / n, s * 1e6 / t / n}')
     if [ "$name" = direct ]; then
-        echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} |"
+        echo "| $name (backend's CPU) | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
     else
-        echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} |"
+        echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
     fi
 done
 ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
 t_add99=$(( $(avg "${p99[tailwater]}") - d99 ))
 n_add99=$(( $(avg "${p99[nginx]}") - d99 ))
 echo
-echo "throughput tailwater / nginx: ${ratio}x (goal >= 1.00x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}'))"
+echo "throughput tailwater / nginx: ${ratio}x (goal >= 1.00x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}')); per round:${round_ratios}"
 echo "added p99: tailwater ${t_add99} us vs nginx ${n_add99} us (goal <= nginx: $([ "$t_add99" -le "$n_add99" ] && echo met || echo MISSED))"
 echo "tailwater limiter at the end: $(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^tailwater_limiter_limit' || true)"

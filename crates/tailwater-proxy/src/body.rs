@@ -122,7 +122,14 @@ impl ProxyBody {
         }
     }
 
-    /// The upstream's body, settling `guard` when it ends.
+    /// The bytes of a local body (`None` for an upstream body or an empty one).
+    pub(crate) fn local_data(&self) -> Option<&Bytes> {
+        match &self.inner {
+            Inner::Local { data } => data.as_ref(),
+            Inner::Upstream { .. } => None,
+        }
+    }
+
     /// The upstream's body, settling `guard` when it ends; a body that makes no progress
     /// for `idle_timeout` is cut (an error to the client, a drop for the limit).
     pub(crate) fn upstream(inner: Incoming, guard: Guard, idle_timeout: Duration) -> Self {

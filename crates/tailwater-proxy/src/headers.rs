@@ -90,8 +90,24 @@ impl Forwarding {
         headers: &HeaderMap,
         host: Option<&str>,
     ) -> (Option<HeaderValue>, Option<HeaderValue>) {
-        if headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
-            return forwarded_values(headers, self.client, host);
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        self.values_after(text(&X_FORWARDED_FOR), text(&header::FORWARDED), host)
+    }
+
+    /// As [`values`](Self::values), from the request's first `X-Forwarded-For` and
+    /// `Forwarded` values.
+    pub(crate) fn values_after(
+        &self,
+        prev_xff: Option<&str>,
+        prev_forwarded: Option<&str>,
+        host: Option<&str>,
+    ) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        if prev_xff.is_some() || prev_forwarded.is_some() {
+            return forwarded_values(prev_xff, prev_forwarded, self.client, host);
         }
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((h, v)) = &*last
@@ -99,7 +115,7 @@ impl Forwarding {
         {
             return (self.xff.clone(), Some(v.clone()));
         }
-        let (xff, forwarded) = forwarded_values(headers, self.client, host);
+        let (xff, forwarded) = forwarded_values(None, None, self.client, host);
         if let Some(v) = &forwarded {
             *last = Some((host.map(Box::from), v.clone()));
         }
@@ -134,13 +150,14 @@ impl Forwarding {
 /// The client address appended to `X-Forwarded-For` and a `for=…;proto=…;host=…` element
 /// appended to `Forwarded` (RFC 7239 §4–5; IPv6 addresses are bracketed and quoted).
 fn forwarded_values(
-    headers: &HeaderMap,
+    prev_xff: Option<&str>,
+    prev_forwarded: Option<&str>,
     client: IpAddr,
     host: Option<&str>,
 ) -> (Option<HeaderValue>, Option<HeaderValue>) {
     // One buffer per header, handed to the `HeaderValue` without a copy.
     let mut xff = String::with_capacity(64);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+    if let Some(prev) = prev_xff
         && !prev.trim().is_empty()
     {
         xff.push_str(prev);
@@ -149,7 +166,7 @@ fn forwarded_values(
     let ip_at = xff.len();
     let _ = write!(xff, "{client}");
     let mut forwarded = String::with_capacity(64);
-    if let Some(prev) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok())
+    if let Some(prev) = prev_forwarded
         && !prev.trim().is_empty()
     {
         forwarded.push_str(prev);

@@ -21,6 +21,8 @@
 //! - `route`: the route table and each route's limiter and rate limits;
 //! - `service`: one request: route, 413, rate limits, admission, forward, stream back;
 //! - `body`: the response body that holds the permit until the upstream body ends;
+//! - `h1`: the lean HTTP/1.1 path (httparse heads, the upstream socket driven by the
+//!   request's own task), which hands anything unusual to hyper;
 //! - `headers`: hop-by-hop removal and `X-Forwarded-For` / `Forwarded`;
 //! - `server`: [`Proxy`], [`run`]: accept loop, connection cap, reload, drain;
 //! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
@@ -40,6 +42,7 @@
 pub mod admin;
 mod body;
 pub mod config;
+mod h1;
 mod headers;
 mod metrics;
 mod route;

@@ -78,15 +78,15 @@ pub(crate) enum RateStore {
 
 impl RateLimit {
     /// Checks one request; `client_ip` and `header` give the key for keyed limits.
-    pub(crate) fn check(&self, client_ip: &str, headers: &http::HeaderMap) -> RateDecision {
+    pub(crate) fn check<'h>(
+        &self,
+        client_ip: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> RateDecision {
         match &self.store {
             RateStore::Global(l) => l.check(),
             RateStore::Keyed(l, RateKey::Header(name)) => {
-                let key = headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                l.check(key)
+                l.check(header(name.as_str()).unwrap_or(""))
             }
             RateStore::Keyed(l, _) => l.check(client_ip),
         }

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
@@ -243,6 +243,8 @@ impl Proxy {
         };
         let builder = Arc::new(ready_builder);
         let graceful = GracefulShutdown::new();
+        // Tells lean-path connections to close once idle (hyper's get `graceful`).
+        let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns: JoinSet<()> = JoinSet::new();
         let mut backoff = Duration::from_millis(5);
         tokio::pin!(shutdown);
@@ -283,10 +285,12 @@ impl Proxy {
                 peer,
                 forwarding: Forwarding::new(peer.ip()),
             };
-            spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot);
+            let lean = server_cfg.lean_http1.then(|| drain_rx.clone());
+            spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot, lean);
         }
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
+        drain_tx.send_replace(true);
         let open = conns.len();
         tracing::info!(worker, open, deadline = ?server_cfg.drain_timeout, "draining");
         let drained = tokio::time::timeout(server_cfg.drain_timeout, async {
@@ -327,12 +331,28 @@ fn spawn_connection(
     stream: tokio::net::TcpStream,
     conn: Conn,
     slot: tokio::sync::OwnedSemaphorePermit,
+    lean: Option<watch::Receiver<bool>>,
 ) {
     let metrics = &conn.shared.metrics;
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     metrics.accepted_by(conn.worker);
     let conn = Arc::new(conn);
+    if let Some(drain) = lean {
+        let handoff = crate::h1::Handoff {
+            builder: Arc::clone(builder),
+            watcher: graceful.watcher(),
+        };
+        conns.spawn(async move {
+            crate::h1::serve(Arc::clone(&conn), stream, handoff, drain).await;
+            conn.shared
+                .metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+        return;
+    }
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
     let io = builder

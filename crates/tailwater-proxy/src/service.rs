@@ -23,7 +23,7 @@ use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use tailwater_core::limiter::{Acquire, Request as Admission};
-use tailwater_core::{Criticality, Rejection};
+use tailwater_core::{Criticality, OwnedPermit, Rejection};
 use tailwater_tower::edge;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -76,74 +76,14 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
 
     let host = request_host(&req);
     let Some(route) = state.table.find(host, req.uri().path()) else {
-        shared
-            .metrics
-            .unrouted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        span.record("decision", "no_route");
-        return local(StatusCode::NOT_FOUND, "no route\n");
+        return no_route(shared, span);
     };
     let route: &Route = route;
-    let metrics = route.metrics.shard(worker);
-    span.record("route", route.name.as_str());
-    let tier = req
-        .headers()
-        .get(CRITICALITY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<Criticality>().ok())
-        .unwrap_or_default();
-    span.record("tier", tier.as_str());
-
-    // 413 before anything is admitted or read.
     let max_body = state.config.server.max_body_bytes;
-    if let Some(max) = max_body {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
-            span.record("decision", "rejected");
-            span.record("rejection_reason", "body_too_large");
-            return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-        }
-    }
-
-    // Local rate limits: every one must admit.
-    if !route.rate_limits.is_empty()
-        && let Some(resp) = rate_limited(route, metrics, &req, conn.peer, tier, start, span)
-    {
-        return resp;
-    }
-
-    // Admission: a permit at once, or (rarely) a wait in the queue, boxed so that the
-    // request's future stays small.
-    let admission = Admission::new().tier(tier);
-    let acquired = match route.queue_wait {
-        Some(wait) => match route.limiter.enqueue(admission, wait) {
-            Ok(Acquire::Ready(permit)) => Ok(permit),
-            Ok(Acquire::Queued(waiter)) => Box::pin(waiter.wait()).await,
-            Err(rejection) => Err(rejection),
-        },
-        None => route.limiter.try_acquire_owned_with(admission),
+    let (permit, tier, metrics) = match admit(conn, route, max_body, &req, start, span).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected,
     };
-    let permit = match acquired {
-        Ok(p) => p,
-        Err(rejection) => {
-            metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
-            span.record("decision", "shed");
-            span.record("rejection_reason", rejection.reason.as_str());
-            tracing::debug!(
-                limit = rejection.limit,
-                in_flight = rejection.in_flight,
-                "shed"
-            );
-            return shed(&rejection, edge::is_grpc(req.headers()));
-        }
-    };
-    span.record("decision", "admitted");
-
     // Forward.
     let forwarded = conn.forwarding.values(req.headers(), host);
     let (mut parts, body) = req.into_parts();
@@ -228,17 +168,131 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     };
     let status = resp.status();
     guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    // A length next to a transfer coding is void (RFC 9112 §6.3); hyper framed the body by
+    // the coding, and the client must not be told the length.
+    if resp.headers().contains_key(header::TRANSFER_ENCODING) {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
     let idle = state.config.upstream.body_idle_timeout;
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
 }
 
+/// What the admission steps read from a request, whichever parser read its head (hyper's
+/// `Request`, or the lean HTTP/1.1 path's).
+pub(crate) trait RequestView {
+    /// The first value of the field `name` (lowercase), if it is valid UTF-8.
+    fn header(&self, name: &str) -> Option<&str>;
+
+    /// The declared `Content-Length`.
+    fn content_length(&self) -> Option<u64> {
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// A gRPC request (`content-type: application/grpc…`): rejections use gRPC statuses.
+    fn is_grpc(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|v| v.starts_with("application/grpc"))
+    }
+}
+
+impl<B> RequestView for Request<B> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn is_grpc(&self) -> bool {
+        edge::is_grpc(self.headers())
+    }
+}
+
+/// The 404 for a request no route matches.
+pub(crate) fn no_route(shared: &Shared, span: &tracing::Span) -> Response<ProxyBody> {
+    shared
+        .metrics
+        .unrouted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    span.record("decision", "no_route");
+    local(StatusCode::NOT_FOUND, "no route\n")
+}
+
+/// The admission steps of `route`, in order: tier, 413 for a declared body over
+/// `max_body`, local rate limits, the limiter (at once, or after a bounded wait in the
+/// queue). Either a permit, with the tier and the route's counters of this worker, or
+/// the response that rejects the request (already counted and traced).
+pub(crate) async fn admit<'r>(
+    conn: &Conn,
+    route: &'r Route,
+    max_body: Option<u64>,
+    req: &impl RequestView,
+    start: Instant,
+    span: &tracing::Span,
+) -> Result<(OwnedPermit, Criticality, &'r Arc<RouteCounters>), Response<ProxyBody>> {
+    let metrics = route.metrics.shard(conn.worker);
+    span.record("route", route.name.as_str());
+    let tier = req
+        .header(CRITICALITY_HEADER)
+        .and_then(|v| v.parse::<Criticality>().ok())
+        .unwrap_or_default();
+    span.record("tier", tier.as_str());
+
+    // 413 before anything is admitted or read.
+    if let Some(max) = max_body
+        && req.content_length().is_some_and(|n| n > max)
+    {
+        metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
+        span.record("decision", "rejected");
+        span.record("rejection_reason", "body_too_large");
+        return Err(local(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        ));
+    }
+
+    // Local rate limits: every one must admit.
+    if !route.rate_limits.is_empty()
+        && let Some(resp) = rate_limited(route, metrics, req, conn.peer, tier, start, span)
+    {
+        return Err(resp);
+    }
+
+    // Admission: a permit at once, or (rarely) a wait in the queue, boxed so that the
+    // request's future stays small.
+    let admission = Admission::new().tier(tier);
+    let acquired = match route.queue_wait {
+        Some(wait) => match route.limiter.enqueue(admission, wait) {
+            Ok(Acquire::Ready(permit)) => Ok(permit),
+            Ok(Acquire::Queued(waiter)) => Box::pin(waiter.wait()).await,
+            Err(rejection) => Err(rejection),
+        },
+        None => route.limiter.try_acquire_owned_with(admission),
+    };
+    match acquired {
+        Ok(permit) => {
+            span.record("decision", "admitted");
+            Ok((permit, tier, metrics))
+        }
+        Err(rejection) => {
+            metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
+            span.record("decision", "shed");
+            span.record("rejection_reason", rejection.reason.as_str());
+            tracing::debug!(
+                limit = rejection.limit,
+                in_flight = rejection.in_flight,
+                "shed"
+            );
+            Err(shed(&rejection, req.is_grpc()))
+        }
+    }
+}
+
 /// The 429 of the first local rate limit of `route` that denies the request, if any.
 fn rate_limited(
     route: &Route,
     metrics: &RouteCounters,
-    req: &Request<Incoming>,
+    req: &impl RequestView,
     peer: SocketAddr,
     tier: Criticality,
     start: Instant,
@@ -246,7 +300,7 @@ fn rate_limited(
 ) -> Option<Response<ProxyBody>> {
     let ip = peer.ip().to_string();
     for rl in &route.rate_limits {
-        let d = rl.check(&ip, req.headers());
+        let d = rl.check(&ip, |name| req.header(name));
         if d.allowed {
             continue;
         }
@@ -258,7 +312,7 @@ fn rate_limited(
         );
         tracing::debug!(limit = %rl.name, "rate limited");
         let retry = d.retry_after.unwrap_or(d.reset_after);
-        let mut resp = if edge::is_grpc(req.headers()) {
+        let mut resp = if req.is_grpc() {
             edge::grpc_response(edge::GRPC_RESOURCE_EXHAUSTED, "rate limited", Some(retry))
         } else {
             let mut r = Response::new(Bytes::from_static(b"rate limited\n"));
@@ -280,7 +334,7 @@ fn rate_limited(
     None
 }
 
-fn guard(
+pub(crate) fn guard(
     permit: tailwater_core::OwnedPermit,
     metrics: &Arc<RouteCounters>,
     tier: Criticality,
@@ -315,14 +369,18 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = if raw.starts_with('[') {
+    Some(host_without_port(raw))
+}
+
+/// `raw` (a `Host` value or URI authority) without its port or IPv6 brackets.
+pub(crate) fn host_without_port(raw: &str) -> &str {
+    if raw.starts_with('[') {
         raw.split_once(']')
             .map_or(raw, |(h, _)| h)
             .trim_start_matches('[')
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
-    };
-    Some(host)
+    }
 }
 
 /// A small local response.

@@ -75,7 +75,17 @@ pub(crate) struct Shard {
 #[derive(Debug, Default)]
 struct Idle {
     conns: VecDeque<(Sender, Instant)>,
+    /// Idle connections of the lean HTTP/1.1 path, most recently used last.
+    raw: Vec<(RawConn, Instant)>,
     reaper: bool,
+}
+
+/// An upstream connection of the lean HTTP/1.1 path: the socket and its read buffer.
+/// It goes back to the pool only between messages (nothing unread in `buf`).
+#[derive(Debug)]
+pub(crate) struct RawConn {
+    pub(crate) io: tokio::net::TcpStream,
+    pub(crate) buf: bytes::BytesMut,
 }
 
 /// A connection lent to one request; [`put_back`](Self::put_back) it when the response
@@ -172,6 +182,52 @@ impl Shard {
         }
     }
 
+    /// `Host` for requests that carry none (the authority, without a default port).
+    pub(crate) fn host(&self) -> Option<&HeaderValue> {
+        self.host.as_ref()
+    }
+
+    /// The most recently used idle connection of the lean path that has not timed out
+    /// (a warm one, unlike hyper's senders there is no connection task to wait for).
+    pub(crate) fn take_raw(&self) -> Option<RawConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let (conn, since) = idle.raw.pop()?;
+        if Instant::now().saturating_duration_since(since) >= self.idle_timeout {
+            // The others are older still.
+            idle.raw.clear();
+            return None;
+        }
+        Some(conn)
+    }
+
+    /// Returns a lean-path connection between messages; beyond `pool_max_idle_per_host`
+    /// it is closed.
+    pub(crate) fn put_back_raw(this: &Arc<Self>, conn: RawConn) {
+        if this.max_idle == 0 || this.idle_timeout.is_zero() || !conn.buf.is_empty() {
+            return;
+        }
+        let spawn_reaper = {
+            let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.raw.len() >= this.max_idle {
+                return;
+            }
+            idle.raw.push((conn, Instant::now()));
+            !std::mem::replace(&mut idle.reaper, true)
+        };
+        if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(reap(Arc::downgrade(this), this.idle_timeout));
+        }
+    }
+
+    /// Opens a lean-path connection (within `upstream.connect_timeout`).
+    pub(crate) async fn connect_raw(&self) -> Result<RawConn, UpstreamError> {
+        let io = self.connect_tcp().await?;
+        Ok(RawConn {
+            io,
+            buf: bytes::BytesMut::with_capacity(8 * 1024),
+        })
+    }
+
     fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.conns.is_empty() {
@@ -208,6 +264,20 @@ impl Shard {
     }
 
     async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let stream = self.connect_tcp().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Request)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn connect_tcp(&self) -> Result<tokio::net::TcpStream, UpstreamError> {
         let err = |source| UpstreamError::Connect {
             authority: self.authority.clone(),
             source,
@@ -234,16 +304,7 @@ impl Shard {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Request)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 }
 
@@ -256,7 +317,7 @@ async fn reap(shard: Weak<Shard>, timeout: Duration) {
         tick.tick().await;
         let Some(shard) = shard.upgrade() else { return };
         let now = Instant::now();
-        let expired: Vec<(Sender, Instant)> = {
+        let expired = {
             let mut idle = shard.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.conns)
                 .into_iter()
@@ -264,8 +325,13 @@ async fn reap(shard: Weak<Shard>, timeout: Duration) {
                     !s.is_closed() && now.saturating_duration_since(*since) < timeout
                 });
             idle.conns = keep.into();
-            gone
+            let (keep_raw, gone_raw): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.raw)
+                .into_iter()
+                .partition(|(_, since)| now.saturating_duration_since(*since) < timeout);
+            idle.raw = keep_raw;
+            (gone, gone_raw)
         };
+        // Closed outside the lock.
         drop(expired);
     }
 }

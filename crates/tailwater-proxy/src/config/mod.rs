@@ -85,6 +85,12 @@ pub struct ServerConfig {
     /// event loop and upstream connections, as nginx's `worker_processes`. Default: the
     /// number of CPUs the process may use.
     pub workers: Option<NonZeroUsize>,
+    /// Serve plain HTTP/1.1 requests bound for HTTP/1.1 upstreams on tailwater's lean
+    /// forwarding path (heads parsed with `httparse`, the upstream socket driven by the
+    /// request itself) instead of through hyper's server and client. Anything else on the
+    /// connection (h2c, `Upgrade`, `Expect`, HTTP/1.0, unusual framing, h2c routes) is
+    /// handed to hyper either way. Default: true.
+    pub lean_http1: bool,
 }
 
 impl ServerConfig {
@@ -108,6 +114,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(30),
             http2: Http2Config::default(),
             workers: None,
+            lean_http1: true,
         }
     }
 }

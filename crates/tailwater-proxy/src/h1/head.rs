@@ -1,0 +1,499 @@
+//! Message heads of the lean HTTP/1.1 path, parsed with `httparse` and kept as byte ranges
+//! into the connection's read buffer, so a forwarded head is copied once, field by field,
+//! into the outgoing buffer and never into a `HeaderMap`.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+/// Headers parsed at most per message on this path; a request with more (and a
+/// `server.max_headers` above this) is left to hyper, which enforces the configured limit.
+pub(crate) const MAX_HEADERS: usize = 128;
+
+/// How a message's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, forwarded as is.
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// What a field means to a forwarding proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Forwarded as is.
+    Plain,
+    /// Hop-by-hop (RFC 9110 §7.6.1, plus `Keep-Alive`, `Proxy-Connection` and the proxy
+    /// authentication fields, as the hyper path): never forwarded.
+    HopByHop,
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    XForwardedFor,
+    Forwarded,
+    Criticality,
+    ContentType,
+}
+
+impl Kind {
+    fn of(name: &[u8]) -> Self {
+        // Dispatch on length first: most names are compared against one candidate.
+        let is = |want: &str| name.eq_ignore_ascii_case(want.as_bytes());
+        match name.len() {
+            2 if is("te") => Kind::HopByHop,
+            4 if is("host") => Kind::Host,
+            6 if is("expect") => Kind::Expect,
+            7 if is("upgrade") => Kind::Upgrade,
+            7 if is("trailer") => Kind::HopByHop,
+            9 if is("forwarded") => Kind::Forwarded,
+            10 if is("connection") => Kind::Connection,
+            10 if is("keep-alive") => Kind::HopByHop,
+            12 if is("content-type") => Kind::ContentType,
+            13 if is("x-criticality") => Kind::Criticality,
+            14 if is("content-length") => Kind::ContentLength,
+            15 if is("x-forwarded-for") => Kind::XForwardedFor,
+            16 if is("proxy-connection") => Kind::HopByHop,
+            17 if is("transfer-encoding") => Kind::TransferEncoding,
+            18 if is("proxy-authenticate") => Kind::HopByHop,
+            19 if is("proxy-authorization") => Kind::HopByHop,
+            _ => Kind::Plain,
+        }
+    }
+}
+
+/// One field: name and value ranges into the buffer, and its kind.
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+    pub(crate) kind: Kind,
+}
+
+/// The parts of a head both directions need.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    pub(crate) list: Vec<Field>,
+    /// `Connection: close` was sent.
+    pub(crate) close: bool,
+    /// Names listed in `Connection` (other than `close` / `keep-alive`): not forwarded.
+    pub(crate) connection_named: Vec<Range<usize>>,
+    /// `Transfer-Encoding` was present; `chunked_last` says whether chunked is the final
+    /// coding, `te_other` whether any other coding was listed.
+    pub(crate) te: bool,
+    pub(crate) chunked_last: bool,
+    pub(crate) te_other: bool,
+    /// `Content-Length`, if it is one valid number (several equal values count as one).
+    pub(crate) content_length: Option<u64>,
+    /// A `Content-Length` that is not one valid number.
+    pub(crate) bad_length: bool,
+}
+
+impl Fields {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.close = false;
+        self.connection_named.clear();
+        self.te = false;
+        self.chunked_last = false;
+        self.te_other = false;
+        self.content_length = None;
+        self.bad_length = false;
+    }
+
+    /// Records the fields `headers` of a message parsed from `buf`.
+    fn collect(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
+        self.clear();
+        let base = buf.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        for h in headers {
+            let kind = Kind::of(h.name.as_bytes());
+            let value = h.value;
+            match kind {
+                Kind::Connection => {
+                    for token in value.split(|&b| b == b',') {
+                        let token = token.trim_ascii();
+                        if token.eq_ignore_ascii_case(b"close") {
+                            self.close = true;
+                        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                            self.connection_named.push(range(token));
+                        }
+                    }
+                }
+                Kind::TransferEncoding => {
+                    self.te = true;
+                    for coding in value.split(|&b| b == b',') {
+                        let coding = coding.trim_ascii();
+                        if coding.is_empty() {
+                            continue;
+                        }
+                        self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+                        if !self.chunked_last {
+                            self.te_other = true;
+                        }
+                    }
+                }
+                Kind::ContentLength => match parse_length(value) {
+                    Some(n) if self.content_length.is_none_or(|m| m == n) => {
+                        self.content_length = Some(n);
+                    }
+                    _ => self.bad_length = true,
+                },
+                _ => {}
+            }
+            self.list.push(Field {
+                name: range(h.name.as_bytes()),
+                value: range(value),
+                kind,
+            });
+        }
+    }
+
+    /// Whether `field` is named in `Connection` (and so hop-by-hop).
+    pub(crate) fn named_in_connection(&self, buf: &[u8], field: &Field) -> bool {
+        !self.connection_named.is_empty()
+            && self
+                .connection_named
+                .iter()
+                .any(|n| buf[n.clone()].eq_ignore_ascii_case(&buf[field.name.clone()]))
+    }
+
+    /// The first value of the field of `kind`.
+    pub(crate) fn first<'b>(&self, buf: &'b [u8], kind: Kind) -> Option<&'b [u8]> {
+        self.list
+            .iter()
+            .find(|f| f.kind == kind)
+            .map(|f| &buf[f.value.clone()])
+    }
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), without overflow.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Why a request head cannot take the lean path (hyper serves the connection instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unusual {
+    Http10,
+    Upgrade,
+    Expect,
+    Connect,
+    NotOriginForm,
+    Framing,
+}
+
+/// A parsed request head.
+#[derive(Debug, Default)]
+pub(crate) struct RequestHead {
+    /// Bytes of the head, final CRLF included.
+    pub(crate) len: usize,
+    pub(crate) method: Range<usize>,
+    pub(crate) target: Range<usize>,
+    pub(crate) fields: Fields,
+    /// HTTP/1.1 (HTTP/1.0 has other keep-alive and framing rules: hyper serves it).
+    pub(crate) http11: bool,
+}
+
+/// The result of trying to parse a request head from the buffer.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A complete head.
+    Complete,
+    /// More bytes are needed.
+    Partial,
+    /// Too many fields for this path: hyper decides.
+    TooManyFields,
+    /// Not HTTP/1.x.
+    Invalid,
+}
+
+impl RequestHead {
+    /// Parses a head from the start of `buf` into `self`.
+    pub(crate) fn parse(&mut self, buf: &[u8], max_headers: usize) -> Parsed {
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let storage = &mut storage[..max_headers.clamp(1, MAX_HEADERS)];
+        match req.parse_with_uninit_headers(buf, storage) {
+            Ok(httparse::Status::Complete(len)) => {
+                let base = buf.as_ptr() as usize;
+                let range = |s: &str| {
+                    let start = s.as_ptr() as usize - base;
+                    start..start + s.len()
+                };
+                self.len = len;
+                self.method = req.method.map(range).unwrap_or_default();
+                self.target = req.path.map(range).unwrap_or_default();
+                self.fields.collect(buf, req.headers);
+                self.http11 = req.version == Some(1);
+                Parsed::Complete
+            }
+            Ok(httparse::Status::Partial) => Parsed::Partial,
+            Err(httparse::Error::TooManyHeaders) => Parsed::TooManyFields,
+            Err(_) => Parsed::Invalid,
+        }
+    }
+
+    /// Whether hyper must serve this request (and the rest of the connection), and why.
+    pub(crate) fn unusual(&self, buf: &[u8]) -> Option<Unusual> {
+        if !self.http11 {
+            return Some(Unusual::Http10);
+        }
+        let f = &self.fields;
+        if f.list.iter().any(|x| x.kind == Kind::Upgrade) {
+            return Some(Unusual::Upgrade);
+        }
+        if f.list.iter().any(|x| x.kind == Kind::Expect) {
+            return Some(Unusual::Expect);
+        }
+        if &buf[self.method.clone()] == b"CONNECT" {
+            return Some(Unusual::Connect);
+        }
+        if !buf[self.target.clone()].starts_with(b"/") {
+            return Some(Unusual::NotOriginForm);
+        }
+        // Anything but no body, one valid length, or chunked alone: hyper answers 400 or
+        // handles it by the book (RFC 9112 §6.3 on length and coding together).
+        if f.bad_length || (f.te && (f.te_other || !f.chunked_last || f.content_length.is_some())) {
+            return Some(Unusual::Framing);
+        }
+        None
+    }
+
+    /// The request body's framing (valid once [`unusual`](Self::unusual) said none).
+    pub(crate) fn body(&self) -> Framing {
+        if self.fields.te {
+            Framing::Chunked
+        } else {
+            match self.fields.content_length {
+                Some(0) | None => Framing::Empty,
+                Some(n) => Framing::Length(n),
+            }
+        }
+    }
+
+    /// The request path (without the query).
+    pub(crate) fn path<'b>(&self, buf: &'b [u8]) -> &'b str {
+        let target = &buf[self.target.clone()];
+        let end = target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(target.len());
+        // httparse only accepts visible ASCII in the target.
+        std::str::from_utf8(&target[..end]).unwrap_or("/")
+    }
+
+    /// The `Host` without its port, as the hyper path computes it.
+    pub(crate) fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
+        let raw = std::str::from_utf8(self.fields.first(buf, Kind::Host)?).ok()?;
+        Some(crate::service::host_without_port(raw))
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Default)]
+pub(crate) struct ResponseHead {
+    pub(crate) len: usize,
+    pub(crate) status: u16,
+    /// The status line's reason phrase.
+    pub(crate) reason: Range<usize>,
+    pub(crate) fields: Fields,
+}
+
+impl ResponseHead {
+    /// Parses a head from the start of `buf`: `Ok(true)` when complete, `Ok(false)` when
+    /// more bytes are needed, `Err` when it is not a valid HTTP/1.x response.
+    pub(crate) fn parse(&mut self, buf: &[u8]) -> Result<bool, httparse::Error> {
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut storage,
+        )? {
+            httparse::Status::Complete(len) => {
+                let base = buf.as_ptr() as usize;
+                self.len = len;
+                self.status = resp.code.unwrap_or(0);
+                self.reason = resp.reason.map_or(0..0, |r| {
+                    let start = r.as_ptr() as usize - base;
+                    start..start + r.len()
+                });
+                self.fields.collect(buf, resp.headers);
+                if resp.version == Some(0) {
+                    // An HTTP/1.0 upstream closes after each response unless told otherwise.
+                    let keep = self
+                        .fields
+                        .first(buf, Kind::Connection)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(b"keep-alive"));
+                    self.fields.close |= !keep;
+                }
+                Ok(true)
+            }
+            httparse::Status::Partial => Ok(false),
+        }
+    }
+
+    /// The response body's framing for a request with method `head_request` (RFC 9112
+    /// §6.3), or `None` when the framing is invalid.
+    pub(crate) fn body(&self, head_request: bool) -> Option<Framing> {
+        let f = &self.fields;
+        if head_request || self.status == 204 || self.status == 304 || self.status < 200 {
+            return Some(Framing::Empty);
+        }
+        if f.te {
+            return Some(if f.chunked_last {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            });
+        }
+        if f.bad_length {
+            return None;
+        }
+        Some(match f.content_length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> (RequestHead, Vec<u8>) {
+        let buf = raw.as_bytes().to_vec();
+        let mut head = RequestHead::default();
+        assert!(matches!(head.parse(&buf, 100), Parsed::Complete), "{raw}");
+        (head, buf)
+    }
+
+    #[test]
+    fn a_plain_get_is_usual_and_has_no_body() {
+        let (head, buf) = request(
+            "GET /a/b?x=1 HTTP/1.1\r\nHost: Example.org:8080\r\nX-Criticality: sheddable\r\n\r\nNEXT",
+        );
+        assert_eq!(head.len, buf.len() - 4);
+        assert_eq!(head.unusual(&buf), None);
+        assert_eq!(head.body(), Framing::Empty);
+        assert_eq!(head.path(&buf), "/a/b");
+        assert_eq!(head.host(&buf), Some("Example.org"));
+        assert_eq!(
+            head.fields.first(&buf, Kind::Criticality),
+            Some(&b"sheddable"[..])
+        );
+    }
+
+    #[test]
+    fn framing_and_connection_tokens() {
+        let (head, buf) = request(
+            "POST / HTTP/1.1\r\nContent-Length: 12\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n",
+        );
+        assert_eq!(head.body(), Framing::Length(12));
+        assert!(head.fields.close);
+        let hop = head
+            .fields
+            .list
+            .iter()
+            .find(|f| &buf[f.name.clone()] == b"X-Hop");
+        assert!(head.fields.named_in_connection(&buf, hop.unwrap()));
+        let (head, buf) = request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!((head.unusual(&buf), head.body()), (None, Framing::Chunked));
+    }
+
+    #[test]
+    fn unusual_requests_go_to_hyper() {
+        for (raw, why) in [
+            ("GET / HTTP/1.0\r\n\r\n", Unusual::Http10),
+            (
+                "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+                Unusual::Upgrade,
+            ),
+            (
+                "PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+                Unusual::Expect,
+            ),
+            ("CONNECT a:1 HTTP/1.1\r\n\r\n", Unusual::Connect),
+            ("GET http://a/ HTTP/1.1\r\n\r\n", Unusual::NotOriginForm),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Unusual::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                Unusual::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Unusual::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                Unusual::Framing,
+            ),
+        ] {
+            let (head, buf) = request(raw);
+            assert_eq!(head.unusual(&buf), Some(why), "{raw}");
+        }
+    }
+
+    #[test]
+    fn partial_and_too_many_fields() {
+        let mut head = RequestHead::default();
+        assert!(matches!(
+            head.parse(b"GET / HTTP/1.1\r\nHost: a\r\n", 100),
+            Parsed::Partial
+        ));
+        let many: String = (0..5).map(|i| format!("X-{i}: v\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(
+            head.parse(raw.as_bytes(), 4),
+            Parsed::TooManyFields
+        ));
+        assert!(matches!(
+            head.parse(b"\x16\x03\x01 tls", 100),
+            Parsed::Invalid
+        ));
+    }
+
+    #[test]
+    fn response_framing() {
+        let parse = |raw: &str| {
+            let mut head = ResponseHead::default();
+            assert_eq!(head.parse(raw.as_bytes()), Ok(true), "{raw}");
+            head
+        };
+        let r = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(
+            (r.status, r.body(false), r.body(true)),
+            (200, Some(Framing::Length(5)), Some(Framing::Empty))
+        );
+        let r = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.body(false), Some(Framing::Chunked));
+        let r = parse("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(r.body(false), Some(Framing::Empty));
+        let r = parse("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(r.body(false), Some(Framing::Close));
+        let r = parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+        assert!(r.fields.close, "HTTP/1.0 without keep-alive closes");
+        let r = parse("HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n");
+        assert_eq!(r.body(false), None);
+    }
+}
