@@ -362,3 +362,38 @@ async fn pooled_connections_are_reused_and_closed_ones_replaced() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+/// `tailwater_requests_total` of outcome `cancelled`, summed over tiers.
+fn cancelled(proxy: &tailwater_proxy::Proxy) -> u64 {
+    proxy
+        .metrics_text()
+        .lines()
+        .filter(|l| {
+            l.starts_with("tailwater_requests_total{") && l.contains("outcome=\"cancelled\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_while_the_upstream_works_is_cancelled() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let backend = gated_backend(Arc::clone(&release)).await;
+    for lean in ENGINES {
+        let running = start_proxy(proxy_config(backend.addr, lean)).await;
+        let mut s = TcpStream::connect(running.addr).await.expect("connect");
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let proxy = running.proxy.clone();
+        eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 1).await;
+        assert_eq!(cancelled(&proxy), 0);
+        drop(s);
+        // The permit comes back without the upstream answering, as a cancellation.
+        eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 0).await;
+        assert_eq!(cancelled(&proxy), 1, "lean={lean}");
+        assert_eq!(proxy.status()[0].success + proxy.status()[0].dropped, 0);
+        release.notify_waiters();
+        running.shutdown(Duration::from_secs(5)).await;
+    }
+}

@@ -32,8 +32,10 @@
 //! - The request body is sent whole before the response is read (as nginx does).
 //! - A pooled connection that fails before any response byte is replaced and an idempotent
 //!   request without a streamed body is sent again (RFC 9110 §9.2.2).
-//! - The client is not watched while the upstream works: a client that goes away is seen
-//!   when the response is written (counted as cancelled).
+//! - While the upstream prepares the response head, the client's socket is watched: a
+//!   client that goes away cancels the request (counted as cancelled, the upstream
+//!   connection closed). While a response body streams, a client that goes away is seen at
+//!   the next write.
 //! - Slowloris: a head must arrive within `server.header_read_timeout` from its first byte
 //!   (from the accept for the first request); an idle keep-alive connection is closed after
 //!   [`KEEP_ALIVE_IDLE`].
@@ -468,6 +470,12 @@ impl Client {
                 Err(HeadError::ClosedEarly | HeadError::Invalid) => {
                     return self.fail(guard, span, Decision::UpstreamError).await;
                 }
+                Err(HeadError::ClientGone) => {
+                    // The guard settles as cancelled; dropping the upstream connection
+                    // stops the upstream's work where it can notice.
+                    span.record("rejection_reason", Decision::Cancelled.reason());
+                    return Next::Close;
+                }
             }
         };
 
@@ -740,15 +748,36 @@ impl Client {
                 }
             }
             up.buf.reserve(READ_CHUNK);
-            match self
-                .watchdog
-                .within(deadline, up.io.read_buf(&mut up.buf))
-                .await
-            {
+            // While the upstream works, the client is watched too: bytes it pipelines are
+            // kept for later (up to the head limit), and its going away cancels the
+            // request. An idle client costs no system call here (its readiness is clear).
+            let Client {
+                io,
+                rbuf,
+                watchdog,
+                server,
+                ..
+            } = &mut *self;
+            let wait = async {
+                loop {
+                    rbuf.reserve(READ_CHUNK);
+                    tokio::select! {
+                        biased;
+                        r = up.io.read_buf(&mut up.buf) => return Some(r),
+                        r = io.read_buf(rbuf), if rbuf.len() < server.max_header_bytes => {
+                            if matches!(r, Ok(0) | Err(_)) {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            match watchdog.within(deadline, wait).await {
                 Err(_) => return Err(HeadError::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) if !got_any => return Err(HeadError::ClosedEarly),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Invalid),
-                Ok(Ok(_)) => got_any = true,
+                Ok(None) => return Err(HeadError::ClientGone),
+                Ok(Some(Ok(0) | Err(_))) if !got_any => return Err(HeadError::ClosedEarly),
+                Ok(Some(Ok(0) | Err(_))) => return Err(HeadError::Invalid),
+                Ok(Some(Ok(_))) => got_any = true,
             }
         }
     }
@@ -860,6 +889,8 @@ enum HeadError {
     ClosedEarly,
     Timeout,
     Invalid,
+    /// The client closed its connection first.
+    ClientGone,
 }
 
 /// Whether a request field is forwarded: not hop-by-hop, not named in `Connection`, not
