@@ -46,6 +46,7 @@ mod h1;
 mod headers;
 mod metrics;
 mod route;
+mod send_deadline;
 mod server;
 mod service;
 mod status;

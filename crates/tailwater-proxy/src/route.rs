@@ -197,6 +197,12 @@ fn check_server(config: &Config) -> Result<(), ConfigError> {
             "must be greater than zero",
         ));
     }
+    if s.send_timeout.is_zero() {
+        return Err(ConfigError::new(
+            "server.send_timeout",
+            "must be greater than zero",
+        ));
+    }
     if s.max_body_bytes == Some(0) {
         return Err(ConfigError::new(
             "server.max_body_bytes",

@@ -25,6 +25,7 @@ use crate::config::{Config, ConfigError};
 use crate::headers::Forwarding;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
+use crate::send_deadline::SendDeadline;
 use crate::status::RouteStatus;
 
 /// The upstream client type.
@@ -355,9 +356,9 @@ fn spawn_connection(
     }
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
-    let io = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .into_owned();
+    let send_timeout = conn.shared.state.load().config.server.send_timeout;
+    let io = TokioIo::new(SendDeadline::new(stream, send_timeout));
+    let io = builder.serve_connection(io, svc).into_owned();
     let io = graceful.watch(io);
     conns.spawn(async move {
         if let Err(e) = io.await {

@@ -397,3 +397,37 @@ async fn a_client_that_leaves_while_the_upstream_works_is_cancelled() {
         running.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_and_its_permit_returned() {
+    for lean in ENGINES {
+        client_stops_reading(lean).await;
+    }
+}
+
+async fn client_stops_reading(lean: bool) {
+    // More than the socket buffers on the way hold, so the proxy's writes stall.
+    let big = Bytes::from(vec![b'x'; 32 << 20]);
+    let backend = backend(Arc::new(move |_req| {
+        let big = big.clone();
+        Box::pin(async move { Response::new(Full::new(big)) })
+    }))
+    .await;
+    let running = start_proxy(config(&format!(
+        "[server]\nsend_timeout = \"300ms\"\nlean_http1 = {lean}\n\
+         [[route]]\nupstream = \"http://{}\"\n",
+        backend.addr
+    )))
+    .await;
+    let mut s = TcpStream::connect(running.addr).await.expect("connect");
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let proxy = running.proxy.clone();
+    eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 1).await;
+    // Never read: the proxy gives up after the idle timeout, not never.
+    eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 0).await;
+    assert_eq!(cancelled(&proxy), 1, "lean={lean}");
+    drop(s);
+    running.shutdown(Duration::from_secs(5)).await;
+}

@@ -76,6 +76,11 @@ pub struct ServerConfig {
     /// Time allowed to receive a complete request head (slowloris protection).
     #[serde(deserialize_with = "duration::de")]
     pub header_read_timeout: Duration,
+    /// How long writing a response to a client may make no progress before the connection
+    /// is closed (nginx's `send_timeout`): a client that stops reading cannot hold its
+    /// connection and its permit indefinitely.
+    #[serde(deserialize_with = "duration::de")]
+    pub send_timeout: Duration,
     /// How long a drain waits for in-flight requests before closing connections.
     #[serde(deserialize_with = "duration::de")]
     pub drain_timeout: Duration,
@@ -111,6 +116,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_body_bytes: None,
             header_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             http2: Http2Config::default(),
             workers: None,

@@ -136,10 +136,12 @@ impl Fields {
                         if coding.is_empty() {
                             continue;
                         }
-                        self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
-                        if !self.chunked_last {
+                        let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                        // Chunked twice is as ambiguous as another coding after it.
+                        if !chunked || self.chunked_last {
                             self.te_other = true;
                         }
+                        self.chunked_last = chunked;
                     }
                 }
                 Kind::ContentLength => match parse_length(value) {
@@ -442,6 +444,10 @@ mod tests {
             ),
             (
                 "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Unusual::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
                 Unusual::Framing,
             ),
             (

@@ -36,6 +36,9 @@
 //!   client that goes away cancels the request (counted as cancelled, the upstream
 //!   connection closed). While a response body streams, a client that goes away is seen at
 //!   the next write.
+//! - A client that accepts no byte of the response for `server.send_timeout` is cut
+//!   (counted as cancelled), so a reader that stalls cannot hold its permit indefinitely
+//!   (hyper's connections get the same deadline from `SendDeadline`).
 //! - Slowloris: a head must arrive within `server.header_read_timeout` from its first byte
 //!   (from the accept for the first request); an idle keep-alive connection is closed after
 //!   [`KEEP_ALIVE_IDLE`].
@@ -64,6 +67,7 @@ use crate::body::{Guard, ProxyBody};
 use crate::config::{ServerConfig, UpstreamProtocol};
 use crate::metrics::Decision;
 use crate::route::Route;
+use crate::send_deadline::SendDeadline;
 use crate::server::Conn;
 use crate::service::{self, RequestView};
 use crate::upstream::{RawConn, Shard};
@@ -111,10 +115,17 @@ pub(crate) async fn serve(
         served: 0,
     };
     if client.run().await == End::Handoff {
-        let Client { conn, io, rbuf, .. } = client;
+        let Client {
+            conn,
+            io,
+            rbuf,
+            server,
+            ..
+        } = client;
         let svc_conn = Arc::clone(&conn);
         let svc = service_fn(move |req| service::handle(Arc::clone(&svc_conn), req));
-        let io = TokioIo::new(Rewind::new(rbuf.freeze(), io));
+        let io = Rewind::new(rbuf.freeze(), io);
+        let io = TokioIo::new(SendDeadline::new(io, server.send_timeout));
         let served = handoff
             .watcher
             .watch(handoff.builder.serve_connection(io, svc).into_owned());
@@ -351,7 +362,15 @@ impl Client {
         if !head_request {
             w.extend_from_slice(body);
         }
-        self.io.write_all(&self.wbuf).await
+        let accepted = Instant::now() + self.server.send_timeout;
+        match self
+            .watchdog
+            .within(accepted, self.io.write_all(&self.wbuf))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 
     /// Forwards the admitted request at the start of the buffer and streams the response.
@@ -523,7 +542,11 @@ impl Client {
                 BodyLeft::UntilClose
             }
         };
-        if self.io.write_all(&self.wbuf).await.is_err() {
+        // A client that accepts nothing for `server.send_timeout` is cut: it would hold its
+        // permit for as long as it liked otherwise.
+        let accepted = Instant::now() + self.server.send_timeout;
+        let write = self.io.write_all(&self.wbuf);
+        if !matches!(self.watchdog.within(accepted, write).await, Ok(Ok(()))) {
             return Next::Close; // guard: cancelled
         }
         while !matches!(left, BodyLeft::None) {
@@ -575,7 +598,9 @@ impl Client {
                 BodyLeft::UntilClose => up.buf.len(),
                 BodyLeft::None => 0,
             };
-            if self.io.write_all(&up.buf[..take]).await.is_err() {
+            let accepted = Instant::now() + self.server.send_timeout;
+            let write = self.io.write_all(&up.buf[..take]);
+            if !matches!(self.watchdog.within(accepted, write).await, Ok(Ok(()))) {
                 return Next::Close; // guard: cancelled
             }
             up.buf.advance(take);
@@ -714,7 +739,9 @@ impl Client {
                 }
                 _ => (0, true),
             };
-            if up.io.write_all(&self.rbuf[..take]).await.is_err() {
+            let accepted = Instant::now() + idle;
+            let write = up.io.write_all(&self.rbuf[..take]);
+            if !matches!(self.watchdog.within(accepted, write).await, Ok(Ok(()))) {
                 return Err(SendError::Upstream);
             }
             self.rbuf.advance(take);
