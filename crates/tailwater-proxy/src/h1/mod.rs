@@ -283,8 +283,6 @@ impl Client {
 
     /// One request whose head is at the start of the buffer.
     async fn exchange(&mut self, span: &tracing::Span) -> Next {
-        let span = span.clone();
-        let span = &span;
         let start = Instant::now();
         let conn = Arc::clone(&self.conn);
         let state = conn.shared.state.load();
