@@ -207,6 +207,55 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// However the body is cut into reads, the scanner finds the same end and the same
+        /// data length.
+        #[test]
+        fn any_split_finds_the_same_end(
+            chunks in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..40), 0..6),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut body = Vec::new();
+            let mut data = 0u64;
+            for c in chunks.iter().filter(|c| !c.is_empty()) {
+                body.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                body.extend_from_slice(c);
+                body.extend_from_slice(b"\r\n");
+                data += c.len() as u64;
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let total = body.len();
+            body.extend_from_slice(b"trailing bytes of the next message");
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(body.len());
+            let mut s = Scanner::default();
+            let (mut at, mut seen, mut end) = (0, 0, None);
+            for cut in cuts {
+                if cut <= at || end.is_some() {
+                    continue;
+                }
+                let p = s.feed(&body[at..cut]).expect("well-formed");
+                seen += p.data;
+                if p.done {
+                    end = Some(at + p.consumed);
+                }
+                at = cut;
+            }
+            proptest::prop_assert_eq!(end, Some(total));
+            proptest::prop_assert_eq!(seen, data);
+        }
+
+        /// Arbitrary bytes never panic and never claim more than they were given.
+        #[test]
+        fn arbitrary_input_is_handled(input in proptest::collection::vec(0u8..=255, 0..300)) {
+            if let Ok(p) = Scanner::default().feed(&input) {
+                proptest::prop_assert!(p.consumed <= input.len());
+                proptest::prop_assert!(p.data <= p.consumed as u64);
+            }
+        }
+    }
+
     #[test]
     fn rejects_malformed_bodies() {
         for bad in [

@@ -479,6 +479,68 @@ mod tests {
         ));
     }
 
+    /// A field name: the ones the path treats specially, or any token.
+    fn name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("Connection".to_owned()),
+            Just("transfer-encoding".to_owned()),
+            Just("Content-Length".to_owned()),
+            Just("host".to_owned()),
+            Just("Upgrade".to_owned()),
+            "[A-Za-z-]{1,12}",
+        ]
+    }
+
+    /// A field value: lists of tokens, numbers, or any visible text.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("chunked".to_owned()),
+            Just("close, x-hop".to_owned()),
+            "[0-9]{0,22}",
+            "[ -~]{0,24}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any fields, then any bytes: parsing never panics, every range it keeps lies
+        /// inside the head, and what follows the head is not part of it.
+        #[test]
+        fn arbitrary_heads_are_parsed_safely(
+            fields in proptest::collection::vec((name(), value()), 0..12),
+            rest in proptest::collection::vec(0u8..=255, 0..64),
+        ) {
+            let mut buf = b"GET /p?q HTTP/1.1\r\n".to_vec();
+            for (n, v) in &fields {
+                buf.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+            }
+            buf.extend_from_slice(b"\r\n");
+            let head_len = buf.len();
+            buf.extend_from_slice(&rest);
+            let mut head = RequestHead::default();
+            proptest::prop_assert!(matches!(head.parse(&buf, 100), Parsed::Complete));
+            proptest::prop_assert_eq!(head.len, head_len);
+            let within = |r: &Range<usize>| r.end <= head.len;
+            proptest::prop_assert!(head.fields.list.iter().all(|f| within(&f.name) && within(&f.value)));
+            proptest::prop_assert!(head.fields.connection_named.iter().all(within));
+            proptest::prop_assert_eq!(head.path(&buf), "/p");
+            // A head the lean path takes has one unambiguous framing.
+            if head.unusual(&buf).is_none() {
+                let f = &head.fields;
+                proptest::prop_assert!(!f.bad_length && !(f.te && f.content_length.is_some()));
+            }
+            let _ = (head.body(), head.host(&buf));
+
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            raw.extend_from_slice(&buf[b"GET /p?q HTTP/1.1\r\n".len()..]);
+            let mut resp = ResponseHead::default();
+            proptest::prop_assert_eq!(resp.parse(&raw), Ok(true));
+            proptest::prop_assert!(resp.reason.end <= resp.len && resp.len <= raw.len());
+            let _ = resp.body(false);
+        }
+    }
+
     #[test]
     fn response_framing() {
         let parse = |raw: &str| {
