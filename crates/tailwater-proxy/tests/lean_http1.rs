@@ -431,3 +431,31 @@ async fn client_stops_reading(lean: bool) {
     drop(s);
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let backend = text_backend("hi").await;
+    let running = start_proxy(proxy_config(backend.addr, true)).await;
+    let mut s = TcpStream::connect(running.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let (head, body) = read_response(&mut s, &mut buf, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, b"hi");
+    }
+    // Then silence: the proxy closes the connection after 75 s (nginx's keepalive_timeout),
+    // not at the 10 s header-read timeout, which starts with a head's first byte.
+    let idle_from = tokio::time::Instant::now();
+    let mut probe = [0u8; 16];
+    let n = s.read(&mut probe).await.unwrap_or(0);
+    assert_eq!(n, 0, "closed, nothing sent");
+    let idle = idle_from.elapsed();
+    assert!(
+        (Duration::from_secs(75)..Duration::from_secs(76)).contains(&idle),
+        "closed after {idle:?}"
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+}
