@@ -197,6 +197,12 @@ fn check_server(config: &Config) -> Result<(), ConfigError> {
             "must be greater than zero",
         ));
     }
+    if s.keep_alive_timeout.is_zero() {
+        return Err(ConfigError::new(
+            "server.keep_alive_timeout",
+            "must be greater than zero",
+        ));
+    }
     if s.send_timeout.is_zero() {
         return Err(ConfigError::new(
             "server.send_timeout",

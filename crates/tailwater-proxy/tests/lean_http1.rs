@@ -446,7 +446,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert_eq!(body, b"hi");
     }
-    // Then silence: the proxy closes the connection after 75 s (nginx's keepalive_timeout),
+    // Then silence: the proxy closes the connection after keep_alive_timeout (75 s, as nginx),
     // not at the 10 s header-read timeout, which starts with a head's first byte.
     let idle_from = tokio::time::Instant::now();
     let mut probe = [0u8; 16];

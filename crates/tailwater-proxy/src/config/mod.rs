@@ -76,6 +76,12 @@ pub struct ServerConfig {
     /// Time allowed to receive a complete request head (slowloris protection).
     #[serde(deserialize_with = "duration::de")]
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 connection may sit idle between requests before the proxy
+    /// closes it (nginx's `keepalive_timeout`; keep it longer than the idle timeout of any
+    /// load balancer in front, or it will race the proxy's close). Connections that hyper
+    /// serves (h2c, HTTP/1.0, or all with `lean_http1 = false`) are not closed for idleness.
+    #[serde(deserialize_with = "duration::de")]
+    pub keep_alive_timeout: Duration,
     /// How long writing a response to a client may make no progress before the connection
     /// is closed (nginx's `send_timeout`): a client that stops reading cannot hold its
     /// connection and its permit indefinitely.
@@ -116,6 +122,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_body_bytes: None,
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
             send_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             http2: Http2Config::default(),

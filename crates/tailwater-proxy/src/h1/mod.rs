@@ -41,7 +41,7 @@
 //!   (hyper's connections get the same deadline from `SendDeadline`).
 //! - Slowloris: a head must arrive within `server.header_read_timeout` from its first byte
 //!   (from the accept for the first request); an idle keep-alive connection is closed after
-//!   [`KEEP_ALIVE_IDLE`].
+//!   `server.keep_alive_timeout`.
 
 mod chunked;
 mod head;
@@ -76,10 +76,6 @@ use chunked::Scanner;
 use head::{Field, Framing, Kind, Parsed, RequestHead, ResponseHead};
 use rewind::Rewind;
 use watchdog::Watchdog;
-
-/// How long a keep-alive connection may sit idle between requests (nginx's
-/// `keepalive_timeout` default).
-pub(crate) const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(75);
 
 /// Largest upstream response head read before the response is refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -211,7 +207,7 @@ impl Client {
     /// Reads until the buffer starts with a complete request head.
     async fn read_head(&mut self) -> HeadRead {
         // The first head must arrive within the timeout from the accept; later ones from
-        // their first byte, after at most KEEP_ALIVE_IDLE of idleness.
+        // their first byte, after at most `keep_alive_timeout` of idleness.
         let mut deadline =
             (self.served == 0).then(|| Instant::now() + self.server.header_read_timeout);
         loop {
@@ -234,7 +230,7 @@ impl Client {
             let idle = self.rbuf.is_empty();
             let until = match deadline {
                 Some(d) => d,
-                None if idle => Instant::now() + KEEP_ALIVE_IDLE,
+                None if idle => Instant::now() + self.server.keep_alive_timeout,
                 None => *deadline.insert(Instant::now() + self.server.header_read_timeout),
             };
             if idle && *self.drain.borrow() {
