@@ -137,3 +137,34 @@ fn congestion_limiter_aimd(bencher: divan::Bencher<'_, '_>) {
         ready(limiter.release(token, Some(ClOutcome::Success)));
     });
 }
+
+/// A deep queue: 10 000 waiters wait behind a limit of 1 while one more request joins and
+/// leaves the queue (enqueue, then its waiter is dropped). Every enqueue expires overdue
+/// waiters first, so this is what queue upkeep costs per operation at that depth.
+#[divan::bench(args = [10, 10_000])]
+fn queue_join_and_leave(bencher: divan::Bencher<'_, '_>, depth: usize) {
+    use std::time::Duration;
+    use tailwater_core::algorithm::Fixed;
+    use tailwater_core::limiter::{Acquire, QueueConfig, QueueDiscipline, Request};
+    let limiter = Limiter::builder()
+        .algorithm(Fixed::new(1).expect("valid"))
+        .queue(
+            QueueConfig::new(depth + 1, QueueDiscipline::Fifo, Duration::from_secs(3600))
+                .expect("valid"),
+        )
+        .build()
+        .expect("valid");
+    let _held = limiter.try_acquire_owned().expect("the one permit");
+    let waiters: Vec<_> = (0..depth)
+        .map(|_| match limiter.enqueue(Request::new(), Duration::from_secs(3600)) {
+            Ok(Acquire::Queued(w)) => w,
+            _ => panic!("queued"),
+        })
+        .collect();
+    bencher.bench_local(|| {
+        let w = limiter.enqueue(Request::new(), Duration::from_secs(3600));
+        assert!(matches!(w, Ok(Acquire::Queued(_))));
+        drop(w);
+    });
+    drop(waiters);
+}

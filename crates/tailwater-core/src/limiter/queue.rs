@@ -249,9 +249,19 @@ pub(crate) struct Entry {
 }
 
 /// The queue proper: per-tier deques under one lock.
+///
+/// Within a tier, waiters are kept in arrival order and their ids increase, so a waiter is
+/// found by binary search. While a tier's deadlines and arrival times also increase along
+/// it (always the case when every waiter gets the same `max_wait`, as the proxy and the
+/// tower layer give them; CoDel's shortened deadlines keep that order), only its front can
+/// be due, and expiring or finding the next deadline looks at the fronts only: O(expired)
+/// rather than a scan of every waiter under the lock on each enqueue and release. A tier
+/// that received an earlier deadline behind a later one is scanned until it empties.
 #[derive(Debug)]
 pub(crate) struct QueueState {
     tiers: [VecDeque<Entry>; 4],
+    /// Per tier: deadlines and arrival times are non-decreasing from front to back.
+    ordered: [bool; 4],
     len: usize,
     /// The waiter count last published in the limiter's state word.
     pub(crate) registered: usize,
@@ -264,6 +274,7 @@ impl QueueState {
     pub(crate) fn new() -> Self {
         Self {
             tiers: Default::default(),
+            ordered: [true; 4],
             len: 0,
             registered: 0,
             next_id: 0,
@@ -311,7 +322,13 @@ impl QueueState {
         let id = self.next_id;
         self.next_id += 1;
         let slot = Arc::new(Slot::new());
-        self.tiers[tier.index()].push_back(Entry {
+        let t = tier.index();
+        if let Some(last) = self.tiers[t].back()
+            && (deadline < last.deadline || now < last.enqueued_at)
+        {
+            self.ordered[t] = false;
+        }
+        self.tiers[t].push_back(Entry {
             id,
             tier,
             partition,
@@ -326,19 +343,24 @@ impl QueueState {
         (id, slot)
     }
 
-    fn after_removal(&mut self) {
+    /// Bookkeeping after a waiter of tier index `t` left the queue.
+    fn after_removal(&mut self, t: usize) {
         self.len -= 1;
         if self.len == 0 {
             self.nonempty_since = None;
+        }
+        if self.tiers[t].is_empty() {
+            self.ordered[t] = true;
         }
     }
 
     /// Removes a waiter by id (when its future is dropped). Returns whether it was queued.
     pub(crate) fn remove(&mut self, tier: Criticality, id: u64) -> bool {
-        let deque = &mut self.tiers[tier.index()];
-        if let Some(pos) = deque.iter().position(|e| e.id == id) {
+        let t = tier.index();
+        let deque = &mut self.tiers[t];
+        if let Ok(pos) = deque.binary_search_by_key(&id, |e| e.id) {
             deque.remove(pos);
-            self.after_removal();
+            self.after_removal(t);
             true
         } else {
             false
@@ -363,8 +385,11 @@ impl QueueState {
                     let entry = self.tiers[t].remove(i).expect("index checked against len");
                     let rejection = reject(&entry, reason);
                     wakers.extend(entry.slot.resolve(SlotState::Rejected(rejection)));
-                    self.after_removal();
+                    self.after_removal(t);
                     expired += 1;
+                } else if self.ordered[t] {
+                    // Everything behind is due later still.
+                    break;
                 } else {
                     i += 1;
                 }
@@ -400,7 +425,7 @@ impl QueueState {
     /// Removes the waiter at `at` and grants it a permit.
     pub(crate) fn grant(&mut self, at: (usize, usize), grant: Grant) -> Option<Waker> {
         let entry = self.tiers[at.0].remove(at.1).expect("position from next()");
-        self.after_removal();
+        self.after_removal(at.0);
         entry.slot.resolve(SlotState::Granted(grant))
     }
 
@@ -409,7 +434,7 @@ impl QueueState {
     pub(crate) fn displace_below(&mut self, tier: Criticality) -> Option<Entry> {
         for t in (tier.index() + 1..4).rev() {
             if let Some(entry) = self.tiers[t].pop_back() {
-                self.after_removal();
+                self.after_removal(t);
                 return Some(entry);
             }
         }
@@ -427,10 +452,124 @@ impl QueueState {
         discipline: QueueDiscipline,
         now: Duration,
     ) -> Option<Duration> {
+        let deadline = |e: &Entry| self.effective_deadline(e, discipline, now).0;
         self.tiers
             .iter()
-            .flatten()
-            .map(|e| self.effective_deadline(e, discipline, now).0)
+            .zip(self.ordered)
+            .filter_map(|(tier, ordered)| {
+                if ordered {
+                    tier.front().map(deadline)
+                } else {
+                    tier.iter().map(deadline).min()
+                }
+            })
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn expire(q: &mut QueueState, discipline: QueueDiscipline, now: Duration) -> Vec<u64> {
+        let mut gone = Vec::new();
+        let mut wakers = Vec::new();
+        q.expire(
+            discipline,
+            now,
+            |entry, reason| {
+                gone.push(entry.id);
+                Rejection {
+                    reason,
+                    tier: entry.tier,
+                    limit: 0,
+                    in_flight: 0,
+                    retry_after: Duration::ZERO,
+                }
+            },
+            &mut wakers,
+        );
+        gone
+    }
+
+    #[test]
+    fn in_order_deadlines_expire_from_the_front() {
+        let mut q = QueueState::new();
+        for i in 0..3u32 {
+            q.push(Criticality::Critical, None, i * MS, (10 + i) * MS);
+        }
+        q.push(Criticality::Sheddable, None, 3 * MS, 50 * MS);
+        assert!(q.ordered.iter().all(|o| *o));
+        assert_eq!(
+            q.next_deadline(QueueDiscipline::Fifo, 0 * MS),
+            Some(10 * MS)
+        );
+        assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 11 * MS), [0, 1]);
+        assert_eq!(q.len(), 2);
+        assert_eq!(
+            q.next_deadline(QueueDiscipline::Fifo, 11 * MS),
+            Some(12 * MS)
+        );
+        assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 50 * MS), [2, 3]);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn an_earlier_deadline_behind_a_later_one_still_expires_first() {
+        let mut q = QueueState::new();
+        q.push(Criticality::Critical, None, 0 * MS, 100 * MS);
+        q.push(Criticality::Critical, None, 1 * MS, 5 * MS);
+        q.push(Criticality::Critical, None, 2 * MS, 200 * MS);
+        assert!(!q.ordered[Criticality::Critical.index()]);
+        assert_eq!(q.next_deadline(QueueDiscipline::Fifo, 2 * MS), Some(5 * MS));
+        assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 6 * MS), [1]);
+        assert_eq!(
+            q.next_deadline(QueueDiscipline::Fifo, 6 * MS),
+            Some(100 * MS)
+        );
+        assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 300 * MS), [0, 2]);
+        // An empty tier is in order again.
+        assert!(q.ordered[Criticality::Critical.index()]);
+    }
+
+    #[test]
+    fn codel_cuts_waits_in_arrival_order() {
+        let codel = QueueDiscipline::CoDel {
+            target: 5 * MS,
+            interval: 100 * MS,
+        };
+        let mut q = QueueState::new();
+        // Queued since 0; each waiter allows 1 s.
+        for i in 0..4u32 {
+            q.push(
+                Criticality::Critical,
+                None,
+                i * 50 * MS,
+                (1000 + i * 50) * MS,
+            );
+        }
+        // Before a whole interval of standing queue, waits end at arrival + interval.
+        assert_eq!(q.next_deadline(codel, 50 * MS), Some(100 * MS));
+        assert_eq!(expire(&mut q, codel, 99 * MS), Vec::<u64>::new());
+        // After it, at arrival + target: the three oldest are overdue at 106 ms.
+        assert_eq!(expire(&mut q, codel, 106 * MS), [0, 1, 2]);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn removal_finds_waiters_by_id() {
+        let mut q = QueueState::new();
+        for i in 0..5u32 {
+            q.push(Criticality::Sheddable, None, i * MS, 100 * MS);
+        }
+        assert!(q.remove(Criticality::Sheddable, 2));
+        assert!(!q.remove(Criticality::Sheddable, 2), "already gone");
+        assert!(!q.remove(Criticality::Critical, 3), "another tier");
+        assert!(q.remove(Criticality::Sheddable, 4));
+        assert!(q.remove(Criticality::Sheddable, 0));
+        assert_eq!(q.len(), 2);
+        assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 100 * MS), [1, 3]);
     }
 }
