@@ -156,10 +156,12 @@ fn queue_join_and_leave(bencher: divan::Bencher<'_, '_>, depth: usize) {
         .expect("valid");
     let _held = limiter.try_acquire_owned().expect("the one permit");
     let waiters: Vec<_> = (0..depth)
-        .map(|_| match limiter.enqueue(Request::new(), Duration::from_secs(3600)) {
-            Ok(Acquire::Queued(w)) => w,
-            _ => panic!("queued"),
-        })
+        .map(
+            |_| match limiter.enqueue(Request::new(), Duration::from_secs(3600)) {
+                Ok(Acquire::Queued(w)) => w,
+                _ => panic!("queued"),
+            },
+        )
         .collect();
     bencher.bench_local(|| {
         let w = limiter.enqueue(Request::new(), Duration::from_secs(3600));

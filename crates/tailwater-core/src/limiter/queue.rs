@@ -503,7 +503,7 @@ mod tests {
         q.push(Criticality::Sheddable, None, 3 * MS, 50 * MS);
         assert!(q.ordered.iter().all(|o| *o));
         assert_eq!(
-            q.next_deadline(QueueDiscipline::Fifo, 0 * MS),
+            q.next_deadline(QueueDiscipline::Fifo, Duration::ZERO),
             Some(10 * MS)
         );
         assert_eq!(expire(&mut q, QueueDiscipline::Fifo, 11 * MS), [0, 1]);
@@ -519,7 +519,7 @@ mod tests {
     #[test]
     fn an_earlier_deadline_behind_a_later_one_still_expires_first() {
         let mut q = QueueState::new();
-        q.push(Criticality::Critical, None, 0 * MS, 100 * MS);
+        q.push(Criticality::Critical, None, Duration::ZERO, 100 * MS);
         q.push(Criticality::Critical, None, 1 * MS, 5 * MS);
         q.push(Criticality::Critical, None, 2 * MS, 200 * MS);
         assert!(!q.ordered[Criticality::Critical.index()]);
