@@ -1,0 +1,506 @@
+//! The upstream exchange of an admitted request: the request out (head and body, on a live
+//! pooled connection when there is one, on a fresh one when a pooled one turns out
+//! closed), the final response head back, and the response relayed to the client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use super::chunked::Scanner;
+use super::head::Framing;
+use super::watchdog::Watchdog;
+use super::{Client, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
+use crate::body::Guard;
+use crate::metrics::Decision;
+use crate::route::Route;
+use crate::service;
+use crate::upstream::{RawConn, Shard};
+
+/// The deadlines and limits of one exchange.
+pub(super) struct Limits {
+    /// From sending until the response head (`upstream.request_timeout`).
+    pub(super) request_timeout: Duration,
+    /// Longest silence of a body being relayed, either way (`upstream.body_idle_timeout`).
+    pub(super) body_idle: Duration,
+    /// `server.max_body_bytes`.
+    pub(super) max_body: Option<u64>,
+}
+
+/// Why a forwarded request ended without a response to relay.
+enum Failed {
+    /// The upstream failed (502) or timed out (504), counted as this decision.
+    Upstream(Decision),
+    /// The streamed request body went over `server.max_body_bytes` (413).
+    TooLarge,
+    /// The chunked request body was malformed (400).
+    Malformed,
+    /// The client went away (nothing to answer).
+    ClientGone,
+}
+
+/// What remains of a body after the bytes already at hand.
+enum BodyLeft {
+    None,
+    Length(u64),
+    /// The scanner and the data bytes so far.
+    Chunked(Scanner, u64),
+    UntilClose,
+}
+
+/// Why reading the response head failed.
+enum HeadError {
+    /// The connection closed or failed before any response byte.
+    ClosedEarly,
+    Timeout,
+    Invalid,
+    /// The client closed its connection first.
+    ClientGone,
+}
+
+impl Client {
+    /// Forwards the admitted request at the start of the read buffer and relays the
+    /// response; `guard` settles the permit and the metrics.
+    pub(super) async fn forward(
+        &mut self,
+        route: &Route,
+        guard: Guard,
+        limits: Limits,
+        span: &tracing::Span,
+    ) -> Next {
+        let shard = route.h1_pool.shard(self.conn.worker);
+        let method = &self.rbuf[self.head.method.clone()];
+        let head_request = method == b"HEAD";
+        let idempotent = matches!(
+            method,
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        );
+        let client_close = self.head.fields.close;
+        write::request_head(
+            &mut self.wbuf,
+            &self.head,
+            &self.rbuf,
+            route.preserve_host,
+            shard.host().map(|h| h.as_bytes()),
+            &self.conn.forwarding,
+        );
+        let sent = match self.take_buffered_body(limits.max_body) {
+            // A request whose body is all at hand can be sent again on another connection.
+            Ok(rest) => {
+                let replayable = idempotent && rest.is_none();
+                self.send(shard, rest, replayable, &limits).await
+            }
+            Err(failed) => Err(failed),
+        };
+        match sent {
+            Ok(up) => {
+                self.relay(shard, up, guard, head_request, client_close, &limits, span)
+                    .await
+            }
+            Err(failed) => self.settle(guard, span, failed).await,
+        }
+    }
+
+    /// Moves the request body bytes already read into the outgoing buffer, behind the head;
+    /// returns what the client has still to send, if anything.
+    fn take_buffered_body(&mut self, max_body: Option<u64>) -> Result<Option<BodyLeft>, Failed> {
+        let after_head = self.head.len;
+        let buffered = self.rbuf.len() - after_head;
+        let rest = match self.head.body() {
+            Framing::Empty | Framing::Close => {
+                self.rbuf.advance(after_head);
+                None
+            }
+            Framing::Length(n) => {
+                let have = buffered.min(usize::try_from(n).unwrap_or(usize::MAX));
+                self.wbuf
+                    .extend_from_slice(&self.rbuf[after_head..after_head + have]);
+                self.rbuf.advance(after_head + have);
+                ((have as u64) < n).then(|| BodyLeft::Length(n - have as u64))
+            }
+            Framing::Chunked => {
+                let mut scanner = Scanner::default();
+                let p = scanner
+                    .feed(&self.rbuf[after_head..])
+                    .map_err(|_| Failed::Malformed)?;
+                if max_body.is_some_and(|m| p.data > m) {
+                    return Err(Failed::TooLarge);
+                }
+                self.wbuf
+                    .extend_from_slice(&self.rbuf[after_head..after_head + p.consumed]);
+                self.rbuf.advance(after_head + p.consumed);
+                (!p.done).then_some(BodyLeft::Chunked(scanner, p.data))
+            }
+        };
+        Ok(rest)
+    }
+
+    /// Sends the request in the outgoing buffer (and the `rest` of its body) and reads the
+    /// final response head into `self.resp`; returns the connection, positioned at it.
+    async fn send(
+        &mut self,
+        shard: &Shard,
+        mut rest: Option<BodyLeft>,
+        replayable: bool,
+        limits: &Limits,
+    ) -> Result<RawConn, Failed> {
+        use Decision::{UpstreamError, UpstreamTimeout};
+        let deadline = Instant::now() + limits.request_timeout;
+        loop {
+            let (mut up, reused) = match take_live(shard).await {
+                Some(c) => (c, true),
+                None => match timeout_at(deadline, Box::pin(shard.connect_raw())).await {
+                    Ok(Ok(c)) => (c, false),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "upstream connect failed");
+                        return Err(Failed::Upstream(UpstreamError));
+                    }
+                    Err(_) => return Err(Failed::Upstream(UpstreamTimeout)),
+                },
+            };
+            match self
+                .watchdog
+                .within(deadline, up.io.write_all(&self.wbuf))
+                .await
+            {
+                Ok(Ok(())) => {}
+                // The pooled connection was closing: another one.
+                Ok(Err(_)) if reused && replayable => continue,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "upstream write failed");
+                    return Err(Failed::Upstream(UpstreamError));
+                }
+                Err(_) => return Err(Failed::Upstream(UpstreamTimeout)),
+            }
+            if let Some(left) = rest.take() {
+                self.send_body(&mut up, left, limits).await?;
+            }
+            match self.read_response_head(&mut up, deadline).await {
+                Ok(()) => return Ok(up),
+                Err(HeadError::ClosedEarly) if reused && replayable => continue,
+                Err(HeadError::Timeout) => return Err(Failed::Upstream(UpstreamTimeout)),
+                Err(HeadError::ClosedEarly | HeadError::Invalid) => {
+                    return Err(Failed::Upstream(UpstreamError));
+                }
+                Err(HeadError::ClientGone) => return Err(Failed::ClientGone),
+            }
+        }
+    }
+
+    /// Copies the rest of a streamed request body from the client to the upstream.
+    async fn send_body(
+        &mut self,
+        up: &mut RawConn,
+        mut left: BodyLeft,
+        limits: &Limits,
+    ) -> Result<(), Failed> {
+        loop {
+            if self.rbuf.is_empty() {
+                self.rbuf.reserve(READ_CHUNK);
+                let progress = Instant::now() + limits.body_idle;
+                let read = self.io.read_buf(&mut self.rbuf);
+                match self.watchdog.within(progress, read).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err(Failed::ClientGone),
+                }
+            }
+            let (take, done) = match &mut left {
+                BodyLeft::Length(rem) => {
+                    let take = self
+                        .rbuf
+                        .len()
+                        .min(usize::try_from(*rem).unwrap_or(usize::MAX));
+                    *rem -= take as u64;
+                    (take, *rem == 0)
+                }
+                BodyLeft::Chunked(scanner, data) => {
+                    let p = scanner.feed(&self.rbuf).map_err(|_| Failed::Malformed)?;
+                    *data += p.data;
+                    if limits.max_body.is_some_and(|m| *data > m) {
+                        return Err(Failed::TooLarge);
+                    }
+                    (p.consumed, p.done)
+                }
+                BodyLeft::None | BodyLeft::UntilClose => (0, true),
+            };
+            let progress = Instant::now() + limits.body_idle;
+            let write = up.io.write_all(&self.rbuf[..take]);
+            if !matches!(self.watchdog.within(progress, write).await, Ok(Ok(()))) {
+                return Err(Failed::Upstream(Decision::UpstreamError));
+            }
+            self.rbuf.advance(take);
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the upstream's final response head into `self.resp` (1xx heads are skipped).
+    async fn read_response_head(
+        &mut self,
+        up: &mut RawConn,
+        deadline: Instant,
+    ) -> Result<(), HeadError> {
+        let mut got_any = !up.buf.is_empty();
+        loop {
+            if !up.buf.is_empty() {
+                match self.resp.parse(&up.buf) {
+                    Ok(true) if self.resp.status == 101 => return Err(HeadError::Invalid),
+                    Ok(true) if self.resp.status < 200 => {
+                        up.buf.advance(self.resp.len);
+                        continue;
+                    }
+                    Ok(true) => return Ok(()),
+                    Ok(false) if up.buf.len() >= MAX_RESPONSE_HEAD => {
+                        return Err(HeadError::Invalid);
+                    }
+                    Ok(false) => {}
+                    Err(_) => return Err(HeadError::Invalid),
+                }
+            }
+            up.buf.reserve(READ_CHUNK);
+            // While the upstream works, the client is watched too: bytes it pipelines are
+            // kept for later (up to the head limit), and its going away cancels the
+            // request. An idle client costs no system call here (its readiness is clear).
+            let Client {
+                io,
+                rbuf,
+                watchdog,
+                server,
+                ..
+            } = &mut *self;
+            let wait = async {
+                loop {
+                    rbuf.reserve(READ_CHUNK);
+                    tokio::select! {
+                        biased;
+                        r = up.io.read_buf(&mut up.buf) => return Some(r),
+                        r = io.read_buf(rbuf), if rbuf.len() < server.max_header_bytes => {
+                            if matches!(r, Ok(0) | Err(_)) {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            match watchdog.within(deadline, wait).await {
+                Err(_) => return Err(HeadError::Timeout),
+                Ok(None) => return Err(HeadError::ClientGone),
+                Ok(Some(Ok(0) | Err(_))) if !got_any => return Err(HeadError::ClosedEarly),
+                Ok(Some(Ok(0) | Err(_))) => return Err(HeadError::Invalid),
+                Ok(Some(Ok(_))) => got_any = true,
+            }
+        }
+    }
+
+    /// Relays the response whose head is in `self.resp` (read from `up`): the rewritten
+    /// head with the body bytes at hand in one write, then the rest as it comes. Settles
+    /// `guard` and gives `up` back to the pool when it can carry another request.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay(
+        &mut self,
+        shard: &Arc<Shard>,
+        mut up: RawConn,
+        mut guard: Guard,
+        head_request: bool,
+        client_close: bool,
+        limits: &Limits,
+        span: &tracing::Span,
+    ) -> Next {
+        let status = self.resp.status;
+        span.record("status", status);
+        guard.status_dropped = status >= 500 || status == 429;
+        let Some(framing) = self.resp.body(head_request) else {
+            return self
+                .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
+                .await;
+        };
+        let close = client_close || framing == Framing::Close || *self.drain.borrow();
+        let reusable = !self.resp.fields.close && framing != Framing::Close;
+        write::response_head(&mut self.wbuf, &self.resp, &up.buf, framing, close);
+        up.buf.advance(self.resp.len);
+
+        // The body bytes already read go out with the head.
+        let mut left = match framing {
+            Framing::Empty => BodyLeft::None,
+            Framing::Length(n) => {
+                let have = up.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                self.wbuf.extend_from_slice(&up.buf[..have]);
+                up.buf.advance(have);
+                if have as u64 == n {
+                    BodyLeft::None
+                } else {
+                    BodyLeft::Length(n - have as u64)
+                }
+            }
+            Framing::Chunked => {
+                let mut scanner = Scanner::default();
+                let Ok(p) = scanner.feed(&up.buf) else {
+                    return self
+                        .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
+                        .await;
+                };
+                self.wbuf.extend_from_slice(&up.buf[..p.consumed]);
+                up.buf.advance(p.consumed);
+                if p.done {
+                    BodyLeft::None
+                } else {
+                    BodyLeft::Chunked(scanner, 0)
+                }
+            }
+            Framing::Close => {
+                self.wbuf.extend_from_slice(&up.buf);
+                up.buf.clear();
+                BodyLeft::UntilClose
+            }
+        };
+        let send_timeout = self.server.send_timeout;
+        if !write_within(&mut self.watchdog, &mut self.io, send_timeout, &self.wbuf).await {
+            return Next::Close; // the guard settles as cancelled
+        }
+        while !matches!(left, BodyLeft::None) {
+            up.buf.clear();
+            up.buf.reserve(READ_CHUNK);
+            let progress = Instant::now() + limits.body_idle;
+            let read = up.io.read_buf(&mut up.buf);
+            let n = match self.watchdog.within(progress, read).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) => {
+                    guard.finish(Decision::BodyError);
+                    return Next::Close;
+                }
+            };
+            if n == 0 {
+                if matches!(left, BodyLeft::UntilClose) {
+                    break;
+                }
+                guard.finish(Decision::BodyError);
+                return Next::Close;
+            }
+            let take = match &mut left {
+                BodyLeft::Length(rem) => {
+                    let take = up
+                        .buf
+                        .len()
+                        .min(usize::try_from(*rem).unwrap_or(usize::MAX));
+                    *rem -= take as u64;
+                    if *rem == 0 {
+                        left = BodyLeft::None;
+                    }
+                    take
+                }
+                BodyLeft::Chunked(scanner, _) => match scanner.feed(&up.buf) {
+                    Ok(p) => {
+                        if p.done {
+                            left = BodyLeft::None;
+                        }
+                        p.consumed
+                    }
+                    Err(_) => {
+                        guard.finish(Decision::BodyError);
+                        return Next::Close;
+                    }
+                },
+                BodyLeft::UntilClose => up.buf.len(),
+                BodyLeft::None => 0,
+            };
+            let chunk = &up.buf[..take];
+            if !write_within(&mut self.watchdog, &mut self.io, send_timeout, chunk).await {
+                return Next::Close; // the guard settles as cancelled
+            }
+            up.buf.advance(take);
+        }
+        guard.finish(Decision::Success);
+        if reusable && up.buf.is_empty() {
+            Shard::put_back_raw(shard, up);
+        }
+        if close { Next::Close } else { Next::KeepAlive }
+    }
+
+    /// Settles a request that ended without a response to relay, answers the client when
+    /// there is one to answer, and closes: the request may be half read or half sent.
+    async fn settle(&mut self, mut guard: Guard, span: &tracing::Span, failed: Failed) -> Next {
+        use http::StatusCode;
+        let (status, text) = match failed {
+            Failed::Upstream(decision) => {
+                span.record("rejection_reason", decision.reason());
+                guard.finish(decision);
+                match decision {
+                    Decision::UpstreamTimeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n")
+                    }
+                    _ => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
+                }
+            }
+            Failed::TooLarge => {
+                // Not the upstream's fault: no sample for the limit.
+                if let Some(p) = guard.permit.take() {
+                    p.ignore();
+                }
+                let elapsed = guard.start.elapsed();
+                guard
+                    .metrics
+                    .record(Decision::BodyTooLarge, guard.tier, elapsed);
+                span.record("rejection_reason", Decision::BodyTooLarge.reason());
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            }
+            Failed::Malformed => {
+                guard.finish(Decision::Cancelled);
+                (StatusCode::BAD_REQUEST, "malformed chunked body\n")
+            }
+            Failed::ClientGone => {
+                // The guard settles as cancelled; dropping the upstream connection stops
+                // the upstream's work where it can notice.
+                span.record("rejection_reason", Decision::Cancelled.reason());
+                return Next::Close;
+            }
+        };
+        span.record("status", status.as_u16());
+        let _ = self
+            .write_local(&service::local(status, text), true, false)
+            .await;
+        Next::Close
+    }
+}
+
+/// Writes `buf` to the client unless it accepts nothing for `timeout` (a reader that
+/// stalls would hold its permit for as long as it liked); whether it was written.
+pub(super) async fn write_within(
+    watchdog: &mut Watchdog,
+    io: &mut TcpStream,
+    timeout: Duration,
+    buf: &[u8],
+) -> bool {
+    let accepted = Instant::now() + timeout;
+    matches!(
+        watchdog.within(accepted, io.write_all(buf)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// A pooled connection that is still open: one the upstream closed while it was idle
+/// (its socket became readable) is dropped and the next one tried.
+async fn take_live(shard: &Shard) -> Option<RawConn> {
+    loop {
+        let mut c = shard.take_raw()?;
+        let readable =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(c.io.poll_read_ready(cx).is_ready()))
+                .await;
+        if !readable {
+            return Some(c);
+        }
+        // Readable between messages: EOF, a reset, or bytes nobody asked for. Only a
+        // spurious wake-up (nothing to read) leaves it usable.
+        let mut probe = [0u8; 1];
+        match c.io.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                c.buf.clear();
+                return Some(c);
+            }
+            _ => continue,
+        }
+    }
+}
