@@ -78,8 +78,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long an HTTP/1.1 connection may sit idle between requests before the proxy
     /// closes it (nginx's `keepalive_timeout`; keep it longer than the idle timeout of any
-    /// load balancer in front, or it will race the proxy's close). Connections that hyper
-    /// serves (h2c, HTTP/1.0, or all with `lean_http1 = false`) are not closed for idleness.
+    /// load balancer in front, or it will race the proxy's close). HTTP/1 connections that
+    /// hyper serves (HTTP/1.0, or all with `lean_http1 = false`) close after
+    /// `header_read_timeout` of idleness instead: hyper's header timer also runs between
+    /// requests.
     #[serde(deserialize_with = "duration::de")]
     pub keep_alive_timeout: Duration,
     /// How long writing a response to a client may make no progress before the connection
