@@ -11,7 +11,13 @@
 # Besides throughput and latency it reports each proxy's CPU time per request (user and
 # kernel, from /proc/PID/stat over the measured runs, warm-ups excluded).
 #
-# Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2)
+# MODE=shed measures saying no instead: the backend is slow (`tailwater backend`, 8 workers,
+# 20 ms each: 400 req/s), each proxy admits at most 8 requests at once (nginx: `limit_conn`
+# with status 503; tailwater: a fixed limit of 8 without a queue) and answers the rest with
+# 503 at once, so nearly every response is a refusal. The direct path is skipped there.
+#
+# Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
+#                                           MODE=forward|shed)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -20,6 +26,8 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
+MODE=${MODE:-forward}
+case $MODE in forward | shed) ;; *) echo "bench-proxy: MODE must be forward or shed" >&2; exit 1 ;; esac
 WARMUP=${WARMUP:-2s}
 BASE_PORT=${BASE_PORT:-19180}
 BACKEND_PORT=$BASE_PORT
@@ -57,16 +65,24 @@ wait_http() { # url
         curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.1
     done
-    echo "bench-proxy: $1 did not come up" >&2
+    echo "bench-proxy: $1 did not come up; logs:" >&2
+    tail -n 5 "$tmp"/*.log >&2 || true
     return 1
 }
 
-"$bin/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
+if [ "$MODE" = shed ]; then
+    "$bin/tailwater" backend --listen "127.0.0.1:$BACKEND_PORT" --workers 8 --service-time 20ms \
+        2>"$tmp/backend.log" >/dev/null &
+else
+    "$bin/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
+fi
 pids+=($!)
 backend_pid=$!
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 mkdir -p "$tmp/nginx"
+nginx_limit=""
+[ "$MODE" = shed ] && nginx_limit="limit_conn perclient 8; limit_conn_status 503;"
 cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes $CORES;
 daemon off;
@@ -81,6 +97,7 @@ http {
     uwsgi_temp_path $tmp/nginx/uwsgi;
     scgi_temp_path $tmp/nginx/scgi;
     keepalive_requests 1000000;
+    limit_conn_zone \$binary_remote_addr zone=perclient:1m;
     upstream backend {
         server 127.0.0.1:$BACKEND_PORT;
         keepalive 256;
@@ -88,6 +105,7 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
+            $nginx_limit
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -100,8 +118,24 @@ pids+=($!)
 nginx_pid=$!
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 
-RUST_LOG=warn "$bin/tailwater" proxy --listen "127.0.0.1:$TAILWATER_PORT" \
-    --upstream "http://127.0.0.1:$BACKEND_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+if [ "$MODE" = shed ]; then
+    cat >"$tmp/shed.toml" <<EOF
+[[route]]
+upstream = "http://127.0.0.1:$BACKEND_PORT"
+[route.limit]
+algorithm = "fixed"
+initial_limit = 8
+min_limit = 8
+max_limit = 8
+[route.queue]
+discipline = "none"
+EOF
+    tailwater_config=(--config "$tmp/shed.toml")
+else
+    tailwater_config=(--upstream "http://127.0.0.1:$BACKEND_PORT")
+fi
+RUST_LOG=warn "$bin/tailwater" proxy "${tailwater_config[@]}" --listen "127.0.0.1:$TAILWATER_PORT" \
+    --admin "127.0.0.1:$ADMIN_PORT" \
     --workers "$CORES" 2>"$tmp/tailwater.log" &
 pids+=($!)
 tailwater_pid=$!
@@ -164,21 +198,23 @@ run_wrk() { # name port
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-    run_wrk direct "$BACKEND_PORT"
+    [ "$MODE" = shed ] || run_wrk direct "$BACKEND_PORT"
     run_wrk nginx "$NGINX_PORT"
     run_wrk tailwater "$TAILWATER_PORT"
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
 done
 
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
-d50=$(avg "${p50[direct]}")
-d99=$(avg "${p99[direct]}")
+d50=$(avg "${p50[direct]:-0}")
+d99=$(avg "${p99[direct]:-0}")
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds (averaged), $CORES cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx | CPU user / kernel per request (us) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for name in direct nginx tailwater; do
+paths="direct nginx tailwater"
+[ "$MODE" = shed ] && paths="nginx tailwater"
+for name in $paths; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
     a99=$(avg "${p99[$name]}")
@@ -186,11 +222,18 @@ for name in direct nginx tailwater; do
         'BEGIN {printf "%.2f / %.2f", u * 1e6 / t / n, s * 1e6 / t / n}')
     if [ "$name" = direct ]; then
         echo "| $name (backend's CPU) | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
+    elif [ "$MODE" = shed ]; then
+        echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
     else
         echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
     fi
 done
 ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
+if [ "$MODE" = shed ]; then
+    echo
+    echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"
+    exit 0
+fi
 t_add99=$(( $(avg "${p99[tailwater]}") - d99 ))
 n_add99=$(( $(avg "${p99[nginx]}") - d99 ))
 echo
