@@ -151,6 +151,8 @@ enum HeadRead {
     Handoff,
 }
 
+/// One client connection on the lean path, with the buffers and the timer it reuses for
+/// every request.
 struct Client {
     conn: Arc<Conn>,
     io: TcpStream,
@@ -163,7 +165,9 @@ struct Client {
     drain: watch::Receiver<bool>,
     /// Every deadline of the connection (head, upstream response, body progress).
     watchdog: Watchdog,
+    /// `[server]` as it was when the connection was accepted.
     server: ServerConfig,
+    /// Requests taken so far (the first head's timer starts at the accept).
     served: u64,
 }
 
