@@ -203,15 +203,31 @@ impl Shard {
     /// Returns a lean-path connection between messages; beyond `pool_max_idle_per_host`
     /// it is closed.
     pub(crate) fn put_back_raw(this: &Arc<Self>, conn: RawConn) {
-        if this.max_idle == 0 || this.idle_timeout.is_zero() || !conn.buf.is_empty() {
+        if !conn.buf.is_empty() {
+            return;
+        }
+        Self::keep_idle(this, |idle| {
+            if idle.raw.len() >= this.max_idle {
+                return false;
+            }
+            idle.raw.push((conn, Instant::now()));
+            true
+        });
+    }
+
+    /// Puts an idle connection away with `store`, which says whether there was room under
+    /// `pool_max_idle_per_host` (a connection it does not keep is closed), and starts the
+    /// shard's reaper the first time, on the current runtime: the shard's own worker, like
+    /// its connections.
+    fn keep_idle(this: &Arc<Self>, store: impl FnOnce(&mut Idle) -> bool) {
+        if this.max_idle == 0 || this.idle_timeout.is_zero() {
             return;
         }
         let spawn_reaper = {
             let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.raw.len() >= this.max_idle {
+            if !store(&mut idle) {
                 return;
             }
-            idle.raw.push((conn, Instant::now()));
             !std::mem::replace(&mut idle.reaper, true)
         };
         if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -246,21 +262,16 @@ impl Shard {
     }
 
     fn put_back(this: &Arc<Self>, sender: Sender) {
-        if sender.is_closed() || this.max_idle == 0 || this.idle_timeout.is_zero() {
+        if sender.is_closed() {
             return;
         }
-        let spawn_reaper = {
-            let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::keep_idle(this, |idle| {
             if idle.conns.len() >= this.max_idle {
-                return;
+                return false;
             }
             idle.conns.push_back((sender, Instant::now()));
-            !std::mem::replace(&mut idle.reaper, true)
-        };
-        if spawn_reaper && let Ok(rt) = tokio::runtime::Handle::try_current() {
-            // On the shard's own worker, like its connections.
-            rt.spawn(reap(Arc::downgrade(this), this.idle_timeout));
-        }
+            true
+        });
     }
 
     async fn connect(&self) -> Result<Sender, UpstreamError> {
