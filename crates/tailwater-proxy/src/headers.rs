@@ -25,7 +25,19 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Removes hop-by-hop headers and every header named in `Connection`.
+/// Whether a `Connection` option naming `name` is ignored: the framing fields and `Host`
+/// are never removed as hop-by-hop, whatever a sender lists (RFC 9110 §7.6.1 forbids
+/// listing fields meant for every recipient). Framing is restated from the proxy's own
+/// decision anyway (`framing`), and a request without its `Host` would be routed on one
+/// value and read by the upstream with another.
+pub(crate) fn protected(name: &[u8]) -> bool {
+    [&b"content-length"[..], b"transfer-encoding", b"host"]
+        .iter()
+        .any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection` except the
+/// [`protected`] ones.
 ///
 /// `TE: trailers` is kept on requests when `keep_te_trailers` is set: it is what gRPC
 /// clients send to say they accept trailers, and HTTP/2 allows exactly that value.
@@ -40,7 +52,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|name| !protected(name.as_bytes()))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);

@@ -23,6 +23,8 @@
 //! - `body`: the response body that holds the permit until the upstream body ends;
 //! - `h1`: the lean HTTP/1.1 path (httparse heads, the upstream socket driven by the
 //!   request's own task), which hands anything unusual to hyper;
+//! - `framing`: the one framing decision per message both engines share (RFC 9112 §6);
+//! - `target`: `Host` rules (RFC 9112 §3.2) and the normalised path routes match on;
 //! - `headers`: hop-by-hop removal and `X-Forwarded-For` / `Forwarded`;
 //! - `server`: [`Proxy`], [`run`]: accept loop, connection cap, reload, drain;
 //! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
@@ -42,6 +44,7 @@
 pub mod admin;
 mod body;
 pub mod config;
+mod framing;
 mod h1;
 mod headers;
 mod metrics;
@@ -50,6 +53,7 @@ mod send_deadline;
 mod server;
 mod service;
 mod status;
+mod target;
 mod upstream;
 mod workers;
 

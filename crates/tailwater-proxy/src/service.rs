@@ -9,6 +9,7 @@
 //! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
 //! drops; a client that goes away before the end is "ignored".
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use tailwater_core::limiter::{Acquire, Request as Admission};
 use tailwater_core::{Criticality, OwnedPermit, Rejection};
@@ -30,6 +31,7 @@ use tracing::{Instrument, field};
 
 use crate::body::{Guard, ProxyBody};
 use crate::config::UpstreamProtocol;
+use crate::framing::{self, Framing, FramingError, FramingFields};
 use crate::headers;
 use crate::headers::Forwarding;
 use crate::metrics::Decision;
@@ -37,6 +39,7 @@ use crate::metrics::RouteCounters;
 use crate::route::Route;
 use crate::route::upstream_uri;
 use crate::server::{Conn, Shared};
+use crate::target::{self, TargetError};
 use crate::upstream::UpstreamError;
 
 /// The header carrying the request's criticality tier.
@@ -74,11 +77,29 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let worker = conn.worker;
     let state = shared.state.load();
 
-    let host = request_host(&req);
-    let Some(route) = state.table.find(host, req.uri().path()) else {
+    // The client's faults, before anything is routed or admitted: `Host`, the path and
+    // the framing, by the rules the lean path applies too.
+    let host = match request_host(&req) {
+        Ok(h) => h.map(host_without_port),
+        Err(e) => return refused(e.status(), e.text(), span),
+    };
+    let framing = match request_framing(&req) {
+        Ok(f) => f,
+        Err(e) => return refused(e.status(), e.text(), span),
+    };
+    let path = match target::normalise_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return refused(e.status(), e.text(), span),
+    };
+    let Some(route) = state.table.find(host, &path) else {
         return no_route(shared, span);
     };
     let route: &Route = route;
+    // Only a path that normalisation changed is copied (the common one is not).
+    let path = match path {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(p) => Some(p),
+    };
     let max_body = state.config.server.max_body_bytes;
     let (permit, tier, metrics) = match admit(conn, route, max_body, &req, start, span).await {
         Ok(admitted) => admitted,
@@ -87,8 +108,15 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     // Forward.
     let forwarded = conn.forwarding.values(req.headers(), host);
     let (mut parts, body) = req.into_parts();
+    let head_request = parts.method == Method::HEAD;
     let original_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers, route.protocol == UpstreamProtocol::H2c);
+    // The framing hyper's client writes is the one decided above, never the one received.
+    framing::set_request_fields(
+        &mut parts.headers,
+        framing,
+        route.protocol == UpstreamProtocol::Http1,
+    );
     Forwarding::apply(&mut parts.headers, forwarded);
     if route.preserve_host {
         if !parts.headers.contains_key(header::HOST)
@@ -99,11 +127,26 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     } else {
         parts.headers.remove(header::HOST);
     }
-    // The request's path and query moved, not re-parsed.
+    // The request's path and query moved, not re-parsed, unless the path was normalised.
     let pq = std::mem::take(&mut parts.uri)
         .into_parts()
         .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = match path {
+        None => Ok(pq),
+        Some(mut p) => {
+            if let Some(q) = pq.query() {
+                p.push('?');
+                p.push_str(q);
+            }
+            PathAndQuery::try_from(p)
+        }
+    };
+    let Ok(pq) = pq else {
+        let guard = guard(permit, metrics, tier, start);
+        guard.finish(Decision::Cancelled);
+        return local(StatusCode::BAD_REQUEST, "bad request target\n");
+    };
     let pooled = route.protocol == UpstreamProtocol::Http1 && parts.method != Method::CONNECT;
     // The pool sends origin-form and sets `Host` itself; the legacy client wants the
     // absolute URI.
@@ -167,13 +210,40 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         }
     };
     let status = resp.status();
-    guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-    // A length next to a transfer coding is void (RFC 9112 §6.3); hyper framed the body by
-    // the coding, and the client must not be told the length.
-    if resp.headers().contains_key(header::TRANSFER_ENCODING) {
-        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    // The Upgrade of a request is never forwarded, so a 101 is one nobody asked for: the
+    // connection would become the upstream's to speak on (the lean path refuses it too).
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        tracing::debug!("unsolicited 101 from the upstream");
+        span.record("rejection_reason", "upstream_error");
+        guard.finish(Decision::UpstreamError);
+        return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
     }
+    guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    // The response's framing, decided by the rules of the lean path (an HTTP/2 upstream
+    // frames its bodies itself), restated by the proxy after the hop-by-hop removal.
+    let reframe = if route.protocol == UpstreamProtocol::Http1 {
+        let fields = FramingFields::of_headers(resp.headers());
+        match fields.response(status.as_u16(), head_request) {
+            Ok(f) => {
+                let announced = (status.as_u16() >= 200 && status != StatusCode::NO_CONTENT)
+                    .then(|| fields.content_length())
+                    .flatten();
+                Some((f, announced))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream response framing refused");
+                span.record("rejection_reason", "upstream_error");
+                guard.finish(Decision::UpstreamError);
+                return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
+            }
+        }
+    } else {
+        None
+    };
     headers::strip_hop_by_hop(resp.headers_mut(), false);
+    if let Some((f, announced)) = reframe {
+        framing::set_response_fields(resp.headers_mut(), f, announced);
+    }
     let (parts, body) = resp.into_parts();
     let idle = state.config.upstream.body_idle_timeout;
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
@@ -361,15 +431,51 @@ fn caused_by_length_limit(e: &UpstreamError) -> bool {
     false
 }
 
-/// The request's host without port: `Host`, or the URI authority (HTTP/2). Routes match
-/// it case-insensitively, so it is borrowed as sent.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    Some(host_without_port(raw))
+/// The request's one valid host (port included): `Host`, checked against the target's
+/// authority (absolute form, HTTP/2 `:authority`), required for HTTP/1.1 (RFC 9112 §3.2).
+fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, TargetError> {
+    let values = req.headers().get_all(header::HOST).into_iter();
+    target::request_host(
+        values.map(HeaderValue::as_bytes),
+        req.uri().authority().map(|a| a.as_str()),
+        req.version() == Version::HTTP_11,
+    )
+}
+
+/// The request body's framing: the shared decision on the fields (`framing`), which must
+/// agree with how hyper delimited the body; HTTP/2 bodies are framed by the protocol.
+fn request_framing(req: &Request<Incoming>) -> Result<Framing, FramingError> {
+    let hint = req.body().size_hint();
+    let end = req.body().is_end_stream();
+    if req.version() >= Version::HTTP_2 {
+        return Ok(match hint.exact() {
+            Some(n) => Framing::Length(n),
+            None if end => Framing::Empty,
+            None => Framing::Chunked,
+        });
+    }
+    let decided = FramingFields::of_headers(req.headers()).request()?;
+    let agrees = match decided {
+        Framing::Empty => end,
+        Framing::Length(n) => hint.exact() == Some(n),
+        Framing::Chunked => hint.exact().is_none(),
+        Framing::Close => false,
+    };
+    if agrees {
+        Ok(decided)
+    } else {
+        Err(FramingError::BadLength)
+    }
+}
+
+/// The local response to a request the client got wrong (400, 501); the connection is
+/// closed after it (its body may not have been delimited as the client meant).
+fn refused(status: StatusCode, text: &'static str, span: &tracing::Span) -> Response<ProxyBody> {
+    span.record("decision", "refused");
+    let mut resp = local(status, text);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// `raw` (a `Host` value or URI authority) without its port or IPv6 brackets.

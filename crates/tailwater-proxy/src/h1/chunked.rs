@@ -1,10 +1,24 @@
-//! A scanner for `Transfer-Encoding: chunked` bodies (RFC 9112 §7.1) that finds where a
-//! body ends without decoding it: the lean path forwards chunked bodies byte for byte and
-//! only needs to know how many of the bytes it holds belong to the message, and how many
-//! data bytes that is (for the request body limit).
+//! A re-encoder for `Transfer-Encoding: chunked` bodies (RFC 9112 §7.1): it finds where a
+//! body ends, counts its data bytes (for the request body limit), and writes the body out
+//! again framed by the proxy: one chunk per chunk received, its size in lowercase hex
+//! without extensions, and a last chunk without trailer fields (as nginx does). Nothing the
+//! sender put in a size line or a trailer reaches the next hop, so the next hop cannot read
+//! an extension, a size or a trailer line differently from the proxy.
+//!
+//! Refused (the message is malformed): a size that is not 1–16 hex digits or is 2^63 or
+//! more (a size some recipients would read as negative), anything but whitespace and `;`
+//! extensions after it, control characters in an extension, a line not ended by CRLF, a
+//! trailer line without a colon or with a name that is not a token, and size lines or a
+//! trailer section over their bounds.
 
 /// Longest chunk-size line (size and extensions) or trailer field line accepted.
 const MAX_LINE: usize = 4096;
+
+/// Largest trailer section accepted (its lines are dropped, but they must be read).
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Largest chunk size (2^63 - 1): what a signed 64-bit parser on the next hop can read.
+const MAX_SIZE: u64 = i64::MAX as u64;
 
 /// Where the scanner is within the chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +28,11 @@ enum State {
         digits: u8,
         value: u64,
     },
-    /// After the size: extensions up to CR.
+    /// Whitespace after the size (RFC 9112 §7.1.1 BWS before `;`).
+    SizeWs {
+        value: u64,
+    },
+    /// After `;`: extensions up to CR (dropped).
     Extension {
         len: usize,
         value: u64,
@@ -30,14 +48,20 @@ enum State {
     /// Expecting CR, then LF after chunk data.
     DataCr,
     DataLf,
-    /// Inside the trailer section: a field line of `len` bytes so far.
-    Trailer {
+    /// At the start of a trailer line, or of the final CRLF.
+    TrailerStart,
+    /// Inside a trailer field name of `len` bytes.
+    TrailerName {
         len: usize,
     },
-    /// Expecting LF after a trailer line of `len` bytes (0: the final empty line).
-    TrailerLf {
+    /// Inside a trailer field value (the line is `len` bytes so far).
+    TrailerValue {
         len: usize,
     },
+    /// Expecting LF after a trailer line.
+    TrailerLf,
+    /// Expecting LF after the final CR.
+    FinalLf,
     /// The body ended.
     Done,
 }
@@ -62,6 +86,8 @@ pub(crate) struct Progress {
 #[derive(Debug, Clone)]
 pub(crate) struct Scanner {
     state: State,
+    /// Trailer bytes read so far.
+    trailers: usize,
 }
 
 impl Default for Scanner {
@@ -71,47 +97,63 @@ impl Default for Scanner {
                 digits: 0,
                 value: 0,
             },
+            trailers: 0,
         }
     }
 }
 
 impl Scanner {
-    /// Scans `input`, the next bytes of the body.
-    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<Progress, Malformed> {
+    /// Scans `input`, the next bytes of the body, and appends the re-encoded body to
+    /// `out`. On an error, what was appended is a prefix of a valid body: the caller must
+    /// not let the next hop reuse the connection.
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Progress, Malformed> {
         let mut i = 0;
         let mut data = 0u64;
         while i < input.len() {
             let b = input[i];
             self.state = match self.state {
                 State::Size { digits, value } => match hex(b) {
-                    Some(d) if digits < 16 => State::Size {
-                        digits: digits + 1,
-                        value: value << 4 | u64::from(d),
-                    },
+                    Some(d) if digits < 16 && value <= (MAX_SIZE - u64::from(d)) / 16 => {
+                        State::Size {
+                            digits: digits + 1,
+                            value: value << 4 | u64::from(d),
+                        }
+                    }
                     Some(_) => return Err(Malformed),
                     None if digits == 0 => return Err(Malformed),
                     None => match b {
                         b'\r' => State::SizeLf { value },
-                        b';' | b' ' | b'\t' => State::Extension { len: 0, value },
+                        b';' => State::Extension { len: 0, value },
+                        b' ' | b'\t' => State::SizeWs { value },
                         _ => return Err(Malformed),
                     },
                 },
+                State::SizeWs { value } => match b {
+                    b'\r' => State::SizeLf { value },
+                    b';' => State::Extension { len: 0, value },
+                    b' ' | b'\t' => State::SizeWs { value },
+                    _ => return Err(Malformed),
+                },
                 State::Extension { len, value } => match b {
                     b'\r' => State::SizeLf { value },
-                    b'\n' => return Err(Malformed),
-                    _ if len >= MAX_LINE => return Err(Malformed),
+                    _ if len >= MAX_LINE || !field_byte(b) => return Err(Malformed),
                     _ => State::Extension {
                         len: len + 1,
                         value,
                     },
                 },
                 State::SizeLf { value } => match b {
-                    b'\n' if value == 0 => State::Trailer { len: 0 },
-                    b'\n' => State::Data { left: value },
+                    b'\n' if value == 0 => State::TrailerStart,
+                    b'\n' => {
+                        crate::framing::push_hex(out, value);
+                        out.extend_from_slice(b"\r\n");
+                        State::Data { left: value }
+                    }
                     _ => return Err(Malformed),
                 },
                 State::Data { left } => {
                     let take = (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[i..i + take]);
                     i += take;
                     data += take as u64;
                     let left = left - take as u64;
@@ -127,25 +169,52 @@ impl Scanner {
                     _ => return Err(Malformed),
                 },
                 State::DataLf => match b {
-                    b'\n' => State::Size {
-                        digits: 0,
-                        value: 0,
-                    },
+                    b'\n' => {
+                        out.extend_from_slice(b"\r\n");
+                        State::Size {
+                            digits: 0,
+                            value: 0,
+                        }
+                    }
                     _ => return Err(Malformed),
                 },
-                State::Trailer { len } => match b {
-                    b'\r' => State::TrailerLf { len },
-                    b'\n' => return Err(Malformed),
-                    _ if len >= MAX_LINE => return Err(Malformed),
-                    _ => State::Trailer { len: len + 1 },
+                State::TrailerStart => match b {
+                    b'\r' => State::FinalLf,
+                    _ if tchar(b) => State::TrailerName { len: 1 },
+                    _ => return Err(Malformed),
                 },
-                State::TrailerLf { len } => match b {
-                    b'\n' if len == 0 => State::Done,
-                    b'\n' => State::Trailer { len: 0 },
+                State::TrailerName { len } => match b {
+                    b':' => State::TrailerValue { len: len + 1 },
+                    _ if tchar(b) && len < MAX_LINE => State::TrailerName { len: len + 1 },
+                    _ => return Err(Malformed),
+                },
+                State::TrailerValue { len } => match b {
+                    b'\r' => State::TrailerLf,
+                    _ if len >= MAX_LINE || !field_byte(b) => return Err(Malformed),
+                    _ => State::TrailerValue { len: len + 1 },
+                },
+                State::TrailerLf => match b {
+                    b'\n' => State::TrailerStart,
+                    _ => return Err(Malformed),
+                },
+                State::FinalLf => match b {
+                    b'\n' => {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        State::Done
+                    }
                     _ => return Err(Malformed),
                 },
                 State::Done => break,
             };
+            if matches!(
+                self.state,
+                State::TrailerName { .. } | State::TrailerValue { .. } | State::TrailerLf
+            ) {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err(Malformed);
+                }
+            }
             i += 1;
             if self.state == State::Done {
                 break;
@@ -168,17 +237,35 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// A `tchar` of RFC 9110 §5.6.2 (field names, extension names).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A byte allowed in a field value or an extension (RFC 9110 §5.5): visible ASCII,
+/// space, tab, obs-text; never a control character.
+fn field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const BODY: &[u8] = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\n";
+    /// `BODY` as the proxy writes it: no extension, no trailer.
+    const REENCODED: &[u8] = b"5\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+
+    fn feed(s: &mut Scanner, input: &[u8], out: &mut Vec<u8>) -> Result<Progress, Malformed> {
+        s.feed(input, out)
+    }
 
     #[test]
     fn finds_the_end_in_one_piece_and_leaves_what_follows() {
         let mut input = BODY.to_vec();
         input.extend_from_slice(b"GET / HTTP/1.1\r\n");
-        let p = Scanner::default().feed(&input).unwrap();
+        let mut out = Vec::new();
+        let p = Scanner::default().feed(&input, &mut out).unwrap();
         assert_eq!(
             p,
             Progress {
@@ -187,21 +274,24 @@ mod tests {
                 done: true
             }
         );
+        assert_eq!(out, REENCODED);
     }
 
     #[test]
     fn finds_the_end_byte_by_byte() {
         let mut s = Scanner::default();
+        let mut out = Vec::new();
         let mut data = 0;
         for (i, b) in BODY.iter().enumerate() {
-            let p = s.feed(std::slice::from_ref(b)).unwrap();
+            let p = feed(&mut s, std::slice::from_ref(b), &mut out).unwrap();
             assert_eq!(p.consumed, 1);
             data += p.data;
             assert_eq!(p.done, i == BODY.len() - 1, "byte {i}");
         }
         assert_eq!(data, 21);
+        assert_eq!(out, REENCODED);
         assert_eq!(
-            s.feed(b"more").unwrap().consumed,
+            feed(&mut s, b"more", &mut out).unwrap().consumed,
             0,
             "nothing after the end"
         );
@@ -209,33 +299,45 @@ mod tests {
 
     proptest::proptest! {
         /// However the body is cut into reads, the scanner finds the same end and the same
-        /// data length.
+        /// data length, and writes the same canonical body.
         #[test]
         fn any_split_finds_the_same_end(
             chunks in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..40), 0..6),
             cuts in proptest::collection::vec(0usize..200, 0..8),
+            ext in proptest::bool::ANY,
         ) {
             let mut body = Vec::new();
+            let mut canonical = Vec::new();
             let mut data = 0u64;
             for c in chunks.iter().filter(|c| !c.is_empty()) {
-                body.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                let size = format!("{:X}", c.len());
+                body.extend_from_slice(size.as_bytes());
+                if ext {
+                    body.extend_from_slice(b" ; a=\"b;c\"");
+                }
+                body.extend_from_slice(b"\r\n");
                 body.extend_from_slice(c);
                 body.extend_from_slice(b"\r\n");
+                canonical.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                canonical.extend_from_slice(c);
+                canonical.extend_from_slice(b"\r\n");
                 data += c.len() as u64;
             }
             body.extend_from_slice(b"0\r\n\r\n");
+            canonical.extend_from_slice(b"0\r\n\r\n");
             let total = body.len();
             body.extend_from_slice(b"trailing bytes of the next message");
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
             cuts.sort_unstable();
             cuts.push(body.len());
             let mut s = Scanner::default();
+            let mut out = Vec::new();
             let (mut at, mut seen, mut end) = (0, 0, None);
             for cut in cuts {
                 if cut <= at || end.is_some() {
                     continue;
                 }
-                let p = s.feed(&body[at..cut]).expect("well-formed");
+                let p = s.feed(&body[at..cut], &mut out).expect("well-formed");
                 seen += p.data;
                 if p.done {
                     end = Some(at + p.consumed);
@@ -244,33 +346,75 @@ mod tests {
             }
             proptest::prop_assert_eq!(end, Some(total));
             proptest::prop_assert_eq!(seen, data);
+            proptest::prop_assert_eq!(out, canonical);
         }
 
         /// Arbitrary bytes never panic and never claim more than they were given.
         #[test]
         fn arbitrary_input_is_handled(input in proptest::collection::vec(0u8..=255, 0..300)) {
-            if let Ok(p) = Scanner::default().feed(&input) {
+            let mut out = Vec::new();
+            if let Ok(p) = Scanner::default().feed(&input, &mut out) {
                 proptest::prop_assert!(p.consumed <= input.len());
                 proptest::prop_assert!(p.data <= p.consumed as u64);
             }
         }
     }
 
+    /// Each row: a malformed body and the rule it breaks (RFC 9112 §7.1 unless stated).
     #[test]
     fn rejects_malformed_bodies() {
-        for bad in [
-            &b"x\r\n"[..],
-            b"\r\n",
-            b"5\r\nhelloX",
-            b"5\nhello",
-            b"11111111111111111\r\n",
-            b"0\r\nbad\nline",
+        for (bad, why) in [
+            (&b"x\r\n"[..], "chunk-size = 1*HEXDIG"),
+            (b"\r\n", "chunk-size = 1*HEXDIG"),
+            (b"5\r\nhelloX", "CRLF after the data"),
+            (b"5\nhello", "bare LF"),
+            (b"11111111111111111\r\n", "17 digits"),
+            (
+                b"8000000000000000\r\n",
+                "2^63: negative for a signed reader",
+            ),
+            (b"ffffffffffffffff\r\n", "2^64 - 1"),
+            (b"5 x\r\n", "§7.1.1: only `;` extensions after BWS"),
+            (b"5;a\x00b\r\n", "§7.1.1: no control characters"),
+            (b"5;a\nb\r\n", "§7.1.1: bare LF inside an extension"),
+            (
+                b"0\r\nbad\r\n\r\n",
+                "§7.1.2: a trailer line without a colon",
+            ),
+            (b"0\r\nbad\nline", "bare LF in the trailer section"),
+            (b"0\r\n: v\r\n\r\n", "RFC 9110 §5.1: empty field name"),
+            (b"0\r\na b: v\r\n\r\n", "RFC 9110 §5.1: name is a token"),
+            (
+                b"0\r\na: \x01\r\n\r\n",
+                "RFC 9110 §5.5: no control characters",
+            ),
+            (b"0\r\n\rX", "CRLF at the end"),
         ] {
-            assert_eq!(Scanner::default().feed(bad), Err(Malformed), "{bad:?}");
+            let mut out = Vec::new();
+            assert_eq!(
+                Scanner::default().feed(bad, &mut out),
+                Err(Malformed),
+                "{bad:?}: {why}"
+            );
         }
+        let mut out = Vec::new();
+        let max = b"7fffffffffffffff\r\n";
+        assert!(
+            Scanner::default().feed(max, &mut out).is_ok(),
+            "2^63 - 1 is a size"
+        );
         let long = [b'a'; MAX_LINE + 2];
         let mut s = Scanner::default();
-        s.feed(b"1;").unwrap();
-        assert_eq!(s.feed(&long), Err(Malformed));
+        s.feed(b"1;", &mut out).unwrap();
+        assert_eq!(s.feed(&long, &mut out), Err(Malformed));
+        let mut s = Scanner::default();
+        s.feed(b"0\r\n", &mut out).unwrap();
+        let line = b"x-a: 0123456789012345678901234567890123456789\r\n";
+        let lines = line.repeat(2 * MAX_TRAILERS / line.len());
+        assert_eq!(
+            s.feed(&lines, &mut out),
+            Err(Malformed),
+            "trailer section bound"
+        );
     }
 }

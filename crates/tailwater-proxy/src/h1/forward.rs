@@ -30,6 +30,14 @@ pub(super) struct Limits {
     pub(super) max_body: Option<u64>,
 }
 
+/// What the admitted request's head decided.
+pub(super) struct Request {
+    /// The normalised path, when it differs from the one sent (`target`).
+    pub(super) path: Option<String>,
+    /// The request body's framing (`framing`).
+    pub(super) framing: Framing,
+}
+
 /// Why a forwarded request ended without a response to relay.
 enum Failed {
     /// The upstream failed (502) or timed out (504), counted as this decision.
@@ -68,6 +76,7 @@ impl Client {
         &mut self,
         route: &Route,
         guard: Guard,
+        request: Request,
         limits: Limits,
         span: &tracing::Span,
     ) -> Next {
@@ -79,15 +88,21 @@ impl Client {
             b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
         let client_close = self.head.fields.close;
+        let path = match &request.path {
+            Some(p) => p.as_str(),
+            None => self.head.path(&self.rbuf),
+        };
         write::request_head(
             &mut self.wbuf,
             &self.head,
             &self.rbuf,
+            path,
+            request.framing,
             route.preserve_host,
             shard.host().map(|h| h.as_bytes()),
             &self.conn.forwarding,
         );
-        let sent = match self.take_buffered_body(limits.max_body) {
+        let sent = match self.take_buffered_body(request.framing, limits.max_body) {
             // A request whose body is all at hand can be sent again on another connection.
             Ok(rest) => {
                 let replayable = idempotent && rest.is_none();
@@ -106,10 +121,14 @@ impl Client {
 
     /// Moves the request body bytes already read into the outgoing buffer, behind the head;
     /// returns what the client has still to send, if anything.
-    fn take_buffered_body(&mut self, max_body: Option<u64>) -> Result<Option<BodyLeft>, Failed> {
+    fn take_buffered_body(
+        &mut self,
+        framing: Framing,
+        max_body: Option<u64>,
+    ) -> Result<Option<BodyLeft>, Failed> {
         let after_head = self.head.len;
         let buffered = self.rbuf.len() - after_head;
-        let rest = match self.head.body() {
+        let rest = match framing {
             Framing::Empty | Framing::Close => {
                 self.rbuf.advance(after_head);
                 None
@@ -124,13 +143,11 @@ impl Client {
             Framing::Chunked => {
                 let mut scanner = Scanner::default();
                 let p = scanner
-                    .feed(&self.rbuf[after_head..])
+                    .feed(&self.rbuf[after_head..], &mut self.wbuf)
                     .map_err(|_| Failed::Malformed)?;
                 if max_body.is_some_and(|m| p.data > m) {
                     return Err(Failed::TooLarge);
                 }
-                self.wbuf
-                    .extend_from_slice(&self.rbuf[after_head..after_head + p.consumed]);
                 self.rbuf.advance(after_head + p.consumed);
                 (!p.done).then_some(BodyLeft::Chunked(scanner, p.data))
             }
@@ -207,27 +224,36 @@ impl Client {
                     _ => return Err(Failed::ClientGone),
                 }
             }
-            let (take, done) = match &mut left {
+            // A length-delimited body goes out as read; a chunked one re-encoded.
+            let (take, done, chunked) = match &mut left {
                 BodyLeft::Length(rem) => {
                     let take = self
                         .rbuf
                         .len()
                         .min(usize::try_from(*rem).unwrap_or(usize::MAX));
                     *rem -= take as u64;
-                    (take, *rem == 0)
+                    (take, *rem == 0, false)
                 }
                 BodyLeft::Chunked(scanner, data) => {
-                    let p = scanner.feed(&self.rbuf).map_err(|_| Failed::Malformed)?;
+                    self.wbuf.clear();
+                    let p = scanner
+                        .feed(&self.rbuf, &mut self.wbuf)
+                        .map_err(|_| Failed::Malformed)?;
                     *data += p.data;
                     if limits.max_body.is_some_and(|m| *data > m) {
                         return Err(Failed::TooLarge);
                     }
-                    (p.consumed, p.done)
+                    (p.consumed, p.done, true)
                 }
-                BodyLeft::None | BodyLeft::UntilClose => (0, true),
+                BodyLeft::None | BodyLeft::UntilClose => (0, true, false),
             };
             let progress = Instant::now() + limits.body_idle;
-            let write = up.io.write_all(&self.rbuf[..take]);
+            let out = if chunked {
+                &self.wbuf[..]
+            } else {
+                &self.rbuf[..take]
+            };
+            let write = up.io.write_all(out);
             if !matches!(self.watchdog.within(progress, write).await, Ok(Ok(()))) {
                 return Err(Failed::Upstream(Decision::UpstreamError));
             }
@@ -313,13 +339,17 @@ impl Client {
         let status = self.resp.status;
         span.record("status", status);
         guard.status_dropped = status >= 500 || status == 429;
-        let Some(framing) = self.resp.body(head_request) else {
+        let Ok(framing) = self.resp.body(head_request) else {
             return self
                 .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
                 .await;
         };
         let close = client_close || framing == Framing::Close || *self.drain.borrow();
-        let reusable = !self.resp.fields.close && framing != Framing::Close;
+        // RFC 9112 §6.3: a response framed by its coding despite a length is forwarded
+        // without the length, and its connection not trusted with another request.
+        let reusable = !self.resp.fields.close
+            && framing != Framing::Close
+            && !self.resp.fields.framing.length_and_coding();
         write::response_head(&mut self.wbuf, &self.resp, &up.buf, framing, close);
         up.buf.advance(self.resp.len);
 
@@ -338,12 +368,11 @@ impl Client {
             }
             Framing::Chunked => {
                 let mut scanner = Scanner::default();
-                let Ok(p) = scanner.feed(&up.buf) else {
+                let Ok(p) = scanner.feed(&up.buf, &mut self.wbuf) else {
                     return self
                         .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
                         .await;
                 };
-                self.wbuf.extend_from_slice(&up.buf[..p.consumed]);
                 up.buf.advance(p.consumed);
                 if p.done {
                     BodyLeft::None
@@ -380,6 +409,7 @@ impl Client {
                 guard.finish(Decision::BodyError);
                 return Next::Close;
             }
+            let mut chunked = false;
             let take = match &mut left {
                 BodyLeft::Length(rem) => {
                     let take = up
@@ -392,22 +422,30 @@ impl Client {
                     }
                     take
                 }
-                BodyLeft::Chunked(scanner, _) => match scanner.feed(&up.buf) {
-                    Ok(p) => {
-                        if p.done {
-                            left = BodyLeft::None;
+                BodyLeft::Chunked(scanner, _) => {
+                    self.wbuf.clear();
+                    chunked = true;
+                    match scanner.feed(&up.buf, &mut self.wbuf) {
+                        Ok(p) => {
+                            if p.done {
+                                left = BodyLeft::None;
+                            }
+                            p.consumed
                         }
-                        p.consumed
+                        Err(_) => {
+                            guard.finish(Decision::BodyError);
+                            return Next::Close;
+                        }
                     }
-                    Err(_) => {
-                        guard.finish(Decision::BodyError);
-                        return Next::Close;
-                    }
-                },
+                }
                 BodyLeft::UntilClose => up.buf.len(),
                 BodyLeft::None => 0,
             };
-            let chunk = &up.buf[..take];
+            let chunk = if chunked {
+                &self.wbuf[..]
+            } else {
+                &up.buf[..take]
+            };
             if !write_within(&mut self.watchdog, &mut self.io, send_timeout, chunk).await {
                 return Next::Close; // the guard settles as cancelled
             }

@@ -5,22 +5,13 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+pub(crate) use crate::framing::Framing;
+use crate::framing::{FramingError, FramingFields};
+use crate::target::TargetError;
+
 /// Headers parsed at most per message on this path; a request with more (and a
 /// `server.max_headers` above this) is left to hyper, which enforces the configured limit.
 pub(crate) const MAX_HEADERS: usize = 128;
-
-/// How a message's body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// No body.
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`, forwarded as is.
-    Chunked,
-    /// Until the connection closes (responses only).
-    Close,
-}
 
 /// What a field means to a forwarding proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,17 +73,11 @@ pub(crate) struct Fields {
     pub(crate) list: Vec<Field>,
     /// `Connection: close` was sent.
     pub(crate) close: bool,
-    /// Names listed in `Connection` (other than `close` / `keep-alive`): not forwarded.
+    /// Names listed in `Connection` (other than `close` / `keep-alive` and the fields
+    /// [`crate::headers::protected`] keeps): not forwarded.
     pub(crate) connection_named: Vec<Range<usize>>,
-    /// `Transfer-Encoding` was present; `chunked_last` says whether chunked is the final
-    /// coding, `te_other` whether any other coding was listed.
-    pub(crate) te: bool,
-    pub(crate) chunked_last: bool,
-    pub(crate) te_other: bool,
-    /// `Content-Length`, if it is one valid number (several equal values count as one).
-    pub(crate) content_length: Option<u64>,
-    /// A `Content-Length` that is not one valid number.
-    pub(crate) bad_length: bool,
+    /// `Content-Length` and `Transfer-Encoding`, for the framing decision.
+    pub(crate) framing: FramingFields,
 }
 
 impl Fields {
@@ -100,11 +85,7 @@ impl Fields {
         self.list.clear();
         self.close = false;
         self.connection_named.clear();
-        self.te = false;
-        self.chunked_last = false;
-        self.te_other = false;
-        self.content_length = None;
-        self.bad_length = false;
+        self.framing = FramingFields::default();
     }
 
     /// Records the fields `headers` of a message parsed from `buf`.
@@ -124,32 +105,16 @@ impl Fields {
                         let token = token.trim_ascii();
                         if token.eq_ignore_ascii_case(b"close") {
                             self.close = true;
-                        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        } else if !token.is_empty()
+                            && !token.eq_ignore_ascii_case(b"keep-alive")
+                            && !crate::headers::protected(token)
+                        {
                             self.connection_named.push(range(token));
                         }
                     }
                 }
-                Kind::TransferEncoding => {
-                    self.te = true;
-                    for coding in value.split(|&b| b == b',') {
-                        let coding = coding.trim_ascii();
-                        if coding.is_empty() {
-                            continue;
-                        }
-                        let chunked = coding.eq_ignore_ascii_case(b"chunked");
-                        // Chunked twice is as ambiguous as another coding after it.
-                        if !chunked || self.chunked_last {
-                            self.te_other = true;
-                        }
-                        self.chunked_last = chunked;
-                    }
-                }
-                Kind::ContentLength => match parse_length(value) {
-                    Some(n) if self.content_length.is_none_or(|m| m == n) => {
-                        self.content_length = Some(n);
-                    }
-                    _ => self.bad_length = true,
-                },
+                Kind::TransferEncoding => self.framing.coding(value),
+                Kind::ContentLength => self.framing.length(value),
                 _ => {}
             }
             self.list.push(Field {
@@ -178,17 +143,6 @@ impl Fields {
     }
 }
 
-/// A `Content-Length` value: digits only (RFC 9110 §8.6), without overflow.
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
-}
-
 /// Why a request head cannot take the lean path (hyper serves the connection instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unusual {
@@ -197,7 +151,6 @@ pub(crate) enum Unusual {
     Expect,
     Connect,
     NotOriginForm,
-    Framing,
 }
 
 /// A parsed request head.
@@ -269,35 +222,40 @@ impl RequestHead {
         if !buf[self.target.clone()].starts_with(b"/") {
             return Some(Unusual::NotOriginForm);
         }
-        // Anything but no body, one valid length, or chunked alone: hyper answers 400 or
-        // handles it by the book (RFC 9112 §6.3 on length and coding together).
-        if f.bad_length || (f.te && (f.te_other || !f.chunked_last || f.content_length.is_some())) {
-            return Some(Unusual::Framing);
-        }
         None
     }
 
-    /// The request body's framing (valid once [`unusual`](Self::unusual) said none).
-    pub(crate) fn body(&self) -> Framing {
-        if self.fields.te {
-            Framing::Chunked
-        } else {
-            match self.fields.content_length {
-                Some(0) | None => Framing::Empty,
-                Some(n) => Framing::Length(n),
-            }
-        }
+    /// The request body's framing: the decision both engines share (`framing`).
+    pub(crate) fn body(&self) -> Result<Framing, FramingError> {
+        self.fields.framing.request()
     }
 
-    /// The request path (without the query).
+    /// The request path as sent (without the query or a fragment).
     pub(crate) fn path<'b>(&self, buf: &'b [u8]) -> &'b str {
         let target = &buf[self.target.clone()];
         let end = target
             .iter()
-            .position(|&b| b == b'?')
+            .position(|&b| b == b'?' || b == b'#')
             .unwrap_or(target.len());
         // httparse only accepts visible ASCII in the target.
         std::str::from_utf8(&target[..end]).unwrap_or("/")
+    }
+
+    /// The query as sent (from `?`, without a fragment), or empty.
+    pub(crate) fn query<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let target = &buf[self.target.clone()];
+        let target = target.split(|&b| b == b'#').next().unwrap_or(target);
+        target
+            .iter()
+            .position(|&b| b == b'?')
+            .map_or(&[][..], |q| &target[q..])
+    }
+
+    /// The request's one valid `Host` (RFC 9112 §3.2: the lean path takes HTTP/1.1 in
+    /// origin form only, so exactly one is required).
+    pub(crate) fn checked_host(&self, buf: &[u8]) -> Result<(), TargetError> {
+        let hosts = self.fields.list.iter().filter(|f| f.kind == Kind::Host);
+        crate::target::request_host(hosts.map(|f| &buf[f.value.clone()]), None, true).map(|_| ())
     }
 
     /// The `Host` without its port, as the hyper path computes it.
@@ -351,28 +309,10 @@ impl ResponseHead {
         }
     }
 
-    /// The response body's framing for a request with method `head_request` (RFC 9112
-    /// §6.3), or `None` when the framing is invalid.
-    pub(crate) fn body(&self, head_request: bool) -> Option<Framing> {
-        let f = &self.fields;
-        if head_request || self.status == 204 || self.status == 304 || self.status < 200 {
-            return Some(Framing::Empty);
-        }
-        if f.te {
-            return Some(if f.chunked_last {
-                Framing::Chunked
-            } else {
-                Framing::Close
-            });
-        }
-        if f.bad_length {
-            return None;
-        }
-        Some(match f.content_length {
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        })
+    /// The response body's framing for a request with method `head_request`: the
+    /// decision both engines share (`framing`); an error is the upstream's fault (502).
+    pub(crate) fn body(&self, head_request: bool) -> Result<Framing, FramingError> {
+        self.fields.framing.response(self.status, head_request)
     }
 }
 
@@ -394,8 +334,9 @@ mod tests {
         );
         assert_eq!(head.len, buf.len() - 4);
         assert_eq!(head.unusual(&buf), None);
-        assert_eq!(head.body(), Framing::Empty);
+        assert_eq!(head.body(), Ok(Framing::Empty));
         assert_eq!(head.path(&buf), "/a/b");
+        assert_eq!(head.query(&buf), b"?x=1");
         assert_eq!(head.host(&buf), Some("Example.org"));
         assert_eq!(
             head.fields.first(&buf, Kind::Criticality),
@@ -408,7 +349,7 @@ mod tests {
         let (head, buf) = request(
             "POST / HTTP/1.1\r\nContent-Length: 12\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n",
         );
-        assert_eq!(head.body(), Framing::Length(12));
+        assert_eq!(head.body(), Ok(Framing::Length(12)));
         assert!(head.fields.close);
         let hop = head
             .fields
@@ -417,7 +358,53 @@ mod tests {
             .find(|f| &buf[f.name.clone()] == b"X-Hop");
         assert!(head.fields.named_in_connection(&buf, hop.unwrap()));
         let (head, buf) = request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!((head.unusual(&buf), head.body()), (None, Framing::Chunked));
+        assert_eq!(
+            (head.unusual(&buf), head.body()),
+            (None, Ok(Framing::Chunked))
+        );
+        // Framing fields and Host are never connection options (RFC 9110 §7.6.1).
+        let (head, _) = request(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\
+             Connection: content-length, Transfer-Encoding, HOST\r\n\r\n",
+        );
+        assert!(head.fields.connection_named.is_empty());
+        assert_eq!(head.body(), Ok(Framing::Length(3)));
+    }
+
+    #[test]
+    fn a_fragment_is_not_part_of_the_path_or_query() {
+        let (head, buf) = request("GET /a#x?y HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((head.path(&buf), head.query(&buf)), ("/a", &b""[..]));
+        let (head, buf) = request("GET /a?q#x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((head.path(&buf), head.query(&buf)), ("/a", &b"?q"[..]));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused_on_this_path() {
+        use crate::framing::FramingError::*;
+        for (raw, why) in [
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                BadLength,
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", BadLength),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                UnknownCoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                BadChunked,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                LengthAndCoding,
+            ),
+        ] {
+            let (head, buf) = request(raw);
+            assert_eq!(head.unusual(&buf), None, "{raw}");
+            assert_eq!(head.body(), Err(why), "{raw}");
+        }
     }
 
     #[test]
@@ -434,26 +421,6 @@ mod tests {
             ),
             ("CONNECT a:1 HTTP/1.1\r\n\r\n", Unusual::Connect),
             ("GET http://a/ HTTP/1.1\r\n\r\n", Unusual::NotOriginForm),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                Unusual::Framing,
-            ),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-                Unusual::Framing,
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Unusual::Framing,
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-                Unusual::Framing,
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-                Unusual::Framing,
-            ),
         ] {
             let (head, buf) = request(raw);
             assert_eq!(head.unusual(&buf), Some(why), "{raw}");
@@ -525,13 +492,15 @@ mod tests {
             proptest::prop_assert!(head.fields.list.iter().all(|f| within(&f.name) && within(&f.value)));
             proptest::prop_assert!(head.fields.connection_named.iter().all(within));
             proptest::prop_assert_eq!(head.path(&buf), "/p");
-            // A head the lean path takes has one unambiguous framing.
-            if head.unusual(&buf).is_none() {
+            // A head the lean path forwards has one unambiguous framing.
+            if let Ok(framing) = head.body() {
                 let f = &head.fields;
-                proptest::prop_assert!(!f.bad_length);
-                proptest::prop_assert!(!(f.te && f.content_length.is_some()));
+                let codings = f.list.iter().filter(|x| x.kind == Kind::TransferEncoding).count();
+                let lengths = f.list.iter().filter(|x| x.kind == Kind::ContentLength).count();
+                proptest::prop_assert!(codings == 0 || lengths == 0);
+                proptest::prop_assert_eq!(framing == Framing::Chunked, codings > 0);
             }
-            let _ = (head.body(), head.host(&buf));
+            let _ = (head.checked_host(&buf), head.host(&buf));
 
             let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
             raw.extend_from_slice(&buf[b"GET /p?q HTTP/1.1\r\n".len()..]);
@@ -552,17 +521,19 @@ mod tests {
         let r = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(
             (r.status, r.body(false), r.body(true)),
-            (200, Some(Framing::Length(5)), Some(Framing::Empty))
+            (200, Ok(Framing::Length(5)), Ok(Framing::Empty))
         );
         let r = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(r.body(false), Some(Framing::Chunked));
+        assert_eq!(r.body(false), Ok(Framing::Chunked));
         let r = parse("HTTP/1.1 204 No Content\r\n\r\n");
-        assert_eq!(r.body(false), Some(Framing::Empty));
+        assert_eq!(r.body(false), Ok(Framing::Empty));
         let r = parse("HTTP/1.1 200 OK\r\n\r\n");
-        assert_eq!(r.body(false), Some(Framing::Close));
+        assert_eq!(r.body(false), Ok(Framing::Close));
         let r = parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
         assert!(r.fields.close, "HTTP/1.0 without keep-alive closes");
         let r = parse("HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n");
-        assert_eq!(r.body(false), None);
+        assert!(r.body(false).is_err());
+        let r = parse("HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(r.body(false), Ok(Framing::Length(2)));
     }
 }

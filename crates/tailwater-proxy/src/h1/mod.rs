@@ -16,17 +16,20 @@
 //! # What takes this path, and what does not
 //!
 //! A request takes it when it is HTTP/1.1 in origin form, without `Upgrade` or `Expect`,
-//! framed by nothing, one `Content-Length` or `Transfer-Encoding: chunked` alone, and its
-//! route's upstream speaks HTTP/1.1. On anything else (an h2c preface, HTTP/1.0, CONNECT,
-//! absolute-form targets, a route to an h2c upstream, ambiguous framing) the connection is
-//! handed to hyper, with the bytes already read put back in front (`Rewind`), before any
-//! of that request was admitted or forwarded; hyper then serves the rest of the connection.
+//! and its route's upstream speaks HTTP/1.1. On anything else (an h2c preface, HTTP/1.0,
+//! CONNECT, absolute-form targets, a route to an h2c upstream) the connection is handed to
+//! hyper, with the bytes already read put back in front (`Rewind`), before any of that
+//! request was admitted or forwarded; hyper then serves the rest of the connection. A
+//! request whose framing (`framing`), `Host` or path (`target`) is refused gets its 400
+//! (501 for an unknown coding) here, by the rules the hyper path applies too, and the
+//! connection is closed.
 //!
 //! # Behaviour, compared with the hyper path
 //!
-//! - Bodies stream both ways; chunked bodies are forwarded as sent (`chunked::Scanner`
-//!   finds their end); a response delimited by the upstream closing is passed on and then
-//!   the client connection is closed.
+//! - Bodies stream both ways; every forwarded head states the framing the proxy decided
+//!   (never the one received), chunked bodies are re-encoded (`chunked::Scanner`: no
+//!   extensions, no trailers); a response delimited by the upstream closing is passed on
+//!   and then the client connection is closed.
 //! - A rejected request that has a body is answered and the connection closed (its body
 //!   is never read, so the connection cannot be reused).
 //! - The request body is sent whole before the response is read (as nginx does).
@@ -283,19 +286,37 @@ impl Client {
         let start = Instant::now();
         let conn = Arc::clone(&self.conn);
         let state = conn.shared.state.load();
+        let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
+        // The client's faults, before anything is routed or admitted: framing (decided
+        // once, here), `Host` and the path (RFC 9112 §3.2, §6).
+        let framing = match self.head.body() {
+            Ok(f) => f,
+            Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
+        };
+        if let Err(e) = self.head.checked_host(&self.rbuf) {
+            return self.refuse(e.status(), e.text(), head_request, span).await;
+        }
+        let path = match crate::target::normalise_path(self.head.path(&self.rbuf)) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
+        };
         let view = View {
             head: &self.head,
             buf: &self.rbuf,
         };
-        let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
         let host = view.head.host(view.buf);
-        let Some(route) = state.table.find(host, view.head.path(view.buf)) else {
+        let Some(route) = state.table.find(host, &path) else {
             let resp = service::no_route(&conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
         if route.protocol != UpstreamProtocol::Http1 {
             return Next::Handoff;
         }
+        // Only a path that normalisation changed is copied (the common one is not).
+        let path = match path {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(p) => Some(p),
+        };
         let max_body = state.config.server.max_body_bytes;
         let admitted = service::admit(&conn, route, max_body, &view, start, span).await;
         let (permit, tier, metrics) = match admitted {
@@ -309,7 +330,25 @@ impl Client {
             body_idle: upstream.body_idle_timeout,
             max_body,
         };
-        self.forward(route, guard, limits, span).await
+        let request = forward::Request { path, framing };
+        self.forward(route, guard, request, limits, span).await
+    }
+
+    /// Answers a request the client got wrong (400, 501) and closes the connection: its
+    /// body, if any, cannot be delimited or is not wanted.
+    async fn refuse(
+        &mut self,
+        status: http::StatusCode,
+        text: &'static str,
+        head_request: bool,
+        span: &tracing::Span,
+    ) -> Next {
+        span.record("status", status.as_u16());
+        span.record("decision", "refused");
+        let _ = self
+            .write_local(&service::local(status, text), true, head_request)
+            .await;
+        Next::Close
     }
 
     /// Answers with a local response; a request with a body closes the connection.
@@ -320,7 +359,7 @@ impl Client {
         span: &tracing::Span,
     ) -> Next {
         span.record("status", resp.status().as_u16());
-        let close = self.head.body() != Framing::Empty || self.head.fields.close;
+        let close = self.head.body().is_ok_and(Framing::has_body) || self.head.fields.close;
         self.rbuf.advance(self.head.len);
         if self.write_local(resp, close, head_request).await && !close {
             Next::KeepAlive
@@ -359,6 +398,9 @@ impl RequestView for View<'_> {
     }
 
     fn content_length(&self) -> Option<u64> {
-        self.head.fields.content_length
+        match self.head.body() {
+            Ok(Framing::Length(n)) => Some(n),
+            _ => None,
+        }
     }
 }

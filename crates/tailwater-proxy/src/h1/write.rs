@@ -5,15 +5,21 @@ use http::Response;
 
 use super::head::{Field, Framing, Kind, RequestHead, ResponseHead};
 use crate::body::ProxyBody;
+use crate::framing::push_decimal;
 use crate::headers::Forwarding;
 
-/// The upstream request head: request line, the client's fields without hop-by-hop ones,
-/// `Host` (the client's when `preserve_host`, else `upstream_host`), chunked framing when
-/// the body has it, and `X-Forwarded-For` / `Forwarded` with the client appended.
+/// The upstream request head: request line (the normalised `path` the route matched and
+/// the query as sent), the client's fields without hop-by-hop ones and without its
+/// framing fields, `Host` (the client's when `preserve_host`, else `upstream_host`), the
+/// framing written from the decided `framing`, and `X-Forwarded-For` / `Forwarded` with
+/// the client appended.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn request_head(
     w: &mut Vec<u8>,
     head: &RequestHead,
     buf: &[u8],
+    path: &str,
+    framing: Framing,
     preserve_host: bool,
     upstream_host: Option<&[u8]>,
     forwarding: &Forwarding,
@@ -21,7 +27,8 @@ pub(super) fn request_head(
     w.clear();
     w.extend_from_slice(&buf[head.method.clone()]);
     w.push(b' ');
-    w.extend_from_slice(&buf[head.target.clone()]);
+    w.extend_from_slice(path.as_bytes());
+    w.extend_from_slice(head.query(buf));
     w.extend_from_slice(b" HTTP/1.1\r\n");
     let text = |f: &Field| std::str::from_utf8(&buf[f.value.clone()]).ok();
     let mut prev_xff = None;
@@ -48,9 +55,7 @@ pub(super) fn request_head(
     if !has_host && let Some(h) = upstream_host {
         field_line(w, b"host", h);
     }
-    if head.body() == Framing::Chunked {
-        field_line(w, b"transfer-encoding", b"chunked");
-    }
+    framing_line(w, framing, None);
     let (xff, forwarded) = forwarding.values_after(prev_xff, prev_forwarded, head.host(buf));
     if let Some(v) = xff {
         field_line(w, b"x-forwarded-for", v.as_bytes());
@@ -62,8 +67,9 @@ pub(super) fn request_head(
 }
 
 /// The client response head from the upstream's `resp` (parsed from `buf`): hop-by-hop
-/// fields dropped, framing restated (`chunked`, or nothing when the body ends at the
-/// close), `Connection: close` when the connection ends after it.
+/// fields and the upstream's framing fields dropped, framing written from the decided
+/// `framing` (the length a HEAD or 304 response announces restated from the validated
+/// `Content-Length`), `Connection: close` when the connection ends after it.
 pub(super) fn response_head(
     w: &mut Vec<u8>,
     resp: &ResponseHead,
@@ -78,23 +84,25 @@ pub(super) fn response_head(
     w.extend_from_slice(&buf[resp.reason.clone()]);
     w.extend_from_slice(b"\r\n");
     for f in &resp.fields.list {
-        let skip = match f.kind {
-            Kind::HopByHop | Kind::Connection | Kind::Upgrade => true,
-            // Chunked is written below; a coding without chunked ends at the close and
-            // is passed on as sent.
-            Kind::TransferEncoding => framing != Framing::Close,
-            // Never next to chunked (RFC 9112 §6.3: the coding wins).
-            Kind::ContentLength => matches!(framing, Framing::Chunked | Framing::Close),
-            _ => false,
-        };
+        let skip = matches!(
+            f.kind,
+            Kind::HopByHop
+                | Kind::Connection
+                | Kind::Upgrade
+                | Kind::TransferEncoding
+                | Kind::ContentLength
+        );
         if skip || resp.fields.named_in_connection(buf, f) {
             continue;
         }
         field_line(w, &buf[f.name.clone()], &buf[f.value.clone()]);
     }
-    if framing == Framing::Chunked {
-        field_line(w, b"transfer-encoding", b"chunked");
-    }
+    // A bodiless response announces a length only where one means something (RFC 9110
+    // §8.6: never on 1xx and 204).
+    let announced = (resp.status >= 200 && resp.status != 204)
+        .then(|| resp.fields.framing.content_length())
+        .flatten();
+    framing_line(w, framing, announced);
     if close {
         field_line(w, b"connection", b"close");
     }
@@ -118,7 +126,9 @@ pub(super) fn local_response(
     for (name, value) in resp.headers() {
         field_line(w, name.as_str().as_bytes(), value.as_bytes());
     }
-    field_line(w, b"content-length", body.len().to_string().as_bytes());
+    w.extend_from_slice(b"content-length: ");
+    push_decimal(w, body.len() as u64);
+    w.extend_from_slice(b"\r\n");
     if close {
         field_line(w, b"connection", b"close");
     }
@@ -129,12 +139,36 @@ pub(super) fn local_response(
 }
 
 /// Whether a request field is forwarded: not hop-by-hop, not named in `Connection`, not
-/// one the proxy rewrites.
+/// one the proxy rewrites (framing is written from the decision, never copied).
 fn forwardable(head: &RequestHead, buf: &[u8], f: &Field) -> bool {
     !matches!(
         f.kind,
-        Kind::HopByHop | Kind::Connection | Kind::TransferEncoding | Kind::Upgrade | Kind::Expect
+        Kind::HopByHop
+            | Kind::Connection
+            | Kind::TransferEncoding
+            | Kind::ContentLength
+            | Kind::Upgrade
+            | Kind::Expect
     ) && !head.fields.named_in_connection(buf, f)
+}
+
+/// The framing field of a forwarded message, from the decision: the length, `chunked`,
+/// or for a bodiless message the length it `announced` (HEAD and 304 responses).
+fn framing_line(w: &mut Vec<u8>, framing: Framing, announced: Option<u64>) {
+    let length = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty => announced,
+        Framing::Chunked => {
+            field_line(w, b"transfer-encoding", b"chunked");
+            None
+        }
+        Framing::Close => None,
+    };
+    if let Some(n) = length {
+        w.extend_from_slice(b"content-length: ");
+        push_decimal(w, n);
+        w.extend_from_slice(b"\r\n");
+    }
 }
 
 fn field_line(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -174,14 +208,28 @@ mod tests {
         assert!(matches!(head.parse(raw, 100), Parsed::Complete));
         let forwarding = Forwarding::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let mut w = Vec::new();
-        request_head(&mut w, &head, raw, false, Some(b"up:9000"), &forwarding);
+        let head_request = |w: &mut Vec<u8>, preserve| {
+            let framing = head.body().expect("valid framing");
+            let path = head.path(raw);
+            request_head(
+                w,
+                &head,
+                raw,
+                path,
+                framing,
+                preserve,
+                Some(b"up:9000"),
+                &forwarding,
+            );
+        };
+        head_request(&mut w, false);
         assert_eq!(
             text(&w),
             "POST /a?b HTTP/1.1\r\nX-End: kept\r\nhost: up:9000\r\ntransfer-encoding: chunked\r\n\
              x-forwarded-for: 203.0.113.9, 127.0.0.1\r\n\
              forwarded: for=127.0.0.1;proto=http;host=\"front.example\"\r\n\r\n"
         );
-        request_head(&mut w, &head, raw, true, Some(b"up:9000"), &forwarding);
+        head_request(&mut w, true);
         assert!(
             text(&w).contains("Host: front.example:8080\r\n"),
             "{}",
@@ -203,6 +251,153 @@ mod tests {
             text(&w),
             "HTTP/1.1 502 Bad Gateway\r\nX-Kept: 2\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_response_head_never_copies_framing_fields() {
+        // RFC 9110 §7.6.1 with RFC 9112 §6.3: a length named as a connection option still
+        // frames the body; the client must get it, or it reads to the close.
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n";
+        let mut resp = ResponseHead::default();
+        assert_eq!(resp.parse(raw), Ok(true));
+        let framing = resp.body(false).expect("valid");
+        let mut w = Vec::new();
+        response_head(&mut w, &resp, raw, framing, false);
+        assert_eq!(text(&w), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+        // HEAD: the announced length is restated, from the validated value.
+        response_head(&mut w, &resp, raw, resp.body(true).expect("valid"), false);
+        assert_eq!(text(&w), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+    }
+
+    /// The fields forwarded by the lean path's writer, lowercased, in order.
+    fn lean_fields(raw: &[u8]) -> Vec<(String, String)> {
+        let mut head = RequestHead::default();
+        assert!(matches!(head.parse(raw, 100), Parsed::Complete));
+        let forwarding = Forwarding::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut w = Vec::new();
+        let framing = head.body().expect("valid framing");
+        request_head(
+            &mut w,
+            &head,
+            raw,
+            head.path(raw),
+            framing,
+            true,
+            None,
+            &forwarding,
+        );
+        fields_of(&w)
+    }
+
+    /// The fields the hyper path forwards for the same head (its hop-by-hop removal and
+    /// framing restatement), lowercased, sorted.
+    fn hyper_fields(raw: &[u8]) -> Vec<(String, String)> {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in fields_of(raw) {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+            headers.append(name, value.parse().expect("value"));
+        }
+        let framing = crate::framing::FramingFields::of_headers(&headers)
+            .request()
+            .expect("valid framing");
+        crate::headers::strip_hop_by_hop(&mut headers, false);
+        crate::framing::set_request_fields(&mut headers, framing, true);
+        let mut out: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn fields_of(head: &[u8]) -> Vec<(String, String)> {
+        text(head)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+            .filter(|(n, _)| n != "x-forwarded-for" && n != "forwarded")
+            .collect()
+    }
+
+    /// Each row: the `Connection` and framing fields of a request, and the fields both
+    /// engines forward (besides the forwarding ones), with the rule.
+    #[test]
+    fn connection_tokens_table() {
+        let rows: &[(&str, &[(&str, &str)], &str)] = &[
+            (
+                "Connection: close",
+                &[],
+                "RFC 9112 §9.6: close is for this hop",
+            ),
+            (
+                "Connection: keep-alive\r\nKeep-Alive: 5",
+                &[],
+                "RFC 9112 §9.3 / C.2.2",
+            ),
+            (
+                "Connection: x-hop\r\nX-Hop: 1",
+                &[],
+                "RFC 9110 §7.6.1: named field removed",
+            ),
+            (
+                "Connection: X-Hop , ,close\r\nX-Hop: 1",
+                &[],
+                "RFC 9110 §7.6.1: list, any case",
+            ),
+            (
+                "Connection: x-a\r\nConnection: x-b\r\nX-A: 1\r\nX-B: 2",
+                &[],
+                "RFC 9110 §5.3: lines combine",
+            ),
+            (
+                "Connection: x-absent\r\nX-Kept: 1",
+                &[("x-kept", "1")],
+                "RFC 9110 §7.6.1",
+            ),
+            (
+                "Connection: content-length\r\nContent-Length: 3",
+                &[("content-length", "3")],
+                "RFC 9110 §7.6.1 (never for all-recipient fields) + RFC 9112 §6.3: framing kept",
+            ),
+            (
+                "Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked",
+                &[("transfer-encoding", "chunked")],
+                "RFC 9112 §6.1: chunked restated by the proxy",
+            ),
+            (
+                "Connection: close, content-length, host\r\nContent-Length: 0",
+                &[("content-length", "0")],
+                "RFC 9112 §3.2: Host kept; a zero length restated",
+            ),
+            (
+                "TE: trailers\r\nTrailer: x\r\nUpgrade-Insecure-Requests: 1",
+                &[("upgrade-insecure-requests", "1")],
+                "RFC 9110 §7.6.1: TE, Trailer hop-by-hop",
+            ),
+            (
+                "Proxy-Connection: keep-alive\r\nProxy-Authorization: x",
+                &[],
+                "RFC 9110 §11.7.2, legacy",
+            ),
+        ];
+        for (fields, want, why) in rows {
+            let raw = format!("POST /p HTTP/1.1\r\nHost: h\r\n{fields}\r\n\r\n");
+            let mut want: Vec<(String, String)> = want
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .chain([("host".to_owned(), "h".to_owned())])
+                .collect();
+            want.sort();
+            let mut lean = lean_fields(raw.as_bytes());
+            lean.sort();
+            assert_eq!(lean, want, "lean: {fields:?} ({why})");
+            assert_eq!(
+                hyper_fields(raw.as_bytes()),
+                want,
+                "hyper: {fields:?} ({why})"
+            );
+        }
     }
 
     #[test]

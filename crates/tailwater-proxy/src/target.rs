@@ -1,0 +1,416 @@
+//! The request target as routing sees it: the `Host` rules of RFC 9112 §3.2 and the
+//! normalised path routes match on, shared by both engines.
+//!
+//! # The path rule (as nginx matches `location`s)
+//!
+//! Routes match the path after normalisation, and the **normalised path is what is
+//! forwarded** (with the query as sent), so the upstream is asked for exactly the path the
+//! route matched, however it would itself decode or resolve the one the client sent:
+//!
+//! 1. percent-encoded unreserved characters are decoded and the hex digits of the other
+//!    escapes uppercased (RFC 3986 §6.2.2.1–2: `/%61dmin` is `/admin`); a `%` not followed
+//!    by two hex digits is refused;
+//! 2. `//` is merged into `/` (nginx's `merge_slashes`; not an RFC equivalence);
+//! 3. dot segments are removed (RFC 3986 §5.2.4; `..` above the root stays at the root);
+//! 4. refused (400), because upstreams disagree about them and the proxy cannot know which
+//!    segments they see: an encoded slash or backslash (`%2F`, `%5C`: decoded by some
+//!    frameworks, not by others, like Apache's `AllowEncodedSlashes Off`), a raw backslash,
+//!    `%00`, and a dot segment with path parameters (`..;`, which Tomcat resolves);
+//! 5. a `#fragment` (never part of a request target, RFC 9112 §3.2) is dropped, as hyper's
+//!    parser does.
+//!
+//! A path needing none of this (nearly all) is used as it is, without allocation.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+/// Why a request's target or `Host` is refused (400, RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// An HTTP/1.1 request without `Host`.
+    #[error("missing Host")]
+    MissingHost,
+    /// More than one `Host` field line.
+    #[error("duplicate Host")]
+    DuplicateHost,
+    /// A `Host` that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2).
+    #[error("invalid Host")]
+    InvalidHost,
+    /// An absolute-form target whose authority differs from `Host` (RFC 9112 §3.2).
+    #[error("Host differs from the target's authority")]
+    HostMismatch,
+    /// A path the proxy refuses (see the module docs).
+    #[error("invalid path")]
+    BadPath,
+}
+
+impl TargetError {
+    /// The status of the local response (always 400).
+    pub(crate) fn status(self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    /// The local response body.
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            TargetError::MissingHost => "missing host\n",
+            TargetError::DuplicateHost => "duplicate host\n",
+            TargetError::InvalidHost => "invalid host\n",
+            TargetError::HostMismatch => "host differs from the request target\n",
+            TargetError::BadPath => "invalid path\n",
+        }
+    }
+}
+
+/// Checks a `Host` value (or URI authority): `uri-host [ ":" port ]` of RFC 3986 §3.2.2,
+/// a non-empty host (RFC 9110 §4.2.1 for `http`), a port of at most five digits.
+pub(crate) fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&v[..end + 2], &rest[end + 1..])
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &b""[..]),
+        }
+    };
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+    let host_ok = !host.is_empty() && (host.starts_with(b"[") || host.iter().all(|&b| reg_name(b)));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
+/// The one `Host` of a request, checked: `values` are its `Host` field values,
+/// `authority` the absolute-form target's (or HTTP/2 `:authority`), `required` whether the
+/// request must have a host (HTTP/1.1). Returns the host to route on (port included).
+pub(crate) fn request_host<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+    authority: Option<&'a str>,
+    required: bool,
+) -> Result<Option<&'a str>, TargetError> {
+    let host = values.next();
+    if values.next().is_some() {
+        return Err(TargetError::DuplicateHost);
+    }
+    let host = match host {
+        Some(h) if !valid_host(h) => return Err(TargetError::InvalidHost),
+        // Valid hosts are ASCII.
+        Some(h) => Some(std::str::from_utf8(h).map_err(|_| TargetError::InvalidHost)?),
+        None => None,
+    };
+    match (host, authority) {
+        (Some(h), Some(a)) if !same_authority(h, a) => Err(TargetError::HostMismatch),
+        (Some(h), _) => Ok(Some(h)),
+        (None, Some(a)) if valid_host(without_userinfo(a).as_bytes()) => {
+            Ok(Some(without_userinfo(a)))
+        }
+        (None, Some(_)) => Err(TargetError::InvalidHost),
+        (None, None) if required => Err(TargetError::MissingHost),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Whether `host` and `authority` name the same host and port (case-insensitively, port
+/// 80 when absent; userinfo in the authority is ignored, RFC 9112 §3.2).
+fn same_authority(host: &str, authority: &str) -> bool {
+    let (h1, p1) = split_port(host);
+    let (h2, p2) = split_port(without_userinfo(authority));
+    h1.eq_ignore_ascii_case(h2) && p1 == p2
+}
+
+/// A host and its port (80 when absent).
+fn split_port(s: &str) -> (&str, u16) {
+    let h = crate::service::host_without_port(s);
+    let after = match s.strip_prefix('[') {
+        Some(_) => s.split_once(']').map_or("", |(_, rest)| rest),
+        None => s.split_once(':').map_or("", |(_, p)| p),
+    };
+    let port = after.trim_start_matches(':').parse::<u16>().unwrap_or(80);
+    (h, port)
+}
+
+fn without_userinfo(authority: &str) -> &str {
+    authority.rsplit_once('@').map_or(authority, |(_, a)| a)
+}
+
+/// The path routes match on and that is forwarded (see the module docs), or why the
+/// path is refused. `raw` is the path without the query; a `#fragment` is dropped.
+pub(crate) fn normalise_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
+    let raw = raw.split_once('#').map_or(raw, |(p, _)| p);
+    if !needs_work(raw.as_bytes()) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    if !raw.starts_with('/') {
+        // `*` (OPTIONS) or an empty path: no route matches it, nothing to resolve.
+        return Ok(Cow::Borrowed(raw));
+    }
+    let decoded = decode_unreserved(raw.as_bytes())?;
+    let mut out = String::with_capacity(decoded.len());
+    let mut stack: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    let mut trailing = false;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let bare = seg.split_once(';').map_or(*seg, |(s, _)| s);
+        if bare != *seg && (bare == "." || bare == "..") {
+            return Err(TargetError::BadPath);
+        }
+        match *seg {
+            "" | "." => trailing = last,
+            ".." => {
+                stack.pop();
+                trailing = last;
+            }
+            s => {
+                stack.push(s);
+                trailing = false;
+            }
+        }
+    }
+    for s in &stack {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Whether `path` might change under normalisation or be refused: it has a `%`, a
+/// backslash, an empty segment before the end, or a `.`/`..` segment (with or without
+/// path parameters).
+fn needs_work(path: &[u8]) -> bool {
+    if path.iter().any(|&b| b == b'%' || b == b'\\') || !path.starts_with(b"/") {
+        return true;
+    }
+    path.windows(2).any(|w| w == b"//")
+        || path.split(|&b| b == b'/').any(|seg| {
+            let bare = seg.split(|&b| b == b';').next().unwrap_or(seg);
+            bare == b"." || bare == b".."
+        })
+}
+
+/// `path` with unreserved characters decoded and other escapes uppercased; encoded
+/// slashes, backslashes and NUL, raw backslashes and broken escapes are refused.
+fn decode_unreserved(path: &[u8]) -> Result<String, TargetError> {
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        match path[i] {
+            b'\\' => return Err(TargetError::BadPath),
+            b'%' => {
+                let hex = |b: u8| char::from(b).to_digit(16);
+                let (Some(hi), Some(lo)) = (
+                    path.get(i + 1).copied().and_then(hex),
+                    path.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(TargetError::BadPath);
+                };
+                let byte = (hi * 16 + lo) as u8;
+                if matches!(byte, b'/' | b'\\' | 0) {
+                    return Err(TargetError::BadPath);
+                }
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    out.push(char::from(byte));
+                } else {
+                    out.push('%');
+                    out.push(char::from(path[i + 1].to_ascii_uppercase()));
+                    out.push(char::from(path[i + 2].to_ascii_uppercase()));
+                }
+                i += 3;
+            }
+            b => {
+                // Request targets are visible ASCII (both parsers enforce it).
+                out.push(char::from(b));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each row: a path, what routes match and what is forwarded (or refused), and why.
+    #[test]
+    fn path_normalisation_table() {
+        let rows: &[(&str, Option<&str>, &str)] = &[
+            ("/", Some("/"), "unchanged"),
+            ("/api/v1/x", Some("/api/v1/x"), "unchanged"),
+            ("/a/b/", Some("/a/b/"), "trailing slash kept"),
+            (
+                "/%61dmin/x",
+                Some("/admin/x"),
+                "RFC 3986 §6.2.2.2: unreserved decoded",
+            ),
+            ("/%7euser", Some("/~user"), "RFC 3986 §6.2.2.2"),
+            (
+                "/a%3fb",
+                Some("/a%3Fb"),
+                "RFC 3986 §6.2.2.1: hex uppercased, reserved kept",
+            ),
+            ("/caf%c3%a9", Some("/caf%C3%A9"), "RFC 3986 §6.2.2.1"),
+            (
+                "/./admin/x",
+                Some("/admin/x"),
+                "RFC 3986 §5.2.4: `.` removed",
+            ),
+            (
+                "/x/../admin/x",
+                Some("/admin/x"),
+                "RFC 3986 §5.2.4: `..` removes a segment",
+            ),
+            (
+                "/../admin",
+                Some("/admin"),
+                "RFC 3986 §5.2.4: above the root stays at /",
+            ),
+            ("/a/b/..", Some("/a/"), "RFC 3986 §5.2.4 example"),
+            ("/a/.", Some("/a/"), "RFC 3986 §5.2.4"),
+            (
+                "/%2e%2e/admin",
+                Some("/admin"),
+                "RFC 3986 §6.2.2.2 then §5.2.4",
+            ),
+            (
+                "/x/%2E./admin",
+                Some("/admin"),
+                "RFC 3986 §6.2.2.2 then §5.2.4",
+            ),
+            ("//admin/x", Some("/admin/x"), "nginx merge_slashes"),
+            ("/a//b///c", Some("/a/b/c"), "nginx merge_slashes"),
+            ("/a//../b", Some("/b"), "merge first, as nginx"),
+            (
+                "/a#frag",
+                Some("/a"),
+                "RFC 9112 §3.2: no fragment in a target",
+            ),
+            ("/x/..#/admin", Some("/"), "RFC 9112 §3.2"),
+            ("/x%2F..%2Fadmin", None, "encoded slash: upstreams disagree"),
+            ("/x%2f..", None, "encoded slash, lowercase"),
+            ("/x%5C..%5Cadmin", None, "encoded backslash"),
+            ("/x\\..\\admin", None, "raw backslash"),
+            ("/a%00b", None, "NUL"),
+            ("/a%zz", None, "RFC 3986 §2.1: broken escape"),
+            ("/a%4", None, "RFC 3986 §2.1: broken escape"),
+            (
+                "/x/..;/admin",
+                None,
+                "path parameters on a dot segment (Tomcat)",
+            ),
+            ("/x/.;a/admin", None, "path parameters on a dot segment"),
+            (
+                "/x;a/y",
+                Some("/x;a/y"),
+                "path parameters elsewhere are data",
+            ),
+            (
+                "/a..b/.c",
+                Some("/a..b/.c"),
+                "dots inside segments are data",
+            ),
+            ("*", Some("*"), "RFC 9112 §3.2.4: asterisk-form"),
+        ];
+        for (raw, want, why) in rows {
+            let got = normalise_path(raw).ok().map(Cow::into_owned);
+            assert_eq!(got.as_deref(), *want, "{raw} ({why})");
+        }
+        assert!(matches!(
+            normalise_path("/plain/path"),
+            Ok(Cow::Borrowed(_))
+        ));
+    }
+
+    /// Each row: the `Host` lines, the target's authority, whether a host is required,
+    /// and the decision (RFC 9112 §3.2 unless stated).
+    #[test]
+    fn host_rules_table() {
+        use TargetError::*;
+        type Row<'a> = (
+            &'a [&'a str],
+            Option<&'a str>,
+            bool,
+            Result<Option<&'a str>, TargetError>,
+        );
+        let rows: &[Row<'_>] = &[
+            (&["a.example"], None, true, Ok(Some("a.example"))),
+            (&["a.example:8080"], None, true, Ok(Some("a.example:8080"))),
+            (
+                &["[2001:db8::1]:80"],
+                None,
+                true,
+                Ok(Some("[2001:db8::1]:80")),
+            ),
+            (&["127.0.0.1"], None, true, Ok(Some("127.0.0.1"))),
+            (&[], None, true, Err(MissingHost)),
+            (&[], None, false, Ok(None)), // HTTP/1.0
+            (&["public", "internal"], None, true, Err(DuplicateHost)),
+            (&["a", "a"], None, true, Err(DuplicateHost)),
+            (&[""], None, true, Err(InvalidHost)), // RFC 9110 §4.2.1: http needs a host
+            (&["a b/c"], None, true, Err(InvalidHost)), // RFC 3986 §3.2.2
+            (&["a/b"], None, true, Err(InvalidHost)),
+            (&["a:80:80"], None, true, Err(InvalidHost)),
+            (&["a:http"], None, true, Err(InvalidHost)),
+            (&["[::1"], None, true, Err(InvalidHost)),
+            (&["a@b"], None, true, Err(InvalidHost)), // no userinfo in Host
+            (
+                &["A.example"],
+                Some("a.example"),
+                true,
+                Ok(Some("A.example")),
+            ),
+            (
+                &["a.example"],
+                Some("a.example:80"),
+                true,
+                Ok(Some("a.example")),
+            ),
+            (
+                &["a.example"],
+                Some("u@a.example"),
+                true,
+                Ok(Some("a.example")),
+            ),
+            (&["public"], Some("internal"), true, Err(HostMismatch)),
+            (&["a:81"], Some("a:82"), true, Err(HostMismatch)),
+            (&[], Some("a.example"), true, Ok(Some("a.example"))), // RFC 9113 §8.3.1
+            (&[], Some("u@a.example"), true, Ok(Some("a.example"))),
+        ];
+        for (lines, authority, required, want) in rows {
+            let got = request_host(lines.iter().map(|l| l.as_bytes()), *authority, *required);
+            assert_eq!(got, *want, "{lines:?} {authority:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Normalising is idempotent, keeps the path absolute, and leaves no dot segment
+        /// or empty segment behind (nothing the upstream could resolve differently).
+        #[test]
+        fn normalised_paths_are_fixed_points(path in "/[a-z./%2eE;]{0,24}") {
+            if let Ok(p) = normalise_path(&path) {
+                proptest::prop_assert!(p.starts_with('/'));
+                let again = normalise_path(&p).map(Cow::into_owned);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(&*p));
+                proptest::prop_assert!(!needs_work(p.as_bytes()) || p.contains('%'));
+            }
+        }
+    }
+}
