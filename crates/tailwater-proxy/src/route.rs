@@ -153,7 +153,9 @@ impl RouteTable {
         Ok(Self { routes })
     }
 
-    /// The most specific route for `host` (without port, lowercase) and `path`.
+    /// The most specific route for `host` (without port) and `path`, the request's path
+    /// normalised by `target::normalise_path` (both engines pass that, never the raw one:
+    /// a prefix must not be escaped by `/%61dmin`, `/./admin` or `//admin`).
     pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| {
             path.starts_with(r.prefix.as_str())
@@ -289,6 +291,17 @@ fn build_route(
             format!("must start with `/`, got `{}`", rc.path_prefix),
         ));
     }
+    // Requests are matched on their normalised path, so the prefix is normalised the same
+    // way (`/a%7Eb` matches `/a~b`); one that cannot be (an encoded slash) never matches.
+    let Ok(path_prefix) = crate::target::normalise_path(&rc.path_prefix) else {
+        return Err(ConfigError::new(
+            format!("{prefix}.path_prefix"),
+            format!(
+                "`{}` cannot match a request: no encoded slash, backslash or NUL, no `..;`",
+                rc.path_prefix
+            ),
+        ));
+    };
     let (Some(scheme), Some(authority)) = (rc.upstream.scheme(), rc.upstream.authority()) else {
         return Err(ConfigError::new(
             format!("{prefix}.upstream"),
@@ -334,7 +347,7 @@ fn build_route(
     Ok(Route {
         name: rc.name.clone(),
         host: rc.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        prefix: rc.path_prefix.clone(),
+        prefix: path_prefix.into_owned(),
         scheme: scheme.clone(),
         authority: authority.clone(),
         protocol: rc.protocol,

@@ -97,7 +97,8 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
 
 /// The one `Host` of a request, checked: `values` are its `Host` field values,
 /// `authority` the absolute-form target's (or HTTP/2 `:authority`), `required` whether the
-/// request must have a host (HTTP/1.1). Returns the host to route on (port included).
+/// request must have a `Host` field (HTTP/1.1). Returns the host to route on (port
+/// included).
 pub(crate) fn request_host<'a>(
     mut values: impl Iterator<Item = &'a [u8]>,
     authority: Option<&'a str>,
@@ -116,11 +117,12 @@ pub(crate) fn request_host<'a>(
     match (host, authority) {
         (Some(h), Some(a)) if !same_authority(h, a) => Err(TargetError::HostMismatch),
         (Some(h), _) => Ok(Some(h)),
+        // RFC 9112 §3.2: every HTTP/1.1 request has a Host, absolute form or not.
+        (None, _) if required => Err(TargetError::MissingHost),
         (None, Some(a)) if valid_host(without_userinfo(a).as_bytes()) => {
             Ok(Some(without_userinfo(a)))
         }
         (None, Some(_)) => Err(TargetError::InvalidHost),
-        (None, None) if required => Err(TargetError::MissingHost),
         (None, None) => Ok(None),
     }
 }
@@ -391,8 +393,9 @@ mod tests {
             ),
             (&["public"], Some("internal"), true, Err(HostMismatch)),
             (&["a:81"], Some("a:82"), true, Err(HostMismatch)),
-            (&[], Some("a.example"), true, Ok(Some("a.example"))), // RFC 9113 §8.3.1
-            (&[], Some("u@a.example"), true, Ok(Some("a.example"))),
+            (&[], Some("a.example"), true, Err(MissingHost)), // HTTP/1.1 absolute form
+            (&[], Some("a.example"), false, Ok(Some("a.example"))), // RFC 9113 §8.3.1
+            (&[], Some("u@a.example"), false, Ok(Some("a.example"))),
         ];
         for (lines, authority, required, want) in rows {
             let got = request_host(lines.iter().map(|l| l.as_bytes()), *authority, *required);

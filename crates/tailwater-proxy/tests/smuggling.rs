@@ -317,3 +317,34 @@ async fn an_unsolicited_101_is_a_502() {
         running.shutdown(WAIT).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_502_to_head_has_no_body() {
+    // Found by the differential test: the lean path wrote the 502's body after a HEAD.
+    let script: raw::Script = Arc::new(|_: &Seen| {
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n".to_vec(),
+            true,
+        )
+    });
+    for lean in ENGINES {
+        let backend = raw::recorder(1, Arc::clone(&script)).await;
+        let running = proxy(&backend, lean).await;
+        let mut s = TcpStream::connect(running.addr).await.expect("connect");
+        s.write_all(
+            b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut buf = Vec::new();
+        let resp = raw::read_response(&mut s, &mut buf, true, WAIT).await;
+        assert_eq!(resp.map(|r| r.status), Ok(502), "lean={lean}");
+        // Closed (lean) or the next response (hyper): never the first one's body.
+        let next = raw::read_response(&mut s, &mut buf, false, WAIT).await;
+        assert!(
+            matches!(next, Err(ReadError::Closed)) || next.as_ref().is_ok_and(|r| r.status == 502),
+            "lean={lean}: {next:?}"
+        );
+        running.shutdown(WAIT).await;
+    }
+}

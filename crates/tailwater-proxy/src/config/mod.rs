@@ -235,7 +235,8 @@ pub struct RouteConfig {
     /// Host to match (case-insensitive, port ignored); none matches any host.
     #[serde(default)]
     pub host: Option<String>,
-    /// Path prefix to match (plain string prefix); the longest match wins.
+    /// Path prefix to match (plain string prefix of the request's normalised path, which is
+    /// also the path forwarded: see the proxy's `target` rules); the longest match wins.
     #[serde(default = "default_prefix")]
     pub path_prefix: String,
     /// `http://host:port` of the upstream; the request's path and query are kept.

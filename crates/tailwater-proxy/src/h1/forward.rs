@@ -115,7 +115,7 @@ impl Client {
                 self.relay(shard, up, guard, head_request, client_close, &limits, span)
                     .await
             }
-            Err(failed) => self.settle(guard, span, failed).await,
+            Err(failed) => self.settle(guard, span, failed, head_request).await,
         }
     }
 
@@ -341,7 +341,12 @@ impl Client {
         guard.status_dropped = status >= 500 || status == 429;
         let Ok(framing) = self.resp.body(head_request) else {
             return self
-                .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
+                .settle(
+                    guard,
+                    span,
+                    Failed::Upstream(Decision::UpstreamError),
+                    head_request,
+                )
                 .await;
         };
         let close = client_close || framing == Framing::Close || *self.drain.borrow();
@@ -370,7 +375,12 @@ impl Client {
                 let mut scanner = Scanner::default();
                 let Ok(p) = scanner.feed(&up.buf, &mut self.wbuf) else {
                     return self
-                        .settle(guard, span, Failed::Upstream(Decision::UpstreamError))
+                        .settle(
+                            guard,
+                            span,
+                            Failed::Upstream(Decision::UpstreamError),
+                            head_request,
+                        )
                         .await;
                 };
                 up.buf.advance(p.consumed);
@@ -460,7 +470,14 @@ impl Client {
 
     /// Settles a request that ended without a response to relay, answers the client when
     /// there is one to answer, and closes: the request may be half read or half sent.
-    async fn settle(&mut self, mut guard: Guard, span: &tracing::Span, failed: Failed) -> Next {
+    /// A HEAD request (`head_request`) gets the status and fields without the body.
+    async fn settle(
+        &mut self,
+        mut guard: Guard,
+        span: &tracing::Span,
+        failed: Failed,
+        head_request: bool,
+    ) -> Next {
         use http::StatusCode;
         let (status, text) = match failed {
             Failed::Upstream(decision) => {
@@ -498,7 +515,7 @@ impl Client {
         };
         span.record("status", status.as_u16());
         let _ = self
-            .write_local(&service::local(status, text), true, false)
+            .write_local(&service::local(status, text), true, head_request)
             .await;
         Next::Close
     }
