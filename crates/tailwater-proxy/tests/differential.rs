@@ -721,7 +721,7 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
     for g in backend.garbage() {
         v.push(format!("backend received bytes that are no request: {g}"));
     }
-    let allowed = allowed.lock().expect("lock");
+    let allowed = std::mem::take(&mut *allowed.lock().expect("lock"));
     let mut ids = HashSet::new();
     let mut received = [0u64; ROUTES.len()];
     for seen in backend.seen() {

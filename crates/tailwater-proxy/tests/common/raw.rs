@@ -225,9 +225,9 @@ fn parse_request(buf: &[u8], eof: bool) -> Parse {
     let at = end + 4;
     if te > 0 {
         if te > 1
-            || !req
+            || req
                 .header("transfer-encoding")
-                .is_some_and(|v| v == "chunked")
+                .is_none_or(|v| v != "chunked")
         {
             return Parse::Garbage("a coding other than one chunked".into());
         }
