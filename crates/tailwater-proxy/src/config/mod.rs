@@ -101,7 +101,7 @@ pub struct ServerConfig {
     /// Serve plain HTTP/1.1 requests bound for HTTP/1.1 upstreams on tailwater's lean
     /// forwarding path (heads parsed with `httparse`, the upstream socket driven by the
     /// request itself) instead of through hyper's server and client. Anything else on the
-    /// connection (h2c, `Upgrade`, `Expect`, HTTP/1.0, unusual framing, h2c routes) is
+    /// connection (h2c, `Upgrade`, `Expect`, HTTP/1.0, absolute-form targets, h2c routes) is
     /// handed to hyper either way. Default: true.
     pub lean_http1: bool,
 }
