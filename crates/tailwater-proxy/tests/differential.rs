@@ -763,8 +763,10 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
         }
     }
     let metrics = running.proxy.metrics_text();
+    let mut admitted = [0u64; ROUTES.len()];
     for (i, status) in running.proxy.status().iter().enumerate() {
         let r = ROUTES.iter().position(|n| *n == status.name).unwrap_or(i);
+        admitted[r] = status.admitted;
         let relayed = count(&metrics, &status.name, "success", None)
             + count(&metrics, &status.name, "dropped", Some("upstream_status"));
         if !(relayed <= received[r] && received[r] <= status.admitted) {
@@ -781,7 +783,9 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
             "only {forwarded} of {requests} requests reached the backend"
         ));
     }
-    eprintln!("lean={lean}: backend parsed {received:?} requests per route {ROUTES:?}");
+    eprintln!(
+        "lean={lean}: per route {ROUTES:?}: backend parsed {received:?}, proxy admitted {admitted:?}"
+    );
     running.shutdown(Duration::from_secs(10)).await;
     (v, requests)
 }
