@@ -274,6 +274,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
 mod tests {
     use super::*;
 
+    /// The framing fields of `lines`: `("cl", value)` or `("te", value)`.
     fn fields(lines: &[(&str, &str)]) -> FramingFields {
         let mut f = FramingFields::default();
         for (name, value) in lines {
@@ -290,7 +291,12 @@ mod tests {
     fn request_framing_table() {
         use Framing::*;
         use FramingError::*;
-        let rows: &[(&[(&str, &str)], Result<Framing, FramingError>, &str)] = &[
+        type Row<'a> = (
+            &'a [(&'a str, &'a str)],
+            Result<Framing, FramingError>,
+            &'a str,
+        );
+        let rows: &[Row<'_>] = &[
             (
                 &[],
                 Ok(Empty),
@@ -371,13 +377,14 @@ mod tests {
     #[test]
     fn response_framing_table() {
         use Framing::*;
-        let rows: &[(
-            &[(&str, &str)],
+        type Row<'a> = (
+            &'a [(&'a str, &'a str)],
             u16,
             bool,
             Result<Framing, FramingError>,
-            &str,
-        )] = &[
+            &'a str,
+        );
+        let rows: &[Row<'_>] = &[
             (
                 &[("cl", "5")],
                 200,

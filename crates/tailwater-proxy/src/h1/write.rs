@@ -324,7 +324,8 @@ mod tests {
     /// engines forward (besides the forwarding ones), with the rule.
     #[test]
     fn connection_tokens_table() {
-        let rows: &[(&str, &[(&str, &str)], &str)] = &[
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let rows: &[Row<'_>] = &[
             (
                 "Connection: close",
                 &[],
