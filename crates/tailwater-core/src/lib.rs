@@ -78,6 +78,7 @@ pub mod clock;
 pub mod criticality;
 pub mod error;
 pub mod limiter;
+pub mod names;
 pub mod rate;
 mod sync;
 

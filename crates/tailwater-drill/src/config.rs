@@ -3,76 +3,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use tailwater_core::names::{AlgorithmName, QueueName};
 use tailwater_core::{ConfigError, Criticality};
-
-/// The limit algorithm the proxy uses in the protected run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitAlgorithm {
-    /// Additive increase, multiplicative decrease on drops and on RTTs above the limit's
-    /// timeout (Netflix `AIMDLimit`).
-    Aimd,
-    /// Delay-based: the queue estimated from the RTT above its minimum (Netflix `VegasLimit`).
-    Vegas,
-    /// Gradient of the long-term vs the short-term RTT (Netflix `Gradient2Limit`).
-    Gradient2,
-}
-
-impl LimitAlgorithm {
-    /// Parses `aimd`, `vegas` or `gradient2`. Errors name `algorithm`.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "aimd" => Ok(Self::Aimd),
-            "vegas" => Ok(Self::Vegas),
-            "gradient2" | "gradient" => Ok(Self::Gradient2),
-            other => Err(ConfigError::new(
-                "algorithm",
-                format!("`{other}` is not aimd, vegas or gradient2"),
-            )),
-        }
-    }
-
-    /// The name used in tables and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Aimd => "aimd",
-            Self::Vegas => "vegas",
-            Self::Gradient2 => "gradient2",
-        }
-    }
-}
-
-/// The proxy's queue discipline in the protected run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueDiscipline {
-    /// FIFO with controlled delay: a standing queue is drained by shedding (Facebook, "Fail
-    /// at Scale").
-    Codel,
-    /// FIFO that flips to LIFO under a standing queue, so the freshest requests, whose
-    /// clients are still waiting, are served first.
-    AdaptiveLifo,
-}
-
-impl QueueDiscipline {
-    /// Parses `codel` or `adaptive-lifo` (`adaptive_lifo`). Errors name `queue`.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "codel" => Ok(Self::Codel),
-            "adaptive-lifo" | "lifo" => Ok(Self::AdaptiveLifo),
-            other => Err(ConfigError::new(
-                "queue",
-                format!("`{other}` is not codel or adaptive-lifo"),
-            )),
-        }
-    }
-
-    /// The name used in tables and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Codel => "codel",
-            Self::AdaptiveLifo => "adaptive-lifo",
-        }
-    }
-}
 
 /// Everything the drill runs with. Start from [`DrillConfig::full`] or
 /// [`DrillConfig::quick`] and adjust the public fields; [`DrillConfig::validate`] checks them.
@@ -106,10 +38,11 @@ pub struct DrillConfig {
     pub connections: NonZeroUsize,
     /// The criticality mix sent in `x-criticality`, as `(tier, weight)`.
     pub mix: Vec<(Criticality, f64)>,
-    /// The proxy's limit algorithm.
-    pub algorithm: LimitAlgorithm,
-    /// The proxy's queue discipline.
-    pub queue: QueueDiscipline,
+    /// The proxy's limit algorithm: any the core has, by its one name (default
+    /// `recommended`, the default of the proxy, the library and the tower layers).
+    pub algorithm: AlgorithmName,
+    /// The proxy's queue discipline, by its one name.
+    pub queue: QueueName,
     /// The proxy's utilisation thresholds per tier (`critical_plus`, `critical`,
     /// `sheddable_plus`, `sheddable`): a tier is admitted while in-flight requests are below
     /// `limit × threshold`, so the least critical work is shed first.
@@ -141,8 +74,8 @@ impl DrillConfig {
                 (Criticality::SheddablePlus, 25.0),
                 (Criticality::Sheddable, 15.0),
             ],
-            algorithm: LimitAlgorithm::Vegas,
-            queue: QueueDiscipline::Codel,
+            algorithm: AlgorithmName::Recommended,
+            queue: QueueName::Codel,
             tiers: [1.0, 0.9, 0.75, 0.5],
             seed: 7,
             poisson: true,
@@ -253,6 +186,18 @@ impl DrillConfig {
         Ok(out)
     }
 
+    /// Parses an algorithm name (tailwater-core's one spelling). Errors name `algorithm`
+    /// and list the valid names.
+    pub fn parse_algorithm(text: &str) -> Result<AlgorithmName, ConfigError> {
+        text.parse().map_err(|e| ConfigError::new("algorithm", e))
+    }
+
+    /// Parses a queue discipline name (tailwater-core's one spelling). Errors name `queue`
+    /// and list the valid names.
+    pub fn parse_queue(text: &str) -> Result<QueueName, ConfigError> {
+        text.parse().map_err(|e| ConfigError::new("queue", e))
+    }
+
     /// Total length of one side's schedule.
     pub fn side_duration(&self) -> Duration {
         self.phase * self.multipliers.len() as u32
@@ -286,8 +231,15 @@ mod tests {
         let mut c = DrillConfig::quick();
         c.mix = vec![(Criticality::Critical, 0.0)];
         assert_eq!(c.validate().unwrap_err().field(), "mix");
-        assert_eq!(LimitAlgorithm::parse("x").unwrap_err().field(), "algorithm");
-        assert_eq!(QueueDiscipline::parse("x").unwrap_err().field(), "queue");
+        assert_eq!(
+            DrillConfig::parse_algorithm("x").unwrap_err().field(),
+            "algorithm"
+        );
+        assert_eq!(DrillConfig::parse_queue("x").unwrap_err().field(), "queue");
+        // `lifo` is plain LIFO, not adaptive LIFO; `gradient` is no name at all.
+        assert_eq!(DrillConfig::parse_queue("lifo").unwrap(), QueueName::Lifo);
+        let e = DrillConfig::parse_algorithm("gradient").unwrap_err();
+        assert!(e.reason().contains("envoy-corrected"), "{e}");
     }
 
     #[test]

@@ -162,7 +162,7 @@ upstream = "http://{}"
 queue = {{ discipline = "none" }}
 retry_after = "3s"
 [route.limit]
-algorithm = "fixed"
+algorithm = "static"
 limit = 5
 [route.tiers]
 "#,

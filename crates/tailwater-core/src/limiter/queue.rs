@@ -70,14 +70,10 @@ impl QueueDiscipline {
         }
     }
 
-    /// The short name used in reports and config files.
+    /// The short name used in reports and config files (the
+    /// [`QueueName`](crate::names::QueueName) spelling).
     pub const fn as_str(&self) -> &'static str {
-        match self {
-            QueueDiscipline::Fifo => "fifo",
-            QueueDiscipline::Lifo => "lifo",
-            QueueDiscipline::AdaptiveLifo { .. } => "adaptive_lifo",
-            QueueDiscipline::CoDel { .. } => "codel",
-        }
+        crate::names::QueueName::of(self).as_str()
     }
 }
 

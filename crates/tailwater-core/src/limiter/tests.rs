@@ -59,7 +59,7 @@ fn admits_up_to_the_limit_then_rejects_with_a_reason() {
     assert_eq!((s.counters.success, s.counters.dropped), (1, 1));
     assert_eq!(s.counters.rejected_for(RejectReason::LimitReached), 1);
     assert_eq!(s.peak_in_flight, 2);
-    assert_eq!(s.algorithm, "fixed");
+    assert_eq!(s.algorithm, "static");
 }
 
 #[test]
