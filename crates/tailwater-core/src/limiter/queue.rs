@@ -282,6 +282,14 @@ impl QueueState {
         self.len
     }
 
+    /// The index of the most important tier with a waiter, or 4 when the queue is empty.
+    pub(crate) fn most_important(&self) -> usize {
+        self.tiers
+            .iter()
+            .position(|t| !t.is_empty())
+            .unwrap_or(Criticality::ALL.len())
+    }
+
     fn standing_for(&self, now: Duration) -> Duration {
         self.nonempty_since
             .map_or(Duration::ZERO, |since| now.saturating_sub(since))
