@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tailwater_core::names::{AlgorithmName, QueueName};
 use tailwater_core::{ConfigError, Criticality};
+pub use tailwater_load::backend::ServiceDistribution;
 
 /// Everything the drill runs with. Start from [`DrillConfig::full`] or
 /// [`DrillConfig::quick`] and adjust the public fields; [`DrillConfig::validate`] checks them.
@@ -23,8 +24,10 @@ use tailwater_core::{ConfigError, Criticality};
 pub struct DrillConfig {
     /// Backend workers (requests served at once).
     pub workers: NonZeroUsize,
-    /// Backend service time per request (constant).
+    /// Backend mean service time per request.
     pub service_time: Duration,
+    /// How the backend's service times vary around their mean (default constant).
+    pub service_dist: ServiceDistribution,
     /// Backend queue in front of the workers (FIFO); beyond it the backend answers 503.
     pub backend_queue: usize,
     /// Offered load per phase, as multiples of the backend's capacity.
@@ -63,6 +66,7 @@ impl DrillConfig {
         Self {
             workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             service_time: Duration::from_millis(40),
+            service_dist: ServiceDistribution::Constant,
             backend_queue: 1024,
             multipliers: vec![0.5, 1.0, 2.0, 5.0, 10.0],
             phase: Duration::from_secs(6),
@@ -198,6 +202,35 @@ impl DrillConfig {
         text.parse().map_err(|e| ConfigError::new("queue", e))
     }
 
+    /// Parses `--service-dist` (`constant`, `exponential`, `lognormal`, `bimodal`) with
+    /// `--service-cv` (lognormal only, default 1). Errors name `service_dist` or
+    /// `service_cv`.
+    pub fn parse_service_dist(
+        name: &str,
+        cv: Option<f64>,
+    ) -> Result<ServiceDistribution, ConfigError> {
+        let dist = match name.trim() {
+            "constant" => ServiceDistribution::Constant,
+            "exponential" => ServiceDistribution::Exponential,
+            "lognormal" => ServiceDistribution::lognormal(cv.unwrap_or(1.0))
+                .map_err(|e| ConfigError::new("service_cv", e.reason()))?,
+            "bimodal" => ServiceDistribution::BIMODAL,
+            other => {
+                return Err(ConfigError::new(
+                    "service_dist",
+                    format!("`{other}` is not constant, exponential, lognormal or bimodal"),
+                ));
+            }
+        };
+        if cv.is_some() && !matches!(dist, ServiceDistribution::LogNormal { .. }) {
+            return Err(ConfigError::new(
+                "service_cv",
+                "only applies to --service-dist lognormal",
+            ));
+        }
+        Ok(dist)
+    }
+
     /// Total length of one side's schedule.
     pub fn side_duration(&self) -> Duration {
         self.phase * self.multipliers.len() as u32
@@ -240,6 +273,40 @@ mod tests {
         assert_eq!(DrillConfig::parse_queue("lifo").unwrap(), QueueName::Lifo);
         let e = DrillConfig::parse_algorithm("gradient").unwrap_err();
         assert!(e.reason().contains("envoy-corrected"), "{e}");
+    }
+
+    #[test]
+    fn service_distributions_parse_and_name_the_field() {
+        let parse = DrillConfig::parse_service_dist;
+        assert_eq!(
+            parse("exponential", None).unwrap(),
+            ServiceDistribution::Exponential
+        );
+        assert_eq!(
+            parse("lognormal", Some(0.5)).unwrap(),
+            ServiceDistribution::LogNormal { cv: 0.5 }
+        );
+        assert_eq!(
+            parse("lognormal", None).unwrap(),
+            ServiceDistribution::LogNormal { cv: 1.0 }
+        );
+        assert_eq!(
+            parse("bimodal", None).unwrap(),
+            ServiceDistribution::BIMODAL
+        );
+        assert_eq!(
+            parse("constant", None).unwrap(),
+            ServiceDistribution::Constant
+        );
+        assert_eq!(parse("exp", None).unwrap_err().field(), "service_dist");
+        assert_eq!(
+            parse("lognormal", Some(0.0)).unwrap_err().field(),
+            "service_cv"
+        );
+        assert_eq!(
+            parse("constant", Some(1.0)).unwrap_err().field(),
+            "service_cv"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod model;
 mod run;
 mod table;
 
-pub use config::DrillConfig;
+pub use config::{DrillConfig, ServiceDistribution};
 pub use html::render_html;
 pub use json::to_json;
 pub use model::{DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult};

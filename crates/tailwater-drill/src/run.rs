@@ -115,6 +115,7 @@ pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillRepo
         capacity: config.capacity(),
         workers: config.workers.get(),
         service_time: config.service_time,
+        service_dist: config.service_dist.describe(),
         timeout: config.timeout,
         connections: config.connections.get(),
         algorithm: config.algorithm.as_str().to_string(),
@@ -179,6 +180,7 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
 /// The backend configuration of both sides.
 pub fn backend_config(config: &DrillConfig) -> BackendConfig {
     let mut b = BackendConfig::new(config.workers, config.service_time);
+    b.distribution = config.service_dist;
     b.queue = config.backend_queue;
     b.seed = config.seed;
     b

@@ -34,9 +34,16 @@ pub(crate) struct Args {
     /// Backend workers.
     #[arg(long, default_value_t = 8)]
     workers: usize,
-    /// Backend service time per request.
+    /// Backend mean service time per request.
     #[arg(long, default_value = "40ms")]
     service_time: String,
+    /// How the backend's service times vary: constant, exponential, lognormal (with
+    /// --service-cv) or bimodal (5 % of requests 10× slower).
+    #[arg(long, default_value = "constant")]
+    service_dist: String,
+    /// Coefficient of variation of --service-dist lognormal (default 1).
+    #[arg(long)]
+    service_cv: Option<f64>,
     /// Client timeout: responses after it are not goodput, and the client goes away.
     #[arg(long, default_value = "1s")]
     timeout: String,
@@ -95,6 +102,7 @@ fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
     c.workers = NonZeroUsize::new(args.workers)
         .ok_or_else(|| ConfigError::new("workers", "must be at least 1"))?;
     c.service_time = tailwater_load::parse_duration("service_time", &args.service_time)?;
+    c.service_dist = DrillConfig::parse_service_dist(&args.service_dist, args.service_cv)?;
     c.timeout = tailwater_load::parse_duration("timeout", &args.timeout)?;
     c.connections = NonZeroUsize::new(args.connections)
         .ok_or_else(|| ConfigError::new("connections", "must be at least 1"))?;
@@ -246,6 +254,10 @@ mod tests {
             "adaptive-lifo",
             "--tiers",
             "1,1,0.5,0.25",
+            "--service-dist",
+            "lognormal",
+            "--service-cv",
+            "2",
             "--uniform",
         ]))
         .unwrap();
@@ -255,6 +267,10 @@ mod tests {
         assert_eq!(c.algorithm, tailwater_drill::AlgorithmName::Vegas);
         assert_eq!(c.queue, tailwater_drill::QueueName::AdaptiveLifo);
         assert_eq!(c.tiers, [1.0, 1.0, 0.5, 0.25]);
+        assert_eq!(
+            c.service_dist,
+            tailwater_drill::ServiceDistribution::LogNormal { cv: 2.0 }
+        );
         assert!(!c.poisson);
     }
 
@@ -271,6 +287,8 @@ mod tests {
             (&["--mix", "gold=1"][..], "mix"),
             (&["--algorithm", "pid"][..], "algorithm"),
             (&["--queue", "random"][..], "queue"),
+            (&["--service-dist", "pareto"][..], "service_dist"),
+            (&["--service-cv", "2"][..], "service_cv"),
             (&["--tiers", "1,0.5"][..], "tiers"),
             (&["--tiers", "0.5,1,1,1"][..], "tiers"),
         ] {
