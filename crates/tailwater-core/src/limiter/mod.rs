@@ -347,6 +347,7 @@ impl<C: Clock> Limiter<C> {
             match st.displace_below(request.tier) {
                 Some(displaced) => {
                     s.counters.rejected(RejectReason::Displaced, displaced.tier);
+                    s.turned_away(displaced.tier);
                     let rejection = s.rejection(RejectReason::Displaced, displaced.tier);
                     wakers.extend(QueueState::reject_removed(&displaced, rejection));
                 }
@@ -355,6 +356,7 @@ impl<C: Clock> Limiter<C> {
                     drop(st);
                     wakers.into_iter().for_each(Waker::wake);
                     s.counters.rejected(RejectReason::QueueFull, request.tier);
+                    s.turned_away(request.tier);
                     return Err(s.rejection(RejectReason::QueueFull, request.tier));
                 }
             }
@@ -642,17 +644,17 @@ impl<C: Clock> Shared<C> {
     /// The most in flight at which a request of `tier`, over its `reserved` capacity, is
     /// still admitted at `limit` (`reserved` without tiers).
     ///
-    /// With a queue, contention is literal: the tier borrows up to the limit while no more
-    /// important request waits in the queue, and not at all while one does (the queue hands
-    /// it the next free slot). Without one, refused requests stand for the waiting ones:
-    /// the tier leaves free the headroom their refusals built up ([`Contention`]).
+    /// A tier leaves free the headroom that refusals of more important requests built up
+    /// ([`Contention`]). With a queue, a request that waits is not refused (the queue hands
+    /// it the next free slot, and nothing borrows while it waits); only one the queue turns
+    /// away (full, displaced, timed out) builds headroom.
     #[cold]
     #[inline(never)]
     fn borrowable(&self, tier: Criticality, limit: usize, reserved: usize) -> usize {
         match (&self.queue, &self.contention) {
-            (Some(queue), Some(_)) => {
+            (Some(queue), Some(c)) => {
                 if queue.waiting_from.load(Ordering::Acquire) >= tier.index() {
-                    limit
+                    c.capacity(tier, limit, self.clock.now())
                 } else {
                     reserved
                 }
@@ -662,14 +664,27 @@ impl<C: Clock> Shared<C> {
         }
     }
 
-    /// A request of `tier` was refused: without a queue, the less important tiers leave it
-    /// more headroom (with one, its wait in the queue is what holds them back).
+    /// A request of `tier` was refused admission: without a queue, the less important tiers
+    /// leave it more headroom (with one, it waits, and its wait holds them back).
     #[cold]
     #[inline(never)]
     fn contended(&self, tier: Criticality, limit: usize) {
         if let (None, Some(c)) = (&self.queue, &self.contention)
             && tier != Criticality::Sheddable
         {
+            c.refused(tier, limit, self.clock.now());
+        }
+    }
+
+    /// The queue turned away a request of `tier` (full, displaced, timed out): the less
+    /// important tiers leave more headroom.
+    #[cold]
+    #[inline(never)]
+    fn turned_away(&self, tier: Criticality) {
+        if let Some(c) = &self.contention
+            && tier != Criticality::Sheddable
+        {
+            let limit = self.read_mostly.limit.load(Ordering::Acquire);
             c.refused(tier, limit, self.clock.now());
         }
     }
@@ -786,6 +801,7 @@ impl<C: Clock> Shared<C> {
             now,
             |entry, reason| {
                 self.counters.rejected(reason, entry.tier);
+                self.turned_away(entry.tier);
                 self.rejection(reason, entry.tier)
             },
             wakers,

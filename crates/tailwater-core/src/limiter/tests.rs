@@ -269,6 +269,34 @@ fn with_a_queue_only_waiting_requests_hold_less_important_tiers_back() {
     assert_eq!(refill.len(), 10);
 }
 
+/// With a queue, an important request the queue turns away (here: timed out) holds less
+/// important work back as a refusal does without a queue.
+#[test]
+fn with_a_queue_a_turned_away_request_builds_headroom() {
+    let tiers = TierThresholds::default()
+        .with_contention_window(Duration::from_secs(1))
+        .unwrap();
+    let l = fixed(10)
+        .tiers(tiers)
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, 5 * MS).unwrap())
+        .build()
+        .unwrap();
+    let req = |t| Request::new().tier(t);
+    let mut held: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::Sheddable)).unwrap())
+        .collect();
+    let Ok(Acquire::Queued(mut waiter)) = l.enqueue(req(Criticality::Critical), 5 * MS) else {
+        panic!("a Critical request finds the limit full and waits");
+    };
+    l.clock().advance(6 * MS);
+    l.expire_waiters();
+    assert!(matches!(waiter.try_take(), Some(Err(_))));
+    held.pop();
+    let r = l.try_acquire_with(req(Criticality::Sheddable)).unwrap_err();
+    assert_eq!(r.reason, RejectReason::TierThreshold);
+    held.push(l.try_acquire_with(req(Criticality::Critical)).unwrap());
+}
+
 #[test]
 fn bypass_is_counted_but_never_limited() {
     let l = fixed(1).build().unwrap();
