@@ -163,6 +163,7 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
         critical,
         sheddable_plus,
         sheddable,
+        ..TierSettings::default()
     });
     let mut proxy = ProxyConfig::simple(
         "http://127.0.0.1:1"

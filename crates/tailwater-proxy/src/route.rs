@@ -364,6 +364,7 @@ fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError>
     if let Some(t) = &rc.tiers {
         let tiers =
             TierThresholds::new([t.critical_plus, t.critical, t.sheddable_plus, t.sheddable])
+                .and_then(|tiers| tiers.with_contention_window(t.contention_window))
                 .map_err(|e| ConfigError::core(&format!("{prefix}.tiers"), &e))?;
         b = b.tiers(tiers);
     }

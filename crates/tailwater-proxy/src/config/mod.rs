@@ -419,7 +419,9 @@ impl Default for QueueSettings {
     }
 }
 
-/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing.
+/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing: the capacity
+/// each tier keeps when more important tiers contend for the rest. Without contention a
+/// tier may use the whole limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierSettings {
@@ -431,15 +433,22 @@ pub struct TierSettings {
     pub sheddable_plus: f64,
     /// `sheddable` threshold.
     pub sheddable: f64,
+    /// How fast the capacity held free for more important tiers after they were refused is
+    /// given back (one slot per window; see tailwater-core's `TierThresholds`).
+    #[serde(deserialize_with = "duration::de")]
+    pub contention_window: Duration,
 }
 
 impl Default for TierSettings {
+    /// tailwater-core's defaults: 100/80/50/20 %, reserved only under contention.
     fn default() -> Self {
+        let core = tailwater_core::TierThresholds::default();
         Self {
             critical_plus: 1.0,
             critical: 0.8,
             sheddable_plus: 0.5,
             sheddable: 0.2,
+            contention_window: core.contention_window(),
         }
     }
 }
