@@ -60,14 +60,20 @@ impl Contention {
         let now_ms = millis(now);
         for lower in &Criticality::ALL[tier.index() + 1..] {
             let max = limit - self.tiers.capacity(*lower, limit).min(limit);
-            let _ = self.words[lower.index()].fetch_update(
-                Ordering::AcqRel,
-                Ordering::Acquire,
-                |word| {
-                    let slots = (self.headroom_of(word, now_ms) + 1).min(max) as u64;
-                    Some((now_ms << SLOTS) | slots)
-                },
-            );
+            let cell = &self.words[lower.index()];
+            let mut word = cell.load(Ordering::Acquire);
+            loop {
+                let slots = (self.headroom_of(word, now_ms) + 1).min(max) as u64;
+                match cell.compare_exchange_weak(
+                    word,
+                    (now_ms << SLOTS) | slots,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => word = actual,
+                }
+            }
         }
     }
 }
