@@ -20,8 +20,9 @@ use std::task::{Context, Poll, Waker};
 
 use congestion_limiter::limiter::{DefaultLimiter, Limiter as _, Outcome as ClOutcome};
 use congestion_limiter::limits::Aimd as ClAimd;
-use tailwater_core::Limiter;
 use tailwater_core::algorithm::{Aimd, Windowed};
+use tailwater_core::limiter::Request;
+use tailwater_core::{Criticality, Limiter, TierThresholds};
 
 fn main() {
     divan::main();
@@ -74,6 +75,22 @@ fn tailwater_default(bencher: divan::Bencher<'_, '_>) {
     warm(&limiter);
     bencher.bench(|| {
         let permit = limiter.try_acquire().expect("below the limit");
+        permit.success();
+    });
+}
+
+/// The default limiter with criticality tiers on, admitting a `Sheddable` request (the tier
+/// with the lowest threshold, so the one whose admission consults the tier check most).
+#[divan::bench(threads = [1, 2])]
+fn tailwater_default_tiers(bencher: divan::Bencher<'_, '_>) {
+    let limiter = Limiter::builder()
+        .tiers(TierThresholds::default())
+        .build()
+        .expect("defaults are valid");
+    warm(&limiter);
+    let request = Request::new().tier(Criticality::Sheddable);
+    bencher.bench(|| {
+        let permit = limiter.try_acquire_with(request).expect("below the limit");
         permit.success();
     });
 }

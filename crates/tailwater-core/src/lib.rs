@@ -35,9 +35,10 @@
 //! ## Tiers, partitions and queues
 //!
 //! - **Criticality tiers** ([`Criticality`], [`TierThresholds`]): the SRE book's four levels.
-//!   A request of a tier is admitted only while in-flight/limit is below its threshold
-//!   (100 / 80 / 50 / 20 % by default, the seed's "Tiered shedding"), so the least important
-//!   work is shed first and the most important last.
+//!   Each tier keeps a share of the limit (100 / 80 / 50 / 20 % by default, the seed's
+//!   "Tiered shedding") while more important tiers contend for the rest, and may use the
+//!   whole limit when none does: the least important work is shed first and the most
+//!   important last, and no capacity is reserved without contention.
 //! - **Partitions**: Netflix-style percentage shares, each guaranteed its share and free to
 //!   borrow idle capacity, without ever exceeding the limit.
 //! - **Waiting** ([`limiter::QueueConfig`]): a bounded queue with FIFO, LIFO, adaptive LIFO
@@ -78,6 +79,7 @@ pub mod clock;
 pub mod criticality;
 pub mod error;
 pub mod limiter;
+pub mod names;
 pub mod rate;
 mod sync;
 

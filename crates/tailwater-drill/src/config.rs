@@ -3,76 +3,9 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use tailwater_core::names::{AlgorithmName, QueueName};
 use tailwater_core::{ConfigError, Criticality};
-
-/// The limit algorithm the proxy uses in the protected run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitAlgorithm {
-    /// Additive increase, multiplicative decrease on drops and on RTTs above the limit's
-    /// timeout (Netflix `AIMDLimit`).
-    Aimd,
-    /// Delay-based: the queue estimated from the RTT above its minimum (Netflix `VegasLimit`).
-    Vegas,
-    /// Gradient of the long-term vs the short-term RTT (Netflix `Gradient2Limit`).
-    Gradient2,
-}
-
-impl LimitAlgorithm {
-    /// Parses `aimd`, `vegas` or `gradient2`. Errors name `algorithm`.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "aimd" => Ok(Self::Aimd),
-            "vegas" => Ok(Self::Vegas),
-            "gradient2" | "gradient" => Ok(Self::Gradient2),
-            other => Err(ConfigError::new(
-                "algorithm",
-                format!("`{other}` is not aimd, vegas or gradient2"),
-            )),
-        }
-    }
-
-    /// The name used in tables and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Aimd => "aimd",
-            Self::Vegas => "vegas",
-            Self::Gradient2 => "gradient2",
-        }
-    }
-}
-
-/// The proxy's queue discipline in the protected run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueDiscipline {
-    /// FIFO with controlled delay: a standing queue is drained by shedding (Facebook, "Fail
-    /// at Scale").
-    Codel,
-    /// FIFO that flips to LIFO under a standing queue, so the freshest requests, whose
-    /// clients are still waiting, are served first.
-    AdaptiveLifo,
-}
-
-impl QueueDiscipline {
-    /// Parses `codel` or `adaptive-lifo` (`adaptive_lifo`). Errors name `queue`.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "codel" => Ok(Self::Codel),
-            "adaptive-lifo" | "lifo" => Ok(Self::AdaptiveLifo),
-            other => Err(ConfigError::new(
-                "queue",
-                format!("`{other}` is not codel or adaptive-lifo"),
-            )),
-        }
-    }
-
-    /// The name used in tables and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Codel => "codel",
-            Self::AdaptiveLifo => "adaptive-lifo",
-        }
-    }
-}
+pub use tailwater_load::backend::ServiceDistribution;
 
 /// Everything the drill runs with. Start from [`DrillConfig::full`] or
 /// [`DrillConfig::quick`] and adjust the public fields; [`DrillConfig::validate`] checks them.
@@ -91,8 +24,10 @@ impl QueueDiscipline {
 pub struct DrillConfig {
     /// Backend workers (requests served at once).
     pub workers: NonZeroUsize,
-    /// Backend service time per request (constant).
+    /// Backend mean service time per request.
     pub service_time: Duration,
+    /// How the backend's service times vary around their mean (default constant).
+    pub service_dist: ServiceDistribution,
     /// Backend queue in front of the workers (FIFO); beyond it the backend answers 503.
     pub backend_queue: usize,
     /// Offered load per phase, as multiples of the backend's capacity.
@@ -106,10 +41,11 @@ pub struct DrillConfig {
     pub connections: NonZeroUsize,
     /// The criticality mix sent in `x-criticality`, as `(tier, weight)`.
     pub mix: Vec<(Criticality, f64)>,
-    /// The proxy's limit algorithm.
-    pub algorithm: LimitAlgorithm,
-    /// The proxy's queue discipline.
-    pub queue: QueueDiscipline,
+    /// The proxy's limit algorithm: any the core has, by its one name (default
+    /// `recommended`, the default of the proxy, the library and the tower layers).
+    pub algorithm: AlgorithmName,
+    /// The proxy's queue discipline, by its one name.
+    pub queue: QueueName,
     /// The proxy's utilisation thresholds per tier (`critical_plus`, `critical`,
     /// `sheddable_plus`, `sheddable`): a tier is admitted while in-flight requests are below
     /// `limit × threshold`, so the least critical work is shed first.
@@ -130,6 +66,7 @@ impl DrillConfig {
         Self {
             workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             service_time: Duration::from_millis(40),
+            service_dist: ServiceDistribution::Constant,
             backend_queue: 1024,
             multipliers: vec![0.5, 1.0, 2.0, 5.0, 10.0],
             phase: Duration::from_secs(6),
@@ -141,8 +78,8 @@ impl DrillConfig {
                 (Criticality::SheddablePlus, 25.0),
                 (Criticality::Sheddable, 15.0),
             ],
-            algorithm: LimitAlgorithm::Vegas,
-            queue: QueueDiscipline::Codel,
+            algorithm: AlgorithmName::Recommended,
+            queue: QueueName::Codel,
             tiers: [1.0, 0.9, 0.75, 0.5],
             seed: 7,
             poisson: true,
@@ -253,6 +190,47 @@ impl DrillConfig {
         Ok(out)
     }
 
+    /// Parses an algorithm name (tailwater-core's one spelling). Errors name `algorithm`
+    /// and list the valid names.
+    pub fn parse_algorithm(text: &str) -> Result<AlgorithmName, ConfigError> {
+        text.parse().map_err(|e| ConfigError::new("algorithm", e))
+    }
+
+    /// Parses a queue discipline name (tailwater-core's one spelling). Errors name `queue`
+    /// and list the valid names.
+    pub fn parse_queue(text: &str) -> Result<QueueName, ConfigError> {
+        text.parse().map_err(|e| ConfigError::new("queue", e))
+    }
+
+    /// Parses `--service-dist` (`constant`, `exponential`, `lognormal`, `bimodal`) with
+    /// `--service-cv` (lognormal only, default 1). Errors name `service_dist` or
+    /// `service_cv`.
+    pub fn parse_service_dist(
+        name: &str,
+        cv: Option<f64>,
+    ) -> Result<ServiceDistribution, ConfigError> {
+        let dist = match name.trim() {
+            "constant" => ServiceDistribution::Constant,
+            "exponential" => ServiceDistribution::Exponential,
+            "lognormal" => ServiceDistribution::lognormal(cv.unwrap_or(1.0))
+                .map_err(|e| ConfigError::new("service_cv", e.reason()))?,
+            "bimodal" => ServiceDistribution::BIMODAL,
+            other => {
+                return Err(ConfigError::new(
+                    "service_dist",
+                    format!("`{other}` is not constant, exponential, lognormal or bimodal"),
+                ));
+            }
+        };
+        if cv.is_some() && !matches!(dist, ServiceDistribution::LogNormal { .. }) {
+            return Err(ConfigError::new(
+                "service_cv",
+                "only applies to --service-dist lognormal",
+            ));
+        }
+        Ok(dist)
+    }
+
     /// Total length of one side's schedule.
     pub fn side_duration(&self) -> Duration {
         self.phase * self.multipliers.len() as u32
@@ -286,8 +264,49 @@ mod tests {
         let mut c = DrillConfig::quick();
         c.mix = vec![(Criticality::Critical, 0.0)];
         assert_eq!(c.validate().unwrap_err().field(), "mix");
-        assert_eq!(LimitAlgorithm::parse("x").unwrap_err().field(), "algorithm");
-        assert_eq!(QueueDiscipline::parse("x").unwrap_err().field(), "queue");
+        assert_eq!(
+            DrillConfig::parse_algorithm("x").unwrap_err().field(),
+            "algorithm"
+        );
+        assert_eq!(DrillConfig::parse_queue("x").unwrap_err().field(), "queue");
+        // `lifo` is plain LIFO, not adaptive LIFO; `gradient` is no name at all.
+        assert_eq!(DrillConfig::parse_queue("lifo").unwrap(), QueueName::Lifo);
+        let e = DrillConfig::parse_algorithm("gradient").unwrap_err();
+        assert!(e.reason().contains("envoy-corrected"), "{e}");
+    }
+
+    #[test]
+    fn service_distributions_parse_and_name_the_field() {
+        let parse = DrillConfig::parse_service_dist;
+        assert_eq!(
+            parse("exponential", None).unwrap(),
+            ServiceDistribution::Exponential
+        );
+        assert_eq!(
+            parse("lognormal", Some(0.5)).unwrap(),
+            ServiceDistribution::LogNormal { cv: 0.5 }
+        );
+        assert_eq!(
+            parse("lognormal", None).unwrap(),
+            ServiceDistribution::LogNormal { cv: 1.0 }
+        );
+        assert_eq!(
+            parse("bimodal", None).unwrap(),
+            ServiceDistribution::BIMODAL
+        );
+        assert_eq!(
+            parse("constant", None).unwrap(),
+            ServiceDistribution::Constant
+        );
+        assert_eq!(parse("exp", None).unwrap_err().field(), "service_dist");
+        assert_eq!(
+            parse("lognormal", Some(0.0)).unwrap_err().field(),
+            "service_cv"
+        );
+        assert_eq!(
+            parse("constant", Some(1.0)).unwrap_err().field(),
+            "service_cv"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The drill as JSON.
 //!
-//! Keys (stable): `capacity`, `workers`, `service_time_ms`, `timeout_ms`, `connections`,
+//! Keys (stable): `capacity`, `workers`, `service_time_ms`, `service_dist`, `timeout_ms`, `connections`,
 //! `algorithm`, `queue`, `mix` (tier → percent), `elapsed_s`, `outcomes_balance`, and
 //! `unprotected` / `protected`, each with `elapsed_s`, `abandoned`, `delayed_by_cap`,
 //! `wasted_after_end`, `backend_service_mean_ms`, `proxy` (protected only: `final_limit`, `min_limit`, `max_limit`,
@@ -107,6 +107,7 @@ pub fn to_json(report: &DrillReport) -> Value {
         "capacity": round2(report.capacity),
         "workers": report.workers,
         "service_time_ms": report.service_time.as_secs_f64() * 1000.0,
+        "service_dist": report.service_dist,
         "timeout_ms": report.timeout.as_secs_f64() * 1000.0,
         "connections": report.connections,
         "algorithm": report.algorithm,

@@ -44,13 +44,14 @@ mod model;
 mod run;
 mod table;
 
-pub use config::{DrillConfig, LimitAlgorithm, QueueDiscipline};
+pub use config::{DrillConfig, ServiceDistribution};
 pub use html::render_html;
 pub use json::to_json;
 pub use model::{DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult};
 pub use run::{Event, Observer, backend_config, proxy_config, run, run_side};
 pub use table::render_table;
 pub use tailwater_core::ConfigError;
+pub use tailwater_core::names::{AlgorithmName, QueueName};
 
 /// Why the drill could not run (request failures are results, not errors).
 #[derive(Debug, thiserror::Error)]

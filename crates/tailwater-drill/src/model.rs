@@ -195,8 +195,10 @@ pub struct DrillReport {
     pub capacity: f64,
     /// Backend workers.
     pub workers: usize,
-    /// Backend service time.
+    /// Backend mean service time.
     pub service_time: Duration,
+    /// How the backend's service times vary around the mean (e.g. `exponential (CV 1)`).
+    pub service_dist: String,
     /// Client timeout.
     pub timeout: Duration,
     /// Client connections.

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tailwater_core::names::AlgorithmName;
 use tailwater_load::backend::{Backend, BackendConfig, BackendStats};
 use tailwater_load::{
     Config as LoadConfig, ErrorKind, HeaderMix, Percentiles, Progress, Report, Schedule, Segment,
@@ -18,14 +19,13 @@ use tailwater_load::{
 };
 use tailwater_proxy::Proxy;
 use tailwater_proxy::config::{
-    Algorithm, Config as ProxyConfig, Discipline, LimitConfig, QueueSettings, RouteConfig,
-    TierSettings,
+    Config as ProxyConfig, LimitConfig, QueueSettings, RouteConfig, TierSettings,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::DrillError;
-use crate::config::{DrillConfig, INTERVAL, LimitAlgorithm, QueueDiscipline};
+use crate::config::{DrillConfig, INTERVAL};
 use crate::model::{
     DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult,
 };
@@ -115,6 +115,7 @@ pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillRepo
         capacity: config.capacity(),
         workers: config.workers.get(),
         service_time: config.service_time,
+        service_dist: config.service_dist.describe(),
         timeout: config.timeout,
         connections: config.connections.get(),
         algorithm: config.algorithm.as_str().to_string(),
@@ -138,27 +139,21 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
         .map_err(|_| DrillError::Internal("backend address is not a URI"))?;
     let workers = config.workers.get();
     let mut route = RouteConfig::new("drill", upstream);
-    let (algorithm, timeout) = match config.algorithm {
-        // AIMD has no latency model of its own: an RTT of 3 service times counts as a drop.
-        LimitAlgorithm::Aimd => (Algorithm::Aimd, Some(config.service_time * 3)),
-        LimitAlgorithm::Vegas => (Algorithm::Vegas, None),
-        LimitAlgorithm::Gradient2 => (Algorithm::Gradient2, None),
-    };
+    // Bounds around the backend's concurrency for the algorithms that take them; AIMD has
+    // no latency model of its own: an RTT of 3 service times counts as a drop.
+    let name = config.algorithm;
+    let takes = |param: &str| name.parameters().contains(&param);
     route.limit = LimitConfig {
-        algorithm,
-        limit: None,
-        initial_limit: Some(workers * 2),
-        min_limit: Some(1),
-        max_limit: Some((workers * 8).max(8)),
-        backoff_ratio: None,
-        timeout,
-        smoothing: None,
+        algorithm: name,
+        limit: takes("limit").then_some(workers),
+        initial_limit: takes("initial_limit").then_some(workers * 2),
+        min_limit: takes("min_limit").then_some(1),
+        max_limit: takes("max_limit").then_some((workers * 8).max(8)),
+        timeout: (name == AlgorithmName::Aimd).then_some(config.service_time * 3),
+        ..LimitConfig::default()
     };
     route.queue = Some(QueueSettings {
-        discipline: match config.queue {
-            QueueDiscipline::Codel => Discipline::Codel,
-            QueueDiscipline::AdaptiveLifo => Discipline::AdaptiveLifo,
-        },
+        discipline: config.queue,
         capacity: (workers * 8).max(16),
         ..QueueSettings::default()
     });
@@ -168,6 +163,7 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
         critical,
         sheddable_plus,
         sheddable,
+        ..TierSettings::default()
     });
     let mut proxy = ProxyConfig::simple(
         "http://127.0.0.1:1"
@@ -185,6 +181,7 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
 /// The backend configuration of both sides.
 pub fn backend_config(config: &DrillConfig) -> BackendConfig {
     let mut b = BackendConfig::new(config.workers, config.service_time);
+    b.distribution = config.service_dist;
     b.queue = config.backend_queue;
     b.seed = config.seed;
     b
@@ -602,12 +599,9 @@ mod tests {
     #[test]
     fn proxy_and_backend_configs_are_valid_for_every_algorithm_and_queue() {
         let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
-        for algorithm in [
-            LimitAlgorithm::Aimd,
-            LimitAlgorithm::Vegas,
-            LimitAlgorithm::Gradient2,
-        ] {
-            for queue in [QueueDiscipline::Codel, QueueDiscipline::AdaptiveLifo] {
+        // Every algorithm the core has, Envoy's included, and every queue discipline.
+        for algorithm in AlgorithmName::ALL {
+            for queue in tailwater_core::names::QueueName::ALL {
                 let mut c = DrillConfig::quick();
                 c.algorithm = algorithm;
                 c.queue = queue;
@@ -616,6 +610,13 @@ mod tests {
                 assert_eq!(p.upstream.request_timeout, c.timeout);
             }
         }
+        // The default drill runs the proxy's default algorithm, untuned.
+        let p = proxy_config(&DrillConfig::full(), addr).expect("valid proxy config");
+        assert_eq!(p.routes[0].limit.algorithm, AlgorithmName::Recommended);
+        assert_eq!(
+            p.routes[0].limit.params(),
+            tailwater_core::names::AlgorithmParams::default()
+        );
         let b = backend_config(&DrillConfig::full());
         assert_eq!(b.capacity(), 200.0);
     }

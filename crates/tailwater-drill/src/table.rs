@@ -114,9 +114,10 @@ pub fn render_table(report: &DrillReport) -> String {
     let cap = report.capacity;
     let _ = writeln!(
         out,
-        "tailwater drill: backend {} workers × {} = {:.0} req/s capacity; clients time out after {}, {} connections",
+        "tailwater drill: backend {} workers × {} ({} service times) = {:.0} req/s capacity; clients time out after {}, {} connections",
         report.workers,
         fmt_duration(report.service_time),
+        report.service_dist,
         cap,
         fmt_duration(report.timeout),
         report.connections

@@ -49,7 +49,11 @@ fn quick_drill_protected_beats_unprotected_at_5x() {
         unprotected.ok
     );
 
+    // The backend's service-time distribution is part of every rendering.
+    assert!(table.contains("(constant service times)"), "{table}");
     let json = to_json(&report);
+    assert_eq!(json["service_dist"], "constant");
+    assert_eq!(json["algorithm"], "recommended");
     assert_eq!(json["outcomes_balance"], serde_json::Value::Bool(true));
     assert_eq!(
         json["protected"]["phases"].as_array().map(Vec::len),
@@ -69,4 +73,5 @@ fn quick_drill_protected_beats_unprotected_at_5x() {
         assert!(!html.contains(fetch), "the report must not load `{fetch}`");
     }
     assert!(html.contains("critical_plus"));
+    assert!(html.contains("(constant service times;"));
 }

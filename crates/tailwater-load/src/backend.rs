@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand_distr::{Distribution as _, Exp, LogNormal};
+use rand_distr::{Bernoulli, Distribution as _, Exp, LogNormal};
 use tailwater_core::ConfigError;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
@@ -53,29 +53,115 @@ pub enum ServiceDistribution {
         /// Coefficient of variation (standard deviation / mean).
         cv: f64,
     },
+    /// Two modes: a fraction `slow_fraction` of requests takes `slow_factor` times as long
+    /// as the others (a cache miss, a slow dependency), scaled so the mean is the configured
+    /// one.
+    Bimodal {
+        /// Fraction of slow requests, in `(0, 1)`.
+        slow_fraction: f64,
+        /// How many times slower a slow request is, > 1.
+        slow_factor: f64,
+    },
 }
 
 impl ServiceDistribution {
-    /// Parses `const`, `exp` or `lognormal:CV`. Errors name `distribution`.
+    /// [`Bimodal`](Self::Bimodal) as `bimodal` alone means it: 5 % of requests 10× slower
+    /// (CV about 1.35).
+    pub const BIMODAL: Self = Self::Bimodal {
+        slow_fraction: 0.05,
+        slow_factor: 10.0,
+    };
+
+    /// Parses `constant` (`const`), `exponential` (`exp`), `lognormal:CV` or `bimodal`
+    /// (`bimodal:P:K`: a fraction P of requests K times slower). Errors name `distribution`.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = |other: &str| {
+            ConfigError::new(
+                "distribution",
+                format!("`{other}` is not constant, exponential, lognormal:CV or bimodal[:P:K]"),
+            )
+        };
         match text.trim() {
             "const" | "constant" => Ok(Self::Constant),
             "exp" | "exponential" => Ok(Self::Exponential),
+            "bimodal" => Ok(Self::BIMODAL),
             other => {
+                if let Some(rest) = other.strip_prefix("bimodal:") {
+                    let (p, k) = rest.split_once(':').ok_or_else(|| bad(other))?;
+                    let p: f64 = p.parse().map_err(|_| bad(other))?;
+                    let k: f64 = k.parse().map_err(|_| bad(other))?;
+                    return Self::bimodal(p, k);
+                }
                 let cv = other
                     .strip_prefix("lognormal:")
                     .and_then(|v| v.parse::<f64>().ok())
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "distribution",
-                            format!("`{other}` is not const, exp or lognormal:CV"),
-                        )
-                    })?;
-                if !cv.is_finite() || cv <= 0.0 {
-                    return Err(ConfigError::new("distribution", "lognormal CV must be > 0"));
-                }
-                Ok(Self::LogNormal { cv })
+                    .ok_or_else(|| bad(other))?;
+                Self::lognormal(cv)
             }
+        }
+    }
+
+    /// Log-normal with coefficient of variation `cv` (> 0). Errors name `distribution`.
+    pub fn lognormal(cv: f64) -> Result<Self, ConfigError> {
+        if !cv.is_finite() || cv <= 0.0 || cv > 100.0 {
+            return Err(ConfigError::new(
+                "distribution",
+                "lognormal CV must be in (0, 100]",
+            ));
+        }
+        Ok(Self::LogNormal { cv })
+    }
+
+    /// A fraction `slow_fraction` in `(0, 1)` of requests `slow_factor` (> 1, at most 1000)
+    /// times slower. Errors name `distribution`.
+    pub fn bimodal(slow_fraction: f64, slow_factor: f64) -> Result<Self, ConfigError> {
+        let fraction_ok = slow_fraction > 0.0 && slow_fraction < 1.0;
+        let factor_ok = slow_factor > 1.0 && slow_factor <= 1000.0;
+        if !(fraction_ok && factor_ok) {
+            return Err(ConfigError::new(
+                "distribution",
+                "bimodal needs a slow fraction in (0, 1) and a factor in (1, 1000]",
+            ));
+        }
+        Ok(Self::Bimodal {
+            slow_fraction,
+            slow_factor,
+        })
+    }
+
+    /// The coefficient of variation (standard deviation / mean).
+    pub fn cv(&self) -> f64 {
+        match *self {
+            Self::Constant => 0.0,
+            Self::Exponential => 1.0,
+            Self::LogNormal { cv } => cv,
+            Self::Bimodal {
+                slow_fraction: p,
+                slow_factor: k,
+            } => {
+                // Fast value f, slow k·f, mean 1: f = 1 / (1 + p(k − 1)).
+                let f = 1.0 / (1.0 + p * (k - 1.0));
+                let m2 = f * f * ((1.0 - p) + p * k * k);
+                (m2 - 1.0).max(0.0).sqrt()
+            }
+        }
+    }
+
+    /// A short description for reports, e.g. `lognormal (CV 0.5)`.
+    pub fn describe(&self) -> String {
+        match *self {
+            Self::Constant => "constant".into(),
+            Self::Exponential => "exponential (CV 1)".into(),
+            Self::LogNormal { cv } => format!("lognormal (CV {cv})"),
+            Self::Bimodal {
+                slow_fraction,
+                slow_factor,
+            } => format!(
+                "bimodal ({}% {}× slower, CV {:.1})",
+                slow_fraction * 100.0,
+                slow_factor,
+                self.cv()
+            ),
         }
     }
 }
@@ -239,6 +325,17 @@ impl State {
                 LogNormal::new(mean.ln() - sigma2 / 2.0, sigma2.sqrt())
                     .map(|d| d.sample(&mut *rng))
                     .unwrap_or(mean)
+            }
+            ServiceDistribution::Bimodal {
+                slow_fraction,
+                slow_factor,
+            } => {
+                let fast = mean / (1.0 + slow_fraction * (slow_factor - 1.0));
+                if Bernoulli::new(slow_fraction).is_ok_and(|d| d.sample(&mut *rng)) {
+                    fast * slow_factor
+                } else {
+                    fast
+                }
             }
         };
         Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
@@ -465,6 +562,31 @@ mod tests {
             ServiceDistribution::parse("x").unwrap_err().field(),
             "distribution"
         );
+        assert_eq!(
+            ServiceDistribution::parse("bimodal").unwrap(),
+            ServiceDistribution::BIMODAL
+        );
+        assert_eq!(
+            ServiceDistribution::parse("bimodal:0.01:50").unwrap(),
+            ServiceDistribution::Bimodal {
+                slow_fraction: 0.01,
+                slow_factor: 50.0
+            }
+        );
+        for bad in [
+            "bimodal:2:10",
+            "bimodal:0.1",
+            "bimodal:0.1:1",
+            "lognormal:0",
+            "lognormal:x",
+        ] {
+            assert_eq!(
+                ServiceDistribution::parse(bad).unwrap_err().field(),
+                "distribution",
+                "{bad}"
+            );
+        }
+        assert!((ServiceDistribution::BIMODAL.cv() - 1.35).abs() < 0.01);
     }
 
     #[test]
@@ -473,6 +595,7 @@ mod tests {
             ServiceDistribution::Constant,
             ServiceDistribution::Exponential,
             ServiceDistribution::LogNormal { cv: 1.5 },
+            ServiceDistribution::BIMODAL,
         ] {
             let mut c = BackendConfig::new(NonZeroUsize::MIN, Duration::from_millis(10));
             c.distribution = d;

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use tailwater_core::algorithm::{Aimd, Fixed, Gradient2, LimitAlgorithm, Vegas};
+use tailwater_core::algorithm::LimitAlgorithm;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
 use tailwater_core::{Limiter, TierThresholds};
 use tailwater_tower::edge::RateLimitPolicies;
 
+use tailwater_core::names::QueueName;
+
 use crate::config::{
-    Algorithm, Config, ConfigError, Discipline, LimitConfig, QueueSettings, RateKey,
-    RateLimitConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
+    Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
+    UpstreamConfig, UpstreamProtocol,
 };
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
@@ -356,7 +358,7 @@ fn build_route(
         queue_wait: rc
             .queue
             .as_ref()
-            .filter(|q| q.discipline != Discipline::None)
+            .filter(|q| q.discipline != QueueName::None)
             .map(|q| q.max_wait),
         rate_limits,
         retry_after: rc.retry_after,
@@ -375,141 +377,42 @@ fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError>
     if let Some(t) = &rc.tiers {
         let tiers =
             TierThresholds::new([t.critical_plus, t.critical, t.sheddable_plus, t.sheddable])
+                .and_then(|tiers| tiers.with_contention_window(t.contention_window))
                 .map_err(|e| ConfigError::core(&format!("{prefix}.tiers"), &e))?;
         b = b.tiers(tiers);
     }
-    if let Some(q) = rc
-        .queue
-        .as_ref()
-        .filter(|q| q.discipline != Discipline::None)
+    if let Some(q) = &rc.queue
+        && let Some(queue) = build_queue(&format!("{prefix}.queue"), q)?
     {
-        b = b.queue(build_queue(&format!("{prefix}.queue"), q)?);
+        b = b.queue(queue);
     }
     b.build().map_err(|e| ConfigError::core(prefix, &e))
 }
 
-fn build_queue(qp: &str, q: &QueueSettings) -> Result<QueueConfig, ConfigError> {
-    let discipline = match q.discipline {
-        Discipline::None => unreachable!("filtered out by the caller"),
-        Discipline::Fifo => QueueDiscipline::Fifo,
-        Discipline::Lifo => QueueDiscipline::Lifo,
-        Discipline::AdaptiveLifo => QueueDiscipline::AdaptiveLifo {
+/// The route's queue with its settings, or `None` for `discipline = "none"`.
+fn build_queue(qp: &str, q: &QueueSettings) -> Result<Option<QueueConfig>, ConfigError> {
+    let discipline = match q.discipline.discipline() {
+        None => return Ok(None),
+        Some(QueueDiscipline::AdaptiveLifo { .. }) => QueueDiscipline::AdaptiveLifo {
             standing_after: q.standing_after,
         },
-        Discipline::Codel => QueueDiscipline::CoDel {
+        Some(QueueDiscipline::CoDel { .. }) => QueueDiscipline::CoDel {
             target: q.target,
             interval: q.interval,
         },
+        Some(other) => other,
     };
-    QueueConfig::new(q.capacity, discipline, q.max_wait).map_err(|e| ConfigError::core(qp, &e))
+    QueueConfig::new(q.capacity, discipline, q.max_wait)
+        .map(Some)
+        .map_err(|e| ConfigError::core(qp, &e))
 }
 
+/// The route's algorithm, built by tailwater-core's one constructor for named algorithms;
+/// its errors are placed under `route[i].limit`.
 fn build_algorithm(lp: &str, l: &LimitConfig) -> Result<Box<dyn LimitAlgorithm>, ConfigError> {
-    let unused = |field: &str, set: bool| -> Result<(), ConfigError> {
-        if set {
-            Err(ConfigError::new(
-                format!("{lp}.{field}"),
-                format!(
-                    "is not a parameter of algorithm `{}`",
-                    algorithm_name(l.algorithm)
-                ),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let core = |e: tailwater_core::ConfigError| ConfigError::core(lp, &e);
-    match l.algorithm {
-        Algorithm::Fixed => {
-            unused("backoff_ratio", l.backoff_ratio.is_some())?;
-            unused("smoothing", l.smoothing.is_some())?;
-            let Some(limit) = l.limit.or(l.initial_limit) else {
-                return Err(ConfigError::new(
-                    format!("{lp}.limit"),
-                    "is required for algorithm `fixed`",
-                ));
-            };
-            Ok(Box::new(Fixed::new(limit).map_err(core)?))
-        }
-        Algorithm::Aimd => {
-            unused("limit", l.limit.is_some())?;
-            unused("smoothing", l.smoothing.is_some())?;
-            let mut b = Aimd::builder();
-            if let Some(v) = l.min_limit {
-                b = b.min_limit(v);
-            }
-            if let Some(v) = l.max_limit {
-                b = b.max_limit(v);
-            }
-            // Keep the initial limit inside [min, max] when only one bound was given.
-            let initial = l.initial_limit.unwrap_or_else(|| {
-                20usize.clamp(
-                    l.min_limit.unwrap_or(20).min(l.max_limit.unwrap_or(200)),
-                    l.max_limit.unwrap_or(200),
-                )
-            });
-            b = b.initial_limit(initial);
-            if let Some(v) = l.backoff_ratio {
-                b = b.backoff_ratio(v);
-            }
-            if let Some(v) = l.timeout {
-                b = b.timeout(v);
-            }
-            Ok(Box::new(b.build().map_err(core)?))
-        }
-        Algorithm::Vegas => {
-            unused("limit", l.limit.is_some())?;
-            unused("backoff_ratio", l.backoff_ratio.is_some())?;
-            unused("timeout", l.timeout.is_some())?;
-            let mut b = Vegas::builder();
-            if let Some(v) = l.initial_limit {
-                b = b.initial_limit(v);
-            }
-            if let Some(v) = l.min_limit {
-                b = b.min_limit(v);
-            }
-            if let Some(v) = l.max_limit {
-                b = b.max_limit(v);
-            }
-            if let Some(v) = l.smoothing {
-                b = b.smoothing(v);
-            }
-            Ok(Box::new(b.build().map_err(core)?))
-        }
-        Algorithm::Gradient2 => {
-            unused("limit", l.limit.is_some())?;
-            // The corrected variant (see tailwater-core's gradient2 docs).
-            let mut b = Gradient2::builder().corrected();
-            if let Some(v) = l.initial_limit {
-                b = b.initial_limit(v);
-            }
-            if let Some(v) = l.min_limit {
-                b = b.min_limit(v);
-            }
-            if let Some(v) = l.max_limit {
-                b = b.max_limit(v);
-            }
-            if let Some(v) = l.smoothing {
-                b = b.smoothing(v);
-            }
-            if let Some(v) = l.backoff_ratio {
-                b = b.backoff_ratio(v);
-            }
-            if let Some(v) = l.timeout {
-                b = b.timeout(v);
-            }
-            Ok(Box::new(b.build().map_err(core)?))
-        }
-    }
-}
-
-fn algorithm_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::Fixed => "fixed",
-        Algorithm::Aimd => "aimd",
-        Algorithm::Vegas => "vegas",
-        Algorithm::Gradient2 => "gradient2",
-    }
+    l.algorithm
+        .build(&l.params())
+        .map_err(|e| ConfigError::core(lp, &e))
 }
 
 fn build_rate(rp: &str, rl: &RateLimitConfig) -> Result<RateLimit, ConfigError> {
@@ -541,4 +444,81 @@ pub(crate) fn upstream_uri(
     parts.authority = Some(route.authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use tailwater_core::names::{AlgorithmName, QueueName};
+
+    use super::*;
+
+    fn route_with(limit: &str, queue: &str) -> Result<RouteTable, ConfigError> {
+        let src = format!(
+            "[[route]]\nupstream = \"http://127.0.0.1:9\"\n{queue}\n[route.limit]\n{limit}\n"
+        );
+        let cfg = Config::from_toml(&src, None)?;
+        RouteTable::build(&cfg)
+    }
+
+    #[test]
+    fn every_algorithm_and_queue_of_the_core_is_selectable_by_its_name() {
+        for name in AlgorithmName::ALL {
+            let limit = match name {
+                AlgorithmName::Static => format!("algorithm = \"{name}\"\nlimit = 10"),
+                _ => format!("algorithm = \"{name}\""),
+            };
+            let table = route_with(&limit, "").unwrap();
+            let built = name
+                .build(&tailwater_core::names::AlgorithmParams {
+                    limit: (name == AlgorithmName::Static).then_some(10),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(table.routes()[0].limiter.stats().algorithm, built.name());
+        }
+        for q in QueueName::ALL {
+            let table = route_with("", &format!("queue = {{ discipline = \"{q}\" }}")).unwrap();
+            assert_eq!(
+                table.routes()[0].queue_wait.is_some(),
+                q != QueueName::None,
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_spelt_one_way_and_errors_list_the_valid_ones() {
+        let err = route_with("algorithm = \"gradient\"", "").unwrap_err();
+        assert_eq!(err.line(), Some(5));
+        assert!(err.message().contains("envoy-corrected"), "{err}");
+        let err = route_with("", "queue = { discipline = \"adaptive_lifo\" }").unwrap_err();
+        assert_eq!(err.line(), Some(3));
+        assert!(err.message().contains("adaptive-lifo"), "{err}");
+        let err = route_with("algorithm = \"aimd\"\nsmoothing = 0.5", "").unwrap_err();
+        assert_eq!(err.field(), "route[0].limit.smoothing");
+        assert_eq!(err.line(), Some(6));
+    }
+
+    #[test]
+    fn a_route_without_a_limit_table_uses_the_recommended_algorithm() {
+        let cfg = Config::simple("http://127.0.0.1:9".parse().unwrap());
+        let table = RouteTable::build(&cfg).unwrap();
+        let stats = table.routes()[0].limiter.stats();
+        assert_eq!(
+            stats.algorithm,
+            tailwater_core::algorithm::LimitAlgorithm::name(
+                &tailwater_core::algorithm::recommended()
+            )
+        );
+        assert_eq!(stats.limit, {
+            use tailwater_core::algorithm::LimitAlgorithm as _;
+            tailwater_core::algorithm::recommended().limit()
+        });
+        // The queue stays the proxy's: CoDel, 128 waiters, 100 ms at most.
+        assert_eq!(stats.queue_capacity, 128);
+        assert_eq!(
+            table.routes()[0].queue_wait,
+            Some(Duration::from_millis(100))
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! 5× overload through the proxy in front of a backend of fixed capacity.
+//! 5× overload through the proxy in front of a backend of fixed capacity, with a tuned AIMD
+//! limit and with the proxy's default limit.
 //!
 //! Backend: 4 workers × 20 ms = 200 requests/s. Offered: 1500 requests at 1000/s (5×) over
 //! 1.5 s, open loop (a request is sent every millisecond whatever happened to the others).
@@ -23,8 +24,27 @@ const SERVICE: Duration = Duration::from_millis(20);
 const SENT: usize = 1500;
 const INTERVAL: Duration = Duration::from_millis(1); // 1000/s = 5 × 200/s
 
+/// AIMD bounded around the backend's concurrency, backing off on RTTs above 50 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_x_overload_keeps_goodput_and_sheds_the_excess_fast() {
+    five_x_overload(
+        r#"[route.limit]
+algorithm = "aimd"
+initial_limit = 8
+min_limit = 8
+max_limit = 32
+timeout = "50ms""#,
+    )
+    .await;
+}
+
+/// The proxy's default limit (no `[route.limit]`: the recommended algorithm, untuned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_x_overload_with_the_default_limit() {
+    five_x_overload("").await;
+}
+
+async fn five_x_overload(limit: &str) {
     let backend = capacity_backend(WORKERS, SERVICE).await;
     let proxy = start_proxy(config(&format!(
         r#"
@@ -32,12 +52,7 @@ async fn five_x_overload_keeps_goodput_and_sheds_the_excess_fast() {
 name = "svc"
 upstream = "http://{}"
 queue = {{ discipline = "codel", capacity = 8, max_wait = "10ms", target = "5ms", interval = "10ms" }}
-[route.limit]
-algorithm = "aimd"
-initial_limit = 8
-min_limit = 8
-max_limit = 32
-timeout = "50ms"
+{limit}
 "#,
         backend.addr
     )))
@@ -88,10 +103,14 @@ timeout = "50ms"
     let mut other = 0usize;
     let mut errors = 0usize;
     let mut shed_latency = Vec::new();
+    let mut ok_latency = Vec::new();
     for t in tasks {
         match tokio::time::timeout(Duration::from_secs(30), t).await {
             Ok(Ok((Ok((parts, _)), took))) => match parts.status.as_u16() {
-                200 => ok += 1,
+                200 => {
+                    ok += 1;
+                    ok_latency.push(took);
+                }
                 503 => {
                     shed += 1;
                     shed_latency.push(took);
@@ -109,6 +128,13 @@ timeout = "50ms"
     let capacity = WORKERS as f64 / SERVICE.as_secs_f64();
     let goodput = ok as f64 / elapsed.as_secs_f64();
     shed_latency.sort();
+    ok_latency.sort();
+    let ok_at = |q: f64| {
+        ok_latency
+            .get(((ok_latency.len() as f64 * q) as usize).min(ok_latency.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let p50_shed = shed_latency
         .get(shed_latency.len() / 2)
         .copied()
@@ -119,9 +145,12 @@ timeout = "50ms"
         "overload: sent={SENT} answered={answered} ok={ok} shed={shed} other={other} errors={errors} \
          elapsed={elapsed:?} goodput={goodput:.1}/s nominal capacity={capacity:.0}/s ({:.1} %) \
          measured capacity={measured_capacity:.1}/s ({:.1} %) \
-         shed p50={p50_shed:?} backend_received={backend_received} limit_now={} peak_in_flight={}",
+         shed p50={p50_shed:?} ok p50={:?} ok p99={:?} backend_received={backend_received} \
+         limit_now={} peak_in_flight={}",
         100.0 * goodput / capacity,
         100.0 * goodput / measured_capacity,
+        ok_at(0.5),
+        ok_at(0.99),
         status[0].limit,
         status[0].peak_in_flight,
     );

@@ -154,7 +154,8 @@ key = "client_ip"
 async fn shed_is_503_with_retry_after_and_sheddable_goes_first() {
     let release = Arc::new(Notify::new());
     let backend = gated_backend(Arc::clone(&release)).await;
-    // Limit 5; sheddable may use 20 % (1 slot), critical 80 % (4).
+    // Limit 5; under contention sheddable keeps 20 % (1 slot), critical 80 % (4). The long
+    // contention window keeps the test independent of timing.
     let running = start_proxy(config(&format!(
         r#"
 [[route]]
@@ -162,9 +163,10 @@ upstream = "http://{}"
 queue = {{ discipline = "none" }}
 retry_after = "3s"
 [route.limit]
-algorithm = "fixed"
+algorithm = "static"
 limit = 5
 [route.tiers]
+contention_window = "1h"
 "#,
         backend.addr
     )))
@@ -183,18 +185,9 @@ limit = 5
             parts
         })
     };
-    let held: Vec<_> = (0..4).map(|_| send("critical")).collect();
+    // Nothing more important contends: critical work may use the whole limit.
+    let held: Vec<_> = (0..5).map(|_| send("critical")).collect();
     let received = Arc::clone(&backend.received);
-    eventually(Duration::from_secs(5), || {
-        received.load(Ordering::SeqCst) == 4
-    })
-    .await;
-    // 4 of 5 in flight: sheddable (cap 1) and critical (cap 4) are refused, critical_plus is not.
-    let shed = send("sheddable").await.expect("task");
-    assert_eq!(shed.status, 503);
-    assert_eq!(shed.headers["retry-after"], "3");
-    assert_eq!(shed.headers["x-tailwater-rejection"], "tier_threshold");
-    let plus = send("critical_plus");
     eventually(Duration::from_secs(5), || {
         received.load(Ordering::SeqCst) == 5
     })
@@ -202,6 +195,23 @@ limit = 5
     let full = send("critical_plus").await.expect("task");
     assert_eq!(full.status, 503);
     assert_eq!(full.headers["x-tailwater-rejection"], "limit_reached");
+    // One request finishes: the freed slot is kept for the refused tier, so sheddable
+    // (cap 1) and critical (cap 4) are refused, and critical_plus is not.
+    release.notify_one();
+    let proxy = &running.proxy;
+    eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 4).await;
+    let shed = send("sheddable").await.expect("task");
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.headers["retry-after"], "3");
+    assert_eq!(shed.headers["x-tailwater-rejection"], "tier_threshold");
+    let critical = send("critical").await.expect("task");
+    assert_eq!(critical.status, 503);
+    assert_eq!(critical.headers["x-tailwater-rejection"], "tier_threshold");
+    let plus = send("critical_plus");
+    eventually(Duration::from_secs(5), || {
+        received.load(Ordering::SeqCst) == 6
+    })
+    .await;
     // A gRPC request is shed as UNAVAILABLE with a pushback, not as HTTP 503.
     let c = h2_client();
     let req = Request::post(format!("http://{addr}/pkg.Svc/Method"))
@@ -219,7 +229,7 @@ limit = 5
     }
     assert_eq!(plus.await.expect("task").status, 200);
     let status = running.proxy.status();
-    assert_eq!(status[0].shed, 3);
+    assert_eq!(status[0].shed, 4);
     assert_eq!(status[0].in_flight, 0, "every permit released");
     running.shutdown(Duration::from_secs(5)).await;
 }
@@ -315,7 +325,7 @@ upstream = "http://{}"
 fn the_documented_example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/proxy.toml");
     let cfg = tailwater_proxy::Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.routes.len(), 2);
+    assert_eq!(cfg.routes.len(), 3);
     tailwater_proxy::Proxy::new(cfg).expect("builds");
 }
 

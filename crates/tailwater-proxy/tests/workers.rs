@@ -173,7 +173,7 @@ async fn drain_with(shards: usize, workers: usize) {
         workers,
         "drain_timeout = \"5s\"",
         &format!(
-            "[[route]]\nupstream = \"http://{}\"\n[route.limit]\nalgorithm = \"fixed\"\nlimit = 100\n",
+            "[[route]]\nupstream = \"http://{}\"\n[route.limit]\nalgorithm = \"static\"\nlimit = 100\n",
             backend.addr
         ),
     )

@@ -4,8 +4,8 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected` |
-//! | QUEUE | `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
+//! | ALGORITHM | `none` (no limiter), or any name of [`AlgorithmName`] (tailwater-core's one spelling: `recommended`, `static`, `aimd`, `vegas`, `vegas-windowed`, `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`); `static` is a fixed limit = the server's workers, `static:N` one of N |
+//! | QUEUE | a [`QueueName`] other than `none`: `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
 //! Reference algorithms use their anchors' defaults unchanged (Netflix AIMD and Gradient2
@@ -17,11 +17,10 @@
 
 use std::time::Duration;
 
-use tailwater_core::algorithm::{
-    Aimd, EnvoyGradient, Fixed, Gradient2, LimitAlgorithm, Vegas, Windowed,
-};
+use tailwater_core::algorithm::LimitAlgorithm;
 use tailwater_core::clock::ManualClock;
-use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
+use tailwater_core::limiter::QueueConfig;
+use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName};
 use tailwater_core::{Limiter, TierThresholds};
 
 use crate::error::SimError;
@@ -31,31 +30,11 @@ use crate::error::SimError;
 /// recur within a run, where their cost (the limit pinned to 3) shows.
 pub const ENVOY_MIN_RTT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// `gradient2-corrected-fast`: windows of `clamp(2·minRTT, 20 ms, 100 ms)` instead of
-/// Netflix's fixed 1 s, so that the limit can move within a second of a load step.
-pub const FAST_WINDOW: (Duration, Duration) =
-    (Duration::from_millis(20), Duration::from_millis(100));
-
 /// Waiters a policy's queue holds.
 pub const QUEUE_CAPACITY: usize = 100;
 
-/// The algorithms a policy can name.
-pub const ALGORITHMS: [&str; 11] = [
-    "none",
-    "static",
-    "aimd",
-    "vegas",
-    "vegas-windowed",
-    "gradient2",
-    "gradient2-raw",
-    "gradient2-corrected",
-    "gradient2-corrected-fast",
-    "envoy",
-    "envoy-corrected",
-];
-
 /// The standard lineup compared in every built-in scenario.
-pub const LINEUP: [&str; 21] = [
+pub const LINEUP: [&str; 22] = [
     "none",
     "static",
     "static+fifo",
@@ -63,6 +42,7 @@ pub const LINEUP: [&str; 21] = [
     "static+adaptive-lifo",
     "static+codel",
     "static+tiers",
+    "recommended",
     "aimd",
     "vegas",
     "vegas-windowed",
@@ -79,30 +59,17 @@ pub const LINEUP: [&str; 21] = [
     "gradient2-corrected+tiers",
 ];
 
-/// A queue discipline by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueKind {
-    /// Oldest first.
-    Fifo,
-    /// Newest first.
-    Lifo,
-    /// FIFO, LIFO under a standing queue (Fail at Scale).
-    AdaptiveLifo,
-    /// Controlled delay, 5 ms / 100 ms (Fail at Scale).
-    CoDel,
-}
-
 /// A parsed policy name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
     /// The name as given.
     pub name: String,
-    /// The algorithm part.
-    pub algorithm: String,
+    /// The algorithm, or `None` for `none` (no limiter).
+    pub algorithm: Option<AlgorithmName>,
     /// A fixed limit for `static:N`.
     pub static_limit: Option<usize>,
     /// The queue, if any.
-    pub queue: Option<QueueKind>,
+    pub queue: Option<QueueName>,
     /// Whether tiers are on.
     pub tiers: bool,
     /// Waiters the queue holds (`fifo:K`; default [`QUEUE_CAPACITY`]).
@@ -110,32 +77,44 @@ pub struct PolicySpec {
 }
 
 impl PolicySpec {
-    /// Parses `ALGORITHM[+QUEUE][+tiers]`.
+    /// Parses `ALGORITHM[+QUEUE][+tiers]`; the algorithm and queue names go through
+    /// tailwater-core's one [`FromStr`](std::str::FromStr) each.
     pub fn parse(name: &str) -> Result<Self, SimError> {
-        let unknown = || SimError::Unknown {
+        let unknown = |detail: String| SimError::Unknown {
             kind: "policy",
             name: name.to_string(),
             known: format!(
-                "ALGORITHM[+QUEUE][+tiers] with ALGORITHM one of {}, static:N; QUEUE one of fifo, lifo, adaptive-lifo, codel",
-                ALGORITHMS.join(", ")
+                "ALGORITHM[+QUEUE][+tiers] with ALGORITHM none, static:N or one of {}; QUEUE one of {}{}",
+                AlgorithmName::NAMES.join(", "),
+                QueueName::NAMES[1..].join(", "),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                }
             ),
         };
         let mut parts = name.trim().split('+');
         let algo = parts.next().unwrap_or_default();
         let (algorithm, static_limit) = match algo.split_once(':') {
-            Some(("static", n)) => {
-                let n: usize = n.parse().map_err(|_| unknown())?;
+            Some((a, n)) if a == AlgorithmName::Static.as_str() => {
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| unknown(format!("`{n}` is not a number")))?;
                 if n == 0 {
                     return Err(SimError::invalid(
                         "policy",
                         "a static limit must be at least 1",
                     ));
                 }
-                ("static".to_string(), Some(n))
+                (Some(AlgorithmName::Static), Some(n))
             }
-            Some(_) => return Err(unknown()),
-            None if ALGORITHMS.contains(&algo) => (algo.to_string(), None),
-            None => return Err(unknown()),
+            Some(_) => return Err(unknown(String::new())),
+            None if algo == "none" => (None, None),
+            None => (
+                Some(algo.parse().map_err(|e| unknown(format!("{e}")))?),
+                None,
+            ),
         };
         let mut queue = None;
         let mut tiers = false;
@@ -143,7 +122,9 @@ impl PolicySpec {
         for part in parts {
             let part = match part.split_once(':') {
                 Some((q, k)) if q != "tiers" => {
-                    let k: usize = k.parse().map_err(|_| unknown())?;
+                    let k: usize = k
+                        .parse()
+                        .map_err(|_| unknown(format!("`{k}` is not a number")))?;
                     if k == 0 {
                         return Err(SimError::invalid(
                             "policy",
@@ -153,19 +134,20 @@ impl PolicySpec {
                     queue_capacity = Some(k);
                     q
                 }
-                Some(_) => return Err(unknown()),
+                Some(_) => return Err(unknown(String::new())),
                 None => part,
             };
-            match part {
-                "fifo" if queue.is_none() => queue = Some(QueueKind::Fifo),
-                "lifo" if queue.is_none() => queue = Some(QueueKind::Lifo),
-                "adaptive-lifo" if queue.is_none() => queue = Some(QueueKind::AdaptiveLifo),
-                "codel" if queue.is_none() => queue = Some(QueueKind::CoDel),
-                "tiers" if !tiers => tiers = true,
-                _ => return Err(unknown()),
+            if part == "tiers" && !tiers {
+                tiers = true;
+                continue;
+            }
+            match part.parse::<QueueName>() {
+                Ok(q) if q != QueueName::None && queue.is_none() => queue = Some(q),
+                Ok(_) => return Err(unknown(String::new())),
+                Err(e) => return Err(unknown(format!("{e}"))),
             }
         }
-        if algorithm == "none" && (queue.is_some() || tiers) {
+        if algorithm.is_none() && (queue.is_some() || tiers) {
             return Err(SimError::invalid(
                 "policy",
                 format!("`{name}`: `none` has no limiter to queue or tier"),
@@ -181,58 +163,28 @@ impl PolicySpec {
         })
     }
 
-    /// The algorithm object, fresh.
+    /// The algorithm object, fresh, built by tailwater-core's [`AlgorithmName::build`]:
+    /// `static` gets the server's `workers` unless `static:N`, Envoy's controllers re-measure
+    /// minRTT every [`ENVOY_MIN_RTT_INTERVAL`], and every algorithm gets `seed`.
     pub fn algorithm(
         &self,
         workers: usize,
         seed: u64,
     ) -> Result<Option<Box<dyn LimitAlgorithm>>, SimError> {
-        let core = |e| SimError::Core {
+        let Some(name) = self.algorithm else {
+            return Ok(None);
+        };
+        let params = AlgorithmParams {
+            limit: (name == AlgorithmName::Static).then(|| self.static_limit.unwrap_or(workers)),
+            min_rtt_interval: matches!(name, AlgorithmName::Envoy | AlgorithmName::EnvoyCorrected)
+                .then_some(ENVOY_MIN_RTT_INTERVAL),
+            seed: Some(seed),
+            ..AlgorithmParams::default()
+        };
+        name.build(&params).map(Some).map_err(|e| SimError::Core {
             policy: self.name.clone(),
             source: e,
-        };
-        let algo: Box<dyn LimitAlgorithm> = match self.algorithm.as_str() {
-            "none" => return Ok(None),
-            "static" => Box::new(Fixed::new(self.static_limit.unwrap_or(workers)).map_err(core)?),
-            "aimd" => Box::new(Aimd::default()),
-            "vegas" => Box::new(Vegas::builder().seed(seed).build().map_err(core)?),
-            "vegas-windowed" => Box::new(Windowed::new(
-                Vegas::builder().seed(seed).build().map_err(core)?,
-            )),
-            "gradient2" => Box::new(Windowed::new(Gradient2::reference())),
-            "gradient2-raw" => Box::new(Gradient2::reference()),
-            "gradient2-corrected" => Box::new(Windowed::new(Gradient2::corrected())),
-            "gradient2-corrected-fast" => Box::new(
-                Windowed::builder()
-                    .min_window(FAST_WINDOW.0)
-                    .max_window(FAST_WINDOW.1)
-                    .build(Gradient2::corrected())
-                    .map_err(core)?,
-            ),
-            "envoy" => Box::new(
-                EnvoyGradient::builder()
-                    .min_rtt_interval(ENVOY_MIN_RTT_INTERVAL)
-                    .seed(seed)
-                    .build()
-                    .map_err(core)?,
-            ),
-            "envoy-corrected" => Box::new(
-                EnvoyGradient::builder()
-                    .corrected()
-                    .min_rtt_interval(ENVOY_MIN_RTT_INTERVAL)
-                    .seed(seed)
-                    .build()
-                    .map_err(core)?,
-            ),
-            _ => {
-                return Err(SimError::Unknown {
-                    kind: "policy",
-                    name: self.name.clone(),
-                    known: ALGORITHMS.join(", "),
-                });
-            }
-        };
-        Ok(Some(algo))
+        })
     }
 
     /// The limiter on `clock`, or `None` for `none`.
@@ -256,13 +208,7 @@ impl PolicySpec {
         if self.tiers {
             b = b.tiers(TierThresholds::default());
         }
-        if let Some(q) = self.queue {
-            let discipline = match q {
-                QueueKind::Fifo => QueueDiscipline::Fifo,
-                QueueKind::Lifo => QueueDiscipline::Lifo,
-                QueueKind::AdaptiveLifo => QueueDiscipline::adaptive_lifo(),
-                QueueKind::CoDel => QueueDiscipline::codel(),
-            };
+        if let Some(discipline) = self.queue.and_then(QueueName::discipline) {
             b = b.queue(
                 QueueConfig::new(
                     self.queue_capacity.unwrap_or(QUEUE_CAPACITY),
@@ -291,5 +237,16 @@ mod tests {
         assert!(PolicySpec::parse("magic").is_err());
         assert!(PolicySpec::parse("none+fifo").is_err());
         assert!(PolicySpec::parse("aimd+fifo+lifo").is_err());
+        assert!(PolicySpec::parse("aimd+none").is_err());
+        assert!(PolicySpec::parse("aimd+adaptive_lifo").is_err());
+        assert!(PolicySpec::parse("fixed").is_err());
+        // Every algorithm of the core is a policy, under its one name.
+        for name in AlgorithmName::NAMES {
+            let spec = PolicySpec::parse(name).unwrap();
+            assert_eq!(spec.algorithm.map(AlgorithmName::as_str), Some(name));
+            spec.build(&clock, 16, Duration::from_secs(1), 1).unwrap();
+        }
+        let e = PolicySpec::parse("gradient").unwrap_err().to_string();
+        assert!(e.contains("gradient2-corrected-fast"), "{e}");
     }
 }

@@ -32,13 +32,12 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tailwater_core::{Limiter, algorithm::Aimd};
-//! use tailwater_core::limiter::QueueConfig;
+//! use tailwater_core::Limiter;
 //! use tailwater_tower::{ConcurrencyLayer, CriticalityLayer};
 //! use tower::ServiceBuilder;
 //!
+//! // The recommended algorithm (`tailwater_core::algorithm::recommended()`), as everywhere.
 //! let limiter = Limiter::builder()
-//!     .algorithm(Aimd::default())
 //!     .tiers(Default::default())
 //!     .build()?;
 //! let stack = ServiceBuilder::new()
@@ -65,7 +64,6 @@
 //! use hyper::body::Incoming;
 //! use hyper_util::rt::TokioIo;
 //! use hyper_util::service::TowerToHyperService;
-//! use tailwater_core::algorithm::Gradient2;
 //! use tailwater_core::limiter::QueueConfig;
 //! use tailwater_core::rate::{KeyedLimiter, MemoryStore, Quota};
 //! use tailwater_core::{Limiter, TierThresholds};
@@ -80,8 +78,7 @@
 //! }
 //!
 //! # async fn run(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
-//! let limiter = Limiter::builder()
-//!     .algorithm(Gradient2::default())
+//! let limiter = Limiter::builder() // the recommended algorithm
 //!     .tiers(TierThresholds::default())
 //!     .queue(QueueConfig::codel(64)?)
 //!     .build()?;

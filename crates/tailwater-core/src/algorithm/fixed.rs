@@ -29,7 +29,7 @@ impl Fixed {
 
 impl LimitAlgorithm for Fixed {
     fn name(&self) -> &'static str {
-        "fixed"
+        "static"
     }
     fn limit(&self) -> usize {
         self.limit

@@ -18,6 +18,10 @@
 //! | [`EnvoyGradient`] ([`Variant::Corrected`]) | ours, on Envoy's controller | probes minRTT at half the limit instead of pinning to 3 | you want Envoy's fast interval-based control without the periodic 503s |
 //! | [`Windowed`] | Netflix `WindowedLimit` | one average (or percentile) sample per window, small windows and sub-100 µs samples discarded | in front of Vegas or Gradient2 at more than a few requests per second |
 //!
+//! By name (the same in the library, `tailwater sim`, the proxy's TOML and `tailwater drill`),
+//! every configuration above is an [`AlgorithmName`](crate::names::AlgorithmName), built by
+//! [`AlgorithmName::build`](crate::names::AlgorithmName::build).
+//!
 //! Choosing: with a clear error signal (timeouts, 429/503 from upstream) use [`Aimd`]; for
 //! latency-driven server-side limits use `Windowed<Gradient2>` with [`Variant::Corrected`];
 //! when the service's latency floor is stable and traffic is steady, [`Vegas`] converges
@@ -49,6 +53,8 @@ pub use gradient2::{Gradient2, Gradient2Builder};
 pub use vegas::{Vegas, VegasBuilder};
 pub use windowed::{Aggregate, Windowed, WindowedBuilder};
 
+pub(crate) use util::DEFAULT_SEED;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -67,13 +73,21 @@ use std::time::Duration;
 /// use tailwater_core::algorithm::{recommended, LimitAlgorithm};
 /// assert_eq!(recommended().name(), "gradient2-corrected");
 /// ```
-pub fn recommended() -> Windowed<Gradient2> {
+///
+/// Every surface uses it when nothing else is configured: [`Limiter::builder`](crate::Limiter::builder),
+/// the tower layers, the proxy's routes without `[route.limit]`, and `tailwater drill`. By
+/// name it is `recommended` ([`AlgorithmName::Recommended`](crate::names::AlgorithmName)).
+pub fn recommended() -> Recommended {
     Windowed::builder()
         .min_window(Duration::from_millis(20))
         .max_window(Duration::from_millis(100))
         .build(Gradient2::corrected())
         .expect("the recommended window bounds are valid")
 }
+
+/// The type [`recommended`] returns, for code that stores the default algorithm unboxed
+/// (a tower layer's default type parameter, say). It changes when the recommendation does.
+pub type Recommended = Windowed<Gradient2>;
 
 /// How a request that held a permit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -23,8 +23,10 @@
 //!   algorithm ([`RttSampling`]).
 //!
 //! Optional parts, all configured on [`LimiterBuilder`]:
-//! - **Criticality tiers** ([`TierThresholds`]): a request of a tier is admitted only while
-//!   utilisation is below the tier's threshold (defaults 100/80/50/20 %).
+//! - **Criticality tiers** ([`TierThresholds`]): a request of a tier is always admitted while
+//!   utilisation is below the tier's threshold (defaults 100/80/50/20 %), and above it only
+//!   into capacity no more important request is contending for: the reservation holds only
+//!   under contention, and under contention shedding is strictly by tier.
 //! - **Partitions** (Netflix `AbstractPartitionedLimiter`): each named partition is
 //!   guaranteed `max(1, ceil(limit × share))`, may borrow idle capacity, and is held to its
 //!   share only when the limiter is saturated. Unlike Netflix's, the total never exceeds the
@@ -33,6 +35,7 @@
 //!   more important tiers wait ahead of less important ones.
 //! - **Bypass**: a request flagged `bypass` gets a permit that is counted but never limited.
 
+mod contention;
 mod permit;
 mod queue;
 mod reject;
@@ -61,6 +64,7 @@ use crate::criticality::{Criticality, TierThresholds};
 use crate::error::ConfigError;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
+use contention::Contention;
 use permit::{Holder, Terms};
 use queue::{Grant, QueueState, Slot, SlotState};
 use sampling::Sampler;
@@ -182,6 +186,10 @@ fn guarantee(limit: usize, share: f64) -> usize {
 struct WaitQueue {
     config: QueueConfig,
     state: Mutex<QueueState>,
+    /// The index of the most important tier with a waiter (4: none), published under the
+    /// queue's lock: a tier may borrow above its reservation only while no more important
+    /// request waits.
+    waiting_from: AtomicUsize,
 }
 
 // The layout of [`Shared::word`]: in-flight permits in bits 0..24, queued waiters in bits
@@ -238,6 +246,8 @@ pub(crate) struct Shared<C> {
     algorithm_name: &'static str,
     carried_drops: AtomicUsize,
     tiers: Option<TierThresholds>,
+    /// With tiers: how much of each tier's reservation more important tiers contend for.
+    contention: Option<Contention>,
     partitions: Option<Partitions>,
     queue: Option<WaitQueue>,
     pub(crate) counters: Counters,
@@ -337,6 +347,7 @@ impl<C: Clock> Limiter<C> {
             match st.displace_below(request.tier) {
                 Some(displaced) => {
                     s.counters.rejected(RejectReason::Displaced, displaced.tier);
+                    s.turned_away(displaced.tier);
                     let rejection = s.rejection(RejectReason::Displaced, displaced.tier);
                     wakers.extend(QueueState::reject_removed(&displaced, rejection));
                 }
@@ -345,6 +356,7 @@ impl<C: Clock> Limiter<C> {
                     drop(st);
                     wakers.into_iter().for_each(Waker::wake);
                     s.counters.rejected(RejectReason::QueueFull, request.tier);
+                    s.turned_away(request.tier);
                     return Err(s.rejection(RejectReason::QueueFull, request.tier));
                 }
             }
@@ -548,7 +560,7 @@ impl<C: Clock> Shared<C> {
     ) -> Result<(usize, bool), RejectReason> {
         let limit = self.read_mostly.limit.load(Ordering::Acquire);
         let mask = self.read_mostly.sample_mask.load(Ordering::Relaxed);
-        let cap = self.tiers.map_or(limit, |t| t.capacity(tier, limit));
+        let reserved = self.tiers.map_or(limit, |t| t.capacity(tier, limit));
         let full = |cur: usize| {
             if cur >= limit {
                 RejectReason::LimitReached
@@ -558,10 +570,20 @@ impl<C: Clock> Shared<C> {
         };
         let admitted = match &self.partitions {
             None => {
+                let mut cap = reserved;
+                let mut borrowing = false;
                 let mut word = self.word.load(Ordering::Acquire);
                 loop {
                     let cur = in_flight_of(word);
                     if cur >= cap {
+                        if !borrowing && cur < limit {
+                            // Above the tier's reservation: borrow what no more important
+                            // tier contends for (off the fast path).
+                            borrowing = true;
+                            cap = self.borrowable(tier, limit, reserved);
+                            continue;
+                        }
+                        self.contended(tier, limit);
                         return Err(full(cur));
                     }
                     match self.word.compare_exchange_weak(
@@ -578,7 +600,13 @@ impl<C: Clock> Shared<C> {
             Some(parts) => {
                 let _guard = parts.admit.lock().unwrap_or_else(PoisonError::into_inner);
                 let total = in_flight_of(self.word.load(Ordering::Acquire));
+                let cap = if total >= reserved && total < limit {
+                    self.borrowable(tier, limit, reserved)
+                } else {
+                    reserved
+                };
                 if total >= cap {
+                    self.contended(tier, limit);
                     return Err(full(total));
                 }
                 let reserved_by_others: usize = parts
@@ -611,6 +639,54 @@ impl<C: Clock> Shared<C> {
             self.peak.fetch_max(admitted.0, Ordering::Relaxed);
         }
         Ok(admitted)
+    }
+
+    /// The most in flight at which a request of `tier`, over its `reserved` capacity, is
+    /// still admitted at `limit` (`reserved` without tiers).
+    ///
+    /// A tier leaves free the headroom that refusals of more important requests built up
+    /// ([`Contention`]). With a queue, a request that waits is not refused (the queue hands
+    /// it the next free slot, and nothing borrows while it waits); only one the queue turns
+    /// away (full, displaced, timed out) builds headroom.
+    #[cold]
+    #[inline(never)]
+    fn borrowable(&self, tier: Criticality, limit: usize, reserved: usize) -> usize {
+        match (&self.queue, &self.contention) {
+            (Some(queue), Some(c)) => {
+                if queue.waiting_from.load(Ordering::Acquire) >= tier.index() {
+                    c.capacity(tier, limit, self.clock.now())
+                } else {
+                    reserved
+                }
+            }
+            (None, Some(c)) => c.capacity(tier, limit, self.clock.now()),
+            (_, None) => reserved,
+        }
+    }
+
+    /// A request of `tier` was refused admission: without a queue, the less important tiers
+    /// leave it more headroom (with one, it waits, and its wait holds them back).
+    #[cold]
+    #[inline(never)]
+    fn contended(&self, tier: Criticality, limit: usize) {
+        if let (None, Some(c)) = (&self.queue, &self.contention)
+            && tier != Criticality::Sheddable
+        {
+            c.refused(tier, limit, self.clock.now());
+        }
+    }
+
+    /// The queue turned away a request of `tier` (full, displaced, timed out): the less
+    /// important tiers leave more headroom.
+    #[cold]
+    #[inline(never)]
+    fn turned_away(&self, tier: Criticality) {
+        if let Some(c) = &self.contention
+            && tier != Criticality::Sheddable
+        {
+            let limit = self.read_mostly.limit.load(Ordering::Acquire);
+            c.refused(tier, limit, self.clock.now());
+        }
     }
 
     /// Releases one permit and feeds its sample to the algorithm. `sample`: the time of the
@@ -725,6 +801,7 @@ impl<C: Clock> Shared<C> {
             now,
             |entry, reason| {
                 self.counters.rejected(reason, entry.tier);
+                self.turned_away(entry.tier);
                 self.rejection(reason, entry.tier)
             },
             wakers,
@@ -753,6 +830,9 @@ impl<C: Clock> Shared<C> {
                             in_flight,
                         },
                     ));
+                    queue
+                        .waiting_from
+                        .store(st.most_important(), Ordering::Release);
                 }
                 Err(_) => break,
             }
@@ -772,6 +852,11 @@ impl<C: Clock> Shared<C> {
                 .fetch_sub((before - now) * WAITER, Ordering::AcqRel);
         }
         st.registered = st.len();
+        if let Some(queue) = &self.queue {
+            queue
+                .waiting_from
+                .store(st.most_important(), Ordering::Release);
+        }
     }
 
     /// A waiter went away: take it out of the queue, or give back the permit it was granted.
@@ -1065,10 +1150,12 @@ impl<C: Clock> LimiterBuilder<C> {
                 algorithm_name,
                 carried_drops: AtomicUsize::new(0),
                 tiers: self.tiers,
+                contention: self.tiers.map(Contention::new),
                 partitions,
                 queue: self.queue.map(|config| WaitQueue {
                     config,
                     state: Mutex::new(QueueState::new()),
+                    waiting_from: AtomicUsize::new(Criticality::ALL.len()),
                 }),
                 counters: Counters::default(),
                 retry_after: self.retry_after,

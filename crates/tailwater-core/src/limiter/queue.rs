@@ -70,14 +70,10 @@ impl QueueDiscipline {
         }
     }
 
-    /// The short name used in reports and config files.
+    /// The short name used in reports and config files (the
+    /// [`QueueName`](crate::names::QueueName) spelling).
     pub const fn as_str(&self) -> &'static str {
-        match self {
-            QueueDiscipline::Fifo => "fifo",
-            QueueDiscipline::Lifo => "lifo",
-            QueueDiscipline::AdaptiveLifo { .. } => "adaptive_lifo",
-            QueueDiscipline::CoDel { .. } => "codel",
-        }
+        crate::names::QueueName::of(self).as_str()
     }
 }
 
@@ -284,6 +280,14 @@ impl QueueState {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The index of the most important tier with a waiter, or 4 when the queue is empty.
+    pub(crate) fn most_important(&self) -> usize {
+        self.tiers
+            .iter()
+            .position(|t| !t.is_empty())
+            .unwrap_or(Criticality::ALL.len())
     }
 
     fn standing_for(&self, now: Duration) -> Duration {

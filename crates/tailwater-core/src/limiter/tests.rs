@@ -59,7 +59,7 @@ fn admits_up_to_the_limit_then_rejects_with_a_reason() {
     assert_eq!((s.counters.success, s.counters.dropped), (1, 1));
     assert_eq!(s.counters.rejected_for(RejectReason::LimitReached), 1);
     assert_eq!(s.peak_in_flight, 2);
-    assert_eq!(s.algorithm, "fixed");
+    assert_eq!(s.algorithm, "static");
 }
 
 #[test]
@@ -138,17 +138,27 @@ fn the_algorithm_moves_the_limit_and_shrinking_never_revokes() {
 fn tiers_shed_the_least_important_first() {
     let l = fixed(10).tiers(TierThresholds::default()).build().unwrap();
     let req = |t| Request::new().tier(t);
-    // Sheddable: 20% of 10 = 2.
-    let mut held = vec![
-        l.try_acquire_with(req(Criticality::Sheddable)).unwrap(),
-        l.try_acquire_with(req(Criticality::Sheddable)).unwrap(),
-    ];
+    // Under contention for everything (the limit full of CriticalPlus work that keeps
+    // being refused), each tier keeps its reservation: Sheddable gets 20 % of 10 = 2,
+    // SheddablePlus up to 5, Critical up to 8, CriticalPlus up to 10.
+    let mut held: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::CriticalPlus)).unwrap())
+        .collect();
+    for _ in 0..10 {
+        let r = l
+            .try_acquire_with(req(Criticality::CriticalPlus))
+            .unwrap_err();
+        assert_eq!(r.reason, RejectReason::LimitReached);
+    }
+    held.clear();
+    for _ in 0..2 {
+        held.push(l.try_acquire_with(req(Criticality::Sheddable)).unwrap());
+    }
     let r = l.try_acquire_with(req(Criticality::Sheddable)).unwrap_err();
     assert_eq!(
         (r.reason, r.tier),
         (RejectReason::TierThreshold, Criticality::Sheddable)
     );
-    // SheddablePlus up to 5, Critical up to 8, CriticalPlus up to 10.
     for _ in 0..3 {
         held.push(l.try_acquire_with(req(Criticality::SheddablePlus)).unwrap());
     }
@@ -166,8 +176,125 @@ fn tiers_shed_the_least_important_first() {
     assert_eq!(r.reason, RejectReason::LimitReached);
     let c = l.stats().counters;
     assert_eq!(c.rejected_in_tier(Criticality::Sheddable), 1);
-    assert_eq!(c.rejected_in_tier(Criticality::CriticalPlus), 1);
-    assert_eq!(c.admitted_by_tier, [2, 3, 3, 2]);
+    assert_eq!(c.rejected_in_tier(Criticality::CriticalPlus), 11);
+    assert_eq!(c.admitted_by_tier, [12, 3, 3, 2]);
+}
+
+/// The issue-16 regression: untagged (`Critical`) traffic was capped at 80 % of the limit
+/// even when nothing more important was waiting.
+#[test]
+fn no_reservation_without_contention() {
+    let l = fixed(10).tiers(TierThresholds::default()).build().unwrap();
+    // Least important first: each tier fills the whole limit, and its refusal at the limit
+    // reserves nothing for the tiers still to come, which are more important.
+    for tier in Criticality::ALL.into_iter().rev() {
+        let held: Vec<_> = (0..10)
+            .map(|_| l.try_acquire_with(Request::new().tier(tier)).unwrap())
+            .collect();
+        let r = l.try_acquire_with(Request::new().tier(tier)).unwrap_err();
+        assert_eq!(r.reason, RejectReason::LimitReached, "{tier}");
+        drop(held);
+    }
+}
+
+#[test]
+fn a_freed_slot_goes_to_the_refused_tier_and_the_headroom_decays() {
+    let tiers = TierThresholds::default()
+        .with_contention_window(10 * MS)
+        .unwrap();
+    let l = fixed(10).tiers(tiers).build().unwrap();
+    let req = |t| Request::new().tier(t);
+    let mut held: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::Sheddable)).unwrap())
+        .collect();
+    // A Critical request is refused at the full limit: the next freed slot is kept for
+    // Critical work, not handed to more Sheddable work.
+    assert!(l.try_acquire_with(req(Criticality::Critical)).is_err());
+    held.pop();
+    let r = l.try_acquire_with(req(Criticality::Sheddable)).unwrap_err();
+    assert_eq!(r.reason, RejectReason::TierThreshold);
+    held.push(l.try_acquire_with(req(Criticality::Critical)).unwrap());
+    // One refusal, one slot of headroom: with two free, Sheddable may take one.
+    held.truncate(8);
+    held.push(l.try_acquire_with(req(Criticality::Sheddable)).unwrap());
+    assert!(l.try_acquire_with(req(Criticality::Sheddable)).is_err());
+    // A window without Critical refusals gives the slot back.
+    l.clock().advance(10 * MS);
+    held.push(l.try_acquire_with(req(Criticality::Sheddable)).unwrap());
+    assert_eq!(l.in_flight(), 10);
+    assert!(
+        TierThresholds::default()
+            .with_contention_window(Duration::ZERO)
+            .is_err()
+    );
+}
+
+/// With a queue, waiting is literal: the queue hands the next free slot to the most
+/// important waiter, so requests that waited (and timed out) leave no headroom behind, and
+/// a less important tier borrows the whole limit once nobody more important waits.
+#[test]
+fn with_a_queue_only_waiting_requests_hold_less_important_tiers_back() {
+    let tiers = TierThresholds::default()
+        .with_contention_window(Duration::from_secs(1))
+        .unwrap();
+    let l = fixed(10)
+        .tiers(tiers)
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, 5 * MS).unwrap())
+        .build()
+        .unwrap();
+    let req = |t| Request::new().tier(t);
+    let mut held: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::Sheddable)).unwrap())
+        .collect();
+    let Ok(Acquire::Queued(mut waiter)) = l.enqueue(req(Criticality::Critical), 5 * MS) else {
+        panic!("a Critical request finds the limit full and waits");
+    };
+    // A fresh Sheddable request does not jump ahead of it.
+    let Ok(Acquire::Queued(mut behind)) = l.enqueue(req(Criticality::Sheddable), 5 * MS) else {
+        panic!("the Sheddable request waits too");
+    };
+    held.pop();
+    let Some(Ok(granted)) = waiter.try_take() else {
+        panic!("the freed slot goes to the Critical waiter");
+    };
+    assert!(behind.try_take().is_none());
+    l.clock().advance(6 * MS);
+    l.expire_waiters();
+    assert!(matches!(behind.try_take(), Some(Err(_))));
+    drop(granted);
+    held.clear();
+    let refill: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::Sheddable)).unwrap())
+        .collect();
+    assert_eq!(refill.len(), 10);
+}
+
+/// With a queue, an important request the queue turns away (here: timed out) holds less
+/// important work back as a refusal does without a queue.
+#[test]
+fn with_a_queue_a_turned_away_request_builds_headroom() {
+    let tiers = TierThresholds::default()
+        .with_contention_window(Duration::from_secs(1))
+        .unwrap();
+    let l = fixed(10)
+        .tiers(tiers)
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, 5 * MS).unwrap())
+        .build()
+        .unwrap();
+    let req = |t| Request::new().tier(t);
+    let mut held: Vec<_> = (0..10)
+        .map(|_| l.try_acquire_with(req(Criticality::Sheddable)).unwrap())
+        .collect();
+    let Ok(Acquire::Queued(mut waiter)) = l.enqueue(req(Criticality::Critical), 5 * MS) else {
+        panic!("a Critical request finds the limit full and waits");
+    };
+    l.clock().advance(6 * MS);
+    l.expire_waiters();
+    assert!(matches!(waiter.try_take(), Some(Err(_))));
+    held.pop();
+    let r = l.try_acquire_with(req(Criticality::Sheddable)).unwrap_err();
+    assert_eq!(r.reason, RejectReason::TierThreshold);
+    held.push(l.try_acquire_with(req(Criticality::Critical)).unwrap());
 }
 
 #[test]
@@ -593,7 +720,7 @@ mod properties {
                         let before = l.in_flight();
                         let limit = l.limit();
                         if let Ok(p) = l.try_acquire_with(Request::new().tier(tier(t))) {
-                            prop_assert!(before < tiers.capacity(tier(t), limit));
+                            prop_assert!(before < limit);
                             prop_assert!(p.in_flight_at_acquire() <= limit);
                             issued += 1;
                             permits.push(p);
@@ -640,6 +767,61 @@ mod properties {
             let c = l.stats().counters;
             prop_assert_eq!(c.success + c.dropped + c.ignored, issued as u64);
             prop_assert_eq!(c.admitted_total(), issued as u64);
+        }
+
+        /// Tiers reserve nothing without contention: a request is refused below the limit
+        /// only after a request of a more important tier has been refused. And shedding is
+        /// strictly by tier: at one instant, once a request of a tier has been refused with
+        /// `x` in flight, no less important request is admitted with `x − 1` or more in
+        /// flight (a freed slot never goes to less important work).
+        #[test]
+        fn tiers_reserve_only_under_contention_and_shed_in_order(
+            ops in proptest::collection::vec((0u8..4, 0u8..8), 1..300),
+        ) {
+            const LIMIT: usize = 10;
+            let l = fixed(LIMIT).tiers(TierThresholds::default()).build().unwrap();
+            let mut permits = Vec::new();
+            let mut contended = [false; 4];
+            // Per tier, the least in flight at which it was refused at this instant.
+            let mut refused_at: [Option<usize>; 4] = [None; 4];
+            for (t, action) in ops {
+                let tier = Criticality::ALL[usize::from(t)];
+                match action {
+                    0..=4 => {
+                        let before = l.in_flight();
+                        match l.try_acquire_with(Request::new().tier(tier)) {
+                            Ok(p) => {
+                                for more in &Criticality::ALL[..tier.index()] {
+                                    if let Some(x) = refused_at[more.index()] {
+                                        prop_assert!(before + 1 < x, "{tier} admitted at {before} after {more} refused at {x}");
+                                    }
+                                }
+                                permits.push(p);
+                            }
+                            Err(r) => {
+                                if !contended[tier.index()] {
+                                    prop_assert_eq!(before, LIMIT);
+                                    prop_assert_eq!(r.reason, RejectReason::LimitReached);
+                                }
+                                for lower in &mut contended[tier.index() + 1..] {
+                                    *lower = true;
+                                }
+                                let x = &mut refused_at[tier.index()];
+                                *x = Some(x.map_or(before, |x| x.min(before)));
+                            }
+                        }
+                    }
+                    5 | 6 => {
+                        if !permits.is_empty() {
+                            permits.swap_remove(usize::from(t) % permits.len()).success();
+                        }
+                    }
+                    _ => {
+                        l.clock().advance(Duration::from_millis(1 + u64::from(t) * 5));
+                        refused_at = [None; 4];
+                    }
+                }
+            }
         }
     }
 }

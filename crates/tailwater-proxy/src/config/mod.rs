@@ -20,6 +20,11 @@
 //! "#, None).unwrap();
 //! assert_eq!(cfg.routes[0].name, "api");
 //!
+//! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nalgorithm = \"gradient\"\n", None)
+//!     .unwrap_err();
+//! assert_eq!(err.line(), Some(4));
+//! assert!(err.message().contains("gradient2-corrected-fast"));
+//!
 //! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nmin_limit = 9\nmax_limit = 2\n", None)
 //!     .unwrap_err();
 //! assert_eq!(err.line(), Some(4));
@@ -38,6 +43,7 @@ use std::time::Duration;
 
 use http::Uri;
 use serde::Deserialize;
+use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName, UnknownName};
 
 /// The whole proxy configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -314,13 +320,22 @@ impl RouteConfig {
     }
 }
 
-/// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults.
-#[derive(Debug, Clone, Deserialize)]
+/// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults;
+/// a parameter the algorithm does not take is an error naming it.
+///
+/// With no `[route.limit]` a route uses [`AlgorithmName::Recommended`]: tailwater-core's
+/// [`recommended()`](tailwater_core::algorithm::recommended), the same default as the
+/// library, the tower layers and the drill.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
-    /// `fixed`, `aimd`, `vegas` or `gradient2`.
-    pub algorithm: Algorithm,
-    /// The fixed limit (`fixed` only).
+    /// The algorithm, by its one name (tailwater-core's
+    /// [`AlgorithmName`]: `recommended`, `static`, `aimd`, `vegas`,
+    /// `vegas-windowed`, `gradient2`, `gradient2-raw`, `gradient2-corrected`,
+    /// `gradient2-corrected-fast`, `envoy`, `envoy-corrected`).
+    #[serde(deserialize_with = "de_name")]
+    pub algorithm: AlgorithmName,
+    /// The fixed limit (`static` only).
     pub limit: Option<usize>,
     /// Starting limit.
     pub initial_limit: Option<usize>,
@@ -328,70 +343,54 @@ pub struct LimitConfig {
     pub min_limit: Option<usize>,
     /// Ceiling.
     pub max_limit: Option<usize>,
-    /// Multiplicative decrease on a drop (`aimd`, `gradient2`).
+    /// Multiplicative decrease on a drop (`aimd`, `gradient2*`).
     pub backoff_ratio: Option<f64>,
-    /// An RTT above this counts as a drop (`aimd`, `gradient2`).
+    /// An RTT above this counts as a drop (`aimd`, `gradient2*`).
     #[serde(default, deserialize_with = "duration::de_opt")]
     pub timeout: Option<Duration>,
-    /// Smoothing factor (`vegas`, `gradient2`).
+    /// Smoothing factor (`vegas*`, `gradient2*`).
     pub smoothing: Option<f64>,
+    /// How often Envoy's controller re-measures its minRTT (`envoy*`; default 60 s).
+    #[serde(default, deserialize_with = "duration::de_opt")]
+    pub min_rtt_interval: Option<Duration>,
 }
 
-impl Default for LimitConfig {
-    /// The proxy's adaptive default: AIMD from 32 within [8, 1000], backing off on
-    /// upstream errors, 5xx/429 and RTTs above 1 s.
-    fn default() -> Self {
-        Self {
-            algorithm: Algorithm::Aimd,
-            limit: None,
-            initial_limit: Some(32),
-            min_limit: Some(8),
-            max_limit: Some(1000),
-            backoff_ratio: None,
-            timeout: Some(Duration::from_secs(1)),
-            smoothing: None,
+impl LimitConfig {
+    /// The parameters as tailwater-core's builder takes them.
+    pub fn params(&self) -> AlgorithmParams {
+        AlgorithmParams {
+            limit: self.limit,
+            initial_limit: self.initial_limit,
+            min_limit: self.min_limit,
+            max_limit: self.max_limit,
+            backoff_ratio: self.backoff_ratio,
+            timeout: self.timeout,
+            smoothing: self.smoothing,
+            min_rtt_interval: self.min_rtt_interval,
+            seed: None,
         }
     }
 }
 
-/// Limit algorithms available to routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// A constant limit.
-    Fixed,
-    /// Additive increase, multiplicative decrease (Netflix `AIMDLimit`).
-    #[default]
-    Aimd,
-    /// Delay-based (Netflix `VegasLimit`).
-    Vegas,
-    /// Gradient of long vs short RTT (Netflix `Gradient2Limit`).
-    Gradient2,
-}
-
-/// Queue discipline names in configuration files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Discipline {
-    /// No queue: reject at once when the limit is reached.
-    None,
-    /// Oldest first.
-    Fifo,
-    /// Newest first.
-    Lifo,
-    /// FIFO that flips to LIFO under a standing queue.
-    AdaptiveLifo,
-    /// FIFO with controlled delay (Fail at Scale).
-    #[default]
-    Codel,
+/// Deserialises a name through its one [`FromStr`](std::str::FromStr) in tailwater-core, so
+/// that an unknown name is reported with the valid ones at its line.
+fn de_name<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = UnknownName>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 /// The bounded wait queue of a route.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
-    /// Ordering discipline.
-    pub discipline: Discipline,
+    /// Ordering discipline, by its one name (tailwater-core's [`QueueName`]: `none`, `fifo`,
+    /// `lifo`, `adaptive-lifo`, `codel`).
+    #[serde(deserialize_with = "de_name")]
+    pub discipline: QueueName,
     /// Most waiters.
     pub capacity: usize,
     /// Longest wait.
@@ -411,7 +410,7 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         Self {
-            discipline: Discipline::Codel,
+            discipline: QueueName::Codel,
             capacity: 128,
             max_wait: Duration::from_millis(100),
             target: Duration::from_millis(5),
@@ -421,7 +420,9 @@ impl Default for QueueSettings {
     }
 }
 
-/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing.
+/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing: the capacity
+/// each tier keeps when more important tiers contend for the rest. Without contention a
+/// tier may use the whole limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierSettings {
@@ -433,15 +434,22 @@ pub struct TierSettings {
     pub sheddable_plus: f64,
     /// `sheddable` threshold.
     pub sheddable: f64,
+    /// How fast the capacity held free for more important tiers after they were refused is
+    /// given back (one slot per window; see tailwater-core's `TierThresholds`).
+    #[serde(deserialize_with = "duration::de")]
+    pub contention_window: Duration,
 }
 
 impl Default for TierSettings {
+    /// tailwater-core's defaults: 100/80/50/20 %, reserved only under contention.
     fn default() -> Self {
+        let core = tailwater_core::TierThresholds::default();
         Self {
             critical_plus: 1.0,
             critical: 0.8,
             sheddable_plus: 0.5,
             sheddable: 0.2,
+            contention_window: core.contention_window(),
         }
     }
 }

@@ -19,12 +19,12 @@ use crate::observe::Route;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tailwater_core::{Limiter, algorithm::Aimd};
+/// use tailwater_core::Limiter;
 /// use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 /// use tailwater_tower::ConcurrencyLayer;
 ///
+/// // The recommended algorithm unless `.algorithm(...)` says otherwise.
 /// let limiter = Limiter::builder()
-///     .algorithm(Aimd::default())
 ///     .queue(QueueConfig::new(64, QueueDiscipline::Fifo, Duration::from_millis(500))?)
 ///     .build()?;
 /// let layer = ConcurrencyLayer::new(limiter)
@@ -50,6 +50,21 @@ impl<C: Clock> ConcurrencyLayer<C> {
             classifier: DefaultClassifier::new(),
             on_reject: Respond,
         }
+    }
+}
+
+impl Default for ConcurrencyLayer {
+    /// A layer on a limiter of its own with the library's defaults: the
+    /// [`recommended`](tailwater_core::algorithm::recommended) algorithm (the same default as
+    /// `Limiter::builder()`, the proxy and the drill), no tiers, no queue (reject at once).
+    ///
+    /// ```
+    /// use tailwater_core::algorithm::{LimitAlgorithm, recommended};
+    /// let layer = tailwater_tower::ConcurrencyLayer::default();
+    /// assert_eq!(layer.limiter().stats().algorithm, recommended().name());
+    /// ```
+    fn default() -> Self {
+        Self::new(Limiter::new(tailwater_core::algorithm::recommended()))
     }
 }
 

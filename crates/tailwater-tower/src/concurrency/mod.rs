@@ -1,7 +1,9 @@
 //! Adaptive concurrency limiting that holds its permit until the response body ends.
 //!
 //! [`ConcurrencyLayer`] admits each request through a core
-//! [`Limiter`](tailwater_core::Limiter) (AIMD, Vegas, Gradient2, or a fixed limit):
+//! [`Limiter`](tailwater_core::Limiter) (any algorithm of the core; by default, as
+//! `Limiter::builder()` and [`ConcurrencyLayer::default`], the
+//! [`recommended`](tailwater_core::algorithm::recommended) one):
 //!
 //! - **Reject fast** (the default): a request that finds the limiter full is answered at
 //!   once with the shed response (`503` + `Retry-After`, or gRPC `UNAVAILABLE`), without

@@ -476,12 +476,20 @@ async fn sheddable_requests_are_shed_first() {
     let limiter = Limiter::builder()
         .algorithm(tailwater_core::algorithm::Fixed::new(10).unwrap())
         .clock(TokioClock::new())
-        .tiers(TierThresholds::default())
+        .tiers(
+            TierThresholds::default()
+                .with_contention_window(Duration::from_secs(3600))
+                .unwrap(),
+        )
         .build()
         .unwrap();
-    // 2 in flight: Sheddable's capacity is 20 % of 10.
-    let _a = limiter.try_acquire().unwrap();
-    let _b = limiter.try_acquire().unwrap();
+    // Critical work was turned away at the full limit, more often than Sheddable has
+    // headroom to give: Sheddable is held to its reservation, 20 % of 10 (2 in flight).
+    let held: Vec<_> = (0..10).map(|_| limiter.try_acquire().unwrap()).collect();
+    for _ in 0..8 {
+        assert!(limiter.try_acquire().is_err());
+    }
+    let _held: Vec<_> = held.into_iter().take(2).collect();
     let mut svc = ServiceBuilder::new()
         .layer(CriticalityLayer::new())
         .layer(ConcurrencyLayer::new(limiter.clone()))

@@ -83,11 +83,21 @@ async fn shed_grpc_call_is_unavailable_with_pushback() {
 async fn criticality_metadata_sheds_sheddable_calls_first() {
     let limiter = Limiter::builder()
         .algorithm(Fixed::new(10).unwrap())
-        .tiers(TierThresholds::default())
+        .tiers(
+            TierThresholds::default()
+                .with_contention_window(std::time::Duration::from_secs(3600))
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let run = start(limiter.clone()).await;
-    let _held: Vec<_> = (0..2).map(|_| limiter.try_acquire().unwrap()).collect();
+    // Critical calls were turned away at the full limit: Sheddable is held to its
+    // reservation (2 of 10).
+    let held: Vec<_> = (0..10).map(|_| limiter.try_acquire().unwrap()).collect();
+    for _ in 0..8 {
+        assert!(limiter.try_acquire().is_err());
+    }
+    let _held: Vec<_> = held.into_iter().take(2).collect();
 
     let status = say(run.channel.clone(), "batch", Some("SHEDDABLE"))
         .await

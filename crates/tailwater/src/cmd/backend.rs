@@ -22,7 +22,8 @@ pub(crate) struct Args {
     /// Mean service time per request (simulated, 1 ms timer granularity).
     #[arg(long, default_value = "10ms", allow_hyphen_values = true)]
     service_time: String,
-    /// Service-time distribution: const, exp or lognormal:CV.
+    /// Service-time distribution: constant, exponential, lognormal:CV or bimodal[:P:K]
+    /// (a fraction P of requests K times slower; default 5 % 10× slower).
     #[arg(long, default_value = "const")]
     distribution: String,
     /// Stall all responses: "DUR@START" or "DUR@START every PERIOD" (repeatable).

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tailwater_drill::{ConfigError, DrillConfig, Event, LimitAlgorithm, QueueDiscipline};
+use tailwater_drill::{ConfigError, DrillConfig, Event};
 
 /// Arguments of `tailwater drill`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +34,16 @@ pub(crate) struct Args {
     /// Backend workers.
     #[arg(long, default_value_t = 8)]
     workers: usize,
-    /// Backend service time per request.
+    /// Backend mean service time per request.
     #[arg(long, default_value = "40ms")]
     service_time: String,
+    /// How the backend's service times vary: constant, exponential, lognormal (with
+    /// --service-cv) or bimodal (5 % of requests 10× slower).
+    #[arg(long, default_value = "constant")]
+    service_dist: String,
+    /// Coefficient of variation of --service-dist lognormal (default 1).
+    #[arg(long)]
+    service_cv: Option<f64>,
     /// Client timeout: responses after it are not goodput, and the client goes away.
     #[arg(long, default_value = "1s")]
     timeout: String,
@@ -49,10 +56,13 @@ pub(crate) struct Args {
         default_value = "critical_plus=10,critical=50,sheddable_plus=25,sheddable=15"
     )]
     mix: String,
-    /// The proxy's limit algorithm: aimd, vegas or gradient2.
-    #[arg(long, default_value = "vegas")]
+    /// The proxy's limit algorithm, by the name the proxy's TOML and `tailwater sim` use:
+    /// recommended, static, aimd, vegas, vegas-windowed, gradient2, gradient2-raw,
+    /// gradient2-corrected, gradient2-corrected-fast, envoy or envoy-corrected. Default: the
+    /// one the proxy, the library and the tower layers default to.
+    #[arg(long, default_value = "recommended")]
     algorithm: String,
-    /// The proxy's queue discipline: codel or adaptive-lifo.
+    /// The proxy's queue discipline: none, fifo, lifo, adaptive-lifo or codel.
     #[arg(long, default_value = "codel")]
     queue: String,
     /// The proxy's utilisation thresholds per tier: critical_plus,critical,sheddable_plus,sheddable.
@@ -92,12 +102,13 @@ fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
     c.workers = NonZeroUsize::new(args.workers)
         .ok_or_else(|| ConfigError::new("workers", "must be at least 1"))?;
     c.service_time = tailwater_load::parse_duration("service_time", &args.service_time)?;
+    c.service_dist = DrillConfig::parse_service_dist(&args.service_dist, args.service_cv)?;
     c.timeout = tailwater_load::parse_duration("timeout", &args.timeout)?;
     c.connections = NonZeroUsize::new(args.connections)
         .ok_or_else(|| ConfigError::new("connections", "must be at least 1"))?;
     c.mix = DrillConfig::parse_mix(&args.mix)?;
-    c.algorithm = LimitAlgorithm::parse(&args.algorithm)?;
-    c.queue = QueueDiscipline::parse(&args.queue)?;
+    c.algorithm = DrillConfig::parse_algorithm(&args.algorithm)?;
+    c.queue = DrillConfig::parse_queue(&args.queue)?;
     let tiers: Vec<f64> = args
         .tiers
         .split(',')
@@ -243,15 +254,23 @@ mod tests {
             "adaptive-lifo",
             "--tiers",
             "1,1,0.5,0.25",
+            "--service-dist",
+            "lognormal",
+            "--service-cv",
+            "2",
             "--uniform",
         ]))
         .unwrap();
         assert_eq!(c.phase, std::time::Duration::from_secs(2));
         assert_eq!(c.multipliers, vec![1.0, 3.0]);
         assert_eq!(c.capacity(), 200.0);
-        assert_eq!(c.algorithm, LimitAlgorithm::Vegas);
-        assert_eq!(c.queue, QueueDiscipline::AdaptiveLifo);
+        assert_eq!(c.algorithm, tailwater_drill::AlgorithmName::Vegas);
+        assert_eq!(c.queue, tailwater_drill::QueueName::AdaptiveLifo);
         assert_eq!(c.tiers, [1.0, 1.0, 0.5, 0.25]);
+        assert_eq!(
+            c.service_dist,
+            tailwater_drill::ServiceDistribution::LogNormal { cv: 2.0 }
+        );
         assert!(!c.poisson);
     }
 
@@ -268,6 +287,8 @@ mod tests {
             (&["--mix", "gold=1"][..], "mix"),
             (&["--algorithm", "pid"][..], "algorithm"),
             (&["--queue", "random"][..], "queue"),
+            (&["--service-dist", "pareto"][..], "service_dist"),
+            (&["--service-cv", "2"][..], "service_cv"),
             (&["--tiers", "1,0.5"][..], "tiers"),
             (&["--tiers", "0.5,1,1,1"][..], "tiers"),
         ] {

@@ -21,10 +21,12 @@ use tailwater_sim::{Scenario, SimError, scenario};
 /// Arguments of `tailwater sim`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Policies are ALGORITHM[+QUEUE][+tiers]: ALGORITHM one of none, static, static:N, \
-aimd, vegas, vegas-windowed, gradient2 (Netflix, 1 s windows), gradient2-raw, gradient2-corrected, \
-gradient2-corrected-fast (20-100 ms windows), envoy, envoy-corrected; QUEUE one of fifo, lifo, adaptive-lifo, \
-codel (optionally :K waiters, default 100). Exit code 2 on bad input."
+    after_help = "Policies are ALGORITHM[+QUEUE][+tiers]: ALGORITHM none (no limiter), static:N, or \
+one of recommended (the default everywhere), static (limit = workers), aimd, vegas, vegas-windowed, \
+gradient2 (Netflix, 1 s windows), gradient2-raw, gradient2-corrected, gradient2-corrected-fast \
+(20-100 ms windows), envoy, envoy-corrected; QUEUE one of fifo, lifo, adaptive-lifo, codel \
+(optionally :K waiters, default 100). The same names as the proxy's TOML and the drill. \
+Exit code 2 on bad input."
 )]
 pub(crate) struct Args {
     /// Built-in scenario names or TOML scenario files (default: the whole built-in suite).
