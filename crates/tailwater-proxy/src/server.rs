@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http_body_util::Limited;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,7 +27,7 @@ use crate::send_deadline::SendDeadline;
 use crate::status::RouteStatus;
 
 /// The upstream client type.
-pub(crate) type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
+pub(crate) type UpstreamClient = Client<HttpConnector, crate::request_body::RequestBody>;
 
 /// What a reload swaps: the configuration, the routes built from it and the clients.
 #[derive(Debug)]

@@ -7,7 +7,8 @@
 //! shed request is answered 503 + `Retry-After` without touching the upstream, a rate-limited
 //! one 429 + `Retry-After` + `RateLimit-Policy`/`RateLimit`, and the permit is held until the
 //! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
-//! drops; a client that goes away before the end is "ignored".
+//! drops; a client that goes away before the end, or whose body fails, is "ignored"
+//! (`crate::outcome`).
 
 use std::convert::Infallible;
 use std::error::Error as _;
@@ -19,7 +20,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use tailwater_core::limiter::{Acquire, Request as Admission};
@@ -29,15 +29,17 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use crate::body::{Guard, ProxyBody};
+use crate::config::ServerConfig;
 use crate::config::UpstreamProtocol;
 use crate::headers;
 use crate::headers::Forwarding;
 use crate::metrics::Decision;
 use crate::metrics::RouteCounters;
+use crate::outcome::BodyFault;
+use crate::request_body::RequestBody;
 use crate::route::Route;
 use crate::route::upstream_uri;
 use crate::server::{Conn, Shared};
-use crate::upstream::UpstreamError;
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
@@ -74,18 +76,22 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let worker = conn.worker;
     let state = shared.state.load();
 
-    let host = request_host(&req);
-    let Some(route) = state.table.find(host, req.uri().path()) else {
+    let Some(route) = state.table.find(request_host(&req), req.uri().path()) else {
         return no_route(shared, span);
     };
     let route: &Route = route;
-    let max_body = state.config.server.max_body_bytes;
+    let server = &state.config.server;
+    let max_body = server.max_body_bytes;
+    let req = match request_body(conn, route, server, req, start, span).await {
+        Ok(req) => req,
+        Err(rejected) => return rejected,
+    };
     let (permit, tier, metrics) = match admit(conn, route, max_body, &req, start, span).await {
         Ok(admitted) => admitted,
         Err(rejected) => return rejected,
     };
     // Forward.
-    let forwarded = conn.forwarding.values(req.headers(), host);
+    let forwarded = conn.forwarding.values(req.headers(), request_host(&req));
     let (mut parts, body) = req.into_parts();
     let original_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers, route.protocol == UpstreamProtocol::H2c);
@@ -124,8 +130,8 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
-    let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
-    let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
+    let body_watch = body.watch();
+    let upstream_req = Request::from_parts(parts, body);
     let timeout = state.config.upstream.request_timeout;
     let mut guard = guard(permit, metrics, tier, start);
     let result = if pooled {
@@ -142,19 +148,17 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     };
     let mut resp = match result {
         Err(_) => {
+            // No head in time while the body still waited for the client: its fault.
+            if let Some(fault) = body_watch.blame() {
+                return client_fault(guard, fault, span);
+            }
             span.record("rejection_reason", "upstream_timeout");
             guard.finish(Decision::UpstreamTimeout);
             return local(StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n");
         }
         Ok(Err(e)) => {
-            if caused_by_length_limit(&e) {
-                metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
-                // Not the upstream's fault: do not feed it to the limit.
-                if let Some(p) = guard.permit.take() {
-                    p.ignore();
-                }
-                span.record("rejection_reason", "body_too_large");
-                return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            if let Some(fault) = body_watch.fault() {
+                return client_fault(guard, fault, span);
             }
             tracing::debug!(error = %e, source = ?e.source(), "upstream request failed");
             span.record("rejection_reason", "upstream_error");
@@ -166,8 +170,7 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
             resp
         }
     };
-    let status = resp.status();
-    guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    guard.upstream_status(resp.status().as_u16());
     // A length next to a transfer coding is void (RFC 9112 §6.3); hyper framed the body by
     // the coding, and the client must not be told the length.
     if resp.headers().contains_key(header::TRANSFER_ENCODING) {
@@ -177,6 +180,56 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let (parts, body) = resp.into_parts();
     let idle = state.config.upstream.body_idle_timeout;
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
+}
+
+/// The request with its body ready to forward: a small declared body (up to
+/// `server.body_buffer_bytes`) read whole before admission, so that a client trickling it
+/// holds no permit; any other streamed under `server.body_timeout` and the size cap. A
+/// small body that fails is answered here (400/408/413), counted on the route.
+async fn request_body(
+    conn: &Conn,
+    route: &Route,
+    server: &ServerConfig,
+    req: Request<Incoming>,
+    start: Instant,
+    span: &tracing::Span,
+) -> Result<Request<RequestBody>, Response<ProxyBody>> {
+    let cap = server.max_body_bytes.unwrap_or(u64::MAX);
+    let small = req
+        .content_length()
+        .filter(|n| *n > 0 && *n <= cap && *n <= server.body_buffer_bytes as u64);
+    let tier = tier_of(&req);
+    let (parts, body) = req.into_parts();
+    let body = match small {
+        Some(_) => match RequestBody::read_whole(body, cap, server.body_timeout).await {
+            Ok(b) => b,
+            Err(fault) => {
+                let metrics = route.metrics.shard(conn.worker);
+                metrics.record(fault.decision(), tier, start.elapsed());
+                span.record("route", route.name.as_str());
+                span.record("decision", "rejected");
+                span.record("rejection_reason", fault.decision().reason());
+                let (status, text) = fault.response();
+                return Err(local(status, text));
+            }
+        },
+        None => RequestBody::streaming(body, server.max_body_bytes, server.body_timeout),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Settles an admitted request whose client body failed, and answers it.
+fn client_fault(guard: Guard, fault: BodyFault, span: &tracing::Span) -> Response<ProxyBody> {
+    span.record("rejection_reason", fault.decision().reason());
+    let (status, text) = guard.client_fault(fault);
+    local(status, text)
+}
+
+/// The request's criticality tier (`x-criticality`, default `critical`).
+pub(crate) fn tier_of(req: &impl RequestView) -> Criticality {
+    req.header(CRITICALITY_HEADER)
+        .and_then(|v| v.parse::<Criticality>().ok())
+        .unwrap_or_default()
 }
 
 /// What the admission steps read from a request, whichever parser read its head (hyper's
@@ -232,10 +285,7 @@ pub(crate) async fn admit<'r>(
 ) -> Result<(OwnedPermit, Criticality, &'r Arc<RouteCounters>), Response<ProxyBody>> {
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
-    let tier = req
-        .header(CRITICALITY_HEADER)
-        .and_then(|v| v.parse::<Criticality>().ok())
-        .unwrap_or_default();
+    let tier = tier_of(req);
     span.record("tier", tier.as_str());
 
     // 413 before anything is admitted or read.
@@ -348,17 +398,6 @@ pub(crate) fn guard(
         status_dropped: false,
         lease: None,
     }
-}
-
-fn caused_by_length_limit(e: &UpstreamError) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(err) = cur {
-        if err.is::<LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// The request's host without port: `Host`, or the URI authority (HTTP/2). Routes match

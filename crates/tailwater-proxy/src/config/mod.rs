@@ -76,6 +76,19 @@ pub struct ServerConfig {
     /// Time allowed to receive a complete request head (slowloris protection).
     #[serde(deserialize_with = "duration::de")]
     pub header_read_timeout: Duration,
+    /// Time allowed to receive a whole request body, counted from the end of its head: a
+    /// total deadline, not an idle timer (nginx's `client_body_timeout` is reset by every
+    /// read, so a client sending a byte every few seconds holds on for ever). A body not
+    /// complete in time is answered 408 and counted as the client's fault, never the
+    /// upstream's. Default 30 s.
+    #[serde(deserialize_with = "duration::de")]
+    pub body_timeout: Duration,
+    /// Request bodies with a declared `Content-Length` up to this many bytes are read
+    /// whole before admission (as nginx buffers request bodies), so a client trickling a
+    /// small body holds a connection but no permit. Larger and chunked bodies stream to
+    /// the upstream after admission; `body_timeout` bounds how long they hold the permit.
+    /// Default 16 KiB; 0 streams every body.
+    pub body_buffer_bytes: usize,
     /// How long an HTTP/1.1 connection may sit idle between requests before the proxy
     /// closes it (nginx's `keepalive_timeout`; keep it longer than the idle timeout of any
     /// load balancer in front, or it will race the proxy's close). HTTP/1 connections that
@@ -124,6 +137,8 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_body_bytes: None,
             header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            body_buffer_bytes: 16 * 1024,
             keep_alive_timeout: Duration::from_secs(75),
             send_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),

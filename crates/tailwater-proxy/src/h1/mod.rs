@@ -66,6 +66,7 @@ use tracing::{Instrument, field};
 
 use crate::body::ProxyBody;
 use crate::config::{ServerConfig, UpstreamProtocol};
+use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
 use crate::server::Conn;
 use crate::service::{self, RequestView};
@@ -283,20 +284,27 @@ impl Client {
         let start = Instant::now();
         let conn = Arc::clone(&self.conn);
         let state = conn.shared.state.load();
-        let view = View {
-            head: &self.head,
-            buf: &self.rbuf,
-        };
         let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
-        let host = view.head.host(view.buf);
-        let Some(route) = state.table.find(host, view.head.path(view.buf)) else {
+        let host = self.head.host(&self.rbuf);
+        let Some(route) = state.table.find(host, self.head.path(&self.rbuf)) else {
             let resp = service::no_route(&conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
         if route.protocol != UpstreamProtocol::Http1 {
             return Next::Handoff;
         }
-        let max_body = state.config.server.max_body_bytes;
+        let server = &state.config.server;
+        let max_body = server.max_body_bytes;
+        let body_deadline = start + server.body_timeout;
+        if let Err(fault) = self.read_small_body(server, body_deadline).await {
+            return self
+                .body_fault_before_admission(route, fault, start, span)
+                .await;
+        }
+        let view = View {
+            head: &self.head,
+            buf: &self.rbuf,
+        };
         let admitted = service::admit(&conn, route, max_body, &view, start, span).await;
         let (permit, tier, metrics) = match admitted {
             Ok(a) => a,
@@ -308,8 +316,64 @@ impl Client {
             request_timeout: upstream.request_timeout,
             body_idle: upstream.body_idle_timeout,
             max_body,
+            body_deadline,
         };
         self.forward(route, guard, limits, span).await
+    }
+
+    /// Reads a small declared body (up to `server.body_buffer_bytes`, within the size cap)
+    /// whole into the read buffer before admission, by `deadline`: a client trickling it
+    /// holds its connection but no permit. Larger and chunked bodies stream after
+    /// admission, bounded by the same deadline.
+    async fn read_small_body(
+        &mut self,
+        server: &ServerConfig,
+        deadline: Instant,
+    ) -> Result<(), BodyFault> {
+        let Framing::Length(n) = self.head.body() else {
+            return Ok(());
+        };
+        let cap = server.max_body_bytes.unwrap_or(u64::MAX);
+        if n > cap || n > server.body_buffer_bytes as u64 {
+            return Ok(());
+        }
+        // `n` is at most `body_buffer_bytes`, a usize.
+        let want = self.head.len + usize::try_from(n).unwrap_or(usize::MAX);
+        while self.rbuf.len() < want {
+            self.rbuf.reserve(want - self.rbuf.len());
+            let read = self.io.read_buf(&mut self.rbuf);
+            match self.watchdog.within(deadline, read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(BodyFault::Aborted),
+                Err(_) => return Err(BodyFault::Timeout),
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers and counts a small body that failed before admission (no permit held).
+    async fn body_fault_before_admission(
+        &mut self,
+        route: &crate::route::Route,
+        fault: BodyFault,
+        start: Instant,
+        span: &tracing::Span,
+    ) -> Next {
+        let tier = service::tier_of(&View {
+            head: &self.head,
+            buf: &self.rbuf,
+        });
+        let metrics = route.metrics.shard(self.conn.worker);
+        metrics.record(fault.decision(), tier, start.elapsed());
+        span.record("route", route.name.as_str());
+        span.record("decision", "rejected");
+        span.record("rejection_reason", fault.decision().reason());
+        if fault == BodyFault::Aborted {
+            return Next::Close;
+        }
+        let (status, text) = fault.response();
+        self.reject(&service::local(status, text), false, span)
+            .await
     }
 
     /// Answers with a local response; a request with a body closes the connection.
