@@ -54,6 +54,7 @@ mod h1;
 mod headers;
 mod metrics;
 mod outcome;
+mod port;
 mod request_body;
 mod route;
 mod send_deadline;

@@ -293,3 +293,51 @@ async fn listeners_share_one_port() {
     assert!(!listeners.is_empty());
     assert_ne!(listeners.local_addr().port(), 0, "the picked port");
 }
+
+/// A second proxy on an address a proxy already serves refuses to start (it would share
+/// the traffic through `SO_REUSEPORT` and double the effective limit), unless it asks to
+/// share; anything else listening on the address is refused too.
+#[tokio::test]
+async fn a_second_proxy_on_the_same_address_refuses_to_start() {
+    let backend = text_backend("first").await;
+    let first = start_threaded(
+        2,
+        "",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+    let two = NonZeroUsize::new(2).expect("2");
+    let second = Listeners::bind(first.addr, two).await;
+    let err = second.expect_err("a second proxy bound the same address");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains("reuse_port_shared"), "{err}");
+    // Asked for: it shares.
+    let shared = Listeners::bind_shared(first.addr, two)
+        .await
+        .expect("explicit sharing binds");
+    assert_eq!(shared.local_addr(), first.addr);
+    drop(shared);
+    // The first proxy still serves.
+    let (parts, body) = get(&client(), first.addr, "/").await.expect("first serves");
+    assert_eq!((parts.status, &body[..]), (StatusCode::OK, &b"first"[..]));
+    let mut first = first;
+    if let Some(stop) = first.stop.take() {
+        let _ = stop.send(());
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(5), first.task).await;
+    stopped.expect("stopped").expect("task").expect("served");
+    // The lock went with it: the address can be served again.
+    drop(
+        Listeners::bind(first.addr, two)
+            .await
+            .expect("rebind after stop"),
+    );
+
+    // Not a proxy: any listener on the address.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("plain listener");
+    let addr = plain.local_addr().expect("addr");
+    let err = Listeners::bind(addr, two)
+        .await
+        .expect_err("bound over another listener");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+}

@@ -117,6 +117,11 @@ pub struct ServerConfig {
     /// connection (h2c, `Upgrade`, `Expect`, HTTP/1.0, unusual framing, h2c routes) is
     /// handed to hyper either way. Default: true.
     pub lean_http1: bool,
+    /// Let `tailwater proxy` share its address with another process that listens on it
+    /// with `SO_REUSEPORT` (the kernel spreads connections over both, and each admits
+    /// against its own limits): for a deliberate hand-over only. Default false: a second
+    /// proxy on the same address refuses to start.
+    pub reuse_port_shared: bool,
 }
 
 impl ServerConfig {
@@ -145,6 +150,7 @@ impl Default for ServerConfig {
             http2: Http2Config::default(),
             workers: None,
             lean_http1: true,
+            reuse_port_shared: false,
         }
     }
 }
