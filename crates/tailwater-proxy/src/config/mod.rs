@@ -26,6 +26,7 @@
 //! assert_eq!(err.field(), "route[0].limit.min_limit");
 //! ```
 
+pub(crate) mod bounds;
 pub(crate) mod duration;
 mod error;
 
@@ -183,18 +184,28 @@ impl Default for Http2Config {
     }
 }
 
-/// The admin listener.
+/// The admin listener. It has limits of its own, so that it can never take the file
+/// descriptors the main listener needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin listener (default 127.0.0.1:9901; the CLI's `--admin` wins).
     pub listen: SocketAddr,
+    /// Most admin connections held at once (default 64); further ones wait in the
+    /// kernel's accept backlog.
+    pub max_connections: usize,
+    /// Time allowed to receive a request head, and longest idleness between requests on
+    /// an admin connection (default 10 s).
+    #[serde(deserialize_with = "duration::de")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
