@@ -52,6 +52,7 @@ mod body;
 pub mod config;
 mod h1;
 mod headers;
+mod idle;
 mod metrics;
 mod outcome;
 mod port;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
 use crate::headers::Forwarding;
+use crate::idle::IdleConns;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::send_deadline::SendDeadline;
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) draining: AtomicBool,
     /// Worker shards of the upstream pools, fixed for the life of the proxy.
     pub(crate) workers: usize,
+    /// Idle keep-alive connections, reclaimed when the connection slots run out.
+    pub(crate) idle: IdleConns,
 }
 
 /// Errors from [`Proxy::serve`] and [`run`].
@@ -155,6 +158,7 @@ impl Proxy {
                 metrics,
                 draining: AtomicBool::new(false),
                 workers,
+                idle: IdleConns::new(workers),
             }),
         })
     }
@@ -252,14 +256,8 @@ impl Proxy {
         }
         loop {
             while conns.try_join_next().is_some() {}
-            let slot = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                slot = Arc::clone(&conn_slots).acquire_owned() => match slot {
-                    Ok(s) => s,
-                    Err(_) => break, // never closed
-                },
-            };
+            // Accept first, then take a slot: a worker waiting in `accept` holds no slot
+            // that a busier worker could use.
             let (stream, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -276,6 +274,20 @@ impl Proxy {
                         continue;
                     }
                 },
+            };
+            let slot = match Arc::clone(&conn_slots).try_acquire_owned() {
+                Ok(s) => s,
+                Err(_) => {
+                    let waited = self.slot_for_new_connection(&conn_slots);
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        slot = waited => match slot {
+                            Some(s) => s,
+                            None => break, // never closed
+                        },
+                    }
+                }
             };
             let _ = stream.set_nodelay(true);
             let conn = Conn {
@@ -309,6 +321,29 @@ impl Proxy {
         Ok(())
     }
 }
+
+impl Proxy {
+    /// A connection slot when all are taken: closes the oldest idle keep-alive connection
+    /// to make room (nginx reclaims idle connections the same way), and waits for a slot,
+    /// trying again every [`RECLAIM_RETRY`] while none is free (connections that are busy
+    /// free theirs as they finish). `None` if the semaphore closed (it never does).
+    async fn slot_for_new_connection(
+        &self,
+        conn_slots: &Arc<Semaphore>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        loop {
+            self.shared.idle.reclaim(1);
+            tokio::select! {
+                slot = Arc::clone(conn_slots).acquire_owned() => return slot.ok(),
+                () = tokio::time::sleep(RECLAIM_RETRY) => {}
+            }
+        }
+    }
+}
+
+/// How often a worker waiting for a connection slot looks again for an idle connection to
+/// reclaim.
+const RECLAIM_RETRY: Duration = Duration::from_millis(50);
 
 /// What every request of one client connection shares: cloned per request, so the
 /// reference count it touches is this connection's, not one shared by all threads.

@@ -143,35 +143,107 @@ async fn slowloris_client_is_cut_off_after_the_header_read_timeout() {
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A backend answering `/slow` only once `release` is notified, anything else at once.
+async fn slow_path_backend(release: std::sync::Arc<tokio::sync::Notify>) -> Backend {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    backend(std::sync::Arc::new(move |req: hyper::Request<_>| {
+        let release = std::sync::Arc::clone(&release);
+        Box::pin(async move {
+            if req.uri().path() == "/slow" {
+                release.notified().await;
+            }
+            hyper::Response::new(Full::new(Bytes::from_static(b"ok")))
+        })
+    }))
+    .await
+}
+
+/// One request on a raw keep-alive connection: the status line.
+async fn request(s: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let line = status_line(s).await;
+    // The rest of the head and the 2-byte body.
+    let mut rest = Vec::new();
+    let mut byte = [0u8; 1];
+    while !rest.ends_with(b"\r\n\r\nok") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => rest.push(byte[0]),
+            _ => break,
+        }
+    }
+    line
+}
+
 #[tokio::test]
 async fn connection_cap_holds_extra_connections_in_the_backlog() {
-    let backend = text_backend("hi").await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backend = slow_path_backend(std::sync::Arc::clone(&release)).await;
     let proxy = start_proxy(config(&format!(
         "[server]\nmax_connections = 1\n[[route]]\nupstream = \"http://{}\"\n",
         backend.addr
     )))
     .await;
-    let c1 = client();
-    let (parts, _) = get(&c1, proxy.addr, "/")
+    // The first client's connection is busy: it holds the only slot, and a second
+    // client's request waits (it is not refused) until the first is done.
+    let mut first = TcpStream::connect(proxy.addr).await.expect("connect");
+    first
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
-        .expect("first connection served");
-    assert_eq!(parts.status, 200);
-    // The first client's keep-alive connection holds the only slot: a second client's
-    // request waits (it is not refused) until the first connection closes.
-    let c2 = client();
-    let second =
-        tokio::spawn(async move { get(&c2, proxy.addr, "/").await.map(|(p, _)| p.status) });
+        .expect("write");
+    let received = std::sync::Arc::clone(&backend.received);
+    eventually(Duration::from_secs(5), || {
+        received.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let addr = proxy.addr;
+    let second = tokio::spawn(async move {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        request(&mut s, "/").await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await; // give it a chance to be wrongly served
     assert!(
         !second.is_finished(),
         "second connection served beyond the cap"
     );
-    drop(c1); // closes the idle keep-alive connection
+    // The first finishes and goes idle: it is reclaimed for the waiting one.
+    release.notify_waiters();
+    assert!(status_line(&mut first).await.starts_with("HTTP/1.1 200"));
     let status = tokio::time::timeout(Duration::from_secs(5), second)
         .await
-        .expect("second served after the slot freed")
-        .expect("task")
-        .expect("request");
-    assert_eq!(status, 200);
+        .expect("second served once the first was done")
+        .expect("task");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// At the cap, the oldest idle keep-alive connection is closed to make room for a new
+/// client, instead of the new client waiting for `keep_alive_timeout` (issue 11 item 5a).
+#[tokio::test]
+async fn idle_keep_alive_connections_are_reclaimed_at_the_cap() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backend = slow_path_backend(release).await;
+    let proxy = start_proxy(config(&format!(
+        "[server]\nmax_connections = 2\n[[route]]\nupstream = \"http://{}\"\n",
+        backend.addr
+    )))
+    .await;
+    let mut oldest = TcpStream::connect(proxy.addr).await.expect("connect");
+    assert!(request(&mut oldest, "/").await.starts_with("HTTP/1.1 200"));
+    let mut newer = TcpStream::connect(proxy.addr).await.expect("connect");
+    assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
+    // Both idle on keep-alive, the cap reached: a third client is served at once.
+    let mut third = TcpStream::connect(proxy.addr).await.expect("connect");
+    let got = tokio::time::timeout(Duration::from_secs(3), request(&mut third, "/"))
+        .await
+        .expect("third client locked out by idle connections");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    // The oldest idle one made room; the newer one still serves.
+    let (_, closed) = read_until_closed(&mut oldest, Duration::from_secs(3)).await;
+    assert!(closed, "the oldest idle connection was not the one closed");
+    assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
     proxy.shutdown(Duration::from_secs(5)).await;
 }

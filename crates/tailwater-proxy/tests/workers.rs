@@ -341,3 +341,51 @@ async fn a_second_proxy_on_the_same_address_refuses_to_start() {
         .expect_err("bound over another listener");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
+
+/// With two workers and a cap of two connections, one busy connection must not stop a
+/// second one from being served, whichever worker's socket the kernel gives it to: a
+/// worker waiting in `accept` holds no slot (issue 11 item 5b).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_holds_no_connection_slot() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::clone(&release);
+    let backend = backend(Arc::new(
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let gate = Arc::clone(&gate);
+            Box::pin(async move {
+                if req.uri().path() == "/slow" {
+                    gate.notified().await;
+                }
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            })
+        },
+    ))
+    .await;
+    let mut running = start_threaded(
+        2,
+        "max_connections = 2",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+    let mut busy = connect(running.addr).await;
+    let slow = tokio::spawn(async move { ask(&mut busy, "/slow").await });
+    let received = Arc::clone(&backend.received);
+    eventually(Duration::from_secs(5), || {
+        received.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // One connection after another, each on whichever worker the kernel picks.
+    for i in 0..8 {
+        let served = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut c = connect(running.addr).await;
+            ask(&mut c, "/").await
+        })
+        .await;
+        let (status, _) = served.unwrap_or_else(|_| panic!("connection {i} not served"));
+        assert_eq!(status, StatusCode::OK);
+    }
+    release.notify_waiters();
+    assert_eq!(slow.await.expect("task").0, StatusCode::OK);
+    let _ = running.stop.take().expect("stop").send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+}

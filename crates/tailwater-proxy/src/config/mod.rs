@@ -64,8 +64,11 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on (the CLI's `--listen` overrides it).
     pub listen: Option<SocketAddr>,
-    /// Most client connections held at once; further connections wait in the kernel's
-    /// accept backlog.
+    /// Most client connections held at once. When all are taken, a new client makes the
+    /// proxy close its oldest idle keep-alive connection (as nginx reclaims idle
+    /// connections; lean-path HTTP/1.1 connections only, hyper's are not reclaimable); if
+    /// none is idle, the new connection waits for a slot (each worker holds at most one
+    /// accepted connection waiting, the rest wait in the kernel's accept backlog).
     pub max_connections: usize,
     /// HTTP/1 read buffer, which bounds the request head (minimum 8192). Larger heads are
     /// answered with 431.

@@ -60,7 +60,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
@@ -98,6 +98,7 @@ pub(crate) async fn serve(
     let server = conn.shared.state.load().config.server.clone();
     let mut client = Client {
         conn,
+        wake: Arc::new(Notify::new()),
         io,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -156,6 +157,8 @@ enum HeadRead {
 /// every request.
 struct Client {
     conn: Arc<Conn>,
+    /// Notified when the proxy reclaims this connection while it is idle (`crate::idle`).
+    wake: Arc<Notify>,
     io: TcpStream,
     /// Bytes read from the client and not yet forwarded.
     rbuf: BytesMut,
@@ -230,6 +233,8 @@ impl Client {
                 }
             }
             let idle = self.rbuf.is_empty();
+            // Between requests: reclaimable when the proxy runs out of connection slots.
+            let keep_alive_idle = idle && deadline.is_none();
             let until = match deadline {
                 Some(d) => d,
                 None if idle => Instant::now() + self.server.keep_alive_timeout,
@@ -239,11 +244,14 @@ impl Client {
                 return HeadRead::Closed;
             }
             self.rbuf.reserve(READ_CHUNK);
+            let registry = &self.conn.shared.idle;
+            let registered = keep_alive_idle.then(|| registry.enter(self.conn.worker, &self.wake));
             let Client {
                 io,
                 rbuf,
                 drain,
                 watchdog,
+                wake,
                 ..
             } = self;
             let read = watchdog.within(until, async {
@@ -251,9 +259,25 @@ impl Client {
                     biased;
                     r = io.read_buf(rbuf) => Some(r),
                     _ = drain.changed(), if idle => None,
+                    () = wake.notified(), if keep_alive_idle => None,
                 }
             });
-            match read.await {
+            let read = read.await;
+            if let Some(reg) = registered
+                && !registry.leave(reg)
+                && matches!(read, Ok(Some(Ok(n))) if n > 0)
+            {
+                // Reclaimed just as the next request arrived: serve it, and drop the
+                // notification meant for this idle period.
+                let stale = self.wake.notified();
+                tokio::pin!(stale);
+                std::future::poll_fn(|cx| {
+                    let _ = stale.as_mut().poll(cx);
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+            match read {
                 Err(_) => {
                     tracing::debug!(peer = %self.conn.peer, "request head timed out");
                     return HeadRead::Closed;
