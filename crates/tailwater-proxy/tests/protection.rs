@@ -247,3 +247,40 @@ async fn idle_keep_alive_connections_are_reclaimed_at_the_cap() {
     assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A client that sends its whole (too large) body before reading still gets its 413: the
+/// proxy half-closes and drains instead of resetting the connection (nginx's lingering
+/// close; issue 11 item 7).
+#[tokio::test]
+async fn an_early_413_reaches_a_client_still_writing_its_body() {
+    let backend = text_backend("hi").await;
+    let proxy = start_proxy(protected(backend.addr)).await;
+    for _ in 0..3 {
+        let s = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let body = vec![b'x'; 4 * 1024 * 1024];
+            w.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
+                .await?;
+            w.write_all(&body).await?;
+            Ok::<_, std::io::Error>(w)
+        });
+        // Only read once everything was written, as a naive client does: the proxy must
+        // not reset the connection under it (a reset fails the client's write and can
+        // destroy the answer before it is read).
+        let w = writer
+            .await
+            .expect("writer")
+            .expect("the client could send its whole body");
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            matches!(read, Ok(Ok(_))) && text.starts_with("HTTP/1.1 413"),
+            "got {read:?}: {:?}",
+            &text[..text.len().min(100)]
+        );
+        drop(w);
+    }
+    proxy.shutdown(Duration::from_secs(5)).await;
+}

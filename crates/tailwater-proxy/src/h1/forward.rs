@@ -451,6 +451,8 @@ impl Client {
             }
         };
         span.record("status", status.as_u16());
+        // The request may be half read: drain what the client still sends, then close.
+        self.linger = true;
         let _ = self
             .write_local(&service::local(status, text), true, false)
             .await;

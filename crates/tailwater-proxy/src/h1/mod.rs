@@ -28,7 +28,11 @@
 //!   finds their end); a response delimited by the upstream closing is passed on and then
 //!   the client connection is closed.
 //! - A rejected request that has a body is answered and the connection closed (its body
-//!   is never read, so the connection cannot be reused).
+//!   is never read, so the connection cannot be reused), after a lingering close: the
+//!   proxy stops writing and discards what the client still sends for a few seconds, so
+//!   that a reset cannot destroy the answer.
+//! - A request body must arrive whole within `server.body_timeout` of its head (408);
+//!   one declared up to `server.body_buffer_bytes` is read before admission.
 //! - The request body is sent whole before the response is read (as nginx does).
 //! - A pooled connection that fails before any response byte is replaced and an idempotent
 //!   request without a streamed body is sent again (RFC 9110 §9.2.2).
@@ -81,6 +85,13 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Longest lingering close (nginx's `lingering_time` is 30 s; a client that wants its
+/// answer reads it well within this).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest silence during a lingering close (nginx's `lingering_timeout`).
+const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What hyper needs to take a connection over.
 pub(crate) struct Handoff {
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
@@ -108,8 +119,13 @@ pub(crate) async fn serve(
         watchdog: Watchdog::new(Instant::now() + server.header_read_timeout),
         server,
         served: 0,
+        linger: false,
     };
-    if client.run().await == End::Handoff {
+    let end = client.run().await;
+    if end == End::Closed && client.linger {
+        client.linger().await;
+    }
+    if end == End::Handoff {
         let Client {
             conn,
             io,
@@ -173,6 +189,9 @@ struct Client {
     server: ServerConfig,
     /// Requests taken so far (the first head's timer starts at the accept).
     served: u64,
+    /// The connection closes after an answer while the client may still be sending a
+    /// body: drain before closing ([`Client::linger`]).
+    linger: bool,
 }
 
 impl Client {
@@ -409,11 +428,34 @@ impl Client {
     ) -> Next {
         span.record("status", resp.status().as_u16());
         let close = self.head.body() != Framing::Empty || self.head.fields.close;
+        self.linger = self.head.body() != Framing::Empty;
         self.rbuf.advance(self.head.len);
         if self.write_local(resp, close, head_request).await && !close {
             Next::KeepAlive
         } else {
             Next::Close
+        }
+    }
+
+    /// nginx's lingering close: after answering early (413, 400, 408, 502) a request whose
+    /// body may still be arriving, stop writing (a FIN after the answer) and read and
+    /// discard what the client still sends, until it closes, for at most
+    /// [`LINGER_TIME`] in all and [`LINGER_IDLE`] between reads. Closing with unread
+    /// bytes would make the kernel send a reset, which can destroy the answer before the
+    /// client reads it.
+    async fn linger(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        if self.io.shutdown().await.is_err() {
+            return;
+        }
+        let end = Instant::now() + LINGER_TIME;
+        let mut sink = [0u8; 4096];
+        loop {
+            let until = end.min(Instant::now() + LINGER_IDLE);
+            match self.watchdog.within(until, self.io.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
         }
     }
 
