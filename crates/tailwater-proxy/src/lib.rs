@@ -53,6 +53,7 @@ pub mod config;
 mod h1;
 mod headers;
 mod idle;
+mod linger;
 mod metrics;
 mod outcome;
 mod port;

@@ -295,6 +295,7 @@ impl Proxy {
                 worker,
                 peer,
                 forwarding: Forwarding::new(peer.ip()),
+                linger: Arc::default(),
             };
             let lean = server_cfg.lean_http1.then(|| drain_rx.clone());
             spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot, lean);
@@ -356,6 +357,9 @@ pub(crate) struct Conn {
     pub(crate) peer: SocketAddr,
     /// `X-Forwarded-For` / `Forwarded` values for this client.
     pub(crate) forwarding: Forwarding,
+    /// Set when a request on a hyper-served connection was answered without its body
+    /// being read: the connection then closes with a lingering close (`crate::linger`).
+    pub(crate) linger: Arc<AtomicBool>,
 }
 
 fn spawn_connection(
@@ -390,7 +394,8 @@ fn spawn_connection(
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
     let send_timeout = conn.shared.state.load().config.server.send_timeout;
-    let io = TokioIo::new(SendDeadline::new(stream, send_timeout));
+    let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
+    let io = TokioIo::new(io);
     let io = builder.serve_connection(io, svc).into_owned();
     let io = graceful.watch(io);
     conns.spawn(async move {

@@ -59,6 +59,7 @@ pub(crate) async fn handle(
         rejection_reason = field::Empty,
         status = field::Empty,
     );
+    let has_body = !http_body::Body::is_end_stream(req.body());
     // Without a subscriber for the span, skip the instrumentation wrapper (it enters and
     // exits the span on every poll).
     let resp = if span.is_disabled() {
@@ -67,6 +68,12 @@ pub(crate) async fn handle(
         proxy(&conn, req, &span).instrument(span.clone()).await
     };
     span.record("status", resp.status().as_u16());
+    // Answered by the proxy itself (rejected, or the body failed): the body may be
+    // unread, so the connection closes with a lingering close.
+    if has_body && resp.body().local_data().is_some() {
+        conn.linger
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(resp)
 }
 

@@ -253,8 +253,19 @@ async fn idle_keep_alive_connections_are_reclaimed_at_the_cap() {
 /// close; issue 11 item 7).
 #[tokio::test]
 async fn an_early_413_reaches_a_client_still_writing_its_body() {
+    early_413_reaches_a_client_still_writing(true).await;
+}
+
+#[tokio::test]
+async fn an_early_413_reaches_a_client_still_writing_its_body_hyper() {
+    early_413_reaches_a_client_still_writing(false).await;
+}
+
+async fn early_413_reaches_a_client_still_writing(lean: bool) {
     let backend = text_backend("hi").await;
-    let proxy = start_proxy(protected(backend.addr)).await;
+    let mut cfg = protected(backend.addr);
+    cfg.server.lean_http1 = lean;
+    let proxy = start_proxy(cfg).await;
     for _ in 0..3 {
         let s = TcpStream::connect(proxy.addr).await.expect("connect");
         let (mut r, mut w) = s.into_split();

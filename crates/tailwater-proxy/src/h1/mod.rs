@@ -70,6 +70,7 @@ use tracing::{Instrument, field};
 
 use crate::body::ProxyBody;
 use crate::config::{ServerConfig, UpstreamProtocol};
+use crate::linger::{LINGER_IDLE, LINGER_TIME};
 use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
 use crate::server::Conn;
@@ -84,13 +85,6 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
-
-/// Longest lingering close (nginx's `lingering_time` is 30 s; a client that wants its
-/// answer reads it well within this).
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Longest silence during a lingering close (nginx's `lingering_timeout`).
-const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What hyper needs to take a connection over.
 pub(crate) struct Handoff {
@@ -136,7 +130,8 @@ pub(crate) async fn serve(
         let svc_conn = Arc::clone(&conn);
         let svc = service_fn(move |req| service::handle(Arc::clone(&svc_conn), req));
         let io = Rewind::new(rbuf.freeze(), io);
-        let io = TokioIo::new(SendDeadline::new(io, server.send_timeout));
+        let io = SendDeadline::new(io, server.send_timeout).lingering(Arc::clone(&conn.linger));
+        let io = TokioIo::new(io);
         let served = handoff
             .watcher
             .watch(handoff.builder.serve_connection(io, svc).into_owned());
