@@ -20,6 +20,7 @@ use tailwater_core::{Criticality, OwnedPermit};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{Decision, RouteCounters};
+use crate::outcome::{self, BodyFault, Verdict};
 use crate::upstream::Lease;
 
 /// Errors of the proxy's bodies.
@@ -38,13 +39,26 @@ pub(crate) struct Guard {
     pub(crate) metrics: Arc<RouteCounters>,
     pub(crate) tier: Criticality,
     pub(crate) start: Instant,
-    /// The upstream status counts as a drop (5xx, 429).
+    /// The upstream status counts against it (5xx, 429; set by [`Guard::upstream_status`]).
     pub(crate) status_dropped: bool,
     /// The pooled HTTP/1.1 connection, given back when the response ends cleanly.
     pub(crate) lease: Option<Lease>,
 }
 
 impl Guard {
+    /// Notes the upstream's response status: the request settles as a drop if that
+    /// status counts against the upstream ([`outcome::status_failed`]).
+    pub(crate) fn upstream_status(&mut self, status: u16) {
+        self.status_dropped = outcome::status_failed(status);
+    }
+
+    /// Settles a request whose client body failed: counted as the fault's decision, the
+    /// permit released without a sample. Returns the answer for the client.
+    pub(crate) fn client_fault(self, fault: BodyFault) -> (http::StatusCode, &'static str) {
+        self.finish(fault.decision());
+        fault.response()
+    }
+
     /// Reports `decision` to the limiter and the metrics.
     pub(crate) fn finish(mut self, decision: Decision) {
         self.settle(decision);
@@ -65,11 +79,7 @@ impl Guard {
         } else {
             decision
         };
-        match decision {
-            Decision::Success => permit.success(),
-            Decision::Cancelled => permit.ignore(),
-            _ => permit.dropped(),
-        }
+        Verdict::of(decision).release(permit);
         self.metrics
             .record(decision, self.tier, self.start.elapsed());
     }

@@ -21,6 +21,9 @@
 //! - `route`: the route table and each route's limiter and rate limits;
 //! - `service`: one request: route, 413, rate limits, admission, forward, stream back;
 //! - `body`: the response body that holds the permit until the upstream body ends;
+//! - `request_body`: the client's body on hyper's engine, bounded in size and time;
+//! - `outcome`: how a forwarded request ended (upstream failure or client fault), for both
+//!   engines;
 //! - `h1`: the lean HTTP/1.1 path (httparse heads, the upstream socket driven by the
 //!   request's own task), which hands anything unusual to hyper;
 //! - `framing`: the one framing decision per message both engines share (RFC 9112 §6);
@@ -37,6 +40,11 @@
 //! - Upstream down or refusing: 502, counted as a drop (the limit backs off).
 //! - Upstream slow: 504 after `upstream.request_timeout`, counted as a drop.
 //! - Client gone mid-response: the permit is released as "ignored" (no sample).
+//! - Client's fault (malformed, oversized, aborted request body, or one not complete within
+//!   `server.body_timeout`): 400, 413, nothing, or 408, and never counted against the
+//!   upstream (one classification for both engines: `outcome`). Small declared bodies
+//!   (`server.body_buffer_bytes`) are read before admission, so trickling them holds no
+//!   permit.
 //! - Invalid reload: the old configuration stays and the error is logged and returned.
 //! - Drain deadline passed: remaining connections are closed.
 #![forbid(unsafe_code)]
@@ -47,7 +55,12 @@ pub mod config;
 mod framing;
 mod h1;
 mod headers;
+mod idle;
+mod linger;
 mod metrics;
+mod outcome;
+mod port;
+mod request_body;
 mod route;
 mod send_deadline;
 mod server;

@@ -32,6 +32,11 @@ pub(crate) enum Decision {
     BodyError,
     /// Forwarded; the client went away before the response body ended.
     Cancelled,
+    /// Admitted; the request body was malformed (400, a client fault).
+    BodyInvalid,
+    /// Admitted; the request body did not arrive within `server.body_timeout` (408, a
+    /// client fault).
+    BodyTimeout,
     /// Shed by the limiter (503).
     Shed(RejectReason),
     /// Denied by a local rate limit (429).
@@ -40,7 +45,7 @@ pub(crate) enum Decision {
     BodyTooLarge,
 }
 
-const SHED_BASE: usize = 6;
+const SHED_BASE: usize = 8;
 const N_DECISIONS: usize = SHED_BASE + RejectReason::ALL.len() + 2;
 
 impl Decision {
@@ -52,6 +57,8 @@ impl Decision {
             Decision::UpstreamTimeout => 3,
             Decision::BodyError => 4,
             Decision::Cancelled => 5,
+            Decision::BodyInvalid => 6,
+            Decision::BodyTimeout => 7,
             Decision::Shed(r) => SHED_BASE + r.index(),
             Decision::RateLimited => SHED_BASE + RejectReason::ALL.len(),
             Decision::BodyTooLarge => SHED_BASE + RejectReason::ALL.len() + 1,
@@ -66,6 +73,8 @@ impl Decision {
             3 => Decision::UpstreamTimeout,
             4 => Decision::BodyError,
             5 => Decision::Cancelled,
+            6 => Decision::BodyInvalid,
+            7 => Decision::BodyTimeout,
             i if i < SHED_BASE + RejectReason::ALL.len() => {
                 Decision::Shed(RejectReason::ALL[i - SHED_BASE])
             }
@@ -83,6 +92,7 @@ impl Decision {
             | Decision::UpstreamTimeout
             | Decision::BodyError => "dropped",
             Decision::Cancelled => "cancelled",
+            Decision::BodyInvalid | Decision::BodyTimeout => "client_fault",
             Decision::Shed(_) => "shed",
             Decision::RateLimited => "rate_limited",
             Decision::BodyTooLarge => "rejected",
@@ -98,6 +108,8 @@ impl Decision {
             Decision::UpstreamTimeout => "upstream_timeout",
             Decision::BodyError => "body_error",
             Decision::Cancelled => "client_gone",
+            Decision::BodyInvalid => "body_invalid",
+            Decision::BodyTimeout => "body_timeout",
             Decision::Shed(r) => r.as_str(),
             Decision::RateLimited => "rate_exceeded",
             Decision::BodyTooLarge => "body_too_large",

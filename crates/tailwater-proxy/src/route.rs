@@ -111,13 +111,7 @@ impl RouteTable {
         metrics: Option<&Metrics>,
         workers: usize,
     ) -> Result<Self, ConfigError> {
-        check_server(config)?;
-        if config.routes.is_empty() {
-            return Err(ConfigError::new(
-                "route",
-                "at least one [[route]] is required",
-            ));
-        }
+        crate::config::bounds::check(config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: Vec<Arc<H1Pool>> = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
@@ -146,6 +140,7 @@ impl RouteTable {
             }
             routes.push(Arc::new(route));
         }
+        crate::config::bounds::check_overlaps(config)?;
         routes.sort_by(|a, b| {
             b.host
                 .is_some()
@@ -173,97 +168,6 @@ impl RouteTable {
     pub(crate) fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
-}
-
-fn check_server(config: &Config) -> Result<(), ConfigError> {
-    let s = &config.server;
-    if s.max_connections == 0 {
-        return Err(ConfigError::new(
-            "server.max_connections",
-            "must be at least 1",
-        ));
-    }
-    if s.max_header_bytes < 8192 {
-        return Err(ConfigError::new(
-            "server.max_header_bytes",
-            format!(
-                "must be at least 8192 (hyper's minimum buffer), got {}",
-                s.max_header_bytes
-            ),
-        ));
-    }
-    if s.max_headers == 0 {
-        return Err(ConfigError::new("server.max_headers", "must be at least 1"));
-    }
-    if s.header_read_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "server.header_read_timeout",
-            "must be greater than zero",
-        ));
-    }
-    if s.keep_alive_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "server.keep_alive_timeout",
-            "must be greater than zero",
-        ));
-    }
-    if s.send_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "server.send_timeout",
-            "must be greater than zero",
-        ));
-    }
-    if s.max_body_bytes == Some(0) {
-        return Err(ConfigError::new(
-            "server.max_body_bytes",
-            "must be at least 1 (omit it for no limit)",
-        ));
-    }
-    let h2 = &s.http2;
-    if h2.max_concurrent_streams == 0 {
-        return Err(ConfigError::new(
-            "server.http2.max_concurrent_streams",
-            "must be at least 1",
-        ));
-    }
-    // RFC 9113 §6.5.2: windows are at most 2^31 - 1 and hyper needs at least the default 65535.
-    for (field, v) in [
-        (
-            "server.http2.initial_stream_window",
-            h2.initial_stream_window,
-        ),
-        (
-            "server.http2.initial_connection_window",
-            h2.initial_connection_window,
-        ),
-    ] {
-        if !(65_535..=i32::MAX as u32).contains(&v) {
-            return Err(ConfigError::new(
-                field,
-                format!("must be within [65535, 2147483647], got {v}"),
-            ));
-        }
-    }
-    let u = &config.upstream;
-    if u.connect_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "upstream.connect_timeout",
-            "must be greater than zero",
-        ));
-    }
-    if u.body_idle_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "upstream.body_idle_timeout",
-            "must be greater than zero",
-        ));
-    }
-    if u.request_timeout.is_zero() {
-        return Err(ConfigError::new(
-            "upstream.request_timeout",
-            "must be greater than zero",
-        ));
-    }
-    Ok(())
 }
 
 fn admission_key(rc: &RouteConfig) -> String {

@@ -7,15 +7,22 @@
 //! write progresses the write fails with `TimedOut`, which makes hyper close the connection
 //! (the response's permit is then released as cancelled). A client that keeps up never
 //! arms the timer.
+//!
+//! It also does the lingering close of hyper's connections (`crate::linger`): when the
+//! connection was marked, its shutdown half-closes and then drains the client's input.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
+
+use crate::linger::{LINGER_IDLE, LINGER_TIME};
 
 pin_project_lite::pin_project! {
     /// `io` whose writes fail once one has made no progress for `timeout`.
@@ -25,6 +32,10 @@ pin_project_lite::pin_project! {
         io: T,
         timeout: Duration,
         stalled: Option<Pin<Box<Sleep>>>,
+        // Set by the request handler: shut down with a lingering close.
+        linger: Option<Arc<AtomicBool>>,
+        // The lingering close in progress: its total and idle deadlines.
+        draining: Option<(Instant, Pin<Box<Sleep>>)>,
     }
 }
 
@@ -34,6 +45,52 @@ impl<T> SendDeadline<T> {
             io,
             timeout,
             stalled: None,
+            linger: None,
+            draining: None,
+        }
+    }
+
+    /// Shuts down with a lingering close once `flag` is set.
+    pub(crate) fn lingering(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.linger = Some(flag);
+        self
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> SendDeadline<T> {
+    /// The lingering close: the write side shut down (under the send deadline), then the
+    /// client's input discarded until it closes, errs, is silent for [`LINGER_IDLE`] or
+    /// [`LINGER_TIME`] passed. Always ends `Ok`: the answer is already out.
+    fn poll_linger(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.draining.is_none() {
+            ready!(self.as_mut().guard(cx, |io, cx| io.poll_shutdown(cx)))?;
+            let end = Instant::now() + LINGER_TIME;
+            *self.as_mut().project().draining =
+                Some((end, Box::pin(tokio::time::sleep(LINGER_IDLE))));
+        }
+        let mut this = self.project();
+        let Some((end, idle)) = this.draining.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut sink = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut sink);
+            match this.io.as_mut().poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    let now = Instant::now();
+                    if now >= *end {
+                        return Poll::Ready(Ok(()));
+                    }
+                    idle.as_mut().reset((now + LINGER_IDLE).min(*end));
+                }
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match idle.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
         }
     }
 }
@@ -78,7 +135,7 @@ impl<T: AsyncRead> AsyncRead for SendDeadline<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for SendDeadline<T> {
+impl<T: AsyncRead + AsyncWrite> AsyncWrite for SendDeadline<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -104,7 +161,16 @@ impl<T: AsyncWrite> AsyncWrite for SendDeadline<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.guard(cx, |io, cx| io.poll_shutdown(cx))
+        let linger = self.draining.is_some()
+            || self
+                .linger
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed));
+        if linger {
+            self.poll_linger(cx)
+        } else {
+            self.guard(cx, |io, cx| io.poll_shutdown(cx))
+        }
     }
 }
 

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http_body_util::Limited;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,13 +21,14 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
 use crate::headers::Forwarding;
+use crate::idle::IdleConns;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::send_deadline::SendDeadline;
 use crate::status::RouteStatus;
 
 /// The upstream client type.
-pub(crate) type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
+pub(crate) type UpstreamClient = Client<HttpConnector, crate::request_body::RequestBody>;
 
 /// What a reload swaps: the configuration, the routes built from it and the clients.
 #[derive(Debug)]
@@ -64,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) draining: AtomicBool,
     /// Worker shards of the upstream pools, fixed for the life of the proxy.
     pub(crate) workers: usize,
+    /// Idle keep-alive connections, reclaimed when the connection slots run out.
+    pub(crate) idle: IdleConns,
 }
 
 /// Errors from [`Proxy::serve`] and [`run`].
@@ -157,6 +158,7 @@ impl Proxy {
                 metrics,
                 draining: AtomicBool::new(false),
                 workers,
+                idle: IdleConns::new(workers),
             }),
         })
     }
@@ -254,14 +256,8 @@ impl Proxy {
         }
         loop {
             while conns.try_join_next().is_some() {}
-            let slot = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                slot = Arc::clone(&conn_slots).acquire_owned() => match slot {
-                    Ok(s) => s,
-                    Err(_) => break, // never closed
-                },
-            };
+            // Accept first, then take a slot: a worker waiting in `accept` holds no slot
+            // that a busier worker could use.
             let (stream, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -279,12 +275,27 @@ impl Proxy {
                     }
                 },
             };
+            let slot = match Arc::clone(&conn_slots).try_acquire_owned() {
+                Ok(s) => s,
+                Err(_) => {
+                    let waited = self.slot_for_new_connection(&conn_slots);
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        slot = waited => match slot {
+                            Some(s) => s,
+                            None => break, // never closed
+                        },
+                    }
+                }
+            };
             let _ = stream.set_nodelay(true);
             let conn = Conn {
                 shared: Arc::clone(&self.shared),
                 worker,
                 peer,
                 forwarding: Forwarding::new(peer.ip()),
+                linger: Arc::default(),
             };
             let lean = server_cfg.lean_http1.then(|| drain_rx.clone());
             spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot, lean);
@@ -312,6 +323,29 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// A connection slot when all are taken: closes the oldest idle keep-alive connection
+    /// to make room (nginx reclaims idle connections the same way), and waits for a slot,
+    /// trying again every [`RECLAIM_RETRY`] while none is free (connections that are busy
+    /// free theirs as they finish). `None` if the semaphore closed (it never does).
+    async fn slot_for_new_connection(
+        &self,
+        conn_slots: &Arc<Semaphore>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        loop {
+            self.shared.idle.reclaim(1);
+            tokio::select! {
+                slot = Arc::clone(conn_slots).acquire_owned() => return slot.ok(),
+                () = tokio::time::sleep(RECLAIM_RETRY) => {}
+            }
+        }
+    }
+}
+
+/// How often a worker waiting for a connection slot looks again for an idle connection to
+/// reclaim.
+const RECLAIM_RETRY: Duration = Duration::from_millis(50);
+
 /// What every request of one client connection shares: cloned per request, so the
 /// reference count it touches is this connection's, not one shared by all threads.
 #[derive(Debug)]
@@ -323,6 +357,9 @@ pub(crate) struct Conn {
     pub(crate) peer: SocketAddr,
     /// `X-Forwarded-For` / `Forwarded` values for this client.
     pub(crate) forwarding: Forwarding,
+    /// Set when a request on a hyper-served connection was answered without its body
+    /// being read: the connection then closes with a lingering close (`crate::linger`).
+    pub(crate) linger: Arc<AtomicBool>,
 }
 
 fn spawn_connection(
@@ -357,7 +394,8 @@ fn spawn_connection(
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
     let send_timeout = conn.shared.state.load().config.server.send_timeout;
-    let io = TokioIo::new(SendDeadline::new(stream, send_timeout));
+    let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
+    let io = TokioIo::new(io);
     let io = builder.serve_connection(io, svc).into_owned();
     let io = graceful.watch(io);
     conns.spawn(async move {

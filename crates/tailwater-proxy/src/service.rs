@@ -7,7 +7,8 @@
 //! shed request is answered 503 + `Retry-After` without touching the upstream, a rate-limited
 //! one 429 + `Retry-After` + `RateLimit-Policy`/`RateLimit`, and the permit is held until the
 //! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
-//! drops; a client that goes away before the end is "ignored".
+//! drops; a client that goes away before the end, or whose body fails, is "ignored"
+//! (`crate::outcome`).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -20,7 +21,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use tailwater_core::limiter::{Acquire, Request as Admission};
@@ -30,17 +30,19 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use crate::body::{Guard, ProxyBody};
+use crate::config::ServerConfig;
 use crate::config::UpstreamProtocol;
 use crate::framing::{self, Framing, FramingError, FramingFields};
 use crate::headers;
 use crate::headers::Forwarding;
 use crate::metrics::Decision;
 use crate::metrics::RouteCounters;
+use crate::outcome::BodyFault;
+use crate::request_body::RequestBody;
 use crate::route::Route;
 use crate::route::upstream_uri;
 use crate::server::{Conn, Shared};
 use crate::target::{self, TargetError};
-use crate::upstream::UpstreamError;
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
@@ -60,6 +62,7 @@ pub(crate) async fn handle(
         rejection_reason = field::Empty,
         status = field::Empty,
     );
+    let has_body = !http_body::Body::is_end_stream(req.body());
     // Without a subscriber for the span, skip the instrumentation wrapper (it enters and
     // exits the span on every poll).
     let resp = if span.is_disabled() {
@@ -68,6 +71,12 @@ pub(crate) async fn handle(
         proxy(&conn, req, &span).instrument(span.clone()).await
     };
     span.record("status", resp.status().as_u16());
+    // Answered by the proxy itself (rejected, or the body failed): the body may be
+    // unread, so the connection closes with a lingering close.
+    if has_body && resp.body().local_data().is_some() {
+        conn.linger
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(resp)
 }
 
@@ -100,12 +109,19 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         Cow::Borrowed(_) => None,
         Cow::Owned(p) => Some(p),
     };
-    let max_body = state.config.server.max_body_bytes;
+    let server = &state.config.server;
+    let max_body = server.max_body_bytes;
+    let req = match request_body(conn, route, server, req, start, span).await {
+        Ok(req) => req,
+        Err(rejected) => return rejected,
+    };
     let (permit, tier, metrics) = match admit(conn, route, max_body, &req, start, span).await {
         Ok(admitted) => admitted,
         Err(rejected) => return rejected,
     };
     // Forward.
+    // `Host` was checked above; the body reading did not change the head.
+    let host = request_host(&req).ok().flatten().map(host_without_port);
     let forwarded = conn.forwarding.values(req.headers(), host);
     let (mut parts, body) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
@@ -167,8 +183,8 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
-    let limit = max_body.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
-    let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
+    let body_watch = body.watch();
+    let upstream_req = Request::from_parts(parts, body);
     let timeout = state.config.upstream.request_timeout;
     let mut guard = guard(permit, metrics, tier, start);
     let result = if pooled {
@@ -185,19 +201,17 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     };
     let mut resp = match result {
         Err(_) => {
+            // No head in time while the body still waited for the client: its fault.
+            if let Some(fault) = body_watch.blame() {
+                return client_fault(guard, fault, span);
+            }
             span.record("rejection_reason", "upstream_timeout");
             guard.finish(Decision::UpstreamTimeout);
             return local(StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n");
         }
         Ok(Err(e)) => {
-            if caused_by_length_limit(&e) {
-                metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
-                // Not the upstream's fault: do not feed it to the limit.
-                if let Some(p) = guard.permit.take() {
-                    p.ignore();
-                }
-                span.record("rejection_reason", "body_too_large");
-                return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            if let Some(fault) = body_watch.fault() {
+                return client_fault(guard, fault, span);
             }
             tracing::debug!(error = %e, source = ?e.source(), "upstream request failed");
             span.record("rejection_reason", "upstream_error");
@@ -218,7 +232,7 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         guard.finish(Decision::UpstreamError);
         return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
     }
-    guard.status_dropped = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    guard.upstream_status(status.as_u16());
     // The response's framing, decided by the rules of the lean path (an HTTP/2 upstream
     // frames its bodies itself), restated by the proxy after the hop-by-hop removal.
     let reframe = if route.protocol == UpstreamProtocol::Http1 {
@@ -247,6 +261,56 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let (parts, body) = resp.into_parts();
     let idle = state.config.upstream.body_idle_timeout;
     Response::from_parts(parts, ProxyBody::upstream(body, guard, idle))
+}
+
+/// The request with its body ready to forward: a small declared body (up to
+/// `server.body_buffer_bytes`) read whole before admission, so that a client trickling it
+/// holds no permit; any other streamed under `server.body_timeout` and the size cap. A
+/// small body that fails is answered here (400/408/413), counted on the route.
+async fn request_body(
+    conn: &Conn,
+    route: &Route,
+    server: &ServerConfig,
+    req: Request<Incoming>,
+    start: Instant,
+    span: &tracing::Span,
+) -> Result<Request<RequestBody>, Response<ProxyBody>> {
+    let cap = server.max_body_bytes.unwrap_or(u64::MAX);
+    let small = req
+        .content_length()
+        .filter(|n| *n > 0 && *n <= cap && *n <= server.body_buffer_bytes as u64);
+    let tier = tier_of(&req);
+    let (parts, body) = req.into_parts();
+    let body = match small {
+        Some(_) => match RequestBody::read_whole(body, cap, server.body_timeout).await {
+            Ok(b) => b,
+            Err(fault) => {
+                let metrics = route.metrics.shard(conn.worker);
+                metrics.record(fault.decision(), tier, start.elapsed());
+                span.record("route", route.name.as_str());
+                span.record("decision", "rejected");
+                span.record("rejection_reason", fault.decision().reason());
+                let (status, text) = fault.response();
+                return Err(local(status, text));
+            }
+        },
+        None => RequestBody::streaming(body, server.max_body_bytes, server.body_timeout),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Settles an admitted request whose client body failed, and answers it.
+fn client_fault(guard: Guard, fault: BodyFault, span: &tracing::Span) -> Response<ProxyBody> {
+    span.record("rejection_reason", fault.decision().reason());
+    let (status, text) = guard.client_fault(fault);
+    local(status, text)
+}
+
+/// The request's criticality tier (`x-criticality`, default `critical`).
+pub(crate) fn tier_of(req: &impl RequestView) -> Criticality {
+    req.header(CRITICALITY_HEADER)
+        .and_then(|v| v.parse::<Criticality>().ok())
+        .unwrap_or_default()
 }
 
 /// What the admission steps read from a request, whichever parser read its head (hyper's
@@ -302,10 +366,7 @@ pub(crate) async fn admit<'r>(
 ) -> Result<(OwnedPermit, Criticality, &'r Arc<RouteCounters>), Response<ProxyBody>> {
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
-    let tier = req
-        .header(CRITICALITY_HEADER)
-        .and_then(|v| v.parse::<Criticality>().ok())
-        .unwrap_or_default();
+    let tier = tier_of(req);
     span.record("tier", tier.as_str());
 
     // 413 before anything is admitted or read.
@@ -418,17 +479,6 @@ pub(crate) fn guard(
         status_dropped: false,
         lease: None,
     }
-}
-
-fn caused_by_length_limit(e: &UpstreamError) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(err) = cur {
-        if err.is::<LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// The request's one valid host (port included): `Host`, checked against the target's

@@ -20,7 +20,6 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response, Uri};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -28,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
 
-type Body = Limited<Incoming>;
+type Body = crate::request_body::RequestBody;
 type Sender = http1::SendRequest<Body>;
 
 /// Why an upstream request failed.

@@ -13,6 +13,9 @@
 //!
 //! `SO_REUSEPORT` also lets another process of the same user bind the same address; the
 //! kernel then spreads connections over both, which is how nginx does a binary upgrade.
+//! [`Listeners::bind`] refuses an address another proxy (or anything) already listens on
+//! (see `port`); [`Listeners::bind_shared`] is the explicit opt-in to sharing
+//! (`server.reuse_port_shared`).
 
 use std::future::Future;
 use std::io;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::port::PortLock;
 use crate::server::{Error, Proxy};
 
 /// Backlog of each worker's listening socket (the kernel caps it at `somaxconn`).
@@ -47,22 +51,55 @@ const BACKLOG: u32 = 1024;
 pub struct Listeners {
     sockets: Vec<std::net::TcpListener>,
     addr: SocketAddr,
+    /// The address is this process's while the listeners (or the workers serving them)
+    /// live; `None` when shared on purpose.
+    lock: Option<PortLock>,
 }
 
 impl Listeners {
-    /// Binds `workers` listening sockets to `addr`. With port 0 the first socket picks a
-    /// free port and the others bind to the same one. Async only because tokio registers a
-    /// socket with the calling runtime when it starts listening (the socket leaves that
-    /// runtime again before this returns).
+    /// Binds `workers` listening sockets to `addr`, which must not be in use: an error of
+    /// kind `AddrInUse` if another tailwater proxy holds it or any socket listens on it
+    /// (with `SO_REUSEPORT` a second proxy would otherwise start silently and take a share
+    /// of the traffic). With port 0 the first socket picks a free port and the others bind
+    /// to the same one. Async only because tokio registers a socket with the calling
+    /// runtime when it starts listening (the socket leaves that runtime again before this
+    /// returns).
     pub async fn bind(addr: SocketAddr, workers: NonZeroUsize) -> io::Result<Self> {
+        Self::bind_with(addr, workers, false)
+    }
+
+    /// As [`bind`](Self::bind), but joins the sockets another process (of the same user)
+    /// already has on `addr` with `SO_REUSEPORT`, and lets later ones join: the kernel
+    /// spreads connections over all of them. For a deliberate hand-over only
+    /// (`server.reuse_port_shared = true`): each process admits against its own limits.
+    pub async fn bind_shared(addr: SocketAddr, workers: NonZeroUsize) -> io::Result<Self> {
+        Self::bind_with(addr, workers, true)
+    }
+
+    fn bind_with(addr: SocketAddr, workers: NonZeroUsize, shared: bool) -> io::Result<Self> {
+        let lock_early = !shared && addr.port() != 0;
+        let mut lock = if lock_early {
+            Some(PortLock::take(addr)?)
+        } else {
+            None
+        };
         let first = reuseport_listener(addr)?;
         let addr = first.local_addr()?;
+        if !shared && lock.is_none() {
+            // A port the kernel just picked: nobody else listens on it, but a proxy
+            // asked for it by number later must be refused.
+            lock = Some(PortLock::take_unprobed(addr)?);
+        }
         let mut sockets = Vec::with_capacity(workers.get());
         sockets.push(first);
         for _ in 1..workers.get() {
             sockets.push(reuseport_listener(addr)?);
         }
-        Ok(Self { sockets, addr })
+        Ok(Self {
+            sockets,
+            addr,
+            lock,
+        })
     }
 
     /// The address every socket is bound to.
@@ -113,6 +150,8 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
         let n = listeners.len();
+        // Held until every worker stopped.
+        let _lock = listeners.lock;
         let max = self.shared.state.load().config.server.max_connections;
         let conn_slots = Arc::new(Semaphore::new(max));
         let (stop_tx, stop_rx) = watch::channel(false);

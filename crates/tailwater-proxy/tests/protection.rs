@@ -143,35 +143,155 @@ async fn slowloris_client_is_cut_off_after_the_header_read_timeout() {
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A backend answering `/slow` only once `release` is notified, anything else at once.
+async fn slow_path_backend(release: std::sync::Arc<tokio::sync::Notify>) -> Backend {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    backend(std::sync::Arc::new(move |req: hyper::Request<_>| {
+        let release = std::sync::Arc::clone(&release);
+        Box::pin(async move {
+            if req.uri().path() == "/slow" {
+                release.notified().await;
+            }
+            hyper::Response::new(Full::new(Bytes::from_static(b"ok")))
+        })
+    }))
+    .await
+}
+
+/// One request on a raw keep-alive connection: the status line.
+async fn request(s: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let line = status_line(s).await;
+    // The rest of the head and the 2-byte body.
+    let mut rest = Vec::new();
+    let mut byte = [0u8; 1];
+    while !rest.ends_with(b"\r\n\r\nok") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => rest.push(byte[0]),
+            _ => break,
+        }
+    }
+    line
+}
+
 #[tokio::test]
 async fn connection_cap_holds_extra_connections_in_the_backlog() {
-    let backend = text_backend("hi").await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backend = slow_path_backend(std::sync::Arc::clone(&release)).await;
     let proxy = start_proxy(config(&format!(
         "[server]\nmax_connections = 1\n[[route]]\nupstream = \"http://{}\"\n",
         backend.addr
     )))
     .await;
-    let c1 = client();
-    let (parts, _) = get(&c1, proxy.addr, "/")
+    // The first client's connection is busy: it holds the only slot, and a second
+    // client's request waits (it is not refused) until the first is done.
+    let mut first = TcpStream::connect(proxy.addr).await.expect("connect");
+    first
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
-        .expect("first connection served");
-    assert_eq!(parts.status, 200);
-    // The first client's keep-alive connection holds the only slot: a second client's
-    // request waits (it is not refused) until the first connection closes.
-    let c2 = client();
-    let second =
-        tokio::spawn(async move { get(&c2, proxy.addr, "/").await.map(|(p, _)| p.status) });
+        .expect("write");
+    let received = std::sync::Arc::clone(&backend.received);
+    eventually(Duration::from_secs(5), || {
+        received.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let addr = proxy.addr;
+    let second = tokio::spawn(async move {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        request(&mut s, "/").await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await; // give it a chance to be wrongly served
     assert!(
         !second.is_finished(),
         "second connection served beyond the cap"
     );
-    drop(c1); // closes the idle keep-alive connection
+    // The first finishes and goes idle: it is reclaimed for the waiting one.
+    release.notify_waiters();
+    assert!(status_line(&mut first).await.starts_with("HTTP/1.1 200"));
     let status = tokio::time::timeout(Duration::from_secs(5), second)
         .await
-        .expect("second served after the slot freed")
-        .expect("task")
-        .expect("request");
-    assert_eq!(status, 200);
+        .expect("second served once the first was done")
+        .expect("task");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// At the cap, the oldest idle keep-alive connection is closed to make room for a new
+/// client, instead of the new client waiting for `keep_alive_timeout` (issue 11 item 5a).
+#[tokio::test]
+async fn idle_keep_alive_connections_are_reclaimed_at_the_cap() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backend = slow_path_backend(release).await;
+    let proxy = start_proxy(config(&format!(
+        "[server]\nmax_connections = 2\n[[route]]\nupstream = \"http://{}\"\n",
+        backend.addr
+    )))
+    .await;
+    let mut oldest = TcpStream::connect(proxy.addr).await.expect("connect");
+    assert!(request(&mut oldest, "/").await.starts_with("HTTP/1.1 200"));
+    let mut newer = TcpStream::connect(proxy.addr).await.expect("connect");
+    assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
+    // Both idle on keep-alive, the cap reached: a third client is served at once.
+    let mut third = TcpStream::connect(proxy.addr).await.expect("connect");
+    let got = tokio::time::timeout(Duration::from_secs(3), request(&mut third, "/"))
+        .await
+        .expect("third client locked out by idle connections");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    // The oldest idle one made room; the newer one still serves.
+    let (_, closed) = read_until_closed(&mut oldest, Duration::from_secs(3)).await;
+    assert!(closed, "the oldest idle connection was not the one closed");
+    assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A client that sends its whole (too large) body before reading still gets its 413: the
+/// proxy half-closes and drains instead of resetting the connection (nginx's lingering
+/// close; issue 11 item 7).
+#[tokio::test]
+async fn an_early_413_reaches_a_client_still_writing_its_body() {
+    early_413_reaches_a_client_still_writing(true).await;
+}
+
+#[tokio::test]
+async fn an_early_413_reaches_a_client_still_writing_its_body_hyper() {
+    early_413_reaches_a_client_still_writing(false).await;
+}
+
+async fn early_413_reaches_a_client_still_writing(lean: bool) {
+    let backend = text_backend("hi").await;
+    let mut cfg = protected(backend.addr);
+    cfg.server.lean_http1 = lean;
+    let proxy = start_proxy(cfg).await;
+    for _ in 0..3 {
+        let s = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let body = vec![b'x'; 4 * 1024 * 1024];
+            w.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
+                .await?;
+            w.write_all(&body).await?;
+            Ok::<_, std::io::Error>(w)
+        });
+        // Only read once everything was written, as a naive client does: the proxy must
+        // not reset the connection under it (a reset fails the client's write and can
+        // destroy the answer before it is read).
+        let w = writer
+            .await
+            .expect("writer")
+            .expect("the client could send its whole body");
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            matches!(read, Ok(Ok(_))) && text.starts_with("HTTP/1.1 413"),
+            "got {read:?}: {:?}",
+            &text[..text.len().min(100)]
+        );
+        drop(w);
+    }
     proxy.shutdown(Duration::from_secs(5)).await;
 }

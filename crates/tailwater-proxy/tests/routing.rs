@@ -230,7 +230,9 @@ contention_window = "1h"
     assert_eq!(plus.await.expect("task").status, 200);
     let status = running.proxy.status();
     assert_eq!(status[0].shed, 4);
-    assert_eq!(status[0].in_flight, 0, "every permit released");
+    // The proxy settles a permit just after its last write, which the client may read first.
+    let proxy = running.proxy.clone();
+    eventually(Duration::from_secs(5), || proxy.status()[0].in_flight == 0).await;
     running.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -293,3 +293,99 @@ async fn listeners_share_one_port() {
     assert!(!listeners.is_empty());
     assert_ne!(listeners.local_addr().port(), 0, "the picked port");
 }
+
+/// A second proxy on an address a proxy already serves refuses to start (it would share
+/// the traffic through `SO_REUSEPORT` and double the effective limit), unless it asks to
+/// share; anything else listening on the address is refused too.
+#[tokio::test]
+async fn a_second_proxy_on_the_same_address_refuses_to_start() {
+    let backend = text_backend("first").await;
+    let first = start_threaded(
+        2,
+        "",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+    let two = NonZeroUsize::new(2).expect("2");
+    let second = Listeners::bind(first.addr, two).await;
+    let err = second.expect_err("a second proxy bound the same address");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains("reuse_port_shared"), "{err}");
+    // Asked for: it shares.
+    let shared = Listeners::bind_shared(first.addr, two)
+        .await
+        .expect("explicit sharing binds");
+    assert_eq!(shared.local_addr(), first.addr);
+    drop(shared);
+    // The first proxy still serves.
+    let (parts, body) = get(&client(), first.addr, "/").await.expect("first serves");
+    assert_eq!((parts.status, &body[..]), (StatusCode::OK, &b"first"[..]));
+    let mut first = first;
+    if let Some(stop) = first.stop.take() {
+        let _ = stop.send(());
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(5), first.task).await;
+    stopped.expect("stopped").expect("task").expect("served");
+    // The lock went with it: the address can be served again.
+    drop(
+        Listeners::bind(first.addr, two)
+            .await
+            .expect("rebind after stop"),
+    );
+
+    // Not a proxy: any listener on the address.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("plain listener");
+    let addr = plain.local_addr().expect("addr");
+    let err = Listeners::bind(addr, two)
+        .await
+        .expect_err("bound over another listener");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+}
+
+/// With two workers and a cap of two connections, one busy connection must not stop a
+/// second one from being served, whichever worker's socket the kernel gives it to: a
+/// worker waiting in `accept` holds no slot (issue 11 item 5b).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_holds_no_connection_slot() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::clone(&release);
+    let backend = backend(Arc::new(
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let gate = Arc::clone(&gate);
+            Box::pin(async move {
+                if req.uri().path() == "/slow" {
+                    gate.notified().await;
+                }
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            })
+        },
+    ))
+    .await;
+    let mut running = start_threaded(
+        2,
+        "max_connections = 2",
+        &format!("[[route]]\nupstream = \"http://{}\"\n", backend.addr),
+    )
+    .await;
+    let mut busy = connect(running.addr).await;
+    let slow = tokio::spawn(async move { ask(&mut busy, "/slow").await });
+    let received = Arc::clone(&backend.received);
+    eventually(Duration::from_secs(5), || {
+        received.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // One connection after another, each on whichever worker the kernel picks.
+    for i in 0..8 {
+        let served = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut c = connect(running.addr).await;
+            ask(&mut c, "/").await
+        })
+        .await;
+        let (status, _) = served.unwrap_or_else(|_| panic!("connection {i} not served"));
+        assert_eq!(status, StatusCode::OK);
+    }
+    release.notify_waiters();
+    assert_eq!(slow.await.expect("task").0, StatusCode::OK);
+    let _ = running.stop.take().expect("stop").send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+}

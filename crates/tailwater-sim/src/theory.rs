@@ -97,6 +97,13 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
+/// Most servers a model may have: Erlang C and M/M/c/K cost O(c) per evaluation, and
+/// `tailwater plan` evaluates many (quantiles, curves), so larger inputs ran for minutes.
+pub const MAX_SERVERS: u64 = 1_000_000;
+
+/// Largest queue bound (M/M/c/K's waiting room, O(K) per evaluation), for the same reason.
+pub const MAX_QUEUE_BOUND: u64 = 1_000_000;
+
 /// A queueing system to predict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Model {
@@ -160,8 +167,19 @@ impl Model {
         }
         check("ca", self.ca, 0.0, 100.0)?;
         check("cs", self.cs, 0.0, 100.0)?;
-        if self.servers == 0 {
-            return Err(SimError::invalid("servers", "must be at least 1"));
+        if !(1..=MAX_SERVERS).contains(&self.servers) {
+            return Err(SimError::invalid(
+                "servers",
+                format!("must be within [1, {MAX_SERVERS}], got {}", self.servers),
+            ));
+        }
+        if let Some(k) = self.queue_bound
+            && k > MAX_QUEUE_BOUND
+        {
+            return Err(SimError::invalid(
+                "queue-bound",
+                format!("must be within [0, {MAX_QUEUE_BOUND}], got {k}"),
+            ));
         }
         if self.queue_bound.is_none() && self.utilisation() >= 1.0 {
             return Err(SimError::invalid(
@@ -410,7 +428,8 @@ fn trim_float(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// The fewest servers meeting the budget (and the utilisation target), up to 1 000 000.
+/// The fewest servers meeting the budget (and the utilisation target), up to
+/// [`MAX_SERVERS`].
 pub fn size_servers(
     base: Model,
     budget: Option<Budget>,
@@ -451,7 +470,7 @@ pub fn size_servers(
             ));
         }
     }
-    while c <= 1_000_000 {
+    while c <= MAX_SERVERS {
         let m = Model {
             servers: c,
             queue_bound: None,
@@ -472,7 +491,7 @@ pub fn size_servers(
     }
     Err(SimError::invalid(
         "budget",
-        "needs more than 1 000 000 servers",
+        format!("needs more than {MAX_SERVERS} servers"),
     ))
 }
 
@@ -621,6 +640,27 @@ mod tests {
         .predict()
         .unwrap();
         assert!((g.wait_mean - 4.0 * (0.25 + 2.25) / 2.0 * 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn absurd_servers_and_queue_bounds_are_refused() {
+        let m = Model {
+            rate: 100.0,
+            service: 0.01,
+            ca: 1.0,
+            cs: 1.0,
+            servers: 4_294_967_296,
+            queue_bound: None,
+        };
+        let e = m.predict().expect_err("4294967296 servers");
+        assert!(e.to_string().contains("servers"), "{e}");
+        let m = Model {
+            servers: 2,
+            queue_bound: Some(1_000_000_000),
+            ..m
+        };
+        let e = m.predict().expect_err("queue bound of 1e9");
+        assert!(e.to_string().contains("queue-bound"), "{e}");
     }
 
     #[test]

@@ -109,10 +109,28 @@ impl DefaultClassifier {
 
 impl Classify for DefaultClassifier {
     fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Outcome::Dropped;
+        match status_outcome(status.as_u16()) {
+            Outcome::Success => grpc_outcome(headers).unwrap_or(Outcome::Success),
+            dropped => dropped,
         }
-        grpc_outcome(headers).unwrap_or(Outcome::Success)
+    }
+}
+
+/// The outcome an HTTP status implies on its own: `Dropped` for `5xx` (the service failed,
+/// including its own `503`) and `429` (it says it is overloaded), `Success` for everything
+/// else. The one place this rule is written: [`DefaultClassifier`] and tailwater-proxy's
+/// engines both call it.
+///
+/// ```
+/// use tailwater_tower::classify::{Outcome, status_outcome};
+/// assert_eq!(status_outcome(502), Outcome::Dropped);
+/// assert_eq!(status_outcome(429), Outcome::Dropped);
+/// assert_eq!(status_outcome(404), Outcome::Success);
+/// ```
+pub const fn status_outcome(status: u16) -> Outcome {
+    match status {
+        500..=599 | 429 => Outcome::Dropped,
+        _ => Outcome::Success,
     }
 }
 

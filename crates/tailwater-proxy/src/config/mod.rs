@@ -31,6 +31,7 @@
 //! assert_eq!(err.field(), "route[0].limit.min_limit");
 //! ```
 
+pub(crate) mod bounds;
 pub(crate) mod duration;
 mod error;
 
@@ -69,8 +70,11 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on (the CLI's `--listen` overrides it).
     pub listen: Option<SocketAddr>,
-    /// Most client connections held at once; further connections wait in the kernel's
-    /// accept backlog.
+    /// Most client connections held at once. When all are taken, a new client makes the
+    /// proxy close its oldest idle keep-alive connection (as nginx reclaims idle
+    /// connections; lean-path HTTP/1.1 connections only, hyper's are not reclaimable); if
+    /// none is idle, the new connection waits for a slot (each worker holds at most one
+    /// accepted connection waiting, the rest wait in the kernel's accept backlog).
     pub max_connections: usize,
     /// HTTP/1 read buffer, which bounds the request head (minimum 8192). Larger heads are
     /// answered with 431.
@@ -82,6 +86,19 @@ pub struct ServerConfig {
     /// Time allowed to receive a complete request head (slowloris protection).
     #[serde(deserialize_with = "duration::de")]
     pub header_read_timeout: Duration,
+    /// Time allowed to receive a whole request body, counted from the end of its head: a
+    /// total deadline, not an idle timer (nginx's `client_body_timeout` is reset by every
+    /// read, so a client sending a byte every few seconds holds on for ever). A body not
+    /// complete in time is answered 408 and counted as the client's fault, never the
+    /// upstream's. Default 30 s.
+    #[serde(deserialize_with = "duration::de")]
+    pub body_timeout: Duration,
+    /// Request bodies with a declared `Content-Length` up to this many bytes are read
+    /// whole before admission (as nginx buffers request bodies), so a client trickling a
+    /// small body holds a connection but no permit. Larger and chunked bodies stream to
+    /// the upstream after admission; `body_timeout` bounds how long they hold the permit.
+    /// Default 16 KiB; 0 streams every body.
+    pub body_buffer_bytes: usize,
     /// How long an HTTP/1.1 connection may sit idle between requests before the proxy
     /// closes it (nginx's `keepalive_timeout`; keep it longer than the idle timeout of any
     /// load balancer in front, or it will race the proxy's close). HTTP/1 connections that
@@ -110,6 +127,11 @@ pub struct ServerConfig {
     /// connection (h2c, `Upgrade`, `Expect`, HTTP/1.0, absolute-form targets, h2c routes) is
     /// handed to hyper either way. Default: true.
     pub lean_http1: bool,
+    /// Let `tailwater proxy` share its address with another process that listens on it
+    /// with `SO_REUSEPORT` (the kernel spreads connections over both, and each admits
+    /// against its own limits): for a deliberate hand-over only. Default false: a second
+    /// proxy on the same address refuses to start.
+    pub reuse_port_shared: bool,
 }
 
 impl ServerConfig {
@@ -130,12 +152,15 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_body_bytes: None,
             header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            body_buffer_bytes: 16 * 1024,
             keep_alive_timeout: Duration::from_secs(75),
             send_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             http2: Http2Config::default(),
             workers: None,
             lean_http1: true,
+            reuse_port_shared: false,
         }
     }
 }
@@ -168,18 +193,28 @@ impl Default for Http2Config {
     }
 }
 
-/// The admin listener.
+/// The admin listener. It has limits of its own, so that it can never take the file
+/// descriptors the main listener needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin listener (default 127.0.0.1:9901; the CLI's `--admin` wins).
     pub listen: SocketAddr,
+    /// Most admin connections held at once (default 64); further ones wait in the
+    /// kernel's accept backlog.
+    pub max_connections: usize,
+    /// Time allowed to receive a request head, and longest idleness between requests on
+    /// an admin connection (default 10 s).
+    #[serde(deserialize_with = "duration::de")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

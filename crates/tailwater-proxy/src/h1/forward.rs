@@ -16,6 +16,7 @@ use super::watchdog::Watchdog;
 use super::{Client, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
 use crate::body::Guard;
 use crate::metrics::Decision;
+use crate::outcome::BodyFault;
 use crate::route::Route;
 use crate::service;
 use crate::upstream::{RawConn, Shard};
@@ -28,6 +29,9 @@ pub(super) struct Limits {
     pub(super) body_idle: Duration,
     /// `server.max_body_bytes`.
     pub(super) max_body: Option<u64>,
+    /// When the whole request body must have arrived (`server.body_timeout` from the end
+    /// of its head): a total deadline, so a trickling client cannot hold its permit.
+    pub(super) body_deadline: Instant,
 }
 
 /// What the admitted request's head decided.
@@ -42,12 +46,9 @@ pub(super) struct Request {
 enum Failed {
     /// The upstream failed (502) or timed out (504), counted as this decision.
     Upstream(Decision),
-    /// The streamed request body went over `server.max_body_bytes` (413).
-    TooLarge,
-    /// The chunked request body was malformed (400).
-    Malformed,
-    /// The client went away (nothing to answer).
-    ClientGone,
+    /// The client's fault: its body was malformed (400), too large (413), too slow
+    /// (408), or it went away (nothing to answer). Never counted against the upstream.
+    Client(BodyFault),
 }
 
 /// What remains of a body after the bytes already at hand.
@@ -144,9 +145,9 @@ impl Client {
                 let mut scanner = Scanner::default();
                 let p = scanner
                     .feed(&self.rbuf[after_head..], &mut self.wbuf)
-                    .map_err(|_| Failed::Malformed)?;
+                    .map_err(|_| Failed::Client(BodyFault::Malformed))?;
                 if max_body.is_some_and(|m| p.data > m) {
-                    return Err(Failed::TooLarge);
+                    return Err(Failed::Client(BodyFault::TooLarge));
                 }
                 self.rbuf.advance(after_head + p.consumed);
                 (!p.done).then_some(BodyLeft::Chunked(scanner, p.data))
@@ -202,7 +203,7 @@ impl Client {
                 Err(HeadError::ClosedEarly | HeadError::Invalid) => {
                     return Err(Failed::Upstream(UpstreamError));
                 }
-                Err(HeadError::ClientGone) => return Err(Failed::ClientGone),
+                Err(HeadError::ClientGone) => return Err(Failed::Client(BodyFault::Aborted)),
             }
         }
     }
@@ -217,11 +218,12 @@ impl Client {
         loop {
             if self.rbuf.is_empty() {
                 self.rbuf.reserve(READ_CHUNK);
-                let progress = Instant::now() + limits.body_idle;
+                let until = limits.body_deadline.min(Instant::now() + limits.body_idle);
                 let read = self.io.read_buf(&mut self.rbuf);
-                match self.watchdog.within(progress, read).await {
+                match self.watchdog.within(until, read).await {
                     Ok(Ok(n)) if n > 0 => {}
-                    _ => return Err(Failed::ClientGone),
+                    Ok(_) => return Err(Failed::Client(BodyFault::Aborted)),
+                    Err(_) => return Err(Failed::Client(BodyFault::Timeout)),
                 }
             }
             // A length-delimited body goes out as read; a chunked one re-encoded.
@@ -238,10 +240,10 @@ impl Client {
                     self.wbuf.clear();
                     let p = scanner
                         .feed(&self.rbuf, &mut self.wbuf)
-                        .map_err(|_| Failed::Malformed)?;
+                        .map_err(|_| Failed::Client(BodyFault::Malformed))?;
                     *data += p.data;
                     if limits.max_body.is_some_and(|m| *data > m) {
-                        return Err(Failed::TooLarge);
+                        return Err(Failed::Client(BodyFault::TooLarge));
                     }
                     (p.consumed, p.done, true)
                 }
@@ -338,7 +340,7 @@ impl Client {
     ) -> Next {
         let status = self.resp.status;
         span.record("status", status);
-        guard.status_dropped = status >= 500 || status == 429;
+        guard.upstream_status(status);
         let Ok(framing) = self.resp.body(head_request) else {
             return self
                 .settle(
@@ -473,7 +475,7 @@ impl Client {
     /// A HEAD request (`head_request`) gets the status and fields without the body.
     async fn settle(
         &mut self,
-        mut guard: Guard,
+        guard: Guard,
         span: &tracing::Span,
         failed: Failed,
         head_request: bool,
@@ -490,30 +492,20 @@ impl Client {
                     _ => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
                 }
             }
-            Failed::TooLarge => {
-                // Not the upstream's fault: no sample for the limit.
-                if let Some(p) = guard.permit.take() {
-                    p.ignore();
+            Failed::Client(fault) => {
+                // Not the upstream's fault: no sample for the limit. Dropping the upstream
+                // connection stops the upstream's work where it can notice.
+                span.record("rejection_reason", fault.decision().reason());
+                let answer = guard.client_fault(fault);
+                if fault == BodyFault::Aborted {
+                    return Next::Close;
                 }
-                let elapsed = guard.start.elapsed();
-                guard
-                    .metrics
-                    .record(Decision::BodyTooLarge, guard.tier, elapsed);
-                span.record("rejection_reason", Decision::BodyTooLarge.reason());
-                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-            }
-            Failed::Malformed => {
-                guard.finish(Decision::Cancelled);
-                (StatusCode::BAD_REQUEST, "malformed chunked body\n")
-            }
-            Failed::ClientGone => {
-                // The guard settles as cancelled; dropping the upstream connection stops
-                // the upstream's work where it can notice.
-                span.record("rejection_reason", Decision::Cancelled.reason());
-                return Next::Close;
+                answer
             }
         };
         span.record("status", status.as_u16());
+        // The request may be half read: drain what the client still sends, then close.
+        self.linger = true;
         let _ = self
             .write_local(&service::local(status, text), true, head_request)
             .await;

@@ -31,7 +31,11 @@
 //!   extensions, no trailers); a response delimited by the upstream closing is passed on
 //!   and then the client connection is closed.
 //! - A rejected request that has a body is answered and the connection closed (its body
-//!   is never read, so the connection cannot be reused).
+//!   is never read, so the connection cannot be reused), after a lingering close: the
+//!   proxy stops writing and discards what the client still sends for a few seconds, so
+//!   that a reset cannot destroy the answer.
+//! - A request body must arrive whole within `server.body_timeout` of its head (408);
+//!   one declared up to `server.body_buffer_bytes` is read before admission.
 //! - The request body is sent whole before the response is read (as nginx does).
 //! - A pooled connection that fails before any response byte is replaced and an idempotent
 //!   request without a streamed body is sent again (RFC 9110 §9.2.2).
@@ -63,12 +67,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use crate::body::ProxyBody;
 use crate::config::{ServerConfig, UpstreamProtocol};
+use crate::linger::{LINGER_IDLE, LINGER_TIME};
+use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
 use crate::server::Conn;
 use crate::service::{self, RequestView};
@@ -100,6 +106,7 @@ pub(crate) async fn serve(
     let server = conn.shared.state.load().config.server.clone();
     let mut client = Client {
         conn,
+        wake: Arc::new(Notify::new()),
         io,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -109,8 +116,13 @@ pub(crate) async fn serve(
         watchdog: Watchdog::new(Instant::now() + server.header_read_timeout),
         server,
         served: 0,
+        linger: false,
     };
-    if client.run().await == End::Handoff {
+    let end = client.run().await;
+    if end == End::Closed && client.linger {
+        client.linger().await;
+    }
+    if end == End::Handoff {
         let Client {
             conn,
             io,
@@ -121,7 +133,8 @@ pub(crate) async fn serve(
         let svc_conn = Arc::clone(&conn);
         let svc = service_fn(move |req| service::handle(Arc::clone(&svc_conn), req));
         let io = Rewind::new(rbuf.freeze(), io);
-        let io = TokioIo::new(SendDeadline::new(io, server.send_timeout));
+        let io = SendDeadline::new(io, server.send_timeout).lingering(Arc::clone(&conn.linger));
+        let io = TokioIo::new(io);
         let served = handoff
             .watcher
             .watch(handoff.builder.serve_connection(io, svc).into_owned());
@@ -158,6 +171,8 @@ enum HeadRead {
 /// every request.
 struct Client {
     conn: Arc<Conn>,
+    /// Notified when the proxy reclaims this connection while it is idle (`crate::idle`).
+    wake: Arc<Notify>,
     io: TcpStream,
     /// Bytes read from the client and not yet forwarded.
     rbuf: BytesMut,
@@ -172,6 +187,9 @@ struct Client {
     server: ServerConfig,
     /// Requests taken so far (the first head's timer starts at the accept).
     served: u64,
+    /// The connection closes after an answer while the client may still be sending a
+    /// body: drain before closing ([`Client::linger`]).
+    linger: bool,
 }
 
 impl Client {
@@ -232,6 +250,8 @@ impl Client {
                 }
             }
             let idle = self.rbuf.is_empty();
+            // Between requests: reclaimable when the proxy runs out of connection slots.
+            let keep_alive_idle = idle && deadline.is_none();
             let until = match deadline {
                 Some(d) => d,
                 None if idle => Instant::now() + self.server.keep_alive_timeout,
@@ -241,11 +261,14 @@ impl Client {
                 return HeadRead::Closed;
             }
             self.rbuf.reserve(READ_CHUNK);
+            let registry = &self.conn.shared.idle;
+            let registered = keep_alive_idle.then(|| registry.enter(self.conn.worker, &self.wake));
             let Client {
                 io,
                 rbuf,
                 drain,
                 watchdog,
+                wake,
                 ..
             } = self;
             let read = watchdog.within(until, async {
@@ -253,9 +276,25 @@ impl Client {
                     biased;
                     r = io.read_buf(rbuf) => Some(r),
                     _ = drain.changed(), if idle => None,
+                    () = wake.notified(), if keep_alive_idle => None,
                 }
             });
-            match read.await {
+            let read = read.await;
+            if let Some(reg) = registered
+                && !registry.leave(reg)
+                && matches!(read, Ok(Some(Ok(n))) if n > 0)
+            {
+                // Reclaimed just as the next request arrived: serve it, and drop the
+                // notification meant for this idle period.
+                let stale = self.wake.notified();
+                tokio::pin!(stale);
+                std::future::poll_fn(|cx| {
+                    let _ = stale.as_mut().poll(cx);
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+            match read {
                 Err(_) => {
                     tracing::debug!(peer = %self.conn.peer, "request head timed out");
                     return HeadRead::Closed;
@@ -317,7 +356,18 @@ impl Client {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(p) => Some(p),
         };
-        let max_body = state.config.server.max_body_bytes;
+        let server = &state.config.server;
+        let max_body = server.max_body_bytes;
+        let body_deadline = start + server.body_timeout;
+        if let Err(fault) = self.read_small_body(server, framing, body_deadline).await {
+            return self
+                .body_fault_before_admission(route, fault, start, span)
+                .await;
+        }
+        let view = View {
+            head: &self.head,
+            buf: &self.rbuf,
+        };
         let admitted = service::admit(&conn, route, max_body, &view, start, span).await;
         let (permit, tier, metrics) = match admitted {
             Ok(a) => a,
@@ -329,6 +379,7 @@ impl Client {
             request_timeout: upstream.request_timeout,
             body_idle: upstream.body_idle_timeout,
             max_body,
+            body_deadline,
         };
         let request = forward::Request { path, framing };
         self.forward(route, guard, request, limits, span).await
@@ -345,10 +396,67 @@ impl Client {
     ) -> Next {
         span.record("status", status.as_u16());
         span.record("decision", "refused");
+        self.linger = true;
         let _ = self
             .write_local(&service::local(status, text), true, head_request)
             .await;
         Next::Close
+    }
+
+    /// Reads a small declared body (up to `server.body_buffer_bytes`, within the size cap)
+    /// whole into the read buffer before admission, by `deadline`: a client trickling it
+    /// holds its connection but no permit. Larger and chunked bodies stream after
+    /// admission, bounded by the same deadline.
+    async fn read_small_body(
+        &mut self,
+        server: &ServerConfig,
+        framing: Framing,
+        deadline: Instant,
+    ) -> Result<(), BodyFault> {
+        let Framing::Length(n) = framing else {
+            return Ok(());
+        };
+        let cap = server.max_body_bytes.unwrap_or(u64::MAX);
+        if n > cap || n > server.body_buffer_bytes as u64 {
+            return Ok(());
+        }
+        // `n` is at most `body_buffer_bytes`, a usize.
+        let want = self.head.len + usize::try_from(n).unwrap_or(usize::MAX);
+        while self.rbuf.len() < want {
+            self.rbuf.reserve(want - self.rbuf.len());
+            let read = self.io.read_buf(&mut self.rbuf);
+            match self.watchdog.within(deadline, read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(BodyFault::Aborted),
+                Err(_) => return Err(BodyFault::Timeout),
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers and counts a small body that failed before admission (no permit held).
+    async fn body_fault_before_admission(
+        &mut self,
+        route: &crate::route::Route,
+        fault: BodyFault,
+        start: Instant,
+        span: &tracing::Span,
+    ) -> Next {
+        let tier = service::tier_of(&View {
+            head: &self.head,
+            buf: &self.rbuf,
+        });
+        let metrics = route.metrics.shard(self.conn.worker);
+        metrics.record(fault.decision(), tier, start.elapsed());
+        span.record("route", route.name.as_str());
+        span.record("decision", "rejected");
+        span.record("rejection_reason", fault.decision().reason());
+        if fault == BodyFault::Aborted {
+            return Next::Close;
+        }
+        let (status, text) = fault.response();
+        self.reject(&service::local(status, text), false, span)
+            .await
     }
 
     /// Answers with a local response; a request with a body closes the connection.
@@ -359,12 +467,38 @@ impl Client {
         span: &tracing::Span,
     ) -> Next {
         span.record("status", resp.status().as_u16());
-        let close = self.head.body().is_ok_and(Framing::has_body) || self.head.fields.close;
+        // A body that may still be arriving (or one that cannot be delimited) closes the
+        // connection, with a lingering close so the client reads this answer.
+        let body = self.head.body().map_or(true, Framing::has_body);
+        let close = body || self.head.fields.close;
+        self.linger = body;
         self.rbuf.advance(self.head.len);
         if self.write_local(resp, close, head_request).await && !close {
             Next::KeepAlive
         } else {
             Next::Close
+        }
+    }
+
+    /// nginx's lingering close: after answering early (413, 400, 408, 502) a request whose
+    /// body may still be arriving, stop writing (a FIN after the answer) and read and
+    /// discard what the client still sends, until it closes, for at most
+    /// [`LINGER_TIME`] in all and [`LINGER_IDLE`] between reads. Closing with unread
+    /// bytes would make the kernel send a reset, which can destroy the answer before the
+    /// client reads it.
+    async fn linger(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        if self.io.shutdown().await.is_err() {
+            return;
+        }
+        let end = Instant::now() + LINGER_TIME;
+        let mut sink = [0u8; 4096];
+        loop {
+            let until = end.min(Instant::now() + LINGER_IDLE);
+            match self.watchdog.within(until, self.io.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
         }
     }
 

@@ -164,7 +164,34 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
         return Err(ConfigError::new("interval", "must be at least 10ms"));
     }
     config.hdr_log = args.hdr_log.clone();
+    // Every output file is checked before the run, not found unwritable after it.
+    for (field, path) in [
+        ("json", &args.json),
+        ("hgrm", &args.hgrm),
+        ("report", &args.report),
+        ("hdr_log", &args.hdr_log),
+    ] {
+        if let Some(path) = path {
+            writable(path).map_err(|e| {
+                ConfigError::new(field, format!("{}: cannot write: {e}", path.display()))
+            })?;
+        }
+    }
     Ok(config)
+}
+
+/// Whether `path` can be written, without changing it: an existing file is opened for
+/// writing (not truncated); a new one is created and removed again.
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        std::fs::OpenOptions::new().write(true).open(path).map(drop)
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        std::fs::remove_file(path)
+    }
 }
 
 fn http_name(name: &str) -> Option<tailwater_load::http::HeaderName> {
@@ -286,6 +313,18 @@ mod tests {
             (
                 vec![url, "--rate", "1", "--header-mix", "x-c: a=-1"],
                 "header_mix",
+            ),
+            (
+                vec![url, "--rate", "1", "--json", "/nonexistent-dir/out.json"],
+                "json",
+            ),
+            (
+                vec![url, "--rate", "1", "--report", "/nonexistent-dir/r.html"],
+                "report",
+            ),
+            (
+                vec![url, "--rate", "1", "--hgrm", "/nonexistent-dir/x.hgrm"],
+                "hgrm",
             ),
         ] {
             let cli = {

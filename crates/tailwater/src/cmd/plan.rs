@@ -171,9 +171,11 @@ fn plan(args: &Args) -> Result<(), Failure> {
         servers: given_servers.unwrap_or(1),
         queue_bound,
     };
-    // Validate everything but ρ first, so that a bad CV is reported as such.
+    // Validate everything but ρ first (a queue bound skips that check), so that a bad CV or
+    // an absurd --servers / --queue-bound is reported as such.
     Model {
-        servers: u64::MAX / 4,
+        servers: given_servers.unwrap_or(1),
+        queue_bound: base.queue_bound.or(Some(0)),
         ..base
     }
     .validate()?;
@@ -557,6 +559,30 @@ mod tests {
         assert_eq!(with(&["--rate", "100", "--utilisation", "1.5"]), 2);
         assert_eq!(with(&["--rate", "100"]), 2); // neither servers nor a budget
         assert_eq!(with(&["--rate", "100", "--budget", "p99=200ms"]), 0);
+        // Absurd sizes are refused at once (they ran for minutes or aborted on allocation).
+        assert_eq!(with(&["--rate", "100", "--servers", "4294967296"]), 2);
+        assert_eq!(
+            with(&[
+                "--rate",
+                "100",
+                "--servers",
+                "2",
+                "--queue-bound",
+                "1000000000"
+            ]),
+            2
+        );
+        assert_eq!(
+            with(&[
+                "--rate",
+                "100",
+                "--servers",
+                "100000",
+                "--queue-bound",
+                "100000"
+            ]),
+            0
+        );
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         config.server.workers = Some(n);
     }
     let workers = config.server.worker_threads();
+    let shared = config.server.reuse_port_shared;
     let proxy = match Proxy::new(config) {
         Ok(p) => p,
         Err(e) => {
@@ -105,7 +106,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(proxy, listen, workers, admin, args.config))?;
+    rt.block_on(serve(proxy, listen, workers, shared, admin, args.config))?;
     Ok(0)
 }
 
@@ -113,14 +114,18 @@ async fn serve(
     proxy: Proxy,
     listen: SocketAddr,
     workers: NonZeroUsize,
+    shared: bool,
     admin: Option<SocketAddr>,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let listeners = Listeners::bind(listen, workers)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listeners = if shared {
+        Listeners::bind_shared(listen, workers).await
+    } else {
+        Listeners::bind(listen, workers).await
+    };
+    let listeners = listeners.with_context(|| format!("binding {listen}"))?;
     tracing::info!(addr = %listeners.local_addr(), workers = listeners.len(), "starting workers");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_task = None;
