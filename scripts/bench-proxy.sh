@@ -123,7 +123,7 @@ if [ "$MODE" = shed ]; then
 [[route]]
 upstream = "http://127.0.0.1:$BACKEND_PORT"
 [route.limit]
-algorithm = "fixed"
+algorithm = "static"
 initial_limit = 8
 min_limit = 8
 max_limit = 8

@@ -182,7 +182,7 @@ body_buffer_bytes = {buffer}
 upstream = "http://{}"
 queue = {{ discipline = "none" }}
 [route.limit]
-algorithm = "fixed"
+algorithm = "static"
 limit = 32
 "#,
         backend.addr
