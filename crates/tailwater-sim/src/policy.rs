@@ -4,7 +4,7 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected` |
+//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`, `ll-guard` (the corrected Gradient2 with a Little's-law guard, tailwater's default), `ll-guard-plain` (the research prototype's port: no binding rule, no dispersion-sized windows, max 200) |
 //! | QUEUE | `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use tailwater_core::algorithm::{
-    Aimd, EnvoyGradient, Fixed, Gradient2, LimitAlgorithm, Vegas, Windowed,
+    Aimd, EnvoyGradient, Fixed, Gradient2, LimitAlgorithm, LlGuard, Vegas, Windowed,
 };
 use tailwater_core::clock::ManualClock;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
@@ -40,7 +40,7 @@ pub const FAST_WINDOW: (Duration, Duration) =
 pub const QUEUE_CAPACITY: usize = 100;
 
 /// The algorithms a policy can name.
-pub const ALGORITHMS: [&str; 11] = [
+pub const ALGORITHMS: [&str; 13] = [
     "none",
     "static",
     "aimd",
@@ -52,6 +52,8 @@ pub const ALGORITHMS: [&str; 11] = [
     "gradient2-corrected-fast",
     "envoy",
     "envoy-corrected",
+    "ll-guard",
+    "ll-guard-plain",
 ];
 
 /// The standard lineup compared in every built-in scenario.
@@ -221,6 +223,15 @@ impl PolicySpec {
                     .corrected()
                     .min_rtt_interval(ENVOY_MIN_RTT_INTERVAL)
                     .seed(seed)
+                    .build()
+                    .map_err(core)?,
+            ),
+            "ll-guard" => Box::new(LlGuard::default()),
+            "ll-guard-plain" => Box::new(
+                LlGuard::builder()
+                    .hold_unless_binding(false)
+                    .dispersion_samples(0.0)
+                    .max_limit(200)
                     .build()
                     .map_err(core)?,
             ),

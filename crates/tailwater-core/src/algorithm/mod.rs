@@ -33,6 +33,7 @@ mod aimd;
 mod envoy;
 mod fixed;
 mod gradient2;
+mod guard;
 mod util;
 mod vegas;
 mod windowed;
@@ -46,6 +47,7 @@ pub use aimd::{Aimd, AimdBuilder};
 pub use envoy::{EnvoyGradient, EnvoyGradientBuilder};
 pub use fixed::Fixed;
 pub use gradient2::{Gradient2, Gradient2Builder};
+pub use guard::{GAIN_CYCLE, LlGuard, LlGuardBuilder};
 pub use vegas::{Vegas, VegasBuilder};
 pub use windowed::{Aggregate, Windowed, WindowedBuilder};
 

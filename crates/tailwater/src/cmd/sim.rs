@@ -6,6 +6,7 @@
 //! tailwater sim spike-10x --policy static+codel,gradient2-corrected --plot spike.svg
 //! tailwater sim my-scenario.toml --json > result.json
 //! tailwater sim step-1.4x --csv out/     # summary.csv and one time series per policy
+//! tailwater sim --suite default-limit    # may an adaptive limit be the default? pass/fail table
 //! ```
 
 use std::io::Write as _;
@@ -16,7 +17,7 @@ use anyhow::Context as _;
 use tailwater_sim::engine::RunOptions;
 use tailwater_sim::policy::{LINEUP, PolicySpec};
 use tailwater_sim::report::{self, ScenarioResult};
-use tailwater_sim::{Scenario, SimError, scenario};
+use tailwater_sim::{Scenario, SimError, scenario, suite};
 
 /// Arguments of `tailwater sim`.
 #[derive(Debug, clap::Args)]
@@ -51,6 +52,16 @@ pub(crate) struct Args {
     /// Write an SVG of the limit and latency over time.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Run a named suite of checks with goals instead (`default-limit`) and print its
+    /// pass/fail table; `--policy` picks the policies (default: the suite's).
+    #[arg(long, value_name = "NAME")]
+    suite: Option<String>,
+    /// With `--suite`: run only these groups (no-harm, overload, settle, replicas).
+    #[arg(long, value_delimiter = ',', value_name = "GROUP")]
+    group: Vec<String>,
+    /// With `--suite`: also print every do-no-harm cell.
+    #[arg(long)]
+    matrix: bool,
 }
 
 fn load(name: &str) -> Result<Scenario, SimError> {
@@ -92,7 +103,53 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         list();
         return Ok(0);
     }
+    if let Some(name) = &args.suite {
+        return super::sim_exit_code("sim", run_suite(name, &args));
+    }
     super::sim_exit_code("sim", simulate(&args))
+}
+
+fn run_suite(name: &str, args: &Args) -> Result<(), Failure> {
+    let checks = suite::suite(name).ok_or_else(|| SimError::Unknown {
+        kind: "suite",
+        name: name.to_string(),
+        known: suite::SUITES.join(", "),
+    })?;
+    for g in &args.group {
+        if !checks.iter().any(|c| c.group == g) {
+            return Err(SimError::invalid(
+                "group",
+                format!("`{g}` is not a group of `{name}` (no-harm, overload, settle, replicas)"),
+            )
+            .into());
+        }
+    }
+    let names: Vec<String> = if args.policies.is_empty() {
+        suite::DEFAULT_LIMIT_POLICIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.policies.clone()
+    };
+    let policies = names
+        .iter()
+        .map(|p| PolicySpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = suite::run(&checks, &policies, &args.group)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&results).context("serialising results")?;
+        emit(&format!("{text}\n"))?;
+        return Ok(());
+    }
+    if args.matrix {
+        emit(&format!("{}\n", suite::no_harm_table(&results)))?;
+    }
+    emit(&format!(
+        "== suite {name}: goals of issue 16 (ok/FAIL, then the figure: share shed; overload goodput and p99 / unloaded p99; settle time)\n{}",
+        suite::summary_table(&results)
+    ))?;
+    Ok(())
 }
 
 fn simulate(args: &Args) -> Result<(), Failure> {
