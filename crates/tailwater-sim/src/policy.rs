@@ -4,7 +4,7 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`, `ll-guard` (the corrected Gradient2 with a Little's-law guard, tailwater's default), `ll-guard-plain` (the research prototype's port: no binding rule, no dispersion-sized windows, max 200) |
+//! | ALGORITHM | `none` (no limiter), `static` (a fixed limit = the server's workers), `static:N`, `aimd`, `vegas`, `vegas-windowed` (in Netflix's 1 s `WindowedLimit`), `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`, `ll-guard` (the research notes' corrected Gradient2 with a Little's-law guard), `headroom` (tailwater's default: binding-only correction, noise-scaled queue test, the same guard) |
 //! | QUEUE | `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use tailwater_core::algorithm::{
-    Aimd, EnvoyGradient, Fixed, Gradient2, LimitAlgorithm, LlGuard, Vegas, Windowed,
+    Aimd, EnvoyGradient, Fixed, Gradient2, Headroom, LimitAlgorithm, LlGuard, Vegas, Windowed,
 };
 use tailwater_core::clock::ManualClock;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
@@ -53,7 +53,7 @@ pub const ALGORITHMS: [&str; 13] = [
     "envoy",
     "envoy-corrected",
     "ll-guard",
-    "ll-guard-plain",
+    "headroom",
 ];
 
 /// The standard lineup compared in every built-in scenario.
@@ -136,7 +136,7 @@ impl PolicySpec {
                 ("static".to_string(), Some(n))
             }
             Some(_) => return Err(unknown()),
-            None if ALGORITHMS.contains(&algo) => (algo.to_string(), None),
+            None if ALGORITHMS.contains(&algo) || algo.starts_with("hr-") => (algo.to_string(), None),
             None => return Err(unknown()),
         };
         let mut queue = None;
@@ -227,14 +227,23 @@ impl PolicySpec {
                     .map_err(core)?,
             ),
             "ll-guard" => Box::new(LlGuard::default()),
-            "ll-guard-plain" => Box::new(
-                LlGuard::builder()
-                    .hold_unless_binding(false)
-                    .dispersion_samples(0.0)
-                    .max_limit(200)
-                    .build()
-                    .map_err(core)?,
-            ),
+            "headroom" => Box::new(Headroom::default()),
+            x if x.starts_with("hr-") => {
+                // Exploration variants: hr-t2.5-b500-d25-m20.
+                let mut b = Headroom::builder();
+                for part in x[3..].split('-') {
+                    let (k, v) = part.split_at(1);
+                    let v: f64 = v.parse().map_err(|_| SimError::invalid("policy", x))?;
+                    b = match k {
+                        "t" => b.tolerance(v),
+                        "b" => b.baseline_windows(v as usize),
+                        "d" => b.dispersion_samples(v),
+                        "m" => b.min_limit(v as usize).initial_limit(v as usize),
+                        _ => return Err(SimError::invalid("policy", x)),
+                    };
+                }
+                Box::new(b.build().map_err(core)?)
+            }
             _ => {
                 return Err(SimError::Unknown {
                     kind: "policy",

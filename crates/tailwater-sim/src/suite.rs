@@ -42,8 +42,8 @@ pub const DEFAULT_LIMIT_POLICIES: [&str; 8] = [
     "gradient2-corrected-fast",
     "vegas",
     "envoy",
-    "ll-guard-plain",
     "ll-guard",
+    "headroom",
 ];
 
 /// Do no harm: the largest share shed at 0.5× load.

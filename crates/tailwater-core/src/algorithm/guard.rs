@@ -18,49 +18,34 @@
 //!   bottleneck (the drain lowers the RTT: `F` shrinks) from a slowdown (the drain lowers the
 //!   rate: `F` holds).
 //!
-//! Rule per window (the window is at least `clamp(2 × its fastest RTT, 20 ms, 100 ms)` long and
-//! holds at least `min_samples` completions — more when the service is dispersed, see
-//! [`LlGuardBuilder::dispersion_samples`]):
+//! Rule per window (windows of `clamp(2 × fastest RTT, 20 ms, 100 ms)` with at least 10
+//! completions, see `window_stats`), [`LittlesLaw::steer`]:
 //!
-//! 1. the window's mean RTT and largest in-flight go to the corrected [`Gradient2`], which
-//!    proposes `L_g` (drops and timeouts back off by 0.9; Netflix's app-limited hold);
-//! 2. a window with a drop or timeout leaves the guard and keeps `L_g`;
-//! 3. the guard is entered when `L_g < margin × F` (latency says "queue", completions say the
+//! 1. a proposal `L_p` comes from a latency rule (here the corrected [`Gradient2`] fed the
+//!    window's mean RTT and largest in-flight; [`Headroom`](super::Headroom) has its own);
+//! 2. a window with a drop or timeout leaves the guard and keeps `L_p`;
+//! 3. the guard is entered when `L_p < margin × F` (latency says "queue", completions say the
 //!    service still sustains `F` in flight: the signature of a slowdown) and left when
-//!    `L_g ≥ F`; while in it, the limit is `gain × F` with the gain cycling `[1.25, 0.75, 1]`
-//!    and the gradient's cuts are ignored;
-//! 4. with [`hold_unless_binding`](LlGuardBuilder::hold_unless_binding) (the default), a window
-//!    in which the in-flight count never reached the limit cannot lower it: a limit that did
-//!    not bind shed nothing, so there is nothing to correct, and a latency gradient on a
-//!    high-variance service would otherwise read variance as queue (issue 16: 60 % shed at
-//!    0.5× load on exponential service times).
+//!    `L_p ≥ F`; while in it, the limit is `gain × F` with the gain cycling `[1.25, 0.75, 1]`
+//!    and the latency rule's cuts are ignored.
+//!
+//! [`LlGuard`] is that design exactly as the research notes recommend it (`adaptive-limits.md`
+//! §5, "LL-guarded gradient": corrected Gradient2 in 20–100 ms windows, K = 8, margin 0.8),
+//! kept for comparison in the simulator.
 //!
 //! Origins: the latency gradient is Netflix concurrency-limits' `Gradient2Limit` (corrected,
-//! see [`Gradient2`]); the guard is the "LL-guarded gradient" of tailwater's research notes,
-//! after BBR (Cardwell et al., 2016) and the Little's-law limiters of Sentinel, Kratos and
-//! go-zero; the binding rule is BBR's app-limited marking and Breakwater/DAGOR's principle of
-//! acting on congestion only where it is observed.
+//! see [`Gradient2`]); the guard follows BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`) and
+//! the Little's-law limiters of Alibaba Sentinel, Kratos and go-zero.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Estimates, Gradient2, LimitAlgorithm, Outcome, Sample};
+use super::window_stats::{Closed, WindowConfig, Windows};
+use super::{Estimates, Gradient2, LimitAlgorithm, Sample};
 use crate::error::{ConfigError, check_limits, check_range};
 
 /// The gain cycle while guarding, after BBR's `bbr_pacing_gain` (5/4, 3/4, then 1).
 pub const GAIN_CYCLE: [f64; 3] = [1.25, 0.75, 1.0];
-
-/// One window's running sums.
-#[derive(Debug, Clone, Copy, Default)]
-struct Window {
-    start: Option<Duration>,
-    count: u64,
-    sum: f64,
-    sum_sq: f64,
-    fastest: Option<Duration>,
-    max_in_flight: usize,
-    drops: u64,
-}
 
 /// One closed window, as the guard's filters keep it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,49 +56,99 @@ struct Measure {
     mean: f64,
 }
 
-/// The Little's-law estimate `max(rate) × min(mean RTT)` over `history`, in requests.
-fn littles_law(history: &VecDeque<Measure>) -> Option<f64> {
-    let rate = history.iter().map(|m| m.rate).reduce(f64::max)?;
-    let mean = history.iter().map(|m| m.mean).reduce(f64::min)?;
-    Some(rate * mean)
+/// The Little's-law guard: the filters `max(rate)` and `min(mean RTT)` over the last `k`
+/// windows, and the guard state. Pure; shared by [`LlGuard`] and
+/// [`Headroom`](super::Headroom).
+#[derive(Debug, Clone)]
+pub(crate) struct LittlesLaw {
+    k: usize,
+    margin: f64,
+    history: VecDeque<Measure>,
+    guarding: bool,
+    phase: usize,
+    estimate: Option<f64>,
 }
 
-/// The corrected [`Gradient2`] in short windows, guarded by a Little's-law estimate with
-/// BBR-style probing; see the [module docs](self) for the rule and its origins.
+impl LittlesLaw {
+    pub(crate) fn new(k: usize, margin: f64) -> Self {
+        Self {
+            k: k.max(1),
+            margin,
+            history: VecDeque::with_capacity(k + 1),
+            guarding: false,
+            phase: 0,
+            estimate: None,
+        }
+    }
+
+    /// Records a window without drops that had successes.
+    pub(crate) fn observe(&mut self, c: &Closed) {
+        if c.dropped() {
+            return;
+        }
+        if let (Some(rate), Some(mean)) = (c.rate, c.mean) {
+            self.history.push_back(Measure { rate, mean });
+            while self.history.len() > self.k {
+                self.history.pop_front();
+            }
+        }
+        let rate = self.history.iter().map(|m| m.rate).reduce(f64::max);
+        let mean = self.history.iter().map(|m| m.mean).reduce(f64::min);
+        self.estimate = rate.zip(mean).map(|(r, m)| r * m);
+    }
+
+    /// The limit for this window given the latency rule's `proposal`: the proposal, or a gain
+    /// of the cycle times `F` while guarding. A window with a drop leaves the guard.
+    pub(crate) fn steer(&mut self, proposal: f64, dropped: bool) -> f64 {
+        if dropped {
+            self.guarding = false;
+            return proposal;
+        }
+        let Some(f) = self.estimate else {
+            return proposal;
+        };
+        if !self.guarding && proposal < self.margin * f {
+            self.guarding = true;
+            self.phase = 0;
+        } else if self.guarding && proposal >= f {
+            self.guarding = false;
+        }
+        if !self.guarding {
+            return proposal;
+        }
+        let gain = GAIN_CYCLE[self.phase % GAIN_CYCLE.len()];
+        self.phase += 1;
+        gain * f
+    }
+
+    pub(crate) fn guarding(&self) -> bool {
+        self.guarding
+    }
+
+    pub(crate) fn estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+}
+
+/// The research notes' "LL-guarded gradient": the corrected [`Gradient2`] in short windows,
+/// guarded by a Little's-law estimate with BBR-style probing; see the [module docs](self).
 ///
 /// ```
 /// use std::time::Duration;
 /// use tailwater_core::algorithm::{LimitAlgorithm, LlGuard, Sample};
 /// let mut g = LlGuard::default();
 /// let ms = Duration::from_millis;
-/// // 48 workers at 30 ms, the limit binding: windows of 20 completions every 12.5 ms.
 /// for i in 0..2000u64 {
 ///     g.update(&Sample::success(ms(i) / 2, ms(30), g.limit()));
 /// }
-/// assert!(g.limit() > 20);
+/// assert!(g.limit() >= 20);
 /// ```
 #[derive(Debug, Clone)]
 pub struct LlGuard {
     gradient: Gradient2,
-    k: usize,
-    margin: f64,
-    min_samples: u64,
-    dispersion_samples: f64,
-    max_samples: u64,
-    min_window: Duration,
-    max_window: Duration,
-    timeout: Duration,
-    hold_unless_binding: bool,
-    name: &'static str,
-    window: Window,
-    next_end: Duration,
-    needed: u64,
-    history: VecDeque<Measure>,
-    guarding: bool,
-    phase: usize,
-    last_estimate: Option<f64>,
+    windows: Windows,
+    guard: LittlesLaw,
     last_rtt: Option<Duration>,
-    windows: u64,
 }
 
 impl Default for LlGuard {
@@ -132,101 +167,23 @@ impl LlGuard {
 
     /// Whether the guard currently holds the limit at a multiple of the Little's-law estimate.
     pub fn guarding(&self) -> bool {
-        self.guarding
+        self.guard.guarding()
     }
 
     /// The last Little's-law estimate `max rate × min mean RTT`, in requests.
     pub fn littles_law_estimate(&self) -> Option<f64> {
-        self.last_estimate
+        self.guard.estimate()
     }
 
     /// How many windows closed.
     pub fn windows(&self) -> u64 {
-        self.windows
-    }
-
-    fn close(&mut self, now: Duration) {
-        let w = std::mem::take(&mut self.window);
-        self.window.start = Some(now);
-        let len = w
-            .fastest
-            .unwrap_or(self.max_window)
-            .saturating_mul(2)
-            .clamp(self.min_window, self.max_window);
-        self.next_end = now.saturating_add(len);
-        self.windows += 1;
-        let elapsed = w.start.map_or(0.0, |s| now.saturating_sub(s).as_secs_f64());
-        let before = self.gradient.estimated();
-        let binding = w.max_in_flight as f64 >= before.floor();
-        let dropped = w.drops > 0;
-        // The window mean and its dispersion; a window of drops only has neither.
-        let (mean, cv) = if w.count > 0 {
-            let n = w.count as f64;
-            let mean = w.sum / n;
-            let var = (w.sum_sq / n - mean * mean).max(0.0);
-            (Some(mean), (mean > 0.0).then(|| var.sqrt() / mean))
-        } else {
-            (None, None)
-        };
-        self.needed = match cv {
-            Some(cv) if self.dispersion_samples > 0.0 => ((self.dispersion_samples * cv * cv)
-                .ceil() as u64)
-                .clamp(self.min_samples, self.max_samples),
-            _ => self.min_samples,
-        };
-        let rtt = mean
-            .and_then(|m| Duration::try_from_secs_f64(m).ok())
-            .unwrap_or(Duration::ZERO);
-        self.last_rtt = mean.and(Some(rtt));
-        self.gradient.update(&Sample {
-            now,
-            rtt,
-            in_flight: w.max_in_flight,
-            outcome: if dropped {
-                Outcome::Dropped
-            } else {
-                Outcome::Success
-            },
-        });
-        let mut limit = self.gradient.estimated();
-        if let Some(mean) = mean
-            && !dropped
-            && elapsed > 0.0
-        {
-            self.history.push_back(Measure {
-                rate: w.count as f64 / elapsed,
-                mean,
-            });
-            while self.history.len() > self.k {
-                self.history.pop_front();
-            }
-        }
-        let estimate = littles_law(&self.history);
-        self.last_estimate = estimate;
-        if dropped {
-            self.guarding = false;
-        } else if let Some(f) = estimate {
-            if !self.guarding && limit < self.margin * f {
-                self.guarding = true;
-                self.phase = 0;
-            } else if self.guarding && limit >= f {
-                self.guarding = false;
-            }
-            if self.guarding {
-                limit = GAIN_CYCLE[self.phase % GAIN_CYCLE.len()] * f;
-                self.phase += 1;
-            }
-        }
-        if self.hold_unless_binding && !binding && !dropped {
-            limit = limit.max(before);
-        }
-        self.gradient.set_limit(limit);
+        self.windows.closed()
     }
 }
 
 impl LimitAlgorithm for LlGuard {
     fn name(&self) -> &'static str {
-        self.name
+        "ll-guard"
     }
 
     fn limit(&self) -> usize {
@@ -234,38 +191,31 @@ impl LimitAlgorithm for LlGuard {
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
-        if sample.outcome == Outcome::Ignored {
+        let Some(c) = self.windows.push(sample) else {
             return self.limit();
-        }
-        let w = &mut self.window;
-        if w.start.is_none() {
-            w.start = Some(sample.now);
-            self.next_end = sample.now.saturating_add(self.min_window);
-        }
-        w.max_in_flight = w.max_in_flight.max(sample.in_flight);
-        if sample.is_drop() || sample.rtt >= self.timeout {
-            w.drops += 1;
-        } else {
-            let r = sample.rtt.as_secs_f64();
-            w.count += 1;
-            w.sum += r;
-            w.sum_sq += r * r;
-            w.fastest = Some(w.fastest.map_or(sample.rtt, |f| f.min(sample.rtt)));
-        }
-        let full = w.count >= self.needed || w.drops > 0;
-        if sample.now >= self.next_end && full {
-            self.close(sample.now);
-        }
-        self.limit()
+        };
+        self.last_rtt = c.mean.map(|_| c.mean_duration());
+        self.gradient.update(&Sample {
+            now: c.now,
+            rtt: c.mean_duration(),
+            in_flight: c.max_in_flight,
+            outcome: if c.dropped() {
+                super::Outcome::Dropped
+            } else {
+                super::Outcome::Success
+            },
+        });
+        self.guard.observe(&c);
+        let limit = self.guard.steer(self.gradient.estimated(), c.dropped());
+        self.gradient.set_limit(limit)
     }
 
     fn estimates(&self) -> Estimates {
-        let g = self.gradient.estimates();
         Estimates {
             short_rtt: self.last_rtt,
-            queue: self.last_estimate,
-            probing: Some(self.guarding),
-            ..g
+            queue: self.guard.estimate(),
+            probing: Some(self.guard.guarding()),
+            ..self.gradient.estimates()
         }
     }
 
@@ -283,13 +233,6 @@ pub struct LlGuardBuilder {
     max: usize,
     k: usize,
     margin: f64,
-    min_samples: usize,
-    dispersion_samples: f64,
-    max_samples: usize,
-    min_window: Duration,
-    max_window: Duration,
-    timeout: Duration,
-    hold_unless_binding: bool,
 }
 
 impl Default for LlGuardBuilder {
@@ -297,16 +240,9 @@ impl Default for LlGuardBuilder {
         Self {
             initial: 20,
             min: 20,
-            max: 5000,
+            max: 200,
             k: 8,
             margin: 0.8,
-            min_samples: 10,
-            dispersion_samples: 25.0,
-            max_samples: 400,
-            min_window: Duration::from_millis(20),
-            max_window: Duration::from_millis(100),
-            timeout: Duration::from_secs(5),
-            hold_unless_binding: true,
         }
     }
 }
@@ -322,14 +258,12 @@ impl LlGuardBuilder {
         self.min = v;
         self
     }
-    /// The ceiling (default 5000: a limit that does not bind sheds nothing, so the ceiling
-    /// only bounds how far probing can go).
+    /// The ceiling (default 200, Netflix's).
     pub fn max_limit(mut self, v: usize) -> Self {
         self.max = v;
         self
     }
-    /// Windows in the Little's-law filters (default 8; 12 made the research prototype slower
-    /// to follow a slowdown).
+    /// Windows in the Little's-law filters (default 8).
     pub fn windows(mut self, v: usize) -> Self {
         self.k = v;
         self
@@ -340,95 +274,107 @@ impl LlGuardBuilder {
         self.margin = v;
         self
     }
-    /// Completions a window needs at least (default 10, Netflix's `WindowedLimit`).
-    pub fn min_samples(mut self, v: usize) -> Self {
-        self.min_samples = v;
-        self
-    }
-    /// A window needs `dispersion_samples × CV²` completions (CV of the previous window's
-    /// RTTs), bounded by `min_samples` and 400: the standard error of the window mean is then
-    /// at most `1/√dispersion_samples` of it (default 25: 20 %). 0 turns it off.
-    pub fn dispersion_samples(mut self, v: f64) -> Self {
-        self.dispersion_samples = v;
-        self
-    }
-    /// The shortest window (default 20 ms).
-    pub fn min_window(mut self, v: Duration) -> Self {
-        self.min_window = v;
-        self
-    }
-    /// The longest window by time alone (default 100 ms; a window still waits for its
-    /// completions).
-    pub fn max_window(mut self, v: Duration) -> Self {
-        self.max_window = v;
-        self
-    }
-    /// An RTT at or above this counts as a drop (default 5 s).
-    pub fn timeout(mut self, v: Duration) -> Self {
-        self.timeout = v;
-        self
-    }
-    /// Whether a window in which the limit never bound may lower it (default: it may not).
-    pub fn hold_unless_binding(mut self, v: bool) -> Self {
-        self.hold_unless_binding = v;
-        self
-    }
 
     /// Validates and builds.
     pub fn build(self) -> Result<LlGuard, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
         check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
-        check_range("dispersion_samples", self.dispersion_samples, 0.0, 10_000.0)?;
         if self.k == 0 {
             return Err(ConfigError::new("windows", "must be at least 1"));
-        }
-        if self.min_samples == 0 {
-            return Err(ConfigError::new("min_samples", "must be at least 1"));
-        }
-        if self.min_window.is_zero() {
-            return Err(ConfigError::new("min_window", "must be greater than zero"));
-        }
-        if self.max_window < self.min_window {
-            return Err(ConfigError::new(
-                "max_window",
-                format!(
-                    "max_window {:?} is shorter than min_window {:?}",
-                    self.max_window, self.min_window
-                ),
-            ));
         }
         let gradient = Gradient2::builder()
             .corrected()
             .initial_limit(self.initial)
             .min_limit(self.min)
             .max_limit(self.max)
-            .timeout(self.timeout)
             .build()?;
         Ok(LlGuard {
             gradient,
-            k: self.k,
-            margin: self.margin,
-            min_samples: self.min_samples as u64,
-            dispersion_samples: self.dispersion_samples,
-            max_samples: (self.min_samples as u64).max(400),
-            min_window: self.min_window,
-            max_window: self.max_window,
-            timeout: self.timeout,
-            hold_unless_binding: self.hold_unless_binding,
-            name: if self.hold_unless_binding {
-                "ll-guard"
-            } else {
-                "ll-guard-plain"
-            },
-            window: Window::default(),
-            next_end: Duration::ZERO,
-            needed: self.min_samples as u64,
-            history: VecDeque::with_capacity(self.k + 1),
-            guarding: false,
-            phase: 0,
-            last_estimate: None,
+            windows: Windows::new(WindowConfig {
+                min_window: Duration::from_millis(20),
+                max_window: Duration::from_millis(100),
+                min_samples: 10,
+                max_samples: 10,
+                dispersion_samples: 0.0,
+                timeout: Duration::from_secs(5),
+            }),
+            guard: LittlesLaw::new(self.k, self.margin),
             last_rtt: None,
-            windows: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(rate: f64, mean_ms: f64) -> Closed {
+        Closed {
+            now: Duration::ZERO,
+            mean: Some(mean_ms / 1e3),
+            cv: Some(0.5),
+            count: 10,
+            rate: Some(rate),
+            max_in_flight: 50,
+            drops: 0,
+        }
+    }
+
+    #[test]
+    fn table_littles_law_estimate_and_gain_cycle() {
+        let mut g = LittlesLaw::new(3, 0.8);
+        // F = max rate × min mean over the last 3 windows.
+        g.observe(&window(1000.0, 50.0)); // F = 1000 × 0.050 = 50
+        assert!((g.estimate().unwrap() - 50.0).abs() < 1e-9);
+        g.observe(&window(1600.0, 120.0)); // max 1600, min 0.050: F = 80
+        assert!((g.estimate().unwrap() - 80.0).abs() < 1e-9);
+        g.observe(&window(400.0, 30.0)); // max 1600, min 0.030: F = 48
+        assert!((g.estimate().unwrap() - 48.0).abs() < 1e-9);
+        g.observe(&window(400.0, 120.0)); // the 1000/50 window ages out: 1600 × 0.030 = 48
+        assert!((g.estimate().unwrap() - 48.0).abs() < 1e-9);
+        // A proposal at or above 0.8 F = 38.4 passes through.
+        assert_eq!(g.steer(40.0, false), 40.0);
+        assert!(!g.guarding());
+        // Below it: guard, and the gains cycle 1.25, 0.75, 1 around F = 48.
+        assert_eq!(g.steer(30.0, false), 60.0);
+        assert!(g.guarding());
+        assert_eq!(g.steer(30.0, false), 36.0);
+        assert_eq!(g.steer(47.0, false), 48.0);
+        assert_eq!(g.steer(30.0, false), 60.0);
+        // The proposal reaching F leaves the guard; so does a drop.
+        assert_eq!(g.steer(48.0, false), 48.0);
+        assert!(!g.guarding());
+        assert_eq!(g.steer(10.0, false), 60.0);
+        assert_eq!(g.steer(10.0, true), 10.0);
+        assert!(!g.guarding());
+    }
+
+    #[test]
+    fn drop_windows_teach_the_filters_nothing() {
+        let mut g = LittlesLaw::new(8, 0.8);
+        assert_eq!(g.steer(5.0, false), 5.0); // no estimate yet
+        let mut w = window(5000.0, 1.0);
+        w.drops = 1;
+        g.observe(&w);
+        assert_eq!(g.estimate(), None);
+    }
+
+    #[test]
+    fn slowdown_engages_the_guard_and_keeps_the_limit() {
+        // 48 workers at 30 ms, limit binding; then every request 4x slower (120 ms, rate 400/s).
+        let mut g = LlGuard::builder().initial_limit(48).build().unwrap();
+        let ms = Duration::from_millis;
+        let mut t = Duration::ZERO;
+        for _ in 0..3000 {
+            t += ms(1) * 10 / 16; // 1600/s
+            g.update(&Sample::success(t, ms(30), 48));
+        }
+        let before = g.limit();
+        for _ in 0..1200 {
+            t += ms(1) * 10 / 4; // 400/s
+            g.update(&Sample::success(t, ms(120), g.limit()));
+        }
+        assert!(g.guarding() || g.limit() * 10 >= before * 7, "{} vs {before}", g.limit());
+        assert!(g.limit() * 10 >= before * 7, "{} vs {before}", g.limit());
     }
 }

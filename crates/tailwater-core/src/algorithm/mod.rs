@@ -34,8 +34,10 @@ mod envoy;
 mod fixed;
 mod gradient2;
 mod guard;
+mod headroom;
 mod util;
 mod vegas;
+mod window_stats;
 mod windowed;
 
 #[cfg(test)]
@@ -48,6 +50,7 @@ pub use envoy::{EnvoyGradient, EnvoyGradientBuilder};
 pub use fixed::Fixed;
 pub use gradient2::{Gradient2, Gradient2Builder};
 pub use guard::{GAIN_CYCLE, LlGuard, LlGuardBuilder};
+pub use headroom::{Headroom, HeadroomBuilder};
 pub use vegas::{Vegas, VegasBuilder};
 pub use windowed::{Aggregate, Windowed, WindowedBuilder};
 

@@ -1,0 +1,331 @@
+//! `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
+//! high-variance service's traffic, keeps its limit through a uniform slowdown, and still
+//! protects latency under overload.
+//!
+//! Three rules, each answering one way latency-gradient limits go wrong (issue 16):
+//!
+//! 1. **Only a binding limit is corrected.** A window in which the in-flight count never
+//!    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
+//!    BBR's app-limited rule). A latency gradient on a high-variance service otherwise reads
+//!    variance as queue and cuts a limit that was doing no harm — corrected Gradient2 shed
+//!    60 % of requests at 0.5× load on exponential service times.
+//! 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
+//!    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
+//!    window means (not the minimum of samples, nor of means: both read a dispersed service
+//!    as permanently queued). The window counts as queueing when
+//!    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
+//!    mean. Windows grow with the variance (`window_stats`: at least `25 × CV²` samples), so
+//!    the error term stays small. Without queueing the limit grows — by `√L` when the mean is
+//!    under half the allowance (far from the knee: a 500-worker pool is found in tens of
+//!    windows), else by 1; with queueing it falls as Gradient2's does,
+//!    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
+//!    a timeout backs off by `backoff` (0.9), as AIMD.
+//! 3. **A uniform slowdown is not a queue.** The Little's-law guard of
+//!    [`LittlesLaw`](super::guard) (BBR's `max rate × min RTT` over 8 windows with the gain
+//!    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
+//!    sustains the in-flight count the latency rule wants to cut.
+//!
+//! The tolerance default is 2: an overloaded pool of W workers then holds about 2·W in flight,
+//! whose p99 for a lognormal service with CV 0.5 is about 1.4× the unloaded p99 — inside the
+//! 2× goal — while a healthy pool at 0.9× load can absorb the bursts that its own variance
+//! makes (about 1.5 W for 48 workers).
+//!
+//! Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
+//! hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
+//! app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
+//! (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
+//! service time); Envoy's adaptive concurrency (`√L` headroom).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::guard::LittlesLaw;
+use super::window_stats::{Closed, WindowConfig, Windows};
+use super::{Estimates, LimitAlgorithm, Sample};
+use crate::error::{ConfigError, check_limits, check_range};
+
+/// The percentile of recent window means taken as the no-queue baseline.
+const BASELINE_PERCENTILE: f64 = 0.1;
+
+/// The limit; see the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::algorithm::{Headroom, LimitAlgorithm, Sample};
+/// let mut h = Headroom::default();
+/// let ms = Duration::from_millis;
+/// // A 500-worker pool at 20 ms whose demand fills any limit: no queue, so the limit grows.
+/// for i in 0..20_000u64 {
+///     let l = h.limit();
+///     h.update(&Sample::success(ms(i) / 10, ms(20), l));
+/// }
+/// assert!(h.limit() > 400, "{}", h.limit());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Headroom {
+    limit: f64,
+    min: usize,
+    max: usize,
+    tolerance: f64,
+    backoff: f64,
+    smoothing: f64,
+    baseline_windows: usize,
+    means: VecDeque<f64>,
+    scratch: Vec<f64>,
+    windows: Windows,
+    guard: LittlesLaw,
+    last: Option<(Duration, f64)>,
+}
+
+impl Default for Headroom {
+    fn default() -> Self {
+        HeadroomBuilder::default()
+            .build()
+            .expect("the default Headroom configuration is valid")
+    }
+}
+
+impl Headroom {
+    /// A builder with the defaults.
+    pub fn builder() -> HeadroomBuilder {
+        HeadroomBuilder::default()
+    }
+
+    /// Whether the Little's-law guard holds the limit (a slowdown is suspected).
+    pub fn guarding(&self) -> bool {
+        self.guard.guarding()
+    }
+
+    /// The no-queue baseline RTT: the 10th percentile of recent window means.
+    pub fn baseline(&self) -> Option<Duration> {
+        self.baseline_secs()
+            .and_then(|b| Duration::try_from_secs_f64(b).ok())
+    }
+
+    fn baseline_secs(&self) -> Option<f64> {
+        if self.means.is_empty() {
+            return None;
+        }
+        let mut v = self.scratch.clone();
+        v.clear();
+        v.extend(self.means.iter().copied());
+        let k = ((v.len() - 1) as f64 * BASELINE_PERCENTILE).round() as usize;
+        let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+        Some(*x)
+    }
+
+    fn clamp(&self, v: f64) -> f64 {
+        if v.is_finite() {
+            v.clamp(self.min as f64, self.max as f64)
+        } else {
+            self.limit
+        }
+    }
+
+    /// The latency rule's proposal for one closed window.
+    fn propose(&mut self, c: &Closed) -> f64 {
+        let before = self.limit;
+        if c.dropped() {
+            return before * self.backoff;
+        }
+        let Some(mean) = c.mean else {
+            return before;
+        };
+        self.means.push_back(mean);
+        while self.means.len() > self.baseline_windows {
+            self.means.pop_front();
+        }
+        let binding = c.max_in_flight as f64 >= before.floor();
+        if !binding {
+            return before;
+        }
+        let Some(base) = self.baseline_secs().filter(|b| *b > 0.0) else {
+            return before;
+        };
+        let ratio = mean / base;
+        let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
+        let allowance = self.tolerance + error;
+        self.last = Some((c.mean_duration(), ratio / allowance));
+        if ratio <= allowance {
+            let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+            before + if far { before.sqrt() } else { 1.0 }
+        } else {
+            let g = (allowance / ratio).clamp(0.5, 1.0);
+            before * (1.0 - self.smoothing + self.smoothing * g)
+        }
+    }
+}
+
+impl LimitAlgorithm for Headroom {
+    fn name(&self) -> &'static str {
+        "headroom"
+    }
+
+    fn limit(&self) -> usize {
+        super::clamp_limit(self.limit, self.min, self.max)
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        let Some(c) = self.windows.push(sample) else {
+            return self.limit();
+        };
+        let before = self.limit;
+        let proposal = self.propose(&c);
+        self.guard.observe(&c);
+        let mut next = self.guard.steer(proposal, c.dropped());
+        let binding = c.max_in_flight as f64 >= before.floor();
+        if !binding && !c.dropped() {
+            next = next.max(before);
+        }
+        self.limit = self.clamp(next);
+        self.limit()
+    }
+
+    fn estimates(&self) -> Estimates {
+        Estimates {
+            min_rtt: self.baseline(),
+            short_rtt: self.last.map(|(d, _)| d),
+            gradient: self.last.map(|(_, q)| q),
+            queue: self.guard.estimate(),
+            probing: Some(self.guard.guarding()),
+            ..Estimates::default()
+        }
+    }
+
+    /// No: the guard counts completions per second, so it must see every one of them.
+    fn aggregates_samples(&self) -> bool {
+        false
+    }
+}
+
+/// Builder for [`Headroom`]; every setter is checked in [`build`](Self::build).
+#[derive(Debug, Clone)]
+pub struct HeadroomBuilder {
+    initial: usize,
+    min: usize,
+    max: usize,
+    tolerance: f64,
+    backoff: f64,
+    baseline_windows: usize,
+    dispersion_samples: f64,
+    guard_windows: usize,
+    margin: f64,
+    timeout: Duration,
+}
+
+impl Default for HeadroomBuilder {
+    fn default() -> Self {
+        Self {
+            initial: 20,
+            min: 20,
+            max: 5000,
+            tolerance: 2.0,
+            backoff: 0.9,
+            baseline_windows: 1000,
+            dispersion_samples: 25.0,
+            guard_windows: 8,
+            margin: 0.8,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HeadroomBuilder {
+    /// The starting limit (default 20).
+    pub fn initial_limit(mut self, v: usize) -> Self {
+        self.initial = v;
+        self
+    }
+    /// The floor (default 20, Netflix's).
+    pub fn min_limit(mut self, v: usize) -> Self {
+        self.min = v;
+        self
+    }
+    /// The ceiling (default 5000: a limit that does not bind sheds nothing and is never
+    /// raised, so the ceiling only bounds growth under sustained demand).
+    pub fn max_limit(mut self, v: usize) -> Self {
+        self.max = v;
+        self
+    }
+    /// How many times the baseline a binding window's mean RTT may be before it counts as
+    /// queueing, before the noise allowance, in `[1, 100]` (default 2).
+    pub fn tolerance(mut self, v: f64) -> Self {
+        self.tolerance = v;
+        self
+    }
+    /// Multiplicative decrease on a drop or timeout, in `[0.5, 1)` (default 0.9).
+    pub fn backoff_ratio(mut self, v: f64) -> Self {
+        self.backoff = v;
+        self
+    }
+    /// Window means the baseline percentile is taken over (default 1000, at least 1).
+    pub fn baseline_windows(mut self, v: usize) -> Self {
+        self.baseline_windows = v;
+        self
+    }
+    /// A window needs `dispersion_samples × CV²` successes (10 to 400), so that its mean's
+    /// standard error is about `1/√dispersion_samples` (default 25: 20 %).
+    pub fn dispersion_samples(mut self, v: f64) -> Self {
+        self.dispersion_samples = v;
+        self
+    }
+    /// Windows in the Little's-law filters (default 8).
+    pub fn guard_windows(mut self, v: usize) -> Self {
+        self.guard_windows = v;
+        self
+    }
+    /// The guard engages below `margin × F`, in `(0, 1]` (default 0.8).
+    pub fn margin(mut self, v: f64) -> Self {
+        self.margin = v;
+        self
+    }
+    /// An RTT at or above this counts as a drop (default 5 s).
+    pub fn timeout(mut self, v: Duration) -> Self {
+        self.timeout = v;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Headroom, ConfigError> {
+        check_limits(self.min, self.initial, self.max)?;
+        check_range("tolerance", self.tolerance, 1.0, 100.0)?;
+        check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
+        check_range("dispersion_samples", self.dispersion_samples, 0.0, 10_000.0)?;
+        if !(self.backoff.is_finite() && (0.5..1.0).contains(&self.backoff)) {
+            return Err(ConfigError::new(
+                "backoff_ratio",
+                format!("must be within [0.5, 1), got {}", self.backoff),
+            ));
+        }
+        if self.baseline_windows == 0 {
+            return Err(ConfigError::new("baseline_windows", "must be at least 1"));
+        }
+        if self.guard_windows == 0 {
+            return Err(ConfigError::new("guard_windows", "must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new("timeout", "must be greater than zero"));
+        }
+        Ok(Headroom {
+            limit: self.initial as f64,
+            min: self.min,
+            max: self.max,
+            tolerance: self.tolerance,
+            backoff: self.backoff,
+            smoothing: 0.2,
+            baseline_windows: self.baseline_windows,
+            means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
+            scratch: Vec::new(),
+            windows: Windows::new(WindowConfig {
+                min_window: Duration::from_millis(20),
+                max_window: Duration::from_millis(100),
+                min_samples: 10,
+                max_samples: 400,
+                dispersion_samples: self.dispersion_samples,
+                timeout: self.timeout,
+            }),
+            guard: LittlesLaw::new(self.guard_windows, self.margin),
+            last: None,
+        })
+    }
+}
