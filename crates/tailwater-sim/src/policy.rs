@@ -136,7 +136,7 @@ impl PolicySpec {
                 ("static".to_string(), Some(n))
             }
             Some(_) => return Err(unknown()),
-            None if ALGORITHMS.contains(&algo) || algo.starts_with("hr-") => (algo.to_string(), None),
+            None if ALGORITHMS.contains(&algo) => (algo.to_string(), None),
             None => return Err(unknown()),
         };
         let mut queue = None;
@@ -228,22 +228,6 @@ impl PolicySpec {
             ),
             "ll-guard" => Box::new(LlGuard::default()),
             "headroom" => Box::new(Headroom::default()),
-            x if x.starts_with("hr-") => {
-                // Exploration variants: hr-t2.5-b500-d25-m20.
-                let mut b = Headroom::builder();
-                for part in x[3..].split('-') {
-                    let (k, v) = part.split_at(1);
-                    let v: f64 = v.parse().map_err(|_| SimError::invalid("policy", x))?;
-                    b = match k {
-                        "t" => b.tolerance(v),
-                        "b" => b.baseline_windows(v as usize),
-                        "d" => b.dispersion_samples(v),
-                        "m" => b.min_limit(v as usize).initial_limit(v as usize),
-                        _ => return Err(SimError::invalid("policy", x)),
-                    };
-                }
-                Box::new(b.build().map_err(core)?)
-            }
             _ => {
                 return Err(SimError::Unknown {
                     kind: "policy",

@@ -360,21 +360,28 @@ mod tests {
     }
 
     #[test]
-    fn slowdown_engages_the_guard_and_keeps_the_limit() {
-        // 48 workers at 30 ms, limit binding; then every request 4x slower (120 ms, rate 400/s).
-        let mut g = LlGuard::builder().initial_limit(48).build().unwrap();
-        let ms = Duration::from_millis;
-        let mut t = Duration::ZERO;
-        for _ in 0..3000 {
-            t += ms(1) * 10 / 16; // 1600/s
-            g.update(&Sample::success(t, ms(30), 48));
-        }
-        let before = g.limit();
-        for _ in 0..1200 {
-            t += ms(1) * 10 / 4; // 400/s
-            g.update(&Sample::success(t, ms(120), g.limit()));
-        }
-        assert!(g.guarding() || g.limit() * 10 >= before * 7, "{} vs {before}", g.limit());
-        assert!(g.limit() * 10 >= before * 7, "{} vs {before}", g.limit());
+    fn uniform_slowdown_keeps_the_limit_where_the_gradient_halves_it() {
+        use super::super::window_stats::fluid_pool;
+        use super::super::{Gradient2, Windowed};
+        // 48 workers at 30 ms with demand above any limit, then every request 4x slower.
+        let fast = Windowed::builder()
+            .min_window(Duration::from_millis(20))
+            .max_window(Duration::from_millis(100))
+            .build(Gradient2::corrected())
+            .unwrap();
+        let run = |alg: &mut dyn LimitAlgorithm| {
+            let mut t = Duration::ZERO;
+            let before = *fluid_pool(alg, &mut t, 48, Duration::from_millis(30), 20_000)
+                .last()
+                .unwrap();
+            let after = fluid_pool(alg, &mut t, 48, Duration::from_millis(120), 5_000);
+            (before, after.iter().sum::<usize>() / after.len())
+        };
+        let (before, after) = run(&mut LlGuard::default());
+        assert!(before >= 48, "{before}");
+        assert!(after >= 40, "guarded: {before} then {after} on average");
+        // The corrected gradient alone reads the slowdown as queueing.
+        let (_, plain) = run(&mut { fast });
+        assert!(plain < 36, "unguarded: {plain}");
     }
 }

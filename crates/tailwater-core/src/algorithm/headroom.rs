@@ -11,13 +11,16 @@
 //!    60 % of requests at 0.5× load on exponential service times.
 //! 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
 //!    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
-//!    window means (not the minimum of samples, nor of means: both read a dispersed service
-//!    as permanently queued). The window counts as queueing when
+//!    window means that were clearly free of queueing (not binding, or under half the
+//!    allowance below; not the minimum of samples, nor of means: both read
+//!    a dispersed service as permanently queued; and not of queued windows, or a standing
+//!    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
 //!    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
 //!    mean. Windows grow with the variance (`window_stats`: at least `25 × CV²` samples), so
-//!    the error term stays small. Without queueing the limit grows — by `√L` when the mean is
-//!    under half the allowance (far from the knee: a 500-worker pool is found in tens of
-//!    windows), else by 1; with queueing it falls as Gradient2's does,
+//!    the error term stays small. Without queueing the limit grows — doubling when the mean is
+//!    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
+//!    found in a handful of windows; the window after a doubling only holds, because its RTTs
+//!    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
 //!    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
 //!    a timeout backs off by `backoff` (0.9), as AIMD.
 //! 3. **A uniform slowdown is not a queue.** The Little's-law guard of
@@ -30,11 +33,15 @@
 //! 2× goal — while a healthy pool at 0.9× load can absorb the bursts that its own variance
 //! makes (about 1.5 W for 48 workers).
 //!
+//! Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
+//! baseline percentile is taken over queued windows only and rises, so the limit creeps up by
+//! up to the tolerance per such period (Netflix #134 in slow motion).
+//!
 //! Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
 //! hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
 //! app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
 //! (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
-//! service time); Envoy's adaptive concurrency (`√L` headroom).
+//! service time).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -46,6 +53,7 @@ use crate::error::{ConfigError, check_limits, check_range};
 
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
+
 
 /// The limit; see the [module docs](self).
 ///
@@ -69,6 +77,8 @@ pub struct Headroom {
     tolerance: f64,
     backoff: f64,
     smoothing: f64,
+    growth: f64,
+    grew: bool,
     baseline_windows: usize,
     means: VecDeque<f64>,
     scratch: Vec<f64>,
@@ -122,6 +132,13 @@ impl Headroom {
         }
     }
 
+    fn remember(&mut self, mean: f64) {
+        self.means.push_back(mean);
+        while self.means.len() > self.baseline_windows {
+            self.means.pop_front();
+        }
+    }
+
     /// The latency rule's proposal for one closed window.
     fn propose(&mut self, c: &Closed) -> f64 {
         let before = self.limit;
@@ -131,24 +148,32 @@ impl Headroom {
         let Some(mean) = c.mean else {
             return before;
         };
-        self.means.push_back(mean);
-        while self.means.len() > self.baseline_windows {
-            self.means.pop_front();
-        }
         let binding = c.max_in_flight as f64 >= before.floor();
-        if !binding {
-            return before;
-        }
-        let Some(base) = self.baseline_secs().filter(|b| *b > 0.0) else {
-            return before;
+        let base = match self.baseline_secs().filter(|b| *b > 0.0) {
+            Some(b) => b,
+            None => mean,
         };
         let ratio = mean / base;
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
         let allowance = self.tolerance + error;
+        let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        self.remember(mean);
+        if !binding {
+            return before;
+        }
         self.last = Some((c.mean_duration(), ratio / allowance));
+        let doubled = std::mem::take(&mut self.grew);
         if ratio <= allowance {
-            let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
-            before + if far { before.sqrt() } else { 1.0 }
+            if far && !doubled {
+                // The next window's RTTs are mostly those of requests admitted under the old
+                // limit, so it only holds (BBR, too, waits a round trip after a gain).
+                self.grew = true;
+                before * self.growth
+            } else if far {
+                before
+            } else {
+                before + 1.0
+            }
         } else {
             let g = (allowance / ratio).clamp(0.5, 1.0);
             before * (1.0 - self.smoothing + self.smoothing * g)
@@ -211,6 +236,7 @@ pub struct HeadroomBuilder {
     guard_windows: usize,
     margin: f64,
     timeout: Duration,
+    growth: f64,
 }
 
 impl Default for HeadroomBuilder {
@@ -226,6 +252,7 @@ impl Default for HeadroomBuilder {
             guard_windows: 8,
             margin: 0.8,
             timeout: Duration::from_secs(5),
+            growth: 2.0,
         }
     }
 }
@@ -285,11 +312,19 @@ impl HeadroomBuilder {
         self
     }
 
+    /// The factor a binding limit grows by per window while the mean RTT shows no sign of
+    /// queueing, in `[1, 4]` (default 2, as BBR's startup roughly doubles per round trip).
+    pub fn growth(mut self, v: f64) -> Self {
+        self.growth = v;
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Headroom, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
         check_range("tolerance", self.tolerance, 1.0, 100.0)?;
         check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
+        check_range("growth", self.growth, 1.0, 4.0)?;
         check_range("dispersion_samples", self.dispersion_samples, 0.0, 10_000.0)?;
         if !(self.backoff.is_finite() && (0.5..1.0).contains(&self.backoff)) {
             return Err(ConfigError::new(
@@ -313,6 +348,8 @@ impl HeadroomBuilder {
             tolerance: self.tolerance,
             backoff: self.backoff,
             smoothing: 0.2,
+            growth: self.growth,
+            grew: false,
             baseline_windows: self.baseline_windows,
             means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
             scratch: Vec::new(),
@@ -327,5 +364,138 @@ impl HeadroomBuilder {
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// Feeds one sample every 2 ms with `rtt` and `in_flight` until a window closes.
+    fn window(h: &mut Headroom, t: &mut Duration, rtt: Duration, in_flight: usize, drop: bool) {
+        let closed = h.windows.closed();
+        while h.windows.closed() == closed {
+            let s = if drop {
+                Sample::dropped(*t, rtt, in_flight)
+            } else {
+                Sample::success(*t, rtt, in_flight)
+            };
+            h.update(&s);
+            *t += ms(2);
+        }
+    }
+
+    #[test]
+    fn table_binding_windows_against_the_baseline() {
+        // No guard (margin ~0), no dispersion sizing (constant RTTs: CV 0, no error term).
+        let mut h = Headroom::builder()
+            .initial_limit(40)
+            .min_limit(2)
+            .max_limit(1000)
+            .margin(1e-9)
+            .dispersion_samples(0.0)
+            .build()
+            .unwrap();
+        let mut t = Duration::ZERO;
+        // Baseline = 10th percentile of the means so far (rank round(0.1·(n−1))): 10 ms.
+        // 10 ms: ratio 1 ≤ 1 + (2 − 1)/2 = 1.5, far from the knee: doubles, 40 → 80.
+        window(&mut h, &mut t, ms(10), 40, false);
+        assert_eq!(h.limit(), 80);
+        // 17 ms: ratio 1.7 ≤ 2 but > 1.5: +1.
+        window(&mut h, &mut t, ms(17), 80, false);
+        assert_eq!(h.limit(), 81);
+        // 30 ms: ratio 3 > 2: g = 2/3, L = 81 · (0.8 + 0.2 · 2/3) = 75.6.
+        window(&mut h, &mut t, ms(30), 81, false);
+        assert!((h.limit - 75.6).abs() < 1e-9, "{}", h.limit);
+        assert_eq!(h.limit(), 75);
+        // 50 ms but in-flight 10 < 75: the limit did not bind, so it holds.
+        window(&mut h, &mut t, ms(50), 10, false);
+        assert!((h.limit - 75.6).abs() < 1e-9);
+        // 100 ms binding: ratio 10, g clamped to 0.5: L = 75.6 · 0.9 = 68.04.
+        window(&mut h, &mut t, ms(100), 75, false);
+        assert!((h.limit - 68.04).abs() < 1e-9, "{}", h.limit);
+        // A drop backs off by 0.9, binding or not: 61.236.
+        window(&mut h, &mut t, ms(10), 1, true);
+        assert!((h.limit - 61.236).abs() < 1e-9, "{}", h.limit);
+        assert_eq!(h.baseline(), Some(ms(10)));
+    }
+
+    #[test]
+    fn noise_allowance_widens_with_dispersion() {
+        // Two windows, both with mean 25 ms against a 10 ms baseline (ratio 2.5, tolerance 2):
+        // constant RTTs count as queueing; RTTs alternating 5 and 45 ms (CV 0.8, 11 samples:
+        // allowance 2 + 2 · 0.8/√11 = 2.48) do not.
+        let build = || {
+            Headroom::builder()
+                .initial_limit(40)
+                .min_limit(2)
+                .margin(1e-9)
+                .dispersion_samples(0.0)
+                .build()
+                .unwrap()
+        };
+        let mut t = Duration::ZERO;
+        let mut calm = build();
+        window(&mut calm, &mut t, ms(10), 40, false);
+        let l = calm.limit();
+        window(&mut calm, &mut t, ms(25), l, false);
+        assert!(calm.limit() < l, "{} vs {l}", calm.limit());
+        let mut noisy = build();
+        let mut t = Duration::ZERO;
+        window(&mut noisy, &mut t, ms(10), 40, false);
+        let l = noisy.limit();
+        let closed = noisy.windows.closed();
+        let mut i = 0u64;
+        while noisy.windows.closed() == closed {
+            let rtt = if i % 2 == 0 { ms(45) } else { ms(5) };
+            noisy.update(&Sample::success(t, rtt, l));
+            t += ms(2);
+            i += 1;
+        }
+        assert!(noisy.limit() > l, "{} vs {l}", noisy.limit());
+    }
+
+    #[test]
+    fn finds_the_knee_and_keeps_it_through_a_uniform_slowdown() {
+        use super::super::window_stats::fluid_pool;
+        // 48 workers at 30 ms with demand above any limit from the start: within 2 s the limit
+        // sits between the knee and the tolerance (2 × 48), then every request becomes 4x
+        // slower and the guard keeps the limit near the knee.
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        let warm = fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+        let settled = warm[2000..].iter().sum::<usize>() / 1000;
+        assert!((48..=100).contains(&settled), "{settled}");
+        let slow = fluid_pool(&mut h, &mut t, 48, ms(120), 1000);
+        let after = slow.iter().sum::<usize>() / slow.len();
+        assert!(after >= 40, "{settled} then {after}");
+        // A pool that halves (24 workers, same speed): the limit falls.
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+        let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
+        let tail = halved[2000..].iter().sum::<usize>() / 1000;
+        assert!(tail < settled, "{settled} then {tail}");
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let field = |b: HeadroomBuilder| b.build().unwrap_err().field();
+        let b = Headroom::builder;
+        assert_eq!(field(b().min_limit(0)), "min_limit");
+        assert_eq!(field(b().initial_limit(10)), "initial_limit");
+        assert_eq!(field(b().tolerance(0.5)), "tolerance");
+        assert_eq!(field(b().tolerance(f64::NAN)), "tolerance");
+        assert_eq!(field(b().margin(0.0)), "margin");
+        assert_eq!(field(b().growth(5.0)), "growth");
+        assert_eq!(field(b().backoff_ratio(1.0)), "backoff_ratio");
+        assert_eq!(field(b().baseline_windows(0)), "baseline_windows");
+        assert_eq!(field(b().guard_windows(0)), "guard_windows");
+        assert_eq!(field(b().dispersion_samples(-1.0)), "dispersion_samples");
+        assert_eq!(field(b().timeout(Duration::ZERO)), "timeout");
     }
 }

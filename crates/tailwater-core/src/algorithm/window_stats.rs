@@ -133,17 +133,19 @@ impl Windows {
         self.next_end = now.saturating_add(len);
         self.closed += 1;
         let elapsed = a.start.map_or(0.0, |s| now.saturating_sub(s).as_secs_f64());
-        let (mean, cv) = if a.count > 0 {
+        let (mean, cv2) = if a.count > 0 {
             let n = a.count as f64;
             let mean = a.sum / n;
             let var = (a.sum_sq / n - mean * mean).max(0.0);
-            (Some(mean), (mean > 0.0).then(|| var.sqrt() / mean))
+            (Some(mean), (mean > 0.0).then(|| var / (mean * mean)))
         } else {
             (None, None)
         };
-        self.needed = match cv {
-            Some(cv) if self.cfg.dispersion_samples > 0.0 => {
-                let want = (self.cfg.dispersion_samples * cv * cv).ceil();
+        let cv = cv2.map(f64::sqrt);
+        self.needed = match cv2 {
+            Some(cv2) if self.cfg.dispersion_samples > 0.0 => {
+                // Rounding noise must not add a sample: 25 × 0.2 is 5, not 6.
+                let want = (self.cfg.dispersion_samples * cv2 - 1e-9).ceil();
                 if want.is_finite() {
                     (want as u64).clamp(self.cfg.min_samples, self.cfg.max_samples)
                 } else {
@@ -162,6 +164,29 @@ impl Windows {
             drops: a.drops,
         }
     }
+}
+
+/// A test bench: a pool of `workers` workers with service time `service`, whose demand fills
+/// any limit. Per window the algorithm's limit `L` is all in flight, the RTT is
+/// `service × max(1, L / workers)` (a FIFO queue beyond the workers) and completions arrive
+/// every `RTT / L` (Little's law). Runs `windows` windows and returns the limit after each.
+#[cfg(test)]
+pub(crate) fn fluid_pool(
+    alg: &mut dyn super::LimitAlgorithm,
+    t: &mut Duration,
+    workers: usize,
+    service: Duration,
+    samples: usize,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for _ in 0..samples {
+        let l = alg.limit().max(1);
+        let rtt = service.mul_f64((l as f64 / workers as f64).max(1.0));
+        *t += rtt / l as u32;
+        alg.update(&Sample::success(*t, rtt, l));
+        out.push(alg.limit());
+    }
+    out
 }
 
 #[cfg(test)]
