@@ -57,7 +57,7 @@ pub const ALGORITHMS: [&str; 13] = [
 ];
 
 /// The standard lineup compared in every built-in scenario.
-pub const LINEUP: [&str; 21] = [
+pub const LINEUP: [&str; 23] = [
     "none",
     "static",
     "static+fifo",
@@ -79,6 +79,8 @@ pub const LINEUP: [&str; 21] = [
     "gradient2-corrected+codel",
     "gradient2-corrected-fast+codel",
     "gradient2-corrected+tiers",
+    "ll-guard",
+    "headroom",
 ];
 
 /// A queue discipline by name.

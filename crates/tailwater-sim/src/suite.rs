@@ -138,10 +138,7 @@ pub fn no_harm_cell(
     mean: Duration,
     load: f64,
 ) -> Scenario {
-    let name = format!(
-        "no-harm {label} w{workers} {}ms {load}x",
-        mean.as_millis()
-    );
+    let name = format!("no-harm {label} w{workers} {}ms {load}x", mean.as_millis());
     let mut s = Scenario::new(
         &name,
         "a healthy service below capacity: the limiter should shed nothing",
@@ -158,10 +155,11 @@ pub fn no_harm_cell(
 }
 
 fn overload(name: &str, description: &str, load: f64, slow: f64) -> Scenario {
-    let mut s = Scenario::new(name, description, vec![Phase::constant(
-        Duration::from_secs(10),
-        load,
-    )]);
+    let mut s = Scenario::new(
+        name,
+        description,
+        vec![Phase::constant(Duration::from_secs(10), load)],
+    );
     s.capacity = vec![
         CapacityChange::speed(Duration::from_secs(3), 1.0 / slow),
         CapacityChange::speed(Duration::from_secs(8), 1.0),
@@ -459,9 +457,11 @@ pub fn no_harm_table(results: &[CheckResult]) -> String {
     ];
     for c in cells {
         let mut row = vec![c.name.trim_start_matches("no-harm ").to_string()];
-        row.extend(c.outcomes.iter().map(|o| {
-            format!("{}{}", o.figure, if o.pass { "" } else { " !" })
-        }));
+        row.extend(
+            c.outcomes
+                .iter()
+                .map(|o| format!("{}{}", o.figure, if o.pass { "" } else { " !" })),
+        );
         rows.push(row);
     }
     render(&rows)

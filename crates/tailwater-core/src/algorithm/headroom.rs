@@ -54,7 +54,6 @@ use crate::error::{ConfigError, check_limits, check_range};
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
 
-
 /// The limit; see the [module docs](self).
 ///
 /// ```

@@ -237,8 +237,13 @@ mod tests {
     fn drops_and_timeouts_close_and_mark() {
         let mut w = Windows::new(cfg());
         w.push(&Sample::success(ms(0), ms(10), 1));
-        assert!(w.push(&Sample::success(ms(25), Duration::from_secs(6), 1)).is_some_and(|c| c.dropped() && c.count == 1));
-        let c = w.push(&Sample::dropped(ms(100), ms(1), 1)).expect("a drop closes a window whose time is up");
+        assert!(
+            w.push(&Sample::success(ms(25), Duration::from_secs(6), 1))
+                .is_some_and(|c| c.dropped() && c.count == 1)
+        );
+        let c = w
+            .push(&Sample::dropped(ms(100), ms(1), 1))
+            .expect("a drop closes a window whose time is up");
         assert!(c.dropped() && c.mean.is_none() && c.rate.is_none());
         assert_eq!(c.mean_duration(), Duration::ZERO);
     }
