@@ -450,7 +450,7 @@ mod tests {
         let closed = noisy.windows.closed();
         let mut i = 0u64;
         while noisy.windows.closed() == closed {
-            let rtt = if i % 2 == 0 { ms(45) } else { ms(5) };
+            let rtt = if i.is_multiple_of(2) { ms(45) } else { ms(5) };
             noisy.update(&Sample::success(t, rtt, l));
             t += ms(2);
             i += 1;
