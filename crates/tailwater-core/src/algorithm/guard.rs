@@ -1,41 +1,4 @@
-//! The Little's-law guard over the corrected Gradient2: a latency gradient that does not read
-//! a uniformly slower service as a queue.
-//!
-//! A latency gradient compares the current RTT with a historical one, so a service that
-//! becomes uniformly 4× slower looks like a 4× queue and the limit halves (research:
-//! `adaptive-limits.md` §0). The right concurrency of a pool of W workers is W whatever the
-//! service time, and two measurements that do not depend on the service time's scale say
-//! where it is:
-//!
-//! - **Little's law, BBR-style.** `F = max(completion rate) × min(mean RTT)` over the last
-//!   `K` windows (BBR's `bottleneck bandwidth × RTprop`, Linux `tcp_bbr.c`; Kratos and go-zero
-//!   take the minimum of bucket *means*, not of samples, because Little's law needs E[S]).
-//!   Both filters share one short horizon, so after a slowdown both move together.
-//! - **Probing.** At a binding limit Little's law is an identity (`X × R̄ = L`), so `F` only
-//!   learns when the limit moves: BBR's gain cycle, compressed to `[1.25, 0.75, 1]`, one gain
-//!   per window. The 1.25 probe finds a higher saturation point; the 0.75 drain refreshes the
-//!   minimum mean RTT from a window without a standing queue, which is what tells a new
-//!   bottleneck (the drain lowers the RTT: `F` shrinks) from a slowdown (the drain lowers the
-//!   rate: `F` holds).
-//!
-//! Rule per window (windows of `clamp(2 × fastest RTT, 20 ms, 100 ms)` with at least 10
-//! completions, see `window_stats`), [`LittlesLaw::steer`]:
-//!
-//! 1. a proposal `L_p` comes from a latency rule (here the corrected [`Gradient2`] fed the
-//!    window's mean RTT and largest in-flight; [`Headroom`](super::Headroom) has its own);
-//! 2. a window with a drop or timeout leaves the guard and keeps `L_p`;
-//! 3. the guard is entered when `L_p < margin × F` (latency says "queue", completions say the
-//!    service still sustains `F` in flight: the signature of a slowdown) and left when
-//!    `L_p ≥ F`; while in it, the limit is `gain × F` with the gain cycling `[1.25, 0.75, 1]`
-//!    and the latency rule's cuts are ignored.
-//!
-//! [`LlGuard`] is that design exactly as the research notes recommend it (`adaptive-limits.md`
-//! §5, "LL-guarded gradient": corrected Gradient2 in 20–100 ms windows, K = 8, margin 0.8),
-//! kept for comparison in the simulator.
-//!
-//! Origins: the latency gradient is Netflix concurrency-limits' `Gradient2Limit` (corrected,
-//! see [`Gradient2`]); the guard follows BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`) and
-//! the Little's-law limiters of Alibaba Sentinel, Kratos and go-zero.
+//! The Little's-law guard, and `LlGuard`: the research notes' guarded Gradient2 (see its docs).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -130,8 +93,44 @@ impl LittlesLaw {
     }
 }
 
-/// The research notes' "LL-guarded gradient": the corrected [`Gradient2`] in short windows,
-/// guarded by a Little's-law estimate with BBR-style probing; see the [module docs](self).
+/// The Little's-law guard over the corrected Gradient2: a latency gradient that does not read
+/// a uniformly slower service as a queue.
+///
+/// A latency gradient compares the current RTT with a historical one, so a service that
+/// becomes uniformly 4× slower looks like a 4× queue and the limit halves (research:
+/// `adaptive-limits.md` §0). The right concurrency of a pool of W workers is W whatever the
+/// service time, and two measurements that do not depend on the service time's scale say
+/// where it is:
+///
+/// - **Little's law, BBR-style.** `F = max(completion rate) × min(mean RTT)` over the last
+///   `K` windows (BBR's `bottleneck bandwidth × RTprop`, Linux `tcp_bbr.c`; Kratos and go-zero
+///   take the minimum of bucket *means*, not of samples, because Little's law needs the mean service time).
+///   Both filters share one short horizon, so after a slowdown both move together.
+/// - **Probing.** At a binding limit Little's law is an identity (`X × R̄ = L`), so `F` only
+///   learns when the limit moves: BBR's gain cycle, compressed to `[1.25, 0.75, 1]`, one gain
+///   per window. The 1.25 probe finds a higher saturation point; the 0.75 drain refreshes the
+///   minimum mean RTT from a window without a standing queue, which is what tells a new
+///   bottleneck (the drain lowers the RTT: `F` shrinks) from a slowdown (the drain lowers the
+///   rate: `F` holds).
+///
+/// Rule per window (windows of `clamp(2 × fastest RTT, 20 ms, 100 ms)` with at least 10
+/// completions):
+///
+/// 1. a proposal `L_p` comes from a latency rule (here the corrected [`Gradient2`] fed the
+///    window's mean RTT and largest in-flight; [`Headroom`](super::Headroom) has its own);
+/// 2. a window with a drop or timeout leaves the guard and keeps `L_p`;
+/// 3. the guard is entered when `L_p < margin × F` (latency says "queue", completions say the
+///    service still sustains `F` in flight: the signature of a slowdown) and left when
+///    `L_p ≥ F`; while in it, the limit is `gain × F` with the gain cycling `[1.25, 0.75, 1]`
+///    and the latency rule's cuts are ignored.
+///
+/// [`LlGuard`] is that design exactly as the research notes recommend it (`adaptive-limits.md`
+/// §5, "LL-guarded gradient": corrected Gradient2 in 20–100 ms windows, K = 8, margin 0.8),
+/// kept for comparison in the simulator.
+///
+/// Origins: the latency gradient is Netflix concurrency-limits' `Gradient2Limit` (corrected,
+/// see [`Gradient2`]); the guard follows BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`) and
+/// the Little's-law limiters of Alibaba Sentinel, Kratos and go-zero.
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,47 +1,4 @@
-//! `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
-//! high-variance service's traffic, keeps its limit through a uniform slowdown, and still
-//! protects latency under overload.
-//!
-//! Three rules, each answering one way latency-gradient limits go wrong (issue 16):
-//!
-//! 1. **Only a binding limit is corrected.** A window in which the in-flight count never
-//!    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
-//!    BBR's app-limited rule). A latency gradient on a high-variance service otherwise reads
-//!    variance as queue and cuts a limit that was doing no harm — corrected Gradient2 shed
-//!    60 % of requests at 0.5× load on exponential service times.
-//! 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
-//!    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
-//!    window means that were clearly free of queueing (not binding, or under half the
-//!    allowance below; not the minimum of samples, nor of means: both read
-//!    a dispersed service as permanently queued; and not of queued windows, or a standing
-//!    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
-//!    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
-//!    mean. Windows grow with the variance (`window_stats`: at least `25 × CV²` samples), so
-//!    the error term stays small. Without queueing the limit grows — doubling when the mean is
-//!    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
-//!    found in a handful of windows; the window after a doubling only holds, because its RTTs
-//!    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
-//!    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
-//!    a timeout backs off by `backoff` (0.9), as AIMD.
-//! 3. **A uniform slowdown is not a queue.** The Little's-law guard of
-//!    [`LittlesLaw`](super::guard) (BBR's `max rate × min RTT` over 8 windows with the gain
-//!    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
-//!    sustains the in-flight count the latency rule wants to cut.
-//!
-//! The tolerance default is 2: an overloaded pool of W workers then holds about 2·W in flight,
-//! whose p99 for a lognormal service with CV 0.5 is about 1.4× the unloaded p99 — inside the
-//! 2× goal — while a healthy pool at 0.9× load can absorb the bursts that its own variance
-//! makes (about 1.5 W for 48 workers).
-//!
-//! Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
-//! baseline percentile is taken over queued windows only and rises, so the limit creeps up by
-//! up to the tolerance per such period (Netflix #134 in slow motion).
-//!
-//! Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
-//! hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
-//! app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
-//! (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
-//! service time).
+//! `Headroom`, the default adaptive limit (see the type's docs).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -54,7 +11,50 @@ use crate::error::{ConfigError, check_limits, check_range};
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
 
-/// The limit; see the [module docs](self).
+/// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
+/// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
+/// protects latency under overload.
+///
+/// Three rules, each answering one way latency-gradient limits go wrong (issue 16):
+///
+/// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
+///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
+///    BBR's app-limited rule). A latency gradient on a high-variance service otherwise reads
+///    variance as queue and cuts a limit that was doing no harm — corrected Gradient2 shed
+///    60 % of requests at 0.5× load on exponential service times.
+/// 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
+///    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
+///    window means that were clearly free of queueing (not binding, or under half the
+///    allowance below; not the minimum of samples, nor of means: both read
+///    a dispersed service as permanently queued; and not of queued windows, or a standing
+///    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
+///    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
+///    mean. Windows grow with the variance (at least `25 × CV²` samples), so
+///    the error term stays small. Without queueing the limit grows — doubling when the mean is
+///    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
+///    found in a handful of windows; the window after a doubling only holds, because its RTTs
+///    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
+///    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
+///    a timeout backs off by `backoff` (0.9), as AIMD.
+/// 3. **A uniform slowdown is not a queue.** The Little's-law guard of
+///    [`LlGuard`](super::LlGuard) (BBR's `max rate × min RTT` over 8 windows with the gain
+///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
+///    sustains the in-flight count the latency rule wants to cut.
+///
+/// The tolerance default is 2: an overloaded pool of W workers then holds about 2·W in flight,
+/// whose p99 for a lognormal service with CV 0.5 is about 1.4× the unloaded p99 — inside the
+/// 2× goal — while a healthy pool at 0.9× load can absorb the bursts that its own variance
+/// makes (about 1.5 W for 48 workers).
+///
+/// Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
+/// baseline percentile is taken over queued windows only and rises, so the limit creeps up by
+/// up to the tolerance per such period (Netflix #134 in slow motion).
+///
+/// Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
+/// hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
+/// app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
+/// (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
+/// service time).
 ///
 /// ```
 /// use std::time::Duration;
