@@ -11,6 +11,10 @@ use crate::error::{ConfigError, check_limits, check_range};
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
 
+/// The share of recent windows (an exponential average over about 8) in which the limit
+/// bound, from which on the demand counts as sustained.
+const SUSTAINED_SHARE: f64 = 0.75;
+
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
@@ -30,7 +34,9 @@ const BASELINE_PERCENTILE: f64 = 0.1;
 ///    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
 ///    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
 ///    mean. Windows grow with the variance (at least `25 × CV²` samples), so
-///    the error term stays small. Without queueing the limit grows — doubling when the mean is
+///    the error term stays small. The tolerance is 2 while the limit binds only now and then
+///    (bursts, which drain), and 1.5 once it has bound in three quarters of recent windows
+///    (sustained demand: CoDel's distinction between a good and a bad queue). Without queueing the limit grows — doubling when the mean is
 ///    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
 ///    found in a handful of windows; the window after a doubling only holds, because its RTTs
 ///    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
@@ -41,10 +47,13 @@ const BASELINE_PERCENTILE: f64 = 0.1;
 ///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
 ///    sustains the in-flight count the latency rule wants to cut.
 ///
-/// The tolerance default is 2: an overloaded pool of W workers then holds about 2·W in flight,
-/// whose p99 for a lognormal service with CV 0.5 is about 1.4× the unloaded p99 — inside the
-/// 2× goal — while a healthy pool at 0.9× load can absorb the bursts that its own variance
-/// makes (about 1.5 W for 48 workers).
+/// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
+/// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
+/// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
+/// with CV 0.5 is about 1.2× the unloaded p99, inside the 2× goal, and the tighter tolerance
+/// lets the guard take over sooner in a uniform slowdown. Measured choices (tolerance 1.5,
+/// 1.75, 2, 2.5; growth 1.25, 1.5, 2, 3; sustained 1.25 or 1.5): see the simulator's
+/// `default-limit` suite.
 ///
 /// Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
 /// baseline percentile is taken over queued windows only and rises, so the limit creeps up by
@@ -74,10 +83,12 @@ pub struct Headroom {
     min: usize,
     max: usize,
     tolerance: f64,
+    sustained_tolerance: f64,
     backoff: f64,
     smoothing: f64,
     growth: f64,
     grew: bool,
+    binding_share: f64,
     baseline_windows: usize,
     means: VecDeque<f64>,
     scratch: Vec<f64>,
@@ -154,7 +165,16 @@ impl Headroom {
         };
         let ratio = mean / base;
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
-        let allowance = self.tolerance + error;
+        self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
+        // A limit that bound in most recent windows faces sustained demand, not a burst
+        // (CoDel's "bad queue" persists, a "good queue" drains): hold it to the tighter
+        // tolerance.
+        let tolerance = if self.binding_share >= SUSTAINED_SHARE {
+            self.sustained_tolerance
+        } else {
+            self.tolerance
+        };
+        let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
         self.remember(mean);
         if !binding {
@@ -229,6 +249,7 @@ pub struct HeadroomBuilder {
     min: usize,
     max: usize,
     tolerance: f64,
+    sustained_tolerance: f64,
     backoff: f64,
     baseline_windows: usize,
     dispersion_samples: f64,
@@ -245,6 +266,7 @@ impl Default for HeadroomBuilder {
             min: 20,
             max: 5000,
             tolerance: 2.0,
+            sustained_tolerance: 1.5,
             backoff: 0.9,
             baseline_windows: 1000,
             dispersion_samples: 25.0,
@@ -277,6 +299,12 @@ impl HeadroomBuilder {
     /// queueing, before the noise allowance, in `[1, 100]` (default 2).
     pub fn tolerance(mut self, v: f64) -> Self {
         self.tolerance = v;
+        self
+    }
+    /// The tolerance once the limit has bound in most recent windows (sustained demand rather
+    /// than bursts), in `[1, 100]` (default 1.5, Netflix's Gradient2 tolerance).
+    pub fn sustained_tolerance(mut self, v: f64) -> Self {
+        self.sustained_tolerance = v;
         self
     }
     /// Multiplicative decrease on a drop or timeout, in `[0.5, 1)` (default 0.9).
@@ -322,6 +350,7 @@ impl HeadroomBuilder {
     pub fn build(self) -> Result<Headroom, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
         check_range("tolerance", self.tolerance, 1.0, 100.0)?;
+        check_range("sustained_tolerance", self.sustained_tolerance, 1.0, 100.0)?;
         check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
         check_range("growth", self.growth, 1.0, 4.0)?;
         check_range("dispersion_samples", self.dispersion_samples, 0.0, 10_000.0)?;
@@ -345,10 +374,12 @@ impl HeadroomBuilder {
             min: self.min,
             max: self.max,
             tolerance: self.tolerance,
+            sustained_tolerance: self.sustained_tolerance,
             backoff: self.backoff,
             smoothing: 0.2,
             growth: self.growth,
             grew: false,
+            binding_share: 0.0,
             baseline_windows: self.baseline_windows,
             means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
             scratch: Vec::new(),
@@ -489,6 +520,7 @@ mod tests {
         assert_eq!(field(b().initial_limit(10)), "initial_limit");
         assert_eq!(field(b().tolerance(0.5)), "tolerance");
         assert_eq!(field(b().tolerance(f64::NAN)), "tolerance");
+        assert_eq!(field(b().sustained_tolerance(0.9)), "sustained_tolerance");
         assert_eq!(field(b().margin(0.0)), "margin");
         assert_eq!(field(b().growth(5.0)), "growth");
         assert_eq!(field(b().backoff_ratio(1.0)), "backoff_ratio");
