@@ -24,8 +24,9 @@ use tailwater_sim::{Scenario, SimError, scenario, suite};
 #[command(
     after_help = "Policies are ALGORITHM[+QUEUE][+tiers]: ALGORITHM one of none, static, static:N, \
 aimd, vegas, vegas-windowed, gradient2 (Netflix, 1 s windows), gradient2-raw, gradient2-corrected, \
-gradient2-corrected-fast (20-100 ms windows), envoy, envoy-corrected; QUEUE one of fifo, lifo, adaptive-lifo, \
-codel (optionally :K waiters, default 100). Exit code 2 on bad input."
+gradient2-corrected-fast (20-100 ms windows), envoy, envoy-corrected, ll-guard, headroom (the default); QUEUE one of \
+fifo, lifo, adaptive-lifo, codel (optionally :K waiters, default 100). Suites (--suite): default-limit. Exit code 2 \
+on bad input."
 )]
 pub(crate) struct Args {
     /// Built-in scenario names or TOML scenario files (default: the whole built-in suite).
@@ -320,6 +321,34 @@ mod tests {
             0
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn suite_runs_and_bad_suite_input_exits_2() {
+        assert_eq!(run(&["--suite", "no-such-suite"]), 2);
+        assert_eq!(run(&["--suite", "default-limit", "--group", "bogus"]), 2);
+        assert_eq!(
+            run(&[
+                "--suite",
+                "default-limit",
+                "--group",
+                "settle",
+                "--policy",
+                "magic"
+            ]),
+            2
+        );
+        assert_eq!(
+            run(&[
+                "--suite",
+                "default-limit",
+                "--group",
+                "settle",
+                "--policy",
+                "static,headroom"
+            ]),
+            0
+        );
     }
 
     #[test]
