@@ -54,7 +54,7 @@
 //! use tailwater_core::limiter::{QueueConfig, Request};
 //!
 //! let limiter = Limiter::builder()
-//!     .algorithm(recommended()) // corrected Gradient2 in 20-100 ms windows (the default)
+//!     .algorithm(recommended()) // Headroom (the default)
 //!     .tiers(TierThresholds::default())
 //!     .queue(QueueConfig::codel(100)?)
 //!     .build()?;

@@ -23,7 +23,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::algorithm::{
-    Aimd, EnvoyGradient, Fixed, Gradient2, LimitAlgorithm, Vegas, Windowed, recommended,
+    Aimd, EnvoyGradient, Fixed, Gradient2, Headroom, LimitAlgorithm, LlGuard, Vegas, Windowed,
+    recommended,
 };
 use crate::error::ConfigError;
 use crate::limiter::QueueDiscipline;
@@ -88,6 +89,8 @@ fn parse_name<T: Copy>(
 /// | `gradient2-corrected-fast` | the corrected [`Gradient2`] in `clamp(2·minRTT, 20 ms, 100 ms)` windows |
 /// | `envoy` | Envoy's adaptive concurrency gradient controller ([`EnvoyGradient`]) |
 /// | `envoy-corrected` | tailwater's corrected [`EnvoyGradient`] |
+/// | `headroom` | [`Headroom`]: what `recommended` is today, with its knobs open |
+/// | `ll-guard` | [`LlGuard`]: the corrected Gradient2 with a Little's-law guard (for comparison) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AlgorithmName {
     /// Whatever [`recommended()`](crate::algorithm::recommended) returns.
@@ -113,6 +116,10 @@ pub enum AlgorithmName {
     Envoy,
     /// The corrected Envoy gradient controller.
     EnvoyCorrected,
+    /// [`Headroom`], tunable.
+    Headroom,
+    /// [`LlGuard`], the research notes' guarded gradient.
+    LlGuard,
 }
 
 /// The windows of `gradient2-corrected-fast`: `clamp(2·minRTT, 20 ms, 100 ms)` instead of
@@ -122,7 +129,7 @@ pub const FAST_WINDOW: (Duration, Duration) =
 
 impl AlgorithmName {
     /// Every algorithm, in the order of the table above.
-    pub const ALL: [AlgorithmName; 11] = [
+    pub const ALL: [AlgorithmName; 13] = [
         AlgorithmName::Recommended,
         AlgorithmName::Static,
         AlgorithmName::Aimd,
@@ -134,13 +141,15 @@ impl AlgorithmName {
         AlgorithmName::Gradient2CorrectedFast,
         AlgorithmName::Envoy,
         AlgorithmName::EnvoyCorrected,
+        AlgorithmName::Headroom,
+        AlgorithmName::LlGuard,
     ];
 
     /// Every name, in the order of [`ALL`](Self::ALL).
-    pub const NAMES: [&'static str; 11] = {
-        let mut out = [""; 11];
+    pub const NAMES: [&'static str; 13] = {
+        let mut out = [""; 13];
         let mut i = 0;
-        while i < 11 {
+        while i < 13 {
             out[i] = Self::ALL[i].as_str();
             i += 1;
         }
@@ -161,6 +170,8 @@ impl AlgorithmName {
             AlgorithmName::Gradient2CorrectedFast => "gradient2-corrected-fast",
             AlgorithmName::Envoy => "envoy",
             AlgorithmName::EnvoyCorrected => "envoy-corrected",
+            AlgorithmName::Headroom => "headroom",
+            AlgorithmName::LlGuard => "ll-guard",
         }
     }
 
@@ -194,6 +205,14 @@ impl AlgorithmName {
             AlgorithmName::Envoy | AlgorithmName::EnvoyCorrected => {
                 &["min_limit", "max_limit", "min_rtt_interval"]
             }
+            AlgorithmName::Headroom => &[
+                "initial_limit",
+                "min_limit",
+                "max_limit",
+                "backoff_ratio",
+                "timeout",
+            ],
+            AlgorithmName::LlGuard => &[],
         }
     }
 
@@ -219,6 +238,26 @@ impl AlgorithmName {
         let seed = p.seed.unwrap_or(crate::algorithm::DEFAULT_SEED);
         Ok(match self {
             AlgorithmName::Recommended => Box::new(recommended()),
+            AlgorithmName::LlGuard => Box::new(LlGuard::default()),
+            AlgorithmName::Headroom => {
+                let mut b = Headroom::builder();
+                if let Some(v) = p.initial_limit {
+                    b = b.initial_limit(v);
+                }
+                if let Some(v) = p.min_limit {
+                    b = b.min_limit(v);
+                }
+                if let Some(v) = p.max_limit {
+                    b = b.max_limit(v);
+                }
+                if let Some(v) = p.backoff_ratio {
+                    b = b.backoff_ratio(v);
+                }
+                if let Some(v) = p.timeout {
+                    b = b.timeout(v);
+                }
+                Box::new(b.build()?)
+            }
             AlgorithmName::Static => {
                 let Some(limit) = p.limit else {
                     return Err(ConfigError::new(

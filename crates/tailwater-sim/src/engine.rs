@@ -49,7 +49,7 @@ enum Kind {
     Done(Handle),
     PsDone(u64),
     Tick,
-    Capacity(f64),
+    Capacity(usize),
 }
 
 #[derive(Debug)]
@@ -250,7 +250,9 @@ struct Sim<'a> {
     now: u64,
     end: u64,
     clock: ManualClock,
-    limiter: Option<Limiter<ManualClock>>,
+    /// One limiter per replica (empty without a limiter), taken turns by round robin.
+    limiters: Vec<Limiter<ManualClock>>,
+    next_replica: usize,
     has_queue: bool,
     heap: BinaryHeap<Event>,
     /// Client timeouts: every attempt gets `now + timeout`, so they fall due in the order they
@@ -320,7 +322,13 @@ impl<'a> Sim<'a> {
         sc.validate()?;
         let clock = ManualClock::new();
         let workers = sc.server.workers as usize;
-        let limiter = policy.build(&clock, workers, sc.client.timeout, sc.seed)?;
+        let mut limiters = Vec::new();
+        for i in 0..sc.replicas.max(1) as u64 {
+            let seed = sc.seed.wrapping_add(i);
+            if let Some(l) = policy.build(&clock, workers, sc.client.timeout, seed)? {
+                limiters.push(l);
+            }
+        }
         let gap = Sampler::new(sc.arrival_shape()?, 1.0);
         let service = Sampler::new(
             sc.server.service.shape("server.service")?,
@@ -342,7 +350,8 @@ impl<'a> Sim<'a> {
             end: ns(sc.duration().as_secs_f64()),
             clock,
             has_queue: policy.queue.is_some(),
-            limiter,
+            limiters,
+            next_replica: 0,
             heap: BinaryHeap::new(),
             timeouts: VecDeque::new(),
             seq: 0,
@@ -412,10 +421,10 @@ impl<'a> Sim<'a> {
         }
         let tick = ns(self.sc.sample_interval.as_secs_f64());
         self.schedule(tick.min(self.end), Kind::Tick);
-        for c in &self.sc.capacity {
+        for (i, c) in self.sc.capacity.iter().enumerate() {
             let at = ns(c.at.as_secs_f64());
             if at <= self.end {
-                self.schedule(at, Kind::Capacity(c.factor));
+                self.schedule(at, Kind::Capacity(i));
             }
         }
         loop {
@@ -450,7 +459,7 @@ impl<'a> Sim<'a> {
                 Kind::Done(h) => self.on_done(h),
                 Kind::PsDone(generation) => self.on_ps_done(generation),
                 Kind::Tick => self.on_tick(tick),
-                Kind::Capacity(f) => self.on_capacity(f),
+                Kind::Capacity(i) => self.on_capacity(i),
             }
             if self.has_queue {
                 self.drain_ready();
@@ -551,13 +560,16 @@ impl<'a> Sim<'a> {
     }
 
     fn admit(&mut self, h: Handle, tier: u8, deadline: u64) {
-        // Borrow the limiter out of `self` for the call (cheaper than cloning its Arc).
-        let Some(limiter) = self.limiter.take() else {
+        if self.limiters.is_empty() {
             self.send_to_server(h, None);
             return;
-        };
-        self.admit_with(&limiter, h, tier, deadline);
-        self.limiter = Some(limiter);
+        }
+        // Borrow the limiters out of `self` for the call (cheaper than cloning an Arc).
+        let limiters = std::mem::take(&mut self.limiters);
+        let i = self.next_replica % limiters.len();
+        self.next_replica = (i + 1) % limiters.len();
+        self.admit_with(&limiters[i], h, tier, deadline);
+        self.limiters = limiters;
     }
 
     fn admit_with(&mut self, limiter: &Limiter<ManualClock>, h: Handle, tier: u8, deadline: u64) {
@@ -631,7 +643,7 @@ impl<'a> Sim<'a> {
             Some(s) if s.stage == Stage::Queued => {}
             _ => return,
         }
-        if let Some(l) = &self.limiter {
+        for l in &self.limiters {
             l.expire_waiters();
         }
         self.drain_ready();
@@ -860,13 +872,28 @@ impl<'a> Sim<'a> {
         self.ps_reschedule();
     }
 
-    fn on_capacity(&mut self, factor: f64) {
+    fn on_capacity(&mut self, i: usize) {
+        let Some(change) = self.sc.capacity.get(i) else {
+            return;
+        };
+        let (factor, workers) = (change.factor, change.workers);
+        let workers = workers.map_or(self.workers, |w| w.max(1) as usize);
         if self.sc.server.model == ServerModel::ProcessorSharing {
             self.ps_advance();
             self.speed = factor;
+            self.workers = workers;
             self.ps_reschedule();
         } else {
             self.speed = factor;
+            self.workers = workers;
+            while self.busy < self.workers {
+                let Some(next) = self.fifo.pop_front() else {
+                    break;
+                };
+                if self.slot(next).is_some() {
+                    self.start(next);
+                }
+            }
         }
     }
 
@@ -876,18 +903,21 @@ impl<'a> Sim<'a> {
         let dt = tick as f64 / 1e9;
         let t = self.now as f64 / 1e9;
         let mid = (t - dt / 2.0).max(0.0);
-        let capacity = self.sc.capacity_rps() * self.speed;
+        let capacity = self.workers as f64 / self.sc.server.service.mean.as_secs_f64() * self.speed;
         let offered_rate = self.rate.mean_rate(mid);
         let overloaded = offered_rate >= capacity;
         if overloaded {
             self.m.ov_success += self.m.b_success;
             self.m.ov_capacity += capacity * dt;
         }
-        let (limit, in_flight, lq) = match &self.limiter {
-            Some(l) => (l.limit(), l.in_flight(), l.queue_depth()),
-            None => (0, self.busy + self.fifo.len() + self.ps.heap.len(), 0),
+        let (limit, in_flight, lq) = if self.limiters.is_empty() {
+            (0, self.busy + self.fifo.len() + self.ps.heap.len(), 0)
+        } else {
+            self.limiters.iter().fold((0, 0, 0), |(a, b, c), l| {
+                (a + l.limit(), b + l.in_flight(), c + l.queue_depth())
+            })
         };
-        if self.limiter.is_some() {
+        if !self.limiters.is_empty() {
             self.m.limit_sum += limit as f64;
             self.m.limit_n += 1;
         }
@@ -963,8 +993,8 @@ impl<'a> Sim<'a> {
         let duration = self.end as f64 / 1e9;
         let latency = q(&m.latency);
         let unloaded_p99 = m.unloaded.value_at_quantile(0.99) as f64 / 1e3;
-        let (convergence_s, settled_limit) = match (self.sc.step_at, &self.limiter) {
-            (Some(step), Some(_)) => convergence(&m.series, step.as_secs_f64()),
+        let (convergence_s, settled_limit) = match self.sc.step_at {
+            Some(step) if !self.limiters.is_empty() => convergence(&m.series, step.as_secs_f64()),
             _ => (None, None),
         };
         let tiers = Criticality::ALL
@@ -1123,5 +1153,72 @@ mod tests {
         // Constant arrivals are exact.
         s.arrival.process = "constant".into();
         assert!((offered(&s) as i64 - 16_000).abs() <= 1);
+    }
+
+    #[test]
+    fn workers_can_change_mid_run() {
+        // 48 workers, 0.7x load; from 3 s only 24 remain: 1.4x of the new capacity. Without a
+        // limiter the server queue grows; the capacity used for overload goodput halves.
+        let mut s = Scenario::new("bn", "", vec![Phase::constant(Duration::from_secs(6), 0.7)]);
+        s.capacity = vec![crate::scenario::CapacityChange {
+            at: Duration::from_secs(3),
+            factor: 1.0,
+            workers: Some(24),
+        }];
+        let opts = RunOptions { series: true };
+        let r = run(&s, &PolicySpec::parse("none").unwrap(), opts).unwrap();
+        let cap = |t: f64| {
+            r.series
+                .iter()
+                .find(|p| p.t >= t)
+                .map(|p| p.capacity_rps)
+                .unwrap()
+        };
+        assert!((cap(1.0) - 1600.0).abs() < 1e-6);
+        assert!((cap(4.0) - 800.0).abs() < 1e-6);
+        assert!(r.overload_goodput.is_some(), "overloaded after the change");
+        let queue_late = r
+            .series
+            .iter()
+            .rev()
+            .find(|p| p.t <= 5.9)
+            .unwrap()
+            .server_queue;
+        assert!(queue_late > 200, "{queue_late}");
+    }
+
+    #[test]
+    fn replicas_each_have_a_limiter_and_share_the_server() {
+        // Four static limiters of 12 behind round robin in front of 48 workers at 2x load:
+        // together they admit like one limiter of 48, and the reported limit is the sum.
+        let mut s = Scenario::new("r", "", vec![Phase::constant(Duration::from_secs(3), 2.0)]);
+        s.replicas = 4;
+        let four = run(
+            &s,
+            &PolicySpec::parse("static:12").unwrap(),
+            RunOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(four.mean_limit, Some(48.0));
+        assert!(four.peak_in_flight <= 48, "{}", four.peak_in_flight);
+        s.replicas = 1;
+        let one = run(
+            &s,
+            &PolicySpec::parse("static:48").unwrap(),
+            RunOptions::default(),
+        )
+        .unwrap();
+        let (a, b) = (four.successes as f64, one.successes as f64);
+        assert!((a - b).abs() / b < 0.05, "{a} vs {b}");
+        // A single limiter of 12 admits a quarter.
+        let quarter = run(
+            &s,
+            &PolicySpec::parse("static:12").unwrap(),
+            RunOptions::default(),
+        )
+        .unwrap();
+        assert!((quarter.successes as f64) < b * 0.3);
+        s.replicas = 0;
+        assert!(s.validate().is_err());
     }
 }

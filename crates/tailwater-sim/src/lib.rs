@@ -8,6 +8,7 @@
 //!   changes, client timeouts and retries, criticality mix), built in or from TOML;
 //! - [`policy`]: which limiter sits in front of the server (`gradient2-corrected+codel`, ...);
 //! - [`engine`]: the event loop; [`report`]: results, tables, CSV and SVG;
+//! - [`suite`]: named suites of scenarios with goals (`default-limit`: may a limit be the default?);
 //! - [`theory`]: Little, Erlang B/C, Kingman, Allen–Cunneen, M/M/c/K, server sizing.
 //!   (They live here rather than in tailwater-core because the planner and its validation
 //!   are their only users so far.)
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod suite;
 pub mod theory;
 
 use std::time::Duration;

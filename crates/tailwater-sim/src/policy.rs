@@ -4,7 +4,7 @@
 //!
 //! | Part | Values |
 //! |---|---|
-//! | ALGORITHM | `none` (no limiter), or any name of [`AlgorithmName`] (tailwater-core's one spelling: `recommended`, `static`, `aimd`, `vegas`, `vegas-windowed`, `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`); `static` is a fixed limit = the server's workers, `static:N` one of N |
+//! | ALGORITHM | `none` (no limiter), or any name of [`AlgorithmName`] (tailwater-core's one spelling: `recommended`, `static`, `aimd`, `vegas`, `vegas-windowed`, `gradient2` (in Netflix's 1 s `WindowedLimit`), `gradient2-raw` (per sample), `gradient2-corrected` (windowed), `gradient2-corrected-fast` (20–100 ms windows), `envoy`, `envoy-corrected`, `ll-guard` (the research notes' corrected Gradient2 with a Little's-law guard), `headroom` (what `recommended` is today: binding-only correction, noise-scaled queue test, the same guard)); `static` is a fixed limit = the server's workers, `static:N` one of N |
 //! | QUEUE | a [`QueueName`] other than `none`: `fifo`, `lifo`, `adaptive-lifo`, `codel`, each optionally `:K` waiters (default 100; without a queue: reject at once when full) |
 //! | `tiers` | criticality thresholds 100/80/50/20 % (tailwater-core defaults) |
 //!
@@ -34,7 +34,7 @@ pub const ENVOY_MIN_RTT_INTERVAL: Duration = Duration::from_secs(2);
 pub const QUEUE_CAPACITY: usize = 100;
 
 /// The standard lineup compared in every built-in scenario.
-pub const LINEUP: [&str; 22] = [
+pub const LINEUP: [&str; 23] = [
     "none",
     "static",
     "static+fifo",
@@ -42,7 +42,7 @@ pub const LINEUP: [&str; 22] = [
     "static+adaptive-lifo",
     "static+codel",
     "static+tiers",
-    "recommended",
+    "headroom",
     "aimd",
     "vegas",
     "vegas-windowed",
@@ -57,6 +57,7 @@ pub const LINEUP: [&str; 22] = [
     "gradient2-corrected+codel",
     "gradient2-corrected-fast+codel",
     "gradient2-corrected+tiers",
+    "ll-guard",
 ];
 
 /// A parsed policy name.

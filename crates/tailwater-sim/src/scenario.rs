@@ -42,7 +42,11 @@
 //! [[capacity]]              # capacity changes: service speed × factor from `at` on
 //! at = "3s"
 //! factor = 0.25
+//! workers = 24              # optional: the workers (cores) from `at` on
 //! ```
+//!
+//! `replicas = 4` (top level) puts four independent limiters, each its own instance of the
+//! policy, in front of the one server behind a round-robin balancer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -483,7 +487,8 @@ pub mod schedule {
     }
 }
 
-/// A capacity change: from `at` on, the service runs at `factor` × its normal speed.
+/// A capacity change: from `at` on, the service runs at `factor` × its normal speed, and
+/// with `workers` workers (cores) if given (a new bottleneck: the limit must fall).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityChange {
@@ -491,7 +496,27 @@ pub struct CapacityChange {
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub at: Duration,
     /// Speed factor (0.25 = four times slower).
+    #[serde(default = "default_factor")]
     pub factor: f64,
+    /// The number of workers (or cores) from `at` on; default: unchanged. Requests already
+    /// running finish; fewer start.
+    #[serde(default)]
+    pub workers: Option<i64>,
+}
+
+fn default_factor() -> f64 {
+    1.0
+}
+
+impl CapacityChange {
+    /// The service runs `factor` × its normal speed from `at` on.
+    pub fn speed(at: Duration, factor: f64) -> Self {
+        Self {
+            at,
+            factor,
+            workers: None,
+        }
+    }
 }
 
 /// A whole scenario.
@@ -541,6 +566,15 @@ pub struct Scenario {
     /// Policies to compare (default: the standard lineup).
     #[serde(default)]
     pub policies: Option<Vec<String>>,
+    /// Independent limiters (proxy replicas), each with its own instance of the policy, in
+    /// front of the one server behind a round-robin balancer (default 1). The reported limit,
+    /// in-flight and queue are the sums over replicas.
+    #[serde(default = "default_replicas")]
+    pub replicas: i64,
+}
+
+fn default_replicas() -> i64 {
+    1
 }
 
 fn default_seed() -> u64 {
@@ -567,6 +601,7 @@ impl Scenario {
             phase: phases,
             capacity: Vec::new(),
             policies: None,
+            replicas: default_replicas(),
         }
     }
 
@@ -697,6 +732,20 @@ impl Scenario {
         }
         for (i, c) in self.capacity.iter().enumerate() {
             check(&format!("capacity[{i}].factor"), c.factor, 0.001, 1000.0)?;
+            if let Some(w) = c.workers
+                && !(1..=1_000_000).contains(&w)
+            {
+                return Err(SimError::invalid(
+                    format!("capacity[{i}].workers"),
+                    format!("must be within [1, 1000000], got {w}"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.replicas) {
+            return Err(SimError::invalid(
+                "replicas",
+                format!("must be within [1, 64], got {}", self.replicas),
+            ));
         }
         if let Some(step) = self.step_at
             && step >= self.duration()
@@ -901,14 +950,8 @@ pub fn builtin(name: &str) -> Option<Scenario> {
                 vec![phase(9000, 0.7)],
             );
             s.capacity = vec![
-                CapacityChange {
-                    at: Duration::from_secs(3),
-                    factor: 0.25,
-                },
-                CapacityChange {
-                    at: Duration::from_secs(6),
-                    factor: 1.0,
-                },
+                CapacityChange::speed(Duration::from_secs(3), 0.25),
+                CapacityChange::speed(Duration::from_secs(6), 1.0),
             ];
             s
         }

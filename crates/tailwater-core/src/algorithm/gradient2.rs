@@ -118,6 +118,17 @@ impl Gradient2 {
         super::clamp_limit(self.estimated, self.min, self.max)
     }
 
+    /// The unrounded limit (for a decorator that steers it, as [`LlGuard`](super::LlGuard)).
+    pub(crate) fn estimated(&self) -> f64 {
+        self.estimated
+    }
+
+    /// Overrides the limit (clamped to `[min, max]`): a decorator's decision becomes the
+    /// point the gradient continues from.
+    pub(crate) fn set_limit(&mut self, v: f64) -> usize {
+        self.set(v)
+    }
+
     fn set(&mut self, new: f64) -> usize {
         if new.is_finite() {
             self.estimated = new.clamp(self.min as f64, self.max as f64);

@@ -117,6 +117,23 @@ fn algorithms(seed: u64) -> Vec<(Box<dyn LimitAlgorithm>, usize, usize)> {
             20,
             200,
         ),
+        (Box::new(super::LlGuard::default()), 20, 200),
+        (Box::new(super::Headroom::default()), 20, 5000),
+        (
+            Box::new(
+                super::Headroom::builder()
+                    .initial_limit(3)
+                    .min_limit(2)
+                    .max_limit(9)
+                    .baseline_windows(3)
+                    .guard_windows(2)
+                    .dispersion_samples(0.0)
+                    .build()
+                    .expect("valid"),
+            ),
+            2,
+            9,
+        ),
         (
             Box::new(
                 Windowed::builder()
@@ -301,6 +318,10 @@ fn every_public_type_is_send_and_debug() {
     check::<super::WindowedBuilder>();
     check::<super::Aggregate>();
     check::<super::Variant>();
+    check::<super::LlGuard>();
+    check::<super::LlGuardBuilder>();
+    check::<super::Headroom>();
+    check::<super::HeadroomBuilder>();
     check::<Estimates>();
     check::<Sample>();
 }

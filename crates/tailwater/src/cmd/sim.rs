@@ -6,6 +6,7 @@
 //! tailwater sim spike-10x --policy static+codel,gradient2-corrected --plot spike.svg
 //! tailwater sim my-scenario.toml --json > result.json
 //! tailwater sim step-1.4x --csv out/     # summary.csv and one time series per policy
+//! tailwater sim --suite default-limit    # may an adaptive limit be the default? pass/fail table
 //! ```
 
 use std::io::Write as _;
@@ -16,17 +17,17 @@ use anyhow::Context as _;
 use tailwater_sim::engine::RunOptions;
 use tailwater_sim::policy::{LINEUP, PolicySpec};
 use tailwater_sim::report::{self, ScenarioResult};
-use tailwater_sim::{Scenario, SimError, scenario};
+use tailwater_sim::{Scenario, SimError, scenario, suite};
 
 /// Arguments of `tailwater sim`.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Policies are ALGORITHM[+QUEUE][+tiers]: ALGORITHM none (no limiter), static:N, or \
-one of recommended (the default everywhere), static (limit = workers), aimd, vegas, vegas-windowed, \
+one of recommended (the default everywhere: headroom), static (limit = workers), aimd, vegas, vegas-windowed, \
 gradient2 (Netflix, 1 s windows), gradient2-raw, gradient2-corrected, gradient2-corrected-fast \
-(20-100 ms windows), envoy, envoy-corrected; QUEUE one of fifo, lifo, adaptive-lifo, codel \
+(20-100 ms windows), envoy, envoy-corrected, ll-guard, headroom; QUEUE one of fifo, lifo, adaptive-lifo, codel \
 (optionally :K waiters, default 100). The same names as the proxy's TOML and the drill. \
-Exit code 2 on bad input."
+Suites (--suite): default-limit. Exit code 2 on bad input."
 )]
 pub(crate) struct Args {
     /// Built-in scenario names or TOML scenario files (default: the whole built-in suite).
@@ -53,6 +54,16 @@ pub(crate) struct Args {
     /// Write an SVG of the limit and latency over time.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Run a named suite of checks with goals instead (`default-limit`) and print its
+    /// pass/fail table; `--policy` picks the policies (default: the suite's).
+    #[arg(long, value_name = "NAME")]
+    suite: Option<String>,
+    /// With `--suite`: run only these groups (no-harm, overload, settle, replicas).
+    #[arg(long, value_delimiter = ',', value_name = "GROUP")]
+    group: Vec<String>,
+    /// With `--suite`: also print every do-no-harm cell.
+    #[arg(long)]
+    matrix: bool,
 }
 
 fn load(name: &str) -> Result<Scenario, SimError> {
@@ -94,7 +105,53 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         list();
         return Ok(0);
     }
+    if let Some(name) = &args.suite {
+        return super::sim_exit_code("sim", run_suite(name, &args));
+    }
     super::sim_exit_code("sim", simulate(&args))
+}
+
+fn run_suite(name: &str, args: &Args) -> Result<(), Failure> {
+    let checks = suite::suite(name).ok_or_else(|| SimError::Unknown {
+        kind: "suite",
+        name: name.to_string(),
+        known: suite::SUITES.join(", "),
+    })?;
+    for g in &args.group {
+        if !checks.iter().any(|c| c.group == g) {
+            return Err(SimError::invalid(
+                "group",
+                format!("`{g}` is not a group of `{name}` (no-harm, overload, settle, replicas)"),
+            )
+            .into());
+        }
+    }
+    let names: Vec<String> = if args.policies.is_empty() {
+        suite::DEFAULT_LIMIT_POLICIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.policies.clone()
+    };
+    let policies = names
+        .iter()
+        .map(|p| PolicySpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = suite::run(&checks, &policies, &args.group)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&results).context("serialising results")?;
+        emit(&format!("{text}\n"))?;
+        return Ok(());
+    }
+    if args.matrix {
+        emit(&format!("{}\n", suite::no_harm_table(&results)))?;
+    }
+    emit(&format!(
+        "== suite {name}: goals of issue 16 (ok/FAIL, then the figure: share shed; overload goodput and p99 / unloaded p99; settle time)\n{}",
+        suite::summary_table(&results)
+    ))?;
+    Ok(())
 }
 
 fn simulate(args: &Args) -> Result<(), Failure> {
@@ -265,6 +322,34 @@ mod tests {
             0
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn suite_runs_and_bad_suite_input_exits_2() {
+        assert_eq!(run(&["--suite", "no-such-suite"]), 2);
+        assert_eq!(run(&["--suite", "default-limit", "--group", "bogus"]), 2);
+        assert_eq!(
+            run(&[
+                "--suite",
+                "default-limit",
+                "--group",
+                "settle",
+                "--policy",
+                "magic"
+            ]),
+            2
+        );
+        assert_eq!(
+            run(&[
+                "--suite",
+                "default-limit",
+                "--group",
+                "settle",
+                "--policy",
+                "static,headroom"
+            ]),
+            0
+        );
     }
 
     #[test]

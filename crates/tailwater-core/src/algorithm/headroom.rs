@@ -1,0 +1,532 @@
+//! `Headroom`, the default adaptive limit (see the type's docs).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::guard::LittlesLaw;
+use super::window_stats::{Closed, WindowConfig, Windows};
+use super::{Estimates, LimitAlgorithm, Sample};
+use crate::error::{ConfigError, check_limits, check_range};
+
+/// The percentile of recent window means taken as the no-queue baseline.
+const BASELINE_PERCENTILE: f64 = 0.1;
+
+/// The share of recent windows (an exponential average over about 8) in which the limit
+/// bound, from which on the demand counts as sustained.
+const SUSTAINED_SHARE: f64 = 0.75;
+
+/// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
+/// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
+/// protects latency under overload.
+///
+/// Three rules, each answering one way latency-gradient limits go wrong (issue 16):
+///
+/// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
+///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
+///    BBR's app-limited rule). A latency gradient on a high-variance service otherwise reads
+///    variance as queue and cuts a limit that was doing no harm — corrected Gradient2 shed
+///    60 % of requests at 0.5× load on exponential service times.
+/// 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
+///    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
+///    window means that were clearly free of queueing (not binding, or under half the
+///    allowance below; not the minimum of samples, nor of means: both read
+///    a dispersed service as permanently queued; and not of queued windows, or a standing
+///    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
+///    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
+///    mean. Windows grow with the variance (at least `25 × CV²` samples), so
+///    the error term stays small. The tolerance is 2 while the limit binds only now and then
+///    (bursts, which drain), and 1.5 once it has bound in three quarters of recent windows
+///    (sustained demand: CoDel's distinction between a good and a bad queue). Without queueing the limit grows — doubling when the mean is
+///    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
+///    found in a handful of windows; the window after a doubling only holds, because its RTTs
+///    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
+///    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
+///    a timeout backs off by `backoff` (0.9), as AIMD.
+/// 3. **A uniform slowdown is not a queue.** The Little's-law guard of
+///    [`LlGuard`](super::LlGuard) (BBR's `max rate × min RTT` over 8 windows with the gain
+///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
+///    sustains the in-flight count the latency rule wants to cut.
+///
+/// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
+/// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
+/// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
+/// with CV 0.5 is about 1.2× the unloaded p99, inside the 2× goal, and the tighter tolerance
+/// lets the guard take over sooner in a uniform slowdown. Measured choices (tolerance 1.5,
+/// 1.75, 2, 2.5; growth 1.25, 1.5, 2, 3; sustained 1.25 or 1.5): see the simulator's
+/// `default-limit` suite.
+///
+/// Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
+/// baseline percentile is taken over queued windows only and rises, so the limit creeps up by
+/// up to the tolerance per such period (Netflix #134 in slow motion).
+///
+/// Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
+/// hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
+/// app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
+/// (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
+/// service time).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::algorithm::{Headroom, LimitAlgorithm, Sample};
+/// let mut h = Headroom::default();
+/// let ms = Duration::from_millis;
+/// // A 500-worker pool at 20 ms whose demand fills any limit: no queue, so the limit grows.
+/// for i in 0..20_000u64 {
+///     let l = h.limit();
+///     h.update(&Sample::success(ms(i) / 10, ms(20), l));
+/// }
+/// assert!(h.limit() > 400, "{}", h.limit());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Headroom {
+    limit: f64,
+    min: usize,
+    max: usize,
+    tolerance: f64,
+    sustained_tolerance: f64,
+    backoff: f64,
+    smoothing: f64,
+    growth: f64,
+    grew: bool,
+    binding_share: f64,
+    baseline_windows: usize,
+    means: VecDeque<f64>,
+    scratch: Vec<f64>,
+    windows: Windows,
+    guard: LittlesLaw,
+    last: Option<(Duration, f64)>,
+}
+
+impl Default for Headroom {
+    fn default() -> Self {
+        HeadroomBuilder::default()
+            .build()
+            .expect("the default Headroom configuration is valid")
+    }
+}
+
+impl Headroom {
+    /// A builder with the defaults.
+    pub fn builder() -> HeadroomBuilder {
+        HeadroomBuilder::default()
+    }
+
+    /// Whether the Little's-law guard holds the limit (a slowdown is suspected).
+    pub fn guarding(&self) -> bool {
+        self.guard.guarding()
+    }
+
+    /// The no-queue baseline RTT: the 10th percentile of recent window means.
+    pub fn baseline(&self) -> Option<Duration> {
+        self.baseline_secs()
+            .and_then(|b| Duration::try_from_secs_f64(b).ok())
+    }
+
+    fn baseline_secs(&self) -> Option<f64> {
+        if self.means.is_empty() {
+            return None;
+        }
+        let mut v = self.scratch.clone();
+        v.clear();
+        v.extend(self.means.iter().copied());
+        let k = ((v.len() - 1) as f64 * BASELINE_PERCENTILE).round() as usize;
+        let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+        Some(*x)
+    }
+
+    fn clamp(&self, v: f64) -> f64 {
+        if v.is_finite() {
+            v.clamp(self.min as f64, self.max as f64)
+        } else {
+            self.limit
+        }
+    }
+
+    fn remember(&mut self, mean: f64) {
+        self.means.push_back(mean);
+        while self.means.len() > self.baseline_windows {
+            self.means.pop_front();
+        }
+    }
+
+    /// The latency rule's proposal for one closed window.
+    fn propose(&mut self, c: &Closed) -> f64 {
+        let before = self.limit;
+        if c.dropped() {
+            return before * self.backoff;
+        }
+        let Some(mean) = c.mean else {
+            return before;
+        };
+        let binding = c.max_in_flight as f64 >= before.floor();
+        let base = match self.baseline_secs().filter(|b| *b > 0.0) {
+            Some(b) => b,
+            None => mean,
+        };
+        let ratio = mean / base;
+        let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
+        self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
+        // A limit that bound in most recent windows faces sustained demand, not a burst
+        // (CoDel's "bad queue" persists, a "good queue" drains): hold it to the tighter
+        // tolerance.
+        let tolerance = if self.binding_share >= SUSTAINED_SHARE {
+            self.sustained_tolerance
+        } else {
+            self.tolerance
+        };
+        let allowance = tolerance + error;
+        let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        self.remember(mean);
+        if !binding {
+            return before;
+        }
+        self.last = Some((c.mean_duration(), ratio / allowance));
+        let doubled = std::mem::take(&mut self.grew);
+        if ratio <= allowance {
+            if far && !doubled {
+                // The next window's RTTs are mostly those of requests admitted under the old
+                // limit, so it only holds (BBR, too, waits a round trip after a gain).
+                self.grew = true;
+                before * self.growth
+            } else if far {
+                before
+            } else {
+                before + 1.0
+            }
+        } else {
+            let g = (allowance / ratio).clamp(0.5, 1.0);
+            before * (1.0 - self.smoothing + self.smoothing * g)
+        }
+    }
+}
+
+impl LimitAlgorithm for Headroom {
+    fn name(&self) -> &'static str {
+        "headroom"
+    }
+
+    fn limit(&self) -> usize {
+        super::clamp_limit(self.limit, self.min, self.max)
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        let Some(c) = self.windows.push(sample) else {
+            return self.limit();
+        };
+        let before = self.limit;
+        let proposal = self.propose(&c);
+        self.guard.observe(&c);
+        let mut next = self.guard.steer(proposal, c.dropped());
+        let binding = c.max_in_flight as f64 >= before.floor();
+        if !binding && !c.dropped() {
+            next = next.max(before);
+        }
+        self.limit = self.clamp(next);
+        self.limit()
+    }
+
+    fn estimates(&self) -> Estimates {
+        Estimates {
+            min_rtt: self.baseline(),
+            short_rtt: self.last.map(|(d, _)| d),
+            gradient: self.last.map(|(_, q)| q),
+            queue: self.guard.estimate(),
+            probing: Some(self.guard.guarding()),
+            ..Estimates::default()
+        }
+    }
+
+    /// No: the guard counts completions per second, so it must see every one of them.
+    fn aggregates_samples(&self) -> bool {
+        false
+    }
+}
+
+/// Builder for [`Headroom`]; every setter is checked in [`build`](Self::build).
+#[derive(Debug, Clone)]
+pub struct HeadroomBuilder {
+    initial: usize,
+    min: usize,
+    max: usize,
+    tolerance: f64,
+    sustained_tolerance: f64,
+    backoff: f64,
+    baseline_windows: usize,
+    dispersion_samples: f64,
+    guard_windows: usize,
+    margin: f64,
+    timeout: Duration,
+    growth: f64,
+}
+
+impl Default for HeadroomBuilder {
+    fn default() -> Self {
+        Self {
+            initial: 20,
+            min: 20,
+            max: 5000,
+            tolerance: 2.0,
+            sustained_tolerance: 1.5,
+            backoff: 0.9,
+            baseline_windows: 1000,
+            dispersion_samples: 25.0,
+            guard_windows: 8,
+            margin: 0.8,
+            timeout: Duration::from_secs(5),
+            growth: 2.0,
+        }
+    }
+}
+
+impl HeadroomBuilder {
+    /// The starting limit (default 20).
+    pub fn initial_limit(mut self, v: usize) -> Self {
+        self.initial = v;
+        self
+    }
+    /// The floor (default 20, Netflix's).
+    pub fn min_limit(mut self, v: usize) -> Self {
+        self.min = v;
+        self
+    }
+    /// The ceiling (default 5000: a limit that does not bind sheds nothing and is never
+    /// raised, so the ceiling only bounds growth under sustained demand).
+    pub fn max_limit(mut self, v: usize) -> Self {
+        self.max = v;
+        self
+    }
+    /// How many times the baseline a binding window's mean RTT may be before it counts as
+    /// queueing, before the noise allowance, in `[1, 100]` (default 2).
+    pub fn tolerance(mut self, v: f64) -> Self {
+        self.tolerance = v;
+        self
+    }
+    /// The tolerance once the limit has bound in most recent windows (sustained demand rather
+    /// than bursts), in `[1, 100]` (default 1.5, Netflix's Gradient2 tolerance).
+    pub fn sustained_tolerance(mut self, v: f64) -> Self {
+        self.sustained_tolerance = v;
+        self
+    }
+    /// Multiplicative decrease on a drop or timeout, in `[0.5, 1)` (default 0.9).
+    pub fn backoff_ratio(mut self, v: f64) -> Self {
+        self.backoff = v;
+        self
+    }
+    /// Window means the baseline percentile is taken over (default 1000, at least 1).
+    pub fn baseline_windows(mut self, v: usize) -> Self {
+        self.baseline_windows = v;
+        self
+    }
+    /// A window needs `dispersion_samples × CV²` successes (10 to 400), so that its mean's
+    /// standard error is about `1/√dispersion_samples` (default 25: 20 %).
+    pub fn dispersion_samples(mut self, v: f64) -> Self {
+        self.dispersion_samples = v;
+        self
+    }
+    /// Windows in the Little's-law filters (default 8).
+    pub fn guard_windows(mut self, v: usize) -> Self {
+        self.guard_windows = v;
+        self
+    }
+    /// The guard engages below `margin × F`, in `(0, 1]` (default 0.8).
+    pub fn margin(mut self, v: f64) -> Self {
+        self.margin = v;
+        self
+    }
+    /// An RTT at or above this counts as a drop (default 5 s).
+    pub fn timeout(mut self, v: Duration) -> Self {
+        self.timeout = v;
+        self
+    }
+
+    /// The factor a binding limit grows by per window while the mean RTT shows no sign of
+    /// queueing, in `[1, 4]` (default 2, as BBR's startup roughly doubles per round trip).
+    pub fn growth(mut self, v: f64) -> Self {
+        self.growth = v;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Headroom, ConfigError> {
+        check_limits(self.min, self.initial, self.max)?;
+        check_range("tolerance", self.tolerance, 1.0, 100.0)?;
+        check_range("sustained_tolerance", self.sustained_tolerance, 1.0, 100.0)?;
+        check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
+        check_range("growth", self.growth, 1.0, 4.0)?;
+        check_range("dispersion_samples", self.dispersion_samples, 0.0, 10_000.0)?;
+        if !(self.backoff.is_finite() && (0.5..1.0).contains(&self.backoff)) {
+            return Err(ConfigError::new(
+                "backoff_ratio",
+                format!("must be within [0.5, 1), got {}", self.backoff),
+            ));
+        }
+        if self.baseline_windows == 0 {
+            return Err(ConfigError::new("baseline_windows", "must be at least 1"));
+        }
+        if self.guard_windows == 0 {
+            return Err(ConfigError::new("guard_windows", "must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new("timeout", "must be greater than zero"));
+        }
+        Ok(Headroom {
+            limit: self.initial as f64,
+            min: self.min,
+            max: self.max,
+            tolerance: self.tolerance,
+            sustained_tolerance: self.sustained_tolerance,
+            backoff: self.backoff,
+            smoothing: 0.2,
+            growth: self.growth,
+            grew: false,
+            binding_share: 0.0,
+            baseline_windows: self.baseline_windows,
+            means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
+            scratch: Vec::new(),
+            windows: Windows::new(WindowConfig {
+                min_window: Duration::from_millis(20),
+                max_window: Duration::from_millis(100),
+                min_samples: 10,
+                max_samples: 400,
+                dispersion_samples: self.dispersion_samples,
+                timeout: self.timeout,
+            }),
+            guard: LittlesLaw::new(self.guard_windows, self.margin),
+            last: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// Feeds one sample every 2 ms with `rtt` and `in_flight` until a window closes.
+    fn window(h: &mut Headroom, t: &mut Duration, rtt: Duration, in_flight: usize, drop: bool) {
+        let closed = h.windows.closed();
+        while h.windows.closed() == closed {
+            let s = if drop {
+                Sample::dropped(*t, rtt, in_flight)
+            } else {
+                Sample::success(*t, rtt, in_flight)
+            };
+            h.update(&s);
+            *t += ms(2);
+        }
+    }
+
+    #[test]
+    fn table_binding_windows_against_the_baseline() {
+        // No guard (margin ~0), no dispersion sizing (constant RTTs: CV 0, no error term).
+        let mut h = Headroom::builder()
+            .initial_limit(40)
+            .min_limit(2)
+            .max_limit(1000)
+            .margin(1e-9)
+            .dispersion_samples(0.0)
+            .build()
+            .unwrap();
+        let mut t = Duration::ZERO;
+        // Baseline = 10th percentile of the means so far (rank round(0.1·(n−1))): 10 ms.
+        // 10 ms: ratio 1 ≤ 1 + (2 − 1)/2 = 1.5, far from the knee: doubles, 40 → 80.
+        window(&mut h, &mut t, ms(10), 40, false);
+        assert_eq!(h.limit(), 80);
+        // 17 ms: ratio 1.7 ≤ 2 but > 1.5: +1.
+        window(&mut h, &mut t, ms(17), 80, false);
+        assert_eq!(h.limit(), 81);
+        // 30 ms: ratio 3 > 2: g = 2/3, L = 81 · (0.8 + 0.2 · 2/3) = 75.6.
+        window(&mut h, &mut t, ms(30), 81, false);
+        assert!((h.limit - 75.6).abs() < 1e-9, "{}", h.limit);
+        assert_eq!(h.limit(), 75);
+        // 50 ms but in-flight 10 < 75: the limit did not bind, so it holds.
+        window(&mut h, &mut t, ms(50), 10, false);
+        assert!((h.limit - 75.6).abs() < 1e-9);
+        // 100 ms binding: ratio 10, g clamped to 0.5: L = 75.6 · 0.9 = 68.04.
+        window(&mut h, &mut t, ms(100), 75, false);
+        assert!((h.limit - 68.04).abs() < 1e-9, "{}", h.limit);
+        // A drop backs off by 0.9, binding or not: 61.236.
+        window(&mut h, &mut t, ms(10), 1, true);
+        assert!((h.limit - 61.236).abs() < 1e-9, "{}", h.limit);
+        assert_eq!(h.baseline(), Some(ms(10)));
+    }
+
+    #[test]
+    fn noise_allowance_widens_with_dispersion() {
+        // Two windows, both with mean 25 ms against a 10 ms baseline (ratio 2.5, tolerance 2):
+        // constant RTTs count as queueing; RTTs alternating 5 and 45 ms (CV 0.8, 11 samples:
+        // allowance 2 + 2 · 0.8/√11 = 2.48) do not.
+        let build = || {
+            Headroom::builder()
+                .initial_limit(40)
+                .min_limit(2)
+                .margin(1e-9)
+                .dispersion_samples(0.0)
+                .build()
+                .unwrap()
+        };
+        let mut t = Duration::ZERO;
+        let mut calm = build();
+        window(&mut calm, &mut t, ms(10), 40, false);
+        let l = calm.limit();
+        window(&mut calm, &mut t, ms(25), l, false);
+        assert!(calm.limit() < l, "{} vs {l}", calm.limit());
+        let mut noisy = build();
+        let mut t = Duration::ZERO;
+        window(&mut noisy, &mut t, ms(10), 40, false);
+        let l = noisy.limit();
+        let closed = noisy.windows.closed();
+        let mut i = 0u64;
+        while noisy.windows.closed() == closed {
+            let rtt = if i.is_multiple_of(2) { ms(45) } else { ms(5) };
+            noisy.update(&Sample::success(t, rtt, l));
+            t += ms(2);
+            i += 1;
+        }
+        assert!(noisy.limit() > l, "{} vs {l}", noisy.limit());
+    }
+
+    #[test]
+    fn finds_the_knee_and_keeps_it_through_a_uniform_slowdown() {
+        use super::super::window_stats::fluid_pool;
+        // 48 workers at 30 ms with demand above any limit from the start: within 2 s the limit
+        // sits between the knee and the tolerance (2 × 48), then every request becomes 4x
+        // slower and the guard keeps the limit near the knee.
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        let warm = fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+        let settled = warm[2000..].iter().sum::<usize>() / 1000;
+        assert!((48..=100).contains(&settled), "{settled}");
+        let slow = fluid_pool(&mut h, &mut t, 48, ms(120), 1000);
+        let after = slow.iter().sum::<usize>() / slow.len();
+        assert!(after >= 40, "{settled} then {after}");
+        // A pool that halves (24 workers, same speed): the limit falls.
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+        let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
+        let tail = halved[2000..].iter().sum::<usize>() / 1000;
+        assert!(tail < settled, "{settled} then {tail}");
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let field = |b: HeadroomBuilder| b.build().unwrap_err().field();
+        let b = Headroom::builder;
+        assert_eq!(field(b().min_limit(0)), "min_limit");
+        assert_eq!(field(b().initial_limit(10)), "initial_limit");
+        assert_eq!(field(b().tolerance(0.5)), "tolerance");
+        assert_eq!(field(b().tolerance(f64::NAN)), "tolerance");
+        assert_eq!(field(b().sustained_tolerance(0.9)), "sustained_tolerance");
+        assert_eq!(field(b().margin(0.0)), "margin");
+        assert_eq!(field(b().growth(5.0)), "growth");
+        assert_eq!(field(b().backoff_ratio(1.0)), "backoff_ratio");
+        assert_eq!(field(b().baseline_windows(0)), "baseline_windows");
+        assert_eq!(field(b().guard_windows(0)), "guard_windows");
+        assert_eq!(field(b().dispersion_samples(-1.0)), "dispersion_samples");
+        assert_eq!(field(b().timeout(Duration::ZERO)), "timeout");
+    }
+}

@@ -1,0 +1,514 @@
+//! Named suites: scenarios, each with the goal a policy must meet in it, and a pass/fail table.
+//!
+//! `default-limit` is the bar an adaptive limit must clear to be the default (issue 16):
+//!
+//! - **do no harm**: a healthy service at 0.5× and 0.9× of its capacity, for service times
+//!   lognormal with CV 0.25 / 0.5 / 1 / 2, exponential and bimodal (5 % of requests 10× slower:
+//!   CV 1.6), on 4 / 48 / 500 workers, with mean service 2 ms / 30 ms / 300 ms. The figure is
+//!   the share of requests the limiter sheds, over the whole run (warm-up from the algorithm's
+//!   initial limit included). Goal: ≤ 0.5 % at 0.5×, ≤ 2 % at 0.9×. The client timeout is
+//!   `max(1 s, 60 × mean service)`, so a healthy service does not time out;
+//! - **overload**: `spike-10x`, `steady-2x`, uniform slowdowns ×2 / ×4 / ×8 at 0.6× and 0.9×
+//!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`. Goal:
+//!   goodput while overloaded ≥ 95 % of capacity and success p99 ≤ 2× the unloaded p99;
+//! - **settle**: `step-1.4x`: the limit settles (±10 %) within 1 s of the step;
+//! - **replicas**: four limiters, each its own instance of the policy, in front of one server
+//!   behind round robin, 0.5× then 1.4×: aggregate goodput while overloaded ≥ 95 % and the
+//!   sum of the four limits settles (±10 %) rather than oscillating.
+//!
+//! Run it with `tailwater sim --suite default-limit` (release build: about 25 s for the eight
+//! default policies, most of it in the 500-worker cells).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::{self, RunOptions};
+use crate::error::SimError;
+use crate::policy::PolicySpec;
+use crate::report::{PolicyResult, goal};
+use crate::scenario::{self, CapacityChange, Phase, Scenario, ServiceConfig};
+
+/// The names of the suites.
+pub const SUITES: [&str; 1] = ["default-limit"];
+
+/// The policies `default-limit` compares unless told otherwise: the reference algorithms and
+/// tailwater's candidates.
+pub const DEFAULT_LIMIT_POLICIES: [&str; 8] = [
+    "static",
+    "aimd",
+    "gradient2",
+    "gradient2-corrected-fast",
+    "vegas",
+    "envoy",
+    "ll-guard",
+    "headroom",
+];
+
+/// Do no harm: the largest share shed at 0.5× load.
+pub const NO_HARM_SHED_HALF: f64 = 0.005;
+/// Do no harm: the largest share shed at 0.9× load.
+pub const NO_HARM_SHED_NINE: f64 = 0.02;
+
+/// What a policy must achieve in a check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Goal {
+    /// Shed at most this share of attempts.
+    NoHarm {
+        /// The largest share shed.
+        max_shed: f64,
+    },
+    /// Overload goodput ≥ 95 % of capacity and p99 ≤ 2× unloaded.
+    Overload,
+    /// The limit settles within 1 s of the scenario's step.
+    Settle,
+    /// Overload goodput ≥ 95 % of capacity, and the (summed) limit settles.
+    Replicas,
+}
+
+/// One scenario and its goal.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Which part of the suite (`no-harm`, `overload`, `settle`, `replicas`).
+    pub group: &'static str,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The goal.
+    pub goal: Goal,
+}
+
+/// The checks of a suite by name.
+pub fn suite(name: &str) -> Option<Vec<Check>> {
+    match name {
+        "default-limit" => Some(default_limit()),
+        _ => None,
+    }
+}
+
+/// The service-time shapes of the do-no-harm matrix: (label, config at mean 1 s).
+fn no_harm_services() -> Vec<(&'static str, ServiceConfig)> {
+    let logn = |cv: f64| ServiceConfig {
+        dist: "lognormal".into(),
+        mean: Duration::from_secs(1),
+        cv: Some(cv),
+        slow_fraction: None,
+        slow_factor: None,
+    };
+    vec![
+        ("logn0.25", logn(0.25)),
+        ("logn0.5", logn(0.5)),
+        ("logn1", logn(1.0)),
+        ("logn2", logn(2.0)),
+        (
+            "exp",
+            ServiceConfig {
+                dist: "exponential".into(),
+                cv: None,
+                ..logn(1.0)
+            },
+        ),
+        (
+            "bimodal",
+            ServiceConfig {
+                dist: "bimodal".into(),
+                slow_fraction: Some(0.05),
+                slow_factor: Some(10.0),
+                ..logn(0.5)
+            },
+        ),
+    ]
+}
+
+/// How long a do-no-harm cell runs: enough samples for the slow cells, bounded for the fast
+/// ones (a 500-worker, 2 ms cell handles 250 000 requests a second).
+fn no_harm_duration(mean: Duration) -> Duration {
+    match mean.as_millis() {
+        0..=9 => Duration::from_secs(3),
+        10..=99 => Duration::from_secs(20),
+        _ => Duration::from_secs(120),
+    }
+}
+
+/// One do-no-harm cell.
+pub fn no_harm_cell(
+    label: &str,
+    service: &ServiceConfig,
+    workers: i64,
+    mean: Duration,
+    load: f64,
+) -> Scenario {
+    let name = format!("no-harm {label} w{workers} {}ms {load}x", mean.as_millis());
+    let mut s = Scenario::new(
+        &name,
+        "a healthy service below capacity: the limiter should shed nothing",
+        vec![Phase::constant(no_harm_duration(mean), load)],
+    );
+    s.server.workers = workers;
+    s.server.service = ServiceConfig {
+        mean,
+        ..service.clone()
+    };
+    s.client.timeout = Duration::from_secs(1).max(mean * 60);
+    s.sample_interval = Duration::from_millis(10).max(mean / 3);
+    s
+}
+
+fn overload(name: &str, description: &str, load: f64, slow: f64) -> Scenario {
+    let mut s = Scenario::new(
+        name,
+        description,
+        vec![Phase::constant(Duration::from_secs(10), load)],
+    );
+    s.capacity = vec![
+        CapacityChange::speed(Duration::from_secs(3), 1.0 / slow),
+        CapacityChange::speed(Duration::from_secs(8), 1.0),
+    ];
+    s
+}
+
+fn default_limit() -> Vec<Check> {
+    let mut out = Vec::new();
+    for (label, service) in no_harm_services() {
+        for workers in [4, 48, 500] {
+            for mean_ms in [2, 30, 300] {
+                for (load, max_shed) in [(0.5, NO_HARM_SHED_HALF), (0.9, NO_HARM_SHED_NINE)] {
+                    out.push(Check {
+                        group: "no-harm",
+                        scenario: no_harm_cell(
+                            label,
+                            &service,
+                            workers,
+                            Duration::from_millis(mean_ms),
+                            load,
+                        ),
+                        goal: Goal::NoHarm { max_shed },
+                    });
+                }
+            }
+        }
+    }
+    let builtin = |name: &str| scenario::builtin(name).expect("a built-in scenario");
+    for name in ["spike-10x", "steady-2x"] {
+        out.push(Check {
+            group: "overload",
+            scenario: builtin(name),
+            goal: Goal::Overload,
+        });
+    }
+    for slow in [2.0, 4.0, 8.0] {
+        for load in [0.6, 0.9] {
+            out.push(Check {
+                group: "overload",
+                scenario: overload(
+                    &format!("slowdown-{slow}x@{load}"),
+                    "the service becomes uniformly slower from 3 s to 8 s; the workers stay",
+                    load,
+                    slow,
+                ),
+                goal: Goal::Overload,
+            });
+        }
+    }
+    let mut bottleneck = Scenario::new(
+        "bottleneck-24",
+        "0.7x load; from 3 s on only 24 of the 48 workers remain (1.4x): the limit must fall",
+        vec![Phase::constant(Duration::from_secs(10), 0.7)],
+    );
+    bottleneck.capacity = vec![CapacityChange {
+        at: Duration::from_secs(3),
+        factor: 1.0,
+        workers: Some(24),
+    }];
+    out.push(Check {
+        group: "overload",
+        scenario: bottleneck,
+        goal: Goal::Overload,
+    });
+    out.push(Check {
+        group: "overload",
+        scenario: builtin("cpu-thrash"),
+        goal: Goal::Overload,
+    });
+    out.push(Check {
+        group: "settle",
+        scenario: builtin("step-1.4x"),
+        goal: Goal::Settle,
+    });
+    let mut replicas = builtin("step-1.4x");
+    replicas.name = "replicas-4".into();
+    replicas.description =
+        "4 limiters behind round robin in front of one 48-worker server, 0.5x then 1.4x".into();
+    replicas.replicas = 4;
+    out.push(Check {
+        group: "replicas",
+        scenario: replicas,
+        goal: Goal::Replicas,
+    });
+    out
+}
+
+/// How one policy did in one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The policy.
+    pub policy: String,
+    /// Whether the goal is met.
+    pub pass: bool,
+    /// The figure in short (`0.3%`, `97.1% 1.2x`, `0.22s`).
+    pub figure: String,
+    /// Share of attempts shed.
+    pub shed: f64,
+    /// The full result.
+    #[serde(skip)]
+    pub result: PolicyResult,
+}
+
+/// One check and every policy's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// The group.
+    pub group: &'static str,
+    /// Scenario name.
+    pub name: String,
+    /// The goal.
+    pub goal: Goal,
+    /// One per policy, in order.
+    pub outcomes: Vec<Outcome>,
+}
+
+fn judge(goal: Goal, r: PolicyResult) -> Outcome {
+    let shed = r.shed_total as f64 / r.attempts.max(1) as f64;
+    let gp = r.overload_goodput.unwrap_or(0.0);
+    let (pass, figure) = match goal {
+        Goal::NoHarm { max_shed } => (shed <= max_shed, format!("{:.2}%", shed * 100.0)),
+        Goal::Overload => (
+            r.meets_overload_goal(),
+            format!("{:.1}% {:.1}x", gp * 100.0, r.p99_ratio),
+        ),
+        Goal::Settle => (
+            r.mean_limit.is_some() && r.meets_convergence_goal(),
+            match r.convergence_s {
+                Some(c) => format!("{c:.2}s L={:.0}", r.settled_limit.unwrap_or(0.0)),
+                None => "never".into(),
+            },
+        ),
+        Goal::Replicas => {
+            let settled = r.mean_limit.is_some() && r.convergence_s.is_some();
+            (
+                gp >= goal::GOODPUT && settled,
+                format!(
+                    "{:.1}% {:.1}x sum {}",
+                    gp * 100.0,
+                    r.p99_ratio,
+                    r.convergence_s
+                        .map_or("never settles".to_string(), |c| format!("settles {c:.2}s"))
+                ),
+            )
+        }
+    };
+    Outcome {
+        policy: r.policy.clone(),
+        pass,
+        figure,
+        shed,
+        result: r,
+    }
+}
+
+/// Runs every policy through every check (checks whose group is not in `groups`, when given,
+/// are skipped).
+pub fn run(
+    checks: &[Check],
+    policies: &[PolicySpec],
+    groups: &[String],
+) -> Result<Vec<CheckResult>, SimError> {
+    let mut out = Vec::new();
+    for c in checks {
+        if !groups.is_empty() && !groups.iter().any(|g| g == c.group) {
+            continue;
+        }
+        let outcomes = policies
+            .iter()
+            .map(|p| engine::run(&c.scenario, p, RunOptions::default()).map(|r| judge(c.goal, r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(CheckResult {
+            group: c.group,
+            name: c.scenario.name.clone(),
+            goal: c.goal,
+            outcomes,
+        });
+    }
+    Ok(out)
+}
+
+fn render(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let Some(first) = rows.first() else {
+        return out;
+    };
+    let widths: Vec<usize> = (0..first.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            let _ = writeln!(
+                out,
+                "{}",
+                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+            );
+        }
+    }
+    out
+}
+
+fn mark(o: &Outcome) -> String {
+    format!("{} {}", if o.pass { "ok  " } else { "FAIL" }, o.figure)
+}
+
+/// The summary: one row per overload, settle and replicas check, two rows for the do-no-harm
+/// matrix (its worst cell at 0.5× and at 0.9×, and how many cells pass), one column per
+/// policy, and a last row saying whether the policy meets every goal.
+pub fn summary_table(results: &[CheckResult]) -> String {
+    let Some(first) = results.first() else {
+        return String::new();
+    };
+    let policies: Vec<&str> = first.outcomes.iter().map(|o| o.policy.as_str()).collect();
+    let mut rows = vec![
+        std::iter::once("check (goal)".to_string())
+            .chain(policies.iter().map(|p| p.to_string()))
+            .collect::<Vec<_>>(),
+    ];
+    for (load, max) in [("0.5x", NO_HARM_SHED_HALF), ("0.9x", NO_HARM_SHED_NINE)] {
+        let cells: Vec<&CheckResult> = results
+            .iter()
+            .filter(|r| r.group == "no-harm" && r.name.ends_with(&format!(" {load}")))
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let mut row = vec![format!(
+            "no-harm {load}: worst shed, cells ok (<= {}%)",
+            max * 100.0
+        )];
+        for (i, _) in policies.iter().enumerate() {
+            let worst = cells
+                .iter()
+                .map(|c| &c.outcomes[i])
+                .max_by(|a, b| a.shed.total_cmp(&b.shed));
+            let ok = cells.iter().filter(|c| c.outcomes[i].pass).count();
+            row.push(match worst {
+                Some(w) => format!(
+                    "{} {:.1}% {ok}/{}",
+                    if ok == cells.len() { "ok  " } else { "FAIL" },
+                    w.shed * 100.0,
+                    cells.len()
+                ),
+                None => "-".into(),
+            });
+        }
+        rows.push(row);
+    }
+    for r in results.iter().filter(|r| r.group != "no-harm") {
+        let goal = match r.goal {
+            Goal::Overload => "gp>=95%, p99<=2x",
+            Goal::Settle => "settles <= 1s",
+            Goal::Replicas => "gp>=95%, sum settles",
+            Goal::NoHarm { .. } => "",
+        };
+        let mut row = vec![format!("{} ({goal})", r.name)];
+        row.extend(r.outcomes.iter().map(mark));
+        rows.push(row);
+    }
+    let mut all = vec!["every goal".to_string()];
+    for (i, _) in policies.iter().enumerate() {
+        let failed = results.iter().filter(|r| !r.outcomes[i].pass).count();
+        all.push(if failed == 0 {
+            "MET".into()
+        } else {
+            format!("{failed} of {} checks fail", results.len())
+        });
+    }
+    rows.push(all);
+    render(&rows)
+}
+
+/// The do-no-harm matrix: one row per cell, the share shed per policy (`!` marks a miss).
+pub fn no_harm_table(results: &[CheckResult]) -> String {
+    let cells: Vec<&CheckResult> = results.iter().filter(|r| r.group == "no-harm").collect();
+    let Some(first) = cells.first() else {
+        return String::new();
+    };
+    let mut rows = vec![
+        std::iter::once("cell (service, workers, mean, load)".to_string())
+            .chain(first.outcomes.iter().map(|o| o.policy.clone()))
+            .collect::<Vec<_>>(),
+    ];
+    for c in cells {
+        let mut row = vec![c.name.trim_start_matches("no-harm ").to_string()];
+        row.extend(
+            c.outcomes
+                .iter()
+                .map(|o| format!("{}{}", o.figure, if o.pass { "" } else { " !" })),
+        );
+        rows.push(row);
+    }
+    render(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limit_is_valid_and_complete() {
+        let checks = suite("default-limit").unwrap();
+        for c in &checks {
+            c.scenario.validate().unwrap();
+        }
+        let n = |g: &str| checks.iter().filter(|c| c.group == g).count();
+        assert_eq!(n("no-harm"), 6 * 3 * 3 * 2);
+        assert_eq!(n("overload"), 10);
+        assert_eq!(n("settle"), 1);
+        assert_eq!(n("replicas"), 1);
+        assert!(suite("nope").is_none());
+    }
+
+    #[test]
+    fn judge_applies_the_goals() {
+        // A short healthy cell: static at the worker count sheds at 0.9x on 4 workers (Erlang
+        // loss), `none` never does.
+        let mut s = no_harm_cell(
+            "exp",
+            &no_harm_services()[4].1,
+            4,
+            Duration::from_millis(2),
+            0.9,
+        );
+        s.phase[0].duration = Duration::from_secs(2);
+        let goal = Goal::NoHarm {
+            max_shed: NO_HARM_SHED_NINE,
+        };
+        let run = |p: &str| {
+            judge(
+                goal,
+                engine::run(&s, &PolicySpec::parse(p).unwrap(), RunOptions::default()).unwrap(),
+            )
+        };
+        let fixed = run("static");
+        assert!(!fixed.pass && fixed.shed > 0.1, "{fixed:?}");
+        let none = run("none");
+        assert!(none.pass && none.shed == 0.0);
+    }
+}
