@@ -297,8 +297,11 @@ impl Proxy {
                 forwarding: Forwarding::new(peer.ip()),
                 linger: Arc::default(),
             };
-            let lean = server_cfg.lean_http1.then(|| drain_rx.clone());
-            spawn_connection(&mut conns, &graceful, &builder, stream, conn, slot, lean);
+            let drain = drain_rx.clone();
+            let lean = server_cfg.lean_http1;
+            spawn_connection(
+                &mut conns, &graceful, &builder, stream, conn, slot, drain, lean,
+            );
         }
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
@@ -362,6 +365,7 @@ pub(crate) struct Conn {
     pub(crate) linger: Arc<AtomicBool>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_connection(
     conns: &mut JoinSet<()>,
     graceful: &GracefulShutdown,
@@ -369,14 +373,15 @@ fn spawn_connection(
     stream: tokio::net::TcpStream,
     conn: Conn,
     slot: tokio::sync::OwnedSemaphorePermit,
-    lean: Option<watch::Receiver<bool>>,
+    mut drain: watch::Receiver<bool>,
+    lean: bool,
 ) {
     let metrics = &conn.shared.metrics;
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     metrics.accepted_by(conn.worker);
     let conn = Arc::new(conn);
-    if let Some(drain) = lean {
+    if lean {
         let handoff = crate::h1::Handoff {
             builder: Arc::clone(builder),
             watcher: graceful.watcher(),
@@ -394,13 +399,28 @@ fn spawn_connection(
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
     let send_timeout = conn.shared.state.load().config.server.send_timeout;
-    let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
-    let io = TokioIo::new(io);
-    let io = builder.serve_connection(io, svc).into_owned();
-    let io = graceful.watch(io);
+    let header_read_timeout = conn.shared.state.load().config.server.header_read_timeout;
+    let builder = Arc::clone(builder);
+    let watcher = graceful.watcher();
     conns.spawn(async move {
-        if let Err(e) = io.await {
-            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        // hyper-util's protocol detection reads the first bytes without a deadline: a
+        // client that connects and sends nothing would hold its slot for ever.
+        let mut probe = [0u8; 1];
+        let first = tokio::select! {
+            r = tokio::time::timeout(header_read_timeout, stream.peek(&mut probe)) => {
+                matches!(r, Ok(Ok(n)) if n > 0)
+            }
+            _ = drain.wait_for(|d| *d) => false,
+        };
+        if first {
+            let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
+            let io = TokioIo::new(io);
+            let served = watcher.watch(builder.serve_connection(io, svc).into_owned());
+            if let Err(e) = served.await {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+            }
+        } else {
+            tracing::debug!(peer = %conn.peer, "no request head in time");
         }
         conn.shared
             .metrics

@@ -295,3 +295,19 @@ async fn early_413_reaches_a_client_still_writing(lean: bool) {
     }
     proxy.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A client that connects and never sends a byte is closed after `header_read_timeout` on
+/// both engines (hyper-util's protocol detection has no deadline of its own).
+#[tokio::test]
+async fn a_silent_connection_is_closed_on_both_engines() {
+    let backend = text_backend("hi").await;
+    for lean in [true, false] {
+        let mut cfg = protected(backend.addr);
+        cfg.server.lean_http1 = lean;
+        let proxy = start_proxy(cfg).await;
+        let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (_, closed) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+        assert!(closed, "lean={lean}: silent connection held");
+        proxy.shutdown(Duration::from_secs(5)).await;
+    }
+}
