@@ -22,7 +22,7 @@ pub(crate) struct Args {
     /// Mean service time per request (simulated, 1 ms timer granularity).
     #[arg(long, default_value = "10ms", allow_hyphen_values = true)]
     service_time: String,
-    /// Service-time distribution: constant, exponential, lognormal:CV or bimodal[:P:K]
+    /// Service-time distribution: constant, exponential, lognormal:CV, bimodal or bimodal:P:K
     /// (a fraction P of requests K times slower; default 5 % 10× slower).
     #[arg(long, default_value = "const")]
     distribution: String,
