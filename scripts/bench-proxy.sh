@@ -6,7 +6,7 @@
 # (wrk → backend) is the baseline for "added latency". nginx gets Debian's defaults plus:
 # worker_processes = number of cores, upstream keepalive, proxy_http_version 1.1, no
 # caching, no access log. tailwater runs `tailwater proxy --upstream ...` with its default
-# adaptive limit (AIMD + CoDel queue), the configuration a user gets without a file, and
+# adaptive limit (`recommended`, Headroom, + CoDel queue), the configuration a user gets without a file, and
 # --workers = number of cores (its default; thread-per-core like nginx's worker processes).
 # Besides throughput and latency it reports each proxy's CPU time per request (user and
 # kernel, from /proc/PID/stat over the measured runs, warm-ups excluded).
@@ -124,9 +124,7 @@ if [ "$MODE" = shed ]; then
 upstream = "http://127.0.0.1:$BACKEND_PORT"
 [route.limit]
 algorithm = "static"
-initial_limit = 8
-min_limit = 8
-max_limit = 8
+limit = 8
 [route.queue]
 discipline = "none"
 EOF
