@@ -198,6 +198,7 @@ impl LimitAlgorithm for LlGuard {
             now: c.now,
             rtt: c.mean_duration(),
             in_flight: c.max_in_flight,
+            weight: 1,
             outcome: if c.dropped() {
                 super::Outcome::Dropped
             } else {
@@ -218,9 +219,10 @@ impl LimitAlgorithm for LlGuard {
         }
     }
 
-    /// No: the guard counts completions per second, so it must see every one of them.
+    /// Yes: it aggregates windows, and counts completions by each sample's
+    /// [`weight`](Sample::weight), so the limiter may measure only every 2^k-th permit.
     fn aggregates_samples(&self) -> bool {
-        false
+        true
     }
 }
 

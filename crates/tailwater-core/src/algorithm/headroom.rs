@@ -236,9 +236,10 @@ impl LimitAlgorithm for Headroom {
         }
     }
 
-    /// No: the guard counts completions per second, so it must see every one of them.
+    /// Yes: it aggregates windows, and counts completions by each sample's
+    /// [`weight`](Sample::weight), so the limiter may measure only every 2^k-th permit.
     fn aggregates_samples(&self) -> bool {
-        false
+        true
     }
 }
 

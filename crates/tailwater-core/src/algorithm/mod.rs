@@ -137,6 +137,10 @@ pub struct Sample {
     pub in_flight: usize,
     /// How the request ended.
     pub outcome: Outcome,
+    /// How many completions this sample stands for: 1, or 2^k while the limiter measures
+    /// only every 2^k-th permit ([`RttSampling::Adaptive`](crate::limiter::RttSampling)).
+    /// Algorithms that count completions (a rate) add it; averages of RTTs ignore it.
+    pub weight: u32,
 }
 
 impl Sample {
@@ -147,6 +151,7 @@ impl Sample {
             rtt,
             in_flight,
             outcome: Outcome::Success,
+            weight: 1,
         }
     }
 
@@ -157,6 +162,7 @@ impl Sample {
             rtt,
             in_flight,
             outcome: Outcome::Dropped,
+            weight: 1,
         }
     }
 

@@ -50,6 +50,8 @@ impl Closed {
 struct Acc {
     start: Option<Duration>,
     count: u64,
+    /// Completions the successes stand for (their [`Sample::weight`]s): the rate's count.
+    completions: u64,
     sum: f64,
     sum_sq: f64,
     fastest: Option<Duration>,
@@ -110,6 +112,7 @@ impl Windows {
         } else {
             let r = sample.rtt.as_secs_f64();
             a.count += 1;
+            a.completions += u64::from(sample.weight.max(1));
             a.sum += r;
             a.sum_sq += r * r;
             a.fastest = Some(a.fastest.map_or(sample.rtt, |f| f.min(sample.rtt)));
@@ -159,7 +162,7 @@ impl Windows {
             mean,
             cv,
             count: a.count,
-            rate: (elapsed > 0.0 && a.count > 0).then(|| a.count as f64 / elapsed),
+            rate: (elapsed > 0.0 && a.completions > 0).then(|| a.completions as f64 / elapsed),
             max_in_flight: a.max_in_flight,
             drops: a.drops,
         }
@@ -231,6 +234,24 @@ mod tests {
         assert_eq!(w.needed, 5);
         // And lasts clamp(2 · 10 ms, 20, 100) = 20 ms.
         assert_eq!(w.next_end, ms(40));
+    }
+
+    #[test]
+    fn a_sampled_success_counts_for_the_permits_it_stands_for() {
+        // The limiter measures every 8th permit: five samples of weight 8 are 40
+        // completions in 20 ms (2 000/s), while the RTT statistics still see five samples.
+        let mut w = Windows::new(cfg());
+        let weighted = |now, rtt| Sample {
+            weight: 8,
+            ..Sample::success(ms(now), ms(rtt), 1)
+        };
+        for (now, rtt) in [(0, 10), (5, 30), (10, 10), (15, 30)] {
+            assert!(w.push(&weighted(now, rtt)).is_none());
+        }
+        let c = w.push(&weighted(20, 20)).expect("closes");
+        assert_eq!(c.count, 5);
+        assert!((c.mean.unwrap() - 0.020).abs() < 1e-12);
+        assert!((c.rate.unwrap() - 40.0 / 0.020).abs() < 1e-6);
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
             rtt,
             in_flight: w.max_in_flight,
             outcome,
+            weight: 1,
         });
     }
 }

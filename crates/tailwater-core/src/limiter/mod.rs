@@ -745,6 +745,8 @@ impl<C: Clock> Shared<C> {
             rtt,
             in_flight,
             outcome,
+            // Drops are never sampled away; a success stands for the permits skipped since.
+            weight: if is_drop { 1 } else { engine.sampler.weight() },
         };
         let mut limit = engine.algorithm.update(&sample);
         let carried = match self.carried_drops.load(Ordering::Acquire) {

@@ -89,6 +89,11 @@ impl Sampler {
         }
     }
 
+    /// How many permits one fed success stands for now: 2^shift.
+    pub(crate) fn weight(&self) -> u32 {
+        1 << self.shift
+    }
+
     /// Notes one fed sample at `now`; returns the new shift when it changes.
     pub(crate) fn on_sample(&mut self, now: Duration) -> Option<u32> {
         let target = self.target_per_sec?;
