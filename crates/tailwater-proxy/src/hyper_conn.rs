@@ -249,3 +249,80 @@ impl<C: GracefulConnection, F: Future<Output = ()>> Future for Graceful<C, F> {
         this.conn.poll(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::headers::Forwarding;
+    use std::time::Duration;
+
+    fn conn() -> Arc<Conn> {
+        let uri = "http://127.0.0.1:9".parse().expect("uri");
+        let proxy = crate::Proxy::new(Config::simple(uri)).expect("config");
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().expect("peer");
+        Arc::new(Conn {
+            shared: proxy.shared,
+            worker: 0,
+            peer,
+            forwarding: Forwarding::new(peer.ip()),
+            linger: Arc::default(),
+        })
+    }
+
+    /// Whether `reclaimed` resolves (paused time: the timeout fires only once every task
+    /// is idle, so a wake-up that would resolve it is seen first).
+    async fn is_reclaimed(idle: &Idleness) -> bool {
+        tokio::time::timeout(Duration::from_secs(1), idle.reclaimed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registered_only_while_no_request_is_in_flight() {
+        let conn = conn();
+        let registry = &conn.shared.idle;
+        let idle = Idleness::new(Arc::clone(&conn));
+        assert_eq!(registry.len(), 1, "idle from the start");
+        let a = idle.start();
+        let b = idle.start();
+        assert_eq!(registry.len(), 0);
+        assert_eq!(
+            registry.reclaim(1),
+            0,
+            "a busy connection is never reclaimed"
+        );
+        drop(a);
+        assert_eq!(registry.len(), 0, "one request still in flight");
+        drop(b);
+        assert_eq!(registry.len(), 1);
+        assert_eq!(registry.reclaim(1), 1);
+        assert!(is_reclaimed(&idle).await);
+        // Reclaimed: closing, so a request that raced in does not register it again.
+        drop(idle.start());
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reclaim_racing_with_a_request_start_is_dropped() {
+        let conn = conn();
+        let registry = &conn.shared.idle;
+        let idle = Idleness::new(Arc::clone(&conn));
+        // Reclaimed, and a request starts before the connection sees the wake-up: the
+        // request is served and the connection stays.
+        assert_eq!(registry.reclaim(1), 1);
+        let busy = idle.start();
+        assert!(!is_reclaimed(&idle).await);
+        // Idle again after it: reclaimable again, under a new registration.
+        drop(busy);
+        assert_eq!(registry.len(), 1);
+        // Same race, but the request also ended before the wake-up is seen: the stale
+        // wake-up does not close the connection, and its new registration stands.
+        assert_eq!(registry.reclaim(1), 1);
+        drop(idle.start());
+        assert!(!is_reclaimed(&idle).await);
+        assert_eq!(registry.len(), 1);
+        idle.close();
+        assert_eq!(registry.len(), 0, "an ended connection leaves the registry");
+    }
+}
