@@ -8,9 +8,10 @@
 //!
 //! A lean-path connection registers here while it waits for its next request (not
 //! before its first: that wait is bounded by `header_read_timeout`) and leaves when a
-//! byte arrives or it closes. [`IdleConns::reclaim`] wakes the oldest, which then closes.
-//! Connections served by hyper (h2c, HTTP/1.0, `lean_http1 = false`) are not registered:
-//! hyper does not expose when a connection is idle.
+//! byte arrives or it closes. A connection served by hyper (h2c, HTTP/1.0,
+//! `lean_http1 = false`, handed off) registers while it has no request in flight
+//! (`crate::hyper_conn` counts them, as hyper does not expose idleness). [`IdleConns::reclaim`]
+//! wakes the oldest, which then closes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -68,6 +69,11 @@ impl IdleConns {
         self.shard(reg.worker).remove(&reg.key).is_some()
     }
 
+    /// Whether `reg` is still registered: false once it was reclaimed.
+    pub(crate) fn holds(&self, reg: &Registered) -> bool {
+        self.shard(reg.worker).contains_key(&reg.key)
+    }
+
     /// Wakes up to `n` of the oldest idle connections of all workers so that they close;
     /// returns how many.
     pub(crate) fn reclaim(&self, n: usize) -> usize {
@@ -109,6 +115,7 @@ mod tests {
         assert_eq!(idle.reclaim(1), 1);
         // The oldest (worker 1's first) was woken; the others are still registered.
         wakes[0].notified().await;
+        assert!(!idle.holds(&a) && idle.holds(&b));
         assert!(!idle.leave(a));
         assert!(idle.leave(b));
         assert_eq!(idle.reclaim(5), 1);

@@ -55,6 +55,7 @@ pub mod config;
 mod framing;
 mod h1;
 mod headers;
+mod hyper_conn;
 mod idle;
 mod linger;
 mod metrics;

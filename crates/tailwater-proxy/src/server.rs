@@ -9,12 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -245,8 +243,8 @@ impl Proxy {
             (s, b)
         };
         let builder = Arc::new(ready_builder);
-        let graceful = GracefulShutdown::new();
-        // Tells lean-path connections to close once idle (hyper's get `graceful`).
+        // Tells every connection to close once idle (`hyper_conn` shuts hyper's down
+        // gracefully).
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns: JoinSet<()> = JoinSet::new();
         let mut backoff = Duration::from_millis(5);
@@ -299,9 +297,7 @@ impl Proxy {
             };
             let drain = drain_rx.clone();
             let lean = server_cfg.lean_http1;
-            spawn_connection(
-                &mut conns, &graceful, &builder, stream, conn, slot, drain, lean,
-            );
+            spawn_connection(&mut conns, &builder, stream, conn, slot, drain, lean);
         }
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
@@ -309,7 +305,6 @@ impl Proxy {
         let open = conns.len();
         tracing::info!(worker, open, deadline = ?server_cfg.drain_timeout, "draining");
         let drained = tokio::time::timeout(server_cfg.drain_timeout, async {
-            graceful.shutdown().await;
             while conns.join_next().await.is_some() {}
         })
         .await;
@@ -365,10 +360,8 @@ pub(crate) struct Conn {
     pub(crate) linger: Arc<AtomicBool>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn spawn_connection(
     conns: &mut JoinSet<()>,
-    graceful: &GracefulShutdown,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     stream: tokio::net::TcpStream,
     conn: Conn,
@@ -384,7 +377,6 @@ fn spawn_connection(
     if lean {
         let handoff = crate::h1::Handoff {
             builder: Arc::clone(builder),
-            watcher: graceful.watcher(),
         };
         conns.spawn(async move {
             crate::h1::serve(Arc::clone(&conn), stream, handoff, drain).await;
@@ -396,12 +388,9 @@ fn spawn_connection(
         });
         return;
     }
-    let svc_conn = Arc::clone(&conn);
-    let svc = service_fn(move |req| crate::service::handle(Arc::clone(&svc_conn), req));
     let send_timeout = conn.shared.state.load().config.server.send_timeout;
     let header_read_timeout = conn.shared.state.load().config.server.header_read_timeout;
     let builder = Arc::clone(builder);
-    let watcher = graceful.watcher();
     conns.spawn(async move {
         // hyper-util's protocol detection reads the first bytes without a deadline: a
         // client that connects and sends nothing would hold its slot for ever.
@@ -414,11 +403,7 @@ fn spawn_connection(
         };
         if first {
             let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
-            let io = TokioIo::new(io);
-            let served = watcher.watch(builder.serve_connection(io, svc).into_owned());
-            if let Err(e) = served.await {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-            }
+            crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
         } else {
             tracing::debug!(peer = %conn.peer, "no request head in time");
         }

@@ -161,7 +161,13 @@ async fn slow_path_backend(release: std::sync::Arc<tokio::sync::Notify>) -> Back
 
 /// One request on a raw keep-alive connection: the status line.
 async fn request(s: &mut TcpStream, path: &str) -> String {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    request_as(s, path, "HTTP/1.1\r\nHost: x").await
+}
+
+/// One request with request line ending `version_and_fields` (the version, then header
+/// lines without the last CRLF): the status line.
+async fn request_as(s: &mut TcpStream, path: &str, version_and_fields: &str) -> String {
+    let req = format!("GET {path} {version_and_fields}\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
         return String::new();
     }
@@ -246,6 +252,157 @@ async fn idle_keep_alive_connections_are_reclaimed_at_the_cap() {
     assert!(closed, "the oldest idle connection was not the one closed");
     assert!(request(&mut newer, "/").await.starts_with("HTTP/1.1 200"));
     proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The ways a client gets a connection that hyper serves rather than the lean engine.
+#[derive(Debug, Clone, Copy)]
+enum HyperServed {
+    /// HTTP/1.0 with `Connection: keep-alive`: the lean engine hands it to hyper.
+    Http10,
+    /// HTTP/1.1 with `server.lean_http1 = false`.
+    Http11,
+    /// h2c with prior knowledge.
+    H2c,
+}
+
+const HYPER_SERVED: [HyperServed; 3] = [HyperServed::Http10, HyperServed::Http11, HyperServed::H2c];
+
+/// A keep-alive client connection of one [`HyperServed`] kind.
+enum KeepAlive {
+    Raw(TcpStream, &'static str),
+    H2 {
+        send: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+        conn: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl KeepAlive {
+    async fn open(addr: std::net::SocketAddr, kind: HyperServed) -> Self {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        match kind {
+            HyperServed::Http10 => Self::Raw(s, "HTTP/1.0\r\nHost: x\r\nConnection: keep-alive"),
+            HyperServed::Http11 => Self::Raw(s, "HTTP/1.1\r\nHost: x"),
+            HyperServed::H2c => {
+                let io = hyper_util::rt::TokioIo::new(s);
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                        .await
+                        .expect("h2c handshake");
+                let conn = tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Self::H2 { send, conn }
+            }
+        }
+    }
+
+    /// GET `path`: whether it was answered 200 (with its whole body) within 5 s.
+    async fn ok(&mut self, path: &str) -> bool {
+        match self {
+            Self::Raw(s, version) => request_as(s, path, version).await.contains(" 200 "),
+            Self::H2 { send, .. } => {
+                use http_body_util::BodyExt;
+                let req = hyper::Request::get(format!("http://x{path}"))
+                    .body(http_body_util::Empty::new())
+                    .expect("request");
+                let exchange = async {
+                    send.ready().await.ok()?;
+                    let resp = send.send_request(req).await.ok()?;
+                    let ok = resp.status() == 200;
+                    let body = resp.into_body().collect().await.ok()?;
+                    Some(ok && &body.to_bytes()[..] == b"ok")
+                };
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(5), exchange).await,
+                    Ok(Some(true))
+                )
+            }
+        }
+    }
+
+    /// Whether the proxy closed the connection within `deadline` (for h2c: the client
+    /// connection ended, as it does after the proxy's GOAWAY and close).
+    async fn closed(&mut self, deadline: Duration) -> bool {
+        match self {
+            Self::Raw(s, _) => read_until_closed(s, deadline).await.1,
+            Self::H2 { conn, .. } => tokio::time::timeout(deadline, conn).await.is_ok(),
+        }
+    }
+}
+
+/// The proxy at the cap, every kind of hyper-served connection.
+fn hyper_cap_config(kind: HyperServed, backend: std::net::SocketAddr) -> tailwater_proxy::Config {
+    let lean = !matches!(kind, HyperServed::Http11);
+    config(&format!(
+        "[server]\nmax_connections = 2\nlean_http1 = {lean}\n[[route]]\nupstream = \"http://{backend}\"\n"
+    ))
+}
+
+/// Connections served by hyper take part in reclamation too (issue 11 item 5a): at the
+/// cap, the oldest idle one is closed for a new client.
+#[tokio::test]
+async fn idle_hyper_served_connections_are_reclaimed_at_the_cap() {
+    let backend = slow_path_backend(std::sync::Arc::default()).await;
+    for kind in HYPER_SERVED {
+        let proxy = start_proxy(hyper_cap_config(kind, backend.addr)).await;
+        let mut oldest = KeepAlive::open(proxy.addr, kind).await;
+        assert!(oldest.ok("/").await, "{kind:?}: oldest");
+        let mut newer = KeepAlive::open(proxy.addr, kind).await;
+        assert!(newer.ok("/").await, "{kind:?}: newer");
+        // Both idle, the cap reached: a third client is served at once.
+        let mut third = KeepAlive::open(proxy.addr, kind).await;
+        assert!(
+            third.ok("/").await,
+            "{kind:?}: third client locked out by idle connections"
+        );
+        assert!(
+            oldest.closed(Duration::from_secs(3)).await,
+            "{kind:?}: the oldest idle connection was not the one closed"
+        );
+        assert!(
+            newer.ok("/").await,
+            "{kind:?}: the newer one no longer serves"
+        );
+        proxy.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+/// A hyper-served connection with a request in flight is never reclaimed, even when it
+/// is the oldest: the idle one is closed instead, and the busy one keeps serving.
+#[tokio::test]
+async fn a_hyper_served_connection_with_a_request_in_flight_is_not_reclaimed() {
+    for kind in HYPER_SERVED {
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let backend = slow_path_backend(std::sync::Arc::clone(&release)).await;
+        let proxy = start_proxy(hyper_cap_config(kind, backend.addr)).await;
+        let mut busy = KeepAlive::open(proxy.addr, kind).await;
+        let in_flight = tokio::spawn(async move {
+            let ok = busy.ok("/slow").await;
+            (busy, ok)
+        });
+        let received = std::sync::Arc::clone(&backend.received);
+        eventually(Duration::from_secs(5), || {
+            received.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        let mut idle = KeepAlive::open(proxy.addr, kind).await;
+        assert!(idle.ok("/").await, "{kind:?}: idle");
+        let mut third = KeepAlive::open(proxy.addr, kind).await;
+        assert!(third.ok("/").await, "{kind:?}: third client locked out");
+        assert!(
+            idle.closed(Duration::from_secs(3)).await,
+            "{kind:?}: the idle connection was not the one closed"
+        );
+        // Stored if the backend's handler is not waiting yet.
+        release.notify_one();
+        let (mut busy, ok) = in_flight.await.expect("busy client");
+        assert!(ok, "{kind:?}: the request in flight failed");
+        assert!(
+            busy.ok("/").await,
+            "{kind:?}: the busy connection was closed"
+        );
+        proxy.shutdown(Duration::from_secs(5)).await;
+    }
 }
 
 /// A client that sends its whole (too large) body before reading still gets its 413: the

@@ -72,7 +72,7 @@ pub struct ServerConfig {
     pub listen: Option<SocketAddr>,
     /// Most client connections held at once. When all are taken, a new client makes the
     /// proxy close its oldest idle keep-alive connection (as nginx reclaims idle
-    /// connections; lean-path HTTP/1.1 connections only, hyper's are not reclaimable); if
+    /// connections; on either engine, a connection with a request in flight never); if
     /// none is idle, the new connection waits for a slot (each worker holds at most one
     /// accepted connection waiting, the rest wait in the kernel's accept backlog).
     pub max_connections: usize,

@@ -61,10 +61,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use http::Response;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
@@ -92,7 +90,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// What hyper needs to take a connection over.
 pub(crate) struct Handoff {
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
-    pub(crate) watcher: Watcher,
 }
 
 /// Serves client connection `io` until it closes, the worker drains (`drain` turns true),
@@ -128,19 +125,12 @@ pub(crate) async fn serve(
             io,
             rbuf,
             server,
+            drain,
             ..
         } = client;
-        let svc_conn = Arc::clone(&conn);
-        let svc = service_fn(move |req| service::handle(Arc::clone(&svc_conn), req));
         let io = Rewind::new(rbuf.freeze(), io);
         let io = SendDeadline::new(io, server.send_timeout).lingering(Arc::clone(&conn.linger));
-        let io = TokioIo::new(io);
-        let served = handoff
-            .watcher
-            .watch(handoff.builder.serve_connection(io, svc).into_owned());
-        if let Err(e) = served.await {
-            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-        }
+        crate::hyper_conn::serve(conn, io, &handoff.builder, drain).await;
     }
 }
 
