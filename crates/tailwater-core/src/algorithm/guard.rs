@@ -84,6 +84,19 @@ impl LittlesLaw {
         gain * f
     }
 
+    /// The mean completion rate over the filter's windows (per second), the guard's view of
+    /// what the service delivers now.
+    pub(crate) fn mean_rate(&self) -> Option<f64> {
+        let n = self.history.len();
+        (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64)
+    }
+
+    /// Leaves the guard without a window's proposal: the owner has seen that the completion
+    /// rate did not fall, so the latency rule's cuts stand.
+    pub(crate) fn stand_down(&mut self) {
+        self.guarding = false;
+    }
+
     pub(crate) fn guarding(&self) -> bool {
         self.guarding
     }

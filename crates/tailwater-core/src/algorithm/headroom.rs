@@ -11,6 +11,10 @@ use crate::error::{ConfigError, check_limits, check_range};
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
 
+/// The guard may override the latency rule only while the recent completion rate is below
+/// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
+const RATE_DROP: f64 = 0.8;
+
 /// The share of recent windows (an exponential average over about 8) in which the limit
 /// bound, from which on the demand counts as sustained.
 const SUSTAINED_SHARE: f64 = 0.75;
@@ -95,6 +99,7 @@ pub struct Headroom {
     windows: Windows,
     guard: LittlesLaw,
     last: Option<(Duration, f64)>,
+    rates: VecDeque<f64>,
 }
 
 impl Default for Headroom {
@@ -140,6 +145,23 @@ impl Headroom {
         } else {
             self.limit
         }
+    }
+
+    /// Records the guard's recent completion rate and says whether it fell below
+    /// [`RATE_DROP`] of the highest recorded over the baseline horizon. A slowdown or a lost
+    /// worker lowers the rate the service completes at; a standing queue in front of an
+    /// unchanged service does not, and there the guard's `F` is only the in-flight count
+    /// itself (Little's law at a binding limit), so guarding would ratchet the limit up.
+    fn rate_fell(&mut self) -> bool {
+        let Some(now) = self.guard.mean_rate() else {
+            return true;
+        };
+        self.rates.push_back(now);
+        while self.rates.len() > self.baseline_windows {
+            self.rates.pop_front();
+        }
+        let best = self.rates.iter().copied().fold(now, f64::max);
+        now < RATE_DROP * best
     }
 
     fn remember(&mut self, mean: f64) {
@@ -216,7 +238,12 @@ impl LimitAlgorithm for Headroom {
         let before = self.limit;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
-        let mut next = self.guard.steer(proposal, c.dropped());
+        let mut next = if self.rate_fell() {
+            self.guard.steer(proposal, c.dropped())
+        } else {
+            self.guard.stand_down();
+            proposal
+        };
         let binding = c.max_in_flight as f64 >= before.floor();
         if !binding && !c.dropped() {
             next = next.max(before);
@@ -393,6 +420,7 @@ impl HeadroomBuilder {
             }),
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
+            rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
         })
     }
 }
