@@ -91,12 +91,6 @@ impl LittlesLaw {
         (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64)
     }
 
-    /// Leaves the guard without a window's proposal: the owner has seen that the completion
-    /// rate did not fall, so the latency rule's cuts stand.
-    pub(crate) fn stand_down(&mut self) {
-        self.guarding = false;
-    }
-
     pub(crate) fn guarding(&self) -> bool {
         self.guarding
     }

@@ -238,11 +238,15 @@ impl LimitAlgorithm for Headroom {
         let before = self.limit;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
-        let mut next = if self.rate_fell() {
-            self.guard.steer(proposal, c.dropped())
+        let steered = self.guard.steer(proposal, c.dropped());
+        // Under sustained demand without a fall in the completion rate, the guard may hold
+        // the limit against the latency rule's cuts, never raise it: there `F` is the standing
+        // queue's own in-flight count, and its probes would ratchet the limit up.
+        let rate_fell = self.rate_fell();
+        let mut next = if rate_fell || self.binding_share < SUSTAINED_SHARE {
+            steered
         } else {
-            self.guard.stand_down();
-            proposal
+            steered.min(before).max(proposal)
         };
         let binding = c.max_in_flight as f64 >= before.floor();
         if !binding && !c.dropped() {
