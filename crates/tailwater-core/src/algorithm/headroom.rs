@@ -198,7 +198,11 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
-        self.remember(mean);
+        // Only windows clearly free of queueing teach the baseline: a standing queue's means
+        // would become the baseline and the limit would creep (Netflix #134).
+        if !binding || far || self.means.is_empty() {
+            self.remember(mean);
+        }
         if !binding {
             return before;
         }
@@ -542,6 +546,52 @@ mod tests {
         let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
         let tail = halved[2000..].iter().sum::<usize>() / 1000;
         assert!(tail < settled, "{settled} then {tail}");
+    }
+
+    /// `workers` workers of `service` each behind a FIFO, with demand above any limit: a
+    /// request admitted at `a` completes at `max(a + service, previous + service / workers)`,
+    /// and each completion frees a permit that is taken again at once. An RTT is the time since
+    /// admission, so through a standing queue it lags the limit by about one RTT, as on a real
+    /// socket. Returns the limit after every 100 completions.
+    fn standing_queue(
+        h: &mut Headroom,
+        workers: u32,
+        service: Duration,
+        completions: usize,
+    ) -> Vec<usize> {
+        let mut queue: VecDeque<(Duration, usize, Duration)> = VecDeque::new();
+        let mut t = Duration::ZERO;
+        let mut last = Duration::ZERO;
+        let mut out = Vec::new();
+        for i in 0..completions {
+            while queue.len() < h.limit() {
+                last = (t + service).max(last + service / workers);
+                queue.push_back((t, queue.len() + 1, last));
+            }
+            if let Some((admitted, in_flight, done)) = queue.pop_front() {
+                t = done;
+                h.update(&Sample::success(t, t - admitted, in_flight));
+            }
+            if i % 100 == 99 {
+                out.push(h.limit());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_standing_queue_does_not_ratchet_the_limit_up() {
+        // 8 workers at 40 ms (200/s) under sustained overload, floor 4: the latency rule cuts
+        // toward the knee (8); the guard's F there is only the lagged in-flight count, and its
+        // 1.25 probe used to lift the limit past it at every cut (to 100+ in 60 s).
+        let mut h = Headroom::builder()
+            .min_limit(4)
+            .initial_limit(4)
+            .build()
+            .unwrap();
+        let limits = standing_queue(&mut h, 8, ms(40), 12_000);
+        let peak = limits[20..].iter().copied().max().unwrap_or(0);
+        assert!(peak <= 24, "peak {peak}: {limits:?}");
     }
 
     #[test]
