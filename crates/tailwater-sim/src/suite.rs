@@ -9,7 +9,9 @@
 //!   initial limit included). Goal: ≤ 0.5 % at 0.5×, ≤ 2 % at 0.9×. The client timeout is
 //!   `max(1 s, 60 × mean service)`, so a healthy service does not time out;
 //! - **overload**: `spike-10x`, `steady-2x`, uniform slowdowns ×2 / ×4 / ×8 at 0.6× and 0.9×
-//!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`. Goal:
+//!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`, `drill-exp`
+//!   (the drill's ramp on 8 workers at 40 ms exponential, where a standing queue must not
+//!   ratchet the limit up). Goal:
 //!   goodput while overloaded ≥ 95 % of capacity and success p99 ≤ 2× the unloaded p99;
 //! - **settle**: `step-1.4x`: the limit settles (±10 %) within 1 s of the step;
 //! - **replicas**: four limiters, each its own instance of the policy, in front of one server
