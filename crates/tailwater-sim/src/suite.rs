@@ -9,7 +9,9 @@
 //!   initial limit included). Goal: ≤ 0.5 % at 0.5×, ≤ 2 % at 0.9×. The client timeout is
 //!   `max(1 s, 60 × mean service)`, so a healthy service does not time out;
 //! - **overload**: `spike-10x`, `steady-2x`, uniform slowdowns ×2 / ×4 / ×8 at 0.6× and 0.9×
-//!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`. Goal:
+//!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`, `drill-exp`
+//!   (the drill's ramp on 8 workers at 40 ms exponential, where a standing queue must not
+//!   ratchet the limit up). Goal:
 //!   goodput while overloaded ≥ 95 % of capacity and success p99 ≤ 2× the unloaded p99;
 //! - **settle**: `step-1.4x`: the limit settles (±10 %) within 1 s of the step;
 //! - **replicas**: four limiters, each its own instance of the policy, in front of one server
@@ -28,7 +30,7 @@ use crate::engine::{self, RunOptions};
 use crate::error::SimError;
 use crate::policy::PolicySpec;
 use crate::report::{PolicyResult, goal};
-use crate::scenario::{self, CapacityChange, Phase, Scenario, ServiceConfig};
+use crate::scenario::{self, CapacityChange, Phase, Scenario, ServiceConfig, TierMix};
 
 /// The names of the suites.
 pub const SUITES: [&str; 1] = ["default-limit"];
@@ -167,6 +169,36 @@ fn overload(name: &str, description: &str, load: f64, slow: f64) -> Scenario {
     s
 }
 
+/// `tailwater drill --service-dist exponential` in the simulator: 8 workers at 40 ms
+/// exponential (200 requests/s), the drill's criticality mix and its load phases 0.5×, 1×,
+/// 2×, 5×, 10× of 6 s each. Twenty-four seconds at or over capacity: long enough for a
+/// baseline learned from queued windows to let the limit creep up.
+pub fn drill_exponential() -> Scenario {
+    let mut s = Scenario::new(
+        "drill-exp",
+        "the drill's ramp on 8 workers at 40 ms exponential: 0.5x, 1x, 2x, 5x, 10x for 6 s each",
+        [0.5, 1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .map(|load| Phase::constant(Duration::from_secs(6), load))
+            .collect(),
+    );
+    s.server.workers = 8;
+    s.server.service = ServiceConfig {
+        dist: "exponential".into(),
+        mean: Duration::from_millis(40),
+        cv: None,
+        slow_fraction: None,
+        slow_factor: None,
+    };
+    s.mix = TierMix {
+        critical_plus: 0.1,
+        critical: 0.5,
+        sheddable_plus: 0.25,
+        sheddable: 0.15,
+    };
+    s
+}
+
 fn default_limit() -> Vec<Check> {
     let mut out = Vec::new();
     for (label, service) in no_harm_services() {
@@ -228,6 +260,11 @@ fn default_limit() -> Vec<Check> {
     out.push(Check {
         group: "overload",
         scenario: builtin("cpu-thrash"),
+        goal: Goal::Overload,
+    });
+    out.push(Check {
+        group: "overload",
+        scenario: drill_exponential(),
         goal: Goal::Overload,
     });
     out.push(Check {
@@ -479,7 +516,7 @@ mod tests {
         }
         let n = |g: &str| checks.iter().filter(|c| c.group == g).count();
         assert_eq!(n("no-harm"), 6 * 3 * 3 * 2);
-        assert_eq!(n("overload"), 10);
+        assert_eq!(n("overload"), 11);
         assert_eq!(n("settle"), 1);
         assert_eq!(n("replicas"), 1);
         assert!(suite("nope").is_none());

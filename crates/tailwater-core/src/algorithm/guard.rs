@@ -84,6 +84,13 @@ impl LittlesLaw {
         gain * f
     }
 
+    /// The mean completion rate over the filter's windows (per second), the guard's view of
+    /// what the service delivers now.
+    pub(crate) fn mean_rate(&self) -> Option<f64> {
+        let n = self.history.len();
+        (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64)
+    }
+
     pub(crate) fn guarding(&self) -> bool {
         self.guarding
     }

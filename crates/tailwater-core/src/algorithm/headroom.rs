@@ -11,6 +11,10 @@ use crate::error::{ConfigError, check_limits, check_range};
 /// The percentile of recent window means taken as the no-queue baseline.
 const BASELINE_PERCENTILE: f64 = 0.1;
 
+/// The guard may override the latency rule only while the recent completion rate is below
+/// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
+const RATE_DROP: f64 = 0.8;
+
 /// The share of recent windows (an exponential average over about 8) in which the limit
 /// bound, from which on the demand counts as sustained.
 const SUSTAINED_SHARE: f64 = 0.75;
@@ -28,10 +32,8 @@ const SUSTAINED_SHARE: f64 = 0.75;
 ///    60 % of requests at 0.5× load on exponential service times.
 /// 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
 ///    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
-///    window means that were clearly free of queueing (not binding, or under half the
-///    allowance below; not the minimum of samples, nor of means: both read
-///    a dispersed service as permanently queued; and not of queued windows, or a standing
-///    queue would become the baseline and the limit would creep, Netflix #134). The window counts as queueing when
+///    window means (not the minimum of samples, nor of means: both read a dispersed service as
+///    permanently queued; see the known limit below). The window counts as queueing when
 ///    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
 ///    mean. Windows grow with the variance (at least `25 × CV²` samples), so
 ///    the error term stays small. The tolerance is 2 while the limit binds only now and then
@@ -45,7 +47,12 @@ const SUSTAINED_SHARE: f64 = 0.75;
 /// 3. **A uniform slowdown is not a queue.** The Little's-law guard of
 ///    [`LlGuard`](super::LlGuard) (BBR's `max rate × min RTT` over 8 windows with the gain
 ///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
-///    sustains the in-flight count the latency rule wants to cut.
+///    sustains the in-flight count the latency rule wants to cut. Under sustained demand it may
+///    do so only while the completion rate fell (below 0.8 of its highest over the baseline
+///    horizon): through a standing queue in front of an unchanged service `F` is just the
+///    queue's own in-flight count, lagged by one RTT, and its 1.25 probe ratcheted the limit up
+///    at every cut (8 workers at 40 ms exponential: a limit of 114 by the drill's 10× phase);
+///    there it may only hold the limit, never raise it.
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
@@ -55,9 +62,12 @@ const SUSTAINED_SHARE: f64 = 0.75;
 /// 1.75, 2, 2.5; growth 1.25, 1.5, 2, 3; sustained 1.25 or 1.5): see the simulator's
 /// `default-limit` suite.
 ///
-/// Known limit: under overload that lasts longer than about 900 windows (20–100 s) the
-/// baseline percentile is taken over queued windows only and rises, so the limit creeps up by
-/// up to the tolerance per such period (Netflix #134 in slow motion).
+/// Known limit: the baseline is taken over every recent window mean, queued ones included, so
+/// once queued windows outnumber nine in ten of the last 1000 (overload from the start, or
+/// longer than about 900 windows) it rises and the limit creeps up by up to the tolerance per
+/// such period (Netflix #134 in slow motion). Excluding queued or binding-but-not-far windows
+/// was measured and is worse: a baseline that only falls sticks to a lucky early window and
+/// the 500-worker do-no-harm cells shed up to 94 %.
 ///
 /// Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
 /// hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
@@ -95,6 +105,7 @@ pub struct Headroom {
     windows: Windows,
     guard: LittlesLaw,
     last: Option<(Duration, f64)>,
+    rates: VecDeque<f64>,
 }
 
 impl Default for Headroom {
@@ -140,6 +151,23 @@ impl Headroom {
         } else {
             self.limit
         }
+    }
+
+    /// Records the guard's recent completion rate and says whether it fell below
+    /// [`RATE_DROP`] of the highest recorded over the baseline horizon. A slowdown or a lost
+    /// worker lowers the rate the service completes at; a standing queue in front of an
+    /// unchanged service does not, and there the guard's `F` is only the in-flight count
+    /// itself (Little's law at a binding limit), so guarding would ratchet the limit up.
+    fn rate_fell(&mut self) -> bool {
+        let Some(now) = self.guard.mean_rate() else {
+            return true;
+        };
+        self.rates.push_back(now);
+        while self.rates.len() > self.baseline_windows {
+            self.rates.pop_front();
+        }
+        let best = self.rates.iter().copied().fold(now, f64::max);
+        now < RATE_DROP * best
     }
 
     fn remember(&mut self, mean: f64) {
@@ -216,7 +244,16 @@ impl LimitAlgorithm for Headroom {
         let before = self.limit;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
-        let mut next = self.guard.steer(proposal, c.dropped());
+        let steered = self.guard.steer(proposal, c.dropped());
+        // Under sustained demand without a fall in the completion rate, the guard may hold
+        // the limit against the latency rule's cuts, never raise it: there `F` is the standing
+        // queue's own in-flight count, and its probes would ratchet the limit up.
+        let rate_fell = self.rate_fell();
+        let mut next = if rate_fell || self.binding_share < SUSTAINED_SHARE {
+            steered
+        } else {
+            steered.min(before).max(proposal)
+        };
         let binding = c.max_in_flight as f64 >= before.floor();
         if !binding && !c.dropped() {
             next = next.max(before);
@@ -394,6 +431,7 @@ impl HeadroomBuilder {
             }),
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
+            rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
         })
     }
 }
@@ -511,6 +549,71 @@ mod tests {
         let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
         let tail = halved[2000..].iter().sum::<usize>() / 1000;
         assert!(tail < settled, "{settled} then {tail}");
+    }
+
+    /// `workers` workers of `service` each behind a FIFO, with demand above any limit: a
+    /// request admitted at `a` completes at `max(a + service, previous + service / workers)`,
+    /// and each completion frees a permit that is taken again at once. An RTT is the time since
+    /// admission, so through a standing queue it lags the limit by about one RTT, as on a real
+    /// socket. Returns the limit after every 100 completions.
+    fn standing_queue(
+        h: &mut Headroom,
+        workers: u32,
+        service: Duration,
+        t: &mut Duration,
+        completions: usize,
+    ) -> Vec<usize> {
+        let mut queue: VecDeque<(Duration, usize, Duration)> = VecDeque::new();
+        let mut last = *t;
+        // Exponential service times from a fixed xorshift sequence.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut exp = |mean: Duration| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            mean.mul_f64(-(((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64).ln())
+        };
+        let mut out = Vec::new();
+        for i in 0..completions {
+            while queue.len() < h.limit() {
+                last = (*t + exp(service)).max(last + exp(service / workers));
+                queue.push_back((*t, queue.len() + 1, last));
+            }
+            if let Some((admitted, in_flight, done)) = queue.pop_front() {
+                *t = done;
+                h.update(&Sample::success(*t, *t - admitted, in_flight));
+            }
+            if i % 100 == 99 {
+                out.push(h.limit());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_standing_queue_does_not_ratchet_the_limit_up() {
+        // 8 workers at 40 ms (200/s): 60 s at half load (a clean baseline), then 60 s of
+        // sustained overload, floor 4. The latency rule cuts toward the knee (8); the guard's
+        // F there is only the lagged in-flight count of the standing queue, and its 1.25 probe
+        // used to lift the limit past it at every cut (to 1151 within 60 s).
+        let mut h = Headroom::builder()
+            .min_limit(4)
+            .initial_limit(20)
+            .build()
+            .unwrap();
+        let mut t = Duration::ZERO;
+        for _ in 0..6000 {
+            t += ms(10);
+            h.update(&Sample::success(t, ms(40), 4));
+        }
+        let limits = standing_queue(&mut h, 8, ms(40), &mut t, 12_000);
+        let tail = &limits[20..];
+        let peak = tail.iter().copied().max().unwrap_or(0);
+        let mean = tail.iter().sum::<usize>() / tail.len();
+        assert!(
+            peak <= 64 && mean <= 32,
+            "peak {peak}, mean {mean}: {limits:?}"
+        );
     }
 
     #[test]
