@@ -217,6 +217,9 @@ pub(crate) struct Metrics {
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     /// Requests that matched no route (404).
     pub(crate) unrouted: AtomicU64,
+    /// Requests refused before routing for their framing, `Host` or path (400, 501): the
+    /// client's fault, never counted on a route or fed to a limit.
+    pub(crate) refused: AtomicU64,
     /// Connections accepted.
     pub(crate) connections_total: AtomicU64,
     /// Connections open now.
@@ -231,6 +234,7 @@ impl Metrics {
         Self {
             routes: Mutex::default(),
             unrouted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             accepted_by_worker: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
@@ -385,6 +389,11 @@ impl Metrics {
             out,
             "# HELP tailwater_unrouted_requests_total Requests that matched no route (404).\n# TYPE tailwater_unrouted_requests_total counter\ntailwater_unrouted_requests_total {}",
             self.unrouted.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tailwater_refused_requests_total Requests refused before routing for their framing, Host or path (400/501).\n# TYPE tailwater_refused_requests_total counter\ntailwater_refused_requests_total {}",
+            self.refused.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

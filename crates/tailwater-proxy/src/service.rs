@@ -90,15 +90,15 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     // the framing, by the rules the lean path applies too.
     let host = match request_host(&req) {
         Ok(h) => h.map(host_without_port),
-        Err(e) => return refused(e.status(), e.text(), span),
+        Err(e) => return refused(shared, e.status(), e.text(), span),
     };
     let framing = match request_framing(&req) {
         Ok(f) => f,
-        Err(e) => return refused(e.status(), e.text(), span),
+        Err(e) => return refused(shared, e.status(), e.text(), span),
     };
     let path = match target::normalise_path(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => return refused(e.status(), e.text(), span),
+        Err(e) => return refused(shared, e.status(), e.text(), span),
     };
     let Some(route) = state.table.find(host, &path) else {
         return no_route(shared, span);
@@ -520,7 +520,16 @@ fn request_framing(req: &Request<Incoming>) -> Result<Framing, FramingError> {
 
 /// The local response to a request the client got wrong (400, 501); the connection is
 /// closed after it (its body may not have been delimited as the client meant).
-fn refused(status: StatusCode, text: &'static str, span: &tracing::Span) -> Response<ProxyBody> {
+fn refused(
+    shared: &Shared,
+    status: StatusCode,
+    text: &'static str,
+    span: &tracing::Span,
+) -> Response<ProxyBody> {
+    shared
+        .metrics
+        .refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     span.record("decision", "refused");
     let mut resp = local(status, text);
     resp.headers_mut()

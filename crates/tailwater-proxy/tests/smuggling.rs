@@ -195,6 +195,13 @@ async fn missing_duplicate_and_invalid_host_get_400() {
                 String::from_utf8_lossy(req)
             );
         }
+        // Each counted as refused, none on the route or its limit.
+        let metrics = running.proxy.metrics_text();
+        assert!(
+            metrics.contains("\ntailwater_refused_requests_total 6\n"),
+            "lean={lean}: {metrics}"
+        );
+        assert_eq!(running.proxy.status()[0].admitted, 0, "lean={lean}");
         // Absolute form with the same authority is fine.
         let got = exchange(
             running.addr,

@@ -386,6 +386,11 @@ impl Client {
     ) -> Next {
         span.record("status", status.as_u16());
         span.record("decision", "refused");
+        self.conn
+            .shared
+            .metrics
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.linger = true;
         let _ = self
             .write_local(&service::local(status, text), true, head_request)
