@@ -122,6 +122,15 @@ pub enum AlgorithmName {
     LlGuard,
 }
 
+/// `b` with `apply` run on it when a parameter was given: each builder arm of
+/// [`AlgorithmName::build`] passes the parameters it takes, unset ones keep the defaults.
+fn set<B, T>(b: B, value: Option<T>, apply: impl FnOnce(B, T) -> B) -> B {
+    match value {
+        Some(v) => apply(b, v),
+        None => b,
+    }
+}
+
 /// The windows of `gradient2-corrected-fast`: `clamp(2·minRTT, 20 ms, 100 ms)` instead of
 /// Netflix's fixed 1 s, so that the limit can move within a second of a load step.
 pub const FAST_WINDOW: (Duration, Duration) =
@@ -241,21 +250,11 @@ impl AlgorithmName {
             AlgorithmName::LlGuard => Box::new(LlGuard::default()),
             AlgorithmName::Headroom => {
                 let mut b = Headroom::builder();
-                if let Some(v) = p.initial_limit {
-                    b = b.initial_limit(v);
-                }
-                if let Some(v) = p.min_limit {
-                    b = b.min_limit(v);
-                }
-                if let Some(v) = p.max_limit {
-                    b = b.max_limit(v);
-                }
-                if let Some(v) = p.backoff_ratio {
-                    b = b.backoff_ratio(v);
-                }
-                if let Some(v) = p.timeout {
-                    b = b.timeout(v);
-                }
+                b = set(b, p.initial_limit, |b, v| b.initial_limit(v));
+                b = set(b, p.min_limit, |b, v| b.min_limit(v));
+                b = set(b, p.max_limit, |b, v| b.max_limit(v));
+                b = set(b, p.backoff_ratio, |b, v| b.backoff_ratio(v));
+                b = set(b, p.timeout, |b, v| b.timeout(v));
                 Box::new(b.build()?)
             }
             AlgorithmName::Static => {
@@ -269,40 +268,24 @@ impl AlgorithmName {
             }
             AlgorithmName::Aimd => {
                 let mut b = Aimd::builder();
-                if let Some(v) = p.min_limit {
-                    b = b.min_limit(v);
-                }
-                if let Some(v) = p.max_limit {
-                    b = b.max_limit(v);
-                }
+                b = set(b, p.min_limit, |b, v| b.min_limit(v));
+                b = set(b, p.max_limit, |b, v| b.max_limit(v));
                 // Keep the default initial limit inside [min, max] when only a bound is given.
                 let initial = p.initial_limit.unwrap_or_else(|| {
                     let (lo, hi) = (p.min_limit.unwrap_or(20), p.max_limit.unwrap_or(200));
                     20usize.clamp(lo.min(hi), hi)
                 });
                 b = b.initial_limit(initial);
-                if let Some(v) = p.backoff_ratio {
-                    b = b.backoff_ratio(v);
-                }
-                if let Some(v) = p.timeout {
-                    b = b.timeout(v);
-                }
+                b = set(b, p.backoff_ratio, |b, v| b.backoff_ratio(v));
+                b = set(b, p.timeout, |b, v| b.timeout(v));
                 Box::new(b.build()?)
             }
             AlgorithmName::Vegas | AlgorithmName::VegasWindowed => {
                 let mut b = Vegas::builder().seed(seed);
-                if let Some(v) = p.initial_limit {
-                    b = b.initial_limit(v);
-                }
-                if let Some(v) = p.min_limit {
-                    b = b.min_limit(v);
-                }
-                if let Some(v) = p.max_limit {
-                    b = b.max_limit(v);
-                }
-                if let Some(v) = p.smoothing {
-                    b = b.smoothing(v);
-                }
+                b = set(b, p.initial_limit, |b, v| b.initial_limit(v));
+                b = set(b, p.min_limit, |b, v| b.min_limit(v));
+                b = set(b, p.max_limit, |b, v| b.max_limit(v));
+                b = set(b, p.smoothing, |b, v| b.smoothing(v));
                 let vegas = b.build()?;
                 if self == AlgorithmName::Vegas {
                     Box::new(vegas)
@@ -321,24 +304,12 @@ impl AlgorithmName {
                 ) {
                     b = b.corrected();
                 }
-                if let Some(v) = p.initial_limit {
-                    b = b.initial_limit(v);
-                }
-                if let Some(v) = p.min_limit {
-                    b = b.min_limit(v);
-                }
-                if let Some(v) = p.max_limit {
-                    b = b.max_limit(v);
-                }
-                if let Some(v) = p.smoothing {
-                    b = b.smoothing(v);
-                }
-                if let Some(v) = p.backoff_ratio {
-                    b = b.backoff_ratio(v);
-                }
-                if let Some(v) = p.timeout {
-                    b = b.timeout(v);
-                }
+                b = set(b, p.initial_limit, |b, v| b.initial_limit(v));
+                b = set(b, p.min_limit, |b, v| b.min_limit(v));
+                b = set(b, p.max_limit, |b, v| b.max_limit(v));
+                b = set(b, p.smoothing, |b, v| b.smoothing(v));
+                b = set(b, p.backoff_ratio, |b, v| b.backoff_ratio(v));
+                b = set(b, p.timeout, |b, v| b.timeout(v));
                 let gradient2 = b.build()?;
                 match self {
                     AlgorithmName::Gradient2Raw => Box::new(gradient2),
@@ -356,15 +327,9 @@ impl AlgorithmName {
                 if self == AlgorithmName::EnvoyCorrected {
                     b = b.corrected();
                 }
-                if let Some(v) = p.min_limit {
-                    b = b.min_limit(v);
-                }
-                if let Some(v) = p.max_limit {
-                    b = b.max_limit(v);
-                }
-                if let Some(v) = p.min_rtt_interval {
-                    b = b.min_rtt_interval(v);
-                }
+                b = set(b, p.min_limit, |b, v| b.min_limit(v));
+                b = set(b, p.max_limit, |b, v| b.max_limit(v));
+                b = set(b, p.min_rtt_interval, |b, v| b.min_rtt_interval(v));
                 Box::new(b.build()?)
             }
         })
