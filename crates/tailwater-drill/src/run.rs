@@ -529,6 +529,7 @@ mod tests {
             phases: Vec::new(),
             tiers: Vec::new(),
             intervals,
+            meta: tailwater_load::RunMeta::new(std::time::SystemTime::UNIX_EPOCH),
         }
     }
 

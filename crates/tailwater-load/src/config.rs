@@ -200,6 +200,9 @@ pub struct Progress {
     pub responses: u64,
     /// Requests currently outstanding.
     pub in_flight: usize,
+    /// The schedule has ended and the run is waiting for outstanding requests (at most
+    /// [`Config::drain`]); `target_rate` is then 0 because nothing new is sent.
+    pub draining: bool,
 }
 
 /// Callback for live progress.
@@ -239,6 +242,11 @@ pub struct Config {
     pub max_in_flight: NonZeroUsize,
     /// Per-request timeout, counted from the intended send time.
     pub timeout: Duration,
+    /// How long to wait, after the schedule ends, for requests still outstanding; those
+    /// still outstanding then are reported as `abandoned`. `None` waits up to `timeout`.
+    pub drain: Option<Duration>,
+    /// Send at most this many requests (the schedule ends early when they are sent).
+    pub max_requests: Option<u64>,
     /// Reporting interval (time series, HdrHistogram log, progress).
     pub interval: Duration,
     /// Optional per-request header drawn from a mix; the report is broken down by its values.
@@ -263,6 +271,8 @@ impl fmt::Debug for Config {
             .field("connections", &self.connections)
             .field("max_in_flight", &self.max_in_flight)
             .field("timeout", &self.timeout)
+            .field("drain", &self.drain)
+            .field("max_requests", &self.max_requests)
             .field("interval", &self.interval)
             .field("header_mix", &self.header_mix)
             .field("hdr_log", &self.hdr_log)
@@ -286,6 +296,8 @@ impl Config {
             connections: NonZeroUsize::new(DEFAULT_CONNECTIONS_HTTP1).unwrap_or(NonZeroUsize::MIN),
             max_in_flight: NonZeroUsize::new(DEFAULT_MAX_IN_FLIGHT).unwrap_or(NonZeroUsize::MIN),
             timeout: DEFAULT_TIMEOUT,
+            drain: None,
+            max_requests: None,
             interval: Duration::from_secs(1),
             header_mix: None,
             hdr_log: None,
@@ -299,6 +311,9 @@ impl Config {
         }
         if self.interval < Duration::from_millis(10) {
             return Err(ConfigError::new("interval", "must be at least 10ms"));
+        }
+        if self.max_requests == Some(0) {
+            return Err(ConfigError::new("requests", "must be at least 1"));
         }
         Ok(())
     }

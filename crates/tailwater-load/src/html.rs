@@ -235,8 +235,11 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "<h1>tailwater load: {}</h1>\n<pre>{}</pre>",
+        "<h1>tailwater load: {}</h1>\n<p class=\"meta\">tailwater {} · started {} · <code>{}</code></p>\n<pre>{}</pre>",
         esc(&report.target),
+        esc(report.meta.version),
+        esc(&report.meta.started_at_rfc3339()),
+        esc(report.meta.command.as_deref().unwrap_or("")),
         esc(&report.summary())
     );
     let t = |i: &crate::report::IntervalReport| (i.start + i.duration).as_secs_f64();

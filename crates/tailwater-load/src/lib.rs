@@ -30,11 +30,14 @@ mod client;
 mod config;
 pub mod hgrm;
 pub mod html;
+mod meta;
 mod parse;
 pub mod report;
 mod run;
 mod schedule;
 mod stats;
+mod summary;
+mod threshold;
 
 pub use config::{
     Config, DEFAULT_CONNECTIONS_HTTP1, DEFAULT_CONNECTIONS_HTTP2, DEFAULT_MAX_IN_FLIGHT,
@@ -42,12 +45,14 @@ pub use config::{
 };
 /// The `http` crate, re-exported for header and method types in [`Config`].
 pub use http;
+pub use meta::{RunMeta, VERSION, rfc3339};
 pub use parse::parse_duration;
 pub use report::{IntervalReport, PhaseReport, Report, TierReport};
 pub use run::run;
 pub use schedule::{Arrival, Arrivals, Schedule, Segment, Spacing};
 pub use stats::{ErrorKind, Percentiles, Stats};
 pub use tailwater_core::ConfigError;
+pub use threshold::{Thresholds, Verdict};
 
 /// Why a run could not start or finish its outputs (request failures are counted in the
 /// report, not returned as errors).

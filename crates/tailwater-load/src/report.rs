@@ -6,6 +6,7 @@
 //!
 //! | key | meaning |
 //! |---|---|
+//! | `tailwater` | `{version, started_at, command}`: what produced the report (RFC 3339 UTC start) |
 //! | `target` | the URL |
 //! | `target_rate` | mean scheduled rate over the part of the schedule that ran (requests/s) |
 //! | `achieved_rate` | HTTP responses completed within the schedule's span (or until shutdown), per second of that span |
@@ -17,18 +18,19 @@
 //! | `abandoned` | requests still outstanding when the run ended |
 //! | `status` | status code (string) → count |
 //! | `errors` | error kind (`connect`, `timeout`, `reset`, `closed`, `protocol`, `body`, `other`) → count |
-//! | `latency_us.corrected`, `latency_us.uncorrected`, `latency_us.success` | each `{p50, p90, p99, p99_9, p99_99, max, mean, count}` |
+//! | `latency_us.corrected`, `latency_us.uncorrected`, `latency_us.success`, `latency_us.rejected` | each `{p50, p90, p99, p99_9, p99_99, max, mean, count}`; `success` is 2xx only, `rejected` 429 and 503 |
 //! | `send_lag_us` | the same percentiles of actual − intended send time |
-//! | `phases[]` | per phase: `index`, `label`, `start_s`, `duration_s`, `target_rate`, `achieved_rate`, `scheduled`, `requests`, `status`, `errors`, `latency_us`, `send_lag_us`, `tiers` |
+//! | `pacer_lag_us`, `conn_wait_us` | the send lag's two parts: the pacer's own lateness, and the wait for a free connection |
+//! | `phases[]` | per phase: `index`, `label`, `start_s`, `duration_s`, `target_rate`, `achieved_rate` and `goodput` (responses and 2xx completed *during* the phase, per second), `completed`, `scheduled`, and for the requests sent in the phase `requests`, `status`, `errors`, `latency_us`, `send_lag_us`, `tiers` |
 //! | `tiers[]` | per header-mix value: `value`, `requests`, `status`, `errors`, `latency_us`, `send_lag_us` |
 //! | `intervals[]` | per interval: `start_s`, `duration_s`, `target_rate`, `achieved_rate`, `responses`, `status`, `errors`, `latency_us` (corrected, uncorrected, success), `send_lag_us` |
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::meta::RunMeta;
 use crate::schedule::Segment;
 use crate::stats::{ErrorKind, Percentiles, Stats};
 
@@ -48,21 +50,28 @@ pub struct PhaseReport {
     pub target_rate: f64,
     /// Requests dispatched in this phase.
     pub scheduled: u64,
-    /// Results.
+    /// Responses (any status) that *completed* within the phase's window, whichever phase
+    /// sent them: what the target delivered during the phase.
+    pub completed: u64,
+    /// 2xx responses that completed within the phase's window.
+    pub completed_ok: u64,
+    /// Results of the requests *sent* in this phase (their latencies, statuses and errors),
+    /// however late they completed.
     pub stats: Stats,
     /// Results per header-mix value (empty without a mix).
     pub tiers: Vec<TierReport>,
 }
 
 impl PhaseReport {
-    /// Responses per second over the phase's duration.
+    /// Responses per second completed during the phase. A backlog the target drains after the
+    /// phase ends does not inflate it (the same rule as [`Report::achieved_rate`]).
     pub fn achieved_rate(&self) -> f64 {
-        self.stats.responses() as f64 / self.duration.as_secs_f64()
+        self.completed as f64 / self.duration.as_secs_f64()
     }
 
-    /// 2xx responses per second over the phase's duration.
+    /// 2xx responses per second completed during the phase.
     pub fn goodput(&self) -> f64 {
-        self.stats.successes() as f64 / self.duration.as_secs_f64()
+        self.completed_ok as f64 / self.duration.as_secs_f64()
     }
 }
 
@@ -140,6 +149,8 @@ pub struct Report {
     pub tiers: Vec<TierReport>,
     /// Per interval, in order.
     pub intervals: Vec<IntervalReport>,
+    /// Version, start time and command line.
+    pub meta: RunMeta,
 }
 
 fn pct_json(p: &Percentiles) -> Value {
@@ -176,11 +187,20 @@ fn stats_json(s: &Stats) -> Map<String, Value> {
             "corrected": pct_json(&Percentiles::of(&s.corrected)),
             "uncorrected": pct_json(&Percentiles::of(&s.uncorrected)),
             "success": pct_json(&Percentiles::of(&s.success)),
+            "rejected": pct_json(&Percentiles::of(&s.rejected)),
         }),
     );
     m.insert(
         "send_lag_us".into(),
         pct_json(&Percentiles::of(&s.send_lag)),
+    );
+    m.insert(
+        "pacer_lag_us".into(),
+        pct_json(&Percentiles::of(&s.pacer_lag)),
+    );
+    m.insert(
+        "conn_wait_us".into(),
+        pct_json(&Percentiles::of(&s.conn_wait)),
     );
     m
 }
@@ -189,7 +209,7 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn fmt_us(us: u64) -> String {
+pub(crate) fn fmt_us(us: u64) -> String {
     let v = us as f64;
     if v >= 1e6 {
         format!("{:.2}s", v / 1e6)
@@ -204,6 +224,14 @@ impl Report {
     /// The report as JSON with the stable keys documented on this module.
     pub fn to_json(&self) -> Value {
         let mut m = stats_json(&self.total);
+        m.insert(
+            "tailwater".into(),
+            json!({
+                "version": self.meta.version,
+                "started_at": self.meta.started_at_rfc3339(),
+                "command": self.meta.command,
+            }),
+        );
         m.insert("target".into(), json!(self.target));
         m.insert("target_rate".into(), json!(round2(self.target_rate)));
         m.insert("achieved_rate".into(), json!(round2(self.achieved_rate)));
@@ -239,6 +267,8 @@ impl Report {
                         m.insert("target_rate".into(), json!(round2(p.target_rate)));
                         m.insert("achieved_rate".into(), json!(round2(p.achieved_rate())));
                         m.insert("scheduled".into(), json!(p.scheduled));
+                        m.insert("completed".into(), json!(p.completed));
+                        m.insert("goodput".into(), json!(round2(p.goodput())));
                         m.insert("tiers".into(), tiers(&p.tiers));
                         Value::Object(m)
                     })
@@ -272,134 +302,6 @@ impl Report {
             ),
         );
         Value::Object(m)
-    }
-
-    /// The human-readable summary: rates, counts, and the corrected/uncorrected table.
-    pub fn summary(&self) -> String {
-        let t = &self.total;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "Target rate  {:>10.1} req/s    Achieved {:>10.1} req/s ({:.1}% of target)",
-            self.target_rate,
-            self.achieved_rate,
-            if self.target_rate > 0.0 {
-                100.0 * self.achieved_rate / self.target_rate
-            } else {
-                0.0
-            }
-        );
-        let _ = writeln!(
-            s,
-            "Requests     {} scheduled, {} sent, {} responses, {} errors over {:.2}s ({} connections{}, max in flight {})",
-            self.scheduled,
-            t.sent,
-            t.responses(),
-            t.error_count(),
-            self.elapsed.as_secs_f64(),
-            self.connections,
-            if self.http2 { ", h2c" } else { "" },
-            self.max_in_flight
-        );
-        if self.delayed_by_cap > 0 || self.abandoned > 0 || self.stopped_early {
-            let _ = writeln!(
-                s,
-                "Not on time  {} sent late because max in flight was reached; {} abandoned at the end{}",
-                self.delayed_by_cap,
-                self.abandoned,
-                if self.stopped_early {
-                    " (stopped early)"
-                } else {
-                    ""
-                }
-            );
-        }
-        let codes: Vec<String> = t.status.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-        let _ = writeln!(
-            s,
-            "Status       {}",
-            if codes.is_empty() {
-                "-".into()
-            } else {
-                codes.join(", ")
-            }
-        );
-        let lag = Percentiles::of(&t.send_lag);
-        if lag.p99 > 1_000 {
-            let _ = writeln!(
-                s,
-                "Warning      send lag p99 is {}: requests waited for a free connection (raise --connections) or the machine is saturated; corrected latencies include that wait",
-                fmt_us(lag.p99)
-            );
-        }
-        if !t.errors.is_empty() {
-            let errs: Vec<String> = t.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-            let _ = writeln!(s, "Errors       {}", errs.join(", "));
-        }
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "Latency", "p50", "p90", "p99", "p99.9", "p99.99", "max"
-        );
-        let rows = [
-            ("corrected (intended)", Percentiles::of(&t.corrected)),
-            ("uncorrected (service)", Percentiles::of(&t.uncorrected)),
-            ("send lag", Percentiles::of(&t.send_lag)),
-        ];
-        for (name, p) in rows {
-            let _ = writeln!(
-                s,
-                "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                name,
-                fmt_us(p.p50),
-                fmt_us(p.p90),
-                fmt_us(p.p99),
-                fmt_us(p.p99_9),
-                fmt_us(p.p99_99),
-                fmt_us(p.max)
-            );
-        }
-        if self.phases.len() > 1 || !self.tiers.is_empty() {
-            let _ = writeln!(s);
-            let _ = writeln!(
-                s,
-                "{:<32} {:>10} {:>10} {:>8} {:>9} {:>9}",
-                "Phase", "target/s", "got/s", "errors", "p50", "p99"
-            );
-            for p in &self.phases {
-                let pc = Percentiles::of(&p.stats.corrected);
-                let _ = writeln!(
-                    s,
-                    "{:<32} {:>10.1} {:>10.1} {:>8} {:>9} {:>9}",
-                    format!("{}. {}", p.index + 1, p.segment),
-                    p.target_rate,
-                    p.achieved_rate(),
-                    p.stats.error_count(),
-                    fmt_us(pc.p50),
-                    fmt_us(pc.p99)
-                );
-            }
-            for tier in &self.tiers {
-                let pc = Percentiles::of(&tier.stats.corrected);
-                let _ = writeln!(
-                    s,
-                    "{:<32} {:>10} {:>10} {:>8} {:>9} {:>9}",
-                    format!(
-                        "tier {}: {} ok / {}",
-                        tier.value,
-                        tier.stats.successes(),
-                        tier.stats.requests
-                    ),
-                    "",
-                    "",
-                    tier.stats.error_count(),
-                    fmt_us(pc.p50),
-                    fmt_us(pc.p99)
-                );
-            }
-        }
-        s
     }
 
     /// The corrected latency spectrum in wrk2's `.hgrm` format, in milliseconds.

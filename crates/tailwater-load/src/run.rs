@@ -43,8 +43,7 @@ const NO_TAG: u16 = u16::MAX;
 struct Job {
     index: u64,
     intended: Instant,
-    /// When the scheduler released the job (read by the pacing tests).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// When the scheduler released the job: the pacer's lateness is `released − intended`.
     released: Instant,
     phase: u16,
     tag: u16,
@@ -80,8 +79,16 @@ struct Shared {
     stop: AtomicBool,
     scheduler_done: AtomicBool,
     dispatched: AtomicU64,
+    /// Stop the schedule after this many requests.
+    max_requests: Option<u64>,
     delayed_by_cap: AtomicU64,
     scheduled_per_phase: Vec<AtomicU64>,
+    /// End of each phase, µs since start (ascending).
+    phase_ends_us: Vec<u64>,
+    /// Responses (any status) and 2xx responses *completed* within each phase's window: a
+    /// phase's rate counts what the target delivered during it, not its backlog drained later.
+    completed_per_phase: Vec<AtomicU64>,
+    completed_ok_per_phase: Vec<AtomicU64>,
     last_completion_us: AtomicU64,
 }
 
@@ -114,8 +121,18 @@ impl Shared {
             stop: AtomicBool::new(false),
             scheduler_done: AtomicBool::new(false),
             dispatched: AtomicU64::new(0),
+            max_requests: config.max_requests,
             delayed_by_cap: AtomicU64::new(0),
             scheduled_per_phase: (0..phases).map(|_| AtomicU64::new(0)).collect(),
+            phase_ends_us: (0..phases)
+                .map(|i| {
+                    let end =
+                        config.schedule.phase_start(i) + config.schedule.segments()[i].duration();
+                    us(end)
+                })
+                .collect(),
+            completed_per_phase: (0..phases).map(|_| AtomicU64::new(0)).collect(),
+            completed_ok_per_phase: (0..phases).map(|_| AtomicU64::new(0)).collect(),
             last_completion_us: AtomicU64::new(0),
         }
     }
@@ -145,11 +162,20 @@ impl Shared {
         }
     }
 
-    fn finish_one(&self, responded: bool) {
+    fn finish_one(&self, result: Result<u16, crate::ErrorKind>) {
         let done = self.start.elapsed().as_micros() as u64;
         self.last_completion_us.fetch_max(done, Ordering::Relaxed);
-        if responded && done <= self.window_end_us.load(Ordering::Relaxed) {
+        if let Ok(code) = result
+            && done <= self.window_end_us.load(Ordering::Relaxed)
+        {
             self.responses_in_window.fetch_add(1, Ordering::Relaxed);
+            let phase = self.phase_ends_us.partition_point(|end| *end <= done);
+            if let Some(n) = self.completed_per_phase.get(phase) {
+                n.fetch_add(1, Ordering::Relaxed);
+                if (200..300).contains(&code) {
+                    self.completed_ok_per_phase[phase].fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         let prev = self.in_flight.fetch_sub(1, Ordering::SeqCst);
         // Wake the pacer only when it waits at the cap and we crossed the low-water mark:
@@ -247,9 +273,10 @@ async fn request(shared: Arc<Shared>, job: Job) {
         corrected_us: us(done.saturating_duration_since(job.intended)),
         uncorrected_us: sent_at.map_or(0, |s| us(done.saturating_duration_since(s))),
         send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
+        pacer_lag_us: us(job.released.saturating_duration_since(job.intended)),
     };
     shared.record(&job, &outcome);
-    shared.finish_one(outcome.result.is_ok());
+    shared.finish_one(outcome.result);
 }
 
 /// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
@@ -298,9 +325,10 @@ async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Con
             corrected_us: us(done.saturating_duration_since(job.intended)),
             uncorrected_us: sent_at.map_or(0, |s| us(done.saturating_duration_since(s))),
             send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
+            pacer_lag_us: us(job.released.saturating_duration_since(job.intended)),
         };
         shared.record(&job, &outcome);
-        shared.finish_one(outcome.result.is_ok());
+        shared.finish_one(outcome.result);
     }
 }
 
@@ -352,6 +380,12 @@ fn schedule_loop(
         }
     };
     for a in schedule.arrivals(spacing, seed) {
+        if shared
+            .max_requests
+            .is_some_and(|max| shared.dispatched.load(Ordering::Relaxed) >= max)
+        {
+            break;
+        }
         let intended = shared.start + a.offset;
         loop {
             if shared.stop.load(Ordering::Acquire) {
@@ -629,6 +663,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_tick = start;
     let mut drain_deadline: Option<Instant> = None;
+    let mut drain_started: Option<Instant> = None;
     let mut stopped_at: Option<Instant> = None;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutdown_done = false;
@@ -658,9 +693,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             }
         }
         if drain_deadline.is_none() && shared.scheduler_done.load(Ordering::Acquire) {
+            let now = Instant::now();
+            drain_started = Some(now);
             drain_deadline = Some(
-                (start + schedule_len).max(Instant::now())
-                    + config.timeout
+                (start + schedule_len).max(now)
+                    + config.drain.unwrap_or(config.timeout)
                     + Duration::from_millis(50),
             );
         }
@@ -715,6 +752,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
                 errors: running_errors,
                 responses: running_responses,
                 in_flight: shared.in_flight.load(Ordering::Relaxed),
+                draining: drain_started.is_some(),
             });
         }
         if len >= Duration::from_millis(1) || report.responses > 0 {
@@ -749,7 +787,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         Some(t) => t.saturating_duration_since(start).min(schedule_len),
         None => schedule_len,
     };
-    let elapsed = covered.max(last_completion.min(covered + config.timeout));
+    let elapsed =
+        covered.max(last_completion.min(covered + config.drain.unwrap_or(config.timeout)));
     let mut total = Stats::default();
     let mut phase_reports = Vec::with_capacity(phases);
     let tier_names: Vec<String> = config
@@ -781,6 +820,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             duration: seg.duration(),
             target_rate: seg.mass() / seg.duration().as_secs_f64(),
             scheduled: shared.scheduled_per_phase[i].load(Ordering::Relaxed),
+            completed: shared.completed_per_phase[i].load(Ordering::Relaxed),
+            completed_ok: shared.completed_ok_per_phase[i].load(Ordering::Relaxed),
             stats,
             tiers: tier_names
                 .iter()
@@ -817,6 +858,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             .map(|(value, stats)| TierReport { value, stats })
             .collect(),
         intervals,
+        meta: crate::RunMeta::new(wall_start),
     })
 }
 

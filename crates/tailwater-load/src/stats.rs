@@ -70,7 +70,10 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 /// All latencies are in microseconds. `corrected` is measured from the intended send time
 /// (the schedule), `uncorrected` from the moment the request was written to a connection
 /// (the service time a closed-loop tool would report), `send_lag` is actual − intended
-/// send time and `success` is `corrected` restricted to 2xx responses. Only requests that got
+/// send time and `success` is `corrected` restricted to 2xx responses, `rejected` to the
+/// answers of an overload control (429 and 503). The send lag splits in two: `pacer_lag`
+/// (intended → released by the pacing thread: the load generator's own machine) and
+/// `conn_wait` (released → written: waiting for a free connection). Only requests that got
 /// an HTTP response are in the latency histograms; failures are counted in `errors`.
 #[derive(Clone)]
 pub struct Stats {
@@ -88,8 +91,14 @@ pub struct Stats {
     pub uncorrected: Histogram<u64>,
     /// Corrected latency of 2xx responses only, µs.
     pub success: Histogram<u64>,
+    /// Corrected latency of 429 and 503 answers (shed or rate-limited), µs.
+    pub rejected: Histogram<u64>,
     /// Actual − intended send time, µs.
     pub send_lag: Histogram<u64>,
+    /// Released by the pacer − intended send time, µs (the generator's own lateness).
+    pub pacer_lag: Histogram<u64>,
+    /// Written − released, µs (time spent waiting for a free connection).
+    pub conn_wait: Histogram<u64>,
 }
 
 impl fmt::Debug for Stats {
@@ -102,6 +111,7 @@ impl fmt::Debug for Stats {
             .field("corrected", &Percentiles::of(&self.corrected))
             .field("uncorrected", &Percentiles::of(&self.uncorrected))
             .field("send_lag", &Percentiles::of(&self.send_lag))
+            .field("conn_wait", &Percentiles::of(&self.conn_wait))
             .finish()
     }
 }
@@ -116,7 +126,10 @@ impl Default for Stats {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             success: new_histogram(),
+            rejected: new_histogram(),
             send_lag: new_histogram(),
+            pacer_lag: new_histogram(),
+            conn_wait: new_histogram(),
         }
     }
 }
@@ -130,6 +143,11 @@ impl Stats {
     /// Number of 2xx responses.
     pub fn successes(&self) -> u64 {
         self.status.range(200..300).map(|(_, n)| n).sum()
+    }
+
+    /// Number of 429 and 503 answers: requests an overload control refused.
+    pub fn rejections(&self) -> u64 {
+        self.status_count(429) + self.status_count(503)
     }
 
     /// Number of failures without a response.
@@ -160,7 +178,10 @@ impl Stats {
         add(&mut self.corrected, &other.corrected);
         add(&mut self.uncorrected, &other.uncorrected);
         add(&mut self.success, &other.success);
+        add(&mut self.rejected, &other.rejected);
         add(&mut self.send_lag, &other.send_lag);
+        add(&mut self.pacer_lag, &other.pacer_lag);
+        add(&mut self.conn_wait, &other.conn_wait);
     }
 }
 
@@ -234,7 +255,10 @@ pub(crate) struct Acc {
     pub(crate) corrected: Histogram<u64>,
     pub(crate) uncorrected: Histogram<u64>,
     pub(crate) success: Histogram<u64>,
+    pub(crate) rejected: Histogram<u64>,
     pub(crate) send_lag: Histogram<u64>,
+    pub(crate) pacer_lag: Histogram<u64>,
+    pub(crate) conn_wait: Histogram<u64>,
 }
 
 impl Acc {
@@ -248,15 +272,22 @@ impl Acc {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             success: new_histogram(),
+            rejected: new_histogram(),
             send_lag: new_histogram(),
+            pacer_lag: new_histogram(),
+            conn_wait: new_histogram(),
         }
     }
 
     pub(crate) fn record(&mut self, outcome: &Outcome) {
         self.requests += 1;
+        let _ = self.pacer_lag.record(outcome.pacer_lag_us);
         if let Some(lag) = outcome.send_lag_us {
             self.sent += 1;
             let _ = self.send_lag.record(lag);
+            let _ = self
+                .conn_wait
+                .record(lag.saturating_sub(outcome.pacer_lag_us));
         }
         match outcome.result {
             Ok(code) => {
@@ -268,6 +299,8 @@ impl Acc {
                 let _ = self.uncorrected.record(outcome.uncorrected_us);
                 if (200..300).contains(&code) {
                     let _ = self.success.record(outcome.corrected_us);
+                } else if code == 429 || code == 503 {
+                    let _ = self.rejected.record(outcome.corrected_us);
                 }
             }
             Err(kind) => self.errors[kind.index()] += 1,
@@ -294,7 +327,10 @@ impl Acc {
             corrected: self.corrected,
             uncorrected: self.uncorrected,
             success: self.success,
+            rejected: self.rejected,
             send_lag: self.send_lag,
+            pacer_lag: self.pacer_lag,
+            conn_wait: self.conn_wait,
         }
     }
 }
@@ -306,4 +342,6 @@ pub(crate) struct Outcome {
     pub(crate) corrected_us: u64,
     pub(crate) uncorrected_us: u64,
     pub(crate) send_lag_us: Option<u64>,
+    /// Released by the pacer − intended, µs.
+    pub(crate) pacer_lag_us: u64,
 }

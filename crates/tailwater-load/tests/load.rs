@@ -182,6 +182,7 @@ async fn outputs_json_hgrm_html_and_hdr_log() {
         "data-series=\"corrected\"",
         "data-series=\"uncorrected\"",
         "id=\"report-data\"",
+        concat!("tailwater ", env!("CARGO_PKG_VERSION"), " · started 20"),
     ] {
         assert!(html.contains(needle), "HTML lacks {needle}");
     }
@@ -382,4 +383,111 @@ async fn reconnects_when_the_server_closes_connections() {
     server.abort();
     assert_eq!(report.total.status_count(200), 50, "{:?}", report.total);
     assert_eq!(report.total.error_count(), 0, "{:?}", report.total.errors);
+}
+
+/// `max_requests` sends exactly that many, and the report says what produced it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_sends_exactly_that_many_and_reports_its_provenance() {
+    let backend = start(BackendConfig::new(workers(8), Duration::ZERO)).await;
+    // 37 requests at 500/s: a schedule of 37.5 spacings, capped at 37.
+    let schedule = Schedule::constant(500.0, Duration::from_secs_f64(37.5 / 500.0)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.max_requests = Some(37);
+    let report = run(config).await;
+    let stats = backend.stop().await;
+    assert_eq!(report.scheduled, 37);
+    assert_eq!(report.total.status_count(200), 37);
+    assert_eq!(stats.completed, 37);
+    let json = report.to_json();
+    assert_eq!(json["tailwater"]["version"], tailwater_load::VERSION);
+    let started = json["tailwater"]["started_at"].as_str().unwrap();
+    assert!(
+        started.len() == 20 && started.ends_with('Z') && started.starts_with("20"),
+        "{started}"
+    );
+}
+
+/// Overloaded, the phase rates count what completed during each phase: the backlog drained
+/// after the schedule does not inflate them, so they agree with the run's achieved rate.
+/// The latency headline is the successes'; 503 answers have their own row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_rates_are_honest_and_rejections_are_apart() {
+    let mut bc = BackendConfig::new(workers(2), Duration::from_millis(10));
+    bc.queue = 4;
+    let backend = start(bc).await;
+    // Capacity 200/s; offer 600/s for 1 s in one phase.
+    let schedule = Schedule::constant(600.0, Duration::from_secs(1)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.connections = NonZeroUsize::new(50).unwrap();
+    config.timeout = Duration::from_secs(2);
+    let report = run(config).await;
+    backend.stop().await;
+    let phase = &report.phases[0];
+    // Every request of the phase got an answer (200 or 503), some after the phase ended...
+    assert_eq!(phase.stats.responses(), 600, "{:?}", phase.stats);
+    // ...but the phase's rate is what completed during it, equal to the run's.
+    assert!(phase.completed <= 600);
+    assert!(
+        (phase.achieved_rate() - report.achieved_rate).abs() < 1.0,
+        "phase {} vs run {}",
+        phase.achieved_rate(),
+        report.achieved_rate
+    );
+    // The goodput cannot exceed the backend's capacity (2 workers x 10 ms) by much.
+    assert!(phase.goodput() <= 230.0, "goodput {}", phase.goodput());
+    let rejected = report.total.rejections();
+    assert!(rejected > 0, "{:?}", report.total.status);
+    assert_eq!(report.total.rejected.len(), rejected);
+    assert_eq!(report.total.success.len(), report.total.successes());
+    let summary = report.summary();
+    assert!(summary.contains("success (2xx)"), "{summary}");
+    assert!(summary.contains("rejected (429/503)"), "{summary}");
+    assert!(summary.contains("Success latency histogram"), "{summary}");
+    assert!(
+        summary.contains(&format!("shed 503 {rejected} ")),
+        "{summary}"
+    );
+}
+
+/// `--drain` bounds the wait after the schedule; what is still outstanding is abandoned,
+/// counted and said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_bounds_the_wait_after_the_schedule() {
+    let backend = start(BackendConfig::new(workers(1), Duration::from_millis(400))).await;
+    let schedule = Schedule::constant(20.0, Duration::from_millis(500)).unwrap();
+    let mut config = Config::new(&backend.url, schedule).unwrap();
+    config.timeout = Duration::from_secs(10);
+    config.drain = Some(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let report = run(config).await;
+    let took = started.elapsed();
+    backend.stop().await;
+    // 10 requests, one served per 400 ms: most are still outstanding 200 ms after the end.
+    assert!(report.abandoned >= 5, "abandoned {}", report.abandoned);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        report.summary().contains("abandoned"),
+        "{}",
+        report.summary()
+    );
+}
+
+/// Thresholds judge the successes' latency and the shares of outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_judge_a_real_run() {
+    let backend = start(BackendConfig::new(workers(8), Duration::from_millis(5))).await;
+    let schedule = Schedule::constant(200.0, Duration::from_millis(500)).unwrap();
+    let config = Config::new(&backend.url, schedule).unwrap();
+    let report = run(config).await;
+    backend.stop().await;
+    let verdicts =
+        tailwater_load::Thresholds::parse("p50>=5ms,p99<5s,errors<1%,success>=99%,rate>10,p99<1ms")
+            .unwrap()
+            .check(&report);
+    let passed: Vec<bool> = verdicts.iter().map(|v| v.passed).collect();
+    assert_eq!(
+        passed,
+        [true, true, true, true, true, false],
+        "{verdicts:?}"
+    );
 }

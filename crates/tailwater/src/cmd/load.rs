@@ -27,6 +27,9 @@ struct Opts {
     /// Run length with --rate (e.g. 30s, 2m).
     #[arg(short = 'd', long, default_value = "10s", allow_hyphen_values = true)]
     duration: String,
+    /// Send exactly this many requests at --rate (instead of --duration).
+    #[arg(short = 'n', long, allow_hyphen_values = true)]
+    requests: Option<String>,
     /// Steps and ramps, e.g. "500:10s,2000:10s,ramp:2000..10000:20s".
     #[arg(long, conflicts_with_all = ["rate", "schedule_file"])]
     schedule: Option<String>,
@@ -50,8 +53,14 @@ struct Opts {
     #[arg(long)]
     header_mix: Option<String>,
     /// Request body from a file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "body")]
     body_file: Option<PathBuf>,
+    /// Request body, inline.
+    #[arg(short = 'b', long)]
+    body: Option<String>,
+    /// Content-Type of the body (shortcut for -H "Content-Type: ...").
+    #[arg(short = 'T', long)]
+    content_type: Option<String>,
     /// Use HTTP/2 over cleartext (prior knowledge).
     #[arg(long)]
     http2: bool,
@@ -64,6 +73,15 @@ struct Opts {
     /// Request timeout, counted from the intended send time.
     #[arg(long, default_value = "10s", allow_hyphen_values = true)]
     timeout: String,
+    /// After the schedule, wait at most this long for outstanding requests (default: the
+    /// timeout); those still outstanding are reported as abandoned.
+    #[arg(long, allow_hyphen_values = true)]
+    drain: Option<String>,
+    /// Pass/fail thresholds, e.g. "p99<200ms,errors<1%": exit 3 when one is missed.
+    /// Latency thresholds apply to 2xx responses. Metrics: p50 p90 p99 p99.9 p99.99 max mean
+    /// errors rejected success rate.
+    #[arg(long)]
+    fail_on: Option<String>,
     /// Reporting interval (time series, HdrHistogram log, progress).
     #[arg(long, default_value = "1s")]
     interval: String,
@@ -73,16 +91,17 @@ struct Opts {
     /// With --latency, print the uncorrected spectrum too (wrk2 -U).
     #[arg(short = 'U', long)]
     u_latency: bool,
-    /// Write the corrected percentile spectrum (.hgrm, ms) to this file.
+    /// Write the corrected percentile spectrum (.hgrm, ms) to this file (`-`: stdout).
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Write the JSON report (stable keys) to this file.
+    /// Write the JSON report (stable keys) to this file (`-`: stdout, and the summary goes
+    /// to stderr).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write an HdrHistogram interval log (V2, compressed, base64) to this file.
     #[arg(long)]
     hdr_log: Option<PathBuf>,
-    /// Write a self-contained HTML report to this file.
+    /// Write a self-contained HTML report to this file (`-`: stdout).
     #[arg(long)]
     report: Option<PathBuf>,
     /// No progress bar.
@@ -90,9 +109,16 @@ struct Opts {
     quiet: bool,
 }
 
+/// Exit code when a `--fail-on` threshold is missed or no request succeeded.
+const EXIT_FAILED_RUN: u8 = 3;
+
 fn bad(err: impl std::fmt::Display) -> anyhow::Result<u8> {
     eprintln!("tailwater load: {err}");
     Ok(2)
+}
+
+fn is_stdout(path: &Option<PathBuf>) -> bool {
+    path.as_deref() == Some(std::path::Path::new("-"))
 }
 
 fn build_config(args: &Opts) -> Result<Config, ConfigError> {
@@ -111,10 +137,30 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
             .trim()
             .parse()
             .map_err(|_| ConfigError::new("rate", format!("`{rate}` is not a number")))?;
-        let duration = tailwater_load::parse_duration("duration", &args.duration)?;
+        let duration = match &args.requests {
+            Some(n) => {
+                let n = parse_count(n)?;
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(ConfigError::new("rate", "-n needs a rate above 0"));
+                }
+                // Half a spacing of slack so rounding never drops the last request; the
+                // count caps the run at exactly `n`.
+                Duration::from_secs_f64((n as f64 + 0.5) / rate)
+            }
+            None => tailwater_load::parse_duration("duration", &args.duration)?,
+        };
         Schedule::constant(rate, duration)?
     };
+    if args.requests.is_some() && (args.schedule.is_some() || args.schedule_file.is_some()) {
+        return Err(ConfigError::new(
+            "requests",
+            "-n works with --rate, not with a schedule",
+        ));
+    }
     let mut config = Config::new(&args.url, schedule)?;
+    if let Some(n) = &args.requests {
+        config.max_requests = Some(parse_count(n)?);
+    }
     config.spacing = if args.spacing == "poisson" {
         Spacing::Poisson
     } else {
@@ -145,6 +191,17 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
             .map_err(|e| ConfigError::new("body_file", format!("{}: {e}", path.display())))?;
         config.body = body.into();
     }
+    if let Some(body) = &args.body {
+        config.body = body.clone().into_bytes().into();
+    }
+    if let Some(ct) = &args.content_type {
+        let value = ct.trim().parse().map_err(|_| {
+            ConfigError::new("content_type", format!("`{ct}` is not a header value"))
+        })?;
+        config
+            .headers
+            .insert(tailwater_load::http::header::CONTENT_TYPE, value);
+    }
     config.http2 = args.http2;
     let default_conns = if args.http2 {
         tailwater_load::DEFAULT_CONNECTIONS_HTTP2
@@ -159,11 +216,33 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
     if config.timeout.is_zero() {
         return Err(ConfigError::new("timeout", "must be greater than 0"));
     }
+    if let Some(drain) = &args.drain {
+        config.drain = Some(tailwater_load::parse_duration("drain", drain)?);
+    }
+    if let Some(spec) = &args.fail_on {
+        tailwater_load::Thresholds::parse(spec)?;
+    }
     config.interval = tailwater_load::parse_duration("interval", &args.interval)?;
     if config.interval < Duration::from_millis(10) {
         return Err(ConfigError::new("interval", "must be at least 10ms"));
     }
     config.hdr_log = args.hdr_log.clone();
+    let to_stdout = [&args.json, &args.hgrm, &args.report]
+        .into_iter()
+        .filter(|p| is_stdout(p))
+        .count();
+    if to_stdout > 1 {
+        return Err(ConfigError::new(
+            "json",
+            "only one of --json, --hgrm and --report can write to stdout (-)",
+        ));
+    }
+    if is_stdout(&args.hdr_log) {
+        return Err(ConfigError::new(
+            "hdr_log",
+            "the HdrHistogram log is written during the run; give a file",
+        ));
+    }
     // Every output file is checked before the run, not found unwritable after it.
     for (field, path) in [
         ("json", &args.json),
@@ -171,7 +250,7 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
         ("report", &args.report),
         ("hdr_log", &args.hdr_log),
     ] {
-        if let Some(path) = path {
+        if let Some(path) = path.as_ref().filter(|p| p.as_os_str() != "-") {
             writable(path).map_err(|e| {
                 ConfigError::new(field, format!("{}: cannot write: {e}", path.display()))
             })?;
@@ -191,6 +270,17 @@ fn writable(path: &std::path::Path) -> std::io::Result<()> {
             .create_new(true)
             .open(path)?;
         std::fs::remove_file(path)
+    }
+}
+
+/// Parses `-n`: a positive whole number of requests.
+fn parse_count(text: &str) -> Result<u64, ConfigError> {
+    match text.trim().replace('_', "").parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::new(
+            "requests",
+            format!("`{text}` is not a positive whole number of requests"),
+        )),
     }
 }
 
@@ -221,6 +311,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         let bar = bar.clone();
         config.on_progress = Some(Arc::new(move |p: &Progress| {
             bar.set_position(p.elapsed.as_millis() as u64);
+            if p.draining {
+                bar.set_message(format!(
+                    "schedule done; waiting for {} outstanding requests (--drain bounds this)",
+                    p.in_flight
+                ));
+                return;
+            }
             bar.set_message(format!(
                 "target {:.0}/s  achieved {:.0}/s  p99 {:.2}ms  errors {}  in flight {}",
                 p.target_rate,
@@ -247,28 +344,90 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         Err(tailwater_load::LoadError::Config(e)) => return bad(e),
         Err(e) => return Err(e.into()),
     };
-    print!("{}", report.summary());
+    let mut report = report;
+    report.meta.command = Some(command_line());
+    let thresholds = match &args.fail_on {
+        Some(spec) => match tailwater_load::Thresholds::parse(spec) {
+            Ok(t) => Some(t),
+            Err(e) => return bad(e),
+        },
+        None => None,
+    };
+    let verdicts = thresholds.map(|t| t.check(&report)).unwrap_or_default();
+    let mut human = report.summary();
     if args.latency {
-        println!("\n  Detailed Percentile spectrum (corrected, ms):");
-        print!("{}", report.hgrm());
+        human.push_str("\n  Detailed Percentile spectrum (corrected, ms):\n");
+        human.push_str(&report.hgrm());
         if args.u_latency {
-            println!("\n  Detailed Percentile spectrum (uncorrected, ms):");
-            print!("{}", report.hgrm_uncorrected());
+            human.push_str("\n  Detailed Percentile spectrum (uncorrected, ms):\n");
+            human.push_str(&report.hgrm_uncorrected());
         }
     }
-    if let Some(path) = &args.hgrm {
-        std::fs::write(path, report.hgrm())
-            .with_context(|| format!("writing {}", path.display()))?;
+    if !verdicts.is_empty() {
+        human.push_str("\nThresholds\n");
+        for v in &verdicts {
+            human.push_str(&format!("  {v}\n"));
+        }
     }
-    if let Some(path) = &args.json {
-        let text = serde_json_pretty(&report);
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    let nothing_succeeded = report.total.requests > 0 && report.total.successes() == 0;
+    if nothing_succeeded {
+        human.push_str("\nNo request succeeded (no 2xx response): exit code 3.\n");
     }
-    if let Some(path) = &args.report {
-        std::fs::write(path, tailwater_load::html::render(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+    let mut artefact: Option<String> = None;
+    for (path, text) in [
+        (&args.hgrm, report.hgrm()),
+        (&args.json, serde_json_pretty(&report)),
+        (&args.report, tailwater_load::html::render(&report)),
+    ] {
+        match path {
+            Some(p) if p.as_os_str() == "-" => artefact = Some(text),
+            Some(p) => {
+                std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?
+            }
+            None => {}
+        }
     }
-    Ok(0)
+    // With an artefact on stdout, the summary goes to stderr so stdout stays parseable.
+    // A closed pipe (`| head`) ends the output quietly: it is not a failure of the run.
+    let written = match artefact {
+        Some(text) => write_all(&mut std::io::stderr().lock(), &human)
+            .and_then(|()| write_all(&mut std::io::stdout().lock(), &text)),
+        None => write_all(&mut std::io::stdout().lock(), &human),
+    };
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(anyhow::Error::new(e).context("writing the report"));
+    }
+    Ok(exit_code(&verdicts, nothing_succeeded))
+}
+
+/// 0 when the run met every threshold and something succeeded, [`EXIT_FAILED_RUN`] otherwise.
+fn exit_code(verdicts: &[tailwater_load::Verdict], nothing_succeeded: bool) -> u8 {
+    if nothing_succeeded || verdicts.iter().any(|v| !v.passed) {
+        EXIT_FAILED_RUN
+    } else {
+        0
+    }
+}
+
+fn write_all(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// The command line as typed, for the report's provenance (arguments with spaces quoted).
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("{a:?}")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn serde_json_pretty(report: &tailwater_load::Report) -> String {
@@ -326,6 +485,22 @@ mod tests {
                 vec![url, "--rate", "1", "--hgrm", "/nonexistent-dir/x.hgrm"],
                 "hgrm",
             ),
+            (vec![url, "--rate", "10", "-n", "0"], "requests"),
+            (vec![url, "--rate", "10", "-n", "many"], "requests"),
+            (vec![url, "--rate", "0", "-n", "5"], "rate"),
+            (vec![url, "--schedule", "10:1s", "-n", "5"], "requests"),
+            (vec![url, "--rate", "1", "--fail-on", "p99<200"], "fail_on"),
+            (vec![url, "--rate", "1", "--fail-on", "speed<1"], "fail_on"),
+            (vec![url, "--rate", "1", "--drain", "-1s"], "drain"),
+            (
+                vec![url, "--rate", "1", "--json", "-", "--report", "-"],
+                "json",
+            ),
+            (vec![url, "--rate", "1", "--hdr-log", "-"], "hdr_log"),
+            (
+                vec![url, "--rate", "1", "-T", "bad\u{7f}value"],
+                "content_type",
+            ),
         ] {
             let cli = {
                 let mut full = vec!["load"];
@@ -336,6 +511,19 @@ mod tests {
             assert_eq!(err.field(), field, "{argv:?}: {err}");
             assert_eq!(code(&argv), 2, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn exit_code_is_3_for_a_missed_threshold_or_no_success() {
+        let verdict = |passed| tailwater_load::Verdict {
+            threshold: "p99<1ms".into(),
+            actual: "2ms".into(),
+            passed,
+        };
+        assert_eq!(super::exit_code(&[], false), 0);
+        assert_eq!(super::exit_code(&[verdict(true)], false), 0);
+        assert_eq!(super::exit_code(&[verdict(true), verdict(false)], false), 3);
+        assert_eq!(super::exit_code(&[verdict(true)], true), 3);
     }
 
     #[test]

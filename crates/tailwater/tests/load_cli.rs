@@ -1,0 +1,91 @@
+//! `tailwater load` as a user runs it: exit codes, stdout, closed pipes.
+
+use std::process::{Command, Stdio};
+
+/// A loopback port with nothing listening: every request is a connect error.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    drop(listener);
+    url
+}
+
+fn load(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailwater"));
+    cmd.arg("load").args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// A run where every request failed exits 3, and a closed stdout (`| head -c0`) is not a
+/// panic (exit 101 before).
+#[test]
+fn a_run_where_nothing_succeeded_exits_3_even_into_a_closed_pipe() {
+    let url = dead_url();
+    let mut child = load(&[&url, "-R", "50", "-n", "5", "--timeout", "1s", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Close our end of stdout before the summary is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--json -` puts the JSON alone on stdout (parseable), the summary on stderr; the JSON
+/// carries the version and the command line.
+#[test]
+fn json_to_stdout_is_parseable_and_says_where_it_came_from() {
+    let url = dead_url();
+    let out = load(&[
+        &url,
+        "-R",
+        "50",
+        "-n",
+        "3",
+        "--timeout",
+        "1s",
+        "-q",
+        "--json",
+        "-",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["scheduled"], 3);
+    assert_eq!(json["errors"]["connect"], 3);
+    assert_eq!(json["tailwater"]["version"], env!("CARGO_PKG_VERSION"));
+    let command = json["tailwater"]["command"].as_str().expect("command");
+    assert!(
+        command.contains("load") && command.contains("--json -"),
+        "{command}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Outcomes"), "{stderr}");
+}
+
+/// A missed threshold exits 3 and says which.
+#[test]
+fn a_missed_threshold_exits_3() {
+    let url = dead_url();
+    let out = load(&[
+        &url,
+        "-R",
+        "50",
+        "-n",
+        "2",
+        "--timeout",
+        "1s",
+        "-q",
+        "--fail-on",
+        "errors<1%",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL  errors<1%"), "{stdout}");
+}
