@@ -22,8 +22,9 @@ pub(crate) struct Args {
     /// Do not write the HTML report.
     #[arg(long, conflicts_with = "report")]
     no_report: bool,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
+    /// JSON results: to FILE, or to stdout when FILE is `-` or left out (the table then goes
+    /// to stderr).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     json: Option<PathBuf>,
     /// Length of each phase (default 6s, or 1.5s with --quick).
     #[arg(long)]
@@ -193,18 +194,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     let report = tailwater_drill::run(&config, observer).context("the drill failed")?;
-    print!("{}", tailwater_drill::render_table(&report));
+    // With the JSON on stdout, the human output goes to stderr so stdout stays parseable.
+    let json_stdout = super::json_to_stdout(&args.json);
+    let mut human = tailwater_drill::render_table(&report);
     if !args.no_report {
         std::fs::write(&args.report, tailwater_drill::render_html(&report))
             .with_context(|| format!("could not write `{}`", args.report.display()))?;
-        println!("HTML report: {}", args.report.display());
+        human.push_str(&format!("HTML report: {}\n", args.report.display()));
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&tailwater_drill::to_json(&report))
             .context("could not encode the JSON report")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("could not write `{}`", path.display()))?;
-        println!("JSON: {}", path.display());
+        super::write_json(path, &(text + "\n"))?;
+        if !json_stdout {
+            human.push_str(&format!("JSON: {}\n", path.display()));
+        }
+    }
+    if json_stdout {
+        eprint!("{human}");
+    } else {
+        super::sim::emit(&human)?;
     }
     Ok(0)
 }

@@ -94,9 +94,9 @@ struct Opts {
     /// Write the corrected percentile spectrum (.hgrm, ms) to this file (`-`: stdout).
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Write the JSON report (stable keys) to this file (`-`: stdout, and the summary goes
-    /// to stderr).
-    #[arg(long)]
+    /// JSON report (stable keys): to FILE, or to stdout when FILE is `-` or left out (the
+    /// summary then goes to stderr).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     json: Option<PathBuf>,
     /// Write an HdrHistogram interval log (V2, compressed, base64) to this file.
     #[arg(long)]

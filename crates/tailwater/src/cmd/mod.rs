@@ -38,3 +38,20 @@ pub(crate) fn sim_exit_code(command: &str, outcome: Result<(), Failure>) -> anyh
         Err(Failure::Io(e)) => Err(e),
     }
 }
+
+/// `--json [PATH]`, one meaning in every subcommand: the JSON goes to PATH, or to stdout when
+/// PATH is `-` or left out (then stdout carries nothing else).
+pub(crate) fn json_to_stdout(path: &Option<std::path::PathBuf>) -> bool {
+    path.as_deref().is_some_and(|p| p.as_os_str() == "-")
+}
+
+/// Writes `text` where `--json` said: stdout for `-` (a closed pipe is not an error), else
+/// the file.
+pub(crate) fn write_json(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if path.as_os_str() == "-" {
+        sim::emit(text)
+    } else {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}

@@ -70,9 +70,9 @@ pub(crate) struct Args {
     /// Write the utilisation → wait curve as SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Print the results as JSON.
-    #[arg(long)]
-    json: bool,
+    /// JSON output: to FILE, or to stdout instead of the text when FILE is `-` or left out.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    json: Option<PathBuf>,
 }
 
 /// Runs `tailwater plan`.
@@ -321,14 +321,16 @@ fn plan(args: &Args) -> Result<(), Failure> {
         curve,
         validation,
     };
-    let mut text = String::new();
-    if args.json {
-        text = serde_json::to_string_pretty(&out).context("serialising the plan")?;
-        text.push('\n');
-    } else {
-        print_text(&mut text, &out, samples.as_ref());
+    if let Some(path) = &args.json {
+        let mut json = serde_json::to_string_pretty(&out).context("serialising the plan")?;
+        json.push('\n');
+        super::write_json(path, &json)?;
     }
-    super::sim::emit(&text)?;
+    if !super::json_to_stdout(&args.json) {
+        let mut text = String::new();
+        print_text(&mut text, &out, samples.as_ref());
+        super::sim::emit(&text)?;
+    }
     Ok(())
 }
 

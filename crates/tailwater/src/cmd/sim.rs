@@ -42,9 +42,10 @@ pub(crate) struct Args {
     /// Override every scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Print the results as JSON (byte-identical for the same seed) instead of tables.
-    #[arg(long)]
-    json: bool,
+    /// JSON output (byte-identical for the same seed): to FILE, or to stdout instead of the
+    /// tables when FILE is `-` or left out.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    json: Option<PathBuf>,
     /// Include the time series in the JSON output.
     #[arg(long)]
     series: bool,
@@ -139,10 +140,12 @@ fn run_suite(name: &str, args: &Args) -> Result<(), Failure> {
         .map(|p| PolicySpec::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
     let results = suite::run(&checks, &policies, &args.group)?;
-    if args.json {
+    if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).context("serialising results")?;
-        emit(&format!("{text}\n"))?;
-        return Ok(());
+        super::write_json(path, &format!("{text}\n"))?;
+        if super::json_to_stdout(&args.json) {
+            return Ok(());
+        }
     }
     if args.matrix {
         emit(&format!("{}\n", suite::no_harm_table(&results)))?;
@@ -188,12 +191,12 @@ fn simulate(args: &Args) -> Result<(), Failure> {
             None => tailwater_sim::policies_for(s)?,
         };
         let r = tailwater_sim::run_scenario(s, &policies, opts)?;
-        if !args.json {
+        if !super::json_to_stdout(&args.json) {
             emit(&format!("{}\n", report::table(&r)))?;
         }
         results.push(r);
     }
-    if args.json {
+    if let Some(path) = &args.json {
         let mut json_results = results.clone();
         if !args.series {
             for r in &mut json_results {
@@ -203,8 +206,9 @@ fn simulate(args: &Args) -> Result<(), Failure> {
             }
         }
         let text = serde_json::to_string_pretty(&json_results).context("serialising results")?;
-        emit(&format!("{text}\n"))?;
-    } else {
+        super::write_json(path, &format!("{text}\n"))?;
+    }
+    if !super::json_to_stdout(&args.json) {
         if let Some(goal) = report::goal_matrix(&results) {
             emit(&format!("{goal}\n"))?;
         }

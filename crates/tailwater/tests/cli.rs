@@ -1,4 +1,4 @@
-//! `tailwater load` as a user runs it: exit codes, stdout, closed pipes.
+//! The `tailwater` command as a user runs it: exit codes, stdout, closed pipes, `--json`.
 
 use std::process::{Command, Stdio};
 
@@ -88,4 +88,35 @@ fn a_missed_threshold_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAIL  errors<1%"), "{stdout}");
+}
+
+fn tailwater(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tailwater"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tailwater")
+}
+
+/// `--json` means the same in every subcommand: bare (or `-`) = JSON alone on stdout;
+/// `--json FILE` = JSON in the file and the usual text on stdout.
+#[test]
+fn json_has_one_meaning_across_subcommands() {
+    let plan = ["plan", "--rate", "80", "--service-time", "10ms", "--servers", "1"];
+    let bare = tailwater(&[&plan[..], &["--json"]].concat());
+    assert_eq!(bare.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&bare.stdout).expect("plan JSON");
+    assert!(json.get("prediction").is_some(), "{json}");
+
+    let dir = std::env::temp_dir().join(format!("tw-cli-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("plan.json");
+    let to_file = tailwater(&[&plan[..], &["--json", file.to_str().expect("utf-8")]].concat());
+    assert_eq!(to_file.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&to_file.stdout);
+    assert!(!text.trim_start().starts_with('{'), "text, not JSON: {text}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
+    assert_eq!(saved, json);
+    let _ = std::fs::remove_dir_all(&dir);
 }
