@@ -102,7 +102,15 @@ fn tailwater(args: &[&str]) -> std::process::Output {
 /// `--json FILE` = JSON in the file and the usual text on stdout.
 #[test]
 fn json_has_one_meaning_across_subcommands() {
-    let plan = ["plan", "--rate", "80", "--service-time", "10ms", "--servers", "1"];
+    let plan = [
+        "plan",
+        "--rate",
+        "80",
+        "--service-time",
+        "10ms",
+        "--servers",
+        "1",
+    ];
     let bare = tailwater(&[&plan[..], &["--json"]].concat());
     assert_eq!(bare.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&bare.stdout).expect("plan JSON");
@@ -114,7 +122,10 @@ fn json_has_one_meaning_across_subcommands() {
     let to_file = tailwater(&[&plan[..], &["--json", file.to_str().expect("utf-8")]].concat());
     assert_eq!(to_file.status.code(), Some(0));
     let text = String::from_utf8_lossy(&to_file.stdout);
-    assert!(!text.trim_start().starts_with('{'), "text, not JSON: {text}");
+    assert!(
+        !text.trim_start().starts_with('{'),
+        "text, not JSON: {text}"
+    );
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
     assert_eq!(saved, json);

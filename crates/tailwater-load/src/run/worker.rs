@@ -1,0 +1,95 @@
+//! Sending one request and recording what happened to it, on its own task (h2c) or on a
+//! keep-alive HTTP/1.1 worker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::client::H1Conn;
+use crate::stats::Outcome;
+
+use super::shared::{Job, Shared, us};
+
+pub(super) async fn request(shared: Arc<Shared>, job: Job) {
+    let deadline = job.intended + shared.timeout;
+    let mut sent_at: Option<Instant> = None;
+    let result = if Instant::now() >= deadline {
+        Err(crate::ErrorKind::Timeout)
+    } else {
+        let attempt = async {
+            let mut lease = shared.pool.acquire().await?;
+            let req = shared.build_request(job.tag);
+            sent_at = Some(Instant::now());
+            lease.send(req).await
+        };
+        match tokio::time::timeout_at(deadline.into(), attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::ErrorKind::Timeout),
+        }
+    };
+    settle(&shared, &job, result, sent_at);
+}
+
+/// Measures and records one finished request: corrected latency from the intended send time,
+/// uncorrected from the moment it was written, and the two parts of the send lag.
+fn settle(
+    shared: &Shared,
+    job: &Job,
+    result: Result<u16, crate::ErrorKind>,
+    sent_at: Option<Instant>,
+) {
+    let done = Instant::now();
+    let outcome = Outcome {
+        result,
+        corrected_us: us(done.saturating_duration_since(job.intended)),
+        uncorrected_us: sent_at.map_or(0, |s| us(done.saturating_duration_since(s))),
+        send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
+        pacer_lag_us: us(job.released.saturating_duration_since(job.intended)),
+    };
+    shared.record(job, &outcome);
+    shared.finish_one(outcome.result);
+}
+
+/// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
+pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Conn>) {
+    while let Some(job) = shared.next_job().await {
+        let deadline = job.intended + shared.timeout;
+        let mut sent_at: Option<Instant> = None;
+        // A job whose deadline passed while it waited is not sent: sending it would only
+        // cost the connection (abandoned mid-request) and load the target for nothing.
+        let result = if Instant::now() >= deadline {
+            Err(crate::ErrorKind::Timeout)
+        } else {
+            let attempt = async {
+                // A kept-alive connection the server has since closed is replaced before the
+                // request is sent (that is not a failure of the request).
+                if let Some(c) = &mut conn
+                    && c.ready().await.is_err()
+                {
+                    conn = None;
+                }
+                let c = match &mut conn {
+                    Some(c) => c,
+                    None => {
+                        let c = conn.insert(H1Conn::connect(addr).await?);
+                        c.ready().await?;
+                        c
+                    }
+                };
+                let req = shared.build_request(job.tag);
+                sent_at = Some(Instant::now());
+                c.send(req).await
+            };
+            match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::ErrorKind::Timeout),
+            }
+        };
+        // After a failure once the request was on the wire the connection's state is
+        // unknown: start afresh on the next job. A timeout before sending leaves it usable.
+        if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
+            conn = None;
+        }
+        settle(&shared, &job, result, sent_at);
+    }
+}
