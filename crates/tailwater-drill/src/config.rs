@@ -54,6 +54,87 @@ pub struct DrillConfig {
     pub seed: u64,
     /// Poisson arrivals (true) or evenly spaced ones.
     pub poisson: bool,
+    /// Drill a service you run instead of the synthetic backend (`--target`). The backend
+    /// fields (`workers`, `service_time`, ...) then only shape nothing but the defaults.
+    pub target: Option<ExternalTarget>,
+}
+
+/// A service you run, drilled in place of the synthetic backend: load straight at it
+/// (unprotected), then through the tailwater proxy in front of it (protected).
+///
+/// Only loopback targets are drilled unless `allow_remote` is set: a drill offers up to
+/// ten times a service's capacity, which is an attack on anything you did not mean to hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalTarget {
+    /// `http://host:port/path`, as given.
+    pub url: String,
+    /// Its capacity in requests/s when you know it; `None` finds the knee with a short
+    /// ramp before the drill (see [`crate::find_capacity`]).
+    pub capacity: Option<f64>,
+    /// Allow a target that does not resolve to loopback.
+    pub allow_remote: bool,
+    /// The highest rate the drill (ramp included) may offer, requests/s.
+    pub max_rate: f64,
+}
+
+/// Default bound on the rate a drill of an external target may offer.
+pub const DEFAULT_MAX_RATE: f64 = 20_000.0;
+
+impl ExternalTarget {
+    /// Checks the URL (http:// only), the capacity and the rate bound. Errors name `target`,
+    /// `capacity` or `max_rate`. Whether the host is loopback is checked when the drill
+    /// resolves it ([`ExternalTarget::check_resolved`]).
+    pub fn new(
+        url: &str,
+        capacity: Option<f64>,
+        allow_remote: bool,
+        max_rate: f64,
+    ) -> Result<Self, ConfigError> {
+        tailwater_load::Target::parse(url)
+            .map_err(|e| ConfigError::new("target", e.to_string()))?;
+        if let Some(c) = capacity
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(ConfigError::new(
+                "capacity",
+                "must be a rate above 0 (requests/s)",
+            ));
+        }
+        if !(max_rate.is_finite() && max_rate > 0.0 && max_rate <= 50_000.0) {
+            return Err(ConfigError::new(
+                "max_rate",
+                "must be in (0, 50000] requests/s",
+            ));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            capacity,
+            allow_remote,
+            max_rate,
+        })
+    }
+
+    /// Refuses addresses that are not loopback unless `allow_remote`. Errors name `target`.
+    pub fn check_resolved(&self, addrs: &[std::net::SocketAddr]) -> Result<(), ConfigError> {
+        if addrs.is_empty() {
+            return Err(ConfigError::new(
+                "target",
+                format!("`{}` did not resolve", self.url),
+            ));
+        }
+        if !self.allow_remote
+            && let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback())
+        {
+            return Err(ConfigError::new(
+                "target",
+                format!(
+                    "`{}` resolves to {a}, which is not loopback: a drill offers many times a service's capacity; pass --allow-remote if you mean it",
+                    self.url
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Reporting interval of the load generator (time series, samples of the backend and proxy).
@@ -83,6 +164,7 @@ impl DrillConfig {
             tiers: [1.0, 0.9, 0.75, 0.5],
             seed: 7,
             poisson: true,
+            target: None,
         }
     }
 
@@ -94,9 +176,13 @@ impl DrillConfig {
         }
     }
 
-    /// The backend's capacity in requests per second (`workers / service_time`).
+    /// The capacity the phases are multiples of, in requests per second: an external
+    /// target's (given or found), else the synthetic backend's `workers / service_time`.
     pub fn capacity(&self) -> f64 {
-        self.workers.get() as f64 / self.service_time.as_secs_f64()
+        match self.target.as_ref().and_then(|t| t.capacity) {
+            Some(c) => c,
+            None => self.workers.get() as f64 / self.service_time.as_secs_f64(),
+        }
     }
 
     /// Offered rate of phase `i` in requests per second.
@@ -131,10 +217,14 @@ impl DrillConfig {
             ));
         }
         let peak = self.multipliers.iter().copied().fold(0.0, f64::max) * self.capacity();
-        if peak > 50_000.0 {
+        let bound = self.target.as_ref().map_or(50_000.0, |t| t.max_rate);
+        let capacity_known = self.target.as_ref().is_none_or(|t| t.capacity.is_some());
+        if capacity_known && peak > bound {
             return Err(ConfigError::new(
                 "multipliers",
-                format!("the heaviest phase offers {peak:.0} requests/s; at most 50000"),
+                format!(
+                    "the heaviest phase offers {peak:.0} requests/s; at most {bound:.0} (--max-rate)"
+                ),
             ));
         }
         if self.phase < Duration::from_millis(500) || self.phase > Duration::from_secs(600) {

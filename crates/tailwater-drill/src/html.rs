@@ -342,11 +342,20 @@ pre{{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}}figure{{marg
     let _ = writeln!(out, "<h1>tailwater drill</h1>");
     let _ = writeln!(
         out,
-        "<p>A synthetic backend of {} workers × {} ({} service times; capacity {:.0} requests/s) receives open-loop load at {} of its capacity, {} per phase, first <span style=\"color:{UNPROTECTED}\">straight (unprotected)</span>, then <span style=\"color:{PROTECTED}\">through the tailwater proxy (protected)</span>: {} limit, {} queue, criticality tiers. Clients give up after {}; goodput counts 2xx responses within that timeout. Wasted work is work the backend finished for clients that had already given up.</p>",
-        report.workers,
-        esc(&fmt_duration(report.service_time)),
-        esc(&report.service_dist),
-        report.capacity,
+        "<p>{} receives open-loop load at {} of its capacity, {} per phase, first <span style=\"color:{UNPROTECTED}\">straight (unprotected)</span>, then <span style=\"color:{PROTECTED}\">through the tailwater proxy (protected)</span>: {} limit, {} queue, criticality tiers. Clients give up after {}; goodput counts 2xx responses within that timeout. Wasted work is work the backend finished for clients that had already given up.</p>",
+        esc(&match &report.target {
+            None => format!(
+                "A synthetic backend of {} workers × {} ({} service times; capacity {:.0} requests/s)",
+                report.workers,
+                fmt_duration(report.service_time),
+                report.service_dist,
+                report.capacity
+            ),
+            Some(url) => format!(
+                "The target {url} (capacity {:.0} requests/s, {}; wasted work inside it is not measured)",
+                report.capacity, report.capacity_source
+            ),
+        }),
         esc(&report
             .unprotected
             .phases

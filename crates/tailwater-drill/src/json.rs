@@ -1,6 +1,6 @@
 //! The drill as JSON.
 //!
-//! Keys (stable): `capacity`, `workers`, `service_time_ms`, `service_dist`, `timeout_ms`, `connections`,
+//! Keys (stable): `capacity`, `capacity_source`, `target` (the `--target` URL or null), `recovery_s` (external target: seconds to recover after the unprotected side; null otherwise or when it did not), `workers`, `service_time_ms`, `service_dist`, `timeout_ms`, `connections`,
 //! `algorithm`, `queue`, `mix` (tier → percent), `elapsed_s`, `outcomes_balance`, and
 //! `unprotected` / `protected`, each with `elapsed_s`, `abandoned`, `delayed_by_cap`,
 //! `wasted_after_end`, `backend_service_mean_ms`, `proxy` (protected only: `final_limit`, `min_limit`, `max_limit`,
@@ -105,6 +105,9 @@ pub fn to_json(report: &DrillReport) -> Value {
         .collect();
     json!({
         "capacity": round2(report.capacity),
+        "capacity_source": report.capacity_source,
+        "target": report.target,
+        "recovery_s": report.recovery.map(|r| r.map(|d| round2(d.as_secs_f64()))),
         "workers": report.workers,
         "service_time_ms": report.service_time.as_secs_f64() * 1000.0,
         "service_dist": report.service_dist,

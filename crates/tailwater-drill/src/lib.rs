@@ -40,13 +40,15 @@
 mod config;
 mod html;
 mod json;
+mod knee;
 mod model;
 mod run;
 mod table;
 
-pub use config::{DrillConfig, ServiceDistribution};
+pub use config::{DEFAULT_MAX_RATE, DrillConfig, ExternalTarget, ServiceDistribution};
 pub use html::render_html;
 pub use json::to_json;
+pub use knee::{Knee, KneeStep, RECOVERY_LIMIT, find_capacity, wait_until_recovered};
 pub use model::{DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult};
 pub use run::{Event, Observer, backend_config, proxy_config, run, run_side};
 pub use table::render_table;

@@ -215,6 +215,14 @@ pub struct DrillReport {
     pub protected: SideResult,
     /// Wall time of the whole drill.
     pub elapsed: Duration,
+    /// The external target's URL (`--target`), or `None` for the synthetic backend. With a
+    /// target, wasted work is not measured (the drill cannot see inside your service).
+    pub target: Option<String>,
+    /// Where `capacity` came from: the synthetic backend, `--capacity`, or the ramp.
+    pub capacity_source: String,
+    /// External target only: how long it took to recover after the unprotected side
+    /// (`Some(None)`: not within [`crate::RECOVERY_LIMIT`]; `None`: synthetic backend).
+    pub recovery: Option<Option<Duration>>,
 }
 
 impl DrillReport {

@@ -24,11 +24,11 @@ use tailwater_proxy::config::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::DrillError;
 use crate::config::{DrillConfig, INTERVAL};
 use crate::model::{
     DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult,
 };
+use crate::{ConfigError, DrillError};
 
 /// Something the drill reports while it runs (for progress output).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,7 +92,9 @@ pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillRepo
         ));
     }
     let started = Instant::now();
+    let (config, capacity_source) = &prepare(config)?;
     let mut sides = Vec::with_capacity(2);
+    let mut recovery: Option<Option<Duration>> = None;
     for side in [Side::Unprotected, Side::Protected] {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -100,6 +102,11 @@ pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillRepo
             .enable_all()
             .build()?;
         let result = rt.block_on(run_side(config, side, observer.clone()));
+        if side == Side::Unprotected
+            && let Some(target) = &config.target
+        {
+            recovery = Some(rt.block_on(crate::knee::wait_until_recovered(target, config))?);
+        }
         // Cancels what is left: the backend's queued work, idle connections, the servers.
         rt.shutdown_timeout(Duration::from_millis(500));
         sides.push(result?);
@@ -128,7 +135,64 @@ pub fn run(config: &DrillConfig, observer: Option<Observer>) -> Result<DrillRepo
         unprotected,
         protected,
         elapsed: started.elapsed(),
+        target: config.target.as_ref().map(|t| t.url.clone()),
+        capacity_source: capacity_source.clone(),
+        recovery,
     })
+}
+
+/// Resolves and vets an external target and finds its capacity when not given (on a
+/// runtime of its own); returns the config to drill with and where its capacity came from.
+fn prepare(config: &DrillConfig) -> Result<(DrillConfig, String), DrillError> {
+    let Some(target) = &config.target else {
+        return Ok((
+            config.clone(),
+            "synthetic backend (workers / service time)".into(),
+        ));
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tailwater-drill-ramp")
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let url = tailwater_load::Target::parse(&target.url)
+            .map_err(|e| ConfigError::new("target", e.to_string()))?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(url.authority())
+            .await
+            .map_err(|e| ConfigError::new("target", format!("`{}`: {e}", target.url)))?
+            .collect();
+        target.check_resolved(&addrs)?;
+        match target.capacity {
+            Some(c) => Ok::<_, DrillError>((c, "given (--capacity)".to_string())),
+            None => {
+                let knee = crate::knee::find_capacity(target, config).await?;
+                let steps: Vec<String> = knee
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:.0}/s{}",
+                            s.offered,
+                            if s.overloaded { " overloaded" } else { " ok" }
+                        )
+                    })
+                    .collect();
+                Ok((
+                    knee.capacity,
+                    format!("found by a ramp ({})", steps.join(", ")),
+                ))
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_millis(500));
+    let (capacity, source) = result?;
+    let mut config = config.clone();
+    if let Some(t) = config.target.as_mut() {
+        t.capacity = Some(capacity);
+    }
+    config.validate()?;
+    Ok((config, source))
 }
 
 /// The proxy configuration of the protected side: one catch-all route to `backend` with the
@@ -143,18 +207,30 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
     // no latency model of its own: an RTT of 3 service times counts as a drop.
     let name = config.algorithm;
     let takes = |param: &str| name.parameters().contains(&param);
-    route.limit = LimitConfig {
-        algorithm: name,
-        limit: takes("limit").then_some(workers),
-        initial_limit: takes("initial_limit").then_some(workers * 2),
-        min_limit: takes("min_limit").then_some(1),
-        max_limit: takes("max_limit").then_some((workers * 8).max(8)),
-        timeout: (name == AlgorithmName::Aimd).then_some(config.service_time * 3),
-        ..LimitConfig::default()
+    // An external target's concurrency is unknown: its algorithm runs with its own defaults.
+    route.limit = if config.target.is_some() {
+        LimitConfig {
+            algorithm: name,
+            ..LimitConfig::default()
+        }
+    } else {
+        LimitConfig {
+            algorithm: name,
+            limit: takes("limit").then_some(workers),
+            initial_limit: takes("initial_limit").then_some(workers * 2),
+            min_limit: takes("min_limit").then_some(1),
+            max_limit: takes("max_limit").then_some((workers * 8).max(8)),
+            timeout: (name == AlgorithmName::Aimd).then_some(config.service_time * 3),
+            ..LimitConfig::default()
+        }
     };
     route.queue = Some(QueueSettings {
         discipline: config.queue,
-        capacity: (workers * 8).max(16),
+        capacity: if config.target.is_some() {
+            QueueSettings::default().capacity
+        } else {
+            (workers * 8).max(16)
+        },
         ..QueueSettings::default()
     });
     let [critical_plus, critical, sheddable_plus, sheddable] = config.tiers;
@@ -219,13 +295,29 @@ pub async fn run_side(
         o(&Event::SideStarted { side });
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (listener, backend_addr) = bind().await?;
-    let backend = Backend::new(backend_config(config));
-    {
-        let b = backend.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(async move { b.serve(listener, stopped(rx)).await });
-    }
+    // The service under drill: the synthetic backend, or the target you run.
+    let (backend, backend_addr, path) = match &config.target {
+        None => {
+            let (listener, addr) = bind().await?;
+            let backend = Backend::new(backend_config(config));
+            let b = backend.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { b.serve(listener, stopped(rx)).await });
+            (Some(backend), addr, "/".to_string())
+        }
+        Some(t) => {
+            let url = tailwater_load::Target::parse(&t.url)
+                .map_err(|e| ConfigError::new("target", e.to_string()))?;
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(url.authority()).await?.collect();
+            t.check_resolved(&addrs)?;
+            let path = t
+                .url
+                .splitn(4, '/')
+                .nth(3)
+                .map_or_else(|| "/".to_string(), |p| format!("/{p}"));
+            (None, addrs[0], path)
+        }
+    };
     let (target, proxy) = match side {
         Side::Unprotected => (backend_addr, None),
         Side::Protected => {
@@ -237,8 +329,12 @@ pub async fn run_side(
             (addr, Some(proxy))
         }
     };
+    let backend_stats = |b: &Option<Backend>| {
+        b.as_ref()
+            .map_or_else(BackendStats::default, Backend::stats)
+    };
 
-    let load = load_config(config, target)?;
+    let load = load_config(config, &format!("http://{target}{path}"))?;
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::new(Mutex::new(Vec::new()));
     let mut load = load;
     {
@@ -257,7 +353,7 @@ pub async fn run_side(
             if let Ok(mut s) = samples.lock() {
                 s.push(Sample {
                     elapsed: p.elapsed,
-                    backend: backend.stats(),
+                    backend: backend_stats(&backend),
                     limit,
                 });
             }
@@ -297,7 +393,7 @@ pub async fn run_side(
         });
     }
     let report = tailwater_load::run(load, std::future::pending::<()>()).await?;
-    let end = backend.stats();
+    let end = backend_stats(&backend);
     let proxy_status = proxy.as_ref().and_then(|p| p.status().into_iter().next());
     let _ = stop_tx.send(true);
 
@@ -327,7 +423,7 @@ pub async fn run_side(
     Ok(result)
 }
 
-fn load_config(config: &DrillConfig, target: SocketAddr) -> Result<LoadConfig, DrillError> {
+fn load_config(config: &DrillConfig, url: &str) -> Result<LoadConfig, DrillError> {
     let capacity = config.capacity();
     let segments = config
         .multipliers
@@ -338,7 +434,7 @@ fn load_config(config: &DrillConfig, target: SocketAddr) -> Result<LoadConfig, D
         })
         .collect();
     let schedule = Schedule::new(segments)?;
-    let mut load = LoadConfig::new(&format!("http://{target}/"), schedule)?;
+    let mut load = LoadConfig::new(url, schedule)?;
     load.spacing = if config.poisson {
         Spacing::Poisson
     } else {

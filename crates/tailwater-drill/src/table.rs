@@ -50,7 +50,7 @@ fn row(out: &mut String, label: &str, u: String, p: String) {
     let _ = writeln!(out, "  {label:<26} {u:>20} {p:>20}");
 }
 
-fn block(out: &mut String, capacity: f64, u: &PhaseResult, p: &PhaseResult) {
+fn block(out: &mut String, capacity: f64, external: bool, u: &PhaseResult, p: &PhaseResult) {
     row(
         out,
         "goodput",
@@ -91,12 +91,14 @@ fn block(out: &mut String, capacity: f64, u: &PhaseResult, p: &PhaseResult) {
             format!("{} / {}", p.errors, p.other_status),
         );
     }
-    row(
-        out,
-        "wasted work (of backend)",
-        format!("{} ({})", u.wasted, pct(u.wasted_share())),
-        format!("{} ({})", p.wasted, pct(p.wasted_share())),
-    );
+    if !external {
+        row(
+            out,
+            "wasted work (of backend)",
+            format!("{} ({})", u.wasted, pct(u.wasted_share())),
+            format!("{} ({})", p.wasted, pct(p.wasted_share())),
+        );
+    }
     for (tu, tp) in u.tiers.iter().zip(&p.tiers) {
         row(
             out,
@@ -112,16 +114,29 @@ fn block(out: &mut String, capacity: f64, u: &PhaseResult, p: &PhaseResult) {
 pub fn render_table(report: &DrillReport) -> String {
     let mut out = String::new();
     let cap = report.capacity;
-    let _ = writeln!(
-        out,
-        "tailwater drill: backend {} workers × {} ({} service times) = {:.0} req/s capacity; clients time out after {}, {} connections",
-        report.workers,
-        fmt_duration(report.service_time),
-        report.service_dist,
-        cap,
-        fmt_duration(report.timeout),
-        report.connections
-    );
+    match &report.target {
+        None => {
+            let _ = writeln!(
+                out,
+                "tailwater drill: backend {} workers × {} ({} service times) = {:.0} req/s capacity; clients time out after {}, {} connections",
+                report.workers,
+                fmt_duration(report.service_time),
+                report.service_dist,
+                cap,
+                fmt_duration(report.timeout),
+                report.connections
+            );
+        }
+        Some(url) => {
+            let _ = writeln!(
+                out,
+                "tailwater drill: target {url}, capacity {cap:.0} req/s, {}; clients time out after {}, {} connections (wasted work inside your service is not measured)",
+                report.capacity_source,
+                fmt_duration(report.timeout),
+                report.connections
+            );
+        }
+    }
     let mix: Vec<String> = report
         .mix
         .iter()
@@ -153,7 +168,7 @@ pub fn render_table(report: &DrillReport) -> String {
             "  {:<26} {:>20} {:>20}",
             "", "unprotected", "protected"
         );
-        block(&mut out, cap, u, p);
+        block(&mut out, cap, report.target.is_some(), u, p);
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -213,6 +228,23 @@ pub fn render_table(report: &DrillReport) -> String {
         out,
         "Shed = answered 503/429 at once: by the proxy (protected) or by the backend's full queue (unprotected)."
     );
+    match report.recovery {
+        Some(Some(t)) => {
+            let _ = writeln!(
+                out,
+                "After the unprotected side the target took {:.1}s to answer promptly again (probed at 20 req/s); the protected side started then.",
+                t.as_secs_f64()
+            );
+        }
+        Some(None) => {
+            let _ = writeln!(
+                out,
+                "After the unprotected side the target had not recovered within {}s; the protected side started anyway and may carry its backlog.",
+                crate::knee::RECOVERY_LIMIT.as_secs()
+            );
+        }
+        None => {}
+    }
     let balanced = report.sides().iter().all(|s| s.outcomes_balance());
     let _ = writeln!(
         out,

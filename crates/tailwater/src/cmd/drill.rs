@@ -32,18 +32,32 @@ pub(crate) struct Args {
     /// Offered load per phase, as multiples of the backend's capacity.
     #[arg(long, default_value = "0.5,1,2,5,10")]
     multipliers: String,
+    /// Drill a service you run (http://host:port/path) instead of the synthetic backend:
+    /// straight at it, then through the tailwater proxy in front of it. Loopback only unless
+    /// --allow-remote.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// The target's capacity in requests/s; without it a short ramp finds the knee first.
+    #[arg(long, requires = "target")]
+    capacity: Option<f64>,
+    /// Allow a --target that does not resolve to loopback.
+    #[arg(long, requires = "target")]
+    allow_remote: bool,
+    /// With --target: the highest rate the drill (ramp included) may offer, requests/s.
+    #[arg(long, requires = "target", default_value_t = tailwater_drill::DEFAULT_MAX_RATE)]
+    max_rate: f64,
     /// Backend workers.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, conflicts_with = "target")]
     workers: usize,
     /// Backend mean service time per request.
-    #[arg(long, default_value = "40ms")]
+    #[arg(long, default_value = "40ms", conflicts_with = "target")]
     service_time: String,
     /// How the backend's service times vary: constant, exponential, lognormal (with
     /// --service-cv) or bimodal (5 % of requests 10× slower).
-    #[arg(long, default_value = "constant")]
+    #[arg(long, default_value = "constant", conflicts_with = "target")]
     service_dist: String,
     /// Coefficient of variation of --service-dist lognormal (default 1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "target")]
     service_cv: Option<f64>,
     /// Client timeout: responses after it are not goodput, and the client goes away.
     #[arg(long, default_value = "1s")]
@@ -124,6 +138,14 @@ fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
         .map_err(|_| ConfigError::new("tiers", "needs four thresholds"))?;
     c.seed = args.seed;
     c.poisson = !args.uniform;
+    if let Some(url) = &args.target {
+        c.target = Some(tailwater_drill::ExternalTarget::new(
+            url,
+            args.capacity,
+            args.allow_remote,
+            args.max_rate,
+        )?);
+    }
     c.validate()?;
     Ok(c)
 }
@@ -193,7 +215,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             2.0 * (config.side_duration() + config.timeout).as_secs_f64() + 1.0
         );
     }
-    let report = tailwater_drill::run(&config, observer).context("the drill failed")?;
+    if !args.quiet && config.target.as_ref().is_some_and(|t| t.capacity.is_none()) {
+        eprintln!("tailwater drill: finding the target's capacity with a short ramp (about 10s)");
+    }
+    let report = match tailwater_drill::run(&config, observer) {
+        Ok(r) => r,
+        // A refused target (not loopback, or no knee within the bounds) is bad input.
+        Err(tailwater_drill::DrillError::Config(e)) => {
+            eprintln!("tailwater drill: {e}");
+            return Ok(2);
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("the drill failed")),
+    };
     // With the JSON on stdout, the human output goes to stderr so stdout stays parseable.
     let json_stdout = super::json_to_stdout(&args.json);
     let mut human = tailwater_drill::render_table(&report);

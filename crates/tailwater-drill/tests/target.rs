@@ -1,0 +1,169 @@
+//! `tailwater drill --target`: the game day against a service you run. The "service" here is
+//! the synthetic backend started by the test on 127.0.0.1:0 as a separate server the drill
+//! knows nothing about (no restart between sides, no counters).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tailwater_drill::{ConfigError, DrillConfig, DrillError, ExternalTarget, run, to_json};
+use tailwater_load::backend::{Backend, BackendConfig};
+
+/// Starts a backend of 4 workers × 20 ms (200 requests/s) on its own runtime thread.
+fn start_service() -> (
+    String,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            let mut config =
+                BackendConfig::new(NonZeroUsize::new(4).expect("4"), Duration::from_millis(20));
+            config.queue = 256;
+            let backend = Backend::new(config);
+            let stop = async move {
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            };
+            let _ = backend.serve(listener, stop).await;
+        });
+        rt.shutdown_timeout(Duration::from_millis(200));
+    });
+    let addr = addr_rx.recv().expect("the service starts");
+    (format!("http://{addr}/"), stop_tx, handle)
+}
+
+fn config(target: ExternalTarget) -> DrillConfig {
+    let mut c = DrillConfig::quick();
+    c.multipliers = vec![1.0, 5.0];
+    c.phase = Duration::from_secs(1);
+    c.timeout = Duration::from_millis(500);
+    c.connections = NonZeroUsize::new(64).expect("64");
+    c.target = Some(target);
+    c
+}
+
+#[test]
+fn drills_a_running_service_finding_its_capacity_first() {
+    let (url, stop, handle) = start_service();
+    let target = ExternalTarget::new(&url, None, false, 5_000.0).expect("target");
+    let report = run(&config(target), None).expect("the drill runs");
+    let _ = stop.send(());
+    let _ = handle.join();
+    println!("{}", tailwater_drill::render_table(&report));
+
+    // The ramp's estimate is within its resolution of the true 200 requests/s.
+    assert!(
+        (150.0..=260.0).contains(&report.capacity),
+        "capacity {} ({})",
+        report.capacity,
+        report.capacity_source
+    );
+    assert!(report.capacity_source.starts_with("found by a ramp"));
+    assert_eq!(report.target.as_deref(), Some(url.as_str()));
+    assert!(
+        matches!(report.recovery, Some(Some(_))),
+        "{:?}",
+        report.recovery
+    );
+    for side in report.sides() {
+        assert!(side.outcomes_balance(), "{}", side.side.as_str());
+    }
+    let (u, p) = report.phase_at(5.0).expect("a 5x phase");
+    assert!(
+        p.goodput >= 0.7 * report.capacity && p.goodput > u.goodput,
+        "5x: protected {} vs unprotected {} of {}",
+        p.goodput,
+        u.goodput,
+        report.capacity
+    );
+    let json = to_json(&report);
+    assert_eq!(json["target"], url.as_str());
+    assert!(json["recovery_s"].is_number(), "{}", json["recovery_s"]);
+}
+
+#[test]
+fn refuses_targets_that_are_not_loopback_unless_told() {
+    let target = ExternalTarget::new("http://192.0.2.1:8080/", Some(100.0), false, 5_000.0)
+        .expect("the URL itself is fine");
+    let addrs = ["192.0.2.1:8080".parse().expect("addr")];
+    let err = target.check_resolved(&addrs).expect_err("refused");
+    assert_eq!(err.field(), "target");
+    assert!(err.to_string().contains("--allow-remote"), "{err}");
+    let allowed =
+        ExternalTarget::new("http://192.0.2.1:8080/", Some(100.0), true, 5_000.0).expect("ok");
+    assert!(allowed.check_resolved(&addrs).is_ok());
+    let local = [
+        "127.0.0.1:8080".parse().expect("addr"),
+        "[::1]:8080".parse().expect("addr"),
+    ];
+    assert!(target.check_resolved(&local).is_ok());
+
+    // The drill itself refuses before sending anything.
+    let err = run(&config(target), None).expect_err("refused");
+    assert!(
+        matches!(&err, DrillError::Config(e) if e.field() == "target"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_target_settings_name_the_field() {
+    let field = |r: Result<ExternalTarget, ConfigError>| r.expect_err("refused").field();
+    assert_eq!(
+        field(ExternalTarget::new(
+            "https://127.0.0.1/",
+            None,
+            false,
+            100.0
+        )),
+        "target"
+    );
+    assert_eq!(
+        field(ExternalTarget::new(
+            "http://127.0.0.1/",
+            Some(0.0),
+            false,
+            100.0
+        )),
+        "capacity"
+    );
+    assert_eq!(
+        field(ExternalTarget::new("http://127.0.0.1/", None, false, -1.0)),
+        "max_rate"
+    );
+    // A given capacity whose 10x phase would pass --max-rate is refused up front.
+    let target =
+        ExternalTarget::new("http://127.0.0.1:1/", Some(1_000.0), false, 5_000.0).expect("target");
+    let mut c = config(target);
+    c.multipliers = vec![1.0, 10.0];
+    assert_eq!(c.validate().expect_err("refused").field(), "multipliers");
+}
+
+/// Nothing answers: the ramp's first step fails, and the drill says to give --capacity.
+#[test]
+fn a_dead_target_is_refused_with_a_reason() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    drop(listener);
+    let target = ExternalTarget::new(&url, None, false, 5_000.0).expect("target");
+    let err = run(&config(target), None).expect_err("refused");
+    match err {
+        DrillError::Config(e) => {
+            assert_eq!(e.field(), "capacity");
+            assert!(e.to_string().contains("first step"), "{e}");
+        }
+        other => panic!("{other}"),
+    }
+}
