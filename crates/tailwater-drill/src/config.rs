@@ -90,8 +90,14 @@ impl ExternalTarget {
         allow_remote: bool,
         max_rate: f64,
     ) -> Result<Self, ConfigError> {
-        tailwater_load::Target::parse(url)
+        let parsed = tailwater_load::Target::parse(url)
             .map_err(|e| ConfigError::new("target", e.to_string()))?;
+        if parsed.is_tls() {
+            return Err(ConfigError::new(
+                "target",
+                "https:// targets cannot be drilled yet: the proxy does not speak TLS to its upstream",
+            ));
+        }
         if let Some(c) = capacity
             && !(c.is_finite() && c > 0.0)
         {

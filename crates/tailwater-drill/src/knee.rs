@@ -3,8 +3,9 @@
 //! The drill offers multiples of a capacity; for a service you run, you may not know it. The
 //! ramp offers short open-loop steps, doubling from [`START_RATE`], and stops at the first
 //! step that shows overload — more than 1 % of requests without a 2xx within the timeout,
-//! the successes' p99 above [`P99_INFLATION`]× the first step's, or fewer than 90 % of the
-//! step's requests succeeding — then bisects twice between the last healthy rate and that
+//! the successes' median above [`P50_INFLATION`]× the first step's (a queue has formed: the
+//! median moves when one does, and unlike a one-second p99 it is not two samples' noise on a
+//! busy machine), or fewer than 90 % of the step's requests succeeding — then bisects twice between the last healthy rate and that
 //! one. Between steps it pauses one client timeout so a backlog cannot leak into the next
 //! step.
 //!
@@ -24,8 +25,8 @@ use crate::config::{DrillConfig, ExternalTarget};
 pub(crate) const START_RATE: f64 = 50.0;
 /// Length of each step.
 pub(crate) const STEP: Duration = Duration::from_secs(1);
-/// A step whose successes' p99 exceeds this multiple of the first step's is overloaded.
-pub(crate) const P99_INFLATION: f64 = 4.0;
+/// A step whose successes' median exceeds this multiple of the first step's is overloaded.
+pub(crate) const P50_INFLATION: f64 = 3.0;
 /// Bisection steps after the first overloaded one.
 const BISECTIONS: usize = 2;
 
@@ -36,6 +37,8 @@ pub struct KneeStep {
     pub offered: f64,
     /// 2xx responses completed during the step, per second.
     pub goodput: f64,
+    /// Median of the successes' latency from the intended send time, µs.
+    pub success_p50_us: u64,
     /// p99 of the successes' latency from the intended send time, µs.
     pub success_p99_us: u64,
     /// Share of the step's requests without a 2xx response (shed, errors, timeouts).
@@ -57,7 +60,7 @@ async fn step(
     target: &ExternalTarget,
     config: &DrillConfig,
     rate: f64,
-    baseline_p99: Option<u64>,
+    baseline_p50: Option<u64>,
 ) -> Result<KneeStep, DrillError> {
     let schedule = Schedule::constant(rate, STEP)?;
     let mut load = LoadConfig::new(&target.url, schedule)?;
@@ -70,20 +73,22 @@ async fn step(
         .first()
         .ok_or(DrillError::Internal("a ramp step has one phase"))?;
     let stats = &phase.stats;
-    let p99 = Percentiles::of(&stats.success).p99;
+    let success = Percentiles::of(&stats.success);
     let failed = stats.requests.saturating_sub(stats.successes());
     let failed_share = if stats.requests == 0 {
         1.0
     } else {
         failed as f64 / stats.requests as f64
     };
-    let inflated =
-        baseline_p99.is_some_and(|b| p99 as f64 > P99_INFLATION * b.max(1_000) as f64 || p99 == 0);
+    let inflated = baseline_p50.is_some_and(|b| {
+        success.count == 0 || success.p50 as f64 > P50_INFLATION * b.max(1_000) as f64
+    });
     let short = (stats.successes() as f64) < 0.9 * phase.scheduled as f64;
     Ok(KneeStep {
         offered: rate,
         goodput: phase.goodput(),
-        success_p99_us: p99,
+        success_p50_us: success.p50,
+        success_p99_us: success.p99,
         failed_share,
         overloaded: failed_share > 0.01 || inflated || short,
     })
@@ -116,7 +121,7 @@ pub async fn find_capacity(
         if s.overloaded {
             break rate;
         }
-        baseline.get_or_insert(s.success_p99_us);
+        baseline.get_or_insert(s.success_p50_us);
         healthy = Some(rate);
         if rate >= ceiling {
             return Err(crate::ConfigError::new(
@@ -134,9 +139,9 @@ pub async fn find_capacity(
         return Err(crate::ConfigError::new(
             "capacity",
             format!(
-                "the target was overloaded at the first step ({overloaded_at:.0} requests/s: {:.1} % failed, success p99 {} µs); give --capacity",
+                "the target was overloaded at the first step ({overloaded_at:.0} requests/s: {:.1} % failed, success p50 {} µs); give --capacity",
                 100.0 * steps[0].failed_share,
-                steps[0].success_p99_us
+                steps[0].success_p50_us
             ),
         )
         .into());

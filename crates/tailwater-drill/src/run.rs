@@ -167,6 +167,9 @@ fn prepare(config: &DrillConfig) -> Result<(DrillConfig, String), DrillError> {
             Some(c) => Ok::<_, DrillError>((c, "given (--capacity)".to_string())),
             None => {
                 let knee = crate::knee::find_capacity(target, config).await?;
+                // The ramp's overloaded steps leave a backlog: let it drain before the
+                // unprotected side starts.
+                crate::knee::wait_until_recovered(target, config).await?;
                 let steps: Vec<String> = knee
                     .steps
                     .iter()

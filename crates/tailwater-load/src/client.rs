@@ -2,11 +2,13 @@
 //!
 //! HTTP/1.1 ([`H1Conn`]): one keep-alive connection per worker task, driven by that task; a
 //! due request waits (FIFO) for a free worker, and that wait is part of its corrected latency.
-//! h2c ([`Pool`]): `connections` multiplexed connections used round-robin, opened before the
-//! run and replaced when they close; one task per request.
+//! HTTP/2 ([`Pool`]): `connections` multiplexed connections used round-robin, opened before
+//! the run and replaced when they close; one task per request. Either runs in the clear or
+//! over TLS ([`crate::tls`]).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -16,12 +18,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::stats::ErrorKind;
+use crate::tls::{Connector, Stream};
 
 type Body = Full<Bytes>;
 
-/// The h2c connections of a run.
+/// TLS for `https://` targets, shared by every connection of a run (`None`: cleartext).
+pub(crate) type Tls = Option<Arc<Connector>>;
+
+/// The HTTP/2 connections of a run (h2c, or h2 over TLS).
 pub(crate) struct Pool {
     addr: SocketAddr,
+    tls: Tls,
     h2: Vec<tokio::sync::Mutex<Option<http2::SendRequest<Body>>>>,
     next: AtomicUsize,
 }
@@ -32,10 +39,11 @@ pub(crate) struct Lease {
 }
 
 impl Pool {
-    /// A pool of `connections` h2c connections (0 for an HTTP/1.1 run).
-    pub(crate) fn new(addr: SocketAddr, connections: usize) -> Self {
+    /// A pool of `connections` HTTP/2 connections (0 for an HTTP/1.1 run).
+    pub(crate) fn new(addr: SocketAddr, connections: usize, tls: Tls) -> Self {
         Self {
             addr,
+            tls,
             h2: (0..connections)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
@@ -48,7 +56,7 @@ impl Pool {
         for slot in &self.h2 {
             let mut guard = slot.lock().await;
             if guard.is_none() {
-                *guard = connect_h2(self.addr).await.ok();
+                *guard = connect_h2(self.addr, &self.tls).await.ok();
             }
         }
     }
@@ -62,7 +70,7 @@ impl Pool {
         let mut sender = match slot.as_ref() {
             Some(s) if !s.is_closed() => s.clone(),
             _ => {
-                let s = connect_h2(self.addr).await?;
+                let s = connect_h2(self.addr, &self.tls).await?;
                 *slot = Some(s.clone());
                 s
             }
@@ -72,6 +80,11 @@ impl Pool {
             return Err(ErrorKind::Closed);
         }
         Ok(Lease { sender })
+    }
+
+    /// The run's TLS connector (also used by the HTTP/1.1 workers).
+    pub(crate) fn tls(&self) -> &Tls {
+        &self.tls
     }
 }
 
@@ -97,16 +110,23 @@ impl Lease {
     }
 }
 
-async fn tcp(addr: SocketAddr) -> Result<TokioIo<TcpStream>, ErrorKind> {
+/// Connects, and runs the TLS handshake for `https://` (a failed handshake is a `tls` error).
+async fn open(addr: SocketAddr, tls: &Tls) -> Result<TokioIo<Stream>, ErrorKind> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|_| ErrorKind::Connect)?;
     let _ = stream.set_nodelay(true);
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(c) => Stream::Tls(Box::new(
+            c.connect(stream).await.map_err(|_| ErrorKind::Tls)?,
+        )),
+    };
     Ok(TokioIo::new(stream))
 }
 
-async fn connect_h2(addr: SocketAddr) -> Result<http2::SendRequest<Body>, ErrorKind> {
-    let io = tcp(addr).await?;
+async fn connect_h2(addr: SocketAddr, tls: &Tls) -> Result<http2::SendRequest<Body>, ErrorKind> {
+    let io = open(addr, tls).await?;
     let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
         .await
         .map_err(|_| ErrorKind::Connect)?;
@@ -150,16 +170,16 @@ fn classify(e: &hyper::Error) -> ErrorKind {
 /// wake-ups (hyper's usual split into a sender and a spawned connection task costs two).
 pub(crate) struct H1Conn {
     sender: http1::SendRequest<Body>,
-    conn: std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
+    conn: H1Connection,
     /// The connection future has completed and must not be polled again.
     done: bool,
 }
 
-type H1Connection = std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>;
+type H1Connection = std::pin::Pin<Box<http1::Connection<TokioIo<Stream>, Body>>>;
 
 impl H1Conn {
-    pub(crate) async fn connect(addr: SocketAddr) -> Result<Self, ErrorKind> {
-        let io = tcp(addr).await?;
+    pub(crate) async fn connect(addr: SocketAddr, tls: &Tls) -> Result<Self, ErrorKind> {
+        let io = open(addr, tls).await?;
         let (sender, conn) = http1::handshake(io).await.map_err(|_| ErrorKind::Connect)?;
         Ok(Self {
             sender,

@@ -22,40 +22,45 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// Default request timeout, counted from the intended send time.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The HTTP target: an `http://` URL, resolved once at the start of a run.
+/// The HTTP target: an `http://` or `https://` URL, resolved once at the start of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub(crate) uri: Uri,
     pub(crate) authority: String,
+    pub(crate) host: String,
     pub(crate) path: String,
+    /// `https://`: connections run TLS (see [`crate::TlsOptions`]).
+    pub(crate) tls: bool,
 }
 
 impl Target {
-    /// Parses an `http://host[:port]/path` URL (https is not supported). Errors name `url`.
+    /// Parses an `http://` or `https://host[:port]/path` URL. Errors name `url`.
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| ConfigError::new("url", format!("`{url}` is not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
                 return Err(ConfigError::new(
                     "url",
-                    format!("scheme `{other}` is not supported (use http://; h2c with --http2)"),
+                    format!("scheme `{other}` is not supported (use http:// or https://)"),
                 ));
             }
             None => {
                 return Err(ConfigError::new(
                     "url",
-                    format!("`{url}` has no http:// scheme"),
+                    format!("`{url}` has no http:// or https:// scheme"),
                 ));
             }
-        }
+        };
         let auth = uri
             .authority()
             .ok_or_else(|| ConfigError::new("url", format!("`{url}` has no host")))?;
-        let port = auth.port_u16().unwrap_or(80);
+        let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let authority = format!("{}:{port}", auth.host());
+        let host = auth.host().to_string();
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
@@ -64,13 +69,25 @@ impl Target {
         Ok(Self {
             uri,
             authority,
+            host,
             path,
+            tls,
         })
     }
 
     /// `host:port`.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The host, without the port (the TLS server name).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Whether the target is `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -233,8 +250,11 @@ pub struct Config {
     pub headers: HeaderMap,
     /// Request body (empty by default).
     pub body: Bytes,
-    /// Use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1.
+    /// Use HTTP/2 instead of HTTP/1.1: h2c (prior knowledge) for `http://`, h2 negotiated by
+    /// ALPN for `https://`.
     pub http2: bool,
+    /// How `https://` targets are verified.
+    pub tls: crate::TlsOptions,
     /// Connections to open (HTTP/1.1: also the bound on requests on the wire).
     pub connections: NonZeroUsize,
     /// Bound on outstanding requests; when reached, the scheduler waits and the requests it
@@ -268,6 +288,7 @@ impl fmt::Debug for Config {
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
             .field("http2", &self.http2)
+            .field("tls", &self.tls)
             .field("connections", &self.connections)
             .field("max_in_flight", &self.max_in_flight)
             .field("timeout", &self.timeout)
@@ -293,6 +314,7 @@ impl Config {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             http2: false,
+            tls: crate::TlsOptions::default(),
             connections: NonZeroUsize::new(DEFAULT_CONNECTIONS_HTTP1).unwrap_or(NonZeroUsize::MIN),
             max_in_flight: NonZeroUsize::new(DEFAULT_MAX_IN_FLIGHT).unwrap_or(NonZeroUsize::MIN),
             timeout: DEFAULT_TIMEOUT,

@@ -1,4 +1,5 @@
-//! Open-loop, coordinated-omission-correct HTTP load generation, and a synthetic backend.
+//! Open-loop, coordinated-omission-correct HTTP load generation (HTTP/1.1 and HTTP/2, in the
+//! clear or over TLS), and a synthetic backend.
 //!
 //! The load generator follows wrk2's measurement model (Gil Tene, "How NOT to Measure
 //! Latency"): requests are due on a schedule fixed in advance, and each latency is measured
@@ -38,6 +39,7 @@ mod schedule;
 mod stats;
 mod summary;
 mod threshold;
+mod tls;
 
 pub use config::{
     Config, DEFAULT_CONNECTIONS_HTTP1, DEFAULT_CONNECTIONS_HTTP2, DEFAULT_MAX_IN_FLIGHT,
@@ -53,6 +55,7 @@ pub use schedule::{Arrival, Arrivals, Schedule, Segment, Spacing};
 pub use stats::{ErrorKind, Percentiles, Stats};
 pub use tailwater_core::ConfigError;
 pub use threshold::{Thresholds, Verdict};
+pub use tls::TlsOptions;
 
 /// Why a run could not start or finish its outputs (request failures are counted in the
 /// report, not returned as errors).

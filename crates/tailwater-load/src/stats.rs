@@ -10,6 +10,9 @@ use hdrhistogram::Histogram;
 pub enum ErrorKind {
     /// The TCP connection (or the HTTP handshake) could not be established.
     Connect,
+    /// The TLS handshake failed (an untrusted certificate, a name mismatch, no common
+    /// protocol or ALPN).
+    Tls,
     /// No response before `timeout` (counted from the intended send time).
     Timeout,
     /// The connection was reset by the peer.
@@ -26,8 +29,9 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Connect,
+        ErrorKind::Tls,
         ErrorKind::Timeout,
         ErrorKind::Reset,
         ErrorKind::Closed,
@@ -40,6 +44,7 @@ impl ErrorKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Closed => "closed",
@@ -251,7 +256,7 @@ pub(crate) struct Acc {
     pub(crate) sent: u64,
     status: Box<[u64; 600]>,
     other_status: BTreeMap<u16, u64>,
-    errors: [u64; 7],
+    errors: [u64; 8],
     pub(crate) corrected: Histogram<u64>,
     pub(crate) uncorrected: Histogram<u64>,
     pub(crate) success: Histogram<u64>,
@@ -268,7 +273,7 @@ impl Acc {
             sent: 0,
             status: Box::new([0; 600]),
             other_status: BTreeMap::new(),
-            errors: [0; 7],
+            errors: [0; 8],
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             success: new_histogram(),

@@ -329,7 +329,7 @@ async fn h2c_and_connection_errors() {
 async fn bad_config_names_the_field() {
     let schedule = Schedule::constant(1.0, Duration::from_secs(1)).unwrap();
     assert_eq!(
-        Config::new("https://x/", schedule.clone())
+        Config::new("ftp://x/", schedule.clone())
             .unwrap_err()
             .field(),
         "url"
@@ -490,4 +490,126 @@ async fn thresholds_judge_a_real_run() {
         [true, true, true, true, true, false],
         "{verdicts:?}"
     );
+}
+
+/// A TLS server on 127.0.0.1:0 with the test certificate (`tests/tls/`: a CA and a leaf for
+/// `localhost` and 127.0.0.1), HTTP/1.1 and h2 by ALPN; counts requests per HTTP version.
+async fn tls_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{dir}/server.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]> = std::sync::Arc::default();
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let i = usize::from(req.version() == http::Version::HTTP_2);
+                        counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// `https://`: HTTP/1.1 and h2 (by ALPN) against a server whose CA is given; refused (as
+/// `tls` errors, not successes) when the CA is unknown; accepted with `insecure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_verifies_the_server_and_negotiates_h2() {
+    let (addr, seen) = tls_server().await;
+    let ca = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem"));
+    let schedule = || Schedule::constant(200.0, Duration::from_millis(250)).unwrap();
+    let url = format!("https://localhost:{}/", addr.port());
+
+    let mut config = Config::new(&url, schedule()).unwrap();
+    config.tls.ca_file = Some(ca.clone());
+    config.connections = NonZeroUsize::new(4).unwrap();
+    let report = run(config).await;
+    assert_eq!(report.total.status_count(200), 50, "{:?}", report.total);
+
+    let mut config =
+        Config::new(&format!("https://127.0.0.1:{}/", addr.port()), schedule()).unwrap();
+    config.tls.ca_file = Some(ca.clone());
+    config.http2 = true;
+    config.connections = NonZeroUsize::new(2).unwrap();
+    let report = run(config).await;
+    assert_eq!(report.total.status_count(200), 50, "{:?}", report.total);
+    assert_eq!(
+        seen[1].load(std::sync::atomic::Ordering::Relaxed),
+        50,
+        "h2 requests"
+    );
+    assert_eq!(
+        seen[0].load(std::sync::atomic::Ordering::Relaxed),
+        50,
+        "HTTP/1.1 requests"
+    );
+
+    // The system's roots do not know the test CA: every request is a TLS failure.
+    let config = Config::new(&url, schedule()).unwrap();
+    let report = run(config).await;
+    assert_eq!(report.total.successes(), 0);
+    assert_eq!(
+        report.total.error_kind_count(ErrorKind::Tls),
+        50,
+        "{:?}",
+        report.total.errors
+    );
+
+    let mut config = Config::new(&url, schedule()).unwrap();
+    config.tls.insecure = true;
+    let report = run(config).await;
+    assert_eq!(report.total.status_count(200), 50);
+
+    // A CA file that is not there names the field.
+    let mut config = Config::new(&url, schedule()).unwrap();
+    config.tls.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = tailwater_load::run(config, std::future::pending())
+        .await
+        .expect_err("refused");
+    match err {
+        tailwater_load::LoadError::Config(e) => assert_eq!(e.field(), "cacert"),
+        other => panic!("{other}"),
+    }
 }

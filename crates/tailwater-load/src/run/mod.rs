@@ -64,7 +64,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             source: std::io::Error::other("no address"),
         })?;
     let connections = config.connections.get();
-    let pool = Pool::new(addr, if config.http2 { connections } else { 0 });
+    let tls = if config.target.tls {
+        Some(std::sync::Arc::new(crate::tls::Connector::new(
+            &config.tls,
+            config.target.host(),
+            config.http2,
+        )?))
+    } else {
+        None
+    };
+    let pool = Pool::new(
+        addr,
+        if config.http2 { connections } else { 0 },
+        tls.clone(),
+    );
     let warm_up_deadline = config.timeout.min(Duration::from_secs(5));
     let mut h1_conns: Vec<Option<H1Conn>> = Vec::new();
     if config.http2 {
@@ -74,7 +87,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         // workers (and then counted as connect errors).
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..connections {
-            set.spawn(H1Conn::connect(addr));
+            let tls = tls.clone();
+            set.spawn(async move { H1Conn::connect(addr, &tls).await });
         }
         let _ = tokio::time::timeout(warm_up_deadline, async {
             while let Some(r) = set.join_next().await {

@@ -167,7 +167,7 @@ mod tests {
     /// Runs the real pacing loop on a manual clock and returns the released jobs in order.
     fn pace(config: &Config, oversleep: Duration) -> (Vec<Job>, Vec<usize>, u64) {
         let start = Instant::now();
-        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), 0);
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), 0, None);
         let shared = Shared::new(config, pool, Uri::from_static("/"), HeaderMap::new(), start);
         let clock = ManualClock {
             now: Cell::new(start),

@@ -71,7 +71,7 @@ pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: O
                 let c = match &mut conn {
                     Some(c) => c,
                     None => {
-                        let c = conn.insert(H1Conn::connect(addr).await?);
+                        let c = conn.insert(H1Conn::connect(addr, shared.pool.tls()).await?);
                         c.ready().await?;
                         c
                     }

@@ -19,7 +19,7 @@ pub(crate) struct Args {
 /// The options of `tailwater load`.
 #[derive(Debug, clap::Args)]
 struct Opts {
-    /// Target URL (http:// only; use --http2 for h2c).
+    /// Target URL: http:// or https:// (with --http2: h2c, or h2 negotiated over TLS).
     url: String,
     /// Constant target rate in requests/s (with --duration).
     #[arg(short = 'R', long, allow_hyphen_values = true)]
@@ -61,9 +61,15 @@ struct Opts {
     /// Content-Type of the body (shortcut for -H "Content-Type: ...").
     #[arg(short = 'T', long)]
     content_type: Option<String>,
-    /// Use HTTP/2 over cleartext (prior knowledge).
+    /// Use HTTP/2: h2c (prior knowledge) for http://, h2 by ALPN for https://.
     #[arg(long)]
     http2: bool,
+    /// https://: accept any server certificate (test servers with self-signed ones).
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// https://: also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// Connections (default 100 for HTTP/1.1, 4 for h2c).
     #[arg(short = 'c', long)]
     connections: Option<usize>,
@@ -203,6 +209,8 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
             .insert(tailwater_load::http::header::CONTENT_TYPE, value);
     }
     config.http2 = args.http2;
+    config.tls.insecure = args.insecure;
+    config.tls.ca_file = args.cacert.clone();
     let default_conns = if args.http2 {
         tailwater_load::DEFAULT_CONNECTIONS_HTTP2
     } else {
@@ -462,7 +470,7 @@ mod tests {
             (vec![url, "--schedule", "500:10s,oops"], "schedule"),
             (vec![url, "--schedule", "ramp:1..-2:5s"], "schedule"),
             (vec![url], "rate"),
-            (vec!["https://example.com/", "--rate", "1"], "url"),
+            (vec!["ftp://example.com/", "--rate", "1"], "url"),
             (vec![url, "--rate", "1", "--timeout", "0s"], "timeout"),
             (vec![url, "--rate", "1", "-H", "novalue"], "header"),
             (
