@@ -16,8 +16,13 @@
 # with status 503; tailwater: a fixed limit of 8 without a queue) and answers the rest with
 # 503 at once, so nearly every response is a refusal. The direct path is skipped there.
 #
+# MODE=https terminates TLS: both proxies listen with the test certificate
+# (crates/tailwater-test/tls/server.pem, ECDSA P-256) and forward in the clear to the same
+# trivial backend; wrk speaks HTTPS with keep-alive (so handshakes are few and the cost
+# measured is encryption and framing per request). The direct path is skipped there.
+#
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
-#                                           MODE=forward|shed)
+#                                           MODE=forward|shed|https)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -27,7 +32,10 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 MODE=${MODE:-forward}
-case $MODE in forward | shed) ;; *) echo "bench-proxy: MODE must be forward or shed" >&2; exit 1 ;; esac
+case $MODE in forward | shed | https) ;; *) echo "bench-proxy: MODE must be forward, shed or https" >&2; exit 1 ;; esac
+SCHEME=http
+[ "$MODE" = https ] && SCHEME=https
+TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
 WARMUP=${WARMUP:-2s}
 BASE_PORT=${BASE_PORT:-19180}
 BACKEND_PORT=$BASE_PORT
@@ -62,7 +70,7 @@ bin="$target_dir/release"
 
 wait_http() { # url
     for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        curl -fsS --cacert "$TLS_DIR/ca.pem" -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.1
     done
     echo "bench-proxy: $1 did not come up; logs:" >&2
@@ -83,6 +91,8 @@ wait_http "http://127.0.0.1:$BACKEND_PORT/"
 mkdir -p "$tmp/nginx"
 nginx_limit=""
 [ "$MODE" = shed ] && nginx_limit="limit_conn perclient 8; limit_conn_status 503;"
+nginx_listen="listen 127.0.0.1:$NGINX_PORT;"
+[ "$MODE" = https ] && nginx_listen="listen 127.0.0.1:$NGINX_PORT ssl; ssl_certificate $TLS_DIR/server.pem; ssl_certificate_key $TLS_DIR/server.key; ssl_session_cache shared:SSL:10m;"
 cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes $CORES;
 daemon off;
@@ -103,7 +113,7 @@ http {
         keepalive 256;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        $nginx_listen
         location / {
             $nginx_limit
             proxy_pass http://backend;
@@ -116,7 +126,7 @@ EOF
 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/stderr.log" &
 pids+=($!)
 nginx_pid=$!
-wait_http "http://127.0.0.1:$NGINX_PORT/"
+wait_http "$SCHEME://127.0.0.1:$NGINX_PORT/"
 
 if [ "$MODE" = shed ]; then
     cat >"$tmp/shed.toml" <<EOF
@@ -129,6 +139,15 @@ limit = 8
 discipline = "none"
 EOF
     tailwater_config=(--config "$tmp/shed.toml")
+elif [ "$MODE" = https ]; then
+    cat >"$tmp/https.toml" <<EOF
+[server.tls]
+cert = "$TLS_DIR/server.pem"
+key = "$TLS_DIR/server.key"
+[[route]]
+upstream = "http://127.0.0.1:$BACKEND_PORT"
+EOF
+    tailwater_config=(--config "$tmp/https.toml")
 else
     tailwater_config=(--upstream "http://127.0.0.1:$BACKEND_PORT")
 fi
@@ -137,7 +156,7 @@ RUST_LOG=warn "$bin/tailwater" proxy "${tailwater_config[@]}" --listen "127.0.0.
     --workers "$CORES" 2>"$tmp/tailwater.log" &
 pids+=($!)
 tailwater_pid=$!
-wait_http "http://127.0.0.1:$TAILWATER_PORT/"
+wait_http "$SCHEME://127.0.0.1:$TAILWATER_PORT/"
 
 # The processes doing each path's work: nginx's workers, tailwater's one process.
 procs_of() { # name
@@ -171,10 +190,10 @@ declare -A rps p50 p99 non2xx reqs utime stime last
 round_ratios=""
 run_wrk() { # name port
     local name=$1 port=$2 out u0 s0 u1 s1 n
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "http://127.0.0.1:$port/" >/dev/null
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$SCHEME://127.0.0.1:$port/" >/dev/null
     # shellcheck disable=SC2046
     read -r u0 s0 < <(cpu_ticks $(procs_of "$name"))
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$SCHEME://127.0.0.1:$port/")
     # shellcheck disable=SC2046
     read -r u1 s1 < <(cpu_ticks $(procs_of "$name"))
     n=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -196,7 +215,7 @@ run_wrk() { # name port
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-    [ "$MODE" = shed ] || run_wrk direct "$BACKEND_PORT"
+    [ "$MODE" = forward ] && run_wrk direct "$BACKEND_PORT"
     run_wrk nginx "$NGINX_PORT"
     run_wrk tailwater "$TAILWATER_PORT"
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
@@ -211,7 +230,7 @@ echo
 echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx | CPU user / kernel per request (us) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 paths="direct nginx tailwater"
-[ "$MODE" = shed ] && paths="nginx tailwater"
+[ "$MODE" = forward ] || paths="nginx tailwater"
 for name in $paths; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
@@ -220,7 +239,7 @@ for name in $paths; do
         'BEGIN {printf "%.2f / %.2f", u * 1e6 / t / n, s * 1e6 / t / n}')
     if [ "$name" = direct ]; then
         echo "| $name (backend's CPU) | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
-    elif [ "$MODE" = shed ]; then
+    elif [ "$MODE" != forward ]; then
         echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
     else
         echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
@@ -230,6 +249,11 @@ ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f",
 if [ "$MODE" = shed ]; then
     echo
     echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"
+    exit 0
+fi
+if [ "$MODE" = https ]; then
+    echo
+    echo "HTTPS throughput tailwater / nginx: ${ratio}x (goal >= 1.00x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}')); per round:${round_ratios}"
     exit 0
 fi
 t_add99=$(( $(avg "${p99[tailwater]}") - d99 ))

@@ -492,15 +492,16 @@ async fn thresholds_judge_a_real_run() {
     );
 }
 
-/// A TLS server on 127.0.0.1:0 with the test certificate (`tests/tls/`: a CA and a leaf for
-/// `localhost` and 127.0.0.1), HTTP/1.1 and h2 by ALPN; counts requests per HTTP version.
+/// A TLS server on 127.0.0.1:0 with the test certificate (`tailwater_test::tls_dir()`: a CA
+/// and a leaf for `localhost` and 127.0.0.1), HTTP/1.1 and h2 by ALPN; counts requests per HTTP version.
 async fn tls_server() -> (
     std::net::SocketAddr,
     std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 ) {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls");
+    let dir = tailwater_test::tls_dir();
+    let dir = dir.display();
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(format!("{dir}/server.pem"))
             .unwrap()
@@ -558,7 +559,7 @@ async fn tls_server() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_verifies_the_server_and_negotiates_h2() {
     let (addr, seen) = tls_server().await;
-    let ca = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem"));
+    let ca = tailwater_test::tls_dir().join("ca.pem");
     let schedule = || Schedule::constant(200.0, Duration::from_millis(250)).unwrap();
     let url = format!("https://localhost:{}/", addr.port());
 

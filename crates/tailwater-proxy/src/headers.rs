@@ -81,6 +81,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
 #[derive(Debug)]
 pub(crate) struct Forwarding {
     client: IpAddr,
+    /// `proto=` of the `Forwarded` element: `https` on a TLS listener.
+    proto: &'static str,
     /// `X-Forwarded-For` when the request has none: the client address.
     xff: Option<HeaderValue>,
     /// The last `Host` seen on the connection and its `Forwarded` value.
@@ -88,10 +90,17 @@ pub(crate) struct Forwarding {
 }
 
 impl Forwarding {
-    /// The forwarding state of a connection from `client`.
+    /// The forwarding state of a plain-HTTP connection from `client`.
+    #[cfg(test)]
     pub(crate) fn new(client: IpAddr) -> Self {
+        Self::with_proto(client, "http")
+    }
+
+    /// The forwarding state of a connection from `client` over `proto` (`http`/`https`).
+    pub(crate) fn with_proto(client: IpAddr, proto: &'static str) -> Self {
         Self {
             client,
+            proto,
             xff: HeaderValue::from_str(&client.to_string()).ok(),
             last: Mutex::new(None),
         }
@@ -121,7 +130,7 @@ impl Forwarding {
         host: Option<&str>,
     ) -> (Option<HeaderValue>, Option<HeaderValue>) {
         if prev_xff.is_some() || prev_forwarded.is_some() {
-            return forwarded_values(prev_xff, prev_forwarded, self.client, host);
+            return forwarded_values(prev_xff, prev_forwarded, self.client, self.proto, host);
         }
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((h, v)) = &*last
@@ -129,7 +138,7 @@ impl Forwarding {
         {
             return (self.xff.clone(), Some(v.clone()));
         }
-        let (xff, forwarded) = forwarded_values(None, None, self.client, host);
+        let (xff, forwarded) = forwarded_values(None, None, self.client, self.proto, host);
         if let Some(v) = &forwarded {
             *last = Some((host.map(Box::from), v.clone()));
         }
@@ -167,6 +176,7 @@ fn forwarded_values(
     prev_xff: Option<&str>,
     prev_forwarded: Option<&str>,
     client: IpAddr,
+    proto: &str,
     host: Option<&str>,
 ) -> (Option<HeaderValue>, Option<HeaderValue>) {
     // One buffer per header, handed to the `HeaderValue` without a copy.
@@ -189,10 +199,10 @@ fn forwarded_values(
     let ip = &xff[ip_at..];
     match client {
         IpAddr::V4(_) => {
-            let _ = write!(forwarded, "for={ip};proto=http");
+            let _ = write!(forwarded, "for={ip};proto={proto}");
         }
         IpAddr::V6(_) => {
-            let _ = write!(forwarded, "for=\"[{ip}]\";proto=http");
+            let _ = write!(forwarded, "for=\"[{ip}]\";proto={proto}");
         }
     }
     if let Some(h) = host.filter(|h| is_token_or_host(h)) {

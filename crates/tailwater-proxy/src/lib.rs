@@ -68,6 +68,7 @@ mod server;
 mod service;
 mod status;
 mod target;
+pub mod tls;
 mod upstream;
 mod workers;
 

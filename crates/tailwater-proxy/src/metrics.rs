@@ -224,6 +224,8 @@ pub(crate) struct Metrics {
     pub(crate) connections_total: AtomicU64,
     /// Connections open now.
     pub(crate) connections_open: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) tls_handshake_failures: AtomicU64,
     /// Connections accepted, by worker thread.
     accepted_by_worker: Box<[AtomicU64]>,
 }
@@ -237,6 +239,7 @@ impl Metrics {
             refused: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             accepted_by_worker: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -404,6 +407,11 @@ impl Metrics {
             out,
             "# HELP tailwater_connections_open Client connections open.\n# TYPE tailwater_connections_open gauge\ntailwater_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tailwater_tls_handshake_failures_total TLS handshakes that failed or did not finish within server.header_read_timeout.\n# TYPE tailwater_tls_handshake_failures_total counter\ntailwater_tls_handshake_failures_total {}",
+            self.tls_handshake_failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -36,6 +36,8 @@ pub(crate) struct State {
     /// hyper-util clients (h2c, CONNECT), one pair per worker so that each worker's
     /// upstream connections stay on its thread.
     clients: Box<[Clients]>,
+    /// The TLS acceptor when `[server.tls]` is set (rebuilt on reload).
+    pub(crate) tls: Option<crate::tls::Acceptor>,
 }
 
 /// The legacy-client pair of one worker.
@@ -113,10 +115,17 @@ fn build_state(
 ) -> Result<State, ConfigError> {
     let table = RouteTable::build_reusing(&config, old.map(|s| &s.table), Some(metrics), workers)?;
     let clients = (0..workers.max(1)).map(|_| clients(&config)).collect();
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
     Ok(State {
         config,
         table,
         clients,
+        tls,
     })
 }
 
@@ -288,16 +297,22 @@ impl Proxy {
                 }
             };
             let _ = stream.set_nodelay(true);
+            // The acceptor of the configuration in force now: a reload changes the
+            // certificates of new connections only.
+            let tls = self.shared.state.load().tls.clone();
             let conn = Conn {
                 shared: Arc::clone(&self.shared),
                 worker,
                 peer,
-                forwarding: Forwarding::new(peer.ip()),
+                forwarding: Forwarding::with_proto(
+                    peer.ip(),
+                    if tls.is_some() { "https" } else { "http" },
+                ),
                 linger: Arc::default(),
             };
             let drain = drain_rx.clone();
-            let lean = server_cfg.lean_http1;
-            spawn_connection(&mut conns, &builder, stream, conn, slot, drain, lean);
+            let lean = server_cfg.lean_http1 && tls.is_none();
+            spawn_connection(&mut conns, &builder, stream, conn, slot, drain, lean, tls);
         }
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
@@ -360,6 +375,7 @@ pub(crate) struct Conn {
     pub(crate) linger: Arc<AtomicBool>,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn spawn_connection(
     conns: &mut JoinSet<()>,
     builder: &Arc<auto::Builder<TokioExecutor>>,
@@ -368,6 +384,7 @@ fn spawn_connection(
     slot: tokio::sync::OwnedSemaphorePermit,
     mut drain: watch::Receiver<bool>,
     lean: bool,
+    tls: Option<crate::tls::Acceptor>,
 ) {
     let metrics = &conn.shared.metrics;
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +408,38 @@ fn spawn_connection(
     let send_timeout = conn.shared.state.load().config.server.send_timeout;
     let header_read_timeout = conn.shared.state.load().config.server.header_read_timeout;
     let builder = Arc::clone(builder);
+    if let Some(acceptor) = tls {
+        conns.spawn(async move {
+            // The handshake has the request head's deadline: a client that stalls in it
+            // cannot hold its slot.
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(header_read_timeout, acceptor.0.accept(stream)) => match r {
+                    Ok(Ok(s)) => Some(s),
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                        conn.shared.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
+                        conn.shared.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                },
+                _ = drain.wait_for(|d| *d) => None,
+            };
+            if let Some(stream) = handshake {
+                let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
+                crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
+            }
+            conn.shared
+                .metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+        return;
+    }
     conns.spawn(async move {
         // hyper-util's protocol detection reads the first bytes without a deadline: a
         // client that connects and sends nothing would hold its slot for ever.

@@ -2,6 +2,14 @@
 //!
 //! - [`redis`] (feature `redis`): launchers for a private `redis-server` and a three-master
 //!   Redis Cluster on free loopback ports.
+//! - [`tls_dir`]: test certificates (a CA, server, SNI and client certificates).
 
 #[cfg(feature = "redis")]
 pub mod redis;
+
+/// The directory of the test certificates (`tls/README.md`): `ca.pem`, `server.pem` and
+/// `server.key` for `localhost`/127.0.0.1, `other.pem`/`other.key` for `other.test`,
+/// `client.pem`/`client.key` for client authentication.
+pub fn tls_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tls")
+}

@@ -132,6 +132,9 @@ pub struct ServerConfig {
     /// against its own limits): for a deliberate hand-over only. Default false: a second
     /// proxy on the same address refuses to start.
     pub reuse_port_shared: bool,
+    /// Serve TLS on the listener (`[server.tls]`; see [`crate::tls::TlsSettings`]). TLS
+    /// connections are served by the hyper engine; certificates reload with the config.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl ServerConfig {
@@ -161,6 +164,7 @@ impl Default for ServerConfig {
             workers: None,
             lean_http1: true,
             reuse_port_shared: false,
+            tls: None,
         }
     }
 }
@@ -576,6 +580,9 @@ impl Config {
     /// core builders' own checks). The error names the field as a path such as
     /// `route[1].limit.min_limit`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.server.tls {
+            crate::tls::acceptor(tls)?;
+        }
         crate::route::RouteTable::build(self).map(|_| ())
     }
 }
