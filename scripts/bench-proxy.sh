@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark: tailwater proxy vs nginx as a reverse proxy, side by side in one run.
+# Benchmark: tailwater proxy vs nginx and HAProxy as reverse proxies, side by side in one run.
+#
+# HAProxy (Debian's 2.6, when installed; HAPROXY=0 skips it) runs with nbthread = cores,
+# `http-reuse always` and no logging; in MODE=shed its server takes `maxconn 8` with a 1 ms
+# queue timeout (so the excess is answered 503 at once).
 #
 # Both sit in front of the same trivial backend (tailwater-bench-backend: 200 + 13 bytes)
 # and are driven by wrk with the same threads, connections and duration; the direct path
@@ -42,6 +46,9 @@ BACKEND_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 TAILWATER_PORT=$((BASE_PORT + 2))
 ADMIN_PORT=$((BASE_PORT + 3))
+HAPROXY_PORT=$((BASE_PORT + 4))
+HAPROXY=${HAPROXY:-1}
+command -v haproxy >/dev/null || HAPROXY=0
 CORES=$(nproc)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -128,6 +135,43 @@ pids+=($!)
 nginx_pid=$!
 wait_http "$SCHEME://127.0.0.1:$NGINX_PORT/"
 
+if [ "$HAPROXY" = 1 ]; then
+    mkdir -p "$tmp/haproxy"
+    haproxy_bind="bind 127.0.0.1:$HAPROXY_PORT"
+    if [ "$MODE" = https ]; then
+        cat "$TLS_DIR/server.pem" "$TLS_DIR/server.key" >"$tmp/haproxy/cert.pem"
+        haproxy_bind="$haproxy_bind ssl crt $tmp/haproxy/cert.pem alpn http/1.1"
+    fi
+    haproxy_server="server s1 127.0.0.1:$BACKEND_PORT"
+    haproxy_queue="5s"
+    if [ "$MODE" = shed ]; then
+        haproxy_server="$haproxy_server maxconn 8"
+        haproxy_queue="1ms"
+    fi
+    cat >"$tmp/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread $CORES
+    maxconn 20000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout queue $haproxy_queue
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    $haproxy_bind
+    default_backend be
+backend be
+    $haproxy_server
+EOF
+    haproxy -db -f "$tmp/haproxy/haproxy.cfg" 2>"$tmp/haproxy/stderr.log" &
+    pids+=($!)
+    haproxy_pid=$!
+    wait_http "$SCHEME://127.0.0.1:$HAPROXY_PORT/"
+fi
+
 if [ "$MODE" = shed ]; then
     cat >"$tmp/shed.toml" <<EOF
 [[route]]
@@ -163,6 +207,7 @@ procs_of() { # name
     case $1 in
         direct) echo "$backend_pid" ;;
         nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
+        haproxy) echo "$haproxy_pid" ;;
         tailwater) echo "$tailwater_pid" ;;
     esac
 }
@@ -188,6 +233,7 @@ to_us() {
 
 declare -A rps p50 p99 non2xx reqs utime stime last
 round_ratios=""
+haproxy_ratios=""
 run_wrk() { # name port
     local name=$1 port=$2 out u0 s0 u1 s1 n
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$SCHEME://127.0.0.1:$port/" >/dev/null
@@ -217,8 +263,10 @@ run_wrk() { # name port
 for round in $(seq 1 "$ROUNDS"); do
     [ "$MODE" = forward ] && run_wrk direct "$BACKEND_PORT"
     run_wrk nginx "$NGINX_PORT"
+    [ "$HAPROXY" = 1 ] && run_wrk haproxy "$HAPROXY_PORT"
     run_wrk tailwater "$TAILWATER_PORT"
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
+    [ "$HAPROXY" = 1 ] && haproxy_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[haproxy]}" 'BEGIN {printf " %.2f", t / n}')
 done
 
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
@@ -231,6 +279,7 @@ echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | n
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 paths="direct nginx tailwater"
 [ "$MODE" = forward ] || paths="nginx tailwater"
+[ "$HAPROXY" = 1 ] && paths="${paths/nginx/nginx haproxy}"
 for name in $paths; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
@@ -246,6 +295,11 @@ for name in $paths; do
     fi
 done
 ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
+if [ "$HAPROXY" = 1 ]; then
+    hratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[haproxy]}" 'BEGIN {printf "%.2f", t / n}')
+    echo
+    echo "throughput tailwater / HAProxy: ${hratio}x; per round:${haproxy_ratios}"
+fi
 if [ "$MODE" = shed ]; then
     echo
     echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"
