@@ -40,7 +40,7 @@ impl fmt::Display for PromDuration {
         }
         // Prefer the unit Sloth uses for its window names: days, not weeks, below 30d.
         for (unit, secs) in UNITS.iter().skip(1) {
-            if self.0 % secs == 0 {
+            if self.0.is_multiple_of(*secs) {
                 return write!(f, "{}{unit}", self.0 / secs);
             }
         }

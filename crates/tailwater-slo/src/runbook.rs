@@ -86,12 +86,11 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
         let _ = writeln!(
             s,
             "\nLow-traffic guard: a tier fires only when its long window holds at least {} events \
-(`{}`), so a few errors on a quiet service do not page.",
+(`slo:sli_total:rate<long> × long`), so a few errors on a quiet service do not page.",
             match g.min_events {
                 crate::model::MinEvents::Auto => "`ceil(1 / (factor × budget))`".to_owned(),
                 crate::model::MinEvents::Fixed(n) => n.to_string(),
             },
-            "slo:sli_total:rate<long> × long"
         );
     }
     let _ = writeln!(s, "\n## Look at\n");

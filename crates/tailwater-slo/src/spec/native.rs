@@ -138,7 +138,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             let d: PromDuration = p.parse().map_err(|e: crate::duration::DurationError| {
                 SloError::invalid(file, top("period"), "period", e.to_string())
             })?;
-            if d.secs() % 86_400 != 0 || !(7..=366).contains(&(d.secs() / 86_400)) {
+            if !d.secs().is_multiple_of(86_400) || !(7..=366).contains(&(d.secs() / 86_400)) {
                 return Err(SloError::invalid(
                     file,
                     top("period"),
