@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 
 /// Overload control for services: shed load gracefully, measure honestly, plan capacity.
 #[derive(Debug, Parser)]
