@@ -59,6 +59,8 @@ pub struct Report {
     pub alerts: Vec<(Severity, Firing)>,
     /// Share of the budget the whole reference span spent.
     pub budget_spent: f64,
+    /// Length of the reference span (the incident), seconds.
+    pub span: f64,
 }
 
 struct Ctx<'a> {
@@ -195,6 +197,7 @@ pub fn evaluate(series: &Series, spec: &EvalSpec, start: f64, end: f64) -> Repor
         tiers,
         alerts,
         budget_spent: spent(end),
+        span: end - start,
     }
 }
 
@@ -222,7 +225,10 @@ impl Report {
                 t.tier.short,
                 t.tier.factor,
                 minutes(t.firing.detected_after),
-                minutes(t.predicted_detection),
+                match t.predicted_detection {
+                    Some(p) if p > self.span => format!("never (needs {})", minutes(Some(p))),
+                    p => minutes(p),
+                },
                 if t.firing.detected_after.is_some() {
                     minutes(t.firing.reset_after)
                 } else {
@@ -348,5 +354,11 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| **page** | any |"), "{t}");
+        // A burn that stops before a tier's formula time is reported as such.
+        let short = run(0.01, 6.0 * 3600.0, None, None, 100.0).to_table();
+        assert!(
+            short.contains("| ticket tier | 1d/2h | 3 | never | never (needs 7.20 h) |"),
+            "{short}"
+        );
     }
 }
