@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Sli, Slo, SloSet};
+use crate::duration::PromDuration;
+use crate::model::{Sli, Slo, SloSet, expand};
 use crate::rules::{sli_record, tier_condition};
 use crate::tier::Severity;
 
@@ -32,6 +33,12 @@ fn hours(secs: f64) -> String {
     } else {
         format!("{:.1} hours", secs / 3600.0)
     }
+}
+
+/// A query over the last 5 minutes, on one line, for pasting into a graph.
+fn one_line(query: &str) -> String {
+    let q = expand(query.trim(), PromDuration::from_secs(300));
+    q.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// One runbook.
@@ -77,7 +84,7 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
         "\nThe short window makes it resolve within about one short window after errors stop. {}",
         match sev {
             Severity::Page =>
-                "A page means the budget is going fast: act now. While it fires, the ticket alert of this SLO is inhibited (see `alertmanager-inhibit.yml`).",
+                "A page means the budget is going fast: act now. While it fires, the ticket alert of this SLO is inhibited if Alertmanager has the generated inhibition rule (`tailwater slo generate --inhibit FILE`).",
             Severity::Ticket =>
                 "A ticket means a slow, steady burn: it will exhaust the budget within days, not hours. Fix it this week.",
         }
@@ -113,8 +120,8 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
             error_query,
             total_query,
         } => {
-            let _ = writeln!(s, "- Bad events: `{}`", error_query.replace('\n', " "));
-            let _ = writeln!(s, "- All events: `{}`", total_query.replace('\n', " "));
+            let _ = writeln!(s, "- Bad events: `{}`", one_line(error_query));
+            let _ = writeln!(s, "- All events: `{}`", one_line(total_query));
         }
         Sli::Raw { error_ratio_query } => {
             let _ = writeln!(
@@ -159,7 +166,7 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
     let _ = writeln!(s, "\n## Rehearse\n");
     let first = set.tiers.iter().find(|t| t.severity == sev);
     if let Some(t) = first {
-        let r = (t.factor * budget * 2.0).min(1.0);
+        let r = crate::tier::round_sig((t.factor * budget * 2.0).min(1.0));
         let _ = writeln!(
             s,
             "- Offline: `tailwater slo eval --objective {} --error-rate {r} --duration {}` prints when each tier fires and resets and the budget spent.",
@@ -209,5 +216,7 @@ mod tests {
         );
         assert!(page.contains("43.2 minutes of total outage"), "{page}");
         assert!(books[2].1.contains("Latency above 0.5s"));
+        assert!(page.contains("- Bad events: `sum(rate(tailwater_requests_total{outcome=~\"dropped|shed\"}[5m]))`"), "{page}");
+        assert!(page.contains("--error-rate 0.0288 --duration 1h"), "{page}");
     }
 }
