@@ -216,7 +216,12 @@ mod tests {
         );
         assert!(page.contains("43.2 minutes of total outage"), "{page}");
         assert!(books[2].1.contains("Latency above 0.5s"));
-        assert!(page.contains("- Bad events: `sum(rate(tailwater_requests_total{outcome=~\"dropped|shed\"}[5m]))`"), "{page}");
+        assert!(
+            page.contains(
+                "- Bad events: `sum(rate(tailwater_requests_total{outcome=~\"dropped|shed\"}[5m]))`"
+            ),
+            "{page}"
+        );
         assert!(page.contains("--error-rate 0.0288 --duration 1h"), "{page}");
     }
 }
