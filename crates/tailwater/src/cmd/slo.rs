@@ -383,6 +383,22 @@ mod tests {
         super::run(cli.args).expect("no I/O failure")
     }
 
+    /// The bad-input message of a command that must fail.
+    fn message(argv: &[&str]) -> String {
+        let mut full = vec!["slo"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
+        let outcome = match cli.args.command {
+            super::Sub::Generate(a) => super::generate(&a),
+            super::Sub::Eval(a) => super::evaluate(&a),
+        };
+        match outcome {
+            Err(super::Failure::Input(m)) => m,
+            Err(super::Failure::Io(e)) => panic!("{argv:?}: I/O failure {e:#}"),
+            Ok(()) => panic!("{argv:?}: accepted"),
+        }
+    }
+
     fn tmp(name: &str, text: &str) -> std::path::PathBuf {
         let p =
             std::env::temp_dir().join(format!("tailwater-slo-cli-{}-{name}", std::process::id()));
@@ -455,87 +471,128 @@ mod tests {
             raw.display().to_string(),
             csv.display().to_string(),
         );
-        for argv in [
-            vec!["generate", b.as_str()],
-            vec!["generate", "/nonexistent/slo.yaml"],
-            vec!["generate", r.as_str(), "--min-events", "10"],
-            vec!["eval", "--error-rate", "1", "--duration", "1h"],
-            vec![
-                "eval",
-                "--objective",
-                "100",
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
-            ],
-            vec![
-                "eval",
-                "--objective",
-                "99.9",
-                "--error-rate",
-                "1.5",
-                "--duration",
-                "1h",
-            ],
-            vec![
-                "eval",
-                "--objective",
-                "99.9",
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
-                "--rate",
-                "0",
-            ],
-            vec![
-                "eval",
-                "--objective",
-                "99.9",
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
-                "--background",
-                "1",
-            ],
-            vec!["eval", "--objective", "99.9"],
-            vec!["eval", "--objective", "99.9", "--csv", c.as_str()],
-            vec!["eval", "--objective", "99.9", "--csv", "/nonexistent.csv"],
-            vec![
-                "eval",
-                "--spec",
-                g.as_str(),
-                "--slo",
-                "nope",
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
-            ],
-            vec![
-                "eval",
-                "--spec",
-                b.as_str(),
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
-            ],
-            vec![
-                "eval",
-                "--objective",
-                "99.9",
-                "--error-rate",
-                "1",
-                "--duration",
-                "1h",
+        for (argv, want) in [
+            (vec!["generate", b.as_str()], "`slos[0].objective`"),
+            (
+                vec!["generate", "/nonexistent/slo.yaml"],
+                "/nonexistent/slo.yaml: ",
+            ),
+            (
+                vec!["generate", r.as_str(), "--min-events", "10"],
+                "--min-events: SLO `r` has a raw SLI",
+            ),
+            (
+                vec!["eval", "--error-rate", "1", "--duration", "1h"],
+                "give --objective",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "100",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "--objective: 100",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1.5",
+                    "--duration",
+                    "1h",
+                ],
+                "--error-rate: 1.5",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--rate",
+                    "0",
+                ],
+                "--rate: 0",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--background",
+                    "1",
+                ],
+                "--background: 1",
+            ),
+            (
+                vec!["eval", "--objective", "99.9"],
+                "give a synthetic incident",
+            ),
+            (
+                vec!["eval", "--objective", "99.9", "--csv", c.as_str()],
+                ":2: `timestamp`",
+            ),
+            (
+                vec!["eval", "--objective", "99.9", "--csv", "/nonexistent.csv"],
+                "/nonexistent.csv: ",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--spec",
+                    g.as_str(),
+                    "--slo",
+                    "nope",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "--slo: no SLO `nope`",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--spec",
+                    b.as_str(),
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "`slos[0].objective`",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--eval-interval",
+                    "2h",
+                ],
                 "--eval-interval",
-                "2h",
-            ],
+            ),
         ] {
             assert_eq!(code(&argv), 2, "{argv:?}");
+            let got = message(&argv);
+            assert!(got.contains(want), "{argv:?}: want {want:?} in {got:?}");
         }
         for p in [bad_spec, good, raw, csv] {
             let _ = std::fs::remove_file(p);
