@@ -108,6 +108,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod burn;
 pub mod classify;
 pub mod concurrency;
 pub mod criticality;

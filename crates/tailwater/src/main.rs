@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 
 /// Overload control for services: shed load gracefully, measure honestly, plan capacity.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Capacity planning with queueing theory (Little, Erlang C, Kingman, Allen–Cunneen).
     Plan(cmd::plan::Args),
+    /// SLO burn-rate alerting: generate Prometheus rules and runbooks, evaluate them offline.
+    Slo(cmd::slo::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Slo(args) => cmd::slo::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -64,6 +64,11 @@ impl<C: Clock> Guard<C> {
             Outcome::Ignored => permit.ignore(),
         }
         self.common.metrics.outcome(tier, outcome, elapsed);
+        match outcome {
+            Outcome::Success => self.common.burn(false),
+            Outcome::Dropped => self.common.burn(true),
+            Outcome::Ignored => {}
+        }
         self.common.record_gauges();
     }
 }

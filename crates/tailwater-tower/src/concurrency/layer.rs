@@ -7,6 +7,7 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use tower::Layer;
 
 use super::service::{Common, Concurrency};
+use crate::burn::BurnRates;
 use crate::classify::DefaultClassifier;
 use crate::edge::{Respond, ReturnError};
 use crate::observe::Route;
@@ -79,7 +80,31 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
 
     /// The `route` label on metrics and tracing (default `default`).
     pub fn route(mut self, route: impl AsRef<str>) -> Self {
-        self.common = Arc::new(Common::new(self.common.limiter.clone(), Route::new(route)));
+        let mut common = Common::new(self.common.limiter.clone(), Route::new(route));
+        common.burn = self.common.burn.clone();
+        self.common = Arc::new(common);
+        self
+    }
+
+    /// Keeps the SLO burn rates of this route in `burn` ([`crate::burn`]): successes are
+    /// good events, drops and rejections bad ones; the `tailwater_slo_*` gauges follow.
+    /// Share one [`BurnRates`] between layers to pool their events; read it with
+    /// [`BurnRates::snapshot`] (e.g. for a status page).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tailwater_tower::ConcurrencyLayer;
+    /// use tailwater_tower::burn::BurnRates;
+    ///
+    /// let burn = Arc::new(BurnRates::new(99.9)?);
+    /// let layer = ConcurrencyLayer::default().route("api").burn_rates(Arc::clone(&burn));
+    /// # let _ = layer;
+    /// # Ok::<(), tailwater_tower::burn::BurnRateError>(())
+    /// ```
+    pub fn burn_rates(mut self, burn: Arc<BurnRates>) -> Self {
+        let mut common = Common::new(self.common.limiter.clone(), self.common.route().clone());
+        common.burn = Some(burn);
+        self.common = Arc::new(common);
         self
     }
 

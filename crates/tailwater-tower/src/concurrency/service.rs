@@ -14,6 +14,7 @@ use tower::Service;
 use super::Bypass;
 use super::body::{Guard, ResponseBody};
 use super::future::ResponseFuture;
+use crate::burn::BurnRates;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::edge::{self, OnReject, Respond};
 use crate::observe::{LimiterMetrics, Route};
@@ -22,6 +23,8 @@ use crate::observe::{LimiterMetrics, Route};
 pub(crate) struct Common<C: Clock> {
     pub(crate) limiter: Limiter<C>,
     pub(crate) metrics: LimiterMetrics,
+    /// SLO burn rates fed by every outcome and rejection, if configured.
+    pub(crate) burn: Option<Arc<BurnRates>>,
 }
 
 impl<C: Clock> Common<C> {
@@ -29,6 +32,14 @@ impl<C: Clock> Common<C> {
         Self {
             limiter,
             metrics: LimiterMetrics::new(route),
+            burn: None,
+        }
+    }
+
+    /// Feeds the burn rates (if any) one event: `bad` for drops and rejections.
+    pub(crate) fn burn(&self, bad: bool) {
+        if let Some(b) = &self.burn {
+            b.record_and_export(self.limiter.clock().now(), bad, self.metrics.route());
         }
     }
 
@@ -49,6 +60,7 @@ impl<C: Clock> Common<C> {
 
     pub(crate) fn rejected(&self, rejection: &Rejection) {
         self.metrics.rejected(rejection.tier, rejection.reason);
+        self.burn(true);
         self.record_gauges();
     }
 }

@@ -167,3 +167,72 @@ fn rate_limit_decisions_are_counted() {
         assert!(keys.contains(want), "missing {want}; got {keys:#?}");
     }
 }
+
+#[test]
+fn burn_rates_count_drops_and_rejections_and_export_gauges() {
+    use http_body_util::BodyExt as _;
+    use tailwater_core::clock::ManualClock;
+    use tailwater_tower::burn::BurnRates;
+
+    let keys = Keys::default();
+    let clock = ManualClock::new();
+    clock.advance(std::time::Duration::from_secs(3600));
+    let limiter = Limiter::builder()
+        .algorithm(Fixed::new(1).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let burn = Arc::new(BurnRates::new(99.0).unwrap());
+    let mut svc = ConcurrencyLayer::new(limiter)
+        .burn_rates(Arc::clone(&burn))
+        .route("checkout")
+        .layer(service_fn(|req: Request<()>| async move {
+            let status = if req.uri().path() == "/fail" {
+                500
+            } else {
+                200
+            };
+            let mut res = Response::new(full("ok"));
+            *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(res)
+        }));
+
+    metrics::with_local_recorder(&keys, || {
+        let mut call = |path: &str| {
+            let mut req = request(&[]);
+            *req.uri_mut() = path.parse().unwrap();
+            let mut fut = Box::pin(svc.call(req));
+            let std::task::Poll::Ready(Ok(res)) = poll_once(&mut fut) else {
+                panic!("ready");
+            };
+            res
+        };
+        // A success and a 500, each read to the end (the outcome is known when the body ends).
+        for path in ["/ok", "/fail"] {
+            let res = call(path);
+            let mut body = Box::pin(res.into_body().collect());
+            assert!(poll_once(&mut body).is_ready());
+        }
+        // A rejection: the only permit is held by an unfinished response.
+        let held = call("/ok");
+        assert_eq!(call("/ok").status(), 503);
+        drop(held); // body dropped unread: ignored, not counted
+    });
+
+    let snap = burn.snapshot(std::time::Duration::from_secs(3600));
+    let five = snap.windows[0];
+    assert_eq!(
+        (five.total, five.bad),
+        (3, 2),
+        "success, 500 and 503; the dropped body is not counted"
+    );
+    assert!((five.burn_rate - (2.0 / 3.0) / 0.01).abs() < 1e-9);
+    let keys = keys.0.lock().unwrap().clone();
+    for want in [
+        "tailwater_slo_burn_rate{route=checkout,window=5m}",
+        "tailwater_slo_burn_rate{route=checkout,window=30d}",
+        "tailwater_slo_error_budget_remaining{route=checkout}",
+    ] {
+        assert!(keys.contains(want), "missing {want}; got {keys:#?}");
+    }
+}

@@ -46,17 +46,14 @@ pub(crate) struct Args {
     /// Worker threads (default: the config's `server.workers`, else one per CPU).
     #[arg(long, env = "TAILWATER_WORKERS")]
     workers: Option<NonZeroUsize>,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, value_enum, default_value_t, env = "TAILWATER_LOG_FORMAT")]
+    log_format: crate::logging::LogFormat,
 }
 
 /// Runs `tailwater proxy`.
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init(args.log_format);
 
     let mut config = match (&args.config, &args.upstream) {
         (Some(path), _) => match Config::from_file(path) {

@@ -1,0 +1,670 @@
+//! `tailwater slo`: SLO burn-rate alerting.
+//!
+//! ```text
+//! tailwater slo generate slo.yaml -o rules.yml --runbooks runbooks/ --inhibit inhibit.yml
+//! tailwater slo eval --objective 99.9 --error-rate 1 --duration 1h
+//! tailwater slo eval --spec slo.yaml --slo availability --csv errors.csv --eval-interval 30s
+//! tailwater slo eval --objective 99.9 --load-json run.json
+//! ```
+//!
+//! `generate` reads Sloth's `prometheus/v1` spec or the native `tailwater/v1` one and writes
+//! Prometheus rules (multi-window, multi-burn-rate, the SRE workbook's factors), one runbook
+//! per alert and an Alertmanager inhibition rule. `eval` replays a synthetic incident or a
+//! recorded series through the same alert logic and prints, per tier and alert, when it fires,
+//! when it resets and the budget spent. Bad input exits 2 with `file:line: field: message`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tailwater_slo::eval::{self, EvalSpec};
+use tailwater_slo::model::{Guard, MinEvents, Sli, SloSet};
+use tailwater_slo::series::{Incident, Series};
+use tailwater_slo::{PromDuration, SloError, Tier};
+
+/// Arguments of `tailwater slo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Prometheus recording and alerting rules, runbooks and inhibition rules from a spec.
+    Generate(GenerateArgs),
+    /// Replay an incident or a recorded series through the alert logic.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `tailwater slo generate`.
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// The spec: Sloth `prometheus/v1` or native `tailwater/v1` YAML.
+    spec: PathBuf,
+    /// Write the rules here (default: standard output).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write one markdown runbook per alert into this directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    runbooks: Option<PathBuf>,
+    /// Write Alertmanager inhibit_rules (page silences ticket) to this file.
+    #[arg(long, value_name = "FILE")]
+    inhibit: Option<PathBuf>,
+    /// Add a `runbook_url` annotation: this prefix + the runbook's file name.
+    #[arg(long, value_name = "URL")]
+    runbook_url: Option<String>,
+    /// SLO period in days (Sloth's --window-days); the default is the spec's, else 30.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(7..=366))]
+    period_days: Option<u32>,
+    /// Low-traffic guard: a tier fires only with at least N events in its long window.
+    /// For Sloth specs the total_query must then be a per-second rate.
+    #[arg(long, value_name = "N", conflicts_with = "no_traffic_guard", value_parser = clap::value_parser!(u64).range(1..))]
+    min_events: Option<u64>,
+    /// No low-traffic guard (native specs have an automatic one by default).
+    #[arg(long)]
+    no_traffic_guard: bool,
+}
+
+/// Arguments of `tailwater slo eval`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Detection is measured from the incident start (series start for recorded data), \
+reset from the incident end (the last bad event for recorded data). Without --eval-interval \
+the instants are exact (continuous time, the workbook's figures)."
+)]
+struct EvalArgs {
+    /// Take the objective, period, tiers and guard from this spec.
+    #[arg(long, conflicts_with = "objective")]
+    spec: Option<PathBuf>,
+    /// Which SLO of --spec (default: the first).
+    #[arg(long, requires = "spec")]
+    slo: Option<String>,
+    /// Objective in percent (without --spec), e.g. 99.9.
+    #[arg(long, allow_hyphen_values = true)]
+    objective: Option<f64>,
+    /// Synthetic incident: error ratio in (0, 1] (1 = total outage).
+    #[arg(long, allow_hyphen_values = true, requires = "duration", conflicts_with_all = ["csv", "load_json"])]
+    error_rate: Option<f64>,
+    /// Synthetic incident: how long it lasts (e.g. 1h).
+    #[arg(long, requires = "error_rate")]
+    duration: Option<PromDuration>,
+    /// Synthetic incident: events per second.
+    #[arg(long, default_value_t = 100.0, allow_hyphen_values = true)]
+    rate: f64,
+    /// Synthetic incident: error ratio outside the incident, in [0, 1).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    background: f64,
+    /// Recorded series: CSV rows `timestamp,total,errors` (events in the interval ending at
+    /// the timestamp, in seconds).
+    #[arg(long, value_name = "FILE", conflicts_with = "load_json")]
+    csv: Option<PathBuf>,
+    /// Recorded series: the JSON report of `tailwater load --json` (its intervals).
+    #[arg(long, value_name = "FILE")]
+    load_json: Option<PathBuf>,
+    /// Rule evaluation interval (e.g. 30s); default: continuous.
+    #[arg(long)]
+    eval_interval: Option<PromDuration>,
+    /// Replace the tiers: SEVERITY:LONG:SHORT:FACTOR, repeatable (e.g. page:10m:10m:1).
+    #[arg(long = "tier")]
+    tiers: Vec<Tier>,
+    /// SLO period in days (default: the spec's, else 30).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(7..=366))]
+    period_days: Option<u32>,
+    /// Low-traffic guard: at least N events in a tier's long window.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    min_events: Option<u64>,
+}
+
+/// Runs `tailwater slo`.
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    let outcome = match args.command {
+        Sub::Generate(a) => generate(&a),
+        Sub::Eval(a) => evaluate(&a),
+    };
+    match outcome {
+        Ok(()) => Ok(0),
+        Err(Failure::Input(msg)) => {
+            eprintln!("tailwater slo: error: {msg}");
+            Ok(2)
+        }
+        Err(Failure::Io(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    /// Bad input (exit 2).
+    Input(String),
+    /// Anything else (exit 1).
+    Io(anyhow::Error),
+}
+
+impl From<SloError> for Failure {
+    fn from(e: SloError) -> Self {
+        // Every SloError is about the user's input, an unreadable spec included.
+        Failure::Input(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn input(msg: impl Into<String>) -> Failure {
+    Failure::Input(msg.into())
+}
+
+fn load_spec(path: &Path, period_days: Option<u32>) -> Result<SloSet, Failure> {
+    let mut set = tailwater_slo::spec::load(path)?;
+    if let Some(d) = period_days {
+        set.set_period_days(d);
+    }
+    for p in &set.ignored_plugins {
+        // Sloth's alert_for plugin only sets `for:`, which the spec's `for` fields do here.
+        if p != "sloth.dev/contrib/alert_for/v1" {
+            eprintln!("tailwater slo: note: Sloth plugin `{p}` is not run");
+        }
+    }
+    Ok(set)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text)
+        .with_context(|| format!("writing {}", path.display()))
+        .map_err(Failure::Io)
+}
+
+fn generate(a: &GenerateArgs) -> Result<(), Failure> {
+    let mut set = load_spec(&a.spec, a.period_days)?;
+    for slo in &mut set.slos {
+        if a.no_traffic_guard {
+            slo.guard = None;
+        } else if let Some(n) = a.min_events {
+            let Sli::Events { total_query, .. } = &slo.sli else {
+                return Err(input(format!(
+                    "--min-events: SLO `{}` has a raw SLI, which has no event count to guard",
+                    slo.name
+                )));
+            };
+            slo.guard = Some(Guard {
+                total_rate_query: total_query.clone(),
+                min_events: MinEvents::Fixed(n),
+            });
+        }
+    }
+    let options = tailwater_slo::rules::Options {
+        runbook_url: a.runbook_url.clone(),
+    };
+    let yaml = tailwater_slo::rules::generate_with(&set, &options)
+        .to_yaml()
+        .context("rendering the rules")?;
+    match &a.output {
+        Some(p) => write(p, &yaml)?,
+        None => print!("{yaml}"),
+    }
+    if let Some(dir) = &a.runbooks {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in tailwater_slo::runbook::generate(&set) {
+            write(&dir.join(name), &text)?;
+        }
+    }
+    if let Some(p) = &a.inhibit {
+        write(p, &tailwater_slo::rules::inhibit_rules_yaml())?;
+    }
+    Ok(())
+}
+
+fn evaluate(a: &EvalArgs) -> Result<(), Failure> {
+    let (objective, mut period_days, mut tiers, mut guard, label) = match (&a.spec, a.objective) {
+        (Some(path), _) => {
+            let set = load_spec(path, a.period_days)?;
+            let slo = match &a.slo {
+                None => set.slos.first(),
+                Some(n) => set.slos.iter().find(|s| &s.name == n),
+            }
+            .ok_or_else(|| {
+                input(format!(
+                    "--slo: no SLO {}in {} (it has: {})",
+                    a.slo
+                        .as_deref()
+                        .map(|n| format!("`{n}` "))
+                        .unwrap_or_default(),
+                    path.display(),
+                    set.slos
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let days = (set.period.secs() / 86_400) as u32;
+            (
+                slo.objective,
+                days,
+                set.tiers.clone(),
+                slo.guard.as_ref().map(|g| g.min_events),
+                format!("{} ({})", slo.id, path.display()),
+            )
+        }
+        (None, Some(o)) => {
+            if !(o.is_finite() && o > 0.0 && o < 100.0) {
+                return Err(input(format!(
+                    "--objective: {o} is not a percentage in (0, 100)"
+                )));
+            }
+            (o, 30, Tier::workbook(30), None, format!("objective {o}%"))
+        }
+        (None, None) => return Err(input("give --objective PERCENT or --spec FILE")),
+    };
+    if let Some(d) = a.period_days {
+        period_days = d;
+        if a.tiers.is_empty() {
+            tiers = Tier::workbook(d);
+        }
+    }
+    if !a.tiers.is_empty() {
+        tiers = a.tiers.clone();
+    }
+    if let Some(n) = a.min_events {
+        guard = Some(MinEvents::Fixed(n));
+    }
+    if let Some(i) = a.eval_interval
+        && i.secs() > 3600
+    {
+        return Err(input("--eval-interval: at most 1h"));
+    }
+    let longest = tiers.iter().map(|t| t.long.as_f64()).fold(0.0, f64::max);
+    let (series, start, end, what) = match (a.error_rate, a.duration, &a.csv, &a.load_json) {
+        (Some(r), Some(d), None, None) => {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(input(format!("--error-rate: {r} is not a ratio in (0, 1]")));
+            }
+            if !(a.rate.is_finite() && a.rate > 0.0) {
+                return Err(input(format!(
+                    "--rate: {} is not a positive number of events per second",
+                    a.rate
+                )));
+            }
+            if !(0.0..1.0).contains(&a.background) {
+                return Err(input(format!(
+                    "--background: {} is not a ratio in [0, 1)",
+                    a.background
+                )));
+            }
+            if d.secs() > 366 * 86_400 {
+                return Err(input("--duration: at most 366d"));
+            }
+            let inc = Incident {
+                rate: a.rate,
+                error_ratio: r,
+                duration: d.as_f64(),
+                background: a.background,
+                lead: longest,
+                tail: longest,
+            };
+            (
+                Series::synthetic(&inc),
+                longest,
+                longest + d.as_f64(),
+                format!("{}% errors for {d} at {} events/s", r * 100.0, a.rate),
+            )
+        }
+        (None, None, Some(p), None) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| input(format!("{}: {e}", p.display())))?;
+            recorded(Series::from_csv(&text, p)?, p)
+        }
+        (None, None, None, Some(p)) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| input(format!("{}: {e}", p.display())))?;
+            recorded(Series::from_load_json(&text, p)?, p)
+        }
+        _ => {
+            return Err(input(
+                "give a synthetic incident (--error-rate R --duration D) or a series (--csv FILE or --load-json FILE)",
+            ));
+        }
+    };
+    let spec = EvalSpec {
+        objective,
+        period: f64::from(period_days) * 86_400.0,
+        tiers,
+        guard,
+        eval_interval: a.eval_interval.map(PromDuration::as_f64),
+    };
+    let report = eval::evaluate(&series, &spec, start, end);
+    println!(
+        "SLO {label}, {period_days}-day budget; {what}; rule evaluation: {}\n",
+        a.eval_interval
+            .map_or("continuous".to_owned(), |i| format!("every {i}"))
+    );
+    print!("{}", report.to_table());
+    Ok(())
+}
+
+/// A recorded series' reference span: from its start to the end of its last bad interval.
+fn recorded(series: Series, path: &Path) -> (Series, f64, f64, String) {
+    let start = series.start();
+    let (total, errors) = series.cumulative(series.end());
+    // The last instant with errors: scan back over the cumulative error count.
+    let mut end = series.end();
+    let (_, e_end) = series.cumulative(end);
+    let step = ((series.end() - start) / 10_000.0).max(1e-3);
+    while end - step > start && series.cumulative(end - step).1 >= e_end {
+        end -= step;
+    }
+    let what = format!(
+        "{}: {total} events, {errors} bad ({:.3}%)",
+        path.display(),
+        if total > 0.0 {
+            errors / total * 100.0
+        } else {
+            0.0
+        }
+    );
+    (series, start, end, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn code(argv: &[&str]) -> u8 {
+        let mut full = vec!["slo"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
+        super::run(cli.args).expect("no I/O failure")
+    }
+
+    /// The bad-input message of a command that must fail.
+    fn message(argv: &[&str]) -> String {
+        let mut full = vec!["slo"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
+        let outcome = match cli.args.command {
+            super::Sub::Generate(a) => super::generate(&a),
+            super::Sub::Eval(a) => super::evaluate(&a),
+        };
+        match outcome {
+            Err(super::Failure::Input(m)) => m,
+            Err(super::Failure::Io(e)) => panic!("{argv:?}: I/O failure {e:#}"),
+            Ok(()) => panic!("{argv:?}: accepted"),
+        }
+    }
+
+    fn tmp(name: &str, text: &str) -> std::path::PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("tailwater-slo-cli-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+
+    const NATIVE: &str = "version: tailwater/v1\nservice: shop\nslos:\n  - name: availability\n    objective: 99.9\n    sli: availability\n";
+
+    #[test]
+    fn generate_writes_rules_runbooks_and_inhibition() {
+        let spec = tmp("gen.yaml", NATIVE);
+        let dir =
+            std::env::temp_dir().join(format!("tailwater-slo-cli-{}-out", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rules = dir.join("rules.yml");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (s, r, rb, inh) = (
+            spec.display().to_string(),
+            rules.display().to_string(),
+            dir.join("rb").display().to_string(),
+            dir.join("inhibit.yml").display().to_string(),
+        );
+        assert_eq!(
+            code(&[
+                "generate",
+                &s,
+                "-o",
+                &r,
+                "--runbooks",
+                &rb,
+                "--inhibit",
+                &inh
+            ]),
+            0
+        );
+        let text = std::fs::read_to_string(&rules).expect("rules written");
+        assert!(text.contains("slo:sli_total:rate1h"), "guard on by default");
+        assert!(
+            dir.join("rb/ShopAvailability-shop-availability-page.md")
+                .exists()
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("inhibit.yml"))
+                .expect("inhibit")
+                .contains("equal: [sloth_id]")
+        );
+        assert_eq!(code(&["generate", &s, "-o", &r, "--no-traffic-guard"]), 0);
+        assert!(
+            !std::fs::read_to_string(&rules)
+                .expect("rules")
+                .contains("slo:sli_total")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&spec);
+    }
+
+    #[test]
+    fn bad_input_exits_2() {
+        let bad_spec = tmp("bad.yaml", &NATIVE.replace("99.9", "100"));
+        let good = tmp("good.yaml", NATIVE);
+        let raw = tmp(
+            "raw.yaml",
+            "version: prometheus/v1\nservice: s\nslos:\n  - name: r\n    objective: 99\n    sli:\n      raw:\n        error_ratio_query: x[{{.window}}]\n    alerting:\n      name: A\n",
+        );
+        let csv = tmp("bad.csv", "1,1,0\n1,1,0\n");
+        let (b, g, r, c) = (
+            bad_spec.display().to_string(),
+            good.display().to_string(),
+            raw.display().to_string(),
+            csv.display().to_string(),
+        );
+        for (argv, want) in [
+            (vec!["generate", b.as_str()], "`slos[0].objective`"),
+            (
+                vec!["generate", "/nonexistent/slo.yaml"],
+                "/nonexistent/slo.yaml: ",
+            ),
+            (
+                vec!["generate", r.as_str(), "--min-events", "10"],
+                "--min-events: SLO `r` has a raw SLI",
+            ),
+            (
+                vec!["eval", "--error-rate", "1", "--duration", "1h"],
+                "give --objective",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "100",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "--objective: 100",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1.5",
+                    "--duration",
+                    "1h",
+                ],
+                "--error-rate: 1.5",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--rate",
+                    "0",
+                ],
+                "--rate: 0",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--background",
+                    "1",
+                ],
+                "--background: 1",
+            ),
+            (
+                vec!["eval", "--objective", "99.9"],
+                "give a synthetic incident",
+            ),
+            (
+                vec!["eval", "--objective", "99.9", "--csv", c.as_str()],
+                ":2: `timestamp`",
+            ),
+            (
+                vec!["eval", "--objective", "99.9", "--csv", "/nonexistent.csv"],
+                "/nonexistent.csv: ",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--spec",
+                    g.as_str(),
+                    "--slo",
+                    "nope",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "--slo: no SLO `nope`",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--spec",
+                    b.as_str(),
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                ],
+                "`slos[0].objective`",
+            ),
+            (
+                vec![
+                    "eval",
+                    "--objective",
+                    "99.9",
+                    "--error-rate",
+                    "1",
+                    "--duration",
+                    "1h",
+                    "--eval-interval",
+                    "2h",
+                ],
+                "--eval-interval",
+            ),
+        ] {
+            assert_eq!(code(&argv), 2, "{argv:?}");
+            let got = message(&argv);
+            assert!(got.contains(want), "{argv:?}: want {want:?} in {got:?}");
+        }
+        for p in [bad_spec, good, raw, csv] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn clap_refuses_bad_shapes() {
+        for argv in [
+            vec!["slo", "eval", "--objective", "99.9", "--duration", "1h"],
+            vec![
+                "slo",
+                "eval",
+                "--objective",
+                "99.9",
+                "--error-rate",
+                "1",
+                "--duration",
+                "1y",
+            ],
+            vec![
+                "slo",
+                "eval",
+                "--objective",
+                "99.9",
+                "--tier",
+                "page:5m:1h:1",
+                "--error-rate",
+                "1",
+                "--duration",
+                "1h",
+            ],
+            vec!["slo", "generate", "x.yaml", "--min-events", "0"],
+            vec!["slo", "generate", "x.yaml", "--period-days", "1"],
+        ] {
+            assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn eval_runs_on_a_spec_and_a_csv() {
+        let spec = tmp("ev.yaml", NATIVE);
+        let csv = tmp(
+            "ev.csv",
+            "timestamp,total,errors\n60,600,0\n120,600,600\n180,600,0\n",
+        );
+        let (s, c) = (spec.display().to_string(), csv.display().to_string());
+        assert_eq!(
+            code(&[
+                "eval",
+                "--spec",
+                &s,
+                "--error-rate",
+                "1",
+                "--duration",
+                "10m"
+            ]),
+            0
+        );
+        assert_eq!(
+            code(&[
+                "eval",
+                "--objective",
+                "99.9",
+                "--csv",
+                &c,
+                "--tier",
+                "page:10m:10m:1"
+            ]),
+            0
+        );
+        let _ = std::fs::remove_file(spec);
+        let _ = std::fs::remove_file(csv);
+    }
+}
