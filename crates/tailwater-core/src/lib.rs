@@ -80,6 +80,7 @@ pub mod criticality;
 pub mod error;
 pub mod limiter;
 pub mod names;
+pub mod outbound;
 pub mod rate;
 mod sync;
 
