@@ -1,0 +1,11 @@
+//! Prints the client-side (outbound) scenarios' tables: `cargo run --release -p tailwater-sim --example outbound [seed]`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let seed = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1);
+    print!("{}", tailwater_sim::outbound::report(seed)?);
+    Ok(())
+}
