@@ -113,6 +113,7 @@ pub mod concurrency;
 pub mod criticality;
 pub mod edge;
 pub mod observe;
+pub mod outbound;
 pub mod rate_limit;
 
 pub use classify::{Classify, DefaultClassifier};
