@@ -14,11 +14,13 @@ use tailwater_tower::outbound::{CircuitBreakerLayer, HedgeLayer, RetryLayer, Thr
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 type Calls = Arc<AtomicU32>;
+/// A status, an optional header, and how long the backend takes.
+type Answer = (StatusCode, Option<(&'static str, &'static str)>, Duration);
 
 /// A backend answering `status` (and `header`, if any) after `delay`, counting calls.
 fn backend(
     calls: Calls,
-    answers: Vec<(StatusCode, Option<(&'static str, &'static str)>, Duration)>,
+    answers: Vec<Answer>,
 ) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
 + Clone
 + Send
@@ -110,7 +112,8 @@ async fn retries_until_success_and_honours_pushback() {
 
 #[tokio::test(start_paused = true)]
 async fn never_retries_what_the_server_or_method_forbids() {
-    let cases: Vec<(StatusCode, Option<(&'static str, &'static str)>, Method)> = vec![
+    type Case = (StatusCode, Option<(&'static str, &'static str)>, Method);
+    let cases: Vec<Case> = vec![
         (StatusCode::TOO_MANY_REQUESTS, None, Method::GET),
         (
             StatusCode::SERVICE_UNAVAILABLE,
