@@ -1,6 +1,6 @@
 //! A circuit breaker as a state machine on the project's clock.
 //!
-//! - **Closed**: every call goes through; outcomes land in a sliding [`Window`]. Once it holds
+//! - **Closed**: every call goes through; outcomes land in a sliding [`Window`](super::Window). Once it holds
 //!   `min_calls` calls, the breaker trips when the failure rate *or* the slow-call rate
 //!   reaches its threshold (resilience4j's rule, with tailwater's lower minimum).
 //! - **Open**: every call is refused at once with the time left ([`BreakerOpen`]). The

@@ -16,14 +16,14 @@
 //! Every default is documented on its config type with the anchor it comes from
 //! (`research/outbound.md` beside the architecture notes has the sources).
 
-mod breaker;
-mod breaker_config;
-mod budget;
-mod hedge;
-mod jitter;
-mod retry;
-mod throttle;
-mod window;
+pub mod breaker;
+pub mod breaker_config;
+pub mod budget;
+pub mod hedge;
+pub mod jitter;
+pub mod retry;
+pub mod throttle;
+pub mod window;
 
 pub use breaker::{
     BreakerOpen, BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, Transition,
