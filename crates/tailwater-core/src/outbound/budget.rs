@@ -167,19 +167,23 @@ impl<C: Clock> RetryBudget<C> {
         &self.config
     }
 
-    /// Runs `f` on the current slot, the window's totals and the refusal counter.
-    fn with<R>(&self, f: impl FnOnce(&mut Slot, BudgetStats, &mut u64) -> R) -> R {
+    /// Runs `f` on the current slot, the window's totals (only when `totals`: a deposit
+    /// needs none) and the refusal counter.
+    fn with<R>(&self, totals: bool, f: impl FnOnce(&mut Slot, BudgetStats, &mut u64) -> R) -> R {
         let epoch = self.clock.now_nanos() / self.slot_nanos + 1;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (slots, refused) = &mut *guard;
         let len = slots.len() as u64;
-        let oldest = epoch.saturating_sub(len - 1);
         let mut total = BudgetStats {
             refused: *refused,
             ..Default::default()
         };
-        for s in slots.iter() {
-            if s.epoch >= oldest && s.epoch <= epoch {
+        if totals {
+            let oldest = epoch.saturating_sub(len - 1);
+            for s in slots
+                .iter()
+                .filter(|s| s.epoch >= oldest && s.epoch <= epoch)
+            {
                 total.requests += s.requests;
                 total.retries += s.retries;
                 total.hedges += s.hedges;
@@ -197,12 +201,12 @@ impl<C: Clock> RetryBudget<C> {
 
     /// Records one request (call it once per logical request, not per attempt).
     pub fn deposit(&self) {
-        self.with(|slot, _, _| slot.requests += 1);
+        self.with(false, |slot, _, _| slot.requests += 1);
     }
 
     /// Asks for one extra attempt; `true` charges it to the budget.
     pub fn try_withdraw(&self, kind: Extra) -> bool {
-        self.with(|slot, t, refused| {
+        self.with(true, |slot, t, refused| {
             let allowed = self.config.ratio * t.requests as f64 + self.floor;
             let mut ok = (t.retries + t.hedges + 1) as f64 <= allowed;
             if kind == Extra::Hedge {
@@ -219,7 +223,7 @@ impl<C: Clock> RetryBudget<C> {
 
     /// The window's totals now.
     pub fn stats(&self) -> BudgetStats {
-        self.with(|_, t, _| t)
+        self.with(true, |_, t, _| t)
     }
 }
 

@@ -51,11 +51,25 @@ pub fn clone_request<B: Clone>(r: &Request<B>) -> Request<B> {
 /// # let _ = layer;
 /// # Ok::<(), tailwater_core::ConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RetryLayer<C: Clock> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Clock> Clone for RetryLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Everything a call needs, behind one `Arc` (one reference count per call).
+#[derive(Debug)]
+struct Shared<C: Clock> {
     budget: Arc<RetryBudget<C>>,
     policy: RetryPolicy,
-    jitter: Arc<Jitter>,
+    jitter: Jitter,
     non_idempotent: bool,
 }
 
@@ -64,21 +78,30 @@ impl<C: Clock> RetryLayer<C> {
     /// same downstream) by `policy`.
     pub fn new(budget: Arc<RetryBudget<C>>, policy: RetryPolicy) -> Self {
         Self {
-            budget,
-            policy,
-            jitter: Arc::new(Jitter::default()),
-            non_idempotent: false,
+            shared: Arc::new(Shared {
+                budget,
+                policy,
+                jitter: Jitter::default(),
+                non_idempotent: false,
+            }),
         }
     }
 
     /// Also retry POST and PATCH (default `false`: they may not be safe to repeat).
-    pub fn retry_non_idempotent(mut self, yes: bool) -> Self {
-        self.non_idempotent = yes;
-        self
+    pub fn retry_non_idempotent(self, yes: bool) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                budget: Arc::clone(&s.budget),
+                policy: s.policy,
+                jitter: Jitter::default(),
+                non_idempotent: yes,
+            }),
+        }
     }
 }
 
-impl<S, C: Clock + Clone> Layer<S> for RetryLayer<C> {
+impl<S, C: Clock> Layer<S> for RetryLayer<C> {
     type Service = RetryService<S, C>;
     fn layer(&self, inner: S) -> Self::Service {
         RetryService {
@@ -89,10 +112,19 @@ impl<S, C: Clock + Clone> Layer<S> for RetryLayer<C> {
 }
 
 /// See [`RetryLayer`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RetryService<S, C: Clock> {
     inner: S,
     layer: RetryLayer<C>,
+}
+
+impl<S: Clone, C: Clock> Clone for RetryService<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
 }
 
 impl<S, C, B, RB> Service<Request<B>> for RetryService<S, C>
@@ -100,7 +132,7 @@ where
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send,
-    C: Clock + Clone,
+    C: Clock,
     B: Clone + Send + 'static,
     RB: Send,
 {
@@ -113,7 +145,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer.shared);
         layer.budget.deposit();
         // The ready service answers the first attempt; a fresh clone the retries.
         let clone = self.inner.clone();

@@ -38,23 +38,28 @@ pub fn is_idempotent(method: &Method) -> bool {
 /// assert_eq!(read_response(StatusCode::TOO_MANY_REQUESTS, &h).1, Pushback::DontRetry);
 /// ```
 pub fn read_response(status: StatusCode, headers: &HeaderMap) -> (bool, Pushback) {
-    let grpc_pushback = headers
-        .get(&GRPC_RETRY_PUSHBACK_MS)
-        .and_then(|v| v.to_str().ok())
-        .map(parse_grpc_pushback_ms);
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || headers.contains_key(&X_ENVOY_RATELIMITED)
-        || grpc_pushback == Some(Pushback::DontRetry)
-    {
+    if status == StatusCode::TOO_MANY_REQUESTS {
         return (false, Pushback::DontRetry);
     }
-    let grpc_unavailable = headers
-        .get(&GRPC_STATUS)
+    // The happy path reads at most one header (`grpc-status`).
+    let retryable = matches!(status.as_u16(), 502..=504)
+        || headers
+            .get(&GRPC_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            == Some(GRPC_UNAVAILABLE);
+    if !retryable {
+        return (false, Pushback::None);
+    }
+    if headers.contains_key(&X_ENVOY_RATELIMITED) {
+        return (false, Pushback::DontRetry);
+    }
+    let pushback = match headers
+        .get(&GRPC_RETRY_PUSHBACK_MS)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        == Some(GRPC_UNAVAILABLE);
-    let retryable = matches!(status.as_u16(), 502..=504) || grpc_unavailable;
-    let pushback = match grpc_pushback {
+        .map(parse_grpc_pushback_ms)
+    {
+        Some(Pushback::DontRetry) => return (false, Pushback::DontRetry),
         Some(p) => p,
         None => headers
             .get(http::header::RETRY_AFTER)
@@ -62,7 +67,7 @@ pub fn read_response(status: StatusCode, headers: &HeaderMap) -> (bool, Pushback
             .and_then(parse_retry_after)
             .map_or(Pushback::None, Pushback::After),
     };
-    (retryable, pushback)
+    (true, pushback)
 }
 
 /// The pushback as a duration hint for the breaker (`None` unless a delay was given).
