@@ -174,3 +174,16 @@ fn clock_read(b: divan::Bencher<'_, '_>) {
     let clock = MonotonicClock::new();
     b.bench_local(|| divan::black_box(clock.now()));
 }
+
+/// The budgets alone: one deposit (every request pays it).
+#[divan::bench]
+fn tower_tps_budget_deposit(b: divan::Bencher<'_, '_>) {
+    let budget = TpsBudget::new(Duration::from_secs(10), 10, 0.2);
+    b.bench_local(|| budget.deposit());
+}
+
+#[divan::bench]
+fn tailwater_budget_deposit(b: divan::Bencher<'_, '_>) {
+    let budget = RetryBudget::new(BudgetConfig::default()).unwrap();
+    b.bench_local(|| budget.deposit());
+}
