@@ -241,3 +241,32 @@ async fn throttles_locally_per_tier() {
         "a critical request still goes out"
     );
 }
+
+/// Envoy #30205: retries waiting in backoff count against the budget, so 100 simultaneous
+/// failures all entering backoff get at most 20 % retries, not 100.
+#[tokio::test(start_paused = true)]
+async fn retries_in_backoff_count_against_the_budget() {
+    let calls = Calls::default();
+    let cfg = BudgetConfig {
+        min_per_sec: 0,
+        ..Default::default()
+    };
+    let answers = vec![(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("retry-after", "1")),
+        Duration::ZERO,
+    )];
+    let svc = retry_layer(cfg).layer(backend(calls.clone(), answers));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let mut svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            svc.ready().await.unwrap().call(get()).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // 100 first attempts + at most 20 % of 100 retries, all decided while the others slept.
+    assert_eq!(calls.load(Ordering::SeqCst), 120);
+}
