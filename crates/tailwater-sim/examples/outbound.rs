@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1);
-    print!("{}", tailwater_sim::outbound::report(seed)?);
+    let (text, _all_met) = tailwater_sim::outbound::report(seed)?;
+    print!("{text}");
     Ok(())
 }
