@@ -12,6 +12,37 @@
 //! Order, outermost first: throttle → breaker → retry → hedge → client. One
 //! [`RetryBudget`](tailwater_core::outbound::RetryBudget) (in an `Arc`) is shared by the
 //! retry and hedge layers of one downstream.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use http::{Request, Response};
+//! use tailwater_core::clock::MonotonicClock;
+//! use tailwater_core::outbound::*;
+//! use tailwater_tower::outbound::{breaker::observed_breaker, *};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // Stands in for an HTTP client (bodies must be `Clone` to be sent again).
+//! let http_client = tower::service_fn(|_req: Request<String>| async {
+//!     Ok::<_, Infallible>(Response::new(String::from("hello")))
+//! });
+//! let budget = Arc::new(RetryBudget::new(BudgetConfig::default())?);
+//! let hedger = Arc::new(Hedger::new(HedgeConfig::default())?);
+//! let breaker = observed_breaker("users", BreakerConfig::default(), MonotonicClock::new())?;
+//! let throttle = Arc::new(AdaptiveThrottle::new(ThrottleConfig::default())?);
+//! let mut client = ServiceBuilder::new()
+//!     .layer(ThrottleLayer::new(throttle))
+//!     .layer(CircuitBreakerLayer::new(breaker, "users"))
+//!     .layer(RetryLayer::new(budget.clone(), RetryPolicy::default()))
+//!     .layer(HedgeLayer::new(hedger, budget))
+//!     .service(http_client);
+//! let res = client.ready().await?.call(Request::new(String::new())).await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
+//! ```
 
 pub mod breaker;
 pub mod hedge;
