@@ -270,3 +270,24 @@ async fn retries_in_backoff_count_against_the_budget() {
     // 100 first attempts + at most 20 % of 100 retries, all decided while the others slept.
     assert_eq!(calls.load(Ordering::SeqCst), 120);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limiting_dependency_does_not_trip_the_breaker() {
+    let calls = Calls::default();
+    let cfg = BreakerConfig {
+        window: Window::Count(4),
+        min_calls: 4,
+        ..Default::default()
+    };
+    let breaker = CircuitBreaker::with_clock(cfg, ManualClock::new()).unwrap();
+    let inner = backend(
+        calls.clone(),
+        vec![(StatusCode::TOO_MANY_REQUESTS, None, Duration::ZERO)],
+    );
+    let mut svc = CircuitBreakerLayer::new(breaker.clone(), "test").layer(inner);
+    for _ in 0..10 {
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+}

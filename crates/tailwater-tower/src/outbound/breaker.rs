@@ -16,7 +16,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response, StatusCode};
+use tailwater_core::algorithm::Outcome;
 use tailwater_core::clock::Clock;
 use tailwater_core::outbound::{BreakerConfig, CircuitBreaker, Transition};
 use tower::{Layer, Service};
@@ -31,6 +32,30 @@ pub const BREAKER_STATE: &str = "tailwater_breaker_state";
 pub const BREAKER_TRANSITIONS_TOTAL: &str = "tailwater_breaker_transitions_total";
 /// `tailwater_breaker_rejections_total`.
 pub const BREAKER_REJECTIONS_TOTAL: &str = "tailwater_breaker_rejections_total";
+
+/// The breaker's default policy: [`DefaultClassifier`], except that `429` says nothing about
+/// the dependency's health (it is alive and rate limiting: `research/outbound.md` §4 counts
+/// only server failures), so it is `Ignored`.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tailwater_tower::classify::{Classify, Outcome};
+/// use tailwater_tower::outbound::breaker::ServerFailures;
+/// let c = ServerFailures;
+/// assert_eq!(c.classify_response(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()), Outcome::Ignored);
+/// assert_eq!(c.classify_response(StatusCode::BAD_GATEWAY, &HeaderMap::new()), Outcome::Dropped);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerFailures;
+
+impl Classify for ServerFailures {
+    fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => Outcome::Ignored,
+            _ => DefaultClassifier::new().classify_response(status, headers),
+        }
+    }
+}
 
 /// Builds a core breaker whose transitions are metrics labelled `breaker = name`.
 ///
@@ -65,7 +90,7 @@ pub fn observed_breaker<C: Clock>(
 
 /// Wraps a client service in a [`CircuitBreakerService`].
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerLayer<C: Clock, P = DefaultClassifier> {
+pub struct CircuitBreakerLayer<C: Clock, P = ServerFailures> {
     breaker: CircuitBreaker<C>,
     classify: P,
     name: &'static str,
@@ -77,15 +102,15 @@ impl<C: Clock> CircuitBreakerLayer<C> {
     pub fn new(breaker: CircuitBreaker<C>, name: &'static str) -> Self {
         Self {
             breaker,
-            classify: DefaultClassifier::new(),
+            classify: ServerFailures,
             name,
         }
     }
 }
 
 impl<C: Clock, P> CircuitBreakerLayer<C, P> {
-    /// Which outcomes count as failures (default: [`DefaultClassifier`]: 5xx, 429, gRPC 4 / 8
-    /// / 14, errors).
+    /// Which outcomes count as failures (default: [`ServerFailures`]: 5xx, gRPC 4 / 8 / 14,
+    /// errors; not 429).
     pub fn classify<Q: Classify>(self, classify: Q) -> CircuitBreakerLayer<C, Q> {
         CircuitBreakerLayer {
             breaker: self.breaker,

@@ -30,12 +30,25 @@ pub const HEDGES_TOTAL: &str = "tailwater_hedges_total";
 pub struct HedgeLayer<C: Clock> {
     hedger: Arc<Hedger<C>>,
     budget: Arc<RetryBudget<C>>,
+    deposits: bool,
 }
 
 impl<C: Clock> HedgeLayer<C> {
     /// Hedges after `hedger`'s delay, within `budget` (the one the retry layer uses).
     pub fn new(hedger: Arc<Hedger<C>>, budget: Arc<RetryBudget<C>>) -> Self {
-        Self { hedger, budget }
+        Self {
+            hedger,
+            budget,
+            deposits: true,
+        }
+    }
+
+    /// Whether each request is deposited into the budget here (default `true`). Set it to
+    /// `false` under a [`RetryLayer`](super::RetryLayer) that shares the budget: that layer
+    /// deposits once per request, and a second deposit per attempt would double the budget.
+    pub fn deposits(mut self, yes: bool) -> Self {
+        self.deposits = yes;
+        self
     }
 }
 
@@ -80,7 +93,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let layer = self.layer.clone();
-        layer.budget.deposit();
+        if layer.deposits {
+            layer.budget.deposit();
+        }
         let delay = layer.hedger.delay().filter(|_| is_idempotent(req.method()));
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);

@@ -11,7 +11,8 @@
 //!
 //! Order, outermost first: throttle → breaker → retry → hedge → client. One
 //! [`RetryBudget`](tailwater_core::outbound::RetryBudget) (in an `Arc`) is shared by the
-//! retry and hedge layers of one downstream.
+//! retry and hedge layers of one downstream; under a retry layer, the hedge layer does not
+//! deposit ([`HedgeLayer::deposits`]`(false)`), so each request counts once.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -35,10 +36,11 @@
 //!     .layer(ThrottleLayer::new(throttle))
 //!     .layer(CircuitBreakerLayer::new(breaker, "users"))
 //!     .layer(RetryLayer::new(budget.clone(), RetryPolicy::default()))
-//!     .layer(HedgeLayer::new(hedger, budget))
+//!     .layer(HedgeLayer::new(hedger, budget.clone()).deposits(false))
 //!     .service(http_client);
 //! let res = client.ready().await?.call(Request::new(String::new())).await?;
 //! assert_eq!(res.status(), 200);
+//! assert_eq!(budget.stats().requests, 1); // deposited once, by the retry layer
 //! # Ok(())
 //! # }
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
