@@ -21,6 +21,9 @@
 //!    crate has no tokio, tower or hyper types in its API. The optional `tokio` feature adds
 //!    `Limiter::acquire` (waiting with tokio timers) and a `TokioClock`.
 //!
+//! The caller's side of overload (circuit breaker, one retry-and-hedge budget, hedging delay,
+//! client-side adaptive throttling) is in [`outbound`], as state machines of the same kind.
+//!
 //! Time is data: every stateful type reads a [`Clock`](clock::Clock), so tests and the
 //! simulator use a [`ManualClock`](clock::ManualClock) instead of sleeping.
 //!
