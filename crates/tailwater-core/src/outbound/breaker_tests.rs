@@ -210,6 +210,38 @@ fn observer_sees_each_transition_once() {
     );
 }
 
+/// resilience4j #1432 / SmallRye #319: many threads arriving together at the OPEN → HALF_OPEN
+/// transition get at most `probes` permits between them.
+#[test]
+fn concurrent_callers_at_the_transition_get_at_most_probes_permits() {
+    for _ in 0..20 {
+        let (b, clock) = breaker(cfg());
+        for _ in 0..4 {
+            b.try_acquire().unwrap().record(Outcome::Dropped);
+        }
+        clock.advance(5 * S);
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (b, barrier) = (b.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    // Hold every permit won: a probe released early would free its slot.
+                    (0..50)
+                        .filter_map(|_| b.try_acquire().ok())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let won: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(won.len(), 3, "exactly `probes` permits");
+        assert!(won.iter().all(|p| p.is_probe()));
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Acquire,
