@@ -21,6 +21,9 @@
 //!    crate has no tokio, tower or hyper types in its API. The optional `tokio` feature adds
 //!    `Limiter::acquire` (waiting with tokio timers) and a `TokioClock`.
 //!
+//! The caller's side of overload (circuit breaker, one retry-and-hedge budget, hedging delay,
+//! client-side adaptive throttling) is in [`outbound`], as state machines of the same kind.
+//!
 //! Time is data: every stateful type reads a [`Clock`](clock::Clock), so tests and the
 //! simulator use a [`ManualClock`](clock::ManualClock) instead of sleeping.
 //!
@@ -80,6 +83,7 @@ pub mod criticality;
 pub mod error;
 pub mod limiter;
 pub mod names;
+pub mod outbound;
 pub mod rate;
 mod sync;
 

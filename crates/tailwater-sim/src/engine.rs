@@ -18,6 +18,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tailwater_core::clock::ManualClock;
 use tailwater_core::limiter::{Acquire, OwnedPermit, Request, Waiter};
+use tailwater_core::outbound::{
+    BudgetConfig, Jitter, Pushback, RetryBudget, RetryDecision, RetryPolicy,
+};
 use tailwater_core::{Criticality, Limiter, RejectReason};
 
 use crate::dist::{Sampler, Shape};
@@ -278,6 +281,8 @@ struct Sim<'a> {
     // Clients.
     next_req: u32,
     retry_tokens: f64,
+    /// `RetryMode::Budget`: the core's shared budget and retry policy, on the run's clock.
+    budget: Option<(RetryBudget<ManualClock>, RetryPolicy, Jitter)>,
     timeout_ns: u64,
     // Metrics.
     m: Metrics,
@@ -344,6 +349,26 @@ impl<'a> Sim<'a> {
         }
         mix_cdf[3] = 1.0;
         let seed = sc.seed;
+        let budget = match sc.client.retry {
+            RetryMode::Budget => Some((
+                RetryBudget::with_clock(
+                    BudgetConfig {
+                        ratio: sc.client.budget,
+                        ..BudgetConfig::default()
+                    },
+                    clock.clone(),
+                )?,
+                RetryPolicy {
+                    max_attempts: u32::try_from(sc.client.attempts.clamp(1, 10)).unwrap_or(3),
+                    base: sc.client.backoff,
+                    max: sc.client.backoff * 10,
+                },
+                // Its own stream: the arrivals and service times stay those of the other
+                // modes.
+                Jitter::new(seed ^ 0x0B0F_F5E7),
+            )),
+            _ => None,
+        };
         Ok(Self {
             sc,
             now: 0,
@@ -372,6 +397,7 @@ impl<'a> Sim<'a> {
             ps: Ps::default(),
             next_req: 0,
             retry_tokens: 10.0,
+            budget,
             timeout_ns: u64::try_from(sc.client.timeout.as_nanos()).unwrap_or(u64::MAX),
             m: Metrics {
                 offered: [0; 4],
@@ -526,6 +552,9 @@ impl<'a> Sim<'a> {
         self.m.offered[tier as usize] += 1;
         if self.sc.client.retry == RetryMode::Budgeted {
             self.retry_tokens = (self.retry_tokens + self.sc.client.budget).min(10.0);
+        }
+        if let Some((budget, _, _)) = &self.budget {
+            budget.deposit();
         }
         self.new_attempt(req, tier, 1);
         let gap = self.gap.sample(&mut self.rng_arrival);
@@ -699,9 +728,23 @@ impl<'a> Sim<'a> {
         if i64::from(attempt) >= c.attempts {
             return;
         }
+        let mut delay = c.backoff;
         let allowed = match c.retry {
             RetryMode::None => false,
             RetryMode::Naive => true,
+            RetryMode::Budget => {
+                let Some((budget, policy, jitter)) = &self.budget else {
+                    return;
+                };
+                let u = jitter.next_f64();
+                match policy.decide(u32::from(attempt), true, Pushback::None, None, budget, u) {
+                    RetryDecision::After(d) => {
+                        delay = d;
+                        true
+                    }
+                    RetryDecision::GiveUp(_) => false,
+                }
+            }
             RetryMode::Budgeted => {
                 if self.retry_tokens >= 1.0 {
                     self.retry_tokens -= 1.0;
@@ -713,7 +756,7 @@ impl<'a> Sim<'a> {
         };
         if allowed {
             self.m.retries += 1;
-            let at = self.now + ns(c.backoff.as_secs_f64());
+            let at = self.now + ns(delay.as_secs_f64());
             if at <= self.end {
                 self.schedule(
                     at,

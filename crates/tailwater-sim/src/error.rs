@@ -89,3 +89,11 @@ pub(crate) fn check(field: &str, value: f64, min: f64, max: f64) -> Result<(), S
     }
     Ok(())
 }
+
+impl From<tailwater_core::ConfigError> for SimError {
+    /// A core outbound configuration (breaker, budget, hedger, throttle) the simulator
+    /// built was refused: reported under the field's name.
+    fn from(e: tailwater_core::ConfigError) -> Self {
+        SimError::invalid(e.field(), e.reason())
+    }
+}

@@ -32,6 +32,7 @@
 pub mod dist;
 pub mod engine;
 pub mod error;
+pub mod outbound;
 pub mod policy;
 pub mod report;
 pub mod rng;

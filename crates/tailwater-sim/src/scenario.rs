@@ -20,7 +20,7 @@
 //!
 //! [client]
 //! timeout = "1s"
-//! retry = "none"            # naive, budgeted
+//! retry = "none"            # naive, budgeted, budget
 //! attempts = 3
 //! budget = 0.1
 //! backoff = "10ms"
@@ -311,6 +311,11 @@ pub enum RetryMode {
     /// as a token bucket: each new request earns `budget` tokens (at most 10 held), a retry
     /// costs one.
     Budgeted,
+    /// Up to `attempts` attempts through tailwater-core's outbound
+    /// [`RetryBudget`](tailwater_core::outbound::RetryBudget): `budget` of requests (the
+    /// core's default is Finagle's 0.2) + 10/s over 10 s, charged before the backoff; full-jitter
+    /// backoff from `backoff` up to 10 × `backoff` (Envoy's ratio).
+    Budget,
 }
 
 /// The clients.
@@ -330,7 +335,7 @@ pub struct ClientConfig {
     /// Attempts per request, first included.
     #[serde(default = "default_attempts")]
     pub attempts: i64,
-    /// Budgeted retries: the largest fraction of requests retried.
+    /// Budgeted retries (`budgeted` and `budget`): the largest fraction of requests retried.
     #[serde(default = "default_budget")]
     pub budget: f64,
     /// Delay before a retry.

@@ -12,6 +12,7 @@
 //! | [`CriticalityLayer`] | reads the request's tier (`x-criticality` header / gRPC metadata, or a closure), default `Critical`, and stores it in the request extensions |
 //! | [`ConcurrencyLayer`] | adaptive concurrency on a core [`Limiter`](tailwater_core::Limiter): rejects at once or waits with a deadline in the core's queue; holds the permit **until the response body ends** and feeds the outcome back |
 //! | [`RateLimitLayer`] | GCRA rate limits keyed by peer IP, a header, the path or a closure, on any [`RateStore`](tailwater_core::rate::RateStore) |
+//! | [`outbound`] | the client side: circuit breaker, retries and hedging within one budget, adaptive throttling (see its docs for the stack) |
 //!
 //! Rejections become responses at the edge ([`edge`]): shed → `503` + `Retry-After`; rate
 //! limited → `429` + `Retry-After` + the IETF draft-10 `RateLimit-Policy` / `RateLimit`
@@ -114,6 +115,7 @@ pub mod concurrency;
 pub mod criticality;
 pub mod edge;
 pub mod observe;
+pub mod outbound;
 pub mod rate_limit;
 
 pub use classify::{Classify, DefaultClassifier};

@@ -13,6 +13,12 @@
 //! | [`LIMITER_QUEUE_DEPTH`] `tailwater_limiter_queue_depth` | gauge | `route` | requests waiting for a permit |
 //! | [`REQUEST_DURATION_SECONDS`] `tailwater_request_duration_seconds` | histogram | `outcome`, `route` | from admission to the end of the response body |
 //! | [`QUEUE_WAIT_SECONDS`] `tailwater_queue_wait_seconds` | histogram | `decision`, `route` | time spent waiting in the queue |
+//! | [`BREAKER_STATE`](crate::outbound::breaker::BREAKER_STATE) `tailwater_breaker_state` | gauge | `breaker` | outbound circuit breaker: 0 closed, 1 half-open, 2 open |
+//! | [`BREAKER_TRANSITIONS_TOTAL`](crate::outbound::breaker::BREAKER_TRANSITIONS_TOTAL) `tailwater_breaker_transitions_total` | counter | `breaker`, `from`, `to` | breaker state changes |
+//! | [`BREAKER_REJECTIONS_TOTAL`](crate::outbound::breaker::BREAKER_REJECTIONS_TOTAL) `tailwater_breaker_rejections_total` | counter | `breaker` | calls refused by an open (or full half-open) breaker |
+//! | [`RETRIES_TOTAL`](crate::outbound::retry::RETRIES_TOTAL) `tailwater_retries_total` | counter | `decision` | retryable failures: `retried` or why not (`budget`, `attempts`, `deadline`, `server_said_no`, `not_retryable`) |
+//! | [`HEDGES_TOTAL`](crate::outbound::hedge::HEDGES_TOTAL) `tailwater_hedges_total` | counter | `decision` | hedge timers that fired: `sent` or `budget` |
+//! | [`THROTTLED_TOTAL`](crate::outbound::throttle::THROTTLED_TOTAL) `tailwater_throttled_total` | counter | `tier` | requests rejected locally by client-side throttling |
 //!
 //! `mechanism` is `concurrency` or `rate_limit`; `tier` is the criticality
 //! (`critical_plus`, `critical`, `sheddable_plus`, `sheddable`).

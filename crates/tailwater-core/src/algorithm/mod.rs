@@ -42,7 +42,7 @@ mod fixed;
 mod gradient2;
 mod guard;
 mod headroom;
-mod util;
+pub(crate) mod util;
 mod vegas;
 mod window_stats;
 mod windowed;

@@ -7,6 +7,7 @@ pub(crate) mod load;
 pub(crate) mod plan;
 pub(crate) mod proxy;
 pub(crate) mod sim;
+pub(crate) mod sim_outbound;
 pub(crate) mod slo;
 
 /// A failure of `tailwater sim` or `tailwater plan`: bad input (exit code 2) or anything

@@ -7,6 +7,7 @@
 //! tailwater sim my-scenario.toml --json > result.json
 //! tailwater sim step-1.4x --csv out/     # summary.csv and one time series per policy
 //! tailwater sim --suite default-limit    # may an adaptive limit be the default? pass/fail table
+//! tailwater sim --suite outbound         # client side: budget, hedging, breaker, throttling
 //! ```
 
 use std::io::Write as _;
@@ -27,7 +28,7 @@ one of recommended (the default everywhere: headroom), static (limit = workers),
 gradient2 (Netflix, 1 s windows), gradient2-raw, gradient2-corrected, gradient2-corrected-fast \
 (20-100 ms windows), envoy, envoy-corrected, ll-guard, headroom; QUEUE one of fifo, lifo, adaptive-lifo, codel \
 (optionally :K waiters, default 100). The same names as the proxy's TOML and the drill. \
-Suites (--suite): default-limit. Exit code 2 on bad input."
+Suites (--suite): default-limit, outbound. Exit code 2 on bad input."
 )]
 pub(crate) struct Args {
     /// Built-in scenario names or TOML scenario files (default: the whole built-in suite).
@@ -105,6 +106,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     if args.list {
         list();
         return Ok(0);
+    }
+    if args.suite.as_deref() == Some("outbound") {
+        return super::sim_exit_code("sim", super::sim_outbound::run(args.seed));
     }
     if let Some(name) = &args.suite {
         return super::sim_exit_code("sim", run_suite(name, &args));

@@ -1,0 +1,319 @@
+//! The retry layer: tailwater-core's [`RetryPolicy`] and shared [`RetryBudget`] around a
+//! client.
+//!
+//! Each request deposits into the budget; after a retryable failure (502/503/504, gRPC
+//! `UNAVAILABLE`, or an error from the inner service) the policy decides: capped attempts
+//! (3), full-jitter backoff (25–250 ms), `Retry-After` / `grpc-retry-pushback-ms` as the
+//! floor, never after `429`, `x-envoy-ratelimited` or a negative gRPC pushback, never past
+//! the request's `grpc-timeout`, and only while the budget (charged *before* the backoff
+//! sleep) allows. Only idempotent methods are retried unless
+//! [`retry_non_idempotent`](RetryLayer::retry_non_idempotent) says otherwise.
+//!
+//! The request body must be `Clone` (e.g. `Full<Bytes>`): it is sent again as it was.
+//! Metric: `tailwater_retries_total` (`decision` = `retried` or the give-up reason, for
+//! requests that failed at least once).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tailwater_core::clock::Clock;
+use tailwater_core::outbound::{GiveUp, Jitter, Pushback, RetryBudget, RetryDecision, RetryPolicy};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::signals::{is_idempotent, read_response};
+use crate::edge::grpc_timeout;
+
+/// `tailwater_retries_total`.
+pub const RETRIES_TOTAL: &str = "tailwater_retries_total";
+
+/// Copies a request: method, URI, version, headers, extensions and the (cloned) body.
+pub fn clone_request<B: Clone>(r: &Request<B>) -> Request<B> {
+    let mut n = Request::new(r.body().clone());
+    *n.method_mut() = r.method().clone();
+    *n.uri_mut() = r.uri().clone();
+    *n.version_mut() = r.version();
+    *n.headers_mut() = r.headers().clone();
+    *n.extensions_mut() = r.extensions().clone();
+    n
+}
+
+/// Wraps a client in a [`RetryService`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use tailwater_core::outbound::{BudgetConfig, RetryBudget, RetryPolicy};
+/// use tailwater_tower::outbound::RetryLayer;
+/// let budget = Arc::new(RetryBudget::new(BudgetConfig::default())?); // share with hedging
+/// let layer = RetryLayer::new(budget, RetryPolicy::default());
+/// # let _ = layer;
+/// # Ok::<(), tailwater_core::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct RetryLayer<C: Clock> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Clock> Clone for RetryLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Everything a call needs, behind one `Arc` (one reference count per call).
+#[derive(Debug)]
+struct Shared<C: Clock> {
+    budget: Arc<RetryBudget<C>>,
+    policy: RetryPolicy,
+    jitter: Jitter,
+    non_idempotent: bool,
+}
+
+impl<C: Clock> RetryLayer<C> {
+    /// Retries within `budget` (share it with the [`HedgeLayer`](super::HedgeLayer) of the
+    /// same downstream) by `policy`.
+    pub fn new(budget: Arc<RetryBudget<C>>, policy: RetryPolicy) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                budget,
+                policy,
+                jitter: Jitter::default(),
+                non_idempotent: false,
+            }),
+        }
+    }
+
+    /// Also retry POST and PATCH (default `false`: they may not be safe to repeat).
+    pub fn retry_non_idempotent(self, yes: bool) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                budget: Arc::clone(&s.budget),
+                policy: s.policy,
+                jitter: Jitter::default(),
+                non_idempotent: yes,
+            }),
+        }
+    }
+}
+
+impl<S, C: Clock> Layer<S> for RetryLayer<C> {
+    type Service = RetryService<S, C>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RetryService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`RetryLayer`].
+#[derive(Debug)]
+pub struct RetryService<S, C: Clock> {
+    inner: S,
+    layer: RetryLayer<C>,
+}
+
+impl<S: Clone, C: Clock> Clone for RetryService<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S, C, B, RB> Service<Request<B>> for RetryService<S, C>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    C: Clock,
+    B: Clone + Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = RetryFuture<S, B, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let layer = Arc::clone(&self.layer.shared);
+        layer.budget.deposit();
+        // The ready service answers the first attempt; a fresh clone the retries.
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
+        let deadline = grpc_timeout(req.headers()).map(|t| Instant::now() + t);
+        // A request that may not be repeated is sent as it is, never copied. (Each branch
+        // builds the future in place: moving the kept request around shows in benchmarks.)
+        if layer.non_idempotent || is_idempotent(req.method()) {
+            RetryFuture {
+                first: Some(svc.call(clone_request(&req))),
+                rest: None,
+                ctx: Some(Ctx {
+                    svc,
+                    req: Some(req),
+                    layer,
+                    deadline,
+                }),
+            }
+        } else {
+            RetryFuture {
+                first: Some(svc.call(req)),
+                rest: None,
+                ctx: Some(Ctx {
+                    svc,
+                    req: None,
+                    layer,
+                    deadline,
+                }),
+            }
+        }
+    }
+}
+
+/// What a retry needs once the first attempt failed.
+struct Ctx<S, B, C: Clock> {
+    svc: S,
+    /// `None` when the request may not be repeated.
+    req: Option<Request<B>>,
+    layer: Arc<Shared<C>>,
+    deadline: Option<Instant>,
+}
+
+impl<S, B, C, RB> Ctx<S, B, C>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    C: Clock,
+    B: Clone,
+{
+    /// The delay before the next attempt, or `None` to give up, after `attempt` ended with
+    /// `result`.
+    fn next(&self, attempt: u32, result: &Result<Response<RB>, S::Error>) -> Option<Duration> {
+        let (retryable, pushback) = match result {
+            Ok(res) => read_response(res.status(), res.headers()),
+            Err(_) => (true, Pushback::None),
+        };
+        if !retryable {
+            return None;
+        }
+        let decision = match self.req {
+            None => RetryDecision::GiveUp(GiveUp::NotRetryable),
+            Some(_) => self.layer.policy.decide(
+                attempt,
+                true,
+                pushback,
+                self.deadline
+                    .map(|d| d.saturating_duration_since(Instant::now())),
+                &self.layer.budget,
+                self.layer.jitter.next_f64(),
+            ),
+        };
+        match decision {
+            RetryDecision::After(delay) => {
+                metrics::counter!(RETRIES_TOTAL, "decision" => "retried").increment(1);
+                Some(delay)
+            }
+            RetryDecision::GiveUp(why) => {
+                metrics::counter!(RETRIES_TOTAL, "decision" => why.as_str()).increment(1);
+                None
+            }
+        }
+    }
+
+    /// Every attempt after the first.
+    async fn retry(mut self, mut delay: Duration) -> Result<Response<RB>, S::Error> {
+        let mut attempt = 1;
+        loop {
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            std::future::poll_fn(|cx| self.svc.poll_ready(cx)).await?;
+            let req = match &self.req {
+                Some(r) => clone_request(r),
+                None => unreachable!("only repeatable requests are retried"),
+            };
+            let result = self.svc.call(req).await;
+            match self.next(attempt, &result) {
+                Some(d) => delay = d,
+                None => return result,
+            }
+        }
+    }
+}
+
+type BoxResponse<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`RetryService`]: the first attempt is polled in place (no
+    /// allocation on the happy path); only a retry moves the request into a boxed future.
+    pub struct RetryFuture<S, B, C>
+    where
+        S: Service<Request<B>>,
+        C: Clock,
+    {
+        #[pin]
+        first: Option<S::Future>,
+        rest: Option<BoxResponse<S::Response, S::Error>>,
+        ctx: Option<Ctx<S, B, C>>,
+    }
+}
+
+impl<S, C, B> fmt::Debug for RetryFuture<S, B, C>
+where
+    S: Service<Request<B>>,
+    C: Clock,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryFuture")
+            .field("retrying", &self.rest.is_some())
+            .finish()
+    }
+}
+
+impl<S, C, B, RB> Future for RetryFuture<S, B, C>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    C: Clock,
+    B: Clone + Send + 'static,
+    RB: Send + 'static,
+{
+    type Output = Result<Response<RB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(rest) = this.rest.as_mut() {
+            return rest.as_mut().poll(cx);
+        }
+        let Some(first) = this.first.as_mut().as_pin_mut() else {
+            panic!("RetryFuture polled after completion");
+        };
+        let result = ready!(first.poll(cx));
+        this.first.set(None);
+        // Decided in place: the context (the kept request) moves only for a retry.
+        match this.ctx.as_ref().and_then(|ctx| ctx.next(1, &result)) {
+            None => Poll::Ready(result),
+            Some(delay) => {
+                let Some(ctx) = this.ctx.take() else {
+                    return Poll::Ready(result);
+                };
+                let mut rest: BoxResponse<Response<RB>, S::Error> = Box::pin(ctx.retry(delay));
+                let poll = rest.as_mut().poll(cx);
+                *this.rest = Some(rest);
+                poll
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The outbound layers against mock services on tokio's paused clock.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use tailwater_core::Criticality;
+use tailwater_core::clock::ManualClock;
+use tailwater_core::outbound::*;
+use tailwater_tower::outbound::breaker::observed_breaker;
+use tailwater_tower::outbound::{CircuitBreakerLayer, HedgeLayer, RetryLayer, ThrottleLayer};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+type Calls = Arc<AtomicU32>;
+/// A status, an optional header, and how long the backend takes.
+type Answer = (StatusCode, Option<(&'static str, &'static str)>, Duration);
+
+/// A backend answering `status` (and `header`, if any) after `delay`, counting calls.
+fn backend(
+    calls: Calls,
+    answers: Vec<Answer>,
+) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    let answers = Arc::new(answers);
+    service_fn(move |_req: Request<String>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+        let (status, header, delay) = answers[n.min(answers.len() - 1)];
+        async move {
+            tokio::time::sleep(delay).await;
+            let mut res = Response::new(String::new());
+            *res.status_mut() = status;
+            if let Some((k, v)) = header {
+                res.headers_mut().insert(k, v.parse().unwrap());
+            }
+            Ok::<_, Infallible>(res)
+        }
+    })
+}
+
+fn get() -> Request<String> {
+    Request::new(String::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_breaker_answers_503_without_calling() {
+    let calls = Calls::default();
+    let cfg = BreakerConfig {
+        window: Window::Count(4),
+        min_calls: 4,
+        jitter: 0.0,
+        ..Default::default()
+    };
+    let breaker = observed_breaker("test", cfg, ManualClock::new()).unwrap();
+    let inner = backend(
+        calls.clone(),
+        vec![(StatusCode::BAD_GATEWAY, None, Duration::ZERO)],
+    );
+    let mut svc = CircuitBreakerLayer::new(breaker.clone(), "test").layer(inner);
+    for _ in 0..4 {
+        let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let mut grpc = get();
+    grpc.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let r = svc.ready().await.unwrap().call(grpc).await.unwrap();
+    assert_eq!(r.headers()["grpc-status"], "14");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "an open breaker never calls"
+    );
+}
+
+fn retry_layer(budget: BudgetConfig) -> RetryLayer<ManualClock> {
+    let budget = Arc::new(RetryBudget::with_clock(budget, ManualClock::new()).unwrap());
+    RetryLayer::new(budget, RetryPolicy::default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_success_and_honours_pushback() {
+    let calls = Calls::default();
+    let answers = vec![
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(("retry-after", "2")),
+            Duration::ZERO,
+        ),
+        (StatusCode::BAD_GATEWAY, None, Duration::ZERO),
+        (StatusCode::OK, None, Duration::ZERO),
+    ];
+    let mut svc = retry_layer(BudgetConfig::default()).layer(backend(calls.clone(), answers));
+    let start = tokio::time::Instant::now();
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // The first retry waited for Retry-After (2 s), the second at most 50 ms.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_millis(2050),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_retries_what_the_server_or_method_forbids() {
+    type Case = (StatusCode, Option<(&'static str, &'static str)>, Method);
+    let cases: Vec<Case> = vec![
+        (StatusCode::TOO_MANY_REQUESTS, None, Method::GET),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(("x-envoy-ratelimited", "true")),
+            Method::GET,
+        ),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(("grpc-retry-pushback-ms", "-1")),
+            Method::GET,
+        ),
+        (StatusCode::SERVICE_UNAVAILABLE, None, Method::POST),
+        (StatusCode::NOT_FOUND, None, Method::GET),
+    ];
+    for (i, (status, header, method)) in cases.into_iter().enumerate() {
+        let calls = Calls::default();
+        let mut svc = retry_layer(BudgetConfig::default()).layer(backend(
+            calls.clone(),
+            vec![(status, header, Duration::ZERO)],
+        ));
+        let mut req = get();
+        *req.method_mut() = method;
+        svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "case {i}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_stops_retries() {
+    let calls = Calls::default();
+    // 10 % of requests, no floor: 10 requests earn one retry in all.
+    let cfg = BudgetConfig {
+        ratio: 0.1,
+        min_per_sec: 0,
+        ..Default::default()
+    };
+    let mut svc = retry_layer(cfg).layer(backend(
+        calls.clone(),
+        vec![(StatusCode::SERVICE_UNAVAILABLE, None, Duration::ZERO)],
+    ));
+    for _ in 0..10 {
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        11,
+        "10 requests + 1 budgeted retry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_a_slow_call_and_takes_the_first_answer() {
+    let clock = ManualClock::new();
+    let hedger = Arc::new(
+        Hedger::with_clock(
+            HedgeConfig {
+                min_data_points: 10,
+                ..Default::default()
+            },
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    for _ in 0..100 {
+        hedger.record(Duration::from_millis(10));
+    }
+    clock.advance(Duration::from_secs(1));
+    let budget = Arc::new(RetryBudget::with_clock(BudgetConfig::default(), clock.clone()).unwrap());
+    for _ in 0..100 {
+        budget.deposit(); // room for 5 hedges
+    }
+    let calls = Calls::default();
+    let answers = vec![
+        (
+            StatusCode::OK,
+            Some(("x-attempt", "primary")),
+            Duration::from_secs(10),
+        ),
+        (
+            StatusCode::OK,
+            Some(("x-attempt", "hedge")),
+            Duration::from_millis(5),
+        ),
+    ];
+    let mut svc = HedgeLayer::new(hedger, budget.clone()).layer(backend(calls.clone(), answers));
+    let start = tokio::time::Instant::now();
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.headers()["x-attempt"], "hedge");
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(budget.stats().hedges, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttles_locally_per_tier() {
+    let throttle = Arc::new(
+        AdaptiveThrottle::with_clock(ThrottleConfig::default(), ManualClock::new()).unwrap(),
+    );
+    let calls = Calls::default();
+    let inner = backend(
+        calls.clone(),
+        vec![(StatusCode::SERVICE_UNAVAILABLE, None, Duration::ZERO)],
+    );
+    let mut svc = ThrottleLayer::new(throttle.clone()).layer(inner);
+    for _ in 0..200 {
+        let mut req = get();
+        req.extensions_mut().insert(Criticality::Sheddable);
+        svc.ready().await.unwrap().call(req).await.unwrap();
+    }
+    let sent = calls.load(Ordering::SeqCst);
+    assert!(
+        sent < 100,
+        "most rejected locally once the backend rejects all: {sent}"
+    );
+    assert_eq!(throttle.reject_probability(Criticality::Critical), 0.0);
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        sent + 1,
+        "a critical request still goes out"
+    );
+}
+
+/// Envoy #30205: retries waiting in backoff count against the budget, so 100 simultaneous
+/// failures all entering backoff get at most 20 % retries, not 100.
+#[tokio::test(start_paused = true)]
+async fn retries_in_backoff_count_against_the_budget() {
+    let calls = Calls::default();
+    let cfg = BudgetConfig {
+        min_per_sec: 0,
+        ..Default::default()
+    };
+    let answers = vec![(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("retry-after", "1")),
+        Duration::ZERO,
+    )];
+    let svc = retry_layer(cfg).layer(backend(calls.clone(), answers));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let mut svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            svc.ready().await.unwrap().call(get()).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // 100 first attempts + at most 20 % of 100 retries, all decided while the others slept.
+    assert_eq!(calls.load(Ordering::SeqCst), 120);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limiting_dependency_does_not_trip_the_breaker() {
+    let calls = Calls::default();
+    let cfg = BreakerConfig {
+        window: Window::Count(4),
+        min_calls: 4,
+        ..Default::default()
+    };
+    let breaker = CircuitBreaker::with_clock(cfg, ManualClock::new()).unwrap();
+    let inner = backend(
+        calls.clone(),
+        vec![(StatusCode::TOO_MANY_REQUESTS, None, Duration::ZERO)],
+    );
+    let mut svc = CircuitBreakerLayer::new(breaker.clone(), "test").layer(inner);
+    for _ in 0..10 {
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+}
