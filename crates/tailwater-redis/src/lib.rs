@@ -83,6 +83,7 @@
 #![forbid(unsafe_code)]
 
 mod atomic;
+mod batch;
 mod call;
 mod conn;
 mod error;
@@ -92,6 +93,7 @@ mod policy;
 mod script;
 mod stats;
 
+pub use batch::{CheckedBatch, MAX_BATCH_ITEMS};
 pub use atomic::{Checked, DecisionSource, RedisRateStore, RedisRateStoreBuilder, ScriptOutcome};
 pub use call::MAX_REDIS_TOLERANCE_NANOS;
 pub use conn::{ConnectionOptions, RedisConnection};
