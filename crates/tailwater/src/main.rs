@@ -32,6 +32,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Capacity planning with queueing theory (Little, Erlang C, Kingman, Allen–Cunneen).
     Plan(cmd::plan::Args),
+    /// Envoy rate limit service (RLS v3 gRPC) reading envoyproxy/ratelimit's YAML.
+    Rls(cmd::rls::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Rls(args) => cmd::rls::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

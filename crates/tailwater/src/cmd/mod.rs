@@ -6,6 +6,7 @@ pub(crate) mod drill;
 pub(crate) mod load;
 pub(crate) mod plan;
 pub(crate) mod proxy;
+pub(crate) mod rls;
 pub(crate) mod sim;
 
 /// A failure of `tailwater sim` or `tailwater plan`: bad input (exit code 2) or anything
