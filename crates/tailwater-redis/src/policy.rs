@@ -93,15 +93,20 @@ impl LocalFallback {
 impl LocalFallback {
     /// [`step_batch`](tailwater_core::rate::step_batch) on the scaled quotas, under one
     /// lock: the same all-or-nothing semantics as the Redis batch script.
-    pub(crate) fn check_batch(&self, keys: &[String], items: &[BatchItem]) -> (Vec<RateDecision>, bool) {
+    pub(crate) fn check_batch(
+        &self,
+        keys: &[String],
+        items: &[BatchItem],
+    ) -> (Vec<RateDecision>, bool) {
         let scaled: Option<Vec<BatchItem>> = items
             .iter()
-            .map(|i| {
-                self.scale(&i.quota).map(|quota| BatchItem { quota, ..*i })
-            })
+            .map(|i| self.scale(&i.quota).map(|quota| BatchItem { quota, ..*i }))
             .collect();
         let Some(scaled) = scaled else {
-            let d = items.iter().map(|i| deny_capacity(std::slice::from_ref(&i.quota))).collect();
+            let d = items
+                .iter()
+                .map(|i| deny_capacity(std::slice::from_ref(&i.quota)))
+                .collect();
             return (d, false);
         };
         let now = duration_to_nanos(self.clock.now());
@@ -113,13 +118,20 @@ impl LocalFallback {
         if map.len() + new_keys > DEGRADED_MAX_KEYS {
             map.retain(|_, tats| tats.iter().any(|t| *t > now));
             if map.len() + new_keys > DEGRADED_MAX_KEYS {
-                let d = items.iter().map(|i| deny_capacity(std::slice::from_ref(&i.quota))).collect();
+                let d = items
+                    .iter()
+                    .map(|i| deny_capacity(std::slice::from_ref(&i.quota)))
+                    .collect();
                 return (d, false);
             }
         }
         let mut tats: Vec<u64> = keys
             .iter()
-            .map(|k| map.get(k).and_then(|v| (v.len() == 1).then(|| v[0])).unwrap_or(0))
+            .map(|k| {
+                map.get(k)
+                    .and_then(|v| (v.len() == 1).then(|| v[0]))
+                    .unwrap_or(0)
+            })
             .collect();
         let out = step_batch(&scaled, now, &mut tats);
         if out.committed {

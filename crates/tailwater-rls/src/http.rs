@@ -81,11 +81,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     st.limiter
         .stats()
         .render(&mut out, loads, st.limiter.store().kind());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 async fn rlconfig(State(st): State<AppState>) -> Response {

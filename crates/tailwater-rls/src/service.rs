@@ -306,7 +306,9 @@ fn validate(req: &RateLimitRequest) -> Result<(), RlsError> {
         }
         for (j, e) in d.entries.iter().enumerate() {
             if e.key.is_empty() {
-                return bad(format!("descriptors[{i}].entries[{j}].key: must not be empty"));
+                return bad(format!(
+                    "descriptors[{i}].entries[{j}].key: must not be empty"
+                ));
             }
             if e.key.len() > MAX_TEXT || e.value.len() > MAX_TEXT {
                 return bad(format!(

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 /// The most stat keys kept.
 pub const MAX_STAT_KEYS: usize = 10_000;
@@ -33,7 +33,7 @@ pub struct RuleCounters {
 /// Service-wide counters and the per-rule ones.
 #[derive(Debug, Default)]
 pub struct Stats {
-    rules: Mutex<HashMap<String, Arc<RuleCounters>>>,
+    rules: RwLock<HashMap<String, Arc<RuleCounters>>>,
     /// Calls answered OK.
     pub calls_ok: AtomicU64,
     /// Calls answered OVER_LIMIT.
@@ -49,13 +49,20 @@ pub struct Stats {
 impl Stats {
     /// The counters of `key`, created on first use (or the overflow counters when full).
     pub fn rule(&self, key: &str) -> Arc<RuleCounters> {
-        let mut map = match self.rules.lock() {
+        // The common case (a known key) takes the read lock only.
+        {
+            let map = match self.rules.read() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(c) = map.get(key) {
+                return Arc::clone(c);
+            }
+        }
+        let mut map = match self.rules.write() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        if let Some(c) = map.get(key) {
-            return Arc::clone(c);
-        }
         let key = if map.len() >= MAX_STAT_KEYS {
             OVERFLOW_KEY
         } else {
@@ -95,7 +102,7 @@ impl Stats {
              tailwater_rls_config_loads_total{{result=\"error\"}} {}",
             loads.0, loads.1
         );
-        let map = match self.rules.lock() {
+        let map = match self.rules.read() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };

@@ -15,6 +15,9 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::rate::{BatchItem, DenyReason, RateDecision, step_batch};
 use tailwater_redis::{DecisionSource, RedisRateStore, RedisStoreError};
 
+/// One shard: key → TAT (nanoseconds on the store's clock).
+type Shard = HashMap<Box<str>, u64>;
+
 /// Shards of the memory store (a power of two).
 const SHARDS: usize = 64;
 
@@ -86,7 +89,7 @@ impl Store {
 /// ([`DenyReason::KeyCapacity`]) rather than forgetting a live budget.
 #[derive(Debug)]
 pub struct MemoryStore {
-    shards: Box<[Mutex<HashMap<Box<str>, u64>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     per_shard: usize,
     clock: Arc<dyn Clock>,
@@ -127,10 +130,8 @@ impl MemoryStore {
         let mut order: Vec<usize> = shard_of.clone();
         order.sort_unstable();
         order.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, HashMap<Box<str>, u64>>)> = order
-            .iter()
-            .map(|&i| (i, lock(&self.shards[i])))
-            .collect();
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
+            order.iter().map(|&i| (i, lock(&self.shards[i]))).collect();
         let guard_ix = |shard: usize| order.binary_search(&shard).unwrap_or(0);
         let now = self.clock.now_nanos();
         let mut tats = Vec::with_capacity(keys.len());

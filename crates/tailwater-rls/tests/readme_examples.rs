@@ -37,9 +37,18 @@ descriptors:
     assert_eq!(rls.one("mongo_cps", &users, 500).await, OK);
     assert_eq!(rls.one("mongo_cps", &users, 1).await, OVER);
     // Each value has its own 500/s.
-    assert_eq!(rls.one("mongo_cps", &[("database", "default")], 500).await, OK);
+    assert_eq!(
+        rls.one("mongo_cps", &[("database", "default")], 500).await,
+        OK
+    );
     // A value with no rule is not limited.
-    let r = rls.call(request("mongo_cps", vec![desc(&[("database", "other")])], 1_000)).await;
+    let r = rls
+        .call(request(
+            "mongo_cps",
+            vec![desc(&[("database", "other")])],
+            1_000,
+        ))
+        .await;
     assert_eq!(r.overall_code, OK as i32);
     assert_eq!(r.statuses[0].current_limit, None);
     // 500/s is one hit every 2 ms (GCRA: no window to wait for).
@@ -96,12 +105,23 @@ descriptors:
     // The denied call charged nothing: still 95 left for that number.
     assert_eq!(r.statuses[1].limit_remaining, 95);
     let limit = r.statuses[0].current_limit.clone().expect("limit");
-    assert_eq!((limit.requests_per_unit, limit.unit), (5, ProtoUnit::Day as i32));
+    assert_eq!(
+        (limit.requests_per_unit, limit.unit),
+        (5, ProtoUnit::Day as i32)
+    );
     // Another number has its own 5 per day.
     assert_eq!(rls.call(both("2062222222")).await.overall_code, OK as i32);
     // Non-marketing messages to the first number: 95 more.
-    assert_eq!(rls.one("messaging", &[("to_number", "2061111111")], 95).await, OK);
-    assert_eq!(rls.one("messaging", &[("to_number", "2061111111")], 1).await, OVER);
+    assert_eq!(
+        rls.one("messaging", &[("to_number", "2061111111")], 95)
+            .await,
+        OK
+    );
+    assert_eq!(
+        rls.one("messaging", &[("to_number", "2061111111")], 1)
+            .await,
+        OVER
+    );
 }
 
 #[tokio::test]
@@ -128,13 +148,24 @@ descriptors:
     let ip1 = [("remote_address", "50.0.0.1")];
     assert_eq!(rls.one("edge_proxy_per_ip", &ip1, 10).await, OK);
     assert_eq!(rls.one("edge_proxy_per_ip", &ip1, 1).await, OVER);
-    assert_eq!(rls.one("edge_proxy_per_ip", &[("remote_address", "50.0.0.2")], 1).await, OK);
+    assert_eq!(
+        rls.one("edge_proxy_per_ip", &[("remote_address", "50.0.0.2")], 1)
+            .await,
+        OK
+    );
     let r = rls
-        .call(request("edge_proxy_per_ip", vec![desc(&[("remote_address", "50.0.0.5")])], 1))
+        .call(request(
+            "edge_proxy_per_ip",
+            vec![desc(&[("remote_address", "50.0.0.5")])],
+            1,
+        ))
         .await;
     assert_eq!(r.overall_code, OVER as i32);
     let s = &r.statuses[0];
-    assert_eq!(s.current_limit.as_ref().map(|l| l.requests_per_unit), Some(0));
+    assert_eq!(
+        s.current_limit.as_ref().map(|l| l.requests_per_unit),
+        Some(0)
+    );
     assert_eq!(s.limit_remaining, 0);
 }
 
@@ -189,7 +220,9 @@ descriptors:
 "#,
     )])
     .await;
-    let r = rls.call(request("internal", vec![desc(&[("ldap", "x")])], 1_000_000)).await;
+    let r = rls
+        .call(request("internal", vec![desc(&[("ldap", "x")])], 1_000_000))
+        .await;
     assert_eq!(r.overall_code, OK as i32);
     assert_eq!(r.statuses[0].code, OK as i32);
     assert_eq!(r.statuses[0].limit_remaining, u32::MAX);
@@ -231,9 +264,7 @@ descriptors:
     let (status, metrics) = rls.http("GET", "/metrics", "").await;
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(
-            "tailwater_rls_rule_shadow_mode{key=\"example6.service.user_user-a\"} 5"
-        ),
+        metrics.contains("tailwater_rls_rule_shadow_mode{key=\"example6.service.user_user-a\"} 5"),
         "{metrics}"
     );
 }
@@ -270,12 +301,16 @@ descriptors:
     let d1 = [("key_1", "value_1"), ("user", "bkthomps")];
     let d2 = [("key_2", "value_2"), ("user", "bkthomps")];
     for i in 0..10 {
-        let r = rls.call(request("example7", vec![desc(&d1), desc(&d2)], 1)).await;
+        let r = rls
+            .call(request("example7", vec![desc(&d1), desc(&d2)], 1))
+            .await;
         assert_eq!(r.overall_code, OK as i32, "call {i}");
         // The replaced rule is not evaluated.
         assert_eq!(r.statuses[0].current_limit, None);
     }
-    let r = rls.call(request("example7", vec![desc(&d1), desc(&d2)], 1)).await;
+    let r = rls
+        .call(request("example7", vec![desc(&d1), desc(&d2)], 1))
+        .await;
     assert_eq!(r.overall_code, OVER as i32);
     // ... and its counter was not touched: 5/s are still there on their own.
     assert_eq!(rls.one("example7", &d1, 5).await, OK);
@@ -302,9 +337,21 @@ descriptors:
 "#,
     )])
     .await;
-    assert_eq!(rls.one("example8", &[("key1", "unspecified_value")], 10).await, OK);
-    assert_eq!(rls.one("example8", &[("key1", "unspecified_value")], 1).await, OVER);
-    assert_eq!(rls.one("example8", &[("key1", "unspecified_value2")], 10).await, OK);
+    assert_eq!(
+        rls.one("example8", &[("key1", "unspecified_value")], 10)
+            .await,
+        OK
+    );
+    assert_eq!(
+        rls.one("example8", &[("key1", "unspecified_value")], 1)
+            .await,
+        OVER
+    );
+    assert_eq!(
+        rls.one("example8", &[("key1", "unspecified_value2")], 10)
+            .await,
+        OK
+    );
     assert_eq!(rls.one("example8", &[("key1", "value1")], 20).await, OK);
     let (_, metrics) = rls.http("GET", "/metrics", "").await;
     for key in [
@@ -339,7 +386,9 @@ descriptors:
         assert_eq!(rls.one("example9", &[("key1", v)], 20).await, OK);
         assert_eq!(rls.one("example9", &[("key1", v)], 1).await, OVER);
     }
-    let r = rls.call(request("example9", vec![desc(&[("key1", "other")])], 100)).await;
+    let r = rls
+        .call(request("example9", vec![desc(&[("key1", "other")])], 100))
+        .await;
     assert_eq!(r.overall_code, OK as i32);
     assert_eq!(r.statuses[0].current_limit, None);
 }

@@ -49,7 +49,13 @@ async fn one_call_is_charged_all_or_nothing() {
     // Generous timeout: this test is about exactness, not about the failure policy.
     let s = store(&server, FailurePolicy::FailClosed, Duration::from_secs(2));
     let mut rls = start_with(&[("api.yaml", CONFIG)], s).await;
-    let both = || request("api", vec![desc(&[("user", "u")]), desc(&[("path", "/p")])], 1);
+    let both = || {
+        request(
+            "api",
+            vec![desc(&[("user", "u")]), desc(&[("path", "/p")])],
+            1,
+        )
+    };
     for _ in 0..3 {
         assert_eq!(rls.call(both()).await.overall_code, Code::Ok as i32);
     }
@@ -64,7 +70,11 @@ async fn one_call_is_charged_all_or_nothing() {
     assert_eq!(rls.one("api", &[("user", "u")], 97).await, Code::Ok);
     assert_eq!(rls.one("api", &[("user", "u")], 1).await, Code::OverLimit);
     // The same descriptor twice in one call: the second sees the first's charge.
-    let twice = request("api", vec![desc(&[("path", "/q")]), desc(&[("path", "/q")])], 2);
+    let twice = request(
+        "api",
+        vec![desc(&[("path", "/q")]), desc(&[("path", "/q")])],
+        2,
+    );
     let r = rls.call(twice).await;
     assert_eq!(r.overall_code, Code::OverLimit as i32);
     assert_eq!(rls.one("api", &[("path", "/q")], 3).await, Code::Ok);
@@ -103,8 +113,15 @@ async fn redis_killed_fail_open_admits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_fail_closed_is_unavailable() {
-    let out = killed(FailurePolicy::FailClosed, "redis_killed_fail_closed_is_unavailable").await;
-    assert!(out.iter().all(|r| *r == Err(tonic::Code::Unavailable)), "{out:?}");
+    let out = killed(
+        FailurePolicy::FailClosed,
+        "redis_killed_fail_closed_is_unavailable",
+    )
+    .await;
+    assert!(
+        out.iter().all(|r| *r == Err(tonic::Code::Unavailable)),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +137,9 @@ async fn redis_killed_degrades_to_a_local_limit_over_n() {
     }
     // 3 per hour over 3 replicas: 1 admitted locally, then over limit.
     let ok = out.iter().filter(|r| **r == Ok(Code::Ok as i32)).count();
-    let over = out.iter().filter(|r| **r == Ok(Code::OverLimit as i32)).count();
+    let over = out
+        .iter()
+        .filter(|r| **r == Ok(Code::OverLimit as i32))
+        .count();
     assert_eq!((ok, over), (1, 49), "{out:?}");
 }

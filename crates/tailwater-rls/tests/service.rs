@@ -27,7 +27,9 @@ descriptors:
 #[tokio::test]
 async fn every_status_field_and_the_headers_are_filled() {
     let mut rls = start(&[("api.yaml", CONFIG)]).await;
-    let r = rls.call(request("api", vec![desc(&[("user", "u1")])], 10)).await;
+    let r = rls
+        .call(request("api", vec![desc(&[("user", "u1")])], 10))
+        .await;
     assert_eq!(r.overall_code, Code::Ok as i32);
     let s = &r.statuses[0];
     assert_eq!(s.code, Code::Ok as i32);
@@ -67,7 +69,9 @@ async fn hits_addend_zero_checks_without_charging() {
     assert_eq!(r.statuses[0].limit_remaining, 0);
     // Request-level 0 means 1.
     assert_eq!(rls.one("api", &[("path", "/y")], 0).await, Code::Ok);
-    let r = rls.call(request("api", vec![desc(&[("path", "/y")])], 0)).await;
+    let r = rls
+        .call(request("api", vec![desc(&[("path", "/y")])], 0))
+        .await;
     assert_eq!(r.statuses[0].limit_remaining, 0);
 }
 
@@ -94,7 +98,13 @@ async fn a_limit_override_bypasses_the_tree() {
     });
     let r = rls.call(request("api", vec![d.clone()], 3)).await;
     assert_eq!(r.overall_code, Code::Ok as i32);
-    assert_eq!(r.statuses[0].current_limit.as_ref().map(|l| l.requests_per_unit), Some(3));
+    assert_eq!(
+        r.statuses[0]
+            .current_limit
+            .as_ref()
+            .map(|l| l.requests_per_unit),
+        Some(3)
+    );
     let r = rls.call(request("api", vec![d], 1)).await;
     assert_eq!(r.overall_code, Code::OverLimit as i32);
 }
@@ -132,7 +142,10 @@ async fn the_json_endpoint_answers_200_then_429() {
     let (status, json) = rls.http("POST", "/json", body).await;
     assert_eq!(status, 200, "{json}");
     assert!(json.contains(r#""overallCode":"OK""#), "{json}");
-    assert!(json.contains(r#""requestsPerUnit":2,"unit":"SECOND""#), "{json}");
+    assert!(
+        json.contains(r#""requestsPerUnit":2,"unit":"SECOND""#),
+        "{json}"
+    );
     let (status, json) = rls.http("POST", "/json", body).await;
     assert_eq!(status, 429);
     assert!(json.contains(r#""overallCode":"OVER_LIMIT""#), "{json}");
@@ -178,14 +191,21 @@ fn validation_errors_name_the_file_and_line() {
             6,
             "expected u32",
         ),
-        ("descriptors: []\n", 1, "config file cannot have empty domain"),
+        (
+            "descriptors: []\n",
+            1,
+            "config file cannot have empty domain",
+        ),
     ];
     for (text, line, msg) in cases {
         let e = load_str("f.yaml", text).expect_err(msg);
         assert_eq!(e.file, "f.yaml");
         assert_eq!(e.line, Some(line), "{e}");
         assert!(e.message.contains(msg), "{e}");
-        assert!(e.to_string().starts_with(&format!("f.yaml:{line}: ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("f.yaml:{line}: ")),
+            "{e}"
+        );
     }
 }
 
@@ -212,5 +232,8 @@ async fn duplicate_domains_and_bad_reloads_keep_the_running_config() {
     assert_eq!(rls.watcher.poll(), Ok(false));
     assert_eq!(rls.one("api", &[("path", "/r2")], 5).await, Code::Ok);
     let (_, metrics) = rls.http("GET", "/metrics", "").await;
-    assert!(metrics.contains("tailwater_rls_config_loads_total{result=\"error\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("tailwater_rls_config_loads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
 }

@@ -255,15 +255,23 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
                 "duplicate descriptor composite key '{composite}'"
             )));
         }
-        let [shadow_mode, quota_mode, detailed_metric, _value_to_metric, share_threshold] =
-            flags.map(|f| f.unwrap_or(false));
+        let [
+            shadow_mode,
+            quota_mode,
+            detailed_metric,
+            _value_to_metric,
+            share_threshold,
+        ] = flags.map(|f| f.unwrap_or(false));
         let wildcard = value.clone().filter(|v| v.contains('*'));
         if share_threshold && wildcard.is_none() {
             return Err(de::Error::custom(format!(
                 "share_threshold can only be set on a value with a wildcard ('{composite}')"
             )));
         }
-        let rule = rule.map(|r| r.build(&composite)).transpose().map_err(de::Error::custom)?;
+        let rule = rule
+            .map(|r| r.build(&composite))
+            .transpose()
+            .map_err(de::Error::custom)?;
         Ok(Node {
             key,
             value,
@@ -311,9 +319,10 @@ impl RawRule {
                 ));
             }
             (_, true) => None,
-            (Some(u), false) => Some(Unit::parse(&u.0).ok_or_else(|| {
-                format!("invalid rate limit unit '{}' ('{composite}')", u.0)
-            })?),
+            (Some(u), false) => Some(
+                Unit::parse(&u.0)
+                    .ok_or_else(|| format!("invalid rate limit unit '{}' ('{composite}')", u.0))?,
+            ),
             (None, false) => {
                 return Err(format!("invalid rate limit unit '' ('{composite}')"));
             }

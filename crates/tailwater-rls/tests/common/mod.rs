@@ -72,9 +72,16 @@ pub async fn start_with(files: &[(&str, &str)], store: Store) -> Rls {
     }
     let watcher = Arc::new(ConfigWatcher::open(&dir.0).expect("config loads"));
     let limiter = RateLimiter::new(watcher.handle(), store);
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (grpc_addr, http_addr) = (grpc.local_addr().expect("addr"), http.local_addr().expect("addr"));
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (grpc_addr, http_addr) = (
+        grpc.local_addr().expect("addr"),
+        http.local_addr().expect("addr"),
+    );
     let (tx1, rx1) = oneshot::channel::<()>();
     let (tx2, rx2) = oneshot::channel::<()>();
     let l = limiter.clone();
@@ -146,7 +153,9 @@ impl Rls {
 
     /// An HTTP/1.1 request by hand (method, path, body): (status, body).
     pub async fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = tokio::net::TcpStream::connect(self.http).await.expect("connect");
+        let mut s = tokio::net::TcpStream::connect(self.http)
+            .await
+            .expect("connect");
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: rls\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -159,7 +168,11 @@ impl Rls {
             .get(9..12)
             .and_then(|c| c.parse().ok())
             .expect("status line");
-        let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_owned();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_owned();
         (status, body)
     }
 }

@@ -61,7 +61,10 @@ fn policy(s: &str) -> Result<FailurePolicy, ConfigError> {
             .and_then(NonZeroU32::new)
             .map(|replicas| FailurePolicy::Degrade { replicas })
             .ok_or_else(|| {
-                ConfigError::new("failure_policy", format!("`{s}`: use open, closed or local:N"))
+                ConfigError::new(
+                    "failure_policy",
+                    format!("`{s}`: use open, closed or local:N"),
+                )
             }),
     }
 }
@@ -78,7 +81,10 @@ fn build(args: &Args) -> Result<Built, ConfigError> {
     let http = addr("http", &args.http)?;
     let reload = duration("reload_interval", &args.reload_interval)?;
     if reload.is_zero() {
-        return Err(ConfigError::new("reload_interval", "must be greater than zero"));
+        return Err(ConfigError::new(
+            "reload_interval",
+            "must be greater than zero",
+        ));
     }
     let timeout = duration("redis_timeout", &args.redis_timeout)?;
     let policy = policy(&args.failure_policy)?;
