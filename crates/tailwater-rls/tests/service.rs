@@ -237,3 +237,15 @@ async fn duplicate_domains_and_bad_reloads_keep_the_running_config() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_redis_backed_watcher_refuses_year_rules_at_load() {
+    let dir = common::TempDir::new();
+    dir.write(
+        "y.yaml",
+        "domain: y\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: year\n      requests_per_unit: 10\n",
+    );
+    let e = tailwater_rls::ConfigWatcher::open_with_limit(&dir.0, 1 << 52).expect_err("year");
+    assert!(e.message.contains("'y.k'"), "{e}");
+    assert!(tailwater_rls::ConfigWatcher::open(&dir.0).is_ok());
+}

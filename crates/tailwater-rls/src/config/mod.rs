@@ -269,6 +269,44 @@ impl Config {
         node
     }
 
+    /// Refuses any rule whose GCRA tolerance (its unit, as burst = `requests_per_unit`)
+    /// exceeds `max_nanos`, naming the rule and its file.
+    pub fn check_tolerance(&self, max_nanos: u64) -> Result<(), ConfigError> {
+        fn walk(level: &Level, max: u64, file: &str) -> Result<(), ConfigError> {
+            for e in level.keys.values() {
+                let nodes = e
+                    .exact
+                    .values()
+                    .chain(e.wildcards.iter().map(|(_, n)| n))
+                    .chain(e.any.as_deref());
+                for n in nodes {
+                    if let Some(q) = n.rule.as_ref().and_then(|r| r.quota)
+                        && q.tolerance_nanos() > max
+                    {
+                        return Err(ConfigError {
+                            file: file.to_owned(),
+                            line: None,
+                            message: format!(
+                                "'{}': {} per {:?} is longer than this store can compute \
+                                 exactly ({} ns at most); use a shorter unit or the memory store",
+                                n.stat_key,
+                                q.rate(),
+                                q.period(),
+                                max
+                            ),
+                        });
+                    }
+                    walk(&n.descriptors, max, file)?;
+                }
+            }
+            Ok(())
+        }
+        for d in self.domains.values() {
+            walk(&d.descriptors, max_nanos, &d.source)?;
+        }
+        Ok(())
+    }
+
     /// The number of domains.
     pub fn len(&self) -> usize {
         self.domains.len()

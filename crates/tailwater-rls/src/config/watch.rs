@@ -25,6 +25,7 @@ pub struct ConfigWatcher {
     dir: PathBuf,
     current: Arc<ArcSwap<Config>>,
     seen: Mutex<Fingerprint>,
+    max_tolerance_nanos: u64,
     last_error: Mutex<Option<ConfigError>>,
     loads_ok: AtomicU64,
     loads_failed: AtomicU64,
@@ -34,12 +35,22 @@ impl ConfigWatcher {
     /// Loads `dir` once; fails if the first load fails (a server should not start without
     /// its limits).
     pub fn open(dir: &Path) -> Result<Self, ConfigError> {
+        Self::open_with_limit(dir, u64::MAX)
+    }
+
+    /// Like [`open`](Self::open), and every load (the first and each reload) also refuses
+    /// a rule whose GCRA tolerance (`burst × emission interval` = its unit) exceeds
+    /// `max_tolerance_nanos`: the Redis store computes exactly only up to 2^52 ns
+    /// (`tailwater_redis::MAX_REDIS_TOLERANCE_NANOS`, about 52 days), so `year` rules are
+    /// refused at load time rather than failing every call.
+    pub fn open_with_limit(dir: &Path, max_tolerance_nanos: u64) -> Result<Self, ConfigError> {
         let seen = fingerprint(dir);
-        let config = load_dir(dir)?;
+        let config = load_checked(dir, max_tolerance_nanos)?;
         Ok(Self {
             dir: dir.to_owned(),
             current: Arc::new(ArcSwap::from_pointee(config)),
             seen: Mutex::new(seen),
+            max_tolerance_nanos,
             last_error: Mutex::new(None),
             loads_ok: AtomicU64::new(1),
             loads_failed: AtomicU64::new(0),
@@ -68,7 +79,7 @@ impl ConfigWatcher {
 
     /// Reloads now, whatever changed.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        match load_dir(&self.dir) {
+        match load_checked(&self.dir, self.max_tolerance_nanos) {
             Ok(config) => {
                 tracing::info!(dir = %self.dir.display(), domains = config.len(), "configuration reloaded");
                 self.current.store(Arc::new(config));
@@ -113,6 +124,12 @@ impl ConfigWatcher {
             self.loads_failed.load(Ordering::Relaxed),
         )
     }
+}
+
+fn load_checked(dir: &Path, max_tolerance_nanos: u64) -> Result<Config, ConfigError> {
+    let config = load_dir(dir)?;
+    config.check_tolerance(max_tolerance_nanos)?;
+    Ok(config)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -122,7 +122,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let watcher = match ConfigWatcher::open(&args.config) {
+    // The Redis scripts compute GCRA exactly up to a 2^52 ns tolerance (about 52 days).
+    let limit = if built.redis.is_some() {
+        tailwater_redis::MAX_REDIS_TOLERANCE_NANOS
+    } else {
+        u64::MAX
+    };
+    let watcher = match ConfigWatcher::open_with_limit(&args.config, limit) {
         Ok(w) => Arc::new(w),
         Err(e) => {
             eprintln!("tailwater rls: {e}");
