@@ -6,6 +6,7 @@
 #   scripts/bench-rls.sh                 # 3 runs of 400 000 calls after a warm-up
 #   N=200000 RUNS=5 scripts/bench-rls.sh
 #   LIMITADOR=/path/to/limitador-server scripts/bench-rls.sh   # the same against limitador
+#   REDIS=1 scripts/bench-rls.sh         # the Redis atomic store (starts its own redis-server)
 #
 # CPU per decision = (utime + stime of the server process, from /proc/PID/stat) / calls.
 # h2load shares the two cores with the server, as in the limitador figure.
@@ -55,11 +56,24 @@ if [[ -n ${LIMITADOR:-} ]]; then
 YAML
     "$LIMITADOR" --rls-port "$PORT" --http-port "$HTTP_PORT" "$OUT/limits.yaml" memory >"$OUT/server.log" 2>&1 &
 else
+    STORE=()
+    if [[ ${REDIS:-0} == 1 ]]; then
+        REDIS_PORT=${REDIS_PORT:-18379}
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+            >"$OUT/redis.log" 2>&1 &
+        REDIS_PID=$!
+        for _ in $(seq 50); do
+            redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        # A generous per-call timeout: measure Redis, not the failure policy.
+        STORE=(--redis "redis://127.0.0.1:$REDIS_PORT/" --redis-timeout 100ms --failure-policy closed)
+    fi
     "$TW" rls --config "$OUT/config" --grpc "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-        >"$OUT/server.log" 2>&1 &
+        "${STORE[@]}" >"$OUT/server.log" 2>&1 &
 fi
 PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
+trap 'kill $PID ${REDIS_PID:-} 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
     (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
     sleep 0.1
