@@ -192,3 +192,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(p) => p.into_inner(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tailwater_core::clock::ManualClock;
+    use tailwater_core::rate::{BatchClass, Quota};
+
+    use super::*;
+
+    fn item(quota: Quota) -> BatchItem {
+        BatchItem {
+            quota,
+            n: 1,
+            class: BatchClass::Enforce,
+            slot: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_store_denies_new_keys_until_idle_ones_expire() {
+        let clock = ManualClock::new();
+        // One key per shard: 65 keys cannot all fit.
+        let store = MemoryStore::with_clock(1, Arc::new(clock.clone()));
+        let q = Quota::per_second(10).expect("valid");
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        let mut denied = None;
+        for k in &keys {
+            let d = store.decide(&[k], &[item(q)]);
+            if !d.committed {
+                assert_eq!(d.decisions[0].reason, Some(DenyReason::KeyCapacity));
+                denied = Some(k.clone());
+                break;
+            }
+        }
+        let denied = denied.expect("some key found its shard full");
+        assert!(store.len() <= SHARDS);
+        // Once the live budgets are full again (TAT in the past) they carry no
+        // information and make room.
+        clock.advance(Duration::from_secs(1));
+        assert!(store.decide(&[&denied], &[item(q)]).committed);
+    }
+}
