@@ -106,13 +106,13 @@ pub struct RedisRateStore {
 }
 
 #[derive(Debug)]
-struct StoreInner {
-    conn: RedisConnection,
-    layout: KeyLayout,
-    policy: FailurePolicy,
-    fallback: Option<LocalFallback>,
-    gate: Gate,
-    stats: Counters,
+pub(crate) struct StoreInner {
+    pub(crate) conn: RedisConnection,
+    pub(crate) layout: KeyLayout,
+    pub(crate) policy: FailurePolicy,
+    pub(crate) fallback: Option<LocalFallback>,
+    pub(crate) gate: Gate,
+    pub(crate) stats: Counters,
 }
 
 /// Builds a [`RedisRateStore`].
@@ -258,6 +258,10 @@ impl RedisRateStore {
             Ok(u64::try_from(v).unwrap_or(0))
         };
         Ok((num(0)?, num(2)?, num(3)?))
+    }
+
+    pub(crate) fn inner(&self) -> &StoreInner {
+        &self.inner
     }
 
     /// The counters.

@@ -37,6 +37,15 @@
 //! Limit: a quota's `burst · T` must be at most 2^52 ns (about 52 days) for exact Lua
 //! arithmetic ([`MAX_REDIS_TOLERANCE_NANOS`]); a 30-day month with burst = rate fits.
 //!
+//! ## Atomic batch
+//!
+//! [`RedisRateStore::check_batch`] decides several keys at once, each with its own quota
+//! and cell count (one Envoy rate-limit call: several descriptors), in one script with
+//! `tailwater_core::rate::step_batch`'s semantics: denied items are never charged and
+//! nothing is charged unless the whole batch is admitted (shadow items never deny it;
+//! quota items only when all of them deny). The keys of a batch sit in different hash
+//! slots, so the batch needs a single Redis (or a proxy), not Redis Cluster.
+//!
 //! ## Leased path and its overshoot bound
 //!
 //! [`LeasedLimiter`] debits chunks of the same GCRA in Redis (one script call per chunk)
@@ -83,6 +92,7 @@
 #![forbid(unsafe_code)]
 
 mod atomic;
+mod batch;
 mod call;
 mod conn;
 mod error;
@@ -93,6 +103,7 @@ mod script;
 mod stats;
 
 pub use atomic::{Checked, DecisionSource, RedisRateStore, RedisRateStoreBuilder, ScriptOutcome};
+pub use batch::{CheckedBatch, MAX_BATCH_ITEMS};
 pub use call::MAX_REDIS_TOLERANCE_NANOS;
 pub use conn::{ConnectionOptions, RedisConnection};
 pub use error::{BackendError, RedisStoreError};

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tailwater_core::clock::{Clock, MonotonicClock, duration_to_nanos};
-use tailwater_core::rate::{DenyReason, Quota, RateDecision, gcra};
+use tailwater_core::rate::{BatchItem, DenyReason, Quota, RateDecision, gcra, step_batch};
 
 /// What a decision answers when Redis does not answer within the per-call timeout (or
 /// fails, or is backing off after a failure).
@@ -87,6 +87,61 @@ impl LocalFallback {
             *tats = vec![0; scaled.len()];
         }
         gcra::step_all(&scaled, now, tats, n)
+    }
+}
+
+impl LocalFallback {
+    /// [`step_batch`](tailwater_core::rate::step_batch) on the scaled quotas, under one
+    /// lock: the same all-or-nothing semantics as the Redis batch script.
+    pub(crate) fn check_batch(
+        &self,
+        keys: &[String],
+        items: &[BatchItem],
+    ) -> (Vec<RateDecision>, bool) {
+        let scaled: Option<Vec<BatchItem>> = items
+            .iter()
+            .map(|i| self.scale(&i.quota).map(|quota| BatchItem { quota, ..*i }))
+            .collect();
+        let Some(scaled) = scaled else {
+            let d = items
+                .iter()
+                .map(|i| deny_capacity(std::slice::from_ref(&i.quota)))
+                .collect();
+            return (d, false);
+        };
+        let now = duration_to_nanos(self.clock.now());
+        let mut map = match self.state.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let new_keys = keys.iter().filter(|k| !map.contains_key(*k)).count();
+        if map.len() + new_keys > DEGRADED_MAX_KEYS {
+            map.retain(|_, tats| tats.iter().any(|t| *t > now));
+            if map.len() + new_keys > DEGRADED_MAX_KEYS {
+                let d = items
+                    .iter()
+                    .map(|i| deny_capacity(std::slice::from_ref(&i.quota)))
+                    .collect();
+                return (d, false);
+            }
+        }
+        let mut tats: Vec<u64> = keys
+            .iter()
+            .map(|k| {
+                map.get(k)
+                    .and_then(|v| (v.len() == 1).then(|| v[0]))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let out = step_batch(&scaled, now, &mut tats);
+        if out.committed {
+            for (k, t) in keys.iter().zip(tats) {
+                if t > now {
+                    map.insert(k.clone(), vec![t]);
+                }
+            }
+        }
+        (out.decisions, out.committed)
     }
 }
 

@@ -162,6 +162,57 @@ end
 return {g, join(now_s, now_ns), wait_one, wait_full}
 "#;
 
+/// Atomic batch: several keys, each with its own quota and `n`, decided all or nothing
+/// (`tailwater_core::rate::step_batch` exactly).
+///
+/// `KEYS[s]`: state of slot `s`. `ARGV[1]`: unused (`''`). `ARGV[2]`: now in ns, or `''`.
+/// `ARGV[3 + 6(i-1) ..]`: slot (1-based), `T`, `DVT`, `burst`, `n`, class (0 enforce,
+/// 1 shadow, 2 quota) of item `i`. Items are stepped in order on scratch state (items of one
+/// slot see each other's charges); the batch is denied when an enforce item denies or
+/// every quota item denies; only when it is admitted are the slots charged.
+/// Returns `{committed (0/1), now (decimal ns), stored_1, ..., stored_s}` (state before).
+const BATCH_BODY: &str = r#"
+local nslots = #KEYS
+local before = {}
+local r = {}
+local scratch = {}
+for s = 1, nslots do
+  local v = redis.call('GET', KEYS[s])
+  if v then before[s] = v else before[s] = '' end
+  r[s] = relv(v)
+  scratch[s] = r[s]
+end
+local nitems = (#ARGV - 2) / 6
+local enforce_denied = false
+local qi, qd = 0, 0
+for i = 1, nitems do
+  local b = 6 * (i - 1) + 3
+  local s = tonumber(ARGV[b])
+  local T = tonumber(ARGV[b + 1])
+  local dvt = tonumber(ARGV[b + 2])
+  local burst = tonumber(ARGV[b + 3])
+  local n = tonumber(ARGV[b + 4])
+  local class = tonumber(ARGV[b + 5])
+  local ok = n <= burst and scratch[s] + n * T <= dvt
+  if ok then scratch[s] = scratch[s] + n * T end
+  if class == 0 and not ok then enforce_denied = true end
+  if class == 2 then
+    qi = qi + 1
+    if not ok then qd = qd + 1 end
+  end
+end
+local commit = 0
+if not enforce_denied and (qi == 0 or qd < qi) then
+  commit = 1
+  for s = 1, nslots do
+    if scratch[s] > r[s] then store(KEYS[s], scratch[s]) end
+  end
+end
+local out = {commit, join(now_s, now_ns)}
+for s = 1, nslots do out[s + 2] = before[s] end
+return out
+"#;
+
 /// The atomic GCRA script.
 pub(crate) static GCRA: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{GCRA_BODY}")));
@@ -177,3 +228,7 @@ pub(crate) fn parse_nanos(s: &str) -> Option<u64> {
     }
     s.parse().ok()
 }
+
+/// The atomic batch script.
+pub(crate) static BATCH: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{BATCH_BODY}")));

@@ -35,6 +35,8 @@ enum Command {
     Plan(cmd::plan::Args),
     /// SLO burn-rate alerting: generate Prometheus rules and runbooks, evaluate them offline.
     Slo(cmd::slo::Args),
+    /// Envoy rate limit service (RLS v3 gRPC) reading envoyproxy/ratelimit's YAML.
+    Rls(cmd::rls::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cmd::sim::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Slo(args) => cmd::slo::run(args),
+        Command::Rls(args) => cmd::rls::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -86,6 +86,7 @@
 //! the burst is used (governor #299); see [`clock`](crate::clock) for the rule and for
 //! [`MonotonicClock::os`](crate::clock::MonotonicClock::os), which forces the OS clock.
 
+mod batch;
 mod decision;
 mod direct;
 pub mod gcra;
@@ -93,6 +94,7 @@ mod keyed;
 mod quota;
 mod store;
 
+pub use batch::{BatchClass, BatchItem, BatchOutcome, step_batch};
 pub use decision::{DenyReason, RateDecision};
 pub use direct::DirectLimiter;
 pub use keyed::{

@@ -6,6 +6,7 @@ pub(crate) mod drill;
 pub(crate) mod load;
 pub(crate) mod plan;
 pub(crate) mod proxy;
+pub(crate) mod rls;
 pub(crate) mod sim;
 pub(crate) mod sim_outbound;
 pub(crate) mod slo;

@@ -1,0 +1,197 @@
+//! The atomic batch path: several keys (each with its own quota and hit count) decided in
+//! one script, all charged or none. This is what one Envoy RLS call needs.
+
+use tailwater_core::ConfigError;
+use tailwater_core::rate::{BatchItem, RateDecision, step_batch};
+
+use crate::atomic::{DecisionSource, RedisRateStore};
+use crate::call;
+use crate::error::{BackendError, RedisStoreError};
+use crate::policy::{FailurePolicy, open_decision};
+use crate::script;
+use crate::stats::inc;
+
+/// The most items one batch may hold (a bound on the script's arguments).
+pub const MAX_BATCH_ITEMS: usize = 256;
+
+/// The decisions of one batch and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedBatch {
+    /// One decision per item, as [`step_batch`] defines them.
+    pub decisions: Vec<RateDecision>,
+    /// Whether the batch was admitted (its admitted items charged).
+    pub committed: bool,
+    /// Who decided.
+    pub source: DecisionSource,
+}
+
+impl RedisRateStore {
+    /// Decides `items` together, atomically, in one script call: `keys[s]` is the key of
+    /// slot `s` (each item names its slot; items of one slot must have the same quota).
+    /// The semantics are [`step_batch`]'s: denied items are never charged, and nothing is
+    /// charged unless the batch is admitted. `now` is Redis `TIME`.
+    ///
+    /// When Redis does not answer in time the [`FailurePolicy`] decides: `FailOpen`
+    /// admits every item (remaining 0), `Degrade` runs the same batch on the local
+    /// `limit / N` limiter, `FailClosed` returns [`RedisStoreError::Unavailable`].
+    ///
+    /// The keys of a batch are in different hash slots: on Redis Cluster use one call
+    /// per key instead.
+    ///
+    /// Errors: [`RedisStoreError::Config`] for an empty or too long batch
+    /// ([`MAX_BATCH_ITEMS`]), a slot out of range, or a quota too long for exact Lua
+    /// arithmetic.
+    pub async fn check_batch(
+        &self,
+        keys: &[&str],
+        items: &[BatchItem],
+    ) -> Result<CheckedBatch, RedisStoreError> {
+        let (redis_keys, args) = self.batch_args(keys, items)?;
+        let inner = self.inner();
+        let reply = call::run(
+            &inner.conn,
+            &inner.gate,
+            &inner.stats,
+            &script::BATCH,
+            &redis_keys,
+            &args,
+            inner.conn.options.call_timeout,
+        )
+        .await;
+        let parsed = reply.and_then(|r| parse_batch(&r, keys.len(), items));
+        match parsed {
+            Ok((outcome, script_committed)) => {
+                if outcome.committed {
+                    inc(&inner.stats.redis_allowed);
+                } else {
+                    inc(&inner.stats.redis_denied);
+                }
+                if script_committed != outcome.committed {
+                    inc(&inner.stats.mismatches);
+                }
+                Ok(CheckedBatch {
+                    decisions: outcome.decisions,
+                    committed: outcome.committed,
+                    source: DecisionSource::Redis,
+                })
+            }
+            Err(cause) => self.batch_fallback(keys, items, cause),
+        }
+    }
+
+    fn batch_args(
+        &self,
+        keys: &[&str],
+        items: &[BatchItem],
+    ) -> Result<(Vec<String>, Vec<String>), RedisStoreError> {
+        if items.is_empty() || items.len() > MAX_BATCH_ITEMS || keys.len() > MAX_BATCH_ITEMS {
+            return Err(ConfigError::new(
+                "items",
+                format!("between 1 and {MAX_BATCH_ITEMS} items per batch"),
+            )
+            .into());
+        }
+        let mut slot_quota = vec![None; keys.len()];
+        let mut args = Vec::with_capacity(2 + 6 * items.len());
+        args.push(String::new());
+        args.push(String::new());
+        for item in items {
+            let Some(q) = slot_quota.get_mut(item.slot) else {
+                return Err(ConfigError::new(
+                    "slot",
+                    format!("slot {} out of range of {} keys", item.slot, keys.len()),
+                )
+                .into());
+            };
+            q.get_or_insert(item.quota);
+            let qa = call::quota_args(std::slice::from_ref(&item.quota))?;
+            args.push((item.slot + 1).to_string());
+            args.extend(qa.iter().map(u64::to_string));
+            args.push(item.n.to_string());
+            args.push(item.class.code().to_string());
+        }
+        let layout = self.layout();
+        let redis_keys = keys
+            .iter()
+            .zip(&slot_quota)
+            .map(|(k, q)| match q {
+                Some(q) => layout.quota_key(k, q),
+                // A slot no item uses: its state is read and never written.
+                None => layout.base(k),
+            })
+            .collect();
+        Ok((redis_keys, args))
+    }
+
+    fn batch_fallback(
+        &self,
+        keys: &[&str],
+        items: &[BatchItem],
+        cause: BackendError,
+    ) -> Result<CheckedBatch, RedisStoreError> {
+        let inner = self.inner();
+        let s = &inner.stats;
+        match inner.policy {
+            FailurePolicy::FailOpen => {
+                inc(&s.fallback_open);
+                Ok(CheckedBatch {
+                    decisions: items
+                        .iter()
+                        .map(|i| open_decision(std::slice::from_ref(&i.quota)))
+                        .collect(),
+                    committed: true,
+                    source: DecisionSource::FailOpen,
+                })
+            }
+            FailurePolicy::Degrade { .. } => {
+                inc(&s.fallback_degraded);
+                let (decisions, committed) = match &inner.fallback {
+                    Some(f) => {
+                        let bases: Vec<String> =
+                            keys.iter().map(|k| self.layout().base(k)).collect();
+                        f.check_batch(&bases, items)
+                    }
+                    None => (
+                        items
+                            .iter()
+                            .map(|i| open_decision(std::slice::from_ref(&i.quota)))
+                            .collect(),
+                        true,
+                    ),
+                };
+                Ok(CheckedBatch {
+                    decisions,
+                    committed,
+                    source: DecisionSource::Degraded,
+                })
+            }
+            FailurePolicy::FailClosed => {
+                inc(&s.fallback_closed);
+                Err(RedisStoreError::Unavailable {
+                    cause,
+                    retry_after: inner.conn.options.retry_backoff,
+                })
+            }
+        }
+    }
+}
+
+fn parse_batch(
+    reply: &[redis::Value],
+    slots: usize,
+    items: &[BatchItem],
+) -> Result<(tailwater_core::rate::BatchOutcome, bool), BackendError> {
+    if reply.len() != slots + 2 {
+        return Err(BackendError::Protocol(format!(
+            "batch script returned {} values for {slots} keys",
+            reply.len()
+        )));
+    }
+    let script_committed = call::int(reply.first())? == 1;
+    let now = call::nanos(reply.get(1))?;
+    let mut tats = reply[2..]
+        .iter()
+        .map(|v| call::nanos(Some(v)))
+        .collect::<Result<Vec<u64>, _>>()?;
+    Ok((step_batch(items, now, &mut tats), script_committed))
+}

@@ -1,0 +1,92 @@
+//! draft-ietf-httpapi-ratelimit-headers-10: `RateLimit-Policy` and `RateLimit`, as
+//! Structured Field lists, one item per limited descriptor of the call.
+//!
+//! ```text
+//! RateLimit-Policy: "per_ip";q=10;w=1, "example.to_number";q=100;w=86400
+//! RateLimit: "per_ip";r=9;t=1, "example.to_number";r=99;t=864
+//! ```
+//!
+//! `q` is `requests_per_unit`, `w` the unit in seconds, `r` the remaining hits and `t` the
+//! seconds (rounded up) until the budget is full again.
+
+use std::fmt::Write as _;
+
+/// One limited descriptor's part of the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyItem {
+    /// The policy name (the rule's `name`, else its stat key).
+    pub name: String,
+    /// Quota per window.
+    pub quota: u32,
+    /// Window in seconds.
+    pub window_secs: u64,
+    /// Remaining.
+    pub remaining: u32,
+    /// Seconds until full.
+    pub reset_secs: u64,
+}
+
+/// The two header values for `items` (`None` when there is nothing to say).
+pub fn render(items: &[PolicyItem]) -> Option<(String, String)> {
+    if items.is_empty() {
+        return None;
+    }
+    let (mut policy, mut limit) = (String::new(), String::new());
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            policy.push_str(", ");
+            limit.push_str(", ");
+        }
+        sf_string(&mut policy, &it.name);
+        let _ = write!(policy, ";q={};w={}", it.quota, it.window_secs);
+        sf_string(&mut limit, &it.name);
+        let _ = write!(limit, ";r={};t={}", it.remaining, it.reset_secs);
+    }
+    Some((policy, limit))
+}
+
+/// An sf-string (RFC 9651 §3.3.3): printable ASCII, `"` and `\` escaped; other bytes
+/// become `_` so that a hostile descriptor value cannot break the header.
+fn sf_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            ' '..='~' => out.push(ch),
+            _ => out.push('_'),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_lists_and_escapes() {
+        let items = [
+            PolicyItem {
+                name: "a\"b\n".into(),
+                quota: 10,
+                window_secs: 1,
+                remaining: 9,
+                reset_secs: 1,
+            },
+            PolicyItem {
+                name: "d".into(),
+                quota: 100,
+                window_secs: 86_400,
+                remaining: 0,
+                reset_secs: 864,
+            },
+        ];
+        let (p, l) = render(&items).expect("some");
+        assert_eq!(p, r#""a\"b_";q=10;w=1, "d";q=100;w=86400"#);
+        assert_eq!(l, r#""a\"b_";r=9;t=1, "d";r=0;t=864"#);
+        assert_eq!(render(&[]), None);
+    }
+}

@@ -1,0 +1,218 @@
+//! `tailwater rls`: the Envoy rate limit service (gRPC) and its HTTP side, over a directory
+//! of envoyproxy/ratelimit YAML files reloaded on change.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tailwater_core::ConfigError;
+use tailwater_redis::{ConnectionOptions, FailurePolicy, RedisConnection, RedisRateStore};
+use tailwater_rls::{ConfigWatcher, MemoryStore, RateLimiter, Store, serve_grpc, serve_http};
+
+/// Arguments of `tailwater rls`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Directory of envoyproxy/ratelimit YAML files (`*.yaml`, `*.yml`), reloaded on change.
+    #[arg(long)]
+    config: PathBuf,
+    /// gRPC address (envoy.service.ratelimit.v3.RateLimitService).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    grpc: String,
+    /// HTTP address: /json, /healthcheck, /metrics, /rlconfig.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
+    /// Redis URL (redis://host:port/): share the limits across replicas. Default: in memory.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Per-call Redis timeout, after which the failure policy answers.
+    #[arg(long, default_value = "5ms")]
+    redis_timeout: String,
+    /// When Redis does not answer: open, closed (gRPC UNAVAILABLE) or local:N (a local
+    /// limit / N, N = replicas).
+    #[arg(long, default_value = "open")]
+    failure_policy: String,
+    /// Keys the in-memory store holds at most.
+    #[arg(long, default_value_t = tailwater_rls::store::DEFAULT_MAX_KEYS)]
+    max_keys: usize,
+    /// How often the configuration directory is checked for changes.
+    #[arg(long, default_value = "1s")]
+    reload_interval: String,
+}
+
+fn addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| ConfigError::new(field, format!("`{s}` is not ADDRESS:PORT")))
+}
+
+fn duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    tailwater_load::parse_duration(field, s).map_err(|e| ConfigError::new(field, e))
+}
+
+fn policy(s: &str) -> Result<FailurePolicy, ConfigError> {
+    match s {
+        "open" => Ok(FailurePolicy::FailOpen),
+        "closed" => Ok(FailurePolicy::FailClosed),
+        _ => s
+            .strip_prefix("local:")
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(NonZeroU32::new)
+            .map(|replicas| FailurePolicy::Degrade { replicas })
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "failure_policy",
+                    format!("`{s}`: use open, closed or local:N"),
+                )
+            }),
+    }
+}
+
+struct Built {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    reload: Duration,
+    redis: Option<(String, ConnectionOptions, FailurePolicy)>,
+}
+
+fn build(args: &Args) -> Result<Built, ConfigError> {
+    let grpc = addr("grpc", &args.grpc)?;
+    let http = addr("http", &args.http)?;
+    let reload = duration("reload_interval", &args.reload_interval)?;
+    if reload.is_zero() {
+        return Err(ConfigError::new(
+            "reload_interval",
+            "must be greater than zero",
+        ));
+    }
+    let timeout = duration("redis_timeout", &args.redis_timeout)?;
+    let policy = policy(&args.failure_policy)?;
+    let redis = args.redis.as_ref().map(|url| {
+        let opts = ConnectionOptions::default().call_timeout(timeout);
+        (url.clone(), opts, policy)
+    });
+    if let Some((_, opts, _)) = &redis {
+        opts.validate()?;
+    }
+    if args.max_keys == 0 {
+        return Err(ConfigError::new("max_keys", "must be at least 1"));
+    }
+    Ok(Built {
+        grpc,
+        http,
+        reload,
+        redis,
+    })
+}
+
+/// Runs `tailwater rls`.
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let built = match build(&args) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tailwater rls: {e}");
+            return Ok(2);
+        }
+    };
+    // The Redis scripts compute GCRA exactly up to a 2^52 ns tolerance (about 52 days).
+    let limit = if built.redis.is_some() {
+        tailwater_redis::MAX_REDIS_TOLERANCE_NANOS
+    } else {
+        u64::MAX
+    };
+    let watcher = match ConfigWatcher::open_with_limit(&args.config, limit) {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            eprintln!("tailwater rls: {e}");
+            return Ok(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let store = match built.redis {
+            None => Store::Memory(Arc::new(MemoryStore::new(args.max_keys))),
+            Some((url, opts, policy)) => {
+                let conn = RedisConnection::open(&url, opts)?;
+                Store::Redis(RedisRateStore::builder(conn).policy(policy).build()?)
+            }
+        };
+        let kind = store.kind();
+        let limiter = RateLimiter::new(watcher.handle(), store);
+        let grpc = tokio::net::TcpListener::bind(built.grpc)
+            .await
+            .with_context(|| format!("binding {}", built.grpc))?;
+        let http = tokio::net::TcpListener::bind(built.http)
+            .await
+            .with_context(|| format!("binding {}", built.http))?;
+        eprintln!(
+            "tailwater rls: gRPC on {}, HTTP on http://{}, {} domain(s) from {}, {kind} store; Ctrl-C to stop",
+            grpc.local_addr().unwrap_or(built.grpc),
+            http.local_addr().unwrap_or(built.http),
+            watcher.handle().load().len(),
+            args.config.display(),
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let w = Arc::clone(&watcher);
+        let poll = tokio::spawn({
+            let rx = stop_rx.clone();
+            async move { w.run(built.reload, stopped(rx)).await }
+        });
+        let http_task = tokio::spawn(serve_http(
+            http,
+            limiter.clone(),
+            Some(Arc::clone(&watcher)),
+            stopped(stop_rx.clone()),
+        ));
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop_tx.send(true);
+        });
+        serve_grpc(grpc, limiter, stopped(stop_rx)).await.context("serving gRPC")?;
+        http_task.await.context("HTTP task")?.context("serving HTTP")?;
+        poll.await.context("reload task")?;
+        Ok::<u8, anyhow::Error>(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        for (argv, field) in [
+            (vec!["--grpc", "nowhere"], "grpc"),
+            (vec!["--http", "x:y"], "http"),
+            (vec!["--redis-timeout", "soon"], "redis_timeout"),
+            (vec!["--failure-policy", "local:0"], "failure_policy"),
+            (vec!["--reload-interval", "0s"], "reload_interval"),
+            (vec!["--max-keys", "0"], "max_keys"),
+        ] {
+            let mut full = vec!["t", "--config", "/nonexistent"];
+            full.extend(argv);
+            let cli = Cli::try_parse_from(&full).expect("parses");
+            let err = super::build(&cli.args).err().expect("rejected");
+            assert_eq!(err.field(), field, "{full:?}");
+        }
+    }
+}
