@@ -151,7 +151,7 @@ if [ "$HAPROXY" = 1 ]; then
     cat >"$tmp/haproxy/haproxy.cfg" <<EOF
 global
     nbthread $CORES
-    maxconn 20000
+    maxconn 4000
 defaults
     mode http
     timeout connect 5s
