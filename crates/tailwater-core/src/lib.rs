@@ -75,6 +75,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod balance;
 pub mod clock;
 pub mod criticality;
 pub mod error;
