@@ -381,7 +381,7 @@ impl Balancer {
     fn finish(&self, i: usize, now: Duration, rtt: Option<Duration>, outcome: Outcome) {
         let e = &self.endpoints[i];
         e.pending.fetch_sub(1, Ordering::Relaxed);
-        if outcome == Outcome::Ignored {
+        if outcome == Outcome::Ignored && rtt.is_none() {
             return;
         }
         let mut s = e.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -463,7 +463,9 @@ impl Selected {
     }
 
     /// Settles the request at `now`: `rtt` (time to the response head, if one came)
-    /// feeds the latency estimate, `outcome` the outlier detection.
+    /// feeds the latency estimate, `outcome` the outlier detection. Only a success may
+    /// lower the estimate; a failure or an ignored request with an `rtt` (one cut short
+    /// by its own deadline) may only raise it.
     pub fn finish(mut self, now: Duration, rtt: Option<Duration>, outcome: Outcome) {
         self.done = true;
         self.balancer.finish(self.index, now, rtt, outcome);

@@ -15,6 +15,7 @@ use super::head::Framing;
 use super::watchdog::Watchdog;
 use super::{Client, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
 use crate::body::Guard;
+use crate::deadline::Deadline;
 use crate::metrics::Decision;
 use crate::outcome::BodyFault;
 use crate::route::Route;
@@ -40,6 +41,10 @@ pub(super) struct Request {
     pub(super) path: Option<String>,
     /// The request body's framing (`framing`).
     pub(super) framing: Framing,
+    /// The client's deadline, if it stated one (`deadline`).
+    pub(super) deadline: Option<Deadline>,
+    /// A gRPC request (a spent deadline is answered `DEADLINE_EXCEEDED`).
+    pub(super) grpc: bool,
 }
 
 /// Why a forwarded request ended without a response to relay.
@@ -76,12 +81,11 @@ impl Client {
     pub(super) async fn forward(
         &mut self,
         route: &Route,
-        guard: Guard,
+        mut guard: Guard,
         request: Request,
         limits: Limits,
         span: &tracing::Span,
     ) -> Next {
-        let shard = route.h1_pool.shard(self.conn.worker);
         let method = &self.rbuf[self.head.method.clone()];
         let head_request = method == b"HEAD";
         let idempotent = matches!(
@@ -89,10 +93,30 @@ impl Client {
             b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
         let client_close = self.head.fields.close;
+        let (timeout, cut) = service::request_timeout(limits.request_timeout, request.deadline);
+        let deadline = Instant::now() + timeout;
+        // A connection first (another endpoint if connecting fails), then the head for it.
+        let reached = crate::balance::reach(route, self.conn.worker, &mut guard.attempt, |s| {
+            acquire(s, deadline)
+        })
+        .await;
+        let (shard, first) = match reached {
+            Ok(r) => r,
+            Err(failed) => return self.failed(guard, span, failed, &request, cut).await,
+        };
         let path = match &request.path {
             Some(p) => p.as_str(),
             None => self.head.path(&self.rbuf),
         };
+        let budget = request.deadline.map(|d| write::Budget {
+            remaining: d.remaining(),
+            grpc: d.grpc,
+            header: route
+                .deadline_header
+                .as_ref()
+                .filter(|_| d.header)
+                .map(|h| h.as_str().as_bytes()),
+        });
         write::request_head(
             &mut self.wbuf,
             &self.head,
@@ -102,12 +126,14 @@ impl Client {
             route.preserve_host,
             shard.host().map(|h| h.as_bytes()),
             &self.conn.forwarding,
+            budget.as_ref(),
         );
         let sent = match self.take_buffered_body(request.framing, limits.max_body) {
             // A request whose body is all at hand can be sent again on another connection.
             Ok(rest) => {
                 let replayable = idempotent && rest.is_none();
-                self.send(shard, rest, replayable, &limits).await
+                self.send(shard, first, rest, replayable, deadline, &limits)
+                    .await
             }
             Err(failed) => Err(failed),
         };
@@ -116,8 +142,31 @@ impl Client {
                 self.relay(shard, up, guard, head_request, client_close, &limits, span)
                     .await
             }
-            Err(failed) => self.settle(guard, span, failed, head_request).await,
+            Err(failed) => self.failed(guard, span, failed, &request, cut).await,
         }
+    }
+
+    /// Settles a request that got no response: a timeout that the client's own deadline
+    /// set is its `DEADLINE_EXCEEDED` (504), anything else as [`settle`](Self::settle) says.
+    async fn failed(
+        &mut self,
+        guard: Guard,
+        span: &tracing::Span,
+        failed: Failed,
+        request: &Request,
+        cut: bool,
+    ) -> Next {
+        let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
+        if cut && matches!(failed, Failed::Upstream(Decision::UpstreamTimeout)) {
+            span.record("rejection_reason", "deadline_exceeded");
+            guard.finish(Decision::DeadlineExceeded);
+            let resp = crate::deadline::exceeded(request.grpc);
+            span.record("status", resp.status().as_u16());
+            self.linger = true;
+            let _ = self.write_local(&resp, true, head_request).await;
+            return Next::Close;
+        }
+        self.settle(guard, span, failed, head_request).await
     }
 
     /// Moves the request body bytes already read into the outgoing buffer, behind the head;
@@ -161,23 +210,18 @@ impl Client {
     async fn send(
         &mut self,
         shard: &Shard,
+        first: (RawConn, bool),
         mut rest: Option<BodyLeft>,
         replayable: bool,
+        deadline: Instant,
         limits: &Limits,
     ) -> Result<RawConn, Failed> {
         use Decision::{UpstreamError, UpstreamTimeout};
-        let deadline = Instant::now() + limits.request_timeout;
+        let mut first = Some(first);
         loop {
-            let (mut up, reused) = match take_live(shard).await {
-                Some(c) => (c, true),
-                None => match timeout_at(deadline, Box::pin(shard.connect_raw())).await {
-                    Ok(Ok(c)) => (c, false),
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "upstream connect failed");
-                        return Err(Failed::Upstream(UpstreamError));
-                    }
-                    Err(_) => return Err(Failed::Upstream(UpstreamTimeout)),
-                },
+            let (mut up, reused) = match first.take() {
+                Some(c) => c,
+                None => acquire(shard, deadline).await?,
             };
             match self
                 .watchdog
@@ -526,6 +570,22 @@ pub(super) async fn write_within(
         watchdog.within(accepted, io.write_all(buf)).await,
         Ok(Ok(()))
     )
+}
+
+/// A live pooled connection to `shard`'s endpoint, or a new one by `deadline` (and
+/// whether it was pooled): no byte of the request is written yet.
+async fn acquire(shard: &Shard, deadline: Instant) -> Result<(RawConn, bool), Failed> {
+    if let Some(c) = take_live(shard).await {
+        return Ok((c, true));
+    }
+    match timeout_at(deadline, Box::pin(shard.connect_raw())).await {
+        Ok(Ok(c)) => Ok((c, false)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "upstream connect failed");
+            Err(Failed::Upstream(Decision::UpstreamError))
+        }
+        Err(_) => Err(Failed::Upstream(Decision::UpstreamTimeout)),
+    }
 }
 
 /// A pooled connection that is still open: one the upstream closed while it was idle
