@@ -102,7 +102,11 @@ impl Client {
         .await;
         let (shard, first) = match reached {
             Ok(r) => r,
-            Err(failed) => return self.failed(guard, span, failed, &request, cut).await,
+            Err(failed) => {
+                return self
+                    .failed(guard, span, failed, &request, cut, head_request)
+                    .await;
+            }
         };
         let path = match &request.path {
             Some(p) => p.as_str(),
@@ -142,7 +146,10 @@ impl Client {
                 self.relay(shard, up, guard, head_request, client_close, &limits, span)
                     .await
             }
-            Err(failed) => self.failed(guard, span, failed, &request, cut).await,
+            Err(failed) => {
+                self.failed(guard, span, failed, &request, cut, head_request)
+                    .await
+            }
         }
     }
 
@@ -155,8 +162,8 @@ impl Client {
         failed: Failed,
         request: &Request,
         cut: bool,
+        head_request: bool,
     ) -> Next {
-        let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
         if cut && matches!(failed, Failed::Upstream(Decision::UpstreamTimeout)) {
             span.record("rejection_reason", "deadline_exceeded");
             guard.finish(Decision::DeadlineExceeded);
