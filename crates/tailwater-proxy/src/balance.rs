@@ -186,7 +186,9 @@ where
         };
         attempt.connect_failed();
         exclude |= 1u64 << i;
-        let next = (tries < MAX_ATTEMPTS).then(|| balance.select(exclude)).flatten();
+        let next = (tries < MAX_ATTEMPTS)
+            .then(|| balance.select(exclude))
+            .flatten();
         match next {
             Some(a) => attempt = a,
             None => return Err(err),

@@ -45,7 +45,9 @@ impl Deadline {
         header: Option<&HeaderName>,
         start: Instant,
     ) -> Option<Self> {
-        let grpc = req.header("grpc-timeout").and_then(edge::parse_grpc_timeout);
+        let grpc = req
+            .header("grpc-timeout")
+            .and_then(edge::parse_grpc_timeout);
         let ms = header
             .and_then(|h| req.header(h.as_str()))
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -55,7 +57,9 @@ impl Deadline {
             (a, b) => a.or(b)?,
         };
         Some(Self {
-            at: start.checked_add(budget).unwrap_or(start + Duration::from_secs(86_400 * 365)),
+            at: start
+                .checked_add(budget)
+                .unwrap_or(start + Duration::from_secs(86_400 * 365)),
             grpc: grpc.is_some(),
             header: ms.is_some(),
         })

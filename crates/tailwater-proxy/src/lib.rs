@@ -56,8 +56,8 @@
 pub mod admin;
 mod balance;
 mod body;
-mod deadline;
 pub mod config;
+mod deadline;
 mod framing;
 mod h1;
 mod headers;

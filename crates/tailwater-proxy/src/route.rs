@@ -15,11 +15,11 @@ use tailwater_tower::edge::RateLimitPolicies;
 
 use tailwater_core::names::QueueName;
 
+use crate::balance::{Balance, Endpoint};
 use crate::config::{
     Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
     UpstreamConfig, UpstreamProtocol,
 };
-use crate::balance::{Balance, Endpoint};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
 

@@ -151,7 +151,10 @@ impl Shard {
     /// sent to another endpoint.
     pub(crate) async fn acquire(&self) -> Result<Acquired, UpstreamError> {
         match self.take_idle() {
-            Some(s) => Ok(Acquired { sender: s, reused: true }),
+            Some(s) => Ok(Acquired {
+                sender: s,
+                reused: true,
+            }),
             // Boxed: the connect future is large and rare; the request future stays small.
             None => Ok(Acquired {
                 sender: Box::pin(self.connect()).await?,
@@ -178,10 +181,7 @@ impl Shard {
         }
         let mut first = Some(first);
         loop {
-            let Acquired {
-                mut sender,
-                reused,
-            } = match first.take() {
+            let Acquired { mut sender, reused } = match first.take() {
                 Some(a) => a,
                 None => self.acquire().await?,
             };

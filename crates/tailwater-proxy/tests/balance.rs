@@ -123,8 +123,7 @@ async fn send_all(
     for t in tasks {
         t.await.expect("client task");
     }
-    let map = out.lock().expect("lock").clone();
-    map
+    out.lock().expect("lock").clone()
 }
 
 fn counts(log: &Log, ids: std::ops::Range<u64>) -> [usize; 3] {
@@ -201,7 +200,10 @@ limit = 64
     // that logged it.
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for (b, id) in log.lock().expect("lock").iter() {
-        assert!(seen.insert(*id, *b).is_none(), "request {id} reached a backend twice");
+        assert!(
+            seen.insert(*id, *b).is_none(),
+            "request {id} reached a backend twice"
+        );
     }
     for answers in [&healthy, &slowed, &killed, &after] {
         for (id, (status, body)) in answers {
@@ -213,9 +215,8 @@ limit = 64
     }
     let metrics = running.proxy.metrics_text();
     let dead = backends[2].addr;
-    let ejections = format!(
-        "tailwater_endpoint_ejections_total{{route=\"pool\",endpoint=\"{dead}\"}} 1"
-    );
+    let ejections =
+        format!("tailwater_endpoint_ejections_total{{route=\"pool\",endpoint=\"{dead}\"}} 1");
     assert!(metrics.contains(&ejections), "{metrics}");
     let ejected = format!("tailwater_endpoint_ejected{{route=\"pool\",endpoint=\"{dead}\"}} 1");
     assert!(metrics.contains(&ejected), "{metrics}");
@@ -289,7 +290,12 @@ fn the_list_form_and_its_errors() {
             "route[0].upstream",
             "twice",
         ),
-        ("[[route]]\nupstream = []\n", 2, "route[0].upstream", "1 to 64"),
+        (
+            "[[route]]\nupstream = []\n",
+            2,
+            "route[0].upstream",
+            "1 to 64",
+        ),
         (
             "[[route]]\nupstream = [\"http://x:1\", \"http://y:1\"]\n[route.balance]\npolicy = \"p2c\"\n",
             4,

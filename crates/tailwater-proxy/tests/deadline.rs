@@ -18,10 +18,7 @@ use tailwater_tower::edge::parse_grpc_timeout;
 use tokio::sync::Notify;
 
 /// Sends `GET /` with `headers`; returns the status, the response headers and the body.
-async fn send(
-    addr: SocketAddr,
-    headers: &[(&str, &str)],
-) -> (u16, http::HeaderMap, Bytes) {
+async fn send(addr: SocketAddr, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Bytes) {
     let mut req = Request::get(format!("http://{addr}/"));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -44,12 +41,12 @@ async fn a_spent_budget_is_refused_without_reaching_the_upstream() {
     let rec = recorder(1, echo_target()).await;
     for lean in [true, false] {
         let running = start_proxy(config(&route(lean, rec.addrs[0], ""))).await;
-        let grpc = [
-            ("content-type", "application/grpc"),
-            ("grpc-timeout", "0m"),
-        ];
+        let grpc = [("content-type", "application/grpc"), ("grpc-timeout", "0m")];
         let (status, headers, _) = send(running.addr, &grpc).await;
-        assert_eq!(status, 200, "lean={lean}: gRPC answers in trailers-only form");
+        assert_eq!(
+            status, 200,
+            "lean={lean}: gRPC answers in trailers-only form"
+        );
         assert_eq!(headers["grpc-status"], "4", "DEADLINE_EXCEEDED");
         let (status, _, body) = send(running.addr, &[("x-request-timeout", "0")]).await;
         assert_eq!(status, 504, "lean={lean}");
@@ -128,9 +125,15 @@ async fn a_budget_that_runs_out_upstream_is_not_the_upstream_s_failure() {
         .expect("answered at the deadline, not after request_timeout (30 s)");
         assert_eq!(answered.0, 504, "lean={lean}");
         assert_eq!(&answered.2[..], b"deadline exceeded\n");
-        let grpc = [("content-type", "application/grpc"), ("grpc-timeout", "150m")];
+        let grpc = [
+            ("content-type", "application/grpc"),
+            ("grpc-timeout", "150m"),
+        ];
         let (status, headers, _) = send(running.addr, &grpc).await;
-        assert_eq!((status, &headers["grpc-status"]), (200, &"4".parse().expect("value")));
+        assert_eq!(
+            (status, &headers["grpc-status"]),
+            (200, &"4".parse().expect("value"))
+        );
         let m = running.proxy.metrics_text();
         assert!(
             m.contains("tailwater_limiter_samples_total{route=\"default\",outcome=\"dropped\"} 0"),
@@ -153,7 +156,10 @@ async fn the_queue_wait_is_cut_to_the_budget() {
         let running = start_proxy(config(&route(lean, held.addr, extra))).await;
         let addr = running.addr;
         let first = tokio::spawn(async move { send(addr, &[]).await });
-        eventually(Duration::from_secs(5), || held.received.load(std::sync::atomic::Ordering::SeqCst) > 0).await;
+        eventually(Duration::from_secs(5), || {
+            held.received.load(std::sync::atomic::Ordering::SeqCst) > 0
+        })
+        .await;
         let answered = tokio::time::timeout(
             Duration::from_secs(5),
             send(running.addr, &[("x-request-timeout", "100")]),

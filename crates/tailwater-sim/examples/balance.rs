@@ -18,7 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.requests,
         s.seed
     );
-    println!("| policy | healthy p50 | healthy p99 | slow p50 | slow p99 | slow p99.9 | p99 / healthy p99 | share of the slow endpoint |");
+    println!(
+        "| policy | healthy p50 | healthy p99 | slow p50 | slow p99 | slow p99.9 | p99 / healthy p99 | share of the slow endpoint |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (healthy, slow) in compare(&s)? {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;

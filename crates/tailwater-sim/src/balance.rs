@@ -193,7 +193,9 @@ pub fn run(scenario: &BalanceScenario, policy: Policy) -> Result<BalanceResult, 
 
 /// The comparison: every policy with all endpoints healthy and with
 /// `scenario.slow` of them slow, on the same arrivals and service draws.
-pub fn compare(scenario: &BalanceScenario) -> Result<Vec<(BalanceResult, BalanceResult)>, ConfigError> {
+pub fn compare(
+    scenario: &BalanceScenario,
+) -> Result<Vec<(BalanceResult, BalanceResult)>, ConfigError> {
     let healthy = BalanceScenario {
         slow: 0,
         ..scenario.clone()

@@ -70,7 +70,11 @@ mod tests {
         e.observe(Duration::from_millis(100), Duration::from_millis(1), DECAY);
         assert!((e.estimate(Duration::from_millis(1), DECAY) - 100e6).abs() < 1.0);
         // 10 s later (one decay constant) a 10 ms sample: 100·e⁻¹ + 10·(1 − e⁻¹) ms.
-        e.observe(Duration::from_millis(10), Duration::from_millis(10_001), DECAY);
+        e.observe(
+            Duration::from_millis(10),
+            Duration::from_millis(10_001),
+            DECAY,
+        );
         let want = 100e6 * (-1f64).exp() + 10e6 * (1.0 - (-1f64).exp());
         let got = e.estimate(Duration::from_millis(10_001), DECAY);
         assert!((got - want).abs() < 1e3, "{got} vs {want}");

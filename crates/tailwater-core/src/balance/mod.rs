@@ -91,13 +91,7 @@ impl FromStr for Policy {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::names::parse_name(
-            "balance policy",
-            s,
-            &Self::ALL,
-            Self::as_str,
-            &Self::NAMES,
-        )
+        crate::names::parse_name("balance policy", s, &Self::ALL, Self::as_str, &Self::NAMES)
     }
 }
 
@@ -173,7 +167,10 @@ impl BalanceConfig {
         if self.outlier.max_ejection_percent > 100 {
             return Err(ConfigError::new(
                 "max_ejection_percent",
-                format!("must be at most 100, got {}", self.outlier.max_ejection_percent),
+                format!(
+                    "must be at most 100, got {}",
+                    self.outlier.max_ejection_percent
+                ),
             ));
         }
         if self.outlier.base_ejection.is_zero() {
@@ -320,7 +317,7 @@ impl Balancer {
                 } else {
                     a0
                 };
-                let a = self.first_available(a0, now, |i| open(i));
+                let a = self.first_available(a0, now, open);
                 let b = a.and_then(|(a, _)| self.first_available(b0, now, |i| open(i) && i != a));
                 match (a, b) {
                     (Some((a, ca)), Some((b, cb))) => Some(if cb < ca { b } else { a }),
@@ -355,7 +352,10 @@ impl Balancer {
     /// ended is ended here).
     fn cost(&self, i: usize, now: Duration) -> Option<f64> {
         let e = &self.endpoints[i];
-        let mut s = e.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = e
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (ejected, returned) = s.outlier.ejected(now);
         if ejected {
             return None;
@@ -384,7 +384,10 @@ impl Balancer {
         if outcome == Outcome::Ignored && rtt.is_none() {
             return;
         }
-        let mut s = e.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = e
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(rtt) = rtt {
             // A failure may raise the estimate, never lower it.
             let est = s.ewma.estimate(now, self.config.decay);
@@ -409,7 +412,10 @@ impl Balancer {
     /// A snapshot of endpoint `i` (`i < len()`) as of `now`.
     pub fn stats(&self, i: usize, now: Duration) -> EndpointStats {
         let e = &self.endpoints[i];
-        let s = e.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = e
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let estimate = s.ewma.estimate(now, self.config.decay).max(0.0) / 1e9;
         EndpointStats {
             selected: e.selected.load(Ordering::Relaxed),
@@ -417,10 +423,9 @@ impl Balancer {
             pending: e.pending.load(Ordering::Relaxed),
             ejected: s.outlier.ejected_until.is_some_and(|u| now < u),
             ewma: Duration::from_secs_f64(estimate),
-            weight: s
-                .outlier
-                .returned_at
-                .map_or(1.0, |b| self.config.slow_start.weight(now.saturating_sub(b))),
+            weight: s.outlier.returned_at.map_or(1.0, |b| {
+                self.config.slow_start.weight(now.saturating_sub(b))
+            }),
         }
     }
 

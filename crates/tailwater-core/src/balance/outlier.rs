@@ -156,7 +156,10 @@ mod tests {
         for _ in 0..4 {
             assert!(!d.record(Outcome::GatewayError, &cfg));
         }
-        assert!(d.record(Outcome::ServerError, &cfg), "5xx counts gateway errors");
+        assert!(
+            d.record(Outcome::ServerError, &cfg),
+            "5xx counts gateway errors"
+        );
         assert!(!d.record(Outcome::Ignored, &cfg));
     }
 
@@ -177,7 +180,11 @@ mod tests {
             many.ejected_until = None;
             many.returned_at = None;
         }
-        assert_eq!(many.eject(S(99_999), &cfg), S(300), "capped at max_ejection");
+        assert_eq!(
+            many.eject(S(99_999), &cfg),
+            S(300),
+            "capped at max_ejection"
+        );
     }
 
     #[test]

@@ -94,18 +94,30 @@ fn a_failing_endpoint_is_ejected_then_returns_slowly() {
 #[test]
 fn no_more_than_the_allowed_share_is_ejected() {
     let b = balancer(3, Policy::PeakEwma);
-    let (_, t) = drive(&b, Duration::ZERO, 600, |_| MS(5), |i| {
-        if i < 2 {
-            Outcome::ServerError
-        } else {
-            Outcome::Success
-        }
-    });
+    let (_, t) = drive(
+        &b,
+        Duration::ZERO,
+        600,
+        |_| MS(5),
+        |i| {
+            if i < 2 {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            }
+        },
+    );
     let ejected = (0..3).filter(|&i| b.stats(i, t).ejected).count();
     assert_eq!(ejected, 1, "one of three at most (10 %, at least one)");
     // A single endpoint is never ejected: it has nowhere else to send.
     let one = balancer(1, Policy::PeakEwma);
-    let (per, t) = drive(&one, Duration::ZERO, 50, |_| MS(5), |_| Outcome::GatewayError);
+    let (per, t) = drive(
+        &one,
+        Duration::ZERO,
+        50,
+        |_| MS(5),
+        |_| Outcome::GatewayError,
+    );
     assert_eq!(per, vec![50]);
     assert!(!one.stats(0, t).ejected);
 }
@@ -119,7 +131,11 @@ fn failures_never_lower_the_estimate() {
     let before = b.stats(i, MS(3)).ewma;
     let s = b.select(MS(3), 1 << (1 - i)).expect("the same one");
     assert_eq!(s.index(), i);
-    s.finish(MS(3), Some(Duration::from_micros(10)), Outcome::GatewayError);
+    s.finish(
+        MS(3),
+        Some(Duration::from_micros(10)),
+        Outcome::GatewayError,
+    );
     assert!(b.stats(i, MS(3)).ewma >= before);
 }
 

@@ -46,7 +46,9 @@ impl<'de> Deserialize<'de> for Upstreams {
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Upstreams, E> {
-                super::parse_upstream(s).map(Upstreams::from).map_err(E::custom)
+                super::parse_upstream(s)
+                    .map(Upstreams::from)
+                    .map_err(E::custom)
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Upstreams, A::Error> {
@@ -54,9 +56,7 @@ impl<'de> Deserialize<'de> for Upstreams {
                 while let Some(s) = seq.next_element::<String>()? {
                     let uri = super::parse_upstream(&s).map_err(de::Error::custom)?;
                     if out.contains(&uri) {
-                        return Err(de::Error::custom(format!(
-                            "upstream `{s}` is listed twice"
-                        )));
+                        return Err(de::Error::custom(format!("upstream `{s}` is listed twice")));
                     }
                     out.push(uri);
                 }
