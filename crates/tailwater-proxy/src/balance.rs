@@ -155,7 +155,7 @@ impl Attempt {
 pub(crate) async fn reach<'r, T, E, F, Fut>(
     route: &'r Route,
     worker: usize,
-    slot: &mut Option<Attempt>,
+    slot: &mut Option<Box<Attempt>>,
     mut connect: F,
 ) -> Result<(&'r Arc<Shard>, T), E>
 where
@@ -179,7 +179,7 @@ where
         let shard = route.endpoints[i].h1_pool.shard(worker);
         let err = match connect(shard).await {
             Ok(c) => {
-                *slot = Some(attempt);
+                *slot = Some(Box::new(attempt));
                 return Ok((shard, c));
             }
             Err(e) => e,

@@ -45,6 +45,9 @@ impl Deadline {
         header: Option<&HeaderName>,
         start: Instant,
     ) -> Option<Self> {
+        if !req.may_state_deadline(header) {
+            return None;
+        }
         let grpc = req
             .header("grpc-timeout")
             .and_then(edge::parse_grpc_timeout);

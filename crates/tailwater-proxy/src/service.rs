@@ -172,7 +172,7 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
     let authority = match (&route.balance, pooled) {
         (Some(b), false) => b.select(0).map_or(&route.authority, |a| {
             let endpoint = &route.endpoints[a.index()].authority;
-            guard.attempt = Some(a);
+            guard.attempt = Some(Box::new(a));
             endpoint
         }),
         _ => &route.authority,
@@ -341,6 +341,12 @@ pub(crate) fn tier_of(req: &impl RequestView) -> Criticality {
 pub(crate) trait RequestView {
     /// The first value of the field `name` (lowercase), if it is valid UTF-8.
     fn header(&self, name: &str) -> Option<&str>;
+
+    /// Whether the request may carry a deadline (`grpc-timeout`, or the route's
+    /// `header`): a parser that already knows it has none saves the look-ups.
+    fn may_state_deadline(&self, _header: Option<&http::HeaderName>) -> bool {
+        true
+    }
 
     /// The declared `Content-Length`.
     fn content_length(&self) -> Option<u64> {

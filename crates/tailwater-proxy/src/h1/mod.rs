@@ -537,6 +537,10 @@ impl RequestView for View<'_> {
             .and_then(|f| std::str::from_utf8(&self.buf[f.value.clone()]).ok())
     }
 
+    fn may_state_deadline(&self, header: Option<&http::HeaderName>) -> bool {
+        header.is_some() || self.head.fields.grpc_timeout
+    }
+
     fn content_length(&self) -> Option<u64> {
         match self.head.body() {
             Ok(Framing::Length(n)) => Some(n),
