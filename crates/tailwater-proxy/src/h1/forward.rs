@@ -101,9 +101,9 @@ impl Client {
         let deadline = Instant::now() + timeout;
         // The client's deadline ran out, not the upstream's time: its own answer.
         let deadline_or = |failed: Failed| match failed {
-            Failed::Upstream(Decision::UpstreamTimeout) if cut => Failed::Deadline {
-                grpc: request.grpc,
-            },
+            Failed::Upstream(Decision::UpstreamTimeout) if cut => {
+                Failed::Deadline { grpc: request.grpc }
+            }
             other => other,
         };
         // On a balanced route a connection first (another endpoint if connecting fails),
