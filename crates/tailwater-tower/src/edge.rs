@@ -120,7 +120,7 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 /// ```
 /// use std::time::Duration;
 /// use tailwater_tower::edge::{grpc_timeout_value, parse_grpc_timeout};
-/// assert_eq!(grpc_timeout_value(Duration::from_millis(250)), (25_000_000, 'u'));
+/// assert_eq!(grpc_timeout_value(Duration::from_millis(250)), (250_000, 'u'));
 /// assert_eq!(grpc_timeout_value(Duration::from_secs(7200)), (7_200_000, 'm'));
 /// assert_eq!(grpc_timeout_value(Duration::from_nanos(1500)), (1500, 'n'));
 /// let (n, unit) = grpc_timeout_value(Duration::from_secs(10_000_000_000));
