@@ -78,6 +78,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod balance;
 pub mod clock;
 pub mod criticality;
 pub mod error;

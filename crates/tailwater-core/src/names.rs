@@ -56,7 +56,7 @@ impl UnknownName {
 }
 
 /// Parses `s` (trimmed, case-insensitive) as one of `all`, whose names are `as_str`.
-fn parse_name<T: Copy>(
+pub(crate) fn parse_name<T: Copy>(
     kind: &'static str,
     s: &str,
     all: &[T],

@@ -19,6 +19,7 @@ use tailwater_core::{Criticality, OwnedPermit};
 
 use tokio::time::{Instant, Sleep};
 
+use crate::balance::Attempt;
 use crate::metrics::{Decision, RouteCounters};
 use crate::outcome::{self, BodyFault, Verdict};
 use crate::upstream::Lease;
@@ -43,6 +44,9 @@ pub(crate) struct Guard {
     pub(crate) status_dropped: bool,
     /// The pooled HTTP/1.1 connection, given back when the response ends cleanly.
     pub(crate) lease: Option<Lease>,
+    /// The endpoint of a balanced route, told how the request ended (boxed: a guard of a
+    /// single-endpoint route is moved a few times per request and stays as small as it was).
+    pub(crate) attempt: Option<Box<Attempt>>,
 }
 
 impl Guard {
@@ -50,6 +54,9 @@ impl Guard {
     /// status counts against the upstream ([`outcome::status_failed`]).
     pub(crate) fn upstream_status(&mut self, status: u16) {
         self.status_dropped = outcome::status_failed(status);
+        if let Some(a) = &mut self.attempt {
+            a.head(status);
+        }
     }
 
     /// Settles a request whose client body failed: counted as the fault's decision, the
@@ -79,6 +86,9 @@ impl Guard {
         } else {
             decision
         };
+        if let Some(attempt) = self.attempt.take() {
+            attempt.finish(decision);
+        }
         Verdict::of(decision).release(permit);
         self.metrics
             .record(decision, self.tier, self.start.elapsed());

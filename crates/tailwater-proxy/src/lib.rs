@@ -19,6 +19,10 @@
 //!
 //! - [`config`]: the TOML format and its validation (errors carry file:line and the field);
 //! - `route`: the route table and each route's limiter and rate limits;
+//! - `balance`: a route's endpoints and the choice among several (tailwater-core's
+//!   balancer), and when a request may go to another endpoint;
+//! - `deadline`: the client's time budget (`grpc-timeout`, a configured header): refused
+//!   when spent, cutting the queue wait and the upstream timeout, forwarded as what remains;
 //! - `service`: one request: route, 413, rate limits, admission, forward, stream back;
 //! - `body`: the response body that holds the permit until the upstream body ends;
 //! - `request_body`: the client's body on hyper's engine, bounded in size and time;
@@ -50,8 +54,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod balance;
 mod body;
 pub mod config;
+mod deadline;
 mod framing;
 mod h1;
 mod headers;

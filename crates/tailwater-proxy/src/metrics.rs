@@ -43,10 +43,14 @@ pub(crate) enum Decision {
     RateLimited,
     /// Request body over the limit (413).
     BodyTooLarge,
+    /// The client's own deadline (`grpc-timeout`, the route's `deadline_header`) was spent
+    /// on arrival, in the queue, or before the upstream answered (504, gRPC
+    /// `DEADLINE_EXCEEDED`); never counted against the upstream.
+    DeadlineExceeded,
 }
 
 const SHED_BASE: usize = 8;
-const N_DECISIONS: usize = SHED_BASE + RejectReason::ALL.len() + 2;
+const N_DECISIONS: usize = SHED_BASE + RejectReason::ALL.len() + 3;
 
 impl Decision {
     fn index(self) -> usize {
@@ -62,6 +66,7 @@ impl Decision {
             Decision::Shed(r) => SHED_BASE + r.index(),
             Decision::RateLimited => SHED_BASE + RejectReason::ALL.len(),
             Decision::BodyTooLarge => SHED_BASE + RejectReason::ALL.len() + 1,
+            Decision::DeadlineExceeded => SHED_BASE + RejectReason::ALL.len() + 2,
         }
     }
 
@@ -79,7 +84,8 @@ impl Decision {
                 Decision::Shed(RejectReason::ALL[i - SHED_BASE])
             }
             i if i == SHED_BASE + RejectReason::ALL.len() => Decision::RateLimited,
-            _ => Decision::BodyTooLarge,
+            i if i == SHED_BASE + RejectReason::ALL.len() + 1 => Decision::BodyTooLarge,
+            _ => Decision::DeadlineExceeded,
         }
     }
 
@@ -95,7 +101,7 @@ impl Decision {
             Decision::BodyInvalid | Decision::BodyTimeout => "client_fault",
             Decision::Shed(_) => "shed",
             Decision::RateLimited => "rate_limited",
-            Decision::BodyTooLarge => "rejected",
+            Decision::BodyTooLarge | Decision::DeadlineExceeded => "rejected",
         }
     }
 
@@ -113,6 +119,7 @@ impl Decision {
             Decision::Shed(r) => r.as_str(),
             Decision::RateLimited => "rate_exceeded",
             Decision::BodyTooLarge => "body_too_large",
+            Decision::DeadlineExceeded => "deadline_exceeded",
         }
     }
 }
@@ -388,6 +395,7 @@ impl Metrics {
                 esc(route)
             );
         }
+        render_endpoints(&mut out, table);
         let _ = writeln!(
             out,
             "# HELP tailwater_unrouted_requests_total Requests that matched no route (404).\n# TYPE tailwater_unrouted_requests_total counter\ntailwater_unrouted_requests_total {}",
@@ -425,6 +433,69 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// The endpoints of balanced routes: requests sent, ejections, whether ejected, requests
+/// in progress, and the latency estimate (routes with one endpoint have no balancer).
+fn render_endpoints(out: &mut String, table: &RouteTable) {
+    type Series = (&'static str, &'static str, &'static str);
+    const SERIES: [Series; 5] = [
+        (
+            "tailwater_endpoint_selected_total",
+            "counter",
+            "Requests the balancer sent to the endpoint.",
+        ),
+        (
+            "tailwater_endpoint_ejections_total",
+            "counter",
+            "Times the endpoint was ejected (consecutive 5xx or gateway errors).",
+        ),
+        (
+            "tailwater_endpoint_ejected",
+            "gauge",
+            "1 while the endpoint is ejected.",
+        ),
+        (
+            "tailwater_endpoint_pending",
+            "gauge",
+            "Requests in progress on the endpoint.",
+        ),
+        (
+            "tailwater_endpoint_ewma_seconds",
+            "gauge",
+            "The endpoint's PeakEWMA latency estimate.",
+        ),
+    ];
+    let balanced: Vec<_> = table
+        .routes()
+        .iter()
+        .filter_map(|r| r.balance.as_ref().map(|b| (r, b)))
+        .collect();
+    if balanced.is_empty() {
+        return;
+    }
+    for (k, (name, kind, help)) in SERIES.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (route, b) in &balanced {
+            let now = b.now();
+            for (i, e) in route.endpoints.iter().enumerate() {
+                let st = b.balancer.stats(i, now);
+                let v = match k {
+                    0 => st.selected as f64,
+                    1 => st.ejections as f64,
+                    2 => f64::from(u8::from(st.ejected)),
+                    3 => st.pending as f64,
+                    _ => st.ewma.as_secs_f64(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{route=\"{}\",endpoint=\"{}\"}} {v}",
+                    esc(&route.name),
+                    esc(e.authority.as_str())
+                );
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! | the upstream answered 5xx or 429 (tailwater-tower's [`status_outcome`]) | `UpstreamFailure` | dropped |
 //! | connect/send failed, no head in time, the response body broke | `UpstreamFailure` | dropped |
 //! | the client's request body was malformed, too large, too slow or cut off | `ClientFault` | ignored |
-//! | the client went away | `Cancelled` | ignored |
+//! | the client went away, or its own deadline (`grpc-timeout`) ran out | `Cancelled` | ignored |
 //!
 //! Why client faults are apart: anyone can send a broken body. Fed to the algorithm as
 //! drops, 30 of them collapse an AIMD limit and lock out every legitimate client (issue
@@ -47,7 +47,11 @@ impl Verdict {
                 Verdict::ClientFault
             }
             // Shed and rate-limited requests hold no permit; if one did, it says nothing.
-            Decision::Cancelled | Decision::Shed(_) | Decision::RateLimited => Verdict::Cancelled,
+            // The client's own deadline cut the exchange: nothing about the upstream.
+            Decision::Cancelled
+            | Decision::Shed(_)
+            | Decision::RateLimited
+            | Decision::DeadlineExceeded => Verdict::Cancelled,
         }
     }
 

@@ -15,6 +15,7 @@ use tailwater_tower::edge::RateLimitPolicies;
 
 use tailwater_core::names::QueueName;
 
+use crate::balance::{Balance, Endpoint};
 use crate::config::{
     Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
     UpstreamConfig, UpstreamProtocol,
@@ -46,6 +47,13 @@ pub(crate) struct Route {
     pub(crate) metrics: Arc<RouteMetrics>,
     /// Idle HTTP/1.1 connections to `authority` (shared by routes with the same upstream).
     pub(crate) h1_pool: Arc<H1Pool>,
+    /// Every endpoint, the first being `authority` and `h1_pool`.
+    pub(crate) endpoints: Vec<Endpoint>,
+    /// The balancer, for a route with several endpoints.
+    pub(crate) balance: Option<Balance>,
+    /// The request header with the client's budget in milliseconds (`grpc-timeout` is
+    /// always read).
+    pub(crate) deadline_header: Option<http::HeaderName>,
     /// The admission part of the configuration, to keep the limiter across reloads when
     /// it did not change.
     admission_key: String,
@@ -127,6 +135,9 @@ impl RouteTable {
                     .iter()
                     .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
             });
+            let old_balance = old
+                .and_then(|t| t.routes.iter().find(|r| r.name == rc.name))
+                .and_then(|r| r.balance.as_ref());
             let mut route = build_route(
                 &prefix,
                 rc,
@@ -135,6 +146,7 @@ impl RouteTable {
                 &mut pools,
                 workers,
             )?;
+            route.balance = build_balance(&prefix, rc, old_balance)?;
             if let Some(m) = metrics {
                 route.metrics = m.route(&rc.name);
             }
@@ -208,26 +220,26 @@ fn build_route(
             ),
         ));
     };
-    let (Some(scheme), Some(authority)) = (rc.upstream.scheme(), rc.upstream.authority()) else {
+    let mut endpoints = Vec::with_capacity(rc.upstream.endpoints().len());
+    for uri in rc.upstream.endpoints() {
+        let authority = endpoint_authority(prefix, uri)?;
+        let h1_pool = match pools.iter().find(|p| *p.authority() == authority) {
+            Some(p) => Arc::clone(p),
+            None => {
+                let p = Arc::new(H1Pool::new(authority.clone(), upstream, workers));
+                pools.push(Arc::clone(&p));
+                p
+            }
+        };
+        endpoints.push(Endpoint { authority, h1_pool });
+    }
+    let Some(first) = endpoints.first() else {
         return Err(ConfigError::new(
             format!("{prefix}.upstream"),
-            "must be http://host:port",
+            "must name at least one upstream",
         ));
     };
-    if scheme.as_str() != "http" {
-        return Err(ConfigError::new(
-            format!("{prefix}.upstream"),
-            format!(
-                "scheme `{scheme}` is not supported: use http:// (TLS upstreams are not supported)"
-            ),
-        ));
-    }
-    if rc.upstream.path() != "/" && !rc.upstream.path().is_empty() {
-        return Err(ConfigError::new(
-            format!("{prefix}.upstream"),
-            "must not have a path: the request's path is forwarded as is",
-        ));
-    }
+    let (authority, h1_pool) = (first.authority.clone(), Arc::clone(&first.h1_pool));
     let limiter = match reuse {
         Some(l) => l.clone(),
         None => build_limiter(prefix, rc)?,
@@ -242,20 +254,12 @@ fn build_route(
             "must be greater than zero",
         ));
     }
-    let h1_pool = match pools.iter().find(|p| p.authority() == authority) {
-        Some(p) => Arc::clone(p),
-        None => {
-            let p = Arc::new(H1Pool::new(authority.clone(), upstream, workers));
-            pools.push(Arc::clone(&p));
-            p
-        }
-    };
     Ok(Route {
         name: rc.name.clone(),
         host: rc.host.as_ref().map(|h| h.to_ascii_lowercase()),
         prefix: path_prefix.into_owned(),
-        scheme: scheme.clone(),
-        authority: authority.clone(),
+        scheme: Scheme::HTTP,
+        authority,
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
         limiter,
@@ -268,8 +272,60 @@ fn build_route(
         retry_after: rc.retry_after,
         metrics: Arc::default(),
         h1_pool,
+        endpoints,
+        balance: None,
+        deadline_header: rc.deadline_header.clone(),
         admission_key: admission_key(rc),
     })
+}
+
+/// The authority of one upstream URI (`http://host:port`, no path).
+fn endpoint_authority(prefix: &str, uri: &Uri) -> Result<Authority, ConfigError> {
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(ConfigError::new(
+            format!("{prefix}.upstream"),
+            "must be http://host:port",
+        ));
+    };
+    if scheme.as_str() != "http" {
+        return Err(ConfigError::new(
+            format!("{prefix}.upstream"),
+            format!(
+                "scheme `{scheme}` is not supported: use http:// (TLS upstreams are not supported)"
+            ),
+        ));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(ConfigError::new(
+            format!("{prefix}.upstream"),
+            "must not have a path: the request's path is forwarded as is",
+        ));
+    }
+    Ok(authority.clone())
+}
+
+/// The balancer of a route with several endpoints (none for one), kept from the previous
+/// table when its endpoints and settings did not change (its estimates, ejections and
+/// counters carry over a reload).
+fn build_balance(
+    prefix: &str,
+    rc: &RouteConfig,
+    old: Option<&Balance>,
+) -> Result<Option<Balance>, ConfigError> {
+    let n = rc.upstream.endpoints().len();
+    if n < 2 {
+        return Ok(None);
+    }
+    let key = format!("{:?}|{:?}", rc.upstream, rc.balance);
+    if let Some(old) = old
+        && old.key == key
+    {
+        return Ok(Some(Balance::new_shared(old, key)));
+    }
+    let origin = tokio::time::Instant::now();
+    let balancer = tailwater_core::balance::Balancer::new(n, rc.balance.to_core(), Duration::ZERO)
+        .map_err(|e| ConfigError::core(&format!("{prefix}.balance"), &e))?;
+    Ok(Some(Balance::new(balancer, origin, key)))
 }
 
 fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError> {
@@ -338,14 +394,15 @@ fn build_rate(rp: &str, rl: &RateLimitConfig) -> Result<RateLimit, ConfigError> 
     })
 }
 
-/// The upstream URI for a request path.
+/// The upstream URI for a request path on `authority` (one of the route's endpoints).
 pub(crate) fn upstream_uri(
     route: &Route,
+    authority: &Authority,
     path_and_query: PathAndQuery,
 ) -> Result<Uri, http::uri::InvalidUriParts> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(route.scheme.clone());
-    parts.authority = Some(route.authority.clone());
+    parts.authority = Some(authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts)
 }

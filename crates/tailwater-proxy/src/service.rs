@@ -32,6 +32,7 @@ use tracing::{Instrument, field};
 use crate::body::{Guard, ProxyBody};
 use crate::config::ServerConfig;
 use crate::config::UpstreamProtocol;
+use crate::deadline::Deadline;
 use crate::framing::{self, Framing, FramingError, FramingFields};
 use crate::headers;
 use crate::headers::Forwarding;
@@ -115,10 +116,12 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         Ok(req) => req,
         Err(rejected) => return rejected,
     };
-    let (permit, tier, metrics) = match admit(conn, route, max_body, &req, start, span).await {
-        Ok(admitted) => admitted,
-        Err(rejected) => return rejected,
-    };
+    let (permit, tier, metrics, deadline) =
+        match admit(conn, route, max_body, &req, start, span).await {
+            Ok(admitted) => admitted,
+            Err(rejected) => return rejected,
+        };
+    let grpc = deadline.is_some() && req.is_grpc();
     // Forward.
     // `Host` was checked above; the body reading did not change the head.
     let host = request_host(&req).ok().flatten().map(host_without_port);
@@ -159,22 +162,31 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         }
     };
     let Ok(pq) = pq else {
-        let guard = guard(permit, metrics, tier, start);
-        guard.finish(Decision::Cancelled);
+        guard(permit, metrics, tier, start).finish(Decision::Cancelled);
         return local(StatusCode::BAD_REQUEST, "bad request target\n");
     };
     let pooled = route.protocol == UpstreamProtocol::Http1 && parts.method != Method::CONNECT;
+    let mut guard = guard(permit, metrics, tier, start);
+    // The legacy client (h2c, CONNECT) connects by itself: its endpoint is chosen here,
+    // without the retry on another endpoint that the pool's path has.
+    let authority = match (&route.balance, pooled) {
+        (Some(b), false) => b.select(0).map_or(&route.authority, |a| {
+            let endpoint = &route.endpoints[a.index()].authority;
+            guard.attempt = Some(Box::new(a));
+            endpoint
+        }),
+        _ => &route.authority,
+    };
     // The pool sends origin-form and sets `Host` itself; the legacy client wants the
     // absolute URI.
     let uri = if pooled {
         Ok(Uri::from(pq))
     } else {
-        upstream_uri(route, pq)
+        upstream_uri(route, authority, pq)
     };
     parts.uri = match uri {
         Ok(u) => u,
         Err(_) => {
-            let guard = guard(permit, metrics, tier, start);
             guard.finish(Decision::Cancelled);
             return local(StatusCode::BAD_REQUEST, "bad request target\n");
         }
@@ -184,13 +196,19 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         UpstreamProtocol::H2c => Version::HTTP_2,
     };
     let body_watch = body.watch();
-    let upstream_req = Request::from_parts(parts, body);
-    let timeout = state.config.upstream.request_timeout;
-    let mut guard = guard(permit, metrics, tier, start);
+    let mut upstream_req = Request::from_parts(parts, body);
+    let (timeout, cut) = request_timeout(state.config.upstream.request_timeout, deadline);
     let result = if pooled {
-        let shard = route.h1_pool.shard(worker);
-        tokio::time::timeout(timeout, shard.send(upstream_req)).await
+        let slot = &mut guard.attempt;
+        let send = async {
+            let (shard, acquired) =
+                crate::balance::reach(route, worker, slot, |shard| shard.acquire()).await?;
+            propagate(upstream_req.headers_mut(), route, deadline);
+            shard.send(acquired, upstream_req).await
+        };
+        tokio::time::timeout(timeout, send).await
     } else {
+        propagate(upstream_req.headers_mut(), route, deadline);
         // h2c, and CONNECT (the legacy client's authority-form handling): rare, boxed.
         let client = match route.protocol {
             UpstreamProtocol::Http1 => &state.clients(worker).http1,
@@ -204,6 +222,11 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
             // No head in time while the body still waited for the client: its fault.
             if let Some(fault) = body_watch.blame() {
                 return client_fault(guard, fault, span);
+            }
+            if cut {
+                span.record("rejection_reason", "deadline_exceeded");
+                guard.finish(Decision::DeadlineExceeded);
+                return crate::deadline::exceeded(grpc);
             }
             span.record("rejection_reason", "upstream_timeout");
             guard.finish(Decision::UpstreamTimeout);
@@ -319,6 +342,12 @@ pub(crate) trait RequestView {
     /// The first value of the field `name` (lowercase), if it is valid UTF-8.
     fn header(&self, name: &str) -> Option<&str>;
 
+    /// Whether the request may carry a deadline (`grpc-timeout`, or the route's
+    /// `header`): a parser that already knows it has none saves the look-ups.
+    fn may_state_deadline(&self, _header: Option<&http::HeaderName>) -> bool {
+        true
+    }
+
     /// The declared `Content-Length`.
     fn content_length(&self) -> Option<u64> {
         self.header("content-length")
@@ -363,7 +392,7 @@ pub(crate) async fn admit<'r>(
     req: &impl RequestView,
     start: Instant,
     span: &tracing::Span,
-) -> Result<(OwnedPermit, Criticality, &'r Arc<RouteCounters>), Response<ProxyBody>> {
+) -> Result<Admitted<'r>, Response<ProxyBody>> {
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
     let tier = tier_of(req);
@@ -382,6 +411,14 @@ pub(crate) async fn admit<'r>(
         ));
     }
 
+    // The client's own deadline, spent already: refused before it costs anything.
+    let deadline = Deadline::of(req, route.deadline_header.as_ref(), start);
+    if let Some(d) = &deadline
+        && d.remaining().is_zero()
+    {
+        return Err(deadline_refused(metrics, tier, start, span, req.is_grpc()));
+    }
+
     // Local rate limits: every one must admit.
     if !route.rate_limits.is_empty()
         && let Some(resp) = rate_limited(route, metrics, req, conn.peer, tier, start, span)
@@ -392,7 +429,11 @@ pub(crate) async fn admit<'r>(
     // Admission: a permit at once, or (rarely) a wait in the queue, boxed so that the
     // request's future stays small.
     let admission = Admission::new().tier(tier);
-    let acquired = match route.queue_wait {
+    let queue_wait = match (route.queue_wait, &deadline) {
+        (Some(wait), Some(d)) => Some(wait.min(d.remaining())),
+        (wait, _) => wait,
+    };
+    let acquired = match queue_wait {
         Some(wait) => match route.limiter.enqueue(admission, wait) {
             Ok(Acquire::Ready(permit)) => Ok(permit),
             Ok(Acquire::Queued(waiter)) => Box::pin(waiter.wait()).await,
@@ -401,9 +442,14 @@ pub(crate) async fn admit<'r>(
         None => route.limiter.try_acquire_owned_with(admission),
     };
     match acquired {
+        // Admitted after the budget ran out in the queue: nobody waits for the answer.
+        Ok(permit) if deadline.is_some_and(|d| d.remaining().is_zero()) => {
+            permit.ignore();
+            Err(deadline_refused(metrics, tier, start, span, req.is_grpc()))
+        }
         Ok(permit) => {
             span.record("decision", "admitted");
-            Ok((permit, tier, metrics))
+            Ok((permit, tier, metrics, deadline))
         }
         Err(rejection) => {
             metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
@@ -416,6 +462,61 @@ pub(crate) async fn admit<'r>(
             );
             Err(shed(&rejection, req.is_grpc()))
         }
+    }
+}
+
+/// What admission gives a request: its permit, tier, the route's counters of this worker,
+/// and the client's deadline if it stated one.
+pub(crate) type Admitted<'r> = (
+    OwnedPermit,
+    Criticality,
+    &'r Arc<RouteCounters>,
+    Option<Deadline>,
+);
+
+/// Counts and answers a request whose own deadline is spent (504 / `DEADLINE_EXCEEDED`).
+fn deadline_refused(
+    metrics: &RouteCounters,
+    tier: Criticality,
+    start: Instant,
+    span: &tracing::Span,
+    grpc: bool,
+) -> Response<ProxyBody> {
+    metrics.record(Decision::DeadlineExceeded, tier, start.elapsed());
+    span.record("decision", "rejected");
+    span.record("rejection_reason", "deadline_exceeded");
+    crate::deadline::exceeded(grpc)
+}
+
+/// The upstream timeout of a request: `upstream.request_timeout`, cut to the remaining
+/// budget of a request with a deadline; and whether the deadline is the shorter.
+pub(crate) fn request_timeout(
+    configured: std::time::Duration,
+    deadline: Option<Deadline>,
+) -> (std::time::Duration, bool) {
+    match deadline {
+        Some(d) if d.remaining() < configured => (d.remaining(), true),
+        _ => (configured, false),
+    }
+}
+
+/// Replaces the budget fields the client sent with what remains of its budget now.
+fn propagate(headers: &mut http::HeaderMap, route: &Route, deadline: Option<Deadline>) {
+    let Some(d) = deadline else { return };
+    let remaining = d.remaining();
+    if d.grpc {
+        let (n, unit) = edge::grpc_timeout_value(remaining);
+        if let Ok(v) = HeaderValue::from_str(&format!("{n}{unit}")) {
+            headers.insert(edge::GRPC_TIMEOUT, v);
+        }
+    }
+    if d.header
+        && let Some(name) = &route.deadline_header
+    {
+        headers.insert(
+            name.clone(),
+            HeaderValue::from(crate::deadline::millis(remaining)),
+        );
     }
 }
 
@@ -478,6 +579,7 @@ pub(crate) fn guard(
         start,
         status_dropped: false,
         lease: None,
+        attempt: None,
     }
 }
 

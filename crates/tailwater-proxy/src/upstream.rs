@@ -87,6 +87,14 @@ pub(crate) struct RawConn {
     pub(crate) buf: bytes::BytesMut,
 }
 
+/// A connection taken for one request by [`Shard::acquire`], not yet used.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    sender: Sender,
+    /// It served requests before (it may turn out closing).
+    reused: bool,
+}
+
 /// A connection lent to one request; [`put_back`](Self::put_back) it when the response
 /// ends.
 #[derive(Debug)]
@@ -138,10 +146,29 @@ impl H1Pool {
 }
 
 impl Shard {
-    /// Sends `req` (origin-form, or an absolute URI to this pool's authority) and returns
-    /// the response head and the connection to give back once the body ended.
+    /// An idle connection, or a new one (within `upstream.connect_timeout`): the step
+    /// before any byte of a request is written, so a request whose `acquire` failed may be
+    /// sent to another endpoint.
+    pub(crate) async fn acquire(&self) -> Result<Acquired, UpstreamError> {
+        match self.take_idle() {
+            Some(s) => Ok(Acquired {
+                sender: s,
+                reused: true,
+            }),
+            // Boxed: the connect future is large and rare; the request future stays small.
+            None => Ok(Acquired {
+                sender: Box::pin(self.connect()).await?,
+                reused: false,
+            }),
+        }
+    }
+
+    /// Sends `req` (origin-form, or an absolute URI to this pool's authority) on `first`
+    /// (from [`acquire`](Self::acquire)) and returns the response head and the connection
+    /// to give back once the body ended.
     pub(crate) async fn send(
         self: &Arc<Self>,
+        first: Acquired,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
         if !req.headers().contains_key(header::HOST)
@@ -152,11 +179,11 @@ impl Shard {
         if req.uri().authority().is_some() {
             origin_form(req.uri_mut());
         }
+        let mut first = Some(first);
         loop {
-            let (mut sender, reused) = match self.take_idle() {
-                Some(s) => (s, true),
-                // Boxed: the connect future is large and rare; the request future stays small.
-                None => (Box::pin(self.connect()).await?, false),
+            let Acquired { mut sender, reused } = match first.take() {
+                Some(a) => a,
+                None => self.acquire().await?,
             };
             if let Err(e) = sender.ready().await {
                 if reused {

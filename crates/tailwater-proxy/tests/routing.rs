@@ -327,7 +327,12 @@ upstream = "http://{}"
 fn the_documented_example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/proxy.toml");
     let cfg = tailwater_proxy::Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.routes.len(), 3);
+    assert_eq!(cfg.routes.len(), 4);
+    assert_eq!(
+        cfg.routes[2].upstream.endpoints().len(),
+        3,
+        "the balanced route"
+    );
     tailwater_proxy::Proxy::new(cfg).expect("builds");
 }
 

@@ -9,6 +9,8 @@
 //! - [`policy`]: which limiter sits in front of the server (`gradient2-corrected+codel`, ...);
 //! - [`engine`]: the event loop; [`report`]: results, tables, CSV and SVG;
 //! - [`suite`]: named suites of scenarios with goals (`default-limit`: may a limit be the default?);
+//! - [`balance`]: several endpoints behind tailwater-core's balancer (P2C over PeakEWMA,
+//!   least request, round robin), one of them slow;
 //! - [`theory`]: Little, Erlang B/C, Kingman, Allen–Cunneen, M/M/c/K, server sizing.
 //!   (They live here rather than in tailwater-core because the planner and its validation
 //!   are their only users so far.)
@@ -29,6 +31,7 @@
 //! [`ManualClock`]: tailwater_core::clock::ManualClock
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod dist;
 pub mod engine;
 pub mod error;

@@ -81,7 +81,19 @@ pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// assert_eq!(grpc_timeout(&h), None);
 /// ```
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(&GRPC_TIMEOUT)?.to_str().ok()?;
+    parse_grpc_timeout(headers.get(&GRPC_TIMEOUT)?.to_str().ok()?)
+}
+
+/// Parses a `grpc-timeout` value (the one parser behind [`grpc_timeout`], for callers that
+/// hold the value without a `HeaderMap`, such as the proxy's lean HTTP/1.1 path).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_tower::edge::parse_grpc_timeout;
+/// assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+/// assert_eq!(parse_grpc_timeout("123456789m"), None); // more than 8 digits
+/// ```
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
     }
@@ -99,6 +111,38 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// `d` as a `grpc-timeout` value: the finest unit whose count fits the 8 digits gRPC
+/// allows, rounded down (a propagated deadline must never be later than the real one).
+/// Returns the count and the unit letter.
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_tower::edge::{grpc_timeout_value, parse_grpc_timeout};
+/// assert_eq!(grpc_timeout_value(Duration::from_millis(250)), (250_000, 'u'));
+/// assert_eq!(grpc_timeout_value(Duration::from_secs(7200)), (7_200_000, 'm'));
+/// assert_eq!(grpc_timeout_value(Duration::from_nanos(1500)), (1500, 'n'));
+/// let (n, unit) = grpc_timeout_value(Duration::from_secs(10_000_000_000));
+/// assert_eq!((n, unit), (2_777_777, 'H'));
+/// assert!(parse_grpc_timeout(&format!("{n}{unit}")).is_some());
+/// ```
+pub fn grpc_timeout_value(d: Duration) -> (u64, char) {
+    const MAX: u128 = 99_999_999;
+    let ns = d.as_nanos();
+    for (per, unit) in [
+        (1u128, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+    ] {
+        if ns / per <= MAX {
+            return ((ns / per) as u64, unit);
+        }
+    }
+    let hours = (ns / 3_600_000_000_000).min(MAX);
+    (hours as u64, 'H')
 }
 
 /// Whole seconds for `Retry-After`: rounded up, at least 1.

@@ -57,6 +57,55 @@ fn time(field: &str, v: Duration, lo: Duration) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A route's endpoints (1 to 64) and its balancer's settings.
+fn check_balance(p: &str, rc: &RouteConfig) -> Result<(), ConfigError> {
+    let n = rc.upstream.endpoints().len();
+    let max = tailwater_core::balance::MAX_ENDPOINTS;
+    if n == 0 || n > max {
+        return Err(ConfigError::new(
+            format!("{p}.upstream"),
+            format!("must name 1 to {max} upstreams, got {n}"),
+        ));
+    }
+    let b = &rc.balance;
+    let bp = format!("{p}.balance");
+    time(&format!("{bp}.decay"), b.decay, MIN_TIMEOUT)?;
+    time(&format!("{bp}.default_rtt"), b.default_rtt, MIN_TIMEOUT)?;
+    time(
+        &format!("{bp}.base_ejection_time"),
+        b.base_ejection_time,
+        MIN_TIMEOUT,
+    )?;
+    time(
+        &format!("{bp}.max_ejection_time"),
+        b.max_ejection_time,
+        b.base_ejection_time,
+    )?;
+    time(
+        &format!("{bp}.slow_start_window"),
+        b.slow_start_window,
+        Duration::ZERO,
+    )?;
+    within(
+        &format!("{bp}.max_ejection_percent"),
+        b.max_ejection_percent,
+        0,
+        100,
+    )?;
+    within(
+        &format!("{bp}.consecutive_5xx"),
+        b.consecutive_5xx as usize,
+        0,
+        MAX_COUNT,
+    )?;
+    within(
+        &format!("{bp}.consecutive_gateway_errors"),
+        b.consecutive_gateway_errors as usize,
+        0,
+        MAX_COUNT,
+    )
+}
+
 /// Checks every bound of `config`, and the rules within one route.
 pub(crate) fn check(config: &Config) -> Result<(), ConfigError> {
     check_server(config)?;
@@ -210,6 +259,7 @@ fn check_upstream(config: &Config) -> Result<(), ConfigError> {
 
 fn check_route(p: &str, rc: &RouteConfig) -> Result<(), ConfigError> {
     within(&format!("{p}.name"), rc.name.len(), 1, MAX_NAME)?;
+    check_balance(p, rc)?;
     within(
         &format!("{p}.path_prefix"),
         rc.path_prefix.len(),

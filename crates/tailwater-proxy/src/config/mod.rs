@@ -31,10 +31,12 @@
 //! assert_eq!(err.field(), "route[0].limit.min_limit");
 //! ```
 
+mod balance;
 pub(crate) mod bounds;
 pub(crate) mod duration;
 mod error;
 
+pub use balance::{BalanceSettings, Upstreams};
 pub use error::ConfigError;
 
 use std::net::SocketAddr;
@@ -284,9 +286,19 @@ pub struct RouteConfig {
     /// also the path forwarded: see the proxy's `target` rules); the longest match wins.
     #[serde(default = "default_prefix")]
     pub path_prefix: String,
-    /// `http://host:port` of the upstream; the request's path and query are kept.
-    #[serde(deserialize_with = "de_uri")]
-    pub upstream: Uri,
+    /// `http://host:port` of the upstream, or an array of them (at most 64) to balance
+    /// over (`balance`); the request's path and query are kept.
+    pub upstream: Upstreams,
+    /// How requests are spread over several upstreams (ignored for one).
+    #[serde(default)]
+    pub balance: BalanceSettings,
+    /// A request header carrying the client's time budget in whole milliseconds (for
+    /// example `x-request-timeout`), read besides `grpc-timeout` (always read); none by
+    /// default. A spent budget is refused at once (504, or gRPC `DEADLINE_EXCEEDED`), the
+    /// queue wait and the upstream timeout are cut to what remains, and the remaining
+    /// budget is forwarded in place of the one received.
+    #[serde(default, deserialize_with = "de_header_opt")]
+    pub deadline_header: Option<http::HeaderName>,
     /// HTTP version spoken to the upstream.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -327,17 +339,26 @@ fn default_queue() -> Option<QueueSettings> {
     Some(QueueSettings::default())
 }
 
-fn de_uri<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
-    let s = String::deserialize(d)?;
+/// Parses one upstream URI: `http://host:port`, nothing else.
+pub(crate) fn parse_upstream(s: &str) -> Result<Uri, String> {
     let uri: Uri = s
         .parse()
-        .map_err(|e| serde::de::Error::custom(format!("invalid upstream URI `{s}`: {e}")))?;
+        .map_err(|e| format!("invalid upstream URI `{s}`: {e}"))?;
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(serde::de::Error::custom(format!(
+        return Err(format!(
             "upstream `{s}` must be http://host:port (TLS upstreams are not supported)"
-        )));
+        ));
     }
     Ok(uri)
+}
+
+fn de_header_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<http::HeaderName>, D::Error> {
+    let s = String::deserialize(d)?;
+    http::HeaderName::from_bytes(s.trim().as_bytes())
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("invalid header name `{s}`")))
 }
 
 impl RouteConfig {
@@ -347,7 +368,9 @@ impl RouteConfig {
             name: name.into(),
             host: None,
             path_prefix: default_prefix(),
-            upstream,
+            upstream: Upstreams::from(upstream),
+            balance: BalanceSettings::default(),
+            deadline_header: None,
             protocol: UpstreamProtocol::Http1,
             preserve_host: true,
             limit: LimitConfig::default(),

@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     Forwarded,
     Criticality,
     ContentType,
+    /// `grpc-timeout`: the client's deadline (`crate::deadline`).
+    GrpcTimeout,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             10 if is("connection") => Kind::Connection,
             10 if is("keep-alive") => Kind::HopByHop,
             12 if is("content-type") => Kind::ContentType,
+            12 if is("grpc-timeout") => Kind::GrpcTimeout,
             13 if is("x-criticality") => Kind::Criticality,
             14 if is("content-length") => Kind::ContentLength,
             15 if is("x-forwarded-for") => Kind::XForwardedFor,
@@ -78,12 +81,15 @@ pub(crate) struct Fields {
     pub(crate) connection_named: Vec<Range<usize>>,
     /// `Content-Length` and `Transfer-Encoding`, for the framing decision.
     pub(crate) framing: FramingFields,
+    /// A `grpc-timeout` was sent (so a request without one costs no look-up for it).
+    pub(crate) grpc_timeout: bool,
 }
 
 impl Fields {
     fn clear(&mut self) {
         self.list.clear();
         self.close = false;
+        self.grpc_timeout = false;
         self.connection_named.clear();
         self.framing = FramingFields::default();
     }
@@ -115,6 +121,7 @@ impl Fields {
                 }
                 Kind::TransferEncoding => self.framing.coding(value),
                 Kind::ContentLength => self.framing.length(value),
+                Kind::GrpcTimeout => self.grpc_timeout = true,
                 _ => {}
             }
             self.list.push(Field {

@@ -359,10 +359,16 @@ impl Client {
             buf: &self.rbuf,
         };
         let admitted = service::admit(&conn, route, max_body, &view, start, span).await;
-        let (permit, tier, metrics) = match admitted {
+        let (permit, tier, metrics, deadline) = match admitted {
             Ok(a) => a,
             Err(resp) => return self.reject(&resp, head_request, span).await,
         };
+        let grpc = deadline.is_some()
+            && View {
+                head: &self.head,
+                buf: &self.rbuf,
+            }
+            .is_grpc();
         let guard = service::guard(permit, metrics, tier, start);
         let upstream = &state.config.upstream;
         let limits = forward::Limits {
@@ -371,7 +377,12 @@ impl Client {
             max_body,
             body_deadline,
         };
-        let request = forward::Request { path, framing };
+        let request = forward::Request {
+            path,
+            framing,
+            deadline,
+            grpc,
+        };
         self.forward(route, guard, request, limits, span).await
     }
 
@@ -524,6 +535,10 @@ impl RequestView for View<'_> {
             .iter()
             .find(|f| self.buf[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|f| std::str::from_utf8(&self.buf[f.value.clone()]).ok())
+    }
+
+    fn may_state_deadline(&self, header: Option<&http::HeaderName>) -> bool {
+        header.is_some() || self.head.fields.grpc_timeout
     }
 
     fn content_length(&self) -> Option<u64> {

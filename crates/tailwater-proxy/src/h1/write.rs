@@ -23,6 +23,7 @@ pub(super) fn request_head(
     preserve_host: bool,
     upstream_host: Option<&[u8]>,
     forwarding: &Forwarding,
+    budget: Option<&Budget<'_>>,
 ) {
     w.clear();
     w.extend_from_slice(&buf[head.method.clone()]);
@@ -48,9 +49,15 @@ pub(super) fn request_head(
             Kind::Host => continue,
             _ => {}
         }
+        if budget.is_some_and(|b| b.replaces(&buf[f.name.clone()])) {
+            continue;
+        }
         if forwardable(head, buf, f) {
             field_line(w, &buf[f.name.clone()], &buf[f.value.clone()]);
         }
+    }
+    if let Some(b) = budget {
+        b.write(w);
     }
     if !has_host && let Some(h) = upstream_host {
         field_line(w, b"host", h);
@@ -64,6 +71,41 @@ pub(super) fn request_head(
         field_line(w, b"forwarded", v.as_bytes());
     }
     w.extend_from_slice(b"\r\n");
+}
+
+/// The client's remaining time budget, written in place of the fields that stated it.
+pub(super) struct Budget<'a> {
+    pub(super) remaining: std::time::Duration,
+    /// The request carried `grpc-timeout`.
+    pub(super) grpc: bool,
+    /// The route's deadline header, when the request carried it.
+    pub(super) header: Option<&'a [u8]>,
+}
+
+impl Budget<'_> {
+    /// Whether the field `name` is one this budget replaces.
+    fn replaces(&self, name: &[u8]) -> bool {
+        (self.grpc && name.eq_ignore_ascii_case(b"grpc-timeout"))
+            || self.header.is_some_and(|h| name.eq_ignore_ascii_case(h))
+    }
+
+    /// The fields with the remaining budget (`grpc-timeout` in gRPC's units, the header in
+    /// whole milliseconds).
+    fn write(&self, w: &mut Vec<u8>) {
+        if self.grpc {
+            let (n, unit) = tailwater_tower::edge::grpc_timeout_value(self.remaining);
+            w.extend_from_slice(b"grpc-timeout: ");
+            push_decimal(w, n);
+            w.push(unit as u8);
+            w.extend_from_slice(b"\r\n");
+        }
+        if let Some(h) = self.header {
+            w.extend_from_slice(h);
+            w.extend_from_slice(b": ");
+            push_decimal(w, crate::deadline::millis(self.remaining));
+            w.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// The client response head from the upstream's `resp` (parsed from `buf`): hop-by-hop
@@ -220,6 +262,7 @@ mod tests {
                 preserve,
                 Some(b"up:9000"),
                 &forwarding,
+                None,
             );
         };
         head_request(&mut w, false);
@@ -285,6 +328,7 @@ mod tests {
             true,
             None,
             &forwarding,
+            None,
         );
         fields_of(&w)
     }
