@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::guard::LittlesLaw;
 use super::window_stats::{Closed, WindowConfig, Windows};
-use super::{Estimates, LimitAlgorithm, Sample};
+use super::{Estimates, LimitAlgorithm, Outcome, Sample};
 use crate::error::{ConfigError, check_limits, check_range};
 
 /// The percentile of recent window means taken as the no-queue baseline.
@@ -18,6 +18,10 @@ const RATE_DROP: f64 = 0.8;
 /// The share of recent windows (an exponential average over about 8) in which the limit
 /// bound, from which on the demand counts as sustained.
 const SUSTAINED_SHARE: f64 = 0.75;
+
+/// A window closing before this many of its mean RTTs have passed since the first sample is
+/// part of the warm-up (see [`Headroom::update`]).
+const WARM_UP_RTTS: f64 = 4.0;
 
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
@@ -106,6 +110,9 @@ pub struct Headroom {
     guard: LittlesLaw,
     last: Option<(Duration, f64)>,
     rates: VecDeque<f64>,
+    slow_start: bool,
+    opened: f64,
+    started: Option<Duration>,
 }
 
 impl Default for Headroom {
@@ -191,6 +198,17 @@ impl Headroom {
             Some(b) => b,
             None => mean,
         };
+        // Warm-up: until a few mean RTTs have passed since the first sample, only the requests
+        // that happened to be fast have completed, so a window's mean is biased low (it
+        // would make a baseline that reads the real service as queued). Such a window teaches
+        // nothing and moves nothing.
+        if let Some(started) = self.started {
+            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64() {
+                return before;
+            }
+            // Warm for good: a later queue must not read as a warm-up.
+            self.started = None;
+        }
         let ratio = mean / base;
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
         self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
@@ -205,6 +223,21 @@ impl Headroom {
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
         self.remember(mean);
+        if self.slow_start {
+            // Slow start ends at the first window that queued while it grew the limit (its
+            // samples saw at least half the limit the window opened with in flight: a sample's
+            // in-flight count is that of its admission, a round trip ago). The limit then
+            // drains to the Little's-law estimate (BBR's drain after startup): the in-flight
+            // count the service completed at its best rate, not the overshoot.
+            if c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor() && ratio > allowance {
+                self.slow_start = false;
+                return match self.guard.estimate() {
+                    Some(f) if f.is_finite() => before.min(f.max(before / 2.0)),
+                    _ => before * self.backoff,
+                };
+            }
+            return before;
+        }
         if !binding {
             return before;
         }
@@ -238,12 +271,32 @@ impl LimitAlgorithm for Headroom {
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
+        // Slow start (TCP's, per acknowledgement): every success admitted while at least half
+        // the current limit was in flight raises the limit by the completions it stands for,
+        // so a binding limit doubles per round trip; a limit at most twice the demand's peak
+        // does not bind and stays.
+        if self.windows.closed() == 0 {
+            self.started.get_or_insert(sample.now);
+        }
+        if self.slow_start
+            && sample.outcome == Outcome::Success
+            && sample.in_flight.saturating_mul(2) as f64 >= self.limit.floor()
+        {
+            self.limit = (self.limit + f64::from(sample.weight.max(1))).min(self.max as f64);
+        }
         let Some(c) = self.windows.push(sample) else {
             return self.limit();
         };
         let before = self.limit;
+        let was_slow = self.slow_start;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
+        if was_slow {
+            let _ = self.rate_fell();
+            self.limit = self.clamp(proposal);
+            self.opened = self.limit;
+            return self.limit();
+        }
         let steered = self.guard.steer(proposal, c.dropped());
         // Under sustained demand without a fall in the completion rate, the guard may hold
         // the limit against the latency rule's cuts, never raise it: there `F` is the standing
@@ -259,6 +312,7 @@ impl LimitAlgorithm for Headroom {
             next = next.max(before);
         }
         self.limit = self.clamp(next);
+        self.opened = self.limit;
         self.limit()
     }
 
@@ -295,6 +349,7 @@ pub struct HeadroomBuilder {
     margin: f64,
     timeout: Duration,
     growth: f64,
+    slow_start: bool,
 }
 
 impl Default for HeadroomBuilder {
@@ -312,6 +367,7 @@ impl Default for HeadroomBuilder {
             margin: 0.8,
             timeout: Duration::from_secs(5),
             growth: 2.0,
+            slow_start: true,
         }
     }
 }
@@ -384,6 +440,13 @@ impl HeadroomBuilder {
         self
     }
 
+    /// Whether to start in slow start (default yes): the limit doubles per round trip while
+    /// it binds and the RTT shows no queue, until the first binding window that queues.
+    pub fn slow_start(mut self, v: bool) -> Self {
+        self.slow_start = v;
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Headroom, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
@@ -432,6 +495,9 @@ impl HeadroomBuilder {
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
             rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
+            slow_start: self.slow_start,
+            opened: self.initial as f64,
+            started: None,
         })
     }
 }
