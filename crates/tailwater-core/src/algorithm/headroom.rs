@@ -23,6 +23,16 @@ const SUSTAINED_SHARE: f64 = 0.75;
 /// part of the warm-up (see [`Headroom::update`]).
 const WARM_UP_RTTS: f64 = 4.0;
 
+/// How much a success raises the limit in slow start.
+const SLOW_START_GAIN: f64 = 2.0;
+
+/// In slow start, a window in which the limit grew by more than this factor holds mostly
+/// young requests (see [`Headroom::slow_start_window`]).
+const SLOW_START_YOUNG: f64 = 1.125;
+
+/// Slow start ends after this many queued windows in a row.
+const SLOW_START_QUEUED: u32 = 1;
+
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
@@ -111,6 +121,8 @@ pub struct Headroom {
     last: Option<(Duration, f64)>,
     rates: VecDeque<f64>,
     slow_start: bool,
+    paused: bool,
+    queued_windows: u32,
     opened: f64,
     started: Option<Duration>,
 }
@@ -184,6 +196,49 @@ impl Headroom {
         }
     }
 
+    /// Slow start's proposal for one closed window (the growth itself is per sample, in
+    /// [`update`](LimitAlgorithm::update)).
+    ///
+    /// - A window in which the limit grew by more than [`SLOW_START_YOUNG`] holds mostly young
+    ///   requests, the fast ones of which completed first: its mean is biased low, so it
+    ///   enters the baseline only while there is none.
+    /// - A window that queued while it pressed on the limit (its samples saw at least half
+    ///   the limit it opened with in flight: a sample's in-flight count is that of its
+    ///   admission, a round trip ago) pauses the growth; any other window resumes it. A burst
+    ///   drains; sustained demand queues on.
+    /// - After [`SLOW_START_QUEUED`] such windows in a row slow start ends, and the limit
+    ///   drains to the Little's-law estimate (BBR's drain after startup: the in-flight count
+    ///   the service completed at its best rate), at most halving it (TCP's halving on loss).
+    fn slow_start_window(&mut self, c: &Closed, before: f64, queued: bool, mean: f64) -> f64 {
+        if before <= self.opened * SLOW_START_YOUNG || self.means.is_empty() {
+            self.remember(mean);
+        }
+        let pressed = c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor();
+        if !(pressed && queued) {
+            self.queued_windows = 0;
+            self.paused = false;
+            return before;
+        }
+        self.queued_windows += 1;
+        self.paused = true;
+        if self.queued_windows < SLOW_START_QUEUED {
+            return before;
+        }
+        self.slow_start = false;
+        // A completion rate below its recent best is a slower service, not a queue: the
+        // limit stays and the guard takes over (rule 3).
+        let best = self.guard.max_rate();
+        if let (Some(now), Some(best)) = (c.rate, best)
+            && now < RATE_DROP * best
+        {
+            return before;
+        }
+        match self.guard.estimate() {
+            Some(f) if f.is_finite() => before.min(f.max(before / 2.0)),
+            _ => before * self.backoff,
+        }
+    }
+
     /// The latency rule's proposal for one closed window.
     fn propose(&mut self, c: &Closed) -> f64 {
         let before = self.limit;
@@ -222,22 +277,10 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
-        self.remember(mean);
         if self.slow_start {
-            // Slow start ends at the first window that queued while it grew the limit (its
-            // samples saw at least half the limit the window opened with in flight: a sample's
-            // in-flight count is that of its admission, a round trip ago). The limit then
-            // drains to the Little's-law estimate (BBR's drain after startup): the in-flight
-            // count the service completed at its best rate, not the overshoot.
-            if c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor() && ratio > allowance {
-                self.slow_start = false;
-                return match self.guard.estimate() {
-                    Some(f) if f.is_finite() => before.min(f.max(before / 2.0)),
-                    _ => before * self.backoff,
-                };
-            }
-            return before;
+            return self.slow_start_window(c, before, ratio > allowance, mean);
         }
+        self.remember(mean);
         if !binding {
             return before;
         }
@@ -279,10 +322,11 @@ impl LimitAlgorithm for Headroom {
             self.started.get_or_insert(sample.now);
         }
         if self.slow_start
+            && !self.paused
             && sample.outcome == Outcome::Success
             && sample.in_flight.saturating_mul(2) as f64 >= self.limit.floor()
         {
-            self.limit = (self.limit + f64::from(sample.weight.max(1))).min(self.max as f64);
+            self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1))).min(self.max as f64);
         }
         let Some(c) = self.windows.push(sample) else {
             return self.limit();
@@ -496,6 +540,8 @@ impl HeadroomBuilder {
             last: None,
             rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
             slow_start: self.slow_start,
+            paused: false,
+            queued_windows: 0,
             opened: self.initial as f64,
             started: None,
         })
