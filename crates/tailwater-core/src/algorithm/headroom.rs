@@ -287,7 +287,7 @@ impl Headroom {
         self.last = Some((c.mean_duration(), ratio / allowance));
         let doubled = std::mem::take(&mut self.grew);
         if ratio <= allowance {
-            if far && !doubled {
+            if far && !doubled && self.binding_share < SUSTAINED_SHARE {
                 // The next window's RTTs are mostly those of requests admitted under the old
                 // limit, so it only holds (BBR, too, waits a round trip after a gain).
                 self.grew = true;
