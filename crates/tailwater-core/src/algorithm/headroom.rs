@@ -234,7 +234,7 @@ impl Headroom {
             return before;
         }
         match self.guard.estimate() {
-            Some(f) if f.is_finite() => before.min(f.max(before / 2.0)),
+            Some(f) if f.is_finite() => before.min((f * self.sustained_tolerance).max(before / 4.0)),
             _ => before * self.backoff,
         }
     }
