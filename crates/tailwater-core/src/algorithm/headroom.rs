@@ -227,9 +227,11 @@ impl Headroom {
         self.slow_start = false;
         // A completion rate below its recent best is a slower service, not a queue: the
         // limit stays and the guard takes over (rule 3).
-        let best = self.guard.max_rate();
-        if let (Some(now), Some(best)) = (c.rate, best)
-            && now < RATE_DROP * best
+        // Both this window's rate and the filter's mean: one window's rate is noisy, and a
+        // hold at an overshoot through a standing queue would let the guard ratchet.
+        if let (Some(now), Some(mean), Some(best)) =
+            (c.rate, self.guard.mean_rate(), self.guard.max_rate())
+            && now.max(mean) < RATE_DROP * best
         {
             return before;
         }
@@ -336,7 +338,6 @@ impl LimitAlgorithm for Headroom {
         let proposal = self.propose(&c);
         self.guard.observe(&c);
         if was_slow {
-            let _ = self.rate_fell();
             self.limit = self.clamp(proposal);
             self.opened = self.limit;
             return self.limit();
