@@ -23,12 +23,22 @@ const SUSTAINED_SHARE: f64 = 0.75;
 /// part of the warm-up (see [`Headroom::update`]).
 const WARM_UP_RTTS: f64 = 4.0;
 
+/// The warm-up ends after at most this many windows: through a queue that builds from the
+/// start, the mean RTT grows with the time since the start and would never look warm.
+const WARM_UP_WINDOWS: u64 = 8;
+
 /// How much a success raises the limit in slow start.
 const SLOW_START_GAIN: f64 = 2.0;
 
 /// In slow start, a window in which the limit grew by more than this factor holds mostly
 /// young requests (see [`Headroom::slow_start_window`]).
 const SLOW_START_YOUNG: f64 = 1.125;
+
+/// In slow start the completion rate must grow by this factor ...
+const SLOW_START_RATE_GROWTH: f64 = 1.25;
+
+/// ... within this many windows in which the limit grew, or slow start ends.
+const SLOW_START_QUEUED_PLATEAU: u32 = 3;
 
 /// Slow start ends after this many queued windows in a row.
 const SLOW_START_QUEUED: u32 = 1;
@@ -123,6 +133,8 @@ pub struct Headroom {
     slow_start: bool,
     paused: bool,
     queued_windows: u32,
+    slow_start_rate: f64,
+    flat_windows: u32,
     opened: f64,
     started: Option<Duration>,
 }
@@ -209,19 +221,40 @@ impl Headroom {
     /// - After [`SLOW_START_QUEUED`] such windows in a row slow start ends, and the limit
     ///   drains to the Little's-law estimate (BBR's drain after startup: the in-flight count
     ///   the service completed at its best rate), at most halving it (TCP's halving on loss).
-    fn slow_start_window(&mut self, c: &Closed, before: f64, queued: bool, mean: f64) -> f64 {
-        if before <= self.opened * SLOW_START_YOUNG || self.means.is_empty() {
+    fn slow_start_window(
+        &mut self,
+        c: &Closed,
+        before: f64,
+        queued: bool,
+        mean: Option<f64>,
+    ) -> f64 {
+        let young = before > self.opened * SLOW_START_YOUNG;
+        if let Some(mean) = mean
+            && (!young || self.means.is_empty())
+        {
             self.remember(mean);
         }
         let pressed = c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor();
-        if !(pressed && queued) {
+        // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
+        // a quarter within three windows, else more in flight only queues.
+        let mut plateau = false;
+        if let Some(rate) = c.rate.filter(|_| pressed && young) {
+            if rate >= SLOW_START_RATE_GROWTH * self.slow_start_rate {
+                self.slow_start_rate = rate;
+                self.flat_windows = 0;
+            } else {
+                self.flat_windows += 1;
+                plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
+            }
+        }
+        if !(pressed && queued) && !plateau {
             self.queued_windows = 0;
             self.paused = false;
             return before;
         }
         self.queued_windows += 1;
         self.paused = true;
-        if self.queued_windows < SLOW_START_QUEUED {
+        if self.queued_windows < SLOW_START_QUEUED && !plateau {
             return before;
         }
         self.slow_start = false;
@@ -236,7 +269,12 @@ impl Headroom {
             return before;
         }
         match self.guard.estimate() {
-            Some(f) if f.is_finite() => before.min((f * self.sustained_tolerance).max(before / 4.0)),
+            // After a rate plateau the estimate is the knee itself; after a queued window
+            // the drain is at most to a quarter.
+            Some(f) if f.is_finite() => {
+                let floor = if plateau { 0.0 } else { before / 4.0 };
+                before.min((f * self.sustained_tolerance).max(floor))
+            }
             _ => before * self.backoff,
         }
     }
@@ -260,8 +298,15 @@ impl Headroom {
         // would make a baseline that reads the real service as queued). Such a window teaches
         // nothing and moves nothing.
         if let Some(started) = self.started {
-            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64() {
-                return before;
+            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
+                && self.windows.closed() <= WARM_UP_WINDOWS
+            {
+                // Slow start still applies its completion-rate test.
+                return if self.slow_start {
+                    self.slow_start_window(c, before, false, None)
+                } else {
+                    before
+                };
             }
             // Warm for good: a later queue must not read as a warm-up.
             self.started = None;
@@ -280,7 +325,7 @@ impl Headroom {
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
         if self.slow_start {
-            return self.slow_start_window(c, before, ratio > allowance, mean);
+            return self.slow_start_window(c, before, ratio > allowance, Some(mean));
         }
         self.remember(mean);
         if !binding {
@@ -543,6 +588,8 @@ impl HeadroomBuilder {
             slow_start: self.slow_start,
             paused: false,
             queued_windows: 0,
+            slow_start_rate: 0.0,
+            flat_windows: 0,
             opened: self.initial as f64,
             started: None,
         })
