@@ -373,7 +373,8 @@ impl LimitAlgorithm for Headroom {
             && sample.outcome == Outcome::Success
             && sample.in_flight.saturating_mul(2) as f64 >= self.limit.floor()
         {
-            self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1))).min(self.max as f64);
+            self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1)))
+                .min(self.max as f64);
         }
         let Some(c) = self.windows.push(sample) else {
             return self.limit();
@@ -627,9 +628,14 @@ mod tests {
             .max_limit(1000)
             .margin(1e-9)
             .dispersion_samples(0.0)
+            .slow_start(false)
             .build()
             .unwrap();
         let mut t = Duration::ZERO;
+        // Warm-up: the first window closes 20 ms after the first sample, under 4 × its 10 ms
+        // mean: it holds and teaches no baseline.
+        window(&mut h, &mut t, ms(10), 40, false);
+        assert_eq!((h.limit(), h.baseline()), (40, None));
         // Baseline = 10th percentile of the means so far (rank round(0.1·(n−1))): 10 ms.
         // 10 ms: ratio 1 ≤ 1 + (2 − 1)/2 = 1.5, far from the knee: doubles, 40 → 80.
         window(&mut h, &mut t, ms(10), 40, false);
@@ -664,17 +670,20 @@ mod tests {
                 .min_limit(2)
                 .margin(1e-9)
                 .dispersion_samples(0.0)
+                .slow_start(false)
                 .build()
                 .unwrap()
         };
         let mut t = Duration::ZERO;
         let mut calm = build();
+        window(&mut calm, &mut t, ms(10), 40, false); // warm-up
         window(&mut calm, &mut t, ms(10), 40, false);
         let l = calm.limit();
         window(&mut calm, &mut t, ms(25), l, false);
         assert!(calm.limit() < l, "{} vs {l}", calm.limit());
         let mut noisy = build();
         let mut t = Duration::ZERO;
+        window(&mut noisy, &mut t, ms(10), 40, false); // warm-up
         window(&mut noisy, &mut t, ms(10), 40, false);
         let l = noisy.limit();
         let closed = noisy.windows.closed();
@@ -693,8 +702,11 @@ mod tests {
         use super::super::window_stats::fluid_pool;
         // 48 workers at 30 ms with demand above any limit from the start: within 2 s the limit
         // sits between the knee and the tolerance (2 × 48), then every request becomes 4x
-        // slower and the guard keeps the limit near the knee.
-        let mut h = Headroom::default();
+        // slower and the guard keeps the limit near the knee. (Without slow start: from a start
+        // under overload in this fluid model, slow start ends on the rate plateau well above
+        // the knee and the limit is still near 290 after 2000 samples.)
+        let no_slow_start = || Headroom::builder().slow_start(false).build().unwrap();
+        let mut h = no_slow_start();
         let mut t = Duration::ZERO;
         let warm = fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
         let settled = warm[2000..].iter().sum::<usize>() / 1000;
@@ -703,7 +715,7 @@ mod tests {
         let after = slow.iter().sum::<usize>() / slow.len();
         assert!(after >= 40, "{settled} then {after}");
         // A pool that halves (24 workers, same speed): the limit falls.
-        let mut h = Headroom::default();
+        let mut h = no_slow_start();
         let mut t = Duration::ZERO;
         fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
         let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
@@ -774,6 +786,55 @@ mod tests {
             peak <= 64 && mean <= 32,
             "peak {peak}, mean {mean}: {limits:?}"
         );
+    }
+
+    #[test]
+    fn table_slow_start_grows_per_success_while_half_the_limit_is_in_flight() {
+        let mut h = Headroom::default();
+        let t = ms(1);
+        // Limit 20: a success admitted at 10 in flight (2 · 10 ≥ 20) adds SLOW_START_GAIN = 2.
+        h.update(&Sample::success(t, ms(30), 10));
+        assert_eq!(h.limit(), 22);
+        // At 22, 10 in flight is under half: no growth.
+        h.update(&Sample::success(t, ms(30), 10));
+        assert_eq!(h.limit(), 22);
+        // A sample standing for 4 completions (sampled every 4th permit) adds 2 · 4.
+        h.update(&Sample {
+            weight: 4,
+            ..Sample::success(t, ms(30), 11)
+        });
+        assert_eq!(h.limit(), 30);
+        // A drop does not grow it.
+        h.update(&Sample::dropped(t, ms(30), 30));
+        assert_eq!(h.limit(), 30);
+        // Without slow start nothing grows before a window closes.
+        let mut off = Headroom::builder().slow_start(false).build().unwrap();
+        off.update(&Sample::success(t, ms(30), 20));
+        assert_eq!(off.limit(), 20);
+    }
+
+    #[test]
+    fn slow_start_ends_on_a_rate_plateau_and_drains_to_the_knee() {
+        // One success every 0.1 ms at 10 ms, whatever the limit: a service that completes
+        // 10 000/s at most (a knee of 100 in flight). Slow start grows the limit per success;
+        // the completion rate does not grow by a quarter within three growing windows, so slow
+        // start ends and the limit drains to 1.5 × the Little's-law estimate: max rate
+        // 10 000/s × min mean RTT 10 ms = 100, so 150.
+        let mut h = Headroom::builder().dispersion_samples(0.0).build().unwrap();
+        let mut t = Duration::ZERO;
+        let mut peak = 0;
+        for _ in 0..2000 {
+            t += Duration::from_micros(100);
+            let l = h.limit();
+            peak = peak.max(l);
+            h.update(&Sample::success(t, ms(10), l));
+            if !h.slow_start {
+                break;
+            }
+        }
+        assert!(!h.slow_start, "slow start did not end: {}", h.limit());
+        assert!(peak > 150, "{peak}");
+        assert!((140..=150).contains(&h.limit()), "{}", h.limit());
     }
 
     #[test]
