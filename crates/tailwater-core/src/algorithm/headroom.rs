@@ -247,7 +247,7 @@ impl Headroom {
                 plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
             }
         }
-        if !(pressed && queued) && !plateau {
+        if !(plateau || pressed && queued) {
             self.queued_windows = 0;
             self.paused = false;
             return before;
