@@ -47,7 +47,7 @@ const SLOW_START_QUEUED: u32 = 1;
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Three rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Four rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -77,6 +77,16 @@ const SLOW_START_QUEUED: u32 = 1;
 ///    queue's own in-flight count, lagged by one RTT, and its 1.25 probe ratcheted the limit up
 ///    at every cut (8 workers at 40 ms exponential: a limit of 114 by the drill's 10× phase);
 ///    there it may only hold the limit, never raise it.
+///
+/// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
+///    queued while pressing on the limit, or a completion rate that stopped growing (BBR's
+///    full-bandwidth test), every success admitted while at least half the limit was in
+///    flight raises the limit by 2. A 500-worker pool is found within a few round trips from
+///    the initial 20, and a limit about twice the demand's peak stays, so a healthy pool's
+///    bursts are not shed. At its end the limit drains to 1.5 × the Little's-law estimate
+///    (at most to a quarter), or holds if the completion rate fell (rule 3's case). The
+///    windows of the first few mean RTTs (at most 8 windows) are a warm-up: only the fast
+///    requests have completed, so they teach no baseline.
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
