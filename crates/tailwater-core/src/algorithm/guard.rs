@@ -91,6 +91,11 @@ impl LittlesLaw {
         (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64)
     }
 
+    /// The highest completion rate over the filter's windows (per second).
+    pub(crate) fn max_rate(&self) -> Option<f64> {
+        self.history.iter().map(|m| m.rate).reduce(f64::max)
+    }
+
     pub(crate) fn guarding(&self) -> bool {
         self.guarding
     }

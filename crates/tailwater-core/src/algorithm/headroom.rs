@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::guard::LittlesLaw;
 use super::window_stats::{Closed, WindowConfig, Windows};
-use super::{Estimates, LimitAlgorithm, Sample};
+use super::{Estimates, LimitAlgorithm, Outcome, Sample};
 use crate::error::{ConfigError, check_limits, check_range};
 
 /// The percentile of recent window means taken as the no-queue baseline.
@@ -19,11 +19,35 @@ const RATE_DROP: f64 = 0.8;
 /// bound, from which on the demand counts as sustained.
 const SUSTAINED_SHARE: f64 = 0.75;
 
+/// A window closing before this many of its mean RTTs have passed since the first sample is
+/// part of the warm-up (see [`Headroom::update`]).
+const WARM_UP_RTTS: f64 = 4.0;
+
+/// The warm-up ends after at most this many windows: through a queue that builds from the
+/// start, the mean RTT grows with the time since the start and would never look warm.
+const WARM_UP_WINDOWS: u64 = 8;
+
+/// How much a success raises the limit in slow start.
+const SLOW_START_GAIN: f64 = 2.0;
+
+/// In slow start, a window in which the limit grew by more than this factor holds mostly
+/// young requests (see [`Headroom::slow_start_window`]).
+const SLOW_START_YOUNG: f64 = 1.125;
+
+/// In slow start the completion rate must grow by this factor ...
+const SLOW_START_RATE_GROWTH: f64 = 1.25;
+
+/// ... within this many windows in which the limit grew, or slow start ends.
+const SLOW_START_QUEUED_PLATEAU: u32 = 3;
+
+/// Slow start ends after this many queued windows in a row.
+const SLOW_START_QUEUED: u32 = 1;
+
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Three rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Four rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -53,6 +77,16 @@ const SUSTAINED_SHARE: f64 = 0.75;
 ///    queue's own in-flight count, lagged by one RTT, and its 1.25 probe ratcheted the limit up
 ///    at every cut (8 workers at 40 ms exponential: a limit of 114 by the drill's 10× phase);
 ///    there it may only hold the limit, never raise it.
+///
+/// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
+///    queued while pressing on the limit, or a completion rate that stopped growing (BBR's
+///    full-bandwidth test), every success admitted while at least half the limit was in
+///    flight raises the limit by 2. A 500-worker pool is found within a few round trips from
+///    the initial 20, and a limit about twice the demand's peak stays, so a healthy pool's
+///    bursts are not shed. At its end the limit drains to 1.5 × the Little's-law estimate
+///    (at most to a quarter), or holds if the completion rate fell (rule 3's case). The
+///    windows of the first few mean RTTs (at most 8 windows) are a warm-up: only the fast
+///    requests have completed, so they teach no baseline.
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
@@ -106,6 +140,13 @@ pub struct Headroom {
     guard: LittlesLaw,
     last: Option<(Duration, f64)>,
     rates: VecDeque<f64>,
+    slow_start: bool,
+    paused: bool,
+    queued_windows: u32,
+    slow_start_rate: f64,
+    flat_windows: u32,
+    opened: f64,
+    started: Option<Duration>,
 }
 
 impl Default for Headroom {
@@ -177,6 +218,77 @@ impl Headroom {
         }
     }
 
+    /// Slow start's proposal for one closed window (the growth itself is per sample, in
+    /// [`update`](LimitAlgorithm::update)).
+    ///
+    /// - A window in which the limit grew by more than [`SLOW_START_YOUNG`] holds mostly young
+    ///   requests, the fast ones of which completed first: its mean is biased low, so it
+    ///   enters the baseline only while there is none.
+    /// - A window that queued while it pressed on the limit (its samples saw at least half
+    ///   the limit it opened with in flight: a sample's in-flight count is that of its
+    ///   admission, a round trip ago) pauses the growth; any other window resumes it. A burst
+    ///   drains; sustained demand queues on.
+    /// - After [`SLOW_START_QUEUED`] such windows in a row slow start ends, and the limit
+    ///   drains to the Little's-law estimate (BBR's drain after startup: the in-flight count
+    ///   the service completed at its best rate), at most halving it (TCP's halving on loss).
+    fn slow_start_window(
+        &mut self,
+        c: &Closed,
+        before: f64,
+        queued: bool,
+        mean: Option<f64>,
+    ) -> f64 {
+        let young = before > self.opened * SLOW_START_YOUNG;
+        if let Some(mean) = mean
+            && (!young || self.means.is_empty())
+        {
+            self.remember(mean);
+        }
+        let pressed = c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor();
+        // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
+        // a quarter within three windows, else more in flight only queues.
+        let mut plateau = false;
+        if let Some(rate) = c.rate.filter(|_| pressed && young) {
+            if rate >= SLOW_START_RATE_GROWTH * self.slow_start_rate {
+                self.slow_start_rate = rate;
+                self.flat_windows = 0;
+            } else {
+                self.flat_windows += 1;
+                plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
+            }
+        }
+        if !(plateau || pressed && queued) {
+            self.queued_windows = 0;
+            self.paused = false;
+            return before;
+        }
+        self.queued_windows += 1;
+        self.paused = true;
+        if self.queued_windows < SLOW_START_QUEUED && !plateau {
+            return before;
+        }
+        self.slow_start = false;
+        // A completion rate below its recent best is a slower service, not a queue: the
+        // limit stays and the guard takes over (rule 3).
+        // Both this window's rate and the filter's mean: one window's rate is noisy, and a
+        // hold at an overshoot through a standing queue would let the guard ratchet.
+        if let (Some(now), Some(mean), Some(best)) =
+            (c.rate, self.guard.mean_rate(), self.guard.max_rate())
+            && now.max(mean) < RATE_DROP * best
+        {
+            return before;
+        }
+        match self.guard.estimate() {
+            // After a rate plateau the estimate is the knee itself; after a queued window
+            // the drain is at most to a quarter.
+            Some(f) if f.is_finite() => {
+                let floor = if plateau { 0.0 } else { before / 4.0 };
+                before.min((f * self.sustained_tolerance).max(floor))
+            }
+            _ => before * self.backoff,
+        }
+    }
+
     /// The latency rule's proposal for one closed window.
     fn propose(&mut self, c: &Closed) -> f64 {
         let before = self.limit;
@@ -191,6 +303,24 @@ impl Headroom {
             Some(b) => b,
             None => mean,
         };
+        // Warm-up: until a few mean RTTs have passed since the first sample, only the requests
+        // that happened to be fast have completed, so a window's mean is biased low (it
+        // would make a baseline that reads the real service as queued). Such a window teaches
+        // nothing and moves nothing.
+        if let Some(started) = self.started {
+            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
+                && self.windows.closed() <= WARM_UP_WINDOWS
+            {
+                // Slow start still applies its completion-rate test.
+                return if self.slow_start {
+                    self.slow_start_window(c, before, false, None)
+                } else {
+                    before
+                };
+            }
+            // Warm for good: a later queue must not read as a warm-up.
+            self.started = None;
+        }
         let ratio = mean / base;
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
         self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
@@ -204,6 +334,9 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        if self.slow_start {
+            return self.slow_start_window(c, before, ratio > allowance, Some(mean));
+        }
         self.remember(mean);
         if !binding {
             return before;
@@ -211,7 +344,7 @@ impl Headroom {
         self.last = Some((c.mean_duration(), ratio / allowance));
         let doubled = std::mem::take(&mut self.grew);
         if ratio <= allowance {
-            if far && !doubled {
+            if far && !doubled && self.binding_share < SUSTAINED_SHARE {
                 // The next window's RTTs are mostly those of requests admitted under the old
                 // limit, so it only holds (BBR, too, waits a round trip after a gain).
                 self.grew = true;
@@ -238,12 +371,33 @@ impl LimitAlgorithm for Headroom {
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
+        // Slow start (TCP's, per acknowledgement): every success admitted while at least half
+        // the current limit was in flight raises the limit by the completions it stands for,
+        // so a binding limit doubles per round trip; a limit at most twice the demand's peak
+        // does not bind and stays.
+        if self.windows.closed() == 0 {
+            self.started.get_or_insert(sample.now);
+        }
+        if self.slow_start
+            && !self.paused
+            && sample.outcome == Outcome::Success
+            && sample.in_flight.saturating_mul(2) as f64 >= self.limit.floor()
+        {
+            self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1)))
+                .min(self.max as f64);
+        }
         let Some(c) = self.windows.push(sample) else {
             return self.limit();
         };
         let before = self.limit;
+        let was_slow = self.slow_start;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
+        if was_slow {
+            self.limit = self.clamp(proposal);
+            self.opened = self.limit;
+            return self.limit();
+        }
         let steered = self.guard.steer(proposal, c.dropped());
         // Under sustained demand without a fall in the completion rate, the guard may hold
         // the limit against the latency rule's cuts, never raise it: there `F` is the standing
@@ -259,6 +413,7 @@ impl LimitAlgorithm for Headroom {
             next = next.max(before);
         }
         self.limit = self.clamp(next);
+        self.opened = self.limit;
         self.limit()
     }
 
@@ -295,6 +450,7 @@ pub struct HeadroomBuilder {
     margin: f64,
     timeout: Duration,
     growth: f64,
+    slow_start: bool,
 }
 
 impl Default for HeadroomBuilder {
@@ -312,6 +468,7 @@ impl Default for HeadroomBuilder {
             margin: 0.8,
             timeout: Duration::from_secs(5),
             growth: 2.0,
+            slow_start: true,
         }
     }
 }
@@ -384,6 +541,13 @@ impl HeadroomBuilder {
         self
     }
 
+    /// Whether to start in slow start (default yes): the limit doubles per round trip while
+    /// it binds and the RTT shows no queue, until the first binding window that queues.
+    pub fn slow_start(mut self, v: bool) -> Self {
+        self.slow_start = v;
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Headroom, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
@@ -432,6 +596,13 @@ impl HeadroomBuilder {
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
             rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
+            slow_start: self.slow_start,
+            paused: false,
+            queued_windows: 0,
+            slow_start_rate: 0.0,
+            flat_windows: 0,
+            opened: self.initial as f64,
+            started: None,
         })
     }
 }
@@ -467,9 +638,14 @@ mod tests {
             .max_limit(1000)
             .margin(1e-9)
             .dispersion_samples(0.0)
+            .slow_start(false)
             .build()
             .unwrap();
         let mut t = Duration::ZERO;
+        // Warm-up: the first window closes 20 ms after the first sample, under 4 × its 10 ms
+        // mean: it holds and teaches no baseline.
+        window(&mut h, &mut t, ms(10), 40, false);
+        assert_eq!((h.limit(), h.baseline()), (40, None));
         // Baseline = 10th percentile of the means so far (rank round(0.1·(n−1))): 10 ms.
         // 10 ms: ratio 1 ≤ 1 + (2 − 1)/2 = 1.5, far from the knee: doubles, 40 → 80.
         window(&mut h, &mut t, ms(10), 40, false);
@@ -504,17 +680,20 @@ mod tests {
                 .min_limit(2)
                 .margin(1e-9)
                 .dispersion_samples(0.0)
+                .slow_start(false)
                 .build()
                 .unwrap()
         };
         let mut t = Duration::ZERO;
         let mut calm = build();
+        window(&mut calm, &mut t, ms(10), 40, false); // warm-up
         window(&mut calm, &mut t, ms(10), 40, false);
         let l = calm.limit();
         window(&mut calm, &mut t, ms(25), l, false);
         assert!(calm.limit() < l, "{} vs {l}", calm.limit());
         let mut noisy = build();
         let mut t = Duration::ZERO;
+        window(&mut noisy, &mut t, ms(10), 40, false); // warm-up
         window(&mut noisy, &mut t, ms(10), 40, false);
         let l = noisy.limit();
         let closed = noisy.windows.closed();
@@ -533,8 +712,11 @@ mod tests {
         use super::super::window_stats::fluid_pool;
         // 48 workers at 30 ms with demand above any limit from the start: within 2 s the limit
         // sits between the knee and the tolerance (2 × 48), then every request becomes 4x
-        // slower and the guard keeps the limit near the knee.
-        let mut h = Headroom::default();
+        // slower and the guard keeps the limit near the knee. (Without slow start: from a start
+        // under overload in this fluid model, slow start ends on the rate plateau well above
+        // the knee and the limit is still near 290 after 2000 samples.)
+        let no_slow_start = || Headroom::builder().slow_start(false).build().unwrap();
+        let mut h = no_slow_start();
         let mut t = Duration::ZERO;
         let warm = fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
         let settled = warm[2000..].iter().sum::<usize>() / 1000;
@@ -543,7 +725,7 @@ mod tests {
         let after = slow.iter().sum::<usize>() / slow.len();
         assert!(after >= 40, "{settled} then {after}");
         // A pool that halves (24 workers, same speed): the limit falls.
-        let mut h = Headroom::default();
+        let mut h = no_slow_start();
         let mut t = Duration::ZERO;
         fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
         let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
@@ -614,6 +796,55 @@ mod tests {
             peak <= 64 && mean <= 32,
             "peak {peak}, mean {mean}: {limits:?}"
         );
+    }
+
+    #[test]
+    fn table_slow_start_grows_per_success_while_half_the_limit_is_in_flight() {
+        let mut h = Headroom::default();
+        let t = ms(1);
+        // Limit 20: a success admitted at 10 in flight (2 · 10 ≥ 20) adds SLOW_START_GAIN = 2.
+        h.update(&Sample::success(t, ms(30), 10));
+        assert_eq!(h.limit(), 22);
+        // At 22, 10 in flight is under half: no growth.
+        h.update(&Sample::success(t, ms(30), 10));
+        assert_eq!(h.limit(), 22);
+        // A sample standing for 4 completions (sampled every 4th permit) adds 2 · 4.
+        h.update(&Sample {
+            weight: 4,
+            ..Sample::success(t, ms(30), 11)
+        });
+        assert_eq!(h.limit(), 30);
+        // A drop does not grow it.
+        h.update(&Sample::dropped(t, ms(30), 30));
+        assert_eq!(h.limit(), 30);
+        // Without slow start nothing grows before a window closes.
+        let mut off = Headroom::builder().slow_start(false).build().unwrap();
+        off.update(&Sample::success(t, ms(30), 20));
+        assert_eq!(off.limit(), 20);
+    }
+
+    #[test]
+    fn slow_start_ends_on_a_rate_plateau_and_drains_to_the_knee() {
+        // One success every 0.1 ms at 10 ms, whatever the limit: a service that completes
+        // 10 000/s at most (a knee of 100 in flight). Slow start grows the limit per success;
+        // the completion rate does not grow by a quarter within three growing windows, so slow
+        // start ends and the limit drains to 1.5 × the Little's-law estimate: max rate
+        // 10 000/s × min mean RTT 10 ms = 100, so 150.
+        let mut h = Headroom::builder().dispersion_samples(0.0).build().unwrap();
+        let mut t = Duration::ZERO;
+        let mut peak = 0;
+        for _ in 0..2000 {
+            t += Duration::from_micros(100);
+            let l = h.limit();
+            peak = peak.max(l);
+            h.update(&Sample::success(t, ms(10), l));
+            if !h.slow_start {
+                break;
+            }
+        }
+        assert!(!h.slow_start, "slow start did not end: {}", h.limit());
+        assert!(peak > 150, "{peak}");
+        assert!((140..=150).contains(&h.limit()), "{}", h.limit());
     }
 
     #[test]
