@@ -11,6 +11,9 @@
 #    loop (no rate option; wrk2 is not packaged), so its figure is its saturation throughput
 #    with the same number of connections: an upper bound for an open-loop rate.
 # 2. tailwater's send-lag distribution (actual - intended send time) at 20 000 req/s.
+# TLS=1 measures the same over HTTPS: the target is then nginx (one worker, `return 200`,
+# the test certificate from crates/tailwater-test/tls, keep-alive), and every tool skips
+# certificate verification (tailwater -k, oha --insecure) so they do the same work.
 # Everything shares the machine's cores with the target, as a user's run would.
 set -euo pipefail
 
@@ -21,28 +24,68 @@ RATES=${RATES:-"20000 40000 60000 80000 100000 120000 150000"}
 PORT=${PORT:-19321}
 OHA=${OHA:-$(command -v oha || echo /root/.cache/oha/bin/oha)}
 URL="http://127.0.0.1:${PORT}/"
+TLS=${TLS:-0}
+TLS_ARGS=()
+OHA_TLS=()
+if [[ $TLS == 1 ]]; then
+    URL="https://127.0.0.1:${PORT}/"
+    TLS_ARGS=(-k)
+    OHA_TLS=(--insecure)
+fi
 OUT=${OUT:-$(mktemp -d /tmp/bench-load.XXXXXX)}
 
 [[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -p tailwater >&2
-TW=target/release/tailwater
+TW=${CARGO_TARGET_DIR:-target}/release/tailwater
 
-"$TW" backend --listen "127.0.0.1:${PORT}" --workers 100000 --service-time 0ms --queue 0 \
-    >"$OUT/backend.log" 2>&1 &
+if [[ $TLS == 1 ]]; then
+    TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
+    mkdir -p "$OUT/nginx"
+    cat >"$OUT/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $OUT/nginx/nginx.pid;
+error_log $OUT/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $OUT/nginx/body;
+    proxy_temp_path $OUT/nginx/proxy;
+    fastcgi_temp_path $OUT/nginx/fastcgi;
+    uwsgi_temp_path $OUT/nginx/uwsgi;
+    scgi_temp_path $OUT/nginx/scgi;
+    server {
+        listen 127.0.0.1:$PORT ssl;
+        ssl_certificate $TLS_DIR/server.pem;
+        ssl_certificate_key $TLS_DIR/server.key;
+        location / { return 200 "ok"; }
+    }
+}
+EOF
+    nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" >"$OUT/backend.log" 2>&1 &
+else
+    "$TW" backend --listen "127.0.0.1:${PORT}" --workers 100000 --service-time 0ms --queue 0 \
+        >"$OUT/backend.log" 2>&1 &
+fi
 BACKEND=$!
 trap 'kill -INT $BACKEND 2>/dev/null || true; wait $BACKEND 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
-    if curl -s -o /dev/null "$URL" 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then break; fi
+    if curl -sk -o /dev/null "$URL" 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then break; fi
     sleep 0.1
 done
 
 echo "machine: $(nproc) cores; $(uname -sr); load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $("$TW" --version), $("$OHA" --version 2>/dev/null | head -1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "target: tailwater backend, 0 service time; $CONNS connections; ${DUR}s per point"
+if [[ $TLS == 1 ]]; then
+    echo "target: nginx over TLS (1 worker, return 200); $CONNS connections; ${DUR}s per point"
+else
+    echo "target: tailwater backend, 0 service time; $CONNS connections; ${DUR}s per point"
+fi
 echo
 
 tw_point() { # rate -> "achieved errors"
-    "$TW" load "$URL" --rate "$1" --duration "${DUR}s" --connections "$CONNS" --quiet \
-        --json "$OUT/tw-$1.json" >/dev/null
+    "$TW" load "$URL" "${TLS_ARGS[@]}" --rate "$1" --duration "${DUR}s" --connections "$CONNS" --quiet \
+        --json "$OUT/tw-$1.json" >/dev/null || true
     python3 - "$OUT/tw-$1.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -52,7 +95,7 @@ PY
 }
 
 oha_point() {
-    "$OHA" -z "${DUR}s" -q "$1" -c "$CONNS" --latency-correction --no-tui \
+    "$OHA" "${OHA_TLS[@]}" -z "${DUR}s" -q "$1" -c "$CONNS" --latency-correction --no-tui \
         --output-format json "$URL" >"$OUT/oha-$1.json" 2>/dev/null || true
     python3 - "$OUT/oha-$1.json" <<'PY'
 import json, sys
@@ -107,8 +150,8 @@ LAG_REPS=${LAG_REPS:-3}
 echo "send lag of tailwater load at 20000 req/s (${LAG_REPS} runs of $((DUR * 2))s; load avg before each run):"
 for k in $(seq "$LAG_REPS"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
-    "$TW" load "$URL" --rate 20000 --duration "$((DUR * 2))s" --connections "$CONNS" --quiet \
-        --json "$OUT/tw-lag-$k.json" >/dev/null
+    "$TW" load "$URL" "${TLS_ARGS[@]}" --rate 20000 --duration "$((DUR * 2))s" --connections "$CONNS" --quiet \
+        --json "$OUT/tw-lag-$k.json" >/dev/null || true
     python3 - "$OUT/tw-lag-$k.json" "$load" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
