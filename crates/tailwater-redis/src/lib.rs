@@ -88,7 +88,7 @@
 //! quotas of one key share a slot and one script updates them atomically (see
 //! [`KeyLayout`]). The leased path uses the same keys, so atomic and leased users of one
 //! key share one budget. Redis Cluster needs the `cluster` feature
-//! ([`RedisConnection::open_cluster`]).
+//! (`RedisConnection::open_cluster`; a plain link would break the docs built without it).
 #![forbid(unsafe_code)]
 
 mod atomic;
