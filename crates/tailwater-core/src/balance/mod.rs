@@ -46,9 +46,12 @@ pub use slow_start::SlowStart;
 
 use crate::ConfigError;
 use crate::names::UnknownName;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+// std, not `crate::sync`: the balancer is not part of the loom models, and `self: &Arc<Self>`
+// needs std's `Arc`.
 use ewma::PeakEwma;
 use outlier::Detector;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Most endpoints one balancer takes (a request's tried endpoints are a 64-bit mask).
 pub const MAX_ENDPOINTS: usize = 64;
