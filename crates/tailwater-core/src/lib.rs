@@ -81,6 +81,7 @@ pub mod algorithm;
 pub mod balance;
 pub mod clock;
 pub mod criticality;
+pub mod duration;
 pub mod error;
 pub mod limiter;
 pub mod names;

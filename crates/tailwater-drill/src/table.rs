@@ -1,7 +1,6 @@
 //! The text table: one side-by-side block per phase, then the goodput summary.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use crate::model::{DrillReport, PhaseResult};
 
@@ -21,17 +20,7 @@ pub(crate) fn fmt_us(us: u64) -> String {
     }
 }
 
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else if ms >= 1000 {
-        let s = format!("{:.2}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0'))
-    } else {
-        format!("{ms}ms")
-    }
-}
+pub(crate) use tailwater_core::duration::format as fmt_duration;
 
 pub(crate) fn fmt_multiplier(m: f64) -> String {
     if (m - m.round()).abs() < 1e-9 {

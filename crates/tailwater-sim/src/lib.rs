@@ -36,6 +36,7 @@ pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod outbound;
+pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod rng;

@@ -56,50 +56,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::dist::Shape;
 use crate::error::{SimError, check};
 
-/// Parses `10ms`, `1.5s`, `250us`, `100ns`, `2m`.
+/// Parses a duration with the project's one parser ([`tailwater_core::duration::parse`]:
+/// `10ms`, `1.5s`, `250us`, `2m`, `1h`), the error as text for [`SimError`] messages.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{s}` has no unit (use ns, us, ms, s or m)"))?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` does not start with a number"))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}` (use ns, us, ms, s or m)"
-            ));
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Formats a duration compactly for reports (`850us`, `12.3ms`, `1.50s`).
-pub fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 1.0 {
-        format!("{s:.2}s")
-    } else if s >= 1e-3 {
-        let ms = s * 1e3;
-        if ms >= 100.0 {
-            format!("{ms:.0}ms")
-        } else {
-            format!("{ms:.1}ms")
-        }
-    } else {
-        format!("{:.0}us", s * 1e6)
-    }
+    tailwater_core::duration::parse(s).map_err(String::from)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

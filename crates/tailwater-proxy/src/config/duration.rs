@@ -5,47 +5,16 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
-/// Parses `"<number><unit>"` with unit `ns`, `us`, `ms`, `s`, `m` or `h` (no unit is an
-/// error: a bare number in a duration field is almost always a units mistake).
+/// Parses `"<number><unit>"` with the project's one parser
+/// ([`tailwater_core::duration::parse`]; no unit is an error: a bare number in a duration
+/// field is almost always a units mistake).
 pub(crate) fn parse(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{s}` has no unit (use ns, us, ms, s, m or h)"))?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` does not start with a number"))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` (use ns, us, ms, s, m or h)"
-            ));
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    tailwater_core::duration::parse(s).map_err(String::from)
 }
 
 /// Formats a duration the way [`parse`] reads it back.
 pub(crate) fn format(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if d.as_nanos().is_multiple_of(1_000_000_000) {
-        format!("{}s", d.as_secs())
-    } else if ms.fract() == 0.0 {
-        format!("{ms}ms")
-    } else {
-        format!("{}us", d.as_micros())
-    }
+    tailwater_core::duration::format(d)
 }
 
 struct DurVisitor;
