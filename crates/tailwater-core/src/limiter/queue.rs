@@ -69,12 +69,6 @@ impl QueueDiscipline {
             standing_after: Duration::from_millis(100),
         }
     }
-
-    /// The short name used in reports and config files (the
-    /// [`QueueName`](crate::names::QueueName) spelling).
-    pub const fn as_str(&self) -> &'static str {
-        crate::names::QueueName::of(self).as_str()
-    }
 }
 
 /// Configuration of a limiter's wait queue.
