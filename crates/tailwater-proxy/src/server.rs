@@ -388,8 +388,10 @@ fn spawn_connection(
 ) {
     let metrics = &conn.shared.metrics;
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     metrics.accepted_by(conn.worker);
+    // Counted open, and holding its slot, until the task ends or is aborted at the drain
+    // deadline: both are released by drop, never by code after an `.await`.
+    let open = OpenConnection::new(Arc::clone(&conn.shared), slot);
     let conn = Arc::new(conn);
     if lean {
         let handoff = crate::h1::Handoff {
@@ -397,11 +399,7 @@ fn spawn_connection(
         };
         conns.spawn(async move {
             crate::h1::serve(Arc::clone(&conn), stream, handoff, drain).await;
-            conn.shared
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
+            drop(open);
         });
         return;
     }
@@ -432,11 +430,7 @@ fn spawn_connection(
                 let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
                 crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
             }
-            conn.shared
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
+            drop(open);
         });
         return;
     }
@@ -456,12 +450,37 @@ fn spawn_connection(
         } else {
             tracing::debug!(peer = %conn.peer, "no request head in time");
         }
-        conn.shared
+        drop(open);
+    });
+}
+
+/// A client connection counted in `tailwater_connections_open` and holding its connection
+/// slot. Dropping it (the task ended, or was aborted at the drain deadline) releases both.
+struct OpenConnection {
+    shared: Arc<Shared>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(shared: Arc<Shared>, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        shared
+            .metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared,
+            _slot: slot,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.shared
             .metrics
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
-        drop(slot);
-    });
+    }
 }
 
 /// The hyper server builder: header limits, slowloris timeout, HTTP/2 settings.

@@ -71,8 +71,11 @@ async fn drain_deadline_closes_stuck_connections() {
     )))
     .await;
     let addr = running.addr;
+    let proxy = running.proxy.clone();
     let c = client();
     let stuck = tokio::spawn(async move { get(&c, addr, "/stuck").await.map(|(p, _)| p.status) });
+    // A second client connects and sends nothing: its connection is open at the deadline too.
+    let _silent = TcpStream::connect(addr).await.expect("connect");
     let received = Arc::clone(&backend.received);
     eventually(Duration::from_secs(5), || {
         received.load(Ordering::SeqCst) == 1
@@ -92,6 +95,24 @@ async fn drain_deadline_closes_stuck_connections() {
         outcome.is_err(),
         "the stuck request's connection was closed: {outcome:?}"
     );
+    // Connections aborted at the deadline give back what they held: the open-connection
+    // gauge and every route's permits return to zero.
+    let metrics = proxy.metrics_text();
+    let open = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tailwater_connections_open "))
+        .expect("the gauge is exported");
+    assert_eq!(
+        open.trim(),
+        "0",
+        "connections_open after the drain deadline"
+    );
+    for route in proxy.status() {
+        assert_eq!(
+            route.in_flight, 0,
+            "permits held after the drain: {route:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
