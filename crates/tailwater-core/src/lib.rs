@@ -79,6 +79,7 @@
 
 pub mod algorithm;
 pub mod balance;
+pub mod cell;
 pub mod clock;
 pub mod criticality;
 pub mod duration;
