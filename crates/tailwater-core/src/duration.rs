@@ -107,9 +107,9 @@ pub fn format(d: Duration) -> String {
     if nanos == 0 {
         return "0s".to_owned();
     }
-    if nanos % 1_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000) {
         let ms = nanos / 1_000_000;
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             return format!("{}s", ms / 1000);
         }
         if ms >= 1000 {
@@ -119,7 +119,7 @@ pub fn format(d: Duration) -> String {
         }
         return format!("{ms}ms");
     }
-    if nanos % 1000 == 0 {
+    if nanos.is_multiple_of(1000) {
         return format!("{}us", nanos / 1000);
     }
     format!("{nanos}ns")
