@@ -170,8 +170,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, SimError> {
             return Err(SimError::invalid(
                 "servers",
                 "give --servers to evaluate a system, or --budget / --utilisation to size one",
-            )
-            .into());
+            ));
         }
     };
     let model = Model { servers, ..base };
