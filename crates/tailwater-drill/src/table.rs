@@ -247,6 +247,7 @@ pub fn render_table(report: &DrillReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn formats() {
