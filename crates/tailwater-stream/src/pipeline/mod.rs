@@ -336,12 +336,14 @@ impl PipelineStats {
         self.stages.first().map_or(0, |s| s.received)
     }
 
-    /// Items the sink has finished.
+    /// Items the sink has finished, in the sink's input unit (after a batching stage, a
+    /// batch counts once).
     pub fn completed(&self) -> u64 {
         self.stages.last().map_or(0, |s| s.processed)
     }
 
-    /// Items admitted and not yet finished (in queues or being worked on).
+    /// Items admitted and not yet finished (in queues or being worked on); meaningful when
+    /// no batching stage changes the unit (see [`completed`](Self::completed)).
     pub fn in_flight(&self) -> u64 {
         self.admitted().saturating_sub(self.completed())
     }
