@@ -2,20 +2,24 @@
 //!
 //! The seed's Kafka appendix ends in a `KeyedDispatcher`: records of one key must be
 //! handled in order, records of different keys may run in parallel, and the pool and its
-//! queues are bounded. Pinning keys to workers by `hash(key) % workers` (Kafka's partition
-//! assignment) lets one slow key stall every key that hashes with it. Here a key is bound
-//! to a worker **only while it has items queued or running** (as Confluent's parallel
-//! consumer does): an idle key is bound afresh to the least loaded worker, so a slow or hot
-//! key keeps its own worker busy while the other keys flow around it, and per-key order
-//! still holds because a key's items only ever wait in one worker's FIFO queue at a time.
+//! queues are bounded. Giving each worker a FIFO queue and pinning keys to workers (by
+//! `hash(key) % workers`, Kafka's partition assignment, or even only while the key has
+//! items queued) lets one slow key stall every key queued behind it on its worker: in this
+//! crate's test, a key that once shared a worker with a 100× slower key kept 5 % of its
+//! throughput. So, as Confluent's parallel consumer does in key order mode, each key here
+//! has **its own bounded lane** (FIFO), and the workers take turns over the keys that have
+//! items and are not already running: a key runs on at most one worker at a time (per-key
+//! order), a slow or hot key occupies at most one worker, and the other keys flow around
+//! it. Keys with work are served round-robin, so a hot key cannot starve the others.
 //!
-//! When the chosen worker's queue is full the [`FullPolicy`] decides, explicitly: wait up
-//! to a deadline, reject at once, or spill to a handler (a retry or dead-letter topic).
-//! Rejected and timed-out items are handed back in the error: nothing is dropped silently.
+//! Bounds: at most `queue` items wait per key and at most `max_queued` in all; an idle key
+//! holds no memory. When either bound is reached the [`FullPolicy`] decides, explicitly:
+//! wait up to a deadline, reject at once, or spill to a handler (a retry or dead-letter
+//! topic). Rejected and timed-out items are handed back in the error: nothing is dropped
+//! silently.
 //!
-//! Hot keys (by busy time, so a slow key and a frequent key both show) are tracked per
-//! worker in bounded memory ([Space-Saving]) and reported by
-//! [`KeyedDispatcher::stats`].
+//! Hot keys (by handler time, so a slow key and a frequent key both show) are tracked per
+//! worker in bounded memory ([Space-Saving]) and reported by [`KeyedDispatcher::stats`].
 //!
 //! [Space-Saving]: https://doi.org/10.1007/978-3-540-30570-5_27
 //!
@@ -42,25 +46,26 @@
 
 mod hot;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::Hash;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use hot::HotKeys;
 
-/// A spill handler: takes an item its worker had no room for.
+/// A spill handler: takes an item there was no room for.
 pub type SpillFn<K, T> = Arc<dyn Fn(K, T) + Send + Sync>;
 
-/// What [`KeyedDispatcher::dispatch`] does when the key's worker queue is full.
+/// What [`KeyedDispatcher::dispatch`] does when the key's lane (or the whole dispatcher)
+/// is full.
 pub enum FullPolicy<K, T> {
     /// Wait for room at most this long, then fail with [`DispatchError::Timeout`].
     Wait(Duration),
@@ -93,10 +98,21 @@ impl<K, T> fmt::Debug for FullPolicy<K, T> {
 }
 
 /// The dispatcher's settings.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use tailwater_stream::{FullPolicy, KeyedConfig};
+/// let config: KeyedConfig<u64, String> =
+///     KeyedConfig::new(NonZeroUsize::new(16).unwrap(), NonZeroUsize::new(4).unwrap())
+///         .max_queued(NonZeroUsize::new(256).unwrap())
+///         .policy(FullPolicy::Reject);
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone)]
 pub struct KeyedConfig<K, T> {
     workers: NonZeroUsize,
     queue: NonZeroUsize,
+    max_queued: NonZeroUsize,
     policy: FullPolicy<K, T>,
     tracked_keys: NonZeroUsize,
 }
@@ -105,18 +121,25 @@ pub struct KeyedConfig<K, T> {
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 
 impl<K, T> KeyedConfig<K, T> {
-    /// `workers` workers, each with a queue of `queue` items; when a queue is full, wait up
-    /// to [`DEFAULT_WAIT`]; 8 tracked keys per worker.
+    /// `workers` workers; at most `queue` items waiting per key and `workers × queue` in
+    /// all; when full, wait up to [`DEFAULT_WAIT`]; 8 tracked keys per worker.
     pub fn new(workers: NonZeroUsize, queue: NonZeroUsize) -> Self {
         Self {
             workers,
             queue,
+            max_queued: workers.saturating_mul(queue),
             policy: FullPolicy::Wait(DEFAULT_WAIT),
             tracked_keys: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
         }
     }
 
-    /// The policy when a worker's queue is full.
+    /// The most items waiting in all lanes together.
+    pub fn max_queued(mut self, n: NonZeroUsize) -> Self {
+        self.max_queued = n;
+        self
+    }
+
+    /// The policy when a lane or the dispatcher is full.
     pub fn policy(mut self, policy: FullPolicy<K, T>) -> Self {
         self.policy = policy;
         self
@@ -132,36 +155,33 @@ impl<K, T> KeyedConfig<K, T> {
 /// How a dispatched item was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatched {
-    /// Queued on this worker, behind the key's earlier items.
-    Queued {
-        /// The worker's index.
-        worker: usize,
-    },
-    /// The worker's queue was full and the item went to the spill handler.
+    /// Queued in its key's lane, behind the key's earlier items.
+    Queued,
+    /// There was no room and the item went to the spill handler.
     Spilled,
 }
 
 /// Why an item was not taken; the item is handed back.
 #[derive(thiserror::Error)]
 pub enum DispatchError<K, T> {
-    /// The key's worker queue was full ([`FullPolicy::Reject`]).
-    #[error("the key's worker queue is full")]
+    /// No room ([`FullPolicy::Reject`]).
+    #[error("the key's lane or the dispatcher is full")]
     Full {
         /// The key.
         key: K,
         /// The item.
         item: T,
     },
-    /// The key's worker queue stayed full for the whole wait ([`FullPolicy::Wait`]).
-    #[error("the key's worker queue stayed full for the whole wait")]
+    /// No room for the whole wait ([`FullPolicy::Wait`]).
+    #[error("no room in the key's lane for the whole wait")]
     Timeout {
         /// The key.
         key: K,
         /// The item.
         item: T,
     },
-    /// The dispatcher's workers are gone (a handler panicked).
-    #[error("the dispatcher's worker is gone")]
+    /// The dispatcher is shutting down.
+    #[error("the dispatcher is shutting down")]
     Closed {
         /// The key.
         key: K,
@@ -181,70 +201,113 @@ impl<K, T> fmt::Debug for DispatchError<K, T> {
     }
 }
 
-/// A key's binding to a worker while it has items queued or running.
+/// One key's lane: its waiting items, and whether a worker is running one of them.
 #[derive(Debug)]
-struct Binding {
-    worker: usize,
-    pending: usize,
+struct Lane<T> {
+    items: VecDeque<T>,
+    running: bool,
+}
+
+#[derive(Debug)]
+struct State<K, T> {
+    lanes: HashMap<K, Lane<T>>,
+    /// Keys with waiting items and no worker, in turn order.
+    ready: VecDeque<K>,
+    queued: usize,
+    closed: bool,
 }
 
 struct Worker<K> {
-    busy: AtomicBool,
     handled: AtomicU64,
     busy_ns: AtomicU64,
     hot: Mutex<HotKeys<K>>,
 }
 
 struct Inner<K, T> {
-    bindings: Mutex<HashMap<K, Binding>>,
+    state: Mutex<State<K, T>>,
+    /// Wakes workers when a key becomes ready (or on close).
+    work: Notify,
+    /// Wakes waiting dispatchers when an item leaves a lane.
+    room: Notify,
     workers: Vec<Worker<K>>,
+    queue: usize,
+    max_queued: usize,
     policy: FullPolicy<K, T>,
-    hasher: RandomState,
     rejected: AtomicU64,
     timed_out: AtomicU64,
     spilled: AtomicU64,
+    handles: AtomicUsize,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl<K: Hash + Eq, T> Inner<K, T> {
-    fn bindings(&self) -> std::sync::MutexGuard<'_, HashMap<K, Binding>> {
-        self.bindings.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<V>(m: &Mutex<V>) -> MutexGuard<'_, V> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-    /// One item of `key` has left its worker's queue (handled, or never queued).
-    fn unbind(&self, key: &K) {
-        let mut bindings = self.bindings();
-        if let Some(binding) = bindings.get_mut(key) {
-            binding.pending -= 1;
-            if binding.pending == 0 {
-                bindings.remove(key);
-            }
+impl<K: Hash + Eq + Clone, T> Inner<K, T> {
+    /// Queues `item` if there is room; gives it back otherwise.
+    fn try_push(&self, key: K, item: T) -> Result<(), (K, T, bool)> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err((key, item, true));
         }
+        if state.queued >= self.max_queued {
+            return Err((key, item, false));
+        }
+        let queue = self.queue;
+        let lane = state.lanes.entry(key.clone()).or_insert_with(|| Lane {
+            items: VecDeque::new(),
+            running: false,
+        });
+        if lane.items.len() >= queue {
+            return Err((key, item, false));
+        }
+        let became_ready = lane.items.is_empty() && !lane.running;
+        lane.items.push_back(item);
+        state.queued += 1;
+        if became_ready {
+            state.ready.push_back(key);
+            drop(state);
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.work.notify_waiters();
+        self.room.notify_waiters();
     }
 }
 
-/// The dispatcher. Cheap to clone (clones share the workers); the workers end once every
-/// clone is dropped (or [`shutdown`](KeyedDispatcher::shutdown)) and their queues are
-/// empty.
-pub struct KeyedDispatcher<K, T> {
+/// The dispatcher. Cheap to clone (clones share the workers). The workers end once every
+/// clone is dropped (or [`shutdown`](KeyedDispatcher::shutdown)) and every queued item has
+/// been handled.
+pub struct KeyedDispatcher<K: Hash + Eq + Clone, T> {
     inner: Arc<Inner<K, T>>,
-    senders: Arc<[mpsc::Sender<(K, T)>]>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-impl<K, T> Clone for KeyedDispatcher<K, T> {
+impl<K: Hash + Eq + Clone, T> Clone for KeyedDispatcher<K, T> {
     fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
         Self {
             inner: Arc::clone(&self.inner),
-            senders: Arc::clone(&self.senders),
-            tasks: Arc::clone(&self.tasks),
         }
     }
 }
 
-impl<K, T> fmt::Debug for KeyedDispatcher<K, T> {
+impl<K: Hash + Eq + Clone, T> Drop for KeyedDispatcher<K, T> {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.close();
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T> fmt::Debug for KeyedDispatcher<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedDispatcher")
-            .field("workers", &self.senders.len())
+            .field("workers", &self.inner.workers.len())
             .finish_non_exhaustive()
     }
 }
@@ -252,20 +315,18 @@ impl<K, T> fmt::Debug for KeyedDispatcher<K, T> {
 /// One worker in [`KeyedStats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerStats {
-    /// Items waiting in the worker's queue (at most the configured queue size).
-    pub queue_depth: usize,
     /// Items handled.
     pub handled: u64,
     /// Time spent in the handler.
     pub busy: Duration,
 }
 
-/// A key that took much of its worker's time.
+/// A key that took much of the pool's handler time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HotKey<K> {
     /// The key.
     pub key: K,
-    /// The worker it was last tracked on.
+    /// The worker whose summary tracked it (a key may run on several workers in turn).
     pub worker: usize,
     /// Its handler time (a Space-Saving over-estimate by at most the least tracked key's).
     pub busy: Duration,
@@ -273,8 +334,8 @@ pub struct HotKey<K> {
     pub items: u64,
 }
 
-/// A key is reported hot when its busy time is at least this many times the mean of the
-/// tracked keys'.
+/// A key is reported hot when its handler time is at least this many times the mean of
+/// the tracked keys'.
 pub const HOT_FACTOR: u32 = 4;
 
 /// A snapshot of a [`KeyedDispatcher`].
@@ -284,15 +345,18 @@ pub struct KeyedStats<K> {
     pub workers: Vec<WorkerStats>,
     /// Items handled, in all.
     pub handled: u64,
+    /// Items waiting now (at most `max_queued`).
+    pub queued: usize,
+    /// Keys with items waiting or running now.
+    pub active_keys: usize,
     /// Items refused with [`DispatchError::Full`].
     pub rejected: u64,
     /// Items refused with [`DispatchError::Timeout`].
     pub timed_out: u64,
     /// Items handed to the spill handler.
     pub spilled: u64,
-    /// Keys bound to a worker now (with items queued or running).
-    pub bound_keys: usize,
-    /// Hot keys, hottest first: busy at least [`HOT_FACTOR`] × the tracked keys' mean.
+    /// Hot keys, hottest first: handler time at least [`HOT_FACTOR`] × the tracked keys'
+    /// mean, since the dispatcher started.
     pub hot_keys: Vec<HotKey<K>>,
 }
 
@@ -301,8 +365,8 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     T: Send + 'static,
 {
-    /// Spawns `config`'s workers on the current tokio runtime; each runs `handler` on its
-    /// items one at a time, in queue order.
+    /// Spawns `config`'s workers on the current tokio runtime; each runs `handler` on one
+    /// item at a time.
     ///
     /// # Panics
     /// Outside a tokio runtime (as `tokio::spawn` does).
@@ -313,209 +377,211 @@ where
     {
         let n = config.workers.get();
         let inner = Arc::new(Inner {
-            bindings: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                lanes: HashMap::new(),
+                ready: VecDeque::new(),
+                queued: 0,
+                closed: false,
+            }),
+            work: Notify::new(),
+            room: Notify::new(),
             workers: (0..n)
                 .map(|_| Worker {
-                    busy: AtomicBool::new(false),
                     handled: AtomicU64::new(0),
                     busy_ns: AtomicU64::new(0),
                     hot: Mutex::new(HotKeys::new(config.tracked_keys.get())),
                 })
                 .collect(),
+            queue: config.queue.get(),
+            max_queued: config.max_queued.get(),
             policy: config.policy,
-            hasher: RandomState::new(),
             rejected: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             spilled: AtomicU64::new(0),
+            handles: AtomicUsize::new(1),
+            tasks: Mutex::new(Vec::new()),
         });
         let handler = Arc::new(handler);
-        let mut senders = Vec::with_capacity(n);
-        let mut tasks = Vec::with_capacity(n);
-        for index in 0..n {
-            let (tx, rx) = mpsc::channel(config.queue.get());
-            senders.push(tx);
-            tasks.push(tokio::spawn(run_worker(
-                index,
-                rx,
-                Arc::clone(&inner),
-                Arc::clone(&handler),
-            )));
-        }
-        Self {
-            inner,
-            senders: senders.into(),
-            tasks: Arc::new(Mutex::new(tasks)),
-        }
-    }
-
-    /// The worker for `key`: its current one if bound, else the least loaded (queued plus
-    /// running), ties broken by the key's hash so idle keys spread.
-    fn bind(&self, key: &K) -> usize {
-        let mut bindings = self.inner.bindings();
-        if let Some(binding) = bindings.get_mut(key) {
-            binding.pending += 1;
-            return binding.worker;
-        }
-        let n = self.senders.len();
-        let start = (self.inner.hasher.hash_one(key) % n as u64) as usize;
-        let worker = (0..n)
-            .map(|i| (start + i) % n)
-            .min_by_key(|&w| {
-                let sender = &self.senders[w];
-                let queued = sender.max_capacity() - sender.capacity();
-                queued + usize::from(self.inner.workers[w].busy.load(Ordering::Relaxed))
-            })
-            .unwrap_or(start);
-        bindings.insert(key.clone(), Binding { worker, pending: 1 });
-        worker
+        let tasks = (0..n)
+            .map(|index| tokio::spawn(run_worker(index, Arc::clone(&inner), Arc::clone(&handler))))
+            .collect();
+        *lock(&inner.tasks) = tasks;
+        Self { inner }
     }
 
     /// Queues `item` behind `key`'s earlier items.
     ///
-    /// Items of one key are handled in the order their `dispatch` calls returned `Ok`.
+    /// Items of one key are handled one at a time, in the order their `dispatch` calls
+    /// returned `Ok(Dispatched::Queued)`.
     ///
     /// # Errors
-    /// When the key's worker queue is full: [`DispatchError::Full`] under
-    /// [`FullPolicy::Reject`], [`DispatchError::Timeout`] after the wait under
-    /// [`FullPolicy::Wait`]; [`DispatchError::Closed`] if the worker is gone (its handler
-    /// panicked). The item comes back in the error.
+    /// When the key's lane holds `queue` items or the dispatcher `max_queued`:
+    /// [`DispatchError::Full`] under [`FullPolicy::Reject`], [`DispatchError::Timeout`]
+    /// after the wait under [`FullPolicy::Wait`]. [`DispatchError::Closed`] once shutting
+    /// down. The item comes back in the error.
     pub async fn dispatch(&self, key: K, item: T) -> Result<Dispatched, DispatchError<K, T>> {
-        let worker = self.bind(&key);
-        let sender = &self.senders[worker];
-        let full = match sender.try_reserve() {
-            Ok(permit) => {
-                permit.send((key, item));
-                return Ok(Dispatched::Queued { worker });
-            }
-            Err(mpsc::error::TrySendError::Closed(())) => {
-                self.inner.unbind(&key);
-                return Err(DispatchError::Closed { key, item });
-            }
-            Err(mpsc::error::TrySendError::Full(())) => (key, item),
+        let inner = &self.inner;
+        let (key, item) = match inner.try_push(key, item) {
+            Ok(()) => return Ok(Dispatched::Queued),
+            Err((key, item, true)) => return Err(DispatchError::Closed { key, item }),
+            Err((key, item, false)) => (key, item),
         };
-        let (key, item) = full;
-        match &self.inner.policy {
-            FullPolicy::Wait(deadline) => match tokio::time::timeout(*deadline, sender.reserve()).await {
-                Ok(Ok(permit)) => {
-                    permit.send((key, item));
-                    Ok(Dispatched::Queued { worker })
-                }
-                Ok(Err(_)) => {
-                    self.inner.unbind(&key);
-                    Err(DispatchError::Closed { key, item })
-                }
-                Err(_) => {
-                    self.inner.unbind(&key);
-                    self.inner.timed_out.fetch_add(1, Ordering::Relaxed);
-                    Err(DispatchError::Timeout { key, item })
-                }
-            },
+        match &inner.policy {
             FullPolicy::Reject => {
-                self.inner.unbind(&key);
-                self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+                inner.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(DispatchError::Full { key, item })
             }
             FullPolicy::Spill(spill) => {
-                self.inner.unbind(&key);
-                self.inner.spilled.fetch_add(1, Ordering::Relaxed);
+                inner.spilled.fetch_add(1, Ordering::Relaxed);
                 spill(key, item);
                 Ok(Dispatched::Spilled)
+            }
+            FullPolicy::Wait(wait) => {
+                let deadline = Instant::now() + *wait;
+                let (mut key, mut item) = (key, item);
+                loop {
+                    let room = inner.room.notified();
+                    let mut room = std::pin::pin!(room);
+                    room.as_mut().enable();
+                    match inner.try_push(key, item) {
+                        Ok(()) => return Ok(Dispatched::Queued),
+                        Err((k, i, true)) => return Err(DispatchError::Closed { key: k, item: i }),
+                        Err((k, i, false)) => (key, item) = (k, i),
+                    }
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        inner.timed_out.fetch_add(1, Ordering::Relaxed);
+                        return Err(DispatchError::Timeout { key, item });
+                    }
+                }
             }
         }
     }
 
-    /// A snapshot: per-worker queues and busy time, refusals, and the hot keys.
+    /// A snapshot: per-worker handled items and busy time, queued items, refusals, and the
+    /// hot keys.
     pub fn stats(&self) -> KeyedStats<K> {
-        snapshot(&self.inner, &self.senders)
-    }
-
-    /// Drops this handle and waits until every worker has handled its queue and ended,
-    /// which happens once every clone of the dispatcher is dropped too; returns the final
-    /// stats.
-    pub async fn shutdown(self) -> KeyedStats<K> {
-        let Self {
-            inner,
-            senders,
-            tasks,
-        } = self;
-        drop(senders);
-        let handles = std::mem::take(&mut *tasks.lock().unwrap_or_else(PoisonError::into_inner));
-        for handle in handles {
-            let _ = handle.await;
+        let inner = &self.inner;
+        let workers: Vec<WorkerStats> = inner
+            .workers
+            .iter()
+            .map(|w| WorkerStats {
+                handled: w.handled.load(Ordering::Relaxed),
+                busy: Duration::from_nanos(w.busy_ns.load(Ordering::Relaxed)),
+            })
+            .collect();
+        let mut tracked: Vec<HotKey<K>> = Vec::new();
+        for (index, worker) in inner.workers.iter().enumerate() {
+            tracked.extend(lock(&worker.hot).entries.iter().map(|e| HotKey {
+                key: e.key.clone(),
+                worker: index,
+                busy: e.busy,
+                items: e.items,
+            }));
         }
-        snapshot(&inner, &[])
+        // A key that ran on several workers appears once per summary: merge them.
+        let mut merged: Vec<HotKey<K>> = Vec::with_capacity(tracked.len());
+        for key in tracked {
+            match merged.iter_mut().find(|m| m.key == key.key) {
+                Some(m) => {
+                    m.busy += key.busy;
+                    m.items += key.items;
+                }
+                None => merged.push(key),
+            }
+        }
+        let mean = if merged.is_empty() {
+            Duration::ZERO
+        } else {
+            merged.iter().map(|k| k.busy).sum::<Duration>() / merged.len() as u32
+        };
+        merged.retain(|k| !k.busy.is_zero() && k.busy >= mean * HOT_FACTOR);
+        merged.sort_by(|a, b| b.busy.cmp(&a.busy));
+        let (queued, active_keys) = {
+            let state = lock(&inner.state);
+            (state.queued, state.lanes.len())
+        };
+        KeyedStats {
+            handled: workers.iter().map(|w| w.handled).sum(),
+            workers,
+            queued,
+            active_keys,
+            rejected: inner.rejected.load(Ordering::Relaxed),
+            timed_out: inner.timed_out.load(Ordering::Relaxed),
+            spilled: inner.spilled.load(Ordering::Relaxed),
+            hot_keys: merged,
+        }
+    }
+
+    /// Stops taking items (later `dispatch` calls, on any clone, fail with
+    /// [`DispatchError::Closed`]), waits until every queued item has been handled and the
+    /// workers have ended, and returns the final stats.
+    pub async fn shutdown(self) -> KeyedStats<K> {
+        self.inner.close();
+        let tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.stats()
     }
 }
 
-/// The stats of `inner`; queue depths from `senders` (none after shutdown: all empty).
-fn snapshot<K: Hash + Eq + Clone, T>(
-    inner: &Inner<K, T>,
-    senders: &[mpsc::Sender<(K, T)>],
-) -> KeyedStats<K> {
-    let workers: Vec<WorkerStats> = inner
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| WorkerStats {
-            queue_depth: senders.get(i).map_or(0, |s| s.max_capacity() - s.capacity()),
-            handled: w.handled.load(Ordering::Relaxed),
-            busy: Duration::from_nanos(w.busy_ns.load(Ordering::Relaxed)),
-        })
-        .collect();
-    let mut tracked: Vec<HotKey<K>> = Vec::new();
-    for (index, worker) in inner.workers.iter().enumerate() {
-        let hot = worker.hot.lock().unwrap_or_else(PoisonError::into_inner);
-        tracked.extend(hot.entries.iter().map(|e| HotKey {
-            key: e.key.clone(),
-            worker: index,
-            busy: e.busy,
-            items: e.items,
-        }));
-    }
-    let mean = if tracked.is_empty() {
-        Duration::ZERO
-    } else {
-        tracked.iter().map(|k| k.busy).sum::<Duration>() / tracked.len() as u32
-    };
-    tracked.retain(|k| !k.busy.is_zero() && k.busy >= mean * HOT_FACTOR);
-    tracked.sort_by(|a, b| b.busy.cmp(&a.busy));
-    KeyedStats {
-        handled: workers.iter().map(|w| w.handled).sum(),
-        workers,
-        rejected: inner.rejected.load(Ordering::Relaxed),
-        timed_out: inner.timed_out.load(Ordering::Relaxed),
-        spilled: inner.spilled.load(Ordering::Relaxed),
-        bound_keys: inner.bindings().len(),
-        hot_keys: tracked,
-    }
-}
-
-async fn run_worker<K, T, F, Fut>(
-    index: usize,
-    mut rx: mpsc::Receiver<(K, T)>,
-    inner: Arc<Inner<K, T>>,
-    handler: Arc<F>,
-) where
+async fn run_worker<K, T, F, Fut>(index: usize, inner: Arc<Inner<K, T>>, handler: Arc<F>)
+where
     K: Hash + Eq + Clone,
     F: Fn(K, T) -> Fut,
     Fut: Future<Output = ()>,
 {
     let worker = &inner.workers[index];
-    while let Some((key, item)) = rx.recv().await {
-        worker.busy.store(true, Ordering::Relaxed);
+    loop {
+        let work = inner.work.notified();
+        let mut work = std::pin::pin!(work);
+        work.as_mut().enable();
+        let next = {
+            let mut state = lock(&inner.state);
+            let next = state.ready.pop_front().and_then(|key| {
+                let lane = state.lanes.get_mut(&key)?;
+                let item = lane.items.pop_front()?;
+                lane.running = true;
+                Some((key, item))
+            });
+            if next.is_some() {
+                state.queued -= 1;
+            } else if state.closed && state.queued == 0 {
+                drop(state);
+                // Let the other idle workers see it too.
+                inner.work.notify_waiters();
+                return;
+            }
+            next
+        };
+        let Some((key, item)) = next else {
+            work.await;
+            continue;
+        };
+        inner.room.notify_waiters();
         let started = Instant::now();
         handler(key.clone(), item).await;
         let took = started.elapsed();
-        worker.busy.store(false, Ordering::Relaxed);
         worker
             .busy_ns
             .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        worker
-            .hot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(&key, took);
         worker.handled.fetch_add(1, Ordering::Relaxed);
-        inner.unbind(&key);
+        lock(&worker.hot).record(&key, took);
+        let mut state = lock(&inner.state);
+        let more = match state.lanes.get_mut(&key) {
+            Some(lane) => {
+                lane.running = false;
+                !lane.items.is_empty()
+            }
+            None => false,
+        };
+        if more {
+            // Back of the turn order: a hot key cannot starve the others.
+            state.ready.push_back(key);
+            drop(state);
+            inner.work.notify_one();
+        } else {
+            state.lanes.remove(&key);
+        }
     }
 }
