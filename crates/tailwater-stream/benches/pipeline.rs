@@ -24,7 +24,10 @@ fn main() {
 fn runtime(flavor: &str) -> Runtime {
     match flavor {
         "current_thread" => Builder::new_current_thread().enable_time().build(),
-        _ => Builder::new_multi_thread().worker_threads(2).enable_time().build(),
+        _ => Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build(),
     }
     .expect("runtime")
 }

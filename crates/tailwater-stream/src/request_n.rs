@@ -99,7 +99,9 @@ impl Demand {
         if n == 0 {
             return;
         }
-        self.shared.pending.fetch_add(u64::from(n), Ordering::AcqRel);
+        self.shared
+            .pending
+            .fetch_add(u64::from(n), Ordering::AcqRel);
         self.shared.waker.wake();
     }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tailwater_stream::keyed::{DispatchError, Dispatched, FullPolicy, KeyedConfig, KeyedDispatcher};
+use tailwater_stream::keyed::{
+    DispatchError, Dispatched, FullPolicy, KeyedConfig, KeyedDispatcher,
+};
 use tokio::time::{Instant, sleep};
 
 fn nz(n: usize) -> NonZeroUsize {
@@ -69,7 +71,8 @@ async fn run_keys(keys: u32, slow: Option<u32>) -> (HashMap<u32, u64>, Vec<u32>)
     let origin = Instant::now();
     let counts: Arc<Mutex<HashMap<u32, u64>>> = Arc::default();
     let into = Arc::clone(&counts);
-    let config = KeyedConfig::new(nz(16), nz(4)).policy(FullPolicy::Wait(Duration::from_millis(50)));
+    let config =
+        KeyedConfig::new(nz(16), nz(4)).policy(FullPolicy::Wait(Duration::from_millis(50)));
     let dispatcher = KeyedDispatcher::spawn(config, move |key: u32, ()| {
         let into = Arc::clone(&into);
         async move {
@@ -107,7 +110,11 @@ async fn a_key_a_hundred_times_slower_leaves_the_others_their_throughput() {
     let (baseline, hot_before) = run_keys(keys, None).await;
     let (with_slow, hot) = run_keys(keys, Some(7)).await;
     let others = |counts: &HashMap<u32, u64>| -> u64 {
-        counts.iter().filter(|(k, _)| **k != 7).map(|(_, n)| n).sum()
+        counts
+            .iter()
+            .filter(|(k, _)| **k != 7)
+            .map(|(_, n)| n)
+            .sum()
     };
     let ratio = others(&with_slow) as f64 / others(&baseline) as f64;
     println!("other keys' throughput with a 100x slower key: {ratio:.3} of baseline");
@@ -117,7 +124,10 @@ async fn a_key_a_hundred_times_slower_leaves_the_others_their_throughput() {
         let r = with_slow[&key] as f64 / baseline[&key] as f64;
         assert!(r >= 0.9, "key {key}: {r}");
     }
-    assert!(hot_before.is_empty(), "no hot key without one: {hot_before:?}");
+    assert!(
+        hot_before.is_empty(),
+        "no hot key without one: {hot_before:?}"
+    );
     assert_eq!(hot, [7], "the slow key is reported hot");
 }
 
@@ -125,12 +135,15 @@ async fn a_key_a_hundred_times_slower_leaves_the_others_their_throughput() {
 async fn a_full_queue_rejects_spills_or_waits_until_the_deadline() {
     // Each dispatcher's single worker is held at a gate of its own.
     let make = |policy, gate: Arc<tokio::sync::Semaphore>| {
-        KeyedDispatcher::spawn(KeyedConfig::new(nz(1), nz(1)).policy(policy), move |_k: u8, _n: u32| {
-            let gate = Arc::clone(&gate);
-            async move {
-                gate.acquire().await.expect("open").forget();
-            }
-        })
+        KeyedDispatcher::spawn(
+            KeyedConfig::new(nz(1), nz(1)).policy(policy),
+            move |_k: u8, _n: u32| {
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.acquire().await.expect("open").forget();
+                }
+            },
+        )
     };
     let closed = || Arc::new(tokio::sync::Semaphore::new(0));
     // One item runs (blocked on the gate), one fills the queue.
@@ -150,16 +163,26 @@ async fn a_full_queue_rejects_spills_or_waits_until_the_deadline() {
 
     let spilled = Arc::new(Mutex::new(Vec::new()));
     let into = Arc::clone(&spilled);
-    let spill = fill(make(FullPolicy::Spill(Arc::new(move |k, n| {
-        into.lock().expect("lock").push((k, n));
-    })), closed()))
+    let spill = fill(make(
+        FullPolicy::Spill(Arc::new(move |k, n| {
+            into.lock().expect("lock").push((k, n));
+        })),
+        closed(),
+    ))
     .await;
-    assert_eq!(spill.dispatch(1, 2).await.expect("spilled"), Dispatched::Spilled);
+    assert_eq!(
+        spill.dispatch(1, 2).await.expect("spilled"),
+        Dispatched::Spilled
+    );
     assert_eq!(*spilled.lock().expect("lock"), [(1, 2)]);
     assert_eq!(spill.stats().spilled, 1);
 
     let gate = closed();
-    let wait = fill(make(FullPolicy::Wait(Duration::from_millis(250)), Arc::clone(&gate))).await;
+    let wait = fill(make(
+        FullPolicy::Wait(Duration::from_millis(250)),
+        Arc::clone(&gate),
+    ))
+    .await;
     let started = Instant::now();
     match wait.dispatch(1, 2).await {
         Err(DispatchError::Timeout { key: 1, item: 2 }) => {}
@@ -173,7 +196,10 @@ async fn a_full_queue_rejects_spills_or_waits_until_the_deadline() {
     };
     sleep(Duration::from_millis(100)).await;
     gate.add_permits(1);
-    assert!(matches!(waiter.await.expect("task"), Ok(Dispatched::Queued)));
+    assert!(matches!(
+        waiter.await.expect("task"),
+        Ok(Dispatched::Queued)
+    ));
     gate.add_permits(100);
     let stats = wait.shutdown().await;
     assert_eq!(stats.timed_out, 1);

@@ -35,14 +35,22 @@ async fn a_sink_ten_times_slower_keeps_memory_flat_and_is_named() {
     // Source 1 ms per item (1000/s), a parse stage 0.5 ms, the sink 10 ms (100/s).
     let capacity = 16;
     let handle = Pipeline::from_stream(ticking(Duration::from_millis(1)))
-        .stage("parse", StageConfig::new().capacity(nz(capacity)), |item| async move {
-            sleep(Duration::from_micros(500)).await;
-            item
-        })
-        .sink("write", StageConfig::new().capacity(nz(capacity)), |item: Vec<u8>| async move {
-            sleep(Duration::from_millis(10)).await;
-            drop(item);
-        });
+        .stage(
+            "parse",
+            StageConfig::new().capacity(nz(capacity)),
+            |item| async move {
+                sleep(Duration::from_micros(500)).await;
+                item
+            },
+        )
+        .sink(
+            "write",
+            StageConfig::new().capacity(nz(capacity)),
+            |item: Vec<u8>| async move {
+                sleep(Duration::from_millis(10)).await;
+                drop(item);
+            },
+        );
 
     // Warm up 2 s, then watch 8 s, sampling every 100 ms.
     sleep(Duration::from_secs(2)).await;
@@ -55,7 +63,10 @@ async fn a_sink_ten_times_slower_keeps_memory_flat_and_is_named() {
         max_in_flight = max_in_flight.max(stats.in_flight());
         max_queued = max_queued.max(stats.queued());
         for stage in &stats.stages {
-            assert!(stage.queue_depth <= stage.queue_capacity as u64, "{stage:?}");
+            assert!(
+                stage.queue_depth <= stage.queue_capacity as u64,
+                "{stage:?}"
+            );
         }
     }
     let end = handle.stats();
@@ -63,7 +74,10 @@ async fn a_sink_ten_times_slower_keeps_memory_flat_and_is_named() {
 
     // Memory: two queues of 16 plus one item in each worker and one held by the source.
     let bound = 2 * capacity as u64 + 3;
-    assert!(max_in_flight <= bound, "in flight {max_in_flight} > {bound}");
+    assert!(
+        max_in_flight <= bound,
+        "in flight {max_in_flight} > {bound}"
+    );
     println!(
         "slow sink: max in flight {max_in_flight} items ({} KiB), max queued {max_queued}, bound {bound}",
         max_in_flight * ITEM_BYTES / 1024
@@ -142,22 +156,35 @@ async fn drain_delivers_every_admitted_item_in_order() {
             n
         })
         .batch("batch", BatchConfig::new(nz(5), Duration::from_millis(20)))
-        .sink("b", StageConfig::new().capacity(nz(4)), move |batch: Vec<u64>| {
-            let into = Arc::clone(&into);
-            async move {
-                sleep(Duration::from_millis(3)).await;
-                into.lock().expect("lock").extend(batch);
-            }
-        });
+        .sink(
+            "b",
+            StageConfig::new().capacity(nz(4)),
+            move |batch: Vec<u64>| {
+                let into = Arc::clone(&into);
+                async move {
+                    sleep(Duration::from_millis(3)).await;
+                    into.lock().expect("lock").extend(batch);
+                }
+            },
+        );
     sleep(Duration::from_millis(500)).await;
     let before = handle.stats();
-    assert!(before.in_flight() > 5, "items are queued when the drain starts: {before:?}");
+    assert!(
+        before.in_flight() > 5,
+        "items are queued when the drain starts: {before:?}"
+    );
     let stats = handle.shutdown().await.expect("no panic");
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(stats.admitted(), seen.len() as u64);
     assert_eq!(stats.queued(), 0);
-    assert_eq!(stats.stages[2].processed, stats.stages[3].processed, "every batch reached the sink");
-    assert!(seen.iter().copied().eq(0..seen.len() as u64), "in order, no gaps");
+    assert_eq!(
+        stats.stages[2].processed, stats.stages[3].processed,
+        "every batch reached the sink"
+    );
+    assert!(
+        seen.iter().copied().eq(0..seen.len() as u64),
+        "in order, no gaps"
+    );
     assert!(stats.admitted() >= before.admitted());
 }
 
@@ -174,13 +201,14 @@ async fn batches_fill_to_size_or_leave_after_linger() {
         n
     }));
     let handle = Pipeline::from_stream(source)
-        .batch("batch", BatchConfig::new(nz(10), Duration::from_millis(50)).capacity(nz(32)))
+        .batch(
+            "batch",
+            BatchConfig::new(nz(10), Duration::from_millis(50)).capacity(nz(32)),
+        )
         .sink("sink", StageConfig::new(), move |batch: Vec<u32>| {
             let into = Arc::clone(&into);
             async move {
-                into.lock()
-                    .expect("lock")
-                    .push((batch, origin.elapsed()));
+                into.lock().expect("lock").push((batch, origin.elapsed()));
             }
         });
     handle.join().await.expect("no panic");
@@ -192,7 +220,10 @@ async fn batches_fill_to_size_or_leave_after_linger() {
     // The last 3 came together (their source was ready at once after the second).
     assert!(batches[3].1 >= Duration::from_secs(1));
     assert_eq!(
-        batches.iter().flat_map(|(b, _)| b.clone()).collect::<Vec<_>>(),
+        batches
+            .iter()
+            .flat_map(|(b, _)| b.clone())
+            .collect::<Vec<_>>(),
         (0..28).collect::<Vec<_>>()
     );
 }
@@ -228,7 +259,11 @@ async fn a_limiter_drives_a_stages_concurrency() {
     let start = handle.stats();
     sleep(Duration::from_secs(2)).await;
     let window = handle.stats().since(&start);
-    assert_eq!(peak.load(Ordering::SeqCst), 2, "the limiter's limit, not the 8 workers");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "the limiter's limit, not the 8 workers"
+    );
     let rate = window.completed() as f64 / 2.0;
     assert!((rate - 200.0).abs() <= 10.0, "throughput {rate}/s");
     let call = window.bottleneck().expect("a bottleneck");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use support::credits::{self, CreditsServer, Grant, Item, Ledger};
-use tailwater_stream::request_n::{RequestN, demand};
 use tailwater_stream::Subscriber;
+use tailwater_stream::request_n::{RequestN, demand};
 
 const N: u32 = 8;
 const ITEMS: u64 = 300;
@@ -57,7 +57,9 @@ async fn server_streaming_with_credits_never_runs_more_than_n_ahead() {
     let channel = credits::connect(addr).await;
 
     let (demand, grants) = demand();
-    let items = credits::bidi::<Grant, Item>(channel, credits::SUBSCRIBE, grants.map(|n| Grant { n })).await;
+    let items =
+        credits::bidi::<Grant, Item>(channel, credits::SUBSCRIBE, grants.map(|n| Grant { n }))
+            .await;
     let subscriber = Subscriber::new(items, demand, NonZeroU32::new(N).expect("n"));
     let seqs = consume_slowly(subscriber, &ledger).await;
 
@@ -65,7 +67,11 @@ async fn server_streaming_with_credits_never_runs_more_than_n_ahead() {
     let max = ledger.max_outstanding.load(Ordering::SeqCst);
     println!("request-N server stream: max outstanding {max} (N = {N})");
     assert!(max <= u64::from(N), "outstanding {max} > {N}");
-    assert_eq!(max, u64::from(N), "the window is used in full by a slow consumer");
+    assert_eq!(
+        max,
+        u64::from(N),
+        "the window is used in full by a slow consumer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +80,8 @@ async fn without_credits_the_same_stream_runs_far_ahead() {
     let addr = credits::serve(server(Arc::clone(&ledger))).await;
     let channel = credits::connect(addr).await;
     let (_demand, grants) = demand();
-    let items = credits::bidi::<Grant, Item>(channel, credits::FLOOD, grants.map(|n| Grant { n })).await;
+    let items =
+        credits::bidi::<Grant, Item>(channel, credits::FLOOD, grants.map(|n| Grant { n })).await;
     let seqs = consume_slowly(items, &ledger).await;
     assert_eq!(seqs.len() as u64, ITEMS);
     let max = ledger.max_outstanding.load(Ordering::SeqCst);
@@ -99,7 +106,9 @@ async fn client_streaming_with_credits_never_runs_more_than_n_ahead() {
             payload: vec![1; PAYLOAD],
         }
     });
-    let mut from_server = credits::bidi::<Item, Grant>(channel, credits::PUBLISH, RequestN::new(source, grants)).await;
+    let mut from_server =
+        credits::bidi::<Item, Grant>(channel, credits::PUBLISH, RequestN::new(source, grants))
+            .await;
     while let Some(grant) = from_server.next().await {
         local.request(grant.expect("grant").n);
     }

@@ -495,7 +495,7 @@ where
             merged.iter().map(|k| k.busy).sum::<Duration>() / merged.len() as u32
         };
         merged.retain(|k| !k.busy.is_zero() && k.busy >= mean * HOT_FACTOR);
-        merged.sort_by(|a, b| b.busy.cmp(&a.busy));
+        merged.sort_by_key(|k| std::cmp::Reverse(k.busy));
         let (queued, active_keys) = {
             let state = lock(&inner.state);
             (state.queued, state.lanes.len())
@@ -562,9 +562,10 @@ where
         let started = Instant::now();
         handler(key.clone(), item).await;
         let took = started.elapsed();
-        worker
-            .busy_ns
-            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        worker.busy_ns.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         worker.handled.fetch_add(1, Ordering::Relaxed);
         lock(&worker.hot).record(&key, took);
         let mut state = lock(&inner.state);

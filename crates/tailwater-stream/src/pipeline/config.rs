@@ -52,7 +52,10 @@ impl Concurrency {
     /// Time spent so counts as the stage's *limited* time. Use
     /// [`TokioClock`](tailwater_core::clock::TokioClock) as the limiter's clock in tests that
     /// pause tokio's time.
-    pub fn limited<C: Clock + Send + Sync + 'static>(max: NonZeroUsize, limiter: Limiter<C>) -> Self {
+    pub fn limited<C: Clock + Send + Sync + 'static>(
+        max: NonZeroUsize,
+        limiter: Limiter<C>,
+    ) -> Self {
         Self {
             workers: max,
             limiter: Some(Arc::new(limiter)),

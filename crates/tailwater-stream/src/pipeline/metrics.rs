@@ -1,4 +1,4 @@
-//! Pipeline metrics through the [`metrics`](::metrics) facade, named as the tower crate's
+//! Pipeline metrics through the `metrics` facade, named as the tower crate's
 //! (`tailwater_` prefix, base units, `_total` on counters).
 //!
 //! | name | kind | labels | meaning |

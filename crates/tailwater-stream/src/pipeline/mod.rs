@@ -103,7 +103,8 @@ impl<T: Send + 'static> Pipeline<T> {
             accounts: vec![account],
             tasks: Vec::new(),
             tail: Box::new(move |out| {
-                let task: Task = Box::pin(worker::run_source(source, out, tail_account, tail_drain));
+                let task: Task =
+                    Box::pin(worker::run_source(source, out, tail_account, tail_drain));
                 vec![(0, task)]
             }),
             drain,
@@ -148,22 +149,27 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let workers = config.concurrency.workers.get();
         let limiter = config.concurrency.limiter.clone();
-        self.then(name, config.capacity.get(), workers, move |rx, account, out| {
-            let work = Arc::new(work);
-            io::Input::split(rx, workers)
-                .into_iter()
-                .map(|input| {
-                    let task: Task = Box::pin(worker::run_worker(
-                        input,
-                        Arc::clone(&work),
-                        Some(out.clone()),
-                        limiter.clone(),
-                        Arc::clone(&account),
-                    ));
-                    task
-                })
-                .collect()
-        })
+        self.then(
+            name,
+            config.capacity.get(),
+            workers,
+            move |rx, account, out| {
+                let work = Arc::new(work);
+                io::Input::split(rx, workers)
+                    .into_iter()
+                    .map(|input| {
+                        let task: Task = Box::pin(worker::run_worker(
+                            input,
+                            Arc::clone(&work),
+                            Some(out.clone()),
+                            limiter.clone(),
+                            Arc::clone(&account),
+                        ));
+                        task
+                    })
+                    .collect()
+            },
+        )
     }
 
     /// Adds a batching stage named `name` (one worker): see [`BatchConfig`].
@@ -186,22 +192,27 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let workers = config.concurrency.workers.get();
         let limiter = config.concurrency.limiter.clone();
-        let end: Pipeline<()> = self.then(name, config.capacity.get(), workers, move |rx, account, _| {
-            let work = Arc::new(work);
-            io::Input::split(rx, workers)
-                .into_iter()
-                .map(|input| {
-                    let task: Task = Box::pin(worker::run_worker::<T, (), _, _>(
-                        input,
-                        Arc::clone(&work),
-                        None,
-                        limiter.clone(),
-                        Arc::clone(&account),
-                    ));
-                    task
-                })
-                .collect()
-        });
+        let end: Pipeline<()> = self.then(
+            name,
+            config.capacity.get(),
+            workers,
+            move |rx, account, _| {
+                let work = Arc::new(work);
+                io::Input::split(rx, workers)
+                    .into_iter()
+                    .map(|input| {
+                        let task: Task = Box::pin(worker::run_worker::<T, (), _, _>(
+                            input,
+                            Arc::clone(&work),
+                            None,
+                            limiter.clone(),
+                            Arc::clone(&account),
+                        ));
+                        task
+                    })
+                    .collect()
+            },
+        );
         let Pipeline {
             accounts,
             mut tasks,
@@ -284,10 +295,11 @@ impl PipelineHandle {
     pub async fn join(mut self) -> Result<PipelineStats, PipelineError> {
         let mut panicked = None;
         for (stage, task) in std::mem::take(&mut self.tasks) {
-            if let Err(e) = task.await {
-                if e.is_panic() && panicked.is_none() {
-                    panicked = Some(stage);
-                }
+            if let Err(e) = task.await
+                && e.is_panic()
+                && panicked.is_none()
+            {
+                panicked = Some(stage);
             }
         }
         let stats = self.stats();

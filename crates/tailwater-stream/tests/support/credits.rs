@@ -63,10 +63,11 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Called by the publisher as it emits one item.
-    pub fn on_send(&self) {
+    pub(crate) fn on_send(&self) {
         let sent = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
         let outstanding = sent.saturating_sub(self.consumed.load(Ordering::SeqCst));
-        self.max_outstanding.fetch_max(outstanding, Ordering::SeqCst);
+        self.max_outstanding
+            .fetch_max(outstanding, Ordering::SeqCst);
     }
 }
 
@@ -79,7 +80,7 @@ pub(crate) struct CreditsServer {
     pub(crate) payload: usize,
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) window: std::num::NonZeroU32,
-    pub(crate) consume: Arc<dyn Fn(Item) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+    pub(crate) consume: ConsumeFn,
 }
 
 impl NamedService for CreditsServer {
@@ -87,9 +88,15 @@ impl NamedService for CreditsServer {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// What `Publish` does with each item it consumes.
+pub(crate) type ConsumeFn = Arc<dyn Fn(Item) -> BoxFuture<()> + Send + Sync>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn items(ledger: Arc<Ledger>, n: u64, payload: usize) -> impl Stream<Item = Result<Item, Status>> + Send + Unpin {
+fn items(
+    ledger: Arc<Ledger>,
+    n: u64,
+    payload: usize,
+) -> impl Stream<Item = Result<Item, Status>> + Send + Unpin {
     futures_util::stream::iter(0..n).map(move |seq| {
         ledger.on_send();
         Ok(Item {
@@ -114,41 +121,49 @@ impl tower::Service<http::Request<Body>> for CreditsServer {
         Box::pin(async move {
             let res = match path.as_str() {
                 SUBSCRIBE | FLOOD => {
-                    let svc = tower::service_fn(move |req: tonic::Request<tonic::Streaming<Grant>>| {
-                        let this = this.clone();
-                        let flood = path == FLOOD;
-                        async move {
-                            let source = items(Arc::clone(&this.ledger), this.items, this.payload);
-                            let grants = req
-                                .into_inner()
-                                .filter_map(|g| std::future::ready(g.ok().map(|g| g.n)));
-                            let out: BoxStream<Item> = if flood {
-                                Box::pin(source)
-                            } else {
-                                Box::pin(RequestN::new(source, grants))
-                            };
-                            Ok::<_, Status>(tonic::Response::new(out))
-                        }
-                    });
+                    let svc =
+                        tower::service_fn(move |req: tonic::Request<tonic::Streaming<Grant>>| {
+                            let this = this.clone();
+                            let flood = path == FLOOD;
+                            async move {
+                                let source =
+                                    items(Arc::clone(&this.ledger), this.items, this.payload);
+                                let grants = req
+                                    .into_inner()
+                                    .filter_map(|g| std::future::ready(g.ok().map(|g| g.n)));
+                                let out: BoxStream<Item> = if flood {
+                                    Box::pin(source)
+                                } else {
+                                    Box::pin(RequestN::new(source, grants))
+                                };
+                                Ok::<_, Status>(tonic::Response::new(out))
+                            }
+                        });
                     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
                     grpc.streaming(svc, req).await
                 }
                 PUBLISH => {
-                    let svc = tower::service_fn(move |req: tonic::Request<tonic::Streaming<Item>>| {
-                        let this = this.clone();
-                        async move {
-                            let (demand, grants) = tailwater_stream::request_n::demand();
-                            let mut sub = tailwater_stream::Subscriber::new(req.into_inner(), demand, this.window);
-                            let consume = Arc::clone(&this.consume);
-                            tokio::spawn(async move {
-                                while let Some(Ok(item)) = sub.next().await {
-                                    consume(item).await;
-                                }
-                            });
-                            let out: BoxStream<Grant> = Box::pin(grants.map(|n| Ok(Grant { n })));
-                            Ok::<_, Status>(tonic::Response::new(out))
-                        }
-                    });
+                    let svc =
+                        tower::service_fn(move |req: tonic::Request<tonic::Streaming<Item>>| {
+                            let this = this.clone();
+                            async move {
+                                let (demand, grants) = tailwater_stream::request_n::demand();
+                                let mut sub = tailwater_stream::Subscriber::new(
+                                    req.into_inner(),
+                                    demand,
+                                    this.window,
+                                );
+                                let consume = Arc::clone(&this.consume);
+                                tokio::spawn(async move {
+                                    while let Some(Ok(item)) = sub.next().await {
+                                        consume(item).await;
+                                    }
+                                });
+                                let out: BoxStream<Grant> =
+                                    Box::pin(grants.map(|n| Ok(Grant { n })));
+                                Ok::<_, Status>(tonic::Response::new(out))
+                            }
+                        });
                     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
                     grpc.streaming(svc, req).await
                 }
@@ -161,9 +176,12 @@ impl tower::Service<http::Request<Body>> for CreditsServer {
 
 /// Serves `server` on 127.0.0.1:0 (HTTP/2); returns the address.
 pub(crate) async fn serve(server: CreditsServer) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // No Nagle: a credit grant is a small message that must not wait for an ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(server)
