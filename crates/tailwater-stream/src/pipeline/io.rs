@@ -1,7 +1,6 @@
 //! Taking from a stage's input queue and handing to the next one, timing only real waits.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 use tokio::time::Instant;
@@ -51,7 +50,7 @@ impl<T> Input<T> {
             }
         };
         if item.is_some() {
-            account.received.fetch_add(1, Ordering::Relaxed);
+            account.count_received();
         }
         item
     }
@@ -70,7 +69,7 @@ pub(crate) async fn recv<T>(rx: &mut mpsc::Receiver<T>, account: &StageAccount) 
         }
     };
     if item.is_some() {
-        account.received.fetch_add(1, Ordering::Relaxed);
+        account.count_received();
     }
     item
 }
@@ -93,7 +92,7 @@ pub(crate) async fn hand_on<T>(
         }
     };
     if sent.is_ok() {
-        account.sent.fetch_add(1, Ordering::Relaxed);
+        account.count_sent();
     }
     sent
 }

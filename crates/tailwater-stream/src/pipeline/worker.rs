@@ -62,7 +62,7 @@ pub(crate) async fn run_source<S>(
             }
         };
         let Some(item) = next else { break };
-        account.received.fetch_add(1, Ordering::Relaxed);
+        account.count_received();
         if hand_on(&out, item, &account).await.is_err() {
             break;
         }
@@ -98,7 +98,7 @@ pub(crate) async fn run_worker<In, Out, F, Fut>(
                 }
             }
             None => {
-                account.sent.fetch_add(1, Ordering::Relaxed);
+                account.count_sent();
             }
         }
     }
@@ -140,7 +140,7 @@ pub(crate) async fn run_batch<T>(
         while batch.len() < size {
             match input.try_recv() {
                 Ok(item) => {
-                    account.received.fetch_add(1, Ordering::Relaxed);
+                    account.count_received();
                     batch.push(item);
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -153,7 +153,7 @@ pub(crate) async fn run_batch<T>(
                     account.waited(Wait::Idle, since);
                     match next {
                         Ok(Some(item)) => {
-                            account.received.fetch_add(1, Ordering::Relaxed);
+                            account.count_received();
                             batch.push(item);
                         }
                         Ok(None) => {
