@@ -327,3 +327,87 @@ impl<S: Stream + Unpin> Stream for Subscriber<S> {
         polled
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::atomic::AtomicU64;
+    use std::task::Waker;
+
+    fn poll<S: Stream + Unpin>(s: &mut S) -> Poll<Option<S::Item>> {
+        Pin::new(s).poll_next(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn grants_coalesce_and_end_with_the_last_demand() {
+        let (demand, mut grants) = demand();
+        assert_eq!(poll(&mut grants), Poll::Pending);
+        demand.request(3);
+        demand.request(4);
+        assert_eq!(poll(&mut grants), Poll::Ready(Some(7)));
+        let other = demand.clone();
+        drop(demand);
+        other.request(1);
+        drop(other);
+        assert_eq!(poll(&mut grants), Poll::Ready(Some(1)));
+        assert_eq!(poll(&mut grants), Poll::Ready(None));
+    }
+
+    #[test]
+    fn the_source_is_not_polled_without_credit() {
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let source = futures_util::stream::iter(0..100u32).inspect(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let (demand, grants) = demand();
+        let mut publisher = RequestN::new(source, grants);
+        assert_eq!(poll(&mut publisher), Poll::Pending);
+        assert_eq!(pulled.load(Ordering::Relaxed), 0);
+        demand.request(2);
+        assert_eq!(poll(&mut publisher), Poll::Ready(Some(0)));
+        assert_eq!(poll(&mut publisher), Poll::Ready(Some(1)));
+        assert_eq!(poll(&mut publisher), Poll::Pending);
+        assert_eq!(pulled.load(Ordering::Relaxed), 2);
+        // The subscriber cancels after one more credit: one more item, then the end.
+        demand.request(1);
+        drop(demand);
+        assert_eq!(poll(&mut publisher), Poll::Ready(Some(2)));
+        assert_eq!(poll(&mut publisher), Poll::Ready(None));
+        assert_eq!((publisher.granted(), publisher.emitted()), (3, 3));
+    }
+
+    #[test]
+    fn a_subscriber_grants_n_then_half_windows_of_finished_items() {
+        let (demand, mut grants) = demand();
+        let n = 4;
+        let mut subscriber = Subscriber::new(
+            futures_util::stream::iter(0..10u32),
+            demand,
+            NonZeroU32::new(n).expect("n"),
+        );
+        let mut granted = 0u64;
+        let mut take = |grants: &mut Grants| {
+            while let Poll::Ready(Some(g)) = poll(grants) {
+                granted += u64::from(g);
+            }
+            granted
+        };
+        assert_eq!(take(&mut grants), 4, "the window at once");
+        // The k-th poll yields item k-1 and marks item k-2 finished.
+        let mut expected = Vec::new();
+        for k in 1..=10u64 {
+            assert!(matches!(poll(&mut subscriber), Poll::Ready(Some(_))));
+            let finished = k - 1;
+            let now = take(&mut grants);
+            assert!(
+                now <= u64::from(n) + finished,
+                "granted {now} > n + {finished}"
+            );
+            expected.push(now);
+        }
+        // Grants of 2 (n / 2) as every second item is finished.
+        assert_eq!(expected, [4, 4, 6, 6, 8, 8, 10, 10, 12, 12]);
+    }
+}
