@@ -19,6 +19,24 @@ pub const DEFAULT_CAPACITY: usize = 16;
 /// `Fixed(n)` runs `n` workers. [`Concurrency::limited`] runs up to `max` workers, each
 /// holding a permit of a tailwater [`Limiter`] while it works, so the limit algorithm (say
 /// Gradient2 or AIMD on the stage's latency) decides the effective concurrency below `max`.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use tailwater_core::Limiter;
+/// use tailwater_core::algorithm::Aimd;
+/// use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
+/// use tailwater_stream::{Concurrency, StageConfig};
+///
+/// let limiter = Limiter::builder()
+///     .algorithm(Aimd::default())
+///     .queue(QueueConfig::new(64, QueueDiscipline::Fifo, Duration::from_secs(1))?)
+///     .build()?;
+/// let max = NonZeroUsize::new(32).unwrap();
+/// let config = StageConfig::new().concurrency(Concurrency::limited(max, limiter));
+/// # let _ = config;
+/// # Ok::<(), tailwater_core::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct Concurrency {
     pub(crate) workers: NonZeroUsize,
