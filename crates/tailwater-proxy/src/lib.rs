@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod burn;
 mod balance;
 mod body;
 pub mod config;
@@ -82,5 +83,6 @@ pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
 pub use service::CRITICALITY_HEADER;
+pub use burn::BudgetStatus;
 pub use status::RouteStatus;
 pub use workers::Listeners;
