@@ -238,7 +238,7 @@ pub const LIMITER_MIN_RTT: Metric = m(
     "seconds",
     &["route", "algorithm"],
     "The algorithm's no-load (minimum) RTT estimate; absent until it has one.",
-    Both,
+    Proxy,
 );
 /// The algorithm's recent RTT estimate.
 pub const LIMITER_RTT: Metric = m(
@@ -247,7 +247,7 @@ pub const LIMITER_RTT: Metric = m(
     "seconds",
     &["route", "algorithm"],
     "The algorithm's recent (short-window) RTT estimate; absent until it has one.",
-    Both,
+    Proxy,
 );
 /// The last gradient applied to the limit.
 pub const LIMITER_GRADIENT: Metric = m(
@@ -283,15 +283,6 @@ pub const LIMITER_MAX_LIMIT: Metric = m(
     "requests",
     &["route", "algorithm"],
     "Configured ceiling of the concurrency limit (absent when the algorithm's default applies).",
-    Proxy,
-);
-/// The route's upstream timeout.
-pub const ROUTE_TIMEOUT: Metric = m(
-    "tailwater_route_timeout_seconds",
-    Gauge,
-    "seconds",
-    &["route"],
-    "Configured time an upstream has to answer (the 504 timeout).",
     Proxy,
 );
 /// Time spent waiting for a permit.
@@ -456,15 +447,6 @@ pub const ENDPOINT_EWMA: Metric = m(
     "The endpoint's PeakEWMA latency estimate.",
     Proxy,
 );
-/// Access-log lines dropped because the writer fell behind.
-pub const ACCESS_LOG_DROPPED: Metric = m(
-    "tailwater_access_log_dropped_total",
-    Counter,
-    "lines",
-    &[],
-    "Access-log lines dropped because the bounded buffer was full (the writer fell behind).",
-    Proxy,
-);
 
 /// Every metric of the vocabulary (the outbound layers' breaker, retry, hedge and throttle
 /// metrics are documented in `tailwater_tower::observe`).
@@ -484,7 +466,6 @@ pub const ALL: &[Metric] = &[
     LIMITER_ESTIMATED_QUEUE,
     LIMITER_MIN_LIMIT,
     LIMITER_MAX_LIMIT,
-    ROUTE_TIMEOUT,
     QUEUE_WAIT,
     SLO_BURN_RATE,
     SLO_ERROR_BUDGET_REMAINING,
@@ -503,7 +484,6 @@ pub const ALL: &[Metric] = &[
     ENDPOINT_EJECTED,
     ENDPOINT_PENDING,
     ENDPOINT_EWMA,
-    ACCESS_LOG_DROPPED,
 ];
 
 /// The vocabulary as a Markdown table (for the README and the generated reference).
