@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the generated Grafana dashboard against real data (issue 13, item 5).
 #
-# Starts `tailwater backend`, `tailwater proxy` in front of it (two routes, one with a rate
-# limit), writes the SLO rules (`tailwater slo generate`) and the dashboard
+# Starts two `tailwater backend`s, `tailwater proxy` in front of them (three routes: one
+# healthy, one rate-limited, one overloaded so that the limit binds, requests are shed and
+# the algorithm reports its RTT and gradient estimates), writes the SLO rules (`tailwater slo generate`) and the dashboard
 # (`tailwater slo dashboard`) from the same config and spec, starts a real Prometheus
 # (Debian's `prometheus` package) on loopback scraping the proxy's admin listener every
 # second with those recording rules loaded, drives load with `tailwater load`, then
@@ -30,6 +31,7 @@ BACKEND_PORT=$BASE_PORT
 PROXY_PORT=$((BASE_PORT + 1))
 ADMIN_PORT=$((BASE_PORT + 2))
 PROM_PORT=$((BASE_PORT + 3))
+SLOW_PORT=$((BASE_PORT + 4))
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -68,6 +70,11 @@ upstream = "http://127.0.0.1:$BACKEND_PORT"
 name = "few"
 rate = 20
 period = "1s"
+
+[[route]]
+name = "busy"
+path_prefix = "/busy"
+upstream = "http://127.0.0.1:$SLOW_PORT"
 EOF
 
 cat >"$tmp/slo.yaml" <<'EOF'
@@ -105,6 +112,9 @@ EOF
 "$TAILWATER" backend --listen "127.0.0.1:$BACKEND_PORT" --workers 8 --service-time 2ms \
     >"$tmp/backend.log" 2>&1 &
 pids+=($!)
+"$TAILWATER" backend --listen "127.0.0.1:$SLOW_PORT" --workers 2 --service-time 20ms \
+    >"$tmp/slow.log" 2>&1 &
+pids+=($!)
 "$TAILWATER" proxy --config "$tmp/proxy.toml" --workers 1 >"$tmp/proxy.log" 2>&1 &
 pids+=($!)
 prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
@@ -116,6 +126,9 @@ pids+=($!)
 pids+=($!)
 "$TAILWATER" load "http://127.0.0.1:$PROXY_PORT/limited/x" --rate 50 --duration "${LOAD_SECONDS}s" \
     >"$tmp/load-limited.txt" 2>&1 &
+pids+=($!)
+"$TAILWATER" load "http://127.0.0.1:$PROXY_PORT/busy/x" --rate 300 --duration "${LOAD_SECONDS}s" \
+    >"$tmp/load-busy.txt" 2>&1 &
 pids+=($!)
 
 python3 - "$tmp/dashboard.json" "$PROM_PORT" "$LOAD_SECONDS" <<'EOF'
@@ -153,8 +166,14 @@ while True:
         except Exception as e:  # Prometheus not up yet, or a bad query
             res = []
             results[expr] = f"error: {e}"
+        ids = sorted({r["metric"].get("sloth_id", "") for r in res} - {""})
+        # A query over several SLOs must return every one of them.
+        want = expr.split('sloth_id=~"')[1].split('"')[0].split("|") if 'sloth_id=~"' in expr else []
+        if want and sorted(want) != ids:
+            res = []
+            results[expr] = f"only {ids}"
         if res and time.time() - start >= 15:
-            results[expr] = f"{len(res)} series"
+            results[expr] = f"{len(res)} series" + (f" ({', '.join(ids)})" if ids else "")
         else:
             still.append((title, expr))
     pending = still
@@ -164,7 +183,7 @@ while True:
 
 width = max(len(t) for t, _ in queries)
 for title, expr in queries:
-    print(f"{title:<{width}}  {results[expr]:<12}  {expr}")
+    print(f"{title:<{width}}  {results[expr]:<14}  {expr}")
 if pending:
     print(f"check-dashboard: FAILED: {len(pending)} of {len(queries)} queries returned no series", file=sys.stderr)
     sys.exit(1)

@@ -383,7 +383,10 @@ impl Metrics {
                 let decision = Decision::from_index(d);
                 for t in 0..Criticality::ALL.len() {
                     let v = m.requests(d, t);
-                    if v == 0 {
+                    // Every outcome and reason exists from the start in the default tier,
+                    // so that an error ratio is 0, not absent, before the first error (an
+                    // SLO's recording rules divide by sums over these series).
+                    if v == 0 && Criticality::ALL[t] != Criticality::default() {
                         continue;
                     }
                     let _ = writeln!(

@@ -85,6 +85,15 @@ async fn metrics_speak_the_vocabulary_and_split_latency_by_outcome() {
         ),
         Some(2.0)
     );
+    // An outcome that has not happened yet is 0, not absent (an SLO's error ratio divides
+    // sums over these series).
+    assert_eq!(
+        sample(
+            &text,
+            "tailwater_requests_total{route=\"api\",outcome=\"upstream_error\",reason=\"upstream_status\",tier=\"critical\"}"
+        ),
+        Some(0.0)
+    );
     // Configured knobs, build info, reload counters.
     assert_eq!(
         sample(
