@@ -488,7 +488,9 @@ pub const ALL: &[Metric] = &[
 
 /// The vocabulary as a Markdown table (for the README and the generated reference).
 pub fn markdown_table() -> String {
-    let mut out = String::from("| name | type | unit | labels | emitted by | meaning |\n|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| name | type | unit | labels | emitted by | meaning |\n|---|---|---|---|---|---|\n",
+    );
     for m in ALL {
         let _ = writeln!(
             out,
@@ -530,7 +532,13 @@ mod tests {
             assert!(!m.help.contains('\n'), "{}", m.name);
         }
         assert!(REQUEST_DURATION.labels.contains(&"outcome"));
-        for o in ["success", "upstream_error", "shed", "rate_limited", "timeout"] {
+        for o in [
+            "success",
+            "upstream_error",
+            "shed",
+            "rate_limited",
+            "timeout",
+        ] {
             assert!(outcome::ALL.contains(&o), "{o}");
         }
     }

@@ -54,9 +54,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-mod burn;
 mod balance;
 mod body;
+mod burn;
 pub mod config;
 mod deadline;
 mod framing;
@@ -80,9 +80,9 @@ mod upstream;
 mod workers;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
+pub use burn::BudgetStatus;
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
 pub use service::CRITICALITY_HEADER;
-pub use burn::BudgetStatus;
 pub use status::RouteStatus;
 pub use workers::Listeners;

@@ -323,7 +323,9 @@ impl Metrics {
             (vocabulary::LIMITER_PEAK_IN_FLIGHT, |s| {
                 Some(s.peak_in_flight as f64)
             }),
-            (vocabulary::LIMITER_QUEUE_DEPTH, |s| Some(s.queue_depth as f64)),
+            (vocabulary::LIMITER_QUEUE_DEPTH, |s| {
+                Some(s.queue_depth as f64)
+            }),
             (vocabulary::LIMITER_QUEUE_CAPACITY, |s| {
                 Some(s.queue_capacity as f64)
             }),
@@ -452,7 +454,10 @@ impl Metrics {
         }
         let reloads = vocabulary::CONFIG_RELOADS;
         reloads.write_header(&mut out);
-        for (result, c) in [("success", &self.reloads_ok), ("failure", &self.reloads_failed)] {
+        for (result, c) in [
+            ("success", &self.reloads_ok),
+            ("failure", &self.reloads_failed),
+        ] {
             let _ = writeln!(
                 out,
                 "{}{{result=\"{result}\"}} {}",

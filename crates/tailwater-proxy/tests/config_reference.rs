@@ -106,9 +106,8 @@ fn parse_structs(src: &str) -> BTreeMap<String, Struct> {
                     .and_then(|r| r.split('"').next())
                     .unwrap_or(fname)
                     .to_owned();
-                let optional = container_default
-                    || serde.contains("default")
-                    || ty.starts_with("Option<");
+                let optional =
+                    container_default || serde.contains("default") || ty.starts_with("Option<");
                 fields.push(Field {
                     key,
                     ty,
@@ -181,7 +180,11 @@ fn render_table(
         out.push_str(&format!(
             "| `{}` | `{ty}` | {} | {} |\n",
             f.key,
-            if f.optional { "optional" } else { "**required**" },
+            if f.optional {
+                "optional"
+            } else {
+                "**required**"
+            },
             f.doc.replace('|', "\\|")
         ));
         if let Some((c, arr)) = child {
@@ -239,9 +242,18 @@ fn every_documented_section_and_key_is_known_to_the_parser() {
     let structs = parse_structs(&sources());
     // Every struct reachable from Config is documented, each field once.
     let doc = generate();
-    for name in ["ServerConfig", "AdminConfig", "UpstreamConfig", "RouteConfig"] {
+    for name in [
+        "ServerConfig",
+        "AdminConfig",
+        "UpstreamConfig",
+        "RouteConfig",
+    ] {
         for f in &structs[name].fields {
-            assert!(doc.contains(&format!("| `{}` |", f.key)), "{name}.{}", f.key);
+            assert!(
+                doc.contains(&format!("| `{}` |", f.key)),
+                "{name}.{}",
+                f.key
+            );
         }
     }
     for section in [

@@ -75,9 +75,16 @@ async fn metrics_speak_the_vocabulary_and_split_latency_by_outcome() {
         )
     };
     // The 429s are their own series, not fast successes.
-    assert_eq!(count("route=\"api\",outcome=\"success\""), Some(3.0), "{text}");
+    assert_eq!(
+        count("route=\"api\",outcome=\"success\""),
+        Some(3.0),
+        "{text}"
+    );
     assert_eq!(count("route=\"api\",outcome=\"rate_limited\""), Some(2.0));
-    assert_eq!(count("route=\"down\",outcome=\"upstream_error\""), Some(2.0));
+    assert_eq!(
+        count("route=\"down\",outcome=\"upstream_error\""),
+        Some(2.0)
+    );
     assert_eq!(
         sample(
             &text,

@@ -78,7 +78,10 @@ fn panels() -> Vec<Panel> {
             unit: "short",
             description: "The adaptive limit against the permits held and the requests waiting.",
             targets: vec![
-                (format!("{}{{{r}}}", v::LIMITER_LIMIT.name), "limit {{route}}"),
+                (
+                    format!("{}{{{r}}}", v::LIMITER_LIMIT.name),
+                    "limit {{route}}",
+                ),
                 (
                     format!("{}{{{r}}}", v::LIMITER_IN_FLIGHT.name),
                     "in flight {{route}}",
@@ -118,10 +121,7 @@ fn panels() -> Vec<Panel> {
             unit: "short",
             description: "tailwater_slo_burn_rate: error ratio / budget per window; 14.4 over 1h pages.",
             targets: vec![(
-                format!(
-                    "{}{{{r},window=~\"5m|1h|6h|3d\"}}",
-                    v::SLO_BURN_RATE.name
-                ),
+                format!("{}{{{r},window=~\"5m|1h|6h|3d\"}}", v::SLO_BURN_RATE.name),
                 "{{route}} {{window}}",
             )],
         },

@@ -170,8 +170,8 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn dashboard(a: &DashboardArgs) -> Result<(), Failure> {
-    let config = tailwater_proxy::Config::from_file(&a.proxy_config)
-        .map_err(|e| input(e.to_string()))?;
+    let config =
+        tailwater_proxy::Config::from_file(&a.proxy_config).map_err(|e| input(e.to_string()))?;
     let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
     let set = a.spec.as_deref().map(|p| load_spec(p, None)).transpose()?;
     let d = tailwater_slo::dashboard::proxy(&routes, set.as_ref());
