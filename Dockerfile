@@ -4,10 +4,11 @@
 #   docker build -t tailwater .
 #   docker run --rm -p 8080:8080 -v $PWD/proxy.toml:/etc/tailwater/proxy.toml:ro tailwater
 #
-# Stage 1 builds with the Rust toolchain the workspace's rust-version allows; stage 2 is
+# Stage 1 builds with the current stable Rust; stage 2 is
 # Debian slim with only the binary, CA certificates and an unprivileged user.
 
-FROM rust:1.88-bookworm AS build
+# The latest stable 1.x (the workspace needs at least its rust-version, 1.88).
+FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
