@@ -305,5 +305,23 @@ mod tests {
             );
         }
         assert!(qs.iter().any(|q| q.contains("shop-availability")));
+
+        // The runbooks name panels of this dashboard: every name they quote exists.
+        let titles: Vec<String> = d["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["title"].as_str().unwrap().to_owned())
+            .collect();
+        let (_, book) = &crate::runbook::generate(&set)[0];
+        let line = book
+            .lines()
+            .find(|l| l.starts_with("- Dashboard"))
+            .expect("a dashboard line");
+        let quoted: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        assert!(quoted.len() >= 5, "{line}");
+        for q in quoted {
+            assert!(titles.iter().any(|t| t == q), "runbook names panel {q:?}");
+        }
     }
 }

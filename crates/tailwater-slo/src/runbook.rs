@@ -140,7 +140,8 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
         let _ = writeln!(
             s,
             "- Proxy: `sum by (outcome, reason) (rate(tailwater_requests_total{route}[5m]))` tells upstream failures (`upstream_error`: upstream_status, upstream_error, body_error; `timeout`) from shedding (`shed`: the limiter's reason) and rate limiting.\n\
-- Limiter: `tailwater_limiter_limit{route}`, `tailwater_limiter_in_flight{route}`, `tailwater_limiter_queue_depth{route}`; the proxy's `/status` page shows the same."
+- Limiter: `tailwater_limiter_limit{route}`, `tailwater_limiter_in_flight{route}`, `tailwater_limiter_queue_depth{route}`; the proxy's `/status` page shows the same, and each route's `budget.budget_left` (the in-process burn rates).\n\
+- Dashboard (`tailwater slo dashboard --proxy-config FILE --spec SPEC`): panels \"Requests by outcome\", \"Refused by reason\", \"Latency of successes (p50, p99)\", \"Concurrency limit, in flight, queue\", \"Burn rate (in process)\" and the SLO row."
         );
         let _ = writeln!(s, "\n## Knobs\n");
         if ctx.kind == "latency" {
