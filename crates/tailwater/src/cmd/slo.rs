@@ -425,6 +425,7 @@ mod tests {
         let outcome = match cli.args.command {
             super::Sub::Generate(a) => super::generate(&a),
             super::Sub::Eval(a) => super::evaluate(&a),
+            super::Sub::Dashboard(a) => super::dashboard(&a),
         };
         match outcome {
             Err(super::Failure::Input(m)) => m,
@@ -441,6 +442,39 @@ mod tests {
     }
 
     const NATIVE: &str = "version: tailwater/v1\nservice: shop\nslos:\n  - name: availability\n    objective: 99.9\n    sli: availability\n";
+
+    #[test]
+    fn dashboard_lists_the_config_routes_and_names_bad_input() {
+        let cfg = tmp(
+            "proxy.toml",
+            "[[route]]\nname = \"api\"\nupstream = \"http://127.0.0.1:9\"\n",
+        );
+        let spec = tmp("dash.yaml", NATIVE);
+        let out = std::env::temp_dir().join(format!(
+            "tailwater-slo-cli-{}-dashboard.json",
+            std::process::id()
+        ));
+        let (c, s, o) = (
+            cfg.display().to_string(),
+            spec.display().to_string(),
+            out.display().to_string(),
+        );
+        assert_eq!(
+            code(&["dashboard", "--proxy-config", &c, "--spec", &s, "-o", &o]),
+            0
+        );
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("json");
+        assert_eq!(d["templating"]["list"][1]["query"], "api");
+        assert!(d.to_string().contains("shop-availability"));
+        let bad = tmp(
+            "bad.toml",
+            "[[route]]\nupstream = \"http://127.0.0.1:9\"\ncolour = 1\n",
+        );
+        let b = bad.display().to_string();
+        let m = message(&["dashboard", "--proxy-config", &b]);
+        assert!(m.contains("colour"), "{m}");
+    }
 
     #[test]
     fn generate_writes_rules_runbooks_and_inhibition() {
