@@ -1,6 +1,6 @@
 //! A Grafana dashboard for the proxy, generated from its configuration (the route names)
 //! and, optionally, an SLO spec, in tailwater-core's metric
-//! [`vocabulary`](tailwater_core::vocabulary), so the panels never drift from the metrics.
+//! [`tailwater_core::vocabulary`], so the panels never drift from the metrics.
 //!
 //! Every panel's queries are PromQL over the vocabulary (and over the recording rules of
 //! [`rules::generate`](crate::rules::generate) for the SLO row), filtered by the dashboard's

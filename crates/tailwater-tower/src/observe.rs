@@ -5,7 +5,7 @@
 //! conventions: a `tailwater_` prefix, base units, `_total` on counters.
 //!
 //! The names, labels and units shared with the proxy are defined once, in tailwater-core's
-//! [`vocabulary`](tailwater_core::vocabulary); the layers emit this part of it:
+//! [`tailwater_core::vocabulary`]; the layers emit this part of it:
 //!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|

@@ -26,7 +26,7 @@
 //! ```
 //!
 //! The metric names and `outcome` values are tailwater-core's
-//! [`vocabulary`](tailwater_core::vocabulary), shared by the proxy and the tower layers.
+//! [`tailwater_core::vocabulary`], shared by the proxy and the tower layers.
 //! Availability counts requests from `tailwater_requests_total` by `outcome`: `success`,
 //! `upstream_error` and `timeout` always; `shed` and `rate_limited` when their policy is
 //! `error` (a shed request is a 503 the user saw; a rate-limited one is usually the client's
