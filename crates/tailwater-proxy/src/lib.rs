@@ -56,6 +56,7 @@
 pub mod admin;
 mod balance;
 mod body;
+mod burn;
 pub mod config;
 mod deadline;
 mod framing;
@@ -79,6 +80,7 @@ mod upstream;
 mod workers;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
+pub use burn::BudgetStatus;
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
 pub use service::CRITICALITY_HEADER;

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tailwater_core::Criticality;
 use tailwater_core::limiter::{LimiterStats, RejectReason};
+use tailwater_core::vocabulary::{self, Metric, outcome};
 
+use crate::config::Config;
 use crate::route::RouteTable;
 
 /// What happened to a request: the `outcome` and `reason` labels of
@@ -89,19 +91,22 @@ impl Decision {
         }
     }
 
-    /// The `outcome` label.
+    /// The `outcome` label (one of tailwater-core's [`vocabulary::outcome`] values).
     pub(crate) fn outcome(self) -> &'static str {
+        outcome::ALL[self.outcome_index()]
+    }
+
+    /// The index of [`outcome`](Self::outcome) in [`outcome::ALL`].
+    fn outcome_index(self) -> usize {
         match self {
-            Decision::Success => "success",
-            Decision::UpstreamStatus
-            | Decision::UpstreamError
-            | Decision::UpstreamTimeout
-            | Decision::BodyError => "dropped",
-            Decision::Cancelled => "cancelled",
-            Decision::BodyInvalid | Decision::BodyTimeout => "client_fault",
-            Decision::Shed(_) => "shed",
-            Decision::RateLimited => "rate_limited",
-            Decision::BodyTooLarge | Decision::DeadlineExceeded => "rejected",
+            Decision::Success => 0,
+            Decision::UpstreamStatus | Decision::UpstreamError | Decision::BodyError => 1,
+            Decision::UpstreamTimeout => 2,
+            Decision::Shed(_) => 3,
+            Decision::RateLimited => 4,
+            Decision::Cancelled => 5,
+            Decision::BodyInvalid | Decision::BodyTimeout => 6,
+            Decision::BodyTooLarge | Decision::DeadlineExceeded => 7,
         }
     }
 
@@ -124,13 +129,12 @@ impl Decision {
     }
 }
 
-/// A gauge rendered from a limiter snapshot: name, help, value.
-type Gauge = (&'static str, &'static str, fn(&LimiterStats) -> f64);
+/// A gauge rendered from a limiter snapshot: the metric and its value, if it has one.
+type Gauge = (Metric, fn(&LimiterStats) -> Option<f64>);
 
 /// Upper bounds of the latency histogram buckets, seconds.
-pub(crate) const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub(crate) const BUCKETS: [f64; 14] = vocabulary::LATENCY_BUCKETS;
+const N_OUTCOMES: usize = outcome::ALL.len();
 
 /// Counters of one route on one worker. Aligned to its own cache lines and allocated
 /// apart from the other workers' counters, so that recording a request (and cloning the
@@ -139,17 +143,17 @@ pub(crate) const BUCKETS: [f64; 14] = [
 #[repr(align(128))]
 pub(crate) struct RouteCounters {
     requests: [[AtomicU64; 4]; N_DECISIONS],
-    /// Per-bucket counts (not cumulative); the last slot is +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
+    /// Per-bucket counts (not cumulative) by outcome; the last slot is +Inf.
+    buckets: [[AtomicU64; BUCKETS.len() + 1]; N_OUTCOMES],
+    sum_nanos: [AtomicU64; N_OUTCOMES],
 }
 
 impl Default for RouteCounters {
     fn default() -> Self {
         Self {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            sum_nanos: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -163,9 +167,10 @@ impl RouteCounters {
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let o = decision.outcome_index();
+        self.buckets[o][i].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.sum_nanos[o].fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -173,6 +178,8 @@ impl RouteCounters {
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
     shards: Box<[Arc<RouteCounters>]>,
+    /// The route's in-process burn rates, fed from these counters.
+    pub(crate) burn: crate::burn::RouteBurn,
 }
 
 impl Default for RouteMetrics {
@@ -185,6 +192,7 @@ impl RouteMetrics {
     fn new(workers: usize) -> Self {
         Self {
             shards: (0..workers.max(1)).map(|_| Arc::default()).collect(),
+            burn: crate::burn::RouteBurn::default(),
         }
     }
 
@@ -198,6 +206,16 @@ impl RouteMetrics {
         (0..4).map(|t| self.requests(decision.index(), t)).sum()
     }
 
+    /// Total requests by outcome (indexed as [`outcome::ALL`]), over all tiers.
+    pub(crate) fn by_outcome(&self) -> [u64; N_OUTCOMES] {
+        let mut by = [0; N_OUTCOMES];
+        for d in 0..N_DECISIONS {
+            let o = Decision::from_index(d).outcome_index();
+            by[o] += (0..4).map(|t| self.requests(d, t)).sum::<u64>();
+        }
+        by
+    }
+
     fn sum(&self, f: impl Fn(&RouteCounters) -> &AtomicU64) -> u64 {
         self.shards
             .iter()
@@ -209,12 +227,12 @@ impl RouteMetrics {
         self.sum(|s| &s.requests[decision][tier])
     }
 
-    fn bucket(&self, i: usize) -> u64 {
-        self.sum(|s| &s.buckets[i])
+    fn bucket(&self, outcome: usize, i: usize) -> u64 {
+        self.sum(|s| &s.buckets[outcome][i])
     }
 
-    fn sum_nanos(&self) -> u64 {
-        self.sum(|s| &s.sum_nanos)
+    fn sum_nanos(&self, outcome: usize) -> u64 {
+        self.sum(|s| &s.sum_nanos[outcome])
     }
 }
 
@@ -235,6 +253,12 @@ pub(crate) struct Metrics {
     pub(crate) tls_handshake_failures: AtomicU64,
     /// Connections accepted, by worker thread.
     accepted_by_worker: Box<[AtomicU64]>,
+    /// Reloads that took effect.
+    reloads_ok: AtomicU64,
+    /// Reloads refused (bad file or config); the old configuration stayed.
+    reloads_failed: AtomicU64,
+    /// Unix seconds when the configuration in force was loaded.
+    loaded_at: AtomicU64,
 }
 
 impl Metrics {
@@ -248,6 +272,9 @@ impl Metrics {
             connections_open: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             accepted_by_worker: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            loaded_at: AtomicU64::new(unix_secs()),
         }
     }
 
@@ -267,8 +294,19 @@ impl Metrics {
         )
     }
 
-    /// Renders the Prometheus text exposition format (version 0.0.4).
-    pub(crate) fn render(&self, table: &RouteTable) -> String {
+    /// Counts a configuration reload: `ok` or refused (the old configuration stays).
+    pub(crate) fn reloaded(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            self.loaded_at.store(unix_secs(), Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Renders the Prometheus text exposition format (version 0.0.4), in tailwater-core's
+    /// [`vocabulary`]; `config` gives the configured knobs.
+    pub(crate) fn render(&self, table: &RouteTable, config: &Config) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let routes: Vec<(String, Arc<RouteMetrics>)> = {
             let map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -279,54 +317,53 @@ impl Metrics {
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };
-        let gauges: [Gauge; 5] = [
-            (
-                "tailwater_limiter_limit",
-                "Current concurrency limit.",
-                |s| s.limit as f64,
-            ),
-            (
-                "tailwater_limiter_in_flight",
-                "Requests holding a permit.",
-                |s| s.in_flight as f64,
-            ),
-            (
-                "tailwater_limiter_peak_in_flight",
-                "Most permits held at once since start.",
-                |s| s.peak_in_flight as f64,
-            ),
-            (
-                "tailwater_limiter_queue_depth",
-                "Requests waiting for a permit.",
-                |s| s.queue_depth as f64,
-            ),
-            (
-                "tailwater_limiter_queue_capacity",
-                "Most requests allowed to wait.",
-                |s| s.queue_capacity as f64,
-            ),
+        let gauges: [Gauge; 9] = [
+            (vocabulary::LIMITER_LIMIT, |s| Some(s.limit as f64)),
+            (vocabulary::LIMITER_IN_FLIGHT, |s| Some(s.in_flight as f64)),
+            (vocabulary::LIMITER_PEAK_IN_FLIGHT, |s| {
+                Some(s.peak_in_flight as f64)
+            }),
+            (vocabulary::LIMITER_QUEUE_DEPTH, |s| {
+                Some(s.queue_depth as f64)
+            }),
+            (vocabulary::LIMITER_QUEUE_CAPACITY, |s| {
+                Some(s.queue_capacity as f64)
+            }),
+            (vocabulary::LIMITER_MIN_RTT, |s| {
+                s.estimates.min_rtt.map(|d| d.as_secs_f64())
+            }),
+            (vocabulary::LIMITER_RTT, |s| {
+                s.estimates.short_rtt.map(|d| d.as_secs_f64())
+            }),
+            (vocabulary::LIMITER_GRADIENT, |s| s.estimates.gradient),
+            (vocabulary::LIMITER_ESTIMATED_QUEUE, |s| s.estimates.queue),
         ];
         let stats: Vec<_> = table
             .routes()
             .iter()
             .map(|r| (r.name.as_str(), r.limiter.stats()))
             .collect();
-        for (name, help, f) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (route, s) in &stats {
+        for (metric, f) in gauges {
+            let values: Vec<_> = stats
+                .iter()
+                .filter_map(|(route, s)| f(s).map(|v| (route, s.algorithm, v)))
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            metric.write_header(&mut out);
+            for (route, algorithm, v) in values {
                 let _ = writeln!(
                     out,
-                    "{name}{{route=\"{}\",algorithm=\"{}\"}} {}",
+                    "{}{{route=\"{}\",algorithm=\"{algorithm}\"}} {v}",
+                    metric.name,
                     esc(route),
-                    s.algorithm,
-                    f(s)
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_limiter_samples_total Permits released, by outcome fed to the algorithm.\n# TYPE tailwater_limiter_samples_total counter"
-        );
+        render_knobs(&mut out, &stats, config);
+        let samples = vocabulary::LIMITER_SAMPLES;
+        samples.write_header(&mut out);
         for (route, s) in &stats {
             for (o, v) in [
                 ("success", s.counters.success),
@@ -335,26 +372,29 @@ impl Metrics {
             ] {
                 let _ = writeln!(
                     out,
-                    "tailwater_limiter_samples_total{{route=\"{}\",outcome=\"{o}\"}} {v}",
+                    "{}{{route=\"{}\",outcome=\"{o}\"}} {v}",
+                    samples.name,
                     esc(route)
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_requests_total Requests by route, outcome, reason and criticality tier.\n# TYPE tailwater_requests_total counter"
-        );
+        let requests = vocabulary::REQUESTS;
+        requests.write_header(&mut out);
         for (route, m) in &routes {
             for d in 0..N_DECISIONS {
                 let decision = Decision::from_index(d);
                 for t in 0..Criticality::ALL.len() {
                     let v = m.requests(d, t);
-                    if v == 0 {
+                    // Every outcome and reason exists from the start in the default tier,
+                    // so that an error ratio is 0, not absent, before the first error (an
+                    // SLO's recording rules divide by sums over these series).
+                    if v == 0 && Criticality::ALL[t] != Criticality::default() {
                         continue;
                     }
                     let _ = writeln!(
                         out,
-                        "tailwater_requests_total{{route=\"{}\",outcome=\"{}\",reason=\"{}\",tier=\"{}\"}} {v}",
+                        "{}{{route=\"{}\",outcome=\"{}\",reason=\"{}\",tier=\"{}\"}} {v}",
+                        requests.name,
                         esc(route),
                         decision.outcome(),
                         decision.reason(),
@@ -363,109 +403,134 @@ impl Metrics {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_request_duration_seconds Time from request arrival to the end of the response body.\n# TYPE tailwater_request_duration_seconds histogram"
-        );
+        let duration = vocabulary::REQUEST_DURATION;
+        duration.write_header(&mut out);
+        let name = duration.name;
         for (route, m) in &routes {
-            let mut cum = 0u64;
-            for (i, b) in BUCKETS.iter().enumerate() {
-                cum += m.bucket(i);
-                let _ = writeln!(
-                    out,
-                    "tailwater_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {cum}",
-                    esc(route)
-                );
+            for (o, outcome) in outcome::ALL.iter().enumerate() {
+                let total: u64 = (0..=BUCKETS.len()).map(|i| m.bucket(o, i)).sum();
+                // Outcomes never seen stay absent (as the request counter's), except
+                // `success`, which a latency SLI divides by.
+                if total == 0 && o != 0 {
+                    continue;
+                }
+                let labels = format!("route=\"{}\",outcome=\"{outcome}\"", esc(route));
+                let mut cum = 0u64;
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    cum += m.bucket(o, i);
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+                }
+                cum += m.bucket(o, BUCKETS.len());
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
+                let sum = m.sum_nanos(o) as f64 / 1e9;
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+                let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
             }
-            cum += m.bucket(BUCKETS.len());
-            let _ = writeln!(
-                out,
-                "tailwater_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {cum}",
-                esc(route)
-            );
-            let sum = m.sum_nanos() as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "tailwater_request_duration_seconds_sum{{route=\"{}\"}} {sum}",
-                esc(route)
-            );
-            let _ = writeln!(
-                out,
-                "tailwater_request_duration_seconds_count{{route=\"{}\"}} {cum}",
-                esc(route)
-            );
         }
+        crate::burn::render(&mut out, &routes, table, unix_secs());
         render_endpoints(&mut out, table);
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_unrouted_requests_total Requests that matched no route (404).\n# TYPE tailwater_unrouted_requests_total counter\ntailwater_unrouted_requests_total {}",
-            self.unrouted.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_refused_requests_total Requests refused before routing for their framing, Host or path (400/501).\n# TYPE tailwater_refused_requests_total counter\ntailwater_refused_requests_total {}",
-            self.refused.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_connections_total Client connections accepted.\n# TYPE tailwater_connections_total counter\ntailwater_connections_total {}",
-            self.connections_total.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_connections_open Client connections open.\n# TYPE tailwater_connections_open gauge\ntailwater_connections_open {}",
-            self.connections_open.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_tls_handshake_failures_total TLS handshakes that failed or did not finish within server.header_read_timeout.\n# TYPE tailwater_tls_handshake_failures_total counter\ntailwater_tls_handshake_failures_total {}",
-            self.tls_handshake_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tailwater_worker_connections_total Client connections accepted, by worker thread.\n# TYPE tailwater_worker_connections_total counter"
-        );
+        for (metric, value) in [
+            (vocabulary::UNROUTED, &self.unrouted),
+            (vocabulary::REFUSED, &self.refused),
+            (vocabulary::CONNECTIONS, &self.connections_total),
+            (vocabulary::CONNECTIONS_OPEN, &self.connections_open),
+            (
+                vocabulary::TLS_HANDSHAKE_FAILURES,
+                &self.tls_handshake_failures,
+            ),
+        ] {
+            metric.write_header(&mut out);
+            let _ = writeln!(out, "{} {}", metric.name, value.load(Ordering::Relaxed));
+        }
+        let workers = vocabulary::WORKER_CONNECTIONS;
+        workers.write_header(&mut out);
         for (w, c) in self.accepted_by_worker.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "tailwater_worker_connections_total{{worker=\"{w}\"}} {}",
+                "{}{{worker=\"{w}\"}} {}",
+                workers.name,
                 c.load(Ordering::Relaxed)
             );
         }
+        let reloads = vocabulary::CONFIG_RELOADS;
+        reloads.write_header(&mut out);
+        for (result, c) in [
+            ("success", &self.reloads_ok),
+            ("failure", &self.reloads_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "{}{{result=\"{result}\"}} {}",
+                reloads.name,
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let loaded = vocabulary::CONFIG_LAST_RELOAD_SUCCESS;
+        loaded.write_header(&mut out);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            loaded.name,
+            self.loaded_at.load(Ordering::Relaxed)
+        );
+        let build = vocabulary::BUILD_INFO;
+        build.write_header(&mut out);
+        let _ = writeln!(
+            out,
+            "{}{{version=\"{}\",component=\"proxy\"}} 1",
+            build.name,
+            env!("CARGO_PKG_VERSION")
+        );
         out
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The configured floor and ceiling of each route's limit, where set.
+fn render_knobs(out: &mut String, stats: &[(&str, LimiterStats)], config: &Config) {
+    type Knob = (Metric, fn(&crate::config::LimitConfig) -> Option<usize>);
+    let knobs: [Knob; 2] = [
+        (vocabulary::LIMITER_MIN_LIMIT, |l| l.min_limit),
+        (vocabulary::LIMITER_MAX_LIMIT, |l| l.max_limit),
+    ];
+    for (metric, f) in knobs {
+        let values: Vec<_> = stats
+            .iter()
+            .filter_map(|(route, s)| {
+                let rc = config.routes.iter().find(|r| r.name == *route)?;
+                f(&rc.limit).map(|v| (route, s.algorithm, v))
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        metric.write_header(out);
+        for (route, algorithm, v) in values {
+            let _ = writeln!(
+                out,
+                "{}{{route=\"{}\",algorithm=\"{algorithm}\"}} {v}",
+                metric.name,
+                esc(route)
+            );
+        }
     }
 }
 
 /// The endpoints of balanced routes: requests sent, ejections, whether ejected, requests
 /// in progress, and the latency estimate (routes with one endpoint have no balancer).
 fn render_endpoints(out: &mut String, table: &RouteTable) {
-    type Series = (&'static str, &'static str, &'static str);
-    const SERIES: [Series; 5] = [
-        (
-            "tailwater_endpoint_selected_total",
-            "counter",
-            "Requests the balancer sent to the endpoint.",
-        ),
-        (
-            "tailwater_endpoint_ejections_total",
-            "counter",
-            "Times the endpoint was ejected (consecutive 5xx or gateway errors).",
-        ),
-        (
-            "tailwater_endpoint_ejected",
-            "gauge",
-            "1 while the endpoint is ejected.",
-        ),
-        (
-            "tailwater_endpoint_pending",
-            "gauge",
-            "Requests in progress on the endpoint.",
-        ),
-        (
-            "tailwater_endpoint_ewma_seconds",
-            "gauge",
-            "The endpoint's PeakEWMA latency estimate.",
-        ),
+    const SERIES: [Metric; 5] = [
+        vocabulary::ENDPOINT_SELECTED,
+        vocabulary::ENDPOINT_EJECTIONS,
+        vocabulary::ENDPOINT_EJECTED,
+        vocabulary::ENDPOINT_PENDING,
+        vocabulary::ENDPOINT_EWMA,
     ];
     let balanced: Vec<_> = table
         .routes()
@@ -475,8 +540,9 @@ fn render_endpoints(out: &mut String, table: &RouteTable) {
     if balanced.is_empty() {
         return;
     }
-    for (k, (name, kind, help)) in SERIES.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (k, metric) in SERIES.iter().enumerate() {
+        metric.write_header(out);
+        let name = metric.name;
         for (route, b) in &balanced {
             let now = b.now();
             for (i, e) in route.endpoints.iter().enumerate() {
@@ -500,7 +566,7 @@ fn render_endpoints(out: &mut String, table: &RouteTable) {
 }
 
 /// Escapes a label value.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

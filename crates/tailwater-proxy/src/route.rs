@@ -120,6 +120,7 @@ impl RouteTable {
         workers: usize,
     ) -> Result<Self, ConfigError> {
         crate::config::bounds::check(config)?;
+        crate::burn::check(config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: Vec<Arc<H1Pool>> = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
@@ -159,7 +160,9 @@ impl RouteTable {
                 .cmp(&a.host.is_some())
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
-        Ok(Self { routes })
+        let table = Self { routes };
+        crate::burn::apply(config, &table);
+        Ok(table)
     }
 
     /// The most specific route for `host` (without port) and `path`, the request's path

@@ -182,7 +182,9 @@ impl Proxy {
             Some(&old),
             &self.shared.metrics,
             self.shared.workers,
-        )?;
+        );
+        self.shared.metrics.reloaded(state.is_ok());
+        let state = state?;
         self.shared.state.store(Arc::new(state));
         tracing::info!(
             routes = self.shared.state.load().table.routes().len(),
@@ -194,7 +196,9 @@ impl Proxy {
     /// Reads `path` and [`reload`](Self::reload)s it; an invalid file keeps the old
     /// configuration and the error says why (file:line and field). This is what SIGHUP does.
     pub fn reload_from_file(&self, path: &Path) -> Result<(), ConfigError> {
-        let result = Config::from_file(path).and_then(|c| self.reload(c));
+        let result = Config::from_file(path)
+            .inspect_err(|_| self.shared.metrics.reloaded(false))
+            .and_then(|c| self.reload(c));
         if let Err(e) = &result {
             tracing::error!(error = %e, "reload failed; keeping the previous configuration");
         }
@@ -214,7 +218,7 @@ impl Proxy {
     /// The Prometheus text exposition of every metric.
     pub fn metrics_text(&self) -> String {
         let state = self.shared.state.load();
-        self.shared.metrics.render(&state.table)
+        self.shared.metrics.render(&state.table, &state.config)
     }
 
     /// Whether a drain has started.
@@ -252,6 +256,8 @@ impl Proxy {
             (s, b)
         };
         let builder = Arc::new(ready_builder);
+        // Worker 0 feeds the burn rates once a second while it serves.
+        let _burn_tick = (worker == 0).then(|| crate::burn::spawn_tick(Arc::clone(&self.shared)));
         // Tells every connection to close once idle (`hyper_conn` shuts hyper's down
         // gracefully).
         let (drain_tx, drain_rx) = watch::channel(false);

@@ -43,6 +43,8 @@ pub struct RouteStatus {
     pub admitted: u64,
     /// Requests that waited in the queue and were then admitted.
     pub admitted_from_queue: u64,
+    /// The route's SLO objective, burn rates and error budget left (in-process).
+    pub budget: crate::burn::BudgetStatus,
 }
 
 pub(crate) fn snapshot(shared: &Shared) -> Vec<RouteStatus> {
@@ -85,6 +87,7 @@ pub(crate) fn snapshot(shared: &Shared) -> Vec<RouteStatus> {
                 rate_limited: m.count(Decision::RateLimited),
                 admitted: s.counters.admitted_total(),
                 admitted_from_queue: s.counters.admitted_from_queue,
+                budget: crate::burn::status(m, crate::metrics::unix_secs()),
             }
         })
         .collect()

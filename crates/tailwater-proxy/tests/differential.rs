@@ -768,7 +768,12 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
         let r = ROUTES.iter().position(|n| *n == status.name).unwrap_or(i);
         admitted[r] = status.admitted;
         let relayed = count(&metrics, &status.name, "success", None)
-            + count(&metrics, &status.name, "dropped", Some("upstream_status"));
+            + count(
+                &metrics,
+                &status.name,
+                "upstream_error",
+                Some("upstream_status"),
+            );
         if !(relayed <= received[r] && received[r] <= status.admitted) {
             v.push(format!(
                 "route {}: relayed {relayed}, backend parsed {}, admitted {}",

@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dashboard;
 pub mod duration;
 pub mod error;
 pub mod eval;

@@ -139,8 +139,9 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "- Proxy: `sum by (outcome, reason) (rate(tailwater_requests_total{route}[5m]))` tells upstream failures (`dropped`: upstream_status, upstream_error, upstream_timeout) from shedding (`shed`: the limiter's reason) and rate limiting.\n\
-- Limiter: `tailwater_limiter_limit{route}`, `tailwater_limiter_in_flight{route}`, `tailwater_limiter_queue_depth{route}`; the proxy's `/status` page shows the same."
+            "- Proxy: `sum by (outcome, reason) (rate(tailwater_requests_total{route}[5m]))` tells upstream failures (`upstream_error`: upstream_status, upstream_error, body_error; `timeout`) from shedding (`shed`: the limiter's reason) and rate limiting.\n\
+- Limiter: `tailwater_limiter_limit{route}`, `tailwater_limiter_in_flight{route}`, `tailwater_limiter_queue_depth{route}`; the proxy's `/status` page shows the same, and each route's `budget.budget_left` (the in-process burn rates).\n\
+- Dashboard (`tailwater slo dashboard --proxy-config FILE --spec SPEC`): panels \"Requests by outcome\", \"Refused by reason\", \"Latency of successes (p50, p99)\", \"Concurrency limit, in flight, queue\", \"Burn rate (in process)\" and the SLO row."
         );
         let _ = writeln!(s, "\n## Knobs\n");
         if ctx.kind == "latency" {
@@ -152,7 +153,7 @@ This alert fires when the error ratio is above `factor × {budget}` over **both*
         } else {
             let _ = writeln!(
                 s,
-                "- Mostly `dropped`: the upstream is failing. Roll back or fail over; the proxy cannot fix it, but a lower limit keeps a struggling upstream from collapse.\n\
+                "- Mostly `upstream_error` or `timeout`: the upstream is failing. Roll back or fail over; the proxy cannot fix it, but a lower limit keeps a struggling upstream from collapse.\n\
 - Mostly `shed`: the proxy protects a saturated upstream. Add capacity, or reserve it for critical tiers (tier policy), or accept shedding by setting `shed: exclude` in the SLO if shed load is not this SLO's concern.\n\
 - Reload a changed config with SIGHUP (`tailwater proxy --config FILE --check` first)."
             );
@@ -218,7 +219,7 @@ mod tests {
         assert!(books[2].1.contains("Latency above 0.5s"));
         assert!(
             page.contains(
-                "- Bad events: `sum(rate(tailwater_requests_total{outcome=~\"dropped|shed\"}[5m]))`"
+                "- Bad events: `sum(rate(tailwater_requests_total{outcome=~\"upstream_error|timeout|shed\"}[5m]))`"
             ),
             "{page}"
         );

@@ -102,7 +102,7 @@ fn an_outage_pages_and_tickets_then_the_page_resets_tier_by_tier() {
     write_rules(&tmp.0, "native", NATIVE);
     // 10 requests/s succeed for an hour, all fail for 20 minutes, then succeed again.
     let test = format!(
-        "rule_files: [native.rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"success\"}}'\n        values: '0+600x60 36000x19 36000+600x40'\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"dropped\"}}'\n        values: '0x60 600+600x19 12000x40'\n    alert_rule_test:\n      - eval_time: 59m\n        alertname: ShopAvailability\n        exp_alerts: []\n      - eval_time: 65m\n        alertname: ShopAvailability\n        exp_alerts:\n{}{}      - eval_time: 100m\n        alertname: ShopAvailability\n        exp_alerts:\n{}{}      - eval_time: 112m\n        alertname: ShopAvailability\n        exp_alerts:\n{}",
+        "rule_files: [native.rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"success\"}}'\n        values: '0+600x60 36000x19 36000+600x40'\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"upstream_error\"}}'\n        values: '0x60 600+600x19 12000x40'\n    alert_rule_test:\n      - eval_time: 59m\n        alertname: ShopAvailability\n        exp_alerts: []\n      - eval_time: 65m\n        alertname: ShopAvailability\n        exp_alerts:\n{}{}      - eval_time: 100m\n        alertname: ShopAvailability\n        exp_alerts:\n{}{}      - eval_time: 112m\n        alertname: ShopAvailability\n        exp_alerts:\n{}",
         alert("page", "5m"),
         alert("ticket", "2h"),
         // 20 minutes after the outage the 1h/5m tier has reset; the 6h/30m one holds until
@@ -117,7 +117,7 @@ fn an_outage_pages_and_tickets_then_the_page_resets_tier_by_tier() {
 
 fn quiet_service(guard: &str) -> String {
     format!(
-        "rule_files: [native.rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"success\"}}'\n        values: '0+1x60 60x20'\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"dropped\"}}'\n        values: '0x60 1+1x20'\n    alert_rule_test:\n      - eval_time: 70m\n        alertname: ShopAvailability\n        exp_alerts:\n{guard}"
+        "rule_files: [native.rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"success\"}}'\n        values: '0+1x60 60x20'\n      - series: 'tailwater_requests_total{{route=\"api\",outcome=\"upstream_error\"}}'\n        values: '0x60 1+1x20'\n    alert_rule_test:\n      - eval_time: 70m\n        alertname: ShopAvailability\n        exp_alerts:\n{guard}"
     )
 }
 

@@ -35,13 +35,14 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics::Gauge;
+use tailwater_core::vocabulary;
 
 use crate::observe::Route;
 
 /// `tailwater_slo_burn_rate{route, window}`: error ratio over the window / error budget.
-pub const SLO_BURN_RATE: &str = "tailwater_slo_burn_rate";
+pub const SLO_BURN_RATE: &str = vocabulary::SLO_BURN_RATE.name;
 /// `tailwater_slo_error_budget_remaining{route}`: 1 − the period's burn rate.
-pub const SLO_ERROR_BUDGET_REMAINING: &str = "tailwater_slo_error_budget_remaining";
+pub const SLO_ERROR_BUDGET_REMAINING: &str = vocabulary::SLO_ERROR_BUDGET_REMAINING.name;
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3_600;
@@ -89,15 +90,15 @@ impl Ring {
         }
     }
 
-    fn add(&mut self, now: u64, bad: bool) {
+    fn add(&mut self, now: u64, total: u64, bad: u64) {
         let n = now / self.width;
         let len = self.slots.len() as u64;
         let slot = &mut self.slots[(n % len) as usize];
         if slot.0 != n {
             *slot = (n, 0, 0);
         }
-        slot.1 += 1;
-        slot.2 += u64::from(bad);
+        slot.1 += total;
+        slot.2 += bad;
     }
 
     /// (total, bad) in the buckets covering the last `window` seconds, the current one included.
@@ -188,10 +189,22 @@ impl BurnRates {
 
     /// Records one event at `now` (time since any fixed origin, e.g. the limiter's clock).
     pub fn record(&self, now: Duration, bad: bool) {
+        self.record_many(now, 1, u64::from(bad));
+    }
+
+    /// Records `total` events at `now`, `bad` of them bad (`bad` is capped at `total`). For
+    /// callers that count events themselves and feed the differences now and then, as the
+    /// proxy does from its request counters: events land in the bucket of `now`, so feed
+    /// at least once a minute to keep the short windows' resolution.
+    pub fn record_many(&self, now: Duration, total: u64, bad: u64) {
+        if total == 0 {
+            return;
+        }
         let s = now.as_secs();
+        let bad = bad.min(total);
         let mut g = self.lock();
-        g.minutes.add(s, bad);
-        g.hours.add(s, bad);
+        g.minutes.add(s, total, bad);
+        g.hours.add(s, total, bad);
     }
 
     fn snapshot_locked(&self, g: &Inner, now: u64) -> BurnSnapshot {
@@ -234,8 +247,8 @@ impl BurnRates {
         let s = now.as_secs();
         let snap = {
             let mut g = self.lock();
-            g.minutes.add(s, bad);
-            g.hours.add(s, bad);
+            g.minutes.add(s, 1, u64::from(bad));
+            g.hours.add(s, 1, u64::from(bad));
             if g.last_export.is_some_and(|t| t >= s) {
                 return;
             }
@@ -316,6 +329,19 @@ mod tests {
         let much_later = b.snapshot(at(1450 * 60 + 4 * 86_400));
         assert!(much_later.windows[..7].iter().all(|w| w.total == 0));
         assert_eq!(much_later.windows[7].bad, 100);
+    }
+
+    #[test]
+    fn counts_fed_in_batches_equal_counts_fed_one_by_one() {
+        let one = BurnRates::new(99.0).unwrap();
+        let many = BurnRates::new(99.0).unwrap();
+        for i in 0..30 {
+            one.record(at(120), i < 3);
+        }
+        many.record_many(at(120), 30, 3);
+        many.record_many(at(120), 0, 5); // nothing, not 5 bad of 0
+        assert_eq!(one.snapshot(at(130)), many.snapshot(at(130)));
+        assert!((many.snapshot(at(130)).windows[0].burn_rate - 10.0).abs() < 1e-9);
     }
 
     #[test]

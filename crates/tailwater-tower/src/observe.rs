@@ -4,15 +4,21 @@
 //! `metrics-exporter-prometheus`; without one they cost a branch). Names follow Prometheus
 //! conventions: a `tailwater_` prefix, base units, `_total` on counters.
 //!
+//! The names, labels and units shared with the proxy are defined once, in tailwater-core's
+//! [`tailwater_core::vocabulary`]; the layers emit this part of it:
+//!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|
+//! | [`REQUESTS_TOTAL`] `tailwater_requests_total` | counter | `route`, `outcome`, `reason`, `tier` | how requests ended: `success`, `upstream_error` (classified `Dropped`), `cancelled` (classified `Ignored`), `shed` (concurrency rejection, `reason` = why), `rate_limited` |
+//! | [`REQUEST_DURATION_SECONDS`] `tailwater_request_duration_seconds` | histogram | `route`, `outcome` | from admission to the end of the response body, by the same `outcome` |
 //! | [`DECISIONS_TOTAL`] `tailwater_decisions_total` | counter | `mechanism`, `decision`, `reason`, `tier`, `route` | admission decisions: `decision` is `admitted`, `rejected`, `bypassed` (concurrency), `unkeyed` or `store_error` (rate limit, failing open); `reason` is the rejection reason, the store error kind, or `none` |
-//! | [`OUTCOMES_TOTAL`] `tailwater_outcomes_total` | counter | `outcome`, `tier`, `route` | how admitted requests ended: `success`, `dropped`, `ignored` |
-//! | [`LIMITER_LIMIT`] `tailwater_limiter_limit` | gauge | `route` | the current concurrency limit |
-//! | [`LIMITER_IN_FLIGHT`] `tailwater_limiter_in_flight` | gauge | `route` | permits held (until the response body ends) |
-//! | [`LIMITER_QUEUE_DEPTH`] `tailwater_limiter_queue_depth` | gauge | `route` | requests waiting for a permit |
-//! | [`REQUEST_DURATION_SECONDS`] `tailwater_request_duration_seconds` | histogram | `outcome`, `route` | from admission to the end of the response body |
+//! | [`LIMITER_SAMPLES_TOTAL`] `tailwater_limiter_samples_total` | counter | `route`, `outcome` | permits released, by outcome fed to the algorithm: `success`, `dropped`, `ignored` |
+//! | [`LIMITER_LIMIT`] `tailwater_limiter_limit` | gauge | `route`, `algorithm` | the current concurrency limit |
+//! | [`LIMITER_IN_FLIGHT`] `tailwater_limiter_in_flight` | gauge | `route`, `algorithm` | permits held (until the response body ends) |
+//! | [`LIMITER_QUEUE_DEPTH`] `tailwater_limiter_queue_depth` | gauge | `route`, `algorithm` | requests waiting for a permit |
 //! | [`QUEUE_WAIT_SECONDS`] `tailwater_queue_wait_seconds` | histogram | `decision`, `route` | time spent waiting in the queue |
+//! | [`SLO_BURN_RATE`](crate::burn::SLO_BURN_RATE) `tailwater_slo_burn_rate` | gauge | `route`, `window` | with [`burn_rates`](crate::ConcurrencyLayer::burn_rates) |
+//! | [`SLO_ERROR_BUDGET_REMAINING`](crate::burn::SLO_ERROR_BUDGET_REMAINING) `tailwater_slo_error_budget_remaining` | gauge | `route` | with [`burn_rates`](crate::ConcurrencyLayer::burn_rates) |
 //! | [`BREAKER_STATE`](crate::outbound::breaker::BREAKER_STATE) `tailwater_breaker_state` | gauge | `breaker` | outbound circuit breaker: 0 closed, 1 half-open, 2 open |
 //! | [`BREAKER_TRANSITIONS_TOTAL`](crate::outbound::breaker::BREAKER_TRANSITIONS_TOTAL) `tailwater_breaker_transitions_total` | counter | `breaker`, `from`, `to` | breaker state changes |
 //! | [`BREAKER_REJECTIONS_TOTAL`](crate::outbound::breaker::BREAKER_REJECTIONS_TOTAL) `tailwater_breaker_rejections_total` | counter | `breaker` | calls refused by an open (or full half-open) breaker |
@@ -33,22 +39,27 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use tailwater_core::algorithm::Outcome;
+use tailwater_core::vocabulary::{self, outcome as out};
 use tailwater_core::{Criticality, RejectReason};
 
+/// `tailwater_requests_total`.
+pub const REQUESTS_TOTAL: &str = vocabulary::REQUESTS.name;
 /// `tailwater_decisions_total`.
-pub const DECISIONS_TOTAL: &str = "tailwater_decisions_total";
-/// `tailwater_outcomes_total`.
-pub const OUTCOMES_TOTAL: &str = "tailwater_outcomes_total";
+pub const DECISIONS_TOTAL: &str = vocabulary::DECISIONS.name;
+/// `tailwater_limiter_samples_total` (was `tailwater_outcomes_total{outcome,tier,route}`
+/// before the vocabulary was shared with the proxy; that name is gone: its per-tier view
+/// is `tailwater_requests_total`).
+pub const LIMITER_SAMPLES_TOTAL: &str = vocabulary::LIMITER_SAMPLES.name;
 /// `tailwater_limiter_limit`.
-pub const LIMITER_LIMIT: &str = "tailwater_limiter_limit";
+pub const LIMITER_LIMIT: &str = vocabulary::LIMITER_LIMIT.name;
 /// `tailwater_limiter_in_flight`.
-pub const LIMITER_IN_FLIGHT: &str = "tailwater_limiter_in_flight";
+pub const LIMITER_IN_FLIGHT: &str = vocabulary::LIMITER_IN_FLIGHT.name;
 /// `tailwater_limiter_queue_depth`.
-pub const LIMITER_QUEUE_DEPTH: &str = "tailwater_limiter_queue_depth";
+pub const LIMITER_QUEUE_DEPTH: &str = vocabulary::LIMITER_QUEUE_DEPTH.name;
 /// `tailwater_request_duration_seconds`.
-pub const REQUEST_DURATION_SECONDS: &str = "tailwater_request_duration_seconds";
+pub const REQUEST_DURATION_SECONDS: &str = vocabulary::REQUEST_DURATION.name;
 /// `tailwater_queue_wait_seconds`.
-pub const QUEUE_WAIT_SECONDS: &str = "tailwater_queue_wait_seconds";
+pub const QUEUE_WAIT_SECONDS: &str = vocabulary::QUEUE_WAIT.name;
 
 /// The `route` label value of a layer (default `default`). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -136,7 +147,10 @@ pub(crate) struct LimiterMetrics {
     bypassed: [OnceLock<Counter>; 4],
     rejected: [[OnceLock<Counter>; 4]; RejectReason::ALL.len()],
     outcomes: [[OnceLock<Counter>; 4]; 3],
+    samples: [OnceLock<Counter>; 3],
+    shed: [[OnceLock<Counter>; 4]; RejectReason::ALL.len()],
     durations: [OnceLock<Histogram>; 3],
+    algorithm: OnceLock<&'static str>,
     queue_wait: [OnceLock<Histogram>; 2],
     limit: OnceLock<Gauge>,
     in_flight: OnceLock<Gauge>,
@@ -151,6 +165,31 @@ const fn outcome_index(outcome: Outcome) -> usize {
     }
 }
 
+/// The vocabulary's `outcome` and `reason` of a request the layer admitted and classified.
+const fn request_outcome(outcome: Outcome) -> (&'static str, &'static str) {
+    match outcome {
+        Outcome::Success => (out::SUCCESS, ""),
+        Outcome::Dropped => (out::UPSTREAM_ERROR, "dropped"),
+        Outcome::Ignored => (out::CANCELLED, "client_gone"),
+    }
+}
+
+/// `tailwater_requests_total` with the vocabulary's labels.
+fn requests_counter(
+    route: &Route,
+    outcome: &'static str,
+    reason: &'static str,
+    tier: Criticality,
+) -> Counter {
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "route" => route.label(),
+        "outcome" => outcome,
+        "reason" => reason,
+        "tier" => tier.as_str(),
+    )
+}
+
 impl LimiterMetrics {
     pub(crate) fn new(route: Route) -> Self {
         Self {
@@ -159,7 +198,10 @@ impl LimiterMetrics {
             bypassed: [const { OnceLock::new() }; 4],
             rejected: [const { [const { OnceLock::new() }; 4] }; RejectReason::ALL.len()],
             outcomes: [const { [const { OnceLock::new() }; 4] }; 3],
+            samples: [const { OnceLock::new() }; 3],
+            shed: [const { [const { OnceLock::new() }; 4] }; RejectReason::ALL.len()],
             durations: [const { OnceLock::new() }; 3],
+            algorithm: OnceLock::new(),
             queue_wait: [const { OnceLock::new() }; 2],
             limit: OnceLock::new(),
             in_flight: OnceLock::new(),
@@ -197,17 +239,23 @@ impl LimiterMetrics {
     pub(crate) fn rejected(&self, tier: Criticality, reason: RejectReason) {
         let slot = &self.rejected[reason.index()][tier.index()];
         self.decision_counter(slot, tier, "rejected", Some(reason.as_str()));
+        self.shed[reason.index()][tier.index()]
+            .get_or_init(|| requests_counter(&self.route, out::SHED, reason.as_str(), tier))
+            .increment(1);
     }
 
     pub(crate) fn outcome(&self, tier: Criticality, outcome: Outcome, duration: Duration) {
         let o = outcome_index(outcome);
+        let (label, reason) = request_outcome(outcome);
         self.outcomes[o][tier.index()]
+            .get_or_init(|| requests_counter(&self.route, label, reason, tier))
+            .increment(1);
+        self.samples[o]
             .get_or_init(|| {
                 metrics::counter!(
-                    OUTCOMES_TOTAL,
-                    "outcome" => outcome.as_str(),
-                    "tier" => tier.as_str(),
+                    LIMITER_SAMPLES_TOTAL,
                     "route" => self.route.label(),
+                    "outcome" => outcome.as_str(),
                 )
             })
             .increment(1);
@@ -215,8 +263,8 @@ impl LimiterMetrics {
             .get_or_init(|| {
                 metrics::histogram!(
                     REQUEST_DURATION_SECONDS,
-                    "outcome" => outcome.as_str(),
                     "route" => self.route.label(),
+                    "outcome" => label,
                 )
             })
             .record(duration.as_secs_f64());
@@ -230,17 +278,25 @@ impl LimiterMetrics {
         );
     }
 
-    pub(crate) fn gauges(&self, limit: usize, in_flight: usize, queue_depth: usize) {
+    /// Sets the limiter gauges; `algorithm` names the limiter's algorithm (asked once).
+    pub(crate) fn gauges(
+        &self,
+        algorithm: impl FnOnce() -> &'static str,
+        limit: usize,
+        in_flight: usize,
+        queue_depth: usize,
+    ) {
         let route = &self.route;
-        self.limit
-            .get_or_init(|| metrics::gauge!(LIMITER_LIMIT, "route" => route.label()))
-            .set(limit as f64);
-        self.in_flight
-            .get_or_init(|| metrics::gauge!(LIMITER_IN_FLIGHT, "route" => route.label()))
-            .set(in_flight as f64);
-        self.queue_depth
-            .get_or_init(|| metrics::gauge!(LIMITER_QUEUE_DEPTH, "route" => route.label()))
-            .set(queue_depth as f64);
+        let algorithm = *self.algorithm.get_or_init(algorithm);
+        let gauge = |slot: &OnceLock<Gauge>, name: &'static str, v: usize| {
+            slot.get_or_init(
+                || metrics::gauge!(name, "route" => route.label(), "algorithm" => algorithm),
+            )
+            .set(v as f64);
+        };
+        gauge(&self.limit, LIMITER_LIMIT, limit);
+        gauge(&self.in_flight, LIMITER_IN_FLIGHT, in_flight);
+        gauge(&self.queue_depth, LIMITER_QUEUE_DEPTH, queue_depth);
     }
 
     pub(crate) fn queue_wait(&self, admitted: bool, waited: Duration) {
@@ -284,6 +340,7 @@ const RATE_DECISIONS: [(&str, Option<&str>); 10] = [
 pub(crate) struct RateLimitMetrics {
     route: Route,
     decisions: [[OnceLock<Counter>; 4]; RATE_DECISIONS.len()],
+    limited: [OnceLock<Counter>; 4],
 }
 
 impl RateLimitMetrics {
@@ -291,6 +348,7 @@ impl RateLimitMetrics {
         Self {
             route,
             decisions: [const { [const { OnceLock::new() }; 4] }; RATE_DECISIONS.len()],
+            limited: [const { OnceLock::new() }; 4],
         }
     }
 
@@ -315,6 +373,17 @@ impl RateLimitMetrics {
                 .increment(1),
             None => decision_counter(Mechanism::RateLimit, &self.route, tier, decision, reason)
                 .increment(1),
+        }
+        if decision == "rejected" {
+            // A request the layer answered itself: one of the vocabulary's outcomes.
+            match reason.unwrap_or("none") {
+                "rate_exceeded" => self.limited[tier.index()]
+                    .get_or_init(|| {
+                        requests_counter(&self.route, out::RATE_LIMITED, "rate_exceeded", tier)
+                    })
+                    .increment(1),
+                other => requests_counter(&self.route, out::RATE_LIMITED, other, tier).increment(1),
+            }
         }
         trace_decision(Mechanism::RateLimit, &self.route, tier, decision, reason);
     }

@@ -321,6 +321,14 @@ pub struct RouteConfig {
     /// The `Retry-After` hint sent with 503s.
     #[serde(default = "default_retry_after", deserialize_with = "duration::de")]
     pub retry_after: Duration,
+    /// The availability objective, percent in (0, 100), of the route's in-process burn
+    /// rates (`tailwater_slo_burn_rate`, "budget left" in `/status`); default 99.9.
+    #[serde(default = "default_slo_objective")]
+    pub slo_objective: f64,
+}
+
+fn default_slo_objective() -> f64 {
+    crate::burn::DEFAULT_OBJECTIVE
 }
 
 fn default_route_name() -> String {
@@ -378,6 +386,7 @@ impl RouteConfig {
             tiers: None,
             rate_limit: Vec::new(),
             retry_after: default_retry_after(),
+            slo_objective: default_slo_objective(),
         }
     }
 }

@@ -12,28 +12,34 @@
 //!   - name: availability
 //!     objective: 99.9
 //!     route: api               # optional; all routes when absent
-//!     sli: availability        # errors = `dropped` (upstream 5xx/429, connect error, timeout, body error)
+//!     sli: availability        # errors = `upstream_error` (5xx/429, connect error, body error) and `timeout`
 //!     shed: error              # error (default) | exclude: how shed (503) requests count
 //!     rate_limited: exclude    # exclude (default) | error: how local rate-limit 429s count
 //!   - name: latency
 //!     objective: 99
 //!     sli: latency
 //!     threshold: 0.25          # seconds; one of the proxy's histogram bucket bounds
+//!     shed: exclude            # exclude (default for latency) | error: count shed 503s as slow
 //!     alerting:                # optional; defaults: name ShopLatency, no extra labels
 //!       page_alert: {labels: {severity: critical}}
 //!       ticket_alert: {disable: true}
 //! ```
 //!
-//! Availability counts requests from `tailwater_requests_total` by `outcome`: `success` and
-//! `dropped` always; `shed` and `rate_limited` when their policy is `error` (a shed request is
-//! a 503 the user saw; a rate-limited one is usually the client's own quota). Client faults
-//! (`client_fault`, `cancelled`, `rejected`) never count. Latency counts
-//! `tailwater_request_duration_seconds`: bad = `_count − _bucket{le=threshold}`. That
-//! histogram has no outcome label yet, so it includes shed requests (issue 13, item 4).
+//! The metric names and `outcome` values are tailwater-core's
+//! [`tailwater_core::vocabulary`], shared by the proxy and the tower layers.
+//! Availability counts requests from `tailwater_requests_total` by `outcome`: `success`,
+//! `upstream_error` and `timeout` always; `shed` and `rate_limited` when their policy is
+//! `error` (a shed request is a 503 the user saw; a rate-limited one is usually the client's
+//! own quota). Client faults (`client_fault`, `cancelled`, `rejected`) never count. Latency
+//! reads `tailwater_request_duration_seconds` by `outcome`: the total is `success` and
+//! `timeout` (plus `shed`/`rate_limited` when their policy is `error`), good is
+//! `_bucket{outcome="success",le=threshold}`, bad = total − good. So a shed 503, answered
+//! in microseconds, never counts as a fast success.
 
 use std::path::Path;
 
 use serde::Deserialize;
+use tailwater_core::vocabulary::{self, outcome};
 
 use super::sloth::{AlertSpec, check_service, check_slo_basics};
 use super::{Labels, first_bad_label, from_yaml, locate};
@@ -45,15 +51,13 @@ use crate::tier::Tier;
 /// The `version` value of native specs.
 pub const VERSION: &str = "tailwater/v1";
 
-/// The proxy's request counter (labels `route`, `outcome`, `reason`, `tier`).
-pub const REQUESTS_TOTAL: &str = "tailwater_requests_total";
-/// The proxy's latency histogram (labels `route`, `le`).
-pub const DURATION_SECONDS: &str = "tailwater_request_duration_seconds";
-/// Upper bounds of the proxy's latency buckets, seconds (the proxy's `metrics::BUCKETS`;
-/// a latency threshold must be one of them, since the SLI reads that bucket).
-pub const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// The request counter (labels `route`, `outcome`, `reason`, `tier`).
+pub const REQUESTS_TOTAL: &str = vocabulary::REQUESTS.name;
+/// The latency histogram (labels `route`, `outcome`, `le`).
+pub const DURATION_SECONDS: &str = vocabulary::REQUEST_DURATION.name;
+/// Upper bounds of the latency buckets, seconds (a latency threshold must be one of them,
+/// since the SLI reads that bucket).
+pub const BUCKETS: [f64; 14] = vocabulary::LATENCY_BUCKETS;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,15 +218,16 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
                         "only latency SLOs take a threshold",
                     ));
                 }
-                let mut total = vec!["success", "dropped"];
-                let mut bad = vec!["dropped"];
+                let mut total = vec![outcome::SUCCESS];
+                total.extend(outcome::UPSTREAM_FAILURES);
+                let mut bad = outcome::UPSTREAM_FAILURES.to_vec();
                 if s.shed.unwrap_or(Policy::Error) == Policy::Error {
-                    total.push("shed");
-                    bad.push("shed");
+                    total.push(outcome::SHED);
+                    bad.push(outcome::SHED);
                 }
                 if s.rate_limited.unwrap_or(Policy::Exclude) == Policy::Error {
-                    total.push("rate_limited");
-                    bad.push("rate_limited");
+                    total.push(outcome::RATE_LIMITED);
+                    bad.push(outcome::RATE_LIMITED);
                 }
                 let q = |outcomes: &[&str]| {
                     let mut m = matchers.clone();
@@ -241,18 +246,6 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
                 )
             }
             Kind::Latency => {
-                if s.shed.is_some() || s.rate_limited.is_some() {
-                    return Err(SloError::invalid(
-                        file,
-                        line(&[if s.shed.is_some() {
-                            "shed"
-                        } else {
-                            "rate_limited"
-                        }]),
-                        format!("slos[{i}].shed"),
-                        "the latency histogram has no outcome label yet: shed/rate_limited apply to availability SLOs only",
-                    ));
-                }
                 let Some(t) = s.threshold else {
                     return Err(SloError::invalid(
                         file,
@@ -271,8 +264,20 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
                         ),
                     ));
                 }
-                let sel = matchers.join(",");
+                // Total: answers that reached the upstream (a timeout is slow by
+                // definition), plus the refusals whose policy is `error` (counted slow).
+                let mut counted = vec![outcome::SUCCESS, outcome::TIMEOUT];
+                if s.shed.unwrap_or(Policy::Exclude) == Policy::Error {
+                    counted.push(outcome::SHED);
+                }
+                if s.rate_limited.unwrap_or(Policy::Exclude) == Policy::Error {
+                    counted.push(outcome::RATE_LIMITED);
+                }
+                let mut total_m = matchers.clone();
+                total_m.push(format!("outcome=~\"{}\"", counted.join("|")));
+                let sel = total_m.join(",");
                 let mut with_le = matchers.clone();
+                with_le.push(format!("outcome=\"{}\"", outcome::SUCCESS));
                 // The proxy prints bounds with Rust's shortest formatting (`1`, `0.25`).
                 with_le.push(format!("le=\"{t}\""));
                 let count =
@@ -437,11 +442,11 @@ mod tests {
         };
         assert_eq!(
             error_query,
-            "sum(rate(tailwater_requests_total{job=\"tw\",route=\"api\",outcome=~\"dropped|shed\"}[{{.window}}]))"
+            "sum(rate(tailwater_requests_total{job=\"tw\",route=\"api\",outcome=~\"upstream_error|timeout|shed\"}[{{.window}}]))"
         );
         assert_eq!(
             total_query,
-            "sum(rate(tailwater_requests_total{job=\"tw\",route=\"api\",outcome=~\"success|dropped|shed\"}[{{.window}}]))"
+            "sum(rate(tailwater_requests_total{job=\"tw\",route=\"api\",outcome=~\"success|upstream_error|timeout|shed\"}[{{.window}}]))"
         );
         assert_eq!(set.slos[0].alerting.name, "ShopAvailability");
         assert_eq!(
@@ -457,7 +462,7 @@ mod tests {
             panic!("events")
         };
         assert!(
-            error_query.contains("outcome=~\"dropped|rate_limited\""),
+            error_query.contains("outcome=~\"upstream_error|timeout|rate_limited\""),
             "{error_query}"
         );
     }
@@ -474,13 +479,22 @@ mod tests {
         };
         assert_eq!(
             total_query,
-            "sum(rate(tailwater_request_duration_seconds_count{job=\"tw\"}[{{.window}}]))"
+            "sum(rate(tailwater_request_duration_seconds_count{job=\"tw\",outcome=~\"success|timeout\"}[{{.window}}]))"
         );
+        // Good = successes within the threshold: a shed 503 is never a fast success.
         assert!(
             error_query.contains(
-                "tailwater_request_duration_seconds_bucket{job=\"tw\",le=\"0.25\"}[{{.window}}]"
+                "tailwater_request_duration_seconds_bucket{job=\"tw\",outcome=\"success\",le=\"0.25\"}[{{.window}}]"
             ),
             "{error_query}"
+        );
+        let strict = parse_ok(&GOOD.replace("threshold: 0.25", "threshold: 0.25\n    shed: error"));
+        let Sli::Events { total_query, .. } = &strict.slos[1].sli else {
+            panic!("events")
+        };
+        assert!(
+            total_query.contains("outcome=~\"success|timeout|shed\""),
+            "{total_query}"
         );
         let one = parse_ok(&GOOD.replace("threshold: 0.25", "threshold: 1"));
         let Sli::Events { error_query, .. } = &one.slos[1].sli else {
@@ -516,10 +530,6 @@ mod tests {
             (
                 GOOD.replace("route: api", "route: api\n    threshold: 0.25"),
                 "`slos[0].threshold`: only latency",
-            ),
-            (
-                GOOD.replace("sli: latency", "sli: latency\n    shed: error"),
-                "`slos[1].shed`",
             ),
             (GOOD.replace("sli: latency", "sli: speed"), "n.yaml:11:"),
             (

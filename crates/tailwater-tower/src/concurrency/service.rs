@@ -49,8 +49,12 @@ impl<C: Clock> Common<C> {
 
     pub(crate) fn record_gauges(&self) {
         let l = &self.limiter;
-        self.metrics
-            .gauges(l.limit(), l.in_flight(), l.queue_depth());
+        self.metrics.gauges(
+            || l.stats().algorithm,
+            l.limit(),
+            l.in_flight(),
+            l.queue_depth(),
+        );
     }
 
     pub(crate) fn admitted(&self, permit: &Permit<'_, C>) {

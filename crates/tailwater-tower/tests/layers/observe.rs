@@ -119,11 +119,14 @@ fn decisions_emit_tailwater_metrics_and_tracing_fields() {
     for want in [
         "tailwater_decisions_total{mechanism=concurrency,decision=admitted,reason=none,tier=critical,route=checkout}",
         "tailwater_decisions_total{mechanism=concurrency,decision=rejected,reason=limit_reached,tier=critical,route=checkout}",
-        "tailwater_outcomes_total{outcome=ignored,tier=critical,route=checkout}",
-        "tailwater_request_duration_seconds{outcome=ignored,route=checkout}",
-        "tailwater_limiter_limit{route=checkout}",
-        "tailwater_limiter_in_flight{route=checkout}",
-        "tailwater_limiter_queue_depth{route=checkout}",
+        // The vocabulary shared with the proxy (tailwater_core::vocabulary).
+        "tailwater_requests_total{route=checkout,outcome=cancelled,reason=client_gone,tier=critical}",
+        "tailwater_requests_total{route=checkout,outcome=shed,reason=limit_reached,tier=critical}",
+        "tailwater_limiter_samples_total{route=checkout,outcome=ignored}",
+        "tailwater_request_duration_seconds{route=checkout,outcome=cancelled}",
+        "tailwater_limiter_limit{route=checkout,algorithm=static}",
+        "tailwater_limiter_in_flight{route=checkout,algorithm=static}",
+        "tailwater_limiter_queue_depth{route=checkout,algorithm=static}",
     ] {
         assert!(keys.contains(want), "missing {want}; got {keys:#?}");
     }
@@ -163,6 +166,7 @@ fn rate_limit_decisions_are_counted() {
     for want in [
         "tailwater_decisions_total{mechanism=rate_limit,decision=admitted,reason=none,tier=critical,route=api}",
         "tailwater_decisions_total{mechanism=rate_limit,decision=rejected,reason=rate_exceeded,tier=critical,route=api}",
+        "tailwater_requests_total{route=api,outcome=rate_limited,reason=rate_exceeded,tier=critical}",
     ] {
         assert!(keys.contains(want), "missing {want}; got {keys:#?}");
     }

@@ -5,6 +5,7 @@
 //! tailwater slo eval --objective 99.9 --error-rate 1 --duration 1h
 //! tailwater slo eval --spec slo.yaml --slo availability --csv errors.csv --eval-interval 30s
 //! tailwater slo eval --objective 99.9 --load-json run.json
+//! tailwater slo dashboard --proxy-config proxy.toml --spec slo.yaml -o dashboard.json
 //! ```
 //!
 //! `generate` reads Sloth's `prometheus/v1` spec or the native `tailwater/v1` one and writes
@@ -34,6 +35,22 @@ enum Sub {
     Generate(GenerateArgs),
     /// Replay an incident or a recorded series through the alert logic.
     Eval(EvalArgs),
+    /// A Grafana dashboard JSON for the proxy, from its config (and an SLO spec).
+    Dashboard(DashboardArgs),
+}
+
+/// Arguments of `tailwater slo dashboard`.
+#[derive(Debug, clap::Args)]
+struct DashboardArgs {
+    /// The proxy's TOML config: its route names become the `route` variable's options.
+    #[arg(long, value_name = "FILE")]
+    proxy_config: PathBuf,
+    /// Add an SLO row over the rules `tailwater slo generate` makes from this spec.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// Write the dashboard here (default: standard output).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 /// Arguments of `tailwater slo generate`.
@@ -120,6 +137,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let outcome = match args.command {
         Sub::Generate(a) => generate(&a),
         Sub::Eval(a) => evaluate(&a),
+        Sub::Dashboard(a) => dashboard(&a),
     };
     match outcome {
         Ok(()) => Ok(0),
@@ -148,6 +166,22 @@ impl From<SloError> for Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Io(e)
+    }
+}
+
+fn dashboard(a: &DashboardArgs) -> Result<(), Failure> {
+    let config =
+        tailwater_proxy::Config::from_file(&a.proxy_config).map_err(|e| input(e.to_string()))?;
+    let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+    let set = a.spec.as_deref().map(|p| load_spec(p, None)).transpose()?;
+    let d = tailwater_slo::dashboard::proxy(&routes, set.as_ref());
+    let text = serde_json::to_string_pretty(&d).context("rendering the dashboard")? + "\n";
+    match &a.output {
+        Some(p) => write(p, &text),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 
@@ -391,6 +425,7 @@ mod tests {
         let outcome = match cli.args.command {
             super::Sub::Generate(a) => super::generate(&a),
             super::Sub::Eval(a) => super::evaluate(&a),
+            super::Sub::Dashboard(a) => super::dashboard(&a),
         };
         match outcome {
             Err(super::Failure::Input(m)) => m,
@@ -407,6 +442,39 @@ mod tests {
     }
 
     const NATIVE: &str = "version: tailwater/v1\nservice: shop\nslos:\n  - name: availability\n    objective: 99.9\n    sli: availability\n";
+
+    #[test]
+    fn dashboard_lists_the_config_routes_and_names_bad_input() {
+        let cfg = tmp(
+            "proxy.toml",
+            "[[route]]\nname = \"api\"\nupstream = \"http://127.0.0.1:9\"\n",
+        );
+        let spec = tmp("dash.yaml", NATIVE);
+        let out = std::env::temp_dir().join(format!(
+            "tailwater-slo-cli-{}-dashboard.json",
+            std::process::id()
+        ));
+        let (c, s, o) = (
+            cfg.display().to_string(),
+            spec.display().to_string(),
+            out.display().to_string(),
+        );
+        assert_eq!(
+            code(&["dashboard", "--proxy-config", &c, "--spec", &s, "-o", &o]),
+            0
+        );
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("json");
+        assert_eq!(d["templating"]["list"][1]["query"], "api");
+        assert!(d.to_string().contains("shop-availability"));
+        let bad = tmp(
+            "bad.toml",
+            "[[route]]\nupstream = \"http://127.0.0.1:9\"\ncolour = 1\n",
+        );
+        let b = bad.display().to_string();
+        let m = message(&["dashboard", "--proxy-config", &b]);
+        assert!(m.contains("colour"), "{m}");
+    }
 
     #[test]
     fn generate_writes_rules_runbooks_and_inhibition() {
