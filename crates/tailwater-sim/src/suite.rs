@@ -11,7 +11,8 @@
 //! - **overload**: `spike-10x`, `steady-2x`, uniform slowdowns ×2 / ×4 / ×8 at 0.6× and 0.9×
 //!   load, `bottleneck-24` (the workers halve: the limit must fall), `cpu-thrash`, `drill-exp`
 //!   (the drill's ramp on 8 workers at 40 ms exponential, where a standing queue must not
-//!   ratchet the limit up). Goal:
+//!   ratchet the limit up), `small-pool-4w-5x` and `-10x` (4 workers at 20 ms, a sudden 5× or
+//!   10× with a 500 ms client timeout: a limit floored far above the workers queues). Goal:
 //!   goodput while overloaded ≥ 95 % of capacity and success p99 ≤ 2× the unloaded p99;
 //! - **settle**: `step-1.4x`: the limit settles (±10 %) within 1 s of the step;
 //! - **replicas**: four limiters, each its own instance of the policy, in front of one server
@@ -199,6 +200,27 @@ pub fn drill_exponential() -> Scenario {
     s
 }
 
+/// A small pool under sudden overload: 4 workers at 20 ms (lognormal, CV 0.5: 200
+/// requests/s), 1 s at 0.5× then `load` for 6 s, clients that give up after 500 ms. Found on
+/// real sockets (`tailwater drill --target` against `tailwater backend --workers 4
+/// --service-time 20ms`): a limit held at a floor of 20, five times the workers, keeps a
+/// queue of four service times behind every request, and a slow start that overshoots to 40
+/// puts the successes' p99 past the clients' timeout.
+pub fn small_pool(load: f64) -> Scenario {
+    let mut s = Scenario::new(
+        &format!("small-pool-4w-{load}x"),
+        "4 workers x 20 ms, 0.5x for 1 s then a sudden overload for 6 s; 500 ms client timeout",
+        vec![
+            Phase::constant(Duration::from_secs(1), 0.5),
+            Phase::constant(Duration::from_secs(6), load),
+        ],
+    );
+    s.server.workers = 4;
+    s.server.service.mean = Duration::from_millis(20);
+    s.client.timeout = Duration::from_millis(500);
+    s
+}
+
 fn default_limit() -> Vec<Check> {
     let mut out = Vec::new();
     for (label, service) in no_harm_services() {
@@ -267,6 +289,13 @@ fn default_limit() -> Vec<Check> {
         scenario: drill_exponential(),
         goal: Goal::Overload,
     });
+    for load in [5.0, 10.0] {
+        out.push(Check {
+            group: "overload",
+            scenario: small_pool(load),
+            goal: Goal::Overload,
+        });
+    }
     out.push(Check {
         group: "settle",
         scenario: builtin("step-1.4x"),
@@ -516,7 +545,7 @@ mod tests {
         }
         let n = |g: &str| checks.iter().filter(|c| c.group == g).count();
         assert_eq!(n("no-harm"), 6 * 3 * 3 * 2);
-        assert_eq!(n("overload"), 11);
+        assert_eq!(n("overload"), 13);
         assert_eq!(n("settle"), 1);
         assert_eq!(n("replicas"), 1);
         assert!(suite("nope").is_none());

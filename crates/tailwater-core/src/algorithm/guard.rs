@@ -210,6 +210,7 @@ impl LimitAlgorithm for LlGuard {
             now: c.now,
             rtt: c.mean_duration(),
             in_flight: c.max_in_flight,
+            limit: 0,
             weight: 1,
             outcome: if c.dropped() {
                 super::Outcome::Dropped

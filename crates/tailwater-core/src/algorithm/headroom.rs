@@ -43,6 +43,24 @@ const SLOW_START_QUEUED_PLATEAU: u32 = 3;
 /// Slow start ends after this many queued windows in a row.
 const SLOW_START_QUEUED: u32 = 1;
 
+/// After this many binding windows in a row that queued, the demand counts as sustained for
+/// the floor (see [`HeadroomBuilder::burst_floor`]): the limit may fall below the burst floor.
+const SUSTAINED_RUN: u32 = 6;
+
+/// ... or after this many windows in a row that queued while at least half their
+/// admissions filled the limit.
+const PRESSED_RUN: u32 = 2;
+
+/// Room for a healthy service's bursts, in knees, before dispersion (see
+/// [`Headroom::burst_room`]).
+const BURST_ROOM: f64 = 6.0;
+
+/// The windows the RTT's coefficient of variation is averaged over.
+const CV_WINDOWS: f64 = 8.0;
+
+/// Room for bursts per unit of the RTT's squared coefficient of variation.
+const BURST_ROOM_CV2: f64 = 4.0;
+
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
@@ -88,6 +106,20 @@ const SLOW_START_QUEUED: u32 = 1;
 ///    windows of the first few mean RTTs (at most 8 windows) are a warm-up: only the fast
 ///    requests have completed, so they teach no baseline.
 ///
+/// 5. **Small pools may go below the burst floor** (20, Netflix's floor). A healthy pool's
+///    bursts drain, and a small pool with dispersed service needs many times its workers in
+///    flight to absorb them; but a 4-worker pool held at 20 under overload queues four
+///    service times behind every request (found on real sockets with `tailwater drill
+///    --target`). So the floor is the burst floor only while the demand comes in bursts; once
+///    a queue stands (two windows in a row that queued while most of their samples filled the
+///    limit they were admitted under — [`Sample::limit`] — or six binding windows in a row
+///    that queued, or a limit that bound in three quarters of recent windows) it is
+///    `min_limit` (2). And a limit that does not bind decays (by `backoff` per window) toward
+///    the *burst room* when that is below the burst floor: `(6 + 4·CV²)` times the knee
+///    Little's law gives from the recent completion rate and the baseline — only small pools
+///    with little dispersion have a burst room under 20 — so that a sudden overload finds
+///    the limit near the pool rather than at 20.
+///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
 /// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
@@ -125,7 +157,18 @@ const SLOW_START_QUEUED: u32 = 1;
 pub struct Headroom {
     limit: f64,
     min: usize,
+    burst_floor: usize,
     max: usize,
+    /// This window's samples, and those admitted when the limiter was full.
+    seen: u64,
+    full: u64,
+    /// Binding windows in a row that queued.
+    queued_run: u32,
+    /// Windows in a row that queued while pressed (at least half their samples filled the
+    /// limit they were admitted under): demand above the knee, not a burst.
+    pressed_run: u32,
+    /// The RTT's coefficient of variation, averaged over about [`CV_WINDOWS`] windows.
+    cv: f64,
     tolerance: f64,
     sustained_tolerance: f64,
     backoff: f64,
@@ -334,6 +377,21 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        // In slow start the limit grows within the window: binding means the in-flight count
+        // reached the limit the window opened with.
+        let queued = ratio > allowance;
+        if c.max_in_flight as f64 >= self.opened.min(before).floor() && queued {
+            self.queued_run = self.queued_run.saturating_add(1);
+        } else {
+            self.queued_run = 0;
+        }
+        // At least half the window's samples found the limiter full when admitted.
+        let pressed = self.full.saturating_mul(2) >= self.seen.max(1);
+        if pressed && queued {
+            self.pressed_run = self.pressed_run.saturating_add(1);
+        } else {
+            self.pressed_run = 0;
+        }
         if self.slow_start {
             return self.slow_start_window(c, before, ratio > allowance, Some(mean));
         }
@@ -357,6 +415,57 @@ impl Headroom {
         } else {
             let g = (allowance / ratio).clamp(0.5, 1.0);
             before * (1.0 - self.smoothing + self.smoothing * g)
+        }
+    }
+
+    /// A queue that stands: [`PRESSED_RUN`] windows in a row queued while most of their
+    /// admissions filled the limit, or [`SUSTAINED_RUN`] binding windows in a row queued.
+    fn sustained_queue(&self) -> bool {
+        self.pressed_run >= PRESSED_RUN || self.queued_run >= SUSTAINED_RUN
+    }
+
+    /// The lowest the limit may go in this window: the burst room (or the limit, if already
+    /// below it) while the demand comes in bursts, `min_limit` once it is sustained (a queue
+    /// that stands, or a limit that bound in most recent windows).
+    fn floor(&self, before: f64) -> f64 {
+        if self.sustained_queue() || self.binding_share >= SUSTAINED_SHARE {
+            self.min as f64
+        } else {
+            self.burst_room().min(before)
+        }
+    }
+
+    /// A window in which the limit did not bind: the limit sheds nothing and stays, unless it
+    /// is above what a small pool's bursts need ([`burst_room`](Self::burst_room)); then it
+    /// decays toward that by `backoff` per window, so that a sudden overload finds it near the
+    /// knee rather than at the burst floor.
+    fn decay(&self, before: f64, next: f64) -> f64 {
+        match self.decay_to(before) {
+            Some(target) => next.min(target),
+            None => next.max(before),
+        }
+    }
+
+    /// Where a limit that did not bind decays to, if it does: `backoff` per window toward a
+    /// small pool's burst room.
+    fn decay_to(&self, before: f64) -> Option<f64> {
+        let room = self.burst_room();
+        (before > room && room < self.burst_floor as f64).then(|| room.max(before * self.backoff))
+    }
+
+    /// What the bursts of a healthy service need in flight, at most the burst floor: the
+    /// knee Little's law gives (the recent completion rate times the no-queue baseline)
+    /// times `BURST_ROOM + BURST_ROOM_CV2 × CV²` (a dispersed service queues deeper in its
+    /// own bursts). Below the burst floor only for small pools with little dispersion.
+    fn burst_room(&self) -> f64 {
+        let floor = self.burst_floor as f64;
+        match (self.guard.mean_rate(), self.baseline_secs()) {
+            (Some(rate), Some(base)) if rate * base > 0.0 => {
+                let knee = rate * base;
+                (knee * (BURST_ROOM + BURST_ROOM_CV2 * self.cv * self.cv))
+                    .clamp(self.min as f64, floor)
+            }
+            _ => floor,
         }
     }
 }
@@ -386,6 +495,23 @@ impl LimitAlgorithm for Headroom {
             self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1)))
                 .min(self.max as f64);
         }
+        if sample.outcome != Outcome::Ignored {
+            self.seen += 1;
+            // In slow start each success opens two more slots, so a full limiter admits
+            // three requests per completion, the last of which fills it: count those too.
+            let slack = if self.slow_start {
+                SLOW_START_GAIN
+            } else {
+                0.0
+            };
+            let at = if sample.limit > 0 {
+                sample.limit as f64
+            } else {
+                self.opened.floor()
+            };
+            let full = sample.in_flight as f64 + slack >= at;
+            self.full += u64::from(full);
+        }
         let Some(c) = self.windows.push(sample) else {
             return self.limit();
         };
@@ -393,8 +519,24 @@ impl LimitAlgorithm for Headroom {
         let was_slow = self.slow_start;
         let proposal = self.propose(&c);
         self.guard.observe(&c);
+        if let Some(cv) = c.cv {
+            // The first window's CV seeds the average.
+            self.cv = match self.windows.closed() {
+                1 => cv,
+                _ => self.cv + (cv - self.cv) / CV_WINDOWS,
+            };
+        }
+        let floor = self.floor(before);
+        (self.seen, self.full) = (0, 0);
+        let binding = c.max_in_flight as f64 >= before.floor();
         if was_slow {
-            self.limit = self.clamp(proposal);
+            // Slow start's own proposal stands (its drain included); only a limit above a
+            // small pool's burst room decays.
+            let proposal = match self.decay_to(before) {
+                Some(target) if !binding && !c.dropped() => proposal.min(target),
+                _ => proposal,
+            };
+            self.limit = self.clamp(proposal.max(floor));
             self.opened = self.limit;
             return self.limit();
         }
@@ -408,11 +550,10 @@ impl LimitAlgorithm for Headroom {
         } else {
             steered.min(before).max(proposal)
         };
-        let binding = c.max_in_flight as f64 >= before.floor();
         if !binding && !c.dropped() {
-            next = next.max(before);
+            next = self.decay(before, next);
         }
-        self.limit = self.clamp(next);
+        self.limit = self.clamp(next.max(floor));
         self.opened = self.limit;
         self.limit()
     }
@@ -440,6 +581,7 @@ impl LimitAlgorithm for Headroom {
 pub struct HeadroomBuilder {
     initial: usize,
     min: usize,
+    burst_floor: usize,
     max: usize,
     tolerance: f64,
     sustained_tolerance: f64,
@@ -457,7 +599,8 @@ impl Default for HeadroomBuilder {
     fn default() -> Self {
         Self {
             initial: 20,
-            min: 20,
+            min: 2,
+            burst_floor: 20,
             max: 5000,
             tolerance: 2.0,
             sustained_tolerance: 1.5,
@@ -479,9 +622,21 @@ impl HeadroomBuilder {
         self.initial = v;
         self
     }
-    /// The floor (default 20, Netflix's).
+    /// The floor (default 2): the limit never falls below it. Above it, the
+    /// [`burst_floor`](Self::burst_floor) holds while the demand comes in bursts.
     pub fn min_limit(mut self, v: usize) -> Self {
         self.min = v;
+        self
+    }
+    /// The floor while the demand comes in bursts (default 20, Netflix's floor; raised to
+    /// `min_limit` if below it). A small pool with dispersed service needs many times its
+    /// workers in flight to absorb its own bursts, which drain; a queue that stands (three
+    /// binding windows in a row that queued, or a limit that bound in three quarters of
+    /// recent windows) is demand above the knee, and there the limit may fall to
+    /// `min_limit`: a 4-worker pool held at 20 in flight queues four service times behind
+    /// every request.
+    pub fn burst_floor(mut self, v: usize) -> Self {
+        self.burst_floor = v;
         self
     }
     /// The ceiling (default 5000: a limit that does not bind sheds nothing and is never
@@ -574,7 +729,13 @@ impl HeadroomBuilder {
         Ok(Headroom {
             limit: self.initial as f64,
             min: self.min,
+            burst_floor: self.burst_floor.clamp(self.min, self.max),
             max: self.max,
+            queued_run: 0,
+            seen: 0,
+            full: 0,
+            pressed_run: 0,
+            cv: 1.0,
             tolerance: self.tolerance,
             sustained_tolerance: self.sustained_tolerance,
             backoff: self.backoff,
@@ -848,11 +1009,70 @@ mod tests {
     }
 
     #[test]
+    fn a_small_pool_under_sustained_overload_falls_below_the_burst_floor() {
+        // 4 workers at 20 ms (200/s): 20 s at half load (in-flight 2, a clean baseline), then
+        // sustained overload through a standing queue. The floor of 20 used to hold the limit
+        // at five times the workers (a queue of four service times behind every request).
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        for _ in 0..2000 {
+            t += ms(10);
+            h.update(&Sample::success(t, ms(20), 2).at_limit(h.limit()));
+        }
+        let limits = standing_queue(&mut h, 4, ms(20), &mut t, 4000);
+        let tail = &limits[20..];
+        let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+        assert!((4.0..=12.0).contains(&mean), "mean {mean}: {limits:?}");
+    }
+
+    #[test]
+    fn an_idle_limit_decays_to_a_small_pools_burst_room_only() {
+        // Half load on 4 workers (100/s, 2 in flight): the limit never binds. With constant
+        // 20 ms RTTs (CV 0) the burst room is 6 × the knee (100/s × 20 ms = 2): 12, and the
+        // unused limit decays from 20 toward it. With RTTs of 1 and 59 ms in turn (CV 0.97)
+        // the room is (6 + 4 × 0.93) × 3 ≈ 29, over the burst floor: the limit stays at 20.
+        let run = |rtt: &dyn Fn(u64) -> Duration| {
+            let mut h = Headroom::default();
+            let mut t = Duration::ZERO;
+            for i in 0..3000u64 {
+                t += ms(10);
+                h.update(&Sample::success(t, rtt(i), 2).at_limit(h.limit()));
+            }
+            h.limit()
+        };
+        let calm = run(&|_| ms(20));
+        assert!((10..=14).contains(&calm), "{calm}");
+        let dispersed = run(&|i| if i.is_multiple_of(2) { ms(1) } else { ms(59) });
+        assert_eq!(dispersed, 20);
+    }
+
+    #[test]
+    fn isolated_bursts_keep_the_burst_floor() {
+        // Every fourth window is a burst that fills the limit and queues (3× the baseline);
+        // the others are idle. No queue stands, so the limit stays at the burst floor.
+        let mut h = Headroom::builder()
+            .dispersion_samples(0.0)
+            .slow_start(false)
+            .build()
+            .unwrap();
+        let mut t = Duration::ZERO;
+        for k in 0..200 {
+            let l = h.limit();
+            if k % 4 == 3 {
+                window(&mut h, &mut t, ms(60), l, false);
+            } else {
+                window(&mut h, &mut t, ms(20), l / 2, false);
+            }
+        }
+        assert!(h.limit() >= 20, "{}", h.limit());
+    }
+
+    #[test]
     fn bad_config_names_the_field() {
         let field = |b: HeadroomBuilder| b.build().unwrap_err().field();
         let b = Headroom::builder;
         assert_eq!(field(b().min_limit(0)), "min_limit");
-        assert_eq!(field(b().initial_limit(10)), "initial_limit");
+        assert_eq!(field(b().initial_limit(1)), "initial_limit");
         assert_eq!(field(b().tolerance(0.5)), "tolerance");
         assert_eq!(field(b().tolerance(f64::NAN)), "tolerance");
         assert_eq!(field(b().sustained_tolerance(0.9)), "sustained_tolerance");

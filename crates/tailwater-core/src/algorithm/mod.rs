@@ -135,6 +135,11 @@ pub struct Sample {
     pub rtt: Duration,
     /// How many permits were in flight when this request acquired its own (itself included).
     pub in_flight: usize,
+    /// The limit when this request acquired its permit (0: unknown). With `in_flight` it says
+    /// whether the limit was binding at that moment (`in_flight >= limit`: the limiter was
+    /// full, and the next request was refused or queued), which the limit at the time the
+    /// sample arrives, a round trip later, cannot say.
+    pub limit: usize,
     /// How the request ended.
     pub outcome: Outcome,
     /// How many completions this sample stands for: 1, or 2^k while the limiter measures
@@ -150,6 +155,7 @@ impl Sample {
             now,
             rtt,
             in_flight,
+            limit: 0,
             outcome: Outcome::Success,
             weight: 1,
         }
@@ -161,9 +167,21 @@ impl Sample {
             now,
             rtt,
             in_flight,
+            limit: 0,
             outcome: Outcome::Dropped,
             weight: 1,
         }
+    }
+
+    /// The same sample, admitted under `limit`.
+    pub fn at_limit(self, limit: usize) -> Self {
+        Self { limit, ..self }
+    }
+
+    /// Whether the limiter was full once this request was admitted: `in_flight >= limit`
+    /// (false when the limit is unknown).
+    pub fn filled_limit(&self) -> bool {
+        self.limit > 0 && self.in_flight >= self.limit
     }
 
     /// Whether this sample is a drop.

@@ -138,6 +138,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
             now,
             rtt,
             in_flight: w.max_in_flight,
+            limit: 0,
             outcome,
             weight: 1,
         });

@@ -517,16 +517,18 @@ impl<C: Clock> Shared<C> {
             return Ok(Terms {
                 start: Some(self.clock.now()),
                 in_flight: 0,
+                limit: 0,
                 tier: request.tier,
                 partition: None,
                 bypass: true,
             });
         }
-        let (in_flight, sampled) = self.admit(request.tier, request.partition)?;
+        let (in_flight, sampled, limit) = self.admit(request.tier, request.partition)?;
         self.counters.admitted(request.tier);
         Ok(Terms {
             start: sampled.then(|| self.clock.now()),
             in_flight,
+            limit,
             tier: request.tier,
             partition: request.partition,
             bypass: false,
@@ -551,13 +553,14 @@ impl<C: Clock> Shared<C> {
     }
 
     /// The admission decision. On success the in-flight count has been incremented; returns
-    /// the new count and whether this admission measures its RTT.
+    /// the new count, whether this admission measures its RTT, and the limit it was admitted
+    /// under.
     #[inline]
     fn admit(
         &self,
         tier: Criticality,
         partition: Option<PartitionId>,
-    ) -> Result<(usize, bool), RejectReason> {
+    ) -> Result<(usize, bool, usize), RejectReason> {
         let limit = self.read_mostly.limit.load(Ordering::Acquire);
         let mask = self.read_mostly.sample_mask.load(Ordering::Relaxed);
         let reserved = self.tiers.map_or(limit, |t| t.capacity(tier, limit));
@@ -592,7 +595,7 @@ impl<C: Clock> Shared<C> {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => break (cur + 1, seq_of(word) & mask == 0),
+                        Ok(_) => break (cur + 1, seq_of(word) & mask == 0, limit),
                         Err(actual) => word = actual,
                     }
                 }
@@ -632,7 +635,7 @@ impl<C: Clock> Shared<C> {
                         .fetch_add(1, Ordering::AcqRel);
                 }
                 let word = self.word.fetch_add(SEQ + 1, Ordering::AcqRel);
-                (in_flight_of(word) + 1, seq_of(word) & mask == 0)
+                (in_flight_of(word) + 1, seq_of(word) & mask == 0, limit)
             }
         };
         if admitted.0 > self.peak.load(Ordering::Relaxed) {
@@ -694,7 +697,7 @@ impl<C: Clock> Shared<C> {
     #[inline]
     pub(crate) fn release(
         &self,
-        in_flight_at_acquire: usize,
+        (in_flight_at_acquire, limit_at_acquire): (usize, usize),
         partition: Option<PartitionId>,
         outcome: Outcome,
         sample: Option<(Duration, Option<Duration>)>,
@@ -703,7 +706,7 @@ impl<C: Clock> Shared<C> {
         if let Some((now, rtt)) = sample
             && outcome != Outcome::Ignored
         {
-            self.feed(now, rtt, in_flight_at_acquire, outcome);
+            self.feed(now, rtt, (in_flight_at_acquire, limit_at_acquire), outcome);
         }
         if let (Some(parts), Some(PartitionId(i))) = (&self.partitions, partition) {
             parts.list[i as usize]
@@ -716,7 +719,13 @@ impl<C: Clock> Shared<C> {
         }
     }
 
-    fn feed(&self, now: Duration, rtt: Option<Duration>, in_flight: usize, outcome: Outcome) {
+    fn feed(
+        &self,
+        now: Duration,
+        rtt: Option<Duration>,
+        (in_flight, limit): (usize, usize),
+        outcome: Outcome,
+    ) {
         let is_drop = outcome == Outcome::Dropped;
         let mut guard = match self.engine.try_lock() {
             Ok(guard) => guard,
@@ -744,6 +753,7 @@ impl<C: Clock> Shared<C> {
             now,
             rtt,
             in_flight,
+            limit,
             outcome,
             // Drops are never sampled away; a success stands for the permits skipped since.
             weight: if is_drop { 1 } else { engine.sampler.weight() },
@@ -822,7 +832,7 @@ impl<C: Clock> Shared<C> {
             let entry = st.entry(at);
             let (tier, partition) = (entry.tier, entry.partition);
             match self.admit(tier, partition) {
-                Ok((in_flight, _)) => {
+                Ok((in_flight, _, limit)) => {
                     self.counters.admitted(tier);
                     self.counters.admitted_from_queue();
                     wakers.extend(st.grant(
@@ -830,6 +840,7 @@ impl<C: Clock> Shared<C> {
                         Grant {
                             start: now,
                             in_flight,
+                            limit,
                         },
                     ));
                     queue

@@ -44,6 +44,8 @@ pub struct Permit<'a, C: Clock = MonotonicClock> {
     /// permit does not measure its RTT. (Kept small: permits are moved around by value.)
     start: u64,
     in_flight: u32,
+    /// The limit at the grant (24 bits, as `in_flight`).
+    limit: u32,
     partition: Option<PartitionId>,
     tier: Criticality,
     bypass: bool,
@@ -83,6 +85,8 @@ pub(crate) struct Terms {
     pub(crate) start: Option<Duration>,
     /// Permits in flight at the grant, itself included (0 for a bypass permit).
     pub(crate) in_flight: usize,
+    /// The limit at the grant (0 for a bypass permit).
+    pub(crate) limit: usize,
     pub(crate) tier: Criticality,
     pub(crate) partition: Option<PartitionId>,
     pub(crate) bypass: bool,
@@ -98,6 +102,7 @@ impl<'a, C: Clock> Permit<'a, C> {
             }),
             // In-flight counts fit in 24 bits (`MAX_LIMIT`).
             in_flight: grant.in_flight as u32,
+            limit: grant.limit as u32,
             tier: grant.tier,
             partition: grant.partition,
             bypass: grant.bypass,
@@ -174,8 +179,12 @@ impl<'a, C: Clock> Permit<'a, C> {
         if self.bypass {
             self.shared.counters.bypass_outcome(outcome);
         } else {
-            self.shared
-                .release(self.in_flight as usize, self.partition, outcome, sample);
+            self.shared.release(
+                (self.in_flight as usize, self.limit as usize),
+                self.partition,
+                outcome,
+                sample,
+            );
         }
     }
 }

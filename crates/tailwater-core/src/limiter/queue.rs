@@ -173,6 +173,7 @@ impl QueueConfig {
 pub(crate) struct Grant {
     pub(crate) start: Duration,
     pub(crate) in_flight: usize,
+    pub(crate) limit: usize,
 }
 
 impl Grant {
@@ -181,6 +182,7 @@ impl Grant {
         Terms {
             start: Some(self.start),
             in_flight: self.in_flight,
+            limit: self.limit,
             tier,
             partition,
             bypass: false,

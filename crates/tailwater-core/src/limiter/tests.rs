@@ -102,9 +102,65 @@ fn rtt_is_measured_by_the_limiter_clock() {
     l.try_acquire().unwrap().success_with_rtt(3 * MS);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0], Sample::success(7 * MS, 7 * MS, 1));
+    assert_eq!(seen[0], Sample::success(7 * MS, 7 * MS, 1).at_limit(4));
     assert_eq!(seen[1].rtt, 3 * MS);
     assert_eq!(seen[1].in_flight, 1);
+}
+
+#[test]
+fn samples_carry_the_limit_at_admission() {
+    // The algorithm's limit is 3 until the first sample, then 10: a sample says the limit it
+    // was admitted under, so the algorithm can tell that the limiter was full then.
+    #[derive(Debug, Default)]
+    struct Record(Arc<std::sync::Mutex<Vec<Sample>>>);
+    impl LimitAlgorithm for Record {
+        fn name(&self) -> &'static str {
+            "record"
+        }
+        fn limit(&self) -> usize {
+            if self.0.lock().unwrap().is_empty() {
+                3
+            } else {
+                10
+            }
+        }
+        fn update(&mut self, s: &Sample) -> usize {
+            self.0.lock().unwrap().push(*s);
+            10
+        }
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = Limiter::builder()
+        .algorithm(Record(Arc::clone(&seen)))
+        .clock(ManualClock::new())
+        .queue(QueueConfig::new(4, QueueDiscipline::Fifo, 5 * MS).unwrap())
+        .build()
+        .unwrap();
+    let a = l.try_acquire().unwrap();
+    let b = l.try_acquire().unwrap();
+    let c = l.try_acquire().unwrap();
+    // Full at 3: the fourth waits, and is granted under the new limit of 10 (while c's
+    // sample raises it, before c's permit is returned: 4 in flight).
+    let Ok(Acquire::Queued(mut w)) = l.enqueue(Request::new(), 5 * MS) else {
+        panic!("the fourth request finds the limit full and waits");
+    };
+    c.success();
+    let Some(Ok(d)) = w.try_take() else {
+        panic!("granted once the limit rose");
+    };
+    b.success();
+    d.success();
+    a.success();
+    let seen = seen.lock().unwrap();
+    let got: Vec<(usize, usize, bool)> = seen
+        .iter()
+        .map(|s| (s.in_flight, s.limit, s.filled_limit()))
+        .collect();
+    // c filled the limit of 3; b did not; d was granted at 4 in flight under 10; a was first.
+    assert_eq!(
+        got,
+        [(3, 3, true), (2, 3, false), (4, 10, false), (1, 3, false)]
+    );
 }
 
 #[test]
