@@ -7,7 +7,7 @@
 //! status Envoy maps that outcome to (`RESOURCE_EXHAUSTED` → 429, `UNAVAILABLE` → 503,
 //! ... `OK` → 200), so that success, rejection and error counts, thresholds and
 //! latencies mean for gRPC what they mean for HTTP. An optional decoder of the response
-//! message ([`GrpcCall::over_limit`]) recognises a denial carried in an `OK` answer (an
+//! message ([`GrpcCall::over_limit()`]) recognises a denial carried in an `OK` answer (an
 //! Envoy rate limit service's `OVER_LIMIT`): counted as `OVER_LIMIT`, recorded as 429.
 
 use std::fmt;
@@ -97,7 +97,7 @@ impl GrpcCall {
 /// `grpc_body`.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, ConfigError> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(ConfigError::new("grpc_body", "odd number of hex digits"));
     }
     digits
@@ -120,7 +120,7 @@ pub enum GrpcOutcome {
     OtherStatus,
     /// No `grpc-status` in the answer (not a gRPC server, or a broken one).
     Missing,
-    /// `OK`, but the message is a denial ([`GrpcCall::over_limit`]).
+    /// `OK`, but the message is a denial ([`GrpcCall::over_limit()`]).
     OverLimit,
 }
 
@@ -155,7 +155,10 @@ impl GrpcOutcome {
 
     /// The outcome of `grpc-status: value`.
     pub(crate) fn of(value: &[u8]) -> Self {
-        match std::str::from_utf8(value).ok().and_then(|s| s.trim().parse::<u8>().ok()) {
+        match std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+        {
             Some(c) if usize::from(c) < NAMES.len() => GrpcOutcome::Status(c),
             _ => GrpcOutcome::OtherStatus,
         }

@@ -46,9 +46,9 @@ pub use config::{
     Config, DEFAULT_CONNECTIONS_HTTP1, DEFAULT_CONNECTIONS_HTTP2, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_TIMEOUT, HeaderMix, Progress, ProgressFn, Target,
 };
+pub use grpc::{GrpcCall, GrpcOutcome, MAX_MESSAGE as MAX_GRPC_MESSAGE, OverLimitFn, parse_hex};
 /// The `http` crate, re-exported for header and method types in [`Config`].
 pub use http;
-pub use grpc::{GrpcCall, GrpcOutcome, MAX_MESSAGE as MAX_GRPC_MESSAGE, OverLimitFn, parse_hex};
 pub use meta::{RunMeta, VERSION, rfc3339};
 pub use parse::parse_duration;
 pub use report::{IntervalReport, PhaseReport, Report, TierReport};

@@ -6,7 +6,7 @@
 //! Each worker has its own client (its own HTTP/2 connection to the service, driven by
 //! its own runtime), as it has its own upstream connections.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -21,6 +21,7 @@ use tailwater_tower::rate_limit::error::RateLimited;
 use crate::body::ProxyBody;
 use crate::config::{ConfigError, RlsConfig, RlsFailurePolicy};
 use crate::metrics::{Decision, RouteCounters};
+use crate::server::Conn;
 use crate::service::RequestView;
 
 /// A route's RLS: a client per worker and the failure policy.
@@ -90,18 +91,17 @@ impl<V: RequestView> RequestParts for Parts<'_, V> {
 /// counted and traced).
 pub(crate) async fn check(
     rls: &RouteRls,
-    worker: usize,
+    conn: &Conn,
     req: &impl RequestView,
-    peer: SocketAddr,
     metrics: &RouteCounters,
     tier: Criticality,
     start: Instant,
     span: &tracing::Span,
 ) -> Option<Response<ProxyBody>> {
-    let client = &rls.clients[worker % rls.clients.len()];
+    let client = &rls.clients[conn.worker % rls.clients.len()];
     let parts = Parts {
         view: req,
-        peer: peer.ip(),
+        peer: conn.peer.ip(),
     };
     // Boxed: the call's future is large and the request's future stays small.
     let call = Box::pin(client.check(&parts)?);

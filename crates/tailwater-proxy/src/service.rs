@@ -433,8 +433,7 @@ pub(crate) async fn admit<'r>(
         return Err(resp);
     }
     if let Some(rls) = &route.rls
-        && let Some(resp) =
-            crate::rls::check(rls, conn.worker, req, conn.peer, metrics, tier, start, span).await
+        && let Some(resp) = crate::rls::check(rls, conn, req, metrics, tier, start, span).await
     {
         return Err(resp);
     }

@@ -15,7 +15,9 @@ use tailwater_rls::client::{Action, DescriptorSpec, RequestParts, RlsClient};
 use tailwater_rls::{ConfigWatcher, MemoryStore, RateLimiter, Store, serve_grpc};
 
 fn example(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/envoy").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/envoy")
+        .join(path)
 }
 
 fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
@@ -92,7 +94,16 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
     .expect("envoy.yaml parses");
     let hcm = at(
         &envoy,
-        &["static_resources", "listeners", "0", "filter_chains", "0", "filters", "0", "typed_config"],
+        &[
+            "static_resources",
+            "listeners",
+            "0",
+            "filter_chains",
+            "0",
+            "filters",
+            "0",
+            "typed_config",
+        ],
     );
     let filter = at(hcm, &["http_filters", "0"]);
     assert_eq!(text(filter, &["name"]), "envoy.filters.http.ratelimit");
@@ -100,9 +111,17 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
     let domain = text(rl, &["domain"]);
     let cluster = text(
         rl,
-        &["rate_limit_service", "grpc_service", "envoy_grpc", "cluster_name"],
+        &[
+            "rate_limit_service",
+            "grpc_service",
+            "envoy_grpc",
+            "cluster_name",
+        ],
     );
-    assert_eq!(text(rl, &["rate_limit_service", "transport_api_version"]), "V3");
+    assert_eq!(
+        text(rl, &["rate_limit_service", "transport_api_version"]),
+        "V3"
+    );
     let clusters = at(&envoy, &["static_resources", "clusters"])
         .as_array()
         .expect("clusters");
@@ -119,9 +138,23 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
     );
     let port = at(
         rls_cluster,
-        &["load_assignment", "endpoints", "0", "lb_endpoints", "0", "endpoint", "address", "socket_address", "port_value"],
+        &[
+            "load_assignment",
+            "endpoints",
+            "0",
+            "lb_endpoints",
+            "0",
+            "endpoint",
+            "address",
+            "socket_address",
+            "port_value",
+        ],
     );
-    assert_eq!(port.as_u64(), Some(8081), "tailwater rls's default --grpc port");
+    assert_eq!(
+        port.as_u64(),
+        Some(8081),
+        "tailwater rls's default --grpc port"
+    );
 
     // The service, loaded with the example directory unchanged, on 127.0.0.1:0.
     let clock = ManualClock::new();
@@ -137,7 +170,18 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(serve_grpc(listener, limiter, std::future::pending()));
 
-    let routes = at(hcm, &["route_config", "virtual_hosts", "0", "routes", "0", "route", "rate_limits"]);
+    let routes = at(
+        hcm,
+        &[
+            "route_config",
+            "virtual_hosts",
+            "0",
+            "routes",
+            "0",
+            "route",
+            "rate_limits",
+        ],
+    );
     let mut client = RlsClient::new(&format!("http://{addr}"), domain).expect("client");
     for r in routes.as_array().expect("rate_limits") {
         let actions = r["actions"].as_array().expect("actions");
@@ -158,25 +202,90 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
 
     // Per API key, 60 per minute (each request from its own address).
     for i in 0..60 {
-        assert!(allowed(Req { key: Some("k1"), path: "/items", ip: ip(i) }).await, "k1 #{i}");
+        assert!(
+            allowed(Req {
+                key: Some("k1"),
+                path: "/items",
+                ip: ip(i)
+            })
+            .await,
+            "k1 #{i}"
+        );
     }
-    assert!(!allowed(Req { key: Some("k1"), path: "/items", ip: ip(60) }).await);
+    assert!(
+        !allowed(Req {
+            key: Some("k1"),
+            path: "/items",
+            ip: ip(60)
+        })
+        .await
+    );
     // The partner's key has 600.
     for i in 0..61 {
-        assert!(allowed(Req { key: Some("partner-1"), path: "/items", ip: ip(100 + i) }).await);
+        assert!(
+            allowed(Req {
+                key: Some("partner-1"),
+                path: "/items",
+                ip: ip(100 + i)
+            })
+            .await
+        );
     }
     // Per client address, 10 per second, with or without a key.
     let one = ip(1_000);
     for i in 0..10 {
-        assert!(allowed(Req { key: None, path: "/items", ip: one }).await, "client #{i}");
+        assert!(
+            allowed(Req {
+                key: None,
+                path: "/items",
+                ip: one
+            })
+            .await,
+            "client #{i}"
+        );
     }
-    assert!(!allowed(Req { key: None, path: "/items", ip: one }).await);
+    assert!(
+        !allowed(Req {
+            key: None,
+            path: "/items",
+            ip: one
+        })
+        .await
+    );
     clock.advance(std::time::Duration::from_secs(1));
-    assert!(allowed(Req { key: None, path: "/items", ip: one }).await);
+    assert!(
+        allowed(Req {
+            key: None,
+            path: "/items",
+            ip: one
+        })
+        .await
+    );
     // Uploads: 5 per minute in all, whoever sends them; other paths are not limited.
     for i in 0..5 {
-        assert!(allowed(Req { key: None, path: "/upload", ip: ip(2_000 + i) }).await);
+        assert!(
+            allowed(Req {
+                key: None,
+                path: "/upload",
+                ip: ip(2_000 + i)
+            })
+            .await
+        );
     }
-    assert!(!allowed(Req { key: None, path: "/upload", ip: ip(2_100) }).await);
-    assert!(allowed(Req { key: None, path: "/download", ip: ip(2_101) }).await);
+    assert!(
+        !allowed(Req {
+            key: None,
+            path: "/upload",
+            ip: ip(2_100)
+        })
+        .await
+    );
+    assert!(
+        allowed(Req {
+            key: None,
+            path: "/download",
+            ip: ip(2_101)
+        })
+        .await
+    );
 }

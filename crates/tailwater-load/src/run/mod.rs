@@ -311,6 +311,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     ))
 }
 
+/// The URI of a gRPC call: the target's scheme and authority, the method's path.
+fn grpc_uri(target: &Uri, path: &str) -> Result<Uri, LoadError> {
+    let mut parts = target.clone().into_parts();
+    parts.path_and_query = Some(path.parse().map_err(|_| {
+        LoadError::Config(crate::ConfigError::new(
+            "grpc",
+            format!("`{path}` is not a path"),
+        ))
+    })?);
+    Uri::from_parts(parts).map_err(|e| LoadError::Config(crate::ConfigError::new("grpc", e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,16 +337,4 @@ mod tests {
         let fut = run(config, std::future::pending::<()>());
         assert_send(&fut);
     }
-}
-
-/// The URI of a gRPC call: the target's scheme and authority, the method's path.
-fn grpc_uri(target: &Uri, path: &str) -> Result<Uri, LoadError> {
-    let mut parts = target.clone().into_parts();
-    parts.path_and_query = Some(path.parse().map_err(|_| {
-        LoadError::Config(crate::ConfigError::new(
-            "grpc",
-            format!("`{path}` is not a path"),
-        ))
-    })?);
-    Uri::from_parts(parts).map_err(|e| LoadError::Config(crate::ConfigError::new("grpc", e)))
 }

@@ -23,8 +23,7 @@ pub(super) async fn request(shared: Arc<Shared>, job: Job) {
             match &shared.grpc {
                 None => lease.send(req).await.map(|s| (s, None)),
                 Some(call) => {
-                    let (http, outcome) =
-                        lease.send_grpc(req, call.over_limit.as_ref()).await?;
+                    let (http, outcome) = lease.send_grpc(req, call.over_limit.as_ref()).await?;
                     Ok((outcome.http_status(http), Some(outcome)))
                 }
             }

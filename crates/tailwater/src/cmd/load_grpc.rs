@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 use tailwater_load::{ConfigError, GrpcCall};
-use tailwater_rls::proto::{
-    Code, Entry, RateLimitDescriptor, RateLimitRequest, RateLimitResponse,
-};
+use tailwater_rls::proto::{Code, Entry, RateLimitDescriptor, RateLimitRequest, RateLimitResponse};
 
 /// The RLS method, `--grpc`'s default with `--rls-domain`.
 pub(crate) const RLS_METHOD: &str = "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
@@ -110,7 +108,9 @@ mod tests {
             assert_eq!(err.field(), "rls_descriptor");
         }
         assert_eq!(
-            super::rls_request("", &["a=1".into()]).expect_err("domain").field(),
+            super::rls_request("", &["a=1".into()])
+                .expect_err("domain")
+                .field(),
             "rls_domain"
         );
     }
