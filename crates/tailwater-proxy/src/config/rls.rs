@@ -1,26 +1,4 @@
-//! `[route.rls]`: ask an Envoy rate limit service (ours, `tailwater rls`, or any) about
-//! each request of the route, instead of (or besides) the local `[[route.rate_limit]]`s.
-//!
-//! ```toml
-//! [route.rls]
-//! address = "http://127.0.0.1:8081"   # h2c
-//! domain = "edge"
-//! timeout = "20ms"                    # per call, connecting included (Envoy's default)
-//! failure_policy = "open"             # or "closed": 503 / UNAVAILABLE when it fails
-//!
-//! [[route.rls.descriptor]]            # one descriptor per table, Envoy's actions
-//! entries = [{ source = "generic_key", value = "api" },
-//!            { source = "header", name = "x-api-key", key = "api_key" }]
-//!
-//! [[route.rls.descriptor]]
-//! entries = [{ source = "remote_address" }]
-//! ```
-//!
-//! Entry sources: `header` (`name`, `key`, optional `skip_if_absent`), `remote_address`,
-//! `generic_key` (`value`, optional `key`), `path` (optional `key`): Envoy's
-//! `request_headers`, `remote_address` and `generic_key` actions, and `request_headers` on
-//! `:path`. A descriptor whose header is absent is not sent; a request with no
-//! descriptor is not asked about.
+//! `[route.rls]`: see [`RlsConfig`].
 
 use std::time::Duration;
 
@@ -42,7 +20,29 @@ pub enum RlsFailurePolicy {
     Closed,
 }
 
-/// `[route.rls]`. See the [module docs](self).
+/// `[route.rls]`: ask an Envoy rate limit service (ours, `tailwater rls`, or any) about
+/// each request of the route, instead of (or besides) the local `[[route.rate_limit]]`s.
+///
+/// ```toml
+/// [route.rls]
+/// address = "http://127.0.0.1:8081"   # h2c
+/// domain = "edge"
+/// timeout = "20ms"                    # per call, connecting included (Envoy's default)
+/// failure_policy = "open"             # or "closed": 503 / UNAVAILABLE when it fails
+///
+/// [[route.rls.descriptor]]            # one descriptor per table, Envoy's actions
+/// entries = [{ source = "generic_key", value = "api" },
+///            { source = "header", name = "x-api-key", key = "api_key" }]
+///
+/// [[route.rls.descriptor]]
+/// entries = [{ source = "remote_address" }]
+/// ```
+///
+/// Entry sources: `header` (`name`, `key`, optional `skip_if_absent`), `remote_address`,
+/// `generic_key` (`value`, optional `key`), `path` (optional `key`): Envoy's
+/// `request_headers`, `remote_address` and `generic_key` actions, and `request_headers` on
+/// `:path`. A descriptor whose header is absent is not sent; a request with no
+/// descriptor is not asked about.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RlsConfig {
