@@ -24,8 +24,10 @@ OUT=${OUT:-$(mktemp -d /tmp/bench-rls-loadgen.XXXXXX)}
 TARGET=${CARGO_TARGET_DIR:-target}
 
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
+# PROFILE=debug SKIP_BUILD=1: an already built dev binary (opt-level 1; not a fair figure).
+PROFILE=${PROFILE:-release}
 [[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -p tailwater >&2
-TW="$TARGET/release/tailwater"
+TW="$TARGET/$PROFILE/tailwater"
 
 mkdir -p "$OUT/config"
 cat >"$OUT/config/bench.yaml" <<'YAML'
@@ -57,19 +59,23 @@ done
 URL="http://127.0.0.1:$PORT"
 secs=${DURATION%s}
 # CPU seconds (user + system) of a finished command, from GNU time's format.
-timed() { /usr/bin/time -f "%U %S" -o "$OUT/time.txt" "$@"; awk '{print $1 + $2}' "$OUT/time.txt"; }
+# timed OUTFILE CMD...: runs CMD with stdout to OUTFILE, prints its CPU seconds.
+timed() {
+    local out=$1; shift
+    /usr/bin/time -f "%U %S" -o "$OUT/time.txt" "$@" >"$out"
+    awk '{print $1 + $2}' "$OUT/time.txt"
+}
 
 echo "run  tool            calls/s    cpu_us_per_call  notes"
 for r in $(seq "$RUNS"); do
-    cpu=$(timed h2load -D "$secs" -c 4 -m 16 -d "$OUT/request.bin" \
+    cpu=$(timed "$OUT/h2load$r.txt" h2load -D "$secs" -c 4 -m 16 -d "$OUT/request.bin" \
         -H 'content-type: application/grpc' -H 'te: trailers' \
-        "$URL/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit" >"$OUT/h2load$r.txt")
+        "$URL/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
     ok=$(awk '/^requests:/ {print $8}' "$OUT/h2load$r.txt")
     rps=$(awk '/^finished in/ {print $4}' "$OUT/h2load$r.txt")
     echo "$r  h2load          $rps  $(python3 -c "print(f'{$cpu / max($ok, 1) * 1e6:.2f}')")  ok=$ok"
-    cpu=$(timed "$TW" load "$URL" --rls-domain bench --rls-descriptor user=alice \
-        -c 4 --max-in-flight 64 -R "$RATE" -d "$DURATION" -q --json "$OUT/load$r.json" \
-        >"$OUT/load$r.txt")
+    cpu=$(timed "$OUT/load$r.txt" "$TW" load "$URL" --rls-domain bench --rls-descriptor user=alice \
+        -c 4 --max-in-flight 64 -R "$RATE" -d "$DURATION" -q --json "$OUT/load$r.json")
     python3 - "$OUT/load$r.json" "$cpu" "$r" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1])); cpu = float(sys.argv[2])
