@@ -17,6 +17,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::grpc::GrpcOutcome;
 use crate::stats::ErrorKind;
 use crate::tls::{Connector, Stream};
 
@@ -107,6 +108,61 @@ impl Lease {
             }
         }
         Ok(status)
+    }
+}
+
+impl Lease {
+    /// Sends a unary gRPC request and reads the answer: the HTTP status and the
+    /// [`GrpcOutcome`] (`grpc-status` from the trailers, or from the headers of a
+    /// trailers-only answer; `over_limit` looks at the first message of an `OK` answer).
+    pub(crate) async fn send_grpc(
+        &mut self,
+        req: http::Request<Body>,
+        over_limit: Option<&crate::grpc::OverLimitFn>,
+    ) -> Result<(u16, GrpcOutcome), ErrorKind> {
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        let mut outcome = resp
+            .headers()
+            .get("grpc-status")
+            .map(|v| GrpcOutcome::of(v.as_bytes()));
+        let mut body = resp.into_body();
+        let mut message = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| match classify(&e) {
+                ErrorKind::Other => ErrorKind::Body,
+                k => k,
+            })?;
+            match frame.into_data() {
+                Ok(data) => {
+                    // Only the first message matters, and only to a decoder.
+                    if over_limit.is_some() && message.len() < 64 * 1024 {
+                        message.extend_from_slice(&data);
+                    }
+                }
+                Err(frame) => {
+                    if let Some(v) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                        outcome = Some(GrpcOutcome::of(v.as_bytes()));
+                    }
+                }
+            }
+        }
+        let outcome = match outcome {
+            Some(GrpcOutcome::Status(0))
+                if over_limit
+                    .zip(crate::grpc::first_message(&message))
+                    .is_some_and(|(f, m)| f(m)) =>
+            {
+                GrpcOutcome::OverLimit
+            }
+            Some(o) => o,
+            None => GrpcOutcome::Missing,
+        };
+        Ok((status, outcome))
     }
 }
 

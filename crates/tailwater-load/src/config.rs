@@ -271,6 +271,9 @@ pub struct Config {
     pub interval: Duration,
     /// Optional per-request header drawn from a mix; the report is broken down by its values.
     pub header_mix: Option<HeaderMix>,
+    /// A unary gRPC run (needs `http2`): each request is a POST of the call's message, and
+    /// its `grpc-status` is counted (see [`crate::GrpcCall`]). `None`: plain HTTP.
+    pub grpc: Option<crate::grpc::GrpcCall>,
     /// Write an HdrHistogram interval log (V2, DEFLATE, base64) to this file.
     pub hdr_log: Option<PathBuf>,
     /// Called once per interval with live progress.
@@ -296,6 +299,7 @@ impl fmt::Debug for Config {
             .field("max_requests", &self.max_requests)
             .field("interval", &self.interval)
             .field("header_mix", &self.header_mix)
+            .field("grpc", &self.grpc)
             .field("hdr_log", &self.hdr_log)
             .finish_non_exhaustive()
     }
@@ -322,6 +326,7 @@ impl Config {
             max_requests: None,
             interval: Duration::from_secs(1),
             header_mix: None,
+            grpc: None,
             hdr_log: None,
             on_progress: None,
         })
@@ -333,6 +338,9 @@ impl Config {
         }
         if self.interval < Duration::from_millis(10) {
             return Err(ConfigError::new("interval", "must be at least 10ms"));
+        }
+        if self.grpc.is_some() && !self.http2 {
+            return Err(ConfigError::new("grpc", "gRPC needs HTTP/2 (set http2)"));
         }
         if self.max_requests == Some(0) {
             return Err(ConfigError::new("requests", "must be at least 1"));

@@ -1,5 +1,5 @@
 //! Open-loop, coordinated-omission-correct HTTP load generation (HTTP/1.1 and HTTP/2, in the
-//! clear or over TLS), and a synthetic backend.
+//! clear or over TLS; unary gRPC over HTTP/2, see [`GrpcCall`]), and a synthetic backend.
 //!
 //! The load generator follows wrk2's measurement model (Gil Tene, "How NOT to Measure
 //! Latency"): requests are due on a schedule fixed in advance, and each latency is measured
@@ -29,6 +29,7 @@
 pub mod backend;
 mod client;
 mod config;
+mod grpc;
 pub mod hgrm;
 pub mod html;
 mod meta;
@@ -45,6 +46,7 @@ pub use config::{
     Config, DEFAULT_CONNECTIONS_HTTP1, DEFAULT_CONNECTIONS_HTTP2, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_TIMEOUT, HeaderMix, Progress, ProgressFn, Target,
 };
+pub use grpc::{GrpcCall, GrpcOutcome, MAX_MESSAGE as MAX_GRPC_MESSAGE, OverLimitFn, parse_hex};
 /// The `http` crate, re-exported for header and method types in [`Config`].
 pub use http;
 pub use meta::{RunMeta, VERSION, rfc3339};

@@ -17,6 +17,7 @@
 //! | `delayed_by_cap` | requests sent more than 1 ms late because `max_in_flight` was reached |
 //! | `abandoned` | requests still outstanding when the run ended |
 //! | `status` | status code (string) → count |
+//! | `grpc` | gRPC runs only: answer outcome (`OK`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, ..., `OVER_LIMIT`, `missing_status`) → count; `status` then counts the HTTP status each outcome maps to (Envoy's mapping: `RESOURCE_EXHAUSTED` and `OVER_LIMIT` 429, `UNAVAILABLE` 503) |
 //! | `errors` | error kind (`connect`, `timeout`, `reset`, `closed`, `protocol`, `body`, `other`) → count |
 //! | `latency_us.corrected`, `latency_us.uncorrected`, `latency_us.success`, `latency_us.rejected` | each `{p50, p90, p99, p99_9, p99_99, max, mean, count}`; `success` is 2xx only, `rejected` 429 and 503 |
 //! | `send_lag_us` | the same percentiles of actual − intended send time |
@@ -181,6 +182,17 @@ fn stats_json(s: &Stats) -> Map<String, Value> {
     m.insert("responses".into(), json!(s.responses()));
     m.insert("status".into(), status_json(&s.status));
     m.insert("errors".into(), errors_json(&s.errors));
+    if !s.grpc.is_empty() {
+        m.insert(
+            "grpc".into(),
+            Value::Object(
+                s.grpc
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                    .collect(),
+            ),
+        );
+    }
     m.insert(
         "latency_us".into(),
         json!({

@@ -5,6 +5,8 @@ use std::fmt;
 
 use hdrhistogram::Histogram;
 
+use crate::grpc::GrpcOutcome;
+
 /// Why a request failed without an HTTP response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorKind {
@@ -90,6 +92,9 @@ pub struct Stats {
     pub status: BTreeMap<u16, u64>,
     /// Failures by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// gRPC runs: answers by outcome (`status` then holds the HTTP status each outcome
+    /// maps to, see [`GrpcOutcome`]). Empty for HTTP runs.
+    pub grpc: BTreeMap<GrpcOutcome, u64>,
     /// Latency from the intended send time (coordinated-omission corrected), µs.
     pub corrected: Histogram<u64>,
     /// Latency from the actual send time, µs.
@@ -113,6 +118,7 @@ impl fmt::Debug for Stats {
             .field("sent", &self.sent)
             .field("status", &self.status)
             .field("errors", &self.errors)
+            .field("grpc", &self.grpc)
             .field("corrected", &Percentiles::of(&self.corrected))
             .field("uncorrected", &Percentiles::of(&self.uncorrected))
             .field("send_lag", &Percentiles::of(&self.send_lag))
@@ -128,6 +134,7 @@ impl Default for Stats {
             sent: 0,
             status: BTreeMap::new(),
             errors: BTreeMap::new(),
+            grpc: BTreeMap::new(),
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             success: new_histogram(),
@@ -179,6 +186,9 @@ impl Stats {
         }
         for (k, v) in &other.errors {
             *self.errors.entry(*k).or_insert(0) += v;
+        }
+        for (k, v) in &other.grpc {
+            *self.grpc.entry(*k).or_insert(0) += v;
         }
         add(&mut self.corrected, &other.corrected);
         add(&mut self.uncorrected, &other.uncorrected);
@@ -257,6 +267,7 @@ pub(crate) struct Acc {
     status: Box<[u64; 600]>,
     other_status: BTreeMap<u16, u64>,
     errors: [u64; 8],
+    grpc: [u64; GrpcOutcome::SLOTS],
     pub(crate) corrected: Histogram<u64>,
     pub(crate) uncorrected: Histogram<u64>,
     pub(crate) success: Histogram<u64>,
@@ -274,6 +285,7 @@ impl Acc {
             status: Box::new([0; 600]),
             other_status: BTreeMap::new(),
             errors: [0; 8],
+            grpc: [0; GrpcOutcome::SLOTS],
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             success: new_histogram(),
@@ -293,6 +305,9 @@ impl Acc {
             let _ = self
                 .conn_wait
                 .record(lag.saturating_sub(outcome.pacer_lag_us));
+        }
+        if let Some(g) = outcome.grpc {
+            self.grpc[g.slot()] += 1;
         }
         match outcome.result {
             Ok(code) => {
@@ -324,11 +339,16 @@ impl Acc {
             .filter(|k| self.errors[k.index()] > 0)
             .map(|k| (*k, self.errors[k.index()]))
             .collect();
+        let grpc = (0..GrpcOutcome::SLOTS)
+            .filter(|i| self.grpc[*i] > 0)
+            .map(|i| (GrpcOutcome::from_slot(i), self.grpc[i]))
+            .collect();
         Stats {
             requests: self.requests,
             sent: self.sent,
             status,
             errors,
+            grpc,
             corrected: self.corrected,
             uncorrected: self.uncorrected,
             success: self.success,
@@ -343,7 +363,10 @@ impl Acc {
 /// What happened to one request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outcome {
+    /// The HTTP status (for gRPC, the one its outcome maps to), or the failure.
     pub(crate) result: Result<u16, ErrorKind>,
+    /// gRPC runs: what the answer was.
+    pub(crate) grpc: Option<GrpcOutcome>,
     pub(crate) corrected_us: u64,
     pub(crate) uncorrected_us: u64,
     pub(crate) send_lag_us: Option<u64>,

@@ -78,6 +78,14 @@ impl Report {
                 codes.join(", ")
             }
         );
+        if !t.grpc.is_empty() {
+            let g: Vec<String> = t.grpc.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            let _ = writeln!(
+                s,
+                "gRPC         {} (Status above: each outcome's HTTP mapping)",
+                g.join(", ")
+            );
+        }
         if !t.errors.is_empty() {
             let errs: Vec<String> = t.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
             let _ = writeln!(s, "Errors       {}", errs.join(", "));

@@ -69,6 +69,7 @@ mod metrics;
 mod outcome;
 mod port;
 mod request_body;
+mod rls;
 mod route;
 mod send_deadline;
 mod server;

@@ -42,6 +42,8 @@ pub(crate) struct Route {
     /// Longest wait in the queue; `None` when the route has no queue.
     pub(crate) queue_wait: Option<Duration>,
     pub(crate) rate_limits: Vec<RateLimit>,
+    /// `[route.rls]`: the rate limit service asked after the local rate limits.
+    pub(crate) rls: Option<crate::rls::RouteRls>,
     pub(crate) retry_after: Duration,
     /// Counters of this route (shared with every route of the same name across reloads).
     pub(crate) metrics: Arc<RouteMetrics>,
@@ -272,6 +274,14 @@ fn build_route(
             .filter(|q| q.discipline != QueueName::None)
             .map(|q| q.max_wait),
         rate_limits,
+        rls: match &rc.rls {
+            Some(c) => Some(crate::rls::RouteRls::build(
+                &format!("{prefix}.rls"),
+                c,
+                workers,
+            )?),
+            None => None,
+        },
         retry_after: rc.retry_after,
         metrics: Arc::default(),
         h1_pool,

@@ -348,6 +348,9 @@ pub(crate) trait RequestView {
         true
     }
 
+    /// The request path (no query): the `path` descriptor of `[route.rls]`.
+    fn path(&self) -> &str;
+
     /// The declared `Content-Length`.
     fn content_length(&self) -> Option<u64> {
         self.header("content-length")
@@ -364,6 +367,10 @@ pub(crate) trait RequestView {
 impl<B> RequestView for Request<B> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn path(&self) -> &str {
+        self.uri().path()
     }
 
     fn is_grpc(&self) -> bool {
@@ -422,6 +429,11 @@ pub(crate) async fn admit<'r>(
     // Local rate limits: every one must admit.
     if !route.rate_limits.is_empty()
         && let Some(resp) = rate_limited(route, metrics, req, conn.peer, tier, start, span)
+    {
+        return Err(resp);
+    }
+    if let Some(rls) = &route.rls
+        && let Some(resp) = crate::rls::check(rls, conn, req, metrics, tier, start, span).await
     {
         return Err(resp);
     }

@@ -37,6 +37,8 @@
 //! (Apache-2.0), compiled by `protox` (no `protoc`).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod headers;

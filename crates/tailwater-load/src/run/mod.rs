@@ -101,7 +101,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     }
 
     let mut headers = config.headers.clone();
-    let uri = if config.http2 {
+    let uri = if let Some(call) = &config.grpc {
+        grpc_uri(&config.target.uri, call.path())?
+    } else if config.http2 {
         config.target.uri.clone()
     } else {
         if !headers.contains_key(HOST)
@@ -115,6 +117,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/"))
     };
+    if config.grpc.is_some() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     let wall_start = SystemTime::now();
     let start = Instant::now() + Duration::from_millis(5);
     let shared = Arc::new(Shared::new(&config, pool, uri, headers, start));
@@ -300,6 +309,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             intervals,
         },
     ))
+}
+
+/// The URI of a gRPC call: the target's scheme and authority, the method's path.
+fn grpc_uri(target: &Uri, path: &str) -> Result<Uri, LoadError> {
+    let mut parts = target.clone().into_parts();
+    parts.path_and_query = Some(path.parse().map_err(|_| {
+        LoadError::Config(crate::ConfigError::new(
+            "grpc",
+            format!("`{path}` is not a path"),
+        ))
+    })?);
+    Uri::from_parts(parts).map_err(|e| LoadError::Config(crate::ConfigError::new("grpc", e)))
 }
 
 #[cfg(test)]

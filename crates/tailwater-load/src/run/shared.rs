@@ -43,6 +43,8 @@ pub(super) struct Shared {
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
     pub(super) http2: bool,
+    /// gRPC runs: the call (POST of its framed message, `grpc-status` read).
+    pub(super) grpc: Option<crate::grpc::GrpcCall>,
     pub(super) mix: Option<HeaderMix>,
     pub(super) timeout: Duration,
     pub(super) start: Instant,
@@ -87,11 +89,16 @@ impl Shared {
             queue: Mutex::new(VecDeque::new()),
             job_ready: Notify::new(),
             closed: AtomicBool::new(false),
-            method: config.method.clone(),
+            method: if config.grpc.is_some() {
+                Method::POST
+            } else {
+                config.method.clone()
+            },
             uri,
             headers,
             body: config.body.clone(),
             http2: config.http2,
+            grpc: config.grpc.clone(),
             mix: config.header_mix.clone(),
             timeout: config.timeout,
             start,
@@ -125,7 +132,11 @@ impl Shared {
     }
 
     pub(super) fn build_request(&self, tag: u16) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
+        let body = match &self.grpc {
+            Some(call) => call.framed.clone(),
+            None => self.body.clone(),
+        };
+        let mut req = Request::new(Full::new(body));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();

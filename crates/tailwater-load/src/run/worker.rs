@@ -20,14 +20,21 @@ pub(super) async fn request(shared: Arc<Shared>, job: Job) {
             let mut lease = shared.pool.acquire().await?;
             let req = shared.build_request(job.tag);
             sent_at = Some(Instant::now());
-            lease.send(req).await
+            match &shared.grpc {
+                None => lease.send(req).await.map(|s| (s, None)),
+                Some(call) => {
+                    let (http, outcome) = lease.send_grpc(req, call.over_limit.as_ref()).await?;
+                    Ok((outcome.http_status(http), Some(outcome)))
+                }
+            }
         };
         match tokio::time::timeout_at(deadline.into(), attempt).await {
             Ok(r) => r,
             Err(_) => Err(crate::ErrorKind::Timeout),
         }
     };
-    settle(&shared, &job, result, sent_at);
+    let grpc = result.as_ref().ok().and_then(|(_, g)| *g);
+    settle(&shared, &job, result.map(|(s, _)| s), grpc, sent_at);
 }
 
 /// Measures and records one finished request: corrected latency from the intended send time,
@@ -36,11 +43,13 @@ fn settle(
     shared: &Shared,
     job: &Job,
     result: Result<u16, crate::ErrorKind>,
+    grpc: Option<crate::grpc::GrpcOutcome>,
     sent_at: Option<Instant>,
 ) {
     let done = Instant::now();
     let outcome = Outcome {
         result,
+        grpc,
         corrected_us: us(done.saturating_duration_since(job.intended)),
         uncorrected_us: sent_at.map_or(0, |s| us(done.saturating_duration_since(s))),
         send_lag_us: sent_at.map(|s| us(s.saturating_duration_since(job.intended))),
@@ -90,6 +99,6 @@ pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: O
         if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
             conn = None;
         }
-        settle(&shared, &job, result, sent_at);
+        settle(&shared, &job, result, None, sent_at);
     }
 }

@@ -35,9 +35,11 @@ mod balance;
 pub(crate) mod bounds;
 pub(crate) mod duration;
 mod error;
+mod rls;
 
 pub use balance::{BalanceSettings, Upstreams};
 pub use error::ConfigError;
+pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -318,6 +320,9 @@ pub struct RouteConfig {
     /// Local rate limits, all of which must admit a request.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitConfig>,
+    /// A rate limit service asked about each request (`[route.rls]`, see [`RlsConfig`]).
+    #[serde(default)]
+    pub rls: Option<RlsConfig>,
     /// The `Retry-After` hint sent with 503s.
     #[serde(default = "default_retry_after", deserialize_with = "duration::de")]
     pub retry_after: Duration,
@@ -385,6 +390,7 @@ impl RouteConfig {
             queue: default_queue(),
             tiers: None,
             rate_limit: Vec::new(),
+            rls: None,
             retry_after: default_retry_after(),
             slo_objective: default_slo_objective(),
         }

@@ -541,6 +541,16 @@ impl RequestView for View<'_> {
         header.is_some() || self.head.fields.grpc_timeout
     }
 
+    fn path(&self) -> &str {
+        let target = std::str::from_utf8(&self.buf[self.head.target.clone()]).unwrap_or("/");
+        // Origin form `/p?q`, or absolute form `http://host/p?q`.
+        let path = match target.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        };
+        path.split_once('?').map_or(path, |(p, _)| p)
+    }
+
     fn content_length(&self) -> Option<u64> {
         match self.head.body() {
             Ok(Framing::Length(n)) => Some(n),

@@ -18,7 +18,8 @@ use crate::edge::{
 #[derive(Debug, Clone)]
 pub struct RateLimited {
     kind: Kind,
-    policies: Arc<RateLimitPolicies>,
+    /// `None`: no `RateLimit*` headers (a remote limiter that reported no limit).
+    policies: Option<Arc<RateLimitPolicies>>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,17 +29,29 @@ enum Kind {
 }
 
 impl RateLimited {
-    pub(crate) fn denied(decision: RateDecision, policies: Arc<RateLimitPolicies>) -> Self {
+    pub(crate) fn store(error: StoreError, policies: Arc<RateLimitPolicies>) -> Self {
+        Self {
+            kind: Kind::Store(error),
+            policies: Some(policies),
+        }
+    }
+
+    /// A denial decided elsewhere (a remote rate limit service): answered like the layer's
+    /// own (`429` + `Retry-After` from `decision.retry_after`, gRPC `RESOURCE_EXHAUSTED`),
+    /// with the `RateLimit*` headers of `policies` (quota index 0) when given.
+    pub fn over_limit(decision: RateDecision, policies: Option<Arc<RateLimitPolicies>>) -> Self {
         Self {
             kind: Kind::Denied(decision),
             policies,
         }
     }
 
-    pub(crate) fn store(error: StoreError, policies: Arc<RateLimitPolicies>) -> Self {
+    /// A refusal because the limiter could not decide and fails closed (`503` +
+    /// `Retry-After: 1`, gRPC `UNAVAILABLE`).
+    pub fn unavailable(error: StoreError) -> Self {
         Self {
             kind: Kind::Store(error),
-            policies,
+            policies: None,
         }
     }
 
@@ -120,8 +133,9 @@ impl EdgeResponse for RateLimited {
             }
             res
         };
-        self.policies
-            .insert(res.headers_mut(), d.quota_index, d.remaining, reset_secs(d));
+        if let Some(p) = &self.policies {
+            p.insert(res.headers_mut(), d.quota_index, d.remaining, reset_secs(d));
+        }
         res
     }
 }

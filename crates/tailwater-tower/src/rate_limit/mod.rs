@@ -19,13 +19,19 @@
 //!
 //! Keys from different layers sharing one store must not collide: give each layer its own
 //! [`key_prefix`](RateLimitLayer::key_prefix).
+//!
+//! [`RemoteRateLimitLayer`] asks a remote service instead (an Envoy rate limit service,
+//! through `tailwater-rls`'s client with its `client` feature): same answers, same
+//! [`OnStoreError`] policy, the limits and keys defined by the service.
 
 pub mod error;
 pub mod future;
 mod key;
 mod layer;
+pub mod remote;
 mod service;
 
 pub use key::{HeaderKey, KeyExtractor, PathKey, PeerAddr, PeerIp};
 pub use layer::{MissingKey, OnStoreError, RateLimitLayer};
+pub use remote::{RemoteDecision, RemoteLimiter, RemoteRateLimit, RemoteRateLimitLayer};
 pub use service::RateLimit;

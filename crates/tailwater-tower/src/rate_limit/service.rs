@@ -100,6 +100,16 @@ pub(crate) fn judge(
     tier: Criticality,
     result: Result<RateDecision, StoreError>,
 ) -> Verdict {
+    judge_with(settings, tier, result, Some(&settings.policies))
+}
+
+/// [`judge`] with the policies a denial renders (a remote limiter's, per call).
+pub(crate) fn judge_with(
+    settings: &Settings,
+    tier: Criticality,
+    result: Result<RateDecision, StoreError>,
+    policies: Option<&Arc<crate::edge::RateLimitPolicies>>,
+) -> Verdict {
     let m = &settings.metrics;
     match result {
         Ok(d) if d.allowed => {
@@ -107,7 +117,7 @@ pub(crate) fn judge(
             Verdict::Admit(settings.headers_on_success.then_some(d))
         }
         Ok(d) => {
-            let rejected = RateLimited::denied(d, Arc::clone(&settings.policies));
+            let rejected = RateLimited::over_limit(d, policies.cloned());
             m.decision(tier, "rejected", Some(rejected.reason()));
             Verdict::Reject(rejected)
         }

@@ -64,6 +64,22 @@ struct Opts {
     /// Use HTTP/2: h2c (prior knowledge) for http://, h2 by ALPN for https://.
     #[arg(long)]
     http2: bool,
+    /// Unary gRPC (implies --http2): POST the --grpc-body message to this method, e.g.
+    /// envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit; each answer is counted
+    /// by its grpc-status (RESOURCE_EXHAUSTED as 429, UNAVAILABLE as 503, ...).
+    #[arg(long, value_name = "SERVICE/METHOD")]
+    grpc: Option<String>,
+    /// The gRPC request message (serialized protobuf, without the 5-byte frame): @FILE, or
+    /// hex digits. Default: the empty message.
+    #[arg(long, value_name = "@FILE|HEX", requires = "grpc")]
+    grpc_body: Option<String>,
+    /// Envoy rate limit service calls (implies --grpc with ShouldRateLimit): the domain.
+    /// OVER_LIMIT answers are their own outcome, counted as 429.
+    #[arg(long, conflicts_with = "grpc_body")]
+    rls_domain: Option<String>,
+    /// With --rls-domain: one descriptor, `key=value[,key=value...]` (repeatable).
+    #[arg(long, value_name = "K=V[,K=V...]", requires = "rls_domain")]
+    rls_descriptor: Vec<String>,
     /// https://: accept any server certificate (test servers with self-signed ones).
     #[arg(short = 'k', long)]
     insecure: bool,
@@ -208,10 +224,16 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
             .headers
             .insert(tailwater_load::http::header::CONTENT_TYPE, value);
     }
-    config.http2 = args.http2;
+    config.grpc = super::load_grpc::call(
+        args.grpc.as_deref(),
+        args.grpc_body.as_deref(),
+        args.rls_domain.as_deref(),
+        &args.rls_descriptor,
+    )?;
+    config.http2 = args.http2 || config.grpc.is_some();
     config.tls.insecure = args.insecure;
     config.tls.ca_file = args.cacert.clone();
-    let default_conns = if args.http2 {
+    let default_conns = if config.http2 {
         tailwater_load::DEFAULT_CONNECTIONS_HTTP2
     } else {
         tailwater_load::DEFAULT_CONNECTIONS_HTTP1

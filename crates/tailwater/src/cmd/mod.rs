@@ -4,6 +4,7 @@
 pub(crate) mod backend;
 pub(crate) mod drill;
 pub(crate) mod load;
+pub(crate) mod load_grpc;
 pub(crate) mod plan;
 pub(crate) mod proxy;
 pub(crate) mod rls;

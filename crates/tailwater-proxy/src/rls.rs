@@ -1,0 +1,132 @@
+//! A route's rate limit service (`[route.rls]`): one RLS call per request that has a
+//! descriptor, after the local rate limits; `OVER_LIMIT` is a `429` with `Retry-After`
+//! from the service's `duration_until_reset` (gRPC `RESOURCE_EXHAUSTED`), and a failed
+//! or late call follows the route's failure policy within the per-call timeout.
+//!
+//! Each worker has its own client (its own HTTP/2 connection to the service, driven by
+//! its own runtime), as it has its own upstream connections.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use bytes::Bytes;
+use http::Response;
+use tailwater_core::Criticality;
+use tailwater_core::rate::Quota;
+use tailwater_rls::client::{RequestParts, RlsClient};
+use tailwater_tower::edge::{EdgeResponse, RateLimitPolicies};
+use tailwater_tower::rate_limit::error::RateLimited;
+
+use crate::body::ProxyBody;
+use crate::config::{ConfigError, RlsConfig, RlsFailurePolicy};
+use crate::metrics::{Decision, RouteCounters};
+use crate::server::Conn;
+use crate::service::RequestView;
+
+/// A route's RLS: a client per worker and the failure policy.
+#[derive(Debug)]
+pub(crate) struct RouteRls {
+    clients: Box<[RlsClient]>,
+    policy: RlsFailurePolicy,
+}
+
+impl RouteRls {
+    /// Builds and validates `[route.rls]` (`field` is e.g. `route[0].rls`); nothing is
+    /// connected until the first request.
+    pub(crate) fn build(field: &str, c: &RlsConfig, workers: usize) -> Result<Self, ConfigError> {
+        let located = |e: tailwater_rls::client::SpecError, at: &str| {
+            ConfigError::new(format!("{field}{at}.{}", e.field), e.reason)
+        };
+        if c.descriptor.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.descriptor"),
+                "give at least one [[route.rls.descriptor]]",
+            ));
+        }
+        for (i, d) in c.descriptor.iter().enumerate() {
+            d.validate()
+                .map_err(|e| located(e, &format!(".descriptor[{i}]")))?;
+        }
+        let one = || -> Result<RlsClient, ConfigError> {
+            let mut client = RlsClient::new(&c.address, c.domain.clone())
+                .and_then(|cl| cl.timeout(c.timeout))
+                .map_err(|e| located(e, ""))?;
+            for d in &c.descriptor {
+                client = client.descriptor(d.clone());
+            }
+            Ok(client)
+        };
+        let clients = (0..workers.max(1))
+            .map(|_| one())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            clients: clients.into_boxed_slice(),
+            policy: c.failure_policy,
+        })
+    }
+}
+
+/// The request as the descriptor actions read it.
+struct Parts<'a, V> {
+    view: &'a V,
+    peer: IpAddr,
+}
+
+impl<V: RequestView> RequestParts for Parts<'_, V> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.view.header(name)
+    }
+
+    fn path(&self) -> &str {
+        self.view.path()
+    }
+
+    fn remote_address(&self) -> Option<IpAddr> {
+        Some(self.peer)
+    }
+}
+
+/// Asks the route's RLS about `req`: `None` admits it, `Some` is the rejection (already
+/// counted and traced).
+pub(crate) async fn check(
+    rls: &RouteRls,
+    conn: &Conn,
+    req: &impl RequestView,
+    metrics: &RouteCounters,
+    tier: Criticality,
+    start: Instant,
+    span: &tracing::Span,
+) -> Option<Response<ProxyBody>> {
+    let client = &rls.clients[conn.worker % rls.clients.len()];
+    let parts = Parts {
+        view: req,
+        peer: conn.peer.ip(),
+    };
+    // Boxed: the call's future is large and the request's future stays small.
+    let call = Box::pin(client.check(&parts)?);
+    let rejected = match call.await {
+        Ok(d) if d.allowed => return None,
+        Ok(d) => {
+            let policies = d.limit.as_ref().and_then(|l| {
+                let q = Quota::per_period(l.requests_per_unit, l.period).ok()?;
+                let name = if l.name.is_empty() { "rls" } else { &l.name };
+                RateLimitPolicies::new([(name, q)]).ok().map(Arc::new)
+            });
+            span.record("rejection_reason", "rls_over_limit");
+            RateLimited::over_limit(d.to_rate_decision(), policies)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, fail_open = rls.policy == RlsFailurePolicy::Open, "rate limit service failed");
+            if rls.policy == RlsFailurePolicy::Open {
+                return None;
+            }
+            span.record("rejection_reason", "rls_unavailable");
+            RateLimited::unavailable(e)
+        }
+    };
+    metrics.record(Decision::RateLimited, tier, start.elapsed());
+    span.record("decision", "rate_limited");
+    let resp: Response<Bytes> = rejected.edge_response(req.is_grpc());
+    Some(resp.map(ProxyBody::local))
+}
