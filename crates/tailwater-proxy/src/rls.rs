@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
@@ -29,7 +31,19 @@ use crate::service::RequestView;
 pub(crate) struct RouteRls {
     clients: Box<[RlsClient]>,
     policy: RlsFailurePolicy,
+    /// Failed calls since the last warning: a service that is down fails every request,
+    /// and one log line per request would be a log flood (and a cost an attacker controls).
+    failures: AtomicU64,
+    /// When the last warning was logged (ms since `created`).
+    last_warn_ms: AtomicU64,
+    created: Instant,
 }
+
+/// At most one "rate limit service failed" warning per route per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// `last_warn_ms` before the first warning.
+const NEVER: u64 = u64::MAX;
 
 impl RouteRls {
     /// Builds and validates `[route.rls]` (`field` is e.g. `route[0].rls`); nothing is
@@ -63,7 +77,33 @@ impl RouteRls {
         Ok(Self {
             clients: clients.into_boxed_slice(),
             policy: c.failure_policy,
+            failures: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(NEVER),
+            created: Instant::now(),
         })
+    }
+
+    /// Logs a failed call, at most once per [`WARN_EVERY`], with the failures since the last
+    /// line.
+    fn warn_failed(&self, error: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let now = self.created.elapsed().as_millis() as u64;
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        if (last != NEVER && now.saturating_sub(last) < WARN_EVERY.as_millis() as u64)
+            || self
+                .last_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let failures = self.failures.swap(0, Ordering::Relaxed).max(1);
+        tracing::warn!(
+            error = %error,
+            failures,
+            fail_open = self.policy == RlsFailurePolicy::Open,
+            "rate limit service failed (failures since the last warning)"
+        );
     }
 }
 
@@ -117,7 +157,7 @@ pub(crate) async fn check(
             RateLimited::over_limit(d.to_rate_decision(), policies)
         }
         Err(e) => {
-            tracing::warn!(error = %e, fail_open = rls.policy == RlsFailurePolicy::Open, "rate limit service failed");
+            rls.warn_failed(&e);
             if rls.policy == RlsFailurePolicy::Open {
                 return None;
             }
