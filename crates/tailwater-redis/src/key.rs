@@ -188,7 +188,13 @@ mod tests {
         let l = KeyLayout::default();
         let q = Quota::per_second(10).expect("valid");
         let mut seen = std::collections::HashSet::new();
-        for (tag, key) in [("a", ""), ("a", "b"), ("a:b", ""), ("a", "b:c"), ("a}", "b")] {
+        for (tag, key) in [
+            ("a", ""),
+            ("a", "b"),
+            ("a:b", ""),
+            ("a", "b:c"),
+            ("a}", "b"),
+        ] {
             let k = l.tagged_quota_key(tag, key, &q);
             assert!(seen.insert(k.clone()), "collision {k}");
             assert_eq!(k.matches('{').count(), 1, "{k}");

@@ -108,7 +108,10 @@ async fn every_call_within_the_timeout(policy: FailurePolicy) {
         let l = answer(leased.check(1).await);
         let took = start.elapsed();
         assert!(took <= TIMEOUT + SLACK, "leased call {i} took {took:?}");
-        assert!(expected(policy, &l), "leased call {i}: {l:?} under {policy:?}");
+        assert!(
+            expected(policy, &l),
+            "leased call {i}: {l:?} under {policy:?}"
+        );
         // Time moves on between calls (virtual), so the back-off ends and Redis is tried
         // again: both paths (a real attempt timing out, a skip) are covered.
         tokio::time::sleep(Duration::from_millis(3)).await;

@@ -165,7 +165,10 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
     // Phase 3: Redis restarted on the same port (empty data set); nothing else restarted.
     tokio::task::block_in_place(|| server.restart()).expect("restart redis-server");
     let recovered = wait_for_redis(&store, &lat).await;
-    assert!(recovered < RECOVERY, "back on Redis only {recovered:?} after the restart");
+    assert!(
+        recovered < RECOVERY,
+        "back on Redis only {recovered:?} after the restart"
+    );
     // Once back, Redis answers every call: a failure of a call that was in flight on the
     // old connection must not send later calls to the fallback (the old flake).
     for _ in 0..20 {
@@ -261,7 +264,10 @@ async fn leased_redis_killed_then_restarted() {
             && c.decision.allowed
         {
             let took = back.elapsed();
-            assert!(took < RECOVERY, "leases resumed only {took:?} after the restart");
+            assert!(
+                took < RECOVERY,
+                "leases resumed only {took:?} after the restart"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "leases never resumed");

@@ -86,6 +86,9 @@ impl Default for LeasedOptions {
     }
 }
 
+/// One shard of the limiter map: descriptor key → its limiter.
+type Shard = HashMap<Box<str>, Entry>;
+
 struct Entry {
     limiter: LeasedLimiter,
     quota: Quota,
@@ -101,7 +104,7 @@ struct Entry {
 pub struct LeasedStore {
     conn: RedisConnection,
     options: LeasedOptions,
-    shards: Box<[Mutex<HashMap<Box<str>, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     hasher: RandomState,
     clock: MonotonicClock,

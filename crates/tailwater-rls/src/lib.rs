@@ -50,6 +50,6 @@ pub mod store;
 pub use config::{Config, ConfigError, ConfigWatcher};
 pub use grpc::{GrpcService, serve_grpc};
 pub use http::{router, serve_http};
-pub use service::{RateLimiter, RlsError};
 pub use leased::{LeasedOptions, LeasedStore};
+pub use service::{RateLimiter, RlsError};
 pub use store::{MemoryStore, Store};

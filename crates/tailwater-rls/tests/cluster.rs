@@ -74,13 +74,7 @@ mod with_cluster {
             .collect();
         let mut rls = start_with(&refs, Store::Cluster(store)).await;
         for d in &domains {
-            let both = || {
-                request(
-                    d,
-                    vec![desc(&[("user", "u")]), desc(&[("path", "/p")])],
-                    1,
-                )
-            };
+            let both = || request(d, vec![desc(&[("user", "u")]), desc(&[("path", "/p")])], 1);
             for _ in 0..3 {
                 assert_eq!(rls.call(both()).await.overall_code, Code::Ok as i32);
             }
