@@ -134,7 +134,7 @@ PY
             if [[ $cmd == PING ]]; then args=(PING); else args=("${EVAL[@]}"); fi
             redis-benchmark -p "$REDIS_PORT" -c "$c" -n "$((c == 1 ? 50000 : N / 2))" --csv \
                 "${args[@]}" 2>/dev/null | tail -1 |
-                awk -F'","' -v c="$c" -v cmd="$cmd" '{gsub(/"/, ""); print c "  " cmd "  " $2 "  " $3 "  " $5}'
+                awk -F, -v c="$c" -v cmd="$cmd" '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print c "  " cmd "  " $2 "  " $3 "  " $5}'
         done
     done
 fi
