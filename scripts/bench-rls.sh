@@ -7,6 +7,12 @@
 #   N=200000 RUNS=5 scripts/bench-rls.sh
 #   LIMITADOR=/path/to/limitador-server scripts/bench-rls.sh   # the same against limitador
 #   REDIS=1 scripts/bench-rls.sh         # the Redis atomic store (starts its own redis-server)
+#   REDIS=1 REDIS_MODE=leased scripts/bench-rls.sh   # the Redis leased store
+#
+# With REDIS=1 the script also measures, side by side in the same run, the Redis round trip
+# the atomic store pays per call: the exact EVALSHA the service sends (captured with
+# MONITOR) replayed by redis-benchmark at the same concurrency (64 connections) and with one
+# connection, and a PING. The issue's goal is RLS time per call <= 1.2x that round trip.
 #
 # CPU per decision = (utime + stime of the server process, from /proc/PID/stat) / calls.
 # h2load shares the two cores with the server, as in the issue's limitador figure.
@@ -67,7 +73,8 @@ else
             sleep 0.1
         done
         # A generous per-call timeout: measure Redis, not the failure policy.
-        STORE=(--redis "redis://127.0.0.1:$REDIS_PORT/" --redis-timeout 100ms --failure-policy closed)
+        STORE=(--redis "redis://127.0.0.1:$REDIS_PORT/" --redis-timeout 100ms --failure-policy closed
+            --redis-mode "${REDIS_MODE:-atomic}")
     fi
     "$TW" rls --config "$OUT/config" --grpc "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
         "${STORE[@]}" >"$OUT/server.log" 2>&1 &
@@ -100,6 +107,37 @@ for r in $(seq "$RUNS"); do
     echo "$r  $ok  $rps  $mean  $cpu"
 done
 grep -h "status codes" "$OUT"/run*.txt | head -1
+
+if [[ ${REDIS:-0} == 1 && ${REDIS_MODE:-atomic} == atomic ]]; then
+    # The service's own EVALSHA, captured from MONITOR during one call, replayed as is.
+    redis-cli -p "$REDIS_PORT" MONITOR >"$OUT/monitor.txt" 2>&1 &
+    MON=$!
+    sleep 0.3
+    h2load -n 1 -c 1 -d "$OUT/request.bin" -H 'content-type: application/grpc' \
+        -H 'te: trailers' "$URL" >/dev/null
+    sleep 0.3
+    kill $MON 2>/dev/null || true
+    wait $MON 2>/dev/null || true
+    mapfile -t EVAL < <(python3 - "$OUT/monitor.txt" <<'PY'
+import re, sys
+for line in open(sys.argv[1]):
+    if '"EVALSHA"' in line:
+        for a in re.findall(r'"((?:[^"\\]|\\.)*)"', line.split('] ', 1)[1]):
+            print(a)
+        break
+PY
+)
+    echo "redis round trip (redis-benchmark, the service's EVALSHA: ${EVAL[*]:0:4} ...)"
+    echo "clients  command  requests/s  avg_ms  p50_ms"
+    for c in 64 1; do
+        for cmd in EVALSHA PING; do
+            if [[ $cmd == PING ]]; then args=(PING); else args=("${EVAL[@]}"); fi
+            redis-benchmark -p "$REDIS_PORT" -c "$c" -n "$((c == 1 ? 50000 : N / 2))" --csv \
+                "${args[@]}" 2>/dev/null | tail -1 |
+                awk -F, -v c="$c" -v cmd="$cmd" '{for (i = 1; i <= NF; i++) gsub(/"/, "", $i); print c "  " cmd "  " $2 "  " $3 "  " $5}'
+        done
+    done
+fi
 # HTTP 200 does not mean a decision (gRPC errors travel in trailers): count the service's own.
 if [[ -z ${LIMITADOR:-} ]]; then
     curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep '^tailwater_rls_calls_total'

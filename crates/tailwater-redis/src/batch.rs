@@ -35,8 +35,8 @@ impl RedisRateStore {
     /// admits every item (remaining 0), `Degrade` runs the same batch on the local
     /// `limit / N` limiter, `FailClosed` returns [`RedisStoreError::Unavailable`].
     ///
-    /// The keys of a batch are in different hash slots: on Redis Cluster use one call
-    /// per key instead.
+    /// The keys of a batch are in different hash slots: on Redis Cluster use
+    /// [`check_batch_tagged`](Self::check_batch_tagged).
     ///
     /// Errors: [`RedisStoreError::Config`] for an empty or too long batch
     /// ([`MAX_BATCH_ITEMS`]), a slot out of range, or a quota too long for exact Lua
@@ -46,7 +46,30 @@ impl RedisRateStore {
         keys: &[&str],
         items: &[BatchItem],
     ) -> Result<CheckedBatch, RedisStoreError> {
-        let (redis_keys, args) = self.batch_args(keys, items)?;
+        self.batch(None, keys, items).await
+    }
+
+    /// [`check_batch`](Self::check_batch) with every key of the batch stored under one
+    /// Redis Cluster hash tag `tag` ([`KeyLayout::tagged_base`](crate::KeyLayout::tagged_base)):
+    /// all keys then live in one slot, so the batch stays one atomic script **on Redis
+    /// Cluster too**. The price is locality: every key sharing `tag` lives on one master.
+    /// The Envoy RLS uses the call's domain as the tag (one call has one domain).
+    pub async fn check_batch_tagged(
+        &self,
+        tag: &str,
+        keys: &[&str],
+        items: &[BatchItem],
+    ) -> Result<CheckedBatch, RedisStoreError> {
+        self.batch(Some(tag), keys, items).await
+    }
+
+    async fn batch(
+        &self,
+        tag: Option<&str>,
+        keys: &[&str],
+        items: &[BatchItem],
+    ) -> Result<CheckedBatch, RedisStoreError> {
+        let (redis_keys, args) = self.batch_args(tag, keys, items)?;
         let inner = self.inner();
         let reply = call::run(
             &inner.conn,
@@ -75,12 +98,13 @@ impl RedisRateStore {
                     source: DecisionSource::Redis,
                 })
             }
-            Err(cause) => self.batch_fallback(keys, items, cause),
+            Err(cause) => self.batch_fallback(tag, keys, items, cause),
         }
     }
 
     fn batch_args(
         &self,
+        tag: Option<&str>,
         keys: &[&str],
         items: &[BatchItem],
     ) -> Result<(Vec<String>, Vec<String>), RedisStoreError> {
@@ -114,10 +138,12 @@ impl RedisRateStore {
         let redis_keys = keys
             .iter()
             .zip(&slot_quota)
-            .map(|(k, q)| match q {
-                Some(q) => layout.quota_key(k, q),
+            .map(|(k, q)| match (q, tag) {
+                (Some(q), None) => layout.quota_key(k, q),
+                (Some(q), Some(t)) => layout.tagged_quota_key(t, k, q),
                 // A slot no item uses: its state is read and never written.
-                None => layout.base(k),
+                (None, None) => layout.base(k),
+                (None, Some(t)) => layout.tagged_base(t, k),
             })
             .collect();
         Ok((redis_keys, args))
@@ -125,6 +151,7 @@ impl RedisRateStore {
 
     fn batch_fallback(
         &self,
+        tag: Option<&str>,
         keys: &[&str],
         items: &[BatchItem],
         cause: BackendError,
@@ -147,8 +174,13 @@ impl RedisRateStore {
                 inc(&s.fallback_degraded);
                 let (decisions, committed) = match &inner.fallback {
                     Some(f) => {
-                        let bases: Vec<String> =
-                            keys.iter().map(|k| self.layout().base(k)).collect();
+                        let bases: Vec<String> = keys
+                            .iter()
+                            .map(|k| match tag {
+                                None => self.layout().base(k),
+                                Some(t) => self.layout().tagged_base(t, k),
+                            })
+                            .collect();
                         f.check_batch(&bases, items)
                     }
                     None => (

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::Value;
 use tailwater_core::ConfigError;
-use tailwater_core::clock::{Clock, MonotonicClock, duration_to_nanos};
+use tailwater_core::clock::duration_to_nanos;
 use tailwater_core::rate::Quota;
 
 use crate::conn::RedisConnection;
@@ -22,9 +22,12 @@ pub const MAX_REDIS_TOLERANCE_NANOS: u64 = 1 << 52;
 /// sent on the old connection while the connection manager reconnected after a Redis
 /// restart) fails for a reason that is already over: it falls back on its own, but it must
 /// not send the calls that follow it to the fallback too.
+///
+/// Its clock is tokio's (`tokio::time::Instant`): the back-off is a wait in async code, so
+/// it follows `tokio::time::pause()` in tests like the per-call timeout does.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    clock: MonotonicClock,
+    origin: tokio::time::Instant,
     down_until: AtomicU64,
     /// When the latest successful call completed (gate clock, ns; 0 = never).
     last_ok: AtomicU64,
@@ -33,7 +36,7 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
-            clock: MonotonicClock::new(),
+            origin: tokio::time::Instant::now(),
             down_until: AtomicU64::new(0),
             last_ok: AtomicU64::new(0),
         }
@@ -60,7 +63,8 @@ impl Gate {
     }
 
     fn now(&self) -> u64 {
-        duration_to_nanos(self.clock.now())
+        // +1: 0 means "never" for `last_ok`.
+        duration_to_nanos(self.origin.elapsed()) + 1
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -177,7 +181,7 @@ mod tests {
         let gate = Gate::new();
         let backoff = Duration::from_secs(60);
         let stale = gate.start();
-        // The gate's clock is the real monotonic one: wait (no sleep) until it has ticked.
+        // Outside a runtime the gate reads the real clock: wait (no sleep) until it ticked.
         while gate.start() == stale {
             std::hint::spin_loop();
         }

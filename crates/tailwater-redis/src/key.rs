@@ -100,6 +100,27 @@ impl KeyLayout {
         s
     }
 
+    /// `{prefix}:{<escaped tag>}:<escaped key>`: `key` stored under the Redis Cluster hash
+    /// tag `tag` instead of its own, so that keys sharing a tag share a slot and one script
+    /// can update them together (the RLS puts all keys of one domain under the domain's
+    /// tag). The escaped key has no `:`, so a tagged key never equals an untagged one.
+    pub fn tagged_base(&self, tag: &str, key: &str) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + tag.len() + key.len() + 5);
+        s.push_str(&self.prefix);
+        s.push_str(":{");
+        escape_into(&mut s, tag.as_bytes());
+        s.push_str("}:");
+        escape_into(&mut s, key.as_bytes());
+        s
+    }
+
+    /// The Redis key holding the state of `quota` for `key` under the hash tag `tag`.
+    pub fn tagged_quota_key(&self, tag: &str, key: &str, quota: &Quota) -> String {
+        let mut s = self.tagged_base(tag, key);
+        suffix(&mut s, quota);
+        s
+    }
+
     /// The keys of all `quotas` for `key`, in order.
     pub fn quota_keys(&self, key: &str, quotas: &[Quota]) -> Vec<String> {
         let base = self.base(key);
@@ -160,6 +181,28 @@ mod tests {
             proptest::prop_assert_eq!(ka.matches('{').count(), 1);
             proptest::prop_assert_eq!(ka.matches('}').count(), 1);
         }
+    }
+
+    #[test]
+    fn tagged_keys_never_equal_untagged_or_other_tagged_keys() {
+        let l = KeyLayout::default();
+        let q = Quota::per_second(10).expect("valid");
+        let mut seen = std::collections::HashSet::new();
+        for (tag, key) in [
+            ("a", ""),
+            ("a", "b"),
+            ("a:b", ""),
+            ("a", "b:c"),
+            ("a}", "b"),
+        ] {
+            let k = l.tagged_quota_key(tag, key, &q);
+            assert!(seen.insert(k.clone()), "collision {k}");
+            assert_eq!(k.matches('{').count(), 1, "{k}");
+        }
+        for key in ["a", "a:", "a}:b"] {
+            assert!(seen.insert(l.quota_key(key, &q)), "untagged {key} collides");
+        }
+        assert_eq!(l.tagged_base("dom", "k:1"), "tw:{dom}:k%3A1");
     }
 
     #[test]

@@ -272,6 +272,19 @@ impl LeasedLimiter {
     /// The decision's `remaining` is this instance's local credit, not the global budget;
     /// `reset_after` is not known locally and is zero.
     pub async fn check(&self, n: u32) -> Result<Checked, RedisStoreError> {
+        let deadline = tokio::time::Instant::now() + self.inner.conn.options.call_timeout;
+        self.check_by(n, deadline).await
+    }
+
+    /// [`check`](Self::check) with the caller's deadline instead of `now + call_timeout`:
+    /// a caller deciding several limiters for one request (an Envoy RLS call with several
+    /// descriptors) gives them all one deadline, so the whole request waits at most one
+    /// per-call timeout. A deadline already past still answers from local credit.
+    pub async fn check_by(
+        &self,
+        n: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<Checked, RedisStoreError> {
         let inner = &self.inner;
         inner.demand.fetch_add(u64::from(n), Ordering::Relaxed);
         if n == 0 {
@@ -284,7 +297,6 @@ impl LeasedLimiter {
             return Ok(c);
         }
         let timeout = inner.conn.options.call_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = inner.generation.subscribe();
         let mut waited = false;
         loop {
@@ -313,6 +325,18 @@ impl LeasedLimiter {
                 Ok(Err(_)) | Err(_) => return inner.fail(n, BackendError::Timeout(timeout)),
             }
             // If someone else spent the new credit first, ask again until the deadline.
+        }
+    }
+
+    /// Puts `n` cells taken by an admitted [`check`](Self::check) back into the local
+    /// credit, without a Redis round trip: for a caller that admitted this check but then
+    /// refused the request for another reason (another descriptor of the same RLS call
+    /// was over its limit), so that the refused request costs nothing. The cells stay
+    /// debited in Redis (the global bound is unchanged) and are spent by later checks, or
+    /// dropped when the lease expires, or given back by [`release`](Self::release).
+    pub fn refund(&self, n: u32) {
+        if n > 0 {
+            self.inner.credit.fetch_add(u64::from(n), Ordering::AcqRel);
         }
     }
 

@@ -44,7 +44,9 @@
 //! `tailwater_core::rate::step_batch`'s semantics: denied items are never charged and
 //! nothing is charged unless the whole batch is admitted (shadow items never deny it;
 //! quota items only when all of them deny). The keys of a batch sit in different hash
-//! slots, so the batch needs a single Redis (or a proxy), not Redis Cluster.
+//! slots, so on Redis Cluster use [`RedisRateStore::check_batch_tagged`]: every key of the
+//! batch carries one hash tag (the Envoy RLS uses the call's domain), so they share a slot
+//! and the batch stays one atomic script; all keys of one tag live on one master.
 //!
 //! ## Leased path and its overshoot bound
 //!

@@ -1,10 +1,10 @@
 //! One `ShouldRateLimit` decision in process (no gRPC): configuration lookup, the
 //! in-memory GCRA batch, statuses and draft-10 headers. `cargo bench -p tailwater-rls`.
 //!
-//! The side-by-side run against the `limitador` crate asked for by issue 17 is not here:
-//! limitador 0.14 without default features still pulls 122 crates (a CEL interpreter with
-//! an ANTLR runtime, moka, chrono), and as a dev-dependency it would be compiled by every
-//! `cargo test --workspace --all-features` run.
+//! The side-by-side run against the `limitador` crate is `benches/limitador-compare` (a
+//! separate cargo project, `scripts/bench-limitador.sh`): limitador 0.14 without default
+//! features still pulls 122 crates (a CEL interpreter with an ANTLR runtime, moka, chrono),
+//! and as a dev-dependency here it would be compiled by every workspace test run.
 
 use std::sync::Arc;
 

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 
 /// One limited descriptor's part of the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyItem {
-    /// The policy name (the rule's `name`, else its stat key).
-    pub name: String,
+pub struct PolicyItem<'a> {
+    /// The policy name (the rule's `name`, else its stat key), borrowed from the call.
+    pub name: &'a str,
     /// Quota per window.
     pub quota: u32,
     /// Window in seconds.
@@ -27,19 +27,21 @@ pub struct PolicyItem {
 }
 
 /// The two header values for `items` (`None` when there is nothing to say).
-pub fn render(items: &[PolicyItem]) -> Option<(String, String)> {
+pub fn render(items: &[PolicyItem<'_>]) -> Option<(String, String)> {
     if items.is_empty() {
         return None;
     }
-    let (mut policy, mut limit) = (String::new(), String::new());
+    // One allocation per header for the usual short list.
+    let cap = items.iter().map(|i| i.name.len() + 32).sum();
+    let (mut policy, mut limit) = (String::with_capacity(cap), String::with_capacity(cap));
     for (i, it) in items.iter().enumerate() {
         if i > 0 {
             policy.push_str(", ");
             limit.push_str(", ");
         }
-        sf_string(&mut policy, &it.name);
+        sf_string(&mut policy, it.name);
         let _ = write!(policy, ";q={};w={}", it.quota, it.window_secs);
-        sf_string(&mut limit, &it.name);
+        sf_string(&mut limit, it.name);
         let _ = write!(limit, ";r={};t={}", it.remaining, it.reset_secs);
     }
     Some((policy, limit))
@@ -70,14 +72,14 @@ mod tests {
     fn renders_lists_and_escapes() {
         let items = [
             PolicyItem {
-                name: "a\"b\n".into(),
+                name: "a\"b\n",
                 quota: 10,
                 window_secs: 1,
                 remaining: 9,
                 reset_secs: 1,
             },
             PolicyItem {
-                name: "d".into(),
+                name: "d",
                 quota: 100,
                 window_secs: 86_400,
                 remaining: 0,

@@ -10,6 +10,7 @@
 //! descriptor is over its limit (shadow-mode ones excepted; quota-mode ones only when all
 //! of them are over).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,7 +59,9 @@ pub struct RateLimiter {
 struct Plan<'a> {
     limit: Limit<'a>,
     counters: Option<Arc<RuleCounters>>,
-    policy_name: String,
+    /// Borrowed from the configuration unless built for this call (overrides and
+    /// `detailed_metric` keys): no allocation per decision for a plain rule.
+    policy_name: Cow<'a, str>,
     class: BatchClass,
     hits: u32,
     slot: Option<usize>,
@@ -186,7 +189,7 @@ impl RateLimiter {
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let d = self
                 .store
-                .decide(&key_refs, &items)
+                .decide(&req.domain, &key_refs, &items)
                 .await
                 .map_err(|e| RlsError::Unavailable(e.to_string()))?;
             if !matches!(d.source, DecisionSource::Redis | DecisionSource::Local) {
@@ -240,7 +243,7 @@ impl RateLimiter {
         let mut plan = Plan {
             limit: Limit::None,
             counters: None,
-            policy_name: String::new(),
+            policy_name: Cow::Borrowed(""),
             class: BatchClass::Enforce,
             hits,
             slot: None,
@@ -254,7 +257,7 @@ impl RateLimiter {
                 unit,
             };
             let key = d.entries.first().map_or("", |e| e.key.as_str());
-            plan.policy_name = format!("{domain_name}.{key}");
+            plan.policy_name = Cow::Owned(format!("{domain_name}.{key}"));
             plan.counters = Some(self.stats.rule(&plan.policy_name));
             return plan;
         }
@@ -265,12 +268,15 @@ impl RateLimiter {
             return plan;
         };
         let stat_key = if node.detailed_metric {
-            detailed_key(domain_name, d)
+            Cow::Owned(detailed_key(domain_name, d))
         } else {
-            node.stat_key.clone()
+            Cow::Borrowed(node.stat_key.as_str())
         };
         plan.counters = Some(self.stats.rule(&stat_key));
-        plan.policy_name = rule.name.clone().unwrap_or(stat_key);
+        plan.policy_name = match &rule.name {
+            Some(n) => Cow::Borrowed(n.as_str()),
+            None => stat_key,
+        };
         plan.class = if node.shadow_mode {
             BatchClass::Shadow
         } else if node.quota_mode {
@@ -422,10 +428,10 @@ fn detailed_key(domain_name: &str, d: &RateLimitDescriptor) -> String {
     s
 }
 
-fn status(
-    plan: &Plan<'_>,
+fn status<'p>(
+    plan: &'p Plan<'_>,
     decision: Option<&RateDecision>,
-    policy: &mut Vec<PolicyItem>,
+    policy: &mut Vec<PolicyItem<'p>>,
 ) -> DescriptorStatus {
     let Some((rpu, unit, name)) = plan.limit.rpu_unit() else {
         return DescriptorStatus {
@@ -483,7 +489,7 @@ fn status(
         }
     }
     policy.push(PolicyItem {
-        name: plan.policy_name.clone(),
+        name: &plan.policy_name,
         quota: rpu,
         window_secs: unit.map_or(0, |u| u.period().as_secs()),
         remaining,

@@ -1,5 +1,7 @@
-//! Where the GCRA state of the descriptors lives: process memory (exact, the default) or
-//! Redis (one atomic script per call, shared by every replica).
+//! Where the GCRA state of the descriptors lives: process memory (exact, the default),
+//! Redis (one atomic script per call, shared by every replica), Redis leased (chunks of
+//! each key's budget held locally, [`crate::leased`]) or Redis Cluster (atomic per call,
+//! keys hash-tagged by domain).
 //!
 //! Both decide one call's descriptors together with the core's
 //! [`step_batch`]: denied hits are never counted, and nothing is charged unless the whole
@@ -14,6 +16,8 @@ use std::time::Duration;
 use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::rate::{BatchItem, DenyReason, RateDecision, step_batch};
 use tailwater_redis::{DecisionSource, RedisRateStore, RedisStoreError};
+
+use crate::leased::LeasedStore;
 
 /// One shard: key → TAT (nanoseconds on the store's clock).
 type Shard = HashMap<Box<str>, u64>;
@@ -48,28 +52,39 @@ pub enum Store {
     Memory(Arc<MemoryStore>),
     /// On Redis: atomic across replicas, with a per-call timeout and a failure policy.
     Redis(RedisRateStore),
+    /// On Redis, leased: each replica answers from chunks of each key's budget (most calls
+    /// without a round trip), within the overshoot bound of [`crate::leased`].
+    Leased(Arc<LeasedStore>),
+    /// On Redis Cluster (or any Redis), atomic per call: every key of a domain carries the
+    /// domain as its hash tag, so one call's descriptors share a slot and are decided by one
+    /// script, exactly as on a single Redis. Different domains spread over the masters;
+    /// one domain lives on one master.
+    Cluster(RedisRateStore),
 }
 
 impl Store {
-    /// Decides `items` (on the states of `keys`, indexed by slot) together.
+    /// Decides `items` (on the states of `keys`, indexed by slot) of one call in `domain`
+    /// together.
     pub async fn decide(
         &self,
+        domain: &str,
         keys: &[&str],
         items: &[BatchItem],
     ) -> Result<Decided, StoreUnavailable> {
-        match self {
-            Store::Memory(m) => Ok(m.decide(keys, items)),
-            Store::Redis(r) => match r.check_batch(keys, items).await {
-                Ok(c) => Ok(Decided {
-                    decisions: c.decisions,
-                    committed: c.committed,
-                    source: c.source,
-                }),
-                Err(e @ RedisStoreError::Unavailable { .. }) => {
-                    Err(StoreUnavailable(e.to_string()))
-                }
-                Err(e) => Err(StoreUnavailable(e.to_string())),
-            },
+        let batch = match self {
+            Store::Memory(m) => return Ok(m.decide(keys, items)),
+            Store::Leased(l) => return l.decide(keys, items).await,
+            Store::Redis(r) => r.check_batch(keys, items).await,
+            Store::Cluster(r) => r.check_batch_tagged(domain, keys, items).await,
+        };
+        match batch {
+            Ok(c) => Ok(Decided {
+                decisions: c.decisions,
+                committed: c.committed,
+                source: c.source,
+            }),
+            Err(e @ RedisStoreError::Unavailable { .. }) => Err(StoreUnavailable(e.to_string())),
+            Err(e) => Err(StoreUnavailable(e.to_string())),
         }
     }
 
@@ -78,6 +93,8 @@ impl Store {
         match self {
             Store::Memory(_) => "memory",
             Store::Redis(_) => "redis",
+            Store::Leased(_) => "redis-leased",
+            Store::Cluster(_) => "redis-cluster",
         }
     }
 }
@@ -127,9 +144,11 @@ impl MemoryStore {
             .iter()
             .map(|k| (self.hasher.hash_one(k) as usize) & (SHARDS - 1))
             .collect();
-        let mut order: Vec<usize> = shard_of.clone();
-        order.sort_unstable();
-        order.dedup();
+        let mut order = shard_of.clone();
+        if order.len() > 1 {
+            order.sort_unstable();
+            order.dedup();
+        }
         let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
             order.iter().map(|&i| (i, lock(&self.shards[i]))).collect();
         let guard_ix = |shard: usize| order.binary_search(&shard).unwrap_or(0);
@@ -150,12 +169,18 @@ impl MemoryStore {
                 }
             }
         }
-        let before = tats.clone();
         let out = step_batch(items, now, &mut tats);
         if out.committed {
             for (slot, (k, &s)) in keys.iter().zip(&shard_of).enumerate() {
-                if tats[slot] != before[slot] {
-                    guards[guard_ix(s)].1.insert((*k).into(), tats[slot]);
+                let map = &mut guards[guard_ix(s)].1;
+                // In place when the key is known: no key allocation per decision.
+                match map.get_mut(*k) {
+                    Some(t) => *t = tats[slot],
+                    None if tats[slot] > now => {
+                        map.insert((*k).into(), tats[slot]);
+                    }
+                    // A query (0 hits) of an unknown key: nothing to remember.
+                    None => {}
                 }
             }
         }
@@ -167,7 +192,7 @@ impl MemoryStore {
     }
 }
 
-fn full(items: &[BatchItem]) -> Decided {
+pub(crate) fn full(items: &[BatchItem]) -> Decided {
     Decided {
         decisions: items
             .iter()

@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tailwater_core::ConfigError;
 use tailwater_redis::{ConnectionOptions, FailurePolicy, RedisConnection, RedisRateStore};
-use tailwater_rls::{ConfigWatcher, MemoryStore, RateLimiter, Store, serve_grpc, serve_http};
+use tailwater_rls::{
+    ConfigWatcher, LeasedOptions, LeasedStore, MemoryStore, RateLimiter, Store, serve_grpc,
+    serve_http,
+};
 
 /// Arguments of `tailwater rls`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +37,14 @@ pub(crate) struct Args {
     /// limit / N, N = replicas).
     #[arg(long, default_value = "open")]
     failure_policy: String,
+    /// How Redis is used: atomic (one script per call), leased (chunks of each key's budget
+    /// held locally; overshoot bound in the README) or cluster (Redis Cluster, `--redis`
+    /// takes comma-separated node URLs; atomic per call, keys hash-tagged by domain).
+    #[arg(long, default_value = "atomic")]
+    redis_mode: String,
+    /// Leased mode: the largest chunk leased per key (sets the overshoot bound).
+    #[arg(long, default_value_t = 100)]
+    lease_max_chunk: u32,
     /// Keys the in-memory store holds at most.
     #[arg(long, default_value_t = tailwater_rls::store::DEFAULT_MAX_KEYS)]
     max_keys: usize,
@@ -69,11 +80,32 @@ fn policy(s: &str) -> Result<FailurePolicy, ConfigError> {
     }
 }
 
+/// `--redis-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisMode {
+    Atomic,
+    Leased,
+    Cluster,
+}
+
+fn redis_mode(s: &str) -> Result<RedisMode, ConfigError> {
+    match s {
+        "atomic" => Ok(RedisMode::Atomic),
+        "leased" => Ok(RedisMode::Leased),
+        "cluster" => Ok(RedisMode::Cluster),
+        _ => Err(ConfigError::new(
+            "redis_mode",
+            format!("`{s}`: use atomic, leased or cluster"),
+        )),
+    }
+}
+
 struct Built {
     grpc: SocketAddr,
     http: SocketAddr,
     reload: Duration,
     redis: Option<(String, ConnectionOptions, FailurePolicy)>,
+    mode: RedisMode,
 }
 
 fn build(args: &Args) -> Result<Built, ConfigError> {
@@ -98,11 +130,16 @@ fn build(args: &Args) -> Result<Built, ConfigError> {
     if args.max_keys == 0 {
         return Err(ConfigError::new("max_keys", "must be at least 1"));
     }
+    let mode = redis_mode(&args.redis_mode)?;
+    if args.lease_max_chunk == 0 {
+        return Err(ConfigError::new("lease_max_chunk", "must be at least 1"));
+    }
     Ok(Built {
         grpc,
         http,
         reload,
         redis,
+        mode,
     })
 }
 
@@ -142,10 +179,27 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let store = match built.redis {
             None => Store::Memory(Arc::new(MemoryStore::new(args.max_keys))),
-            Some((url, opts, policy)) => {
-                let conn = RedisConnection::open(&url, opts)?;
-                Store::Redis(RedisRateStore::builder(conn).policy(policy).build()?)
-            }
+            Some((url, opts, policy)) => match built.mode {
+                RedisMode::Atomic => {
+                    let conn = RedisConnection::open(&url, opts)?;
+                    Store::Redis(RedisRateStore::builder(conn).policy(policy).build()?)
+                }
+                RedisMode::Leased => {
+                    let conn = RedisConnection::open(&url, opts)?;
+                    let options = LeasedOptions {
+                        max_chunk: args.lease_max_chunk,
+                        policy,
+                        max_keys: args.max_keys,
+                        ..LeasedOptions::default()
+                    };
+                    Store::Leased(Arc::new(LeasedStore::new(conn, options)?))
+                }
+                RedisMode::Cluster => {
+                    let urls: Vec<String> = url.split(',').map(str::to_owned).collect();
+                    let conn = RedisConnection::open_cluster(&urls, opts).await?;
+                    Store::Cluster(RedisRateStore::builder(conn).policy(policy).build()?)
+                }
+            },
         };
         let kind = store.kind();
         let limiter = RateLimiter::new(watcher.handle(), store);
@@ -207,6 +261,8 @@ mod tests {
             (vec!["--failure-policy", "local:0"], "failure_policy"),
             (vec!["--reload-interval", "0s"], "reload_interval"),
             (vec!["--max-keys", "0"], "max_keys"),
+            (vec!["--redis-mode", "sharded"], "redis_mode"),
+            (vec!["--lease-max-chunk", "0"], "lease_max_chunk"),
         ] {
             let mut full = vec!["t", "--config", "/nonexistent"];
             full.extend(argv);
