@@ -38,23 +38,26 @@ fn breaker_bounds_probes_recovers_in_two_intervals_and_spreads_probes() {
 }
 
 #[test]
-fn the_budget_caps_the_retry_storm_without_losing_goodput() {
-    let rows = retry::run("headroom").unwrap();
-    let get = |p: &str| rows.iter().find(|r| r.clients.starts_with(p)).unwrap();
-    let (none, naive) = (get("no retries"), get("naive"));
-    let budget = get("tailwater budget, Finagle");
-    let tight = get("tailwater budget at 10%");
-    assert!(naive.amplification_overload >= 2.0, "{naive:?}");
-    // 20 % of requests + the floor: at most 1.2x (and a little carried over) while overloaded.
-    assert!(budget.amplification_overload <= 1.25, "{budget:?}");
-    assert!(tight.amplification <= 1.1, "{tight:?}");
-    // The issue asks for at least the goodput of no retries; behind today's Headroom the
-    // default budget is 0.7 % short (9621 vs 9686, README "Calling a dependency"). Held here
-    // within 1 %, so a budget that starts costing real goodput still fails.
-    assert!(
-        budget.successes as f64 >= 0.99 * none.successes as f64,
-        "{budget:?} vs {none:?}"
-    );
+fn the_storm_amplifies_naive_retries_and_the_default_client_holds_it() {
+    for policy in retry::POLICIES {
+        let rows = retry::run(policy).unwrap();
+        let get = |p: &str| rows.iter().find(|r| r.clients.starts_with(p)).unwrap();
+        let (none, naive) = (get("no retries"), get("naive"));
+        let tw = get("tailwater client, defaults");
+        if policy == "none" {
+            // The issue's premise: naive x3 at least 2.5x (the 4 s built-in gave 2.40x).
+            assert!(naive.amplification >= 2.5, "{naive:?}");
+        }
+        // The goal, over the run, at the defaults. Over the overload phase alone 10 % + the
+        // 10/s floor can reach 1.104x (the floor is 0.4 % of the storm's requests): held to
+        // 1.105x there, which a 20 % ratio (1.19x) fails.
+        assert!(tw.amplification <= 1.1, "{policy}: {tw:?}");
+        assert!(tw.amplification_overload <= 1.105, "{policy}: {tw:?}");
+        assert!(
+            tw.successes >= none.successes,
+            "{policy}: {tw:?} vs {none:?}"
+        );
+    }
 }
 
 #[test]

@@ -247,7 +247,9 @@ async fn throttles_locally_per_tier() {
 #[tokio::test(start_paused = true)]
 async fn retries_in_backoff_count_against_the_budget() {
     let calls = Calls::default();
+    // Envoy's and Finagle's 20 % (tailwater's default is 10 %).
     let cfg = BudgetConfig {
+        ratio: 0.2,
         min_per_sec: 0,
         ..Default::default()
     };

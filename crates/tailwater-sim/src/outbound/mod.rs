@@ -40,10 +40,14 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
     let mut checks = Vec::new();
     for policy in retry::POLICIES {
         let rows = retry::run(policy)?;
-        let _ = writeln!(w, "retry-storm, server policy `{policy}`:\n");
         let _ = writeln!(
             w,
-            "| clients | amplification (run) | amplification (1.5x phase) | successes |\n|---|---|---|---|"
+            "retry-storm, 1.5x for {} s, server policy `{policy}`:\n",
+            retry::OVERLOAD_S
+        );
+        let _ = writeln!(
+            w,
+            "| clients | amplification (run) | amplification (overload phase) | successes |\n|---|---|---|---|"
         );
         for r in &rows {
             let _ = writeln!(
@@ -54,25 +58,32 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
         }
         let _ = writeln!(w);
         let find = |p: &str| rows.iter().find(|r| r.clients.starts_with(p));
-        if let (Some(none), Some(naive), Some(budget)) = (
+        if let (Some(none), Some(naive), Some(tw)) = (
             find("no retries"),
             find("naive"),
-            find("tailwater budget, Finagle"),
+            find("tailwater client, defaults"),
         ) {
+            // The storm's premise is the server without a limiter (behind Headroom, fast
+            // sheds end most requests' attempts early).
+            if policy == "none" {
+                checks.push(GoalCheck {
+                    goal: "retry-storm: naive x3 amplifies >= 2.5x",
+                    ok: naive.amplification >= 2.5,
+                    figure: format!("{policy}: {:.2}x", naive.amplification),
+                });
+            }
             checks.push(GoalCheck {
-                goal: "retry-storm: naive x3 amplifies >= 2.5x",
-                ok: naive.amplification >= 2.5,
-                figure: format!("{policy}: {:.2}x", naive.amplification),
-            });
-            checks.push(GoalCheck {
-                goal: "retry-storm: <= 1.1x with the budget (defaults)",
-                ok: budget.amplification <= 1.1,
-                figure: format!("{policy}: {:.2}x", budget.amplification),
+                goal: "retry-storm: <= 1.1x with the budget (tailwater client, defaults)",
+                ok: tw.amplification <= 1.1,
+                figure: format!(
+                    "{policy}: {:.3}x (overload phase {:.3}x)",
+                    tw.amplification, tw.amplification_overload
+                ),
             });
             checks.push(GoalCheck {
                 goal: "retry-storm: goodput with the budget >= no retries",
-                ok: budget.successes >= none.successes,
-                figure: format!("{policy}: {} vs {}", budget.successes, none.successes),
+                ok: tw.successes >= none.successes,
+                figure: format!("{policy}: {} vs {}", tw.successes, none.successes),
             });
         }
     }
