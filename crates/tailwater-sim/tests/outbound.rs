@@ -1,6 +1,6 @@
 //! The client-side scenarios meet issue 12's goals (figures in the README).
 
-use tailwater_sim::outbound::{breaker, hedge, retry, throttle};
+use tailwater_sim::outbound::{breaker, hedge, retry, throttle, tied};
 
 #[test]
 fn hedging_cuts_the_fan_out_tail_within_five_percent() {
@@ -70,4 +70,21 @@ fn per_tier_throttling_keeps_critical_work_and_offloads_the_backend() {
     );
     assert!(tiered.critical_goodput >= 0.99, "{tiered:?}");
     assert!(shared.critical_goodput < 0.9, "{shared:?}");
+}
+
+#[test]
+fn tied_requests_cut_the_queueing_tail_for_little_extra_load() {
+    let rows = tied::run(1).unwrap();
+    let get = |p: &str| rows.iter().find(|r| r.clients.starts_with(p)).unwrap();
+    let (none, tied, both) = (get("no hedging"), get("tailwater tied"), get("two copies"));
+    // Waiting in the shorter of two queues: the p99 at least halves...
+    assert!(tied.p99_ms * 2.0 <= none.p99_ms, "{tied:?} vs {none:?}");
+    assert!(tied.p999_ms < none.p999_ms, "{tied:?} vs {none:?}");
+    // ...while the tie keeps the second copy from running most of the time (two untied
+    // copies double the load and overload the servers).
+    assert!(tied.extra_load <= 0.1, "{tied:?}");
+    assert!(
+        both.extra_load >= 0.99 && both.p99_ms > none.p99_ms,
+        "{both:?}"
+    );
 }

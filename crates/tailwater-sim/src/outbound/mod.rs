@@ -8,6 +8,7 @@
 //! | [`retry`] | `retry-storm` (naive ×3) with the shared budget | amplification ≤ 1.1× vs ≥ 2.5× naive; goodput ≥ no retries |
 //! | [`hedge`] | heavy-tail fan-out | p99.9 ≥ 5× lower for ≤ 5 % extra load |
 //! | [`breaker`] | 10 s hard outage, 20 clients | ≤ probes per open interval; closed ≤ 2 intervals after recovery; no herd |
+//! | [`tied`] | tied requests vs hedging where the tail is queueing | (Tail at Scale: tied copies cost little extra load) |
 //! | [`throttle`] | backend rejecting most `Sheddable` work | local rejection, per tier |
 //!
 //! `cargo run --release -p tailwater-sim --example outbound` prints the tables.
@@ -17,6 +18,7 @@ mod events;
 pub mod hedge;
 pub mod retry;
 pub mod throttle;
+pub mod tied;
 
 use std::fmt::Write as _;
 
@@ -119,6 +121,29 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
                 100.0 * tw.extra_load
             ),
         });
+    }
+    let rows = tied::run(seed)?;
+    let _ = writeln!(
+        w,
+        "\ntied requests, {} servers at {:.0} % load, 0.5 % of calls 50-100 ms (queueing tail):\n",
+        tied::SERVERS,
+        100.0 * tied::LOAD
+    );
+    let _ = writeln!(
+        w,
+        "| clients | p50 ms | p99 ms | p99.9 ms | extra load | copies dropped by a tie |\n|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            w,
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} % | {} |",
+            r.clients,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            100.0 * r.extra_load,
+            r.tie_dropped
+        );
     }
     let rows = breaker::run(seed)?;
     let _ = writeln!(
