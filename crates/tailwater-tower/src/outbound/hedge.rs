@@ -21,6 +21,7 @@ use tower::{Layer, Service};
 
 use super::retry::clone_request;
 use super::signals::is_idempotent;
+use super::signals::mark_attempt;
 
 /// `tailwater_hedges_total`.
 pub const HEDGES_TOTAL: &str = "tailwater_hedges_total";
@@ -108,7 +109,8 @@ where
                 r
             });
         };
-        let hedge_req = clone_request(&req);
+        let mut hedge_req = clone_request(&req);
+        mark_attempt(&mut hedge_req, 2);
         let primary = svc.call(req);
         Box::pin(async move {
             let mut primary = pin!(primary);
