@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
 
-use crate::edge::grpc_timeout;
+use crate::edge::{GRPC_TIMEOUT, parse_grpc_timeout};
+
+/// A static, not the `const`: a `const` `HeaderName` is built and dropped at every use.
+static GRPC_TIMEOUT_NAME: HeaderName = GRPC_TIMEOUT;
 
 /// The time left for the request: `grpc-timeout`, and `header` (milliseconds) if given.
 /// An unparsable value is no deadline.
@@ -25,7 +28,10 @@ use crate::edge::grpc_timeout;
 /// assert_eq!(request_deadline(&h, Some(&name)), Some(Duration::from_millis(300)));
 /// ```
 pub fn request_deadline(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<Duration> {
-    let grpc = grpc_timeout(headers);
+    let grpc = headers
+        .get(&GRPC_TIMEOUT_NAME)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
     let ms = header
         .and_then(|h| headers.get(h))
         .and_then(|v| v.to_str().ok())

@@ -21,6 +21,7 @@
 //! over the window (a proptest checks it).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -95,9 +96,17 @@ pub enum Extra {
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     epoch: u64,
-    requests: u64,
     retries: u64,
     hedges: u64,
+}
+
+/// A slot's deposits, outside the lock: every request deposits, so the common case is one
+/// atomic add on a slot whose epoch is current. Rotating a slot (resetting it for a new
+/// epoch) happens under the lock.
+#[derive(Debug, Default)]
+struct Deposits {
+    epoch: AtomicU64,
+    requests: AtomicU64,
 }
 
 /// The window's totals.
@@ -136,6 +145,7 @@ pub struct RetryBudget<C: Clock = MonotonicClock> {
     floor: f64,
     clock: C,
     state: Mutex<(Vec<Slot>, u64)>,
+    deposits: Box<[Deposits]>,
 }
 
 impl<C: Clock> fmt::Debug for RetryBudget<C> {
@@ -164,6 +174,7 @@ impl<C: Clock> RetryBudget<C> {
             config,
             clock,
             state: Mutex::new((vec![Slot::default(); config.slots as usize], 0)),
+            deposits: (0..config.slots).map(|_| Deposits::default()).collect(),
         })
     }
 
@@ -189,9 +200,14 @@ impl<C: Clock> RetryBudget<C> {
                 .iter()
                 .filter(|s| s.epoch >= oldest && s.epoch <= epoch)
             {
-                total.requests += s.requests;
                 total.retries += s.retries;
                 total.hedges += s.hedges;
+            }
+            for d in self.deposits.iter() {
+                let e = d.epoch.load(Ordering::Acquire);
+                if e >= oldest && e <= epoch {
+                    total.requests += d.requests.load(Ordering::Relaxed);
+                }
             }
         }
         let slot = &mut slots[(epoch % len) as usize];
@@ -204,9 +220,22 @@ impl<C: Clock> RetryBudget<C> {
         f(slot, total, refused)
     }
 
-    /// Records one request (call it once per logical request, not per attempt).
+    /// Records one request (call it once per logical request, not per attempt). Lock-free
+    /// unless its slot must be rotated to a new epoch (once per slot per `ttl / slots`).
     pub fn deposit(&self) {
-        self.with(false, |slot, _, _| slot.requests += 1);
+        let epoch = self.clock.now_nanos() / self.slot_nanos + 1;
+        let d = &self.deposits[(epoch % self.deposits.len() as u64) as usize];
+        if d.epoch.load(Ordering::Acquire) != epoch {
+            // Rotate under the lock, so that two depositors do not both reset it. (A deposit
+            // that read the old epoch just before a rotation lands in the new epoch: it is
+            // counted `ttl` late, never lost.)
+            let _guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if d.epoch.load(Ordering::Acquire) != epoch {
+                d.requests.store(0, Ordering::Relaxed);
+                d.epoch.store(epoch, Ordering::Release);
+            }
+        }
+        d.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Asks for one extra attempt; `true` charges it to the budget.
@@ -272,6 +301,26 @@ mod tests {
         clock.advance(10 * S);
         assert_eq!(b.stats().retries, 0);
         assert!(b.try_withdraw(Extra::Retry));
+    }
+
+    /// Deposits from several threads, through slot rotations, are all counted.
+    #[test]
+    fn concurrent_deposits_are_all_counted() {
+        let clock = ManualClock::new();
+        let b = RetryBudget::with_clock(BudgetConfig::default(), clock.clone()).unwrap();
+        for round in 0..3u64 {
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..2_000 {
+                            b.deposit();
+                        }
+                    });
+                }
+            });
+            assert_eq!(b.stats().requests, 8_000 * (round + 1), "round {round}");
+            clock.advance(S); // the next round deposits into a rotated slot
+        }
     }
 
     #[test]

@@ -110,7 +110,6 @@ where
             });
         };
         let mut hedge_req = clone_request(&req);
-        mark_attempt(&mut hedge_req, 2);
         let primary = svc.call(req);
         Box::pin(async move {
             let mut primary = pin!(primary);
@@ -134,6 +133,7 @@ where
             }
             metrics::counter!(HEDGES_TOTAL, "decision" => "sent").increment(1);
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            mark_attempt(&mut hedge_req, 2);
             let hedge_start = Instant::now();
             let mut hedge = pin!(svc.call(hedge_req));
             let (r, winner, loser): (_, Duration, Duration) = std::future::poll_fn(|cx| {
