@@ -18,6 +18,11 @@
 //! A dropped copy is answered `409 Conflict` (gRPC `CANCELLED`, pushback `-1`: never
 //! retried) with `x-tailwater-tie-dropped: 1`; the client, which waits for the first useful
 //! answer, ignores it. Requests without a tie header pass through untouched.
+//!
+//! Put [`TieLayer`] outside any layer that reserves capacity in `poll_ready` (tower's
+//! `ConcurrencyLimit`): a copy dropped on arrival never calls the inner service, so such a
+//! reservation would wait for the connection's next request. tailwater's
+//! `ConcurrencyLayer` admits in the call, not in `poll_ready`.
 
 use std::future::Future;
 use std::pin::Pin;
