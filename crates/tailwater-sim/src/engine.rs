@@ -19,7 +19,8 @@ use hdrhistogram::Histogram;
 use tailwater_core::clock::ManualClock;
 use tailwater_core::limiter::{Acquire, OwnedPermit, Request, Waiter};
 use tailwater_core::outbound::{
-    BudgetConfig, Jitter, Pushback, RetryBudget, RetryDecision, RetryPolicy,
+    AdaptiveThrottle, BudgetConfig, Jitter, Pushback, RetryBudget, RetryDecision, RetryPolicy,
+    ThrottleConfig,
 };
 use tailwater_core::{Criticality, Limiter, RejectReason};
 
@@ -46,7 +47,13 @@ fn handle(idx: u32, generation: u32) -> Handle {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Arrival,
-    Retry { req: u32, tier: u8, attempt: u8 },
+    /// `start`: when the request's first attempt was sent (its deadline counts from it).
+    Retry {
+        req: u32,
+        tier: u8,
+        attempt: u8,
+        start: u64,
+    },
     Timeout(Handle),
     Check(Handle),
     Done(Handle),
@@ -94,6 +101,8 @@ struct Slot {
     req: u32,
     tier: u8,
     attempt: u8,
+    /// When the request's first attempt was sent.
+    start: u64,
     arrival: u64,
     deadline: u64,
     abandoned: bool,
@@ -283,7 +292,11 @@ struct Sim<'a> {
     retry_tokens: f64,
     /// `RetryMode::Budget`: the core's shared budget and retry policy, on the run's clock.
     budget: Option<(RetryBudget<ManualClock>, RetryPolicy, Jitter)>,
+    /// `client.throttle_k`: the core's adaptive throttle in front of every request.
+    throttle: Option<(AdaptiveThrottle<ManualClock>, Jitter)>,
     timeout_ns: u64,
+    /// `client.deadline` (0: none).
+    deadline_ns: u64,
     // Metrics.
     m: Metrics,
     opts: RunOptions,
@@ -369,6 +382,18 @@ impl<'a> Sim<'a> {
             )),
             _ => None,
         };
+        let throttle = if sc.client.throttle_k > 0.0 {
+            let config = ThrottleConfig {
+                k: sc.client.throttle_k,
+                ..ThrottleConfig::default()
+            };
+            Some((
+                AdaptiveThrottle::with_clock(config, clock.clone())?,
+                Jitter::new(seed ^ 0x7480_7713),
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             sc,
             now: 0,
@@ -398,7 +423,9 @@ impl<'a> Sim<'a> {
             next_req: 0,
             retry_tokens: 10.0,
             budget,
+            throttle,
             timeout_ns: u64::try_from(sc.client.timeout.as_nanos()).unwrap_or(u64::MAX),
+            deadline_ns: u64::try_from(sc.client.deadline.as_nanos()).unwrap_or(u64::MAX),
             m: Metrics {
                 offered: [0; 4],
                 success: [0; 4],
@@ -479,7 +506,12 @@ impl<'a> Sim<'a> {
             self.events += 1;
             match ev.kind {
                 Kind::Arrival => self.on_arrival(),
-                Kind::Retry { req, tier, attempt } => self.new_attempt(req, tier, attempt),
+                Kind::Retry {
+                    req,
+                    tier,
+                    attempt,
+                    start,
+                } => self.new_attempt(req, tier, attempt, start),
                 Kind::Timeout(h) => self.on_timeout(h),
                 Kind::Check(h) => self.on_check(h),
                 Kind::Done(h) => self.on_done(h),
@@ -496,15 +528,20 @@ impl<'a> Sim<'a> {
 
     // ---- slots ----
 
-    fn alloc(&mut self, req: u32, tier: u8, attempt: u8) -> Handle {
+    fn alloc(&mut self, req: u32, tier: u8, attempt: u8, start: u64) -> Handle {
+        let mut deadline = self.now.saturating_add(self.timeout_ns);
+        if self.deadline_ns > 0 {
+            deadline = deadline.min(start.saturating_add(self.deadline_ns));
+        }
         let slot = Slot {
             generation: 0,
             live: true,
             req,
             tier,
             attempt,
+            start,
             arrival: self.now,
-            deadline: self.now.saturating_add(self.timeout_ns),
+            deadline,
             abandoned: false,
             stage: Stage::Queued,
             work: 0.0,
@@ -553,20 +590,26 @@ impl<'a> Sim<'a> {
         if self.sc.client.retry == RetryMode::Budgeted {
             self.retry_tokens = (self.retry_tokens + self.sc.client.budget).min(10.0);
         }
-        if let Some((budget, _, _)) = &self.budget {
-            budget.deposit();
+        let admitted = match &self.throttle {
+            Some((t, jitter)) => t.admit(Criticality::ALL[tier as usize], jitter.next_f64()),
+            None => true,
+        };
+        if admitted {
+            if let Some((budget, _, _)) = &self.budget {
+                budget.deposit();
+            }
+            self.new_attempt(req, tier, 1, self.now);
         }
-        self.new_attempt(req, tier, 1);
         let gap = self.gap.sample(&mut self.rng_arrival);
         if let Some(t) = self.rate.advance(self.now as f64 / 1e9, gap) {
             self.schedule(ns(t).max(self.now), Kind::Arrival);
         }
     }
 
-    fn new_attempt(&mut self, req: u32, tier: u8, attempt: u8) {
+    fn new_attempt(&mut self, req: u32, tier: u8, attempt: u8, start: u64) {
         self.m.attempts += 1;
         self.m.b_attempts += 1;
-        let h = self.alloc(req, tier, attempt);
+        let h = self.alloc(req, tier, attempt, start);
         let work = self.service.sample(&mut self.rng_service);
         // The unloaded latency of this attempt: its service time at the current speed.
         self.m
@@ -606,7 +649,7 @@ impl<'a> Sim<'a> {
         if !self.has_queue {
             match limiter.try_acquire_owned_with(request) {
                 Ok(p) => self.send_to_server(h, Some(p)),
-                Err(r) => self.shed(h, r.reason),
+                Err(r) => self.shed(h, r.reason, r.retry_after),
             }
             return;
         }
@@ -621,7 +664,7 @@ impl<'a> Sim<'a> {
                 let mut cx = Context::from_waker(&waker);
                 match Pin::new(&mut w).poll(&mut cx) {
                     Poll::Ready(Ok(p)) => self.send_to_server(h, Some(p)),
-                    Poll::Ready(Err(r)) => self.shed(h, r.reason),
+                    Poll::Ready(Err(r)) => self.shed(h, r.reason, r.retry_after),
                     Poll::Pending => {
                         let next = w.next_check(Duration::from_nanos(self.now));
                         let s = self.slot(h).expect("live");
@@ -634,7 +677,7 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            Err(r) => self.shed(h, r.reason),
+            Err(r) => self.shed(h, r.reason, r.retry_after),
         }
     }
 
@@ -660,7 +703,7 @@ impl<'a> Sim<'a> {
                         }
                         self.send_to_server(h, Some(p));
                     }
-                    Some(Err(r)) => self.shed(h, r.reason),
+                    Some(Err(r)) => self.shed(h, r.reason, r.retry_after),
                     None => {}
                 }
             }
@@ -695,19 +738,20 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn shed(&mut self, h: Handle, reason: RejectReason) {
+    /// A limiter refused attempt `h`, telling the client to come back after `retry_after`.
+    fn shed(&mut self, h: Handle, reason: RejectReason, retry_after: Duration) {
         self.m.shed[reason.index()] += 1;
-        let (req, tier, attempt) = match self.slot(h) {
-            Some(s) => (s.req, s.tier, s.attempt),
+        let (req, tier, attempt, start) = match self.slot(h) {
+            Some(s) => (s.req, s.tier, s.attempt, s.start),
             None => return,
         };
         self.release(h);
-        self.maybe_retry(req, tier, attempt);
+        self.maybe_retry(req, tier, attempt, start, Pushback::After(retry_after));
     }
 
     fn on_timeout(&mut self, h: Handle) {
         let Some(s) = self.slot(h) else { return };
-        let (req, tier, attempt, stage) = (s.req, s.tier, s.attempt, s.stage);
+        let (req, tier, attempt, stage, start) = (s.req, s.tier, s.attempt, s.stage, s.start);
         if s.abandoned {
             return;
         }
@@ -720,10 +764,12 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        self.maybe_retry(req, tier, attempt);
+        self.maybe_retry(req, tier, attempt, start, Pushback::None);
     }
 
-    fn maybe_retry(&mut self, req: u32, tier: u8, attempt: u8) {
+    /// After attempt number `attempt` of request `req` (first sent at `start`) failed with
+    /// `pushback` from the server.
+    fn maybe_retry(&mut self, req: u32, tier: u8, attempt: u8, start: u64, pushback: Pushback) {
         let c = &self.sc.client;
         if i64::from(attempt) >= c.attempts {
             return;
@@ -737,7 +783,19 @@ impl<'a> Sim<'a> {
                     return;
                 };
                 let u = jitter.next_f64();
-                match policy.decide(u32::from(attempt), true, Pushback::None, None, budget, u) {
+                let (pushback, remaining) = if c.pushback {
+                    let left = (self.deadline_ns > 0).then(|| {
+                        Duration::from_nanos(
+                            start
+                                .saturating_add(self.deadline_ns)
+                                .saturating_sub(self.now),
+                        )
+                    });
+                    (pushback, left)
+                } else {
+                    (Pushback::None, None)
+                };
+                match policy.decide(u32::from(attempt), true, pushback, remaining, budget, u) {
                     RetryDecision::After(d) => {
                         delay = d;
                         true
@@ -764,6 +822,7 @@ impl<'a> Sim<'a> {
                         req,
                         tier,
                         attempt: attempt + 1,
+                        start,
                     },
                 );
             }
@@ -839,6 +898,9 @@ impl<'a> Sim<'a> {
         if !abandoned && now <= deadline {
             let lat = now - arrival;
             self.m.success[tier as usize] += 1;
+            if let Some((t, _)) = &self.throttle {
+                t.accepted(Criticality::ALL[tier as usize]);
+            }
             self.m.latency.saturating_record(us(lat).max(1));
             self.m.resp_sum += lat as f64;
             self.m.b_success += 1;

@@ -24,6 +24,9 @@
 //! attempts = 3
 //! budget = 0.1
 //! backoff = "10ms"
+//! deadline = "0s"           # the whole request's deadline (0: none)
+//! pushback = false          # budget clients honour Retry-After against the deadline
+//! throttle_k = 0.0          # SRE adaptive throttle in front (0: none; the book's K is 2)
 //!
 //! [mix]                     # criticality shares (normalised)
 //! critical = 1.0
@@ -305,6 +308,23 @@ pub struct ClientConfig {
         serialize_with = "ser_duration"
     )]
     pub backoff: Duration,
+    /// The whole request's deadline, every attempt included (gRPC's deadline; Envoy's route
+    /// `timeout` over its `per_try_timeout`): an attempt's timeout is cut to what is left of
+    /// it. Zero (the default) means none: each attempt has `timeout` whatever came before.
+    #[serde(
+        default,
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub deadline: Duration,
+    /// `budget` clients honour the server's pushback (the limiter's `Retry-After`) as the
+    /// floor of the delay, and give up when it would outlast the `deadline` (gRPC A6).
+    #[serde(default)]
+    pub pushback: bool,
+    /// The SRE book's client-side adaptive throttle in front of the retries, with this K
+    /// (tailwater-core's `AdaptiveThrottle`, per tier); 0 (the default) means none.
+    #[serde(default)]
+    pub throttle_k: f64,
 }
 
 fn default_timeout() -> Duration {
@@ -328,6 +348,9 @@ impl Default for ClientConfig {
             attempts: default_attempts(),
             budget: default_budget(),
             backoff: default_backoff(),
+            deadline: Duration::ZERO,
+            pushback: false,
+            throttle_k: 0.0,
         }
     }
 }
@@ -660,6 +683,9 @@ impl Scenario {
             ));
         }
         check("client.budget", self.client.budget, 0.0, 1.0)?;
+        if self.client.throttle_k != 0.0 {
+            check("client.throttle_k", self.client.throttle_k, 1.0, 1000.0)?;
+        }
         let shares = self.mix.shares();
         for (i, s) in shares.iter().enumerate() {
             let name = ["critical_plus", "critical", "sheddable_plus", "sheddable"][i];

@@ -113,6 +113,7 @@ pub mod burn;
 pub mod classify;
 pub mod concurrency;
 pub mod criticality;
+pub mod deadline;
 pub mod edge;
 pub mod observe;
 pub mod outbound;

@@ -247,7 +247,9 @@ async fn throttles_locally_per_tier() {
 #[tokio::test(start_paused = true)]
 async fn retries_in_backoff_count_against_the_budget() {
     let calls = Calls::default();
+    // Envoy's and Finagle's 20 % (tailwater's default is 10 %).
     let cfg = BudgetConfig {
+        ratio: 0.2,
         min_per_sec: 0,
         ..Default::default()
     };
@@ -290,4 +292,115 @@ async fn a_rate_limiting_dependency_does_not_trip_the_breaker() {
     }
     assert_eq!(breaker.state(), BreakerState::Closed);
     assert_eq!(calls.load(Ordering::SeqCst), 10);
+}
+
+/// Retries carry the attempt number (gRPC also A6's previous-attempt count), and a
+/// `Retry-After` given as an HTTP-date is honoured like delta-seconds.
+#[tokio::test(start_paused = true)]
+async fn retries_carry_the_attempt_number_and_honour_an_http_date() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let svc = service_fn(move |req: Request<String>| {
+        let h = req.headers();
+        let get = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned());
+        let mut log = log.lock().unwrap();
+        log.push((
+            get("x-tailwater-attempt"),
+            get("grpc-previous-rpc-attempts"),
+        ));
+        let first = log.len() == 1;
+        async move {
+            let mut res = Response::new(String::new());
+            if first {
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                let at = std::time::SystemTime::now() + Duration::from_secs(3);
+                let date = httpdate::fmt_http_date(at);
+                res.headers_mut()
+                    .insert("retry-after", date.parse().unwrap());
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut svc = retry_layer(BudgetConfig::default()).layer(svc);
+    let mut req = get();
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let start = tokio::time::Instant::now();
+    let r = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The date has whole seconds: 3 s ahead is more than 2 s ahead.
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        vec![(None, None), (Some("2".into()), Some("1".into()))]
+    );
+}
+
+/// The configurable deadline header: a retry that would outlast it is not made.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_header_stops_a_retry_that_would_outlast_it() {
+    let calls = Calls::default();
+    let answers = vec![(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("retry-after", "2")),
+        Duration::ZERO,
+    )];
+    let name = http::HeaderName::from_static("x-deadline-ms");
+    let mut svc = retry_layer(BudgetConfig::default())
+        .deadline_header(name.clone())
+        .layer(backend(calls.clone(), answers));
+    let mut req = get();
+    req.headers_mut().insert(&name, "1500".parse().unwrap());
+    let r = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "2 s pushback > 1.5 s left");
+}
+
+/// A body that ends with `grpc-status: 14` in its trailers (a streamed gRPC failure).
+struct Trailers(Option<http::HeaderMap>);
+
+impl http_body::Body for Trailers {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.take().map(|t| Ok(http_body::Frame::trailers(t))))
+    }
+}
+
+/// gRPC puts the status of a streamed answer in the trailers: the breaker reads it there.
+#[tokio::test(start_paused = true)]
+async fn the_breaker_reads_a_streamed_grpc_status_from_the_trailers() {
+    use http_body_util::BodyExt;
+    let cfg = BreakerConfig {
+        window: Window::Count(4),
+        min_calls: 4,
+        jitter: 0.0,
+        ..Default::default()
+    };
+    let breaker = observed_breaker("trailers", cfg, ManualClock::new()).unwrap();
+    let inner = service_fn(|_req: Request<String>| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "14".parse().unwrap());
+        let mut res = Response::new(Trailers(Some(trailers)));
+        res.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        Ok::<_, Infallible>(res)
+    });
+    let mut svc = CircuitBreakerLayer::new(breaker.clone(), "trailers").layer(inner);
+    for _ in 0..4 {
+        let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(breaker.state(), BreakerState::Closed, "judged at the end");
+        let collected = r.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "14");
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
 }

@@ -8,9 +8,10 @@
 //! | type | mechanism | anchors |
 //! |---|---|---|
 //! | [`CircuitBreaker`] | count- or time-window breaker on failure *and* slow-call rates; jittered, growing open intervals; bounded half-open probes with a deadline | resilience4j, Polly v8, Linkerd, SmallRye #319, resilience4j #903/#1432 |
-//! | [`RetryBudget`] | one budget for retries and hedges: 20 % of requests + 10/s over 10 s, charged before backoff | Finagle, Linkerd, tower `TpsBudget`, Envoy #30205 |
+//! | [`RetryBudget`] | one budget for retries and hedges: 10 % of requests + 10/s over 10 s, charged before backoff | SRE book (10 %), Finagle, Linkerd, tower `TpsBudget` (the floor and window), Envoy #30205 |
 //! | [`RetryPolicy`] | capped attempts, full-jitter backoff, `Retry-After` / `grpc-retry-pushback-ms` | SRE book, Envoy, gRPC A6 |
 //! | [`Hedger`] | hedge delay = the p95 of the previous period's latencies (all attempts recorded) | tower `Hedge`, "The Tail at Scale" |
+//! | [`TieRegistry`] | tied requests, server side: the copy that starts first cancels the other's queued copy; bounded, expiring | "The Tail at Scale" |
 //! | [`AdaptiveThrottle`] | reject locally with p = max(0, (req − K·acc)/(req + 1)), per tier | Google SRE book |
 //!
 //! Every default is documented on its config type with the anchor it comes from
@@ -23,6 +24,7 @@ pub mod hedge;
 pub mod jitter;
 pub mod retry;
 pub mod throttle;
+pub mod tie;
 pub mod window;
 
 pub use breaker::{
@@ -37,4 +39,5 @@ pub use retry::{
     GiveUp, Pushback, RetryDecision, RetryPolicy, parse_grpc_pushback_ms, parse_retry_after,
 };
 pub use throttle::{AdaptiveThrottle, ThrottleConfig};
+pub use tie::{Arrival, TieConfig, TieRegistry, TieStats, TieTicket};
 pub use window::{Tally, Window};

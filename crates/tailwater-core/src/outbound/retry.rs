@@ -233,8 +233,8 @@ mod tests {
             ManualClock::new(),
         )
         .unwrap();
-        for _ in 0..5 {
-            b.deposit(); // one retry's worth (20 % of 5)
+        for _ in 0..10 {
+            b.deposit(); // one retry's worth (10 % of 10)
         }
         let p = RetryPolicy::default();
         use RetryDecision::{After, GiveUp as No};

@@ -8,6 +8,7 @@
 //! | [`retry`] | `retry-storm` (naive ×3) with the shared budget | amplification ≤ 1.1× vs ≥ 2.5× naive; goodput ≥ no retries |
 //! | [`hedge`] | heavy-tail fan-out | p99.9 ≥ 5× lower for ≤ 5 % extra load |
 //! | [`breaker`] | 10 s hard outage, 20 clients | ≤ probes per open interval; closed ≤ 2 intervals after recovery; no herd |
+//! | [`tied`] | tied requests vs hedging where the tail is queueing | (Tail at Scale: tied copies cost little extra load) |
 //! | [`throttle`] | backend rejecting most `Sheddable` work | local rejection, per tier |
 //!
 //! `cargo run --release -p tailwater-sim --example outbound` prints the tables.
@@ -17,6 +18,7 @@ mod events;
 pub mod hedge;
 pub mod retry;
 pub mod throttle;
+pub mod tied;
 
 use std::fmt::Write as _;
 
@@ -40,10 +42,14 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
     let mut checks = Vec::new();
     for policy in retry::POLICIES {
         let rows = retry::run(policy)?;
-        let _ = writeln!(w, "retry-storm, server policy `{policy}`:\n");
         let _ = writeln!(
             w,
-            "| clients | amplification (run) | amplification (1.5x phase) | successes |\n|---|---|---|---|"
+            "retry-storm, 1.5x for {} s, server policy `{policy}`:\n",
+            retry::OVERLOAD_S
+        );
+        let _ = writeln!(
+            w,
+            "| clients | amplification (run) | amplification (overload phase) | successes |\n|---|---|---|---|"
         );
         for r in &rows {
             let _ = writeln!(
@@ -54,25 +60,32 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
         }
         let _ = writeln!(w);
         let find = |p: &str| rows.iter().find(|r| r.clients.starts_with(p));
-        if let (Some(none), Some(naive), Some(budget)) = (
+        if let (Some(none), Some(naive), Some(tw)) = (
             find("no retries"),
             find("naive"),
-            find("tailwater budget, Finagle"),
+            find("tailwater client, defaults"),
         ) {
+            // The storm's premise is the server without a limiter (behind Headroom, fast
+            // sheds end most requests' attempts early).
+            if policy == "none" {
+                checks.push(GoalCheck {
+                    goal: "retry-storm: naive x3 amplifies >= 2.5x",
+                    ok: naive.amplification >= 2.5,
+                    figure: format!("{policy}: {:.2}x", naive.amplification),
+                });
+            }
             checks.push(GoalCheck {
-                goal: "retry-storm: naive x3 amplifies >= 2.5x",
-                ok: naive.amplification >= 2.5,
-                figure: format!("{policy}: {:.2}x", naive.amplification),
-            });
-            checks.push(GoalCheck {
-                goal: "retry-storm: <= 1.1x with the budget (defaults)",
-                ok: budget.amplification <= 1.1,
-                figure: format!("{policy}: {:.2}x", budget.amplification),
+                goal: "retry-storm: <= 1.1x with the budget (tailwater client, defaults)",
+                ok: tw.amplification <= 1.1,
+                figure: format!(
+                    "{policy}: {:.3}x (overload phase {:.3}x)",
+                    tw.amplification, tw.amplification_overload
+                ),
             });
             checks.push(GoalCheck {
                 goal: "retry-storm: goodput with the budget >= no retries",
-                ok: budget.successes >= none.successes,
-                figure: format!("{policy}: {} vs {}", budget.successes, none.successes),
+                ok: tw.successes >= none.successes,
+                figure: format!("{policy}: {} vs {}", tw.successes, none.successes),
             });
         }
     }
@@ -108,6 +121,29 @@ pub fn report(seed: u64) -> Result<(String, bool), SimError> {
                 100.0 * tw.extra_load
             ),
         });
+    }
+    let rows = tied::run(seed)?;
+    let _ = writeln!(
+        w,
+        "\ntied requests, {} servers at {:.0} % load, 0.5 % of calls 50-100 ms (queueing tail):\n",
+        tied::SERVERS,
+        100.0 * tied::LOAD
+    );
+    let _ = writeln!(
+        w,
+        "| clients | p50 ms | p99 ms | p99.9 ms | extra load | copies dropped by a tie |\n|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            w,
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} % | {} |",
+            r.clients,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            100.0 * r.extra_load,
+            r.tie_dropped
+        );
     }
     let rows = breaker::run(seed)?;
     let _ = writeln!(

@@ -4,8 +4,10 @@
 //! gRPC `UNAVAILABLE` + `grpc-retry-pushback-ms`, at once: the inner service is never
 //! called. Otherwise the call goes through and its outcome, read by a [`Classify`] policy
 //! from the response head or the error, is recorded with the server's pushback (a floor for
-//! the open interval). A status that only arrives in a streamed body's trailers is not
-//! seen (trailers-only gRPC failures, the common case, carry it in the head).
+//! the open interval). A gRPC response whose head carries no `grpc-status` (a streamed
+//! answer) is judged when its body ends: the trailers' status (through
+//! [`Classify::classify_trailers`]), a body error, or a clean end without trailers (success);
+//! the permit rides in the [`BreakerBody`] until then.
 //!
 //! Metrics ([`crate::observe`] conventions): `tailwater_breaker_state` (gauge: 0 closed,
 //! 1 half-open, 2 open), `tailwater_breaker_transitions_total` (`from`, `to`) and
@@ -14,17 +16,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use tailwater_core::algorithm::Outcome;
 use tailwater_core::clock::Clock;
-use tailwater_core::outbound::{BreakerConfig, CircuitBreaker, Transition};
+use tailwater_core::outbound::{BreakerConfig, BreakerPermit, CircuitBreaker, Transition};
 use tower::{Layer, Service};
 
 use super::signals::{hint, read_response};
 use crate::classify::{Classify, DefaultClassifier};
-use crate::edge::{EdgeBody, is_grpc, shed_response};
+use crate::edge::{EdgeBody, GRPC_STATUS, is_grpc, shed_response};
 
 /// `tailwater_breaker_state`.
 pub const BREAKER_STATE: &str = "tailwater_breaker_state";
@@ -151,7 +155,7 @@ where
     P: Classify,
     RB: Send + 'static,
 {
-    type Response = Response<EdgeBody<RB>>;
+    type Response = Response<EdgeBody<BreakerBody<RB, C, P>>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
@@ -177,10 +181,27 @@ where
         Box::pin(async move {
             match fut.await {
                 Ok(res) => {
+                    let streamed = res.status() == StatusCode::OK
+                        && is_grpc(res.headers())
+                        && !res.headers().contains_key(&GRPC_STATUS);
+                    if streamed {
+                        // The status comes in the trailers: judged when the body ends.
+                        return Ok(res.map(|b| {
+                            EdgeBody::inner(BreakerBody {
+                                inner: b,
+                                pending: Some((permit, classify)),
+                            })
+                        }));
+                    }
                     let outcome = classify.classify_response(res.status(), res.headers());
                     let (_, pushback) = read_response(res.status(), res.headers());
                     permit.record_with_hint(outcome, hint(pushback));
-                    Ok(res.map(EdgeBody::inner))
+                    Ok(res.map(|b| {
+                        EdgeBody::inner(BreakerBody {
+                            inner: b,
+                            pending: None,
+                        })
+                    }))
                 }
                 Err(e) => {
                     permit.record(classify.classify_error(&e));
@@ -188,5 +209,57 @@ where
                 }
             }
         })
+    }
+}
+
+pin_project! {
+    /// The body of a response through [`CircuitBreakerService`]: for a streamed gRPC answer
+    /// it holds the breaker's permit and records the outcome when the body ends (trailers,
+    /// error, or a clean end); otherwise it only forwards. Dropped before its end, the call
+    /// counts as `Ignored` (the caller stopped reading; nothing was learnt).
+    pub struct BreakerBody<B, C: Clock, P> {
+        #[pin]
+        inner: B,
+        pending: Option<(BreakerPermit<C>, P)>,
+    }
+}
+
+impl<B, C, P> Body for BreakerBody<B, C, P>
+where
+    B: Body,
+    B::Error: 'static,
+    C: Clock,
+    P: Classify,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some((permit, classify)) = this.pending.take() {
+            match &frame {
+                Some(Ok(f)) => match f.trailers_ref() {
+                    Some(t) => {
+                        permit.record(classify.classify_trailers(t).unwrap_or(Outcome::Success))
+                    }
+                    None => *this.pending = Some((permit, classify)),
+                },
+                Some(Err(e)) => permit.record(classify.classify_body_error(e)),
+                None => permit.record(Outcome::Success),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -21,6 +21,7 @@ use tower::{Layer, Service};
 
 use super::retry::clone_request;
 use super::signals::is_idempotent;
+use super::signals::mark_attempt;
 
 /// `tailwater_hedges_total`.
 pub const HEDGES_TOTAL: &str = "tailwater_hedges_total";
@@ -108,7 +109,7 @@ where
                 r
             });
         };
-        let hedge_req = clone_request(&req);
+        let mut hedge_req = clone_request(&req);
         let primary = svc.call(req);
         Box::pin(async move {
             let mut primary = pin!(primary);
@@ -132,6 +133,7 @@ where
             }
             metrics::counter!(HEDGES_TOTAL, "decision" => "sent").increment(1);
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            mark_attempt(&mut hedge_req, 2);
             let hedge_start = Instant::now();
             let mut hedge = pin!(svc.call(hedge_req));
             let (r, winner, loser): (_, Duration, Duration) = std::future::poll_fn(|cx| {

@@ -8,6 +8,7 @@
 //! | [`RetryLayer`] | capped, full-jitter retries honouring pushback, within the shared budget |
 //! | [`HedgeLayer`] | a second attempt after the p95, within the same budget; loser cancelled |
 //! | [`ThrottleLayer`] | SRE adaptive throttling per criticality tier |
+//! | [`TieLayer`], [`TieStartLayer`], [`TieCancelService`] | *server side* of tied requests: the copy started first cancels the peer's queued copy |
 //!
 //! Order, outermost first: throttle → breaker → retry → hedge → client. One
 //! [`RetryBudget`](tailwater_core::outbound::RetryBudget) (in an `Arc`) is shared by the
@@ -51,8 +52,10 @@ pub mod hedge;
 pub mod retry;
 pub mod signals;
 pub mod throttle;
+pub mod tie;
 
 pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
 pub use hedge::{HedgeLayer, HedgeService};
 pub use retry::{RetryLayer, RetryService};
 pub use throttle::{ThrottleLayer, ThrottleService};
+pub use tie::{TieCancelService, TieLayer, TieStartLayer};

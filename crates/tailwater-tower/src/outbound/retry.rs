@@ -4,10 +4,18 @@
 //! Each request deposits into the budget; after a retryable failure (502/503/504, gRPC
 //! `UNAVAILABLE`, or an error from the inner service) the policy decides: capped attempts
 //! (3), full-jitter backoff (25–250 ms), `Retry-After` / `grpc-retry-pushback-ms` as the
-//! floor, never after `429`, `x-envoy-ratelimited` or a negative gRPC pushback, never past
-//! the request's `grpc-timeout`, and only while the budget (charged *before* the backoff
-//! sleep) allows. Only idempotent methods are retried unless
+//! floor (delta-seconds or an HTTP-date), never after `429`, `x-envoy-ratelimited` or a
+//! negative gRPC pushback, never past the request's `grpc-timeout` (or
+//! [`deadline_header`](RetryLayer::deadline_header)), and only while the budget (charged
+//! *before* the backoff sleep) allows. Only idempotent methods are retried unless
 //! [`retry_non_idempotent`](RetryLayer::retry_non_idempotent) says otherwise.
+//!
+//! A response is judged on its head: a gRPC status arriving in the trailers of a streamed
+//! response is not retried (gRPC A6: an RPC is committed once response headers arrive; the
+//! body may already be with the caller).
+//!
+//! Every retry carries `x-tailwater-attempt: N` (and, for gRPC, `grpc-previous-rpc-attempts`;
+//! see [`mark_attempt`]).
 //!
 //! The request body must be `Clone` (e.g. `Full<Bytes>`): it is sent again as it was.
 //! Metric: `tailwater_retries_total` (`decision` = `retried` or the give-up reason, for
@@ -20,15 +28,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tailwater_core::clock::Clock;
 use tailwater_core::outbound::{GiveUp, Jitter, Pushback, RetryBudget, RetryDecision, RetryPolicy};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::signals::{is_idempotent, read_response};
-use crate::edge::grpc_timeout;
+use super::signals::{is_idempotent, mark_attempt, read_response};
+use crate::deadline::request_deadline;
 
 /// `tailwater_retries_total`.
 pub const RETRIES_TOTAL: &str = "tailwater_retries_total";
@@ -75,6 +83,8 @@ struct Shared<C: Clock> {
     policy: RetryPolicy,
     jitter: Jitter,
     non_idempotent: bool,
+    /// Read with `grpc-timeout` for the request's deadline ([`request_deadline`]).
+    deadline_header: Option<HeaderName>,
 }
 
 impl<C: Clock> RetryLayer<C> {
@@ -87,6 +97,7 @@ impl<C: Clock> RetryLayer<C> {
                 policy,
                 jitter: Jitter::default(),
                 non_idempotent: false,
+                deadline_header: None,
             }),
         }
     }
@@ -100,6 +111,23 @@ impl<C: Clock> RetryLayer<C> {
                 policy: s.policy,
                 jitter: Jitter::default(),
                 non_idempotent: yes,
+                deadline_header: s.deadline_header.clone(),
+            }),
+        }
+    }
+
+    /// Also read the request's deadline from `header` (remaining milliseconds, as the
+    /// proxy's route `deadline_header`), besides `grpc-timeout`: no retry is made that would
+    /// outlast it. Default: `grpc-timeout` only.
+    pub fn deadline_header(self, header: HeaderName) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                budget: Arc::clone(&s.budget),
+                policy: s.policy,
+                jitter: Jitter::default(),
+                non_idempotent: s.non_idempotent,
+                deadline_header: Some(header),
             }),
         }
     }
@@ -154,7 +182,8 @@ where
         // The ready service answers the first attempt; a fresh clone the retries.
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let deadline = grpc_timeout(req.headers()).map(|t| Instant::now() + t);
+        let deadline = request_deadline(req.headers(), layer.deadline_header.as_ref())
+            .map(|t| Instant::now() + t);
         // A request that may not be repeated is sent as it is, never copied. (Each branch
         // builds the future in place: moving the kept request around shows in benchmarks.)
         if layer.non_idempotent || is_idempotent(req.method()) {
@@ -239,10 +268,11 @@ where
             tokio::time::sleep(delay).await;
             attempt += 1;
             std::future::poll_fn(|cx| self.svc.poll_ready(cx)).await?;
-            let req = match &self.req {
+            let mut req = match &self.req {
                 Some(r) => clone_request(r),
                 None => unreachable!("only repeatable requests are retried"),
             };
+            mark_attempt(&mut req, attempt);
             let result = self.svc.call(req).await;
             match self.next(attempt, &result) {
                 Some(d) => delay = d,
