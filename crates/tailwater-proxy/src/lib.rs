@@ -37,7 +37,8 @@
 //! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
 //!   runtime, `SO_REUSEPORT` listener and upstream pool shard per worker thread;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
-//! - `metrics`: lock-free counters and the Prometheus rendering.
+//! - `metrics`: lock-free counters and the Prometheus rendering;
+//! - [`tunnel`]: HTTP/1.1 `Upgrade` (WebSocket) tunnels, bounded, and `CONNECT` refused.
 //!
 //! # Failure modes
 //!
@@ -75,6 +76,7 @@ mod service;
 mod status;
 mod target;
 pub mod tls;
+pub mod tunnel;
 mod upstream;
 mod workers;
 

@@ -235,6 +235,8 @@ pub(crate) struct Metrics {
     pub(crate) tls_handshake_failures: AtomicU64,
     /// Connections accepted, by worker thread.
     accepted_by_worker: Box<[AtomicU64]>,
+    /// `Upgrade` tunnels (`crate::tunnel`).
+    pub(crate) tunnels: crate::tunnel::TunnelStats,
 }
 
 impl Metrics {
@@ -248,6 +250,7 @@ impl Metrics {
             connections_open: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             accepted_by_worker: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            tunnels: crate::tunnel::TunnelStats::default(),
         }
     }
 
@@ -432,6 +435,7 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        self.tunnels.render(&mut out);
         out
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Route {
     /// The request header with the client's budget in milliseconds (`grpc-timeout` is
     /// always read).
     pub(crate) deadline_header: Option<http::HeaderName>,
+    /// `[route.upgrade]`: the `Upgrade` tunnels of this route (`crate::tunnel`).
+    pub(crate) upgrade: Option<crate::tunnel::UpgradeSettings>,
     /// The admission part of the configuration, to keep the limiter across reloads when
     /// it did not change.
     admission_key: String,
@@ -248,6 +250,9 @@ fn build_route(
     for (j, rl) in rc.rate_limit.iter().enumerate() {
         rate_limits.push(build_rate(&format!("{prefix}.rate_limit[{j}]"), rl)?);
     }
+    if let Some(u) = &rc.upgrade {
+        u.validate(prefix, rc.protocol == UpstreamProtocol::Http1)?;
+    }
     if rc.retry_after.is_zero() {
         return Err(ConfigError::new(
             format!("{prefix}.retry_after"),
@@ -275,6 +280,7 @@ fn build_route(
         endpoints,
         balance: None,
         deadline_header: rc.deadline_header.clone(),
+        upgrade: rc.upgrade.clone(),
         admission_key: admission_key(rc),
     })
 }

@@ -137,6 +137,10 @@ pub struct ServerConfig {
     /// Serve TLS on the listener (`[server.tls]`; see [`crate::tls::TlsSettings`]). TLS
     /// connections are served by the hyper engine; certificates reload with the config.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Most `Upgrade` (WebSocket) tunnels open at once, across routes (see
+    /// [`crate::tunnel`]); an upgrade request beyond them is answered 503. Default 1024; 0
+    /// refuses every upgrade.
+    pub max_tunnels: usize,
 }
 
 impl ServerConfig {
@@ -167,6 +171,7 @@ impl Default for ServerConfig {
             lean_http1: true,
             reuse_port_shared: false,
             tls: None,
+            max_tunnels: 1024,
         }
     }
 }
@@ -321,6 +326,10 @@ pub struct RouteConfig {
     /// The `Retry-After` hint sent with 503s.
     #[serde(default = "default_retry_after", deserialize_with = "duration::de")]
     pub retry_after: Duration,
+    /// Tunnel HTTP/1.1 `Upgrade` requests (WebSocket) of this route (`[route.upgrade]`;
+    /// see [`crate::tunnel::UpgradeSettings`]). None by default: `Upgrade` is removed.
+    #[serde(default)]
+    pub upgrade: Option<crate::tunnel::UpgradeSettings>,
 }
 
 fn default_route_name() -> String {
@@ -378,6 +387,7 @@ impl RouteConfig {
             tiers: None,
             rate_limit: Vec::new(),
             retry_after: default_retry_after(),
+            upgrade: None,
         }
     }
 }
