@@ -82,12 +82,7 @@ async fn ws_backend() -> WsBackend {
                 continue;
             };
             let _ = s.set_nodelay(true);
-            tokio::spawn(serve_ws(
-                s,
-                Arc::clone(&h),
-                Arc::clone(&t),
-                Arc::clone(&f),
-            ));
+            tokio::spawn(serve_ws(s, Arc::clone(&h), Arc::clone(&t), Arc::clone(&f)));
         }
     });
     WsBackend {
@@ -314,9 +309,18 @@ async fn a_websocket_tunnel_echoes_both_ways_and_forwards_only_the_upgrade() {
         c.send(upgrade_request("/ws/chat").as_bytes()).await;
         let (status, lines) = c.head().await.expect("101");
         assert_eq!(status, 101, "lean={lean}: {lines:?}");
-        assert!(has(&lines, "upgrade", "websocket"), "lean={lean}: {lines:?}");
-        assert!(has(&lines, "connection", "upgrade"), "lean={lean}: {lines:?}");
-        assert!(has(&lines, "sec-websocket-accept", "accepted"), "lean={lean}");
+        assert!(
+            has(&lines, "upgrade", "websocket"),
+            "lean={lean}: {lines:?}"
+        );
+        assert!(
+            has(&lines, "connection", "upgrade"),
+            "lean={lean}: {lines:?}"
+        );
+        assert!(
+            has(&lines, "sec-websocket-accept", "accepted"),
+            "lean={lean}"
+        );
         c.send(b"hello through").await;
         assert_eq!(c.tunnel_bytes(13).await, b"hello through", "lean={lean}");
         let heads = backend.heads();
@@ -324,8 +328,16 @@ async fn a_websocket_tunnel_echoes_both_ways_and_forwards_only_the_upgrade() {
         let h = &heads[0];
         assert_eq!(h.header("upgrade"), Some("websocket"), "lean={lean}");
         assert_eq!(h.header("connection"), Some("upgrade"), "lean={lean}");
-        assert_eq!(h.header("x-secret"), None, "lean={lean}: a Connection option");
-        assert_eq!(h.header("x-forwarded-for"), Some("127.0.0.1"), "lean={lean}");
+        assert_eq!(
+            h.header("x-secret"),
+            None,
+            "lean={lean}: a Connection option"
+        );
+        assert_eq!(
+            h.header("x-forwarded-for"),
+            Some("127.0.0.1"),
+            "lean={lean}"
+        );
         assert!(h.header("sec-websocket-key").is_some(), "lean={lean}");
         assert_eq!(metric(&running, "tailwater_tunnels_open "), Some(1.0));
         assert_eq!(
@@ -334,7 +346,10 @@ async fn a_websocket_tunnel_echoes_both_ways_and_forwards_only_the_upgrade() {
         );
         drop(c);
         eventually(WAIT, || {
-            metric(&running, "tailwater_tunnels_closed_total{reason=\"closed\"} ") == Some(1.0)
+            metric(
+                &running,
+                "tailwater_tunnels_closed_total{reason=\"closed\"} ",
+            ) == Some(1.0)
         })
         .await;
         assert_eq!(metric(&running, "tailwater_tunnels_open "), Some(0.0));
@@ -356,10 +371,13 @@ async fn what_the_two_ends_could_disagree_about_is_refused_or_made_plain() {
             c.response().await.map(|(s, _, _)| s)
         };
         // An upgrade with a body: refused, never forwarded.
-        let with_body = upgrade_request("/ws/body").replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\nhello");
+        let with_body =
+            upgrade_request("/ws/body").replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\nhello");
         assert_eq!(ask(with_body).await, Some(400), "lean={lean}");
-        let chunked = upgrade_request("/ws/chunked")
-            .replace("\r\n\r\n", "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        let chunked = upgrade_request("/ws/chunked").replace(
+            "\r\n\r\n",
+            "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        );
         assert_eq!(ask(chunked).await, Some(400), "lean={lean}");
         // Half an upgrade: a plain request, neither field forwarded.
         let no_upgrade = "GET /ws/half1 HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n";
@@ -370,8 +388,16 @@ async fn what_the_two_ends_could_disagree_about_is_refused_or_made_plain() {
         let other = upgrade_request("/ws/proto").replace("Upgrade: websocket", "Upgrade: h2c");
         assert_eq!(ask(other).await, Some(200), "lean={lean}");
         // A route without [route.upgrade]: plain, and its upstream's 101 is refused.
-        assert_eq!(ask(upgrade_request("/plain")).await, Some(200), "lean={lean}");
-        assert_eq!(ask(upgrade_request("/force101")).await, Some(502), "lean={lean}");
+        assert_eq!(
+            ask(upgrade_request("/plain")).await,
+            Some(200),
+            "lean={lean}"
+        );
+        assert_eq!(
+            ask(upgrade_request("/force101")).await,
+            Some(502),
+            "lean={lean}"
+        );
         // A 101 to another protocol than asked: refused.
         assert_eq!(ask(upgrade_request("/h2c")).await, Some(502), "lean={lean}");
         // CONNECT: refused on every route.
@@ -381,7 +407,14 @@ async fn what_the_two_ends_could_disagree_about_is_refused_or_made_plain() {
         let heads = backend.heads();
         assert_eq!(
             backend.targets(),
-            ["/ws/half1", "/ws/half2", "/ws/proto", "/plain", "/force101", "/h2c"],
+            [
+                "/ws/half1",
+                "/ws/half2",
+                "/ws/proto",
+                "/plain",
+                "/force101",
+                "/h2c"
+            ],
             "lean={lean}: the body-carrying upgrades and CONNECT never reach the backend"
         );
         for h in &heads[..5] {
@@ -389,7 +422,10 @@ async fn what_the_two_ends_could_disagree_about_is_refused_or_made_plain() {
             assert_eq!(h.header("connection"), None, "lean={lean}: {h:?}");
         }
         assert_eq!(heads[5].header("upgrade"), Some("websocket"), "lean={lean}");
-        assert!(backend.tunnel.lock().expect("lock").is_empty(), "lean={lean}");
+        assert!(
+            backend.tunnel.lock().expect("lock").is_empty(),
+            "lean={lean}"
+        );
         assert_eq!(metric(&running, "tailwater_tunnels_total "), Some(0.0));
         running.shutdown(WAIT).await;
     }
@@ -437,7 +473,10 @@ async fn bytes_pipelined_after_an_upgrade_follow_the_upstreams_answer() {
         c.send(&bytes).await;
         assert_eq!(c.head().await.map(|h| h.0), Some(101), "lean={lean}");
         let echoed = c.tunnel_bytes(35).await;
-        assert_eq!(echoed, b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", "lean={lean}");
+        assert_eq!(
+            echoed, b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+            "lean={lean}"
+        );
         assert_eq!(
             backend.targets(),
             ["/refuse", "/next", "/ws/pipelined"],
@@ -459,22 +498,40 @@ async fn the_tunnel_cap_answers_503_without_reaching_the_upstream() {
     second.send(upgrade_request("/ws/2").as_bytes()).await;
     let (status, lines, _) = second.response().await.expect("answer");
     assert_eq!(status, 503);
-    assert!(has(&lines, "x-tailwater-rejection", "tunnel_limit"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.to_ascii_lowercase().starts_with("retry-after")));
+    assert!(
+        has(&lines, "x-tailwater-rejection", "tunnel_limit"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().starts_with("retry-after"))
+    );
     assert_eq!(backend.targets(), ["/ws/1"]);
-    assert_eq!(metric(&running, "tailwater_tunnels_refused_total "), Some(1.0));
+    assert_eq!(
+        metric(&running, "tailwater_tunnels_refused_total "),
+        Some(1.0)
+    );
     drop(first);
-    eventually(WAIT, || metric(&running, "tailwater_tunnels_open ") == Some(0.0)).await;
+    eventually(WAIT, || {
+        metric(&running, "tailwater_tunnels_open ") == Some(0.0)
+    })
+    .await;
     let mut third = Client::connect(running.addr).await;
     third.send(upgrade_request("/ws/3").as_bytes()).await;
-    assert_eq!(third.head().await.map(|h| h.0), Some(101), "a place is free again");
+    assert_eq!(
+        third.head().await.map(|h| h.0),
+        Some(101),
+        "a place is free again"
+    );
     drop(third);
     running.shutdown(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_permit_policy_decides_whether_a_tunnel_holds_the_routes_limit() {
-    let limit = "[route.limit]\nalgorithm = \"static\"\nlimit = 1\n[route.queue]\ndiscipline = \"none\"";
+    let limit =
+        "[route.limit]\nalgorithm = \"static\"\nlimit = 1\n[route.queue]\ndiscipline = \"none\"";
     for (policy, plain_status) in [("setup", 200), ("tunnel", 503)] {
         let backend = ws_backend().await;
         let extra = format!("permit = \"{policy}\"");
@@ -483,13 +540,24 @@ async fn the_permit_policy_decides_whether_a_tunnel_holds_the_routes_limit() {
         tunnel.send(upgrade_request("/ws/t").as_bytes()).await;
         assert_eq!(tunnel.head().await.map(|h| h.0), Some(101), "{policy}");
         let mut plain = Client::connect(running.addr).await;
-        plain.send(b"GET /ws/plain HTTP/1.1\r\nHost: a\r\n\r\n").await;
-        assert_eq!(plain.response().await.map(|r| r.0), Some(plain_status), "{policy}");
+        plain
+            .send(b"GET /ws/plain HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await;
+        assert_eq!(
+            plain.response().await.map(|r| r.0),
+            Some(plain_status),
+            "{policy}"
+        );
         drop(tunnel);
-        eventually(WAIT, || metric(&running, "tailwater_tunnels_open ") == Some(0.0)).await;
+        eventually(WAIT, || {
+            metric(&running, "tailwater_tunnels_open ") == Some(0.0)
+        })
+        .await;
         // The permit is back either way.
         let mut after = Client::connect(running.addr).await;
-        after.send(b"GET /ws/after HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        after
+            .send(b"GET /ws/after HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await;
         assert_eq!(after.response().await.map(|r| r.0), Some(200), "{policy}");
         running.shutdown(WAIT).await;
     }
@@ -532,7 +600,8 @@ async fn a_thousand_tunnels_and_one_client_that_stops_reading() {
         let addr = running.addr;
         opening.spawn(async move {
             let mut c = Client::connect(addr).await;
-            c.send(upgrade_request(&format!("/ws/{i}")).as_bytes()).await;
+            c.send(upgrade_request(&format!("/ws/{i}")).as_bytes())
+                .await;
             assert_eq!(c.head().await.map(|h| h.0), Some(101), "tunnel {i}");
             c
         });
@@ -553,16 +622,25 @@ async fn a_thousand_tunnels_and_one_client_that_stops_reading() {
         Some(TUNNELS as f64)
     );
     let buffers = metric(&running, "tailwater_tunnel_buffer_bytes ").expect("gauge");
-    assert_eq!(buffers, TUNNELS as f64 * 2.0 * BUFFER, "bounded by construction");
+    assert_eq!(
+        buffers,
+        TUNNELS as f64 * 2.0 * BUFFER,
+        "bounded by construction"
+    );
     let during = rss();
     // Cut by the send timeout: the proxy closes both ends, so the flood's write fails.
     eventually(WAIT, || {
-        metric(&running, "tailwater_tunnels_closed_total{reason=\"client_stalled\"} ")
-            == Some(1.0)
+        metric(
+            &running,
+            "tailwater_tunnels_closed_total{reason=\"client_stalled\"} ",
+        ) == Some(1.0)
     })
     .await;
     let cut_after = stalled_from.elapsed();
-    assert!(cut_after >= Duration::from_millis(900), "cut after {cut_after:?}");
+    assert!(
+        cut_after >= Duration::from_millis(900),
+        "cut after {cut_after:?}"
+    );
     eventually(WAIT, || backend.floods_cut.load(Ordering::SeqCst) == 1).await;
     // The others are unaffected: open, and each echoes.
     assert_eq!(
@@ -583,9 +661,17 @@ async fn a_thousand_tunnels_and_one_client_that_stops_reading() {
         clients.push(r.expect("echo"));
     }
     let text = running.proxy.metrics_text();
-    for reason in ["closed", "idle", "upstream_stalled", "max_duration", "error"] {
+    for reason in [
+        "closed",
+        "idle",
+        "upstream_stalled",
+        "max_duration",
+        "error",
+    ] {
         assert!(
-            text.contains(&format!("tailwater_tunnels_closed_total{{reason=\"{reason}\"}} 0")),
+            text.contains(&format!(
+                "tailwater_tunnels_closed_total{{reason=\"{reason}\"}} 0"
+            )),
             "{reason}: {text}"
         );
     }
@@ -601,7 +687,10 @@ async fn a_thousand_tunnels_and_one_client_that_stops_reading() {
         );
         assert!(delta < 256 * 1024 * 1024, "RSS grew {delta} B");
     }
-    assert!(slow.closes().await, "the slow client's connection is closed");
+    assert!(
+        slow.closes().await,
+        "the slow client's connection is closed"
+    );
     drop(clients);
     running.shutdown(WAIT).await;
 }

@@ -330,20 +330,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_is_cut_though_it_keeps_sending() {
         let (mut client, proxy_client) = duplex(64);
-        let (proxy_up, mut upstream) = duplex(64);
+        let (proxy_up, upstream) = duplex(64);
         let start = Instant::now();
         let task = tokio::spawn(run(proxy_client, proxy_up, LIMITS));
         // The upstream writes more than the duplex and the buffer hold; the client never
         // reads but sends a byte every second (which the upstream reads).
+        let (mut up_read, mut up_write) = tokio::io::split(upstream);
         let writer = tokio::spawn(async move {
             let chunk = [7u8; 512];
+            while up_write.write_all(&chunk).await.is_ok() {}
+        });
+        let reader = tokio::spawn(async move {
             let mut sink = [0u8; 64];
-            loop {
-                tokio::select! {
-                    r = upstream.write_all(&chunk) => if r.is_err() { return },
-                    r = upstream.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { return },
-                }
-            }
+            while matches!(up_read.read(&mut sink).await, Ok(n) if n > 0) {}
         });
         let pinger = tokio::spawn(async move {
             loop {
@@ -356,6 +355,7 @@ mod tests {
         assert_eq!(task.await.expect("task"), End::ClientStalled);
         assert_eq!(start.elapsed(), LIMITS.client_stall);
         writer.abort();
+        reader.abort();
         pinger.abort();
     }
 
