@@ -84,7 +84,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "1,0.9,0.75,0.5")]
     tiers: String,
     /// Seed of the arrivals and the mix.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
     /// Evenly spaced arrivals instead of Poisson.
     #[arg(long)]
