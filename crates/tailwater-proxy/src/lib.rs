@@ -38,6 +38,7 @@
 //!   runtime, `SO_REUSEPORT` listener and upstream pool shard per worker thread;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
 //! - `metrics`: lock-free counters and the Prometheus rendering;
+//! - [`upstream_tls`]: `https://` upstreams (verification, SNI, client certificates);
 //! - [`tunnel`]: HTTP/1.1 `Upgrade` (WebSocket) tunnels, bounded, and `CONNECT` refused.
 //!
 //! # Failure modes
@@ -78,6 +79,7 @@ mod target;
 pub mod tls;
 pub mod tunnel;
 mod upstream;
+pub mod upstream_tls;
 mod workers;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};

@@ -183,7 +183,8 @@ async fn proxy(
     };
     let pooled = route.protocol == UpstreamProtocol::Http1
         && parts.method != Method::CONNECT
-        && upgrade.is_none();
+        && upgrade.is_none()
+        && route.tls.is_none();
     let mut guard = guard(permit, metrics, tier, start);
     // The legacy client (h2c, CONNECT) connects by itself: its endpoint is chosen here,
     // without the retry on another endpoint that the pool's path has.
@@ -228,16 +229,24 @@ async fn proxy(
     } else if upgrade.is_some() {
         propagate(upstream_req.headers_mut(), route, deadline);
         let connect = state.config.upstream.connect_timeout;
-        let send = crate::tunnel::send(upstream_req, connect);
+        let tls = route.tls.as_ref().map(|(t, _)| t);
+        let send = crate::tunnel::send(upstream_req, connect, tls);
         Box::pin(tokio::time::timeout(timeout, send)).await
     } else {
         propagate(upstream_req.headers_mut(), route, deadline);
         // h2c, and CONNECT (the legacy client's authority-form handling): rare, boxed.
-        let client = match route.protocol {
-            UpstreamProtocol::Http1 => &state.clients(worker).http1,
-            UpstreamProtocol::H2c => &state.clients(worker).h2c,
+        let send = async {
+            let resp = match (&route.tls, route.protocol) {
+                (Some((_, tls)), _) => tls.request(upstream_req).await?,
+                (None, UpstreamProtocol::Http1) => {
+                    state.clients(worker).http1.request(upstream_req).await?
+                }
+                (None, UpstreamProtocol::H2c) => {
+                    state.clients(worker).h2c.request(upstream_req).await?
+                }
+            };
+            Ok((resp, None))
         };
-        let send = async { Ok((client.request(upstream_req).await?, None)) };
         Box::pin(tokio::time::timeout(timeout, send)).await
     };
     let mut resp = match result {

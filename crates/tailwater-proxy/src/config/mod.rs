@@ -330,6 +330,11 @@ pub struct RouteConfig {
     /// see [`crate::tunnel::UpgradeSettings`]). None by default: `Upgrade` is removed.
     #[serde(default)]
     pub upgrade: Option<crate::tunnel::UpgradeSettings>,
+    /// How `https://` upstreams are verified and authenticated to (`[route.tls]`; see
+    /// [`crate::upstream_tls::UpstreamTlsSettings`]). Without it, an `https://` upstream is
+    /// verified against the system's roots.
+    #[serde(default)]
+    pub tls: Option<crate::upstream_tls::UpstreamTlsSettings>,
 }
 
 fn default_route_name() -> String {
@@ -353,9 +358,9 @@ pub(crate) fn parse_upstream(s: &str) -> Result<Uri, String> {
     let uri: Uri = s
         .parse()
         .map_err(|e| format!("invalid upstream URI `{s}`: {e}"))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
         return Err(format!(
-            "upstream `{s}` must be http://host:port (TLS upstreams are not supported)"
+            "upstream `{s}` must be http://host:port or https://host:port"
         ));
     }
     Ok(uri)
@@ -388,6 +393,7 @@ impl RouteConfig {
             rate_limit: Vec::new(),
             retry_after: default_retry_after(),
             upgrade: None,
+            tls: None,
         }
     }
 }

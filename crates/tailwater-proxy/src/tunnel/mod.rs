@@ -269,6 +269,7 @@ pub(crate) fn refuse_method<B>(shared: &Shared, req: &Request<B>) -> Option<Resp
 /// Whether `req` is an upgrade request `route` tunnels (see the module docs): `Ok(None)` for
 /// a plain request, `Err` with the answer for one that is refused (a body: 400; the tunnel
 /// cap reached: 503).
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built once
 pub(crate) fn requested(
     conn: &Conn,
     settings: Option<&UpgradeSettings>,
@@ -371,10 +372,11 @@ impl Requested {
         mut resp: Response<Incoming>,
         mut guard: Guard,
     ) -> Response<ProxyBody> {
-        let switched = resp
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(self.protocol.as_bytes()));
+        let switched = resp.headers().get(header::UPGRADE).is_some_and(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(self.protocol.as_bytes())
+        });
         if !switched {
             tracing::debug!("upstream switched to another protocol than asked");
             guard.finish(Decision::UpstreamError);
@@ -402,7 +404,8 @@ impl Requested {
         out.headers_mut().insert(header::UPGRADE, self.protocol);
         let limits = settings.limits(conn.shared.state.load().config.server.send_timeout);
         let Requested { client, slot, .. } = self;
-        conn.tunnel.set(Box::pin(run(client, upstream, limits, slot, held)));
+        conn.tunnel
+            .set(Box::pin(run(client, upstream, limits, slot, held)));
         out
     }
 }
@@ -489,9 +492,14 @@ mod tests {
 
     #[test]
     fn an_upgrade_needs_both_fields_one_protocol_and_http_1_1() {
-        let both = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let both = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(
-            asked(Version::HTTP_11, &both).as_ref().map(HeaderValue::as_bytes),
+            asked(Version::HTTP_11, &both)
+                .as_ref()
+                .map(HeaderValue::as_bytes),
             Some(&b"websocket"[..])
         );
         assert!(asked(Version::HTTP_10, &both).is_none());
@@ -500,7 +508,11 @@ mod tests {
             headers(&[("connection", "upgrade")]),
             headers(&[("upgrade", "websocket")]),
             headers(&[("connection", "upgrade"), ("upgrade", "websocket, h2c")]),
-            headers(&[("connection", "upgrade"), ("upgrade", "a"), ("upgrade", "b")]),
+            headers(&[
+                ("connection", "upgrade"),
+                ("upgrade", "a"),
+                ("upgrade", "b"),
+            ]),
             headers(&[("connection", "upgrade"), ("upgrade", " ")]),
         ] {
             assert!(asked(Version::HTTP_11, &h).is_none(), "{h:?}");

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::request_body::RequestBody;
 use crate::upstream::{Lease, UpstreamError};
+use crate::upstream_tls::UpstreamTls;
 
 /// Sends the upgrade request `req` (absolute URI: its authority is the endpoint) on a new
 /// connection, opened within `connect_timeout`, and returns the response head. The
@@ -24,6 +25,7 @@ use crate::upstream::{Lease, UpstreamError};
 pub(crate) async fn send(
     mut req: Request<RequestBody>,
     connect_timeout: Duration,
+    tls: Option<&UpstreamTls>,
 ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
     let authority = req
         .uri()
@@ -34,13 +36,12 @@ pub(crate) async fn send(
         authority: authority.clone(),
         source,
     };
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(authority.as_str()))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(connect_err(e)),
-        Err(_) => return Err(connect_err(std::io::ErrorKind::TimedOut.into())),
-    };
+    let tcp =
+        match tokio::time::timeout(connect_timeout, TcpStream::connect(authority.as_str())).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(connect_err(e)),
+            Err(_) => return Err(connect_err(std::io::ErrorKind::TimedOut.into())),
+        };
     let _ = tcp.set_nodelay(true);
     // Origin form and a `Host` (the route may not preserve the client's).
     let pq = req
@@ -54,7 +55,25 @@ pub(crate) async fn send(
     {
         req.headers_mut().insert(header::HOST, v);
     }
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    match tls {
+        None => exchange(tcp, req).await,
+        Some(tls) => {
+            let host = authority.host().to_owned();
+            let stream = tls.connect(&host, tcp).await.map_err(connect_err)?;
+            exchange(stream, req).await
+        }
+    }
+}
+
+/// Sends `req` on `io` with hyper's client connection, upgrades allowed.
+async fn exchange<T>(
+    io: T,
+    req: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(UpstreamError::Request)?;
     tokio::spawn(async move {
