@@ -58,7 +58,10 @@ pub(crate) struct Route {
     pub(crate) upgrade: Option<crate::tunnel::UpgradeSettings>,
     /// `https://` upstreams: the TLS client (for tunnels) and the pooling client every
     /// request of the route goes through (`crate::upstream_tls`).
-    pub(crate) tls: Option<(crate::upstream_tls::UpstreamTls, crate::upstream_tls::TlsClient)>,
+    pub(crate) tls: Option<(
+        crate::upstream_tls::UpstreamTls,
+        crate::upstream_tls::TlsClient,
+    )>,
     /// The admission part of the configuration, to keep the limiter across reloads when
     /// it did not change.
     admission_key: String,
@@ -300,8 +303,13 @@ fn upstream_tls(
     prefix: &str,
     rc: &RouteConfig,
     upstream: &UpstreamConfig,
-) -> Result<Option<(crate::upstream_tls::UpstreamTls, crate::upstream_tls::TlsClient)>, ConfigError>
-{
+) -> Result<
+    Option<(
+        crate::upstream_tls::UpstreamTls,
+        crate::upstream_tls::TlsClient,
+    )>,
+    ConfigError,
+> {
     let https = rc
         .upstream
         .endpoints()

@@ -68,7 +68,10 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The PEM certificates of `path` (at least one); errors name `field` and the file.
-pub(crate) fn read_chain(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn read_chain(
+    field: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let shown = path.display();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| ConfigError::new(field, format!("{shown}: {e}")))?

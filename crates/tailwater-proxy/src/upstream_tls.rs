@@ -161,9 +161,10 @@ impl UpstreamTls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let server_name = match &s.server_name {
             None => None,
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| {
-                ConfigError::new(field("server_name"), format!("`{n}`: {e}"))
-            })?),
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| ConfigError::new(field("server_name"), format!("`{n}`: {e}")))?,
+            ),
         };
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),

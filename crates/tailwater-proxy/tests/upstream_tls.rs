@@ -93,7 +93,11 @@ async fn an_upstream_that_fails_verification_is_502_and_never_sees_the_request()
         assert_eq!(parts.status, 502, "{tls}");
         edge.shutdown(WAIT).await;
     }
-    assert_eq!(front.proxy.status()[0].admitted, 0, "no request got through");
+    assert_eq!(
+        front.proxy.status()[0].admitted,
+        0,
+        "no request got through"
+    );
     front.shutdown(WAIT).await;
 }
 
@@ -133,11 +137,7 @@ fn bad_tls_settings_name_the_field_and_line() {
             "route[0].tls.key",
             None,
         ),
-        (
-            "system_roots = false\n".to_owned(),
-            "route[0].tls.ca",
-            None,
-        ),
+        ("system_roots = false\n".to_owned(), "route[0].tls.ca", None),
         (
             format!("{}server_name = \"not a name\"\n", trust_ca()),
             "route[0].tls.server_name",
