@@ -97,11 +97,9 @@ fn seed_has_one_default_across_subcommands() {
         let help = tailwater(&[cmd, "--help"]);
         assert_eq!(help.status.code(), Some(0), "{cmd}");
         let text = String::from_utf8_lossy(&help.stdout);
-        let seed = text
-            .split("--seed")
-            .nth(1)
-            .and_then(|after| after.split("--").next())
-            .unwrap_or_default();
+        // The option's help runs until the next option line.
+        let after = text.split("--seed").nth(1).unwrap_or_default();
+        let seed = &after[..after.find("\n  -").unwrap_or(after.len())];
         assert!(seed.contains("[default: 1]"), "{cmd}: {seed}");
     }
 }
