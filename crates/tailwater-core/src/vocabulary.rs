@@ -393,6 +393,51 @@ pub const TLS_HANDSHAKE_FAILURES: Metric = m(
     "TLS handshakes that failed or did not finish within server.header_read_timeout.",
     Proxy,
 );
+/// `Upgrade` (WebSocket) tunnels open.
+pub const TUNNELS_OPEN: Metric = m(
+    "tailwater_tunnels_open",
+    Gauge,
+    "tunnels",
+    &[],
+    "Upgrade (WebSocket) tunnels open.",
+    Proxy,
+);
+/// Copy-buffer memory the open tunnels hold.
+pub const TUNNEL_BUFFER_BYTES: Metric = m(
+    "tailwater_tunnel_buffer_bytes",
+    Gauge,
+    "bytes",
+    &[],
+    "Copy buffer memory held by the open tunnels.",
+    Proxy,
+);
+/// Tunnels started.
+pub const TUNNELS: Metric = m(
+    "tailwater_tunnels_total",
+    Counter,
+    "tunnels",
+    &[],
+    "Upgrade tunnels started.",
+    Proxy,
+);
+/// Upgrades refused at the tunnel cap.
+pub const TUNNELS_REFUSED: Metric = m(
+    "tailwater_tunnels_refused_total",
+    Counter,
+    "requests",
+    &[],
+    "Upgrade requests refused because server.max_tunnels were open (503).",
+    Proxy,
+);
+/// Tunnels closed, by reason.
+pub const TUNNELS_CLOSED: Metric = m(
+    "tailwater_tunnels_closed_total",
+    Counter,
+    "tunnels",
+    &["reason"],
+    "Upgrade tunnels closed, by reason.",
+    Proxy,
+);
 /// Connections by worker.
 pub const WORKER_CONNECTIONS: Metric = m(
     "tailwater_worker_connections_total",
@@ -479,6 +524,11 @@ pub const ALL: &[Metric] = &[
     CONNECTIONS_OPEN,
     TLS_HANDSHAKE_FAILURES,
     WORKER_CONNECTIONS,
+    TUNNELS_OPEN,
+    TUNNEL_BUFFER_BYTES,
+    TUNNELS,
+    TUNNELS_REFUSED,
+    TUNNELS_CLOSED,
     ENDPOINT_SELECTED,
     ENDPOINT_EJECTIONS,
     ENDPOINT_EJECTED,

@@ -75,13 +75,17 @@ pub struct ExternalTarget {
     pub allow_remote: bool,
     /// The highest rate the drill (ramp included) may offer, requests/s.
     pub max_rate: f64,
+    /// For an `https://` target: CA certificates (PEM) trusted besides the system's roots,
+    /// by the load generator and by the proxy in front (its `[route.tls] ca`). The target's
+    /// certificate is always verified.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Default bound on the rate a drill of an external target may offer.
 pub const DEFAULT_MAX_RATE: f64 = 20_000.0;
 
 impl ExternalTarget {
-    /// Checks the URL (http:// only), the capacity and the rate bound. Errors name `target`,
+    /// Checks the URL (http:// or https://), the capacity and the rate bound. Errors name `target`,
     /// `capacity` or `max_rate`. Whether the host is loopback is checked when the drill
     /// resolves it ([`ExternalTarget::check_resolved`]).
     pub fn new(
@@ -90,14 +94,8 @@ impl ExternalTarget {
         allow_remote: bool,
         max_rate: f64,
     ) -> Result<Self, ConfigError> {
-        let parsed = tailwater_load::Target::parse(url)
+        tailwater_load::Target::parse(url)
             .map_err(|e| ConfigError::new("target", e.to_string()))?;
-        if parsed.is_tls() {
-            return Err(ConfigError::new(
-                "target",
-                "https:// targets cannot be drilled yet: the proxy does not speak TLS to its upstream",
-            ));
-        }
         if let Some(c) = capacity
             && !(c.is_finite() && c > 0.0)
         {
@@ -117,7 +115,20 @@ impl ExternalTarget {
             capacity,
             allow_remote,
             max_rate,
+            ca_file: None,
         })
+    }
+
+    /// Trusts the CA certificates of `path` for an `https://` target (see
+    /// [`ca_file`](Self::ca_file)).
+    pub fn with_ca_file(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.ca_file = path;
+        self
+    }
+
+    /// Whether the target speaks TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        tailwater_load::Target::parse(&self.url).is_ok_and(|t| t.is_tls())
     }
 
     /// Refuses addresses that are not loopback unless `allow_remote`. Errors name `target`.
@@ -168,7 +179,8 @@ impl DrillConfig {
             algorithm: AlgorithmName::Recommended,
             queue: QueueName::Codel,
             tiers: [1.0, 0.9, 0.75, 0.5],
-            seed: 7,
+            // The workspace's one default seed (the CLI's `--seed`, the load generator's).
+            seed: 1,
             poisson: true,
             target: None,
         }

@@ -64,6 +64,7 @@ async fn step(
 ) -> Result<KneeStep, DrillError> {
     let schedule = Schedule::constant(rate, STEP)?;
     let mut load = LoadConfig::new(&target.url, schedule)?;
+    load.tls.ca_file = target.ca_file.clone();
     load.timeout = config.timeout;
     load.connections = config.connections;
     load.seed = config.seed;
@@ -194,6 +195,7 @@ pub async fn wait_until_recovered(
     let started = std::time::Instant::now();
     while started.elapsed() < RECOVERY_LIMIT {
         let mut load = LoadConfig::new(&target.url, Schedule::constant(PROBE_RATE, PROBE)?)?;
+        load.tls.ca_file = target.ca_file.clone();
         load.timeout = config.timeout;
         load.connections = std::num::NonZeroUsize::new(4).unwrap_or(std::num::NonZeroUsize::MIN);
         let report = tailwater_load::run(load, std::future::pending::<()>()).await?;

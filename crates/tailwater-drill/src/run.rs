@@ -201,11 +201,25 @@ fn prepare(config: &DrillConfig) -> Result<(DrillConfig, String), DrillError> {
 /// The proxy configuration of the protected side: one catch-all route to `backend` with the
 /// drill's limit algorithm, queue discipline and the default criticality tiers.
 pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyConfig, DrillError> {
-    let upstream: http::Uri = format!("http://{backend}")
+    // An https:// target is reached over TLS, verified with the target's CA file.
+    let tls = config.target.as_ref().filter(|t| t.is_tls());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let upstream: http::Uri = format!("{scheme}://{backend}")
         .parse()
         .map_err(|_| DrillError::Internal("backend address is not a URI"))?;
     let workers = config.workers.get();
     let mut route = RouteConfig::new("drill", upstream);
+    // The upstream is the resolved address: SNI and verification keep the URL's host name.
+    route.tls = tls.map(|t| tailwater_proxy::upstream_tls::UpstreamTlsSettings {
+        ca: t.ca_file.clone(),
+        server_name: t
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned))
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('[')),
+        ..Default::default()
+    });
     // Bounds around the backend's concurrency for the algorithms that take them; AIMD has
     // no latency model of its own: an RTT of 3 service times counts as a drop.
     let name = config.algorithm;
@@ -337,9 +351,18 @@ pub async fn run_side(
             .map_or_else(BackendStats::default, Backend::stats)
     };
 
-    let load = load_config(config, &format!("http://{target}{path}"))?;
+    // The unprotected side of an https:// target goes to its URL (its host name is what
+    // the certificate names); the proxy in front speaks http.
+    let tls_target = config.target.as_ref().filter(|t| t.is_tls());
+    let mut load = match (&proxy, tls_target) {
+        (None, Some(t)) => {
+            let mut load = load_config(config, &t.url)?;
+            load.tls.ca_file = t.ca_file.clone();
+            load
+        }
+        _ => load_config(config, &format!("http://{target}{path}"))?,
+    };
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut load = load;
     {
         let samples = samples.clone();
         let backend = backend.clone();

@@ -125,14 +125,20 @@ fn refuses_targets_that_are_not_loopback_unless_told() {
 fn bad_target_settings_name_the_field() {
     let field = |r: Result<ExternalTarget, ConfigError>| r.expect_err("refused").field();
     assert_eq!(
-        field(ExternalTarget::new(
-            "https://127.0.0.1/",
-            None,
-            false,
-            100.0
-        )),
+        field(ExternalTarget::new("ftp://127.0.0.1/", None, false, 100.0)),
         "target"
     );
+    let https = ExternalTarget::new("https://localhost:8443/", None, false, 100.0).expect("https");
+    assert!(https.is_tls());
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tailwater-test/tls/ca.pem");
+    let c = config(https.with_ca_file(Some(ca.clone())));
+    let proxy = tailwater_drill::proxy_config(&c, "127.0.0.1:8443".parse().expect("addr"))
+        .expect("proxy config");
+    let route = &proxy.routes[0];
+    assert_eq!(route.upstream.endpoints()[0].scheme_str(), Some("https"));
+    let tls = route.tls.as_ref().expect("[route.tls]");
+    assert_eq!(tls.ca.as_deref(), Some(ca.as_path()));
+    assert_eq!(tls.server_name.as_deref(), Some("localhost"));
     assert_eq!(
         field(ExternalTarget::new(
             "http://127.0.0.1/",
@@ -168,5 +174,70 @@ fn a_dead_target_is_refused_with_a_reason() {
             assert!(e.to_string().contains("first step"), "{e}");
         }
         other => panic!("{other}"),
+    }
+}
+
+/// The test certificates of `tailwater-test` (CA, and `server.pem` for 127.0.0.1).
+fn tls_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tailwater-test/tls")
+        .join(name)
+}
+
+/// An https:// target: the service behind a tailwater proxy serving TLS (the test
+/// certificates), both sides reached over TLS, the certificate verified with `--cacert`.
+#[test]
+fn drills_an_https_target_verified_with_its_ca() {
+    let (url, stop, handle) = start_service();
+    let (tls_tx, tls_rx) = std::sync::mpsc::channel();
+    let (front_stop, front_stop_rx) = std::sync::mpsc::channel::<()>();
+    let upstream = url.trim_end_matches('/').to_owned();
+    let front = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let toml = format!(
+                "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[[route]]\nupstream = \"{upstream}\"\n\
+                 [route.limit]\nalgorithm = \"static\"\nlimit = 1000\n",
+                tls_file("server.pem").display(),
+                tls_file("server.key").display()
+            );
+            let config = tailwater_proxy::Config::from_toml(&toml, None).expect("front config");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tls_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            let stop = async move {
+                let _ = tokio::task::spawn_blocking(move || front_stop_rx.recv()).await;
+            };
+            let _ = tailwater_proxy::run(listener, config, stop).await;
+        });
+        rt.shutdown_timeout(Duration::from_millis(200));
+    });
+    let addr = tls_rx.recv().expect("the TLS front starts");
+    let https = format!("https://{addr}/");
+    let target = ExternalTarget::new(&https, Some(200.0), false, 5_000.0)
+        .expect("target")
+        .with_ca_file(Some(tls_file("ca.pem")));
+    let mut c = config(target);
+    c.multipliers = vec![1.0];
+    let report = run(&c, None).expect("the drill runs over TLS");
+    let _ = front_stop.send(());
+    let _ = front.join();
+    let _ = stop.send(());
+    let _ = handle.join();
+    let (u, p) = report.phase_at(1.0).expect("a 1x phase");
+    for (side, phase) in [("unprotected", u), ("protected", p)] {
+        assert!(
+            phase.goodput >= 0.5 * report.capacity,
+            "{side}: goodput {} of {}",
+            phase.goodput,
+            report.capacity
+        );
     }
 }

@@ -70,12 +70,17 @@ pub(crate) async fn serve<I>(
         }
     };
     let served = Graceful {
-        conn: builder.serve_connection(TokioIo::new(io), svc),
+        conn: builder.serve_connection_with_upgrades(TokioIo::new(io), svc),
         stop,
         stopping: false,
     };
     if let Err(e) = served.await {
         tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+    }
+    // Switched protocols: the tunnel runs on this task, keeping the connection's slot.
+    if let Some(tunnel) = conn.tunnel.take() {
+        idle.close();
+        tunnel.await;
     }
 }
 
@@ -267,6 +272,7 @@ mod tests {
             peer,
             forwarding: Forwarding::new(peer.ip()),
             linger: Arc::default(),
+            tunnel: Default::default(),
         })
     }
 

@@ -37,7 +37,9 @@
 //! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
 //!   runtime, `SO_REUSEPORT` listener and upstream pool shard per worker thread;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
-//! - `metrics`: lock-free counters and the Prometheus rendering.
+//! - `metrics`: lock-free counters and the Prometheus rendering;
+//! - [`upstream_tls`]: `https://` upstreams (verification, SNI, client certificates);
+//! - [`tunnel`]: HTTP/1.1 `Upgrade` (WebSocket) tunnels, bounded, and `CONNECT` refused.
 //!
 //! # Failure modes
 //!
@@ -77,7 +79,9 @@ mod service;
 mod status;
 mod target;
 pub mod tls;
+pub mod tunnel;
 mod upstream;
+pub mod upstream_tls;
 mod workers;
 
 pub use body::{BodyIdleTimeout, BoxError, ProxyBody};

@@ -259,6 +259,8 @@ pub(crate) struct Metrics {
     reloads_failed: AtomicU64,
     /// Unix seconds when the configuration in force was loaded.
     loaded_at: AtomicU64,
+    /// `Upgrade` tunnels (`crate::tunnel`).
+    pub(crate) tunnels: crate::tunnel::TunnelStats,
 }
 
 impl Metrics {
@@ -275,6 +277,7 @@ impl Metrics {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             loaded_at: AtomicU64::new(unix_secs()),
+            tunnels: crate::tunnel::TunnelStats::default(),
         }
     }
 
@@ -481,6 +484,7 @@ impl Metrics {
             build.name,
             env!("CARGO_PKG_VERSION")
         );
+        self.tunnels.render(&mut out);
         out
     }
 }

@@ -56,6 +56,14 @@ pub(crate) struct Route {
     /// The request header with the client's budget in milliseconds (`grpc-timeout` is
     /// always read).
     pub(crate) deadline_header: Option<http::HeaderName>,
+    /// `[route.upgrade]`: the `Upgrade` tunnels of this route (`crate::tunnel`).
+    pub(crate) upgrade: Option<crate::tunnel::UpgradeSettings>,
+    /// `https://` upstreams: the TLS client (for tunnels) and the pooling client every
+    /// request of the route goes through (`crate::upstream_tls`).
+    pub(crate) tls: Option<(
+        crate::upstream_tls::UpstreamTls,
+        crate::upstream_tls::TlsClient,
+    )>,
     /// The admission part of the configuration, to keep the limiter across reloads when
     /// it did not change.
     admission_key: String,
@@ -253,6 +261,10 @@ fn build_route(
     for (j, rl) in rc.rate_limit.iter().enumerate() {
         rate_limits.push(build_rate(&format!("{prefix}.rate_limit[{j}]"), rl)?);
     }
+    if let Some(u) = &rc.upgrade {
+        u.validate(prefix, rc.protocol == UpstreamProtocol::Http1)?;
+    }
+    let tls = upstream_tls(prefix, rc, upstream)?;
     if rc.retry_after.is_zero() {
         return Err(ConfigError::new(
             format!("{prefix}.retry_after"),
@@ -263,7 +275,11 @@ fn build_route(
         name: rc.name.clone(),
         host: rc.host.as_ref().map(|h| h.to_ascii_lowercase()),
         prefix: path_prefix.into_owned(),
-        scheme: Scheme::HTTP,
+        scheme: if tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        },
         authority,
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
@@ -288,8 +304,55 @@ fn build_route(
         endpoints,
         balance: None,
         deadline_header: rc.deadline_header.clone(),
+        upgrade: rc.upgrade.clone(),
+        tls,
         admission_key: admission_key(rc),
     })
+}
+
+/// The TLS clients of a route whose upstreams are `https://` (all or none of them), built
+/// from `[route.tls]`; `None` for `http://` upstreams, which must not have `[route.tls]`.
+fn upstream_tls(
+    prefix: &str,
+    rc: &RouteConfig,
+    upstream: &UpstreamConfig,
+) -> Result<
+    Option<(
+        crate::upstream_tls::UpstreamTls,
+        crate::upstream_tls::TlsClient,
+    )>,
+    ConfigError,
+> {
+    let https = rc
+        .upstream
+        .endpoints()
+        .iter()
+        .filter(|u| u.scheme_str() == Some("https"))
+        .count();
+    if https == 0 {
+        if rc.tls.is_some() {
+            return Err(ConfigError::new(
+                format!("{prefix}.tls"),
+                "is for https:// upstreams; this route's are http://",
+            ));
+        }
+        return Ok(None);
+    }
+    if https != rc.upstream.endpoints().len() {
+        return Err(ConfigError::new(
+            format!("{prefix}.upstream"),
+            "mixes http:// and https:// endpoints: use one scheme per route",
+        ));
+    }
+    if rc.protocol != UpstreamProtocol::Http1 {
+        return Err(ConfigError::new(
+            format!("{prefix}.protocol"),
+            "https:// upstreams speak HTTP/1.1 (`protocol = \"http1\"`): h2 over TLS to upstreams is not supported",
+        ));
+    }
+    let tls = crate::upstream_tls::UpstreamTls::build(prefix, rc.tls.as_ref())?;
+    let client = tls.client(upstream);
+    Ok(Some((tls, client)))
 }
 
 /// The authority of one upstream URI (`http://host:port`, no path).
@@ -300,12 +363,10 @@ fn endpoint_authority(prefix: &str, uri: &Uri) -> Result<Authority, ConfigError>
             "must be http://host:port",
         ));
     };
-    if scheme.as_str() != "http" {
+    if scheme.as_str() != "http" && scheme.as_str() != "https" {
         return Err(ConfigError::new(
             format!("{prefix}.upstream"),
-            format!(
-                "scheme `{scheme}` is not supported: use http:// (TLS upstreams are not supported)"
-            ),
+            format!("scheme `{scheme}` is not supported: use http:// or https://"),
         ));
     }
     if uri.path() != "/" && !uri.path().is_empty() {

@@ -315,6 +315,7 @@ impl Proxy {
                     if tls.is_some() { "https" } else { "http" },
                 ),
                 linger: Arc::default(),
+                tunnel: Default::default(),
             };
             let drain = drain_rx.clone();
             let lean = server_cfg.lean_http1 && tls.is_none();
@@ -379,6 +380,8 @@ pub(crate) struct Conn {
     /// Set when a request on a hyper-served connection was answered without its body
     /// being read: the connection then closes with a lingering close (`crate::linger`).
     pub(crate) linger: Arc<AtomicBool>,
+    /// The `Upgrade` tunnel a request set up, run once hyper hands the connection over.
+    pub(crate) tunnel: crate::tunnel::PendingTunnel,
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them

@@ -81,7 +81,11 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
-async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Response<ProxyBody> {
+async fn proxy(
+    conn: &Conn,
+    mut req: Request<Incoming>,
+    span: &tracing::Span,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let shared: &Shared = &conn.shared;
     let worker = conn.worker;
@@ -101,6 +105,9 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         Ok(p) => p,
         Err(e) => return refused(shared, e.status(), e.text(), span),
     };
+    if let Some(refused) = crate::tunnel::refuse_method(shared, &req) {
+        return refused;
+    }
     let Some(route) = state.table.find(host, &path) else {
         return no_route(shared, span);
     };
@@ -110,6 +117,12 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         Cow::Borrowed(_) => None,
         Cow::Owned(p) => Some(p),
     };
+    // An `Upgrade` the route tunnels (`crate::tunnel`), decided before anything is read.
+    let upgrade =
+        match crate::tunnel::requested(conn, route.upgrade.as_ref(), route.retry_after, &mut req) {
+            Ok(u) => u,
+            Err(refused) => return refused,
+        };
     let server = &state.config.server;
     let max_body = server.max_body_bytes;
     let req = match request_body(conn, route, server, req, start, span).await {
@@ -137,6 +150,9 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         route.protocol == UpstreamProtocol::Http1,
     );
     Forwarding::apply(&mut parts.headers, forwarded);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
     if route.preserve_host {
         if !parts.headers.contains_key(header::HOST)
             && let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -165,7 +181,10 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         guard(permit, metrics, tier, start).finish(Decision::Cancelled);
         return local(StatusCode::BAD_REQUEST, "bad request target\n");
     };
-    let pooled = route.protocol == UpstreamProtocol::Http1 && parts.method != Method::CONNECT;
+    let pooled = route.protocol == UpstreamProtocol::Http1
+        && parts.method != Method::CONNECT
+        && upgrade.is_none()
+        && route.tls.is_none();
     let mut guard = guard(permit, metrics, tier, start);
     // The legacy client (h2c, CONNECT) connects by itself: its endpoint is chosen here,
     // without the retry on another endpoint that the pool's path has.
@@ -207,14 +226,27 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
             shard.send(acquired, upstream_req).await
         };
         tokio::time::timeout(timeout, send).await
+    } else if upgrade.is_some() {
+        propagate(upstream_req.headers_mut(), route, deadline);
+        let connect = state.config.upstream.connect_timeout;
+        let tls = route.tls.as_ref().map(|(t, _)| t);
+        let send = crate::tunnel::send(upstream_req, connect, tls);
+        Box::pin(tokio::time::timeout(timeout, send)).await
     } else {
         propagate(upstream_req.headers_mut(), route, deadline);
         // h2c, and CONNECT (the legacy client's authority-form handling): rare, boxed.
-        let client = match route.protocol {
-            UpstreamProtocol::Http1 => &state.clients(worker).http1,
-            UpstreamProtocol::H2c => &state.clients(worker).h2c,
+        let send = async {
+            let resp = match (&route.tls, route.protocol) {
+                (Some((_, tls)), _) => tls.request(upstream_req).await?,
+                (None, UpstreamProtocol::Http1) => {
+                    state.clients(worker).http1.request(upstream_req).await?
+                }
+                (None, UpstreamProtocol::H2c) => {
+                    state.clients(worker).h2c.request(upstream_req).await?
+                }
+            };
+            Ok((resp, None))
         };
-        let send = async { Ok((client.request(upstream_req).await?, None)) };
         Box::pin(tokio::time::timeout(timeout, send)).await
     };
     let mut resp = match result {
@@ -247,8 +279,14 @@ async fn proxy(conn: &Conn, req: Request<Incoming>, span: &tracing::Span) -> Res
         }
     };
     let status = resp.status();
-    // The Upgrade of a request is never forwarded, so a 101 is one nobody asked for: the
-    // connection would become the upstream's to speak on (the lean path refuses it too).
+    // The upgrade the route tunnels and the upstream accepted.
+    if status == StatusCode::SWITCHING_PROTOCOLS
+        && let (Some(u), Some(settings)) = (upgrade, route.upgrade.as_ref())
+    {
+        return u.start(conn, settings, resp, guard);
+    }
+    // Any other 101 is one nobody asked for: the connection would become the upstream's
+    // to speak on (the lean path refuses it too).
     if status == StatusCode::SWITCHING_PROTOCOLS {
         tracing::debug!("unsolicited 101 from the upstream");
         span.record("rejection_reason", "upstream_error");

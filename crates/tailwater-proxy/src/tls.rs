@@ -62,11 +62,16 @@ pub struct SniCert {
     pub key: PathBuf,
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// rustls on ring, for the listener and the upstreams.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_chain(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+/// The PEM certificates of `path` (at least one); errors name `field` and the file.
+pub(crate) fn read_chain(
+    field: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let shown = path.display();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| ConfigError::new(field, format!("{shown}: {e}")))?

@@ -282,7 +282,7 @@ fn the_list_form_and_its_errors() {
             "[[route]]\nname = \"a\"\nupstream = [\"http://x:1\", \"https://y:2\"]\n",
             3,
             "route[0].upstream",
-            "TLS",
+            "mixes http:// and https://",
         ),
         (
             "[[route]]\nupstream = [\"http://x:1\", \"http://x:1\"]\n",

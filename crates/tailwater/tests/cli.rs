@@ -90,6 +90,20 @@ fn a_missed_threshold_exits_3() {
     assert!(stdout.contains("FAIL  errors<1%"), "{stdout}");
 }
 
+/// `--seed` has one default in every subcommand that takes it (drill said 7, the rest 1).
+#[test]
+fn seed_has_one_default_across_subcommands() {
+    for cmd in ["load", "drill", "backend", "plan"] {
+        let help = tailwater(&[cmd, "--help"]);
+        assert_eq!(help.status.code(), Some(0), "{cmd}");
+        let text = String::from_utf8_lossy(&help.stdout);
+        // The option's help runs until the next option line.
+        let after = text.split("--seed").nth(1).unwrap_or_default();
+        let seed = &after[..after.find("\n  -").unwrap_or(after.len())];
+        assert!(seed.contains("[default: 1]"), "{cmd}: {seed}");
+    }
+}
+
 fn tailwater(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tailwater"))
         .args(args)

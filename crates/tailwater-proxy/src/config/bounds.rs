@@ -152,6 +152,7 @@ fn same_match(a: &RouteConfig, b: &RouteConfig) -> bool {
 fn check_server(config: &Config) -> Result<(), ConfigError> {
     let s = &config.server;
     within("server.max_connections", s.max_connections, 1, MAX_COUNT)?;
+    within("server.max_tunnels", s.max_tunnels, 0, MAX_COUNT)?;
     if s.max_header_bytes < 8192 {
         return Err(ConfigError::new(
             "server.max_header_bytes",

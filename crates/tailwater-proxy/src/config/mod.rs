@@ -139,6 +139,10 @@ pub struct ServerConfig {
     /// Serve TLS on the listener (`[server.tls]`; see [`crate::tls::TlsSettings`]). TLS
     /// connections are served by the hyper engine; certificates reload with the config.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Most `Upgrade` (WebSocket) tunnels open at once, across routes (see
+    /// [`crate::tunnel`]); an upgrade request beyond them is answered 503. Default 1024; 0
+    /// refuses every upgrade.
+    pub max_tunnels: usize,
 }
 
 impl ServerConfig {
@@ -169,6 +173,7 @@ impl Default for ServerConfig {
             lean_http1: true,
             reuse_port_shared: false,
             tls: None,
+            max_tunnels: 1024,
         }
     }
 }
@@ -330,6 +335,15 @@ pub struct RouteConfig {
     /// rates (`tailwater_slo_burn_rate`, "budget left" in `/status`); default 99.9.
     #[serde(default = "default_slo_objective")]
     pub slo_objective: f64,
+    /// Tunnel HTTP/1.1 `Upgrade` requests (WebSocket) of this route (`[route.upgrade]`;
+    /// see [`crate::tunnel::UpgradeSettings`]). None by default: `Upgrade` is removed.
+    #[serde(default)]
+    pub upgrade: Option<crate::tunnel::UpgradeSettings>,
+    /// How `https://` upstreams are verified and authenticated to (`[route.tls]`; see
+    /// [`crate::upstream_tls::UpstreamTlsSettings`]). Without it, an `https://` upstream is
+    /// verified against the system's roots.
+    #[serde(default)]
+    pub tls: Option<crate::upstream_tls::UpstreamTlsSettings>,
 }
 
 fn default_slo_objective() -> f64 {
@@ -357,9 +371,9 @@ pub(crate) fn parse_upstream(s: &str) -> Result<Uri, String> {
     let uri: Uri = s
         .parse()
         .map_err(|e| format!("invalid upstream URI `{s}`: {e}"))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
         return Err(format!(
-            "upstream `{s}` must be http://host:port (TLS upstreams are not supported)"
+            "upstream `{s}` must be http://host:port or https://host:port"
         ));
     }
     Ok(uri)
@@ -393,6 +407,8 @@ impl RouteConfig {
             rls: None,
             retry_after: default_retry_after(),
             slo_objective: default_slo_objective(),
+            upgrade: None,
+            tls: None,
         }
     }
 }

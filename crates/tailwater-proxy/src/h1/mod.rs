@@ -338,7 +338,7 @@ impl Client {
             let resp = service::no_route(&conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
-        if route.protocol != UpstreamProtocol::Http1 {
+        if route.protocol != UpstreamProtocol::Http1 || route.tls.is_some() {
             return Next::Handoff;
         }
         // Only a path that normalisation changed is copied (the common one is not).

@@ -33,7 +33,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 503)]
     overflow_status: u16,
     /// Seed for the service-time distribution.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
 }
 

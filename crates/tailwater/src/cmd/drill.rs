@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Allow a --target that does not resolve to loopback.
     #[arg(long, requires = "target")]
     allow_remote: bool,
+    /// With an https:// --target: trust the CA certificates in this PEM file (besides the
+    /// system's roots) for the target's certificate, which is always verified.
+    #[arg(long, requires = "target", value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// With --target: the highest rate the drill (ramp included) may offer, requests/s.
     #[arg(long, requires = "target", default_value_t = tailwater_drill::DEFAULT_MAX_RATE)]
     max_rate: f64,
@@ -84,7 +88,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "1,0.9,0.75,0.5")]
     tiers: String,
     /// Seed of the arrivals and the mix.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
     /// Evenly spaced arrivals instead of Poisson.
     #[arg(long)]
@@ -139,12 +143,15 @@ fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
     c.seed = args.seed;
     c.poisson = !args.uniform;
     if let Some(url) = &args.target {
-        c.target = Some(tailwater_drill::ExternalTarget::new(
-            url,
-            args.capacity,
-            args.allow_remote,
-            args.max_rate,
-        )?);
+        c.target = Some(
+            tailwater_drill::ExternalTarget::new(
+                url,
+                args.capacity,
+                args.allow_remote,
+                args.max_rate,
+            )?
+            .with_ca_file(args.cacert.clone()),
+        );
     }
     c.validate()?;
     Ok(c)

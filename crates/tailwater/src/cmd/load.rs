@@ -40,7 +40,7 @@ struct Opts {
     #[arg(long, default_value = "uniform", value_parser = ["uniform", "poisson"])]
     spacing: String,
     /// Seed for Poisson spacing and the header mix.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
     /// HTTP method.
     #[arg(short = 'm', long, default_value = "GET")]

@@ -12,6 +12,12 @@ pub(crate) mod sim;
 pub(crate) mod sim_outbound;
 pub(crate) mod slo;
 
+/// The one default of `--seed` in every subcommand (`load`, `drill`, `backend`, `plan`,
+/// and the scenarios `sim` runs): the same number everywhere, so that "seed 1" in a report
+/// means the same draw whichever command wrote it. It equals the libraries' defaults
+/// (`tailwater_drill::DrillConfig`, `tailwater_load`'s config, the simulator's scenarios).
+pub(crate) const DEFAULT_SEED: u64 = 1;
+
 /// A failure of `tailwater sim` or `tailwater plan`: bad input (exit code 2) or anything
 /// else (exit code 1, reported by `main`).
 pub(crate) enum Failure {

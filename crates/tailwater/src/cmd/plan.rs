@@ -66,7 +66,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 400_000)]
     events: u64,
     /// Seed of --validate.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
     /// Write the utilisation → wait curve as SVG.
     #[arg(long, value_name = "FILE.svg")]

@@ -40,7 +40,8 @@ pub(crate) struct Args {
     /// the standard lineup).
     #[arg(long = "policy", short = 'p', value_delimiter = ',')]
     policies: Vec<String>,
-    /// Override every scenario's seed.
+    /// Override every scenario's seed (a scenario without one uses 1, the default of
+    /// `--seed` in every subcommand).
     #[arg(long)]
     seed: Option<u64>,
     /// JSON output (byte-identical for the same seed): to FILE, or to stdout instead of the

@@ -10,7 +10,7 @@ use super::Failure;
 
 /// Prints the tables and the goals; `seed` defaults to 1.
 pub(crate) fn run(seed: Option<u64>) -> Result<(), Failure> {
-    let (text, _all_met) = tailwater_sim::outbound::report(seed.unwrap_or(1))?;
+    let (text, _all_met) = tailwater_sim::outbound::report(seed.unwrap_or(super::DEFAULT_SEED))?;
     std::io::stdout()
         .write_all(format!("== suite outbound (issue 12)\n{text}").as_bytes())
         .context("writing the report")?;
