@@ -438,6 +438,15 @@ pub const TUNNELS_CLOSED: Metric = m(
     "Upgrade tunnels closed, by reason.",
     Proxy,
 );
+/// Tied requests (Tail at Scale), by what happened to the copy.
+pub const TIES: Metric = m(
+    "tailwater_ties_total",
+    Counter,
+    "requests",
+    &["outcome"],
+    "Tied request copies: started, dropped_on_arrival (the peer started first), cancelled_queued.",
+    Tower,
+);
 /// Connections by worker.
 pub const WORKER_CONNECTIONS: Metric = m(
     "tailwater_worker_connections_total",
@@ -524,6 +533,7 @@ pub const ALL: &[Metric] = &[
     CONNECTIONS_OPEN,
     TLS_HANDSHAKE_FAILURES,
     WORKER_CONNECTIONS,
+    TIES,
     TUNNELS_OPEN,
     TUNNEL_BUFFER_BYTES,
     TUNNELS,

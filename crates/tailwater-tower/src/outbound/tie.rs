@@ -190,7 +190,7 @@ where
 }
 
 /// `tailwater_ties_total{outcome}`: `started`, `dropped_on_arrival`, `cancelled_queued`.
-pub const TIES_TOTAL: &str = "tailwater_ties_total";
+pub const TIES_TOTAL: &str = tailwater_core::vocabulary::TIES.name;
 
 pin_project! {
     /// The response future of [`TieService`]: the inner future, raced against the peer's
