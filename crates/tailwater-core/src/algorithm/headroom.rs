@@ -1018,9 +1018,10 @@ mod tests {
     #[test]
     fn a_small_pool_under_sustained_overload_falls_below_the_burst_floor() {
         // 4 workers at 20 ms (200/s): 20 s at half load (in-flight 2, a clean baseline), then
-        // sustained overload through a standing queue. The floor of 20 used to hold the limit
+        // sustained overload through a standing queue, with the small-pool floor opted into
+        // (`min_limit` 2; the default is 20). The floor of 20 used to hold the limit
         // at five times the workers (a queue of four service times behind every request).
-        let mut h = Headroom::default();
+        let mut h = Headroom::builder().min_limit(2).build().unwrap();
         let mut t = Duration::ZERO;
         for _ in 0..2000 {
             t += ms(10);
@@ -1039,7 +1040,7 @@ mod tests {
         // unused limit decays from 20 toward it. With RTTs of 1 and 59 ms in turn (CV 0.97)
         // the room is (6 + 4 × 0.93) × 3 ≈ 29, over the burst floor: the limit stays at 20.
         let run = |rtt: &dyn Fn(u64) -> Duration| {
-            let mut h = Headroom::default();
+            let mut h = Headroom::builder().min_limit(2).build().unwrap();
             let mut t = Duration::ZERO;
             for i in 0..3000u64 {
                 t += ms(10);
