@@ -2,7 +2,7 @@
 //!
 //! Every command-line flag and configuration field of the project that takes a duration reads
 //! it with [`parse`] (or [`parse_field`], which names the field in its error), and every place
-//! that prints a configured duration back uses [`format`], which [`parse`] reads back to the
+//! that prints a configured duration back uses [`format()`], which [`parse`] reads back to the
 //! same value at millisecond precision. The accepted units are `ns`, `us` (or `µs`), `ms`,
 //! `s`, `m` (or `min`) and `h`. A bare number is refused: in a duration field it is almost
 //! always a units mistake, and guessing seconds or milliseconds would hide it.
