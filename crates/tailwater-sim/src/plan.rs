@@ -26,8 +26,8 @@
 use std::fmt::Write as _;
 
 use crate::SimError;
-use crate::report::Panel;
 use crate::theory::{self, Budget, Model};
+use tailwater_chart::{Axis, LineChart, Series};
 
 /// What to plan for. Build it with [`PlanInput::new`] and override fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,44 +256,30 @@ pub fn plan(input: &PlanInput) -> Result<Plan, SimError> {
 }
 
 impl Plan {
-    /// The utilisation → wait curve as a chart panel (milliseconds, log scale).
-    pub fn curve_panel(&self) -> Panel<'static> {
+    /// The utilisation → wait curve as a chart (milliseconds, log scale).
+    pub fn curve_chart(&self) -> LineChart {
         let m = &self.model;
         let curve = &self.curve;
-        Panel {
-            title: format!(
+        let line = |name: &str, f: fn(&CurveRow) -> f64| {
+            Series::new(
+                name,
+                curve.iter().map(|r| (r.utilisation, f(r) * 1e3)).collect(),
+            )
+        };
+        LineChart::new(
+            format!(
                 "wait vs utilisation: c = {}, E[S] = {}, ca = {}, cs = {} (Allen–Cunneen)",
                 m.servers,
                 ms(m.service),
                 m.ca,
                 m.cs
             ),
-            y_label: "ms (log)",
-            lines: vec![
-                (
-                    "mean wait".into(),
-                    curve
-                        .iter()
-                        .map(|r| (r.utilisation, r.wait_mean * 1e3))
-                        .collect(),
-                ),
-                (
-                    "p99 wait".into(),
-                    curve
-                        .iter()
-                        .map(|r| (r.utilisation, r.wait_p99 * 1e3))
-                        .collect(),
-                ),
-                (
-                    "mean response".into(),
-                    curve
-                        .iter()
-                        .map(|r| (r.utilisation, r.response_mean * 1e3))
-                        .collect(),
-                ),
-            ],
-            log_y: true,
-        }
+            Axis::linear("utilisation").fitted(),
+            Axis::log("ms (log)"),
+        )
+        .series(line("mean wait", |r| r.wait_mean))
+        .series(line("p99 wait", |r| r.wait_p99))
+        .series(line("mean response", |r| r.response_mean))
     }
 
     /// The plan as the text `tailwater plan` prints (with the sample summary, if the inputs

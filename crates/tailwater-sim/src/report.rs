@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use tailwater_chart::{Axis, LineChart, Series};
 
 use crate::scenario::Scenario;
 
@@ -540,203 +541,50 @@ pub fn summary_csv(results: &[ScenarioResult]) -> String {
     out
 }
 
-const PALETTE: [&str; 10] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
-];
-
-/// A line chart panel for [`svg`].
-#[derive(Debug, Clone)]
-pub struct Panel<'a> {
-    /// Title above the panel.
-    pub title: String,
-    /// Label of the y axis.
-    pub y_label: &'a str,
-    /// Named lines of (x, y) points.
-    pub lines: Vec<(String, Vec<(f64, f64)>)>,
-    /// Logarithmic y axis.
-    pub log_y: bool,
-}
-
-/// A hand-written SVG of stacked line-chart panels.
-pub fn svg(panels: &[Panel<'_>]) -> String {
-    let (w, ph, left, right, gap) = (900.0, 260.0, 70.0, 220.0, 60.0);
-    let height = panels.len() as f64 * (ph + gap) + 20.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    for (i, panel) in panels.iter().enumerate() {
-        let top = 30.0 + i as f64 * (ph + gap);
-        let pw = w - left - right;
-        let tr = |v: f64| if panel.log_y { v.max(1e-3).log10() } else { v };
-        let pts = panel.lines.iter().flat_map(|l| l.1.iter());
-        let (mut x0, mut x1, mut y0, mut y1) = (
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        );
-        for &(x, y) in pts {
-            if !(x.is_finite() && y.is_finite()) {
-                continue;
-            }
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(tr(y));
-            y1 = y1.max(tr(y));
-        }
-        if !x0.is_finite() {
-            continue;
-        }
-        if !panel.log_y {
-            y0 = y0.min(0.0);
-        }
-        if x1 <= x0 {
-            x1 = x0 + 1.0;
-        }
-        if y1 <= y0 {
-            y1 = y0 + 1.0;
-        }
-        let sx = |x: f64| left + (x - x0) / (x1 - x0) * pw;
-        let sy = |y: f64| top + ph - (tr(y) - y0) / (y1 - y0) * ph;
-        let _ = writeln!(
-            out,
-            r#"<text x="{left}" y="{}" font-size="13" font-weight="bold">{}</text>"#,
-            top - 8.0,
-            xml(&panel.title)
-        );
-        let _ = writeln!(
-            out,
-            r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
-        );
-        for k in 0..=4 {
-            let f = k as f64 / 4.0;
-            let yv = y0 + f * (y1 - y0);
-            let label = if panel.log_y { 10f64.powf(yv) } else { yv };
-            let y = top + ph - f * ph;
-            let _ = writeln!(
-                out,
-                r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-                left + pw,
-                left - 4.0,
-                y + 4.0,
-                short(label)
-            );
-            let xv = x0 + f * (x1 - x0);
-            let _ = writeln!(
-                out,
-                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-                sx(xv),
-                top + ph + 14.0,
-                short(xv)
-            );
-        }
-        let _ = writeln!(
-            out,
-            r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
-            top + ph / 2.0,
-            top + ph / 2.0,
-            xml(panel.y_label)
-        );
-        for (j, (name, line)) in panel.lines.iter().enumerate() {
-            let color = PALETTE[j % PALETTE.len()];
-            let dash = if j >= PALETTE.len() {
-                r#" stroke-dasharray="4 2""#
-            } else {
-                ""
-            };
-            let mut d = String::new();
-            for &(x, y) in line {
-                if x.is_finite() && y.is_finite() {
-                    let _ = write!(d, "{:.1},{:.1} ", sx(x), sy(y));
-                }
-            }
-            let _ = writeln!(
-                out,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.3"{dash} points="{}"/>"#,
-                d.trim_end()
-            );
-            let ly = top + 12.0 + j as f64 * 14.0;
-            let _ = writeln!(
-                out,
-                r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-                left + pw + 10.0,
-                ly - 4.0,
-                left + pw + 28.0,
-                ly - 4.0,
-                left + pw + 32.0,
-                ly,
-                xml(name)
-            );
-        }
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn short(v: f64) -> String {
-    if v.abs() >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// An SVG with, per scenario, the limit and the mean latency of every policy over time.
 /// Policies without a time series are skipped.
 pub fn plot(results: &[ScenarioResult]) -> String {
-    let mut panels = Vec::new();
+    let mut charts = Vec::new();
     for r in results {
         let with: Vec<&PolicyResult> = r.policies.iter().filter(|p| !p.series.is_empty()).collect();
-        panels.push(Panel {
-            title: format!("{}: limit (in-flight without a limiter)", r.scenario.name),
-            y_label: "requests",
-            lines: with
-                .iter()
-                .map(|p| {
-                    let pts = p
-                        .series
-                        .iter()
-                        .map(|pt| {
-                            let v = if p.mean_limit.is_some() {
-                                pt.limit
-                            } else {
-                                pt.in_flight
-                            };
-                            (pt.t, v as f64)
-                        })
-                        .collect();
-                    (p.policy.clone(), pts)
-                })
-                .collect(),
-            log_y: false,
-        });
-        panels.push(Panel {
-            title: format!("{}: mean latency of successes (log scale)", r.scenario.name),
-            y_label: "ms",
-            lines: with
-                .iter()
-                .map(|p| {
-                    let pts = p
-                        .series
-                        .iter()
-                        .filter(|pt| pt.mean_latency_ms > 0.0)
-                        .map(|pt| (pt.t, pt.mean_latency_ms))
-                        .collect();
-                    (p.policy.clone(), pts)
-                })
-                .collect(),
-            log_y: true,
-        });
+        charts.push(
+            LineChart::new(
+                format!("{}: limit (in-flight without a limiter)", r.scenario.name),
+                Axis::linear("seconds"),
+                Axis::linear("requests"),
+            )
+            .extend(with.iter().map(|p| {
+                let pts = p
+                    .series
+                    .iter()
+                    .map(|pt| {
+                        let v = if p.mean_limit.is_some() {
+                            pt.limit
+                        } else {
+                            pt.in_flight
+                        };
+                        (pt.t, v as f64)
+                    })
+                    .collect();
+                Series::new(p.policy.clone(), pts)
+            })),
+        );
+        charts.push(
+            LineChart::new(
+                format!("{}: mean latency of successes (log scale)", r.scenario.name),
+                Axis::linear("seconds"),
+                Axis::log("ms"),
+            )
+            .extend(with.iter().map(|p| {
+                let pts = p
+                    .series
+                    .iter()
+                    .filter(|pt| pt.mean_latency_ms > 0.0)
+                    .map(|pt| (pt.t, pt.mean_latency_ms))
+                    .collect();
+                Series::new(p.policy.clone(), pts)
+            })),
+        );
     }
-    svg(&panels)
+    LineChart::stack(&charts)
 }

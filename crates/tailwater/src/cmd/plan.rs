@@ -13,7 +13,6 @@ use super::Failure;
 use anyhow::Context as _;
 use tailwater_sim::SimError;
 use tailwater_sim::plan::PlanInput;
-use tailwater_sim::report::svg;
 use tailwater_sim::theory::{self, Budget};
 
 fn duration_secs(s: &str) -> Result<f64, String> {
@@ -131,8 +130,11 @@ fn plan(args: &Args) -> Result<(), Failure> {
     };
     let out = tailwater_sim::plan::plan(&input)?;
     if let Some(file) = &args.plot {
-        std::fs::write(file, svg(&[out.curve_panel()]))
-            .with_context(|| format!("writing {}", file.display()))?;
+        std::fs::write(
+            file,
+            tailwater_chart::LineChart::stack(&[out.curve_chart()]),
+        )
+        .with_context(|| format!("writing {}", file.display()))?;
     }
     if let Some(path) = &args.json {
         let mut json = serde_json::to_string_pretty(&out).context("serialising the plan")?;
