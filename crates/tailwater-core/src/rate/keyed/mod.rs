@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -16,6 +16,12 @@ use super::gcra;
 use super::quota::{MultiQuota, Quota};
 use crate::ConfigError;
 use crate::clock::{Clock, MonotonicClock};
+
+mod entry;
+mod shard;
+
+use entry::{Hashed, Lookup, Probe, Tats};
+use shard::Shard;
 
 /// The default [`KeyedLimiterBuilder::max_keys`]: 100 000 keys (a few MB for small keys).
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -65,249 +71,7 @@ pub struct KeyedStats {
     pub rejected_at_capacity: u64,
 }
 
-/// GCRA state of one key: one TAT per quota.
-///
-/// 16 bytes: the several-quota slice sits behind a second (thin) box, so that a map entry
-/// (this plus the 16-byte hashed key) is 32 bytes instead of 40, and more keys share a cache
-/// line in the common one-quota case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tats {
-    One(u64),
-    #[allow(clippy::redundant_allocation)] // the outer box makes the pointer thin
-    Many(Box<Box<[u64]>>),
-}
-
-const _: () = assert!(std::mem::size_of::<Tats>() == 16);
-
-impl Tats {
-    fn fresh(n: usize) -> Self {
-        if n == 1 {
-            Tats::One(0)
-        } else {
-            Tats::Many(Box::new(vec![0; n].into_boxed_slice()))
-        }
-    }
-
-    /// The time at which every quota's bucket is full again: the key is idle after it.
-    #[inline]
-    fn max_tat(&self) -> u64 {
-        match self {
-            Tats::One(t) => *t,
-            Tats::Many(ts) => ts.iter().copied().max().unwrap_or(0),
-        }
-    }
-
-    #[inline]
-    fn step(&mut self, quotas: &[Quota], now: u64, n: u32) -> RateDecision {
-        match (&mut *self, quotas) {
-            (Tats::One(t), [q]) => {
-                let (d, new) = gcra::step(q, now, *t, n);
-                *t = new;
-                d
-            }
-            (Tats::Many(ts), qs) if ts.len() == qs.len() => gcra::step_all(qs, now, ts, n),
-            (this, qs) => {
-                // The quota list changed shape for this key: start it fresh.
-                *this = Tats::fresh(qs.len());
-                match this {
-                    Tats::One(t) => {
-                        let (d, new) = gcra::step(&qs[0], now, *t, n);
-                        *t = new;
-                        d
-                    }
-                    Tats::Many(ts) => gcra::step_all(qs, now, ts, n),
-                }
-            }
-        }
-    }
-}
-
-/// A key stored with its hash: the map hashes each key once (with the limiter's
-/// `BuildHasher`, which also picks the shard) and the inner map reuses that hash.
-struct Hashed<K> {
-    hash: u64,
-    key: K,
-}
-
-impl<K> Hash for Hashed<K> {
-    #[inline]
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.hash);
-    }
-}
-
-impl<K: Eq> PartialEq for Hashed<K> {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.key == other.key
-    }
-}
-
-impl<K: Eq> Eq for Hashed<K> {}
-
-/// Lets the map be searched with a borrowed key and its precomputed hash (the owned
-/// `Hashed<K>` borrows as `dyn Lookup<Q>`; so does a `Probe` of a `&Q`).
-trait Lookup<Q: ?Sized> {
-    fn hash(&self) -> u64;
-    fn key(&self) -> &Q;
-}
-
-impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Hashed<K> {
-    #[inline]
-    fn hash(&self) -> u64 {
-        self.hash
-    }
-    #[inline]
-    fn key(&self) -> &Q {
-        self.key.borrow()
-    }
-}
-
-struct Probe<'a, Q: ?Sized> {
-    hash: u64,
-    key: &'a Q,
-}
-
-impl<Q: ?Sized> Lookup<Q> for Probe<'_, Q> {
-    #[inline]
-    fn hash(&self) -> u64 {
-        self.hash
-    }
-    #[inline]
-    fn key(&self) -> &Q {
-        self.key
-    }
-}
-
-impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Hashed<K> {
-    #[inline]
-    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
-        self
-    }
-}
-
-impl<Q: ?Sized + Eq> PartialEq for dyn Lookup<Q> + '_ {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        self.hash() == other.hash() && self.key() == other.key()
-    }
-}
-
-impl<Q: ?Sized + Eq> Eq for dyn Lookup<Q> + '_ {}
-
-impl<Q: ?Sized> Hash for dyn Lookup<Q> + '_ {
-    #[inline]
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(Lookup::hash(self));
-    }
-}
-
-/// Passes a precomputed `u64` hash through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is ever called; fold anything else in rather than panic.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-}
-
-type InnerMap<K> = HashMap<Hashed<K>, Tats, BuildHasherDefault<PassThrough>>;
-
 type ShardSlot<K> = CachePadded<Mutex<Shard<K>>>;
-
-/// `repr(C)` keeps what every check touches (the map's header and the two counters) in the
-/// first cache line of the slot, beside the mutex word: one line per check, not two.
-#[repr(C)]
-struct Shard<K> {
-    map: InnerMap<K>,
-    allowed: u64,
-    denied: u64,
-    cap: usize,
-    /// Try an idle sweep when `map.len()` reaches this (doubles with the live set).
-    sweep_at: usize,
-    /// Do not sweep before this time. Normally the earliest time a key can go idle (a lower
-    /// bound, so no sweep is wasted); when the shard is nearly full, the time by which 1/8
-    /// of its keys are idle, so that every O(len) sweep frees at least len/8 entries.
-    earliest_idle: u64,
-    evicted_idle: u64,
-    evicted_active: u64,
-    rejected: u64,
-}
-
-impl<K: Eq> Shard<K> {
-    fn sweep_idle(&mut self, now: u64) {
-        let before = self.map.len();
-        let mut earliest = u64::MAX;
-        self.map.retain(|_, t| {
-            let m = t.max_tat();
-            let keep = m > now;
-            if keep {
-                earliest = earliest.min(m);
-            }
-            keep
-        });
-        let len = self.map.len();
-        self.evicted_idle += (before - len) as u64;
-        self.earliest_idle = if self.nearly_full() && len >= 8 {
-            // Amortise sweeps at capacity: wait until 1/8 of the keys are idle.
-            let mut tats: Vec<u64> = self.map.values().map(Tats::max_tat).collect();
-            let (_, eighth, _) = tats.select_nth_unstable(len / 8 - 1);
-            *eighth
-        } else {
-            earliest
-        };
-        self.sweep_at = (len * 2).max(MIN_SWEEP).min(self.cap);
-    }
-
-    #[inline]
-    fn nearly_full(&self) -> bool {
-        self.map.len() >= self.cap - self.cap / 8
-    }
-
-    fn evict_oldest(&mut self, now: u64) {
-        let k = (self.map.len() / 8).max(1);
-        let mut tats: Vec<u64> = self.map.values().map(Tats::max_tat).collect();
-        if tats.is_empty() {
-            return;
-        }
-        let k = k.min(tats.len());
-        let (_, threshold, _) = tats.select_nth_unstable(k - 1);
-        let threshold = *threshold;
-        let mut removed = 0;
-        let mut earliest = u64::MAX;
-        let (mut idle, mut active) = (0u64, 0u64);
-        self.map.retain(|_, t| {
-            let m = t.max_tat();
-            if removed < k && m <= threshold {
-                removed += 1;
-                if m <= now {
-                    idle += 1;
-                } else {
-                    active += 1;
-                }
-                false
-            } else {
-                earliest = earliest.min(m);
-                true
-            }
-        });
-        self.evicted_idle += idle;
-        self.evicted_active += active;
-        self.earliest_idle = earliest;
-    }
-}
 
 /// A rate limiter with one GCRA state per key (client IP, API key, tenant), sharded across
 /// `N` `Mutex<HashMap>` shards (a power of two; no global lock), with **bounded memory
