@@ -105,6 +105,21 @@ fn main() {
             }
             failed += usize::from(!o.pass);
         }
+        for load in ["0.5x", "0.9x"] {
+            let cells: Vec<&suite::Outcome> = results
+                .iter()
+                .filter(|r| r.group == "no-harm" && r.name.ends_with(load))
+                .map(|r| &r.outcomes[i])
+                .collect();
+            if let Some(worst) = cells.iter().max_by(|a, b| a.shed.total_cmp(&b.shed)) {
+                println!(
+                    "  no-harm {load}: worst {:.2}%, {}/{} cells ok",
+                    worst.shed * 100.0,
+                    cells.iter().filter(|o| o.pass).count(),
+                    cells.len()
+                );
+            }
+        }
         println!("  {failed} of {} checks fail", results.len());
     }
     eprintln!("{:?}", start.elapsed());

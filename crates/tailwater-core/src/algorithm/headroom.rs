@@ -1155,18 +1155,18 @@ mod tests {
                 window_full(h, t, ms(10), 0.0);
             }
         };
-        // 5 % of admissions fill the limit, no queue: the limit sheds a healthy service's
+        // One admission in ten fills the limit, no queue: the limit sheds a healthy service's
         // bursts and doubles (every other window).
         let mut h = build();
         let mut t = Duration::ZERO;
         calm(&mut h, &mut t);
         let l = h.limit();
-        window_full(&mut h, &mut t, ms(12), 0.05);
+        window_full(&mut h, &mut t, ms(12), 0.1);
         assert_eq!(h.limit(), 2 * l);
-        window_full(&mut h, &mut t, ms(12), 0.05);
+        window_full(&mut h, &mut t, ms(12), 0.1);
         assert_eq!(h.limit(), 2 * l);
         // The same bursts queue (3× the baseline): held, not cut.
-        window_full(&mut h, &mut t, ms(30), 0.05);
+        window_full(&mut h, &mut t, ms(30), 0.1);
         assert_eq!(h.limit(), 2 * l);
         // Sustained: every admission fills the limit and the window queues: cut.
         let mut h = build();
