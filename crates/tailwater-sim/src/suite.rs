@@ -17,7 +17,11 @@
 //! - **settle**: `step-1.4x`: the limit settles (±10 %) within 1 s of the step;
 //! - **replicas**: four limiters, each its own instance of the policy, in front of one server
 //!   behind round robin, 0.5× then 1.4×: aggregate goodput while overloaded ≥ 95 % and the
-//!   sum of the four limits settles (±10 %) rather than oscillating.
+//!   sum of the four limits settles (±10 %) rather than oscillating;
+//! - **tiers**: the policy with criticality tiers in `tiered-overload` (3×): its overload
+//!   goodput within 2 points of the same policy without tiers (a tier's reservation holds
+//!   only under contention, so it should cost little), and every tier's goodput at least that
+//!   of every less important tier; in `tiered-10x` the same order.
 //!
 //! Run it with `tailwater sim --suite default-limit` (release build: about 25 s for the eight
 //! default policies, most of it in the 500-worker cells).
@@ -53,6 +57,8 @@ pub const DEFAULT_LIMIT_POLICIES: [&str; 8] = [
 pub const NO_HARM_SHED_HALF: f64 = 0.005;
 /// Do no harm: the largest share shed at 0.9× load.
 pub const NO_HARM_SHED_NINE: f64 = 0.02;
+/// Tiers: the most overload goodput (share of capacity) they may cost in `tiered-overload`.
+pub const TIERS_MAX_LOSS: f64 = 0.02;
 
 /// What a policy must achieve in a check.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -68,12 +74,19 @@ pub enum Goal {
     Settle,
     /// Overload goodput ≥ 95 % of capacity, and the (summed) limit settles.
     Replicas,
+    /// The policy with tiers: every tier served at least as well as every less important
+    /// one, and (when `max_loss` is given) overload goodput within `max_loss` of the same
+    /// policy without tiers.
+    Tiers {
+        /// The most overload goodput the tiers may cost, as a share of capacity.
+        max_loss: Option<f64>,
+    },
 }
 
 /// One scenario and its goal.
 #[derive(Debug, Clone)]
 pub struct Check {
-    /// Which part of the suite (`no-harm`, `overload`, `settle`, `replicas`).
+    /// Which part of the suite (`no-harm`, `overload`, `settle`, `tiers`, `replicas`).
     pub group: &'static str,
     /// The scenario.
     pub scenario: Scenario,
@@ -221,6 +234,18 @@ pub fn small_pool(load: f64) -> Scenario {
     s
 }
 
+/// `tiered-overload` at 10× instead of 3×: the critical tiers alone (50 % of the traffic)
+/// ask for 5× the capacity, so a less important request served is a more important one
+/// refused.
+pub fn tiered_10x() -> Scenario {
+    let mut s = scenario::builtin("tiered-overload").expect("a built-in scenario");
+    s.name = "tiered-10x".into();
+    s.description =
+        "10x load with the criticality mix 10/40/25/25%: shedding must follow the tiers".into();
+    s.phase[1].load = 10.0;
+    s
+}
+
 fn default_limit() -> Vec<Check> {
     let mut out = Vec::new();
     for (label, service) in no_harm_services() {
@@ -301,6 +326,18 @@ fn default_limit() -> Vec<Check> {
         scenario: builtin("step-1.4x"),
         goal: Goal::Settle,
     });
+    out.push(Check {
+        group: "tiers",
+        scenario: builtin("tiered-overload"),
+        goal: Goal::Tiers {
+            max_loss: Some(TIERS_MAX_LOSS),
+        },
+    });
+    out.push(Check {
+        group: "tiers",
+        scenario: tiered_10x(),
+        goal: Goal::Tiers { max_loss: None },
+    });
     let mut replicas = builtin("step-1.4x");
     replicas.name = "replicas-4".into();
     replicas.description =
@@ -343,7 +380,13 @@ pub struct CheckResult {
     pub outcomes: Vec<Outcome>,
 }
 
-fn judge(goal: Goal, r: PolicyResult) -> Outcome {
+/// Whether every tier's goodput is at least that of every less important tier.
+fn tiers_in_order(r: &PolicyResult) -> bool {
+    r.tiers.windows(2).all(|w| w[0].goodput >= w[1].goodput)
+}
+
+/// `r` run with tiers, `plain` the same policy without (for [`Goal::Tiers`]).
+fn judge(goal: Goal, r: PolicyResult, plain: Option<&PolicyResult>) -> Outcome {
     let shed = r.shed_total as f64 / r.attempts.max(1) as f64;
     let gp = r.overload_goodput.unwrap_or(0.0);
     let (pass, figure) = match goal {
@@ -359,6 +402,30 @@ fn judge(goal: Goal, r: PolicyResult) -> Outcome {
                 None => "never".into(),
             },
         ),
+        Goal::Tiers { max_loss } => {
+            let order = tiers_in_order(&r);
+            let base = plain.and_then(|p| p.overload_goodput);
+            let within = match (max_loss, base) {
+                (Some(max), Some(b)) => gp >= b - max,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            let tiers: Vec<String> = r
+                .tiers
+                .iter()
+                .map(|t| format!("{:.0}", t.goodput * 100.0))
+                .collect();
+            (
+                order && within,
+                format!(
+                    "{:.1}%{} tiers {}%{}",
+                    gp * 100.0,
+                    base.map_or(String::new(), |b| format!(" vs {:.1}%", b * 100.0)),
+                    tiers.join("/"),
+                    if order { "" } else { " out of order" }
+                ),
+            )
+        }
         Goal::Replicas => {
             let settled = r.mean_limit.is_some() && r.convergence_s.is_some();
             (
@@ -396,7 +463,7 @@ pub fn run(
         }
         let outcomes = policies
             .iter()
-            .map(|p| engine::run(&c.scenario, p, RunOptions::default()).map(|r| judge(c.goal, r)))
+            .map(|p| run_one(c, p))
             .collect::<Result<Vec<_>, _>>()?;
         out.push(CheckResult {
             group: c.group,
@@ -406,6 +473,31 @@ pub fn run(
         });
     }
     Ok(out)
+}
+
+/// One policy in one check: a [`Goal::Tiers`] check runs it with tiers (its name gains
+/// `+tiers` if it had none) and, for the comparison, without.
+fn run_one(c: &Check, p: &PolicySpec) -> Result<Outcome, SimError> {
+    let Goal::Tiers { max_loss } = c.goal else {
+        return engine::run(&c.scenario, p, RunOptions::default()).map(|r| judge(c.goal, r, None));
+    };
+    let mut tiered = p.clone();
+    if !tiered.tiers {
+        tiered.tiers = true;
+        tiered.name = format!("{}+tiers", p.name);
+    }
+    let plain = match max_loss {
+        Some(_) => {
+            let mut plain = p.clone();
+            plain.tiers = false;
+            Some(engine::run(&c.scenario, &plain, RunOptions::default())?)
+        }
+        None => None,
+    };
+    let r = engine::run(&c.scenario, &tiered, RunOptions::default())?;
+    let mut o = judge(c.goal, r, plain.as_ref());
+    o.policy = p.name.clone();
+    Ok(o)
 }
 
 fn render(rows: &[Vec<String>]) -> String {
@@ -443,7 +535,7 @@ fn mark(o: &Outcome) -> String {
     format!("{} {}", if o.pass { "ok  " } else { "FAIL" }, o.figure)
 }
 
-/// The summary: one row per overload, settle and replicas check, two rows for the do-no-harm
+/// The summary: one row per overload, settle, tiers and replicas check, two rows for the do-no-harm
 /// matrix (its worst cell at 0.5× and at 0.9×, and how many cells pass), one column per
 /// policy, and a last row saying whether the policy meets every goal.
 pub fn summary_table(results: &[CheckResult]) -> String {
@@ -491,6 +583,8 @@ pub fn summary_table(results: &[CheckResult]) -> String {
             Goal::Overload => "gp>=95%, p99<=2x",
             Goal::Settle => "settles <= 1s",
             Goal::Replicas => "gp>=95%, sum settles",
+            Goal::Tiers { max_loss: Some(_) } => "with tiers: gp within 2 points, order",
+            Goal::Tiers { max_loss: None } => "with tiers: order",
             Goal::NoHarm { .. } => "",
         };
         let mut row = vec![format!("{} ({goal})", r.name)];
@@ -548,6 +642,7 @@ mod tests {
         assert_eq!(n("overload"), 13);
         assert_eq!(n("settle"), 1);
         assert_eq!(n("replicas"), 1);
+        assert_eq!(n("tiers"), 2);
         assert!(suite("nope").is_none());
     }
 
@@ -570,6 +665,7 @@ mod tests {
             judge(
                 goal,
                 engine::run(&s, &PolicySpec::parse(p).unwrap(), RunOptions::default()).unwrap(),
+                None,
             )
         };
         let fixed = run("static");

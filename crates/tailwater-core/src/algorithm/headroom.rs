@@ -51,6 +51,17 @@ const SUSTAINED_RUN: u32 = 6;
 /// admissions filled the limit.
 const PRESSED_RUN: u32 = 2;
 
+/// Demand comes in bursts while fewer than this share of admissions (averaged over about 8
+/// windows) filled the limit (see [`Headroom`], rule 6).
+const BURST_FULL_SHARE: f64 = 0.15;
+
+/// ... and this window's share is below this.
+const BURST_FULL_NOW: f64 = 0.35;
+
+/// In bursts, a binding window that did not queue while more than this share of its
+/// admissions filled the limit doubles the limit: the limit, not the service, sheds.
+const BURST_SHED_BUDGET: f64 = 0.005;
+
 /// Room for a healthy service's bursts, in knees, before dispersion (see
 /// [`Headroom::burst_room`]).
 const BURST_ROOM: f64 = 6.0;
@@ -65,7 +76,7 @@ const BURST_ROOM_CV2: f64 = 4.0;
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Four rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Six rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -120,6 +131,17 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    Little's law gives from the recent completion rate and the baseline — only small pools
 ///    with little dispersion have a burst room under 20 — so that a sudden overload finds
 ///    the limit near the pool rather than at 20.
+///
+/// 6. **A limit that sheds bursts which drain grows** (issue 16, fourth pass). While demand
+///    comes in bursts — fewer than 15 % of admissions (averaged over about 8 windows) and
+///    fewer than 35 % in this window filled the limit they were admitted under, and no
+///    window pressed on it twice in a row — a binding window that queued holds the limit
+///    (a queue that drains is CoDel's good queue), and one that did not queue while more
+///    than 0.5 % of its admissions filled the limit doubles it (at most every other
+///    window). In sustained overload nearly every admission fills the limit, so the rule
+///    stays out of the way. It is what a small pool with dispersed service needs: 4 workers
+///    with lognormal CV 2 at 0.9× load hold about 21 in flight on average and need ~80 to
+///    shed under 2 %, which a floor of 20 and the latency rule did not allow (2.3–3.5 % shed).
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
@@ -177,6 +199,8 @@ pub struct Headroom {
     growth: f64,
     grew: bool,
     binding_share: f64,
+    /// The share of admissions that filled the limit, averaged over about 8 windows.
+    full_share: f64,
     baseline_windows: usize,
     means: VecDeque<f64>,
     scratch: Vec<f64>,
@@ -388,6 +412,8 @@ impl Headroom {
         }
         // At least half the window's samples found the limiter full when admitted.
         let pressed = self.full.saturating_mul(2) >= self.seen.max(1);
+        let full_now = self.full as f64 / self.seen.max(1) as f64;
+        self.full_share += (full_now - self.full_share) / 8.0;
         if pressed && queued {
             self.pressed_run = self.pressed_run.saturating_add(1);
         } else {
@@ -401,6 +427,25 @@ impl Headroom {
             return before;
         }
         self.last = Some((c.mean_duration(), ratio / allowance));
+        // Rule 6: demand in bursts (few admissions fill the limit, none of the last windows
+        // pressed on it). A queue that drains is not cut; a limit that sheds more than the
+        // budget while the window did not queue doubles (once per two windows, as below).
+        if self.full_share < BURST_FULL_SHARE
+            && full_now < BURST_FULL_NOW
+            && self.pressed_run < PRESSED_RUN
+        {
+            if queued {
+                self.grew = false;
+                return before;
+            }
+            if full_now > BURST_SHED_BUDGET {
+                if !std::mem::take(&mut self.grew) {
+                    self.grew = true;
+                    return before * self.growth;
+                }
+                return before;
+            }
+        }
         let doubled = std::mem::take(&mut self.grew);
         if ratio <= allowance {
             if far && !doubled && self.binding_share < SUSTAINED_SHARE {
@@ -750,6 +795,7 @@ impl HeadroomBuilder {
             growth: self.growth,
             grew: false,
             binding_share: 0.0,
+            full_share: 0.0,
             baseline_windows: self.baseline_windows,
             means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
             scratch: Vec::new(),
@@ -1073,6 +1119,62 @@ mod tests {
             }
         }
         assert!(h.limit() >= 20, "{}", h.limit());
+    }
+
+    /// Feeds one window of samples every 2 ms with `rtt`, a `full` share of them admitted
+    /// into the last free slot (`in_flight` = the limit), the others at half the limit.
+    fn window_full(h: &mut Headroom, t: &mut Duration, rtt: Duration, full: f64) {
+        let closed = h.windows.closed();
+        let mut i = 0u64;
+        while h.windows.closed() == closed {
+            let l = h.limit();
+            let at = if (i as f64 * full).fract() + full >= 1.0 {
+                l
+            } else {
+                l / 2
+            };
+            h.update(&Sample::success(*t, rtt, at).at_limit(l));
+            *t += ms(2);
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn bursts_that_fill_the_limit_now_and_then_grow_it_sustained_demand_does_not() {
+        let build = || {
+            Headroom::builder()
+                .initial_limit(40)
+                .dispersion_samples(0.0)
+                .slow_start(false)
+                .build()
+                .unwrap()
+        };
+        // A baseline of 10 ms (a warm-up window first).
+        let calm = |h: &mut Headroom, t: &mut Duration| {
+            for _ in 0..20 {
+                window_full(h, t, ms(10), 0.0);
+            }
+        };
+        // One admission in ten fills the limit, no queue: the limit sheds a healthy service's
+        // bursts and doubles (every other window).
+        let mut h = build();
+        let mut t = Duration::ZERO;
+        calm(&mut h, &mut t);
+        let l = h.limit();
+        window_full(&mut h, &mut t, ms(12), 0.1);
+        assert_eq!(h.limit(), 2 * l);
+        window_full(&mut h, &mut t, ms(12), 0.1);
+        assert_eq!(h.limit(), 2 * l);
+        // The same bursts queue (3× the baseline): held, not cut.
+        window_full(&mut h, &mut t, ms(30), 0.1);
+        assert_eq!(h.limit(), 2 * l);
+        // Sustained: every admission fills the limit and the window queues: cut.
+        let mut h = build();
+        let mut t = Duration::ZERO;
+        calm(&mut h, &mut t);
+        let l = h.limit();
+        window_full(&mut h, &mut t, ms(30), 1.0);
+        assert!(h.limit() < l, "{} vs {l}", h.limit());
     }
 
     #[test]

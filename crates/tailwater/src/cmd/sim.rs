@@ -61,7 +61,7 @@ pub(crate) struct Args {
     /// pass/fail table; `--policy` picks the policies (default: the suite's).
     #[arg(long, value_name = "NAME")]
     suite: Option<String>,
-    /// With `--suite`: run only these groups (no-harm, overload, settle, replicas).
+    /// With `--suite`: run only these groups (no-harm, overload, settle, tiers, replicas).
     #[arg(long, value_delimiter = ',', value_name = "GROUP")]
     group: Vec<String>,
     /// With `--suite`: also print every do-no-harm cell.
@@ -127,7 +127,9 @@ fn run_suite(name: &str, args: &Args) -> Result<(), Failure> {
         if !checks.iter().any(|c| c.group == g) {
             return Err(SimError::invalid(
                 "group",
-                format!("`{g}` is not a group of `{name}` (no-harm, overload, settle, replicas)"),
+                format!(
+                    "`{g}` is not a group of `{name}` (no-harm, overload, settle, tiers, replicas)"
+                ),
             )
             .into());
         }

@@ -1,0 +1,126 @@
+//! The `default-limit` suite for one or more policies, without the CLI (a quicker build while
+//! tuning an algorithm): prints every check that fails (every check but the do-no-harm cells
+//! with `ALL=1`) and the count; with `CELL=NAME` the time series of the checks whose name
+//! contains NAME instead.
+//!
+//! `cargo run --release -p tailwater-sim --example default_limit -- headroom [GROUP...]`
+use tailwater_sim::engine::{self, RunOptions};
+use tailwater_sim::policy::PolicySpec;
+use tailwater_sim::suite;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let policies: Vec<String> = args
+        .next()
+        .unwrap_or_else(|| "headroom".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let groups: Vec<String> = args.collect();
+    let specs: Vec<PolicySpec> = policies
+        .iter()
+        .map(|p| PolicySpec::parse(p).expect("a policy"))
+        .collect();
+    let checks = suite::suite("default-limit").expect("the suite");
+    if let Ok(cell) = std::env::var("CELL") {
+        // One check's time series (every STEP-th point), then stop.
+        let step: usize = std::env::var("STEP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        for c in checks.iter().filter(|c| c.scenario.name.contains(&cell)) {
+            for spec in &specs {
+                let r = engine::run(&c.scenario, spec, RunOptions { series: true }).expect("runs");
+                println!(
+                    "== {} {}: shed {:.2}% gp {:?} p99 {:.2}x conv {:?}",
+                    c.scenario.name,
+                    spec.name,
+                    r.shed_total as f64 * 100.0 / r.attempts.max(1) as f64,
+                    r.overload_goodput,
+                    r.p99_ratio,
+                    r.convergence_s
+                );
+                for p in r.series.iter().step_by(step) {
+                    println!(
+                        "  t {:7.2} L {:5} inflight {:5} q {:5} off {:8.0} gp {:8.0} lat {:8.1}",
+                        p.t,
+                        p.limit,
+                        p.in_flight,
+                        p.server_queue,
+                        p.offered_rps,
+                        p.goodput_rps,
+                        p.mean_latency_ms
+                    );
+                }
+            }
+        }
+        return;
+    }
+    let start = std::time::Instant::now();
+    // Two threads, every other check each, merged back in order.
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let parts: Vec<Vec<suite::CheckResult>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let mine: Vec<suite::Check> =
+                    checks.iter().skip(k).step_by(threads).cloned().collect();
+                let (specs, groups) = (&specs, &groups);
+                scope.spawn(move || suite::run(&mine, specs, groups).expect("runs"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("joins"))
+            .collect()
+    });
+    let mut results = Vec::new();
+    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+    'merge: loop {
+        for it in &mut iters {
+            match it.next() {
+                Some(r) => results.push(r),
+                None => break 'merge,
+            }
+        }
+    }
+    for it in &mut iters {
+        results.extend(it);
+    }
+    for (i, p) in policies.iter().enumerate() {
+        println!("== {p}");
+        let mut failed = 0;
+        for r in &results {
+            let o = &r.outcomes[i];
+            let verbose = std::env::var_os("ALL").is_some();
+            if !o.pass || (verbose && r.group != "no-harm") {
+                println!(
+                    "  {} {:<40} {}",
+                    if o.pass { "ok  " } else { "FAIL" },
+                    r.name,
+                    o.figure
+                );
+            }
+            failed += usize::from(!o.pass);
+        }
+        for load in ["0.5x", "0.9x"] {
+            let cells: Vec<&suite::Outcome> = results
+                .iter()
+                .filter(|r| r.group == "no-harm" && r.name.ends_with(load))
+                .map(|r| &r.outcomes[i])
+                .collect();
+            if let Some(worst) = cells.iter().max_by(|a, b| a.shed.total_cmp(&b.shed)) {
+                println!(
+                    "  no-harm {load}: worst {:.2}%, {}/{} cells ok",
+                    worst.shed * 100.0,
+                    cells.iter().filter(|o| o.pass).count(),
+                    cells.len()
+                );
+            }
+        }
+        println!("  {failed} of {} checks fail", results.len());
+    }
+    eprintln!("{:?}", start.elapsed());
+}
