@@ -42,6 +42,10 @@ pub struct RedisStats {
     pub lease_expired: u64,
     /// Leased path: unused cells given back to Redis.
     pub lease_returned: u64,
+    /// Group commit: decisions sent inside group scripts (each group script is one of
+    /// `redis_calls`, so `grouped_decisions / redis_calls` is the mean group size when
+    /// only batches are decided).
+    pub grouped_decisions: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +66,7 @@ pub(crate) struct Counters {
     pub(crate) lease_granted: AtomicU64,
     pub(crate) lease_expired: AtomicU64,
     pub(crate) lease_returned: AtomicU64,
+    pub(crate) grouped_decisions: AtomicU64,
 }
 
 #[inline]
@@ -94,6 +99,7 @@ impl Counters {
             lease_granted: g(&self.lease_granted),
             lease_expired: g(&self.lease_expired),
             lease_returned: g(&self.lease_returned),
+            grouped_decisions: g(&self.grouped_decisions),
         }
     }
 }

@@ -17,7 +17,9 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::rate::{BatchItem, DenyReason, RateDecision, step_batch};
 use tailwater_redis::{DecisionSource, RedisRateStore, RedisStoreError};
 
-use crate::leased::LeasedStore;
+pub mod leased;
+
+use leased::LeasedStore;
 
 /// One shard: key → TAT (nanoseconds on the store's clock).
 type Shard = HashMap<Box<str>, u64>;

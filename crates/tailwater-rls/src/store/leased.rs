@@ -50,7 +50,7 @@ use tailwater_redis::{
     DecisionSource, FailurePolicy, KeyLayout, LeasedLimiter, RedisConnection, RedisStoreError,
 };
 
-use crate::store::{Decided, StoreUnavailable, full};
+use super::{Decided, StoreUnavailable, full};
 
 /// Shards of the limiter map (a power of two).
 const SHARDS: usize = 64;
@@ -81,7 +81,7 @@ impl Default for LeasedOptions {
             refill_interval: Duration::from_millis(50),
             policy: FailurePolicy::FailOpen,
             layout: KeyLayout::default(),
-            max_keys: crate::store::DEFAULT_MAX_KEYS,
+            max_keys: super::DEFAULT_MAX_KEYS,
         }
     }
 }
