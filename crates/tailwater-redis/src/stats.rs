@@ -48,6 +48,29 @@ pub struct RedisStats {
     pub grouped_decisions: u64,
 }
 
+/// Sums counters: a service with many limiters (one per key) exports their total.
+impl std::ops::AddAssign<&RedisStats> for RedisStats {
+    fn add_assign(&mut self, other: &RedisStats) {
+        self.redis_calls += other.redis_calls;
+        self.redis_allowed += other.redis_allowed;
+        self.redis_denied += other.redis_denied;
+        self.timeouts += other.timeouts;
+        self.errors += other.errors;
+        self.skipped_backoff += other.skipped_backoff;
+        self.fallback_open += other.fallback_open;
+        self.fallback_closed += other.fallback_closed;
+        self.fallback_degraded += other.fallback_degraded;
+        self.mismatches += other.mismatches;
+        self.local_allowed += other.local_allowed;
+        self.local_denied += other.local_denied;
+        self.lease_refills += other.lease_refills;
+        self.lease_granted += other.lease_granted;
+        self.lease_expired += other.lease_expired;
+        self.lease_returned += other.lease_returned;
+        self.grouped_decisions += other.grouped_decisions;
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) redis_calls: AtomicU64,

@@ -90,6 +90,17 @@ impl Store {
         }
     }
 
+    /// The Redis counters of the store (calls, grouped decisions, timeouts, errors,
+    /// fallbacks, lease refills…): summed over every key's limiter for the leased store;
+    /// `None` in memory.
+    pub fn redis_stats(&self) -> Option<tailwater_redis::RedisStats> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(r) | Store::Cluster(r) => Some(r.stats()),
+            Store::Leased(l) => Some(l.redis_stats()),
+        }
+    }
+
     /// A short name for `/rlconfig` and logs.
     pub fn kind(&self) -> &'static str {
         match self {
