@@ -133,6 +133,6 @@ for r in $(seq "$ROUNDS"); do
     [[ $g_ok == "$N" && $s_ok == "$N" ]] || echo "  (not every call succeeded: group $g_ok, single $s_ok)"
 done
 for p in "$G_HTTP" "$S_HTTP"; do
-    curl -s "http://127.0.0.1:$p/metrics" | grep -E '^tailwater_rls_calls_total|^tailwater_redis_(calls|grouped)' || true
+    curl -s "http://127.0.0.1:$p/metrics" | grep -E '^tailwater_rls_calls_total|^tailwater_rls_redis_(calls|grouped_decisions)_total' || true
 done
 echo "outputs in $OUT"
