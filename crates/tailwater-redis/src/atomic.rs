@@ -9,6 +9,7 @@ use tailwater_core::rate::{MultiQuota, Quota, RateDecision, RateStore, StoreErro
 use crate::call::{self, Gate};
 use crate::conn::RedisConnection;
 use crate::error::{BackendError, RedisStoreError};
+use crate::group::{self, Group};
 use crate::key::KeyLayout;
 use crate::policy::{FailurePolicy, LocalFallback, open_decision};
 use crate::script;
@@ -113,6 +114,21 @@ pub(crate) struct StoreInner {
     pub(crate) fallback: Option<LocalFallback>,
     pub(crate) gate: Gate,
     pub(crate) stats: Counters,
+    /// Group commit of [`RedisRateStore::check_batch`] (single node only).
+    pub(crate) group_commit: bool,
+    pub(crate) group: Group,
+}
+
+impl group::Backend for StoreInner {
+    fn conn(&self) -> &RedisConnection {
+        &self.conn
+    }
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+    fn stats(&self) -> &Counters {
+        &self.stats
+    }
 }
 
 /// Builds a [`RedisRateStore`].
@@ -121,6 +137,7 @@ pub struct RedisRateStoreBuilder {
     conn: RedisConnection,
     layout: KeyLayout,
     policy: FailurePolicy,
+    group_commit: bool,
 }
 
 impl RedisRateStoreBuilder {
@@ -136,6 +153,17 @@ impl RedisRateStoreBuilder {
         self
     }
 
+    /// Whether [`RedisRateStore::check_batch`] groups the calls that arrive while a script
+    /// is in flight into one script (default `true`; single-node connections only: on a
+    /// cluster each call keeps its own script). Each call stays atomic and is decided as
+    /// one script per call would decide it; under load one `EVALSHA` decides many calls.
+    /// `false` sends one script per call (for comparison, or for a Redis that must see one
+    /// command per decision).
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
+    }
+
     /// The store.
     pub fn build(self) -> Result<RedisRateStore, ConfigError> {
         self.conn.options.validate()?;
@@ -143,6 +171,7 @@ impl RedisRateStoreBuilder {
             FailurePolicy::Degrade { replicas } => Some(LocalFallback::new(replicas)),
             _ => None,
         };
+        let group_commit = self.group_commit && self.conn.is_single();
         Ok(RedisRateStore {
             inner: Arc::new(StoreInner {
                 conn: self.conn,
@@ -151,6 +180,8 @@ impl RedisRateStoreBuilder {
                 fallback,
                 gate: Gate::new(),
                 stats: Counters::default(),
+                group_commit,
+                group: Group::default(),
             }),
         })
     }
@@ -163,6 +194,7 @@ impl RedisRateStore {
             conn,
             layout: KeyLayout::default(),
             policy: FailurePolicy::default(),
+            group_commit: true,
         }
     }
 
@@ -261,6 +293,10 @@ impl RedisRateStore {
     }
 
     pub(crate) fn inner(&self) -> &StoreInner {
+        &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> &Arc<StoreInner> {
         &self.inner
     }
 

@@ -7,6 +7,7 @@ use tailwater_core::rate::{BatchItem, RateDecision, step_batch};
 use crate::atomic::{DecisionSource, RedisRateStore};
 use crate::call;
 use crate::error::{BackendError, RedisStoreError};
+use crate::group;
 use crate::policy::{FailurePolicy, open_decision};
 use crate::script;
 use crate::stats::inc;
@@ -69,19 +70,29 @@ impl RedisRateStore {
         keys: &[&str],
         items: &[BatchItem],
     ) -> Result<CheckedBatch, RedisStoreError> {
-        let (redis_keys, args) = self.batch_args(tag, keys, items)?;
+        let redis_keys = self.batch_keys(tag, keys, items)?;
         let inner = self.inner();
-        let reply = call::run(
-            &inner.conn,
-            &inner.gate,
-            &inner.stats,
-            &script::BATCH,
-            &redis_keys,
-            &args,
-            inner.conn.options.call_timeout,
-        )
-        .await;
-        let parsed = reply.and_then(|r| parse_batch(&r, keys.len(), items));
+        let sender = if tag.is_none() && inner.group_commit {
+            inner.group.sender(self.inner_arc())
+        } else {
+            None
+        };
+        let parsed = match sender {
+            Some(tx) => group::submit(inner, tx, redis_keys, items)
+                .await
+                .map(|a| a.outcome(items)),
+            None => call::run(
+                &inner.conn,
+                &inner.gate,
+                &inner.stats,
+                &script::BATCH,
+                &redis_keys,
+                &batch_args(items),
+                inner.conn.options.call_timeout,
+            )
+            .await
+            .and_then(|r| parse_batch(&r, keys.len(), items)),
+        };
         match parsed {
             Ok((outcome, script_committed)) => {
                 if outcome.committed {
@@ -102,12 +113,13 @@ impl RedisRateStore {
         }
     }
 
-    fn batch_args(
+    /// Checks the batch and returns the Redis key of each slot.
+    fn batch_keys(
         &self,
         tag: Option<&str>,
         keys: &[&str],
         items: &[BatchItem],
-    ) -> Result<(Vec<String>, Vec<String>), RedisStoreError> {
+    ) -> Result<Vec<String>, RedisStoreError> {
         if items.is_empty() || items.len() > MAX_BATCH_ITEMS || keys.len() > MAX_BATCH_ITEMS {
             return Err(ConfigError::new(
                 "items",
@@ -116,9 +128,6 @@ impl RedisRateStore {
             .into());
         }
         let mut slot_quota = vec![None; keys.len()];
-        let mut args = Vec::with_capacity(2 + 6 * items.len());
-        args.push(String::new());
-        args.push(String::new());
         for item in items {
             let Some(q) = slot_quota.get_mut(item.slot) else {
                 return Err(ConfigError::new(
@@ -128,14 +137,10 @@ impl RedisRateStore {
                 .into());
             };
             q.get_or_insert(item.quota);
-            let qa = call::quota_args(std::slice::from_ref(&item.quota))?;
-            args.push((item.slot + 1).to_string());
-            args.extend(qa.iter().map(u64::to_string));
-            args.push(item.n.to_string());
-            args.push(item.class.code().to_string());
+            call::quota_args(std::slice::from_ref(&item.quota))?;
         }
         let layout = self.layout();
-        let redis_keys = keys
+        Ok(keys
             .iter()
             .zip(&slot_quota)
             .map(|(k, q)| match (q, tag) {
@@ -145,8 +150,7 @@ impl RedisRateStore {
                 (None, None) => layout.base(k),
                 (None, Some(t)) => layout.tagged_base(t, k),
             })
-            .collect();
-        Ok((redis_keys, args))
+            .collect())
     }
 
     fn batch_fallback(
@@ -206,6 +210,22 @@ impl RedisRateStore {
             }
         }
     }
+}
+
+/// The arguments of the [`script::BATCH`] script (quotas already checked).
+fn batch_args(items: &[BatchItem]) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 6 * items.len());
+    args.push(String::new());
+    args.push(String::new());
+    for item in items {
+        args.push((item.slot + 1).to_string());
+        args.push(item.quota.emission_nanos().to_string());
+        args.push(item.quota.tolerance_nanos().to_string());
+        args.push(item.quota.burst().to_string());
+        args.push(item.n.to_string());
+        args.push(item.class.code().to_string());
+    }
+    args
 }
 
 fn parse_batch(

@@ -193,6 +193,11 @@ impl RedisConnection {
         })
     }
 
+    /// Whether this is a single-node connection (not a cluster).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self.backend, Backend::Single(_))
+    }
+
     /// The options this connection was opened with.
     pub fn options(&self) -> &ConnectionOptions {
         &self.options

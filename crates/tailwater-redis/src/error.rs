@@ -5,7 +5,9 @@ use std::time::Duration;
 use tailwater_core::ConfigError;
 
 /// Why one call to Redis failed. Every variant is counted in the `stats()` of the caller.
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: one failed group script (see `RedisRateStore::check_batch`) fails each of its
+/// calls with the same cause.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
     /// The call did not complete within the per-call timeout (the future was dropped; the

@@ -98,6 +98,7 @@ mod batch;
 mod call;
 mod conn;
 mod error;
+mod group;
 mod key;
 mod leased;
 mod policy;

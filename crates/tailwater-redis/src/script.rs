@@ -232,3 +232,84 @@ pub(crate) fn parse_nanos(s: &str) -> Option<u64> {
 /// The atomic batch script.
 pub(crate) static BATCH: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{BATCH_BODY}")));
+
+/// Group commit: the calls that queued while the previous script was in flight, decided by
+/// one script, each call atomically on its own keys exactly as [`BATCH_BODY`] decides one
+/// (`tailwater_core::rate::step_batch`: denied hits never charged, nothing charged unless
+/// the call is admitted). Calls are decided in order, each on the state its predecessors
+/// left, so the result is that of running the calls one after another at the same `now`.
+///
+/// A key is read (`GET`) once per script, kept as `r = max(stored - now, 0)` while the
+/// calls run, and written (`SET … PX`) once at the end if some call charged it: a hot key
+/// shared by every call of the group costs one read and one write, not one per call.
+///
+/// `KEYS`: the keys of call 1, then those of call 2, …. `ARGV[1]`: unused (`''`).
+/// `ARGV[2]`: now in ns, or `''` for `TIME`. Then per call: `nkeys`, `nitems`, and
+/// `nitems` times slot (1-based within the call), `T`, `DVT`, `burst`, `n`, class.
+/// Returns `{now (decimal ns), then per call: committed (0/1), r_1, ..., r_nkeys}` where
+/// `r_s` is the slot's state *before* the call as an offset from `now` (the caller
+/// recomputes each decision with `step_batch` on `now + r_s`, which is what the call saw:
+/// the GCRA treats every stored TAT before `now` as `now`).
+const GROUP_BODY: &str = r#"
+local state = {}
+local dirty = {}
+local out = {join(now_s, now_ns)}
+local a = 3
+local kbase = 0
+local nargs = #ARGV
+while a <= nargs do
+  local nk = tonumber(ARGV[a])
+  local ni = tonumber(ARGV[a + 1])
+  a = a + 2
+  local r = {}
+  local scratch = {}
+  for s = 1, nk do
+    local k = KEYS[kbase + s]
+    local v = state[k]
+    if v == nil then
+      v = rel(k)
+      state[k] = v
+    end
+    r[s] = v
+    scratch[s] = v
+  end
+  local enforce_denied = false
+  local qi, qd = 0, 0
+  for i = 1, ni do
+    local s = tonumber(ARGV[a])
+    local T = tonumber(ARGV[a + 1])
+    local dvt = tonumber(ARGV[a + 2])
+    local burst = tonumber(ARGV[a + 3])
+    local n = tonumber(ARGV[a + 4])
+    local class = ARGV[a + 5]
+    a = a + 6
+    local ok = n <= burst and scratch[s] + n * T <= dvt
+    if ok then scratch[s] = scratch[s] + n * T end
+    if class == '0' and not ok then enforce_denied = true end
+    if class == '2' then
+      qi = qi + 1
+      if not ok then qd = qd + 1 end
+    end
+  end
+  local commit = 0
+  if not enforce_denied and (qi == 0 or qd < qi) then
+    commit = 1
+    for s = 1, nk do
+      if scratch[s] > r[s] then
+        local k = KEYS[kbase + s]
+        state[k] = scratch[s]
+        dirty[k] = true
+      end
+    end
+  end
+  out[#out + 1] = commit
+  for s = 1, nk do out[#out + 1] = r[s] end
+  kbase = kbase + nk
+end
+for k, _ in pairs(dirty) do store(k, state[k]) end
+return out
+"#;
+
+/// The group commit script.
+pub(crate) static GROUP: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{GROUP_BODY}")));

@@ -42,6 +42,33 @@ pub struct RedisStats {
     pub lease_expired: u64,
     /// Leased path: unused cells given back to Redis.
     pub lease_returned: u64,
+    /// Group commit: decisions sent inside group scripts (each group script is one of
+    /// `redis_calls`, so `grouped_decisions / redis_calls` is the mean group size when
+    /// only batches are decided).
+    pub grouped_decisions: u64,
+}
+
+/// Sums counters: a service with many limiters (one per key) exports their total.
+impl std::ops::AddAssign<&RedisStats> for RedisStats {
+    fn add_assign(&mut self, other: &RedisStats) {
+        self.redis_calls += other.redis_calls;
+        self.redis_allowed += other.redis_allowed;
+        self.redis_denied += other.redis_denied;
+        self.timeouts += other.timeouts;
+        self.errors += other.errors;
+        self.skipped_backoff += other.skipped_backoff;
+        self.fallback_open += other.fallback_open;
+        self.fallback_closed += other.fallback_closed;
+        self.fallback_degraded += other.fallback_degraded;
+        self.mismatches += other.mismatches;
+        self.local_allowed += other.local_allowed;
+        self.local_denied += other.local_denied;
+        self.lease_refills += other.lease_refills;
+        self.lease_granted += other.lease_granted;
+        self.lease_expired += other.lease_expired;
+        self.lease_returned += other.lease_returned;
+        self.grouped_decisions += other.grouped_decisions;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +89,7 @@ pub(crate) struct Counters {
     pub(crate) lease_granted: AtomicU64,
     pub(crate) lease_expired: AtomicU64,
     pub(crate) lease_returned: AtomicU64,
+    pub(crate) grouped_decisions: AtomicU64,
 }
 
 #[inline]
@@ -94,6 +122,7 @@ impl Counters {
             lease_granted: g(&self.lease_granted),
             lease_expired: g(&self.lease_expired),
             lease_returned: g(&self.lease_returned),
+            grouped_decisions: g(&self.grouped_decisions),
         }
     }
 }

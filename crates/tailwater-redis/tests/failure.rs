@@ -67,19 +67,62 @@ async fn timed<F: std::future::Future>(lat: &Latency, f: F) -> F::Output {
     out
 }
 
+/// The start of the latest background decision that did not come from Redis (µs since
+/// `origin`; 0 = none).
+#[derive(Debug)]
+struct LastFallback {
+    origin: Instant,
+    micros: AtomicU64,
+}
+
+impl LastFallback {
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            micros: AtomicU64::new(0),
+        }
+    }
+    fn record(&self, started: Instant) {
+        let us = started.duration_since(self.origin).as_micros() + 1;
+        self.micros
+            .fetch_max(u64::try_from(us).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+    /// Whether some fallback decision started at or after `t`.
+    fn since(&self, t: Instant) -> bool {
+        let us = self.micros.load(Ordering::Relaxed);
+        us != 0 && self.origin + Duration::from_micros(us - 1) >= t
+    }
+}
+
 /// Background callers that keep deciding while Redis dies and comes back.
 fn background(
     store: &RedisRateStore,
     lat: &Arc<Latency>,
+    fallback: &Arc<LastFallback>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..2)
         .map(|i| {
-            let (store, lat, stop) = (store.clone(), Arc::clone(lat), Arc::clone(stop));
+            let (store, lat, fallback, stop) = (
+                store.clone(),
+                Arc::clone(lat),
+                Arc::clone(fallback),
+                Arc::clone(stop),
+            );
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ =
+                    let started = Instant::now();
+                    let c =
                         timed(&lat, store.check_detailed(&format!("bg{i}"), &[quota()], 1)).await;
+                    if !matches!(
+                        c,
+                        Ok(Checked {
+                            source: DecisionSource::Redis,
+                            ..
+                        })
+                    ) {
+                        fallback.record(started);
+                    }
                     tokio::task::yield_now().await;
                 }
             })
@@ -87,18 +130,13 @@ fn background(
         .collect()
 }
 
-/// Decisions in a row from Redis that count as "back on Redis".
-const STABLE: u32 = 20;
-
-/// Polls (with a deadline) until [`STABLE`] decisions in a row come from Redis; returns how
-/// long after `start` the first of them began. Recovery means decisions are back on Redis
-/// *and stay there*: right after the restart, a call caught in the connection manager's
-/// reconnection may still fall back once (seen once in CI, session 6: a fallback just after
-/// the first success), and that resets the run rather than the test.
-async fn wait_for_redis(store: &RedisRateStore, lat: &Latency) -> Duration {
+/// Polls (with a deadline) until a decision comes from Redis; returns how long after
+/// `start` it began and the instant it completed. From then on every decision must come
+/// from Redis (checked by the caller): a failure of a call that was in flight before that
+/// success must not send later calls to the fallback.
+async fn wait_for_redis(store: &RedisRateStore, lat: &Latency) -> (Duration, Instant) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(10);
-    let mut run: Option<(Duration, u32)> = None;
     loop {
         let began = start.elapsed();
         let c = timed(lat, store.check_detailed("probe", &[quota()], 1)).await;
@@ -107,14 +145,8 @@ async fn wait_for_redis(store: &RedisRateStore, lat: &Latency) -> Duration {
             ..
         }) = c
         {
-            let (first, n) = run.unwrap_or((began, 0));
-            if n + 1 == STABLE {
-                return first;
-            }
-            run = Some((first, n + 1));
-            continue;
+            return (began, Instant::now());
         }
-        run = None;
         assert!(
             Instant::now() < deadline,
             "decisions never went back to Redis"
@@ -135,7 +167,8 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
         .expect("store");
     let lat = Arc::new(Latency::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let bg = background(&store, &lat, &stop);
+    let last_fallback = Arc::new(LastFallback::new());
+    let bg = background(&store, &lat, &last_fallback, &stop);
 
     // Phase 1: Redis up.
     for _ in 0..50 {
@@ -179,23 +212,31 @@ async fn run_policy(policy: FailurePolicy, test: &str) {
 
     // Phase 3: Redis restarted on the same port (empty data set); nothing else restarted.
     tokio::task::block_in_place(|| server.restart()).expect("restart redis-server");
-    let recovered = wait_for_redis(&store, &lat).await;
+    let (recovered, first_ok) = wait_for_redis(&store, &lat).await;
     assert!(
         recovered < RECOVERY,
         "back on Redis only {recovered:?} after the restart"
     );
-    // Once back (and stable), Redis answers every call: a failure of a call that was in
-    // flight on the old connection must not send later calls to the fallback.
-    for _ in 0..20 {
+    // From the first success on, Redis answers every call, the probe's and the background
+    // callers' alike (strict: no run of successes to wait for, no fallback forgiven).
+    for i in 0..200 {
         let c = timed(&lat, store.check_detailed("k2", &[quota()], 1))
             .await
             .expect("redis back");
-        assert_eq!(c.source, DecisionSource::Redis);
+        assert_eq!(
+            c.source,
+            DecisionSource::Redis,
+            "decision {i} after the first success fell back"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for t in bg {
         t.await.expect("background caller");
     }
+    assert!(
+        !last_fallback.since(first_ok),
+        "a background decision that started after the first success fell back"
+    );
     let st = store.stats();
     let fallbacks = st.fallback_open + st.fallback_closed + st.fallback_degraded;
     assert!(st.timeouts + st.errors + st.skipped_backoff > 0);

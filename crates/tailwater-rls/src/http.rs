@@ -81,6 +81,9 @@ async fn metrics(State(st): State<AppState>) -> Response {
     st.limiter
         .stats()
         .render(&mut out, loads, st.limiter.store().kind());
+    if let Some(redis) = st.limiter.store().redis_stats() {
+        crate::stats::render_redis(&mut out, st.limiter.store().kind(), &redis);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

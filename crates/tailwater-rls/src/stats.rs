@@ -152,3 +152,90 @@ fn escape_label(v: &str) -> String {
     }
     s
 }
+
+/// Prometheus text of a Redis store's counters, as `tailwater_rls_redis_<name>_total`
+/// labelled with the store kind (`redis`, `redis-leased`, `redis-cluster`).
+pub fn render_redis(out: &mut String, store: &str, s: &tailwater_redis::RedisStats) {
+    for (name, help, v) in [
+        ("calls", "Scripts sent to Redis.", s.redis_calls),
+        (
+            "grouped_decisions",
+            "Decisions sent inside group-commit scripts.",
+            s.grouped_decisions,
+        ),
+        ("allowed", "Decisions Redis admitted.", s.redis_allowed),
+        ("denied", "Decisions Redis denied.", s.redis_denied),
+        (
+            "timeouts",
+            "Decisions that hit the per-call timeout.",
+            s.timeouts,
+        ),
+        (
+            "errors",
+            "Scripts that failed with a Redis or connection error.",
+            s.errors,
+        ),
+        (
+            "skipped_backoff",
+            "Decisions not sent to Redis during the back-off after a failure.",
+            s.skipped_backoff,
+        ),
+        (
+            "fallback_open",
+            "Decisions admitted by fail-open.",
+            s.fallback_open,
+        ),
+        (
+            "fallback_closed",
+            "Decisions refused by fail-closed.",
+            s.fallback_closed,
+        ),
+        (
+            "fallback_degraded",
+            "Decisions of the local limit / N fallback.",
+            s.fallback_degraded,
+        ),
+        (
+            "mismatches",
+            "Script decisions that differed from the Rust GCRA (should stay 0).",
+            s.mismatches,
+        ),
+        (
+            "local_allowed",
+            "Leased: decisions admitted from local credit.",
+            s.local_allowed,
+        ),
+        (
+            "local_denied",
+            "Leased: decisions denied locally.",
+            s.local_denied,
+        ),
+        (
+            "lease_refills",
+            "Leased: refills sent to Redis.",
+            s.lease_refills,
+        ),
+        (
+            "lease_granted",
+            "Leased: cells granted by Redis.",
+            s.lease_granted,
+        ),
+        (
+            "lease_expired",
+            "Leased: granted cells dropped unused.",
+            s.lease_expired,
+        ),
+        (
+            "lease_returned",
+            "Leased: unused cells given back.",
+            s.lease_returned,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP tailwater_rls_redis_{name}_total {help}
+             # TYPE tailwater_rls_redis_{name}_total counter
+             tailwater_rls_redis_{name}_total{{store=\"{store}\"}} {v}"
+        );
+    }
+}

@@ -78,6 +78,18 @@ async fn one_call_is_charged_all_or_nothing() {
     let r = rls.call(twice).await;
     assert_eq!(r.overall_code, Code::OverLimit as i32);
     assert_eq!(rls.one("api", &[("path", "/q")], 3).await, Code::Ok);
+    // The store's Redis counters in /metrics: 27 calls, all through group commit, 5
+    // admitted and 22 denied by Redis, no fallback.
+    let (_, metrics) = rls.http("GET", "/metrics", "").await;
+    for line in [
+        "tailwater_rls_redis_grouped_decisions_total{store=\"redis\"} 27",
+        "tailwater_rls_redis_allowed_total{store=\"redis\"} 5",
+        "tailwater_rls_redis_denied_total{store=\"redis\"} 22",
+        "tailwater_rls_redis_fallback_open_total{store=\"redis\"} 0",
+        "tailwater_rls_redis_mismatches_total{store=\"redis\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from {metrics}");
+    }
 }
 
 async fn killed(policy: FailurePolicy, test: &str) -> Vec<Result<i32, tonic::Code>> {

@@ -42,6 +42,10 @@ pub(crate) struct Args {
     /// takes comma-separated node URLs; atomic per call, keys hash-tagged by domain).
     #[arg(long, default_value = "atomic")]
     redis_mode: String,
+    /// Atomic mode: decide the calls that arrive while a Redis script is in flight in one
+    /// script (group commit; each call stays atomic). `false`: one script per call.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    redis_group_commit: bool,
     /// Leased mode: the largest chunk leased per key (sets the overshoot bound).
     #[arg(long, default_value_t = 100)]
     lease_max_chunk: u32,
@@ -182,7 +186,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             Some((url, opts, policy)) => match built.mode {
                 RedisMode::Atomic => {
                     let conn = RedisConnection::open(&url, opts)?;
-                    Store::Redis(RedisRateStore::builder(conn).policy(policy).build()?)
+                    Store::Redis(
+                        RedisRateStore::builder(conn)
+                            .policy(policy)
+                            .group_commit(args.redis_group_commit)
+                            .build()?,
+                    )
                 }
                 RedisMode::Leased => {
                     let conn = RedisConnection::open(&url, opts)?;

@@ -17,7 +17,9 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::rate::{BatchItem, DenyReason, RateDecision, step_batch};
 use tailwater_redis::{DecisionSource, RedisRateStore, RedisStoreError};
 
-use crate::leased::LeasedStore;
+pub mod leased;
+
+use leased::LeasedStore;
 
 /// One shard: key → TAT (nanoseconds on the store's clock).
 type Shard = HashMap<Box<str>, u64>;
@@ -85,6 +87,17 @@ impl Store {
             }),
             Err(e @ RedisStoreError::Unavailable { .. }) => Err(StoreUnavailable(e.to_string())),
             Err(e) => Err(StoreUnavailable(e.to_string())),
+        }
+    }
+
+    /// The Redis counters of the store (calls, grouped decisions, timeouts, errors,
+    /// fallbacks, lease refills…): summed over every key's limiter for the leased store;
+    /// `None` in memory.
+    pub fn redis_stats(&self) -> Option<tailwater_redis::RedisStats> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(r) | Store::Cluster(r) => Some(r.stats()),
+            Store::Leased(l) => Some(l.redis_stats()),
         }
     }
 

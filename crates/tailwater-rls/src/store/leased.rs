@@ -47,10 +47,11 @@ use tailwater_core::ConfigError;
 use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::rate::{BatchClass, BatchItem, Quota};
 use tailwater_redis::{
-    DecisionSource, FailurePolicy, KeyLayout, LeasedLimiter, RedisConnection, RedisStoreError,
+    DecisionSource, FailurePolicy, KeyLayout, LeasedLimiter, RedisConnection, RedisStats,
+    RedisStoreError,
 };
 
-use crate::store::{Decided, StoreUnavailable, full};
+use super::{Decided, StoreUnavailable, full};
 
 /// Shards of the limiter map (a power of two).
 const SHARDS: usize = 64;
@@ -81,7 +82,7 @@ impl Default for LeasedOptions {
             refill_interval: Duration::from_millis(50),
             policy: FailurePolicy::FailOpen,
             layout: KeyLayout::default(),
-            max_keys: crate::store::DEFAULT_MAX_KEYS,
+            max_keys: super::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -108,6 +109,9 @@ pub struct LeasedStore {
     per_shard: usize,
     hasher: RandomState,
     clock: MonotonicClock,
+    /// The counters of limiters dropped from the map (idle or replaced), so that the
+    /// exported totals never go down.
+    retired: Mutex<RedisStats>,
 }
 
 impl std::fmt::Debug for LeasedStore {
@@ -146,7 +150,20 @@ impl LeasedStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             clock: MonotonicClock::new(),
+            retired: Mutex::new(RedisStats::default()),
         })
+    }
+
+    /// The Redis counters of every key's limiter, summed (keys dropped from the map
+    /// included): lease refills, grants, local answers, timeouts, fallbacks.
+    pub fn redis_stats(&self) -> RedisStats {
+        let mut total = *lock(&self.retired);
+        for shard in &self.shards {
+            for e in lock(shard).values() {
+                total += &e.limiter.stats();
+            }
+        }
+        total
     }
 
     /// The options.
@@ -159,10 +176,7 @@ impl LeasedStore {
     fn limiter(&self, key: &str, quota: Quota) -> Result<Option<LeasedLimiter>, ConfigError> {
         let shard = (self.hasher.hash_one(key) as usize) & (SHARDS - 1);
         let now = self.clock.now_nanos();
-        let mut map = match self.shards[shard].lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let mut map = lock(&self.shards[shard]);
         if let Some(e) = map.get_mut(key)
             && e.quota == quota
         {
@@ -171,7 +185,15 @@ impl LeasedStore {
         }
         if !map.contains_key(key) && map.len() >= self.per_shard {
             let ttl = u64::try_from(self.options.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
-            map.retain(|_, e| now.saturating_sub(e.last_used) < ttl);
+            let mut retired = RedisStats::default();
+            map.retain(|_, e| {
+                let keep = now.saturating_sub(e.last_used) < ttl;
+                if !keep {
+                    retired += &e.limiter.stats();
+                }
+                keep
+            });
+            *lock(&self.retired) += &retired;
             if map.len() >= self.per_shard {
                 return Ok(None);
             }
@@ -184,14 +206,16 @@ impl LeasedStore {
             .lease_ttl(o.lease_ttl)
             .refill_interval(o.refill_interval)
             .build()?;
-        map.insert(
+        if let Some(old) = map.insert(
             key.into(),
             Entry {
                 limiter: limiter.clone(),
                 quota,
                 last_used: now,
             },
-        );
+        ) {
+            *lock(&self.retired) += &old.limiter.stats();
+        }
         Ok(Some(limiter))
     }
 
@@ -262,6 +286,13 @@ impl LeasedStore {
             committed,
             source,
         })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
