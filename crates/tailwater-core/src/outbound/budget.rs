@@ -109,38 +109,6 @@ struct Deposits {
     requests: AtomicU64,
 }
 
-/// An exact unsigned division by a divisor fixed at construction, by a multiplication
-/// and at most two corrections instead of a hardware `div` (tens of cycles on x86-64; a
-/// deposit made two per request).
-#[derive(Debug, Clone, Copy)]
-struct Divisor {
-    d: u64,
-    /// `⌊(2⁶⁴ − 1) / d⌋`: the quotient estimate is never above the true one and at most 2 under.
-    m: u64,
-}
-
-impl Divisor {
-    fn new(d: u64) -> Self {
-        let d = d.max(1);
-        Self { d, m: u64::MAX / d }
-    }
-
-    #[inline]
-    fn quotient(self, n: u64) -> u64 {
-        let (n, d) = (u128::from(n), u128::from(self.d));
-        let mut q = (n * u128::from(self.m)) >> 64;
-        while (q + 1) * d <= n {
-            q += 1;
-        }
-        q as u64
-    }
-
-    #[inline]
-    fn remainder(self, n: u64) -> u64 {
-        n - self.quotient(n) * self.d
-    }
-}
-
 /// The window's totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BudgetStats {
@@ -172,10 +140,7 @@ pub struct BudgetStats {
 /// ```
 pub struct RetryBudget<C: Clock = MonotonicClock> {
     config: BudgetConfig,
-    /// `ttl / slots` in nanoseconds, as a division by multiplication (every request pays it).
-    slot_nanos: Divisor,
-    /// `slots`, likewise.
-    len: Divisor,
+    slot_nanos: u64,
     /// `min_per_sec × ttl`, in withdrawals.
     floor: f64,
     clock: C,
@@ -204,10 +169,7 @@ impl<C: Clock> RetryBudget<C> {
     pub fn with_clock(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            slot_nanos: Divisor::new(
-                (duration_to_nanos(config.ttl) / u64::from(config.slots)).max(1),
-            ),
-            len: Divisor::new(u64::from(config.slots)),
+            slot_nanos: (duration_to_nanos(config.ttl) / u64::from(config.slots)).max(1),
             floor: f64::from(config.min_per_sec) * config.ttl.as_secs_f64(),
             config,
             clock,
@@ -224,7 +186,7 @@ impl<C: Clock> RetryBudget<C> {
     /// Runs `f` on the current slot, the window's totals (only when `totals`: a deposit
     /// needs none) and the refusal counter.
     fn with<R>(&self, totals: bool, f: impl FnOnce(&mut Slot, BudgetStats, &mut u64) -> R) -> R {
-        let epoch = self.slot_nanos.quotient(self.clock.now_nanos()) + 1;
+        let epoch = self.clock.now_nanos() / self.slot_nanos + 1;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (slots, refused) = &mut *guard;
         let len = slots.len() as u64;
@@ -261,8 +223,8 @@ impl<C: Clock> RetryBudget<C> {
     /// Records one request (call it once per logical request, not per attempt). Lock-free
     /// unless its slot must be rotated to a new epoch (once per slot per `ttl / slots`).
     pub fn deposit(&self) {
-        let epoch = self.slot_nanos.quotient(self.clock.now_nanos()) + 1;
-        let d = &self.deposits[self.len.remainder(epoch) as usize];
+        let epoch = self.clock.now_nanos() / self.slot_nanos + 1;
+        let d = &self.deposits[(epoch % self.deposits.len() as u64) as usize];
         if d.epoch.load(Ordering::Acquire) != epoch {
             // Rotate under the lock, so that two depositors do not both reset it. (A deposit
             // that read the old epoch just before a rotation lands in the new epoch: it is
@@ -358,26 +320,6 @@ mod tests {
             });
             assert_eq!(b.stats().requests, 8_000 * (round + 1), "round {round}");
             clock.advance(S); // the next round deposits into a rotated slot
-        }
-    }
-
-    proptest! {
-        /// The multiplication-based division is the hardware's, for any divisor.
-        #[test]
-        fn divisor_is_exact(n in any::<u64>(), d in 1u64..u64::MAX) {
-            let div = Divisor::new(d);
-            prop_assert_eq!(div.quotient(n), n / d);
-            prop_assert_eq!(div.remainder(n), n % d);
-        }
-    }
-
-    #[test]
-    fn divisor_edges() {
-        for d in [1, 2, 3, 7, 10, 100, 1_000_000_000, u64::MAX / 3, u64::MAX] {
-            let div = Divisor::new(d);
-            for n in [0, 1, d - 1, d, d.saturating_add(1), u64::MAX - 1, u64::MAX] {
-                assert_eq!((div.quotient(n), div.remainder(n)), (n / d, n % d), "{n} / {d}");
-            }
         }
     }
 
