@@ -252,7 +252,12 @@ impl LimiterMetrics {
     /// proxy counts it).
     pub(crate) fn deadline_refused(&self, tier: Criticality) {
         let reason = vocabulary::reason::DEADLINE_EXCEEDED;
-        self.decision_counter(&self.expired[0][tier.index()], tier, "rejected", Some(reason));
+        self.decision_counter(
+            &self.expired[0][tier.index()],
+            tier,
+            "rejected",
+            Some(reason),
+        );
         self.expired[1][tier.index()]
             .get_or_init(|| requests_counter(&self.route, out::REJECTED, reason, tier))
             .increment(1);

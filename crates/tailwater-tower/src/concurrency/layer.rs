@@ -81,7 +81,9 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
 
     /// The `route` label on metrics and tracing (default `default`).
     pub fn route(mut self, route: impl AsRef<str>) -> Self {
-        let common = self.common.rebuilt(Route::new(route), self.common.burn.clone());
+        let common = self
+            .common
+            .rebuilt(Route::new(route), self.common.burn.clone());
         self.common = Arc::new(common);
         self
     }
@@ -131,7 +133,9 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
     /// # let _ = layer;
     /// ```
     pub fn deadline_header(mut self, header: HeaderName) -> Self {
-        let mut common = self.common.rebuilt(self.common.route().clone(), self.common.burn.clone());
+        let mut common = self
+            .common
+            .rebuilt(self.common.route().clone(), self.common.burn.clone());
         common.deadline_header = Some(header);
         self.common = Arc::new(common);
         self

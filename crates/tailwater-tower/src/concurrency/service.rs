@@ -201,9 +201,15 @@ where
         if let Some(d) = deadline {
             if d.is_spent() {
                 let tier = req.extensions().get::<Criticality>().copied();
-                self.common.metrics.deadline_refused(tier.unwrap_or_default());
+                self.common
+                    .metrics
+                    .deadline_refused(tier.unwrap_or_default());
                 let grpc = edge::is_grpc(req.headers());
-                return ResponseFuture::expired(self.classifier.clone(), self.on_reject.clone(), grpc);
+                return ResponseFuture::expired(
+                    self.classifier.clone(),
+                    self.on_reject.clone(),
+                    grpc,
+                );
             }
             req.extensions_mut().insert(d);
         }

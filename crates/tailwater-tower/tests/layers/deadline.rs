@@ -11,12 +11,12 @@ use std::time::Duration;
 use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use metrics::{
-    Counter, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
-    Unit,
+    Counter, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
 };
+use tailwater_core::Limiter;
 use tailwater_core::clock::ManualClock;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
-use tailwater_core::Limiter;
 use tailwater_tower::concurrency::error::DeadlineExceeded;
 use tailwater_tower::deadline::Deadline;
 use tailwater_tower::{BoxError, ConcurrencyLayer, edge};
@@ -70,11 +70,7 @@ fn recording(
 + Send {
     let bodies = Arc::new(Mutex::new(bodies));
     service_fn(move |req: Request<()>| {
-        let h = |n: &str| {
-            req.headers()
-                .get(n)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
+        let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
         seen.lock().unwrap().push((
             h("grpc-timeout"),
             h("x-request-timeout"),
@@ -115,8 +111,14 @@ async fn a_spent_budget_is_refused_on_arrival_without_a_permit() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(text(res.into_body()).await, "deadline exceeded\n");
-    assert!(seen.lock().unwrap().is_empty(), "the service never saw them");
-    assert!(samples.lock().unwrap().is_empty(), "nothing fed to the limit");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the service never saw them"
+    );
+    assert!(
+        samples.lock().unwrap().is_empty(),
+        "nothing fed to the limit"
+    );
     assert_eq!(limiter.in_flight(), 0);
 
     // A budget left: served, with the deadline in its extensions; a malformed one is none.
@@ -124,7 +126,10 @@ async fn a_spent_budget_is_refused_on_arrival_without_a_permit() {
         .ready()
         .await
         .unwrap()
-        .call(request(&[("x-request-timeout", "250"), ("grpc-timeout", "soon")]))
+        .call(request(&[
+            ("x-request-timeout", "250"),
+            ("grpc-timeout", "soon"),
+        ]))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -184,7 +189,11 @@ async fn without_the_header_configured_only_grpc_timeout_counts() {
         .call(request(&[("grpc-timeout", "0n")]))
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT, "grpc-timeout always is");
+    assert_eq!(
+        res.status(),
+        StatusCode::GATEWAY_TIMEOUT,
+        "grpc-timeout always is"
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
@@ -244,7 +253,11 @@ async fn the_queue_wait_is_cut_to_the_budget_and_the_rest_is_passed_on() {
     assert_eq!(res.status(), StatusCode::OK);
     let (grpc, ms, d) = seen.lock().unwrap().pop().unwrap();
     assert_eq!(ms.as_deref(), Some("380"));
-    assert_eq!(grpc.as_deref(), Some("380000u"), "the shorter budget, in gRPC units");
+    assert_eq!(
+        grpc.as_deref(),
+        Some("380000u"),
+        "the shorter budget, in gRPC units"
+    );
     assert_eq!(d.unwrap().remaining(), Duration::from_millis(380));
 }
 
@@ -283,6 +296,10 @@ async fn a_permit_granted_after_the_budget_ran_out_goes_back_unused() {
     drop(first.into_body().collect().await);
     let res = fut.await.unwrap();
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the first reached the service");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the first reached the service"
+    );
     assert_eq!(limiter.in_flight(), 0, "the late permit went back");
 }
