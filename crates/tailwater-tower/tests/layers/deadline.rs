@@ -26,7 +26,10 @@ use crate::support::*;
 
 /// Counts every counter increment by key (gauges and histograms ignored).
 #[derive(Default, Clone)]
-struct Counts(Arc<Mutex<Vec<(Key, Arc<AtomicU64>)>>>);
+struct Counts(Arc<Mutex<Vec<Count>>>);
+
+/// One counter's key and value.
+type Count = (Key, Arc<AtomicU64>);
 
 struct Ignore;
 impl GaugeFn for Ignore {
@@ -58,7 +61,8 @@ impl Recorder for Counts {
 const HEADER: HeaderName = HeaderName::from_static("x-request-timeout");
 
 /// What the service saw of each request: its budget headers and its `Deadline` extension.
-type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>, Option<Deadline>)>>>;
+type Saw = (Option<String>, Option<String>, Option<Deadline>);
+type Seen = Arc<Mutex<Vec<Saw>>>;
 
 /// A service that records what it saw and answers with the next body of `bodies` (empty
 /// when none is left).
