@@ -144,6 +144,15 @@ pub mod outcome {
     pub const UPSTREAM_FAILURES: [&str; 2] = [UPSTREAM_ERROR, TIMEOUT];
 }
 
+/// Values of the `reason` label shared by the proxy and the tower layers beyond the
+/// limiter's own rejection reasons (`RejectReason::as_str`).
+pub mod reason {
+    /// The client's own deadline (`grpc-timeout` or the configured deadline header) was
+    /// spent on arrival or in the queue: refused with `504` / gRPC `DEADLINE_EXCEEDED`
+    /// before reaching the service, with outcome [`REJECTED`](super::outcome::REJECTED).
+    pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+}
+
 /// Upper bounds of the latency histogram buckets, seconds (proxy and tower alike; a latency
 /// SLO threshold must be one of them).
 pub const LATENCY_BUCKETS: [f64; 14] = [

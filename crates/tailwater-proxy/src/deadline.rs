@@ -88,3 +88,54 @@ pub(crate) fn exceeded(grpc: bool) -> http::Response<ProxyBody> {
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::builder();
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    /// On tokio's paused clock: a budget of zero is spent on arrival (the admission refuses
+    /// it before rate limits and the limiter); a budget is counted from the arrival, so one
+    /// that ran out while the request waited is spent when it is admitted; the smaller of
+    /// the two fields wins and the upstream timeout is cut to what is left.
+    #[tokio::test(start_paused = true)]
+    async fn spent_on_arrival_or_by_admission_on_paused_time() {
+        let name = HeaderName::from_static("x-request-timeout");
+        let arrival = Instant::now();
+        let zero = request(&[("x-request-timeout", "0")]);
+        let d = Deadline::of(&zero, Some(&name), arrival).expect("a budget");
+        assert!(d.remaining().is_zero(), "spent on arrival");
+        assert!(
+            Deadline::of(&zero, None, arrival).is_none(),
+            "the header counts only when the route names it"
+        );
+        let grpc = request(&[("grpc-timeout", "0m")]);
+        assert!(
+            Deadline::of(&grpc, None, arrival)
+                .expect("grpc")
+                .remaining()
+                .is_zero()
+        );
+
+        let both = request(&[("x-request-timeout", "300"), ("grpc-timeout", "1S")]);
+        let d = Deadline::of(&both, Some(&name), arrival).expect("a budget");
+        assert!(d.grpc && d.header);
+        assert_eq!(d.remaining(), Duration::from_millis(300));
+        tokio::time::advance(Duration::from_millis(120)).await;
+        assert_eq!(d.remaining(), Duration::from_millis(180));
+        let (timeout, cut) = crate::service::request_timeout(Duration::from_secs(30), Some(d));
+        assert_eq!((timeout, cut), (Duration::from_millis(180), true));
+        tokio::time::advance(Duration::from_millis(180)).await;
+        assert!(d.remaining().is_zero(), "spent by the time it is admitted");
+        // A request that arrived before the wait is judged from its arrival.
+        let late = Deadline::of(&both, Some(&name), arrival).expect("a budget");
+        assert!(late.remaining().is_zero());
+    }
+}

@@ -63,6 +63,7 @@ pub mod config;
 mod deadline;
 mod framing;
 mod h1;
+mod h2c_failover;
 mod headers;
 mod hyper_conn;
 mod idle;

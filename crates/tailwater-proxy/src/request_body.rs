@@ -123,6 +123,16 @@ impl RequestBody {
         }
     }
 
+    /// A second copy of a body that is entirely at hand (none, or read whole before
+    /// admission), for sending the request to another endpoint; `None` for a streamed body,
+    /// which can be read once only.
+    pub(crate) fn try_clone(&self) -> Option<Self> {
+        match &self.inner {
+            Inner::Buffered(data) => Some(Self::buffered(data.clone().unwrap_or_default())),
+            Inner::Streaming { .. } => None,
+        }
+    }
+
     /// The handle that tells, after the body was handed over, how it ended.
     pub(crate) fn watch(&self) -> BodyWatch {
         self.watch.clone()

@@ -186,8 +186,9 @@ async fn proxy(
         && upgrade.is_none()
         && route.tls.is_none();
     let mut guard = guard(permit, metrics, tier, start);
-    // The legacy client (h2c, CONNECT) connects by itself: its endpoint is chosen here,
-    // without the retry on another endpoint that the pool's path has.
+    // The legacy client (h2c, CONNECT) connects by itself: its endpoint is chosen here; an
+    // h2c request whose body is at hand moves to another one if connecting fails
+    // (`h2c_failover`), as the pool's path does.
     let authority = match (&route.balance, pooled) {
         (Some(b), false) => b.select(0).map_or(&route.authority, |a| {
             let endpoint = &route.endpoints[a.index()].authority;
@@ -235,6 +236,7 @@ async fn proxy(
     } else {
         propagate(upstream_req.headers_mut(), route, deadline);
         // h2c, and CONNECT (the legacy client's authority-form handling): rare, boxed.
+        let slot = &mut guard.attempt;
         let send = async {
             let resp = match (&route.tls, route.protocol) {
                 (Some((_, tls)), _) => tls.request(upstream_req).await?,
@@ -242,7 +244,8 @@ async fn proxy(
                     state.clients(worker).http1.request(upstream_req).await?
                 }
                 (None, UpstreamProtocol::H2c) => {
-                    state.clients(worker).h2c.request(upstream_req).await?
+                    let client = &state.clients(worker).h2c;
+                    crate::h2c_failover::send(client, route, upstream_req, slot).await?
                 }
             };
             Ok((resp, None))

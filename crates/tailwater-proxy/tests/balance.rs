@@ -136,7 +136,7 @@ fn counts(log: &Log, ids: std::ops::Range<u64>) -> [usize; 3] {
     c
 }
 
-async fn three_backends_one_slowed_one_killed(lean: bool) {
+async fn three_backends_one_slowed_one_killed(lean: bool, protocol: &str) {
     let log: Log = Arc::default();
     let mut backends = Vec::new();
     for i in 0..3 {
@@ -149,6 +149,7 @@ lean_http1 = {lean}
 [[route]]
 name = "pool"
 upstream = ["http://{}", "http://{}", "http://{}"]
+protocol = "{protocol}"
 [route.limit]
 algorithm = "static"
 limit = 64
@@ -226,12 +227,20 @@ limit = 64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lean_three_backends_one_slowed_one_killed() {
-    three_backends_one_slowed_one_killed(true).await;
+    three_backends_one_slowed_one_killed(true, "http1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hyper_three_backends_one_slowed_one_killed() {
-    three_backends_one_slowed_one_killed(false).await;
+    three_backends_one_slowed_one_killed(false, "http1").await;
+}
+
+/// The same on an h2c route (hyper-util's legacy client, which consumes the request): a
+/// connect refused by the killed backend moves the request (its small body at hand) to
+/// another endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_three_backends_one_slowed_one_killed() {
+    three_backends_one_slowed_one_killed(true, "h2c").await;
 }
 
 /// A connect refused before any byte is sent goes to another endpoint: with one of two
@@ -264,6 +273,51 @@ async fn a_refused_connect_goes_to_another_endpoint_on_both_engines() {
         );
         running.shutdown(Duration::from_secs(5)).await;
     }
+}
+
+/// The same on an h2c route: bodiless GETs and small-bodied POSTs whose connect is refused
+/// go to the live endpoint, each reaching it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_goes_to_another_endpoint_on_h2c() {
+    let log: Log = Arc::default();
+    let live = killable(0, Arc::clone(&log)).await;
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    }; // dropped: connects to it are refused
+    let running = start_proxy(config(&format!(
+        "[[route]]\nupstream = [\"http://{closed}\", \"http://{}\"]\nprotocol = \"h2c\"\n",
+        live.addr
+    )))
+    .await;
+    let client = client();
+    for _ in 0..20 {
+        let (parts, body) = get(&client, running.addr, "/").await.expect("answered");
+        assert_eq!(parts.status, 200);
+        assert_eq!(
+            &body[..],
+            format!("b0:{}", u64::MAX).as_bytes(),
+            "no body: no id"
+        );
+    }
+    let nothing: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+    let posts = send_all(running.addr, 0..20, 1, nothing).await;
+    for (id, (status, body)) in &posts {
+        assert_eq!((*status, body.as_str()), (200, format!("b0:{id}").as_str()));
+    }
+    assert_eq!(
+        log.lock().expect("lock").len(),
+        40,
+        "each request arrived once"
+    );
+    let m = running.proxy.metrics_text();
+    assert!(
+        m.contains(&format!(
+            "tailwater_endpoint_ejections_total{{route=\"default\",endpoint=\"{closed}\"}} 1"
+        )),
+        "{m}"
+    );
+    running.shutdown(Duration::from_secs(5)).await;
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! | rejection | HTTP | gRPC (`content-type: application/grpc*`) |
 //! |---|---|---|
 //! | shed by the concurrency layer | `503`, `Retry-After: <s>` | `200`, `grpc-status: 14` (`UNAVAILABLE`), `grpc-message`, `grpc-retry-pushback-ms: <ms>` |
+//! | the caller's own deadline already spent (concurrency layer with a deadline) | `504` | `200`, `grpc-status: 4` (`DEADLINE_EXCEEDED`), `grpc-message`, `grpc-retry-pushback-ms: -1` |
 //! | rate limited | `429`, `Retry-After: <s>`, `RateLimit-Policy`, `RateLimit` | `200`, `grpc-status: 8` (`RESOURCE_EXHAUSTED`), `grpc-message`, `grpc-retry-pushback-ms: <ms>`, the same `RateLimit*` headers |
 //!
 //! - `Retry-After` (RFC 9110 §10.2.3) is delay-seconds, rounded **up** and at least 1, so a
@@ -54,6 +55,8 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 /// gRPC status code `UNAVAILABLE`.
 pub const GRPC_UNAVAILABLE: u32 = 14;
+/// gRPC status code `DEADLINE_EXCEEDED`.
+pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 
 /// Whether a request (or response) is gRPC: its `content-type` starts with
 /// `application/grpc` (which covers `application/grpc+proto` and gRPC-Web).
@@ -168,6 +171,24 @@ pub fn pushback_ms(d: Duration) -> u64 {
 pub trait EdgeResponse {
     /// The response for a plain HTTP request (`grpc == false`) or a gRPC one.
     fn edge_response(&self, grpc: bool) -> Response<Bytes>;
+}
+
+/// The answer to a request whose own deadline is spent (the proxy answers the same):
+/// `504`, or gRPC `DEADLINE_EXCEEDED` with `grpc-retry-pushback-ms: -1` (a retry cannot
+/// help: the caller has no time left). No `Retry-After`: the server is not overloaded.
+///
+/// ```
+/// use tailwater_tower::edge::deadline_response;
+/// assert_eq!(deadline_response("deadline exceeded", false).status(), 504);
+/// let grpc = deadline_response("deadline exceeded", true);
+/// assert_eq!(grpc.headers()["grpc-status"], "4");
+/// assert_eq!(grpc.headers()["grpc-retry-pushback-ms"], "-1");
+/// ```
+pub fn deadline_response(message: &str, grpc: bool) -> Response<Bytes> {
+    if grpc {
+        return grpc_response(GRPC_DEADLINE_EXCEEDED, message, None);
+    }
+    text_response(StatusCode::GATEWAY_TIMEOUT, message)
 }
 
 /// The shed response: `503` + `Retry-After`, or gRPC `UNAVAILABLE` + pushback.
@@ -390,6 +411,9 @@ pub fn error_response(
     while let Some(e) = cur {
         if let Some(o) = e.downcast_ref::<crate::concurrency::error::Overloaded>() {
             return Some(o.edge_response(grpc));
+        }
+        if let Some(d) = e.downcast_ref::<crate::concurrency::error::DeadlineExceeded>() {
+            return Some(d.edge_response(grpc));
         }
         if let Some(r) = e.downcast_ref::<crate::rate_limit::error::RateLimited>() {
             return Some(r.edge_response(grpc));

@@ -9,7 +9,7 @@
 //!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|
-//! | [`REQUESTS_TOTAL`] `tailwater_requests_total` | counter | `route`, `outcome`, `reason`, `tier` | how requests ended: `success`, `upstream_error` (classified `Dropped`), `cancelled` (classified `Ignored`), `shed` (concurrency rejection, `reason` = why), `rate_limited` |
+//! | [`REQUESTS_TOTAL`] `tailwater_requests_total` | counter | `route`, `outcome`, `reason`, `tier` | how requests ended: `success`, `upstream_error` (classified `Dropped`), `cancelled` (classified `Ignored`), `shed` (concurrency rejection, `reason` = why), `rate_limited`, `rejected` (`reason` = `deadline_exceeded`: the caller's own deadline was spent) |
 //! | [`REQUEST_DURATION_SECONDS`] `tailwater_request_duration_seconds` | histogram | `route`, `outcome` | from admission to the end of the response body, by the same `outcome` |
 //! | [`DECISIONS_TOTAL`] `tailwater_decisions_total` | counter | `mechanism`, `decision`, `reason`, `tier`, `route` | admission decisions: `decision` is `admitted`, `rejected`, `bypassed` (concurrency), `unkeyed` or `store_error` (rate limit, failing open); `reason` is the rejection reason, the store error kind, or `none` |
 //! | [`LIMITER_SAMPLES_TOTAL`] `tailwater_limiter_samples_total` | counter | `route`, `outcome` | permits released, by outcome fed to the algorithm: `success`, `dropped`, `ignored` |
@@ -149,6 +149,8 @@ pub(crate) struct LimiterMetrics {
     outcomes: [[OnceLock<Counter>; 4]; 3],
     samples: [OnceLock<Counter>; 3],
     shed: [[OnceLock<Counter>; 4]; RejectReason::ALL.len()],
+    /// Refused for a spent deadline: the decision and the request, per tier.
+    expired: [[OnceLock<Counter>; 4]; 2],
     durations: [OnceLock<Histogram>; 3],
     algorithm: OnceLock<&'static str>,
     queue_wait: [OnceLock<Histogram>; 2],
@@ -200,6 +202,7 @@ impl LimiterMetrics {
             outcomes: [const { [const { OnceLock::new() }; 4] }; 3],
             samples: [const { OnceLock::new() }; 3],
             shed: [const { [const { OnceLock::new() }; 4] }; RejectReason::ALL.len()],
+            expired: [const { [const { OnceLock::new() }; 4] }; 2],
             durations: [const { OnceLock::new() }; 3],
             algorithm: OnceLock::new(),
             queue_wait: [const { OnceLock::new() }; 2],
@@ -241,6 +244,22 @@ impl LimiterMetrics {
         self.decision_counter(slot, tier, "rejected", Some(reason.as_str()));
         self.shed[reason.index()][tier.index()]
             .get_or_init(|| requests_counter(&self.route, out::SHED, reason.as_str(), tier))
+            .increment(1);
+    }
+
+    /// A request refused because its own deadline was spent (on arrival or in the queue):
+    /// `decision="rejected"` and `outcome="rejected"`, reason `deadline_exceeded` (as the
+    /// proxy counts it).
+    pub(crate) fn deadline_refused(&self, tier: Criticality) {
+        let reason = vocabulary::reason::DEADLINE_EXCEEDED;
+        self.decision_counter(
+            &self.expired[0][tier.index()],
+            tier,
+            "rejected",
+            Some(reason),
+        );
+        self.expired[1][tier.index()]
+            .get_or_init(|| requests_counter(&self.route, out::REJECTED, reason, tier))
             .increment(1);
     }
 

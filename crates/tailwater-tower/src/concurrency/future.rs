@@ -18,9 +18,10 @@ use tokio::time::Sleep;
 use tower::Service;
 
 use super::body::{Guard, ResponseBody};
-use super::error::Overloaded;
+use super::error::{DeadlineExceeded, Overloaded};
 use super::service::Common;
 use crate::classify::Classify;
+use crate::deadline::Deadline;
 use crate::edge::{self, EdgeBody, OnReject};
 
 /// The shortest timer between two checks of a waiter (as the core's `acquire`).
@@ -57,6 +58,7 @@ pin_project! {
             sleep: Pin<Box<Sleep>>,
             service: Option<S>,
             request: Option<Req>,
+            deadline: Option<Deadline>,
             common: Arc<Common<C>>,
             since: Duration,
         },
@@ -68,6 +70,8 @@ pin_project! {
         Rejected {
             rejection: Rejection,
         },
+        // The caller's own deadline was spent.
+        Expired,
         Done,
     }
 }
@@ -104,11 +108,21 @@ where
         }
     }
 
+    pub(crate) fn expired(classifier: P, on_reject: R, grpc: bool) -> Self {
+        Self {
+            state: State::Expired,
+            classifier,
+            on_reject,
+            grpc,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn waiting(
         waiter: Waiter<C>,
         service: S,
         request: Req,
+        deadline: Option<Deadline>,
         common: Arc<Common<C>>,
         classifier: P,
         on_reject: R,
@@ -123,6 +137,7 @@ where
                 sleep,
                 service: Some(service),
                 request: Some(request),
+                deadline,
                 common,
                 since,
             },
@@ -161,6 +176,7 @@ where
                     sleep,
                     service,
                     request,
+                    deadline,
                     common,
                     since,
                 } => {
@@ -185,15 +201,27 @@ where
                     };
                     let waited = common.limiter.clock().now().saturating_sub(*since);
                     match outcome {
+                        // Admitted after the caller's budget ran out: nobody waits for the
+                        // answer. The permit goes back unused.
+                        Ok(permit) if deadline.is_some_and(|d| d.is_spent()) => {
+                            common.metrics.queue_wait(true, waited);
+                            common.metrics.deadline_refused(permit.tier());
+                            permit.ignore();
+                            self.as_mut().project().state.set(State::Expired);
+                        }
                         Ok(permit) => {
                             common.metrics.queue_wait(true, waited);
                             common.admitted(&permit);
                             let guard = Guard::new(permit, Arc::clone(common));
-                            let (Some(mut service), Some(request)) =
+                            let (Some(mut service), Some(mut request)) =
                                 (service.take(), request.take())
                             else {
                                 unreachable!("a waiting future holds its service and request");
                             };
+                            // Time went by in the queue: the service sees what is left.
+                            if let Some(d) = deadline {
+                                d.write(request.headers_mut(), common.deadline_header.as_ref());
+                            }
                             let future = service.call(request);
                             self.as_mut().project().state.set(State::Called {
                                 future,
@@ -252,6 +280,17 @@ where
                     self.as_mut().project().state.set(State::Done);
                     return Poll::Ready(out);
                 }
+                StateProj::Expired => {
+                    let out = this
+                        .on_reject
+                        .reject(DeadlineExceeded, *this.grpc)
+                        .map(|res| {
+                            edge::into_edge(res)
+                                .map(|b| ResponseBody::new(b, None, this.classifier.clone()))
+                        });
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(out);
+                }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
@@ -268,6 +307,7 @@ where
             State::Waiting { .. } => "waiting",
             State::Called { .. } => "called",
             State::Rejected { .. } => "rejected",
+            State::Expired => "expired",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use tailwater_core::Limiter;
 use tailwater_core::clock::{Clock, MonotonicClock};
 use tower::Layer;
@@ -80,8 +81,9 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
 
     /// The `route` label on metrics and tracing (default `default`).
     pub fn route(mut self, route: impl AsRef<str>) -> Self {
-        let mut common = Common::new(self.common.limiter.clone(), Route::new(route));
-        common.burn = self.common.burn.clone();
+        let common = self
+            .common
+            .rebuilt(Route::new(route), self.common.burn.clone());
         self.common = Arc::new(common);
         self
     }
@@ -102,8 +104,39 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
     /// # Ok::<(), tailwater_tower::burn::BurnRateError>(())
     /// ```
     pub fn burn_rates(mut self, burn: Arc<BurnRates>) -> Self {
-        let mut common = Common::new(self.common.limiter.clone(), self.common.route().clone());
-        common.burn = Some(burn);
+        let common = self.common.rebuilt(self.common.route().clone(), Some(burn));
+        self.common = Arc::new(common);
+        self
+    }
+
+    /// Also reads the caller's deadline from `header` (the remaining budget in whole
+    /// milliseconds: the proxy's route `deadline_header`, and
+    /// [`RetryLayer::deadline_header`](crate::outbound::RetryLayer::deadline_header) on the
+    /// client side), besides `grpc-timeout`, which is always read; with both, the shorter
+    /// wins. Default: `grpc-timeout` only.
+    ///
+    /// With a deadline, a request
+    /// - whose budget is already spent is refused on arrival, without a permit:
+    ///   [`DeadlineExceeded`](super::error::DeadlineExceeded) (`504`, gRPC
+    ///   `DEADLINE_EXCEEDED`), counted with reason `deadline_exceeded`;
+    /// - waits in the queue at most what is left of its budget, and is refused likewise if
+    ///   the budget ran out by the time it got its permit (the permit goes back unused);
+    /// - reaches the service with its [`Deadline`](crate::deadline::Deadline) in its
+    ///   extensions, and, after a queue wait, with the budget fields it came with
+    ///   rewritten to what is left ([`Deadline::write`](crate::deadline::Deadline::write)).
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tailwater_tower::ConcurrencyLayer;
+    /// let layer = ConcurrencyLayer::default()
+    ///     .deadline_header(HeaderName::from_static("x-request-timeout"));
+    /// # let _ = layer;
+    /// ```
+    pub fn deadline_header(mut self, header: HeaderName) -> Self {
+        let mut common = self
+            .common
+            .rebuilt(self.common.route().clone(), self.common.burn.clone());
+        common.deadline_header = Some(header);
         self.common = Arc::new(common);
         self
     }

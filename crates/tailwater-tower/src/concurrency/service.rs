@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use http_body::Body;
 use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::limiter::{Acquire, PartitionId, Request as Admission};
@@ -16,6 +16,7 @@ use super::body::{Guard, ResponseBody};
 use super::future::ResponseFuture;
 use crate::burn::BurnRates;
 use crate::classify::{Classify, DefaultClassifier};
+use crate::deadline::Deadline;
 use crate::edge::{self, OnReject, Respond};
 use crate::observe::{LimiterMetrics, Route};
 
@@ -25,6 +26,8 @@ pub(crate) struct Common<C: Clock> {
     pub(crate) metrics: LimiterMetrics,
     /// SLO burn rates fed by every outcome and rejection, if configured.
     pub(crate) burn: Option<Arc<BurnRates>>,
+    /// The HTTP header read with `grpc-timeout` for the request's deadline (milliseconds).
+    pub(crate) deadline_header: Option<HeaderName>,
 }
 
 impl<C: Clock> Common<C> {
@@ -33,6 +36,7 @@ impl<C: Clock> Common<C> {
             limiter,
             metrics: LimiterMetrics::new(route),
             burn: None,
+            deadline_header: None,
         }
     }
 
@@ -60,6 +64,14 @@ impl<C: Clock> Common<C> {
     pub(crate) fn admitted(&self, permit: &Permit<'_, C>) {
         self.metrics.admitted(permit.tier(), permit.is_bypass());
         self.record_gauges();
+    }
+
+    /// A copy for a new route name or burn rates, keeping every other setting.
+    pub(crate) fn rebuilt(&self, route: Route, burn: Option<Arc<BurnRates>>) -> Self {
+        let mut common = Common::new(self.limiter.clone(), route);
+        common.burn = burn;
+        common.deadline_header = self.deadline_header.clone();
+        common
     }
 
     pub(crate) fn rejected(&self, rejection: &Rejection) {
@@ -155,10 +167,10 @@ impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concu
     }
 }
 
-/// The queue wait for `req`: the configured timeout, cut to the client's own deadline when
-/// a gRPC request carries one (waiting past it would only produce an answer nobody reads).
-fn wait_for<B>(timeout: Duration, req: &Request<B>) -> Duration {
-    edge::grpc_timeout(req.headers()).map_or(timeout, |d| d.min(timeout))
+/// The queue wait: the configured timeout, cut to what is left of the client's own deadline
+/// (waiting past it would only produce an answer nobody reads).
+fn wait_for(timeout: Duration, deadline: Option<&Deadline>) -> Duration {
+    deadline.map_or(timeout, |d| d.remaining().min(timeout))
 }
 
 impl<S, C, P, R, ReqB, ResB> Service<Request<ReqB>> for Concurrency<S, C, P, R>
@@ -182,7 +194,25 @@ where
             .map_err(|e| self.on_reject.map_err(e))
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        // The caller's own budget: refused on arrival when already spent (before it costs a
+        // permit), kept in the extensions for the service's own downstream calls.
+        let deadline = Deadline::of(req.headers(), self.common.deadline_header.as_ref());
+        if let Some(d) = deadline {
+            if d.is_spent() {
+                let tier = req.extensions().get::<Criticality>().copied();
+                self.common
+                    .metrics
+                    .deadline_refused(tier.unwrap_or_default());
+                let grpc = edge::is_grpc(req.headers());
+                return ResponseFuture::expired(
+                    self.classifier.clone(),
+                    self.on_reject.clone(),
+                    grpc,
+                );
+            }
+            req.extensions_mut().insert(d);
+        }
         let ext = req.extensions();
         let tier = ext.get::<Criticality>().copied().unwrap_or_default();
         let mut admission = Admission::new()
@@ -201,7 +231,7 @@ where
             Some(timeout) => match self
                 .common
                 .limiter
-                .enqueue(admission, wait_for(timeout, &req))
+                .enqueue(admission, wait_for(timeout, deadline.as_ref()))
             {
                 Ok(Acquire::Ready(permit)) => Ok(permit),
                 Ok(Acquire::Queued(waiter)) => {
@@ -210,7 +240,7 @@ where
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
                     return ResponseFuture::waiting(
-                        waiter, ready, req, common, classifier, on_reject, grpc,
+                        waiter, ready, req, deadline, common, classifier, on_reject, grpc,
                     );
                 }
                 Err(rejection) => Err(rejection),

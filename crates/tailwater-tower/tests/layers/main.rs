@@ -3,6 +3,7 @@
 mod axum;
 mod concurrency;
 mod criticality;
+mod deadline;
 mod edge;
 mod grpc;
 mod hyper;
