@@ -165,12 +165,14 @@ async fn forwarded_shed_and_rate_limited_requests_are_logged_on_both_engines() {
 async fn hostile_request_lines_and_headers_cannot_forge_or_break_a_line() {
     let ok = text_backend("ok").await;
     let gated = text_backend("ok").await;
-    let huge = "u".repeat(20_000);
-    // A quote and a backslash in the target; quotes, a forged tail, obs-text, a tab and
-    // an escape sequence in the user agent; a huge user agent.
+    let huge = "u".repeat(6_000);
+    // A quote and a backslash in the target; quotes, a forged tail, obs-text and a tab in
+    // the user agent; a huge user agent. (Other control bytes in a head are refused by
+    // the parsers before the proxy sees the request; their escaping is unit-tested in
+    // `access_log::tests`.)
     let hostile: Vec<Vec<u8>> = vec![
         b"GET /p?a=\"x\"&b=\\ HTTP/1.1\r\nHost: t\r\nUser-Agent: z\" 200 0 decision=admitted\r\nConnection: close\r\n\r\n".to_vec(),
-        b"GET /q HTTP/1.1\r\nHost: t\r\nUser-Agent: a\tb\xff\xfe\x1b[31m\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /q HTTP/1.1\r\nHost: t\r\nUser-Agent: a\tb\xff\xfe[31m\r\nConnection: close\r\n\r\n".to_vec(),
         format!("GET /r HTTP/1.1\r\nHost: t\r\nUser-Agent: {huge}\r\nConnection: close\r\n\r\n").into_bytes(),
     ];
     for lean in ENGINES {
@@ -178,11 +180,34 @@ async fn hostile_request_lines_and_headers_cannot_forge_or_break_a_line() {
             let path = log_path(&format!("hostile-{format}"), lean);
             let _ = std::fs::remove_file(&path);
             let running = start_proxy(proxy_config(lean, &path, format, ok.addr, gated.addr)).await;
+            // Whatever the answer (the backend may refuse the quoted target: 400), the line
+            // says it.
+            let mut statuses = Vec::new();
             for req in &hostile {
-                assert_eq!(raw(running.addr, req).await, 200, "lean={lean} {format}");
+                statuses.push(raw(running.addr, req).await);
             }
-            let all = lines(&path, hostile.len()).await;
-            assert_eq!(all.len(), hostile.len(), "lean={lean} {format}: {all:#?}");
+            assert_eq!(statuses[1..], [200, 200], "lean={lean} {format}");
+            // hyper's parser refuses the quote in the target itself (400) before the proxy
+            // sees the request, so only the lean path logs that one.
+            let logged = if lean {
+                hostile.len()
+            } else {
+                hostile.len() - 1
+            };
+            if !lean {
+                assert_eq!(statuses[0], 400);
+            }
+            let all = lines(&path, logged).await;
+            assert_eq!(all.len(), logged, "lean={lean} {format}: {all:#?}");
+            let find = |target: &str| {
+                all.iter()
+                    .find(|l| {
+                        l.contains(&format!("\"GET {target}"))
+                            || l.contains(&format!("\"target\":\"{target}"))
+                    })
+                    .unwrap_or_else(|| panic!("lean={lean}: no line for {target}: {all:#?}"))
+                    .clone()
+            };
             for line in &all {
                 assert!(line.len() < 4 * 1024, "lean={lean}: bounded line");
                 assert!(
@@ -191,14 +216,9 @@ async fn hostile_request_lines_and_headers_cannot_forge_or_break_a_line() {
                 );
             }
             if format == "json" {
-                let p = json(&all[0]);
-                assert_eq!(p["target"], "/p?a=\"x\"&b=\\");
-                assert_eq!(p["user_agent"], "z\" 200 0 decision=admitted");
-                assert_eq!(p["status"], 200);
-                assert_eq!(p["decision"], "admitted");
-                let q = json(&all[1]);
-                assert_eq!(q["user_agent"], "a\tb\u{ff}\u{fe}\u{1b}[31m");
-                let r = json(&all[2]);
+                let q = json(&find("/q"));
+                assert_eq!(q["user_agent"], "a\tb\u{ff}\u{fe}[31m");
+                let r = json(&find("/r"));
                 let ua = r["user_agent"].as_str().expect("ua");
                 assert!(
                     ua.ends_with("...") && ua.len() == 2048 + 3,
@@ -206,17 +226,39 @@ async fn hostile_request_lines_and_headers_cannot_forge_or_break_a_line() {
                     ua.len()
                 );
             } else {
+                assert!(
+                    find("/q").contains(r#""a\x09b\xff\xfe[31m" 200 "#),
+                    "{all:#?}"
+                );
+            }
+            if format == "json" && lean {
+                let p = json(&all[0]);
+                assert_eq!(p["target"], "/p?a=\"x\"&b=\\");
+                assert_eq!(p["user_agent"], "z\" 200 0 decision=admitted");
+                assert_eq!(p["status"], statuses[0]);
+                // Forwarded (the backend may refuse the quote in the target itself).
+                assert_eq!(p["decision"], "admitted");
+                let q = json(&all[1]);
+                assert_eq!(q["user_agent"], "a\tb\u{ff}\u{fe}[31m");
+                let r = json(&all[2]);
+                let ua = r["user_agent"].as_str().expect("ua");
+                assert!(
+                    ua.ends_with("...") && ua.len() == 2048 + 3,
+                    "cut: {}",
+                    ua.len()
+                );
+            } else if lean {
                 // The quoted values end where the proxy ended them: what follows the user
                 // agent is the status the proxy wrote, not the one the client forged.
-                let forged = r#""/p?a=\"x\"&b=\\ HTTP/1.1" "z\" 200 0 decision=admitted" 200 "#;
-                assert!(all[0].contains(forged), "{}", all[0]);
-                assert!(
-                    all[0].contains(" route=\"api\" decision=admitted reason=- tier=critical "),
-                    "{}",
-                    all[0]
+                let forged = format!(
+                    r#""GET /p?a=\"x\"&b=\\ HTTP/1.1" "z\" 200 0 decision=admitted" {} "#,
+                    statuses[0]
                 );
+                assert!(all[0].contains(&forged), "{}", all[0]);
+                let tail = " route=\"api\" decision=admitted reason=- tier=critical ";
+                assert!(all[0].contains(tail), "{}", all[0]);
                 assert!(
-                    all[1].contains(r#""a\x09b\xff\xfe\x1b[31m" 200 "#),
+                    all[1].contains(r#""a\x09b\xff\xfe[31m" 200 "#),
                     "{}",
                     all[1]
                 );
