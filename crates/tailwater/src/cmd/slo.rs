@@ -472,6 +472,7 @@ mod tests {
             super::Sub::Generate(a) => super::generate(&a),
             super::Sub::Eval(a) => super::evaluate(&a),
             super::Sub::Dashboard(a) => super::dashboard(&a),
+            super::Sub::Ops(a) => super::ops(&a),
         };
         match outcome {
             Err(super::Failure::Input(m)) => m,
@@ -488,6 +489,36 @@ mod tests {
     }
 
     const NATIVE: &str = "version: tailwater/v1\nservice: shop\nslos:\n  - name: availability\n    objective: 99.9\n    sli: availability\n";
+
+    #[test]
+    fn rls_dashboard_and_ops_rules_with_runbooks_are_written() {
+        let dir =
+            std::env::temp_dir().join(format!("tailwater-slo-cli-{}-ops", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dash = dir.join("rls.json");
+        let rules = dir.join("ops.yml");
+        let books = dir.join("runbooks");
+        std::fs::create_dir_all(&dir).expect("dir");
+        assert_eq!(
+            code(&["dashboard", "--rls", "-o", dash.to_str().unwrap()]),
+            0
+        );
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&dash).expect("written")).expect("json");
+        assert_eq!(d["uid"], "tailwater-rls");
+        let argv = [
+            "ops",
+            "-o",
+            rules.to_str().unwrap(),
+            "--runbooks",
+            books.to_str().unwrap(),
+        ];
+        assert_eq!(code(&argv), 0);
+        let yaml = std::fs::read_to_string(&rules).expect("rules");
+        assert!(yaml.contains("TailwaterAccessLogDropping"), "{yaml}");
+        assert_eq!(std::fs::read_dir(&books).expect("runbooks").count(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn dashboard_lists_the_config_routes_and_names_bad_input() {
