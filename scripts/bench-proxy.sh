@@ -25,8 +25,13 @@
 # trivial backend; wrk speaks HTTPS with keep-alive (so handshakes are few and the cost
 # measured is encryption and framing per request). The direct path is skipped there.
 #
+# ACCESS_LOG=1 also runs a second tailwater with the same configuration plus `[access_log]`
+# (ACCESS_LOG_FORMAT=text|json, to a file in the run's temporary directory), measured right
+# after or before the first in every round (the order alternates), and reports its
+# throughput against the first's: the access log's cost (issue 13's goal: <= 3 %).
+#
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
-#                                           MODE=forward|shed|https)
+#                                           MODE=forward|shed|https ACCESS_LOG=0|1)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -47,6 +52,9 @@ NGINX_PORT=$((BASE_PORT + 1))
 TAILWATER_PORT=$((BASE_PORT + 2))
 ADMIN_PORT=$((BASE_PORT + 3))
 HAPROXY_PORT=$((BASE_PORT + 4))
+TWLOG_PORT=$((BASE_PORT + 5))
+TWLOG_ADMIN_PORT=$((BASE_PORT + 6))
+ACCESS_LOG=${ACCESS_LOG:-0}
 HAPROXY=${HAPROXY:-1}
 command -v haproxy >/dev/null || HAPROXY=0
 CORES=$(nproc)
@@ -192,8 +200,22 @@ key = "$TLS_DIR/server.key"
 upstream = "http://127.0.0.1:$BACKEND_PORT"
 EOF
     tailwater_config=(--config "$tmp/https.toml")
+elif [ "$ACCESS_LOG" = 1 ]; then
+    # The same route as `--upstream`, from a file, so that the logged proxy differs by
+    # `[access_log]` only.
+    printf '[[route]]\nupstream = "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$tmp/forward.toml"
+    tailwater_config=(--config "$tmp/forward.toml")
 else
     tailwater_config=(--upstream "http://127.0.0.1:$BACKEND_PORT")
+fi
+if [ "$ACCESS_LOG" = 1 ]; then
+    cat "${tailwater_config[1]}" >"$tmp/logged.toml"
+    printf '[access_log]\npath = "%s"\nformat = "%s"\n' "$tmp/access.log" "${ACCESS_LOG_FORMAT:-text}" >>"$tmp/logged.toml"
+    RUST_LOG=warn "$bin/tailwater" proxy --config "$tmp/logged.toml" --listen "127.0.0.1:$TWLOG_PORT" \
+        --admin "127.0.0.1:$TWLOG_ADMIN_PORT" --workers "$CORES" 2>"$tmp/twlog.log" &
+    pids+=($!)
+    twlog_pid=$!
+    wait_http "$SCHEME://127.0.0.1:$TWLOG_PORT/"
 fi
 RUST_LOG=warn "$bin/tailwater" proxy "${tailwater_config[@]}" --listen "127.0.0.1:$TAILWATER_PORT" \
     --admin "127.0.0.1:$ADMIN_PORT" \
@@ -209,6 +231,7 @@ procs_of() { # name
         nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
         haproxy) echo "$haproxy_pid" ;;
         tailwater) echo "$tailwater_pid" ;;
+        twlog) echo "$twlog_pid" ;;
     esac
 }
 # utime and stime (clock ticks) summed over the given pids.
@@ -233,6 +256,7 @@ to_us() {
 
 declare -A rps p50 p99 non2xx reqs utime stime last
 round_ratios=""
+log_ratios=""
 haproxy_ratios=""
 run_wrk() { # name port
     local name=$1 port=$2 out u0 s0 u1 s1 n
@@ -264,7 +288,19 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$MODE" = forward ] && run_wrk direct "$BACKEND_PORT"
     run_wrk nginx "$NGINX_PORT"
     [ "$HAPROXY" = 1 ] && run_wrk haproxy "$HAPROXY_PORT"
-    run_wrk tailwater "$TAILWATER_PORT"
+    if [ "$ACCESS_LOG" = 1 ]; then
+        # Off then on in odd rounds, on then off in even ones.
+        if [ $((round % 2)) = 1 ]; then
+            run_wrk tailwater "$TAILWATER_PORT"
+            run_wrk twlog "$TWLOG_PORT"
+        else
+            run_wrk twlog "$TWLOG_PORT"
+            run_wrk tailwater "$TAILWATER_PORT"
+        fi
+        log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
+    else
+        run_wrk tailwater "$TAILWATER_PORT"
+    fi
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
     [ "$HAPROXY" = 1 ] && haproxy_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[haproxy]}" 'BEGIN {printf " %.2f", t / n}')
 done
@@ -280,6 +316,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 paths="direct nginx tailwater"
 [ "$MODE" = forward ] || paths="nginx tailwater"
 [ "$HAPROXY" = 1 ] && paths="${paths/nginx/nginx haproxy}"
+[ "$ACCESS_LOG" = 1 ] && paths="$paths twlog"
 for name in $paths; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
@@ -295,6 +332,13 @@ for name in $paths; do
     fi
 done
 ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
+if [ "$ACCESS_LOG" = 1 ]; then
+    lratio=$(awk -v t="${rps[twlog]}" -v n="${rps[tailwater]}" 'BEGIN {printf "%.3f", t / n}')
+    cost=$(awk -v r="$lratio" 'BEGIN {printf "%.1f", (1 - r) * 100}')
+    dropped=$(curl -fsS "http://127.0.0.1:$TWLOG_ADMIN_PORT/metrics" | awk '/^tailwater_access_log_dropped_total/ {print $2}')
+    echo
+    echo "access log (twlog = tailwater + [access_log] ${ACCESS_LOG_FORMAT:-text}): throughput on / off ${lratio}x, cost ${cost} % (goal <= 3 %: $(awk -v c="$cost" 'BEGIN {print (c <= 3.0) ? "met" : "MISSED"}')); per round:${log_ratios}; $(wc -l <"$tmp/access.log") lines written, ${dropped:-?} dropped"
+fi
 if [ "$HAPROXY" = 1 ]; then
     hratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[haproxy]}" 'BEGIN {printf "%.2f", t / n}')
     echo

@@ -375,6 +375,15 @@ pub const REFUSED: Metric = m(
     "Requests refused before routing for their framing, Host or path (400/501).",
     Proxy,
 );
+/// Access log lines dropped.
+pub const ACCESS_LOG_DROPPED: Metric = m(
+    "tailwater_access_log_dropped_total",
+    Counter,
+    "lines",
+    &[],
+    "Access log lines dropped because the writer fell behind (queue full) or a write failed.",
+    Proxy,
+);
 /// Connections accepted.
 pub const CONNECTIONS: Metric = m(
     "tailwater_connections_total",
@@ -538,6 +547,7 @@ pub const ALL: &[Metric] = &[
     CONFIG_LAST_RELOAD_SUCCESS,
     UNROUTED,
     REFUSED,
+    ACCESS_LOG_DROPPED,
     CONNECTIONS,
     CONNECTIONS_OPEN,
     TLS_HANDSHAKE_FAILURES,

@@ -53,6 +53,7 @@ impl Guard {
     /// Notes the upstream's response status: the request settles as a drop if that
     /// status counts against the upstream ([`outcome::status_failed`]).
     pub(crate) fn upstream_status(&mut self, status: u16) {
+        crate::access_log::note_upstream_head();
         self.status_dropped = outcome::status_failed(status);
         if let Some(a) = &mut self.attempt {
             a.head(status);
@@ -109,6 +110,8 @@ pin_project_lite::pin_project! {
     pub struct ProxyBody {
         #[pin]
         inner: Inner,
+        // The access log line of the request, written when the body is dropped.
+        log: Option<Box<crate::access_log::Tail>>,
     }
 }
 
@@ -139,6 +142,7 @@ impl ProxyBody {
             inner: Inner::Local {
                 data: (!data.is_empty()).then_some(data),
             },
+            log: None,
         }
     }
 
@@ -166,7 +170,16 @@ impl ProxyBody {
         {
             g.finish(Decision::Success);
         }
-        ProxyBody { inner: body }
+        ProxyBody {
+            inner: body,
+            log: None,
+        }
+    }
+
+    /// Writes `tail` (the request's access log line) when this body is dropped, with the
+    /// body bytes sent until then.
+    pub(crate) fn log_at_end(&mut self, tail: Box<crate::access_log::Tail>) {
+        self.log = Some(tail);
     }
 }
 
@@ -178,8 +191,16 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().inner.project() {
-            InnerProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        let this = self.project();
+        let log = this.log;
+        match this.inner.project() {
+            InnerProj::Local { data } => {
+                let data = data.take();
+                if let (Some(log), Some(d)) = (log, &data) {
+                    log.sent(d.len());
+                }
+                Poll::Ready(data.map(|d| Ok(Frame::data(d))))
+            }
             InnerProj::Upstream {
                 mut inner,
                 guard,
@@ -217,6 +238,11 @@ impl Body for ProxyBody {
                         }
                     }
                     _ => {}
+                }
+                if let (Some(log), Poll::Ready(Some(Ok(f)))) = (log, &polled)
+                    && let Some(d) = f.data_ref()
+                {
+                    log.sent(d.len());
                 }
                 polled.map(|o| o.map(|r| r.map_err(BoxError::from)))
             }

@@ -36,6 +36,8 @@
 //! - `server`: [`Proxy`], [`run`]: accept loop, connection cap, reload, drain;
 //! - `workers`: [`Listeners`], [`Proxy::serve_threaded`]: thread-per-core serving, one
 //!   runtime, `SO_REUSEPORT` listener and upstream pool shard per worker thread;
+//! - `access_log`: the optional access log (`[access_log]`), both engines, written by a
+//!   thread of its own through a bounded queue;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
 //! - `metrics`: lock-free counters and the Prometheus rendering;
 //! - [`upstream_tls`]: `https://` upstreams (verification, SNI, client certificates);
@@ -55,6 +57,7 @@
 //! - Drain deadline passed: remaining connections are closed.
 #![forbid(unsafe_code)]
 
+mod access_log;
 pub mod admin;
 mod balance;
 mod body;

@@ -161,6 +161,7 @@ impl Default for RouteCounters {
 impl RouteCounters {
     /// Counts one finished request and its duration (arrival to end of response body).
     pub(crate) fn record(&self, decision: Decision, tier: Criticality, elapsed: Duration) {
+        crate::access_log::note_decision(decision, tier);
         self.requests[decision.index()][tier.index()].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         let i = BUCKETS
@@ -261,6 +262,8 @@ pub(crate) struct Metrics {
     loaded_at: AtomicU64,
     /// `Upgrade` tunnels (`crate::tunnel`).
     pub(crate) tunnels: crate::tunnel::TunnelStats,
+    /// Access log lines dropped (`crate::access_log`), across reloads.
+    pub(crate) access_log_dropped: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -278,6 +281,7 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             loaded_at: AtomicU64::new(unix_secs()),
             tunnels: crate::tunnel::TunnelStats::default(),
+            access_log_dropped: Arc::default(),
         }
     }
 
@@ -441,6 +445,7 @@ impl Metrics {
                 vocabulary::TLS_HANDSHAKE_FAILURES,
                 &self.tls_handshake_failures,
             ),
+            (vocabulary::ACCESS_LOG_DROPPED, &*self.access_log_dropped),
         ] {
             metric.write_header(&mut out);
             let _ = writeln!(out, "{} {}", metric.name, value.load(Ordering::Relaxed));

@@ -38,6 +38,8 @@ pub(crate) struct State {
     clients: Box<[Clients]>,
     /// The TLS acceptor when `[server.tls]` is set (rebuilt on reload).
     pub(crate) tls: Option<crate::tls::Acceptor>,
+    /// The access log when `[access_log]` is set (reopened on reload).
+    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 /// The legacy-client pair of one worker.
@@ -121,11 +123,17 @@ fn build_state(
         .as_ref()
         .map(crate::tls::acceptor)
         .transpose()?;
+    let access_log = config
+        .access_log
+        .as_ref()
+        .map(|c| crate::access_log::AccessLog::open(c, Arc::clone(&metrics.access_log_dropped)))
+        .transpose()?;
     Ok(State {
         config,
         table,
         clients,
         tls,
+        access_log,
     })
 }
 

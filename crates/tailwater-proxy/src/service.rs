@@ -48,8 +48,41 @@ use crate::target::{self, TargetError};
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
 
-/// Handles one request of client connection `conn`.
+/// Handles one request of client connection `conn`, with its access log line when the
+/// log is on (`crate::access_log`).
 pub(crate) async fn handle(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Some(log) = conn.shared.state.load().access_log.clone() else {
+        return handle_unlogged(conn, req).await;
+    };
+    let pending = log.begin(&crate::access_log::RequestFields {
+        peer: conn.peer,
+        method: req.method().as_str().as_bytes(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or(b"", |pq| pq.as_str().as_bytes()),
+        protocol: match req.version() {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes),
+    });
+    let (resp, notes) = crate::access_log::scope(handle_unlogged(conn, req)).await;
+    let Ok(mut resp) = resp;
+    let status = resp.status().as_u16();
+    resp.body_mut()
+        .log_at_end(crate::access_log::Tail::new(pending, notes, status));
+    Ok(resp)
+}
+
+async fn handle_unlogged(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -426,6 +459,7 @@ pub(crate) fn no_route(shared: &Shared, span: &tracing::Span) -> Response<ProxyB
         .unrouted
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     span.record("decision", "no_route");
+    crate::access_log::note_no_route();
     local(StatusCode::NOT_FOUND, "no route\n")
 }
 
@@ -443,6 +477,7 @@ pub(crate) async fn admit<'r>(
 ) -> Result<Admitted<'r>, Response<ProxyBody>> {
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
+    crate::access_log::note_route(&route.name);
     let tier = tier_of(req);
     span.record("tier", tier.as_str());
 
@@ -486,10 +521,16 @@ pub(crate) async fn admit<'r>(
         (Some(wait), Some(d)) => Some(wait.min(d.remaining())),
         (wait, _) => wait,
     };
+    let mut waited = None;
     let acquired = match queue_wait {
         Some(wait) => match route.limiter.enqueue(admission, wait) {
             Ok(Acquire::Ready(permit)) => Ok(permit),
-            Ok(Acquire::Queued(waiter)) => Box::pin(waiter.wait()).await,
+            Ok(Acquire::Queued(waiter)) => {
+                let queued = Instant::now();
+                let r = Box::pin(waiter.wait()).await;
+                waited = Some(queued.elapsed());
+                r
+            }
             Err(rejection) => Err(rejection),
         },
         None => route.limiter.try_acquire_owned_with(admission),
@@ -502,9 +543,11 @@ pub(crate) async fn admit<'r>(
         }
         Ok(permit) => {
             span.record("decision", "admitted");
+            crate::access_log::note_admitted(tier, route.limiter.limit(), waited);
             Ok((permit, tier, metrics, deadline))
         }
         Err(rejection) => {
+            crate::access_log::note_shed(rejection.limit, waited);
             metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
             span.record("decision", "shed");
             span.record("rejection_reason", rejection.reason.as_str());

@@ -22,11 +22,11 @@ use crate::model::SloSet;
 pub const UID: &str = "tailwater-proxy";
 
 /// One panel: title, unit, description and its queries with their legends.
-struct Panel {
-    title: &'static str,
-    unit: &'static str,
-    description: &'static str,
-    targets: Vec<(String, &'static str)>,
+pub(crate) struct Panel {
+    pub(crate) title: &'static str,
+    pub(crate) unit: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) targets: Vec<(String, &'static str)>,
 }
 
 fn panels() -> Vec<Panel> {
@@ -147,6 +147,15 @@ fn panels() -> Vec<Panel> {
             ],
         },
         Panel {
+            title: "Access log lines dropped",
+            unit: "short",
+            description: "Lines the access log dropped in the last hour (its writer fell behind or a write failed); 0 when the log is off.",
+            targets: vec![(
+                format!("increase({}[1h])", v::ACCESS_LOG_DROPPED.name),
+                "dropped",
+            )],
+        },
+        Panel {
             title: "Config reloads and build",
             unit: "short",
             description: "Reloads by result in the last hour (a failure keeps the old config), and the running version.",
@@ -209,27 +218,7 @@ pub fn proxy(routes: &[String], slos: Option<&SloSet>) -> Value {
     if let Some(set) = slos {
         all.extend(slo_panels(set));
     }
-    let panels: Vec<Value> = all
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            json!({
-                "id": i + 1,
-                "type": "timeseries",
-                "title": p.title,
-                "description": p.description,
-                "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i / 2) * 8},
-                "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
-                "targets": p.targets.iter().enumerate().map(|(k, (expr, legend))| json!({
-                    "refId": ((b'A' + k as u8) as char).to_string(),
-                    "expr": expr,
-                    "legendFormat": legend,
-                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let panels = render_panels(&all);
     let options: Vec<Value> = routes
         .iter()
         .map(|r| json!({"text": r, "value": r, "selected": false}))
@@ -265,6 +254,30 @@ pub fn proxy(routes: &[String], slos: Option<&SloSet>) -> Value {
     })
 }
 
+/// The panels as Grafana JSON, two a row, every query on the `datasource` variable.
+pub(crate) fn render_panels(all: &[Panel]) -> Vec<Value> {
+    all.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "id": i + 1,
+                "type": "timeseries",
+                "title": p.title,
+                "description": p.description,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i / 2) * 8},
+                "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+                "targets": p.targets.iter().enumerate().map(|(k, (expr, legend))| json!({
+                    "refId": ((b'A' + k as u8) as char).to_string(),
+                    "expr": expr,
+                    "legendFormat": legend,
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
 /// Every query of a dashboard, in panel order.
 pub fn queries(dashboard: &Value) -> Vec<String> {
     dashboard["panels"]
@@ -290,7 +303,7 @@ mod tests {
         let d = proxy(&["api".into(), "static".into()], Some(&set));
         assert_eq!(d["templating"]["list"][1]["query"], "api,static");
         let qs = queries(&d);
-        assert_eq!(qs.len(), 20);
+        assert_eq!(qs.len(), 21);
         for q in &qs {
             let metric = q
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))

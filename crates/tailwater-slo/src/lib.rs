@@ -42,6 +42,8 @@ pub mod duration;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod ops;
+pub mod rls_dashboard;
 pub mod rules;
 pub mod runbook;
 pub mod series;

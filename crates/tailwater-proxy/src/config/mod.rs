@@ -31,12 +31,14 @@
 //! assert_eq!(err.field(), "route[0].limit.min_limit");
 //! ```
 
+mod access_log;
 mod balance;
 pub(crate) mod bounds;
 pub(crate) mod duration;
 mod error;
 mod rls;
 
+pub use access_log::{AccessLogConfig, AccessLogFormat};
 pub use balance::{BalanceSettings, Upstreams};
 pub use error::ConfigError;
 pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
@@ -66,6 +68,9 @@ pub struct Config {
     /// Routes, matched by host and the longest path prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// The access log (off when absent).
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// The proxy listener: connection cap, header and body limits, HTTP/2 settings, drain.
@@ -614,6 +619,7 @@ impl Config {
             admin: AdminConfig::default(),
             upstream: UpstreamConfig::default(),
             routes: vec![RouteConfig::new("default", upstream)],
+            access_log: None,
         }
     }
 
@@ -636,6 +642,21 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(tls) = &self.server.tls {
             crate::tls::acceptor(tls)?;
+        }
+        if let Some(log) = &self.access_log {
+            let n = log.buffer_lines;
+            if n == 0 || n > access_log::MAX_BUFFER_LINES {
+                return Err(ConfigError::new(
+                    "access_log.buffer_lines",
+                    format_args!("must be 1 to {}, not {n}", access_log::MAX_BUFFER_LINES),
+                ));
+            }
+            if log.path.is_empty() {
+                return Err(ConfigError::new(
+                    "access_log.path",
+                    "must be a file path or \"-\" (stdout)",
+                ));
+            }
         }
         crate::route::RouteTable::build(self).map(|_| ())
     }

@@ -586,6 +586,7 @@ pub(super) async fn write_within(
     timeout: Duration,
     buf: &[u8],
 ) -> bool {
+    crate::access_log::note_written(buf);
     let accepted = Instant::now() + timeout;
     matches!(
         watchdog.within(accepted, io.write_all(buf)).await,

@@ -203,10 +203,23 @@ impl Client {
             }
             self.served += 1;
             let span = self.request_span();
-            let next = if span.is_disabled() {
-                self.exchange(&span).await
-            } else {
-                self.exchange(&span).instrument(span.clone()).await
+            let pending = self.access_log_begin();
+            let exchange = async {
+                if span.is_disabled() {
+                    self.exchange(&span).await
+                } else {
+                    self.exchange(&span).instrument(span.clone()).await
+                }
+            };
+            let next = match pending {
+                None => exchange.await,
+                Some(pending) => {
+                    let (next, notes) = crate::access_log::scope(exchange).await;
+                    if next != Next::Handoff {
+                        pending.finish(&notes, None);
+                    }
+                    next
+                }
             };
             match next {
                 Next::KeepAlive if !*self.drain.borrow() => {}
@@ -308,6 +321,23 @@ impl Client {
             rejection_reason = field::Empty,
             status = field::Empty,
         )
+    }
+
+    /// The access log line of the request whose head is at the start of the buffer, when
+    /// the log is on.
+    fn access_log_begin(&self) -> Option<crate::access_log::Pending> {
+        let log = self.conn.shared.state.load().access_log.clone()?;
+        let view = View {
+            head: &self.head,
+            buf: &self.rbuf,
+        };
+        Some(log.begin(&crate::access_log::RequestFields {
+            peer: self.conn.peer,
+            method: &self.rbuf[self.head.method.clone()],
+            target: &self.rbuf[self.head.target.clone()],
+            protocol: "HTTP/1.1",
+            user_agent: view.raw_header(b"user-agent"),
+        }))
     }
 
     /// One request whose head is at the start of the buffer.
@@ -525,6 +555,19 @@ impl Client {
 struct View<'a> {
     head: &'a RequestHead,
     buf: &'a [u8],
+}
+
+impl<'a> View<'a> {
+    /// The first value of the field `name` (lowercase), as bytes.
+    fn raw_header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let buf = self.buf;
+        self.head
+            .fields
+            .list
+            .iter()
+            .find(|f| buf[f.name.clone()].eq_ignore_ascii_case(name))
+            .map(|f| &buf[f.value.clone()])
+    }
 }
 
 impl RequestView for View<'_> {

@@ -6,6 +6,8 @@
 //! tailwater slo eval --spec slo.yaml --slo availability --csv errors.csv --eval-interval 30s
 //! tailwater slo eval --objective 99.9 --load-json run.json
 //! tailwater slo dashboard --proxy-config proxy.toml --spec slo.yaml -o dashboard.json
+//! tailwater slo dashboard --rls -o rls-dashboard.json
+//! tailwater slo ops -o ops-rules.yml --runbooks runbooks/
 //! ```
 //!
 //! `generate` reads Sloth's `prometheus/v1` spec or the native `tailwater/v1` one and writes
@@ -35,19 +37,40 @@ enum Sub {
     Generate(GenerateArgs),
     /// Replay an incident or a recorded series through the alert logic.
     Eval(EvalArgs),
-    /// A Grafana dashboard JSON for the proxy, from its config (and an SLO spec).
+    /// A Grafana dashboard JSON for the proxy, from its config (and an SLO spec), or for
+    /// the rate limit service (`--rls`).
     Dashboard(DashboardArgs),
+    /// Operational (non-SLO) alert rules and their runbooks: refused reloads of the proxy
+    /// and the RLS, dropped access log lines, RLS store fallback.
+    Ops(OpsArgs),
+}
+
+/// Arguments of `tailwater slo ops`.
+#[derive(Debug, clap::Args)]
+struct OpsArgs {
+    /// Write the rules here (default: standard output).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write one markdown runbook per alert into this directory.
+    #[arg(long, value_name = "DIR")]
+    runbooks: Option<PathBuf>,
+    /// Prefix of each alert's `runbook_url` annotation (the runbook's file name is appended).
+    #[arg(long, value_name = "URL")]
+    runbook_url: Option<String>,
 }
 
 /// Arguments of `tailwater slo dashboard`.
 #[derive(Debug, clap::Args)]
 struct DashboardArgs {
     /// The proxy's TOML config: its route names become the `route` variable's options.
-    #[arg(long, value_name = "FILE")]
-    proxy_config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "rls")]
+    proxy_config: Option<PathBuf>,
     /// Add an SLO row over the rules `tailwater slo generate` makes from this spec.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "rls")]
     spec: Option<PathBuf>,
+    /// The dashboard of `tailwater rls` (from its metrics) instead of the proxy's.
+    #[arg(long, conflicts_with = "proxy_config")]
+    rls: bool,
     /// Write the dashboard here (default: standard output).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -138,6 +161,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         Sub::Generate(a) => generate(&a),
         Sub::Eval(a) => evaluate(&a),
         Sub::Dashboard(a) => dashboard(&a),
+        Sub::Ops(a) => ops(&a),
     };
     match outcome {
         Ok(()) => Ok(0),
@@ -170,11 +194,16 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn dashboard(a: &DashboardArgs) -> Result<(), Failure> {
-    let config =
-        tailwater_proxy::Config::from_file(&a.proxy_config).map_err(|e| input(e.to_string()))?;
-    let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
-    let set = a.spec.as_deref().map(|p| load_spec(p, None)).transpose()?;
-    let d = tailwater_slo::dashboard::proxy(&routes, set.as_ref());
+    let d = match &a.proxy_config {
+        Some(path) if !a.rls => {
+            let config =
+                tailwater_proxy::Config::from_file(path).map_err(|e| input(e.to_string()))?;
+            let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+            let set = a.spec.as_deref().map(|p| load_spec(p, None)).transpose()?;
+            tailwater_slo::dashboard::proxy(&routes, set.as_ref())
+        }
+        _ => tailwater_slo::rls_dashboard::rls(),
+    };
     let text = serde_json::to_string_pretty(&d).context("rendering the dashboard")? + "\n";
     match &a.output {
         Some(p) => write(p, &text),
@@ -183,6 +212,23 @@ fn dashboard(a: &DashboardArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn ops(a: &OpsArgs) -> Result<(), Failure> {
+    let yaml = tailwater_slo::ops::rules(a.runbook_url.as_deref())
+        .to_yaml()
+        .context("rendering the rules")?;
+    match &a.output {
+        Some(p) => write(p, &yaml)?,
+        None => print!("{yaml}"),
+    }
+    if let Some(dir) = &a.runbooks {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in tailwater_slo::ops::runbooks() {
+            write(&dir.join(name), &text)?;
+        }
+    }
+    Ok(())
 }
 
 fn input(msg: impl Into<String>) -> Failure {
@@ -426,6 +472,7 @@ mod tests {
             super::Sub::Generate(a) => super::generate(&a),
             super::Sub::Eval(a) => super::evaluate(&a),
             super::Sub::Dashboard(a) => super::dashboard(&a),
+            super::Sub::Ops(a) => super::ops(&a),
         };
         match outcome {
             Err(super::Failure::Input(m)) => m,
@@ -442,6 +489,36 @@ mod tests {
     }
 
     const NATIVE: &str = "version: tailwater/v1\nservice: shop\nslos:\n  - name: availability\n    objective: 99.9\n    sli: availability\n";
+
+    #[test]
+    fn rls_dashboard_and_ops_rules_with_runbooks_are_written() {
+        let dir =
+            std::env::temp_dir().join(format!("tailwater-slo-cli-{}-ops", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dash = dir.join("rls.json");
+        let rules = dir.join("ops.yml");
+        let books = dir.join("runbooks");
+        std::fs::create_dir_all(&dir).expect("dir");
+        assert_eq!(
+            code(&["dashboard", "--rls", "-o", dash.to_str().unwrap()]),
+            0
+        );
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&dash).expect("written")).expect("json");
+        assert_eq!(d["uid"], "tailwater-rls");
+        let argv = [
+            "ops",
+            "-o",
+            rules.to_str().unwrap(),
+            "--runbooks",
+            books.to_str().unwrap(),
+        ];
+        assert_eq!(code(&argv), 0);
+        let yaml = std::fs::read_to_string(&rules).expect("rules");
+        assert!(yaml.contains("TailwaterAccessLogDropping"), "{yaml}");
+        assert_eq!(std::fs::read_dir(&books).expect("runbooks").count(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn dashboard_lists_the_config_routes_and_names_bad_input() {
