@@ -430,8 +430,8 @@ fn spawn_connection(
                     let handoff = crate::h1::Handoff { builder };
                     crate::h1::serve(Arc::clone(&conn), stream, handoff, drain, accepted).await;
                 } else {
-                    let io = SendDeadline::new(stream, send_timeout)
-                        .lingering(Arc::clone(&conn.linger));
+                    let io =
+                        SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
                     crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
                 }
             }

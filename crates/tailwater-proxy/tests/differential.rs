@@ -39,10 +39,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::raw::{self, ReadError, Recorder, Seen};
+use common::tls::{Transport, connect};
 use common::*;
 use proptest::prelude::RngExt;
 use proptest::test_runner::{RngAlgorithm, TestRng};
-use common::tls::{Transport, connect};
 use tokio::io::AsyncWriteExt;
 
 /// Routes, one backend listener each, in the order of the listeners.
@@ -668,12 +668,7 @@ fn count(text: &str, route: &str, outcome: &str, reason: Option<&str>) -> u64 {
         .sum()
 }
 
-async fn run_engine(
-    lean: bool,
-    transport: Transport,
-    cases: u64,
-    seed: u64,
-) -> (Vec<String>, u64) {
+async fn run_engine(lean: bool, transport: Transport, cases: u64, seed: u64) -> (Vec<String>, u64) {
     let backend = raw::recorder(ROUTES.len(), Arc::new(respond)).await;
     let running = start_proxy(config(&proxy_toml(&backend, lean, transport))).await;
     let mut seed_bytes = [0u8; 16];

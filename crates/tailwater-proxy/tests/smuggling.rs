@@ -233,12 +233,7 @@ async fn missing_duplicate_and_invalid_host_get_400() {
         );
         assert_eq!(running.proxy.status()[0].admitted, 0, "{engine:?}");
         // Absolute form with the same authority is fine.
-        let got = exchange(
-            &running,
-            b"GET http://a/abs HTTP/1.1\r\nHost: a\r\n\r\n",
-            1,
-        )
-        .await;
+        let got = exchange(&running, b"GET http://a/abs HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
         assert_eq!(status(&got, 0), Some(200), "{engine:?}");
         assert_eq!(targets(&backend.seen()), ["/abs"], "{engine:?}");
         running.shutdown(WAIT).await;
@@ -277,12 +272,7 @@ async fn paths_route_on_their_normal_form_which_is_what_is_forwarded() {
             let got = exchange(&running, req.as_bytes(), 1).await;
             assert_eq!(status(&got, 0), Some(400), "{engine:?} {path}");
         }
-        let got = exchange(
-            &running,
-            b"GET /f?q=1#frag HTTP/1.1\r\nHost: a\r\n\r\n",
-            1,
-        )
-        .await;
+        let got = exchange(&running, b"GET /f?q=1#frag HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
         assert_eq!(status(&got, 0), Some(200), "{engine:?}");
         assert_eq!(
             targets(&backend.seen())[1..],
