@@ -182,9 +182,9 @@ async fn a_tls_slowloris_is_cut_at_the_header_read_timeout_from_the_accept() {
                     return;
                 }
                 let mut probe = [0u8; 256];
-                match tokio::time::timeout(Duration::from_millis(5), s.read(&mut probe)).await {
-                    Ok(Ok(0) | Err(_)) => return,
-                    _ => {}
+                let read = tokio::time::timeout(Duration::from_millis(5), s.read(&mut probe));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    return;
                 }
             }
         };
