@@ -29,6 +29,10 @@
 # (ACCESS_LOG_FORMAT=text|json, to a file in the run's temporary directory), measured right
 # after or before the first in every round (the order alternates), and reports its
 # throughput against the first's: the access log's cost (issue 13's goal: <= 3 %).
+# Rounds alternate the order of the proxies (odd: nginx, HAProxy, tailwater; even: the
+# reverse); each round prints every proxy's CPU per request, and the summary gives per
+# round tailwater's throughput over the best peer's and its CPU per request over the
+# cheapest peer's, with the load average and the CPU model.
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
 #                                           MODE=forward|shed|https ACCESS_LOG=0|1)
@@ -254,7 +258,7 @@ to_us() {
     }'
 }
 
-declare -A rps p50 p99 non2xx reqs utime stime last
+declare -A rps p50 p99 non2xx reqs utime stime last lastcpu
 round_ratios=""
 log_ratios=""
 haproxy_ratios=""
@@ -281,28 +285,53 @@ run_wrk() { # name port
     p99[$name]=$(awk -v a="${p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
     non2xx[$name]=$(( ${non2xx[$name]:-0} + ${bad:-0} ))
     last[$name]=$r
-    printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s\n' "$round" "$name" "$r" "$l50" "$l99" "${bad:-0}" >&2
+    # This round's CPU time per request (user + kernel, us).
+    lastcpu[$name]=$(awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$TICK" \
+        'BEGIN {printf "%.2f", (u + s) * 1e6 / t / n}')
+    printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s  CPU %s us/req\n' "$round" "$name" "$r" "$l50" "$l99" "${bad:-0}" "${lastcpu[$name]}" >&2
 }
 
+# Per round: tailwater's throughput over the best peer's, and its CPU per request over the
+# cheapest peer's (the goals: >= 1.1x HTTP/1.1, >= 1.0x HTTPS; CPU <= 0.9x, every round).
+best_ratios=""
+cpu_ratios=""
 for round in $(seq 1 "$ROUNDS"); do
     [ "$MODE" = forward ] && run_wrk direct "$BACKEND_PORT"
-    run_wrk nginx "$NGINX_PORT"
-    [ "$HAPROXY" = 1 ] && run_wrk haproxy "$HAPROXY_PORT"
-    if [ "$ACCESS_LOG" = 1 ]; then
-        # Off then on in odd rounds, on then off in even ones.
-        if [ $((round % 2)) = 1 ]; then
-            run_wrk tailwater "$TAILWATER_PORT"
-            run_wrk twlog "$TWLOG_PORT"
-        else
-            run_wrk twlog "$TWLOG_PORT"
-            run_wrk tailwater "$TAILWATER_PORT"
-        fi
-        log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
-    else
-        run_wrk tailwater "$TAILWATER_PORT"
-    fi
+    # The order alternates (odd rounds: nginx, HAProxy, tailwater; even rounds: the
+    # reverse), so that no proxy always runs on a machine warmed, or loaded, by another.
+    order="nginx haproxy tailwater"
+    [ $((round % 2)) = 0 ] && order="tailwater haproxy nginx"
+    for name in $order; do
+        case $name in
+            nginx) run_wrk nginx "$NGINX_PORT" ;;
+            haproxy) [ "$HAPROXY" = 1 ] && run_wrk haproxy "$HAPROXY_PORT" ;;
+            tailwater)
+                if [ "$ACCESS_LOG" = 1 ]; then
+                    # Off then on in odd rounds, on then off in even ones.
+                    if [ $((round % 2)) = 1 ]; then
+                        run_wrk tailwater "$TAILWATER_PORT"
+                        run_wrk twlog "$TWLOG_PORT"
+                    else
+                        run_wrk twlog "$TWLOG_PORT"
+                        run_wrk tailwater "$TAILWATER_PORT"
+                    fi
+                    log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
+                else
+                    run_wrk tailwater "$TAILWATER_PORT"
+                fi
+                ;;
+        esac
+    done
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
-    [ "$HAPROXY" = 1 ] && haproxy_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[haproxy]}" 'BEGIN {printf " %.2f", t / n}')
+    best=${last[nginx]}
+    cheapest=${lastcpu[nginx]}
+    if [ "$HAPROXY" = 1 ]; then
+        haproxy_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[haproxy]}" 'BEGIN {printf " %.2f", t / n}')
+        best=$(awk -v a="$best" -v b="${last[haproxy]}" 'BEGIN {print (a > b) ? a : b}')
+        cheapest=$(awk -v a="$cheapest" -v b="${lastcpu[haproxy]}" 'BEGIN {print (a < b) ? a : b}')
+    fi
+    best_ratios+=$(awk -v t="${last[tailwater]}" -v b="$best" 'BEGIN {printf " %.2f", t / b}')
+    cpu_ratios+=$(awk -v t="${lastcpu[tailwater]}" -v c="$cheapest" 'BEGIN {printf " %.2f", t / c}')
 done
 
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
@@ -344,6 +373,11 @@ if [ "$HAPROXY" = 1 ]; then
     echo
     echo "throughput tailwater / HAProxy: ${hratio}x; per round:${haproxy_ratios}"
 fi
+goal=1.10
+[ "$MODE" = https ] && goal=1.00
+[ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} (goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
+[ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} (goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 if [ "$MODE" = shed ]; then
     echo
     echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"

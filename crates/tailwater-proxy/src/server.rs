@@ -326,7 +326,7 @@ impl Proxy {
                 tunnel: Default::default(),
             };
             let drain = drain_rx.clone();
-            let lean = server_cfg.lean_http1 && tls.is_none();
+            let lean = server_cfg.lean_http1;
             spawn_connection(&mut conns, &builder, stream, conn, slot, drain, lean, tls);
         }
         drop(listener);
@@ -410,12 +410,13 @@ fn spawn_connection(
     // deadline: both are released by drop, never by code after an `.await`.
     let open = OpenConnection::new(Arc::clone(&conn.shared), slot);
     let conn = Arc::new(conn);
-    if lean {
+    if lean && tls.is_none() {
         let handoff = crate::h1::Handoff {
             builder: Arc::clone(builder),
         };
         conns.spawn(async move {
-            crate::h1::serve(Arc::clone(&conn), stream, handoff, drain).await;
+            let accepted = tokio::time::Instant::now();
+            crate::h1::serve(Arc::clone(&conn), stream, handoff, drain, accepted).await;
             drop(open);
         });
         return;
@@ -425,27 +426,22 @@ fn spawn_connection(
     let builder = Arc::clone(builder);
     if let Some(acceptor) = tls {
         conns.spawn(async move {
-            // The handshake has the request head's deadline: a client that stalls in it
-            // cannot hold its slot.
-            let handshake = tokio::select! {
-                r = tokio::time::timeout(header_read_timeout, acceptor.0.accept(stream)) => match r {
-                    Ok(Ok(s)) => Some(s),
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
-                        conn.shared.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
-                        conn.shared.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                },
-                _ = drain.wait_for(|d| *d) => None,
-            };
-            if let Some(stream) = handshake {
-                let io = SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
-                crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
+            let accepted = tokio::time::Instant::now();
+            if let Some(stream) =
+                crate::tls::handshake(&conn, &acceptor, stream, header_read_timeout, &mut drain)
+                    .await
+            {
+                // ALPN `h2` goes to hyper; `http/1.1` or none takes the lean path like a
+                // plain connection (which hands it to hyper when a request needs that).
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                if lean && !h2 {
+                    let handoff = crate::h1::Handoff { builder };
+                    crate::h1::serve(Arc::clone(&conn), stream, handoff, drain, accepted).await;
+                } else {
+                    let io =
+                        SendDeadline::new(stream, send_timeout).lingering(Arc::clone(&conn.linger));
+                    crate::hyper_conn::serve(Arc::clone(&conn), io, &builder, drain).await;
+                }
             }
             drop(open);
         });

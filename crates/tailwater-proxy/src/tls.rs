@@ -3,9 +3,11 @@
 //! and reload with the configuration (SIGHUP): new handshakes use the new certificates,
 //! connections already open keep theirs.
 //!
-//! TLS connections are served by the hyper engine (the lean HTTP/1.1 path works on plain
-//! sockets). The handshake must finish within `server.header_read_timeout`, like a request
-//! head, so a client that opens a connection and stalls mid-handshake cannot hold its slot.
+//! After the handshake, a connection whose ALPN chose `http/1.1` (or that offered no ALPN)
+//! is served by the lean HTTP/1.1 path like a plain one (`server.lean_http1`), with the
+//! same framing defences, limits and timeouts; one that chose `h2` by hyper. The handshake
+//! and the first request head together must arrive within `server.header_read_timeout` of
+//! the accept, so a client that stalls mid-handshake cannot hold its slot.
 //!
 //! ```toml
 //! [server.tls]
@@ -32,6 +34,7 @@ use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ConfigError;
+use crate::server::Conn;
 
 /// `[server.tls]`: serve TLS on the listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -175,4 +178,37 @@ pub(crate) fn acceptor(settings: &TlsSettings) -> Result<Acceptor, ConfigError> 
     }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Runs the TLS handshake of a new connection within `timeout` (a client that stalls in it
+/// cannot hold its slot); `None` when it failed or timed out (both counted in
+/// `tailwater_tls_handshake_failures_total`) or the worker started draining.
+pub(crate) async fn handshake(
+    conn: &Conn,
+    acceptor: &Acceptor,
+    stream: tokio::net::TcpStream,
+    timeout: std::time::Duration,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let failed = |why: &dyn std::fmt::Display| {
+        tracing::debug!(peer = %conn.peer, error = %why, "TLS handshake failed");
+        conn.shared
+            .metrics
+            .tls_handshake_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::select! {
+        r = tokio::time::timeout(timeout, acceptor.0.accept(stream)) => match r {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                failed(&e);
+                None
+            }
+            Err(_) => {
+                failed(&"timed out");
+                None
+            }
+        },
+        _ = drain.wait_for(|d| *d) => None,
+    }
 }

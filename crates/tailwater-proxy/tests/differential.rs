@@ -25,7 +25,10 @@
 //! - every client gets well-framed responses, in order, each carrying the id of its own
 //!   request at that position (or a local one without an id), never another's.
 //!
-//! CI runs `TAILWATER_DIFF_CASES` (default 1000) connections per engine;
+//! Both engines run over plain TCP and over TLS (ALPN `http/1.1`: the lean path serves
+//! those connections too, so its defences must hold on them).
+//!
+//! CI runs `TAILWATER_DIFF_CASES` (default 1000) connections per engine and transport;
 //! `TAILWATER_DIFF_CASES=100000 cargo test --release -p tailwater-proxy --test
 //! differential` is the long run (`TAILWATER_DIFF_SEED` picks another seed).
 
@@ -36,11 +39,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::raw::{self, ReadError, Recorder, Seen};
+use common::tls::{Transport, connect};
 use common::*;
 use proptest::prelude::RngExt;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Routes, one backend listener each, in the order of the listeners.
 const ROUTES: [&str; 4] = ["main", "api", "admin", "internal"];
@@ -49,16 +52,20 @@ const PARALLEL: usize = 8;
 /// Longest wait for a response that should come.
 const RESPONSE_WAIT: Duration = Duration::from_secs(5);
 
-fn proxy_toml(backend: &Recorder, lean: bool) -> String {
+fn proxy_toml(backend: &Recorder, lean: bool, transport: Transport) -> String {
     let a = &backend.addrs;
     format!(
-        "[server]\nlean_http1 = {lean}\n\
+        "[server]\nlean_http1 = {lean}\n{}\
          [[route]]\nname = \"main\"\nupstream = \"http://{}\"\n\
          [[route]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"http://{}\"\n\
          [[route]]\nname = \"admin\"\npath_prefix = \"/admin\"\nupstream = \"http://{}\"\n\
          [[route.rate_limit]]\nname = \"admin\"\nrate = 40\nperiod = \"1m\"\n\
          [[route]]\nname = \"internal\"\nhost = \"internal.example\"\nupstream = \"http://{}\"\n",
-        a[0], a[1], a[2], a[3]
+        transport.server_toml(),
+        a[0],
+        a[1],
+        a[2],
+        a[3]
     )
 }
 
@@ -604,12 +611,13 @@ impl Gen {
 /// Runs one connection and returns the violations the client saw.
 async fn run_case(
     addr: std::net::SocketAddr,
+    transport: Transport,
     bytes: Vec<u8>,
     hang: bool,
     (refs, tail_head): (Vec<RefRequest>, bool),
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let Ok(mut s) = TcpStream::connect(addr).await else {
+    let Ok(mut s) = connect(addr, transport).await else {
         return vec!["connect failed".into()];
     };
     let split = bytes.len() / 2;
@@ -660,9 +668,9 @@ fn count(text: &str, route: &str, outcome: &str, reason: Option<&str>) -> u64 {
         .sum()
 }
 
-async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
+async fn run_engine(lean: bool, transport: Transport, cases: u64, seed: u64) -> (Vec<String>, u64) {
     let backend = raw::recorder(ROUTES.len(), Arc::new(respond)).await;
-    let running = start_proxy(config(&proxy_toml(&backend, lean))).await;
+    let running = start_proxy(config(&proxy_toml(&backend, lean, transport))).await;
     let mut seed_bytes = [0u8; 16];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     seed_bytes[8..].copy_from_slice(&(!seed).to_le_bytes());
@@ -699,7 +707,7 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
         let addr = running.addr;
         tasks.spawn(async move {
             let shown = String::from_utf8_lossy(&bytes).into_owned();
-            let found = run_case(addr, bytes, hang, refs).await;
+            let found = run_case(addr, transport, bytes, hang, refs).await;
             drop(permit);
             if !found.is_empty() {
                 violations
@@ -789,7 +797,7 @@ async fn run_engine(lean: bool, cases: u64, seed: u64) -> (Vec<String>, u64) {
         ));
     }
     eprintln!(
-        "lean={lean}: per route {ROUTES:?}: backend parsed {received:?}, proxy admitted {admitted:?}"
+        "lean={lean} {transport:?}: per route {ROUTES:?}: backend parsed {received:?}, proxy admitted {admitted:?}"
     );
     running.shutdown(Duration::from_secs(10)).await;
     (v, requests)
@@ -802,21 +810,21 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_engines_forward_exactly_what_they_admit() {
+/// Runs the generated connections through both engines over `transport`.
+async fn both_engines(transport: Transport) {
     let cases = env("TAILWATER_DIFF_CASES", 1000);
     let seed = env("TAILWATER_DIFF_SEED", 11);
     for lean in [true, false] {
         let started = std::time::Instant::now();
-        let (violations, requests) = run_engine(lean, cases, seed).await;
+        let (violations, requests) = run_engine(lean, transport, cases, seed).await;
         eprintln!(
-            "lean={lean}: {cases} connections, {requests} requests by the reference, {} violations, {:?}",
+            "lean={lean} {transport:?}: {cases} connections, {requests} requests by the reference, {} violations, {:?}",
             violations.len(),
             started.elapsed()
         );
         assert!(
             violations.is_empty(),
-            "lean={lean}: {} violations, first ones:\n{}",
+            "lean={lean} {transport:?}: {} violations, first ones:\n{}",
             violations.len(),
             violations
                 .iter()
@@ -826,4 +834,14 @@ async fn both_engines_forward_exactly_what_they_admit() {
                 .join("\n---\n")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_forward_exactly_what_they_admit() {
+    both_engines(Transport::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_forward_exactly_what_they_admit_over_tls() {
+    both_engines(Transport::Tls).await;
 }

@@ -1,26 +1,53 @@
 //! Framing, `Host` and path attacks (issue 11), each through both engines to a backend that
 //! records every byte it receives: what reaches the backend is exactly the requests the
-//! proxy admitted, framed as the proxy counted them.
+//! proxy admitted, framed as the proxy counted them. Every attack runs over plain TCP and
+//! over TLS (where the lean path serves ALPN `http/1.1` connections too).
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::raw::{self, ReadError, Recorder, Resp, Seen};
+use common::tls::{Transport, connect};
 use common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-const ENGINES: [bool; 2] = [true, false];
+/// Each engine (lean or hyper) over each transport.
+const ENGINES: [(bool, Transport); 5] = [
+    (true, Transport::Plain),
+    (false, Transport::Plain),
+    (true, Transport::Tls),
+    (false, Transport::Tls),
+    (true, Transport::TlsNoAlpn),
+];
+
+/// A proxy started for one engine and transport.
+struct Proxied {
+    running: Running,
+    transport: Transport,
+}
+
+impl std::ops::Deref for Proxied {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
+}
+
+impl Proxied {
+    async fn shutdown(self, deadline: Duration) {
+        self.running.shutdown(deadline).await;
+    }
+}
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A proxy with one catch-all route to `backend`'s first listener, and an `/admin` route
 /// (one request per minute) to its second when it has one.
-async fn proxy(backend: &Recorder, lean: bool) -> Running {
+async fn proxy(backend: &Recorder, (lean, transport): (bool, Transport)) -> Proxied {
     let mut toml = format!(
-        "[server]\nlean_http1 = {lean}\n[[route]]\nname = \"main\"\nupstream = \"http://{}\"\n",
+        "[server]\nlean_http1 = {lean}\n{}[[route]]\nname = \"main\"\nupstream = \"http://{}\"\n",
+        transport.server_toml(),
         backend.addrs[0]
     );
     if let Some(admin) = backend.addrs.get(1) {
@@ -29,24 +56,27 @@ async fn proxy(backend: &Recorder, lean: bool) -> Running {
              [[route.rate_limit]]\nname = \"admin\"\nrate = 1\nperiod = \"1m\"\n"
         ));
     }
-    start_proxy(config(&toml)).await
+    Proxied {
+        running: start_proxy(config(&toml)).await,
+        transport,
+    }
 }
 
 /// Sends `bytes` on a new connection and reads up to `n` responses (fewer when the
 /// connection closes first).
-async fn exchange(addr: SocketAddr, bytes: &[u8], n: usize) -> Vec<Result<Resp, ReadError>> {
-    send(addr, bytes, n, false).await
+async fn exchange(to: &Proxied, bytes: &[u8], n: usize) -> Vec<Result<Resp, ReadError>> {
+    send(to, bytes, n, false).await
 }
 
 /// As [`exchange`]; `half_close` ends the client's side after the bytes (so a proxy
 /// waiting for more of a body sees the end at once).
 async fn send(
-    addr: SocketAddr,
+    to: &Proxied,
     bytes: &[u8],
     n: usize,
     half_close: bool,
 ) -> Vec<Result<Resp, ReadError>> {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut s = connect(to.addr, to.transport).await.expect("connect");
     s.write_all(bytes).await.expect("write");
     if half_close {
         s.shutdown().await.expect("shutdown");
@@ -72,16 +102,16 @@ fn targets(seen: &[Seen]) -> Vec<&str> {
     seen.iter().map(|s| s.target.as_str()).collect()
 }
 
-fn no_problems(backend: &Recorder, lean: bool) {
+fn no_problems(backend: &Recorder, engine: (bool, Transport)) {
     assert!(
         backend.garbage().is_empty(),
-        "lean={lean}: {:?}",
+        "{engine:?}: {:?}",
         backend.garbage()
     );
     for s in backend.seen() {
         assert!(
             s.problems.is_empty(),
-            "lean={lean}: {} {:?}",
+            "{engine:?}: {} {:?}",
             s.target,
             s.problems
         );
@@ -91,50 +121,50 @@ fn no_problems(backend: &Recorder, lean: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_content_length_cannot_smuggle_a_request() {
     let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, raw::echo_target()).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         let mut attack = format!(
             "POST /p1 HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n",
             smuggled.len()
         )
         .into_bytes();
         attack.extend_from_slice(smuggled);
-        let got = exchange(running.addr, &attack, 1).await;
-        assert_eq!(status(&got, 0), Some(200), "lean={lean}: {got:?}");
+        let got = exchange(&running, &attack, 1).await;
+        assert_eq!(status(&got, 0), Some(200), "{engine:?}: {got:?}");
         // A victim on another connection gets its own response.
-        let victim = exchange(running.addr, b"GET /victim HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
+        let victim = exchange(&running, b"GET /victim HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
         let victim = victim[0].as_ref().expect("victim answered");
-        assert_eq!(victim.header("x-target"), Some("/victim"), "lean={lean}");
+        assert_eq!(victim.header("x-target"), Some("/victim"), "{engine:?}");
         let seen = backend.seen();
-        assert_eq!(targets(&seen), ["/p1", "/victim"], "lean={lean}");
-        assert_eq!(seen[0].body, smuggled, "lean={lean}: the body stays a body");
-        assert_eq!(seen[0].header("content-length"), Some("35"), "lean={lean}");
-        assert_eq!(running.proxy.status()[0].admitted, 2, "lean={lean}");
-        no_problems(&backend, lean);
+        assert_eq!(targets(&seen), ["/p1", "/victim"], "{engine:?}");
+        assert_eq!(seen[0].body, smuggled, "{engine:?}: the body stays a body");
+        assert_eq!(seen[0].header("content-length"), Some("35"), "{engine:?}");
+        assert_eq!(running.proxy.status()[0].admitted, 2, "{engine:?}");
+        no_problems(&backend, engine);
         running.shutdown(WAIT).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_host_and_transfer_encoding_options_keep_those_fields() {
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, raw::echo_target()).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         let req = b"POST /c HTTP/1.1\r\nHost: front\r\nConnection: host, transfer-encoding\r\n\
                     Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
                     GET /after HTTP/1.1\r\nHost: front\r\n\r\n";
-        let got = exchange(running.addr, req, 2).await;
+        let got = exchange(&running, req, 2).await;
         assert_eq!(
             (status(&got, 0), status(&got, 1)),
             (Some(200), Some(200)),
-            "lean={lean}: {got:?}"
+            "{engine:?}: {got:?}"
         );
         let seen = backend.seen();
-        assert_eq!(targets(&seen), ["/c", "/after"], "lean={lean}");
-        assert_eq!(seen[0].body, b"abc", "lean={lean}");
-        assert_eq!(seen[0].header("host"), Some("front"), "lean={lean}");
-        no_problems(&backend, lean);
+        assert_eq!(targets(&seen), ["/c", "/after"], "{engine:?}");
+        assert_eq!(seen[0].body, b"abc", "{engine:?}");
+        assert_eq!(seen[0].header("host"), Some("front"), "{engine:?}");
+        no_problems(&backend, engine);
         running.shutdown(WAIT).await;
     }
 }
@@ -149,36 +179,36 @@ async fn connection_content_length_on_a_response_keeps_its_framing() {
         ),
         _ => (raw::echo_target())(seen),
     });
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, Arc::clone(&script)).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         let got = exchange(
-            running.addr,
+            &running,
             b"GET /resp HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
             2,
         )
         .await;
         let first = got[0]
             .as_ref()
-            .unwrap_or_else(|e| panic!("lean={lean}: {e:?}"));
+            .unwrap_or_else(|e| panic!("{engine:?}: {e:?}"));
         assert_eq!(
             (first.status, &first.body[..]),
             (200, &b"hello"[..]),
-            "lean={lean}"
+            "{engine:?}"
         );
         let second = got[1]
             .as_ref()
-            .unwrap_or_else(|e| panic!("lean={lean}: {e:?}"));
-        assert_eq!(second.header("x-target"), Some("/next"), "lean={lean}");
+            .unwrap_or_else(|e| panic!("{engine:?}: {e:?}"));
+        assert_eq!(second.header("x-target"), Some("/next"), "{engine:?}");
         running.shutdown(WAIT).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_duplicate_and_invalid_host_get_400() {
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, raw::echo_target()).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         for req in [
             &b"GET /none HTTP/1.1\r\n\r\n"[..],
             b"GET /two HTTP/1.1\r\nHost: public\r\nHost: internal\r\n\r\n",
@@ -187,11 +217,11 @@ async fn missing_duplicate_and_invalid_host_get_400() {
             b"GET /empty HTTP/1.1\r\nHost:\r\n\r\n",
             b"GET http://internal/abs HTTP/1.1\r\nHost: public\r\n\r\n",
         ] {
-            let got = exchange(running.addr, req, 1).await;
+            let got = exchange(&running, req, 1).await;
             assert_eq!(
                 status(&got, 0),
                 Some(400),
-                "lean={lean} {:?}",
+                "{engine:?} {:?}",
                 String::from_utf8_lossy(req)
             );
         }
@@ -199,27 +229,22 @@ async fn missing_duplicate_and_invalid_host_get_400() {
         let metrics = running.proxy.metrics_text();
         assert!(
             metrics.contains("\ntailwater_refused_requests_total 6\n"),
-            "lean={lean}: {metrics}"
+            "{engine:?}: {metrics}"
         );
-        assert_eq!(running.proxy.status()[0].admitted, 0, "lean={lean}");
+        assert_eq!(running.proxy.status()[0].admitted, 0, "{engine:?}");
         // Absolute form with the same authority is fine.
-        let got = exchange(
-            running.addr,
-            b"GET http://a/abs HTTP/1.1\r\nHost: a\r\n\r\n",
-            1,
-        )
-        .await;
-        assert_eq!(status(&got, 0), Some(200), "lean={lean}");
-        assert_eq!(targets(&backend.seen()), ["/abs"], "lean={lean}");
+        let got = exchange(&running, b"GET http://a/abs HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
+        assert_eq!(status(&got, 0), Some(200), "{engine:?}");
+        assert_eq!(targets(&backend.seen()), ["/abs"], "{engine:?}");
         running.shutdown(WAIT).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_route_on_their_normal_form_which_is_what_is_forwarded() {
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(2, raw::echo_target()).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         for path in [
             "/%61dmin/x",
             "/./admin/x",
@@ -228,36 +253,31 @@ async fn paths_route_on_their_normal_form_which_is_what_is_forwarded() {
             "/%2e%2e/admin/x",
         ] {
             let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
-            let got = exchange(running.addr, req.as_bytes(), 1).await;
+            let got = exchange(&running, req.as_bytes(), 1).await;
             // The admin route's rate limit (1 per minute) counts every spelling.
             assert!(
                 matches!(status(&got, 0), Some(200 | 429)),
-                "lean={lean} {path}: {got:?}"
+                "{engine:?} {path}: {got:?}"
             );
         }
         let seen = backend.seen();
         assert_eq!(
             targets(&seen),
             ["/admin/x"],
-            "lean={lean}: one admitted, normalised"
+            "{engine:?}: one admitted, normalised"
         );
-        assert_eq!(seen[0].listener, 1, "lean={lean}: on the admin route");
+        assert_eq!(seen[0].listener, 1, "{engine:?}: on the admin route");
         for path in ["/x%2F..%2Fadmin", "/x/..;/admin/x", "/x%5c..%5cadmin"] {
             let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
-            let got = exchange(running.addr, req.as_bytes(), 1).await;
-            assert_eq!(status(&got, 0), Some(400), "lean={lean} {path}");
+            let got = exchange(&running, req.as_bytes(), 1).await;
+            assert_eq!(status(&got, 0), Some(400), "{engine:?} {path}");
         }
-        let got = exchange(
-            running.addr,
-            b"GET /f?q=1#frag HTTP/1.1\r\nHost: a\r\n\r\n",
-            1,
-        )
-        .await;
-        assert_eq!(status(&got, 0), Some(200), "lean={lean}");
+        let got = exchange(&running, b"GET /f?q=1#frag HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
+        assert_eq!(status(&got, 0), Some(200), "{engine:?}");
         assert_eq!(
             targets(&backend.seen())[1..],
             ["/f?q=1"],
-            "lean={lean}: fragment dropped"
+            "{engine:?}: fragment dropped"
         );
         running.shutdown(WAIT).await;
     }
@@ -265,44 +285,44 @@ async fn paths_route_on_their_normal_form_which_is_what_is_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_bodies_are_reencoded_and_bad_ones_refused() {
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, raw::echo_target()).await;
-        let running = proxy(&backend, lean).await;
+        let running = proxy(&backend, engine).await;
         let got = exchange(
-            running.addr,
+            &running,
             b"POST /ext HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
               5;a=\"x\" ; b\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
             1,
         )
         .await;
-        assert_eq!(status(&got, 0), Some(200), "lean={lean}: {got:?}");
+        assert_eq!(status(&got, 0), Some(200), "{engine:?}: {got:?}");
         let seen = backend.seen();
-        assert_eq!(seen[0].body, b"hello", "lean={lean}");
+        assert_eq!(seen[0].body, b"hello", "{engine:?}");
         for bad in [
             &b"POST /twice HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"[..],
             b"POST /both HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"POST /big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nx",
             b"POST /colon HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nno colon\r\n\r\n",
         ] {
-            let got = send(running.addr, bad, 1, true).await;
+            let got = send(&running, bad, 1, true).await;
             let what = String::from_utf8_lossy(&bad[..20]);
             // hyper reads a length next to `chunked` by the coding alone and closes the
             // connection after it (RFC 9112 §6.1 allows that); the lean path refuses it.
             if let Some(Ok(r)) = got.first()
-                && !lean
+                && !engine.0
                 && what.contains("/both")
             {
                 assert_eq!(r.header("connection"), Some("close"), "{r:?}");
                 continue;
             }
             // Refused (400) before the body, or cut: never a success.
-            assert_ne!(status(&got, 0), Some(200), "lean={lean} {what}: {got:?}");
+            assert_ne!(status(&got, 0), Some(200), "{engine:?} {what}: {got:?}");
         }
-        if lean {
+        if engine.0 {
             // The lean path refuses these before anything is forwarded.
             assert_eq!(backend.seen().len(), 1, "{:?}", targets(&backend.seen()));
         }
-        no_problems(&backend, lean);
+        no_problems(&backend, engine);
         running.shutdown(WAIT).await;
     }
 }
@@ -316,11 +336,11 @@ async fn an_unsolicited_101_is_a_502() {
             true,
         )
     });
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, Arc::clone(&script)).await;
-        let running = proxy(&backend, lean).await;
-        let got = exchange(running.addr, b"GET /u HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
-        assert_eq!(status(&got, 0), Some(502), "lean={lean}: {got:?}");
+        let running = proxy(&backend, engine).await;
+        let got = exchange(&running, b"GET /u HTTP/1.1\r\nHost: a\r\n\r\n", 1).await;
+        assert_eq!(status(&got, 0), Some(502), "{engine:?}: {got:?}");
         running.shutdown(WAIT).await;
     }
 }
@@ -334,10 +354,12 @@ async fn a_local_502_to_head_has_no_body() {
             true,
         )
     });
-    for lean in ENGINES {
+    for engine in ENGINES {
         let backend = raw::recorder(1, Arc::clone(&script)).await;
-        let running = proxy(&backend, lean).await;
-        let mut s = TcpStream::connect(running.addr).await.expect("connect");
+        let running = proxy(&backend, engine).await;
+        let mut s = connect(running.addr, running.transport)
+            .await
+            .expect("connect");
         s.write_all(
             b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         )
@@ -345,12 +367,12 @@ async fn a_local_502_to_head_has_no_body() {
         .expect("write");
         let mut buf = Vec::new();
         let resp = raw::read_response(&mut s, &mut buf, true, WAIT).await;
-        assert_eq!(resp.map(|r| r.status), Ok(502), "lean={lean}");
+        assert_eq!(resp.map(|r| r.status), Ok(502), "{engine:?}");
         // Closed (lean) or the next response (hyper): never the first one's body.
         let next = raw::read_response(&mut s, &mut buf, false, WAIT).await;
         assert!(
             matches!(next, Err(ReadError::Closed)) || next.as_ref().is_ok_and(|r| r.status == 502),
-            "lean={lean}: {next:?}"
+            "{engine:?}: {next:?}"
         );
         running.shutdown(WAIT).await;
     }

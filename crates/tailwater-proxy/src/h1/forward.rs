@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::chunked::Scanner;
 use super::head::Framing;
 use super::watchdog::Watchdog;
-use super::{Client, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
+use super::{Client, Io, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
 use crate::body::Guard;
 use crate::deadline::Deadline;
 use crate::metrics::Decision;
@@ -79,7 +78,7 @@ enum HeadError {
     ClientGone,
 }
 
-impl Client {
+impl<S: Io> Client<S> {
     /// Forwards the admitted request at the start of the read buffer and relays the
     /// response; `guard` settles the permit and the metrics.
     pub(super) async fn forward(
@@ -579,19 +578,22 @@ impl Client {
 }
 
 /// Writes `buf` to the client unless it accepts nothing for `timeout` (a reader that
-/// stalls would hold its permit for as long as it liked); whether it was written.
-pub(super) async fn write_within(
+/// stalls would hold its permit for as long as it liked); whether it was written. The
+/// write is flushed within the same deadline: a TLS session may keep encrypted bytes it
+/// could not send yet (on a plain socket the flush is immediate).
+pub(super) async fn write_within<S: Io>(
     watchdog: &mut Watchdog,
-    io: &mut TcpStream,
+    io: &mut S,
     timeout: Duration,
     buf: &[u8],
 ) -> bool {
     crate::access_log::note_written(buf);
     let accepted = Instant::now() + timeout;
-    matches!(
-        watchdog.within(accepted, io.write_all(buf)).await,
-        Ok(Ok(()))
-    )
+    let write = async {
+        io.write_all(buf).await?;
+        io.flush().await
+    };
+    matches!(watchdog.within(accepted, write).await, Ok(Ok(())))
 }
 
 /// A live pooled connection to `shard`'s endpoint, or a new one by `deadline` (and

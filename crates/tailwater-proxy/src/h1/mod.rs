@@ -63,8 +63,7 @@ use bytes::{Buf, BytesMut};
 use http::Response;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -92,32 +91,47 @@ pub(crate) struct Handoff {
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
 }
 
+/// A client stream the lean path can serve: a plain socket, or a TLS session over one
+/// (after its handshake, when ALPN chose `http/1.1` or nothing). The path is generic over
+/// it, so each kind gets its own compiled copy and the plain socket pays nothing for TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// Serves client connection `io` until it closes, the worker drains (`drain` turns true),
-/// or it is handed to hyper.
-pub(crate) async fn serve(
+/// or it is handed to hyper. `accepted` is when the connection was accepted: the first
+/// request head must arrive within `server.header_read_timeout` of it (a TLS handshake
+/// spends part of that time).
+pub(crate) async fn serve<S: Io>(
     conn: Arc<Conn>,
-    io: TcpStream,
+    io: S,
     handoff: Handoff,
     drain: watch::Receiver<bool>,
+    accepted: Instant,
 ) {
     let server = conn.shared.state.load().config.server.clone();
     let mut client = Client {
         conn,
         wake: Arc::new(Notify::new()),
         io,
+        accepted,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(READ_CHUNK),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         drain,
-        watchdog: Watchdog::new(Instant::now() + server.header_read_timeout),
+        watchdog: Watchdog::new(accepted + server.header_read_timeout),
         server,
         served: 0,
         linger: false,
     };
     let end = client.run().await;
-    if end == End::Closed && client.linger {
-        client.linger().await;
+    if end == End::Closed {
+        if client.linger {
+            client.linger().await;
+        } else {
+            client.close().await;
+        }
     }
     if end == End::Handoff {
         let Client {
@@ -159,11 +173,13 @@ enum HeadRead {
 
 /// One client connection on the lean path, with the buffers and the timer it reuses for
 /// every request.
-struct Client {
+struct Client<S> {
     conn: Arc<Conn>,
     /// Notified when the proxy reclaims this connection while it is idle (`crate::idle`).
     wake: Arc<Notify>,
-    io: TcpStream,
+    io: S,
+    /// When the connection was accepted (the first head's deadline counts from it).
+    accepted: Instant,
     /// Bytes read from the client and not yet forwarded.
     rbuf: BytesMut,
     /// The head (and the first body bytes) being written, either way.
@@ -182,7 +198,7 @@ struct Client {
     linger: bool,
 }
 
-impl Client {
+impl<S: Io> Client<S> {
     async fn run(&mut self) -> End {
         loop {
             match self.read_head().await {
@@ -234,7 +250,7 @@ impl Client {
         // The first head must arrive within the timeout from the accept; later ones from
         // their first byte, after at most `keep_alive_timeout` of idleness.
         let mut deadline =
-            (self.served == 0).then(|| Instant::now() + self.server.header_read_timeout);
+            (self.served == 0).then(|| self.accepted + self.server.header_read_timeout);
         loop {
             if !self.rbuf.is_empty() {
                 match self.head.parse(&self.rbuf, self.server.max_headers) {
@@ -536,6 +552,15 @@ impl Client {
                 _ => return,
             }
         }
+    }
+
+    /// Ends the connection's writing side: on TLS this sends `close_notify`, so the client
+    /// can tell the end from a truncation (a response delimited by the close needs it).
+    /// Bounded by [`LINGER_IDLE`]: a client that reads nothing cannot hold the slot.
+    async fn close(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let until = Instant::now() + LINGER_IDLE;
+        let _ = self.watchdog.within(until, self.io.shutdown()).await;
     }
 
     /// Writes a local response (status, fields, `Content-Length`, body).

@@ -7,25 +7,24 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 pin_project_lite::pin_project! {
     /// Reads `pre` first, then the socket; writes go to the socket.
     #[derive(Debug)]
-    pub(crate) struct Rewind {
+    pub(crate) struct Rewind<S> {
         pre: Bytes,
         #[pin]
-        io: TcpStream,
+        io: S,
     }
 }
 
-impl Rewind {
-    pub(crate) fn new(pre: Bytes, io: TcpStream) -> Self {
+impl<S> Rewind<S> {
+    pub(crate) fn new(pre: Bytes, io: S) -> Self {
         Self { pre, io }
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead> AsyncRead for Rewind<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -42,7 +41,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite> AsyncWrite for Rewind<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -75,6 +74,7 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     use super::*;
 

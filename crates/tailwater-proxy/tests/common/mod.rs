@@ -24,6 +24,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 pub mod raw;
+pub mod tls;
 
 pub type Handler = Arc<
     dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>

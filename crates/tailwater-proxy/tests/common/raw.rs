@@ -341,8 +341,8 @@ pub enum ReadError {
 /// Reads one response to a request that was (`head_request`) or was not a HEAD, strictly:
 /// framed by `Content-Length`, by `chunked`, by its status, or by `Connection: close` and
 /// the close. `buf` keeps what follows.
-pub async fn read_response(
-    s: &mut TcpStream,
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     head_request: bool,
     deadline: Duration,
