@@ -27,6 +27,10 @@ use crate::upstream::H1Pool;
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// `[[cell]]`: the cells of routes that have some (`crate::cell`).
+    pub(crate) cells: crate::cell::CellTable,
+    /// The routes, then every cell's route: what metrics and `/status` list.
+    listed: Vec<Arc<Route>>,
 }
 
 /// One route's matching rule, destination and admission state.
@@ -170,7 +174,35 @@ impl RouteTable {
                 .cmp(&a.host.is_some())
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
-        let table = Self { routes };
+        let mut cell_routes = Vec::with_capacity(config.cells.len());
+        for cell in crate::cell::cell_routes(config)? {
+            let (prefix, rc) = (format!("cell[{}]", cell.index), &cell.config);
+            let reuse = old.and_then(|t| {
+                t.cells
+                    .routes()
+                    .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
+            });
+            let mut route = build_route(
+                &prefix,
+                rc,
+                reuse.map(|r| &r.limiter),
+                &config.upstream,
+                &mut pools,
+                workers,
+            )?;
+            route.balance = build_balance(&prefix, rc, None)?;
+            if let Some(m) = metrics {
+                route.metrics = m.route(&rc.name);
+            }
+            cell_routes.push(Arc::new(route));
+        }
+        let cells = crate::cell::CellTable::build(config, cell_routes)?;
+        let listed = routes.iter().chain(cells.routes()).cloned().collect();
+        let table = Self {
+            routes,
+            cells,
+            listed,
+        };
         crate::burn::apply(config, &table);
         Ok(table)
     }
@@ -189,9 +221,9 @@ impl RouteTable {
         })
     }
 
-    /// Every route, most specific first.
+    /// Every route, most specific first, then every cell's route (`[[cell]]`).
     pub(crate) fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
+        &self.listed
     }
 }
 

@@ -33,11 +33,13 @@
 
 mod balance;
 pub(crate) mod bounds;
+mod cell;
 pub(crate) mod duration;
 mod error;
 mod rls;
 
 pub use balance::{BalanceSettings, Upstreams};
+pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
 pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
 
@@ -66,6 +68,10 @@ pub struct Config {
     /// Routes, matched by host and the longest path prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Cells of routes (`[[cell]]`, see [`CellConfig`]): a route's requests spread by a
+    /// stable key over cells with their own upstreams and admission.
+    #[serde(default, rename = "cell")]
+    pub cells: Vec<CellConfig>,
 }
 
 /// The proxy listener: connection cap, header and body limits, HTTP/2 settings, drain.
@@ -614,6 +620,7 @@ impl Config {
             admin: AdminConfig::default(),
             upstream: UpstreamConfig::default(),
             routes: vec![RouteConfig::new("default", upstream)],
+            cells: Vec::new(),
         }
     }
 
