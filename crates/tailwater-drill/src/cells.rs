@@ -237,7 +237,7 @@ async fn start_backend(config: &CellsConfig, i: usize) -> Result<(SocketAddr, Se
 }
 
 /// The proxy: one route, `[[cell]]` per cell on `x-tenant`, each cell with its own
-/// recommended limit (bounded around its backend's workers) and CoDel queue.
+/// recommended limit and CoDel queue.
 pub fn cells_proxy_config(
     config: &CellsConfig,
     backends: &[SocketAddr],
@@ -252,12 +252,8 @@ pub fn cells_proxy_config(
         .ok_or(DrillError::Internal("no backends"))?;
     let mut route = RouteConfig::new("drill", uri(first)?);
     let workers = config.workers.get();
-    route.limit = LimitConfig {
-        initial_limit: Some(workers * 2),
-        min_limit: Some(1),
-        max_limit: Some((workers * 8).max(8)),
-        ..LimitConfig::default()
-    };
+    // The default algorithm (recommended), which takes no bounds: each cell learns its own.
+    route.limit = LimitConfig::default();
     route.queue = Some(QueueSettings {
         capacity: (workers * 8).max(16),
         ..QueueSettings::default()
