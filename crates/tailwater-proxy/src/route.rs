@@ -26,11 +26,12 @@ use crate::upstream::H1Pool;
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
 pub(crate) struct RouteTable {
-    routes: Vec<Arc<Route>>,
+    /// The routes requests are matched against.
+    matching: Vec<Arc<Route>>,
     /// `[[cell]]`: the cells of routes that have some (`crate::cell`).
     pub(crate) cells: crate::cell::CellTable,
     /// The routes, then every cell's route: what metrics and `/status` list.
-    listed: Vec<Arc<Route>>,
+    routes: Vec<Arc<Route>>,
 }
 
 /// One route's matching rule, destination and admission state.
@@ -199,9 +200,9 @@ impl RouteTable {
         let cells = crate::cell::CellTable::build(config, cell_routes)?;
         let listed = routes.iter().chain(cells.routes()).cloned().collect();
         let table = Self {
-            routes,
+            matching: routes,
             cells,
-            listed,
+            routes: listed,
         };
         crate::burn::apply(config, &table);
         Ok(table)
@@ -211,7 +212,7 @@ impl RouteTable {
     /// normalised by `target::normalise_path` (both engines pass that, never the raw one:
     /// a prefix must not be escaped by `/%61dmin`, `/./admin` or `//admin`).
     pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| {
+        self.matching.iter().find(|r| {
             path.starts_with(r.prefix.as_str())
                 && match (&r.host, host) {
                     (None, _) => true,
@@ -223,7 +224,7 @@ impl RouteTable {
 
     /// Every route, most specific first, then every cell's route (`[[cell]]`).
     pub(crate) fn routes(&self) -> &[Arc<Route>] {
-        &self.listed
+        &self.routes
     }
 }
 

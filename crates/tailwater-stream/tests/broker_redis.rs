@@ -108,7 +108,7 @@ async fn a_downstream_five_times_slower_bounds_in_flight_and_shows_as_lag() {
                     *count += 1;
                     *count == 1
                 };
-                if first && n % 97 == 0 {
+                if first && n.is_multiple_of(97) {
                     return Err("injected failure");
                 }
                 let _server = servers.acquire().await.expect("semaphore");
@@ -169,7 +169,7 @@ async fn a_downstream_five_times_slower_bounds_in_flight_and_shows_as_lag() {
     // Every redelivery counted: the duplicates the sink saw are exactly the consumer's
     // redeliveries, and each injected failure came back once.
     let duplicates: u64 = seen.values().map(|&c| u64::from(c - 1)).sum();
-    let injected = (0..TOTAL).filter(|n| n % 97 == 0).count() as u64;
+    let injected = (0..TOTAL).filter(|n| n.is_multiple_of(97)).count() as u64;
     assert_eq!(fin.failed, injected);
     assert_eq!(fin.redelivered, duplicates, "{fin:?}");
     assert_eq!(fin.redelivered, injected, "{fin:?}");
