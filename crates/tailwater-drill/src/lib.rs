@@ -23,6 +23,8 @@
 //! # Ok::<(), tailwater_drill::DrillError>(())
 //! ```
 //!
+//! `--cells` runs another drill: the blast radius of a cell architecture ([`run_cells`]).
+//!
 //! # Measurement
 //!
 //! - Goodput is the rate of 2xx responses that arrived within the client timeout, over each
@@ -37,6 +39,7 @@
 //! - Latencies are measured from the intended send time (coordinated-omission corrected).
 #![forbid(unsafe_code)]
 
+mod cells;
 mod config;
 mod html;
 mod json;
@@ -45,6 +48,10 @@ mod model;
 mod run;
 mod table;
 
+pub use cells::{
+    CellResult, CellsConfig, CellsReport, Scenario, TENANT_HEADER, cells_proxy_config,
+    render_cells_table, run_cells,
+};
 pub use config::{DEFAULT_MAX_RATE, DrillConfig, ExternalTarget, ServiceDistribution};
 pub use html::render_html;
 pub use json::to_json;

@@ -19,6 +19,8 @@
 //!
 //! - [`config`]: the TOML format and its validation (errors carry file:line and the field);
 //! - `route`: the route table and each route's limiter and rate limits;
+//! - `cell`: `[[cell]]`, a route's requests spread over cells by a stable key, each cell
+//!   with its own upstreams and admission;
 //! - `balance`: a route's endpoints and the choice among several (tailwater-core's
 //!   balancer), and when a request may go to another endpoint;
 //! - `deadline`: the client's time budget (`grpc-timeout`, a configured header): refused
@@ -62,6 +64,7 @@ pub mod admin;
 mod balance;
 mod body;
 mod burn;
+mod cell;
 pub mod config;
 mod deadline;
 mod framing;

@@ -26,6 +26,11 @@ use crate::upstream::H1Pool;
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
 pub(crate) struct RouteTable {
+    /// The routes requests are matched against.
+    matching: Vec<Arc<Route>>,
+    /// `[[cell]]`: the cells of routes that have some (`crate::cell`).
+    pub(crate) cells: crate::cell::CellTable,
+    /// The routes, then every cell's route: what metrics and `/status` list.
     routes: Vec<Arc<Route>>,
 }
 
@@ -170,7 +175,35 @@ impl RouteTable {
                 .cmp(&a.host.is_some())
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
-        let table = Self { routes };
+        let mut cell_routes = Vec::with_capacity(config.cells.len());
+        for cell in crate::cell::cell_routes(config)? {
+            let (prefix, rc) = (format!("cell[{}]", cell.index), &cell.config);
+            let reuse = old.and_then(|t| {
+                t.cells
+                    .routes()
+                    .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
+            });
+            let mut route = build_route(
+                &prefix,
+                rc,
+                reuse.map(|r| &r.limiter),
+                &config.upstream,
+                &mut pools,
+                workers,
+            )?;
+            route.balance = build_balance(&prefix, rc, None)?;
+            if let Some(m) = metrics {
+                route.metrics = m.route(&rc.name);
+            }
+            cell_routes.push(Arc::new(route));
+        }
+        let cells = crate::cell::CellTable::build(config, cell_routes)?;
+        let listed = routes.iter().chain(cells.routes()).cloned().collect();
+        let table = Self {
+            matching: routes,
+            cells,
+            routes: listed,
+        };
         crate::burn::apply(config, &table);
         Ok(table)
     }
@@ -179,7 +212,7 @@ impl RouteTable {
     /// normalised by `target::normalise_path` (both engines pass that, never the raw one:
     /// a prefix must not be escaped by `/%61dmin`, `/./admin` or `//admin`).
     pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| {
+        self.matching.iter().find(|r| {
             path.starts_with(r.prefix.as_str())
                 && match (&r.host, host) {
                     (None, _) => true,
@@ -189,7 +222,7 @@ impl RouteTable {
         })
     }
 
-    /// Every route, most specific first.
+    /// Every route, most specific first, then every cell's route (`[[cell]]`).
     pub(crate) fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }

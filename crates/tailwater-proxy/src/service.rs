@@ -144,7 +144,7 @@ async fn proxy(
     let Some(route) = state.table.find(host, &path) else {
         return no_route(shared, span);
     };
-    let route: &Route = route;
+    let route: &Route = state.table.cells.pick(route, &req, &path, conn.peer);
     // Only a path that normalisation changed is copied (the common one is not).
     let path = match path {
         Cow::Borrowed(_) => None,

@@ -16,11 +16,17 @@
 //!   are plain [`Stream`](futures_util::Stream)s, so they run over tonic's streaming calls
 //!   (the credits travel on the opposite half of a bidi call).
 //!
+//! - [`broker`]: broker consumers that push back: the fetch size is the free credit of a
+//!   tailwater limiter, so a slow downstream shrinks what is pulled; lag and its growth
+//!   rate as metrics; at-least-once with redeliveries counted. Redis Streams consumer
+//!   groups behind the `redis-streams` feature.
+//!
 //! Every queue here is bounded and every component has a `stats()` snapshot; metrics go
 //! through the [`metrics`] facade with the `tailwater_` names listed in
 //! [`pipeline::metrics`].
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod keyed;
 pub mod pipeline;
 pub mod request_n;

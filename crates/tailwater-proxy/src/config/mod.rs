@@ -34,12 +34,14 @@
 mod access_log;
 mod balance;
 pub(crate) mod bounds;
+mod cell;
 pub(crate) mod duration;
 mod error;
 mod rls;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
 pub use balance::{BalanceSettings, Upstreams};
+pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
 pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
 
@@ -71,6 +73,10 @@ pub struct Config {
     /// The access log (off when absent).
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Cells of routes (`[[cell]]`, see [`CellConfig`]): a route's requests spread by a
+    /// stable key over cells with their own upstreams and admission.
+    #[serde(default, rename = "cell")]
+    pub cells: Vec<CellConfig>,
 }
 
 /// The proxy listener: connection cap, header and body limits, HTTP/2 settings, drain.
@@ -620,6 +626,7 @@ impl Config {
             upstream: UpstreamConfig::default(),
             routes: vec![RouteConfig::new("default", upstream)],
             access_log: None,
+            cells: Vec::new(),
         }
     }
 

@@ -384,6 +384,7 @@ impl<S: Io> Client<S> {
             let resp = service::no_route(&conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
+        let route = state.table.cells.pick(route, &view, &path, conn.peer);
         if route.protocol != UpstreamProtocol::Http1 || route.tls.is_some() {
             return Next::Handoff;
         }

@@ -96,6 +96,46 @@ pub(crate) struct Args {
     /// No progress lines.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// The cells drill instead (issue 14): four cells behind the proxy's `[[cell]]`, a
+    /// baseline, a tenant at 10× in cell A, then cell A's backend stopped; prints each
+    /// cell's goodput and p99 and whether the blast radius stayed in cell A (exit 1 if
+    /// not). Takes --quick (2 s scenarios instead of 4 s), --phase, --seed.
+    #[arg(long, conflicts_with = "target")]
+    cells: bool,
+}
+
+fn run_cells(args: &Args) -> anyhow::Result<u8> {
+    let mut c = tailwater_drill::CellsConfig::default();
+    if args.quick {
+        c.phase = std::time::Duration::from_secs(2);
+    }
+    if let Some(p) = &args.phase {
+        match tailwater_load::parse_duration("phase", p) {
+            Ok(d) => c.phase = d,
+            Err(e) => {
+                eprintln!("tailwater drill: {e}");
+                return Ok(2);
+            }
+        }
+    }
+    c.seed = args.seed;
+    if let Err(e) = c.validate() {
+        eprintln!("tailwater drill: {e}");
+        return Ok(2);
+    }
+    if !args.quiet {
+        eprintln!(
+            "tailwater drill --cells: baseline, noisy tenant, dead cell, {:.1}s each",
+            c.phase.as_secs_f64()
+        );
+    }
+    let report = tailwater_drill::run_cells(&c).context("the cells drill failed")?;
+    print!("{}", tailwater_drill::render_cells_table(&report));
+    let met = report.others_goodput_when_dead().is_some_and(|g| g >= 0.99)
+        && report
+            .others_p99_ratio_when_noisy()
+            .is_some_and(|r| r <= 1.1);
+    Ok(if met { 0 } else { 1 })
 }
 
 fn build_config(args: &Args) -> Result<DrillConfig, ConfigError> {
@@ -206,6 +246,9 @@ fn observer(live: bool) -> tailwater_drill::Observer {
 
 /// Runs `tailwater drill`.
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
+    if args.cells {
+        return run_cells(&args);
+    }
     let config = match build_config(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,79 @@
+//! Broker consumers that push back: the fetch size is what a tailwater
+//! [`Limiter`](tailwater_core::Limiter) lets in, so a slow downstream shrinks what is pulled
+//! from the broker instead of piling messages up in the consumer's memory.
+//!
+//! The pattern is the one the seed describes for RabbitMQ's `basic.qos` prefetch and NATS
+//! JetStream's `max_ack_pending`: a consumer never holds more unacknowledged messages than
+//! it has credit for. Here the credit is the limiter's free permits: before each fetch the
+//! consumer takes as many permits as are free (at most `max_fetch`) and asks the broker for
+//! exactly that many messages; each message holds its permit until its handler finishes and
+//! the message is acknowledged. With an adaptive algorithm (Gradient2, AIMD) the handler's
+//! latency drives the limit, so a downstream that slows down lowers both the number in
+//! flight and the size of each fetch. The messages the consumer does not pull stay in the
+//! broker, where they show as **lag**; the consumer samples the lag and its growth rate and
+//! reports both (Kafka's consumer-lag monitoring, the seed's Kafka section).
+//!
+//! Delivery is **at least once**: a message is acknowledged only after its handler returned
+//! `Ok`; a handler error, a crash or a kill leaves it pending in the broker, from where it
+//! is delivered again (claimed after an idle time). Every such redelivery is counted.
+//!
+//! Backends, each behind a cargo feature so the default build stays lean:
+//! - [`redis`] (feature `redis-streams`): Redis Streams consumer groups (`XREADGROUP`,
+//!   `XACK`, `XAUTOCLAIM` of a dead consumer's pending entries).
+//!
+//! Metric names are in [`metrics`].
+
+mod gate;
+mod lag;
+pub mod metrics;
+mod stats;
+
+#[cfg(feature = "redis-streams")]
+pub mod redis;
+
+pub use lag::LagMeter;
+pub use stats::ConsumerStats;
+
+use std::time::Duration;
+
+/// Why a broker consumer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The configuration was refused (the field is named).
+    #[error(transparent)]
+    Config(#[from] tailwater_core::ConfigError),
+    /// The broker refused a command or the connection failed.
+    #[error("broker `{op}` failed: {reason}")]
+    Broker {
+        /// The command or step (`XREADGROUP`, `connect`, ...).
+        op: &'static str,
+        /// The broker's or the client's message.
+        reason: String,
+    },
+    /// The broker did not answer within the deadline.
+    #[error("broker `{op}` timed out after {after:?}")]
+    Timeout {
+        /// The command or step.
+        op: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The broker's reply did not have the expected shape.
+    #[error("unexpected reply to `{op}`: {detail}")]
+    Protocol {
+        /// The command.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// [`stop`](redis::ConsumerHandle::stop) waited its deadline and handlers were still
+    /// running; their messages stay pending in the broker and will be delivered again.
+    #[error("{in_flight} handlers still running after the drain deadline of {after:?}")]
+    DrainTimeout {
+        /// Handlers that had not finished.
+        in_flight: usize,
+        /// The deadline.
+        after: Duration,
+    },
+}
