@@ -6,7 +6,7 @@
 //! utilisation, derives the concurrency limit (Little: more in flight than `λ·W_max` cannot all
 //! finish within the budget) and the queue bound (a waiter beyond `W_q,max·c/E[S]` would miss
 //! it anyway), draws the utilisation → wait curve, and can check the prediction against the
-//! simulator. [`Plan::to_text`] and [`Plan::curve_panel`] present it. All times are seconds.
+//! simulator. [`Plan::to_text`] and [`Plan::curve_chart`] present it. All times are seconds.
 //!
 //! ```
 //! use tailwater_sim::plan::{PlanInput, plan};
