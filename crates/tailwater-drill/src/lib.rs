@@ -46,6 +46,7 @@ mod json;
 mod knee;
 mod model;
 mod run;
+mod setup;
 mod table;
 
 pub use cells::{
@@ -57,7 +58,8 @@ pub use html::render_html;
 pub use json::to_json;
 pub use knee::{Knee, KneeStep, RECOVERY_LIMIT, find_capacity, wait_until_recovered};
 pub use model::{DrillReport, PhaseResult, ProxyTotals, SeriesPoint, Side, SideResult, TierResult};
-pub use run::{Event, Observer, backend_config, proxy_config, run, run_side};
+pub use run::{Event, Observer, run, run_side};
+pub use setup::{backend_config, proxy_config};
 pub use table::render_table;
 pub use tailwater_core::ConfigError;
 pub use tailwater_core::names::{AlgorithmName, QueueName};

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, SeqAccess, Visitor};
 use tailwater_core::balance::{BalanceConfig, Outlier, Policy, SlowStart};
 
-use super::{de_name, duration};
+use super::admission::de_name;
+use super::duration;
 
 /// The upstream endpoints of a route: one `http://host:port`, or several to balance over
 /// (in TOML a string or an array of strings). Never empty once validated.

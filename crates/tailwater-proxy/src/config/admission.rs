@@ -1,0 +1,203 @@
+//! What a route admits: the limit algorithm, the wait queue, criticality tiers and rate
+//! limits, as the `[route.limit]`, `[route.queue]`, `[route.tiers]` and
+//! `[[route.rate_limit]]` tables spell them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName, UnknownName};
+
+use super::duration;
+
+/// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults;
+/// a parameter the algorithm does not take is an error naming it.
+///
+/// With no `[route.limit]` a route uses [`AlgorithmName::Recommended`]: tailwater-core's
+/// [`recommended()`](tailwater_core::algorithm::recommended), the same default as the
+/// library, the tower layers and the drill.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// The algorithm, by its one name (tailwater-core's
+    /// [`AlgorithmName`]: `recommended`, `static`, `aimd`, `vegas`,
+    /// `vegas-windowed`, `gradient2`, `gradient2-raw`, `gradient2-corrected`,
+    /// `gradient2-corrected-fast`, `envoy`, `envoy-corrected`).
+    #[serde(deserialize_with = "de_name")]
+    pub algorithm: AlgorithmName,
+    /// The fixed limit (`static` only).
+    pub limit: Option<usize>,
+    /// Starting limit.
+    pub initial_limit: Option<usize>,
+    /// Floor.
+    pub min_limit: Option<usize>,
+    /// Ceiling.
+    pub max_limit: Option<usize>,
+    /// Multiplicative decrease on a drop (`aimd`, `gradient2*`).
+    pub backoff_ratio: Option<f64>,
+    /// An RTT above this counts as a drop (`aimd`, `gradient2*`).
+    #[serde(default, deserialize_with = "duration::de_opt")]
+    pub timeout: Option<Duration>,
+    /// Smoothing factor (`vegas*`, `gradient2*`).
+    pub smoothing: Option<f64>,
+    /// How often Envoy's controller re-measures its minRTT (`envoy*`; default 60 s).
+    #[serde(default, deserialize_with = "duration::de_opt")]
+    pub min_rtt_interval: Option<Duration>,
+}
+
+impl LimitConfig {
+    /// The parameters as tailwater-core's builder takes them.
+    pub fn params(&self) -> AlgorithmParams {
+        AlgorithmParams {
+            limit: self.limit,
+            initial_limit: self.initial_limit,
+            min_limit: self.min_limit,
+            max_limit: self.max_limit,
+            backoff_ratio: self.backoff_ratio,
+            timeout: self.timeout,
+            smoothing: self.smoothing,
+            min_rtt_interval: self.min_rtt_interval,
+            seed: None,
+        }
+    }
+}
+
+/// Deserialises a name through its one [`FromStr`](std::str::FromStr) in tailwater-core, so
+/// that an unknown name is reported with the valid ones at its line.
+pub(super) fn de_name<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = UnknownName>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// The bounded wait queue of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Ordering discipline, by its one name (tailwater-core's [`QueueName`]: `none`, `fifo`,
+    /// `lifo`, `adaptive-lifo`, `codel`).
+    #[serde(deserialize_with = "de_name")]
+    pub discipline: QueueName,
+    /// Most waiters.
+    pub capacity: usize,
+    /// Longest wait.
+    #[serde(deserialize_with = "duration::de")]
+    pub max_wait: Duration,
+    /// CoDel target (M).
+    #[serde(deserialize_with = "duration::de")]
+    pub target: Duration,
+    /// CoDel interval (N).
+    #[serde(deserialize_with = "duration::de")]
+    pub interval: Duration,
+    /// Adaptive LIFO: standing-queue threshold.
+    #[serde(deserialize_with = "duration::de")]
+    pub standing_after: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            discipline: QueueName::Codel,
+            capacity: 128,
+            max_wait: Duration::from_millis(100),
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(100),
+            standing_after: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing: the capacity
+/// each tier keeps when more important tiers contend for the rest. Without contention a
+/// tier may use the whole limit.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierSettings {
+    /// `critical_plus` threshold.
+    pub critical_plus: f64,
+    /// `critical` threshold.
+    pub critical: f64,
+    /// `sheddable_plus` threshold.
+    pub sheddable_plus: f64,
+    /// `sheddable` threshold.
+    pub sheddable: f64,
+    /// How fast the capacity held free for more important tiers after they were refused is
+    /// given back (one slot per window; see tailwater-core's `TierThresholds`).
+    #[serde(deserialize_with = "duration::de")]
+    pub contention_window: Duration,
+}
+
+impl Default for TierSettings {
+    /// tailwater-core's defaults: 100/80/50/20 %, reserved only under contention.
+    fn default() -> Self {
+        let core = tailwater_core::TierThresholds::default();
+        Self {
+            critical_plus: 1.0,
+            critical: 0.8,
+            sheddable_plus: 0.5,
+            sheddable: 0.2,
+            contention_window: core.contention_window(),
+        }
+    }
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    /// One bucket for the whole route.
+    Global,
+    /// One bucket per client IP address.
+    ClientIp,
+    /// One bucket per value of this request header (requests without it share one).
+    Header(http::HeaderName),
+}
+
+impl<'de> Deserialize<'de> for RateKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "global" => Ok(RateKey::Global),
+            "client_ip" => Ok(RateKey::ClientIp),
+            other => match other.strip_prefix("header:") {
+                Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(RateKey::Header)
+                    .map_err(|_| serde::de::Error::custom(format!("invalid header name `{name}`"))),
+                None => Err(serde::de::Error::custom(format!(
+                    "unknown key `{other}` (expected global, client_ip or header:<name>)"
+                ))),
+            },
+        }
+    }
+}
+
+/// A local GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Name in the `RateLimit-Policy` header and in metrics.
+    #[serde(default = "default_rate_name")]
+    pub name: String,
+    /// Requests per period.
+    pub rate: u32,
+    /// The period.
+    #[serde(default = "one_second", deserialize_with = "duration::de")]
+    pub period: Duration,
+    /// Requests allowed at once (default: `rate`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// What the limit counts by.
+    #[serde(default = "global_key")]
+    pub key: RateKey,
+}
+
+fn default_rate_name() -> String {
+    "default".to_owned()
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+fn global_key() -> RateKey {
+    RateKey::Global
+}
