@@ -1,11 +1,14 @@
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::word::MAX_LIMIT;
 use super::*;
-use crate::algorithm::{Aimd, Fixed};
+use crate::algorithm::{Aimd, Fixed, Outcome, Sample};
 use crate::clock::ManualClock;
+use crate::criticality::Criticality;
 
 const MS: Duration = Duration::from_millis(1);
 
