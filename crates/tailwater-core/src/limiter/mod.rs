@@ -152,13 +152,13 @@ pub(crate) struct Shared<C> {
 impl<C: Clock> Limiter<C> {
     /// Tries to admit a `Critical` request without waiting. The permit borrows the limiter;
     /// use [`try_acquire_owned`](Self::try_acquire_owned) for one that must outlive it.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejection> {
         self.try_acquire_with(Request::default())
     }
 
     /// Tries to admit `request` without waiting.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire_with(&self, request: Request) -> Result<Permit<'_, C>, Rejection> {
         let s = &*self.shared;
         match s.try_admit(request) {
@@ -169,11 +169,13 @@ impl<C: Clock> Limiter<C> {
 
     /// Tries to admit a `Critical` request without waiting; the permit holds a handle on the
     /// limiter, so it can be moved into a response body, a task or a thread.
+    #[inline(always)]
     pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, Rejection> {
         self.try_acquire_owned_with(Request::default())
     }
 
     /// Tries to admit `request` without waiting, with an [`OwnedPermit`].
+    #[inline(always)]
     pub fn try_acquire_owned_with(&self, request: Request) -> Result<OwnedPermit<C>, Rejection> {
         let s = &self.shared;
         match s.try_admit(request) {
