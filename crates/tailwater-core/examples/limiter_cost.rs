@@ -9,13 +9,15 @@
 //!
 //! The difference of the two totals divided by 1 000 000 is the cost of one iteration
 //! (admission + success report) after warm-up; `tokio` runs `tokio::sync::Semaphore`
-//! `try_acquire` + drop, the anchor of the `limiter` bench.
+//! `try_acquire` + drop, the anchor of the `limiter` bench; `clock_default` / `clock_os` read
+//! the default clock (TSC where the kernel validated it) or `Instant` `n` times.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Aimd;
-use tailwater_core::clock::ManualClock;
+use tailwater_core::clock::{Clock, ManualClock, MonotonicClock};
 
 fn aimd() -> Aimd {
     Aimd::builder()
@@ -26,7 +28,7 @@ fn aimd() -> Aimd {
         .expect("valid")
 }
 
-fn run<C: tailwater_core::clock::Clock>(limiter: &Limiter<C>, n: u64) {
+fn run<C: Clock>(limiter: &Limiter<C>, n: u64) {
     // As the bench: a busy service's RTT sampler has set its rate.
     for _ in 0..100_000 {
         limiter.try_acquire().expect("below the limit").success();
@@ -61,6 +63,21 @@ fn main() {
                 drop(black_box(semaphore.try_acquire().expect("below the limit")));
             }
         }
-        other => panic!("unknown case {other}: default, aimd, aimd_manual, tokio"),
+        "clock_default" | "clock_os" => {
+            let clock = if which == "clock_os" {
+                MonotonicClock::os()
+            } else {
+                MonotonicClock::new()
+            };
+            eprintln!("source: {}", clock.source());
+            let mut sum = Duration::ZERO;
+            for _ in 0..n {
+                sum += black_box(&clock).now();
+            }
+            black_box(sum);
+        }
+        other => panic!(
+            "unknown case {other}: default, aimd, aimd_manual, tokio, clock_default, clock_os"
+        ),
     }
 }

@@ -202,8 +202,20 @@ impl<'a, C: Clock> Permit<'a, C> {
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
+    /// Small enough to inline, so that after a report the compiler sees the permit is
+    /// released and drops only its handle.
     #[inline]
     fn drop(&mut self) {
+        if !self.released {
+            self.release_unreported();
+        }
+    }
+}
+
+impl<C: Clock> Permit<'_, C> {
+    /// A permit dropped without a report counts as ignored.
+    #[inline(never)]
+    fn release_unreported(&mut self) {
         self.finish(Outcome::Ignored, None);
     }
 }
