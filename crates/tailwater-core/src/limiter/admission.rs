@@ -28,7 +28,7 @@ impl<C: Clock> Shared<C> {
     /// Inlining matters beyond the call: a permit returned through memory is written field
     /// by field and read back with wider loads, which a CPU cannot forward from the narrower
     /// stores; on the AMD EPYC where this was measured, that path cost 2.3× tokio's
-    /// semaphore in time for 1.45× its instructions (see the README).
+    /// semaphore in time for 1.5× its instructions (see the README).
     #[inline(always)]
     pub(super) fn try_admit(&self, request: Request) -> Result<Terms, RejectReason> {
         if !request.bypass && self.partitions.is_none() {
