@@ -112,8 +112,20 @@ impl<'a, C: Clock> Permit<'a, C> {
 
     /// The request completed normally. A sampled permit feeds the algorithm its RTT, the
     /// time since it was granted; an unsampled one is counted.
-    #[inline]
+    #[inline(always)]
     pub fn success(mut self) {
+        if self.start == NOT_SAMPLED {
+            // Inlined into the caller: a counter and one decrement.
+            self.finish(Outcome::Success, None);
+        } else {
+            self.success_sampled();
+        }
+    }
+
+    /// [`success`](Self::success) of a permit that measures its RTT: a clock read and a turn
+    /// at the algorithm, out of line.
+    #[inline(never)]
+    fn success_sampled(&mut self) {
         let sample = self.start().map(|start| {
             let now = self.shared.clock.now();
             (now, Some(now.saturating_sub(start)))
@@ -171,7 +183,7 @@ impl<'a, C: Clock> Permit<'a, C> {
     }
 
     /// `sample`: the time of the report and the RTT (`None`: not measured) to feed, if any.
-    #[inline]
+    #[inline(always)]
     fn finish(&mut self, outcome: Outcome, sample: Option<(Duration, Option<Duration>)>) {
         if std::mem::replace(&mut self.released, true) {
             return;
@@ -190,8 +202,20 @@ impl<'a, C: Clock> Permit<'a, C> {
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
+    /// Small enough to inline, so that after a report the compiler sees the permit is
+    /// released and drops only its handle.
     #[inline]
     fn drop(&mut self) {
+        if !self.released {
+            self.release_unreported();
+        }
+    }
+}
+
+impl<C: Clock> Permit<'_, C> {
+    /// A permit dropped without a report counts as ignored.
+    #[inline(never)]
+    fn release_unreported(&mut self) {
         self.finish(Outcome::Ignored, None);
     }
 }

@@ -1,11 +1,14 @@
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::word::MAX_LIMIT;
 use super::*;
-use crate::algorithm::{Aimd, Fixed};
+use crate::algorithm::{Aimd, Fixed, Outcome, Sample};
 use crate::clock::ManualClock;
+use crate::criticality::Criticality;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -1142,4 +1145,58 @@ fn stress_default_limiter_counts_every_tier_and_outcome_exactly() {
         c.admitted_total() + c.rejected_total(),
         (THREADS * ROUNDS) as u64
     );
+}
+
+/// The inlined admission (no partitions) and the out-of-line one (any limiter with
+/// partitions) decide alike below the limit: the same in-flight counts, RTT sampling by
+/// admission sequence, tier counts and peak.
+#[test]
+fn the_inlined_and_the_out_of_line_admission_agree() {
+    let clock = ManualClock::new();
+    let build = |partitioned: bool| {
+        let mut b = Limiter::builder()
+            .algorithm(Aggregating::default())
+            .tiers(TierThresholds::default())
+            .clock(clock.clone());
+        if partitioned {
+            b = b.partition("other", 0.01);
+        }
+        b.build().unwrap()
+    };
+    let (fast, slow) = (build(false), build(true));
+    let tiers = [
+        Criticality::Critical,
+        Criticality::Sheddable,
+        Criticality::CriticalPlus,
+        Criticality::SheddablePlus,
+    ];
+    let mut sampled = 0;
+    // 12 000/s for 300 ms: the sampler moves to 1 in 4 on the way.
+    for ms in 0..300 {
+        let mut held = Vec::new();
+        for i in 0..12 {
+            let request = Request::new().tier(tiers[(ms + i) % 4]);
+            let (f, s) = (
+                fast.try_acquire_with(request).unwrap(),
+                slow.try_acquire_with(request).unwrap(),
+            );
+            assert_eq!(f.in_flight_at_acquire(), i + 1);
+            assert_eq!(f.in_flight_at_acquire(), s.in_flight_at_acquire());
+            assert_eq!(f.is_sampled(), s.is_sampled(), "ms {ms}, permit {i}");
+            assert_eq!(f.tier(), s.tier());
+            sampled += usize::from(f.is_sampled());
+            held.push((f, s));
+        }
+        clock.advance(MS);
+        for (f, s) in held {
+            f.success();
+            s.success();
+        }
+    }
+    assert!(sampled < 300 * 12 / 2, "sampling set in: {sampled}");
+    let (f, s) = (fast.stats(), slow.stats());
+    assert_eq!(f.counters, s.counters);
+    assert_eq!(f.peak_in_flight, 12);
+    assert_eq!(s.peak_in_flight, 12);
+    assert_eq!(f.counters.admitted_by_tier, [900; 4]);
 }
