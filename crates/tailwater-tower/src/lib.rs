@@ -118,6 +118,8 @@ pub mod edge;
 pub mod observe;
 pub mod outbound;
 pub mod rate_limit;
+mod rejection;
+mod wire;
 
 pub use classify::{Classify, DefaultClassifier};
 pub use concurrency::{Concurrency, ConcurrencyLayer};

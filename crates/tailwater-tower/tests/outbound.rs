@@ -361,6 +361,100 @@ async fn the_deadline_header_stops_a_retry_that_would_outlast_it() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "2 s pushback > 1.5 s left");
 }
 
+/// The deadline is read only after a failure (from the kept request), but counted from the
+/// call's start: time spent in the first attempt is not given back.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_the_first_attempt_though_read_after_it() {
+    let name = http::HeaderName::from_static("x-deadline-ms");
+    // 3 s of budget, 2 s of pushback: the retry fits after a 0.5 s attempt, not after 1.5 s.
+    for (first_takes, retried) in [(500, true), (1500, false)] {
+        let calls = Calls::default();
+        let answers = vec![
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(("retry-after", "2")),
+                Duration::from_millis(first_takes),
+            ),
+            (StatusCode::OK, None, Duration::ZERO),
+        ];
+        let mut svc = retry_layer(BudgetConfig::default())
+            .deadline_header(name.clone())
+            .layer(backend(calls.clone(), answers));
+        let mut req = get();
+        req.headers_mut().insert(&name, "3000".parse().unwrap());
+        let r = svc.ready().await.unwrap().call(req).await.unwrap();
+        let want = if retried {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        assert_eq!(r.status(), want, "first attempt {first_takes} ms");
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + u32::from(retried));
+    }
+    // The same with gRPC's own field (3S = 3 s).
+    let calls = Calls::default();
+    let answers = vec![(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("retry-after", "2")),
+        Duration::from_millis(1500),
+    )];
+    let mut svc = retry_layer(BudgetConfig::default()).layer(backend(calls.clone(), answers));
+    let mut req = get();
+    req.headers_mut()
+        .insert("grpc-timeout", "3S".parse().unwrap());
+    let r = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "2 s pushback > 1.5 s left");
+}
+
+/// Pushback is read only on a retryable failure: a success carrying `Retry-After` is final
+/// and answered at once; a trailers-only gRPC failure (HTTP 200, `grpc-status: 14`) is
+/// retried after its `grpc-retry-pushback-ms`.
+#[tokio::test(start_paused = true)]
+async fn pushback_on_a_success_is_ignored_and_on_a_failure_honoured() {
+    let calls = Calls::default();
+    let answers = vec![(StatusCode::OK, Some(("retry-after", "5")), Duration::ZERO)];
+    let mut svc = retry_layer(BudgetConfig::default()).layer(backend(calls.clone(), answers));
+    let start = tokio::time::Instant::now();
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["retry-after"],
+        "5",
+        "the answer is passed on untouched"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    let seen = Arc::new(AtomicU32::new(0));
+    let n = seen.clone();
+    let grpc = service_fn(move |_req: Request<String>| {
+        let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let mut res = Response::new(String::new());
+            let h = res.headers_mut();
+            h.insert("content-type", "application/grpc".parse().unwrap());
+            if first {
+                h.insert("grpc-status", "14".parse().unwrap());
+                h.insert("grpc-retry-pushback-ms", "700".parse().unwrap());
+            } else {
+                h.insert("grpc-status", "0".parse().unwrap());
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut svc = retry_layer(BudgetConfig::default()).layer(grpc);
+    let start = tokio::time::Instant::now();
+    let r = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(r.headers()["grpc-status"], "0");
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    assert!(
+        start.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// A body that ends with `grpc-status: 14` in its trailers (a streamed gRPC failure).
 struct Trailers(Option<http::HeaderMap>);
 

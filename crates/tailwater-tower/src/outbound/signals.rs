@@ -76,7 +76,21 @@ pub fn is_idempotent(method: &Method) -> bool {
 ///            (true, Pushback::After(std::time::Duration::from_secs(2))));
 /// assert_eq!(read_response(StatusCode::TOO_MANY_REQUESTS, &h).1, Pushback::DontRetry);
 /// ```
+#[inline]
 pub fn read_response(status: StatusCode, headers: &HeaderMap) -> (bool, Pushback) {
+    // Decided in the caller without a call: a success whose head has no header at all (no
+    // `grpc-status`, so not a trailers-only gRPC failure) is final, and nothing is read.
+    if headers.is_empty() && !matches!(status.as_u16(), 429 | 502..=504) {
+        return (false, Pushback::None);
+    }
+    read_head(status, headers)
+}
+
+/// [`read_response`] past its shortcut. Pushback (`x-envoy-ratelimited`,
+/// `grpc-retry-pushback-ms`, `Retry-After`) is read only after a retryable failure; a
+/// success's pushback headers are never looked at.
+#[inline(never)]
+fn read_head(status: StatusCode, headers: &HeaderMap) -> (bool, Pushback) {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return (false, Pushback::DontRetry);
     }
