@@ -1,7 +1,8 @@
 //! The `default-limit` suite for one or more policies, without the CLI (a quicker build while
 //! tuning an algorithm): prints every check that fails (every check but the do-no-harm cells
 //! with `ALL=1`) and the count; with `CELL=NAME` the time series of the checks whose name
-//! contains NAME instead.
+//! contains NAME instead; `SEED=N` runs every scenario on seed N; `MARKDOWN=1` prints the
+//! summary and every do-no-harm cell as the README's tables.
 //!
 //! `cargo run --release -p tailwater-sim --example default_limit -- headroom [GROUP...]`
 use tailwater_sim::engine::{self, RunOptions};
@@ -21,7 +22,11 @@ fn main() {
         .iter()
         .map(|p| PolicySpec::parse(p).expect("a policy"))
         .collect();
-    let checks = suite::suite("default-limit").expect("the suite");
+    let mut checks = suite::suite("default-limit").expect("the suite");
+    // SEED=N: every scenario on seed N (as `tailwater sim --suite default-limit --seed N`).
+    if let Some(seed) = std::env::var("SEED").ok().and_then(|s| s.parse().ok()) {
+        suite::reseed(&mut checks, seed);
+    }
     if let Ok(cell) = std::env::var("CELL") {
         // One check's time series (every STEP-th point), then stop.
         let step: usize = std::env::var("STEP")
@@ -89,6 +94,10 @@ fn main() {
     for it in &mut iters {
         results.extend(it);
     }
+    if std::env::var_os("MARKDOWN").is_some() {
+        print_markdown(&policies, &results);
+        return;
+    }
     for (i, p) in policies.iter().enumerate() {
         println!("== {p}");
         let mut failed = 0;
@@ -123,4 +132,79 @@ fn main() {
         println!("  {failed} of {} checks fail", results.len());
     }
     eprintln!("{:?}", start.elapsed());
+}
+
+/// The summary (one row per check, the do-no-harm matrix in two rows) and every do-no-harm
+/// cell, as Markdown tables (misses in bold).
+fn print_markdown(policies: &[String], results: &[suite::CheckResult]) {
+    let header = |first: &str| {
+        let names: Vec<String> = policies.iter().map(|p| format!("`{p}`")).collect();
+        println!("| {first} | {} |", names.join(" | "));
+        println!("|---|{}", "---|".repeat(policies.len()));
+    };
+    let mark = |o: &suite::Outcome| {
+        if o.pass {
+            format!("ok {}", o.figure)
+        } else {
+            format!("**FAIL** {}", o.figure)
+        }
+    };
+    header("check (goal)");
+    for (load, max) in [
+        ("0.5x", suite::NO_HARM_SHED_HALF),
+        ("0.9x", suite::NO_HARM_SHED_NINE),
+    ] {
+        let cells: Vec<&suite::CheckResult> = results
+            .iter()
+            .filter(|r| r.group == "no-harm" && r.name.ends_with(load))
+            .collect();
+        let row: Vec<String> = (0..policies.len())
+            .map(|i| {
+                let worst = cells.iter().map(|c| c.outcomes[i].shed).fold(0.0, f64::max);
+                let ok = cells.iter().filter(|c| c.outcomes[i].pass).count();
+                let verdict = if ok == cells.len() { "ok" } else { "**FAIL**" };
+                format!("{verdict} {:.2}% {ok}/{}", worst * 100.0, cells.len())
+            })
+            .collect();
+        println!(
+            "| no-harm {load}: worst shed, cells ok (<= {}%) | {} |",
+            max * 100.0,
+            row.join(" | ")
+        );
+    }
+    for r in results.iter().filter(|r| r.group != "no-harm") {
+        let row: Vec<String> = r.outcomes.iter().map(mark).collect();
+        println!("| {} | {} |", r.name, row.join(" | "));
+    }
+    let every: Vec<String> = (0..policies.len())
+        .map(|i| {
+            let failed = results.iter().filter(|r| !r.outcomes[i].pass).count();
+            if failed == 0 {
+                "MET".to_string()
+            } else {
+                format!("{failed} of {} checks fail", results.len())
+            }
+        })
+        .collect();
+    println!("| every goal | {} |", every.join(" | "));
+    println!();
+    header("cell (service, workers, mean, load)");
+    for r in results.iter().filter(|r| r.group == "no-harm") {
+        let row: Vec<String> = r
+            .outcomes
+            .iter()
+            .map(|o| {
+                if o.pass {
+                    o.figure.clone()
+                } else {
+                    format!("**{}**", o.figure)
+                }
+            })
+            .collect();
+        println!(
+            "| {} | {} |",
+            r.name.trim_start_matches("no-harm "),
+            row.join(" | ")
+        );
+    }
 }

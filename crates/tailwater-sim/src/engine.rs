@@ -106,6 +106,8 @@ struct Slot {
     arrival: u64,
     deadline: u64,
     abandoned: bool,
+    /// Whether the request's first attempt arrived while the load was at or above capacity.
+    overloaded: bool,
     stage: Stage,
     work: f64,
     service: f64,
@@ -305,6 +307,9 @@ struct Sim<'a> {
 struct Metrics {
     offered: [u64; 4],
     success: [u64; 4],
+    /// Per tier, requests that arrived overloaded and those of them that succeeded.
+    ov_offered: [u64; 4],
+    ov_tier_success: [u64; 4],
     attempts: u64,
     retries: u64,
     admitted: u64,
@@ -429,6 +434,8 @@ impl<'a> Sim<'a> {
             m: Metrics {
                 offered: [0; 4],
                 success: [0; 4],
+                ov_offered: [0; 4],
+                ov_tier_success: [0; 4],
                 attempts: 0,
                 retries: 0,
                 admitted: 0,
@@ -526,6 +533,13 @@ impl<'a> Sim<'a> {
         self.finish(policy)
     }
 
+    /// Whether the offered load at `t` (ns) is at or above the capacity (with the server's
+    /// current speed and workers), as the overload accounting of [`Self::on_tick`] judges it.
+    fn overloaded_at(&self, t: u64) -> bool {
+        let capacity = self.workers as f64 / self.sc.server.service.mean.as_secs_f64() * self.speed;
+        self.rate.mean_rate(t as f64 / 1e9) >= capacity
+    }
+
     // ---- slots ----
 
     fn alloc(&mut self, req: u32, tier: u8, attempt: u8, start: u64) -> Handle {
@@ -543,6 +557,7 @@ impl<'a> Sim<'a> {
             arrival: self.now,
             deadline,
             abandoned: false,
+            overloaded: self.overloaded_at(start),
             stage: Stage::Queued,
             work: 0.0,
             service: 0.0,
@@ -587,6 +602,9 @@ impl<'a> Sim<'a> {
         let req = self.next_req;
         self.next_req = self.next_req.wrapping_add(1);
         self.m.offered[tier as usize] += 1;
+        if self.overloaded_at(self.now) {
+            self.m.ov_offered[tier as usize] += 1;
+        }
         if self.sc.client.retry == RetryMode::Budgeted {
             self.retry_tokens = (self.retry_tokens + self.sc.client.budget).min(10.0);
         }
@@ -892,12 +910,21 @@ impl<'a> Sim<'a> {
         let now = self.now;
         let Some(s) = self.slot(h) else { return };
         let permit = s.permit.take();
-        let (arrival, deadline, abandoned, service, tier) =
-            (s.arrival, s.deadline, s.abandoned, s.service, s.tier);
+        let (arrival, deadline, abandoned, service, tier, overloaded) = (
+            s.arrival,
+            s.deadline,
+            s.abandoned,
+            s.service,
+            s.tier,
+            s.overloaded,
+        );
         self.m.busy_work += service;
         if !abandoned && now <= deadline {
             let lat = now - arrival;
             self.m.success[tier as usize] += 1;
+            if overloaded {
+                self.m.ov_tier_success[tier as usize] += 1;
+            }
             if let Some((t, _)) = &self.throttle {
                 t.accepted(Criticality::ALL[tier as usize]);
             }
@@ -1111,6 +1138,9 @@ impl<'a> Sim<'a> {
                 offered: m.offered[i],
                 successes: m.success[i],
                 goodput: m.success[i] as f64 / m.offered[i] as f64,
+                overload_offered: m.ov_offered[i],
+                overload_goodput: (m.ov_offered[i] > 0)
+                    .then(|| m.ov_tier_success[i] as f64 / m.ov_offered[i] as f64),
             })
             .collect();
         let shed = RejectReason::ALL

@@ -34,6 +34,12 @@ pub struct TierResult {
     pub successes: u64,
     /// successes / offered.
     pub goodput: f64,
+    /// Requests that arrived while the offered load was at or above capacity.
+    pub overload_offered: u64,
+    /// The share of those that succeeded (none without overload): the tiers' order under
+    /// contention, which the whole run's `goodput` blurs with the unloaded phases (at 0.5×
+    /// every tier is served, and that share differs between tiers by chance).
+    pub overload_goodput: Option<f64>,
 }
 
 /// One point of the time series (one sample interval).

@@ -40,3 +40,55 @@ fn tiers_keep_their_order_under_the_default() {
         assert!(r.outcomes[0].pass, "{}: {}", r.name, r.outcomes[0].figure);
     }
 }
+
+#[test]
+fn headroom_does_not_shed_a_large_pools_first_round_trip() {
+    // 500 workers × 300 ms lognormal CV 0.25 at 0.5× load: 250 requests arrive in the first
+    // round trip, before anything completes. At an initial limit of 20 the cell shed 0.58 %
+    // (goal 0.5 %), 230 requests in that first round trip alone; with the first-round limit
+    // (100 until the first sample) it sheds about half that.
+    let service = ServiceConfig {
+        dist: "lognormal".into(),
+        mean: Duration::from_secs(1),
+        cv: Some(0.25),
+        slow_fraction: None,
+        slow_factor: None,
+    };
+    let s = suite::no_harm_cell("logn0.25", &service, 500, Duration::from_millis(300), 0.5);
+    let policy = PolicySpec::parse("headroom").unwrap();
+    let r = engine::run(&s, &policy, RunOptions::default()).unwrap();
+    let shed = r.shed_total as f64 / r.attempts as f64;
+    assert!(
+        shed <= suite::NO_HARM_SHED_HALF,
+        "shed {:.2} %",
+        shed * 100.0
+    );
+}
+
+#[test]
+fn tier_order_is_judged_under_overload() {
+    // A static limit with tiers at 10× serves the sheddable tiers only in the first
+    // milliseconds of the overload. Over the whole run the 1 s at 0.5× (every tier served)
+    // decided the order by chance, and `static` failed it; under overload the tiers are in
+    // order and the shares are reported per tier.
+    let check = suite::suite("default-limit")
+        .unwrap()
+        .into_iter()
+        .find(|c| c.scenario.name == "tiered-10x")
+        .unwrap();
+    let policy = PolicySpec::parse("static").unwrap();
+    let results = suite::run(std::slice::from_ref(&check), &[policy], &[]).unwrap();
+    let o = &results[0].outcomes[0];
+    assert!(o.pass, "{}", o.figure);
+    let tiers = &o.result.tiers;
+    assert_eq!(tiers.len(), 4);
+    for t in tiers {
+        let under = t.overload_goodput.expect("tiered-10x overloads");
+        assert!(t.overload_offered > 0 && t.overload_offered < t.offered);
+        // The unloaded second served every tier, so the whole run's share is higher.
+        assert!(t.goodput >= under, "{}: {} < {under}", t.tier, t.goodput);
+    }
+    let critical_plus = tiers[0].overload_goodput.unwrap();
+    let sheddable = tiers[3].overload_goodput.unwrap();
+    assert!(critical_plus > 0.5 && sheddable < 0.01, "{}", o.figure);
+}
