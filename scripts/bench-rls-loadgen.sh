@@ -21,40 +21,18 @@ DURATION=${DURATION:-10s}
 PORT=${PORT:-18281}
 HTTP_PORT=${HTTP_PORT:-18280}
 OUT=${OUT:-$(mktemp -d /tmp/bench-rls-loadgen.XXXXXX)}
-TARGET=${CARGO_TARGET_DIR:-target}
-
-command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
 # PROFILE=debug SKIP_BUILD=1: an already built dev binary (opt-level 1; not a fair figure).
-PROFILE=${PROFILE:-release}
-[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -p tailwater >&2
-TW="$TARGET/$PROFILE/tailwater"
-
-mkdir -p "$OUT/config"
-cat >"$OUT/config/bench.yaml" <<'YAML'
-domain: bench
-descriptors:
-  - key: user
-    rate_limit:
-      unit: second
-      requests_per_unit: 1000000000
-YAML
+source scripts/rls-bench-common.sh
+rls_require h2load python3
 # The same request, framed for h2load (tailwater load builds it from --rls-*).
-python3 - "$OUT/request.bin" <<'PY'
-import struct, sys
-def field(num, payload):
-    return bytes([num << 3 | 2, len(payload)]) + payload
-msg = field(1, b"bench") + field(2, field(1, field(1, b"user") + field(2, b"alice")))
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-PY
+rls_fixture
 
 "$TW" rls --config "$OUT/config" --grpc "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
     >"$OUT/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
-    sleep 0.1
-done
+rls_wait_port "$PORT"
+echo "cpu: $(rls_cpu_name)"
 
 URL="http://127.0.0.1:$PORT"
 secs=${DURATION%s}
@@ -70,9 +48,9 @@ echo "run  tool            calls/s    cpu_us_per_call  notes"
 for r in $(seq "$RUNS"); do
     cpu=$(timed "$OUT/h2load$r.txt" h2load -D "$secs" -c 4 -m 16 -d "$OUT/request.bin" \
         -H 'content-type: application/grpc' -H 'te: trailers' \
-        "$URL/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
-    ok=$(awk '/^requests:/ {print $8}' "$OUT/h2load$r.txt")
-    rps=$(awk '/^finished in/ {print $4}' "$OUT/h2load$r.txt")
+        "$URL$RLS_PATH")
+    ok=$(rls_ok "$OUT/h2load$r.txt")
+    rps=$(rls_rate "$OUT/h2load$r.txt")
     echo "$r  h2load          $rps  $(python3 -c "print(f'{$cpu / max($ok, 1) * 1e6:.2f}')")  ok=$ok"
     cpu=$(timed "$OUT/load$r.txt" "$TW" load "$URL" --rls-domain bench --rls-descriptor user=alice \
         -c 4 --max-in-flight 64 -R "$RATE" -d "$DURATION" -q --json "$OUT/load$r.json")

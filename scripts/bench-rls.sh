@@ -8,13 +8,16 @@
 #   LIMITADOR=/path/to/limitador-server scripts/bench-rls.sh   # the same against limitador
 #   REDIS=1 scripts/bench-rls.sh         # the Redis atomic store (starts its own redis-server)
 #   REDIS=1 REDIS_MODE=leased scripts/bench-rls.sh   # the Redis leased store
+#   CALLGRIND=1 N=10000 scripts/bench-rls.sh  # instructions per decision (valgrind)
+#   RLS_ARGS="--grpc-threads 0" scripts/bench-rls.sh  # extra server flags (here: the old runtime)
 #
 # With REDIS=1 the script also measures, side by side in the same run, the Redis round trip
 # the atomic store pays per call: the exact EVALSHA the service sends (captured with
 # MONITOR) replayed by redis-benchmark at the same concurrency (64 connections) and with one
 # connection, and a PING. The issue's goal is RLS time per call <= 1.2x that round trip.
 #
-# CPU per decision = (utime + stime of the server process, from /proc/PID/stat) / calls.
+# CPU per decision = (utime + stime of the server process, from /proc/PID/stat) / calls,
+# also split into user and system time.
 # h2load shares the two cores with the server, as in the issue's limitador figure.
 set -euo pipefail
 
@@ -24,33 +27,9 @@ RUNS=${RUNS:-3}
 PORT=${PORT:-18181}
 HTTP_PORT=${HTTP_PORT:-18180}
 OUT=${OUT:-$(mktemp -d /tmp/bench-rls.XXXXXX)}
-TARGET=${CARGO_TARGET_DIR:-target}
-
-command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
-[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -p tailwater >&2
-TW="$TARGET/release/tailwater"
-
-mkdir -p "$OUT/config"
-cat >"$OUT/config/bench.yaml" <<'YAML'
-domain: bench
-descriptors:
-  - key: user
-    rate_limit:
-      unit: second
-      requests_per_unit: 1000000000
-YAML
-
-# RateLimitRequest{domain: "bench", descriptors: [{entries: [{key: "user", value: "alice"}]}]}
-# in protobuf, behind the 5-byte gRPC frame header (uncompressed, big-endian length).
-python3 - "$OUT/request.bin" <<'PY'
-import struct, sys
-def field(num, payload):
-    return bytes([num << 3 | 2, len(payload)]) + payload
-entry = field(1, b"user") + field(2, b"alice")
-descriptor = field(1, entry)
-msg = field(1, b"bench") + field(2, descriptor)
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-PY
+source scripts/rls-bench-common.sh
+rls_require h2load python3
+rls_fixture
 
 if [[ -n ${LIMITADOR:-} ]]; then
     cat >"$OUT/limits.yaml" <<'YAML'
@@ -68,65 +47,60 @@ else
         redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
             >"$OUT/redis.log" 2>&1 &
         REDIS_PID=$!
-        for _ in $(seq 50); do
-            redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-            sleep 0.1
-        done
+        rls_wait_port "$REDIS_PORT"
         # A generous per-call timeout: measure Redis, not the failure policy.
         STORE=(--redis "redis://127.0.0.1:$REDIS_PORT/" --redis-timeout 100ms --failure-policy closed
             --redis-mode "${REDIS_MODE:-atomic}")
     fi
-    "$TW" rls --config "$OUT/config" --grpc "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-        "${STORE[@]}" >"$OUT/server.log" 2>&1 &
+    WRAP=()
+    if [[ ${CALLGRIND:-0} == 1 ]]; then
+        # Instructions, not time: deterministic on a loaded machine. Instrumentation is off
+        # until the warm-up is done (callgrind_control -i on), then dumped after the run.
+        rls_require valgrind callgrind_control
+        WRAP=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.%p")
+    fi
+    "${WRAP[@]}" "$TW" rls --config "$OUT/config" --grpc "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
+        "${STORE[@]}" ${RLS_ARGS:-} >"$OUT/server.log" 2>&1 &
 fi
 PID=$!
 trap 'kill $PID ${REDIS_PID:-} 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
-    sleep 0.1
-done
+rls_wait_port "$PORT"
 
-URL="http://127.0.0.1:$PORT/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
-h2() {
-    h2load -n "$1" -c 4 -m 16 -d "$OUT/request.bin" \
-        -H 'content-type: application/grpc' -H 'te: trailers' "$URL"
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-TCK=$(getconf CLK_TCK)
-
-h2 20000 >"$OUT/warmup.txt"
-echo "run  calls  decisions/s  mean  cpu_us_per_decision"
+URL="http://127.0.0.1:$PORT$RLS_PATH"
+echo "cpu: $(rls_cpu_name); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ ${CALLGRIND:-0} == 1 ]]; then
+    # One run of N calls (say N=10000: about 100x slower than native), counted from
+    # after a 2 000-call warm-up. Instructions per decision = Ir / successful calls.
+    rls_h2 "$URL" 2000 >"$OUT/warmup.txt"
+    callgrind_control -i on "$PID" >/dev/null
+    rls_h2 "$URL" "$N" >"$OUT/run1.txt"
+    callgrind_control -d "$PID" >/dev/null
+    callgrind_control -i off "$PID" >/dev/null
+    ok=$(rls_ok "$OUT/run1.txt")
+    f=$(ls -t "$OUT"/callgrind.* | head -1)
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+    echo "callgrind: $ok calls, $ir instructions, $((ir / ok)) instructions per decision ($f)"
+    echo "functions: callgrind_annotate $f | head -60"
+    exit 0
+fi
+rls_h2 "$URL" 20000 >"$OUT/warmup.txt"
+echo "run  calls  decisions/s  mean  cpu_us_per_decision  (user  system)  load1"
 for r in $(seq "$RUNS"); do
-    before=$(cpu_ticks)
-    h2 "$N" >"$OUT/run$r.txt"
-    after=$(cpu_ticks)
-    ok=$(awk '/^requests:/ {print $8}' "$OUT/run$r.txt")
-    rps=$(awk '/^finished in/ {print $4}' "$OUT/run$r.txt")
+    before=$(rls_ticks $PID)
+    ubefore=$(awk '{print $14}' "/proc/$PID/stat")
+    rls_h2 "$URL" "$N" >"$OUT/run$r.txt"
+    after=$(rls_ticks $PID)
+    uafter=$(awk '{print $14}' "/proc/$PID/stat")
+    ok=$(rls_ok "$OUT/run$r.txt")
+    rps=$(rls_rate "$OUT/run$r.txt")
     mean=$(awk '/^time for request:/ {print $6}' "$OUT/run$r.txt")
-    cpu=$(python3 -c "print(f'{($after - $before) / $TCK / max($ok, 1) * 1e6:.2f}')")
-    echo "$r  $ok  $rps  $mean  $cpu"
+    echo "$r  $ok  $rps  $mean  $(rls_cpu_us "$before" "$after" "$ok")  ($(rls_cpu_us "$ubefore" "$uafter" "$ok")  $(rls_cpu_us "$((before - ubefore))" "$((after - uafter))" "$ok"))  $(rls_load1)"
 done
 grep -h "status codes" "$OUT"/run*.txt | head -1
 
 if [[ ${REDIS:-0} == 1 && ${REDIS_MODE:-atomic} == atomic ]]; then
     # The service's own EVALSHA, captured from MONITOR during one call, replayed as is.
-    redis-cli -p "$REDIS_PORT" MONITOR >"$OUT/monitor.txt" 2>&1 &
-    MON=$!
-    sleep 0.3
-    h2load -n 1 -c 1 -d "$OUT/request.bin" -H 'content-type: application/grpc' \
-        -H 'te: trailers' "$URL" >/dev/null
-    sleep 0.3
-    kill $MON 2>/dev/null || true
-    wait $MON 2>/dev/null || true
-    mapfile -t EVAL < <(python3 - "$OUT/monitor.txt" <<'PY'
-import re, sys
-for line in open(sys.argv[1]):
-    if '"EVALSHA"' in line:
-        for a in re.findall(r'"((?:[^"\\]|\\.)*)"', line.split('] ', 1)[1]):
-            print(a)
-        break
-PY
-)
+    mapfile -t EVAL < <(rls_capture_evalsha "$REDIS_PORT" "$URL")
     echo "redis round trip (redis-benchmark, the service's EVALSHA: ${EVAL[*]:0:4} ...)"
     echo "clients  command  requests/s  avg_ms  p50_ms"
     for c in 64 1; do

@@ -84,8 +84,10 @@ pub struct ScriptOutcome {
 ///   `retry_after`) are the core's by construction; the script's own admit/deny, which is
 ///   what it wrote, is property-tested to agree.
 ///
-/// Quotas must have `burst · T <= 2^52` ns (about 52 days; see
-/// [`MAX_REDIS_TOLERANCE_NANOS`](crate::MAX_REDIS_TOLERANCE_NANOS)).
+/// Quotas must have `burst · T <= 2^55` ns (about 417 days; see
+/// [`MAX_REDIS_TOLERANCE_NANOS`](crate::MAX_REDIS_TOLERANCE_NANOS)): a `year` fits. Above
+/// 2^52 ns the emission interval is rounded up to a multiple of 8 ns
+/// ([`redis_quota`](crate::redis_quota)), and the decision is computed for that quota.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -269,9 +271,13 @@ impl RedisRateStore {
             cause,
             retry_after: self.inner.conn.options.retry_backoff,
         };
+        let quotas = &*call::redis_quotas(quotas)?;
         let qargs = call::quota_args(quotas)?;
         let keys = self.inner.layout.quota_keys(key, quotas);
-        let mut args = vec![want.to_string(), now_nanos.to_string()];
+        let mut args = vec![
+            want.to_string(),
+            call::grain_now(now_nanos, quotas).to_string(),
+        ];
         args.extend(qargs.iter().map(u64::to_string));
         let inner = &*self.inner;
         let r = call::run(
@@ -381,11 +387,16 @@ impl RedisRateStore {
                 ),
             )));
         }
+        let quotas = call::redis_quotas(quotas).map_err(Failure::Config)?;
+        let quotas = &*quotas;
         let qargs = call::quota_args(quotas).map_err(Failure::Config)?;
         let keys = self.inner.layout.quota_keys(key, quotas);
         let mut args = Vec::with_capacity(2 + qargs.len());
         args.push(n.to_string());
-        args.push(now.map(|t| t.to_string()).unwrap_or_default());
+        args.push(
+            now.map(|t| call::grain_now(t, quotas).to_string())
+                .unwrap_or_default(),
+        );
         args.extend(qargs.iter().map(u64::to_string));
         let inner = &*self.inner;
         let reply = call::run(

@@ -70,6 +70,26 @@ impl RedisRateStore {
         keys: &[&str],
         items: &[BatchItem],
     ) -> Result<CheckedBatch, RedisStoreError> {
+        // Long quotas (a `year`) are rounded to the scripts' grain; the decisions are
+        // computed for the rounded quotas, exactly as the script runs them.
+        let rounded;
+        let items = if items
+            .iter()
+            .all(|i| i.quota.tolerance_nanos() <= call::EXACT_REDIS_TOLERANCE_NANOS)
+        {
+            items
+        } else {
+            rounded = items
+                .iter()
+                .map(|i| {
+                    Ok(BatchItem {
+                        quota: call::redis_quota(&i.quota)?,
+                        ..*i
+                    })
+                })
+                .collect::<Result<Vec<BatchItem>, ConfigError>>()?;
+            &rounded[..]
+        };
         let redis_keys = self.batch_keys(tag, keys, items)?;
         let inner = self.inner();
         let sender = if tag.is_none() && inner.group_commit {

@@ -1,5 +1,6 @@
 //! One bounded call to Redis: per-call timeout, back-off after failures, counters.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -12,8 +13,86 @@ use crate::conn::RedisConnection;
 use crate::error::BackendError;
 use crate::stats::{Counters, inc};
 
-/// The largest `burst · T` the Lua scripts compute exactly (2^52 ns, about 52 days).
-pub const MAX_REDIS_TOLERANCE_NANOS: u64 = 1 << 52;
+/// The largest `burst · T` the Lua scripts compute exactly in plain nanoseconds (2^52 ns,
+/// about 52 days): every intermediate value is an integer below 2^53, exact in Lua's
+/// doubles. Quotas up to this bound are sent as they are.
+pub const EXACT_REDIS_TOLERANCE_NANOS: u64 = 1 << 52;
+
+/// The grain of long quotas (ns): a quota whose `burst · T` exceeds
+/// [`EXACT_REDIS_TOLERANCE_NANOS`] has its emission interval `T` rounded **up** to a
+/// multiple of 8 ns ([`redis_quota`]). Redis `TIME` is in microseconds, so `now`, every
+/// stored TAT and every offset are then multiples of 8 ns too: values `8·m` with
+/// `m < 2^53`, still exact in doubles.
+pub const REDIS_LONG_GRAIN_NANOS: u64 = 8;
+
+/// The largest `burst · T` the Redis stores accept (2^55 ns, about 417 days: a `year`
+/// rule fits, with any `u32` rate). Above [`EXACT_REDIS_TOLERANCE_NANOS`] the quota is
+/// rounded to the [`REDIS_LONG_GRAIN_NANOS`] grain by [`redis_quota`].
+pub const MAX_REDIS_TOLERANCE_NANOS: u64 = 1 << 55;
+
+/// The quota the Redis scripts enforce for `q`: `q` itself when its tolerance is at most
+/// [`EXACT_REDIS_TOLERANCE_NANOS`]; else the same rate and burst with the emission interval
+/// `T` rounded up to a multiple of [`REDIS_LONG_GRAIN_NANOS`] (its period grows to
+/// `rate · T'`). The rate is then lower by less than 8 ns / `T` (for a year of at most
+/// `u32::MAX` hits, `T >= 7.3 ms`: under 1.1 parts per million). Both the script and the
+/// Rust recomputation of each decision use this quota, so they still agree exactly.
+///
+/// Errors (field `quotas`): the rounded tolerance exceeds [`MAX_REDIS_TOLERANCE_NANOS`].
+pub fn redis_quota(q: &Quota) -> Result<Quota, ConfigError> {
+    if q.tolerance_nanos() <= EXACT_REDIS_TOLERANCE_NANOS {
+        return Ok(*q);
+    }
+    if q.tolerance_nanos() > MAX_REDIS_TOLERANCE_NANOS {
+        return Err(too_long(q.tolerance_nanos()));
+    }
+    let t = q.emission_nanos().next_multiple_of(REDIS_LONG_GRAIN_NANOS);
+    let rounded = t
+        .checked_mul(u64::from(q.rate()))
+        .ok_or_else(|| too_long(q.tolerance_nanos()))
+        .and_then(|period| Quota::new(q.rate(), Duration::from_nanos(period), q.burst()))?;
+    debug_assert_eq!(rounded.emission_nanos(), t);
+    if rounded.tolerance_nanos() > MAX_REDIS_TOLERANCE_NANOS {
+        return Err(too_long(rounded.tolerance_nanos()));
+    }
+    Ok(rounded)
+}
+
+fn too_long(tolerance: u64) -> ConfigError {
+    ConfigError::new(
+        "quotas",
+        format!(
+            "burst x emission interval is {tolerance} ns; the Redis store computes exactly \
+             only up to 2^55 ns (about 417 days): lower the burst or split the quota"
+        ),
+    )
+}
+
+/// [`redis_quota`] of each quota, borrowed as they are when none is long.
+pub(crate) fn redis_quotas(quotas: &[Quota]) -> Result<Cow<'_, [Quota]>, ConfigError> {
+    if quotas
+        .iter()
+        .all(|q| q.tolerance_nanos() <= EXACT_REDIS_TOLERANCE_NANOS)
+    {
+        return Ok(Cow::Borrowed(quotas));
+    }
+    quotas.iter().map(redis_quota).collect()
+}
+
+/// Whether a (rounded) quota is a long one: every time the script handles for it must be
+/// a multiple of [`REDIS_LONG_GRAIN_NANOS`].
+pub(crate) fn is_long(q: &Quota) -> bool {
+    q.tolerance_nanos() > EXACT_REDIS_TOLERANCE_NANOS
+}
+
+/// A caller-given `now` (tests) for quotas of which some are long: rounded down to the
+/// grain, as Redis `TIME` (microseconds) always is.
+pub(crate) fn grain_now(now: u64, quotas: &[Quota]) -> u64 {
+    if quotas.iter().any(is_long) {
+        now - now % REDIS_LONG_GRAIN_NANOS
+    } else {
+        now
+    }
+}
 
 /// Remembers that Redis failed, so that calls within the back-off skip it.
 ///
@@ -90,17 +169,22 @@ impl Gate {
     }
 }
 
-/// Checks that every quota can be computed exactly by the scripts; appends `T, DVT, burst`.
+/// Checks that every quota can be computed exactly by the scripts (a long one must have
+/// been rounded by [`redis_quota`]); appends `T, DVT, burst`.
 pub(crate) fn quota_args(quotas: &[Quota]) -> Result<Vec<u64>, ConfigError> {
     let mut args = Vec::with_capacity(quotas.len() * 3);
     for q in quotas {
         if q.tolerance_nanos() > MAX_REDIS_TOLERANCE_NANOS {
+            return Err(too_long(q.tolerance_nanos()));
+        }
+        if is_long(q) && q.emission_nanos() % REDIS_LONG_GRAIN_NANOS != 0 {
             return Err(ConfigError::new(
                 "quotas",
                 format!(
-                    "burst x emission interval is {} ns; the Redis store computes exactly only \
-                     up to 2^52 ns (about 52 days): lower the burst or split the quota",
-                    q.tolerance_nanos()
+                    "burst x emission interval is {} ns, above 2^52 ns: the emission interval \
+                     ({} ns) must be a multiple of {REDIS_LONG_GRAIN_NANOS} ns (redis_quota)",
+                    q.tolerance_nanos(),
+                    q.emission_nanos()
                 ),
             ));
         }
@@ -201,6 +285,41 @@ pub(crate) fn nanos(v: Option<&Value>) -> Result<u64, BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+    #[test]
+    fn long_quotas_are_rounded_to_the_grain_and_bounded() {
+        // Short quotas (a 30-day month included) are sent as they are.
+        let month = Quota::per_month(7).expect("valid");
+        assert_eq!(redis_quota(&month).expect("fits"), month);
+        // A year of 7: T = ceil(365 d / 7) = 4 505 142 857 142 858 ns, rounded up to 8 ns.
+        let year = Quota::per_period(7, YEAR).expect("valid");
+        assert_eq!(year.emission_nanos(), 4_505_142_857_142_858);
+        let r = redis_quota(&year).expect("a year fits");
+        assert_eq!(r.emission_nanos(), 4_505_142_857_142_864);
+        assert_eq!((r.rate(), r.burst()), (7, 7));
+        assert_eq!(r.tolerance_nanos(), 7 * 4_505_142_857_142_864);
+        assert!(r.tolerance_nanos() <= MAX_REDIS_TOLERANCE_NANOS);
+        // Rounding is idempotent, and the rounded quota passes the script check.
+        assert_eq!(redis_quota(&r).expect("fits"), r);
+        assert_eq!(
+            quota_args(&[r]).expect("sendable")[0],
+            4_505_142_857_142_864
+        );
+        // The unrounded one does not: the scripts would not be exact.
+        assert_eq!(quota_args(&[year]).expect_err("inexact").field(), "quotas");
+        // The largest u32 rate over a year still fits.
+        let many = Quota::per_period(u32::MAX, YEAR).expect("valid");
+        assert!(redis_quota(&many).is_ok());
+        // Beyond 2^55 ns (about 417 days) the store refuses, naming the field.
+        let long = Quota::per_period(10, Duration::from_secs(420 * 86_400)).expect("valid");
+        assert_eq!(redis_quota(&long).expect_err("too long").field(), "quotas");
+        assert_eq!(quota_args(&[long]).expect_err("too long").field(), "quotas");
+        // A caller-given `now` is rounded down only when a quota is long.
+        assert_eq!(grain_now(1_000_000_007, &[month]), 1_000_000_007);
+        assert_eq!(grain_now(1_000_000_007, &[month, r]), 1_000_000_000);
+    }
 
     /// Spins (no sleep) until the gate clock moved past `t`: outside a runtime the gate
     /// reads the real clock.

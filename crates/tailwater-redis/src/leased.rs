@@ -179,7 +179,8 @@ impl LeasedLimiterBuilder {
     /// or above the smallest burst, zero durations, quotas too long for the scripts.
     pub fn build(self) -> Result<LeasedLimiter, ConfigError> {
         self.conn.options.validate()?;
-        let quotas: Vec<Quota> = self.quotas.quotas().to_vec();
+        // Long quotas (a `year`) rounded to the scripts' grain, here and in every local step.
+        let quotas: Vec<Quota> = call::redis_quotas(self.quotas.quotas())?.into_owned();
         let limit = quotas.iter().map(Quota::burst).min().unwrap_or(1);
         let max_chunk = self.max_chunk.unwrap_or(limit.min(100));
         if self.min_chunk == 0 {

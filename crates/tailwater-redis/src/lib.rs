@@ -34,8 +34,12 @@
 //! `gcra::step_all` from the very state and `now` the script used. A property test runs
 //! both on random sequences and compares every admit/deny and every stored TAT.
 //!
-//! Limit: a quota's `burst · T` must be at most 2^52 ns (about 52 days) for exact Lua
-//! arithmetic ([`MAX_REDIS_TOLERANCE_NANOS`]); a 30-day month with burst = rate fits.
+//! Limit: a quota's `burst · T` must be at most 2^55 ns (about 417 days,
+//! [`MAX_REDIS_TOLERANCE_NANOS`]): a `year` with burst = rate fits. Up to 2^52 ns (about
+//! 52 days, [`EXACT_REDIS_TOLERANCE_NANOS`]: a 30-day month fits) the arithmetic is exact
+//! in nanoseconds; above, the emission interval is rounded up to a multiple of 8 ns
+//! ([`redis_quota`]: the rate is lower by under 8 ns / `T`, 1.1 ppm for a year) and every
+//! time the script handles is a multiple of 8 ns, again exact.
 //!
 //! ## Atomic batch
 //!
@@ -107,7 +111,9 @@ mod stats;
 
 pub use atomic::{Checked, DecisionSource, RedisRateStore, RedisRateStoreBuilder, ScriptOutcome};
 pub use batch::{CheckedBatch, MAX_BATCH_ITEMS};
-pub use call::MAX_REDIS_TOLERANCE_NANOS;
+pub use call::{
+    EXACT_REDIS_TOLERANCE_NANOS, MAX_REDIS_TOLERANCE_NANOS, REDIS_LONG_GRAIN_NANOS, redis_quota,
+};
 pub use conn::{ConnectionOptions, RedisConnection};
 pub use error::{BackendError, RedisStoreError};
 pub use key::KeyLayout;

@@ -6,9 +6,14 @@
 //! nanoseconds. Lua 5.1 numbers are doubles, exact below 2^53, but a TAT in nanoseconds
 //! since the Unix epoch is about 2^60. So every absolute time is kept as two exact limbs
 //! (seconds, nanoseconds) and the GCRA runs on `r = max(stored, now) - now`, which is at
-//! most the tolerance `DVT = burst · T`. The store refuses quotas with `DVT > 2^52` ns
-//! (about 52 days), so `r + n · T <= 2 · DVT <= 2^53`: every intermediate value is an
-//! exact integer. Floor divisions are corrected after the floating-point division.
+//! most the tolerance `DVT = burst · T`. The store refuses quotas with `DVT > 2^55` ns
+//! (about 417 days). Up to `DVT <= 2^52` ns, `r + n · T <= 2 · DVT <= 2^53`: every
+//! intermediate value is an exact integer. Above (a `year`), the quota's `T` is rounded up
+//! to a multiple of 8 ns (`call::redis_quota`) and `now` is a multiple of 8 ns (Redis
+//! `TIME` is in microseconds; a caller-given `now` is rounded down): every time is then
+//! `8 · m` with `m <= 2^53`, which a double holds exactly, and sums and differences of
+//! such values are exact too. Floor divisions are corrected after the floating-point
+//! division; the `PEXPIRE` ceiling is taken the same way (`r + 999999` would not be exact).
 //!
 //! In relative form, [`gcra::step`](tailwater_core::rate::gcra::step) reads:
 //!
@@ -68,7 +73,8 @@ local function rel(k) return relv(redis.call('GET', k)) end
 local function store(k, r)
   local total = now_ns + r
   local carry = fdiv(total, E9)
-  local ms = fdiv(r + 999999, 1000000)
+  local ms = fdiv(r, 1000000)
+  if ms * 1000000 < r then ms = ms + 1 end
   if ms < 1 then ms = 1 end
   -- With a caller-given `now` (tests), real time and script time differ: keep keys for a
   -- minute longer so that they cannot expire in real time while the test still uses them.

@@ -9,8 +9,6 @@
 //! `q` is `requests_per_unit`, `w` the unit in seconds, `r` the remaining hits and `t` the
 //! seconds (rounded up) until the budget is full again.
 
-use std::fmt::Write as _;
-
 /// One limited descriptor's part of the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyItem<'a> {
@@ -40,11 +38,36 @@ pub fn render(items: &[PolicyItem<'_>]) -> Option<(String, String)> {
             limit.push_str(", ");
         }
         sf_string(&mut policy, it.name);
-        let _ = write!(policy, ";q={};w={}", it.quota, it.window_secs);
+        policy.push_str(";q=");
+        push_u64(&mut policy, u64::from(it.quota));
+        policy.push_str(";w=");
+        push_u64(&mut policy, it.window_secs);
         sf_string(&mut limit, it.name);
-        let _ = write!(limit, ";r={};t={}", it.remaining, it.reset_secs);
+        limit.push_str(";r=");
+        push_u64(&mut limit, u64::from(it.remaining));
+        limit.push_str(";t=");
+        push_u64(&mut limit, it.reset_secs);
     }
     Some((policy, limit))
+}
+
+/// Appends `n` in decimal: `write!` goes through `core::fmt` (about a third of the
+/// instructions of a call's own work, measured with callgrind); this does not.
+pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // `n % 10` < 10: the cast cannot truncate.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// An sf-string (RFC 9651 §3.3.3): printable ASCII, `"` and `\` escaped; other bytes
@@ -90,5 +113,14 @@ mod tests {
         assert_eq!(p, r#""a\"b_";q=10;w=1, "d";q=100;w=86400"#);
         assert_eq!(l, r#""a\"b_";r=9;t=1, "d";r=0;t=864"#);
         assert_eq!(render(&[]), None);
+    }
+
+    #[test]
+    fn decimal_numbers_match_format() {
+        for n in [0, 1, 9, 10, 99, 100, 86_400, u64::from(u32::MAX), u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
     }
 }

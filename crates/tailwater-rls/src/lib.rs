@@ -49,7 +49,9 @@ pub mod stats;
 pub mod store;
 
 pub use config::{Config, ConfigError, ConfigWatcher};
-pub use grpc::{GrpcService, serve_grpc};
+pub use grpc::{
+    GrpcServerOptions, GrpcService, GrpcThreads, serve_grpc, serve_grpc_with, spawn_grpc_threads,
+};
 pub use http::{router, serve_http};
 pub use service::{RateLimiter, RlsError};
 pub use store::leased::{self, LeasedOptions, LeasedStore};

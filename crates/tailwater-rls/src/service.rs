@@ -397,9 +397,11 @@ fn cache_key(
     rpu: u32,
     unit: Unit,
 ) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(32 + domain_name.len());
-    let _ = write!(s, "{}:{domain_name}", domain_name.len());
+    let len = |s: &mut String, n: usize| headers::push_u64(s, n as u64);
+    let mut s = String::with_capacity(48 + domain_name.len());
+    len(&mut s, domain_name.len());
+    s.push(':');
+    s.push_str(domain_name);
     let mut level = if d.limit.is_some() { None } else { domain };
     for e in &d.entries {
         let node = level.and_then(|l| l.lookup(&e.key, &e.value));
@@ -407,10 +409,19 @@ fn cache_key(
             Some(n) if n.share_threshold => n.wildcard.as_deref().unwrap_or(&e.value),
             _ => e.value.as_str(),
         };
-        let _ = write!(s, "|{}:{}{}:{value}", e.key.len(), e.key, value.len());
+        s.push('|');
+        len(&mut s, e.key.len());
+        s.push(':');
+        s.push_str(&e.key);
+        len(&mut s, value.len());
+        s.push(':');
+        s.push_str(value);
         level = node.map(|n| &n.descriptors);
     }
-    let _ = write!(s, "#{rpu}/{}", unit.as_str());
+    s.push('#');
+    headers::push_u64(&mut s, u64::from(rpu));
+    s.push('/');
+    s.push_str(unit.as_str());
     s
 }
 

@@ -8,10 +8,11 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tailwater_core::clock::ManualClock;
-use tailwater_rls::client::{Action, DescriptorSpec, RequestParts, RlsClient};
+use tailwater_rls::client::{Action, DEFAULT_TIMEOUT, DescriptorSpec, RequestParts, RlsClient};
 use tailwater_rls::{ConfigWatcher, MemoryStore, RateLimiter, Store, serve_grpc};
 
 fn example(path: &str) -> PathBuf {
@@ -182,7 +183,19 @@ async fn the_envoy_example_sends_descriptors_the_example_limits_decide() {
             "rate_limits",
         ],
     );
-    let mut client = RlsClient::new(&format!("http://{addr}"), domain).expect("client");
+    // The example's filter timeout is Envoy's default, which is also the client's.
+    assert_eq!(
+        text(rl, &["timeout"]),
+        "0.02s",
+        "the example keeps Envoy's default RPC timeout"
+    );
+    let client = RlsClient::new(&format!("http://{addr}"), domain).expect("client");
+    assert_eq!(client.call_timeout(), DEFAULT_TIMEOUT);
+    assert_eq!(DEFAULT_TIMEOUT, Duration::from_millis(20));
+    // This test checks what the service decides, not how fast: on a loaded 2-core machine
+    // (CI, parallel builds) the first call (connect + h2 handshake) can take longer than
+    // the 20 ms product default, so the test client gets an explicit, generous deadline.
+    let mut client = client.timeout(Duration::from_secs(10)).expect("timeout");
     for r in routes.as_array().expect("rate_limits") {
         let actions = r["actions"].as_array().expect("actions");
         let spec = DescriptorSpec::new(actions.iter().map(action).collect()).expect("spec");

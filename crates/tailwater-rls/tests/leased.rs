@@ -155,3 +155,37 @@ async fn three_leased_replicas_never_admit_beyond_the_budget() {
     );
     eprintln!("{test}: {admitted} admitted of {BUDGET} by {REPLICAS} replicas (H = {h})");
 }
+
+/// A `year` rule on the leased store: exactly `requests_per_unit` admitted over the run,
+/// leases taken from Redis with the rounded (8 ns) emission interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn year_rules_work_on_redis_leased() {
+    let test = "year_rules_work_on_redis_leased";
+    if !redis_available(test) {
+        return;
+    }
+    const YEAR: &str = r#"
+domain: api
+descriptors:
+  - key: plan
+    rate_limit:
+      unit: year
+      requests_per_unit: 25
+"#;
+    let server = RedisServer::start().expect("redis");
+    let store = Arc::new(leased(&server, 10));
+    let mut rls = start_with(&[("api.yaml", YEAR)], Store::Leased(Arc::clone(&store))).await;
+    let mut admitted = 0;
+    for _ in 0..40 {
+        if rls.one("api", &[("plan", "free")], 1).await == Code::Ok {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 25);
+    let st = store.redis_stats();
+    assert_eq!(st.fallback_closed + st.timeouts + st.errors, 0);
+    assert!(
+        st.lease_granted >= 25,
+        "every admitted hit was leased from Redis"
+    );
+}

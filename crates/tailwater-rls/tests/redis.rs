@@ -155,3 +155,70 @@ async fn redis_killed_degrades_to_a_local_limit_over_n() {
         .count();
     assert_eq!((ok, over), (1, 49), "{out:?}");
 }
+
+/// A `year` rule (envoyproxy/ratelimit's `unit: year`) on Redis atomic, with group commit
+/// and with one script per call: exactly `requests_per_unit` admitted, remaining counted
+/// down, denied calls charged nothing, and the emission interval (365 days / 7) rounded
+/// up to 8 ns: `duration_until_reset` after the first hit is exactly that interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn year_rules_work_on_redis_atomic() {
+    let test = "year_rules_work_on_redis_atomic";
+    if !redis_available(test) {
+        return;
+    }
+    const YEAR: &str = r#"
+domain: api
+descriptors:
+  - key: plan
+    rate_limit:
+      unit: year
+      requests_per_unit: 7
+"#;
+    let server = RedisServer::start().expect("redis");
+    for group_commit in [true, false] {
+        let opts = ConnectionOptions::default()
+            .call_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(2));
+        let conn = RedisConnection::open(&server.url(), opts).expect("open");
+        let store = Store::Redis(
+            RedisRateStore::builder(conn)
+                .policy(FailurePolicy::FailClosed)
+                .group_commit(group_commit)
+                .build()
+                .expect("store"),
+        );
+        let mut rls = start_with(&[("api.yaml", YEAR)], store.clone()).await;
+        let value = format!("free-{group_commit}");
+        let call = || request("api", vec![desc(&[("plan", value.as_str())])], 1);
+        let first = rls.call(call()).await;
+        assert_eq!(first.overall_code, Code::Ok as i32, "group {group_commit}");
+        let s = &first.statuses[0];
+        assert_eq!(s.limit_remaining, 6);
+        // T = ceil(31 536 000 s / 7) = 4 505 142.857142858 s, rounded up to 8 ns.
+        let reset = s.duration_until_reset.expect("reset");
+        assert_eq!((reset.seconds, reset.nanos), (4_505_142, 857_142_864));
+        let limit = s.current_limit.as_ref().expect("limit");
+        assert_eq!(limit.requests_per_unit, 7);
+        assert_eq!(limit.unit, tailwater_rls::proto::ProtoUnit::Year as i32);
+        for left in (0..6).rev() {
+            let r = rls.call(call()).await;
+            assert_eq!(r.overall_code, Code::Ok as i32);
+            assert_eq!(r.statuses[0].limit_remaining, left);
+        }
+        for _ in 0..5 {
+            let r = rls.call(call()).await;
+            assert_eq!(r.overall_code, Code::OverLimit as i32);
+            assert_eq!(r.statuses[0].limit_remaining, 0);
+        }
+        // A check (0 hits) still sees the budget used up, not refilled by denied calls.
+        let mut check = request("api", vec![desc(&[("plan", value.as_str())])], 0);
+        check.descriptors[0].hits_addend = Some(0);
+        assert_eq!(rls.call(check).await.statuses[0].limit_remaining, 0);
+        let st = store.redis_stats().expect("redis");
+        assert_eq!(st.mismatches, 0, "Lua and Rust agree");
+        assert_eq!(st.fallback_closed + st.timeouts + st.errors, 0);
+        if group_commit {
+            assert!(st.grouped_decisions > 0, "the group script decided");
+        }
+    }
+}

@@ -40,9 +40,9 @@ impl ConfigWatcher {
 
     /// Like [`open`](Self::open), and every load (the first and each reload) also refuses
     /// a rule whose GCRA tolerance (`burst × emission interval` = its unit) exceeds
-    /// `max_tolerance_nanos`: the Redis store computes exactly only up to 2^52 ns
-    /// (`tailwater_redis::MAX_REDIS_TOLERANCE_NANOS`, about 52 days), so `year` rules are
-    /// refused at load time rather than failing every call.
+    /// `max_tolerance_nanos`: the Redis stores compute exactly only up to 2^55 ns
+    /// (`tailwater_redis::MAX_REDIS_TOLERANCE_NANOS`, about 417 days: a `year` fits), so a
+    /// longer rule would be refused at load time rather than failing every call.
     pub fn open_with_limit(dir: &Path, max_tolerance_nanos: u64) -> Result<Self, ConfigError> {
         let seen = fingerprint(dir);
         let config = load_checked(dir, max_tolerance_nanos)?;

@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use tailwater_core::ConfigError;
 use tailwater_redis::{ConnectionOptions, FailurePolicy, RedisConnection, RedisRateStore};
 use tailwater_rls::{
-    ConfigWatcher, LeasedOptions, LeasedStore, MemoryStore, RateLimiter, Store, serve_grpc,
-    serve_http,
+    ConfigWatcher, LeasedOptions, LeasedStore, MemoryStore, RateLimiter, Store, serve_http,
 };
 
 /// Arguments of `tailwater rls`.
@@ -52,6 +51,11 @@ pub(crate) struct Args {
     /// Keys the in-memory store holds at most.
     #[arg(long, default_value_t = tailwater_rls::store::DEFAULT_MAX_KEYS)]
     max_keys: usize,
+    /// Threads serving gRPC, each a single-threaded runtime accepting on the same socket
+    /// and answering its connections' calls without handing them to another thread
+    /// (default: one per CPU). 0: serve gRPC on the shared multi-threaded runtime instead.
+    #[arg(long)]
+    grpc_threads: Option<usize>,
     /// How often the configuration directory is checked for changes.
     #[arg(long, default_value = "1s")]
     reload_interval: String,
@@ -135,6 +139,9 @@ fn build(args: &Args) -> Result<Built, ConfigError> {
         return Err(ConfigError::new("max_keys", "must be at least 1"));
     }
     let mode = redis_mode(&args.redis_mode)?;
+    if args.grpc_threads.is_some_and(|n| n > 1024) {
+        return Err(ConfigError::new("grpc_threads", "at most 1024"));
+    }
     if args.lease_max_chunk == 0 {
         return Err(ConfigError::new("lease_max_chunk", "must be at least 1"));
     }
@@ -163,7 +170,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    // The Redis scripts compute GCRA exactly up to a 2^52 ns tolerance (about 52 days).
+    // The Redis scripts compute GCRA exactly up to a 2^55 ns tolerance (about 417 days: a
+    // `year` fits, its emission interval rounded to 8 ns).
     let limit = if built.redis.is_some() {
         tailwater_redis::MAX_REDIS_TOLERANCE_NANOS
     } else {
@@ -180,6 +188,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let grpc_threads = match args.grpc_threads {
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    };
     runtime.block_on(async move {
         let store = match built.redis {
             None => Store::Memory(Arc::new(MemoryStore::new(args.max_keys))),
@@ -244,7 +256,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
             let _ = tokio::signal::ctrl_c().await;
             let _ = stop_tx.send(true);
         });
-        serve_grpc(grpc, limiter, stopped(stop_rx)).await.context("serving gRPC")?;
+        if grpc_threads == 0 {
+            tailwater_rls::serve_grpc(grpc, limiter, stopped(stop_rx))
+                .await
+                .context("serving gRPC")?;
+        } else {
+            let threads = tailwater_rls::spawn_grpc_threads(
+                grpc.into_std().context("the gRPC listener")?,
+                limiter,
+                std::num::NonZeroUsize::new(grpc_threads).unwrap_or(std::num::NonZeroUsize::MIN),
+                tailwater_rls::GrpcServerOptions::default(),
+                stop_rx.clone(),
+            )
+            .context("starting the gRPC threads")?;
+            stopped(stop_rx).await;
+            tokio::task::spawn_blocking(move || threads.join())
+                .await
+                .context("gRPC threads")?
+                .context("serving gRPC")?;
+        }
         http_task.await.context("HTTP task")?.context("serving HTTP")?;
         poll.await.context("reload task")?;
         Ok::<u8, anyhow::Error>(0)
@@ -272,6 +302,7 @@ mod tests {
             (vec!["--max-keys", "0"], "max_keys"),
             (vec!["--redis-mode", "sharded"], "redis_mode"),
             (vec!["--lease-max-chunk", "0"], "lease_max_chunk"),
+            (vec!["--grpc-threads", "5000"], "grpc_threads"),
         ] {
             let mut full = vec!["t", "--config", "/nonexistent"];
             full.extend(argv);
