@@ -78,7 +78,7 @@ instructions() { # config n
     kill -TERM "$pid"
     wait "$pid" || true
     # The summary line of the whole process: all threads' instructions.
-    callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+    callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
 }
 
 declare -A per
