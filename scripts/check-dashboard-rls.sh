@@ -17,40 +17,15 @@
 # Without `prometheus` it prints SKIPPED and exits 0, unless TAILWATER_REQUIRE_PROMETHEUS=1.
 set -euo pipefail
 
-if ! command -v prometheus >/dev/null; then
-    if [ "${TAILWATER_REQUIRE_PROMETHEUS:-0}" = 1 ]; then
-        echo "check-dashboard-rls: prometheus not found and TAILWATER_REQUIRE_PROMETHEUS=1 (apt-get install prometheus)" >&2
-        exit 1
-    fi
-    echo "check-dashboard-rls: SKIPPED: prometheus not found (apt-get install prometheus)" >&2
-    exit 0
-fi
-
-BASE_PORT=${BASE_PORT:-19380}
-LOAD_SECONDS=${LOAD_SECONDS:-40}
+NAME=check-dashboard-rls
+DEFAULT_BASE_PORT=19380
+# shellcheck source=scripts/dashboard-common.sh
+source "$(dirname "$0")/dashboard-common.sh"
 BACKEND_PORT=$BASE_PORT
 PROXY_PORT=$((BASE_PORT + 1))
 ADMIN_PORT=$((BASE_PORT + 2))
-PROM_PORT=$((BASE_PORT + 3))
 RLS_GRPC_PORT=$((BASE_PORT + 4))
 RLS_HTTP_PORT=$((BASE_PORT + 5))
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-if [ -z "${TAILWATER:-}" ]; then
-    cargo build -q -p tailwater
-    TAILWATER="${CARGO_TARGET_DIR:-$root/target}/debug/tailwater"
-fi
-tmp=$(mktemp -d -t tailwater-dashboard-rls.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 mkdir -p "$tmp/rls"
 cat >"$tmp/rls/shop.yaml" <<'EOF'
@@ -106,38 +81,18 @@ EOF
 "$TAILWATER" slo ops -o "$tmp/ops.yml" --runbooks "$tmp/runbooks"
 promtool check rules "$tmp/ops.yml" >/dev/null
 
-cat >"$tmp/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [ops.yml]
-scrape_configs:
-  - job_name: tailwater-rls
-    static_configs:
-      - targets: ["127.0.0.1:$RLS_HTTP_PORT"]
-  - job_name: tailwater-proxy
-    static_configs:
-      - targets: ["127.0.0.1:$ADMIN_PORT"]
-EOF
-
-"$TAILWATER" backend --listen "127.0.0.1:$BACKEND_PORT" --workers 8 --service-time 2ms \
-    >"$tmp/backend.log" 2>&1 &
-pids+=($!)
+prometheus_config ops.yml -- "tailwater-rls=127.0.0.1:$RLS_HTTP_PORT" \
+    "tailwater-proxy=127.0.0.1:$ADMIN_PORT"
+start_backend "$BACKEND_PORT" 8 2ms backend.log
 "$TAILWATER" rls --config "$tmp/rls" --grpc "127.0.0.1:$RLS_GRPC_PORT" \
     --http "127.0.0.1:$RLS_HTTP_PORT" >"$tmp/rls.log" 2>&1 &
 pids+=($!)
 "$TAILWATER" proxy --config "$tmp/proxy.toml" --workers 1 >"$tmp/proxy.log" 2>&1 &
 pids+=($!)
-prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
-    --web.listen-address="127.0.0.1:$PROM_PORT" >"$tmp/prometheus.log" 2>&1 &
-pids+=($!)
+start_prometheus
 
-"$TAILWATER" load "http://127.0.0.1:$PROXY_PORT/api/x" --rate 200 --duration "${LOAD_SECONDS}s" \
-    >"$tmp/load-api.txt" 2>&1 &
-pids+=($!)
-"$TAILWATER" load "http://127.0.0.1:$PROXY_PORT/shadow/x" --rate 50 --duration "${LOAD_SECONDS}s" \
-    >"$tmp/load-shadow.txt" 2>&1 &
-pids+=($!)
+start_load /api/x 200 load-api.txt
+start_load /shadow/x 50 load-shadow.txt
 
 if ! python3 "$root/scripts/dashboard-queries.py" "$tmp/dashboard.json" "$PROM_PORT" "$LOAD_SECONDS"; then
     echo "--- rls.log" >&2; tail -n 20 "$tmp/rls.log" >&2 || true

@@ -80,6 +80,13 @@ pub struct Slo {
 }
 
 impl Slo {
+    /// The file name of the runbook of this SLO's `sev` alert:
+    /// `<alert>-<sloth_id>-<severity>.md`. Here, beside the model, because both the rules
+    /// (their `runbook_url`) and the runbooks name it.
+    pub fn runbook_file(&self, sev: Severity) -> String {
+        format!("{}-{}-{sev}.md", self.alerting.name, self.id)
+    }
+
     /// The objective as a ratio (0.999), rounded to 12 significant digits.
     pub fn objective_ratio(&self) -> f64 {
         round_sig(self.objective / 100.0)

@@ -8,9 +8,10 @@ use crate::model::{Sli, Slo, SloSet, expand};
 use crate::rules::{sli_record, tier_condition};
 use crate::tier::Severity;
 
-/// The runbook's file name: `<alert>-<sloth_id>-<severity>.md`.
+/// The runbook's file name: `<alert>-<sloth_id>-<severity>.md` ([`Slo::runbook_file`],
+/// which the rules name in their `runbook_url`).
 pub fn file_name(slo: &Slo, sev: Severity) -> String {
-    format!("{}-{}-{sev}.md", slo.alerting.name, slo.id)
+    slo.runbook_file(sev)
 }
 
 /// Every runbook of the set as `(file name, markdown)`, one per enabled alert.

@@ -1,63 +1,84 @@
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::format::{MAX_FIELD, json_string, rfc3339, text_escape};
+use super::format::{CLIENT_BUDGET, Formatter, MAX_FIELD, MAX_LINE, escape};
 use super::*;
-use crate::config::AccessLogFormat;
+use crate::config::{AccessLogConfig, AccessLogFormat};
+
+const FORMATS: [AccessLogFormat; 2] = [AccessLogFormat::Text, AccessLogFormat::Json];
+
+fn stamp(f: &mut Formatter, ms: u64) -> String {
+    let mut out = Vec::new();
+    f.time(&mut out, UNIX_EPOCH + Duration::from_millis(ms));
+    String::from_utf8(out).expect("ASCII")
+}
 
 #[test]
-fn times_are_rfc3339_utc() {
-    let mut s = String::new();
-    rfc3339(
-        &mut s,
-        UNIX_EPOCH + Duration::from_millis(1_796_235_367_123),
-    );
-    assert_eq!(s, "2026-12-02T18:16:07.123Z");
-    s.clear();
+fn times_are_rfc3339_utc_and_the_second_is_reused_only_within_it() {
+    let mut f = Formatter::new(AccessLogFormat::Text);
+    assert_eq!(stamp(&mut f, 1_796_235_367_123), "2026-12-02T18:16:07.123Z");
+    // The same second from the cache, the next one and the previous one afresh.
+    assert_eq!(stamp(&mut f, 1_796_235_367_999), "2026-12-02T18:16:07.999Z");
+    assert_eq!(stamp(&mut f, 1_796_235_368_004), "2026-12-02T18:16:08.004Z");
+    assert_eq!(stamp(&mut f, 1_796_235_367_050), "2026-12-02T18:16:07.050Z");
     // A leap day.
-    rfc3339(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400));
-    assert_eq!(s, "2000-02-29T00:00:00.000Z");
+    assert_eq!(stamp(&mut f, 951_782_400_000), "2000-02-29T00:00:00.000Z");
+}
+
+fn escaped(raw: &[u8], json: bool, cap: usize) -> String {
+    let mut out = Vec::new();
+    escape(&mut out, raw, json, cap);
+    String::from_utf8(out).expect("ASCII")
 }
 
 #[test]
 fn hostile_bytes_cannot_end_a_line_or_a_value() {
     let hostile = b"/a\"b\\c\r\nFORGED 200 \x1b[31m\x00\x7f\xff";
-    let mut t = String::new();
-    text_escape(&mut t, hostile);
+    let t = escaped(hostile, false, MAX_FIELD);
     assert_eq!(t, r#"/a\"b\\c\x0d\x0aFORGED 200 \x1b[31m\x00\x7f\xff"#);
-    let mut j = String::new();
-    json_string(&mut j, hostile);
+    let j = format!("\"{}\"", escaped(hostile, true, MAX_FIELD));
     let back: String = serde_json::from_str(&j).expect("valid JSON string");
-    assert!(back.starts_with("/a\"b\\c\r\nFORGED"), "{back:?}");
+    assert_eq!(back, "/a\"b\\c\r\nFORGED 200 \u{1b}[31m\u{0}\u{7f}\u{ff}");
     assert!(!j.contains('\n') && !j.contains('\r'));
 }
 
 #[test]
-fn huge_values_are_cut() {
-    let big = vec![b'a'; MAX_FIELD * 4];
-    let mut t = String::new();
-    text_escape(&mut t, &big);
+fn huge_values_are_cut_between_escapes() {
+    let t = escaped(&[b'a'; MAX_FIELD * 4], false, MAX_FIELD);
     assert_eq!(t.len(), MAX_FIELD + 3);
     assert!(t.ends_with("..."));
+    // A value that fits exactly is not marked.
+    assert_eq!(escaped(&[b'a'; 16], false, 16), "a".repeat(16));
+    // Escapes are never split: 1 + 4 + 4 bytes fit in 10, the third escape does not.
+    assert_eq!(escaped(b"a\x01\x02\x03", false, 10), r"a\x01\x02...");
+    assert_eq!(escaped(b"\x01\x02", true, 11), r"\u0001...");
+    assert_eq!(escaped(b"\"\"\"", false, 5), r#"\"\"..."#);
 }
 
-fn line(format: AccessLogFormat, notes: &Notes) -> String {
+fn record(ua: Option<&[u8]>, notes: Notes) -> Record {
     let req = RequestFields {
         peer: "127.0.0.1:4000".parse().unwrap(),
         method: b"GET",
         target: b"/x?\"y\"\n",
         protocol: "HTTP/1.1",
-        user_agent: Some(b"ua\" injected=1"),
+        user_agent: ua,
     };
-    let mut s = String::new();
-    format::begin(&mut s, format, UNIX_EPOCH, &req);
-    format::finish(&mut s, format, 503, notes, Duration::from_micros(1500));
-    s
+    let mut r = Record::new(UNIX_EPOCH, &req);
+    r.status = 503;
+    r.duration = Duration::from_micros(1500);
+    r.notes = notes;
+    r
+}
+
+fn line(format: AccessLogFormat, r: &Record) -> String {
+    let mut out = Vec::new();
+    Formatter::new(format).line(&mut out, r);
+    String::from_utf8(out).expect("ASCII")
 }
 
 #[test]
 fn both_formats_carry_every_field() {
     let notes = Notes {
-        route: Some("api".into()),
+        route: Some(Inline::new(&[b"api"])),
         decision: Some("shed"),
         reason: "queue_timeout",
         tier: Some(Criticality::Sheddable),
@@ -66,19 +87,28 @@ fn both_formats_carry_every_field() {
         bytes: 12,
         ..Notes::default()
     };
-    let text = line(AccessLogFormat::Text, &notes);
+    let r = record(Some(b"ua\" injected=1"), notes);
+    assert!(r.client.heap.is_none(), "short values stay inline");
+    let text = line(AccessLogFormat::Text, &r);
     assert_eq!(
         text,
         "1970-01-01T00:00:00.000Z 127.0.0.1:4000 \"GET /x?\\\"y\\\"\\x0a HTTP/1.1\" \
          \"ua\\\" injected=1\" 503 12 0.001500 - route=\"api\" decision=shed \
          reason=queue_timeout tier=sheddable queue_wait=0.005000 limit=7\n"
     );
-    let json = line(AccessLogFormat::Json, &notes);
+    let json = line(AccessLogFormat::Json, &r);
     assert_eq!(json.matches('\n').count(), 1);
     let v: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(v["client"], "127.0.0.1:4000");
+    assert_eq!(v["method"], "GET");
     assert_eq!(v["target"], "/x?\"y\"\n");
+    assert_eq!(v["protocol"], "HTTP/1.1");
     assert_eq!(v["user_agent"], "ua\" injected=1");
     assert_eq!(v["status"], 503);
+    assert_eq!(v["bytes"], 12);
+    assert_eq!(v["duration"], 0.0015);
+    assert_eq!(v["route"], "api");
     assert_eq!(v["decision"], "shed");
     assert_eq!(v["reason"], "queue_timeout");
     assert_eq!(v["tier"], "sheddable");
@@ -88,23 +118,137 @@ fn both_formats_carry_every_field() {
 }
 
 #[test]
+fn fields_that_do_not_apply_are_dashes_or_nulls() {
+    let r = record(None, Notes::default());
+    assert_eq!(
+        line(AccessLogFormat::Text, &r),
+        "1970-01-01T00:00:00.000Z 127.0.0.1:4000 \"GET /x?\\\"y\\\"\\x0a HTTP/1.1\" - 503 0 \
+         0.001500 - route=- decision=refused reason=- tier=- queue_wait=- limit=-\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&line(AccessLogFormat::Json, &r)).expect("one JSON object");
+    for key in [
+        "user_agent",
+        "upstream_time",
+        "route",
+        "reason",
+        "tier",
+        "queue_wait",
+        "limit",
+    ] {
+        assert!(v[key].is_null(), "{key}: {v}");
+    }
+    assert_eq!(v["decision"], "refused");
+    let v6 = RequestFields {
+        peer: "[::1]:8080".parse().unwrap(),
+        method: b"GET",
+        target: b"/",
+        protocol: "HTTP/2.0",
+        user_agent: None,
+    };
+    let text = line(AccessLogFormat::Text, &Record::new(UNIX_EPOCH, &v6));
+    assert!(text.contains(" [::1]:8080 \"GET / HTTP/2.0\" "), "{text}");
+}
+
+#[test]
+fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
+    let nasty: Vec<u8> = (0..6000u32)
+        .map(|i| [0xff, b'"', 0x01, b'a'][i as usize % 4])
+        .collect();
+    let req = RequestFields {
+        peer: "[fe80::1:2:3:4%4294967295]:65535".parse().unwrap(),
+        method: &nasty,
+        target: &nasty,
+        protocol: "HTTP/1.1",
+        user_agent: Some(&nasty),
+    };
+    let mut r = Record::new(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)), &req);
+    assert!(r.client.heap.is_some(), "long values go to the heap");
+    assert_eq!(r.method(), &nasty[..MAX_FIELD + 1]);
+    assert_eq!(r.user_agent(), Some(&nasty[..MAX_FIELD + 1]));
+    r.status = u16::MAX;
+    r.duration = Duration::MAX;
+    r.notes = Notes {
+        route: Some(Inline::new(&[&nasty])),
+        decision: Some("rate_limited"),
+        reason: "queue_timeout",
+        tier: Some(Criticality::CriticalPlus),
+        limit: Some(usize::MAX),
+        queue_wait: Some(Duration::MAX),
+        upstream: Some(Duration::MAX),
+        bytes: u64::MAX,
+        ..Notes::default()
+    };
+    for format in FORMATS {
+        let l = line(format, &r);
+        assert!(l.len() < MAX_LINE, "{format:?}: {} bytes", l.len());
+        assert!(l.len() > CLIENT_BUDGET, "{format:?}: the budget is used");
+        assert_eq!(
+            l.find('\n'),
+            Some(l.len() - 1),
+            "{format:?}: one whole line"
+        );
+        assert!(l[..l.len() - 1].bytes().all(|b| (0x20..0x7f).contains(&b)));
+        if format == AccessLogFormat::Json {
+            let v: serde_json::Value = serde_json::from_str(&l).expect("one JSON object");
+            assert!(v["user_agent"].as_str().is_some_and(|s| s.ends_with("...")));
+        }
+    }
+}
+
+fn temp_log(name: &str, buffer_lines: usize) -> AccessLogConfig {
+    let path = std::env::temp_dir().join(format!("tw-al-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    AccessLogConfig {
+        path: path.to_string_lossy().into_owned(),
+        format: AccessLogFormat::Text,
+        buffer_lines,
+    }
+}
+
+#[test]
 fn a_full_queue_drops_and_counts() {
     let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let dir = std::env::temp_dir().join(format!("tw-al-{}", std::process::id()));
-    let cfg = crate::config::AccessLogConfig {
-        path: dir.to_string_lossy().into_owned(),
-        format: AccessLogFormat::Text,
-        buffer_lines: 1,
-    };
-    let log = AccessLog::open(&cfg, Arc::clone(&dropped)).expect("open");
-    // The writer wakes every 20 ms; 1000 sends in a row outrun a queue of one line.
+    let cfg = temp_log("full", 1);
+    // The writer waits an hour between batches: the queue of one record holds the
+    // first of these, and every other one is dropped.
+    let (log, thread) =
+        AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
     for _ in 0..1000 {
-        log.send("x\n".to_owned());
+        log.send(record(None, Notes::default()));
     }
     let lost = dropped.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(lost >= 900, "dropped {lost}");
+    assert_eq!(lost, 999);
     drop(log);
-    let _ = std::fs::remove_file(&dir);
+    thread.join().expect("writer");
+    let text = std::fs::read_to_string(&cfg.path).expect("log");
+    assert_eq!(text.lines().count() as u64, 1000 - lost);
+    let _ = std::fs::remove_file(&cfg.path);
+}
+
+#[test]
+fn closing_the_log_wakes_its_writer_at_once_and_writes_every_line() {
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cfg = temp_log("close", 64);
+    // Without the wake-up on close, the thread would sleep for an hour.
+    let (log, thread) =
+        AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
+    for _ in 0..10 {
+        log.send(record(Some(b"probe"), Notes::default()));
+    }
+    drop(log);
+    let (done, joined) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(thread.join().is_ok()));
+    assert_eq!(
+        joined.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "the writer ends when the log closes"
+    );
+    let text = std::fs::read_to_string(&cfg.path).expect("log");
+    assert_eq!(text.lines().count(), 10);
+    assert!(text.lines().all(|l| l.contains("\"probe\" 503 ")), "{text}");
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let _ = std::fs::remove_file(&cfg.path);
 }
 
 #[test]
@@ -112,4 +256,8 @@ fn status_and_head_of_a_written_response() {
     let buf = b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 3\r\n\r\nabc";
     assert_eq!(format::status_of(buf), Some(429));
     assert_eq!(format::head_len(buf), Some(buf.len() - 3));
+    assert_eq!(format::head_len(b"HTTP/1.1 200 OK\r\n\r\n"), Some(19));
+    assert_eq!(format::head_len(b"HTTP/1.1 200 OK\r\nx: y\r\n"), None);
+    assert_eq!(format::status_of(b"HTTP/1.1 2x0 OK\r\n"), None);
+    assert_eq!(format::status_of(b"HTTP/1.0 200 OK\r\n"), None);
 }

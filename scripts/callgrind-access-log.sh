@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The access log's CPU cost per request, counted in instructions by callgrind (issue 13):
+# deterministic on a loaded machine, where wall-clock throughput is not (see
+# scripts/bench-proxy.sh ACCESS_LOG=1 for the throughput ratio).
+#
+# Starts tailwater-bench-backend, then `tailwater proxy --workers 1` (the route of
+# scripts/bench-proxy.sh's ACCESS_LOG=1 mode, without and with `[access_log]`) under
+# `valgrind --tool=callgrind`, drives it with `h2load --h1` for exactly N1 and then N2
+# requests (keep-alive, C connections), and counts the proxy process's instructions (all
+# threads: the workers and the log's writer). Per request = (Ir(N2) - Ir(N1)) / (N2 - N1),
+# which cancels start-up and shutdown. Prints the per-request counts off and on, and
+# their ratio.
+#
+# Usage: scripts/callgrind-access-log.sh   (env: N1=2000 N2=12000 C=4 FORMAT=text|json
+#                                           BIN=dir with release tailwater and
+#                                           tailwater-bench-backend, BASE_PORT=19480)
+# Needs: valgrind, h2load (nghttp2-client), curl.
+set -euo pipefail
+
+N1=${N1:-2000}
+N2=${N2:-12000}
+C=${C:-4}
+FORMAT=${FORMAT:-text}
+BASE_PORT=${BASE_PORT:-19480}
+BACKEND_PORT=$BASE_PORT
+PROXY_PORT=$((BASE_PORT + 1))
+ADMIN_PORT=$((BASE_PORT + 2))
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -q -p tailwater -p tailwater-proxy --bins
+    BIN="${CARGO_TARGET_DIR:-$root/target}/release"
+fi
+tmp=$(mktemp -d -t tailwater-callgrind.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+wait_http() { # url
+    for _ in $(seq 1 600); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "callgrind-access-log: $1 did not come up" >&2
+    return 1
+}
+
+"$BIN/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+
+printf '[[route]]\nupstream = "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$tmp/off.toml"
+cp "$tmp/off.toml" "$tmp/on.toml"
+printf '[access_log]\npath = "%s"\nformat = "%s"\n' "$tmp/access.log" "$FORMAT" >>"$tmp/on.toml"
+
+# Instructions of one proxy run serving N requests (the warm-up request included).
+instructions() { # config n
+    local out="$tmp/callgrind.$1.$2"
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$BIN/tailwater" proxy --config "$tmp/$1.toml" --listen "127.0.0.1:$PROXY_PORT" \
+        --admin "127.0.0.1:$ADMIN_PORT" --workers 1 2>"$tmp/valgrind.$1.$2.log" &
+    local pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$PROXY_PORT/"
+    h2load --h1 -n "$2" -c "$C" -t 1 "http://127.0.0.1:$PROXY_PORT/" >"$tmp/h2load.$1.$2.txt"
+    grep -q "$2 succeeded" "$tmp/h2load.$1.$2.txt" || {
+        echo "callgrind-access-log: not every request succeeded:" >&2
+        cat "$tmp/h2load.$1.$2.txt" >&2
+        return 1
+    }
+    kill -TERM "$pid"
+    wait "$pid" || true
+    # The summary line of the whole process: all threads' instructions.
+    callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
+}
+
+declare -A per
+for cfg in off on; do
+    a=$(instructions "$cfg" "$N1")
+    b=$(instructions "$cfg" "$N2")
+    per[$cfg]=$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
+    echo "$cfg: Ir($N1) = $a, Ir($N2) = $b: ${per[$cfg]} instructions per request" >&2
+done
+lines=$(wc -l <"$tmp/access.log")
+echo "access log ($FORMAT): ${per[off]} instructions per request off, ${per[on]} on: $(awk -v a="${per[on]}" -v b="${per[off]}" 'BEGIN {printf "%.3fx (+%.1f %%)", a / b, (a / b - 1) * 100}'); $lines lines logged; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
