@@ -35,7 +35,8 @@
 # cheapest peer's, with the load average and the CPU model.
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
-#                                           MODE=forward|shed|https ACCESS_LOG=0|1)
+#                                           MODE=forward|shed|https ACCESS_LOG=0|1 SKIP_BUILD=0|1:
+#                                           1 uses the release binaries already built)
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -83,7 +84,7 @@ for tool in wrk nginx cargo curl; do
 done
 
 echo "building release binaries..." >&2
-cargo build --release -q -p tailwater -p tailwater-proxy --bins
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p tailwater -p tailwater-proxy --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release"
 

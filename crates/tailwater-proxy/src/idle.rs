@@ -58,7 +58,13 @@ impl IdleConns {
     /// Registers a connection of `worker` idle from now; `wake` is notified if it is to
     /// close.
     pub(crate) fn enter(&self, worker: usize, wake: &Arc<Notify>) -> Registered {
-        let key = (Instant::now(), Arc::as_ptr(wake) as usize);
+        self.enter_at(worker, wake, Instant::now())
+    }
+
+    /// [`IdleConns::enter`] for a connection idle since `since` (a clock read the caller
+    /// already made: the lean path reads the clock once per idle period).
+    pub(crate) fn enter_at(&self, worker: usize, wake: &Arc<Notify>, since: Instant) -> Registered {
+        let key = (since, Arc::as_ptr(wake) as usize);
         self.shard(worker).insert(key, Arc::clone(wake));
         Registered { worker, key }
     }

@@ -63,6 +63,37 @@ impl TargetError {
     }
 }
 
+/// The bytes of a `reg-name` (RFC 3986 §3.2.2: unreserved, sub-delims, `%`), as a table:
+/// every request's `Host` is checked byte by byte.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// Checks a `Host` value (or URI authority): `uri-host [ ":" port ]` of RFC 3986 §3.2.2,
 /// a non-empty host (RFC 9110 §4.2.1 for `http`), a port of at most five digits.
 pub(crate) fn valid_host(v: &[u8]) -> bool {
@@ -85,7 +116,7 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
             None => (v, &b""[..]),
         }
     };
-    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+    let reg_name = |b: u8| REG_NAME[usize::from(b)];
     let host_ok = !host.is_empty() && (host.starts_with(b"[") || host.iter().all(|&b| reg_name(b)));
     let port_ok = match port {
         [] => true,

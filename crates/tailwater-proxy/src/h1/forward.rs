@@ -588,6 +588,41 @@ pub(super) async fn write_within<S: Io>(
     buf: &[u8],
 ) -> bool {
     crate::access_log::note_written(buf);
+    // Most writes are taken at once (the socket has room): one attempt first, without a
+    // clock read or the timer; only a write that must wait gets its deadline.
+    let mut buf = buf;
+    let attempt = std::future::poll_fn(|cx| {
+        let written = if buf.is_empty() {
+            std::task::Poll::Ready(Ok(0))
+        } else {
+            std::pin::Pin::new(&mut *io).poll_write(cx, buf)
+        };
+        let step = match written {
+            std::task::Poll::Ready(Ok(n)) if n > 0 || buf.is_empty() => {
+                buf = &buf[n..];
+                if !buf.is_empty() {
+                    return std::task::Poll::Ready(Some(true));
+                }
+                std::pin::Pin::new(&mut *io).poll_flush(cx)
+            }
+            std::task::Poll::Ready(_) => return std::task::Poll::Ready(Some(false)),
+            std::task::Poll::Pending => return std::task::Poll::Ready(Some(true)),
+        };
+        std::task::Poll::Ready(match step {
+            std::task::Poll::Ready(Ok(())) => None,
+            std::task::Poll::Ready(Err(_)) => Some(false),
+            std::task::Poll::Pending => Some(true),
+        })
+    })
+    .await;
+    match attempt {
+        // Written and flushed.
+        None => return true,
+        // Failed (or a zero-length write: the peer is gone).
+        Some(false) => return false,
+        // Must wait: the rest (possibly nothing left but the flush) within the deadline.
+        Some(true) => {}
+    }
     let accepted = Instant::now() + timeout;
     let write = async {
         io.write_all(buf).await?;

@@ -271,17 +271,24 @@ impl<S: Io> Client<S> {
             let idle = self.rbuf.is_empty();
             // Between requests: reclaimable when the proxy runs out of connection slots.
             let keep_alive_idle = idle && deadline.is_none();
-            let until = match deadline {
-                Some(d) => d,
-                None if idle => Instant::now() + self.server.keep_alive_timeout,
-                None => *deadline.insert(Instant::now() + self.server.header_read_timeout),
+            // One clock read per idle period: the deadline and the idle registry's key.
+            let (until, since) = match deadline {
+                Some(d) => (d, None),
+                None if idle => {
+                    let now = Instant::now();
+                    (now + self.server.keep_alive_timeout, Some(now))
+                }
+                None => (
+                    *deadline.insert(Instant::now() + self.server.header_read_timeout),
+                    None,
+                ),
             };
             if idle && *self.drain.borrow() {
                 return HeadRead::Closed;
             }
             self.rbuf.reserve(READ_CHUNK);
             let registry = &self.conn.shared.idle;
-            let registered = keep_alive_idle.then(|| registry.enter(self.conn.worker, &self.wake));
+            let registered = since.map(|now| registry.enter_at(self.conn.worker, &self.wake, now));
             let Client {
                 io,
                 rbuf,

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: tailwater proxy, nginx and HAProxy
+# in front of the same trivial backend, each run under `valgrind --tool=callgrind` with one
+# worker (tailwater `--workers 1`; nginx `master_process off; worker_processes 1`; HAProxy
+# `-db`, `nbthread 1`), driven by h2load (HTTP/1.1, keep-alive, C connections, one request
+# at a time on each) for a fixed count of requests. Each proxy runs twice, for N1 and N2
+# requests, from start to exit; instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1),
+# so start-up, connection set-up and shutdown cancel out.
+#
+# Why: wall-clock CPU per request swings with the machine's load (other builds share its
+# cores); instruction counts do not. They count user space only: the kernel's share (the
+# system calls) is counted separately with `strace -c -f` (STRACE=1), as calls per request.
+#
+# Usage: scripts/callgrind-proxy.sh   (env: TAILWATER=path/to/tailwater (default: the
+#        release build), BACKEND=path/to/tailwater-bench-backend, N1=2000 N2=12000 C=8,
+#        PROXIES="tailwater nginx haproxy", STRACE=0|1, KEEP=dir to keep the callgrind
+#        files for callgrind_annotate, MODE=forward|https)
+# Needs: valgrind, h2load, nginx, haproxy, curl (strace for STRACE=1).
+set -euo pipefail
+
+N1=${N1:-2000}
+N2=${N2:-12000}
+C=${C:-8}
+PROXIES=${PROXIES:-tailwater nginx haproxy}
+STRACE=${STRACE:-0}
+MODE=${MODE:-forward}
+BASE_PORT=${BASE_PORT:-19280}
+BACKEND_PORT=$BASE_PORT
+PROXY_PORT=$((BASE_PORT + 1))
+root=$(cd "$(dirname "$0")/.." && pwd)
+TLS_DIR=$root/crates/tailwater-test/tls
+if [ -z "${TAILWATER:-}" ] || [ -z "${BACKEND:-}" ]; then
+    target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    TAILWATER=${TAILWATER:-$target_dir/release/tailwater}
+    BACKEND=${BACKEND:-$target_dir/release/tailwater-bench-backend}
+fi
+SCHEME=http
+[ "$MODE" = https ] && SCHEME=https
+
+tmp=$(mktemp -d -t tailwater-cg.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+wait_http() { # url
+    for _ in $(seq 1 300); do
+        curl -fsS --cacert "$TLS_DIR/ca.pem" -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "callgrind-proxy: $1 did not come up" >&2
+    tail -n 5 "$tmp"/*.log >&2 || true
+    return 1
+}
+
+"$BACKEND" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+
+mkdir -p "$tmp/nginx" "$tmp/haproxy"
+nginx_listen="listen 127.0.0.1:$PROXY_PORT;"
+[ "$MODE" = https ] && nginx_listen="listen 127.0.0.1:$PROXY_PORT ssl; ssl_certificate $TLS_DIR/server.pem; ssl_certificate_key $TLS_DIR/server.key;"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+master_process off;
+daemon off;
+worker_processes 1;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 256;
+    }
+    server {
+        $nginx_listen
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+haproxy_bind="bind 127.0.0.1:$PROXY_PORT"
+if [ "$MODE" = https ]; then
+    cat "$TLS_DIR/server.pem" "$TLS_DIR/server.key" >"$tmp/haproxy/cert.pem"
+    haproxy_bind="$haproxy_bind ssl crt $tmp/haproxy/cert.pem alpn http/1.1"
+fi
+cat >"$tmp/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    $haproxy_bind
+    default_backend be
+backend be
+    server s1 127.0.0.1:$BACKEND_PORT
+EOF
+tw_args=(--upstream "http://127.0.0.1:$BACKEND_PORT")
+if [ "$MODE" = https ]; then
+    printf '[server.tls]\ncert = "%s"\nkey = "%s"\n[[route]]\nupstream = "http://127.0.0.1:%s"\n' \
+        "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$BACKEND_PORT" >"$tmp/https.toml"
+    tw_args=(--config "$tmp/https.toml")
+fi
+
+# Starts proxy $1 under the tool command in $2 (callgrind or strace); its pid in $started.
+start() { # name out
+    local name=$1 out=$2 tool
+    if [ "$out" = strace ]; then
+        tool=(strace -c -f -o "$tmp/$name.strace")
+    else
+        tool=(valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no)
+    fi
+    case $name in
+        tailwater)
+            RUST_LOG=warn "${tool[@]}" "$TAILWATER" proxy "${tw_args[@]}" \
+                --listen "127.0.0.1:$PROXY_PORT" --no-admin --workers 1 >/dev/null 2>"$tmp/$name.log" &
+            ;;
+        nginx) "${tool[@]}" nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/$name.log" & ;;
+        haproxy) "${tool[@]}" haproxy -db -f "$tmp/haproxy/haproxy.cfg" >/dev/null 2>"$tmp/$name.log" & ;;
+    esac
+    started=$!
+    pids+=("$started")
+}
+
+stop() { # pid
+    # Under strace the proxy is strace's child: signal the proxy, strace then exits too.
+    local child
+    child=$(pgrep -P "$1" | head -n 1 || true)
+    if [ -n "$child" ] && grep -q strace "/proc/$1/comm" 2>/dev/null; then
+        kill -TERM "$child"
+    else
+        kill -TERM "$1"
+    fi
+    wait "$1" 2>/dev/null || true
+}
+
+# Instructions of one run of proxy $1 serving $2 requests.
+instructions() { # name n
+    local name=$1 n=$2 out=$tmp/cg.$1.$2 pid
+    start "$name" "$out"
+    pid=$started
+    wait_http "$SCHEME://127.0.0.1:$PROXY_PORT/"
+    h2load --h1 -n "$n" -c "$C" -m 1 -t 1 "$SCHEME://127.0.0.1:$PROXY_PORT/" >"$tmp/h2load.$name.$n" 2>&1
+    grep -q "succeeded, 0 failed\|$n succeeded" "$tmp/h2load.$name.$n" || {
+        echo "callgrind-proxy: h2load failed against $name:" >&2
+        grep -E "requests:|status codes" "$tmp/h2load.$name.$n" >&2
+    }
+    stop "$pid"
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/"
+    awk '/^(summary|totals):/ {print $2; exit}' "$out" >"$tmp/ir"
+}
+
+echo "| proxy | Ir per request (user space) | Ir at N1=$N1 | Ir at N2=$N2 |"
+echo "|---|---:|---:|---:|"
+for name in $PROXIES; do
+    instructions "$name" "$N1"
+    a=$(cat "$tmp/ir")
+    instructions "$name" "$N2"
+    b=$(cat "$tmp/ir")
+    per=$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
+    echo "| $name | $per | $a | $b |"
+done
+
+if [ "$STRACE" = 1 ]; then
+    echo
+    echo "System calls per request (strace -c -f, N2 - N1 requests, $C connections):"
+    for name in $PROXIES; do
+        declare -A calls=()
+        for n in "$N1" "$N2"; do
+            start "$name" strace
+            pid=$started
+            wait_http "$SCHEME://127.0.0.1:$PROXY_PORT/"
+            h2load --h1 -n "$n" -c "$C" -m 1 -t 1 "$SCHEME://127.0.0.1:$PROXY_PORT/" >/dev/null 2>&1
+            stop "$pid"
+            cp "$tmp/$name.strace" "$tmp/$name.strace.$n"
+        done
+        echo "$name:"
+        # syscall name -> calls, for both runs; per request = difference / (N2 - N1).
+        awk -v n1="$N1" -v n2="$N2" '
+            FNR == 1 { f++ }
+            $NF ~ /^[a-z_0-9]+$/ && $1 ~ /^[0-9.]+$/ && $NF != "total" {
+                c[f, $NF] = $4; names[$NF] = 1
+            }
+            END {
+                total = 0
+                for (s in names) {
+                    d = (c[2, s] - c[1, s]) / (n2 - n1)
+                    if (d > 0.005) printf "  %-16s %.2f\n", s, d
+                    total += d
+                }
+                printf "  %-16s %.2f\n", "all", total
+            }' "$tmp/$name.strace.$N1" "$tmp/$name.strace.$N2"
+    done
+fi
+echo
+echo "h2load --h1 -c $C -m 1, N1=$N1 N2=$N2, MODE=$MODE; CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
