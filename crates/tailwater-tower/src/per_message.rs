@@ -24,7 +24,7 @@
 //! without one, a message that finds the limiter full is refused at once.
 //!
 //! [`MessageAdmissionLayer`] wires it to a server: for the gRPC methods it names, it marks the
-//! call with [`Bypass`](crate::concurrency::Bypass) (a concurrency layer further in counts
+//! call with [`Bypass`] (a concurrency layer further in counts
 //! the call but neither limits it nor learns from its duration) and puts the
 //! [`MessageAdmission`] in the request extensions, where the handler finds it.
 //!
