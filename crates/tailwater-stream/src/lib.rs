@@ -19,7 +19,7 @@
 //! - [`broker`]: broker consumers that push back: the fetch size is the free credit of a
 //!   tailwater limiter, so a slow downstream shrinks what is pulled; lag and its growth
 //!   rate as metrics; at-least-once with redeliveries counted. Redis Streams consumer
-//!   groups behind the `redis-streams` feature.
+//!   groups behind the `redis-streams` feature, NATS JetStream pull consumers behind `nats`.
 //!
 //! Every queue here is bounded and every component has a `stats()` snapshot; metrics go
 //! through the [`metrics`] facade with the `tailwater_` names listed in

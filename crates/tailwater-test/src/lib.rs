@@ -2,10 +2,15 @@
 //!
 //! - [`redis`] (feature `redis`): launchers for a private `redis-server` and a three-master
 //!   Redis Cluster on free loopback ports.
+//! - [`nats`] (feature `nats`): a launcher for a private `nats-server -js` (JetStream) on a
+//!   free loopback port.
 //! - [`tls_dir`]: test certificates (a CA, server, SNI and client certificates).
 
 #[cfg(feature = "redis")]
 pub mod redis;
+
+#[cfg(feature = "nats")]
+pub mod nats;
 
 /// The directory of the test certificates (`tls/README.md`): `ca.pem`, `server.pem` and
 /// `server.key` for `localhost`/127.0.0.1, `other.pem`/`other.key` for `other.test`,

@@ -117,6 +117,7 @@ pub mod deadline;
 pub mod edge;
 pub mod observe;
 pub mod outbound;
+pub mod per_message;
 pub mod rate_limit;
 mod rejection;
 mod wire;

@@ -4,7 +4,10 @@
 //! counting refusals as rejections: it asks only while `in_flight < limit`), and when none is
 //! free waits for a handler to release one, or at most `max_wait`, so every wait has a
 //! deadline and a missed wake-up costs one `max_wait` at worst.
-#![cfg_attr(not(feature = "redis-streams"), allow(dead_code))]
+#![cfg_attr(
+    not(any(feature = "redis-streams", feature = "nats")),
+    allow(dead_code)
+)]
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Broker consumer metrics through the `metrics` facade, named as the rest of tailwater's
 //! (`tailwater_` prefix, `_total` on counters). Every series has the labels `broker`
-//! (`redis`), `stream` and `group`. They are recorded by the consumer's fetch loop at each
-//! lag sample.
+//! (`redis` or `nats`), `stream` and `group` (for NATS, the durable consumer's name). They
+//! are recorded by the consumer's fetch loop at each lag sample.
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -47,7 +47,10 @@ pub const ALL: [&str; 9] = [
     FAILED,
 ];
 
-#[cfg_attr(not(feature = "redis-streams"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis-streams", feature = "nats")),
+    allow(dead_code)
+)]
 pub(crate) fn record(broker: &'static str, stream: &str, group: &str, s: &super::ConsumerStats) {
     let labels = [
         ("broker", broker.to_owned()),

@@ -20,17 +20,26 @@
 //! Backends, each behind a cargo feature so the default build stays lean:
 //! - [`redis`] (feature `redis-streams`): Redis Streams consumer groups (`XREADGROUP`,
 //!   `XACK`, `XAUTOCLAIM` of a dead consumer's pending entries).
+//! - [`nats`] (feature `nats`): NATS JetStream pull consumers (pull requests of the credit's
+//!   size, `max_ack_pending` on the server, redelivery of a dead consumer's messages after
+//!   `ack_wait`).
 //!
 //! Metric names are in [`metrics`].
 
 mod gate;
+#[cfg(any(feature = "redis-streams", feature = "nats"))]
+mod handle;
 mod lag;
 pub mod metrics;
 mod stats;
 
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis-streams")]
 pub mod redis;
 
+#[cfg(any(feature = "redis-streams", feature = "nats"))]
+pub use handle::ConsumerHandle;
 pub use lag::LagMeter;
 pub use stats::ConsumerStats;
 
@@ -67,7 +76,7 @@ pub enum BrokerError {
         /// What was wrong.
         detail: String,
     },
-    /// [`stop`](redis::ConsumerHandle::stop) waited its deadline and handlers were still
+    /// `ConsumerHandle::stop` waited its deadline and handlers were still
     /// running; their messages stay pending in the broker and will be delivered again.
     #[error("{in_flight} handlers still running after the drain deadline of {after:?}")]
     DrainTimeout {
