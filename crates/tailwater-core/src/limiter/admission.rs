@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::criticality::Criticality;
 use crate::sync::Ordering;
 
-use super::permit::Terms;
+use super::permit::{NOT_SAMPLED, Terms, nanos};
 use super::reject::{RejectReason, Rejection};
 use super::word::{MAX_LIMIT, SEQ, in_flight_of, seq_of, waiters_of};
 use super::{PartitionId, Request, Shared};
@@ -16,6 +16,18 @@ use super::{PartitionId, Request, Shared};
 /// At most this many carried-over drops are applied in one update (a burst of drops while
 /// another thread held the algorithm); beyond it the limit is at its floor anyway.
 const MAX_CARRIED_DROPS: usize = 64;
+
+/// What an admission decided about a new permit: the few values both paths of
+/// [`try_admit`](Shared::try_admit) produce, merged in registers.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    /// Permits in flight at the grant, itself included (0 for a bypass permit).
+    in_flight: u32,
+    /// The limit at the grant (0 for a bypass permit).
+    limit: u32,
+    /// Whether the permit measures its RTT: it reads the clock now.
+    sampled: bool,
+}
 
 impl<C: Clock> Shared<C> {
     /// Admission without waiting: the terms of a new permit, or why not. Counts the
@@ -25,79 +37,103 @@ impl<C: Clock> Shared<C> {
     /// room under its tier's reservation at the first compare-and-swap. Everything else
     /// (bypass, partitions, a full limiter, borrowing above a tier's reservation, a lost
     /// race) takes [`try_admit_slow`](Self::try_admit_slow), which decides from scratch.
-    /// Inlining matters beyond the call: a permit returned through memory is written field
-    /// by field and read back with wider loads, which a CPU cannot forward from the narrower
-    /// stores; on the AMD EPYC where this was measured, that path cost 2.3× tokio's
-    /// semaphore in time for 1.5× its instructions (see the README).
+    ///
+    /// Both paths hand back an [`Admitted`] and the permit's terms are built from it after
+    /// they meet, so the inlined path keeps everything in registers. (When the out-of-line
+    /// path returned the whole terms, they came back through a stack slot, which the inlined
+    /// path then wrote too and read back: with the permit's own spills, 18 writes to memory
+    /// per admission and release in cachegrind, 4 now. On the
+    /// AMD EPYC where this was measured, that loop's time swung between about 6 and 10 ns
+    /// with the machine's state, where tokio's semaphore moved much less; see the README.)
     #[inline(always)]
     pub(super) fn try_admit(&self, request: Request) -> Result<Terms, RejectReason> {
-        if !request.bypass && self.partitions.is_none() {
-            let limit = self.read_mostly.limit.load(Ordering::Acquire);
-            let reserved = self
-                .tiers
-                .as_ref()
-                .map_or(limit, |t| t.capacity(request.tier, limit));
-            let word = self.word.load(Ordering::Acquire);
-            if in_flight_of(word) < reserved
-                && self
-                    .word
-                    .compare_exchange_weak(
-                        word,
-                        word.wrapping_add(SEQ + 1),
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_ok()
-            {
-                let in_flight = in_flight_of(word) + 1;
-                if in_flight > self.peak.load(Ordering::Relaxed) {
-                    self.peak.fetch_max(in_flight, Ordering::Relaxed);
-                }
-                self.counters.admitted(request.tier);
-                let mask = self.read_mostly.sample_mask.load(Ordering::Relaxed);
-                return Ok(Terms {
-                    start: (seq_of(word) & mask == 0).then(|| self.sampled_start()),
-                    in_flight,
-                    limit,
-                    tier: request.tier,
-                    partition: request.partition,
-                    bypass: false,
-                });
-            }
-        }
-        self.try_admit_slow(request)
+        let admitted = match self.try_admit_fast(request) {
+            Some(admitted) => admitted,
+            None => self.try_admit_slow(request)?,
+        };
+        Ok(Terms {
+            start: if admitted.sampled {
+                self.sampled_start()
+            } else {
+                NOT_SAMPLED
+            },
+            in_flight: admitted.in_flight,
+            limit: admitted.limit,
+            tier: request.tier,
+            partition: if request.bypass {
+                None
+            } else {
+                request.partition
+            },
+            bypass: request.bypass,
+        })
     }
 
-    /// The clock read of a permit that measures its RTT (out of line: at high rates only
-    /// one permit in up to 256 takes it).
+    /// The inlined part of [`try_admit`](Self::try_admit): `None` sends the request to the
+    /// out-of-line path.
+    #[inline(always)]
+    fn try_admit_fast(&self, request: Request) -> Option<Admitted> {
+        if request.bypass || self.partitions.is_some() {
+            return None;
+        }
+        let limit = self.read_mostly.limit.load(Ordering::Acquire);
+        let reserved = self
+            .tiers
+            .as_ref()
+            .map_or(limit, |t| t.capacity(request.tier, limit));
+        let word = self.word.load(Ordering::Acquire);
+        if in_flight_of(word) >= reserved
+            || self
+                .word
+                .compare_exchange_weak(
+                    word,
+                    word.wrapping_add(SEQ + 1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return None;
+        }
+        let in_flight = in_flight_of(word) + 1;
+        if in_flight > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(in_flight, Ordering::Relaxed);
+        }
+        self.counters.admitted(request.tier);
+        let mask = self.read_mostly.sample_mask.load(Ordering::Relaxed);
+        // Both fit in 24 bits (`MAX_LIMIT`).
+        Some(Admitted {
+            in_flight: in_flight as u32,
+            limit: limit as u32,
+            sampled: seq_of(word) & mask == 0,
+        })
+    }
+
+    /// The clock read of a permit that measures its RTT, in nanoseconds (out of line: at
+    /// high rates only one permit in up to 256 takes it).
     #[inline(never)]
-    fn sampled_start(&self) -> Duration {
-        self.clock.now()
+    fn sampled_start(&self) -> u64 {
+        nanos(self.clock.now())
     }
 
     /// [`try_admit`](Self::try_admit) off its fast path: every case, decided from scratch.
     #[inline(never)]
-    fn try_admit_slow(&self, request: Request) -> Result<Terms, RejectReason> {
+    fn try_admit_slow(&self, request: Request) -> Result<Admitted, RejectReason> {
         if request.bypass {
             self.counters.bypassed();
-            return Ok(Terms {
-                start: Some(self.clock.now()),
+            // A bypass permit is not limited, but measures its RTT.
+            return Ok(Admitted {
                 in_flight: 0,
                 limit: 0,
-                tier: request.tier,
-                partition: None,
-                bypass: true,
+                sampled: true,
             });
         }
         let (in_flight, sampled, limit) = self.admit(request.tier, request.partition)?;
         self.counters.admitted(request.tier);
-        Ok(Terms {
-            start: sampled.then(|| self.clock.now()),
-            in_flight,
-            limit,
-            tier: request.tier,
-            partition: request.partition,
-            bypass: false,
+        Ok(Admitted {
+            in_flight: in_flight as u32,
+            limit: limit as u32,
+            sampled,
         })
     }
 

@@ -39,7 +39,8 @@ use super::{PartitionId, Shared};
 /// ```
 #[must_use = "a permit is released when dropped; report success() or dropped() to feed the limit"]
 pub struct Permit<'a, C: Clock = MonotonicClock> {
-    shared: Holder<'a, C>,
+    /// The limiter; taken when the permit is released, by a report or by the drop.
+    shared: Option<Holder<'a, C>>,
     /// When it was granted, in nanoseconds of the limiter's clock; `NOT_SAMPLED` if the
     /// permit does not measure its RTT. (Kept small: permits are moved around by value.)
     start: u64,
@@ -49,11 +50,16 @@ pub struct Permit<'a, C: Clock = MonotonicClock> {
     partition: Option<PartitionId>,
     tier: Criticality,
     bypass: bool,
-    released: bool,
 }
 
 /// `Permit::start` of a permit that does not measure its RTT.
-const NOT_SAMPLED: u64 = u64::MAX;
+pub(crate) const NOT_SAMPLED: u64 = u64::MAX;
+
+/// A reading of the limiter's clock as `Permit::start`. Saturates after 584 years of
+/// uptime, when the permit would count as unsampled.
+pub(crate) fn nanos(time: Duration) -> u64 {
+    u64::try_from(time.as_nanos()).unwrap_or(NOT_SAMPLED)
+}
 
 /// A permit that owns a handle on its limiter, so it can be moved anywhere
 /// (`'static`): from [`Limiter::try_acquire_owned`](super::Limiter::try_acquire_owned),
@@ -64,6 +70,17 @@ pub type OwnedPermit<C = MonotonicClock> = Permit<'static, C>;
 pub(crate) enum Holder<'a, C> {
     Borrowed(&'a Shared<C>),
     Owned(Arc<Shared<C>>),
+}
+
+impl<C> Holder<'_, C> {
+    /// Drops the handle. An owned one is moved out first, so that only its own copy, never
+    /// the permit's, is handed by address to the reference count's slow path.
+    #[inline(always)]
+    fn close(self) {
+        if let Holder::Owned(shared) = self {
+            drop(shared);
+        }
+    }
 }
 
 impl<C> Deref for Holder<'_, C> {
@@ -81,12 +98,13 @@ impl<C> Deref for Holder<'_, C> {
 /// The terms a permit was granted on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Terms {
-    /// When it was granted, if it measures its RTT.
-    pub(crate) start: Option<Duration>,
-    /// Permits in flight at the grant, itself included (0 for a bypass permit).
-    pub(crate) in_flight: usize,
-    /// The limit at the grant (0 for a bypass permit).
-    pub(crate) limit: usize,
+    /// When it was granted (see [`nanos`]), or `NOT_SAMPLED` if it does not measure its
+    /// RTT.
+    pub(crate) start: u64,
+    /// Permits in flight at the grant, itself included (0 for a bypass permit); 24 bits.
+    pub(crate) in_flight: u32,
+    /// The limit at the grant (0 for a bypass permit); 24 bits.
+    pub(crate) limit: u32,
     pub(crate) tier: Criticality,
     pub(crate) partition: Option<PartitionId>,
     pub(crate) bypass: bool,
@@ -95,63 +113,53 @@ pub(crate) struct Terms {
 impl<'a, C: Clock> Permit<'a, C> {
     pub(crate) fn new(shared: Holder<'a, C>, grant: Terms) -> Self {
         Self {
-            shared,
-            // Saturates after 584 years of uptime, when the permit would count as unsampled.
-            start: grant.start.map_or(NOT_SAMPLED, |d| {
-                u64::try_from(d.as_nanos()).unwrap_or(NOT_SAMPLED)
-            }),
-            // In-flight counts fit in 24 bits (`MAX_LIMIT`).
-            in_flight: grant.in_flight as u32,
-            limit: grant.limit as u32,
+            shared: Some(shared),
+            start: grant.start,
+            in_flight: grant.in_flight,
+            limit: grant.limit,
             tier: grant.tier,
             partition: grant.partition,
             bypass: grant.bypass,
-            released: false,
         }
     }
 
     /// The request completed normally. A sampled permit feeds the algorithm its RTT, the
     /// time since it was granted; an unsampled one is counted.
     #[inline(always)]
-    pub fn success(mut self) {
-        if self.start == NOT_SAMPLED {
+    pub fn success(self) {
+        let (shared, grant) = self.into_parts();
+        let Some(shared) = shared else { return };
+        if grant.start == NOT_SAMPLED || grant.bypass {
             // Inlined into the caller: a counter and one decrement.
-            self.finish(Outcome::Success, None);
+            release(&shared, grant, Outcome::Success, None);
         } else {
-            self.success_sampled();
+            success_sampled(&shared, grant.start, grant.at_grant, grant.partition);
         }
-    }
-
-    /// [`success`](Self::success) of a permit that measures its RTT: a clock read and a turn
-    /// at the algorithm, out of line.
-    #[inline(never)]
-    fn success_sampled(&mut self) {
-        let sample = self.start().map(|start| {
-            let now = self.shared.clock.now();
-            (now, Some(now.saturating_sub(start)))
-        });
-        self.finish(Outcome::Success, sample);
+        shared.close();
     }
 
     /// The request completed normally and took `rtt` (measured by the caller, e.g. until the
     /// last byte of the response). Fed to the algorithm if the permit is sampled.
-    pub fn success_with_rtt(mut self, rtt: Duration) {
+    pub fn success_with_rtt(self, rtt: Duration) {
         let sample = self
-            .is_sampled()
-            .then(|| (self.shared.clock.now(), Some(rtt)));
+            .limiter()
+            .filter(|_| self.is_sampled())
+            .map(|s| (s.clock.now(), Some(rtt)));
         self.finish(Outcome::Success, sample);
     }
 
     /// The request failed in a way that signals overload (timeout, 503, 429, reset). Always
     /// fed to the algorithm.
-    pub fn dropped(mut self) {
-        let now = self.shared.clock.now();
-        let rtt = self.start().map(|start| now.saturating_sub(start));
-        self.finish(Outcome::Dropped, Some((now, rtt)));
+    pub fn dropped(self) {
+        let sample = self.limiter().map(|s| {
+            let now = s.clock.now();
+            (now, self.start().map(|start| now.saturating_sub(start)))
+        });
+        self.finish(Outcome::Dropped, sample);
     }
 
     /// The request ended in a way that says nothing about load; the limit is not updated.
-    pub fn ignore(mut self) {
+    pub fn ignore(self) {
         self.finish(Outcome::Ignored, None);
     }
 
@@ -182,41 +190,103 @@ impl<'a, C: Clock> Permit<'a, C> {
         self.bypass
     }
 
+    /// The limiter, while the permit is held (always, outside its release).
+    fn limiter(&self) -> Option<&Shared<C>> {
+        self.shared.as_deref()
+    }
+
     /// `sample`: the time of the report and the RTT (`None`: not measured) to feed, if any.
     #[inline(always)]
-    fn finish(&mut self, outcome: Outcome, sample: Option<(Duration, Option<Duration>)>) {
-        if std::mem::replace(&mut self.released, true) {
-            return;
-        }
-        if self.bypass {
-            self.shared.counters.bypass_outcome(outcome);
-        } else {
-            self.shared.release(
-                (self.in_flight as usize, self.limit as usize),
-                self.partition,
-                outcome,
-                sample,
-            );
+    fn finish(self, outcome: Outcome, sample: Option<(Duration, Option<Duration>)>) {
+        if let (Some(shared), grant) = self.into_parts() {
+            release(&shared, grant, outcome, sample);
+            shared.close();
         }
     }
+
+    /// What its release needs, by value.
+    #[inline(always)]
+    fn grant(&self) -> Grant {
+        Grant {
+            start: self.start,
+            at_grant: (self.in_flight, self.limit),
+            partition: self.partition,
+            bypass: self.bypass,
+        }
+    }
+
+    /// Takes the permit apart without running its drop: its handle and, by value, what its
+    /// release needs. A report releases the permit from these values and never through
+    /// the permit's address, so that on the hot path the permit lives in registers (a
+    /// permit written to the stack and read back before each locked instruction made the
+    /// limiter's time bimodal on AMD EPYC; see `Shared::try_admit`).
+    #[inline(always)]
+    fn into_parts(mut self) -> (Option<Holder<'a, C>>, Grant) {
+        let (shared, grant) = (self.shared.take(), self.grant());
+        // Nothing is left to drop: the handle was taken and the rest is plain data.
+        std::mem::forget(self);
+        (shared, grant)
+    }
+}
+
+/// A permit's values that its release needs.
+#[derive(Clone, Copy)]
+struct Grant {
+    start: u64,
+    /// In flight and the limit at the grant.
+    at_grant: (u32, u32),
+    partition: Option<PartitionId>,
+    bypass: bool,
+}
+
+/// Releases a permit from its values.
+#[inline(always)]
+fn release<C: Clock>(
+    shared: &Shared<C>,
+    grant: Grant,
+    outcome: Outcome,
+    sample: Option<(Duration, Option<Duration>)>,
+) {
+    if grant.bypass {
+        shared.counters.bypass_outcome(outcome);
+    } else {
+        let (in_flight, limit) = grant.at_grant;
+        shared.release(
+            (in_flight as usize, limit as usize),
+            grant.partition,
+            outcome,
+            sample,
+        );
+    }
+}
+
+/// [`Permit::success`] of a limited permit that measures its RTT: a clock read and a turn
+/// at the algorithm, out of line. (The grant comes in registers, as separate values.)
+#[inline(never)]
+fn success_sampled<C: Clock>(
+    shared: &Shared<C>,
+    start: u64,
+    at_grant: (u32, u32),
+    partition: Option<PartitionId>,
+) {
+    let now = shared.clock.now();
+    let rtt = now.saturating_sub(Duration::from_nanos(start));
+    let grant = Grant {
+        start,
+        at_grant,
+        partition,
+        bypass: false,
+    };
+    release(shared, grant, Outcome::Success, Some((now, Some(rtt))));
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
-    /// Small enough to inline, so that after a report the compiler sees the permit is
-    /// released and drops only its handle.
-    #[inline]
+    /// A permit dropped without a report counts as ignored (a report takes the handle
+    /// first, so this runs only for an unreported permit).
     fn drop(&mut self) {
-        if !self.released {
-            self.release_unreported();
+        if let Some(shared) = self.shared.take() {
+            release(&shared, self.grant(), Outcome::Ignored, None);
         }
-    }
-}
-
-impl<C: Clock> Permit<'_, C> {
-    /// A permit dropped without a report counts as ignored.
-    #[inline(never)]
-    fn release_unreported(&mut self) {
-        self.finish(Outcome::Ignored, None);
     }
 }
 

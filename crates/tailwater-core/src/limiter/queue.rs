@@ -29,7 +29,7 @@ use crate::error::ConfigError;
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 use super::PartitionId;
-use super::permit::Terms;
+use super::permit::{Terms, nanos};
 use super::reject::{RejectReason, Rejection};
 
 /// How waiters are ordered within a tier.
@@ -180,9 +180,10 @@ impl Grant {
     /// A queued request's permit always measures its RTT (from the grant).
     pub(crate) fn terms(&self, tier: Criticality, partition: Option<PartitionId>) -> Terms {
         Terms {
-            start: Some(self.start),
-            in_flight: self.in_flight,
-            limit: self.limit,
+            start: nanos(self.start),
+            // Both fit in 24 bits (`MAX_LIMIT`).
+            in_flight: self.in_flight as u32,
+            limit: self.limit as u32,
             tier,
             partition,
             bypass: false,

@@ -74,6 +74,63 @@ fn dropping_a_permit_counts_as_ignored_and_frees_the_slot() {
     assert_eq!(l.stats().counters.ignored, 2);
 }
 
+/// Every way a permit ends (each report, or a drop) releases it exactly once and gives back
+/// an owned permit's handle on the limiter: the limiter's state (here its clock) is freed
+/// when the last permit ends after the limiter itself was dropped.
+#[test]
+fn every_end_of_a_permit_releases_it_once_and_gives_back_its_handle() {
+    /// A clock that holds a token: it is freed with the limiter's state.
+    #[derive(Debug, Clone)]
+    struct Tracked(ManualClock, #[allow(dead_code)] Arc<()>);
+    impl crate::clock::Clock for Tracked {
+        fn now(&self) -> Duration {
+            self.0.now()
+        }
+    }
+    type End = fn(OwnedPermit<Tracked>);
+    let ends: [(&str, End); 5] = [
+        ("success", |p| p.success()),
+        ("success_with_rtt", |p| p.success_with_rtt(MS)),
+        ("dropped", |p| p.dropped()),
+        ("ignore", |p| p.ignore()),
+        ("drop", drop),
+    ];
+    for bypass in [false, true] {
+        for (name, end) in ends {
+            let token = Arc::new(());
+            let limiter = Limiter::builder()
+                .algorithm(Fixed::new(1).unwrap())
+                .rtt_sampling(RttSampling::All)
+                .clock(Tracked(ManualClock::new(), Arc::clone(&token)))
+                .build()
+                .unwrap();
+            let request = Request::new().bypass(bypass);
+            end(limiter.try_acquire_owned_with(request).unwrap());
+            assert_eq!(limiter.in_flight(), 0, "{name}, bypass {bypass}");
+            let c = limiter.stats().counters;
+            assert_eq!(
+                c.success + c.dropped + c.ignored,
+                1,
+                "{name}, bypass {bypass}"
+            );
+            let held = limiter.try_acquire_owned_with(request).unwrap();
+            assert!(bypass || limiter.try_acquire().is_err(), "{name}: limit 1");
+            drop(limiter);
+            assert_eq!(
+                Arc::strong_count(&token),
+                2,
+                "{name}: the permit holds the limiter"
+            );
+            end(held);
+            assert_eq!(
+                Arc::strong_count(&token),
+                1,
+                "{name}, bypass {bypass}: freed"
+            );
+        }
+    }
+}
+
 #[test]
 fn rtt_is_measured_by_the_limiter_clock() {
     #[derive(Debug, Default)]
