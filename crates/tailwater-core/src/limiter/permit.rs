@@ -72,17 +72,6 @@ pub(crate) enum Holder<'a, C> {
     Owned(Arc<Shared<C>>),
 }
 
-impl<C> Holder<'_, C> {
-    /// Drops the handle. An owned one is moved out first, so that only its own copy, never
-    /// the permit's, is handed by address to the reference count's slow path.
-    #[inline(always)]
-    fn close(self) {
-        if let Holder::Owned(shared) = self {
-            drop(shared);
-        }
-    }
-}
-
 impl<C> Deref for Holder<'_, C> {
     type Target = Shared<C>;
 
@@ -135,7 +124,6 @@ impl<'a, C: Clock> Permit<'a, C> {
         } else {
             success_sampled(&shared, grant.start, grant.at_grant, grant.partition);
         }
-        shared.close();
     }
 
     /// The request completed normally and took `rtt` (measured by the caller, e.g. until the
@@ -200,7 +188,6 @@ impl<'a, C: Clock> Permit<'a, C> {
     fn finish(self, outcome: Outcome, sample: Option<(Duration, Option<Duration>)>) {
         if let (Some(shared), grant) = self.into_parts() {
             release(&shared, grant, outcome, sample);
-            shared.close();
         }
     }
 
