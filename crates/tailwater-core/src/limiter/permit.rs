@@ -116,13 +116,18 @@ impl<'a, C: Clock> Permit<'a, C> {
     /// time since it was granted; an unsampled one is counted.
     #[inline(always)]
     pub fn success(self) {
-        let (shared, grant) = self.into_parts();
+        let (shared, terms) = self.into_parts();
         let Some(shared) = shared else { return };
-        if grant.start == NOT_SAMPLED || grant.bypass {
+        if terms.start == NOT_SAMPLED || terms.bypass {
             // Inlined into the caller: a counter and one decrement.
-            release(&shared, grant, Outcome::Success, None);
+            release(&shared, terms, Outcome::Success, None);
         } else {
-            success_sampled(&shared, grant.start, grant.at_grant, grant.partition);
+            success_sampled(
+                &shared,
+                terms.start,
+                (terms.in_flight, terms.limit),
+                terms.partition,
+            );
         }
     }
 
@@ -186,61 +191,52 @@ impl<'a, C: Clock> Permit<'a, C> {
     /// `sample`: the time of the report and the RTT (`None`: not measured) to feed, if any.
     #[inline(always)]
     fn finish(self, outcome: Outcome, sample: Option<(Duration, Option<Duration>)>) {
-        if let (Some(shared), grant) = self.into_parts() {
-            release(&shared, grant, outcome, sample);
+        if let (Some(shared), terms) = self.into_parts() {
+            release(&shared, terms, outcome, sample);
         }
     }
 
-    /// What its release needs, by value.
+    /// The terms it was granted on, by value.
     #[inline(always)]
-    fn grant(&self) -> Grant {
-        Grant {
+    fn terms(&self) -> Terms {
+        Terms {
             start: self.start,
-            at_grant: (self.in_flight, self.limit),
+            in_flight: self.in_flight,
+            limit: self.limit,
+            tier: self.tier,
             partition: self.partition,
             bypass: self.bypass,
         }
     }
 
-    /// Takes the permit apart without running its drop: its handle and, by value, what its
-    /// release needs. A report releases the permit from these values and never through
-    /// the permit's address, so that on the hot path the permit lives in registers (a
-    /// permit written to the stack and read back before each locked instruction made the
-    /// limiter's time bimodal on AMD EPYC; see `Shared::try_admit`).
+    /// Takes the permit apart without running its drop: its handle and its terms, by value.
+    /// A report releases the permit from these values and never through the permit's
+    /// address, so that on the hot path the permit lives in registers (a permit written to
+    /// the stack and read back before each locked instruction made the limiter's time swing
+    /// with the machine's state on AMD EPYC; see `Shared::try_admit`).
     #[inline(always)]
-    fn into_parts(mut self) -> (Option<Holder<'a, C>>, Grant) {
-        let (shared, grant) = (self.shared.take(), self.grant());
+    fn into_parts(mut self) -> (Option<Holder<'a, C>>, Terms) {
+        let (shared, terms) = (self.shared.take(), self.terms());
         // Nothing is left to drop: the handle was taken and the rest is plain data.
         std::mem::forget(self);
-        (shared, grant)
+        (shared, terms)
     }
 }
 
-/// A permit's values that its release needs.
-#[derive(Clone, Copy)]
-struct Grant {
-    start: u64,
-    /// In flight and the limit at the grant.
-    at_grant: (u32, u32),
-    partition: Option<PartitionId>,
-    bypass: bool,
-}
-
-/// Releases a permit from its values.
+/// Releases a permit from its terms.
 #[inline(always)]
 fn release<C: Clock>(
     shared: &Shared<C>,
-    grant: Grant,
+    terms: Terms,
     outcome: Outcome,
     sample: Option<(Duration, Option<Duration>)>,
 ) {
-    if grant.bypass {
+    if terms.bypass {
         shared.counters.bypass_outcome(outcome);
     } else {
-        let (in_flight, limit) = grant.at_grant;
         shared.release(
-            (in_flight as usize, limit as usize),
-            grant.partition,
+            (terms.in_flight as usize, terms.limit as usize),
+            terms.partition,
             outcome,
             sample,
         );
@@ -248,23 +244,23 @@ fn release<C: Clock>(
 }
 
 /// [`Permit::success`] of a limited permit that measures its RTT: a clock read and a turn
-/// at the algorithm, out of line. (The grant comes in registers, as separate values.)
+/// at the algorithm, out of line. (The terms it needs come in registers, as separate
+/// values.)
 #[inline(never)]
 fn success_sampled<C: Clock>(
     shared: &Shared<C>,
     start: u64,
-    at_grant: (u32, u32),
+    (in_flight, limit): (u32, u32),
     partition: Option<PartitionId>,
 ) {
     let now = shared.clock.now();
     let rtt = now.saturating_sub(Duration::from_nanos(start));
-    let grant = Grant {
-        start,
-        at_grant,
+    shared.release(
+        (in_flight as usize, limit as usize),
         partition,
-        bypass: false,
-    };
-    release(shared, grant, Outcome::Success, Some((now, Some(rtt))));
+        Outcome::Success,
+        Some((now, Some(rtt))),
+    );
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
@@ -272,7 +268,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
     /// first, so this runs only for an unreported permit).
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            release(&shared, self.grant(), Outcome::Ignored, None);
+            release(&shared, self.terms(), Outcome::Ignored, None);
         }
     }
 }
