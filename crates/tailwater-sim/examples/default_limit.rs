@@ -1,8 +1,10 @@
 //! The `default-limit` suite for one or more policies, without the CLI (a quicker build while
 //! tuning an algorithm): prints every check that fails (every check but the do-no-harm cells
 //! with `ALL=1`) and the count; with `CELL=NAME` the time series of the checks whose name
-//! contains NAME instead; `SEED=N` runs every scenario on seed N; `MARKDOWN=1` prints the
-//! summary and every do-no-harm cell as the README's tables.
+//! contains NAME instead; `SEED=N` runs every scenario on seed N; `SEEDS=1,2,3` runs the
+//! suite once per seed and prints each seed's misses, then every check missed on any seed
+//! with the number of seeds it missed on (a figure tuned on one seed is luck until the others
+//! agree); `MARKDOWN=1` prints the summary and every do-no-harm cell as the README's tables.
 //!
 //! `cargo run --release -p tailwater-sim --example default_limit -- headroom [GROUP...]`
 use tailwater_sim::engine::{self, RunOptions};
@@ -62,38 +64,20 @@ fn main() {
         return;
     }
     let start = std::time::Instant::now();
-    // Two threads, every other check each, merged back in order.
-    let threads: usize = std::env::var("THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let parts: Vec<Vec<suite::CheckResult>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| {
-                let mine: Vec<suite::Check> =
-                    checks.iter().skip(k).step_by(threads).cloned().collect();
-                let (specs, groups) = (&specs, &groups);
-                scope.spawn(move || suite::run(&mine, specs, groups).expect("runs"))
+    if let Ok(seeds) = std::env::var("SEEDS") {
+        let seeds: Vec<u64> = seeds
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .expect("SEEDS: a comma-separated list of seeds")
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("joins"))
-            .collect()
-    });
-    let mut results = Vec::new();
-    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
-    'merge: loop {
-        for it in &mut iters {
-            match it.next() {
-                Some(r) => results.push(r),
-                None => break 'merge,
-            }
-        }
+        print_seeds(&policies, &checks, &specs, &groups, &seeds);
+        eprintln!("{:?}", start.elapsed());
+        return;
     }
-    for it in &mut iters {
-        results.extend(it);
-    }
+    let results = run_threaded(&checks, &specs, &groups);
     if std::env::var_os("MARKDOWN").is_some() {
         print_markdown(&policies, &results);
         return;
@@ -206,5 +190,94 @@ fn print_markdown(policies: &[String], results: &[suite::CheckResult]) {
             r.name.trim_start_matches("no-harm "),
             row.join(" | ")
         );
+    }
+}
+
+/// Runs the checks on `THREADS` threads (default 2), every other check each, merged back in
+/// order.
+fn run_threaded(
+    checks: &[suite::Check],
+    specs: &[PolicySpec],
+    groups: &[String],
+) -> Vec<suite::CheckResult> {
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let parts: Vec<Vec<suite::CheckResult>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let mine: Vec<suite::Check> =
+                    checks.iter().skip(k).step_by(threads).cloned().collect();
+                scope.spawn(move || suite::run(&mine, specs, groups).expect("runs"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("joins"))
+            .collect()
+    });
+    let mut results = Vec::new();
+    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+    'merge: loop {
+        for it in &mut iters {
+            match it.next() {
+                Some(r) => results.push(r),
+                None => break 'merge,
+            }
+        }
+    }
+    for it in &mut iters {
+        results.extend(it);
+    }
+    results
+}
+
+/// `SEEDS=...`: the suite once per seed; each seed's misses, then every check missed on any
+/// seed with the number of seeds it missed on, per policy.
+fn print_seeds(
+    policies: &[String],
+    checks: &[suite::Check],
+    specs: &[PolicySpec],
+    groups: &[String],
+    seeds: &[u64],
+) {
+    let mut per_seed = Vec::new();
+    for &seed in seeds {
+        let mut checks = checks.to_vec();
+        suite::reseed(&mut checks, seed);
+        per_seed.push(run_threaded(&checks, specs, groups));
+    }
+    for (i, p) in policies.iter().enumerate() {
+        println!("== {p}");
+        for (seed, results) in seeds.iter().zip(&per_seed) {
+            let missed: Vec<String> = results
+                .iter()
+                .filter(|r| !r.outcomes[i].pass)
+                .map(|r| format!("{} {}", r.name, r.outcomes[i].figure))
+                .collect();
+            println!(
+                "  seed {seed}: {} of {} checks fail: {}",
+                missed.len(),
+                results.len(),
+                missed.join("; ")
+            );
+        }
+        let Some(first) = per_seed.first() else {
+            continue;
+        };
+        for (k, r) in first.iter().enumerate() {
+            let failed = per_seed
+                .iter()
+                .filter(|results| !results[k].outcomes[i].pass)
+                .count();
+            if failed > 0 {
+                println!(
+                    "  {:<40} missed on {failed} of {} seeds",
+                    r.name,
+                    seeds.len()
+                );
+            }
+        }
     }
 }
