@@ -87,6 +87,9 @@ pub(crate) struct Forwarding {
     xff: Option<HeaderValue>,
     /// The last `Host` seen on the connection and its `Forwarded` value.
     last: Mutex<Option<(Option<Box<str>>, HeaderValue)>>,
+    /// `for=…;proto=…`: the `Forwarded` element before its `host=`, written as bytes by
+    /// the lean path ([`write_fields`](Self::write_fields)).
+    element: Box<str>,
 }
 
 impl Forwarding {
@@ -98,12 +101,58 @@ impl Forwarding {
 
     /// The forwarding state of a connection from `client` over `proto` (`http`/`https`).
     pub(crate) fn with_proto(client: IpAddr, proto: &'static str) -> Self {
+        let (xff, element) = forwarded_values(None, None, client, proto, None);
         Self {
             client,
             proto,
-            xff: HeaderValue::from_str(&client.to_string()).ok(),
+            xff,
             last: Mutex::new(None),
+            element: element
+                .and_then(|v| v.to_str().ok().map(Box::from))
+                .unwrap_or_default(),
         }
+    }
+
+    /// Appends the `X-Forwarded-For` and `Forwarded` field lines of a request whose first
+    /// values of them are `prev_xff` and `prev_forwarded` to the head `w`: the same values
+    /// as [`values_after`](Self::values_after). A request without either (the common
+    /// case) is written from the connection's text: no lock, no allocation, no reference
+    /// count touched per request.
+    pub(crate) fn write_fields(
+        &self,
+        w: &mut Vec<u8>,
+        prev_xff: Option<&str>,
+        prev_forwarded: Option<&str>,
+        host: Option<&str>,
+    ) {
+        let line = |w: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            w.extend_from_slice(name);
+            w.extend_from_slice(b": ");
+            w.extend_from_slice(value);
+            w.extend_from_slice(b"\r\n");
+        };
+        if prev_xff.is_some() || prev_forwarded.is_some() || self.element.is_empty() {
+            let (xff, forwarded) =
+                forwarded_values(prev_xff, prev_forwarded, self.client, self.proto, host);
+            if let Some(v) = xff {
+                line(w, b"x-forwarded-for", v.as_bytes());
+            }
+            if let Some(v) = forwarded {
+                line(w, b"forwarded", v.as_bytes());
+            }
+            return;
+        }
+        if let Some(v) = &self.xff {
+            line(w, b"x-forwarded-for", v.as_bytes());
+        }
+        w.extend_from_slice(b"forwarded: ");
+        w.extend_from_slice(self.element.as_bytes());
+        if let Some(h) = host.filter(|h| is_token_or_host(h)) {
+            w.extend_from_slice(b";host=\"");
+            w.extend_from_slice(h.as_bytes());
+            w.push(b'"');
+        }
+        w.extend_from_slice(b"\r\n");
     }
 
     /// The `X-Forwarded-For` and `Forwarded` values for a request with `headers` and
@@ -280,6 +329,42 @@ mod tests {
         Forwarding::apply(&mut h, values);
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1, "folded");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+    }
+
+    #[test]
+    fn the_lean_lines_match_the_header_values() {
+        let clients: [IpAddr; 2] = ["192.0.2.7".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        let hosts = [
+            None,
+            Some("a.example"),
+            Some("a.example:8080"),
+            Some("bad host\""),
+        ];
+        let prevs = [None, Some("10.0.0.1")];
+        for (client, proto) in clients
+            .into_iter()
+            .flat_map(|c| [(c, "http"), (c, "https")])
+        {
+            let f = Forwarding::with_proto(client, proto);
+            for host in hosts {
+                for (xff, fwd) in prevs.into_iter().flat_map(|x| prevs.map(|p| (x, p))) {
+                    let fwd = fwd.map(|_| "for=10.0.0.1");
+                    let mut w = Vec::new();
+                    f.write_fields(&mut w, xff, fwd, host);
+                    let (x, g) = f.values_after(xff, fwd, host);
+                    let want = format!(
+                        "x-forwarded-for: {}\r\nforwarded: {}\r\n",
+                        x.unwrap().to_str().unwrap(),
+                        g.unwrap().to_str().unwrap()
+                    );
+                    assert_eq!(
+                        String::from_utf8(w).unwrap(),
+                        want,
+                        "{client} {host:?} {xff:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

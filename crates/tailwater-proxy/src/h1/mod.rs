@@ -73,7 +73,7 @@ use crate::config::{ServerConfig, UpstreamProtocol};
 use crate::linger::{LINGER_IDLE, LINGER_TIME};
 use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
-use crate::server::Conn;
+use crate::server::{Conn, State};
 use crate::service::{self, RequestView};
 
 use head::{Framing, Parsed, RequestHead, ResponseHead};
@@ -219,12 +219,14 @@ impl<S: Io> Client<S> {
             }
             self.served += 1;
             let span = self.request_span();
-            let pending = self.access_log_begin();
+            // One load of the configuration per request, for the log and the exchange.
+            let state = self.conn.shared.state.load();
+            let pending = self.access_log_begin(&state);
             let exchange = async {
                 if span.is_disabled() {
-                    self.exchange(&span).await
+                    self.exchange(&state, &span).await
                 } else {
-                    self.exchange(&span).instrument(span.clone()).await
+                    self.exchange(&state, &span).instrument(span.clone()).await
                 }
             };
             let next = match pending {
@@ -348,8 +350,8 @@ impl<S: Io> Client<S> {
 
     /// The access log line of the request whose head is at the start of the buffer, when
     /// the log is on.
-    fn access_log_begin(&self) -> Option<crate::access_log::Pending> {
-        let log = self.conn.shared.state.load().access_log.clone()?;
+    fn access_log_begin(&self, state: &State) -> Option<crate::access_log::Pending> {
+        let log = state.access_log.as_ref()?;
         let view = View {
             head: &self.head,
             buf: &self.rbuf,
@@ -364,10 +366,8 @@ impl<S: Io> Client<S> {
     }
 
     /// One request whose head is at the start of the buffer.
-    async fn exchange(&mut self, span: &tracing::Span) -> Next {
+    async fn exchange(&mut self, state: &State, span: &tracing::Span) -> Next {
         let start = Instant::now();
-        let conn = Arc::clone(&self.conn);
-        let state = conn.shared.state.load();
         let head_request = &self.rbuf[self.head.method.clone()] == b"HEAD";
         // The client's faults, before anything is routed or admitted: framing (decided
         // once, here), `Host` and the path (RFC 9112 §3.2, §6).
@@ -388,10 +388,10 @@ impl<S: Io> Client<S> {
         };
         let host = view.head.host(view.buf);
         let Some(route) = state.table.find(host, &path) else {
-            let resp = service::no_route(&conn.shared, span);
+            let resp = service::no_route(&self.conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
-        let route = state.table.cells.pick(route, &view, &path, conn.peer);
+        let route = state.table.cells.pick(route, &view, &path, self.conn.peer);
         if route.protocol != UpstreamProtocol::Http1 || route.tls.is_some() {
             return Next::Handoff;
         }
@@ -412,7 +412,7 @@ impl<S: Io> Client<S> {
             head: &self.head,
             buf: &self.rbuf,
         };
-        let admitted = service::admit(&conn, route, max_body, &view, start, span).await;
+        let admitted = service::admit(&self.conn, route, max_body, &view, start, span).await;
         let (permit, tier, metrics, deadline) = match admitted {
             Ok(a) => a,
             Err(resp) => return self.reject(&resp, head_request, span).await,

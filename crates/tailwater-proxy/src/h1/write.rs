@@ -63,13 +63,7 @@ pub(super) fn request_head(
         field_line(w, b"host", h);
     }
     framing_line(w, framing, None);
-    let (xff, forwarded) = forwarding.values_after(prev_xff, prev_forwarded, head.host(buf));
-    if let Some(v) = xff {
-        field_line(w, b"x-forwarded-for", v.as_bytes());
-    }
-    if let Some(v) = forwarded {
-        field_line(w, b"forwarded", v.as_bytes());
-    }
+    forwarding.write_fields(w, prev_xff, prev_forwarded, head.host(buf));
     w.extend_from_slice(b"\r\n");
 }
 
