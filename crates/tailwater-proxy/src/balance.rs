@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use std::future::Future;
 
-use crate::metrics::Decision;
+use crate::decision::Decision;
 use crate::route::Route;
 use crate::upstream::{H1Pool, Shard};
 

@@ -21,9 +21,9 @@ use tailwater_core::vocabulary::{self, outcome};
 use tailwater_tower::burn::{BurnRates, BurnSnapshot};
 
 use crate::config::{Config, ConfigError};
+use crate::conn::Shared;
 use crate::metrics::{RouteMetrics, esc};
 use crate::route::RouteTable;
-use crate::server::Shared;
 
 /// The objective used when a route sets none, percent.
 pub(crate) const DEFAULT_OBJECTIVE: f64 = 99.9;

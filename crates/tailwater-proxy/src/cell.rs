@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use tailwater_core::cell::{CellMap, Cells};
 
+use crate::admit::RequestView;
 use crate::config::{CellKey, Config, ConfigError, RouteConfig};
 use crate::route::Route;
-use crate::service::RequestView;
 
 /// The cells of every route that has some.
 #[derive(Debug, Default)]

@@ -19,9 +19,9 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::balance::{Attempt, MAX_ATTEMPTS};
+use crate::conn::UpstreamClient;
 use crate::request_body::RequestBody;
 use crate::route::Route;
-use crate::server::UpstreamClient;
 use crate::upstream::UpstreamError;
 
 /// Sends `req` (its URI names the endpoint of the attempt in `slot`) with the h2c client,

@@ -61,12 +61,15 @@
 
 mod access_log;
 pub mod admin;
+mod admit;
 mod balance;
 mod body;
 mod burn;
 mod cell;
 pub mod config;
+mod conn;
 mod deadline;
+mod decision;
 mod framing;
 mod h1;
 mod h2c_failover;
@@ -95,6 +98,6 @@ pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use burn::BudgetStatus;
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
-pub use service::CRITICALITY_HEADER;
 pub use status::RouteStatus;
+pub use tailwater_tower::admission::CRITICALITY_HEADER;
 pub use workers::Listeners;

@@ -20,11 +20,12 @@ use tailwater_rls::client::{RequestParts, RlsClient};
 use tailwater_tower::edge::{EdgeResponse, RateLimitPolicies};
 use tailwater_tower::rate_limit::error::RateLimited;
 
+use crate::admit::RequestView;
 use crate::body::ProxyBody;
 use crate::config::{ConfigError, RlsConfig, RlsFailurePolicy};
-use crate::metrics::{Decision, RouteCounters};
-use crate::server::Conn;
-use crate::service::RequestView;
+use crate::conn::Conn;
+use crate::decision::Decision;
+use crate::metrics::RouteCounters;
 
 /// A route's RLS: a client per worker and the failure policy.
 #[derive(Debug)]

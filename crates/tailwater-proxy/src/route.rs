@@ -11,6 +11,7 @@ use tailwater_core::algorithm::LimitAlgorithm;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
 use tailwater_core::{Limiter, TierThresholds};
+use tailwater_tower::admission::Admission;
 use tailwater_tower::edge::RateLimitPolicies;
 
 use tailwater_core::names::QueueName;
@@ -43,9 +44,9 @@ pub(crate) struct Route {
     pub(crate) authority: Authority,
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) preserve_host: bool,
-    pub(crate) limiter: Limiter,
-    /// Longest wait in the queue; `None` when the route has no queue.
-    pub(crate) queue_wait: Option<Duration>,
+    /// The limiter and the longest wait in its queue (`None` when the route has no queue):
+    /// tailwater-tower's admission, shared with its layers.
+    pub(crate) admission: Admission,
     pub(crate) rate_limits: Vec<RateLimit>,
     /// `[route.rls]`: the rate limit service asked after the local rate limits.
     pub(crate) rls: Option<crate::rls::RouteRls>,
@@ -81,7 +82,7 @@ impl fmt::Debug for Route {
             .field("host", &self.host)
             .field("prefix", &self.prefix)
             .field("authority", &self.authority)
-            .field("limiter", &self.limiter)
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
@@ -157,7 +158,7 @@ impl RouteTable {
             let mut route = build_route(
                 &prefix,
                 rc,
-                reuse.map(|r| &r.limiter),
+                reuse.map(|r| r.admission.limiter()),
                 &config.upstream,
                 &mut pools,
                 workers,
@@ -186,7 +187,7 @@ impl RouteTable {
             let mut route = build_route(
                 &prefix,
                 rc,
-                reuse.map(|r| &r.limiter),
+                reuse.map(|r| r.admission.limiter()),
                 &config.upstream,
                 &mut pools,
                 workers,
@@ -316,12 +317,12 @@ fn build_route(
         authority,
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
-        limiter,
-        queue_wait: rc
-            .queue
-            .as_ref()
-            .filter(|q| q.discipline != QueueName::None)
-            .map(|q| q.max_wait),
+        admission: Admission::new(limiter).with_wait(
+            rc.queue
+                .as_ref()
+                .filter(|q| q.discipline != QueueName::None)
+                .map(|q| q.max_wait),
+        ),
         rate_limits,
         rls: match &rc.rls {
             Some(c) => Some(crate::rls::RouteRls::build(
@@ -542,12 +543,15 @@ mod tests {
                     ..Default::default()
                 })
                 .unwrap();
-            assert_eq!(table.routes()[0].limiter.stats().algorithm, built.name());
+            assert_eq!(
+                table.routes()[0].admission.limiter().stats().algorithm,
+                built.name()
+            );
         }
         for q in QueueName::ALL {
             let table = route_with("", &format!("queue = {{ discipline = \"{q}\" }}")).unwrap();
             assert_eq!(
-                table.routes()[0].queue_wait.is_some(),
+                table.routes()[0].admission.wait().is_some(),
                 q != QueueName::None,
                 "{q}"
             );
@@ -571,7 +575,7 @@ mod tests {
     fn a_route_without_a_limit_table_uses_the_recommended_algorithm() {
         let cfg = Config::simple("http://127.0.0.1:9".parse().unwrap());
         let table = RouteTable::build(&cfg).unwrap();
-        let stats = table.routes()[0].limiter.stats();
+        let stats = table.routes()[0].admission.limiter().stats();
         assert_eq!(
             stats.algorithm,
             tailwater_core::algorithm::LimitAlgorithm::name(
@@ -585,7 +589,7 @@ mod tests {
         // The queue stays the proxy's: CoDel, 128 waiters, 100 ms at most.
         assert_eq!(stats.queue_capacity, 128);
         assert_eq!(
-            table.routes()[0].queue_wait,
+            table.routes()[0].admission.wait(),
             Some(Duration::from_millis(100))
         );
     }

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ConfigError;
-use crate::server::Conn;
+use crate::conn::Conn;
 
 /// `[server.tls]`: serve TLS on the listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

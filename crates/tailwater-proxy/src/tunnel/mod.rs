@@ -81,11 +81,11 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tailwater_core::OwnedPermit;
 
+use crate::body::local;
 use crate::body::{Guard, ProxyBody};
 use crate::config::{ConfigError, duration};
-use crate::metrics::Decision;
-use crate::server::{Conn, Shared};
-use crate::service::local;
+use crate::conn::{Conn, Shared};
+use crate::decision::Decision;
 
 pub(crate) use copy::{End, Limits};
 pub(crate) use stats::TunnelStats;
