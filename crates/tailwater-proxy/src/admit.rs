@@ -77,7 +77,17 @@ pub(crate) async fn admit<'r>(
         return Err(resp);
     }
     if let Some(rls) = &route.rls
-        && let Some(resp) = crate::rls::check(rls, conn, req, metrics, tier, start, span).await
+        && let Some(resp) = crate::rls::check(
+            rls,
+            conn.worker,
+            conn.peer.ip(),
+            req,
+            metrics,
+            tier,
+            start,
+            span,
+        )
+        .await
     {
         return Err(resp);
     }

@@ -3,9 +3,11 @@
 //! connection's own ([`Conn`]). Below the engines (`server`, `h1`, `hyper_conn`,
 //! `service`, `tunnel`) so that they all depend on it and it on none of them.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
@@ -76,5 +78,28 @@ pub(crate) struct Conn {
     /// being read: the connection then closes with a lingering close (`crate::linger`).
     pub(crate) linger: Arc<AtomicBool>,
     /// The `Upgrade` tunnel a request set up, run once hyper hands the connection over.
-    pub(crate) tunnel: crate::tunnel::PendingTunnel,
+    pub(crate) tunnel: PendingTunnel,
+}
+
+/// The tunnel a connection runs once hyper has handed it over: set by the request that
+/// was answered `101`, taken by the connection's task (`hyper_conn::serve`), so that a
+/// tunnel keeps its connection slot and is closed by a drain like any connection.
+#[derive(Default)]
+pub(crate) struct PendingTunnel(Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>);
+
+impl std::fmt::Debug for PendingTunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingTunnel")
+    }
+}
+
+impl PendingTunnel {
+    pub(crate) fn set(&self, tunnel: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tunnel);
+    }
+
+    /// The tunnel to run, if a request set one.
+    pub(crate) fn take(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }

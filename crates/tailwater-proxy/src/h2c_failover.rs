@@ -1,5 +1,5 @@
 //! Another endpoint for an h2c request whose connect failed, as the HTTP/1.1 pool's path
-//! does ([`crate::balance::reach`]).
+//! does ([`crate::route::reach`]).
 //!
 //! hyper-util's legacy client (which speaks h2c here) connects by itself and consumes the
 //! request it is given, so it cannot hand a request back when connecting fails. The request

@@ -365,9 +365,15 @@ fn spawn_connection(
     if let Some(acceptor) = tls {
         conns.spawn(async move {
             let accepted = tokio::time::Instant::now();
-            if let Some(stream) =
-                crate::tls::handshake(&conn, &acceptor, stream, header_read_timeout, &mut drain)
-                    .await
+            if let Some(stream) = crate::tls::handshake(
+                conn.peer,
+                &conn.shared.metrics.tls_handshake_failures,
+                &acceptor,
+                stream,
+                header_read_timeout,
+                &mut drain,
+            )
+            .await
             {
                 // ALPN `h2` goes to hyper; `http/1.1` or none takes the lean path like a
                 // plain connection (which hands it to hyper when a request needs that).

@@ -247,7 +247,7 @@ async fn proxy(
         let slot = &mut guard.attempt;
         let send = async {
             let (shard, acquired) =
-                crate::balance::reach(route, worker, slot, |shard| shard.acquire()).await?;
+                crate::route::reach(route, worker, slot, |shard| shard.acquire()).await?;
             propagate(upstream_req.headers_mut(), route, deadline);
             shard.send(acquired, upstream_req).await
         };

@@ -111,7 +111,7 @@ impl<S: Io> Client<S> {
         let (shard, first) = if route.balance.is_some() {
             let worker = self.conn.worker;
             let slot = &mut guard.attempt;
-            let reached = Box::pin(crate::balance::reach(route, worker, slot, |s| {
+            let reached = Box::pin(crate::route::reach(route, worker, slot, |s| {
                 acquire(s, deadline)
             }))
             .await;

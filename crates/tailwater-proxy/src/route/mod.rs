@@ -17,20 +17,27 @@ use tailwater_tower::edge::RateLimitPolicies;
 use tailwater_core::names::QueueName;
 
 use crate::balance::{Balance, Endpoint};
+
+pub(crate) mod cell;
+mod reach;
+mod slo;
+mod validate;
+
 use crate::config::{
     Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
     UpstreamConfig, UpstreamProtocol,
 };
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
+pub(crate) use reach::reach;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     /// The routes requests are matched against.
     matching: Vec<Arc<Route>>,
-    /// `[[cell]]`: the cells of routes that have some (`crate::cell`).
-    pub(crate) cells: crate::cell::CellTable,
+    /// `[[cell]]`: the cells of routes that have some (`cell`).
+    pub(crate) cells: cell::CellTable,
     /// The routes, then every cell's route: what metrics and `/status` list.
     routes: Vec<Arc<Route>>,
 }
@@ -63,7 +70,7 @@ pub(crate) struct Route {
     /// always read).
     pub(crate) deadline_header: Option<http::HeaderName>,
     /// `[route.upgrade]`: the `Upgrade` tunnels of this route (`crate::tunnel`).
-    pub(crate) upgrade: Option<crate::tunnel::UpgradeSettings>,
+    pub(crate) upgrade: Option<crate::config::upgrade::UpgradeSettings>,
     /// `https://` upstreams: the TLS client (for tunnels) and the pooling client every
     /// request of the route goes through (`crate::upstream_tls`).
     pub(crate) tls: Option<(
@@ -136,7 +143,7 @@ impl RouteTable {
         workers: usize,
     ) -> Result<Self, ConfigError> {
         crate::config::bounds::check(config)?;
-        crate::burn::check(config)?;
+        slo::check(config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: Vec<Arc<H1Pool>> = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
@@ -177,7 +184,7 @@ impl RouteTable {
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
         let mut cell_routes = Vec::with_capacity(config.cells.len());
-        for cell in crate::cell::cell_routes(config)? {
+        for cell in cell::cell_routes(config)? {
             let (prefix, rc) = (format!("cell[{}]", cell.index), &cell.config);
             let reuse = old.and_then(|t| {
                 t.cells
@@ -198,14 +205,14 @@ impl RouteTable {
             }
             cell_routes.push(Arc::new(route));
         }
-        let cells = crate::cell::CellTable::build(config, cell_routes)?;
+        let cells = cell::CellTable::build(config, cell_routes)?;
         let listed = routes.iter().chain(cells.routes()).cloned().collect();
         let table = Self {
             matching: routes,
             cells,
             routes: listed,
         };
-        crate::burn::apply(config, &table);
+        slo::apply(config, &table);
         Ok(table)
     }
 

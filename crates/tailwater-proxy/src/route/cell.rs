@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use tailwater_core::cell::{CellMap, Cells};
 
-use crate::admit::RequestView;
+use super::Route;
 use crate::config::{CellKey, Config, ConfigError, RouteConfig};
-use crate::route::Route;
+use tailwater_tower::admission::RequestView;
 
 /// The cells of every route that has some.
 #[derive(Debug, Default)]
