@@ -31,19 +31,22 @@ static GRPC_TIMEOUT_NAME: HeaderName = GRPC_TIMEOUT;
 /// assert_eq!(request_deadline(&h, Some(&name)), Some(Duration::from_millis(300)));
 /// ```
 pub fn request_deadline(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<Duration> {
-    let grpc = headers
-        .get(&GRPC_TIMEOUT_NAME)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
+    budget(&Fields(headers), header).map(|b| b.0)
+}
+
+/// The one reading of a request's budget fields: the shorter of `grpc-timeout` and `header`
+/// (milliseconds), with which of the two the request carried.
+fn budget(req: &impl RequestView, header: Option<&HeaderName>) -> Option<(Duration, bool, bool)> {
+    let grpc = req.header("grpc-timeout").and_then(parse_grpc_timeout);
     let ms = header
-        .and_then(|h| headers.get(h))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|h| req.header(h.as_str()))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
-    match (grpc, ms) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let budget = match (grpc, ms) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some((budget, grpc.is_some(), ms.is_some()))
 }
 
 /// A bare header map seen as a request head (for [`Deadline::of`]).
@@ -109,22 +112,14 @@ impl Deadline {
         if !req.may_state_deadline(header) {
             return None;
         }
-        let grpc = req.header("grpc-timeout").and_then(parse_grpc_timeout);
-        let ms = header
-            .and_then(|h| req.header(h.as_str()))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let budget = match (grpc, ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let (budget, grpc, header) = budget(req, header)?;
         Some(Self {
             // A budget too long to add is none worth keeping: a year.
             at: start
                 .checked_add(budget)
                 .unwrap_or(start + Duration::from_secs(86_400 * 365)),
-            grpc: grpc.is_some(),
-            header: ms.is_some(),
+            grpc,
+            header,
         })
     }
 

@@ -126,6 +126,41 @@ impl RateLimit {
     }
 }
 
+/// What building every route of a table shares: the upstream settings, the pools built so
+/// far (one per upstream, shared by its routes) and the counters to attach.
+struct Built<'a> {
+    upstream: &'a UpstreamConfig,
+    pools: Vec<Arc<H1Pool>>,
+    workers: usize,
+    metrics: Option<&'a Metrics>,
+}
+
+impl Built<'_> {
+    /// Route `rc` (named `prefix` in errors), keeping the limiter of `reuse` and the
+    /// balancer state of `old_balance` (the same route before a reload).
+    fn route(
+        &mut self,
+        prefix: &str,
+        rc: &RouteConfig,
+        reuse: Option<&Arc<Route>>,
+        old_balance: Option<&Balance>,
+    ) -> Result<Arc<Route>, ConfigError> {
+        let mut route = build_route(
+            prefix,
+            rc,
+            reuse.map(|r| r.admission.limiter()),
+            self.upstream,
+            &mut self.pools,
+            self.workers,
+        )?;
+        route.balance = build_balance(prefix, rc, old_balance)?;
+        if let Some(m) = self.metrics {
+            route.metrics = m.route(&rc.name);
+        }
+        Ok(Arc::new(route))
+    }
+}
+
 impl RouteTable {
     /// Builds every route's limiter and rate limits, validating the configuration.
     pub(crate) fn build(config: &Config) -> Result<Self, ConfigError> {
@@ -145,7 +180,12 @@ impl RouteTable {
         crate::config::bounds::check(config)?;
         slo::check(config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
-        let mut pools: Vec<Arc<H1Pool>> = Vec::new();
+        let mut built = Built {
+            upstream: &config.upstream,
+            pools: Vec::new(),
+            workers,
+            metrics,
+        };
         for (i, rc) in config.routes.iter().enumerate() {
             let prefix = format!("route[{i}]");
             if config.routes[..i].iter().any(|o| o.name == rc.name) {
@@ -162,19 +202,7 @@ impl RouteTable {
             let old_balance = old
                 .and_then(|t| t.routes.iter().find(|r| r.name == rc.name))
                 .and_then(|r| r.balance.as_ref());
-            let mut route = build_route(
-                &prefix,
-                rc,
-                reuse.map(|r| r.admission.limiter()),
-                &config.upstream,
-                &mut pools,
-                workers,
-            )?;
-            route.balance = build_balance(&prefix, rc, old_balance)?;
-            if let Some(m) = metrics {
-                route.metrics = m.route(&rc.name);
-            }
-            routes.push(Arc::new(route));
+            routes.push(built.route(&prefix, rc, reuse, old_balance)?);
         }
         crate::config::bounds::check_overlaps(config)?;
         routes.sort_by(|a, b| {
@@ -191,19 +219,7 @@ impl RouteTable {
                     .routes()
                     .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
             });
-            let mut route = build_route(
-                &prefix,
-                rc,
-                reuse.map(|r| r.admission.limiter()),
-                &config.upstream,
-                &mut pools,
-                workers,
-            )?;
-            route.balance = build_balance(&prefix, rc, None)?;
-            if let Some(m) = metrics {
-                route.metrics = m.route(&rc.name);
-            }
-            cell_routes.push(Arc::new(route));
+            cell_routes.push(built.route(&prefix, rc, reuse, None)?);
         }
         let cells = cell::CellTable::build(config, cell_routes)?;
         let listed = routes.iter().chain(cells.routes()).cloned().collect();
