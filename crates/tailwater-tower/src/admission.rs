@@ -11,7 +11,7 @@
 //! 5. the limiter: [`Admission::acquire`], with the queue wait cut to what is left of the
 //!    budget.
 //!
-//! Every refusal is answered by one builder in [`edge`](crate::edge): `503`
+//! Every refusal is answered by one builder in [`edge`]: `503`
 //! ([`shed_response`](crate::edge::shed_response)), `429`
 //! ([`rate_limited_response`](crate::edge::rate_limited_response)), `413`
 //! ([`body_too_large_response`](crate::edge::body_too_large_response)) and `504`
