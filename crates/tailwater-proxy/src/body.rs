@@ -20,7 +20,8 @@ use tailwater_core::{Criticality, OwnedPermit};
 use tokio::time::{Instant, Sleep};
 
 use crate::balance::Attempt;
-use crate::metrics::{Decision, RouteCounters};
+use crate::decision::Decision;
+use crate::metrics::RouteCounters;
 use crate::outcome::{self, BodyFault, Verdict};
 use crate::upstream::Lease;
 
@@ -264,4 +265,14 @@ impl Body for ProxyBody {
             Inner::Upstream { inner, .. } => inner.size_hint(),
         }
     }
+}
+/// A small local response.
+pub(crate) fn local(status: http::StatusCode, body: &'static str) -> http::Response<ProxyBody> {
+    let mut resp = http::Response::new(ProxyBody::local(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }

@@ -1,5 +1,6 @@
-//! In-process SLO burn rates per route: tailwater-tower's [`BurnRates`] (the windows of
-//! `tailwater slo`'s rules, 5 m to 30 d), fed from the route's request counters, exported as
+//! In-process SLO burn rates per route: tailwater-tower's
+//! [`BurnRates`](tailwater_tower::burn::BurnRates) (the windows of `tailwater slo`'s rules,
+//! 5 m to 30 d), fed from the route's request counters, exported as
 //! `tailwater_slo_burn_rate{route,window}` and `tailwater_slo_error_budget_remaining{route}`
 //! and shown in `/status` as "budget left", so an operator without a Prometheus still sees
 //! how fast a route spends its error budget.
@@ -13,120 +14,15 @@
 //! proxy's once-a-second tick while it serves.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tailwater_core::vocabulary::{self, outcome};
-use tailwater_tower::burn::{BurnRates, BurnSnapshot};
+use tailwater_core::vocabulary;
 
-use crate::config::{Config, ConfigError};
+use crate::conn::Shared;
 use crate::metrics::{RouteMetrics, esc};
 use crate::route::RouteTable;
-use crate::server::Shared;
-
-/// The objective used when a route sets none, percent.
-pub(crate) const DEFAULT_OBJECTIVE: f64 = 99.9;
-
-struct Feed {
-    rates: BurnRates,
-    /// Counter values already recorded: (events, bad events).
-    seen: (u64, u64),
-}
-
-/// A route's burn rates and what of its counters they have seen. Lives with the route's
-/// counters, so it survives reloads; a new objective starts a new history.
-pub(crate) struct RouteBurn {
-    feed: Mutex<Feed>,
-}
-
-impl Default for RouteBurn {
-    fn default() -> Self {
-        Self {
-            feed: Mutex::new(Feed {
-                rates: new_rates(DEFAULT_OBJECTIVE),
-                seen: (0, 0),
-            }),
-        }
-    }
-}
-
-impl std::fmt::Debug for RouteBurn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteBurn").finish_non_exhaustive()
-    }
-}
-
-fn new_rates(objective: f64) -> BurnRates {
-    BurnRates::new(objective)
-        .or_else(|_| BurnRates::new(DEFAULT_OBJECTIVE))
-        .unwrap_or_else(|_| unreachable!("99.9 is a valid objective"))
-}
-
-/// (events, bad events) of a route so far, from its counters by outcome.
-fn events(m: &RouteMetrics) -> (u64, u64) {
-    let by = m.by_outcome();
-    let count = |name: &str| {
-        outcome::ALL
-            .iter()
-            .position(|o| *o == name)
-            .map_or(0, |i| by[i])
-    };
-    let bad = count(outcome::UPSTREAM_ERROR) + count(outcome::TIMEOUT) + count(outcome::SHED);
-    (count(outcome::SUCCESS) + bad, bad)
-}
-
-impl RouteBurn {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Feed> {
-        // Plain counters: consistent even if a holder panicked.
-        self.feed.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Uses `objective` from now on; a changed objective starts from an empty history
-    /// (counting from the counters' current values).
-    pub(crate) fn set_objective(&self, objective: f64, m: &RouteMetrics) {
-        let mut g = self.lock();
-        if g.rates.objective() != objective {
-            g.rates = new_rates(objective);
-            g.seen = events(m);
-        }
-    }
-
-    /// Records what the counters gained since the last call at `now` (seconds since the
-    /// Unix epoch), then returns the burn rates.
-    pub(crate) fn update(&self, m: &RouteMetrics, now: u64) -> (f64, BurnSnapshot) {
-        let (total, bad) = events(m);
-        let now = Duration::from_secs(now);
-        let mut g = self.lock();
-        let (seen_total, seen_bad) = g.seen;
-        g.rates.record_many(
-            now,
-            total.saturating_sub(seen_total),
-            bad.saturating_sub(seen_bad),
-        );
-        g.seen = (total, bad);
-        (g.rates.objective(), g.rates.snapshot(now))
-    }
-}
-
-/// Refuses an objective outside (0, 100) with the route's field name.
-pub(crate) fn check(config: &Config) -> Result<(), ConfigError> {
-    for (i, rc) in config.routes.iter().enumerate() {
-        if let Err(e) = BurnRates::new(rc.slo_objective) {
-            return Err(ConfigError::new(format!("route[{i}].slo_objective"), e));
-        }
-    }
-    Ok(())
-}
-
-/// Applies each route's objective to its counters' burn rates (after a table was built).
-pub(crate) fn apply(config: &Config, table: &RouteTable) {
-    for r in table.routes() {
-        if let Some(rc) = config.routes.iter().find(|c| c.name == r.name) {
-            r.metrics.burn.set_objective(rc.slo_objective, &r.metrics);
-        }
-    }
-}
 
 /// Feeds every route's burn rates once a second until dropped.
 pub(crate) fn spawn_tick(shared: Arc<Shared>) -> Tick {

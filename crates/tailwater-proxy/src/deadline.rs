@@ -16,71 +16,17 @@
 
 use std::time::Duration;
 
-use http::HeaderName;
 use tailwater_tower::edge;
-use tokio::time::Instant;
 
 use crate::body::ProxyBody;
-use crate::service::RequestView;
 
-/// gRPC status `DEADLINE_EXCEEDED`.
-const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+/// A request's deadline and the fields it came in: tailwater-tower's, read from either
+/// engine's head with [`Deadline::stated`].
+pub(crate) use tailwater_tower::deadline::Deadline;
 
-/// A request's deadline and where it came from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline {
-    /// When the budget runs out.
-    pub(crate) at: Instant,
-    /// The request carried `grpc-timeout`.
-    pub(crate) grpc: bool,
-    /// The request carried the route's deadline header.
-    pub(crate) header: bool,
-}
-
-impl Deadline {
-    /// The deadline of a request that arrived at `start`: the smaller of its budgets, or
-    /// `None` when it states none.
-    pub(crate) fn of(
-        req: &impl RequestView,
-        header: Option<&HeaderName>,
-        start: Instant,
-    ) -> Option<Self> {
-        if !req.may_state_deadline(header) {
-            return None;
-        }
-        let grpc = req
-            .header("grpc-timeout")
-            .and_then(edge::parse_grpc_timeout);
-        let ms = header
-            .and_then(|h| req.header(h.as_str()))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let budget = match (grpc, ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(Self {
-            at: start
-                .checked_add(budget)
-                .unwrap_or(start + Duration::from_secs(86_400 * 365)),
-            grpc: grpc.is_some(),
-            header: ms.is_some(),
-        })
-    }
-
-    /// What remains of the budget now (zero once spent).
-    pub(crate) fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-}
-
-/// The answer to a request whose budget is spent.
+/// The answer to a request whose budget is spent (tailwater-tower's edge builder).
 pub(crate) fn exceeded(grpc: bool) -> http::Response<ProxyBody> {
-    if grpc {
-        edge::grpc_response(GRPC_DEADLINE_EXCEEDED, "deadline exceeded", None).map(ProxyBody::local)
-    } else {
-        crate::service::local(http::StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n")
-    }
+    edge::deadline_response("deadline exceeded", grpc).map(ProxyBody::local)
 }
 
 /// Whole milliseconds of `d`, rounded down (the forwarded budget is never longer than the
@@ -89,9 +35,23 @@ pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The upstream timeout of a request: `upstream.request_timeout`, cut to the remaining
+/// budget of a request with a deadline; and whether the deadline is the shorter.
+pub(crate) fn request_timeout(
+    configured: Duration,
+    deadline: Option<Deadline>,
+) -> (Duration, bool) {
+    match deadline {
+        Some(d) if d.remaining() < configured => (d.remaining(), true),
+        _ => (configured, false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
+    use tokio::time::Instant;
 
     fn request(headers: &[(&str, &str)]) -> http::Request<()> {
         let mut b = http::Request::builder();
@@ -110,32 +70,32 @@ mod tests {
         let name = HeaderName::from_static("x-request-timeout");
         let arrival = Instant::now();
         let zero = request(&[("x-request-timeout", "0")]);
-        let d = Deadline::of(&zero, Some(&name), arrival).expect("a budget");
+        let d = Deadline::stated(&zero, Some(&name), arrival).expect("a budget");
         assert!(d.remaining().is_zero(), "spent on arrival");
         assert!(
-            Deadline::of(&zero, None, arrival).is_none(),
+            Deadline::stated(&zero, None, arrival).is_none(),
             "the header counts only when the route names it"
         );
         let grpc = request(&[("grpc-timeout", "0m")]);
         assert!(
-            Deadline::of(&grpc, None, arrival)
+            Deadline::stated(&grpc, None, arrival)
                 .expect("grpc")
                 .remaining()
                 .is_zero()
         );
 
         let both = request(&[("x-request-timeout", "300"), ("grpc-timeout", "1S")]);
-        let d = Deadline::of(&both, Some(&name), arrival).expect("a budget");
-        assert!(d.grpc && d.header);
+        let d = Deadline::stated(&both, Some(&name), arrival).expect("a budget");
+        assert!(d.has_grpc_timeout() && d.has_header());
         assert_eq!(d.remaining(), Duration::from_millis(300));
         tokio::time::advance(Duration::from_millis(120)).await;
         assert_eq!(d.remaining(), Duration::from_millis(180));
-        let (timeout, cut) = crate::service::request_timeout(Duration::from_secs(30), Some(d));
+        let (timeout, cut) = request_timeout(Duration::from_secs(30), Some(d));
         assert_eq!((timeout, cut), (Duration::from_millis(180), true));
         tokio::time::advance(Duration::from_millis(180)).await;
         assert!(d.remaining().is_zero(), "spent by the time it is admitted");
         // A request that arrived before the wait is judged from its arrival.
-        let late = Deadline::of(&both, Some(&name), arrival).expect("a budget");
+        let late = Deadline::stated(&both, Some(&name), arrival).expect("a budget");
         assert!(late.remaining().is_zero());
     }
 }

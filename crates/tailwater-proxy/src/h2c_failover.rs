@@ -1,5 +1,5 @@
 //! Another endpoint for an h2c request whose connect failed, as the HTTP/1.1 pool's path
-//! does ([`crate::balance::reach`]).
+//! does ([`crate::route::reach`]).
 //!
 //! hyper-util's legacy client (which speaks h2c here) connects by itself and consumes the
 //! request it is given, so it cannot hand a request back when connecting fails. The request
@@ -19,9 +19,9 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::balance::{Attempt, MAX_ATTEMPTS};
+use crate::conn::UpstreamClient;
 use crate::request_body::RequestBody;
 use crate::route::Route;
-use crate::server::UpstreamClient;
 use crate::upstream::UpstreamError;
 
 /// Sends `req` (its URI names the endpoint of the attempt in `slot`) with the h2c client,

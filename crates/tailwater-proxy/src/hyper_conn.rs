@@ -32,8 +32,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{Notify, watch};
 
 use crate::body::{BoxError, ProxyBody};
+use crate::conn::Conn;
 use crate::idle::Registered;
-use crate::server::Conn;
 
 /// Serves `io` with hyper until the connection ends; shuts it down gracefully once
 /// `drain` turns true or the connection is reclaimed while idle.

@@ -17,15 +17,23 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML format and its validation (errors carry file:line and the field);
-//! - `route`: the route table and each route's limiter and rate limits;
-//! - `cell`: `[[cell]]`, a route's requests spread over cells by a stable key, each cell
-//!   with its own upstreams and admission;
+//! Dependencies go one way, with no cycle (`scripts/module-cycles.py`): configuration →
+//! counters → routes → connection state → admission → the engines → the server.
+//!
+//! - [`config`]: the TOML format and its field checks (errors carry file:line and the field);
+//! - `decision`: what happened to a request (the labels of `tailwater_requests_total`);
+//! - `route`: the route table, each route's admission (limiter, queue wait) and rate limits,
+//!   `Config::validate` (which builds them), the endpoint reach both engines share, and
+//!   `route::cell`: `[[cell]]`, a route's requests spread over cells by a stable key;
+//! - `conn`: the connection state every request reads (the table in force, the counters,
+//!   one client connection's own);
+//! - `admit`: the admission steps both engines call, on tailwater-tower's transport-neutral
+//!   [`admission`](tailwater_tower::admission);
 //! - `balance`: a route's endpoints and the choice among several (tailwater-core's
 //!   balancer), and when a request may go to another endpoint;
 //! - `deadline`: the client's time budget (`grpc-timeout`, a configured header): refused
 //!   when spent, cutting the queue wait and the upstream timeout, forwarded as what remains;
-//! - `service`: one request: route, 413, rate limits, admission, forward, stream back;
+//! - `service`: one request on hyper's engine: route, admission, forward, stream back;
 //! - `body`: the response body that holds the permit until the upstream body ends;
 //! - `request_body`: the client's body on hyper's engine, bounded in size and time;
 //! - `outcome`: how a forwarded request ended (upstream failure or client fault), for both
@@ -41,7 +49,8 @@
 //! - `access_log`: the optional access log (`[access_log]`), both engines, written by a
 //!   thread of its own through a bounded queue;
 //! - [`admin`]: `/metrics`, `/status`, `/healthz`, `/ready`;
-//! - `metrics`: lock-free counters and the Prometheus rendering;
+//! - `metrics`: lock-free counters (and each route's burn rates); `exposition`: their
+//!   Prometheus rendering; `tunnel_stats`: the tunnels' counters;
 //! - [`upstream_tls`]: `https://` upstreams (verification, SNI, client certificates);
 //! - [`tunnel`]: HTTP/1.1 `Upgrade` (WebSocket) tunnels, bounded, and `CONNECT` refused.
 //!
@@ -61,12 +70,15 @@
 
 mod access_log;
 pub mod admin;
+mod admit;
 mod balance;
 mod body;
 mod burn;
-mod cell;
 pub mod config;
+mod conn;
 mod deadline;
+mod decision;
+mod exposition;
 mod framing;
 mod h1;
 mod h2c_failover;
@@ -87,6 +99,7 @@ mod status;
 mod target;
 pub mod tls;
 pub mod tunnel;
+mod tunnel_stats;
 mod upstream;
 pub mod upstream_tls;
 mod workers;
@@ -95,6 +108,6 @@ pub use body::{BodyIdleTimeout, BoxError, ProxyBody};
 pub use burn::BudgetStatus;
 pub use config::{Config, ConfigError};
 pub use server::{Error, Proxy, run};
-pub use service::CRITICALITY_HEADER;
 pub use status::RouteStatus;
+pub use tailwater_tower::admission::CRITICALITY_HEADER;
 pub use workers::Listeners;

@@ -7,7 +7,7 @@
 //! client's writes and can destroy the answer before the client reads it; a client still
 //! uploading would never see its 413. The lean path lingers itself (`h1`); connections
 //! hyper serves linger in [`SendDeadline`](crate::send_deadline::SendDeadline)'s shutdown
-//! when the request's handler marked the connection ([`Conn::linger`](crate::server::Conn)).
+//! when the request's handler marked the connection ([`Conn::linger`](crate::conn::Conn)).
 
 use std::time::Duration;
 

@@ -6,131 +6,18 @@
 //! route name, so they stay monotonic across reloads.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tailwater_core::Criticality;
-use tailwater_core::limiter::{LimiterStats, RejectReason};
-use tailwater_core::vocabulary::{self, Metric, outcome};
+use tailwater_core::vocabulary::{self, outcome};
 
-use crate::config::Config;
-use crate::route::RouteTable;
+use tailwater_tower::burn::{BurnRates, BurnSnapshot};
 
-/// What happened to a request: the `outcome` and `reason` labels of
-/// `tailwater_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
-    /// Forwarded; the upstream answered and the body finished.
-    Success,
-    /// Forwarded; the upstream answered 5xx or 429 (counts as a drop for the limit).
-    UpstreamStatus,
-    /// Forwarded; connecting or sending failed (502).
-    UpstreamError,
-    /// Forwarded; no response head within the request timeout (504).
-    UpstreamTimeout,
-    /// Forwarded; the response body failed mid-stream.
-    BodyError,
-    /// Forwarded; the client went away before the response body ended.
-    Cancelled,
-    /// Admitted; the request body was malformed (400, a client fault).
-    BodyInvalid,
-    /// Admitted; the request body did not arrive within `server.body_timeout` (408, a
-    /// client fault).
-    BodyTimeout,
-    /// Shed by the limiter (503).
-    Shed(RejectReason),
-    /// Denied by a local rate limit (429).
-    RateLimited,
-    /// Request body over the limit (413).
-    BodyTooLarge,
-    /// The client's own deadline (`grpc-timeout`, the route's `deadline_header`) was spent
-    /// on arrival, in the queue, or before the upstream answered (504, gRPC
-    /// `DEADLINE_EXCEEDED`); never counted against the upstream.
-    DeadlineExceeded,
-}
-
-const SHED_BASE: usize = 8;
-const N_DECISIONS: usize = SHED_BASE + RejectReason::ALL.len() + 3;
-
-impl Decision {
-    fn index(self) -> usize {
-        match self {
-            Decision::Success => 0,
-            Decision::UpstreamStatus => 1,
-            Decision::UpstreamError => 2,
-            Decision::UpstreamTimeout => 3,
-            Decision::BodyError => 4,
-            Decision::Cancelled => 5,
-            Decision::BodyInvalid => 6,
-            Decision::BodyTimeout => 7,
-            Decision::Shed(r) => SHED_BASE + r.index(),
-            Decision::RateLimited => SHED_BASE + RejectReason::ALL.len(),
-            Decision::BodyTooLarge => SHED_BASE + RejectReason::ALL.len() + 1,
-            Decision::DeadlineExceeded => SHED_BASE + RejectReason::ALL.len() + 2,
-        }
-    }
-
-    fn from_index(i: usize) -> Self {
-        match i {
-            0 => Decision::Success,
-            1 => Decision::UpstreamStatus,
-            2 => Decision::UpstreamError,
-            3 => Decision::UpstreamTimeout,
-            4 => Decision::BodyError,
-            5 => Decision::Cancelled,
-            6 => Decision::BodyInvalid,
-            7 => Decision::BodyTimeout,
-            i if i < SHED_BASE + RejectReason::ALL.len() => {
-                Decision::Shed(RejectReason::ALL[i - SHED_BASE])
-            }
-            i if i == SHED_BASE + RejectReason::ALL.len() => Decision::RateLimited,
-            i if i == SHED_BASE + RejectReason::ALL.len() + 1 => Decision::BodyTooLarge,
-            _ => Decision::DeadlineExceeded,
-        }
-    }
-
-    /// The `outcome` label (one of tailwater-core's [`vocabulary::outcome`] values).
-    pub(crate) fn outcome(self) -> &'static str {
-        outcome::ALL[self.outcome_index()]
-    }
-
-    /// The index of [`outcome`](Self::outcome) in [`outcome::ALL`].
-    fn outcome_index(self) -> usize {
-        match self {
-            Decision::Success => 0,
-            Decision::UpstreamStatus | Decision::UpstreamError | Decision::BodyError => 1,
-            Decision::UpstreamTimeout => 2,
-            Decision::Shed(_) => 3,
-            Decision::RateLimited => 4,
-            Decision::Cancelled => 5,
-            Decision::BodyInvalid | Decision::BodyTimeout => 6,
-            Decision::BodyTooLarge | Decision::DeadlineExceeded => 7,
-        }
-    }
-
-    /// The `reason` label (`rejection_reason` in traces).
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Decision::Success => "",
-            Decision::UpstreamStatus => "upstream_status",
-            Decision::UpstreamError => "upstream_error",
-            Decision::UpstreamTimeout => "upstream_timeout",
-            Decision::BodyError => "body_error",
-            Decision::Cancelled => "client_gone",
-            Decision::BodyInvalid => "body_invalid",
-            Decision::BodyTimeout => "body_timeout",
-            Decision::Shed(r) => r.as_str(),
-            Decision::RateLimited => "rate_exceeded",
-            Decision::BodyTooLarge => "body_too_large",
-            Decision::DeadlineExceeded => "deadline_exceeded",
-        }
-    }
-}
-
-/// A gauge rendered from a limiter snapshot: the metric and its value, if it has one.
-type Gauge = (Metric, fn(&LimiterStats) -> Option<f64>);
+use crate::config::DEFAULT_OBJECTIVE;
+use crate::decision::Decision;
+use crate::decision::N_DECISIONS;
 
 /// Upper bounds of the latency histogram buckets, seconds.
 pub(crate) const BUCKETS: [f64; 14] = vocabulary::LATENCY_BUCKETS;
@@ -180,7 +67,7 @@ impl RouteCounters {
 pub(crate) struct RouteMetrics {
     shards: Box<[Arc<RouteCounters>]>,
     /// The route's in-process burn rates, fed from these counters.
-    pub(crate) burn: crate::burn::RouteBurn,
+    pub(crate) burn: RouteBurn,
 }
 
 impl Default for RouteMetrics {
@@ -193,7 +80,7 @@ impl RouteMetrics {
     fn new(workers: usize) -> Self {
         Self {
             shards: (0..workers.max(1)).map(|_| Arc::default()).collect(),
-            burn: crate::burn::RouteBurn::default(),
+            burn: RouteBurn::default(),
         }
     }
 
@@ -224,23 +111,104 @@ impl RouteMetrics {
             .sum()
     }
 
-    fn requests(&self, decision: usize, tier: usize) -> u64 {
+    pub(crate) fn requests(&self, decision: usize, tier: usize) -> u64 {
         self.sum(|s| &s.requests[decision][tier])
     }
 
-    fn bucket(&self, outcome: usize, i: usize) -> u64 {
+    pub(crate) fn bucket(&self, outcome: usize, i: usize) -> u64 {
         self.sum(|s| &s.buckets[outcome][i])
     }
 
-    fn sum_nanos(&self, outcome: usize) -> u64 {
+    pub(crate) fn sum_nanos(&self, outcome: usize) -> u64 {
         self.sum(|s| &s.sum_nanos[outcome])
+    }
+}
+
+struct Feed {
+    rates: BurnRates,
+    /// Counter values already recorded: (events, bad events).
+    seen: (u64, u64),
+}
+
+/// A route's burn rates and what of its counters they have seen. Lives with the route's
+/// counters, so it survives reloads; a new objective starts a new history.
+pub(crate) struct RouteBurn {
+    feed: Mutex<Feed>,
+}
+
+impl Default for RouteBurn {
+    fn default() -> Self {
+        Self {
+            feed: Mutex::new(Feed {
+                rates: new_rates(DEFAULT_OBJECTIVE),
+                seen: (0, 0),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteBurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteBurn").finish_non_exhaustive()
+    }
+}
+
+fn new_rates(objective: f64) -> BurnRates {
+    BurnRates::new(objective)
+        .or_else(|_| BurnRates::new(DEFAULT_OBJECTIVE))
+        .unwrap_or_else(|_| unreachable!("99.9 is a valid objective"))
+}
+
+/// (events, bad events) of a route so far, from its counters by outcome.
+fn events(m: &RouteMetrics) -> (u64, u64) {
+    let by = m.by_outcome();
+    let count = |name: &str| {
+        outcome::ALL
+            .iter()
+            .position(|o| *o == name)
+            .map_or(0, |i| by[i])
+    };
+    let bad = count(outcome::UPSTREAM_ERROR) + count(outcome::TIMEOUT) + count(outcome::SHED);
+    (count(outcome::SUCCESS) + bad, bad)
+}
+
+impl RouteBurn {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Feed> {
+        // Plain counters: consistent even if a holder panicked.
+        self.feed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Uses `objective` from now on; a changed objective starts from an empty history
+    /// (counting from the counters' current values).
+    pub(crate) fn set_objective(&self, objective: f64, m: &RouteMetrics) {
+        let mut g = self.lock();
+        if g.rates.objective() != objective {
+            g.rates = new_rates(objective);
+            g.seen = events(m);
+        }
+    }
+
+    /// Records what the counters gained since the last call at `now` (seconds since the
+    /// Unix epoch), then returns the burn rates.
+    pub(crate) fn update(&self, m: &RouteMetrics, now: u64) -> (f64, BurnSnapshot) {
+        let (total, bad) = events(m);
+        let now = Duration::from_secs(now);
+        let mut g = self.lock();
+        let (seen_total, seen_bad) = g.seen;
+        g.rates.record_many(
+            now,
+            total.saturating_sub(seen_total),
+            bad.saturating_sub(seen_bad),
+        );
+        g.seen = (total, bad);
+        (g.rates.objective(), g.rates.snapshot(now))
     }
 }
 
 /// Counters for every route name ever configured, plus connection-level counters.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
+    pub(crate) routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     /// Requests that matched no route (404).
     pub(crate) unrouted: AtomicU64,
     /// Requests refused before routing for their framing, `Host` or path (400, 501): the
@@ -253,15 +221,15 @@ pub(crate) struct Metrics {
     /// TLS handshakes that failed or timed out.
     pub(crate) tls_handshake_failures: AtomicU64,
     /// Connections accepted, by worker thread.
-    accepted_by_worker: Box<[AtomicU64]>,
+    pub(crate) accepted_by_worker: Box<[AtomicU64]>,
     /// Reloads that took effect.
-    reloads_ok: AtomicU64,
+    pub(crate) reloads_ok: AtomicU64,
     /// Reloads refused (bad file or config); the old configuration stayed.
-    reloads_failed: AtomicU64,
+    pub(crate) reloads_failed: AtomicU64,
     /// Unix seconds when the configuration in force was loaded.
-    loaded_at: AtomicU64,
+    pub(crate) loaded_at: AtomicU64,
     /// `Upgrade` tunnels (`crate::tunnel`).
-    pub(crate) tunnels: crate::tunnel::TunnelStats,
+    pub(crate) tunnels: crate::tunnel_stats::TunnelStats,
     /// Access log lines dropped (`crate::access_log`), across reloads.
     pub(crate) access_log_dropped: Arc<AtomicU64>,
 }
@@ -280,7 +248,7 @@ impl Metrics {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             loaded_at: AtomicU64::new(unix_secs()),
-            tunnels: crate::tunnel::TunnelStats::default(),
+            tunnels: crate::tunnel_stats::TunnelStats::default(),
             access_log_dropped: Arc::default(),
         }
     }
@@ -310,188 +278,6 @@ impl Metrics {
             self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// Renders the Prometheus text exposition format (version 0.0.4), in tailwater-core's
-    /// [`vocabulary`]; `config` gives the configured knobs.
-    pub(crate) fn render(&self, table: &RouteTable, config: &Config) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let routes: Vec<(String, Arc<RouteMetrics>)> = {
-            let map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut v: Vec<_> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        let gauges: [Gauge; 9] = [
-            (vocabulary::LIMITER_LIMIT, |s| Some(s.limit as f64)),
-            (vocabulary::LIMITER_IN_FLIGHT, |s| Some(s.in_flight as f64)),
-            (vocabulary::LIMITER_PEAK_IN_FLIGHT, |s| {
-                Some(s.peak_in_flight as f64)
-            }),
-            (vocabulary::LIMITER_QUEUE_DEPTH, |s| {
-                Some(s.queue_depth as f64)
-            }),
-            (vocabulary::LIMITER_QUEUE_CAPACITY, |s| {
-                Some(s.queue_capacity as f64)
-            }),
-            (vocabulary::LIMITER_MIN_RTT, |s| {
-                s.estimates.min_rtt.map(|d| d.as_secs_f64())
-            }),
-            (vocabulary::LIMITER_RTT, |s| {
-                s.estimates.short_rtt.map(|d| d.as_secs_f64())
-            }),
-            (vocabulary::LIMITER_GRADIENT, |s| s.estimates.gradient),
-            (vocabulary::LIMITER_ESTIMATED_QUEUE, |s| s.estimates.queue),
-        ];
-        let stats: Vec<_> = table
-            .routes()
-            .iter()
-            .map(|r| (r.name.as_str(), r.limiter.stats()))
-            .collect();
-        for (metric, f) in gauges {
-            let values: Vec<_> = stats
-                .iter()
-                .filter_map(|(route, s)| f(s).map(|v| (route, s.algorithm, v)))
-                .collect();
-            if values.is_empty() {
-                continue;
-            }
-            metric.write_header(&mut out);
-            for (route, algorithm, v) in values {
-                let _ = writeln!(
-                    out,
-                    "{}{{route=\"{}\",algorithm=\"{algorithm}\"}} {v}",
-                    metric.name,
-                    esc(route),
-                );
-            }
-        }
-        render_knobs(&mut out, &stats, config);
-        let samples = vocabulary::LIMITER_SAMPLES;
-        samples.write_header(&mut out);
-        for (route, s) in &stats {
-            for (o, v) in [
-                ("success", s.counters.success),
-                ("dropped", s.counters.dropped),
-                ("ignored", s.counters.ignored),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "{}{{route=\"{}\",outcome=\"{o}\"}} {v}",
-                    samples.name,
-                    esc(route)
-                );
-            }
-        }
-        let requests = vocabulary::REQUESTS;
-        requests.write_header(&mut out);
-        for (route, m) in &routes {
-            for d in 0..N_DECISIONS {
-                let decision = Decision::from_index(d);
-                for t in 0..Criticality::ALL.len() {
-                    let v = m.requests(d, t);
-                    // Every outcome and reason exists from the start in the default tier,
-                    // so that an error ratio is 0, not absent, before the first error (an
-                    // SLO's recording rules divide by sums over these series).
-                    if v == 0 && Criticality::ALL[t] != Criticality::default() {
-                        continue;
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{}{{route=\"{}\",outcome=\"{}\",reason=\"{}\",tier=\"{}\"}} {v}",
-                        requests.name,
-                        esc(route),
-                        decision.outcome(),
-                        decision.reason(),
-                        Criticality::ALL[t].as_str()
-                    );
-                }
-            }
-        }
-        let duration = vocabulary::REQUEST_DURATION;
-        duration.write_header(&mut out);
-        let name = duration.name;
-        for (route, m) in &routes {
-            for (o, outcome) in outcome::ALL.iter().enumerate() {
-                let total: u64 = (0..=BUCKETS.len()).map(|i| m.bucket(o, i)).sum();
-                // Outcomes never seen stay absent (as the request counter's), except
-                // `success`, which a latency SLI divides by.
-                if total == 0 && o != 0 {
-                    continue;
-                }
-                let labels = format!("route=\"{}\",outcome=\"{outcome}\"", esc(route));
-                let mut cum = 0u64;
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    cum += m.bucket(o, i);
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
-                }
-                cum += m.bucket(o, BUCKETS.len());
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
-                let sum = m.sum_nanos(o) as f64 / 1e9;
-                let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-                let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
-            }
-        }
-        crate::burn::render(&mut out, &routes, table, unix_secs());
-        render_endpoints(&mut out, table);
-        for (metric, value) in [
-            (vocabulary::UNROUTED, &self.unrouted),
-            (vocabulary::REFUSED, &self.refused),
-            (vocabulary::CONNECTIONS, &self.connections_total),
-            (vocabulary::CONNECTIONS_OPEN, &self.connections_open),
-            (
-                vocabulary::TLS_HANDSHAKE_FAILURES,
-                &self.tls_handshake_failures,
-            ),
-            (vocabulary::ACCESS_LOG_DROPPED, &*self.access_log_dropped),
-        ] {
-            metric.write_header(&mut out);
-            let _ = writeln!(out, "{} {}", metric.name, value.load(Ordering::Relaxed));
-        }
-        let workers = vocabulary::WORKER_CONNECTIONS;
-        workers.write_header(&mut out);
-        for (w, c) in self.accepted_by_worker.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{worker=\"{w}\"}} {}",
-                workers.name,
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let reloads = vocabulary::CONFIG_RELOADS;
-        reloads.write_header(&mut out);
-        for (result, c) in [
-            ("success", &self.reloads_ok),
-            ("failure", &self.reloads_failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "{}{{result=\"{result}\"}} {}",
-                reloads.name,
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let loaded = vocabulary::CONFIG_LAST_RELOAD_SUCCESS;
-        loaded.write_header(&mut out);
-        let _ = writeln!(
-            out,
-            "{} {}",
-            loaded.name,
-            self.loaded_at.load(Ordering::Relaxed)
-        );
-        let build = vocabulary::BUILD_INFO;
-        build.write_header(&mut out);
-        let _ = writeln!(
-            out,
-            "{}{{version=\"{}\",component=\"proxy\"}} 1",
-            build.name,
-            env!("CARGO_PKG_VERSION")
-        );
-        self.tunnels.render(&mut out);
-        out
-    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -499,79 +285,6 @@ pub(crate) fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The configured floor and ceiling of each route's limit, where set.
-fn render_knobs(out: &mut String, stats: &[(&str, LimiterStats)], config: &Config) {
-    type Knob = (Metric, fn(&crate::config::LimitConfig) -> Option<usize>);
-    let knobs: [Knob; 2] = [
-        (vocabulary::LIMITER_MIN_LIMIT, |l| l.min_limit),
-        (vocabulary::LIMITER_MAX_LIMIT, |l| l.max_limit),
-    ];
-    for (metric, f) in knobs {
-        let values: Vec<_> = stats
-            .iter()
-            .filter_map(|(route, s)| {
-                let rc = config.routes.iter().find(|r| r.name == *route)?;
-                f(&rc.limit).map(|v| (route, s.algorithm, v))
-            })
-            .collect();
-        if values.is_empty() {
-            continue;
-        }
-        metric.write_header(out);
-        for (route, algorithm, v) in values {
-            let _ = writeln!(
-                out,
-                "{}{{route=\"{}\",algorithm=\"{algorithm}\"}} {v}",
-                metric.name,
-                esc(route)
-            );
-        }
-    }
-}
-
-/// The endpoints of balanced routes: requests sent, ejections, whether ejected, requests
-/// in progress, and the latency estimate (routes with one endpoint have no balancer).
-fn render_endpoints(out: &mut String, table: &RouteTable) {
-    const SERIES: [Metric; 5] = [
-        vocabulary::ENDPOINT_SELECTED,
-        vocabulary::ENDPOINT_EJECTIONS,
-        vocabulary::ENDPOINT_EJECTED,
-        vocabulary::ENDPOINT_PENDING,
-        vocabulary::ENDPOINT_EWMA,
-    ];
-    let balanced: Vec<_> = table
-        .routes()
-        .iter()
-        .filter_map(|r| r.balance.as_ref().map(|b| (r, b)))
-        .collect();
-    if balanced.is_empty() {
-        return;
-    }
-    for (k, metric) in SERIES.iter().enumerate() {
-        metric.write_header(out);
-        let name = metric.name;
-        for (route, b) in &balanced {
-            let now = b.now();
-            for (i, e) in route.endpoints.iter().enumerate() {
-                let st = b.balancer.stats(i, now);
-                let v = match k {
-                    0 => st.selected as f64,
-                    1 => st.ejections as f64,
-                    2 => f64::from(u8::from(st.ejected)),
-                    3 => st.pending as f64,
-                    _ => st.ewma.as_secs_f64(),
-                };
-                let _ = writeln!(
-                    out,
-                    "{name}{{route=\"{}\",endpoint=\"{}\"}} {v}",
-                    esc(&route.name),
-                    esc(e.authority.as_str())
-                );
-            }
-        }
-    }
 }
 
 /// Escapes a label value.

@@ -19,7 +19,7 @@ use http::StatusCode;
 use tailwater_core::OwnedPermit;
 use tailwater_tower::classify::{Outcome, status_outcome};
 
-use crate::metrics::Decision;
+use crate::decision::Decision;
 
 /// What the end of a forwarded request says about the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,14 +17,14 @@ use http::Response;
 use tailwater_core::Criticality;
 use tailwater_core::rate::Quota;
 use tailwater_rls::client::{RequestParts, RlsClient};
+use tailwater_tower::admission::RequestView;
 use tailwater_tower::edge::{EdgeResponse, RateLimitPolicies};
 use tailwater_tower::rate_limit::error::RateLimited;
 
 use crate::body::ProxyBody;
 use crate::config::{ConfigError, RlsConfig, RlsFailurePolicy};
-use crate::metrics::{Decision, RouteCounters};
-use crate::server::Conn;
-use crate::service::RequestView;
+use crate::decision::Decision;
+use crate::metrics::RouteCounters;
 
 /// A route's RLS: a client per worker and the failure policy.
 #[derive(Debug)]
@@ -127,22 +127,21 @@ impl<V: RequestView> RequestParts for Parts<'_, V> {
     }
 }
 
-/// Asks the route's RLS about `req`: `None` admits it, `Some` is the rejection (already
-/// counted and traced).
+/// Asks the route's RLS about `req` (of a client at `peer`, served by `worker`): `None`
+/// admits it, `Some` is the rejection (already counted and traced).
+#[allow(clippy::too_many_arguments)] // one call site, the admission's own values
 pub(crate) async fn check(
     rls: &RouteRls,
-    conn: &Conn,
+    worker: usize,
+    peer: IpAddr,
     req: &impl RequestView,
     metrics: &RouteCounters,
     tier: Criticality,
     start: Instant,
     span: &tracing::Span,
 ) -> Option<Response<ProxyBody>> {
-    let client = &rls.clients[conn.worker % rls.clients.len()];
-    let parts = Parts {
-        view: req,
-        peer: conn.peer.ip(),
-    };
+    let client = &rls.clients[worker % rls.clients.len()];
+    let parts = Parts { view: req, peer };
     // Boxed: the call's future is large and the request's future stays small.
     let call = Box::pin(client.check(&parts)?);
     let rejected = match call.await {

@@ -2,7 +2,6 @@
 //! reload of the route table, and graceful drain.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,56 +17,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
+use crate::conn::{Clients, Conn, Shared, State};
 use crate::headers::Forwarding;
 use crate::idle::IdleConns;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::send_deadline::SendDeadline;
 use crate::status::RouteStatus;
-
-/// The upstream client type.
-pub(crate) type UpstreamClient = Client<HttpConnector, crate::request_body::RequestBody>;
-
-/// What a reload swaps: the configuration, the routes built from it and the clients.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) config: Config,
-    pub(crate) table: RouteTable,
-    /// hyper-util clients (h2c, CONNECT), one pair per worker so that each worker's
-    /// upstream connections stay on its thread.
-    clients: Box<[Clients]>,
-    /// The TLS acceptor when `[server.tls]` is set (rebuilt on reload).
-    pub(crate) tls: Option<crate::tls::Acceptor>,
-    /// The access log when `[access_log]` is set (reopened on reload).
-    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
-}
-
-/// The legacy-client pair of one worker.
-#[derive(Debug)]
-pub(crate) struct Clients {
-    pub(crate) http1: UpstreamClient,
-    pub(crate) h2c: UpstreamClient,
-}
-
-impl State {
-    /// The clients of `worker`.
-    pub(crate) fn clients(&self, worker: usize) -> &Clients {
-        &self.clients[worker % self.clients.len()]
-    }
-}
-
-/// State shared by the accept loop, every connection and the admin endpoints.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) state: ArcSwap<State>,
-    pub(crate) metrics: Metrics,
-    /// Set once a drain starts: `/ready` answers 503.
-    pub(crate) draining: AtomicBool,
-    /// Worker shards of the upstream pools, fixed for the life of the proxy.
-    pub(crate) workers: usize,
-    /// Idle keep-alive connections, reclaimed when the connection slots run out.
-    pub(crate) idle: IdleConns,
-}
 
 /// Errors from [`Proxy::serve`] and [`run`].
 #[derive(Debug, thiserror::Error)]
@@ -374,24 +330,6 @@ impl Proxy {
 /// reclaim.
 const RECLAIM_RETRY: Duration = Duration::from_millis(50);
 
-/// What every request of one client connection shares: cloned per request, so the
-/// reference count it touches is this connection's, not one shared by all threads.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) shared: Arc<Shared>,
-    /// The worker serving the connection (its upstream pool shard).
-    pub(crate) worker: usize,
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    /// `X-Forwarded-For` / `Forwarded` values for this client.
-    pub(crate) forwarding: Forwarding,
-    /// Set when a request on a hyper-served connection was answered without its body
-    /// being read: the connection then closes with a lingering close (`crate::linger`).
-    pub(crate) linger: Arc<AtomicBool>,
-    /// The `Upgrade` tunnel a request set up, run once hyper hands the connection over.
-    pub(crate) tunnel: crate::tunnel::PendingTunnel,
-}
-
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn spawn_connection(
     conns: &mut JoinSet<()>,
@@ -427,9 +365,15 @@ fn spawn_connection(
     if let Some(acceptor) = tls {
         conns.spawn(async move {
             let accepted = tokio::time::Instant::now();
-            if let Some(stream) =
-                crate::tls::handshake(&conn, &acceptor, stream, header_read_timeout, &mut drain)
-                    .await
+            if let Some(stream) = crate::tls::handshake(
+                conn.peer,
+                &conn.shared.metrics.tls_handshake_failures,
+                &acceptor,
+                stream,
+                header_read_timeout,
+                &mut drain,
+            )
+            .await
             {
                 // ALPN `h2` goes to hyper; `http/1.1` or none takes the lean path like a
                 // plain connection (which hands it to hyper when a request needs that).

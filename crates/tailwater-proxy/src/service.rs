@@ -1,9 +1,10 @@
-//! The request path: route → body limit → rate limits → admission → forward → stream back.
+//! hyper's request path: route → body limit → rate limits → admission → forward → stream
+//! back.
 //!
-//! Admission is built directly on the core [`Limiter`](tailwater_core::Limiter), with
-//! tailwater-tower's edge mapping for the rejection responses (503/429, gRPC
-//! `UNAVAILABLE`/`RESOURCE_EXHAUSTED`, draft-10 RateLimit headers). Its behaviour is the one
-//! the tower layers specify: the tier comes from `x-criticality` (default `critical`), a
+//! Admission is the proxy's one path (`crate::admit`, on tailwater-tower's
+//! transport-neutral steps), with tailwater-tower's edge mapping for the rejection
+//! responses (503/429, gRPC `UNAVAILABLE`/`RESOURCE_EXHAUSTED`, draft-10 RateLimit
+//! headers). Its behaviour is the one the tower layers specify: the tier comes from `x-criticality` (default `critical`), a
 //! shed request is answered 503 + `Retry-After` without touching the upstream, a rate-limited
 //! one 429 + `Retry-After` + `RateLimit-Policy`/`RateLimit`, and the permit is held until the
 //! upstream's response body ends. Upstream 5xx, 429, connection errors and timeouts count as
@@ -13,40 +14,31 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::error::Error as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
 
-use tailwater_core::limiter::{Acquire, Request as Admission};
-use tailwater_core::{Criticality, OwnedPermit, Rejection};
-use tailwater_tower::edge;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-use crate::body::{Guard, ProxyBody};
+use crate::admit::{RequestView, admit, guard, no_route, tier_of};
+use crate::body::{Guard, ProxyBody, local};
 use crate::config::ServerConfig;
 use crate::config::UpstreamProtocol;
-use crate::deadline::Deadline;
+use crate::conn::{Conn, Shared};
+use crate::deadline::{Deadline, request_timeout};
+use crate::decision::Decision;
 use crate::framing::{self, Framing, FramingError, FramingFields};
 use crate::headers;
 use crate::headers::Forwarding;
-use crate::metrics::Decision;
-use crate::metrics::RouteCounters;
 use crate::outcome::BodyFault;
 use crate::request_body::RequestBody;
 use crate::route::Route;
 use crate::route::upstream_uri;
-use crate::server::{Conn, Shared};
-use crate::target::{self, TargetError};
-
-/// The header carrying the request's criticality tier.
-pub const CRITICALITY_HEADER: &str = "x-criticality";
+use crate::target::{self, TargetError, host_without_port};
 
 /// Handles one request of client connection `conn`, with its access log line when the
 /// log is on (`crate::access_log`).
@@ -255,7 +247,7 @@ async fn proxy(
         let slot = &mut guard.attempt;
         let send = async {
             let (shard, acquired) =
-                crate::balance::reach(route, worker, slot, |shard| shard.acquire()).await?;
+                crate::route::reach(route, worker, slot, |shard| shard.acquire()).await?;
             propagate(upstream_req.headers_mut(), route, deadline);
             shard.send(acquired, upstream_req).await
         };
@@ -403,279 +395,11 @@ fn client_fault(guard: Guard, fault: BodyFault, span: &tracing::Span) -> Respons
     local(status, text)
 }
 
-/// The request's criticality tier (`x-criticality`, default `critical`).
-pub(crate) fn tier_of(req: &impl RequestView) -> Criticality {
-    req.header(CRITICALITY_HEADER)
-        .and_then(|v| v.parse::<Criticality>().ok())
-        .unwrap_or_default()
-}
-
-/// What the admission steps read from a request, whichever parser read its head (hyper's
-/// `Request`, or the lean HTTP/1.1 path's).
-pub(crate) trait RequestView {
-    /// The first value of the field `name` (lowercase), if it is valid UTF-8.
-    fn header(&self, name: &str) -> Option<&str>;
-
-    /// Whether the request may carry a deadline (`grpc-timeout`, or the route's
-    /// `header`): a parser that already knows it has none saves the look-ups.
-    fn may_state_deadline(&self, _header: Option<&http::HeaderName>) -> bool {
-        true
-    }
-
-    /// The request path (no query): the `path` descriptor of `[route.rls]`.
-    fn path(&self) -> &str;
-
-    /// The declared `Content-Length`.
-    fn content_length(&self) -> Option<u64> {
-        self.header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-    }
-
-    /// A gRPC request (`content-type: application/grpc…`): rejections use gRPC statuses.
-    fn is_grpc(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|v| v.starts_with("application/grpc"))
-    }
-}
-
-impl<B> RequestView for Request<B> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers().get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn path(&self) -> &str {
-        self.uri().path()
-    }
-
-    fn is_grpc(&self) -> bool {
-        edge::is_grpc(self.headers())
-    }
-}
-
-/// The 404 for a request no route matches.
-pub(crate) fn no_route(shared: &Shared, span: &tracing::Span) -> Response<ProxyBody> {
-    shared
-        .metrics
-        .unrouted
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    span.record("decision", "no_route");
-    crate::access_log::note_no_route();
-    local(StatusCode::NOT_FOUND, "no route\n")
-}
-
-/// The admission steps of `route`, in order: tier, 413 for a declared body over
-/// `max_body`, local rate limits, the limiter (at once, or after a bounded wait in the
-/// queue). Either a permit, with the tier and the route's counters of this worker, or
-/// the response that rejects the request (already counted and traced).
-pub(crate) async fn admit<'r>(
-    conn: &Conn,
-    route: &'r Route,
-    max_body: Option<u64>,
-    req: &impl RequestView,
-    start: Instant,
-    span: &tracing::Span,
-) -> Result<Admitted<'r>, Response<ProxyBody>> {
-    let metrics = route.metrics.shard(conn.worker);
-    span.record("route", route.name.as_str());
-    crate::access_log::note_route(&route.name);
-    let tier = tier_of(req);
-    span.record("tier", tier.as_str());
-
-    // 413 before anything is admitted or read.
-    if let Some(max) = max_body
-        && req.content_length().is_some_and(|n| n > max)
-    {
-        metrics.record(Decision::BodyTooLarge, tier, start.elapsed());
-        span.record("decision", "rejected");
-        span.record("rejection_reason", "body_too_large");
-        return Err(local(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large\n",
-        ));
-    }
-
-    // The client's own deadline, spent already: refused before it costs anything.
-    let deadline = Deadline::of(req, route.deadline_header.as_ref(), start);
-    if let Some(d) = &deadline
-        && d.remaining().is_zero()
-    {
-        return Err(deadline_refused(metrics, tier, start, span, req.is_grpc()));
-    }
-
-    // Local rate limits: every one must admit.
-    if !route.rate_limits.is_empty()
-        && let Some(resp) = rate_limited(route, metrics, req, conn.peer, tier, start, span)
-    {
-        return Err(resp);
-    }
-    if let Some(rls) = &route.rls
-        && let Some(resp) = crate::rls::check(rls, conn, req, metrics, tier, start, span).await
-    {
-        return Err(resp);
-    }
-
-    // Admission: a permit at once, or (rarely) a wait in the queue, boxed so that the
-    // request's future stays small.
-    let admission = Admission::new().tier(tier);
-    let queue_wait = match (route.queue_wait, &deadline) {
-        (Some(wait), Some(d)) => Some(wait.min(d.remaining())),
-        (wait, _) => wait,
-    };
-    let mut waited = None;
-    let acquired = match queue_wait {
-        Some(wait) => match route.limiter.enqueue(admission, wait) {
-            Ok(Acquire::Ready(permit)) => Ok(permit),
-            Ok(Acquire::Queued(waiter)) => {
-                let queued = Instant::now();
-                let r = Box::pin(waiter.wait()).await;
-                waited = Some(queued.elapsed());
-                r
-            }
-            Err(rejection) => Err(rejection),
-        },
-        None => route.limiter.try_acquire_owned_with(admission),
-    };
-    match acquired {
-        // Admitted after the budget ran out in the queue: nobody waits for the answer.
-        Ok(permit) if deadline.is_some_and(|d| d.remaining().is_zero()) => {
-            permit.ignore();
-            Err(deadline_refused(metrics, tier, start, span, req.is_grpc()))
-        }
-        Ok(permit) => {
-            span.record("decision", "admitted");
-            crate::access_log::note_admitted(tier, route.limiter.limit(), waited);
-            Ok((permit, tier, metrics, deadline))
-        }
-        Err(rejection) => {
-            crate::access_log::note_shed(rejection.limit, waited);
-            metrics.record(Decision::Shed(rejection.reason), tier, start.elapsed());
-            span.record("decision", "shed");
-            span.record("rejection_reason", rejection.reason.as_str());
-            tracing::debug!(
-                limit = rejection.limit,
-                in_flight = rejection.in_flight,
-                "shed"
-            );
-            Err(shed(&rejection, req.is_grpc()))
-        }
-    }
-}
-
-/// What admission gives a request: its permit, tier, the route's counters of this worker,
-/// and the client's deadline if it stated one.
-pub(crate) type Admitted<'r> = (
-    OwnedPermit,
-    Criticality,
-    &'r Arc<RouteCounters>,
-    Option<Deadline>,
-);
-
-/// Counts and answers a request whose own deadline is spent (504 / `DEADLINE_EXCEEDED`).
-fn deadline_refused(
-    metrics: &RouteCounters,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
-    grpc: bool,
-) -> Response<ProxyBody> {
-    metrics.record(Decision::DeadlineExceeded, tier, start.elapsed());
-    span.record("decision", "rejected");
-    span.record("rejection_reason", "deadline_exceeded");
-    crate::deadline::exceeded(grpc)
-}
-
-/// The upstream timeout of a request: `upstream.request_timeout`, cut to the remaining
-/// budget of a request with a deadline; and whether the deadline is the shorter.
-pub(crate) fn request_timeout(
-    configured: std::time::Duration,
-    deadline: Option<Deadline>,
-) -> (std::time::Duration, bool) {
-    match deadline {
-        Some(d) if d.remaining() < configured => (d.remaining(), true),
-        _ => (configured, false),
-    }
-}
-
-/// Replaces the budget fields the client sent with what remains of its budget now.
+/// Replaces the budget fields the client sent with what remains of its budget now
+/// (tailwater-tower's [`Deadline::write`], as its layers forward).
 fn propagate(headers: &mut http::HeaderMap, route: &Route, deadline: Option<Deadline>) {
-    let Some(d) = deadline else { return };
-    let remaining = d.remaining();
-    if d.grpc {
-        let (n, unit) = edge::grpc_timeout_value(remaining);
-        if let Ok(v) = HeaderValue::from_str(&format!("{n}{unit}")) {
-            headers.insert(edge::GRPC_TIMEOUT, v);
-        }
-    }
-    if d.header
-        && let Some(name) = &route.deadline_header
-    {
-        headers.insert(
-            name.clone(),
-            HeaderValue::from(crate::deadline::millis(remaining)),
-        );
-    }
-}
-
-/// The 429 of the first local rate limit of `route` that denies the request, if any.
-fn rate_limited(
-    route: &Route,
-    metrics: &RouteCounters,
-    req: &impl RequestView,
-    peer: SocketAddr,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
-) -> Option<Response<ProxyBody>> {
-    let ip = peer.ip().to_string();
-    for rl in &route.rate_limits {
-        let d = rl.check(&ip, |name| req.header(name));
-        if d.allowed {
-            continue;
-        }
-        metrics.record(Decision::RateLimited, tier, start.elapsed());
-        span.record("decision", "rate_limited");
-        span.record(
-            "rejection_reason",
-            d.reason.map_or("rate_exceeded", |r| r.as_str()),
-        );
-        tracing::debug!(limit = %rl.name, "rate limited");
-        let retry = d.retry_after.unwrap_or(d.reset_after);
-        let mut resp = if req.is_grpc() {
-            edge::grpc_response(edge::GRPC_RESOURCE_EXHAUSTED, "rate limited", Some(retry))
-        } else {
-            let mut r = Response::new(Bytes::from_static(b"rate limited\n"));
-            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(edge::retry_after_secs(retry)),
-            );
-            r
-        };
-        rl.policies
-            .insert(resp.headers_mut(), 0, d.remaining, d.reset_after_secs());
-        return Some(resp.map(ProxyBody::local));
-    }
-    None
-}
-
-pub(crate) fn guard(
-    permit: tailwater_core::OwnedPermit,
-    metrics: &Arc<RouteCounters>,
-    tier: Criticality,
-    start: Instant,
-) -> Guard {
-    Guard {
-        permit: Some(permit),
-        metrics: Arc::clone(metrics),
-        tier,
-        start,
-        status_dropped: false,
-        lease: None,
-        attempt: None,
+    if let Some(d) = deadline {
+        d.write(headers, route.deadline_header.as_ref());
     }
 }
 
@@ -732,39 +456,5 @@ fn refused(
     let mut resp = local(status, text);
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
-}
-
-/// `raw` (a `Host` value or URI authority) without its port or IPv6 brackets.
-pub(crate) fn host_without_port(raw: &str) -> &str {
-    if raw.starts_with('[') {
-        raw.split_once(']')
-            .map_or(raw, |(h, _)| h)
-            .trim_start_matches('[')
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
-    }
-}
-
-/// A small local response.
-pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::local(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// 503 with `Retry-After` (whole seconds, at least 1) and the reason, or for gRPC
-/// `UNAVAILABLE` with `grpc-retry-pushback-ms` (tailwater-tower's edge mapping).
-fn shed(rejection: &Rejection, grpc: bool) -> Response<ProxyBody> {
-    let mut resp =
-        edge::shed_response("overloaded", rejection.retry_after, grpc).map(ProxyBody::local);
-    resp.headers_mut().insert(
-        "x-tailwater-rejection",
-        HeaderValue::from_static(rejection.reason.as_str()),
-    );
     resp
 }

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::config::duration;
-use crate::metrics::Decision;
-use crate::server::Shared;
+use crate::conn::Shared;
+use crate::decision::Decision;
 
 /// One route's state at a moment.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +54,7 @@ pub(crate) fn snapshot(shared: &Shared) -> Vec<RouteStatus> {
         .routes()
         .iter()
         .map(|r| {
-            let s = r.limiter.stats();
+            let s = r.admission.limiter().stats();
             let m = &r.metrics;
             let dropped = [
                 Decision::UpstreamStatus,

@@ -168,7 +168,7 @@ fn same_authority(host: &str, authority: &str) -> bool {
 
 /// A host and its port (80 when absent).
 fn split_port(s: &str) -> (&str, u16) {
-    let h = crate::service::host_without_port(s);
+    let h = host_without_port(s);
     let after = match s.strip_prefix('[') {
         Some(_) => s.split_once(']').map_or("", |(_, rest)| rest),
         None => s.split_once(':').map_or("", |(_, p)| p),
@@ -276,6 +276,17 @@ fn decode_unreserved(path: &[u8]) -> Result<String, TargetError> {
         }
     }
     Ok(out)
+}
+
+/// `raw` (a `Host` value or URI authority) without its port or IPv6 brackets.
+pub(crate) fn host_without_port(raw: &str) -> &str {
+    if raw.starts_with('[') {
+        raw.split_once(']')
+            .map_or(raw, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    }
 }
 
 #[cfg(test)]

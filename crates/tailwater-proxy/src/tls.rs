@@ -21,7 +21,7 @@
 //! key = "/etc/tailwater/api.key"
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
@@ -30,40 +30,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ResolvesServerCertUsingSni, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
-use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ConfigError;
-use crate::server::Conn;
-
-/// `[server.tls]`: serve TLS on the listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// PEM certificate chain (leaf first) for clients that send no server name, or one no
-    /// `[[server.tls.sni]]` entry names.
-    pub cert: PathBuf,
-    /// PEM private key of `cert`.
-    pub key: PathBuf,
-    /// Certificates per server name.
-    #[serde(default)]
-    pub sni: Vec<SniCert>,
-    /// PEM CA certificates: when set, clients must present a certificate they signed.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-}
-
-/// One `[[server.tls.sni]]` entry: the certificate for one server name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SniCert {
-    /// The DNS name clients send in SNI (exact match, case-insensitive).
-    pub name: String,
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-}
+pub use crate::config::tls::{SniCert, TlsSettings};
 
 /// rustls on ring, for the listener and the upstreams.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -184,18 +154,16 @@ pub(crate) fn acceptor(settings: &TlsSettings) -> Result<Acceptor, ConfigError> 
 /// cannot hold its slot); `None` when it failed or timed out (both counted in
 /// `tailwater_tls_handshake_failures_total`) or the worker started draining.
 pub(crate) async fn handshake(
-    conn: &Conn,
+    peer: std::net::SocketAddr,
+    failures: &std::sync::atomic::AtomicU64,
     acceptor: &Acceptor,
     stream: tokio::net::TcpStream,
     timeout: std::time::Duration,
     drain: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
     let failed = |why: &dyn std::fmt::Display| {
-        tracing::debug!(peer = %conn.peer, error = %why, "TLS handshake failed");
-        conn.shared
-            .metrics
-            .tls_handshake_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(%peer, error = %why, "TLS handshake failed");
+        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
     tokio::select! {
         r = tokio::time::timeout(timeout, acceptor.0.accept(stream)) => match r {

@@ -22,7 +22,6 @@
 //! only (`protocol = "http1"`): the connector offers ALPN `http/1.1`.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,43 +32,12 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::ConfigError;
-
-/// `[route.tls]`: how the proxy verifies and authenticates to the route's `https://`
-/// upstreams.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UpstreamTlsSettings {
-    /// PEM CA certificates trusted for the upstream (besides the system's roots when
-    /// `system_roots` is true).
-    pub ca: Option<PathBuf>,
-    /// Trust the system's roots (default true). With false, `ca` is required.
-    pub system_roots: bool,
-    /// The name sent in SNI and verified in the upstream's certificate (default: the
-    /// upstream URI's host).
-    pub server_name: Option<String>,
-    /// PEM client certificate chain (leaf first) presented to the upstream.
-    pub cert: Option<PathBuf>,
-    /// PEM private key of `cert`.
-    pub key: Option<PathBuf>,
-}
-
-impl Default for UpstreamTlsSettings {
-    fn default() -> Self {
-        Self {
-            ca: None,
-            system_roots: true,
-            server_name: None,
-            cert: None,
-            key: None,
-        }
-    }
-}
+pub use crate::config::tls::UpstreamTlsSettings;
 
 /// hyper's pooling client over [`HttpsConnector`], one per `https://` route.
 pub(crate) type TlsClient =

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
 
+use crate::admission::RequestView;
 use crate::edge::{GRPC_TIMEOUT, parse_grpc_timeout};
 
 /// A static, not the `const`: a `const` `HeaderName` is built and dropped at every use.
@@ -30,18 +31,34 @@ static GRPC_TIMEOUT_NAME: HeaderName = GRPC_TIMEOUT;
 /// assert_eq!(request_deadline(&h, Some(&name)), Some(Duration::from_millis(300)));
 /// ```
 pub fn request_deadline(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<Duration> {
-    let grpc = headers
-        .get(&GRPC_TIMEOUT_NAME)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
+    budget(&Fields(headers), header).map(|b| b.0)
+}
+
+/// The one reading of a request's budget fields: the shorter of `grpc-timeout` and `header`
+/// (milliseconds), with which of the two the request carried.
+fn budget(req: &impl RequestView, header: Option<&HeaderName>) -> Option<(Duration, bool, bool)> {
+    let grpc = req.header("grpc-timeout").and_then(parse_grpc_timeout);
     let ms = header
-        .and_then(|h| headers.get(h))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|h| req.header(h.as_str()))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
-    match (grpc, ms) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let budget = match (grpc, ms) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some((budget, grpc.is_some(), ms.is_some()))
+}
+
+/// A bare header map seen as a request head (for [`Deadline::of`]).
+struct Fields<'a>(&'a HeaderMap);
+
+impl RequestView for Fields<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn path(&self) -> &str {
+        ""
     }
 }
 
@@ -80,28 +97,40 @@ impl Deadline {
     /// The deadline stated by `headers` (`grpc-timeout`, and `header` in milliseconds when
     /// named), counted from now; `None` when they state none (or only malformed values).
     pub fn of(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<Self> {
-        let grpc = headers
-            .get(&GRPC_TIMEOUT_NAME)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
-        let ms = header
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let budget = match (grpc, ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        let now = tokio::time::Instant::now();
+        Self::stated(&Fields(headers), header, tokio::time::Instant::now())
+    }
+
+    /// The deadline stated by a request head that arrived at `start`, whichever parser read
+    /// it ([`RequestView`]): the smaller of `grpc-timeout` and `header` (milliseconds), or
+    /// `None` when it states neither (or only malformed values). The proxy's engines and
+    /// [`of`](Self::of) read it here.
+    pub fn stated(
+        req: &impl RequestView,
+        header: Option<&HeaderName>,
+        start: tokio::time::Instant,
+    ) -> Option<Self> {
+        if !req.may_state_deadline(header) {
+            return None;
+        }
+        let (budget, grpc, header) = budget(req, header)?;
         Some(Self {
             // A budget too long to add is none worth keeping: a year.
-            at: now
+            at: start
                 .checked_add(budget)
-                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-            grpc: grpc.is_some(),
-            header: ms.is_some(),
+                .unwrap_or(start + Duration::from_secs(86_400 * 365)),
+            grpc,
+            header,
         })
+    }
+
+    /// The request carried `grpc-timeout`.
+    pub fn has_grpc_timeout(&self) -> bool {
+        self.grpc
+    }
+
+    /// The request carried the deadline header.
+    pub fn has_header(&self) -> bool {
+        self.header
     }
 
     /// When the budget runs out.

@@ -109,6 +109,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod burn;
 pub mod classify;
 pub mod concurrency;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use http::header::RETRY_AFTER;
 use tailwater_core::Rejection;
 use tailwater_core::rate::{RateDecision, StoreError};
 
@@ -78,8 +77,8 @@ impl EdgeResponse for DeadlineExceeded {
 }
 
 use crate::wire::{
-    EdgeResponse, GRPC_RESOURCE_EXHAUSTED, RateLimitPolicies, deadline_response, grpc_response,
-    retry_after_secs, shed_response,
+    EdgeResponse, RateLimitPolicies, deadline_response, rate_limited_response, retry_after_secs,
+    shed_response,
 };
 
 /// The request was refused by the rate limiter: its key is over quota, or (failing closed)
@@ -186,22 +185,7 @@ impl EdgeResponse for RateLimited {
                 return shed_response(&self.to_string(), std::time::Duration::from_secs(1), grpc);
             }
         };
-        let message = self.to_string();
-        let mut res = if grpc {
-            grpc_response(GRPC_RESOURCE_EXHAUSTED, &message, d.retry_after)
-        } else {
-            let mut res = Response::new(Bytes::from(format!("{message}\n")));
-            *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            if let Some(r) = d.retry_after {
-                res.headers_mut()
-                    .insert(RETRY_AFTER, http::HeaderValue::from(retry_after_secs(r)));
-            }
-            res
-        };
+        let mut res = rate_limited_response(&self.to_string(), d.retry_after, grpc);
         if let Some(p) = &self.policies {
             p.insert(res.headers_mut(), d.quota_index, d.remaining, reset_secs(d));
         }

@@ -176,6 +176,30 @@ pub fn shed_response(message: &str, retry_after: Duration, grpc: bool) -> Respon
     res
 }
 
+/// The rate-limited response: `429` + `Retry-After` (when `retry_after` is given), or gRPC
+/// `RESOURCE_EXHAUSTED` + pushback. The caller adds the `RateLimit*` headers it knows.
+pub fn rate_limited_response(
+    message: &str,
+    retry_after: Option<Duration>,
+    grpc: bool,
+) -> Response<Bytes> {
+    if grpc {
+        return grpc_response(GRPC_RESOURCE_EXHAUSTED, message, retry_after);
+    }
+    let mut res = text_response(StatusCode::TOO_MANY_REQUESTS, message);
+    if let Some(r) = retry_after {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(r)));
+    }
+    res
+}
+
+/// The answer to a declared body over the size cap: `413`, refused before anything is
+/// admitted or read.
+pub fn body_too_large_response() -> Response<Bytes> {
+    text_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
 /// A trailers-only gRPC failure: `200`, `content-type: application/grpc`, `grpc-status`,
 /// `grpc-message` and `grpc-retry-pushback-ms` (`-1` when `retry_after` is `None`).
 pub fn grpc_response(code: u32, message: &str, retry_after: Option<Duration>) -> Response<Bytes> {

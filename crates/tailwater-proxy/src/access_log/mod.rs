@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use tailwater_core::Criticality;
 use tokio::time::Instant;
 
-use crate::metrics::Decision;
+use crate::decision::Decision;
 pub(crate) use writer::AccessLog;
 
 tokio::task_local! {

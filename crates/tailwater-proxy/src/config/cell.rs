@@ -1,4 +1,4 @@
-//! `[[cell]]`: a route's requests spread over cells by a stable key (see `crate::cell`).
+//! `[[cell]]`: a route's requests spread over cells by a stable key (see `crate::route::cell`).
 
 use serde::Deserialize;
 

@@ -39,6 +39,8 @@ mod cell;
 pub(crate) mod duration;
 mod error;
 mod rls;
+pub(crate) mod tls;
+pub(crate) mod upgrade;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
 pub use admission::{LimitConfig, QueueSettings, RateKey, RateLimitConfig, TierSettings};
@@ -150,7 +152,7 @@ pub struct ServerConfig {
     pub reuse_port_shared: bool,
     /// Serve TLS on the listener (`[server.tls]`; see [`crate::tls::TlsSettings`]). TLS
     /// connections are served by the hyper engine; certificates reload with the config.
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<tls::TlsSettings>,
     /// Most `Upgrade` (WebSocket) tunnels open at once, across routes (see
     /// [`crate::tunnel`]); an upgrade request beyond them is answered 503. Default 1024; 0
     /// refuses every upgrade.
@@ -350,16 +352,19 @@ pub struct RouteConfig {
     /// Tunnel HTTP/1.1 `Upgrade` requests (WebSocket) of this route (`[route.upgrade]`;
     /// see [`crate::tunnel::UpgradeSettings`]). None by default: `Upgrade` is removed.
     #[serde(default)]
-    pub upgrade: Option<crate::tunnel::UpgradeSettings>,
+    pub upgrade: Option<upgrade::UpgradeSettings>,
     /// How `https://` upstreams are verified and authenticated to (`[route.tls]`; see
     /// [`crate::upstream_tls::UpstreamTlsSettings`]). Without it, an `https://` upstream is
     /// verified against the system's roots.
     #[serde(default)]
-    pub tls: Option<crate::upstream_tls::UpstreamTlsSettings>,
+    pub tls: Option<tls::UpstreamTlsSettings>,
 }
 
+/// The availability objective of a route that sets none, percent (`slo_objective`).
+pub(crate) const DEFAULT_OBJECTIVE: f64 = 99.9;
+
 fn default_slo_objective() -> f64 {
-    crate::burn::DEFAULT_OBJECTIVE
+    DEFAULT_OBJECTIVE
 }
 
 fn default_route_name() -> String {
@@ -451,13 +456,9 @@ impl Config {
         Self::from_toml(&src, Some(path))
     }
 
-    /// Semantic validation: everything deserialisation cannot check (ranges, limits, the
-    /// core builders' own checks). The error names the field as a path such as
-    /// `route[1].limit.min_limit`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(tls) = &self.server.tls {
-            crate::tls::acceptor(tls)?;
-        }
+    /// The checks of [`validate`](Self::validate) that need nothing built: the access
+    /// log's settings.
+    pub(crate) fn check_access_log(&self) -> Result<(), ConfigError> {
         if let Some(log) = &self.access_log {
             let n = log.buffer_lines;
             if n == 0 || n > access_log::MAX_BUFFER_LINES {
@@ -473,6 +474,6 @@ impl Config {
                 ));
             }
         }
-        crate::route::RouteTable::build(self).map(|_| ())
+        Ok(())
     }
 }

@@ -15,10 +15,9 @@ use super::watchdog::Watchdog;
 use super::{Client, Io, MAX_RESPONSE_HEAD, Next, READ_CHUNK, write};
 use crate::body::Guard;
 use crate::deadline::Deadline;
-use crate::metrics::Decision;
+use crate::decision::Decision;
 use crate::outcome::BodyFault;
 use crate::route::Route;
-use crate::service;
 use crate::upstream::{RawConn, Shard};
 
 /// The deadlines and limits of one exchange.
@@ -96,7 +95,8 @@ impl<S: Io> Client<S> {
             b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
         let client_close = self.head.fields.close;
-        let (timeout, cut) = service::request_timeout(limits.request_timeout, request.deadline);
+        let (timeout, cut) =
+            crate::deadline::request_timeout(limits.request_timeout, request.deadline);
         let deadline = Instant::now() + timeout;
         // The client's deadline ran out, not the upstream's time: its own answer.
         let deadline_or = |failed: Failed| match failed {
@@ -111,7 +111,7 @@ impl<S: Io> Client<S> {
         let (shard, first) = if route.balance.is_some() {
             let worker = self.conn.worker;
             let slot = &mut guard.attempt;
-            let reached = Box::pin(crate::balance::reach(route, worker, slot, |s| {
+            let reached = Box::pin(crate::route::reach(route, worker, slot, |s| {
                 acquire(s, deadline)
             }))
             .await;
@@ -132,11 +132,11 @@ impl<S: Io> Client<S> {
         };
         let budget = request.deadline.map(|d| write::Budget {
             remaining: d.remaining(),
-            grpc: d.grpc,
+            grpc: d.has_grpc_timeout(),
             header: route
                 .deadline_header
                 .as_ref()
-                .filter(|_| d.header)
+                .filter(|_| d.has_header())
                 .map(|h| h.as_str().as_bytes()),
         });
         write::request_head(
@@ -567,7 +567,7 @@ impl<S: Io> Client<S> {
         };
         let resp = match failed {
             Failed::Deadline { grpc } => crate::deadline::exceeded(grpc),
-            _ => service::local(status, text),
+            _ => crate::body::local(status, text),
         };
         span.record("status", resp.status().as_u16());
         // The request may be half read: drain what the client still sends, then close.

@@ -268,7 +268,7 @@ impl RequestHead {
     /// The `Host` without its port, as the hyper path computes it.
     pub(crate) fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
         let raw = self.fields.first(buf, Kind::Host)?;
-        // `service::host_without_port` on the bytes (`[`, `]` and `:` are ASCII), so that
+        // `target::host_without_port` on the bytes (`[`, `]` and `:` are ASCII), so that
         // only the name is decoded: the lean path asks for it twice a request.
         let name = match raw.strip_prefix(b"[") {
             Some(_) => {
@@ -550,7 +550,7 @@ mod tests {
             assert_eq!(head.checked_host(&buf), Ok(()), "{raw}");
             assert_eq!(
                 head.host(&buf),
-                Some(crate::service::host_without_port(raw)),
+                Some(crate::target::host_without_port(raw)),
                 "{raw}"
             );
         }

@@ -11,7 +11,7 @@
 //! outgoing buffer (hop-by-hop fields dropped, `Host`, `X-Forwarded-For` and `Forwarded`
 //! set), and written to a pooled upstream socket by the same task, which then reads the
 //! response head, rewrites it and streams the body. Admission, rejections, metrics and
-//! tracing are the hyper path's own (`service::admit`), so both paths decide alike.
+//! tracing are the hyper path's own (`admit::admit`), so both paths decide alike.
 //!
 //! # What takes this path, and what does not
 //!
@@ -68,13 +68,13 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
+use crate::admit::{self, RequestView};
 use crate::body::ProxyBody;
 use crate::config::{ServerConfig, UpstreamProtocol};
+use crate::conn::{Conn, State};
 use crate::linger::{LINGER_IDLE, LINGER_TIME};
 use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
-use crate::server::{Conn, State};
-use crate::service::{self, RequestView};
 
 use head::{Framing, Parsed, RequestHead, ResponseHead};
 use rewind::Rewind;
@@ -206,7 +206,7 @@ impl<S: Io> Client<S> {
                 HeadRead::Closed => return End::Closed,
                 HeadRead::Handoff => return End::Handoff,
                 HeadRead::TooLarge => {
-                    let resp = service::local(
+                    let resp = crate::body::local(
                         http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                         "request header fields too large\n",
                     );
@@ -388,7 +388,7 @@ impl<S: Io> Client<S> {
         };
         let host = view.head.host(view.buf);
         let Some(route) = state.table.find(host, &path) else {
-            let resp = service::no_route(&self.conn.shared, span);
+            let resp = admit::no_route(&self.conn.shared, span);
             return self.reject(&resp, head_request, span).await;
         };
         let route = state.table.cells.pick(route, &view, &path, self.conn.peer);
@@ -412,7 +412,7 @@ impl<S: Io> Client<S> {
             head: &self.head,
             buf: &self.rbuf,
         };
-        let admitted = service::admit(&self.conn, route, max_body, &view, start, span).await;
+        let admitted = admit::admit(&self.conn, route, max_body, &view, start, span).await;
         let (permit, tier, metrics, deadline) = match admitted {
             Ok(a) => a,
             Err(resp) => return self.reject(&resp, head_request, span).await,
@@ -423,7 +423,7 @@ impl<S: Io> Client<S> {
                 buf: &self.rbuf,
             }
             .is_grpc();
-        let guard = service::guard(permit, metrics, tier, start);
+        let guard = admit::guard(permit, metrics, tier, start);
         let upstream = &state.config.upstream;
         let limits = forward::Limits {
             request_timeout: upstream.request_timeout,
@@ -458,7 +458,7 @@ impl<S: Io> Client<S> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.linger = true;
         let _ = self
-            .write_local(&service::local(status, text), true, head_request)
+            .write_local(&crate::body::local(status, text), true, head_request)
             .await;
         Next::Close
     }
@@ -502,7 +502,7 @@ impl<S: Io> Client<S> {
         start: Instant,
         span: &tracing::Span,
     ) -> Next {
-        let tier = service::tier_of(&View {
+        let tier = admit::tier_of(&View {
             head: &self.head,
             buf: &self.rbuf,
         });
@@ -515,7 +515,7 @@ impl<S: Io> Client<S> {
             return Next::Close;
         }
         let (status, text) = fault.response();
-        self.reject(&service::local(status, text), false, span)
+        self.reject(&crate::body::local(status, text), false, span)
             .await
     }
 

@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn local_responses_carry_their_length_and_no_body_for_head() {
-        let resp = crate::service::local(http::StatusCode::NOT_FOUND, "no route\n");
+        let resp = crate::body::local(http::StatusCode::NOT_FOUND, "no route\n");
         let mut w = Vec::new();
         local_response(&mut w, &resp, false, false);
         assert_eq!(

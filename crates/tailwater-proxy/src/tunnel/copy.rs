@@ -13,6 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub(crate) use crate::tunnel_stats::End;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -28,58 +30,6 @@ pub(crate) struct Limits {
     pub(crate) client_stall: Duration,
     /// Longest life.
     pub(crate) max: Duration,
-}
-
-/// Why a tunnel ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// Both directions ended (each end closed its side), or one end reset.
-    Closed,
-    /// No byte moved either way for `idle`.
-    Idle,
-    /// The client accepted no byte for `client_stall` while bytes waited for it.
-    ClientStalled,
-    /// The upstream accepted no byte for `idle` while bytes waited for it.
-    UpstreamStalled,
-    /// `max_duration` passed.
-    MaxDuration,
-    /// An I/O error, or the upgrade never completed.
-    Error,
-}
-
-impl End {
-    /// Every reason, in the order of [`End::index`].
-    pub(crate) const ALL: [End; 6] = [
-        End::Closed,
-        End::Idle,
-        End::ClientStalled,
-        End::UpstreamStalled,
-        End::MaxDuration,
-        End::Error,
-    ];
-
-    /// The `reason` label of `tailwater_tunnels_closed_total`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            End::Closed => "closed",
-            End::Idle => "idle",
-            End::ClientStalled => "client_stalled",
-            End::UpstreamStalled => "upstream_stalled",
-            End::MaxDuration => "max_duration",
-            End::Error => "error",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            End::Closed => 0,
-            End::Idle => 1,
-            End::ClientStalled => 2,
-            End::UpstreamStalled => 3,
-            End::MaxDuration => 4,
-            End::Error => 5,
-        }
-    }
 }
 
 /// One direction: bytes read from one end, not yet written to the other.

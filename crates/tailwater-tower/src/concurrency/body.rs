@@ -33,7 +33,7 @@ impl<C: Clock> Guard<C> {
         // anyway; it reuses the permit's reading when there is one.
         let start = permit
             .start()
-            .unwrap_or_else(|| common.limiter.clock().now());
+            .unwrap_or_else(|| common.limiter().clock().now());
         Self {
             permit: Some(permit),
             start,
@@ -56,7 +56,12 @@ impl<C: Clock> Guard<C> {
             return;
         };
         let tier = permit.tier();
-        let elapsed = self.common.limiter.clock().now().saturating_sub(self.start);
+        let elapsed = self
+            .common
+            .limiter()
+            .clock()
+            .now()
+            .saturating_sub(self.start);
         match outcome {
             // The same reading of the clock for the sample and the histogram.
             Outcome::Success => permit.success_with_rtt(elapsed),

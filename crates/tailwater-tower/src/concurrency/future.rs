@@ -129,7 +129,7 @@ where
         grpc: bool,
     ) -> Self {
         let sleep = Box::pin(tokio::time::sleep(until_check(&waiter, &common)));
-        let since = common.limiter.clock().now();
+        let since = common.limiter().clock().now();
         common.record_gauges();
         Self {
             state: State::Waiting {
@@ -150,7 +150,7 @@ where
 
 /// How long until `waiter` must be checked again, by the limiter's clock.
 fn until_check<C: Clock>(waiter: &Waiter<C>, common: &Common<C>) -> Duration {
-    let now = common.limiter.clock().now();
+    let now = common.limiter().clock().now();
     waiter.next_check(now).saturating_sub(now).max(MIN_CHECK)
 }
 
@@ -188,7 +188,7 @@ where
                             }
                             // The deadline (or CoDel's short target) is due: let the limiter
                             // expire overdue waiters, then look again.
-                            common.limiter.expire_waiters();
+                            common.limiter().expire_waiters();
                             match waiter.try_take() {
                                 Some(outcome) => outcome,
                                 None => {
@@ -199,7 +199,7 @@ where
                             }
                         }
                     };
-                    let waited = common.limiter.clock().now().saturating_sub(*since);
+                    let waited = common.limiter().clock().now().saturating_sub(*since);
                     match outcome {
                         // Admitted after the caller's budget ran out: nobody waits for the
                         // answer. The permit goes back unused.

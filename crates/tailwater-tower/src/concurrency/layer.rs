@@ -37,7 +37,6 @@ use crate::observe::Route;
 /// ```
 pub struct ConcurrencyLayer<C: Clock = MonotonicClock, P = DefaultClassifier, R = Respond> {
     common: Arc<Common<C>>,
-    wait: Option<Duration>,
     classifier: P,
     on_reject: R,
 }
@@ -48,7 +47,6 @@ impl<C: Clock> ConcurrencyLayer<C> {
     pub fn new(limiter: Limiter<C>) -> Self {
         Self {
             common: Arc::new(Common::new(limiter, Route::default())),
-            wait: None,
             classifier: DefaultClassifier::new(),
             on_reject: Respond,
         }
@@ -75,7 +73,11 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
     /// queue, see `LimiterBuilder::queue`; without one, requests are rejected with
     /// `queue_full` at once). The wait is also capped by the queue's `max_wait`.
     pub fn wait(mut self, timeout: Duration) -> Self {
-        self.wait = Some(timeout);
+        let mut common = self
+            .common
+            .rebuilt(self.common.route().clone(), self.common.burn.clone());
+        common.admission = common.admission.with_wait(Some(timeout));
+        self.common = Arc::new(common);
         self
     }
 
@@ -145,7 +147,6 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
     pub fn classifier<P2>(self, classifier: P2) -> ConcurrencyLayer<C, P2, R> {
         ConcurrencyLayer {
             common: self.common,
-            wait: self.wait,
             classifier,
             on_reject: self.on_reject,
         }
@@ -155,7 +156,6 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
     pub fn on_reject<R2>(self, on_reject: R2) -> ConcurrencyLayer<C, P, R2> {
         ConcurrencyLayer {
             common: self.common,
-            wait: self.wait,
             classifier: self.classifier,
             on_reject,
         }
@@ -169,7 +169,7 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
 
     /// The limiter.
     pub fn limiter(&self) -> &Limiter<C> {
-        &self.common.limiter
+        self.common.limiter()
     }
 }
 
@@ -177,7 +177,6 @@ impl<C: Clock, P: Clone, R: Clone> Clone for ConcurrencyLayer<C, P, R> {
     fn clone(&self) -> Self {
         Self {
             common: Arc::clone(&self.common),
-            wait: self.wait,
             classifier: self.classifier.clone(),
             on_reject: self.on_reject.clone(),
         }
@@ -187,9 +186,9 @@ impl<C: Clock, P: Clone, R: Clone> Clone for ConcurrencyLayer<C, P, R> {
 impl<C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for ConcurrencyLayer<C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLayer")
-            .field("limiter", &self.common.limiter)
+            .field("limiter", self.common.limiter())
             .field("route", self.common.route())
-            .field("wait", &self.wait)
+            .field("wait", &self.common.admission.wait())
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)
             .finish()
@@ -203,7 +202,6 @@ impl<S, C: Clock, P: Clone, R: Clone> Layer<S> for ConcurrencyLayer<C, P, R> {
         Concurrency::from_parts(
             inner,
             Arc::clone(&self.common),
-            self.wait,
             self.classifier.clone(),
             self.on_reject.clone(),
         )

@@ -1,19 +1,19 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, Request, Response};
 use http_body::Body;
 use tailwater_core::clock::{Clock, MonotonicClock};
-use tailwater_core::limiter::{Acquire, PartitionId, Request as Admission};
+use tailwater_core::limiter::{Acquire, PartitionId, Request as LimiterRequest};
 use tailwater_core::{Criticality, Limiter, Permit, Rejection};
 use tower::Service;
 
 use super::Bypass;
 use super::body::{Guard, ResponseBody};
 use super::future::ResponseFuture;
+use crate::admission::Admission;
 use crate::burn::BurnRates;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::deadline::Deadline;
@@ -22,7 +22,8 @@ use crate::observe::{LimiterMetrics, Route};
 
 /// What every clone of a layer and its services share.
 pub(crate) struct Common<C: Clock> {
-    pub(crate) limiter: Limiter<C>,
+    /// The limiter and the queue wait (the admission steps shared with the proxy).
+    pub(crate) admission: Admission<C>,
     pub(crate) metrics: LimiterMetrics,
     /// SLO burn rates fed by every outcome and rejection, if configured.
     pub(crate) burn: Option<Arc<BurnRates>>,
@@ -33,17 +34,22 @@ pub(crate) struct Common<C: Clock> {
 impl<C: Clock> Common<C> {
     pub(crate) fn new(limiter: Limiter<C>, route: Route) -> Self {
         Self {
-            limiter,
+            admission: Admission::new(limiter),
             metrics: LimiterMetrics::new(route),
             burn: None,
             deadline_header: None,
         }
     }
 
+    /// The limiter.
+    pub(crate) fn limiter(&self) -> &Limiter<C> {
+        self.admission.limiter()
+    }
+
     /// Feeds the burn rates (if any) one event: `bad` for drops and rejections.
     pub(crate) fn burn(&self, bad: bool) {
         if let Some(b) = &self.burn {
-            b.record_and_export(self.limiter.clock().now(), bad, self.metrics.route());
+            b.record_and_export(self.limiter().clock().now(), bad, self.metrics.route());
         }
     }
 
@@ -52,7 +58,7 @@ impl<C: Clock> Common<C> {
     }
 
     pub(crate) fn record_gauges(&self) {
-        let l = &self.limiter;
+        let l = self.limiter();
         self.metrics.gauges(
             || l.stats().algorithm,
             l.limit(),
@@ -68,7 +74,8 @@ impl<C: Clock> Common<C> {
 
     /// A copy for a new route name or burn rates, keeping every other setting.
     pub(crate) fn rebuilt(&self, route: Route, burn: Option<Arc<BurnRates>>) -> Self {
-        let mut common = Common::new(self.limiter.clone(), route);
+        let mut common = Common::new(self.limiter().clone(), route);
+        common.admission = self.admission.clone();
         common.burn = burn;
         common.deadline_header = self.deadline_header.clone();
         common
@@ -86,7 +93,6 @@ impl<C: Clock> Common<C> {
 pub struct Concurrency<S, C: Clock = MonotonicClock, P = DefaultClassifier, R = Respond> {
     inner: S,
     common: Arc<Common<C>>,
-    wait: Option<Duration>,
     classifier: P,
     on_reject: R,
 }
@@ -97,7 +103,6 @@ impl<S, C: Clock> Concurrency<S, C> {
         Self::from_parts(
             inner,
             Arc::new(Common::new(limiter, Route::default())),
-            None,
             DefaultClassifier::new(),
             Respond,
         )
@@ -108,14 +113,12 @@ impl<S, C: Clock, P, R> Concurrency<S, C, P, R> {
     pub(crate) fn from_parts(
         inner: S,
         common: Arc<Common<C>>,
-        wait: Option<Duration>,
         classifier: P,
         on_reject: R,
     ) -> Self {
         Self {
             inner,
             common,
-            wait,
             classifier,
             on_reject,
         }
@@ -123,7 +126,7 @@ impl<S, C: Clock, P, R> Concurrency<S, C, P, R> {
 
     /// The limiter.
     pub fn limiter(&self) -> &Limiter<C> {
-        &self.common.limiter
+        self.common.limiter()
     }
 
     /// The inner service.
@@ -147,7 +150,6 @@ impl<S: Clone, C: Clock, P: Clone, R: Clone> Clone for Concurrency<S, C, P, R> {
         Self {
             inner: self.inner.clone(),
             common: Arc::clone(&self.common),
-            wait: self.wait,
             classifier: self.classifier.clone(),
             on_reject: self.on_reject.clone(),
         }
@@ -158,19 +160,13 @@ impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concu
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Concurrency")
             .field("inner", &self.inner)
-            .field("limiter", &self.common.limiter)
+            .field("limiter", self.common.limiter())
             .field("route", self.common.route())
-            .field("wait", &self.wait)
+            .field("wait", &self.common.admission.wait())
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)
             .finish()
     }
-}
-
-/// The queue wait: the configured timeout, cut to what is left of the client's own deadline
-/// (waiting past it would only produce an answer nobody reads).
-fn wait_for(timeout: Duration, deadline: Option<&Deadline>) -> Duration {
-    deadline.map_or(timeout, |d| d.remaining().min(timeout))
 }
 
 impl<S, C, P, R, ReqB, ResB> Service<Request<ReqB>> for Concurrency<S, C, P, R>
@@ -215,7 +211,7 @@ where
         }
         let ext = req.extensions();
         let tier = ext.get::<Criticality>().copied().unwrap_or_default();
-        let mut admission = Admission::new()
+        let mut admission = LimiterRequest::new()
             .tier(tier)
             .bypass(ext.get::<Bypass>().is_some());
         if let Some(partition) = ext.get::<PartitionId>() {
@@ -226,25 +222,19 @@ where
         let classifier = self.classifier.clone();
         let on_reject = self.on_reject.clone();
 
-        let acquired = match self.wait {
-            None => self.common.limiter.try_acquire_owned_with(admission),
-            Some(timeout) => match self
-                .common
-                .limiter
-                .enqueue(admission, wait_for(timeout, deadline.as_ref()))
-            {
-                Ok(Acquire::Ready(permit)) => Ok(permit),
-                Ok(Acquire::Queued(waiter)) => {
-                    // The inner service was made ready by `poll_ready`: the call happens later
-                    // (after the wait), so take the ready one and leave a clone behind.
-                    let clone = self.inner.clone();
-                    let ready = std::mem::replace(&mut self.inner, clone);
-                    return ResponseFuture::waiting(
-                        waiter, ready, req, deadline, common, classifier, on_reject, grpc,
-                    );
-                }
-                Err(rejection) => Err(rejection),
-            },
+        let budget = deadline.as_ref().map(Deadline::remaining);
+        let acquired = match self.common.admission.acquire(admission, budget) {
+            Ok(Acquire::Ready(permit)) => Ok(permit),
+            Ok(Acquire::Queued(waiter)) => {
+                // The inner service was made ready by `poll_ready`: the call happens later
+                // (after the wait), so take the ready one and leave a clone behind.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                return ResponseFuture::waiting(
+                    waiter, ready, req, deadline, common, classifier, on_reject, grpc,
+                );
+            }
+            Err(rejection) => Err(rejection),
         };
         match acquired {
             Ok(permit) => {

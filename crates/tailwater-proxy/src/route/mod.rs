@@ -11,25 +11,33 @@ use tailwater_core::algorithm::LimitAlgorithm;
 use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
 use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
 use tailwater_core::{Limiter, TierThresholds};
+use tailwater_tower::admission::Admission;
 use tailwater_tower::edge::RateLimitPolicies;
 
 use tailwater_core::names::QueueName;
 
 use crate::balance::{Balance, Endpoint};
+
+pub(crate) mod cell;
+mod reach;
+mod slo;
+mod validate;
+
 use crate::config::{
     Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
     UpstreamConfig, UpstreamProtocol,
 };
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
+pub(crate) use reach::reach;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     /// The routes requests are matched against.
     matching: Vec<Arc<Route>>,
-    /// `[[cell]]`: the cells of routes that have some (`crate::cell`).
-    pub(crate) cells: crate::cell::CellTable,
+    /// `[[cell]]`: the cells of routes that have some (`cell`).
+    pub(crate) cells: cell::CellTable,
     /// The routes, then every cell's route: what metrics and `/status` list.
     routes: Vec<Arc<Route>>,
 }
@@ -43,9 +51,9 @@ pub(crate) struct Route {
     pub(crate) authority: Authority,
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) preserve_host: bool,
-    pub(crate) limiter: Limiter,
-    /// Longest wait in the queue; `None` when the route has no queue.
-    pub(crate) queue_wait: Option<Duration>,
+    /// The limiter and the longest wait in its queue (`None` when the route has no queue):
+    /// tailwater-tower's admission, shared with its layers.
+    pub(crate) admission: Admission,
     pub(crate) rate_limits: Vec<RateLimit>,
     /// `[route.rls]`: the rate limit service asked after the local rate limits.
     pub(crate) rls: Option<crate::rls::RouteRls>,
@@ -62,7 +70,7 @@ pub(crate) struct Route {
     /// always read).
     pub(crate) deadline_header: Option<http::HeaderName>,
     /// `[route.upgrade]`: the `Upgrade` tunnels of this route (`crate::tunnel`).
-    pub(crate) upgrade: Option<crate::tunnel::UpgradeSettings>,
+    pub(crate) upgrade: Option<crate::config::upgrade::UpgradeSettings>,
     /// `https://` upstreams: the TLS client (for tunnels) and the pooling client every
     /// request of the route goes through (`crate::upstream_tls`).
     pub(crate) tls: Option<(
@@ -81,7 +89,7 @@ impl fmt::Debug for Route {
             .field("host", &self.host)
             .field("prefix", &self.prefix)
             .field("authority", &self.authority)
-            .field("limiter", &self.limiter)
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +126,41 @@ impl RateLimit {
     }
 }
 
+/// What building every route of a table shares: the upstream settings, the pools built so
+/// far (one per upstream, shared by its routes) and the counters to attach.
+struct Built<'a> {
+    upstream: &'a UpstreamConfig,
+    pools: Vec<Arc<H1Pool>>,
+    workers: usize,
+    metrics: Option<&'a Metrics>,
+}
+
+impl Built<'_> {
+    /// Route `rc` (named `prefix` in errors), keeping the limiter of `reuse` and the
+    /// balancer state of `old_balance` (the same route before a reload).
+    fn route(
+        &mut self,
+        prefix: &str,
+        rc: &RouteConfig,
+        reuse: Option<&Arc<Route>>,
+        old_balance: Option<&Balance>,
+    ) -> Result<Arc<Route>, ConfigError> {
+        let mut route = build_route(
+            prefix,
+            rc,
+            reuse.map(|r| r.admission.limiter()),
+            self.upstream,
+            &mut self.pools,
+            self.workers,
+        )?;
+        route.balance = build_balance(prefix, rc, old_balance)?;
+        if let Some(m) = self.metrics {
+            route.metrics = m.route(&rc.name);
+        }
+        Ok(Arc::new(route))
+    }
+}
+
 impl RouteTable {
     /// Builds every route's limiter and rate limits, validating the configuration.
     pub(crate) fn build(config: &Config) -> Result<Self, ConfigError> {
@@ -135,9 +178,14 @@ impl RouteTable {
         workers: usize,
     ) -> Result<Self, ConfigError> {
         crate::config::bounds::check(config)?;
-        crate::burn::check(config)?;
+        slo::check(config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
-        let mut pools: Vec<Arc<H1Pool>> = Vec::new();
+        let mut built = Built {
+            upstream: &config.upstream,
+            pools: Vec::new(),
+            workers,
+            metrics,
+        };
         for (i, rc) in config.routes.iter().enumerate() {
             let prefix = format!("route[{i}]");
             if config.routes[..i].iter().any(|o| o.name == rc.name) {
@@ -154,19 +202,7 @@ impl RouteTable {
             let old_balance = old
                 .and_then(|t| t.routes.iter().find(|r| r.name == rc.name))
                 .and_then(|r| r.balance.as_ref());
-            let mut route = build_route(
-                &prefix,
-                rc,
-                reuse.map(|r| &r.limiter),
-                &config.upstream,
-                &mut pools,
-                workers,
-            )?;
-            route.balance = build_balance(&prefix, rc, old_balance)?;
-            if let Some(m) = metrics {
-                route.metrics = m.route(&rc.name);
-            }
-            routes.push(Arc::new(route));
+            routes.push(built.route(&prefix, rc, reuse, old_balance)?);
         }
         crate::config::bounds::check_overlaps(config)?;
         routes.sort_by(|a, b| {
@@ -176,35 +212,23 @@ impl RouteTable {
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
         let mut cell_routes = Vec::with_capacity(config.cells.len());
-        for cell in crate::cell::cell_routes(config)? {
+        for cell in cell::cell_routes(config)? {
             let (prefix, rc) = (format!("cell[{}]", cell.index), &cell.config);
             let reuse = old.and_then(|t| {
                 t.cells
                     .routes()
                     .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
             });
-            let mut route = build_route(
-                &prefix,
-                rc,
-                reuse.map(|r| &r.limiter),
-                &config.upstream,
-                &mut pools,
-                workers,
-            )?;
-            route.balance = build_balance(&prefix, rc, None)?;
-            if let Some(m) = metrics {
-                route.metrics = m.route(&rc.name);
-            }
-            cell_routes.push(Arc::new(route));
+            cell_routes.push(built.route(&prefix, rc, reuse, None)?);
         }
-        let cells = crate::cell::CellTable::build(config, cell_routes)?;
+        let cells = cell::CellTable::build(config, cell_routes)?;
         let listed = routes.iter().chain(cells.routes()).cloned().collect();
         let table = Self {
             matching: routes,
             cells,
             routes: listed,
         };
-        crate::burn::apply(config, &table);
+        slo::apply(config, &table);
         Ok(table)
     }
 
@@ -316,12 +340,12 @@ fn build_route(
         authority,
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
-        limiter,
-        queue_wait: rc
-            .queue
-            .as_ref()
-            .filter(|q| q.discipline != QueueName::None)
-            .map(|q| q.max_wait),
+        admission: Admission::new(limiter).with_wait(
+            rc.queue
+                .as_ref()
+                .filter(|q| q.discipline != QueueName::None)
+                .map(|q| q.max_wait),
+        ),
         rate_limits,
         rls: match &rc.rls {
             Some(c) => Some(crate::rls::RouteRls::build(
@@ -542,12 +566,15 @@ mod tests {
                     ..Default::default()
                 })
                 .unwrap();
-            assert_eq!(table.routes()[0].limiter.stats().algorithm, built.name());
+            assert_eq!(
+                table.routes()[0].admission.limiter().stats().algorithm,
+                built.name()
+            );
         }
         for q in QueueName::ALL {
             let table = route_with("", &format!("queue = {{ discipline = \"{q}\" }}")).unwrap();
             assert_eq!(
-                table.routes()[0].queue_wait.is_some(),
+                table.routes()[0].admission.wait().is_some(),
                 q != QueueName::None,
                 "{q}"
             );
@@ -571,7 +598,7 @@ mod tests {
     fn a_route_without_a_limit_table_uses_the_recommended_algorithm() {
         let cfg = Config::simple("http://127.0.0.1:9".parse().unwrap());
         let table = RouteTable::build(&cfg).unwrap();
-        let stats = table.routes()[0].limiter.stats();
+        let stats = table.routes()[0].admission.limiter().stats();
         assert_eq!(
             stats.algorithm,
             tailwater_core::algorithm::LimitAlgorithm::name(
@@ -585,7 +612,7 @@ mod tests {
         // The queue stays the proxy's: CoDel, 128 waiters, 100 ms at most.
         assert_eq!(stats.queue_capacity, 128);
         assert_eq!(
-            table.routes()[0].queue_wait,
+            table.routes()[0].admission.wait(),
             Some(Duration::from_millis(100))
         );
     }

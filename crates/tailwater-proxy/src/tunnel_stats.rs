@@ -1,10 +1,61 @@
 //! The tunnels' counters: how many are open (against `server.max_tunnels`), the memory
-//! their buffers hold, and how they ended.
+//! their buffers hold, and how they ended (`crate::tunnel`); below the connection state
+//! and the metrics that hold them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::copy::End;
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Both directions ended (each end closed its side), or one end reset.
+    Closed,
+    /// No byte moved either way for `idle`.
+    Idle,
+    /// The client accepted no byte for `client_stall` while bytes waited for it.
+    ClientStalled,
+    /// The upstream accepted no byte for `idle` while bytes waited for it.
+    UpstreamStalled,
+    /// `max_duration` passed.
+    MaxDuration,
+    /// An I/O error, or the upgrade never completed.
+    Error,
+}
+
+impl End {
+    /// Every reason, in the order of [`End::index`].
+    pub(crate) const ALL: [End; 6] = [
+        End::Closed,
+        End::Idle,
+        End::ClientStalled,
+        End::UpstreamStalled,
+        End::MaxDuration,
+        End::Error,
+    ];
+
+    /// The `reason` label of `tailwater_tunnels_closed_total`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            End::Closed => "closed",
+            End::Idle => "idle",
+            End::ClientStalled => "client_stalled",
+            End::UpstreamStalled => "upstream_stalled",
+            End::MaxDuration => "max_duration",
+            End::Error => "error",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            End::Closed => 0,
+            End::Idle => 1,
+            End::ClientStalled => 2,
+            End::UpstreamStalled => 3,
+            End::MaxDuration => 4,
+            End::Error => 5,
+        }
+    }
+}
 
 /// Lock-free tunnel counters, rendered as `tailwater_tunnel*` metrics.
 #[derive(Debug, Default)]

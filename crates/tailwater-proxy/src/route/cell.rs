@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use tailwater_core::cell::{CellMap, Cells};
 
+use super::Route;
 use crate::config::{CellKey, Config, ConfigError, RouteConfig};
-use crate::route::Route;
-use crate::service::RequestView;
+use tailwater_tower::admission::RequestView;
 
 /// The cells of every route that has some.
 #[derive(Debug, Default)]
