@@ -23,11 +23,20 @@
 //! - [`nats`] (feature `nats`): NATS JetStream pull consumers (pull requests of the credit's
 //!   size, `max_ack_pending` on the server, redelivery of a dead consumer's messages after
 //!   `ack_wait`).
+//! - [`rabbitmq`] (feature `rabbitmq`): RabbitMQ consumers (the channel's `basic.qos`
+//!   prefetch kept at the limiter's limit, `basic.nack` with requeue on failure, a dead
+//!   consumer's unacknowledged messages requeued by the broker).
+//!
+//! All three run on one driver (the private `driver` module): the fetch loop, the permits,
+//! the acknowledgement after the handler, the counters and the lag samples are written
+//! once; each broker supplies only its fetch, its acknowledgements and its lag.
 //!
 //! Metric names are in [`metrics`].
 
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+mod driver;
 mod gate;
-#[cfg(any(feature = "redis-streams", feature = "nats"))]
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 mod handle;
 mod lag;
 pub mod metrics;
@@ -35,10 +44,12 @@ mod stats;
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis-streams")]
 pub mod redis;
 
-#[cfg(any(feature = "redis-streams", feature = "nats"))]
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 pub use handle::ConsumerHandle;
 pub use lag::LagMeter;
 pub use stats::ConsumerStats;

@@ -50,17 +50,14 @@ mod run;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tailwater_core::clock::Clock;
 use tailwater_core::{ConfigError, Limiter};
-use tokio::sync::watch;
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::gate::Gate;
-use super::stats::Counters;
+use super::driver::{self, Delivery, Settings};
 
 /// One entry of the stream, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +103,16 @@ impl Message {
     /// Payload bytes: field names and values (what the in-flight byte figures count).
     pub fn size(&self) -> usize {
         self.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+impl Delivery for Message {
+    fn size(&self) -> usize {
+        Message::size(self)
+    }
+
+    fn is_redelivery(&self) -> bool {
+        Message::is_redelivery(self)
     }
 }
 
@@ -281,24 +288,16 @@ impl RedisStreamConsumer {
         let fetch = connect(config.block + config.call_timeout).await?;
         let mut control = connect(config.call_timeout).await?;
         run::create_group(&mut control, &config).await?;
-        let counters = Arc::new(Counters::default());
-        let gate = Arc::new(Gate::new(
-            limiter,
-            config.max_fetch.get(),
-            config.block.min(Duration::from_millis(100)),
-        ));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let drain_timeout = config.drain_timeout;
-        let state = run::Loop {
-            fetch,
-            control,
-            config,
-            gate,
-            counters: Arc::clone(&counters),
-            handler: Arc::new(handler),
-            stop: stop_rx,
+        let settings = Settings {
+            broker: "redis",
+            stream: config.stream.clone(),
+            group: config.group.clone(),
+            max_fetch: config.max_fetch.get(),
+            max_wait: config.block.min(Duration::from_millis(100)),
+            lag_interval: config.lag_interval,
+            drain_timeout: config.drain_timeout,
         };
-        let task = tokio::spawn(state.run());
-        Ok(ConsumerHandle::new(counters, stop_tx, task, drain_timeout))
+        let broker = run::Redis::new(fetch, control, config);
+        Ok(driver::spawn(broker, settings, limiter, handler))
     }
 }

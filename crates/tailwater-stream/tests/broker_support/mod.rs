@@ -1,0 +1,365 @@
+//! The scenarios every broker consumer's tests run (Redis Streams, NATS JetStream,
+//! RabbitMQ), written once: each test file supplies its broker's producer, consumer and
+//! message type.
+//!
+//! - [`Downstream`]: a downstream of 4 servers whose service time goes from 1 ms to 5 ms
+//!   mid-run while a producer adds 1 500 messages/s; every 97th message fails on its first
+//!   delivery. [`Downstream::drive`] produces and samples; [`Downstream::check`] asserts:
+//!   nothing lost, every redelivery counted, in-flight and bytes bounded, the lag grew and
+//!   was reported, the pull rate fell to the downstream's pace.
+//! - [`Holder`] / [`Recorder`]: a consumer that takes messages and hangs on them (to be
+//!   killed), and one that records what it handles; [`check_taken_over`] asserts that
+//!   exactly the killed one's messages came back, flagged and counted, and nothing was lost.
+//!
+//! No sleep synchronises anything: waits are on watch channels with deadlines. The sleeps
+//! inside handlers are the downstream's service time (the workload).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tailwater_core::Limiter;
+use tailwater_core::algorithm::Fixed;
+use tailwater_stream::broker::ConsumerStats;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, sleep, timeout};
+
+/// Messages in the slow-downstream scenario.
+pub(crate) const TOTAL: u64 = 2400;
+/// A fixed limit of 16: at most 16 messages in the consumer, whatever the downstream does
+/// (an adaptive algorithm would move the bound; the scenario pins it to assert it).
+pub(crate) const MAX_LIMIT: usize = 16;
+
+/// What the scenarios need of a broker's message.
+pub(crate) trait TestMessage: Send + 'static {
+    /// The number the producer put in it.
+    fn number(&self) -> u64;
+    /// Whether the broker flagged it as delivered before.
+    fn again(&self) -> bool;
+}
+
+/// A handler's future, boxed so that one scenario serves every broker.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), &'static str>> + Send>>;
+
+/// A limiter with a fixed limit of `n`.
+pub(crate) fn fixed(n: usize) -> Limiter {
+    Limiter::builder()
+        .algorithm(Fixed::new(n).expect("fixed"))
+        .build()
+        .expect("limiter")
+}
+
+/// One sample of the slow-downstream scenario: seconds since the start, the consumer's
+/// stats, the limiter's limit.
+pub(crate) type Sample = (f64, ConsumerStats, usize);
+
+/// The downstream of the slow-downstream scenario.
+#[derive(Clone)]
+pub(crate) struct Downstream {
+    servers: Arc<Semaphore>,
+    service_us: Arc<AtomicU64>,
+    seen: Arc<Mutex<HashMap<u64, u32>>>,
+    done_tx: Arc<watch::Sender<usize>>,
+    done_rx: watch::Receiver<usize>,
+}
+
+impl Downstream {
+    /// 4 servers at 1 ms per message (about 4000/s at best, 2000/s with tokio's 1 ms timer).
+    pub(crate) fn new() -> Self {
+        let (done_tx, done_rx) = watch::channel(0usize);
+        Self {
+            servers: Arc::new(Semaphore::new(4)),
+            service_us: Arc::new(AtomicU64::new(1_000)),
+            seen: Arc::default(),
+            done_tx: Arc::new(done_tx),
+            done_rx,
+        }
+    }
+
+    /// The consumer's handler.
+    pub(crate) fn handler<M: TestMessage>(
+        &self,
+    ) -> impl Fn(M) -> HandlerFuture + Send + Sync + 'static {
+        let this = self.clone();
+        move |msg: M| {
+            let this = this.clone();
+            Box::pin(async move {
+                let n = msg.number();
+                let first = {
+                    let mut seen = this.seen.lock().expect("lock");
+                    let count = seen.entry(n).or_insert(0);
+                    *count += 1;
+                    *count == 1
+                };
+                // Every 97th message fails on its first delivery: it must come back, counted.
+                if first && n.is_multiple_of(97) {
+                    return Err("injected failure");
+                }
+                let _server = this.servers.acquire().await.expect("semaphore");
+                sleep(Duration::from_micros(
+                    this.service_us.load(Ordering::Relaxed),
+                ))
+                .await;
+                this.done_tx.send_modify(|d| *d += 1);
+                Ok(())
+            })
+        }
+    }
+
+    /// Produces 1 500 messages/s (15 every 10 ms) for 1.6 s, the downstream 5× slower from
+    /// 0.6 s to 1.6 s; samples the consumer every 150 messages; then waits (20 s at most)
+    /// until every message was handled successfully once.
+    pub(crate) async fn drive<P, Fut>(
+        &self,
+        mut produce: P,
+        stats: impl Fn() -> ConsumerStats,
+        limiter: &Limiter,
+    ) -> Vec<Sample>
+    where
+        P: FnMut(u64, u64) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut next = 0;
+        while next < TOTAL {
+            tick.tick().await;
+            produce(next, next + 15).await;
+            next += 15;
+            let t = start.elapsed().as_secs_f64();
+            if (0.6..1.6).contains(&t) {
+                self.service_us.store(5_000, Ordering::Relaxed);
+            } else if t >= 1.6 {
+                self.service_us.store(1_000, Ordering::Relaxed);
+            }
+            if next % 150 == 0 {
+                samples.push((t, stats(), limiter.limit()));
+            }
+        }
+        self.service_us.store(1_000, Ordering::Relaxed);
+        let produced_at = start.elapsed();
+        let mut done = self.done_rx.clone();
+        timeout(
+            Duration::from_secs(20),
+            done.wait_for(|d| *d >= TOTAL as usize),
+        )
+        .await
+        .expect("every message handled within 20 s")
+        .expect("watch");
+        eprintln!(
+            "produced in {produced_at:?}, drained at {:?}",
+            start.elapsed()
+        );
+        samples
+    }
+
+    /// The scenario's assertions on the consumer's final stats `fin` and `samples`.
+    /// `bytes_per_message`: what one message counts in the in-flight bytes;
+    /// `pending_known`: whether the broker reports its pending count.
+    pub(crate) fn check(
+        &self,
+        fin: &ConsumerStats,
+        samples: &[Sample],
+        bytes_per_message: usize,
+        pending_known: bool,
+    ) {
+        for (t, s, limit) in samples {
+            eprintln!(
+                "t={t:.2}s lag={:?} growth={:?}/s pending={:?} in_flight={} limit={limit} fetch={} delivered={}",
+                s.lag,
+                s.lag_growth_per_second,
+                s.pending,
+                s.in_flight,
+                s.last_fetch_size,
+                s.delivered
+            );
+        }
+        eprintln!("final {fin:?}");
+        // Nothing lost: every number handled, and acknowledged.
+        let seen = self.seen.lock().expect("lock");
+        assert_eq!(seen.len() as u64, TOTAL, "every message delivered");
+        assert_eq!(fin.acked, TOTAL, "every message acknowledged once");
+        // Every redelivery counted: the duplicates the sink saw are exactly the consumer's
+        // redeliveries, and each injected failure came back once.
+        let duplicates: u64 = seen.values().map(|&c| u64::from(c - 1)).sum();
+        let injected = (0..TOTAL).filter(|n| n.is_multiple_of(97)).count() as u64;
+        assert_eq!(fin.failed, injected);
+        assert_eq!(fin.redelivered, duplicates, "{fin:?}");
+        assert_eq!(fin.redelivered, injected, "{fin:?}");
+        assert_eq!(fin.delivered, TOTAL + injected);
+        // Bounded: never more in flight than the limiter's maximum, so memory is flat.
+        assert!(fin.peak_in_flight <= MAX_LIMIT, "{fin:?}");
+        assert!(
+            fin.peak_in_flight_bytes <= MAX_LIMIT * bytes_per_message,
+            "{fin:?}"
+        );
+        assert!(fin.max_fetch_size <= 32);
+        // The lag grew while the downstream was slow, and was reported with its growth rate.
+        let slow: Vec<_> = samples
+            .iter()
+            .filter(|(t, _, _)| (0.8..1.6).contains(t))
+            .collect();
+        let peak_lag = slow.iter().filter_map(|(_, s, _)| s.lag).max().unwrap_or(0);
+        assert!(peak_lag >= 200, "lag while slow: {peak_lag}");
+        assert!(
+            slow.iter()
+                .any(|(_, s, _)| s.lag_growth_per_second.is_some_and(|g| g > 100.0)),
+            "a positive growth rate was reported while slow"
+        );
+        // What was pulled shrank to what the downstream handled: while slow, the consumer
+        // took messages at the downstream's pace (about 700/s), not the producer's 1500/s.
+        let at = |lo: f64| {
+            samples
+                .iter()
+                .find(|(t, _, _)| *t >= lo)
+                .map(|(t, s, _)| (*t, s.delivered))
+                .expect("sample")
+        };
+        let ((t0, d0), (t1, d1)) = (at(0.8), at(1.5));
+        let slow_rate = (d1 - d0) as f64 / (t1 - t0);
+        let ((f0, e0), (f1, e1)) = (at(0.1), at(0.5));
+        let fast_rate = (e1 - e0) as f64 / (f1 - f0);
+        eprintln!(
+            "pulled {fast_rate:.0}/s while fast, {slow_rate:.0}/s while slow (producer 1500/s)"
+        );
+        assert!(slow_rate < 1000.0, "pulled {slow_rate:.0}/s while slow");
+        assert!(
+            fast_rate > 1.5 * slow_rate,
+            "fast {fast_rate:.0}/s, slow {slow_rate:.0}/s"
+        );
+        // And drained at the end.
+        assert_eq!(fin.lag, Some(0), "{fin:?}");
+        if pending_known {
+            assert_eq!(fin.pending, Some(0), "{fin:?}");
+        }
+    }
+}
+
+/// A consumer's handler that records each message and then hangs on it (the consumer is
+/// to be killed holding them).
+#[derive(Clone)]
+pub(crate) struct Holder {
+    held: Arc<Mutex<HashSet<u64>>>,
+    tx: Arc<watch::Sender<usize>>,
+    rx: watch::Receiver<usize>,
+}
+
+impl Holder {
+    /// Holding nothing yet.
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = watch::channel(0usize);
+        Self {
+            held: Arc::default(),
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// The hanging handler.
+    pub(crate) fn handler<M: TestMessage>(
+        &self,
+    ) -> impl Fn(M) -> HandlerFuture + Send + Sync + 'static {
+        let this = self.clone();
+        move |msg: M| {
+            let this = this.clone();
+            Box::pin(async move {
+                this.held.lock().expect("lock").insert(msg.number());
+                this.tx.send_modify(|n| *n += 1);
+                std::future::pending::<()>().await;
+                Ok(())
+            })
+        }
+    }
+
+    /// Waits (5 s at most) until `n` messages are held, and returns their numbers.
+    pub(crate) async fn wait_holding(&self, n: usize) -> HashSet<u64> {
+        let mut rx = self.rx.clone();
+        timeout(Duration::from_secs(5), rx.wait_for(|h| *h == n))
+            .await
+            .expect("holding within 5 s")
+            .expect("watch");
+        self.held.lock().expect("lock").clone()
+    }
+}
+
+/// A consumer's handler that records what it handles: number, redelivery flag, when.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    handled: Arc<Mutex<Vec<(u64, bool, Instant)>>>,
+    tx: Arc<watch::Sender<usize>>,
+    rx: watch::Receiver<usize>,
+}
+
+impl Recorder {
+    /// Nothing handled yet.
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = watch::channel(0usize);
+        Self {
+            handled: Arc::default(),
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// The recording handler.
+    pub(crate) fn handler<M: TestMessage>(
+        &self,
+    ) -> impl Fn(M) -> HandlerFuture + Send + Sync + 'static {
+        let this = self.clone();
+        move |msg: M| {
+            let this = this.clone();
+            Box::pin(async move {
+                this.handled.lock().expect("lock").push((
+                    msg.number(),
+                    msg.again(),
+                    Instant::now(),
+                ));
+                this.tx.send_modify(|n| *n += 1);
+                Ok(())
+            })
+        }
+    }
+
+    /// Waits (10 s at most) until `n` messages were handled.
+    pub(crate) async fn wait_handled(&self, n: usize) {
+        let mut rx = self.rx.clone();
+        timeout(Duration::from_secs(10), rx.wait_for(|h| *h >= n))
+            .await
+            .expect("handled within 10 s")
+            .expect("watch");
+    }
+}
+
+/// After a consumer holding `held` was killed at `killed` and another (`recorder`, final
+/// stats `fin`) handled all `total` messages: exactly the held ones came back, flagged and
+/// counted, and nothing was lost. Returns how long after the kill the last of them came.
+pub(crate) fn check_taken_over(
+    held: &HashSet<u64>,
+    recorder: &Recorder,
+    fin: &ConsumerStats,
+    total: u64,
+    killed: Instant,
+) -> Duration {
+    let handled = recorder.handled.lock().expect("lock").clone();
+    let again: Vec<_> = handled.iter().filter(|(_, again, _)| *again).collect();
+    let again_ids: HashSet<u64> = again.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(
+        &again_ids, held,
+        "exactly the killed consumer's messages came back"
+    );
+    assert_eq!(fin.redelivered, held.len() as u64, "{fin:?}");
+    assert_eq!(fin.acked, total, "{fin:?}");
+    let all: HashSet<u64> = handled.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(all.len() as u64, total, "nothing lost");
+    let last = again
+        .iter()
+        .map(|(_, _, at)| *at)
+        .max()
+        .expect("redeliveries");
+    last.duration_since(killed)
+}
