@@ -13,21 +13,16 @@
 mod broker_support;
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use broker_support::{
-    Downstream, Holder, MAX_LIMIT, Recorder, TestMessage, check_taken_over, fixed,
-};
+use broker_support::{BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, fixed, take_over};
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
 use tailwater_stream::broker::BrokerError;
 use tailwater_stream::broker::nats::{JetStreamConfig, JetStreamConsumer, Message};
 use tailwater_test::nats::{NatsServer, nats_available};
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 
 const BODY: usize = 100;
 
@@ -132,27 +127,17 @@ async fn a_killed_consumers_pending_messages_are_redelivered_within_ack_wait() {
             .lag_interval(Duration::from_millis(100))
     };
 
-    // Consumer A takes 50 messages and hangs on them.
-    let holder = Holder::new();
-    let a = JetStreamConsumer::start(&server.url(), config(), fixed(50), holder.handler())
-        .await
-        .expect("start a");
-    let held = holder.wait_holding(50).await;
-    let a_stats = a.kill();
-    let killed = Instant::now();
-    assert_eq!(a_stats.acked, 0);
-    assert_eq!(a_stats.peak_in_flight, 50, "{a_stats:?}");
-    assert_eq!(held.len(), 50);
-
-    // Consumer B handles the rest, and gets A's messages again once their ack_wait passed.
-    let recorder = Recorder::new();
-    let b = JetStreamConsumer::start(&server.url(), config(), fixed(20), recorder.handler())
-        .await
-        .expect("start b");
-    recorder.wait_handled(200).await;
-    let fin = b.stop().await.expect("stop b");
-    let after_kill = check_taken_over(&held, &recorder, &fin, 200, killed);
-    eprintln!("A's 50 messages redelivered to B {after_kill:?} after the kill; {fin:?}");
+    // A takes 50 and is killed; B gets them again once their ack_wait passed.
+    let url = server.url();
+    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
+        let (url, config) = (url.clone(), config());
+        async move {
+            JetStreamConsumer::start(&url, config, limiter, handler)
+                .await
+                .expect("start")
+        }
+    })
+    .await;
     // Within the configured time: ack_wait (counted from A's delivery, before the kill)
     // plus one pull request's wait, plus scheduling slack on a shared 2-core machine.
     assert!(
@@ -175,34 +160,10 @@ async fn max_ack_pending_bounds_what_the_server_delivers() {
         .expires(Duration::from_millis(20))
         .max_ack_pending(10)
         .lag_interval(Duration::from_millis(20));
-    let release = Arc::new(Notify::new());
-    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (done_tx, mut done_rx) = watch::channel(0usize);
-    let done_tx = Arc::new(done_tx);
-    let consumer = {
-        let (release, released, done_tx) = (
-            Arc::clone(&release),
-            Arc::clone(&released),
-            Arc::clone(&done_tx),
-        );
-        JetStreamConsumer::start(&server.url(), config, fixed(100), move |_msg: Message| {
-            let (release, released, done_tx) = (
-                Arc::clone(&release),
-                Arc::clone(&released),
-                Arc::clone(&done_tx),
-            );
-            async move {
-                let wait = release.notified();
-                if !released.load(Ordering::SeqCst) {
-                    wait.await;
-                }
-                done_tx.send_modify(|n| *n += 1);
-                Ok::<(), BrokerError>(())
-            }
-        })
+    let held = Held::new();
+    let consumer = JetStreamConsumer::start(&server.url(), config, fixed(100), held.handler())
         .await
-        .expect("start")
-    };
+        .expect("start");
     // Wait (deadline 5 s, polling the stats) until 10 are held and the consumer has asked
     // the server again at least 5 more times since: the server delivered nothing more.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -225,12 +186,8 @@ async fn max_ack_pending_bounds_what_the_server_delivers() {
     // Released: the other 90 follow. (Our own in-flight count may briefly exceed 10 after
     // this: a handler counts until its ack is confirmed, while the server may already have
     // delivered the next message. The server's bound is what the held phase above shows.)
-    released.store(true, Ordering::SeqCst);
-    release.notify_waiters();
-    timeout(Duration::from_secs(10), done_rx.wait_for(|n| *n >= 100))
-        .await
-        .expect("all 100 within 10 s")
-        .expect("watch");
+    held.release();
+    held.wait_done(100).await;
     let fin = consumer.stop().await.expect("stop");
     assert_eq!(fin.acked, 100, "{fin:?}");
     assert_eq!(fin.delivered, 100, "{fin:?}");

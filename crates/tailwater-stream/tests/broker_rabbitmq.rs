@@ -14,13 +14,9 @@
 mod broker_support;
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use broker_support::{
-    Downstream, Holder, MAX_LIMIT, Recorder, TestMessage, check_taken_over, fixed,
-};
+use broker_support::{BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, fixed, take_over};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -29,8 +25,7 @@ use tailwater_core::algorithm::Fixed;
 use tailwater_stream::broker::BrokerError;
 use tailwater_stream::broker::rabbitmq::{Message, RabbitConfig, RabbitConsumer};
 use tailwater_test::rabbitmq::{RabbitServer, rabbitmq_available};
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 
 const BODY: usize = 100;
 
@@ -163,28 +158,18 @@ async fn a_killed_consumers_messages_go_to_another(server: &RabbitServer) {
             .lag_interval(Duration::from_millis(100))
     };
 
-    // Consumer A takes 50 messages and hangs on them.
-    let holder = Holder::new();
-    let a = RabbitConsumer::start(&server.url(), config(), fixed(50), holder.handler())
-        .await
-        .expect("start a");
-    let held = holder.wait_holding(50).await;
-    let a_stats = a.kill();
-    let killed = Instant::now();
-    assert_eq!(a_stats.acked, 0);
-    assert_eq!(a_stats.peak_in_flight, 50, "{a_stats:?}");
-    assert_eq!(held.len(), 50);
-
-    // Consumer B handles the rest, and A's messages, which the broker put back in the queue
-    // when A's connection closed.
-    let recorder = Recorder::new();
-    let b = RabbitConsumer::start(&server.url(), config(), fixed(20), recorder.handler())
-        .await
-        .expect("start b");
-    recorder.wait_handled(200).await;
-    let fin = b.stop().await.expect("stop b");
-    let after_kill = check_taken_over(&held, &recorder, &fin, 200, killed);
-    eprintln!("A's 50 messages redelivered to B {after_kill:?} after the kill; {fin:?}");
+    // A takes 50 and is killed; the broker puts them back in the queue when A's connection
+    // closes, and B gets them.
+    let url = server.url();
+    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
+        let (url, config) = (url.clone(), config());
+        async move {
+            RabbitConsumer::start(&url, config, limiter, handler)
+                .await
+                .expect("start")
+        }
+    })
+    .await;
     // No ack deadline to wait for: the broker requeues as soon as the connection is gone.
     // The bound is slack for B's start and a shared 2-core machine.
     assert!(
@@ -203,34 +188,10 @@ async fn the_prefetch_follows_the_limiter(server: &RabbitServer) {
         .prefetch(64)
         .wait(Duration::from_millis(20))
         .lag_interval(Duration::from_millis(20));
-    let release = Arc::new(Notify::new());
-    let released = Arc::new(AtomicBool::new(false));
-    let (done_tx, mut done_rx) = watch::channel(0usize);
-    let done_tx = Arc::new(done_tx);
-    let consumer = {
-        let (release, released, done_tx) = (
-            Arc::clone(&release),
-            Arc::clone(&released),
-            Arc::clone(&done_tx),
-        );
-        RabbitConsumer::start(&server.url(), config, fixed(10), move |_msg: Message| {
-            let (release, released, done_tx) = (
-                Arc::clone(&release),
-                Arc::clone(&released),
-                Arc::clone(&done_tx),
-            );
-            async move {
-                let wait = release.notified();
-                if !released.load(Ordering::SeqCst) {
-                    wait.await;
-                }
-                done_tx.send_modify(|n| *n += 1);
-                Ok::<(), BrokerError>(())
-            }
-        })
+    let held = Held::new();
+    let consumer = RabbitConsumer::start(&server.url(), config, fixed(10), held.handler())
         .await
-        .expect("start")
-    };
+        .expect("start");
     // Wait (deadline 5 s, polling the stats) until 10 are held and the lag was sampled
     // at least 5 more times since: the broker kept the other 90.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -257,12 +218,8 @@ async fn the_prefetch_follows_the_limiter(server: &RabbitServer) {
     assert_eq!(s.peak_in_flight, 10, "{s:?}");
     assert_eq!(s.delivered, 10, "{s:?}");
     assert_eq!(s.lag, Some(90), "the broker kept the rest: {s:?}");
-    released.store(true, Ordering::SeqCst);
-    release.notify_waiters();
-    timeout(Duration::from_secs(10), done_rx.wait_for(|n| *n >= 100))
-        .await
-        .expect("all 100 within 10 s")
-        .expect("watch");
+    held.release();
+    held.wait_done(100).await;
     let fin = consumer.stop().await.expect("stop");
     assert_eq!(fin.acked, 100, "{fin:?}");
     assert_eq!(fin.delivered, 100, "{fin:?}");

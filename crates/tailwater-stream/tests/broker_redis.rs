@@ -11,15 +11,12 @@ mod broker_support;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use broker_support::{
-    Downstream, Holder, MAX_LIMIT, Recorder, TestMessage, check_taken_over, fixed,
-};
+use broker_support::{BoxedHandler, Downstream, MAX_LIMIT, TestMessage, fixed, take_over};
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
 use tailwater_stream::broker::BrokerError;
 use tailwater_stream::broker::redis::{Message, RedisStreamConfig, RedisStreamConsumer};
 use tailwater_test::redis::{RedisServer, redis_available};
-use tokio::time::Instant;
 
 fn server(test: &str) -> Option<RedisServer> {
     if !redis_available(test) {
@@ -122,26 +119,19 @@ async fn a_killed_consumers_pending_entries_are_claimed_within_the_idle_time() {
             .lag_interval(Duration::from_millis(100))
     };
 
-    // Consumer A takes 50 entries and hangs on them.
-    let holder = Holder::new();
-    let a = RedisStreamConsumer::start(&server.url(), config("a"), fixed(50), holder.handler())
-        .await
-        .expect("start a");
-    let held = holder.wait_holding(50).await;
-    let a_stats = a.kill();
-    let killed = Instant::now();
-    assert_eq!(a_stats.acked, 0);
-    assert_eq!(held.len(), 50);
-
-    // Consumer B handles the rest, and claims A's entries once they are idle long enough.
-    let recorder = Recorder::new();
-    let b = RedisStreamConsumer::start(&server.url(), config("b"), fixed(20), recorder.handler())
-        .await
-        .expect("start b");
-    recorder.wait_handled(200).await;
-    let fin = b.stop().await.expect("stop b");
-    let after_kill = check_taken_over(&held, &recorder, &fin, 200, killed);
-    eprintln!("A's 50 entries claimed by B {after_kill:?} after the kill; {fin:?}");
+    // A takes 50 and is killed; B claims them once they are idle long enough.
+    let url = server.url();
+    let names = std::sync::atomic::AtomicUsize::new(0);
+    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
+        let n = names.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (url, config) = (url.clone(), config(["a", "b"][n.min(1)]));
+        async move {
+            RedisStreamConsumer::start(&url, config, limiter, handler)
+                .await
+                .expect("start")
+        }
+    })
+    .await;
     // Within the configured time: claim_idle (counted from A's delivery, before the kill)
     // plus one claim interval, plus scheduling slack on a shared 2-core machine.
     assert!(

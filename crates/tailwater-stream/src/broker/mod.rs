@@ -97,3 +97,32 @@ pub enum BrokerError {
         after: Duration,
     },
 }
+
+/// The server-side wait of one fetch (Redis's `block`, NATS's `expires`, RabbitMQ's `wait`):
+/// within 1 ms and 60 s.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+fn check_wait(field: &'static str, d: Duration) -> Result<(), tailwater_core::ConfigError> {
+    if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
+        return Err(tailwater_core::ConfigError::new(
+            field,
+            format!("must be within 1 ms and 60 s, got {d:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Intervals and deadlines: at least 1 ms each; the first that is not names its field.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+fn check_at_least_1ms(
+    fields: &[(&'static str, Duration)],
+) -> Result<(), tailwater_core::ConfigError> {
+    for &(field, d) in fields {
+        if d < Duration::from_millis(1) {
+            return Err(tailwater_core::ConfigError::new(
+                field,
+                format!("must be at least 1 ms, got {d:?}"),
+            ));
+        }
+    }
+    Ok(())
+}

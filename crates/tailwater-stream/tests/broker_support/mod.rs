@@ -45,6 +45,38 @@ pub(crate) trait TestMessage: Send + 'static {
 /// A handler's future, boxed so that one scenario serves every broker.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), &'static str>> + Send>>;
 
+/// A count that handlers bump and tests wait on.
+#[derive(Clone)]
+pub(crate) struct Count {
+    tx: Arc<watch::Sender<usize>>,
+    rx: watch::Receiver<usize>,
+}
+
+impl Count {
+    /// Zero.
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = watch::channel(0usize);
+        Self {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// One more.
+    pub(crate) fn bump(&self) {
+        self.tx.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until the count reaches `n`, failing the test (naming `what`) after `within`.
+    pub(crate) async fn reaches(&self, n: usize, within: Duration, what: &str) {
+        let mut rx = self.rx.clone();
+        timeout(within, rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {n} not reached within {within:?}"))
+            .expect("watch");
+    }
+}
+
 /// A limiter with a fixed limit of `n`.
 pub(crate) fn fixed(n: usize) -> Limiter {
     Limiter::builder()
@@ -63,20 +95,17 @@ pub(crate) struct Downstream {
     servers: Arc<Semaphore>,
     service_us: Arc<AtomicU64>,
     seen: Arc<Mutex<HashMap<u64, u32>>>,
-    done_tx: Arc<watch::Sender<usize>>,
-    done_rx: watch::Receiver<usize>,
+    done: Count,
 }
 
 impl Downstream {
     /// 4 servers at 1 ms per message (about 4000/s at best, 2000/s with tokio's 1 ms timer).
     pub(crate) fn new() -> Self {
-        let (done_tx, done_rx) = watch::channel(0usize);
         Self {
             servers: Arc::new(Semaphore::new(4)),
             service_us: Arc::new(AtomicU64::new(1_000)),
             seen: Arc::default(),
-            done_tx: Arc::new(done_tx),
-            done_rx,
+            done: Count::new(),
         }
     }
 
@@ -104,7 +133,7 @@ impl Downstream {
                     this.service_us.load(Ordering::Relaxed),
                 ))
                 .await;
-                this.done_tx.send_modify(|d| *d += 1);
+                this.done.bump();
                 Ok(())
             })
         }
@@ -143,14 +172,9 @@ impl Downstream {
         }
         self.service_us.store(1_000, Ordering::Relaxed);
         let produced_at = start.elapsed();
-        let mut done = self.done_rx.clone();
-        timeout(
-            Duration::from_secs(20),
-            done.wait_for(|d| *d >= TOTAL as usize),
-        )
-        .await
-        .expect("every message handled within 20 s")
-        .expect("watch");
+        self.done
+            .reaches(TOTAL as usize, Duration::from_secs(20), "messages handled")
+            .await;
         eprintln!(
             "produced in {produced_at:?}, drained at {:?}",
             start.elapsed()
@@ -245,18 +269,15 @@ impl Downstream {
 #[derive(Clone)]
 pub(crate) struct Holder {
     held: Arc<Mutex<HashSet<u64>>>,
-    tx: Arc<watch::Sender<usize>>,
-    rx: watch::Receiver<usize>,
+    count: Count,
 }
 
 impl Holder {
     /// Holding nothing yet.
     pub(crate) fn new() -> Self {
-        let (tx, rx) = watch::channel(0usize);
         Self {
             held: Arc::default(),
-            tx: Arc::new(tx),
-            rx,
+            count: Count::new(),
         }
     }
 
@@ -269,7 +290,7 @@ impl Holder {
             let this = this.clone();
             Box::pin(async move {
                 this.held.lock().expect("lock").insert(msg.number());
-                this.tx.send_modify(|n| *n += 1);
+                this.count.bump();
                 std::future::pending::<()>().await;
                 Ok(())
             })
@@ -278,11 +299,9 @@ impl Holder {
 
     /// Waits (5 s at most) until `n` messages are held, and returns their numbers.
     pub(crate) async fn wait_holding(&self, n: usize) -> HashSet<u64> {
-        let mut rx = self.rx.clone();
-        timeout(Duration::from_secs(5), rx.wait_for(|h| *h == n))
-            .await
-            .expect("holding within 5 s")
-            .expect("watch");
+        self.count
+            .reaches(n, Duration::from_secs(5), "messages held")
+            .await;
         self.held.lock().expect("lock").clone()
     }
 }
@@ -291,18 +310,15 @@ impl Holder {
 #[derive(Clone)]
 pub(crate) struct Recorder {
     handled: Arc<Mutex<Vec<(u64, bool, Instant)>>>,
-    tx: Arc<watch::Sender<usize>>,
-    rx: watch::Receiver<usize>,
+    count: Count,
 }
 
 impl Recorder {
     /// Nothing handled yet.
     pub(crate) fn new() -> Self {
-        let (tx, rx) = watch::channel(0usize);
         Self {
             handled: Arc::default(),
-            tx: Arc::new(tx),
-            rx,
+            count: Count::new(),
         }
     }
 
@@ -319,7 +335,7 @@ impl Recorder {
                     msg.again(),
                     Instant::now(),
                 ));
-                this.tx.send_modify(|n| *n += 1);
+                this.count.bump();
                 Ok(())
             })
         }
@@ -327,12 +343,40 @@ impl Recorder {
 
     /// Waits (10 s at most) until `n` messages were handled.
     pub(crate) async fn wait_handled(&self, n: usize) {
-        let mut rx = self.rx.clone();
-        timeout(Duration::from_secs(10), rx.wait_for(|h| *h >= n))
-            .await
-            .expect("handled within 10 s")
-            .expect("watch");
+        self.count
+            .reaches(n, Duration::from_secs(10), "messages handled")
+            .await;
     }
+}
+
+/// A handler of any of the scenarios, boxed so that one `start` closure serves them all.
+pub(crate) type BoxedHandler<M> = Box<dyn Fn(M) -> HandlerFuture + Send + Sync>;
+
+/// The killed-consumer scenario on 200 messages already in the broker: consumer A (limit
+/// 50, started by `start`) takes 50 and hangs on them, and is killed; consumer B (limit 20)
+/// handles all 200, A's 50 again among them. Checks what [`check_taken_over`] checks and
+/// returns B's final stats and how long after the kill the last of A's messages reached B.
+pub(crate) async fn take_over<M, S, Fut>(start: S) -> (ConsumerStats, Duration)
+where
+    M: TestMessage,
+    S: Fn(Limiter, BoxedHandler<M>) -> Fut,
+    Fut: Future<Output = tailwater_stream::broker::ConsumerHandle>,
+{
+    let holder = Holder::new();
+    let a = start(fixed(50), Box::new(holder.handler())).await;
+    let held = holder.wait_holding(50).await;
+    let a_stats = a.kill();
+    let killed = Instant::now();
+    assert_eq!(a_stats.acked, 0);
+    assert_eq!(a_stats.peak_in_flight, 50, "{a_stats:?}");
+    assert_eq!(held.len(), 50);
+    let recorder = Recorder::new();
+    let b = start(fixed(20), Box::new(recorder.handler())).await;
+    recorder.wait_handled(200).await;
+    let fin = b.stop().await.expect("stop b");
+    let after_kill = check_taken_over(&held, &recorder, &fin, 200, killed);
+    eprintln!("A's 50 messages came back to B {after_kill:?} after the kill; {fin:?}");
+    (fin, after_kill)
 }
 
 /// After a consumer holding `held` was killed at `killed` and another (`recorder`, final
@@ -362,4 +406,56 @@ pub(crate) fn check_taken_over(
         .max()
         .expect("redeliveries");
     last.duration_since(killed)
+}
+
+/// A consumer's handler that holds every message until [`release`](Self::release), then
+/// lets them all finish: what the broker delivers while they are held is what its bound
+/// (NATS's `max_ack_pending`, RabbitMQ's prefetch) lets through.
+#[derive(Clone)]
+pub(crate) struct Held {
+    release: Arc<tokio::sync::Notify>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+    done: Count,
+}
+
+impl Held {
+    /// Holding until released.
+    pub(crate) fn new() -> Self {
+        Self {
+            release: Arc::default(),
+            released: Arc::default(),
+            done: Count::new(),
+        }
+    }
+
+    /// The holding handler.
+    pub(crate) fn handler<M: TestMessage>(
+        &self,
+    ) -> impl Fn(M) -> HandlerFuture + Send + Sync + 'static {
+        let this = self.clone();
+        move |_msg: M| {
+            let this = this.clone();
+            Box::pin(async move {
+                let wait = this.release.notified();
+                if !this.released.load(Ordering::SeqCst) {
+                    wait.await;
+                }
+                this.done.bump();
+                Ok(())
+            })
+        }
+    }
+
+    /// Lets every held and later message finish.
+    pub(crate) fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
+
+    /// Waits (10 s at most) until `n` messages finished.
+    pub(crate) async fn wait_done(&self, n: usize) {
+        self.done
+            .reaches(n, Duration::from_secs(10), "messages finished")
+            .await;
+    }
 }

@@ -235,33 +235,19 @@ impl JetStreamConfig {
                 ));
             }
         }
-        let ms = Duration::from_millis(1);
-        if self.expires < ms || self.expires > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "expires",
-                format!("must be within 1 ms and 60 s, got {:?}", self.expires),
-            ));
-        }
         if self.max_ack_pending == 0 || i64::try_from(self.max_ack_pending).is_err() {
             return Err(ConfigError::new(
                 "max_ack_pending",
                 format!("must be at least 1, got {}", self.max_ack_pending),
             ));
         }
-        for (field, d) in [
+        super::check_wait("expires", self.expires)?;
+        super::check_at_least_1ms(&[
             ("ack_wait", self.ack_wait),
             ("lag_interval", self.lag_interval),
             ("call_timeout", self.call_timeout),
             ("drain_timeout", self.drain_timeout),
-        ] {
-            if d < ms {
-                return Err(ConfigError::new(
-                    field,
-                    format!("must be at least 1 ms, got {d:?}"),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

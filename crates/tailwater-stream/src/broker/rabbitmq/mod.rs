@@ -221,26 +221,12 @@ impl RabbitConfig {
         if self.prefetch == 0 {
             return Err(ConfigError::new("prefetch", "must be at least 1, got 0"));
         }
-        let ms = Duration::from_millis(1);
-        if self.wait < ms || self.wait > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "wait",
-                format!("must be within 1 ms and 60 s, got {:?}", self.wait),
-            ));
-        }
-        for (field, d) in [
+        super::check_wait("wait", self.wait)?;
+        super::check_at_least_1ms(&[
             ("lag_interval", self.lag_interval),
             ("call_timeout", self.call_timeout),
             ("drain_timeout", self.drain_timeout),
-        ] {
-            if d < ms {
-                return Err(ConfigError::new(
-                    field,
-                    format!("must be at least 1 ms, got {d:?}"),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

@@ -221,28 +221,14 @@ impl RedisStreamConfig {
                 return Err(ConfigError::new(field, "must not be empty"));
             }
         }
-        let ms = Duration::from_millis(1);
-        if self.block < ms || self.block > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "block",
-                format!("must be within 1 ms and 60 s, got {:?}", self.block),
-            ));
-        }
-        for (field, d) in [
+        super::check_wait("block", self.block)?;
+        super::check_at_least_1ms(&[
             ("claim_idle", self.claim_idle),
             ("claim_interval", self.claim_interval),
             ("lag_interval", self.lag_interval),
             ("call_timeout", self.call_timeout),
             ("drain_timeout", self.drain_timeout),
-        ] {
-            if d < ms {
-                return Err(ConfigError::new(
-                    field,
-                    format!("must be at least 1 ms, got {d:?}"),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
