@@ -9,7 +9,7 @@
 //! whole process group: the start script and the Erlang VM) and its `epmd` are killed and
 //! the directory removed.
 //!
-//! RabbitMQ takes seconds to boot (10 to 36 s at a load average of 14 to 16 on 2 cores: the
+//! RabbitMQ takes seconds to boot (9 to 54 s at a load average of 11 to 17 on 2 cores: the
 //! Erlang VM, Mnesia and the feature flags), so a test binary should start one broker and
 //! run its cases on separate queues. (The start and the kill on `Drop` are tested there,
 //! in `tailwater-stream`'s `broker_rabbitmq`, rather than by a second broker here.)
