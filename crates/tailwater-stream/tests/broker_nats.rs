@@ -16,7 +16,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use broker_support::{BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, fixed, take_over};
+use broker_support::{
+    BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, assert_refused, fixed, number_in,
+    take_over,
+};
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
 use tailwater_stream::broker::BrokerError;
@@ -67,10 +70,7 @@ async fn produce(js: &jetstream::Context, stream: &str, from: u64, to: u64) {
 
 impl TestMessage for Message {
     fn number(&self) -> u64 {
-        std::str::from_utf8(&self.payload()[..6])
-            .expect("utf8")
-            .parse()
-            .expect("number")
+        number_in(self.payload())
     }
 
     fn again(&self) -> bool {
@@ -215,18 +215,14 @@ async fn bad_configuration_names_the_field() {
         ),
     ];
     for (config, field) in cases {
-        let err = JetStreamConsumer::start(
+        let started = JetStreamConsumer::start(
             "nats://127.0.0.1:1",
             config,
             limiter.clone(),
             |_m: Message| async { Ok::<(), BrokerError>(()) },
         )
-        .await
-        .expect_err("refused");
-        match err {
-            BrokerError::Config(e) => assert_eq!(e.field(), field),
-            other => panic!("expected a config error, got {other:?}"),
-        }
+        .await;
+        assert_refused(started, field);
     }
 }
 

@@ -16,7 +16,10 @@ mod broker_support;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use broker_support::{BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, fixed, take_over};
+use broker_support::{
+    BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, assert_refused, fixed, number_in,
+    take_over,
+};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -31,10 +34,7 @@ const BODY: usize = 100;
 
 impl TestMessage for Message {
     fn number(&self) -> u64 {
-        std::str::from_utf8(&self.payload()[..6])
-            .expect("utf8")
-            .parse()
-            .expect("number")
+        number_in(self.payload())
     }
 
     fn again(&self) -> bool {
@@ -267,17 +267,13 @@ async fn bad_configuration_names_the_field() {
         ),
     ];
     for (config, field) in cases {
-        let err = RabbitConsumer::start(
+        let started = RabbitConsumer::start(
             "amqp://127.0.0.1:1/%2f",
             config,
             limiter.clone(),
             |_m: Message| async { Ok::<(), BrokerError>(()) },
         )
-        .await
-        .expect_err("refused");
-        match err {
-            BrokerError::Config(e) => assert_eq!(e.field(), field),
-            other => panic!("expected a config error, got {other:?}"),
-        }
+        .await;
+        assert_refused(started, field);
     }
 }

@@ -33,6 +33,31 @@
 //!
 //! Metric names are in [`metrics`].
 
+/// The setters every broker's config shares (`lag_interval`, `call_timeout`,
+/// `drain_timeout`), with the broker's own words on what `call_timeout` covers.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+macro_rules! common_setters {
+    ($call_timeout_doc:literal) => {
+        /// How often to sample the lag (and record the metrics). At least 1 ms.
+        pub fn lag_interval(mut self, every: Duration) -> Self {
+            self.lag_interval = every;
+            self
+        }
+
+        #[doc = $call_timeout_doc]
+        pub fn call_timeout(mut self, timeout: Duration) -> Self {
+            self.call_timeout = timeout;
+            self
+        }
+
+        /// How long [`ConsumerHandle::stop`] waits for running handlers.
+        pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+            self.drain_timeout = timeout;
+            self
+        }
+    };
+}
+
 #[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 mod driver;
 mod gate;

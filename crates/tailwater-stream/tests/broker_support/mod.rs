@@ -77,6 +77,29 @@ impl Count {
     }
 }
 
+/// The number a producer wrote as the payload's first 6 bytes.
+pub(crate) fn number_in(payload: &[u8]) -> u64 {
+    std::str::from_utf8(&payload[..6])
+        .expect("utf8")
+        .parse()
+        .expect("number")
+}
+
+/// Asserts that a consumer's start was refused for its configuration, naming `field`.
+pub(crate) fn assert_refused(
+    started: Result<
+        tailwater_stream::broker::ConsumerHandle,
+        tailwater_stream::broker::BrokerError,
+    >,
+    field: &str,
+) {
+    match started {
+        Err(tailwater_stream::broker::BrokerError::Config(e)) => assert_eq!(e.field(), field),
+        Err(other) => panic!("expected a config error naming {field}, got {other:?}"),
+        Ok(_) => panic!("expected a config error naming {field}, the consumer started"),
+    }
+}
+
 /// A limiter with a fixed limit of `n`.
 pub(crate) fn fixed(n: usize) -> Limiter {
     Limiter::builder()

@@ -186,23 +186,7 @@ impl RabbitConfig {
         self
     }
 
-    /// How often to read the queue's lag (and record the metrics). At least 1 ms.
-    pub fn lag_interval(mut self, every: Duration) -> Self {
-        self.lag_interval = every;
-        self
-    }
-
-    /// The deadline of every call to the broker.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// How long [`ConsumerHandle::stop`] waits for running handlers.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
+    common_setters!("The deadline of every call to the broker.");
 
     fn validate(&self) -> Result<(), ConfigError> {
         // AMQP short strings: at most 255 bytes.

@@ -192,23 +192,9 @@ impl RedisStreamConfig {
         self
     }
 
-    /// How often to sample the group's lag (and record the metrics). At least 1 ms.
-    pub fn lag_interval(mut self, every: Duration) -> Self {
-        self.lag_interval = every;
-        self
-    }
-
-    /// The deadline of every call but the blocking read (which gets `block` plus this).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// How long [`ConsumerHandle::stop`] waits for running handlers.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
+    common_setters!(
+        "The deadline of every call but the blocking read (which gets `block` plus this)."
+    );
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (field, v) in [
