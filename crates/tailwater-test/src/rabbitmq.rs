@@ -86,7 +86,17 @@ impl RabbitServer {
         let epmd_bin = EPMD
             .find()
             .ok_or_else(|| io::Error::other("epmd not found"))?;
-        let (epmd_port, dist_port) = (server::free_port()?, server::free_port()?);
+        // Three distinct ports (two probes in a row may return the same free port). A port
+        // taken by another process between the probe and the bind fails the boot, and
+        // `start` tries again with new ports.
+        let mut ports = vec![port];
+        while ports.len() < 3 {
+            let p = server::free_port()?;
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let (epmd_port, dist_port) = (ports[1], ports[2]);
         let dir = server::temp_dir("rabbitmq", port)?;
         std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
         std::fs::write(dir.join("rabbitmq-env.conf"), "")?;
@@ -99,6 +109,10 @@ impl RabbitServer {
         let mut epmd = Process::new(epmd);
         let d = |name: &str| dir.join(name);
         let child = Command::new(bin)
+            // Its working directory, where the Erlang VM writes a crash dump if the boot
+            // fails: removed with the rest on drop, never left in the caller's tree.
+            .current_dir(&dir)
+            .env("ERL_CRASH_DUMP", d("erl_crash.dump"))
             .env("HOME", &dir)
             .env("RABBITMQ_NODENAME", format!("tailwater{port}@localhost"))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
