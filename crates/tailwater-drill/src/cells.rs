@@ -2,12 +2,15 @@
 //!
 //! Four cells, each with its own synthetic backend, behind one tailwater proxy whose route
 //! spreads requests over the cells by the `x-tenant` header (`[[cell]]`, weighted rendezvous
-//! hashing). One tenant per cell sends steady load at a share of its cell's capacity. Three
-//! scenarios run one after the other, each its own open-loop load run:
+//! hashing). One tenant per cell sends steady load at a share of its cell's capacity, each
+//! tenant its own client (own connections). Three scenarios, each of open-loop load runs:
 //!
 //! 1. **baseline**: the four tenants only;
 //! 2. **noisy**: a fifth tenant, whose key lands in cell A, sends `noisy`× a tenant's rate;
 //! 3. **dead**: cell A's backend is stopped (connections refused: 502s in cell A).
+//!
+//! Baseline and noisy alternate [`rounds`](CellsConfig::rounds) times, each tenant's figures
+//! pooled over the rounds, then dead runs once.
 //!
 //! The seed's goal for cells is that a failure or a noisy customer stays in its cell: the
 //! report gives each cell's goodput (2xx within the client timeout / requests scheduled)
@@ -19,6 +22,7 @@
 //! tenant's extra requests cost CPU that the other cells' requests also need: what the
 //! p99 check measures on a small machine includes that contention, not only admission.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -60,11 +64,15 @@ pub struct CellsConfig {
     pub timeout: Duration,
     /// Seed of the arrivals.
     pub seed: u64,
+    /// How many times the baseline and noisy scenarios alternate (each tenant's figures are
+    /// pooled over the rounds).
+    pub rounds: usize,
 }
 
 impl Default for CellsConfig {
     /// Four cells `a`–`d` of 4 workers × 20 ms (200 req/s each), tenants at 0.5× their
-    /// cell, a noisy tenant at 10×, 4 s scenarios, a 1 s client timeout.
+    /// cell, a noisy tenant at 10×, 4 s scenarios, baseline and noisy alternated 3 times, a
+    /// 1 s client timeout.
     fn default() -> Self {
         Self {
             cells: ["a", "b", "c", "d"].map(str::to_owned).to_vec(),
@@ -75,6 +83,7 @@ impl Default for CellsConfig {
             phase: Duration::from_secs(4),
             timeout: Duration::from_secs(1),
             seed: 1,
+            rounds: 3,
         }
     }
 }
@@ -90,6 +99,9 @@ impl CellsConfig {
         }
         if !(self.noisy > 0.0 && self.noisy.is_finite()) {
             return Err(ConfigError::new("noisy", "must be a positive number"));
+        }
+        if self.rounds == 0 || self.rounds > 100 {
+            return Err(ConfigError::new("rounds", "must be within 1 and 100"));
         }
         if self.service_time.is_zero() {
             return Err(ConfigError::new("service_time", "must be positive"));
@@ -125,6 +137,9 @@ pub struct CellResult {
     pub p50_ms: f64,
     /// 2xx p99, ms.
     pub p99_ms: f64,
+    /// p99 of the load generator's own lateness (its pacer behind the schedule), ms: the
+    /// part of the latency that is the client starved of CPU, not the proxy.
+    pub pacer_p99_ms: f64,
 }
 
 impl CellResult {
@@ -177,7 +192,18 @@ impl CellsReport {
     /// The highest ratio, over the cells other than the first, of the noisy scenario's p99
     /// to the baseline's.
     pub fn others_p99_ratio_when_noisy(&self) -> Option<f64> {
-        let (b, n) = (self.scenario("baseline")?, self.scenario("noisy")?);
+        self.others_p99_ratio("noisy")
+    }
+
+    /// The same ratio for the dead scenario, which has no noisy tenant: for cells B–D it
+    /// differs from the baseline only by time, so it is the noise floor of the p99 ratio on
+    /// this machine (a control, not a goal).
+    pub fn others_p99_ratio_when_dead(&self) -> Option<f64> {
+        self.others_p99_ratio("dead")
+    }
+
+    fn others_p99_ratio(&self, scenario: &str) -> Option<f64> {
+        let (b, n) = (self.scenario("baseline")?, self.scenario(scenario)?);
         b.cells
             .iter()
             .zip(&n.cells)
@@ -204,14 +230,43 @@ pub fn run_cells(config: &CellsConfig) -> Result<CellsReport, DrillError> {
             "run_cells() starts its own runtime: call it outside async code",
         ));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tailwater-drill-cells")
-        .enable_all()
-        .build()?;
-    let report = rt.block_on(run_async(config));
-    rt.shutdown_timeout(Duration::from_millis(500));
+    // Three runtimes, as three processes would be: the load generators (the clients), the
+    // proxy, and the backends. On one shared runtime a request of cell B would wait in the
+    // same run queue as the noisy tenant's client and backend tasks, a coupling of the test
+    // harness that a real deployment does not have.
+    let runtime = |name: &str, threads: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            .enable_all()
+            .build()
+    };
+    let rt = runtime("tailwater-drill-cells-load", 2)?;
+    let proxy_rt = runtime("tailwater-drill-cells-proxy", 2)?;
+    let backend_rt = runtime("tailwater-drill-cells-backends", 1)?;
+    let sides = Sides {
+        proxy: proxy_rt.handle().clone(),
+        backends: backend_rt.handle().clone(),
+    };
+    let report = rt.block_on(run_async(config, &sides));
+    for r in [rt, proxy_rt, backend_rt] {
+        r.shutdown_timeout(Duration::from_millis(500));
+    }
     report
+}
+
+/// Where the proxy and the backends run (the load runs on the caller's runtime).
+struct Sides {
+    proxy: tokio::runtime::Handle,
+    backends: tokio::runtime::Handle,
+}
+
+/// A loopback listener bound now, to be handed to a task on another runtime.
+fn loopback() -> Result<(std::net::TcpListener, SocketAddr), DrillError> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
 }
 
 struct Served {
@@ -219,16 +274,19 @@ struct Served {
     task: JoinHandle<std::io::Result<tailwater_load::backend::BackendStats>>,
 }
 
-async fn start_backend(config: &CellsConfig, i: usize) -> Result<(SocketAddr, Served), DrillError> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
+fn start_backend(
+    config: &CellsConfig,
+    i: usize,
+    on: &tokio::runtime::Handle,
+) -> Result<(SocketAddr, Served), DrillError> {
+    let (listener, addr) = loopback()?;
     let mut b = BackendConfig::new(config.workers, config.service_time);
     b.seed = config.seed.wrapping_add(i as u64);
     let backend = Backend::new(b);
     let (stop, mut rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
+    let task = on.spawn(async move {
         backend
-            .serve(listener, async move {
+            .serve(TcpListener::from_std(listener)?, async move {
                 let _ = rx.wait_for(|v| *v).await;
             })
             .await
@@ -280,33 +338,58 @@ pub fn cells_proxy_config(
     Ok(proxy)
 }
 
-async fn run_async(config: &CellsConfig) -> Result<CellsReport, DrillError> {
+async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, DrillError> {
     let map = CellMap::new(config.cells.iter().map(|c| (c.clone(), 1.0)))?;
     let tenants: Vec<String> = config.cells.iter().map(|c| tenant_in(&map, c, 0)).collect();
     let noisy_tenant = tenant_in(&map, &config.cells[0], 1000);
     let mut backends = Vec::with_capacity(config.cells.len());
     let mut addrs = Vec::with_capacity(config.cells.len());
     for i in 0..config.cells.len() {
-        let (addr, served) = start_backend(config, i).await?;
+        let (addr, served) = start_backend(config, i, &sides.backends)?;
         addrs.push(addr);
         backends.push(served);
     }
-    let proxy = Proxy::new(cells_proxy_config(config, &addrs)?)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let proxy_addr = listener.local_addr()?;
+    let proxy_config = cells_proxy_config(config, &addrs)?;
+    let (listener, proxy_addr) = loopback()?;
     let (proxy_stop, mut proxy_rx) = watch::channel(false);
-    let p = proxy.clone();
-    tokio::spawn(async move {
-        p.serve(listener, async move {
-            let _ = proxy_rx.wait_for(|v| *v).await;
-        })
-        .await
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // Built and served on the proxy's runtime, so that its tasks and timers live there.
+    sides.proxy.spawn(async move {
+        let started = Proxy::new(proxy_config)
+            .map_err(DrillError::from)
+            .and_then(|p| Ok((p, TcpListener::from_std(listener)?)));
+        let (proxy, listener) = match started {
+            Ok(v) => {
+                let _ = ready_tx.send(Ok(()));
+                v
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = proxy
+            .serve(listener, async move {
+                let _ = proxy_rx.wait_for(|v| *v).await;
+            })
+            .await;
     });
+    ready_rx
+        .await
+        .map_err(|_| DrillError::Internal("the proxy's runtime ended"))??;
 
     let tenant_rate = config.load * config.cell_capacity();
     let url = format!("http://{proxy_addr}/");
-    let mut scenarios = Vec::with_capacity(3);
-    for name in ["baseline", "noisy", "dead"] {
+    // Baseline and noisy alternate `rounds` times and each tenant's figures are pooled over
+    // the rounds: a slow drift in what else the machine runs then weighs on both alike,
+    // and each p99 rests on `rounds` times as many answers.
+    let mut order: Vec<&'static str> = Vec::with_capacity(2 * config.rounds + 1);
+    for _ in 0..config.rounds {
+        order.extend(["baseline", "noisy"]);
+    }
+    order.push("dead");
+    let mut pooled: Vec<(&'static str, HashMap<String, Stats>)> = Vec::with_capacity(3);
+    for name in order {
         if name == "dead" {
             let a = backends.remove(0);
             let _ = a.stop.send(true);
@@ -316,47 +399,55 @@ async fn run_async(config: &CellsConfig) -> Result<CellsReport, DrillError> {
         if name == "noisy" {
             mix.push((noisy_tenant.as_str(), config.noisy));
         }
-        let total_weight: f64 = mix.iter().map(|(_, w)| w).sum();
-        let rate = tenant_rate * total_weight;
-        let schedule = Schedule::new(vec![Segment::Constant {
-            rate,
-            duration: config.phase,
-        }])?;
-        let mut load = LoadConfig::new(&url, schedule)?;
-        load.spacing = Spacing::Poisson;
-        load.seed = config.seed;
-        load.timeout = config.timeout;
-        load.connections = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN);
-        let needed = (rate * config.timeout.as_secs_f64() * 2.0) as usize + 64;
-        if let Some(n) = NonZeroUsize::new(needed.max(tailwater_load::DEFAULT_MAX_IN_FLIGHT)) {
-            load.max_in_flight = n;
-        }
-        load.header_mix = Some(HeaderMix::new(TENANT_HEADER, &mix)?);
-        let report = tailwater_load::run(load, std::future::pending::<()>()).await?;
-        let of = |tenant: &str| {
-            report
-                .tiers
-                .iter()
-                .find(|t| t.value == tenant)
-                .map(|t| &t.stats)
+        // Each tenant is its own client, with its own connections, started together: one
+        // shared client would be a queue common to every cell (its connections held by the
+        // noisy tenant's slow, queued requests would delay the other tenants' sends), which
+        // is a fault of the measurement, not of the cells.
+        let runs = mix.iter().enumerate().map(|(i, &(tenant, weight))| {
+            tenant_load(config, &url, tenant, tenant_rate * weight, i as u64)
+        });
+        let reports = futures_util::future::join_all(runs).await;
+        let slot = match pooled.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                pooled.push((name, HashMap::new()));
+                pooled.len() - 1
+            }
         };
-        let cells = config
-            .cells
-            .iter()
-            .zip(&tenants)
-            .map(|(cell, tenant)| result(cell, tenant, of(tenant)))
-            .collect();
-        let noisy = (name == "noisy")
-            .then(|| of(&noisy_tenant).map_or((0, 0), |s| (s.requests, ok_count(s))));
-        scenarios.push(Scenario { name, cells, noisy });
+        for report in reports {
+            for tier in report?.tiers {
+                pooled[slot]
+                    .1
+                    .entry(tier.value.clone())
+                    .or_default()
+                    .merge(&tier.stats);
+            }
+        }
     }
+    let scenarios = pooled
+        .into_iter()
+        .map(|(name, stats)| {
+            let cells = config
+                .cells
+                .iter()
+                .zip(&tenants)
+                .map(|(cell, tenant)| result(cell, tenant, stats.get(tenant)))
+                .collect();
+            let noisy = (name == "noisy").then(|| {
+                stats
+                    .get(&noisy_tenant)
+                    .map_or((0, 0), |s| (s.requests, ok_count(s)))
+            });
+            Scenario { name, cells, noisy }
+        })
+        .collect();
     let _ = proxy_stop.send(true);
     for b in backends {
         let _ = b.stop.send(true);
     }
     Ok(CellsReport {
         config_summary: format!(
-            "{} cells of {} workers × {:?} ({:.0} req/s each); one tenant per cell at {:.0} req/s; noisy tenant {}× in cell {}; {:?} per scenario, {:?} timeout",
+            "{} cells of {} workers × {:?} ({:.0} req/s each); one tenant per cell at {:.0} req/s; noisy tenant {}× in cell {}; {:?} per scenario, baseline and noisy alternated {} times and pooled, {:?} timeout",
             config.cells.len(),
             config.workers,
             config.service_time,
@@ -365,10 +456,38 @@ async fn run_async(config: &CellsConfig) -> Result<CellsReport, DrillError> {
             config.noisy,
             config.cells[0],
             config.phase,
+            config.rounds,
             config.timeout
         ),
         scenarios,
     })
+}
+
+/// One tenant's open-loop load run: Poisson arrivals at `rate`, its own connections.
+async fn tenant_load(
+    config: &CellsConfig,
+    url: &str,
+    tenant: &str,
+    rate: f64,
+    index: u64,
+) -> Result<tailwater_load::Report, DrillError> {
+    let schedule = Schedule::new(vec![Segment::Constant {
+        rate,
+        duration: config.phase,
+    }])?;
+    let mut load = LoadConfig::new(url, schedule)?;
+    load.spacing = Spacing::Poisson;
+    load.seed = config.seed.wrapping_add(index.wrapping_mul(7919));
+    load.timeout = config.timeout;
+    // Enough connections for every request the tenant may have outstanding within the
+    // client timeout (HTTP/1.1: one request per connection), capped at 64.
+    let needed = (rate * config.timeout.as_secs_f64() * 2.0) as usize + 16;
+    load.connections = NonZeroUsize::new(needed.min(64)).unwrap_or(NonZeroUsize::MIN);
+    if let Some(n) = NonZeroUsize::new((needed + 48).max(tailwater_load::DEFAULT_MAX_IN_FLIGHT)) {
+        load.max_in_flight = n;
+    }
+    load.header_mix = Some(HeaderMix::new(TENANT_HEADER, &[(tenant, 1.0)])?);
+    Ok(tailwater_load::run(load, std::future::pending::<()>()).await?)
 }
 
 fn ok_count(s: &Stats) -> u64 {
@@ -380,11 +499,11 @@ fn ok_count(s: &Stats) -> u64 {
 }
 
 fn result(cell: &str, tenant: &str, stats: Option<&Stats>) -> CellResult {
-    let ms = |s: &Stats, q: f64| {
-        if s.success.is_empty() {
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+        if h.is_empty() {
             0.0
         } else {
-            s.success.value_at_quantile(q) as f64 / 1000.0
+            h.value_at_quantile(q) as f64 / 1000.0
         }
     };
     match stats {
@@ -393,8 +512,9 @@ fn result(cell: &str, tenant: &str, stats: Option<&Stats>) -> CellResult {
             tenant: tenant.to_owned(),
             requests: s.requests,
             ok: ok_count(s),
-            p50_ms: ms(s, 0.5),
-            p99_ms: ms(s, 0.99),
+            p50_ms: ms(&s.success, 0.5),
+            p99_ms: ms(&s.success, 0.99),
+            pacer_p99_ms: ms(&s.pacer_lag, 0.99),
         },
         None => CellResult {
             cell: cell.to_owned(),
@@ -403,6 +523,7 @@ fn result(cell: &str, tenant: &str, stats: Option<&Stats>) -> CellResult {
             ok: 0,
             p50_ms: 0.0,
             p99_ms: 0.0,
+            pacer_p99_ms: 0.0,
         },
     }
 }
@@ -413,21 +534,22 @@ pub fn render_cells_table(report: &CellsReport) -> String {
     let _ = writeln!(out, "{}", report.config_summary);
     let _ = writeln!(
         out,
-        "{:<9} {:<5} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "cell", "requests", "2xx", "goodput", "p50 ms", "p99 ms"
+        "{:<9} {:<5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "scenario", "cell", "requests", "2xx", "goodput", "p50 ms", "p99 ms", "pacer p99 ms"
     );
     for s in &report.scenarios {
         for c in &s.cells {
             let _ = writeln!(
                 out,
-                "{:<9} {:<5} {:>9} {:>9} {:>8.2}% {:>9.1} {:>9.1}",
+                "{:<9} {:<5} {:>9} {:>9} {:>8.2}% {:>9.1} {:>9.1} {:>12.1}",
                 s.name,
                 c.cell,
                 c.requests,
                 c.ok,
                 100.0 * c.goodput(),
                 c.p50_ms,
-                c.p99_ms
+                c.p99_ms,
+                c.pacer_p99_ms
             );
         }
         if let Some((n, ok)) = s.noisy {
@@ -451,6 +573,12 @@ pub fn render_cells_table(report: &CellsReport) -> String {
             out,
             "noisy tenant: highest p99 ratio of the other cells to baseline {r:.2}x (goal <= 1.1x: {})",
             if r <= 1.1 { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(r) = report.others_p99_ratio_when_dead() {
+        let _ = writeln!(
+            out,
+            "control: the same ratio in the dead scenario (no noisy tenant) {r:.2}x (the machine's noise floor)"
         );
     }
     out

@@ -4,13 +4,25 @@
 //!   Redis Cluster on free loopback ports.
 //! - [`nats`] (feature `nats`): a launcher for a private `nats-server -js` (JetStream) on a
 //!   free loopback port.
+//! - [`rabbitmq`] (feature `rabbitmq`): a launcher for a private `rabbitmq-server` (with its
+//!   own `epmd`) on free loopback ports.
 //! - [`tls_dir`]: test certificates (a CA, server, SNI and client certificates).
+//!
+//! The three launchers share one pattern (the private `server` module): a loud skip when
+//! the program is missing (a failure under the launcher's `TAILWATER_REQUIRE_*=1`), free
+//! loopback ports, a private directory, a readiness poll with a deadline, and SIGKILL on
+//! `Drop`.
 
 #[cfg(feature = "redis")]
 pub mod redis;
 
 #[cfg(feature = "nats")]
 pub mod nats;
+
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+
+mod server;
 
 /// The directory of the test certificates (`tls/README.md`): `ca.pem`, `server.pem` and
 /// `server.key` for `localhost`/127.0.0.1, `other.pem`/`other.key` for `other.test`,

@@ -14,8 +14,9 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::server::{self, Process, Program};
 
 /// Name of the environment variable that turns "skip when redis-server is missing" into a
 /// test failure.
@@ -24,40 +25,26 @@ pub const REQUIRE_ENV: &str = "TAILWATER_REQUIRE_REDIS";
 /// How long a server gets to answer `PING` after it was spawned.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
+const PROGRAM: Program = Program {
+    name: "redis-server",
+    candidates: &["redis-server"],
+    version_arg: Some("--version"),
+    require_env: REQUIRE_ENV,
+    package: "redis-server",
+};
+
 /// Whether `redis-server` can be run here.
 ///
 /// Returns `false` after printing a loud message to stderr when it cannot; panics instead when
 /// the environment variable [`REQUIRE_ENV`] is `1`. `test` names the calling test in the message.
 pub fn redis_available(test: &str) -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if found {
-        return true;
-    }
-    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
-        panic!("{test}: redis-server is not installed but {REQUIRE_ENV}=1 requires it");
-    }
-    // Written to the process's stderr directly (not `eprintln!`), so that the test
-    // harness's output capture cannot hide the skip.
-    let _ = writeln!(
-        io::stderr(),
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! SKIPPED {test}: `redis-server` is not on PATH.\n\
-         !! Install it (apt-get install -y redis-server) or set {REQUIRE_ENV}=1 to fail.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    false
+    PROGRAM.available(test)
 }
 
 /// A private `redis-server` on a loopback port, killed on `Drop`.
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Option<Child>,
+    process: Process,
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
@@ -71,26 +58,21 @@ impl RedisServer {
 
     /// Like [`start`](Self::start), with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> io::Result<Self> {
-        let mut last_err = None;
-        // Another process may take the port between our probe and the server's bind: retry
-        // with a new port a few times.
-        for _ in 0..5 {
-            let port = free_port(false)?;
-            match Self::start_on_port(port, extra) {
-                Ok(server) => return Ok(server),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| io::Error::other("could not start redis-server")))
+        server::on_free_port(
+            "redis-server",
+            5,
+            || free_port(false),
+            |port| Self::start_on_port(port, extra),
+        )
     }
 
     /// Starts a server on exactly `port` (used to restart a killed server on the same port).
     pub fn start_on_port(port: u16, extra: &[&str]) -> io::Result<Self> {
-        let dir = temp_dir(port)?;
+        let dir = server::temp_dir("redis", port)?;
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let child = spawn(port, &dir, &extra)?;
         let mut server = Self {
-            child: Some(child),
+            process: Process::new(child),
             port,
             dir,
             extra,
@@ -111,15 +93,12 @@ impl RedisServer {
 
     /// Kills the server at once (SIGKILL, as a crash would) and waits for it to exit.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Whether the server process is running (was not killed).
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_running()
     }
 
     /// Starts the server again on the same port after [`kill`](Self::kill) (empty data set).
@@ -128,7 +107,7 @@ impl RedisServer {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             let child = spawn(self.port, &self.dir, &self.extra)?;
-            self.child = Some(child);
+            self.process = Process::new(child);
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
                 // The old socket can linger for a moment: retry until the deadline.
@@ -144,31 +123,9 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                return Err(io::Error::other(format!(
-                    "redis-server on port {} exited early: {status}",
-                    self.port
-                )));
-            }
-            if ping(self.port) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("redis-server on port {} did not answer PING", self.port),
-                ));
-            }
-            // Polling an external process with a deadline: there is no readiness signal to
-            // wait on other than trying to talk to it.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (port, what) = (self.port, format!("redis-server on port {}", self.port));
+        self.process
+            .wait_ready(&what, START_DEADLINE, || ping(port))
     }
 }
 
@@ -289,15 +246,6 @@ fn spawn(port: u16, dir: &Path, extra: &[String]) -> io::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-}
-
-fn temp_dir(port: u16) -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("tailwater-redis-{}-{port}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// A loopback port nobody listens on now (and, with `bus`, port + 10000 as well).

@@ -5,7 +5,7 @@
 //! free waits for a handler to release one, or at most `max_wait`, so every wait has a
 //! deadline and a missed wake-up costs one `max_wait` at worst.
 #![cfg_attr(
-    not(any(feature = "redis-streams", feature = "nats")),
+    not(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq")),
     allow(dead_code)
 )]
 

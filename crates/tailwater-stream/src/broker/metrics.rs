@@ -1,7 +1,9 @@
-//! Broker consumer metrics through the `metrics` facade, named as the rest of tailwater's
+//! Broker consumer metrics through the `metrics` facade, named in
+//! [`tailwater_core::vocabulary`] (the `BROKER_*` entries) as the rest of tailwater's
 //! (`tailwater_` prefix, `_total` on counters). Every series has the labels `broker`
-//! (`redis` or `nats`), `stream` and `group` (for NATS, the durable consumer's name). They
-//! are recorded by the consumer's fetch loop at each lag sample.
+//! (`redis`, `nats` or `rabbitmq`), `stream` and `group` (for NATS, the durable consumer's
+//! name; for RabbitMQ both are the queue's). They are recorded by the consumer's fetch loop
+//! at each lag sample.
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -15,24 +17,26 @@
 //! | [`ACKED`] `tailwater_broker_acked_total` | counter | messages acknowledged |
 //! | [`FAILED`] `tailwater_broker_failed_total` | counter | handler errors (left pending for redelivery) |
 
+use tailwater_core::vocabulary;
+
 /// `tailwater_broker_lag_messages`.
-pub const LAG: &str = "tailwater_broker_lag_messages";
+pub const LAG: &str = vocabulary::BROKER_LAG.name;
 /// `tailwater_broker_lag_growth_per_second`.
-pub const LAG_GROWTH: &str = "tailwater_broker_lag_growth_per_second";
+pub const LAG_GROWTH: &str = vocabulary::BROKER_LAG_GROWTH.name;
 /// `tailwater_broker_pending_messages`.
-pub const PENDING: &str = "tailwater_broker_pending_messages";
+pub const PENDING: &str = vocabulary::BROKER_PENDING.name;
 /// `tailwater_broker_in_flight_messages`.
-pub const IN_FLIGHT: &str = "tailwater_broker_in_flight_messages";
+pub const IN_FLIGHT: &str = vocabulary::BROKER_IN_FLIGHT.name;
 /// `tailwater_broker_fetch_limit`.
-pub const LIMIT: &str = "tailwater_broker_fetch_limit";
+pub const LIMIT: &str = vocabulary::BROKER_FETCH_LIMIT.name;
 /// `tailwater_broker_delivered_total`.
-pub const DELIVERED: &str = "tailwater_broker_delivered_total";
+pub const DELIVERED: &str = vocabulary::BROKER_DELIVERED.name;
 /// `tailwater_broker_redelivered_total`.
-pub const REDELIVERED: &str = "tailwater_broker_redelivered_total";
+pub const REDELIVERED: &str = vocabulary::BROKER_REDELIVERED.name;
 /// `tailwater_broker_acked_total`.
-pub const ACKED: &str = "tailwater_broker_acked_total";
+pub const ACKED: &str = vocabulary::BROKER_ACKED.name;
 /// `tailwater_broker_failed_total`.
-pub const FAILED: &str = "tailwater_broker_failed_total";
+pub const FAILED: &str = vocabulary::BROKER_FAILED.name;
 
 /// Every metric name above, for vocabulary checks.
 pub const ALL: [&str; 9] = [
@@ -48,7 +52,7 @@ pub const ALL: [&str; 9] = [
 ];
 
 #[cfg_attr(
-    not(any(feature = "redis-streams", feature = "nats")),
+    not(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq")),
     allow(dead_code)
 )]
 pub(crate) fn record(broker: &'static str, stream: &str, group: &str, s: &super::ConsumerStats) {

@@ -23,11 +23,45 @@
 //! - [`nats`] (feature `nats`): NATS JetStream pull consumers (pull requests of the credit's
 //!   size, `max_ack_pending` on the server, redelivery of a dead consumer's messages after
 //!   `ack_wait`).
+//! - [`rabbitmq`] (feature `rabbitmq`): RabbitMQ consumers (the channel's `basic.qos`
+//!   prefetch kept at the limiter's limit, `basic.nack` with requeue on failure, a dead
+//!   consumer's unacknowledged messages requeued by the broker).
+//!
+//! All three run on one driver (the private `driver` module): the fetch loop, the permits,
+//! the acknowledgement after the handler, the counters and the lag samples are written
+//! once; each broker supplies only its fetch, its acknowledgements and its lag.
 //!
 //! Metric names are in [`metrics`].
 
+/// The setters every broker's config shares (`lag_interval`, `call_timeout`,
+/// `drain_timeout`), with the broker's own words on what `call_timeout` covers.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+macro_rules! common_setters {
+    ($call_timeout_doc:literal) => {
+        /// How often to sample the lag (and record the metrics). At least 1 ms.
+        pub fn lag_interval(mut self, every: Duration) -> Self {
+            self.lag_interval = every;
+            self
+        }
+
+        #[doc = $call_timeout_doc]
+        pub fn call_timeout(mut self, timeout: Duration) -> Self {
+            self.call_timeout = timeout;
+            self
+        }
+
+        /// How long [`ConsumerHandle::stop`] waits for running handlers.
+        pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+            self.drain_timeout = timeout;
+            self
+        }
+    };
+}
+
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+mod driver;
 mod gate;
-#[cfg(any(feature = "redis-streams", feature = "nats"))]
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 mod handle;
 mod lag;
 pub mod metrics;
@@ -35,10 +69,12 @@ mod stats;
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis-streams")]
 pub mod redis;
 
-#[cfg(any(feature = "redis-streams", feature = "nats"))]
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 pub use handle::ConsumerHandle;
 pub use lag::LagMeter;
 pub use stats::ConsumerStats;
@@ -85,4 +121,33 @@ pub enum BrokerError {
         /// The deadline.
         after: Duration,
     },
+}
+
+/// The server-side wait of one fetch (Redis's `block`, NATS's `expires`, RabbitMQ's `wait`):
+/// within 1 ms and 60 s.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+fn check_wait(field: &'static str, d: Duration) -> Result<(), tailwater_core::ConfigError> {
+    if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
+        return Err(tailwater_core::ConfigError::new(
+            field,
+            format!("must be within 1 ms and 60 s, got {d:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Intervals and deadlines: at least 1 ms each; the first that is not names its field.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+fn check_at_least_1ms(
+    fields: &[(&'static str, Duration)],
+) -> Result<(), tailwater_core::ConfigError> {
+    for &(field, d) in fields {
+        if d < Duration::from_millis(1) {
+            return Err(tailwater_core::ConfigError::new(
+                field,
+                format!("must be at least 1 ms, got {d:?}"),
+            ));
+        }
+    }
+    Ok(())
 }

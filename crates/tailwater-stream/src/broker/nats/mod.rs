@@ -59,18 +59,15 @@ mod run;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tailwater_core::clock::Clock;
 use tailwater_core::{ConfigError, Limiter};
-use tokio::sync::watch;
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::gate::Gate;
-use super::stats::Counters;
+use super::driver::{self, Delivery, Settings};
 
 /// One message of the stream, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +108,16 @@ impl Message {
     /// Payload bytes (what the in-flight byte figures count).
     pub fn size(&self) -> usize {
         self.payload.len()
+    }
+}
+
+impl Delivery for Message {
+    fn size(&self) -> usize {
+        Message::size(self)
+    }
+
+    fn is_redelivery(&self) -> bool {
+        Message::is_redelivery(self)
     }
 }
 
@@ -197,23 +204,9 @@ impl JetStreamConfig {
         self
     }
 
-    /// How often to read the consumer's lag (and record the metrics). At least 1 ms.
-    pub fn lag_interval(mut self, every: Duration) -> Self {
-        self.lag_interval = every;
-        self
-    }
-
-    /// The deadline of every call but the pull request (which gets `expires` plus this).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// How long [`ConsumerHandle::stop`] waits for running handlers.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
+    common_setters!(
+        "The deadline of every call but the pull request (which gets `expires` plus this)."
+    );
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (field, v) in [("stream", &self.stream), ("durable", &self.durable)] {
@@ -228,33 +221,19 @@ impl JetStreamConfig {
                 ));
             }
         }
-        let ms = Duration::from_millis(1);
-        if self.expires < ms || self.expires > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "expires",
-                format!("must be within 1 ms and 60 s, got {:?}", self.expires),
-            ));
-        }
         if self.max_ack_pending == 0 || i64::try_from(self.max_ack_pending).is_err() {
             return Err(ConfigError::new(
                 "max_ack_pending",
                 format!("must be at least 1, got {}", self.max_ack_pending),
             ));
         }
-        for (field, d) in [
+        super::check_wait("expires", self.expires)?;
+        super::check_at_least_1ms(&[
             ("ack_wait", self.ack_wait),
             ("lag_interval", self.lag_interval),
             ("call_timeout", self.call_timeout),
             ("drain_timeout", self.drain_timeout),
-        ] {
-            if d < ms {
-                return Err(ConfigError::new(
-                    field,
-                    format!("must be at least 1 ms, got {d:?}"),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
@@ -281,23 +260,16 @@ impl JetStreamConsumer {
     {
         config.validate()?;
         let consumer = run::connect(url, &config).await?;
-        let counters = Arc::new(Counters::default());
-        let gate = Arc::new(Gate::new(
-            limiter,
-            config.max_fetch.get(),
-            config.expires.min(Duration::from_millis(100)),
-        ));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let drain_timeout = config.drain_timeout;
-        let state = run::Loop {
-            consumer,
-            config,
-            gate,
-            counters: Arc::clone(&counters),
-            handler: Arc::new(handler),
-            stop: stop_rx,
+        let settings = Settings {
+            broker: "nats",
+            stream: config.stream.clone(),
+            group: config.durable.clone(),
+            max_fetch: config.max_fetch.get(),
+            max_wait: config.expires.min(Duration::from_millis(100)),
+            lag_interval: config.lag_interval,
+            drain_timeout: config.drain_timeout,
         };
-        let task = tokio::spawn(state.run());
-        Ok(ConsumerHandle::new(counters, stop_tx, task, drain_timeout))
+        let broker = run::Nats { consumer, config };
+        Ok(driver::spawn(broker, settings, limiter, handler))
     }
 }

@@ -50,17 +50,14 @@ mod run;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tailwater_core::clock::Clock;
 use tailwater_core::{ConfigError, Limiter};
-use tokio::sync::watch;
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::gate::Gate;
-use super::stats::Counters;
+use super::driver::{self, Delivery, Settings};
 
 /// One entry of the stream, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +103,16 @@ impl Message {
     /// Payload bytes: field names and values (what the in-flight byte figures count).
     pub fn size(&self) -> usize {
         self.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+impl Delivery for Message {
+    fn size(&self) -> usize {
+        Message::size(self)
+    }
+
+    fn is_redelivery(&self) -> bool {
+        Message::is_redelivery(self)
     }
 }
 
@@ -185,23 +192,9 @@ impl RedisStreamConfig {
         self
     }
 
-    /// How often to sample the group's lag (and record the metrics). At least 1 ms.
-    pub fn lag_interval(mut self, every: Duration) -> Self {
-        self.lag_interval = every;
-        self
-    }
-
-    /// The deadline of every call but the blocking read (which gets `block` plus this).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// How long [`ConsumerHandle::stop`] waits for running handlers.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
+    common_setters!(
+        "The deadline of every call but the blocking read (which gets `block` plus this)."
+    );
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (field, v) in [
@@ -214,28 +207,14 @@ impl RedisStreamConfig {
                 return Err(ConfigError::new(field, "must not be empty"));
             }
         }
-        let ms = Duration::from_millis(1);
-        if self.block < ms || self.block > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "block",
-                format!("must be within 1 ms and 60 s, got {:?}", self.block),
-            ));
-        }
-        for (field, d) in [
+        super::check_wait("block", self.block)?;
+        super::check_at_least_1ms(&[
             ("claim_idle", self.claim_idle),
             ("claim_interval", self.claim_interval),
             ("lag_interval", self.lag_interval),
             ("call_timeout", self.call_timeout),
             ("drain_timeout", self.drain_timeout),
-        ] {
-            if d < ms {
-                return Err(ConfigError::new(
-                    field,
-                    format!("must be at least 1 ms, got {d:?}"),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
@@ -281,24 +260,16 @@ impl RedisStreamConsumer {
         let fetch = connect(config.block + config.call_timeout).await?;
         let mut control = connect(config.call_timeout).await?;
         run::create_group(&mut control, &config).await?;
-        let counters = Arc::new(Counters::default());
-        let gate = Arc::new(Gate::new(
-            limiter,
-            config.max_fetch.get(),
-            config.block.min(Duration::from_millis(100)),
-        ));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let drain_timeout = config.drain_timeout;
-        let state = run::Loop {
-            fetch,
-            control,
-            config,
-            gate,
-            counters: Arc::clone(&counters),
-            handler: Arc::new(handler),
-            stop: stop_rx,
+        let settings = Settings {
+            broker: "redis",
+            stream: config.stream.clone(),
+            group: config.group.clone(),
+            max_fetch: config.max_fetch.get(),
+            max_wait: config.block.min(Duration::from_millis(100)),
+            lag_interval: config.lag_interval,
+            drain_timeout: config.drain_timeout,
         };
-        let task = tokio::spawn(state.run());
-        Ok(ConsumerHandle::new(counters, stop_tx, task, drain_timeout))
+        let broker = run::Redis::new(fetch, control, config);
+        Ok(driver::spawn(broker, settings, limiter, handler))
     }
 }

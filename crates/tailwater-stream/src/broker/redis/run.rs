@@ -1,23 +1,14 @@
-//! The fetch loop.
+//! Redis's side of the consumer driver: reads, claims, acknowledgements and lag.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
-use tailwater_core::OwnedPermit;
-use tailwater_core::clock::Clock;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Message, RedisStreamConfig, reply};
-use crate::broker::gate::Gate;
-use crate::broker::lag::LagMeter;
-use crate::broker::stats::{Counters, LagState};
-use crate::broker::{BrokerError, metrics};
+use crate::broker::BrokerError;
+use crate::broker::driver::{self, Broker, Fetched, Settle};
 
 async fn call(
     conn: &mut MultiplexedConnection,
@@ -25,14 +16,7 @@ async fn call(
     op: &'static str,
     timeout: Duration,
 ) -> Result<Value, BrokerError> {
-    match tokio::time::timeout(timeout, cmd.query_async::<Value>(conn)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(BrokerError::Broker {
-            op,
-            reason: e.to_string(),
-        }),
-        Err(_) => Err(BrokerError::Timeout { op, after: timeout }),
-    }
+    driver::call(op, timeout, cmd.query_async::<Value>(conn)).await
 }
 
 /// `XGROUP CREATE key group start MKSTREAM`; an existing group (`BUSYGROUP`) is fine.
@@ -53,126 +37,37 @@ pub(super) async fn create_group(
     }
 }
 
-pub(super) struct Loop<C: Clock, F> {
+/// The Redis side of a consumer: a connection for the blocking reads, one for
+/// acknowledgements, claims and lag, and where the consumer is in its own pending list and in
+/// the claim scan.
+pub(super) struct Redis {
     pub(super) fetch: MultiplexedConnection,
     pub(super) control: MultiplexedConnection,
     pub(super) config: RedisStreamConfig,
-    pub(super) gate: Arc<Gate<C>>,
-    pub(super) counters: Arc<Counters>,
-    pub(super) handler: Arc<F>,
-    pub(super) stop: watch::Receiver<bool>,
+    /// This consumer's own pending entries are read first (a restart under the same name),
+    /// from this id on, until read through.
+    backlog: Option<String>,
+    claim_cursor: String,
+    next_claim: Instant,
+    deleted: u64,
 }
 
-impl<C, F, Fut, E> Loop<C, F>
-where
-    C: Clock,
-    F: Fn(Message) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Send + 'static,
-{
-    pub(super) async fn run(mut self) -> Result<(), BrokerError> {
-        let mut tasks = JoinSet::new();
-        let outcome = self.fetch_until_stopped(&mut tasks).await;
-        // Drain: every handler already running finishes and acknowledges (or the deadline
-        // passes and they are aborted; their entries stay pending).
-        let drained = tokio::time::timeout(self.config.drain_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        self.sample_lag(&mut LagMeter::default(), Instant::now())
-            .await
-            .ok();
-        outcome?;
-        match drained {
-            Ok(()) => Ok(()),
-            Err(_) => Err(BrokerError::DrainTimeout {
-                in_flight: tasks.len(),
-                after: self.config.drain_timeout,
-            }),
+impl Redis {
+    pub(super) fn new(
+        fetch: MultiplexedConnection,
+        control: MultiplexedConnection,
+        config: RedisStreamConfig,
+    ) -> Self {
+        let next_claim = Instant::now() + config.claim_interval;
+        Self {
+            fetch,
+            control,
+            config,
+            backlog: Some("0".to_owned()),
+            claim_cursor: "0-0".to_owned(),
+            next_claim,
+            deleted: 0,
         }
-    }
-
-    async fn fetch_until_stopped(&mut self, tasks: &mut JoinSet<()>) -> Result<(), BrokerError> {
-        let start = Instant::now();
-        // This consumer's own pending entries first (a restart under the same name).
-        let mut backlog: Option<String> = Some("0".to_owned());
-        let mut claim_cursor = "0-0".to_owned();
-        let mut next_claim = start + self.config.claim_interval;
-        let mut next_lag = start;
-        let mut meter = LagMeter::default();
-        while !*self.stop.borrow() {
-            while tasks.try_join_next().is_some() {}
-            let now = Instant::now();
-            if now >= next_lag {
-                self.sample_lag(&mut meter, start).await?;
-                next_lag = now + self.config.lag_interval;
-            }
-            let permits = self.gate.acquire().await;
-            if permits.is_empty() {
-                continue;
-            }
-            let asked = permits.len();
-            let (mut batch, mut deleted) = (Vec::with_capacity(asked), Vec::new());
-            if let Some(cursor) = backlog.take() {
-                let cmd = self.read_cmd(asked, &cursor, None);
-                let v = call(
-                    &mut self.fetch,
-                    &cmd,
-                    "XREADGROUP",
-                    self.config.call_timeout,
-                )
-                .await?;
-                reply::read_group(v, true, &mut batch, &mut deleted)?;
-                // Until the pending list is read through (ids only grow).
-                let last = batch
-                    .last()
-                    .map(|m| m.id().to_owned())
-                    .or(deleted.last().cloned());
-                if let Some(last) = last {
-                    backlog = Some(last);
-                }
-            } else if Instant::now() >= next_claim {
-                let mut cmd = redis::cmd("XAUTOCLAIM");
-                cmd.arg(&self.config.stream)
-                    .arg(&self.config.group)
-                    .arg(&self.config.consumer)
-                    .arg(self.config.claim_idle.as_millis() as u64)
-                    .arg(&claim_cursor)
-                    .arg("COUNT")
-                    .arg(asked);
-                let v = call(
-                    &mut self.control,
-                    &cmd,
-                    "XAUTOCLAIM",
-                    self.config.call_timeout,
-                )
-                .await?;
-                claim_cursor = reply::auto_claim(v, &mut batch, &mut deleted)?;
-                if claim_cursor == "0-0" {
-                    // Scanned through: wait for the next round.
-                    next_claim = Instant::now() + self.config.claim_interval;
-                }
-            } else {
-                let cmd = self.read_cmd(asked, ">", Some(self.config.block));
-                let wait = self.config.block + self.config.call_timeout;
-                let v = call(&mut self.fetch, &cmd, "XREADGROUP", wait).await?;
-                reply::read_group(v, false, &mut batch, &mut deleted)?;
-            }
-            self.counters.fetched(asked, self.gate.limit());
-            self.forget_deleted(&deleted).await?;
-            let mut permits = permits.into_iter();
-            for msg in batch {
-                let Some(permit) = permits.next() else {
-                    // Redis returned more than COUNT: keep at-least-once (it stays pending
-                    // and is claimed later) rather than exceed the credit.
-                    continue;
-                };
-                self.spawn(tasks, msg, permit);
-            }
-            // Credit not used by this fetch goes back without a sample.
-            permits.for_each(OwnedPermit::ignore);
-        }
-        Ok(())
     }
 
     fn read_cmd(&self, count: usize, id: &str, block: Option<Duration>) -> Cmd {
@@ -189,15 +84,52 @@ where
         cmd
     }
 
+    async fn read(&mut self, asked: usize, batch: &mut Vec<Message>) -> Result<(), BrokerError> {
+        let mut deleted = Vec::new();
+        let timeout = self.config.call_timeout;
+        if let Some(cursor) = self.backlog.take() {
+            let cmd = self.read_cmd(asked, &cursor, None);
+            let v = call(&mut self.fetch, &cmd, "XREADGROUP", timeout).await?;
+            reply::read_group(v, true, batch, &mut deleted)?;
+            // Until the pending list is read through (ids only grow).
+            let last = batch
+                .last()
+                .map(|m| m.id().to_owned())
+                .or(deleted.last().cloned());
+            if let Some(last) = last {
+                self.backlog = Some(last);
+            }
+        } else if Instant::now() >= self.next_claim {
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&self.config.stream)
+                .arg(&self.config.group)
+                .arg(&self.config.consumer)
+                .arg(self.config.claim_idle.as_millis() as u64)
+                .arg(&self.claim_cursor)
+                .arg("COUNT")
+                .arg(asked);
+            let v = call(&mut self.control, &cmd, "XAUTOCLAIM", timeout).await?;
+            self.claim_cursor = reply::auto_claim(v, batch, &mut deleted)?;
+            if self.claim_cursor == "0-0" {
+                // Scanned through: wait for the next round.
+                self.next_claim = Instant::now() + self.config.claim_interval;
+            }
+        } else {
+            let cmd = self.read_cmd(asked, ">", Some(self.config.block));
+            let wait = self.config.block + timeout;
+            let v = call(&mut self.fetch, &cmd, "XREADGROUP", wait).await?;
+            reply::read_group(v, false, batch, &mut deleted)?;
+        }
+        self.forget_deleted(&deleted).await
+    }
+
     /// Entries deleted from the stream while pending cannot be handled: acknowledge them so
     /// they leave the pending list, and count them.
     async fn forget_deleted(&mut self, deleted: &[String]) -> Result<(), BrokerError> {
         if deleted.is_empty() {
             return Ok(());
         }
-        self.counters
-            .deleted
-            .fetch_add(deleted.len() as u64, Ordering::Relaxed);
+        self.deleted += deleted.len() as u64;
         let mut cmd = redis::cmd("XACK");
         cmd.arg(&self.config.stream)
             .arg(&self.config.group)
@@ -205,77 +137,63 @@ where
         call(&mut self.control, &cmd, "XACK", self.config.call_timeout).await?;
         Ok(())
     }
+}
 
-    fn spawn(&self, tasks: &mut JoinSet<()>, msg: Message, permit: OwnedPermit<C>) {
-        let bytes = msg.size();
-        self.counters.enter(bytes, msg.is_redelivery());
-        let id = msg.id().to_owned();
-        let fut = (self.handler)(msg);
-        let counters = Arc::clone(&self.counters);
-        let gate = Arc::clone(&self.gate);
-        let mut conn = self.control.clone();
-        let mut ack = redis::cmd("XACK");
-        ack.arg(&self.config.stream)
-            .arg(&self.config.group)
-            .arg(&id);
-        let timeout = self.config.call_timeout;
-        tasks.spawn(async move {
-            // The limit algorithm sees the handler's time only: not the fetch's wait for
-            // entries (a server-side block) nor the acknowledgement's round trip.
-            let began = Instant::now();
-            let outcome = fut.await;
-            let rtt = began.elapsed();
-            match outcome {
-                Ok(()) => match call(&mut conn, &ack, "XACK", timeout).await {
-                    Ok(_) => {
-                        counters.acked.fetch_add(1, Ordering::Relaxed);
-                        permit.success_with_rtt(rtt);
-                    }
-                    Err(_) => {
-                        counters.ack_errors.fetch_add(1, Ordering::Relaxed);
-                        permit.dropped();
-                    }
-                },
-                Err(_) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    permit.dropped();
-                }
-            }
-            counters.leave(bytes);
-            gate.released();
-        });
+/// `XACK` of one entry after its handler; a failed handler leaves it pending, to be claimed
+/// after `claim_idle`.
+pub(super) struct Ack {
+    conn: MultiplexedConnection,
+    cmd: Cmd,
+    timeout: Duration,
+}
+
+impl Settle for Ack {
+    async fn ack(mut self) -> Result<(), BrokerError> {
+        call(&mut self.conn, &self.cmd, "XACK", self.timeout)
+            .await
+            .map(drop)
     }
 
-    async fn sample_lag(
+    async fn nack(self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}
+
+impl Broker for Redis {
+    type Message = Message;
+    type Settle = Ack;
+
+    async fn fetch(
         &mut self,
-        meter: &mut LagMeter,
-        start: Instant,
-    ) -> Result<(), BrokerError> {
+        n: usize,
+        deliver: &mut (dyn FnMut(Message, Ack) + Send),
+    ) -> Result<Fetched, BrokerError> {
+        let mut batch = Vec::with_capacity(n);
+        self.read(n, &mut batch).await?;
+        for msg in batch {
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(&self.config.stream)
+                .arg(&self.config.group)
+                .arg(msg.id());
+            let ack = Ack {
+                conn: self.control.clone(),
+                cmd,
+                timeout: self.config.call_timeout,
+            };
+            deliver(msg, ack);
+        }
+        Ok(Fetched::default())
+    }
+
+    async fn lag(&mut self) -> Result<(Option<u64>, Option<u64>), BrokerError> {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(&self.config.stream);
-        let v = call(
-            &mut self.control,
-            &cmd,
-            "XINFO GROUPS",
-            self.config.call_timeout,
-        )
-        .await?;
-        let (lag, pending) = reply::group_info(v, &self.config.group)?;
-        let growth = match lag {
-            Some(l) => meter.observe(l, start.elapsed()),
-            None => meter.rate(),
-        };
-        self.counters.set_lag(LagState {
-            lag,
-            pending,
-            growth,
-        });
-        metrics::record(
-            "redis",
-            &self.config.stream,
-            &self.config.group,
-            &self.counters.snapshot(),
-        );
-        Ok(())
+        let timeout = self.config.call_timeout;
+        let v = call(&mut self.control, &cmd, "XINFO GROUPS", timeout).await?;
+        reply::group_info(v, &self.config.group)
+    }
+
+    fn take_deleted(&mut self) -> u64 {
+        std::mem::take(&mut self.deleted)
     }
 }
