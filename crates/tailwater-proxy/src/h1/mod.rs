@@ -232,7 +232,7 @@ impl<S: Io> Client<S> {
                 Some(pending) => {
                     let (next, notes) = crate::access_log::scope(exchange).await;
                     if next != Next::Handoff {
-                        pending.finish(&notes, None);
+                        pending.finish(notes, None);
                     }
                     next
                 }
@@ -579,6 +579,11 @@ impl<S: Io> Client<S> {
         head_request: bool,
     ) -> bool {
         write::local_response(&mut self.wbuf, resp, close, head_request);
+        let body = match resp.body().local_data() {
+            Some(b) if !head_request => b.len(),
+            _ => 0,
+        };
+        crate::access_log::note_head(resp.status().as_u16(), self.wbuf.len() - body);
         let timeout = self.server.send_timeout;
         forward::write_within(&mut self.watchdog, &mut self.io, timeout, &self.wbuf).await
     }
