@@ -106,7 +106,19 @@ impl<'a> Cursor<'a> {
     /// `n` in decimal.
     #[inline]
     fn num(&mut self, n: u64) {
-        self.padded(n, 1);
+        if n < 10 {
+            self.byte(b'0' + n as u8);
+        } else if n < 100 {
+            self.pair(n as usize);
+        } else {
+            self.padded(n, 3);
+        }
+    }
+
+    /// Two digits of `n` (below 100).
+    #[inline]
+    fn pair(&mut self, n: usize) {
+        self.put(&PAIRS[n * 2..n * 2 + 2]);
     }
 
     /// `n` in decimal, with leading zeros to at least `width` digits.
@@ -126,26 +138,44 @@ impl<'a> Cursor<'a> {
         self.at += len;
     }
 
+    /// `n` (below `10^W`) in exactly `W` digits, `W` even (unrolled: the width is known).
+    #[inline]
+    fn fixed<const W: usize>(&mut self, mut n: u64) {
+        let out = &mut self.buf[self.at..self.at + W];
+        let mut i = W;
+        while i >= 2 {
+            let pair = (n % 100) as usize * 2;
+            out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
+            n /= 100;
+            i -= 2;
+        }
+        self.at += W;
+    }
+
+    /// Milliseconds, three digits.
+    #[inline]
+    fn millis(&mut self, ms: u32) {
+        self.byte(b'0' + (ms / 100 % 10) as u8);
+        self.pair((ms % 100) as usize);
+    }
+
     /// Nanoseconds as seconds with microseconds (`0.000412`).
     fn secs(&mut self, nanos: u64) {
         self.num(nanos / 1_000_000_000);
         self.byte(b'.');
-        self.padded(nanos % 1_000_000_000 / 1000, 6);
+        self.fixed::<6>(nanos % 1_000_000_000 / 1000);
     }
 
     /// The client's address: IPv4 by hand, IPv6 (rare) through `Display`.
     fn peer(&mut self, p: SocketAddr) {
         match p {
             SocketAddr::V4(v4) => {
-                let [a, b, c, d] = v4.ip().octets();
-                self.num(u64::from(a));
-                self.byte(b'.');
-                self.num(u64::from(b));
-                self.byte(b'.');
-                self.num(u64::from(c));
-                self.byte(b'.');
-                self.num(u64::from(d));
-                self.byte(b':');
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    let (digits, len) = OCTETS[usize::from(octet)];
+                    self.buf[self.at..self.at + 3].copy_from_slice(&digits);
+                    self.at += usize::from(len);
+                    self.byte(if i == 3 { b':' } else { b'.' });
+                }
                 self.num(u64::from(v4.port()));
             }
             SocketAddr::V6(v6) => {
@@ -165,6 +195,28 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
                             4041424344454647484950515253545556575859\
                             6061626364656667686970717273747576777879\
                             8081828384858687888990919293949596979899";
+
+/// `0` to `255` in decimal (padded to three bytes, then how many are the number's).
+static OCTETS: [([u8; 3], u8); 256] = {
+    let mut t = [([0; 3], 0); 256];
+    let mut n = 0;
+    while n < 256 {
+        let d = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
+        t[n] = if n >= 100 {
+            (d, 3)
+        } else if n >= 10 {
+            ([d[1], d[2], 0], 2)
+        } else {
+            ([d[2], 0, 0], 1)
+        };
+        n += 1;
+    }
+    t
+};
 
 /// Formats lines; keeps the formatted date and time of the last second.
 #[derive(Debug)]
@@ -332,7 +384,7 @@ impl Formatter {
             self.stamp_len = c.len();
         }
         o.put(&self.stamp[..self.stamp_len]);
-        o.padded(u64::from(since.subsec_millis()), 3);
+        o.millis(since.subsec_millis());
         o.byte(b'Z');
     }
 }
@@ -383,17 +435,15 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// did not fit (`o` must have room for `cap` + 3 bytes). Returns the bytes written
 /// before the mark.
 ///
-/// The run of plain bytes up to the next special one is found through [`CLASS`] and
-/// copied whole: a typical target or user agent is one run.
+/// The run of plain bytes up to the next special one is found eight bytes at a time
+/// ([`plain_run`], [`CLASS`] for the tail) and copied whole: a typical target or user
+/// agent is one run.
 pub(crate) fn escape(o: &mut Cursor<'_>, raw: &[u8], json: bool, cap: usize) -> usize {
     let start = o.len();
     let mut rest = raw;
     loop {
         let room = cap - (o.len() - start);
-        let run = rest
-            .iter()
-            .position(|&b| CLASS[usize::from(b)] != PLAIN)
-            .unwrap_or(rest.len());
+        let run = plain_run(rest);
         if run > room {
             o.put(&rest[..room]);
             break;
@@ -429,6 +479,33 @@ pub(crate) fn escape(o: &mut Cursor<'_>, raw: &[u8], json: bool, cap: usize) -> 
     let used = o.len() - start;
     o.put(b"...");
     used
+}
+
+/// How many bytes at the start of `s` are [`PLAIN`]: eight at a time while they last (a
+/// word has a special byte if any byte is below 0x20, has its high bit, or equals 0x7f,
+/// `"` or `\`; the lowest flagged byte is always a true one, as a false flag comes only
+/// from a borrow out of a true one below it), then through [`CLASS`].
+pub(crate) fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut i = 0;
+    while let Some(Ok(word)) = s.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let x = u64::from_le_bytes(word);
+        let special = (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+            | (x & HIGH)
+            | zero(x ^ (ONES * 0x7f))
+            | zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| CLASS[usize::from(b)] != PLAIN)
+        .unwrap_or(s.len() - i)
 }
 
 /// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's

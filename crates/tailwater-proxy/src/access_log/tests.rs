@@ -337,3 +337,45 @@ async fn the_lean_path_counts_body_bytes_after_the_first_head() {
     note_head(200, 1);
     note_written(1);
 }
+
+#[test]
+fn the_queue_is_bounded_by_bytes_as_well_as_lines() {
+    // Room for the entries of three short requests (and their bytes), though the line
+    // bound would take a thousand.
+    let r = record(Some(b"probe"), Notes::default());
+    let (entry, route) = r.pending.entry(&r.notes, 200, 1);
+    let client = r.pending.client.as_bytes();
+    let each = std::mem::size_of::<queue::Entry>() + client.len() + route.len();
+    let q = queue::Queue::new(1000, 3 * each + each / 2);
+    let accepted = (0..10).filter(|_| q.push(entry, [client, route])).count();
+    assert_eq!(accepted, 3);
+    // The writer takes what was queued, in order.
+    let mut batch = queue::Batch::default();
+    q.close();
+    assert!(q.take(&mut batch, Duration::ZERO));
+    assert_eq!(batch.lines(|_| UNIX_EPOCH).count(), 3);
+    assert!(
+        !q.push(entry, [client, route]),
+        "a closed queue takes nothing"
+    );
+}
+
+#[test]
+fn the_word_scan_finds_the_first_special_byte_wherever_it_is() {
+    use super::format::plain_run;
+    let class = |b: u8| !(0x20..=0x7e).contains(&b) || b == b'"' || b == b'\\';
+    for len in 0..20 {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                // Special bytes after the first one too (a borrow must not hide it).
+                let mut s = vec![b'a'; len];
+                s[at] = b;
+                if at + 1 < len {
+                    s[at + 1] = 0;
+                }
+                let want = s.iter().position(|&x| class(x)).unwrap_or(len);
+                assert_eq!(plain_run(&s), want, "{s:?}");
+            }
+        }
+    }
+}

@@ -220,21 +220,25 @@ impl<S: Io> Client<S> {
             self.served += 1;
             let span = self.request_span();
             let pending = self.access_log_begin();
-            let exchange = async {
-                if span.is_disabled() {
-                    self.exchange(&span).await
-                } else {
-                    self.exchange(&span).instrument(span.clone()).await
-                }
-            };
-            let next = match pending {
-                None => exchange.await,
-                Some(pending) => {
-                    let (next, notes) = crate::access_log::scope(exchange).await;
-                    if next != Next::Handoff {
-                        pending.finish(notes, None);
+            let next = {
+                // Pinned where it is built: the access log's scope then wraps a pointer to
+                // it, not a copy of the whole exchange's state (hundreds of bytes, moved twice).
+                let exchange = std::pin::pin!(async {
+                    if span.is_disabled() {
+                        self.exchange(&span).await
+                    } else {
+                        self.exchange(&span).instrument(span.clone()).await
                     }
-                    next
+                });
+                match pending {
+                    None => exchange.await,
+                    Some(pending) => {
+                        let (next, notes) = crate::access_log::scope(exchange).await;
+                        if next != Next::Handoff {
+                            pending.finish(notes, None);
+                        }
+                        next
+                    }
                 }
             };
             match next {
