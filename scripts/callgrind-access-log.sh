@@ -13,7 +13,9 @@
 #
 # Usage: scripts/callgrind-access-log.sh   (env: N1=2000 N2=12000 C=4 FORMAT=text|json
 #                                           BIN=dir with release tailwater and
-#                                           tailwater-bench-backend, BASE_PORT=19480)
+#                                           tailwater-bench-backend, BASE_PORT=19480,
+#                                           KEEP=dir to keep the callgrind outputs for
+#                                           callgrind_annotate)
 # Needs: valgrind, h2load (nghttp2-client), curl.
 set -euo pipefail
 
@@ -35,6 +37,9 @@ fi
 tmp=$(mktemp -d -t tailwater-callgrind.XXXXXX)
 pids=()
 cleanup() {
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP" && cp "$tmp"/callgrind.* "$KEEP"/ 2>/dev/null || true
+    fi
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -77,8 +82,15 @@ instructions() { # config n
     }
     kill -TERM "$pid"
     wait "$pid" || true
-    # The summary line of the whole process: all threads' instructions.
-    callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
+    # The summary line of the whole process (all threads' instructions), less quanta's
+    # one-off TSC calibration (`once_cell::imp::initialize_or_wait`, inclusive): it loops
+    # for a wall-clock time, not a fixed count, so under valgrind it varied from 1.8 to
+    # 5.7 million instructions between runs, up to ~800 per request of noise at N2 - N1 =
+    # 5000.
+    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | awk '
+        /PROGRAM TOTALS/ && !total {gsub(",", "", $1); total = $1}
+        /once_cell::imp::initialize_or_wait/ && !calib {gsub(",", "", $1); calib = $1}
+        END {print total - calib}'
 }
 
 declare -A per

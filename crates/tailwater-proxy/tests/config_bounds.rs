@@ -92,6 +92,18 @@ fn rows() -> Vec<(&'static str, String, &'static str, usize)> {
             7,
         ),
         (
+            "a gigabyte of access-log queue",
+            format!("{ROUTE}[access_log]\npath = \"-\"\nbuffer_bytes = 1073741824\n"),
+            "access_log.buffer_bytes",
+            5,
+        ),
+        (
+            "an access-log queue too small for one line",
+            format!("{ROUTE}[access_log]\npath = \"-\"\nbuffer_bytes = 4096\n"),
+            "access_log.buffer_bytes",
+            5,
+        ),
+        (
             "invalid route host",
             "[[route]]\nhost = \"a b/c\"\nupstream = \"http://127.0.0.1:9\"\n".to_owned(),
             "route[0].host",

@@ -4,41 +4,59 @@
 //!
 //! - When a request's head is read, [`AccessLog::begin`] copies the client's raw values
 //!   (method, target, user agent; the head's buffer is reused by the next request) into a
-//!   [`Record`], inline when they are short, with the time and the client's address.
-//!   Nothing is formatted on the request's thread.
+//!   [`Pending`], inline when they are short, with the time on the log's monotonic clock
+//!   (the TSC where the kernel trusts it, `tailwater_core::clock`) and the client's
+//!   address. Nothing is formatted on the request's thread.
 //! - While the request runs, the admission steps leave [`Notes`] in a task-local slot
 //!   ([`scope`]): route, decision and reason, tier, queue wait, the limit at the decision,
-//!   the upstream's time to its response head; on the lean path the status and the bytes
-//!   written to the client too. The hooks in the engines are one call each, and cost a
-//!   failed task-local look-up when the log is off.
+//!   the upstream's time to its response head; on the lean path the status, the length of
+//!   the response head and the bytes written to the client too. The hooks in the engines
+//!   are one call each, and cost a failed task-local look-up when the log is off.
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
-//!   dropped, its bytes counted on the way) [`Pending::finish`] completes the record and
-//!   hands it to the writer thread (`writer`) without waiting: a full queue drops the
-//!   record and counts it (`tailwater_access_log_dropped_total`). The writer formats the
-//!   records into one reused buffer (`format`) and writes it in batches.
+//!   dropped, its bytes counted on the way) [`Pending::finish`] appends the record's
+//!   fixed fields and its client's bytes to the writer's queue (`queue`, bounded by lines
+//!   and bytes) under a short lock, without waiting: a full queue drops the record and
+//!   counts it (`tailwater_access_log_dropped_total`). The writer thread (`writer`) takes
+//!   the queue's whole batch at its interval, maps the times to the wall clock, formats
+//!   the lines into one reused buffer (`format`) and writes it.
 //!
 //! Why a task-local rather than another argument: the admission steps are shared by both
 //! engines and by other features; threading a log record through them would touch every
 //! signature on the hot path for a feature that is off by default. The slot holds a box,
-//! so that the task-local's swap in and out at every poll moves a pointer, not the notes.
+//! so that the task-local's swap in and out at every poll moves a pointer, not the notes;
+//! each thread keeps its last finished box for its next request (no allocation per
+//! request).
 
 mod format;
+mod queue;
 mod writer;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tailwater_core::Criticality;
-use tokio::time::Instant;
+use tailwater_core::clock::{Clock, MonotonicClock};
 
 use crate::decision::Decision;
 pub(crate) use writer::AccessLog;
 
 tokio::task_local! {
     static NOTES: RefCell<Option<Box<Notes>>>;
+}
+
+thread_local! {
+    /// This thread's last finished notes, reused by its next request.
+    static SPARE: Cell<Option<Box<Notes>>> = const { Cell::new(None) };
+}
+
+/// The log's clock: request threads stamp records with it, and the writer maps its
+/// readings to the wall clock once per batch.
+fn now() -> u64 {
+    static CLOCK: OnceLock<MonotonicClock> = OnceLock::new();
+    CLOCK.get_or_init(MonotonicClock::new).now_nanos()
 }
 
 /// What the request's handling learnt, for its line.
@@ -57,20 +75,40 @@ pub(crate) struct Notes {
     pub(crate) limit: Option<usize>,
     /// Time spent in the admission queue.
     pub(crate) queue_wait: Option<Duration>,
-    /// When the request was admitted (for the upstream time).
-    admitted_at: Option<Instant>,
+    /// When the request was admitted, on the log's clock (for the upstream time).
+    admitted_at: Option<u64>,
     /// From admission to the upstream's response head.
     pub(crate) upstream: Option<Duration>,
     /// The status written (lean path; hyper's is read from the response).
     pub(crate) status: u16,
-    /// Body bytes written to the client.
+    /// Bytes written to the client, the response head's included.
     pub(crate) bytes: u64,
+    /// The length of the response head among `bytes` (lean path).
+    head: u64,
+}
+
+impl Notes {
+    /// A cleared box: this thread's spare, or a new one.
+    fn fresh() -> Box<Self> {
+        match SPARE.take() {
+            Some(mut n) => {
+                *n = Notes::default();
+                n
+            }
+            None => Box::default(),
+        }
+    }
+
+    /// Keeps `notes` for this thread's next request.
+    fn recycle(notes: Box<Self>) {
+        SPARE.set(Some(notes));
+    }
 }
 
 /// Runs `fut` with an empty [`Notes`] slot, and returns what was noted in it.
 pub(crate) async fn scope<F: Future>(fut: F) -> (F::Output, Box<Notes>) {
     NOTES
-        .scope(RefCell::new(Some(Box::default())), async move {
+        .scope(RefCell::new(Some(Notes::fresh())), async move {
             let out = fut.await;
             let notes = NOTES.with(|n| n.borrow_mut().take()).unwrap_or_default();
             (out, notes)
@@ -123,7 +161,7 @@ pub(crate) fn note_admitted(tier: Criticality, limit: usize, queue_wait: Option<
         n.tier = Some(tier);
         n.limit = Some(limit);
         n.queue_wait = queue_wait;
-        n.admitted_at = Some(Instant::now());
+        n.admitted_at = Some(now());
     });
 }
 
@@ -137,21 +175,29 @@ pub(crate) fn note_shed(limit: usize, queue_wait: Option<Duration>) {
 
 /// The upstream's response head arrived.
 pub(crate) fn note_upstream_head() {
-    note(|n| n.upstream = n.admitted_at.map(|t| t.elapsed()));
+    note(|n| {
+        n.upstream = n
+            .admitted_at
+            .map(|t| Duration::from_nanos(now().saturating_sub(t)));
+    });
 }
 
-/// The lean path wrote `buf` to the client: the first write of a response starts with
-/// its head (status line to the blank line), which is not counted as body bytes.
-pub(crate) fn note_written(buf: &[u8]) {
+/// The lean path wrote a response head of `len` bytes with `status` to its buffer (it
+/// goes out with the next write): the first head of a request sets its status, and its
+/// bytes are not counted as body bytes.
+pub(crate) fn note_head(status: u16, len: usize) {
     note(|n| {
         if n.status == 0 {
-            n.status = format::status_of(buf).unwrap_or(0);
-            let head = format::head_len(buf).unwrap_or(0);
-            n.bytes += (buf.len() - head) as u64;
-        } else {
-            n.bytes += buf.len() as u64;
+            n.status = status;
+            n.head = len as u64;
         }
     });
+}
+
+/// The lean path wrote `len` bytes to the client (a head noted by [`note_head`] among
+/// them).
+pub(crate) fn note_written(len: usize) {
+    note(|n| n.bytes += len as u64);
 }
 
 /// The client's side of a request, as either engine read it.
@@ -224,86 +270,76 @@ const ROUTE_INLINE: usize = 32;
 /// Method, target and user agent up to this many bytes together are kept inline.
 const CLIENT_INLINE: usize = 128;
 
-/// One request's raw fields: what the writer thread formats into a line.
-#[derive(Debug)]
-pub(crate) struct Record {
-    /// When the request's head was read.
-    time: SystemTime,
-    peer: SocketAddr,
-    protocol: &'static str,
-    /// Method, target and user agent, back to back.
-    client: Inline<CLIENT_INLINE>,
-    method_end: u16,
-    target_end: u16,
-    has_user_agent: bool,
-    status: u16,
-    /// From the head's arrival to the response's end.
-    duration: Duration,
-    notes: Notes,
-}
-
-impl Record {
-    /// The client's side of a request whose head arrived at `time`.
-    fn new(time: SystemTime, req: &RequestFields<'_>) -> Self {
-        let ua = req.user_agent.unwrap_or_default();
-        let client = Inline::new(&[req.method, req.target, ua]);
-        let method_end = capped(req.method).len();
-        let target_end = method_end + capped(req.target).len();
-        Record {
-            time,
-            peer: req.peer,
-            protocol: req.protocol,
-            client,
-            method_end: method_end as u16,
-            target_end: target_end as u16,
-            has_user_agent: req.user_agent.is_some(),
-            status: 0,
-            duration: Duration::ZERO,
-            notes: Notes::default(),
-        }
-    }
-
-    fn method(&self) -> &[u8] {
-        &self.client.as_bytes()[..usize::from(self.method_end)]
-    }
-
-    fn target(&self) -> &[u8] {
-        &self.client.as_bytes()[usize::from(self.method_end)..usize::from(self.target_end)]
-    }
-
-    fn user_agent(&self) -> Option<&[u8]> {
-        self.has_user_agent
-            .then(|| &self.client.as_bytes()[usize::from(self.target_end)..])
-    }
-}
-
 /// A record begun at the request's head, finished at its end.
 #[derive(Debug)]
 pub(crate) struct Pending {
     log: Arc<AccessLog>,
-    start: Instant,
-    record: Record,
+    /// When the request's head was read, on the log's clock.
+    start: u64,
+    peer: SocketAddr,
+    protocol: &'static str,
+    /// Method, target and user agent, back to back.
+    client: Inline<CLIENT_INLINE>,
+    method_len: u16,
+    target_len: u16,
+    /// [`queue::ABSENT`]: none.
+    user_agent_len: u16,
 }
 
 impl AccessLog {
     /// Begins the record of a request whose head has just been read.
     pub(crate) fn begin(self: &Arc<Self>, req: &RequestFields<'_>) -> Pending {
+        let ua = req.user_agent.unwrap_or_default();
         Pending {
             log: Arc::clone(self),
-            start: Instant::now(),
-            record: Record::new(SystemTime::now(), req),
+            start: now(),
+            peer: req.peer,
+            protocol: req.protocol,
+            client: Inline::new(&[req.method, req.target, ua]),
+            method_len: capped(req.method).len() as u16,
+            target_len: capped(req.target).len() as u16,
+            user_agent_len: req
+                .user_agent
+                .map_or(queue::ABSENT, |ua| capped(ua).len() as u16),
         }
     }
 }
 
 impl Pending {
     /// Completes the record with `notes` (and `status`, when the engine knows it apart)
-    /// and queues it for the writer.
-    pub(crate) fn finish(mut self, notes: &Notes, status: Option<u16>) {
-        self.record.status = status.unwrap_or(notes.status);
-        self.record.duration = self.start.elapsed();
-        self.record.notes = notes.clone();
-        self.log.send(self.record);
+    /// and queues it for the writer; the notes' box is kept for this thread's next
+    /// request.
+    pub(crate) fn finish(self, notes: Box<Notes>, status: Option<u16>) {
+        let duration = now().saturating_sub(self.start);
+        let (entry, route) = self.entry(&notes, status.unwrap_or(notes.status), duration);
+        self.log.send(entry, [self.client.as_bytes(), route]);
+        Notes::recycle(notes);
+    }
+
+    /// The queue's entry for this record with `n`, `status` and `duration` (ns), and the
+    /// route's bytes (which follow the client's).
+    fn entry<'n>(&self, n: &'n Notes, status: u16, duration: u64) -> (queue::Entry, &'n [u8]) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let route = n.route.as_ref().map(Inline::as_bytes);
+        let entry = queue::Entry {
+            start: self.start,
+            duration,
+            upstream: n.upstream.map(nanos),
+            queue_wait: n.queue_wait.map(nanos),
+            limit: n.limit.map(|l| l as u64),
+            bytes: n.bytes.saturating_sub(n.head),
+            peer: self.peer,
+            protocol: self.protocol,
+            decision: n.decision,
+            reason: n.reason,
+            tier: n.tier,
+            status,
+            method_len: self.method_len,
+            target_len: self.target_len,
+            user_agent_len: self.user_agent_len,
+            route_len: route.map_or(queue::ABSENT, |r| r.len() as u16),
+        };
+        (entry, route.unwrap_or_default())
     }
 }
 
@@ -311,8 +347,7 @@ impl Pending {
 /// or the client went away), counting the body bytes on the way.
 #[derive(Debug)]
 pub(crate) struct Tail {
-    pending: Option<Pending>,
-    notes: Box<Notes>,
+    pending: Option<(Pending, Box<Notes>)>,
     status: u16,
 }
 
@@ -320,22 +355,23 @@ impl Tail {
     /// The end of a request that hyper answered with `status`.
     pub(crate) fn new(pending: Pending, notes: Box<Notes>, status: u16) -> Box<Self> {
         Box::new(Tail {
-            pending: Some(pending),
-            notes,
+            pending: Some((pending, notes)),
             status,
         })
     }
 
     /// `n` more body bytes went to the client.
     pub(crate) fn sent(&mut self, n: usize) {
-        self.notes.bytes += n as u64;
+        if let Some((_, notes)) = &mut self.pending {
+            notes.bytes += n as u64;
+        }
     }
 }
 
 impl Drop for Tail {
     fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
-            p.finish(&self.notes, Some(self.status));
+        if let Some((p, notes)) = self.pending.take() {
+            p.finish(notes, Some(self.status));
         }
     }
 }

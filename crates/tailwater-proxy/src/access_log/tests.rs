@@ -1,15 +1,17 @@
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::format::{CLIENT_BUDGET, Formatter, MAX_FIELD, MAX_LINE, escape};
+use super::format::{CLIENT_BUDGET, Cursor, Formatter, Line, MAX_FIELD, MAX_LINE, escape};
 use super::*;
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
 const FORMATS: [AccessLogFormat; 2] = [AccessLogFormat::Text, AccessLogFormat::Json];
 
 fn stamp(f: &mut Formatter, ms: u64) -> String {
-    let mut out = Vec::new();
+    let mut buf = [0; 64];
+    let mut out = Cursor::new(&mut buf);
     f.time(&mut out, UNIX_EPOCH + Duration::from_millis(ms));
-    String::from_utf8(out).expect("ASCII")
+    let n = out.len();
+    String::from_utf8(buf[..n].to_vec()).expect("ASCII")
 }
 
 #[test]
@@ -25,9 +27,11 @@ fn times_are_rfc3339_utc_and_the_second_is_reused_only_within_it() {
 }
 
 fn escaped(raw: &[u8], json: bool, cap: usize) -> String {
-    let mut out = Vec::new();
+    let mut buf = vec![0; cap + 3];
+    let mut out = Cursor::new(&mut buf);
     escape(&mut out, raw, json, cap);
-    String::from_utf8(out).expect("ASCII")
+    let n = out.len();
+    String::from_utf8(buf[..n].to_vec()).expect("ASCII")
 }
 
 #[test]
@@ -54,6 +58,36 @@ fn huge_values_are_cut_between_escapes() {
     assert_eq!(escaped(b"\"\"\"", false, 5), r#"\"\"..."#);
 }
 
+/// A request's record as the writer gets it: begun from `req` on a log that goes
+/// nowhere, finished with `notes`, status 503 and a duration of 1.5 ms.
+struct Record {
+    pending: Pending,
+    notes: Notes,
+    time: SystemTime,
+    status: u16,
+    duration: Duration,
+}
+
+fn sink() -> Arc<AccessLog> {
+    let cfg = AccessLogConfig {
+        path: "-".into(),
+        format: AccessLogFormat::Text,
+        buffer_lines: 1,
+        buffer_bytes: 1 << 16,
+    };
+    AccessLog::open(&cfg, Arc::default()).expect("stdout")
+}
+
+fn begun(time: SystemTime, req: &RequestFields<'_>) -> Record {
+    Record {
+        pending: sink().begin(req),
+        notes: Notes::default(),
+        time,
+        status: 503,
+        duration: Duration::from_micros(1500),
+    }
+}
+
 fn record(ua: Option<&[u8]>, notes: Notes) -> Record {
     let req = RequestFields {
         peer: "127.0.0.1:4000".parse().unwrap(),
@@ -62,17 +96,33 @@ fn record(ua: Option<&[u8]>, notes: Notes) -> Record {
         protocol: "HTTP/1.1",
         user_agent: ua,
     };
-    let mut r = Record::new(UNIX_EPOCH, &req);
-    r.status = 503;
-    r.duration = Duration::from_micros(1500);
+    let mut r = begun(UNIX_EPOCH, &req);
     r.notes = notes;
     r
 }
 
+impl Record {
+    /// The line the writer formats, through the same queue entry.
+    fn line(&self, format: AccessLogFormat) -> String {
+        let q = queue::Queue::new(1, 1 << 16);
+        let p = &self.pending;
+        let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
+        let (entry, route) = p.entry(&self.notes, self.status, nanos);
+        assert!(q.push(entry, [p.client.as_bytes(), route]));
+        q.close();
+        let mut batch = queue::Batch::default();
+        assert!(q.take(&mut batch, Duration::ZERO));
+        let line: Line<'_> = batch.lines(|_| self.time).next().expect("one");
+        let mut buf = vec![0; MAX_LINE];
+        let mut out = Cursor::new(&mut buf);
+        Formatter::new(format).line(&mut out, &line);
+        let n = out.len();
+        String::from_utf8(buf[..n].to_vec()).expect("ASCII")
+    }
+}
+
 fn line(format: AccessLogFormat, r: &Record) -> String {
-    let mut out = Vec::new();
-    Formatter::new(format).line(&mut out, r);
-    String::from_utf8(out).expect("ASCII")
+    r.line(format)
 }
 
 #[test]
@@ -88,7 +138,7 @@ fn both_formats_carry_every_field() {
         ..Notes::default()
     };
     let r = record(Some(b"ua\" injected=1"), notes);
-    assert!(r.client.heap.is_none(), "short values stay inline");
+    assert!(r.pending.client.heap.is_none(), "short values stay inline");
     let text = line(AccessLogFormat::Text, &r);
     assert_eq!(
         text,
@@ -146,7 +196,7 @@ fn fields_that_do_not_apply_are_dashes_or_nulls() {
         protocol: "HTTP/2.0",
         user_agent: None,
     };
-    let text = line(AccessLogFormat::Text, &Record::new(UNIX_EPOCH, &v6));
+    let text = line(AccessLogFormat::Text, &begun(UNIX_EPOCH, &v6));
     assert!(text.contains(" [::1]:8080 \"GET / HTTP/2.0\" "), "{text}");
 }
 
@@ -162,10 +212,16 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
         protocol: "HTTP/1.1",
         user_agent: Some(&nasty),
     };
-    let mut r = Record::new(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)), &req);
-    assert!(r.client.heap.is_some(), "long values go to the heap");
-    assert_eq!(r.method(), &nasty[..MAX_FIELD + 1]);
-    assert_eq!(r.user_agent(), Some(&nasty[..MAX_FIELD + 1]));
+    let mut r = begun(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)), &req);
+    let p = &r.pending;
+    assert!(p.client.heap.is_some(), "long values go to the heap");
+    assert_eq!(
+        &p.client.as_bytes()[..usize::from(p.method_len)],
+        &nasty[..MAX_FIELD + 1]
+    );
+    assert_eq!(usize::from(p.user_agent_len), MAX_FIELD + 1);
+    let ua_at = usize::from(p.method_len) + usize::from(p.target_len);
+    assert_eq!(&p.client.as_bytes()[ua_at..], &nasty[..MAX_FIELD + 1]);
     r.status = u16::MAX;
     r.duration = Duration::MAX;
     r.notes = Notes {
@@ -196,6 +252,18 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
     }
 }
 
+/// A request with user agent `ua` finished on `log` (status 503).
+fn finished(log: &Arc<AccessLog>, ua: Option<&[u8]>) {
+    let req = RequestFields {
+        peer: "127.0.0.1:4000".parse().unwrap(),
+        method: b"GET",
+        target: b"/",
+        protocol: "HTTP/1.1",
+        user_agent: ua,
+    };
+    log.begin(&req).finish(Box::default(), Some(503));
+}
+
 fn temp_log(name: &str, buffer_lines: usize) -> AccessLogConfig {
     let path = std::env::temp_dir().join(format!("tw-al-{name}-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -203,6 +271,7 @@ fn temp_log(name: &str, buffer_lines: usize) -> AccessLogConfig {
         path: path.to_string_lossy().into_owned(),
         format: AccessLogFormat::Text,
         buffer_lines,
+        buffer_bytes: 1 << 20,
     }
 }
 
@@ -215,7 +284,7 @@ fn a_full_queue_drops_and_counts() {
     let (log, thread) =
         AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
     for _ in 0..1000 {
-        log.send(record(None, Notes::default()));
+        finished(&log, None);
     }
     let lost = dropped.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(lost, 999);
@@ -234,7 +303,7 @@ fn closing_the_log_wakes_its_writer_at_once_and_writes_every_line() {
     let (log, thread) =
         AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
     for _ in 0..10 {
-        log.send(record(Some(b"probe"), Notes::default()));
+        finished(&log, Some(b"probe"));
     }
     drop(log);
     let (done, joined) = std::sync::mpsc::channel();
@@ -251,13 +320,62 @@ fn closing_the_log_wakes_its_writer_at_once_and_writes_every_line() {
     let _ = std::fs::remove_file(&cfg.path);
 }
 
+#[tokio::test]
+async fn the_lean_path_counts_body_bytes_after_the_first_head() {
+    let ((), notes) = scope(async {
+        // A head of 50 bytes and 3 body bytes in the first write, 10 more after.
+        note_head(429, 50);
+        note_written(53);
+        note_written(10);
+        // A later head (a local answer after a failure) changes neither.
+        note_head(502, 40);
+    })
+    .await;
+    assert_eq!(notes.status, 429);
+    assert_eq!(notes.bytes - notes.head, 13);
+    // Outside a scope the hooks do nothing (and do not panic).
+    note_head(200, 1);
+    note_written(1);
+}
+
 #[test]
-fn status_and_head_of_a_written_response() {
-    let buf = b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 3\r\n\r\nabc";
-    assert_eq!(format::status_of(buf), Some(429));
-    assert_eq!(format::head_len(buf), Some(buf.len() - 3));
-    assert_eq!(format::head_len(b"HTTP/1.1 200 OK\r\n\r\n"), Some(19));
-    assert_eq!(format::head_len(b"HTTP/1.1 200 OK\r\nx: y\r\n"), None);
-    assert_eq!(format::status_of(b"HTTP/1.1 2x0 OK\r\n"), None);
-    assert_eq!(format::status_of(b"HTTP/1.0 200 OK\r\n"), None);
+fn the_queue_is_bounded_by_bytes_as_well_as_lines() {
+    // Room for the entries of three short requests (and their bytes), though the line
+    // bound would take a thousand.
+    let r = record(Some(b"probe"), Notes::default());
+    let (entry, route) = r.pending.entry(&r.notes, 200, 1);
+    let client = r.pending.client.as_bytes();
+    let each = std::mem::size_of::<queue::Entry>() + client.len() + route.len();
+    let q = queue::Queue::new(1000, 3 * each + each / 2);
+    let accepted = (0..10).filter(|_| q.push(entry, [client, route])).count();
+    assert_eq!(accepted, 3);
+    // The writer takes what was queued, in order.
+    let mut batch = queue::Batch::default();
+    q.close();
+    assert!(q.take(&mut batch, Duration::ZERO));
+    assert_eq!(batch.lines(|_| UNIX_EPOCH).count(), 3);
+    assert!(
+        !q.push(entry, [client, route]),
+        "a closed queue takes nothing"
+    );
+}
+
+#[test]
+fn the_word_scan_finds_the_first_special_byte_wherever_it_is() {
+    use super::format::plain_run;
+    let class = |b: u8| !(0x20..=0x7e).contains(&b) || b == b'"' || b == b'\\';
+    for len in 0..20 {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                // Special bytes after the first one too (a borrow must not hide it).
+                let mut s = vec![b'a'; len];
+                s[at] = b;
+                if at + 1 < len {
+                    s[at + 1] = 0;
+                }
+                let want = s.iter().position(|&x| class(x)).unwrap_or(len);
+                assert_eq!(plain_run(&s), want, "{s:?}");
+            }
+        }
+    }
 }

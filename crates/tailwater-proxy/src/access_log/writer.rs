@@ -1,24 +1,22 @@
-//! The writer thread: records go through a bounded queue to a thread that formats them
-//! into one reused buffer and writes it in batches, so that a request never waits for
-//! the disk, nor formats its own line.
+//! The writer thread: records go through a bounded queue (`queue`) to a thread that
+//! formats them into one reused buffer and writes it in batches, so that a request never
+//! waits for the disk, nor formats its own line.
 //!
-//! The thread wakes every [`INTERVAL`] and writes what is queued, one write per batch
-//! (at most [`BATCH_BYTES`] and a line); senders never wake it (a wake-up per record
-//! would cost a system call on the request's thread). A full queue drops the record and
-//! counts it. When the configuration that opened the log is replaced (a reload) and its
-//! last request ends, the log closes: the thread, which waits on a second channel that
-//! closes with it, wakes at once, writes what is left and exits.
+//! The thread wakes every [`INTERVAL`], takes what is queued and writes it, one write per
+//! batch (at most [`BATCH_BYTES`] and a line); senders never wake it. A full queue drops
+//! the record and counts it. When the configuration that opened the log is replaced (a
+//! reload) and its last request ends, the log closes: the thread wakes at once, writes
+//! what is left and exits.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::Record;
-use super::format::Formatter;
+use super::format::{Cursor, Formatter, MAX_LINE};
+use super::queue::{Batch, Entry, Queue};
 use crate::config::{AccessLogConfig, ConfigError};
 
 /// How often the writer thread writes what is queued.
@@ -26,14 +24,10 @@ const INTERVAL: Duration = Duration::from_millis(20);
 /// A batch is written once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// An open access log: the queue to its writer thread.
+/// An open access log: the queue to its writer thread, which closes with it.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
-    /// Declared before `_closed`, so dropped first: when the thread sees `_closed` go,
-    /// the queue is closed too, and it drains to the end.
-    tx: SyncSender<Record>,
-    /// Dropped with the log: wakes the writer thread from its wait between batches.
-    _closed: mpsc::Sender<()>,
+    queue: Arc<Queue>,
     /// Records dropped (queue full, or the write failed), for the proxy's lifetime.
     dropped: Arc<AtomicU64>,
 }
@@ -66,34 +60,36 @@ impl AccessLog {
                 })?;
             Box::new(file)
         };
-        let (tx, rx) = mpsc::sync_channel(config.buffer_lines);
-        let (closed, wait) = mpsc::channel();
+        let queue = Arc::new(Queue::new(config.buffer_lines, config.buffer_bytes));
         let writer = Writer {
             out,
             format: Formatter::new(config.format),
-            buf: Vec::with_capacity(BATCH_BYTES + super::format::MAX_LINE),
+            buf: vec![0; BATCH_BYTES + MAX_LINE].into_boxed_slice(),
+            len: 0,
             lines: 0,
             lost: Arc::clone(&dropped),
             warned: false,
         };
+        let q = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer.run(&rx, &wait, interval))
+            .spawn(move || writer.run(&q, interval))
             .map_err(|e| ConfigError::new("access_log", format_args!("writer thread: {e}")))?;
-        let log = Arc::new(AccessLog {
-            tx,
-            _closed: closed,
-            dropped,
-        });
-        Ok((log, thread))
+        Ok((Arc::new(AccessLog { queue, dropped }), thread))
     }
 
-    /// Queues `record` without waiting; a full queue drops it (counted).
-    pub(crate) fn send(&self, record: Record) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
-        {
+    /// Queues `entry` (with its client's bytes, `parts`) without waiting; a full queue
+    /// drops it (counted).
+    pub(super) fn send(&self, entry: Entry, parts: [&[u8]; 2]) {
+        if !self.queue.push(entry, parts) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -101,8 +97,9 @@ impl AccessLog {
 struct Writer {
     out: Box<dyn Write + Send>,
     format: Formatter,
-    /// The batch being formatted (reused).
-    buf: Vec<u8>,
+    /// The bytes being batched (reused): `len` of them are lines.
+    buf: Box<[u8]>,
+    len: usize,
     /// Lines in `buf`.
     lines: u64,
     lost: Arc<AtomicU64>,
@@ -112,24 +109,29 @@ struct Writer {
 impl Writer {
     /// After every `interval` (or at once when the log closes), format what is queued
     /// and write it; on a closed queue, write the rest and return.
-    fn run(mut self, rx: &Receiver<Record>, closed: &Receiver<()>, interval: Duration) {
+    fn run(mut self, queue: &Queue, interval: Duration) {
+        let mut batch = Batch::default();
         loop {
-            // Nothing is ever sent on `closed`: this returns at the timeout, or at once
-            // when the log is dropped.
-            let _: Result<(), RecvTimeoutError> = closed.recv_timeout(interval);
-            let end = loop {
-                match rx.try_recv() {
-                    Ok(record) => {
-                        self.format.line(&mut self.buf, &record);
-                        self.lines += 1;
-                        if self.buf.len() >= BATCH_BYTES {
-                            self.write();
-                        }
+            let end = queue.take(&mut batch, interval);
+            if !batch.is_empty() {
+                // Entries carry the time on the log's monotonic clock; one reading of
+                // both clocks per batch maps them to the wall clock.
+                let (wall, mono) = (SystemTime::now(), super::now());
+                let time = |start: u64| {
+                    wall.checked_sub(Duration::from_nanos(mono.saturating_sub(start)))
+                        .unwrap_or(wall)
+                };
+                for line in batch.lines(time) {
+                    let mut c = Cursor::new(&mut self.buf[self.len..]);
+                    self.format.line(&mut c, &line);
+                    self.len += c.len();
+                    self.lines += 1;
+                    if self.len >= BATCH_BYTES {
+                        self.write();
                     }
-                    Err(TryRecvError::Empty) => break false,
-                    Err(TryRecvError::Disconnected) => break true,
                 }
-            };
+                batch.clear();
+            }
             self.write();
             if end {
                 return;
@@ -139,12 +141,12 @@ impl Writer {
 
     /// Writes the batch; a failed write loses its lines (counted, warned once).
     fn write(&mut self) {
-        if self.buf.is_empty() {
+        if self.len == 0 {
             return;
         }
         let ok = self
             .out
-            .write_all(&self.buf)
+            .write_all(&self.buf[..self.len])
             .and_then(|()| self.out.flush());
         if ok.is_err() {
             self.lost.fetch_add(self.lines, Ordering::Relaxed);
@@ -153,7 +155,7 @@ impl Writer {
                 self.warned = true;
             }
         }
-        self.buf.clear();
+        self.len = 0;
         self.lines = 0;
     }
 }

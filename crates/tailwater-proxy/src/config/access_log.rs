@@ -20,6 +20,7 @@ pub enum AccessLogFormat {
 /// path = "/var/log/tailwater/access.log"   # or "-" for stdout
 /// format = "json"                          # or "text" (default)
 /// buffer_lines = 8192
+/// buffer_bytes = 4194304
 /// ```
 ///
 /// Fields: time (UTC, at the request's start), client address, method, target,
@@ -29,8 +30,8 @@ pub enum AccessLogFormat {
 /// reason, tier, queue wait and the concurrency limit at the decision. Values the client
 /// sent are escaped (`\xHH` in text, `\u00HH` in JSON) and cut at 2 KiB, so no request can
 /// forge or split a line. Lines are written by a thread of their own through a queue of
-/// `buffer_lines`: a request never waits for the log; when the writer falls behind, lines
-/// are dropped and counted (`tailwater_access_log_dropped_total`). A reload reopens the
+/// at most `buffer_lines` and `buffer_bytes`: a request never waits for the log; when the
+/// writer falls behind, lines are dropped and counted (`tailwater_access_log_dropped_total`). A reload reopens the
 /// file (for log rotation).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,11 +45,24 @@ pub struct AccessLogConfig {
     /// 1048576).
     #[serde(default = "default_buffer_lines")]
     pub buffer_lines: usize,
+    /// Bytes the queue to the writer holds before lines are dropped: about 150 per line
+    /// of a short request, up to about 6 KiB for one with huge values (default 4194304,
+    /// 65536 to 268435456). Memory grows to it only under load, and the writer's batch
+    /// being written may hold as much again.
+    #[serde(default = "default_buffer_bytes")]
+    pub buffer_bytes: usize,
 }
 
 fn default_buffer_lines() -> usize {
     8192
 }
 
-/// The most `buffer_lines` may be (a bound on the memory the queue may hold).
+fn default_buffer_bytes() -> usize {
+    4 << 20
+}
+
+/// The most `buffer_lines` may be.
 pub(crate) const MAX_BUFFER_LINES: usize = 1 << 20;
+/// The bounds of `buffer_bytes`: room for the largest line's record, and a bound on the
+/// memory the queue may hold.
+pub(crate) const BUFFER_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=(256 << 20);

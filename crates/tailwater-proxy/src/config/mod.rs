@@ -467,6 +467,17 @@ impl Config {
                     format_args!("must be 1 to {}, not {n}", access_log::MAX_BUFFER_LINES),
                 ));
             }
+            let b = log.buffer_bytes;
+            if !access_log::BUFFER_BYTES.contains(&b) {
+                return Err(ConfigError::new(
+                    "access_log.buffer_bytes",
+                    format_args!(
+                        "must be {} to {}, not {b}",
+                        access_log::BUFFER_BYTES.start(),
+                        access_log::BUFFER_BYTES.end()
+                    ),
+                ));
+            }
             if log.path.is_empty() {
                 return Err(ConfigError::new(
                     "access_log.path",

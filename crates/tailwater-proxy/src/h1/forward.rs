@@ -415,6 +415,7 @@ impl<S: Io> Client<S> {
             && framing != Framing::Close
             && !self.resp.fields.framing.length_and_coding();
         write::response_head(&mut self.wbuf, &self.resp, &up.buf, framing, close);
+        crate::access_log::note_head(status, self.wbuf.len());
         up.buf.advance(self.resp.len);
 
         // The body bytes already read go out with the head.
@@ -587,7 +588,7 @@ pub(super) async fn write_within<S: Io>(
     timeout: Duration,
     buf: &[u8],
 ) -> bool {
-    crate::access_log::note_written(buf);
+    crate::access_log::note_written(buf.len());
     // Most writes are taken at once (the socket has room): one attempt first, without a
     // clock read or the timer; only a write that must wait gets its deadline.
     let mut buf = buf;

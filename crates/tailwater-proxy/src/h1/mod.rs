@@ -222,21 +222,25 @@ impl<S: Io> Client<S> {
             // One load of the configuration per request, for the log and the exchange.
             let state = self.conn.shared.state.load();
             let pending = self.access_log_begin(&state);
-            let exchange = async {
-                if span.is_disabled() {
-                    self.exchange(&state, &span).await
-                } else {
-                    self.exchange(&state, &span).instrument(span.clone()).await
-                }
-            };
-            let next = match pending {
-                None => exchange.await,
-                Some(pending) => {
-                    let (next, notes) = crate::access_log::scope(exchange).await;
-                    if next != Next::Handoff {
-                        pending.finish(&notes, None);
+            let next = {
+                // Pinned where it is built: the access log's scope then wraps a pointer to
+                // it, not a copy of the whole exchange's state (hundreds of bytes, moved twice).
+                let exchange = std::pin::pin!(async {
+                    if span.is_disabled() {
+                        self.exchange(&state, &span).await
+                    } else {
+                        self.exchange(&state, &span).instrument(span.clone()).await
                     }
-                    next
+                });
+                match pending {
+                    None => exchange.await,
+                    Some(pending) => {
+                        let (next, notes) = crate::access_log::scope(exchange).await;
+                        if next != Next::Handoff {
+                            pending.finish(notes, None);
+                        }
+                        next
+                    }
                 }
             };
             match next {
@@ -579,6 +583,11 @@ impl<S: Io> Client<S> {
         head_request: bool,
     ) -> bool {
         write::local_response(&mut self.wbuf, resp, close, head_request);
+        let body = match resp.body().local_data() {
+            Some(b) if !head_request => b.len(),
+            _ => 0,
+        };
+        crate::access_log::note_head(resp.status().as_u16(), self.wbuf.len() - body);
         let timeout = self.server.send_timeout;
         forward::write_within(&mut self.watchdog, &mut self.io, timeout, &self.wbuf).await
     }
