@@ -179,7 +179,7 @@ impl RabbitServer {
     }
 
     /// Kills the broker at once (SIGKILL, as a crash would) and its `epmd`, and returns once
-    /// the AMQP port refuses connections (or after [`STOP_DEADLINE`]).
+    /// the AMQP port refuses connections (or after 10 s, `STOP_DEADLINE`).
     ///
     /// The signal reaches the Erlang VM (a grandchild, in the start script's process group)
     /// asynchronously: waiting for the script alone left the port answering for a moment
