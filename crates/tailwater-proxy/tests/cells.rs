@@ -225,6 +225,17 @@ upstream = "http://{dead}"
         let (status, body) = get_with(&client, proxy.addr, "/", Some(t)).await;
         assert_eq!((status, body.as_str()), (200, "b"), "cell b is untouched");
     }
+    // A permit is released once the proxy has written the response's last byte, which can
+    // be just after the client has read it: cell b's counts are awaited, then checked.
+    let cell_b_settled = || {
+        let status = proxy.proxy.status();
+        let b = status
+            .iter()
+            .find(|r| r.name == "api:b")
+            .expect("cell listed");
+        b.in_flight == 0 && b.success == 8
+    };
+    eventually(Duration::from_secs(5), cell_b_settled).await;
     let status = proxy.proxy.status();
     let of = |n: &str| status.iter().find(|r| r.name == n).expect("cell listed");
     assert_eq!(of("api:a").in_flight, 4);
