@@ -6,6 +6,11 @@
 //! [`Waiter::try_take`], so grants and queue rejections are picked up without scanning. Queue
 //! deadlines are checked at each waiter's [`Waiter::next_check`] (and by the limiter itself on
 //! every release), as the tokio driver in tailwater-core does.
+//!
+//! [`Waiter`]: tailwater_core::limiter::Waiter
+//! [`Waiter::try_take`]: tailwater_core::limiter::Waiter::try_take
+//! [`Waiter::next_check`]: tailwater_core::limiter::Waiter::next_check
+//! [`Waker`]: std::task::Waker
 
 mod arrival;
 mod client;
