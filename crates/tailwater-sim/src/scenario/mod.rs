@@ -53,7 +53,6 @@
 
 mod builtins;
 mod components;
-mod locate;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -62,6 +61,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use tailwater_core::toml_locate::{find_field, line_col};
 
 use crate::dist::Shape;
 use crate::error::{SimError, check};
@@ -99,7 +99,6 @@ pub use components::{
     ArrivalConfig, CapacityChange, ClientConfig, Phase, RetryMode, ServerConfig, ServerModel,
     ServiceConfig, TierMix,
 };
-use locate::{field_in_message, line_col, locate};
 
 /// A whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,7 +212,7 @@ impl Scenario {
         })?;
         scenario.validate().map_err(|e| match e {
             SimError::Invalid { field, message } => {
-                let (line, column) = locate(text, &field).unwrap_or((1, 1));
+                let (line, column) = find_field(text, &field).unwrap_or((1, 1));
                 SimError::File {
                     path: path.to_path_buf(),
                     line,
@@ -383,4 +382,11 @@ impl Scenario {
             )),
         }
     }
+}
+
+/// Pulls the field name out of a serde message such as "unknown field `foo`, expected ...".
+fn field_in_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
 }

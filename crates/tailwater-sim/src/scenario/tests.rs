@@ -46,3 +46,20 @@ fn invalid_values_name_field_and_line() {
     assert_eq!(err.field(), Some("server.workers"), "{err}");
     assert!(err.to_string().starts_with("s.toml:3:"), "{err}");
 }
+
+#[test]
+fn columns_count_characters_after_multi_byte_utf8() {
+    // A parse error after multi-byte text on its line: the column counts characters (the
+    // byte count would say 23), and no offset splits a character.
+    let text = "name = \"x\"\ndescription = \"é→\" x\n[[phase]]\nduration = \"1s\"\nload = 1.0\n";
+    let err = Scenario::from_toml(text, Path::new("s.toml")).unwrap_err();
+    match &err {
+        SimError::File { line, column, .. } => assert_eq!((*line, *column), (2, 20), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    // A validation error after multi-byte lines: its own line, the key's column.
+    let text = "name = \"x\"\ndescription = \"é→🦀\"\n[server]\nworkers = -4\n[[phase]]\nduration = \"1s\"\nload = 1.0\n";
+    let err = Scenario::from_toml(text, Path::new("s.toml")).unwrap_err();
+    assert_eq!(err.field(), Some("server.workers"), "{err}");
+    assert!(err.to_string().starts_with("s.toml:4:1:"), "{err}");
+}
