@@ -89,6 +89,7 @@ pub mod names;
 pub mod outbound;
 pub mod rate;
 mod sync;
+pub mod toml_locate;
 pub mod vocabulary;
 
 pub use criticality::{Criticality, TierThresholds};

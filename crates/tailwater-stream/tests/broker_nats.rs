@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use broker_support::{
-    BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, assert_refused, fixed, number_in,
-    take_over,
+    Downstream, Held, MAX_LIMIT, TestConsumer as _, TestMessage, assert_refused, fixed, number_in,
+    take_over, test_consumer,
 };
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
@@ -35,6 +35,8 @@ fn server(test: &str) -> Option<NatsServer> {
     }
     Some(NatsServer::start().expect("start nats-server"))
 }
+
+test_consumer!(Nats, JetStreamConfig, JetStreamConsumer, Message);
 
 /// A JetStream context on `server`, with stream `name` on subjects `name.>` created.
 async fn context(server: &NatsServer, name: &str) -> jetstream::Context {
@@ -92,14 +94,7 @@ async fn a_downstream_five_times_slower_bounds_in_flight_and_shows_as_lag() {
         .ack_wait(Duration::from_secs(5))
         .max_ack_pending(64)
         .lag_interval(Duration::from_millis(100));
-    let consumer = JetStreamConsumer::start(
-        &server.url(),
-        config,
-        limiter.clone(),
-        downstream.handler::<Message>(),
-    )
-    .await
-    .expect("start");
+    let consumer = Nats::start(&server.url(), config, limiter.clone(), downstream.boxed()).await;
     let samples = downstream
         .drive(
             |from, to| produce(&js, "ORDERS", from, to),
@@ -128,16 +123,7 @@ async fn a_killed_consumers_pending_messages_are_redelivered_within_ack_wait() {
     };
 
     // A takes 50 and is killed; B gets them again once their ack_wait passed.
-    let url = server.url();
-    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
-        let (url, config) = (url.clone(), config());
-        async move {
-            JetStreamConsumer::start(&url, config, limiter, handler)
-                .await
-                .expect("start")
-        }
-    })
-    .await;
+    let (fin, after_kill) = take_over::<Nats>(&server.url(), |_| config()).await;
     // Within the configured time: ack_wait (counted from A's delivery, before the kill)
     // plus one pull request's wait, plus scheduling slack on a shared 2-core machine.
     assert!(

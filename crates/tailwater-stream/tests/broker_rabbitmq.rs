@@ -17,8 +17,8 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use broker_support::{
-    BoxedHandler, Downstream, Held, MAX_LIMIT, TestMessage, assert_refused, fixed, number_in,
-    take_over,
+    Downstream, Held, MAX_LIMIT, TestConsumer as _, TestMessage, assert_refused, fixed, number_in,
+    take_over, test_consumer,
 };
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -31,6 +31,8 @@ use tailwater_test::rabbitmq::{RabbitServer, rabbitmq_available};
 use tokio::time::{Instant, sleep};
 
 const BODY: usize = 100;
+
+test_consumer!(Rabbit, RabbitConfig, RabbitConsumer, Message);
 
 impl TestMessage for Message {
     fn number(&self) -> u64 {
@@ -128,14 +130,7 @@ async fn a_downstream_five_times_slower_bounds_in_flight_and_shows_as_lag(server
         .max_fetch(NonZeroUsize::new(32).expect("non-zero"))
         .wait(Duration::from_millis(20))
         .lag_interval(Duration::from_millis(100));
-    let consumer = RabbitConsumer::start(
-        &server.url(),
-        config,
-        limiter.clone(),
-        downstream.handler::<Message>(),
-    )
-    .await
-    .expect("start");
+    let consumer = Rabbit::start(&server.url(), config, limiter.clone(), downstream.boxed()).await;
     let samples = downstream
         .drive(
             |from, to| producer.produce("orders", from, to),
@@ -160,16 +155,7 @@ async fn a_killed_consumers_messages_go_to_another(server: &RabbitServer) {
 
     // A takes 50 and is killed; the broker puts them back in the queue when A's connection
     // closes, and B gets them.
-    let url = server.url();
-    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
-        let (url, config) = (url.clone(), config());
-        async move {
-            RabbitConsumer::start(&url, config, limiter, handler)
-                .await
-                .expect("start")
-        }
-    })
-    .await;
+    let (fin, after_kill) = take_over::<Rabbit>(&server.url(), |_| config()).await;
     // No ack deadline to wait for: the broker requeues as soon as the connection is gone.
     // The bound is slack for B's start and a shared 2-core machine.
     assert!(

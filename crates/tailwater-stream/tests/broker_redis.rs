@@ -12,7 +12,8 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use broker_support::{
-    BoxedHandler, Downstream, MAX_LIMIT, TestMessage, assert_refused, fixed, take_over,
+    Downstream, MAX_LIMIT, TestConsumer as _, TestMessage, assert_refused, fixed, take_over,
+    test_consumer,
 };
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
@@ -26,6 +27,8 @@ fn server(test: &str) -> Option<RedisServer> {
     }
     Some(RedisServer::start().expect("start redis-server"))
 }
+
+test_consumer!(Redis, RedisStreamConfig, RedisStreamConsumer, Message);
 
 async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
@@ -79,14 +82,7 @@ async fn a_downstream_five_times_slower_bounds_in_flight_and_shows_as_lag() {
         .claim_idle(Duration::from_millis(300))
         .claim_interval(Duration::from_millis(100))
         .lag_interval(Duration::from_millis(100));
-    let consumer = RedisStreamConsumer::start(
-        &server.url(),
-        config,
-        limiter.clone(),
-        downstream.handler::<Message>(),
-    )
-    .await
-    .expect("start");
+    let consumer = Redis::start(&server.url(), config, limiter.clone(), downstream.boxed()).await;
     let samples = downstream
         .drive(
             |from, to| {
@@ -122,18 +118,7 @@ async fn a_killed_consumers_pending_entries_are_claimed_within_the_idle_time() {
     };
 
     // A takes 50 and is killed; B claims them once they are idle long enough.
-    let url = server.url();
-    let names = std::sync::atomic::AtomicUsize::new(0);
-    let (fin, after_kill) = take_over(|limiter, handler: BoxedHandler<Message>| {
-        let n = names.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (url, config) = (url.clone(), config(["a", "b"][n.min(1)]));
-        async move {
-            RedisStreamConsumer::start(&url, config, limiter, handler)
-                .await
-                .expect("start")
-        }
-    })
-    .await;
+    let (fin, after_kill) = take_over::<Redis>(&server.url(), |n| config(["a", "b"][n])).await;
     // Within the configured time: claim_idle (counted from A's delivery, before the kill)
     // plus one claim interval, plus scheduling slack on a shared 2-core machine.
     assert!(

@@ -33,27 +33,51 @@
 //!
 //! Metric names are in [`metrics`].
 
-/// The setters every broker's config shares (`lag_interval`, `call_timeout`,
-/// `drain_timeout`), with the broker's own words on what `call_timeout` covers.
+/// The setters every broker's config shares (`max_fetch`, `lag_interval`, `call_timeout`,
+/// `drain_timeout`: the fields of [`Common`]), with the broker's own words on what one fetch
+/// and `call_timeout` are.
 #[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 macro_rules! common_setters {
-    ($call_timeout_doc:literal) => {
+    ($max_fetch_doc:literal, $call_timeout_doc:literal) => {
+        #[doc = $max_fetch_doc]
+        pub fn max_fetch(mut self, n: NonZeroUsize) -> Self {
+            self.common.max_fetch = n;
+            self
+        }
+
         /// How often to sample the lag (and record the metrics). At least 1 ms.
         pub fn lag_interval(mut self, every: Duration) -> Self {
-            self.lag_interval = every;
+            self.common.lag_interval = every;
             self
         }
 
         #[doc = $call_timeout_doc]
         pub fn call_timeout(mut self, timeout: Duration) -> Self {
-            self.call_timeout = timeout;
+            self.common.call_timeout = timeout;
             self
         }
 
         /// How long [`ConsumerHandle::stop`] waits for running handlers.
         pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-            self.drain_timeout = timeout;
+            self.common.drain_timeout = timeout;
             self
+        }
+    };
+}
+
+/// A broker's `Message` as the driver's [`Delivery`](driver::Delivery): its own `size` and
+/// `is_redelivery`.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+macro_rules! delivery_of {
+    ($message:ty) => {
+        impl super::driver::Delivery for $message {
+            fn size(&self) -> usize {
+                <$message>::size(self)
+            }
+
+            fn is_redelivery(&self) -> bool {
+                <$message>::is_redelivery(self)
+            }
         }
     };
 }
@@ -150,4 +174,70 @@ fn check_at_least_1ms(
         }
     }
     Ok(())
+}
+
+/// The settings every broker's config has: the fetch size, the lag sampling, the deadline of
+/// broker calls and the drain, with the same defaults and checks everywhere.
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    /// The most messages one fetch asks for (further capped by the limiter's free permits).
+    pub(crate) max_fetch: std::num::NonZeroUsize,
+    pub(crate) lag_interval: Duration,
+    pub(crate) call_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+}
+
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+impl Default for Common {
+    /// Fetches of at most 64, the lag sampled every second, a 1 s deadline on broker calls
+    /// and a 10 s drain.
+    fn default() -> Self {
+        Self {
+            max_fetch: std::num::NonZeroUsize::new(64).unwrap_or(std::num::NonZeroUsize::MIN),
+            lag_interval: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+impl Common {
+    /// Checks the broker's server-side `wait` field (1 ms to 60 s), then the broker's own
+    /// intervals `own` and the common ones (at least 1 ms each); the first that fails names
+    /// its field.
+    fn check(
+        &self,
+        wait: (&'static str, Duration),
+        own: &[(&'static str, Duration)],
+    ) -> Result<(), tailwater_core::ConfigError> {
+        check_wait(wait.0, wait.1)?;
+        check_at_least_1ms(own)?;
+        check_at_least_1ms(&[
+            ("lag_interval", self.lag_interval),
+            ("call_timeout", self.call_timeout),
+            ("drain_timeout", self.drain_timeout),
+        ])
+    }
+
+    /// The driver's settings: metric labels `broker`, `stream` and `group`, and the gate's
+    /// longest wait for a permit, `wait` capped at 100 ms (so a stop is seen promptly).
+    fn settings(
+        &self,
+        broker: &'static str,
+        stream: &str,
+        group: &str,
+        wait: Duration,
+    ) -> driver::Settings {
+        driver::Settings {
+            broker,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            max_fetch: self.max_fetch.get(),
+            max_wait: wait.min(Duration::from_millis(100)),
+            lag_interval: self.lag_interval,
+            drain_timeout: self.drain_timeout,
+        }
+    }
 }

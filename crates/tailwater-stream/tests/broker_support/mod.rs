@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tailwater_core::Limiter;
 use tailwater_core::algorithm::Fixed;
-use tailwater_stream::broker::ConsumerStats;
+use tailwater_stream::broker::{ConsumerHandle, ConsumerStats};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -160,6 +160,11 @@ impl Downstream {
                 Ok(())
             })
         }
+    }
+
+    /// [`handler`](Self::handler), boxed for [`TestConsumer::start`].
+    pub(crate) fn boxed<M: TestMessage>(&self) -> BoxedHandler<M> {
+        Box::new(self.handler())
     }
 
     /// Produces 1 500 messages/s (15 every 10 ms) for 1.6 s, the downstream 5× slower from
@@ -372,21 +377,62 @@ impl Recorder {
     }
 }
 
-/// A handler of any of the scenarios, boxed so that one `start` closure serves them all.
+/// A handler of any of the scenarios, boxed so that one [`TestConsumer::start`] serves them all.
 pub(crate) type BoxedHandler<M> = Box<dyn Fn(M) -> HandlerFuture + Send + Sync>;
 
+/// How a test file starts its broker's consumer, so that every scenario starts any of them
+/// the same way (each test file implements it once).
+pub(crate) trait TestConsumer {
+    /// The broker's consumer configuration.
+    type Config;
+    /// The broker's message.
+    type Message: TestMessage;
+    /// Starts a consumer at `url` with `handler` (a failure fails the test).
+    async fn start(
+        url: &str,
+        config: Self::Config,
+        limiter: Limiter,
+        handler: BoxedHandler<Self::Message>,
+    ) -> ConsumerHandle;
+}
+
+/// Implements [`TestConsumer`] for a unit struct `$name`: `$consumer::start` with `$config`
+/// on `$message`.
+macro_rules! test_consumer {
+    ($name:ident, $config:ty, $consumer:ty, $message:ty) => {
+        /// This file's broker for the shared scenarios.
+        struct $name;
+
+        impl $crate::broker_support::TestConsumer for $name {
+            type Config = $config;
+            type Message = $message;
+
+            async fn start(
+                url: &str,
+                config: $config,
+                limiter: tailwater_core::Limiter,
+                handler: $crate::broker_support::BoxedHandler<$message>,
+            ) -> tailwater_stream::broker::ConsumerHandle {
+                <$consumer>::start(url, config, limiter, handler)
+                    .await
+                    .expect("start")
+            }
+        }
+    };
+}
+pub(crate) use test_consumer;
+
 /// The killed-consumer scenario on 200 messages already in the broker: consumer A (limit
-/// 50, started by `start`) takes 50 and hangs on them, and is killed; consumer B (limit 20)
-/// handles all 200, A's 50 again among them. Checks what [`check_taken_over`] checks and
-/// returns B's final stats and how long after the kill the last of A's messages reached B.
-pub(crate) async fn take_over<M, S, Fut>(start: S) -> (ConsumerStats, Duration)
-where
-    M: TestMessage,
-    S: Fn(Limiter, BoxedHandler<M>) -> Fut,
-    Fut: Future<Output = tailwater_stream::broker::ConsumerHandle>,
-{
+/// 50, configured by `config(0)`) takes 50 and hangs on them, and is killed; consumer B
+/// (limit 20, `config(1)`) handles all 200, A's 50 again among them. Checks what
+/// [`check_taken_over`] checks and returns B's final stats and how long after the kill the
+/// last of A's messages reached B.
+pub(crate) async fn take_over<B: TestConsumer>(
+    url: &str,
+    config: impl Fn(usize) -> B::Config,
+) -> (ConsumerStats, Duration) {
     let holder = Holder::new();
-    let a = start(fixed(50), Box::new(holder.handler())).await;
+    let a = B::start(url, config(0), fixed(50), Box::new(holder.handler())).await;
     let held = holder.wait_holding(50).await;
     let a_stats = a.kill();
     let killed = Instant::now();
@@ -394,7 +440,7 @@ where
     assert_eq!(a_stats.peak_in_flight, 50, "{a_stats:?}");
     assert_eq!(held.len(), 50);
     let recorder = Recorder::new();
-    let b = start(fixed(20), Box::new(recorder.handler())).await;
+    let b = B::start(url, config(1), fixed(20), Box::new(recorder.handler())).await;
     recorder.wait_handled(200).await;
     let fin = b.stop().await.expect("stop b");
     let after_kill = check_taken_over(&held, &recorder, &fin, 200, killed);

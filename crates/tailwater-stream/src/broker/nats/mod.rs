@@ -67,7 +67,7 @@ use tailwater_core::{ConfigError, Limiter};
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::driver::{self, Delivery, Settings};
+use super::driver;
 
 /// One message of the stream, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,15 +111,7 @@ impl Message {
     }
 }
 
-impl Delivery for Message {
-    fn size(&self) -> usize {
-        Message::size(self)
-    }
-
-    fn is_redelivery(&self) -> bool {
-        Message::is_redelivery(self)
-    }
-}
+delivery_of!(Message);
 
 /// Where and how a consumer pulls. Built with [`new`](Self::new) and setters; checked by
 /// [`JetStreamConsumer::start`] (a [`ConfigError`] names the field).
@@ -128,14 +120,11 @@ pub struct JetStreamConfig {
     pub(crate) stream: String,
     pub(crate) durable: String,
     pub(crate) filter_subject: String,
-    pub(crate) max_fetch: NonZeroUsize,
     pub(crate) expires: Duration,
     pub(crate) ack_wait: Duration,
     pub(crate) max_ack_pending: usize,
     pub(crate) nak_delay: Duration,
-    pub(crate) lag_interval: Duration,
-    pub(crate) call_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
+    pub(crate) common: super::Common,
 }
 
 impl JetStreamConfig {
@@ -149,14 +138,11 @@ impl JetStreamConfig {
             stream: stream.into(),
             durable: durable.into(),
             filter_subject: String::new(),
-            max_fetch: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             expires: Duration::from_millis(100),
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1_000,
             nak_delay: Duration::ZERO,
-            lag_interval: Duration::from_secs(1),
-            call_timeout: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(10),
+            common: super::Common::default(),
         }
     }
 
@@ -164,13 +150,6 @@ impl JetStreamConfig {
     /// Empty (the default): every subject of the stream.
     pub fn filter_subject(mut self, subject: impl Into<String>) -> Self {
         self.filter_subject = subject.into();
-        self
-    }
-
-    /// The most messages one pull request asks for (further capped by the limiter's free
-    /// permits).
-    pub fn max_fetch(mut self, n: NonZeroUsize) -> Self {
-        self.max_fetch = n;
         self
     }
 
@@ -205,6 +184,7 @@ impl JetStreamConfig {
     }
 
     common_setters!(
+        "The most messages one pull request asks for (further capped by the limiter's free permits).",
         "The deadline of every call but the pull request (which gets `expires` plus this)."
     );
 
@@ -227,13 +207,8 @@ impl JetStreamConfig {
                 format!("must be at least 1, got {}", self.max_ack_pending),
             ));
         }
-        super::check_wait("expires", self.expires)?;
-        super::check_at_least_1ms(&[
-            ("ack_wait", self.ack_wait),
-            ("lag_interval", self.lag_interval),
-            ("call_timeout", self.call_timeout),
-            ("drain_timeout", self.drain_timeout),
-        ])
+        self.common
+            .check(("expires", self.expires), &[("ack_wait", self.ack_wait)])
     }
 }
 
@@ -260,15 +235,10 @@ impl JetStreamConsumer {
     {
         config.validate()?;
         let consumer = run::connect(url, &config).await?;
-        let settings = Settings {
-            broker: "nats",
-            stream: config.stream.clone(),
-            group: config.durable.clone(),
-            max_fetch: config.max_fetch.get(),
-            max_wait: config.expires.min(Duration::from_millis(100)),
-            lag_interval: config.lag_interval,
-            drain_timeout: config.drain_timeout,
-        };
+        let settings =
+            config
+                .common
+                .settings("nats", &config.stream, &config.durable, config.expires);
         let broker = run::Nats { consumer, config };
         Ok(driver::spawn(broker, settings, limiter, handler))
     }

@@ -17,13 +17,13 @@ pub(super) async fn connect(
     config: &JetStreamConfig,
 ) -> Result<PullConsumer, BrokerError> {
     let options = async_nats::ConnectOptions::new()
-        .connection_timeout(config.call_timeout)
-        .request_timeout(Some(config.call_timeout));
-    let client = call("connect", config.call_timeout, options.connect(url)).await?;
+        .connection_timeout(config.common.call_timeout)
+        .request_timeout(Some(config.common.call_timeout));
+    let client = call("connect", config.common.call_timeout, options.connect(url)).await?;
     let js = jetstream::new(client);
     let stream = call(
         "get_stream",
-        config.call_timeout,
+        config.common.call_timeout,
         js.get_stream(&config.stream),
     )
     .await?;
@@ -39,7 +39,7 @@ pub(super) async fn connect(
     };
     call(
         "get_or_create_consumer",
-        config.call_timeout,
+        config.common.call_timeout,
         stream.get_or_create_consumer(&config.durable, consumer),
     )
     .await
@@ -93,7 +93,7 @@ impl Nats {
         let ack = Ack {
             acker,
             nak,
-            timeout: self.config.call_timeout,
+            timeout: self.config.common.call_timeout,
         };
         (msg, ack)
     }
@@ -110,7 +110,7 @@ impl Broker for Nats {
     ) -> Result<Fetched, BrokerError> {
         let mut batch = call(
             "pull request",
-            self.config.call_timeout,
+            self.config.common.call_timeout,
             self.consumer
                 .batch()
                 .max_messages(n)
@@ -121,7 +121,7 @@ impl Broker for Nats {
         // The batch ends when `n` messages came, or at the server's timeout status after
         // `expires` (after which the server sends nothing more for this request); our own
         // deadline only guards against a lost status.
-        let wait = self.config.expires + self.config.call_timeout;
+        let wait = self.config.expires + self.config.common.call_timeout;
         let (mut got, mut refused) = (0usize, false);
         while let Ok(Some(next)) = tokio::time::timeout(wait, batch.next()).await {
             let Ok(msg) = next else {
@@ -143,7 +143,7 @@ impl Broker for Nats {
     async fn lag(&mut self) -> Result<(Option<u64>, Option<u64>), BrokerError> {
         let info = call(
             "consumer info",
-            self.config.call_timeout,
+            self.config.common.call_timeout,
             self.consumer.get_info(),
         )
         .await?;

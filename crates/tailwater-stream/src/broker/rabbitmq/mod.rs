@@ -67,7 +67,7 @@ use tailwater_core::{ConfigError, Limiter};
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::driver::{self, Delivery, Settings};
+use super::driver;
 
 /// One message of the queue, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,15 +106,7 @@ impl Message {
     }
 }
 
-impl Delivery for Message {
-    fn size(&self) -> usize {
-        Message::size(self)
-    }
-
-    fn is_redelivery(&self) -> bool {
-        Message::is_redelivery(self)
-    }
-}
+delivery_of!(Message);
 
 /// What a consumer consumes and how. Built with [`new`](Self::new) and setters; checked by
 /// [`RabbitConsumer::start`] (a [`ConfigError`] names the field).
@@ -124,11 +116,8 @@ pub struct RabbitConfig {
     pub(crate) consumer_tag: String,
     pub(crate) declare: bool,
     pub(crate) prefetch: u16,
-    pub(crate) max_fetch: NonZeroUsize,
     pub(crate) wait: Duration,
-    pub(crate) lag_interval: Duration,
-    pub(crate) call_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
+    pub(crate) common: super::Common,
 }
 
 impl RabbitConfig {
@@ -143,11 +132,8 @@ impl RabbitConfig {
             consumer_tag: String::new(),
             declare: true,
             prefetch: 64,
-            max_fetch: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             wait: Duration::from_millis(100),
-            lag_interval: Duration::from_secs(1),
-            call_timeout: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(10),
+            common: super::Common::default(),
         }
     }
 
@@ -172,13 +158,6 @@ impl RabbitConfig {
         self
     }
 
-    /// The most messages one fetch hands to handlers (further capped by the limiter's free
-    /// permits).
-    pub fn max_fetch(mut self, n: NonZeroUsize) -> Self {
-        self.max_fetch = n;
-        self
-    }
-
     /// How long a fetch waits for its first delivery (also the longest a stop request waits
     /// for the fetch loop). 1 ms to 60 s.
     pub fn wait(mut self, wait: Duration) -> Self {
@@ -186,7 +165,10 @@ impl RabbitConfig {
         self
     }
 
-    common_setters!("The deadline of every call to the broker.");
+    common_setters!(
+        "The most messages one fetch hands to handlers (further capped by the limiter's free permits).",
+        "The deadline of every call to the broker."
+    );
 
     fn validate(&self) -> Result<(), ConfigError> {
         // AMQP short strings: at most 255 bytes.
@@ -205,12 +187,7 @@ impl RabbitConfig {
         if self.prefetch == 0 {
             return Err(ConfigError::new("prefetch", "must be at least 1, got 0"));
         }
-        super::check_wait("wait", self.wait)?;
-        super::check_at_least_1ms(&[
-            ("lag_interval", self.lag_interval),
-            ("call_timeout", self.call_timeout),
-            ("drain_timeout", self.drain_timeout),
-        ])
+        self.common.check(("wait", self.wait), &[])
     }
 }
 
@@ -239,15 +216,10 @@ impl RabbitConsumer {
         config.validate()?;
         let prefetch = run::prefetch_for(limiter.limit(), config.prefetch);
         let broker = run::Rabbit::connect(url, config.clone(), prefetch).await?;
-        let settings = Settings {
-            broker: "rabbitmq",
-            stream: config.queue.clone(),
-            group: config.queue.clone(),
-            max_fetch: config.max_fetch.get(),
-            max_wait: config.wait.min(Duration::from_millis(100)),
-            lag_interval: config.lag_interval,
-            drain_timeout: config.drain_timeout,
-        };
+        let settings =
+            config
+                .common
+                .settings("rabbitmq", &config.queue, &config.queue, config.wait);
         Ok(driver::spawn(broker, settings, limiter, handler))
     }
 }

@@ -40,7 +40,7 @@ impl Rabbit {
         config: RabbitConfig,
         prefetch: u16,
     ) -> Result<Self, BrokerError> {
-        let timeout = config.call_timeout;
+        let timeout = config.common.call_timeout;
         let connection = call(
             "connect",
             timeout,
@@ -144,7 +144,7 @@ impl Broker for Rabbit {
     async fn limit_changed(&mut self, limit: usize) -> Result<(), BrokerError> {
         let prefetch = prefetch_for(limit, self.config.prefetch);
         if prefetch != self.prefetch {
-            set_qos(&self.channel, prefetch, self.config.call_timeout).await?;
+            set_qos(&self.channel, prefetch, self.config.common.call_timeout).await?;
             self.prefetch = prefetch;
         }
         Ok(())
@@ -155,7 +155,7 @@ impl Broker for Rabbit {
         n: usize,
         deliver: &mut (dyn FnMut(Message, Ack) + Send),
     ) -> Result<Fetched, BrokerError> {
-        let timeout = self.config.call_timeout;
+        let timeout = self.config.common.call_timeout;
         // The first delivery may take up to `wait`; the rest of the batch is what the broker
         // has already pushed (at most the prefetch), taken without waiting.
         let Ok(first) = tokio::time::timeout(self.config.wait, self.consumer.next()).await else {
@@ -196,7 +196,7 @@ impl Broker for Rabbit {
     async fn lag(&mut self) -> Result<(Option<u64>, Option<u64>), BrokerError> {
         let queue = call(
             "queue.declare",
-            self.config.call_timeout,
+            self.config.common.call_timeout,
             self.channel.queue_declare(
                 self.config.queue.as_str().into(),
                 QueueDeclareOptions::durable().passive(),

@@ -57,7 +57,7 @@ use tailwater_core::{ConfigError, Limiter};
 
 use super::BrokerError;
 pub use super::ConsumerHandle;
-use super::driver::{self, Delivery, Settings};
+use super::driver;
 
 /// One entry of the stream, as handed to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,15 +106,7 @@ impl Message {
     }
 }
 
-impl Delivery for Message {
-    fn size(&self) -> usize {
-        Message::size(self)
-    }
-
-    fn is_redelivery(&self) -> bool {
-        Message::is_redelivery(self)
-    }
-}
+delivery_of!(Message);
 
 /// Where and how a consumer reads. Built with [`new`](Self::new) and setters; checked by
 /// [`RedisStreamConsumer::start`] (a [`ConfigError`] names the field).
@@ -124,13 +116,10 @@ pub struct RedisStreamConfig {
     pub(crate) group: String,
     pub(crate) consumer: String,
     pub(crate) start_id: String,
-    pub(crate) max_fetch: NonZeroUsize,
     pub(crate) block: Duration,
     pub(crate) claim_idle: Duration,
     pub(crate) claim_interval: Duration,
-    pub(crate) lag_interval: Duration,
-    pub(crate) call_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
+    pub(crate) common: super::Common,
 }
 
 impl RedisStreamConfig {
@@ -148,13 +137,10 @@ impl RedisStreamConfig {
             group: group.into(),
             consumer: consumer.into(),
             start_id: "0".to_owned(),
-            max_fetch: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             block: Duration::from_millis(100),
             claim_idle: Duration::from_secs(30),
             claim_interval: Duration::from_secs(1),
-            lag_interval: Duration::from_secs(1),
-            call_timeout: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(10),
+            common: super::Common::default(),
         }
     }
 
@@ -162,12 +148,6 @@ impl RedisStreamConfig {
     /// entries added from now on). Ignored when the group exists.
     pub fn start_id(mut self, id: impl Into<String>) -> Self {
         self.start_id = id.into();
-        self
-    }
-
-    /// The most entries one fetch asks for (further capped by the limiter's free permits).
-    pub fn max_fetch(mut self, n: NonZeroUsize) -> Self {
-        self.max_fetch = n;
         self
     }
 
@@ -193,6 +173,7 @@ impl RedisStreamConfig {
     }
 
     common_setters!(
+        "The most entries one fetch asks for (further capped by the limiter's free permits).",
         "The deadline of every call but the blocking read (which gets `block` plus this)."
     );
 
@@ -207,14 +188,13 @@ impl RedisStreamConfig {
                 return Err(ConfigError::new(field, "must not be empty"));
             }
         }
-        super::check_wait("block", self.block)?;
-        super::check_at_least_1ms(&[
-            ("claim_idle", self.claim_idle),
-            ("claim_interval", self.claim_interval),
-            ("lag_interval", self.lag_interval),
-            ("call_timeout", self.call_timeout),
-            ("drain_timeout", self.drain_timeout),
-        ])
+        self.common.check(
+            ("block", self.block),
+            &[
+                ("claim_idle", self.claim_idle),
+                ("claim_interval", self.claim_interval),
+            ],
+        )
     }
 }
 
@@ -244,7 +224,7 @@ impl RedisStreamConsumer {
         let client = redis::Client::open(url).map_err(|e| ConfigError::new("url", e))?;
         let connect = |response: Duration| {
             let cfg = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(config.call_timeout))
+                .set_connection_timeout(Some(config.common.call_timeout))
                 .set_response_timeout(Some(response));
             let client = client.clone();
             async move {
@@ -257,18 +237,12 @@ impl RedisStreamConsumer {
                     })
             }
         };
-        let fetch = connect(config.block + config.call_timeout).await?;
-        let mut control = connect(config.call_timeout).await?;
+        let fetch = connect(config.block + config.common.call_timeout).await?;
+        let mut control = connect(config.common.call_timeout).await?;
         run::create_group(&mut control, &config).await?;
-        let settings = Settings {
-            broker: "redis",
-            stream: config.stream.clone(),
-            group: config.group.clone(),
-            max_fetch: config.max_fetch.get(),
-            max_wait: config.block.min(Duration::from_millis(100)),
-            lag_interval: config.lag_interval,
-            drain_timeout: config.drain_timeout,
-        };
+        let settings = config
+            .common
+            .settings("redis", &config.stream, &config.group, config.block);
         let broker = run::Redis::new(fetch, control, config);
         Ok(driver::spawn(broker, settings, limiter, handler))
     }

@@ -30,7 +30,7 @@ pub(super) async fn create_group(
         .arg(&config.group)
         .arg(&config.start_id)
         .arg("MKSTREAM");
-    match call(conn, &cmd, "XGROUP CREATE", config.call_timeout).await {
+    match call(conn, &cmd, "XGROUP CREATE", config.common.call_timeout).await {
         Ok(_) => Ok(()),
         Err(BrokerError::Broker { reason, .. }) if reason.contains("BUSYGROUP") => Ok(()),
         Err(e) => Err(e),
@@ -86,7 +86,7 @@ impl Redis {
 
     async fn read(&mut self, asked: usize, batch: &mut Vec<Message>) -> Result<(), BrokerError> {
         let mut deleted = Vec::new();
-        let timeout = self.config.call_timeout;
+        let timeout = self.config.common.call_timeout;
         if let Some(cursor) = self.backlog.take() {
             let cmd = self.read_cmd(asked, &cursor, None);
             let v = call(&mut self.fetch, &cmd, "XREADGROUP", timeout).await?;
@@ -134,7 +134,13 @@ impl Redis {
         cmd.arg(&self.config.stream)
             .arg(&self.config.group)
             .arg(deleted);
-        call(&mut self.control, &cmd, "XACK", self.config.call_timeout).await?;
+        call(
+            &mut self.control,
+            &cmd,
+            "XACK",
+            self.config.common.call_timeout,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -178,7 +184,7 @@ impl Broker for Redis {
             let ack = Ack {
                 conn: self.control.clone(),
                 cmd,
-                timeout: self.config.call_timeout,
+                timeout: self.config.common.call_timeout,
             };
             deliver(msg, ack);
         }
@@ -188,7 +194,7 @@ impl Broker for Redis {
     async fn lag(&mut self) -> Result<(Option<u64>, Option<u64>), BrokerError> {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(&self.config.stream);
-        let timeout = self.config.call_timeout;
+        let timeout = self.config.common.call_timeout;
         let v = call(&mut self.control, &cmd, "XINFO GROUPS", timeout).await?;
         reply::group_info(v, &self.config.group)
     }

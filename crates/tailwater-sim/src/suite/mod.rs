@@ -27,7 +27,10 @@
 //! Run it with `tailwater sim --suite default-limit` (release build: about 25 s for the eight
 //! default policies, most of it in the 500-worker cells).
 
-use std::fmt::Write as _;
+mod tables;
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -37,6 +40,8 @@ use crate::error::SimError;
 use crate::policy::PolicySpec;
 use crate::report::{PolicyResult, goal};
 use crate::scenario::{self, CapacityChange, Phase, Scenario, ServiceConfig, TierMix};
+
+pub use tables::{no_harm_table, summary_table};
 
 /// The names of the suites.
 pub const SUITES: [&str; 1] = ["default-limit"];
@@ -535,179 +540,4 @@ fn run_one(c: &Check, p: &PolicySpec) -> Result<Outcome, SimError> {
     let mut o = judge(c.goal, r, plain.as_ref());
     o.policy = p.name.clone();
     Ok(o)
-}
-
-fn render(rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    let Some(first) = rows.first() else {
-        return out;
-    };
-    let widths: Vec<usize> = (0..first.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 {
-            let _ = writeln!(
-                out,
-                "{}",
-                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-            );
-        }
-    }
-    out
-}
-
-fn mark(o: &Outcome) -> String {
-    format!("{} {}", if o.pass { "ok  " } else { "FAIL" }, o.figure)
-}
-
-/// The summary: one row per overload, settle, tiers and replicas check, two rows for the do-no-harm
-/// matrix (its worst cell at 0.5× and at 0.9×, and how many cells pass), one column per
-/// policy, and a last row saying whether the policy meets every goal.
-pub fn summary_table(results: &[CheckResult]) -> String {
-    let Some(first) = results.first() else {
-        return String::new();
-    };
-    let policies: Vec<&str> = first.outcomes.iter().map(|o| o.policy.as_str()).collect();
-    let mut rows = vec![
-        std::iter::once("check (goal)".to_string())
-            .chain(policies.iter().map(|p| p.to_string()))
-            .collect::<Vec<_>>(),
-    ];
-    for (load, max) in [("0.5x", NO_HARM_SHED_HALF), ("0.9x", NO_HARM_SHED_NINE)] {
-        let cells: Vec<&CheckResult> = results
-            .iter()
-            .filter(|r| r.group == "no-harm" && r.name.ends_with(&format!(" {load}")))
-            .collect();
-        if cells.is_empty() {
-            continue;
-        }
-        let mut row = vec![format!(
-            "no-harm {load}: worst shed, cells ok (<= {}%)",
-            max * 100.0
-        )];
-        for (i, _) in policies.iter().enumerate() {
-            let worst = cells
-                .iter()
-                .map(|c| &c.outcomes[i])
-                .max_by(|a, b| a.shed.total_cmp(&b.shed));
-            let ok = cells.iter().filter(|c| c.outcomes[i].pass).count();
-            row.push(match worst {
-                Some(w) => format!(
-                    "{} {:.1}% {ok}/{}",
-                    if ok == cells.len() { "ok  " } else { "FAIL" },
-                    w.shed * 100.0,
-                    cells.len()
-                ),
-                None => "-".into(),
-            });
-        }
-        rows.push(row);
-    }
-    for r in results.iter().filter(|r| r.group != "no-harm") {
-        let goal = match r.goal {
-            Goal::Overload => "gp>=95%, p99<=2x",
-            Goal::Settle => "settles <= 1s",
-            Goal::Replicas => "gp>=95%, sum settles",
-            Goal::Tiers { max_loss: Some(_) } => "with tiers: gp within 2 points, order",
-            Goal::Tiers { max_loss: None } => "with tiers: order",
-            Goal::NoHarm { .. } => "",
-        };
-        let mut row = vec![format!("{} ({goal})", r.name)];
-        row.extend(r.outcomes.iter().map(mark));
-        rows.push(row);
-    }
-    let mut all = vec!["every goal".to_string()];
-    for (i, _) in policies.iter().enumerate() {
-        let failed = results.iter().filter(|r| !r.outcomes[i].pass).count();
-        all.push(if failed == 0 {
-            "MET".into()
-        } else {
-            format!("{failed} of {} checks fail", results.len())
-        });
-    }
-    rows.push(all);
-    render(&rows)
-}
-
-/// The do-no-harm matrix: one row per cell, the share shed per policy (`!` marks a miss).
-pub fn no_harm_table(results: &[CheckResult]) -> String {
-    let cells: Vec<&CheckResult> = results.iter().filter(|r| r.group == "no-harm").collect();
-    let Some(first) = cells.first() else {
-        return String::new();
-    };
-    let mut rows = vec![
-        std::iter::once("cell (service, workers, mean, load)".to_string())
-            .chain(first.outcomes.iter().map(|o| o.policy.clone()))
-            .collect::<Vec<_>>(),
-    ];
-    for c in cells {
-        let mut row = vec![c.name.trim_start_matches("no-harm ").to_string()];
-        row.extend(
-            c.outcomes
-                .iter()
-                .map(|o| format!("{}{}", o.figure, if o.pass { "" } else { " !" })),
-        );
-        rows.push(row);
-    }
-    render(&rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_limit_is_valid_and_complete() {
-        let checks = suite("default-limit").unwrap();
-        for c in &checks {
-            c.scenario.validate().unwrap();
-        }
-        let n = |g: &str| checks.iter().filter(|c| c.group == g).count();
-        assert_eq!(n("no-harm"), 6 * 3 * 3 * 2);
-        assert_eq!(n("overload"), 13);
-        assert_eq!(n("settle"), 1);
-        assert_eq!(n("replicas"), 1);
-        assert_eq!(n("tiers"), 2);
-        assert!(suite("nope").is_none());
-    }
-
-    #[test]
-    fn judge_applies_the_goals() {
-        // A short healthy cell: static at the worker count sheds at 0.9x on 4 workers (Erlang
-        // loss), `none` never does.
-        let mut s = no_harm_cell(
-            "exp",
-            &no_harm_services()[4].1,
-            4,
-            Duration::from_millis(2),
-            0.9,
-        );
-        s.phase[0].duration = Duration::from_secs(2);
-        let goal = Goal::NoHarm {
-            max_shed: NO_HARM_SHED_NINE,
-        };
-        let run = |p: &str| {
-            judge(
-                goal,
-                engine::run(&s, &PolicySpec::parse(p).unwrap(), RunOptions::default()).unwrap(),
-                None,
-            )
-        };
-        let fixed = run("static");
-        assert!(!fixed.pass && fixed.shed > 0.1, "{fixed:?}");
-        let none = run("none");
-        assert!(none.pass && none.shed == 0.0);
-    }
 }
