@@ -218,6 +218,7 @@ impl HeadroomBuilder {
             started: None,
             warm_from: 0,
             calm: false,
+            restarted: false,
             first_rate: None,
             idle_windows: 0,
             first_round: Some(self.first_round.clamp(self.initial, self.max)),

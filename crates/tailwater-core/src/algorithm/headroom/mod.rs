@@ -138,7 +138,8 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    (under half the limit in flight) remembered, the service was overloaded from the
 ///    first request, so every window mean so far is a queue's: they are forgotten and the
 ///    warm-up restarts from the drain (BBR's `ProbeRTT` idea: measure the RTT with the queue
-///    drained). Behind `tailwater proxy`, 2 workers × 20 ms offered 300 req/s by 100
+///    drained), and from then on the baseline is the lowest remembered window mean (the
+///    percentile would follow the standing queue up). Behind `tailwater proxy`, 2 workers × 20 ms offered 300 req/s by 100
 ///    connections learned a baseline of 0.6 s and a limit of 120 that never bound again.
 ///
 /// 5. **Small pools may go below the burst floor** (20, Netflix's floor). A healthy pool's
@@ -259,6 +260,9 @@ pub struct Headroom {
     /// Whether a remembered window mean came from a calm slow-start window (under half the
     /// limit in flight): then the baseline is no queue's, and slow start's exit keeps it.
     calm: bool,
+    /// Whether the warm-up restarted at slow start's exit (overloaded from the start): the
+    /// baseline is then the lowest remembered window mean.
+    restarted: bool,
     /// The completion rate of the first window.
     first_rate: Option<f64>,
     /// Slow-start windows in a row in which the limit did not grow.
@@ -286,7 +290,8 @@ impl Headroom {
         self.guard.guarding()
     }
 
-    /// The no-queue baseline RTT: the 10th percentile of recent window means.
+    /// The no-queue baseline RTT: the 10th percentile of recent window means (their minimum
+    /// once slow start found the service overloaded from the first request).
     pub fn baseline(&self) -> Option<Duration> {
         self.baseline_secs()
             .and_then(|b| Duration::try_from_secs_f64(b).ok())
@@ -297,7 +302,14 @@ impl Headroom {
         if n == 0 {
             return None;
         }
-        let k = ((n - 1) as f64 * BASELINE_PERCENTILE).round() as usize;
+        // Overloaded from the first request (the warm-up restarted): every window queued, so
+        // the lowest mean, measured at the drained limit, is the least queue-bound; a
+        // percentile would follow the standing queue up.
+        let k = if self.restarted {
+            0
+        } else {
+            ((n - 1) as f64 * BASELINE_PERCENTILE).round() as usize
+        };
         self.sorted_means.get(k).copied()
     }
 

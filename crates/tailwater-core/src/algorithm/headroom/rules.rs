@@ -140,6 +140,7 @@ impl Headroom {
     /// `ProbeRTT`, which measures the minimum RTT with the queue drained).
     pub(super) fn restart_warm_up(&mut self, now: Duration) {
         self.started = Some(now);
+        self.restarted = true;
         self.warm_from = self.windows.closed();
         self.means.clear();
         self.sorted_means.clear();

@@ -132,13 +132,13 @@ fn started_under_overload_the_baseline_is_not_the_first_rounds_queue() {
     assert!(!h.slow_start);
     let baseline = h.baseline().expect("a baseline");
     // At the floor of 20 in flight the service answers in 10 × 20 ms: the least queue the
-    // default floor allows. The 10th percentile of window means creeps up from there under
-    // a standing queue (the known limit in the type's docs): 0.39 s after 20 s.
-    assert!(baseline <= ms(450), "{baseline:?}");
+    // default floor allows, and the baseline (the lowest window mean once restarted: the
+    // 10th percentile crept up with the standing queue, to 0.39 s after 20 s).
+    assert!(baseline <= ms(250), "{baseline:?}");
     // The limit binds (under the 100 connections) and sits near the floor, not above the
-    // client: the last 10 s average under 70 (it was 120).
+    // client: 28-41 over the last 10 s (it was 120).
     let limit = run.mean_limit(100);
-    assert!(limit <= 70.0, "{limit}: {:?}", run.limits);
+    assert!(limit <= 50.0, "{limit}: {:?}", run.limits);
     let in_flight = run.in_flight[100..].iter().sum::<usize>() / run.in_flight[100..].len();
     assert!(in_flight < 80, "{in_flight}");
     // Still the service's capacity: 100/s for 20 s, less the first round trip.
