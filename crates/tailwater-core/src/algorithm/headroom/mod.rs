@@ -1,0 +1,432 @@
+//! `Headroom`, the default adaptive limit (see the type's docs).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::guard::LittlesLaw;
+use super::window_stats::Windows;
+use super::{Estimates, LimitAlgorithm, Outcome, Sample};
+
+mod builder;
+mod rules;
+#[cfg(test)]
+mod start_tests;
+#[cfg(test)]
+mod tests;
+
+pub use builder::HeadroomBuilder;
+
+/// The percentile of recent window means taken as the no-queue baseline.
+const BASELINE_PERCENTILE: f64 = 0.1;
+
+/// The guard may override the latency rule only while the recent completion rate is below
+/// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
+const RATE_DROP: f64 = 0.8;
+
+/// The share of recent windows (an exponential average over about 8) in which the limit
+/// bound, from which on the demand counts as sustained.
+const SUSTAINED_SHARE: f64 = 0.75;
+
+/// A window closing before this many of its mean RTTs have passed since the first sample is
+/// part of the warm-up (see [`Headroom::update`]).
+const WARM_UP_RTTS: f64 = 4.0;
+
+/// The warm-up ends after at most this many windows: through a queue that builds from the
+/// start, the mean RTT grows with the time since the start and would never look warm.
+const WARM_UP_WINDOWS: u64 = 8;
+
+/// The limit before the first sample (see [`HeadroomBuilder::first_round_limit`]).
+const FIRST_ROUND_LIMIT: usize = 100;
+
+/// How much a success raises the limit in slow start.
+const SLOW_START_GAIN: f64 = 2.0;
+
+/// In slow start, a window in which the limit grew by more than this factor holds mostly
+/// young requests (see [`Headroom::slow_start_window`]).
+const SLOW_START_YOUNG: f64 = 1.125;
+
+/// In slow start the completion rate must grow by this factor ...
+const SLOW_START_RATE_GROWTH: f64 = 1.25;
+
+/// ... within this many windows in which the limit grew, or slow start ends.
+const SLOW_START_QUEUED_PLATEAU: u32 = 3;
+
+/// Slow start ends after this many windows in a row in which the limit did not grow while
+/// under half of it was in flight: the demand caps the in-flight count, not the limit.
+const SLOW_START_IDLE: u32 = 8;
+
+/// Slow start ends after this many queued windows in a row.
+const SLOW_START_QUEUED: u32 = 1;
+
+/// After this many binding windows in a row that queued, the demand counts as sustained for
+/// the floor (see [`HeadroomBuilder::burst_floor`]): the limit may fall below the burst floor.
+const SUSTAINED_RUN: u32 = 6;
+
+/// ... or after this many windows in a row that queued while at least half their
+/// admissions filled the limit.
+const PRESSED_RUN: u32 = 2;
+
+/// Demand comes in bursts while fewer than this share of admissions (averaged over about 8
+/// windows) filled the limit (see [`Headroom`], rule 6).
+const BURST_FULL_SHARE: f64 = 0.15;
+
+/// ... and this window's share is below this.
+const BURST_FULL_NOW: f64 = 0.35;
+
+/// In bursts, a binding window that did not queue while more than this share of its
+/// admissions filled the limit doubles the limit: the limit, not the service, sheds.
+const BURST_SHED_BUDGET: f64 = 0.005;
+
+/// Room for a healthy service's bursts, in knees, before dispersion (see
+/// [`Headroom::burst_room`]).
+const BURST_ROOM: f64 = 6.0;
+
+/// The windows the RTT's coefficient of variation is averaged over.
+const CV_WINDOWS: f64 = 8.0;
+
+/// Room for bursts per unit of the RTT's squared coefficient of variation.
+const BURST_ROOM_CV2: f64 = 4.0;
+
+/// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
+/// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
+/// protects latency under overload.
+///
+/// Seven rules, each answering one way latency-gradient limits go wrong (issue 16):
+///
+/// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
+///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
+///    BBR's app-limited rule). A latency gradient on a high-variance service otherwise reads
+///    variance as queue and cuts a limit that was doing no harm — corrected Gradient2 shed
+///    60 % of requests at 0.5× load on exponential service times.
+/// 2. **Queueing is judged against the service's own noise.** In a binding window the mean RTT
+///    is compared with a baseline `B`, the 10th percentile of the last `baseline_windows`
+///    window means (not the minimum of samples, nor of means: both read a dispersed service as
+///    permanently queued; see the known limit below). The window counts as queueing when
+///    `mean > B × (tolerance + 2·CV/√n)`: a tolerance plus two standard errors of the window
+///    mean. Windows grow with the variance (at least `25 × CV²` samples), so
+///    the error term stays small. The tolerance is 2 while the limit binds only now and then
+///    (bursts, which drain), and 1.5 once it has bound in three quarters of recent windows
+///    (sustained demand: CoDel's distinction between a good and a bad queue). Without queueing the limit grows — doubling when the mean is
+///    under half the allowance (far from the knee: BBR's startup, so a 500-worker pool is
+///    found in a handful of windows; the window after a doubling only holds, because its RTTs
+///    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
+///    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
+///    a timeout backs off by `backoff` (0.9), as AIMD.
+/// 3. **A uniform slowdown is not a queue.** The Little's-law guard of
+///    [`LlGuard`](super::LlGuard) (BBR's `max rate × min RTT` over 8 windows with the gain
+///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
+///    sustains the in-flight count the latency rule wants to cut. Under sustained demand it may
+///    do so only while the completion rate fell (below 0.8 of its highest over the baseline
+///    horizon): through a standing queue in front of an unchanged service `F` is just the
+///    queue's own in-flight count, lagged by one RTT, and its 1.25 probe ratcheted the limit up
+///    at every cut (8 workers at 40 ms exponential: a limit of 114 by the drill's 10× phase);
+///    there it may only hold the limit, never raise it.
+///
+/// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
+///    queued while pressing on the limit, or a completion rate that stopped growing (BBR's
+///    full-bandwidth test), every success admitted while at least half the limit was in
+///    flight raises the limit by 2. A 500-worker pool is found within a few round trips from
+///    the initial 20, and a limit about twice the demand's peak stays, so a healthy pool's
+///    bursts are not shed. At its end the limit drains to 1.5 × the Little's-law estimate
+///    (at most to a quarter), or holds if the completion rate fell (rule 3's case). The
+///    windows of the first few mean RTTs (at most 8 windows) are a warm-up: only the fast
+///    requests have completed, so they teach no baseline. Two more exits (issue 16, session
+///    11): slow start also ends after 8 windows in a row in which the limit did not grow
+///    (under half of it in flight: the demand, say a client's connections, caps the
+///    in-flight count, and the exit tests above would never run); and when it ends on a
+///    queue with the completion rate no higher than in the first window and no calm window
+///    (under half the limit in flight) remembered, the service was overloaded from the
+///    first request, so every window mean so far is a queue's: they are forgotten and the
+///    warm-up restarts from the drain (BBR's `ProbeRTT` idea: measure the RTT with the queue
+///    drained), and from then on the baseline is the lowest remembered window mean (the
+///    percentile would follow the standing queue up). Behind `tailwater proxy`, 2 workers × 20 ms offered 300 req/s by 100
+///    connections learned a baseline of 0.6 s and a limit of 120 that never bound again.
+///
+/// 5. **Small pools may go below the burst floor** (20, Netflix's floor). A healthy pool's
+///    bursts drain, and a small pool with dispersed service needs many times its workers in
+///    flight to absorb them; but a 4-worker pool held at 20 under overload queues four
+///    service times behind every request (found on real sockets with `tailwater drill
+///    --target`). So the floor is the burst floor only while the demand comes in bursts; once
+///    a queue stands (two windows in a row that queued while most of their samples filled the
+///    limit they were admitted under — [`Sample::limit`] — or six binding windows in a row
+///    that queued, or a limit that bound in three quarters of recent windows) it is
+///    `min_limit` (20 by default, so this is opt-in: set `min_limit` to about the pool's
+///    workers). And a limit that does not bind decays (by `backoff` per window) toward
+///    the *burst room* when that is below the burst floor: `(6 + 4·CV²)` times the knee
+///    Little's law gives from the recent completion rate and the baseline — only small pools
+///    with little dispersion have a burst room under 20 — so that a sudden overload finds
+///    the limit near the pool rather than at 20.
+///
+/// 6. **A limit that sheds bursts which drain grows** (issue 16, fourth pass). While demand
+///    comes in bursts — fewer than 15 % of admissions (averaged over about 8 windows) and
+///    fewer than 35 % in this window filled the limit they were admitted under, and no
+///    window pressed on it twice in a row — a binding window that queued holds the limit
+///    (a queue that drains is CoDel's good queue), and one that did not queue while more
+///    than 0.5 % of its admissions filled the limit doubles it (at most every other
+///    window). In sustained overload nearly every admission fills the limit, so the rule
+///    stays out of the way. It is what a small pool with dispersed service needs: 4 workers
+///    with lognormal CV 2 at 0.9× load hold about 21 in flight on average and need ~80 to
+///    shed under 2 %, which a floor of 20 and the latency rule did not allow (2.3–3.5 % shed).
+///
+/// 7. **The first round trip is not cut to the initial limit** (issue 16, session 9). Until
+///    the first sample arrives nothing is known, and a limit of 20 sheds whatever a large
+///    pool receives in its first round trip: 500 workers at 300 ms and 0.5× load receive 250
+///    requests in it, about 230 of which were shed (0.23 % of a 120-s run, half the do-no-harm
+///    budget). So before the first sample the limit is the *first-round limit*
+///    ([`HeadroomBuilder::first_round_limit`], default 100); from the first sample on it is
+///    the initial limit, grown by slow start. The cost is bounded: at most 100 requests are
+///    admitted before any feedback, against 20. Measured in `default-limit`: 100 brings that
+///    cell from 0.58 % to 0.28 % shed (200: 0.23 %); 50 makes it worse (0.67 %: the requests
+///    admitted in the first round trip hold the limit full while slow start climbs back).
+///
+/// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
+/// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
+/// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
+/// with CV 0.5 is about 1.2× the unloaded p99, inside the 2× goal, and the tighter tolerance
+/// lets the guard take over sooner in a uniform slowdown. Measured choices (tolerance 1.5,
+/// 1.75, 2, 2.5; growth 1.25, 1.5, 2, 3; sustained 1.25 or 1.5): see the simulator's
+/// `default-limit` suite.
+///
+/// Known limit: the baseline is taken over every recent window mean, queued ones included, so
+/// once queued windows outnumber nine in ten of the last 1000 (overload from the start, or
+/// longer than about 900 windows) it rises and the limit creeps up by up to the tolerance per
+/// such period (Netflix #134 in slow motion). Excluding queued or binding-but-not-far windows
+/// was measured and is worse: a baseline that only falls sticks to a lucky early window and
+/// the 500-worker do-no-harm cells shed up to 94 %.
+///
+/// Origins: Netflix concurrency-limits `Gradient2Limit` (the smoothed cut, the app-limited
+/// hold); BBR (Cardwell et al., 2016; Linux `tcp_bbr.c`: `max bw × min RTT`, the gain cycle,
+/// app-limited marking); Little's law as used by the Sentinel, Kratos and go-zero limiters
+/// (bucket means, not sample minima); Breakwater and DAGOR (act on the queue, not on the
+/// service time).
+///
+/// ```
+/// use std::time::Duration;
+/// use tailwater_core::algorithm::{Headroom, LimitAlgorithm, Sample};
+/// let mut h = Headroom::default();
+/// let ms = Duration::from_millis;
+/// // A 500-worker pool at 20 ms whose demand fills any limit: no queue, so the limit grows.
+/// for i in 0..20_000u64 {
+///     let l = h.limit();
+///     h.update(&Sample::success(ms(i) / 10, ms(20), l));
+/// }
+/// assert!(h.limit() > 400, "{}", h.limit());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Headroom {
+    limit: f64,
+    min: usize,
+    burst_floor: usize,
+    max: usize,
+    /// This window's samples, and those admitted when the limiter was full.
+    seen: u64,
+    full: u64,
+    /// Binding windows in a row that queued.
+    queued_run: u32,
+    /// Windows in a row that queued while pressed (at least half their samples filled the
+    /// limit they were admitted under): demand above the knee, not a burst.
+    pressed_run: u32,
+    /// The RTT's coefficient of variation, averaged over about [`CV_WINDOWS`] windows.
+    cv: f64,
+    tolerance: f64,
+    sustained_tolerance: f64,
+    backoff: f64,
+    smoothing: f64,
+    growth: f64,
+    grew: bool,
+    binding_share: f64,
+    /// The share of admissions that filled the limit, averaged over about 8 windows.
+    full_share: f64,
+    baseline_windows: usize,
+    means: VecDeque<f64>,
+    /// The same values as `means`, kept in `f64::total_cmp` order, so the baseline is an
+    /// index instead of a selection over up to `baseline_windows` values at every window
+    /// (the selection and its copy cost 700–1 160 instructions per proxied request).
+    sorted_means: Vec<f64>,
+    windows: Windows,
+    guard: LittlesLaw,
+    last: Option<(Duration, f64)>,
+    rates: VecDeque<f64>,
+    slow_start: bool,
+    paused: bool,
+    queued_windows: u32,
+    slow_start_rate: f64,
+    flat_windows: u32,
+    opened: f64,
+    started: Option<Duration>,
+    /// Windows closed when the warm-up began (0, or slow start's exit: see
+    /// [`Headroom::restart_warm_up`]).
+    warm_from: u64,
+    /// Whether a remembered window mean came from a calm slow-start window (under half the
+    /// limit in flight): then the baseline is no queue's, and slow start's exit keeps it.
+    calm: bool,
+    /// Whether the warm-up restarted at slow start's exit (overloaded from the start): the
+    /// baseline is then the lowest remembered window mean.
+    restarted: bool,
+    /// The completion rate of the first window.
+    first_rate: Option<f64>,
+    /// Slow-start windows in a row in which the limit did not grow.
+    idle_windows: u32,
+    /// The limit until the first sample arrives (rule 7), then `None`.
+    first_round: Option<usize>,
+}
+
+impl Default for Headroom {
+    fn default() -> Self {
+        HeadroomBuilder::default()
+            .build()
+            .expect("the default Headroom configuration is valid")
+    }
+}
+
+impl Headroom {
+    /// A builder with the defaults.
+    pub fn builder() -> HeadroomBuilder {
+        HeadroomBuilder::default()
+    }
+
+    /// Whether the Little's-law guard holds the limit (a slowdown is suspected).
+    pub fn guarding(&self) -> bool {
+        self.guard.guarding()
+    }
+
+    /// The no-queue baseline RTT: the 10th percentile of recent window means (their minimum
+    /// once slow start found the service overloaded from the first request).
+    pub fn baseline(&self) -> Option<Duration> {
+        self.baseline_secs()
+            .and_then(|b| Duration::try_from_secs_f64(b).ok())
+    }
+
+    fn baseline_secs(&self) -> Option<f64> {
+        let n = self.sorted_means.len();
+        if n == 0 {
+            return None;
+        }
+        // Overloaded from the first request (the warm-up restarted): every window queued, so
+        // the lowest mean, measured at the drained limit, is the least queue-bound; a
+        // percentile would follow the standing queue up.
+        let k = if self.restarted {
+            0
+        } else {
+            ((n - 1) as f64 * BASELINE_PERCENTILE).round() as usize
+        };
+        self.sorted_means.get(k).copied()
+    }
+
+    fn clamp(&self, v: f64) -> f64 {
+        if v.is_finite() {
+            v.clamp(self.min as f64, self.max as f64)
+        } else {
+            self.limit
+        }
+    }
+}
+
+impl LimitAlgorithm for Headroom {
+    fn name(&self) -> &'static str {
+        "headroom"
+    }
+
+    fn limit(&self) -> usize {
+        let limit = self.first_round.map_or(self.limit, |v| v as f64);
+        super::clamp_limit(limit, self.min, self.max)
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        // Slow start (TCP's, per acknowledgement): every success admitted while at least half
+        // the current limit was in flight raises the limit by the completions it stands for,
+        // so a binding limit doubles per round trip; a limit at most twice the demand's peak
+        // does not bind and stays.
+        if self.windows.closed() == 0 {
+            self.started.get_or_insert(sample.now);
+        }
+        // Rule 7: feedback has arrived; from now on the limit is the algorithm's own.
+        self.first_round = None;
+        if self.slow_start
+            && !self.paused
+            && sample.outcome == Outcome::Success
+            && sample.in_flight.saturating_mul(2) as f64 >= self.limit.floor()
+        {
+            self.limit = (self.limit + SLOW_START_GAIN * f64::from(sample.weight.max(1)))
+                .min(self.max as f64);
+        }
+        if sample.outcome != Outcome::Ignored {
+            self.seen += 1;
+            // In slow start each success opens two more slots, so a full limiter admits
+            // three requests per completion, the last of which fills it: count those too.
+            let slack = if self.slow_start {
+                SLOW_START_GAIN
+            } else {
+                0.0
+            };
+            let at = if sample.limit > 0 {
+                sample.limit as f64
+            } else {
+                self.opened.floor()
+            };
+            let full = sample.in_flight as f64 + slack >= at;
+            self.full += u64::from(full);
+        }
+        let Some(c) = self.windows.push(sample) else {
+            return self.limit();
+        };
+        let before = self.limit;
+        let was_slow = self.slow_start;
+        let proposal = self.propose(&c);
+        self.guard.observe(&c);
+        if let Some(cv) = c.cv {
+            // The first window's CV seeds the average.
+            self.cv = match self.windows.closed() {
+                1 => cv,
+                _ => self.cv + (cv - self.cv) / CV_WINDOWS,
+            };
+        }
+        let floor = self.floor(before);
+        (self.seen, self.full) = (0, 0);
+        let binding = c.max_in_flight as f64 >= before.floor();
+        if was_slow {
+            // Slow start's own proposal stands (its drain included); only a limit above a
+            // small pool's burst room decays.
+            let proposal = match self.decay_to(before) {
+                Some(target) if !binding && !c.dropped() => proposal.min(target),
+                _ => proposal,
+            };
+            self.limit = self.clamp(proposal.max(floor));
+            self.opened = self.limit;
+            return self.limit();
+        }
+        let steered = self.guard.steer(proposal, c.dropped());
+        // Under sustained demand without a fall in the completion rate, the guard may hold
+        // the limit against the latency rule's cuts, never raise it: there `F` is the standing
+        // queue's own in-flight count, and its probes would ratchet the limit up.
+        let rate_fell = self.rate_fell();
+        let mut next = if rate_fell || self.binding_share < SUSTAINED_SHARE {
+            steered
+        } else {
+            steered.min(before).max(proposal)
+        };
+        if !binding && !c.dropped() {
+            next = self.decay(before, next);
+        }
+        self.limit = self.clamp(next.max(floor));
+        self.opened = self.limit;
+        self.limit()
+    }
+
+    fn estimates(&self) -> Estimates {
+        Estimates {
+            min_rtt: self.baseline(),
+            short_rtt: self.last.map(|(d, _)| d),
+            gradient: self.last.map(|(_, q)| q),
+            queue: self.guard.estimate(),
+            probing: Some(self.guard.guarding()),
+            ..Estimates::default()
+        }
+    }
+
+    /// Yes: it aggregates windows, and counts completions by each sample's
+    /// [`weight`](Sample::weight), so the limiter may measure only every 2^k-th permit.
+    fn aggregates_samples(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,306 @@
+//! The window rules of [`Headroom`]: the latency rule, slow start's window, the floors.
+
+use super::super::window_stats::Closed;
+use super::*;
+
+impl Headroom {
+    /// Records the guard's recent completion rate and says whether it fell below
+    /// [`RATE_DROP`] of the highest recorded over the baseline horizon. A slowdown or a lost
+    /// worker lowers the rate the service completes at; a standing queue in front of an
+    /// unchanged service does not, and there the guard's `F` is only the in-flight count
+    /// itself (Little's law at a binding limit), so guarding would ratchet the limit up.
+    pub(super) fn rate_fell(&mut self) -> bool {
+        let Some(now) = self.guard.mean_rate() else {
+            return true;
+        };
+        self.rates.push_back(now);
+        while self.rates.len() > self.baseline_windows {
+            self.rates.pop_front();
+        }
+        let best = self.rates.iter().copied().fold(now, f64::max);
+        now < RATE_DROP * best
+    }
+
+    pub(super) fn remember(&mut self, mean: f64) {
+        self.means.push_back(mean);
+        let at = self
+            .sorted_means
+            .partition_point(|x| x.total_cmp(&mean).is_lt());
+        self.sorted_means.insert(at, mean);
+        while self.means.len() > self.baseline_windows {
+            if let Some(old) = self.means.pop_front() {
+                let at = self
+                    .sorted_means
+                    .partition_point(|x| x.total_cmp(&old).is_lt());
+                self.sorted_means.remove(at);
+            }
+        }
+    }
+
+    /// Slow start's proposal for one closed window (the growth itself is per sample, in
+    /// [`update`](LimitAlgorithm::update)).
+    ///
+    /// - A window in which the limit grew by more than [`SLOW_START_YOUNG`] holds mostly young
+    ///   requests, the fast ones of which completed first: its mean is biased low, so it
+    ///   enters the baseline only while there is none.
+    /// - A window that queued while it pressed on the limit (its samples saw at least half
+    ///   the limit it opened with in flight: a sample's in-flight count is that of its
+    ///   admission, a round trip ago) pauses the growth; any other window resumes it. A burst
+    ///   drains; sustained demand queues on.
+    /// - After [`SLOW_START_QUEUED`] such windows in a row slow start ends, and the limit
+    ///   drains to the Little's-law estimate (BBR's drain after startup: the in-flight count
+    ///   the service completed at its best rate), at most halving it (TCP's halving on loss).
+    pub(super) fn slow_start_window(
+        &mut self,
+        c: &Closed,
+        before: f64,
+        queued: bool,
+        mean: Option<f64>,
+    ) -> f64 {
+        let young = before > self.opened * SLOW_START_YOUNG;
+        let pressed = c.max_in_flight.saturating_mul(2) as f64 >= self.opened.floor();
+        if self.first_rate.is_none() {
+            self.first_rate = c.rate;
+        }
+        if let Some(mean) = mean
+            && (!young || self.means.is_empty())
+        {
+            self.remember(mean);
+            self.calm |= !pressed;
+        }
+        // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
+        // a quarter within three windows, else more in flight only queues.
+        let mut plateau = false;
+        if let Some(rate) = c.rate.filter(|_| pressed && young) {
+            if rate >= SLOW_START_RATE_GROWTH * self.slow_start_rate {
+                self.slow_start_rate = rate;
+                self.flat_windows = 0;
+            } else {
+                self.flat_windows += 1;
+                plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
+            }
+        }
+        // The demand, not the limit, caps the in-flight count (a client's connections, or a
+        // healthy service's own load): no success saw half the limit in flight, so the limit
+        // stopped growing. Slow start ends without a drain; the limit did not bind.
+        if before <= self.opened && !pressed {
+            self.idle_windows += 1;
+        } else {
+            self.idle_windows = 0;
+        }
+        if self.idle_windows >= SLOW_START_IDLE {
+            self.slow_start = false;
+            return before;
+        }
+        if !(plateau || pressed && queued) {
+            self.queued_windows = 0;
+            self.paused = false;
+            return before;
+        }
+        self.queued_windows += 1;
+        self.paused = true;
+        if self.queued_windows < SLOW_START_QUEUED && !plateau {
+            return before;
+        }
+        self.slow_start = false;
+        // Saturated from the first window on: the completion rate never grew by a quarter.
+        let saturated = match (self.first_rate, c.rate) {
+            (Some(first), Some(now)) => now < SLOW_START_RATE_GROWTH * first,
+            _ => false,
+        };
+        if !self.calm && saturated {
+            self.restart_warm_up(c.now);
+        }
+        // A completion rate below its recent best is a slower service, not a queue: the
+        // limit stays and the guard takes over (rule 3).
+        // Both this window's rate and the filter's mean: one window's rate is noisy, and a
+        // hold at an overshoot through a standing queue would let the guard ratchet.
+        if let (Some(now), Some(mean), Some(best)) =
+            (c.rate, self.guard.mean_rate(), self.guard.max_rate())
+            && now.max(mean) < RATE_DROP * best
+        {
+            return before;
+        }
+        match self.guard.estimate() {
+            // After a rate plateau the estimate is the knee itself; after a queued window
+            // the drain is at most to a quarter.
+            Some(f) if f.is_finite() => {
+                let floor = if plateau { 0.0 } else { before / 4.0 };
+                before.min((f * self.sustained_tolerance).max(floor))
+            }
+            _ => before * self.backoff,
+        }
+    }
+
+    /// Slow start ended on a queue and no window it remembered was calm (under half the limit
+    /// in flight): the window means are those of a queue that built from the start (started
+    /// under overload, every window queued, and the baseline was a queue's RTT: 0.6 s for a
+    /// 20 ms service behind 100 connections). They are forgotten, and the baseline is learned again after a fresh warm-up from the drain
+    /// on, when the requests admitted under the drained limit have completed (BBR's
+    /// `ProbeRTT`, which measures the minimum RTT with the queue drained).
+    pub(super) fn restart_warm_up(&mut self, now: Duration) {
+        self.started = Some(now);
+        self.restarted = true;
+        self.warm_from = self.windows.closed();
+        self.means.clear();
+        self.sorted_means.clear();
+    }
+
+    /// The latency rule's proposal for one closed window.
+    pub(super) fn propose(&mut self, c: &Closed) -> f64 {
+        let before = self.limit;
+        if c.dropped() {
+            return before * self.backoff;
+        }
+        let Some(mean) = c.mean else {
+            return before;
+        };
+        let binding = c.max_in_flight as f64 >= before.floor();
+        let base = match self.baseline_secs().filter(|b| *b > 0.0) {
+            Some(b) => b,
+            None => mean,
+        };
+        // Warm-up: until a few mean RTTs have passed since the first sample, only the requests
+        // that happened to be fast have completed, so a window's mean is biased low (it
+        // would make a baseline that reads the real service as queued). Such a window teaches
+        // nothing and moves nothing.
+        if let Some(started) = self.started {
+            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
+                && self.windows.closed() - self.warm_from <= WARM_UP_WINDOWS
+            {
+                // Slow start still applies its completion-rate test.
+                return if self.slow_start {
+                    self.slow_start_window(c, before, false, None)
+                } else {
+                    before
+                };
+            }
+            // Warm for good: a later queue must not read as a warm-up.
+            self.started = None;
+        }
+        let ratio = mean / base;
+        let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
+        self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
+        // A limit that bound in most recent windows faces sustained demand, not a burst
+        // (CoDel's "bad queue" persists, a "good queue" drains): hold it to the tighter
+        // tolerance.
+        let tolerance = if self.binding_share >= SUSTAINED_SHARE {
+            self.sustained_tolerance
+        } else {
+            self.tolerance
+        };
+        let allowance = tolerance + error;
+        let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        // In slow start the limit grows within the window: binding means the in-flight count
+        // reached the limit the window opened with.
+        let queued = ratio > allowance;
+        if c.max_in_flight as f64 >= self.opened.min(before).floor() && queued {
+            self.queued_run = self.queued_run.saturating_add(1);
+        } else {
+            self.queued_run = 0;
+        }
+        // At least half the window's samples found the limiter full when admitted.
+        let pressed = self.full.saturating_mul(2) >= self.seen.max(1);
+        let full_now = self.full as f64 / self.seen.max(1) as f64;
+        self.full_share += (full_now - self.full_share) / 8.0;
+        if pressed && queued {
+            self.pressed_run = self.pressed_run.saturating_add(1);
+        } else {
+            self.pressed_run = 0;
+        }
+        if self.slow_start {
+            return self.slow_start_window(c, before, ratio > allowance, Some(mean));
+        }
+        self.remember(mean);
+        if !binding {
+            return before;
+        }
+        self.last = Some((c.mean_duration(), ratio / allowance));
+        // Rule 6: demand in bursts (few admissions fill the limit, none of the last windows
+        // pressed on it). A queue that drains is not cut; a limit that sheds more than the
+        // budget while the window did not queue doubles (once per two windows, as below).
+        if self.full_share < BURST_FULL_SHARE
+            && full_now < BURST_FULL_NOW
+            && self.pressed_run < PRESSED_RUN
+        {
+            if queued {
+                self.grew = false;
+                return before;
+            }
+            if full_now > BURST_SHED_BUDGET {
+                if !std::mem::take(&mut self.grew) {
+                    self.grew = true;
+                    return before * self.growth;
+                }
+                return before;
+            }
+        }
+        let doubled = std::mem::take(&mut self.grew);
+        if ratio <= allowance {
+            if far && !doubled && self.binding_share < SUSTAINED_SHARE {
+                // The next window's RTTs are mostly those of requests admitted under the old
+                // limit, so it only holds (BBR, too, waits a round trip after a gain).
+                self.grew = true;
+                before * self.growth
+            } else if far {
+                before
+            } else {
+                before + 1.0
+            }
+        } else {
+            let g = (allowance / ratio).clamp(0.5, 1.0);
+            before * (1.0 - self.smoothing + self.smoothing * g)
+        }
+    }
+
+    /// A queue that stands: [`PRESSED_RUN`] windows in a row queued while most of their
+    /// admissions filled the limit, or [`SUSTAINED_RUN`] binding windows in a row queued.
+    pub(super) fn sustained_queue(&self) -> bool {
+        self.pressed_run >= PRESSED_RUN || self.queued_run >= SUSTAINED_RUN
+    }
+
+    /// The lowest the limit may go in this window: the burst room (or the limit, if already
+    /// below it) while the demand comes in bursts, `min_limit` once it is sustained (a queue
+    /// that stands, or a limit that bound in most recent windows).
+    pub(super) fn floor(&self, before: f64) -> f64 {
+        if self.sustained_queue() || self.binding_share >= SUSTAINED_SHARE {
+            self.min as f64
+        } else {
+            self.burst_room().min(before)
+        }
+    }
+
+    /// A window in which the limit did not bind: the limit sheds nothing and stays, unless it
+    /// is above what a small pool's bursts need ([`burst_room`](Self::burst_room)); then it
+    /// decays toward that by `backoff` per window, so that a sudden overload finds it near the
+    /// knee rather than at the burst floor.
+    pub(super) fn decay(&self, before: f64, next: f64) -> f64 {
+        match self.decay_to(before) {
+            Some(target) => next.min(target),
+            None => next.max(before),
+        }
+    }
+
+    /// Where a limit that did not bind decays to, if it does: `backoff` per window toward a
+    /// small pool's burst room.
+    pub(super) fn decay_to(&self, before: f64) -> Option<f64> {
+        let room = self.burst_room();
+        (before > room && room < self.burst_floor as f64).then(|| room.max(before * self.backoff))
+    }
+
+    /// What the bursts of a healthy service need in flight, at most the burst floor: the
+    /// knee Little's law gives (the recent completion rate times the no-queue baseline)
+    /// times `BURST_ROOM + BURST_ROOM_CV2 × CV²` (a dispersed service queues deeper in its
+    /// own bursts). Below the burst floor only for small pools with little dispersion.
+    pub(super) fn burst_room(&self) -> f64 {
+        let floor = self.burst_floor as f64;
+        match (self.guard.mean_rate(), self.baseline_secs()) {
+            (Some(rate), Some(base)) if rate * base > 0.0 => {
+                let knee = rate * base;
+                (knee * (BURST_ROOM + BURST_ROOM_CV2 * self.cv * self.cv))
+                    .clamp(self.min as f64, floor)
+            }
+            _ => floor,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! [`Headroom`] started under overload, on a discrete-event bench with a manual clock: a
+//! FIFO pool of workers behind the limiter, and an open-loop client whose connections cap the
+//! in-flight count (as `tailwater load`: requests wait for a free connection; a refused
+//! request frees its connection at once).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::*;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// The bench: `workers` FIFO workers of `service` (constant, or exponential from a fixed
+/// xorshift sequence), `rate` arrivals per second evenly spaced, at most `connections` in
+/// flight from the client.
+struct Bench {
+    workers: usize,
+    service: Duration,
+    exponential: bool,
+    rate: f64,
+    connections: usize,
+}
+
+/// What a run saw: the limit and in-flight count every 100 ms, requests served and refused.
+#[derive(Debug, Default)]
+struct Run {
+    limits: Vec<usize>,
+    in_flight: Vec<usize>,
+    served: u64,
+    refused: u64,
+}
+
+impl Run {
+    /// The mean limit over the points from `from` (in 100 ms steps) on.
+    fn mean_limit(&self, from: usize) -> f64 {
+        let tail = &self.limits[from..];
+        tail.iter().sum::<usize>() as f64 / tail.len() as f64
+    }
+}
+
+impl Bench {
+    fn run(&self, h: &mut Headroom, seconds: u64) -> Run {
+        let end = Duration::from_secs(seconds);
+        let gap = Duration::from_secs_f64(1.0 / self.rate);
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut service = || {
+            if !self.exponential {
+                return self.service;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+            self.service.mul_f64(-u.ln())
+        };
+        // When each worker is next free, and the admitted requests by completion time:
+        // (done, admitted, in-flight at admission, limit at admission).
+        let mut free: BinaryHeap<Reverse<Duration>> =
+            (0..self.workers).map(|_| Reverse(Duration::ZERO)).collect();
+        let mut done: BinaryHeap<Reverse<(Duration, Duration, usize, usize)>> = BinaryHeap::new();
+        let (mut in_flight, mut waiting) = (0usize, 0u64);
+        let mut next_arrival = Duration::ZERO;
+        let mut next_point = Duration::ZERO;
+        let mut run = Run::default();
+        loop {
+            let next_done = done.peek().map(|Reverse(d)| d.0);
+            let now = match next_done {
+                Some(d) if d <= next_arrival => d,
+                _ => next_arrival,
+            };
+            if now >= end {
+                return run;
+            }
+            while next_point <= now {
+                run.limits.push(h.limit());
+                run.in_flight.push(in_flight);
+                next_point += ms(100);
+            }
+            if next_done == Some(now) {
+                if let Some(Reverse((t, admitted, at, limit))) = done.pop() {
+                    in_flight -= 1;
+                    run.served += 1;
+                    h.update(&Sample::success(t, t - admitted, at).at_limit(limit));
+                }
+            } else {
+                waiting += 1;
+                next_arrival += gap;
+            }
+            // Free connections take the waiting requests; a refusal frees its connection.
+            while waiting > 0 && in_flight < self.connections {
+                waiting -= 1;
+                let limit = h.limit();
+                if in_flight >= limit {
+                    run.refused += 1;
+                    continue;
+                }
+                in_flight += 1;
+                let Some(Reverse(at)) = free.pop() else {
+                    unreachable!("a worker per slot")
+                };
+                let finish = at.max(now) + service();
+                free.push(Reverse(finish));
+                done.push(Reverse((finish, now, in_flight, limit)));
+            }
+        }
+    }
+}
+
+/// The dashboard check's busy route (`scripts/check-dashboard.sh`): `tailwater backend` with
+/// 2 workers × 20 ms (100/s) offered 300 req/s by a client of 100 connections, overloaded
+/// from the first request.
+fn busy_route() -> Bench {
+    Bench {
+        workers: 2,
+        service: ms(20),
+        exponential: false,
+        rate: 300.0,
+        connections: 100,
+    }
+}
+
+#[test]
+fn started_under_overload_the_baseline_is_not_the_first_rounds_queue() {
+    // 100 requests are in flight before the first completes (the first-round limit and the
+    // client's connections), so every early window's mean is a queue's. Before the warm-up
+    // restarted at slow start's exit the baseline was that queue (0.60 s) and the limit 120:
+    // above the client's 100 connections, it never bound again and protected nothing.
+    let mut h = Headroom::default();
+    let run = busy_route().run(&mut h, 20);
+    assert!(!h.slow_start);
+    let baseline = h.baseline().expect("a baseline");
+    // At the floor of 20 in flight the service answers in 10 × 20 ms: the least queue the
+    // default floor allows, and the baseline (the lowest window mean once restarted: the
+    // 10th percentile crept up with the standing queue, to 0.39 s after 20 s).
+    assert!(baseline <= ms(250), "{baseline:?}");
+    // The limit binds (under the 100 connections) and sits near the floor, not above the
+    // client: 28-41 over the last 10 s (it was 120).
+    let limit = run.mean_limit(100);
+    assert!(limit <= 50.0, "{limit}: {:?}", run.limits);
+    let in_flight = run.in_flight[100..].iter().sum::<usize>() / run.in_flight[100..].len();
+    assert!(in_flight < 80, "{in_flight}");
+    // Still the service's capacity: 100/s for 20 s, less the first round trip.
+    assert!(run.served >= 1900, "{}", run.served);
+}
+
+#[test]
+fn slow_start_ends_when_the_demand_caps_in_flight() {
+    // 500 workers at 20 ms and a client of 100 connections with more to send than they
+    // carry: 100 in flight whatever the limit. Slow start grows the limit to 202 (a success
+    // admitted at 100 in flight is half of it) and the limit stops there; slow start used to
+    // stay on forever, waiting for a queue the limit never met. It ends after
+    // SLOW_START_IDLE windows without growth, and the limit stays above the demand.
+    let bench = Bench {
+        workers: 500,
+        service: ms(20),
+        exponential: true,
+        rate: 10_000.0,
+        connections: 100,
+    };
+    let mut h = Headroom::default();
+    let run = bench.run(&mut h, 5);
+    assert!(!h.slow_start, "{:?}", run.limits);
+    assert!(
+        run.limits[10..].iter().all(|&l| l >= 100),
+        "{:?}",
+        run.limits
+    );
+    // Nothing is refused after the first round trip (the first-round limit hands over to
+    // the initial 20 while 100 are in flight).
+    assert!(run.refused <= 200, "{}", run.refused);
+}

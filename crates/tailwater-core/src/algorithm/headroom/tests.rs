@@ -1,0 +1,427 @@
+//! Unit tests of [`Headroom`] on a manual clock.
+
+use super::*;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Feeds one sample every 2 ms with `rtt` and `in_flight` until a window closes.
+fn window(h: &mut Headroom, t: &mut Duration, rtt: Duration, in_flight: usize, drop: bool) {
+    let closed = h.windows.closed();
+    while h.windows.closed() == closed {
+        let s = if drop {
+            Sample::dropped(*t, rtt, in_flight)
+        } else {
+            Sample::success(*t, rtt, in_flight)
+        };
+        h.update(&s);
+        *t += ms(2);
+    }
+}
+
+/// The baseline kept in order equals a selection over the remembered means, through the
+/// ring's wrap-around, with repeated values and a window of one.
+#[test]
+fn the_ordered_baseline_equals_a_selection_over_the_ring() {
+    for windows in [1usize, 7, 50] {
+        let mut h = Headroom::builder()
+            .baseline_windows(windows)
+            .build()
+            .unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Coarse values so that duplicates occur.
+            let mean = (x % 40) as f64 * 0.001;
+            h.remember(mean);
+            let mut v: Vec<f64> = h.means.iter().copied().collect();
+            let k = ((v.len() - 1) as f64 * BASELINE_PERCENTILE).round() as usize;
+            let (_, want, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+            assert_eq!(
+                h.baseline_secs(),
+                Some(*want),
+                "windows {windows}, step {i}"
+            );
+            assert_eq!(h.sorted_means.len(), h.means.len());
+        }
+    }
+}
+
+#[test]
+fn table_binding_windows_against_the_baseline() {
+    // No guard (margin ~0), no dispersion sizing (constant RTTs: CV 0, no error term).
+    let mut h = Headroom::builder()
+        .initial_limit(40)
+        .min_limit(2)
+        .max_limit(1000)
+        .margin(1e-9)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    // Warm-up: the first window closes 20 ms after the first sample, under 4 × its 10 ms
+    // mean: it holds and teaches no baseline.
+    window(&mut h, &mut t, ms(10), 40, false);
+    assert_eq!((h.limit(), h.baseline()), (40, None));
+    // Baseline = 10th percentile of the means so far (rank round(0.1·(n−1))): 10 ms.
+    // 10 ms: ratio 1 ≤ 1 + (2 − 1)/2 = 1.5, far from the knee: doubles, 40 → 80.
+    window(&mut h, &mut t, ms(10), 40, false);
+    assert_eq!(h.limit(), 80);
+    // 17 ms: ratio 1.7 ≤ 2 but > 1.5: +1.
+    window(&mut h, &mut t, ms(17), 80, false);
+    assert_eq!(h.limit(), 81);
+    // 30 ms: ratio 3 > 2: g = 2/3, L = 81 · (0.8 + 0.2 · 2/3) = 75.6.
+    window(&mut h, &mut t, ms(30), 81, false);
+    assert!((h.limit - 75.6).abs() < 1e-9, "{}", h.limit);
+    assert_eq!(h.limit(), 75);
+    // 50 ms but in-flight 10 < 75: the limit did not bind, so it holds.
+    window(&mut h, &mut t, ms(50), 10, false);
+    assert!((h.limit - 75.6).abs() < 1e-9);
+    // 100 ms binding: ratio 10, g clamped to 0.5: L = 75.6 · 0.9 = 68.04.
+    window(&mut h, &mut t, ms(100), 75, false);
+    assert!((h.limit - 68.04).abs() < 1e-9, "{}", h.limit);
+    // A drop backs off by 0.9, binding or not: 61.236.
+    window(&mut h, &mut t, ms(10), 1, true);
+    assert!((h.limit - 61.236).abs() < 1e-9, "{}", h.limit);
+    assert_eq!(h.baseline(), Some(ms(10)));
+}
+
+#[test]
+fn noise_allowance_widens_with_dispersion() {
+    // Two windows, both with mean 25 ms against a 10 ms baseline (ratio 2.5, tolerance 2):
+    // constant RTTs count as queueing; RTTs alternating 5 and 45 ms (CV 0.8, 11 samples:
+    // allowance 2 + 2 · 0.8/√11 = 2.48) do not.
+    let build = || {
+        Headroom::builder()
+            .initial_limit(40)
+            .min_limit(2)
+            .margin(1e-9)
+            .dispersion_samples(0.0)
+            .slow_start(false)
+            .build()
+            .unwrap()
+    };
+    let mut t = Duration::ZERO;
+    let mut calm = build();
+    window(&mut calm, &mut t, ms(10), 40, false); // warm-up
+    window(&mut calm, &mut t, ms(10), 40, false);
+    let l = calm.limit();
+    window(&mut calm, &mut t, ms(25), l, false);
+    assert!(calm.limit() < l, "{} vs {l}", calm.limit());
+    let mut noisy = build();
+    let mut t = Duration::ZERO;
+    window(&mut noisy, &mut t, ms(10), 40, false); // warm-up
+    window(&mut noisy, &mut t, ms(10), 40, false);
+    let l = noisy.limit();
+    let closed = noisy.windows.closed();
+    let mut i = 0u64;
+    while noisy.windows.closed() == closed {
+        let rtt = if i.is_multiple_of(2) { ms(45) } else { ms(5) };
+        noisy.update(&Sample::success(t, rtt, l));
+        t += ms(2);
+        i += 1;
+    }
+    assert!(noisy.limit() > l, "{} vs {l}", noisy.limit());
+}
+
+#[test]
+fn finds_the_knee_and_keeps_it_through_a_uniform_slowdown() {
+    use super::super::window_stats::fluid_pool;
+    // 48 workers at 30 ms with demand above any limit from the start: within 2 s the limit
+    // sits between the knee and the tolerance (2 × 48), then every request becomes 4x
+    // slower and the guard keeps the limit near the knee. (Without slow start: from a start
+    // under overload in this fluid model, slow start ends on the rate plateau well above
+    // the knee and the limit is still near 290 after 2000 samples.)
+    let no_slow_start = || Headroom::builder().slow_start(false).build().unwrap();
+    let mut h = no_slow_start();
+    let mut t = Duration::ZERO;
+    let warm = fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+    let settled = warm[2000..].iter().sum::<usize>() / 1000;
+    assert!((48..=100).contains(&settled), "{settled}");
+    let slow = fluid_pool(&mut h, &mut t, 48, ms(120), 1000);
+    let after = slow.iter().sum::<usize>() / slow.len();
+    assert!(after >= 40, "{settled} then {after}");
+    // A pool that halves (24 workers, same speed): the limit falls.
+    let mut h = no_slow_start();
+    let mut t = Duration::ZERO;
+    fluid_pool(&mut h, &mut t, 48, ms(30), 3000);
+    let halved = fluid_pool(&mut h, &mut t, 24, ms(30), 3000);
+    let tail = halved[2000..].iter().sum::<usize>() / 1000;
+    assert!(tail < settled, "{settled} then {tail}");
+}
+
+/// `workers` workers of `service` each behind a FIFO, with demand above any limit: a
+/// request admitted at `a` completes at `max(a + service, previous + service / workers)`,
+/// and each completion frees a permit that is taken again at once. An RTT is the time since
+/// admission, so through a standing queue it lags the limit by about one RTT, as on a real
+/// socket. Returns the limit after every 100 completions.
+fn standing_queue(
+    h: &mut Headroom,
+    workers: u32,
+    service: Duration,
+    t: &mut Duration,
+    completions: usize,
+) -> Vec<usize> {
+    let mut queue: VecDeque<(Duration, usize, Duration)> = VecDeque::new();
+    let mut last = *t;
+    // Exponential service times from a fixed xorshift sequence.
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut exp = |mean: Duration| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        mean.mul_f64(-(((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64).ln())
+    };
+    let mut out = Vec::new();
+    for i in 0..completions {
+        while queue.len() < h.limit() {
+            last = (*t + exp(service)).max(last + exp(service / workers));
+            queue.push_back((*t, queue.len() + 1, last));
+        }
+        if let Some((admitted, in_flight, done)) = queue.pop_front() {
+            *t = done;
+            h.update(&Sample::success(*t, *t - admitted, in_flight));
+        }
+        if i % 100 == 99 {
+            out.push(h.limit());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_standing_queue_does_not_ratchet_the_limit_up() {
+    // 8 workers at 40 ms (200/s): 60 s at half load (a clean baseline), then 60 s of
+    // sustained overload, floor 4. The latency rule cuts toward the knee (8); the guard's
+    // F there is only the lagged in-flight count of the standing queue, and its 1.25 probe
+    // used to lift the limit past it at every cut (to 1151 within 60 s).
+    let mut h = Headroom::builder()
+        .min_limit(4)
+        .initial_limit(20)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..6000 {
+        t += ms(10);
+        h.update(&Sample::success(t, ms(40), 4));
+    }
+    let limits = standing_queue(&mut h, 8, ms(40), &mut t, 12_000);
+    let tail = &limits[20..];
+    let peak = tail.iter().copied().max().unwrap_or(0);
+    let mean = tail.iter().sum::<usize>() / tail.len();
+    assert!(
+        peak <= 64 && mean <= 32,
+        "peak {peak}, mean {mean}: {limits:?}"
+    );
+}
+
+#[test]
+fn table_slow_start_grows_per_success_while_half_the_limit_is_in_flight() {
+    let mut h = Headroom::default();
+    let t = ms(1);
+    // Limit 20: a success admitted at 10 in flight (2 · 10 ≥ 20) adds SLOW_START_GAIN = 2.
+    h.update(&Sample::success(t, ms(30), 10));
+    assert_eq!(h.limit(), 22);
+    // At 22, 10 in flight is under half: no growth.
+    h.update(&Sample::success(t, ms(30), 10));
+    assert_eq!(h.limit(), 22);
+    // A sample standing for 4 completions (sampled every 4th permit) adds 2 · 4.
+    h.update(&Sample {
+        weight: 4,
+        ..Sample::success(t, ms(30), 11)
+    });
+    assert_eq!(h.limit(), 30);
+    // A drop does not grow it.
+    h.update(&Sample::dropped(t, ms(30), 30));
+    assert_eq!(h.limit(), 30);
+    // Without slow start nothing grows before a window closes.
+    let mut off = Headroom::builder().slow_start(false).build().unwrap();
+    off.update(&Sample::success(t, ms(30), 20));
+    assert_eq!(off.limit(), 20);
+}
+
+#[test]
+fn slow_start_ends_on_a_rate_plateau_and_drains_to_the_knee() {
+    // One success every 0.1 ms at 10 ms, whatever the limit: a service that completes
+    // 10 000/s at most (a knee of 100 in flight). Slow start grows the limit per success;
+    // the completion rate does not grow by a quarter within three growing windows, so slow
+    // start ends and the limit drains to 1.5 × the Little's-law estimate: max rate
+    // 10 000/s × min mean RTT 10 ms = 100, so 150.
+    let mut h = Headroom::builder().dispersion_samples(0.0).build().unwrap();
+    let mut t = Duration::ZERO;
+    let mut peak = 0;
+    for _ in 0..2000 {
+        t += Duration::from_micros(100);
+        let l = h.limit();
+        peak = peak.max(l);
+        h.update(&Sample::success(t, ms(10), l));
+        if !h.slow_start {
+            break;
+        }
+    }
+    assert!(!h.slow_start, "slow start did not end: {}", h.limit());
+    assert!(peak > 150, "{peak}");
+    assert!((140..=150).contains(&h.limit()), "{}", h.limit());
+}
+
+#[test]
+fn a_small_pool_under_sustained_overload_falls_below_the_burst_floor() {
+    // 4 workers at 20 ms (200/s): 20 s at half load (in-flight 2, a clean baseline), then
+    // sustained overload through a standing queue, with the small-pool floor opted into
+    // (`min_limit` 2; the default is 20). The floor of 20 used to hold the limit
+    // at five times the workers (a queue of four service times behind every request).
+    let mut h = Headroom::builder().min_limit(2).build().unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..2000 {
+        t += ms(10);
+        h.update(&Sample::success(t, ms(20), 2).at_limit(h.limit()));
+    }
+    let limits = standing_queue(&mut h, 4, ms(20), &mut t, 4000);
+    let tail = &limits[20..];
+    let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+    assert!((4.0..=12.0).contains(&mean), "mean {mean}: {limits:?}");
+}
+
+#[test]
+fn an_idle_limit_decays_to_a_small_pools_burst_room_only() {
+    // Half load on 4 workers (100/s, 2 in flight): the limit never binds. With constant
+    // 20 ms RTTs (CV 0) the burst room is 6 × the knee (100/s × 20 ms = 2): 12, and the
+    // unused limit decays from 20 toward it. With RTTs of 1 and 59 ms in turn (CV 0.97)
+    // the room is (6 + 4 × 0.93) × 3 ≈ 29, over the burst floor: the limit stays at 20.
+    let run = |rtt: &dyn Fn(u64) -> Duration| {
+        let mut h = Headroom::builder().min_limit(2).build().unwrap();
+        let mut t = Duration::ZERO;
+        for i in 0..3000u64 {
+            t += ms(10);
+            h.update(&Sample::success(t, rtt(i), 2).at_limit(h.limit()));
+        }
+        h.limit()
+    };
+    let calm = run(&|_| ms(20));
+    assert!((10..=14).contains(&calm), "{calm}");
+    let dispersed = run(&|i| if i.is_multiple_of(2) { ms(1) } else { ms(59) });
+    assert_eq!(dispersed, 20);
+}
+
+#[test]
+fn isolated_bursts_keep_the_burst_floor() {
+    // Every fourth window is a burst that fills the limit and queues (3× the baseline);
+    // the others are idle. No queue stands, so the limit stays at the burst floor.
+    let mut h = Headroom::builder()
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for k in 0..200 {
+        let l = h.limit();
+        if k % 4 == 3 {
+            window(&mut h, &mut t, ms(60), l, false);
+        } else {
+            window(&mut h, &mut t, ms(20), l / 2, false);
+        }
+    }
+    assert!(h.limit() >= 20, "{}", h.limit());
+}
+
+/// Feeds one window of samples every 2 ms with `rtt`, a `full` share of them admitted
+/// into the last free slot (`in_flight` = the limit), the others at half the limit.
+fn window_full(h: &mut Headroom, t: &mut Duration, rtt: Duration, full: f64) {
+    let closed = h.windows.closed();
+    let mut i = 0u64;
+    while h.windows.closed() == closed {
+        let l = h.limit();
+        let at = if (i as f64 * full).fract() + full >= 1.0 {
+            l
+        } else {
+            l / 2
+        };
+        h.update(&Sample::success(*t, rtt, at).at_limit(l));
+        *t += ms(2);
+        i += 1;
+    }
+}
+
+#[test]
+fn bursts_that_fill_the_limit_now_and_then_grow_it_sustained_demand_does_not() {
+    let build = || {
+        Headroom::builder()
+            .initial_limit(40)
+            .dispersion_samples(0.0)
+            .slow_start(false)
+            .build()
+            .unwrap()
+    };
+    // A baseline of 10 ms (a warm-up window first).
+    let calm = |h: &mut Headroom, t: &mut Duration| {
+        for _ in 0..20 {
+            window_full(h, t, ms(10), 0.0);
+        }
+    };
+    // One admission in ten fills the limit, no queue: the limit sheds a healthy service's
+    // bursts and doubles (every other window).
+    let mut h = build();
+    let mut t = Duration::ZERO;
+    calm(&mut h, &mut t);
+    let l = h.limit();
+    window_full(&mut h, &mut t, ms(12), 0.1);
+    assert_eq!(h.limit(), 2 * l);
+    window_full(&mut h, &mut t, ms(12), 0.1);
+    assert_eq!(h.limit(), 2 * l);
+    // The same bursts queue (3× the baseline): held, not cut.
+    window_full(&mut h, &mut t, ms(30), 0.1);
+    assert_eq!(h.limit(), 2 * l);
+    // Sustained: every admission fills the limit and the window queues: cut.
+    let mut h = build();
+    let mut t = Duration::ZERO;
+    calm(&mut h, &mut t);
+    let l = h.limit();
+    window_full(&mut h, &mut t, ms(30), 1.0);
+    assert!(h.limit() < l, "{} vs {l}", h.limit());
+}
+
+#[test]
+fn the_first_round_limit_holds_until_the_first_sample() {
+    // Before any sample: the first-round limit (100), whatever the initial limit below it.
+    let mut h = Headroom::default();
+    assert_eq!(h.limit(), FIRST_ROUND_LIMIT);
+    // The first sample hands over to the initial limit (20), here grown once by slow start
+    // (admitted at 10 in flight: half of 20).
+    h.update(&Sample::success(ms(300), ms(300), 10));
+    assert_eq!(h.limit(), 22);
+    // Never below the initial limit, never above the ceiling; at the initial limit it
+    // admits no more than that before feedback.
+    let limit = |b: HeadroomBuilder| b.build().unwrap().limit();
+    assert_eq!(limit(Headroom::builder().first_round_limit(20)), 20);
+    assert_eq!(limit(Headroom::builder().initial_limit(300)), 300);
+    assert_eq!(limit(Headroom::builder().max_limit(60)), 60);
+    // An ignored outcome is feedback too: it ends the first round.
+    let mut h = Headroom::default();
+    h.update(&Sample {
+        outcome: Outcome::Ignored,
+        ..Sample::success(ms(1), ms(1), 1)
+    });
+    assert_eq!(h.limit(), 20);
+}
+
+#[test]
+fn bad_config_names_the_field() {
+    let field = |b: HeadroomBuilder| b.build().unwrap_err().field();
+    let b = Headroom::builder;
+    assert_eq!(field(b().min_limit(0)), "min_limit");
+    assert_eq!(field(b().initial_limit(1)), "initial_limit");
+    assert_eq!(field(b().tolerance(0.5)), "tolerance");
+    assert_eq!(field(b().tolerance(f64::NAN)), "tolerance");
+    assert_eq!(field(b().sustained_tolerance(0.9)), "sustained_tolerance");
+    assert_eq!(field(b().margin(0.0)), "margin");
+    assert_eq!(field(b().growth(5.0)), "growth");
+    assert_eq!(field(b().backoff_ratio(1.0)), "backoff_ratio");
+    assert_eq!(field(b().baseline_windows(0)), "baseline_windows");
+    assert_eq!(field(b().guard_windows(0)), "guard_windows");
+    assert_eq!(field(b().dispersion_samples(-1.0)), "dispersion_samples");
+    assert_eq!(field(b().timeout(Duration::ZERO)), "timeout");
+}
