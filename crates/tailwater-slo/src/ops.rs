@@ -102,7 +102,7 @@ fn alerts() -> Vec<OpsAlert> {
             summary: "The proxy is dropping access log lines: its log writer cannot keep up, or writes fail.",
             means: "Access log lines go through a bounded queue to a writer thread so that a request never waits for the disk. When the writer falls behind (slow or full disk, a blocked stdout pipe) or a write fails, lines are dropped and counted. Requests are served as before; the log has holes.",
             look: "`rate(tailwater_access_log_dropped_total[5m])` against the request rate (the proxy dashboard's \"Requests by outcome\"); the disk of `[access_log] path` (space, latency); the proxy's log for `access log: write failed`.",
-            knobs: "`[access_log] buffer_lines` (a deeper queue rides out short stalls), a faster disk or a file instead of a piped stdout; the `text` format is shorter than `json`.",
+            knobs: "`[access_log] buffer_lines` and `buffer_bytes` (the queue holds at most both: a deeper queue rides out short stalls; long lines fill `buffer_bytes` first), a faster disk or a file instead of a piped stdout; the `text` format is shorter than `json`.",
             rehearse: "Point `[access_log] path` of a test proxy at a full filesystem (or `/dev/full`) and send load: the counter rises and this alert fires.",
         },
         OpsAlert {

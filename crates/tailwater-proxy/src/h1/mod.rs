@@ -53,14 +53,16 @@
 mod chunked;
 mod forward;
 mod head;
+mod local;
+mod relay;
 mod rewind;
+mod view;
 mod watchdog;
 mod write;
 
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
-use http::Response;
+use bytes::BytesMut;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -69,15 +71,14 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use crate::admit::{self, RequestView};
-use crate::body::ProxyBody;
 use crate::config::{ServerConfig, UpstreamProtocol};
 use crate::conn::{Conn, State};
-use crate::linger::{LINGER_IDLE, LINGER_TIME};
 use crate::outcome::BodyFault;
 use crate::send_deadline::SendDeadline;
 
 use head::{Framing, Parsed, RequestHead, ResponseHead};
 use rewind::Rewind;
+use view::View;
 use watchdog::Watchdog;
 
 /// Largest upstream response head read before the response is refused (502).
@@ -444,29 +445,6 @@ impl<S: Io> Client<S> {
         self.forward(route, guard, request, limits, span).await
     }
 
-    /// Answers a request the client got wrong (400, 501) and closes the connection: its
-    /// body, if any, cannot be delimited or is not wanted.
-    async fn refuse(
-        &mut self,
-        status: http::StatusCode,
-        text: &'static str,
-        head_request: bool,
-        span: &tracing::Span,
-    ) -> Next {
-        span.record("status", status.as_u16());
-        span.record("decision", "refused");
-        self.conn
-            .shared
-            .metrics
-            .refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.linger = true;
-        let _ = self
-            .write_local(&crate::body::local(status, text), true, head_request)
-            .await;
-        Next::Close
-    }
-
     /// Reads a small declared body (up to `server.body_buffer_bytes`, within the size cap)
     /// whole into the read buffer before admission, by `deadline`: a client trickling it
     /// holds its connection but no permit. Larger and chunked bodies stream after
@@ -496,150 +474,5 @@ impl<S: Io> Client<S> {
             }
         }
         Ok(())
-    }
-
-    /// Answers and counts a small body that failed before admission (no permit held).
-    async fn body_fault_before_admission(
-        &mut self,
-        route: &crate::route::Route,
-        fault: BodyFault,
-        start: Instant,
-        span: &tracing::Span,
-    ) -> Next {
-        let tier = admit::tier_of(&View {
-            head: &self.head,
-            buf: &self.rbuf,
-        });
-        let metrics = route.metrics.shard(self.conn.worker);
-        metrics.record(fault.decision(), tier, start.elapsed());
-        span.record("route", route.name.as_str());
-        span.record("decision", "rejected");
-        span.record("rejection_reason", fault.decision().reason());
-        if fault == BodyFault::Aborted {
-            return Next::Close;
-        }
-        let (status, text) = fault.response();
-        self.reject(&crate::body::local(status, text), false, span)
-            .await
-    }
-
-    /// Answers with a local response; a request with a body closes the connection.
-    async fn reject(
-        &mut self,
-        resp: &Response<ProxyBody>,
-        head_request: bool,
-        span: &tracing::Span,
-    ) -> Next {
-        span.record("status", resp.status().as_u16());
-        // A body that may still be arriving (or one that cannot be delimited) closes the
-        // connection, with a lingering close so the client reads this answer.
-        let body = self.head.body().map_or(true, Framing::has_body);
-        let close = body || self.head.fields.close;
-        self.linger = body;
-        self.rbuf.advance(self.head.len);
-        if self.write_local(resp, close, head_request).await && !close {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
-    }
-
-    /// nginx's lingering close: after answering early (413, 400, 408, 502) a request whose
-    /// body may still be arriving, stop writing (a FIN after the answer) and read and
-    /// discard what the client still sends, until it closes, for at most
-    /// [`LINGER_TIME`] in all and [`LINGER_IDLE`] between reads. Closing with unread
-    /// bytes would make the kernel send a reset, which can destroy the answer before the
-    /// client reads it.
-    async fn linger(&mut self) {
-        use tokio::io::AsyncWriteExt;
-        if self.io.shutdown().await.is_err() {
-            return;
-        }
-        let end = Instant::now() + LINGER_TIME;
-        let mut sink = [0u8; 4096];
-        loop {
-            let until = end.min(Instant::now() + LINGER_IDLE);
-            match self.watchdog.within(until, self.io.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-        }
-    }
-
-    /// Ends the connection's writing side: on TLS this sends `close_notify`, so the client
-    /// can tell the end from a truncation (a response delimited by the close needs it).
-    /// Bounded by [`LINGER_IDLE`]: a client that reads nothing cannot hold the slot.
-    async fn close(&mut self) {
-        use tokio::io::AsyncWriteExt;
-        let until = Instant::now() + LINGER_IDLE;
-        let _ = self.watchdog.within(until, self.io.shutdown()).await;
-    }
-
-    /// Writes a local response (status, fields, `Content-Length`, body).
-    async fn write_local(
-        &mut self,
-        resp: &Response<ProxyBody>,
-        close: bool,
-        head_request: bool,
-    ) -> bool {
-        write::local_response(&mut self.wbuf, resp, close, head_request);
-        let body = match resp.body().local_data() {
-            Some(b) if !head_request => b.len(),
-            _ => 0,
-        };
-        crate::access_log::note_head(resp.status().as_u16(), self.wbuf.len() - body);
-        let timeout = self.server.send_timeout;
-        forward::write_within(&mut self.watchdog, &mut self.io, timeout, &self.wbuf).await
-    }
-}
-
-/// A lean-path request as the admission steps see it.
-struct View<'a> {
-    head: &'a RequestHead,
-    buf: &'a [u8],
-}
-
-impl<'a> View<'a> {
-    /// The first value of the field `name` (lowercase), as bytes.
-    fn raw_header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        let buf = self.buf;
-        self.head
-            .fields
-            .list
-            .iter()
-            .find(|f| buf[f.name.clone()].eq_ignore_ascii_case(name))
-            .map(|f| &buf[f.value.clone()])
-    }
-}
-
-impl RequestView for View<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .fields
-            .list
-            .iter()
-            .find(|f| self.buf[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .and_then(|f| std::str::from_utf8(&self.buf[f.value.clone()]).ok())
-    }
-
-    fn may_state_deadline(&self, header: Option<&http::HeaderName>) -> bool {
-        header.is_some() || self.head.fields.grpc_timeout
-    }
-
-    fn path(&self) -> &str {
-        let target = std::str::from_utf8(&self.buf[self.head.target.clone()]).unwrap_or("/");
-        // Origin form `/p?q`, or absolute form `http://host/p?q`.
-        let path = match target.split_once("://") {
-            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-            None => target,
-        };
-        path.split_once('?').map_or(path, |(p, _)| p)
-    }
-
-    fn content_length(&self) -> Option<u64> {
-        match self.head.body() {
-            Ok(Framing::Length(n)) => Some(n),
-            _ => None,
-        }
     }
 }

@@ -1,0 +1,272 @@
+//! The response side of a forwarded request: the upstream's response relayed to the client
+//! (head rewritten, body streamed), or the local answer when the exchange failed, and the
+//! deadline-bounded client write both use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::chunked::Scanner;
+use super::forward::{BodyLeft, Failed, Limits};
+use super::head::Framing;
+use super::watchdog::Watchdog;
+use super::{Client, Io, Next, READ_CHUNK, write};
+use crate::body::Guard;
+use crate::decision::Decision;
+use crate::outcome::BodyFault;
+use crate::upstream::{RawConn, Shard};
+
+impl<S: Io> Client<S> {
+    /// Relays the response whose head is in `self.resp` (read from `up`): the rewritten
+    /// head with the body bytes at hand in one write, then the rest as it comes. Settles
+    /// `guard` and gives `up` back to the pool when it can carry another request.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay(
+        &mut self,
+        shard: &Arc<Shard>,
+        mut up: RawConn,
+        mut guard: Guard,
+        head_request: bool,
+        client_close: bool,
+        limits: &Limits,
+        span: &tracing::Span,
+    ) -> Next {
+        let status = self.resp.status;
+        span.record("status", status);
+        guard.upstream_status(status);
+        let Ok(framing) = self.resp.body(head_request) else {
+            return self
+                .settle(
+                    guard,
+                    span,
+                    Failed::Upstream(Decision::UpstreamError),
+                    head_request,
+                )
+                .await;
+        };
+        let close = client_close || framing == Framing::Close || *self.drain.borrow();
+        // RFC 9112 §6.3: a response framed by its coding despite a length is forwarded
+        // without the length, and its connection not trusted with another request.
+        let reusable = !self.resp.fields.close
+            && framing != Framing::Close
+            && !self.resp.fields.framing.length_and_coding();
+        write::response_head(&mut self.wbuf, &self.resp, &up.buf, framing, close);
+        crate::access_log::note_head(status, self.wbuf.len());
+        up.buf.advance(self.resp.len);
+
+        // The body bytes already read go out with the head.
+        let mut left = match framing {
+            Framing::Empty => BodyLeft::None,
+            Framing::Length(n) => {
+                let have = up.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                self.wbuf.extend_from_slice(&up.buf[..have]);
+                up.buf.advance(have);
+                if have as u64 == n {
+                    BodyLeft::None
+                } else {
+                    BodyLeft::Length(n - have as u64)
+                }
+            }
+            Framing::Chunked => {
+                let mut scanner = Scanner::default();
+                let Ok(p) = scanner.feed(&up.buf, &mut self.wbuf) else {
+                    return self
+                        .settle(
+                            guard,
+                            span,
+                            Failed::Upstream(Decision::UpstreamError),
+                            head_request,
+                        )
+                        .await;
+                };
+                up.buf.advance(p.consumed);
+                if p.done {
+                    BodyLeft::None
+                } else {
+                    BodyLeft::Chunked(scanner, 0)
+                }
+            }
+            Framing::Close => {
+                self.wbuf.extend_from_slice(&up.buf);
+                up.buf.clear();
+                BodyLeft::UntilClose
+            }
+        };
+        let send_timeout = self.server.send_timeout;
+        if !write_within(&mut self.watchdog, &mut self.io, send_timeout, &self.wbuf).await {
+            return Next::Close; // the guard settles as cancelled
+        }
+        while !matches!(left, BodyLeft::None) {
+            up.buf.clear();
+            up.buf.reserve(READ_CHUNK);
+            let progress = Instant::now() + limits.body_idle;
+            let read = up.io.read_buf(&mut up.buf);
+            let n = match self.watchdog.within(progress, read).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) => {
+                    guard.finish(Decision::BodyError);
+                    return Next::Close;
+                }
+            };
+            if n == 0 {
+                if matches!(left, BodyLeft::UntilClose) {
+                    break;
+                }
+                guard.finish(Decision::BodyError);
+                return Next::Close;
+            }
+            let mut chunked = false;
+            let take = match &mut left {
+                BodyLeft::Length(rem) => {
+                    let take = up
+                        .buf
+                        .len()
+                        .min(usize::try_from(*rem).unwrap_or(usize::MAX));
+                    *rem -= take as u64;
+                    if *rem == 0 {
+                        left = BodyLeft::None;
+                    }
+                    take
+                }
+                BodyLeft::Chunked(scanner, _) => {
+                    self.wbuf.clear();
+                    chunked = true;
+                    match scanner.feed(&up.buf, &mut self.wbuf) {
+                        Ok(p) => {
+                            if p.done {
+                                left = BodyLeft::None;
+                            }
+                            p.consumed
+                        }
+                        Err(_) => {
+                            guard.finish(Decision::BodyError);
+                            return Next::Close;
+                        }
+                    }
+                }
+                BodyLeft::UntilClose => up.buf.len(),
+                BodyLeft::None => 0,
+            };
+            let chunk = if chunked {
+                &self.wbuf[..]
+            } else {
+                &up.buf[..take]
+            };
+            if !write_within(&mut self.watchdog, &mut self.io, send_timeout, chunk).await {
+                return Next::Close; // the guard settles as cancelled
+            }
+            up.buf.advance(take);
+        }
+        guard.finish(Decision::Success);
+        if reusable && up.buf.is_empty() {
+            Shard::put_back_raw(shard, up);
+        }
+        if close { Next::Close } else { Next::KeepAlive }
+    }
+
+    /// Settles a request that ended without a response to relay, answers the client when
+    /// there is one to answer, and closes: the request may be half read or half sent.
+    /// A HEAD request (`head_request`) gets the status and fields without the body.
+    pub(super) async fn settle(
+        &mut self,
+        guard: Guard,
+        span: &tracing::Span,
+        failed: Failed,
+        head_request: bool,
+    ) -> Next {
+        use http::StatusCode;
+        let (status, text) = match failed {
+            Failed::Upstream(decision) => {
+                span.record("rejection_reason", decision.reason());
+                guard.finish(decision);
+                match decision {
+                    Decision::UpstreamTimeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n")
+                    }
+                    _ => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
+                }
+            }
+            Failed::Client(fault) => {
+                // Not the upstream's fault: no sample for the limit. Dropping the upstream
+                // connection stops the upstream's work where it can notice.
+                span.record("rejection_reason", fault.decision().reason());
+                let answer = guard.client_fault(fault);
+                if fault == BodyFault::Aborted {
+                    return Next::Close;
+                }
+                answer
+            }
+            Failed::Deadline { .. } => {
+                span.record("rejection_reason", Decision::DeadlineExceeded.reason());
+                guard.finish(Decision::DeadlineExceeded);
+                (StatusCode::GATEWAY_TIMEOUT, "")
+            }
+        };
+        let resp = match failed {
+            Failed::Deadline { grpc } => crate::deadline::exceeded(grpc),
+            _ => crate::body::local(status, text),
+        };
+        span.record("status", resp.status().as_u16());
+        // The request may be half read: drain what the client still sends, then close.
+        self.linger = true;
+        let _ = self.write_local(&resp, true, head_request).await;
+        Next::Close
+    }
+}
+
+/// Writes `buf` to the client unless it accepts nothing for `timeout` (a reader that
+/// stalls would hold its permit for as long as it liked); whether it was written. The
+/// write is flushed within the same deadline: a TLS session may keep encrypted bytes it
+/// could not send yet (on a plain socket the flush is immediate).
+pub(super) async fn write_within<S: Io>(
+    watchdog: &mut Watchdog,
+    io: &mut S,
+    timeout: Duration,
+    buf: &[u8],
+) -> bool {
+    crate::access_log::note_written(buf.len());
+    // Most writes are taken at once (the socket has room): one attempt first, without a
+    // clock read or the timer; only a write that must wait gets its deadline.
+    let mut buf = buf;
+    let attempt = std::future::poll_fn(|cx| {
+        let written = if buf.is_empty() {
+            std::task::Poll::Ready(Ok(0))
+        } else {
+            std::pin::Pin::new(&mut *io).poll_write(cx, buf)
+        };
+        let step = match written {
+            std::task::Poll::Ready(Ok(n)) if n > 0 || buf.is_empty() => {
+                buf = &buf[n..];
+                if !buf.is_empty() {
+                    return std::task::Poll::Ready(Some(true));
+                }
+                std::pin::Pin::new(&mut *io).poll_flush(cx)
+            }
+            std::task::Poll::Ready(_) => return std::task::Poll::Ready(Some(false)),
+            std::task::Poll::Pending => return std::task::Poll::Ready(Some(true)),
+        };
+        std::task::Poll::Ready(match step {
+            std::task::Poll::Ready(Ok(())) => None,
+            std::task::Poll::Ready(Err(_)) => Some(false),
+            std::task::Poll::Pending => Some(true),
+        })
+    })
+    .await;
+    match attempt {
+        // Written and flushed.
+        None => return true,
+        // Failed (or a zero-length write: the peer is gone).
+        Some(false) => return false,
+        // Must wait: the rest (possibly nothing left but the flush) within the deadline.
+        Some(true) => {}
+    }
+    let accepted = Instant::now() + timeout;
+    let write = async {
+        io.write_all(buf).await?;
+        io.flush().await
+    };
+    matches!(watchdog.within(accepted, write).await, Ok(Ok(())))
+}
