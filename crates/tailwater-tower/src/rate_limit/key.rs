@@ -66,6 +66,13 @@ impl PeerIp {
     }
 
     fn peer(parts: &Parts) -> Option<SocketAddr> {
+        peer_addr(parts)
+    }
+}
+
+/// The peer's address from the request extensions: [`PeerAddr`], a bare `SocketAddr`, or
+/// (with the `axum` feature) axum's `ConnectInfo<SocketAddr>`.
+pub(crate) fn peer_addr(parts: &Parts) -> Option<SocketAddr> {
         if let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>() {
             return Some(*addr);
         }
@@ -80,7 +87,6 @@ impl PeerIp {
             return Some(info.0);
         }
         None
-    }
 }
 
 impl Default for PeerIp {
