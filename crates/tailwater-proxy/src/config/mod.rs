@@ -43,7 +43,10 @@ pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
-pub use admission::{LimitConfig, QueueSettings, RateKey, RateLimitConfig, TierSettings};
+pub use admission::{
+    CriticalityConfig, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind,
+    TierSettings,
+};
 pub use balance::{BalanceSettings, Upstreams};
 pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
@@ -336,6 +339,10 @@ pub struct RouteConfig {
     /// Criticality tiers (utilisation thresholds); the tier comes from `x-criticality`.
     #[serde(default)]
     pub tiers: Option<TierSettings>,
+    /// The highest tier a client may claim, and who may claim more
+    /// (`[route.criticality]`, see [`CriticalityConfig`]); none by default.
+    #[serde(default)]
+    pub criticality: Option<CriticalityConfig>,
     /// Local rate limits, all of which must admit a request.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitConfig>,
@@ -420,6 +427,7 @@ impl RouteConfig {
             limit: LimitConfig::default(),
             queue: default_queue(),
             tiers: None,
+            criticality: None,
             rate_limit: Vec::new(),
             rls: None,
             retry_after: default_retry_after(),
