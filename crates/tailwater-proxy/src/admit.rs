@@ -14,10 +14,10 @@ use http::{Response, StatusCode};
 use tailwater_core::limiter::{Acquire, Request as LimiterRequest};
 use tailwater_core::rate::{RateDecision, StoreError};
 use tailwater_core::{Criticality, OwnedPermit, Rejection};
-use tailwater_tower::admission::{RateVerdict, Ticket, body_too_large, rate_verdict};
-use tailwater_tower::edge::EdgeResponse;
 pub(crate) use tailwater_tower::admission::RequestView;
+use tailwater_tower::admission::{RateVerdict, Ticket, body_too_large, rate_verdict};
 use tailwater_tower::edge;
+use tailwater_tower::edge::EdgeResponse;
 use tokio::time::Instant;
 
 use crate::body::{Guard, ProxyBody, local};

@@ -119,6 +119,9 @@ mod tests {
             Verdict::of(Decision::UpstreamError),
             Verdict::UpstreamFailure
         );
-        assert_eq!(Verdict::of(Decision::UpstreamError).outcome(), Outcome::Dropped);
+        assert_eq!(
+            Verdict::of(Decision::UpstreamError).outcome(),
+            Outcome::Dropped
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName, UnknownName};
 
-use super::duration;
+use tailwater_core::Criticality;
+use tailwater_tower::admission::SourceNet;
+
+use super::{RlsFailurePolicy, duration};
 
 /// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults;
 /// a parameter the algorithm does not take is an error naming it.
@@ -162,21 +165,21 @@ impl Default for TierSettings {
 pub struct CriticalityConfig {
     /// The highest tier (`critical_plus`, `critical`, `sheddable_plus`, `sheddable`).
     #[serde(deserialize_with = "de_tier")]
-    pub ceiling: tailwater_core::Criticality,
+    pub ceiling: Criticality,
     /// Client addresses or networks (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`) whose
     /// requests keep the tier they claim. Needs a ceiling below `critical_plus`.
     #[serde(default, deserialize_with = "de_sources")]
-    pub trusted_sources: Vec<tailwater_tower::admission::SourceNet>,
+    pub trusted_sources: Vec<SourceNet>,
 }
 
-fn de_tier<'de, D: serde::Deserializer<'de>>(d: D) -> Result<tailwater_core::Criticality, D::Error> {
+fn de_tier<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<tailwater_core::Criticality, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
 }
 
-fn de_sources<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<tailwater_tower::admission::SourceNet>, D::Error> {
+fn de_sources<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SourceNet>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
     v.iter()
         .map(|s| s.parse().map_err(serde::de::Error::custom))
@@ -212,7 +215,8 @@ impl<'de> Deserialize<'de> for RateKey {
     }
 }
 
-/// A local GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded).
+/// A GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded), its state
+/// in this process or in Redis (`store`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -230,7 +234,8 @@ pub struct RateLimitConfig {
     /// What the limit counts by.
     #[serde(default = "global_key")]
     pub key: RateKey,
-    /// Where the limit's state lives (see [`RateStoreKind`]); default `local`.
+    /// Where the limit's state lives: `local` (default), `redis` or `redis-leased` (see
+    /// [`RateStoreKind`]).
     #[serde(default)]
     pub store: RateStoreKind,
     /// `redis://host:port/db` of the Redis holding the state (`redis` and `redis-leased`
@@ -250,7 +255,7 @@ pub struct RateLimitConfig {
     /// the default: a rate limit should not take the service down with its backend) or
     /// `closed` (`503` + `Retry-After: 1`, gRPC `UNAVAILABLE`).
     #[serde(default)]
-    pub on_store_error: Option<super::RlsFailurePolicy>,
+    pub on_store_error: Option<RlsFailurePolicy>,
 }
 
 /// Where a rate limit's state lives.

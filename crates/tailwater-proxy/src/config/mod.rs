@@ -343,7 +343,7 @@ pub struct RouteConfig {
     /// (`[route.criticality]`, see [`CriticalityConfig`]); none by default.
     #[serde(default)]
     pub criticality: Option<CriticalityConfig>,
-    /// Local rate limits, all of which must admit a request.
+    /// Rate limits (in this process or in Redis), all of which must admit a request.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitConfig>,
     /// A rate limit service asked about each request (`[route.rls]`, see [`RlsConfig`]).

@@ -145,7 +145,10 @@ impl GrpcTrailer {
             State::TrailerValue { len } if len == GRPC_STATUS.len() + 1 => {}
             State::TrailerValue { .. } if self.matched == full => match b {
                 b'0'..=b'9' => {
-                    self.code = self.code.saturating_mul(10).saturating_add(u32::from(b - b'0'));
+                    self.code = self
+                        .code
+                        .saturating_mul(10)
+                        .saturating_add(u32::from(b - b'0'));
                 }
                 b' ' | b'\t' => {}
                 _ => self.bad = true,

@@ -66,7 +66,6 @@ fn build_algorithm(lp: &str, l: &LimitConfig) -> Result<Box<dyn LimitAlgorithm>,
         .map_err(|e| ConfigError::core(lp, &e))
 }
 
-
 /// The route's tier policy from `[route.criticality]` (none: every claim stands). Trusted
 /// sources without a ceiling below `critical_plus` would change nothing: an error.
 pub(super) fn build_tier_policy(prefix: &str, rc: &RouteConfig) -> Result<TierPolicy, ConfigError> {

@@ -25,8 +25,8 @@ use crate::config::{Config, ConfigError, RouteConfig, UpstreamConfig, UpstreamPr
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
 use limiter::{admission_key, build_limiter, build_tier_policy};
-use rate::build_rate;
 pub(crate) use rate::RateLimit;
+use rate::build_rate;
 pub(crate) use reach::reach;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
@@ -95,7 +95,6 @@ impl fmt::Debug for Route {
             .finish_non_exhaustive()
     }
 }
-
 
 /// What building every route of a table shares: the upstream settings, the pools built so
 /// far (one per upstream, shared by its routes) and the counters to attach.

@@ -13,7 +13,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision, RateStore as _, StoreError};
+use tailwater_core::rate::{
+    DirectLimiter, KeyedLimiter, Quota, RateDecision, RateStore as _, StoreError,
+};
 use tailwater_redis::{
     ConnectionOptions, FailurePolicy, KeyLayout, LeasedLimiter, RedisConnection, RedisRateStore,
 };
@@ -67,7 +69,11 @@ struct Remote<T> {
 }
 
 impl<T> Remote<T> {
-    fn get(&self, worker: usize, open: impl FnOnce(&Self) -> Result<T, String>) -> Result<&T, StoreError> {
+    fn get(
+        &self,
+        worker: usize,
+        open: impl FnOnce(&Self) -> Result<T, String>,
+    ) -> Result<&T, StoreError> {
         let cell = &self.workers[worker % self.workers.len()];
         cell.get_or_init(|| open(self))
             .as_ref()

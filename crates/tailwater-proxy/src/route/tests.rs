@@ -5,9 +5,8 @@ use tailwater_core::names::{AlgorithmName, QueueName};
 use super::*;
 
 fn route_with(limit: &str, queue: &str) -> Result<RouteTable, ConfigError> {
-    let src = format!(
-        "[[route]]\nupstream = \"http://127.0.0.1:9\"\n{queue}\n[route.limit]\n{limit}\n"
-    );
+    let src =
+        format!("[[route]]\nupstream = \"http://127.0.0.1:9\"\n{queue}\n[route.limit]\n{limit}\n");
     let cfg = Config::from_toml(&src, None)?;
     RouteTable::build(&cfg)
 }
@@ -61,9 +60,7 @@ fn a_route_without_a_limit_table_uses_the_recommended_algorithm() {
     let stats = table.routes()[0].admission.limiter().stats();
     assert_eq!(
         stats.algorithm,
-        tailwater_core::algorithm::LimitAlgorithm::name(
-            &tailwater_core::algorithm::recommended()
-        )
+        tailwater_core::algorithm::LimitAlgorithm::name(&tailwater_core::algorithm::recommended())
     );
     assert_eq!(stats.limit, {
         use tailwater_core::algorithm::LimitAlgorithm as _;

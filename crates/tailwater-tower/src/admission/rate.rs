@@ -61,7 +61,9 @@ pub fn rate_verdict(
         Ok(d) => RateVerdict::Reject(RateLimited::over_limit(d, policies.cloned())),
         Err(e) => match on_error {
             OnStoreError::FailOpen => RateVerdict::FailedOpen(e),
-            OnStoreError::FailClosed => RateVerdict::Reject(RateLimited::store(e, policies.cloned())),
+            OnStoreError::FailClosed => {
+                RateVerdict::Reject(RateLimited::store(e, policies.cloned()))
+            }
         },
     }
 }

@@ -195,7 +195,11 @@ mod tests {
         let mut t = Ticket::new(l.try_acquire_owned().expect("permit"));
         t.head_status(200);
         drop(t);
-        assert_eq!(l.stats().counters.dropped, before.counters.dropped + 1, "a good head is ignored");
+        assert_eq!(
+            l.stats().counters.dropped,
+            before.counters.dropped + 1,
+            "a good head is ignored"
+        );
         assert_eq!(l.in_flight(), 0);
     }
 

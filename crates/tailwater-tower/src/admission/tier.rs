@@ -229,7 +229,14 @@ mod tests {
         let mapped: SourceNet = "::ffff:10.0.0.0/104".parse().unwrap();
         assert!(mapped.contains("10.200.0.1".parse().unwrap()));
         assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
-        for bad in ["", "10.0.0.0/", "10/8", "::/129", "example.com", "10.0.0.0/-1"] {
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10/8",
+            "::/129",
+            "example.com",
+            "10.0.0.0/-1",
+        ] {
             assert!(bad.parse::<SourceNet>().is_err(), "{bad}");
         }
     }

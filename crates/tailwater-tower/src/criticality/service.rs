@@ -72,9 +72,7 @@ where
         let (mut parts, body) = req.into_parts();
         let tier = match self.classifier.classify(&parts) {
             // Capped at the ceiling unless the peer is trusted.
-            Some(tier) => self
-                .policy
-                .cap(tier, peer_addr(&parts).map(|a| a.ip())),
+            Some(tier) => self.policy.cap(tier, peer_addr(&parts).map(|a| a.ip())),
             None => self.default,
         };
         parts.extensions.insert(tier);
