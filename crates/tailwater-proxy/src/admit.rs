@@ -75,14 +75,16 @@ pub(crate) async fn admit<'r>(
     // Local rate limits: every one must admit.
     if !route.rate_limits.is_empty() {
         let ip = conn.peer.ip().to_string();
+        let tally = Tally {
+            metrics,
+            tier,
+            start,
+            span,
+        };
         let refused = if route.rate_limits_remote {
-            let w = conn.worker;
-            Box::pin(rate_limited_remote(
-                route, w, metrics, req, &ip, tier, start, span,
-            ))
-            .await
+            Box::pin(rate_limited_remote(route, conn.worker, req, &ip, &tally)).await
         } else {
-            rate_limited(route, metrics, req, &ip, tier, start, span)
+            rate_limited(route, req, &ip, &tally)
         };
         if let Some(resp) = refused {
             return Err(resp);
@@ -175,42 +177,44 @@ fn deadline_refused(
     crate::deadline::exceeded(grpc)
 }
 
+/// What counting and tracing a refusal needs: the route's counters, the tier, when the
+/// request started, its span.
+struct Tally<'a> {
+    metrics: &'a RouteCounters,
+    tier: Criticality,
+    start: Instant,
+    span: &'a tracing::Span,
+}
+
 /// The answer of the first rate limit of `route` that refuses the request, if any, when
 /// every store of the route is in this process (they answer at once).
 fn rate_limited(
     route: &Route,
-    metrics: &RouteCounters,
     req: &impl RequestView,
     ip: &str,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
+    tally: &Tally<'_>,
 ) -> Option<Response<ProxyBody>> {
     route.rate_limits.iter().find_map(|rl| {
         let result = rl.check_local(ip, req)?;
-        refused(rl, result, metrics, req, tier, start, span)
+        refused(rl, result, req, tally)
     })
 }
 
 /// [`rate_limited`] for a route with a Redis store: its calls are awaited (boxed by the
 /// caller, so that a request's future stays small on routes without one).
-#[allow(clippy::too_many_arguments)] // one call site, the admission's own values
 async fn rate_limited_remote(
     route: &Route,
     worker: usize,
-    metrics: &RouteCounters,
     req: &impl RequestView,
     ip: &str,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
+    tally: &Tally<'_>,
 ) -> Option<Response<ProxyBody>> {
     for rl in &route.rate_limits {
         let result = match rl.check_local(ip, req) {
             Some(r) => r,
             None => rl.check_remote(worker, &route.name, ip, req).await,
         };
-        if let Some(resp) = refused(rl, result, metrics, req, tier, start, span) {
+        if let Some(resp) = refused(rl, result, req, tally) {
             return Some(resp);
         }
     }
@@ -223,11 +227,8 @@ async fn rate_limited_remote(
 fn refused(
     rl: &RateLimit,
     result: Result<RateDecision, StoreError>,
-    metrics: &RouteCounters,
     req: &impl RequestView,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
+    tally: &Tally<'_>,
 ) -> Option<Response<ProxyBody>> {
     let rejected = match rate_verdict(result, rl.on_error, Some(&rl.policies)) {
         RateVerdict::Admit(_) => return None,
@@ -240,7 +241,13 @@ fn refused(
     if let Some(e) = rejected.store_error() {
         tracing::warn!(limit = %rl.name, error = %e, "rate limit store failed; refused");
     }
-    metrics.record(Decision::RateLimited, tier, start.elapsed());
+    let Tally {
+        metrics,
+        tier,
+        start,
+        span,
+    } = tally;
+    metrics.record(Decision::RateLimited, *tier, start.elapsed());
     span.record("decision", "rate_limited");
     span.record("rejection_reason", rejected.reason());
     tracing::debug!(limit = %rl.name, "rate limited");
