@@ -1,6 +1,6 @@
 //! The proxy's admission path, on tailwater-tower's transport-neutral steps
 //! ([`tailwater_tower::admission`]): the tier, the body cap, the client's own deadline, the
-//! route's rate limits (local, then `[route.rls]`), and the limiter with its queue wait cut
+//! route's rate limits (`[[route.rate_limit]]` on any store, then `[route.rls]`), and the limiter with its queue wait cut
 //! to the deadline. Both engines (hyper's and the lean HTTP/1.1 path) call [`admit`] with a
 //! [`RequestView`] of their head, so both decide alike; the refusals are tailwater-tower's
 //! edge answers (503/429/413/504, or their gRPC statuses), counted on the route, traced, and
@@ -12,10 +12,12 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Response, StatusCode};
 use tailwater_core::limiter::{Acquire, Request as LimiterRequest};
+use tailwater_core::rate::{RateDecision, StoreError};
 use tailwater_core::{Criticality, OwnedPermit, Rejection};
-use tailwater_tower::admission::body_too_large;
-pub(crate) use tailwater_tower::admission::{RequestView, tier_of};
+pub(crate) use tailwater_tower::admission::RequestView;
+use tailwater_tower::admission::{RateVerdict, Ticket, body_too_large, rate_verdict};
 use tailwater_tower::edge;
+use tailwater_tower::edge::EdgeResponse;
 use tokio::time::Instant;
 
 use crate::body::{Guard, ProxyBody, local};
@@ -23,7 +25,7 @@ use crate::conn::{Conn, Shared};
 use crate::deadline::Deadline;
 use crate::decision::Decision;
 use crate::metrics::RouteCounters;
-use crate::route::Route;
+use crate::route::{RateLimit, Route};
 
 /// The 404 for a request no route matches.
 pub(crate) fn no_route(shared: &Shared, span: &tracing::Span) -> Response<ProxyBody> {
@@ -51,7 +53,7 @@ pub(crate) async fn admit<'r>(
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
     crate::access_log::note_route(&route.name);
-    let tier = tier_of(req);
+    let tier = tier(route, conn.peer, req);
     span.record("tier", tier.as_str());
 
     // 413 before anything is admitted or read.
@@ -71,10 +73,22 @@ pub(crate) async fn admit<'r>(
     }
 
     // Local rate limits: every one must admit.
-    if !route.rate_limits.is_empty()
-        && let Some(resp) = rate_limited(route, metrics, req, conn.peer, tier, start, span)
-    {
-        return Err(resp);
+    if !route.rate_limits.is_empty() {
+        let ip = conn.peer.ip().to_string();
+        let tally = Tally {
+            metrics,
+            tier,
+            start,
+            span,
+        };
+        let refused = if route.rate_limits_remote {
+            Box::pin(rate_limited_remote(route, conn.worker, req, &ip, &tally)).await
+        } else {
+            rate_limited(route, req, &ip, &tally)
+        };
+        if let Some(resp) = refused {
+            return Err(resp);
+        }
     }
     if let Some(rls) = &route.rls
         && let Some(resp) = crate::rls::check(
@@ -133,6 +147,13 @@ pub(crate) async fn admit<'r>(
     }
 }
 
+/// The tier of `req` from a client at `peer` on `route`: its `x-criticality` claim,
+/// capped by the route's `[route.criticality]` (tailwater-tower's `TierPolicy`).
+#[inline]
+pub(crate) fn tier(route: &Route, peer: SocketAddr, req: &impl RequestView) -> Criticality {
+    route.tier_policy.tier(req, Some(peer.ip()))
+}
+
 /// What admission gives a request: its permit, tier, the route's counters of this worker,
 /// and the client's deadline if it stated one.
 pub(crate) type Admitted<'r> = (
@@ -156,36 +177,82 @@ fn deadline_refused(
     crate::deadline::exceeded(grpc)
 }
 
-/// The 429 of the first local rate limit of `route` that denies the request, if any.
-fn rate_limited(
-    route: &Route,
-    metrics: &RouteCounters,
-    req: &impl RequestView,
-    peer: SocketAddr,
+/// What counting and tracing a refusal needs: the route's counters, the tier, when the
+/// request started, its span.
+struct Tally<'a> {
+    metrics: &'a RouteCounters,
     tier: Criticality,
     start: Instant,
-    span: &tracing::Span,
+    span: &'a tracing::Span,
+}
+
+/// The answer of the first rate limit of `route` that refuses the request, if any, when
+/// every store of the route is in this process (they answer at once).
+fn rate_limited(
+    route: &Route,
+    req: &impl RequestView,
+    ip: &str,
+    tally: &Tally<'_>,
 ) -> Option<Response<ProxyBody>> {
-    let ip = peer.ip().to_string();
+    route.rate_limits.iter().find_map(|rl| {
+        let result = rl.check_local(ip, req)?;
+        refused(rl, result, req, tally)
+    })
+}
+
+/// [`rate_limited`] for a route with a Redis store: its calls are awaited (boxed by the
+/// caller, so that a request's future stays small on routes without one).
+async fn rate_limited_remote(
+    route: &Route,
+    worker: usize,
+    req: &impl RequestView,
+    ip: &str,
+    tally: &Tally<'_>,
+) -> Option<Response<ProxyBody>> {
     for rl in &route.rate_limits {
-        let d = rl.check(&ip, |name| req.header(name));
-        if d.allowed {
-            continue;
+        let result = match rl.check_local(ip, req) {
+            Some(r) => r,
+            None => rl.check_remote(worker, &route.name, ip, req).await,
+        };
+        if let Some(resp) = refused(rl, result, req, tally) {
+            return Some(resp);
         }
-        metrics.record(Decision::RateLimited, tier, start.elapsed());
-        span.record("decision", "rate_limited");
-        span.record(
-            "rejection_reason",
-            d.reason.map_or("rate_exceeded", |r| r.as_str()),
-        );
-        tracing::debug!(limit = %rl.name, "rate limited");
-        let retry = d.retry_after.unwrap_or(d.reset_after);
-        let mut resp = edge::rate_limited_response("rate limited", Some(retry), req.is_grpc());
-        rl.policies
-            .insert(resp.headers_mut(), 0, d.remaining, d.reset_after_secs());
-        return Some(resp.map(ProxyBody::local));
     }
     None
+}
+
+/// One store's answer judged by tailwater-tower's `rate_verdict`: `None` admits, `Some`
+/// is the refusal (429, or 503 when a store that fails closed cannot decide), counted
+/// and traced.
+fn refused(
+    rl: &RateLimit,
+    result: Result<RateDecision, StoreError>,
+    req: &impl RequestView,
+    tally: &Tally<'_>,
+) -> Option<Response<ProxyBody>> {
+    let rejected = match rate_verdict(result, rl.on_error, Some(&rl.policies)) {
+        RateVerdict::Admit(_) => return None,
+        RateVerdict::FailedOpen(e) => {
+            tracing::warn!(limit = %rl.name, error = %e, "rate limit store failed; admitted");
+            return None;
+        }
+        RateVerdict::Reject(r) => r,
+    };
+    if let Some(e) = rejected.store_error() {
+        tracing::warn!(limit = %rl.name, error = %e, "rate limit store failed; refused");
+    }
+    let Tally {
+        metrics,
+        tier,
+        start,
+        span,
+    } = tally;
+    metrics.record(Decision::RateLimited, *tier, start.elapsed());
+    span.record("decision", "rate_limited");
+    span.record("rejection_reason", rejected.reason());
+    tracing::debug!(limit = %rl.name, "rate limited");
+    let resp: Response<bytes::Bytes> = rejected.edge_response(req.is_grpc());
+    Some(resp.map(ProxyBody::local))
 }
 
 /// The guard of an admitted request: it settles the permit exactly once, with the outcome
@@ -197,11 +264,10 @@ pub(crate) fn guard(
     start: Instant,
 ) -> Guard {
     Guard {
-        permit: Some(permit),
+        ticket: Ticket::new(permit),
         metrics: Arc::clone(metrics),
         tier,
         start,
-        status_dropped: false,
         lease: None,
         attempt: None,
     }

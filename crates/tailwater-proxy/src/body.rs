@@ -15,14 +15,16 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::time::Duration;
-use tailwater_core::{Criticality, OwnedPermit};
+use tailwater_core::Criticality;
+use tailwater_tower::admission::Ticket;
+use tailwater_tower::classify::Outcome;
 
 use tokio::time::{Instant, Sleep};
 
 use crate::balance::Attempt;
 use crate::decision::Decision;
 use crate::metrics::RouteCounters;
-use crate::outcome::{self, BodyFault, Verdict};
+use crate::outcome::{BodyFault, Verdict};
 use crate::upstream::Lease;
 
 /// Errors of the proxy's bodies.
@@ -33,16 +35,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("upstream response body idle for {0:?}")]
 pub struct BodyIdleTimeout(pub Duration);
 
-/// Settles a forwarded request once: reports the permit's outcome and counts the request.
+/// Settles a forwarded request once: its permit through tailwater-tower's [`Ticket`]
+/// (which classifies the response: status, gRPC status in the head or the trailers), and
+/// counts the request.
 #[derive(Debug)]
 pub(crate) struct Guard {
-    pub(crate) permit: Option<OwnedPermit>,
+    /// The permit and the outcome the response gave so far.
+    pub(crate) ticket: Ticket,
     /// The route's counters of the worker that admitted the request.
     pub(crate) metrics: Arc<RouteCounters>,
     pub(crate) tier: Criticality,
     pub(crate) start: Instant,
-    /// The upstream status counts against it (5xx, 429; set by [`Guard::upstream_status`]).
-    pub(crate) status_dropped: bool,
     /// The pooled HTTP/1.1 connection, given back when the response ends cleanly.
     pub(crate) lease: Option<Lease>,
     /// The endpoint of a balanced route, told how the request ended (boxed: a guard of a
@@ -52,12 +55,34 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// Notes the upstream's response status: the request settles as a drop if that
-    /// status counts against the upstream ([`outcome::status_failed`]).
+    /// status counts against the upstream (5xx, 429: tailwater-tower's `status_outcome`).
     pub(crate) fn upstream_status(&mut self, status: u16) {
         crate::access_log::note_upstream_head();
-        self.status_dropped = outcome::status_failed(status);
+        self.ticket.head_status(status);
         if let Some(a) = &mut self.attempt {
             a.head(status);
+        }
+    }
+
+    /// [`upstream_status`](Self::upstream_status) with the head's fields: a gRPC status
+    /// of overload in them (trailers-only answer) settles as a drop too.
+    pub(crate) fn upstream_head(&mut self, status: u16, headers: &http::HeaderMap) {
+        self.upstream_status(status);
+        self.ticket.head(status, headers);
+    }
+
+    /// A gRPC status (in the head, or a trailer) classified as `outcome`: a status of
+    /// overload turns a good head into a drop.
+    pub(crate) fn grpc_status(&mut self, outcome: Outcome) {
+        let outcome = self.ticket.with_trailer_outcome(Some(outcome));
+        self.ticket.set_head(outcome);
+    }
+
+    /// The body ended with `trailers`: a gRPC status of overload there (`UNAVAILABLE`,
+    /// `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`) turns a good head into a drop.
+    pub(crate) fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if let Some(o) = tailwater_tower::classify::grpc_outcome(trailers) {
+            self.grpc_status(o);
         }
     }
 
@@ -75,23 +100,24 @@ impl Guard {
 
     fn settle(&mut self, decision: Decision) {
         let lease = self.lease.take();
-        let Some(permit) = self.permit.take() else {
+        if self.ticket.is_settled() {
             return;
-        };
+        }
         if decision == Decision::Success
             && let Some(lease) = lease
         {
             lease.put_back();
         }
-        let decision = if decision == Decision::Success && self.status_dropped {
-            Decision::UpstreamStatus
-        } else {
-            decision
-        };
+        let decision =
+            if decision == Decision::Success && self.ticket.head_outcome() == Outcome::Dropped {
+                Decision::UpstreamStatus
+            } else {
+                decision
+            };
         if let Some(attempt) = self.attempt.take() {
             attempt.finish(decision);
         }
-        Verdict::of(decision).release(permit);
+        self.ticket.settle(Verdict::of(decision).outcome(), None);
         self.metrics
             .record(decision, self.tier, self.start.elapsed());
     }
@@ -233,8 +259,11 @@ impl Body for ProxyBody {
                             g.finish(Decision::BodyError);
                         }
                     }
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
-                        if let Some(g) = guard.take() {
+                    Poll::Ready(Some(Ok(f))) if f.is_trailers() || inner.is_end_stream() => {
+                        if let Some(mut g) = guard.take() {
+                            if let Some(t) = f.trailers_ref() {
+                                g.trailers(t);
+                            }
                             g.finish(Decision::Success);
                         }
                     }

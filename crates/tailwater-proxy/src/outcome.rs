@@ -5,7 +5,7 @@
 //! | how it ended | [`Verdict`] | permit |
 //! |---|---|---|
 //! | the upstream answered and the body ended | `Success` | latency sample |
-//! | the upstream answered 5xx or 429 (tailwater-tower's [`status_outcome`]) | `UpstreamFailure` | dropped |
+//! | the upstream answered 5xx or 429, or a gRPC status of overload in the head or the trailers (tailwater-tower's `Ticket`) | `UpstreamFailure` | dropped |
 //! | connect/send failed, no head in time, the response body broke | `UpstreamFailure` | dropped |
 //! | the client's request body was malformed, too large, too slow or cut off | `ClientFault` | ignored |
 //! | the client went away, or its own deadline (`grpc-timeout`) ran out | `Cancelled` | ignored |
@@ -16,8 +16,7 @@
 //! never 502.
 
 use http::StatusCode;
-use tailwater_core::OwnedPermit;
-use tailwater_tower::classify::{Outcome, status_outcome};
+use tailwater_tower::classify::Outcome;
 
 use crate::decision::Decision;
 
@@ -55,19 +54,14 @@ impl Verdict {
         }
     }
 
-    /// Releases `permit` with the outcome this verdict feeds to the algorithm.
-    pub(crate) fn release(self, permit: OwnedPermit) {
+    /// The outcome this verdict feeds to the algorithm (a permit's ticket settles with it).
+    pub(crate) fn outcome(self) -> Outcome {
         match self {
-            Verdict::Success => permit.success(),
-            Verdict::UpstreamFailure => permit.dropped(),
-            Verdict::ClientFault | Verdict::Cancelled => permit.ignore(),
+            Verdict::Success => Outcome::Success,
+            Verdict::UpstreamFailure => Outcome::Dropped,
+            Verdict::ClientFault | Verdict::Cancelled => Outcome::Ignored,
         }
     }
-}
-
-/// Whether an upstream response status counts against the upstream (5xx, 429).
-pub(crate) fn status_failed(status: u16) -> bool {
-    status_outcome(status) == Outcome::Dropped
 }
 
 /// A fault of the client's request body, as either engine finds it.
@@ -125,6 +119,9 @@ mod tests {
             Verdict::of(Decision::UpstreamError),
             Verdict::UpstreamFailure
         );
-        assert!(status_failed(502) && status_failed(429) && !status_failed(404));
+        assert_eq!(
+            Verdict::of(Decision::UpstreamError).outcome(),
+            Outcome::Dropped
+        );
     }
 }

@@ -24,7 +24,7 @@ use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-use crate::admit::{RequestView, admit, guard, no_route, tier_of};
+use crate::admit::{RequestView, admit, guard, no_route, tier};
 use crate::body::{Guard, ProxyBody, local};
 use crate::config::ServerConfig;
 use crate::config::UpstreamProtocol;
@@ -321,7 +321,7 @@ async fn proxy(
         guard.finish(Decision::UpstreamError);
         return local(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
     }
-    guard.upstream_status(status.as_u16());
+    guard.upstream_head(status.as_u16(), resp.headers());
     // The response's framing, decided by the rules of the lean path (an HTTP/2 upstream
     // frames its bodies itself), restated by the proxy after the hop-by-hop removal.
     let reframe = if route.protocol == UpstreamProtocol::Http1 {
@@ -368,7 +368,7 @@ async fn request_body(
     let small = req
         .content_length()
         .filter(|n| *n > 0 && *n <= cap && *n <= server.body_buffer_bytes as u64);
-    let tier = tier_of(&req);
+    let tier = tier(route, conn.peer, &req);
     let (parts, body) = req.into_parts();
     let body = match small {
         Some(_) => match RequestBody::read_whole(body, cap, server.body_timeout).await {

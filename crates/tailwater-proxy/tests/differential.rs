@@ -845,3 +845,106 @@ async fn both_engines_forward_exactly_what_they_admit() {
 async fn both_engines_forward_exactly_what_they_admit_over_tls() {
     both_engines(Transport::Tls).await;
 }
+
+/// Answers by path: gRPC overload (`UNAVAILABLE`) in a chunked body's trailer, in the
+/// head (trailers-only), or `OK` in a trailer.
+fn grpc_script() -> raw::Script {
+    Arc::new(|seen: &Seen| {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\n";
+        let out = match seen.target.as_str() {
+            "/trailer" => format!(
+                "{head}transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 14\r\ngrpc-message: busy\r\n\r\n"
+            ),
+            "/head" => format!("{head}grpc-status: 14\r\ncontent-length: 0\r\n\r\n"),
+            _ => format!(
+                "{head}transfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nGRPC-Status: 0\r\n\r\n"
+            ),
+        };
+        (out.into_bytes(), false)
+    })
+}
+
+/// The value of the `tailwater_requests_total` line of `route` with `outcome` (and
+/// `reason`), 0 when absent.
+fn requests(text: &str, outcome: &str, reason: Option<&str>) -> u64 {
+    count(text, "default", outcome, reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_count_a_grpc_overload_in_the_trailers_or_the_head_as_a_drop() {
+    let rec = raw::recorder(1, grpc_script()).await;
+    let mut seen_by_engine = Vec::new();
+    for lean in [true, false] {
+        let toml = format!(
+            "[server]\nlean_http1 = {lean}\n[[route]]\nupstream = \"http://{}\"\n\
+             [route.limit]\nalgorithm = \"aimd\"\ninitial_limit = 20\n",
+            rec.addrs[0]
+        );
+        let running = start_proxy(config(&toml)).await;
+        let c = client();
+        for path in ["/trailer", "/head", "/ok", "/trailer"] {
+            let (parts, _) = get(&c, running.addr, path).await.expect("response");
+            assert_eq!(parts.status, 200, "lean={lean} {path}: relayed as is");
+        }
+        let m = running.proxy.metrics_text();
+        let dropped = requests(&m, "upstream_error", Some("upstream_status"));
+        let ok = requests(&m, "success", None);
+        seen_by_engine.push((dropped, ok));
+        assert_eq!(
+            (dropped, ok),
+            (3, 1),
+            "lean={lean}: two trailers and one head said UNAVAILABLE:\n{m}"
+        );
+        running.shutdown(Duration::from_secs(5)).await;
+    }
+    assert_eq!(seen_by_engine[0], seen_by_engine[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_answer_a_redis_rate_limit_alike() {
+    let test = "both_engines_answer_a_redis_rate_limit_alike";
+    if !tailwater_test::redis::redis_available(test) {
+        return;
+    }
+    let server = tailwater_test::redis::RedisServer::start().expect("redis");
+    let rec = raw::recorder(1, raw::echo_target()).await;
+    let mut answers = Vec::new();
+    for lean in [true, false] {
+        let toml = format!(
+            "[server]\nlean_http1 = {lean}\n[[route]]\nupstream = \"http://{}\"\n\
+             [[route.rate_limit]]\nname = \"redis\"\nrate = 2\nperiod = \"1h\"\nkey = \"header:x-user\"\n\
+             store = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"diff-{lean}\"\n\
+             call_timeout = \"2s\"\non_store_error = \"closed\"\n",
+            rec.addrs[0],
+            server.url()
+        );
+        let running = start_proxy(config(&toml)).await;
+        let c = client();
+        let mut got = Vec::new();
+        for user in ["a", "a", "b", "a", "b", "b", "a"] {
+            let req = hyper::Request::get(format!("http://{}/x", running.addr))
+                .header("x-user", user)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request");
+            let resp = c.request(req).await.expect("response");
+            let h = resp.headers();
+            let field = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            got.push((
+                resp.status().as_u16(),
+                field("ratelimit-policy"),
+                field("retry-after").is_some(),
+            ));
+        }
+        let statuses: Vec<u16> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            statuses,
+            [200, 200, 200, 429, 200, 429, 429],
+            "lean={lean}: two per user per hour, in Redis"
+        );
+        let m = running.proxy.metrics_text();
+        assert_eq!(requests(&m, "rate_limited", None), 3, "lean={lean}:\n{m}");
+        answers.push(got);
+        running.shutdown(Duration::from_secs(5)).await;
+    }
+    assert_eq!(answers[0], answers[1], "both engines answer alike");
+}

@@ -92,7 +92,9 @@ pub(crate) fn on_free_port<T>(
     Err(last_err.unwrap_or_else(|| io::Error::other(format!("could not start {name}"))))
 }
 
-/// A loopback port nobody listens on now.
+/// A loopback port nobody listens on now (the NATS and RabbitMQ launchers; Redis picks
+/// its own).
+#[cfg_attr(not(any(feature = "nats", feature = "rabbitmq")), allow(dead_code))]
 pub(crate) fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     Ok(l.local_addr()?.port())
@@ -130,6 +132,7 @@ impl Process {
     }
 
     /// A child spawned with `process_group(0)`: [`kill`](Self::kill) kills the whole group.
+    #[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
     pub(crate) fn group_leader(child: Child) -> Self {
         Self {
             child: Some(child),

@@ -138,12 +138,26 @@ pub const fn status_outcome(status: u16) -> Outcome {
 /// `DEADLINE_EXCEEDED` (4), `RESOURCE_EXHAUSTED` (8) and `UNAVAILABLE` (14), `Success` for
 /// every other code. A malformed value counts as `Dropped` (a broken peer).
 pub fn grpc_outcome(headers: &HeaderMap) -> Option<Outcome> {
-    let value = headers.get(&GRPC_STATUS)?;
-    let code: Option<u32> = value.to_str().ok().and_then(|s| s.trim().parse().ok());
-    Some(match code {
+    Some(grpc_value_outcome(headers.get(&GRPC_STATUS)?.as_bytes()))
+}
+
+/// The outcome of one `grpc-status` field value (see [`grpc_outcome`]): for a parser that
+/// reads fields as bytes (tailwater-proxy's lean HTTP/1.1 path).
+///
+/// ```
+/// use tailwater_tower::classify::{Outcome, grpc_value_outcome};
+/// assert_eq!(grpc_value_outcome(b"14"), Outcome::Dropped);
+/// assert_eq!(grpc_value_outcome(b" 0 "), Outcome::Success);
+/// assert_eq!(grpc_value_outcome(b"x"), Outcome::Dropped);
+/// ```
+pub fn grpc_value_outcome(value: &[u8]) -> Outcome {
+    let code: Option<u32> = std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    match code {
         Some(code) => grpc_code_outcome(code),
         None => Outcome::Dropped,
-    })
+    }
 }
 
 /// The outcome of one gRPC status code (see [`grpc_outcome`]).

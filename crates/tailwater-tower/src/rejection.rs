@@ -97,10 +97,10 @@ enum Kind {
 }
 
 impl RateLimited {
-    pub(crate) fn store(error: StoreError, policies: Arc<RateLimitPolicies>) -> Self {
+    pub(crate) fn store(error: StoreError, policies: Option<Arc<RateLimitPolicies>>) -> Self {
         Self {
             kind: Kind::Store(error),
-            policies: Some(policies),
+            policies,
         }
     }
 

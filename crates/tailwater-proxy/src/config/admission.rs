@@ -1,13 +1,16 @@
-//! What a route admits: the limit algorithm, the wait queue, criticality tiers and rate
-//! limits, as the `[route.limit]`, `[route.queue]`, `[route.tiers]` and
-//! `[[route.rate_limit]]` tables spell them.
+//! What a route admits: the limit algorithm, the wait queue, criticality tiers, the tier
+//! ceiling and rate limits, as the `[route.limit]`, `[route.queue]`, `[route.tiers]`,
+//! `[route.criticality]` and `[[route.rate_limit]]` tables spell them.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName, UnknownName};
 
-use super::duration;
+use tailwater_core::Criticality;
+use tailwater_tower::admission::SourceNet;
+
+use super::{RlsFailurePolicy, duration};
 
 /// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults;
 /// a parameter the algorithm does not take is an error naming it.
@@ -143,6 +146,46 @@ impl Default for TierSettings {
     }
 }
 
+/// `[route.criticality]`: the highest tier a request of the route may claim with
+/// `x-criticality`, and the clients trusted to claim above it (tailwater-tower's
+/// [`TierPolicy`](tailwater_tower::admission::TierPolicy), as its `CriticalityLayer`
+/// applies it).
+///
+/// ```toml
+/// [route.criticality]
+/// ceiling = "critical"                             # nobody else gets critical_plus
+/// trusted_sources = ["10.0.0.0/8", "127.0.0.1"]    # by the connection's peer address
+/// ```
+///
+/// Every request from an untrusted client is lowered to the ceiling, including one that
+/// claims nothing (which is `critical`): with `ceiling = "sheddable"`, all of them are
+/// sheddable. Without this table every claim stands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalityConfig {
+    /// The highest tier (`critical_plus`, `critical`, `sheddable_plus`, `sheddable`).
+    #[serde(deserialize_with = "de_tier")]
+    pub ceiling: Criticality,
+    /// Client addresses or networks (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`) whose
+    /// requests keep the tier they claim. Needs a ceiling below `critical_plus`.
+    #[serde(default, deserialize_with = "de_sources")]
+    pub trusted_sources: Vec<SourceNet>,
+}
+
+fn de_tier<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<tailwater_core::Criticality, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn de_sources<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SourceNet>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// What a rate limit counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateKey {
@@ -172,7 +215,8 @@ impl<'de> Deserialize<'de> for RateKey {
     }
 }
 
-/// A local GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded).
+/// A GCRA rate limit (429 + `Retry-After` + `RateLimit` headers when exceeded), its state
+/// in this process or in Redis (`store`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -190,6 +234,44 @@ pub struct RateLimitConfig {
     /// What the limit counts by.
     #[serde(default = "global_key")]
     pub key: RateKey,
+    /// Where the limit's state lives: `local` (default), `redis` or `redis-leased` (see
+    /// [`RateStoreKind`]).
+    #[serde(default)]
+    pub store: RateStoreKind,
+    /// `redis://host:port/db` of the Redis holding the state (`redis` and `redis-leased`
+    /// only, and required there).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The prefix of the limit's Redis keys (`redis*` only; default `tw`, as
+    /// tailwater-redis). Proxies share a limit when they use one Redis, one prefix, and
+    /// the same route name, limit name and key.
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
+    /// The longest one decision waits for Redis before `on_store_error` answers (`redis*`
+    /// only; default 5 ms, as tailwater-redis).
+    #[serde(default, deserialize_with = "duration::de_opt")]
+    pub call_timeout: Option<Duration>,
+    /// What a request gets when the store cannot decide (`redis*` only): `open` (admitted,
+    /// the default: a rate limit should not take the service down with its backend) or
+    /// `closed` (`503` + `Retry-After: 1`, gRPC `UNAVAILABLE`).
+    #[serde(default)]
+    pub on_store_error: Option<RlsFailurePolicy>,
+}
+
+/// Where a rate limit's state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateStoreKind {
+    /// In this process (each proxy, each cell its own budget): exact, no I/O.
+    #[default]
+    Local,
+    /// In Redis, one atomic script per request (tailwater-redis's `RedisRateStore`):
+    /// exact across every proxy sharing the Redis, one round trip per decision.
+    Redis,
+    /// Credit leased from Redis in chunks (tailwater-redis's `LeasedLimiter`): for high
+    /// rates; never beyond the limit over a run, at most a few chunks per window beyond it
+    /// (one lease per proxy worker). `key = "global"` only: one lease is one bucket.
+    RedisLeased,
 }
 
 fn default_rate_name() -> String {

@@ -43,7 +43,10 @@ pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
-pub use admission::{LimitConfig, QueueSettings, RateKey, RateLimitConfig, TierSettings};
+pub use admission::{
+    CriticalityConfig, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind,
+    TierSettings,
+};
 pub use balance::{BalanceSettings, Upstreams};
 pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
@@ -336,7 +339,11 @@ pub struct RouteConfig {
     /// Criticality tiers (utilisation thresholds); the tier comes from `x-criticality`.
     #[serde(default)]
     pub tiers: Option<TierSettings>,
-    /// Local rate limits, all of which must admit a request.
+    /// The highest tier a client may claim, and who may claim more
+    /// (`[route.criticality]`, see [`CriticalityConfig`]); none by default.
+    #[serde(default)]
+    pub criticality: Option<CriticalityConfig>,
+    /// Rate limits (in this process or in Redis), all of which must admit a request.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitConfig>,
     /// A rate limit service asked about each request (`[route.rls]`, see [`RlsConfig`]).
@@ -420,6 +427,7 @@ impl RouteConfig {
             limit: LimitConfig::default(),
             queue: default_queue(),
             tiers: None,
+            criticality: None,
             rate_limit: Vec::new(),
             rls: None,
             retry_after: default_retry_after(),

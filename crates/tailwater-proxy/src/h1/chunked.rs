@@ -88,6 +88,8 @@ pub(crate) struct Scanner {
     state: State,
     /// Trailer bytes read so far.
     trailers: usize,
+    /// A `grpc-status` trailer, read while the trailers are dropped.
+    grpc: GrpcTrailer,
 }
 
 impl Default for Scanner {
@@ -98,11 +100,83 @@ impl Default for Scanner {
                 value: 0,
             },
             trailers: 0,
+            grpc: GrpcTrailer::default(),
+        }
+    }
+}
+
+/// Reads a `grpc-status` trailer byte by byte (the trailers are dropped, not forwarded,
+/// but gRPC's status is how the upstream says it is overloaded).
+#[derive(Debug, Clone, Default)]
+struct GrpcTrailer {
+    /// Bytes of the current trailer name that match `grpc-status`; `NO_MATCH` if not.
+    matched: u8,
+    /// The value so far (decimal), and whether it was malformed.
+    code: u32,
+    bad: bool,
+    /// The last `grpc-status` trailer: its code, or `None` if malformed.
+    status: Option<Option<u32>>,
+}
+
+const GRPC_STATUS: &[u8] = b"grpc-status";
+const NO_MATCH: u8 = u8::MAX;
+
+impl GrpcTrailer {
+    /// One byte of a trailer line, in `state` after it.
+    fn byte(&mut self, state: State, b: u8) {
+        let full = GRPC_STATUS.len() as u8;
+        match state {
+            State::TrailerName { len: 1 } => {
+                self.matched = u8::from(b.eq_ignore_ascii_case(&GRPC_STATUS[0]));
+                if self.matched == 0 {
+                    self.matched = NO_MATCH;
+                }
+            }
+            State::TrailerName { .. } => {
+                let at = usize::from(self.matched);
+                self.matched = match GRPC_STATUS.get(at) {
+                    Some(want) if self.matched != NO_MATCH && b.eq_ignore_ascii_case(want) => {
+                        self.matched + 1
+                    }
+                    _ => NO_MATCH,
+                };
+            }
+            // The colon after the name.
+            State::TrailerValue { len } if len == GRPC_STATUS.len() + 1 => {}
+            State::TrailerValue { .. } if self.matched == full => match b {
+                b'0'..=b'9' => {
+                    self.code = self
+                        .code
+                        .saturating_mul(10)
+                        .saturating_add(u32::from(b - b'0'));
+                }
+                b' ' | b'\t' => {}
+                _ => self.bad = true,
+            },
+            State::TrailerLf => {
+                if self.matched == full {
+                    self.status = Some((!self.bad).then_some(self.code));
+                }
+                self.matched = NO_MATCH;
+                self.code = 0;
+                self.bad = false;
+            }
+            _ => {}
         }
     }
 }
 
 impl Scanner {
+    /// The outcome a `grpc-status` trailer implies, once the body has ended with one
+    /// (tailwater-tower's table: a malformed value is a drop).
+    pub(crate) fn grpc_outcome(&self) -> Option<tailwater_tower::classify::Outcome> {
+        use tailwater_tower::classify::{Outcome, grpc_code_outcome};
+        self.grpc.status.map(|code| match code {
+            Some(code) => grpc_code_outcome(code),
+            None => Outcome::Dropped,
+        })
+    }
+
     /// Scans `input`, the next bytes of the body, and appends the re-encoded body to
     /// `out`. On an error, what was appended is a prefix of a valid body: the caller must
     /// not let the next hop reuse the connection.
@@ -214,6 +288,7 @@ impl Scanner {
                 if self.trailers > MAX_TRAILERS {
                     return Err(Malformed);
                 }
+                self.grpc.byte(self.state, b);
             }
             i += 1;
             if self.state == State::Done {

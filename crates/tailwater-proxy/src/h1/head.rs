@@ -8,6 +8,7 @@ use std::ops::Range;
 pub(crate) use crate::framing::Framing;
 use crate::framing::{FramingError, FramingFields};
 use crate::target::TargetError;
+use tailwater_tower::classify::{Outcome, grpc_value_outcome};
 
 /// Headers parsed at most per message on this path; a request with more (and a
 /// `server.max_headers` above this) is left to hyper, which enforces the configured limit.
@@ -33,6 +34,8 @@ pub(crate) enum Kind {
     ContentType,
     /// `grpc-timeout`: the client's deadline (`crate::deadline`).
     GrpcTimeout,
+    /// `grpc-status` in a response head (gRPC's trailers-only answer): its outcome.
+    GrpcStatus,
 }
 
 impl Kind {
@@ -48,6 +51,7 @@ impl Kind {
             9 if is("forwarded") => Kind::Forwarded,
             10 if is("connection") => Kind::Connection,
             10 if is("keep-alive") => Kind::HopByHop,
+            11 if is("grpc-status") => Kind::GrpcStatus,
             12 if is("content-type") => Kind::ContentType,
             12 if is("grpc-timeout") => Kind::GrpcTimeout,
             13 if is("x-criticality") => Kind::Criticality,
@@ -83,6 +87,8 @@ pub(crate) struct Fields {
     pub(crate) framing: FramingFields,
     /// A `grpc-timeout` was sent (so a request without one costs no look-up for it).
     pub(crate) grpc_timeout: bool,
+    /// A `grpc-status` was sent (likewise).
+    pub(crate) grpc_status: bool,
 }
 
 impl Fields {
@@ -90,6 +96,7 @@ impl Fields {
         self.list.clear();
         self.close = false;
         self.grpc_timeout = false;
+        self.grpc_status = false;
         self.connection_named.clear();
         self.framing = FramingFields::default();
     }
@@ -122,6 +129,7 @@ impl Fields {
                 Kind::TransferEncoding => self.framing.coding(value),
                 Kind::ContentLength => self.framing.length(value),
                 Kind::GrpcTimeout => self.grpc_timeout = true,
+                Kind::GrpcStatus => self.grpc_status = true,
                 _ => {}
             }
             self.list.push(Field {
@@ -336,6 +344,16 @@ impl ResponseHead {
     /// decision both engines share (`framing`); an error is the upstream's fault (502).
     pub(crate) fn body(&self, head_request: bool) -> Result<Framing, FramingError> {
         self.fields.framing.response(self.status, head_request)
+    }
+
+    /// The outcome a `grpc-status` in the head implies (gRPC's trailers-only answer).
+    pub(crate) fn grpc_outcome(&self, buf: &[u8]) -> Option<Outcome> {
+        if !self.fields.grpc_status {
+            return None;
+        }
+        self.fields
+            .first(buf, Kind::GrpcStatus)
+            .map(grpc_value_outcome)
     }
 }
 

@@ -47,10 +47,11 @@ impl<S: Io> Client<S> {
         start: Instant,
         span: &tracing::Span,
     ) -> Next {
-        let tier = admit::tier_of(&View {
+        let view = View {
             head: &self.head,
             buf: &self.rbuf,
-        });
+        };
+        let tier = admit::tier(route, self.conn.peer, &view);
         let metrics = route.metrics.shard(self.conn.worker);
         metrics.record(fault.decision(), tier, start.elapsed());
         span.record("route", route.name.as_str());

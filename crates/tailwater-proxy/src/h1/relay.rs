@@ -37,6 +37,9 @@ impl<S: Io> Client<S> {
         let status = self.resp.status;
         span.record("status", status);
         guard.upstream_status(status);
+        if let Some(o) = self.resp.grpc_outcome(&up.buf) {
+            guard.grpc_status(o);
+        }
         let Ok(framing) = self.resp.body(head_request) else {
             return self
                 .settle(
@@ -84,6 +87,9 @@ impl<S: Io> Client<S> {
                 };
                 up.buf.advance(p.consumed);
                 if p.done {
+                    if let Some(o) = scanner.grpc_outcome() {
+                        guard.grpc_status(o);
+                    }
                     BodyLeft::None
                 } else {
                     BodyLeft::Chunked(scanner, 0)
@@ -137,6 +143,9 @@ impl<S: Io> Client<S> {
                     match scanner.feed(&up.buf, &mut self.wbuf) {
                         Ok(p) => {
                             if p.done {
+                                if let Some(o) = scanner.grpc_outcome() {
+                                    guard.grpc_status(o);
+                                }
                                 left = BodyLeft::None;
                             }
                             p.consumed

@@ -7,28 +7,26 @@ use std::time::Duration;
 
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use tailwater_core::algorithm::LimitAlgorithm;
-use tailwater_core::limiter::{QueueConfig, QueueDiscipline};
-use tailwater_core::rate::{DirectLimiter, KeyedLimiter, Quota, RateDecision};
-use tailwater_core::{Limiter, TierThresholds};
-use tailwater_tower::admission::Admission;
-use tailwater_tower::edge::RateLimitPolicies;
+use tailwater_core::Limiter;
+use tailwater_tower::admission::{Admission, TierPolicy};
 
 use tailwater_core::names::QueueName;
 
 use crate::balance::{Balance, Endpoint};
 
 pub(crate) mod cell;
+mod limiter;
+mod rate;
 mod reach;
 mod slo;
 mod validate;
 
-use crate::config::{
-    Config, ConfigError, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RouteConfig,
-    UpstreamConfig, UpstreamProtocol,
-};
+use crate::config::{Config, ConfigError, RouteConfig, UpstreamConfig, UpstreamProtocol};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
+use limiter::{admission_key, build_limiter, build_tier_policy};
+pub(crate) use rate::RateLimit;
+use rate::build_rate;
 pub(crate) use reach::reach;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
@@ -54,7 +52,11 @@ pub(crate) struct Route {
     /// The limiter and the longest wait in its queue (`None` when the route has no queue):
     /// tailwater-tower's admission, shared with its layers.
     pub(crate) admission: Admission,
+    /// `[route.criticality]`: the tier ceiling and the clients trusted above it.
+    pub(crate) tier_policy: TierPolicy,
     pub(crate) rate_limits: Vec<RateLimit>,
+    /// Whether a rate limit's store is in Redis (its answer is awaited).
+    pub(crate) rate_limits_remote: bool,
     /// `[route.rls]`: the rate limit service asked after the local rate limits.
     pub(crate) rls: Option<crate::rls::RouteRls>,
     pub(crate) retry_after: Duration,
@@ -91,38 +93,6 @@ impl fmt::Debug for Route {
             .field("authority", &self.authority)
             .field("admission", &self.admission)
             .finish_non_exhaustive()
-    }
-}
-
-/// A local rate limit of a route.
-#[derive(Debug)]
-pub(crate) struct RateLimit {
-    pub(crate) name: String,
-    /// The draft-10 `RateLimit-Policy` / `RateLimit` rendering (tailwater-tower's edge).
-    pub(crate) policies: RateLimitPolicies,
-    pub(crate) store: RateStore,
-}
-
-#[derive(Debug)]
-pub(crate) enum RateStore {
-    Global(DirectLimiter),
-    Keyed(KeyedLimiter<String>, RateKey),
-}
-
-impl RateLimit {
-    /// Checks one request; `client_ip` and `header` give the key for keyed limits.
-    pub(crate) fn check<'h>(
-        &self,
-        client_ip: &str,
-        header: impl Fn(&str) -> Option<&'h str>,
-    ) -> RateDecision {
-        match &self.store {
-            RateStore::Global(l) => l.check(),
-            RateStore::Keyed(l, RateKey::Header(name)) => {
-                l.check(header(name.as_str()).unwrap_or(""))
-            }
-            RateStore::Keyed(l, _) => l.check(client_ip),
-        }
     }
 }
 
@@ -252,13 +222,6 @@ impl RouteTable {
     }
 }
 
-fn admission_key(rc: &RouteConfig) -> String {
-    format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        rc.limit, rc.queue, rc.tiers, rc.retry_after
-    )
-}
-
 fn build_route(
     prefix: &str,
     rc: &RouteConfig,
@@ -316,7 +279,12 @@ fn build_route(
     };
     let mut rate_limits = Vec::with_capacity(rc.rate_limit.len());
     for (j, rl) in rc.rate_limit.iter().enumerate() {
-        rate_limits.push(build_rate(&format!("{prefix}.rate_limit[{j}]"), rl)?);
+        rate_limits.push(build_rate(
+            &format!("{prefix}.rate_limit[{j}]"),
+            &rc.name,
+            rl,
+            workers,
+        )?);
     }
     if let Some(u) = &rc.upgrade {
         u.validate(prefix, rc.protocol == UpstreamProtocol::Http1)?;
@@ -346,6 +314,8 @@ fn build_route(
                 .filter(|q| q.discipline != QueueName::None)
                 .map(|q| q.max_wait),
         ),
+        tier_policy: build_tier_policy(prefix, rc)?,
+        rate_limits_remote: rate_limits.iter().any(RateLimit::is_remote),
         rate_limits,
         rls: match &rc.rls {
             Some(c) => Some(crate::rls::RouteRls::build(
@@ -459,72 +429,6 @@ fn build_balance(
     Ok(Some(Balance::new(balancer, origin, key)))
 }
 
-fn build_limiter(prefix: &str, rc: &RouteConfig) -> Result<Limiter, ConfigError> {
-    let lp = format!("{prefix}.limit");
-    let algorithm = build_algorithm(&lp, &rc.limit)?;
-    let mut b = Limiter::builder()
-        .boxed_algorithm(algorithm)
-        .retry_after(rc.retry_after);
-    if let Some(t) = &rc.tiers {
-        let tiers =
-            TierThresholds::new([t.critical_plus, t.critical, t.sheddable_plus, t.sheddable])
-                .and_then(|tiers| tiers.with_contention_window(t.contention_window))
-                .map_err(|e| ConfigError::core(&format!("{prefix}.tiers"), &e))?;
-        b = b.tiers(tiers);
-    }
-    if let Some(q) = &rc.queue
-        && let Some(queue) = build_queue(&format!("{prefix}.queue"), q)?
-    {
-        b = b.queue(queue);
-    }
-    b.build().map_err(|e| ConfigError::core(prefix, &e))
-}
-
-/// The route's queue with its settings, or `None` for `discipline = "none"`.
-fn build_queue(qp: &str, q: &QueueSettings) -> Result<Option<QueueConfig>, ConfigError> {
-    let discipline = match q.discipline.discipline() {
-        None => return Ok(None),
-        Some(QueueDiscipline::AdaptiveLifo { .. }) => QueueDiscipline::AdaptiveLifo {
-            standing_after: q.standing_after,
-        },
-        Some(QueueDiscipline::CoDel { .. }) => QueueDiscipline::CoDel {
-            target: q.target,
-            interval: q.interval,
-        },
-        Some(other) => other,
-    };
-    QueueConfig::new(q.capacity, discipline, q.max_wait)
-        .map(Some)
-        .map_err(|e| ConfigError::core(qp, &e))
-}
-
-/// The route's algorithm, built by tailwater-core's one constructor for named algorithms;
-/// its errors are placed under `route[i].limit`.
-fn build_algorithm(lp: &str, l: &LimitConfig) -> Result<Box<dyn LimitAlgorithm>, ConfigError> {
-    l.algorithm
-        .build(&l.params())
-        .map_err(|e| ConfigError::core(lp, &e))
-}
-
-fn build_rate(rp: &str, rl: &RateLimitConfig) -> Result<RateLimit, ConfigError> {
-    let core = |e: tailwater_core::ConfigError| ConfigError::core(rp, &e);
-    let quota = Quota::new(rl.rate, rl.period, rl.burst.unwrap_or(rl.rate)).map_err(core)?;
-    let store = match &rl.key {
-        RateKey::Global => RateStore::Global(DirectLimiter::new(quota)),
-        key => RateStore::Keyed(
-            KeyedLimiter::builder(quota).build().map_err(core)?,
-            key.clone(),
-        ),
-    };
-    let policies = RateLimitPolicies::new([(rl.name.as_str(), quota)])
-        .map_err(|_| ConfigError::new(format!("{rp}.name"), "must be printable ASCII"))?;
-    Ok(RateLimit {
-        name: rl.name.clone(),
-        policies,
-        store,
-    })
-}
-
 /// The upstream URI for a request path on `authority` (one of the route's endpoints).
 pub(crate) fn upstream_uri(
     route: &Route,
@@ -539,81 +443,4 @@ pub(crate) fn upstream_uri(
 }
 
 #[cfg(test)]
-mod tests {
-    use tailwater_core::names::{AlgorithmName, QueueName};
-
-    use super::*;
-
-    fn route_with(limit: &str, queue: &str) -> Result<RouteTable, ConfigError> {
-        let src = format!(
-            "[[route]]\nupstream = \"http://127.0.0.1:9\"\n{queue}\n[route.limit]\n{limit}\n"
-        );
-        let cfg = Config::from_toml(&src, None)?;
-        RouteTable::build(&cfg)
-    }
-
-    #[test]
-    fn every_algorithm_and_queue_of_the_core_is_selectable_by_its_name() {
-        for name in AlgorithmName::ALL {
-            let limit = match name {
-                AlgorithmName::Static => format!("algorithm = \"{name}\"\nlimit = 10"),
-                _ => format!("algorithm = \"{name}\""),
-            };
-            let table = route_with(&limit, "").unwrap();
-            let built = name
-                .build(&tailwater_core::names::AlgorithmParams {
-                    limit: (name == AlgorithmName::Static).then_some(10),
-                    ..Default::default()
-                })
-                .unwrap();
-            assert_eq!(
-                table.routes()[0].admission.limiter().stats().algorithm,
-                built.name()
-            );
-        }
-        for q in QueueName::ALL {
-            let table = route_with("", &format!("queue = {{ discipline = \"{q}\" }}")).unwrap();
-            assert_eq!(
-                table.routes()[0].admission.wait().is_some(),
-                q != QueueName::None,
-                "{q}"
-            );
-        }
-    }
-
-    #[test]
-    fn names_are_spelt_one_way_and_errors_list_the_valid_ones() {
-        let err = route_with("algorithm = \"gradient\"", "").unwrap_err();
-        assert_eq!(err.line(), Some(5));
-        assert!(err.message().contains("envoy-corrected"), "{err}");
-        let err = route_with("", "queue = { discipline = \"adaptive_lifo\" }").unwrap_err();
-        assert_eq!(err.line(), Some(3));
-        assert!(err.message().contains("adaptive-lifo"), "{err}");
-        let err = route_with("algorithm = \"aimd\"\nsmoothing = 0.5", "").unwrap_err();
-        assert_eq!(err.field(), "route[0].limit.smoothing");
-        assert_eq!(err.line(), Some(6));
-    }
-
-    #[test]
-    fn a_route_without_a_limit_table_uses_the_recommended_algorithm() {
-        let cfg = Config::simple("http://127.0.0.1:9".parse().unwrap());
-        let table = RouteTable::build(&cfg).unwrap();
-        let stats = table.routes()[0].admission.limiter().stats();
-        assert_eq!(
-            stats.algorithm,
-            tailwater_core::algorithm::LimitAlgorithm::name(
-                &tailwater_core::algorithm::recommended()
-            )
-        );
-        assert_eq!(stats.limit, {
-            use tailwater_core::algorithm::LimitAlgorithm as _;
-            tailwater_core::algorithm::recommended().limit()
-        });
-        // The queue stays the proxy's: CoDel, 128 waiters, 100 ms at most.
-        assert_eq!(stats.queue_capacity, 128);
-        assert_eq!(
-            table.routes()[0].admission.wait(),
-            Some(Duration::from_millis(100))
-        );
-    }
-}
+mod tests;

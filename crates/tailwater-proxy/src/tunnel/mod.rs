@@ -75,7 +75,8 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tailwater_core::OwnedPermit;
+use tailwater_tower::admission::Ticket;
+use tailwater_tower::classify::Outcome;
 
 use crate::body::local;
 use crate::body::{Guard, ProxyBody};
@@ -294,15 +295,15 @@ impl Requested {
 
 /// Takes the permit out of `guard` for a tunnel that holds it, counting the setup as a
 /// success now (the tunnel's life is never a latency sample).
-fn hold(mut guard: Guard) -> Option<OwnedPermit> {
-    let permit = guard.permit.take();
+fn hold(mut guard: Guard) -> Option<Ticket> {
+    let ticket = guard.ticket.take();
     if let Some(a) = guard.attempt.take() {
         a.finish(Decision::Success);
     }
     guard
         .metrics
         .record(Decision::Success, guard.tier, guard.start.elapsed());
-    permit
+    ticket
 }
 
 /// Waits for both ends to switch, then copies until one end closes or a bound is hit.
@@ -311,7 +312,7 @@ async fn run(
     upstream: OnUpgrade,
     limits: Limits,
     slot: Slot,
-    permit: Option<OwnedPermit>,
+    permit: Option<Ticket>,
 ) {
     let stats = &slot.0.metrics.tunnels;
     let ends = async { Ok::<_, hyper::Error>((client.await?, upstream.await?)) };
@@ -328,8 +329,8 @@ async fn run(
     tracing::debug!(?end, "tunnel closed");
     drop(opened);
     stats.ended(end);
-    if let Some(p) = permit {
-        p.ignore();
+    if let Some(mut t) = permit {
+        t.settle(Outcome::Ignored, None);
     }
     drop(slot);
 }

@@ -11,63 +11,57 @@ use tailwater_core::algorithm::Outcome;
 use tailwater_core::clock::Clock;
 
 use super::service::Common;
+use crate::admission::Ticket;
 use crate::classify::Classify;
 use crate::edge::EdgeBody;
 
-/// Owns a permit until the request is finished and reports its outcome exactly once.
+/// Owns the request's [`Ticket`] until the request is finished, and counts the outcome
+/// the ticket settles with, once.
 ///
-/// Dropped unfinished, it reports `Dropped` if the response head already said so (a `503`
-/// whose body was never read), `Ignored` otherwise (a client that went away).
+/// Dropped unfinished, it settles by the ticket's default: `Dropped` if the response head
+/// already said so (a `503` whose body was never read), `Ignored` otherwise (a client that
+/// went away).
 pub(crate) struct Guard<C: Clock> {
-    permit: Option<OwnedPermit<C>>,
+    ticket: Ticket<C>,
     /// When the permit was granted (the permit's own reading when it measures its RTT).
     start: std::time::Duration,
     common: Arc<Common<C>>,
-    /// The outcome so far: from the response head, then the trailers.
-    head: Outcome,
 }
 
 impl<C: Clock> Guard<C> {
     pub(crate) fn new(permit: OwnedPermit<C>, common: Arc<Common<C>>) -> Self {
+        let ticket = Ticket::new(permit);
         // The request's duration is recorded for every request, so the layer reads the clock
         // anyway; it reuses the permit's reading when there is one.
-        let start = permit
-            .start()
+        let start = ticket
+            .permit_start()
             .unwrap_or_else(|| common.limiter().clock().now());
         Self {
-            permit: Some(permit),
+            ticket,
             start,
             common,
-            head: Outcome::Ignored,
         }
     }
 
-    pub(crate) fn set_head(&mut self, outcome: Outcome) {
-        self.head = outcome;
+    pub(crate) fn ticket(&mut self) -> &mut Ticket<C> {
+        &mut self.ticket
     }
 
-    pub(crate) fn head(&self) -> Outcome {
-        self.head
-    }
-
-    /// Releases the permit with `outcome`; later calls do nothing.
+    /// Settles the ticket with `outcome` and counts it; later calls do nothing.
     pub(crate) fn finish(&mut self, outcome: Outcome) {
-        let Some(permit) = self.permit.take() else {
+        if self.ticket.is_settled() {
             return;
-        };
-        let tier = permit.tier();
+        }
         let elapsed = self
             .common
             .limiter()
             .clock()
             .now()
             .saturating_sub(self.start);
-        match outcome {
-            // The same reading of the clock for the sample and the histogram.
-            Outcome::Success => permit.success_with_rtt(elapsed),
-            Outcome::Dropped => permit.dropped(),
-            Outcome::Ignored => permit.ignore(),
-        }
+        // The same reading of the clock for the sample and the histogram.
+        let Some(tier) = self.ticket.settle(outcome, Some(elapsed)) else {
+            return;
+        };
         self.common.metrics.outcome(tier, outcome, elapsed);
         match outcome {
             Outcome::Success => self.common.burn(false),
@@ -80,10 +74,7 @@ impl<C: Clock> Guard<C> {
 
 impl<C: Clock> Drop for Guard<C> {
     fn drop(&mut self) {
-        let outcome = match self.head {
-            Outcome::Dropped => Outcome::Dropped,
-            _ => Outcome::Ignored,
-        };
+        let outcome = self.ticket.drop_outcome();
         self.finish(outcome);
     }
 }
@@ -113,7 +104,7 @@ impl<B, C: Clock, P> ResponseBody<B, C, P> {
 
     /// Whether this body still holds its permit.
     pub fn holds_permit(&self) -> bool {
-        self.guard.as_ref().is_some_and(|g| g.permit.is_some())
+        self.guard.as_ref().is_some_and(|g| !g.ticket.is_settled())
     }
 }
 
@@ -145,18 +136,13 @@ where
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if let Some(guard) = this.guard.as_mut() {
             match &frame {
-                None => guard.finish(guard.head()),
+                None => guard.finish(guard.ticket.head_outcome()),
                 Some(Ok(frame)) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        let mut outcome = guard.head();
-                        if outcome == Outcome::Success
-                            && let Some(o) = this.classifier.classify_trailers(trailers)
-                        {
-                            outcome = o;
-                        }
-                        guard.finish(outcome);
+                        let by_trailers = this.classifier.classify_trailers(trailers);
+                        guard.finish(guard.ticket.with_trailer_outcome(by_trailers));
                     } else if this.inner.is_end_stream() {
-                        guard.finish(guard.head());
+                        guard.finish(guard.ticket.head_outcome());
                     }
                 }
                 Some(Err(e)) => guard.finish(this.classifier.classify_body_error(e)),

@@ -245,13 +245,14 @@ where
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
                             if let Some(g) = guard.as_mut() {
-                                g.set_head(
+                                g.ticket().set_head(
                                     this.classifier
                                         .classify_response(parts.status, &parts.headers),
                                 );
                                 if body.is_end_stream() {
                                     // An empty body is never polled: the request is over.
-                                    g.finish(g.head());
+                                    let outcome = g.ticket().head_outcome();
+                                    g.finish(outcome);
                                 }
                             }
                             let body = ResponseBody::new(

@@ -7,6 +7,7 @@ use tower::Layer;
 
 use super::X_CRITICALITY;
 use super::service::SetCriticality;
+use crate::admission::{SourceNet, TierPolicy};
 
 /// Where a request's tier comes from.
 ///
@@ -58,8 +59,12 @@ impl Classifier for FromHeader {
 /// use tailwater_tower::CriticalityLayer;
 /// use tailwater_tower::criticality::Criticality;
 ///
-/// // From `x-criticality`, default Critical, clients may not claim CriticalPlus.
-/// let from_header = CriticalityLayer::new().ceiling(Criticality::Critical);
+/// // From `x-criticality`, default Critical, clients may not claim CriticalPlus except
+/// // from 10.0.0.0/8 (the peer address of the connection: `PeerAddr`, `SocketAddr` or
+/// // axum's `ConnectInfo` in the extensions).
+/// let from_header = CriticalityLayer::new()
+///     .ceiling(Criticality::Critical)
+///     .trust(["10.0.0.0/8".parse().unwrap()]);
 ///
 /// // From the path.
 /// let by_path = CriticalityLayer::from_fn(|req: &http::request::Parts| {
@@ -71,7 +76,7 @@ impl Classifier for FromHeader {
 pub struct CriticalityLayer<F = FromHeader> {
     classifier: F,
     default: Criticality,
-    ceiling: Criticality,
+    policy: TierPolicy,
 }
 
 impl CriticalityLayer {
@@ -106,7 +111,7 @@ impl<F> CriticalityLayer<F> {
         Self {
             classifier,
             default: Criticality::Critical,
-            ceiling: Criticality::CriticalPlus,
+            policy: TierPolicy::new(),
         }
     }
 
@@ -117,9 +122,17 @@ impl<F> CriticalityLayer<F> {
     }
 
     /// The most important tier the classifier may assign; anything above is lowered to it
-    /// (default `CriticalPlus`, i.e. no cap).
+    /// (default `CriticalPlus`, i.e. no cap). The rule is tailwater-tower's
+    /// [`TierPolicy`], as the proxy applies it; the default tier is not capped.
     pub fn ceiling(mut self, tier: Criticality) -> Self {
-        self.ceiling = tier;
+        self.policy = self.policy.ceiling(tier);
+        self
+    }
+
+    /// Lets clients in `nets` (by the connection's peer address in the request
+    /// extensions) keep a tier above the [`ceiling`](Self::ceiling).
+    pub fn trust(mut self, nets: impl IntoIterator<Item = SourceNet>) -> Self {
+        self.policy = self.policy.trust(nets);
         self
     }
 }
@@ -128,7 +141,7 @@ impl<F> fmt::Debug for CriticalityLayer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CriticalityLayer")
             .field("default", &self.default)
-            .field("ceiling", &self.ceiling)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +150,11 @@ impl<S, F: Clone> Layer<S> for CriticalityLayer<F> {
     type Service = SetCriticality<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SetCriticality::new(inner, self.classifier.clone(), self.default, self.ceiling)
+        SetCriticality::new(
+            inner,
+            self.classifier.clone(),
+            self.default,
+            self.policy.clone(),
+        )
     }
 }

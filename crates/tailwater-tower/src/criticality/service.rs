@@ -6,6 +6,8 @@ use tailwater_core::Criticality;
 use tower::Service;
 
 use super::layer::{Classifier, FromHeader};
+use crate::admission::TierPolicy;
+use crate::rate_limit::peer_addr;
 
 /// Sets the request's [`Criticality`] extension, then calls the inner service. See
 /// [`CriticalityLayer`](super::CriticalityLayer).
@@ -14,16 +16,16 @@ pub struct SetCriticality<S, F = FromHeader> {
     inner: S,
     classifier: F,
     default: Criticality,
-    ceiling: Criticality,
+    policy: TierPolicy,
 }
 
 impl<S, F> SetCriticality<S, F> {
-    pub(crate) fn new(inner: S, classifier: F, default: Criticality, ceiling: Criticality) -> Self {
+    pub(crate) fn new(inner: S, classifier: F, default: Criticality, policy: TierPolicy) -> Self {
         Self {
             inner,
             classifier,
             default,
-            ceiling,
+            policy,
         }
     }
 
@@ -48,7 +50,7 @@ impl<S: fmt::Debug, F> fmt::Debug for SetCriticality<S, F> {
         f.debug_struct("SetCriticality")
             .field("inner", &self.inner)
             .field("default", &self.default)
-            .field("ceiling", &self.ceiling)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -69,8 +71,8 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         let tier = match self.classifier.classify(&parts) {
-            // More important compares greater: cap at the ceiling.
-            Some(tier) => tier.min(self.ceiling),
+            // Capped at the ceiling unless the peer is trusted.
+            Some(tier) => self.policy.cap(tier, peer_addr(&parts).map(|a| a.ip())),
             None => self.default,
         };
         parts.extensions.insert(tier);

@@ -66,21 +66,27 @@ impl PeerIp {
     }
 
     fn peer(parts: &Parts) -> Option<SocketAddr> {
-        if let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>() {
-            return Some(*addr);
-        }
-        if let Some(addr) = parts.extensions.get::<SocketAddr>() {
-            return Some(*addr);
-        }
-        #[cfg(feature = "axum")]
-        if let Some(info) = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        {
-            return Some(info.0);
-        }
-        None
+        peer_addr(parts)
     }
+}
+
+/// The peer's address from the request extensions: [`PeerAddr`], a bare `SocketAddr`, or
+/// (with the `axum` feature) axum's `ConnectInfo<SocketAddr>`.
+pub(crate) fn peer_addr(parts: &Parts) -> Option<SocketAddr> {
+    if let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>() {
+        return Some(*addr);
+    }
+    if let Some(addr) = parts.extensions.get::<SocketAddr>() {
+        return Some(*addr);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(info.0);
+    }
+    None
 }
 
 impl Default for PeerIp {

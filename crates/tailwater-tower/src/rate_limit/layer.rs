@@ -20,16 +20,7 @@ pub enum MissingKey {
     Shared(String),
 }
 
-/// What to do when the store cannot decide (backend down, timeout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnStoreError {
-    /// Admit the request (counted as `decision="store_error"` and logged at `WARN`). The
-    /// default: a rate limiter should not take the service down with its backend.
-    #[default]
-    FailOpen,
-    /// Refuse the request with `503` + `Retry-After: 1` (gRPC `UNAVAILABLE`).
-    FailClosed,
-}
+pub use crate::admission::OnStoreError;
 
 #[derive(Clone)]
 pub(crate) struct Settings {

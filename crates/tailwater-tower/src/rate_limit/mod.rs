@@ -31,6 +31,7 @@ mod layer;
 pub mod remote;
 mod service;
 
+pub(crate) use key::peer_addr;
 pub use key::{HeaderKey, KeyExtractor, PathKey, PeerAddr, PeerIp};
 pub use layer::{MissingKey, OnStoreError, RateLimitLayer};
 pub use remote::{RemoteDecision, RemoteLimiter, RemoteRateLimit, RemoteRateLimitLayer};

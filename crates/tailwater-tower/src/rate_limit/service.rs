@@ -13,6 +13,7 @@ use super::error::RateLimited;
 use super::future::{CheckFuture, ResponseFuture};
 use super::key::KeyExtractor;
 use super::layer::{MissingKey, OnStoreError, Settings};
+use crate::admission::{RateVerdict, rate_verdict};
 use crate::edge::{self, EdgeBody, OnReject, Respond};
 
 /// Rate limiting keyed by a [`KeyExtractor`] on a [`RateStore`]. See the
@@ -111,36 +112,34 @@ pub(crate) fn judge_with(
     policies: Option<&Arc<crate::edge::RateLimitPolicies>>,
 ) -> Verdict {
     let m = &settings.metrics;
-    match result {
-        Ok(d) if d.allowed => {
+    match rate_verdict(result, settings.on_error, policies) {
+        RateVerdict::Admit(d) => {
             m.decision(tier, "admitted", None);
             Verdict::Admit(settings.headers_on_success.then_some(d))
         }
-        Ok(d) => {
-            let rejected = RateLimited::over_limit(d, policies.cloned());
+        RateVerdict::Reject(rejected) => {
+            if let Some(e) = rejected.store_error() {
+                warn_store_failed(settings, e);
+            }
             m.decision(tier, "rejected", Some(rejected.reason()));
             Verdict::Reject(rejected)
         }
-        Err(e) => {
-            tracing::warn!(
-                target: "tailwater",
-                route = m.route().as_str(),
-                error = %e,
-                fail_open = settings.on_error == OnStoreError::FailOpen,
-                "rate-limit store failed"
-            );
-            match settings.on_error {
-                OnStoreError::FailOpen => {
-                    m.decision(tier, "store_error", Some(e.kind()));
-                    Verdict::Admit(None)
-                }
-                OnStoreError::FailClosed => {
-                    m.decision(tier, "rejected", Some("store_error"));
-                    Verdict::Reject(RateLimited::store(e, Arc::clone(&settings.policies)))
-                }
-            }
+        RateVerdict::FailedOpen(e) => {
+            warn_store_failed(settings, &e);
+            m.decision(tier, "store_error", Some(e.kind()));
+            Verdict::Admit(None)
         }
     }
+}
+
+fn warn_store_failed(settings: &Settings, e: &StoreError) {
+    tracing::warn!(
+        target: "tailwater",
+        route = settings.metrics.route().as_str(),
+        error = %e,
+        fail_open = settings.on_error == OnStoreError::FailOpen,
+        "rate-limit store failed"
+    );
 }
 
 impl<S, K, St, R, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, K, St, R>

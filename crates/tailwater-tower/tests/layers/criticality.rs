@@ -64,6 +64,32 @@ async fn ceiling_caps_what_a_client_may_claim() {
 }
 
 #[tokio::test]
+async fn a_trusted_peer_keeps_its_claim_above_the_ceiling() {
+    let layer = CriticalityLayer::new()
+        .ceiling(Criticality::Critical)
+        .trust(["10.0.0.0/8".parse().unwrap()]);
+    let claim = |peer: &str| {
+        let mut req = request(&[("x-criticality", "critical_plus")]);
+        req.extensions_mut()
+            .insert(tailwater_tower::rate_limit::PeerAddr(
+                peer.parse().expect("peer"),
+            ));
+        let svc = layer.layer(service_fn(|req: Request<()>| async move {
+            let tier = *req.extensions().get::<Criticality>().expect("tier set");
+            Ok::<_, Infallible>(Response::new(tier))
+        }));
+        async move { svc.oneshot(req).await.unwrap().into_body() }
+    };
+    assert_eq!(claim("10.1.2.3:4000").await, Criticality::CriticalPlus);
+    assert_eq!(claim("192.0.2.1:4000").await, Criticality::Critical);
+    // No peer in the extensions: not trusted.
+    assert_eq!(
+        tier_of(&layer, &[("x-criticality", "critical_plus")]).await,
+        Criticality::Critical
+    );
+}
+
+#[tokio::test]
 async fn custom_header_and_closure() {
     let layer = CriticalityLayer::header("x-priority".parse().unwrap());
     assert_eq!(

@@ -4,12 +4,16 @@
 //! Whoever parsed the request head gives a [`RequestView`] of it (hyper's `Request`, or a
 //! parser's own head), never a transport type. The steps, in order:
 //!
-//! 1. the tier: [`tier_of`] (`x-criticality`, default `Critical`);
+//! 1. the tier: [`tier_of`] (`x-criticality`, default `Critical`), capped by a
+//!    [`TierPolicy`] (a ceiling, and the client networks trusted to claim above it);
 //! 2. the body cap: [`body_too_large`] on the declared `Content-Length`;
 //! 3. the caller's own budget: [`Deadline::stated`], refused on arrival when spent;
-//! 4. rate limits (the caller's: local GCRA or a remote service);
+//! 4. rate limits on any store (in memory, Redis, a remote service), judged by
+//!    [`rate_verdict`] under the [`OnStoreError`] policy;
 //! 5. the limiter: [`Admission::acquire`], with the queue wait cut to what is left of the
-//!    budget.
+//!    budget; its permit rides in a [`Ticket`], which classifies how the request ended
+//!    (status, gRPC status in the head or the trailers, body errors, timeouts) and settles
+//!    the permit exactly once.
 //!
 //! Every refusal is answered by one builder in [`edge`]: `503`
 //! ([`shed_response`](crate::edge::shed_response)), `429`
@@ -29,6 +33,14 @@ use tailwater_core::limiter::{Acquire, Request as LimiterRequest};
 use tailwater_core::{Criticality, Limiter, Rejection};
 
 use crate::edge;
+
+mod rate;
+mod ticket;
+mod tier;
+
+pub use rate::{OnStoreError, RateVerdict, rate_verdict};
+pub use ticket::Ticket;
+pub use tier::{InvalidSourceNet, SourceNet, TierPolicy};
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
