@@ -42,6 +42,7 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod suite;
+mod text;
 pub mod theory;
 
 use std::time::Duration;

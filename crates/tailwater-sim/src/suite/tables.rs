@@ -1,39 +1,7 @@
 //! The suite's results as text tables (the README's summary and do-no-harm matrix).
 
-use std::fmt::Write as _;
-
 use super::{CheckResult, Goal, NO_HARM_SHED_HALF, NO_HARM_SHED_NINE, Outcome};
-
-fn render(rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    let Some(first) = rows.first() else {
-        return out;
-    };
-    let widths: Vec<usize> = (0..first.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 {
-            let _ = writeln!(
-                out,
-                "{}",
-                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-            );
-        }
-    }
-    out
-}
+use crate::text::text_table;
 
 fn mark(o: &Outcome) -> String {
     format!("{} {}", if o.pass { "ok  " } else { "FAIL" }, o.figure)
@@ -105,7 +73,7 @@ pub fn summary_table(results: &[CheckResult]) -> String {
         });
     }
     rows.push(all);
-    render(&rows)
+    text_table(&rows, true)
 }
 
 /// The do-no-harm matrix: one row per cell, the share shed per policy (`!` marks a miss).
@@ -128,5 +96,5 @@ pub fn no_harm_table(results: &[CheckResult]) -> String {
         );
         rows.push(row);
     }
-    render(&rows)
+    text_table(&rows, true)
 }

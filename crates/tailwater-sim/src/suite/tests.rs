@@ -42,3 +42,17 @@ fn judge_applies_the_goals() {
     let none = run("none");
     assert!(none.pass && none.shed == 0.0);
 }
+
+#[test]
+fn text_tables_align_columns_and_rule_the_header() {
+    let rows = vec![
+        vec!["a".to_string(), "bb".to_string()],
+        vec!["ccc".to_string(), "d".to_string()],
+    ];
+    assert_eq!(
+        crate::text::text_table(&rows, true),
+        "a    bb\n-------\nccc  d\n"
+    );
+    assert_eq!(crate::text::text_table(&rows, false), "a    bb\nccc  d\n");
+    assert_eq!(crate::text::text_table(&[], true), "");
+}
