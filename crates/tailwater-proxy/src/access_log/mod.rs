@@ -4,14 +4,16 @@
 //!
 //! - When a request's head is read, [`AccessLog::begin`] copies the client's raw values
 //!   (method, target, user agent; the head's buffer is reused by the next request) into a
-//!   [`Pending`], inline when they are short, with the time on the log's monotonic clock
+//!   [`Pending`], in a buffer the thread reuses from request to request (no allocation and
+//!   no zeroing per request), with the time on the log's monotonic clock
 //!   (the TSC where the kernel trusts it, `tailwater_core::clock`) and the client's
 //!   address. Nothing is formatted on the request's thread.
-//! - While the request runs, the admission steps leave [`Notes`] in a task-local slot
-//!   ([`scope`]): route, decision and reason, tier, queue wait, the limit at the decision,
-//!   the upstream's time to its response head; on the lean path the status, the length of
-//!   the response head and the bytes written to the client too. The hooks in the engines
-//!   are one call each, and cost a failed task-local look-up when the log is off.
+//! - While the request runs, the admission steps leave [`Notes`] in a slot of the thread
+//!   that polls it ([`scope`]): route, decision and reason, tier, queue wait, the limit at
+//!   the decision, the upstream's time to its response head; on the lean path the status,
+//!   the length of the response head and the bytes written to the client too. The hooks
+//!   in the engines are one call each, and cost a look at an empty slot when the log is
+//!   off.
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
 //!   dropped, its bytes counted on the way) [`Pending::finish`] appends the record's
 //!   fixed fields and its client's bytes to the writer's queue (`queue`, bounded by lines
@@ -20,12 +22,16 @@
 //!   the queue's whole batch at its interval, maps the times to the wall clock, formats
 //!   the lines into one reused buffer (`format`) and writes it.
 //!
-//! Why a task-local rather than another argument: the admission steps are shared by both
+//! Why a slot rather than another argument: the admission steps are shared by both
 //! engines and by other features; threading a log record through them would touch every
-//! signature on the hot path for a feature that is off by default. The slot holds a box,
-//! so that the task-local's swap in and out at every poll moves a pointer, not the notes;
-//! each thread keeps its last finished box for its next request (no allocation per
-//! request).
+//! signature on the hot path for a feature that is off by default. The slot is a
+//! thread-local `Cell` that the request's future ([`Scoped`]) fills with its notes' box
+//! for each of its polls and empties after it (also when the poll panics), so another
+//! task polled by the thread in between never sees them. That is what `tokio::task_local!`
+//! does, without its `RefCell`, its `Option` of the future and its checks: moving one
+//! pointer in and out of a `Cell` per poll (the task-local's swap cost about 200
+//! instructions a request). Each thread keeps its finished boxes, and its client
+//! buffers, for its next requests (no allocation per request; [`SPARES`]).
 
 mod format;
 mod queue;
@@ -34,7 +40,10 @@ mod writer;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::thread::LocalKey;
 use std::time::Duration;
 
 use tailwater_core::Criticality;
@@ -43,13 +52,34 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use crate::decision::Decision;
 pub(crate) use writer::AccessLog;
 
-tokio::task_local! {
-    static NOTES: RefCell<Option<Box<Notes>>>;
+thread_local! {
+    /// The notes of the request whose future this thread is polling (see [`Scoped`]).
+    static CURRENT: Cell<Option<Box<Notes>>> = const { Cell::new(None) };
+    /// This thread's finished notes, reused by its next requests.
+    static SPARE: RefCell<Vec<Box<Notes>>> = const { RefCell::new(Vec::new()) };
+    /// This thread's finished client buffers, reused by its next requests.
+    static SPARE_BYTES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-thread_local! {
-    /// This thread's last finished notes, reused by its next request.
-    static SPARE: Cell<Option<Box<Notes>>> = const { Cell::new(None) };
+/// The most spares of each kind a thread keeps: one per request it has in flight at once
+/// (a worker serves many connections; a single spare would be taken by the first request
+/// and the others would allocate), bounded so an idle thread holds little (each client
+/// buffer is at most three capped values, about 6 KiB).
+const SPARES: usize = 64;
+
+/// One of this thread's spares in `pool`, if it has one.
+fn take_spare<T: 'static>(pool: &'static LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+    pool.try_with(|p| p.borrow_mut().pop()).ok().flatten()
+}
+
+/// Keeps `spare` in this thread's `pool`, unless it is full (or the thread is ending).
+fn keep_spare<T: 'static>(pool: &'static LocalKey<RefCell<Vec<T>>>, spare: T) {
+    let _ = pool.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < SPARES {
+            p.push(spare);
+        }
+    });
 }
 
 /// The log's clock: request threads stamp records with it, and the writer maps its
@@ -90,7 +120,7 @@ pub(crate) struct Notes {
 impl Notes {
     /// A cleared box: this thread's spare, or a new one.
     fn fresh() -> Box<Self> {
-        match SPARE.take() {
+        match take_spare(&SPARE) {
             Some(mut n) => {
                 *n = Notes::default();
                 n
@@ -101,26 +131,67 @@ impl Notes {
 
     /// Keeps `notes` for this thread's next request.
     fn recycle(notes: Box<Self>) {
-        SPARE.set(Some(notes));
+        keep_spare(&SPARE, notes);
     }
 }
 
 /// Runs `fut` with an empty [`Notes`] slot, and returns what was noted in it.
-pub(crate) async fn scope<F: Future>(fut: F) -> (F::Output, Box<Notes>) {
-    NOTES
-        .scope(RefCell::new(Some(Notes::fresh())), async move {
-            let out = fut.await;
-            let notes = NOTES.with(|n| n.borrow_mut().take()).unwrap_or_default();
-            (out, notes)
-        })
-        .await
+pub(crate) fn scope<F: Future>(fut: F) -> Scoped<F> {
+    Scoped {
+        fut,
+        notes: Some(Notes::fresh()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future with its notes: they are in this thread's slot while the future
+    /// is polled, and here between polls (see the module docs).
+    pub(crate) struct Scoped<F> {
+        #[pin]
+        fut: F,
+        notes: Option<Box<Notes>>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = (F::Output, Box<Notes>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Whatever the slot held (nothing, unless a scope is polled inside another) is put
+        // back after the poll, and the notes taken back, even when the poll panics.
+        struct Restore<'a> {
+            notes: &'a mut Option<Box<Notes>>,
+            outer: Option<Box<Notes>>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                *self.notes = CURRENT.replace(self.outer.take());
+            }
+        }
+        let outer = CURRENT.replace(this.notes.take());
+        let restore = Restore {
+            notes: &mut *this.notes,
+            outer,
+        };
+        let polled = this.fut.poll(cx);
+        drop(restore);
+        match polled {
+            Poll::Ready(out) => Poll::Ready((out, this.notes.take().unwrap_or_default())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Applies `f` to the current request's notes, if it is being logged.
 fn note(f: impl FnOnce(&mut Notes)) {
-    let _ = NOTES.try_with(|n| {
-        if let Some(notes) = n.borrow_mut().as_deref_mut() {
-            f(notes);
+    // Taken out of the slot and put back: `f` cannot reach the slot (the hooks do not
+    // nest), so nothing is lost. `try_with`: a guard dropped while the thread ends (its
+    // slot gone) notes nothing rather than panicking.
+    let _ = CURRENT.try_with(|slot| {
+        if let Some(mut notes) = slot.take() {
+            f(&mut notes);
+            slot.set(Some(notes));
         }
     });
 }
@@ -267,8 +338,6 @@ fn capped(raw: &[u8]) -> &[u8] {
 
 /// Route names up to this many bytes are kept inline.
 const ROUTE_INLINE: usize = 32;
-/// Method, target and user agent up to this many bytes together are kept inline.
-const CLIENT_INLINE: usize = 128;
 
 /// A record begun at the request's head, finished at its end.
 #[derive(Debug)]
@@ -278,8 +347,9 @@ pub(crate) struct Pending {
     start: u64,
     peer: SocketAddr,
     protocol: &'static str,
-    /// Method, target and user agent, back to back.
-    client: Inline<CLIENT_INLINE>,
+    /// Method, target and user agent, back to back (each cut by [`capped`]), in a buffer
+    /// reused from this thread's last record.
+    client: Vec<u8>,
     method_len: u16,
     target_len: u16,
     /// [`queue::ABSENT`]: none.
@@ -290,12 +360,17 @@ impl AccessLog {
     /// Begins the record of a request whose head has just been read.
     pub(crate) fn begin(self: &Arc<Self>, req: &RequestFields<'_>) -> Pending {
         let ua = req.user_agent.unwrap_or_default();
+        let mut client = take_spare(&SPARE_BYTES).unwrap_or_default();
+        client.clear();
+        for part in [req.method, req.target, ua] {
+            client.extend_from_slice(capped(part));
+        }
         Pending {
             log: Arc::clone(self),
             start: now(),
             peer: req.peer,
             protocol: req.protocol,
-            client: Inline::new(&[req.method, req.target, ua]),
+            client,
             method_len: capped(req.method).len() as u16,
             target_len: capped(req.target).len() as u16,
             user_agent_len: req
@@ -312,8 +387,9 @@ impl Pending {
     pub(crate) fn finish(self, notes: Box<Notes>, status: Option<u16>) {
         let duration = now().saturating_sub(self.start);
         let (entry, route) = self.entry(&notes, status.unwrap_or(notes.status), duration);
-        self.log.send(entry, [self.client.as_bytes(), route]);
+        self.log.send(entry, [self.client.as_slice(), route]);
         Notes::recycle(notes);
+        keep_spare(&SPARE_BYTES, self.client);
     }
 
     /// The queue's entry for this record with `n`, `status` and `duration` (ns), and the

@@ -108,7 +108,7 @@ impl Record {
         let p = &self.pending;
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
         let (entry, route) = p.entry(&self.notes, self.status, nanos);
-        assert!(q.push(entry, [p.client.as_bytes(), route]));
+        assert!(q.push(entry, [p.client.as_slice(), route]));
         q.close();
         let mut batch = queue::Batch::default();
         assert!(q.take(&mut batch, Duration::ZERO));
@@ -138,7 +138,7 @@ fn both_formats_carry_every_field() {
         ..Notes::default()
     };
     let r = record(Some(b"ua\" injected=1"), notes);
-    assert!(r.pending.client.heap.is_none(), "short values stay inline");
+    assert_eq!(r.pending.client, b"GET/x?\"y\"\nua\" injected=1");
     let text = line(AccessLogFormat::Text, &r);
     assert_eq!(
         text,
@@ -214,14 +214,14 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
     };
     let mut r = begun(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)), &req);
     let p = &r.pending;
-    assert!(p.client.heap.is_some(), "long values go to the heap");
+    assert_eq!(p.client.len(), 3 * (MAX_FIELD + 1), "each value is capped");
     assert_eq!(
-        &p.client.as_bytes()[..usize::from(p.method_len)],
+        &p.client[..usize::from(p.method_len)],
         &nasty[..MAX_FIELD + 1]
     );
     assert_eq!(usize::from(p.user_agent_len), MAX_FIELD + 1);
     let ua_at = usize::from(p.method_len) + usize::from(p.target_len);
-    assert_eq!(&p.client.as_bytes()[ua_at..], &nasty[..MAX_FIELD + 1]);
+    assert_eq!(&p.client[ua_at..], &nasty[..MAX_FIELD + 1]);
     r.status = u16::MAX;
     r.duration = Duration::MAX;
     r.notes = Notes {
@@ -338,13 +338,97 @@ async fn the_lean_path_counts_body_bytes_after_the_first_head() {
     note_written(1);
 }
 
+/// Two requests' futures polled in turn by one thread (as a worker polls its tasks): each
+/// one's hooks reach its own notes, never the other's, and none outside a poll.
+#[tokio::test]
+async fn interleaved_requests_keep_their_own_notes() {
+    let request = |status: u16, len: usize| async move {
+        note_head(status, len);
+        tokio::task::yield_now().await;
+        note_written(len);
+        tokio::task::yield_now().await;
+        note_written(1);
+    };
+    let (((), a), ((), b)) = tokio::join!(scope(request(200, 10)), scope(request(404, 20)));
+    assert_eq!((a.status, a.head, a.bytes), (200, 10, 11));
+    assert_eq!((b.status, b.head, b.bytes), (404, 20, 21));
+    // A scope polled inside another has its own notes; the outer one's are back after.
+    let (((), inner), outer) = scope(async {
+        note_written(5);
+        let inner = scope(async { note_written(7) }).await;
+        note_written(5);
+        inner
+    })
+    .await;
+    assert_eq!((inner.bytes, outer.bytes), (7, 10));
+}
+
+/// A thread's client buffer, reused by its next record, carries nothing of the last one.
+#[test]
+fn a_reused_client_buffer_holds_only_its_own_request() {
+    let log = sink();
+    let huge = vec![b'x'; 5000];
+    let big = RequestFields {
+        peer: "127.0.0.1:4000".parse().unwrap(),
+        method: &huge,
+        target: &huge,
+        protocol: "HTTP/1.1",
+        user_agent: Some(&huge),
+    };
+    log.begin(&big).finish(Box::default(), Some(200));
+    let small = RequestFields {
+        method: b"GET",
+        target: b"/",
+        user_agent: None,
+        ..big
+    };
+    let p = log.begin(&small);
+    assert_eq!(p.client, b"GET/");
+    assert_eq!(p.user_agent_len, queue::ABSENT);
+    p.finish(Box::default(), Some(200));
+}
+
+/// Requests in flight at once on one thread each get a buffer of their own back, and the
+/// thread keeps at most [`SPARES`] of them.
+#[test]
+fn a_thread_keeps_a_bounded_pool_of_client_buffers() {
+    let log = sink();
+    let spares = || SPARE_BYTES.with(|p| p.borrow().len());
+    let targets: Vec<Vec<u8>> = (0..SPARES + 6)
+        .map(|i| format!("/{i}").into_bytes())
+        .collect();
+    let begin = |target: &[u8]| {
+        log.begin(&RequestFields {
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            method: b"GET",
+            target,
+            protocol: "HTTP/1.1",
+            user_agent: None,
+        })
+    };
+    let first: Vec<Pending> = targets[..3].iter().map(|t| begin(t)).collect();
+    first
+        .into_iter()
+        .for_each(|p| p.finish(Box::default(), Some(200)));
+    assert_eq!(spares(), 3);
+    let again: Vec<Pending> = targets.iter().map(|t| begin(t)).collect();
+    assert_eq!(spares(), 0);
+    for (p, t) in again.iter().zip(&targets) {
+        assert_eq!(p.client, [&b"GET"[..], t].concat());
+    }
+    again
+        .into_iter()
+        .for_each(|p| p.finish(Box::default(), Some(200)));
+    assert_eq!(spares(), SPARES);
+}
+
 #[test]
 fn the_queue_is_bounded_by_bytes_as_well_as_lines() {
     // Room for the entries of three short requests (and their bytes), though the line
     // bound would take a thousand.
     let r = record(Some(b"probe"), Notes::default());
     let (entry, route) = r.pending.entry(&r.notes, 200, 1);
-    let client = r.pending.client.as_bytes();
+    let client = r.pending.client.as_slice();
     let each = std::mem::size_of::<queue::Entry>() + client.len() + route.len();
     let q = queue::Queue::new(1000, 3 * each + each / 2);
     let accepted = (0..10).filter(|_| q.push(entry, [client, route])).count();

@@ -36,6 +36,9 @@ pub(crate) enum Kind {
     GrpcTimeout,
     /// `grpc-status` in a response head (gRPC's trailers-only answer): its outcome.
     GrpcStatus,
+    /// Forwarded as is; its first value is kept for the access log
+    /// ([`Fields::user_agent`]), so the log does not search the fields again.
+    UserAgent,
 }
 
 impl Kind {
@@ -52,6 +55,7 @@ impl Kind {
             10 if is("connection") => Kind::Connection,
             10 if is("keep-alive") => Kind::HopByHop,
             11 if is("grpc-status") => Kind::GrpcStatus,
+            10 if is("user-agent") => Kind::UserAgent,
             12 if is("content-type") => Kind::ContentType,
             12 if is("grpc-timeout") => Kind::GrpcTimeout,
             13 if is("x-criticality") => Kind::Criticality,
@@ -89,6 +93,9 @@ pub(crate) struct Fields {
     pub(crate) grpc_timeout: bool,
     /// A `grpc-status` was sent (likewise).
     pub(crate) grpc_status: bool,
+    /// The value of the first `User-Agent`, found while the fields are collected (the
+    /// access log's, which would otherwise search the fields a second time).
+    pub(crate) user_agent_at: Option<Range<usize>>,
 }
 
 impl Fields {
@@ -97,6 +104,7 @@ impl Fields {
         self.close = false;
         self.grpc_timeout = false;
         self.grpc_status = false;
+        self.user_agent_at = None;
         self.connection_named.clear();
         self.framing = FramingFields::default();
     }
@@ -130,6 +138,9 @@ impl Fields {
                 Kind::ContentLength => self.framing.length(value),
                 Kind::GrpcTimeout => self.grpc_timeout = true,
                 Kind::GrpcStatus => self.grpc_status = true,
+                Kind::UserAgent if self.user_agent_at.is_none() => {
+                    self.user_agent_at = Some(range(value));
+                }
                 _ => {}
             }
             self.list.push(Field {
@@ -147,6 +158,11 @@ impl Fields {
                 .connection_named
                 .iter()
                 .any(|n| buf[n.clone()].eq_ignore_ascii_case(&buf[field.name.clone()]))
+    }
+
+    /// The first `User-Agent`'s value, as sent.
+    pub(crate) fn user_agent<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.user_agent_at.clone().map(|r| &buf[r])
     }
 
     /// The first value of the field of `kind`.
@@ -550,6 +566,68 @@ mod tests {
             proptest::prop_assert!(resp.reason.end <= resp.len && resp.len <= raw.len());
             let _ = resp.body(false);
         }
+    }
+
+    /// The user agent the head records is the first `User-Agent` field's value, whatever
+    /// the name's case, the same value a search of the fields finds.
+    #[test]
+    fn the_first_user_agent_is_recorded_while_parsing() {
+        let searched = |head: &RequestHead, buf: &[u8]| {
+            head.fields
+                .list
+                .iter()
+                .find(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"user-agent"))
+                .map(|f| buf[f.value.clone()].to_vec())
+        };
+        for (raw, want) in [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", None),
+            (
+                "GET / HTTP/1.1\r\nUser-Agent: curl/8.5.0\r\n\r\n",
+                Some(&b"curl/8.5.0"[..]),
+            ),
+            // Repeated: the first one, as the hyper path's `HeaderMap::get`.
+            (
+                "GET / HTTP/1.1\r\nuser-agent: one\r\nX: y\r\nUSER-AGENT: two\r\n\r\n",
+                Some(&b"one"[..]),
+            ),
+            (
+                "GET / HTTP/1.1\r\nuSeR-aGeNt: odd\r\n\r\n",
+                Some(&b"odd"[..]),
+            ),
+            // Empty, and surrounded by optional whitespace (httparse trims it).
+            ("GET / HTTP/1.1\r\nUser-Agent:\r\n\r\n", Some(&b""[..])),
+            (
+                "GET / HTTP/1.1\r\nUser-Agent: \t x y \t\r\n\r\n",
+                Some(&b"x y"[..]),
+            ),
+            // Names that are not it.
+            (
+                "GET / HTTP/1.1\r\nUser-Agents: no\r\nX-User-Agent: no\r\n\r\n",
+                None,
+            ),
+        ] {
+            let (head, buf) = request(raw);
+            assert_eq!(head.fields.user_agent(&buf), want, "{raw}");
+            assert_eq!(
+                head.fields.user_agent(&buf).map(<[u8]>::to_vec),
+                searched(&head, &buf),
+                "{raw}"
+            );
+        }
+        // A reused head forgets the previous request's.
+        let mut head = RequestHead::default();
+        let first = b"GET / HTTP/1.1\r\nUser-Agent: a\r\n\r\n";
+        assert!(matches!(head.parse(first, 100), Parsed::Complete));
+        let second = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n";
+        assert!(matches!(head.parse(second, 100), Parsed::Complete));
+        assert_eq!(head.fields.user_agent(second), None);
+        // A folded (obs-fold) User-Agent is refused by the parser: hyper answers it.
+        let folded = b"GET / HTTP/1.1\r\nUser-Agent: a\r\n b\r\n\r\n";
+        assert!(matches!(head.parse(folded, 100), Parsed::Invalid));
+        // A User-Agent is forwarded like any plain field.
+        let (head, buf) = request("GET / HTTP/1.1\r\nUser-Agent: a\r\n\r\n");
+        assert_eq!(head.fields.list[0].kind, Kind::UserAgent);
+        assert_eq!(head.unusual(&buf), None);
     }
 
     #[test]

@@ -357,16 +357,13 @@ impl<S: Io> Client<S> {
     /// the log is on.
     fn access_log_begin(&self, state: &State) -> Option<crate::access_log::Pending> {
         let log = state.access_log.as_ref()?;
-        let view = View {
-            head: &self.head,
-            buf: &self.rbuf,
-        };
         Some(log.begin(&crate::access_log::RequestFields {
             peer: self.conn.peer,
             method: &self.rbuf[self.head.method.clone()],
             target: &self.rbuf[self.head.target.clone()],
             protocol: "HTTP/1.1",
-            user_agent: view.raw_header(b"user-agent"),
+            // Found by the parser as it collected the fields: no second search.
+            user_agent: self.head.fields.user_agent(&self.rbuf),
         }))
     }
 

@@ -9,19 +9,6 @@ pub(super) struct View<'a> {
     pub(super) buf: &'a [u8],
 }
 
-impl<'a> View<'a> {
-    /// The first value of the field `name` (lowercase), as bytes.
-    pub(super) fn raw_header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        let buf = self.buf;
-        self.head
-            .fields
-            .list
-            .iter()
-            .find(|f| buf[f.name.clone()].eq_ignore_ascii_case(name))
-            .map(|f| &buf[f.value.clone()])
-    }
-}
-
 impl RequestView for View<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.head
