@@ -62,6 +62,13 @@ async fn a_claim_above_the_ceiling_is_lowered_unless_the_client_is_trusted() {
             // A claim below the ceiling stands for anyone.
             let (status, _) = send(running.addr, &[("x-criticality", "sheddable")]).await;
             assert_eq!(status, 200);
+            // A request is counted once its answer's last byte is written, which can follow
+            // the client's read of it: wait until both are counted.
+            eventually(Duration::from_secs(5), || {
+                let m = running.proxy.metrics_text();
+                successes(&m).len() >= 2
+            })
+            .await;
             let m = running.proxy.metrics_text();
             let ok = successes(&m);
             assert_eq!(ok.len(), 2, "lean={lean} {trusted}: {ok:#?}");

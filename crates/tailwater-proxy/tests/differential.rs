@@ -886,6 +886,13 @@ async fn both_engines_count_a_grpc_overload_in_the_trailers_or_the_head_as_a_dro
             let (parts, _) = get(&c, running.addr, path).await.expect("response");
             assert_eq!(parts.status, 200, "lean={lean} {path}: relayed as is");
         }
+        // A request is counted once its answer's last byte is written, which can follow
+        // the client's read of it: wait until all four are counted.
+        let counted = || {
+            let m = running.proxy.metrics_text();
+            requests(&m, "upstream_error", None) + requests(&m, "success", None)
+        };
+        eventually(Duration::from_secs(5), || counted() >= 4).await;
         let m = running.proxy.metrics_text();
         let dropped = requests(&m, "upstream_error", Some("upstream_status"));
         let ok = requests(&m, "success", None);
@@ -941,6 +948,12 @@ async fn both_engines_answer_a_redis_rate_limit_alike() {
             [200, 200, 200, 429, 200, 429, 429],
             "lean={lean}: two per user per hour, in Redis"
         );
+        // Counted once each answer is written, which can follow the client's read.
+        let counted = || {
+            let m = running.proxy.metrics_text();
+            requests(&m, "rate_limited", None) + requests(&m, "success", None)
+        };
+        eventually(Duration::from_secs(5), || counted() >= 7).await;
         let m = running.proxy.metrics_text();
         assert_eq!(requests(&m, "rate_limited", None), 3, "lean={lean}:\n{m}");
         answers.push(got);
