@@ -287,9 +287,5 @@ pub(crate) fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Escapes a label value.
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// Escapes a label value (the one escaper of the workspace, in `tailwater-core`).
+pub(crate) use tailwater_core::vocabulary::escape_label_value as esc;

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use tailwater_core::vocabulary::escape_label_value;
+
 /// The most stat keys kept.
 pub const MAX_STAT_KEYS: usize = 10_000;
 
@@ -131,26 +133,12 @@ impl Stats {
                 let _ = writeln!(
                     out,
                     "tailwater_rls_rule_{name}{{key=\"{}\"}} {}",
-                    escape_label(k),
+                    escape_label_value(k),
                     c(v)
                 );
             }
         }
     }
-}
-
-/// Escapes a Prometheus label value (backslash, double quote, newline).
-fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for ch in v.chars() {
-        match ch {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
 }
 
 /// Prometheus text of a Redis store's counters, as `tailwater_rls_redis_<name>_total`

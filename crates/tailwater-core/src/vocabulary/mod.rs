@@ -23,6 +23,7 @@
 //! ```
 
 mod broker;
+mod escape;
 #[cfg(test)]
 mod tests;
 
@@ -114,6 +115,8 @@ const fn m(
 
 use Emitters::{Both, Proxy, Stream, Tower};
 use Kind::{Counter, Gauge, Histogram};
+
+pub use escape::escape_label_value;
 
 pub use broker::{
     BROKER_ACKED, BROKER_DELIVERED, BROKER_FAILED, BROKER_FETCH_LIMIT, BROKER_IN_FLIGHT,
