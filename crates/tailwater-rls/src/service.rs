@@ -21,6 +21,7 @@ use tailwater_redis::DecisionSource;
 
 use crate::config::{Config, Level, Node, Rule, Unit};
 use crate::headers::{self, PolicyItem};
+use crate::proto::envoy::r#type::v3::RateLimitUnit;
 use crate::proto::{
     Code, DescriptorStatus, HeaderValue, ProtoUnit, RateLimit, RateLimitDescriptor,
     RateLimitRequest, RateLimitResponse,
@@ -338,16 +339,27 @@ fn walk<'a>(domain: Option<&'a Level>, d: &RateLimitDescriptor) -> Option<&'a No
     node
 }
 
+/// A descriptor override's `envoy.type.v3.RateLimitUnit` as a [`Unit`] (`UNKNOWN` and codes
+/// that enum lacks, such as the response's `WEEK`, → `None`).
 fn override_unit(unit: i32) -> Option<Unit> {
-    // envoy.type.v3.RateLimitUnit: SECOND 1 … YEAR 6 (no WEEK).
-    Some(match unit {
-        1 => Unit::Second,
-        2 => Unit::Minute,
-        3 => Unit::Hour,
-        4 => Unit::Day,
-        5 => Unit::Month,
-        6 => Unit::Year,
-        _ => return None,
+    RateLimitUnit::try_from(unit)
+        .ok()
+        .and_then(|u| unit_of_proto(u as i32))
+}
+
+/// `RateLimitResponse.RateLimit.Unit` (whose codes `envoy.type.v3.RateLimitUnit` shares,
+/// `WEEK` aside) as a [`Unit`]; `UNKNOWN` or an unknown code → `None`. The inverse of
+/// [`proto_unit`].
+pub(crate) fn unit_of_proto(code: i32) -> Option<Unit> {
+    Some(match ProtoUnit::try_from(code).ok()? {
+        ProtoUnit::Unknown => return None,
+        ProtoUnit::Second => Unit::Second,
+        ProtoUnit::Minute => Unit::Minute,
+        ProtoUnit::Hour => Unit::Hour,
+        ProtoUnit::Day => Unit::Day,
+        ProtoUnit::Week => Unit::Week,
+        ProtoUnit::Month => Unit::Month,
+        ProtoUnit::Year => Unit::Year,
     })
 }
 

@@ -42,7 +42,6 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use descriptor::{Action, DescriptorSpec, RequestParts, SpecError};
 
-use crate::config::Unit;
 use crate::proto::{
     Code, DescriptorStatus, RateLimitDescriptor, RateLimitRequest, RateLimitResponse,
     RateLimitServiceClient,
@@ -297,7 +296,7 @@ impl RlsDecision {
 
 fn limit_status(s: &DescriptorStatus) -> Option<(i32, LimitStatus)> {
     let l = s.current_limit.as_ref()?;
-    let period = proto_period(l.unit)?;
+    let period = crate::service::unit_of_proto(l.unit)?.period();
     let reset = s.duration_until_reset.map_or(Duration::ZERO, |d| {
         Duration::new(
             u64::try_from(d.seconds).unwrap_or(0),
@@ -314,19 +313,4 @@ fn limit_status(s: &DescriptorStatus) -> Option<(i32, LimitStatus)> {
             reset,
         },
     ))
-}
-
-/// `RateLimitResponse.RateLimit.Unit` → its length (`UNKNOWN` → `None`).
-fn proto_period(unit: i32) -> Option<Duration> {
-    let u = match unit {
-        1 => Unit::Second,
-        2 => Unit::Minute,
-        3 => Unit::Hour,
-        4 => Unit::Day,
-        5 => Unit::Month,
-        6 => Unit::Year,
-        7 => Unit::Week,
-        _ => return None,
-    };
-    Some(u.period())
 }
