@@ -21,13 +21,12 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
-use tailwater_core::Criticality;
 use tailwater_core::rate::{Quota, RateDecision, StoreError};
 use tower::{Layer, Service};
 
 use super::error::reset_secs;
 use super::layer::{MissingKey, OnStoreError, Settings};
-use super::service::{Verdict, judge_with};
+use super::service::{Verdict, judge_with, read_head};
 use crate::edge::{self, EdgeBody, OnReject, RateLimitPolicies, Respond, ReturnError};
 use crate::observe::{RateLimitMetrics, Route};
 
@@ -217,15 +216,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (parts, body) = req.into_parts();
-        let check = self.limiter.check(&parts);
-        let tier = parts
-            .extensions
-            .get::<Criticality>()
-            .copied()
-            .unwrap_or_default();
-        let grpc = edge::is_grpc(&parts.headers);
-        let req = Request::from_parts(parts, body);
+        let (req, check, tier, grpc) = read_head(req, |head| self.limiter.check(head));
         let settings = Arc::clone(&self.settings);
         let on_reject = self.on_reject.clone();
         // The service that was made ready goes with this request; a clone stays.

@@ -87,6 +87,25 @@ impl<S: fmt::Debug, K: fmt::Debug, St, R: fmt::Debug> fmt::Debug for RateLimit<S
     }
 }
 
+/// What both rate-limit services read from a request's head before deciding: `read`'s
+/// answer (the key, or the remote check), the tier (`Critical` when unmarked; metrics and
+/// denials are labelled with it) and whether it is gRPC (a denial is then written as gRPC
+/// status trailers, not a 429 body). The request comes back whole.
+pub(super) fn read_head<B, T>(
+    req: Request<B>,
+    read: impl FnOnce(&http::request::Parts) -> T,
+) -> (Request<B>, T, Criticality, bool) {
+    let (parts, body) = req.into_parts();
+    let answer = read(&parts);
+    let tier = parts
+        .extensions
+        .get::<Criticality>()
+        .copied()
+        .unwrap_or_default();
+    let grpc = edge::is_grpc(&parts.headers);
+    (Request::from_parts(parts, body), answer, tier, grpc)
+}
+
 /// The verdict on one request.
 pub(crate) enum Verdict {
     /// Call the inner service; add the `RateLimit*` headers for this decision if any.
@@ -162,15 +181,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (parts, body) = req.into_parts();
-        let key = self.extractor.extract(&parts);
-        let tier = parts
-            .extensions
-            .get::<Criticality>()
-            .copied()
-            .unwrap_or_default();
-        let grpc = edge::is_grpc(&parts.headers);
-        let req = Request::from_parts(parts, body);
+        let (req, key, tier, grpc) = read_head(req, |head| self.extractor.extract(head));
         let settings = Arc::clone(&self.settings);
         let on_reject = self.on_reject.clone();
 
