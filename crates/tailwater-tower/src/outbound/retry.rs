@@ -102,31 +102,30 @@ impl<C: Clock> RetryLayer<C> {
 
     /// Also retry POST and PATCH (default `false`: they may not be safe to repeat).
     pub fn retry_non_idempotent(self, yes: bool) -> Self {
-        let s = &self.shared;
-        Self {
-            shared: Arc::new(Shared {
-                budget: Arc::clone(&s.budget),
-                policy: s.policy,
-                jitter: Jitter::default(),
-                non_idempotent: yes,
-                deadline_header: s.deadline_header.clone(),
-            }),
-        }
+        self.with(|s| s.non_idempotent = yes)
     }
 
     /// Also read the request's deadline from `header` (remaining milliseconds, as the
     /// proxy's route `deadline_header`), besides `grpc-timeout`: no retry is made that would
     /// outlast it. Default: `grpc-timeout` only.
     pub fn deadline_header(self, header: HeaderName) -> Self {
+        self.with(|s| s.deadline_header = Some(header))
+    }
+
+    /// A layer with `change` made to a copy of its settings (the budget stays shared, the
+    /// jitter starts afresh).
+    fn with(self, change: impl FnOnce(&mut Shared<C>)) -> Self {
         let s = &self.shared;
+        let mut shared = Shared {
+            budget: Arc::clone(&s.budget),
+            policy: s.policy,
+            jitter: Jitter::default(),
+            non_idempotent: s.non_idempotent,
+            deadline_header: s.deadline_header.clone(),
+        };
+        change(&mut shared);
         Self {
-            shared: Arc::new(Shared {
-                budget: Arc::clone(&s.budget),
-                policy: s.policy,
-                jitter: Jitter::default(),
-                non_idempotent: s.non_idempotent,
-                deadline_header: Some(header),
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
