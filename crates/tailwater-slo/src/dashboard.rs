@@ -218,14 +218,34 @@ pub fn proxy(routes: &[String], slos: Option<&SloSet>) -> Value {
     if let Some(set) = slos {
         all.extend(slo_panels(set));
     }
-    let panels = render_panels(&all);
     let options: Vec<Value> = routes
         .iter()
         .map(|r| json!({"text": r, "value": r, "selected": false}))
         .collect();
+    document(
+        UID,
+        "tailwater proxy",
+        json!({
+            "name": "route",
+            "type": "custom",
+            "query": routes.join(","),
+            "multi": true,
+            "includeAll": true,
+            "allValue": ".*",
+            "current": {"text": "All", "value": "$__all"},
+            "options": options,
+        }),
+        &all,
+    )
+}
+
+/// A tailwater Grafana dashboard: `uid`, `title`, the `datasource` variable (Prometheus)
+/// then `variable`, and `panels` (two a row, see [`render_panels`]), with the settings
+/// every tailwater dashboard shares (last hour, refreshed every 30 s).
+pub(crate) fn document(uid: &str, title: &str, variable: Value, panels: &[Panel]) -> Value {
     json!({
-        "uid": UID,
-        "title": "tailwater proxy",
+        "uid": uid,
+        "title": title,
         "tags": ["tailwater"],
         "schemaVersion": 39,
         "version": 1,
@@ -239,18 +259,9 @@ pub fn proxy(routes: &[String], slos: Option<&SloSet>) -> Value {
                 "query": "prometheus",
                 "current": {},
             },
-            {
-                "name": "route",
-                "type": "custom",
-                "query": routes.join(","),
-                "multi": true,
-                "includeAll": true,
-                "allValue": ".*",
-                "current": {"text": "All", "value": "$__all"},
-                "options": options,
-            },
+            variable,
         ]},
-        "panels": panels,
+        "panels": render_panels(panels),
     })
 }
 

@@ -15,7 +15,7 @@
 
 use serde_json::{Value, json};
 
-use crate::dashboard::{Panel, render_panels};
+use crate::dashboard::{Panel, document};
 use crate::ops::{RLS_CALLS, RLS_CONFIG_LOADS, RLS_FALLBACK};
 
 /// The dashboard's `uid`.
@@ -125,32 +125,18 @@ fn panels() -> Vec<Panel> {
 
 /// The RLS dashboard.
 pub fn rls() -> Value {
-    json!({
-        "uid": UID,
-        "title": "tailwater rate limit service",
-        "tags": ["tailwater"],
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": true,
-        "time": {"from": "now-1h", "to": "now"},
-        "refresh": "30s",
-        "templating": {"list": [
-            {
-                "name": "datasource",
-                "type": "datasource",
-                "query": "prometheus",
-                "current": {},
-            },
-            {
-                "name": "key",
-                "type": "textbox",
-                "label": "stat key (regex)",
-                "query": ".*",
-                "current": {"text": ".*", "value": ".*"},
-            },
-        ]},
-        "panels": render_panels(&panels()),
-    })
+    document(
+        UID,
+        "tailwater rate limit service",
+        json!({
+            "name": "key",
+            "type": "textbox",
+            "label": "stat key (regex)",
+            "query": ".*",
+            "current": {"text": ".*", "value": ".*"},
+        }),
+        &panels(),
+    )
 }
 
 #[cfg(test)]
