@@ -41,11 +41,11 @@ use std::path::Path;
 use serde::Deserialize;
 use tailwater_core::vocabulary::{self, outcome};
 
-use super::sloth::{AlertSpec, check_service, check_slo_basics};
-use super::{Labels, first_bad_label, from_yaml, locate};
+use super::sloth::{AlertingSpec, check_service, check_slo_basics};
+use super::{Labels, from_yaml, locate};
 use crate::duration::PromDuration;
 use crate::error::SloError;
-use crate::model::{Alerting, Guard, MinEvents, NativeContext, Sli, Slo, SloSet, SpecFormat};
+use crate::model::{Guard, MinEvents, NativeContext, Sli, Slo, SloSet, SpecFormat};
 use crate::tier::Tier;
 
 /// The `version` value of native specs.
@@ -115,21 +115,6 @@ enum Policy {
     Exclude,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertingSpec {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    annotations: Labels,
-    #[serde(default)]
-    page_alert: AlertSpec,
-    #[serde(default)]
-    ticket_alert: AlertSpec,
-}
-
 /// Parses a native `tailwater/v1` spec.
 pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
     let spec: Spec = from_yaml(text, file)?;
@@ -182,15 +167,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, s) in spec.slos.into_iter().enumerate() {
         let line = |path: &[&str]| locate::item_line(text, "slos", i, path);
-        check_slo_basics(text, file, i, &s.name, s.objective, &s.labels)?;
-        if !seen.insert(s.name.clone()) {
-            return Err(SloError::invalid(
-                file,
-                line(&["name"]),
-                format!("slos[{i}].name"),
-                format!("`{}` is used by an earlier SLO", s.name),
-            ));
-        }
+        check_slo_basics(text, file, i, &s.name, s.objective, &s.labels, &mut seen)?;
         if let Some(r) = &s.route
             && (r.is_empty() || r.contains(['"', '\\', '\n']))
         {
@@ -298,29 +275,11 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             Sli::Events { total_query, .. } => total_query.clone(),
             Sli::Raw { .. } => String::new(),
         };
-        let al = s.alerting.unwrap_or_default();
-        let page =
-            al.page_alert
-                .into_config(file, &format!("slos[{i}].alerting.page_alert"), |k| {
-                    line(&["alerting", "page_alert", k])
-                })?;
-        let ticket = al.ticket_alert.into_config(
-            file,
-            &format!("slos[{i}].alerting.ticket_alert"),
-            |k| line(&["alerting", "ticket_alert", k]),
-        )?;
-        if let Some(bad) = first_bad_label(&al.labels.0) {
-            return Err(SloError::invalid(
-                file,
-                line(&["alerting", "labels"]),
-                format!("slos[{i}].alerting.labels"),
-                format!("`{bad}` is not a Prometheus label name"),
-            ));
-        }
-        let name = al
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| camel(&[&spec.service, &s.name]));
+        let default_name = camel(&[&spec.service, &s.name]);
+        let alerting =
+            s.alerting
+                .unwrap_or_default()
+                .into_alerting(file, i, line, Some(default_name))?;
         let mut labels = spec.labels.0.clone();
         labels.extend(s.labels.0);
         slos.push(Slo {
@@ -331,13 +290,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             objective: s.objective,
             labels,
             sli,
-            alerting: Alerting {
-                name,
-                labels: al.labels.0,
-                annotations: al.annotations.0,
-                page,
-                ticket,
-            },
+            alerting,
             guard: guard.map(|min_events| Guard {
                 total_rate_query,
                 min_events,

@@ -98,9 +98,11 @@ struct RawSpec {
     error_ratio_query: String,
 }
 
+/// An SLO's `alerting` section; shared with the native form (both accept Sloth's
+/// `pageAlert` / `ticketAlert` spellings).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AlertingSpec {
+pub(crate) struct AlertingSpec {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -111,6 +113,59 @@ struct AlertingSpec {
     page_alert: AlertSpec,
     #[serde(default, alias = "ticketAlert")]
     ticket_alert: AlertSpec,
+}
+
+impl AlertingSpec {
+    /// Checks and converts SLO `i`'s section: the page and ticket alerts, the labels, then
+    /// the alert name. A missing or blank name is `default_name` (the native form's) or,
+    /// without one, an error unless both alerts are disabled (Sloth's rule). `line` finds a
+    /// field's line from its path under the SLO.
+    pub(crate) fn into_alerting(
+        self,
+        file: &Path,
+        i: usize,
+        line: impl Fn(&[&str]) -> usize,
+        default_name: Option<String>,
+    ) -> Result<Alerting, SloError> {
+        let page =
+            self.page_alert
+                .into_config(file, &format!("slos[{i}].alerting.page_alert"), |k| {
+                    line(&["alerting", "page_alert", k])
+                })?;
+        let ticket = self.ticket_alert.into_config(
+            file,
+            &format!("slos[{i}].alerting.ticket_alert"),
+            |k| line(&["alerting", "ticket_alert", k]),
+        )?;
+        if let Some(bad) = first_bad_label(&self.labels.0) {
+            return Err(SloError::invalid(
+                file,
+                line(&["alerting", "labels"]),
+                format!("slos[{i}].alerting.labels"),
+                format!("`{bad}` is not a Prometheus label name"),
+            ));
+        }
+        let name = match (self.name, default_name) {
+            (Some(n), _) if !n.trim().is_empty() => n,
+            (_, Some(default)) => default,
+            _ if page.disable && ticket.disable => String::new(),
+            _ => {
+                return Err(SloError::invalid(
+                    file,
+                    line(&["alerting", "name"]),
+                    format!("slos[{i}].alerting.name"),
+                    "required unless both page_alert and ticket_alert are disabled",
+                ));
+            }
+        };
+        Ok(Alerting {
+            name,
+            labels: self.labels.0,
+            annotations: self.annotations.0,
+            page,
+            ticket,
+        })
+    }
 }
 
 /// One alert's settings; shared with the native form.
@@ -185,7 +240,8 @@ pub(crate) fn check_service(
     Ok(())
 }
 
-/// Checks an SLO's name, objective and labels (shared with the native form).
+/// Checks an SLO's name (and that no earlier SLO in `seen` has it), objective and labels
+/// (shared with the native form).
 pub(crate) fn check_slo_basics(
     text: &str,
     file: &Path,
@@ -193,6 +249,7 @@ pub(crate) fn check_slo_basics(
     name: &str,
     objective: f64,
     labels: &Labels,
+    seen: &mut std::collections::BTreeSet<String>,
 ) -> Result<(), SloError> {
     let line = |path: &[&str]| locate::item_line(text, "slos", i, path);
     if !valid_name(name) {
@@ -201,6 +258,14 @@ pub(crate) fn check_slo_basics(
             line(&["name"]),
             format!("slos[{i}].name"),
             "must be non-empty and use only letters, digits, `-`, `_`, `.` and `:`",
+        ));
+    }
+    if !seen.insert(name.to_owned()) {
+        return Err(SloError::invalid(
+            file,
+            line(&["name"]),
+            format!("slos[{i}].name"),
+            format!("`{name}` is used by an earlier SLO"),
         ));
     }
     if !(objective.is_finite() && objective > 0.0 && objective < 100.0) {
@@ -235,15 +300,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, s) in spec.slos.into_iter().enumerate() {
         let line = |path: &[&str]| locate::item_line(text, "slos", i, path);
-        check_slo_basics(text, file, i, &s.name, s.objective, &s.labels)?;
-        if !seen.insert(s.name.clone()) {
-            return Err(SloError::invalid(
-                file,
-                line(&["name"]),
-                format!("slos[{i}].name"),
-                format!("`{}` is used by an earlier SLO", s.name),
-            ));
-        }
+        check_slo_basics(text, file, i, &s.name, s.objective, &s.labels, &mut seen)?;
         if let Some(p) = &s.plugins {
             ignored_plugins.extend(p.chain.iter().map(|p| p.id.clone()));
             let _ = p.overrides;
@@ -298,36 +355,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
                 ));
             }
         };
-        let page = s.alerting.page_alert.into_config(
-            file,
-            &format!("slos[{i}].alerting.page_alert"),
-            |k| line(&["alerting", "page_alert", k]),
-        )?;
-        let ticket = s.alerting.ticket_alert.into_config(
-            file,
-            &format!("slos[{i}].alerting.ticket_alert"),
-            |k| line(&["alerting", "ticket_alert", k]),
-        )?;
-        let name = match s.alerting.name {
-            Some(n) if !n.trim().is_empty() => n,
-            _ if page.disable && ticket.disable => String::new(),
-            _ => {
-                return Err(SloError::invalid(
-                    file,
-                    line(&["alerting", "name"]),
-                    format!("slos[{i}].alerting.name"),
-                    "required unless both page_alert and ticket_alert are disabled",
-                ));
-            }
-        };
-        if let Some(bad) = first_bad_label(&s.alerting.labels.0) {
-            return Err(SloError::invalid(
-                file,
-                line(&["alerting", "labels"]),
-                format!("slos[{i}].alerting.labels"),
-                format!("`{bad}` is not a Prometheus label name"),
-            ));
-        }
+        let alerting = s.alerting.into_alerting(file, i, line, None)?;
         let mut labels = spec.labels.0.clone();
         labels.extend(s.labels.0);
         slos.push(Slo {
@@ -338,13 +366,7 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             objective: s.objective,
             labels,
             sli,
-            alerting: Alerting {
-                name,
-                labels: s.alerting.labels.0,
-                annotations: s.alerting.annotations.0,
-                page,
-                ticket,
-            },
+            alerting,
             guard: None,
             context: None,
         });
