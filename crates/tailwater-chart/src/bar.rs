@@ -87,9 +87,7 @@ impl BarChart {
     /// The `<svg>` element.
     pub fn render(&self) -> String {
         let frame = Frame::new(self.width, self.height);
-        let mut out = String::new();
-        frame.open(
-            &mut out,
+        let mut out = frame.open(
             self.id.as_deref(),
             &self.title,
             &self.x_label,

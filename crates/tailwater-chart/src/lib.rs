@@ -85,8 +85,10 @@ impl Frame {
         (self.height - self.top - self.bottom).max(1.0)
     }
 
-    /// Opens the `<svg>` element, draws the title, the plot's border and the axis labels.
-    fn open(&self, out: &mut String, id: Option<&str>, title: &str, x_label: &str, y_label: &str) {
+    /// A chart's text so far: the opened `<svg>` element with the title, the plot's border
+    /// and the axis labels drawn.
+    fn open(&self, id: Option<&str>, title: &str, x_label: &str, y_label: &str) -> String {
+        let mut out = String::new();
         let Frame {
             width: w,
             height: h,
@@ -120,6 +122,7 @@ impl Frame {
             t + ph / 2.0,
             escape(y_label)
         );
+        out
     }
 
     /// One legend entry in the right margin.

@@ -108,9 +108,7 @@ impl LineChart {
     /// The `<svg>` element. A chart without a drawable point says "No data" instead of axes.
     pub fn render(&self) -> String {
         let frame = Frame::new(self.width, self.height);
-        let mut out = String::new();
-        frame.open(
-            &mut out,
+        let mut out = frame.open(
             self.id.as_deref(),
             &self.title,
             &self.x.label,
