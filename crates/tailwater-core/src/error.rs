@@ -61,6 +61,29 @@ pub(crate) fn check_range(
     Ok(value)
 }
 
+/// Checks a multiplicative decrease on a drop (`backoff_ratio`): finite and within
+/// `[0.5, 1)`, so that one drop neither halves the limit nor leaves it unchanged.
+pub(crate) fn check_backoff(backoff: f64) -> Result<f64, ConfigError> {
+    if !(backoff.is_finite() && (0.5..1.0).contains(&backoff)) {
+        return Err(ConfigError::new(
+            "backoff_ratio",
+            format!("must be within [0.5, 1), got {backoff}"),
+        ));
+    }
+    Ok(backoff)
+}
+
+/// Checks that a duration setting (`field`) is greater than zero.
+pub(crate) fn check_nonzero(
+    field: &'static str,
+    value: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(field, "must be greater than zero"));
+    }
+    Ok(value)
+}
+
 /// Checks that `min <= initial <= max` and that `min >= 1`.
 pub(crate) fn check_limits(min: usize, initial: usize, max: usize) -> Result<(), ConfigError> {
     if min == 0 {

@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
+use super::util::setters;
 use super::{Estimates, LimitAlgorithm, Sample, clamp_limit};
-use crate::error::{ConfigError, check_limits};
+use crate::error::{ConfigError, check_backoff, check_limits, check_nonzero};
 
 /// The AIMD limit. Build it with [`Aimd::builder`] or take the defaults with
 /// [`Aimd::default`].
@@ -97,54 +98,25 @@ impl Default for AimdBuilder {
 }
 
 impl AimdBuilder {
-    /// The starting limit (default 20).
-    pub fn initial_limit(mut self, v: usize) -> Self {
-        self.initial = v;
-        self
-    }
-    /// The floor (default 20, as Netflix).
-    pub fn min_limit(mut self, v: usize) -> Self {
-        self.min = v;
-        self
-    }
-    /// The ceiling (default 200).
-    pub fn max_limit(mut self, v: usize) -> Self {
-        self.max = v;
-        self
-    }
-    /// The multiplicative decrease on a drop, in `[0.5, 1)` (default 0.9).
-    pub fn backoff_ratio(mut self, v: f64) -> Self {
-        self.backoff = v;
-        self
-    }
-    /// An RTT above this counts as a drop (default 5 s).
-    pub fn timeout(mut self, v: Duration) -> Self {
-        self.timeout = v;
-        self
+    setters! {
+        /// The starting limit (default 20).
+        initial_limit(initial: usize);
+        /// The floor (default 20, as Netflix).
+        min_limit(min: usize);
+        /// The ceiling (default 200).
+        max_limit(max: usize);
+        /// The multiplicative decrease on a drop, in `[0.5, 1)` (default 0.9).
+        backoff_ratio(backoff: f64);
+        /// An RTT above this counts as a drop (default 5 s).
+        timeout(timeout: Duration);
     }
 
     /// Validates and builds. When only `min_limit` is lowered below the default initial
     /// limit, the initial limit is kept; an initial limit outside `[min, max]` is an error.
     pub fn build(self) -> Result<Aimd, ConfigError> {
-        if self.min > self.max {
-            return Err(ConfigError::new(
-                "min_limit",
-                format!(
-                    "min_limit {} is greater than max_limit {}",
-                    self.min, self.max
-                ),
-            ));
-        }
         check_limits(self.min, self.initial, self.max)?;
-        if !(self.backoff.is_finite() && (0.5..1.0).contains(&self.backoff)) {
-            return Err(ConfigError::new(
-                "backoff_ratio",
-                format!("must be within [0.5, 1), got {}", self.backoff),
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be greater than zero"));
-        }
+        check_backoff(self.backoff)?;
+        check_nonzero("timeout", self.timeout)?;
         Ok(Aimd {
             limit: self.initial,
             min: self.min,

@@ -51,9 +51,9 @@
 
 use std::time::Duration;
 
-use super::util::{ExpAvg, WindowedMin, ratio};
+use super::util::{ExpAvg, WindowedMin, ratio, setters};
 use super::{Estimates, LimitAlgorithm, Outcome, Sample, Variant};
-use crate::error::{ConfigError, check_limits, check_range};
+use crate::error::{ConfigError, check_backoff, check_limits, check_nonzero, check_range};
 
 /// The Gradient2 limit. Build it with [`Gradient2::builder`]; [`Gradient2::reference`] and
 /// [`Gradient2::corrected`] give the defaults of each [`Variant`].
@@ -268,72 +268,38 @@ impl Default for Gradient2Builder {
 }
 
 impl Gradient2Builder {
-    /// Reference or corrected behaviour (default [`Variant::Reference`]).
-    pub fn variant(mut self, v: Variant) -> Self {
-        self.variant = v;
-        self
-    }
     /// Shorthand for `variant(Variant::Corrected)`.
     pub fn corrected(self) -> Self {
         self.variant(Variant::Corrected)
     }
-    /// The starting limit (default 20).
-    pub fn initial_limit(mut self, v: usize) -> Self {
-        self.initial = v;
-        self
-    }
-    /// The floor (default 20, as Netflix).
-    pub fn min_limit(mut self, v: usize) -> Self {
-        self.min = v;
-        self
-    }
-    /// The ceiling (default 200).
-    pub fn max_limit(mut self, v: usize) -> Self {
-        self.max = v;
-        self
-    }
-    /// Weight of the new estimate, in `(0, 1]` (default 0.2).
-    pub fn smoothing(mut self, v: f64) -> Self {
-        self.smoothing = v;
-        self
-    }
-    /// The fixed headroom added at each update (default 4; Netflix #189).
-    pub fn queue_size(mut self, v: usize) -> Self {
-        self.queue = v;
-        self
-    }
-    /// Samples in the long RTT's exponential average (default 600, at least 1).
-    pub fn long_window(mut self, v: usize) -> Self {
-        self.long_window = v;
-        self
-    }
-    /// How much slower than the long RTT a sample may be before it counts as queueing, in
-    /// `[1, 100]` (default 1.5).
-    pub fn rtt_tolerance(mut self, v: f64) -> Self {
-        self.tolerance = v;
-        self
-    }
-    /// Corrected only: how much slower than the no-load RTT a sample may be before it counts
-    /// as queueing, in `[1, 100]` (default 1.5, Netflix's tolerance).
-    pub fn noload_tolerance(mut self, v: f64) -> Self {
-        self.noload_tolerance = v;
-        self
-    }
-    /// Corrected only: the no-load RTT is the minimum of the last `baseline_window` to
-    /// `2·baseline_window` successful samples (default 1000, at least 1).
-    pub fn baseline_window(mut self, v: usize) -> Self {
-        self.baseline_window = v;
-        self
-    }
-    /// Corrected only: multiplicative decrease on a drop, in `[0.5, 1)` (default 0.9).
-    pub fn backoff_ratio(mut self, v: f64) -> Self {
-        self.backoff = v;
-        self
-    }
-    /// Corrected only: an RTT at or above this is a drop (default 5 s).
-    pub fn timeout(mut self, v: Duration) -> Self {
-        self.timeout = v;
-        self
+    setters! {
+        /// Reference or corrected behaviour (default [`Variant::Reference`]).
+        variant(variant: Variant);
+        /// The starting limit (default 20).
+        initial_limit(initial: usize);
+        /// The floor (default 20, as Netflix).
+        min_limit(min: usize);
+        /// The ceiling (default 200).
+        max_limit(max: usize);
+        /// Weight of the new estimate, in `(0, 1]` (default 0.2).
+        smoothing(smoothing: f64);
+        /// The fixed headroom added at each update (default 4; Netflix #189).
+        queue_size(queue: usize);
+        /// Samples in the long RTT's exponential average (default 600, at least 1).
+        long_window(long_window: usize);
+        /// How much slower than the long RTT a sample may be before it counts as queueing, in
+        /// `[1, 100]` (default 1.5).
+        rtt_tolerance(tolerance: f64);
+        /// Corrected only: how much slower than the no-load RTT a sample may be before it counts
+        /// as queueing, in `[1, 100]` (default 1.5, Netflix's tolerance).
+        noload_tolerance(noload_tolerance: f64);
+        /// Corrected only: the no-load RTT is the minimum of the last `baseline_window` to
+        /// `2·baseline_window` successful samples (default 1000, at least 1).
+        baseline_window(baseline_window: usize);
+        /// Corrected only: multiplicative decrease on a drop, in `[0.5, 1)` (default 0.9).
+        backoff_ratio(backoff: f64);
+        /// Corrected only: an RTT at or above this is a drop (default 5 s).
+        timeout(timeout: Duration);
     }
 
     /// Validates and builds.
@@ -348,15 +314,8 @@ impl Gradient2Builder {
         if self.baseline_window == 0 {
             return Err(ConfigError::new("baseline_window", "must be at least 1"));
         }
-        if !(self.backoff.is_finite() && (0.5..1.0).contains(&self.backoff)) {
-            return Err(ConfigError::new(
-                "backoff_ratio",
-                format!("must be within [0.5, 1), got {}", self.backoff),
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be greater than zero"));
-        }
+        check_backoff(self.backoff)?;
+        check_nonzero("timeout", self.timeout)?;
         Ok(Gradient2 {
             variant: self.variant,
             estimated: self.initial as f64,

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::util::setters;
 use super::window_stats::{Closed, WindowConfig, Windows};
 use super::{Estimates, Gradient2, LimitAlgorithm, Sample};
 use crate::error::{ConfigError, check_limits, check_range};
@@ -262,31 +263,18 @@ impl Default for LlGuardBuilder {
 }
 
 impl LlGuardBuilder {
-    /// The starting limit (default 20).
-    pub fn initial_limit(mut self, v: usize) -> Self {
-        self.initial = v;
-        self
-    }
-    /// The floor (default 20, Netflix's).
-    pub fn min_limit(mut self, v: usize) -> Self {
-        self.min = v;
-        self
-    }
-    /// The ceiling (default 200, Netflix's).
-    pub fn max_limit(mut self, v: usize) -> Self {
-        self.max = v;
-        self
-    }
-    /// Windows in the Little's-law filters (default 8).
-    pub fn windows(mut self, v: usize) -> Self {
-        self.k = v;
-        self
-    }
-    /// The guard engages when the gradient proposes less than `margin × F`, in `(0, 1]`
-    /// (default 0.8).
-    pub fn margin(mut self, v: f64) -> Self {
-        self.margin = v;
-        self
+    setters! {
+        /// The starting limit (default 20).
+        initial_limit(initial: usize);
+        /// The floor (default 20, Netflix's).
+        min_limit(min: usize);
+        /// The ceiling (default 200, Netflix's).
+        max_limit(max: usize);
+        /// Windows in the Little's-law filters (default 8).
+        windows(k: usize);
+        /// The guard engages when the gradient proposes less than `margin × F`, in `(0, 1]`
+        /// (default 0.8).
+        margin(margin: f64);
     }
 
     /// Validates and builds.

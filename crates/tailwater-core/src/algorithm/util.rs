@@ -7,6 +7,22 @@
 
 use std::time::Duration;
 
+/// Builder setters that store their one argument in a field of the builder, each with its
+/// own doc comment: `name(field: Type);` writes `pub fn name(mut self, v: Type) -> Self`.
+/// Validation stays in each builder's `build`.
+macro_rules! setters {
+    ($($(#[$attr:meta])* $name:ident($field:ident: $ty:ty);)*) => {
+        $(
+            $(#[$attr])*
+            pub fn $name(mut self, v: $ty) -> Self {
+                self.$field = v;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use setters;
+
 /// The default seed of every jittering algorithm (any fixed value would do: it only has to be
 /// the same from run to run).
 pub(crate) const DEFAULT_SEED: u64 = 0x7a11_3a7e_5eed_0001;

@@ -38,7 +38,7 @@
 
 use std::time::Duration;
 
-use super::util::{DEFAULT_SEED, SplitMix64, log10_root};
+use super::util::{DEFAULT_SEED, SplitMix64, log10_root, setters};
 use super::{Estimates, LimitAlgorithm, Outcome, Sample, clamp_limit};
 use crate::error::{ConfigError, check_limits, check_range};
 
@@ -189,36 +189,20 @@ impl Default for VegasBuilder {
 }
 
 impl VegasBuilder {
-    /// The starting limit (default 20).
-    pub fn initial_limit(mut self, v: usize) -> Self {
-        self.initial = v;
-        self
-    }
-    /// The floor (default 1: Netflix's Vegas has none).
-    pub fn min_limit(mut self, v: usize) -> Self {
-        self.min = v;
-        self
-    }
-    /// The ceiling (default 1000).
-    pub fn max_limit(mut self, v: usize) -> Self {
-        self.max = v;
-        self
-    }
-    /// Weight of the new estimate, in `(0, 1]` (default 1.0: no smoothing).
-    pub fn smoothing(mut self, v: f64) -> Self {
-        self.smoothing = v;
-        self
-    }
-    /// `rtt_noload` is re-measured every `jitter · probe_multiplier · limit` samples, jitter
-    /// in `[0.5, 1)` (default 30, at least 1).
-    pub fn probe_multiplier(mut self, v: usize) -> Self {
-        self.probe_multiplier = v;
-        self
-    }
-    /// Seed of the probe jitter (a fixed default, so that runs repeat).
-    pub fn seed(mut self, v: u64) -> Self {
-        self.seed = v;
-        self
+    setters! {
+        /// The starting limit (default 20).
+        initial_limit(initial: usize);
+        /// The floor (default 1: Netflix's Vegas has none).
+        min_limit(min: usize);
+        /// The ceiling (default 1000).
+        max_limit(max: usize);
+        /// Weight of the new estimate, in `(0, 1]` (default 1.0: no smoothing).
+        smoothing(smoothing: f64);
+        /// `rtt_noload` is re-measured every `jitter · probe_multiplier · limit` samples, jitter
+        /// in `[0.5, 1)` (default 30, at least 1).
+        probe_multiplier(probe_multiplier: usize);
+        /// Seed of the probe jitter (a fixed default, so that runs repeat).
+        seed(seed: u64);
     }
 
     /// Validates and builds.
