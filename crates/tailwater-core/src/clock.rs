@@ -103,29 +103,24 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    #[inline]
-    fn now(&self) -> Duration {
-        (**self).now()
-    }
+/// A clock behind a smart pointer is the clock it points to.
+macro_rules! forward_clock {
+    ($($pointer:ident),*) => {$(
+        impl<C: Clock + ?Sized> Clock for $pointer<C> {
+            #[inline]
+            fn now(&self) -> Duration {
+                (**self).now()
+            }
 
-    #[inline]
-    fn now_nanos(&self) -> u64 {
-        (**self).now_nanos()
-    }
+            #[inline]
+            fn now_nanos(&self) -> u64 {
+                (**self).now_nanos()
+            }
+        }
+    )*};
 }
 
-impl<C: Clock + ?Sized> Clock for Box<C> {
-    #[inline]
-    fn now(&self) -> Duration {
-        (**self).now()
-    }
-
-    #[inline]
-    fn now_nanos(&self) -> u64 {
-        (**self).now_nanos()
-    }
-}
+forward_clock!(Arc, Box);
 
 /// Where a [`MonotonicClock`] reads the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

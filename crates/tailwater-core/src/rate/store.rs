@@ -69,27 +69,23 @@ pub trait RateStore: Send + Sync {
     ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a;
 }
 
-impl<T: RateStore + ?Sized> RateStore for std::sync::Arc<T> {
-    fn check<'a>(
-        &'a self,
-        key: &'a str,
-        quotas: &'a [Quota],
-        n: u32,
-    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
-        (**self).check(key, quotas, n)
-    }
+/// A store behind a shared pointer or a reference is the store it points to.
+macro_rules! forward_store {
+    ($($pointer:ty),*) => {$(
+        impl<T: RateStore + ?Sized> RateStore for $pointer {
+            fn check<'a>(
+                &'a self,
+                key: &'a str,
+                quotas: &'a [Quota],
+                n: u32,
+            ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
+                (**self).check(key, quotas, n)
+            }
+        }
+    )*};
 }
 
-impl<T: RateStore + ?Sized> RateStore for &T {
-    fn check<'a>(
-        &'a self,
-        key: &'a str,
-        quotas: &'a [Quota],
-        n: u32,
-    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send + 'a {
-        (**self).check(key, quotas, n)
-    }
-}
+forward_store!(std::sync::Arc<T>, &T);
 
 /// The in-memory [`RateStore`]: a [`KeyedLimiter<String>`](KeyedLimiter) (sharded,
 /// bounded, idle eviction) behind the store interface. Its future is ready at once.
