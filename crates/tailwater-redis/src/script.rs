@@ -34,7 +34,7 @@
 
 use std::sync::LazyLock;
 
-/// Shared Lua helpers: two-limb time, exact floor division.
+/// Shared Lua helpers: two-limb time, exact floor division, one batch call's decision.
 const PRELUDE: &str = r#"
 local E9 = 1000000000
 local function fdiv(a, b)
@@ -80,6 +80,32 @@ local function store(k, r)
   -- minute longer so that they cannot expire in real time while the test still uses them.
   if ARGV[2] ~= '' then ms = ms + 60000 end
   redis.call('SET', k, join(now_s + carry, total - carry * E9), 'PX', ms)
+end
+-- One call of a batch (`tailwater_core::rate::step_batch`): steps its `ni` items, read from
+-- ARGV[a ..] as slot, T, DVT, burst, n, class (0 enforce, 1 shadow, 2 quota), in order on
+-- `scratch` (items of one slot see each other's charges). Returns whether the call commits
+-- (no enforce item denied, and some quota item admitted if it has any) and the index of the
+-- argument after its items.
+local function decide(scratch, a, ni)
+  local enforce_denied = false
+  local qi, qd = 0, 0
+  for i = 1, ni do
+    local s = tonumber(ARGV[a])
+    local T = tonumber(ARGV[a + 1])
+    local dvt = tonumber(ARGV[a + 2])
+    local burst = tonumber(ARGV[a + 3])
+    local n = tonumber(ARGV[a + 4])
+    local class = tonumber(ARGV[a + 5])
+    a = a + 6
+    local ok = n <= burst and scratch[s] + n * T <= dvt
+    if ok then scratch[s] = scratch[s] + n * T end
+    if class == 0 and not ok then enforce_denied = true end
+    if class == 2 then
+      qi = qi + 1
+      if not ok then qd = qd + 1 end
+    end
+  end
+  return not enforce_denied and (qi == 0 or qd < qi), a
 end
 "#;
 
@@ -188,27 +214,9 @@ for s = 1, nslots do
   r[s] = relv(v)
   scratch[s] = r[s]
 end
-local nitems = (#ARGV - 2) / 6
-local enforce_denied = false
-local qi, qd = 0, 0
-for i = 1, nitems do
-  local b = 6 * (i - 1) + 3
-  local s = tonumber(ARGV[b])
-  local T = tonumber(ARGV[b + 1])
-  local dvt = tonumber(ARGV[b + 2])
-  local burst = tonumber(ARGV[b + 3])
-  local n = tonumber(ARGV[b + 4])
-  local class = tonumber(ARGV[b + 5])
-  local ok = n <= burst and scratch[s] + n * T <= dvt
-  if ok then scratch[s] = scratch[s] + n * T end
-  if class == 0 and not ok then enforce_denied = true end
-  if class == 2 then
-    qi = qi + 1
-    if not ok then qd = qd + 1 end
-  end
-end
+local commits = decide(scratch, 3, (#ARGV - 2) / 6)
 local commit = 0
-if not enforce_denied and (qi == 0 or qd < qi) then
+if commits then
   commit = 1
   for s = 1, nslots do
     if scratch[s] > r[s] then store(KEYS[s], scratch[s]) end
@@ -279,26 +287,10 @@ while a <= nargs do
     r[s] = v
     scratch[s] = v
   end
-  local enforce_denied = false
-  local qi, qd = 0, 0
-  for i = 1, ni do
-    local s = tonumber(ARGV[a])
-    local T = tonumber(ARGV[a + 1])
-    local dvt = tonumber(ARGV[a + 2])
-    local burst = tonumber(ARGV[a + 3])
-    local n = tonumber(ARGV[a + 4])
-    local class = ARGV[a + 5]
-    a = a + 6
-    local ok = n <= burst and scratch[s] + n * T <= dvt
-    if ok then scratch[s] = scratch[s] + n * T end
-    if class == '0' and not ok then enforce_denied = true end
-    if class == '2' then
-      qi = qi + 1
-      if not ok then qd = qd + 1 end
-    end
-  end
+  local commits
+  commits, a = decide(scratch, a, ni)
   local commit = 0
-  if not enforce_denied and (qi == 0 or qd < qi) then
+  if commits then
     commit = 1
     for s = 1, nk do
       if scratch[s] > r[s] then
