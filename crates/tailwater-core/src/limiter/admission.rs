@@ -10,7 +10,7 @@ use crate::sync::Ordering;
 
 use super::permit::{NOT_SAMPLED, Terms, nanos};
 use super::reject::{RejectReason, Rejection};
-use super::word::{MAX_LIMIT, SEQ, in_flight_of, seq_of, waiters_of};
+use super::word::{IN_FLIGHT, MAX_LIMIT, SEQ, in_flight_of, seq_of, waiters_of};
 use super::{PartitionId, Request, Shared};
 
 /// At most this many carried-over drops are applied in one update (a burst of drops while
@@ -27,6 +27,35 @@ struct Admitted {
     limit: u32,
     /// Whether the permit measures its RTT: it reads the clock now.
     sampled: bool,
+}
+
+/// `Admitted::pack`: the in-flight count in bits 0..24, the limit in bits 24..48, `sampled`
+/// in bit 48; a rejection is this bit and its reason's index.
+const REJECTED: u64 = 1 << 63;
+
+impl Admitted {
+    /// The out-of-line path's answer in one register.
+    #[inline(always)]
+    fn pack(answer: Result<Admitted, RejectReason>) -> u64 {
+        match answer {
+            // Both counts fit in 24 bits (`MAX_LIMIT`).
+            Ok(a) => u64::from(a.in_flight) | u64::from(a.limit) << 24 | u64::from(a.sampled) << 48,
+            Err(reason) => REJECTED | reason.index() as u64,
+        }
+    }
+
+    /// The inverse of [`pack`](Self::pack).
+    #[inline(always)]
+    fn unpack(packed: u64) -> Result<Admitted, RejectReason> {
+        if packed & REJECTED != 0 {
+            return Err(RejectReason::ALL[(packed & 0xff) as usize]);
+        }
+        Ok(Admitted {
+            in_flight: (packed & IN_FLIGHT) as u32,
+            limit: ((packed >> 24) & IN_FLIGHT) as u32,
+            sampled: packed & (1 << 48) != 0,
+        })
+    }
 }
 
 impl<C: Clock> Shared<C> {
@@ -49,7 +78,11 @@ impl<C: Clock> Shared<C> {
     pub(super) fn try_admit(&self, request: Request) -> Result<Terms, RejectReason> {
         let admitted = match self.try_admit_fast(request) {
             Some(admitted) => admitted,
-            None => self.try_admit_slow(request)?,
+            None => Admitted::unpack(self.try_admit_slow(
+                request.tier,
+                request.partition,
+                request.bypass,
+            ))?,
         };
         Ok(Terms {
             start: if admitted.sampled {
@@ -117,24 +150,36 @@ impl<C: Clock> Shared<C> {
     }
 
     /// [`try_admit`](Self::try_admit) off its fast path: every case, decided from scratch.
+    /// The request comes in registers, field by field, and the answer goes back in one
+    /// ([`Admitted::pack`]): passed or returned as a struct, either went through a stack
+    /// slot, written on every admission by the inlined path that shares it.
     #[inline(never)]
-    fn try_admit_slow(&self, request: Request) -> Result<Admitted, RejectReason> {
-        if request.bypass {
+    fn try_admit_slow(
+        &self,
+        tier: Criticality,
+        partition: Option<PartitionId>,
+        bypass: bool,
+    ) -> u64 {
+        if bypass {
             self.counters.bypassed();
             // A bypass permit is not limited, but measures its RTT.
-            return Ok(Admitted {
+            return Admitted::pack(Ok(Admitted {
                 in_flight: 0,
                 limit: 0,
                 sampled: true,
-            });
+            }));
         }
-        let (in_flight, sampled, limit) = self.admit(request.tier, request.partition)?;
-        self.counters.admitted(request.tier);
-        Ok(Admitted {
-            in_flight: in_flight as u32,
-            limit: limit as u32,
-            sampled,
-        })
+        Admitted::pack(
+            self.admit(tier, partition)
+                .map(|(in_flight, sampled, limit)| {
+                    self.counters.admitted(tier);
+                    Admitted {
+                        in_flight: in_flight as u32,
+                        limit: limit as u32,
+                        sampled,
+                    }
+                }),
+        )
     }
 
     /// Counts a rejection and describes it.

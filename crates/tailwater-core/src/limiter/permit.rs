@@ -116,18 +116,12 @@ impl<'a, C: Clock> Permit<'a, C> {
     /// time since it was granted; an unsampled one is counted.
     #[inline(always)]
     pub fn success(self) {
-        let (shared, terms) = self.into_parts();
-        let Some(shared) = shared else { return };
-        if terms.start == NOT_SAMPLED || terms.bypass {
-            // Inlined into the caller: a counter and one decrement.
-            release(&shared, terms, Outcome::Success, None);
-        } else {
-            success_sampled(
-                &shared,
-                terms.start,
-                (terms.in_flight, terms.limit),
-                terms.partition,
-            );
+        // The handle is matched at once, so a borrowed one never goes through memory (an
+        // owned one is dropped from a place of its own, whose address its drop takes).
+        match self.into_parts() {
+            (Some(Holder::Borrowed(shared)), terms) => success(shared, terms),
+            (Some(Holder::Owned(shared)), terms) => success(&shared, terms),
+            (None, _) => {}
         }
     }
 
@@ -239,6 +233,22 @@ fn release<C: Clock>(
             terms.partition,
             outcome,
             sample,
+        );
+    }
+}
+
+/// [`Permit::success`] from the permit's parts.
+#[inline(always)]
+fn success<C: Clock>(shared: &Shared<C>, terms: Terms) {
+    if terms.start == NOT_SAMPLED || terms.bypass {
+        // Inlined into the caller: a counter and one decrement.
+        release(shared, terms, Outcome::Success, None);
+    } else {
+        success_sampled(
+            shared,
+            terms.start,
+            (terms.in_flight, terms.limit),
+            terms.partition,
         );
     }
 }
