@@ -38,18 +38,22 @@ pub(crate) mod bounds;
 mod cell;
 pub(crate) mod duration;
 mod error;
+mod limit;
 mod rls;
 pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
 pub use admission::{
-    CriticalityConfig, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind,
-    TierSettings,
+    CriticalityConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind, TierSettings,
 };
 pub use balance::{BalanceSettings, Upstreams};
 pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
+pub use limit::{
+    AimdLimit, CorrectedGradient2Limit, EnvoyLimit, Gradient2Limit, HeadroomLimit, LimitConfig,
+    StaticLimit, VegasLimit,
+};
 pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
 
 use std::net::SocketAddr;
