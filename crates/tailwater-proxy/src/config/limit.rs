@@ -58,7 +58,7 @@ pub enum LimitConfig {
 /// `algorithm = "static"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticLimit {
-    /// The limit (**required**: a constant has no default worth guessing).
+    /// The limit; it has no default (a constant has none worth guessing).
     pub limit: usize,
 }
 
@@ -382,9 +382,8 @@ impl<'de> Deserialize<'de> for LimitConfig {
             seed: None,
         };
         let name = t.algorithm.unwrap_or_default();
-        LimitConfig::new(name, &p).map_err(|e| {
-            serde::de::Error::custom(format_args!("`{}` {}", e.field(), e.reason()))
-        })
+        LimitConfig::new(name, &p)
+            .map_err(|e| serde::de::Error::custom(format_args!("`{}` {}", e.field(), e.reason())))
     }
 }
 

@@ -98,7 +98,11 @@ fn a_reload_keeps_the_limiter_of_an_equal_limit_and_builds_a_new_one_for_a_chang
     let same = "timeout = \"2000ms\"\nmax_limit = 50\nalgorithm = \"AIMD\"\nmin_limit = 2";
     let reloaded = RouteTable::build_reusing(&config_of(same, ""), Some(&old), None, 1).unwrap();
     let kept = reloaded.routes()[0].admission.limiter();
-    assert_eq!(kept.in_flight(), 1, "the permit of the old table is counted");
+    assert_eq!(
+        kept.in_flight(),
+        1,
+        "the permit of the old table is counted"
+    );
     assert_eq!(kept.limit(), learned);
     // The balancer of unchanged endpoints is kept too.
     assert!(Arc::ptr_eq(
@@ -113,8 +117,7 @@ fn a_reload_keeps_the_limiter_of_an_equal_limit_and_builds_a_new_one_for_a_chang
         (limit.to_owned(), "[route.tiers]\nsheddable = 0.1"),
     ] {
         let changed =
-            RouteTable::build_reusing(&config_of(&limit, extra), Some(&reloaded), None, 1)
-                .unwrap();
+            RouteTable::build_reusing(&config_of(&limit, extra), Some(&reloaded), None, 1).unwrap();
         let fresh = changed.routes()[0].admission.limiter();
         assert_eq!(fresh.in_flight(), 0, "{limit} {extra}");
     }

@@ -97,7 +97,10 @@ fn aimd_times_out_at_the_documented_5_s_with_or_without_the_table() {
     // 4.9 s is not a timeout: the limit grows ...
     assert_eq!(algorithm.update(&at(4_900)), start + 1);
     // ... 5.1 s is: it backs off by 0.9.
-    assert!(algorithm.update(&at(5_100)) < start, "5.1 s counts as a drop");
+    assert!(
+        algorithm.update(&at(5_100)) < start,
+        "5.1 s counts as a drop"
+    );
     // The same algorithm as the library's default AIMD.
     let mut library = tailwater_core::algorithm::Aimd::builder()
         .min_limit(1)
@@ -112,11 +115,23 @@ fn aimd_times_out_at_the_documented_5_s_with_or_without_the_table() {
 fn static_needs_its_limit_and_takes_nothing_else() {
     let err = parse("algorithm = \"static\"").unwrap_err();
     assert_eq!(err.field(), "route[0].limit.limit");
-    assert_eq!(err.line(), Some(3), "the table's header: the key is missing");
+    assert_eq!(
+        err.line(),
+        Some(3),
+        "the table's header: the key is missing"
+    );
     assert!(err.message().contains("required"), "{err}");
     for (limit, field, line) in [
-        ("algorithm = \"static\"\nlimit = 8\nmin_limit = 2", "min_limit", 6),
-        ("max_limit = 2\nalgorithm = \"static\"\nlimit = 8", "max_limit", 4),
+        (
+            "algorithm = \"static\"\nlimit = 8\nmin_limit = 2",
+            "min_limit",
+            6,
+        ),
+        (
+            "max_limit = 2\nalgorithm = \"static\"\nlimit = 8",
+            "max_limit",
+            4,
+        ),
     ] {
         let err = parse(limit).unwrap_err();
         assert_eq!(err.field(), format!("route[0].limit.{field}"), "{err}");
