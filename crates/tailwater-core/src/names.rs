@@ -200,10 +200,12 @@ impl AlgorithmName {
             AlgorithmName::Vegas | AlgorithmName::VegasWindowed => {
                 &["initial_limit", "min_limit", "max_limit", "smoothing"]
             }
-            AlgorithmName::Gradient2
-            | AlgorithmName::Gradient2Raw
-            | AlgorithmName::Gradient2Corrected
-            | AlgorithmName::Gradient2CorrectedFast => &[
+            // Netflix's Gradient2 has no backoff and no timeout (only the corrected one
+            // backs off on a drop or a timeout): they are not its parameters.
+            AlgorithmName::Gradient2 | AlgorithmName::Gradient2Raw => {
+                &["initial_limit", "min_limit", "max_limit", "smoothing"]
+            }
+            AlgorithmName::Gradient2Corrected | AlgorithmName::Gradient2CorrectedFast => &[
                 "initial_limit",
                 "min_limit",
                 "max_limit",
@@ -362,9 +364,9 @@ pub struct AlgorithmParams {
     pub min_limit: Option<usize>,
     /// The ceiling.
     pub max_limit: Option<usize>,
-    /// Multiplicative decrease on a drop (`aimd`, `gradient2*`).
+    /// Multiplicative decrease on a drop (`aimd`, `gradient2-corrected*`, `headroom`).
     pub backoff_ratio: Option<f64>,
-    /// An RTT above this counts as a drop (`aimd`, `gradient2*`).
+    /// An RTT above this counts as a drop (`aimd`, `gradient2-corrected*`, `headroom`).
     pub timeout: Option<Duration>,
     /// Smoothing factor (`vegas*`, `gradient2*`).
     pub smoothing: Option<f64>,
@@ -551,6 +553,16 @@ mod tests {
                 .field(),
             "limit"
         );
+        // Netflix's Gradient2 ignores a backoff: naming one is an error, not a no-op.
+        let p = AlgorithmParams {
+            backoff_ratio: Some(0.8),
+            ..AlgorithmParams::default()
+        };
+        assert_eq!(
+            AlgorithmName::Gradient2.build(&p).unwrap_err().field(),
+            "backoff_ratio"
+        );
+        assert!(AlgorithmName::Gradient2Corrected.build(&p).is_ok());
         let p = AlgorithmParams {
             min_limit: Some(9),
             max_limit: Some(2),

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tailwater_core::names::AlgorithmName;
+use tailwater_core::names::{AlgorithmName, AlgorithmParams};
 use tailwater_load::backend::BackendConfig;
 use tailwater_load::{Config as LoadConfig, HeaderMix, Schedule, Segment, Spacing};
 use tailwater_proxy::config::{
@@ -41,22 +41,21 @@ pub fn proxy_config(config: &DrillConfig, backend: SocketAddr) -> Result<ProxyCo
     let name = config.algorithm;
     let takes = |param: &str| name.parameters().contains(&param);
     // An external target's concurrency is unknown: its algorithm runs with its own defaults.
-    route.limit = if config.target.is_some() {
-        LimitConfig {
-            algorithm: name,
-            ..LimitConfig::default()
-        }
+    let params = if config.target.is_some() {
+        AlgorithmParams::default()
     } else {
-        LimitConfig {
-            algorithm: name,
+        AlgorithmParams {
             limit: takes("limit").then_some(workers),
             initial_limit: takes("initial_limit").then_some(workers * 2),
             min_limit: takes("min_limit").then_some(1),
             max_limit: takes("max_limit").then_some((workers * 8).max(8)),
             timeout: (name == AlgorithmName::Aimd).then_some(config.service_time * 3),
-            ..LimitConfig::default()
+            ..AlgorithmParams::default()
         }
     };
+    route.limit = LimitConfig::new(name, &params).map_err(|e| {
+        tailwater_proxy::ConfigError::new(format!("route[0].limit.{}", e.field()), e.reason())
+    })?;
     route.queue = Some(QueueSettings {
         discipline: config.queue,
         capacity: if config.target.is_some() {

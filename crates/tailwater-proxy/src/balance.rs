@@ -44,12 +44,16 @@ pub(crate) struct Endpoint {
 pub(crate) struct Balance {
     pub(crate) balancer: Arc<Balancer>,
     origin: Instant,
-    /// The endpoints and settings it was built for, to keep it across reloads.
-    pub(crate) key: String,
+    /// The endpoints and settings it was built for, to keep it across reloads when they
+    /// compare equal.
+    pub(crate) key: BalanceKey,
 }
 
+/// What a balancer is built from: a route's endpoints and `[route.balance]`.
+pub(crate) type BalanceKey = (crate::config::Upstreams, crate::config::BalanceSettings);
+
 impl Balance {
-    pub(crate) fn new(balancer: Balancer, origin: Instant, key: String) -> Self {
+    pub(crate) fn new(balancer: Balancer, origin: Instant, key: BalanceKey) -> Self {
         Self {
             balancer: Arc::new(balancer),
             origin,
@@ -58,7 +62,7 @@ impl Balance {
     }
 
     /// The same balancer (and clock) under a new table.
-    pub(crate) fn new_shared(old: &Balance, key: String) -> Self {
+    pub(crate) fn new_shared(old: &Balance, key: BalanceKey) -> Self {
         Self {
             balancer: Arc::clone(&old.balancer),
             origin: old.origin,

@@ -207,8 +207,8 @@ impl Metrics {
 fn render_knobs(out: &mut String, stats: &[(&str, LimiterStats)], config: &Config) {
     type Knob = (Metric, fn(&crate::config::LimitConfig) -> Option<usize>);
     let knobs: [Knob; 2] = [
-        (vocabulary::LIMITER_MIN_LIMIT, |l| l.min_limit),
-        (vocabulary::LIMITER_MAX_LIMIT, |l| l.max_limit),
+        (vocabulary::LIMITER_MIN_LIMIT, |l| l.min_limit()),
+        (vocabulary::LIMITER_MAX_LIMIT, |l| l.max_limit()),
     ];
     for (metric, f) in knobs {
         let values: Vec<_> = stats

@@ -66,9 +66,9 @@ fn rows() -> Vec<(&'static str, String, &'static str, usize)> {
         ),
         (
             "limit ceiling",
-            format!("{ROUTE}[route.limit]\nmax_limit = 1000000000\n"),
+            format!("{ROUTE}[route.limit]\nalgorithm = \"aimd\"\nmax_limit = 1000000000\n"),
             "route[0].limit.max_limit",
-            4,
+            5,
         ),
         (
             "queue wait",

@@ -52,8 +52,9 @@ fn sources() -> String {
         .join("\n")
 }
 
-/// Every `#[derive(.. Deserialize ..)] pub struct Name { .. }` with named fields.
-fn parse_structs(src: &str) -> BTreeMap<String, Struct> {
+/// Every `#[derive(.. Deserialize ..)] pub struct Name { .. }` with named fields (every
+/// `pub struct` with named fields when `any`).
+fn parse_structs(src: &str, any: bool) -> BTreeMap<String, Struct> {
     let lines: Vec<&str> = src.lines().collect();
     let mut out = BTreeMap::new();
     let mut i = 0;
@@ -119,7 +120,7 @@ fn parse_structs(src: &str) -> BTreeMap<String, Struct> {
             }
             i += 1;
         }
-        if derives && !fields.is_empty() {
+        if (derives || any) && !fields.is_empty() {
             out.insert(
                 name.to_owned(),
                 Struct {
@@ -130,6 +131,132 @@ fn parse_structs(src: &str) -> BTreeMap<String, Struct> {
         }
     }
     out
+}
+
+/// One variant of a tagged table: its tag value, doc and the struct of its keys.
+#[derive(Debug, Clone)]
+struct Variant {
+    tag: String,
+    doc: String,
+    payload: Option<String>,
+}
+
+/// A table tagged by one key (`[route.limit]`, tagged by `algorithm`): a `pub enum` whose
+/// variants hold the struct of their keys.
+#[derive(Debug, Clone)]
+struct Tagged {
+    doc: String,
+    variants: Vec<Variant>,
+}
+
+/// The tag value of a variant: its name in kebab case (`Gradient2CorrectedFast` →
+/// `gradient2-corrected-fast`), as tailwater-core spells the names.
+fn kebab(ident: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in ident.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Every `pub enum Name { .. }` of the sources whose variants hold a struct (`Aimd(AimdLimit)`).
+fn parse_tagged(src: &str) -> BTreeMap<String, Tagged> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = line
+            .strip_prefix("pub enum ")
+            .and_then(|r| r.strip_suffix(" {"))
+        else {
+            continue;
+        };
+        let mut doc = Vec::new();
+        for prev in lines[..i].iter().rev() {
+            let prev = prev.trim();
+            if let Some(d) = prev.strip_prefix("///") {
+                doc.push(d.trim().to_owned());
+            } else if !prev.starts_with("#[") {
+                break;
+            }
+        }
+        doc.reverse();
+        let (mut variants, mut vdoc) = (Vec::new(), Vec::<String>::new());
+        for t in lines[i + 1..].iter().take_while(|l| **l != "}") {
+            let t = t.trim();
+            if let Some(d) = t.strip_prefix("///") {
+                vdoc.push(d.trim().to_owned());
+            } else if let Some(v) = t.strip_suffix(',') {
+                let (ident, payload) = match v.split_once('(') {
+                    Some((ident, p)) => (ident, Some(p.trim_end_matches(')').to_owned())),
+                    None => (v, None),
+                };
+                variants.push(Variant {
+                    tag: kebab(ident),
+                    doc: vdoc.join(" "),
+                    payload,
+                });
+                vdoc.clear();
+            }
+        }
+        let structs = parse_structs(src, true);
+        let payloads = variants.iter().filter_map(|v| v.payload.as_ref());
+        if variants.iter().any(|v| v.payload.is_some())
+            && payloads.clone().all(|p| structs.contains_key(p))
+        {
+            out.insert(
+                name.to_owned(),
+                Tagged {
+                    doc: doc.join(" "),
+                    variants,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `[route.limit]`: the tag, then each variant's keys.
+fn render_tagged(out: &mut String, path: &str, name: &str, t: &Tagged, src: &str) {
+    let payloads = parse_structs(src, true);
+    out.push_str(&format!("## `[{path}]`\n\n{} (`{name}`)\n\n", t.doc));
+    let tags: Vec<String> = t.variants.iter().map(|v| format!("`{}`", v.tag)).collect();
+    out.push_str(&format!(
+        "| key | type | | meaning |\n|---|---|---|---|\n\
+         | `algorithm` | `AlgorithmName` | optional | One of {}; the other keys are those of the algorithm named, below. |\n\n",
+        tags.join(", ")
+    ));
+    for v in &t.variants {
+        out.push_str(&format!("### `algorithm = \"{}\"`\n\n{}", v.tag, v.doc));
+        let fields = v.payload.as_ref().map(|p| {
+            let s = payloads.get(p).unwrap_or_else(|| panic!("no struct {p}"));
+            (p, s)
+        });
+        match fields {
+            None => out.push_str("\n\n"),
+            Some((p, s)) => {
+                out.push_str(&format!(
+                    " (`{p}`)\n\n| key | type | | meaning |\n|---|---|---|---|\n"
+                ));
+                for f in &s.fields {
+                    out.push_str(&format!(
+                        "| `{}` | `{}` | {} | {} |\n",
+                        f.key,
+                        f.ty,
+                        if f.ty.starts_with("Option<") {
+                            "optional"
+                        } else {
+                            "**required**"
+                        },
+                        f.doc.replace('|', "\\|")
+                    ));
+                }
+                out.push('\n');
+            }
+        }
+    }
 }
 
 /// The struct a field's type names (through `Option<..>` / `Vec<..>`), and whether it is
@@ -170,13 +297,23 @@ fn render_table(
     }
     out.push_str("| key | type | | meaning |\n|---|---|---|---|\n");
     let mut children = Vec::new();
+    let tagged = parse_tagged(&sources());
+    let mut tagged_children = Vec::new();
     for f in &s.fields {
         let child = nested(&f.ty, structs);
+        let inner =
+            f.ty.strip_prefix("Option<")
+                .map_or(f.ty.as_str(), |t| t.trim_end_matches('>'));
+        let tag = tagged.get_key_value(inner);
         let ty = match child {
             Some((_, true)) => "array of tables".to_owned(),
             Some(_) => "table".to_owned(),
+            None if tag.is_some() => "table".to_owned(),
             None => f.ty.replace('|', "\\|"),
         };
+        if let Some((name, t)) = tag {
+            tagged_children.push((f.key.clone(), name.clone(), t.clone()));
+        }
         out.push_str(&format!(
             "| `{}` | `{ty}` | {} | {} |\n",
             f.key,
@@ -192,6 +329,9 @@ fn render_table(
         }
     }
     out.push('\n');
+    for (key, name, t) in tagged_children {
+        render_tagged(out, &format!("{path}.{key}"), &name, &t, &sources());
+    }
     for (key, c, arr) in children {
         let p = if path.is_empty() {
             key
@@ -203,7 +343,7 @@ fn render_table(
 }
 
 fn generate() -> String {
-    let structs = parse_structs(&sources());
+    let structs = parse_structs(&sources(), false);
     assert!(structs.contains_key("Config"), "no Config struct found");
     let mut out = String::from(
         "# `tailwater proxy` configuration reference\n\n\
@@ -239,7 +379,7 @@ fn the_config_reference_is_generated_from_the_types_and_current() {
 
 #[test]
 fn every_documented_section_and_key_is_known_to_the_parser() {
-    let structs = parse_structs(&sources());
+    let structs = parse_structs(&sources(), false);
     // Every struct reachable from Config is documented, each field once.
     let doc = generate();
     for name in [
@@ -278,4 +418,34 @@ fn every_documented_section_and_key_is_known_to_the_parser() {
                 retry_after = \"2s\"\npreserve_host = false\npath_prefix = \"/\"\n";
     tailwater_proxy::Config::from_toml(toml, Some(Path::new("t.toml")))
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn every_documented_algorithm_and_its_keys_are_known_to_the_parser() {
+    let src = sources();
+    let tagged = parse_tagged(&src);
+    let limit = &tagged["LimitConfig"];
+    let payloads = parse_structs(&src, true);
+    let tags: Vec<&str> = limit.variants.iter().map(|v| v.tag.as_str()).collect();
+    assert_eq!(tags, tailwater_core::names::AlgorithmName::NAMES);
+    for v in &limit.variants {
+        let mut toml = format!(
+            "[[route]]\nupstream = \"http://127.0.0.1:9\"\n[route.limit]\nalgorithm = \"{}\"\n",
+            v.tag
+        );
+        let fields = v
+            .payload
+            .as_ref()
+            .map_or(&[][..], |p| &payloads[p].fields[..]);
+        for f in fields {
+            let value = match f.ty.as_str() {
+                "Option<Duration>" => "\"2s\"",
+                "Option<f64>" => "0.9",
+                _ => "10",
+            };
+            toml.push_str(&format!("{} = {value}\n", f.key));
+        }
+        tailwater_proxy::Config::from_toml(&toml, Some(Path::new("t.toml")))
+            .unwrap_or_else(|e| panic!("{}: {e}", v.tag));
+    }
 }

@@ -167,7 +167,7 @@ async fn reload_switches_routes_without_dropping_connections_and_rejects_bad_fil
     std::fs::write(
         &path,
         format!(
-            "[[route]]\nupstream = \"http://{}\"\n[route.limit]\nmin_limit = 50\nmax_limit = 10\n",
+            "[[route]]\nupstream = \"http://{}\"\n[route.limit]\nalgorithm = \"aimd\"\nmin_limit = 50\nmax_limit = 10\n",
             a.addr
         ),
     )
@@ -176,9 +176,9 @@ async fn reload_switches_routes_without_dropping_connections_and_rejects_bad_fil
         .proxy
         .reload_from_file(&path)
         .expect_err("invalid file refused");
-    assert_eq!(err.line(), Some(4), "{err}");
+    assert_eq!(err.line(), Some(5), "{err}");
     assert_eq!(err.field(), "route[0].limit.min_limit", "{err}");
-    assert!(err.to_string().contains("bad.toml:4:"), "{err}");
+    assert!(err.to_string().contains("bad.toml:5:"), "{err}");
     assert_eq!(&ask(&mut sender).await[..], b"b", "old configuration kept");
 
     // A valid file through the same path.

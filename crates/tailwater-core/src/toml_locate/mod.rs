@@ -33,6 +33,11 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 pub fn field_at(src: &str, line: usize, spanned: &str) -> String {
     let text = src.lines().nth(line - 1).unwrap_or("");
     let table = table_path_at(src, line);
+    // An error about a whole table (a missing key, a table's own check) spans its header:
+    // the field is the table.
+    if text.trim_start().starts_with('[') && spanned.trim_start().starts_with('[') {
+        return table;
+    }
     let key = match text.split_once('=') {
         Some((k, _)) if !text.trim_start().starts_with('[') => {
             k.trim().trim_matches('"').to_owned()

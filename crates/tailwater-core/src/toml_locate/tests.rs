@@ -51,6 +51,10 @@ fn field_at_names_the_key_on_the_line_with_its_table() {
     let src = "[server]\nmax_connections = 5\n[[route]]\nname = \"a\"\n[[route]]\nbogus = 1\n";
     assert_eq!(field_at(src, 2, "5"), "server.max_connections");
     assert_eq!(field_at(src, 6, "bogus"), "route[1].bogus");
+    // A table's own error spans its header: the field is the table, indexed.
+    let src = "[[route]]\nname = \"a\"\n[route.limit]\nlimit = 1\n[[route]]\n";
+    assert_eq!(field_at(src, 3, "[route.limit]"), "route[0].limit");
+    assert_eq!(field_at(src, 5, "[[route]]"), "route[1]");
 }
 
 #[test]

@@ -128,7 +128,7 @@ fn proxy_and_backend_configs_are_valid_for_every_algorithm_and_queue() {
     }
     // The default drill runs the proxy's default algorithm, untuned.
     let p = proxy_config(&DrillConfig::full(), addr).expect("valid proxy config");
-    assert_eq!(p.routes[0].limit.algorithm, AlgorithmName::Recommended);
+    assert_eq!(p.routes[0].limit.algorithm(), AlgorithmName::Recommended);
     assert_eq!(
         p.routes[0].limit.params(),
         tailwater_core::names::AlgorithmParams::default()

@@ -1,68 +1,16 @@
-//! What a route admits: the limit algorithm, the wait queue, criticality tiers, the tier
-//! ceiling and rate limits, as the `[route.limit]`, `[route.queue]`, `[route.tiers]`,
-//! `[route.criticality]` and `[[route.rate_limit]]` tables spell them.
+//! What a route admits besides its limit algorithm (`super::limit`): the wait queue,
+//! criticality tiers, the tier ceiling and rate limits, as the `[route.queue]`,
+//! `[route.tiers]`, `[route.criticality]` and `[[route.rate_limit]]` tables spell them.
 
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailwater_core::names::{AlgorithmName, AlgorithmParams, QueueName, UnknownName};
+use tailwater_core::names::{QueueName, UnknownName};
 
 use tailwater_core::Criticality;
 use tailwater_tower::admission::SourceNet;
 
 use super::{RlsFailurePolicy, duration};
-
-/// The limit algorithm and its parameters. Unset parameters take the algorithm's defaults;
-/// a parameter the algorithm does not take is an error naming it.
-///
-/// With no `[route.limit]` a route uses [`AlgorithmName::Recommended`]: tailwater-core's
-/// [`recommended()`](tailwater_core::algorithm::recommended), the same default as the
-/// library, the tower layers and the drill.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitConfig {
-    /// The algorithm, by its one name (tailwater-core's
-    /// [`AlgorithmName`]: `recommended`, `static`, `aimd`, `vegas`,
-    /// `vegas-windowed`, `gradient2`, `gradient2-raw`, `gradient2-corrected`,
-    /// `gradient2-corrected-fast`, `envoy`, `envoy-corrected`).
-    #[serde(deserialize_with = "de_name")]
-    pub algorithm: AlgorithmName,
-    /// The fixed limit (`static` only).
-    pub limit: Option<usize>,
-    /// Starting limit.
-    pub initial_limit: Option<usize>,
-    /// Floor.
-    pub min_limit: Option<usize>,
-    /// Ceiling.
-    pub max_limit: Option<usize>,
-    /// Multiplicative decrease on a drop (`aimd`, `gradient2*`).
-    pub backoff_ratio: Option<f64>,
-    /// An RTT above this counts as a drop (`aimd`, `gradient2*`).
-    #[serde(default, deserialize_with = "duration::de_opt")]
-    pub timeout: Option<Duration>,
-    /// Smoothing factor (`vegas*`, `gradient2*`).
-    pub smoothing: Option<f64>,
-    /// How often Envoy's controller re-measures its minRTT (`envoy*`; default 60 s).
-    #[serde(default, deserialize_with = "duration::de_opt")]
-    pub min_rtt_interval: Option<Duration>,
-}
-
-impl LimitConfig {
-    /// The parameters as tailwater-core's builder takes them.
-    pub fn params(&self) -> AlgorithmParams {
-        AlgorithmParams {
-            limit: self.limit,
-            initial_limit: self.initial_limit,
-            min_limit: self.min_limit,
-            max_limit: self.max_limit,
-            backoff_ratio: self.backoff_ratio,
-            timeout: self.timeout,
-            smoothing: self.smoothing,
-            min_rtt_interval: self.min_rtt_interval,
-            seed: None,
-        }
-    }
-}
 
 /// Deserialises a name through its one [`FromStr`](std::str::FromStr) in tailwater-core, so
 /// that an unknown name is reported with the valid ones at its line.
@@ -76,7 +24,7 @@ where
 }
 
 /// The bounded wait queue of a route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
     /// Ordering discipline, by its one name (tailwater-core's [`QueueName`]: `none`, `fifo`,
@@ -115,7 +63,7 @@ impl Default for QueueSettings {
 /// Utilisation thresholds per criticality tier, in `(0, 1]`, non-increasing: the capacity
 /// each tier keeps when more important tiers contend for the rest. Without contention a
 /// tier may use the whole limit.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierSettings {
     /// `critical_plus` threshold.

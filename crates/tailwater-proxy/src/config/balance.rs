@@ -73,7 +73,7 @@ impl<'de> Deserialize<'de> for Upstreams {
 /// 10 s, default RTT 30 ms); Envoy's outlier detection (5 consecutive 5xx or gateway
 /// errors eject for 30 s × times ejected, at most 300 s, at most 10 % of endpoints but
 /// always one); a 10 s linear slow start for an endpoint back from ejection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BalanceSettings {
     /// `peak-ewma` (default), `least-request` or `round-robin`.

@@ -297,6 +297,7 @@ fn check_route(p: &str, rc: &RouteConfig) -> Result<(), ConfigError> {
 }
 
 fn check_limit(lp: &str, l: &LimitConfig) -> Result<(), ConfigError> {
+    let l = l.params();
     for (field, v) in [
         ("limit", l.limit),
         ("initial_limit", l.initial_limit),

@@ -72,7 +72,8 @@ impl ConfigError {
     }
 
     pub(crate) fn from_toml(err: &toml::de::Error, src: &str, path: Option<&Path>) -> Self {
-        let (line, column, field) = match err.span() {
+        let mut message = err.message().trim().to_owned();
+        let (mut line, mut column, mut field) = match err.span() {
             Some(span) => {
                 let (line, column) = line_col(src, span.start);
                 let text = src.get(span.clone()).unwrap_or("");
@@ -80,12 +81,26 @@ impl ConfigError {
             }
             None => (None, None, String::new()),
         };
+        // A table's own check (`[route.limit]`'s: "`min_limit` is not a parameter of ...")
+        // is spanned by the parser over the whole table; it names the key first, so point
+        // at the key's line when it is written (the table's header when it is missing).
+        let table = err
+            .span()
+            .and_then(|s| src.get(s))
+            .is_some_and(|t| t.starts_with(['[', '{']));
+        if table && let Some((key, rest)) = leading_key(&message) {
+            field = format!("{field}.{key}");
+            if let Some((l, c)) = find_field(src, &field) {
+                (line, column) = (Some(l), Some(c));
+            }
+            message = rest.to_owned();
+        }
         Self {
             file: path.map(Path::to_owned),
             line,
             column,
             field,
-            message: err.message().trim().to_owned(),
+            message,
         }
     }
 
@@ -98,6 +113,14 @@ impl ConfigError {
         }
         self
     }
+}
+
+/// `("min_limit", "is not ...")` from "`min_limit` is not ...": a message that starts with a
+/// key (letters, digits, `_`) in backticks.
+fn leading_key(message: &str) -> Option<(&str, &str)> {
+    let (key, rest) = message.strip_prefix('`')?.split_once('`')?;
+    let is_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    is_key.then(|| (key, rest.trim_start()))
 }
 
 impl fmt::Display for ConfigError {

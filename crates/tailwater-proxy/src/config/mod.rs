@@ -25,10 +25,15 @@
 //! assert_eq!(err.line(), Some(4));
 //! assert!(err.message().contains("gradient2-corrected-fast"));
 //!
-//! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nmin_limit = 9\nmax_limit = 2\n", None)
+//! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nalgorithm = \"vegas\"\nmin_limit = 9\nmax_limit = 2\n", None)
 //!     .unwrap_err();
-//! assert_eq!(err.line(), Some(4));
+//! assert_eq!(err.line(), Some(5));
 //! assert_eq!(err.field(), "route[0].limit.min_limit");
+//!
+//! // Each algorithm takes its own parameters only: `static` has no floor.
+//! let err = Config::from_toml("[[route]]\nupstream = \"http://x:1\"\n[route.limit]\nalgorithm = \"static\"\nlimit = 8\nmin_limit = 2\n", None)
+//!     .unwrap_err();
+//! assert_eq!((err.field(), err.line()), ("route[0].limit.min_limit", Some(6)));
 //! ```
 
 mod access_log;
@@ -38,18 +43,22 @@ pub(crate) mod bounds;
 mod cell;
 pub(crate) mod duration;
 mod error;
+mod limit;
 mod rls;
 pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat};
 pub use admission::{
-    CriticalityConfig, LimitConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind,
-    TierSettings,
+    CriticalityConfig, QueueSettings, RateKey, RateLimitConfig, RateStoreKind, TierSettings,
 };
 pub use balance::{BalanceSettings, Upstreams};
 pub use cell::{CellConfig, CellKey};
 pub use error::ConfigError;
+pub use limit::{
+    AimdLimit, CorrectedGradient2Limit, EnvoyLimit, Gradient2Limit, HeadroomLimit, LimitConfig,
+    StaticLimit, VegasLimit,
+};
 pub use rls::{RlsAction, RlsConfig, RlsDescriptor, RlsFailurePolicy};
 
 use std::net::SocketAddr;

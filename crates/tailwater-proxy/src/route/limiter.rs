@@ -7,15 +7,31 @@ use tailwater_core::{Limiter, TierThresholds};
 use tailwater_core::Criticality;
 use tailwater_tower::admission::TierPolicy;
 
-use crate::config::{ConfigError, LimitConfig, QueueSettings, RouteConfig};
+use std::time::Duration;
 
-/// The admission part of a route's configuration: a route of the same name whose key did
-/// not change keeps its limiter across a reload.
-pub(super) fn admission_key(rc: &RouteConfig) -> String {
-    format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        rc.limit, rc.queue, rc.tiers, rc.retry_after
-    )
+use crate::config::{ConfigError, LimitConfig, QueueSettings, RouteConfig, TierSettings};
+
+/// What a route's limiter is built from (`[route.limit]`, `[route.queue]`,
+/// `[route.tiers]`, `retry_after`): a route of the same name whose settings compare equal
+/// keeps its limiter across a reload, with its learned limit and the permits in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct LimiterSettings {
+    limit: LimitConfig,
+    queue: Option<QueueSettings>,
+    tiers: Option<TierSettings>,
+    retry_after: Duration,
+}
+
+impl LimiterSettings {
+    /// The limiter settings of route `rc`.
+    pub(super) fn of(rc: &RouteConfig) -> Self {
+        Self {
+            limit: rc.limit,
+            queue: rc.queue.clone(),
+            tiers: rc.tiers,
+            retry_after: rc.retry_after,
+        }
+    }
 }
 
 /// The route's limiter: its algorithm, tiers and queue (errors under `prefix`).
@@ -61,9 +77,7 @@ fn build_queue(qp: &str, q: &QueueSettings) -> Result<Option<QueueConfig>, Confi
 /// The route's algorithm, built by tailwater-core's one constructor for named algorithms;
 /// its errors are placed under `route[i].limit`.
 fn build_algorithm(lp: &str, l: &LimitConfig) -> Result<Box<dyn LimitAlgorithm>, ConfigError> {
-    l.algorithm
-        .build(&l.params())
-        .map_err(|e| ConfigError::core(lp, &e))
+    l.build().map_err(|e| ConfigError::core(lp, &e))
 }
 
 /// The route's tier policy from `[route.criticality]` (none: every claim stands). Trusted

@@ -24,7 +24,7 @@ mod validate;
 use crate::config::{Config, ConfigError, RouteConfig, UpstreamConfig, UpstreamProtocol};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
-use limiter::{admission_key, build_limiter, build_tier_policy};
+use limiter::{LimiterSettings, build_limiter, build_tier_policy};
 pub(crate) use rate::RateLimit;
 use rate::build_rate;
 pub(crate) use reach::reach;
@@ -79,9 +79,9 @@ pub(crate) struct Route {
         crate::upstream_tls::UpstreamTls,
         crate::upstream_tls::TlsClient,
     )>,
-    /// The admission part of the configuration, to keep the limiter across reloads when
-    /// it did not change.
-    admission_key: String,
+    /// What the limiter was built from, to keep it across reloads when the new
+    /// configuration's settings compare equal.
+    limiter_settings: LimiterSettings,
 }
 
 impl fmt::Debug for Route {
@@ -167,7 +167,7 @@ impl RouteTable {
             let reuse = old.and_then(|t| {
                 t.routes
                     .iter()
-                    .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
+                    .find(|r| r.name == rc.name && r.limiter_settings == LimiterSettings::of(rc))
             });
             let old_balance = old
                 .and_then(|t| t.routes.iter().find(|r| r.name == rc.name))
@@ -187,7 +187,7 @@ impl RouteTable {
             let reuse = old.and_then(|t| {
                 t.cells
                     .routes()
-                    .find(|r| r.name == rc.name && r.admission_key == admission_key(rc))
+                    .find(|r| r.name == rc.name && r.limiter_settings == LimiterSettings::of(rc))
             });
             cell_routes.push(built.route(&prefix, rc, reuse, None)?);
         }
@@ -333,7 +333,7 @@ fn build_route(
         deadline_header: rc.deadline_header.clone(),
         upgrade: rc.upgrade.clone(),
         tls,
-        admission_key: admission_key(rc),
+        limiter_settings: LimiterSettings::of(rc),
     })
 }
 
@@ -417,7 +417,7 @@ fn build_balance(
     if n < 2 {
         return Ok(None);
     }
-    let key = format!("{:?}|{:?}", rc.upstream, rc.balance);
+    let key = (rc.upstream.clone(), rc.balance.clone());
     if let Some(old) = old
         && old.key == key
     {
