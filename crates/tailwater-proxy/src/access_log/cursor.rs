@@ -52,8 +52,16 @@ impl<'a> Cursor<'a> {
             // A status, most often.
             self.byte(b'0' + (n / 100) as u8);
             self.pair((n % 100) as usize);
+        } else if n < 10_000 {
+            self.pair((n / 100) as usize);
+            self.pair((n % 100) as usize);
+        } else if n < 100_000 {
+            // A port, most often.
+            self.byte(b'0' + (n / 10_000) as u8);
+            self.pair((n / 100 % 100) as usize);
+            self.pair((n % 100) as usize);
         } else {
-            self.padded(n, 4);
+            self.padded(n, 6);
         }
     }
 
@@ -189,12 +197,19 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The plain bytes at the start (a typical value is all plain) are copied as they are
 /// checked ([`copy_plain`]); after the first special byte, each run of plain bytes up to
 /// the next special one is found eight bytes at a time ([`plain_run`]) and copied whole.
+#[inline]
 pub(crate) fn escape(o: &mut Cursor<'_>, raw: &[u8], json: bool, cap: usize) -> usize {
-    let start = o.len();
     let copied = copy_plain(o, raw, cap);
     if copied == raw.len() {
         return copied;
     }
+    escape_rest(o, raw, copied, json, cap)
+}
+
+/// [`escape`] after its first `copied` bytes (plain, and written).
+#[inline(never)]
+fn escape_rest(o: &mut Cursor<'_>, raw: &[u8], copied: usize, json: bool, cap: usize) -> usize {
+    let start = o.len() - copied;
     let mut rest = &raw[copied..];
     loop {
         let room = cap - (o.len() - start);
@@ -237,36 +252,70 @@ pub(crate) fn escape(o: &mut Cursor<'_>, raw: &[u8], json: bool, cap: usize) -> 
 }
 
 /// Copies the [`PLAIN`] bytes at the start of `raw`, at most `cap` of them, to `o` (which
-/// has room for `cap`), eight at a time while they last, checking each word as it goes
-/// (a word is stored whole, and the cursor moves past its plain bytes only); how many.
+/// has room for `cap`); how many (0 when a value under eight bytes has a special byte:
+/// [`escape_rest`] then takes it from its start).
+///
+/// Each word is stored as it is checked, and the cursor moves past its plain bytes only.
+/// The last bytes of a value of eight or more are one more word, overlapping the one
+/// before; a shorter value is checked whole with two overlapping loads (four bytes, or
+/// the first, middle and last) and stored the same way: no loop over single bytes.
 #[inline]
 fn copy_plain(o: &mut Cursor<'_>, raw: &[u8], cap: usize) -> usize {
     let n = raw.len().min(cap);
     let src = &raw[..n];
     let out = &mut o.buf[o.at..o.at + n];
+    if n < 8 {
+        let word = match n {
+            0 => return 0,
+            1..=3 => {
+                let (a, b, c) = (src[0], src[n / 2], src[n - 1]);
+                u64::from_le_bytes([a, b, c, b' ', b' ', b' ', b' ', b' '])
+            }
+            _ => {
+                let lo = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                let hi = u32::from_le_bytes([src[n - 4], src[n - 3], src[n - 2], src[n - 1]]);
+                u64::from(lo) | (u64::from(hi) << 32)
+            }
+        };
+        if special_bytes(word) != 0 {
+            return 0;
+        }
+        if n >= 4 {
+            out[..4].copy_from_slice(&src[..4]);
+            out[n - 4..].copy_from_slice(&src[n - 4..]);
+        } else {
+            out[0] = src[0];
+            out[n / 2] = src[n / 2];
+            out[n - 1] = src[n - 1];
+        }
+        o.at += n;
+        return n;
+    }
     let mut i = 0;
-    while let (Some(Ok(word)), Some(to)) = (
-        src.get(i..i + 8).map(<[u8; 8]>::try_from),
-        out.get_mut(i..i + 8),
-    ) {
+    loop {
+        // The last word ends at `n`, overlapping its predecessor (whose bytes are plain).
+        let at = i.min(n - 8);
+        let (Ok(word), Some(to)) = (
+            <[u8; 8]>::try_from(&src[at..at + 8]),
+            out.get_mut(at..at + 8),
+        ) else {
+            // Unreachable (`at + 8 <= n`): nothing is counted as copied.
+            return 0;
+        };
         to.copy_from_slice(&word);
         let special = special_bytes(u64::from_le_bytes(word));
         if special != 0 {
-            let plain = i + (special.trailing_zeros() / 8) as usize;
+            let plain = at + (special.trailing_zeros() / 8) as usize;
             o.at += plain;
             return plain;
         }
-        i += 8;
-    }
-    while let Some(&b) = src.get(i) {
-        if CLASS[usize::from(b)] != PLAIN {
+        if at + 8 == n {
             break;
         }
-        out[i] = b;
-        i += 1;
+        i += 8;
     }
-    o.at += i;
-    i
+    o.at += n;
+    n
 }
 
 /// The high bit of every byte of `x` (little-endian) that is special (below 0x20, with
