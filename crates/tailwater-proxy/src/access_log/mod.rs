@@ -235,7 +235,7 @@ fn note(f: impl FnOnce(&mut Notes)) {
 
 /// The request was routed to `name`.
 pub(crate) fn note_route(name: &str) {
-    note(|n| n.route = Some(Inline::new(&[name.as_bytes()])));
+    note(|n| n.route = Some(Inline::new(name.as_bytes())));
 }
 
 /// The request matched no route.
@@ -327,28 +327,22 @@ pub(crate) struct Inline<const N: usize> {
 }
 
 impl<const N: usize> Inline<N> {
-    /// `parts`, back to back; each part is cut at [`format::MAX_FIELD`] + 1 bytes (one more
-    /// than a line shows, so that the formatter knows it was cut).
-    fn new(parts: &[&[u8]]) -> Self {
-        let total: usize = parts.iter().map(|p| capped(p).len()).sum();
+    /// `raw`, cut at [`format::MAX_FIELD`] + 1 bytes (one more than a line shows, so that
+    /// the formatter knows it was cut).
+    #[inline]
+    fn new(raw: &[u8]) -> Self {
+        let raw = capped(raw);
         let mut s = Inline {
             len: 0,
             inline: [0; N],
             heap: None,
         };
-        if total <= N {
-            let mut at = 0;
-            for p in parts.iter().map(|p| capped(p)) {
-                s.inline[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
+        match s.inline.get_mut(..raw.len()) {
+            Some(to) => {
+                to.copy_from_slice(raw);
+                s.len = raw.len() as u16;
             }
-            s.len = at as u16;
-        } else {
-            let mut heap = Vec::with_capacity(total);
-            for p in parts {
-                heap.extend_from_slice(capped(p));
-            }
-            s.heap = Some(heap.into_boxed_slice());
+            None => s.heap = Some(raw.into()),
         }
         s
     }

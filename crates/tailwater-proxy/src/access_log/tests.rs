@@ -121,7 +121,7 @@ fn line(format: AccessLogFormat, r: &Record<'_>) -> String {
 #[test]
 fn both_formats_carry_every_field() {
     let notes = Notes {
-        route: Some(Inline::new(&[b"api"])),
+        route: Some(Inline::new(b"api")),
         decision: Some("shed"),
         reason: "queue_timeout",
         tier: Some(Criticality::Sheddable),
@@ -208,7 +208,7 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
     r.status = u16::MAX;
     r.duration = Duration::MAX;
     r.notes = Notes {
-        route: Some(Inline::new(&[&nasty])),
+        route: Some(Inline::new(&nasty)),
         decision: Some("rate_limited"),
         reason: "queue_timeout",
         tier: Some(Criticality::CriticalPlus),
