@@ -70,7 +70,7 @@ pub(crate) async fn handle(
     let Ok(mut resp) = resp;
     let status = resp.status().as_u16();
     resp.body_mut()
-        .log_at_end(crate::access_log::Tail::new(pending, notes, status));
+        .log_at_end(crate::access_log::Tail::new(log, pending, notes, status));
     Ok(resp)
 }
 

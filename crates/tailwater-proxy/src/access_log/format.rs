@@ -1,5 +1,6 @@
-//! The two line formats, written by the writer thread from a [`Line`], and the escaping
-//! that keeps a client's bytes from forging or splitting a line.
+//! The two line formats, written on the request's thread in two steps: the head (the
+//! client's fields, when the request's head is read) and the tail (the proxy's fields,
+//! when the request ends).
 //!
 //! Text, nginx-like (the combined log's order for the client's fields, then the proxy's
 //! as `key=value`):
@@ -13,27 +14,20 @@
 //! decision, reason, tier, queue wait (seconds) and the limit at the decision; `-` when a
 //! field does not apply. JSON has the same fields by name (`null` when they do not apply).
 //!
-//! Escaping (`escape`): in text, a client's value is quoted, and every byte outside
-//! printable ASCII, `"` and `\` is written `\xHH` (`\"`, `\\` for the two), as nginx does;
-//! in JSON, those bytes are written `\u00HH` (the byte's value, so bytes that are not
-//! UTF-8 survive as their value). No client byte can end a line or a quoted value. A value
-//! is cut (and marked `...`) when its escaped form would pass [`MAX_FIELD`] bytes, or the
-//! line's client values together would pass [`CLIENT_BUDGET`]: a line stays under
-//! [`MAX_LINE`].
+//! A client's value is quoted and escaped (`cursor::escape`). A value is cut (and marked
+//! `...`) when its escaped form would pass [`MAX_FIELD`] bytes, or the line's client
+//! values together would pass [`CLIENT_BUDGET`]: a line stays under [`MAX_LINE`].
 //!
-//! Cost (issue 13): a line is written straight into the writer's batch buffer through a
-//! cursor ([`Cursor`]) that the caller guarantees [`MAX_LINE`] bytes of room, so no step
-//! checks or grows a `Vec`; numbers are written two digits at a time from a table; the
-//! escaper finds runs of safe bytes through a 256-entry class table and copies each run
-//! whole; the date and time of day are formatted once per second.
-
-use std::io::Write as _;
-use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Cost (issue 13): a line is written straight into its record's buffer through a cursor
+//! (`Cursor`) that has [`MAX_LINE`] bytes of room, so no step checks or grows a `Vec`;
+//! numbers are written two digits at a time from a table; plain bytes are copied eight
+//! at a time as they are checked; the date and time of day are formatted once per second
+//! per thread ([`Stamp`]).
 
 use tailwater_core::Criticality;
 
-use crate::config::AccessLogFormat;
+use super::RequestFields;
+use super::cursor::{Cursor, escape};
 
 /// The most bytes one client value (method, target, user agent, route) takes in a line,
 /// escaped, before its cut mark.
@@ -44,16 +38,9 @@ pub(crate) const CLIENT_BUDGET: usize = 3328;
 /// the proxy's own fields, which are bounded).
 pub(crate) const MAX_LINE: usize = 4096;
 
-/// One line's fields, borrowed from wherever the writer keeps them.
+/// The proxy's fields of a line, known when the request ends.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Line<'a> {
-    /// When the request's head was read.
-    pub(crate) time: SystemTime,
-    pub(crate) peer: SocketAddr,
-    pub(crate) method: &'a [u8],
-    pub(crate) target: &'a [u8],
-    pub(crate) protocol: &'static str,
-    pub(crate) user_agent: Option<&'a [u8]>,
+pub(crate) struct Outcome<'a> {
     pub(crate) status: u16,
     /// Body bytes sent to the client.
     pub(crate) bytes: u64,
@@ -72,204 +59,131 @@ pub(crate) struct Line<'a> {
     pub(crate) limit: Option<u64>,
 }
 
-/// A write position in a buffer that the caller has checked has room for what is
-/// written (a line is at most [`MAX_LINE`] bytes); every write is still bounds-checked
-/// by the slice, so a wrong bound panics rather than corrupts.
-pub(crate) struct Cursor<'a> {
-    buf: &'a mut [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    /// Writes from the start of `buf`.
-    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
-        Cursor { buf, at: 0 }
-    }
-
-    /// Bytes written so far.
-    pub(crate) fn len(&self) -> usize {
-        self.at
-    }
-
-    #[inline]
-    fn put(&mut self, s: &[u8]) {
-        self.buf[self.at..self.at + s.len()].copy_from_slice(s);
-        self.at += s.len();
-    }
-
-    #[inline]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.at] = b;
-        self.at += 1;
-    }
-
-    /// `n` in decimal.
-    #[inline]
-    fn num(&mut self, n: u64) {
-        if n < 10 {
-            self.byte(b'0' + n as u8);
-        } else if n < 100 {
-            self.pair(n as usize);
-        } else {
-            self.padded(n, 3);
-        }
-    }
-
-    /// Two digits of `n` (below 100).
-    #[inline]
-    fn pair(&mut self, n: usize) {
-        self.put(&PAIRS[n * 2..n * 2 + 2]);
-    }
-
-    /// `n` in decimal, with leading zeros to at least `width` digits.
-    fn padded(&mut self, mut n: u64, width: usize) {
-        let len = (n.checked_ilog10().unwrap_or(0) as usize + 1).max(width);
-        let out = &mut self.buf[self.at..self.at + len];
-        let mut i = len;
-        while i >= 2 {
-            let pair = (n % 100) as usize * 2;
-            out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
-            n /= 100;
-            i -= 2;
-        }
-        if i == 1 {
-            out[0] = b'0' + (n % 10) as u8;
-        }
-        self.at += len;
-    }
-
-    /// `n` (below `10^W`) in exactly `W` digits, `W` even (unrolled: the width is known).
-    #[inline]
-    fn fixed<const W: usize>(&mut self, mut n: u64) {
-        let out = &mut self.buf[self.at..self.at + W];
-        let mut i = W;
-        while i >= 2 {
-            let pair = (n % 100) as usize * 2;
-            out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
-            n /= 100;
-            i -= 2;
-        }
-        self.at += W;
-    }
-
-    /// Milliseconds, three digits.
-    #[inline]
-    fn millis(&mut self, ms: u32) {
-        self.byte(b'0' + (ms / 100 % 10) as u8);
-        self.pair((ms % 100) as usize);
-    }
-
-    /// Nanoseconds as seconds with microseconds (`0.000412`).
-    fn secs(&mut self, nanos: u64) {
-        self.num(nanos / 1_000_000_000);
-        self.byte(b'.');
-        self.fixed::<6>(nanos % 1_000_000_000 / 1000);
-    }
-
-    /// The client's address: IPv4 by hand, IPv6 (rare) through `Display`.
-    fn peer(&mut self, p: SocketAddr) {
-        match p {
-            SocketAddr::V4(v4) => {
-                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                    let (digits, len) = OCTETS[usize::from(octet)];
-                    self.buf[self.at..self.at + 3].copy_from_slice(&digits);
-                    self.at += usize::from(len);
-                    self.byte(if i == 3 { b':' } else { b'.' });
-                }
-                self.num(u64::from(v4.port()));
-            }
-            SocketAddr::V6(v6) => {
-                let mut rest = &mut self.buf[self.at..];
-                let room = rest.len();
-                // At most 58 bytes (`[`, 39, `%`, 10, `]:`, 5): the line's bound has room.
-                let _ = write!(rest, "{v6}");
-                self.at += room - rest.len();
-            }
-        }
-    }
-}
-
-/// `00` to `99`, for writing two digits at a time.
-const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                            2021222324252627282930313233343536373839\
-                            4041424344454647484950515253545556575859\
-                            6061626364656667686970717273747576777879\
-                            8081828384858687888990919293949596979899";
-
-/// `0` to `255` in decimal (padded to three bytes, then how many are the number's).
-static OCTETS: [([u8; 3], u8); 256] = {
-    let mut t = [([0; 3], 0); 256];
-    let mut n = 0;
-    while n < 256 {
-        let d = [
-            b'0' + (n / 100) as u8,
-            b'0' + (n / 10 % 10) as u8,
-            b'0' + (n % 10) as u8,
-        ];
-        t[n] = if n >= 100 {
-            (d, 3)
-        } else if n >= 10 {
-            ([d[1], d[2], 0], 2)
-        } else {
-            ([d[2], 0, 0], 1)
-        };
-        n += 1;
-    }
-    t
-};
-
-/// Formats lines; keeps the formatted date and time of the last second.
+/// The date and time of day of the last second a thread formatted.
 #[derive(Debug)]
-pub(crate) struct Formatter {
-    json: bool,
-    /// The second of `stamp`, since the epoch.
+pub(crate) struct Stamp {
+    /// The second of `bytes`, since the epoch.
     second: Option<u64>,
     /// `2026-12-02T18:16:07.`: the time up to its milliseconds (longer for years past
     /// 9999, which `len` says).
-    stamp: [u8; 32],
-    stamp_len: usize,
-    /// What is left of the line's [`CLIENT_BUDGET`].
-    budget: usize,
+    bytes: [u8; 32],
+    len: usize,
 }
 
-impl Formatter {
-    /// A formatter of `format` lines.
-    pub(crate) fn new(format: AccessLogFormat) -> Self {
-        Formatter {
-            json: format == AccessLogFormat::Json,
+impl Stamp {
+    /// Nothing formatted yet.
+    pub(crate) const fn new() -> Self {
+        Stamp {
             second: None,
-            stamp: [0; 32],
-            stamp_len: 0,
-            budget: 0,
+            bytes: [0; 32],
+            len: 0,
         }
     }
 
-    /// Writes `r`'s line (with its newline) at `out`, which must have [`MAX_LINE`] bytes
-    /// of room.
-    pub(crate) fn line(&mut self, out: &mut Cursor<'_>, r: &Line<'_>) {
-        self.budget = CLIENT_BUDGET;
-        if self.json {
-            self.json_line(out, r);
-        } else {
-            self.text_line(out, r);
+    /// `unix_nanos` (since the epoch) as RFC 3339 in UTC with milliseconds
+    /// (`2026-12-02T18:16:07.123Z`).
+    pub(crate) fn put(&mut self, o: &mut Cursor<'_>, unix_nanos: u64) {
+        let secs = unix_nanos / 1_000_000_000;
+        if self.second != Some(secs) {
+            self.second = Some(secs);
+            let (y, m, d) = civil_from_days(secs / 86_400);
+            let rem = secs % 86_400;
+            let mut c = Cursor::new(&mut self.bytes);
+            c.padded(y, 4);
+            c.byte(b'-');
+            c.padded(m, 2);
+            c.byte(b'-');
+            c.padded(d, 2);
+            c.byte(b'T');
+            c.padded(rem / 3600, 2);
+            c.byte(b':');
+            c.padded(rem / 60 % 60, 2);
+            c.byte(b':');
+            c.padded(rem % 60, 2);
+            c.byte(b'.');
+            self.len = c.len();
         }
+        o.put(&self.bytes[..self.len]);
+        o.millis((unix_nanos % 1_000_000_000 / 1_000_000) as u32);
+        o.byte(b'Z');
     }
+}
 
-    fn text_line(&mut self, o: &mut Cursor<'_>, r: &Line<'_>) {
-        self.time(o, r.time);
+/// Writes the head of `r`'s line (time, client, request line, user agent) at `o`, which
+/// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
+/// [`CLIENT_BUDGET`], for [`tail`].
+pub(crate) fn head(
+    o: &mut Cursor<'_>,
+    stamp: &mut Stamp,
+    json: bool,
+    unix_nanos: u64,
+    r: &RequestFields<'_>,
+) -> usize {
+    let mut budget = CLIENT_BUDGET;
+    if json {
+        o.put(b"{\"time\":\"");
+        stamp.put(o, unix_nanos);
+        o.put(b"\",\"client\":\"");
+        o.peer(r.peer);
+        o.put(b"\",\"method\":");
+        quoted(o, r.method, true, &mut budget);
+        o.put(b",\"target\":");
+        quoted(o, r.target, true, &mut budget);
+        o.put(b",\"protocol\":\"");
+        o.put(r.protocol.as_bytes());
+        o.put(b"\",\"user_agent\":");
+        match r.user_agent {
+            Some(ua) => quoted(o, ua, true, &mut budget),
+            None => o.put(b"null"),
+        }
+    } else {
+        stamp.put(o, unix_nanos);
         o.byte(b' ');
         o.peer(r.peer);
         o.put(b" \"");
-        self.escaped(o, r.method, false);
+        escaped(o, r.method, false, &mut budget);
         o.byte(b' ');
-        self.escaped(o, r.target, false);
+        escaped(o, r.target, false, &mut budget);
         o.byte(b' ');
         o.put(r.protocol.as_bytes());
         o.put(b"\" ");
         match r.user_agent {
-            Some(ua) => self.quoted(o, ua, false),
+            Some(ua) => quoted(o, ua, false, &mut budget),
             None => o.byte(b'-'),
         }
+    }
+    budget
+}
+
+/// Writes the rest of a line whose [`head`] is before `o` (and left `budget`), with its
+/// newline; `o` has room for what [`MAX_LINE`] leaves after the head.
+pub(crate) fn tail(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcome<'_>) {
+    if json {
+        o.put(b",\"status\":");
+        o.num(u64::from(r.status));
+        o.put(b",\"bytes\":");
+        o.num(r.bytes);
+        o.put(b",\"duration\":");
+        o.secs(r.duration);
+        o.put(b",\"upstream_time\":");
+        json_or_null(o, r.upstream, Cursor::secs);
+        o.put(b",\"route\":");
+        match r.route {
+            Some(route) => quoted(o, route, true, &mut budget),
+            None => o.put(b"null"),
+        }
+        o.put(b",\"decision\":\"");
+        o.put(r.decision.unwrap_or("refused").as_bytes());
+        o.put(b"\",\"reason\":");
+        json_word(o, (!r.reason.is_empty()).then_some(r.reason));
+        o.put(b",\"tier\":");
+        json_word(o, r.tier.map(Criticality::as_str));
+        o.put(b",\"queue_wait\":");
+        json_or_null(o, r.queue_wait, Cursor::secs);
+        o.put(b",\"limit\":");
+        json_or_null(o, r.limit, Cursor::num);
+        o.put(b"}\n");
+    } else {
         o.byte(b' ');
         o.num(u64::from(r.status));
         o.byte(b' ');
@@ -283,7 +197,7 @@ impl Formatter {
         }
         o.put(b" route=");
         match r.route {
-            Some(route) => self.quoted(o, route, false),
+            Some(route) => quoted(o, route, false, &mut budget),
             None => o.byte(b'-'),
         }
         o.put(b" decision=");
@@ -304,89 +218,22 @@ impl Formatter {
         }
         o.byte(b'\n');
     }
+}
 
-    fn json_line(&mut self, o: &mut Cursor<'_>, r: &Line<'_>) {
-        o.put(b"{\"time\":\"");
-        self.time(o, r.time);
-        o.put(b"\",\"client\":\"");
-        o.peer(r.peer);
-        o.put(b"\",\"method\":");
-        self.quoted(o, r.method, true);
-        o.put(b",\"target\":");
-        self.quoted(o, r.target, true);
-        o.put(b",\"protocol\":\"");
-        o.put(r.protocol.as_bytes());
-        o.put(b"\",\"user_agent\":");
-        match r.user_agent {
-            Some(ua) => self.quoted(o, ua, true),
-            None => o.put(b"null"),
-        }
-        o.put(b",\"status\":");
-        o.num(u64::from(r.status));
-        o.put(b",\"bytes\":");
-        o.num(r.bytes);
-        o.put(b",\"duration\":");
-        o.secs(r.duration);
-        o.put(b",\"upstream_time\":");
-        json_or_null(o, r.upstream, Cursor::secs);
-        o.put(b",\"route\":");
-        match r.route {
-            Some(route) => self.quoted(o, route, true),
-            None => o.put(b"null"),
-        }
-        o.put(b",\"decision\":\"");
-        o.put(r.decision.unwrap_or("refused").as_bytes());
-        o.put(b"\",\"reason\":");
-        json_word(o, (!r.reason.is_empty()).then_some(r.reason));
-        o.put(b",\"tier\":");
-        json_word(o, r.tier.map(Criticality::as_str));
-        o.put(b",\"queue_wait\":");
-        json_or_null(o, r.queue_wait, Cursor::secs);
-        o.put(b",\"limit\":");
-        json_or_null(o, r.limit, Cursor::num);
-        o.put(b"}\n");
-    }
+/// A client's value, quoted and escaped.
+#[inline(always)]
+fn quoted(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
+    o.byte(b'"');
+    escaped(o, raw, json, budget);
+    o.byte(b'"');
+}
 
-    /// A client's value, quoted and escaped.
-    fn quoted(&mut self, o: &mut Cursor<'_>, raw: &[u8], json: bool) {
-        o.byte(b'"');
-        self.escaped(o, raw, json);
-        o.byte(b'"');
-    }
-
-    /// `raw`, escaped, within the field's and the line's budgets.
-    fn escaped(&mut self, o: &mut Cursor<'_>, raw: &[u8], json: bool) {
-        let used = escape(o, raw, json, self.budget.min(MAX_FIELD));
-        self.budget -= used;
-    }
-
-    /// `time` as RFC 3339 in UTC with milliseconds (`2026-12-02T18:16:07.123Z`).
-    pub(super) fn time(&mut self, o: &mut Cursor<'_>, time: SystemTime) {
-        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs();
-        if self.second != Some(secs) {
-            self.second = Some(secs);
-            let (y, m, d) = civil_from_days(secs / 86_400);
-            let rem = secs % 86_400;
-            let mut c = Cursor::new(&mut self.stamp);
-            c.padded(y, 4);
-            c.byte(b'-');
-            c.padded(m, 2);
-            c.byte(b'-');
-            c.padded(d, 2);
-            c.byte(b'T');
-            c.padded(rem / 3600, 2);
-            c.byte(b':');
-            c.padded(rem / 60 % 60, 2);
-            c.byte(b':');
-            c.padded(rem % 60, 2);
-            c.byte(b'.');
-            self.stamp_len = c.len();
-        }
-        o.put(&self.stamp[..self.stamp_len]);
-        o.millis(since.subsec_millis());
-        o.byte(b'Z');
-    }
+/// `raw`, escaped, within the field's and the line's budgets (inlined: most values are
+/// a few words, copied in fewer instructions than a call's prologue and epilogue).
+#[inline(always)]
+fn escaped(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
+    let used = escape(o, raw, json, (*budget).min(MAX_FIELD));
+    *budget -= used;
 }
 
 /// One of the proxy's own words, quoted, or `null`.
@@ -407,105 +254,6 @@ fn json_or_null<'b>(o: &mut Cursor<'b>, v: Option<u64>, f: fn(&mut Cursor<'b>, u
         Some(v) => f(o, v),
         None => o.put(b"null"),
     }
-}
-
-/// How a byte of a client's value is written: as is, backslashed (`"` and `\`), or by
-/// its value (every byte outside printable ASCII).
-const PLAIN: u8 = 0;
-const BACKSLASHED: u8 = 1;
-const BY_VALUE: u8 = 2;
-
-/// The class of every byte value.
-static CLASS: [u8; 256] = {
-    let mut t = [BY_VALUE; 256];
-    let mut b = 0x20;
-    while b <= 0x7e {
-        t[b] = PLAIN;
-        b += 1;
-    }
-    t[b'"' as usize] = BACKSLASHED;
-    t[b'\\' as usize] = BACKSLASHED;
-    t
-};
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Writes `raw` for a quoted value: printable ASCII as is, `"` and `\` backslashed, any
-/// other byte `\xHH` (text) or `\u00HH` (JSON); at most `cap` bytes, then `...` if `raw`
-/// did not fit (`o` must have room for `cap` + 3 bytes). Returns the bytes written
-/// before the mark.
-///
-/// The run of plain bytes up to the next special one is found eight bytes at a time
-/// ([`plain_run`], [`CLASS`] for the tail) and copied whole: a typical target or user
-/// agent is one run.
-pub(crate) fn escape(o: &mut Cursor<'_>, raw: &[u8], json: bool, cap: usize) -> usize {
-    let start = o.len();
-    let mut rest = raw;
-    loop {
-        let room = cap - (o.len() - start);
-        let run = plain_run(rest);
-        if run > room {
-            o.put(&rest[..room]);
-            break;
-        }
-        o.put(&rest[..run]);
-        let Some((&b, after)) = rest[run..].split_first() else {
-            return o.len() - start;
-        };
-        let left = room - run;
-        if CLASS[usize::from(b)] == BACKSLASHED {
-            if left < 2 {
-                break;
-            }
-            o.byte(b'\\');
-            o.byte(b);
-        } else if json {
-            if left < 6 {
-                break;
-            }
-            o.put(b"\\u00");
-            o.byte(HEX[usize::from(b >> 4)]);
-            o.byte(HEX[usize::from(b & 0xf)]);
-        } else {
-            if left < 4 {
-                break;
-            }
-            o.put(b"\\x");
-            o.byte(HEX[usize::from(b >> 4)]);
-            o.byte(HEX[usize::from(b & 0xf)]);
-        }
-        rest = after;
-    }
-    let used = o.len() - start;
-    o.put(b"...");
-    used
-}
-
-/// How many bytes at the start of `s` are [`PLAIN`]: eight at a time while they last (a
-/// word has a special byte if any byte is below 0x20, has its high bit, or equals 0x7f,
-/// `"` or `\`; the lowest flagged byte is always a true one, as a false flag comes only
-/// from a borrow out of a true one below it), then through [`CLASS`].
-pub(crate) fn plain_run(s: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut i = 0;
-    while let Some(Ok(word)) = s.get(i..i + 8).map(<[u8; 8]>::try_from) {
-        let x = u64::from_le_bytes(word);
-        let special = (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
-            | (x & HIGH)
-            | zero(x ^ (ONES * 0x7f))
-            | zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')));
-        if special != 0 {
-            return i + (special.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + s[i..]
-        .iter()
-        .position(|&b| CLASS[usize::from(b)] != PLAIN)
-        .unwrap_or(s.len() - i)
 }
 
 /// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's

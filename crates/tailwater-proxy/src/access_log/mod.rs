@@ -2,12 +2,13 @@
 //!
 //! # How a line is made
 //!
-//! - When a request's head is read, [`AccessLog::begin`] copies the client's raw values
-//!   (method, target, user agent; the head's buffer is reused by the next request) into a
-//!   [`Pending`], in a buffer the thread reuses from request to request (no allocation and
-//!   no zeroing per request), with the time on the log's monotonic clock
-//!   (the TSC where the kernel trusts it, `tailwater_core::clock`) and the client's
-//!   address. Nothing is formatted on the request's thread.
+//! - When a request's head is read, [`AccessLog::begin`] formats the head of its line
+//!   (time, client address, request line, user agent: the client's values escaped at
+//!   once, as the head's buffer is reused by the next request) into a [`Pending`]'s
+//!   buffer, which the thread reuses from request to request (no allocation and no
+//!   zeroing per request). Times are read on the log's monotonic clock (the TSC where the
+//!   kernel trusts it, `tailwater_core::clock`) and mapped to the wall clock by an offset
+//!   the writer refreshes.
 //! - While the request runs, the admission steps leave [`Notes`] in a slot of the thread
 //!   that polls it ([`scope`]): route, decision and reason, tier, queue wait, the limit at
 //!   the decision, the upstream's time to its response head; on the lean path the status,
@@ -15,12 +16,16 @@
 //!   in the engines are one call each, and cost a look at an empty slot when the log is
 //!   off.
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
-//!   dropped, its bytes counted on the way) [`Pending::finish`] appends the record's
-//!   fixed fields and its client's bytes to the writer's queue (`queue`, bounded by lines
-//!   and bytes) under a short lock, without waiting: a full queue drops the record and
-//!   counts it (`tailwater_access_log_dropped_total`). The writer thread (`writer`) takes
-//!   the queue's whole batch at its interval, maps the times to the wall clock, formats
-//!   the lines into one reused buffer (`format`) and writes it.
+//!   dropped, its bytes counted on the way) [`Pending::finish`] formats the rest of the
+//!   line and appends it to this thread's buffer of lines (`sink`, bounded with the
+//!   other threads' by lines and bytes) under a lock no other worker takes, without
+//!   waiting: no room drops the line and counts it (`tailwater_access_log_dropped_total`).
+//!   The writer thread (`writer`) takes every thread's buffer whole at its interval and
+//!   writes it.
+//!
+//! Why format on the request's thread: a line formatted where its values are needs no
+//! record in between (its fields copied into a queue entry, and read back to be
+//! formatted); that copy and the handoff cost as much as the formatting (issue 13).
 //!
 //! Why a slot rather than another argument: the admission steps are shared by both
 //! engines and by other features; threading a log record through them would touch every
@@ -30,11 +35,12 @@
 //! task polled by the thread in between never sees them. That is what `tokio::task_local!`
 //! does, without its `RefCell`, its `Option` of the future and its checks: moving one
 //! pointer in and out of a `Cell` per poll (the task-local's swap cost about 200
-//! instructions a request). Each thread keeps its finished boxes, and its client
+//! instructions a request). Each thread keeps its finished boxes, and its line
 //! buffers, for its next requests (no allocation per request; [`SPARES`]).
 
+mod cursor;
 mod format;
-mod queue;
+mod sink;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -50,6 +56,9 @@ use tailwater_core::Criticality;
 use tailwater_core::clock::{Clock, MonotonicClock};
 
 use crate::decision::Decision;
+use cursor::Cursor;
+use format::{MAX_LINE, Outcome, Stamp};
+use sink::Sink;
 pub(crate) use writer::AccessLog;
 
 thread_local! {
@@ -60,14 +69,39 @@ thread_local! {
     /// a spare is handed over without moving or allocating.
     #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Notes>>> = const { RefCell::new(Vec::new()) };
-    /// This thread's finished client buffers, reused by its next requests.
-    static SPARE_BYTES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// This thread's line buffers, its time stamp and its sink.
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local::new()) };
+}
+
+/// What a thread keeps for the lines it formats.
+struct Local {
+    /// Finished line buffers ([`MAX_LINE`] bytes each), reused by its next requests.
+    lines: Vec<Box<[u8]>>,
+    /// The last second it formatted.
+    stamp: Stamp,
+    /// Its sink of the log it last wrote to, by the log's id.
+    sink: Option<(u64, Arc<Sink>)>,
+}
+
+impl Local {
+    const fn new() -> Self {
+        Local {
+            lines: Vec::new(),
+            stamp: Stamp::new(),
+            sink: None,
+        }
+    }
+}
+
+/// A new line buffer.
+fn line_buffer() -> Box<[u8]> {
+    vec![0; MAX_LINE].into_boxed_slice()
 }
 
 /// The most spares of each kind a thread keeps: one per request it has in flight at once
 /// (a worker serves many connections; a single spare would be taken by the first request
-/// and the others would allocate), bounded so an idle thread holds little (each client
-/// buffer is at most three capped values, about 6 KiB).
+/// and the others would allocate), bounded so an idle thread holds little (a line buffer
+/// is [`MAX_LINE`] bytes: 256 KiB at most).
 const SPARES: usize = 64;
 
 /// One of this thread's spares in `pool`, if it has one.
@@ -201,7 +235,7 @@ fn note(f: impl FnOnce(&mut Notes)) {
 
 /// The request was routed to `name`.
 pub(crate) fn note_route(name: &str) {
-    note(|n| n.route = Some(Inline::new(&[name.as_bytes()])));
+    note(|n| n.route = Some(Inline::new(name.as_bytes())));
 }
 
 /// The request matched no route.
@@ -293,28 +327,22 @@ pub(crate) struct Inline<const N: usize> {
 }
 
 impl<const N: usize> Inline<N> {
-    /// `parts`, back to back; each part is cut at [`format::MAX_FIELD`] + 1 bytes (one more
-    /// than a line shows, so that the formatter knows it was cut).
-    fn new(parts: &[&[u8]]) -> Self {
-        let total: usize = parts.iter().map(|p| capped(p).len()).sum();
+    /// `raw`, cut at [`format::MAX_FIELD`] + 1 bytes (one more than a line shows, so that
+    /// the formatter knows it was cut).
+    #[inline]
+    fn new(raw: &[u8]) -> Self {
+        let raw = capped(raw);
         let mut s = Inline {
             len: 0,
             inline: [0; N],
             heap: None,
         };
-        if total <= N {
-            let mut at = 0;
-            for p in parts.iter().map(|p| capped(p)) {
-                s.inline[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
+        match s.inline.get_mut(..raw.len()) {
+            Some(to) => {
+                to.copy_from_slice(raw);
+                s.len = raw.len() as u16;
             }
-            s.len = at as u16;
-        } else {
-            let mut heap = Vec::with_capacity(total);
-            for p in parts {
-                heap.extend_from_slice(capped(p));
-            }
-            s.heap = Some(heap.into_boxed_slice());
+            None => s.heap = Some(raw.into()),
         }
         s
     }
@@ -342,106 +370,139 @@ fn capped(raw: &[u8]) -> &[u8] {
 /// Route names up to this many bytes are kept inline.
 const ROUTE_INLINE: usize = 32;
 
-/// A record begun at the request's head, finished at its end.
+/// A line begun at the request's head, finished at its end.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    log: Arc<AccessLog>,
     /// When the request's head was read, on the log's clock.
     start: u64,
-    peer: SocketAddr,
-    protocol: &'static str,
-    /// Method, target and user agent, back to back (each cut by [`capped`]), in a buffer
-    /// reused from this thread's last record.
-    client: Vec<u8>,
-    method_len: u16,
-    target_len: u16,
-    /// [`queue::ABSENT`]: none.
-    user_agent_len: u16,
+    /// The line: its head, `len` bytes, written by [`AccessLog::begin`]
+    /// ([`MAX_LINE`] bytes, reused from this thread's last line).
+    line: Box<[u8]>,
+    len: usize,
+    /// What the head left of the line's budget for client values.
+    budget: usize,
+    json: bool,
 }
 
 impl AccessLog {
-    /// Begins the record of a request whose head has just been read.
-    pub(crate) fn begin(self: &Arc<Self>, req: &RequestFields<'_>) -> Pending {
-        let ua = req.user_agent.unwrap_or_default();
-        let mut client = take_spare(&SPARE_BYTES).unwrap_or_default();
-        client.clear();
-        for part in [req.method, req.target, ua] {
-            client.extend_from_slice(capped(part));
-        }
+    /// Begins the line of a request whose head has just been read.
+    pub(crate) fn begin(&self, req: &RequestFields<'_>) -> Pending {
+        let start = now();
+        self.begin_at(req, start, self.wall(start))
+    }
+
+    /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock.
+    fn begin_at(&self, req: &RequestFields<'_>, start: u64, unix_nanos: u64) -> Pending {
+        let json = self.json;
+        let formatted = LOCAL.try_with(|l| {
+            let l = &mut *l.borrow_mut();
+            let mut line = l.lines.pop().unwrap_or_else(line_buffer);
+            let mut c = Cursor::new(&mut line);
+            let budget = format::head(&mut c, &mut l.stamp, json, unix_nanos, req);
+            let len = c.len();
+            (line, len, budget)
+        });
+        // The thread is ending (its locals gone): a buffer and a stamp of its own.
+        let (line, len, budget) = formatted.unwrap_or_else(|_| {
+            let mut line = line_buffer();
+            let mut c = Cursor::new(&mut line);
+            let budget = format::head(&mut c, &mut Stamp::new(), json, unix_nanos, req);
+            let len = c.len();
+            (line, len, budget)
+        });
         Pending {
-            log: Arc::clone(self),
-            start: now(),
-            peer: req.peer,
-            protocol: req.protocol,
-            client,
-            method_len: capped(req.method).len() as u16,
-            target_len: capped(req.target).len() as u16,
-            user_agent_len: req
-                .user_agent
-                .map_or(queue::ABSENT, |ua| capped(ua).len() as u16),
+            start,
+            line,
+            len,
+            budget,
+            json,
         }
     }
 }
 
 impl Pending {
-    /// Completes the record with `notes` (and `status`, when the engine knows it apart)
-    /// and queues it for the writer; the notes' box is kept for this thread's next
-    /// request.
-    pub(crate) fn finish(self, notes: Box<Notes>, status: Option<u16>) {
+    /// Completes the line with `notes` (and `status`, when the engine knows it apart)
+    /// and hands it to this thread's sink of `log` (the log that began it); the notes'
+    /// box and the line's buffer are kept for this thread's next request.
+    pub(crate) fn finish(mut self, log: &AccessLog, notes: Box<Notes>, status: Option<u16>) {
         let duration = now().saturating_sub(self.start);
-        let (entry, route) = self.entry(&notes, status.unwrap_or(notes.status), duration);
-        self.log.send(entry, [self.client.as_slice(), route]);
+        self.complete(&notes, status.unwrap_or(notes.status), duration);
+        let Pending { line, len, .. } = self;
+        let mut line = Some(line);
+        let sent = LOCAL.try_with(|l| {
+            let l = &mut *l.borrow_mut();
+            let sink = match &l.sink {
+                Some((id, sink)) if *id == log.id => sink,
+                _ => &l.sink.insert((log.id, log.sink())).1,
+            };
+            if let Some(line) = line.take() {
+                log.send(sink, &line[..len]);
+                if l.lines.len() < SPARES {
+                    l.lines.push(line);
+                }
+            }
+        });
+        // The thread is ending (its locals gone): its sink found afresh.
+        if sent.is_err()
+            && let Some(line) = line
+        {
+            log.send(&log.sink(), &line[..len]);
+        }
         Notes::recycle(notes);
-        keep_spare(&SPARE_BYTES, self.client);
     }
 
-    /// The queue's entry for this record with `n`, `status` and `duration` (ns), and the
-    /// route's bytes (which follow the client's).
-    fn entry<'n>(&self, n: &'n Notes, status: u16, duration: u64) -> (queue::Entry, &'n [u8]) {
+    /// Writes the rest of the line with `n`, `status` and `duration` (ns).
+    fn complete(&mut self, n: &Notes, status: u16, duration: u64) {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let route = n.route.as_ref().map(Inline::as_bytes);
-        let entry = queue::Entry {
-            start: self.start,
+        let outcome = Outcome {
+            status,
             duration,
-            upstream: n.upstream.map(nanos),
-            queue_wait: n.queue_wait.map(nanos),
-            limit: n.limit.map(|l| l as u64),
             bytes: n.bytes.saturating_sub(n.head),
-            peer: self.peer,
-            protocol: self.protocol,
+            upstream: n.upstream.map(nanos),
+            route: n.route.as_ref().map(Inline::as_bytes),
             decision: n.decision,
             reason: n.reason,
             tier: n.tier,
-            status,
-            method_len: self.method_len,
-            target_len: self.target_len,
-            user_agent_len: self.user_agent_len,
-            route_len: route.map_or(queue::ABSENT, |r| r.len() as u16),
+            queue_wait: n.queue_wait.map(nanos),
+            limit: n.limit.map(|l| l as u64),
         };
-        (entry, route.unwrap_or_default())
+        let mut c = Cursor::new(&mut self.line[self.len..]);
+        format::tail(&mut c, self.json, self.budget, &outcome);
+        self.len += c.len();
+    }
+
+    /// The line so far.
+    #[cfg(test)]
+    fn text(&self) -> &[u8] {
+        &self.line[..self.len]
     }
 }
 
-/// hyper's side: the record waits in the response body until the body is dropped (sent,
+/// hyper's side: the line waits in the response body until the body is dropped (sent,
 /// or the client went away), counting the body bytes on the way.
 #[derive(Debug)]
 pub(crate) struct Tail {
-    pending: Option<(Pending, Box<Notes>)>,
+    pending: Option<(Arc<AccessLog>, Pending, Box<Notes>)>,
     status: u16,
 }
 
 impl Tail {
-    /// The end of a request that hyper answered with `status`.
-    pub(crate) fn new(pending: Pending, notes: Box<Notes>, status: u16) -> Box<Self> {
+    /// The end of a request that hyper answered with `status`, begun on `log`.
+    pub(crate) fn new(
+        log: Arc<AccessLog>,
+        pending: Pending,
+        notes: Box<Notes>,
+        status: u16,
+    ) -> Box<Self> {
         Box::new(Tail {
-            pending: Some((pending, notes)),
+            pending: Some((log, pending, notes)),
             status,
         })
     }
 
     /// `n` more body bytes went to the client.
     pub(crate) fn sent(&mut self, n: usize) {
-        if let Some((_, notes)) = &mut self.pending {
+        if let Some((_, _, notes)) = &mut self.pending {
             notes.bytes += n as u64;
         }
     }
@@ -449,8 +510,8 @@ impl Tail {
 
 impl Drop for Tail {
     fn drop(&mut self) {
-        if let Some((p, notes)) = self.pending.take() {
-            p.finish(notes, Some(self.status));
+        if let Some((log, p, notes)) = self.pending.take() {
+            p.finish(&log, notes, Some(self.status));
         }
     }
 }

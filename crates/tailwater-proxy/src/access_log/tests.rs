@@ -1,22 +1,23 @@
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use super::format::{CLIENT_BUDGET, Cursor, Formatter, Line, MAX_FIELD, MAX_LINE, escape};
+use super::cursor::escape;
+use super::format::{CLIENT_BUDGET, MAX_FIELD};
 use super::*;
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
 const FORMATS: [AccessLogFormat; 2] = [AccessLogFormat::Text, AccessLogFormat::Json];
 
-fn stamp(f: &mut Formatter, ms: u64) -> String {
+fn stamp(f: &mut Stamp, ms: u64) -> String {
     let mut buf = [0; 64];
     let mut out = Cursor::new(&mut buf);
-    f.time(&mut out, UNIX_EPOCH + Duration::from_millis(ms));
+    f.put(&mut out, ms * 1_000_000);
     let n = out.len();
     String::from_utf8(buf[..n].to_vec()).expect("ASCII")
 }
 
 #[test]
 fn times_are_rfc3339_utc_and_the_second_is_reused_only_within_it() {
-    let mut f = Formatter::new(AccessLogFormat::Text);
+    let mut f = Stamp::new();
     assert_eq!(stamp(&mut f, 1_796_235_367_123), "2026-12-02T18:16:07.123Z");
     // The same second from the cache, the next one and the previous one afresh.
     assert_eq!(stamp(&mut f, 1_796_235_367_999), "2026-12-02T18:16:07.999Z");
@@ -58,29 +59,29 @@ fn huge_values_are_cut_between_escapes() {
     assert_eq!(escaped(b"\"\"\"", false, 5), r#"\"\"..."#);
 }
 
-/// A request's record as the writer gets it: begun from `req` on a log that goes
-/// nowhere, finished with `notes`, status 503 and a duration of 1.5 ms.
-struct Record {
-    pending: Pending,
+/// A request's line: begun from `req` on a log that goes nowhere, at `time` (ns since
+/// the epoch), finished with `notes`, status 503 and a duration of 1.5 ms.
+struct Record<'a> {
+    req: RequestFields<'a>,
     notes: Notes,
-    time: SystemTime,
+    time: u64,
     status: u16,
     duration: Duration,
 }
 
-fn sink() -> Arc<AccessLog> {
+fn sink(format: AccessLogFormat) -> Arc<AccessLog> {
     let cfg = AccessLogConfig {
         path: "-".into(),
-        format: AccessLogFormat::Text,
+        format,
         buffer_lines: 1,
         buffer_bytes: 1 << 16,
     };
     AccessLog::open(&cfg, Arc::default()).expect("stdout")
 }
 
-fn begun(time: SystemTime, req: &RequestFields<'_>) -> Record {
+fn begun(time: u64, req: RequestFields<'_>) -> Record<'_> {
     Record {
-        pending: sink().begin(req),
+        req,
         notes: Notes::default(),
         time,
         status: 503,
@@ -88,47 +89,39 @@ fn begun(time: SystemTime, req: &RequestFields<'_>) -> Record {
     }
 }
 
-fn record(ua: Option<&[u8]>, notes: Notes) -> Record {
+const PEER: &str = "127.0.0.1:4000";
+
+fn record(ua: Option<&[u8]>, notes: Notes) -> Record<'_> {
     let req = RequestFields {
-        peer: "127.0.0.1:4000".parse().unwrap(),
+        peer: PEER.parse().unwrap(),
         method: b"GET",
         target: b"/x?\"y\"\n",
         protocol: "HTTP/1.1",
         user_agent: ua,
     };
-    let mut r = begun(UNIX_EPOCH, &req);
+    let mut r = begun(0, req);
     r.notes = notes;
     r
 }
 
-impl Record {
-    /// The line the writer formats, through the same queue entry.
+impl Record<'_> {
+    /// The line as the request's thread formats it, head and tail.
     fn line(&self, format: AccessLogFormat) -> String {
-        let q = queue::Queue::new(1, 1 << 16);
-        let p = &self.pending;
+        let mut p = sink(format).begin_at(&self.req, 0, self.time);
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
-        let (entry, route) = p.entry(&self.notes, self.status, nanos);
-        assert!(q.push(entry, [p.client.as_slice(), route]));
-        q.close();
-        let mut batch = queue::Batch::default();
-        assert!(q.take(&mut batch, Duration::ZERO));
-        let line: Line<'_> = batch.lines(|_| self.time).next().expect("one");
-        let mut buf = vec![0; MAX_LINE];
-        let mut out = Cursor::new(&mut buf);
-        Formatter::new(format).line(&mut out, &line);
-        let n = out.len();
-        String::from_utf8(buf[..n].to_vec()).expect("ASCII")
+        p.complete(&self.notes, self.status, nanos);
+        String::from_utf8(p.text().to_vec()).expect("ASCII")
     }
 }
 
-fn line(format: AccessLogFormat, r: &Record) -> String {
+fn line(format: AccessLogFormat, r: &Record<'_>) -> String {
     r.line(format)
 }
 
 #[test]
 fn both_formats_carry_every_field() {
     let notes = Notes {
-        route: Some(Inline::new(&[b"api"])),
+        route: Some(Inline::new(b"api")),
         decision: Some("shed"),
         reason: "queue_timeout",
         tier: Some(Criticality::Sheddable),
@@ -138,7 +131,6 @@ fn both_formats_carry_every_field() {
         ..Notes::default()
     };
     let r = record(Some(b"ua\" injected=1"), notes);
-    assert_eq!(r.pending.client, b"GET/x?\"y\"\nua\" injected=1");
     let text = line(AccessLogFormat::Text, &r);
     assert_eq!(
         text,
@@ -196,7 +188,7 @@ fn fields_that_do_not_apply_are_dashes_or_nulls() {
         protocol: "HTTP/2.0",
         user_agent: None,
     };
-    let text = line(AccessLogFormat::Text, &begun(UNIX_EPOCH, &v6));
+    let text = line(AccessLogFormat::Text, &begun(0, v6));
     assert!(text.contains(" [::1]:8080 \"GET / HTTP/2.0\" "), "{text}");
 }
 
@@ -212,20 +204,11 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
         protocol: "HTTP/1.1",
         user_agent: Some(&nasty),
     };
-    let mut r = begun(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)), &req);
-    let p = &r.pending;
-    assert_eq!(p.client.len(), 3 * (MAX_FIELD + 1), "each value is capped");
-    assert_eq!(
-        &p.client[..usize::from(p.method_len)],
-        &nasty[..MAX_FIELD + 1]
-    );
-    assert_eq!(usize::from(p.user_agent_len), MAX_FIELD + 1);
-    let ua_at = usize::from(p.method_len) + usize::from(p.target_len);
-    assert_eq!(&p.client[ua_at..], &nasty[..MAX_FIELD + 1]);
+    let mut r = begun(u64::from(u32::MAX) * 1_000_000_000, req);
     r.status = u16::MAX;
     r.duration = Duration::MAX;
     r.notes = Notes {
-        route: Some(Inline::new(&[&nasty])),
+        route: Some(Inline::new(&nasty)),
         decision: Some("rate_limited"),
         reason: "queue_timeout",
         tier: Some(Criticality::CriticalPlus),
@@ -261,7 +244,7 @@ fn finished(log: &Arc<AccessLog>, ua: Option<&[u8]>) {
         protocol: "HTTP/1.1",
         user_agent: ua,
     };
-    log.begin(&req).finish(Box::default(), Some(503));
+    log.begin(&req).finish(log, Box::default(), Some(503));
 }
 
 fn temp_log(name: &str, buffer_lines: usize) -> AccessLogConfig {
@@ -363,90 +346,157 @@ async fn interleaved_requests_keep_their_own_notes() {
     assert_eq!((inner.bytes, outer.bytes), (7, 10));
 }
 
-/// A thread's client buffer, reused by its next record, carries nothing of the last one.
+/// A thread's line buffer, reused by its next line, carries nothing of the last one.
 #[test]
-fn a_reused_client_buffer_holds_only_its_own_request() {
-    let log = sink();
+fn a_reused_line_buffer_holds_only_its_own_request() {
+    let log = sink(AccessLogFormat::Text);
     let huge = vec![b'x'; 5000];
     let big = RequestFields {
-        peer: "127.0.0.1:4000".parse().unwrap(),
+        peer: PEER.parse().unwrap(),
         method: &huge,
         target: &huge,
         protocol: "HTTP/1.1",
         user_agent: Some(&huge),
     };
-    log.begin(&big).finish(Box::default(), Some(200));
+    log.begin(&big).finish(&log, Box::default(), Some(200));
     let small = RequestFields {
         method: b"GET",
         target: b"/",
         user_agent: None,
         ..big
     };
-    let p = log.begin(&small);
-    assert_eq!(p.client, b"GET/");
-    assert_eq!(p.user_agent_len, queue::ABSENT);
-    p.finish(Box::default(), Some(200));
+    let mut p = log.begin_at(&small, 0, 0);
+    p.complete(&Notes::default(), 200, 0);
+    assert_eq!(
+        std::str::from_utf8(p.text()).expect("ASCII"),
+        "1970-01-01T00:00:00.000Z 127.0.0.1:4000 \"GET / HTTP/1.1\" - 200 0 0.000000 - \
+         route=- decision=refused reason=- tier=- queue_wait=- limit=-\n"
+    );
 }
 
 /// Requests in flight at once on one thread each get a buffer of their own back, and the
 /// thread keeps at most [`SPARES`] of them.
 #[test]
-fn a_thread_keeps_a_bounded_pool_of_client_buffers() {
-    let log = sink();
-    let spares = || SPARE_BYTES.with(|p| p.borrow().len());
+fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
+    let log = sink(AccessLogFormat::Text);
+    let spares = || LOCAL.with(|l| l.borrow().lines.len());
     let targets: Vec<Vec<u8>> = (0..SPARES + 6)
         .map(|i| format!("/{i}").into_bytes())
         .collect();
     let begin = |target: &[u8]| {
-        log.begin(&RequestFields {
-            peer: "127.0.0.1:4000".parse().unwrap(),
-            method: b"GET",
-            target,
-            protocol: "HTTP/1.1",
-            user_agent: None,
-        })
+        log.begin_at(
+            &RequestFields {
+                peer: PEER.parse().unwrap(),
+                method: b"GET",
+                target,
+                protocol: "HTTP/1.1",
+                user_agent: None,
+            },
+            0,
+            0,
+        )
     };
     let first: Vec<Pending> = targets[..3].iter().map(|t| begin(t)).collect();
     first
         .into_iter()
-        .for_each(|p| p.finish(Box::default(), Some(200)));
+        .for_each(|p| p.finish(&log, Box::default(), Some(200)));
     assert_eq!(spares(), 3);
     let again: Vec<Pending> = targets.iter().map(|t| begin(t)).collect();
     assert_eq!(spares(), 0);
     for (p, t) in again.iter().zip(&targets) {
-        assert_eq!(p.client, [&b"GET"[..], t].concat());
+        let t = String::from_utf8_lossy(t);
+        let head = format!("1970-01-01T00:00:00.000Z {PEER} \"GET {t} HTTP/1.1\" -");
+        assert_eq!(std::str::from_utf8(p.text()), Ok(head.as_str()));
     }
     again
         .into_iter()
-        .for_each(|p| p.finish(Box::default(), Some(200)));
+        .for_each(|p| p.finish(&log, Box::default(), Some(200)));
     assert_eq!(spares(), SPARES);
 }
 
 #[test]
-fn the_queue_is_bounded_by_bytes_as_well_as_lines() {
-    // Room for the entries of three short requests (and their bytes), though the line
-    // bound would take a thousand.
-    let r = record(Some(b"probe"), Notes::default());
-    let (entry, route) = r.pending.entry(&r.notes, 200, 1);
-    let client = r.pending.client.as_slice();
-    let each = std::mem::size_of::<queue::Entry>() + client.len() + route.len();
-    let q = queue::Queue::new(1000, 3 * each + each / 2);
-    let accepted = (0..10).filter(|_| q.push(entry, [client, route])).count();
+fn the_sinks_together_are_bounded_by_bytes_as_well_as_lines() {
+    // Room for three lines (and a half), though the line bound would take a thousand.
+    let line = b"a line of a short request\n";
+    let each = line.len();
+    let sinks = sink::Sinks::new(1000, 3 * each + each / 2);
+    let mine = sinks.for_this_thread();
+    let accepted = (0..10).filter(|_| sinks.push(&mine, line)).count();
     assert_eq!(accepted, 3);
-    // The writer takes what was queued, in order.
-    let mut batch = queue::Batch::default();
-    q.close();
-    assert!(q.take(&mut batch, Duration::ZERO));
-    assert_eq!(batch.lines(|_| UNIX_EPOCH).count(), 3);
-    assert!(
-        !q.push(entry, [client, route]),
-        "a closed queue takes nothing"
+    let another = || {
+        std::thread::scope(|s| {
+            s.spawn(|| sinks.push(&sinks.for_this_thread(), line))
+                .join()
+                .expect("thread")
+        })
+    };
+    assert!(!another(), "another thread's sink finds the bound taken");
+    // The writer takes the lines, in order, and gives their room back.
+    let mut out = Vec::new();
+    assert_eq!(sinks.take(&mine, &mut out, false), 3);
+    assert_eq!(out, line.repeat(3));
+    assert!(another());
+    sinks.close();
+    assert!(!sinks.push(&mine, line), "a closed log takes nothing");
+
+    // The line bound is shared by every thread's sink.
+    let sinks = sink::Sinks::new(4, 1 << 16);
+    let mine = sinks.for_this_thread();
+    assert!(sinks.push(&mine, line));
+    let others: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let sink = sinks.for_this_thread();
+                    (0..5).filter(|_| sinks.push(&sink, line)).count()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).sum()
+    });
+    assert_eq!(others, 3);
+    assert!(!sinks.push(&mine, line));
+}
+
+/// Plain bytes copied a word at a time, then escapes: the same as escaping byte by byte,
+/// wherever the first special byte is.
+#[test]
+fn escaping_by_words_matches_escaping_by_bytes() {
+    let by_bytes = |s: &[u8], json: bool| -> String {
+        s.iter()
+            .map(|&b| match b {
+                b'"' | b'\\' => format!("\\{}", b as char),
+                0x20..=0x7e => (b as char).to_string(),
+                _ if json => format!("\\u00{b:02x}"),
+                _ => format!("\\x{b:02x}"),
+            })
+            .collect()
+    };
+    for len in 0..20 {
+        for at in 0..len {
+            for b in [0, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff, b'a'] {
+                let mut s = vec![b'a'; len];
+                s[at] = b;
+                for json in [false, true] {
+                    assert_eq!(escaped(&s, json, MAX_FIELD), by_bytes(&s, json), "{s:?}");
+                }
+            }
+        }
+    }
+    // Cut in the middle of a word, and right after one.
+    assert_eq!(
+        escaped(&[b'a'; 20], false, 12),
+        format!("{}...", "a".repeat(12))
+    );
+    assert_eq!(
+        escaped(&[b'a'; 20], false, 8),
+        format!("{}...", "a".repeat(8))
     );
 }
 
 #[test]
 fn the_word_scan_finds_the_first_special_byte_wherever_it_is() {
-    use super::format::plain_run;
+    use super::cursor::plain_run;
     let class = |b: u8| !(0x20..=0x7e).contains(&b) || b == b'"' || b == b'\\';
     for len in 0..20 {
         for at in 0..len {

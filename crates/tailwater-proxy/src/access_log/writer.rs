@@ -1,35 +1,51 @@
-//! The writer thread: records go through a bounded queue (`queue`) to a thread that
-//! formats them into one reused buffer and writes it in batches, so that a request never
-//! waits for the disk, nor formats its own line.
+//! The writer thread: each request thread formats its own lines and appends them to a
+//! buffer of its own (`sink`); a thread of the log's takes those buffers whole and writes
+//! them, so that a request never waits for the disk.
 //!
-//! The thread wakes every [`INTERVAL`], takes what is queued and writes it, one write per
-//! batch (at most [`BATCH_BYTES`] and a line); senders never wake it. A full queue drops
-//! the record and counts it. When the configuration that opened the log is replaced (a
-//! reload) and its last request ends, the log closes: the thread wakes at once, writes
-//! what is left and exits.
+//! The thread wakes every [`INTERVAL`], takes every thread's lines and writes them (one
+//! write per thread's batch), and refreshes the mapping from the log's clock to the wall
+//! clock that request threads use to stamp their lines; senders never wake it. Lines of
+//! one thread are in the order they ended; lines of different threads are interleaved by
+//! batch. A line that finds no room in the bound is dropped and counted. When the
+//! configuration that opened the log is replaced (a reload) and its last request ends,
+//! the log closes: the thread wakes at once, writes what is left and exits.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::format::{Cursor, Formatter, MAX_LINE};
-use super::queue::{Batch, Entry, Queue};
-use crate::config::{AccessLogConfig, ConfigError};
+use super::sink::{Sink, Sinks};
+use crate::config::{AccessLogConfig, AccessLogFormat, ConfigError};
 
 /// How often the writer thread writes what is queued.
 const INTERVAL: Duration = Duration::from_millis(20);
-/// A batch is written once it holds this many bytes.
-const BATCH_BYTES: usize = 64 * 1024;
 
-/// An open access log: the queue to its writer thread, which closes with it.
+/// An open access log: the sinks of its request threads and its writer thread, which
+/// closes with it.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
-    queue: Arc<Queue>,
-    /// Records dropped (queue full, or the write failed), for the proxy's lifetime.
+    /// Unique among the logs a process opens: a thread's cached sink is this log's only if
+    /// the ids match (an address could be reused by a later log).
+    pub(super) id: u64,
+    pub(super) json: bool,
+    sinks: Arc<Sinks>,
+    /// The wall clock (ns since the epoch) less the log's clock, wrapping: refreshed by
+    /// the writer at each wake-up.
+    offset: Arc<AtomicU64>,
+    /// Records dropped (no room in the bound, or the write failed), for the proxy's
+    /// lifetime.
     dropped: Arc<AtomicU64>,
+}
+
+/// The wall clock less the log's clock, in nanoseconds (wrapping).
+fn clock_offset() -> u64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    wall.wrapping_sub(super::now())
 }
 
 impl AccessLog {
@@ -48,6 +64,7 @@ impl AccessLog {
         dropped: Arc<AtomicU64>,
         interval: Duration,
     ) -> Result<(Arc<Self>, JoinHandle<()>), ConfigError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let out: Box<dyn Write + Send> = if config.path == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -60,28 +77,42 @@ impl AccessLog {
                 })?;
             Box::new(file)
         };
-        let queue = Arc::new(Queue::new(config.buffer_lines, config.buffer_bytes));
+        let sinks = Arc::new(Sinks::new(config.buffer_lines, config.buffer_bytes));
+        let offset = Arc::new(AtomicU64::new(clock_offset()));
         let writer = Writer {
             out,
-            format: Formatter::new(config.format),
-            buf: vec![0; BATCH_BYTES + MAX_LINE].into_boxed_slice(),
-            len: 0,
-            lines: 0,
             lost: Arc::clone(&dropped),
             warned: false,
         };
-        let q = Arc::clone(&queue);
+        let (s, o) = (Arc::clone(&sinks), Arc::clone(&offset));
         let thread = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer.run(&q, interval))
+            .spawn(move || writer.run(&s, &o, interval))
             .map_err(|e| ConfigError::new("access_log", format_args!("writer thread: {e}")))?;
-        Ok((Arc::new(AccessLog { queue, dropped }), thread))
+        let log = AccessLog {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            json: config.format == AccessLogFormat::Json,
+            sinks,
+            offset,
+            dropped,
+        };
+        Ok((Arc::new(log), thread))
     }
 
-    /// Queues `entry` (with its client's bytes, `parts`) without waiting; a full queue
-    /// drops it (counted).
-    pub(super) fn send(&self, entry: Entry, parts: [&[u8]; 2]) {
-        if !self.queue.push(entry, parts) {
+    /// `mono` (the log's clock) as nanoseconds since the epoch.
+    pub(super) fn wall(&self, mono: u64) -> u64 {
+        mono.wrapping_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// The calling thread's sink of this log.
+    pub(super) fn sink(&self) -> Arc<Sink> {
+        self.sinks.for_this_thread()
+    }
+
+    /// Appends `line` to `sink` (this thread's) without waiting; no room drops it
+    /// (counted).
+    pub(super) fn send(&self, sink: &Sink, line: &[u8]) {
+        if !self.sinks.push(sink, line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -89,73 +120,50 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.queue.close();
+        self.sinks.close();
     }
 }
 
 /// The writer thread's state.
 struct Writer {
     out: Box<dyn Write + Send>,
-    format: Formatter,
-    /// The bytes being batched (reused): `len` of them are lines.
-    buf: Box<[u8]>,
-    len: usize,
-    /// Lines in `buf`.
-    lines: u64,
     lost: Arc<AtomicU64>,
     warned: bool,
 }
 
 impl Writer {
-    /// After every `interval` (or at once when the log closes), format what is queued
-    /// and write it; on a closed queue, write the rest and return.
-    fn run(mut self, queue: &Queue, interval: Duration) {
-        let mut batch = Batch::default();
+    /// After every `interval` (or at once when the log closes), write every thread's
+    /// lines; on a closed log, write the rest and return.
+    fn run(mut self, sinks: &Sinks, offset: &AtomicU64, interval: Duration) {
+        let mut batch = Vec::new();
+        let mut list = Vec::new();
         loop {
-            let end = queue.take(&mut batch, interval);
-            if !batch.is_empty() {
-                // Entries carry the time on the log's monotonic clock; one reading of
-                // both clocks per batch maps them to the wall clock.
-                let (wall, mono) = (SystemTime::now(), super::now());
-                let time = |start: u64| {
-                    wall.checked_sub(Duration::from_nanos(mono.saturating_sub(start)))
-                        .unwrap_or(wall)
-                };
-                for line in batch.lines(time) {
-                    let mut c = Cursor::new(&mut self.buf[self.len..]);
-                    self.format.line(&mut c, &line);
-                    self.len += c.len();
-                    self.lines += 1;
-                    if self.len >= BATCH_BYTES {
-                        self.write();
-                    }
-                }
+            let end = sinks.wait(interval);
+            offset.store(clock_offset(), Ordering::Relaxed);
+            sinks.list(&mut list);
+            for sink in list.drain(..) {
+                let lines = sinks.take(&sink, &mut batch, end);
+                self.write(&batch, lines);
                 batch.clear();
             }
-            self.write();
             if end {
                 return;
             }
         }
     }
 
-    /// Writes the batch; a failed write loses its lines (counted, warned once).
-    fn write(&mut self) {
-        if self.len == 0 {
+    /// Writes `lines` lines; a failed write loses them (counted, warned once).
+    fn write(&mut self, bytes: &[u8], lines: usize) {
+        if bytes.is_empty() {
             return;
         }
-        let ok = self
-            .out
-            .write_all(&self.buf[..self.len])
-            .and_then(|()| self.out.flush());
+        let ok = self.out.write_all(bytes).and_then(|()| self.out.flush());
         if ok.is_err() {
-            self.lost.fetch_add(self.lines, Ordering::Relaxed);
+            self.lost.fetch_add(lines as u64, Ordering::Relaxed);
             if !self.warned {
                 tracing::warn!("access log: write failed; lines are being dropped");
                 self.warned = true;
             }
         }
-        self.len = 0;
-        self.lines = 0;
     }
 }

@@ -235,10 +235,10 @@ impl<S: Io> Client<S> {
                 });
                 match pending {
                     None => exchange.await,
-                    Some(pending) => {
+                    Some((log, pending)) => {
                         let (next, notes) = crate::access_log::scope(exchange).await;
                         if next != Next::Handoff {
-                            pending.finish(notes, None);
+                            pending.finish(log, notes, None);
                         }
                         next
                     }
@@ -353,18 +353,22 @@ impl<S: Io> Client<S> {
         )
     }
 
-    /// The access log line of the request whose head is at the start of the buffer, when
-    /// the log is on.
-    fn access_log_begin(&self, state: &State) -> Option<crate::access_log::Pending> {
-        let log = state.access_log.as_ref()?;
-        Some(log.begin(&crate::access_log::RequestFields {
+    /// The access log line of the request whose head is at the start of the buffer, and
+    /// its log, when the log is on.
+    fn access_log_begin<'s>(
+        &self,
+        state: &'s State,
+    ) -> Option<(&'s crate::access_log::AccessLog, crate::access_log::Pending)> {
+        let log = state.access_log.as_deref()?;
+        let pending = log.begin(&crate::access_log::RequestFields {
             peer: self.conn.peer,
             method: &self.rbuf[self.head.method.clone()],
             target: &self.rbuf[self.head.target.clone()],
             protocol: "HTTP/1.1",
             // Found by the parser as it collected the fields: no second search.
             user_agent: self.head.fields.user_agent(&self.rbuf),
-        }))
+        });
+        Some((log, pending))
     }
 
     /// One request whose head is at the start of the buffer.
