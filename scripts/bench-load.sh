@@ -160,8 +160,11 @@ l = d["send_lag_us"]
 # other processes take the CPUs show millisecond lags, quiet seconds show the pacing itself.
 p99s = sorted(i["send_lag_us"]["p99"] for i in d["intervals"] if i["responses"] > 1000)
 per = f'; per-second p99 best {p99s[0]}us, median {p99s[len(p99s) // 2]}us, worst {p99s[-1]}us' if p99s else ''
+# The send lag splits into the pacer's lateness (the OS woke the pacing thread late) and the
+# wait for a free connection (every connection busy: the target, or the machine, is behind).
+split = f'; of which pacer p99 {d["pacer_lag_us"]["p99"]}us, connection wait p99 {d["conn_wait_us"]["p99"]}us'
 print(f'  load {sys.argv[2]}: achieved {d["achieved_rate"]:.0f}/s; send lag p50 {l["p50"]}us p90 {l["p90"]}us '
-      f'p99 {l["p99"]}us p99.9 {l["p99_9"]}us max {l["max"]}us{per}')
+      f'p99 {l["p99"]}us p99.9 {l["p99_9"]}us max {l["max"]}us{split}{per}')
 PY
 done
 python3 - "$OUT" "$LAG_REPS" <<'PY'
