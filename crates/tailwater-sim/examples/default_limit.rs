@@ -4,7 +4,8 @@
 //! contains NAME instead; `SEED=N` runs every scenario on seed N; `SEEDS=1,2,3` runs the
 //! suite once per seed and prints each seed's misses, then every check missed on any seed
 //! with the number of seeds it missed on (a figure tuned on one seed is luck until the others
-//! agree); `MARKDOWN=1` prints the summary and every do-no-harm cell as the README's tables.
+//! agree), and with `CELLS=1` every check's figure per seed (to compare two runs cell by
+//! cell: a do-no-harm cell must not shed more); `MARKDOWN=1` prints the summary and every do-no-harm cell as the README's tables.
 //!
 //! `cargo run --release -p tailwater-sim --example default_limit -- headroom [GROUP...]`
 use tailwater_sim::engine::{self, RunOptions};
@@ -266,6 +267,15 @@ fn print_seeds(
         let Some(first) = per_seed.first() else {
             continue;
         };
+        if std::env::var_os("CELLS").is_some() {
+            for (k, r) in first.iter().enumerate() {
+                let figures: Vec<&str> = per_seed
+                    .iter()
+                    .map(|results| results[k].outcomes[i].figure.as_str())
+                    .collect();
+                println!("  cell {:<40} {}", r.name, figures.join(" | "));
+            }
+        }
         for (k, r) in first.iter().enumerate() {
             let failed = per_seed
                 .iter()

@@ -85,6 +85,14 @@ impl LittlesLaw {
         gain * f
     }
 
+    /// Forgets the filters' windows and leaves the guard: their means were a queue's
+    /// ([`Headroom`](super::Headroom) restarting its warm-up after slow start).
+    pub(crate) fn forget(&mut self) {
+        self.history.clear();
+        self.guarding = false;
+        self.estimate = None;
+    }
+
     /// The mean completion rate over the filter's windows (per second), the guard's view of
     /// what the service delivers now.
     pub(crate) fn mean_rate(&self) -> Option<f64> {

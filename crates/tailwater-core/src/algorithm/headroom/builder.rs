@@ -220,6 +220,7 @@ impl HeadroomBuilder {
             calm: false,
             restarted: false,
             first_rate: None,
+            start_mean: f64::INFINITY,
             idle_windows: 0,
             first_round: Some(self.first_round.clamp(self.initial, self.max)),
         })

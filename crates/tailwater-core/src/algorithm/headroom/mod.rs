@@ -55,6 +55,11 @@ const SLOW_START_QUEUED_PLATEAU: u32 = 3;
 /// under half of it was in flight: the demand caps the in-flight count, not the limit.
 const SLOW_START_IDLE: u32 = 8;
 
+/// At slow start's end, a window mean this many times slow start's lowest, with a
+/// completion rate that never grew, is a queue that built from the first request (see
+/// [`Headroom::overloaded_from_start`]).
+const START_QUEUE_GROWTH: f64 = 4.0;
+
 /// Slow start ends after this many queued windows in a row.
 const SLOW_START_QUEUED: u32 = 1;
 
@@ -265,6 +270,8 @@ pub struct Headroom {
     restarted: bool,
     /// The completion rate of the first window.
     first_rate: Option<f64>,
+    /// The lowest window mean RTT of slow start, warm-up windows included (seconds).
+    start_mean: f64,
     /// Slow-start windows in a row in which the limit did not grow.
     idle_windows: u32,
     /// The limit until the first sample arrives (rule 7), then `None`.
@@ -373,7 +380,14 @@ impl LimitAlgorithm for Headroom {
         let before = self.limit;
         let was_slow = self.slow_start;
         let proposal = self.propose(&c);
-        self.guard.observe(&c);
+        // The warm-up after a restart (overloaded from the start): the window means are those
+        // of the queue admitted before the drain, which the guard must not learn as the
+        // service's in-flight count (its estimate would be that queue, and its probe would
+        // raise the drained limit back to it).
+        let draining = self.restarted && self.started.is_some();
+        if !draining {
+            self.guard.observe(&c);
+        }
         if let Some(cv) = c.cv {
             // The first window's CV seeds the average.
             self.cv = match self.windows.closed() {
@@ -395,12 +409,19 @@ impl LimitAlgorithm for Headroom {
             self.opened = self.limit;
             return self.limit();
         }
-        let steered = self.guard.steer(proposal, c.dropped());
+        let steered = if draining {
+            proposal
+        } else {
+            self.guard.steer(proposal, c.dropped())
+        };
         // Under sustained demand without a fall in the completion rate, the guard may hold
         // the limit against the latency rule's cuts, never raise it: there `F` is the standing
         // queue's own in-flight count, and its probes would ratchet the limit up.
         let rate_fell = self.rate_fell();
-        let mut next = if rate_fell || self.binding_share < SUSTAINED_SHARE {
+        // Overloaded from the first request (the warm-up restarted), the same: the guard
+        // never saw the service without a queue, and the noise of a small pool's rate
+        // (2 workers, exponential: ±40 % per window) reads as a fall.
+        let mut next = if !self.restarted && (rate_fell || self.binding_share < SUSTAINED_SHARE) {
             steered
         } else {
             steered.min(before).max(proposal)

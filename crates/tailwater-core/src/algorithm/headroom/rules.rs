@@ -62,6 +62,9 @@ impl Headroom {
         if self.first_rate.is_none() {
             self.first_rate = c.rate;
         }
+        if let Some(m) = c.mean {
+            self.start_mean = self.start_mean.min(m);
+        }
         if let Some(mean) = mean
             && (!young || self.means.is_empty())
         {
@@ -90,6 +93,9 @@ impl Headroom {
         }
         if self.idle_windows >= SLOW_START_IDLE {
             self.slow_start = false;
+            if self.overloaded_from_start(c, true) {
+                return self.restart_drain(c.now, before);
+            }
             return before;
         }
         if !(plateau || pressed && queued) {
@@ -103,13 +109,8 @@ impl Headroom {
             return before;
         }
         self.slow_start = false;
-        // Saturated from the first window on: the completion rate never grew by a quarter.
-        let saturated = match (self.first_rate, c.rate) {
-            (Some(first), Some(now)) => now < SLOW_START_RATE_GROWTH * first,
-            _ => false,
-        };
-        if !self.calm && saturated {
-            self.restart_warm_up(c.now);
+        if self.overloaded_from_start(c, false) {
+            return self.restart_drain(c.now, before);
         }
         // A completion rate below its recent best is a slower service, not a queue: the
         // limit stays and the guard takes over (rule 3).
@@ -128,6 +129,43 @@ impl Headroom {
                 let floor = if plateau { 0.0 } else { before / 4.0 };
                 before.min((f * self.sustained_tolerance).max(floor))
             }
+            _ => before * self.backoff,
+        }
+    }
+
+    /// Whether slow start, ending in window `c`, found the service overloaded from the first
+    /// request: the completion rate never grew by a quarter over the first window's, and no
+    /// remembered window was calm (under half the limit in flight). At the demand-capped exit
+    /// (`idle`) every recent window looks calm, under half a limit that grew past the
+    /// client's connections, so there the sign is a window mean [`START_QUEUE_GROWTH`] times
+    /// slow start's lowest: a queue that built while the connections capped the in-flight
+    /// count. (Not at the queued exit: a healthy pool's warm-up windows, the fast requests
+    /// only, are as far below its mean, and 48 workers × 300 ms exponential at 0.5× load
+    /// shed 25 % once read as overloaded.)
+    pub(super) fn overloaded_from_start(&self, c: &Closed, idle: bool) -> bool {
+        let saturated = match (self.first_rate, c.rate) {
+            (Some(first), Some(now)) => now < SLOW_START_RATE_GROWTH * first,
+            _ => false,
+        };
+        let grew = c
+            .mean
+            .is_some_and(|m| m > START_QUEUE_GROWTH * self.start_mean);
+        saturated && if idle { grew } else { !self.calm }
+    }
+
+    /// Overloaded from the first request: the warm-up restarts, and the limit drains to the
+    /// knee Little's law gives from the best completion rate and slow start's lowest window
+    /// mean (the least queued one), times the sustained tolerance. Not the guard's estimate:
+    /// its means are the queue's. And no hold for a fallen rate: a rate that never grew did
+    /// not fall, one window's is noise (exponential service at 100/s: 60–140/s in windows of
+    /// ten).
+    pub(super) fn restart_drain(&mut self, now: Duration, before: f64) -> f64 {
+        self.restart_warm_up(now);
+        let knee = self.guard.max_rate().map(|rate| rate * self.start_mean);
+        // The guard's filters hold the queue's means too.
+        self.guard.forget();
+        match knee {
+            Some(knee) if knee.is_finite() => before.min(knee * self.sustained_tolerance),
             _ => before * self.backoff,
         }
     }
@@ -165,8 +203,12 @@ impl Headroom {
         // would make a baseline that reads the real service as queued). Such a window teaches
         // nothing and moves nothing.
         if let Some(started) = self.started {
-            if mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
-                && self.windows.closed() - self.warm_from <= WARM_UP_WINDOWS
+            // After a restart, a window whose samples were admitted above the drained limit
+            // still holds the queue from before the drain, however many windows that takes.
+            let draining = self.restarted && c.max_in_flight as f64 > before.floor();
+            if draining
+                || mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
+                    && self.windows.closed() - self.warm_from <= WARM_UP_WINDOWS
             {
                 // Slow start still applies its completion-rate test.
                 return if self.slow_start {

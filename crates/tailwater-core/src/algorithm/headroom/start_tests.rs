@@ -171,3 +171,27 @@ fn slow_start_ends_when_the_demand_caps_in_flight() {
     // the initial 20 while 100 are in flight).
     assert!(run.refused <= 200, "{}", run.refused);
 }
+
+#[test]
+fn a_queue_that_builds_under_the_connections_is_drained() {
+    // The busy route with exponential service (mean 20 ms): the 300 req/s fill the 100
+    // connections over the first second, so the queue builds slowly, each window's mean a
+    // little above the last, and the completion rate's noise (60-140/s in windows of ten)
+    // hides the plateau. Slow start grew the limit to 202, above the connections, and ended
+    // holding it there (its "rate fell" hold read the noise as a slowdown): baseline 0.79 s,
+    // a limit that never bound again. Now the window mean, 30x slow start's lowest while the
+    // rate never grew, restarts the warm-up, the limit drains to the knee and the guard
+    // forgets the queue's windows.
+    let mut h = Headroom::default();
+    let bench = Bench {
+        exponential: true,
+        ..busy_route()
+    };
+    let run = bench.run(&mut h, 20);
+    assert!(!h.slow_start);
+    let baseline = h.baseline().expect("a baseline");
+    assert!(baseline <= ms(250), "{baseline:?}");
+    let limit = run.mean_limit(100);
+    assert!(limit <= 50.0, "{limit}: {:?}", run.limits);
+    assert!(run.served >= 1900, "{}", run.served);
+}
