@@ -228,8 +228,8 @@ fn quoted(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
     o.byte(b'"');
 }
 
-/// `raw`, escaped, within the field's and the line's budgets (inlined: most values are
-/// a few words, copied in fewer instructions than a call's prologue and epilogue).
+/// `raw`, escaped, within the field's and the line's budgets (inlined into the head and
+/// the tail: one call fewer per value).
 #[inline(always)]
 fn escaped(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
     let used = escape(o, raw, json, (*budget).min(MAX_FIELD));
