@@ -146,6 +146,12 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    drained), and from then on the baseline is the lowest remembered window mean (the
 ///    percentile would follow the standing queue up). Behind `tailwater proxy`, 2 workers × 20 ms offered 300 req/s by 100
 ///    connections learned a baseline of 0.6 s and a limit of 120 that never bound again.
+///    At the demand-capped exit, where every window looks calm, the sign of that case is a
+///    window mean 4 times slow start's lowest with a completion rate that never grew (session
+///    12: with exponential service the queue builds slowly and the rate's noise hides the
+///    plateau). A restart drains to the knee from slow start's lowest window mean, and until
+///    the requests admitted above the drained limit complete the guard learns nothing; after
+///    it, the guard may only hold the limit.
 ///
 /// 5. **Small pools may go below the burst floor** (20, Netflix's floor). A healthy pool's
 ///    bursts drain, and a small pool with dispersed service needs many times its workers in
