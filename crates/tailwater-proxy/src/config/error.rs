@@ -84,10 +84,13 @@ impl ConfigError {
         // A table's own check (`[route.limit]`'s: "`min_limit` is not a parameter of ...")
         // is spanned by the parser over the whole table; it names the key first, so point
         // at the key's line when it is written (the table's header when it is missing).
-        let table = err
-            .span()
-            .and_then(|s| src.get(s))
-            .is_some_and(|t| t.starts_with(['[', '{']));
+        let table = err.span().is_some_and(|s| {
+            let text = src.get(s.clone()).unwrap_or("");
+            let before = src.get(..s.start).unwrap_or("");
+            let line_start = before.rfind('\n').map_or(before, |i| &before[i + 1..]);
+            // A header (`[route.limit]` opening its line) or an inline table, not an array.
+            text.starts_with('{') || (text.starts_with('[') && line_start.trim().is_empty())
+        });
         if table && let Some((key, rest)) = leading_key(&message) {
             field = format!("{field}.{key}");
             if let Some((l, c)) = find_field(src, &field) {

@@ -81,7 +81,7 @@ pub(crate) fn cell_routes(config: &Config) -> Result<Vec<CellRoute>, ConfigError
         rc.name = format!("{}:{}", cell.route, cell.name);
         rc.upstream = cell.upstream.clone();
         if let Some(limit) = &cell.limit {
-            rc.limit = limit.clone();
+            rc.limit = *limit;
         }
         if let Some(queue) = &cell.queue {
             rc.queue = Some(queue.clone());
