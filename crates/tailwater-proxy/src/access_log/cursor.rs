@@ -75,14 +75,8 @@ impl<'a> Cursor<'a> {
     pub(super) fn padded(&mut self, mut n: u64, width: usize) {
         let len = (n.checked_ilog10().unwrap_or(0) as usize + 1).max(width);
         let out = &mut self.buf[self.at..self.at + len];
-        let mut i = len;
-        while i >= 2 {
-            let pair = (n % 100) as usize * 2;
-            out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
-            n /= 100;
-            i -= 2;
-        }
-        if i == 1 {
+        n = pairs_from_right(out, n);
+        if len % 2 == 1 {
             out[0] = b'0' + (n % 10) as u8;
         }
         self.at += len;
@@ -90,15 +84,8 @@ impl<'a> Cursor<'a> {
 
     /// `n` (below `10^W`) in exactly `W` digits, `W` even (unrolled: the width is known).
     #[inline]
-    fn fixed<const W: usize>(&mut self, mut n: u64) {
-        let out = &mut self.buf[self.at..self.at + W];
-        let mut i = W;
-        while i >= 2 {
-            let pair = (n % 100) as usize * 2;
-            out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
-            n /= 100;
-            i -= 2;
-        }
+    fn fixed<const W: usize>(&mut self, n: u64) {
+        pairs_from_right(&mut self.buf[self.at..self.at + W], n);
         self.at += W;
     }
 
@@ -137,6 +124,22 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+}
+
+/// Fills `out` from its right end with `n`'s decimal digits two at a time (leading zeros
+/// when `n` is short), stopping with one byte left when `out`'s length is odd; returns what
+/// is left of `n` for that byte. Inlined so a caller with a constant length gets the loop
+/// unrolled.
+#[inline(always)]
+fn pairs_from_right(out: &mut [u8], mut n: u64) -> u64 {
+    let mut i = out.len();
+    while i >= 2 {
+        let pair = (n % 100) as usize * 2;
+        out[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
+        n /= 100;
+        i -= 2;
+    }
+    n
 }
 
 /// `00` to `99`, for writing two digits at a time.
