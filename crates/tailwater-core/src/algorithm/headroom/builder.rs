@@ -222,6 +222,9 @@ impl HeadroomBuilder {
             first_rate: None,
             start_mean: f64::INFINITY,
             idle_windows: 0,
+            undo: None,
+            hold_growth: 0,
+            no_double: 0,
             first_round: Some(self.first_round.clamp(self.initial, self.max)),
         })
     }

@@ -82,6 +82,26 @@ const BURST_FULL_NOW: f64 = 0.35;
 /// admissions filled the limit doubles the limit: the limit, not the service, sheds.
 const BURST_SHED_BUDGET: f64 = 0.005;
 
+/// Rule 8: the windows after a doubling in which a queue that pressed undoes it (see
+/// [`Headroom`]).
+const UNDO_WINDOWS: u8 = 12;
+
+/// Rule 8: a window whose mean is this many times the allowance pressed (a queue that
+/// builds, not a burst's).
+const UNDO_RATIO: f64 = 1.5;
+
+/// Rule 8: so did one in which [`BURST_FULL_SHARE`] of the admissions filled the limit,
+/// once the limit bound in this share of recent windows (or [`BURST_FULL_NOW`] at any time).
+const UNDO_BINDING: f64 = 0.5;
+
+/// Rule 8: no undo before this many window means are remembered (the first are the
+/// warm-up's fast requests) ...
+const UNDO_MEANS: usize = 32;
+
+/// ... nor while the RTT's CV is this or more (a dispersed service's baseline is far below
+/// its mean).
+const UNDO_MAX_CV: f64 = 0.8;
+
 /// Room for a healthy service's bursts, in knees, before dispersion (see
 /// [`Headroom::burst_room`]).
 const BURST_ROOM: f64 = 6.0;
@@ -96,7 +116,7 @@ const BURST_ROOM_CV2: f64 = 4.0;
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Seven rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Eight rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -190,6 +210,20 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    cell from 0.58 % to 0.28 % shed (200: 0.23 %); 50 makes it worse (0.67 %: the requests
 ///    admitted in the first round trip hold the limit full while slow start climbs back).
 ///
+/// 8. **A doubling that only queued is undone** (issue 16, session 13). The first binding
+///    window after a step in the load still holds the RTTs of requests admitted before it,
+///    so it reads as far from the knee and the limit doubles (rule 2 or 6); the queue that
+///    lets in shows a round trip later. Within 12 windows of a doubling, a
+///    window that queued while it pressed on the limit (most admissions filled it, or its
+///    mean is 1.5 times the allowance) and completed no more than the old limit carried
+///    without a queue (Little's law: rate × baseline below the old limit) takes the limit
+///    back to where it was, past the guard (whose `F` is that queue). It then holds for
+///    twice as many binding windows, and does not double again until the demand recedes.
+///    Not for a dispersed service (RTT CV 0.8 or more), before 32 window means are
+///    remembered, or from the burst floor: there a doubling is room for bursts. Measured in
+///    `default-limit` (`step-1.4x`): the limit settles 0.34–0.68 s after the step, against
+///    1.59–3.81 s (74 → 148 took 2 s of cuts to come back).
+///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
 /// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
@@ -282,6 +316,13 @@ pub struct Headroom {
     idle_windows: u32,
     /// The limit until the first sample arrives (rule 7), then `None`.
     first_round: Option<usize>,
+    /// The limit before the last doubling, and the windows left in which a pressed queue
+    /// undoes it.
+    undo: Option<(f64, u8)>,
+    /// Binding windows left in which the limit does not double, after an undone doubling.
+    hold_growth: u8,
+    /// Non-binding windows left before the limit may double again, after an undone doubling.
+    no_double: u8,
 }
 
 impl Default for Headroom {
@@ -415,7 +456,8 @@ impl LimitAlgorithm for Headroom {
             self.opened = self.limit;
             return self.limit();
         }
-        let steered = if draining {
+        // An undone doubling is not the guard's to hold: its in-flight count was the queue's.
+        let steered = if draining || self.hold_growth > 0 {
             proposal
         } else {
             self.guard.steer(proposal, c.dropped())

@@ -254,10 +254,54 @@ impl Headroom {
             return self.slow_start_window(c, before, ratio > allowance, Some(mean));
         }
         self.remember(mean);
+        // A doubling that the next windows show queued while they pressed on the limit (the
+        // demand is sustained, not a burst that drains) is undone at once rather than cut
+        // back by a tenth per window: at a step to 1.4× load the queue's RTTs arrive a
+        // round trip after the doubling they caused (74 → 148, 2 s to come back).
+        if let Some((from, left)) = self.undo.take() {
+            let pressing = full_now >= BURST_FULL_NOW
+                || self.binding_share >= UNDO_BINDING && full_now >= BURST_FULL_SHARE
+                || ratio >= UNDO_RATIO * allowance;
+            // And the service completed no more than the old limit carried without a queue
+            // (Little's law: this window's rate times the baseline is below it), so the
+            // room above it only queued. A pool the old limit held below its knee (500
+            // workers bound at 50) completes more once it has the room, and keeps it.
+            // Only for a service of little dispersion: the baseline of a dispersed one (the
+            // 10th percentile of window means) is far below its mean, and its doublings
+            // queue by chance (500 workers, exponential: 5 % shed once undone).
+            // And only with a baseline of at least [`UNDO_MEANS`] window means: the first
+            // ones are the warm-up's fast requests (500 workers at 300 ms, lognormal CV 2,
+            // undid 60 → 30 in their first second and shed 72 %).
+            // Not from the burst floor: there a doubling is a small pool's room for its
+            // bursts (the drill's 8 workers, undone 40 → 20 at 1× load, later ratcheted
+            // to 143 at 10×: p99 3.5× unloaded).
+            let carried = self.cv < UNDO_MAX_CV
+                && from > self.burst_floor as f64
+                && self.means.len() >= UNDO_MEANS
+                && c.rate.is_some_and(|r| r * base < from);
+            if queued && pressing && carried {
+                self.grew = false;
+                self.hold_growth = UNDO_WINDOWS * 2;
+                self.no_double = UNDO_WINDOWS * 2;
+                return from.min(before);
+            }
+            if left > 1 {
+                self.undo = Some((from, left - 1));
+            }
+        }
         if !binding {
+            // The demand that made the undo is receding: doublings may come back.
+            self.no_double = self.no_double.saturating_sub(1);
             return before;
         }
         self.last = Some((c.mean_duration(), ratio / allowance));
+        // After an undone doubling the limit holds for [`UNDO_WINDOWS`] × 2 binding windows
+        // (the queue it drains reads as room), and does not double again while the demand
+        // keeps binding it (at 1.4× load the burst rule read the next quiet window as a
+        // burst and doubled again 3 s later).
+        let held = self.hold_growth > 0;
+        let may_grow = self.no_double == 0;
+        self.hold_growth = self.hold_growth.saturating_sub(1);
         // Rule 6: demand in bursts (few admissions fill the limit, none of the last windows
         // pressed on it). A queue that drains is not cut; a limit that sheds more than the
         // budget while the window did not queue doubles (once per two windows, as below).
@@ -269,9 +313,10 @@ impl Headroom {
                 self.grew = false;
                 return before;
             }
-            if full_now > BURST_SHED_BUDGET {
+            if full_now > BURST_SHED_BUDGET && may_grow {
                 if !std::mem::take(&mut self.grew) {
                     self.grew = true;
+                    self.undo = Some((before, UNDO_WINDOWS));
                     return before * self.growth;
                 }
                 return before;
@@ -279,12 +324,13 @@ impl Headroom {
         }
         let doubled = std::mem::take(&mut self.grew);
         if ratio <= allowance {
-            if far && !doubled && self.binding_share < SUSTAINED_SHARE {
+            if far && !doubled && self.binding_share < SUSTAINED_SHARE && may_grow {
                 // The next window's RTTs are mostly those of requests admitted under the old
                 // limit, so it only holds (BBR, too, waits a round trip after a gain).
                 self.grew = true;
+                self.undo = Some((before, UNDO_WINDOWS));
                 before * self.growth
-            } else if far {
+            } else if far || held {
                 before
             } else {
                 before + 1.0

@@ -13,14 +13,15 @@ fn ms(v: u64) -> Duration {
 }
 
 /// The bench: `workers` FIFO workers of `service` (constant, or exponential from a fixed
-/// xorshift sequence), `rate` arrivals per second evenly spaced, at most `connections` in
-/// flight from the client.
+/// xorshift sequence), `rate` arrivals per second evenly spaced (from `step`'s time on, its
+/// rate), at most `connections` in flight from the client.
 struct Bench {
     workers: usize,
     service: Duration,
     exponential: bool,
     rate: f64,
     connections: usize,
+    step: Option<(Duration, f64)>,
 }
 
 /// What a run saw: the limit and in-flight count every 100 ms, requests served and refused.
@@ -43,7 +44,10 @@ impl Run {
 impl Bench {
     fn run(&self, h: &mut Headroom, seconds: u64) -> Run {
         let end = Duration::from_secs(seconds);
-        let gap = Duration::from_secs_f64(1.0 / self.rate);
+        let gap = |t: Duration| match self.step {
+            Some((at, rate)) if t >= at => Duration::from_secs_f64(1.0 / rate),
+            _ => Duration::from_secs_f64(1.0 / self.rate),
+        };
         let mut x = 0x9E37_79B9_7F4A_7C15_u64;
         let mut service = || {
             if !self.exponential {
@@ -86,7 +90,7 @@ impl Bench {
                 }
             } else {
                 waiting += 1;
-                next_arrival += gap;
+                next_arrival += gap(next_arrival);
             }
             // Free connections take the waiting requests; a refusal frees its connection.
             while waiting > 0 && in_flight < self.connections {
@@ -118,6 +122,7 @@ fn busy_route() -> Bench {
         exponential: false,
         rate: 300.0,
         connections: 100,
+        step: None,
     }
 }
 
@@ -158,6 +163,7 @@ fn slow_start_ends_when_the_demand_caps_in_flight() {
         exponential: true,
         rate: 10_000.0,
         connections: 100,
+        step: None,
     };
     let mut h = Headroom::default();
     let run = bench.run(&mut h, 5);
@@ -194,4 +200,35 @@ fn a_queue_that_builds_under_the_connections_is_drained() {
     let limit = run.mean_limit(100);
     assert!(limit <= 50.0, "{limit}: {:?}", run.limits);
     assert!(run.served >= 1900, "{}", run.served);
+}
+
+#[test]
+fn a_doubling_at_a_load_step_is_undone_when_it_only_queues() {
+    // 48 workers × 30 ms (1 600/s) at 0.5× load for 3 s, then 1.4× (the suite's
+    // `step-1.4x`). The first binding window after the step still holds the RTTs of requests
+    // admitted before it, so it reads as far from the knee and the limit doubled (72 → 144);
+    // the queue that doubling let in took 2 s of cuts to drain (the limit settled 1.6–3.8 s
+    // after the step). Now the windows that show the queue while the completion rate is no
+    // more than the old limit carried undo the doubling at once, and the limit holds.
+    let mut h = Headroom::default();
+    let bench = Bench {
+        workers: 48,
+        service: ms(30),
+        exponential: false,
+        rate: 800.0,
+        connections: 10_000,
+        step: Some((Duration::from_secs(3), 2_240.0)),
+    };
+    let run = bench.run(&mut h, 8);
+    let settled = run.mean_limit(50);
+    // From 1 s after the step on, the limit stays within ±25 % of where it settles.
+    let after = &run.limits[40..];
+    let worst = after
+        .iter()
+        .map(|l| (*l as f64 / settled - 1.0).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 0.25, "settled {settled}, {:?}", run.limits);
+    // And the queue's in-flight count came back with it: no more than 1.6 × the workers.
+    let peak = run.in_flight[40..].iter().copied().max().unwrap_or(0);
+    assert!(peak <= 77, "{peak}: {:?}", run.in_flight);
 }
