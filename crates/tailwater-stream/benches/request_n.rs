@@ -5,7 +5,12 @@
 //! Each iteration opens one bidi call and reads `ITEMS` (200 000) messages of 64 bytes: a
 //! long stream, so that the request-N call's one extra round trip before its first message
 //! (the first grant) is not what is measured. `window` is the subscriber's N (credits
-//! granted back every N / 2 items).
+//! granted back every N / 2 items). The unbounded stream is the same bidi call, same
+//! framing, message count and size, with the server ignoring the grants.
+//!
+//! After each benchmark it prints, for its last call, how often the consumer found no
+//! message ready and, for request-N, how often the publisher waited for credit: the two
+//! numbers that tell a window too small for the round trip from a per-message cost.
 //!
 //! `cargo bench -p tailwater-stream --bench request_n`
 
