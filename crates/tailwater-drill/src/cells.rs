@@ -3,14 +3,19 @@
 //! Four cells, each with its own synthetic backend, behind one tailwater proxy whose route
 //! spreads requests over the cells by the `x-tenant` header (`[[cell]]`, weighted rendezvous
 //! hashing). One tenant per cell sends steady load at a share of its cell's capacity, each
-//! tenant its own client (own connections). Three scenarios, each of open-loop load runs:
+//! tenant its own client (own connections). Four scenarios, each of open-loop load runs:
 //!
 //! 1. **baseline**: the four tenants only;
 //! 2. **noisy**: a fifth tenant, whose key lands in cell A, sends `noisy`× a tenant's rate;
-//! 3. **dead**: cell A's backend is stopped (connections refused: 502s in cell A).
+//! 3. **control**: the four tenants only, again (what the noisy check reads when nothing
+//!    changed: the noise floor of the machine);
+//! 4. **dead**: cell A's backend is stopped (connections refused: 502s in cell A).
 //!
-//! Baseline and noisy alternate [`rounds`](CellsConfig::rounds) times, each tenant's figures
-//! pooled over the rounds, then dead runs once.
+//! Baseline, noisy and control run in each of [`rounds`](CellsConfig::rounds) rounds, noisy
+//! in the middle and baseline and control swapping ends from round to round (each follows
+//! the noisy scenario in half the rounds); then dead runs once. The noisy check takes per cell the median over the rounds of
+//! the ratio within a round (see [`CellsReport`]); the table also gives each scenario's
+//! figures pooled over the rounds.
 //!
 //! The seed's goal for cells is that a failure or a noisy customer stays in its cell: the
 //! report gives each cell's goodput (2xx within the client timeout / requests scheduled)
@@ -23,7 +28,6 @@
 //! p99 check measures on a small machine includes that contention, not only admission.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -40,6 +44,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::{ConfigError, DrillError};
+
+mod report;
+
+pub use report::{CellResult, CellsReport, RoundP99, Scenario, render_cells_table};
+use report::{p99_ms, result};
 
 /// The header that carries the tenant (the cell key).
 pub const TENANT_HEADER: &str = "x-tenant";
@@ -64,15 +73,15 @@ pub struct CellsConfig {
     pub timeout: Duration,
     /// Seed of the arrivals.
     pub seed: u64,
-    /// How many times the baseline and noisy scenarios alternate (each tenant's figures are
-    /// pooled over the rounds).
+    /// Rounds of the baseline, noisy and control scenarios (the noisy check is a median
+    /// over them; each tenant's figures are also pooled over them).
     pub rounds: usize,
 }
 
 impl Default for CellsConfig {
     /// Four cells `a`–`d` of 4 workers × 20 ms (200 req/s each), tenants at 0.5× their
-    /// cell, a noisy tenant at 10×, 4 s scenarios, baseline and noisy alternated 3 times, a
-    /// 1 s client timeout.
+    /// cell, a noisy tenant at 10×, 3 s scenarios, 8 rounds of baseline, noisy and control
+    /// (2 400 answers per cell and scenario; 25 scenarios, about 80 s), a 1 s client timeout.
     fn default() -> Self {
         Self {
             cells: ["a", "b", "c", "d"].map(str::to_owned).to_vec(),
@@ -80,10 +89,10 @@ impl Default for CellsConfig {
             service_time: Duration::from_millis(20),
             load: 0.5,
             noisy: 10.0,
-            phase: Duration::from_secs(4),
+            phase: Duration::from_secs(3),
             timeout: Duration::from_secs(1),
             seed: 1,
-            rounds: 3,
+            rounds: 8,
         }
     }
 }
@@ -122,97 +131,6 @@ impl CellsConfig {
     }
 }
 
-/// One cell in one scenario.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CellResult {
-    /// The cell.
-    pub cell: String,
-    /// The tenant key that the cell's steady load used.
-    pub tenant: String,
-    /// Requests scheduled for that tenant.
-    pub requests: u64,
-    /// Of those, 2xx answers within the client timeout.
-    pub ok: u64,
-    /// 2xx p50, ms.
-    pub p50_ms: f64,
-    /// 2xx p99, ms.
-    pub p99_ms: f64,
-    /// p99 of the load generator's own lateness (its pacer behind the schedule), ms: the
-    /// part of the latency that is the client starved of CPU, not the proxy.
-    pub pacer_p99_ms: f64,
-}
-
-impl CellResult {
-    /// `ok / requests` (1 when nothing was scheduled).
-    pub fn goodput(&self) -> f64 {
-        if self.requests == 0 {
-            1.0
-        } else {
-            self.ok as f64 / self.requests as f64
-        }
-    }
-}
-
-/// One scenario's results.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scenario {
-    /// `baseline`, `noisy` or `dead`.
-    pub name: &'static str,
-    /// Per cell, in the configured order.
-    pub cells: Vec<CellResult>,
-    /// The noisy tenant's requests and 2xx (noisy scenario only).
-    pub noisy: Option<(u64, u64)>,
-}
-
-/// The cells drill's report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CellsReport {
-    /// The settings.
-    pub config_summary: String,
-    /// baseline, noisy, dead.
-    pub scenarios: Vec<Scenario>,
-}
-
-impl CellsReport {
-    fn scenario(&self, name: &str) -> Option<&Scenario> {
-        self.scenarios.iter().find(|s| s.name == name)
-    }
-
-    /// The lowest goodput of the cells other than the first while the first's backend was
-    /// dead.
-    pub fn others_goodput_when_dead(&self) -> Option<f64> {
-        let s = self.scenario("dead")?;
-        s.cells
-            .iter()
-            .skip(1)
-            .map(CellResult::goodput)
-            .reduce(f64::min)
-    }
-
-    /// The highest ratio, over the cells other than the first, of the noisy scenario's p99
-    /// to the baseline's.
-    pub fn others_p99_ratio_when_noisy(&self) -> Option<f64> {
-        self.others_p99_ratio("noisy")
-    }
-
-    /// The same ratio for the dead scenario, which has no noisy tenant: for cells B–D it
-    /// differs from the baseline only by time, so it is the noise floor of the p99 ratio on
-    /// this machine (a control, not a goal).
-    pub fn others_p99_ratio_when_dead(&self) -> Option<f64> {
-        self.others_p99_ratio("dead")
-    }
-
-    fn others_p99_ratio(&self, scenario: &str) -> Option<f64> {
-        let (b, n) = (self.scenario("baseline")?, self.scenario(scenario)?);
-        b.cells
-            .iter()
-            .zip(&n.cells)
-            .skip(1)
-            .map(|(b, n)| n.p99_ms / b.p99_ms.max(0.001))
-            .reduce(f64::max)
-    }
-}
-
 /// The first key `tenant-N` (N from `from`) that `map` sends to `cell`.
 fn tenant_in(map: &CellMap, cell: &str, from: usize) -> String {
     (from..)
@@ -221,8 +139,8 @@ fn tenant_in(map: &CellMap, cell: &str, from: usize) -> String {
         .unwrap_or_default()
 }
 
-/// Runs the three scenarios on a runtime of its own (call it outside async code). Takes
-/// about `3 × phase` plus a second.
+/// Runs the scenarios on runtimes of its own (call it outside async code). Takes about
+/// `(3 × rounds + 1) × phase` plus a second.
 pub fn run_cells(config: &CellsConfig) -> Result<CellsReport, DrillError> {
     config.validate()?;
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -380,16 +298,29 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
 
     let tenant_rate = config.load * config.cell_capacity();
     let url = format!("http://{proxy_addr}/");
-    // Baseline and noisy alternate `rounds` times and each tenant's figures are pooled over
-    // the rounds: a slow drift in what else the machine runs then weighs on both alike,
-    // and each p99 rests on `rounds` times as many answers.
-    let mut order: Vec<&'static str> = Vec::with_capacity(2 * config.rounds + 1);
-    for _ in 0..config.rounds {
-        order.extend(["baseline", "noisy"]);
+    // Baseline, noisy and control in every round, so that a slow drift in what else the
+    // machine runs weighs on all three alike and the check compares scenarios of the same
+    // round. Noisy runs in the middle, baseline and control swap ends from round to round:
+    // each follows the noisy scenario (and whatever it leaves behind) in half the rounds,
+    // so the control is exposed exactly as the baseline is.
+    let mut order: Vec<(usize, &'static str)> = Vec::with_capacity(3 * config.rounds + 1);
+    for r in 0..config.rounds {
+        let round = if r % 2 == 0 {
+            ["baseline", "noisy", "control"]
+        } else {
+            ["control", "noisy", "baseline"]
+        };
+        order.extend(round.map(|name| (r, name)));
     }
-    order.push("dead");
-    let mut pooled: Vec<(&'static str, HashMap<String, Stats>)> = Vec::with_capacity(3);
-    for name in order {
+    order.push((config.rounds, "dead"));
+    let mut pooled: Vec<(&'static str, HashMap<String, Stats>)> = Vec::with_capacity(4);
+    let blank = || RoundP99 {
+        baseline: Vec::new(),
+        noisy: Vec::new(),
+        control: Vec::new(),
+    };
+    let mut rounds: Vec<RoundP99> = (0..config.rounds).map(|_| blank()).collect();
+    for (round, name) in order {
         if name == "dead" {
             let a = backends.remove(0);
             let _ = a.stop.send(true);
@@ -407,6 +338,23 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
             tenant_load(config, &url, tenant, tenant_rate * weight, i as u64)
         });
         let reports = futures_util::future::join_all(runs).await;
+        let mut this_run: HashMap<String, Stats> = HashMap::new();
+        for report in reports {
+            for tier in report?.tiers {
+                this_run
+                    .entry(tier.value.clone())
+                    .or_default()
+                    .merge(&tier.stats);
+            }
+        }
+        if let Some(r) = rounds.get_mut(round) {
+            let p99s = tenants.iter().map(|t| p99_ms(this_run.get(t))).collect();
+            match name {
+                "baseline" => r.baseline = p99s,
+                "noisy" => r.noisy = p99s,
+                _ => r.control = p99s,
+            }
+        }
         let slot = match pooled.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
             None => {
@@ -414,16 +362,21 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
                 pooled.len() - 1
             }
         };
-        for report in reports {
-            for tier in report?.tiers {
-                pooled[slot]
-                    .1
-                    .entry(tier.value.clone())
-                    .or_default()
-                    .merge(&tier.stats);
-            }
+        for (tenant, stats) in &this_run {
+            pooled[slot]
+                .1
+                .entry(tenant.clone())
+                .or_default()
+                .merge(stats);
         }
     }
+    // Table order: baseline, noisy, control, dead.
+    pooled.sort_by_key(|(name, _)| match *name {
+        "baseline" => 0,
+        "noisy" => 1,
+        "control" => 2,
+        _ => 3,
+    });
     let scenarios = pooled
         .into_iter()
         .map(|(name, stats)| {
@@ -436,7 +389,7 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
             let noisy = (name == "noisy").then(|| {
                 stats
                     .get(&noisy_tenant)
-                    .map_or((0, 0), |s| (s.requests, ok_count(s)))
+                    .map_or((0, 0), |s| (s.requests, report::ok_count(s)))
             });
             Scenario { name, cells, noisy }
         })
@@ -447,7 +400,7 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
     }
     Ok(CellsReport {
         config_summary: format!(
-            "{} cells of {} workers × {:?} ({:.0} req/s each); one tenant per cell at {:.0} req/s; noisy tenant {}× in cell {}; {:?} per scenario, baseline and noisy alternated {} times and pooled, {:?} timeout",
+            "{} cells of {} workers × {:?} ({:.0} req/s each); one tenant per cell at {:.0} req/s; noisy tenant {}× in cell {}; {:?} per scenario, {} rounds of baseline, noisy and control (baseline and control swap ends), {:?} timeout",
             config.cells.len(),
             config.workers,
             config.service_time,
@@ -460,6 +413,7 @@ async fn run_async(config: &CellsConfig, sides: &Sides) -> Result<CellsReport, D
             config.timeout
         ),
         scenarios,
+        rounds,
     })
 }
 
@@ -488,98 +442,4 @@ async fn tenant_load(
     }
     load.header_mix = Some(HeaderMix::new(TENANT_HEADER, &[(tenant, 1.0)])?);
     Ok(tailwater_load::run(load, std::future::pending::<()>()).await?)
-}
-
-fn ok_count(s: &Stats) -> u64 {
-    s.status
-        .iter()
-        .filter(|(code, _)| (200..300).contains(*code))
-        .map(|(_, n)| n)
-        .sum()
-}
-
-fn result(cell: &str, tenant: &str, stats: Option<&Stats>) -> CellResult {
-    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    match stats {
-        Some(s) => CellResult {
-            cell: cell.to_owned(),
-            tenant: tenant.to_owned(),
-            requests: s.requests,
-            ok: ok_count(s),
-            p50_ms: ms(&s.success, 0.5),
-            p99_ms: ms(&s.success, 0.99),
-            pacer_p99_ms: ms(&s.pacer_lag, 0.99),
-        },
-        None => CellResult {
-            cell: cell.to_owned(),
-            tenant: tenant.to_owned(),
-            requests: 0,
-            ok: 0,
-            p50_ms: 0.0,
-            p99_ms: 0.0,
-            pacer_p99_ms: 0.0,
-        },
-    }
-}
-
-/// The report as a plain-text table, with the two checks.
-pub fn render_cells_table(report: &CellsReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{}", report.config_summary);
-    let _ = writeln!(
-        out,
-        "{:<9} {:<5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
-        "scenario", "cell", "requests", "2xx", "goodput", "p50 ms", "p99 ms", "pacer p99 ms"
-    );
-    for s in &report.scenarios {
-        for c in &s.cells {
-            let _ = writeln!(
-                out,
-                "{:<9} {:<5} {:>9} {:>9} {:>8.2}% {:>9.1} {:>9.1} {:>12.1}",
-                s.name,
-                c.cell,
-                c.requests,
-                c.ok,
-                100.0 * c.goodput(),
-                c.p50_ms,
-                c.p99_ms,
-                c.pacer_p99_ms
-            );
-        }
-        if let Some((n, ok)) = s.noisy {
-            let _ = writeln!(
-                out,
-                "{:<9} {:<5} {:>9} {:>9}   (noisy tenant)",
-                s.name, "a*", n, ok
-            );
-        }
-    }
-    if let Some(g) = report.others_goodput_when_dead() {
-        let _ = writeln!(
-            out,
-            "dead cell: lowest goodput of the other cells {:.2}% (goal >= 99%: {})",
-            100.0 * g,
-            if g >= 0.99 { "met" } else { "MISSED" }
-        );
-    }
-    if let Some(r) = report.others_p99_ratio_when_noisy() {
-        let _ = writeln!(
-            out,
-            "noisy tenant: highest p99 ratio of the other cells to baseline {r:.2}x (goal <= 1.1x: {})",
-            if r <= 1.1 { "met" } else { "MISSED" }
-        );
-    }
-    if let Some(r) = report.others_p99_ratio_when_dead() {
-        let _ = writeln!(
-            out,
-            "control: the same ratio in the dead scenario (no noisy tenant) {r:.2}x (the machine's noise floor)"
-        );
-    }
-    out
 }

@@ -50,7 +50,7 @@ mod setup;
 mod table;
 
 pub use cells::{
-    CellResult, CellsConfig, CellsReport, Scenario, TENANT_HEADER, cells_proxy_config,
+    CellResult, CellsConfig, CellsReport, RoundP99, Scenario, TENANT_HEADER, cells_proxy_config,
     render_cells_table, run_cells,
 };
 pub use config::{DEFAULT_MAX_RATE, DrillConfig, ExternalTarget, ServiceDistribution};

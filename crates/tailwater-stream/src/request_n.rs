@@ -181,6 +181,7 @@ pub struct RequestN<S, G> {
     credit: u64,
     granted: u64,
     emitted: u64,
+    stalls: u64,
 }
 
 impl<S, G> fmt::Debug for RequestN<S, G> {
@@ -189,6 +190,7 @@ impl<S, G> fmt::Debug for RequestN<S, G> {
             .field("credit", &self.credit)
             .field("granted", &self.granted)
             .field("emitted", &self.emitted)
+            .field("stalls", &self.stalls)
             .finish_non_exhaustive()
     }
 }
@@ -204,10 +206,12 @@ impl<S, G> RequestN<S, G> {
             credit: 0,
             granted: 0,
             emitted: 0,
+            stalls: 0,
         }
     }
 
-    /// Credits received so far.
+    /// Credits taken from the grants so far. The grants are read when the credit is spent,
+    /// so a grant that arrived since is not counted yet.
     pub fn granted(&self) -> u64 {
         self.granted
     }
@@ -215,6 +219,14 @@ impl<S, G> RequestN<S, G> {
     /// Items yielded so far (never above [`granted`](Self::granted)).
     pub fn emitted(&self) -> u64 {
         self.emitted
+    }
+
+    /// How many times the publisher had an item's turn but no credit (it returned
+    /// `Pending` until a grant came): with a fast consumer and a window that covers the
+    /// round trip this stays near the number of grants the subscriber was late with;
+    /// one stall per grant means the window, not the consumer, sets the pace.
+    pub fn stalls(&self) -> u64 {
+        self.stalls
     }
 }
 
@@ -227,24 +239,29 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
-        // Take every grant already here, so the grants' waker is registered whenever we
-        // end up without credit.
-        while let Some(grants) = this.grants.as_mut() {
-            match Pin::new(grants).poll_next(cx) {
-                Poll::Ready(Some(n)) => {
-                    this.credit += u64::from(n);
-                    this.granted += u64::from(n);
-                }
-                Poll::Ready(None) => this.grants = None,
-                Poll::Pending => break,
-            }
-        }
+        // The grants are read only once the credit is spent, and then all that are here:
+        // polling them for every item (a tonic `Streaming` takes the HTTP/2 connection's
+        // lock on each poll) cost more than the item itself. A subscriber grants half a
+        // window ahead, so the grants are normally here when the credit runs out; if not,
+        // the loop ends on `Pending` with the grants' waker registered.
         if this.credit == 0 {
-            return if this.grants.is_none() {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            };
+            while let Some(grants) = this.grants.as_mut() {
+                match Pin::new(grants).poll_next(cx) {
+                    Poll::Ready(Some(n)) => {
+                        this.credit += u64::from(n);
+                        this.granted += u64::from(n);
+                    }
+                    Poll::Ready(None) => this.grants = None,
+                    Poll::Pending => break,
+                }
+            }
+            if this.credit == 0 {
+                if this.grants.is_none() {
+                    return Poll::Ready(None);
+                }
+                this.stalls += 1;
+                return Poll::Pending;
+            }
         }
         match Pin::new(&mut this.source).poll_next(cx) {
             Poll::Ready(Some(item)) => {
@@ -376,6 +393,8 @@ mod tests {
         assert_eq!(poll(&mut publisher), Poll::Ready(Some(2)));
         assert_eq!(poll(&mut publisher), Poll::Ready(None));
         assert_eq!((publisher.granted(), publisher.emitted()), (3, 3));
+        // Two waits for credit: before the first grant and after the second item.
+        assert_eq!(publisher.stalls(), 2);
     }
 
     #[test]

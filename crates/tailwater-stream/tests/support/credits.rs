@@ -59,6 +59,10 @@ pub(crate) struct Ledger {
     pub(crate) sent: AtomicU64,
     pub(crate) consumed: AtomicU64,
     pub(crate) max_outstanding: AtomicU64,
+    /// The last `Subscribe` publisher's credits taken, and its stalls (`Pending` for want
+    /// of credit), when its stream ended.
+    pub(crate) granted: AtomicU64,
+    pub(crate) stalls: AtomicU64,
 }
 
 impl Ledger {
@@ -134,7 +138,10 @@ impl tower::Service<http::Request<Body>> for CreditsServer {
                                 let out: BoxStream<Item> = if flood {
                                     Box::pin(source)
                                 } else {
-                                    Box::pin(RequestN::new(source, grants))
+                                    Box::pin(Recorded {
+                                        inner: RequestN::new(source, grants),
+                                        ledger: Arc::clone(&this.ledger),
+                                    })
                                 };
                                 Ok::<_, Status>(tonic::Response::new(out))
                             }
@@ -174,6 +181,30 @@ impl tower::Service<http::Request<Body>> for CreditsServer {
     }
 }
 
+/// A `Subscribe` publisher that leaves its credit figures in the ledger when it ends.
+struct Recorded<S, G> {
+    inner: RequestN<S, G>,
+    ledger: Arc<Ledger>,
+}
+
+impl<S, G> Stream for Recorded<S, G>
+where
+    S: Stream + Unpin,
+    G: Stream<Item = u32> + Unpin,
+{
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            let (granted, stalls) = (self.inner.granted(), self.inner.stalls());
+            self.ledger.granted.store(granted, Ordering::SeqCst);
+            self.ledger.stalls.store(stalls, Ordering::SeqCst);
+        }
+        polled
+    }
+}
+
 /// Serves `server` on 127.0.0.1:0 (HTTP/2); returns the address.
 pub(crate) async fn serve(server: CreditsServer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -194,6 +225,7 @@ pub(crate) async fn serve(server: CreditsServer) -> SocketAddr {
 pub(crate) async fn connect(addr: SocketAddr) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
+        .tcp_nodelay(true)
         .connect()
         .await
         .expect("connect")

@@ -96,12 +96,16 @@ pub(crate) struct Args {
     /// No progress lines.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// The cells drill instead (issue 14): four cells behind the proxy's `[[cell]]`, a
-    /// baseline, a tenant at 10× in cell A, then cell A's backend stopped; prints each
-    /// cell's goodput and p99 and whether the blast radius stayed in cell A (exit 1 if
-    /// not). Takes --quick (2 s scenarios instead of 4 s), --phase, --seed.
+    /// The cells drill instead (issue 14): four cells behind the proxy's `[[cell]]`;
+    /// rounds of a baseline, a tenant at 10× in cell A and a control (the baseline again),
+    /// then cell A's backend stopped; prints each cell's goodput and p99, whether the blast
+    /// radius stayed in cell A (exit 1 if not) and the control's ratio (the noise floor).
+    /// Takes --quick (2 s scenarios instead of 3 s), --phase, --rounds, --seed.
     #[arg(long, conflicts_with = "target")]
     cells: bool,
+    /// With --cells: rounds of baseline, noisy and control (default 8; 1 to 100).
+    #[arg(long, requires = "cells")]
+    rounds: Option<usize>,
 }
 
 fn run_cells(args: &Args) -> anyhow::Result<u8> {
@@ -119,14 +123,19 @@ fn run_cells(args: &Args) -> anyhow::Result<u8> {
         }
     }
     c.seed = args.seed;
+    if let Some(r) = args.rounds {
+        c.rounds = r;
+    }
     if let Err(e) = c.validate() {
         eprintln!("tailwater drill: {e}");
         return Ok(2);
     }
     if !args.quiet {
         eprintln!(
-            "tailwater drill --cells: baseline, noisy tenant, dead cell, {:.1}s each",
-            c.phase.as_secs_f64()
+            "tailwater drill --cells: {} rounds of baseline, noisy tenant and control, then a dead cell; {:.1}s each (about {:.0}s)",
+            c.rounds,
+            c.phase.as_secs_f64(),
+            (3 * c.rounds + 1) as f64 * c.phase.as_secs_f64()
         );
     }
     let report = tailwater_drill::run_cells(&c).context("the cells drill failed")?;
