@@ -21,8 +21,8 @@
 //! Cost (issue 13): a line is written straight into its record's buffer through a cursor
 //! (`Cursor`) that has [`MAX_LINE`] bytes of room, so no step checks or grows a `Vec`;
 //! numbers are written two digits at a time from a table; plain bytes are copied eight
-//! at a time as they are checked; the date and time of day are formatted once per second
-//! per thread ([`Stamp`]).
+//! at a time as they are checked; the time stamp is formatted once per millisecond per
+//! thread ([`Stamp`]), and other repeated parts are copied from caches (`cache`).
 
 use tailwater_core::Criticality;
 

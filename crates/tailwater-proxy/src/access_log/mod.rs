@@ -15,6 +15,12 @@
 //!   the length of the response head and the bytes written to the client too. The hooks
 //!   in the engines are one call each, and cost a look at an empty slot when the log is
 //!   off.
+//! - Parts that repeat from line to line are formatted once and copied after, checked
+//!   against the values they were made from (`cache`): the time stamp per millisecond
+//!   (nginx caches its time strings the same way), the client's address and user agent
+//!   per connection on the lean path (per thread, its last, on hyper's), and the fields
+//!   from the route to the queue wait's name per thread. A lean-path connection keeps its
+//!   notes' box too ([`ConnLog`]).
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
 //!   dropped, its bytes counted on the way) [`Pending::finish`] formats the rest of the
 //!   line and appends it to this thread's buffer of lines (`sink`, bounded with the
@@ -448,12 +454,11 @@ impl AccessLog {
         unix_nanos: u64,
     ) -> Pending {
         let json = self.json;
-        let mut conn = conn;
         let formatted = LOCAL.try_with(|l| {
             let l = &mut *l.borrow_mut();
             let mut line = l.lines.pop().unwrap_or_else(line_buffer);
             let mut c = Cursor::new(&mut line);
-            let cache = match conn.as_deref_mut() {
+            let cache = match conn {
                 Some(cache) => cache,
                 None => &mut l.head,
             };

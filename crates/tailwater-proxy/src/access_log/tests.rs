@@ -576,7 +576,7 @@ fn cached_parts_write_what_a_fresh_format_writes() {
                     r.notes.decision = decisions[(i + k) % decisions.len()];
                     r.notes.reason = if k == 1 { "overload" } else { "" };
                     r.notes.tier = (j == 0).then_some(Criticality::Critical);
-                    r.notes.limit = Some(k as usize);
+                    r.notes.limit = Some(k);
                     let fresh = r.line(format);
                     assert_eq!(
                         r.line_with(format, &mut head, &mut tail),
