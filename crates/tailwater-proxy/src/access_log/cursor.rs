@@ -29,6 +29,24 @@ impl<'a> Cursor<'a> {
         self.at
     }
 
+    /// The bytes written since position `from`.
+    pub(super) fn written_since(&self, from: usize) -> &[u8] {
+        &self.buf[from..self.at]
+    }
+
+    /// Writes the first `len` bytes of `src` (`len <= N`). When the buffer has room for
+    /// all `N`, all are copied (a copy of a known size: a few moves, no call to
+    /// `memcpy`) and the bytes past `len` are overwritten by what follows, or lie past
+    /// the line's end.
+    #[inline]
+    pub(super) fn put_over<const N: usize>(&mut self, src: &[u8; N], len: usize) {
+        match self.buf.get_mut(self.at..self.at + N) {
+            Some(to) => to.copy_from_slice(src),
+            None => self.buf[self.at..self.at + len].copy_from_slice(&src[..len]),
+        }
+        self.at += len;
+    }
+
     #[inline]
     pub(super) fn put(&mut self, s: &[u8]) {
         self.buf[self.at..self.at + s.len()].copy_from_slice(s);
@@ -97,7 +115,15 @@ impl<'a> Cursor<'a> {
     }
 
     /// Nanoseconds as seconds with microseconds (`0.000412`).
+    #[inline]
     pub(super) fn secs(&mut self, nanos: u64) {
+        if nanos < 1_000_000_000 {
+            // Under a second (most requests): eight bytes built apart, written at once.
+            let mut w = *b"0.000000";
+            pairs_from_right(&mut w[2..], nanos / 1000);
+            self.put(&w);
+            return;
+        }
         self.num(nanos / 1_000_000_000);
         self.byte(b'.');
         self.fixed::<6>(nanos % 1_000_000_000 / 1000);

@@ -21,12 +21,13 @@
 //! Cost (issue 13): a line is written straight into its record's buffer through a cursor
 //! (`Cursor`) that has [`MAX_LINE`] bytes of room, so no step checks or grows a `Vec`;
 //! numbers are written two digits at a time from a table; plain bytes are copied eight
-//! at a time as they are checked; the date and time of day are formatted once per second
-//! per thread ([`Stamp`]).
+//! at a time as they are checked; the time stamp is formatted once per millisecond per
+//! thread ([`Stamp`]), and other repeated parts are copied from caches (`cache`).
 
 use tailwater_core::Criticality;
 
 use super::RequestFields;
+use super::cache::{HeadCache, TailCache};
 use super::cursor::{Cursor, escape};
 
 /// The most bytes one client value (method, target, user agent, route) takes in a line,
@@ -59,14 +60,19 @@ pub(crate) struct Outcome<'a> {
     pub(crate) limit: Option<u64>,
 }
 
-/// The date and time of day of the last second a thread formatted.
+/// The time stamp of the last millisecond a thread formatted, and the date and time of
+/// day of its second (nginx caches its time strings the same way: formatted once, copied
+/// by every line of the same time).
 #[derive(Debug)]
 pub(crate) struct Stamp {
     /// The second of `bytes`, since the epoch.
     second: Option<u64>,
-    /// `2026-12-02T18:16:07.`: the time up to its milliseconds (longer for years past
-    /// 9999, which `len` says).
-    bytes: [u8; 32],
+    /// The millisecond of `whole`, since the epoch.
+    milli: Option<u64>,
+    /// `2026-12-02T18:16:07.123Z` (longer for years past 9999, which `len` says); the
+    /// second's part is its first `second_len` bytes.
+    whole: [u8; 40],
+    second_len: usize,
     len: usize,
 }
 
@@ -75,20 +81,35 @@ impl Stamp {
     pub(crate) const fn new() -> Self {
         Stamp {
             second: None,
-            bytes: [0; 32],
+            milli: None,
+            whole: [0; 40],
+            second_len: 0,
             len: 0,
         }
     }
 
     /// `unix_nanos` (since the epoch) as RFC 3339 in UTC with milliseconds
     /// (`2026-12-02T18:16:07.123Z`).
+    #[inline]
     pub(crate) fn put(&mut self, o: &mut Cursor<'_>, unix_nanos: u64) {
-        let secs = unix_nanos / 1_000_000_000;
+        let milli = unix_nanos / 1_000_000;
+        if self.milli != Some(milli) {
+            self.format(milli);
+        }
+        o.put_over(&self.whole, self.len);
+    }
+
+    /// Formats millisecond `milli` (since the epoch) into `whole`; its second's date and
+    /// time of day only when the second changed.
+    #[inline(never)]
+    fn format(&mut self, milli: u64) {
+        self.milli = Some(milli);
+        let secs = milli / 1000;
         if self.second != Some(secs) {
             self.second = Some(secs);
             let (y, m, d) = civil_from_days(secs / 86_400);
             let rem = secs % 86_400;
-            let mut c = Cursor::new(&mut self.bytes);
+            let mut c = Cursor::new(&mut self.whole);
             c.padded(y, 4);
             c.byte(b'-');
             c.padded(m, 2);
@@ -101,20 +122,23 @@ impl Stamp {
             c.byte(b':');
             c.padded(rem % 60, 2);
             c.byte(b'.');
-            self.len = c.len();
+            self.second_len = c.len();
         }
-        o.put(&self.bytes[..self.len]);
-        o.millis((unix_nanos % 1_000_000_000 / 1_000_000) as u32);
-        o.byte(b'Z');
+        let mut c = Cursor::new(&mut self.whole[self.second_len..]);
+        c.millis((milli % 1000) as u32);
+        c.byte(b'Z');
+        self.len = self.second_len + c.len();
     }
 }
 
 /// Writes the head of `r`'s line (time, client, request line, user agent) at `o`, which
 /// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
-/// [`CLIENT_BUDGET`], for [`tail`].
+/// [`CLIENT_BUDGET`], for [`tail`]. The client's address and user agent come from
+/// `cache` when they are the ones it holds (a connection's, or a thread's last).
 pub(crate) fn head(
     o: &mut Cursor<'_>,
     stamp: &mut Stamp,
+    cache: &mut HeadCache,
     json: bool,
     unix_nanos: u64,
     r: &RequestFields<'_>,
@@ -124,7 +148,7 @@ pub(crate) fn head(
         o.put(b"{\"time\":\"");
         stamp.put(o, unix_nanos);
         o.put(b"\",\"client\":\"");
-        o.peer(r.peer);
+        cache.peer(o, r.peer);
         o.put(b"\",\"method\":");
         quoted(o, r.method, true, &mut budget);
         o.put(b",\"target\":");
@@ -133,13 +157,17 @@ pub(crate) fn head(
         o.put(r.protocol.as_bytes());
         o.put(b"\",\"user_agent\":");
         match r.user_agent {
-            Some(ua) => quoted(o, ua, true, &mut budget),
+            Some(ua) => {
+                o.byte(b'"');
+                cache.user_agent(o, ua, true, &mut budget);
+                o.byte(b'"');
+            }
             None => o.put(b"null"),
         }
     } else {
         stamp.put(o, unix_nanos);
         o.byte(b' ');
-        o.peer(r.peer);
+        cache.peer(o, r.peer);
         o.put(b" \"");
         escaped(o, r.method, false, &mut budget);
         o.byte(b' ');
@@ -148,7 +176,11 @@ pub(crate) fn head(
         o.put(r.protocol.as_bytes());
         o.put(b"\" ");
         match r.user_agent {
-            Some(ua) => quoted(o, ua, false, &mut budget),
+            Some(ua) => {
+                o.byte(b'"');
+                cache.user_agent(o, ua, false, &mut budget);
+                o.byte(b'"');
+            }
             None => o.byte(b'-'),
         }
     }
@@ -156,8 +188,16 @@ pub(crate) fn head(
 }
 
 /// Writes the rest of a line whose [`head`] is before `o` (and left `budget`), with its
-/// newline; `o` has room for what [`MAX_LINE`] leaves after the head.
-pub(crate) fn tail(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcome<'_>) {
+/// newline; `o` has room for what [`MAX_LINE`] leaves after the head. The fields from
+/// the route to the queue wait's name are copied from `cache` when they are the ones it
+/// holds (they repeat from request to request: a thread's last line's).
+pub(crate) fn tail(
+    o: &mut Cursor<'_>,
+    json: bool,
+    budget: usize,
+    r: &Outcome<'_>,
+    cache: &mut TailCache,
+) {
     if json {
         o.put(b",\"status\":");
         o.num(u64::from(r.status));
@@ -167,22 +207,6 @@ pub(crate) fn tail(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcom
         o.secs(r.duration);
         o.put(b",\"upstream_time\":");
         json_or_null(o, r.upstream, Cursor::secs);
-        o.put(b",\"route\":");
-        match r.route {
-            Some(route) => quoted(o, route, true, &mut budget),
-            None => o.put(b"null"),
-        }
-        o.put(b",\"decision\":\"");
-        o.put(r.decision.unwrap_or("refused").as_bytes());
-        o.put(b"\",\"reason\":");
-        json_word(o, (!r.reason.is_empty()).then_some(r.reason));
-        o.put(b",\"tier\":");
-        json_word(o, r.tier.map(Criticality::as_str));
-        o.put(b",\"queue_wait\":");
-        json_or_null(o, r.queue_wait, Cursor::secs);
-        o.put(b",\"limit\":");
-        json_or_null(o, r.limit, Cursor::num);
-        o.put(b"}\n");
     } else {
         o.byte(b' ');
         o.num(u64::from(r.status));
@@ -195,18 +219,18 @@ pub(crate) fn tail(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcom
             Some(n) => o.secs(n),
             None => o.byte(b'-'),
         }
-        o.put(b" route=");
-        match r.route {
-            Some(route) => quoted(o, route, false, &mut budget),
-            None => o.byte(b'-'),
-        }
-        o.put(b" decision=");
-        o.put(r.decision.unwrap_or("refused").as_bytes());
-        o.put(b" reason=");
-        o.put(if r.reason.is_empty() { "-" } else { r.reason }.as_bytes());
-        o.put(b" tier=");
-        o.put(r.tier.map_or("-", Criticality::as_str).as_bytes());
-        o.put(b" queue_wait=");
+    }
+    if !cache.put(o, json, budget, r) {
+        let from = o.len();
+        let whole = middle(o, json, budget, r);
+        cache.keep(o.written_since(from), whole, json, r);
+    }
+    if json {
+        json_or_null(o, r.queue_wait, Cursor::secs);
+        o.put(b",\"limit\":");
+        json_or_null(o, r.limit, Cursor::num);
+        o.put(b"}\n");
+    } else {
         match r.queue_wait {
             Some(n) => o.secs(n),
             None => o.byte(b'-'),
@@ -220,20 +244,58 @@ pub(crate) fn tail(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcom
     }
 }
 
-/// A client's value, quoted and escaped.
+/// The middle of the tail: route, decision, reason, tier, and the queue wait's name;
+/// whether the route was written whole (not cut).
+#[inline(never)]
+fn middle(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcome<'_>) -> bool {
+    let mut whole = true;
+    if json {
+        o.put(b",\"route\":");
+        match r.route {
+            Some(route) => whole = quoted(o, route, true, &mut budget),
+            None => o.put(b"null"),
+        }
+        o.put(b",\"decision\":\"");
+        o.put(r.decision.unwrap_or("refused").as_bytes());
+        o.put(b"\",\"reason\":");
+        json_word(o, (!r.reason.is_empty()).then_some(r.reason));
+        o.put(b",\"tier\":");
+        json_word(o, r.tier.map(Criticality::as_str));
+        o.put(b",\"queue_wait\":");
+    } else {
+        o.put(b" route=");
+        match r.route {
+            Some(route) => whole = quoted(o, route, false, &mut budget),
+            None => o.byte(b'-'),
+        }
+        o.put(b" decision=");
+        o.put(r.decision.unwrap_or("refused").as_bytes());
+        o.put(b" reason=");
+        o.put(if r.reason.is_empty() { "-" } else { r.reason }.as_bytes());
+        o.put(b" tier=");
+        o.put(r.tier.map_or("-", Criticality::as_str).as_bytes());
+        o.put(b" queue_wait=");
+    }
+    whole
+}
+
+/// A client's value, quoted and escaped; whether it was written whole (not cut).
 #[inline(always)]
-fn quoted(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
+fn quoted(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) -> bool {
     o.byte(b'"');
-    escaped(o, raw, json, budget);
+    let whole = escaped(o, raw, json, budget);
     o.byte(b'"');
+    whole
 }
 
 /// `raw`, escaped, within the field's and the line's budgets (inlined into the head and
-/// the tail: one call fewer per value).
+/// the tail: one call fewer per value); whether it was written whole (not cut).
 #[inline(always)]
-fn escaped(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) {
+pub(super) fn escaped(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut usize) -> bool {
+    let from = o.len();
     let used = escape(o, raw, json, (*budget).min(MAX_FIELD));
     *budget -= used;
+    o.len() - from == used
 }
 
 /// One of the proxy's own words, quoted, or `null`.

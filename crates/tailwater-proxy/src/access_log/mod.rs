@@ -15,6 +15,12 @@
 //!   the length of the response head and the bytes written to the client too. The hooks
 //!   in the engines are one call each, and cost a look at an empty slot when the log is
 //!   off.
+//! - Parts that repeat from line to line are formatted once and copied after, checked
+//!   against the values they were made from (`cache`): the time stamp per millisecond
+//!   (nginx caches its time strings the same way), the client's address and user agent
+//!   per connection on the lean path (per thread, its last, on hyper's), and the fields
+//!   from the route to the queue wait's name per thread. A lean-path connection keeps its
+//!   notes' box too ([`ConnLog`]).
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
 //!   dropped, its bytes counted on the way) [`Pending::finish`] formats the rest of the
 //!   line and appends it to this thread's buffer of lines (`sink`, bounded with the
@@ -38,6 +44,7 @@
 //! instructions a request). Each thread keeps its finished boxes, and its line
 //! buffers, for its next requests (no allocation per request; [`SPARES`]).
 
+mod cache;
 mod cursor;
 mod format;
 mod sink;
@@ -56,6 +63,7 @@ use tailwater_core::Criticality;
 use tailwater_core::clock::{Clock, MonotonicClock};
 
 use crate::decision::Decision;
+use cache::{HeadCache, TailCache};
 use cursor::Cursor;
 use format::{MAX_LINE, Outcome, Stamp};
 use sink::Sink;
@@ -77,8 +85,13 @@ thread_local! {
 struct Local {
     /// Finished line buffers ([`MAX_LINE`] bytes each), reused by its next requests.
     lines: Vec<Box<[u8]>>,
-    /// The last second it formatted.
+    /// The last millisecond it formatted.
     stamp: Stamp,
+    /// The client address and user agent of its last line begun without a connection's
+    /// cache (hyper's requests).
+    head: HeadCache,
+    /// The middle of its last line's tail.
+    tail: TailCache,
     /// Its sink of the log it last wrote to, by the log's id.
     sink: Option<(u64, Arc<Sink>)>,
 }
@@ -88,7 +101,26 @@ impl Local {
         Local {
             lines: Vec::new(),
             stamp: Stamp::new(),
+            head: HeadCache::new(),
+            tail: TailCache::new(),
             sink: None,
+        }
+    }
+}
+
+/// What a lean-path connection keeps for its requests' lines: its client's address and
+/// user agent as formatted, and the box of notes its requests reuse one after another.
+#[derive(Debug)]
+pub(crate) struct ConnLog {
+    head: HeadCache,
+    notes: Option<Box<Notes>>,
+}
+
+impl Default for ConnLog {
+    fn default() -> Self {
+        ConnLog {
+            head: HeadCache::for_conn(),
+            notes: None,
         }
     }
 }
@@ -177,6 +209,21 @@ pub(crate) fn scope<F: Future>(fut: F) -> Scoped<F> {
     Scoped {
         fut,
         notes: Some(Notes::fresh()),
+    }
+}
+
+/// [`scope`] with `conn`'s box of notes (cleared), or a fresh one.
+pub(crate) fn scope_on<F: Future>(conn: &mut ConnLog, fut: F) -> Scoped<F> {
+    let notes = match conn.notes.take() {
+        Some(mut n) => {
+            *n = Notes::default();
+            n
+        }
+        None => Notes::fresh(),
+    };
+    Scoped {
+        fut,
+        notes: Some(notes),
     }
 }
 
@@ -388,25 +435,43 @@ impl AccessLog {
     /// Begins the line of a request whose head has just been read.
     pub(crate) fn begin(&self, req: &RequestFields<'_>) -> Pending {
         let start = now();
-        self.begin_at(req, start, self.wall(start))
+        self.begin_at(req, None, start, self.wall(start))
     }
 
-    /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock.
-    fn begin_at(&self, req: &RequestFields<'_>, start: u64, unix_nanos: u64) -> Pending {
+    /// [`Self::begin`] for a request of a lean-path connection, with its cache.
+    pub(crate) fn begin_on(&self, conn: &mut ConnLog, req: &RequestFields<'_>) -> Pending {
+        let start = now();
+        self.begin_at(req, Some(&mut conn.head), start, self.wall(start))
+    }
+
+    /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock, with
+    /// a connection's cache (else the thread's).
+    fn begin_at(
+        &self,
+        req: &RequestFields<'_>,
+        conn: Option<&mut HeadCache>,
+        start: u64,
+        unix_nanos: u64,
+    ) -> Pending {
         let json = self.json;
         let formatted = LOCAL.try_with(|l| {
             let l = &mut *l.borrow_mut();
             let mut line = l.lines.pop().unwrap_or_else(line_buffer);
             let mut c = Cursor::new(&mut line);
-            let budget = format::head(&mut c, &mut l.stamp, json, unix_nanos, req);
+            let cache = match conn {
+                Some(cache) => cache,
+                None => &mut l.head,
+            };
+            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req);
             let len = c.len();
             (line, len, budget)
         });
-        // The thread is ending (its locals gone): a buffer and a stamp of its own.
+        // The thread is ending (its locals gone): a buffer, a stamp and a cache of its own.
         let (line, len, budget) = formatted.unwrap_or_else(|_| {
             let mut line = line_buffer();
             let mut c = Cursor::new(&mut line);
-            let budget = format::head(&mut c, &mut Stamp::new(), json, unix_nanos, req);
+            let cache = &mut HeadCache::new();
+            let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req);
             let len = c.len();
             (line, len, budget)
         });
@@ -424,36 +489,50 @@ impl Pending {
     /// Completes the line with `notes` (and `status`, when the engine knows it apart)
     /// and hands it to this thread's sink of `log` (the log that began it); the notes'
     /// box and the line's buffer are kept for this thread's next request.
-    pub(crate) fn finish(mut self, log: &AccessLog, notes: Box<Notes>, status: Option<u16>) {
+    pub(crate) fn finish(self, log: &AccessLog, notes: Box<Notes>, status: Option<u16>) {
+        self.send(log, &notes, status);
+        Notes::recycle(notes);
+    }
+
+    /// [`Self::finish`] for a request of a lean-path connection: the notes' box is kept
+    /// for the connection's next request.
+    pub(crate) fn finish_on(self, log: &AccessLog, conn: &mut ConnLog, notes: Box<Notes>) {
+        self.send(log, &notes, None);
+        conn.notes = Some(notes);
+    }
+
+    /// Completes the line and hands it to this thread's sink of `log`.
+    fn send(mut self, log: &AccessLog, notes: &Notes, status: Option<u16>) {
         let duration = now().saturating_sub(self.start);
-        self.complete(&notes, status.unwrap_or(notes.status), duration);
-        let Pending { line, len, .. } = self;
-        let mut line = Some(line);
+        let status = status.unwrap_or(notes.status);
         let sent = LOCAL.try_with(|l| {
             let l = &mut *l.borrow_mut();
+            self.complete(notes, status, duration, &mut l.tail);
             let sink = match &l.sink {
                 Some((id, sink)) if *id == log.id => sink,
                 _ => &l.sink.insert((log.id, log.sink())).1,
             };
-            if let Some(line) = line.take() {
-                log.send(sink, &line[..len]);
-                if l.lines.len() < SPARES {
-                    l.lines.push(line);
-                }
+            log.send(sink, &self.line[..self.len]);
+            if l.lines.len() < SPARES {
+                l.lines.push(std::mem::take(&mut self.line));
             }
         });
         // The thread is ending (its locals gone): its sink found afresh.
-        if sent.is_err()
-            && let Some(line) = line
-        {
-            log.send(&log.sink(), &line[..len]);
+        if sent.is_err() {
+            self.complete(notes, status, duration, &mut TailCache::new());
+            log.send(&log.sink(), &self.line[..self.len]);
         }
-        Notes::recycle(notes);
     }
 
     /// Writes the rest of the line with `n`, `status` and `duration` (ns).
-    fn complete(&mut self, n: &Notes, status: u16, duration: u64) {
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    #[inline]
+    fn complete(&mut self, n: &Notes, status: u16, duration: u64, cache: &mut TailCache) {
+        // In u64 (saturating): no 128-bit arithmetic per line.
+        let nanos = |d: Duration| {
+            d.as_secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(d.subsec_nanos()))
+        };
         let outcome = Outcome {
             status,
             duration,
@@ -467,7 +546,7 @@ impl Pending {
             limit: n.limit.map(|l| l as u64),
         };
         let mut c = Cursor::new(&mut self.line[self.len..]);
-        format::tail(&mut c, self.json, self.budget, &outcome);
+        format::tail(&mut c, self.json, self.budget, &outcome, cache);
         self.len += c.len();
     }
 

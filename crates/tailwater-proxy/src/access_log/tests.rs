@@ -19,6 +19,8 @@ fn stamp(f: &mut Stamp, ms: u64) -> String {
 fn times_are_rfc3339_utc_and_the_second_is_reused_only_within_it() {
     let mut f = Stamp::new();
     assert_eq!(stamp(&mut f, 1_796_235_367_123), "2026-12-02T18:16:07.123Z");
+    // The same millisecond, copied whole.
+    assert_eq!(stamp(&mut f, 1_796_235_367_123), "2026-12-02T18:16:07.123Z");
     // The same second from the cache, the next one and the previous one afresh.
     assert_eq!(stamp(&mut f, 1_796_235_367_999), "2026-12-02T18:16:07.999Z");
     assert_eq!(stamp(&mut f, 1_796_235_368_004), "2026-12-02T18:16:08.004Z");
@@ -107,9 +109,19 @@ fn record(ua: Option<&[u8]>, notes: Notes) -> Record<'_> {
 impl Record<'_> {
     /// The line as the request's thread formats it, head and tail.
     fn line(&self, format: AccessLogFormat) -> String {
-        let mut p = sink(format).begin_at(&self.req, 0, self.time);
+        self.line_with(format, &mut HeadCache::new(), &mut TailCache::new())
+    }
+
+    /// [`Self::line`] through caches that earlier lines may have filled.
+    fn line_with(
+        &self,
+        format: AccessLogFormat,
+        head: &mut HeadCache,
+        tail: &mut TailCache,
+    ) -> String {
+        let mut p = sink(format).begin_at(&self.req, Some(head), 0, self.time);
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
-        p.complete(&self.notes, self.status, nanos);
+        p.complete(&self.notes, self.status, nanos, tail);
         String::from_utf8(p.text().to_vec()).expect("ASCII")
     }
 }
@@ -365,8 +377,8 @@ fn a_reused_line_buffer_holds_only_its_own_request() {
         user_agent: None,
         ..big
     };
-    let mut p = log.begin_at(&small, 0, 0);
-    p.complete(&Notes::default(), 200, 0);
+    let mut p = log.begin_at(&small, None, 0, 0);
+    p.complete(&Notes::default(), 200, 0, &mut TailCache::new());
     assert_eq!(
         std::str::from_utf8(p.text()).expect("ASCII"),
         "1970-01-01T00:00:00.000Z 127.0.0.1:4000 \"GET / HTTP/1.1\" - 200 0 0.000000 - \
@@ -392,6 +404,7 @@ fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
                 protocol: "HTTP/1.1",
                 user_agent: None,
             },
+            None,
             0,
             0,
         )
@@ -511,5 +524,69 @@ fn the_word_scan_finds_the_first_special_byte_wherever_it_is() {
                 assert_eq!(plain_run(&s), want, "{s:?}");
             }
         }
+    }
+}
+
+/// The caches of repeated parts (a connection's client address and user agent, a
+/// thread's last route to queue wait) write exactly what formatting afresh writes, for a
+/// sequence of lines whose values change, repeat, are escaped, or are cut by the line's
+/// budget (a value cut in one line must not be copied into a line that has room for it).
+#[test]
+fn cached_parts_write_what_a_fresh_format_writes() {
+    let long_target = vec![b'/'; CLIENT_BUDGET - 100];
+    let long_ua = vec![b'u'; 200];
+    let odd_route: &[u8] = b"r\"\n";
+    let uas: [Option<&[u8]>; 5] = [
+        Some(b"curl/8.5.0"),
+        Some(b"curl/8.5.0"),
+        Some(b"ua \"quoted\" \x01"),
+        Some(&long_ua),
+        None,
+    ];
+    let targets: [&[u8]; 2] = [b"/a", &long_target];
+    let routes: [Option<&[u8]>; 4] = [Some(b"api"), Some(b"api"), Some(odd_route), None];
+    let decisions = [Some("admitted"), Some("shed"), None];
+    let peers = ["127.0.0.1:4000", "127.0.0.1:4001", "[::1]:80"];
+    // A thread's cache sees many clients; a connection's, one.
+    for (format, conn) in FORMATS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+        let mut head = if conn {
+            HeadCache::for_conn()
+        } else {
+            HeadCache::new()
+        };
+        let mut tail = TailCache::new();
+        let mut lines = 0;
+        for (i, ua) in uas.iter().chain(uas.iter().rev()).enumerate() {
+            for (j, target) in targets.iter().enumerate() {
+                for (k, route) in routes.iter().enumerate() {
+                    let req = RequestFields {
+                        peer: peers[if conn { 2 } else { (i + j) % peers.len() }]
+                            .parse()
+                            .unwrap(),
+                        method: b"GET",
+                        target,
+                        protocol: "HTTP/1.1",
+                        user_agent: *ua,
+                    };
+                    let mut r = begun(
+                        1_796_235_367_123_000_000 + (i * 7 + k) as u64 * 1_000_000,
+                        req,
+                    );
+                    r.notes.route = route.map(Inline::new);
+                    r.notes.decision = decisions[(i + k) % decisions.len()];
+                    r.notes.reason = if k == 1 { "overload" } else { "" };
+                    r.notes.tier = (j == 0).then_some(Criticality::Critical);
+                    r.notes.limit = Some(k);
+                    let fresh = r.line(format);
+                    assert_eq!(
+                        r.line_with(format, &mut head, &mut tail),
+                        fresh,
+                        "{format:?} {i} {j} {k}"
+                    );
+                    lines += 1;
+                }
+            }
+        }
+        assert_eq!(lines, 80);
     }
 }

@@ -125,6 +125,7 @@ pub(crate) async fn serve<S: Io>(
         server,
         served: 0,
         linger: false,
+        log: None,
     };
     let end = client.run().await;
     if end == End::Closed {
@@ -197,6 +198,9 @@ struct Client<S> {
     /// The connection closes after an answer while the client may still be sending a
     /// body: drain before closing ([`Client::linger`]).
     linger: bool,
+    /// What the access log keeps for this connection's lines (made at its first logged
+    /// request).
+    log: Option<Box<crate::access_log::ConnLog>>,
 }
 
 impl<S: Io> Client<S> {
@@ -223,7 +227,7 @@ impl<S: Io> Client<S> {
             // One load of the configuration per request, for the log and the exchange.
             let state = self.conn.shared.state.load();
             let pending = self.access_log_begin(&state);
-            let next = {
+            let (next, conn_log) = {
                 // Pinned where it is built: the access log's scope then wraps a pointer to
                 // it, not a copy of the whole exchange's state (hundreds of bytes, moved twice).
                 let exchange = std::pin::pin!(async {
@@ -234,16 +238,20 @@ impl<S: Io> Client<S> {
                     }
                 });
                 match pending {
-                    None => exchange.await,
-                    Some((log, pending)) => {
-                        let (next, notes) = crate::access_log::scope(exchange).await;
+                    None => (exchange.await, None),
+                    Some((log, pending, mut conn_log)) => {
+                        let scoped = crate::access_log::scope_on(&mut conn_log, exchange);
+                        let (next, notes) = scoped.await;
                         if next != Next::Handoff {
-                            pending.finish(log, notes, None);
+                            pending.finish_on(log, &mut conn_log, notes);
                         }
-                        next
+                        (next, Some(conn_log))
                     }
                 }
             };
+            if conn_log.is_some() {
+                self.log = conn_log;
+            }
             match next {
                 Next::KeepAlive if !*self.drain.borrow() => {}
                 Next::KeepAlive | Next::Close => return End::Closed,
@@ -353,22 +361,31 @@ impl<S: Io> Client<S> {
         )
     }
 
-    /// The access log line of the request whose head is at the start of the buffer, and
-    /// its log, when the log is on.
+    /// The access log line of the request whose head is at the start of the buffer, its
+    /// log, and what the log keeps for this connection (taken out for the request), when
+    /// the log is on.
     fn access_log_begin<'s>(
-        &self,
+        &mut self,
         state: &'s State,
-    ) -> Option<(&'s crate::access_log::AccessLog, crate::access_log::Pending)> {
+    ) -> Option<(
+        &'s crate::access_log::AccessLog,
+        crate::access_log::Pending,
+        Box<crate::access_log::ConnLog>,
+    )> {
         let log = state.access_log.as_deref()?;
-        let pending = log.begin(&crate::access_log::RequestFields {
-            peer: self.conn.peer,
-            method: &self.rbuf[self.head.method.clone()],
-            target: &self.rbuf[self.head.target.clone()],
-            protocol: "HTTP/1.1",
-            // Found by the parser as it collected the fields: no second search.
-            user_agent: self.head.fields.user_agent(&self.rbuf),
-        });
-        Some((log, pending))
+        let mut conn_log = self.log.take().unwrap_or_default();
+        let pending = log.begin_on(
+            &mut conn_log,
+            &crate::access_log::RequestFields {
+                peer: self.conn.peer,
+                method: &self.rbuf[self.head.method.clone()],
+                target: &self.rbuf[self.head.target.clone()],
+                protocol: "HTTP/1.1",
+                // Found by the parser as it collected the fields: no second search.
+                user_agent: self.head.fields.user_agent(&self.rbuf),
+            },
+        );
+        Some((log, pending, conn_log))
     }
 
     /// One request whose head is at the start of the buffer.

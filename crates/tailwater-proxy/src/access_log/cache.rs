@@ -1,0 +1,204 @@
+//! The parts of a line that repeat from request to request, formatted once and copied
+//! after (issue 13: the log's cost per request). nginx caches its time strings this way;
+//! the same holds for a connection's client address and user agent, and for the proxy's
+//! fields from the route to the queue wait's name, which a route's admitted requests
+//! share.
+//!
+//! Every cache is checked against the values it was made from (compared, not trusted),
+//! and holds only values written whole: a value that was cut depends on the budget its
+//! line had left, so it is formatted afresh. A hit writes exactly the bytes a miss would.
+
+use std::net::SocketAddr;
+
+use tailwater_core::Criticality;
+
+use super::cursor::{Cursor, plain_run};
+use super::format::{MAX_FIELD, Outcome, escaped};
+
+/// User agents up to this many bytes are cached (a connection's cache stays small).
+const UA_CACHED: usize = 256;
+
+/// A client's address and user agent as last formatted: a connection's (the lean path
+/// keeps one per connection), or a thread's last.
+#[derive(Debug)]
+pub(crate) struct HeadCache {
+    /// A connection's: its client's address does not change once formatted.
+    conn: bool,
+    /// The address of `peer_text`.
+    peer: Option<SocketAddr>,
+    /// At most 58 bytes (`[`, 39, `%`, 10, `]:`, 5).
+    peer_text: [u8; 64],
+    peer_len: usize,
+    /// Whether `ua_text` holds `ua_raw` escaped, for JSON if `ua_json`.
+    ua_held: bool,
+    ua_json: bool,
+    ua_raw: Vec<u8>,
+    ua_text: Vec<u8>,
+}
+
+impl HeadCache {
+    /// A thread's: holds nothing yet.
+    pub(crate) const fn new() -> Self {
+        Self::of(false)
+    }
+
+    /// A connection's: holds nothing yet.
+    pub(crate) const fn for_conn() -> Self {
+        Self::of(true)
+    }
+
+    const fn of(conn: bool) -> Self {
+        HeadCache {
+            conn,
+            peer: None,
+            peer_text: [0; 64],
+            peer_len: 0,
+            ua_held: false,
+            ua_json: false,
+            ua_raw: Vec::new(),
+            ua_text: Vec::new(),
+        }
+    }
+
+    /// Writes the client's address `p`.
+    #[inline]
+    pub(super) fn peer(&mut self, o: &mut Cursor<'_>, p: SocketAddr) {
+        if !(self.conn && self.peer_len != 0) && self.peer != Some(p) {
+            let mut c = Cursor::new(&mut self.peer_text);
+            c.peer(p);
+            self.peer_len = c.len();
+            self.peer = Some(p);
+        }
+        o.put_over(&self.peer_text, self.peer_len);
+    }
+
+    /// Writes user agent `ua`, escaped within `budget` (as `format::escaped` does).
+    #[inline]
+    pub(super) fn user_agent(
+        &mut self,
+        o: &mut Cursor<'_>,
+        ua: &[u8],
+        json: bool,
+        budget: &mut usize,
+    ) {
+        if self.ua_held
+            && self.ua_json == json
+            && self.ua_text.len() <= (*budget).min(MAX_FIELD)
+            && self.ua_raw == ua
+        {
+            o.put(&self.ua_text);
+            *budget -= self.ua_text.len();
+        } else {
+            self.new_user_agent(o, ua, json, budget);
+        }
+    }
+
+    /// [`Self::user_agent`] for a user agent the cache does not hold: formatted, and
+    /// kept if it was written whole and is short enough.
+    #[inline(never)]
+    fn new_user_agent(&mut self, o: &mut Cursor<'_>, ua: &[u8], json: bool, budget: &mut usize) {
+        let from = o.len();
+        let whole = escaped(o, ua, json, budget);
+        self.ua_held = whole && ua.len() <= UA_CACHED;
+        if self.ua_held {
+            self.ua_json = json;
+            self.ua_raw.clear();
+            self.ua_raw.extend_from_slice(ua);
+            self.ua_text.clear();
+            self.ua_text.extend_from_slice(o.written_since(from));
+        }
+    }
+}
+
+/// The middle of a thread's last line (`format::tail`: from the route to the queue
+/// wait's name) and the values it was made from.
+#[derive(Debug)]
+pub(crate) struct TailCache {
+    held: bool,
+    json: bool,
+    /// The route's name, if the line had a route (`has_route`).
+    has_route: bool,
+    route: Vec<u8>,
+    decision: Option<&'static str>,
+    reason: &'static str,
+    tier: Option<Criticality>,
+    /// The middle, `len` bytes (copied whole: see `Cursor::put_over`).
+    text: [u8; TAIL_CACHED],
+    len: usize,
+}
+
+/// Middles up to this many bytes are cached (a route name of up to about 90 bytes).
+const TAIL_CACHED: usize = 160;
+
+/// The same static string (a match is certain to be equal; a miss only costs a format).
+fn same(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b)
+}
+
+impl TailCache {
+    /// Holds nothing yet.
+    pub(crate) const fn new() -> Self {
+        TailCache {
+            held: false,
+            json: false,
+            has_route: false,
+            route: Vec::new(),
+            decision: None,
+            reason: "",
+            tier: None,
+            text: [0; TAIL_CACHED],
+            len: 0,
+        }
+    }
+
+    /// Writes the middle of `r`'s tail if this cache holds it; whether it did.
+    #[inline]
+    pub(super) fn put(
+        &self,
+        o: &mut Cursor<'_>,
+        json: bool,
+        budget: usize,
+        r: &Outcome<'_>,
+    ) -> bool {
+        let hit = self.held
+            && self.json == json
+            && self.tier == r.tier
+            && same(self.reason, r.reason)
+            && match (self.decision, r.decision) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && match r.route {
+                Some(route) => {
+                    self.has_route && route.len() <= budget.min(MAX_FIELD) && self.route == route
+                }
+                None => !self.has_route,
+            };
+        if hit {
+            o.put_over(&self.text, self.len);
+        }
+        hit
+    }
+
+    /// Keeps `text`, the middle just written for `r` (`whole`: its route was not cut).
+    pub(super) fn keep(&mut self, text: &[u8], whole: bool, json: bool, r: &Outcome<'_>) {
+        // A plain route's escaped form is its name: whether it fits a later line's budget
+        // is its length's question (`put`).
+        self.held = whole
+            && text.len() <= TAIL_CACHED
+            && r.route
+                .is_none_or(|route| route.len() <= UA_CACHED && plain_run(route) == route.len());
+        if self.held {
+            self.json = json;
+            self.has_route = r.route.is_some();
+            self.route.clear();
+            self.route.extend_from_slice(r.route.unwrap_or_default());
+            self.decision = r.decision;
+            self.reason = r.reason;
+            self.tier = r.tier;
+            self.text[..text.len()].copy_from_slice(text);
+            self.len = text.len();
+        }
+    }
+}
