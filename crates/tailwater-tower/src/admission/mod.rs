@@ -16,8 +16,9 @@
 //!    the permit exactly once.
 //!
 //! [`Admission::admit`] runs them in that order (the one composition: the proxy's two
-//! engines call it, and [`ConcurrencyLayer`] runs its three pieces, see [`admit`](self::admit)),
-//! returning an [`Admitted`] request or a [`Refusal`], whose
+//! engines call it; [`ConcurrencyLayer`], whose synchronous `call` cannot hold its future,
+//! runs the three pieces it is made of: [`screen`](Admission::screen),
+//! [`limit`](Admission::limit) and [`after_wait`](Admission::after_wait)), returning an [`Admitted`] request or a [`Refusal`], whose
 //! [`response`](Refusal::response) is the answer, built by [`edge`](crate::edge): `503`
 //! ([`shed_response`](crate::edge::shed_response)), `429`
 //! ([`rate_limited_response`](crate::edge::rate_limited_response)), `413`
