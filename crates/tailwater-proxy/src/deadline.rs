@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use tailwater_tower::edge;
+use tailwater_tower::admission::Refusal;
 
 use crate::body::ProxyBody;
 
@@ -24,9 +24,11 @@ use crate::body::ProxyBody;
 /// engine's head with [`Deadline::stated`].
 pub(crate) use tailwater_tower::deadline::Deadline;
 
-/// The answer to a request whose budget is spent (tailwater-tower's edge builder).
+/// The answer to a request whose budget is spent (tailwater-tower's admission refusal).
 pub(crate) fn exceeded(grpc: bool) -> http::Response<ProxyBody> {
-    edge::deadline_response("deadline exceeded", grpc).map(ProxyBody::local)
+    Refusal::DeadlineExceeded
+        .response(grpc)
+        .map(ProxyBody::local)
 }
 
 /// Whole milliseconds of `d`, rounded down (the forwarded budget is never longer than the

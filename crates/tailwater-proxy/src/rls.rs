@@ -12,19 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::Bytes;
-use http::Response;
-use tailwater_core::Criticality;
 use tailwater_core::rate::Quota;
 use tailwater_rls::client::{RequestParts, RlsClient};
-use tailwater_tower::admission::RequestView;
-use tailwater_tower::edge::{EdgeResponse, RateLimitPolicies};
+use tailwater_tower::admission::{Refusal, RequestView};
+use tailwater_tower::edge::RateLimitPolicies;
 use tailwater_tower::rate_limit::error::RateLimited;
 
-use crate::body::ProxyBody;
 use crate::config::{ConfigError, RlsConfig, RlsFailurePolicy};
-use crate::decision::Decision;
-use crate::metrics::RouteCounters;
 
 /// A route's RLS: a client per worker and the failure policy.
 #[derive(Debug)]
@@ -46,12 +40,9 @@ const WARN_EVERY: Duration = Duration::from_secs(1);
 const NEVER: u64 = u64::MAX;
 
 impl RouteRls {
-    /// Builds and validates `[route.rls]` (`field` is e.g. `route[0].rls`); nothing is
-    /// connected until the first request.
-    pub(crate) fn build(field: &str, c: &RlsConfig, workers: usize) -> Result<Self, ConfigError> {
-        let located = |e: tailwater_rls::client::SpecError, at: &str| {
-            ConfigError::new(format!("{field}{at}.{}", e.field), e.reason)
-        };
+    /// Checks `[route.rls]` (`field` is e.g. `route[0].rls`): its descriptors and the
+    /// client settings, building nothing that lasts.
+    pub(crate) fn check(field: &str, c: &RlsConfig) -> Result<(), ConfigError> {
         if c.descriptor.is_empty() {
             return Err(ConfigError::new(
                 format!("{field}.descriptor"),
@@ -60,19 +51,16 @@ impl RouteRls {
         }
         for (i, d) in c.descriptor.iter().enumerate() {
             d.validate()
-                .map_err(|e| located(e, &format!(".descriptor[{i}]")))?;
+                .map_err(|e| located(field, e, &format!(".descriptor[{i}]")))?;
         }
-        let one = || -> Result<RlsClient, ConfigError> {
-            let mut client = RlsClient::new(&c.address, c.domain.clone())
-                .and_then(|cl| cl.timeout(c.timeout))
-                .map_err(|e| located(e, ""))?;
-            for d in &c.descriptor {
-                client = client.descriptor(d.clone());
-            }
-            Ok(client)
-        };
+        client(field, c).map(drop)
+    }
+
+    /// Builds a checked `[route.rls]`: a client per worker; nothing is connected until the
+    /// first request.
+    pub(crate) fn build(field: &str, c: &RlsConfig, workers: usize) -> Result<Self, ConfigError> {
         let clients = (0..workers.max(1))
-            .map(|_| one())
+            .map(|_| client(field, c))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             clients: clients.into_boxed_slice(),
@@ -107,6 +95,22 @@ impl RouteRls {
     }
 }
 
+/// A client error placed under `field` and `at`.
+fn located(field: &str, e: tailwater_rls::client::SpecError, at: &str) -> ConfigError {
+    ConfigError::new(format!("{field}{at}.{}", e.field), e.reason)
+}
+
+/// One client of `[route.rls]` (`field`), with its descriptors.
+fn client(field: &str, c: &RlsConfig) -> Result<RlsClient, ConfigError> {
+    let mut client = RlsClient::new(&c.address, c.domain.clone())
+        .and_then(|cl| cl.timeout(c.timeout))
+        .map_err(|e| located(field, e, ""))?;
+    for d in &c.descriptor {
+        client = client.descriptor(d.clone());
+    }
+    Ok(client)
+}
+
 /// The request as the descriptor actions read it.
 struct Parts<'a, V> {
     view: &'a V,
@@ -128,18 +132,14 @@ impl<V: RequestView> RequestParts for Parts<'_, V> {
 }
 
 /// Asks the route's RLS about `req` (of a client at `peer`, served by `worker`): `None`
-/// admits it, `Some` is the rejection (already counted and traced).
-#[allow(clippy::too_many_arguments)] // one call site, the admission's own values
+/// admits it, `Some` is the refusal (`rls_over_limit`, or `rls_unavailable` when the call
+/// failed and the route fails closed).
 pub(crate) async fn check(
     rls: &RouteRls,
     worker: usize,
     peer: IpAddr,
     req: &impl RequestView,
-    metrics: &RouteCounters,
-    tier: Criticality,
-    start: Instant,
-    span: &tracing::Span,
-) -> Option<Response<ProxyBody>> {
+) -> Option<Refusal> {
     let client = &rls.clients[worker % rls.clients.len()];
     let parts = Parts { view: req, peer };
     // Boxed: the call's future is large and the request's future stays small.
@@ -152,20 +152,21 @@ pub(crate) async fn check(
                 let name = if l.name.is_empty() { "rls" } else { &l.name };
                 RateLimitPolicies::new([(name, q)]).ok().map(Arc::new)
             });
-            span.record("rejection_reason", "rls_over_limit");
-            RateLimited::over_limit(d.to_rate_decision(), policies)
+            (
+                RateLimited::over_limit(d.to_rate_decision(), policies),
+                "rls_over_limit",
+            )
         }
         Err(e) => {
             rls.warn_failed(&e);
             if rls.policy == RlsFailurePolicy::Open {
                 return None;
             }
-            span.record("rejection_reason", "rls_unavailable");
-            RateLimited::unavailable(e)
+            (RateLimited::unavailable(e), "rls_unavailable")
         }
     };
-    metrics.record(Decision::RateLimited, tier, start.elapsed());
-    span.record("decision", "rate_limited");
-    let resp: Response<Bytes> = rejected.edge_response(req.is_grpc());
-    Some(resp.map(ProxyBody::local))
+    Some(Refusal::RateLimited {
+        limited: rejected.0,
+        reason: rejected.1,
+    })
 }

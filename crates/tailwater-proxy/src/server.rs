@@ -71,7 +71,13 @@ fn build_state(
     metrics: &Metrics,
     workers: usize,
 ) -> Result<State, ConfigError> {
-    let table = RouteTable::build_reusing(&config, old.map(|s| &s.table), Some(metrics), workers)?;
+    // A `Config` made in code was never validated: building takes the proof.
+    let table = RouteTable::build_reusing(
+        config.validated()?,
+        old.map(|s| &s.table),
+        Some(metrics),
+        workers,
+    )?;
     let clients = (0..workers.max(1)).map(|_| clients(&config)).collect();
     let tls = config
         .server

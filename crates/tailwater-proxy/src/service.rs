@@ -149,16 +149,14 @@ async fn proxy(
             Err(refused) => return refused,
         };
     let server = &state.config.server;
-    let max_body = server.max_body_bytes;
     let req = match request_body(conn, route, server, req, start, span).await {
         Ok(req) => req,
         Err(rejected) => return rejected,
     };
-    let (permit, tier, metrics, deadline) =
-        match admit(conn, route, max_body, &req, start, span).await {
-            Ok(admitted) => admitted,
-            Err(rejected) => return rejected,
-        };
+    let (permit, tier, metrics, deadline) = match admit(conn, route, &req, start, span).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected,
+    };
     let grpc = deadline.is_some() && req.is_grpc();
     // Forward.
     // `Host` was checked above; the body reading did not change the head.
@@ -399,7 +397,7 @@ fn client_fault(guard: Guard, fault: BodyFault, span: &tracing::Span) -> Respons
 /// (tailwater-tower's [`Deadline::write`], as its layers forward).
 fn propagate(headers: &mut http::HeaderMap, route: &Route, deadline: Option<Deadline>) {
     if let Some(d) = deadline {
-        d.write(headers, route.deadline_header.as_ref());
+        d.write(headers, route.admission.deadline_header());
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
 
-use crate::admission::RequestView;
 use crate::edge::{GRPC_TIMEOUT, parse_grpc_timeout};
+use crate::view::RequestView;
 
 /// A static, not the `const`: a `const` `HeaderName` is built and dropped at every use.
 static GRPC_TIMEOUT_NAME: HeaderName = GRPC_TIMEOUT;

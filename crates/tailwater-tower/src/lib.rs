@@ -121,6 +121,7 @@ pub mod outbound;
 pub mod per_message;
 pub mod rate_limit;
 mod rejection;
+mod view;
 mod wire;
 
 pub use classify::{Classify, DefaultClassifier};

@@ -132,8 +132,8 @@ impl<S: Io> Client<S> {
             remaining: d.remaining(),
             grpc: d.has_grpc_timeout(),
             header: route
-                .deadline_header
-                .as_ref()
+                .admission
+                .deadline_header()
                 .filter(|_| d.has_header())
                 .map(|h| h.as_str().as_bytes()),
         });

@@ -435,7 +435,7 @@ impl<S: Io> Client<S> {
             head: &self.head,
             buf: &self.rbuf,
         };
-        let admitted = admit::admit(&self.conn, route, max_body, &view, start, span).await;
+        let admitted = admit::admit(&self.conn, route, &view, start, span).await;
         let (permit, tier, metrics, deadline) = match admitted {
             Ok(a) => a,
             Err(resp) => return self.reject(&resp, head_request, span).await,

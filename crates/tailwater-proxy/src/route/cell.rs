@@ -97,47 +97,61 @@ pub(crate) fn cell_routes(config: &Config) -> Result<Vec<CellRoute>, ConfigError
     Ok(out)
 }
 
+/// The cells of `config` grouped by their parent route: the route, the indices of its
+/// cells in `config.cells`, and the map that assigns keys to them (weights and drains
+/// checked, each error at its own cell).
+pub(crate) fn cell_maps(
+    config: &Config,
+) -> Result<Vec<(String, Vec<usize>, CellMap)>, ConfigError> {
+    let mut members: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, cell) in config.cells.iter().enumerate() {
+        match members.iter_mut().find(|(r, _)| *r == cell.route) {
+            Some((_, m)) => m.push(i),
+            None => members.push((cell.route.clone(), vec![i])),
+        }
+    }
+    let mut out = Vec::with_capacity(members.len());
+    for (route, idx) in members {
+        // Weights are checked per cell so the error points at the right entry.
+        for &i in &idx {
+            let w = config.cells[i].weight;
+            if !(w.is_finite() && w > 0.0) {
+                return Err(ConfigError::new(
+                    format!("cell[{i}].weight"),
+                    format!("must be a positive number, got {w}"),
+                ));
+            }
+        }
+        let mut map = CellMap::new(
+            idx.iter()
+                .map(|&i| (config.cells[i].name.clone(), config.cells[i].weight)),
+        )
+        .map_err(|e| ConfigError::core(&format!("cell[{}]", idx[0]), &e))?;
+        for &i in &idx {
+            let cell = &config.cells[i];
+            if cell.drain != 0.0 {
+                map = map
+                    .drain(&cell.name, cell.drain)
+                    .map_err(|e| ConfigError::new(format!("cell[{i}].drain"), e.reason()))?;
+            }
+        }
+        out.push((route, idx, map));
+    }
+    Ok(out)
+}
+
 impl CellTable {
     /// Groups the built cell routes (`built[k]` is the route of `config.cells[k]`) by their
     /// parent route, with each group's map.
     pub(crate) fn build(config: &Config, built: Vec<Arc<Route>>) -> Result<Self, ConfigError> {
-        let mut groups: Vec<CellGroup> = Vec::new();
-        let mut members: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, cell) in config.cells.iter().enumerate() {
-            match members.iter_mut().find(|(r, _)| *r == cell.route) {
-                Some((_, m)) => m.push(i),
-                None => members.push((cell.route.clone(), vec![i])),
-            }
-        }
-        for (route, idx) in members {
-            // Weights are checked per cell so the error points at the right entry.
-            for &i in &idx {
-                let w = config.cells[i].weight;
-                if !(w.is_finite() && w > 0.0) {
-                    return Err(ConfigError::new(
-                        format!("cell[{i}].weight"),
-                        format!("must be a positive number, got {w}"),
-                    ));
-                }
-            }
-            let map = CellMap::new(
-                idx.iter()
-                    .map(|&i| (config.cells[i].name.clone(), config.cells[i].weight)),
-            )
-            .map_err(|e| ConfigError::core(&format!("cell[{}]", idx[0]), &e))?;
-            let mut map = map;
-            for &i in &idx {
-                let cell = &config.cells[i];
-                if cell.drain != 0.0 {
-                    map = map
-                        .drain(&cell.name, cell.drain)
-                        .map_err(|e| ConfigError::new(format!("cell[{i}].drain"), e.reason()))?;
-                }
-            }
-            let key = config.cells[idx[0]].key.clone();
-            let cells = Cells::new(map, |_, c| Arc::clone(&built[idx[c.get()]]));
-            groups.push(CellGroup { route, key, cells });
-        }
+        let groups = cell_maps(config)?
+            .into_iter()
+            .map(|(route, idx, map)| {
+                let key = config.cells[idx[0]].key.clone();
+                let cells = Cells::new(map, |_, c| Arc::clone(&built[idx[c.get()]]));
+                CellGroup { route, key, cells }
+            })
+            .collect();
         Ok(Self { groups })
     }
 

@@ -1,6 +1,7 @@
 //! The route table: matching by host and path prefix, and each route's admission state
 //! (limiter, rate limits) built from [`RouteConfig`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use tailwater_core::Limiter;
-use tailwater_tower::admission::{Admission, TierPolicy};
+use tailwater_tower::admission::Admission;
 
 use tailwater_core::names::QueueName;
 
@@ -21,13 +22,14 @@ mod reach;
 mod slo;
 mod validate;
 
-use crate::config::{Config, ConfigError, RouteConfig, UpstreamConfig, UpstreamProtocol};
+use crate::config::{ConfigError, RouteConfig, UpstreamConfig, UpstreamProtocol};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::H1Pool;
 use limiter::{LimiterSettings, build_limiter, build_tier_policy};
 pub(crate) use rate::RateLimit;
 use rate::build_rate;
 pub(crate) use reach::reach;
+pub(crate) use validate::Validated;
 
 /// All routes, most specific first (routes with a host, then longer prefixes).
 #[derive(Debug)]
@@ -49,11 +51,11 @@ pub(crate) struct Route {
     pub(crate) authority: Authority,
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) preserve_host: bool,
-    /// The limiter and the longest wait in its queue (`None` when the route has no queue):
-    /// tailwater-tower's admission, shared with its layers.
+    /// tailwater-tower's admission, shared with its layers: the tier ceiling and the
+    /// clients trusted above it (`[route.criticality]`), the body cap
+    /// (`server.max_body_bytes`), the deadline header (`grpc-timeout` is always read), the
+    /// limiter and the longest wait in its queue (`None` when the route has no queue).
     pub(crate) admission: Admission,
-    /// `[route.criticality]`: the tier ceiling and the clients trusted above it.
-    pub(crate) tier_policy: TierPolicy,
     pub(crate) rate_limits: Vec<RateLimit>,
     /// Whether a rate limit's store is in Redis (its answer is awaited).
     pub(crate) rate_limits_remote: bool,
@@ -68,9 +70,6 @@ pub(crate) struct Route {
     pub(crate) endpoints: Vec<Endpoint>,
     /// The balancer, for a route with several endpoints.
     pub(crate) balance: Option<Balance>,
-    /// The request header with the client's budget in milliseconds (`grpc-timeout` is
-    /// always read).
-    pub(crate) deadline_header: Option<http::HeaderName>,
     /// `[route.upgrade]`: the `Upgrade` tunnels of this route (`crate::tunnel`).
     pub(crate) upgrade: Option<crate::config::upgrade::UpgradeSettings>,
     /// `https://` upstreams: the TLS client (for tunnels) and the pooling client every
@@ -100,6 +99,8 @@ impl fmt::Debug for Route {
 /// far (one per upstream, shared by its routes) and the counters to attach.
 struct Built<'a> {
     upstream: &'a UpstreamConfig,
+    /// `server.max_body_bytes`: every route's body cap.
+    max_body: Option<u64>,
     pools: Vec<Arc<H1Pool>>,
     workers: usize,
     metrics: Option<&'a Metrics>,
@@ -120,6 +121,7 @@ impl Built<'_> {
             rc,
             reuse.map(|r| r.admission.limiter()),
             self.upstream,
+            self.max_body,
             &mut self.pools,
             self.workers,
         )?;
@@ -132,38 +134,35 @@ impl Built<'_> {
 }
 
 impl RouteTable {
-    /// Builds every route's limiter and rate limits, validating the configuration.
-    pub(crate) fn build(config: &Config) -> Result<Self, ConfigError> {
-        Self::build_reusing(config, None, None, 1)
+    /// Validates `config` and builds every route (tests: one worker, no metrics).
+    #[cfg(test)]
+    pub(crate) fn build(config: &crate::config::Config) -> Result<Self, ConfigError> {
+        Self::build_reusing(config.validated()?, None, None, 1)
     }
 
-    /// As [`build`](Self::build), but keeps the limiter of a route of the same name whose
-    /// admission settings did not change, so a reload neither resets learned limits nor
-    /// lets in-flight requests of the old limiter go uncounted. Upstream connection pools
-    /// get one shard per worker (`workers`).
+    /// Builds every route of a validated configuration (its limiter, rate limits, pools and
+    /// TLS clients), keeping the limiter of a route of the same name whose admission
+    /// settings did not change, so a reload neither resets learned limits nor lets
+    /// in-flight requests of the old limiter go uncounted. Upstream connection pools get one
+    /// shard per worker (`workers`). The builders still answer errors (never a panic), but
+    /// every check is [`Config::validate`](crate::config::Config::validate)'s.
     pub(crate) fn build_reusing(
-        config: &Config,
+        config: Validated<'_>,
         old: Option<&RouteTable>,
         metrics: Option<&Metrics>,
         workers: usize,
     ) -> Result<Self, ConfigError> {
-        crate::config::bounds::check(config)?;
-        slo::check(config)?;
+        let config = config.config();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut built = Built {
             upstream: &config.upstream,
+            max_body: config.server.max_body_bytes,
             pools: Vec::new(),
             workers,
             metrics,
         };
         for (i, rc) in config.routes.iter().enumerate() {
             let prefix = format!("route[{i}]");
-            if config.routes[..i].iter().any(|o| o.name == rc.name) {
-                return Err(ConfigError::new(
-                    format!("{prefix}.name"),
-                    format!("duplicate route name `{}`", rc.name),
-                ));
-            }
             let reuse = old.and_then(|t| {
                 t.routes
                     .iter()
@@ -174,7 +173,6 @@ impl RouteTable {
                 .and_then(|r| r.balance.as_ref());
             routes.push(built.route(&prefix, rc, reuse, old_balance)?);
         }
-        crate::config::bounds::check_overlaps(config)?;
         routes.sort_by(|a, b| {
             b.host
                 .is_some()
@@ -227,50 +225,27 @@ fn build_route(
     rc: &RouteConfig,
     reuse: Option<&Limiter>,
     upstream: &UpstreamConfig,
+    max_body: Option<u64>,
     pools: &mut Vec<Arc<H1Pool>>,
     workers: usize,
 ) -> Result<Route, ConfigError> {
-    if rc.name.is_empty() {
-        return Err(ConfigError::new(
-            format!("{prefix}.name"),
-            "must not be empty",
-        ));
-    }
-    if !rc.path_prefix.starts_with('/') {
-        return Err(ConfigError::new(
-            format!("{prefix}.path_prefix"),
-            format!("must start with `/`, got `{}`", rc.path_prefix),
-        ));
-    }
-    // Requests are matched on their normalised path, so the prefix is normalised the same
-    // way (`/a%7Eb` matches `/a~b`); one that cannot be (an encoded slash) never matches.
-    let Ok(path_prefix) = crate::target::normalise_path(&rc.path_prefix) else {
-        return Err(ConfigError::new(
-            format!("{prefix}.path_prefix"),
-            format!(
-                "`{}` cannot match a request: no encoded slash, backslash or NUL, no `..;`",
-                rc.path_prefix
-            ),
-        ));
-    };
-    let mut endpoints = Vec::with_capacity(rc.upstream.endpoints().len());
-    for uri in rc.upstream.endpoints() {
-        let authority = endpoint_authority(prefix, uri)?;
-        let h1_pool = match pools.iter().find(|p| *p.authority() == authority) {
-            Some(p) => Arc::clone(p),
-            None => {
-                let p = Arc::new(H1Pool::new(authority.clone(), upstream, workers));
-                pools.push(Arc::clone(&p));
-                p
-            }
-        };
-        endpoints.push(Endpoint { authority, h1_pool });
-    }
+    let path_prefix = path_prefix(prefix, rc)?;
+    let endpoints = endpoint_authorities(prefix, rc)?
+        .into_iter()
+        .map(|authority| {
+            let h1_pool = match pools.iter().find(|p| *p.authority() == authority) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let p = Arc::new(H1Pool::new(authority.clone(), upstream, workers));
+                    pools.push(Arc::clone(&p));
+                    p
+                }
+            };
+            Endpoint { authority, h1_pool }
+        })
+        .collect::<Vec<_>>();
     let Some(first) = endpoints.first() else {
-        return Err(ConfigError::new(
-            format!("{prefix}.upstream"),
-            "must name at least one upstream",
-        ));
+        return Err(no_upstream(prefix));
     };
     let (authority, h1_pool) = (first.authority.clone(), Arc::clone(&first.h1_pool));
     let limiter = match reuse {
@@ -286,16 +261,10 @@ fn build_route(
             workers,
         )?);
     }
-    if let Some(u) = &rc.upgrade {
-        u.validate(prefix, rc.protocol == UpstreamProtocol::Http1)?;
-    }
-    let tls = upstream_tls(prefix, rc, upstream)?;
-    if rc.retry_after.is_zero() {
-        return Err(ConfigError::new(
-            format!("{prefix}.retry_after"),
-            "must be greater than zero",
-        ));
-    }
+    let tls = upstream_tls(prefix, rc)?.map(|tls| {
+        let client = tls.client(upstream);
+        (tls, client)
+    });
     Ok(Route {
         name: rc.name.clone(),
         host: rc.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -308,13 +277,16 @@ fn build_route(
         authority,
         protocol: rc.protocol,
         preserve_host: rc.preserve_host,
-        admission: Admission::new(limiter).with_wait(
-            rc.queue
-                .as_ref()
-                .filter(|q| q.discipline != QueueName::None)
-                .map(|q| q.max_wait),
-        ),
-        tier_policy: build_tier_policy(prefix, rc)?,
+        admission: Admission::new(limiter)
+            .with_wait(
+                rc.queue
+                    .as_ref()
+                    .filter(|q| q.discipline != QueueName::None)
+                    .map(|q| q.max_wait),
+            )
+            .with_tier_policy(build_tier_policy(prefix, rc)?)
+            .with_max_body(max_body)
+            .with_deadline_header(rc.deadline_header.clone()),
         rate_limits_remote: rate_limits.iter().any(RateLimit::is_remote),
         rate_limits,
         rls: match &rc.rls {
@@ -330,26 +302,19 @@ fn build_route(
         h1_pool,
         endpoints,
         balance: None,
-        deadline_header: rc.deadline_header.clone(),
         upgrade: rc.upgrade.clone(),
         tls,
         limiter_settings: LimiterSettings::of(rc),
     })
 }
 
-/// The TLS clients of a route whose upstreams are `https://` (all or none of them), built
-/// from `[route.tls]`; `None` for `http://` upstreams, which must not have `[route.tls]`.
+/// The TLS settings of a route whose upstreams are `https://` (all or none of them), read
+/// from `[route.tls]` (its CA files); `None` for `http://` upstreams, which must not have
+/// `[route.tls]`. The pooling client is built from it only when the route is.
 fn upstream_tls(
     prefix: &str,
     rc: &RouteConfig,
-    upstream: &UpstreamConfig,
-) -> Result<
-    Option<(
-        crate::upstream_tls::UpstreamTls,
-        crate::upstream_tls::TlsClient,
-    )>,
-    ConfigError,
-> {
+) -> Result<Option<crate::upstream_tls::UpstreamTls>, ConfigError> {
     let https = rc
         .upstream
         .endpoints()
@@ -377,9 +342,44 @@ fn upstream_tls(
             "https:// upstreams speak HTTP/1.1 (`protocol = \"http1\"`): h2 over TLS to upstreams is not supported",
         ));
     }
-    let tls = crate::upstream_tls::UpstreamTls::build(prefix, rc.tls.as_ref())?;
-    let client = tls.client(upstream);
-    Ok(Some((tls, client)))
+    crate::upstream_tls::UpstreamTls::build(prefix, rc.tls.as_ref()).map(Some)
+}
+
+/// The route's path prefix, normalised as request paths are (`/a%7Eb` matches `/a~b`);
+/// one that cannot be (an encoded slash) never matches, an error.
+fn path_prefix<'a>(prefix: &str, rc: &'a RouteConfig) -> Result<Cow<'a, str>, ConfigError> {
+    if !rc.path_prefix.starts_with('/') {
+        return Err(ConfigError::new(
+            format!("{prefix}.path_prefix"),
+            format!("must start with `/`, got `{}`", rc.path_prefix),
+        ));
+    }
+    crate::target::normalise_path(&rc.path_prefix).map_err(|_| {
+        ConfigError::new(
+            format!("{prefix}.path_prefix"),
+            format!(
+                "`{}` cannot match a request: no encoded slash, backslash or NUL, no `..;`",
+                rc.path_prefix
+            ),
+        )
+    })
+}
+
+/// The authorities of the route's upstream endpoints, checked.
+fn endpoint_authorities(prefix: &str, rc: &RouteConfig) -> Result<Vec<Authority>, ConfigError> {
+    rc.upstream
+        .endpoints()
+        .iter()
+        .map(|uri| endpoint_authority(prefix, uri))
+        .collect()
+}
+
+/// A route without an upstream.
+fn no_upstream(prefix: &str) -> ConfigError {
+    ConfigError::new(
+        format!("{prefix}.upstream"),
+        "must name at least one upstream",
+    )
 }
 
 /// The authority of one upstream URI (`http://host:port`, no path).

@@ -3,6 +3,7 @@
 use tailwater_core::names::{AlgorithmName, QueueName};
 
 use super::*;
+use crate::config::Config;
 
 fn route_with(limit: &str, queue: &str) -> Result<RouteTable, ConfigError> {
     let src =
@@ -96,7 +97,8 @@ fn a_reload_keeps_the_limiter_of_an_equal_limit_and_builds_a_new_one_for_a_chang
 
     // The same values, written in another order and spelling: the same limiter.
     let same = "timeout = \"2000ms\"\nmax_limit = 50\nalgorithm = \"AIMD\"\nmin_limit = 2";
-    let reloaded = RouteTable::build_reusing(&config_of(same, ""), Some(&old), None, 1).unwrap();
+    let reloaded =
+        RouteTable::build_reusing(valid(&config_of(same, "")), Some(&old), None, 1).unwrap();
     let kept = reloaded.routes()[0].admission.limiter();
     assert_eq!(
         kept.in_flight(),
@@ -117,13 +119,17 @@ fn a_reload_keeps_the_limiter_of_an_equal_limit_and_builds_a_new_one_for_a_chang
         (limit.to_owned(), "[route.tiers]\nsheddable = 0.1"),
     ] {
         let changed =
-            RouteTable::build_reusing(&config_of(&limit, extra), Some(&reloaded), None, 1).unwrap();
+            RouteTable::build_reusing(valid(&config_of(&limit, extra)), Some(&reloaded), None, 1)
+                .unwrap();
         let fresh = changed.routes()[0].admission.limiter();
         assert_eq!(fresh.in_flight(), 0, "{limit} {extra}");
     }
     // A changed balance setting builds a new balancer.
     let changed = RouteTable::build_reusing(
-        &config_of(limit, "[route.balance]\npolicy = \"round-robin\""),
+        valid(&config_of(
+            limit,
+            "[route.balance]\npolicy = \"round-robin\"",
+        )),
         Some(&reloaded),
         None,
         1,
@@ -135,4 +141,9 @@ fn a_reload_keeps_the_limiter_of_an_equal_limit_and_builds_a_new_one_for_a_chang
     ));
     drop(permit);
     assert_eq!(kept.in_flight(), 0);
+}
+
+/// `config`, validated (building takes the proof).
+fn valid(config: &Config) -> Validated<'_> {
+    config.validated().expect("a valid configuration")
 }

@@ -15,7 +15,11 @@
 //!    (status, gRPC status in the head or the trailers, body errors, timeouts) and settles
 //!    the permit exactly once.
 //!
-//! Every refusal is answered by one builder in [`edge`]: `503`
+//! [`Admission::admit`] runs them in that order (the one composition: the proxy's two
+//! engines call it; [`ConcurrencyLayer`], whose synchronous `call` cannot hold its future,
+//! runs the three pieces it is made of: [`screen`](Admission::screen),
+//! [`limit`](Admission::limit) and [`after_wait`](Admission::after_wait)), returning an [`Admitted`] request or a [`Refusal`], whose
+//! [`response`](Refusal::response) is the answer, built by [`edge`](crate::edge): `503`
 //! ([`shed_response`](crate::edge::shed_response)), `429`
 //! ([`rate_limited_response`](crate::edge::rate_limited_response)), `413`
 //! ([`body_too_large_response`](crate::edge::body_too_large_response)) and `504`
@@ -27,64 +31,28 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::Request;
+use http::HeaderName;
 use tailwater_core::clock::{Clock, MonotonicClock};
 use tailwater_core::limiter::{Acquire, Request as LimiterRequest};
 use tailwater_core::{Criticality, Limiter, Rejection};
 
-use crate::edge;
-
+mod admit;
 mod rate;
 mod ticket;
 mod tier;
 
+pub use admit::{
+    AdmitObserver, Admitted, AdmittedInfo, Arrival, Limited, NoRateLimits, Queued, RateLimits,
+    Refusal, Screened,
+};
+
+pub use crate::view::RequestView;
 pub use rate::{OnStoreError, RateVerdict, rate_verdict};
 pub use ticket::Ticket;
 pub use tier::{InvalidSourceNet, SourceNet, TierPolicy};
 
 /// The header carrying the request's criticality tier.
 pub const CRITICALITY_HEADER: &str = "x-criticality";
-
-/// What the admission steps read from a request, whichever parser read its head.
-pub trait RequestView {
-    /// The first value of the field `name` (lowercase), if it is valid UTF-8.
-    fn header(&self, name: &str) -> Option<&str>;
-
-    /// Whether the request may carry a deadline (`grpc-timeout`, or `header`): a parser
-    /// that already knows it has none saves the look-ups.
-    fn may_state_deadline(&self, _header: Option<&http::HeaderName>) -> bool {
-        true
-    }
-
-    /// The request path (no query).
-    fn path(&self) -> &str;
-
-    /// The declared `Content-Length`.
-    fn content_length(&self) -> Option<u64> {
-        self.header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-    }
-
-    /// A gRPC request (`content-type: application/grpc…`): rejections use gRPC statuses.
-    fn is_grpc(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|v| v.starts_with("application/grpc"))
-    }
-}
-
-impl<B> RequestView for Request<B> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers().get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn path(&self) -> &str {
-        self.uri().path()
-    }
-
-    fn is_grpc(&self) -> bool {
-        edge::is_grpc(self.headers())
-    }
-}
 
 /// The request's criticality tier: [`CRITICALITY_HEADER`], default `Critical` (a value that
 /// does not parse is the default too).
@@ -116,7 +84,9 @@ pub fn body_too_large(req: &impl RequestView, max: Option<u64>) -> bool {
     max.is_some_and(|max| req.content_length().is_some_and(|n| n > max))
 }
 
-/// The limiter step of admission: a limiter and the longest wait in its queue.
+/// One admission: the settings of every step (the tier policy, the body cap, the deadline
+/// header, the limiter and the longest wait in its queue) and [`admit`](Self::admit), which
+/// runs them in order.
 ///
 /// ```
 /// use std::time::Duration;
@@ -133,15 +103,56 @@ pub fn body_too_large(req: &impl RequestView, max: Option<u64>) -> bool {
 pub struct Admission<C: Clock = MonotonicClock> {
     limiter: Limiter<C>,
     wait: Option<Duration>,
+    tier: TierPolicy,
+    max_body: Option<u64>,
+    deadline_header: Option<HeaderName>,
 }
 
 impl<C: Clock> Admission<C> {
-    /// Admission on `limiter`, rejecting at once when it is full.
+    /// Admission on `limiter`, rejecting at once when it is full; no tier ceiling, no body
+    /// cap, and only `grpc-timeout` states a deadline.
     pub fn new(limiter: Limiter<C>) -> Self {
         Self {
             limiter,
             wait: None,
+            tier: TierPolicy::new(),
+            max_body: None,
+            deadline_header: None,
         }
+    }
+
+    /// Caps the tiers requests claim with `policy` (step 1).
+    pub fn with_tier_policy(mut self, policy: TierPolicy) -> Self {
+        self.tier = policy;
+        self
+    }
+
+    /// Refuses a declared body over `max` bytes with `413` (step 2; `None`: no cap).
+    pub fn with_max_body(mut self, max: Option<u64>) -> Self {
+        self.max_body = max;
+        self
+    }
+
+    /// Reads `header` (whole milliseconds) besides `grpc-timeout` for the caller's deadline
+    /// (step 3).
+    pub fn with_deadline_header(mut self, header: Option<HeaderName>) -> Self {
+        self.deadline_header = header;
+        self
+    }
+
+    /// The tier policy.
+    pub fn tier_policy(&self) -> &TierPolicy {
+        &self.tier
+    }
+
+    /// The body cap.
+    pub fn max_body(&self) -> Option<u64> {
+        self.max_body
+    }
+
+    /// The header read for the deadline besides `grpc-timeout`.
+    pub fn deadline_header(&self) -> Option<&HeaderName> {
+        self.deadline_header.as_ref()
     }
 
     /// Waits up to `wait` in the limiter's queue when it is full (`None`: no wait).
@@ -192,6 +203,9 @@ impl<C: Clock> Clone for Admission<C> {
         Self {
             limiter: self.limiter.clone(),
             wait: self.wait,
+            tier: self.tier.clone(),
+            max_body: self.max_body,
+            deadline_header: self.deadline_header.clone(),
         }
     }
 }
@@ -201,6 +215,9 @@ impl<C: Clock> fmt::Debug for Admission<C> {
         f.debug_struct("Admission")
             .field("limiter", &self.limiter)
             .field("wait", &self.wait)
+            .field("tier", &self.tier)
+            .field("max_body", &self.max_body)
+            .field("deadline_header", &self.deadline_header)
             .finish()
     }
 }
@@ -208,6 +225,7 @@ impl<C: Clock> fmt::Debug for Admission<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
     use tailwater_core::algorithm::Fixed;
 
     #[test]

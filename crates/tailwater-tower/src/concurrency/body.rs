@@ -6,7 +6,6 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tailwater_core::OwnedPermit;
 use tailwater_core::algorithm::Outcome;
 use tailwater_core::clock::Clock;
 
@@ -29,8 +28,7 @@ pub(crate) struct Guard<C: Clock> {
 }
 
 impl<C: Clock> Guard<C> {
-    pub(crate) fn new(permit: OwnedPermit<C>, common: Arc<Common<C>>) -> Self {
-        let ticket = Ticket::new(permit);
+    pub(crate) fn new(ticket: Ticket<C>, common: Arc<Common<C>>) -> Self {
         // The request's duration is recorded for every request, so the layer reads the clock
         // anyway; it reuses the permit's reading when there is one.
         let start = ticket

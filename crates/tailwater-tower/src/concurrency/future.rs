@@ -11,17 +11,15 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tailwater_core::Rejection;
 use tailwater_core::clock::Clock;
 use tailwater_core::limiter::Waiter;
 use tokio::time::Sleep;
 use tower::Service;
 
 use super::body::{Guard, ResponseBody};
-use super::error::{DeadlineExceeded, Overloaded};
-use super::service::Common;
+use super::service::{Common, Observer};
+use crate::admission::{Queued, Refusal, Screened};
 use crate::classify::Classify;
-use crate::deadline::Deadline;
 use crate::edge::{self, EdgeBody, OnReject};
 
 /// The shortest timer between two checks of a waiter (as the core's `acquire`).
@@ -55,10 +53,10 @@ pin_project! {
     {
         Waiting {
             waiter: Waiter<C>,
+            screened: Screened,
             sleep: Pin<Box<Sleep>>,
             service: Option<S>,
             request: Option<Req>,
-            deadline: Option<Deadline>,
             common: Arc<Common<C>>,
             since: Duration,
         },
@@ -67,11 +65,9 @@ pin_project! {
             future: S::Future,
             guard: Option<Guard<C>>,
         },
-        Rejected {
-            rejection: Rejection,
+        Refused {
+            refusal: Option<Refusal>,
         },
-        // The caller's own deadline was spent.
-        Expired,
         Done,
     }
 }
@@ -99,18 +95,11 @@ where
         }
     }
 
-    pub(crate) fn rejected(rejection: Rejection, classifier: P, on_reject: R, grpc: bool) -> Self {
+    pub(crate) fn refused(refusal: Refusal, classifier: P, on_reject: R, grpc: bool) -> Self {
         Self {
-            state: State::Rejected { rejection },
-            classifier,
-            on_reject,
-            grpc,
-        }
-    }
-
-    pub(crate) fn expired(classifier: P, on_reject: R, grpc: bool) -> Self {
-        Self {
-            state: State::Expired,
+            state: State::Refused {
+                refusal: Some(refusal),
+            },
             classifier,
             on_reject,
             grpc,
@@ -119,25 +108,25 @@ where
 
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn waiting(
-        waiter: Waiter<C>,
+        queued: Queued<C>,
         service: S,
         request: Req,
-        deadline: Option<Deadline>,
         common: Arc<Common<C>>,
         classifier: P,
         on_reject: R,
         grpc: bool,
     ) -> Self {
+        let Queued { waiter, screened } = queued;
         let sleep = Box::pin(tokio::time::sleep(until_check(&waiter, &common)));
         let since = common.limiter().clock().now();
         common.record_gauges();
         Self {
             state: State::Waiting {
                 waiter,
+                screened,
                 sleep,
                 service: Some(service),
                 request: Some(request),
-                deadline,
                 common,
                 since,
             },
@@ -173,10 +162,10 @@ where
             match this.state.project() {
                 StateProj::Waiting {
                     waiter,
+                    screened,
                     sleep,
                     service,
                     request,
-                    deadline,
                     common,
                     since,
                 } => {
@@ -200,27 +189,23 @@ where
                         }
                     };
                     let waited = common.limiter().clock().now().saturating_sub(*since);
-                    match outcome {
-                        // Admitted after the caller's budget ran out: nobody waits for the
-                        // answer. The permit goes back unused.
-                        Ok(permit) if deadline.is_some_and(|d| d.is_spent()) => {
-                            common.metrics.queue_wait(true, waited);
-                            common.metrics.deadline_refused(permit.tier());
-                            permit.ignore();
-                            self.as_mut().project().state.set(State::Expired);
-                        }
-                        Ok(permit) => {
-                            common.metrics.queue_wait(true, waited);
-                            common.admitted(&permit);
-                            let guard = Guard::new(permit, Arc::clone(common));
+                    let after = common.admission.after_wait(
+                        *screened,
+                        outcome,
+                        waited,
+                        &mut Observer(common),
+                    );
+                    match after {
+                        Ok(admitted) => {
+                            let guard = Guard::new(admitted.ticket, Arc::clone(common));
                             let (Some(mut service), Some(mut request)) =
                                 (service.take(), request.take())
                             else {
                                 unreachable!("a waiting future holds its service and request");
                             };
                             // Time went by in the queue: the service sees what is left.
-                            if let Some(d) = deadline {
-                                d.write(request.headers_mut(), common.deadline_header.as_ref());
+                            if let Some(d) = admitted.deadline {
+                                d.write(request.headers_mut(), common.admission.deadline_header());
                             }
                             let future = service.call(request);
                             self.as_mut().project().state.set(State::Called {
@@ -228,13 +213,10 @@ where
                                 guard: Some(guard),
                             });
                         }
-                        Err(rejection) => {
-                            common.metrics.queue_wait(false, waited);
-                            common.rejected(&rejection);
-                            self.as_mut()
-                                .project()
-                                .state
-                                .set(State::Rejected { rejection });
+                        Err(refusal) => {
+                            self.as_mut().project().state.set(State::Refused {
+                                refusal: Some(refusal),
+                            });
                         }
                     }
                 }
@@ -272,23 +254,14 @@ where
                     self.as_mut().project().state.set(State::Done);
                     return Poll::Ready(out);
                 }
-                StateProj::Rejected { rejection } => {
-                    let overloaded = Overloaded::new(*rejection);
-                    let out = this.on_reject.reject(overloaded, *this.grpc).map(|res| {
+                StateProj::Refused { refusal } => {
+                    let Some(refusal) = refusal.take() else {
+                        unreachable!("a refused future holds its refusal until it answers");
+                    };
+                    let out = refusal.reject_with(this.on_reject, *this.grpc).map(|res| {
                         edge::into_edge(res)
                             .map(|b| ResponseBody::new(b, None, this.classifier.clone()))
                     });
-                    self.as_mut().project().state.set(State::Done);
-                    return Poll::Ready(out);
-                }
-                StateProj::Expired => {
-                    let out = this
-                        .on_reject
-                        .reject(DeadlineExceeded, *this.grpc)
-                        .map(|res| {
-                            edge::into_edge(res)
-                                .map(|b| ResponseBody::new(b, None, this.classifier.clone()))
-                        });
                     self.as_mut().project().state.set(State::Done);
                     return Poll::Ready(out);
                 }
@@ -307,8 +280,7 @@ where
         let state = match &self.state {
             State::Waiting { .. } => "waiting",
             State::Called { .. } => "called",
-            State::Rejected { .. } => "rejected",
-            State::Expired => "expired",
+            State::Refused { .. } => "refused",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")

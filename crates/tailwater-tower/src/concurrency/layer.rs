@@ -138,7 +138,7 @@ impl<C: Clock, P, R> ConcurrencyLayer<C, P, R> {
         let mut common = self
             .common
             .rebuilt(self.common.route().clone(), self.common.burn.clone());
-        common.deadline_header = Some(header);
+        common.admission = common.admission.with_deadline_header(Some(header));
         self.common = Arc::new(common);
         self
     }

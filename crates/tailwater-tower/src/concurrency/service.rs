@@ -3,32 +3,32 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, Request, Response};
+use std::time::Duration;
+
+use http::{Request, Response};
 use http_body::Body;
 use tailwater_core::clock::{Clock, MonotonicClock};
-use tailwater_core::limiter::{Acquire, PartitionId, Request as LimiterRequest};
-use tailwater_core::{Criticality, Limiter, Permit, Rejection};
+use tailwater_core::limiter::PartitionId;
+use tailwater_core::{Criticality, Limiter, Rejection};
 use tower::Service;
 
 use super::Bypass;
 use super::body::{Guard, ResponseBody};
 use super::future::ResponseFuture;
-use crate::admission::Admission;
+use crate::admission::{Admission, AdmitObserver, AdmittedInfo, Arrival, Limited, Refusal};
 use crate::burn::BurnRates;
 use crate::classify::{Classify, DefaultClassifier};
-use crate::deadline::Deadline;
 use crate::edge::{self, OnReject, Respond};
 use crate::observe::{LimiterMetrics, Route};
 
 /// What every clone of a layer and its services share.
 pub(crate) struct Common<C: Clock> {
-    /// The limiter and the queue wait (the admission steps shared with the proxy).
+    /// The admission steps shared with the proxy: the limiter, the queue wait and the
+    /// deadline header.
     pub(crate) admission: Admission<C>,
     pub(crate) metrics: LimiterMetrics,
     /// SLO burn rates fed by every outcome and rejection, if configured.
     pub(crate) burn: Option<Arc<BurnRates>>,
-    /// The HTTP header read with `grpc-timeout` for the request's deadline (milliseconds).
-    pub(crate) deadline_header: Option<HeaderName>,
 }
 
 impl<C: Clock> Common<C> {
@@ -37,7 +37,6 @@ impl<C: Clock> Common<C> {
             admission: Admission::new(limiter),
             metrics: LimiterMetrics::new(route),
             burn: None,
-            deadline_header: None,
         }
     }
 
@@ -67,8 +66,8 @@ impl<C: Clock> Common<C> {
         );
     }
 
-    pub(crate) fn admitted(&self, permit: &Permit<'_, C>) {
-        self.metrics.admitted(permit.tier(), permit.is_bypass());
+    pub(crate) fn admitted(&self, tier: Criticality, bypass: bool) {
+        self.metrics.admitted(tier, bypass);
         self.record_gauges();
     }
 
@@ -77,7 +76,6 @@ impl<C: Clock> Common<C> {
         let mut common = Common::new(self.limiter().clone(), route);
         common.admission = self.admission.clone();
         common.burn = burn;
-        common.deadline_header = self.deadline_header.clone();
         common
     }
 
@@ -85,6 +83,35 @@ impl<C: Clock> Common<C> {
         self.metrics.rejected(rejection.tier, rejection.reason);
         self.burn(true);
         self.record_gauges();
+    }
+}
+
+/// What the layer counts of an admission: its limiter metrics, the queue wait, the burn
+/// rates (the proxy counts its own through its own observer).
+pub(crate) struct Observer<'a, C: Clock>(pub(crate) &'a Common<C>);
+
+impl<C: Clock> AdmitObserver for Observer<'_, C> {
+    #[inline]
+    fn refused(&mut self, refusal: &Refusal, tier: Criticality, waited: Option<Duration>) {
+        if let Some(w) = waited {
+            // Granted, but too late for the caller's deadline: the wait itself succeeded.
+            let granted = matches!(refusal, Refusal::DeadlineExceeded);
+            self.0.metrics.queue_wait(granted, w);
+        }
+        match refusal {
+            Refusal::DeadlineExceeded => self.0.metrics.deadline_refused(tier),
+            Refusal::Shed(rejection) => self.0.rejected(rejection),
+            // The layer has no body cap and no rate limits (`RateLimitLayer` counts its own).
+            Refusal::BodyTooLarge | Refusal::RateLimited { .. } => {}
+        }
+    }
+
+    #[inline]
+    fn admitted(&mut self, info: &AdmittedInfo, waited: Option<Duration>) {
+        if let Some(w) = waited {
+            self.0.metrics.queue_wait(true, w);
+        }
+        self.0.admitted(info.tier, info.bypass);
     }
 }
 
@@ -191,62 +218,44 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        // The caller's own budget: refused on arrival when already spent (before it costs a
-        // permit), kept in the extensions for the service's own downstream calls.
-        let deadline = Deadline::of(req.headers(), self.common.deadline_header.as_ref());
-        if let Some(d) = deadline {
-            if d.is_spent() {
-                let tier = req.extensions().get::<Criticality>().copied();
-                self.common
-                    .metrics
-                    .deadline_refused(tier.unwrap_or_default());
-                let grpc = edge::is_grpc(req.headers());
-                return ResponseFuture::expired(
-                    self.classifier.clone(),
-                    self.on_reject.clone(),
-                    grpc,
-                );
-            }
-            req.extensions_mut().insert(d);
-        }
+        // The tier, partition and bypass come from the extensions (`CriticalityLayer`
+        // applied its policy); the admission's steps do the rest.
         let ext = req.extensions();
-        let tier = ext.get::<Criticality>().copied().unwrap_or_default();
-        let mut admission = LimiterRequest::new()
-            .tier(tier)
-            .bypass(ext.get::<Bypass>().is_some());
-        if let Some(partition) = ext.get::<PartitionId>() {
-            admission = admission.partition(*partition);
-        }
+        let arrival = Arrival {
+            tier: Some(ext.get::<Criticality>().copied().unwrap_or_default()),
+            partition: ext.get::<PartitionId>().copied(),
+            bypass: ext.get::<Bypass>().is_some(),
+            ..Arrival::new(None, tokio::time::Instant::now())
+        };
         let grpc = edge::is_grpc(req.headers());
         let common = Arc::clone(&self.common);
         let classifier = self.classifier.clone();
         let on_reject = self.on_reject.clone();
-
-        let budget = deadline.as_ref().map(Deadline::remaining);
-        let acquired = match self.common.admission.acquire(admission, budget) {
-            Ok(Acquire::Ready(permit)) => Ok(permit),
-            Ok(Acquire::Queued(waiter)) => {
+        let admission = &common.admission;
+        let mut obs = Observer(&common);
+        let limited = admission
+            .screen(&req, &arrival, &mut obs)
+            .and_then(|screened| {
+                // Kept in the extensions for the service's own downstream calls.
+                if let Some(d) = screened.deadline {
+                    req.extensions_mut().insert(d);
+                }
+                admission.limit(screened, &mut obs)
+            });
+        match limited {
+            Ok(Limited::Ready(admitted)) => {
+                let guard = Guard::new(admitted.ticket, Arc::clone(&common));
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, guard, classifier, on_reject, grpc)
+            }
+            Ok(Limited::Queued(queued)) => {
                 // The inner service was made ready by `poll_ready`: the call happens later
                 // (after the wait), so take the ready one and leave a clone behind.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                return ResponseFuture::waiting(
-                    waiter, ready, req, deadline, common, classifier, on_reject, grpc,
-                );
+                ResponseFuture::waiting(queued, ready, req, common, classifier, on_reject, grpc)
             }
-            Err(rejection) => Err(rejection),
-        };
-        match acquired {
-            Ok(permit) => {
-                common.admitted(&permit);
-                let guard = Guard::new(permit, Arc::clone(&common));
-                let future = self.inner.call(req);
-                ResponseFuture::called(future, guard, classifier, on_reject, grpc)
-            }
-            Err(rejection) => {
-                common.rejected(&rejection);
-                ResponseFuture::rejected(rejection, classifier, on_reject, grpc)
-            }
+            Err(refusal) => ResponseFuture::refused(refusal, classifier, on_reject, grpc),
         }
     }
 }
