@@ -12,7 +12,8 @@
 #    with the same number of connections: an upper bound for an open-loop rate.
 # 2. tailwater's send-lag distribution (actual - intended send time) at 20 000 req/s.
 # TLS=1 measures the same over HTTPS: the target is then nginx (NGINX_WORKERS workers,
-# default 1, `return 200`, the test certificate from crates/tailwater-test/tls, keep-alive),
+# default 2: with one, a worker preempted by the load generator on a 2-core machine stalls
+# every connection at once, and the run measures that stall, not the tool; `return 200`, the test certificate from crates/tailwater-test/tls, keep-alive),
 # and every tool skips certificate verification (tailwater -k, oha --insecure) so they do the
 # same work. Both tools hit the same target in the same run; wrk's closed-loop saturation
 # shows what the target can give at all (when an open-loop rate is above it, that point
@@ -46,7 +47,7 @@ if [[ $TLS == 1 ]]; then
     TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
     mkdir -p "$OUT/nginx"
     cat >"$OUT/nginx/nginx.conf" <<EOF
-worker_processes ${NGINX_WORKERS:-1};
+worker_processes ${NGINX_WORKERS:-2};
 daemon off;
 pid $OUT/nginx/nginx.pid;
 error_log $OUT/nginx/error.log warn;
@@ -82,7 +83,7 @@ done
 echo "machine: $(nproc) cores; $(uname -sr); load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $("$TW" --version), $("$OHA" --version 2>/dev/null | head -1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 if [[ $TLS == 1 ]]; then
-    echo "target: nginx over TLS (${NGINX_WORKERS:-1} worker(s), return 200); $CONNS connections; ${DUR}s per point"
+    echo "target: nginx over TLS (${NGINX_WORKERS:-2} workers, return 200); $CONNS connections; ${DUR}s per point"
 else
     echo "target: tailwater backend, 0 service time; $CONNS connections; ${DUR}s per point"
 fi
