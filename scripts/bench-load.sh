@@ -11,9 +11,14 @@
 #    loop (no rate option; wrk2 is not packaged), so its figure is its saturation throughput
 #    with the same number of connections: an upper bound for an open-loop rate.
 # 2. tailwater's send-lag distribution (actual - intended send time) at 20 000 req/s.
-# TLS=1 measures the same over HTTPS: the target is then nginx (one worker, `return 200`,
-# the test certificate from crates/tailwater-test/tls, keep-alive), and every tool skips
-# certificate verification (tailwater -k, oha --insecure) so they do the same work.
+# TLS=1 measures the same over HTTPS: the target is then nginx (NGINX_WORKERS workers,
+# default 2: with one, a worker preempted by the load generator on a 2-core machine stalls
+# every connection at once, and the run measures that stall, not the tool; `return 200`, the test certificate from crates/tailwater-test/tls, keep-alive),
+# and every tool skips certificate verification (tailwater -k, oha --insecure) so they do the
+# same work. Both tools hit the same target in the same run; wrk's closed-loop saturation
+# shows what the target can give at all (when an open-loop rate is above it, that point
+# measures the target, not the load generator).
+# PACE_QUANTUM sets tailwater's --pace-quantum (default: tailwater's own, 250us).
 # Everything shares the machine's cores with the target, as a user's run would.
 set -euo pipefail
 
@@ -25,11 +30,12 @@ PORT=${PORT:-19321}
 OHA=${OHA:-$(command -v oha || echo /root/.cache/oha/bin/oha)}
 URL="http://127.0.0.1:${PORT}/"
 TLS=${TLS:-0}
-TLS_ARGS=()
+TW_ARGS=()
+[[ -n ${PACE_QUANTUM:-} ]] && TW_ARGS+=(--pace-quantum "$PACE_QUANTUM")
 OHA_TLS=()
 if [[ $TLS == 1 ]]; then
     URL="https://127.0.0.1:${PORT}/"
-    TLS_ARGS=(-k)
+    TW_ARGS+=(-k)
     OHA_TLS=(--insecure)
 fi
 OUT=${OUT:-$(mktemp -d /tmp/bench-load.XXXXXX)}
@@ -41,7 +47,7 @@ if [[ $TLS == 1 ]]; then
     TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
     mkdir -p "$OUT/nginx"
     cat >"$OUT/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-2};
 daemon off;
 pid $OUT/nginx/nginx.pid;
 error_log $OUT/nginx/error.log warn;
@@ -77,14 +83,14 @@ done
 echo "machine: $(nproc) cores; $(uname -sr); load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $("$TW" --version), $("$OHA" --version 2>/dev/null | head -1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 if [[ $TLS == 1 ]]; then
-    echo "target: nginx over TLS (1 worker, return 200); $CONNS connections; ${DUR}s per point"
+    echo "target: nginx over TLS (${NGINX_WORKERS:-2} workers, return 200); $CONNS connections; ${DUR}s per point"
 else
     echo "target: tailwater backend, 0 service time; $CONNS connections; ${DUR}s per point"
 fi
 echo
 
 tw_point() { # rate -> "achieved errors"
-    "$TW" load "$URL" "${TLS_ARGS[@]}" --rate "$1" --duration "${DUR}s" --connections "$CONNS" --quiet \
+    "$TW" load "$URL" "${TW_ARGS[@]}" --rate "$1" --duration "${DUR}s" --connections "$CONNS" --quiet \
         --json "$OUT/tw-$1.json" >/dev/null || true
     python3 - "$OUT/tw-$1.json" <<'PY'
 import json, sys
@@ -150,7 +156,7 @@ LAG_REPS=${LAG_REPS:-3}
 echo "send lag of tailwater load at 20000 req/s (${LAG_REPS} runs of $((DUR * 2))s; load avg before each run):"
 for k in $(seq "$LAG_REPS"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
-    "$TW" load "$URL" "${TLS_ARGS[@]}" --rate 20000 --duration "$((DUR * 2))s" --connections "$CONNS" --quiet \
+    "$TW" load "$URL" "${TW_ARGS[@]}" --rate 20000 --duration "$((DUR * 2))s" --connections "$CONNS" --quiet \
         --json "$OUT/tw-lag-$k.json" >/dev/null || true
     python3 - "$OUT/tw-lag-$k.json" "$load" <<'PY'
 import json, sys

@@ -21,6 +21,14 @@ pub const DEFAULT_CONNECTIONS_HTTP2: usize = 4;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// Default request timeout, counted from the intended send time.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Config::pace_quantum`]: the pacer wakes at most once per 250 µs and releases
+/// every request due by then, so a request is released at most 250 µs (plus the OS's wake-up
+/// slack) after its intended time, and a run at 20 000/s costs 4 000 wake-ups a second
+/// instead of 20 000.
+pub const DEFAULT_PACE_QUANTUM: Duration = Duration::from_micros(250);
+/// The largest [`Config::pace_quantum`] accepted: beyond it the release lag would dominate
+/// the latencies being measured.
+pub const MAX_PACE_QUANTUM: Duration = Duration::from_millis(10);
 
 /// The HTTP target: an `http://` or `https://` URL, resolved once at the start of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +250,13 @@ pub struct Config {
     pub schedule: Schedule,
     /// Uniform or Poisson spacing.
     pub spacing: Spacing,
+    /// The pacer's release quantum: it wakes at most once per quantum and releases every
+    /// request due by then together. A request is never released before its intended time
+    /// and at most one quantum (plus the OS's wake-up slack) after it; its latency is always
+    /// measured from the intended time, so batching costs send-lag precision, never
+    /// coordinated-omission correctness. Zero releases each request on its own at its time
+    /// (one wake-up per request). At most [`MAX_PACE_QUANTUM`].
+    pub pace_quantum: Duration,
     /// Seed for Poisson spacing and the header mix.
     pub seed: u64,
     /// Request method.
@@ -286,6 +301,7 @@ impl fmt::Debug for Config {
             .field("target", &self.target)
             .field("schedule", &self.schedule)
             .field("spacing", &self.spacing)
+            .field("pace_quantum", &self.pace_quantum)
             .field("seed", &self.seed)
             .field("method", &self.method)
             .field("headers", &self.headers)
@@ -307,12 +323,14 @@ impl fmt::Debug for Config {
 
 impl Config {
     /// A configuration with safe defaults: GET, HTTP/1.1, 100 connections, at most 10 000
-    /// outstanding requests, 10 s timeout, 1 s interval, uniform spacing, seed 1.
+    /// outstanding requests, 10 s timeout, 1 s interval, uniform spacing released in 250 µs
+    /// quanta, seed 1.
     pub fn new(url: &str, schedule: Schedule) -> Result<Self, ConfigError> {
         Ok(Self {
             target: Target::parse(url)?,
             schedule,
             spacing: Spacing::Uniform,
+            pace_quantum: DEFAULT_PACE_QUANTUM,
             seed: 1,
             method: Method::GET,
             headers: HeaderMap::new(),
@@ -341,6 +359,15 @@ impl Config {
         }
         if self.grpc.is_some() && !self.http2 {
             return Err(ConfigError::new("grpc", "gRPC needs HTTP/2 (set http2)"));
+        }
+        if self.pace_quantum > MAX_PACE_QUANTUM {
+            return Err(ConfigError::new(
+                "pace_quantum",
+                format!(
+                    "{:?} is above the maximum {MAX_PACE_QUANTUM:?}",
+                    self.pace_quantum
+                ),
+            ));
         }
         if self.max_requests == Some(0) {
             return Err(ConfigError::new("requests", "must be at least 1"));

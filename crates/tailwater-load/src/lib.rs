@@ -44,7 +44,8 @@ mod tls;
 
 pub use config::{
     Config, DEFAULT_CONNECTIONS_HTTP1, DEFAULT_CONNECTIONS_HTTP2, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TIMEOUT, HeaderMix, Progress, ProgressFn, Target,
+    DEFAULT_PACE_QUANTUM, DEFAULT_TIMEOUT, HeaderMix, MAX_PACE_QUANTUM, Progress, ProgressFn,
+    Target,
 };
 pub use grpc::{GrpcCall, GrpcOutcome, MAX_MESSAGE as MAX_GRPC_MESSAGE, OverLimitFn, parse_hex};
 /// The `http` crate, re-exported for header and method types in [`Config`].

@@ -1,10 +1,10 @@
 //! The run loop: a precise scheduler thread, per-request tasks, and an interval collector.
 //!
 //! Pacing: a dedicated OS thread walks the [`Arrivals`](crate::Arrivals) and sleeps with
-//! `std::thread::sleep` (hrtimer precision, ~50 µs slack on Linux) until each intended send
-//! time, then hands due requests in batches to the runtime through a bounded channel. tokio's
-//! timer has a 1 ms granularity, which alone would put the send lag p99 near 1 ms; the thread
-//! keeps it far lower. Each request runs in its own task, measures its latency from the
+//! `std::thread::sleep` (hrtimer precision, ~50 µs slack on Linux) until requests are due,
+//! waking at most once per release quantum (default 250 µs), then hands the due requests in
+//! batches to the runtime. tokio's timer has a 1 ms granularity, which alone would put the
+//! send lag p99 near 1 ms; the thread keeps it within the quantum. Each request runs in its own task, measures its latency from the
 //! intended time (corrected) and from the moment it was written (uncorrected), and records
 //! into one of a few sharded accumulators. Nothing per request is kept after it completes.
 
@@ -33,7 +33,7 @@ use crate::report::{IntervalReport, Report};
 use crate::stats::{Percentiles, Stats};
 
 use hdr_log::HdrLog;
-use pace::{OsClock, schedule_loop};
+use pace::{OsClock, Pacing, schedule_loop};
 use shared::{Job, Shared, StopGuard, drain_shards};
 use worker::{h1_worker, request};
 
@@ -151,12 +151,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     let scheduler = {
         let shared = shared.clone();
         let schedule = config.schedule.clone();
-        let (spacing, seed) = (config.spacing, config.seed);
+        let pacing = Pacing {
+            spacing: config.spacing,
+            seed: config.seed,
+            quantum: config.pace_quantum,
+        };
         std::thread::Builder::new()
             .name("tailwater-load-scheduler".into())
             .spawn(move || {
                 let sink = if shared.http2 { Some(&tx) } else { None };
-                schedule_loop(&OsClock, &shared, &schedule, spacing, seed, sink);
+                schedule_loop(&OsClock, &shared, &schedule, pacing, sink);
                 shared.scheduler_done.store(true, Ordering::Release);
             })
             .map_err(|e| LoadError::Output {

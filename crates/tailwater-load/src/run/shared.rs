@@ -186,12 +186,13 @@ impl Shared {
         }
     }
 
-    /// Hands due jobs to the HTTP/1.1 workers.
-    pub(super) fn push_jobs(&self, jobs: Vec<Job>) {
+    /// Hands due jobs to the HTTP/1.1 workers, leaving `jobs` empty (its buffer is reused).
+    pub(super) fn push_jobs(&self, jobs: &mut Vec<Job>) {
         let n = jobs.len();
         if let Ok(mut q) = self.queue.lock() {
-            q.extend(jobs);
+            q.extend(jobs.drain(..));
         }
+        jobs.clear();
         for _ in 0..n {
             self.job_ready.notify_one();
         }

@@ -42,6 +42,11 @@ struct Opts {
     /// Seed for Poisson spacing and the header mix.
     #[arg(long, default_value_t = super::DEFAULT_SEED)]
     seed: u64,
+    /// The pacer's release quantum: it wakes at most once per quantum and releases every
+    /// request due by then (never early, at most this late; latency is still measured from
+    /// each request's intended time). 0s releases each request on its own. At most 10ms.
+    #[arg(long, default_value = "250us", allow_hyphen_values = true)]
+    pace_quantum: String,
     /// HTTP method.
     #[arg(short = 'm', long, default_value = "GET")]
     method: String,
@@ -189,6 +194,10 @@ fn build_config(args: &Opts) -> Result<Config, ConfigError> {
         Spacing::Uniform
     };
     config.seed = args.seed;
+    config.pace_quantum = tailwater_load::parse_duration("pace_quantum", &args.pace_quantum)?;
+    if config.pace_quantum > tailwater_load::MAX_PACE_QUANTUM {
+        return Err(ConfigError::new("pace_quantum", "must be at most 10ms"));
+    }
     config.method =
         args.method.to_ascii_uppercase().parse().map_err(|_| {
             ConfigError::new("method", format!("`{}` is not a method", args.method))
@@ -528,6 +537,18 @@ mod tests {
             ),
             (vec![url, "--rate", "1", "--hdr-log", "-"], "hdr_log"),
             (
+                vec![url, "--rate", "1", "--pace-quantum", "11ms"],
+                "pace_quantum",
+            ),
+            (
+                vec![url, "--rate", "1", "--pace-quantum", "-1us"],
+                "pace_quantum",
+            ),
+            (
+                vec![url, "--rate", "1", "--pace-quantum", "fast"],
+                "pace_quantum",
+            ),
+            (
                 vec![url, "--rate", "1", "-T", "bad\u{7f}value"],
                 "content_type",
             ),
@@ -541,6 +562,32 @@ mod tests {
             assert_eq!(err.field(), field, "{argv:?}: {err}");
             assert_eq!(code(&argv), 2, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn pace_quantum_defaults_to_250us_and_takes_zero() {
+        let quantum = |extra: &[&str]| {
+            let mut full = vec!["load", "http://127.0.0.1:1/", "--rate", "1"];
+            full.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(full).expect("clap");
+            super::build_config(&cli.args.opts)
+                .expect("valid")
+                .pace_quantum
+        };
+        assert_eq!(quantum(&[]), tailwater_load::DEFAULT_PACE_QUANTUM);
+        assert_eq!(
+            quantum(&[]),
+            std::time::Duration::from_micros(250),
+            "the help text names 250us"
+        );
+        assert_eq!(
+            quantum(&["--pace-quantum", "0s"]),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            quantum(&["--pace-quantum", "1ms"]),
+            std::time::Duration::from_millis(1)
+        );
     }
 
     #[test]
