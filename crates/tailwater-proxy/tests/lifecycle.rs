@@ -11,6 +11,7 @@ use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -61,58 +62,121 @@ async fn drain_stops_accepting_and_finishes_in_flight_requests() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// The gauges that count something a connection holds: each must read zero once every
+/// connection is gone, however it ended.
+const HELD_GAUGES: [&str; 6] = [
+    "tailwater_connections_open",
+    "tailwater_limiter_in_flight",
+    "tailwater_limiter_queue_depth",
+    "tailwater_tunnels_open",
+    "tailwater_tunnel_buffer_bytes",
+    "tailwater_endpoint_pending",
+];
+
+/// Every sample of the [`HELD_GAUGES`] in `metrics` that is not zero, and how many samples
+/// of them there were.
+fn held_gauges_not_zero(metrics: &str) -> (Vec<String>, usize) {
+    let mut seen = 0;
+    let mut bad = Vec::new();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        if HELD_GAUGES.contains(&name) {
+            seen += 1;
+            if value.parse::<f64>() != Ok(0.0) {
+                bad.push(line.to_owned());
+            }
+        }
+    }
+    (bad, seen)
+}
+
+/// Connections of every kind open at the drain deadline — requests holding a permit over
+/// the lean HTTP/1.1 path and over hyper's h2c, a request waiting in the queue, a head sent
+/// halfway, an idle connection — are aborted, and every gauge of what they held returns to
+/// zero: open connections, the limiter's in-flight and queue depth, tunnels, endpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_deadline_closes_stuck_connections() {
     let release = Arc::new(Notify::new());
     let backend = gated_backend(Arc::clone(&release)).await;
     let running = start_proxy(config(&format!(
-        "[server]\ndrain_timeout = \"200ms\"\n[[route]]\nupstream = \"http://{}\"\n",
+        "[server]\ndrain_timeout = \"200ms\"\n[[route]]\nupstream = \"http://{}\"\n\
+         queue = {{ discipline = \"fifo\", capacity = 8, max_wait = \"30s\" }}\n\
+         [route.limit]\nalgorithm = \"static\"\nlimit = 2\n",
         backend.addr
     )))
     .await;
     let addr = running.addr;
     let proxy = running.proxy.clone();
-    let c = client();
-    let stuck = tokio::spawn(async move { get(&c, addr, "/stuck").await.map(|(p, _)| p.status) });
-    // A second client connects and sends nothing: its connection is open at the deadline too.
-    let _silent = TcpStream::connect(addr).await.expect("connect");
+    let open = |proxy: &tailwater_proxy::Proxy| {
+        proxy
+            .metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("tailwater_connections_open "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the gauge is exported")
+    };
+
+    // Two requests hold the route's two permits at the backend: one over the lean HTTP/1.1
+    // path, one over hyper's h2c (prior knowledge).
+    let (h1, h2) = (client(), h2_client());
+    let lean = tokio::spawn(async move { get(&h1, addr, "/lean").await.map(|(p, _)| p.status) });
+    let hyper = tokio::spawn(async move { get(&h2, addr, "/h2").await.map(|(p, _)| p.status) });
     let received = Arc::clone(&backend.received);
     eventually(Duration::from_secs(5), || {
-        received.load(Ordering::SeqCst) == 1
+        received.load(Ordering::SeqCst) == 2
     })
     .await;
+    // A third waits in the queue for a permit.
+    let h1 = client();
+    let queued =
+        tokio::spawn(async move { get(&h1, addr, "/queued").await.map(|(p, _)| p.status) });
+    eventually(Duration::from_secs(5), || {
+        proxy.status().iter().any(|r| r.queue_depth == 1)
+    })
+    .await;
+    // One client sends half a head, one sends nothing.
+    let mut half = TcpStream::connect(addr).await.expect("connect");
+    half.write_all(b"GET /half HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let _silent = TcpStream::connect(addr).await.expect("connect");
+    eventually(Duration::from_secs(5), || open(&proxy) == 5).await;
+    let status = proxy.status();
+    assert_eq!(status[0].in_flight, 2, "two permits held: {status:?}");
+    let (held, _) = held_gauges_not_zero(&proxy.metrics_text());
+    assert!(!held.is_empty(), "the gauges see what is held");
+
     let t0 = tokio::time::Instant::now();
     running.shutdown(Duration::from_secs(5)).await;
     assert!(
         t0.elapsed() < Duration::from_secs(3),
         "drain bounded by its deadline"
     );
-    let outcome = tokio::time::timeout(Duration::from_secs(5), stuck)
-        .await
-        .expect("client answered")
-        .expect("task");
-    assert!(
-        outcome.is_err(),
-        "the stuck request's connection was closed: {outcome:?}"
-    );
-    // Connections aborted at the deadline give back what they held: the open-connection
-    // gauge and every route's permits return to zero.
-    let metrics = proxy.metrics_text();
-    let open = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tailwater_connections_open "))
-        .expect("the gauge is exported");
-    assert_eq!(
-        open.trim(),
-        "0",
-        "connections_open after the drain deadline"
-    );
-    for route in proxy.status() {
-        assert_eq!(
-            route.in_flight, 0,
-            "permits held after the drain: {route:?}"
+    for (what, task) in [("lean", lean), ("h2c", hyper), ("queued", queued)] {
+        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("client answered")
+            .expect("task");
+        assert!(
+            outcome.is_err(),
+            "the {what} request's connection was closed: {outcome:?}"
         );
     }
+    // Connections aborted at the deadline give back what they held.
+    let (held, seen) = held_gauges_not_zero(&proxy.metrics_text());
+    assert!(seen >= 3, "the gauges are exported ({seen} samples)");
+    assert!(held.is_empty(), "held after the drain deadline: {held:?}");
+    for route in proxy.status() {
+        assert_eq!(
+            (route.in_flight, route.queue_depth),
+            (0, 0),
+            "permits or queue places held after the drain: {route:?}"
+        );
+    }
+    drop(backend);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
