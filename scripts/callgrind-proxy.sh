@@ -46,74 +46,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() { # url
-    for _ in $(seq 1 300); do
-        curl -fsS --cacert "$TLS_DIR/ca.pem" -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "callgrind-proxy: $1 did not come up" >&2
+# shellcheck source=scripts/lib/peers.sh
+source "$root/scripts/lib/peers.sh"
+# wait_http, and the proxies' last words when it fails.
+up() { # url
+    wait_http "$1" 300 "$TLS_DIR/ca.pem" && return 0
     tail -n 5 "$tmp"/*.log >&2 || true
     return 1
 }
 
 "$BACKEND" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
 pids+=($!)
-wait_http "http://127.0.0.1:$BACKEND_PORT/"
+up "http://127.0.0.1:$BACKEND_PORT/"
 
-mkdir -p "$tmp/nginx" "$tmp/haproxy"
-nginx_listen="listen 127.0.0.1:$PROXY_PORT;"
-[ "$MODE" = https ] && nginx_listen="listen 127.0.0.1:$PROXY_PORT ssl; ssl_certificate $TLS_DIR/server.pem; ssl_certificate_key $TLS_DIR/server.key;"
-cat >"$tmp/nginx/nginx.conf" <<EOF
-master_process off;
-daemon off;
-worker_processes 1;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream backend {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 256;
-    }
-    server {
-        $nginx_listen
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-haproxy_bind="bind 127.0.0.1:$PROXY_PORT"
-if [ "$MODE" = https ]; then
-    cat "$TLS_DIR/server.pem" "$TLS_DIR/server.key" >"$tmp/haproxy/cert.pem"
-    haproxy_bind="$haproxy_bind ssl crt $tmp/haproxy/cert.pem alpn http/1.1"
-fi
-cat >"$tmp/haproxy/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    $haproxy_bind
-    default_backend be
-backend be
-    server s1 127.0.0.1:$BACKEND_PORT
-EOF
+tls_dir=
+[ "$MODE" = https ] && tls_dir=$TLS_DIR
+peer_configs "$tmp" "$BACKEND_PORT" "$PROXY_PORT" 1 "$tls_dir"
 tw_args=(--upstream "http://127.0.0.1:$BACKEND_PORT")
 if [ "$MODE" = https ]; then
     printf '[server.tls]\ncert = "%s"\nkey = "%s"\n[[route]]\nupstream = "http://127.0.0.1:%s"\n' \
@@ -158,7 +106,7 @@ instructions() { # name n
     local name=$1 n=$2 out=$tmp/cg.$1.$2 pid
     start "$name" "$out"
     pid=$started
-    wait_http "$SCHEME://127.0.0.1:$PROXY_PORT/"
+    up "$SCHEME://127.0.0.1:$PROXY_PORT/"
     h2load --h1 -n "$n" -c "$C" -m 1 -t 1 "$SCHEME://127.0.0.1:$PROXY_PORT/" >"$tmp/h2load.$name.$n" 2>&1
     grep -q "succeeded, 0 failed\|$n succeeded" "$tmp/h2load.$name.$n" || {
         echo "callgrind-proxy: h2load failed against $name:" >&2
@@ -188,7 +136,7 @@ if [ "$STRACE" = 1 ]; then
         for n in "$N1" "$N2"; do
             start "$name" strace
             pid=$started
-            wait_http "$SCHEME://127.0.0.1:$PROXY_PORT/"
+            up "$SCHEME://127.0.0.1:$PROXY_PORT/"
             h2load --h1 -n "$n" -c "$C" -m 1 -t 1 "$SCHEME://127.0.0.1:$PROXY_PORT/" >/dev/null 2>&1
             stop "$pid"
             cp "$tmp/$name.strace" "$tmp/$name.strace.$n"

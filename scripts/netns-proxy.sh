@@ -21,32 +21,10 @@ ip link set lo up
 tmp=$(mktemp -d); pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null; rm -rf $tmp' EXIT
 "$BE" 127.0.0.1:19380 2>/dev/null & pids+=($!)
-mkdir -p $tmp/nginx
-cat >$tmp/nginx/nginx.conf <<NG
-daemon off; worker_processes $W; pid $tmp/nginx/pid; error_log $tmp/nginx/err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream b { server 127.0.0.1:19380; keepalive 256; }
-  server { listen 127.0.0.1:19381; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-NG
-cat >$tmp/haproxy.cfg <<HA
-global
-    nbthread $W
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:19381
-    default_backend be
-backend be
-    server s1 127.0.0.1:19380
-HA
-for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:19380/ && break; sleep 0.1; done
+# shellcheck source=scripts/lib/peers.sh
+source "$(dirname "$0")/lib/peers.sh"
+peer_configs "$tmp" 19380 19381 "$W"
+wait_http http://127.0.0.1:19380/ 100
 stat_of() { # pid -> "utime stime vol nonvol" summed over threads
   local u=0 s=0 v=0 n=0
   for t in /proc/$1/task/*; do
@@ -57,10 +35,10 @@ for name in $PROXIES; do
   case $name in
     tailwater) RUST_LOG=warn "$TW" proxy --upstream http://127.0.0.1:19380 --listen 127.0.0.1:19381 --no-admin --workers $W >/dev/null 2>&1 & ;;
     nginx) nginx -p $tmp/nginx -c $tmp/nginx/nginx.conf 2>/dev/null & ;;
-    haproxy) haproxy -db -f $tmp/haproxy.cfg >/dev/null 2>&1 & ;;
+    haproxy) haproxy -db -f $tmp/haproxy/haproxy.cfg >/dev/null 2>&1 & ;;
   esac
   p=$!; pids+=($p)
-  for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:19381/ && break; sleep 0.1; done
+  wait_http http://127.0.0.1:19381/ 100
   h2load --h1 -n 20000 -c $C -t $T http://127.0.0.1:19381/ >/dev/null 2>&1
   procs="$p $(pgrep -P $p | tr "\n" " " || true)"
   declare -a before=(0 0 0 0)

@@ -1,0 +1,82 @@
+# Sourced (not run) by the scripts that put nginx and HAProxy beside tailwater proxy in
+# front of one backend (scripts/callgrind-proxy.sh, scripts/netns-proxy.sh): the peers'
+# configurations and the wait for a listener, written once.
+#
+#   peer_configs DIR BACKEND_PORT PROXY_PORT WORKERS [TLS_DIR]
+#       writes DIR/nginx/nginx.conf and DIR/haproxy/haproxy.cfg: both listen on
+#       127.0.0.1:PROXY_PORT and keep up to 256 idle connections to 127.0.0.1:BACKEND_PORT;
+#       WORKERS processes (nginx; one runs without a master process) or threads (HAProxy).
+#       With TLS_DIR (holding server.pem, server.key), both terminate TLS (ALPN http/1.1).
+#   wait_http URL [TRIES] [CA_FILE]
+#       polls URL every 0.1 s until it answers 2xx, at most TRIES times (default 300);
+#       returns 1 (after saying so on stderr) when it never does.
+
+peer_configs() { # dir backend_port proxy_port workers [tls_dir]
+    local dir=$1 backend=$2 port=$3 workers=$4 tls=${5:-}
+    local listen="listen 127.0.0.1:$port;" bind="bind 127.0.0.1:$port" process
+    mkdir -p "$dir/nginx" "$dir/haproxy"
+    if [ -n "$tls" ]; then
+        listen="listen 127.0.0.1:$port ssl; ssl_certificate $tls/server.pem; ssl_certificate_key $tls/server.key;"
+        cat "$tls/server.pem" "$tls/server.key" >"$dir/haproxy/cert.pem"
+        bind="$bind ssl crt $dir/haproxy/cert.pem alpn http/1.1"
+    fi
+    process="worker_processes $workers;"
+    [ "$workers" = 1 ] && process="master_process off;
+worker_processes 1;"
+    cat >"$dir/nginx/nginx.conf" <<EOF
+$process
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/nginx/body;
+    proxy_temp_path $dir/nginx/proxy;
+    fastcgi_temp_path $dir/nginx/fastcgi;
+    uwsgi_temp_path $dir/nginx/uwsgi;
+    scgi_temp_path $dir/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:$backend;
+        keepalive 256;
+    }
+    server {
+        $listen
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    cat >"$dir/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread $workers
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    $bind
+    default_backend be
+backend be
+    server s1 127.0.0.1:$backend
+EOF
+}
+
+wait_http() { # url [tries] [ca_file]
+    local url=$1 tries=${2:-300} ca=()
+    [ -n "${3:-}" ] && ca=(--cacert "$3")
+    for _ in $(seq 1 "$tries"); do
+        curl -fsS "${ca[@]}" -o /dev/null "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$(basename "$0"): $url did not come up" >&2
+    return 1
+}
