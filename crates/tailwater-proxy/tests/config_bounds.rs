@@ -136,3 +136,31 @@ fn the_defaults_and_wide_real_values_are_accepted() {
     Config::from_toml(&src, None).expect("valid");
     Config::from_toml(ROUTE, None).expect("defaults valid");
 }
+
+/// A required key left out is named with its table's path, at the table's line (the key
+/// has none), not reported as the table's own error.
+#[test]
+fn a_missing_required_key_is_named_at_its_table() {
+    for (src, field, line) in [
+        (
+            format!("{ROUTE}[[route]]\nname = \"b\"\npath_prefix = \"/b\"\n"),
+            "route[1].upstream",
+            3,
+        ),
+        (
+            format!("[server]\nworkers = 1\n{ROUTE}[[route.rate_limit]]\nburst = 5\n"),
+            "route[0].rate_limit[0].rate",
+            5,
+        ),
+    ] {
+        let err = Config::from_toml(&src, Some(Path::new("proxy.toml"))).expect_err("refused");
+        assert_eq!(err.field(), field, "{err}");
+        assert_eq!(err.line(), Some(line), "{err}");
+        assert!(err.message().contains("required"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("proxy.toml:{line}:1: `{field}`:")),
+            "{err}"
+        );
+    }
+}

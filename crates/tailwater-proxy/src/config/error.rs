@@ -97,6 +97,15 @@ impl ConfigError {
                 (line, column) = (Some(l), Some(c));
             }
             message = rest.to_owned();
+        } else if let Some(key) = missing_key(&message) {
+            // serde's "missing field `upstream`", spanned over the table that lacks it: name
+            // the key; the line stays the table's, since the key has none.
+            field = if field.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{field}.{key}")
+            };
+            message = "is required".to_owned();
         }
         Self {
             file: path.map(Path::to_owned),
@@ -124,6 +133,13 @@ fn leading_key(message: &str) -> Option<(&str, &str)> {
     let (key, rest) = message.strip_prefix('`')?.split_once('`')?;
     let is_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     is_key.then(|| (key, rest.trim_start()))
+}
+
+/// `upstream` from serde's "missing field `upstream`".
+fn missing_key(message: &str) -> Option<&str> {
+    let key = message.strip_prefix("missing field `")?.strip_suffix('`')?;
+    let is_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    is_key.then_some(key)
 }
 
 impl fmt::Display for ConfigError {
