@@ -109,6 +109,28 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// The `get_ref`, `get_mut` and `into_inner` accessors of a middleware service whose
+/// wrapped service is its field `inner` of type `S` (as tower's own middleware has them);
+/// expands inside the service's inherent `impl` block.
+macro_rules! inner_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 pub mod admission;
 pub mod burn;
 pub mod classify;

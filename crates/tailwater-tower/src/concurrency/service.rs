@@ -156,20 +156,7 @@ impl<S, C: Clock, P, R> Concurrency<S, C, P, R> {
         self.common.limiter()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_accessors!();
 }
 
 impl<S: Clone, C: Clock, P: Clone, R: Clone> Clone for Concurrency<S, C, P, R> {
