@@ -218,16 +218,9 @@ fn ops(a: &OpsArgs) -> Result<(), Failure> {
     let yaml = tailwater_slo::ops::rules(a.runbook_url.as_deref())
         .to_yaml()
         .context("rendering the rules")?;
-    match &a.output {
-        Some(p) => write(p, &yaml)?,
-        None => print!("{yaml}"),
-    }
-    if let Some(dir) = &a.runbooks {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, text) in tailwater_slo::ops::runbooks() {
-            write(&dir.join(name), &text)?;
-        }
-    }
+    emit_rules(a.output.as_deref(), &yaml, a.runbooks.as_deref(), || {
+        tailwater_slo::ops::runbooks()
+    })?;
     Ok(())
 }
 
@@ -255,6 +248,28 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
         .map_err(Failure::Io)
 }
 
+/// Writes rendered rules to `output` (standard output without one) and, with a `runbooks`
+/// directory (made if missing), each runbook `(file name, text)` into it: what `generate`
+/// and `ops` both emit.
+fn emit_rules(
+    output: Option<&Path>,
+    yaml: &str,
+    runbooks: Option<&Path>,
+    pages: impl FnOnce() -> Vec<(String, String)>,
+) -> Result<(), Failure> {
+    match output {
+        Some(p) => write(p, yaml)?,
+        None => print!("{yaml}"),
+    }
+    if let Some(dir) = runbooks {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in pages() {
+            write(&dir.join(name), &text)?;
+        }
+    }
+    Ok(())
+}
+
 fn generate(a: &GenerateArgs) -> Result<(), Failure> {
     let mut set = load_spec(&a.spec, a.period_days)?;
     for slo in &mut set.slos {
@@ -279,16 +294,9 @@ fn generate(a: &GenerateArgs) -> Result<(), Failure> {
     let yaml = tailwater_slo::rules::generate_with(&set, &options)
         .to_yaml()
         .context("rendering the rules")?;
-    match &a.output {
-        Some(p) => write(p, &yaml)?,
-        None => print!("{yaml}"),
-    }
-    if let Some(dir) = &a.runbooks {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, text) in tailwater_slo::runbook::generate(&set) {
-            write(&dir.join(name), &text)?;
-        }
-    }
+    emit_rules(a.output.as_deref(), &yaml, a.runbooks.as_deref(), || {
+        tailwater_slo::runbook::generate(&set)
+    })?;
     if let Some(p) = &a.inhibit {
         write(p, &tailwater_slo::rules::inhibit_rules_yaml())?;
     }
