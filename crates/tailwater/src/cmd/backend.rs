@@ -111,13 +111,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: super::Args,
-    }
 
     #[test]
     fn bad_input_exits_2_naming_the_field() {
@@ -131,11 +124,12 @@ mod tests {
         ] {
             let mut full = vec!["backend"];
             full.extend_from_slice(&argv);
-            let cli = Cli::try_parse_from(full.clone()).expect("clap accepts the shape");
-            let err = super::build(&cli.args).expect_err("refused");
+            let cli = crate::cmd::parse_args::<super::Args>(full.clone())
+                .expect("clap accepts the shape");
+            let err = super::build(&cli).expect_err("refused");
             assert_eq!(err.field(), field, "{argv:?}");
-            let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
-            assert_eq!(super::run(cli.args).expect("no runtime error"), 2);
+            let cli = crate::cmd::parse_args::<super::Args>(full).expect("clap accepts the shape");
+            assert_eq!(super::run(cli).expect("no runtime error"), 2);
         }
     }
 }

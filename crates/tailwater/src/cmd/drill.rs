@@ -312,22 +312,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     use super::*;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn args(extra: &[&str]) -> Args {
         let mut argv = vec!["drill"];
         argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv)
-            .map(|c| c.args)
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::cmd::parse_args::<Args>(argv).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -475,19 +475,12 @@ fn serde_json_pretty(report: &tailwater_load::Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: super::Args,
-    }
 
     fn code(argv: &[&str]) -> u8 {
         let mut full = vec!["load"];
         full.extend_from_slice(argv);
-        let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
-        super::run(cli.args).expect("no runtime error")
+        let cli = crate::cmd::parse_args::<super::Args>(full).expect("clap accepts the shape");
+        super::run(cli).expect("no runtime error")
     }
 
     #[test]
@@ -556,9 +549,9 @@ mod tests {
             let cli = {
                 let mut full = vec!["load"];
                 full.extend_from_slice(&argv);
-                Cli::try_parse_from(full).expect("clap accepts the shape")
+                crate::cmd::parse_args::<super::Args>(full).expect("clap accepts the shape")
             };
-            let err = super::build_config(&cli.args.opts).expect_err("refused");
+            let err = super::build_config(&cli.opts).expect_err("refused");
             assert_eq!(err.field(), field, "{argv:?}: {err}");
             assert_eq!(code(&argv), 2, "{argv:?}");
         }
@@ -569,10 +562,8 @@ mod tests {
         let quantum = |extra: &[&str]| {
             let mut full = vec!["load", "http://127.0.0.1:1/", "--rate", "1"];
             full.extend_from_slice(extra);
-            let cli = Cli::try_parse_from(full).expect("clap");
-            super::build_config(&cli.args.opts)
-                .expect("valid")
-                .pace_quantum
+            let cli = crate::cmd::parse_args::<super::Args>(full).expect("clap");
+            super::build_config(&cli.opts).expect("valid").pace_quantum
         };
         assert_eq!(quantum(&[]), tailwater_load::DEFAULT_PACE_QUANTUM);
         assert_eq!(
@@ -608,9 +599,14 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tw-sched-{}.txt", std::process::id()));
         std::fs::write(&path, "# warm up\n100:1s\n200:zz\n").expect("temp file");
         let p = path.display().to_string();
-        let cli = Cli::try_parse_from(["load", "http://127.0.0.1:1/", "--schedule-file", &p])
-            .expect("clap");
-        let err = super::build_config(&cli.args.opts).expect_err("refused");
+        let cli = crate::cmd::parse_args::<super::Args>([
+            "load",
+            "http://127.0.0.1:1/",
+            "--schedule-file",
+            &p,
+        ])
+        .expect("clap");
+        let err = super::build_config(&cli.opts).expect_err("refused");
         let _ = std::fs::remove_file(&path);
         assert_eq!(err.field(), "schedule");
         assert!(err.to_string().contains(":3:"), "{err}");

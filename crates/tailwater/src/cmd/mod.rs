@@ -18,6 +18,20 @@ pub(crate) mod slo;
 /// (`tailwater_drill::DrillConfig`, `tailwater_load`'s config, the simulator's scenarios).
 pub(crate) const DEFAULT_SEED: u64 = 1;
 
+/// One subcommand's `Args` parsed from `argv` (the program name first) as the binary's
+/// parser would: the one test parser of every subcommand's tests.
+#[cfg(test)]
+pub(crate) fn parse_args<A: clap::Args>(
+    argv: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<A, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    <Cli<A> as clap::Parser>::try_parse_from(argv).map(|c| c.args)
+}
+
 /// A failure of `tailwater sim` or `tailwater plan`: bad input (exit code 2) or anything
 /// else (exit code 1, reported by `main`).
 pub(crate) enum Failure {

@@ -283,13 +283,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: super::Args,
-    }
 
     #[test]
     fn bad_input_names_the_field() {
@@ -306,8 +299,8 @@ mod tests {
         ] {
             let mut full = vec!["t", "--config", "/nonexistent"];
             full.extend(argv);
-            let cli = Cli::try_parse_from(&full).expect("parses");
-            let err = super::build(&cli.args).err().expect("rejected");
+            let cli = crate::cmd::parse_args::<super::Args>(&full).expect("parses");
+            let err = super::build(&cli).err().expect("rejected");
             assert_eq!(err.field(), field, "{full:?}");
         }
     }

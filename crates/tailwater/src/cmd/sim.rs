@@ -293,18 +293,13 @@ fn wrap(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: super::Args,
-    }
 
     fn run(argv: &[&str]) -> u8 {
-        let cli = Cli::try_parse_from(std::iter::once("sim").chain(argv.iter().copied()))
-            .expect("arguments parse");
-        super::run(cli.args).expect("no I/O failure")
+        let cli = crate::cmd::parse_args::<super::Args>(
+            std::iter::once("sim").chain(argv.iter().copied()),
+        )
+        .expect("arguments parse");
+        super::run(cli).expect("no I/O failure")
     }
 
     #[test]

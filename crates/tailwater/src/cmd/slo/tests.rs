@@ -1,24 +1,16 @@
-use clap::Parser;
-
-#[derive(Debug, Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: super::Args,
-}
-
 fn code(argv: &[&str]) -> u8 {
     let mut full = vec!["slo"];
     full.extend_from_slice(argv);
-    let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
-    super::run(cli.args).expect("no I/O failure")
+    let cli = crate::cmd::parse_args::<super::Args>(full).expect("clap accepts the shape");
+    super::run(cli).expect("no I/O failure")
 }
 
 /// The bad-input message of a command that must fail.
 fn message(argv: &[&str]) -> String {
     let mut full = vec!["slo"];
     full.extend_from_slice(argv);
-    let cli = Cli::try_parse_from(full).expect("clap accepts the shape");
-    let outcome = match cli.args.command {
+    let cli = crate::cmd::parse_args::<super::Args>(full).expect("clap accepts the shape");
+    let outcome = match cli.command {
         super::Sub::Generate(a) => super::generate(&a),
         super::Sub::Eval(a) => super::evaluate(&a),
         super::Sub::Dashboard(a) => super::dashboard(&a),
@@ -320,7 +312,10 @@ fn clap_refuses_bad_shapes() {
         vec!["slo", "generate", "x.yaml", "--min-events", "0"],
         vec!["slo", "generate", "x.yaml", "--period-days", "1"],
     ] {
-        assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        assert!(
+            crate::cmd::parse_args::<super::Args>(&argv).is_err(),
+            "{argv:?}"
+        );
     }
 }
 
