@@ -4,7 +4,7 @@
 //! counters below it depend on no route.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use tailwater_core::Criticality;
@@ -159,29 +159,21 @@ impl Metrics {
             metric.write_header(&mut out);
             let _ = writeln!(out, "{} {}", metric.name, value.load(Ordering::Relaxed));
         }
-        let workers = vocabulary::WORKER_CONNECTIONS;
-        workers.write_header(&mut out);
-        for (w, c) in self.accepted_by_worker.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{worker=\"{w}\"}} {}",
-                workers.name,
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let reloads = vocabulary::CONFIG_RELOADS;
-        reloads.write_header(&mut out);
-        for (result, c) in [
-            ("success", &self.reloads_ok),
-            ("failure", &self.reloads_failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "{}{{result=\"{result}\"}} {}",
-                reloads.name,
-                c.load(Ordering::Relaxed)
-            );
-        }
+        write_labelled(
+            &mut out,
+            vocabulary::WORKER_CONNECTIONS,
+            "worker",
+            self.accepted_by_worker.iter().enumerate(),
+        );
+        write_labelled(
+            &mut out,
+            vocabulary::CONFIG_RELOADS,
+            "result",
+            [
+                ("success", &self.reloads_ok),
+                ("failure", &self.reloads_failed),
+            ],
+        );
         let loaded = vocabulary::CONFIG_LAST_RELOAD_SUCCESS;
         loaded.write_header(&mut out);
         let _ = writeln!(
@@ -273,5 +265,24 @@ fn render_endpoints(out: &mut String, table: &RouteTable) {
                 );
             }
         }
+    }
+}
+
+/// Writes `metric`'s header and one sample per `(label value, counter)`, with the one label
+/// `label`.
+fn write_labelled<'a, V: std::fmt::Display>(
+    out: &mut String,
+    metric: Metric,
+    label: &str,
+    samples: impl IntoIterator<Item = (V, &'a AtomicU64)>,
+) {
+    metric.write_header(out);
+    for (value, c) in samples {
+        let _ = writeln!(
+            out,
+            "{}{{{label}=\"{value}\"}} {}",
+            metric.name,
+            c.load(Ordering::Relaxed)
+        );
     }
 }
