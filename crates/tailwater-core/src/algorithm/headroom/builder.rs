@@ -225,6 +225,9 @@ impl HeadroomBuilder {
             undo: None,
             hold_growth: 0,
             no_double: 0,
+            episode_shed: false,
+            burst_need: 0.0,
+            burst_base: 0.0,
             first_round: Some(self.first_round.clamp(self.initial, self.max)),
         })
     }

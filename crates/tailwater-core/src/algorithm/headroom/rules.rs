@@ -254,6 +254,34 @@ impl Headroom {
             return self.slow_start_window(c, before, ratio > allowance, Some(mean));
         }
         self.remember(mean);
+        // Rule 9: a burst that shed and then drained. A window drains when the limit no longer
+        // binds, its mean shows no queue and at most half the limit was in flight; the
+        // binding windows before it, if any shed, were a queue the service emptied by itself
+        // (CoDel's good queue), and the limit that shed them cut traffic a healthy service
+        // could serve. Sustained demand never drains; once it shows (the limit bound in most
+        // recent windows, two pressed windows in a row, or two binding windows in a row that
+        // queued 1.5 times past the allowance) the episode and what the bursts needed are
+        // forgotten.
+        if binding {
+            self.episode_shed |= full_now > BURST_SHED_BUDGET;
+        }
+        let standing = self.queued_run >= PRESSED_RUN && ratio >= UNDO_RATIO * allowance;
+        if self.binding_share >= SUSTAINED_SHARE || self.pressed_run >= PRESSED_RUN || standing {
+            self.episode_shed = false;
+            self.burst_need = 0.0;
+            let base = std::mem::take(&mut self.burst_base);
+            if base > 0.0 && base < before {
+                // The demand is sustained after all: the room made for bursts is taken back
+                // at once, past the guard (whose estimate is that room's queue).
+                self.grew = false;
+                self.hold_growth = UNDO_WINDOWS * 2;
+                return base;
+            }
+        }
+        let drained = !binding
+            && !queued
+            && c.max_in_flight as f64 * 2.0 <= before.floor()
+            && std::mem::take(&mut self.episode_shed);
         // A doubling that the next windows show queued while they pressed on the limit (the
         // demand is sustained, not a burst that drains) is undone at once rather than cut
         // back by a tenth per window: at a step to 1.4× load the queue's RTTs arrive a
@@ -292,6 +320,14 @@ impl Headroom {
         if !binding {
             // The demand that made the undo is receding: doublings may come back.
             self.no_double = self.no_double.saturating_sub(1);
+            if drained && self.no_double == 0 {
+                self.undo = None;
+                if self.burst_base == 0.0 {
+                    self.burst_base = before;
+                }
+                self.burst_need = before * self.growth;
+                return self.burst_need;
+            }
             return before;
         }
         self.last = Some((c.mean_duration(), ratio / allowance));
@@ -354,7 +390,7 @@ impl Headroom {
         if self.sustained_queue() || self.binding_share >= SUSTAINED_SHARE {
             self.min as f64
         } else {
-            self.burst_room().min(before)
+            self.burst_room().max(self.burst_need).min(before)
         }
     }
 
@@ -373,7 +409,8 @@ impl Headroom {
     /// small pool's burst room.
     pub(super) fn decay_to(&self, before: f64) -> Option<f64> {
         let room = self.burst_room();
-        (before > room && room < self.burst_floor as f64).then(|| room.max(before * self.backoff))
+        let keep = room.max(self.burst_need);
+        (before > keep && room < self.burst_floor as f64).then(|| keep.max(before * self.backoff))
     }
 
     /// What the bursts of a healthy service need in flight, at most the burst floor: the
