@@ -11,10 +11,11 @@
 //!
 //! After each benchmark it prints how often and how long the consumer found no message
 //! ready (per call) and, for request-N's last call, how often the publisher waited for
-//! credit, and each grant's flight: from the subscriber granting to the first message paid
-//! by that grant reaching the consumer, against the messages the consumer still had to read
-//! when it granted. A consumer that waits about once per grant is paced by the credits'
-//! round trip, not by itself.
+//! credit; with `REQUEST_N_FLIGHTS=1` also each grant's flight: from the subscriber granting
+//! to the first message paid by that grant reaching the consumer, against the messages the
+//! consumer still had to read when it granted (timing the grants costs the request-N
+//! consumer a little per message, so it is off by default). A consumer that waits about
+//! once per grant is paced by the credits' round trip, not by itself.
 //!
 //! `cargo bench -p tailwater-stream --bench request_n -- --sample-count 20`; the windows
 //! measured can be chosen with `REQUEST_N_WINDOWS=1024,4096`, the payload with a filter
@@ -153,6 +154,16 @@ impl<S: Stream + Unpin> Stream for Granting<S> {
     }
 }
 
+/// Reads `items` to the end, as a consumer with no work per message; returns how many.
+async fn drain(mut items: impl Stream<Item = Result<Item, tonic::Status>> + Unpin) -> u64 {
+    let mut n = 0;
+    while let Some(item) = items.next().await {
+        divan::black_box(item.expect("item"));
+        n += 1;
+    }
+    n
+}
+
 /// The consumer's waits per call since the last reset, and resets the counters.
 fn consumer_waits() -> String {
     let calls = CALLS.swap(0, Ordering::Relaxed).max(1);
@@ -236,13 +247,7 @@ fn unbounded_stream<const PAYLOAD: usize>(b: divan::Bencher<'_, '_>) {
                     grants.map(|n| Grant { n }),
                 )
                 .await;
-                let mut items = Waits::new(items, None);
-                let mut n = 0;
-                while let Some(item) = items.next().await {
-                    divan::black_box(item.expect("item"));
-                    n += 1;
-                }
-                assert_eq!(n, expected);
+                assert_eq!(drain(Waits::new(items, None)).await, expected);
             })
         });
     eprintln!("unbounded_stream {PAYLOAD} B: {}", consumer_waits());
@@ -252,6 +257,8 @@ fn unbounded_stream<const PAYLOAD: usize>(b: divan::Bencher<'_, '_>) {
 fn request_n_stream<const PAYLOAD: usize>(b: divan::Bencher<'_, '_>, window: u32) {
     let (rt, channel, ledger) = setup(PAYLOAD);
     consumer_waits();
+    // Timing the grants costs the consumer a little per message (not the unbounded one).
+    let flights = std::env::var_os("REQUEST_N_FLIGHTS").is_some();
     let expected = items(PAYLOAD);
     b.counter(divan::counter::ItemsCount::new(expected))
         .bench_local(|| {
@@ -263,21 +270,22 @@ fn request_n_stream<const PAYLOAD: usize>(b: divan::Bencher<'_, '_>, window: u32
                     grants.map(|n| Grant { n }),
                 )
                 .await;
-                let watch = Watch::default();
-                let mut items = Granting {
-                    inner: Subscriber::new(
-                        Waits::new(items, Some(Rc::clone(&watch))),
-                        demand,
-                        NonZeroU32::new(window).expect("window"),
-                    ),
-                    last: u64::from(window),
-                    watch,
+                let window = NonZeroU32::new(window).expect("window");
+                let n = if flights {
+                    let watch = Watch::default();
+                    drain(Granting {
+                        inner: Subscriber::new(
+                            Waits::new(items, Some(Rc::clone(&watch))),
+                            demand,
+                            window,
+                        ),
+                        last: u64::from(window.get()),
+                        watch,
+                    })
+                    .await
+                } else {
+                    drain(Subscriber::new(Waits::new(items, None), demand, window)).await
                 };
-                let mut n = 0;
-                while let Some(item) = items.next().await {
-                    divan::black_box(item.expect("item"));
-                    n += 1;
-                }
                 assert_eq!(n, expected);
             })
         });
@@ -286,12 +294,15 @@ fn request_n_stream<const PAYLOAD: usize>(b: divan::Bencher<'_, '_>, window: u32
     let (flight, ahead): (Vec<_>, Vec<_>) =
         FLIGHTS.lock().expect("flights").iter().copied().unzip();
     eprintln!(
-        "request_n_stream {PAYLOAD} B, N = {window}: {}; last call: the publisher took {} credits in {} grants and stalled {} times; grant flight {}; messages ahead at the grant {}",
+        "request_n_stream {PAYLOAD} B, N = {window}: {}; last call: the publisher took {} credits and stalled {} times; grant flight {}; messages ahead at the grant {}",
         consumer_waits(),
         ledger.granted.load(Ordering::SeqCst),
-        flight.len() + 1,
         ledger.stalls.load(Ordering::SeqCst),
-        quantiles(flight),
+        if flights {
+            quantiles(flight)
+        } else {
+            "not timed (REQUEST_N_FLIGHTS=1)".into()
+        },
         quantiles(ahead),
     );
 }
