@@ -22,6 +22,11 @@ const UA_CACHED: usize = 256;
 /// A head is cached whole when its method, target and user agent take up to this many
 /// bytes together.
 const REST_CACHED: usize = 512;
+/// After this many misses in a row, a head is kept only at every [`REST_RETRY`]th miss:
+/// a client that does not repeat its requests pays almost nothing for the cache (keeping
+/// a head costs a few copies), and one that starts repeating is cached again soon.
+const REST_STREAK: u32 = 2;
+const REST_RETRY: u32 = 16;
 
 /// A client's address and user agent as last formatted: a connection's (the lean path
 /// keeps one per connection), or a thread's last.
@@ -58,6 +63,8 @@ struct RestCache {
     ua_len: Option<usize>,
     text: Vec<u8>,
     budget: usize,
+    /// Misses since the last hit.
+    misses: u32,
 }
 
 impl HeadCache {
@@ -92,6 +99,7 @@ impl HeadCache {
                 ua_len: None,
                 text: Vec::new(),
                 budget: 0,
+                misses: 0,
             },
         }
     }
@@ -100,7 +108,7 @@ impl HeadCache {
     /// the line's budget, if it did.
     #[inline]
     pub(super) fn put_rest(
-        &self,
+        &mut self,
         o: &mut Cursor<'_>,
         json: bool,
         r: &RequestFields<'_>,
@@ -125,10 +133,12 @@ impl HeadCache {
             return None;
         }
         o.put(&c.text);
-        Some(c.budget)
+        self.rest.misses = 0;
+        Some(self.rest.budget)
     }
 
-    /// Keeps `text`, the head after the time just written for `r`, which left `budget`.
+    /// Keeps `text`, the head after the time just written for `r` (a miss), which left
+    /// `budget`, unless misses come in a streak (see [`REST_STREAK`]).
     pub(super) fn keep_rest(
         &mut self,
         text: &[u8],
@@ -138,7 +148,9 @@ impl HeadCache {
     ) {
         let ua = r.user_agent.unwrap_or_default();
         let c = &mut self.rest;
-        c.held = r.method.len() + r.target.len() + ua.len() <= REST_CACHED;
+        c.misses = c.misses.saturating_add(1);
+        c.held = r.method.len() + r.target.len() + ua.len() <= REST_CACHED
+            && (c.misses <= REST_STREAK || c.misses.is_multiple_of(REST_RETRY));
         if c.held {
             c.json = json;
             c.peer = Some(r.peer);
@@ -154,6 +166,12 @@ impl HeadCache {
             c.text.extend_from_slice(text);
             c.budget = budget;
         }
+    }
+
+    /// Whether it holds a whole head after the time.
+    #[cfg(test)]
+    pub(super) fn holds_rest(&self) -> bool {
+        self.rest.held
     }
 
     /// Writes the client's address `p`.

@@ -640,3 +640,37 @@ fn short_comparisons_match_slice_equality() {
         );
     }
 }
+
+/// A client that does not repeat its requests stops filling its connection's head cache
+/// after a short streak of misses, and one that starts repeating is cached again within
+/// 16 requests; every line is what a fresh format writes either way.
+#[test]
+fn the_head_cache_backs_off_on_a_streak_of_misses() {
+    let (mut head, mut tail) = (HeadCache::for_conn(), TailCache::new());
+    let mut check = |target: &[u8], head: &mut HeadCache| {
+        let req = RequestFields {
+            peer: PEER.parse().unwrap(),
+            method: b"GET",
+            target,
+            protocol: "HTTP/1.1",
+            user_agent: Some(b"curl/8.5.0"),
+        };
+        let r = begun(1_796_235_367_123_000_000, req);
+        assert_eq!(
+            r.line_with(AccessLogFormat::Text, head, &mut tail),
+            r.line(AccessLogFormat::Text)
+        );
+    };
+    for i in 0..40 {
+        check(format!("/t{i}").as_bytes(), &mut head);
+    }
+    assert!(!head.holds_rest(), "40 misses in a row: not kept");
+    let mut repeats = 0;
+    while !head.holds_rest() {
+        check(b"/same", &mut head);
+        repeats += 1;
+        assert!(repeats <= 16, "not cached again within 16 repeats");
+    }
+    check(b"/same", &mut head);
+    assert!(head.holds_rest());
+}
