@@ -11,7 +11,12 @@
 # which cancels start-up and shutdown. Prints the per-request counts off and on, and
 # their ratio.
 #
+# TARGETS=N spreads the requests over N targets (`/t0` ... ), taken in turn, so that a
+# connection never repeats its last request (the log's per-connection head cache then
+# misses every time: its worst case); the default, 1, requests `/` only.
+#
 # Usage: scripts/callgrind-access-log.sh   (env: N1=2000 N2=12000 C=4 FORMAT=text|json
+#                                           TARGETS=1
 #                                           BIN=dir with release tailwater and
 #                                           tailwater-bench-backend, BASE_PORT=19480,
 #                                           KEEP=dir to keep the callgrind outputs for
@@ -23,6 +28,7 @@ N1=${N1:-2000}
 N2=${N2:-12000}
 C=${C:-4}
 FORMAT=${FORMAT:-text}
+TARGETS=${TARGETS:-1}
 BASE_PORT=${BASE_PORT:-19480}
 BACKEND_PORT=$BASE_PORT
 PROXY_PORT=$((BASE_PORT + 1))
@@ -74,7 +80,12 @@ instructions() { # config n
     local pid=$!
     pids+=("$pid")
     wait_http "http://127.0.0.1:$PROXY_PORT/"
-    h2load --h1 -n "$2" -c "$C" -t 1 "http://127.0.0.1:$PROXY_PORT/" >"$tmp/h2load.$1.$2.txt"
+    local uris=("http://127.0.0.1:$PROXY_PORT/")
+    if [ "$TARGETS" -gt 1 ]; then
+        uris=()
+        for i in $(seq 0 $((TARGETS - 1))); do uris+=("http://127.0.0.1:$PROXY_PORT/t$i"); done
+    fi
+    h2load --h1 -n "$2" -c "$C" -t 1 "${uris[@]}" >"$tmp/h2load.$1.$2.txt"
     grep -q "$2 succeeded" "$tmp/h2load.$1.$2.txt" || {
         echo "callgrind-access-log: not every request succeeded:" >&2
         cat "$tmp/h2load.$1.$2.txt" >&2
@@ -101,4 +112,4 @@ for cfg in off on; do
     echo "$cfg: Ir($N1) = $a, Ir($N2) = $b: ${per[$cfg]} instructions per request" >&2
 done
 lines=$(wc -l <"$tmp/access.log")
-echo "access log ($FORMAT): ${per[off]} instructions per request off, ${per[on]} on: $(awk -v a="${per[on]}" -v b="${per[off]}" 'BEGIN {printf "%.3fx (+%.1f %%)", a / b, (a / b - 1) * 100}'); $lines lines logged; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "access log ($FORMAT, $TARGETS target(s)): ${per[off]} instructions per request off, ${per[on]} on: $(awk -v a="${per[on]}" -v b="${per[off]}" 'BEGIN {printf "%.3fx (+%.1f %%)", a / b, (a / b - 1) * 100}'); $lines lines logged; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,8 +1,9 @@
 //! The parts of a line that repeat from request to request, formatted once and copied
 //! after (issue 13: the log's cost per request). nginx caches its time strings this way;
-//! the same holds for a connection's client address and user agent, and for the proxy's
-//! fields from the route to the queue wait's name, which a route's admitted requests
-//! share.
+//! the same holds for a connection's client address and user agent (and its whole head
+//! after the time, when a keep-alive client repeats its request: polling, health checks,
+//! the same call), and for the proxy's fields from the route to the queue wait's name,
+//! which a route's admitted requests share.
 //!
 //! Every cache is checked against the values it was made from (compared, not trusted),
 //! and holds only values written whole: a value that was cut depends on the budget its
@@ -12,11 +13,20 @@ use std::net::SocketAddr;
 
 use tailwater_core::Criticality;
 
-use super::cursor::{Cursor, plain_run};
+use super::RequestFields;
+use super::cursor::{Cursor, plain_run, same_bytes};
 use super::format::{MAX_FIELD, Outcome, escaped};
 
 /// User agents up to this many bytes are cached (a connection's cache stays small).
 const UA_CACHED: usize = 256;
+/// A head is cached whole when its method, target and user agent take up to this many
+/// bytes together.
+const REST_CACHED: usize = 512;
+/// After this many misses in a row, a head is kept only at every [`REST_RETRY`]th miss:
+/// a client that does not repeat its requests pays almost nothing for the cache (keeping
+/// a head costs a few copies), and one that starts repeating is cached again soon.
+const REST_STREAK: u32 = 2;
+const REST_RETRY: u32 = 16;
 
 /// A client's address and user agent as last formatted: a connection's (the lean path
 /// keeps one per connection), or a thread's last.
@@ -34,6 +44,27 @@ pub(crate) struct HeadCache {
     ua_json: bool,
     ua_raw: Vec<u8>,
     ua_text: Vec<u8>,
+    /// The head after the time, for the values it was made from.
+    rest: RestCache,
+}
+
+/// A line's head after its time (`format::head`: client, request line, user agent) and
+/// the values it was made from, with the budget it left.
+#[derive(Debug)]
+struct RestCache {
+    held: bool,
+    json: bool,
+    peer: Option<SocketAddr>,
+    protocol: &'static str,
+    /// The method, the target and the user agent, back to back.
+    key: Vec<u8>,
+    method_len: usize,
+    target_len: usize,
+    ua_len: Option<usize>,
+    text: Vec<u8>,
+    budget: usize,
+    /// Misses since the last hit.
+    misses: u32,
 }
 
 impl HeadCache {
@@ -57,7 +88,90 @@ impl HeadCache {
             ua_json: false,
             ua_raw: Vec::new(),
             ua_text: Vec::new(),
+            rest: RestCache {
+                held: false,
+                json: false,
+                peer: None,
+                protocol: "",
+                key: Vec::new(),
+                method_len: 0,
+                target_len: 0,
+                ua_len: None,
+                text: Vec::new(),
+                budget: 0,
+                misses: 0,
+            },
         }
+    }
+
+    /// Writes the head after its time for `r` if this cache holds it; what it left of
+    /// the line's budget, if it did.
+    #[inline]
+    pub(super) fn put_rest(
+        &mut self,
+        o: &mut Cursor<'_>,
+        json: bool,
+        r: &RequestFields<'_>,
+    ) -> Option<usize> {
+        let c = &self.rest;
+        let (m, t) = (c.method_len, c.target_len);
+        let hit = c.held
+            && c.json == json
+            && r.method.len() == m
+            && r.target.len() == t
+            && r.user_agent.map(<[u8]>::len) == c.ua_len
+            // A connection's client does not change.
+            && (self.conn || c.peer == Some(r.peer))
+            && same(c.protocol, r.protocol)
+            && same_bytes(&c.key[..m], r.method)
+            && same_bytes(&c.key[m..m + t], r.target)
+            && match r.user_agent {
+                Some(ua) => same_bytes(&c.key[m + t..], ua),
+                None => true,
+            };
+        if !hit {
+            return None;
+        }
+        o.put(&c.text);
+        self.rest.misses = 0;
+        Some(self.rest.budget)
+    }
+
+    /// Keeps `text`, the head after the time just written for `r` (a miss), which left
+    /// `budget`, unless misses come in a streak (see [`REST_STREAK`]).
+    pub(super) fn keep_rest(
+        &mut self,
+        text: &[u8],
+        budget: usize,
+        json: bool,
+        r: &RequestFields<'_>,
+    ) {
+        let ua = r.user_agent.unwrap_or_default();
+        let c = &mut self.rest;
+        c.misses = c.misses.saturating_add(1);
+        c.held = r.method.len() + r.target.len() + ua.len() <= REST_CACHED
+            && (c.misses <= REST_STREAK || c.misses.is_multiple_of(REST_RETRY));
+        if c.held {
+            c.json = json;
+            c.peer = Some(r.peer);
+            c.protocol = r.protocol;
+            c.key.clear();
+            c.key.extend_from_slice(r.method);
+            c.key.extend_from_slice(r.target);
+            c.key.extend_from_slice(ua);
+            c.method_len = r.method.len();
+            c.target_len = r.target.len();
+            c.ua_len = r.user_agent.map(<[u8]>::len);
+            c.text.clear();
+            c.text.extend_from_slice(text);
+            c.budget = budget;
+        }
+    }
+
+    /// Whether it holds a whole head after the time.
+    #[cfg(test)]
+    pub(super) fn holds_rest(&self) -> bool {
+        self.rest.held
     }
 
     /// Writes the client's address `p`.
@@ -162,16 +276,18 @@ impl TailCache {
     ) -> bool {
         let hit = self.held
             && self.json == json
-            && self.tier == r.tier
-            && same(self.reason, r.reason)
-            && match (self.decision, r.decision) {
+            && self.tier == r.n.tier
+            && same(self.reason, r.n.reason)
+            && match (self.decision, r.n.decision) {
                 (Some(a), Some(b)) => same(a, b),
                 (None, None) => true,
                 _ => false,
             }
-            && match r.route {
+            && match r.route() {
                 Some(route) => {
-                    self.has_route && route.len() <= budget.min(MAX_FIELD) && self.route == route
+                    self.has_route
+                        && route.len() <= budget.min(MAX_FIELD)
+                        && same_bytes(&self.route, route)
                 }
                 None => !self.has_route,
             };
@@ -187,16 +303,16 @@ impl TailCache {
         // is its length's question (`put`).
         self.held = whole
             && text.len() <= TAIL_CACHED
-            && r.route
+            && r.route()
                 .is_none_or(|route| route.len() <= UA_CACHED && plain_run(route) == route.len());
         if self.held {
             self.json = json;
-            self.has_route = r.route.is_some();
+            self.has_route = r.route().is_some();
             self.route.clear();
-            self.route.extend_from_slice(r.route.unwrap_or_default());
-            self.decision = r.decision;
-            self.reason = r.reason;
-            self.tier = r.tier;
+            self.route.extend_from_slice(r.route().unwrap_or_default());
+            self.decision = r.n.decision;
+            self.reason = r.n.reason;
+            self.tier = r.n.tier;
             self.text[..text.len()].copy_from_slice(text);
             self.len = text.len();
         }

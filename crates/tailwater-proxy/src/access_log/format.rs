@@ -20,15 +20,15 @@
 //!
 //! Cost (issue 13): a line is written straight into its record's buffer through a cursor
 //! (`Cursor`) that has [`MAX_LINE`] bytes of room, so no step checks or grows a `Vec`;
-//! numbers are written two digits at a time from a table; plain bytes are copied eight
+//! numbers are written three digits at a time from a table; plain bytes are copied eight
 //! at a time as they are checked; the time stamp is formatted once per millisecond per
 //! thread ([`Stamp`]), and other repeated parts are copied from caches (`cache`).
 
 use tailwater_core::Criticality;
 
-use super::RequestFields;
 use super::cache::{HeadCache, TailCache};
 use super::cursor::{Cursor, escape};
+use super::{Inline, Notes, RequestFields};
 
 /// The most bytes one client value (method, target, user agent, route) takes in a line,
 /// escaped, before its cut mark.
@@ -39,25 +39,34 @@ pub(crate) const CLIENT_BUDGET: usize = 3328;
 /// the proxy's own fields, which are bounded).
 pub(crate) const MAX_LINE: usize = 4096;
 
-/// The proxy's fields of a line, known when the request ends.
+/// The proxy's fields of a line, known when the request ends: the request's notes, read
+/// where the line needs them (no copy into a record of their own).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outcome<'a> {
     pub(crate) status: u16,
-    /// Body bytes sent to the client.
-    pub(crate) bytes: u64,
     /// From the head's arrival to the response's end, in nanoseconds.
     pub(crate) duration: u64,
-    /// From admission to the upstream's response head, in nanoseconds.
-    pub(crate) upstream: Option<u64>,
-    pub(crate) route: Option<&'a [u8]>,
-    /// `None`: refused before any decision.
-    pub(crate) decision: Option<&'static str>,
-    /// Empty: none.
-    pub(crate) reason: &'static str,
-    pub(crate) tier: Option<Criticality>,
-    /// In nanoseconds.
-    pub(crate) queue_wait: Option<u64>,
-    pub(crate) limit: Option<u64>,
+    pub(crate) n: &'a Notes,
+}
+
+impl Outcome<'_> {
+    /// Body bytes sent to the client.
+    #[inline]
+    fn bytes(&self) -> u64 {
+        self.n.bytes.saturating_sub(self.n.head)
+    }
+
+    /// The route's name, if it was routed.
+    #[inline]
+    pub(super) fn route(&self) -> Option<&[u8]> {
+        self.n.route.as_ref().map(Inline::as_bytes)
+    }
+
+    /// The concurrency limit at the decision.
+    #[inline]
+    fn limit(&self) -> Option<u64> {
+        self.n.limit.map(|l| l as u64)
+    }
 }
 
 /// The time stamp of the last millisecond a thread formatted, and the date and time of
@@ -131,10 +140,46 @@ impl Stamp {
     }
 }
 
+/// The fixed bytes of a line's head in one format: before the time, after it, after
+/// the client's address, the method, the target and the protocol, and for a request
+/// without a user agent.
+pub(super) struct HeadSyntax {
+    open: &'static [u8],
+    after_time: &'static [u8],
+    after_client: &'static [u8],
+    after_method: &'static [u8],
+    after_target: &'static [u8],
+    after_protocol: &'static [u8],
+    no_user_agent: &'static [u8],
+}
+
+/// `2026-12-02T18:16:07.123Z 127.0.0.1:50412 "GET /api/x?y=1 HTTP/1.1" "curl/8.5.0"`.
+const TEXT_HEAD: HeadSyntax = HeadSyntax {
+    open: b"",
+    after_time: b" ",
+    after_client: b" \"",
+    after_method: b" ",
+    after_target: b" ",
+    after_protocol: b"\" ",
+    no_user_agent: b"-",
+};
+
+/// `{"time":"...","client":"...","method":"GET","target":"/","protocol":"HTTP/1.1","user_agent":"..."`.
+const JSON_HEAD: HeadSyntax = HeadSyntax {
+    open: b"{\"time\":\"",
+    after_time: b"\",\"client\":\"",
+    after_client: b"\",\"method\":\"",
+    after_method: b"\",\"target\":\"",
+    after_target: b"\",\"protocol\":\"",
+    after_protocol: b"\",\"user_agent\":",
+    no_user_agent: b"null",
+};
+
 /// Writes the head of `r`'s line (time, client, request line, user agent) at `o`, which
 /// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
-/// [`CLIENT_BUDGET`], for [`tail`]. The client's address and user agent come from
-/// `cache` when they are the ones it holds (a connection's, or a thread's last).
+/// [`CLIENT_BUDGET`], for [`tail`]. What follows the time comes from `cache` when it
+/// holds it for `r`'s values (a connection's, or a thread's last): it depends on them
+/// only, as the head's budget is always whole.
 pub(crate) fn head(
     o: &mut Cursor<'_>,
     stamp: &mut Stamp,
@@ -143,46 +188,51 @@ pub(crate) fn head(
     unix_nanos: u64,
     r: &RequestFields<'_>,
 ) -> usize {
-    let mut budget = CLIENT_BUDGET;
+    // The bytes around the time are constants here (each written in a store or two).
     if json {
-        o.put(b"{\"time\":\"");
+        o.put(JSON_HEAD.open);
         stamp.put(o, unix_nanos);
-        o.put(b"\",\"client\":\"");
-        cache.peer(o, r.peer);
-        o.put(b"\",\"method\":");
-        quoted(o, r.method, true, &mut budget);
-        o.put(b",\"target\":");
-        quoted(o, r.target, true, &mut budget);
-        o.put(b",\"protocol\":\"");
-        o.put(r.protocol.as_bytes());
-        o.put(b"\",\"user_agent\":");
-        match r.user_agent {
-            Some(ua) => {
-                o.byte(b'"');
-                cache.user_agent(o, ua, true, &mut budget);
-                o.byte(b'"');
-            }
-            None => o.put(b"null"),
-        }
+        o.put(JSON_HEAD.after_time);
     } else {
         stamp.put(o, unix_nanos);
-        o.byte(b' ');
-        cache.peer(o, r.peer);
-        o.put(b" \"");
-        escaped(o, r.method, false, &mut budget);
-        o.byte(b' ');
-        escaped(o, r.target, false, &mut budget);
-        o.byte(b' ');
-        o.put(r.protocol.as_bytes());
-        o.put(b"\" ");
-        match r.user_agent {
-            Some(ua) => {
-                o.byte(b'"');
-                cache.user_agent(o, ua, false, &mut budget);
-                o.byte(b'"');
-            }
-            None => o.byte(b'-'),
+        o.put(TEXT_HEAD.after_time);
+    }
+    if let Some(budget) = cache.put_rest(o, json, r) {
+        return budget;
+    }
+    let from = o.len();
+    let syntax = if json { &JSON_HEAD } else { &TEXT_HEAD };
+    let budget = head_rest(o, syntax, cache, json, r);
+    cache.keep_rest(o.written_since(from), budget, json, r);
+    budget
+}
+
+/// The head after its time: the client's address and user agent from `cache` when they
+/// are the ones it holds; what is left of the budget.
+#[inline(never)]
+fn head_rest(
+    o: &mut Cursor<'_>,
+    syntax: &HeadSyntax,
+    cache: &mut HeadCache,
+    json: bool,
+    r: &RequestFields<'_>,
+) -> usize {
+    let mut budget = CLIENT_BUDGET;
+    cache.peer(o, r.peer);
+    o.put(syntax.after_client);
+    escaped(o, r.method, json, &mut budget);
+    o.put(syntax.after_method);
+    escaped(o, r.target, json, &mut budget);
+    o.put(syntax.after_target);
+    o.put(r.protocol.as_bytes());
+    o.put(syntax.after_protocol);
+    match r.user_agent {
+        Some(ua) => {
+            o.byte(b'"');
+            cache.user_agent(o, ua, json, &mut budget);
+            o.byte(b'"');
         }
+        None => o.put(syntax.no_user_agent),
     }
     budget
 }
@@ -202,20 +252,20 @@ pub(crate) fn tail(
         o.put(b",\"status\":");
         o.num(u64::from(r.status));
         o.put(b",\"bytes\":");
-        o.num(r.bytes);
+        o.num(r.bytes());
         o.put(b",\"duration\":");
         o.secs(r.duration);
         o.put(b",\"upstream_time\":");
-        json_or_null(o, r.upstream, Cursor::secs);
+        json_or_null(o, r.n.upstream, Cursor::secs);
     } else {
         o.byte(b' ');
         o.num(u64::from(r.status));
         o.byte(b' ');
-        o.num(r.bytes);
+        o.num(r.bytes());
         o.byte(b' ');
         o.secs(r.duration);
         o.byte(b' ');
-        match r.upstream {
+        match r.n.upstream {
             Some(n) => o.secs(n),
             None => o.byte(b'-'),
         }
@@ -226,17 +276,17 @@ pub(crate) fn tail(
         cache.keep(o.written_since(from), whole, json, r);
     }
     if json {
-        json_or_null(o, r.queue_wait, Cursor::secs);
+        json_or_null(o, r.n.queue_wait, Cursor::secs);
         o.put(b",\"limit\":");
-        json_or_null(o, r.limit, Cursor::num);
+        json_or_null(o, r.limit(), Cursor::num);
         o.put(b"}\n");
     } else {
-        match r.queue_wait {
+        match r.n.queue_wait {
             Some(n) => o.secs(n),
             None => o.byte(b'-'),
         }
         o.put(b" limit=");
-        match r.limit {
+        match r.limit() {
             Some(n) => o.num(n),
             None => o.byte(b'-'),
         }
@@ -244,39 +294,72 @@ pub(crate) fn tail(
     }
 }
 
+/// The names of the tail's middle fields in one format, with how one of the proxy's own
+/// words is quoted and what stands for a field that does not apply.
+struct MiddleSyntax {
+    route: &'static [u8],
+    decision: &'static [u8],
+    reason: &'static [u8],
+    tier: &'static [u8],
+    queue_wait: &'static [u8],
+    quote: &'static [u8],
+    none: &'static [u8],
+}
+
+/// ` route="api" decision=admitted reason=- tier=critical queue_wait=`.
+const TEXT_MIDDLE: MiddleSyntax = MiddleSyntax {
+    route: b" route=",
+    decision: b" decision=",
+    reason: b" reason=",
+    tier: b" tier=",
+    queue_wait: b" queue_wait=",
+    quote: b"",
+    none: b"-",
+};
+
+/// `,"route":"api","decision":"admitted","reason":null,"tier":"critical","queue_wait":`.
+const JSON_MIDDLE: MiddleSyntax = MiddleSyntax {
+    route: b",\"route\":",
+    decision: b",\"decision\":",
+    reason: b",\"reason\":",
+    tier: b",\"tier\":",
+    queue_wait: b",\"queue_wait\":",
+    quote: b"\"",
+    none: b"null",
+};
+
 /// The middle of the tail: route, decision, reason, tier, and the queue wait's name;
 /// whether the route was written whole (not cut).
 #[inline(never)]
 fn middle(o: &mut Cursor<'_>, json: bool, mut budget: usize, r: &Outcome<'_>) -> bool {
+    let s = if json { &JSON_MIDDLE } else { &TEXT_MIDDLE };
     let mut whole = true;
-    if json {
-        o.put(b",\"route\":");
-        match r.route {
-            Some(route) => whole = quoted(o, route, true, &mut budget),
-            None => o.put(b"null"),
-        }
-        o.put(b",\"decision\":\"");
-        o.put(r.decision.unwrap_or("refused").as_bytes());
-        o.put(b"\",\"reason\":");
-        json_word(o, (!r.reason.is_empty()).then_some(r.reason));
-        o.put(b",\"tier\":");
-        json_word(o, r.tier.map(Criticality::as_str));
-        o.put(b",\"queue_wait\":");
-    } else {
-        o.put(b" route=");
-        match r.route {
-            Some(route) => whole = quoted(o, route, false, &mut budget),
-            None => o.byte(b'-'),
-        }
-        o.put(b" decision=");
-        o.put(r.decision.unwrap_or("refused").as_bytes());
-        o.put(b" reason=");
-        o.put(if r.reason.is_empty() { "-" } else { r.reason }.as_bytes());
-        o.put(b" tier=");
-        o.put(r.tier.map_or("-", Criticality::as_str).as_bytes());
-        o.put(b" queue_wait=");
+    o.put(s.route);
+    match r.route() {
+        Some(route) => whole = quoted(o, route, json, &mut budget),
+        None => o.put(s.none),
     }
+    o.put(s.decision);
+    word(o, s, Some(r.n.decision.unwrap_or("refused")));
+    o.put(s.reason);
+    word(o, s, (!r.n.reason.is_empty()).then_some(r.n.reason));
+    o.put(s.tier);
+    word(o, s, r.n.tier.map(Criticality::as_str));
+    o.put(s.queue_wait);
     whole
+}
+
+/// One of the proxy's own words, quoted as the format quotes them, or the format's
+/// mark for none.
+fn word(o: &mut Cursor<'_>, s: &MiddleSyntax, w: Option<&str>) {
+    match w {
+        Some(w) => {
+            o.put(s.quote);
+            o.put(w.as_bytes());
+            o.put(s.quote);
+        }
+        None => o.put(s.none),
+    }
 }
 
 /// A client's value, quoted and escaped; whether it was written whole (not cut).
@@ -296,18 +379,6 @@ pub(super) fn escaped(o: &mut Cursor<'_>, raw: &[u8], json: bool, budget: &mut u
     let used = escape(o, raw, json, (*budget).min(MAX_FIELD));
     *budget -= used;
     o.len() - from == used
-}
-
-/// One of the proxy's own words, quoted, or `null`.
-fn json_word(o: &mut Cursor<'_>, w: Option<&str>) {
-    match w {
-        Some(w) => {
-            o.byte(b'"');
-            o.put(w.as_bytes());
-            o.byte(b'"');
-        }
-        None => o.put(b"null"),
-    }
 }
 
 /// `v` written by `f`, or `null`.

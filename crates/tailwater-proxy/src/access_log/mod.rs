@@ -172,12 +172,13 @@ pub(crate) struct Notes {
     pub(crate) tier: Option<Criticality>,
     /// The concurrency limit when the limiter decided.
     pub(crate) limit: Option<usize>,
-    /// Time spent in the admission queue.
-    pub(crate) queue_wait: Option<Duration>,
+    /// Time spent in the admission queue, in nanoseconds.
+    pub(crate) queue_wait: Option<u64>,
     /// When the request was admitted, on the log's clock (for the upstream time).
     admitted_at: Option<u64>,
-    /// From admission to the upstream's response head.
-    pub(crate) upstream: Option<Duration>,
+    /// From admission to the upstream's response head, in nanoseconds (as the line
+    /// writes it: no conversion back from a `Duration`).
+    pub(crate) upstream: Option<u64>,
     /// The status written (lean path; hyper's is read from the response).
     pub(crate) status: u16,
     /// Bytes written to the client, the response head's included.
@@ -280,6 +281,13 @@ fn note(f: impl FnOnce(&mut Notes)) {
     });
 }
 
+/// `d` in nanoseconds, in u64 (saturating: no 128-bit arithmetic per request).
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
 /// The request was routed to `name`.
 pub(crate) fn note_route(name: &str) {
     note(|n| n.route = Some(Inline::new(name.as_bytes())));
@@ -315,7 +323,7 @@ pub(crate) fn note_admitted(tier: Criticality, limit: usize, queue_wait: Option<
         n.decision = Some("admitted");
         n.tier = Some(tier);
         n.limit = Some(limit);
-        n.queue_wait = queue_wait;
+        n.queue_wait = queue_wait.map(nanos);
         n.admitted_at = Some(now());
     });
 }
@@ -324,16 +332,14 @@ pub(crate) fn note_admitted(tier: Criticality, limit: usize, queue_wait: Option<
 pub(crate) fn note_shed(limit: usize, queue_wait: Option<Duration>) {
     note(|n| {
         n.limit = Some(limit);
-        n.queue_wait = queue_wait;
+        n.queue_wait = queue_wait.map(nanos);
     });
 }
 
 /// The upstream's response head arrived.
 pub(crate) fn note_upstream_head() {
     note(|n| {
-        n.upstream = n
-            .admitted_at
-            .map(|t| Duration::from_nanos(now().saturating_sub(t)));
+        n.upstream = n.admitted_at.map(|t| now().saturating_sub(t));
     });
 }
 
@@ -446,6 +452,7 @@ impl AccessLog {
 
     /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock, with
     /// a connection's cache (else the thread's).
+    #[inline]
     fn begin_at(
         &self,
         req: &RequestFields<'_>,
@@ -466,15 +473,7 @@ impl AccessLog {
             let len = c.len();
             (line, len, budget)
         });
-        // The thread is ending (its locals gone): a buffer, a stamp and a cache of its own.
-        let (line, len, budget) = formatted.unwrap_or_else(|_| {
-            let mut line = line_buffer();
-            let mut c = Cursor::new(&mut line);
-            let cache = &mut HeadCache::new();
-            let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req);
-            let len = c.len();
-            (line, len, budget)
-        });
+        let (line, len, budget) = formatted.unwrap_or_else(|_| head_alone(json, unix_nanos, req));
         Pending {
             start,
             line,
@@ -483,6 +482,19 @@ impl AccessLog {
             json,
         }
     }
+}
+
+/// [`AccessLog::begin_at`] on a thread that is ending (its locals gone): a buffer, a
+/// stamp and a cache of its own (out of line: the hot path stays small).
+#[cold]
+#[inline(never)]
+fn head_alone(json: bool, unix_nanos: u64, req: &RequestFields<'_>) -> (Box<[u8]>, usize, usize) {
+    let mut line = line_buffer();
+    let mut c = Cursor::new(&mut line);
+    let cache = &mut HeadCache::new();
+    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req);
+    let len = c.len();
+    (line, len, budget)
 }
 
 impl Pending {
@@ -517,33 +529,26 @@ impl Pending {
                 l.lines.push(std::mem::take(&mut self.line));
             }
         });
-        // The thread is ending (its locals gone): its sink found afresh.
         if sent.is_err() {
-            self.complete(notes, status, duration, &mut TailCache::new());
-            log.send(&log.sink(), &self.line[..self.len]);
+            self.send_alone(log, notes, status, duration);
         }
+    }
+
+    /// [`Self::send`] on a thread that is ending (its locals gone): its sink found afresh.
+    #[cold]
+    #[inline(never)]
+    fn send_alone(mut self, log: &AccessLog, notes: &Notes, status: u16, duration: u64) {
+        self.complete(notes, status, duration, &mut TailCache::new());
+        log.send(&log.sink(), &self.line[..self.len]);
     }
 
     /// Writes the rest of the line with `n`, `status` and `duration` (ns).
     #[inline]
     fn complete(&mut self, n: &Notes, status: u16, duration: u64, cache: &mut TailCache) {
-        // In u64 (saturating): no 128-bit arithmetic per line.
-        let nanos = |d: Duration| {
-            d.as_secs()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(u64::from(d.subsec_nanos()))
-        };
         let outcome = Outcome {
             status,
             duration,
-            bytes: n.bytes.saturating_sub(n.head),
-            upstream: n.upstream.map(nanos),
-            route: n.route.as_ref().map(Inline::as_bytes),
-            decision: n.decision,
-            reason: n.reason,
-            tier: n.tier,
-            queue_wait: n.queue_wait.map(nanos),
-            limit: n.limit.map(|l| l as u64),
+            n,
         };
         let mut c = Cursor::new(&mut self.line[self.len..]);
         format::tail(&mut c, self.json, self.budget, &outcome, cache);

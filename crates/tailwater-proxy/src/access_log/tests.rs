@@ -138,7 +138,7 @@ fn both_formats_carry_every_field() {
         reason: "queue_timeout",
         tier: Some(Criticality::Sheddable),
         limit: Some(7),
-        queue_wait: Some(Duration::from_millis(5)),
+        queue_wait: Some(5_000_000),
         bytes: 12,
         ..Notes::default()
     };
@@ -225,8 +225,8 @@ fn every_line_is_bounded_printable_and_whole_however_hostile_the_values() {
         reason: "queue_timeout",
         tier: Some(Criticality::CriticalPlus),
         limit: Some(usize::MAX),
-        queue_wait: Some(Duration::MAX),
-        upstream: Some(Duration::MAX),
+        queue_wait: Some(u64::MAX),
+        upstream: Some(u64::MAX),
         bytes: u64::MAX,
         ..Notes::default()
     };
@@ -527,10 +527,11 @@ fn the_word_scan_finds_the_first_special_byte_wherever_it_is() {
     }
 }
 
-/// The caches of repeated parts (a connection's client address and user agent, a
-/// thread's last route to queue wait) write exactly what formatting afresh writes, for a
-/// sequence of lines whose values change, repeat, are escaped, or are cut by the line's
-/// budget (a value cut in one line must not be copied into a line that has room for it).
+/// The caches of repeated parts (a connection's client address and user agent, its whole
+/// head after the time, a thread's last route to queue wait) write exactly what
+/// formatting afresh writes, for a sequence of lines whose values change (also to values
+/// of the same length), repeat, are escaped, or are cut by the line's budget (a value cut
+/// in one line must not be copied into a line that has room for it).
 #[test]
 fn cached_parts_write_what_a_fresh_format_writes() {
     let long_target = vec![b'/'; CLIENT_BUDGET - 100];
@@ -543,7 +544,7 @@ fn cached_parts_write_what_a_fresh_format_writes() {
         Some(&long_ua),
         None,
     ];
-    let targets: [&[u8]; 2] = [b"/a", &long_target];
+    let targets: [&[u8]; 3] = [b"/a", b"/b", &long_target];
     let routes: [Option<&[u8]>; 4] = [Some(b"api"), Some(b"api"), Some(odd_route), None];
     let decisions = [Some("admitted"), Some("shed"), None];
     let peers = ["127.0.0.1:4000", "127.0.0.1:4001", "[::1]:80"];
@@ -563,9 +564,9 @@ fn cached_parts_write_what_a_fresh_format_writes() {
                         peer: peers[if conn { 2 } else { (i + j) % peers.len() }]
                             .parse()
                             .unwrap(),
-                        method: b"GET",
+                        method: if i % 4 < 2 { b"GET" } else { b"PUT" },
                         target,
-                        protocol: "HTTP/1.1",
+                        protocol: if j == 1 { "HTTP/1.0" } else { "HTTP/1.1" },
                         user_agent: *ua,
                     };
                     let mut r = begun(
@@ -587,6 +588,89 @@ fn cached_parts_write_what_a_fresh_format_writes() {
                 }
             }
         }
-        assert_eq!(lines, 80);
+        assert_eq!(lines, 120);
     }
+}
+
+/// The table-driven number writers write what `std`'s formatting writes.
+#[test]
+fn numbers_and_seconds_match_std_formatting() {
+    let write = |f: &dyn Fn(&mut Cursor<'_>)| {
+        let mut buf = [0; 64];
+        let mut c = Cursor::new(&mut buf);
+        f(&mut c);
+        let n = c.len();
+        String::from_utf8(buf[..n].to_vec()).expect("ASCII")
+    };
+    let edges = [
+        0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 65_535, 99_999, 100_000,
+    ];
+    let more = [999_999, 1_000_000, 1_234_567, u64::from(u32::MAX), u64::MAX];
+    let sample = (0..200_000).step_by(7).chain(edges).chain(more);
+    for n in sample.clone() {
+        assert_eq!(write(&|c| c.num(n)), n.to_string());
+    }
+    for ms in [0, 7, 42, 999] {
+        assert_eq!(write(&|c| c.millis(ms)), format!("{ms:03}"));
+    }
+    let nanos = sample.flat_map(|n| [n, n.wrapping_mul(997), n.wrapping_mul(1_000_003)]);
+    for ns in nanos.chain([999_999_999, 1_000_000_000, 59_999_999_999, u64::MAX]) {
+        let want = format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+        assert_eq!(write(&|c| c.secs(ns)), want, "{ns}");
+    }
+}
+
+/// The short-value comparison of the caches agrees with `==`, whatever the length and
+/// wherever the one differing byte is.
+#[test]
+fn short_comparisons_match_slice_equality() {
+    use super::cursor::same_bytes;
+    for len in 0..40 {
+        let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        assert!(same_bytes(&a, &a.clone()), "{len}");
+        for at in 0..len {
+            let mut b = a.clone();
+            b[at] ^= 0x20;
+            assert!(!same_bytes(&a, &b), "{len} {at}");
+        }
+        let longer = [a.as_slice(), b"x"].concat();
+        assert!(
+            !same_bytes(&a, &longer) && !same_bytes(&longer, &a),
+            "{len}"
+        );
+    }
+}
+
+/// A client that does not repeat its requests stops filling its connection's head cache
+/// after a short streak of misses, and one that starts repeating is cached again within
+/// 16 requests; every line is what a fresh format writes either way.
+#[test]
+fn the_head_cache_backs_off_on_a_streak_of_misses() {
+    let (mut head, mut tail) = (HeadCache::for_conn(), TailCache::new());
+    let mut check = |target: &[u8], head: &mut HeadCache| {
+        let req = RequestFields {
+            peer: PEER.parse().unwrap(),
+            method: b"GET",
+            target,
+            protocol: "HTTP/1.1",
+            user_agent: Some(b"curl/8.5.0"),
+        };
+        let r = begun(1_796_235_367_123_000_000, req);
+        assert_eq!(
+            r.line_with(AccessLogFormat::Text, head, &mut tail),
+            r.line(AccessLogFormat::Text)
+        );
+    };
+    for i in 0..40 {
+        check(format!("/t{i}").as_bytes(), &mut head);
+    }
+    assert!(!head.holds_rest(), "40 misses in a row: not kept");
+    let mut repeats = 0;
+    while !head.holds_rest() {
+        check(b"/same", &mut head);
+        repeats += 1;
+        assert!(repeats <= 16, "not cached again within 16 repeats");
+    }
+    check(b"/same", &mut head);
+    assert!(head.holds_rest());
 }
