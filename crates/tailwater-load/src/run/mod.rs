@@ -186,6 +186,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     let schedule_len = config.schedule.duration();
     let mut per_key: HashMap<(u16, u16), Stats> = HashMap::new();
     let mut running = crate::stats::new_histogram();
+    let mut spare: Vec<HashMap<(u16, u16), crate::stats::Acc>> =
+        (0..shared::SHARDS).map(|_| HashMap::new()).collect();
     let mut running_errors = 0u64;
     let mut running_responses = 0u64;
     let mut intervals = Vec::new();
@@ -205,8 +207,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         tokio::select! {
             _ = ticker.tick() => {}
             _ = tokio::time::sleep(Duration::from_millis(10)), if drain_deadline.is_some() => {
+                // HTTP/1.1: nothing outstanding is not enough while arrivals are unclaimed
+                // (a connection between two requests), unless the run was stopped.
                 let drained = shared.in_flight.load(Ordering::Acquire) == 0
-                    && shared.scheduler_done.load(Ordering::Acquire);
+                    && (shared.scheduler_done.load(Ordering::Acquire)
+                        || shared.stop.load(Ordering::Acquire));
                 let late = drain_deadline.is_some_and(|d| Instant::now() >= d);
                 if !(drained || late) {
                     continue;
@@ -242,7 +247,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             );
         }
         let now = Instant::now();
-        let taken = drain_shards(&shared);
+        let taken = drain_shards(&shared, &mut spare);
         let mut interval = Stats::default();
         for (key, s) in taken {
             interval.merge(&s);

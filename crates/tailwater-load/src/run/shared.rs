@@ -239,20 +239,24 @@ pub(super) fn us(d: Duration) -> u64 {
 }
 
 /// Takes everything recorded since the last call, per (phase, tag).
-pub(super) fn drain_shards(shared: &Shared) -> HashMap<(u16, u16), Stats> {
+///
+/// Double-buffered: each shard's accumulators are swapped with `spare`'s (the collector's),
+/// so the lock is held for a swap only; the swapped-out accumulators are drained and kept, to
+/// be swapped back in next time. Once every (phase, tag) has been seen, the request path
+/// allocates no accumulator or histogram, and the histograms never regrow.
+pub(super) fn drain_shards(
+    shared: &Shared,
+    spare: &mut [HashMap<(u16, u16), Acc>],
+) -> HashMap<(u16, u16), Stats> {
     let mut out: HashMap<(u16, u16), Stats> = HashMap::new();
-    for shard in &shared.shards {
-        let taken = match shard.lock() {
-            Ok(mut map) => std::mem::take(&mut *map),
+    for (shard, spare) in shared.shards.iter().zip(spare.iter_mut()) {
+        match shard.lock() {
+            Ok(mut map) => std::mem::swap(&mut *map, spare),
             Err(_) => continue,
-        };
-        for (key, acc) in taken {
-            let stats = acc.into_stats();
-            match out.get_mut(&key) {
-                Some(s) => s.merge(&stats),
-                None => {
-                    out.insert(key, stats);
-                }
+        }
+        for (key, acc) in spare.iter_mut() {
+            if acc.requests > 0 {
+                acc.drain_into(out.entry(*key).or_default());
             }
         }
     }
