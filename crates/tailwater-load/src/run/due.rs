@@ -4,7 +4,7 @@
 //! On Linux each HTTP/1.1 connection task owns a `timerfd` (an hrtimer with nanosecond
 //! resolution, no timer slack) registered with the runtime's reactor: the task sleeps until its
 //! next request is due without any other thread or task being involved, and timers that expire
-//! at the same instant (the release quantum's grid) cost one reactor wake-up between them.
+//! together (on the release quantum's grid) cost one reactor wake-up between them.
 //! Elsewhere, or if the timerfd cannot be created, it falls back to tokio's timer.
 
 use std::time::Instant;
@@ -18,12 +18,11 @@ pub(super) enum DueTimer {
 
 impl DueTimer {
     /// A timerfd where available, tokio's timer otherwise.
-    pub(super) fn new(base: &ClockBase) -> Self {
+    pub(super) fn new() -> Self {
         #[cfg(target_os = "linux")]
-        if let Ok(t) = linux::FdTimer::new(*base) {
+        if let Ok(t) = linux::FdTimer::new() {
             return DueTimer::Fd(t);
         }
-        let _ = base;
         DueTimer::Tokio
     }
 
@@ -44,30 +43,6 @@ impl DueTimer {
     }
 }
 
-/// The pairing of [`Instant`] with the OS's monotonic clock, read once per run, to arm
-/// absolute timers: every connection maps an instant to the same clock reading, so timers due
-/// at the same instant expire together.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ClockBase {
-    instant: Instant,
-    #[cfg(target_os = "linux")]
-    mono: rustix::time::Timespec,
-}
-
-impl ClockBase {
-    /// Reads both clocks. `Instant` is read first: an instant then maps to a monotonic reading
-    /// a little later than itself (by the time between the two reads), so a timer can fire
-    /// late by that much, never early.
-    pub(super) fn now() -> Self {
-        let instant = Instant::now();
-        Self {
-            instant,
-            #[cfg(target_os = "linux")]
-            mono: rustix::time::clock_gettime(rustix::time::ClockId::Monotonic),
-        }
-    }
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
@@ -80,15 +55,12 @@ mod linux {
     };
     use tokio::io::unix::AsyncFd;
 
-    use super::ClockBase;
-
     pub(in crate::run) struct FdTimer {
         fd: AsyncFd<OwnedFd>,
-        base: ClockBase,
     }
 
     impl FdTimer {
-        pub(super) fn new(base: ClockBase) -> io::Result<Self> {
+        pub(super) fn new() -> io::Result<Self> {
             let fd = timerfd_create(
                 TimerfdClockId::Monotonic,
                 TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
@@ -99,28 +71,30 @@ mod linux {
             // `unsafe`.
             #[allow(deprecated)]
             let fd = AsyncFd::new(fd)?;
-            Ok(Self { fd, base })
+            Ok(Self { fd })
         }
 
-        /// Arms the timer for `t` (absolute, on the monotonic clock) and waits for it to
-        /// expire. Arming resets the expiration count, so an earlier expiry is never taken
-        /// for this one; the count is read (cleared) before returning.
+        /// Arms the timer for `t` and waits for it to expire. Arming resets the expiration
+        /// count, so an earlier expiry is never taken for this one; the count is read
+        /// (cleared) before returning.
+        ///
+        /// The timer is relative (`t − now`, rounded up to the next µs, which errs late, never
+        /// early): an absolute one would need the monotonic clock's reading, and rustix's
+        /// vDSO `clock_gettime` does not run under valgrind, which the profiles use.
         pub(super) async fn sleep_until(&mut self, t: Instant) -> io::Result<()> {
-            let after = t.saturating_duration_since(self.base.instant);
-            let mut sec = self.base.mono.tv_sec + after.as_secs() as i64;
-            let mut nsec = self.base.mono.tv_nsec + i64::from(after.subsec_nanos());
-            if nsec >= 1_000_000_000 {
-                sec += 1;
-                nsec -= 1_000_000_000;
+            let left = t.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
             }
+            let nanos = left.as_nanos().div_ceil(1000) * 1000;
             let value = Itimerspec {
                 it_interval: Timespec::default(),
                 it_value: Timespec {
-                    tv_sec: sec,
-                    tv_nsec: nsec as _,
+                    tv_sec: (nanos / 1_000_000_000) as i64,
+                    tv_nsec: (nanos % 1_000_000_000) as _,
                 },
             };
-            timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &value)?;
+            timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &value)?;
             let mut buf = [0u8; 8];
             loop {
                 let mut guard = self.fd.readable().await?;
@@ -144,8 +118,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_timer_never_returns_before_its_instant() {
-        let base = ClockBase::now();
-        let mut timer = DueTimer::new(&base);
+        let mut timer = DueTimer::new();
         #[cfg(target_os = "linux")]
         assert!(matches!(timer, DueTimer::Fd(_)), "no timerfd on Linux");
         for n in 0..200u64 {

@@ -186,7 +186,7 @@ pub(super) async fn h1_connection(shared: Arc<Shared>, addr: SocketAddr, mut con
     let Some(cursor) = shared.cursor.as_ref() else {
         return;
     };
-    let mut timer = DueTimer::new(&shared.clock_base);
+    let mut timer = DueTimer::new();
     loop {
         if shared.stop.load(Ordering::Acquire) {
             break;

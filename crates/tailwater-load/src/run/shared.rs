@@ -15,7 +15,6 @@ use crate::client::Pool;
 use crate::config::{Config, HeaderMix};
 use crate::stats::{Acc, Outcome, Stats};
 
-use super::due::ClockBase;
 use super::pull::Cursor;
 
 pub(super) const SHARDS: usize = 16;
@@ -39,8 +38,6 @@ pub(super) struct Shared {
     /// HTTP/1.1: the schedule, claimed by the connection tasks themselves (see
     /// [`super::pull`]). `None` for h2, paced by the scheduler thread.
     pub(super) cursor: Option<Cursor>,
-    /// Maps instants to the OS's monotonic clock for the connection tasks' timers.
-    pub(super) clock_base: ClockBase,
     /// Fewer connection tasks pull than connections are open, because of `max_in_flight`:
     /// their late claims count in `delayed_by_cap`.
     pub(super) capped: bool,
@@ -106,7 +103,6 @@ impl Shared {
                     start,
                 )
             }),
-            clock_base: ClockBase::now(),
             capped: !config.http2 && config.max_in_flight < config.connections,
             unsent: AtomicU64::new(0),
             job_ready: Notify::new(),
