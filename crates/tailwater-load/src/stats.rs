@@ -363,8 +363,11 @@ impl Acc {
             (&mut into.pacer_lag, &mut self.pacer_lag),
             (&mut into.conn_wait, &mut self.conn_wait),
         ] {
-            add(to, from);
-            from.reset();
+            // `reset` zeroes the whole counts array: skip the histograms nothing went into.
+            if !from.is_empty() {
+                add(to, from);
+                from.reset();
+            }
         }
         self.requests = 0;
         self.sent = 0;
