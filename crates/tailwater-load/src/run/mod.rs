@@ -208,10 +208,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             _ = ticker.tick() => {}
             _ = tokio::time::sleep(Duration::from_millis(10)), if drain_deadline.is_some() => {
                 // HTTP/1.1: nothing outstanding is not enough while arrivals are unclaimed
-                // (a connection between two requests), unless the run was stopped.
-                let drained = shared.in_flight.load(Ordering::Acquire) == 0
-                    && (shared.scheduler_done.load(Ordering::Acquire)
-                        || shared.stop.load(Ordering::Acquire));
+                // or claimed and waiting for their time, unless the run was stopped.
+                // Read in this order (each connection counts itself holding before it
+                // claims, and outstanding before it stops holding): none can slip between.
+                let done = shared.scheduler_done.load(Ordering::SeqCst)
+                    || shared.stop.load(Ordering::SeqCst);
+                let drained = done
+                    && shared.holding.load(Ordering::SeqCst) == 0
+                    && shared.in_flight.load(Ordering::SeqCst) == 0;
                 let late = drain_deadline.is_some_and(|d| Instant::now() >= d);
                 if !(drained || late) {
                     continue;

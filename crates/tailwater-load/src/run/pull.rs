@@ -191,9 +191,14 @@ pub(super) async fn h1_connection(shared: Arc<Shared>, addr: SocketAddr, mut con
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
+        // Counted as holding a claim before claiming, until the request is outstanding (or
+        // dropped): the collector must not take "all claimed, none outstanding" for drained
+        // while a connection still waits for a claimed arrival's time.
+        shared.holding.fetch_add(1, Ordering::SeqCst);
         let claimed_at = Instant::now();
         let Some(claim) = cursor.claim(shared.mix.as_ref(), claimed_at) else {
-            shared.scheduler_done.store(true, Ordering::Release);
+            shared.scheduler_done.store(true, Ordering::SeqCst);
+            shared.holding.fetch_sub(1, Ordering::SeqCst);
             break;
         };
         let released = match claim.wake {
@@ -218,6 +223,7 @@ pub(super) async fn h1_connection(shared: Arc<Shared>, addr: SocketAddr, mut con
                         shared.unsent.fetch_add(1, Ordering::Relaxed);
                         shared.dispatched.fetch_add(1, Ordering::Relaxed);
                     }
+                    shared.holding.fetch_sub(1, Ordering::SeqCst);
                     break;
                 }
                 Instant::now()
@@ -231,6 +237,7 @@ pub(super) async fn h1_connection(shared: Arc<Shared>, addr: SocketAddr, mut con
             shared.delayed_by_cap.fetch_add(1, Ordering::Relaxed);
         }
         shared.begin(&job);
+        shared.holding.fetch_sub(1, Ordering::SeqCst);
         send_h1(&shared, addr, &mut conn, job).await;
     }
 }

@@ -43,6 +43,9 @@ pub(super) struct Shared {
     pub(super) capped: bool,
     /// Arrivals due but never sent because the run ended first (reported as abandoned).
     pub(super) unsent: AtomicU64,
+    /// HTTP/1.1 connections holding a claimed arrival not yet outstanding (waiting for its
+    /// time): the run is not drained while any does.
+    pub(super) holding: AtomicUsize,
     /// Woken (all waiters) when the run stops: connection tasks waiting for a due time.
     pub(super) job_ready: Notify,
     pub(super) method: Method,
@@ -105,6 +108,7 @@ impl Shared {
             }),
             capped: !config.http2 && config.max_in_flight < config.connections,
             unsent: AtomicU64::new(0),
+            holding: AtomicUsize::new(0),
             job_ready: Notify::new(),
             method: if config.grpc.is_some() {
                 Method::POST
@@ -205,7 +209,7 @@ impl Shared {
 
     /// Counts a released job as dispatched and outstanding.
     pub(super) fn begin(&self, job: &Job) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.dispatched.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.scheduled_per_phase.get(usize::from(job.phase)) {
             c.fetch_add(1, Ordering::Relaxed);
