@@ -1,4 +1,5 @@
-//! The pacing thread: dispatches each request at its intended time, in release quanta.
+//! The pacing thread of h2 runs: dispatches each request at its intended time, in release
+//! quanta. (HTTP/1.1 connections pace themselves, see [`super::pull`].)
 //!
 //! The thread wakes at most once per [`Config::pace_quantum`](crate::Config::pace_quantum)
 //! and releases, at each wake-up, every request whose intended time has come. A request is
@@ -57,7 +58,7 @@ pub(super) fn schedule_loop(
     shared: &Shared,
     schedule: &Schedule,
     pacing: Pacing,
-    tx: Option<&mpsc::Sender<Vec<Job>>>,
+    tx: &mpsc::Sender<Vec<Job>>,
 ) {
     let Pacing {
         spacing,
@@ -69,22 +70,13 @@ pub(super) fn schedule_loop(
     let mut tag_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a65);
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut behind_because_of_cap = false;
-    // HTTP/1.1 jobs go straight to the workers' queue; h2 jobs through the dispatcher.
+    // Each batch goes to the dispatcher, which spawns a task per request.
     let flush = |batch: &mut Vec<Job>| -> bool {
         if batch.is_empty() {
             return true;
         }
-        match tx {
-            Some(tx) => {
-                let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(jobs).is_ok()
-            }
-            // The batch's buffer is kept: no allocation per release.
-            None => {
-                shared.push_jobs(batch);
-                true
-            }
-        }
+        let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        tx.blocking_send(jobs).is_ok()
     };
     for a in schedule.arrivals(spacing, seed) {
         if shared
@@ -215,7 +207,7 @@ mod tests {
             seed: config.seed,
             quantum: config.pace_quantum,
         };
-        schedule_loop(&clock, &shared, &config.schedule, pacing, Some(&tx));
+        schedule_loop(&clock, &shared, &config.schedule, pacing, &tx);
         drop(tx);
         let mut jobs = Vec::new();
         let mut batches = Vec::new();
