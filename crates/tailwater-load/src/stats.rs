@@ -327,50 +327,36 @@ impl Acc {
         }
     }
 
-    /// Adds what was recorded into `into` and empties the accumulator, keeping its
-    /// allocations (the histograms keep the size they grew to): an accumulator reused every
-    /// interval allocates nothing once warm.
-    pub(crate) fn drain_into(&mut self, into: &mut Stats) {
-        into.requests += self.requests;
-        into.sent += self.sent;
-        for (code, n) in self.status.iter_mut().enumerate() {
+    pub(crate) fn into_stats(self) -> Stats {
+        let mut status = self.other_status;
+        for (code, n) in self.status.iter().enumerate() {
             if *n > 0 {
-                *into.status.entry(code as u16).or_insert(0) += *n;
-                *n = 0;
+                *status.entry(code as u16).or_insert(0) += n;
             }
         }
-        for (code, n) in std::mem::take(&mut self.other_status) {
-            *into.status.entry(code).or_insert(0) += n;
+        let errors = ErrorKind::ALL
+            .iter()
+            .filter(|k| self.errors[k.index()] > 0)
+            .map(|k| (*k, self.errors[k.index()]))
+            .collect();
+        let grpc = (0..GrpcOutcome::SLOTS)
+            .filter(|i| self.grpc[*i] > 0)
+            .map(|i| (GrpcOutcome::from_slot(i), self.grpc[i]))
+            .collect();
+        Stats {
+            requests: self.requests,
+            sent: self.sent,
+            status,
+            errors,
+            grpc,
+            corrected: self.corrected,
+            uncorrected: self.uncorrected,
+            success: self.success,
+            rejected: self.rejected,
+            send_lag: self.send_lag,
+            pacer_lag: self.pacer_lag,
+            conn_wait: self.conn_wait,
         }
-        for k in ErrorKind::ALL {
-            let n = std::mem::take(&mut self.errors[k.index()]);
-            if n > 0 {
-                *into.errors.entry(k).or_insert(0) += n;
-            }
-        }
-        for (i, n) in self.grpc.iter_mut().enumerate() {
-            if *n > 0 {
-                *into.grpc.entry(GrpcOutcome::from_slot(i)).or_insert(0) += *n;
-                *n = 0;
-            }
-        }
-        for (to, from) in [
-            (&mut into.corrected, &mut self.corrected),
-            (&mut into.uncorrected, &mut self.uncorrected),
-            (&mut into.success, &mut self.success),
-            (&mut into.rejected, &mut self.rejected),
-            (&mut into.send_lag, &mut self.send_lag),
-            (&mut into.pacer_lag, &mut self.pacer_lag),
-            (&mut into.conn_wait, &mut self.conn_wait),
-        ] {
-            // `reset` zeroes the whole counts array: skip the histograms nothing went into.
-            if !from.is_empty() {
-                add(to, from);
-                from.reset();
-            }
-        }
-        self.requests = 0;
-        self.sent = 0;
     }
 }
 
@@ -386,65 +372,4 @@ pub(crate) struct Outcome {
     pub(crate) send_lag_us: Option<u64>,
     /// Released by the pacer − intended, µs.
     pub(crate) pacer_lag_us: u64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(result: Result<u16, ErrorKind>, corrected_us: u64) -> Outcome {
-        Outcome {
-            result,
-            grpc: None,
-            corrected_us,
-            uncorrected_us: corrected_us / 2,
-            send_lag_us: result.is_ok().then_some(30),
-            pacer_lag_us: 10,
-        }
-    }
-
-    #[test]
-    fn a_drained_accumulator_is_empty_and_counts_only_what_came_after() {
-        let mut acc = Acc::new();
-        for (r, us) in [
-            (Ok(200), 100),
-            (Ok(200), 5_000_000),
-            (Ok(503), 700),
-            (Ok(777), 900),
-            (Err(ErrorKind::Timeout), 0),
-        ] {
-            acc.record(&outcome(r, us));
-        }
-        let mut first = Stats::default();
-        acc.drain_into(&mut first);
-        assert_eq!(first.requests, 5);
-        assert_eq!(first.sent, 4);
-        assert_eq!(first.status_count(200), 2);
-        assert_eq!(first.status_count(503), 1);
-        assert_eq!(first.status_count(777), 1);
-        assert_eq!(first.error_kind_count(ErrorKind::Timeout), 1);
-        assert_eq!(first.corrected.len(), 4);
-        assert_eq!(first.success.len(), 2);
-        assert_eq!(
-            first.success.max(),
-            first.success.highest_equivalent(5_000_000)
-        );
-        assert_eq!(first.rejected.len(), 1);
-        assert_eq!(first.pacer_lag.len(), 5);
-        assert_eq!(first.conn_wait.len(), 4);
-        assert_eq!(acc.requests, 0);
-        assert!(acc.corrected.is_empty() && acc.pacer_lag.is_empty());
-
-        // Reused: the next interval holds only its own requests.
-        acc.record(&outcome(Ok(200), 250));
-        let mut second = Stats::default();
-        acc.drain_into(&mut second);
-        assert_eq!(second.requests, 1);
-        assert_eq!(second.status.len(), 1);
-        assert!(second.errors.is_empty());
-        assert_eq!(
-            second.corrected.max(),
-            second.corrected.highest_equivalent(250)
-        );
-    }
 }

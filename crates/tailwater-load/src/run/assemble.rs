@@ -94,8 +94,7 @@ pub(super) fn assemble(config: &Config, shared: &Shared, ended: Ended) -> Report
         stopped_early: ended.stopped_at.is_some(),
         scheduled: shared.dispatched.load(Ordering::Relaxed),
         delayed_by_cap: shared.delayed_by_cap.load(Ordering::Relaxed),
-        abandoned: shared.in_flight.load(Ordering::Relaxed) as u64
-            + shared.unsent.load(Ordering::Relaxed),
+        abandoned: shared.in_flight.load(Ordering::Relaxed) as u64,
         connections: ended.connections,
         max_in_flight: config.max_in_flight.get(),
         http2: config.http2,

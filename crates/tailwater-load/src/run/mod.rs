@@ -1,22 +1,16 @@
-//! The run loop: self-pacing HTTP/1.1 connections (or, for h2, a precise scheduler thread and
-//! per-request tasks), and an interval collector.
+//! The run loop: a precise scheduler thread, per-request tasks, and an interval collector.
 //!
-//! Pacing, HTTP/1.1: each connection task claims the next arrival of the schedule itself and
-//! sleeps on its own sub-millisecond timer until it is due (see [`pull`]), so no other thread
-//! or task is woken per request. Pacing, h2: a dedicated OS thread walks the
-//! [`Arrivals`](crate::Arrivals) and sleeps with `std::thread::sleep` (hrtimer precision)
-//! until requests are due, then hands them in batches to the runtime, a task per request.
-//! Both wake at most once per release quantum (default 250 µs) and never send early; tokio's
-//! timer, with its 1 ms granularity, would alone put the send lag p99 near 1 ms. Each request
-//! measures its latency from the intended time (corrected) and from the moment it was written
-//! (uncorrected), and records into one of a few sharded accumulators. Nothing per request is
-//! kept after it completes.
+//! Pacing: a dedicated OS thread walks the [`Arrivals`](crate::Arrivals) and sleeps with
+//! `std::thread::sleep` (hrtimer precision, ~50 µs slack on Linux) until requests are due,
+//! waking at most once per release quantum (default 250 µs), then hands the due requests in
+//! batches to the runtime. tokio's timer has a 1 ms granularity, which alone would put the
+//! send lag p99 near 1 ms; the thread keeps it within the quantum. Each request runs in its own task, measures its latency from the
+//! intended time (corrected) and from the moment it was written (uncorrected), and records
+//! into one of a few sharded accumulators. Nothing per request is kept after it completes.
 
 mod assemble;
-mod due;
 mod hdr_log;
 mod pace;
-mod pull;
 mod shared;
 mod worker;
 
@@ -40,9 +34,8 @@ use crate::stats::{Percentiles, Stats};
 
 use hdr_log::HdrLog;
 use pace::{OsClock, Pacing, schedule_loop};
-use pull::h1_connection;
 use shared::{Job, Shared, StopGuard, drain_shards};
-use worker::request;
+use worker::{h1_worker, request};
 
 /// Runs the load described by `config` until its schedule ends or `shutdown` completes, and
 /// returns the report.
@@ -135,59 +128,51 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     let start = Instant::now() + Duration::from_millis(5);
     let shared = Arc::new(Shared::new(&config, pool, uri, headers, start));
     let _guard = StopGuard(shared.clone());
-    // With fewer in flight allowed than connections open, only that many pull requests.
-    let pulling = config.max_in_flight.get().min(connections);
-    for conn in h1_conns.into_iter().take(pulling) {
-        tokio::spawn(h1_connection(shared.clone(), addr, conn));
+    for conn in h1_conns {
+        tokio::spawn(h1_worker(shared.clone(), addr, conn));
     }
     let mut hdr_log = match &config.hdr_log {
         Some(path) => Some(HdrLog::create(path, wall_start)?),
         None => None,
     };
 
-    // h2: the scheduler thread releases due batches to a dispatcher, which spawns one task
-    // per request. HTTP/1.1 connections pace themselves (spawned above).
-    let mut paced = None;
-    if config.http2 {
-        let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
-        let dispatcher = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                while let Some(batch) = rx.recv().await {
-                    for job in batch {
-                        tokio::spawn(request(shared.clone(), job));
-                    }
+    // Dispatcher: receives due batches and spawns one task per request.
+    let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
+    let dispatcher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for job in batch {
+                    tokio::spawn(request(shared.clone(), job));
                 }
+            }
+        })
+    };
+    let scheduler = {
+        let shared = shared.clone();
+        let schedule = config.schedule.clone();
+        let pacing = Pacing {
+            spacing: config.spacing,
+            seed: config.seed,
+            quantum: config.pace_quantum,
+        };
+        std::thread::Builder::new()
+            .name("tailwater-load-scheduler".into())
+            .spawn(move || {
+                let sink = if shared.http2 { Some(&tx) } else { None };
+                schedule_loop(&OsClock, &shared, &schedule, pacing, sink);
+                shared.scheduler_done.store(true, Ordering::Release);
             })
-        };
-        let scheduler = {
-            let shared = shared.clone();
-            let schedule = config.schedule.clone();
-            let pacing = Pacing {
-                spacing: config.spacing,
-                seed: config.seed,
-                quantum: config.pace_quantum,
-            };
-            std::thread::Builder::new()
-                .name("tailwater-load-scheduler".into())
-                .spawn(move || {
-                    schedule_loop(&OsClock, &shared, &schedule, pacing, &tx);
-                    shared.scheduler_done.store(true, Ordering::Release);
-                })
-                .map_err(|e| LoadError::Output {
-                    path: "scheduler thread".into(),
-                    source: e,
-                })?
-        };
-        paced = Some((scheduler, dispatcher));
-    }
+            .map_err(|e| LoadError::Output {
+                path: "scheduler thread".into(),
+                source: e,
+            })?
+    };
 
     // Collector.
     let schedule_len = config.schedule.duration();
     let mut per_key: HashMap<(u16, u16), Stats> = HashMap::new();
     let mut running = crate::stats::new_histogram();
-    let mut spare: Vec<HashMap<(u16, u16), crate::stats::Acc>> =
-        (0..shared::SHARDS).map(|_| HashMap::new()).collect();
     let mut running_errors = 0u64;
     let mut running_responses = 0u64;
     let mut intervals = Vec::new();
@@ -207,15 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         tokio::select! {
             _ = ticker.tick() => {}
             _ = tokio::time::sleep(Duration::from_millis(10)), if drain_deadline.is_some() => {
-                // HTTP/1.1: nothing outstanding is not enough while arrivals are unclaimed
-                // or claimed and waiting for their time, unless the run was stopped.
-                // Read in this order (each connection counts itself holding before it
-                // claims, and outstanding before it stops holding): none can slip between.
-                let done = shared.scheduler_done.load(Ordering::SeqCst)
-                    || shared.stop.load(Ordering::SeqCst);
-                let drained = done
-                    && shared.holding.load(Ordering::SeqCst) == 0
-                    && shared.in_flight.load(Ordering::SeqCst) == 0;
+                let drained = shared.in_flight.load(Ordering::Acquire) == 0;
                 let late = drain_deadline.is_some_and(|d| Instant::now() >= d);
                 if !(drained || late) {
                     continue;
@@ -235,13 +212,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
                 continue;
             }
         }
-        // The drain starts when every arrival is out, or (HTTP/1.1) when the schedule's time
-        // is over even if busy connections have not claimed them all: those still due are
-        // claimed during the drain, or abandoned at its end.
-        if drain_deadline.is_none()
-            && (shared.scheduler_done.load(Ordering::Acquire)
-                || (!config.http2 && Instant::now() >= start + schedule_len))
-        {
+        if drain_deadline.is_none() && shared.scheduler_done.load(Ordering::Acquire) {
             let now = Instant::now();
             drain_started = Some(now);
             drain_deadline = Some(
@@ -251,7 +222,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             );
         }
         let now = Instant::now();
-        let taken = drain_shards(&shared, &mut spare);
+        let taken = drain_shards(&shared);
         let mut interval = Stats::default();
         for (key, s) in taken {
             interval.merge(&s);
@@ -312,26 +283,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         }
     }
     shared.stop();
-    if let Some((scheduler, dispatcher)) = paced {
-        // The scheduler sleeps at most 20 ms at a time and checks `stop`; the dispatcher
-        // ends when the scheduler drops its sender.
-        let join_deadline = Instant::now() + Duration::from_secs(1);
-        while !scheduler.is_finished() && Instant::now() < join_deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if scheduler.is_finished() {
-            let _ = scheduler.join();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
+    // The scheduler sleeps at most 20 ms at a time and checks `stop`; the dispatcher ends
+    // when the scheduler drops its sender.
+    let join_deadline = Instant::now() + Duration::from_secs(1);
+    while !scheduler.is_finished() && Instant::now() < join_deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if let Some(cursor) = &shared.cursor {
-        // Arrivals of the measured window no connection got to: scheduled, never sent.
-        let window_end =
-            start + Duration::from_micros(shared.window_end_us.load(Ordering::Relaxed));
-        let left = cursor.abandon_due(window_end, &shared.scheduled_per_phase);
-        shared.unsent.fetch_add(left, Ordering::Relaxed);
-        shared.dispatched.fetch_add(left, Ordering::Relaxed);
+    if scheduler.is_finished() {
+        let _ = scheduler.join();
     }
+    let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
     let hdr_result = hdr_log.map(HdrLog::finish);
     if let (Some(Err(e)), Some(path)) = (hdr_result, &config.hdr_log) {
         return Err(LoadError::Output {

@@ -1,5 +1,4 @@
-//! The pacing thread of h2 runs: dispatches each request at its intended time, in release
-//! quanta. (HTTP/1.1 connections pace themselves, see [`super::pull`].)
+//! The pacing thread: dispatches each request at its intended time, in release quanta.
 //!
 //! The thread wakes at most once per [`Config::pace_quantum`](crate::Config::pace_quantum)
 //! and releases, at each wake-up, every request whose intended time has come. A request is
@@ -58,7 +57,7 @@ pub(super) fn schedule_loop(
     shared: &Shared,
     schedule: &Schedule,
     pacing: Pacing,
-    tx: &mpsc::Sender<Vec<Job>>,
+    tx: Option<&mpsc::Sender<Vec<Job>>>,
 ) {
     let Pacing {
         spacing,
@@ -70,13 +69,22 @@ pub(super) fn schedule_loop(
     let mut tag_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a65);
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut behind_because_of_cap = false;
-    // Each batch goes to the dispatcher, which spawns a task per request.
+    // HTTP/1.1 jobs go straight to the workers' queue; h2 jobs through the dispatcher.
     let flush = |batch: &mut Vec<Job>| -> bool {
         if batch.is_empty() {
             return true;
         }
-        let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
-        tx.blocking_send(jobs).is_ok()
+        match tx {
+            Some(tx) => {
+                let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                tx.blocking_send(jobs).is_ok()
+            }
+            // The batch's buffer is kept: no allocation per release.
+            None => {
+                shared.push_jobs(batch);
+                true
+            }
+        }
     };
     for a in schedule.arrivals(spacing, seed) {
         if shared
@@ -207,7 +215,7 @@ mod tests {
             seed: config.seed,
             quantum: config.pace_quantum,
         };
-        schedule_loop(&clock, &shared, &config.schedule, pacing, &tx);
+        schedule_loop(&clock, &shared, &config.schedule, pacing, Some(&tx));
         drop(tx);
         let mut jobs = Vec::new();
         let mut batches = Vec::new();

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri, Version};
 use http_body_util::Full;
+use std::collections::VecDeque;
 
 use tokio::sync::Notify;
 
 use crate::client::Pool;
 use crate::config::{Config, HeaderMix};
 use crate::stats::{Acc, Outcome, Stats};
-
-use super::pull::Cursor;
 
 pub(super) const SHARDS: usize = 16;
 pub(super) const BATCH: usize = 1024;
@@ -35,19 +34,10 @@ pub(super) type Shard = Mutex<HashMap<(u16, u16), Acc>>;
 
 pub(super) struct Shared {
     pub(super) pool: Pool,
-    /// HTTP/1.1: the schedule, claimed by the connection tasks themselves (see
-    /// [`super::pull`]). `None` for h2, paced by the scheduler thread.
-    pub(super) cursor: Option<Cursor>,
-    /// Fewer connection tasks pull than connections are open, because of `max_in_flight`:
-    /// their late claims count in `delayed_by_cap`.
-    pub(super) capped: bool,
-    /// Arrivals due but never sent because the run ended first (reported as abandoned).
-    pub(super) unsent: AtomicU64,
-    /// HTTP/1.1 connections holding a claimed arrival not yet outstanding (waiting for its
-    /// time): the run is not drained while any does.
-    pub(super) holding: AtomicUsize,
-    /// Woken (all waiters) when the run stops: connection tasks waiting for a due time.
+    /// HTTP/1.1: due jobs wait here (FIFO) for a worker; bounded by `max_in_flight`.
+    pub(super) queue: Mutex<VecDeque<Job>>,
     pub(super) job_ready: Notify,
+    pub(super) closed: AtomicBool,
     pub(super) method: Method,
     pub(super) uri: Uri,
     pub(super) headers: HeaderMap,
@@ -96,20 +86,9 @@ impl Shared {
         let phases = config.schedule.segments().len();
         Self {
             pool,
-            cursor: (!config.http2).then(|| {
-                Cursor::new(
-                    &config.schedule,
-                    config.spacing,
-                    config.seed,
-                    config.pace_quantum,
-                    config.max_requests,
-                    start,
-                )
-            }),
-            capped: !config.http2 && config.max_in_flight < config.connections,
-            unsent: AtomicU64::new(0),
-            holding: AtomicUsize::new(0),
+            queue: Mutex::new(VecDeque::new()),
             job_ready: Notify::new(),
+            closed: AtomicBool::new(false),
             method: if config.grpc.is_some() {
                 Method::POST
             } else {
@@ -207,13 +186,45 @@ impl Shared {
         }
     }
 
-    /// Counts a released job as dispatched and outstanding.
-    pub(super) fn begin(&self, job: &Job) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.dispatched.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.scheduled_per_phase.get(usize::from(job.phase)) {
-            c.fetch_add(1, Ordering::Relaxed);
+    /// Hands due jobs to the HTTP/1.1 workers, leaving `jobs` empty (its buffer is reused).
+    pub(super) fn push_jobs(&self, jobs: &mut Vec<Job>) {
+        let n = jobs.len();
+        if let Ok(mut q) = self.queue.lock() {
+            q.extend(jobs.drain(..));
         }
+        jobs.clear();
+        for _ in 0..n {
+            self.job_ready.notify_one();
+        }
+    }
+
+    /// The next due job, or `None` once the run is closed.
+    pub(super) async fn next_job(&self) -> Option<Job> {
+        // Fast path under load: a job is waiting, no need to register with the notifier.
+        if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            return Some(job);
+        }
+        loop {
+            let notified = self.job_ready.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                return Some(job);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends the workers: drops queued jobs (they stay counted as outstanding) and wakes all.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+        self.job_ready.notify_waiters();
     }
 
     pub(super) fn stop(&self) {
@@ -221,7 +232,6 @@ impl Shared {
         if let Ok(_g) = self.cap_lock.lock() {
             self.cap_cv.notify_all();
         }
-        self.job_ready.notify_waiters();
     }
 }
 
@@ -231,6 +241,7 @@ pub(super) struct StopGuard(pub(super) Arc<Shared>);
 impl Drop for StopGuard {
     fn drop(&mut self) {
         self.0.stop();
+        self.0.close();
     }
 }
 
@@ -239,24 +250,20 @@ pub(super) fn us(d: Duration) -> u64 {
 }
 
 /// Takes everything recorded since the last call, per (phase, tag).
-///
-/// Double-buffered: each shard's accumulators are swapped with `spare`'s (the collector's),
-/// so the lock is held for a swap only; the swapped-out accumulators are drained and kept, to
-/// be swapped back in next time. Once every (phase, tag) has been seen, the request path
-/// allocates no accumulator or histogram, and the histograms never regrow.
-pub(super) fn drain_shards(
-    shared: &Shared,
-    spare: &mut [HashMap<(u16, u16), Acc>],
-) -> HashMap<(u16, u16), Stats> {
+pub(super) fn drain_shards(shared: &Shared) -> HashMap<(u16, u16), Stats> {
     let mut out: HashMap<(u16, u16), Stats> = HashMap::new();
-    for (shard, spare) in shared.shards.iter().zip(spare.iter_mut()) {
-        match shard.lock() {
-            Ok(mut map) => std::mem::swap(&mut *map, spare),
+    for shard in &shared.shards {
+        let taken = match shard.lock() {
+            Ok(mut map) => std::mem::take(&mut *map),
             Err(_) => continue,
-        }
-        for (key, acc) in spare.iter_mut() {
-            if acc.requests > 0 {
-                acc.drain_into(out.entry(*key).or_default());
+        };
+        for (key, acc) in taken {
+            let stats = acc.into_stats();
+            match out.get_mut(&key) {
+                Some(s) => s.merge(&stats),
+                None => {
+                    out.insert(key, stats);
+                }
             }
         }
     }

@@ -59,50 +59,46 @@ fn settle(
     shared.finish_one(outcome.result);
 }
 
-/// Sends one job on an HTTP/1.1 keep-alive connection (opening or replacing it as needed) and
-/// records the outcome.
-pub(super) async fn send_h1(
-    shared: &Shared,
-    addr: SocketAddr,
-    conn: &mut Option<H1Conn>,
-    job: Job,
-) {
-    let deadline = job.intended + shared.timeout;
-    let mut sent_at: Option<Instant> = None;
-    // A job whose deadline passed while it waited is not sent: sending it would only
-    // cost the connection (abandoned mid-request) and load the target for nothing.
-    let result = if Instant::now() >= deadline {
-        Err(crate::ErrorKind::Timeout)
-    } else {
-        let attempt = async {
-            // A kept-alive connection the server has since closed is replaced before the
-            // request is sent (that is not a failure of the request).
-            if let Some(c) = conn.as_mut()
-                && c.ready().await.is_err()
-            {
-                *conn = None;
-            }
-            let c = match conn {
-                Some(c) => c,
-                None => {
-                    let c = conn.insert(H1Conn::connect(addr, shared.pool.tls()).await?);
-                    c.ready().await?;
-                    c
+/// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
+pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Conn>) {
+    while let Some(job) = shared.next_job().await {
+        let deadline = job.intended + shared.timeout;
+        let mut sent_at: Option<Instant> = None;
+        // A job whose deadline passed while it waited is not sent: sending it would only
+        // cost the connection (abandoned mid-request) and load the target for nothing.
+        let result = if Instant::now() >= deadline {
+            Err(crate::ErrorKind::Timeout)
+        } else {
+            let attempt = async {
+                // A kept-alive connection the server has since closed is replaced before the
+                // request is sent (that is not a failure of the request).
+                if let Some(c) = &mut conn
+                    && c.ready().await.is_err()
+                {
+                    conn = None;
                 }
+                let c = match &mut conn {
+                    Some(c) => c,
+                    None => {
+                        let c = conn.insert(H1Conn::connect(addr, shared.pool.tls()).await?);
+                        c.ready().await?;
+                        c
+                    }
+                };
+                let req = shared.build_request(job.tag);
+                sent_at = Some(Instant::now());
+                c.send(req).await
             };
-            let req = shared.build_request(job.tag);
-            sent_at = Some(Instant::now());
-            c.send(req).await
+            match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::ErrorKind::Timeout),
+            }
         };
-        match tokio::time::timeout_at(deadline.into(), attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::ErrorKind::Timeout),
+        // After a failure once the request was on the wire the connection's state is
+        // unknown: start afresh on the next job. A timeout before sending leaves it usable.
+        if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
+            conn = None;
         }
-    };
-    // After a failure once the request was on the wire the connection's state is
-    // unknown: start afresh on the next job. A timeout before sending leaves it usable.
-    if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
-        *conn = None;
+        settle(&shared, &job, result, None, sent_at);
     }
-    settle(shared, &job, result, None, sent_at);
 }
