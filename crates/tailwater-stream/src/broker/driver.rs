@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::counters::{Counters, LagState};
 use super::gate::Gate;
 use super::handle::ConsumerHandle;
 use super::lag::LagMeter;
-use super::stats::{Counters, LagState};
 use super::{BrokerError, metrics};
 
 /// Runs `fut` with a deadline, turning both failures into a [`BrokerError`] naming `op`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::stats::Counters;
+use super::counters::Counters;
 use super::{BrokerError, ConsumerStats};
 
 /// A running consumer. [`stop`](Self::stop) drains it; [`kill`](Self::kill) (or dropping the

@@ -83,6 +83,8 @@ macro_rules! delivery_of {
 }
 
 #[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
+mod counters;
+#[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
 mod driver;
 mod gate;
 #[cfg(any(feature = "redis-streams", feature = "nats", feature = "rabbitmq"))]
