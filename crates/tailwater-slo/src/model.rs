@@ -2,7 +2,7 @@
 //! the runbooks and the evaluator read.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::duration::PromDuration;
 use crate::tier::{Severity, Tier, round_sig};
@@ -34,6 +34,26 @@ pub struct SloSet {
 }
 
 impl SloSet {
+    /// A set over a period of `period_days` days, with the workbook tiers for it.
+    pub(crate) fn new(
+        source: &Path,
+        format: SpecFormat,
+        period_days: u32,
+        slos: Vec<Slo>,
+        ignored_plugins: Vec<String>,
+    ) -> Self {
+        let mut set = Self {
+            source: source.to_owned(),
+            format,
+            period: PromDuration::from_secs(0),
+            tiers: Vec::new(),
+            slos,
+            ignored_plugins,
+        };
+        set.set_period_days(period_days);
+        set
+    }
+
     /// Replaces the period and recomputes the workbook tiers for it (Sloth's `--window-days`).
     pub fn set_period_days(&mut self, days: u32) {
         self.period = PromDuration::from_secs(u64::from(days) * 86_400);

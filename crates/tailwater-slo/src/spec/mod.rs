@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::SloError;
-use crate::model::SloSet;
+use crate::model::{Alerting, Sli, Slo, SloSet};
 
 pub mod locate;
 pub mod native;
@@ -55,6 +55,42 @@ pub fn parse(text: &str, file: impl AsRef<Path>) -> Result<SloSet, SloError> {
                 native::VERSION
             ),
         )),
+    }
+}
+
+/// What both forms say of one SLO besides its SLI and alerting.
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) objective: f64,
+    pub(crate) labels: Labels,
+}
+
+impl Entry {
+    /// The SLO of `service` as both forms build it: the id is `service-name` (Sloth's
+    /// `sloth_id`) and the labels are the service's overlaid by the SLO's own. No guard and
+    /// no native context (the native form adds its own).
+    pub(crate) fn into_slo(
+        self,
+        service: &str,
+        service_labels: &Labels,
+        sli: Sli,
+        alerting: Alerting,
+    ) -> Slo {
+        let mut labels = service_labels.0.clone();
+        labels.extend(self.labels.0);
+        Slo {
+            id: format!("{service}-{}", self.name),
+            service: service.to_owned(),
+            name: self.name,
+            description: self.description,
+            objective: self.objective,
+            labels,
+            sli,
+            alerting,
+            guard: None,
+            context: None,
+        }
     }
 }
 

@@ -42,11 +42,10 @@ use serde::Deserialize;
 use tailwater_core::vocabulary::{self, outcome};
 
 use super::sloth::{AlertingSpec, check_service, check_slo_basics};
-use super::{Labels, from_yaml, locate};
+use super::{Entry, Labels, from_yaml, locate};
 use crate::duration::PromDuration;
 use crate::error::SloError;
 use crate::model::{Guard, MinEvents, NativeContext, Sli, Slo, SloSet, SpecFormat};
-use crate::tier::Tier;
 
 /// The `version` value of native specs.
 pub const VERSION: &str = "tailwater/v1";
@@ -280,17 +279,13 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             s.alerting
                 .unwrap_or_default()
                 .into_alerting(file, i, line, Some(default_name))?;
-        let mut labels = spec.labels.0.clone();
-        labels.extend(s.labels.0);
-        slos.push(Slo {
-            id: format!("{}-{}", spec.service, s.name),
-            service: spec.service.clone(),
+        let entry = Entry {
             name: s.name,
             description: s.description,
             objective: s.objective,
-            labels,
-            sli,
-            alerting,
+            labels: s.labels,
+        };
+        slos.push(Slo {
             guard: guard.map(|min_events| Guard {
                 total_rate_query,
                 min_events,
@@ -300,16 +295,16 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
                 kind,
                 threshold: s.threshold,
             }),
+            ..entry.into_slo(&spec.service, &spec.labels, sli, alerting)
         });
     }
-    Ok(SloSet {
-        source: file.to_owned(),
-        format: SpecFormat::Native,
-        period: PromDuration::from_secs(u64::from(period_days) * 86_400),
-        tiers: Tier::workbook(period_days),
+    Ok(SloSet::new(
+        file,
+        SpecFormat::Native,
+        period_days,
         slos,
-        ignored_plugins: Vec::new(),
-    })
+        Vec::new(),
+    ))
 }
 
 /// `shop` + `availability-v2` → `ShopAvailabilityV2`.

@@ -13,10 +13,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Labels, first_bad_label, from_yaml, locate, valid_name};
+use super::{Entry, Labels, first_bad_label, from_yaml, locate, valid_name};
 use crate::error::SloError;
-use crate::model::{AlertConfig, Alerting, Sli, Slo, SloSet, SpecFormat, check_template};
-use crate::tier::Tier;
+use crate::model::{AlertConfig, Alerting, Sli, SloSet, SpecFormat, check_template};
 
 /// The `version` value of Sloth specs.
 pub const VERSION: &str = "prometheus/v1";
@@ -356,29 +355,21 @@ pub fn parse(text: &str, file: &Path) -> Result<SloSet, SloError> {
             }
         };
         let alerting = s.alerting.into_alerting(file, i, line, None)?;
-        let mut labels = spec.labels.0.clone();
-        labels.extend(s.labels.0);
-        slos.push(Slo {
-            id: format!("{}-{}", spec.service, s.name),
-            service: spec.service.clone(),
+        let entry = Entry {
             name: s.name,
             description: s.description,
             objective: s.objective,
-            labels,
-            sli,
-            alerting,
-            guard: None,
-            context: None,
-        });
+            labels: s.labels,
+        };
+        slos.push(entry.into_slo(&spec.service, &spec.labels, sli, alerting));
     }
-    Ok(SloSet {
-        source: file.to_owned(),
-        format: SpecFormat::SlothV1,
-        period: crate::duration::PromDuration::from_secs(30 * 86_400),
-        tiers: Tier::workbook(30),
+    Ok(SloSet::new(
+        file,
+        SpecFormat::SlothV1,
+        30,
         slos,
         ignored_plugins,
-    })
+    ))
 }
 
 #[cfg(test)]
