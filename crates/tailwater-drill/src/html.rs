@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use tailwater_chart::{Axis, BarChart, BarSeries, LineChart, Series};
+use tailwater_chart::{Axis, BarChart, BarSeries, LineChart, Series, escape as esc};
 
 use crate::model::{DrillReport, PhaseResult, SeriesPoint, SideResult};
 use crate::table::{fmt_duration, fmt_multiplier, fmt_us, render_table};
@@ -13,10 +13,6 @@ const UNPROTECTED: &str = "#d62728";
 const PROTECTED: &str = "#1f77b4";
 const OFFERED: &str = "#999999";
 const TIER_COLOURS: [&str; 4] = ["#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd"];
-
-fn esc(s: &str) -> String {
-    tailwater_chart::escape(s)
-}
 
 /// One chart as a figure of the page.
 fn figure(out: &mut String, svg: String) {
