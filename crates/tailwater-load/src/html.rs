@@ -8,13 +8,9 @@
 
 use std::fmt::Write as _;
 
-use tailwater_chart::{Axis, LineChart, Series};
+use tailwater_chart::{Axis, LineChart, Series, escape as esc};
 
 use crate::report::Report;
-
-fn esc(s: &str) -> String {
-    tailwater_chart::escape(s)
-}
 
 /// One chart in its own section of the page.
 fn section(out: &mut String, chart: LineChart) {
