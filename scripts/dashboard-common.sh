@@ -33,16 +33,9 @@ if [ -z "${TAILWATER:-}" ]; then
     cargo build -q -p tailwater
     TAILWATER="${CARGO_TARGET_DIR:-$root/target}/debug/tailwater"
 fi
-tmp=$(mktemp -d -t "tailwater-$NAME.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/scratch.sh
+source "$root/scripts/lib/scratch.sh"
+scratch "$NAME"
 
 prometheus_config() {
     local rules=() jobs=()
