@@ -169,10 +169,7 @@ impl RedisRateStoreBuilder {
     /// The store.
     pub fn build(self) -> Result<RedisRateStore, ConfigError> {
         self.conn.options.validate()?;
-        let fallback = match self.policy {
-            FailurePolicy::Degrade { replicas } => Some(LocalFallback::new(replicas)),
-            _ => None,
-        };
+        let fallback = LocalFallback::for_policy(self.policy);
         let group_commit = self.group_commit && self.conn.is_single();
         Ok(RedisRateStore {
             inner: Arc::new(StoreInner {

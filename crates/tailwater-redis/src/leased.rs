@@ -211,10 +211,7 @@ impl LeasedLimiterBuilder {
             .into_iter()
             .map(|a| a.to_string())
             .collect();
-        let fallback = match self.policy {
-            FailurePolicy::Degrade { replicas } => Some(LocalFallback::new(replicas)),
-            _ => None,
-        };
+        let fallback = LocalFallback::for_policy(self.policy);
         let (generation, _) = watch::channel(0);
         Ok(LeasedLimiter {
             inner: Arc::new(Inner {

@@ -47,6 +47,14 @@ pub(crate) struct LocalFallback {
 }
 
 impl LocalFallback {
+    /// The fallback `policy` asks for: one with [`FailurePolicy::Degrade`], none otherwise.
+    pub(crate) fn for_policy(policy: FailurePolicy) -> Option<Self> {
+        match policy {
+            FailurePolicy::Degrade { replicas } => Some(Self::new(replicas)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn new(replicas: NonZeroU32) -> Self {
         Self {
             replicas: replicas.get(),

@@ -34,7 +34,8 @@
 
 use std::sync::LazyLock;
 
-/// Shared Lua helpers: two-limb time, exact floor division, one batch call's decision.
+/// Shared Lua helpers: two-limb time, exact floor division, one batch call's decision, reading
+/// the keys and answering with their states before the step.
 const PRELUDE: &str = r#"
 local E9 = 1000000000
 local function fdiv(a, b)
@@ -107,6 +108,23 @@ local function decide(scratch, a, ni)
   end
   return not enforce_denied and (qi == 0 or qd < qi), a
 end
+-- Reads every key: its stored value as sent back to the caller (`before`, '' for a missing
+-- key) and `r = max(stored - now, 0)`.
+local function read_keys()
+  local before, r = {}, {}
+  for i = 1, #KEYS do
+    local v = redis.call('GET', KEYS[i])
+    if v then before[i] = v else before[i] = '' end
+    r[i] = relv(v)
+  end
+  return before, r
+end
+-- The answer of a script that stepped the keys' states: {flag, now, before_1, ...}.
+local function answer(flag, before)
+  local out = {flag, join(now_s, now_ns)}
+  for i = 1, #before do out[i + 2] = before[i] end
+  return out
+end
 "#;
 
 /// Atomic multi-quota GCRA.
@@ -119,27 +137,20 @@ end
 const GCRA_BODY: &str = r#"
 local n = tonumber(ARGV[1])
 local k = #KEYS
-local rs = {}
-local before = {}
+local before, rs = read_keys()
 local ok = 1
 for i = 1, k do
   local T = tonumber(ARGV[3 * i])
   local dvt = tonumber(ARGV[3 * i + 1])
   local burst = tonumber(ARGV[3 * i + 2])
-  local v = redis.call('GET', KEYS[i])
-  if v then before[i] = v else before[i] = '' end
-  local r = relv(v)
-  rs[i] = r
-  if n > burst or r + n * T > dvt then ok = 0 end
+  if n > burst or rs[i] + n * T > dvt then ok = 0 end
 end
 if ok == 1 and n > 0 then
   for i = 1, k do
     store(KEYS[i], rs[i] + n * tonumber(ARGV[3 * i]))
   end
 end
-local out = {ok, join(now_s, now_ns)}
-for i = 1, k do out[i + 2] = before[i] end
-return out
+return answer(ok, before)
 "#;
 
 /// Lease: take up to `want` cells from every quota at once (the same count from each).
@@ -205,15 +216,9 @@ return {g, join(now_s, now_ns), wait_one, wait_full}
 /// Returns `{committed (0/1), now (decimal ns), stored_1, ..., stored_s}` (state before).
 const BATCH_BODY: &str = r#"
 local nslots = #KEYS
-local before = {}
-local r = {}
+local before, r = read_keys()
 local scratch = {}
-for s = 1, nslots do
-  local v = redis.call('GET', KEYS[s])
-  if v then before[s] = v else before[s] = '' end
-  r[s] = relv(v)
-  scratch[s] = r[s]
-end
+for s = 1, nslots do scratch[s] = r[s] end
 local commits = decide(scratch, 3, (#ARGV - 2) / 6)
 local commit = 0
 if commits then
@@ -222,9 +227,7 @@ if commits then
     if scratch[s] > r[s] then store(KEYS[s], scratch[s]) end
   end
 end
-local out = {commit, join(now_s, now_ns)}
-for s = 1, nslots do out[s + 2] = before[s] end
-return out
+return answer(commit, before)
 "#;
 
 /// The atomic GCRA script.
