@@ -185,10 +185,8 @@ impl<C: Clock, P: Clone, R: Clone> Clone for ConcurrencyLayer<C, P, R> {
 
 impl<C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for ConcurrencyLayer<C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConcurrencyLayer")
-            .field("limiter", self.common.limiter())
-            .field("route", self.common.route())
-            .field("wait", &self.common.admission.wait())
+        self.common
+            .debug_fields(&mut f.debug_struct("ConcurrencyLayer"))
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)
             .finish()

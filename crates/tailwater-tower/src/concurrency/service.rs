@@ -56,6 +56,16 @@ impl<C: Clock> Common<C> {
         self.metrics.route()
     }
 
+    /// Adds what the layer and its services show of the shared state to their `Debug`.
+    pub(crate) fn debug_fields<'d, 'a, 'b>(
+        &self,
+        d: &'d mut fmt::DebugStruct<'a, 'b>,
+    ) -> &'d mut fmt::DebugStruct<'a, 'b> {
+        d.field("limiter", self.limiter())
+            .field("route", self.route())
+            .field("wait", &self.admission.wait())
+    }
+
     pub(crate) fn record_gauges(&self) {
         let l = self.limiter();
         self.metrics.gauges(
@@ -172,11 +182,8 @@ impl<S: Clone, C: Clock, P: Clone, R: Clone> Clone for Concurrency<S, C, P, R> {
 
 impl<S: fmt::Debug, C: Clock, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Concurrency<S, C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Concurrency")
-            .field("inner", &self.inner)
-            .field("limiter", self.common.limiter())
-            .field("route", self.common.route())
-            .field("wait", &self.common.admission.wait())
+        self.common
+            .debug_fields(f.debug_struct("Concurrency").field("inner", &self.inner))
             .field("classifier", &self.classifier)
             .field("on_reject", &self.on_reject)
             .finish()
