@@ -214,6 +214,7 @@ impl HeadroomBuilder {
             queued_windows: 0,
             slow_start_rate: 0.0,
             flat_windows: 0,
+            flat_at: Duration::ZERO,
             opened: self.initial as f64,
             started: None,
             warm_from: 0,

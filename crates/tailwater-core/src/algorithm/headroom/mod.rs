@@ -48,7 +48,7 @@ const SLOW_START_YOUNG: f64 = 1.125;
 /// In slow start the completion rate must grow by this factor ...
 const SLOW_START_RATE_GROWTH: f64 = 1.25;
 
-/// ... within this many windows in which the limit grew, or slow start ends.
+/// ... within this many rounds (mean RTTs) in which the limit grew, or slow start ends.
 const SLOW_START_QUEUED_PLATEAU: u32 = 3;
 
 /// Slow start ends after this many windows in a row in which the limit did not grow while
@@ -148,9 +148,10 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    there it may only hold the limit, never raise it.
 ///
 /// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
-///    queued while pressing on the limit, or a completion rate that stopped growing (BBR's
-///    full-bandwidth test), every success admitted while at least half the limit was in
-///    flight raises the limit by 2. A 500-worker pool is found within a few round trips from
+///    queued while pressing on the limit, or a completion rate that stopped growing for
+///    three round trips (BBR's full-bandwidth test, counted per mean RTT, not per window),
+///    every success admitted while at least half the limit was in flight raises the limit
+///    by 2. A 500-worker pool is found within a few round trips from
 ///    the initial 20, and a limit about twice the demand's peak stays, so a healthy pool's
 ///    bursts are not shed. At its end the limit drains to 1.5 × the Little's-law estimate
 ///    (at most to a quarter), or holds if the completion rate fell (rule 3's case). The
@@ -315,6 +316,9 @@ pub struct Headroom {
     queued_windows: u32,
     slow_start_rate: f64,
     flat_windows: u32,
+    /// When the current round of slow start's full-bandwidth test began: a window counts
+    /// as flat at most once per mean RTT.
+    flat_at: Duration,
     opened: f64,
     started: Option<Duration>,
     /// Windows closed when the warm-up began (0, or slow start's exit: see

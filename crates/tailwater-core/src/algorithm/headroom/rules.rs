@@ -72,14 +72,21 @@ impl Headroom {
             self.calm |= !pressed;
         }
         // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
-        // a quarter within three windows, else more in flight only queues.
+        // a quarter within three rounds, else more in flight only queues. A round is a mean
+        // RTT, not a window (BBR counts round trips): windows of 25 samples last 40-70 ms
+        // on a 500-worker, 300 ms pool, whose completions answer a rise of the limit a round
+        // trip later, so three flat windows in a row were one round's noise and ended slow
+        // start at a tenth of the pool (the suite's 500-worker × 300 ms cells shed up to
+        // 1.16 % at 0.5× load while the limit climbed back).
         let mut plateau = false;
         if let Some(rate) = c.rate.filter(|_| pressed && young) {
             if rate >= SLOW_START_RATE_GROWTH * self.slow_start_rate {
                 self.slow_start_rate = rate;
                 self.flat_windows = 0;
-            } else {
+                self.flat_at = c.now;
+            } else if c.now.saturating_sub(self.flat_at) >= c.mean_duration() {
                 self.flat_windows += 1;
+                self.flat_at = c.now;
                 plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
             }
         }
