@@ -425,3 +425,45 @@ fn bad_config_names_the_field() {
     assert_eq!(field(b().dispersion_samples(-1.0)), "dispersion_samples");
     assert_eq!(field(b().timeout(Duration::ZERO)), "timeout");
 }
+
+#[test]
+fn the_timeout_scales_with_the_baseline() {
+    // A slow service (200 ms windows) whose limit of 100 does not bind. One success of 6 s
+    // (30 baselines) is a dispersed service's tail, not a loss: under the fixed 5 s timeout
+    // it counted as a drop and backed the limit off to 90 (lognormal CV 2 at 300 ms: 0.2 %
+    // of requests over 5 s, and 500 workers at 0.5× load shed 0.5-1.0 %). One of 11 s
+    // (55 baselines) is still a drop.
+    let mut h = Headroom::builder()
+        .initial_limit(100)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..50 {
+        window(&mut h, &mut t, ms(200), 10, false);
+    }
+    assert_eq!(h.baseline(), Some(ms(200)));
+    assert_eq!(h.limit(), 100);
+    let tail = |h: &mut Headroom, t: &mut Duration, rtt: Duration| {
+        h.update(&Sample::success(*t, rtt, 10));
+        *t += ms(2);
+        window(h, t, ms(200), 10, false);
+    };
+    tail(&mut h, &mut t, ms(6_000));
+    assert_eq!(h.limit(), 100);
+    tail(&mut h, &mut t, ms(11_000));
+    assert_eq!(h.limit(), 90);
+    // Without a baseline (or below 5 s / 50) the configured timeout holds.
+    let mut h = Headroom::builder()
+        .initial_limit(100)
+        .slow_start(false)
+        .timeout(ms(50))
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    h.update(&Sample::success(t, ms(60), 10));
+    t += ms(30);
+    h.update(&Sample::success(t, ms(20), 10));
+    assert_eq!(h.limit(), 90);
+}
