@@ -474,14 +474,20 @@ impl LimitAlgorithm for Headroom {
             self.full += u64::from(full);
         }
         // A success slower than the timeout counts as a drop (see `drop_after`).
-        let late = sample.outcome == Outcome::Success
+        let late;
+        let pushed = if sample.outcome == Outcome::Success
             && sample.rtt >= self.timeout
-            && sample.rtt >= self.drop_after();
-        let dropped = Sample {
-            outcome: Outcome::Dropped,
-            ..*sample
+            && sample.rtt >= self.drop_after()
+        {
+            late = Sample {
+                outcome: Outcome::Dropped,
+                ..*sample
+            };
+            &late
+        } else {
+            sample
         };
-        let Some(c) = self.windows.push(if late { &dropped } else { sample }) else {
+        let Some(c) = self.windows.push(pushed) else {
             return self.limit();
         };
         let before = self.limit;
