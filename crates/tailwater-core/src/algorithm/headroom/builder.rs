@@ -124,7 +124,9 @@ impl HeadroomBuilder {
         self.margin = v;
         self
     }
-    /// An RTT at or above this counts as a drop (default 5 s).
+    /// An RTT at or above this counts as a drop (default 5 s), or at or above 50 times the
+    /// no-queue baseline if that is longer: a healthy slow, dispersed service's tail (300 ms
+    /// lognormal CV 2: 0.2 % of requests over 5 s) is not a loss.
     pub fn timeout(mut self, v: Duration) -> Self {
         self.timeout = v;
         self
@@ -182,6 +184,7 @@ impl HeadroomBuilder {
             min: self.min,
             burst_floor: self.burst_floor.clamp(self.min, self.max),
             max: self.max,
+            timeout: self.timeout,
             queued_run: 0,
             seen: 0,
             full: 0,
@@ -204,7 +207,8 @@ impl HeadroomBuilder {
                 min_samples: 10,
                 max_samples: 400,
                 dispersion_samples: self.dispersion_samples,
-                timeout: self.timeout,
+                // Headroom applies its own timeout, which scales with the baseline.
+                timeout: Duration::MAX,
             }),
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
@@ -214,6 +218,7 @@ impl HeadroomBuilder {
             queued_windows: 0,
             slow_start_rate: 0.0,
             flat_windows: 0,
+            flat_at: Duration::ZERO,
             opened: self.initial as f64,
             started: None,
             warm_from: 0,

@@ -48,7 +48,7 @@ const SLOW_START_YOUNG: f64 = 1.125;
 /// In slow start the completion rate must grow by this factor ...
 const SLOW_START_RATE_GROWTH: f64 = 1.25;
 
-/// ... within this many windows in which the limit grew, or slow start ends.
+/// ... within this many rounds (mean RTTs) in which the limit grew, or slow start ends.
 const SLOW_START_QUEUED_PLATEAU: u32 = 3;
 
 /// Slow start ends after this many windows in a row in which the limit did not grow while
@@ -106,6 +106,10 @@ const UNDO_MAX_CV: f64 = 0.8;
 /// [`Headroom::burst_room`]).
 const BURST_ROOM: f64 = 6.0;
 
+/// A success slower than this many baselines (or the configured timeout, if longer) counts
+/// as a drop (see [`Headroom::drop_after`]).
+const TIMEOUT_BASELINES: f64 = 50.0;
+
 /// The windows the RTT's coefficient of variation is averaged over.
 const CV_WINDOWS: f64 = 8.0;
 
@@ -136,7 +140,8 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    found in a handful of windows; the window after a doubling only holds, because its RTTs
 ///    are those of requests admitted under the old limit), else by 1; with queueing it falls as Gradient2's does,
 ///    `L × (0.8 + 0.2 × clamp(allowance / ratio, 0.5, 1))`, at most 10 % per window. A drop or
-///    a timeout backs off by `backoff` (0.9), as AIMD.
+///    a timeout (an RTT of 5 s or 50 baselines, whichever is longer) backs off by
+///    `backoff` (0.9), as AIMD.
 /// 3. **A uniform slowdown is not a queue.** The Little's-law guard of
 ///    [`LlGuard`](super::LlGuard) (BBR's `max rate × min RTT` over 8 windows with the gain
 ///    cycle `[1.25, 0.75, 1]`) overrides the cuts while completions show the service still
@@ -148,9 +153,10 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    there it may only hold the limit, never raise it.
 ///
 /// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
-///    queued while pressing on the limit, or a completion rate that stopped growing (BBR's
-///    full-bandwidth test), every success admitted while at least half the limit was in
-///    flight raises the limit by 2. A 500-worker pool is found within a few round trips from
+///    queued while pressing on the limit, or a completion rate that stopped growing for
+///    three round trips (BBR's full-bandwidth test, counted per mean RTT, not per window),
+///    every success admitted while at least half the limit was in flight raises the limit
+///    by 2. A 500-worker pool is found within a few round trips from
 ///    the initial 20, and a limit about twice the demand's peak stays, so a healthy pool's
 ///    bursts are not shed. At its end the limit drains to 1.5 × the Little's-law estimate
 ///    (at most to a quarter), or holds if the completion rate fell (rule 3's case). The
@@ -281,6 +287,8 @@ pub struct Headroom {
     min: usize,
     burst_floor: usize,
     max: usize,
+    /// An RTT at or above this counts as a drop, at least (see [`Headroom::drop_after`]).
+    timeout: Duration,
     /// This window's samples, and those admitted when the limiter was full.
     seen: u64,
     full: u64,
@@ -315,6 +323,9 @@ pub struct Headroom {
     queued_windows: u32,
     slow_start_rate: f64,
     flat_windows: u32,
+    /// When the current round of slow start's full-bandwidth test began: a window counts
+    /// as flat at most once per mean RTT.
+    flat_at: Duration,
     opened: f64,
     started: Option<Duration>,
     /// Windows closed when the warm-up began (0, or slow start's exit: see
@@ -394,6 +405,20 @@ impl Headroom {
         self.sorted_means.get(k).copied()
     }
 
+    /// The RTT from which on a success counts as a drop: the configured
+    /// [`timeout`](HeadroomBuilder::timeout), or [`TIMEOUT_BASELINES`] times the baseline if
+    /// that is longer. A fixed 5 s read a healthy slow service's tail as drops: lognormal
+    /// CV 2 at 300 ms completes 0.2 % of its requests after 5 s, and each one backed the
+    /// limit off by a tenth (500 workers at 0.5× load shed 0.5-1.0 %).
+    fn drop_after(&self) -> Duration {
+        match self.baseline_secs() {
+            Some(b) if TIMEOUT_BASELINES * b > self.timeout.as_secs_f64() => {
+                Duration::try_from_secs_f64(TIMEOUT_BASELINES * b).unwrap_or(Duration::MAX)
+            }
+            _ => self.timeout,
+        }
+    }
+
     fn clamp(&self, v: f64) -> f64 {
         if v.is_finite() {
             v.clamp(self.min as f64, self.max as f64)
@@ -448,7 +473,21 @@ impl LimitAlgorithm for Headroom {
             let full = sample.in_flight as f64 + slack >= at;
             self.full += u64::from(full);
         }
-        let Some(c) = self.windows.push(sample) else {
+        // A success slower than the timeout counts as a drop (see `drop_after`).
+        let late;
+        let pushed = if sample.outcome == Outcome::Success
+            && sample.rtt >= self.timeout
+            && sample.rtt >= self.drop_after()
+        {
+            late = Sample {
+                outcome: Outcome::Dropped,
+                ..*sample
+            };
+            &late
+        } else {
+            sample
+        };
+        let Some(c) = self.windows.push(pushed) else {
             return self.limit();
         };
         let before = self.limit;

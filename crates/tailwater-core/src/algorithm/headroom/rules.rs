@@ -42,7 +42,10 @@ impl Headroom {
     ///
     /// - A window in which the limit grew by more than [`SLOW_START_YOUNG`] holds mostly young
     ///   requests, the fast ones of which completed first: its mean is biased low, so it
-    ///   enters the baseline only while there is none.
+    ///   never enters the baseline, not even as the first (session 15): the next pressed
+    ///   window, at 2.2-2.5 times that mean, read as a queue and ended slow start at a
+    ///   fraction of a 500-worker pool (`no-harm logn1 w500 300ms 0.5x`, seed 4: 0.51 %
+    ///   shed while the limit climbed back).
     /// - A window that queued while it pressed on the limit (its samples saw at least half
     ///   the limit it opened with in flight: a sample's in-flight count is that of its
     ///   admission, a round trip ago) pauses the growth; any other window resumes it. A burst
@@ -66,20 +69,27 @@ impl Headroom {
             self.start_mean = self.start_mean.min(m);
         }
         if let Some(mean) = mean
-            && (!young || self.means.is_empty())
+            && !young
         {
             self.remember(mean);
             self.calm |= !pressed;
         }
         // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
-        // a quarter within three windows, else more in flight only queues.
+        // a quarter within three rounds, else more in flight only queues. A round is a mean
+        // RTT, not a window (BBR counts round trips): windows of 25 samples last 40-70 ms
+        // on a 500-worker, 300 ms pool, whose completions answer a rise of the limit a round
+        // trip later, so three flat windows in a row were one round's noise and ended slow
+        // start at a tenth of the pool (the suite's 500-worker × 300 ms cells shed up to
+        // 1.16 % at 0.5× load while the limit climbed back).
         let mut plateau = false;
         if let Some(rate) = c.rate.filter(|_| pressed && young) {
             if rate >= SLOW_START_RATE_GROWTH * self.slow_start_rate {
                 self.slow_start_rate = rate;
                 self.flat_windows = 0;
-            } else {
+                self.flat_at = c.now;
+            } else if c.now.saturating_sub(self.flat_at) >= c.mean_duration() {
                 self.flat_windows += 1;
+                self.flat_at = c.now;
                 plateau = self.flat_windows >= SLOW_START_QUEUED_PLATEAU;
             }
         }
