@@ -674,3 +674,39 @@ fn the_head_cache_backs_off_on_a_streak_of_misses() {
     check(b"/same", &mut head);
     assert!(head.holds_rest());
 }
+
+/// The tail's lead (status, bytes) and end (queue wait, limit) come from the thread's
+/// cache only when they are the ones it holds: lines whose status, bytes, queue wait and
+/// limit change, repeat or come back, through one cache, are what a fresh format writes.
+#[test]
+fn the_tail_caches_write_what_a_fresh_format_writes() {
+    let statuses = [200, 200, 503, 200, 404];
+    let bytes = [13, 13, 13, 0, 1_000_000];
+    let waits = [None, None, Some(1_500_000), None, Some(0)];
+    let limits = [Some(20), Some(20), Some(20), None, Some(21)];
+    for format in FORMATS {
+        let (mut head, mut tail) = (HeadCache::for_conn(), TailCache::new());
+        for i in 0..60 {
+            let req = RequestFields {
+                peer: PEER.parse().unwrap(),
+                method: b"GET",
+                target: b"/",
+                protocol: "HTTP/1.1",
+                user_agent: Some(b"curl/8.5.0"),
+            };
+            let mut r = begun(1_796_235_367_123_000_000, req);
+            r.status = statuses[i % 5];
+            r.notes.bytes = bytes[i / 3 % 5];
+            r.notes.queue_wait = waits[i / 2 % 5];
+            r.notes.limit = limits[i / 7 % 5];
+            r.notes.route = Some(Inline::new(if i % 11 == 0 { b"b" } else { b"api" }));
+            r.notes.decision = Some("admitted");
+            r.notes.tier = Some(Criticality::Critical);
+            assert_eq!(
+                r.line_with(format, &mut head, &mut tail),
+                r.line(format),
+                "{format:?} {i}"
+            );
+        }
+    }
+}
