@@ -22,6 +22,9 @@ const UA_CACHED: usize = 256;
 /// A head is cached whole when its method, target and user agent take up to this many
 /// bytes together.
 const REST_CACHED: usize = 512;
+/// A connection's head is cached by the request's whole head as read (one comparison,
+/// rather than one per value) when that is up to this many bytes.
+const RAW_CACHED: usize = 1024;
 /// After this many misses in a row, a head is kept only at every [`REST_RETRY`]th miss:
 /// a client that does not repeat its requests pays almost nothing for the cache (keeping
 /// a head costs a few copies), and one that starts repeating is cached again soon.
@@ -56,7 +59,10 @@ struct RestCache {
     json: bool,
     peer: Option<SocketAddr>,
     protocol: &'static str,
-    /// The method, the target and the user agent, back to back.
+    /// Whether `key` is the request's whole head as read (a connection's cache, on the
+    /// lean path): the same bytes parse to the same method, target and user agent.
+    raw: bool,
+    /// The method, the target and the user agent, back to back (or the whole head).
     key: Vec<u8>,
     method_len: usize,
     target_len: usize,
@@ -93,6 +99,7 @@ impl HeadCache {
                 json: false,
                 peer: None,
                 protocol: "",
+                raw: false,
                 key: Vec::new(),
                 method_len: 0,
                 target_len: 0,
@@ -104,20 +111,38 @@ impl HeadCache {
         }
     }
 
-    /// Writes the head after its time for `r` if this cache holds it; what it left of
-    /// the line's budget, if it did.
+    /// Writes the head after its time for `r` (whose whole head as read is `raw`, or
+    /// empty) if this cache holds it; what it left of the line's budget, if it did.
     #[inline]
     pub(super) fn put_rest(
         &mut self,
         o: &mut Cursor<'_>,
         json: bool,
         r: &RequestFields<'_>,
+        raw: &[u8],
     ) -> Option<usize> {
         let c = &self.rest;
-        let (m, t) = (c.method_len, c.target_len);
         let hit = c.held
             && c.json == json
-            && r.method.len() == m
+            && if c.raw {
+                same(c.protocol, r.protocol) && c.key == raw
+            } else {
+                self.same_fields(r)
+            };
+        if !hit {
+            return None;
+        }
+        o.put(&c.text);
+        self.rest.misses = 0;
+        Some(self.rest.budget)
+    }
+
+    /// Whether the head held was made from `r`'s values (compared one by one).
+    #[inline]
+    fn same_fields(&self, r: &RequestFields<'_>) -> bool {
+        let c = &self.rest;
+        let (m, t) = (c.method_len, c.target_len);
+        r.method.len() == m
             && r.target.len() == t
             && r.user_agent.map(<[u8]>::len) == c.ua_len
             // A connection's client does not change.
@@ -128,37 +153,39 @@ impl HeadCache {
             && match r.user_agent {
                 Some(ua) => same_bytes(&c.key[m + t..], ua),
                 None => true,
-            };
-        if !hit {
-            return None;
-        }
-        o.put(&c.text);
-        self.rest.misses = 0;
-        Some(self.rest.budget)
+            }
     }
 
-    /// Keeps `text`, the head after the time just written for `r` (a miss), which left
-    /// `budget`, unless misses come in a streak (see [`REST_STREAK`]).
+    /// Keeps `text`, the head after the time just written for `r` (a miss; its whole head
+    /// as read is `raw`, or empty), which left `budget`, unless misses come in a streak
+    /// (see [`REST_STREAK`]). A connection's cache keeps it by `raw` when it has one.
     pub(super) fn keep_rest(
         &mut self,
         text: &[u8],
         budget: usize,
         json: bool,
         r: &RequestFields<'_>,
+        raw: &[u8],
     ) {
         let ua = r.user_agent.unwrap_or_default();
+        let by_raw = self.conn && !raw.is_empty() && raw.len() <= RAW_CACHED;
         let c = &mut self.rest;
         c.misses = c.misses.saturating_add(1);
-        c.held = r.method.len() + r.target.len() + ua.len() <= REST_CACHED
+        c.held = (by_raw || r.method.len() + r.target.len() + ua.len() <= REST_CACHED)
             && (c.misses <= REST_STREAK || c.misses.is_multiple_of(REST_RETRY));
         if c.held {
             c.json = json;
             c.peer = Some(r.peer);
             c.protocol = r.protocol;
+            c.raw = by_raw;
             c.key.clear();
-            c.key.extend_from_slice(r.method);
-            c.key.extend_from_slice(r.target);
-            c.key.extend_from_slice(ua);
+            if by_raw {
+                c.key.extend_from_slice(raw);
+            } else {
+                c.key.extend_from_slice(r.method);
+                c.key.extend_from_slice(r.target);
+                c.key.extend_from_slice(ua);
+            }
             c.method_len = r.method.len();
             c.target_len = r.target.len();
             c.ua_len = r.user_agent.map(<[u8]>::len);

@@ -179,7 +179,9 @@ const JSON_HEAD: HeadSyntax = HeadSyntax {
 /// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
 /// [`CLIENT_BUDGET`], for [`tail`]. What follows the time comes from `cache` when it
 /// holds it for `r`'s values (a connection's, or a thread's last): it depends on them
-/// only, as the head's budget is always whole.
+/// only, as the head's budget is always whole. `raw` is the request's whole head as read
+/// when the engine has it (the lean path), else empty: a connection's cache compares it
+/// whole.
 pub(crate) fn head(
     o: &mut Cursor<'_>,
     stamp: &mut Stamp,
@@ -187,6 +189,7 @@ pub(crate) fn head(
     json: bool,
     unix_nanos: u64,
     r: &RequestFields<'_>,
+    raw: &[u8],
 ) -> usize {
     // The bytes around the time are constants here (each written in a store or two).
     if json {
@@ -197,13 +200,13 @@ pub(crate) fn head(
         stamp.put(o, unix_nanos);
         o.put(TEXT_HEAD.after_time);
     }
-    if let Some(budget) = cache.put_rest(o, json, r) {
+    if let Some(budget) = cache.put_rest(o, json, r, raw) {
         return budget;
     }
     let from = o.len();
     let syntax = if json { &JSON_HEAD } else { &TEXT_HEAD };
     let budget = head_rest(o, syntax, cache, json, r);
-    cache.keep_rest(o.written_since(from), budget, json, r);
+    cache.keep_rest(o.written_since(from), budget, json, r, raw);
     budget
 }
 

@@ -390,22 +390,29 @@ impl AccessLog {
     /// Begins the line of a request whose head has just been read.
     pub(crate) fn begin(&self, req: &RequestFields<'_>) -> Pending {
         let start = now();
-        self.begin_at(req, None, start, self.wall(start))
+        self.begin_at(req, None, b"", start, self.wall(start))
     }
 
-    /// [`Self::begin`] for a request of a lean-path connection, with its cache.
-    pub(crate) fn begin_on(&self, conn: &mut ConnLog, req: &RequestFields<'_>) -> Pending {
+    /// [`Self::begin`] for a request of a lean-path connection, with its cache; `raw` is
+    /// the request's whole head as read (the cache's key).
+    pub(crate) fn begin_on(
+        &self,
+        conn: &mut ConnLog,
+        req: &RequestFields<'_>,
+        raw: &[u8],
+    ) -> Pending {
         let start = now();
-        self.begin_at(req, Some(&mut conn.head), start, self.wall(start))
+        self.begin_at(req, Some(&mut conn.head), raw, start, self.wall(start))
     }
 
     /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock, with
-    /// a connection's cache (else the thread's).
+    /// a connection's cache (else the thread's) and the whole head `raw` (or empty).
     #[inline]
     fn begin_at(
         &self,
         req: &RequestFields<'_>,
         conn: Option<&mut HeadCache>,
+        raw: &[u8],
         start: u64,
         unix_nanos: u64,
     ) -> Pending {
@@ -418,7 +425,7 @@ impl AccessLog {
                 Some(cache) => cache,
                 None => &mut l.head,
             };
-            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req);
+            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req, raw);
             let len = c.len();
             (line, len, budget)
         });
@@ -441,7 +448,7 @@ fn head_alone(json: bool, unix_nanos: u64, req: &RequestFields<'_>) -> (Box<[u8]
     let mut line = line_buffer();
     let mut c = Cursor::new(&mut line);
     let cache = &mut HeadCache::new();
-    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req);
+    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req, b"");
     let len = c.len();
     (line, len, budget)
 }

@@ -107,6 +107,19 @@ fn record(ua: Option<&[u8]>, notes: Notes) -> Record<'_> {
 }
 
 impl Record<'_> {
+    /// A stand-in for the request's whole head as read: its values, each after its
+    /// length (different values, different bytes).
+    fn raw(&self) -> Vec<u8> {
+        let r = &self.req;
+        let mut raw = Vec::new();
+        let values = [r.method, r.target, r.protocol.as_bytes()];
+        for v in values.into_iter().chain(r.user_agent) {
+            raw.extend_from_slice(&v.len().to_le_bytes());
+            raw.extend_from_slice(v);
+        }
+        raw
+    }
+
     /// The line as the request's thread formats it, head and tail.
     fn line(&self, format: AccessLogFormat) -> String {
         self.line_with(format, &mut HeadCache::new(), &mut TailCache::new())
@@ -119,7 +132,8 @@ impl Record<'_> {
         head: &mut HeadCache,
         tail: &mut TailCache,
     ) -> String {
-        let mut p = sink(format).begin_at(&self.req, Some(head), 0, self.time);
+        let raw = self.raw();
+        let mut p = sink(format).begin_at(&self.req, Some(head), &raw, 0, self.time);
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
         p.complete(&self.notes, self.status, nanos, tail);
         String::from_utf8(p.text().to_vec()).expect("ASCII")
@@ -377,7 +391,7 @@ fn a_reused_line_buffer_holds_only_its_own_request() {
         user_agent: None,
         ..big
     };
-    let mut p = log.begin_at(&small, None, 0, 0);
+    let mut p = log.begin_at(&small, None, b"", 0, 0);
     p.complete(&Notes::default(), 200, 0, &mut TailCache::new());
     assert_eq!(
         std::str::from_utf8(p.text()).expect("ASCII"),
@@ -405,6 +419,7 @@ fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
                 user_agent: None,
             },
             None,
+            b"",
             0,
             0,
         )
