@@ -63,6 +63,15 @@ wait_http() { # url
     return 1
 }
 
+# Another job's server on one of these ports would answer in place of ours (and be
+# counted as ours): refuse to start.
+for port in "$BACKEND_PORT" "$PROXY_PORT" "$ADMIN_PORT"; do
+    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
+        echo "callgrind-access-log: port $port is in use; set BASE_PORT" >&2
+        exit 1
+    fi
+done
+
 "$BIN/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
 pids+=($!)
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
@@ -80,6 +89,11 @@ instructions() { # config n
     local pid=$!
     pids+=("$pid")
     wait_http "http://127.0.0.1:$PROXY_PORT/"
+    kill -0 "$pid" 2>/dev/null || {
+        echo "callgrind-access-log: the proxy exited:" >&2
+        tail -n 5 "$tmp/valgrind.$1.$2.log" >&2
+        return 1
+    }
     local uris=("http://127.0.0.1:$PROXY_PORT/")
     if [ "$TARGETS" -gt 1 ]; then
         uris=()

@@ -22,6 +22,9 @@ const UA_CACHED: usize = 256;
 /// A head is cached whole when its method, target and user agent take up to this many
 /// bytes together.
 const REST_CACHED: usize = 512;
+/// A connection's head is cached by the request's whole head as read (one comparison,
+/// rather than one per value) when that is up to this many bytes.
+const RAW_CACHED: usize = 1024;
 /// After this many misses in a row, a head is kept only at every [`REST_RETRY`]th miss:
 /// a client that does not repeat its requests pays almost nothing for the cache (keeping
 /// a head costs a few copies), and one that starts repeating is cached again soon.
@@ -56,7 +59,10 @@ struct RestCache {
     json: bool,
     peer: Option<SocketAddr>,
     protocol: &'static str,
-    /// The method, the target and the user agent, back to back.
+    /// Whether `key` is the request's whole head as read (a connection's cache, on the
+    /// lean path): the same bytes parse to the same method, target and user agent.
+    raw: bool,
+    /// The method, the target and the user agent, back to back (or the whole head).
     key: Vec<u8>,
     method_len: usize,
     target_len: usize,
@@ -93,6 +99,7 @@ impl HeadCache {
                 json: false,
                 peer: None,
                 protocol: "",
+                raw: false,
                 key: Vec::new(),
                 method_len: 0,
                 target_len: 0,
@@ -104,20 +111,38 @@ impl HeadCache {
         }
     }
 
-    /// Writes the head after its time for `r` if this cache holds it; what it left of
-    /// the line's budget, if it did.
+    /// Writes the head after its time for `r` (whose whole head as read is `raw`, or
+    /// empty) if this cache holds it; what it left of the line's budget, if it did.
     #[inline]
     pub(super) fn put_rest(
         &mut self,
         o: &mut Cursor<'_>,
         json: bool,
         r: &RequestFields<'_>,
+        raw: &[u8],
     ) -> Option<usize> {
         let c = &self.rest;
-        let (m, t) = (c.method_len, c.target_len);
         let hit = c.held
             && c.json == json
-            && r.method.len() == m
+            && if c.raw {
+                same(c.protocol, r.protocol) && c.key == raw
+            } else {
+                self.same_fields(r)
+            };
+        if !hit {
+            return None;
+        }
+        o.put(&c.text);
+        self.rest.misses = 0;
+        Some(self.rest.budget)
+    }
+
+    /// Whether the head held was made from `r`'s values (compared one by one).
+    #[inline]
+    fn same_fields(&self, r: &RequestFields<'_>) -> bool {
+        let c = &self.rest;
+        let (m, t) = (c.method_len, c.target_len);
+        r.method.len() == m
             && r.target.len() == t
             && r.user_agent.map(<[u8]>::len) == c.ua_len
             // A connection's client does not change.
@@ -128,37 +153,39 @@ impl HeadCache {
             && match r.user_agent {
                 Some(ua) => same_bytes(&c.key[m + t..], ua),
                 None => true,
-            };
-        if !hit {
-            return None;
-        }
-        o.put(&c.text);
-        self.rest.misses = 0;
-        Some(self.rest.budget)
+            }
     }
 
-    /// Keeps `text`, the head after the time just written for `r` (a miss), which left
-    /// `budget`, unless misses come in a streak (see [`REST_STREAK`]).
+    /// Keeps `text`, the head after the time just written for `r` (a miss; its whole head
+    /// as read is `raw`, or empty), which left `budget`, unless misses come in a streak
+    /// (see [`REST_STREAK`]). A connection's cache keeps it by `raw` when it has one.
     pub(super) fn keep_rest(
         &mut self,
         text: &[u8],
         budget: usize,
         json: bool,
         r: &RequestFields<'_>,
+        raw: &[u8],
     ) {
         let ua = r.user_agent.unwrap_or_default();
+        let by_raw = self.conn && !raw.is_empty() && raw.len() <= RAW_CACHED;
         let c = &mut self.rest;
         c.misses = c.misses.saturating_add(1);
-        c.held = r.method.len() + r.target.len() + ua.len() <= REST_CACHED
+        c.held = (by_raw || r.method.len() + r.target.len() + ua.len() <= REST_CACHED)
             && (c.misses <= REST_STREAK || c.misses.is_multiple_of(REST_RETRY));
         if c.held {
             c.json = json;
             c.peer = Some(r.peer);
             c.protocol = r.protocol;
+            c.raw = by_raw;
             c.key.clear();
-            c.key.extend_from_slice(r.method);
-            c.key.extend_from_slice(r.target);
-            c.key.extend_from_slice(ua);
+            if by_raw {
+                c.key.extend_from_slice(raw);
+            } else {
+                c.key.extend_from_slice(r.method);
+                c.key.extend_from_slice(r.target);
+                c.key.extend_from_slice(ua);
+            }
             c.method_len = r.method.len();
             c.target_len = r.target.len();
             c.ua_len = r.user_agent.map(<[u8]>::len);
@@ -224,10 +251,17 @@ impl HeadCache {
     }
 }
 
-/// The middle of a thread's last line (`format::tail`: from the route to the queue
-/// wait's name) and the values it was made from.
+/// The parts of a thread's last line's tail that repeat from request to request, and the
+/// values they were made from: its lead (status and body bytes, up to the duration), its
+/// middle (`format::tail`: from the route to the queue wait's name) and, for a request
+/// that did not queue, its end after the middle (the queue wait's mark, the limit and the
+/// line's end; `text` holds the middle and the end back to back).
 #[derive(Debug)]
 pub(crate) struct TailCache {
+    /// The lead's values (format, status, body bytes), if it holds one.
+    lead_key: Option<(bool, u16, u64)>,
+    lead: [u8; LEAD_CACHED],
+    lead_len: usize,
     held: bool,
     json: bool,
     /// The route's name, if the line had a route (`has_route`).
@@ -236,13 +270,31 @@ pub(crate) struct TailCache {
     decision: Option<&'static str>,
     reason: &'static str,
     tier: Option<Criticality>,
-    /// The middle, `len` bytes (copied whole: see `Cursor::put_over`).
+    /// The middle, `len` bytes, then the end, to `end_len` (copied whole: see
+    /// `Cursor::put_over`).
     text: [u8; TAIL_CACHED],
     len: usize,
+    /// The limit of the end held after the middle, if it holds one.
+    end_limit: Option<Option<u64>>,
+    end_len: usize,
 }
 
-/// Middles up to this many bytes are cached (a route name of up to about 90 bytes).
-const TAIL_CACHED: usize = 160;
+/// What [`TailCache::put`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TailHit {
+    /// Nothing: the middle is not the one it holds.
+    Miss,
+    /// The middle; the end is still to write.
+    Middle,
+    /// The middle and the end: the line is complete.
+    Whole,
+}
+
+/// Middles and ends up to this many bytes together are cached (a route name of up to
+/// about 90 bytes).
+const TAIL_CACHED: usize = 192;
+/// A lead is at most 56 bytes (JSON's names, a status and 20 digits of bytes).
+const LEAD_CACHED: usize = 64;
 
 /// The same static string (a match is certain to be equal; a miss only costs a format).
 fn same(a: &'static str, b: &'static str) -> bool {
@@ -253,6 +305,9 @@ impl TailCache {
     /// Holds nothing yet.
     pub(crate) const fn new() -> Self {
         TailCache {
+            lead_key: None,
+            lead: [0; LEAD_CACHED],
+            lead_len: 0,
             held: false,
             json: false,
             has_route: false,
@@ -262,10 +317,35 @@ impl TailCache {
             tier: None,
             text: [0; TAIL_CACHED],
             len: 0,
+            end_limit: None,
+            end_len: 0,
         }
     }
 
-    /// Writes the middle of `r`'s tail if this cache holds it; whether it did.
+    /// Writes the lead of a line with `status` and `bytes` if this cache holds it;
+    /// whether it did.
+    #[inline]
+    pub(super) fn put_lead(&self, o: &mut Cursor<'_>, json: bool, status: u16, bytes: u64) -> bool {
+        let hit = self.lead_key == Some((json, status, bytes));
+        if hit {
+            o.put_over(&self.lead, self.lead_len);
+        }
+        hit
+    }
+
+    /// Keeps `text`, the lead just written for `status` and `bytes`.
+    pub(super) fn keep_lead(&mut self, text: &[u8], json: bool, status: u16, bytes: u64) {
+        if let Some(to) = self.lead.get_mut(..text.len()) {
+            to.copy_from_slice(text);
+            self.lead_len = text.len();
+            self.lead_key = Some((json, status, bytes));
+        } else {
+            self.lead_key = None;
+        }
+    }
+
+    /// Writes the middle of `r`'s tail if this cache holds it, and its end too when it
+    /// holds that (a request that did not queue, at the same limit); what it wrote.
     #[inline]
     pub(super) fn put(
         &self,
@@ -273,7 +353,7 @@ impl TailCache {
         json: bool,
         budget: usize,
         r: &Outcome<'_>,
-    ) -> bool {
+    ) -> TailHit {
         let hit = self.held
             && self.json == json
             && self.tier == r.n.tier
@@ -291,14 +371,21 @@ impl TailCache {
                 }
                 None => !self.has_route,
             };
-        if hit {
-            o.put_over(&self.text, self.len);
+        if !hit {
+            return TailHit::Miss;
         }
-        hit
+        if r.n.queue_wait.is_none() && self.end_limit == Some(r.limit()) {
+            o.put_over(&self.text, self.end_len);
+            TailHit::Whole
+        } else {
+            o.put_over(&self.text, self.len);
+            TailHit::Middle
+        }
     }
 
     /// Keeps `text`, the middle just written for `r` (`whole`: its route was not cut).
     pub(super) fn keep(&mut self, text: &[u8], whole: bool, json: bool, r: &Outcome<'_>) {
+        self.end_limit = None;
         // A plain route's escaped form is its name: whether it fits a later line's budget
         // is its length's question (`put`).
         self.held = whole
@@ -315,6 +402,20 @@ impl TailCache {
             self.tier = r.n.tier;
             self.text[..text.len()].copy_from_slice(text);
             self.len = text.len();
+        }
+    }
+
+    /// Keeps `text`, the end just written after the middle this cache holds for `r`
+    /// (only for a request that did not queue: a queue wait rarely repeats).
+    pub(super) fn keep_end(&mut self, text: &[u8], r: &Outcome<'_>) {
+        self.end_limit = None;
+        if self.held
+            && r.n.queue_wait.is_none()
+            && let Some(to) = self.text.get_mut(self.len..self.len + text.len())
+        {
+            to.copy_from_slice(text);
+            self.end_len = self.len + text.len();
+            self.end_limit = Some(r.limit());
         }
     }
 }

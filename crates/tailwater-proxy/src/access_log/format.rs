@@ -26,7 +26,7 @@
 
 use tailwater_core::Criticality;
 
-use super::cache::{HeadCache, TailCache};
+use super::cache::{HeadCache, TailCache, TailHit};
 use super::cursor::{Cursor, escape};
 use super::{Inline, Notes, RequestFields};
 
@@ -64,7 +64,7 @@ impl Outcome<'_> {
 
     /// The concurrency limit at the decision.
     #[inline]
-    fn limit(&self) -> Option<u64> {
+    pub(super) fn limit(&self) -> Option<u64> {
         self.n.limit.map(|l| l as u64)
     }
 }
@@ -179,7 +179,9 @@ const JSON_HEAD: HeadSyntax = HeadSyntax {
 /// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
 /// [`CLIENT_BUDGET`], for [`tail`]. What follows the time comes from `cache` when it
 /// holds it for `r`'s values (a connection's, or a thread's last): it depends on them
-/// only, as the head's budget is always whole.
+/// only, as the head's budget is always whole. `raw` is the request's whole head as read
+/// when the engine has it (the lean path), else empty: a connection's cache compares it
+/// whole.
 pub(crate) fn head(
     o: &mut Cursor<'_>,
     stamp: &mut Stamp,
@@ -187,6 +189,7 @@ pub(crate) fn head(
     json: bool,
     unix_nanos: u64,
     r: &RequestFields<'_>,
+    raw: &[u8],
 ) -> usize {
     // The bytes around the time are constants here (each written in a store or two).
     if json {
@@ -197,13 +200,13 @@ pub(crate) fn head(
         stamp.put(o, unix_nanos);
         o.put(TEXT_HEAD.after_time);
     }
-    if let Some(budget) = cache.put_rest(o, json, r) {
+    if let Some(budget) = cache.put_rest(o, json, r, raw) {
         return budget;
     }
     let from = o.len();
     let syntax = if json { &JSON_HEAD } else { &TEXT_HEAD };
     let budget = head_rest(o, syntax, cache, json, r);
-    cache.keep_rest(o.written_since(from), budget, json, r);
+    cache.keep_rest(o.written_since(from), budget, json, r, raw);
     budget
 }
 
@@ -238,9 +241,10 @@ fn head_rest(
 }
 
 /// Writes the rest of a line whose [`head`] is before `o` (and left `budget`), with its
-/// newline; `o` has room for what [`MAX_LINE`] leaves after the head. The fields from
-/// the route to the queue wait's name are copied from `cache` when they are the ones it
-/// holds (they repeat from request to request: a thread's last line's).
+/// newline; `o` has room for what [`MAX_LINE`] leaves after the head. The parts that
+/// repeat from request to request (the lead before the duration; the fields from the
+/// route to the queue wait's name; the end after them, for a request that did not queue)
+/// are copied from `cache` when they are the ones it holds (a thread's last line's).
 pub(crate) fn tail(
     o: &mut Cursor<'_>,
     json: bool,
@@ -248,33 +252,58 @@ pub(crate) fn tail(
     r: &Outcome<'_>,
     cache: &mut TailCache,
 ) {
+    let bytes = r.bytes();
+    if !cache.put_lead(o, json, r.status, bytes) {
+        let from = o.len();
+        lead(o, json, r.status, bytes);
+        cache.keep_lead(o.written_since(from), json, r.status, bytes);
+    }
+    o.secs(r.duration);
     if json {
-        o.put(b",\"status\":");
-        o.num(u64::from(r.status));
-        o.put(b",\"bytes\":");
-        o.num(r.bytes());
-        o.put(b",\"duration\":");
-        o.secs(r.duration);
         o.put(b",\"upstream_time\":");
         json_or_null(o, r.n.upstream, Cursor::secs);
     } else {
-        o.byte(b' ');
-        o.num(u64::from(r.status));
-        o.byte(b' ');
-        o.num(r.bytes());
-        o.byte(b' ');
-        o.secs(r.duration);
         o.byte(b' ');
         match r.n.upstream {
             Some(n) => o.secs(n),
             None => o.byte(b'-'),
         }
     }
-    if !cache.put(o, json, budget, r) {
-        let from = o.len();
-        let whole = middle(o, json, budget, r);
-        cache.keep(o.written_since(from), whole, json, r);
+    match cache.put(o, json, budget, r) {
+        TailHit::Whole => return,
+        TailHit::Middle => {}
+        TailHit::Miss => {
+            let from = o.len();
+            let whole = middle(o, json, budget, r);
+            cache.keep(o.written_since(from), whole, json, r);
+        }
     }
+    let from = o.len();
+    end(o, json, r);
+    cache.keep_end(o.written_since(from), r);
+}
+
+/// The tail's lead: the status and the body bytes, up to the duration.
+#[inline(never)]
+fn lead(o: &mut Cursor<'_>, json: bool, status: u16, bytes: u64) {
+    if json {
+        o.put(b",\"status\":");
+        o.num(u64::from(status));
+        o.put(b",\"bytes\":");
+        o.num(bytes);
+        o.put(b",\"duration\":");
+    } else {
+        o.byte(b' ');
+        o.num(u64::from(status));
+        o.byte(b' ');
+        o.num(bytes);
+        o.byte(b' ');
+    }
+}
+
+/// The tail's end, after the queue wait's name: its value, the limit, the line's end.
+#[inline(never)]
+fn end(o: &mut Cursor<'_>, json: bool, r: &Outcome<'_>) {
     if json {
         json_or_null(o, r.n.queue_wait, Cursor::secs);
         o.put(b",\"limit\":");

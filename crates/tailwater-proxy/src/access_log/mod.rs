@@ -47,6 +47,7 @@
 mod cache;
 mod cursor;
 mod format;
+mod inline;
 mod sink;
 mod writer;
 
@@ -66,6 +67,7 @@ use crate::decision::Decision;
 use cache::{HeadCache, TailCache};
 use cursor::Cursor;
 use format::{MAX_LINE, Outcome, Stamp};
+use inline::{Inline, ROUTE_INLINE};
 use sink::Sink;
 pub(crate) use writer::AccessLog;
 
@@ -370,59 +372,6 @@ pub(crate) struct RequestFields<'a> {
     pub(crate) user_agent: Option<&'a [u8]>,
 }
 
-/// Bytes of a record, kept inline when they fit in `N` (no allocation on the request's
-/// thread: the common case), on the heap when they do not.
-#[derive(Clone)]
-pub(crate) struct Inline<const N: usize> {
-    len: u16,
-    inline: [u8; N],
-    heap: Option<Box<[u8]>>,
-}
-
-impl<const N: usize> Inline<N> {
-    /// `raw`, cut at [`format::MAX_FIELD`] + 1 bytes (one more than a line shows, so that
-    /// the formatter knows it was cut).
-    #[inline]
-    fn new(raw: &[u8]) -> Self {
-        let raw = capped(raw);
-        let mut s = Inline {
-            len: 0,
-            inline: [0; N],
-            heap: None,
-        };
-        match s.inline.get_mut(..raw.len()) {
-            Some(to) => {
-                to.copy_from_slice(raw);
-                s.len = raw.len() as u16;
-            }
-            None => s.heap = Some(raw.into()),
-        }
-        s
-    }
-
-    /// The bytes.
-    fn as_bytes(&self) -> &[u8] {
-        match &self.heap {
-            Some(h) => h,
-            None => &self.inline[..usize::from(self.len)],
-        }
-    }
-}
-
-impl<const N: usize> std::fmt::Debug for Inline<N> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
-    }
-}
-
-/// `raw`, cut at [`format::MAX_FIELD`] + 1 bytes: more than a line shows of it.
-fn capped(raw: &[u8]) -> &[u8] {
-    &raw[..raw.len().min(format::MAX_FIELD + 1)]
-}
-
-/// Route names up to this many bytes are kept inline.
-const ROUTE_INLINE: usize = 32;
-
 /// A line begun at the request's head, finished at its end.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -441,22 +390,29 @@ impl AccessLog {
     /// Begins the line of a request whose head has just been read.
     pub(crate) fn begin(&self, req: &RequestFields<'_>) -> Pending {
         let start = now();
-        self.begin_at(req, None, start, self.wall(start))
+        self.begin_at(req, None, b"", start, self.wall(start))
     }
 
-    /// [`Self::begin`] for a request of a lean-path connection, with its cache.
-    pub(crate) fn begin_on(&self, conn: &mut ConnLog, req: &RequestFields<'_>) -> Pending {
+    /// [`Self::begin`] for a request of a lean-path connection, with its cache; `raw` is
+    /// the request's whole head as read (the cache's key).
+    pub(crate) fn begin_on(
+        &self,
+        conn: &mut ConnLog,
+        req: &RequestFields<'_>,
+        raw: &[u8],
+    ) -> Pending {
         let start = now();
-        self.begin_at(req, Some(&mut conn.head), start, self.wall(start))
+        self.begin_at(req, Some(&mut conn.head), raw, start, self.wall(start))
     }
 
     /// [`Self::begin`] at `start` on the log's clock, `unix_nanos` on the wall clock, with
-    /// a connection's cache (else the thread's).
+    /// a connection's cache (else the thread's) and the whole head `raw` (or empty).
     #[inline]
     fn begin_at(
         &self,
         req: &RequestFields<'_>,
         conn: Option<&mut HeadCache>,
+        raw: &[u8],
         start: u64,
         unix_nanos: u64,
     ) -> Pending {
@@ -469,7 +425,7 @@ impl AccessLog {
                 Some(cache) => cache,
                 None => &mut l.head,
             };
-            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req);
+            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req, raw);
             let len = c.len();
             (line, len, budget)
         });
@@ -492,7 +448,7 @@ fn head_alone(json: bool, unix_nanos: u64, req: &RequestFields<'_>) -> (Box<[u8]
     let mut line = line_buffer();
     let mut c = Cursor::new(&mut line);
     let cache = &mut HeadCache::new();
-    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req);
+    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req, b"");
     let len = c.len();
     (line, len, budget)
 }

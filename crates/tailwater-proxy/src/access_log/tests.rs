@@ -107,6 +107,19 @@ fn record(ua: Option<&[u8]>, notes: Notes) -> Record<'_> {
 }
 
 impl Record<'_> {
+    /// A stand-in for the request's whole head as read: its values, each after its
+    /// length (different values, different bytes).
+    fn raw(&self) -> Vec<u8> {
+        let r = &self.req;
+        let mut raw = Vec::new();
+        let values = [r.method, r.target, r.protocol.as_bytes()];
+        for v in values.into_iter().chain(r.user_agent) {
+            raw.extend_from_slice(&v.len().to_le_bytes());
+            raw.extend_from_slice(v);
+        }
+        raw
+    }
+
     /// The line as the request's thread formats it, head and tail.
     fn line(&self, format: AccessLogFormat) -> String {
         self.line_with(format, &mut HeadCache::new(), &mut TailCache::new())
@@ -119,7 +132,8 @@ impl Record<'_> {
         head: &mut HeadCache,
         tail: &mut TailCache,
     ) -> String {
-        let mut p = sink(format).begin_at(&self.req, Some(head), 0, self.time);
+        let raw = self.raw();
+        let mut p = sink(format).begin_at(&self.req, Some(head), &raw, 0, self.time);
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
         p.complete(&self.notes, self.status, nanos, tail);
         String::from_utf8(p.text().to_vec()).expect("ASCII")
@@ -377,7 +391,7 @@ fn a_reused_line_buffer_holds_only_its_own_request() {
         user_agent: None,
         ..big
     };
-    let mut p = log.begin_at(&small, None, 0, 0);
+    let mut p = log.begin_at(&small, None, b"", 0, 0);
     p.complete(&Notes::default(), 200, 0, &mut TailCache::new());
     assert_eq!(
         std::str::from_utf8(p.text()).expect("ASCII"),
@@ -405,6 +419,7 @@ fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
                 user_agent: None,
             },
             None,
+            b"",
             0,
             0,
         )
@@ -673,4 +688,40 @@ fn the_head_cache_backs_off_on_a_streak_of_misses() {
     }
     check(b"/same", &mut head);
     assert!(head.holds_rest());
+}
+
+/// The tail's lead (status, bytes) and end (queue wait, limit) come from the thread's
+/// cache only when they are the ones it holds: lines whose status, bytes, queue wait and
+/// limit change, repeat or come back, through one cache, are what a fresh format writes.
+#[test]
+fn the_tail_caches_write_what_a_fresh_format_writes() {
+    let statuses = [200, 200, 503, 200, 404];
+    let bytes = [13, 13, 13, 0, 1_000_000];
+    let waits = [None, None, Some(1_500_000), None, Some(0)];
+    let limits = [Some(20), Some(20), Some(20), None, Some(21)];
+    for format in FORMATS {
+        let (mut head, mut tail) = (HeadCache::for_conn(), TailCache::new());
+        for i in 0..60 {
+            let req = RequestFields {
+                peer: PEER.parse().unwrap(),
+                method: b"GET",
+                target: b"/",
+                protocol: "HTTP/1.1",
+                user_agent: Some(b"curl/8.5.0"),
+            };
+            let mut r = begun(1_796_235_367_123_000_000, req);
+            r.status = statuses[i % 5];
+            r.notes.bytes = bytes[i / 3 % 5];
+            r.notes.queue_wait = waits[i / 2 % 5];
+            r.notes.limit = limits[i / 7 % 5];
+            r.notes.route = Some(Inline::new(if i % 11 == 0 { b"b" } else { b"api" }));
+            r.notes.decision = Some("admitted");
+            r.notes.tier = Some(Criticality::Critical);
+            assert_eq!(
+                r.line_with(format, &mut head, &mut tail),
+                r.line(format),
+                "{format:?} {i}"
+            );
+        }
+    }
 }

@@ -384,6 +384,8 @@ impl<S: Io> Client<S> {
                 // Found by the parser as it collected the fields: no second search.
                 user_agent: self.head.fields.user_agent(&self.rbuf),
             },
+            // The whole head: a repeat of the connection's last is one comparison.
+            &self.rbuf[..self.head.len],
         );
         Some((log, pending, conn_log))
     }
