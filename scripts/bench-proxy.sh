@@ -38,7 +38,14 @@
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
 #                                           MODE=forward|shed|https ACCESS_LOG=0|1 SKIP_BUILD=0|1:
-#                                           1 uses the release binaries already built)
+#                                           1 uses the release binaries already built;
+#                                           PIN=0|1, see below)
+#
+# PIN=1 is an experiment, not the default comparison: it pins worker N of every proxy to
+# CPU N mod cores with `taskset` once they run (all three alike: what nginx's
+# `worker_cpu_affinity auto` and HAProxy's `cpu-map` would do, and what a tailwater option
+# would have to do), to measure whether CPU affinity is worth offering. None of the three
+# pins by default, and a sidecar sharing its host should not.
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -169,6 +176,32 @@ RUST_LOG=warn "$bin/tailwater" proxy "${tailwater_config[@]}" --listen "127.0.0.
 pids+=($!)
 tailwater_pid=$!
 up "$SCHEME://127.0.0.1:$TAILWATER_PORT/"
+
+if [ "${PIN:-0}" = 1 ]; then
+    command -v taskset >/dev/null || { echo "bench-proxy: PIN=1 needs taskset" >&2; exit 1; }
+    pin_each() { # thread ids (an nginx worker is one thread): the Nth to CPU N mod cores
+        local n=0 id
+        for id in "$@"; do
+            taskset -p -c $((n % CORES)) "$id" >/dev/null
+            n=$((n + 1))
+        done
+    }
+    workers_of() { # pid: tailwater's worker threads, in the order they were started
+        local t
+        for t in $(ls "/proc/$1/task" | sort -n); do
+            case $(cat "/proc/$1/task/$t/comm") in tailwater-worke*) echo "$t" ;; esac
+        done
+    }
+    # shellcheck disable=SC2046
+    pin_each $(pgrep -P "$nginx_pid" | sort -n)
+    # shellcheck disable=SC2046
+    [ "$HAPROXY" = 1 ] && pin_each $(ls "/proc/$haproxy_pid/task" | sort -n)
+    # shellcheck disable=SC2046
+    pin_each $(workers_of "$tailwater_pid")
+    # shellcheck disable=SC2046
+    [ "$ACCESS_LOG" = 1 ] && pin_each $(workers_of "$twlog_pid")
+    echo "PIN=1: every proxy's workers pinned one per CPU (taskset)" >&2
+fi
 
 # The processes doing each path's work: nginx's workers, tailwater's one process.
 procs_of() { # name
@@ -319,7 +352,7 @@ goal=1.10
 [ "$MODE" = https ] && goal=1.00
 [ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} (goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
 [ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} (goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)$([ "${PIN:-0}" = 1 ] && echo "; workers pinned (PIN=1)")"
 if [ "$MODE" = shed ]; then
     echo
     echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"
