@@ -9,9 +9,11 @@
 # and are driven by wrk with the same threads, connections and duration; the direct path
 # (wrk → backend) is the baseline for "added latency". nginx gets Debian's defaults plus:
 # worker_processes = number of cores, upstream keepalive, proxy_http_version 1.1, no
-# caching, no access log. tailwater runs `tailwater proxy --upstream ...` with its default
-# adaptive limit (`recommended`, Headroom, + CoDel queue), the configuration a user gets without a file, and
-# --workers = number of cores (its default; thread-per-core like nginx's worker processes).
+# caching, no access log (both configurations come from scripts/lib/peers.sh, shared with
+# scripts/callgrind-proxy.sh and scripts/netns-proxy.sh). tailwater runs
+# `tailwater proxy --upstream ...` with its default adaptive limit (`recommended`, Headroom,
+# + CoDel queue), the configuration a user gets without a file, and --workers = number of
+# cores (its default; thread-per-core like nginx's worker processes).
 # Besides throughput and latency it reports each proxy's CPU time per request (user and
 # kernel, from /proc/PID/stat over the measured runs, warm-ups excluded).
 #
@@ -36,7 +38,14 @@
 #
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
 #                                           MODE=forward|shed|https ACCESS_LOG=0|1 SKIP_BUILD=0|1:
-#                                           1 uses the release binaries already built)
+#                                           1 uses the release binaries already built;
+#                                           PIN=0|1, see below)
+#
+# PIN=1 is an experiment, not the default comparison: it pins worker N of every proxy to
+# CPU N mod cores with `taskset` once they run (all three alike: what nginx's
+# `worker_cpu_affinity auto` and HAProxy's `cpu-map` would do, and what a tailwater option
+# would have to do), to measure whether CPU affinity is worth offering. None of the three
+# pins by default, and a sidecar sharing its host should not.
 # Needs: wrk, nginx (Debian package), cargo. Prints a Markdown table; exits 0 even when the
 # goals (>= 1.0x nginx throughput, added p99 <= nginx's) are missed, and says so.
 set -euo pipefail
@@ -88,14 +97,10 @@ echo "building release binaries..." >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release"
 
-wait_http() { # url
-    for _ in $(seq 1 100); do
-        curl -fsS --cacert "$TLS_DIR/ca.pem" -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench-proxy: $1 did not come up; logs:" >&2
-    tail -n 5 "$tmp"/*.log >&2 || true
-    return 1
+# shellcheck source=scripts/lib/peers.sh
+source "$root/scripts/lib/peers.sh"
+up() { # url: waits for it, shows the logs when it never answers
+    wait_http "$1" 100 "$TLS_DIR/ca.pem" "$tmp"/*.log
 }
 
 if [ "$MODE" = shed ]; then
@@ -106,83 +111,26 @@ else
 fi
 pids+=($!)
 backend_pid=$!
-wait_http "http://127.0.0.1:$BACKEND_PORT/"
+up "http://127.0.0.1:$BACKEND_PORT/"
 
-mkdir -p "$tmp/nginx"
-nginx_limit=""
-[ "$MODE" = shed ] && nginx_limit="limit_conn perclient 8; limit_conn_status 503;"
-nginx_listen="listen 127.0.0.1:$NGINX_PORT;"
-[ "$MODE" = https ] && nginx_listen="listen 127.0.0.1:$NGINX_PORT ssl; ssl_certificate $TLS_DIR/server.pem; ssl_certificate_key $TLS_DIR/server.key; ssl_session_cache shared:SSL:10m;"
-cat >"$tmp/nginx/nginx.conf" <<EOF
-worker_processes $CORES;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
-    keepalive_requests 1000000;
-    limit_conn_zone \$binary_remote_addr zone=perclient:1m;
-    upstream backend {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 256;
-    }
-    server {
-        $nginx_listen
-        location / {
-            $nginx_limit
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/stderr.log" &
+# The peers as their users configure them (scripts/lib/peers.sh), one directory each so
+# that both can listen at once.
+peer_tls=""
+[ "$MODE" = https ] && peer_tls=$TLS_DIR
+peer_shed=""
+[ "$MODE" = shed ] && peer_shed=8
+peer_configs "$tmp/nginx-peer" "$BACKEND_PORT" "$NGINX_PORT" "$CORES" "$peer_tls" "$peer_shed"
+nginx -p "$tmp/nginx-peer/nginx" -c "$tmp/nginx-peer/nginx/nginx.conf" 2>"$tmp/nginx.log" &
 pids+=($!)
 nginx_pid=$!
-wait_http "$SCHEME://127.0.0.1:$NGINX_PORT/"
+up "$SCHEME://127.0.0.1:$NGINX_PORT/"
 
 if [ "$HAPROXY" = 1 ]; then
-    mkdir -p "$tmp/haproxy"
-    haproxy_bind="bind 127.0.0.1:$HAPROXY_PORT"
-    if [ "$MODE" = https ]; then
-        cat "$TLS_DIR/server.pem" "$TLS_DIR/server.key" >"$tmp/haproxy/cert.pem"
-        haproxy_bind="$haproxy_bind ssl crt $tmp/haproxy/cert.pem alpn http/1.1"
-    fi
-    haproxy_server="server s1 127.0.0.1:$BACKEND_PORT"
-    haproxy_queue="5s"
-    if [ "$MODE" = shed ]; then
-        haproxy_server="$haproxy_server maxconn 8"
-        haproxy_queue="1ms"
-    fi
-    cat >"$tmp/haproxy/haproxy.cfg" <<EOF
-global
-    nbthread $CORES
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout queue $haproxy_queue
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    $haproxy_bind
-    default_backend be
-backend be
-    $haproxy_server
-EOF
-    haproxy -db -f "$tmp/haproxy/haproxy.cfg" 2>"$tmp/haproxy/stderr.log" &
+    peer_configs "$tmp/haproxy-peer" "$BACKEND_PORT" "$HAPROXY_PORT" "$CORES" "$peer_tls" "$peer_shed"
+    haproxy -db -f "$tmp/haproxy-peer/haproxy/haproxy.cfg" 2>"$tmp/haproxy.log" &
     pids+=($!)
     haproxy_pid=$!
-    wait_http "$SCHEME://127.0.0.1:$HAPROXY_PORT/"
+    up "$SCHEME://127.0.0.1:$HAPROXY_PORT/"
 fi
 
 if [ "$MODE" = shed ]; then
@@ -220,14 +168,40 @@ if [ "$ACCESS_LOG" = 1 ]; then
         --admin "127.0.0.1:$TWLOG_ADMIN_PORT" --workers "$CORES" 2>"$tmp/twlog.log" &
     pids+=($!)
     twlog_pid=$!
-    wait_http "$SCHEME://127.0.0.1:$TWLOG_PORT/"
+    up "$SCHEME://127.0.0.1:$TWLOG_PORT/"
 fi
 RUST_LOG=warn "$bin/tailwater" proxy "${tailwater_config[@]}" --listen "127.0.0.1:$TAILWATER_PORT" \
     --admin "127.0.0.1:$ADMIN_PORT" \
     --workers "$CORES" 2>"$tmp/tailwater.log" &
 pids+=($!)
 tailwater_pid=$!
-wait_http "$SCHEME://127.0.0.1:$TAILWATER_PORT/"
+up "$SCHEME://127.0.0.1:$TAILWATER_PORT/"
+
+if [ "${PIN:-0}" = 1 ]; then
+    command -v taskset >/dev/null || { echo "bench-proxy: PIN=1 needs taskset" >&2; exit 1; }
+    pin_each() { # thread ids (an nginx worker is one thread): the Nth to CPU N mod cores
+        local n=0 id
+        for id in "$@"; do
+            taskset -p -c $((n % CORES)) "$id" >/dev/null
+            n=$((n + 1))
+        done
+    }
+    workers_of() { # pid: tailwater's worker threads, in the order they were started
+        local t
+        for t in $(ls "/proc/$1/task" | sort -n); do
+            case $(cat "/proc/$1/task/$t/comm") in tailwater-worke*) echo "$t" ;; esac
+        done
+    }
+    # shellcheck disable=SC2046
+    pin_each $(pgrep -P "$nginx_pid" | sort -n)
+    # shellcheck disable=SC2046
+    [ "$HAPROXY" = 1 ] && pin_each $(ls "/proc/$haproxy_pid/task" | sort -n)
+    # shellcheck disable=SC2046
+    pin_each $(workers_of "$tailwater_pid")
+    # shellcheck disable=SC2046
+    [ "$ACCESS_LOG" = 1 ] && pin_each $(workers_of "$twlog_pid")
+    echo "PIN=1: every proxy's workers pinned one per CPU (taskset)" >&2
+fi
 
 # The processes doing each path's work: nginx's workers, tailwater's one process.
 procs_of() { # name
@@ -378,7 +352,7 @@ goal=1.10
 [ "$MODE" = https ] && goal=1.00
 [ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} (goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
 [ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} (goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)$([ "${PIN:-0}" = 1 ] && echo "; workers pinned (PIN=1)")"
 if [ "$MODE" = shed ]; then
     echo
     echo "shed throughput tailwater / nginx: ${ratio}x (no goal; nearly every answer is a 503); per round:${round_ratios}"

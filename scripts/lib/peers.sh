@@ -1,24 +1,38 @@
 # Sourced (not run) by the scripts that put nginx and HAProxy beside tailwater proxy in
-# front of one backend (scripts/callgrind-proxy.sh, scripts/netns-proxy.sh): the peers'
-# configurations and the wait for a listener, written once.
+# front of one backend (scripts/bench-proxy.sh, scripts/callgrind-proxy.sh,
+# scripts/netns-proxy.sh): the peers' configurations and the wait for a listener, written
+# once.
 #
-#   peer_configs DIR BACKEND_PORT PROXY_PORT WORKERS [TLS_DIR]
+#   peer_configs DIR BACKEND_PORT PROXY_PORT WORKERS [TLS_DIR] [SHED_LIMIT]
 #       writes DIR/nginx/nginx.conf and DIR/haproxy/haproxy.cfg: both listen on
 #       127.0.0.1:PROXY_PORT and keep up to 256 idle connections to 127.0.0.1:BACKEND_PORT;
 #       WORKERS processes (nginx; one runs without a master process) or threads (HAProxy).
-#       With TLS_DIR (holding server.pem, server.key), both terminate TLS (ALPN http/1.1).
-#   wait_http URL [TRIES] [CA_FILE]
+#       With TLS_DIR (holding server.pem, server.key; "" for none), both terminate TLS
+#       (ALPN http/1.1; nginx with a shared session cache, as its documentation advises).
+#       With SHED_LIMIT, each admits at most that many requests at once and answers the
+#       rest 503 at once (nginx: `limit_conn` per client address; HAProxy: the server's
+#       `maxconn` with a 1 ms queue timeout). To run both at once, call it twice with two
+#       directories and two ports.
+#   wait_http URL [TRIES] [CA_FILE] [LOGS...]
 #       polls URL every 0.1 s until it answers 2xx, at most TRIES times (default 300);
-#       returns 1 (after saying so on stderr) when it never does.
+#       returns 1 (after saying so on stderr, with the last lines of each LOGS file) when
+#       it never does.
 
-peer_configs() { # dir backend_port proxy_port workers [tls_dir]
-    local dir=$1 backend=$2 port=$3 workers=$4 tls=${5:-}
+peer_configs() { # dir backend_port proxy_port workers [tls_dir] [shed_limit]
+    local dir=$1 backend=$2 port=$3 workers=$4 tls=${5:-} shed=${6:-}
     local listen="listen 127.0.0.1:$port;" bind="bind 127.0.0.1:$port" process
+    local zone="" limit="" server="server s1 127.0.0.1:$backend" queue=5s
     mkdir -p "$dir/nginx" "$dir/haproxy"
     if [ -n "$tls" ]; then
-        listen="listen 127.0.0.1:$port ssl; ssl_certificate $tls/server.pem; ssl_certificate_key $tls/server.key;"
+        listen="listen 127.0.0.1:$port ssl; ssl_certificate $tls/server.pem; ssl_certificate_key $tls/server.key; ssl_session_cache shared:SSL:10m;"
         cat "$tls/server.pem" "$tls/server.key" >"$dir/haproxy/cert.pem"
         bind="$bind ssl crt $dir/haproxy/cert.pem alpn http/1.1"
+    fi
+    if [ -n "$shed" ]; then
+        zone="limit_conn_zone \$binary_remote_addr zone=perclient:1m;"
+        limit="limit_conn perclient $shed; limit_conn_status 503;"
+        server="$server maxconn $shed"
+        queue=1ms
     fi
     process="worker_processes $workers;"
     [ "$workers" = 1 ] && process="master_process off;
@@ -37,6 +51,7 @@ http {
     uwsgi_temp_path $dir/nginx/uwsgi;
     scgi_temp_path $dir/nginx/scgi;
     keepalive_requests 1000000;
+    $zone
     upstream backend {
         server 127.0.0.1:$backend;
         keepalive 256;
@@ -44,6 +59,7 @@ http {
     server {
         $listen
         location / {
+            $limit
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -60,23 +76,26 @@ defaults
     timeout connect 5s
     timeout client 60s
     timeout server 60s
+    timeout queue $queue
     option http-keep-alive
     http-reuse always
 frontend fe
     $bind
     default_backend be
 backend be
-    server s1 127.0.0.1:$backend
+    $server
 EOF
 }
 
-wait_http() { # url [tries] [ca_file]
+wait_http() { # url [tries] [ca_file] [logs...]
     local url=$1 tries=${2:-300} ca=()
     [ -n "${3:-}" ] && ca=(--cacert "$3")
+    shift $(($# < 3 ? $# : 3))
     for _ in $(seq 1 "$tries"); do
         curl -fsS "${ca[@]}" -o /dev/null "$url" 2>/dev/null && return 0
         sleep 0.1
     done
     echo "$(basename "$0"): $url did not come up" >&2
+    [ $# -gt 0 ] && tail -n 5 "$@" >&2
     return 1
 }

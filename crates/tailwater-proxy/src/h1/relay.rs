@@ -102,6 +102,20 @@ impl<S: Io> Client<S> {
             }
         };
         let send_timeout = self.server.send_timeout;
+        if matches!(left, BodyLeft::None) {
+            // The whole response is at hand: the upstream connection goes back to the pool
+            // before the client has the response, so the request the client sends next
+            // (on this or another of its connections, perhaps on another thread) finds it
+            // there instead of opening one more.
+            if reusable && up.buf.is_empty() {
+                Shard::put_back_raw(shard, up);
+            }
+            if !write_within(&mut self.watchdog, &mut self.io, send_timeout, &self.wbuf).await {
+                return Next::Close; // the guard settles as cancelled
+            }
+            guard.finish(Decision::Success);
+            return if close { Next::Close } else { Next::KeepAlive };
+        }
         if !write_within(&mut self.watchdog, &mut self.io, send_timeout, &self.wbuf).await {
             return Next::Close; // the guard settles as cancelled
         }
