@@ -369,11 +369,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // The workers write the requests the pacer releases: a short scheduler slice lets
-        // them wake promptly on a busy machine (best effort; see tailwater_load::latency).
-        .on_thread_start(|| {
-            let _ = tailwater_load::latency::request_short_slice();
-        })
         .build()
         .context("starting the tokio runtime")?;
     let report = runtime.block_on(async {
