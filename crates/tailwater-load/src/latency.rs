@@ -7,6 +7,9 @@
 //! pacer's own lateness had a p50 of about 170 µs but a p99 of 1.2–2.4 ms: once both CPUs are
 //! busy, a thread that wakes waits for the running one to finish its scheduler slice, and
 //! Linux's default slice for a 2-CPU machine is 1.4 ms (`se.slice` in `/proc/PID/sched`).
+//! `perf sched` put the pacing thread's own scheduling delay at p99.9 2.5–4.2 ms (0.53–1.55 ms
+//! with the short slice below; `scripts/bench-load-sched.sh`), and a late wake-up delays every
+//! request that falls due meanwhile, so that tail sets the requests' p99.
 //!
 //! **What.** Linux's EEVDF scheduler (6.12 and later) lets an ordinary (`SCHED_OTHER`) thread
 //! ask for a shorter slice with `sched_setattr(2)`'s `sched_runtime`, with no privilege: such a
@@ -20,7 +23,7 @@
 //! [`request_short_slice`] also lowers the thread's timer slack (the leeway the kernel may
 //! add to a sleep, 50 µs by default) to 1 µs, so the pacer's sleeps end on time.
 //!
-//! Older kernels accept and ignore the slice; other systems have no such knob, and the call
+//! Older kernels ignore the slice (or refuse it, and nothing changes); other systems have no such knob, and the call
 //! reports [`std::io::ErrorKind::Unsupported`]. A real-time or batch thread (e.g. run under
 //! `chrt`) is left alone. Either way the run is correct: only the send lag is larger.
 
