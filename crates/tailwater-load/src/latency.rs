@@ -7,7 +7,7 @@
 //! pacer's own lateness had a p50 of about 170 µs but a p99 of 1.2–2.4 ms: once both CPUs are
 //! busy, a thread that wakes waits for the running one to finish its scheduler slice, and
 //! Linux's default slice for a 2-CPU machine is 1.4 ms (`se.slice` in `/proc/PID/sched`).
-//! `perf sched` put the pacing thread's own scheduling delay at p99.9 2.5–4.2 ms (0.53–1.55 ms
+//! `perf sched` put the pacing thread's own scheduling delay at p99.9 1.7–4.2 ms in six runs (0.52–1.55 ms
 //! with the short slice below; `scripts/bench-load-sched.sh`), and a late wake-up delays every
 //! request that falls due meanwhile, so that tail sets the requests' p99.
 //!
