@@ -11,6 +11,10 @@
 #    loop (no rate option; wrk2 is not packaged), so its figure is its saturation throughput
 #    with the same number of connections: an upper bound for an open-loop rate.
 # 2. tailwater's send-lag distribution (actual - intended send time) at 20 000 req/s.
+# 3. CPU per request at fixed rates (CPU_RATES, default "5000 10000"), tailwater and oha side by
+#    side, alternating, CPU_REPS rounds (default 3): user+system CPU-seconds per 1000 responses
+#    and context switches per response, from each tool's own rusage (wait4), so the load of
+#    other processes on the machine does not enter the figure. ONLY=cpu runs just this part.
 # TLS=1 measures the same over HTTPS: the target is then nginx (NGINX_WORKERS workers,
 # default 2: with one, a worker preempted by the load generator on a 2-core machine stalls
 # every connection at once, and the run measures that stall, not the tool; `return 200`, the test certificate from crates/tailwater-test/tls, keep-alive),
@@ -119,6 +123,65 @@ except Exception:
 PY
 }
 
+# CPU of one tool's run, from its rusage: prints "cpu_seconds voluntary_cs involuntary_cs".
+rusage() {
+    python3 -c '
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, _, ru = os.wait4(p.pid, 0)
+print(f"{ru.ru_utime + ru.ru_stime:.4f} {ru.ru_nvcsw} {ru.ru_nivcsw}")
+' "$@"
+}
+
+cpu_section() {
+    local rates=${CPU_RATES:-"5000 10000"} reps=${CPU_REPS:-3}
+    echo "CPU per request at fixed rates over ${DUR}s (${reps} alternating rounds; CPU-seconds per 1000 responses, context switches per response):"
+    printf '%-10s %8s %6s %10s %12s %10s\n' tool rate round responses "cpu-s/1000" "cs/resp"
+    for rate in $rates; do
+        for round in $(seq "$reps"); do
+            for tool in tailwater oha; do
+                if [[ $tool == tailwater ]]; then
+                    read -r cpu vcs ivcs < <(rusage "$TW" load "$URL" "${TW_ARGS[@]}" --rate "$rate" --duration "${DUR}s" \
+                        --connections "$CONNS" --quiet --json "$OUT/cpu-tw-$rate-$round.json")
+                    n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["responses"])' "$OUT/cpu-tw-$rate-$round.json")
+                else
+                    read -r cpu vcs ivcs < <(rusage sh -c "exec \"\$@\" >'$OUT/cpu-oha-$rate-$round.json'" oha "$OHA" "${OHA_TLS[@]}" \
+                        -z "${DUR}s" -q "$rate" -c "$CONNS" --latency-correction --no-tui --output-format json "$URL")
+                    n=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1])).get("statusCodeDistribution", {}).values()))' "$OUT/cpu-oha-$rate-$round.json")
+                fi
+                python3 - "$tool" "$rate" "$round" "$n" "$cpu" "$vcs" "$ivcs" >>"$OUT/cpu.txt" <<'PY2'
+import sys
+tool, rate, rnd, n, cpu, vcs, ivcs = sys.argv[1:]
+n = max(int(n), 1)
+print(f"{tool} {rate} {rnd} {n} {float(cpu) * 1000 / n:.4f} {(int(vcs) + int(ivcs)) / n:.3f}")
+PY2
+                tail -1 "$OUT/cpu.txt" | awk '{printf "%-10s %8s %6s %10s %12s %10s\n", $1, $2, $3, $4, $5, $6}'
+            done
+        done
+    done
+    python3 - "$OUT/cpu.txt" <<'PY2'
+import sys, collections
+rows = [l.split() for l in open(sys.argv[1])]
+by = collections.defaultdict(list)
+for tool, rate, rnd, n, cpu, cs in rows:
+    by[(rate, rnd)].append((tool, float(cpu), float(cs)))
+per_rate = collections.defaultdict(list)
+for (rate, rnd), v in sorted(by.items(), key=lambda kv: (int(kv[0][0]), kv[0][1])):
+    d = {t: (c, s) for t, c, s in v}
+    if "tailwater" in d and "oha" in d and d["oha"][0] > 0:
+        per_rate[rate].append(d["tailwater"][0] / d["oha"][0])
+for rate, r in sorted(per_rate.items(), key=lambda kv: int(kv[0])):
+    r = sorted(r)
+    print(f"  {rate}/s: tailwater / oha CPU per request = {r[len(r) // 2]:.2f}x median of rounds ({', '.join(f'{x:.2f}x' for x in r)})")
+PY2
+}
+
+if [[ ${ONLY:-all} == cpu ]]; then
+    cpu_section
+    echo "raw outputs: $OUT"
+    exit 0
+fi
+
 # The machine is shared: each point is measured REPS times, alternating tools, and the best
 # attempt counts (contention only ever lowers a figure).
 REPS=${REPS:-2}
@@ -180,6 +243,8 @@ med = runs[len(runs) // 2]
 print(f'  median run p99 {med}us; goal p99 <= 1000us: {"met" if med <= 1000 else "MISSED"}')
 PY
 
+echo
+cpu_section
 echo "load avg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "max sustained open-loop rate: tailwater ${BEST[tailwater]}/s, oha ${BEST[oha]}/s; wrk (closed loop) saturation ${WRK}/s"
 echo "highest achieved rate at any target: tailwater ${SAT[tailwater]}/s, oha ${SAT[oha]}/s"

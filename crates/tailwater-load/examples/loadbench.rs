@@ -1,7 +1,9 @@
 //! A minimal driver for profiling the load generator without the whole `tailwater` binary.
 //!
 //! `loadbench backend PORT` serves the zero-service-time backend;
-//! `loadbench load URL RATE SECONDS CONNECTIONS` runs a constant-rate load and prints the summary.
+//! `loadbench load URL RATE SECONDS CONNECTIONS` runs a constant-rate load and prints the summary
+//! (`https://` targets are not verified, like `tailwater load -k`; `LOADBENCH_QUANTUM_US` sets
+//! the pace quantum in µs).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -33,6 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let schedule = Schedule::constant(rate, Duration::from_secs_f64(secs))?;
             let mut config = Config::new(url, schedule)?;
             config.connections = NonZeroUsize::new(conns).ok_or("connections")?;
+            config.tls.insecure = true;
+            if let Ok(q) = std::env::var("LOADBENCH_QUANTUM_US") {
+                config.pace_quantum = Duration::from_micros(q.parse()?);
+            }
             let report = tailwater_load::run(config, std::future::pending()).await?;
             print!("{}", report.summary());
         }

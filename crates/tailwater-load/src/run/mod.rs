@@ -159,6 +159,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         std::thread::Builder::new()
             .name("tailwater-load-scheduler".into())
             .spawn(move || {
+                // Prompt wake-ups at each quantum (see `crate::latency`); without it the run
+                // is the same, with a larger send lag.
+                let _ = crate::latency::request_short_slice();
                 let sink = if shared.http2 { Some(&tx) } else { None };
                 schedule_loop(&OsClock, &shared, &schedule, pacing, sink);
                 shared.scheduler_done.store(true, Ordering::Release);
