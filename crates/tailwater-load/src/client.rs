@@ -92,22 +92,32 @@ impl Pool {
 impl Lease {
     /// Sends `req` and reads the whole response body; returns the status code.
     pub(crate) async fn send(&mut self, req: http::Request<Body>) -> Result<u16, ErrorKind> {
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| classify(&e))?;
+        let resp = self.exchange(req).await?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         while let Some(frame) = body.frame().await {
-            if let Err(e) = frame {
-                return Err(match classify(&e) {
-                    ErrorKind::Other => ErrorKind::Body,
-                    k => k,
-                });
-            }
+            frame.map_err(|e| body_error(&e))?;
         }
         Ok(status)
+    }
+
+    /// Sends `req` and waits for the response head (a failure is classified).
+    async fn exchange(
+        &mut self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, ErrorKind> {
+        self.sender
+            .send_request(req)
+            .await
+            .map_err(|e| classify(&e))
+    }
+}
+
+/// A failure while reading a response body: unclassified errors count as `body` errors.
+fn body_error(e: &hyper::Error) -> ErrorKind {
+    match classify(e) {
+        ErrorKind::Other => ErrorKind::Body,
+        k => k,
     }
 }
 
@@ -120,11 +130,7 @@ impl Lease {
         req: http::Request<Body>,
         over_limit: Option<&crate::grpc::OverLimitFn>,
     ) -> Result<(u16, GrpcOutcome), ErrorKind> {
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| classify(&e))?;
+        let resp = self.exchange(req).await?;
         let status = resp.status().as_u16();
         let mut outcome = resp
             .headers()
@@ -133,10 +139,7 @@ impl Lease {
         let mut body = resp.into_body();
         let mut message = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| match classify(&e) {
-                ErrorKind::Other => ErrorKind::Body,
-                k => k,
-            })?;
+            let frame = frame.map_err(|e| body_error(&e))?;
             match frame.into_data() {
                 Ok(data) => {
                     // Only the first message matters, and only to a decoder.
@@ -298,12 +301,7 @@ impl H1Conn {
             match Self::drive(conn, done, body.frame()).await? {
                 None => return Ok(status),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    return Err(match classify(&e) {
-                        ErrorKind::Other => ErrorKind::Body,
-                        k => k,
-                    });
-                }
+                Some(Err(e)) => return Err(body_error(&e)),
             }
         }
     }

@@ -260,49 +260,35 @@ impl Percentiles {
     }
 }
 
-/// Hot-path accumulator: fixed arrays instead of maps.
+/// Hot-path accumulator: fixed arrays instead of maps for the counts; the histograms and
+/// totals are recorded straight into the [`Stats`] it becomes.
 pub(crate) struct Acc {
-    pub(crate) requests: u64,
-    pub(crate) sent: u64,
     status: Box<[u64; 600]>,
-    other_status: BTreeMap<u16, u64>,
     errors: [u64; 8],
     grpc: [u64; GrpcOutcome::SLOTS],
-    pub(crate) corrected: Histogram<u64>,
-    pub(crate) uncorrected: Histogram<u64>,
-    pub(crate) success: Histogram<u64>,
-    pub(crate) rejected: Histogram<u64>,
-    pub(crate) send_lag: Histogram<u64>,
-    pub(crate) pacer_lag: Histogram<u64>,
-    pub(crate) conn_wait: Histogram<u64>,
+    /// Totals and histograms; its maps stay empty until [`Acc::into_stats`] (but for
+    /// status codes outside the array, which go there directly).
+    out: Stats,
 }
 
 impl Acc {
     pub(crate) fn new() -> Self {
         Self {
-            requests: 0,
-            sent: 0,
             status: Box::new([0; 600]),
-            other_status: BTreeMap::new(),
             errors: [0; 8],
             grpc: [0; GrpcOutcome::SLOTS],
-            corrected: new_histogram(),
-            uncorrected: new_histogram(),
-            success: new_histogram(),
-            rejected: new_histogram(),
-            send_lag: new_histogram(),
-            pacer_lag: new_histogram(),
-            conn_wait: new_histogram(),
+            out: Stats::default(),
         }
     }
 
     pub(crate) fn record(&mut self, outcome: &Outcome) {
-        self.requests += 1;
-        let _ = self.pacer_lag.record(outcome.pacer_lag_us);
+        let out = &mut self.out;
+        out.requests += 1;
+        let _ = out.pacer_lag.record(outcome.pacer_lag_us);
         if let Some(lag) = outcome.send_lag_us {
-            self.sent += 1;
-            let _ = self.send_lag.record(lag);
-            let _ = self
+            out.sent += 1;
+            let _ = out.send_lag.record(lag);
+            let _ = out
                 .conn_wait
                 .record(lag.saturating_sub(outcome.pacer_lag_us));
         }
@@ -313,14 +299,14 @@ impl Acc {
             Ok(code) => {
                 match self.status.get_mut(usize::from(code)) {
                     Some(slot) => *slot += 1,
-                    None => *self.other_status.entry(code).or_insert(0) += 1,
+                    None => *out.status.entry(code).or_insert(0) += 1,
                 }
-                let _ = self.corrected.record(outcome.corrected_us);
-                let _ = self.uncorrected.record(outcome.uncorrected_us);
+                let _ = out.corrected.record(outcome.corrected_us);
+                let _ = out.uncorrected.record(outcome.uncorrected_us);
                 if (200..300).contains(&code) {
-                    let _ = self.success.record(outcome.corrected_us);
+                    let _ = out.success.record(outcome.corrected_us);
                 } else if code == 429 || code == 503 {
-                    let _ = self.rejected.record(outcome.corrected_us);
+                    let _ = out.rejected.record(outcome.corrected_us);
                 }
             }
             Err(kind) => self.errors[kind.index()] += 1,
@@ -328,35 +314,22 @@ impl Acc {
     }
 
     pub(crate) fn into_stats(self) -> Stats {
-        let mut status = self.other_status;
+        let mut out = self.out;
         for (code, n) in self.status.iter().enumerate() {
             if *n > 0 {
-                *status.entry(code as u16).or_insert(0) += n;
+                *out.status.entry(code as u16).or_insert(0) += n;
             }
         }
-        let errors = ErrorKind::ALL
+        out.errors = ErrorKind::ALL
             .iter()
             .filter(|k| self.errors[k.index()] > 0)
             .map(|k| (*k, self.errors[k.index()]))
             .collect();
-        let grpc = (0..GrpcOutcome::SLOTS)
+        out.grpc = (0..GrpcOutcome::SLOTS)
             .filter(|i| self.grpc[*i] > 0)
             .map(|i| (GrpcOutcome::from_slot(i), self.grpc[i]))
             .collect();
-        Stats {
-            requests: self.requests,
-            sent: self.sent,
-            status,
-            errors,
-            grpc,
-            corrected: self.corrected,
-            uncorrected: self.uncorrected,
-            success: self.success,
-            rejected: self.rejected,
-            send_lag: self.send_lag,
-            pacer_lag: self.pacer_lag,
-            conn_wait: self.conn_wait,
-        }
+        out
     }
 }
 

@@ -13,28 +13,36 @@ use super::shared::{Job, Shared, us};
 pub(super) async fn request(shared: Arc<Shared>, job: Job) {
     let deadline = job.intended + shared.timeout;
     let mut sent_at: Option<Instant> = None;
-    let result = if Instant::now() >= deadline {
-        Err(crate::ErrorKind::Timeout)
-    } else {
-        let attempt = async {
-            let mut lease = shared.pool.acquire().await?;
-            let req = shared.build_request(job.tag);
-            sent_at = Some(Instant::now());
-            match &shared.grpc {
-                None => lease.send(req).await.map(|s| (s, None)),
-                Some(call) => {
-                    let (http, outcome) = lease.send_grpc(req, call.over_limit.as_ref()).await?;
-                    Ok((outcome.http_status(http), Some(outcome)))
-                }
+    let result = within_deadline(deadline, async {
+        let mut lease = shared.pool.acquire().await?;
+        let req = shared.build_request(job.tag);
+        sent_at = Some(Instant::now());
+        match &shared.grpc {
+            None => lease.send(req).await.map(|s| (s, None)),
+            Some(call) => {
+                let (http, outcome) = lease.send_grpc(req, call.over_limit.as_ref()).await?;
+                Ok((outcome.http_status(http), Some(outcome)))
             }
-        };
-        match tokio::time::timeout_at(deadline.into(), attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::ErrorKind::Timeout),
         }
-    };
+    })
+    .await;
     let grpc = result.as_ref().ok().and_then(|(_, g)| *g);
     settle(&shared, &job, result.map(|(s, _)| s), grpc, sent_at);
+}
+
+/// Runs `attempt` unless `deadline` has passed, and gives up on it at `deadline`: either
+/// way the answer is `Timeout`. A job whose deadline passed while it waited is never sent:
+/// `attempt` is not polled at all.
+async fn within_deadline<T>(
+    deadline: Instant,
+    attempt: impl std::future::Future<Output = Result<T, crate::ErrorKind>>,
+) -> Result<T, crate::ErrorKind> {
+    if Instant::now() >= deadline {
+        return Err(crate::ErrorKind::Timeout);
+    }
+    tokio::time::timeout_at(deadline.into(), attempt)
+        .await
+        .unwrap_or(Err(crate::ErrorKind::Timeout))
 }
 
 /// Measures and records one finished request: corrected latency from the intended send time,
@@ -66,34 +74,27 @@ pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: O
         let mut sent_at: Option<Instant> = None;
         // A job whose deadline passed while it waited is not sent: sending it would only
         // cost the connection (abandoned mid-request) and load the target for nothing.
-        let result = if Instant::now() >= deadline {
-            Err(crate::ErrorKind::Timeout)
-        } else {
-            let attempt = async {
-                // A kept-alive connection the server has since closed is replaced before the
-                // request is sent (that is not a failure of the request).
-                if let Some(c) = &mut conn
-                    && c.ready().await.is_err()
-                {
-                    conn = None;
-                }
-                let c = match &mut conn {
-                    Some(c) => c,
-                    None => {
-                        let c = conn.insert(H1Conn::connect(addr, shared.pool.tls()).await?);
-                        c.ready().await?;
-                        c
-                    }
-                };
-                let req = shared.build_request(job.tag);
-                sent_at = Some(Instant::now());
-                c.send(req).await
-            };
-            match tokio::time::timeout_at(deadline.into(), attempt).await {
-                Ok(r) => r,
-                Err(_) => Err(crate::ErrorKind::Timeout),
+        let result = within_deadline(deadline, async {
+            // A kept-alive connection the server has since closed is replaced before the
+            // request is sent (that is not a failure of the request).
+            if let Some(c) = &mut conn
+                && c.ready().await.is_err()
+            {
+                conn = None;
             }
-        };
+            let c = match &mut conn {
+                Some(c) => c,
+                None => {
+                    let c = conn.insert(H1Conn::connect(addr, shared.pool.tls()).await?);
+                    c.ready().await?;
+                    c
+                }
+            };
+            let req = shared.build_request(job.tag);
+            sent_at = Some(Instant::now());
+            c.send(req).await
+        })
+        .await;
         // After a failure once the request was on the wire the connection's state is
         // unknown: start afresh on the next job. A timeout before sending leaves it usable.
         if result.is_err() && (sent_at.is_some() || result != Err(crate::ErrorKind::Timeout)) {
