@@ -48,22 +48,13 @@ OUT=${OUT:-$(mktemp -d /tmp/bench-load.XXXXXX)}
 TW=${CARGO_TARGET_DIR:-target}/release/tailwater
 
 if [[ $TLS == 1 ]]; then
+    # shellcheck source=lib/peers.sh
+    source "$(dirname "$0")/lib/peers.sh"
     TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
     mkdir -p "$OUT/nginx"
-    cat >"$OUT/nginx/nginx.conf" <<EOF
-worker_processes ${NGINX_WORKERS:-2};
-daemon off;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $OUT/nginx/body;
-    proxy_temp_path $OUT/nginx/proxy;
-    fastcgi_temp_path $OUT/nginx/fastcgi;
-    uwsgi_temp_path $OUT/nginx/uwsgi;
-    scgi_temp_path $OUT/nginx/scgi;
+    {
+        nginx_head "$OUT" "${NGINX_WORKERS:-2}"
+        cat <<EOF
     server {
         listen 127.0.0.1:$PORT ssl;
         ssl_certificate $TLS_DIR/server.pem;
@@ -72,6 +63,7 @@ http {
     }
 }
 EOF
+    } >"$OUT/nginx/nginx.conf"
     nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" >"$OUT/backend.log" 2>&1 &
 else
     "$TW" backend --listen "127.0.0.1:${PORT}" --workers 100000 --service-time 0ms --queue 0 \

@@ -26,16 +26,9 @@ if [ -z "${TAILWATER:-}" ]; then
     cargo build -q --release -p tailwater
     TAILWATER="${CARGO_TARGET_DIR:-$root/target}/release/tailwater"
 fi
-tmp=$(mktemp -d -t tailwater-busy-route.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=lib/scratch.sh
+source "$root/scripts/lib/scratch.sh"
+scratch busy-route
 
 cat >"$tmp/proxy.toml" <<TOML
 [server]

@@ -40,27 +40,15 @@ if [ -z "${BIN:-}" ]; then
     cargo build --release -q -p tailwater -p tailwater-proxy --bins
     BIN="${CARGO_TARGET_DIR:-$root/target}/release"
 fi
-tmp=$(mktemp -d -t tailwater-callgrind.XXXXXX)
-pids=()
-cleanup() {
+# shellcheck source=lib/scratch.sh
+source "$root/scripts/lib/scratch.sh"
+# shellcheck source=lib/peers.sh
+source "$root/scripts/lib/peers.sh"
+scratch callgrind
+before_cleanup() { # KEEP: the callgrind outputs outlive the run
     if [ -n "${KEEP:-}" ]; then
         mkdir -p "$KEEP" && cp "$tmp"/callgrind.* "$KEEP"/ 2>/dev/null || true
     fi
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-wait_http() { # url
-    for _ in $(seq 1 600); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "callgrind-access-log: $1 did not come up" >&2
-    return 1
 }
 
 # Another job's server on one of these ports would answer in place of ours (and be
@@ -74,7 +62,7 @@ done
 
 "$BIN/tailwater-bench-backend" "127.0.0.1:$BACKEND_PORT" 2>"$tmp/backend.log" &
 pids+=($!)
-wait_http "http://127.0.0.1:$BACKEND_PORT/"
+wait_http "http://127.0.0.1:$BACKEND_PORT/" 600
 
 printf '[[route]]\nupstream = "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$tmp/off.toml"
 cp "$tmp/off.toml" "$tmp/on.toml"
@@ -88,7 +76,7 @@ instructions() { # config n
         --admin "127.0.0.1:$ADMIN_PORT" --workers 1 2>"$tmp/valgrind.$1.$2.log" &
     local pid=$!
     pids+=("$pid")
-    wait_http "http://127.0.0.1:$PROXY_PORT/"
+    wait_http "http://127.0.0.1:$PROXY_PORT/" 600
     kill -0 "$pid" 2>/dev/null || {
         echo "callgrind-access-log: the proxy exited:" >&2
         tail -n 5 "$tmp/valgrind.$1.$2.log" >&2

@@ -13,14 +13,40 @@
 #       rest 503 at once (nginx: `limit_conn` per client address; HAProxy: the server's
 #       `maxconn` with a 1 ms queue timeout). To run both at once, call it twice with two
 #       directories and two ports.
+#   nginx_head DIR WORKERS
+#       prints the top of an nginx.conf whose files live under DIR/nginx, up to and inside
+#       its `http {` block (no access log, long keep-alive); the caller adds its servers and
+#       the closing brace. WORKERS processes; one runs without a master process.
+#
 #   wait_http URL [TRIES] [CA_FILE] [LOGS...]
 #       polls URL every 0.1 s until it answers 2xx, at most TRIES times (default 300);
 #       returns 1 (after saying so on stderr, with the last lines of each LOGS file) when
 #       it never does.
 
+nginx_head() { # dir workers
+    local dir=$1 workers=$2 process="worker_processes $2;"
+    [ "$workers" = 1 ] && process="master_process off;
+worker_processes 1;"
+    cat <<EOF
+$process
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/nginx/body;
+    proxy_temp_path $dir/nginx/proxy;
+    fastcgi_temp_path $dir/nginx/fastcgi;
+    uwsgi_temp_path $dir/nginx/uwsgi;
+    scgi_temp_path $dir/nginx/scgi;
+    keepalive_requests 10000000;
+EOF
+}
+
 peer_configs() { # dir backend_port proxy_port workers [tls_dir] [shed_limit]
     local dir=$1 backend=$2 port=$3 workers=$4 tls=${5:-} shed=${6:-}
-    local listen="listen 127.0.0.1:$port;" bind="bind 127.0.0.1:$port" process
+    local listen="listen 127.0.0.1:$port;" bind="bind 127.0.0.1:$port"
     local zone="" limit="" server="server s1 127.0.0.1:$backend" queue=5s
     mkdir -p "$dir/nginx" "$dir/haproxy"
     if [ -n "$tls" ]; then
@@ -34,23 +60,9 @@ peer_configs() { # dir backend_port proxy_port workers [tls_dir] [shed_limit]
         server="$server maxconn $shed"
         queue=1ms
     fi
-    process="worker_processes $workers;"
-    [ "$workers" = 1 ] && process="master_process off;
-worker_processes 1;"
-    cat >"$dir/nginx/nginx.conf" <<EOF
-$process
-daemon off;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/nginx/body;
-    proxy_temp_path $dir/nginx/proxy;
-    fastcgi_temp_path $dir/nginx/fastcgi;
-    uwsgi_temp_path $dir/nginx/uwsgi;
-    scgi_temp_path $dir/nginx/scgi;
-    keepalive_requests 1000000;
+    {
+        nginx_head "$dir" "$workers"
+        cat <<EOF
     $zone
     upstream backend {
         server 127.0.0.1:$backend;
@@ -67,6 +79,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx/nginx.conf"
     cat >"$dir/haproxy/haproxy.cfg" <<EOF
 global
     nbthread $workers
