@@ -41,14 +41,7 @@ impl<S: Io> Client<S> {
             guard.grpc_status(o);
         }
         let Ok(framing) = self.resp.body(head_request) else {
-            return self
-                .settle(
-                    guard,
-                    span,
-                    Failed::Upstream(Decision::UpstreamError),
-                    head_request,
-                )
-                .await;
+            return self.unreadable_response(guard, span, head_request).await;
         };
         let close = client_close || framing == Framing::Close || *self.drain.borrow();
         // RFC 9112 §6.3: a response framed by its coding despite a length is forwarded
@@ -76,14 +69,7 @@ impl<S: Io> Client<S> {
             Framing::Chunked => {
                 let mut scanner = Scanner::default();
                 let Ok(p) = scanner.feed(&up.buf, &mut self.wbuf) else {
-                    return self
-                        .settle(
-                            guard,
-                            span,
-                            Failed::Upstream(Decision::UpstreamError),
-                            head_request,
-                        )
-                        .await;
+                    return self.unreadable_response(guard, span, head_request).await;
                 };
                 up.buf.advance(p.consumed);
                 if p.done {
@@ -193,6 +179,18 @@ impl<S: Io> Client<S> {
     /// Settles a request that ended without a response to relay, answers the client when
     /// there is one to answer, and closes: the request may be half read or half sent.
     /// A HEAD request (`head_request`) gets the status and fields without the body.
+    /// The upstream's response cannot be framed or decoded: [`Self::settle`] it as an
+    /// upstream error (a local 502, then the client connection closes).
+    async fn unreadable_response(
+        &mut self,
+        guard: Guard,
+        span: &tracing::Span,
+        head_request: bool,
+    ) -> Next {
+        let failed = Failed::Upstream(Decision::UpstreamError);
+        self.settle(guard, span, failed, head_request).await
+    }
+
     pub(super) async fn settle(
         &mut self,
         guard: Guard,
