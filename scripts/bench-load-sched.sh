@@ -26,29 +26,9 @@ PORT=${PORT:-19441}
 OUT=${OUT:-$(mktemp -d /tmp/bench-load-sched.XXXXXX)}
 TLS_DIR=$(cd crates/tailwater-test/tls && pwd)
 
-mkdir -p "$OUT/nginx"
-cat >"$OUT/nginx/nginx.conf" <<EOF
-worker_processes ${NGINX_WORKERS:-2};
-daemon off;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $OUT/nginx/body;
-    proxy_temp_path $OUT/nginx/proxy;
-    fastcgi_temp_path $OUT/nginx/fastcgi;
-    uwsgi_temp_path $OUT/nginx/uwsgi;
-    scgi_temp_path $OUT/nginx/scgi;
-    server {
-        listen 127.0.0.1:$PORT ssl;
-        ssl_certificate $TLS_DIR/server.pem;
-        ssl_certificate_key $TLS_DIR/server.key;
-        location / { return 200 "ok"; }
-    }
-}
-EOF
+# shellcheck source=lib/peers.sh
+source scripts/lib/peers.sh
+nginx_tls_origin "$OUT" "${NGINX_WORKERS:-2}" "$PORT" "$TLS_DIR"
 nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" >"$OUT/nginx.log" 2>&1 &
 NGINX=$!
 trap 'kill -QUIT $NGINX 2>/dev/null || true; wait $NGINX 2>/dev/null || true' EXIT

@@ -51,19 +51,7 @@ if [[ $TLS == 1 ]]; then
     # shellcheck source=lib/peers.sh
     source "$(dirname "$0")/lib/peers.sh"
     TLS_DIR=$(cd "$(dirname "$0")/../crates/tailwater-test/tls" && pwd)
-    mkdir -p "$OUT/nginx"
-    {
-        nginx_head "$OUT" "${NGINX_WORKERS:-2}"
-        cat <<EOF
-    server {
-        listen 127.0.0.1:$PORT ssl;
-        ssl_certificate $TLS_DIR/server.pem;
-        ssl_certificate_key $TLS_DIR/server.key;
-        location / { return 200 "ok"; }
-    }
-}
-EOF
-    } >"$OUT/nginx/nginx.conf"
+    nginx_tls_origin "$OUT" "${NGINX_WORKERS:-2}" "$PORT" "$TLS_DIR"
     nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" >"$OUT/backend.log" 2>&1 &
 else
     "$TW" backend --listen "127.0.0.1:${PORT}" --workers 100000 --service-time 0ms --queue 0 \

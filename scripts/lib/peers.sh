@@ -18,6 +18,11 @@
 #       its `http {` block (no access log, long keep-alive); the caller adds its servers and
 #       the closing brace. WORKERS processes; one runs without a master process.
 #
+#   nginx_tls_origin DIR WORKERS PORT TLS_DIR
+#       writes DIR/nginx/nginx.conf for an nginx that answers every request 200 "ok" over
+#       TLS on 127.0.0.1:PORT (TLS_DIR holds server.pem and server.key): the load
+#       generator's HTTPS target.
+#
 #   wait_http URL [TRIES] [CA_FILE] [LOGS...]
 #       polls URL every 0.1 s until it answers 2xx, at most TRIES times (default 300);
 #       returns 1 (after saying so on stderr, with the last lines of each LOGS file) when
@@ -42,6 +47,23 @@ http {
     scgi_temp_path $dir/nginx/scgi;
     keepalive_requests 10000000;
 EOF
+}
+
+nginx_tls_origin() { # dir workers port tls_dir
+    local dir=$1 port=$3 tls=$4
+    mkdir -p "$dir/nginx"
+    {
+        nginx_head "$dir" "$2"
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $tls/server.pem;
+        ssl_certificate_key $tls/server.key;
+        location / { return 200 "ok"; }
+    }
+}
+EOF
+    } >"$dir/nginx/nginx.conf"
 }
 
 peer_configs() { # dir backend_port proxy_port workers [tls_dir] [shed_limit]
