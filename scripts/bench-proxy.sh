@@ -234,36 +234,96 @@ to_us() {
 }
 
 declare -A rps p50 p99 non2xx reqs utime stime last lastcpu
+# This round's sums over its slices (SLICES), and every round's figures (for the medians).
+declare -A r_rps r_p50 r_p99 r_n r_u r_s r_bad rounds_rps rounds_cpu
 round_ratios=""
 log_ratios=""
 haproxy_ratios=""
-run_wrk() { # name port
-    local name=$1 port=$2 out u0 s0 u1 s1 n
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$SCHEME://127.0.0.1:$port/" >/dev/null
+warm() { # name port
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$SCHEME://127.0.0.1:$2/" >/dev/null
+}
+# One measured run of DURATION (or of one slice, SLICES > 1), added to the round's sums.
+measure() { # name port duration label
+    local name=$1 port=$2 out u0 s0 u1 s1 n r l50 l99 bad
     # shellcheck disable=SC2046
     read -r u0 s0 < <(cpu_ticks $(procs_of "$name"))
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$SCHEME://127.0.0.1:$port/")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$3" --latency "$SCHEME://127.0.0.1:$port/")
     # shellcheck disable=SC2046
     read -r u1 s1 < <(cpu_ticks $(procs_of "$name"))
+    echo "$out" >"$tmp/wrk-$name-$round$4.txt"
     n=$(echo "$out" | awk '/requests in/ {print $1}')
-    reqs[$name]=$(( ${reqs[$name]:-0} + n ))
-    utime[$name]=$(( ${utime[$name]:-0} + u1 - u0 ))
-    stime[$name]=$(( ${stime[$name]:-0} + s1 - s0 ))
-    echo "$out" >"$tmp/wrk-$name-$round.txt"
-    local r l50 l99 bad
     r=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     l50=$(to_us "$(echo "$out" | awk '$1 == "50%" {print $2}')")
     l99=$(to_us "$(echo "$out" | awk '$1 == "99%" {print $2}')")
     bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    r_n[$name]=$(( ${r_n[$name]:-0} + n ))
+    r_u[$name]=$(( ${r_u[$name]:-0} + u1 - u0 ))
+    r_s[$name]=$(( ${r_s[$name]:-0} + s1 - s0 ))
+    r_bad[$name]=$(( ${r_bad[$name]:-0} + ${bad:-0} ))
+    r_rps[$name]=$(awk -v a="${r_rps[$name]:-0}" -v b="$r" 'BEGIN {print a + b}')
+    r_p50[$name]=$(awk -v a="${r_p50[$name]:-0}" -v b="$l50" 'BEGIN {print a + b}')
+    r_p99[$name]=$(awk -v a="${r_p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
+    if [ "$SLICES" -gt 1 ]; then
+        printf 'round %s%s %-9s %10s req/s  p50 %8s us  p99 %8s us\n' "$round" "$4" "$name" "$r" "$l50" "$l99" >&2
+    fi
+}
+# Closes contender NAME's round: its means over the slices (one slice: that run's figures)
+# become this round's figures and are added to the summary's.
+end_round() { # name
+    local name=$1 k=$SLICES r l50 l99
+    r=$(awk -v a="${r_rps[$name]}" -v k="$k" 'BEGIN {print a / k}')
+    l50=$(awk -v a="${r_p50[$name]}" -v k="$k" 'BEGIN {print a / k}')
+    l99=$(awk -v a="${r_p99[$name]}" -v k="$k" 'BEGIN {print a / k}')
+    reqs[$name]=$(( ${reqs[$name]:-0} + r_n[$name] ))
+    utime[$name]=$(( ${utime[$name]:-0} + r_u[$name] ))
+    stime[$name]=$(( ${stime[$name]:-0} + r_s[$name] ))
     rps[$name]=$(awk -v a="${rps[$name]:-0}" -v b="$r" 'BEGIN {print a + b}')
     p50[$name]=$(awk -v a="${p50[$name]:-0}" -v b="$l50" 'BEGIN {print a + b}')
     p99[$name]=$(awk -v a="${p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
-    non2xx[$name]=$(( ${non2xx[$name]:-0} + ${bad:-0} ))
+    non2xx[$name]=$(( ${non2xx[$name]:-0} + r_bad[$name] ))
     last[$name]=$r
     # This round's CPU time per request (user + kernel, us).
-    lastcpu[$name]=$(awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$TICK" \
+    lastcpu[$name]=$(awk -v u="${r_u[$name]}" -v s="${r_s[$name]}" -v n="${r_n[$name]}" -v t="$TICK" \
         'BEGIN {printf "%.2f", (u + s) * 1e6 / t / n}')
-    printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s  CPU %s us/req\n' "$round" "$name" "$r" "$l50" "$l99" "${bad:-0}" "${lastcpu[$name]}" >&2
+    rounds_rps[$name]+=" $r"
+    rounds_cpu[$name]+=" ${lastcpu[$name]}"
+    printf 'round %s %-9s %10s req/s  p50 %8s us  p99 %8s us  non-2xx %s  CPU %s us/req\n' "$round" "$name" "$r" "$l50" "$l99" "${r_bad[$name]}" "${lastcpu[$name]}" >&2
+    unset "r_rps[$name]" "r_p50[$name]" "r_p99[$name]" "r_n[$name]" "r_u[$name]" "r_s[$name]" "r_bad[$name]"
+}
+
+# SLICES=k: each round's DURATION is cut into k slices, and the contenders take turns
+# slice by slice (the order reversed every other slice), so that drift of a shared
+# machine (another job starting, a CPU's frequency) falls on all of them alike rather than
+# on whichever ran at the time. Each contender warms up once per round, before its first
+# slice. Unset (1): one run of DURATION per contender and round, as before.
+SLICES=${SLICES:-1}
+slice_duration=$DURATION
+if [ "$SLICES" -gt 1 ]; then
+    seconds=$(awk -v d="$DURATION" 'BEGIN {
+        n = d + 0
+        if (d ~ /m$/) n *= 60; else if (d ~ /h$/) n *= 3600
+        print n }')
+    slice_seconds=$((seconds / SLICES))
+    [ "$slice_seconds" -ge 1 ] || { echo "bench-proxy: DURATION=$DURATION is too short for SLICES=$SLICES (1 s a slice at least)" >&2; exit 1; }
+    [ $((slice_seconds * SLICES)) = "$seconds" ] || echo "bench-proxy: $seconds s do not split into $SLICES whole slices; each takes ${slice_seconds} s" >&2
+    slice_duration=${slice_seconds}s
+fi
+# One slice of every contender, in ORDER (nginx, haproxy, tailwater; twlog follows or
+# precedes tailwater by the round's parity); warms each up first on slice 1.
+run_slice() { # order slice
+    local name label="" run
+    [ "$SLICES" -gt 1 ] && label=".$2"
+    for name in $1; do
+        case $name in
+            direct) run=(direct "$BACKEND_PORT") ;;
+            nginx) run=(nginx "$NGINX_PORT") ;;
+            haproxy) [ "$HAPROXY" = 1 ] || continue; run=(haproxy "$HAPROXY_PORT") ;;
+            tailwater) run=(tailwater "$TAILWATER_PORT") ;;
+            twlog) run=(twlog "$TWLOG_PORT") ;;
+        esac
+        [ "$2" = 1 ] && warm "${run[@]}"
+        measure "${run[@]}" "$slice_duration" "$label"
+    done
 }
 
 # Per round: tailwater's throughput over the best peer's, and its CPU per request over the
@@ -271,32 +331,26 @@ run_wrk() { # name port
 best_ratios=""
 cpu_ratios=""
 for round in $(seq 1 "$ROUNDS"); do
-    [ "$MODE" = forward ] && run_wrk direct "$BACKEND_PORT"
     # The order alternates (odd rounds: nginx, HAProxy, tailwater; even rounds: the
     # reverse), so that no proxy always runs on a machine warmed, or loaded, by another.
+    # With ACCESS_LOG=1 the logged tailwater runs right after the other in odd rounds and
+    # right before it in even ones.
     order="nginx haproxy tailwater"
-    [ $((round % 2)) = 0 ] && order="tailwater haproxy nginx"
-    for name in $order; do
-        case $name in
-            nginx) run_wrk nginx "$NGINX_PORT" ;;
-            haproxy) [ "$HAPROXY" = 1 ] && run_wrk haproxy "$HAPROXY_PORT" ;;
-            tailwater)
-                if [ "$ACCESS_LOG" = 1 ]; then
-                    # Off then on in odd rounds, on then off in even ones.
-                    if [ $((round % 2)) = 1 ]; then
-                        run_wrk tailwater "$TAILWATER_PORT"
-                        run_wrk twlog "$TWLOG_PORT"
-                    else
-                        run_wrk twlog "$TWLOG_PORT"
-                        run_wrk tailwater "$TAILWATER_PORT"
-                    fi
-                    log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
-                else
-                    run_wrk tailwater "$TAILWATER_PORT"
-                fi
-                ;;
-        esac
+    [ "$ACCESS_LOG" = 1 ] && order="nginx haproxy tailwater twlog"
+    if [ $((round % 2)) = 0 ]; then
+        order="tailwater haproxy nginx"
+        [ "$ACCESS_LOG" = 1 ] && order="twlog tailwater haproxy nginx"
+    fi
+    [ "$MODE" = forward ] && order="direct $order"
+    reversed=$(echo "$order" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
+    for slice in $(seq 1 "$SLICES"); do
+        if [ $((slice % 2)) = 1 ]; then run_slice "$order" "$slice"; else run_slice "$reversed" "$slice"; fi
     done
+    for name in $order; do
+        [ "$name" = haproxy ] && [ "$HAPROXY" != 1 ] && continue
+        end_round "$name"
+    done
+    [ "$ACCESS_LOG" = 1 ] && log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
     best=${last[nginx]}
     cheapest=${lastcpu[nginx]}
@@ -309,11 +363,21 @@ for round in $(seq 1 "$ROUNDS"); do
     cpu_ratios+=$(awk -v t="${lastcpu[tailwater]}" -v c="$cheapest" 'BEGIN {printf " %.2f", t / c}')
 done
 
+# Mean and median of a list of per-round figures.
+mean_median() { # values...
+    echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '
+        { v[NR] = $1; sum += $1 }
+        END {
+            if (NR == 0) { print "mean -, median -"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "mean %.2f, median %.2f", sum / NR, m
+        }'
+}
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
 d50=$(avg "${p50[direct]:-0}")
 d99=$(avg "${p99[direct]:-0}")
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds (averaged), $CORES cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds (averaged)$([ "$SLICES" -gt 1 ] && echo ", $SLICES alternating slices of $slice_duration a round"), $CORES cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| path | req/s | p50 (us) | p99 (us) | added p50 (us) | added p99 (us) | non-2xx | CPU user / kernel per request (us) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -335,23 +399,35 @@ for name in $paths; do
         echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
     fi
 done
+echo
+echo "Per round (over $ROUNDS rounds$([ "$SLICES" -gt 1 ] && echo ", each of $SLICES alternating slices of $slice_duration")): mean and median"
+echo
+echo "| path | req/s mean | req/s median | CPU per request (us) mean | CPU per request (us) median |"
+echo "|---|---:|---:|---:|---:|"
+for name in $paths; do
+    echo "${rounds_rps[$name]}" | tr ' ' '\n' | sed '/^$/d' | sort -g >"$tmp/med.rps"
+    echo "${rounds_cpu[$name]}" | tr ' ' '\n' | sed '/^$/d' | sort -g >"$tmp/med.cpu"
+    paste -d' ' <(awk '{v[NR] = $1; s += $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f %.0f\n", s / NR, m}' "$tmp/med.rps") \
+        <(awk '{v[NR] = $1; s += $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f\n", s / NR, m}' "$tmp/med.cpu") |
+        awk -v n="$name" '{printf "| %s | %s | %s | %s | %s |\n", n, $1, $2, $3, $4}'
+done
 ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
 if [ "$ACCESS_LOG" = 1 ]; then
     lratio=$(awk -v t="${rps[twlog]}" -v n="${rps[tailwater]}" 'BEGIN {printf "%.3f", t / n}')
     cost=$(awk -v r="$lratio" 'BEGIN {printf "%.1f", (1 - r) * 100}')
     dropped=$(curl -fsS "http://127.0.0.1:$TWLOG_ADMIN_PORT/metrics" | awk '/^tailwater_access_log_dropped_total/ {print $2}')
     echo
-    echo "access log (twlog = tailwater + [access_log] ${ACCESS_LOG_FORMAT:-text}): throughput on / off ${lratio}x, cost ${cost} % (goal <= 3 %: $(awk -v c="$cost" 'BEGIN {print (c <= 3.0) ? "met" : "MISSED"}')); per round:${log_ratios}; $(wc -l <"$tmp/access.log") lines written, ${dropped:-?} dropped"
+    echo "access log (twlog = tailwater + [access_log] ${ACCESS_LOG_FORMAT:-text}): throughput on / off ${lratio}x, cost ${cost} % (goal <= 3 %: $(awk -v c="$cost" 'BEGIN {print (c <= 3.0) ? "met" : "MISSED"}')); per round:${log_ratios} ($(mean_median $log_ratios)); $(wc -l <"$tmp/access.log") lines written, ${dropped:-?} dropped"
 fi
 if [ "$HAPROXY" = 1 ]; then
     hratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[haproxy]}" 'BEGIN {printf "%.2f", t / n}')
     echo
-    echo "throughput tailwater / HAProxy: ${hratio}x; per round:${haproxy_ratios}"
+    echo "throughput tailwater / HAProxy: ${hratio}x; per round:${haproxy_ratios} ($(mean_median $haproxy_ratios))"
 fi
 goal=1.10
 [ "$MODE" = https ] && goal=1.00
-[ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} (goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
-[ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} (goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
+[ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} ($(mean_median $best_ratios); goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
+[ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} ($(mean_median $cpu_ratios); goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)$([ "${PIN:-0}" = 1 ] && echo "; workers pinned (PIN=1)")"
 if [ "$MODE" = shed ]; then
     echo
