@@ -16,7 +16,9 @@
 # - quanta's one-off TSC calibration (`once_cell::imp::initialize_or_wait`, inclusive) is
 #   subtracted from every run's total: it loops for a wall-clock time, not a fixed count,
 #   so under valgrind it varied by millions of instructions between runs (hundreds per
-#   request); scripts/callgrind-access-log.sh subtracts it too;
+#   request); scripts/callgrind-access-log.sh subtracts it too; so is the burn rates' tick
+#   (`tailwater_proxy::burn::spawn_tick`, inclusive), which runs once a second, not once a
+#   request (a run under valgrind lasts a varying number of seconds);
 # - the adaptive limit's per-sample update (`Headroom`'s `LimitAlgorithm::update`,
 #   inclusive, in tailwater-core) is printed in its own column, and the proxy's cost less
 #   it in another: it is the limit algorithm's cost, not the proxy's request path.
@@ -124,17 +126,18 @@ instructions() { # name n
     }
     stop "$pid"
     [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/"
-    # The whole process's instructions less the TSC calibration, and the limit's updates
-    # (both inclusive; 0 where a proxy has no such function).
+    # The whole process's instructions less the TSC calibration and the burn tick, and the
+    # limit's updates (all inclusive; 0 where a proxy has no such function).
     callgrind_annotate --inclusive=yes --threshold=100 "$out" 2>/dev/null | awk '
         function n(s) { gsub(",", "", s); return s + 0 }
         /PROGRAM TOTALS/ && !total { total = n($1) }
         /once_cell::imp::initialize_or_wait/ && !calib { calib = n($1) }
+        /tailwater_proxy::burn::spawn_tick::\{\{closure\}\}/ && !tick { tick = n($1) }
         /Headroom as [^ ]*LimitAlgorithm>::update/ && !update { update = n($1) }
-        END { printf "%d %d\n", total - calib, update }' >"$tmp/ir"
+        END { printf "%d %d\n", total - calib - tick, update }' >"$tmp/ir"
 }
 
-echo "| proxy | Ir per request (user space, less TSC calibration) | of which the limit's update (Headroom) | the rest | Ir at N1=$N1 | Ir at N2=$N2 |"
+echo "| proxy | Ir per request (user space, less TSC calibration and burn tick) | of which the limit's update (Headroom) | the rest | Ir at N1=$N1 | Ir at N2=$N2 |"
 echo "|---|---:|---:|---:|---:|---:|"
 for name in $PROXIES; do
     instructions "$name" "$N1"
