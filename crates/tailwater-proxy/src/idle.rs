@@ -12,7 +12,16 @@
 //! `lean_http1 = false`, handed off) registers while it has no request in flight
 //! (`crate::hyper_conn` counts them, as hyper does not expose idleness). [`IdleConns::reclaim`]
 //! wakes the oldest, which then closes.
+//!
+//! The registry is also how a drain reaches the lean path's idle keep-alive connections
+//! ([`IdleConns::drain_worker`]): it marks the worker's shard draining and wakes every
+//! connection registered there, and [`IdleConns::enter_unless_draining`] refuses to
+//! register a connection once the mark is set, both under the shard's lock, so a
+//! connection either registers before the drain (and is woken by it) or sees the drain
+//! (and closes), on any runtime. A keep-alive connection's request loop then watches no
+//! drain channel (issue 18: polling one cost every request a lock and a waiter).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -144,8 +153,13 @@ impl List {
     }
 }
 
-/// One worker's idle connections.
-type Shard = Mutex<List>;
+/// One worker's idle connections, and whether the worker drains.
+#[derive(Debug, Default)]
+struct Shard {
+    list: Mutex<List>,
+    /// Set by [`IdleConns::drain_worker`], under `list`'s lock; never cleared.
+    draining: AtomicBool,
+}
 
 /// The idle keep-alive connections of every worker: one shard per worker, so that a
 /// connection only ever locks its own worker's shard on the request path.
@@ -167,12 +181,17 @@ impl IdleConns {
     /// Shards for `workers` workers.
     pub(crate) fn new(workers: usize) -> Self {
         Self {
-            shards: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+            shards: (0..workers.max(1)).map(|_| Shard::default()).collect(),
         }
     }
 
+    fn shard_of(&self, worker: usize) -> &Shard {
+        &self.shards[worker % self.shards.len()]
+    }
+
     fn shard(&self, worker: usize) -> std::sync::MutexGuard<'_, List> {
-        self.shards[worker % self.shards.len()]
+        self.shard_of(worker)
+            .list
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -192,6 +211,54 @@ impl IdleConns {
             slot,
             generation,
         }
+    }
+
+    /// [`IdleConns::enter_at`], unless `worker` drains: then `None`, and the connection
+    /// is to close. The check and the registration are one step under the shard's lock,
+    /// so no drain can fall between them (see the module docs).
+    pub(crate) fn enter_unless_draining(
+        &self,
+        worker: usize,
+        wake: &Arc<Notify>,
+        since: Instant,
+    ) -> Option<Registered> {
+        let shard = self.shard_of(worker);
+        let mut list = shard.list.lock().unwrap_or_else(PoisonError::into_inner);
+        if shard.draining.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (slot, generation) = list.insert(since, Arc::clone(wake));
+        Some(Registered {
+            worker,
+            slot,
+            generation,
+        })
+    }
+
+    /// Whether `worker` drains: a connection then closes after its response (one atomic
+    /// load, for the request path).
+    pub(crate) fn draining(&self, worker: usize) -> bool {
+        self.shard_of(worker).draining.load(Ordering::Acquire)
+    }
+
+    /// Starts `worker`'s drain: from now on its connections register as idle no more
+    /// ([`IdleConns::enter_unless_draining`]), and every connection registered now is
+    /// woken (as by [`IdleConns::reclaim`]) so that it closes. Returns how many were.
+    pub(crate) fn drain_worker(&self, worker: usize) -> usize {
+        let shard = self.shard_of(worker);
+        let woken: Vec<Arc<Notify>> = {
+            let mut list = shard.list.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.draining.store(true, Ordering::Release);
+            let mut woken = Vec::new();
+            while let Some((_, slot, generation)) = list.first() {
+                woken.extend(list.remove(slot, generation));
+            }
+            woken
+        };
+        for wake in &woken {
+            wake.notify_one();
+        }
+        woken.len()
     }
 
     /// Unregisters; false if the connection was reclaimed meanwhile (its `wake` holds a
@@ -303,6 +370,33 @@ mod tests {
             wakes[i].notified().await;
         }
         assert_eq!(idle.len(), 0);
+    }
+
+    /// A drain wakes every connection registered on its worker (and no other worker's),
+    /// and from then on refuses to register that worker's connections.
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_wakes_its_workers_idle_connections_and_refuses_new_ones() {
+        let idle = IdleConns::new(2);
+        let wakes: Vec<Arc<Notify>> = (0..4).map(|_| Arc::new(Notify::new())).collect();
+        let now = Instant::now();
+        let a = idle.enter_unless_draining(0, &wakes[0], now).expect("not draining");
+        let b = idle.enter_unless_draining(0, &wakes[1], now).expect("not draining");
+        let other = idle.enter_unless_draining(1, &wakes[2], now).expect("not draining");
+        assert!(!idle.draining(0) && !idle.draining(1));
+        assert_eq!(idle.drain_worker(0), 2);
+        assert!(idle.draining(0) && !idle.draining(1));
+        // Both were woken (the permit waits for a connection not polling yet) and are
+        // gone from the registry; the other worker's stays.
+        wakes[0].notified().await;
+        wakes[1].notified().await;
+        assert!(!idle.holds(&a) && !idle.holds(&b) && idle.holds(&other));
+        assert!(!idle.leave(a) && !idle.leave(b));
+        // No connection of the draining worker registers any more; another worker's does.
+        assert!(idle.enter_unless_draining(0, &wakes[3], now).is_none());
+        let late = idle.enter_unless_draining(1, &wakes[3], now).expect("worker 1 serves");
+        assert_eq!(idle.len(), 2);
+        assert_eq!(idle.drain_worker(0), 0);
+        assert!(idle.leave(other) && idle.leave(late));
     }
 
     #[tokio::test(start_paused = true)]

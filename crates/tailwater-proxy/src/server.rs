@@ -294,6 +294,9 @@ impl Proxy {
         drop(listener);
         self.shared.draining.store(true, Ordering::Release);
         drain_tx.send_replace(true);
+        // Idle keep-alive connections on the lean path watch no drain channel: the idle
+        // registry wakes them (`crate::idle`).
+        self.shared.idle.drain_worker(worker);
         let open = conns.len();
         tracing::info!(worker, open, deadline = ?server_cfg.drain_timeout, "draining");
         let drained = tokio::time::timeout(server_cfg.drain_timeout, async {

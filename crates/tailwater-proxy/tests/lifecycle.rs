@@ -62,6 +62,76 @@ async fn drain_stops_accepting_and_finishes_in_flight_requests() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// On the lean path a drain reaches keep-alive connections through the idle registry
+/// (issue 18): one idle when the drain starts is closed at once (long before the drain
+/// deadline or its keep-alive timeout); one mid-request gets its response, told
+/// `Connection: close`, and is closed after it; the drain ends as soon as both are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_keep_alive_connections_and_lets_busy_ones_finish() {
+    use common::raw::{ReadError, read_response};
+    use tokio::io::AsyncReadExt;
+    let release = Arc::new(Notify::new());
+    let backend = gated_backend(Arc::clone(&release)).await;
+    let running = start_proxy(config(&format!(
+        "[server]\ndrain_timeout = \"60s\"\n[[route]]\nupstream = \"http://{}\"\n",
+        backend.addr
+    )))
+    .await;
+    let addr = running.addr;
+    let proxy = running.proxy.clone();
+    let wait = Duration::from_secs(5);
+    let request = b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n";
+
+    // One connection served a request and is now idle, kept alive.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(request).await.expect("write");
+    release.notify_one();
+    let mut idle_buf = Vec::new();
+    let first = read_response(&mut idle, &mut idle_buf, false, wait)
+        .await
+        .expect("first response");
+    assert_eq!((first.status, first.header("connection")), (200, None));
+    // Another is mid-request: the backend holds it.
+    let mut busy = TcpStream::connect(addr).await.expect("connect");
+    busy.write_all(request).await.expect("write");
+    let received = Arc::clone(&backend.received);
+    eventually(wait, || received.load(Ordering::SeqCst) == 2).await;
+
+    let mut running = running;
+    let stop = running.stop.take().expect("stop sender");
+    let _ = stop.send(());
+    eventually(wait, || proxy.is_draining()).await;
+    // The idle connection is closed without a byte, well within the 60 s deadline.
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(wait, idle.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the idle connection was closed at the drain: {closed:?}"
+    );
+    assert!(
+        !running.task.is_finished(),
+        "the drain waits for the request in flight"
+    );
+    // The busy one gets its whole response, with `Connection: close`, then the close
+    // (`notify_one`: a permit, should the handler not wait yet).
+    release.notify_one();
+    let mut busy_buf = Vec::new();
+    let resp = read_response(&mut busy, &mut busy_buf, false, wait)
+        .await
+        .expect("the request in flight is answered");
+    assert_eq!(
+        (resp.status, &resp.body[..], resp.header("connection")),
+        (200, &b"done"[..], Some("close"))
+    );
+    assert_eq!(
+        read_response(&mut busy, &mut busy_buf, false, wait)
+            .await
+            .map(|r| r.status),
+        Err(ReadError::Closed)
+    );
+    running.shutdown(wait).await;
+}
+
 /// The gauges that count something a connection holds: each must read zero once every
 /// connection is gone, however it ended.
 const HELD_GAUGES: [&str; 6] = [

@@ -253,11 +253,16 @@ impl<S: Io> Client<S> {
                 self.log = conn_log;
             }
             match next {
-                Next::KeepAlive if !*self.drain.borrow() => {}
+                Next::KeepAlive if !self.draining() => {}
                 Next::KeepAlive | Next::Close => return End::Closed,
                 Next::Handoff => return End::Handoff,
             }
         }
+    }
+
+    /// Whether the connection's worker drains: the connection closes after its response.
+    fn draining(&self) -> bool {
+        self.conn.shared.idle.draining(self.conn.worker)
     }
 
     /// Reads until the buffer starts with a complete request head.
@@ -298,12 +303,24 @@ impl<S: Io> Client<S> {
                     None,
                 ),
             };
-            if idle && *self.drain.borrow() {
+            // Between requests the drain is seen through the idle registry: a connection
+            // registers unless its worker drains, and a drain wakes the registered ones
+            // (`crate::idle`). Before the first request (not registered) the drain channel
+            // is checked and watched, once per connection.
+            if idle && !keep_alive_idle && *self.drain.borrow() {
                 return HeadRead::Closed;
             }
             self.rbuf.reserve(READ_CHUNK);
             let registry = &self.conn.shared.idle;
-            let registered = since.map(|now| registry.enter_at(self.conn.worker, &self.wake, now));
+            let registered = match since {
+                Some(now) => {
+                    match registry.enter_unless_draining(self.conn.worker, &self.wake, now) {
+                        Some(reg) => Some(reg),
+                        None => return HeadRead::Closed,
+                    }
+                }
+                None => None,
+            };
             let Client {
                 io,
                 rbuf,
@@ -316,7 +333,7 @@ impl<S: Io> Client<S> {
                 tokio::select! {
                     biased;
                     r = io.read_buf(rbuf) => Some(r),
-                    _ = drain.changed(), if idle => None,
+                    _ = drain.changed(), if idle && !keep_alive_idle => None,
                     () = wake.notified(), if keep_alive_idle => None,
                 }
             });

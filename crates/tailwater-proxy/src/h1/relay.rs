@@ -43,7 +43,7 @@ impl<S: Io> Client<S> {
         let Ok(framing) = self.resp.body(head_request) else {
             return self.unreadable_response(guard, span, head_request).await;
         };
-        let close = client_close || framing == Framing::Close || *self.drain.borrow();
+        let close = client_close || framing == Framing::Close || self.draining();
         // RFC 9112 §6.3: a response framed by its coding despite a length is forwarded
         // without the length, and its connection not trusted with another request.
         let reusable = !self.resp.fields.close
