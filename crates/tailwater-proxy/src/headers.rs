@@ -123,7 +123,7 @@ impl Forwarding {
         w: &mut Vec<u8>,
         prev_xff: Option<&str>,
         prev_forwarded: Option<&str>,
-        host: Option<&str>,
+        host: Option<&[u8]>,
     ) {
         let line = |w: &mut Vec<u8>, name: &[u8], value: &[u8]| {
             w.extend_from_slice(name);
@@ -132,6 +132,8 @@ impl Forwarding {
             w.extend_from_slice(b"\r\n");
         };
         if prev_xff.is_some() || prev_forwarded.is_some() || self.element.is_empty() {
+            // A host that is not text is no `host=` (`is_token_or_host`).
+            let host = host.and_then(|h| std::str::from_utf8(h).ok());
             let (xff, forwarded) =
                 forwarded_values(prev_xff, prev_forwarded, self.client, self.proto, host);
             if let Some(v) = xff {
@@ -149,7 +151,7 @@ impl Forwarding {
         w.extend_from_slice(self.element.as_bytes());
         if let Some(h) = host.filter(|h| is_token_or_host(h)) {
             w.extend_from_slice(b";host=\"");
-            w.extend_from_slice(h.as_bytes());
+            w.extend_from_slice(h);
             w.push(b'"');
         }
         w.extend_from_slice(b"\r\n");
@@ -264,10 +266,11 @@ fn forwarded_values(
 }
 
 /// Characters that can go inside a quoted `host=` without escaping.
-fn is_token_or_host(h: &str) -> bool {
+fn is_token_or_host(h: impl AsRef<[u8]>) -> bool {
+    let h = h.as_ref();
     !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        && h.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 #[cfg(test)]
@@ -350,7 +353,7 @@ mod tests {
                 for (xff, fwd) in prevs.into_iter().flat_map(|x| prevs.map(|p| (x, p))) {
                     let fwd = fwd.map(|_| "for=10.0.0.1");
                     let mut w = Vec::new();
-                    f.write_fields(&mut w, xff, fwd, host);
+                    f.write_fields(&mut w, xff, fwd, host.map(str::as_bytes));
                     let (x, g) = f.values_after(xff, fwd, host);
                     let want = format!(
                         "x-forwarded-for: {}\r\nforwarded: {}\r\n",

@@ -133,10 +133,13 @@ async fn proxy(
     if let Some(refused) = crate::tunnel::refuse_method(shared, &req) {
         return refused;
     }
-    let Some(route) = state.table.find(host, &path) else {
+    let Some(route) = state.table.find(host.map(str::as_bytes), path.as_bytes()) else {
         return no_route(shared, span);
     };
-    let route: &Route = state.table.cells.pick(route, &req, &path, conn.peer);
+    let route: &Route = state
+        .table
+        .cells
+        .pick(route, &req, path.as_bytes(), conn.peer);
     // Only a path that normalisation changed is copied (the common one is not).
     let path = match path {
         Cow::Borrowed(_) => None,

@@ -184,28 +184,44 @@ fn without_userinfo(authority: &str) -> &str {
 /// The path routes match on and that is forwarded (see the module docs), or why the
 /// path is refused. `raw` is the path without the query; a `#fragment` is dropped.
 pub(crate) fn normalise_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
-    let raw = raw.split_once('#').map_or(raw, |(p, _)| p);
-    if !needs_work(raw.as_bytes()) {
+    Ok(match normalise_path_bytes(raw.as_bytes())? {
+        // A prefix of `raw`, cut at an ASCII byte.
+        Cow::Borrowed(p) => Cow::Borrowed(&raw[..p.len()]),
+        // Bytes of `raw` between ASCII `/`s, decoded unreserved ASCII and escapes: UTF-8
+        // whenever `raw` is.
+        Cow::Owned(p) => Cow::Owned(String::from_utf8(p).map_err(|_| TargetError::BadPath)?),
+    })
+}
+
+/// [`normalise_path`] on the bytes of a request target (the lean path's: httparse has
+/// checked them, and they are routed on and forwarded as they are, never decoded as text).
+/// Bytes other than escapes are copied as they are.
+pub(crate) fn normalise_path_bytes(raw: &[u8]) -> Result<Cow<'_, [u8]>, TargetError> {
+    let raw = raw
+        .iter()
+        .position(|&b| b == b'#')
+        .map_or(raw, |i| &raw[..i]);
+    if !needs_work(raw) {
         return Ok(Cow::Borrowed(raw));
     }
-    if !raw.starts_with('/') {
+    if !raw.starts_with(b"/") {
         // `*` (OPTIONS) or an empty path: no route matches it, nothing to resolve.
         return Ok(Cow::Borrowed(raw));
     }
-    let decoded = decode_unreserved(raw.as_bytes())?;
-    let mut out = String::with_capacity(decoded.len());
-    let mut stack: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    let decoded = decode_unreserved(raw)?;
+    let mut out = Vec::with_capacity(decoded.len());
+    let mut stack: Vec<&[u8]> = Vec::new();
+    let segments: Vec<&[u8]> = decoded.split(|&b| b == b'/').skip(1).collect();
     let mut trailing = false;
     for (i, seg) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
-        let bare = seg.split_once(';').map_or(*seg, |(s, _)| s);
-        if bare != *seg && (bare == "." || bare == "..") {
+        let bare = seg.split(|&b| b == b';').next().unwrap_or(seg);
+        if bare.len() != seg.len() && (bare == b"." || bare == b"..") {
             return Err(TargetError::BadPath);
         }
         match *seg {
-            "" | "." => trailing = last,
-            ".." => {
+            b"" | b"." => trailing = last,
+            b".." => {
                 stack.pop();
                 trailing = last;
             }
@@ -216,11 +232,11 @@ pub(crate) fn normalise_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
         }
     }
     for s in &stack {
-        out.push('/');
-        out.push_str(s);
+        out.push(b'/');
+        out.extend_from_slice(s);
     }
     if out.is_empty() || trailing {
-        out.push('/');
+        out.push(b'/');
     }
     Ok(Cow::Owned(out))
 }
@@ -228,21 +244,39 @@ pub(crate) fn normalise_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
 /// Whether `path` might change under normalisation or be refused: it has a `%`, a
 /// backslash, an empty segment before the end, or a `.`/`..` segment (with or without
 /// path parameters).
+///
+/// One pass over the bytes (every request's path goes through it).
 fn needs_work(path: &[u8]) -> bool {
-    if path.iter().any(|&b| b == b'%' || b == b'\\') || !path.starts_with(b"/") {
+    if !path.starts_with(b"/") {
         return true;
     }
-    path.windows(2).any(|w| w == b"//")
-        || path.split(|&b| b == b'/').any(|seg| {
-            let bare = seg.split(|&b| b == b';').next().unwrap_or(seg);
-            bare == b"." || bare == b".."
-        })
+    // Start of the segment being read (after its `/`).
+    let mut seg = 1;
+    for (i, &b) in path.iter().enumerate().skip(1) {
+        match b {
+            b'%' | b'\\' => return true,
+            // An empty segment (`//`) or a dot segment before this `/`.
+            b'/' if i == seg || dot_segment(&path[seg..i]) => return true,
+            b'/' => seg = i + 1,
+            _ => {}
+        }
+    }
+    dot_segment(&path[seg..])
+}
+
+/// Whether a path segment is `.` or `..`, with or without path parameters (`..;x`).
+fn dot_segment(seg: &[u8]) -> bool {
+    let bare = seg
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(seg, |i| &seg[..i]);
+    bare == b"." || bare == b".."
 }
 
 /// `path` with unreserved characters decoded and other escapes uppercased; encoded
 /// slashes, backslashes and NUL, raw backslashes and broken escapes are refused.
-fn decode_unreserved(path: &[u8]) -> Result<String, TargetError> {
-    let mut out = String::with_capacity(path.len());
+fn decode_unreserved(path: &[u8]) -> Result<Vec<u8>, TargetError> {
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < path.len() {
         match path[i] {
@@ -260,17 +294,20 @@ fn decode_unreserved(path: &[u8]) -> Result<String, TargetError> {
                     return Err(TargetError::BadPath);
                 }
                 if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                    out.push(char::from(byte));
+                    out.push(byte);
                 } else {
-                    out.push('%');
-                    out.push(char::from(path[i + 1].to_ascii_uppercase()));
-                    out.push(char::from(path[i + 2].to_ascii_uppercase()));
+                    out.extend_from_slice(&[
+                        b'%',
+                        path[i + 1].to_ascii_uppercase(),
+                        path[i + 2].to_ascii_uppercase(),
+                    ]);
                 }
                 i += 3;
             }
             b => {
-                // Request targets are visible ASCII (both parsers enforce it).
-                out.push(char::from(b));
+                // Copied as it is: visible ASCII for hyper's parser; httparse also admits
+                // UTF-8, whose bytes are kept (never re-encoded one by one).
+                out.push(b);
                 i += 1;
             }
         }
@@ -445,7 +482,72 @@ mod tests {
         }
     }
 
+    /// `needs_work` as it was first written (several passes): the one-pass version must
+    /// agree with it on every path.
+    fn needs_work_reference(path: &[u8]) -> bool {
+        if path.iter().any(|&b| b == b'%' || b == b'\\') || !path.starts_with(b"/") {
+            return true;
+        }
+        path.windows(2).any(|w| w == b"//")
+            || path.split(|&b| b == b'/').any(|seg| {
+                let bare = seg.split(|&b| b == b';').next().unwrap_or(seg);
+                bare == b"." || bare == b".."
+            })
+    }
+
+    #[test]
+    fn needs_work_cases() {
+        for (path, want) in [
+            ("/", false),
+            ("/a/b/", false),
+            ("/a..b/.c;x", false),
+            ("", true),
+            ("*", true),
+            ("//", true),
+            ("/a//b", true),
+            ("/.", true),
+            ("/..", true),
+            ("/a/./b", true),
+            ("/a/..;x/b", true),
+            ("/a/.;", true),
+            ("/%41", true),
+            ("/a\\b", true),
+        ] {
+            assert_eq!(needs_work(path.as_bytes()), want, "{path}");
+            assert_eq!(needs_work_reference(path.as_bytes()), want, "{path}");
+        }
+    }
+
+    /// The lean path normalises bytes: bytes other than escapes (httparse admits UTF-8 in
+    /// a target) are copied as they are, never re-encoded one by one.
+    #[test]
+    fn bytes_outside_ascii_are_kept_as_sent() {
+        let raw = "/caf\u{e9}/x/../y";
+        assert_eq!(
+            normalise_path_bytes(raw.as_bytes()).map(Cow::into_owned),
+            Ok("/caf\u{e9}/y".as_bytes().to_vec())
+        );
+        assert_eq!(normalise_path(raw).map(Cow::into_owned), Ok("/caf\u{e9}/y".to_owned()));
+    }
+
     proptest::proptest! {
+        /// The one-pass `needs_work` decides as the reference does.
+        #[test]
+        fn needs_work_matches_the_reference(path in "[a-z/.;%\\\\]{0,16}") {
+            proptest::prop_assert_eq!(
+                needs_work(path.as_bytes()),
+                needs_work_reference(path.as_bytes())
+            );
+        }
+
+        /// Normalising bytes and text agree on every path that is text.
+        #[test]
+        fn bytes_and_text_normalise_alike(path in "/[a-z./%2eEfF;\\u{e9}]{0,24}") {
+            let text = normalise_path(&path).map(|p| p.into_owned().into_bytes());
+            let bytes = normalise_path_bytes(path.as_bytes()).map(Cow::into_owned);
+            proptest::prop_assert_eq!(text, bytes);
+        }
+
         /// Normalising is idempotent, keeps the path absolute, and leaves no dot segment
         /// or empty segment behind (nothing the upstream could resolve differently).
         #[test]

@@ -34,7 +34,7 @@ pub(super) struct Limits {
 /// What the admitted request's head decided.
 pub(super) struct Request {
     /// The normalised path, when it differs from the one sent (`target`).
-    pub(super) path: Option<String>,
+    pub(super) path: Option<Vec<u8>>,
     /// The request body's framing (`framing`).
     pub(super) framing: Framing,
     /// The client's deadline, if it stated one (`deadline`).
@@ -125,7 +125,7 @@ impl<S: Io> Client<S> {
             (route.h1_pool.shard(self.conn.worker), None)
         };
         let path = match &request.path {
-            Some(p) => p.as_str(),
+            Some(p) => &p[..],
             None => self.head.path(&self.rbuf),
         };
         let budget = request.deadline.map(|d| write::Budget {

@@ -96,6 +96,11 @@ pub(crate) struct Fields {
     /// The value of the first `User-Agent`, found while the fields are collected (the
     /// access log's, which would otherwise search the fields a second time).
     pub(crate) user_agent_at: Option<Range<usize>>,
+    /// The value of the first `Host`, and how many `Host` fields there were (2 for two or
+    /// more), found while the fields are collected: the `Host` checks, routing and the
+    /// `Forwarded` element then search no field (issue 18).
+    pub(crate) host_at: Option<Range<usize>>,
+    pub(crate) hosts: u8,
 }
 
 impl Fields {
@@ -105,6 +110,8 @@ impl Fields {
         self.grpc_timeout = false;
         self.grpc_status = false;
         self.user_agent_at = None;
+        self.host_at = None;
+        self.hosts = 0;
         self.connection_named.clear();
         self.framing = FramingFields::default();
     }
@@ -140,6 +147,12 @@ impl Fields {
                 Kind::GrpcStatus => self.grpc_status = true,
                 Kind::UserAgent if self.user_agent_at.is_none() => {
                     self.user_agent_at = Some(range(value));
+                }
+                Kind::Host => {
+                    if self.hosts == 0 {
+                        self.host_at = Some(range(value));
+                    }
+                    self.hosts = self.hosts.saturating_add(1).min(2);
                 }
                 _ => {}
             }
@@ -261,15 +274,16 @@ impl RequestHead {
         self.fields.framing.request()
     }
 
-    /// The request path as sent (without the query or a fragment).
-    pub(crate) fn path<'b>(&self, buf: &'b [u8]) -> &'b str {
+    /// The request path as sent (without the query or a fragment), as bytes: it is
+    /// routed on and forwarded as is (`target::normalise_path` works on bytes), so it is
+    /// never validated as UTF-8 again (httparse did, issue 18).
+    pub(crate) fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let target = &buf[self.target.clone()];
         let end = target
             .iter()
             .position(|&b| b == b'?' || b == b'#')
             .unwrap_or(target.len());
-        // httparse only accepts visible ASCII in the target.
-        std::str::from_utf8(&target[..end]).unwrap_or("/")
+        &target[..end]
     }
 
     /// The query as sent (from `?`, without a fragment), or empty.
@@ -282,33 +296,44 @@ impl RequestHead {
             .map_or(&[][..], |q| &target[q..])
     }
 
-    /// The request's one valid `Host` (RFC 9112 §3.2: the lean path takes HTTP/1.1 in
-    /// origin form only, so exactly one is required).
-    pub(crate) fn checked_host(&self, buf: &[u8]) -> Result<(), TargetError> {
-        let hosts = self.fields.list.iter().filter(|f| f.kind == Kind::Host);
-        crate::target::request_host(hosts.map(|f| &buf[f.value.clone()]), None, true).map(|_| ())
+    /// The request's one valid `Host` without its port, as the hyper path routes on it
+    /// (RFC 9112 §3.2: the lean path takes HTTP/1.1 in origin form only, so exactly one is
+    /// required), or why it is refused: the decisions of `target::request_host`, on the
+    /// field the parser found (no search, no UTF-8 decoding: a valid host is ASCII).
+    pub(crate) fn checked_host<'b>(&self, buf: &'b [u8]) -> Result<&'b [u8], TargetError> {
+        let raw = match (&self.fields.host_at, self.fields.hosts) {
+            (_, 2..) => return Err(TargetError::DuplicateHost),
+            (Some(at), _) => &buf[at.clone()],
+            (None, _) => return Err(TargetError::MissingHost),
+        };
+        if !crate::target::valid_host(raw) {
+            return Err(TargetError::InvalidHost);
+        }
+        Ok(host_name(raw))
     }
 
-    /// The `Host` without its port, as the hyper path computes it.
-    pub(crate) fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
-        let raw = self.fields.first(buf, Kind::Host)?;
-        // `target::host_without_port` on the bytes (`[`, `]` and `:` are ASCII), so that
-        // only the name is decoded: the lean path asks for it twice a request.
-        let name = match raw.strip_prefix(b"[") {
-            Some(_) => {
-                let end = raw.iter().position(|&b| b == b']').unwrap_or(raw.len());
-                let mut h = &raw[..end];
-                while let Some(rest) = h.strip_prefix(b"[") {
-                    h = rest;
-                }
-                h
+    /// The first `Host` without its port (unchecked: [`RequestHead::checked_host`]
+    /// decides whether the request is served).
+    pub(crate) fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.fields.host_at.clone().map(|at| host_name(&buf[at]))
+    }
+}
+
+/// `target::host_without_port` on the bytes (`[`, `]` and `:` are ASCII).
+fn host_name(raw: &[u8]) -> &[u8] {
+    match raw.strip_prefix(b"[") {
+        Some(_) => {
+            let end = raw.iter().position(|&b| b == b']').unwrap_or(raw.len());
+            let mut h = &raw[..end];
+            while let Some(rest) = h.strip_prefix(b"[") {
+                h = rest;
             }
-            None => raw
-                .iter()
-                .rposition(|&b| b == b':')
-                .map_or(raw, |i| &raw[..i]),
-        };
-        std::str::from_utf8(name).ok()
+            h
+        }
+        None => raw
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(raw, |i| &raw[..i]),
     }
 }
 

@@ -369,7 +369,7 @@ impl<S: Io> Client<S> {
         tracing::debug_span!(
             "request",
             method = %String::from_utf8_lossy(&self.rbuf[self.head.method.clone()]),
-            path = %self.head.path(&self.rbuf),
+            path = %String::from_utf8_lossy(self.head.path(&self.rbuf)),
             route = field::Empty,
             tier = field::Empty,
             decision = field::Empty,
@@ -417,21 +417,23 @@ impl<S: Io> Client<S> {
             Ok(f) => f,
             Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
         };
-        if let Err(e) = self.head.checked_host(&self.rbuf) {
-            return self.refuse(e.status(), e.text(), head_request, span).await;
-        }
-        let path = match crate::target::normalise_path(self.head.path(&self.rbuf)) {
+        // `Host` found once, by the parser, and checked on its bytes; the path routed on
+        // and forwarded as bytes (issue 18).
+        let host = match self.head.checked_host(&self.rbuf) {
+            Ok(h) => h,
+            Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
+        };
+        let path = match crate::target::normalise_path_bytes(self.head.path(&self.rbuf)) {
             Ok(p) => p,
             Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
+        };
+        let Some(route) = state.table.find(Some(host), &path) else {
+            let resp = admit::no_route(&self.conn.shared, span);
+            return self.reject(&resp, head_request, span).await;
         };
         let view = View {
             head: &self.head,
             buf: &self.rbuf,
-        };
-        let host = view.head.host(view.buf);
-        let Some(route) = state.table.find(host, &path) else {
-            let resp = admit::no_route(&self.conn.shared, span);
-            return self.reject(&resp, head_request, span).await;
         };
         let route = state.table.cells.pick(route, &view, &path, self.conn.peer);
         if route.protocol != UpstreamProtocol::Http1 || route.tls.is_some() {

@@ -18,7 +18,7 @@ pub(super) fn request_head(
     w: &mut Vec<u8>,
     head: &RequestHead,
     buf: &[u8],
-    path: &str,
+    path: &[u8],
     framing: Framing,
     preserve_host: bool,
     upstream_host: Option<&[u8]>,
@@ -28,7 +28,7 @@ pub(super) fn request_head(
     w.clear();
     w.extend_from_slice(&buf[head.method.clone()]);
     w.push(b' ');
-    w.extend_from_slice(path.as_bytes());
+    w.extend_from_slice(path);
     w.extend_from_slice(head.query(buf));
     w.extend_from_slice(b" HTTP/1.1\r\n");
     let text = |f: &Field| std::str::from_utf8(&buf[f.value.clone()]).ok();

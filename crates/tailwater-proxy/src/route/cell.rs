@@ -161,7 +161,7 @@ impl CellTable {
         &'a self,
         route: &'a Arc<Route>,
         req: &impl RequestView,
-        path: &str,
+        path: &[u8],
         peer: SocketAddr,
     ) -> &'a Arc<Route> {
         if self.groups.is_empty() {
@@ -175,8 +175,8 @@ impl CellTable {
                 .cells
                 .route(req.header(name.as_str()).unwrap_or("").as_bytes()),
             CellKey::PathSegment(n) => {
-                let seg = path.split('/').filter(|s| !s.is_empty()).nth(n - 1);
-                group.cells.route(seg.unwrap_or("").as_bytes())
+                let seg = path.split(|&b| b == b'/').filter(|s| !s.is_empty()).nth(n - 1);
+                group.cells.route(seg.unwrap_or(b""))
             }
             CellKey::ClientIp => group.cells.route(peer.ip().to_string().as_bytes()),
         };

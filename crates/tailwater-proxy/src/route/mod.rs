@@ -203,12 +203,14 @@ impl RouteTable {
     /// The most specific route for `host` (without port) and `path`, the request's path
     /// normalised by `target::normalise_path` (both engines pass that, never the raw one:
     /// a prefix must not be escaped by `/%61dmin`, `/./admin` or `//admin`).
-    pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
+    /// Bytes, as the lean path has them (a valid host is ASCII; a path is compared
+    /// byte by byte, as text would be).
+    pub(crate) fn find(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Arc<Route>> {
         self.matching.iter().find(|r| {
-            path.starts_with(r.prefix.as_str())
+            path.starts_with(r.prefix.as_bytes())
                 && match (&r.host, host) {
                     (None, _) => true,
-                    (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                    (Some(want), Some(got)) => want.as_bytes().eq_ignore_ascii_case(got),
                     (Some(_), None) => false,
                 }
         })

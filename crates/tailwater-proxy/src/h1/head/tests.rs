@@ -15,9 +15,9 @@ fn a_plain_get_is_usual_and_has_no_body() {
     assert_eq!(head.len, buf.len() - 4);
     assert_eq!(head.unusual(&buf), None);
     assert_eq!(head.body(), Ok(Framing::Empty));
-    assert_eq!(head.path(&buf), "/a/b");
+    assert_eq!(head.path(&buf), b"/a/b");
     assert_eq!(head.query(&buf), b"?x=1");
-    assert_eq!(head.host(&buf), Some("Example.org"));
+    assert_eq!(head.host(&buf), Some(&b"Example.org"[..]));
     assert_eq!(
         head.fields.first(&buf, Kind::Criticality),
         Some(&b"sheddable"[..])
@@ -54,9 +54,9 @@ fn framing_and_connection_tokens() {
 #[test]
 fn a_fragment_is_not_part_of_the_path_or_query() {
     let (head, buf) = request("GET /a#x?y HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!((head.path(&buf), head.query(&buf)), ("/a", &b""[..]));
+    assert_eq!((head.path(&buf), head.query(&buf)), (&b"/a"[..], &b""[..]));
     let (head, buf) = request("GET /a?q#x HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!((head.path(&buf), head.query(&buf)), ("/a", &b"?q"[..]));
+    assert_eq!((head.path(&buf), head.query(&buf)), (&b"/a"[..], &b"?q"[..]));
 }
 
 #[test]
@@ -171,7 +171,7 @@ proptest::proptest! {
         let within = |r: &Range<usize>| r.end <= head.len;
         proptest::prop_assert!(head.fields.list.iter().all(|f| within(&f.name) && within(&f.value)));
         proptest::prop_assert!(head.fields.connection_named.iter().all(within));
-        proptest::prop_assert_eq!(head.path(&buf), "/p");
+        proptest::prop_assert_eq!(head.path(&buf), b"/p");
         // A head the lean path forwards has one unambiguous framing.
         if let Ok(framing) = head.body() {
             let f = &head.fields;
@@ -266,13 +266,54 @@ fn host_is_the_hyper_paths_host_without_port() {
         "a-b.c_d~e:1",
     ] {
         let (head, buf) = request(&format!("GET / HTTP/1.1\r\nHost: {raw}\r\n\r\n"));
-        assert_eq!(head.checked_host(&buf), Ok(()), "{raw}");
-        assert_eq!(
-            head.host(&buf),
-            Some(crate::target::host_without_port(raw)),
-            "{raw}"
-        );
+        let want = crate::target::host_without_port(raw).as_bytes();
+        assert_eq!(head.checked_host(&buf), Ok(want), "{raw}");
+        assert_eq!(head.host(&buf), Some(want), "{raw}");
     }
+}
+
+/// The lean path checks the `Host` the parser found, on its bytes: it decides as
+/// `target::request_host` (the hyper path's check, over every `Host` field) does, for
+/// missing, repeated, invalid and valid hosts, and routes on the same name.
+#[test]
+fn checked_host_decides_as_request_host() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["a.example"],
+        &["A.example:8080"],
+        &["[::1]:80"],
+        &["a", "a"],
+        &["a", "b", "c"],
+        &[""],
+        &["a b"],
+        &["a/b"],
+        &["a:80:80"],
+        &["a:http"],
+        &["[::1"],
+        &["a@b"],
+        &["x:123456"],
+        &["caf\u{e9}"],
+        &["bad/", "a"],
+    ];
+    for hosts in cases {
+        let mut raw = String::from("GET / HTTP/1.1\r\nX: 1\r\n");
+        for h in *hosts {
+            raw.push_str(&format!("Host: {h}\r\nY: 2\r\n"));
+        }
+        raw.push_str("\r\n");
+        let (head, buf) = request(&raw);
+        let want = crate::target::request_host(hosts.iter().map(|h| h.as_bytes()), None, true)
+            .map(|h| h.map(crate::target::host_without_port).map(str::as_bytes));
+        assert_eq!(head.checked_host(&buf).map(Some), want, "{hosts:?}");
+    }
+    // A reused head forgets the previous request's `Host`.
+    let mut head = RequestHead::default();
+    let first = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert!(matches!(head.parse(first, 100), Parsed::Complete));
+    let second = b"GET / HTTP/1.1\r\nX: b\r\n\r\n";
+    assert!(matches!(head.parse(second, 100), Parsed::Complete));
+    assert_eq!(head.checked_host(second), Err(TargetError::MissingHost));
+    assert_eq!(head.host(second), None);
 }
 
 #[test]
