@@ -379,9 +379,15 @@ mod tests {
         let idle = IdleConns::new(2);
         let wakes: Vec<Arc<Notify>> = (0..4).map(|_| Arc::new(Notify::new())).collect();
         let now = Instant::now();
-        let a = idle.enter_unless_draining(0, &wakes[0], now).expect("not draining");
-        let b = idle.enter_unless_draining(0, &wakes[1], now).expect("not draining");
-        let other = idle.enter_unless_draining(1, &wakes[2], now).expect("not draining");
+        let a = idle
+            .enter_unless_draining(0, &wakes[0], now)
+            .expect("not draining");
+        let b = idle
+            .enter_unless_draining(0, &wakes[1], now)
+            .expect("not draining");
+        let other = idle
+            .enter_unless_draining(1, &wakes[2], now)
+            .expect("not draining");
         assert!(!idle.draining(0) && !idle.draining(1));
         assert_eq!(idle.drain_worker(0), 2);
         assert!(idle.draining(0) && !idle.draining(1));
@@ -393,7 +399,9 @@ mod tests {
         assert!(!idle.leave(a) && !idle.leave(b));
         // No connection of the draining worker registers any more; another worker's does.
         assert!(idle.enter_unless_draining(0, &wakes[3], now).is_none());
-        let late = idle.enter_unless_draining(1, &wakes[3], now).expect("worker 1 serves");
+        let late = idle
+            .enter_unless_draining(1, &wakes[3], now)
+            .expect("worker 1 serves");
         assert_eq!(idle.len(), 2);
         assert_eq!(idle.drain_worker(0), 0);
         assert!(idle.leave(other) && idle.leave(late));

@@ -96,8 +96,11 @@ const REG_NAME: [bool; 256] = {
 
 /// Checks a `Host` value (or URI authority): `uri-host [ ":" port ]` of RFC 3986 §3.2.2,
 /// a non-empty host (RFC 9110 §4.2.1 for `http`), a port of at most five digits.
+///
+/// A reg-name is checked in the same pass that finds its end (every request's `Host`
+/// comes through here).
 pub(crate) fn valid_host(v: &[u8]) -> bool {
-    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+    let port = if let Some(rest) = v.strip_prefix(b"[") {
         let Some(end) = rest.iter().position(|&b| b == b']') else {
             return false;
         };
@@ -109,21 +112,24 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
         {
             return false;
         }
-        (&v[..end + 2], &rest[end + 1..])
+        &rest[end + 1..]
     } else {
-        match v.iter().position(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i..]),
-            None => (v, &b""[..]),
+        // The reg-name ends at its first byte outside the set: the port's `:`, or a byte
+        // that makes the whole value invalid (then no port below accepts it).
+        let end = v
+            .iter()
+            .position(|&b| !REG_NAME[usize::from(b)])
+            .unwrap_or(v.len());
+        if end == 0 {
+            return false;
         }
+        &v[end..]
     };
-    let reg_name = |b: u8| REG_NAME[usize::from(b)];
-    let host_ok = !host.is_empty() && (host.starts_with(b"[") || host.iter().all(|&b| reg_name(b)));
-    let port_ok = match port {
+    match port {
         [] => true,
         [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
         _ => false,
-    };
-    host_ok && port_ok
+    }
 }
 
 /// The one `Host` of a request, checked: `values` are its `Host` field values,
@@ -482,6 +488,39 @@ mod tests {
         }
     }
 
+    /// `valid_host` as it was first written (two passes over a reg-name): the one-pass
+    /// version must agree with it on every value.
+    fn valid_host_reference(v: &[u8]) -> bool {
+        let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = &rest[..end];
+            if literal.is_empty()
+                || !literal
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return false;
+            }
+            (&v[..end + 2], &rest[end + 1..])
+        } else {
+            match v.iter().position(|&b| b == b':') {
+                Some(i) => (&v[..i], &v[i..]),
+                None => (v, &b""[..]),
+            }
+        };
+        let reg_name = |b: u8| REG_NAME[usize::from(b)];
+        let host_ok =
+            !host.is_empty() && (host.starts_with(b"[") || host.iter().all(|&b| reg_name(b)));
+        let port_ok = match port {
+            [] => true,
+            [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        host_ok && port_ok
+    }
+
     /// `needs_work` as it was first written (several passes): the one-pass version must
     /// agree with it on every path.
     fn needs_work_reference(path: &[u8]) -> bool {
@@ -527,10 +566,19 @@ mod tests {
             normalise_path_bytes(raw.as_bytes()).map(Cow::into_owned),
             Ok("/caf\u{e9}/y".as_bytes().to_vec())
         );
-        assert_eq!(normalise_path(raw).map(Cow::into_owned), Ok("/caf\u{e9}/y".to_owned()));
+        assert_eq!(
+            normalise_path(raw).map(Cow::into_owned),
+            Ok("/caf\u{e9}/y".to_owned())
+        );
     }
 
     proptest::proptest! {
+        /// The one-pass `valid_host` decides as the reference does.
+        #[test]
+        fn valid_host_matches_the_reference(v in "\\[?[a-f0-9.:\\[\\]/@ %é-]{0,12}") {
+            proptest::prop_assert_eq!(valid_host(v.as_bytes()), valid_host_reference(v.as_bytes()));
+        }
+
         /// The one-pass `needs_work` decides as the reference does.
         #[test]
         fn needs_work_matches_the_reference(path in "[a-z/.;%\\\\]{0,16}") {

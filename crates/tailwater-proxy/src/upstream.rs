@@ -74,7 +74,9 @@ pub(crate) struct Shard {
 #[derive(Debug, Default)]
 struct Idle {
     conns: VecDeque<(Sender, Instant)>,
-    /// Idle connections of the lean HTTP/1.1 path, most recently used last.
+    /// Idle connections of the lean HTTP/1.1 path, most recently used last, with when
+    /// each expires (idle since + `pool_idle_timeout`: a comparison, not a subtraction, on
+    /// the request path).
     raw: Vec<(RawConn, Instant)>,
     reaper: bool,
 }
@@ -213,12 +215,13 @@ impl Shard {
         self.host.as_ref()
     }
 
-    /// The most recently used idle connection of the lean path that has not timed out
-    /// (a warm one, unlike hyper's senders there is no connection task to wait for).
-    pub(crate) fn take_raw(&self) -> Option<RawConn> {
+    /// The most recently used idle connection of the lean path that has not timed out by
+    /// `now` (a warm one, unlike hyper's senders there is no connection task to wait for).
+    /// `now` is the caller's clock read (the request's), not one more.
+    pub(crate) fn take_raw(&self, now: Instant) -> Option<RawConn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let (conn, since) = idle.raw.pop()?;
-        if Instant::now().saturating_duration_since(since) >= self.idle_timeout {
+        let (conn, expires) = idle.raw.pop()?;
+        if now >= expires {
             // The others are older still.
             idle.raw.clear();
             return None;
@@ -226,9 +229,10 @@ impl Shard {
         Some(conn)
     }
 
-    /// Returns a lean-path connection between messages; beyond `pool_max_idle_per_host`
-    /// it is closed.
-    pub(crate) fn put_back_raw(this: &Arc<Self>, conn: RawConn) {
+    /// Returns a lean-path connection between messages, idle since `since` (a clock read
+    /// the caller made: no later than the true start of its idleness, so that it expires
+    /// early rather than late); beyond `pool_max_idle_per_host` it is closed.
+    pub(crate) fn put_back_raw(this: &Arc<Self>, conn: RawConn, since: Instant) {
         if !conn.buf.is_empty() {
             return;
         }
@@ -236,7 +240,7 @@ impl Shard {
             if idle.raw.len() >= this.max_idle {
                 return false;
             }
-            idle.raw.push((conn, Instant::now()));
+            idle.raw.push((conn, since + this.idle_timeout));
             true
         });
     }
@@ -364,7 +368,7 @@ async fn reap(shard: Weak<Shard>, timeout: Duration) {
             idle.conns = keep.into();
             let (keep_raw, gone_raw): (Vec<_>, Vec<_>) = std::mem::take(&mut idle.raw)
                 .into_iter()
-                .partition(|(_, since)| now.saturating_duration_since(*since) < timeout);
+                .partition(|(_, expires)| now < *expires);
             idle.raw = keep_raw;
             (gone, gone_raw)
         };

@@ -29,6 +29,11 @@ pub(super) struct Limits {
     /// When the whole request body must have arrived (`server.body_timeout` from the end
     /// of its head): a total deadline, so a trickling client cannot hold its permit.
     pub(super) body_deadline: Instant,
+    /// When the admitted request goes upstream: `upstream.request_timeout` counts from it,
+    /// and the pool's idle bookkeeping uses it (a pooled connection taken, or one given
+    /// back with a response that came whole), so that a request reads the clock once for
+    /// all three (issue 18).
+    pub(super) sent: Instant,
 }
 
 /// What the admitted request's head decided.
@@ -95,7 +100,7 @@ impl<S: Io> Client<S> {
         let client_close = self.head.fields.close;
         let (timeout, cut) =
             crate::deadline::request_timeout(limits.request_timeout, request.deadline);
-        let deadline = Instant::now() + timeout;
+        let deadline = limits.sent + timeout;
         // The client's deadline ran out, not the upstream's time: its own answer.
         let deadline_or = |failed: Failed| match failed {
             Failed::Upstream(Decision::UpstreamTimeout) if cut => {
@@ -110,7 +115,7 @@ impl<S: Io> Client<S> {
             let worker = self.conn.worker;
             let slot = &mut guard.attempt;
             let reached = Box::pin(crate::route::reach(route, worker, slot, |s| {
-                acquire(s, deadline)
+                acquire(s, limits.sent, deadline)
             }))
             .await;
             match reached {
@@ -222,7 +227,7 @@ impl<S: Io> Client<S> {
             // nested future costs measurably more (about 130 instructions a request).
             let (mut up, reused) = match first.take() {
                 Some(c) => c,
-                None => match take_live(shard).await {
+                None => match take_live(shard, limits.sent).await {
                     Some(c) => (c, true),
                     None => match timeout_at(deadline, Box::pin(shard.connect_raw())).await {
                         Ok(Ok(c)) => (c, false),
@@ -380,10 +385,15 @@ impl<S: Io> Client<S> {
     }
 }
 
-/// A live pooled connection to `shard`'s endpoint, or a new one by `deadline` (and
-/// whether it was pooled): no byte of the request is written yet.
-async fn acquire(shard: &Shard, deadline: Instant) -> Result<(RawConn, bool), Failed> {
-    if let Some(c) = take_live(shard).await {
+/// A live pooled connection to `shard`'s endpoint (idle no longer than the pool allows at
+/// `now`), or a new one by `deadline` (and whether it was pooled): no byte of the request
+/// is written yet.
+async fn acquire(
+    shard: &Shard,
+    now: Instant,
+    deadline: Instant,
+) -> Result<(RawConn, bool), Failed> {
+    if let Some(c) = take_live(shard, now).await {
         return Ok((c, true));
     }
     match timeout_at(deadline, Box::pin(shard.connect_raw())).await {
@@ -396,11 +406,12 @@ async fn acquire(shard: &Shard, deadline: Instant) -> Result<(RawConn, bool), Fa
     }
 }
 
-/// A pooled connection that is still open: one the upstream closed while it was idle
-/// (its socket became readable) is dropped and the next one tried.
-async fn take_live(shard: &Shard) -> Option<RawConn> {
+/// A pooled connection that is still open (and not idle past the pool's timeout at
+/// `now`): one the upstream closed while it was idle (its socket became readable) is
+/// dropped and the next one tried.
+async fn take_live(shard: &Shard, now: Instant) -> Option<RawConn> {
     loop {
-        let mut c = shard.take_raw()?;
+        let mut c = shard.take_raw(now)?;
         let readable =
             std::future::poll_fn(|cx| std::task::Poll::Ready(c.io.poll_read_ready(cx).is_ready()))
                 .await;

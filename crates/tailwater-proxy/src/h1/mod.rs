@@ -474,6 +474,7 @@ impl<S: Io> Client<S> {
             body_idle: upstream.body_idle_timeout,
             max_body,
             body_deadline,
+            sent: Instant::now(),
         };
         let request = forward::Request {
             path,

@@ -94,7 +94,9 @@ impl<S: Io> Client<S> {
             // (on this or another of its connections, perhaps on another thread) finds it
             // there instead of opening one more.
             if reusable && up.buf.is_empty() {
-                Shard::put_back_raw(shard, up);
+                // Idle since the request went out, at the latest: the pool's timeout then
+                // errs on the early side, by the upstream's response time.
+                Shard::put_back_raw(shard, up, limits.sent);
             }
             if !write_within(&mut self.watchdog, &mut self.io, send_timeout, &self.wbuf).await {
                 return Next::Close; // the guard settles as cancelled
@@ -171,7 +173,7 @@ impl<S: Io> Client<S> {
         }
         guard.finish(Decision::Success);
         if reusable && up.buf.is_empty() {
-            Shard::put_back_raw(shard, up);
+            Shard::put_back_raw(shard, up, Instant::now());
         }
         if close { Next::Close } else { Next::KeepAlive }
     }

@@ -175,7 +175,10 @@ impl CellTable {
                 .cells
                 .route(req.header(name.as_str()).unwrap_or("").as_bytes()),
             CellKey::PathSegment(n) => {
-                let seg = path.split(|&b| b == b'/').filter(|s| !s.is_empty()).nth(n - 1);
+                let seg = path
+                    .split(|&b| b == b'/')
+                    .filter(|s| !s.is_empty())
+                    .nth(n - 1);
                 group.cells.route(seg.unwrap_or(b""))
             }
             CellKey::ClientIp => group.cells.route(peer.ip().to_string().as_bytes()),

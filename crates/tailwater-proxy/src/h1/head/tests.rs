@@ -56,7 +56,10 @@ fn a_fragment_is_not_part_of_the_path_or_query() {
     let (head, buf) = request("GET /a#x?y HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((head.path(&buf), head.query(&buf)), (&b"/a"[..], &b""[..]));
     let (head, buf) = request("GET /a?q#x HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!((head.path(&buf), head.query(&buf)), (&b"/a"[..], &b"?q"[..]));
+    assert_eq!(
+        (head.path(&buf), head.query(&buf)),
+        (&b"/a"[..], &b"?q"[..])
+    );
 }
 
 #[test]
@@ -340,4 +343,46 @@ fn response_framing() {
     assert!(r.body(false).is_err());
     let r = parse("HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n");
     assert_eq!(r.body(false), Ok(Framing::Length(2)));
+}
+
+/// Every name the lean path treats apart is recognised in any case, and nothing else is:
+/// the dispatch on length and first letter finds what a comparison with each name would.
+#[test]
+fn field_kinds_are_found_in_any_case_and_only_for_their_names() {
+    let named = [
+        ("te", Kind::HopByHop),
+        ("host", Kind::Host),
+        ("expect", Kind::Expect),
+        ("upgrade", Kind::Upgrade),
+        ("trailer", Kind::HopByHop),
+        ("forwarded", Kind::Forwarded),
+        ("connection", Kind::Connection),
+        ("keep-alive", Kind::HopByHop),
+        ("user-agent", Kind::UserAgent),
+        ("grpc-status", Kind::GrpcStatus),
+        ("content-type", Kind::ContentType),
+        ("grpc-timeout", Kind::GrpcTimeout),
+        ("x-criticality", Kind::Criticality),
+        ("content-length", Kind::ContentLength),
+        ("x-forwarded-for", Kind::XForwardedFor),
+        ("proxy-connection", Kind::HopByHop),
+        ("transfer-encoding", Kind::TransferEncoding),
+        ("proxy-authenticate", Kind::HopByHop),
+        ("proxy-authorization", Kind::HopByHop),
+    ];
+    for (name, kind) in named {
+        assert_eq!(Kind::of(name.as_bytes()), kind, "{name}");
+        assert_eq!(Kind::of(name.to_ascii_uppercase().as_bytes()), kind, "{name}");
+        // One byte changed (the first, the last) or one more: a plain field.
+        let mut other = name.as_bytes().to_vec();
+        other[0] ^= 0x40;
+        assert_eq!(Kind::of(&other), Kind::Plain, "{other:?}");
+        let mut other = name.as_bytes().to_vec();
+        *other.last_mut().unwrap() = b'0';
+        assert_eq!(Kind::of(&other), Kind::Plain, "{other:?}");
+        assert_eq!(Kind::of(format!("{name}s").as_bytes()), Kind::Plain);
+    }
+    for plain in ["", "x", "date", "accept", "Host2", "@ost", "hos", "user-agents"] {
+        assert_eq!(Kind::of(plain.as_bytes()), Kind::Plain, "{plain}");
+    }
 }
