@@ -43,33 +43,28 @@ pub(crate) enum Kind {
 
 impl Kind {
     fn of(name: &[u8]) -> Self {
-        // Dispatch on the length and the first letter (lowercased: `| 0x20`; a non-letter
-        // that maps onto one is then refused by the comparison): most names are compared
-        // against no candidate, the others against one (issue 18).
-        let Some(&first) = name.first() else {
-            return Kind::Plain;
-        };
+        // Dispatch on length first: most names are compared against one candidate.
         let is = |want: &str| name.eq_ignore_ascii_case(want.as_bytes());
-        match (name.len(), first | 0x20) {
-            (2, b't') if is("te") => Kind::HopByHop,
-            (4, b'h') if is("host") => Kind::Host,
-            (6, b'e') if is("expect") => Kind::Expect,
-            (7, b'u') if is("upgrade") => Kind::Upgrade,
-            (7, b't') if is("trailer") => Kind::HopByHop,
-            (9, b'f') if is("forwarded") => Kind::Forwarded,
-            (10, b'c') if is("connection") => Kind::Connection,
-            (10, b'k') if is("keep-alive") => Kind::HopByHop,
-            (10, b'u') if is("user-agent") => Kind::UserAgent,
-            (11, b'g') if is("grpc-status") => Kind::GrpcStatus,
-            (12, b'c') if is("content-type") => Kind::ContentType,
-            (12, b'g') if is("grpc-timeout") => Kind::GrpcTimeout,
-            (13, b'x') if is("x-criticality") => Kind::Criticality,
-            (14, b'c') if is("content-length") => Kind::ContentLength,
-            (15, b'x') if is("x-forwarded-for") => Kind::XForwardedFor,
-            (16, b'p') if is("proxy-connection") => Kind::HopByHop,
-            (17, b't') if is("transfer-encoding") => Kind::TransferEncoding,
-            (18, b'p') if is("proxy-authenticate") => Kind::HopByHop,
-            (19, b'p') if is("proxy-authorization") => Kind::HopByHop,
+        match name.len() {
+            2 if is("te") => Kind::HopByHop,
+            4 if is("host") => Kind::Host,
+            6 if is("expect") => Kind::Expect,
+            7 if is("upgrade") => Kind::Upgrade,
+            7 if is("trailer") => Kind::HopByHop,
+            9 if is("forwarded") => Kind::Forwarded,
+            10 if is("connection") => Kind::Connection,
+            10 if is("keep-alive") => Kind::HopByHop,
+            11 if is("grpc-status") => Kind::GrpcStatus,
+            10 if is("user-agent") => Kind::UserAgent,
+            12 if is("content-type") => Kind::ContentType,
+            12 if is("grpc-timeout") => Kind::GrpcTimeout,
+            13 if is("x-criticality") => Kind::Criticality,
+            14 if is("content-length") => Kind::ContentLength,
+            15 if is("x-forwarded-for") => Kind::XForwardedFor,
+            16 if is("proxy-connection") => Kind::HopByHop,
+            17 if is("transfer-encoding") => Kind::TransferEncoding,
+            18 if is("proxy-authenticate") => Kind::HopByHop,
+            19 if is("proxy-authorization") => Kind::HopByHop,
             _ => Kind::Plain,
         }
     }

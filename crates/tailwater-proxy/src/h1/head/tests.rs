@@ -345,8 +345,8 @@ fn response_framing() {
     assert_eq!(r.body(false), Ok(Framing::Length(2)));
 }
 
-/// Every name the lean path treats apart is recognised in any case, and nothing else is:
-/// the dispatch on length and first letter finds what a comparison with each name would.
+/// Every name the lean path treats apart is recognised in any case, and nothing else is
+/// (a dispatch on length and first letter, tried in session 17, cost more instructions).
 #[test]
 fn field_kinds_are_found_in_any_case_and_only_for_their_names() {
     let named = [
