@@ -36,10 +36,15 @@
 # round tailwater's throughput over the best peer's and its CPU per request over the
 # cheapest peer's, with the load average and the CPU model.
 #
+# SLICES=k cuts each round's DURATION into k slices (whole seconds) that the contenders take
+# in turn, the order reversed every other slice (see below); unset, each contender runs
+# DURATION once a round. The summary also gives each path's per-round mean and median, and
+# the mean and median of every per-round ratio.
+#
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
 #                                           MODE=forward|shed|https ACCESS_LOG=0|1 SKIP_BUILD=0|1:
 #                                           1 uses the release binaries already built;
-#                                           PIN=0|1, see below)
+#                                           SLICES=1; PIN=0|1, see below)
 #
 # PIN=1 is an experiment, not the default comparison: it pins worker N of every proxy to
 # CPU N mod cores with `taskset` once they run (all three alike: what nginx's
