@@ -372,7 +372,11 @@ fn field_kinds_are_found_in_any_case_and_only_for_their_names() {
     ];
     for (name, kind) in named {
         assert_eq!(Kind::of(name.as_bytes()), kind, "{name}");
-        assert_eq!(Kind::of(name.to_ascii_uppercase().as_bytes()), kind, "{name}");
+        assert_eq!(
+            Kind::of(name.to_ascii_uppercase().as_bytes()),
+            kind,
+            "{name}"
+        );
         // One byte changed (the first, the last) or one more: a plain field.
         let mut other = name.as_bytes().to_vec();
         other[0] ^= 0x40;
@@ -382,7 +386,16 @@ fn field_kinds_are_found_in_any_case_and_only_for_their_names() {
         assert_eq!(Kind::of(&other), Kind::Plain, "{other:?}");
         assert_eq!(Kind::of(format!("{name}s").as_bytes()), Kind::Plain);
     }
-    for plain in ["", "x", "date", "accept", "Host2", "@ost", "hos", "user-agents"] {
+    for plain in [
+        "",
+        "x",
+        "date",
+        "accept",
+        "Host2",
+        "@ost",
+        "hos",
+        "user-agents",
+    ] {
         assert_eq!(Kind::of(plain.as_bytes()), Kind::Plain, "{plain}");
     }
 }
