@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::cursor::escape;
-use super::format::{CLIENT_BUDGET, MAX_FIELD};
+use super::format::{CLIENT_BUDGET, MAX_FIELD, MAX_LINE};
 use super::*;
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
