@@ -19,7 +19,6 @@ use tailwater_tower::admission::{
 };
 use tokio::time::Instant;
 
-use crate::access_log::AdmitNotes;
 use crate::body::{Guard, ProxyBody, local};
 use crate::conn::{Conn, Shared};
 use crate::deadline::Deadline;
@@ -55,7 +54,7 @@ pub(crate) async fn admit<'r>(
 ) -> Result<Admitted<'r>, Response<ProxyBody>> {
     let metrics = route.metrics.shard(conn.worker);
     span.record("route", route.name.as_str());
-    let logged = crate::access_log::note_route(&route.name);
+    crate::access_log::note_route(&route.name);
     let arrival = Arrival::new(Some(conn.peer.ip()), start);
     let rates = RouteRates {
         route,
@@ -65,23 +64,13 @@ pub(crate) async fn admit<'r>(
         metrics,
         start,
         span,
-        logged,
-        log: AdmitNotes::default(),
     };
     match route
         .admission
         .admit(req, &arrival, &rates, &mut observe)
         .await
     {
-        Ok(a) => Ok((
-            Pass {
-                ticket: a.ticket,
-                log: observe.log,
-            },
-            a.tier,
-            metrics,
-            a.deadline,
-        )),
+        Ok(a) => Ok((a.ticket, a.tier, metrics, a.deadline)),
         Err(refusal) => Err(refusal.response(req.is_grpc()).map(ProxyBody::local)),
     }
 }
@@ -93,34 +82,21 @@ pub(crate) fn tier(route: &Route, peer: SocketAddr, req: &impl RequestView) -> C
     route.admission.tier_policy().tier(req, Some(peer.ip()))
 }
 
-/// What admission gives a request: its pass, tier, the route's counters of this worker,
+/// What admission gives a request: its ticket, tier, the route's counters of this worker,
 /// and the client's deadline if it stated one.
 pub(crate) type Admitted<'r> = (
-    Pass,
+    Ticket,
     Criticality,
     &'r Arc<RouteCounters>,
     Option<Deadline>,
 );
 
-/// An admitted request's ticket, with what its access log line needs of the admission
-/// (the limit, the queue wait, when): carried to its [`Guard`] in the result rather than
-/// noted through the log's per-thread slot (issue 13: each note there costs a
-/// thread-local access).
-#[derive(Debug)]
-pub(crate) struct Pass {
-    ticket: Ticket,
-    log: AdmitNotes,
-}
-
 /// The proxy's observer of admission: the route's counters, the tracing span's fields and
-/// the access log's notes (a refusal's through the log's slot; an admission's kept here,
-/// for [`Pass`], when the request is `logged`).
+/// the access log's notes.
 struct Observe<'a> {
     metrics: &'a RouteCounters,
     start: Instant,
     span: &'a tracing::Span,
-    logged: bool,
-    log: AdmitNotes,
 }
 
 impl AdmitObserver for Observe<'_> {
@@ -152,9 +128,7 @@ impl AdmitObserver for Observe<'_> {
     #[inline]
     fn admitted(&mut self, info: &AdmittedInfo, waited: Option<Duration>) {
         self.span.record("decision", "admitted");
-        if self.logged {
-            self.log = AdmitNotes::admitted(info.limit, waited);
-        }
+        crate::access_log::note_admitted(info.tier, info.limit, waited);
     }
 }
 
@@ -242,18 +216,17 @@ fn refused(rl: &RateLimit, result: Result<RateDecision, StoreError>) -> Option<R
 /// The guard of an admitted request: it settles the permit exactly once, with the outcome
 /// the request's end gives (`crate::outcome`), and counts it on the route.
 pub(crate) fn guard(
-    pass: Pass,
+    ticket: Ticket,
     metrics: &Arc<RouteCounters>,
     tier: Criticality,
     start: Instant,
 ) -> Guard {
     Guard {
-        ticket: pass.ticket,
+        ticket,
         metrics: Arc::clone(metrics),
         tier,
         start,
         lease: None,
         attempt: None,
-        log: pass.log,
     }
 }

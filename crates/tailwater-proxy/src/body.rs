@@ -51,16 +51,13 @@ pub(crate) struct Guard {
     /// The endpoint of a balanced route, told how the request ended (boxed: a guard of a
     /// single-endpoint route is moved a few times per request and stays as small as it was).
     pub(crate) attempt: Option<Box<Attempt>>,
-    /// What the request's access log line needs of its admission and upstream (empty
-    /// when it is not logged).
-    pub(crate) log: crate::access_log::AdmitNotes,
 }
 
 impl Guard {
     /// Notes the upstream's response status: the request settles as a drop if that
     /// status counts against the upstream (5xx, 429: tailwater-tower's `status_outcome`).
     pub(crate) fn upstream_status(&mut self, status: u16) {
-        self.log.upstream_head();
+        crate::access_log::note_upstream_head();
         self.ticket.head_status(status);
         if let Some(a) = &mut self.attempt {
             a.head(status);
@@ -104,7 +101,6 @@ impl Guard {
     fn settle(&mut self, decision: Decision) {
         let lease = self.lease.take();
         if self.ticket.is_settled() {
-            self.log.note(self.tier);
             return;
         }
         if decision == Decision::Success
@@ -122,9 +118,8 @@ impl Guard {
             attempt.finish(decision);
         }
         self.ticket.settle(Verdict::of(decision).outcome(), None);
-        self.log.settled(decision, self.tier);
         self.metrics
-            .record_counts(decision, self.tier, self.start.elapsed());
+            .record(decision, self.tier, self.start.elapsed());
     }
 }
 
@@ -188,10 +183,7 @@ impl ProxyBody {
 
     /// The upstream's body, settling `guard` when it ends; a body that makes no progress
     /// for `idle_timeout` is cut (an error to the client, a drop for the limit).
-    pub(crate) fn upstream(inner: Incoming, mut guard: Guard, idle_timeout: Duration) -> Self {
-        // The access log's notes are taken before the body ends: what the guard holds for
-        // them is noted now.
-        guard.log.note(guard.tier);
+    pub(crate) fn upstream(inner: Incoming, guard: Guard, idle_timeout: Duration) -> Self {
         let mut body = Inner::Upstream {
             inner,
             guard: Some(guard),

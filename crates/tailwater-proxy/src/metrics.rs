@@ -49,12 +49,6 @@ impl RouteCounters {
     /// Counts one finished request and its duration (arrival to end of response body).
     pub(crate) fn record(&self, decision: Decision, tier: Criticality, elapsed: Duration) {
         crate::access_log::note_decision(decision, tier);
-        self.record_counts(decision, tier, elapsed);
-    }
-
-    /// [`Self::record`] for a request whose access log notes its guard wrote
-    /// (`AdmitNotes::settled`).
-    pub(crate) fn record_counts(&self, decision: Decision, tier: Criticality, elapsed: Duration) {
         self.requests[decision.index()][tier.index()].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         let i = BUCKETS

@@ -69,7 +69,7 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use crate::decision::Decision;
 use cache::{HeadCache, TailCache};
 use cursor::Cursor;
-use format::{Outcome, Stamp};
+use format::{MAX_LINE, Outcome, Stamp};
 use inline::{Inline, ROUTE_INLINE};
 use sink::Sink;
 pub(crate) use writer::AccessLog;
@@ -132,7 +132,7 @@ impl Default for ConnLog {
 /// The most spares of each kind a thread keeps: one per request it has in flight at once
 /// (a worker serves many connections; a single spare would be taken by the first request
 /// and the others would allocate), bounded so an idle thread holds little (a head is under
-/// [`MAX_LINE`](format::MAX_LINE) bytes: 256 KiB at most).
+/// [`MAX_LINE`] bytes: 256 KiB at most).
 const SPARES: usize = 64;
 
 /// One of this thread's spares in `pool`, if it has one.
@@ -173,6 +173,8 @@ pub(crate) struct Notes {
     pub(crate) limit: Option<usize>,
     /// Time spent in the admission queue, in nanoseconds.
     pub(crate) queue_wait: Option<u64>,
+    /// When the request was admitted, on the log's clock (for the upstream time).
+    admitted_at: Option<u64>,
     /// From admission to the upstream's response head, in nanoseconds (as the line
     /// writes it: no conversion back from a `Duration`).
     pub(crate) upstream: Option<u64>,
@@ -285,15 +287,9 @@ fn nanos(d: Duration) -> u64 {
         .saturating_add(u64::from(d.subsec_nanos()))
 }
 
-/// The request was routed to `name`; whether it is logged (its notes are in this
-/// thread's slot: see [`AdmitNotes`]).
-pub(crate) fn note_route(name: &str) -> bool {
-    let mut logged = false;
-    note(|n| {
-        n.route = Some(Inline::new(name.as_bytes()));
-        logged = true;
-    });
-    logged
+/// The request was routed to `name`.
+pub(crate) fn note_route(name: &str) {
+    note(|n| n.route = Some(Inline::new(name.as_bytes())));
 }
 
 /// The request matched no route.
@@ -304,104 +300,31 @@ pub(crate) fn note_no_route() {
 /// How the request was counted on its route (every routed request is counted once, by
 /// `RouteCounters::record`): the decision, unless admission already noted one.
 pub(crate) fn note_decision(decision: Decision, tier: Criticality) {
-    note(|n| decided(n, decision, tier));
-}
-
-/// [`note_decision`] in `n`.
-#[inline]
-fn decided(n: &mut Notes, decision: Decision, tier: Criticality) {
-    n.tier = Some(tier);
-    n.reason = decision.reason();
-    n.decision.get_or_insert(match decision {
-        Decision::Shed(_) => "shed",
-        Decision::RateLimited => "rate_limited",
-        Decision::Success
-        | Decision::UpstreamStatus
-        | Decision::UpstreamError
-        | Decision::UpstreamTimeout
-        | Decision::BodyError => "admitted",
-        _ => "rejected",
+    note(|n| {
+        n.tier = Some(tier);
+        n.reason = decision.reason();
+        n.decision.get_or_insert(match decision {
+            Decision::Shed(_) => "shed",
+            Decision::RateLimited => "rate_limited",
+            Decision::Success
+            | Decision::UpstreamStatus
+            | Decision::UpstreamError
+            | Decision::UpstreamTimeout
+            | Decision::BodyError => "admitted",
+            _ => "rejected",
+        });
     });
 }
 
-/// What an admitted request's line needs of its admission and its upstream (the limit,
-/// the queue wait, when it was admitted and when the upstream's head came, on the log's
-/// clock), carried by the admission's result (`admit::Pass`) into the request's guard and
-/// noted once, when the guard settles (or, on hyper's path, when the guard goes into the
-/// response body, whose end comes after the request's notes are taken): one note
-/// through this thread's slot instead of three (issue 13: each costs a thread-local
-/// access). Empty (nothing to note) when the request is not logged.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct AdmitNotes {
-    /// When the request was admitted, on the log's clock; 0: nothing to note (not
-    /// logged, or noted already).
-    at: u64,
-    /// When the upstream's response head came, on the log's clock; 0: not yet.
-    head: u64,
-    /// The queue wait in nanoseconds; `u64::MAX`: the request did not queue.
-    queue_wait: u64,
-    /// The concurrency limit when the limiter admitted it.
-    limit: usize,
-}
-
-impl AdmitNotes {
-    /// A logged request was admitted at `limit`, after `queue_wait` in the queue.
-    pub(crate) fn admitted(limit: usize, queue_wait: Option<Duration>) -> Self {
-        AdmitNotes {
-            // Not 0, which means "nothing to note".
-            at: now().max(1),
-            head: 0,
-            queue_wait: queue_wait.map_or(u64::MAX, nanos),
-            limit,
-        }
-    }
-
-    /// The upstream's response head arrived.
-    #[inline]
-    pub(crate) fn upstream_head(&mut self) {
-        if self.at != 0 {
-            self.head = now();
-        }
-    }
-
-    /// Notes these (and the request's `tier`) now, while the request's notes are in this
-    /// thread's slot; nothing more is noted after.
-    pub(crate) fn note(&mut self, tier: Criticality) {
-        if self.at != 0 {
-            note(|n| {
-                self.put(n);
-                n.tier = Some(tier);
-            });
-            self.at = 0;
-        }
-    }
-
-    /// The request settled with `decision`: these and the decision noted together.
-    #[inline]
-    pub(crate) fn settled(&mut self, decision: Decision, tier: Criticality) {
-        if self.at != 0 {
-            self.note_settled(decision, tier);
-        }
-    }
-
-    /// [`Self::settled`] for a logged request.
-    #[inline(never)]
-    fn note_settled(&mut self, decision: Decision, tier: Criticality) {
-        note(|n| {
-            self.put(n);
-            decided(n, decision, tier);
-        });
-        self.at = 0;
-    }
-
-    /// Writes these into `n` (as the limiter's admission notes them: its decision too).
-    #[inline]
-    fn put(&self, n: &mut Notes) {
+/// The limiter admitted the request at `limit`, after `queue_wait` in the queue.
+pub(crate) fn note_admitted(tier: Criticality, limit: usize, queue_wait: Option<Duration>) {
+    note(|n| {
         n.decision = Some("admitted");
-        n.limit = Some(self.limit);
-        n.queue_wait = (self.queue_wait != u64::MAX).then_some(self.queue_wait);
-        n.upstream = (self.head != 0).then(|| self.head.saturating_sub(self.at));
-    }
+        n.tier = Some(tier);
+        n.limit = Some(limit);
+        n.queue_wait = queue_wait.map(nanos);
+        n.admitted_at = Some(now());
+    });
 }
 
 /// The limiter shed the request at `limit`, after `queue_wait` in the queue.
@@ -409,6 +332,13 @@ pub(crate) fn note_shed(limit: usize, queue_wait: Option<Duration>) {
     note(|n| {
         n.limit = Some(limit);
         n.queue_wait = queue_wait.map(nanos);
+    });
+}
+
+/// The upstream's response head arrived.
+pub(crate) fn note_upstream_head() {
+    note(|n| {
+        n.upstream = n.admitted_at.map(|t| now().saturating_sub(t));
     });
 }
 
@@ -574,7 +504,7 @@ impl Pending {
         });
     }
 
-    /// Writes the whole line at `o` (which has [`MAX_LINE`](format::MAX_LINE) bytes of room): the time, the
+    /// Writes the whole line at `o` (which has [`MAX_LINE`] bytes of room): the time, the
     /// head after it (`rest`), the tail.
     #[inline]
     fn write(
@@ -594,7 +524,7 @@ impl Pending {
     /// would write it.
     #[cfg(test)]
     fn line(&self, rest: &[u8], n: &Notes, status: u16, duration: u64, tail: &mut TailCache) -> String {
-        let mut buf = vec![0; format::MAX_LINE];
+        let mut buf = vec![0; MAX_LINE];
         let mut c = Cursor::new(&mut buf);
         let outcome = Outcome {
             status,
