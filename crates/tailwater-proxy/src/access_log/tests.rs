@@ -724,3 +724,86 @@ fn the_tail_caches_write_what_a_fresh_format_writes() {
         }
     }
 }
+
+/// A lean-path connection's requests, begun and finished through its cache and written
+/// in place in the thread's sink, are the lines a fresh format writes (time and duration
+/// aside, which the sink's path reads from the clock): when the connection repeats its
+/// head (a hit: nothing formatted at the begin, the cached head copied at the end), when
+/// the client changes a value between requests (also to one of the same length, or the
+/// same head bytes with another user agent), and with hostile bytes in the target and
+/// the user agent, which must come out escaped; also after a streak of misses, when the
+/// cache no longer keeps its key but still holds the request's head until it ends.
+#[test]
+fn a_connections_lines_through_the_sink_are_what_a_fresh_format_writes() {
+    let hostile_ua: &[u8] = b"evil\" \n{\"x\":1}\\\x00\xff";
+    let targets: [&[u8]; 6] = [b"/a", b"/a", b"/b", b"/a\"\n\r\x1b[31m", b"/a", b"/ok"];
+    let uas: [Option<&[u8]>; 6] = [
+        Some(b"curl/8.5.0"),
+        Some(b"curl/8.5.0"),
+        Some(b"curl/8.5.0"),
+        Some(hostile_ua),
+        Some(b"curl/8.5.1"),
+        None,
+    ];
+    // The requests, then a streak of misses, then repeats again.
+    let mut reqs: Vec<(Vec<u8>, Option<&[u8]>)> = targets
+        .iter()
+        .zip(uas)
+        .map(|(t, u)| (t.to_vec(), u))
+        .collect();
+    reqs.extend((0..8).map(|i| (format!("/t{i}").into_bytes(), Some(hostile_ua))));
+    reqs.extend((0..3).map(|_| (b"/a".to_vec(), Some(hostile_ua))));
+    for format in FORMATS {
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut cfg = temp_log(&format!("conn-{format:?}"), 1000);
+        cfg.format = format;
+        let (log, thread) =
+            AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
+        let mut conn = ConnLog::default();
+        let mut want = Vec::new();
+        for (target, ua) in &reqs {
+            let req = RequestFields {
+                peer: PEER.parse().unwrap(),
+                method: b"GET",
+                target,
+                protocol: "HTTP/1.1",
+                user_agent: *ua,
+            };
+            let mut r = begun(0, req);
+            r.status = 299;
+            r.duration = Duration::ZERO;
+            r.notes.status = 299;
+            r.notes.route = Some(Inline::new(b"api"));
+            r.notes.decision = Some("admitted");
+            want.push(r.line(format));
+            let raw = r.raw();
+            let p = log.begin_on(&mut conn, &r.req, &raw);
+            p.finish_on(&log, &mut conn, Box::new(r.notes.clone()));
+        }
+        drop(log);
+        thread.join().expect("writer");
+        let text = std::fs::read_to_string(&cfg.path).expect("log");
+        let _ = std::fs::remove_file(&cfg.path);
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // The time (before the client's address) and the duration (after the bytes) are
+        // the clock's: compared apart from them.
+        let masked = |line: &str| -> String {
+            let (time_end, dur) = match format {
+                AccessLogFormat::Text => (line.find(' ').unwrap(), " 299 0 "),
+                AccessLogFormat::Json => (line.find("\",\"client\"").unwrap(), "\"duration\":"),
+            };
+            let at = line.rfind(dur).unwrap() + dur.len();
+            let end = at + line[at..].find([' ', ',']).unwrap();
+            format!("{}{}", &line[time_end..at], &line[end..])
+        };
+        let got: Vec<&str> = text.lines().collect();
+        assert_eq!(got.len(), want.len(), "{format:?}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(masked(g), masked(w.trim_end()), "{format:?} request {i}");
+        }
+        assert!(
+            got.iter().all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
+            "escaped"
+        );
+    }
+}
