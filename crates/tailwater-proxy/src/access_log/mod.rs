@@ -523,7 +523,14 @@ impl Pending {
     /// The line, with `rest` (its own, or its connection's cache's), as [`Self::send`]
     /// would write it.
     #[cfg(test)]
-    fn line(&self, rest: &[u8], n: &Notes, status: u16, duration: u64, tail: &mut TailCache) -> String {
+    fn line(
+        &self,
+        rest: &[u8],
+        n: &Notes,
+        status: u16,
+        duration: u64,
+        tail: &mut TailCache,
+    ) -> String {
         let mut buf = vec![0; MAX_LINE];
         let mut c = Cursor::new(&mut buf);
         let outcome = Outcome {

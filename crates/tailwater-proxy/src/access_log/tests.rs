@@ -802,7 +802,8 @@ fn a_connections_lines_through_the_sink_are_what_a_fresh_format_writes() {
             assert_eq!(masked(g), masked(w.trim_end()), "{format:?} request {i}");
         }
         assert!(
-            got.iter().all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
+            got.iter()
+                .all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
             "escaped"
         );
     }
