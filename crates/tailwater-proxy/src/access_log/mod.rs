@@ -69,7 +69,7 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use crate::decision::Decision;
 use cache::{HeadCache, TailCache};
 use cursor::Cursor;
-use format::{MAX_LINE, Outcome, Stamp};
+use format::{Outcome, Stamp};
 use inline::{Inline, ROUTE_INLINE};
 use sink::Sink;
 pub(crate) use writer::AccessLog;
@@ -132,7 +132,7 @@ impl Default for ConnLog {
 /// The most spares of each kind a thread keeps: one per request it has in flight at once
 /// (a worker serves many connections; a single spare would be taken by the first request
 /// and the others would allocate), bounded so an idle thread holds little (a head is under
-/// [`MAX_LINE`] bytes: 256 KiB at most).
+/// [`MAX_LINE`](format::MAX_LINE) bytes: 256 KiB at most).
 const SPARES: usize = 64;
 
 /// One of this thread's spares in `pool`, if it has one.
@@ -504,8 +504,8 @@ impl Pending {
         });
     }
 
-    /// Writes the whole line at `o` (which has [`MAX_LINE`] bytes of room): the time, the
-    /// head after it (`rest`), the tail.
+    /// Writes the whole line at `o` (which has [`MAX_LINE`](format::MAX_LINE) bytes of
+    /// room): the time, the head after it (`rest`), the tail.
     #[inline]
     fn write(
         &self,
@@ -531,7 +531,7 @@ impl Pending {
         duration: u64,
         tail: &mut TailCache,
     ) -> String {
-        let mut buf = vec![0; MAX_LINE];
+        let mut buf = vec![0; format::MAX_LINE];
         let mut c = Cursor::new(&mut buf);
         let outcome = Outcome {
             status,
