@@ -9,7 +9,10 @@
 # requests (keep-alive, C connections), and counts the proxy process's instructions (all
 # threads: the workers and the log's writer). Per request = (Ir(N2) - Ir(N1)) / (N2 - N1),
 # which cancels start-up and shutdown. Prints the per-request counts off and on, and
-# their ratio.
+# their ratio, and the "log functions only" figure: the on - off difference of the
+# instructions spent in the log's own functions and what they call for copies and
+# comparisons (functions whose names match LOG_FNS), which leaves out the ±150 of noise
+# in the whole process's totals.
 #
 # TARGETS=N spreads the requests over N targets (`/t0` ... ), taken in turn, so that a
 # connection never repeats its last request (the log's per-connection head cache then
@@ -106,12 +109,23 @@ instructions() { # config n
         END {print total - calib}'
 }
 
-declare -A per
+# The functions counted as the log's (exclusive counts; see the header).
+LOG_FNS=${LOG_FNS:-'access_log|Cursor|LocalKey|memcpy|memcmp|memmove|quanta|h1::serve'}
+
+# Exclusive instructions of the functions matching LOG_FNS in one run's output.
+log_fns() { # config n
+    callgrind_annotate --inclusive=no --threshold=100 "$tmp/callgrind.$1.$2" 2>/dev/null |
+        awk -v re="$LOG_FNS" '$1 ~ /^[0-9,]+$/ && $0 ~ re {gsub(",", "", $1); s += $1} END {print s + 0}'
+}
+
+declare -A per fns
 for cfg in off on; do
     a=$(instructions "$cfg" "$N1")
     b=$(instructions "$cfg" "$N2")
     per[$cfg]=$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
-    echo "$cfg: Ir($N1) = $a, Ir($N2) = $b: ${per[$cfg]} instructions per request" >&2
+    fns[$cfg]=$(awk -v a="$(log_fns "$cfg" "$N1")" -v b="$(log_fns "$cfg" "$N2")" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
+    echo "$cfg: Ir($N1) = $a, Ir($N2) = $b: ${per[$cfg]} instructions per request (${fns[$cfg]} in LOG_FNS)" >&2
 done
+echo "log functions only: $((fns[on] - fns[off])) instructions per request" >&2
 lines=$(wc -l <"$tmp/access.log")
 echo "access log ($FORMAT, $TARGETS target(s)): ${per[off]} instructions per request off, ${per[on]} on: $(awk -v a="${per[on]}" -v b="${per[off]}" 'BEGIN {printf "%.3fx (+%.1f %%)", a / b, (a / b - 1) * 100}'); $lines lines logged; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -15,7 +15,7 @@ use tailwater_core::Criticality;
 
 use super::RequestFields;
 use super::cursor::{Cursor, plain_run, same_bytes};
-use super::format::{MAX_FIELD, Outcome, escaped};
+use super::format::{self, MAX_FIELD, Outcome, escaped};
 
 /// User agents up to this many bytes are cached (a connection's cache stays small).
 const UA_CACHED: usize = 256;
@@ -51,10 +51,12 @@ pub(crate) struct HeadCache {
     rest: RestCache,
 }
 
-/// A line's head after its time (`format::head`: client, request line, user agent) and
-/// the values it was made from, with the budget it left.
+/// A line's head after its time (`format::head_rest`: client, request line, user agent),
+/// with the budget it left: always the last request's (a connection's request reads it
+/// when it ends), and, if `held`, the values it was made from, for the next request.
 #[derive(Debug)]
 struct RestCache {
+    /// Whether the values below are the ones `text` was made from.
     held: bool,
     json: bool,
     peer: Option<SocketAddr>,
@@ -67,7 +69,10 @@ struct RestCache {
     method_len: usize,
     target_len: usize,
     ua_len: Option<usize>,
+    /// The head, `len` bytes; the bytes after are room (zeroed when it grows, not per
+    /// request).
     text: Vec<u8>,
+    len: usize,
     budget: usize,
     /// Misses since the last hit.
     misses: u32,
@@ -105,22 +110,18 @@ impl HeadCache {
                 target_len: 0,
                 ua_len: None,
                 text: Vec::new(),
+                len: 0,
                 budget: 0,
                 misses: 0,
             },
         }
     }
 
-    /// Writes the head after its time for `r` (whose whole head as read is `raw`, or
-    /// empty) if this cache holds it; what it left of the line's budget, if it did.
+    /// Makes [`Self::rest_text`] the head after the time of `r` (whose whole head as read
+    /// is `raw`, or empty): as it is if this cache holds it for `r`'s values (compared,
+    /// nothing written), else formatted afresh; what it leaves of the line's budget.
     #[inline]
-    pub(super) fn put_rest(
-        &mut self,
-        o: &mut Cursor<'_>,
-        json: bool,
-        r: &RequestFields<'_>,
-        raw: &[u8],
-    ) -> Option<usize> {
+    pub(super) fn rest(&mut self, json: bool, r: &RequestFields<'_>, raw: &[u8]) -> usize {
         let c = &self.rest;
         let hit = c.held
             && c.json == json
@@ -130,11 +131,35 @@ impl HeadCache {
                 self.same_fields(r)
             };
         if !hit {
-            return None;
+            return self.new_rest(json, r, raw);
         }
-        o.put(&c.text);
         self.rest.misses = 0;
-        Some(self.rest.budget)
+        self.rest.budget
+    }
+
+    /// The head after the time made by the last [`Self::rest`].
+    #[inline]
+    pub(super) fn rest_text(&self) -> &[u8] {
+        &self.rest.text[..self.rest.len]
+    }
+
+    /// [`Self::rest`] for a head this cache does not hold: formatted in place, and its
+    /// values kept (unless misses come in a streak: [`REST_STREAK`]).
+    #[inline(never)]
+    fn new_rest(&mut self, json: bool, r: &RequestFields<'_>, raw: &[u8]) -> usize {
+        // Taken out while the address and user agent caches are used.
+        let mut text = std::mem::take(&mut self.rest.text);
+        let room = format::head_rest_room(r);
+        if text.len() < room {
+            text.resize(room, 0);
+        }
+        let mut c = Cursor::new(&mut text);
+        let budget = format::head_rest(&mut c, self, json, r);
+        self.rest.len = c.len();
+        self.rest.text = text;
+        self.rest.budget = budget;
+        self.keep_rest(json, r, raw);
+        budget
     }
 
     /// Whether the head held was made from `r`'s values (compared one by one).
@@ -156,17 +181,10 @@ impl HeadCache {
             }
     }
 
-    /// Keeps `text`, the head after the time just written for `r` (a miss; its whole head
-    /// as read is `raw`, or empty), which left `budget`, unless misses come in a streak
-    /// (see [`REST_STREAK`]). A connection's cache keeps it by `raw` when it has one.
-    pub(super) fn keep_rest(
-        &mut self,
-        text: &[u8],
-        budget: usize,
-        json: bool,
-        r: &RequestFields<'_>,
-        raw: &[u8],
-    ) {
+    /// Keeps the values of `r` (a miss; its whole head as read is `raw`, or empty), which
+    /// the head just formatted was made from, unless misses come in a streak (see
+    /// [`REST_STREAK`]). A connection's cache keeps them as `raw` when it has one.
+    fn keep_rest(&mut self, json: bool, r: &RequestFields<'_>, raw: &[u8]) {
         let ua = r.user_agent.unwrap_or_default();
         let by_raw = self.conn && !raw.is_empty() && raw.len() <= RAW_CACHED;
         let c = &mut self.rest;
@@ -189,9 +207,6 @@ impl HeadCache {
             c.method_len = r.method.len();
             c.target_len = r.target.len();
             c.ua_len = r.user_agent.map(<[u8]>::len);
-            c.text.clear();
-            c.text.extend_from_slice(text);
-            c.budget = budget;
         }
     }
 

@@ -1,6 +1,7 @@
-//! The two line formats, written on the request's thread in two steps: the head (the
-//! client's fields, when the request's head is read) and the tail (the proxy's fields,
-//! when the request ends).
+//! The two line formats, written on the request's thread: the head after the time (the
+//! client's fields, when the request's head is read: [`head_rest`], kept in a cache),
+//! then the whole line when the request ends, in place in the thread's sink: the time
+//! ([`time`]), the head copied, the tail (the proxy's fields: [`tail`]).
 //!
 //! Text, nginx-like (the combined log's order for the client's fields, then the proxy's
 //! as `key=value`):
@@ -18,7 +19,7 @@
 //! `...`) when its escaped form would pass [`MAX_FIELD`] bytes, or the line's client
 //! values together would pass [`CLIENT_BUDGET`]: a line stays under [`MAX_LINE`].
 //!
-//! Cost (issue 13): a line is written straight into its record's buffer through a cursor
+//! Cost (issue 13): a line is written straight into its sink's buffer through a cursor
 //! (`Cursor`) that has [`MAX_LINE`] bytes of room, so no step checks or grows a `Vec`;
 //! numbers are written three digits at a time from a table; plain bytes are copied eight
 //! at a time as they are checked; the time stamp is formatted once per millisecond per
@@ -175,22 +176,10 @@ const JSON_HEAD: HeadSyntax = HeadSyntax {
     no_user_agent: b"null",
 };
 
-/// Writes the head of `r`'s line (time, client, request line, user agent) at `o`, which
-/// must have [`MAX_LINE`] bytes of room; returns what is left of the line's
-/// [`CLIENT_BUDGET`], for [`tail`]. What follows the time comes from `cache` when it
-/// holds it for `r`'s values (a connection's, or a thread's last): it depends on them
-/// only, as the head's budget is always whole. `raw` is the request's whole head as read
-/// when the engine has it (the lean path), else empty: a connection's cache compares it
-/// whole.
-pub(crate) fn head(
-    o: &mut Cursor<'_>,
-    stamp: &mut Stamp,
-    cache: &mut HeadCache,
-    json: bool,
-    unix_nanos: u64,
-    r: &RequestFields<'_>,
-    raw: &[u8],
-) -> usize {
+/// Writes the start of a line, up to its client's address: the time `unix_nanos` (from
+/// `stamp` when it holds its millisecond) and the bytes around it.
+#[inline]
+pub(crate) fn time(o: &mut Cursor<'_>, stamp: &mut Stamp, json: bool, unix_nanos: u64) {
     // The bytes around the time are constants here (each written in a store or two).
     if json {
         o.put(JSON_HEAD.open);
@@ -200,26 +189,28 @@ pub(crate) fn head(
         stamp.put(o, unix_nanos);
         o.put(TEXT_HEAD.after_time);
     }
-    if let Some(budget) = cache.put_rest(o, json, r, raw) {
-        return budget;
-    }
-    let from = o.len();
-    let syntax = if json { &JSON_HEAD } else { &TEXT_HEAD };
-    let budget = head_rest(o, syntax, cache, json, r);
-    cache.keep_rest(o.written_since(from), budget, json, r, raw);
-    budget
 }
 
-/// The head after its time: the client's address and user agent from `cache` when they
-/// are the ones it holds; what is left of the budget.
-#[inline(never)]
-fn head_rest(
+/// The room [`head_rest`] needs for `r` at most: an escaped byte takes up to six bytes
+/// (JSON's `\u00HH`), a cut value three more (`...`), the address and the fixed bytes
+/// under 160; never more than a line.
+pub(crate) fn head_rest_room(r: &RequestFields<'_>) -> usize {
+    let values = r.method.len() + r.target.len() + r.user_agent.map_or(0, <[u8]>::len);
+    values.saturating_mul(6).saturating_add(160).min(MAX_LINE)
+}
+
+/// The head of `r`'s line after its time (client, request line, user agent): the
+/// client's address and user agent from `cache` when they are the ones it holds; what is
+/// left of the line's [`CLIENT_BUDGET`], for [`tail`]. `o` has [`head_rest_room`] bytes
+/// of room. It depends on `r`'s values only (the budget is always whole here), so the
+/// caches keep it whole (`HeadCache::rest`).
+pub(crate) fn head_rest(
     o: &mut Cursor<'_>,
-    syntax: &HeadSyntax,
     cache: &mut HeadCache,
     json: bool,
     r: &RequestFields<'_>,
 ) -> usize {
+    let syntax = if json { &JSON_HEAD } else { &TEXT_HEAD };
     let mut budget = CLIENT_BUDGET;
     cache.peer(o, r.peer);
     o.put(syntax.after_client);
@@ -240,7 +231,7 @@ fn head_rest(
     budget
 }
 
-/// Writes the rest of a line whose [`head`] is before `o` (and left `budget`), with its
+/// Writes the rest of a line whose head is before `o` (and left `budget`), with its
 /// newline; `o` has room for what [`MAX_LINE`] leaves after the head. The parts that
 /// repeat from request to request (the lead before the duration; the fields from the
 /// route to the queue wait's name; the end after them, for a request that did not queue)

@@ -3,12 +3,14 @@
 //! # How a line is made
 //!
 //! - When a request's head is read, [`AccessLog::begin`] formats the head of its line
-//!   (time, client address, request line, user agent: the client's values escaped at
-//!   once, as the head's buffer is reused by the next request) into a [`Pending`]'s
-//!   buffer, which the thread reuses from request to request (no allocation and no
-//!   zeroing per request). Times are read on the log's monotonic clock (the TSC where the
-//!   kernel trusts it, `tailwater_core::clock`) and mapped to the wall clock by an offset
-//!   the writer refreshes.
+//!   after the time (client address, request line, user agent: the client's values
+//!   escaped at once, as the head's buffer is reused by the next request) into a cache:
+//!   a lean-path connection's, which keeps it until the request ends and for the next
+//!   request (a repeated head is one comparison and nothing written), or the thread's,
+//!   copied into a [`Pending`]'s buffer (hyper's; the thread reuses the buffers). Times
+//!   are read on the log's monotonic clock (the TSC where the kernel trusts it,
+//!   `tailwater_core::clock`) and mapped to the wall clock by an offset the writer
+//!   refreshes.
 //! - While the request runs, the admission steps leave [`Notes`] in a slot of the thread
 //!   that polls it ([`scope`]): route, decision and reason, tier, queue wait, the limit at
 //!   the decision, the upstream's time to its response head; on the lean path the status,
@@ -22,16 +24,17 @@
 //!   from the route to the queue wait's name per thread. A lean-path connection keeps its
 //!   notes' box too ([`ConnLog`]).
 //! - At the end (the lean path: after the exchange; hyper's: when the response body is
-//!   dropped, its bytes counted on the way) [`Pending::finish`] formats the rest of the
-//!   line and appends it to this thread's buffer of lines (`sink`, bounded with the
-//!   other threads' by lines and bytes) under a lock no other worker takes, without
-//!   waiting: no room drops the line and counts it (`tailwater_access_log_dropped_total`).
-//!   The writer thread (`writer`) takes every thread's buffer whole at its interval and
-//!   writes it.
+//!   dropped, its bytes counted on the way) [`Pending::finish`] formats the whole line
+//!   (the time, the head copied, the proxy's fields) in place at the end of this thread's
+//!   buffer of lines (`sink`, bounded with the other threads' by lines and bytes), under
+//!   a lock no other worker takes, without waiting: no room drops the line and counts it
+//!   (`tailwater_access_log_dropped_total`). The writer thread (`writer`) takes every
+//!   thread's buffer whole at its interval and writes it.
 //!
-//! Why format on the request's thread: a line formatted where its values are needs no
-//! record in between (its fields copied into a queue entry, and read back to be
-//! formatted); that copy and the handoff cost as much as the formatting (issue 13).
+//! Why format on the request's thread, in place: a line formatted where its values are
+//! needs no record in between (its fields copied into a queue entry, and read back to be
+//! formatted), and one formatted in the sink no line buffer copied into it; those copies
+//! and the handoff cost as much as the formatting (issue 13).
 //!
 //! Why a slot rather than another argument: the admission steps are shared by both
 //! engines and by other features; threading a log record through them would touch every
@@ -41,8 +44,8 @@
 //! task polled by the thread in between never sees them. That is what `tokio::task_local!`
 //! does, without its `RefCell`, its `Option` of the future and its checks: moving one
 //! pointer in and out of a `Cell` per poll (the task-local's swap cost about 200
-//! instructions a request). Each thread keeps its finished boxes, and its line
-//! buffers, for its next requests (no allocation per request; [`SPARES`]).
+//! instructions a request). Each thread keeps its finished boxes, and its head buffers,
+//! for its next requests (no allocation per request; [`SPARES`]).
 
 mod cache;
 mod cursor;
@@ -66,7 +69,7 @@ use tailwater_core::clock::{Clock, MonotonicClock};
 use crate::decision::Decision;
 use cache::{HeadCache, TailCache};
 use cursor::Cursor;
-use format::{MAX_LINE, Outcome, Stamp};
+use format::{Outcome, Stamp};
 use inline::{Inline, ROUTE_INLINE};
 use sink::Sink;
 pub(crate) use writer::AccessLog;
@@ -79,18 +82,18 @@ thread_local! {
     /// a spare is handed over without moving or allocating.
     #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Notes>>> = const { RefCell::new(Vec::new()) };
-    /// This thread's line buffers, its time stamp and its sink.
+    /// This thread's time stamp, caches and sink.
     static LOCAL: RefCell<Local> = const { RefCell::new(Local::new()) };
+    /// Buffers of this thread's finished hyper requests' heads, reused by its next ones.
+    static RESTS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What a thread keeps for the lines it formats.
 struct Local {
-    /// Finished line buffers ([`MAX_LINE`] bytes each), reused by its next requests.
-    lines: Vec<Box<[u8]>>,
     /// The last millisecond it formatted.
     stamp: Stamp,
-    /// The client address and user agent of its last line begun without a connection's
-    /// cache (hyper's requests).
+    /// The client address, user agent and head of its last line begun without a
+    /// connection's cache (hyper's requests).
     head: HeadCache,
     /// The middle of its last line's tail.
     tail: TailCache,
@@ -101,7 +104,6 @@ struct Local {
 impl Local {
     const fn new() -> Self {
         Local {
-            lines: Vec::new(),
             stamp: Stamp::new(),
             head: HeadCache::new(),
             tail: TailCache::new(),
@@ -127,15 +129,10 @@ impl Default for ConnLog {
     }
 }
 
-/// A new line buffer.
-fn line_buffer() -> Box<[u8]> {
-    vec![0; MAX_LINE].into_boxed_slice()
-}
-
 /// The most spares of each kind a thread keeps: one per request it has in flight at once
 /// (a worker serves many connections; a single spare would be taken by the first request
-/// and the others would allocate), bounded so an idle thread holds little (a line buffer
-/// is [`MAX_LINE`] bytes: 256 KiB at most).
+/// and the others would allocate), bounded so an idle thread holds little (a head is under
+/// [`MAX_LINE`](format::MAX_LINE) bytes: 256 KiB at most).
 const SPARES: usize = 64;
 
 /// One of this thread's spares in `pool`, if it has one.
@@ -375,15 +372,15 @@ pub(crate) struct RequestFields<'a> {
 /// A line begun at the request's head, finished at its end.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    /// When the request's head was read, on the log's clock.
+    /// When the request's head was read, on the log's clock and on the wall clock.
     start: u64,
-    /// The line: its head, `len` bytes, written by [`AccessLog::begin`]
-    /// ([`MAX_LINE`] bytes, reused from this thread's last line).
-    line: Box<[u8]>,
-    len: usize,
+    unix_nanos: u64,
     /// What the head left of the line's budget for client values.
     budget: usize,
     json: bool,
+    /// The head after the time, when the request has no connection's cache that holds
+    /// it (hyper's: a buffer of this thread's, reused).
+    rest: Option<Vec<u8>>,
 }
 
 impl AccessLog {
@@ -393,8 +390,9 @@ impl AccessLog {
         self.begin_at(req, None, b"", start, self.wall(start))
     }
 
-    /// [`Self::begin`] for a request of a lean-path connection, with its cache; `raw` is
-    /// the request's whole head as read (the cache's key).
+    /// [`Self::begin`] for a request of a lean-path connection, with its cache (which
+    /// holds the line's head until [`Pending::finish_on`]); `raw` is the request's whole
+    /// head as read (the cache's key).
     pub(crate) fn begin_on(
         &self,
         conn: &mut ConnLog,
@@ -417,104 +415,133 @@ impl AccessLog {
         unix_nanos: u64,
     ) -> Pending {
         let json = self.json;
-        let formatted = LOCAL.try_with(|l| {
-            let l = &mut *l.borrow_mut();
-            let mut line = l.lines.pop().unwrap_or_else(line_buffer);
-            let mut c = Cursor::new(&mut line);
-            let cache = match conn {
-                Some(cache) => cache,
-                None => &mut l.head,
-            };
-            let budget = format::head(&mut c, &mut l.stamp, cache, json, unix_nanos, req, raw);
-            let len = c.len();
-            (line, len, budget)
-        });
-        let (line, len, budget) = formatted.unwrap_or_else(|_| head_alone(json, unix_nanos, req));
+        let (budget, rest) = match conn {
+            // The connection's cache holds the head until the request ends.
+            Some(cache) => (cache.rest(json, req, raw), None),
+            None => {
+                let (budget, rest) = LOCAL
+                    .try_with(|l| {
+                        let l = &mut *l.borrow_mut();
+                        let budget = l.head.rest(json, req, b"");
+                        let mut rest = take_spare(&RESTS).unwrap_or_default();
+                        rest.clear();
+                        rest.extend_from_slice(l.head.rest_text());
+                        (budget, rest)
+                    })
+                    .unwrap_or_else(|_| head_alone(json, req));
+                (budget, Some(rest))
+            }
+        };
         Pending {
             start,
-            line,
-            len,
+            unix_nanos,
             budget,
             json,
+            rest,
         }
     }
 }
 
-/// [`AccessLog::begin_at`] on a thread that is ending (its locals gone): a buffer, a
-/// stamp and a cache of its own (out of line: the hot path stays small).
+/// The head after the time, on a thread that is ending (its locals gone): with a cache
+/// of its own (out of line: the hot path stays small).
 #[cold]
 #[inline(never)]
-fn head_alone(json: bool, unix_nanos: u64, req: &RequestFields<'_>) -> (Box<[u8]>, usize, usize) {
-    let mut line = line_buffer();
-    let mut c = Cursor::new(&mut line);
-    let cache = &mut HeadCache::new();
-    let budget = format::head(&mut c, &mut Stamp::new(), cache, json, unix_nanos, req, b"");
-    let len = c.len();
-    (line, len, budget)
+fn head_alone(json: bool, req: &RequestFields<'_>) -> (usize, Vec<u8>) {
+    let mut cache = HeadCache::new();
+    let budget = cache.rest(json, req, b"");
+    (budget, cache.rest_text().to_vec())
 }
 
 impl Pending {
     /// Completes the line with `notes` (and `status`, when the engine knows it apart)
-    /// and hands it to this thread's sink of `log` (the log that began it); the notes'
-    /// box and the line's buffer are kept for this thread's next request.
-    pub(crate) fn finish(self, log: &AccessLog, notes: Box<Notes>, status: Option<u16>) {
-        self.send(log, &notes, status);
+    /// and formats it in this thread's sink of `log` (the log that began it); the notes'
+    /// box and the head's buffer are kept for this thread's next request.
+    pub(crate) fn finish(mut self, log: &AccessLog, notes: Box<Notes>, status: Option<u16>) {
+        let rest = self.rest.take().unwrap_or_default();
+        self.send(log, &notes, status, &rest);
+        keep_spare(&RESTS, rest);
         Notes::recycle(notes);
     }
 
-    /// [`Self::finish`] for a request of a lean-path connection: the notes' box is kept
-    /// for the connection's next request.
+    /// [`Self::finish`] for a request begun by [`AccessLog::begin_on`] on `conn`, whose
+    /// cache holds the line's head: the notes' box is kept for the connection's next
+    /// request.
     pub(crate) fn finish_on(self, log: &AccessLog, conn: &mut ConnLog, notes: Box<Notes>) {
-        self.send(log, &notes, None);
+        self.send(log, &notes, None, conn.head.rest_text());
         conn.notes = Some(notes);
     }
 
-    /// Completes the line and hands it to this thread's sink of `log`.
-    fn send(mut self, log: &AccessLog, notes: &Notes, status: Option<u16>) {
-        let duration = now().saturating_sub(self.start);
-        let status = status.unwrap_or(notes.status);
+    /// Formats the line, its head after the time being `rest`, in this thread's sink of
+    /// `log`.
+    fn send(&self, log: &AccessLog, notes: &Notes, status: Option<u16>, rest: &[u8]) {
+        let outcome = Outcome {
+            status: status.unwrap_or(notes.status),
+            duration: now().saturating_sub(self.start),
+            n: notes,
+        };
         let sent = LOCAL.try_with(|l| {
-            let l = &mut *l.borrow_mut();
-            self.complete(notes, status, duration, &mut l.tail);
-            let sink = match &l.sink {
+            let Local {
+                stamp, tail, sink, ..
+            } = &mut *l.borrow_mut();
+            let sink = match sink {
                 Some((id, sink)) if *id == log.id => sink,
-                _ => &l.sink.insert((log.id, log.sink())).1,
+                _ => &sink.insert((log.id, log.sink())).1,
             };
-            log.send(sink, &self.line[..self.len]);
-            if l.lines.len() < SPARES {
-                l.lines.push(std::mem::take(&mut self.line));
-            }
+            log.write(sink, |c| self.write(c, rest, &outcome, stamp, tail));
         });
         if sent.is_err() {
-            self.send_alone(log, notes, status, duration);
+            self.send_alone(log, rest, &outcome);
         }
     }
 
     /// [`Self::send`] on a thread that is ending (its locals gone): its sink found afresh.
     #[cold]
     #[inline(never)]
-    fn send_alone(mut self, log: &AccessLog, notes: &Notes, status: u16, duration: u64) {
-        self.complete(notes, status, duration, &mut TailCache::new());
-        log.send(&log.sink(), &self.line[..self.len]);
+    fn send_alone(&self, log: &AccessLog, rest: &[u8], outcome: &Outcome<'_>) {
+        let (mut stamp, mut tail) = (Stamp::new(), TailCache::new());
+        log.write(&log.sink(), |c| {
+            self.write(c, rest, outcome, &mut stamp, &mut tail);
+        });
     }
 
-    /// Writes the rest of the line with `n`, `status` and `duration` (ns).
+    /// Writes the whole line at `o` (which has [`MAX_LINE`](format::MAX_LINE) bytes of
+    /// room): the time, the head after it (`rest`), the tail.
     #[inline]
-    fn complete(&mut self, n: &Notes, status: u16, duration: u64, cache: &mut TailCache) {
+    fn write(
+        &self,
+        o: &mut Cursor<'_>,
+        rest: &[u8],
+        outcome: &Outcome<'_>,
+        stamp: &mut Stamp,
+        tail: &mut TailCache,
+    ) {
+        format::time(o, stamp, self.json, self.unix_nanos);
+        o.put(rest);
+        format::tail(o, self.json, self.budget, outcome, tail);
+    }
+
+    /// The line, with `rest` (its own, or its connection's cache's), as [`Self::send`]
+    /// would write it.
+    #[cfg(test)]
+    fn line(
+        &self,
+        rest: &[u8],
+        n: &Notes,
+        status: u16,
+        duration: u64,
+        tail: &mut TailCache,
+    ) -> String {
+        let mut buf = vec![0; format::MAX_LINE];
+        let mut c = Cursor::new(&mut buf);
         let outcome = Outcome {
             status,
             duration,
             n,
         };
-        let mut c = Cursor::new(&mut self.line[self.len..]);
-        format::tail(&mut c, self.json, self.budget, &outcome, cache);
-        self.len += c.len();
-    }
-
-    /// The line so far.
-    #[cfg(test)]
-    fn text(&self) -> &[u8] {
-        &self.line[..self.len]
+        let rest = self.rest.as_deref().unwrap_or(rest);
+        self.write(&mut c, rest, &outcome, &mut Stamp::new(), tail);
+        let len = c.len();
+        String::from_utf8(buf[..len].to_vec()).expect("ASCII")
     }
 }
 

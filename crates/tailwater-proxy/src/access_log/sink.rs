@@ -12,16 +12,29 @@
 //!
 //! Why per thread rather than one queue: a shared queue costs every request a lock that
 //! the other workers take too (its cache line moving between cores) and a copy of the
-//! record into it; a thread's own sink is an uncontended lock and one copy of the line.
+//! record into it; a thread's own sink is an uncontended lock, and the line is formatted
+//! in place at the end of its bytes ([`Sinks::write`]: no line buffer, no copy).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use super::cursor::Cursor;
+use super::format::MAX_LINE;
+
 /// Locks `m`: nothing panics while these locks are held, so a poisoned value is whole.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Grows `bytes` (zeroed: a cursor writes over initialised bytes) to at least `need`, by
+/// doubling, so that a sink's room is zeroed a logarithmic number of times, not per line.
+#[cold]
+#[inline(never)]
+fn grow(bytes: &mut Vec<u8>, need: usize) {
+    let len = need.max(bytes.len() * 2).max(16 * MAX_LINE);
+    bytes.resize(len, 0);
 }
 
 /// One thread's finished lines, waiting for the writer.
@@ -32,8 +45,10 @@ pub(super) struct Sink {
 
 #[derive(Debug, Default)]
 struct Held {
-    /// Whole lines, back to back.
+    /// Whole lines, back to back, in its first `used` bytes; the rest is room, written
+    /// before (its length is kept, so that room is zeroed once, when it grows).
     bytes: Vec<u8>,
+    used: usize,
     lines: usize,
     /// The part of the log's bound this sink holds (lines, bytes).
     lease_lines: usize,
@@ -91,21 +106,33 @@ impl Sinks {
         s
     }
 
-    /// Appends `line` (whole, with its newline) to `sink` without waiting; `false` when
-    /// the bound leaves no room for it (or the log is closed).
-    pub(super) fn push(&self, sink: &Sink, line: &[u8]) -> bool {
+    /// Formats a line with `f` in place at the end of `sink`'s lines, without waiting
+    /// (`f` writes a whole line, with its newline, of at most [`MAX_LINE`] bytes); `false`
+    /// when the bound leaves no room for it (or the log is closed): it is then not kept.
+    pub(super) fn write(&self, sink: &Sink, f: impl FnOnce(&mut Cursor<'_>)) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
         let mut h = lock(&sink.held);
-        if (h.lines >= h.lease_lines || h.bytes.len() + line.len() > h.lease_bytes)
-            && !self.lease(&mut h, line.len())
-        {
+        let at = h.used;
+        if h.bytes.len() < at + MAX_LINE {
+            grow(&mut h.bytes, at + MAX_LINE);
+        }
+        let mut c = Cursor::new(&mut h.bytes[at..at + MAX_LINE]);
+        f(&mut c);
+        let len = c.len();
+        if (h.lines >= h.lease_lines || at + len > h.lease_bytes) && !self.lease(&mut h, len) {
             return false;
         }
-        h.bytes.extend_from_slice(line);
+        h.used = at + len;
         h.lines += 1;
         true
+    }
+
+    /// Appends `line` (whole, with its newline) to `sink` (see [`Self::write`]).
+    #[cfg(test)]
+    pub(super) fn push(&self, sink: &Sink, line: &[u8]) -> bool {
+        self.write(sink, |c| c.put(line))
     }
 
     /// Leases `h` room for one more line of `len` bytes from the pool, in chunks; whether
@@ -117,26 +144,28 @@ impl Sinks {
             p.lines -= n;
             h.lease_lines += n;
         }
-        let need = (h.bytes.len() + len).saturating_sub(h.lease_bytes);
+        let need = (h.used + len).saturating_sub(h.lease_bytes);
         if need > 0 {
             let n = self.chunk_bytes.max(need).min(p.bytes);
             p.bytes -= n;
             h.lease_bytes += n;
         }
-        h.lines < h.lease_lines && h.bytes.len() + len <= h.lease_bytes
+        h.lines < h.lease_lines && h.used + len <= h.lease_bytes
     }
 
-    /// Swaps `sink`'s lines into `into` (empty; its capacity goes to the sink, or is
-    /// freed if `last`) and gives the sink's lease back; how many lines.
-    pub(super) fn take(&self, sink: &Sink, into: &mut Vec<u8>, last: bool) -> usize {
-        let (lines, lease_lines, lease_bytes) = {
+    /// Swaps `sink`'s lines into `into` (whatever it held becomes the sink's room, or is
+    /// freed if `last`) and gives the sink's lease back; how many lines, in how many of
+    /// `into`'s first bytes.
+    pub(super) fn take(&self, sink: &Sink, into: &mut Vec<u8>, last: bool) -> (usize, usize) {
+        let (lines, used, lease_lines, lease_bytes) = {
             let mut h = lock(&sink.held);
             std::mem::swap(&mut h.bytes, into);
             if last {
                 h.bytes = Vec::new();
             }
-            let taken = (h.lines, h.lease_lines, h.lease_bytes);
+            let taken = (h.lines, h.used, h.lease_lines, h.lease_bytes);
             h.lines = 0;
+            h.used = 0;
             h.lease_lines = 0;
             h.lease_bytes = 0;
             taken
@@ -144,7 +173,7 @@ impl Sinks {
         let mut p = lock(&self.pool);
         p.lines += lease_lines;
         p.bytes += lease_bytes;
-        lines
+        (lines, used)
     }
 
     /// Copies the registered sinks into `out`.

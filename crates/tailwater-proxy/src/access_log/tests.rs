@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::cursor::escape;
-use super::format::{CLIENT_BUDGET, MAX_FIELD};
+use super::format::{CLIENT_BUDGET, MAX_FIELD, MAX_LINE};
 use super::*;
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
@@ -133,10 +133,9 @@ impl Record<'_> {
         tail: &mut TailCache,
     ) -> String {
         let raw = self.raw();
-        let mut p = sink(format).begin_at(&self.req, Some(head), &raw, 0, self.time);
+        let p = sink(format).begin_at(&self.req, Some(head), &raw, 0, self.time);
         let nanos = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
-        p.complete(&self.notes, self.status, nanos, tail);
-        String::from_utf8(p.text().to_vec()).expect("ASCII")
+        p.line(head.rest_text(), &self.notes, self.status, nanos, tail)
     }
 }
 
@@ -372,9 +371,9 @@ async fn interleaved_requests_keep_their_own_notes() {
     assert_eq!((inner.bytes, outer.bytes), (7, 10));
 }
 
-/// A thread's line buffer, reused by its next line, carries nothing of the last one.
+/// A thread's head buffer, reused by its next line, carries nothing of the last one.
 #[test]
-fn a_reused_line_buffer_holds_only_its_own_request() {
+fn a_reused_head_buffer_holds_only_its_own_request() {
     let log = sink(AccessLogFormat::Text);
     let huge = vec![b'x'; 5000];
     let big = RequestFields {
@@ -391,21 +390,20 @@ fn a_reused_line_buffer_holds_only_its_own_request() {
         user_agent: None,
         ..big
     };
-    let mut p = log.begin_at(&small, None, b"", 0, 0);
-    p.complete(&Notes::default(), 200, 0, &mut TailCache::new());
+    let p = log.begin_at(&small, None, b"", 0, 0);
     assert_eq!(
-        std::str::from_utf8(p.text()).expect("ASCII"),
+        p.line(b"", &Notes::default(), 200, 0, &mut TailCache::new()),
         "1970-01-01T00:00:00.000Z 127.0.0.1:4000 \"GET / HTTP/1.1\" - 200 0 0.000000 - \
          route=- decision=refused reason=- tier=- queue_wait=- limit=-\n"
     );
 }
 
-/// Requests in flight at once on one thread each get a buffer of their own back, and the
-/// thread keeps at most [`SPARES`] of them.
+/// Requests in flight at once on one thread each get a head buffer of their own back, and
+/// the thread keeps at most [`SPARES`] of them.
 #[test]
-fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
+fn a_thread_keeps_a_bounded_pool_of_head_buffers() {
     let log = sink(AccessLogFormat::Text);
-    let spares = || LOCAL.with(|l| l.borrow().lines.len());
+    let spares = || RESTS.with(|l| l.borrow().len());
     let targets: Vec<Vec<u8>> = (0..SPARES + 6)
         .map(|i| format!("/{i}").into_bytes())
         .collect();
@@ -433,8 +431,8 @@ fn a_thread_keeps_a_bounded_pool_of_line_buffers() {
     assert_eq!(spares(), 0);
     for (p, t) in again.iter().zip(&targets) {
         let t = String::from_utf8_lossy(t);
-        let head = format!("1970-01-01T00:00:00.000Z {PEER} \"GET {t} HTTP/1.1\" -");
-        assert_eq!(std::str::from_utf8(p.text()), Ok(head.as_str()));
+        let head = format!("{PEER} \"GET {t} HTTP/1.1\" -");
+        assert_eq!(p.rest.as_deref(), Some(head.as_bytes()));
     }
     again
         .into_iter()
@@ -461,8 +459,9 @@ fn the_sinks_together_are_bounded_by_bytes_as_well_as_lines() {
     assert!(!another(), "another thread's sink finds the bound taken");
     // The writer takes the lines, in order, and gives their room back.
     let mut out = Vec::new();
-    assert_eq!(sinks.take(&mine, &mut out, false), 3);
-    assert_eq!(out, line.repeat(3));
+    let (lines, used) = sinks.take(&mine, &mut out, false);
+    assert_eq!(lines, 3);
+    assert_eq!(out[..used], line.repeat(3));
     assert!(another());
     sinks.close();
     assert!(!sinks.push(&mine, line), "a closed log takes nothing");
@@ -723,5 +722,89 @@ fn the_tail_caches_write_what_a_fresh_format_writes() {
                 "{format:?} {i}"
             );
         }
+    }
+}
+
+/// A lean-path connection's requests, begun and finished through its cache and written
+/// in place in the thread's sink, are the lines a fresh format writes (time and duration
+/// aside, which the sink's path reads from the clock): when the connection repeats its
+/// head (a hit: nothing formatted at the begin, the cached head copied at the end), when
+/// the client changes a value between requests (also to one of the same length, or the
+/// same head bytes with another user agent), and with hostile bytes in the target and
+/// the user agent, which must come out escaped; also after a streak of misses, when the
+/// cache no longer keeps its key but still holds the request's head until it ends.
+#[test]
+fn a_connections_lines_through_the_sink_are_what_a_fresh_format_writes() {
+    let hostile_ua: &[u8] = b"evil\" \n{\"x\":1}\\\x00\xff";
+    let targets: [&[u8]; 6] = [b"/a", b"/a", b"/b", b"/a\"\n\r\x1b[31m", b"/a", b"/ok"];
+    let uas: [Option<&[u8]>; 6] = [
+        Some(b"curl/8.5.0"),
+        Some(b"curl/8.5.0"),
+        Some(b"curl/8.5.0"),
+        Some(hostile_ua),
+        Some(b"curl/8.5.1"),
+        None,
+    ];
+    // The requests, then a streak of misses, then repeats again.
+    let mut reqs: Vec<(Vec<u8>, Option<&[u8]>)> = targets
+        .iter()
+        .zip(uas)
+        .map(|(t, u)| (t.to_vec(), u))
+        .collect();
+    reqs.extend((0..8).map(|i| (format!("/t{i}").into_bytes(), Some(hostile_ua))));
+    reqs.extend((0..3).map(|_| (b"/a".to_vec(), Some(hostile_ua))));
+    for format in FORMATS {
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut cfg = temp_log(&format!("conn-{format:?}"), 1000);
+        cfg.format = format;
+        let (log, thread) =
+            AccessLog::start(&cfg, Arc::clone(&dropped), Duration::from_secs(3600)).expect("open");
+        let mut conn = ConnLog::default();
+        let mut want = Vec::new();
+        for (target, ua) in &reqs {
+            let req = RequestFields {
+                peer: PEER.parse().unwrap(),
+                method: b"GET",
+                target,
+                protocol: "HTTP/1.1",
+                user_agent: *ua,
+            };
+            let mut r = begun(0, req);
+            r.status = 299;
+            r.duration = Duration::ZERO;
+            r.notes.status = 299;
+            r.notes.route = Some(Inline::new(b"api"));
+            r.notes.decision = Some("admitted");
+            want.push(r.line(format));
+            let raw = r.raw();
+            let p = log.begin_on(&mut conn, &r.req, &raw);
+            p.finish_on(&log, &mut conn, Box::new(r.notes.clone()));
+        }
+        drop(log);
+        thread.join().expect("writer");
+        let text = std::fs::read_to_string(&cfg.path).expect("log");
+        let _ = std::fs::remove_file(&cfg.path);
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // The time (before the client's address) and the duration (after the bytes) are
+        // the clock's: compared apart from them.
+        let masked = |line: &str| -> String {
+            let (time_end, dur) = match format {
+                AccessLogFormat::Text => (line.find(' ').unwrap(), " 299 0 "),
+                AccessLogFormat::Json => (line.find("\",\"client\"").unwrap(), "\"duration\":"),
+            };
+            let at = line.rfind(dur).unwrap() + dur.len();
+            let end = at + line[at..].find([' ', ',']).unwrap();
+            format!("{}{}", &line[time_end..at], &line[end..])
+        };
+        let got: Vec<&str> = text.lines().collect();
+        assert_eq!(got.len(), want.len(), "{format:?}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(masked(g), masked(w.trim_end()), "{format:?} request {i}");
+        }
+        assert!(
+            got.iter()
+                .all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
+            "escaped"
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::cursor::Cursor;
 use super::sink::{Sink, Sinks};
 use crate::config::{AccessLogConfig, AccessLogFormat, ConfigError};
 
@@ -109,10 +110,10 @@ impl AccessLog {
         self.sinks.for_this_thread()
     }
 
-    /// Appends `line` to `sink` (this thread's) without waiting; no room drops it
-    /// (counted).
-    pub(super) fn send(&self, sink: &Sink, line: &[u8]) {
-        if !self.sinks.push(sink, line) {
+    /// Formats a line with `f` in place in `sink` (this thread's) without waiting; no
+    /// room drops it (counted).
+    pub(super) fn write(&self, sink: &Sink, f: impl FnOnce(&mut Cursor<'_>)) {
+        if !self.sinks.write(sink, f) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -142,9 +143,10 @@ impl Writer {
             offset.store(clock_offset(), Ordering::Relaxed);
             sinks.list(&mut list);
             for sink in list.drain(..) {
-                let lines = sinks.take(&sink, &mut batch, end);
-                self.write(&batch, lines);
-                batch.clear();
+                // `batch` keeps its length: its bytes past the lines are the next sink's
+                // room, zeroed once.
+                let (lines, used) = sinks.take(&sink, &mut batch, end);
+                self.write(&batch[..used], lines);
             }
             if end {
                 return;
