@@ -1,5 +1,7 @@
 //! Unit tests of [`Headroom`] on a manual clock.
 
+use std::collections::VecDeque;
+
 use super::*;
 
 fn ms(v: u64) -> Duration {
