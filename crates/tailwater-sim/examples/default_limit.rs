@@ -6,6 +6,9 @@
 //! with the number of seeds it missed on (a figure tuned on one seed is luck until the others
 //! agree), and with `CELLS=1` every check's figure per seed (to compare two runs cell by
 //! cell: a do-no-harm cell must not shed more); `MARKDOWN=1` prints the summary and every do-no-harm cell as the README's tables.
+//! `ONLY=TEXT` runs only the checks whose scenario name contains TEXT, or any of several
+//! comma-separated TEXTs (quick iteration on a few checks: `ONLY=small-pool`,
+//! `ONLY="bimodal w4,cpu-thrash"`), with every mode above.
 //!
 //! `cargo run --release -p tailwater-sim --example default_limit -- headroom [GROUP...]`
 use tailwater_sim::engine::{self, RunOptions};
@@ -26,6 +29,14 @@ fn main() {
         .map(|p| PolicySpec::parse(p).expect("a policy"))
         .collect();
     let mut checks = suite::suite("default-limit").expect("the suite");
+    // ONLY=TEXT[,TEXT...]: the checks whose scenario name contains any of the TEXTs.
+    if let Ok(only) = std::env::var("ONLY") {
+        checks.retain(|c| only.split(',').any(|t| c.scenario.name.contains(t)));
+        assert!(
+            !checks.is_empty(),
+            "ONLY={only}: no scenario name contains it"
+        );
+    }
     // SEED=N: every scenario on seed N (as `tailwater sim --suite default-limit --seed N`).
     if let Some(seed) = std::env::var("SEED").ok().and_then(|s| s.parse().ok()) {
         suite::reseed(&mut checks, seed);

@@ -31,6 +31,10 @@ pub(crate) struct LittlesLaw {
     guarding: bool,
     phase: usize,
     estimate: Option<f64>,
+    /// The mean and the highest completion rate over `history`, computed once per window
+    /// (read several times per window by [`Headroom`](super::Headroom)).
+    mean_rate: Option<f64>,
+    max_rate: Option<f64>,
 }
 
 impl LittlesLaw {
@@ -42,6 +46,8 @@ impl LittlesLaw {
             guarding: false,
             phase: 0,
             estimate: None,
+            mean_rate: None,
+            max_rate: None,
         }
     }
 
@@ -56,9 +62,12 @@ impl LittlesLaw {
                 self.history.pop_front();
             }
         }
-        let rate = self.history.iter().map(|m| m.rate).reduce(f64::max);
+        let n = self.history.len();
+        self.mean_rate =
+            (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64);
+        self.max_rate = self.history.iter().map(|m| m.rate).reduce(f64::max);
         let mean = self.history.iter().map(|m| m.mean).reduce(f64::min);
-        self.estimate = rate.zip(mean).map(|(r, m)| r * m);
+        self.estimate = self.max_rate.zip(mean).map(|(r, m)| r * m);
     }
 
     /// The limit for this window given the latency rule's `proposal`: the proposal, or a gain
@@ -91,18 +100,19 @@ impl LittlesLaw {
         self.history.clear();
         self.guarding = false;
         self.estimate = None;
+        self.mean_rate = None;
+        self.max_rate = None;
     }
 
     /// The mean completion rate over the filter's windows (per second), the guard's view of
     /// what the service delivers now.
     pub(crate) fn mean_rate(&self) -> Option<f64> {
-        let n = self.history.len();
-        (n > 0).then(|| self.history.iter().map(|m| m.rate).sum::<f64>() / n as f64)
+        self.mean_rate
     }
 
     /// The highest completion rate over the filter's windows (per second).
     pub(crate) fn max_rate(&self) -> Option<f64> {
-        self.history.iter().map(|m| m.rate).reduce(f64::max)
+        self.max_rate
     }
 
     pub(crate) fn guarding(&self) -> bool {

@@ -1,11 +1,10 @@
 //! [`HeadroomBuilder`]: the checked configuration of [`Headroom`].
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::super::guard::LittlesLaw;
 use super::super::window_stats::{WindowConfig, Windows};
-use super::{FIRST_ROUND_LIMIT, Headroom};
+use super::{FIRST_ROUND_LIMIT, Headroom, History};
 use crate::error::{ConfigError, check_limits, check_range};
 
 /// Builder for [`Headroom`]; every setter is checked in [`build`](Self::build).
@@ -198,9 +197,7 @@ impl HeadroomBuilder {
             grew: false,
             binding_share: 0.0,
             full_share: 0.0,
-            baseline_windows: self.baseline_windows,
-            means: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
-            sorted_means: Vec::with_capacity(self.baseline_windows.min(4096) + 1),
+            history: History::new(self.baseline_windows),
             windows: Windows::new(WindowConfig {
                 min_window: Duration::from_millis(20),
                 max_window: Duration::from_millis(100),
@@ -212,7 +209,6 @@ impl HeadroomBuilder {
             }),
             guard: LittlesLaw::new(self.guard_windows, self.margin),
             last: None,
-            rates: VecDeque::with_capacity(self.baseline_windows.min(4096) + 1),
             slow_start: self.slow_start,
             paused: false,
             queued_windows: 0,
@@ -223,7 +219,6 @@ impl HeadroomBuilder {
             started: None,
             warm_from: 0,
             calm: false,
-            restarted: false,
             first_rate: None,
             start_mean: f64::INFINITY,
             idle_windows: 0,

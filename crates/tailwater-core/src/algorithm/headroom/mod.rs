@@ -1,6 +1,5 @@
 //! `Headroom`, the default adaptive limit (see the type's docs).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::guard::LittlesLaw;
@@ -8,6 +7,7 @@ use super::window_stats::Windows;
 use super::{Estimates, LimitAlgorithm, Outcome, Sample};
 
 mod builder;
+mod history;
 mod rules;
 #[cfg(test)]
 mod start_tests;
@@ -15,9 +15,7 @@ mod start_tests;
 mod tests;
 
 pub use builder::HeadroomBuilder;
-
-/// The percentile of recent window means taken as the no-queue baseline.
-const BASELINE_PERCENTILE: f64 = 0.1;
+use history::History;
 
 /// The guard may override the latency rule only while the recent completion rate is below
 /// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
@@ -308,16 +306,11 @@ pub struct Headroom {
     binding_share: f64,
     /// The share of admissions that filled the limit, averaged over about 8 windows.
     full_share: f64,
-    baseline_windows: usize,
-    means: VecDeque<f64>,
-    /// The same values as `means`, kept in `f64::total_cmp` order, so the baseline is an
-    /// index instead of a selection over up to `baseline_windows` values at every window
-    /// (the selection and its copy cost 700–1 160 instructions per proxied request).
-    sorted_means: Vec<f64>,
+    /// The remembered window means (the baseline) and completion rates (rule 3's fall test).
+    history: History,
     windows: Windows,
     guard: LittlesLaw,
     last: Option<(Duration, f64)>,
-    rates: VecDeque<f64>,
     slow_start: bool,
     paused: bool,
     queued_windows: u32,
@@ -334,9 +327,6 @@ pub struct Headroom {
     /// Whether a remembered window mean came from a calm slow-start window (under half the
     /// limit in flight): then the baseline is no queue's, and slow start's exit keeps it.
     calm: bool,
-    /// Whether the warm-up restarted at slow start's exit (overloaded from the start): the
-    /// baseline is then the lowest remembered window mean.
-    restarted: bool,
     /// The completion rate of the first window.
     first_rate: Option<f64>,
     /// The lowest window mean RTT of slow start, warm-up windows included (seconds).
@@ -390,19 +380,7 @@ impl Headroom {
     }
 
     fn baseline_secs(&self) -> Option<f64> {
-        let n = self.sorted_means.len();
-        if n == 0 {
-            return None;
-        }
-        // Overloaded from the first request (the warm-up restarted): every window queued, so
-        // the lowest mean, measured at the drained limit, is the least queue-bound; a
-        // percentile would follow the standing queue up.
-        let k = if self.restarted {
-            0
-        } else {
-            ((n - 1) as f64 * BASELINE_PERCENTILE).round() as usize
-        };
-        self.sorted_means.get(k).copied()
+        self.history.baseline()
     }
 
     /// The RTT from which on a success counts as a drop: the configured
@@ -497,7 +475,7 @@ impl LimitAlgorithm for Headroom {
         // of the queue admitted before the drain, which the guard must not learn as the
         // service's in-flight count (its estimate would be that queue, and its probe would
         // raise the drained limit back to it).
-        let draining = self.restarted && self.started.is_some();
+        let draining = self.history.restarted() && self.started.is_some();
         if !draining {
             self.guard.observe(&c);
         }
@@ -535,11 +513,12 @@ impl LimitAlgorithm for Headroom {
         // Overloaded from the first request (the warm-up restarted), the same: the guard
         // never saw the service without a queue, and the noise of a small pool's rate
         // (2 workers, exponential: ±40 % per window) reads as a fall.
-        let mut next = if !self.restarted && (rate_fell || self.binding_share < SUSTAINED_SHARE) {
-            steered
-        } else {
-            steered.min(before).max(proposal)
-        };
+        let mut next =
+            if !self.history.restarted() && (rate_fell || self.binding_share < SUSTAINED_SHARE) {
+                steered
+            } else {
+                steered.min(before).max(proposal)
+            };
         if !binding && !c.dropped() {
             next = self.decay(before, next);
         }

@@ -13,28 +13,9 @@ impl Headroom {
         let Some(now) = self.guard.mean_rate() else {
             return true;
         };
-        self.rates.push_back(now);
-        while self.rates.len() > self.baseline_windows {
-            self.rates.pop_front();
-        }
-        let best = self.rates.iter().copied().fold(now, f64::max);
-        now < RATE_DROP * best
-    }
-
-    pub(super) fn remember(&mut self, mean: f64) {
-        self.means.push_back(mean);
-        let at = self
-            .sorted_means
-            .partition_point(|x| x.total_cmp(&mean).is_lt());
-        self.sorted_means.insert(at, mean);
-        while self.means.len() > self.baseline_windows {
-            if let Some(old) = self.means.pop_front() {
-                let at = self
-                    .sorted_means
-                    .partition_point(|x| x.total_cmp(&old).is_lt());
-                self.sorted_means.remove(at);
-            }
-        }
+        self.history
+            .record_rate(now)
+            .is_some_and(|best| now < RATE_DROP * best)
     }
 
     /// Slow start's proposal for one closed window (the growth itself is per sample, in
@@ -71,7 +52,7 @@ impl Headroom {
         if let Some(mean) = mean
             && !young
         {
-            self.remember(mean);
+            self.history.remember(mean);
             self.calm |= !pressed;
         }
         // BBR's full-bandwidth test: while the limit grows, the completion rate must grow by
@@ -188,10 +169,8 @@ impl Headroom {
     /// `ProbeRTT`, which measures the minimum RTT with the queue drained).
     pub(super) fn restart_warm_up(&mut self, now: Duration) {
         self.started = Some(now);
-        self.restarted = true;
         self.warm_from = self.windows.closed();
-        self.means.clear();
-        self.sorted_means.clear();
+        self.history.restart();
     }
 
     /// The latency rule's proposal for one closed window.
@@ -215,7 +194,7 @@ impl Headroom {
         if let Some(started) = self.started {
             // After a restart, a window whose samples were admitted above the drained limit
             // still holds the queue from before the drain, however many windows that takes.
-            let draining = self.restarted && c.max_in_flight as f64 > before.floor();
+            let draining = self.history.restarted() && c.max_in_flight as f64 > before.floor();
             if draining
                 || mean * WARM_UP_RTTS > c.now.saturating_sub(started).as_secs_f64()
                     && self.windows.closed() - self.warm_from <= WARM_UP_WINDOWS
@@ -263,7 +242,7 @@ impl Headroom {
         if self.slow_start {
             return self.slow_start_window(c, before, ratio > allowance, Some(mean));
         }
-        self.remember(mean);
+        self.history.remember(mean);
         // Rule 9: a burst that shed and then drained. A window drains when the limit no longer
         // binds, its mean shows no queue and at most half the limit was in flight; the
         // binding windows before it, if any shed, were a queue the service emptied by itself
@@ -315,7 +294,7 @@ impl Headroom {
             // to 143 at 10×: p99 3.5× unloaded).
             let carried = self.cv < UNDO_MAX_CV
                 && from > self.burst_floor as f64
-                && self.means.len() >= UNDO_MEANS
+                && self.history.len() >= UNDO_MEANS
                 && c.rate.is_some_and(|r| r * base < from);
             if queued && pressing && carried {
                 self.grew = false;
