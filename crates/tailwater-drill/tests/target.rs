@@ -181,9 +181,8 @@ fn bad_target_settings_name_the_field() {
 #[test]
 fn a_dead_target_is_refused_with_a_reason() {
     let _drill = one_drill_at_a_time();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    drop(listener);
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    let url = format!("http://{}/", refused.addr());
     let target = ExternalTarget::new(&url, None, false, 5_000.0).expect("target");
     let err = run(&config(target), None).expect_err("refused");
     match err {

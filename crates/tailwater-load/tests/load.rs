@@ -315,9 +315,8 @@ async fn h2c_and_connection_errors() {
     assert_eq!(stats.connections, 2);
 
     // Nothing listens here: every request is a connect error, reported by kind.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    drop(listener);
+    let refused = tailwater_test::port::RefusedPort::new().unwrap();
+    let url = format!("http://{}/", refused.addr());
     let schedule = Schedule::constant(100.0, Duration::from_millis(200)).unwrap();
     let config = Config::new(&url, schedule).unwrap();
     let report = run(config).await;

@@ -171,9 +171,8 @@ fn redis_route(lean: bool, upstream: SocketAddr, store: &str, url: &str, extra: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_store_that_cannot_decide_follows_the_failure_policy() {
     // Nothing listens on the port: every call fails within the connect timeout.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("redis://{}", closed.local_addr().expect("addr"));
-    drop(closed);
+    let closed = tailwater_test::port::RefusedPort::new().expect("port");
+    let url = format!("redis://{}", closed.addr());
     let up = text_backend("ok").await;
     for lean in ENGINES {
         for (policy, want) in [("open", 200), ("closed", 503)] {

@@ -33,11 +33,17 @@ struct Killable {
     addr: SocketAddr,
     delay_ms: Arc<AtomicU64>,
     kill: watch::Sender<bool>,
+    /// The port, held for the test's whole run.
+    _held: tailwater_test::port::RefusedPort,
 }
 
 async fn killable(index: usize, log: Log) -> Killable {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    // Once killed, its port stays held (not listening): connects are refused rather than
+    // reaching whatever another test binds next.
+    let (listener, held) = tailwater_test::port::listener_with_held_port().expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = TcpListener::from_std(listener).expect("listener");
+    let addr = held.addr();
     let delay_ms = Arc::new(AtomicU64::new(1));
     let (kill, killed) = watch::channel(false);
     let delay = Arc::clone(&delay_ms);
@@ -79,6 +85,7 @@ async fn killable(index: usize, log: Log) -> Killable {
         addr,
         delay_ms,
         kill,
+        _held: held,
     }
 }
 
@@ -248,10 +255,9 @@ async fn h2c_three_backends_one_slowed_one_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connect_goes_to_another_endpoint_on_both_engines() {
     let backend = text_backend("up").await;
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr")
-    }; // dropped: connects to it are refused
+    // Held, not listening: connects to it are refused for the whole test.
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    let closed = refused.addr();
     for lean in [true, false] {
         let running = start_proxy(config(&format!(
             "[server]\nlean_http1 = {lean}\n[[route]]\nupstream = [\"http://{closed}\", \"http://{}\"]\n",
@@ -281,10 +287,9 @@ async fn a_refused_connect_goes_to_another_endpoint_on_both_engines() {
 async fn a_refused_connect_goes_to_another_endpoint_on_h2c() {
     let log: Log = Arc::default();
     let live = killable(0, Arc::clone(&log)).await;
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr")
-    }; // dropped: connects to it are refused
+    // Held, not listening: connects to it are refused for the whole test.
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    let closed = refused.addr();
     let running = start_proxy(config(&format!(
         "[[route]]\nupstream = [\"http://{closed}\", \"http://{}\"]\nprotocol = \"h2c\"\n",
         live.addr

@@ -155,10 +155,8 @@ async fn a_saturated_or_dead_cell_leaves_the_other_cells_admitting() {
     let release = Arc::new(Notify::new());
     let held = gated_backend(Arc::clone(&release)).await;
     let fast = text_backend("b").await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    let dead = refused.addr();
     let toml = format!(
         r#"
 [[route]]

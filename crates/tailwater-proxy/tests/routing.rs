@@ -276,13 +276,9 @@ fn config_errors_name_file_line_and_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_502_and_slow_upstream_is_504_both_counted_as_drops() {
-    // A port with nothing listening: bind, note the address, close.
-    let closed = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // A port with nothing listening, held so that no other test takes it.
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    let closed = refused.addr();
     let release = Arc::new(Notify::new());
     let slow = gated_backend(Arc::clone(&release)).await;
     let running = start_proxy(config(&format!(

@@ -7,6 +7,7 @@
 //! - [`rabbitmq`] (feature `rabbitmq`): a launcher for a private `rabbitmq-server` (with its
 //!   own `epmd`) on free loopback ports.
 //! - [`tls_dir`]: test certificates (a CA, server, SNI and client certificates).
+//! - [`port`]: loopback ports that stay refused (a dead endpoint no other test can take).
 //!
 //! The three launchers share one pattern (the private `server` module): a loud skip when
 //! the program is missing (a failure under the launcher's `TAILWATER_REQUIRE_*=1`), free
@@ -21,6 +22,8 @@ pub mod nats;
 
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+
+pub mod port;
 
 mod server;
 

@@ -2,12 +2,11 @@
 
 use std::process::{Command, Stdio};
 
-/// A loopback port with nothing listening: every request is a connect error.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    drop(listener);
-    url
+/// A loopback port with nothing listening (held for the test's run, so no other test can
+/// take it): every request is a connect error.
+fn dead_url() -> (String, tailwater_test::port::RefusedPort) {
+    let refused = tailwater_test::port::RefusedPort::new().expect("port");
+    (format!("http://{}/", refused.addr()), refused)
 }
 
 fn load(args: &[&str]) -> Command {
@@ -20,7 +19,7 @@ fn load(args: &[&str]) -> Command {
 /// panic (exit 101 before).
 #[test]
 fn a_run_where_nothing_succeeded_exits_3_even_into_a_closed_pipe() {
-    let url = dead_url();
+    let (url, _held) = dead_url();
     let mut child = load(&[&url, "-R", "50", "-n", "5", "--timeout", "1s", "-q"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -38,7 +37,7 @@ fn a_run_where_nothing_succeeded_exits_3_even_into_a_closed_pipe() {
 /// carries the version and the command line.
 #[test]
 fn json_to_stdout_is_parseable_and_says_where_it_came_from() {
-    let url = dead_url();
+    let (url, _held) = dead_url();
     let out = load(&[
         &url,
         "-R",
@@ -70,7 +69,7 @@ fn json_to_stdout_is_parseable_and_says_where_it_came_from() {
 /// A missed threshold exits 3 and says which.
 #[test]
 fn a_missed_threshold_exits_3() {
-    let url = dead_url();
+    let (url, _held) = dead_url();
     let out = load(&[
         &url,
         "-R",
