@@ -377,3 +377,91 @@ async fn a_local_502_to_head_has_no_body() {
         running.shutdown(WAIT).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_502_for_a_bodiless_request_keeps_the_connection_and_one_with_a_body_closes_it() {
+    // nginx and Envoy keep a client's connection after answering 502 for an upstream that
+    // refuses: closing it would turn an outage into a reconnect storm. Only a request read
+    // whole may leave the connection open; bytes of a body that was never forwarded must
+    // not be read as the next request.
+    let refused = [
+        tailwater_test::port::RefusedPort::new().expect("port"),
+        tailwater_test::port::RefusedPort::new().expect("port"),
+    ];
+    let [a, b] = [refused[0].addr(), refused[1].addr()];
+    let live = text_backend("up").await;
+    for (lean, transport) in ENGINES {
+        let toml = format!(
+            "[server]\nlean_http1 = {lean}\n{}\
+             [[route]]\nname = \"pair\"\npath_prefix = \"/pair\"\nupstream = [\"http://{a}\", \"http://{b}\"]\n\
+             [[route]]\nname = \"live\"\npath_prefix = \"/live\"\nupstream = \"http://{}\"\n\
+             [[route]]\nname = \"one\"\nupstream = \"http://{a}\"\n",
+            transport.server_toml(),
+            live.addr
+        );
+        let running = start_proxy(config(&toml)).await;
+        let mut s = connect(running.addr, transport).await.expect("connect");
+        let mut buf = Vec::new();
+        // One endpoint (the pool's connect), two endpoints (the balancer's), and HEAD: each
+        // answered 502 on the same connection, none announcing a close.
+        for (request, head) in [
+            &b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /pair/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HEAD /one HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"DELETE /pair HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        ]
+        .into_iter()
+        .zip([false, false, true, false])
+        {
+            s.write_all(request).await.expect("write");
+            let resp = raw::read_response(&mut s, &mut buf, head, WAIT).await;
+            let resp = resp.unwrap_or_else(|e| panic!("lean={lean} {transport:?}: {e:?}"));
+            assert_eq!(resp.status, 502, "lean={lean} {transport:?}");
+            assert_eq!(
+                resp.header("connection"),
+                None,
+                "lean={lean} {transport:?} {}: {resp:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        // A body the proxy never forwarded, which reads as a request to a live route: the
+        // request is answered 502, and its body is never parsed as the next request. The
+        // lean path closes; hyper may read the body away and go on, so a last request
+        // shows which: it must get its own 502, never the live route's 200.
+        let smuggled = b"GET /live/smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+        let post = format!(
+            "POST /pair HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            smuggled.len()
+        );
+        s.write_all(&[post.as_bytes(), smuggled].concat())
+            .await
+            .expect("write");
+        let resp = raw::read_response(&mut s, &mut buf, false, WAIT).await;
+        assert_eq!(resp.map(|r| r.status), Ok(502), "lean={lean} {transport:?}");
+        let _ = s
+            .write_all(b"GET /one HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await;
+        let next = raw::read_response(&mut s, &mut buf, false, WAIT).await;
+        if lean {
+            assert_eq!(
+                next.map(|r| r.status),
+                Err(ReadError::Closed),
+                "{transport:?}"
+            );
+        } else {
+            assert!(
+                matches!(next, Err(ReadError::Closed))
+                    || next.as_ref().is_ok_and(|r| r.status == 502),
+                "{transport:?}: {next:?}"
+            );
+        }
+        let hits = live.received.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            hits, 0,
+            "lean={lean} {transport:?}: the body went upstream as a request"
+        );
+        let m = running.proxy.metrics_text();
+        assert!(m.contains("tailwater_endpoint_ejections_total"), "{m}");
+        running.shutdown(WAIT).await;
+    }
+}

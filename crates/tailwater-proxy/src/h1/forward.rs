@@ -121,8 +121,15 @@ impl<S: Io> Client<S> {
             match reached {
                 Ok((shard, c)) => (shard, Some(c)),
                 Err(failed) => {
+                    // Nothing was sent: a bodiless request is read whole, the connection
+                    // can carry the next one once this one's head is consumed (a body of
+                    // length 0 has no bytes to skip).
+                    let whole = matches!(request.framing, Framing::Empty | Framing::Length(0));
+                    if whole {
+                        self.rbuf.advance(self.head.len);
+                    }
                     return self
-                        .settle(guard, span, deadline_or(failed), head_request)
+                        .settle(guard, span, deadline_or(failed), head_request, whole)
                         .await;
                 }
             }
@@ -168,7 +175,10 @@ impl<S: Io> Client<S> {
                     .await
             }
             Err(failed) => {
-                self.settle(guard, span, deadline_or(failed), head_request)
+                // `take_buffered_body` consumed a bodiless request's head (and an empty
+                // body): read whole.
+                let whole = matches!(request.framing, Framing::Empty | Framing::Length(0));
+                self.settle(guard, span, deadline_or(failed), head_request, whole)
                     .await
             }
         }

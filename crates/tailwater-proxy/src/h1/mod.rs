@@ -34,6 +34,10 @@
 //!   is never read, so the connection cannot be reused), after a lingering close: the
 //!   proxy stops writing and discards what the client still sends for a few seconds, so
 //!   that a reset cannot destroy the answer.
+//! - An upstream that refuses, fails or times out before a response head is answered 502
+//!   or 504; a request read whole (no body, or an empty one) keeps its connection for the
+//!   next one, as in nginx, Envoy and the hyper path, so an outage does not turn into a
+//!   reconnect storm. After a request with a body the connection closes (above).
 //! - A request body must arrive whole within `server.body_timeout` of its head (408);
 //!   one declared up to `server.body_buffer_bytes` is read before admission.
 //! - The request body is sent whole before the response is read (as nginx does).

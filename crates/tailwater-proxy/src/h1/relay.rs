@@ -178,11 +178,9 @@ impl<S: Io> Client<S> {
         if close { Next::Close } else { Next::KeepAlive }
     }
 
-    /// Settles a request that ended without a response to relay, answers the client when
-    /// there is one to answer, and closes: the request may be half read or half sent.
-    /// A HEAD request (`head_request`) gets the status and fields without the body.
     /// The upstream's response cannot be framed or decoded: [`Self::settle`] it as an
-    /// upstream error (a local 502, then the client connection closes).
+    /// upstream error (a local 502, then the client connection closes: what the upstream
+    /// read of the request is unknown).
     async fn unreadable_response(
         &mut self,
         guard: Guard,
@@ -190,15 +188,24 @@ impl<S: Io> Client<S> {
         head_request: bool,
     ) -> Next {
         let failed = Failed::Upstream(Decision::UpstreamError);
-        self.settle(guard, span, failed, head_request).await
+        self.settle(guard, span, failed, head_request, false).await
     }
 
+    /// Settles a request that ended without a response to relay and answers the client
+    /// when there is one to answer. A HEAD request (`head_request`) gets the status and
+    /// fields without the body.
+    ///
+    /// `whole`: the request was read to its end and its bytes are gone from the read
+    /// buffer (a bodiless one), so that the connection may carry the next request after
+    /// an upstream failure or timeout, as nginx and Envoy keep it and as the hyper engine
+    /// does. Otherwise, and after a client fault, the answer closes the connection.
     pub(super) async fn settle(
         &mut self,
         guard: Guard,
         span: &tracing::Span,
         failed: Failed,
         head_request: bool,
+        whole: bool,
     ) -> Next {
         use http::StatusCode;
         let (status, text) = match failed {
@@ -233,10 +240,19 @@ impl<S: Io> Client<S> {
             _ => crate::body::local(status, text),
         };
         span.record("status", resp.status().as_u16());
-        // The request may be half read: drain what the client still sends, then close.
-        self.linger = true;
-        let _ = self.write_local(&resp, true, head_request).await;
-        Next::Close
+        // Only the upstream failed and the request is read whole: the client may go on.
+        let keep = whole
+            && !matches!(failed, Failed::Client(_))
+            && !self.head.fields.close
+            && !self.draining();
+        // Otherwise the request may be half read: drain what the client still sends, then
+        // close.
+        self.linger = !keep;
+        if self.write_local(&resp, !keep, head_request).await && keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
     }
 }
 
