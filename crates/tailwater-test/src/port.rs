@@ -94,7 +94,19 @@ mod tests {
         let (_served, _) = listener.accept().expect("accept");
         drop(client);
         drop(listener);
-        let err = TcpStream::connect(held.addr()).expect_err("dead now");
+        // A process another test spawns at this moment holds a copy of the listening
+        // socket from its fork until its exec (close-on-exec), and a connect in that
+        // window is accepted, then reset: poll for the refusal, within a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let err = loop {
+            match TcpStream::connect(held.addr()) {
+                Err(e) => break e,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Ok(s) => panic!("still accepting after 5 s: {s:?}"),
+            }
+        };
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
         assert!(
             TcpListener::bind(held.addr()).is_err(),
