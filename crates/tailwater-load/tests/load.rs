@@ -315,7 +315,7 @@ async fn h2c_and_connection_errors() {
     assert_eq!(stats.connections, 2);
 
     // Nothing listens here: every request is a connect error, reported by kind.
-    let refused = tailwater_test::port::RefusedPort::new().unwrap();
+    let refused = tailwater_test::port::RefusedPort::new().expect("a loopback port");
     let url = format!("http://{}/", refused.addr());
     let schedule = Schedule::constant(100.0, Duration::from_millis(200)).unwrap();
     let config = Config::new(&url, schedule).unwrap();
