@@ -321,6 +321,77 @@ fn decode_unreserved(path: &[u8]) -> Result<Vec<u8>, TargetError> {
     Ok(out)
 }
 
+/// Which bytes an origin-form target may hold, as the `http` crate (1.x) decides for
+/// hyper: see [`origin_form_accepted`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TargetByte {
+    Valid,
+    /// `?`: the query starts (in the path only).
+    Query,
+    /// `#`: a fragment starts; nothing after it is checked.
+    Fragment,
+    /// Beyond ASCII: valid only as part of UTF-8.
+    High,
+    Invalid,
+}
+
+/// The classes of the path's bytes (WHATWG URL "path state", plus `"`, `{` and `}`,
+/// which clients send unencoded and `http` accepts).
+const PATH_BYTES: [TargetByte; 256] = target_bytes(false);
+/// The classes of the query's bytes (WHATWG URL "query state").
+const QUERY_BYTES: [TargetByte; 256] = target_bytes(true);
+
+const fn target_bytes(query: bool) -> [TargetByte; 256] {
+    let mut t = [TargetByte::Invalid; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'#' => TargetByte::Fragment,
+            b'?' if !query => TargetByte::Query,
+            0x80..=0xFF => TargetByte::High,
+            0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E if query => TargetByte::Valid,
+            0x21 | b'"' | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7B | 0x7C | 0x7D | 0x7E
+                if !query =>
+            {
+                TargetByte::Valid
+            }
+            _ => TargetByte::Invalid,
+        };
+        i += 1;
+    }
+    t
+}
+
+/// Whether hyper would accept `target`, an origin-form request target (`/…`) that
+/// httparse has admitted, as its URI: the rule of the `http` crate's `PathAndQuery`
+/// (1.x), which refuses some bytes httparse admits (`<`, `>` and `` ` `` in the path,
+/// `"`, `<` and `>` in the query) and bytes beyond ASCII that are not UTF-8.
+///
+/// The lean path asks this first, so both engines refuse (400) and forward the same
+/// targets: the proxy must not pass on what its other engine refuses, least of all
+/// bytes that are not UTF-8, which a lenient decoder upstream may read as another path
+/// than the one the route matched (an overlong `.`, `0xC0 0xAE`, read as `.`). A
+/// differential test checks it against `PathAndQuery` itself.
+pub(crate) fn origin_form_accepted(target: &[u8]) -> bool {
+    let mut map = &PATH_BYTES;
+    let mut end = target.len();
+    let mut high = false;
+    for (i, &b) in target.iter().enumerate() {
+        match map[usize::from(b)] {
+            TargetByte::Valid => {}
+            TargetByte::Query => map = &QUERY_BYTES,
+            TargetByte::Fragment => {
+                end = i;
+                break;
+            }
+            TargetByte::High => high = true,
+            TargetByte::Invalid => return false,
+        }
+    }
+    !high || std::str::from_utf8(&target[..end]).is_ok()
+}
+
 /// `raw` (a `Host` value or URI authority) without its port or IPv6 brackets.
 pub(crate) fn host_without_port(raw: &str) -> &str {
     if raw.starts_with('[') {
@@ -557,8 +628,9 @@ mod tests {
         }
     }
 
-    /// The lean path normalises bytes: bytes other than escapes (httparse admits UTF-8 in
-    /// a target) are copied as they are, never re-encoded one by one.
+    /// The lean path normalises bytes: bytes other than escapes (UTF-8, which both
+    /// engines admit in a target: `origin_form_accepted`) are copied as they are, never
+    /// re-encoded one by one.
     #[test]
     fn bytes_outside_ascii_are_kept_as_sent() {
         let raw = "/caf\u{e9}/x/../y";
@@ -572,7 +644,57 @@ mod tests {
         );
     }
 
+    /// What hyper's `http` crate decides for an origin-form target.
+    fn http_accepts(target: &[u8]) -> bool {
+        http::uri::PathAndQuery::try_from(target).is_ok()
+    }
+
+    #[test]
+    fn origin_form_targets_are_accepted_as_http_accepts_them() {
+        for target in [
+            &b"/"[..],
+            b"/a/b?c=d&e",
+            b"/caf\xC3\xA9?q=\xC3\xA9",
+            b"/\"{json}\"",
+            b"/p?a=\"x\"",
+            b"/a<b",
+            b"/a?b<c",
+            b"/a`b",
+            b"/a?b`c",
+            b"/x/\xC0\xAE\xC0\xAE/admin",
+            b"/\xFF",
+            b"/a#\xFF<>",
+            b"/a?b?c",
+            b"/a|b^c[d]",
+            b"/a\\b",
+        ] {
+            assert_eq!(
+                origin_form_accepted(target),
+                http_accepts(target),
+                "{:?}",
+                String::from_utf8_lossy(target)
+            );
+        }
+        assert!(!origin_form_accepted(b"/x/\xC0\xAE\xC0\xAE/admin"));
+        assert!(origin_form_accepted("/caf\u{e9}".as_bytes()));
+    }
+
     proptest::proptest! {
+        /// `origin_form_accepted` decides as the `http` crate does, on any bytes after
+        /// the leading `/` (ASCII, UTF-8 and not).
+        #[test]
+        fn origin_form_accepted_matches_http(rest in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::u8::ANY,
+                proptest::sample::select(b"?#/%\"<>`{}|^ azAZ09\xC3\xA9".to_vec()),
+            ],
+            0..24,
+        )) {
+            let mut target = b"/".to_vec();
+            target.extend_from_slice(&rest);
+            proptest::prop_assert_eq!(origin_form_accepted(&target), http_accepts(&target));
+        }
+
         /// The one-pass `valid_host` decides as the reference does.
         #[test]
         fn valid_host_matches_the_reference(v in "\\[?[a-f0-9.:\\[\\]/@ %é-]{0,12}") {

@@ -427,6 +427,11 @@ impl<S: Io> Client<S> {
             Ok(h) => h,
             Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
         };
+        // What hyper refuses as a URI, refused here too (both engines agree).
+        if !crate::target::origin_form_accepted(&self.rbuf[self.head.target.clone()]) {
+            let e = crate::target::TargetError::BadPath;
+            return self.refuse(e.status(), e.text(), head_request, span).await;
+        }
         let path = match crate::target::normalise_path_bytes(self.head.path(&self.rbuf)) {
             Ok(p) => p,
             Err(e) => return self.refuse(e.status(), e.text(), head_request, span).await,
