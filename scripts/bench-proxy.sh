@@ -36,6 +36,15 @@
 # round tailwater's throughput over the best peer's and its CPU per request over the
 # cheapest peer's, with the load average and the CPU model.
 #
+# PEERS=0 (with ACCESS_LOG=1) measures only the access log's cost: tailwater and the logged
+# tailwater, no direct path, nginx or HAProxy, so that many short paired slices fit in a run.
+# With SLICES > 1 the two take adjacent slices (ABBA: odd slices tailwater first, even ones
+# the logged one first), and the summary also gives the on/off ratio of every adjacent pair
+# with its mean, median and a 95 % confidence interval of the mean (Student's t): on this
+# shared machine throughput drifts by +-15 % within seconds, so only adjacent slices compare
+# like with like. AA=1 runs the "logged" tailwater without `[access_log]` (both identical):
+# an A/A control that shows the resolution of the measurement itself.
+#
 # SLICES=k cuts each round's DURATION into k slices (whole seconds) that the contenders take
 # in turn, the order reversed every other slice (see below); unset, each contender runs
 # DURATION once a round. The summary also gives each path's per-round mean and median, and
@@ -74,7 +83,14 @@ HAPROXY_PORT=$((BASE_PORT + 4))
 TWLOG_PORT=$((BASE_PORT + 5))
 TWLOG_ADMIN_PORT=$((BASE_PORT + 6))
 ACCESS_LOG=${ACCESS_LOG:-0}
+PEERS=${PEERS:-1}
+AA=${AA:-0}
+if [ "$PEERS" = 0 ] && [ "$ACCESS_LOG" != 1 ]; then
+    echo "bench-proxy: PEERS=0 needs ACCESS_LOG=1 (it measures the access log's cost only)" >&2
+    exit 1
+fi
 HAPROXY=${HAPROXY:-1}
+[ "$PEERS" = 0 ] && HAPROXY=0
 command -v haproxy >/dev/null || HAPROXY=0
 CORES=$(nproc)
 
@@ -168,7 +184,9 @@ else
 fi
 if [ "$ACCESS_LOG" = 1 ]; then
     cat "${tailwater_config[1]}" >"$tmp/logged.toml"
-    printf '[access_log]\npath = "%s"\nformat = "%s"\n' "$tmp/access.log" "${ACCESS_LOG_FORMAT:-text}" >>"$tmp/logged.toml"
+    # AA=1: the same configuration without the log (an A/A control).
+    [ "$AA" = 1 ] || printf '[access_log]\npath = "%s"\nformat = "%s"\n' "$tmp/access.log" "${ACCESS_LOG_FORMAT:-text}" >>"$tmp/logged.toml"
+    touch "$tmp/access.log"
     RUST_LOG=warn "$bin/tailwater" proxy --config "$tmp/logged.toml" --listen "127.0.0.1:$TWLOG_PORT" \
         --admin "127.0.0.1:$TWLOG_ADMIN_PORT" --workers "$CORES" 2>"$tmp/twlog.log" &
     pids+=($!)
@@ -240,9 +258,11 @@ to_us() {
 
 declare -A rps p50 p99 non2xx reqs utime stime last lastcpu
 # This round's sums over its slices (SLICES), and every round's figures (for the medians).
+declare -A slice_rps
 declare -A r_rps r_p50 r_p99 r_n r_u r_s r_bad rounds_rps rounds_cpu
 round_ratios=""
 log_ratios=""
+pair_ratios=""
 haproxy_ratios=""
 warm() { # name port
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$SCHEME://127.0.0.1:$2/" >/dev/null
@@ -268,6 +288,7 @@ measure() { # name port duration label
     r_rps[$name]=$(awk -v a="${r_rps[$name]:-0}" -v b="$r" 'BEGIN {print a + b}')
     r_p50[$name]=$(awk -v a="${r_p50[$name]:-0}" -v b="$l50" 'BEGIN {print a + b}')
     r_p99[$name]=$(awk -v a="${r_p99[$name]:-0}" -v b="$l99" 'BEGIN {print a + b}')
+    slice_rps[$name.$round$4]=$r
     if [ "$SLICES" -gt 1 ]; then
         printf 'round %s%s %-9s %10s req/s  p50 %8s us  p99 %8s us\n' "$round" "$4" "$name" "$r" "$l50" "$l99" >&2
     fi
@@ -347,6 +368,10 @@ for round in $(seq 1 "$ROUNDS"); do
         [ "$ACCESS_LOG" = 1 ] && order="twlog tailwater haproxy nginx"
     fi
     [ "$MODE" = forward ] && order="direct $order"
+    if [ "$PEERS" = 0 ]; then
+        order="tailwater twlog"
+        [ $((round % 2)) = 0 ] && order="twlog tailwater"
+    fi
     reversed=$(echo "$order" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
     for slice in $(seq 1 "$SLICES"); do
         if [ $((slice % 2)) = 1 ]; then run_slice "$order" "$slice"; else run_slice "$reversed" "$slice"; fi
@@ -356,6 +381,12 @@ for round in $(seq 1 "$ROUNDS"); do
         end_round "$name"
     done
     [ "$ACCESS_LOG" = 1 ] && log_ratios+=$(awk -v t="${last[twlog]}" -v n="${last[tailwater]}" 'BEGIN {printf " %.3f", t / n}')
+    if [ "$ACCESS_LOG" = 1 ] && [ "$SLICES" -gt 1 ]; then
+        for slice in $(seq 1 "$SLICES"); do
+            pair_ratios+=$(awk -v t="${slice_rps[twlog.$round.$slice]}" -v n="${slice_rps[tailwater.$round.$slice]}" 'BEGIN {printf " %.4f", t / n}')
+        done
+    fi
+    [ "$PEERS" = 0 ] && continue
     round_ratios+=$(awk -v t="${last[tailwater]}" -v n="${last[nginx]}" 'BEGIN {printf " %.2f", t / n}')
     best=${last[nginx]}
     cheapest=${lastcpu[nginx]}
@@ -390,6 +421,7 @@ paths="direct nginx tailwater"
 [ "$MODE" = forward ] || paths="nginx tailwater"
 [ "$HAPROXY" = 1 ] && paths="${paths/nginx/nginx haproxy}"
 [ "$ACCESS_LOG" = 1 ] && paths="$paths twlog"
+[ "$PEERS" = 0 ] && paths="tailwater twlog"
 for name in $paths; do
     r=$(avg "${rps[$name]}")
     a50=$(avg "${p50[$name]}")
@@ -398,7 +430,7 @@ for name in $paths; do
         'BEGIN {printf "%.2f / %.2f", u * 1e6 / t / n, s * 1e6 / t / n}')
     if [ "$name" = direct ]; then
         echo "| $name (backend's CPU) | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
-    elif [ "$MODE" != forward ]; then
+    elif [ "$MODE" != forward ] || [ "$PEERS" = 0 ]; then
         echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
     else
         echo "| $name | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
@@ -416,13 +448,36 @@ for name in $paths; do
         <(awk '{v[NR] = $1; s += $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f\n", s / NR, m}' "$tmp/med.cpu") |
         awk -v n="$name" '{printf "| %s | %s | %s | %s | %s |\n", n, $1, $2, $3, $4}'
 done
-ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]}" 'BEGIN {printf "%.2f", t / n}')
+ratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[nginx]:-0}" 'BEGIN {if (n > 0) printf "%.2f", t / n; else print "-"}')
 if [ "$ACCESS_LOG" = 1 ]; then
     lratio=$(awk -v t="${rps[twlog]}" -v n="${rps[tailwater]}" 'BEGIN {printf "%.3f", t / n}')
     cost=$(awk -v r="$lratio" 'BEGIN {printf "%.1f", (1 - r) * 100}')
     dropped=$(curl -fsS "http://127.0.0.1:$TWLOG_ADMIN_PORT/metrics" | awk '/^tailwater_access_log_dropped_total/ {print $2}')
     echo
-    echo "access log (twlog = tailwater + [access_log] ${ACCESS_LOG_FORMAT:-text}): throughput on / off ${lratio}x, cost ${cost} % (goal <= 3 %: $(awk -v c="$cost" 'BEGIN {print (c <= 3.0) ? "met" : "MISSED"}')); per round:${log_ratios} ($(mean_median $log_ratios)); $(wc -l <"$tmp/access.log") lines written, ${dropped:-?} dropped"
+    echo "access log (twlog = tailwater$([ "$AA" = 1 ] && echo ", without [access_log]: AA=1, an A/A control" || echo " + [access_log] ${ACCESS_LOG_FORMAT:-text}")): throughput on / off ${lratio}x, cost ${cost} % (goal <= 3 %: $(awk -v c="$cost" 'BEGIN {print (c <= 3.0) ? "met" : "MISSED"}')); per round:${log_ratios} ($(mean_median $log_ratios)); $(wc -l <"$tmp/access.log") lines written, ${dropped:-?} dropped"
+    if [ -n "$pair_ratios" ]; then
+        # Every adjacent pair of slices (ABBA): the on/off ratio's mean, its 95 % confidence
+        # interval (Student's t, df = pairs - 1, rounded down to a tabled df: conservative),
+        # and the median.
+        echo "$pair_ratios" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '
+            { v[NR] = $1; s += $1; ss += $1 * $1 }
+            END {
+                n = NR; mean = s / n
+                sd = (n > 1) ? sqrt((ss - n * mean * mean) / (n - 1)) : 0
+                df = n - 1
+                t = (df >= 99) ? 1.984 : (df >= 49) ? 2.010 : (df >= 29) ? 2.045 : (df >= 19) ? 2.093 : (df >= 9) ? 2.262 : (df >= 4) ? 2.776 : (df >= 3) ? 3.182 : (df >= 2) ? 4.303 : 12.706
+                h = t * sd / sqrt(n)
+                med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+                printf "paired slices: %d adjacent on/off pairs, ratio mean %.4f (cost %.2f %%), 95 %% CI %.4f-%.4f (cost %.2f-%.2f %%), median %.4f, sd %.4f; goal <= 3 %% by the mean: %s, by the whole interval: %s\n", \
+                    n, mean, (1 - mean) * 100, mean - h, mean + h, (1 - mean - h) * 100, (1 - mean + h) * 100, med, sd, \
+                    (mean >= 0.97) ? "met" : "MISSED", (mean - h >= 0.97) ? "met" : "not shown"
+            }'
+        echo "per pair:${pair_ratios}"
+    fi
+fi
+if [ "$PEERS" = 0 ]; then
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    exit 0
 fi
 if [ "$HAPROXY" = 1 ]; then
     hratio=$(awk -v t="${rps[tailwater]}" -v n="${rps[haproxy]}" 'BEGIN {printf "%.2f", t / n}')
