@@ -356,6 +356,77 @@ fn bursts_that_fill_the_limit_now_and_then_grow_it_sustained_demand_does_not() {
     assert!(h.limit() < l, "{} vs {l}", h.limit());
 }
 
+/// A small pool at the burst floor (20) with a no-queue baseline of 10 ms: the default
+/// tolerances, no slow start, constant RTTs (no error term), a warm-up and 19 calm windows
+/// at half the limit.
+fn calm_small_pool() -> (Headroom, Duration) {
+    let mut h = Headroom::builder()
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..20 {
+        window_full(&mut h, &mut t, ms(10), 0.0);
+    }
+    assert_eq!((h.limit(), h.baseline()), (20, Some(ms(10))));
+    (h, t)
+}
+
+#[test]
+fn a_burst_that_queues_deep_keeps_the_room_its_drain_made() {
+    // Rule 9 (session 19): a burst sheds (one admission in ten fills the limit, 3× the
+    // baseline), drains (half the limit in flight, no queue): the limit doubles, 20 → 40.
+    let (mut h, mut t) = calm_small_pool();
+    window_full(&mut h, &mut t, ms(30), 0.1);
+    assert_eq!(h.limit(), 20);
+    window_full(&mut h, &mut t, ms(10), 0.0);
+    assert_eq!(h.limit(), 40);
+    // The next burst queues 4× the baseline (1.5 times the allowance of 2 and more) in two
+    // binding windows in a row, while the limit bound in few recent windows and few
+    // admissions filled it: a healthy small pool's burst (4 workers at 0.9× load, bimodal,
+    // queue ten times the baseline for a second). The room stays; before, this "standing
+    // queue" took it back to 20 (the assertion failed with 20) and the rest of the burst was
+    // shed.
+    window_full(&mut h, &mut t, ms(40), 0.1);
+    window_full(&mut h, &mut t, ms(40), 0.1);
+    assert_eq!(h.limit(), 40);
+    // Sustained demand still takes it back: two windows in a row in which every admission
+    // filled the limit.
+    window_full(&mut h, &mut t, ms(40), 1.0);
+    assert_eq!(h.limit(), 40);
+    window_full(&mut h, &mut t, ms(40), 1.0);
+    assert_eq!(h.limit(), 20);
+}
+
+#[test]
+fn a_lull_in_demand_that_keeps_binding_the_limit_does_not_double_it() {
+    // A burst that sheds, then two binding windows 4× the baseline while the limit bound in
+    // under 40 % of recent windows (a third: 0.33), then a drain: a healthy pool's burst,
+    // and the drain doubles the limit. Before, the two deep windows forgot the episode and
+    // the limit stayed at 20 (the assertion failed with 20).
+    let (mut h, mut t) = calm_small_pool();
+    window_full(&mut h, &mut t, ms(30), 0.1);
+    window_full(&mut h, &mut t, ms(40), 0.1);
+    window_full(&mut h, &mut t, ms(40), 0.1);
+    assert!(h.binding_share < STANDING_SHARE, "{}", h.binding_share);
+    window_full(&mut h, &mut t, ms(10), 0.0);
+    assert_eq!(h.limit(), 40);
+    // The same deep windows after the limit bound in four windows in a row (a share of
+    // 0.41 and more): a demand that keeps coming back to the limit, as the drill's at 1×
+    // load. Its lull is no burst's end: the limit stays. (With the forgetting at three such
+    // windows, or without the share, the drill's limit doubled 40 → 80 in such a lull and
+    // the step to 2× load found 80 in flight on 8 workers: p99 2.1× unloaded.)
+    let (mut h, mut t) = calm_small_pool();
+    for _ in 0..4 {
+        window_full(&mut h, &mut t, ms(25), 0.1);
+    }
+    window_full(&mut h, &mut t, ms(40), 0.1);
+    assert!(h.binding_share >= STANDING_SHARE, "{}", h.binding_share);
+    window_full(&mut h, &mut t, ms(10), 0.0);
+    assert_eq!(h.limit(), 20);
+}
+
 #[test]
 fn the_first_round_limit_holds_until_the_first_sample() {
     // Before any sample: the first-round limit (100), whatever the initial limit below it.
