@@ -21,6 +21,12 @@ use history::History;
 /// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
 const RATE_DROP: f64 = 0.8;
 
+/// Rule 3: while the completion rate fell, the latency rule's cuts stop at this many times
+/// the guard's Little's-law estimate (see [`Headroom`]). Measured in `default-limit` (five
+/// seeds): 1.1 and 1.25 both meet `slowdown-2x@0.9` on every seed (94.6 % before on seed 1);
+/// 1.0 missed `slowdown-4x@0.6` on seed 1 (90.6 %, measured beside another change).
+const GUARD_FLOOR: f64 = 1.1;
+
 /// The share of recent windows (an exponential average over about 8) in which the limit
 /// bound, from which on the demand counts as sustained.
 const SUSTAINED_SHARE: f64 = 0.75;
@@ -155,7 +161,11 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    horizon): through a standing queue in front of an unchanged service `F` is just the
 ///    queue's own in-flight count, lagged by one RTT, and its 1.25 probe ratcheted the limit up
 ///    at every cut (8 workers at 40 ms exponential: a limit of 114 by the drill's 10× phase);
-///    there it may only hold the limit, never raise it.
+///    there it may only hold the limit, never raise it. While the completion rate fell, the
+///    latency rule's cuts stop at 1.1 `F` (never raising the limit): the guard engages only
+///    below `0.8 F` and its own probe ends it at once, so without this floor the limit
+///    sawed between 0.75 and 1.5 `F` and idled workers in its lower half (session 19,
+///    second round: `slowdown-2x@0.9` seed 1, 94.6 → 100.1 % of capacity).
 ///
 /// 4. **It starts in slow start** (TCP's, per acknowledgement): until the first window that
 ///    queued while pressing on the limit, or a completion rate that stopped growing for
@@ -532,6 +542,20 @@ impl LimitAlgorithm for Headroom {
             };
         if !binding && !c.dropped() {
             next = self.decay(before, next);
+        }
+        // Rule 3: a slower service (the completion rate fell) is not cut below the in-flight
+        // count it still completes at. The guard engages only below `margin × F` and lets
+        // go once the proposal is back at `F`, which its own `1.25 × F` makes at once; so the
+        // latency rule cut by a tenth per window down to `margin × F` again, a sawtooth whose
+        // lower half left workers idle (`slowdown-2x@0.9`, seed 1: the limit 36-73 for 48
+        // workers, 94.6 % of capacity).
+        if rate_fell
+            && !c.dropped()
+            && !draining
+            && !self.history.restarted()
+            && let Some(f) = self.guard.estimate()
+        {
+            next = next.max((GUARD_FLOOR * f).min(before));
         }
         self.limit = self.clamp(next.max(floor));
         if self.limit > before * SLOW_START_YOUNG {

@@ -550,3 +550,47 @@ fn a_young_window_is_no_baseline_for_slow_starts_exit() {
     }
     assert!(h.slow_start, "slow start ended at {}", h.limit());
 }
+
+/// Feeds one window of a closed loop at the limit: every sample sees the limit in flight
+/// and takes `rtt`, one every `rtt / limit` (Little's law: the in-flight count completes at
+/// `limit / rtt`).
+fn window_at_limit(h: &mut Headroom, t: &mut Duration, rtt: Duration) {
+    let closed = h.windows.closed();
+    while h.windows.closed() == closed {
+        let l = h.limit();
+        h.update(&Sample::success(*t, rtt, l));
+        *t += rtt / l.max(1) as u32;
+    }
+}
+
+#[test]
+fn a_slower_service_is_not_cut_below_the_in_flight_count_it_completes_at() {
+    // Rule 3's floor (session 19, second round): a limit of 40 held by demand at 10 ms
+    // (4 000/s), then every request 2× slower (2 000/s at the same 40 in flight). The
+    // completion rate halved, and once its 8-window mean fell (two cuts of 5 % later:
+    // 40 → 36) the latency rule's cuts stop at 1.1 × the guard's estimate F (the in-flight
+    // count: this pool completes at whatever it holds), so the limit stays at 36 or more.
+    // Before, the latency rule cut on to below the guard's margin (0.8 F) and the guard's
+    // own 1.25 F ended the guarding at once: a sawtooth down to 30 (the assertion failed
+    // with 30), whose lower half left a slowed pool's workers idle (`slowdown-2x@0.9`,
+    // seed 1).
+    let mut h = Headroom::builder()
+        .initial_limit(40)
+        .max_limit(40)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..40 {
+        window_at_limit(&mut h, &mut t, ms(10));
+    }
+    assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
+    let mut low = usize::MAX;
+    for _ in 0..60 {
+        window_at_limit(&mut h, &mut t, ms(20));
+        low = low.min(h.limit());
+    }
+    assert!(h.rate_fell());
+    assert!(low >= 36, "{low}");
+}
