@@ -225,6 +225,7 @@ impl HeadroomBuilder {
             undo: None,
             hold_growth: 0,
             no_double: 0,
+            undone: false,
             episode_shed: false,
             burst_need: 0.0,
             burst_base: 0.0,

@@ -363,6 +363,9 @@ pub struct Headroom {
     hold_growth: u8,
     /// Non-binding windows left before the limit may double again, after an undone doubling.
     no_double: u8,
+    /// Rule 8 undid a doubling in this window: its proposal stands even if the window did
+    /// not bind (an unbound window's limit is otherwise kept, not cut).
+    undone: bool,
     /// Rule 9: whether a binding window since the last drain shed (more than
     /// [`BURST_SHED_BUDGET`] of its admissions filled the limit).
     episode_shed: bool,
@@ -540,7 +543,12 @@ impl LimitAlgorithm for Headroom {
             } else {
                 steered.min(before).max(proposal)
             };
-        if !binding && !c.dropped() {
+        // An undone doubling (rule 8) stands although the window may not have bound: its
+        // pressure was the queue's ratio, and keeping the unbound limit would leave the
+        // doubled room for the latency rule's tenth-per-window cuts (`cpu-thrash`: 144 → 72
+        // undone, then kept at 144 and cut for 0.8 s).
+        let undone = std::mem::take(&mut self.undone);
+        if !binding && !c.dropped() && !undone {
             next = self.decay(before, next);
         }
         // Rule 3: a slower service (the completion rate fell) is not cut below the in-flight

@@ -309,6 +309,7 @@ impl Headroom {
                 && self.history.len() >= UNDO_MEANS
                 && c.rate.is_some_and(|r| r * base < from);
             if queued && pressing && carried {
+                self.undone = true;
                 self.grew = false;
                 self.hold_growth = UNDO_WINDOWS * 2;
                 self.no_double = UNDO_WINDOWS * 2;

@@ -594,3 +594,32 @@ fn a_slower_service_is_not_cut_below_the_in_flight_count_it_completes_at() {
     assert!(h.rate_fell());
     assert!(low >= 36, "{low}");
 }
+
+#[test]
+fn an_undone_doubling_stands_in_a_window_that_did_not_bind() {
+    // Rule 8 undoes a doubling that the next windows show queued while pressing on the
+    // limit; pressing includes a window whose mean is 1.5 times the allowance, which need
+    // not bind (its in-flight count below the doubled limit). Such a window's proposal was
+    // then replaced by "an unbound limit is kept", so the undo was lost and the doubled
+    // room came down by the latency rule's tenths (`cpu-thrash`: 144 → 72 undone, kept at
+    // 144, 0.8 s of cuts; p99 2.3–3.2× unloaded, 1.7–2.1× with the undo standing).
+    let mut h = Headroom::builder()
+        .initial_limit(60)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .unwrap();
+    let mut t = Duration::ZERO;
+    for _ in 0..40 {
+        window_full(&mut h, &mut t, ms(100), 0.0);
+    }
+    let l = h.limit();
+    // One admission in ten fills the limit, no queue: doubled.
+    window_full(&mut h, &mut t, ms(120), 0.1);
+    assert_eq!(h.limit(), 2 * l);
+    // The next window queues 4× the baseline at half the doubled limit in flight (not
+    // binding), completing no more than the old limit carried: undone (before, kept at
+    // 120: the assertion failed with 120).
+    window_full(&mut h, &mut t, ms(400), 0.0);
+    assert_eq!(h.limit(), l);
+}
