@@ -412,10 +412,14 @@ impl Gen {
             13 => format!("http://a.example{base}"),
             14 => format!("http://internal.example{base}"),
             15 => format!("{base}//..//admin"),
+            // Bytes httparse admits and hyper's URI refuses (both engines refuse them),
+            // and UTF-8 (both forward it as sent).
+            16 => format!("{base}<x"),
+            17 => format!("{base}/caf\u{e9}"),
             _ => base,
         };
         if self.pct(30) {
-            p.push_str(self.pick(&["?q=1", "?a=%2F..%2Fadmin", "?x=/../admin", "?"]));
+            p.push_str(self.pick(&["?q=1", "?a=%2F..%2Fadmin", "?x=/../admin", "?", "?q=\"1\""]));
         }
         p
     }

@@ -364,7 +364,7 @@ fn calm_small_pool() -> (Headroom, Duration) {
         .dispersion_samples(0.0)
         .slow_start(false)
         .build()
-        .unwrap();
+        .expect("a valid configuration");
     let mut t = Duration::ZERO;
     for _ in 0..20 {
         window_full(&mut h, &mut t, ms(10), 0.0);
@@ -580,7 +580,7 @@ fn a_slower_service_is_not_cut_below_the_in_flight_count_it_completes_at() {
         .dispersion_samples(0.0)
         .slow_start(false)
         .build()
-        .unwrap();
+        .expect("a valid configuration");
     let mut t = Duration::ZERO;
     for _ in 0..40 {
         window_at_limit(&mut h, &mut t, ms(10));
@@ -608,7 +608,7 @@ fn an_undone_doubling_stands_in_a_window_that_did_not_bind() {
         .dispersion_samples(0.0)
         .slow_start(false)
         .build()
-        .unwrap();
+        .expect("a valid configuration");
     let mut t = Duration::ZERO;
     for _ in 0..40 {
         window_full(&mut h, &mut t, ms(100), 0.0);
