@@ -10,8 +10,10 @@
 
 mod assemble;
 mod hdr_log;
+mod local;
 mod pace;
 mod shared;
+mod timer;
 mod worker;
 
 use std::collections::HashMap;
@@ -33,9 +35,9 @@ use crate::report::{IntervalReport, Report};
 use crate::stats::{Percentiles, Stats};
 
 use hdr_log::HdrLog;
-use pace::{OsClock, Pacing, schedule_loop};
+use pace::{OsClock, Pacing, Sink, schedule_loop};
 use shared::{Job, Shared, StopGuard, drain_shards};
-use worker::{h1_worker, request};
+use worker::request;
 
 /// Runs the load described by `config` until its schedule ends or `shutdown` completes, and
 /// returns the report.
@@ -126,50 +128,79 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     }
     let wall_start = SystemTime::now();
     let start = Instant::now() + Duration::from_millis(5);
-    let shared = Arc::new(Shared::new(&config, pool, uri, headers, start));
+    // HTTP/1.1: one pacing thread per core (at most one per connection), each driving its
+    // own connections (see `local`). h2: one pacing thread feeding the runtime.
+    let pacing_threads = if config.http2 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(connections)
+            .max(1)
+    };
+    let shared = Arc::new(Shared::new(
+        &config,
+        pool,
+        uri,
+        headers,
+        start,
+        pacing_threads,
+    ));
     let _guard = StopGuard(shared.clone());
-    for conn in h1_conns {
-        tokio::spawn(h1_worker(shared.clone(), addr, conn));
-    }
     let mut hdr_log = match &config.hdr_log {
         Some(path) => Some(HdrLog::create(path, wall_start)?),
         None => None,
     };
 
-    // Dispatcher: receives due batches and spawns one task per request.
-    let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
-    let dispatcher = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
+    let pacing = Pacing {
+        spacing: config.spacing,
+        seed: config.seed,
+        quantum: config.pace_quantum,
+        share: (0, 1),
+    };
+    let start_err = |e| LoadError::Output {
+        path: "pacing thread".into(),
+        source: e,
+    };
+    // h2's dispatcher: receives due batches and spawns one task per request.
+    let mut dispatcher = None;
+    let pacers = if config.http2 {
+        let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
+        let shared_d = shared.clone();
+        dispatcher = Some(tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 for job in batch {
-                    tokio::spawn(request(shared.clone(), job));
+                    tokio::spawn(request(shared_d.clone(), job));
                 }
             }
-        })
-    };
-    let scheduler = {
+        }));
         let shared = shared.clone();
         let schedule = config.schedule.clone();
-        let pacing = Pacing {
-            spacing: config.spacing,
-            seed: config.seed,
-            quantum: config.pace_quantum,
-        };
-        std::thread::Builder::new()
-            .name("tailwater-load-scheduler".into())
-            .spawn(move || {
-                // Prompt wake-ups at each quantum (see `crate::latency`); without it the run
-                // is the same, with a larger send lag.
-                let _ = crate::latency::request_short_slice();
-                let sink = if shared.http2 { Some(&tx) } else { None };
-                schedule_loop(&OsClock, &shared, &schedule, pacing, sink);
-                shared.scheduler_done.store(true, Ordering::Release);
-            })
-            .map_err(|e| LoadError::Output {
-                path: "scheduler thread".into(),
-                source: e,
-            })?
+        vec![
+            std::thread::Builder::new()
+                .name("tailwater-load-scheduler".into())
+                .spawn(move || {
+                    // Prompt wake-ups at each quantum (see `crate::latency`); without it the
+                    // run is the same, with a larger send lag.
+                    let _ = crate::latency::request_short_slice();
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        rt.block_on(schedule_loop(
+                            &mut OsClock,
+                            &shared,
+                            &schedule,
+                            pacing,
+                            Sink::Channel(&tx),
+                        ));
+                    }
+                    shared.scheduler_done.store(true, Ordering::Release);
+                })
+                .map_err(start_err)?,
+        ]
+    } else {
+        local::spawn(&shared, addr, h1_conns, &config.schedule, pacing).map_err(start_err)?
     };
 
     // Collector.
@@ -288,14 +319,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     shared.stop();
     // The scheduler sleeps at most 20 ms at a time and checks `stop`; the dispatcher ends
     // when the scheduler drops its sender.
+    shared.close();
     let join_deadline = Instant::now() + Duration::from_secs(1);
-    while !scheduler.is_finished() && Instant::now() < join_deadline {
+    while !pacers.iter().all(|p| p.is_finished()) && Instant::now() < join_deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if scheduler.is_finished() {
-        let _ = scheduler.join();
+    for p in pacers {
+        if p.is_finished() {
+            let _ = p.join();
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
+    if let Some(d) = dispatcher {
+        let _ = tokio::time::timeout(Duration::from_secs(1), d).await;
+    }
     let hdr_result = hdr_log.map(HdrLog::finish);
     if let (Some(Err(e)), Some(path)) = (hdr_result, &config.hdr_log) {
         return Err(LoadError::Output {
