@@ -1,12 +1,16 @@
-//! The run loop: a precise scheduler thread, per-request tasks, and an interval collector.
+//! The run loop: precise pacers, the requests they release, and an interval collector.
 //!
-//! Pacing: a dedicated OS thread walks the [`Arrivals`](crate::Arrivals) and sleeps with
-//! `std::thread::sleep` (hrtimer precision, ~50 µs slack on Linux) until requests are due,
-//! waking at most once per release quantum (default 250 µs), then hands the due requests in
-//! batches to the runtime. tokio's timer has a 1 ms granularity, which alone would put the
-//! send lag p99 near 1 ms; the thread keeps it within the quantum. Each request runs in its own task, measures its latency from the
-//! intended time (corrected) and from the moment it was written (uncorrected), and records
-//! into one of a few sharded accumulators. Nothing per request is kept after it completes.
+//! Pacing: a pacer walks the [`Arrivals`](crate::Arrivals) and releases each request once its
+//! intended time has come, waking at most once per release quantum (default 250 µs). tokio's
+//! timer has a 1 ms granularity, which alone would put the send lag p99 near 1 ms, so a
+//! pacer sleeps on the OS's high-resolution timers instead. HTTP/1.1 runs have one pacer per
+//! core, each on a thread of its own that also drives its share of the connections
+//! ([`local`]): the thread that wakes at a request's time writes it. h2 runs have one pacer on
+//! a dedicated thread that hands due requests in batches to the runtime, one task per request
+//! (an h2 connection is shared by many requests, so it cannot belong to one thread's share).
+//! Every request measures its latency from the intended time (corrected) and from the moment
+//! it was written (uncorrected), and records into one of a few sharded accumulators. Nothing
+//! per request is kept after it completes.
 
 mod assemble;
 mod hdr_log;
@@ -29,7 +33,7 @@ use http::header::{HOST, HeaderValue};
 use tokio::sync::mpsc;
 
 use crate::LoadError;
-use crate::client::{H1Conn, Pool};
+use crate::client::Pool;
 use crate::config::{Config, Progress};
 use crate::report::{IntervalReport, Report};
 use crate::stats::{Percentiles, Stats};
@@ -42,9 +46,10 @@ use worker::request;
 /// Runs the load described by `config` until its schedule ends or `shutdown` completes, and
 /// returns the report.
 ///
-/// Must be called inside a multi-threaded tokio runtime (the request tasks are spawned onto
-/// it); the pacing runs on a dedicated OS thread that stops when the run ends or this future
-/// is dropped. After the schedule ends, outstanding requests get until `drain` (default: their
+/// Must be called inside a multi-threaded tokio runtime (h2 request tasks are spawned onto
+/// it); the pacing runs on dedicated OS threads (one per core for HTTP/1.1, each with a
+/// single-threaded runtime of its own and its share of the connections) that stop when the
+/// run ends or this future is dropped. After the schedule ends, outstanding requests get until `drain` (default: their
 /// timeout) to finish;
 /// after `shutdown`, at most one more second.
 ///
@@ -81,25 +86,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         tls.clone(),
     );
     let warm_up_deadline = config.timeout.min(Duration::from_secs(5));
-    let mut h1_conns: Vec<Option<H1Conn>> = Vec::new();
+    let pacing = Pacing {
+        spacing: config.spacing,
+        seed: config.seed,
+        quantum: config.pace_quantum,
+        share: (0, 1),
+    };
+    let start_err = |e| LoadError::Output {
+        path: "pacing thread".into(),
+        source: e,
+    };
+    // HTTP/1.1: one pacing thread per core (at most one per connection), each opening and
+    // driving its own connections (see `local`). h2: one pacing thread feeding the runtime.
+    let mut h1_pacers = None;
     if config.http2 {
         let _ = tokio::time::timeout(warm_up_deadline, pool.warm_up()).await;
     } else {
-        // Open the HTTP/1.1 connections ahead of the start; failures are retried by the
-        // workers (and then counted as connect errors).
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..connections {
-            let tls = tls.clone();
-            set.spawn(async move { H1Conn::connect(addr, &tls).await });
-        }
-        let _ = tokio::time::timeout(warm_up_deadline, async {
-            while let Some(r) = set.join_next().await {
-                h1_conns.push(r.ok().and_then(Result::ok));
-            }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(connections)
+            .max(1);
+        let mut pacers = local::start(local::Setup {
+            threads,
+            connections,
+            addr,
+            tls: tls.clone(),
+            warm_up: warm_up_deadline,
+            schedule: config.schedule.clone(),
+            pacing,
         })
-        .await;
-        set.abort_all();
-        h1_conns.resize_with(connections, || None);
+        .map_err(start_err)?;
+        pacers.connected().await;
+        h1_pacers = Some((pacers, threads));
     }
 
     let mut headers = config.headers.clone();
@@ -128,23 +146,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     }
     let wall_start = SystemTime::now();
     let start = Instant::now() + Duration::from_millis(5);
-    // HTTP/1.1: one pacing thread per core (at most one per connection), each driving its
-    // own connections (see `local`). h2: one pacing thread feeding the runtime.
-    let pacing_threads = if config.http2 {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(connections)
-            .max(1)
-    };
     let shared = Arc::new(Shared::new(
         &config,
         pool,
         uri,
         headers,
         start,
-        pacing_threads,
+        h1_pacers.as_ref().map_or(1, |(_, threads)| *threads),
     ));
     let _guard = StopGuard(shared.clone());
     let mut hdr_log = match &config.hdr_log {
@@ -152,19 +160,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         None => None,
     };
 
-    let pacing = Pacing {
-        spacing: config.spacing,
-        seed: config.seed,
-        quantum: config.pace_quantum,
-        share: (0, 1),
-    };
-    let start_err = |e| LoadError::Output {
-        path: "pacing thread".into(),
-        source: e,
-    };
     // h2's dispatcher: receives due batches and spawns one task per request.
     let mut dispatcher = None;
-    let pacers = if config.http2 {
+    let pacers = if let Some((pacers, _)) = h1_pacers {
+        pacers.go(&shared)
+    } else {
         let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
         let shared_d = shared.clone();
         dispatcher = Some(tokio::spawn(async move {
@@ -199,8 +199,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
                 })
                 .map_err(start_err)?,
         ]
-    } else {
-        local::spawn(&shared, addr, h1_conns, &config.schedule, pacing).map_err(start_err)?
     };
 
     // Collector.

@@ -247,7 +247,7 @@ impl Shared {
     }
 }
 
-/// Stops the scheduler thread if the run future is dropped early.
+/// Stops the pacing threads if the run future is dropped early.
 pub(super) struct StopGuard(pub(super) Arc<Shared>);
 
 impl Drop for StopGuard {
