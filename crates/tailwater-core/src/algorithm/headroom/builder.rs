@@ -226,6 +226,7 @@ impl HeadroomBuilder {
             hold_growth: 0,
             no_double: 0,
             undone: false,
+            since_calm: 0,
             episode_shed: false,
             burst_need: 0.0,
             burst_base: 0.0,

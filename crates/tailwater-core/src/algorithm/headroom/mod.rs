@@ -113,6 +113,10 @@ const UNDO_MEANS: usize = 32;
 /// its mean).
 const UNDO_MAX_CV: f64 = 0.8;
 
+/// Rule 6: a doubling needs a window far from the knee (binding or not) among this many
+/// recent ones: a burst drains, a queue that stands does not.
+const CALM_WINDOWS: u32 = 16;
+
 /// Room for a healthy service's bursts, in knees, before dispersion (see
 /// [`Headroom::burst_room`]).
 const BURST_ROOM: f64 = 6.0;
@@ -219,6 +223,11 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    stays out of the way. It is what a small pool with dispersed service needs: 4 workers
 ///    with lognormal CV 2 at 0.9× load hold about 21 in flight on average and need ~80 to
 ///    shed under 2 %, which a floor of 20 and the latency rule did not allow (2.3–3.5 % shed).
+///    A burst drains: the doubling needs a window far from the knee among the last 16
+///    (session 20). One replica of four behind a shared, overloaded server saw a standing
+///    queue of about twice its baseline in every window, its limit binding in one in five;
+///    a binding window that happened to fall under the allowance doubled it (`replicas-4`
+///    seed 3: 40 → 80 at 9.82 s of 10, and the sum of the limits never settled).
 ///
 /// 7. **The first round trip is not cut to the initial limit** (issue 16, session 9). Until
 ///    the first sample arrives nothing is known, and a limit of 20 sheds whatever a large
@@ -366,6 +375,9 @@ pub struct Headroom {
     /// Rule 8 undid a doubling in this window: its proposal stands even if the window did
     /// not bind (an unbound window's limit is otherwise kept, not cut).
     undone: bool,
+    /// Windows since the last one whose mean was far from the knee (rule 6 doubles only for
+    /// a queue that drains).
+    since_calm: u32,
     /// Rule 9: whether a binding window since the last drain shed (more than
     /// [`BURST_SHED_BUDGET`] of its admissions filled the limit).
     episode_shed: bool,

@@ -222,6 +222,11 @@ impl Headroom {
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        self.since_calm = if far {
+            0
+        } else {
+            self.since_calm.saturating_add(1)
+        };
         // In slow start the limit grows within the window: binding means the in-flight count
         // reached the limit the window opened with.
         let queued = ratio > allowance;
@@ -351,7 +356,7 @@ impl Headroom {
                 self.grew = false;
                 return before;
             }
-            if full_now > BURST_SHED_BUDGET && may_grow {
+            if full_now > BURST_SHED_BUDGET && may_grow && self.since_calm <= CALM_WINDOWS {
                 if !std::mem::take(&mut self.grew) {
                     self.grew = true;
                     self.undo = Some((before, UNDO_WINDOWS));

@@ -623,3 +623,26 @@ fn an_undone_doubling_stands_in_a_window_that_did_not_bind() {
     window_full(&mut h, &mut t, ms(400), 0.0);
     assert_eq!(h.limit(), l);
 }
+
+#[test]
+fn a_queue_that_never_drains_does_not_double_the_limit() {
+    // Rule 6 (session 20): a replica at the burst floor behind a shared, overloaded server.
+    // Its RTT stands at 1.9 times the baseline window after window (the other replicas'
+    // queue), with 18 of its 20 slots in flight: no window is far from the knee (1.5).
+    let (mut h, mut t) = calm_small_pool();
+    for _ in 0..=CALM_WINDOWS {
+        window(&mut h, &mut t, ms(19), 18, false);
+    }
+    assert_eq!(h.limit(), 20);
+    // A binding window that happens not to queue (1.8 times the baseline, under the
+    // allowance of 2) while one admission in ten filled the limit: no burst drained, so
+    // only the latency rule's +1 applies. Before, rule 6 read it as a burst the limit shed
+    // and doubled it, 20 → 40 (the assertion failed with 40): `replicas-4` seed 3's sum
+    // jumped 100 → 140 at 9.82 s of 10.
+    window_full(&mut h, &mut t, ms(18), 0.1);
+    assert_eq!(h.limit(), 21);
+    // After a window far from the knee (the queue drained), the same window doubles.
+    window(&mut h, &mut t, ms(10), 18, false);
+    window_full(&mut h, &mut t, ms(18), 0.1);
+    assert_eq!(h.limit(), 42);
+}
