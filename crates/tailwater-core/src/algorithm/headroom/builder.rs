@@ -227,6 +227,8 @@ impl HeadroomBuilder {
             no_double: 0,
             undone: false,
             since_calm: 0,
+            calm_cv: 0.0,
+            sharing: 0.0,
             episode_shed: false,
             burst_need: 0.0,
             burst_base: 0.0,
