@@ -292,18 +292,18 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    double on. Measured: 24 → 19 misses, 24 do-no-harm seed-cells shed less, none more.
 ///
 /// 10. **A processor-sharing server is held to the knee** (issue 16, session 20). A server
-///    that shares its cores among everything in flight (a CPU-bound service, no queue in
-///    front of a pool) and thrashes past its cores loses throughput with every request past
-///    the knee: 48 cores at 1.5 times the knee complete 80 % of capacity, where a pool
-///    behind a line still completes all of it. Both show the same mean RTT at the same
-///    in-flight count, but not the same dispersion: a line adds about the same wait to every
-///    request, so the RTT's CV falls below the service's own, while processor sharing
-///    stretches every request alike and keeps it. So the CV of binding windows that queued
-///    (1.3 baselines or more) is compared with that of calm windows (within 1.25
-///    baselines), each averaged over about 8 windows; while it stays at 0.95 of the calm
-///    one or more, sustained demand is held to a tolerance of 1 (plus the error term)
-///    instead of 1.5. Measured in `default-limit` (five seeds): `cpu-thrash` 83–85 % of
-///    capacity, p99 1.7–2.1× → 93.8–96.4 %, 1.4–1.8×; no other check changed.
+///     that shares its cores among everything in flight (a CPU-bound service, no queue in
+///     front of a pool) and thrashes past its cores loses throughput with every request past
+///     the knee: 48 cores at 1.5 times the knee complete 80 % of capacity, where a pool
+///     behind a line still completes all of it. Both show the same mean RTT at the same
+///     in-flight count, but not the same dispersion: a line adds about the same wait to every
+///     request, so the RTT's CV falls below the service's own, while processor sharing
+///     stretches every request alike and keeps it. So the CV of binding windows that queued
+///     (1.3 baselines or more) is compared with that of calm windows (within 1.25
+///     baselines), each averaged over about 8 windows; while it stays at 0.95 of the calm
+///     one or more, sustained demand is held to a tolerance of 1 (plus the error term)
+///     instead of 1.5. Measured in `default-limit` (five seeds): `cpu-thrash` 83–85 % of
+///     capacity, p99 1.7–2.1× → 93.8–96.4 %, 1.4–1.8×; no other check changed.
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool

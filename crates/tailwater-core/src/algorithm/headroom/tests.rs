@@ -659,7 +659,7 @@ fn window_alternating(
     let mut i = 0u64;
     while h.windows.closed() == closed {
         let l = h.limit();
-        let rtt = if i % 2 == 0 { lo } else { hi };
+        let rtt = if i.is_multiple_of(2) { lo } else { hi };
         h.update(&Sample::success(*t, rtt, in_flight(l)).at_limit(l));
         *t += ms(2);
         i += 1;
