@@ -5,8 +5,8 @@
 //! Latency"): requests are due on a schedule fixed in advance, and each latency is measured
 //! from the request's *intended* send time, so a stalled server is charged for every request
 //! it delayed, not only for the few that were on the wire ("coordinated omission"). Unlike
-//! wrk2, requests are not tied one-per-connection to a closed loop: a dedicated pacing thread
-//! dispatches each request at its time, outstanding requests are bounded by
+//! wrk2, requests are not tied one-per-connection to a closed loop: pacing threads dispatch
+//! each request at its time (for HTTP/1.1, the same thread then writes it), outstanding requests are bounded by
 //! [`Config::max_in_flight`] (and lateness caused by that bound is counted), and everything is
 //! recorded in constant memory (HdrHistogram, 3 significant figures).
 //!
@@ -24,7 +24,8 @@
 //! }
 //! # Ok(()) }
 //! ```
-// `unsafe` only in `latency::sys`: three raw system calls with no safe wrapper (sched_setattr).
+// `unsafe` only in `latency::sys` (sched_setattr, no safe wrapper) and `run::timer::sys`
+// (timerfd, and registering its descriptor with tokio).
 #![deny(unsafe_code)]
 
 pub mod backend;

@@ -79,7 +79,7 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 /// (the service time a closed-loop tool would report), `send_lag` is actual − intended
 /// send time and `success` is `corrected` restricted to 2xx responses, `rejected` to the
 /// answers of an overload control (429 and 503). The send lag splits in two: `pacer_lag`
-/// (intended → released by the pacing thread: the load generator's own machine) and
+/// (intended → released by the pacer: the load generator's own machine) and
 /// `conn_wait` (released → written: waiting for a free connection). Only requests that got
 /// an HTTP response are in the latency histograms; failures are counted in `errors`.
 #[derive(Clone)]

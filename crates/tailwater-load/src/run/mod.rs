@@ -1,17 +1,23 @@
-//! The run loop: a precise scheduler thread, per-request tasks, and an interval collector.
+//! The run loop: precise pacers, the requests they release, and an interval collector.
 //!
-//! Pacing: a dedicated OS thread walks the [`Arrivals`](crate::Arrivals) and sleeps with
-//! `std::thread::sleep` (hrtimer precision, ~50 µs slack on Linux) until requests are due,
-//! waking at most once per release quantum (default 250 µs), then hands the due requests in
-//! batches to the runtime. tokio's timer has a 1 ms granularity, which alone would put the
-//! send lag p99 near 1 ms; the thread keeps it within the quantum. Each request runs in its own task, measures its latency from the
-//! intended time (corrected) and from the moment it was written (uncorrected), and records
-//! into one of a few sharded accumulators. Nothing per request is kept after it completes.
+//! Pacing: a pacer walks the [`Arrivals`](crate::Arrivals) and releases each request once its
+//! intended time has come, waking at most once per release quantum (default 250 µs). tokio's
+//! timer has a 1 ms granularity, which alone would put the send lag p99 near 1 ms, so a
+//! pacer sleeps on the OS's high-resolution timers instead. HTTP/1.1 runs have one pacer per
+//! core, each on a thread of its own that also drives its share of the connections
+//! ([`local`]): the thread that wakes at a request's time writes it. h2 runs have one pacer on
+//! a dedicated thread that hands due requests in batches to the runtime, one task per request
+//! (an h2 connection is shared by many requests, so it cannot belong to one thread's share).
+//! Every request measures its latency from the intended time (corrected) and from the moment
+//! it was written (uncorrected), and records into one of a few sharded accumulators. Nothing
+//! per request is kept after it completes.
 
 mod assemble;
 mod hdr_log;
+mod local;
 mod pace;
 mod shared;
+mod timer;
 mod worker;
 
 use std::collections::HashMap;
@@ -27,22 +33,23 @@ use http::header::{HOST, HeaderValue};
 use tokio::sync::mpsc;
 
 use crate::LoadError;
-use crate::client::{H1Conn, Pool};
+use crate::client::Pool;
 use crate::config::{Config, Progress};
 use crate::report::{IntervalReport, Report};
 use crate::stats::{Percentiles, Stats};
 
 use hdr_log::HdrLog;
-use pace::{OsClock, Pacing, schedule_loop};
+use pace::{OsClock, Pacing, Sink, schedule_loop};
 use shared::{Job, Shared, StopGuard, drain_shards};
-use worker::{h1_worker, request};
+use worker::request;
 
 /// Runs the load described by `config` until its schedule ends or `shutdown` completes, and
 /// returns the report.
 ///
-/// Must be called inside a multi-threaded tokio runtime (the request tasks are spawned onto
-/// it); the pacing runs on a dedicated OS thread that stops when the run ends or this future
-/// is dropped. After the schedule ends, outstanding requests get until `drain` (default: their
+/// Must be called inside a multi-threaded tokio runtime (h2 request tasks are spawned onto
+/// it); the pacing runs on dedicated OS threads (one per core for HTTP/1.1, each with a
+/// single-threaded runtime of its own and its share of the connections) that stop when the
+/// run ends or this future is dropped. After the schedule ends, outstanding requests get until `drain` (default: their
 /// timeout) to finish;
 /// after `shutdown`, at most one more second.
 ///
@@ -79,25 +86,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
         tls.clone(),
     );
     let warm_up_deadline = config.timeout.min(Duration::from_secs(5));
-    let mut h1_conns: Vec<Option<H1Conn>> = Vec::new();
+    let pacing = Pacing {
+        spacing: config.spacing,
+        seed: config.seed,
+        quantum: config.pace_quantum,
+        share: (0, 1),
+    };
+    let start_err = |e| LoadError::Output {
+        path: "pacing thread".into(),
+        source: e,
+    };
+    // HTTP/1.1: one pacing thread per core (at most one per connection), each opening and
+    // driving its own connections (see `local`). h2: one pacing thread feeding the runtime.
+    let mut h1_pacers = None;
     if config.http2 {
         let _ = tokio::time::timeout(warm_up_deadline, pool.warm_up()).await;
     } else {
-        // Open the HTTP/1.1 connections ahead of the start; failures are retried by the
-        // workers (and then counted as connect errors).
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..connections {
-            let tls = tls.clone();
-            set.spawn(async move { H1Conn::connect(addr, &tls).await });
-        }
-        let _ = tokio::time::timeout(warm_up_deadline, async {
-            while let Some(r) = set.join_next().await {
-                h1_conns.push(r.ok().and_then(Result::ok));
-            }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(connections)
+            .max(1);
+        let mut pacers = local::start(local::Setup {
+            threads,
+            connections,
+            addr,
+            tls: tls.clone(),
+            warm_up: warm_up_deadline,
+            schedule: config.schedule.clone(),
+            pacing,
         })
-        .await;
-        set.abort_all();
-        h1_conns.resize_with(connections, || None);
+        .map_err(start_err)?;
+        pacers.connected().await;
+        h1_pacers = Some((pacers, threads));
     }
 
     let mut headers = config.headers.clone();
@@ -126,50 +146,59 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     }
     let wall_start = SystemTime::now();
     let start = Instant::now() + Duration::from_millis(5);
-    let shared = Arc::new(Shared::new(&config, pool, uri, headers, start));
+    let shared = Arc::new(Shared::new(
+        &config,
+        pool,
+        uri,
+        headers,
+        start,
+        h1_pacers.as_ref().map_or(1, |(_, threads)| *threads),
+    ));
     let _guard = StopGuard(shared.clone());
-    for conn in h1_conns {
-        tokio::spawn(h1_worker(shared.clone(), addr, conn));
-    }
     let mut hdr_log = match &config.hdr_log {
         Some(path) => Some(HdrLog::create(path, wall_start)?),
         None => None,
     };
 
-    // Dispatcher: receives due batches and spawns one task per request.
-    let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
-    let dispatcher = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
+    // h2's dispatcher: receives due batches and spawns one task per request.
+    let mut dispatcher = None;
+    let pacers = if let Some((pacers, _)) = h1_pacers {
+        pacers.go(&shared)
+    } else {
+        let (tx, mut rx) = mpsc::channel::<Vec<Job>>(64);
+        let shared_d = shared.clone();
+        dispatcher = Some(tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 for job in batch {
-                    tokio::spawn(request(shared.clone(), job));
+                    tokio::spawn(request(shared_d.clone(), job));
                 }
             }
-        })
-    };
-    let scheduler = {
+        }));
         let shared = shared.clone();
         let schedule = config.schedule.clone();
-        let pacing = Pacing {
-            spacing: config.spacing,
-            seed: config.seed,
-            quantum: config.pace_quantum,
-        };
-        std::thread::Builder::new()
-            .name("tailwater-load-scheduler".into())
-            .spawn(move || {
-                // Prompt wake-ups at each quantum (see `crate::latency`); without it the run
-                // is the same, with a larger send lag.
-                let _ = crate::latency::request_short_slice();
-                let sink = if shared.http2 { Some(&tx) } else { None };
-                schedule_loop(&OsClock, &shared, &schedule, pacing, sink);
-                shared.scheduler_done.store(true, Ordering::Release);
-            })
-            .map_err(|e| LoadError::Output {
-                path: "scheduler thread".into(),
-                source: e,
-            })?
+        vec![
+            std::thread::Builder::new()
+                .name("tailwater-load-scheduler".into())
+                .spawn(move || {
+                    // Prompt wake-ups at each quantum (see `crate::latency`); without it the
+                    // run is the same, with a larger send lag.
+                    let _ = crate::latency::request_short_slice();
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        rt.block_on(schedule_loop(
+                            &mut OsClock,
+                            &shared,
+                            &schedule,
+                            pacing,
+                            Sink::Channel(&tx),
+                        ));
+                    }
+                    shared.scheduler_done.store(true, Ordering::Release);
+                })
+                .map_err(start_err)?,
+        ]
     };
 
     // Collector.
@@ -288,14 +317,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
     shared.stop();
     // The scheduler sleeps at most 20 ms at a time and checks `stop`; the dispatcher ends
     // when the scheduler drops its sender.
+    shared.close();
     let join_deadline = Instant::now() + Duration::from_secs(1);
-    while !scheduler.is_finished() && Instant::now() < join_deadline {
+    while !pacers.iter().all(|p| p.is_finished()) && Instant::now() < join_deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if scheduler.is_finished() {
-        let _ = scheduler.join();
+    for p in pacers {
+        if p.is_finished() {
+            let _ = p.join();
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
+    if let Some(d) = dispatcher {
+        let _ = tokio::time::timeout(Duration::from_secs(1), d).await;
+    }
     let hdr_result = hdr_log.map(HdrLog::finish);
     if let (Some(Err(e)), Some(path)) = (hdr_result, &config.hdr_log) {
         return Err(LoadError::Output {

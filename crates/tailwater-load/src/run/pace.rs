@@ -1,6 +1,7 @@
-//! The pacing thread: dispatches each request at its intended time, in release quanta.
+//! The pacer: dispatches each request at its intended time, in release quanta.
 //!
-//! The thread wakes at most once per [`Config::pace_quantum`](crate::Config::pace_quantum)
+//! A pacer runs on a thread of its own (h2, feeding the runtime) or shares a runtime thread
+//! with the HTTP/1.1 connections it feeds (see [`super::local`]). It wakes at most once per [`Config::pace_quantum`](crate::Config::pace_quantum)
 //! and releases, at each wake-up, every request whose intended time has come. A request is
 //! never released early and at most one quantum (plus the OS's wake-up slack) late; its
 //! intended time is kept exactly, and latency is measured from it (wrk2's rule), so the
@@ -21,20 +22,23 @@ use crate::Schedule;
 
 use super::shared::{BATCH, Job, NO_TAG, Shared};
 
-/// The pacing thread's view of time; the OS clock in production, a manual one in tests.
+/// The pacer's view of time: the OS clock on a thread of its own, a `timerfd` on a runtime
+/// thread, a manual clock in tests.
 pub(super) trait PaceClock {
     fn now(&self) -> Instant;
-    fn sleep_until(&self, t: Instant);
+    /// Returns at `t` or later.
+    async fn sleep_until(&mut self, t: Instant);
 }
 
-/// `Instant::now` and `std::thread::sleep` (hrtimer-backed on Linux).
+/// `Instant::now` and a blocking `std::thread::sleep` (hrtimer-backed on Linux): for a
+/// pacer that has an OS thread to itself.
 pub(super) struct OsClock;
 
 impl PaceClock for OsClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
-    fn sleep_until(&self, t: Instant) {
+    async fn sleep_until(&mut self, t: Instant) {
         let now = Instant::now();
         if t > now {
             std::thread::sleep(t - now);
@@ -42,61 +46,113 @@ impl PaceClock for OsClock {
     }
 }
 
-/// How the pacer walks a schedule: its spacing, seed and release quantum.
+/// `Instant::now` and a `timerfd`: for a pacer that shares its runtime thread with the
+/// connections it feeds (the thread serves them while the pacer sleeps).
+pub(super) struct LocalClock(pub(super) super::timer::PreciseTimer);
+
+impl PaceClock for LocalClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    async fn sleep_until(&mut self, t: Instant) {
+        self.0.sleep_until(t).await;
+    }
+}
+
+/// How the pacer walks a schedule: its spacing, seed and release quantum, and which share of
+/// the arrivals it releases (those whose index is `share.0` modulo `share.1`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pacing {
     pub(super) spacing: crate::Spacing,
     pub(super) seed: u64,
     pub(super) quantum: Duration,
+    pub(super) share: (u64, u64),
 }
 
-/// The scheduler thread: walks the arrivals and releases each once its intended time has
+/// Where released jobs go.
+#[derive(Clone, Copy)]
+pub(super) enum Sink<'a> {
+    /// h2: to the dispatcher, which spawns a task per request.
+    Channel(&'a mpsc::Sender<Vec<Job>>),
+    /// HTTP/1.1: to the FIFO queue of the pacer's own workers (same thread: the hand-off
+    /// is a queue push, and the workers run when the pacer sleeps or yields).
+    Queue(usize),
+}
+
+impl Sink<'_> {
+    /// Hands `batch` over (leaving it empty); `false` once the receiver is gone.
+    async fn flush(self, shared: &Shared, batch: &mut Vec<Job>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        match self {
+            Sink::Channel(tx) => {
+                let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                tx.send(jobs).await.is_ok()
+            }
+            // The batch's buffer is kept: no allocation per release.
+            Sink::Queue(q) => {
+                shared.push_jobs(q, batch);
+                // Let the workers write what was just released.
+                tokio::task::yield_now().await;
+                true
+            }
+        }
+    }
+}
+
+/// Waits until outstanding requests drop to the low-water mark (or the run stops).
+async fn wait_below_cap(shared: &Shared) {
+    shared.cap_waiting.fetch_add(1, Ordering::SeqCst);
+    while shared.in_flight.load(Ordering::SeqCst) > shared.low_water
+        && !shared.stop.load(Ordering::Acquire)
+    {
+        let notified = shared.cap_ready.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if shared.in_flight.load(Ordering::SeqCst) <= shared.low_water
+            || shared.stop.load(Ordering::Acquire)
+        {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+    }
+    shared.cap_waiting.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The pacer: walks its share of the arrivals and releases each once its intended time has
 /// come, waking at most once per `pacing.quantum`.
-pub(super) fn schedule_loop(
-    clock: &impl PaceClock,
+pub(super) async fn schedule_loop(
+    clock: &mut impl PaceClock,
     shared: &Shared,
     schedule: &Schedule,
     pacing: Pacing,
-    tx: Option<&mpsc::Sender<Vec<Job>>>,
+    sink: Sink<'_>,
 ) {
     let Pacing {
         spacing,
         seed,
         quantum,
+        share: (k, n),
     } = pacing;
     // The last wake-up: the next one is at least a quantum later.
     let mut last_wake: Option<Instant> = None;
-    let mut tag_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a65);
+    let mut tag_rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5eed_7a65 ^ k);
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut behind_because_of_cap = false;
-    // HTTP/1.1 jobs go straight to the workers' queue; h2 jobs through the dispatcher.
-    let flush = |batch: &mut Vec<Job>| -> bool {
-        if batch.is_empty() {
-            return true;
-        }
-        match tx {
-            Some(tx) => {
-                let jobs = std::mem::replace(batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(jobs).is_ok()
-            }
-            // The batch's buffer is kept: no allocation per release.
-            None => {
-                shared.push_jobs(batch);
-                true
-            }
-        }
-    };
-    for a in schedule.arrivals(spacing, seed) {
-        if shared
-            .max_requests
-            .is_some_and(|max| shared.dispatched.load(Ordering::Relaxed) >= max)
-        {
+    let n = n.max(1);
+    for a in schedule
+        .arrivals(spacing, seed)
+        .filter(|a| a.index % n == k)
+    {
+        // A count is the schedule's first `max` arrivals, whichever pacer releases them.
+        if shared.max_requests.is_some_and(|max| a.index >= max) {
             break;
         }
         let intended = shared.start + a.offset;
         loop {
             if shared.stop.load(Ordering::Acquire) {
-                let _ = flush(&mut batch);
+                let _ = sink.flush(shared, &mut batch).await;
                 return;
             }
             let now = clock.now();
@@ -104,7 +160,7 @@ pub(super) fn schedule_loop(
                 break;
             }
             if !batch.is_empty() {
-                if !flush(&mut batch) {
+                if !sink.flush(shared, &mut batch).await {
                     return;
                 }
                 continue;
@@ -115,26 +171,17 @@ pub(super) fn schedule_loop(
                 Some(w) => intended.max(w + quantum),
                 None => intended,
             };
-            clock.sleep_until(wake.min(now + Duration::from_millis(20)));
+            clock
+                .sleep_until(wake.min(now + Duration::from_millis(20)))
+                .await;
             last_wake = Some(clock.now());
         }
         if shared.in_flight.load(Ordering::Acquire) >= shared.max_in_flight {
-            if !flush(&mut batch) {
+            if !sink.flush(shared, &mut batch).await {
                 return;
             }
             behind_because_of_cap = true;
-            if let Ok(mut guard) = shared.cap_lock.lock() {
-                shared.cap_waiting.store(true, Ordering::SeqCst);
-                while shared.in_flight.load(Ordering::SeqCst) > shared.low_water
-                    && !shared.stop.load(Ordering::Acquire)
-                {
-                    match shared.cap_cv.wait_timeout(guard, Duration::from_millis(5)) {
-                        Ok((g, _)) => guard = g,
-                        Err(_) => return,
-                    }
-                }
-                shared.cap_waiting.store(false, Ordering::SeqCst);
-            }
+            wait_below_cap(shared).await;
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
@@ -163,11 +210,11 @@ pub(super) fn schedule_loop(
             phase: a.phase as u16,
             tag,
         });
-        if batch.len() >= BATCH && !flush(&mut batch) {
+        if batch.len() >= BATCH && !sink.flush(shared, &mut batch).await {
             return;
         }
     }
-    let _ = flush(&mut batch);
+    let _ = sink.flush(shared, &mut batch).await;
 }
 
 #[cfg(test)]
@@ -192,7 +239,7 @@ mod tests {
         fn now(&self) -> Instant {
             self.now.get()
         }
-        fn sleep_until(&self, t: Instant) {
+        async fn sleep_until(&mut self, t: Instant) {
             self.sleeps.set(self.sleeps.get() + 1);
             self.now.set(self.now.get().max(t + self.oversleep));
         }
@@ -200,10 +247,26 @@ mod tests {
 
     /// Runs the real pacing loop on a manual clock and returns the released jobs in order.
     fn pace(config: &Config, oversleep: Duration) -> (Vec<Job>, Vec<usize>, u64) {
+        pace_share(config, oversleep, (0, 1))
+    }
+
+    /// [`pace`] for one pacer's share of the arrivals.
+    fn pace_share(
+        config: &Config,
+        oversleep: Duration,
+        share: (u64, u64),
+    ) -> (Vec<Job>, Vec<usize>, u64) {
         let start = Instant::now();
         let pool = Pool::new("127.0.0.1:9".parse().unwrap(), 0, None);
-        let shared = Shared::new(config, pool, Uri::from_static("/"), HeaderMap::new(), start);
-        let clock = ManualClock {
+        let shared = Shared::new(
+            config,
+            pool,
+            Uri::from_static("/"),
+            HeaderMap::new(),
+            start,
+            1,
+        );
+        let mut clock = ManualClock {
             now: Cell::new(start),
             oversleep,
             sleeps: Cell::new(0),
@@ -214,8 +277,19 @@ mod tests {
             spacing: config.spacing,
             seed: config.seed,
             quantum: config.pace_quantum,
+            share,
         };
-        schedule_loop(&clock, &shared, &config.schedule, pacing, Some(&tx));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime for the pacing loop");
+        rt.block_on(schedule_loop(
+            &mut clock,
+            &shared,
+            &config.schedule,
+            pacing,
+            Sink::Channel(&tx),
+        ));
         drop(tx);
         let mut jobs = Vec::new();
         let mut batches = Vec::new();
@@ -336,6 +410,32 @@ mod tests {
         assert!(exact.iter().all(|j| j.released == j.intended));
         assert!(batches.iter().all(|b| *b == 1));
         assert_eq!(sleeps, 2000 - 1);
+    }
+
+    #[test]
+    fn pacers_sharing_a_schedule_release_every_arrival_once_on_time() {
+        // Three pacers (one per runtime thread) take arrivals 0, 3, 6, … / 1, 4, 7, … /
+        // 2, 5, 8, …: together exactly the schedule, each at its own intended time.
+        let schedule = Schedule::parse("3000:200ms,ramp:3000..9000:200ms").unwrap();
+        let mut config = Config::new("http://127.0.0.1:9/", schedule.clone()).unwrap();
+        config.spacing = Spacing::Poisson;
+        config.seed = 7;
+        config.pace_quantum = Duration::ZERO;
+        let want: Vec<_> = schedule.arrivals(Spacing::Poisson, 7).collect();
+        let mut seen = vec![0u32; want.len()];
+        for k in 0..3 {
+            let (jobs, _, _) = pace_share(&config, Duration::ZERO, (k, 3));
+            assert!(!jobs.is_empty());
+            let origin = jobs[0].intended - want[jobs[0].index as usize].offset;
+            for job in &jobs {
+                assert_eq!(job.index % 3, k, "pacer {k} took arrival {}", job.index);
+                let a = &want[job.index as usize];
+                assert_eq!(job.intended - origin, a.offset);
+                assert_eq!(job.released, job.intended);
+                seen[job.index as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|n| *n == 1), "every arrival exactly once");
     }
 
     #[test]

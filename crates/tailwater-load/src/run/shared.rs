@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,13 +30,26 @@ pub(super) struct Job {
     pub(super) tag: u16,
 }
 
+/// Due HTTP/1.1 jobs of one pacing thread, waiting for one of its workers.
+#[derive(Default)]
+pub(super) struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Notify,
+}
+
+impl JobQueue {
+    fn pop(&self) -> Option<Job> {
+        self.jobs.lock().ok().and_then(|mut q| q.pop_front())
+    }
+}
+
 pub(super) type Shard = Mutex<HashMap<(u16, u16), Acc>>;
 
 pub(super) struct Shared {
     pub(super) pool: Pool,
-    /// HTTP/1.1: due jobs wait here (FIFO) for a worker; bounded by `max_in_flight`.
-    pub(super) queue: Mutex<VecDeque<Job>>,
-    pub(super) job_ready: Notify,
+    /// HTTP/1.1: due jobs wait (FIFO) for a worker of their pacing thread, one queue per
+    /// thread; bounded by `max_in_flight`.
+    pub(super) queues: Vec<JobQueue>,
     pub(super) closed: AtomicBool,
     pub(super) method: Method,
     pub(super) uri: Uri,
@@ -53,9 +66,9 @@ pub(super) struct Shared {
     pub(super) max_in_flight: usize,
     /// The pacer resumes after hitting the cap once outstanding requests drop to this.
     pub(super) low_water: usize,
-    pub(super) cap_waiting: AtomicBool,
-    pub(super) cap_lock: Mutex<()>,
-    pub(super) cap_cv: Condvar,
+    /// How many pacers wait at the cap for outstanding requests to drop to `low_water`.
+    pub(super) cap_waiting: AtomicUsize,
+    pub(super) cap_ready: Notify,
     /// End of the measured window (µs since start): the schedule's end, or the shutdown.
     pub(super) window_end_us: AtomicU64,
     pub(super) responses_in_window: AtomicU64,
@@ -82,12 +95,12 @@ impl Shared {
         uri: Uri,
         headers: HeaderMap,
         start: Instant,
+        threads: usize,
     ) -> Self {
         let phases = config.schedule.segments().len();
         Self {
             pool,
-            queue: Mutex::new(VecDeque::new()),
-            job_ready: Notify::new(),
+            queues: (0..threads.max(1)).map(|_| JobQueue::default()).collect(),
             closed: AtomicBool::new(false),
             method: if config.grpc.is_some() {
                 Method::POST
@@ -107,9 +120,8 @@ impl Shared {
             max_in_flight: config.max_in_flight.get(),
             low_water: config.max_in_flight.get()
                 - (config.max_in_flight.get() / 8).clamp(1, config.max_in_flight.get()),
-            cap_waiting: AtomicBool::new(false),
-            cap_lock: Mutex::new(()),
-            cap_cv: Condvar::new(),
+            cap_waiting: AtomicUsize::new(0),
+            cap_ready: Notify::new(),
             window_end_us: AtomicU64::new(config.schedule.duration().as_micros() as u64),
             responses_in_window: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -178,37 +190,37 @@ impl Shared {
         let prev = self.in_flight.fetch_sub(1, Ordering::SeqCst);
         // Wake the pacer only when it waits at the cap and we crossed the low-water mark:
         // one wake-up per burst instead of one per completion.
-        if prev - 1 <= self.low_water
-            && self.cap_waiting.load(Ordering::SeqCst)
-            && let Ok(_g) = self.cap_lock.lock()
-        {
-            self.cap_cv.notify_one();
+        if prev - 1 <= self.low_water && self.cap_waiting.load(Ordering::SeqCst) > 0 {
+            self.cap_ready.notify_waiters();
         }
     }
 
-    /// Hands due jobs to the HTTP/1.1 workers, leaving `jobs` empty (its buffer is reused).
-    pub(super) fn push_jobs(&self, jobs: &mut Vec<Job>) {
+    /// Hands due jobs to the HTTP/1.1 workers of queue `q`, leaving `jobs` empty (its
+    /// buffer is reused).
+    pub(super) fn push_jobs(&self, q: usize, jobs: &mut Vec<Job>) {
+        let queue = &self.queues[q];
         let n = jobs.len();
-        if let Ok(mut q) = self.queue.lock() {
-            q.extend(jobs.drain(..));
+        if let Ok(mut jq) = queue.jobs.lock() {
+            jq.extend(jobs.drain(..));
         }
         jobs.clear();
         for _ in 0..n {
-            self.job_ready.notify_one();
+            queue.ready.notify_one();
         }
     }
 
-    /// The next due job, or `None` once the run is closed.
-    pub(super) async fn next_job(&self) -> Option<Job> {
+    /// The next due job of queue `q`, or `None` once the run is closed.
+    pub(super) async fn next_job(&self, q: usize) -> Option<Job> {
+        let queue = &self.queues[q];
         // Fast path under load: a job is waiting, no need to register with the notifier.
-        if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+        if let Some(job) = queue.pop() {
             return Some(job);
         }
         loop {
-            let notified = self.job_ready.notified();
+            let notified = queue.ready.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if let Some(job) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            if let Some(job) = queue.pop() {
                 return Some(job);
             }
             if self.closed.load(Ordering::Acquire) {
@@ -221,21 +233,21 @@ impl Shared {
     /// Ends the workers: drops queued jobs (they stay counted as outstanding) and wakes all.
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Ok(mut q) = self.queue.lock() {
-            q.clear();
+        for queue in &self.queues {
+            if let Ok(mut q) = queue.jobs.lock() {
+                q.clear();
+            }
+            queue.ready.notify_waiters();
         }
-        self.job_ready.notify_waiters();
     }
 
     pub(super) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Ok(_g) = self.cap_lock.lock() {
-            self.cap_cv.notify_all();
-        }
+        self.cap_ready.notify_waiters();
     }
 }
 
-/// Stops the scheduler thread if the run future is dropped early.
+/// Stops the pacing threads if the run future is dropped early.
 pub(super) struct StopGuard(pub(super) Arc<Shared>);
 
 impl Drop for StopGuard {

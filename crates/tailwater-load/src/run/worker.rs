@@ -67,9 +67,15 @@ fn settle(
     shared.finish_one(outcome.result);
 }
 
-/// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order.
-pub(super) async fn h1_worker(shared: Arc<Shared>, addr: SocketAddr, mut conn: Option<H1Conn>) {
-    while let Some(job) = shared.next_job().await {
+/// An HTTP/1.1 worker: one keep-alive connection, one request at a time, jobs in FIFO order
+/// from queue `q` (its pacing thread's).
+pub(super) async fn h1_worker(
+    shared: Arc<Shared>,
+    q: usize,
+    addr: SocketAddr,
+    mut conn: Option<H1Conn>,
+) {
+    while let Some(job) = shared.next_job(q).await {
         let deadline = job.intended + shared.timeout;
         let mut sent_at: Option<Instant> = None;
         // A job whose deadline passed while it waited is not sent: sending it would only

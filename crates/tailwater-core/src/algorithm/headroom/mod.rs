@@ -290,6 +290,9 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    as deep, and taking the room back on them shed the rest of each burst, while a lull
 ///    in a demand that keeps binding the limit (the drill at 1× load) is no burst's end to
 ///    double on. Measured: 24 → 19 misses, 24 do-no-harm seed-cells shed less, none more.
+///    Not while the limit is at the burst floor (session 20): there one long burst of a
+///    small pool binds the limit in enough windows in a row to lift the share past 40 % by
+///    itself, and the forgotten episode left the next burst at 20 (18 → 17 misses).
 ///
 /// 10. **A processor-sharing server is held to the knee** (issue 16, session 20). A server
 ///     that shares its cores among everything in flight (a CPU-bound service, no queue in

@@ -272,9 +272,16 @@ impl Headroom {
         // back by itself: a healthy small pool's bursts queue as deep (4 workers at 0.9×
         // load, bimodal or lognormal CV 2: ten and more times the baseline for a second),
         // and each such take-back shed the rest of the burst (session 19: 24 → 19 misses).
+        // Not at the burst floor (session 20): a small pool's first long burst there binds
+        // the limit in eight and more windows in a row, so its own windows lift the share
+        // past [`STANDING_SHARE`] (0 → 0.41 within 4 workers × 30 ms, bimodal, at 0.9× load),
+        // and the forgotten episode left the limit at 20 for the next burst (seed 2: 2.98 %
+        // shed). From the floor a doubling is a small pool's room for its bursts (rule 8
+        // does not undo it either); the drill's doubling was from 40 to 80 on 8 workers.
         if self.queued_run >= PRESSED_RUN
             && ratio >= UNDO_RATIO * allowance
             && self.binding_share >= STANDING_SHARE
+            && before > self.burst_floor as f64
         {
             self.episode_shed = false;
         }
