@@ -113,6 +113,25 @@ const UNDO_MEANS: usize = 32;
 /// its mean).
 const UNDO_MAX_CV: f64 = 0.8;
 
+/// Rule 6: a doubling needs a window far from the knee (binding or not) among this many
+/// recent ones: a burst drains, a queue that stands does not.
+const CALM_WINDOWS: u32 = 16;
+
+/// Rule 10: a window whose mean is within this many baselines is calm: its CV is the
+/// service's own.
+const PS_CALM_RATIO: f64 = 1.25;
+
+/// Rule 10: a binding window whose mean is this many baselines or more queued, and its CV
+/// tells a line in front of a pool (lower than calm) from processor sharing (not lower).
+const PS_QUEUE_RATIO: f64 = 1.3;
+
+/// Rule 10: queued windows whose CV averages at least this share of the calm CV are
+/// processor sharing's. Measured in `default-limit` (five seeds): 0.9-1.1 (see README).
+const PS_CV_SHARE: f64 = 0.95;
+
+/// Rule 10: the tolerance under sustained demand on a processor-sharing server.
+const PS_TOLERANCE: f64 = 1.0;
+
 /// Room for a healthy service's bursts, in knees, before dispersion (see
 /// [`Headroom::burst_room`]).
 const BURST_ROOM: f64 = 6.0;
@@ -131,7 +150,7 @@ const BURST_ROOM_CV2: f64 = 4.0;
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Nine rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Ten rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -219,6 +238,11 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    stays out of the way. It is what a small pool with dispersed service needs: 4 workers
 ///    with lognormal CV 2 at 0.9× load hold about 21 in flight on average and need ~80 to
 ///    shed under 2 %, which a floor of 20 and the latency rule did not allow (2.3–3.5 % shed).
+///    A burst drains: the doubling needs a window far from the knee among the last 16
+///    (session 20). One replica of four behind a shared, overloaded server saw a standing
+///    queue of about twice its baseline in every window, its limit binding in one in five;
+///    a binding window that happened to fall under the allowance doubled it (`replicas-4`
+///    seed 3: 40 → 80 at 9.82 s of 10, and the sum of the limits never settled).
 ///
 /// 7. **The first round trip is not cut to the initial limit** (issue 16, session 9). Until
 ///    the first sample arrives nothing is known, and a limit of 20 sheds whatever a large
@@ -269,6 +293,20 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    Not while the limit is at the burst floor (session 20): there one long burst of a
 ///    small pool binds the limit in enough windows in a row to lift the share past 40 % by
 ///    itself, and the forgotten episode left the next burst at 20 (18 → 17 misses).
+///
+/// 10. **A processor-sharing server is held to the knee** (issue 16, session 20). A server
+///     that shares its cores among everything in flight (a CPU-bound service, no queue in
+///     front of a pool) and thrashes past its cores loses throughput with every request past
+///     the knee: 48 cores at 1.5 times the knee complete 80 % of capacity, where a pool
+///     behind a line still completes all of it. Both show the same mean RTT at the same
+///     in-flight count, but not the same dispersion: a line adds about the same wait to every
+///     request, so the RTT's CV falls below the service's own, while processor sharing
+///     stretches every request alike and keeps it. So the CV of binding windows that queued
+///     (1.3 baselines or more) is compared with that of calm windows (within 1.25
+///     baselines), each averaged over about 8 windows; while it stays at 0.95 of the calm
+///     one or more, sustained demand is held to a tolerance of 1 (plus the error term)
+///     instead of 1.5. Measured in `default-limit` (five seeds): `cpu-thrash` 83–85 % of
+///     capacity, p99 1.7–2.1× → 93.8–96.4 %, 1.4–1.8×; no other check changed.
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
@@ -369,6 +407,15 @@ pub struct Headroom {
     /// Rule 8 undid a doubling in this window: its proposal stands even if the window did
     /// not bind (an unbound window's limit is otherwise kept, not cut).
     undone: bool,
+    /// Windows since the last one whose mean was far from the knee (rule 6 doubles only for
+    /// a queue that drains).
+    since_calm: u32,
+    /// Rule 10: the RTT's CV in calm windows (mean within [`PS_CALM_RATIO`] of the baseline),
+    /// averaged over about [`CV_WINDOWS`] of them; 0 before the first.
+    calm_cv: f64,
+    /// Rule 10: the CV of binding windows that queued, over `calm_cv`, averaged over about
+    /// [`CV_WINDOWS`] of them; 0 before the first.
+    sharing: f64,
     /// Rule 9: whether a binding window since the last drain shed (more than
     /// [`BURST_SHED_BUDGET`] of its admissions filled the limit).
     episode_shed: bool,

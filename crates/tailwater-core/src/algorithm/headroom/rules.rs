@@ -215,13 +215,24 @@ impl Headroom {
         // A limit that bound in most recent windows faces sustained demand, not a burst
         // (CoDel's "bad queue" persists, a "good queue" drains): hold it to the tighter
         // tolerance.
+        // Rule 10: a processor-sharing server is held to the knee under sustained demand.
+        let sharing = self.processor_sharing(c, ratio, binding);
         let tolerance = if self.binding_share >= SUSTAINED_SHARE {
-            self.sustained_tolerance
+            if sharing {
+                PS_TOLERANCE.min(self.sustained_tolerance)
+            } else {
+                self.sustained_tolerance
+            }
         } else {
             self.tolerance
         };
         let allowance = tolerance + error;
         let far = ratio <= 1.0 + (allowance - 1.0) / 2.0;
+        self.since_calm = if far {
+            0
+        } else {
+            self.since_calm.saturating_add(1)
+        };
         // In slow start the limit grows within the window: binding means the in-flight count
         // reached the limit the window opened with.
         let queued = ratio > allowance;
@@ -358,7 +369,7 @@ impl Headroom {
                 self.grew = false;
                 return before;
             }
-            if full_now > BURST_SHED_BUDGET && may_grow {
+            if full_now > BURST_SHED_BUDGET && may_grow && self.since_calm <= CALM_WINDOWS {
                 if !std::mem::take(&mut self.grew) {
                     self.grew = true;
                     self.undo = Some((before, UNDO_WINDOWS));
@@ -384,6 +395,33 @@ impl Headroom {
             let g = (allowance / ratio).clamp(0.5, 1.0);
             before * (1.0 - self.smoothing + self.smoothing * g)
         }
+    }
+
+    /// Rule 10: records the window's RTT dispersion and says whether the server shares its
+    /// processors among everything in flight. In a line in front of a pool every request
+    /// waits about as long, so a queue adds a near-constant wait and the RTT's CV falls
+    /// below the service's own (48 workers, lognormal CV 0.5 at 1.5 times the knee: 0.34
+    /// against 0.43 calm); under processor sharing every request is stretched alike and the
+    /// CV stays (0.5 against 0.44). The calm CV is learned in windows within
+    /// [`PS_CALM_RATIO`] of the baseline, the evidence only in binding windows that queued
+    /// [`PS_QUEUE_RATIO`] past it: at the knee both kinds look calm, so the verdict holds
+    /// there (else it would confirm itself) and is revised at the next queue.
+    pub(super) fn processor_sharing(&mut self, c: &Closed, ratio: f64, binding: bool) -> bool {
+        let average = |avg: f64, v: f64| {
+            if avg == 0.0 {
+                v
+            } else {
+                avg + (v - avg) / CV_WINDOWS
+            }
+        };
+        if let Some(cv) = c.cv {
+            if ratio <= PS_CALM_RATIO {
+                self.calm_cv = average(self.calm_cv, cv);
+            } else if binding && ratio >= PS_QUEUE_RATIO && self.calm_cv > 0.0 {
+                self.sharing = average(self.sharing, cv / self.calm_cv);
+            }
+        }
+        self.sharing >= PS_CV_SHARE
     }
 
     /// A queue that stands: [`PRESSED_RUN`] windows in a row queued while most of their
