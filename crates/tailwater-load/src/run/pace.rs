@@ -416,8 +416,10 @@ mod tests {
     fn pacers_sharing_a_schedule_release_every_arrival_once_on_time() {
         // Three pacers (one per runtime thread) take arrivals 0, 3, 6, … / 1, 4, 7, … /
         // 2, 5, 8, …: together exactly the schedule, each at its own intended time.
-        let schedule = Schedule::parse("3000:200ms,ramp:3000..9000:200ms").unwrap();
-        let mut config = Config::new("http://127.0.0.1:9/", schedule.clone()).unwrap();
+        let schedule =
+            Schedule::parse("3000:200ms,ramp:3000..9000:200ms").expect("a valid schedule");
+        let mut config =
+            Config::new("http://127.0.0.1:9/", schedule.clone()).expect("a valid config");
         config.spacing = Spacing::Poisson;
         config.seed = 7;
         config.pace_quantum = Duration::ZERO;
