@@ -16,6 +16,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::message::PublishMessage;
 use broker_support::{
     Downstream, Held, MAX_LIMIT, TestConsumer as _, TestMessage, assert_refused, fixed, number_in,
     take_over, test_consumer,
@@ -59,8 +60,14 @@ async fn produce(js: &jetstream::Context, stream: &str, from: u64, to: u64) {
     for n in from..to {
         let mut payload = format!("{n:06}").into_bytes();
         payload.extend_from_slice(&[b'x'; BODY]);
+        // A message id per number: should the client send a publish twice (it resends
+        // what was buffered when it reconnects, e.g. after a missed PING on a loaded
+        // machine), the stream keeps one copy, so every scenario's counts stay exact.
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(format!("{stream}-{n}"));
         acks.push(
-            js.publish(format!("{stream}.new"), payload.into())
+            js.send_publish(format!("{stream}.new"), publish)
                 .await
                 .expect("publish"),
         );
