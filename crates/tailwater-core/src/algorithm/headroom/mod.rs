@@ -416,6 +416,9 @@ pub struct Headroom {
     /// Rule 10: the CV of binding windows that queued, over `calm_cv`, averaged over about
     /// [`CV_WINDOWS`] of them; 0 before the first.
     sharing: f64,
+    /// Rule 10's tolerance applies to a queue that stands before the binding share is
+    /// sustained: the guard may only hold the limit, not raise it.
+    ps_tight: bool,
     /// Rule 9: whether a binding window since the last drain shed (more than
     /// [`BURST_SHED_BUDGET`] of its admissions filled the limit).
     episode_shed: bool,
@@ -588,7 +591,7 @@ impl LimitAlgorithm for Headroom {
         // never saw the service without a queue, and the noise of a small pool's rate
         // (2 workers, exponential: ±40 % per window) reads as a fall.
         let mut next =
-            if !self.history.restarted() && (rate_fell || self.binding_share < SUSTAINED_SHARE) {
+            if !self.history.restarted() && (rate_fell || self.binding_share < SUSTAINED_SHARE && !self.ps_tight) {
                 steered
             } else {
                 steered.min(before).max(proposal)

@@ -217,7 +217,14 @@ impl Headroom {
         // tolerance.
         // Rule 10: a processor-sharing server is held to the knee under sustained demand.
         let sharing = self.processor_sharing(c, ratio, binding);
-        let tolerance = if self.binding_share >= SUSTAINED_SHARE {
+        // Also while a queue stands before the share is reached (a load step's first
+        // windows): the guard may then only hold the limit (see `update`).
+        self.ps_tight =
+            sharing
+            && self.binding_share < SUSTAINED_SHARE
+            && self.pressed_run >= PRESSED_RUN
+            && before > self.burst_floor as f64;
+        let tolerance = if self.binding_share >= SUSTAINED_SHARE || self.ps_tight {
             if sharing {
                 PS_TOLERANCE.min(self.sustained_tolerance)
             } else {
