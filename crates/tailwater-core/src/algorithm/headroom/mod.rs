@@ -306,7 +306,11 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///     baselines), each averaged over about 8 windows; while it stays at 0.95 of the calm
 ///     one or more, sustained demand is held to a tolerance of 1 (plus the error term)
 ///     instead of 1.5. Measured in `default-limit` (five seeds): `cpu-thrash` 83–85 % of
-///     capacity, p99 1.7–2.1× → 93.8–96.4 %, 1.4–1.8×; no other check changed.
+///     capacity, p99 1.7–2.1× → 93.8–96.4 %, 1.4–1.8×; no other check changed. The same
+///     tolerance holds a queue that stands (two pressed windows in a row) above the burst
+///     floor before the binding share is sustained (session 20, limit20c: a load step's
+///     first windows, 94.7 → 96.0 % on `cpu-thrash` seed 3); there the guard may only hold
+///     the limit, as under sustained demand (its 1.25 probe would feed on the tight cuts).
 ///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
@@ -589,13 +593,15 @@ impl LimitAlgorithm for Headroom {
         let rate_fell = self.rate_fell();
         // Overloaded from the first request (the warm-up restarted), the same: the guard
         // never saw the service without a queue, and the noise of a small pool's rate
-        // (2 workers, exponential: ±40 % per window) reads as a fall.
-        let mut next =
-            if !self.history.restarted() && (rate_fell || self.binding_share < SUSTAINED_SHARE && !self.ps_tight) {
-                steered
-            } else {
-                steered.min(before).max(proposal)
-            };
+        // (2 workers, exponential: ±40 % per window) reads as a fall. And while rule 10 holds
+        // a standing queue to the knee before the share is sustained (`ps_tight`), the same.
+        let mut next = if !self.history.restarted()
+            && (rate_fell || self.binding_share < SUSTAINED_SHARE && !self.ps_tight)
+        {
+            steered
+        } else {
+            steered.min(before).max(proposal)
+        };
         // An undone doubling (rule 8) stands although the window may not have bound: its
         // pressure was the queue's ratio, and keeping the unbound limit would leave the
         // doubled room for the latency rule's tenth-per-window cuts (`cpu-thrash`: 144 → 72

@@ -219,8 +219,7 @@ impl Headroom {
         let sharing = self.processor_sharing(c, ratio, binding);
         // Also while a queue stands before the share is reached (a load step's first
         // windows): the guard may then only hold the limit (see `update`).
-        self.ps_tight =
-            sharing
+        self.ps_tight = sharing
             && self.binding_share < SUSTAINED_SHARE
             && self.pressed_run >= PRESSED_RUN
             && before > self.burst_floor as f64;

@@ -768,7 +768,12 @@ fn a_processor_sharing_server_is_held_to_the_knee_while_a_queue_stands_before_th
     }
     assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
     for _ in 0..2 {
-        window_alternating(&mut h, &mut t, (Duration::from_micros(12_500), ms(38)), |l| l);
+        window_alternating(
+            &mut h,
+            &mut t,
+            (Duration::from_micros(12_500), ms(38)),
+            |l| l,
+        );
     }
     assert_eq!(h.limit(), 38);
     for _ in 0..4 {
