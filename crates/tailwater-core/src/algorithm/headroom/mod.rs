@@ -243,6 +243,11 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///    queue of about twice its baseline in every window, its limit binding in one in five;
 ///    a binding window that happened to fall under the allowance doubled it (`replicas-4`
 ///    seed 3: 40 → 80 at 9.82 s of 10, and the sum of the limits never settled).
+///    Nor does the first window that binds the limit since slow start double it when the
+///    limit is above the burst floor, the window's mean is past the tolerance (within the
+///    allowance only by the error term) and the RTT's CV is under 0.8 (session 20,
+///    limit20c): that is a load step reaching slow start's leftover limit, not a burst
+///    (`cpu-thrash` seed 4: 84 → 168, 93.8 → 95.5 % of capacity).
 ///
 /// 7. **The first round trip is not cut to the initial limit** (issue 16, session 9). Until
 ///    the first sample arrives nothing is known, and a limit of 20 sheds whatever a large
