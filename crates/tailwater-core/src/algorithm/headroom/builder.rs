@@ -229,6 +229,7 @@ impl HeadroomBuilder {
             since_calm: 0,
             calm_cv: 0.0,
             sharing: 0.0,
+            ps_tight: false,
             episode_shed: false,
             burst_need: 0.0,
             burst_base: 0.0,

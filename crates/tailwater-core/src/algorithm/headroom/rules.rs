@@ -211,13 +211,21 @@ impl Headroom {
         }
         let ratio = mean / base;
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
+        // The limit has not bound since slow start ended (rule 6's first-binding case).
+        let never_bound = self.binding_share == 0.0;
         self.binding_share += (f64::from(u8::from(binding)) - self.binding_share) / 8.0;
         // A limit that bound in most recent windows faces sustained demand, not a burst
         // (CoDel's "bad queue" persists, a "good queue" drains): hold it to the tighter
         // tolerance.
         // Rule 10: a processor-sharing server is held to the knee under sustained demand.
         let sharing = self.processor_sharing(c, ratio, binding);
-        let tolerance = if self.binding_share >= SUSTAINED_SHARE {
+        // Also while a queue stands before the share is reached (a load step's first
+        // windows): the guard may then only hold the limit (see `update`).
+        self.ps_tight = sharing
+            && self.binding_share < SUSTAINED_SHARE
+            && self.pressed_run >= PRESSED_RUN
+            && before > self.burst_floor as f64;
+        let tolerance = if self.binding_share >= SUSTAINED_SHARE || self.ps_tight {
             if sharing {
                 PS_TOLERANCE.min(self.sustained_tolerance)
             } else {
@@ -361,6 +369,11 @@ impl Headroom {
         // Rule 6: demand in bursts (few admissions fill the limit, none of the last windows
         // pressed on it). A queue that drains is not cut; a limit that sheds more than the
         // budget while the window did not queue doubles (once per two windows, as below).
+        // Not at the first binding window since slow start, above the burst floor, past the
+        // tolerance (within it only by the error term) on a service of little dispersion:
+        // that is slow start's leftover limit reached by a load step, not a burst that shed
+        // (`cpu-thrash` seed 4: 84 → 168 at the step, 150+ in flight thrashing for 0.3 s).
+        // A dispersed service's bursts reach past the tolerance by chance (as in rule 8).
         if self.full_share < BURST_FULL_SHARE
             && full_now < BURST_FULL_NOW
             && self.pressed_run < PRESSED_RUN
@@ -369,7 +382,14 @@ impl Headroom {
                 self.grew = false;
                 return before;
             }
-            if full_now > BURST_SHED_BUDGET && may_grow && self.since_calm <= CALM_WINDOWS {
+            if full_now > BURST_SHED_BUDGET
+                && may_grow
+                && self.since_calm <= CALM_WINDOWS
+                && !(never_bound
+                    && before > self.burst_floor as f64
+                    && ratio > tolerance
+                    && self.cv < UNDO_MAX_CV)
+            {
                 if !std::mem::take(&mut self.grew) {
                     self.grew = true;
                     self.undo = Some((before, UNDO_WINDOWS));

@@ -740,3 +740,92 @@ fn a_processor_sharing_server_is_held_to_the_knee_a_line_in_front_of_a_pool_is_n
     assert!(pool.sharing < PS_CV_SHARE, "{}", pool.sharing);
     assert!(shared.sharing >= PS_CV_SHARE, "{}", shared.sharing);
 }
+
+#[test]
+fn a_processor_sharing_server_is_held_to_the_knee_while_a_queue_stands_before_the_share() {
+    // Rule 10 (session 20, limit20c). The same service as above (10 ms, CV 0.5, calm at half
+    // a limit of 40); then a load step: two windows fill the limit at 2.5 times the baseline
+    // (a queue that stands: two pressed windows in a row) and the next at 1.6 times, the CV
+    // unchanged (processor sharing). Six binding windows lift the binding share only to
+    // 0.55, under the three quarters of sustained demand, so before this change the burst
+    // tolerance of 2 applied: the two deep windows cut 40 → 38 (a tenth at most, here 4 %
+    // each), and the windows at 1.6 times held it there (the last assertion failed with 38).
+    // Now the tolerance is 1 from the third window on: 1.6 times is past the knee, cut to 33.
+    // `cpu-thrash` (a load step onto 48 thrashing cores): seed 3 94.7 → 96.0 % of capacity,
+    // seed 4 93.8 → 94.2 %.
+    let mut h = Headroom::builder()
+        .initial_limit(40)
+        .min_limit(2)
+        .margin(1e-9)
+        .growth(1.0)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .expect("a valid configuration");
+    let mut t = Duration::ZERO;
+    for _ in 0..20 {
+        window_alternating(&mut h, &mut t, (ms(5), ms(15)), |l| l / 2);
+    }
+    assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
+    for _ in 0..2 {
+        window_alternating(
+            &mut h,
+            &mut t,
+            (Duration::from_micros(12_500), ms(38)),
+            |l| l,
+        );
+    }
+    assert_eq!(h.limit(), 38);
+    for _ in 0..4 {
+        window_alternating(&mut h, &mut t, (ms(8), ms(24)), |l| l);
+    }
+    assert!(h.binding_share < SUSTAINED_SHARE, "{}", h.binding_share);
+    assert!(h.sharing >= PS_CV_SHARE, "{}", h.sharing);
+    assert!(h.limit() <= 34, "{}", h.limit());
+}
+
+#[test]
+fn slow_starts_leftover_limit_reached_past_the_tolerance_does_not_double() {
+    // Rule 6 (session 20, limit20c). A limit of 80 (above the burst floor) that has never
+    // bound: calm windows of 10 ms mean at half the limit. Then a load step reaches it: a
+    // window in which one admission in five fills the limit (a burst's share, under 35 %)
+    // and whose mean is 2.1 times the baseline, past the tolerance of 2 and within the
+    // allowance only by the error term. With CV 0.5 this is a step, not a burst: the limit
+    // grows by 1 to 81 (before: doubled 80 → 160, and the assertion failed with 160). A
+    // dispersed service (CV 0.9) reaches past the tolerance by chance in its bursts: it
+    // still doubles.
+    let run = |calm: (Duration, Duration), step: (Duration, Duration)| {
+        let mut h = Headroom::builder()
+            .initial_limit(80)
+            .min_limit(2)
+            .margin(1e-9)
+            .dispersion_samples(0.0)
+            .slow_start(false)
+            .build()
+            .expect("a valid configuration");
+        let mut t = Duration::ZERO;
+        for _ in 0..20 {
+            window_alternating(&mut h, &mut t, calm, |l| l / 2);
+        }
+        assert_eq!((h.limit(), h.baseline()), (80, Some(ms(10))));
+        assert_eq!(h.binding_share, 0.0);
+        let closed = h.windows.closed();
+        let mut i = 0u64;
+        while h.windows.closed() == closed {
+            let l = h.limit();
+            let rtt = if i.is_multiple_of(2) { step.0 } else { step.1 };
+            let in_flight = if i.is_multiple_of(5) { l } else { l / 2 };
+            h.update(&Sample::success(t, rtt, in_flight).at_limit(l));
+            t += ms(2);
+            i += 1;
+        }
+        h.limit()
+    };
+    let step = run(
+        (ms(5), ms(15)),
+        (Duration::from_micros(10_500), Duration::from_micros(31_500)),
+    );
+    assert_eq!(step, 81);
+    let dispersed = run((ms(1), ms(19)), (Duration::from_micros(2_100), ms(40)));
+    assert_eq!(dispersed, 160);
+}
