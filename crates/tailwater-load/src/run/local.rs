@@ -30,7 +30,8 @@ use super::worker::h1_worker;
 pub(super) struct Pacers {
     handles: Vec<JoinHandle<()>>,
     go: Vec<std_mpsc::Sender<Arc<Shared>>>,
-    ready: tokio::sync::mpsc::Receiver<()>,
+    /// One message per thread once its connections are open: or why it cannot run.
+    ready: tokio::sync::mpsc::Receiver<std::io::Result<()>>,
 }
 
 /// What each pacing thread needs besides the run's shared state.
@@ -75,15 +76,23 @@ pub(super) fn start(setup: Setup) -> std::io::Result<Pacers> {
         let handle = std::thread::Builder::new()
             .name(format!("tailwater-load-{k}"))
             .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                // The runtime and the timer, or the reason the run cannot start.
+                let setup = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                else {
-                    drop(ready_tx);
-                    return;
+                    .and_then(|rt| {
+                        let timer = rt.block_on(async { PreciseTimer::new() })?;
+                        Ok((rt, timer))
+                    });
+                let (runtime, timer) = match setup {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        let _ = ready_tx.try_send(Err(e));
+                        return;
+                    }
                 };
                 let opened = runtime.block_on(open(addr, &tls, conns, warm_up));
-                let _ = ready_tx.try_send(());
+                let _ = ready_tx.try_send(Ok(()));
                 drop(ready_tx);
                 // The run's state, once every thread is ready; none if the run was dropped.
                 let Ok(shared) = go_rx.recv() else { return };
@@ -95,7 +104,7 @@ pub(super) fn start(setup: Setup) -> std::io::Result<Pacers> {
                     pacing,
                     pacers_left: &pacers_left,
                 };
-                runtime.block_on(part.serve(opened));
+                runtime.block_on(part.serve(opened, timer));
             })?;
         pacers.handles.push(handle);
         pacers.go.push(go_tx);
@@ -137,20 +146,15 @@ struct Part<'a> {
 impl Part<'_> {
     /// Runs this thread's workers on its connections, fed by its pacer, until the run
     /// closes (the workers then end).
-    async fn serve(self, conns: Vec<Option<H1Conn>>) {
+    async fn serve(self, conns: Vec<Option<H1Conn>>, timer: PreciseTimer) {
         let shared = self.shared;
         let workers: Vec<_> = conns
             .into_iter()
             .map(|c| tokio::spawn(h1_worker(shared.clone(), self.queue, self.addr, c)))
             .collect();
-        match PreciseTimer::new() {
-            Ok(timer) => {
-                let mut clock = LocalClock(timer);
-                let sink = Sink::Queue(self.queue);
-                schedule_loop(&mut clock, shared, self.schedule, self.pacing, sink).await;
-            }
-            Err(_) => shared.stop(),
-        }
+        let mut clock = LocalClock(timer);
+        let sink = Sink::Queue(self.queue);
+        schedule_loop(&mut clock, shared, self.schedule, self.pacing, sink).await;
         if self.pacers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
             shared.scheduler_done.store(true, Ordering::Release);
         }
@@ -162,12 +166,19 @@ impl Part<'_> {
 
 impl Pacers {
     /// Waits until every thread has opened its connections (or given up on them).
-    pub(super) async fn connected(&mut self) {
+    ///
+    /// # Errors
+    /// A thread's error when it could not build its runtime or its timer: the run cannot
+    /// send that thread's share of the arrivals, so it does not start.
+    pub(super) async fn connected(&mut self) -> std::io::Result<()> {
         for _ in 0..self.go.len() {
-            if self.ready.recv().await.is_none() {
-                break;
+            match self.ready.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(std::io::Error::other("a pacing thread ended at its start")),
             }
         }
+        Ok(())
     }
 
     /// Starts the run on every thread and returns the threads, which end once the run

@@ -116,7 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<R
             pacing,
         })
         .map_err(start_err)?;
-        pacers.connected().await;
+        pacers.connected().await.map_err(start_err)?;
         h1_pacers = Some((pacers, threads));
     }
 

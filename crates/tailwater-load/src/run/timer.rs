@@ -39,26 +39,28 @@ impl PreciseTimer {
             return;
         }
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            if sys::arm(self.fd.get_ref().as_raw_fd(), t - now).is_err() {
-                tokio::time::sleep_until(t.into()).await;
-                return;
-            }
-            loop {
-                let Ok(mut guard) = self.fd.readable().await else {
-                    tokio::time::sleep_until(t.into()).await;
-                    return;
-                };
-                match guard.try_io(|fd| sys::consume(fd.get_ref().as_raw_fd())) {
-                    Ok(_) => return,
-                    // Stale readiness (already consumed): wait for the next edge.
-                    Err(_would_block) => continue,
-                }
+        if self.wait(t - now).await.is_ok() {
+            return;
+        }
+        // Elsewhere, or should the timerfd fail: tokio's coarser timer.
+        tokio::time::sleep_until(t.into()).await;
+    }
+
+    /// Arms the timerfd for `after` and waits for its expiry.
+    #[cfg(target_os = "linux")]
+    async fn wait(&mut self, after: std::time::Duration) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        sys::arm(self.fd.get_ref().as_raw_fd(), after)?;
+        loop {
+            let mut guard = self.fd.readable().await?;
+            // `Err` is stale readiness (an expiry already consumed): wait for the next edge.
+            if guard
+                .try_io(|fd| sys::consume(fd.get_ref().as_raw_fd()))
+                .is_ok()
+            {
+                return Ok(());
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        tokio::time::sleep_until(t.into()).await;
     }
 }
 
