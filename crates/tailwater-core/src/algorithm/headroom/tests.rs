@@ -700,6 +700,26 @@ fn window_alternating(
     }
 }
 
+/// Rule 10's tests: a limit of 40 (growth 1, no slow start) calm at half of it, on a service
+/// of 10 ms mean and CV 0.5 (5 / 15 ms alternating).
+fn calm_cv_half_at_40() -> (Headroom, Duration) {
+    let mut h = Headroom::builder()
+        .initial_limit(40)
+        .min_limit(2)
+        .margin(1e-9)
+        .growth(1.0)
+        .dispersion_samples(0.0)
+        .slow_start(false)
+        .build()
+        .expect("a valid configuration");
+    let mut t = Duration::ZERO;
+    for _ in 0..20 {
+        window_alternating(&mut h, &mut t, (ms(5), ms(15)), |l| l / 2);
+    }
+    assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
+    (h, t)
+}
+
 #[test]
 fn a_processor_sharing_server_is_held_to_the_knee_a_line_in_front_of_a_pool_is_not() {
     // Rule 10 (session 20). A service of 10 ms mean and CV 0.5 (5 / 15 ms), calm at half the
@@ -708,20 +728,7 @@ fn a_processor_sharing_server_is_held_to_the_knee_a_line_in_front_of_a_pool_is_n
     // falls (10.5 / 17.5 ms: CV 0.25); on a processor-sharing server every request is
     // stretched alike and the CV stays (7 / 21 ms: CV 0.5).
     let run = |queued: (Duration, Duration)| {
-        let mut h = Headroom::builder()
-            .initial_limit(40)
-            .min_limit(2)
-            .margin(1e-9)
-            .growth(1.0)
-            .dispersion_samples(0.0)
-            .slow_start(false)
-            .build()
-            .expect("a valid configuration");
-        let mut t = Duration::ZERO;
-        for _ in 0..20 {
-            window_alternating(&mut h, &mut t, (ms(5), ms(15)), |l| l / 2);
-        }
-        assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
+        let (mut h, mut t) = calm_cv_half_at_40();
         for _ in 0..40 {
             window_alternating(&mut h, &mut t, queued, |l| l);
         }
@@ -753,20 +760,7 @@ fn a_processor_sharing_server_is_held_to_the_knee_while_a_queue_stands_before_th
     // Now the tolerance is 1 from the third window on: 1.6 times is past the knee, cut to 33.
     // `cpu-thrash` (a load step onto 48 thrashing cores): seed 3 94.7 → 96.0 % of capacity,
     // seed 4 93.8 → 94.2 %.
-    let mut h = Headroom::builder()
-        .initial_limit(40)
-        .min_limit(2)
-        .margin(1e-9)
-        .growth(1.0)
-        .dispersion_samples(0.0)
-        .slow_start(false)
-        .build()
-        .expect("a valid configuration");
-    let mut t = Duration::ZERO;
-    for _ in 0..20 {
-        window_alternating(&mut h, &mut t, (ms(5), ms(15)), |l| l / 2);
-    }
-    assert_eq!((h.limit(), h.baseline()), (40, Some(ms(10))));
+    let (mut h, mut t) = calm_cv_half_at_40();
     for _ in 0..2 {
         window_alternating(
             &mut h,
