@@ -231,6 +231,7 @@ impl LimitAlgorithm for LlGuard {
             in_flight: c.max_in_flight,
             limit: 0,
             weight: 1,
+            refused: sample.refused,
             outcome: if c.dropped() {
                 super::Outcome::Dropped
             } else {

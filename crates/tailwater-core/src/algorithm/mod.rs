@@ -146,6 +146,12 @@ pub struct Sample {
     /// only every 2^k-th permit ([`RttSampling::Adaptive`](crate::limiter::RttSampling)).
     /// Algorithms that count completions (a rate) add it; averages of RTTs ignore it.
     pub weight: u32,
+    /// How many requests the limiter had refused since it was built, by the time this
+    /// sample was recorded (0: unknown, or none yet). A running count, not a delta, so a
+    /// sample skipped under contention loses nothing: an algorithm compares two samples'
+    /// counts to learn how much demand it turned away in between (the offered load, which
+    /// completions alone cannot show).
+    pub refused: u64,
 }
 
 impl Sample {
@@ -158,6 +164,7 @@ impl Sample {
             limit: 0,
             outcome: Outcome::Success,
             weight: 1,
+            refused: 0,
         }
     }
 
@@ -170,12 +177,19 @@ impl Sample {
             limit: 0,
             outcome: Outcome::Dropped,
             weight: 1,
+            refused: 0,
         }
     }
 
     /// The same sample, admitted under `limit`.
     pub fn at_limit(self, limit: usize) -> Self {
         Self { limit, ..self }
+    }
+
+    /// The same sample, recorded after the limiter had refused `refused` requests in all
+    /// (see [`Sample::refused`]).
+    pub fn after_refusals(self, refused: u64) -> Self {
+        Self { refused, ..self }
     }
 
     /// Whether the limiter was full once this request was admitted: `in_flight >= limit`

@@ -165,7 +165,7 @@ proptest! {
             let mut now = Duration::ZERO;
             for &(dt, rtt, in_flight, outcome) in &steps {
                 now += Duration::from_micros(dt);
-                let s = Sample { now, rtt: Duration::from_micros(rtt), in_flight, limit: 0, outcome, weight: 1 };
+                let s = Sample { now, rtt: Duration::from_micros(rtt), in_flight, limit: 0, outcome, weight: 1, refused: 0 };
                 let got = alg.update(&s);
                 prop_assert_eq!(got, alg.limit(), "{}: update and limit disagree", name);
                 prop_assert!(got >= 1 && (min..=max).contains(&got), "{name}: limit {got}");
@@ -292,7 +292,7 @@ proptest! {
             let mut now = Duration::ZERO;
             for &(dt, rtt, in_flight, outcome) in &steps {
                 now += Duration::from_micros(dt);
-                let s = Sample { now, rtt: Duration::from_micros(rtt), in_flight, limit: 0, outcome, weight: 1 };
+                let s = Sample { now, rtt: Duration::from_micros(rtt), in_flight, limit: 0, outcome, weight: 1, refused: 0 };
                 let l = alg.update(&s);
                 prop_assert!(l >= 1, "{}: {}", alg.name(), l);
                 prop_assert!(check_estimates(&alg.estimates()));

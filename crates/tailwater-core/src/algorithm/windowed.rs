@@ -141,6 +141,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
             limit: 0,
             outcome,
             weight: 1,
+            refused: 0,
         });
     }
 }

@@ -371,6 +371,7 @@ impl<C: Clock> Shared<C> {
             outcome,
             // Drops are never sampled away; a success stands for the permits skipped since.
             weight: if is_drop { 1 } else { engine.sampler.weight() },
+            refused: self.counters.refused(),
         };
         let mut limit = engine.algorithm.update(&sample);
         let carried = match self.carried_drops.load(Ordering::Acquire) {

@@ -78,6 +78,18 @@ impl Counters {
         self.rejected[reason.index()][tier.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Every rejection so far, all reasons and tiers (see
+    /// [`Sample::refused`](crate::algorithm::Sample::refused)). Summed when a sample is
+    /// taken rather than counted once more per rejection: under overload the limiter
+    /// refuses many times more often than it samples.
+    pub(crate) fn refused(&self) -> u64 {
+        self.rejected
+            .iter()
+            .flatten()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub(crate) fn skipped_update(&self) {
         self.skipped_updates.fetch_add(1, Ordering::Relaxed);
     }

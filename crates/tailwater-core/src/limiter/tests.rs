@@ -131,26 +131,29 @@ fn every_end_of_a_permit_releases_it_once_and_gives_back_its_handle() {
     }
 }
 
+/// A fixed limit that keeps every sample it is fed, for the tests to read.
+#[derive(Debug)]
+struct Record(usize, Arc<std::sync::Mutex<Vec<Sample>>>);
+
+impl LimitAlgorithm for Record {
+    fn name(&self) -> &'static str {
+        "record"
+    }
+    fn limit(&self) -> usize {
+        self.0
+    }
+    fn update(&mut self, s: &Sample) -> usize {
+        self.1.lock().expect("not poisoned").push(*s);
+        self.0
+    }
+}
+
 #[test]
 fn rtt_is_measured_by_the_limiter_clock() {
-    #[derive(Debug, Default)]
-    struct Record(Arc<std::sync::Mutex<Vec<Sample>>>);
-    impl LimitAlgorithm for Record {
-        fn name(&self) -> &'static str {
-            "record"
-        }
-        fn limit(&self) -> usize {
-            4
-        }
-        fn update(&mut self, s: &Sample) -> usize {
-            self.0.lock().unwrap().push(*s);
-            4
-        }
-    }
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let clock = ManualClock::new();
     let l = Limiter::builder()
-        .algorithm(Record(Arc::clone(&seen)))
+        .algorithm(Record(4, Arc::clone(&seen)))
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -165,6 +168,32 @@ fn rtt_is_measured_by_the_limiter_clock() {
     assert_eq!(seen[0], Sample::success(7 * MS, 7 * MS, 1).at_limit(4));
     assert_eq!(seen[1].rtt, 3 * MS);
     assert_eq!(seen[1].in_flight, 1);
+}
+
+#[test]
+fn samples_carry_the_running_refusal_count() {
+    // The limit is 1: a second request is refused while the first is held. Each sample
+    // carries every refusal so far, so the algorithm can tell the demand it turned away.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = Limiter::builder()
+        .algorithm(Record(1, Arc::clone(&seen)))
+        .clock(ManualClock::new())
+        .build()
+        .expect("a valid limiter");
+    let p = l.try_acquire().expect("a free slot");
+    assert!(l.try_acquire().is_err());
+    assert!(l.try_acquire().is_err());
+    p.success();
+    let p = l.try_acquire().expect("a free slot");
+    assert!(l.try_acquire().is_err());
+    p.success();
+    let refused: Vec<u64> = seen
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|s| s.refused)
+        .collect();
+    assert_eq!(refused, [2, 3]);
 }
 
 #[test]

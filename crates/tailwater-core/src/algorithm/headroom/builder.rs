@@ -13,6 +13,9 @@ pub struct HeadroomBuilder {
     initial: usize,
     min: usize,
     burst_floor: usize,
+    /// `None`: 2, or `min_limit` once that is set.
+    overload_floor: Option<usize>,
+    min_set: bool,
     max: usize,
     tolerance: f64,
     sustained_tolerance: f64,
@@ -27,6 +30,10 @@ pub struct HeadroomBuilder {
     first_round: usize,
 }
 
+/// The overload floor when neither it nor `min_limit` is set (see
+/// [`HeadroomBuilder::overload_floor`]).
+const DEFAULT_OVERLOAD_FLOOR: usize = 2;
+
 impl Default for HeadroomBuilder {
     fn default() -> Self {
         Self {
@@ -37,6 +44,8 @@ impl Default for HeadroomBuilder {
             // did not improve; measured in session 6, README "headroom on small pools".
             min: 20,
             burst_floor: 20,
+            overload_floor: None,
+            min_set: false,
             max: 5000,
             tolerance: 2.0,
             sustained_tolerance: 1.5,
@@ -60,12 +69,15 @@ impl HeadroomBuilder {
         self.initial = v;
         self
     }
-    /// The floor (default 20): the limit never falls below it. Set it below the
+    /// The floor (default 20): the limit never falls below it, except, while it is left at
+    /// its default, to the [`overload_floor`](Self::overload_floor) under overload proven by
+    /// the limiter's refusals (rule 11). Set it below the
     /// [`burst_floor`](Self::burst_floor) (say to the worker count of a small pool) and the
     /// burst floor holds only while the demand comes in bursts; once a queue stands the
     /// limit may fall to this floor.
     pub fn min_limit(mut self, v: usize) -> Self {
         self.min = v;
+        self.min_set = true;
         self
     }
     /// The floor while the demand comes in bursts (default 20, Netflix's floor; raised to
@@ -77,6 +89,17 @@ impl HeadroomBuilder {
     /// every request.
     pub fn burst_floor(mut self, v: usize) -> Self {
         self.burst_floor = v;
+        self
+    }
+    /// The floor while the limiter turns away far more than completes (see [`Headroom`],
+    /// rule 11): 2 by default, or the [`min_limit`](Self::min_limit) you set (a floor you
+    /// chose holds here too); never above `min_limit`. Refusals at twice the completion rate
+    /// or more in a window whose mean queued are demand far past the service, not a healthy
+    /// pool's burst; there a small pool's limit is held between its knee and 1.5 times it,
+    /// below the default `min_limit` of 20 down to this floor: a limit held at 20 in front
+    /// of 4 workers keeps a queue of four service times behind every request.
+    pub fn overload_floor(mut self, v: usize) -> Self {
+        self.overload_floor = Some(v);
         self
     }
     /// The ceiling (default 5000: a limit that does not bind sheds nothing and is never
@@ -158,6 +181,9 @@ impl HeadroomBuilder {
     /// Validates and builds.
     pub fn build(self) -> Result<Headroom, ConfigError> {
         check_limits(self.min, self.initial, self.max)?;
+        if self.overload_floor == Some(0) {
+            return Err(ConfigError::new("overload_floor", "must be at least 1"));
+        }
         check_range("tolerance", self.tolerance, 1.0, 100.0)?;
         check_range("sustained_tolerance", self.sustained_tolerance, 1.0, 100.0)?;
         check_range("margin", self.margin, f64::MIN_POSITIVE, 1.0)?;
@@ -182,6 +208,11 @@ impl HeadroomBuilder {
             limit: self.initial as f64,
             min: self.min,
             burst_floor: self.burst_floor.clamp(self.min, self.max),
+            overload_floor: match (self.overload_floor, self.min_set) {
+                (Some(v), _) => v.min(self.min),
+                (None, true) => self.min,
+                (None, false) => DEFAULT_OVERLOAD_FLOOR.min(self.min),
+            },
             max: self.max,
             timeout: self.timeout,
             queued_run: 0,
@@ -233,6 +264,12 @@ impl HeadroomBuilder {
             episode_shed: false,
             burst_need: 0.0,
             burst_base: 0.0,
+            refused_mark: (0, Duration::ZERO),
+            overload_run: 0,
+            queued_now: false,
+            completed_since: 0,
+            rate_share: 1.0,
+            overload_knee: 0.0,
             first_round: Some(self.first_round.clamp(self.initial, self.max)),
         })
     }

@@ -140,6 +140,24 @@ const BURST_ROOM: f64 = 6.0;
 /// as a drop (see [`Headroom::drop_after`]).
 const TIMEOUT_BASELINES: f64 = 50.0;
 
+/// Rule 11: a window in which the limiter refused at least this many times the completion
+/// rate (the offered load at least three times what completes), and whose mean queued, is
+/// overload. Measured in `default-limit` (five seeds): 1.5, 2 and 3 give the same table.
+const OVERLOAD_REFUSED: f64 = 2.0;
+
+/// Rule 11: overload lasts while the limiter refuses at least this many times the completion
+/// rate (at the knee's room the queue is gone, so the mean no longer shows it).
+const OVERLOAD_STAY: f64 = 1.0;
+
+/// Rule 11: refusals since the last window closed from which on overload may show before
+/// the window closes (see [`Headroom::early_overload`]).
+const OVERLOAD_EARLY: u64 = 8;
+
+/// Rule 11: under overload a small pool's guard may raise the limit only once the
+/// completion rate fell below this share of its best (a slower service), not on the rate's
+/// noise.
+const RATE_COLLAPSE: f64 = 0.5;
+
 /// The windows the RTT's coefficient of variation is averaged over.
 const CV_WINDOWS: f64 = 8.0;
 
@@ -150,7 +168,7 @@ const BURST_ROOM_CV2: f64 = 4.0;
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
 /// protects latency under overload.
 ///
-/// Ten rules, each answering one way latency-gradient limits go wrong (issue 16):
+/// Eleven rules, each answering one way latency-gradient limits go wrong (issue 16):
 ///
 /// 1. **Only a binding limit is corrected.** A window in which the in-flight count never
 ///    reached the limit shed nothing, so it cannot lower the limit (and it does not raise it:
@@ -317,6 +335,35 @@ const BURST_ROOM_CV2: f64 = 4.0;
 ///     first windows, 94.7 → 96.0 % on `cpu-thrash` seed 3); there the guard may only hold
 ///     the limit, as under sustained demand (its 1.25 probe would feed on the tight cuts).
 ///
+/// 11. **Demand far past the service takes a small pool below the burst floor** (issue 16,
+///     session 21). Completions alone cannot tell a sudden overload from a healthy burst:
+///     both fill the limit and queue. The refusals can: the limiter hands the algorithm its
+///     running refusal count with every sample ([`Sample::refused`]), and a window in which
+///     it refused at least twice the completion rate (offered load three times what
+///     completes) while its mean queued is overload; it lasts while the limiter refuses at
+///     least the completion rate. Under it a small pool's limit is held between its knee
+///     and 1.5 times it (the sustained tolerance) — only when that room is below the burst
+///     floor, and down to the [`overload_floor`](HeadroomBuilder::overload_floor) (2)
+///     rather than `min_limit`; once the demand recedes the floors return. The knee is the
+///     highest this overload has shown: the best of a window's completion rate and the
+///     guard's recent ones, times the baseline (a queued window's rate is the capacity; a
+///     calm one's is what the limit allowed, so an underestimated room grows by half per
+///     window). Because a window's samples were admitted a round trip ago, the rule also
+///     fires before a window closes — halving the limit at most — once 8 refusals and
+///     twice the completions since the last window are counted, while the limit over the
+///     best recent rate (the sojourn Little's law gives a new request) is past the
+///     tolerance and the service completes at 0.8 of that rate since the window opened: a
+///     dispersed service's healthy burst (slow requests holding the workers) stalls
+///     completions, so it is not read as overload; nor is a service whose rate fell
+///     (rule 3). And under such overload the guard may only hold a small pool's limit,
+///     unless the completion rate fell below half its best: its `F` is the standing queue's
+///     own in-flight count, and a small pool's rate is noisy enough to read as a fall
+///     (8 workers at 40 ms, exponential: 25 → 125 through the drill's 10× phase). Measured
+///     in `default-limit` (five seeds): 11 → 2 misses, no do-no-harm cell sheds more on any
+///     seed; `small-pool-4w-5x` p99 2.5–2.8× → 1.5–2.05× unloaded, `-10x` 2.6–2.9× →
+///     1.4–1.9×, goodput 98–103 %. Algorithms fed by hand (no limiter) see `refused` 0 and
+///     never apply it.
+///
 /// Why 2 and 1.5: a healthy pool at 0.9× load must absorb the bursts its own variance makes
 /// (about 1.5 W in flight for 48 workers), which a tolerance of 2 allows; an overloaded pool
 /// of W workers held at 1.5 holds about 1.5·W in flight, whose p99 for a lognormal service
@@ -355,6 +402,8 @@ pub struct Headroom {
     limit: f64,
     min: usize,
     burst_floor: usize,
+    /// Rule 11: the floor while the offered load is far past what completes.
+    overload_floor: usize,
     max: usize,
     /// An RTT at or above this counts as a drop, at least (see [`Headroom::drop_after`]).
     timeout: Duration,
@@ -437,6 +486,19 @@ pub struct Headroom {
     /// Rule 9: the limit before the first doubling for a drained burst (0 when none): a
     /// queue that stands takes the limit back to it.
     burst_base: f64,
+    /// Rule 11: the limiter's running refusal count ([`Sample::refused`]) and the time at
+    /// the last window's close.
+    refused_mark: (u64, Duration),
+    /// Rule 11: windows in a row that showed overload.
+    overload_run: u32,
+    /// Rule 11: completions since the last window closed.
+    completed_since: u64,
+    /// Whether the last window's mean queued past the allowance (rule 2).
+    queued_now: bool,
+    /// The guard's recent completion rate over its best over the baseline horizon (rule 3).
+    rate_share: f64,
+    /// Rule 11: the highest knee this overload has shown (0 when none).
+    overload_knee: f64,
 }
 
 impl Default for Headroom {
@@ -499,7 +561,7 @@ impl LimitAlgorithm for Headroom {
 
     fn limit(&self) -> usize {
         let limit = self.first_round.map_or(self.limit, |v| v as f64);
-        super::clamp_limit(limit, self.min, self.max)
+        super::clamp_limit(limit, self.overload_floor, self.max)
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
@@ -551,12 +613,14 @@ impl LimitAlgorithm for Headroom {
         } else {
             sample
         };
+        self.early_overload(pushed);
         let Some(c) = self.windows.push(pushed) else {
             return self.limit();
         };
         let before = self.limit;
         let was_slow = self.slow_start;
         let proposal = self.propose(&c);
+        self.count_overload(&c, sample.refused);
         // The warm-up after a restart (overloaded from the start): the window means are those
         // of the queue admitted before the drain, which the guard must not learn as the
         // service's in-flight count (its estimate would be that queue, and its probe would
@@ -582,7 +646,14 @@ impl LimitAlgorithm for Headroom {
                 Some(target) if !binding && !c.dropped() => proposal.min(target),
                 _ => proposal,
             };
-            self.limit = self.clamp(proposal.max(floor));
+            // Rule 11 ends slow start too: the demand is known to be far past the service.
+            self.limit = match self.overload_limit(&c, proposal, draining) {
+                Some(limit) => {
+                    self.slow_start = false;
+                    limit
+                }
+                None => self.clamp(proposal.max(floor)),
+            };
             self.opened = self.limit;
             return self.limit();
         }
@@ -600,7 +671,10 @@ impl LimitAlgorithm for Headroom {
         // never saw the service without a queue, and the noise of a small pool's rate
         // (2 workers, exponential: ±40 % per window) reads as a fall. And while rule 10 holds
         // a standing queue to the knee before the share is sustained (`ps_tight`), the same.
+        // And while the limiter turns away more than completes (rule 11): more in flight
+        // only queues, whatever the rate did.
         let mut next = if !self.history.restarted()
+            && !self.overload_holds()
             && (rate_fell || self.binding_share < SUSTAINED_SHARE && !self.ps_tight)
         {
             steered
@@ -629,7 +703,11 @@ impl LimitAlgorithm for Headroom {
         {
             next = next.max((GUARD_FLOOR * f).min(before));
         }
-        self.limit = self.clamp(next.max(floor));
+        // Rule 11: demand far past what completes goes to the knee's room, below the floors.
+        self.limit = match self.overload_limit(&c, next, draining) {
+            Some(limit) => limit.min(self.max as f64),
+            None => self.clamp(next.max(floor)),
+        };
         if self.limit > before * SLOW_START_YOUNG {
             // Rule 9: the windows after a rise hold young requests, not a drain.
             self.episode_shed = false;

@@ -11,11 +11,12 @@ impl Headroom {
     /// itself (Little's law at a binding limit), so guarding would ratchet the limit up.
     pub(super) fn rate_fell(&mut self) -> bool {
         let Some(now) = self.guard.mean_rate() else {
+            self.rate_share = 0.0;
             return true;
         };
-        self.history
-            .record_rate(now)
-            .is_some_and(|best| now < RATE_DROP * best)
+        let best = self.history.record_rate(now);
+        self.rate_share = best.map_or(1.0, |best| now / best);
+        best.is_some_and(|best| now < RATE_DROP * best)
     }
 
     /// Slow start's proposal for one closed window (the growth itself is per sample, in
@@ -176,6 +177,7 @@ impl Headroom {
     /// The latency rule's proposal for one closed window.
     pub(super) fn propose(&mut self, c: &Closed) -> f64 {
         let before = self.limit;
+        self.queued_now = false;
         if c.dropped() {
             return before * self.backoff;
         }
@@ -244,6 +246,7 @@ impl Headroom {
         // In slow start the limit grows within the window: binding means the in-flight count
         // reached the limit the window opened with.
         let queued = ratio > allowance;
+        self.queued_now = queued;
         if c.max_in_flight as f64 >= self.opened.min(before).floor() && queued {
             self.queued_run = self.queued_run.saturating_add(1);
         } else {
@@ -493,6 +496,145 @@ impl Headroom {
                     .clamp(self.min as f64, floor)
             }
             _ => floor,
+        }
+    }
+
+    /// Rule 11: counts the windows in a row that showed overload: the limiter refused at
+    /// least [`OVERLOAD_REFUSED`] times the completion rate since the last window closed
+    /// (`refused` is the limiter's running count, [`Sample::refused`]) and this window's
+    /// mean queued; or, once overloaded, still refused [`OVERLOAD_STAY`] times it.
+    pub(super) fn count_overload(&mut self, c: &Closed, refused: u64) {
+        let (mark, at) = self.refused_mark;
+        self.refused_mark = (refused, c.now);
+        self.completed_since = 0;
+        let span = c.now.saturating_sub(at).as_secs_f64();
+        let turned = refused.saturating_sub(mark) as f64;
+        let turned_away = span > 0.0
+            && c.rate
+                .is_some_and(|rate| turned >= OVERLOAD_REFUSED * rate * span && rate > 0.0);
+        // Refusals prove the limit is full now (a window's samples were admitted a round
+        // trip ago, before it filled, so they cannot show it yet); the queue shows in their
+        // mean. Once overloaded, the refusals alone keep it so: at the knee's room the
+        // queue is gone, and the demand is what it was.
+        let stay = self.overload_run > 0
+            && c.rate
+                .is_some_and(|rate| turned >= OVERLOAD_STAY * rate * span);
+        self.overload_run = if turned_away && self.queued_now || stay {
+            self.overload_run.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    /// Rule 11: the limit for this window under overload, or `None` when the other rules'
+    /// limit stands (no overload, not a small pool, a restart draining, or a completion
+    /// rate that collapsed below [`RATE_COLLAPSE`] of its best: a slower service, whose knee
+    /// the old baseline does not give). A fall to 0.8 of the best (rule 3's test) is a
+    /// small pool's noise here: with it the floor of 20 came back in every such window
+    /// (4 workers at 5×: the limit 6 → 20 → 6).
+    ///
+    /// The knee is the highest this overload has shown: the best of the window's
+    /// completion rate and the guard's recent ones, times the baseline. A window that
+    /// queued was admitted while the service was saturated, so its rate is the capacity; one
+    /// that did not shows the rate the limit allowed, and so lets the room grow when the knee
+    /// was underestimated. The limit is held between the knee and the sustained tolerance
+    /// times it: never below what the service showed it completes (a room from one slow
+    /// window's rate cut 4 workers to 3), never above the room (the latency rule's +1 per
+    /// calm window took it to 10).
+    pub(super) fn overload_limit(&mut self, c: &Closed, next: f64, draining: bool) -> Option<f64> {
+        if self.overload_run == 0
+            || draining
+            || self.rate_share < RATE_COLLAPSE
+            || self.history.restarted()
+        {
+            self.overload_knee = 0.0;
+            return None;
+        }
+        let rate = c.rate.map(|r| r.max(self.guard.max_rate().unwrap_or(0.0)));
+        if let Some(knee) = rate.zip(self.baseline_secs()).map(|(r, b)| r * b)
+            && knee.is_finite()
+        {
+            self.overload_knee = self.overload_knee.max(knee);
+        }
+        let Some(room) = self.small_pool_room(self.overload_knee) else {
+            self.overload_knee = 0.0;
+            return None;
+        };
+        Some(
+            next.min(room)
+                .max(self.overload_knee)
+                .max(self.overload_floor as f64),
+        )
+    }
+
+    /// Rule 11: under overload a small pool's guard may only hold the limit, not raise it,
+    /// unless the completion rate collapsed (below [`RATE_COLLAPSE`] of its best: a slower
+    /// service). A small pool's rate is noisy enough to read as a fall (8 workers at 40 ms,
+    /// exponential), and the guard's `F` there is the standing queue's own in-flight count:
+    /// its 1.25 probe ratcheted the limit 25 → 125 through the drill's 10× phase.
+    pub(super) fn overload_holds(&self) -> bool {
+        self.overload_run > 0 && self.rate_share >= RATE_COLLAPSE && self.overload_knee > 0.0
+    }
+
+    /// The sustained tolerance times `knee`, if that is below the burst floor (a small
+    /// pool's): above it the latency rule's own cuts hold an overload, and a rate measured
+    /// in one window may be a demand's, not the capacity (a processor-sharing server at 2×
+    /// was cut from 85 to 45 for 48 cores).
+    fn small_pool_room(&self, knee: f64) -> Option<f64> {
+        let room = self.sustained_tolerance * knee;
+        (knee.is_finite() && knee > 0.0 && room < self.burst_floor as f64).then_some(room)
+    }
+
+    /// Rule 11 before the window closes: a window's samples were admitted a round trip ago,
+    /// so a sudden overload shows in their mean only one or two windows later, while the
+    /// requests admitted meanwhile queue behind a limit far above the knee (4 workers at
+    /// 5×: 16 of them, each past twice the unloaded p99). The refusals show it at once:
+    /// once the limiter has refused [`OVERLOAD_EARLY`] requests and [`OVERLOAD_REFUSED`]
+    /// times what completed since the last window closed, and the limit over the best
+    /// recent completion rate (the sojourn Little's law gives a newly admitted request) is
+    /// past the tolerance times the baseline, the limit goes to the knee's room now.
+    pub(super) fn early_overload(&mut self, sample: &Sample) {
+        if sample.outcome == Outcome::Success {
+            self.completed_since += u64::from(sample.weight.max(1));
+        }
+        // Not for a dispersed service, whose healthy bursts refuse as fast for a moment, nor
+        // while the completion rate is below its best (a slower service: rule 3's case).
+        if self.overload_run > 0
+            || sample.refused == 0
+            || self.cv >= UNDO_MAX_CV
+            || self.rate_share < RATE_DROP
+        {
+            return;
+        }
+        let refused = sample.refused.saturating_sub(self.refused_mark.0);
+        if refused < OVERLOAD_EARLY
+            || (refused as f64) < OVERLOAD_REFUSED * self.completed_since as f64
+        {
+            return;
+        }
+        let (Some(rate), Some(base)) = (self.guard.max_rate(), self.baseline_secs()) else {
+            return;
+        };
+        if rate <= 0.0 || self.limit / rate < self.tolerance * base {
+            return;
+        }
+        // And the service completes at its best rate meanwhile: a few slow requests that hold
+        // a small pool's workers (a dispersed service's healthy burst) refuse as fast, but
+        // while completions stall.
+        let elapsed = sample.now.saturating_sub(self.refused_mark.1).as_secs_f64();
+        if (self.completed_since as f64) < RATE_DROP * rate * elapsed {
+            return;
+        }
+        // At most halved at once: the best recent rate may be a lighter demand's (before
+        // the overload), and the windows that follow hold the limit to the knee they see.
+        if let Some(room) = self.small_pool_room(rate * base) {
+            self.overload_run = 1;
+            self.overload_knee = rate * base;
+            self.slow_start = false;
+            self.limit = self
+                .limit
+                .min(room.max(self.limit / 2.0))
+                .max(self.overload_floor as f64);
         }
     }
 }

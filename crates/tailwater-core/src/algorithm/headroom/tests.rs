@@ -126,6 +126,18 @@ fn finds_the_knee_and_keeps_it_through_a_uniform_slowdown() {
     assert!(tail < settled, "{settled} then {tail}");
 }
 
+/// Exponential service times with the given mean, from a fixed xorshift sequence seeded
+/// with `seed` (not 0), so a test's pool behaves the same on every run.
+fn exponential(seed: u64) -> impl FnMut(Duration) -> Duration {
+    let mut x = seed;
+    move |mean: Duration| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        mean.mul_f64(-(((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64).ln())
+    }
+}
+
 /// `workers` workers of `service` each behind a FIFO, with demand above any limit: a
 /// request admitted at `a` completes at `max(a + service, previous + service / workers)`,
 /// and each completion frees a permit that is taken again at once. An RTT is the time since
@@ -140,14 +152,7 @@ fn standing_queue(
 ) -> Vec<usize> {
     let mut queue: VecDeque<(Duration, usize, Duration)> = VecDeque::new();
     let mut last = *t;
-    // Exponential service times from a fixed xorshift sequence.
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut exp = |mean: Duration| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        mean.mul_f64(-(((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64).ln())
-    };
+    let mut exp = exponential(0x9E37_79B9_7F4A_7C15);
     let mut out = Vec::new();
     for i in 0..completions {
         while queue.len() < h.limit() {
@@ -256,6 +261,135 @@ fn a_small_pool_under_sustained_overload_falls_below_the_burst_floor() {
     let tail = &limits[20..];
     let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
     assert!((4.0..=12.0).contains(&mean), "mean {mean}: {limits:?}");
+}
+
+/// A pool of `workers` in front of a FIFO line, its demand far past what it completes:
+/// every permit freed is taken again at once, and the limiter refuses `per` requests for
+/// every completion (its running count starting at `from`). Service times are exponential
+/// from a fixed xorshift sequence; a request starts on the first free worker after the
+/// requests admitted before it. Returns the limit after every 100 completions.
+fn overloaded_pool(
+    h: &mut Headroom,
+    workers: usize,
+    service: Duration,
+    t: &mut Duration,
+    completions: usize,
+    (from, per): (u64, u64),
+) -> Vec<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut exp = exponential(0x2545_F491_4F6C_DD1D);
+    let mut free = vec![*t; workers];
+    let mut running: BinaryHeap<Reverse<(Duration, Duration, usize)>> = BinaryHeap::new();
+    let mut refused = from;
+    let mut out = Vec::new();
+    for i in 0..completions {
+        while running.len() < h.limit() {
+            let k = (0..workers).min_by_key(|&k| free[k]).unwrap_or(0);
+            free[k] = free[k].max(*t) + exp(service);
+            running.push(Reverse((free[k], *t, running.len() + 1)));
+        }
+        if let Some(Reverse((done, admitted, in_flight))) = running.pop() {
+            *t = done;
+            refused += per;
+            let s = Sample::success(*t, *t - admitted, in_flight).at_limit(h.limit());
+            h.update(&s.after_refusals(refused));
+        }
+        if i % 100 == 99 {
+            out.push(h.limit());
+        }
+    }
+    out
+}
+
+/// `n` completions of half load on 4 workers at 20 ms (one every 10 ms, 2 in flight, 20 ms
+/// each), the limiter's running refusal count staying at `refused`.
+fn half_load(h: &mut Headroom, t: &mut Duration, n: usize, refused: u64) {
+    for _ in 0..n {
+        *t += ms(10);
+        let s = Sample::success(*t, ms(20), 2).at_limit(h.limit());
+        h.update(&s.after_refusals(refused));
+    }
+}
+
+/// `b`'s `Headroom` after 20 s of [`half_load`] with no refusal (a clean baseline of 20 ms).
+fn half_loaded(b: HeadroomBuilder) -> (Headroom, Duration) {
+    let mut h = b.build().expect("a valid configuration");
+    let mut t = Duration::ZERO;
+    half_load(&mut h, &mut t, 2000, 0);
+    (h, t)
+}
+
+/// The default `Headroom` [`half_loaded`]: at the burst floor.
+fn half_loaded_small_pool() -> (Headroom, Duration) {
+    let (h, t) = half_loaded(Headroom::builder());
+    assert_eq!(h.limit(), 20, "the burst floor holds at half load");
+    (h, t)
+}
+
+#[test]
+fn a_small_pool_whose_limiter_refuses_far_more_than_completes_falls_below_the_burst_floor() {
+    // Rule 11 (session 21): the same pool at 5× (four refusals per completion) with the
+    // default floors. The limit goes to 1.5 times the knee (200/s × 20 ms = 4): 6, within
+    // the first 100 completions, and stays near it while the refusals go on.
+    let (mut h, mut t) = half_loaded_small_pool();
+    let limits = overloaded_pool(&mut h, 4, ms(20), &mut t, 3000, (0, 4));
+    assert!(limits[0] < 20, "{limits:?}");
+    let tail = &limits[5..];
+    let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+    assert!((4.0..=9.0).contains(&mean), "mean {mean}: {limits:?}");
+    // Without the refusals (an algorithm fed by hand: `refused` stays 0) the default
+    // floor of 20 holds, as before the rule.
+    let (mut h, mut t) = half_loaded_small_pool();
+    let limits = overloaded_pool(&mut h, 4, ms(20), &mut t, 3000, (0, 0));
+    assert!(limits.iter().all(|&l| l >= 20), "{limits:?}");
+    // Nor does a limiter that refuses less than twice the completions (2× load) take the
+    // limit below the floor.
+    let (mut h, mut t) = half_loaded_small_pool();
+    let limits = overloaded_pool(&mut h, 4, ms(20), &mut t, 3000, (0, 1));
+    assert!(limits.iter().all(|&l| l >= 20), "{limits:?}");
+}
+
+#[test]
+fn a_min_limit_that_is_set_holds_under_overload_too() {
+    // A floor the user chose is the floor: rule 11 stops at `min_limit` 10 (the knee's room
+    // is 6), unless an overload floor is set as well.
+    let overloaded = |b: HeadroomBuilder| {
+        let (mut h, mut t) = half_loaded(b);
+        overloaded_pool(&mut h, 4, ms(20), &mut t, 2000, (0, 4))
+    };
+    let held = overloaded(Headroom::builder().min_limit(10));
+    assert!(held.iter().all(|&l| l >= 10), "{held:?}");
+    assert!(held[5..].contains(&10), "{held:?}");
+    let lower = overloaded(Headroom::builder().min_limit(10).overload_floor(4));
+    assert!(lower[5..].iter().any(|&l| l < 10), "{lower:?}");
+}
+
+#[test]
+fn the_burst_floor_returns_once_the_refusals_stop() {
+    // After the overload the demand falls back to half load and the limiter refuses no
+    // more (its running count stays where it was): the limit goes back to the burst floor.
+    let (mut h, mut t) = half_loaded_small_pool();
+    let limits = overloaded_pool(&mut h, 4, ms(20), &mut t, 1000, (0, 4));
+    assert!(limits[9] < 20, "{limits:?}");
+    half_load(&mut h, &mut t, 200, 4 * 1000);
+    assert_eq!(h.limit(), 20);
+}
+
+#[test]
+fn a_large_pool_is_left_to_the_latency_rule() {
+    // 48 workers at 20 ms (2400/s): the knee's room (1.5 × 48) is above the burst floor, so
+    // rule 11 does not cut: the limit behind the same refusals is what it is without them.
+    let run = |per: u64| {
+        let mut h = Headroom::default();
+        let mut t = Duration::ZERO;
+        for _ in 0..4000 {
+            t += ms(1);
+            h.update(&Sample::success(t, ms(20), 24).at_limit(h.limit()));
+        }
+        overloaded_pool(&mut h, 48, ms(20), &mut t, 6000, (0, per))
+    };
+    assert_eq!(run(4), run(0));
 }
 
 #[test]
@@ -501,6 +635,7 @@ fn bad_config_names_the_field() {
     assert_eq!(field(b().guard_windows(0)), "guard_windows");
     assert_eq!(field(b().dispersion_samples(-1.0)), "dispersion_samples");
     assert_eq!(field(b().timeout(Duration::ZERO)), "timeout");
+    assert_eq!(field(b().overload_floor(0)), "overload_floor");
 }
 
 #[test]
