@@ -613,3 +613,24 @@ async fn https_verifies_the_server_and_negotiates_h2() {
         other => panic!("{other}"),
     }
 }
+
+/// A schedule whose peak needs more than one pacing thread (a 30 000/s burst: two threads on
+/// a machine with two cores or more, one elsewhere) still sends every arrival exactly once,
+/// and a count stays exact across the threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peak_split_over_pacing_threads_sends_every_arrival_once() {
+    let backend = start(BackendConfig::new(workers(64), Duration::ZERO)).await;
+    // 100 requests at 200/s, then 300 in a 10 ms burst at 30 000/s.
+    let schedule = Schedule::parse("200:500ms,30000:10ms").expect("a valid schedule");
+    let config = Config::new(&backend.url, schedule.clone()).expect("a valid config");
+    let report = run(config).await;
+    assert_eq!(report.scheduled, 400);
+    assert_eq!(report.total.status_count(200), 400);
+    let mut config = Config::new(&backend.url, schedule).expect("a valid config");
+    config.max_requests = Some(333);
+    let report = run(config).await;
+    let stats = backend.stop().await;
+    assert_eq!(report.scheduled, 333);
+    assert_eq!(report.total.status_count(200), 333);
+    assert_eq!(stats.completed, 733);
+}

@@ -49,9 +49,9 @@ use worker::request;
 /// Must be called inside a multi-threaded tokio runtime (h2 request tasks are spawned onto
 /// it); the pacing runs on dedicated OS threads (one per core for HTTP/1.1, each with a
 /// single-threaded runtime of its own and its share of the connections) that stop when the
-/// run ends or this future is dropped. After the schedule ends, outstanding requests get until `drain` (default: their
-/// timeout) to finish;
-/// after `shutdown`, at most one more second.
+/// run ends or this future is dropped. After the schedule ends, outstanding requests get
+/// until `drain` (default: their timeout) to finish; after `shutdown`, at most one more
+/// second.
 ///
 /// # Errors
 /// [`LoadError::Config`] for invalid settings, [`LoadError::Resolve`] when the host does not

@@ -12,6 +12,9 @@ use std::time::Instant;
 pub(super) struct PreciseTimer {
     #[cfg(target_os = "linux")]
     fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    /// `read`s of the timerfd so far (one per expiry waited for: the figure tests check).
+    #[cfg(target_os = "linux")]
+    reads: u64,
 }
 
 impl PreciseTimer {
@@ -24,6 +27,7 @@ impl PreciseTimer {
         {
             Ok(Self {
                 fd: sys::register(sys::create()?)?,
+                reads: 0,
             })
         }
         #[cfg(not(target_os = "linux"))]
@@ -53,11 +57,18 @@ impl PreciseTimer {
         sys::arm(self.fd.get_ref().as_raw_fd(), after)?;
         loop {
             let mut guard = self.fd.readable().await?;
-            // `Err` is stale readiness (an expiry already consumed): wait for the next edge.
+            self.reads += 1;
+            // `Err` is stale readiness (an expiry already consumed, e.g. by a wait that was
+            // dropped): the read cleared it; wait for the next edge.
             if guard
                 .try_io(|fd| sys::consume(fd.get_ref().as_raw_fd()))
                 .is_ok()
             {
+                // The one-shot expiry is consumed, so the descriptor is no longer readable:
+                // say so now, or the next wait would find the readiness still set and spend
+                // a `read` (and a poll) to learn it is stale. tokio clears only this event's
+                // readiness, never a newer one.
+                guard.clear_ready();
                 return Ok(());
             }
         }
@@ -139,13 +150,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn the_timer_never_returns_before_the_time_asked_for() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// Runs `f` on a current-thread runtime, as a pacing thread does.
+    fn on_a_pacing_runtime(f: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime");
-        rt.block_on(async {
+            .expect("runtime")
+            .block_on(f);
+    }
+
+    #[test]
+    fn the_timer_never_returns_before_the_time_asked_for() {
+        on_a_pacing_runtime(async {
             let mut timer = PreciseTimer::new().expect("timer");
             // Past, now, and sub-millisecond to millisecond delays, each re-arming the timer.
             for us in [0u64, 1, 40, 250, 900, 1500, 40] {
@@ -155,6 +171,26 @@ mod tests {
             }
             let past = Instant::now();
             timer.sleep_until(past).await;
+        });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_wait_costs_one_read_of_the_timer() {
+        // Every sleep into the future waits for one expiry and reads it once: the readiness
+        // of the previous expiry is not left behind to cost a second, empty read (it did:
+        // 2 reads per wake-up, 12 303 reads for 6 301 wake-ups in a 3 s run at 20 000/s).
+        on_a_pacing_runtime(async {
+            let mut timer = PreciseTimer::new().expect("timer");
+            for n in 1..=20u64 {
+                let due = Instant::now() + Duration::from_micros(50);
+                timer.sleep_until(due).await;
+                assert!(Instant::now() >= due);
+                assert_eq!(timer.reads, n, "reads after {n} waits");
+            }
+            // A time already past needs no wait and no read.
+            timer.sleep_until(Instant::now()).await;
+            assert_eq!(timer.reads, 20);
         });
     }
 }
