@@ -26,7 +26,9 @@
 # Usage: scripts/callgrind-proxy.sh   (env: TAILWATER=path/to/tailwater (default: the
 #        release build), BACKEND=path/to/tailwater-bench-backend, N1=2000 N2=12000 C=8,
 #        PROXIES="tailwater nginx haproxy", STRACE=0|1, KEEP=dir to keep the callgrind
-#        files for callgrind_annotate, MODE=forward|https)
+#        files for callgrind_annotate, MODE=forward|https, CACHE_SIM=0|1: also simulate the
+#        caches (`--cache-sim=yes`) and print the instruction-cache and data-cache misses a
+#        request (first level) and last-level misses, what instruction counts cannot see)
 # Needs: valgrind, h2load, nginx, haproxy, curl (strace for STRACE=1).
 set -euo pipefail
 
@@ -35,31 +37,23 @@ N2=${N2:-12000}
 C=${C:-8}
 PROXIES=${PROXIES:-tailwater nginx haproxy}
 STRACE=${STRACE:-0}
+CACHE_SIM=${CACHE_SIM:-0}
+cache_sim=()
+[ "$CACHE_SIM" = 1 ] && cache_sim=(--cache-sim=yes)
 MODE=${MODE:-forward}
 BASE_PORT=${BASE_PORT:-19280}
 BACKEND_PORT=$BASE_PORT
 PROXY_PORT=$((BASE_PORT + 1))
 root=$(cd "$(dirname "$0")/.." && pwd)
 TLS_DIR=$root/crates/tailwater-test/tls
-if [ -z "${TAILWATER:-}" ] || [ -z "${BACKEND:-}" ]; then
-    target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    TAILWATER=${TAILWATER:-$target_dir/release/tailwater}
-    BACKEND=${BACKEND:-$target_dir/release/tailwater-bench-backend}
-fi
+# shellcheck source=scripts/lib/peers.sh
+source "$root/scripts/lib/peers.sh"
+release_binaries "$root"
 SCHEME=http
 [ "$MODE" = https ] && SCHEME=https
 
-tmp=$(mktemp -d -t tailwater-cg.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_workdir tailwater-cg
 
-# shellcheck source=scripts/lib/peers.sh
-source "$root/scripts/lib/peers.sh"
 # wait_http, and the proxies' last words when it fails.
 up() { # url
     wait_http "$1" 300 "$TLS_DIR/ca.pem" && return 0
@@ -87,7 +81,7 @@ start() { # name out
     if [ "$out" = strace ]; then
         tool=(strace -c -f -o "$tmp/$name.strace")
     else
-        tool=(valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no)
+        tool=(valgrind --tool=callgrind "${cache_sim[@]}" --callgrind-out-file="$out" --dump-instr=no)
     fi
     case $name in
         tailwater)
@@ -135,19 +129,49 @@ instructions() { # name n
         /tailwater_proxy::burn::spawn_tick::\{\{closure\}\}/ && !tick { tick = n($1) }
         /Headroom as [^ ]*LimitAlgorithm>::update/ && !update { update = n($1) }
         END { printf "%d %d\n", total - calib - tick, update }' >"$tmp/ir"
+    # With the cache simulation: the whole run's first-level instruction misses, data
+    # misses (read + write) and last-level misses (instruction + data).
+    callgrind_annotate --threshold=100 "$out" 2>/dev/null | awk '
+        function n(s) { gsub(",", "", s); return s + 0 }
+        # The events in the order their totals are printed (callgrind: Ir Dr Dw I1mr D1mr
+        # D1mw ILmr DLmr DLmw).
+        /^Events shown:/ { for (i = 3; i <= NF; i++) ev[i - 2] = $i }
+        /PROGRAM TOTALS/ && !done {
+            done = 1; k = 0
+            for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) v[ev[++k]] = n($i)
+            printf "%d %d %d\n", v["I1mr"], v["D1mr"] + v["D1mw"], v["ILmr"] + v["DLmr"] + v["DLmw"]
+        }' >"$tmp/misses"
 }
 
+declare -A misses=()
 echo "| proxy | Ir per request (user space, less TSC calibration and burn tick) | of which the limit's update (Headroom) | the rest | Ir at N1=$N1 | Ir at N2=$N2 |"
 echo "|---|---:|---:|---:|---:|---:|"
 for name in $PROXIES; do
     instructions "$name" "$N1"
     read -r a ua <"$tmp/ir"
+    read -r -a m1 <"$tmp/misses"
     instructions "$name" "$N2"
     read -r b ub <"$tmp/ir"
+    read -r -a m2 <"$tmp/misses"
+    misses[$name]=$(awk -v n1="$N1" -v n2="$N2" -v a="${m1[*]}" -v b="${m2[*]}" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= 3; i++) {
+            d = (y[i] - x[i]) / (n2 - n1)
+            printf "%s%.0f", (i > 1 ? " | " : ""), (d > -0.5 && d < 0.5) ? 0 : d
+        } }')
     per=$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
     upd=$(awk -v a="$ua" -v b="$ub" -v n1="$N1" -v n2="$N2" 'BEGIN {printf "%.0f", (b - a) / (n2 - n1)}')
     echo "| $name | $per | $upd | $((per - upd)) | $a | $b |"
 done
+
+if [ "$CACHE_SIM" = 1 ]; then
+    echo
+    echo "Simulated cache misses per request (callgrind --cache-sim=yes, N2 - N1 requests):"
+    echo
+    echo "| proxy | I1 misses | D1 misses (read + write) | LL misses |"
+    echo "|---|---:|---:|---:|"
+    for name in $PROXIES; do echo "| $name | ${misses[$name]} |"; done
+fi
 
 if [ "$STRACE" = 1 ]; then
     echo
