@@ -71,7 +71,8 @@ impl HeadroomBuilder {
     }
     /// The floor (default 20): the limit never falls below it, except, while it is left at
     /// its default, to the [`overload_floor`](Self::overload_floor) under overload proven by
-    /// the limiter's refusals (rule 11). Set it below the
+    /// the limiter's refusals (rule 11), and, for a small pool with little dispersion (a
+    /// pooled RTT CV below 0.7), to its burst room while it is calm (rule 5). Set it below the
     /// [`burst_floor`](Self::burst_floor) (say to the worker count of a small pool) and the
     /// burst floor holds only while the demand comes in bursts; once a queue stands the
     /// limit may fall to this floor.
@@ -220,6 +221,7 @@ impl HeadroomBuilder {
             full: 0,
             pressed_run: 0,
             cv: 1.0,
+            dispersion: Default::default(),
             tolerance: self.tolerance,
             sustained_tolerance: self.sustained_tolerance,
             backoff: self.backoff,

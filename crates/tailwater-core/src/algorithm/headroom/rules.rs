@@ -458,7 +458,7 @@ impl Headroom {
     /// that stands, or a limit that bound in most recent windows).
     pub(super) fn floor(&self, before: f64) -> f64 {
         if self.sustained_queue() || self.binding_share >= SUSTAINED_SHARE {
-            self.min as f64
+            self.lowest()
         } else {
             self.burst_room().max(self.burst_need).min(before)
         }
@@ -493,9 +493,29 @@ impl Headroom {
             (Some(rate), Some(base)) if rate * base > 0.0 => {
                 let knee = rate * base;
                 (knee * (BURST_ROOM + BURST_ROOM_CV2 * self.cv * self.cv))
-                    .clamp(self.min as f64, floor)
+                    .clamp(self.room_floor(), floor)
             }
             _ => floor,
+        }
+    }
+
+    /// The lowest the limit goes outside rule 11: `min_limit`, or below it a small pool's
+    /// burst room when that is lower (only for a service with little dispersion, see
+    /// [`room_floor`](Self::room_floor)). A 4-worker pool at half load rests at 14, not 20,
+    /// so a sudden overload queues ten requests behind it, not sixteen.
+    pub(super) fn lowest(&self) -> f64 {
+        (self.min as f64).min(self.burst_room())
+    }
+
+    /// The lowest a small pool's burst room goes: `min_limit`, or the overload floor once
+    /// [`DISPERSION_MIN_SAMPLES`] successes show a pooled RTT CV below [`ROOM_MAX_CV`].
+    /// Not by the windows' averaged CV: it read a bimodal service (CV 1.6) as 0.35 while
+    /// most windows held no slow request, and the room fell below the floor at 0.9× load
+    /// (ten cells shed more, two past the goal).
+    pub(super) fn room_floor(&self) -> f64 {
+        match self.dispersion.cv() {
+            Some(cv) if cv < ROOM_MAX_CV => self.overload_floor as f64,
+            _ => self.min as f64,
         }
     }
 
