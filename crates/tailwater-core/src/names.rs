@@ -222,6 +222,8 @@ impl AlgorithmName {
                 "max_limit",
                 "backoff_ratio",
                 "timeout",
+                "burst_floor",
+                "overload_floor",
             ],
             AlgorithmName::LlGuard => &[],
         }
@@ -257,6 +259,8 @@ impl AlgorithmName {
                 b = set(b, p.max_limit, |b, v| b.max_limit(v));
                 b = set(b, p.backoff_ratio, |b, v| b.backoff_ratio(v));
                 b = set(b, p.timeout, |b, v| b.timeout(v));
+                b = set(b, p.burst_floor, |b, v| b.burst_floor(v));
+                b = set(b, p.overload_floor, |b, v| b.overload_floor(v));
                 Box::new(b.build()?)
             }
             AlgorithmName::Static => {
@@ -372,13 +376,22 @@ pub struct AlgorithmParams {
     pub smoothing: Option<f64>,
     /// How often Envoy's controller re-measures its minRTT (`envoy*`).
     pub min_rtt_interval: Option<Duration>,
+    /// The floor while demand comes in bursts (`headroom`, see
+    /// [`HeadroomBuilder::burst_floor`](crate::algorithm::HeadroomBuilder::burst_floor)).
+    pub burst_floor: Option<usize>,
+    /// The floor under overload proven by the limiter's refusals (`headroom`, see
+    /// [`HeadroomBuilder::overload_floor`](crate::algorithm::HeadroomBuilder::overload_floor)).
+    pub overload_floor: Option<usize>,
     /// Seed of the algorithm's jitter (Vegas' probes, Envoy's minRTT windows); every
     /// algorithm accepts it, those without randomness ignore it.
     pub seed: Option<u64>,
 }
 
 impl AlgorithmParams {
-    fn set_fields(&self) -> [(&'static str, bool); 8] {
+    /// Every tunable field by name (`seed` aside), with whether it is set: what a surface
+    /// checks against [`AlgorithmName::parameters`] to name a parameter an algorithm does not
+    /// take.
+    pub fn set_fields(&self) -> [(&'static str, bool); 10] {
         [
             ("limit", self.limit.is_some()),
             ("initial_limit", self.initial_limit.is_some()),
@@ -388,6 +401,8 @@ impl AlgorithmParams {
             ("timeout", self.timeout.is_some()),
             ("smoothing", self.smoothing.is_some()),
             ("min_rtt_interval", self.min_rtt_interval.is_some()),
+            ("burst_floor", self.burst_floor.is_some()),
+            ("overload_floor", self.overload_floor.is_some()),
         ]
     }
 }
@@ -579,5 +594,25 @@ mod tests {
             ..AlgorithmParams::default()
         };
         assert_eq!(AlgorithmName::Aimd.build(&p).unwrap().limit(), 5);
+        // Headroom's two floors are its own: accepted there, named anywhere else, and
+        // checked by its builder (an overload floor of 0 is no floor).
+        let p = AlgorithmParams {
+            burst_floor: Some(8),
+            overload_floor: Some(2),
+            ..AlgorithmParams::default()
+        };
+        assert!(AlgorithmName::Headroom.build(&p).is_ok());
+        assert_eq!(
+            AlgorithmName::Aimd.build(&p).unwrap_err().field(),
+            "burst_floor"
+        );
+        let p = AlgorithmParams {
+            overload_floor: Some(0),
+            ..AlgorithmParams::default()
+        };
+        assert_eq!(
+            AlgorithmName::Headroom.build(&p).unwrap_err().field(),
+            "overload_floor"
+        );
     }
 }

@@ -145,6 +145,13 @@ pub struct HeadroomLimit {
     pub backoff_ratio: Option<f64>,
     /// An RTT at or above this counts as a drop (default 5 s).
     pub timeout: Option<Duration>,
+    /// The floor while demand comes in bursts (default 20, Netflix's floor; raised to
+    /// `min_limit` if below it). Set it near the workers of a small pool whose bursts need
+    /// less room.
+    pub burst_floor: Option<usize>,
+    /// The floor while the limiter turns away at least twice what completes (default 2, or
+    /// `min_limit` when that is set; never above `min_limit`).
+    pub overload_floor: Option<usize>,
 }
 
 impl LimitConfig {
@@ -157,16 +164,7 @@ impl LimitConfig {
         p: &AlgorithmParams,
     ) -> Result<Self, tailwater_core::ConfigError> {
         let takes = name.parameters();
-        for (field, set) in [
-            ("limit", p.limit.is_some()),
-            ("initial_limit", p.initial_limit.is_some()),
-            ("min_limit", p.min_limit.is_some()),
-            ("max_limit", p.max_limit.is_some()),
-            ("backoff_ratio", p.backoff_ratio.is_some()),
-            ("timeout", p.timeout.is_some()),
-            ("smoothing", p.smoothing.is_some()),
-            ("min_rtt_interval", p.min_rtt_interval.is_some()),
-        ] {
+        for (field, set) in p.set_fields() {
             if set && !takes.contains(&field) {
                 let takes = if takes.is_empty() {
                     "none; name an algorithm to tune it".to_owned()
@@ -236,6 +234,8 @@ impl LimitConfig {
                 max_limit: p.max_limit,
                 backoff_ratio: p.backoff_ratio,
                 timeout: p.timeout,
+                burst_floor: p.burst_floor,
+                overload_floor: p.overload_floor,
             }),
             AlgorithmName::LlGuard => Self::LlGuard,
         })
@@ -313,6 +313,8 @@ impl LimitConfig {
                 max_limit: h.max_limit,
                 backoff_ratio: h.backoff_ratio,
                 timeout: h.timeout,
+                burst_floor: h.burst_floor,
+                overload_floor: h.overload_floor,
                 ..d
             },
         }
@@ -358,6 +360,8 @@ struct LimitTable {
     smoothing: Option<f64>,
     #[serde(default, deserialize_with = "duration::de_opt")]
     min_rtt_interval: Option<Duration>,
+    burst_floor: Option<usize>,
+    overload_floor: Option<usize>,
 }
 
 fn de_name_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AlgorithmName>, D::Error> {
@@ -379,6 +383,8 @@ impl<'de> Deserialize<'de> for LimitConfig {
             timeout: t.timeout,
             smoothing: t.smoothing,
             min_rtt_interval: t.min_rtt_interval,
+            burst_floor: t.burst_floor,
+            overload_floor: t.overload_floor,
             seed: None,
         };
         let name = t.algorithm.unwrap_or_default();

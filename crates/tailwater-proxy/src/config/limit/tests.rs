@@ -26,6 +26,8 @@ fn all_params_of(name: AlgorithmName) -> AlgorithmParams {
         timeout: takes("timeout").then_some(Duration::from_millis(1500)),
         smoothing: takes("smoothing").then_some(0.5),
         min_rtt_interval: takes("min_rtt_interval").then_some(Duration::from_secs(9)),
+        burst_floor: takes("burst_floor").then_some(5),
+        overload_floor: takes("overload_floor").then_some(2),
         seed: None,
     }
 }
@@ -49,9 +51,11 @@ fn each_variant_holds_exactly_the_parameters_its_algorithm_takes() {
             timeout: Some(Duration::from_secs(1)),
             smoothing: Some(0.5),
             min_rtt_interval: Some(Duration::from_secs(9)),
+            burst_floor: Some(5),
+            overload_floor: Some(2),
             seed: None,
         };
-        if name.parameters().len() < 8 {
+        if name.parameters().len() < everything.set_fields().len() {
             assert!(LimitConfig::new(name, &everything).is_err(), "{name}");
         }
     }
@@ -79,6 +83,31 @@ fn the_table_parses_into_the_variant_of_its_algorithm() {
             ..EnvoyLimit::default()
         })
     );
+}
+
+#[test]
+fn headroom_takes_its_floors_from_the_table() {
+    // A small pool behind the proxy: bursts get 8 in flight, overload may go down to 2.
+    let config =
+        parse("algorithm = \"headroom\"\nburst_floor = 8\noverload_floor = 2\nmin_limit = 4")
+            .unwrap();
+    assert_eq!(
+        config,
+        LimitConfig::Headroom(HeadroomLimit {
+            min_limit: Some(4),
+            burst_floor: Some(8),
+            overload_floor: Some(2),
+            ..HeadroomLimit::default()
+        })
+    );
+    config.validate().unwrap();
+    // The floors are Headroom's alone: refused elsewhere, at their line.
+    let err = parse("algorithm = \"aimd\"\noverload_floor = 2").unwrap_err();
+    assert_eq!(err.field(), "route[0].limit.overload_floor");
+    assert_eq!(err.line(), Some(5));
+    // And checked by the core's builder: an overload floor of 0 is named.
+    let err = parse("algorithm = \"headroom\"\noverload_floor = 0").unwrap_err();
+    assert_eq!(err.field(), "route[0].limit.overload_floor", "{err}");
 }
 
 #[test]
