@@ -993,3 +993,41 @@ fn slow_starts_leftover_limit_reached_past_the_tolerance_does_not_double() {
     let dispersed = run((ms(1), ms(19)), (Duration::from_micros(2_100), ms(40)));
     assert_eq!(dispersed, 160);
 }
+
+/// `n` samples 1 ms apart, 20 ms each, the limiter full (in flight = the limit); every
+/// `drop_every`-th of them a drop (0: none). Returns the limit at the end.
+fn full_with_drops(h: &mut Headroom, t: &mut Duration, n: u64, drop_every: u64) -> usize {
+    for i in 0..n {
+        *t += ms(1);
+        let in_flight = h.limit();
+        let s = if drop_every > 0 && i % drop_every == drop_every - 1 {
+            Sample::dropped(*t, ms(20), in_flight)
+        } else {
+            Sample::success(*t, ms(20), in_flight)
+        };
+        h.update(&s.at_limit(in_flight));
+    }
+    h.limit()
+}
+
+#[test]
+fn the_drops_a_service_always_has_do_not_back_the_limit_off() {
+    // Rule 12. One sample in 200 a drop (a rare request outlasting the client's timeout),
+    // the service otherwise at its baseline: the limit stays where the same service without
+    // drops keeps it (before the rule, every window holding a drop cut it by a tenth).
+    let run = |drop_every| {
+        let mut h = Headroom::builder().min_limit(2).build().unwrap();
+        let mut t = Duration::ZERO;
+        let limit = full_with_drops(&mut h, &mut t, 20_000, drop_every);
+        (h, t, limit)
+    };
+    let (_, _, clean) = run(0);
+    let (mut h, mut t, rare) = run(200);
+    assert!(rare as f64 >= 0.8 * clean as f64, "{rare} against {clean}");
+    // Drops well past the usual share (one in three) still back it off.
+    let dropping = full_with_drops(&mut h, &mut t, 500, 3);
+    assert!(
+        (dropping as f64) < 0.5 * rare as f64,
+        "{dropping} from {rare}"
+    );
+}
