@@ -1016,7 +1016,10 @@ fn the_drops_a_service_always_has_do_not_back_the_limit_off() {
     // the service otherwise at its baseline: the limit stays where the same service without
     // drops keeps it (before the rule, every window holding a drop cut it by a tenth).
     let run = |drop_every| {
-        let mut h = Headroom::builder().min_limit(2).build().unwrap();
+        let mut h = Headroom::builder()
+            .min_limit(2)
+            .build()
+            .expect("a valid configuration");
         let mut t = Duration::ZERO;
         let limit = full_with_drops(&mut h, &mut t, 20_000, drop_every);
         (h, t, limit)

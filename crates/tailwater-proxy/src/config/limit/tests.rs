@@ -90,7 +90,7 @@ fn headroom_takes_its_floors_from_the_table() {
     // A small pool behind the proxy: bursts get 8 in flight, overload may go down to 2.
     let config =
         parse("algorithm = \"headroom\"\nburst_floor = 8\noverload_floor = 2\nmin_limit = 4")
-            .unwrap();
+            .expect("headroom takes both floors");
     assert_eq!(
         config,
         LimitConfig::Headroom(HeadroomLimit {
@@ -100,7 +100,7 @@ fn headroom_takes_its_floors_from_the_table() {
             ..HeadroomLimit::default()
         })
     );
-    config.validate().unwrap();
+    config.validate().expect("the core's builder accepts them");
     // The floors are Headroom's alone: refused elsewhere, at their line.
     let err = parse("algorithm = \"aimd\"\noverload_floor = 2").unwrap_err();
     assert_eq!(err.field(), "route[0].limit.overload_floor");
