@@ -1,7 +1,6 @@
 //! Rule 12: the drops a service always has are not overload.
 
-/// How many samples the usual drop share is averaged over.
-const SAMPLES: f64 = 1024.0;
+use super::pooled::Pooled;
 
 /// The highest drop share that counts as usual: above it drops always mean trouble.
 const MAX_SHARE: f64 = 0.02;
@@ -10,8 +9,7 @@ const MAX_SHARE: f64 = 0.02;
 /// drops must be to back the limit off.
 const SIGMAS: f64 = 3.0;
 
-/// The share of samples that ended in a drop, averaged over about [`SAMPLES`] of them
-/// (every sample counts 1/n until n reaches it).
+/// The share of samples that ended in a drop, [`Pooled`] over about 1,000 of them.
 ///
 /// Why: every window with a drop backed the limit off by `backoff`. A service whose rare
 /// slow requests outlast the client's timeout (`heavy-tail`: 0.5 % of requests 50× slower,
@@ -19,22 +17,20 @@ const SIGMAS: f64 = 3.0;
 /// every few, and kept 52.5 % of its capacity where a static limit keeps 92.9 %.
 #[derive(Debug, Clone, Default)]
 pub(super) struct UsualDrops {
-    n: f64,
-    share: f64,
+    share: Pooled,
 }
 
 impl UsualDrops {
     /// Counts one sample (a drop or not).
     pub(super) fn push(&mut self, dropped: bool) {
-        self.n = (self.n + 1.0).min(SAMPLES);
-        self.share += (f64::from(u8::from(dropped)) - self.share) / self.n;
+        self.share.push(f64::from(u8::from(dropped)));
     }
 
     /// Whether `drops` among `samples` are no more than this service usually has: at most
     /// the usual share (capped at [`MAX_SHARE`]) of them plus [`SIGMAS`] standard deviations.
     /// With no drops seen before, any drop is unusual.
     pub(super) fn usual(&self, drops: u64, samples: u64) -> bool {
-        let expected = self.share.min(MAX_SHARE) * samples as f64;
+        let expected = self.share.mean().min(MAX_SHARE) * samples as f64;
         drops as f64 <= expected + SIGMAS * expected.sqrt()
     }
 }

@@ -9,6 +9,7 @@ use super::{Estimates, LimitAlgorithm, Outcome, Sample};
 mod builder;
 mod drops;
 mod history;
+mod pooled;
 mod rules;
 #[cfg(test)]
 mod start_tests;
@@ -17,6 +18,7 @@ mod tests;
 
 pub use builder::HeadroomBuilder;
 use history::History;
+use pooled::Dispersion;
 
 /// The guard may override the latency rule only while the recent completion rate is below
 /// this share of the highest it has been over the baseline horizon (see [`Headroom`], rule 3).
@@ -165,43 +167,10 @@ const CV_WINDOWS: f64 = 8.0;
 /// Room for bursts per unit of the RTT's squared coefficient of variation.
 const BURST_ROOM_CV2: f64 = 4.0;
 
-/// How many successes the pooled RTT dispersion remembers (see [`Dispersion`]).
-const DISPERSION_SAMPLES: f64 = 1024.0;
-
-/// The successes before the pooled RTT CV counts (see [`Dispersion::cv`]): a bimodal
-/// service's first 64 held no slow request in one seed of `default-limit`, and read 0.46.
-const DISPERSION_MIN_SAMPLES: f64 = 100.0;
-
 /// A small pool's burst room may fall below `min_limit` only while the pooled RTT CV is
 /// below this (see [`Headroom::room_floor`]): lognormal CV 0.5 pools measure 0.45-0.5,
 /// exponential ones about 1.
 const ROOM_MAX_CV: f64 = 0.7;
-
-/// The RTT's first two moments, averaged over about [`DISPERSION_SAMPLES`] successes (every
-/// success counts 1/n until n reaches it): the coefficient of variation of the service's
-/// RTTs pooled over many windows. The per-window CV's average reads a bimodal service
-/// (5 % of requests 10× slower, CV 1.6) as 0.5 whenever most windows hold no slow one.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Dispersion {
-    n: f64,
-    mean: f64,
-    square: f64,
-}
-
-impl Dispersion {
-    fn push(&mut self, x: f64) {
-        self.n = (self.n + 1.0).min(DISPERSION_SAMPLES);
-        let a = 1.0 / self.n;
-        self.mean += a * (x - self.mean);
-        self.square += a * (x * x - self.square);
-    }
-
-    /// The pooled CV, or `None` before [`DISPERSION_MIN_SAMPLES`] successes.
-    pub(super) fn cv(&self) -> Option<f64> {
-        (self.n >= DISPERSION_MIN_SAMPLES && self.mean > 0.0)
-            .then(|| (self.square - self.mean * self.mean).max(0.0).sqrt() / self.mean)
-    }
-}
 
 /// `Headroom`: an adaptive limit meant to be safe as the default — it keeps a healthy,
 /// high-variance service's traffic, keeps its limit through a uniform slowdown, and still
@@ -471,8 +440,8 @@ pub struct Headroom {
     pressed_run: u32,
     /// The RTT's coefficient of variation, averaged over about [`CV_WINDOWS`] windows.
     cv: f64,
-    /// The RTT's dispersion over about [`DISPERSION_SAMPLES`] successes, pooled (see
-    /// [`Dispersion`]): a window's own CV misses a heavy tail the window did not sample.
+    /// The RTT's dispersion over about 1,000 successes, pooled (see [`Dispersion`]): a
+    /// window's own CV misses a heavy tail the window did not sample.
     dispersion: Dispersion,
     /// Rule 12: the share of samples that were drops, over about 1,000.
     usual_drops: drops::UsualDrops,

@@ -508,7 +508,7 @@ impl Headroom {
     }
 
     /// The lowest a small pool's burst room goes: `min_limit`, or the overload floor once
-    /// [`DISPERSION_MIN_SAMPLES`] successes show a pooled RTT CV below [`ROOM_MAX_CV`].
+    /// 100 successes show a pooled RTT CV below [`ROOM_MAX_CV`].
     /// Not by the windows' averaged CV: it read a bimodal service (CV 1.6) as 0.35 while
     /// most windows held no slow request, and the room fell below the floor at 0.9× load
     /// (ten cells shed more, two past the goal).
