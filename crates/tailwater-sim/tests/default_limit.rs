@@ -31,6 +31,29 @@ fn headroom_keeps_a_bursty_small_pools_traffic() {
 }
 
 #[test]
+fn headroom_keeps_a_heavy_tailed_small_pools_own_queue() {
+    // 4 workers × 300 ms, bimodal (5 % of requests 10× slower: CV 1.6), 0.9× load, seed 2:
+    // the healthy service's own queue reaches 60 in its first 16 s (`static:40` sheds
+    // 3.6 %, `static:50` 1.6 %). The limit sat at 20 until a burst had shed and drained,
+    // and shed 3.59 %; rule 13 (the tail room, from the CV of the successes that found no
+    // queue) keeps the room the service's tail needs.
+    let mut checks = suite::suite("default-limit").expect("the suite");
+    checks.retain(|c| c.scenario.name == "no-harm bimodal w4 300ms 0.9x");
+    suite::reseed(&mut checks, 2);
+    let [check] = checks.as_slice() else {
+        panic!("one such cell, not {}", checks.len());
+    };
+    let policy = PolicySpec::parse("headroom").expect("a policy");
+    let r = engine::run(&check.scenario, &policy, RunOptions::default()).expect("the cell runs");
+    let shed = r.shed_total as f64 / r.attempts as f64;
+    assert!(
+        shed <= suite::NO_HARM_SHED_NINE,
+        "shed {:.2} %",
+        shed * 100.0
+    );
+}
+
+#[test]
 fn tiers_keep_their_order_under_the_default() {
     let checks = suite::suite("default-limit").unwrap();
     let tiers: Vec<_> = checks.into_iter().filter(|c| c.group == "tiers").collect();
@@ -98,8 +121,9 @@ fn headroom_keeps_most_of_a_heavy_tailed_services_capacity() {
     // `heavy-tail`: 48 workers at 1.5× load, 0.5 % of requests 50× slower, so they outlast
     // the 1 s client timeout and end as drops, about 8 a second. Each window holding one
     // backed the limit off until rule 12 (drops at the service's usual share are not
-    // overload): 52.5 % of capacity before it, 78.1 % with it; a static limit of 48 keeps
-    // 92.9 %. The bound keeps that regression, which went unseen for a day, from returning.
+    // overload): 52.5 % of capacity before it, 78.1 % with it, 84.3 % since its Poisson
+    // test (session 23); a static limit of 48 keeps 92.9 %. The bound keeps that
+    // regression, which went unseen for a day, from returning.
     let s = tailwater_sim::scenario::builtin("heavy-tail").expect("a built-in scenario");
     let run = |policy: &str| {
         let policy = PolicySpec::parse(policy).expect("a policy");
@@ -108,7 +132,7 @@ fn headroom_keeps_most_of_a_heavy_tailed_services_capacity() {
     };
     let (headroom, fixed) = (run("headroom"), run("static"));
     assert!(
-        headroom >= 0.75 && headroom >= fixed - 0.2,
+        headroom >= 0.8 && headroom >= fixed - 0.15,
         "headroom {:.1} % against static {:.1} %",
         headroom * 100.0,
         fixed * 100.0

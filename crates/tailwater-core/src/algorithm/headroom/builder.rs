@@ -222,6 +222,7 @@ impl HeadroomBuilder {
             pressed_run: 0,
             cv: 1.0,
             dispersion: Default::default(),
+            service: Default::default(),
             usual_drops: Default::default(),
             tolerance: self.tolerance,
             sustained_tolerance: self.sustained_tolerance,

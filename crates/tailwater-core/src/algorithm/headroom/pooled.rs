@@ -58,3 +58,87 @@ impl Dispersion {
             .then(|| (self.second.mean() - mean * mean).max(0.0).sqrt() / mean)
     }
 }
+
+/// The in-flight counts [`ByInFlight`] keeps apart: a small pool's (rule 13 is for pools
+/// below the burst floor, 20 by default).
+const LEVELS: usize = 32;
+
+/// The RTT's first two moments kept apart by the in-flight count each success was admitted
+/// at (itself included), 1 to [`LEVELS`], each [`Pooled`] over about 1,000 of its own.
+///
+/// Why apart: which counts found no queue ahead (at most the pool's workers) is known only
+/// once the knee is, a few seconds into a slow small pool's life, and by then a queue may
+/// stand, during which no request is admitted at so few. Kept apart, the early successes
+/// count as soon as the knee says which they are (a bimodal 4-worker pool at 0.9× load:
+/// 9 such successes in its first 6 s, then none for 10 s while its own queue stood).
+#[derive(Debug, Clone)]
+pub(super) struct ByInFlight {
+    levels: [(Pooled, Pooled); LEVELS],
+}
+
+impl Default for ByInFlight {
+    fn default() -> Self {
+        Self {
+            levels: [(Pooled::default(), Pooled::default()); LEVELS],
+        }
+    }
+}
+
+impl ByInFlight {
+    /// Adds one success's RTT (seconds) at the in-flight count it was admitted at; counts
+    /// past [`LEVELS`] (and 0, unknown) are not kept.
+    pub(super) fn push(&mut self, in_flight: usize, x: f64) {
+        if let Some((first, second)) = in_flight
+            .checked_sub(1)
+            .and_then(|i| self.levels.get_mut(i))
+        {
+            first.push(x);
+            second.push(x * x);
+        }
+    }
+
+    /// The CV of the RTTs admitted at 1 to `up_to` in flight, pooled (each level weighted by
+    /// the values it stands for), or `None` before `min` values.
+    pub(super) fn cv(&self, up_to: usize, min: f64) -> Option<f64> {
+        let (mut n, mut m1, mut m2) = (0.0, 0.0, 0.0);
+        for (first, second) in self.levels.iter().take(up_to) {
+            n += first.count();
+            m1 += first.count() * first.mean();
+            m2 += second.count() * second.mean();
+        }
+        if n < min || n == 0.0 || m1 <= 0.0 {
+            return None;
+        }
+        let (m1, m2) = (m1 / n, m2 / n);
+        Some((m2 - m1 * m1).max(0.0).sqrt() / m1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_in_flight_pools_only_the_levels_asked_for() {
+        let mut b = ByInFlight::default();
+        // At 1-4 in flight (no queue): 0.2 s, and one in twenty 2 s (a bimodal service).
+        for i in 0..400 {
+            let x = if i % 20 == 19 { 2.0 } else { 0.2 };
+            b.push(1 + i % 4, x);
+        }
+        // At 10 in flight (queued): 1.5 s each, a constant wait plus service.
+        for _ in 0..400 {
+            b.push(10, 1.5);
+        }
+        // Out of range: not kept, no panic.
+        b.push(0, 9.0);
+        b.push(LEVELS + 1, 9.0);
+        let unqueued = b.cv(4, 30.0).expect("400 values");
+        assert!((1.3..1.6).contains(&unqueued), "{unqueued}");
+        // Pooled with the queued ones the CV falls: a queue hides the service's tail.
+        let all = b.cv(LEVELS, 30.0).expect("800 values");
+        assert!(all < 0.8 * unqueued, "{all} against {unqueued}");
+        assert_eq!(b.cv(4, 500.0), None);
+        assert_eq!(ByInFlight::default().cv(4, 0.0), None);
+    }
+}

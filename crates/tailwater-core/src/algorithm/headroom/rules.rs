@@ -211,7 +211,8 @@ impl Headroom {
             // Warm for good: a later queue must not read as a warm-up.
             self.started = None;
         }
-        let ratio = mean / base;
+        // A zero mean and no baseline (RTTs below the clock's resolution) show no queue.
+        let ratio = if base > 0.0 { mean / base } else { 1.0 };
         let error = 2.0 * c.cv.unwrap_or(0.0) / (c.count.max(1) as f64).sqrt();
         // The limit has not bound since slow start ended (rule 6's first-binding case).
         let never_bound = self.binding_share == 0.0;
@@ -504,7 +505,50 @@ impl Headroom {
     /// [`room_floor`](Self::room_floor)). A 4-worker pool at half load rests at 14, not 20,
     /// so a sudden overload queues ten requests behind it, not sixteen.
     pub(super) fn lowest(&self) -> f64 {
-        (self.min as f64).min(self.burst_room())
+        (self.min as f64)
+            .min(self.burst_room())
+            .max(self.tail_room())
+    }
+
+    /// The knee Little's law gives: the recent completion rate times the no-queue baseline
+    /// (`None` before both are known).
+    pub(super) fn knee(&self) -> Option<f64> {
+        let knee = self.guard.mean_rate()? * self.baseline_secs()?;
+        (knee.is_finite() && knee > 0.0).then_some(knee)
+    }
+
+    /// Rule 13: the most in flight (the request itself included) at which a request found
+    /// no queue ahead of it: the workers, as Little's law gives them from the best recent
+    /// completion rate and the no-queue baseline, rounded up (the baseline, a low
+    /// percentile of window means, is below the mean service time).
+    pub(super) fn unqueued_max(&self) -> Option<f64> {
+        self.knee().map(|knee| knee.floor().max(1.0))
+    }
+
+    /// Rule 13: the room a healthy small pool with a heavy-tailed service needs at 0.9×
+    /// load, below which no rule but rule 11 (refusals far past the completions) takes its
+    /// limit: the knee plus [`TAIL_ROOM_CV2`] times the service's squared CV, measured on
+    /// the successes admitted with no queue ahead of them ([`TAIL_MIN_SAMPLES`] at least),
+    /// once that CV reaches [`TAIL_MIN_CV`]; 0 otherwise, and for pools whose knee is past
+    /// the burst floor (the latency rule's room there is the knee's own).
+    ///
+    /// Kingman's heavy-traffic formula puts a G/G/c queue's length, given that it waits, at
+    /// about `ρ/(1−ρ) × (Ca² + Cs²)/2`, nine times that factor at 0.9× load, and its tail
+    /// falls off exponentially from there: the 98th percentile is about 3.5 times it, 50
+    /// requests for 4 workers with a bimodal service (CV 1.6). A queue that deep is the
+    /// service's nature, not an overload (`static:40` sheds 3.6 % of it, `static:50`
+    /// 1.6 %), and only the service's own CV tells it apart: a queue in front of a pool
+    /// makes every request wait about as long, which lowers the RTT's CV (0.8 for that
+    /// service at 0.9×), so the RTTs of all successes cannot show it.
+    pub(super) fn tail_room(&self) -> f64 {
+        let Some(knee) = self.knee().filter(|k| *k < self.burst_floor as f64) else {
+            return 0.0;
+        };
+        let up_to = self.unqueued_max().map_or(0, |n| n as usize);
+        match self.service.cv(up_to, TAIL_MIN_SAMPLES) {
+            Some(cv) if cv >= TAIL_MIN_CV => (knee + TAIL_ROOM_CV2 * cv * cv).min(self.max as f64),
+            _ => 0.0,
+        }
     }
 
     /// The lowest a small pool's burst room goes: `min_limit`, or the overload floor once

@@ -280,7 +280,9 @@ fn a_burst_that_drains_raises_the_limit_that_shed_it() {
         run.limits
     );
     // The same run, overloaded (2×) from 60 s on: a queue that stands takes that room back
-    // at once (80 → 20 within 1.5 s of the step), not by a tenth per window.
+    // at once (80 → 40 within 1.5 s of the step), not by a tenth per window. Down to the
+    // tail room of rule 13, not to 20 (before session 23): this service (CV 1.6 on 4
+    // workers) queues 40 deep at 0.9× load by its own nature.
     let overloaded = Bench {
         step: Some((Duration::from_secs(60), 280.0)),
         ..bench
@@ -293,7 +295,7 @@ fn a_burst_that_drains_raises_the_limit_that_shed_it() {
         &run.limits[590..]
     );
     assert!(
-        run.limits[615..].iter().all(|&l| l <= 25),
+        run.limits[615..].iter().all(|&l| (20..=45).contains(&l)),
         "{:?}",
         &run.limits[590..]
     );
