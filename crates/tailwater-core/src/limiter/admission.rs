@@ -261,9 +261,9 @@ impl<C: Clock> Shared<C> {
     /// still admitted at `limit` (`reserved` without tiers).
     ///
     /// A tier leaves free the headroom that refusals of more important requests built up
-    /// ([`Contention`]). With a queue, a request that waits is not refused (the queue hands
-    /// it the next free slot, and nothing borrows while it waits); only one the queue turns
-    /// away (full, displaced, timed out) builds headroom.
+    /// ([`Contention`](super::contention::Contention)). With a queue, a request that waits
+    /// is not refused (the queue hands it the next free slot, and nothing borrows while it
+    /// waits); only one the queue turns away (full, displaced, timed out) builds headroom.
     #[cold]
     #[inline(never)]
     pub(super) fn borrowable(&self, tier: Criticality, limit: usize, reserved: usize) -> usize {

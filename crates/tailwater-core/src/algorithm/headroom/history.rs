@@ -1,6 +1,6 @@
 //! The per-window history of [`Headroom`](super::Headroom): the remembered window means, whose
 //! low percentile is the no-queue baseline (rule 2), and the recent completion rates, whose
-//! maximum rule 3's fall test compares with (see [`History::rate_fell`]).
+//! maximum rule 3's fall test compares with (see [`History::record_rate`]).
 //!
 //! Both look back over the last `baseline_windows` windows (1 000 by default) and are read at
 //! every window, so both are kept incrementally: the means in arrival order (a ring) beside
