@@ -172,6 +172,10 @@ const BURST_ROOM_CV2: f64 = 4.0;
 /// exponential ones about 1.
 const ROOM_MAX_CV: f64 = 0.7;
 
+/// Slow start's queued windows in a row that end it while the baseline holds fewer than
+/// [`UNDO_MEANS`] window means of a dispersed service (see `slow_start_window`).
+const SLOW_START_QUEUED_YOUNG: u32 = 3;
+
 /// Rule 13: the unqueued successes (admitted at most the knee in flight) before their CV
 /// counts. Few, because a standing queue admits none at so few in flight: the bimodal
 /// 4-worker pool at 0.9× load had 9 in its first 6 s, then none for 10 s. A lognormal CV 0.5
