@@ -34,9 +34,11 @@ impl Headroom {
     ///   drains; sustained demand queues on.
     /// - After [`SLOW_START_QUEUED`] such windows in a row slow start ends (after
     ///   [`SLOW_START_QUEUED_YOUNG`] while the baseline holds fewer than [`UNDO_MEANS`]
-    ///   window means of a dispersed service: its first windows held only the fast
-    ///   requests, and a window at its real mean read as a queue; 48 workers at 300 ms,
-    ///   lognormal CV 2, 0.9× load, drained to 20 at 0.2 s and shed 2.44 %), and the limit
+    ///   window means of a dispersed service, by the windows' averaged CV or this one's:
+    ///   its first windows held only the fast requests, and a window at its real mean read
+    ///   as a queue; 48 workers at 300 ms, lognormal CV 2, 0.9× load, drained to 20 at
+    ///   0.2 s and shed 2.44 %; at 30 ms and 0.5× load the average, seeded by a first
+    ///   window's 0.66, was still under 0.8, and the cell shed 0.90 %), and the limit
     ///   drains to the Little's-law estimate (BBR's drain after startup: the in-flight count
     ///   the service completed at its best rate), at most halving it (TCP's halving on loss).
     pub(super) fn slow_start_window(
@@ -101,11 +103,12 @@ impl Headroom {
         }
         self.queued_windows += 1;
         self.paused = true;
-        let need = if self.history.len() < UNDO_MEANS && self.cv >= UNDO_MAX_CV {
-            SLOW_START_QUEUED_YOUNG
-        } else {
-            SLOW_START_QUEUED
-        };
+        let need =
+            if self.history.len() < UNDO_MEANS && self.cv.max(c.cv.unwrap_or(0.0)) >= UNDO_MAX_CV {
+                SLOW_START_QUEUED_YOUNG
+            } else {
+                SLOW_START_QUEUED
+            };
         if self.queued_windows < need && !plateau {
             return before;
         }
