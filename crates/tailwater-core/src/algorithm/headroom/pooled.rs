@@ -53,18 +53,24 @@ impl Dispersion {
 
     /// The pooled CV, or `None` before [`DISPERSION_MIN_SAMPLES`] successes.
     pub(super) fn cv(&self) -> Option<f64> {
-        let mean = self.first.mean();
-        (self.first.count() >= DISPERSION_MIN_SAMPLES && mean > 0.0)
-            .then(|| (self.second.mean() - mean * mean).max(0.0).sqrt() / mean)
+        (self.first.count() >= DISPERSION_MIN_SAMPLES)
+            .then(|| cv_of(self.first.mean(), self.second.mean()))
+            .flatten()
     }
+}
+
+/// The coefficient of variation from the first two moments (`None` for a mean that is not
+/// positive).
+fn cv_of(m1: f64, m2: f64) -> Option<f64> {
+    (m1 > 0.0).then(|| (m2 - m1 * m1).max(0.0).sqrt() / m1)
 }
 
 /// The in-flight counts [`ByInFlight`] keeps apart: a small pool's (rule 13 is for pools
 /// below the burst floor, 20 by default).
 const LEVELS: usize = 32;
 
-/// The RTT's first two moments kept apart by the in-flight count each success was admitted
-/// at (itself included), 1 to [`LEVELS`], each [`Pooled`] over about 1,000 of its own.
+/// A [`Dispersion`] per in-flight count each success was admitted at (itself included), 1
+/// to [`LEVELS`], each over about 1,000 of its own.
 ///
 /// Why apart: which counts found no queue ahead (at most the pool's workers) is known only
 /// once the knee is, a few seconds into a slow small pool's life, and by then a queue may
@@ -73,13 +79,13 @@ const LEVELS: usize = 32;
 /// 9 such successes in its first 6 s, then none for 10 s while its own queue stood).
 #[derive(Debug, Clone)]
 pub(super) struct ByInFlight {
-    levels: [(Pooled, Pooled); LEVELS],
+    levels: [Dispersion; LEVELS],
 }
 
 impl Default for ByInFlight {
     fn default() -> Self {
         Self {
-            levels: [(Pooled::default(), Pooled::default()); LEVELS],
+            levels: std::array::from_fn(|_| Dispersion::default()),
         }
     }
 }
@@ -88,12 +94,11 @@ impl ByInFlight {
     /// Adds one success's RTT (seconds) at the in-flight count it was admitted at; counts
     /// past [`LEVELS`] (and 0, unknown) are not kept.
     pub(super) fn push(&mut self, in_flight: usize, x: f64) {
-        if let Some((first, second)) = in_flight
+        if let Some(level) = in_flight
             .checked_sub(1)
             .and_then(|i| self.levels.get_mut(i))
         {
-            first.push(x);
-            second.push(x * x);
+            level.push(x);
         }
     }
 
@@ -101,16 +106,16 @@ impl ByInFlight {
     /// the values it stands for), or `None` before `min` values.
     pub(super) fn cv(&self, up_to: usize, min: f64) -> Option<f64> {
         let (mut n, mut m1, mut m2) = (0.0, 0.0, 0.0);
-        for (first, second) in self.levels.iter().take(up_to) {
-            n += first.count();
-            m1 += first.count() * first.mean();
-            m2 += second.count() * second.mean();
+        for level in self.levels.iter().take(up_to) {
+            let k = level.first.count();
+            n += k;
+            m1 += k * level.first.mean();
+            m2 += k * level.second.mean();
         }
-        if n < min || n == 0.0 || m1 <= 0.0 {
+        if n < min || n == 0.0 {
             return None;
         }
-        let (m1, m2) = (m1 / n, m2 / n);
-        Some((m2 - m1 * m1).max(0.0).sqrt() / m1)
+        cv_of(m1 / n, m2 / n)
     }
 }
 

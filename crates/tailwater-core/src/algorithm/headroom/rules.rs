@@ -502,13 +502,10 @@ impl Headroom {
     /// own bursts). Below the burst floor only for small pools with little dispersion.
     pub(super) fn burst_room(&self) -> f64 {
         let floor = self.burst_floor as f64;
-        match (self.guard.mean_rate(), self.baseline_secs()) {
-            (Some(rate), Some(base)) if rate * base > 0.0 => {
-                let knee = rate * base;
-                (knee * (BURST_ROOM + BURST_ROOM_CV2 * self.cv * self.cv))
-                    .clamp(self.room_floor(), floor)
-            }
-            _ => floor,
+        match self.knee() {
+            Some(knee) => (knee * (BURST_ROOM + BURST_ROOM_CV2 * self.cv * self.cv))
+                .clamp(self.room_floor(), floor),
+            None => floor,
         }
     }
 
@@ -527,14 +524,6 @@ impl Headroom {
     pub(super) fn knee(&self) -> Option<f64> {
         let knee = self.guard.mean_rate()? * self.baseline_secs()?;
         (knee.is_finite() && knee > 0.0).then_some(knee)
-    }
-
-    /// Rule 13: the most in flight (the request itself included) at which a request found
-    /// no queue ahead of it: the workers, as Little's law gives them from the best recent
-    /// completion rate and the no-queue baseline, rounded up (the baseline, a low
-    /// percentile of window means, is below the mean service time).
-    pub(super) fn unqueued_max(&self) -> Option<f64> {
-        self.knee().map(|knee| knee.floor().max(1.0))
     }
 
     /// Rule 13: the room a healthy small pool with a heavy-tailed service needs at 0.9×
@@ -556,7 +545,10 @@ impl Headroom {
         let Some(knee) = self.knee().filter(|k| *k < self.burst_floor as f64) else {
             return 0.0;
         };
-        let up_to = self.unqueued_max().map_or(0, |n| n as usize);
+        // The most in flight (the request itself included) at which a request found no
+        // queue ahead: the knee, rounded down (the baseline, a low percentile of window
+        // means, is below the mean service time, so the knee is at most the workers).
+        let up_to = (knee.floor() as usize).max(1);
         match self.service.cv(up_to, TAIL_MIN_SAMPLES) {
             Some(cv) if cv >= TAIL_MIN_CV => (knee + TAIL_ROOM_CV2 * cv * cv).min(self.max as f64),
             _ => 0.0,
