@@ -53,7 +53,16 @@
 # Usage: scripts/bench-proxy.sh            (env: DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=2
 #                                           MODE=forward|shed|https ACCESS_LOG=0|1 SKIP_BUILD=0|1:
 #                                           1 uses the release binaries already built;
-#                                           SLICES=1; PIN=0|1, see below)
+#                                           SLICES=1; PIN=0|1 and FLOOR=1|0, see below)
+#
+# FLOOR=1 (the default in MODE=forward when HAProxy is installed; FLOOR=0 skips it) also
+# runs the floor: HAProxy in `mode tcp` (scripts/lib/peers.sh, floor_config), a byte pump
+# with one backend connection per client connection, no HTTP parsing and no added fields.
+# It makes the same four syscalls a request as the HTTP proxies and nothing else, so it
+# shows what an HTTP proxy would reach if all of its own work were free. The summary gives
+# per round the floor's throughput over the best HTTP peer's and its CPU per request over
+# the cheapest's (how much room the goals leave on this machine at all), and tailwater's
+# throughput over the floor's.
 #
 # PIN=1 is an experiment, not the default comparison: it pins worker N of every proxy to
 # CPU N mod cores with `taskset` once they run (all three alike: what nginx's
@@ -82,6 +91,7 @@ ADMIN_PORT=$((BASE_PORT + 3))
 HAPROXY_PORT=$((BASE_PORT + 4))
 TWLOG_PORT=$((BASE_PORT + 5))
 TWLOG_ADMIN_PORT=$((BASE_PORT + 6))
+FLOOR_PORT=$((BASE_PORT + 7))
 ACCESS_LOG=${ACCESS_LOG:-0}
 PEERS=${PEERS:-1}
 AA=${AA:-0}
@@ -92,6 +102,8 @@ fi
 HAPROXY=${HAPROXY:-1}
 [ "$PEERS" = 0 ] && HAPROXY=0
 command -v haproxy >/dev/null || HAPROXY=0
+FLOOR=${FLOOR:-1}
+{ [ "$HAPROXY" = 1 ] && [ "$MODE" = forward ] && [ "$PEERS" = 1 ]; } || FLOOR=0
 CORES=$(nproc)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -152,6 +164,13 @@ if [ "$HAPROXY" = 1 ]; then
     pids+=($!)
     haproxy_pid=$!
     up "$SCHEME://127.0.0.1:$HAPROXY_PORT/"
+fi
+if [ "$FLOOR" = 1 ]; then
+    floor_config "$tmp/floor-peer" "$BACKEND_PORT" "$FLOOR_PORT" "$CORES"
+    haproxy -db -f "$tmp/floor-peer/floor/haproxy.cfg" 2>"$tmp/floor.log" &
+    pids+=($!)
+    floor_pid=$!
+    up "http://127.0.0.1:$FLOOR_PORT/"
 fi
 
 if [ "$MODE" = shed ]; then
@@ -220,6 +239,8 @@ if [ "${PIN:-0}" = 1 ]; then
     # shellcheck disable=SC2046
     [ "$HAPROXY" = 1 ] && pin_each $(ls "/proc/$haproxy_pid/task" | sort -n)
     # shellcheck disable=SC2046
+    [ "$FLOOR" = 1 ] && pin_each $(ls "/proc/$floor_pid/task" | sort -n)
+    # shellcheck disable=SC2046
     pin_each $(workers_of "$tailwater_pid")
     # shellcheck disable=SC2046
     [ "$ACCESS_LOG" = 1 ] && pin_each $(workers_of "$twlog_pid")
@@ -232,6 +253,7 @@ procs_of() { # name
         direct) echo "$backend_pid" ;;
         nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
         haproxy) echo "$haproxy_pid" ;;
+        floor) echo "$floor_pid" ;;
         tailwater) echo "$tailwater_pid" ;;
         twlog) echo "$twlog_pid" ;;
     esac
@@ -344,6 +366,7 @@ run_slice() { # order slice
             direct) run=(direct "$BACKEND_PORT") ;;
             nginx) run=(nginx "$NGINX_PORT") ;;
             haproxy) [ "$HAPROXY" = 1 ] || continue; run=(haproxy "$HAPROXY_PORT") ;;
+            floor) run=(floor "$FLOOR_PORT") ;;
             tailwater) run=(tailwater "$TAILWATER_PORT") ;;
             twlog) run=(twlog "$TWLOG_PORT") ;;
         esac
@@ -356,6 +379,9 @@ run_slice() { # order slice
 # cheapest peer's (the goals: >= 1.1x HTTP/1.1, >= 1.0x HTTPS; CPU <= 0.9x, every round).
 best_ratios=""
 cpu_ratios=""
+floor_best_ratios=""
+floor_cpu_ratios=""
+tw_floor_ratios=""
 for round in $(seq 1 "$ROUNDS"); do
     # The order alternates (odd rounds: nginx, HAProxy, tailwater; even rounds: the
     # reverse), so that no proxy always runs on a machine warmed, or loaded, by another.
@@ -366,6 +392,9 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 0 ]; then
         order="tailwater haproxy nginx"
         [ "$ACCESS_LOG" = 1 ] && order="twlog tailwater haproxy nginx"
+    fi
+    if [ "$FLOOR" = 1 ]; then
+        if [ $((round % 2)) = 0 ]; then order="floor $order"; else order="$order floor"; fi
     fi
     [ "$MODE" = forward ] && order="direct $order"
     if [ "$PEERS" = 0 ]; then
@@ -397,6 +426,11 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     best_ratios+=$(awk -v t="${last[tailwater]}" -v b="$best" 'BEGIN {printf " %.2f", t / b}')
     cpu_ratios+=$(awk -v t="${lastcpu[tailwater]}" -v c="$cheapest" 'BEGIN {printf " %.2f", t / c}')
+    if [ "$FLOOR" = 1 ]; then
+        floor_best_ratios+=$(awk -v t="${last[floor]}" -v b="$best" 'BEGIN {printf " %.2f", t / b}')
+        floor_cpu_ratios+=$(awk -v t="${lastcpu[floor]}" -v c="$cheapest" 'BEGIN {printf " %.2f", t / c}')
+        tw_floor_ratios+=$(awk -v t="${last[tailwater]}" -v f="${last[floor]}" 'BEGIN {printf " %.2f", t / f}')
+    fi
 done
 
 # Mean and median of a list of per-round figures.
@@ -420,6 +454,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 paths="direct nginx tailwater"
 [ "$MODE" = forward ] || paths="nginx tailwater"
 [ "$HAPROXY" = 1 ] && paths="${paths/nginx/nginx haproxy}"
+[ "$FLOOR" = 1 ] && paths="$paths floor"
 [ "$ACCESS_LOG" = 1 ] && paths="$paths twlog"
 [ "$PEERS" = 0 ] && paths="tailwater twlog"
 for name in $paths; do
@@ -428,7 +463,9 @@ for name in $paths; do
     a99=$(avg "${p99[$name]}")
     cpu=$(awk -v u="${utime[$name]}" -v s="${stime[$name]}" -v n="${reqs[$name]}" -v t="$TICK" \
         'BEGIN {printf "%.2f / %.2f", u * 1e6 / t / n, s * 1e6 / t / n}')
-    if [ "$name" = direct ]; then
+    if [ "$name" = floor ]; then
+        echo "| floor (HAProxy mode tcp, no HTTP work) | $r | $a50 | $a99 | $((a50 - d50)) | $((a99 - d99)) | ${non2xx[$name]} | $cpu |"
+    elif [ "$name" = direct ]; then
         echo "| $name (backend's CPU) | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
     elif [ "$MODE" != forward ] || [ "$PEERS" = 0 ]; then
         echo "| $name | $r | $a50 | $a99 | - | - | ${non2xx[$name]} | $cpu |"
@@ -491,6 +528,14 @@ goal=1.10
 [ "$MODE" = https ] && goal=1.00
 [ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} ($(mean_median $best_ratios); goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
 [ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} ($(mean_median $cpu_ratios); goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
+if [ "$FLOOR" = 1 ]; then
+    # How many rounds the floor itself would pass each goal in: a proxy doing HTTP work
+    # cannot beat a byte pump making the same syscalls, so a goal the floor misses in a
+    # round is out of any HTTP proxy's reach in that round.
+    echo "per round, the floor (no HTTP work) / best peer:${floor_best_ratios} ($(mean_median $floor_best_ratios); >= 1.10x in $(echo "$floor_best_ratios" | awk '{n = 0; for (i = 1; i <= NF; i++) if ($i >= 1.1) n++; print n}') of $ROUNDS rounds)"
+    echo "per round, the floor's CPU per request / cheapest peer:${floor_cpu_ratios} ($(mean_median $floor_cpu_ratios); <= 0.90x in $(echo "$floor_cpu_ratios" | awk '{n = 0; for (i = 1; i <= NF; i++) if ($i <= 0.9) n++; print n}') of $ROUNDS rounds)"
+    echo "per round, throughput tailwater / the floor:${tw_floor_ratios} ($(mean_median $tw_floor_ratios))"
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)$([ "${PIN:-0}" = 1 ] && echo "; workers pinned (PIN=1)")"
 if [ "$MODE" = shed ]; then
     echo

@@ -13,6 +13,12 @@
 #       rest 503 at once (nginx: `limit_conn` per client address; HAProxy: the server's
 #       `maxconn` with a 1 ms queue timeout). To run both at once, call it twice with two
 #       directories and two ports.
+#   floor_config DIR BACKEND_PORT PROXY_PORT WORKERS
+#       writes DIR/floor/haproxy.cfg: HAProxy in `mode tcp` on 127.0.0.1:PROXY_PORT, one
+#       backend connection per client connection, no HTTP parsing and no fields added. It
+#       is the floor of what any proxy costs here (the same four syscalls a request, and
+#       nothing else; the backend even gets less to parse): what an HTTP proxy could reach
+#       if its own work were free. bench-proxy.sh runs it beside the HTTP proxies (FLOOR=1).
 #   nginx_head DIR WORKERS
 #       prints the top of an nginx.conf whose files live under DIR/nginx, up to and inside
 #       its `http {` block (no access log, long keep-alive); the caller adds its servers and
@@ -138,6 +144,26 @@ frontend fe
 backend be
     $server
     $fwd_haproxy_be
+EOF
+}
+
+floor_config() { # dir backend_port proxy_port workers
+    local dir=$1 backend=$2 port=$3 workers=$4
+    mkdir -p "$dir/floor"
+    cat >"$dir/floor/haproxy.cfg" <<EOF
+global
+    nbthread $workers
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend be
+backend be
+    server s1 127.0.0.1:$backend
 EOF
 }
 
