@@ -452,6 +452,14 @@ mean_median() { # values...
             printf "mean %.2f, median %.2f", sum / NR, m
         }'
 }
+# How many of a list of per-round ratios are at least (ge) or at most (le) a goal.
+rounds_meeting() { # ge|le goal "ratios"
+    echo "$3" | awk -v op="$1" -v g="$2" '{n = 0; for (i = 1; i <= NF; i++) if (op == "ge" ? $i >= g : $i <= g) n++; print n}'
+}
+# "met" when every round meets the goal, else "MISSED".
+every_round() { # ge|le goal "ratios"
+    [ "$(rounds_meeting "$1" "$2" "$3")" = "$(echo "$3" | wc -w)" ] && echo met || echo MISSED
+}
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN {printf "%.0f", a / n}'; }
 d50=$(avg "${p50[direct]:-0}")
 d99=$(avg "${p99[direct]:-0}")
@@ -535,14 +543,14 @@ if [ "$HAPROXY" = 1 ]; then
 fi
 goal=1.10
 [ "$MODE" = https ] && goal=1.00
-[ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} ($(mean_median $best_ratios); goal >= ${goal}x every round: $(echo "$best_ratios" | awk -v g="$goal" '{ok = 1; for (i = 1; i <= NF; i++) if ($i < g) ok = 0; print ok ? "met" : "MISSED"}'))"
-[ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} ($(mean_median $cpu_ratios); goal <= 0.90x every round: $(echo "$cpu_ratios" | awk '{ok = 1; for (i = 1; i <= NF; i++) if ($i > 0.9) ok = 0; print ok ? "met" : "MISSED"}'))"
+[ "$MODE" != shed ] && echo && echo "per round, throughput tailwater / best peer:${best_ratios} ($(mean_median $best_ratios); goal >= ${goal}x every round: $(every_round ge "$goal" "$best_ratios"))"
+[ "$MODE" != shed ] && echo "per round, CPU per request tailwater / cheapest peer:${cpu_ratios} ($(mean_median $cpu_ratios); goal <= 0.90x every round: $(every_round le 0.9 "$cpu_ratios"))"
 if [ "$FLOOR" = 1 ]; then
     # How many rounds the floor itself would pass each goal in: a proxy doing HTTP work
     # cannot beat a byte pump making the same syscalls, so a goal the floor misses in a
     # round is out of any HTTP proxy's reach in that round.
-    echo "per round, the floor (no HTTP work) / best peer:${floor_best_ratios} ($(mean_median $floor_best_ratios); >= 1.10x in $(echo "$floor_best_ratios" | awk '{n = 0; for (i = 1; i <= NF; i++) if ($i >= 1.1) n++; print n}') of $ROUNDS rounds)"
-    echo "per round, the floor's CPU per request / cheapest peer:${floor_cpu_ratios} ($(mean_median $floor_cpu_ratios); <= 0.90x in $(echo "$floor_cpu_ratios" | awk '{n = 0; for (i = 1; i <= NF; i++) if ($i <= 0.9) n++; print n}') of $ROUNDS rounds)"
+    echo "per round, the floor (no HTTP work) / best peer:${floor_best_ratios} ($(mean_median $floor_best_ratios); >= 1.10x in $(rounds_meeting ge 1.1 "$floor_best_ratios") of $ROUNDS rounds)"
+    echo "per round, the floor's CPU per request / cheapest peer:${floor_cpu_ratios} ($(mean_median $floor_cpu_ratios); <= 0.90x in $(rounds_meeting le 0.9 "$floor_cpu_ratios") of $ROUNDS rounds)"
     echo "per round, throughput tailwater / the floor:${tw_floor_ratios} ($(mean_median $tw_floor_ratios))"
 fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)$([ "${PIN:-0}" = 1 ] && echo "; workers pinned (PIN=1)")"

@@ -19,6 +19,9 @@
 #       is the floor of what any proxy costs here (the same four syscalls a request, and
 #       nothing else; the backend even gets less to parse): what an HTTP proxy could reach
 #       if its own work were free. bench-proxy.sh runs it beside the HTTP proxies (FLOOR=1).
+#   haproxy_head WORKERS MODE
+#       prints HAProxy's global section and the top of its defaults (MODE http or tcp,
+#       the connect, client and server timeouts) for peer_configs and floor_config.
 #   nginx_head DIR WORKERS
 #       prints the top of an nginx.conf whose files live under DIR/nginx, up to and inside
 #       its `http {` block (no access log, long keep-alive); the caller adds its servers and
@@ -125,15 +128,9 @@ peer_configs() { # dir backend_port proxy_port workers [tls_dir] [shed_limit]
 }
 EOF
     } >"$dir/nginx/nginx.conf"
-    cat >"$dir/haproxy/haproxy.cfg" <<EOF
-global
-    nbthread $workers
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+    {
+        haproxy_head "$workers" http
+        cat <<EOF
     timeout queue $queue
     option http-keep-alive
     http-reuse always
@@ -145,26 +142,35 @@ backend be
     $server
     $fwd_haproxy_be
 EOF
+    } >"$dir/haproxy/haproxy.cfg"
+}
+
+haproxy_head() { # workers mode: HAProxy's global section and the top of its defaults
+    cat <<EOF
+global
+    nbthread $1
+    maxconn 4000
+defaults
+    mode $2
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+EOF
 }
 
 floor_config() { # dir backend_port proxy_port workers
     local dir=$1 backend=$2 port=$3 workers=$4
     mkdir -p "$dir/floor"
-    cat >"$dir/floor/haproxy.cfg" <<EOF
-global
-    nbthread $workers
-    maxconn 4000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+    {
+        haproxy_head "$workers" tcp
+        cat <<EOF
 frontend fe
     bind 127.0.0.1:$port
     default_backend be
 backend be
     server s1 127.0.0.1:$backend
 EOF
+    } >"$dir/floor/haproxy.cfg"
 }
 
 wait_http() { # url [tries] [ca_file] [logs...]

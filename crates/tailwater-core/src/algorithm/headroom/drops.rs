@@ -84,22 +84,25 @@ fn poisson_at_least(k: u64, lambda: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// A history of 5,000 samples with one drop in every `every` (none for 0).
+    fn dropping_one_in(every: usize) -> UsualDrops {
+        let mut d = UsualDrops::default();
+        for i in 0..5000 {
+            d.push(every > 0 && i % every == every - 1);
+        }
+        d
+    }
+
     #[test]
     fn a_service_without_drops_finds_every_drop_unusual() {
-        let mut d = UsualDrops::default();
-        for _ in 0..5000 {
-            d.push(false);
-        }
+        let d = dropping_one_in(0);
         assert!(!d.usual(1, 30));
         assert!(d.usual(0, 30));
     }
 
     #[test]
     fn one_drop_in_two_hundred_is_usual_for_a_service_that_always_had_them() {
-        let mut d = UsualDrops::default();
-        for i in 0..5000 {
-            d.push(i % 200 == 199);
-        }
+        let d = dropping_one_in(200);
         // 0.5 % of 30 samples: 0.15 expected, so one or two drops in a window are its noise ...
         assert!(d.usual(1, 30));
         assert!(d.usual(2, 200));
@@ -109,10 +112,7 @@ mod tests {
 
     #[test]
     fn a_lone_drop_is_usual_for_a_service_with_rare_drops() {
-        let mut d = UsualDrops::default();
-        for i in 0..5000 {
-            d.push(i % 500 == 499);
-        }
+        let d = dropping_one_in(500);
         // 0.2 % of 25 samples: 0.05 expected, so one drop comes in one window of twenty
         // (3σ of the normal approximation said 0.72, and backed off at every one) ...
         assert!(d.usual(1, 25));
